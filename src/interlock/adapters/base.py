@@ -1,0 +1,151 @@
+"""What every provider adapter is, and the pieces they all share.
+
+An adapter turns a neutral `ChatRequest` into one provider's HTTP call and the
+answer back into a `ChatResponse` (or `StreamDelta`s). It raises only
+`interlock.errors` types. `StreamAccumulator` folds deltas into the same
+`ChatResponse` a non-streamed call returns (house rule 5). `iter_sse` parses
+server-sent events for the adapters that stream with them.
+
+Imports: the standard library, `types`, `errors`, `catalog`, `adapters.http`.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+from interlock.adapters.http import HttpClient, Timeouts
+from interlock.catalog import Deployment
+from interlock.types import ChatRequest, ChatResponse, StreamDelta, ToolCall, Usage
+
+
+class Adapter(Protocol):
+    """One provider. Instances are cheap and share the gateway's HttpClient."""
+
+    provider: ClassVar[str]
+
+    def __init__(self, http: HttpClient) -> None: ...
+
+    async def complete(self, request: ChatRequest, deployment: Deployment,
+                       timeouts: Timeouts) -> ChatResponse:
+        """One non-streamed call; raises a ProviderError subclass on failure."""
+        ...
+
+    def stream(self, request: ChatRequest, deployment: Deployment,
+               timeouts: Timeouts) -> AsyncIterator[StreamDelta]:
+        """One streamed call. Errors before the first delta and mid-stream are both
+        raised as ProviderError subclasses from the iterator. The final delta
+        carries `usage` when the provider reports it (adapters ask for it)."""
+        ...
+
+
+@dataclass(slots=True)
+class ServerSentEvent:
+    event: str | None
+    data: str
+
+
+async def iter_sse(lines: AsyncIterator[bytes]) -> AsyncIterator[ServerSentEvent]:
+    """Parse server-sent events from lines; multi-line data fields are joined."""
+    event: str | None = None
+    data: list[str] = []
+    async for raw in lines:
+        if not raw:
+            if data:
+                yield ServerSentEvent(event, "\n".join(data))
+            event, data = None, []
+            continue
+        line = raw.decode("utf-8", errors="replace")
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            data.append(value)
+        elif name == "event":
+            event = value
+    if data:
+        yield ServerSentEvent(event, "\n".join(data))
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from Retry-After (seconds or an HTTP date) or retry-after-ms."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class StreamAccumulator:
+    """Folds stream deltas into the final response, so streamed calls end in
+    the same `ChatResponse` (and usage, and cost) as non-streamed ones."""
+
+    def __init__(self, *, default_id: str = "", default_model: str = "") -> None:
+        self.id = default_id
+        self.model = default_model
+        self._text: list[str] = []
+        self._reasoning: list[str] = []
+        self._calls: dict[int, list[str]] = {}
+        self._call_meta: dict[int, tuple[str, str]] = {}
+        self.finish_reason: str | None = None
+        self.usage: Usage | None = None
+        self.deltas = 0
+
+    def add(self, delta: StreamDelta) -> None:
+        self.deltas += 1
+        if delta.id:
+            self.id = delta.id
+        if delta.model:
+            self.model = delta.model
+        if delta.text:
+            self._text.append(delta.text)
+        if delta.reasoning:
+            self._reasoning.append(delta.reasoning)
+        for tc in delta.tool_calls:
+            old_id, old_name = self._call_meta.get(tc.index, ("", ""))
+            self._call_meta[tc.index] = (tc.id or old_id, tc.name or old_name)
+            self._calls.setdefault(tc.index, []).append(tc.arguments)
+        if delta.finish_reason:
+            self.finish_reason = delta.finish_reason
+        if delta.usage is not None:
+            self.usage = delta.usage
+
+    @property
+    def has_tool_calls(self) -> bool:
+        return bool(self._calls)
+
+    @property
+    def text(self) -> str:
+        return "".join(self._text)
+
+    def response(self) -> ChatResponse:
+        calls = [
+            ToolCall(id=self._call_meta[i][0], name=self._call_meta[i][1], arguments="".join(a))
+            for i, a in sorted(self._calls.items())
+        ]
+        finish = self.finish_reason or ("tool_calls" if calls else "stop")
+        return ChatResponse(
+            id=self.id, model=self.model,
+            content="".join(self._text) if self._text or not calls else None,
+            tool_calls=calls, finish_reason=finish,  # type: ignore[arg-type]
+            usage=self.usage,
+            reasoning="".join(self._reasoning) or None,
+        )

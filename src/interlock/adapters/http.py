@@ -1,0 +1,223 @@
+"""The one pooled HTTP client that every adapter shares, and its timeouts.
+
+`HttpClient` wraps a single aiohttp `ClientSession` (created lazily inside the
+running loop; one per gateway, passed down, never global). It does no retries:
+retrying belongs to the dispatcher. Transport failures are converted here into
+`Timeout` and `ConnectionFailed`; status codes are left to the adapters, which
+know each provider's error bodies.
+
+Imports: aiohttp, the standard library, `errors`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+
+import aiohttp
+
+from interlock.errors import ConnectionFailed, Timeout
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """How long one upstream attempt may take, in seconds (None: no limit).
+
+    `total` bounds the whole call; `first_token` the wait for the first
+    streamed line; `idle` the gap between two streamed lines.
+    """
+
+    connect: float | None = 10.0
+    total: float | None = 600.0
+    first_token: float | None = None
+    idle: float | None = None
+
+
+@dataclass(slots=True)
+class HttpResponse:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(slots=True)
+class Labels:
+    """Who is being called, so transport errors can say so."""
+
+    provider: str
+    deployment: str
+
+
+class StreamingResponse:
+    """An open streamed response: status and headers now, lines as they come."""
+
+    def __init__(self, resp: aiohttp.ClientResponse, timeouts: Timeouts, labels: Labels,
+                 started: float) -> None:
+        self._resp = resp
+        self._timeouts = timeouts
+        self._labels = labels
+        self._started = started
+        self.status = resp.status
+        self.headers: Mapping[str, str] = resp.headers
+
+    async def read(self) -> bytes:
+        try:
+            return await self._resp.read()
+        except aiohttp.ClientError as exc:
+            raise _connection_error(exc, self._labels) from None
+
+    async def lines(self) -> AsyncIterator[bytes]:
+        """Yield each line (without its newline), enforcing first-token and idle timeouts."""
+        first = True
+        content = self._resp.content
+        while True:
+            wait = self._timeouts.first_token if first else self._timeouts.idle
+            wait = _cap(wait, self._remaining())
+            try:
+                line = await asyncio.wait_for(content.readline(), wait) if wait else (
+                    await content.readline()
+                )
+            except TimeoutError:
+                what = "the first token" if first else "the next chunk"
+                raise Timeout(
+                    f"No data for {wait:.1f}s while waiting for {what}",
+                    provider=self._labels.provider, deployment=self._labels.deployment,
+                ) from None
+            except aiohttp.ClientError as exc:
+                raise _connection_error(exc, self._labels) from None
+            if not line:
+                return
+            first = False
+            yield line.rstrip(b"\r\n")
+
+    def _remaining(self) -> float | None:
+        if self._timeouts.total is None:
+            return None
+        return max(0.001, self._timeouts.total - (time.monotonic() - self._started))
+
+
+def _cap(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)
+
+
+def _connection_error(exc: BaseException, labels: Labels) -> ConnectionFailed:
+    # str(exc) of aiohttp errors names host and port, never headers, so no key leaks.
+    return ConnectionFailed(
+        f"Connection to {labels.provider} failed: {type(exc).__name__}: {exc}",
+        provider=labels.provider, deployment=labels.deployment,
+    )
+
+
+class HttpClient:
+    """A pooled async HTTP client without hidden retries."""
+
+    def __init__(self, *, max_connections: int = 1000, max_per_host: int = 0) -> None:
+        self._max_connections = max_connections
+        self._max_per_host = max_per_host
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._loop is not loop:
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections, limit_per_host=self._max_per_host,
+                ttl_dns_cache=300, enable_cleanup_closed=True,
+            )
+            # auto_decompress stays on; raise_for_status off: adapters read error bodies.
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=None),
+                skip_auto_headers=("User-Agent",),
+            )
+            self._loop = loop
+        return self._session
+
+    def _client_timeout(self, timeouts: Timeouts) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(total=timeouts.total, sock_connect=timeouts.connect)
+
+    async def post(self, url: str, *, headers: Mapping[str, str], body: bytes,
+                   timeouts: Timeouts, labels: Labels) -> HttpResponse:
+        session = self._get_session()
+        try:
+            async with session.post(url, data=body, headers=headers,
+                                    timeout=self._client_timeout(timeouts)) as resp:
+                data = await resp.read()
+                return HttpResponse(resp.status, resp.headers, data)
+        except TimeoutError:
+            raise Timeout(
+                f"{labels.provider} did not answer within {timeouts.total}s",
+                provider=labels.provider, deployment=labels.deployment,
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise _connection_error(exc, labels) from None
+
+    def stream(self, url: str, *, headers: Mapping[str, str], body: bytes,
+               timeouts: Timeouts, labels: Labels) -> _StreamContext:
+        return _StreamContext(self, url, headers, body, timeouts, labels)
+
+    async def get(self, url: str, *, headers: Mapping[str, str], timeouts: Timeouts,
+                  labels: Labels) -> HttpResponse:
+        session = self._get_session()
+        try:
+            async with session.get(url, headers=headers,
+                                   timeout=self._client_timeout(timeouts)) as resp:
+                return HttpResponse(resp.status, resp.headers, await resp.read())
+        except TimeoutError:
+            raise Timeout(f"{labels.provider} did not answer within {timeouts.total}s",
+                          provider=labels.provider, deployment=labels.deployment) from None
+        except aiohttp.ClientError as exc:
+            raise _connection_error(exc, labels) from None
+
+    async def aclose(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+
+class _StreamContext:
+    def __init__(self, client: HttpClient, url: str, headers: Mapping[str, str], body: bytes,
+                 timeouts: Timeouts, labels: Labels) -> None:
+        self._client = client
+        self._args = (url, headers, body)
+        self._timeouts = timeouts
+        self._labels = labels
+        self._resp: aiohttp.ClientResponse | None = None
+
+    async def __aenter__(self) -> StreamingResponse:
+        url, headers, body = self._args
+        session = self._client._get_session()
+        started = time.monotonic()
+        # The total timeout is enforced by StreamingResponse per line, so that the
+        # first-token and idle timeouts can be told apart from it.
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._timeouts.connect)
+        # Headers often arrive only with the first token, so waiting for them is
+        # bounded by the first-token timeout as well as the total.
+        wait = _cap(self._timeouts.first_token, self._timeouts.total)
+        try:
+            self._resp = await asyncio.wait_for(
+                session.post(url, data=body, headers=headers, timeout=timeout), wait)
+        except TimeoutError:
+            raise Timeout(
+                f"{self._labels.provider} did not start answering in time",
+                provider=self._labels.provider, deployment=self._labels.deployment,
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise _connection_error(exc, self._labels) from None
+        return StreamingResponse(self._resp, self._timeouts, self._labels, started)
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._resp is not None:
+            # Closing (not releasing) drops a half-read connection instead of
+            # returning it to the pool in an unknown state.
+            if exc_type is not None:
+                self._resp.close()
+            else:
+                self._resp.release()

@@ -1,0 +1,123 @@
+"""Deployments and model groups, resolved from the config.
+
+A `Deployment` is one concrete way to call one model: provider, model id,
+base URL, key, limits and prices. A `ModelGroup` is the name clients ask for
+and the deployments that can serve it. The `Catalog` holds them all; it is
+built once from a loaded config (`config.build_catalog`) and then read-only.
+
+Imports: the standard library, `errors`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from interlock.errors import UnknownModel
+
+
+class Secret:
+    """An API key that never shows itself in a repr, str, log line or error."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@dataclass(slots=True, eq=False)
+class Deployment:
+    name: str
+    group: str
+    provider: str
+    model: str
+    api_base: str | None = None
+    api_key: Secret | None = field(default=None, repr=False)
+    # Why the deployment cannot be used (a missing environment variable, say);
+    # None when it can.
+    unavailable_reason: str | None = None
+    timeout: float | None = None
+    stream_timeout: float | None = None
+    order: int | None = None
+    weight: float = 1.0
+    rpm: int | None = None
+    tpm: int | None = None
+    max_input_tokens: int | None = None
+    max_output_tokens: int | None = None
+    input_cost_per_token: Decimal | None = None
+    output_cost_per_token: Decimal | None = None
+    cached_input_cost_per_token: Decimal | None = None
+    cooldown_time: float | None = None
+    drop_params: bool = False
+    # Provider-specific parameters from litellm_params that have no field above
+    # (api_version, extra headers, ...); only the adapter reads them.
+    extra: dict[str, Any] = field(default_factory=dict)
+    model_info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def available(self) -> bool:
+        return self.unavailable_reason is None
+
+    @property
+    def qualified_model(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+    def key(self) -> str | None:
+        return self.api_key.get() if self.api_key else None
+
+
+@dataclass(slots=True)
+class ModelGroup:
+    name: str
+    deployments: list[Deployment] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Catalog:
+    groups: dict[str, ModelGroup] = field(default_factory=dict)
+
+    @classmethod
+    def from_deployments(cls, deployments: Iterable[Deployment]) -> Catalog:
+        catalog = cls()
+        for d in deployments:
+            catalog.groups.setdefault(d.group, ModelGroup(d.group)).deployments.append(d)
+        return catalog
+
+    def group(self, name: str) -> ModelGroup:
+        try:
+            return self.groups[name]
+        except KeyError:
+            raise UnknownModel(name, list(self.groups)) from None
+
+    def deployments(self) -> Iterator[Deployment]:
+        for g in self.groups.values():
+            yield from g.deployments
+
+    def deployment(self, name: str) -> Deployment:
+        for d in self.deployments():
+            if d.name == name:
+                return d
+        raise KeyError(name)
+
+    @property
+    def group_names(self) -> list[str]:
+        return list(self.groups)

@@ -1,0 +1,62 @@
+"""The `router_settings` section of the config: retries, fallbacks, cooldowns.
+
+A leaf schema module (pydantic only) so that `config` can compose it without
+importing the dispatcher.
+
+Imports: pydantic, the standard library.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RetryPolicySettings(BaseModel):
+    """Retries on the same deployment, per error class (None: use num_retries)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    RateLimitErrorRetries: int | None = Field(default=None, ge=0)
+    OverloadedErrorRetries: int | None = Field(default=None, ge=0)
+    TimeoutErrorRetries: int | None = Field(default=None, ge=0)
+    InternalServerErrorRetries: int | None = Field(default=None, ge=0)
+    ConnectionErrorRetries: int | None = Field(default=None, ge=0)
+
+
+class RouterSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    num_retries: int = Field(default=2, ge=0, le=20)
+    timeout: float | None = Field(default=600.0, gt=0)
+    stream_timeout: float | None = Field(default=None, gt=0)
+    connect_timeout: float = Field(default=10.0, gt=0)
+    first_token_timeout: float | None = Field(default=None, gt=0)
+    stream_idle_timeout: float | None = Field(default=None, gt=0)
+    retry_policy: RetryPolicySettings | None = None
+    retry_after_cap: float = Field(default=60.0, ge=0)
+    backoff_base: float = Field(default=0.5, ge=0)
+    backoff_max: float = Field(default=8.0, ge=0)
+    # [{"group": ["fallback-group", ...]}] as LiteLLM writes it, or {"group": [...]}.
+    fallbacks: list[dict[str, list[str]]] | dict[str, list[str]] = Field(default_factory=list)
+    context_window_fallbacks: list[dict[str, list[str]]] | dict[str, list[str]] = Field(
+        default_factory=list)
+    content_policy_fallbacks: list[dict[str, list[str]]] | dict[str, list[str]] = Field(
+        default_factory=list)
+    default_fallbacks: list[str] = Field(default_factory=list)
+    max_fallbacks: int = Field(default=5, ge=0)
+    cooldown_time: float = Field(default=5.0, ge=0)
+    allowed_fails: int = Field(default=3, ge=0)
+    allowed_fails_window: float = Field(default=60.0, gt=0)
+    auth_cooldown_time: float = Field(default=300.0, ge=0)
+    enable_pre_call_checks: bool = False
+    pre_call_safety_margin: float = Field(default=0.05, ge=0, lt=1)
+    routing_strategy: Literal["simple-shuffle", "latency-based", "least-busy",
+                              "usage-based"] = "simple-shuffle"
+    stream_continuation: bool = False
+    redis_url: str | None = None
+    redis_host: str | None = None
+    redis_port: int | None = None
+    redis_password: str | None = None
+    wait_for_recovery: bool = True

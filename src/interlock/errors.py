@@ -1,0 +1,234 @@
+"""The exception tree. Every error Interlock raises is one of these.
+
+    InterlockError
+    ├── ConfigError                  a config file or dict is invalid (load time)
+    ├── RouterNotTrained             a learned router has no artefact to load
+    ├── InvalidRequest               the caller's request is wrong (HTTP 400)
+    │   ├── UnknownModel             no such model group (HTTP 404)
+    │   └── UnsupportedParameter     a provider cannot take a parameter (HTTP 400)
+    ├── BudgetExceeded               a budget has no money left for the target (HTTP 429)
+    ├── NoDeploymentAvailable        every candidate is cooling or over its limits (HTTP 503)
+    └── ProviderError                an upstream call failed; carries provider,
+        │                            deployment, status and retry_after
+        ├── RateLimited              429, Anthropic rate-limit headers
+        ├── Overloaded               Anthropic 529, Gemini 503 UNAVAILABLE
+        ├── ContextWindowExceeded    the prompt is too long for the model
+        ├── ContentFiltered          the provider refused on safety grounds
+        ├── AuthenticationFailed     401 / 403, or a missing API key
+        ├── NotFound                 404: unknown model or path upstream
+        ├── BadRequest               any other 400 / 422 from the provider
+        ├── Timeout                  connect, total, first-token or idle timeout
+        ├── UpstreamServerError      5xx not covered above
+        └── ConnectionFailed         refused, reset, DNS, TLS, broken mid-stream
+
+Adapters convert provider answers into these at their boundary, through a
+status table plus each provider's own recognisers (house rule 1): nothing
+above the adapters looks at status codes or error texts.
+
+Messages never carry API keys: `redact()` is applied to every text that came
+from outside before it is stored on an error.
+
+Imports: the standard library only.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_SECRET_PATTERNS = [
+    re.compile(r"(sk-[A-Za-z0-9_\-]{6})[A-Za-z0-9_\-]+"),
+    re.compile(r"(AIza[A-Za-z0-9_\-]{4})[A-Za-z0-9_\-]+"),
+    re.compile(r"((?:key|api_key|x-api-key|x-goog-api-key)=)[^&\s\"']+", re.IGNORECASE),
+    re.compile(r"(Bearer\s+)[A-Za-z0-9_\-\.]{8,}", re.IGNORECASE),
+]
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    """Remove the given secrets and anything shaped like an API key from text."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "[redacted]")
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(r"\1[redacted]", text)
+    return text
+
+
+class InterlockError(Exception):
+    """Base of every Interlock error."""
+
+    status_code: int = 500
+    error_type: str = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(InterlockError):
+    error_type = "config_error"
+
+
+class RouterNotTrained(InterlockError):
+    error_type = "config_error"
+
+
+class InvalidRequest(InterlockError):
+    status_code = 400
+    error_type = "invalid_request_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.param = param
+        self.code = code
+
+
+class UnknownModel(InvalidRequest):
+    status_code = 404
+
+    def __init__(self, model: str, known: list[str]):
+        listing = ", ".join(sorted(known)) or "(none configured)"
+        super().__init__(
+            f"The model {model!r} does not exist. Known model groups: {listing}.",
+            param="model",
+            code="model_not_found",
+        )
+        self.model = model
+
+
+class UnsupportedParameter(InvalidRequest):
+    def __init__(self, param: str, provider: str, hint: str = ""):
+        extra = f" {hint}" if hint else ""
+        super().__init__(
+            f"The provider {provider!r} does not support the parameter {param!r}.{extra} "
+            "Remove it, or set drop_params: true to drop unsupported parameters.",
+            param=param,
+            code="unsupported_parameter",
+        )
+        self.provider = provider
+
+
+class BudgetExceeded(InterlockError):
+    status_code = 429
+    error_type = "budget_exceeded"
+
+
+class NoDeploymentAvailable(InterlockError):
+    """Every candidate deployment is cooling down, over a limit or unavailable."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+
+    def __init__(self, message: str, *, retry_after: float | None = None,
+                 tried: list[str] | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.tried = tried or []
+
+
+class ProviderError(InterlockError):
+    """An upstream call failed. Carries where and how, never the API key."""
+
+    status_code = 502
+    error_type = "upstream_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        deployment: str = "",
+        status: int | None = None,
+        retry_after: float | None = None,
+        body: Any = None,
+    ) -> None:
+        super().__init__(redact(message))
+        self.provider = provider
+        self.deployment = deployment
+        self.status = status
+        self.retry_after = retry_after
+        self.body = body
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(provider={self.provider!r}, deployment={self.deployment!r}, "
+            f"status={self.status!r}, retry_after={self.retry_after!r}, message={self.message!r})"
+        )
+
+
+class RateLimited(ProviderError):
+    status_code = 429
+    error_type = "rate_limit_error"
+
+
+class Overloaded(ProviderError):
+    status_code = 503
+    error_type = "overloaded_error"
+
+
+class ContextWindowExceeded(ProviderError):
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class ContentFiltered(ProviderError):
+    status_code = 400
+    error_type = "content_filter_error"
+
+
+class AuthenticationFailed(ProviderError):
+    status_code = 401
+    error_type = "authentication_error"
+
+
+class NotFound(ProviderError):
+    status_code = 404
+    error_type = "not_found_error"
+
+
+class BadRequest(ProviderError):
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class Timeout(ProviderError):
+    status_code = 504
+    error_type = "timeout_error"
+
+
+class UpstreamServerError(ProviderError):
+    status_code = 502
+    error_type = "upstream_error"
+
+
+class ConnectionFailed(ProviderError):
+    status_code = 502
+    error_type = "connection_error"
+
+
+# The generic part of the status -> error table; each adapter adds its own
+# recognisers (context window texts, safety blocks) before falling back to it.
+STATUS_TO_ERROR: dict[int, type[ProviderError]] = {
+    400: BadRequest,
+    401: AuthenticationFailed,
+    403: AuthenticationFailed,
+    404: NotFound,
+    408: Timeout,
+    409: UpstreamServerError,
+    413: ContextWindowExceeded,
+    422: BadRequest,
+    429: RateLimited,
+    500: UpstreamServerError,
+    502: UpstreamServerError,
+    503: Overloaded,
+    504: Timeout,
+    529: Overloaded,
+}
+
+
+def error_for_status(status: int) -> type[ProviderError]:
+    if status in STATUS_TO_ERROR:
+        return STATUS_TO_ERROR[status]
+    if status >= 500:
+        return UpstreamServerError
+    return BadRequest

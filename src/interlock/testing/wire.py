@@ -1,0 +1,121 @@
+"""The interface each provider's fake wire format implements, and shared bits.
+
+A `WireFormat` knows one provider's paths, request fields, reply and stream
+shapes and error bodies. The server in `fake_upstream` does everything else
+(faults, latency, recording) the same way for all of them.
+
+Imports: the standard library, `testing.script`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from interlock.testing.script import Fault, Reply
+
+
+@dataclass(slots=True)
+class Route:
+    """A request the wire format recognised."""
+
+    endpoint: str  # "chat", "embeddings", "models", ...
+    model: str
+    stream: bool
+
+
+@dataclass(slots=True)
+class ErrorAnswer:
+    status: int
+    headers: dict[str, str]
+    body: Any
+
+
+class WireFormat(Protocol):
+    provider: str
+    # The path prefix this wire format serves under on the fake, e.g. "/anthropic".
+    prefix: str
+
+    def route(self, method: str, path: str, query: dict[str, str], body: Any) -> Route | None:
+        """Recognise a request (path already stripped of `prefix`); None: 404."""
+        ...
+
+    def reply(self, route: Route, body: Any, reply: Reply) -> Any:
+        """The JSON body of a successful non-streamed answer."""
+        ...
+
+    def stream(self, route: Route, body: Any, reply: Reply) -> list[bytes]:
+        """The frames of a successful streamed answer, each sent as one write."""
+        ...
+
+    def error(self, status: int, fault: Fault, route: Route | None) -> ErrorAnswer:
+        """The provider's real error answer for this status and fault kind."""
+        ...
+
+    def stream_content_type(self, route: Route) -> str: ...
+
+
+def estimate_tokens(text: str) -> int:
+    """A stable, cheap token estimate: about four characters a token."""
+    return max(1, (len(text) + 3) // 4)
+
+
+def request_text(body: Any) -> str:
+    """All string values in a request body, for token estimates and echo replies."""
+    out: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            if not value.startswith("data:"):
+                out.append(value)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                if k not in ("model", "role", "type"):
+                    walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+
+    walk(body)
+    return " ".join(out)
+
+
+def default_reply_text(model: str, body: Any) -> str:
+    """A deterministic answer that shows which model was asked."""
+    return f"[simulated {model}] Hello! This is a simulated answer from the fake upstream."
+
+
+def resolved(reply: Reply, model: str, body: Any) -> Reply:
+    """Fill in a reply's defaults (text, finish, token counts) for this request."""
+    text = reply.text
+    if text is None and not reply.tool_calls:
+        text = default_reply_text(model, body)
+    finish = reply.finish or ("tool_calls" if reply.tool_calls else "stop")
+    out_text = (text or "") + "".join(
+        tc.name + json.dumps(tc.arguments) for tc in reply.tool_calls
+    )
+    return Reply(
+        text=text,
+        tool_calls=reply.tool_calls,
+        finish=finish,
+        input_tokens=reply.input_tokens if reply.input_tokens is not None
+        else estimate_tokens(request_text(body)),
+        output_tokens=reply.output_tokens if reply.output_tokens is not None
+        else estimate_tokens(out_text) + reply.reasoning_tokens,
+        cached_tokens=reply.cached_tokens,
+        reasoning_tokens=reply.reasoning_tokens,
+        chunk_chars=reply.chunk_chars,
+    )
+
+
+def chunks(text: str, size: int) -> list[str]:
+    size = max(1, size)
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
+def sse(data: Any, event: str | None = None) -> bytes:
+    """One server-sent event frame."""
+    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {payload}\n\n".encode()

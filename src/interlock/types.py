@@ -1,0 +1,198 @@
+"""Provider-neutral request, message, response and stream types.
+
+Every layer speaks these: the server translates OpenAI JSON into a `ChatRequest`,
+adapters translate a `ChatRequest` into one provider's wire format and the
+provider's answer back into a `ChatResponse` (or a stream of `StreamDelta`).
+Plain slotted dataclasses, not pydantic models, because they are built on every
+request and validation has already happened at the edge.
+
+Imports: the standard library only.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Role = Literal["system", "user", "assistant", "tool"]
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
+
+
+@dataclass(slots=True)
+class TextPart:
+    text: str
+    kind: Literal["text"] = "text"
+
+
+@dataclass(slots=True)
+class ImagePart:
+    """An image given as an http(s) URL or a `data:<media type>;base64,<data>` URL."""
+
+    url: str
+    detail: str | None = None
+    kind: Literal["image"] = "image"
+
+    @property
+    def is_data_url(self) -> bool:
+        return self.url.startswith("data:")
+
+    def data_url_parts(self) -> tuple[str, str]:
+        """(media type, base64 data) of a data URL; ValueError if this is not one."""
+        if not self.is_data_url:
+            raise ValueError("not a data URL")
+        header, _, data = self.url.partition(",")
+        media_type = header[len("data:") :].split(";", 1)[0] or "application/octet-stream"
+        if ";base64" not in header:
+            raise ValueError("only base64 data URLs are supported for images")
+        return media_type, data
+
+
+Part = TextPart | ImagePart
+
+
+@dataclass(slots=True)
+class ToolCall:
+    """One call the model asked for; `arguments` is JSON text, as OpenAI sends it."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(slots=True)
+class Message:
+    role: Role
+    parts: list[Part] = field(default_factory=list)
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    # For role == "tool": which call this message answers.
+    tool_call_id: str | None = None
+    name: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The text parts joined; images are left out."""
+        return "".join(p.text for p in self.parts if isinstance(p, TextPart))
+
+    @property
+    def has_images(self) -> bool:
+        return any(isinstance(p, ImagePart) for p in self.parts)
+
+
+@dataclass(slots=True)
+class ToolSpec:
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+@dataclass(slots=True)
+class ResponseFormat:
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: dict[str, Any] | None = None
+    name: str | None = None
+    strict: bool | None = None
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    """One chat request, as the caller asked for it.
+
+    `model` is what the caller named: a model group, a routed group or a
+    `router-<name>-<threshold>` alias. `extra` carries OpenAI parameters that
+    have no neutral field (frequency_penalty, seed, logprobs, ...); adapters
+    that cannot send one raise `UnsupportedParameter` unless `drop_params`.
+    """
+
+    model: str
+    messages: list[Message]
+    stream: bool = False
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    stop: list[str] | None = None
+    tools: list[ToolSpec] | None = None
+    # "auto" | "none" | "required" | {"name": "<function>"}
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    user: str | None = None
+    n: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    # Caller-supplied routing hints and tags (never sent upstream).
+    metadata: dict[str, Any] = field(default_factory=dict)
+    # Per-request fallbacks from the body: may only narrow the configured ones.
+    fallbacks: list[str] | None = None
+    drop_params: bool | None = None
+
+    @property
+    def system_text(self) -> str:
+        return "\n\n".join(m.text for m in self.messages if m.role == "system")
+
+    @property
+    def last_user_text(self) -> str:
+        for m in reversed(self.messages):
+            if m.role == "user":
+                return m.text
+        return ""
+
+    @property
+    def prompt_text(self) -> str:
+        """All message text, for token estimates and routing features."""
+        return "\n".join(m.text for m in self.messages)
+
+
+@dataclass(slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    # Input tokens served from the provider's prompt cache (a subset of input_tokens).
+    cached_input_tokens: int = 0
+    # Input tokens written to the provider's cache (Anthropic), a subset of input_tokens.
+    cache_write_tokens: int = 0
+    # Reasoning ("thinking") tokens, a subset of output_tokens.
+    reasoning_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(slots=True)
+class ChatResponse:
+    """The final answer of one upstream call, streamed or not (house rule 5)."""
+
+    id: str
+    model: str
+    content: str | None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    finish_reason: FinishReason | None = "stop"
+    usage: Usage | None = None
+    created: int = field(default_factory=lambda: int(time.time()))
+    # Reasoning text where the provider returns it (Anthropic thinking, Gemini thoughts).
+    reasoning: str | None = None
+
+
+@dataclass(slots=True)
+class ToolCallDelta:
+    """A piece of one streamed tool call; `index` says which call it belongs to."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(slots=True)
+class StreamDelta:
+    """One streamed event. Adapters yield these; `StreamAccumulator` folds them."""
+
+    text: str | None = None
+    tool_calls: list[ToolCallDelta] = field(default_factory=list)
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+    # Set on the first delta when the provider names its response / model.
+    id: str | None = None
+    model: str | None = None
+    reasoning: str | None = None
