@@ -63,6 +63,10 @@ class InterlockError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        # Set by the dispatcher on the error it finally raises: every upstream
+        # attempt made for the request (dispatch.Attempt values), for headers,
+        # metadata and the ledger.
+        self.attempts: list[Any] = []
 
 
 class ConfigError(InterlockError):

@@ -1,0 +1,30 @@
+"""The hook through which other parts (budgets, limits) can refuse an attempt.
+
+The dispatcher asks each gate before calling a deployment. A gate that says
+no takes that deployment out of this request's candidates, like a cooldown; it
+is not a failure. A gate that says yes hands back a ticket, released after the
+attempt with the response (None when the attempt failed), so that reservations
+can be settled with the real outcome.
+
+Imports: the standard library, `types`, `catalog`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from interlock.catalog import Deployment
+from interlock.types import ChatRequest, ChatResponse
+
+
+class GateTicket(Protocol):
+    async def release(self, response: ChatResponse | None) -> None: ...
+
+
+class AttemptGate(Protocol):
+    # Short name shown in attempts and errors, e.g. "budget" or "rpm".
+    name: str
+
+    async def acquire(self, deployment: Deployment, request: ChatRequest) -> GateTicket | None:
+        """A ticket to go ahead, or None to skip this deployment for this request."""
+        ...
