@@ -1,0 +1,377 @@
+"""What one token costs on each model, and what one call cost.
+
+`ModelPrice` holds per-token prices in USD (input, output, cached input, cache
+writes, and the long-context tiers some providers charge); `lookup_model_price`
+reads them from the `genai-prices` package's bundled data (never the network).
+`PriceBook` resolves a price for every deployment of a catalog with the
+precedence deployment fields > config `prices:` > genai-prices, and turns a
+`Usage` into dollars. An unknown price is `None`, never zero.
+
+Imports: the standard library, `types`, `catalog`, `costs.settings`;
+`genai_prices` lazily (its data takes ~0.2 s to load).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from interlock.catalog import Catalog, Deployment
+from interlock.costs.settings import PriceOverride
+from interlock.types import ChatRequest, ImagePart, Usage
+
+log = logging.getLogger(__name__)
+
+MILLION = Decimal(1_000_000)
+# When the caller sets no max_tokens, a reservation assumes this many output tokens.
+DEFAULT_EXPECTED_OUTPUT_TOKENS = 1_000
+# A rough count for budget reservations: about four characters per token, a few
+# tokens of framing per message, and a flat charge per image.
+CHARS_PER_TOKEN = 4
+TOKENS_PER_MESSAGE = 4
+TOKENS_PER_IMAGE = 1_000
+
+# Our provider names -> genai-prices provider ids, where they differ.
+_GENAI_PROVIDER = {"gemini": "google", "vertex": "google", "vertex_ai": "google"}
+
+
+@dataclass(frozen=True, slots=True)
+class PriceTier:
+    """Prices that apply to the whole call once its input exceeds `above_input_tokens`."""
+
+    above_input_tokens: int
+    input_per_token: Decimal
+    output_per_token: Decimal
+    cached_input_per_token: Decimal | None = None
+    cache_write_per_token: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPrice:
+    input_per_token: Decimal
+    output_per_token: Decimal
+    cached_input_per_token: Decimal | None = None
+    # "genai-prices", "deployment", "config" or "seed".
+    source: str = "genai-prices"
+    cache_write_per_token: Decimal | None = None
+    # Ascending by threshold; a call whose input passes a threshold pays that
+    # tier's prices on all its tokens (the "cliff" the providers use).
+    tiers: tuple[PriceTier, ...] = ()
+    # What the source matched, e.g. "google/gemini-2.5-pro"; for display only.
+    matched: str | None = None
+
+    @classmethod
+    def per_million(
+        cls,
+        input_usd: Decimal | str | float,
+        output_usd: Decimal | str | float,
+        cached_input_usd: Decimal | str | float | None = None,
+        *,
+        source: str = "config",
+        matched: str | None = None,
+    ) -> ModelPrice:
+        def tok(value: Decimal | str | float) -> Decimal:
+            return Decimal(str(value)) / MILLION
+
+        return cls(
+            input_per_token=tok(input_usd),
+            output_per_token=tok(output_usd),
+            cached_input_per_token=None if cached_input_usd is None else tok(cached_input_usd),
+            source=source,
+            matched=matched,
+        )
+
+    def rates(self, input_tokens: int) -> PriceTier:
+        """The prices that apply to a call with this many input tokens."""
+        chosen = PriceTier(
+            0,
+            self.input_per_token,
+            self.output_per_token,
+            self.cached_input_per_token,
+            self.cache_write_per_token,
+        )
+        for tier in self.tiers:
+            if input_tokens > tier.above_input_tokens:
+                chosen = tier
+        return chosen
+
+    def cost(self, usage: Usage) -> Decimal:
+        """Dollars for one call's usage.
+
+        Cached and cache-write tokens are subsets of `input_tokens`; reasoning
+        tokens are a subset of `output_tokens` and billed as output.
+        """
+        rate = self.rates(usage.input_tokens)
+        cached = max(0, min(usage.cached_input_tokens, usage.input_tokens))
+        written = max(0, min(usage.cache_write_tokens, usage.input_tokens - cached))
+        plain = usage.input_tokens - cached - written
+        cached_rate = rate.input_per_token if rate.cached_input_per_token is None else (
+            rate.cached_input_per_token
+        )
+        write_rate = rate.input_per_token if rate.cache_write_per_token is None else (
+            rate.cache_write_per_token
+        )
+        return (
+            plain * rate.input_per_token
+            + cached * cached_rate
+            + written * write_rate
+            + max(0, usage.output_tokens) * rate.output_per_token
+        )
+
+    def describe(self) -> str:
+        """'$3.00 / $15.00 per 1M (cached $0.30)' style text for tables."""
+        text = f"${_per_m(self.input_per_token)} in / ${_per_m(self.output_per_token)} out per 1M"
+        if self.cached_input_per_token is not None:
+            text += f", cached ${_per_m(self.cached_input_per_token)}"
+        if self.tiers:
+            text += ", tiered above " + ", ".join(
+                f"{t.above_input_tokens:,}" for t in self.tiers
+            )
+        return text
+
+
+def _per_m(per_token: Decimal) -> str:
+    value = (per_token * MILLION).normalize()
+    text = f"{value:f}"
+    if "." not in text:
+        return text + ".00"
+    whole, frac = text.split(".")
+    return f"{whole}.{frac.ljust(2, '0')}"
+
+
+# --------------------------------------------------------------------------- genai-prices
+
+
+def lookup_model_price(model: str, provider: str | None = None) -> ModelPrice | None:
+    """Today's price of `model` from genai-prices' bundled data, or None if it has none.
+
+    `model` may carry a provider prefix ("anthropic/claude-sonnet-4-0"). With a
+    provider that genai-prices does not know (an OpenAI-compatible local
+    server, say), the model is looked up by name alone.
+    """
+    from genai_prices import data_snapshot
+
+    snapshot = data_snapshot.get_snapshot()
+    for model_ref, provider_id in _lookup_candidates(model, provider):
+        try:
+            found_provider, info = snapshot.find_provider_model(model_ref, None, provider_id, None)
+        except LookupError:
+            continue
+        prices = info.get_prices(datetime.now(UTC))
+        converted = _from_genai(prices, matched=f"{found_provider.id}/{info.id}")
+        if converted is not None:
+            return converted
+    return None
+
+
+def _lookup_candidates(model: str, provider: str | None) -> list[tuple[str, str | None]]:
+    candidates: list[tuple[str, str | None]] = []
+    if provider:
+        candidates.append((model, _GENAI_PROVIDER.get(provider, provider)))
+    prefix, slash, rest = model.partition("/")
+    if slash:
+        candidates.append((rest, _GENAI_PROVIDER.get(prefix, prefix)))
+        candidates.append((rest, None))
+    candidates.append((model, None))
+    return candidates
+
+
+def _from_genai(prices: Any, *, matched: str) -> ModelPrice | None:
+    fields = {
+        "input": getattr(prices, "input_mtok", None),
+        "output": getattr(prices, "output_mtok", None),
+        "cached": getattr(prices, "cache_read_mtok", None),
+        "write": getattr(prices, "cache_write_mtok", None),
+    }
+    if fields["input"] is None or fields["output"] is None:
+        return None  # priced per request or per second: not a token model
+    starts = sorted({t.start for v in fields.values() for t in getattr(v, "tiers", ())})
+    base = {k: _tier_price(v, None) for k, v in fields.items()}
+    tiers = tuple(_make_tier(start, {k: _tier_price(v, start) for k, v in fields.items()})
+                  for start in starts)
+    return ModelPrice(
+        input_per_token=_per_token(base["input"]) or Decimal(0),
+        output_per_token=_per_token(base["output"]) or Decimal(0),
+        cached_input_per_token=_per_token(base["cached"]),
+        cache_write_per_token=_per_token(base["write"]),
+        tiers=tiers,
+        source="genai-prices",
+        matched=matched,
+    )
+
+
+def _tier_price(value: Any, start: int | None) -> Decimal | None:
+    """The per-million price of one genai-prices field for calls above `start` tokens."""
+    if value is None or isinstance(value, Decimal):
+        return value
+    price: Decimal = value.base
+    if start is not None:
+        for tier in value.tiers:
+            if tier.start <= start:
+                price = tier.price
+    return price
+
+
+def _make_tier(start: int, per_million: Mapping[str, Decimal | None]) -> PriceTier:
+    return PriceTier(
+        above_input_tokens=start,
+        input_per_token=_per_token(per_million["input"]) or Decimal(0),
+        output_per_token=_per_token(per_million["output"]) or Decimal(0),
+        cached_input_per_token=_per_token(per_million["cached"]),
+        cache_write_per_token=_per_token(per_million["write"]),
+    )
+
+
+def _per_token(per_million: Decimal | None) -> Decimal | None:
+    return None if per_million is None else per_million / MILLION
+
+
+# --------------------------------------------------------------------------- overrides
+
+
+def price_from_override(override: PriceOverride, *, source: str = "config") -> _Partial:
+    def pick(per_token: Decimal | None, per_million: Decimal | None) -> Decimal | None:
+        if per_token is not None:
+            return per_token
+        return None if per_million is None else per_million / MILLION
+
+    return _Partial(
+        input=pick(override.input_cost_per_token, override.input_cost_per_million),
+        output=pick(override.output_cost_per_token, override.output_cost_per_million),
+        cached=pick(override.cached_input_cost_per_token, override.cached_input_cost_per_million),
+        source=source,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Partial:
+    """Prices one layer (deployment or config) sets; fields it leaves empty fall through."""
+
+    input: Decimal | None = None
+    output: Decimal | None = None
+    cached: Decimal | None = None
+    source: str = "config"
+
+    @property
+    def empty(self) -> bool:
+        return self.input is None and self.output is None and self.cached is None
+
+    def over(self, below: ModelPrice | None) -> ModelPrice | None:
+        """This layer laid over a lower price; None when input or output stays unknown."""
+        if self.empty:
+            return below
+        if below is None:
+            if self.input is None or self.output is None:
+                return None
+            return ModelPrice(self.input, self.output, self.cached, source=self.source)
+        # Tiers from below no longer fit prices that someone set by hand.
+        return replace(
+            below,
+            input_per_token=below.input_per_token if self.input is None else self.input,
+            output_per_token=below.output_per_token if self.output is None else self.output,
+            cached_input_per_token=(
+                below.cached_input_per_token if self.cached is None else self.cached
+            ),
+            source=self.source,
+            tiers=(),
+        )
+
+
+def _deployment_layer(deployment: Deployment) -> _Partial:
+    return _Partial(
+        input=deployment.input_cost_per_token,
+        output=deployment.output_cost_per_token,
+        cached=deployment.cached_input_cost_per_token,
+        source="deployment",
+    )
+
+
+def override_keys(deployment: Deployment) -> list[str]:
+    """Config `prices:` keys that name this deployment, most specific first."""
+    return [deployment.name, deployment.qualified_model, deployment.model, deployment.group]
+
+
+# --------------------------------------------------------------------------- the book
+
+
+@dataclass
+class PriceBook:
+    """The price in use for every deployment, resolved once at start-up."""
+
+    prices: dict[str, ModelPrice | None] = field(default_factory=dict)
+    # Models in config `prices:` that no deployment uses (still priced for the simulator).
+    extra: dict[str, ModelPrice] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        catalog: Catalog,
+        overrides: Mapping[str, PriceOverride] | None = None,
+        *,
+        lookup: Any = None,
+    ) -> PriceBook:
+        overrides = overrides or {}
+        find = lookup or lookup_model_price
+        book = cls()
+        used: set[str] = set()
+        for d in catalog.deployments():
+            key = next((k for k in override_keys(d) if k in overrides), None)
+            if key is not None:
+                used.add(key)
+            base = find(d.model, d.provider)
+            config = price_from_override(overrides[key]) if key else _Partial()
+            book.prices[d.name] = _deployment_layer(d).over(config.over(base))
+        for key, override in overrides.items():
+            if key not in used:
+                price = price_from_override(override).over(None)
+                if price is not None:
+                    book.extra[key] = price
+        return book
+
+    def price_for(self, deployment: Deployment) -> ModelPrice | None:
+        if deployment.name in self.prices:
+            return self.prices[deployment.name]
+        # A deployment added after start-up: resolve it on its own.
+        return _deployment_layer(deployment).over(
+            lookup_model_price(deployment.model, deployment.provider)
+        )
+
+    def cost(self, deployment: Deployment, usage: Usage | None) -> Decimal | None:
+        """Dollars for one call, or None when the price or the usage is unknown."""
+        price = self.price_for(deployment)
+        if price is None or usage is None:
+            return None
+        return price.cost(usage)
+
+    def expected_cost(self, deployment: Deployment, request: ChatRequest) -> Decimal | None:
+        """A deliberately generous estimate before the call, for budget reservations."""
+        price = self.price_for(deployment)
+        if price is None:
+            return None
+        output = request.max_tokens or deployment.max_output_tokens or (
+            DEFAULT_EXPECTED_OUTPUT_TOKENS
+        )
+        usage = Usage(input_tokens=estimate_input_tokens(request), output_tokens=output)
+        return price.cost(usage)
+
+    def unknown(self) -> list[str]:
+        return sorted(name for name, price in self.prices.items() if price is None)
+
+    def items(self) -> Iterable[tuple[str, ModelPrice | None]]:
+        return self.prices.items()
+
+
+def estimate_input_tokens(request: ChatRequest) -> int:
+    chars = sum(len(m.text) for m in request.messages)
+    images = sum(1 for m in request.messages for p in m.parts if isinstance(p, ImagePart))
+    tools = sum(len(str(t.parameters or "")) + len(t.name) for t in request.tools or ())
+    return (
+        math.ceil((chars + tools) / CHARS_PER_TOKEN)
+        + TOKENS_PER_MESSAGE * len(request.messages)
+        + TOKENS_PER_IMAGE * images
+    )

@@ -1,0 +1,157 @@
+"""Prices: genai-prices lookup, override precedence, unknown prices, cost arithmetic."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from interlock.catalog import Catalog, Deployment
+from interlock.costs.prices import ModelPrice, PriceBook, lookup_model_price
+from interlock.costs.settings import PriceOverride
+from interlock.types import ChatRequest, Message, TextPart, Usage
+
+M = Decimal(1_000_000)
+
+
+def test_lookup_knows_the_seed_models() -> None:
+    sonnet = lookup_model_price("claude-sonnet-4-20250514", "anthropic")
+    assert sonnet is not None
+    assert sonnet.source == "genai-prices"
+    assert sonnet.input_per_token * M == Decimal(3)
+    assert sonnet.output_per_token * M == Decimal(15)
+    assert sonnet.cached_input_per_token is not None
+    assert sonnet.cached_input_per_token < sonnet.input_per_token
+
+    lite = lookup_model_price("gemini-2.0-flash-lite", "gemini")
+    assert lite is not None
+    assert lite.input_per_token * M == Decimal("0.075")
+    assert lite.output_per_token * M == Decimal("0.3")
+
+
+def test_lookup_accepts_a_provider_prefix_and_no_provider() -> None:
+    a = lookup_model_price("gemini/gemini-2.5-pro")
+    b = lookup_model_price("gemini-2.5-pro", "gemini")
+    c = lookup_model_price("gemini-2.5-pro")
+    assert a is not None and a == b == c
+
+
+def test_unknown_model_is_none() -> None:
+    assert lookup_model_price("my-local-llama-that-nobody-prices", "openai") is None
+    assert lookup_model_price("no-such-model-xyz") is None
+
+
+def test_tiered_price_applies_to_the_whole_call_above_the_threshold() -> None:
+    pro = lookup_model_price("gemini-2.5-pro", "gemini")
+    assert pro is not None and pro.tiers
+    threshold = pro.tiers[0].above_input_tokens
+    small = pro.cost(Usage(input_tokens=threshold, output_tokens=0))
+    large = pro.cost(Usage(input_tokens=threshold + 1, output_tokens=0))
+    assert small == threshold * pro.input_per_token
+    assert large == (threshold + 1) * pro.tiers[0].input_per_token
+    assert pro.tiers[0].input_per_token > pro.input_per_token
+
+
+def test_cost_with_cached_cache_write_and_reasoning_tokens() -> None:
+    price = ModelPrice(
+        input_per_token=Decimal(3) / M,
+        output_per_token=Decimal(15) / M,
+        cached_input_per_token=Decimal("0.3") / M,
+        cache_write_per_token=Decimal("3.75") / M,
+    )
+    usage = Usage(
+        input_tokens=10_000,
+        cached_input_tokens=6_000,
+        cache_write_tokens=1_000,
+        output_tokens=2_000,
+        reasoning_tokens=1_500,  # a subset of output, billed as output
+    )
+    expected = (3_000 * 3 + 6_000 * Decimal("0.3") + 1_000 * Decimal("3.75") + 2_000 * 15) / M
+    assert price.cost(usage) == expected
+    # Without a cached price, cached tokens pay the full input price.
+    plain = ModelPrice(Decimal(3) / M, Decimal(15) / M)
+    assert plain.cost(Usage(input_tokens=1000, cached_input_tokens=500)) == Decimal(3000) / M
+
+
+def _deployment(name: str, model: str, provider: str = "anthropic", **kw: object) -> Deployment:
+    return Deployment(name=name, group=kw.pop("group", name), provider=provider,  # type: ignore[arg-type]
+                      model=model, **kw)  # type: ignore[arg-type]
+
+
+def test_precedence_deployment_over_config_over_genai_prices() -> None:
+    plain = _deployment("plain", "claude-sonnet-4-20250514")
+    by_config = _deployment("by-config", "claude-sonnet-4-20250514", group="hq")
+    by_deployment = _deployment(
+        "by-deployment", "claude-sonnet-4-20250514",
+        input_cost_per_token=Decimal("0.000001"), output_cost_per_token=Decimal("0.000002"),
+    )
+    both = _deployment(
+        "both", "gemini-2.5-pro", provider="gemini",
+        input_cost_per_token=Decimal("0.000007"),
+    )
+    catalog = Catalog.from_deployments([plain, by_config, by_deployment, both])
+    overrides = {
+        "hq": PriceOverride(input_cost_per_million=Decimal(2), output_cost_per_million=Decimal(9)),
+        "gemini-2.5-pro": PriceOverride(output_cost_per_million=Decimal(11)),
+    }
+    book = PriceBook.build(catalog, overrides)
+
+    p = book.price_for(plain)
+    assert p is not None and p.source == "genai-prices" and p.input_per_token * M == 3
+    c = book.price_for(by_config)
+    assert c is not None and c.source == "config"
+    assert (c.input_per_token * M, c.output_per_token * M) == (2, 9)
+    # The cached price still comes from genai-prices when config does not set one.
+    assert c.cached_input_per_token == p.cached_input_per_token
+    d = book.price_for(by_deployment)
+    assert d is not None and d.source == "deployment"
+    assert (d.input_per_token, d.output_per_token) == (Decimal("0.000001"), Decimal("0.000002"))
+    b = book.price_for(both)
+    assert b is not None and b.source == "deployment"
+    assert b.input_per_token == Decimal("0.000007")  # the deployment's field
+    assert b.output_per_token * M == 11  # the config's field
+    assert b.tiers == ()  # tiers of the source below no longer apply
+    assert book.unknown() == []
+
+
+def test_unknown_price_stays_none_never_zero() -> None:
+    local = _deployment("local", "my-llama", provider="openai")
+    half = _deployment("half", "my-llama-2", provider="openai",
+                       input_cost_per_token=Decimal("0.000001"))
+    book = PriceBook.build(Catalog.from_deployments([local, half]), {})
+    assert book.price_for(local) is None
+    assert book.cost(local, Usage(100, 100)) is None
+    # An input price alone is not a price: the output would be guessed as zero.
+    assert book.price_for(half) is None
+    assert book.unknown() == ["half", "local"]
+
+
+def test_config_price_for_an_unknown_model() -> None:
+    local = _deployment("local", "my-llama", provider="openai")
+    book = PriceBook.build(
+        Catalog.from_deployments([local]),
+        {"openai/my-llama": PriceOverride(input_cost_per_token=Decimal("0.0000001"),
+                                          output_cost_per_token=Decimal("0.0000002"))},
+    )
+    assert book.cost(local, Usage(1000, 1000)) == Decimal("0.0003")
+    assert book.cost(local, None) is None
+
+
+def test_expected_cost_uses_max_tokens_and_prompt_length() -> None:
+    d = _deployment("s", "claude-sonnet-4-20250514")
+    book = PriceBook.build(Catalog.from_deployments([d]), {})
+    short = ChatRequest(model="s", messages=[Message("user", [TextPart("hi")])], max_tokens=10)
+    long = ChatRequest(model="s", messages=[Message("user", [TextPart("x" * 40_000)])],
+                       max_tokens=10)
+    no_max = ChatRequest(model="s", messages=[Message("user", [TextPart("hi")])])
+    e_short, e_long, e_default = (book.expected_cost(d, r) for r in (short, long, no_max))
+    assert e_short is not None and e_long is not None and e_default is not None
+    assert e_long > e_short
+    assert e_default > e_short
+    assert e_long >= Decimal(10_000 * 3) / M
+
+
+@pytest.mark.parametrize("value", ["1", "0.5"])
+def test_per_million_constructor(value: str) -> None:
+    p = ModelPrice.per_million(value, value)
+    assert p.input_per_token * M == Decimal(value)
