@@ -1,0 +1,649 @@
+"""The Gemini API adapter: generateContent and streamGenerateContent (v1beta).
+
+Translates a neutral `ChatRequest` into a GenerateContentRequest, the answer
+back into a `ChatResponse` or `StreamDelta`s, and Google's error bodies
+(`{"error": {"code", "message", "status", "details"}}`) into `interlock.errors`.
+
+Choices worth knowing:
+- The key travels in the `x-goog-api-key` header, never in the URL, so a logged
+  URL cannot leak it.
+- Tool parameter schemas go in `parameters` (an OpenAPI subset every Gemini model
+  accepts), cleaned of the JSON Schema keys it rejects. A `json_schema`
+  response format goes in `responseJsonSchema`, which takes JSON Schema as it is
+  (`additionalProperties`, `$ref`, type lists), so strict OpenAI schemas pass
+  unchanged instead of through a lossy conversion.
+- http(s) image URLs become `fileData` parts with a media type guessed from the
+  file extension (image/jpeg when unknown); Gemini fetches them itself, and
+  older models accept only Files API URIs there.
+- Tool call ids: Gemini's own `id` when it sends one, else `call_<n>_<hash>`,
+  the same for streamed and non-streamed answers.
+- Gemini 3 models want the `thoughtSignature` of earlier function calls back;
+  the neutral history has none, so replayed calls carry Google's documented
+  `skip_thought_signature_validator` placeholder.
+- With `n` > 1 Gemini generates several candidates; only the first is returned.
+
+Imports: orjson, the standard library, `types`, `errors`, `catalog`, `adapters.base`,
+`adapters.http`, `adapters.registry`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import os
+import re
+import uuid
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+from urllib.parse import quote, urlsplit
+
+import orjson
+
+from interlock.adapters.base import iter_sse, parse_retry_after
+from interlock.adapters.http import HttpClient, Labels, Timeouts
+from interlock.adapters.registry import API_KEY_ENV, resolve_base_url
+from interlock.catalog import Deployment
+from interlock.errors import (
+    AuthenticationFailed,
+    BadRequest,
+    ConnectionFailed,
+    ContentFiltered,
+    ContextWindowExceeded,
+    InvalidRequest,
+    NotFound,
+    Overloaded,
+    ProviderError,
+    RateLimited,
+    Timeout,
+    UnsupportedParameter,
+    UpstreamServerError,
+    error_for_status,
+    redact,
+)
+from interlock.types import (
+    ChatRequest,
+    ChatResponse,
+    FinishReason,
+    ImagePart,
+    Message,
+    Part,
+    StreamDelta,
+    TextPart,
+    ToolCall,
+    ToolCallDelta,
+    ToolSpec,
+    Usage,
+)
+
+PROVIDER = "gemini"
+SKIP_SIGNATURE = "skip_thought_signature_validator"
+
+# OpenAI extras with a generationConfig twin, and Gemini-native ones passed through.
+_EXTRA_TO_CONFIG = {
+    "seed": "seed",
+    "presence_penalty": "presencePenalty",
+    "frequency_penalty": "frequencyPenalty",
+    "top_k": "topK",
+    "thinking_config": "thinkingConfig",
+}
+_EXTRA_TO_BODY = {"safety_settings": "safetySettings"}
+# Gemini always reports usage, so asking for it changes nothing.
+_IGNORED_EXTRA = frozenset({"stream_options"})
+
+# The fields of Gemini's OpenAPI-subset Schema; everything else is dropped.
+_SCHEMA_KEYS = frozenset({
+    "type", "format", "title", "description", "nullable", "enum", "maxItems", "minItems",
+    "properties", "required", "minProperties", "maxProperties", "minLength", "maxLength",
+    "pattern", "example", "anyOf", "propertyOrdering", "default", "items", "minimum",
+    "maximum",
+})
+
+_SAFETY_FINISH = frozenset({
+    "SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY",
+    "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION",
+})
+
+_CONTEXT_WINDOW = re.compile(
+    r"exceeds the maximum number of tokens|input token count.{0,80}exceeds", re.IGNORECASE)
+_BAD_KEY = re.compile(r"API[_ ]key (not valid|not found|expired|invalid)", re.IGNORECASE)
+
+_STATUS_TO_ERROR: dict[str, type[ProviderError]] = {
+    "UNAUTHENTICATED": AuthenticationFailed,
+    "PERMISSION_DENIED": AuthenticationFailed,
+    "NOT_FOUND": NotFound,
+    "RESOURCE_EXHAUSTED": RateLimited,
+    "UNAVAILABLE": Overloaded,
+    "INTERNAL": UpstreamServerError,
+    "DEADLINE_EXCEEDED": Timeout,
+}
+
+
+# -- the call ------------------------------------------------------------------
+@dataclass(slots=True)
+class _Call:
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    labels: Labels
+    model: str
+    key: str | None = field(repr=False)
+
+
+class GeminiAdapter:
+    """Gemini API (Google AI Studio keys) over the shared HttpClient."""
+
+    provider: ClassVar[str] = PROVIDER
+
+    def __init__(self, http: HttpClient) -> None:
+        self._http = http
+
+    async def complete(self, request: ChatRequest, deployment: Deployment,
+                       timeouts: Timeouts) -> ChatResponse:
+        call = _prepare(request, deployment, stream=False)
+        resp = await self._http.post(call.url, headers=call.headers, body=call.body,
+                                     timeouts=timeouts, labels=call.labels)
+        if resp.status >= 400:
+            raise error_from_response(resp.status, resp.headers, resp.body, call)
+        data = _load_json(resp.body, call)
+        if not isinstance(data, dict):
+            raise _malformed(call, "the response is not a JSON object")
+        return parse_response(data, call)
+
+    async def stream(self, request: ChatRequest, deployment: Deployment,
+                     timeouts: Timeouts) -> AsyncIterator[StreamDelta]:
+        call = _prepare(request, deployment, stream=True)
+        async with self._http.stream(call.url, headers=call.headers, body=call.body,
+                                     timeouts=timeouts, labels=call.labels) as resp:
+            if resp.status >= 400:
+                raise error_from_response(resp.status, resp.headers, await resp.read(), call)
+            state = _StreamState(call)
+            if "event-stream" in resp.headers.get("content-type", ""):
+                async for event in iter_sse(resp.lines()):
+                    for delta in state.feed(_load_json(event.data, call)):
+                        yield delta
+            else:
+                # A proxy (or the API without alt=sse) may answer with one JSON
+                # array or object instead of events; same chunks, all at once.
+                body = _load_json(await resp.read(), call)
+                for chunk in body if isinstance(body, list) else [body]:
+                    for delta in state.feed(chunk):
+                        yield delta
+            yield state.finish()
+
+
+def _prepare(request: ChatRequest, deployment: Deployment, *, stream: bool) -> _Call:
+    key = deployment.key() or _key_from_env(os.environ)
+    labels = Labels(PROVIDER, deployment.name)
+    if not key:
+        raise AuthenticationFailed(
+            f"No API key for Gemini deployment {deployment.name!r}: set api_key, or "
+            f"{' or '.join(API_KEY_ENV[PROVIDER])}.",
+            provider=PROVIDER, deployment=deployment.name)
+    model = deployment.model.removeprefix("models/")
+    body = build_body(request, deployment)
+    headers = {"content-type": "application/json", "x-goog-api-key": key}
+    extra_headers = deployment.extra.get("extra_headers")
+    if isinstance(extra_headers, Mapping):
+        headers.update({str(k): str(v) for k, v in extra_headers.items()})
+    return _Call(url=_url(deployment, model, stream), headers=headers,
+                 body=orjson.dumps(body), labels=labels, model=model, key=key)
+
+
+def _key_from_env(environ: Mapping[str, str]) -> str | None:
+    return next((environ[n] for n in API_KEY_ENV[PROVIDER] if environ.get(n)), None)
+
+
+def _url(deployment: Deployment, model: str, stream: bool) -> str:
+    base = deployment.api_base or resolve_base_url(PROVIDER, None, os.environ)
+    base = base.rstrip("/")
+    if not re.search(r"/v1(beta|alpha)?$", base):
+        base += "/v1beta"
+    method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+    return f"{base}/models/{quote(model, safe='-._')}:{method}"
+
+
+# -- request translation ---------------------------------------------------------
+def build_body(request: ChatRequest, deployment: Deployment) -> dict[str, Any]:
+    """The GenerateContentRequest JSON for a neutral request (no network, no key)."""
+    drop = bool(request.drop_params or deployment.drop_params)
+    body: dict[str, Any] = {"contents": _contents(request.messages, deployment.model)}
+    system = [{"text": m.text} for m in request.messages if m.role == "system" and m.text]
+    if system:
+        body["systemInstruction"] = {"parts": system}
+    if request.tools:
+        body["tools"] = [{"functionDeclarations": [_declaration(t) for t in request.tools]}]
+    tool_config = _tool_config(request.tool_choice)
+    if tool_config:
+        body["toolConfig"] = tool_config
+    if request.parallel_tool_calls is False and not drop:
+        raise UnsupportedParameter("parallel_tool_calls", PROVIDER,
+                                   "Gemini cannot be limited to one call per turn.")
+    config = _generation_config(request)
+    _apply_extras(request.extra, config, body, drop)
+    if config:
+        body["generationConfig"] = config
+    return body
+
+
+def _contents(messages: list[Message], model: str) -> list[dict[str, Any]]:
+    call_names = {tc.id: tc.name for m in messages for tc in m.tool_calls}
+    sign = _needs_signature(model)
+    contents: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role == "system":
+            continue
+        role = "model" if message.role == "assistant" else "user"
+        parts = _message_parts(message, call_names, sign)
+        if not parts:
+            continue
+        if contents and contents[-1]["role"] == role:
+            contents[-1]["parts"].extend(parts)
+        else:
+            contents.append({"role": role, "parts": parts})
+    return contents
+
+
+def _needs_signature(model: str) -> bool:
+    found = re.match(r"(?:models/)?gemini-(\d+)", model)
+    return found is not None and int(found.group(1)) >= 3
+
+
+def _message_parts(message: Message, call_names: dict[str, str],
+                   sign: bool) -> list[dict[str, Any]]:
+    if message.role == "tool":
+        return [_function_response(message, call_names)]
+    parts = [_content_part(p) for p in message.parts if not _is_empty(p)]
+    for i, tc in enumerate(message.tool_calls):
+        part: dict[str, Any] = {"functionCall": {"name": tc.name, "args": _args(tc)}}
+        if sign and i == 0:
+            part["thoughtSignature"] = SKIP_SIGNATURE
+        parts.append(part)
+    return parts
+
+
+def _is_empty(part: Part) -> bool:
+    return isinstance(part, TextPart) and not part.text
+
+
+def _content_part(part: Part) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        return {"text": part.text}
+    if part.is_data_url:
+        try:
+            media_type, data = part.data_url_parts()
+        except ValueError as exc:
+            raise InvalidRequest(f"Bad image data URL: {exc}", param="messages") from None
+        return {"inlineData": {"mimeType": media_type, "data": data}}
+    return {"fileData": {"mimeType": _guess_media_type(part), "fileUri": part.url}}
+
+
+def _guess_media_type(part: ImagePart) -> str:
+    guessed, _ = mimetypes.guess_type(urlsplit(part.url).path)
+    return guessed if guessed and guessed.startswith("image/") else "image/jpeg"
+
+
+def _args(tc: ToolCall) -> dict[str, Any]:
+    if not tc.arguments.strip():
+        return {}
+    try:
+        value = orjson.loads(tc.arguments)
+    except orjson.JSONDecodeError:
+        # A replayed call whose arguments never parsed: keep the text visible.
+        return {"arguments": tc.arguments}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def _function_response(message: Message, call_names: dict[str, str]) -> dict[str, Any]:
+    name = call_names.get(message.tool_call_id or "") or message.name
+    if not name:
+        raise InvalidRequest(
+            f"The tool message for tool_call_id {message.tool_call_id!r} answers no earlier "
+            "assistant tool call; Gemini needs the function's name.", param="messages")
+    text = message.text
+    try:
+        value: Any = orjson.loads(text) if text.strip() else ""
+    except orjson.JSONDecodeError:
+        value = text
+    response = value if isinstance(value, dict) else {"result": value}
+    return {"functionResponse": {"name": name, "response": response}}
+
+
+def _declaration(tool: ToolSpec) -> dict[str, Any]:
+    decl: dict[str, Any] = {"name": tool.name}
+    if tool.description:
+        decl["description"] = tool.description
+    if tool.parameters:
+        params = clean_schema(tool.parameters)
+        # An object without properties is rejected; such a function takes no arguments.
+        if params.get("properties") or params.get("type") not in (None, "object", "OBJECT"):
+            decl["parameters"] = params
+    return decl
+
+
+def clean_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON Schema reduced to Gemini's OpenAPI subset: local `$ref`s inlined,
+    type lists turned into `nullable`/`anyOf`, `const` into `enum`, `oneOf` into
+    `anyOf`, unknown keys (additionalProperties, $schema, ...) dropped."""
+    defs = {**schema.get("definitions", {}), **schema.get("$defs", {})}
+    return _clean(schema, defs, depth=0)
+
+
+def _clean(node: Any, defs: dict[str, Any], depth: int) -> dict[str, Any]:
+    if not isinstance(node, dict):
+        return {}
+    if depth > 24:  # a recursive $ref: stop unrolling
+        return {"type": "object"}
+    ref = node.get("$ref")
+    if isinstance(ref, str):
+        target = defs.get(ref.rsplit("/", 1)[-1], {})
+        merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+        return _clean(merged, defs, depth + 1)
+    node = _normalise_keywords(node)
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key not in _SCHEMA_KEYS:
+            continue
+        if key == "properties" and isinstance(value, dict):
+            out[key] = {k: _clean(v, defs, depth + 1) for k, v in value.items()}
+        elif key == "items":
+            out[key] = _clean(value, defs, depth + 1)
+        elif key == "anyOf" and isinstance(value, list):
+            out[key] = [_clean(v, defs, depth + 1) for v in value]
+        else:
+            out[key] = value
+    if "required" in out and isinstance(out.get("properties"), dict):
+        out["required"] = [r for r in out["required"] if r in out["properties"]]
+    return out
+
+
+def _normalise_keywords(node: dict[str, Any]) -> dict[str, Any]:
+    node = dict(node)
+    if "oneOf" in node and "anyOf" not in node:
+        node["anyOf"] = node.pop("oneOf")
+    if "const" in node and "enum" not in node:
+        node["enum"] = [node.pop("const")]
+    if "enum" in node:
+        node["enum"] = [str(v) for v in node["enum"] if v is not None]
+    types = node.get("type")
+    if isinstance(types, list):
+        concrete = [t for t in types if t != "null"]
+        if len(concrete) < len(types):
+            node["nullable"] = True
+        if len(concrete) == 1:
+            node["type"] = concrete[0]
+        else:
+            node.pop("type")
+            node["anyOf"] = [{"type": t} for t in concrete]
+    return node
+
+
+def _tool_config(choice: str | dict[str, Any] | None) -> dict[str, Any] | None:
+    if choice is None:
+        return None
+    if isinstance(choice, dict):
+        name = choice.get("name") or (choice.get("function") or {}).get("name")
+        if not name:
+            raise InvalidRequest("tool_choice names no function", param="tool_choice")
+        return {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [name]}}
+    mode = {"auto": "AUTO", "none": "NONE", "required": "ANY"}.get(choice)
+    if mode is None:
+        raise InvalidRequest(f"Unknown tool_choice {choice!r}", param="tool_choice")
+    return {"functionCallingConfig": {"mode": mode}}
+
+
+def _generation_config(request: ChatRequest) -> dict[str, Any]:
+    pairs = (
+        ("temperature", request.temperature), ("topP", request.top_p),
+        ("maxOutputTokens", request.max_tokens), ("stopSequences", request.stop or None),
+        ("candidateCount", request.n),
+    )
+    config: dict[str, Any] = {k: v for k, v in pairs if v is not None}
+    fmt = request.response_format
+    if fmt is not None and fmt.type != "text":
+        config["responseMimeType"] = "application/json"
+        if fmt.type == "json_schema" and fmt.json_schema:
+            schema = fmt.json_schema
+            # OpenAI's {"name", "schema", "strict"} wrapper, or the schema itself.
+            wrapped = schema.get("schema")
+            inner: dict[str, Any] = wrapped if isinstance(wrapped, dict) else schema
+            config["responseJsonSchema"] = {k: v for k, v in inner.items() if k != "$schema"}
+    return config
+
+
+def _apply_extras(extra: dict[str, Any], config: dict[str, Any], body: dict[str, Any],
+                  drop: bool) -> None:
+    for name, value in extra.items():
+        if name in _EXTRA_TO_CONFIG:
+            config[_EXTRA_TO_CONFIG[name]] = value
+        elif name in _EXTRA_TO_BODY:
+            body[_EXTRA_TO_BODY[name]] = value
+        elif name in _IGNORED_EXTRA or value is None or value is False or drop:
+            continue
+        else:
+            raise UnsupportedParameter(name, PROVIDER)
+
+
+# -- responses ------------------------------------------------------------------
+def parse_response(data: dict[str, Any], call: _Call) -> ChatResponse:
+    """A GenerateContentResponse as a neutral ChatResponse."""
+    candidate = _first_candidate(data, call)
+    text: list[str] = []
+    reasoning: list[str] = []
+    calls: list[ToolCall] = []
+    for part in (candidate.get("content") or {}).get("parts") or []:
+        kind, value = _read_part(part, len(calls))
+        if kind == "call":
+            calls.append(value)
+        elif kind == "thought":
+            reasoning.append(value)
+        elif kind == "text":
+            text.append(value)
+    return ChatResponse(
+        id=str(data.get("responseId") or _fallback_id()),
+        model=str(data.get("modelVersion") or call.model),
+        content="".join(text) if text or not calls else None,
+        tool_calls=calls,
+        finish_reason=map_finish(candidate.get("finishReason"), bool(calls)),
+        usage=parse_usage(data.get("usageMetadata")),
+        reasoning="".join(reasoning) or None,
+    )
+
+
+def _first_candidate(data: dict[str, Any], call: _Call) -> dict[str, Any]:
+    if "error" in data:
+        raise _error_from_object(data["error"], {}, call)
+    candidates = data.get("candidates") or []
+    if not candidates:
+        blocked = (data.get("promptFeedback") or {}).get("blockReason")
+        if blocked:
+            raise ContentFiltered(f"Gemini blocked the prompt: {blocked}", provider=PROVIDER,
+                                  deployment=call.labels.deployment, status=200)
+        raise _malformed(call, "the response has no candidates")
+    first = candidates[0]
+    if not isinstance(first, dict):
+        raise _malformed(call, "a candidate is not an object")
+    return first
+
+
+def _read_part(part: Any, call_index: int) -> tuple[str, Any]:
+    """("text" | "thought" | "call" | "other", value) for one response part."""
+    if not isinstance(part, dict):
+        return "other", None
+    if "functionCall" in part:
+        return "call", _tool_call(part["functionCall"], call_index)
+    if "text" in part:
+        return ("thought" if part.get("thought") else "text"), str(part["text"])
+    return "other", None
+
+
+def _tool_call(fc: dict[str, Any], index: int) -> ToolCall:
+    name = str(fc.get("name", ""))
+    arguments = orjson.dumps(fc.get("args") or {}).decode()
+    call_id = fc.get("id") or _call_id(index, name, arguments)
+    return ToolCall(id=str(call_id), name=name, arguments=arguments)
+
+
+def _call_id(index: int, name: str, arguments: str) -> str:
+    digest = hashlib.sha256(f"{name}\0{arguments}".encode()).hexdigest()[:10]
+    return f"call_{index}_{digest}"
+
+
+def _fallback_id() -> str:
+    return f"gemini-{uuid.uuid4().hex}"
+
+
+def map_finish(reason: str | None, has_calls: bool) -> FinishReason | None:
+    if reason is None:
+        return "tool_calls" if has_calls else None
+    if reason == "STOP":
+        return "tool_calls" if has_calls else "stop"
+    if reason == "MAX_TOKENS":
+        return "length"
+    if reason in _SAFETY_FINISH:
+        return "content_filter"
+    # MALFORMED_FUNCTION_CALL, OTHER, LANGUAGE, ...: the answer is not usable.
+    return "error"
+
+
+def parse_usage(meta: Any) -> Usage | None:
+    if not isinstance(meta, dict):
+        return None
+    thoughts = int(meta.get("thoughtsTokenCount") or 0)
+    return Usage(
+        input_tokens=int(meta.get("promptTokenCount") or 0)
+        + int(meta.get("toolUsePromptTokenCount") or 0),
+        output_tokens=int(meta.get("candidatesTokenCount") or 0) + thoughts,
+        cached_input_tokens=int(meta.get("cachedContentTokenCount") or 0),
+        reasoning_tokens=thoughts,
+    )
+
+
+class _StreamState:
+    """Turns streamed GenerateContentResponse chunks into deltas."""
+
+    def __init__(self, call: _Call) -> None:
+        self._call = call
+        self._started = False
+        self._calls = 0
+        self._finish: str | None = None
+        self._usage: Usage | None = None
+
+    def feed(self, chunk: Any) -> list[StreamDelta]:
+        if not isinstance(chunk, dict):
+            raise _malformed(self._call, "a stream chunk is not a JSON object")
+        if chunk.get("usageMetadata") is not None:
+            self._usage = parse_usage(chunk["usageMetadata"])
+        if not chunk.get("candidates") and "error" not in chunk \
+                and not (chunk.get("promptFeedback") or {}).get("blockReason"):
+            return []  # a usage-only chunk
+        candidate = _first_candidate(chunk, self._call)
+        self._finish = candidate.get("finishReason") or self._finish
+        delta = StreamDelta()
+        if not self._started:
+            self._started = True
+            delta.id = str(chunk.get("responseId") or _fallback_id())
+            delta.model = str(chunk.get("modelVersion") or self._call.model)
+        texts, thoughts = [], []
+        for part in (candidate.get("content") or {}).get("parts") or []:
+            kind, value = _read_part(part, self._calls)
+            if kind == "call":
+                delta.tool_calls.append(ToolCallDelta(
+                    index=self._calls, id=value.id, name=value.name, arguments=value.arguments))
+                self._calls += 1
+            elif kind == "thought":
+                thoughts.append(value)
+            elif kind == "text":
+                texts.append(value)
+        delta.text = "".join(texts) or None
+        delta.reasoning = "".join(thoughts) or None
+        useful = delta.text or delta.reasoning or delta.tool_calls or delta.id
+        return [delta] if useful else []
+
+    def finish(self) -> StreamDelta:
+        if self._finish is None:
+            raise ConnectionFailed(
+                "The Gemini stream ended before a finishReason; the answer is incomplete.",
+                provider=PROVIDER, deployment=self._call.labels.deployment)
+        return StreamDelta(finish_reason=map_finish(self._finish, self._calls > 0),
+                           usage=self._usage)
+
+
+# -- errors ---------------------------------------------------------------------
+def error_from_response(status: int, headers: Mapping[str, str], body: bytes,
+                        call: _Call) -> ProviderError:
+    """The typed error for a non-2xx answer (Google's body, or whatever came)."""
+    try:
+        data: Any = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        data = None
+    if isinstance(data, list) and data:  # the JSON-array stream wraps errors too
+        data = data[0]
+    err = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(err, dict):
+        text = body[:500].decode("utf-8", errors="replace").strip()
+        err = {"code": status, "message": text or f"HTTP {status}"}
+    err.setdefault("code", status)
+    return _error_from_object(err, headers, call, status=status)
+
+
+def _error_from_object(err: Any, headers: Mapping[str, str], call: _Call,
+                       status: int | None = None) -> ProviderError:
+    if not isinstance(err, dict):
+        err = {"message": str(err)}
+    code = status if status is not None else _int(err.get("code"), 500)
+    grpc = str(err.get("status") or "")
+    message = str(err.get("message") or "")
+    details = [d for d in err.get("details") or [] if isinstance(d, dict)]
+    cls = classify(code, grpc, message, details)
+    retry_after = _retry_delay(details)
+    if retry_after is None:
+        retry_after = parse_retry_after(headers)
+    text = redact(f"Gemini error {code} {grpc}: {message}".replace("  ", " "), call.key)
+    safe_body = orjson.loads(redact(orjson.dumps(err).decode(), call.key))
+    return cls(text, provider=PROVIDER, deployment=call.labels.deployment, status=code,
+               retry_after=retry_after, body=safe_body)
+
+
+def classify(status: int, grpc: str, message: str,
+             details: Iterable[dict[str, Any]]) -> type[ProviderError]:
+    """Which error a Gemini error body means; token limits and bad keys come as 400s."""
+    if status in (400, 413) and _CONTEXT_WINDOW.search(message):
+        return ContextWindowExceeded
+    reasons = {str(d.get("reason", "")) for d in details}
+    if status == 400 and ("API_KEY_INVALID" in reasons or _BAD_KEY.search(message)):
+        return AuthenticationFailed
+    if grpc in _STATUS_TO_ERROR:
+        return _STATUS_TO_ERROR[grpc]
+    if status == 400:
+        return BadRequest
+    return error_for_status(status)
+
+
+def _retry_delay(details: Iterable[dict[str, Any]]) -> float | None:
+    for detail in details:
+        if str(detail.get("@type", "")).endswith("google.rpc.RetryInfo"):
+            delay = detail.get("retryDelay")
+            found = re.fullmatch(r"\s*([\d.]+)s\s*", str(delay)) if delay is not None else None
+            if found:
+                return float(found.group(1))
+    return None
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _load_json(raw: bytes | str, call: _Call) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise _malformed(call, "it is not valid JSON") from None
+
+
+def _malformed(call: _Call, why: str) -> UpstreamServerError:
+    return UpstreamServerError(f"Gemini sent a malformed answer: {why}.", provider=PROVIDER,
+                               deployment=call.labels.deployment)

@@ -1,0 +1,258 @@
+"""The Gemini API wire format for the fake upstream (served under `/gemini`).
+
+Routes: POST /v1beta/models/{model}:generateContent, POST
+/v1beta/models/{model}:streamGenerateContent (SSE with `alt=sse`, else one
+JSON array streamed piece by piece, as the real API does), GET /v1beta/models.
+Answers take the real shapes: candidates with `content.role == "model"`,
+`finishReason` and `index`; `usageMetadata`; `modelVersion`; `responseId`.
+Error bodies are Google's `{"error": {"code", "message", "status", "details"}}`
+with the texts the real API writes. Kept cheap: it serves load in benchmarks.
+
+Imports: the standard library, `testing.script`, `testing.wire`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from interlock.testing.script import Fault, Reply
+from interlock.testing.wire import ErrorAnswer, Route, chunks
+
+_GENERATE = re.compile(
+    r"^/(v1|v1beta|v1alpha)/models/([^/:]+):(generateContent|streamGenerateContent)$")
+_LIST = re.compile(r"^/(v1|v1beta|v1alpha)/models/?$")
+
+_FINISH = {"stop": "STOP", "tool_calls": "STOP", "length": "MAX_TOKENS",
+           "content_filter": "SAFETY"}
+
+_HELP = "type.googleapis.com/google.rpc.Help"
+_ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
+
+# status -> (gRPC status, Google's message)
+_ERRORS: dict[int, tuple[str, str]] = {
+    400: ("INVALID_ARGUMENT", "Request contains an invalid argument."),
+    401: ("UNAUTHENTICATED",
+          "Request had invalid authentication credentials. Expected OAuth 2 access token, "
+          "login cookie or other valid authentication credential. See "
+          "https://developers.google.com/identity/sign-in/web/devconsole-project."),
+    403: ("PERMISSION_DENIED", "The caller does not have permission"),
+    404: ("NOT_FOUND", "Requested entity was not found."),
+    409: ("ABORTED", "The operation was aborted."),
+    429: ("RESOURCE_EXHAUSTED",
+          "You exceeded your current quota, please check your plan and billing details. For "
+          "more information on this error, head to: "
+          "https://ai.google.dev/gemini-api/docs/rate-limits."),
+    500: ("INTERNAL",
+          "An internal error has occurred. Please retry or report in "
+          "https://developers.generativeai.google/guide/troubleshooting"),
+    503: ("UNAVAILABLE", "The model is overloaded. Please try again later."),
+    504: ("DEADLINE_EXCEEDED", "Deadline expired before operation could complete."),
+}
+
+_NO_KEY = ("Method doesn't allow unregistered callers (callers without established identity). "
+           "Please use API Key or other form of API consumer identity to call this API.")
+_BAD_KEY = "API key not valid. Please pass a valid API key."
+_SAFETY_RATINGS = [
+    {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True},
+    {"category": "HARM_CATEGORY_HARASSMENT", "probability": "NEGLIGIBLE"},
+]
+_MODELS = ("gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.0-flash-lite")
+
+
+@dataclass(slots=True)
+class GeminiRoute(Route):
+    # Whether the call named its key in the `key` query parameter (the old way).
+    key_in_query: str | None = None
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+class GeminiWire:
+    provider = "gemini"
+    prefix = "/gemini"
+
+    def route(self, method: str, path: str, query: dict[str, str], body: Any) -> Route | None:
+        if method == "POST":
+            found = _GENERATE.match(path)
+            if found is None:
+                return None
+            model, key = found.group(2), query.get("key")
+            if found.group(3) == "generateContent":
+                return GeminiRoute("generate", model, False, key)
+            sse = query.get("alt") == "sse"
+            return GeminiRoute("stream_sse" if sse else "stream_json", model, True, key)
+        if method == "GET" and _LIST.match(path):
+            return GeminiRoute("models", "", False, query.get("key"))
+        return None
+
+    def check_request(self, route: Route, headers: Mapping[str, str],
+                      body: Any) -> ErrorAnswer | None:
+        """Google refuses a call without a key (403) or with an empty one (400)."""
+        key = headers.get("x-goog-api-key")
+        if key is None and isinstance(route, GeminiRoute):
+            key = route.key_in_query
+        if key is None:
+            return _error(403, "PERMISSION_DENIED", _NO_KEY)
+        if not key.strip():
+            return _bad_key()
+        return None
+
+    def reply(self, route: Route, body: Any, reply: Reply) -> Any:
+        if route.endpoint == "models":
+            return {"models": [_model_entry(m) for m in _MODELS]}
+        parts = ([{"text": reply.text}] if reply.text else []) + _call_parts(reply)
+        return self._response(route.model, parts or [{"text": ""}], reply, final=True)
+
+    def stream(self, route: Route, body: Any, reply: Reply) -> list[bytes]:
+        pieces: list[list[dict[str, Any]]] = [
+            [{"text": c}] for c in chunks(reply.text, reply.chunk_chars)
+        ] if reply.text else []
+        if reply.tool_calls:
+            pieces.append(_call_parts(reply))  # Gemini sends whole calls in one chunk
+        pieces = pieces or [[{"text": ""}]]
+        response_id = _response_id()
+        payloads = [
+            self._response(route.model, parts, reply, final=i == len(pieces) - 1,
+                           response_id=response_id)
+            for i, parts in enumerate(pieces)
+        ]
+        if route.endpoint == "stream_sse":
+            return [f"data: {_dumps(p)}\r\n\r\n".encode() for p in payloads]
+        frames = [("[" if i == 0 else ",\r\n") + _dumps(p) for i, p in enumerate(payloads)]
+        frames[-1] += "]"
+        return [f.encode() for f in frames]
+
+    def stream_content_type(self, route: Route) -> str:
+        if route.endpoint == "stream_sse":
+            return "text/event-stream"
+        return "application/json; charset=UTF-8"
+
+    def error(self, status: int, fault: Fault, route: Route | None) -> ErrorAnswer:
+        kind = fault.kind or ""
+        model = route.model if route else ""
+        if kind == "safety":
+            return ErrorAnswer(200, {}, _blocked_prompt(model))
+        if kind == "context_window":
+            message = ("The input token count (1200293) exceeds the maximum number of tokens "
+                       "allowed (1048576).")
+            return _error(400, "INVALID_ARGUMENT", fault.message or message)
+        if kind == "auth" and status == 400:
+            return _bad_key()
+        if status == 404 and kind != "path":
+            message = (f"models/{model} is not found for API version v1beta, or is not "
+                       "supported for generateContent. Call ListModels to see the list of "
+                       "available models and their supported methods.")
+            return _error(404, "NOT_FOUND", fault.message or message)
+        if status == 429:
+            return _rate_limited(fault, model)
+        grpc, message = _ERRORS.get(status, ("UNKNOWN", "Unknown error."))
+        return _error(status, grpc, fault.message or message)
+
+    def _response(self, model: str, parts: list[dict[str, Any]], reply: Reply, *,
+                  final: bool, response_id: str | None = None) -> dict[str, Any]:
+        candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
+        if final:
+            finish = _FINISH.get(reply.finish or "stop", "STOP")
+            candidate["finishReason"] = finish
+            if finish == "SAFETY":
+                candidate["safetyRatings"] = _SAFETY_RATINGS
+        return {
+            "candidates": [candidate],
+            "usageMetadata": _usage(reply, final),
+            "modelVersion": model,
+            "responseId": response_id or _response_id(),
+        }
+
+
+def _call_parts(reply: Reply) -> list[dict[str, Any]]:
+    parts = []
+    for tc in reply.tool_calls:
+        call: dict[str, Any] = {"name": tc.name, "args": tc.arguments}
+        if tc.id:
+            call["id"] = tc.id
+        parts.append({"functionCall": call})
+    return parts
+
+
+def _usage(reply: Reply, final: bool) -> dict[str, Any]:
+    prompt = reply.input_tokens or 0
+    if not final:
+        return {"promptTokenCount": prompt, "totalTokenCount": prompt}
+    output = reply.output_tokens or 0
+    usage: dict[str, Any] = {
+        "promptTokenCount": prompt,
+        "candidatesTokenCount": output - reply.reasoning_tokens,
+        "totalTokenCount": prompt + output,
+        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}],
+    }
+    if reply.cached_tokens:
+        usage["cachedContentTokenCount"] = reply.cached_tokens
+    if reply.reasoning_tokens:
+        usage["thoughtsTokenCount"] = reply.reasoning_tokens
+    return usage
+
+
+def _response_id() -> str:
+    return uuid.uuid4().hex[:22]
+
+
+def _model_entry(model: str) -> dict[str, Any]:
+    return {
+        "name": f"models/{model}", "version": "001", "displayName": model,
+        "inputTokenLimit": 1048576, "outputTokenLimit": 65536,
+        "supportedGenerationMethods": ["generateContent", "countTokens"],
+    }
+
+
+def _error(status: int, grpc: str, message: str,
+           details: list[dict[str, Any]] | None = None,
+           headers: dict[str, str] | None = None) -> ErrorAnswer:
+    error: dict[str, Any] = {"code": status, "message": message, "status": grpc}
+    if details:
+        error["details"] = details
+    return ErrorAnswer(status, headers or {}, {"error": error})
+
+
+def _bad_key() -> ErrorAnswer:
+    return _error(400, "INVALID_ARGUMENT", _BAD_KEY, [
+        {"@type": _ERROR_INFO, "reason": "API_KEY_INVALID", "domain": "googleapis.com",
+         "metadata": {"service": "generativelanguage.googleapis.com"}},
+        {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US",
+         "message": _BAD_KEY},
+    ])
+
+
+def _rate_limited(fault: Fault, model: str) -> ErrorAnswer:
+    grpc, message = _ERRORS[429]
+    details: list[dict[str, Any]] = [
+        {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
+            "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+            "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+            "quotaDimensions": {"location": "global", "model": model},
+            "quotaValue": "10",
+        }]},
+        {"@type": _HELP, "links": [{"description": "Learn more about Gemini API quotas",
+                                    "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]},
+    ]
+    if fault.retry_after is not None:
+        delay = f"{fault.retry_after:g}s"
+        message += f"\n* Quota exceeded for metric: generate_content_free_tier_requests, " \
+                   f"limit: 10, model: {model}\nPlease retry in {delay}."
+        details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay})
+    return _error(429, grpc, fault.message or message, details)
+
+
+def _blocked_prompt(model: str) -> dict[str, Any]:
+    return {
+        "promptFeedback": {"blockReason": "SAFETY", "safetyRatings": _SAFETY_RATINGS},
+        "usageMetadata": {"promptTokenCount": 8, "totalTokenCount": 8},
+        "modelVersion": model,
+        "responseId": _response_id(),
+    }
