@@ -1,0 +1,54 @@
+"""Interlock: route each LLM request to the model that does the job for the
+least money, fail over when a provider breaks, and record what it cost.
+
+Public API: `Router` (LiteLLM-shaped), `Controller` (RouteLLM-shaped),
+`load_config`, and the error tree. Names are imported on first use so that
+`import interlock` stays fast and touches nothing outside the process.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Router": "interlock.client",
+    "Controller": "interlock.controller",
+    "load_config": "interlock.config",
+    "InterlockError": "interlock.errors",
+    "ConfigError": "interlock.errors",
+    "InvalidRequest": "interlock.errors",
+    "UnknownModel": "interlock.errors",
+    "UnsupportedParameter": "interlock.errors",
+    "BudgetExceeded": "interlock.errors",
+    "NoDeploymentAvailable": "interlock.errors",
+    "RouterNotTrained": "interlock.errors",
+    "ProviderError": "interlock.errors",
+    "RateLimited": "interlock.errors",
+    "Overloaded": "interlock.errors",
+    "ContextWindowExceeded": "interlock.errors",
+    "ContentFiltered": "interlock.errors",
+    "AuthenticationFailed": "interlock.errors",
+    "NotFound": "interlock.errors",
+    "BadRequest": "interlock.errors",
+    "Timeout": "interlock.errors",
+    "UpstreamServerError": "interlock.errors",
+    "ConnectionFailed": "interlock.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from interlock.client import Router
+    from interlock.config import load_config
+    from interlock.controller import Controller
+    from interlock.errors import *  # noqa: F403
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'interlock' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

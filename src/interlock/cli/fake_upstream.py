@@ -1,0 +1,40 @@
+"""`interlock fake-upstream`: a local stand-in for OpenAI, Anthropic and Gemini.
+
+Lets users try their configs with no keys and no network: every answer is
+simulated and says so.
+
+Imports: typer, `testing`.
+"""
+
+from __future__ import annotations
+
+import time
+
+import typer
+
+
+def fake_upstream(
+    port: int = typer.Option(8900, help="Port to listen on (127.0.0.1)."),
+    latency: float = typer.Option(0.0, help="Seconds of simulated latency per request."),
+) -> None:
+    """Serve simulated provider APIs on 127.0.0.1 until interrupted."""
+    from interlock.testing import Fault, FakeUpstream
+
+    fake = FakeUpstream(port=port, record=False).start()
+    if latency:
+        fake.script(Fault(latency=latency, times=None))
+    typer.echo("Simulated providers (no real model is called):")
+    for provider, env in (("openai", "OPENAI_BASE_URL"), ("anthropic", "ANTHROPIC_BASE_URL"),
+                          ("gemini", "GEMINI_BASE_URL")):
+        typer.echo(f"  export {env}={fake.base_url(provider)}")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        fake.stop()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("fake-upstream")(fake_upstream)

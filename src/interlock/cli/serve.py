@@ -1,0 +1,53 @@
+"""`interlock serve`: run the OpenAI-compatible gateway.
+
+Imports: typer, uvicorn (inside the command), `config`, `server.app`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+
+def serve(
+    config: Path = typer.Option(..., "--config", "-c", help="YAML config file.", exists=True,
+                                dir_okay=False, readable=True),
+    host: str = typer.Option("127.0.0.1", help="Address to bind."),
+    port: int = typer.Option(4000, help="Port to listen on."),
+    workers: int = typer.Option(1, min=1, help="Worker processes."),
+    drain_timeout: float | None = typer.Option(
+        None, help="Seconds in-flight requests get to finish on shutdown "
+        "(default: general_settings.drain_timeout, else 30)."),
+    log_level: str = typer.Option("warning", help="uvicorn log level."),
+) -> None:
+    """Serve /v1/chat/completions, /v1/models and health checks."""
+    import uvicorn
+
+    from interlock.config import load_config
+    from interlock.errors import ConfigError
+    from interlock.server.app import create_app
+
+    try:
+        loaded = load_config(config)
+        app = create_app(loaded, host=host)  # fails fast on a bad config or auth setting
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    drain = drain_timeout if drain_timeout is not None else float(
+        getattr(loaded.general_settings, "drain_timeout", 30))
+    common = dict(host=host, port=port, log_level=log_level, timeout_graceful_shutdown=drain,
+                  lifespan="on", access_log=False, backlog=4096)
+    if workers == 1:
+        uvicorn.run(app, **common)  # type: ignore[arg-type]
+        return
+    # Several workers each build their own gateway from the same file.
+    os.environ["INTERLOCK_CONFIG"] = str(config.resolve())
+    os.environ["INTERLOCK_HOST"] = host
+    uvicorn.run("interlock.server.app:app_from_environment", factory=True, workers=workers,
+                **common)  # type: ignore[arg-type]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)

@@ -1,0 +1,181 @@
+"""Library facades over the gateway: `Router` (shaped like LiteLLM's Router).
+
+    from interlock import Router
+    router = Router(model_list=model_list, num_retries=3, timeout=30)
+    resp = await router.acompletion(model="high-quality", messages=[...])
+
+Code written against LiteLLM's Router ports by changing its import line.
+Keyword arguments of `acompletion` are the OpenAI request body, parsed by the
+same code as the gateway's, so library and gateway behave alike. The sync
+methods run on one private event loop thread owned by the Router.
+
+Imports: the standard library, `config`, `gateway`, `openai_*`, `responses`, `types`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
+from os import PathLike
+from typing import Any, TypeVar
+
+from interlock.config import InterlockConfig, config_from_router_kwargs, load_config
+from interlock.gateway import Gateway, GatewayStream
+from interlock.openai_request import parse_chat_request
+from interlock.openai_response import chunk_dict, completion_dict, usage_chunk_dict
+from interlock.responses import ModelResponse, ModelResponseChunk
+from interlock.types import ChatResponse
+
+T = TypeVar("T")
+
+
+class _LoopThread:
+    """One event loop in a daemon thread, for the sync API."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        with self._lock:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(target=self._loop.run_forever,
+                                                name="interlock-sync", daemon=True)
+                self._thread.start()
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            if self._thread is not None:
+                self._thread.join(timeout=5)
+            self._loop.close()
+            self._loop = None
+
+
+class CompletionStream:
+    """What `acompletion(..., stream=True)` returns: iterate it for chunks.
+
+    After iteration, `response()` is the assembled final answer and
+    `interlock` the metadata (deployment, attempts, cost)."""
+
+    def __init__(self, stream: GatewayStream, include_usage: bool) -> None:
+        self._stream = stream
+        self._include_usage = include_usage
+
+    @property
+    def interlock(self) -> dict[str, Any]:
+        return self._stream.meta.as_dict()
+
+    def response(self) -> ChatResponse:
+        return self._stream.response()
+
+    async def __aiter__(self) -> AsyncIterator[ModelResponseChunk]:
+        meta = self._stream.meta
+        created = int(time.time())
+        model = ""
+        first = True
+        try:
+            async for delta in self._stream:
+                model = delta.model or model
+                yield ModelResponseChunk(chunk_dict(delta, request_id=meta.request_id,
+                                                    model=model, created=created, first=first))
+                first = False
+        finally:
+            await self._stream.aclose()
+        if self._include_usage:
+            yield ModelResponseChunk(usage_chunk_dict(
+                self._stream.response().usage, request_id=meta.request_id, model=model,
+                created=created))
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+class Router:
+    """Route, dispatch and record chat completions in-process.
+
+    Takes LiteLLM's `model_list` and router keyword arguments, or `config=` a
+    YAML path / dict in Interlock's config format."""
+
+    def __init__(self, model_list: list[dict[str, Any]] | None = None, *,
+                 config: str | PathLike[str] | Mapping[str, Any] | InterlockConfig | None = None,
+                 environ: Mapping[str, str] | None = None, **router_settings: Any) -> None:
+        if config is not None and model_list is not None:
+            raise TypeError("pass either model_list (with router settings) or config, not both")
+        if isinstance(config, InterlockConfig):
+            loaded = config
+        elif config is not None:
+            loaded = load_config(config, environ=environ)
+        else:
+            loaded = config_from_router_kwargs(model_list or [], environ=environ,
+                                               **router_settings)
+        self.config = loaded
+        self._gateway = Gateway(loaded, environ=environ)
+        self._sync = _LoopThread()
+
+    @property
+    def gateway(self) -> Gateway:
+        return self._gateway
+
+    @property
+    def model_names(self) -> list[str]:
+        return self._gateway.model_names()
+
+    def health(self) -> list[Any]:
+        """Each deployment's state: healthy, cooling (until when, why), half-open."""
+        return self._gateway.dispatcher.health()
+
+    async def acompletion(self, model: str, messages: list[dict[str, Any]],
+                          **kwargs: Any) -> Any:
+        """A chat completion; with stream=True a `CompletionStream` of chunks."""
+        body = {"model": model, "messages": messages, **kwargs}
+        request = parse_chat_request(body)
+        if request.stream:
+            include_usage = bool((kwargs.get("stream_options") or {}).get("include_usage"))
+            return CompletionStream(await self._gateway.stream(request), include_usage)
+        done = await self._gateway.complete(request)
+        return ModelResponse(completion_dict(done.response, request_id=done.meta.request_id),
+                             interlock=done.meta.as_dict())
+
+    def completion(self, model: str, messages: list[dict[str, Any]], **kwargs: Any) -> Any:
+        """The sync twin of `acompletion`; with stream=True an iterator of chunks."""
+        if kwargs.get("stream"):
+            return self._sync_stream(model, messages, **kwargs)
+        return self._sync.run(self.acompletion(model, messages, **kwargs))
+
+    def _sync_stream(self, model: str, messages: list[dict[str, Any]],
+                     **kwargs: Any) -> Iterator[ModelResponseChunk]:
+        stream: CompletionStream = self._sync.run(self.acompletion(model, messages, **kwargs))
+        iterator = stream.__aiter__()
+
+        async def step() -> ModelResponseChunk | None:
+            try:
+                return await iterator.__anext__()
+            except StopAsyncIteration:
+                return None
+
+        while (chunk := self._sync.run(step())) is not None:
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._gateway.aclose()
+
+    def close(self) -> None:
+        """Release connections and the sync loop thread."""
+        if self._sync._loop is not None:
+            self._sync.run(self._gateway.aclose())
+        self._sync.stop()
+
+    async def __aenter__(self) -> Router:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"Router(model_groups={self.model_names!r})"

@@ -1,0 +1,296 @@
+"""The one place where the parts are wired together: decide -> dispatch -> record.
+
+`Gateway` is built from a loaded config. The HTTP server and the library
+facades (`Router`, `Controller`) both call it, so a request behaves the same
+whichever way it came in. Everything request-scoped is measured here: the
+routing decision, the attempts, the cost, and the overhead Interlock added on
+top of the upstream time.
+
+Imports: everything below it (config, catalog, routing, dispatch, adapters, costs).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from interlock.adapters.http import HttpClient
+from interlock.adapters.registry import AdapterRegistry
+from interlock.catalog import Catalog, Deployment
+from interlock.config import InterlockConfig, build_catalog
+from interlock.costs.ledger import Ledger, LedgerRow
+from interlock.costs.prices import PriceBook
+from interlock.dispatch.dispatcher import Attempt, DispatchResult, Dispatcher, DispatchStream
+from interlock.errors import InterlockError, ProviderError
+from interlock.routing.decision import RoutingDecision
+from interlock.routing.policy import RoutingPolicy
+from interlock.types import ChatRequest, ChatResponse, StreamDelta, Usage
+
+log = logging.getLogger("interlock.gateway")
+
+
+@dataclass(slots=True)
+class ResponseMeta:
+    """What Interlock knows about one answered (or failed) request."""
+
+    request_id: str
+    decision: RoutingDecision
+    group: str | None = None
+    deployment: str | None = None
+    provider: str | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    cost_usd: Decimal | None = None
+    latency_ms: float = 0.0
+    overhead_ms: float = 0.0
+    ttft_ms: float | None = None
+
+    def headers(self) -> list[tuple[str, str]]:
+        out = [("x-request-id", self.request_id),
+               ("x-interlock-model-group", self.group or self.decision.group),
+               ("x-interlock-route", self.decision.header_value()),
+               ("x-interlock-attempts", str(len(self.attempts))),
+               ("x-interlock-overhead-ms", f"{self.overhead_ms:.3f}")]
+        if self.deployment:
+            out.append(("x-interlock-deployment", self.deployment))
+        if self.provider:
+            out.append(("x-interlock-provider", self.provider))
+        if self.attempts:
+            out.append(("x-interlock-attempt-log", ", ".join(
+                f"{a.deployment}={a.outcome}/{a.duration_ms:.0f}ms" for a in self.attempts)))
+        if self.cost_usd is not None:
+            out.append(("x-interlock-cost-usd", f"{self.cost_usd:.8f}"))
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "route": {"requested": self.decision.requested, "group": self.decision.group,
+                      "router": self.decision.router, "reason": self.decision.reason,
+                      "score": self.decision.score, "threshold": self.decision.threshold,
+                      "elapsed_ms": self.decision.elapsed_ms, "error": self.decision.error},
+            "model_group": self.group, "deployment": self.deployment, "provider": self.provider,
+            "attempts": [{"deployment": a.deployment, "provider": a.provider, "group": a.group,
+                          "outcome": a.outcome, "status": a.status,
+                          "duration_ms": round(a.duration_ms, 3)} for a in self.attempts],
+            "cost_usd": str(self.cost_usd) if self.cost_usd is not None else None,
+            "latency_ms": round(self.latency_ms, 3),
+            "overhead_ms": round(self.overhead_ms, 3),
+            "ttft_ms": round(self.ttft_ms, 3) if self.ttft_ms is not None else None,
+        }
+
+
+@dataclass(slots=True)
+class Completion:
+    response: ChatResponse
+    meta: ResponseMeta
+
+
+def new_request_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+def _upstream_ms(attempts: list[Attempt]) -> float:
+    return sum(a.duration_ms for a in attempts)
+
+
+class Gateway:
+    """Routing, dispatch, pricing and the ledger for one process."""
+
+    def __init__(self, config: InterlockConfig, *, environ: Mapping[str, str] | None = None,
+                 http: HttpClient | None = None, dispatcher: Dispatcher | None = None) -> None:
+        self.config = config
+        self.catalog: Catalog = build_catalog(config, environ=environ)
+        self.http = http or HttpClient()
+        self.adapters = AdapterRegistry(self.http)
+        self.prices = PriceBook.build(self.catalog, config.prices)
+        gates: list[Any] = []
+        self.budgets = None
+        if config.budgets:
+            from interlock.costs.budgets import BudgetGate
+
+            self.budgets = BudgetGate(config.budgets, self.prices,
+                                      redis_url=config.router_settings.redis_url)
+            gates.append(self.budgets)
+        self.dispatcher = dispatcher or Dispatcher(
+            self.catalog, self.adapters, config.router_settings, gates=gates)
+        self.routing = RoutingPolicy.from_config(config.routing, self.catalog,
+                                                 ask=self._ask_for_router)
+        self.ledger: Ledger | None = (
+            Ledger(config.ledger) if config.ledger and config.ledger.database else None)
+        self._started = False
+        for warning in getattr(config, "warnings", []):
+            log.warning("%s", warning)
+        for name in self.prices.unknown():
+            log.warning("no known price for deployment %s: its cost is recorded as unknown", name)
+
+    # -- lifecycle -------------------------------------------------------------
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        if self.ledger is not None:
+            await self.ledger.start()
+
+    async def aclose(self) -> None:
+        if self.ledger is not None:
+            await self.ledger.aclose()
+        await self.dispatcher.aclose()
+        await self.http.aclose()
+        self._started = False
+
+    # -- what clients can ask for ----------------------------------------------
+    def model_names(self) -> list[str]:
+        return sorted(set(self.catalog.group_names) | set(self.routing.public_names()))
+
+    # -- one request -----------------------------------------------------------
+    async def decide(self, request: ChatRequest) -> RoutingDecision:
+        return await self.routing.decide(request, available=self.dispatcher.group_available)
+
+    async def complete(self, request: ChatRequest, *, request_id: str | None = None,
+                       key_id: str | None = None) -> Completion:
+        await self.start()
+        started = time.perf_counter()
+        meta = ResponseMeta(request_id=request_id or new_request_id(),
+                            decision=RoutingDecision(request.model, request.model))
+        try:
+            meta.decision = await self.decide(request)
+            result: DispatchResult = await self.dispatcher.complete(request, meta.decision.group)
+        except InterlockError as exc:
+            self._finish_error(meta, exc, started, request, key_id)
+            raise
+        self._fill(meta, result.deployment, result.group, result.attempts)
+        meta.cost_usd = self.prices.cost(result.deployment, result.response.usage)
+        meta.latency_ms = (time.perf_counter() - started) * 1000
+        meta.overhead_ms = max(0.0, meta.latency_ms - _upstream_ms(result.attempts))
+        self._record(meta, request, result.response, key_id, stream=False)
+        return Completion(result.response, meta)
+
+    async def stream(self, request: ChatRequest, *, request_id: str | None = None,
+                     key_id: str | None = None) -> GatewayStream:
+        """Open a stream; failover before the first byte happens in here."""
+        await self.start()
+        started = time.perf_counter()
+        meta = ResponseMeta(request_id=request_id or new_request_id(),
+                            decision=RoutingDecision(request.model, request.model))
+        try:
+            meta.decision = await self.decide(request)
+            upstream = await self.dispatcher.open_stream(request, meta.decision.group)
+        except InterlockError as exc:
+            self._finish_error(meta, exc, started, request, key_id)
+            raise
+        self._fill(meta, upstream.deployment, upstream.group, upstream.attempts)
+        meta.ttft_ms = (time.perf_counter() - started) * 1000
+        # Headers go out now, so overhead is what came before the first byte.
+        meta.overhead_ms = max(0.0, meta.ttft_ms - _upstream_ms(upstream.attempts))
+        return GatewayStream(self, request, upstream, meta, started, key_id)
+
+    # -- bookkeeping -------------------------------------------------------------
+    @staticmethod
+    def _fill(meta: ResponseMeta, deployment: Deployment, group: str,
+              attempts: list[Attempt]) -> None:
+        meta.deployment = deployment.name
+        meta.provider = deployment.provider
+        meta.group = group
+        meta.attempts = attempts
+
+    def _finish_error(self, meta: ResponseMeta, exc: InterlockError, started: float,
+                      request: ChatRequest, key_id: str | None) -> None:
+        meta.attempts = list(exc.attempts)
+        meta.latency_ms = (time.perf_counter() - started) * 1000
+        meta.overhead_ms = max(0.0, meta.latency_ms - _upstream_ms(meta.attempts))
+        if isinstance(exc, ProviderError):
+            meta.deployment = exc.deployment or None
+            meta.provider = exc.provider or None
+        exc.meta = meta  # type: ignore[attr-defined]
+        self._record(meta, request, None, key_id, stream=request.stream, error=exc)
+
+    def _record(self, meta: ResponseMeta, request: ChatRequest, response: ChatResponse | None,
+                key_id: str | None, *, stream: bool, error: BaseException | None = None) -> None:
+        if self.ledger is None:
+            return
+        usage = (response.usage if response else None) or Usage()
+        payloads = self.config.ledger.log_payloads if self.config.ledger else False
+        self.ledger.record(LedgerRow(
+            request_id=meta.request_id, api_key_id=key_id, requested_model=request.model,
+            router=meta.decision.router, routed_group=meta.decision.group,
+            route_score=meta.decision.score, deployment=meta.deployment,
+            provider=meta.provider,
+            status="ok" if error is None else "error",
+            error_class=type(error).__name__ if error is not None else None,
+            attempts=len(meta.attempts),
+            fallbacks=len({a.group for a in meta.attempts} - {meta.decision.group}),
+            input_tokens=usage.input_tokens, cached_input_tokens=usage.cached_input_tokens,
+            output_tokens=usage.output_tokens, reasoning_tokens=usage.reasoning_tokens,
+            cost_usd=meta.cost_usd, latency_ms=meta.latency_ms, ttft_ms=meta.ttft_ms,
+            stream=stream,
+            prompt=request.prompt_text if payloads else None,
+            response=(response.content if response else None) if payloads else None,
+        ))
+
+    async def _ask_for_router(self, group: str, prompt: str) -> str:
+        """Lets the `llm` router ask a cheap model group, without importing the gateway."""
+        request = ChatRequest(model=group, messages=[])
+        from interlock.types import Message, TextPart
+
+        request.messages = [Message(role="user", parts=[TextPart(prompt)])]
+        request.max_tokens = 8
+        request.temperature = 0.0
+        result = await self.dispatcher.complete(request, group)
+        return result.response.content or ""
+
+
+class GatewayStream:
+    """A stream that is already flowing; iterate it for deltas. When it ends
+    (or breaks) the cost is computed and the ledger row written, exactly once."""
+
+    def __init__(self, gateway: Gateway, request: ChatRequest, upstream: DispatchStream,
+                 meta: ResponseMeta, started: float, key_id: str | None) -> None:
+        self._gateway = gateway
+        self._request = request
+        self._upstream = upstream
+        self.meta = meta
+        self._started = started
+        self._key_id = key_id
+        self._done = False
+        self.error: ProviderError | None = None
+
+    async def __aiter__(self) -> AsyncIterator[StreamDelta]:
+        try:
+            async for delta in self._upstream:
+                yield delta
+        except ProviderError as exc:
+            self.error = exc
+            self._finish(error=exc)
+            raise
+        except BaseException:
+            # Cancelled (client went away) or a bug: still one ledger row.
+            self._finish(error=InterlockError("the stream was cancelled"))
+            raise
+        self._finish()
+
+    def response(self) -> ChatResponse:
+        return self._upstream.response()
+
+    def _finish(self, error: BaseException | None = None) -> None:
+        if self._done:
+            return
+        self._done = True
+        meta = self.meta
+        meta.attempts = self._upstream.attempts
+        meta.deployment = self._upstream.deployment.name
+        meta.group = self._upstream.group
+        response = self._upstream.response()
+        meta.cost_usd = self._gateway.prices.cost(self._upstream.deployment, response.usage)
+        meta.latency_ms = (time.perf_counter() - self._started) * 1000
+        self._gateway._record(meta, self._request, response, self._key_id, stream=True,
+                              error=error)
+
+    async def aclose(self) -> None:
+        if not self._done:
+            self._finish(error=InterlockError("the client disconnected"))
+        await self._upstream.aclose()

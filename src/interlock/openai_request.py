@@ -1,0 +1,247 @@
+"""OpenAI chat-completions JSON in, neutral `ChatRequest` out, with clear errors.
+
+Both the gateway (request bodies) and the library (`Router.acompletion`
+keyword arguments) come through here, so the two behave the same. Parsing is
+written out by hand rather than through a pydantic model: it runs on every
+request, and each error names the exact field, what was wrong and how to fix it.
+
+Imports: the standard library, `types`, `errors`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from interlock.errors import InvalidRequest
+from interlock.types import (
+    ChatRequest,
+    ImagePart,
+    Message,
+    Part,
+    ResponseFormat,
+    TextPart,
+    ToolCall,
+    ToolSpec,
+)
+
+_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant",
+          "tool": "tool", "function": "tool"}
+# Fields with a neutral home; everything else an OpenAI client may send goes to `extra`.
+_KNOWN = {"model", "messages", "stream", "temperature", "top_p", "max_tokens",
+          "max_completion_tokens", "stop", "tools", "tool_choice", "parallel_tool_calls",
+          "response_format", "user", "n", "metadata", "fallbacks", "drop_params",
+          "stream_options", "functions", "function_call"}
+# Interlock-only fields that are never forwarded upstream.
+_LOCAL = {"mock_response", "num_retries", "timeout", "tags"}
+
+
+def _fail(message: str, param: str) -> InvalidRequest:
+    return InvalidRequest(message, param=param, code="invalid_value")
+
+
+def _typed(value: Any, kind: type | tuple[type, ...], param: str, expected: str) -> Any:
+    if isinstance(value, bool) and kind in (int, float, (int, float)):
+        raise _fail(f"'{param}' must be {expected}, got a boolean.", param)
+    if not isinstance(value, kind):
+        raise _fail(f"'{param}' must be {expected}, got {type(value).__name__}.", param)
+    return value
+
+
+def _number(body: Mapping[str, Any], key: str, lo: float, hi: float) -> float | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    _typed(value, (int, float), key, "a number")
+    if not lo <= value <= hi:
+        raise _fail(f"'{key}' must be between {lo:g} and {hi:g}, got {value}.", key)
+    return float(value)
+
+
+def _positive_int(body: Mapping[str, Any], key: str) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    _typed(value, int, key, "an integer")
+    if value < 1:
+        raise _fail(f"'{key}' must be at least 1, got {value}.", key)
+    return int(value)
+
+
+def _parts(content: Any, where: str) -> list[Part]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [TextPart(content)]
+    _typed(content, list, where, "a string or a list of content parts")
+    parts: list[Part] = []
+    for i, item in enumerate(content):
+        path = f"{where}[{i}]"
+        _typed(item, dict, path, "an object")
+        kind = item.get("type")
+        if kind == "text":
+            parts.append(TextPart(_typed(item.get("text"), str, f"{path}.text", "a string")))
+        elif kind == "image_url":
+            image = item.get("image_url")
+            if isinstance(image, str):
+                image = {"url": image}
+            _typed(image, dict, f"{path}.image_url", "an object with a 'url'")
+            url = _typed(image.get("url"), str, f"{path}.image_url.url", "a string")
+            if not url.startswith(("http://", "https://", "data:")):
+                raise _fail(f"'{path}.image_url.url' must be an http(s) URL or a data URL.",
+                            f"{path}.image_url.url")
+            parts.append(ImagePart(url, detail=image.get("detail")))
+        else:
+            raise _fail(f"'{path}.type' must be 'text' or 'image_url', got {kind!r}.",
+                        f"{path}.type")
+    return parts
+
+
+def _tool_calls(value: Any, where: str) -> list[ToolCall]:
+    if value is None:
+        return []
+    _typed(value, list, where, "a list")
+    calls = []
+    for i, item in enumerate(value):
+        path = f"{where}[{i}]"
+        _typed(item, dict, path, "an object")
+        fn = _typed(item.get("function"), dict, f"{path}.function", "an object")
+        name = _typed(fn.get("name"), str, f"{path}.function.name", "a string")
+        args = fn.get("arguments", "{}")
+        _typed(args, str, f"{path}.function.arguments", "a JSON string")
+        calls.append(ToolCall(id=str(item.get("id") or f"call_{i}"), name=name, arguments=args))
+    return calls
+
+
+def _message(raw: Any, i: int) -> Message:
+    path = f"messages[{i}]"
+    _typed(raw, dict, path, "an object with 'role' and 'content'")
+    role = _ROLES.get(raw.get("role"))  # type: ignore[arg-type]
+    if role is None:
+        raise _fail(f"'{path}.role' must be one of system, developer, user, assistant, tool; "
+                    f"got {raw.get('role')!r}.", f"{path}.role")
+    msg = Message(role=role, parts=_parts(raw.get("content"), f"{path}.content"))  # type: ignore[arg-type]
+    msg.name = raw.get("name")
+    if role == "assistant":
+        msg.tool_calls = _tool_calls(raw.get("tool_calls"), f"{path}.tool_calls")
+        if raw.get("function_call"):
+            fc = raw["function_call"]
+            msg.tool_calls.append(ToolCall(id="call_0", name=fc.get("name", ""),
+                                           arguments=fc.get("arguments", "{}")))
+    elif role == "tool":
+        msg.tool_call_id = raw.get("tool_call_id") or raw.get("name")
+        if not msg.tool_call_id:
+            raise _fail(f"'{path}.tool_call_id' is required for a tool message.",
+                        f"{path}.tool_call_id")
+    if role != "assistant" and "content" not in raw:
+        raise _fail(f"'{path}.content' is required.", f"{path}.content")
+    return msg
+
+
+def _tools(body: Mapping[str, Any]) -> list[ToolSpec] | None:
+    raw = body.get("tools")
+    if raw is None and body.get("functions") is not None:
+        raw = [{"type": "function", "function": f} for f in body["functions"]]
+    if raw is None:
+        return None
+    _typed(raw, list, "tools", "a list")
+    tools = []
+    for i, item in enumerate(raw):
+        path = f"tools[{i}]"
+        _typed(item, dict, path, "an object")
+        if item.get("type", "function") != "function":
+            raise _fail(f"'{path}.type' must be 'function'.", f"{path}.type")
+        fn = _typed(item.get("function"), dict, f"{path}.function", "an object")
+        name = _typed(fn.get("name"), str, f"{path}.function.name", "a string")
+        params = fn.get("parameters")
+        if params is not None:
+            _typed(params, dict, f"{path}.function.parameters", "a JSON schema object")
+        tools.append(ToolSpec(name=name, description=fn.get("description"), parameters=params,
+                              strict=fn.get("strict")))
+    return tools
+
+
+def _tool_choice(body: Mapping[str, Any]) -> str | dict[str, Any] | None:
+    choice = body.get("tool_choice", body.get("function_call"))
+    if choice is None or choice in ("auto", "none", "required"):
+        return choice
+    if isinstance(choice, dict):
+        fn = choice.get("function", choice)
+        if isinstance(fn, dict) and isinstance(fn.get("name"), str):
+            return {"name": fn["name"]}
+    raise _fail("'tool_choice' must be 'auto', 'none', 'required' or "
+                "{'type': 'function', 'function': {'name': ...}}.", "tool_choice")
+
+
+def _response_format(body: Mapping[str, Any]) -> ResponseFormat | None:
+    raw = body.get("response_format")
+    if raw is None:
+        return None
+    _typed(raw, dict, "response_format", "an object")
+    kind = raw.get("type")
+    if kind in ("text", "json_object"):
+        return ResponseFormat(type=kind)
+    if kind == "json_schema":
+        spec = _typed(raw.get("json_schema"), dict, "response_format.json_schema", "an object")
+        return ResponseFormat(type="json_schema", json_schema=spec.get("schema"),
+                              name=spec.get("name"), strict=spec.get("strict"))
+    raise _fail("'response_format.type' must be 'text', 'json_object' or 'json_schema'.",
+                "response_format.type")
+
+
+def _stop(body: Mapping[str, Any]) -> list[str] | None:
+    stop = body.get("stop")
+    if stop is None:
+        return None
+    if isinstance(stop, str):
+        return [stop]
+    if isinstance(stop, list) and all(isinstance(s, str) for s in stop):
+        return stop
+    raise _fail("'stop' must be a string or a list of strings.", "stop")
+
+
+def parse_chat_request(body: Any) -> ChatRequest:
+    """Validate an OpenAI chat-completions body and build the neutral request."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("'model' is required: the name of a model group.", param="model",
+                             code="missing_required_parameter")
+    raw_messages = body.get("messages")
+    if not isinstance(raw_messages, list) or not raw_messages:
+        raise InvalidRequest("'messages' is required: a non-empty list of messages.",
+                             param="messages", code="missing_required_parameter")
+    stream = body.get("stream", False)
+    _typed(stream, bool, "stream", "true or false")
+    max_tokens = _positive_int(body, "max_completion_tokens")
+    if max_tokens is None:
+        max_tokens = _positive_int(body, "max_tokens")
+    fallbacks = body.get("fallbacks")
+    if fallbacks is not None and not (
+        isinstance(fallbacks, list) and all(isinstance(f, str) for f in fallbacks)
+    ):
+        raise _fail("'fallbacks' must be a list of model group names.", "fallbacks")
+    metadata = body.get("metadata") or {}
+    _typed(metadata, dict, "metadata", "an object")
+    if body.get("tags") is not None:
+        metadata = {**metadata, "tags": body["tags"]}
+    return ChatRequest(
+        model=model,
+        messages=[_message(m, i) for i, m in enumerate(raw_messages)],
+        stream=stream,
+        temperature=_number(body, "temperature", 0.0, 2.0),
+        top_p=_number(body, "top_p", 0.0, 1.0),
+        max_tokens=max_tokens,
+        stop=_stop(body),
+        tools=_tools(body),
+        tool_choice=_tool_choice(body),
+        parallel_tool_calls=body.get("parallel_tool_calls"),
+        response_format=_response_format(body),
+        user=body.get("user"),
+        n=_positive_int(body, "n"),
+        extra={k: v for k, v in body.items() if k not in _KNOWN and k not in _LOCAL},
+        metadata=metadata,
+        fallbacks=fallbacks,
+        drop_params=body.get("drop_params"),
+    )

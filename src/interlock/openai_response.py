@@ -1,0 +1,100 @@
+"""Neutral responses, stream deltas and errors rendered as OpenAI JSON.
+
+What clients see is the OpenAI chat-completions shape, through the gateway
+and the library alike.
+
+Imports: the standard library, `types`, `errors`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from interlock.errors import InterlockError, InvalidRequest, ProviderError
+from interlock.types import ChatResponse, StreamDelta, ToolCall, Usage
+
+
+def usage_dict(usage: Usage | None) -> dict[str, Any] | None:
+    if usage is None:
+        return None
+    return {
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+    }
+
+
+def _tool_calls(calls: list[ToolCall]) -> list[dict[str, Any]]:
+    return [{"id": c.id, "type": "function",
+             "function": {"name": c.name, "arguments": c.arguments}} for c in calls]
+
+
+def completion_dict(response: ChatResponse, *, request_id: str) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": response.content}
+    if response.tool_calls:
+        message["tool_calls"] = _tool_calls(response.tool_calls)
+    if response.reasoning:
+        message["reasoning_content"] = response.reasoning
+    return {
+        "id": request_id,
+        "object": "chat.completion",
+        "created": response.created,
+        "model": response.model,
+        "choices": [{"index": 0, "message": message, "logprobs": None,
+                     "finish_reason": response.finish_reason}],
+        "usage": usage_dict(response.usage),
+    }
+
+
+def chunk_dict(delta: StreamDelta, *, request_id: str, model: str, created: int,
+               first: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if first:
+        out["role"] = "assistant"
+    if delta.text:
+        out["content"] = delta.text
+    if delta.reasoning:
+        out["reasoning_content"] = delta.reasoning
+    if delta.tool_calls:
+        calls = []
+        for tc in delta.tool_calls:
+            call: dict[str, Any] = {"index": tc.index, "function": {"arguments": tc.arguments}}
+            if tc.id:
+                call["id"] = tc.id
+                call["type"] = "function"
+            if tc.name:
+                call["function"]["name"] = tc.name
+            calls.append(call)
+        out["tool_calls"] = calls
+    return {
+        "id": request_id, "object": "chat.completion.chunk", "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": out, "logprobs": None,
+                     "finish_reason": delta.finish_reason}],
+    }
+
+
+def usage_chunk_dict(usage: Usage | None, *, request_id: str, model: str,
+                     created: int) -> dict[str, Any]:
+    """The final chunk OpenAI sends when stream_options.include_usage is set."""
+    return {"id": request_id, "object": "chat.completion.chunk", "created": created,
+            "model": model, "choices": [], "usage": usage_dict(usage)}
+
+
+def error_dict(error: InterlockError) -> dict[str, Any]:
+    """The OpenAI error body for any Interlock error."""
+    param = getattr(error, "param", None)
+    code = getattr(error, "code", None)
+    if code is None and isinstance(error, ProviderError):
+        code = type(error).__name__
+    if code is None and not isinstance(error, InvalidRequest):
+        code = type(error).__name__
+    return {"error": {"message": error.message, "type": error.error_type, "param": param,
+                      "code": code}}
+
+
+def plain_error_dict(message: str, *, type_: str, code: str | None = None,
+                     param: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}

@@ -1,0 +1,74 @@
+"""OpenAI-shaped response objects for the library: attribute and dict access.
+
+    resp.choices[0].message.content == resp["choices"][0]["message"]["content"]
+    resp.model_dump()      # plain dicts and lists
+    resp.interlock         # which deployment answered, attempts, cost, route
+
+Imports: the standard library only.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+
+def _wrap(value: Any) -> Any:
+    if isinstance(value, dict) and not isinstance(value, OpenAIObject):
+        return OpenAIObject(value)
+    if isinstance(value, list):
+        return [_wrap(v) for v in value]
+    return value
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+class OpenAIObject(dict[str, Any]):
+    """A dict whose keys are also attributes, recursively."""
+
+    def __init__(self, data: dict[str, Any] | None = None) -> None:
+        super().__init__({k: _wrap(v) for k, v in (data or {}).items()})
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(
+                f"{type(self).__name__} has no attribute {name!r}") from None
+
+    def model_dump(self) -> dict[str, Any]:
+        return _plain(self)  # type: ignore[no-any-return]
+
+    def model_dump_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.model_dump(), **kwargs)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> OpenAIObject:
+        return type(self)(copy.deepcopy(self.model_dump(), memo))
+
+
+class ModelResponse(OpenAIObject):
+    """A chat completion. `interlock` holds the routing and dispatch metadata."""
+
+    def __init__(self, data: dict[str, Any], interlock: dict[str, Any] | None = None) -> None:
+        super().__init__(data)
+        object.__setattr__(self, "interlock", OpenAIObject(interlock or {}))
+
+    @property
+    def _hidden_params(self) -> dict[str, Any]:
+        """The names LiteLLM users read metadata from."""
+        meta = self.interlock
+        cost = meta.get("cost_usd")
+        return {"model_id": meta.get("deployment"), "deployment": meta.get("deployment"),
+                "provider": meta.get("provider"),
+                "response_cost": float(cost) if cost is not None else None}
+
+
+class ModelResponseChunk(OpenAIObject):
+    """One streamed chat.completion.chunk."""

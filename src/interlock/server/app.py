@@ -1,0 +1,163 @@
+"""The gateway's ASGI application: routes, lifespan and middleware.
+
+    app = create_app(load_config("config.yaml"))
+
+A plain ASGI app (no framework) so that the path from socket to provider is a
+few function calls; middleware are plain ASGI classes wrapped around it.
+Served by uvicorn (`interlock serve`).
+
+Imports: the standard library, `config`, `gateway`, `server.*`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from interlock.config import InterlockConfig, load_config
+from interlock.errors import ConfigError
+from interlock.gateway import Gateway
+from interlock.server.asgi_io import ASGIApp, Receive, Scope, Send, send_json, send_plain_error
+from interlock.server.auth import BearerAuth
+from interlock.server.chat import ChatCompletions
+
+log = logging.getLogger("interlock.server")
+
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
+
+
+class InterlockApp:
+    """Routes requests to handlers; starts and stops the gateway with the server."""
+
+    def __init__(self, gateway: Gateway, *, max_body_bytes: int = DEFAULT_MAX_BODY) -> None:
+        self.gateway = gateway
+        self._chat = ChatCompletions(gateway, max_body_bytes=max_body_bytes)
+        self._ready = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if path in ("/v1/chat/completions", "/chat/completions"):
+            if method != "POST":
+                await _method_not_allowed(send, "POST")
+                return
+            await self._chat(scope, receive, send)
+        elif path in ("/v1/models", "/models"):
+            await send_json(send, 200, self._models())
+        elif path in ("/health/liveness", "/health/liveliness"):
+            await send_json(send, 200, {"status": "alive"})
+        elif path == "/health/readiness":
+            await self._readiness(send)
+        elif path == "/health/deployments":
+            await send_json(send, 200, {"deployments": self._deployments()})
+        else:
+            await send_plain_error(send, 404, f"No route for {method} {path}.",
+                                   type_="invalid_request_error", code="not_found")
+
+    def _models(self) -> dict[str, Any]:
+        return {"object": "list", "data": [
+            {"id": name, "object": "model", "created": 0, "owned_by": "interlock"}
+            for name in self.gateway.model_names()
+        ]}
+
+    async def _readiness(self, send: Send) -> None:
+        usable = [d.name for d in self.gateway.catalog.deployments() if d.available]
+        status = 200 if self._ready and usable else 503
+        await send_json(send, status, {
+            "status": "ready" if status == 200 else "not ready",
+            "started": self._ready, "usable_deployments": len(usable),
+        })
+
+    def _deployments(self) -> list[dict[str, Any]]:
+        out = []
+        for h in self.gateway.dispatcher.health():
+            item = h.as_dict() if hasattr(h, "as_dict") else dict(vars(h))
+            out.append(item)
+        return out
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.gateway.start()
+                except Exception as exc:  # reported to the server, which refuses to start
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                self._ready = True
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self._ready = False
+                await self.gateway.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+async def _method_not_allowed(send: Send, allowed: str) -> None:
+    await send_plain_error(send, 405, f"Use {allowed} for this path.",
+                           type_="invalid_request_error", code="method_not_allowed",
+                           headers=[("allow", allowed)])
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def master_key_from(config: InterlockConfig, environ: Mapping[str, str]) -> str | None:
+    key = getattr(config.general_settings, "master_key", None)
+    if key is not None and hasattr(key, "get_secret_value"):
+        key = key.get_secret_value()
+    elif key is not None and hasattr(key, "get"):
+        key = key.get()
+    return key or environ.get("INTERLOCK_MASTER_KEY") or None
+
+
+def create_app(config: InterlockConfig, *, host: str = "127.0.0.1",
+               environ: Mapping[str, str] | None = None,
+               gateway: Gateway | None = None) -> ASGIApp:
+    """The app with its middleware. Refuses to run without auth unless told to,
+    and then only on a loopback address."""
+    env = os.environ if environ is None else environ
+    settings = config.general_settings
+    gateway = gateway or Gateway(config, environ=env)
+    app: ASGIApp = InterlockApp(
+        gateway, max_body_bytes=getattr(settings, "max_request_body_bytes", DEFAULT_MAX_BODY))
+    key = master_key_from(config, env)
+    if key:
+        return BearerAuth(app, key)
+    if not getattr(settings, "allow_unauthenticated", False):
+        raise ConfigError(
+            "No master key is set. Export INTERLOCK_MASTER_KEY or set "
+            "general_settings.master_key; to run without auth on this machine only, set "
+            "general_settings.allow_unauthenticated: true and bind to 127.0.0.1.")
+    if not _is_loopback(host):
+        raise ConfigError(
+            f"allow_unauthenticated is only allowed on a loopback bind, not {host!r}. "
+            "Set a master key to listen on other addresses.")
+    log.warning("authentication is OFF (allow_unauthenticated on %s)", host)
+    return app
+
+
+def app_from_environment() -> ASGIApp:
+    """uvicorn factory for `interlock serve --workers N`: each worker process
+    loads the config named by INTERLOCK_CONFIG."""
+    path = os.environ.get("INTERLOCK_CONFIG")
+    if not path:
+        raise ConfigError("INTERLOCK_CONFIG is not set; start the server with `interlock serve`.")
+    host = os.environ.get("INTERLOCK_HOST", "127.0.0.1")
+    return create_app(load_config(path), host=host)

@@ -1,0 +1,96 @@
+"""Reading requests and writing responses at the ASGI level.
+
+Small functions over the raw ASGI interface (no framework): the gateway's hot
+path is a handful of awaits, which keeps Interlock's overhead low.
+
+Imports: orjson, the standard library, `errors`, `openai_response`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import Any
+
+import orjson
+
+from interlock.errors import InterlockError, NoDeploymentAvailable, ProviderError
+from interlock.openai_response import error_dict, plain_error_dict
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Headers = Sequence[tuple[str, str]]
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class ClientGone(Exception):
+    """The client disconnected before the body was read."""
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """The whole request body; BodyTooLarge as soon as it passes `limit` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge()
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _raw_headers(headers: Headers) -> list[tuple[bytes, bytes]]:
+    # Header values are ASCII by construction; latin-1 keeps any stray byte intact.
+    return [(k.encode("latin-1"), v.encode("latin-1", errors="replace")) for k, v in headers]
+
+
+async def send_bytes(send: Send, status: int, body: bytes, *, content_type: bytes,
+                     headers: Headers = ()) -> None:
+    raw = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    raw += _raw_headers(headers)
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_json(send: Send, status: int, body: Any, headers: Headers = ()) -> None:
+    await send_bytes(send, status, orjson.dumps(body), content_type=b"application/json",
+                     headers=headers)
+
+
+def error_status_and_headers(error: InterlockError) -> tuple[int, list[tuple[str, str]]]:
+    headers: list[tuple[str, str]] = []
+    retry_after: float | None = None
+    if isinstance(error, NoDeploymentAvailable | ProviderError):
+        retry_after = error.retry_after
+    if retry_after is not None and error.status_code in (429, 503):
+        headers.append(("retry-after", str(max(1, round(retry_after)))))
+    return error.status_code, headers
+
+
+async def send_error(send: Send, error: InterlockError, headers: Headers = ()) -> None:
+    status, extra = error_status_and_headers(error)
+    await send_json(send, status, error_dict(error), [*extra, *headers])
+
+
+async def send_plain_error(send: Send, status: int, message: str, *, type_: str,
+                           code: str | None = None, param: str | None = None,
+                           headers: Headers = ()) -> None:
+    await send_json(send, status, plain_error_dict(message, type_=type_, code=code, param=param),
+                    headers)

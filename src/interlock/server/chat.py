@@ -1,0 +1,190 @@
+"""POST /v1/chat/completions: OpenAI JSON in, the gateway, OpenAI JSON or SSE out.
+
+A client that disconnects cancels its upstream call: the handler races the
+gateway against the ASGI disconnect message. A stream that breaks after its
+first byte ends with an OpenAI-format error event and `data: [DONE]`, never a
+silent truncation.
+
+Imports: orjson, the standard library, `gateway`, `openai_*`, `errors`, `server.asgi_io`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+import orjson
+
+from interlock.errors import InterlockError
+from interlock.gateway import Gateway, GatewayStream, new_request_id
+from interlock.openai_request import parse_chat_request
+from interlock.openai_response import chunk_dict, error_dict, usage_chunk_dict
+from interlock.server.asgi_io import (
+    BodyTooLarge,
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    send_error,
+    send_json,
+    send_plain_error,
+)
+
+log = logging.getLogger("interlock.server")
+T = TypeVar("T")
+_DONE = b"data: [DONE]\n\n"
+
+
+class _Disconnected(Exception):
+    pass
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _race_disconnect(work: Awaitable[T], receive: Receive) -> T:
+    """Run `work`; if the client goes away first, cancel it and raise _Disconnected."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_until_disconnect(receive))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        watcher.cancel()
+        raise
+    if task.done():
+        watcher.cancel()
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+    raise _Disconnected()
+
+
+class ChatCompletions:
+    def __init__(self, gateway: Gateway, *, max_body_bytes: int) -> None:
+        self.gateway = gateway
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = await self._read_json(receive, send)
+        if body is None:
+            return
+        try:
+            request = parse_chat_request(body)
+        except InterlockError as exc:
+            await send_error(send, exc)
+            return
+        key_id = scope.get("state", {}).get("interlock_key_id")
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        request_id = new_request_id()
+        try:
+            if request.stream:
+                await self._stream(request, request_id, key_id, include_usage, receive, send)
+            else:
+                await self._complete(request, request_id, key_id, receive, send)
+        except _Disconnected:
+            log.info("client disconnected; request %s cancelled", request_id)
+
+    async def _read_json(self, receive: Receive, send: Send) -> Any:
+        try:
+            raw = await read_body(receive, self.max_body_bytes)
+        except BodyTooLarge:
+            await send_plain_error(
+                send, 413, f"The request body is larger than the gateway's limit of "
+                f"{self.max_body_bytes} bytes. Send a smaller request, or raise "
+                "general_settings.max_request_body_bytes.",
+                type_="invalid_request_error", code="request_too_large")
+            return None
+        except ClientGone:
+            return None
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            await send_plain_error(
+                send, 400, f"The request body is not valid JSON ({exc}).",
+                type_="invalid_request_error", code="invalid_json")
+            return None
+
+    async def _complete(self, request: Any, request_id: str, key_id: str | None,
+                        receive: Receive, send: Send) -> None:
+        try:
+            done = await _race_disconnect(
+                self.gateway.complete(request, request_id=request_id, key_id=key_id), receive)
+        except InterlockError as exc:
+            await send_error(send, exc, _meta_headers(exc))
+            return
+        from interlock.openai_response import completion_dict
+
+        await send_json(send, 200, completion_dict(done.response, request_id=request_id),
+                        done.meta.headers())
+
+    async def _stream(self, request: Any, request_id: str, key_id: str | None,
+                      include_usage: bool, receive: Receive, send: Send) -> None:
+        try:
+            stream = await _race_disconnect(
+                self.gateway.stream(request, request_id=request_id, key_id=key_id), receive)
+        except InterlockError as exc:
+            # Nothing has been sent yet, so this is still a plain HTTP error.
+            await send_error(send, exc, _meta_headers(exc))
+            return
+        writer = _SseWriter(send, stream, request_id, include_usage)
+        try:
+            await _race_disconnect(writer.run(), receive)
+        finally:
+            await stream.aclose()
+
+
+def _meta_headers(exc: InterlockError) -> list[tuple[str, str]]:
+    meta = getattr(exc, "meta", None)
+    return meta.headers() if meta is not None else []
+
+
+class _SseWriter:
+    def __init__(self, send: Send, stream: GatewayStream, request_id: str,
+                 include_usage: bool) -> None:
+        self.send = send
+        self.stream = stream
+        self.request_id = request_id
+        self.include_usage = include_usage
+
+    async def _event(self, data: Any) -> None:
+        await self.send({"type": "http.response.body",
+                         "body": b"data: " + orjson.dumps(data) + b"\n\n", "more_body": True})
+
+    async def run(self) -> None:
+        meta = self.stream.meta
+        headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
+                   (b"x-accel-buffering", b"no")]
+        headers += [(k.encode(), v.encode("latin-1", "replace")) for k, v in meta.headers()]
+        await self.send({"type": "http.response.start", "status": 200, "headers": headers})
+        model = ""
+        created = 0
+        first = True
+        try:
+            async for delta in self.stream:
+                model = delta.model or model
+                if first:
+                    import time
+
+                    created = int(time.time())
+                await self._event(chunk_dict(delta, request_id=self.request_id, model=model,
+                                             created=created, first=first))
+                first = False
+        except InterlockError as exc:
+            log.warning("stream %s broke after its first byte: %s", self.request_id, exc.message)
+            await self._event(error_dict(exc))
+        else:
+            if self.include_usage:
+                final = self.stream.response()
+                await self._event(usage_chunk_dict(final.usage, request_id=self.request_id,
+                                                   model=model, created=created))
+        await self.send({"type": "http.response.body", "body": _DONE, "more_body": False})

@@ -1,0 +1,80 @@
+"""OpenAI request bodies become neutral requests, and bad ones say what is wrong."""
+
+from __future__ import annotations
+
+import pytest
+
+from interlock.errors import InvalidRequest
+from interlock.openai_request import parse_chat_request
+from interlock.types import ImagePart, TextPart
+
+
+def body(**over):
+    base = {"model": "budget", "messages": [{"role": "user", "content": "hi"}]}
+    base.update(over)
+    return base
+
+
+def test_full_request_is_translated_field_by_field():
+    req = parse_chat_request(body(
+        messages=[
+            {"role": "developer", "content": "be brief"},
+            {"role": "user", "content": [
+                {"type": "text", "text": "what is this?"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA",
+                                                   "detail": "low"}},
+            ]},
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "c1", "type": "function",
+                 "function": {"name": "look", "arguments": "{\"q\": 1}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "a cat"},
+        ],
+        stream=True, temperature=0.2, top_p=0.9, max_completion_tokens=50, stop="END",
+        tools=[{"type": "function", "function": {"name": "look", "parameters": {
+            "type": "object"}}}],
+        tool_choice={"type": "function", "function": {"name": "look"}},
+        response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {
+            "type": "object"}}},
+        user="u1", seed=7, fallbacks=["budget"], metadata={"team": "a"},
+    ))
+    assert [m.role for m in req.messages] == ["system", "user", "assistant", "tool"]
+    assert isinstance(req.messages[1].parts[1], ImagePart)
+    assert req.messages[1].parts[1].detail == "low"
+    assert req.messages[2].tool_calls[0].arguments == "{\"q\": 1}"
+    assert req.messages[3].tool_call_id == "c1"
+    assert req.stream is True and req.temperature == 0.2 and req.top_p == 0.9
+    assert req.max_tokens == 50 and req.stop == ["END"]
+    assert req.tools[0].name == "look" and req.tool_choice == {"name": "look"}
+    assert req.response_format.type == "json_schema"
+    assert req.response_format.json_schema == {"type": "object"}
+    assert req.extra == {"seed": 7}
+    assert req.fallbacks == ["budget"] and req.metadata == {"team": "a"}
+    assert isinstance(req.messages[0].parts[0], TextPart)
+
+
+@pytest.mark.parametrize(("over", "param", "words"), [
+    ({"model": None}, "model", "required"),
+    ({"messages": []}, "messages", "non-empty"),
+    ({"messages": [{"role": "robot", "content": "x"}]}, "messages[0].role", "robot"),
+    ({"messages": [{"role": "user"}]}, "messages[0].content", "required"),
+    ({"temperature": 3}, "temperature", "between 0 and 2"),
+    ({"temperature": "hot"}, "temperature", "a number"),
+    ({"max_tokens": 0}, "max_tokens", "at least 1"),
+    ({"stream": "yes"}, "stream", "true or false"),
+    ({"stop": [1]}, "stop", "list of strings"),
+    ({"tools": [{"type": "function", "function": {}}]}, "tools[0].function.name", "string"),
+    ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].tool_call_id", "required"),
+    ({"messages": [{"role": "user", "content": [{"type": "audio"}]}]},
+     "messages[0].content[0].type", "audio"),
+    ({"response_format": {"type": "xml"}}, "response_format.type", "json_schema"),
+])
+def test_bad_fields_name_the_field_and_the_fix(over, param, words):
+    with pytest.raises(InvalidRequest) as info:
+        parse_chat_request(body(**over))
+    assert info.value.param == param
+    assert words in info.value.message
+
+
+def test_body_must_be_an_object():
+    with pytest.raises(InvalidRequest, match="JSON object"):
+        parse_chat_request(["not", "an", "object"])
