@@ -83,6 +83,15 @@ class FakeUpstreamApp:
             answer = wire.error(404, Fault(status=404, kind="path"), None)
             await _send_json(send, answer.status, answer.body, answer.headers)
             return
+        # Optional WireFormat hook: refusals the real API gives before any fault
+        # applies (a missing key header, a missing required field).
+        check = getattr(wire, "check_request", None)
+        if check is not None:
+            headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+            rejection = check(route, headers, body)
+            if rejection is not None:
+                await _send_json(send, rejection.status, rejection.body, rejection.headers)
+                return
         fault = self.script.take_fault(wire.provider, route.model)
         await self._answer(wire, route, body, fault, send)
 

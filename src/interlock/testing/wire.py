@@ -55,6 +55,10 @@ class WireFormat(Protocol):
 
     def stream_content_type(self, route: Route) -> str: ...
 
+    # Optional (looked up with getattr, so not part of the protocol):
+    # `check_request(route, headers, body) -> ErrorAnswer | None`, the refusals
+    # the real API gives before any scripted fault (missing key header, ...).
+
 
 def estimate_tokens(text: str) -> int:
     """A stable, cheap token estimate: about four characters a token."""

@@ -1,0 +1,624 @@
+"""The Anthropic Messages API adapter (`POST {base}/v1/messages`).
+
+Translates a neutral `ChatRequest` into a Messages API body, and the answer
+(a message object, or the streamed `message_start` ... `message_stop` events)
+back into a `ChatResponse` / `StreamDelta`s. Errors are mapped here, at the
+boundary: Anthropic's `{"type": "error", "error": {"type", "message"}}` bodies,
+its `event: error` stream frames, and its rate-limit headers.
+
+Choices worth knowing:
+- `max_tokens` is required by Anthropic: request.max_tokens, else
+  `max_completion_tokens` from `extra`, else deployment.max_output_tokens, else
+  `DEFAULT_MAX_TOKENS` (4096).
+- `response_format`: `json_schema` is sent as `output_config.format`
+  (Anthropic's structured outputs, generally available on the Claude 4.5+
+  models; older models answer 400, which surfaces as BadRequest). `json_object`
+  has no Anthropic equivalent (a schema-less JSON mode does not exist), so it
+  raises `UnsupportedParameter` unless drop_params. `text` is a no-op.
+- Extra OpenAI parameters Anthropic cannot take (frequency_penalty, seed,
+  logprobs, n > 1, ...) raise `UnsupportedParameter` unless drop_params; values
+  that change nothing (n=1, a zero penalty, logprobs=false, null) are accepted.
+  Anthropic's own `top_k` and `thinking` pass through from `extra`.
+- Consecutive same-role turns are merged (Anthropic requires alternation);
+  `tool` messages become `tool_result` blocks of one user turn.
+- Usage: neutral input_tokens counts all input (uncached + cache reads +
+  cache writes); cached_input_tokens and cache_write_tokens are subsets.
+
+Imports: the standard library, `types`, `errors`, `catalog`, `adapters.base`,
+`adapters.http`, `adapters.registry`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime
+from typing import Any, ClassVar
+
+from interlock.adapters.base import ServerSentEvent, iter_sse, parse_retry_after
+from interlock.adapters.http import HttpClient, Labels, Timeouts
+from interlock.adapters.registry import resolve_base_url
+from interlock.catalog import Deployment
+from interlock.errors import (
+    AuthenticationFailed,
+    BadRequest,
+    ConnectionFailed,
+    ContentFiltered,
+    ContextWindowExceeded,
+    InvalidRequest,
+    NotFound,
+    Overloaded,
+    ProviderError,
+    RateLimited,
+    Timeout,
+    UnsupportedParameter,
+    UpstreamServerError,
+    error_for_status,
+    redact,
+)
+from interlock.types import (
+    ChatRequest,
+    ChatResponse,
+    FinishReason,
+    ImagePart,
+    Message,
+    ResponseFormat,
+    StreamDelta,
+    TextPart,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+
+PROVIDER = "anthropic"
+API_VERSION = "2023-06-01"
+DEFAULT_MAX_TOKENS = 4096
+
+STOP_REASONS: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+# Anthropic's error types; anything else goes through the generic status table.
+ERROR_TYPES: dict[str, type[ProviderError]] = {
+    "authentication_error": AuthenticationFailed,
+    "permission_error": AuthenticationFailed,
+    "billing_error": AuthenticationFailed,
+    "not_found_error": NotFound,
+    "rate_limit_error": RateLimited,
+    "overloaded_error": Overloaded,
+    "api_error": UpstreamServerError,
+    "timeout_error": Timeout,
+    "invalid_request_error": BadRequest,
+}
+
+# The status Anthropic documents for each error type, for `event: error` frames
+# that arrive inside a 200 stream.
+DOCUMENTED_STATUS: dict[str, int] = {
+    "invalid_request_error": 400, "authentication_error": 401, "billing_error": 402,
+    "permission_error": 403, "not_found_error": 404, "request_too_large": 413,
+    "rate_limit_error": 429, "api_error": 500, "timeout_error": 504, "overloaded_error": 529,
+}
+
+# Lower-cased fragments of Anthropic's 400 texts when the prompt does not fit.
+CONTEXT_WINDOW_TEXTS = (
+    "prompt is too long",
+    "exceed context limit",
+    "exceeds the context window",
+    "context window",
+    "context length",
+    "too many tokens",
+)
+
+# Anthropic's 400 text when its output filter blocked the answer.
+CONTENT_FILTER_TEXTS = ("content filtering policy",)
+
+# OpenAI parameters Anthropic has no counterpart for, with the values that make
+# them a no-op (so clients that always send defaults are not refused).
+UNSUPPORTED_EXTRA: dict[str, tuple[Any, ...]] = {
+    "n": (1,),
+    "frequency_penalty": (0, 0.0),
+    "presence_penalty": (0, 0.0),
+    "logprobs": (False,),
+    "top_logprobs": (0,),
+    "logit_bias": ({},),
+    "seed": (),
+    "reasoning_effort": (),
+    "service_tier": (),
+    "modalities": (["text"],),
+    "audio": (),
+    "prediction": (),
+    "store": (False,),
+    "web_search_options": (),
+}
+# Extra keys that are fine to ignore: Anthropic always reports usage in streams.
+IGNORED_EXTRA = frozenset({"stream_options", "max_completion_tokens"})
+# Anthropic's own parameters, passed through as given.
+PASSTHROUGH_EXTRA = frozenset({"top_k", "thinking"})
+
+RATELIMIT_KINDS = ("requests", "tokens", "input-tokens", "output-tokens")
+
+
+class AnthropicAdapter:
+    """Calls the Messages API over the shared HttpClient."""
+
+    provider: ClassVar[str] = PROVIDER
+
+    def __init__(self, http: HttpClient) -> None:
+        self._http = http
+
+    async def complete(self, request: ChatRequest, deployment: Deployment,
+                       timeouts: Timeouts) -> ChatResponse:
+        url, headers, body = self._prepare(request, deployment, stream=False)
+        labels = Labels(PROVIDER, deployment.name)
+        resp = await self._http.post(url, headers=headers, body=body, timeouts=timeouts,
+                                     labels=labels)
+        if resp.status != 200:
+            raise error_from_response(resp.status, resp.headers, resp.body, deployment)
+        try:
+            data = json.loads(resp.body)
+        except ValueError:
+            raise _malformed(deployment, resp.body) from None
+        if isinstance(data, dict) and data.get("type") == "error":
+            raise error_from_body(resp.status, resp.headers, data, deployment)
+        return parse_message(data, deployment)
+
+    async def stream(self, request: ChatRequest, deployment: Deployment,
+                     timeouts: Timeouts) -> AsyncIterator[StreamDelta]:
+        url, headers, body = self._prepare(request, deployment, stream=True)
+        labels = Labels(PROVIDER, deployment.name)
+        async with self._http.stream(url, headers=headers, body=body, timeouts=timeouts,
+                                     labels=labels) as resp:
+            if resp.status != 200:
+                raise error_from_response(resp.status, resp.headers, await resp.read(),
+                                          deployment)
+            state = StreamState(deployment)
+            async for event in iter_sse(resp.lines()):
+                delta = state.feed(event)
+                if delta is not None:
+                    yield delta
+                if state.done:
+                    return
+            raise ConnectionFailed(
+                "The Anthropic stream ended before message_stop",
+                provider=PROVIDER, deployment=deployment.name,
+            )
+
+    def _prepare(self, request: ChatRequest, deployment: Deployment,
+                 *, stream: bool) -> tuple[str, dict[str, str], bytes]:
+        base = deployment.api_base or resolve_base_url(PROVIDER, None, os.environ)
+        payload = build_body(request, deployment, stream=stream)
+        headers = {
+            "content-type": "application/json",
+            "anthropic-version": str(deployment.extra.get("anthropic_version") or API_VERSION),
+        }
+        key = deployment.key()
+        if key:
+            headers["x-api-key"] = key
+        beta = deployment.extra.get("anthropic_beta")
+        if beta:
+            headers["anthropic-beta"] = str(beta)
+        return f"{base.rstrip('/')}/v1/messages", headers, json.dumps(payload).encode()
+
+
+# -- request translation -----------------------------------------------------
+
+def build_body(request: ChatRequest, deployment: Deployment, *, stream: bool) -> dict[str, Any]:
+    """The Messages API body for a neutral request (raises UnsupportedParameter)."""
+    drop = bool(request.drop_params or deployment.drop_params)
+    body: dict[str, Any] = {
+        "model": deployment.model,
+        "max_tokens": _max_tokens(request, deployment),
+        "messages": translate_messages(request.messages),
+    }
+    if request.system_text:
+        body["system"] = request.system_text
+    if stream:
+        body["stream"] = True
+    _add_sampling(body, request)
+    _add_tools(body, request)
+    _add_response_format(body, request.response_format, drop)
+    _add_extra(body, request, drop)
+    return body
+
+
+def _max_tokens(request: ChatRequest, deployment: Deployment) -> int:
+    for value in (request.max_tokens, request.extra.get("max_completion_tokens"),
+                  deployment.max_output_tokens):
+        if value is not None:
+            return int(value)
+    return DEFAULT_MAX_TOKENS
+
+
+def _add_sampling(body: dict[str, Any], request: ChatRequest) -> None:
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
+    if request.stop:
+        body["stop_sequences"] = list(request.stop)
+    if request.user:
+        body["metadata"] = {"user_id": request.user}
+
+
+def _add_tools(body: dict[str, Any], request: ChatRequest) -> None:
+    if request.tools:
+        body["tools"] = [_tool(t.name, t.description, t.parameters, t.strict)
+                         for t in request.tools]
+    choice = _tool_choice(request.tool_choice)
+    if request.parallel_tool_calls is False and request.tools:
+        choice = choice or {"type": "auto"}
+        if choice["type"] != "none":
+            choice["disable_parallel_tool_use"] = True
+    if choice is not None and (request.tools or choice["type"] == "none"):
+        body["tool_choice"] = choice
+
+
+def _tool(name: str, description: str | None, parameters: dict[str, Any] | None,
+          strict: bool | None) -> dict[str, Any]:
+    tool: dict[str, Any] = {
+        "name": name,
+        "input_schema": parameters or {"type": "object", "properties": {}},
+    }
+    if description:
+        tool["description"] = description
+    if strict:
+        tool["strict"] = True
+    return tool
+
+
+def _tool_choice(choice: str | dict[str, Any] | None) -> dict[str, Any] | None:
+    if choice is None:
+        return None
+    if isinstance(choice, str):
+        shapes = {"auto": "auto", "none": "none", "required": "any", "any": "any"}
+        if choice not in shapes:
+            raise InvalidRequest(f"Unknown tool_choice {choice!r}", param="tool_choice")
+        return {"type": shapes[choice]}
+    # {"name": f} or OpenAI's {"type": "function", "function": {"name": f}}
+    name = choice.get("name") or (choice.get("function") or {}).get("name")
+    if not name:
+        raise InvalidRequest("tool_choice names no function", param="tool_choice")
+    return {"type": "tool", "name": name}
+
+
+def _add_response_format(body: dict[str, Any], fmt: ResponseFormat | None, drop: bool) -> None:
+    if fmt is None or fmt.type == "text":
+        return
+    if fmt.type == "json_schema" and fmt.json_schema:
+        schema = fmt.json_schema
+        # Accept both the bare schema and OpenAI's {"name", "schema", "strict"} wrapper.
+        if isinstance(schema.get("schema"), dict):
+            schema = schema["schema"]
+        body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
+        return
+    if not drop:
+        raise UnsupportedParameter(
+            "response_format", PROVIDER,
+            f"Anthropic has no {fmt.type} mode; use response_format json_schema with a "
+            "schema (structured outputs) or describe the JSON in the prompt.",
+        )
+
+
+def _add_extra(body: dict[str, Any], request: ChatRequest, drop: bool) -> None:
+    if request.n not in (None, 1) and not drop:
+        raise UnsupportedParameter("n", PROVIDER, "Anthropic returns one choice per request.")
+    for key, value in request.extra.items():
+        if key in PASSTHROUGH_EXTRA:
+            body[key] = value
+        elif not (drop or _is_noop(key, value)):
+            raise UnsupportedParameter(key, PROVIDER)
+
+
+def _is_noop(key: str, value: Any) -> bool:
+    return value is None or key in IGNORED_EXTRA or value in UNSUPPORTED_EXTRA.get(key, ())
+
+
+def translate_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    """Neutral messages -> Anthropic turns: system left out (it goes top-level),
+    tool results as user blocks, consecutive same-role turns merged."""
+    turns: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role == "system":
+            continue
+        role = "assistant" if message.role == "assistant" else "user"
+        blocks = _blocks(message)
+        if not blocks:
+            continue
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+    return turns
+
+
+def _blocks(message: Message) -> list[dict[str, Any]]:
+    if message.role == "tool":
+        return [_tool_result(message)]
+    blocks = _part_blocks(message)
+    blocks.extend(_tool_use(call) for call in message.tool_calls)
+    return blocks
+
+
+def _part_blocks(message: Message) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    for part in message.parts:
+        if isinstance(part, TextPart):
+            # Anthropic refuses empty text blocks.
+            if part.text:
+                blocks.append({"type": "text", "text": part.text})
+        else:
+            blocks.append(_image(part))
+    return blocks
+
+
+def _image(part: ImagePart) -> dict[str, Any]:
+    if part.is_data_url:
+        try:
+            media_type, data = part.data_url_parts()
+        except ValueError as exc:
+            raise InvalidRequest(f"Bad image data URL: {exc}", param="messages") from None
+        source = {"type": "base64", "media_type": media_type, "data": data}
+    else:
+        source = {"type": "url", "url": part.url}
+    return {"type": "image", "source": source}
+
+
+def _tool_use(call: ToolCall) -> dict[str, Any]:
+    try:
+        arguments = json.loads(call.arguments) if call.arguments.strip() else {}
+    except ValueError:
+        raise InvalidRequest(
+            f"The arguments of tool call {call.id!r} are not valid JSON", param="messages",
+        ) from None
+    if not isinstance(arguments, dict):
+        arguments = {"value": arguments}
+    return {"type": "tool_use", "id": call.id, "name": call.name, "input": arguments}
+
+
+def _tool_result(message: Message) -> dict[str, Any]:
+    content: str | list[dict[str, Any]]
+    content = _part_blocks(message) if message.has_images else message.text
+    return {"type": "tool_result", "tool_use_id": message.tool_call_id or "", "content": content}
+
+
+# -- response translation ----------------------------------------------------
+
+def parse_message(data: Any, deployment: Deployment) -> ChatResponse:
+    """A Messages API message object -> ChatResponse."""
+    if not isinstance(data, dict) or not isinstance(data.get("content"), list):
+        raise _malformed(deployment, json.dumps(data)[:200].encode())
+    text: list[str] = []
+    reasoning: list[str] = []
+    calls: list[ToolCall] = []
+    for block in data["content"]:
+        kind = block.get("type")
+        if kind == "text":
+            text.append(block.get("text", ""))
+        elif kind == "thinking":
+            reasoning.append(block.get("thinking", ""))
+        elif kind == "tool_use":
+            calls.append(ToolCall(id=block.get("id", ""), name=block.get("name", ""),
+                                  arguments=json.dumps(block.get("input") or {})))
+    return ChatResponse(
+        id=data.get("id", ""),
+        model=data.get("model", deployment.model),
+        content="".join(text) if text or not calls else None,
+        tool_calls=calls,
+        finish_reason=finish_reason(data.get("stop_reason")),
+        usage=parse_usage(data.get("usage") or {}),
+        reasoning="".join(reasoning) or None,
+    )
+
+
+def finish_reason(stop_reason: str | None) -> FinishReason | None:
+    if stop_reason is None:
+        return None
+    return STOP_REASONS.get(stop_reason, "stop")
+
+
+def parse_usage(usage: Mapping[str, Any]) -> Usage:
+    cache_read = int(usage.get("cache_read_input_tokens") or 0)
+    cache_write = int(usage.get("cache_creation_input_tokens") or 0)
+    return Usage(
+        input_tokens=int(usage.get("input_tokens") or 0) + cache_read + cache_write,
+        output_tokens=int(usage.get("output_tokens") or 0),
+        cached_input_tokens=cache_read,
+        cache_write_tokens=cache_write,
+    )
+
+
+class StreamState:
+    """Folds Anthropic's stream events into neutral deltas, one event at a time."""
+
+    def __init__(self, deployment: Deployment) -> None:
+        self.deployment = deployment
+        self.done = False
+        self.usage: dict[str, Any] = {}
+        self.stop_reason: str | None = None
+        # content block index -> (tool call index, whether any argument text came)
+        self._tools: dict[int, list[Any]] = {}
+
+    def feed(self, event: ServerSentEvent) -> StreamDelta | None:
+        try:
+            data = json.loads(event.data)
+        except ValueError:
+            raise _malformed(self.deployment, event.data.encode()) from None
+        if not isinstance(data, dict):
+            raise _malformed(self.deployment, event.data.encode())
+        kind = event.event or data.get("type")
+        handler = self._handlers.get(kind or "")
+        # Anthropic may add event types; unknown ones are skipped, as its docs ask.
+        return handler(self, data) if handler else None
+
+    def _message_start(self, data: dict[str, Any]) -> StreamDelta:
+        message = data.get("message") or {}
+        self.usage.update(message.get("usage") or {})
+        return StreamDelta(id=message.get("id"), model=message.get("model"))
+
+    def _block_start(self, data: dict[str, Any]) -> StreamDelta | None:
+        block = data.get("content_block") or {}
+        kind = block.get("type")
+        if kind == "tool_use":
+            tool_index = len(self._tools)
+            self._tools[int(data.get("index", tool_index))] = [tool_index, False]
+            call = ToolCallDelta(index=tool_index, id=block.get("id"), name=block.get("name"))
+            return StreamDelta(tool_calls=[call])
+        if kind == "text" and block.get("text"):
+            return StreamDelta(text=block["text"])
+        if kind == "thinking" and block.get("thinking"):
+            return StreamDelta(reasoning=block["thinking"])
+        return None
+
+    def _block_delta(self, data: dict[str, Any]) -> StreamDelta | None:
+        delta = data.get("delta") or {}
+        kind = delta.get("type")
+        if kind == "text_delta":
+            return StreamDelta(text=delta.get("text", ""))
+        if kind == "thinking_delta":
+            return StreamDelta(reasoning=delta.get("thinking", ""))
+        if kind == "input_json_delta":
+            tool = self._tools.get(int(data.get("index", -1)))
+            fragment = delta.get("partial_json", "")
+            if tool is None:
+                raise _malformed(self.deployment, json.dumps(data).encode())
+            if not fragment:
+                return None
+            tool[1] = True
+            return StreamDelta(tool_calls=[ToolCallDelta(index=tool[0], arguments=fragment)])
+        return None
+
+    def _block_stop(self, data: dict[str, Any]) -> StreamDelta | None:
+        tool = self._tools.get(int(data.get("index", -1)))
+        if tool is not None and not tool[1]:
+            # A call without arguments streams no JSON; "{}" keeps it equal to
+            # the non-streamed answer, which always has an input object.
+            return StreamDelta(tool_calls=[ToolCallDelta(index=tool[0], arguments="{}")])
+        return None
+
+    def _message_delta(self, data: dict[str, Any]) -> None:
+        delta = data.get("delta") or {}
+        self.stop_reason = delta.get("stop_reason") or self.stop_reason
+        # message_delta usage is cumulative; it may repeat the input counts.
+        self.usage.update({k: v for k, v in (data.get("usage") or {}).items() if v is not None})
+
+    def _message_stop(self, data: dict[str, Any]) -> StreamDelta:
+        self.done = True
+        return StreamDelta(finish_reason=finish_reason(self.stop_reason) or "stop",
+                           usage=parse_usage(self.usage))
+
+    def _error(self, data: dict[str, Any]) -> None:
+        raise error_from_body(None, {}, data, self.deployment)
+
+    def _ignore(self, data: dict[str, Any]) -> None:
+        return None
+
+    _handlers: ClassVar[dict[str, Any]] = {
+        "message_start": _message_start,
+        "content_block_start": _block_start,
+        "content_block_delta": _block_delta,
+        "content_block_stop": _block_stop,
+        "message_delta": _message_delta,
+        "message_stop": _message_stop,
+        "error": _error,
+        "ping": _ignore,
+    }
+
+
+# -- errors ------------------------------------------------------------------
+
+def error_from_response(status: int, headers: Mapping[str, str], body: bytes,
+                        deployment: Deployment) -> ProviderError:
+    """The typed error for a non-200 answer."""
+    try:
+        data = json.loads(body) if body else None
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        text = body.decode("utf-8", errors="replace")[:500]
+        data = {"type": "error", "error": {"type": "", "message": text or f"HTTP {status}"}}
+    return error_from_body(status, headers, data, deployment)
+
+
+def error_from_body(status: int | None, headers: Mapping[str, str], data: dict[str, Any],
+                    deployment: Deployment) -> ProviderError:
+    """The typed error for an Anthropic error object (HTTP body or `event: error`)."""
+    found = data.get("error")
+    error: dict[str, Any] = found if isinstance(found, dict) else {}
+    etype = str(error.get("type") or "")
+    key = deployment.key()
+    message = redact(str(error.get("message") or ""), key)
+    cls = classify(status, etype, message)
+    where = f"HTTP {status}" if status is not None else "stream error"
+    retry_after = parse_retry_after(headers)
+    if retry_after is None and cls is RateLimited:
+        retry_after = ratelimit_reset_after(headers)
+    return cls(
+        f"Anthropic {where} {etype or 'error'}: {message}",
+        provider=PROVIDER, deployment=deployment.name,
+        status=status if status is not None else DOCUMENTED_STATUS.get(etype),
+        retry_after=retry_after, body=_redacted_body(data, key),
+    )
+
+
+def classify(status: int | None, etype: str, message: str) -> type[ProviderError]:
+    lowered = message.lower()
+    if (status in (None, 400, 413) or etype == "invalid_request_error") and any(
+            text in lowered for text in CONTEXT_WINDOW_TEXTS):
+        return ContextWindowExceeded
+    if any(text in lowered for text in CONTENT_FILTER_TEXTS):
+        return ContentFiltered
+    if etype in ERROR_TYPES:
+        return ERROR_TYPES[etype]
+    if status is None:
+        return UpstreamServerError
+    return error_for_status(status)
+
+
+def ratelimit_reset_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds until Anthropic's exhausted rate limits reset, from the RFC 3339
+    `anthropic-ratelimit-*-reset` headers (all of them when none says which)."""
+    now = time.time() if now is None else now
+    resets: list[float] = []
+    exhausted: list[float] = []
+    for kind in RATELIMIT_KINDS:
+        value = headers.get(f"anthropic-ratelimit-{kind}-reset")
+        when = _parse_rfc3339(value) if value else None
+        if when is None:
+            continue
+        resets.append(when)
+        if headers.get(f"anthropic-ratelimit-{kind}-remaining") == "0":
+            exhausted.append(when)
+    chosen = exhausted or resets
+    if not chosen:
+        return None
+    return max(0.0, max(chosen) - now)
+
+
+def _parse_rfc3339(value: str) -> float | None:
+    try:
+        return datetime.fromisoformat(value.strip().replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _redacted_body(data: dict[str, Any], key: str | None) -> Any:
+    try:
+        return json.loads(redact(json.dumps(data), key))
+    except ValueError:
+        return None
+
+
+def _malformed(deployment: Deployment, raw: bytes) -> UpstreamServerError:
+    snippet = redact(raw[:200].decode("utf-8", errors="replace"), deployment.key())
+    return UpstreamServerError(
+        f"Anthropic sent a malformed answer: {snippet!r}",
+        provider=PROVIDER, deployment=deployment.name,
+    )

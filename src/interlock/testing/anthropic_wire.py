@@ -1,0 +1,250 @@
+"""The Anthropic Messages API as the fake upstream speaks it (`/anthropic/v1/messages`).
+
+Renders `Reply` and `Fault` values in Anthropic's real shapes: the message
+object, the streamed event sequence (message_start, content_block_start /
+delta / stop with ping, input_json_delta fragments for tool calls,
+message_delta, message_stop), and the `{"type": "error", ...}` bodies with the
+`request-id` and `anthropic-ratelimit-*` headers. Like the real API it refuses
+requests without `max_tokens`, `messages`, `x-api-key` or `anthropic-version`
+(`check_request`).
+
+Scripting vocabulary beyond the neutral `Reply` / `Fault` fields:
+- `Fault(status=400, kind="context_window")`: the real "prompt is too long" text.
+- `Fault(status=400, kind="safety")`: "Output blocked by content filtering policy".
+- `Fault(status=200, kind="safety")`, or `Reply(finish="content_filter")`:
+  a 200 answer with stop_reason "refusal".
+- `Reply(finish="error")`: the answer breaks with an overloaded_error (an
+  `event: error` frame mid-stream; a non-streamed answer is the error body).
+- `Reply(reasoning_tokens=N)`: the answer starts with a thinking block.
+
+Cheap on purpose: it serves load in the overhead benchmark.
+
+Imports: the standard library, `testing.script`, `testing.wire`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from interlock.testing.script import Fault, Reply
+from interlock.testing.wire import ErrorAnswer, Route, chunks, estimate_tokens, sse
+
+FINISH_TO_STOP_REASON = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "content_filter": "refusal",
+}
+
+ERROR_TYPES = {
+    400: ("invalid_request_error", "Invalid request."),
+    401: ("authentication_error", "invalid x-api-key"),
+    402: ("billing_error", "Your credit balance is too low to access the Anthropic API."),
+    403: ("permission_error", "Your API key does not have permission to use the specified "
+                              "resource."),
+    404: ("not_found_error", "Not found"),
+    413: ("request_too_large", "Request exceeds the maximum allowed number of bytes."),
+    429: ("rate_limit_error", "This request would exceed the rate limit for your organization "
+                              "of 50 requests per minute. For details, refer to: "
+                              "https://docs.claude.com/en/api/rate-limits."),
+    500: ("api_error", "Internal server error"),
+    504: ("timeout_error", "Request timeout"),
+    529: ("overloaded_error", "Overloaded"),
+}
+
+THINKING_TEXT = "Let me think this through step by step before answering."
+CONTEXT_LIMIT = 200_000
+
+
+class AnthropicWire:
+    provider = "anthropic"
+    prefix = "/anthropic"
+
+    def route(self, method: str, path: str, query: dict[str, str], body: Any) -> Route | None:
+        if method != "POST" or path != "/v1/messages":
+            return None
+        fields = body if isinstance(body, dict) else {}
+        return Route("chat", str(fields.get("model") or ""), bool(fields.get("stream")))
+
+    def check_request(self, route: Route, headers: dict[str, str],
+                      body: Any) -> ErrorAnswer | None:
+        """The refusals the real API gives before looking at the prompt."""
+        if not headers.get("x-api-key"):
+            return _error(401, "authentication_error", "x-api-key header is required")
+        if not headers.get("anthropic-version"):
+            return _error(400, "invalid_request_error", "anthropic-version: header is required")
+        if not isinstance(body, dict):
+            return _error(400, "invalid_request_error",
+                          "There was an issue with the format of the request body.")
+        for name in ("model", "max_tokens", "messages"):
+            if name not in body:
+                return _error(400, "invalid_request_error", f"{name}: Field required")
+        return None
+
+    def reply(self, route: Route, body: Any, reply: Reply) -> Any:
+        if reply.finish == "error":
+            return _error_body("overloaded_error", "Overloaded")
+        return {
+            "id": _message_id(),
+            "type": "message",
+            "role": "assistant",
+            "model": route.model,
+            "content": _content(reply),
+            "stop_reason": _stop_reason(reply),
+            "stop_sequence": None,
+            "usage": _usage(reply),
+        }
+
+    def stream(self, route: Route, body: Any, reply: Reply) -> list[bytes]:
+        usage = _usage(reply)
+        start: dict[str, Any] = {
+            "id": _message_id(), "type": "message", "role": "assistant", "content": [],
+            "model": route.model, "stop_reason": None, "stop_sequence": None,
+            "usage": {**usage, "output_tokens": 1},
+        }
+        frames = [sse({"type": "message_start", "message": start}, "message_start")]
+        for index, block in enumerate(_content(reply)):
+            frames.extend(_block_frames(index, block, reply.chunk_chars))
+            if index == 0:
+                frames.append(sse({"type": "ping"}, "ping"))
+        if reply.finish == "error":
+            frames.append(sse(_error_body("overloaded_error", "Overloaded"), "error"))
+            return frames
+        frames.append(sse({
+            "type": "message_delta",
+            "delta": {"stop_reason": _stop_reason(reply), "stop_sequence": None},
+            "usage": {"output_tokens": usage["output_tokens"]},
+        }, "message_delta"))
+        frames.append(sse({"type": "message_stop"}, "message_stop"))
+        return frames
+
+    def error(self, status: int, fault: Fault, route: Route | None) -> ErrorAnswer:
+        if status == 200 and fault.kind == "safety":
+            model = route.model if route else ""
+            refusal = Reply(text=fault.message or "", finish="content_filter", input_tokens=10,
+                            output_tokens=0)
+            return ErrorAnswer(200, {"request-id": _request_id()},
+                               self.reply(Route("chat", model, False), None, refusal))
+        etype, message = _error_text(status, fault, route)
+        answer = _error(status, etype, fault.message or message)
+        if status == 429:
+            answer.headers.update(_ratelimit_headers(fault.retry_after))
+        return answer
+
+    def stream_content_type(self, route: Route) -> str:
+        return "text/event-stream; charset=utf-8"
+
+
+def _error_text(status: int, fault: Fault, route: Route | None) -> tuple[str, str]:
+    if fault.kind == "context_window":
+        asked = CONTEXT_LIMIT + 8_310
+        text = f"prompt is too long: {asked} tokens > {CONTEXT_LIMIT} maximum"
+        return "invalid_request_error", text
+    if fault.kind == "safety":
+        return "invalid_request_error", "Output blocked by content filtering policy"
+    if status == 404:
+        return "not_found_error", f"model: {route.model}" if route and route.model else "Not Found"
+    if status in ERROR_TYPES:
+        return ERROR_TYPES[status]
+    if status >= 500:
+        return "api_error", "Internal server error"
+    return "invalid_request_error", "Invalid request."
+
+
+def _error(status: int, etype: str, message: str) -> ErrorAnswer:
+    return ErrorAnswer(status, {"request-id": _request_id()}, _error_body(etype, message))
+
+
+def _error_body(etype: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": etype, "message": message},
+            "request_id": _request_id()}
+
+
+def _ratelimit_headers(retry_after: float | None) -> dict[str, str]:
+    now = time.time()
+    reset = _rfc3339(now + (retry_after if retry_after is not None else 60.0))
+    return {
+        "anthropic-ratelimit-requests-limit": "50",
+        "anthropic-ratelimit-requests-remaining": "0",
+        "anthropic-ratelimit-requests-reset": reset,
+        "anthropic-ratelimit-tokens-limit": "40000",
+        "anthropic-ratelimit-tokens-remaining": "38000",
+        "anthropic-ratelimit-tokens-reset": _rfc3339(now + 1.0),
+    }
+
+
+def _rfc3339(when: float) -> str:
+    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _content(reply: Reply) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    if reply.reasoning_tokens:
+        blocks.append({"type": "thinking", "thinking": THINKING_TEXT,
+                       "signature": "c2ltdWxhdGVkIHNpZ25hdHVyZQ=="})
+    if reply.text:
+        blocks.append({"type": "text", "text": reply.text})
+    for i, call in enumerate(reply.tool_calls):
+        blocks.append({"type": "tool_use", "id": call.id or _tool_id(i, call.name),
+                       "name": call.name, "input": call.arguments})
+    return blocks
+
+
+def _block_frames(index: int, block: dict[str, Any], size: int) -> list[bytes]:
+    kind = block["type"]
+    if kind == "text":
+        opening: dict[str, Any] = {"type": "text", "text": ""}
+        deltas = [{"type": "text_delta", "text": piece} for piece in chunks(block["text"], size)]
+    elif kind == "thinking":
+        opening = {"type": "thinking", "thinking": "", "signature": ""}
+        deltas = [{"type": "thinking_delta", "thinking": p}
+                  for p in chunks(block["thinking"], size)]
+        deltas.append({"type": "signature_delta", "signature": block["signature"]})
+    else:
+        opening = {"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}}
+        # The real API opens with an empty fragment, then streams the JSON text.
+        pieces = ["", *chunks(json.dumps(block["input"]), size)] if block["input"] else [""]
+        deltas = [{"type": "input_json_delta", "partial_json": p} for p in pieces]
+    frames = [sse({"type": "content_block_start", "index": index, "content_block": opening},
+                  "content_block_start")]
+    frames.extend(sse({"type": "content_block_delta", "index": index, "delta": d},
+                      "content_block_delta") for d in deltas)
+    frames.append(sse({"type": "content_block_stop", "index": index}, "content_block_stop"))
+    return frames
+
+
+def _stop_reason(reply: Reply) -> str:
+    return FINISH_TO_STOP_REASON.get(reply.finish or "stop", "end_turn")
+
+
+def _usage(reply: Reply) -> dict[str, int]:
+    total = reply.input_tokens if reply.input_tokens is not None else 0
+    cached = min(reply.cached_tokens, total)
+    output = reply.output_tokens
+    if output is None:
+        output = estimate_tokens(reply.text or "")
+    return {
+        "input_tokens": total - cached,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": cached,
+        "output_tokens": output,
+    }
+
+
+def _message_id() -> str:
+    return "msg_01" + uuid.uuid4().hex[:22]
+
+
+def _request_id() -> str:
+    return "req_01" + uuid.uuid4().hex[:22]
+
+
+def _tool_id(index: int, name: str) -> str:
+    # Deterministic, so a streamed and a non-streamed answer name the same calls.
+    digest = hashlib.sha1(f"{index}:{name}".encode()).hexdigest()[:20]
+    return f"toolu_{index:02d}{digest}"

@@ -1,0 +1,591 @@
+"""The Anthropic adapter against the fake upstream: request translation, response
+translation, streaming, and every error class."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from interlock.adapters.anthropic import (
+    DEFAULT_MAX_TOKENS,
+    AnthropicAdapter,
+    error_from_response,
+    parse_usage,
+    ratelimit_reset_after,
+)
+from interlock.adapters.base import StreamAccumulator
+from interlock.adapters.http import HttpClient, Labels, Timeouts
+from interlock.catalog import Deployment, Secret
+from interlock.errors import (
+    AuthenticationFailed,
+    BadRequest,
+    ConnectionFailed,
+    ContentFiltered,
+    ContextWindowExceeded,
+    NotFound,
+    Overloaded,
+    ProviderError,
+    RateLimited,
+    Timeout,
+    UnsupportedParameter,
+    UpstreamServerError,
+)
+from interlock.testing import FakeUpstream, Fault, Reply, ScriptedToolCall
+from interlock.types import (
+    ChatRequest,
+    ChatResponse,
+    ImagePart,
+    Message,
+    ResponseFormat,
+    StreamDelta,
+    TextPart,
+    ToolCall,
+    ToolSpec,
+)
+
+KEY = "sk-ant-api03-Zx9TestKeyThatMustNeverLeak0123456789"
+MODEL = "claude-sonnet-4-20250514"
+FAST = Timeouts(connect=2.0, total=5.0)
+
+
+def deployment(fake: FakeUpstream, **overrides: Any) -> Deployment:
+    fields: dict[str, Any] = {
+        "name": "claude-primary", "group": "high-quality", "provider": "anthropic",
+        "model": MODEL, "api_base": fake.base_url("anthropic"), "api_key": Secret(KEY),
+    }
+    fields.update(overrides)
+    return Deployment(**fields)
+
+
+def user(text: str) -> Message:
+    return Message("user", [TextPart(text)])
+
+
+def request(*messages: Message, **fields: Any) -> ChatRequest:
+    return ChatRequest(model="high-quality", messages=list(messages) or [user("Hi")], **fields)
+
+
+async def sent_body(fake: FakeUpstream, req: ChatRequest, **dep: Any) -> dict[str, Any]:
+    """Send one request and return the JSON body the fake received."""
+    http = HttpClient()
+    try:
+        await AnthropicAdapter(http).complete(req, deployment(fake, **dep), FAST)
+    finally:
+        await http.aclose()
+    assert len(fake.received) == 1
+    body: dict[str, Any] = fake.received[0].body
+    return body
+
+
+async def complete(fake: FakeUpstream, req: ChatRequest, **dep: Any) -> ChatResponse:
+    http = HttpClient()
+    try:
+        return await AnthropicAdapter(http).complete(req, deployment(fake, **dep), FAST)
+    finally:
+        await http.aclose()
+
+
+async def stream(fake: FakeUpstream, req: ChatRequest, timeouts: Timeouts = FAST,
+                 **dep: Any) -> list[StreamDelta]:
+    http = HttpClient()
+    try:
+        deltas: AsyncIterator[StreamDelta] = AnthropicAdapter(http).stream(
+            req, deployment(fake, **dep), timeouts)
+        return [d async for d in deltas]
+    finally:
+        await http.aclose()
+
+
+def folded(deltas: list[StreamDelta]) -> ChatResponse:
+    acc = StreamAccumulator()
+    for d in deltas:
+        acc.add(d)
+    return acc.response()
+
+
+def comparable(resp: ChatResponse) -> dict[str, Any]:
+    out = dataclasses.asdict(resp)
+    out.pop("id")
+    out.pop("created")
+    return out
+
+
+# -- request translation -----------------------------------------------------
+
+async def test_url_and_headers(fake_upstream: FakeUpstream) -> None:
+    await sent_body(fake_upstream, request())
+    got = fake_upstream.received[0]
+    assert (got.method, got.path) == ("POST", "/v1/messages")
+    assert got.headers["x-api-key"] == KEY
+    assert got.headers["anthropic-version"] == "2023-06-01"
+    assert got.headers["content-type"] == "application/json"
+    assert "authorization" not in got.headers
+
+
+async def test_anthropic_version_can_be_overridden(fake_upstream: FakeUpstream) -> None:
+    await sent_body(fake_upstream, request(), extra={"anthropic_version": "2024-01-01"})
+    assert fake_upstream.received[0].headers["anthropic-version"] == "2024-01-01"
+
+
+async def test_base_url_from_environment(fake_upstream: FakeUpstream,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", fake_upstream.base_url("anthropic") + "/")
+    body = await sent_body(fake_upstream, request(), api_base=None)
+    assert body["model"] == MODEL
+
+
+async def test_minimal_body(fake_upstream: FakeUpstream) -> None:
+    body = await sent_body(fake_upstream, request(user("Hello")))
+    assert body == {
+        "model": MODEL,
+        "max_tokens": DEFAULT_MAX_TOKENS,
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "Hello"}]}],
+    }
+
+
+async def test_system_goes_top_level_and_same_roles_merge(fake_upstream: FakeUpstream) -> None:
+    req = request(
+        Message("system", [TextPart("You are terse.")]),
+        user("First."),
+        Message("system", [TextPart("Answer in French.")]),
+        user("Second."),
+        Message("assistant", [TextPart("Un.")]),
+        Message("assistant", [TextPart("Deux.")]),
+        user("Third."),
+    )
+    body = await sent_body(fake_upstream, req)
+    assert body["system"] == "You are terse.\n\nAnswer in French."
+    assert body["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "First."},
+                                     {"type": "text", "text": "Second."}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "Un."},
+                                          {"type": "text", "text": "Deux."}]},
+        {"role": "user", "content": [{"type": "text", "text": "Third."}]},
+    ]
+
+
+async def test_images_data_url_and_http_url(fake_upstream: FakeUpstream) -> None:
+    req = request(Message("user", [
+        TextPart("What is in these?"),
+        ImagePart("data:image/png;base64,iVBORw0KGgo="),
+        ImagePart("https://example.com/cat.jpg"),
+    ]))
+    body = await sent_body(fake_upstream, req)
+    assert body["messages"][0]["content"] == [
+        {"type": "text", "text": "What is in these?"},
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                     "data": "iVBORw0KGgo="}},
+        {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}},
+    ]
+
+
+WEATHER = ToolSpec("get_weather", "Weather for a city",
+                   {"type": "object", "properties": {"city": {"type": "string"}},
+                    "required": ["city"]})
+
+
+async def test_tools_calls_and_grouped_results(fake_upstream: FakeUpstream) -> None:
+    req = request(
+        user("Weather in Paris and Rome?"),
+        Message("assistant", [TextPart("Checking.")], tool_calls=[
+            ToolCall("toolu_1", "get_weather", '{"city": "Paris"}'),
+            ToolCall("toolu_2", "get_weather", '{"city": "Rome"}'),
+        ]),
+        Message("tool", [TextPart("18C")], tool_call_id="toolu_1"),
+        Message("tool", [TextPart("24C")], tool_call_id="toolu_2"),
+        user("Which is warmer?"),
+        tools=[WEATHER, ToolSpec("now")],
+    )
+    body = await sent_body(fake_upstream, req)
+    assert body["tools"] == [
+        {"name": "get_weather", "description": "Weather for a city",
+         "input_schema": WEATHER.parameters},
+        {"name": "now", "input_schema": {"type": "object", "properties": {}}},
+    ]
+    assert "tool_choice" not in body
+    assert body["messages"][1:] == [
+        {"role": "assistant", "content": [
+            {"type": "text", "text": "Checking."},
+            {"type": "tool_use", "id": "toolu_1", "name": "get_weather",
+             "input": {"city": "Paris"}},
+            {"type": "tool_use", "id": "toolu_2", "name": "get_weather",
+             "input": {"city": "Rome"}},
+        ]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_1", "content": "18C"},
+            {"type": "tool_result", "tool_use_id": "toolu_2", "content": "24C"},
+            {"type": "text", "text": "Which is warmer?"},
+        ]},
+    ]
+
+
+@pytest.mark.parametrize(("choice", "parallel", "expected"), [
+    ("auto", None, {"type": "auto"}),
+    ("none", None, {"type": "none"}),
+    ("required", None, {"type": "any"}),
+    ({"name": "get_weather"}, None, {"type": "tool", "name": "get_weather"}),
+    ({"type": "function", "function": {"name": "get_weather"}}, None,
+     {"type": "tool", "name": "get_weather"}),
+    (None, False, {"type": "auto", "disable_parallel_tool_use": True}),
+    ("required", False, {"type": "any", "disable_parallel_tool_use": True}),
+    (None, True, None),
+])
+async def test_tool_choice(fake_upstream: FakeUpstream, choice: Any, parallel: bool | None,
+                           expected: dict[str, Any] | None) -> None:
+    body = await sent_body(fake_upstream, request(tools=[WEATHER], tool_choice=choice,
+                                                  parallel_tool_calls=parallel))
+    assert body.get("tool_choice") == expected
+
+
+async def test_sampling_stop_user_and_max_tokens(fake_upstream: FakeUpstream) -> None:
+    body = await sent_body(fake_upstream, request(
+        temperature=0.3, top_p=0.9, stop=["END", "STOP"], user="user-42", max_tokens=77))
+    assert body["temperature"] == 0.3
+    assert body["top_p"] == 0.9
+    assert body["stop_sequences"] == ["END", "STOP"]
+    assert body["metadata"] == {"user_id": "user-42"}
+    assert body["max_tokens"] == 77
+
+
+async def test_max_tokens_falls_back_to_the_deployment(fake_upstream: FakeUpstream) -> None:
+    body = await sent_body(fake_upstream, request(), max_output_tokens=1234)
+    assert body["max_tokens"] == 1234
+
+
+async def test_json_schema_becomes_output_config(fake_upstream: FakeUpstream) -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}},
+              "required": ["a"], "additionalProperties": False}
+    fmt = ResponseFormat("json_schema", json_schema={"name": "thing", "schema": schema})
+    body = await sent_body(fake_upstream, request(response_format=fmt))
+    assert body["output_config"] == {"format": {"type": "json_schema", "schema": schema}}
+
+
+UNSUPPORTED = [
+    ("frequency_penalty", {"extra": {"frequency_penalty": 0.5}}),
+    ("presence_penalty", {"extra": {"presence_penalty": 1}}),
+    ("seed", {"extra": {"seed": 7}}),
+    ("logprobs", {"extra": {"logprobs": True}}),
+    ("n", {"n": 2}),
+    ("response_format", {"response_format": ResponseFormat("json_object")}),
+]
+
+
+@pytest.mark.parametrize(("param", "fields"), UNSUPPORTED)
+async def test_unsupported_parameter_is_refused(fake_upstream: FakeUpstream, param: str,
+                                                fields: dict[str, Any]) -> None:
+    http = HttpClient()
+    try:
+        with pytest.raises(UnsupportedParameter) as info:
+            await AnthropicAdapter(http).complete(request(**fields), deployment(fake_upstream),
+                                                  FAST)
+    finally:
+        await http.aclose()
+    assert info.value.param == param
+    assert info.value.provider == "anthropic"
+    assert repr(param) in str(info.value) and "'anthropic'" in str(info.value)
+    assert fake_upstream.received == []
+
+
+@pytest.mark.parametrize(("param", "fields"), UNSUPPORTED)
+@pytest.mark.parametrize("where", ["request", "deployment"])
+async def test_unsupported_parameter_dropped_with_drop_params(
+        fake_upstream: FakeUpstream, param: str, fields: dict[str, Any], where: str) -> None:
+    if where == "request":
+        body = await sent_body(fake_upstream, request(drop_params=True, **fields))
+    else:
+        body = await sent_body(fake_upstream, request(**fields), drop_params=True)
+    assert param not in body
+    assert "output_config" not in body
+    assert set(body) == {"model", "max_tokens", "messages"}
+
+
+async def test_no_op_values_and_anthropic_extras_are_accepted(fake_upstream: FakeUpstream) -> None:
+    body = await sent_body(fake_upstream, request(n=1, extra={
+        "frequency_penalty": 0, "presence_penalty": 0.0, "logprobs": False, "seed": None,
+        "stream_options": {"include_usage": True}, "top_k": 5}))
+    assert body["top_k"] == 5
+    assert not {"frequency_penalty", "presence_penalty", "logprobs", "seed", "n",
+                "stream_options"} & set(body)
+
+
+# -- response translation ----------------------------------------------------
+
+async def test_text_response_field_by_field(fake_upstream: FakeUpstream) -> None:
+    fake_upstream.reply(Reply(text="Bonjour!", input_tokens=31, output_tokens=4),
+                        provider="anthropic")
+    resp = await complete(fake_upstream, request())
+    assert resp.id.startswith("msg_")
+    assert resp.model == MODEL
+    assert resp.content == "Bonjour!"
+    assert resp.tool_calls == []
+    assert resp.finish_reason == "stop"
+    assert resp.reasoning is None
+    assert resp.usage is not None
+    assert (resp.usage.input_tokens, resp.usage.output_tokens) == (31, 4)
+    assert (resp.usage.cached_input_tokens, resp.usage.cache_write_tokens) == (0, 0)
+
+
+async def test_tool_call_response(fake_upstream: FakeUpstream) -> None:
+    fake_upstream.reply(Reply(tool_calls=[
+        ScriptedToolCall("get_weather", {"city": "Paris"}, id="toolu_A"),
+        ScriptedToolCall("get_weather", {"city": "Rome", "unit": "C"}),
+    ]), provider="anthropic")
+    resp = await complete(fake_upstream, request(tools=[WEATHER]))
+    assert resp.finish_reason == "tool_calls"
+    assert resp.content is None
+    assert (resp.tool_calls[0].id, resp.tool_calls[0].name) == ("toolu_A", "get_weather")
+    assert resp.tool_calls[1].id.startswith("toolu_")
+    assert [json.loads(c.arguments) for c in resp.tool_calls] == [
+        {"city": "Paris"}, {"city": "Rome", "unit": "C"}]
+
+
+@pytest.mark.parametrize(("finish", "expected"), [
+    ("length", "length"), ("content_filter", "content_filter"), ("stop", "stop")])
+async def test_finish_reasons(fake_upstream: FakeUpstream, finish: str, expected: str) -> None:
+    fake_upstream.reply(Reply(text="x", finish=finish), provider="anthropic")
+    assert (await complete(fake_upstream, request())).finish_reason == expected
+    assert folded(await stream(fake_upstream, request())).finish_reason == expected
+
+
+async def test_refusal_on_a_200(fake_upstream: FakeUpstream) -> None:
+    fake_upstream.script(Fault(status=200, kind="safety"), provider="anthropic")
+    resp = await complete(fake_upstream, request())
+    assert resp.finish_reason == "content_filter"
+    assert resp.content == ""
+
+
+async def test_usage_with_cache_reads(fake_upstream: FakeUpstream) -> None:
+    fake_upstream.reply(Reply(text="ok", input_tokens=1000, cached_tokens=600, output_tokens=9),
+                        provider="anthropic")
+    for resp in (await complete(fake_upstream, request()),
+                 folded(await stream(fake_upstream, request()))):
+        assert resp.usage is not None
+        assert resp.usage.input_tokens == 1000
+        assert resp.usage.cached_input_tokens == 600
+        assert resp.usage.output_tokens == 9
+
+
+def test_usage_counts_cache_writes_as_input() -> None:
+    usage = parse_usage({"input_tokens": 50, "cache_creation_input_tokens": 2000,
+                         "cache_read_input_tokens": 300, "output_tokens": 12})
+    assert usage.input_tokens == 2350
+    assert usage.cached_input_tokens == 300
+    assert usage.cache_write_tokens == 2000
+    assert usage.output_tokens == 12
+
+
+# -- streaming ---------------------------------------------------------------
+
+async def test_streamed_text_equals_non_streamed(fake_upstream: FakeUpstream) -> None:
+    fake_upstream.reply(Reply(text="The quick brown fox jumps over the lazy dog.",
+                              input_tokens=20, output_tokens=11, chunk_chars=5),
+                        provider="anthropic")
+    whole = await complete(fake_upstream, request())
+    deltas = await stream(fake_upstream, request())
+    assert fake_upstream.received[1].body["stream"] is True
+    assert deltas[0].id is not None and deltas[0].id.startswith("msg_")
+    assert deltas[0].model == MODEL
+    assert len([d for d in deltas if d.text]) == 9
+    assert deltas[-1].usage is not None and deltas[-1].finish_reason == "stop"
+    assert comparable(folded(deltas)) == comparable(whole)
+
+
+async def test_streamed_parallel_tool_calls_equal_non_streamed(
+        fake_upstream: FakeUpstream) -> None:
+    fake_upstream.reply(Reply(text="Let me look.", tool_calls=[
+        ScriptedToolCall("get_weather", {"city": "Paris"}),
+        ScriptedToolCall("get_weather", {"city": "Rome"}),
+        ScriptedToolCall("now", {}),
+    ], chunk_chars=4), provider="anthropic")
+    whole = await complete(fake_upstream, request(tools=[WEATHER]))
+    deltas = await stream(fake_upstream, request(tools=[WEATHER]))
+    calls = [tc for d in deltas for tc in d.tool_calls]
+    starts = [tc for tc in calls if tc.name]
+    assert [(tc.index, tc.name) for tc in starts] == [
+        (0, "get_weather"), (1, "get_weather"), (2, "now")]
+    assert all(tc.id and tc.id.startswith("toolu_") for tc in starts)
+    # Arguments come in several fragments per call, never with the id repeated.
+    assert len([tc for tc in calls if tc.index == 0 and tc.arguments]) > 1
+    assert all(tc.id is None for tc in calls if tc.arguments)
+    result = folded(deltas)
+    assert result.finish_reason == "tool_calls"
+    assert result.tool_calls[2].arguments == "{}"
+    assert comparable(result) == comparable(whole)
+
+
+async def test_streamed_reasoning_equals_non_streamed(fake_upstream: FakeUpstream) -> None:
+    fake_upstream.reply(Reply(text="42", reasoning_tokens=15), provider="anthropic")
+    whole = await complete(fake_upstream, request())
+    result = folded(await stream(fake_upstream, request()))
+    assert whole.reasoning and whole.content == "42"
+    assert comparable(result) == comparable(whole)
+
+
+# -- errors ------------------------------------------------------------------
+
+ERROR_CASES = [
+    (Fault(status=400, kind="context_window"), ContextWindowExceeded, "prompt is too long"),
+    (Fault(status=400), BadRequest, "Invalid request"),
+    (Fault(status=400, kind="safety"), ContentFiltered, "content filtering policy"),
+    (Fault(status=401), AuthenticationFailed, "invalid x-api-key"),
+    (Fault(status=403), AuthenticationFailed, "permission"),
+    (Fault(status=404), NotFound, f"model: {MODEL}"),
+    (Fault(status=429, retry_after=7), RateLimited, "rate limit"),
+    (Fault(status=500), UpstreamServerError, "Internal server error"),
+    (Fault(status=529), Overloaded, "Overloaded"),
+]
+
+
+def assert_error(err: ProviderError, status: int | None, quote: str) -> None:
+    assert err.provider == "anthropic"
+    assert err.deployment == "claude-primary"
+    assert err.status == status
+    assert quote in err.message
+    for text in (str(err), repr(err), json.dumps(err.body)):
+        assert KEY not in text
+
+
+@pytest.mark.parametrize(("fault", "cls", "quote"), ERROR_CASES)
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_http_errors(fake_upstream: FakeUpstream, fault: Fault, cls: type[ProviderError],
+                           quote: str, streamed: bool) -> None:
+    fake_upstream.script(fault, provider="anthropic")
+    with pytest.raises(ProviderError) as info:
+        if streamed:
+            await stream(fake_upstream, request())
+        else:
+            await complete(fake_upstream, request())
+    assert type(info.value) is cls
+    assert_error(info.value, fault.status, quote)
+    expected_retry = fault.retry_after if fault.status == 429 else None
+    assert info.value.retry_after == expected_retry
+
+
+async def test_key_echoed_by_upstream_is_redacted(fake_upstream: FakeUpstream) -> None:
+    fake_upstream.script(Fault(status=401, message=f"invalid x-api-key: {KEY}"),
+                         provider="anthropic")
+    with pytest.raises(AuthenticationFailed) as info:
+        await complete(fake_upstream, request())
+    assert_error(info.value, 401, "invalid x-api-key")
+
+
+async def test_missing_key_is_refused_like_the_real_api(fake_upstream: FakeUpstream) -> None:
+    with pytest.raises(AuthenticationFailed) as info:
+        await complete(fake_upstream, request(), api_key=None)
+    assert "x-api-key header is required" in info.value.message
+
+
+async def test_fake_refuses_a_body_without_max_tokens(fake_upstream: FakeUpstream) -> None:
+    http = HttpClient()
+    try:
+        resp = await http.post(
+            fake_upstream.base_url("anthropic") + "/v1/messages",
+            headers={"x-api-key": "k", "anthropic-version": "2023-06-01",
+                     "content-type": "application/json"},
+            body=json.dumps({"model": MODEL, "messages": []}).encode(),
+            timeouts=FAST, labels=Labels("anthropic", "raw"))
+    finally:
+        await http.aclose()
+    assert resp.status == 400
+    err = error_from_response(resp.status, resp.headers, resp.body, deployment(fake_upstream))
+    assert isinstance(err, BadRequest) and "max_tokens: Field required" in err.message
+
+
+def test_retry_after_from_ratelimit_reset_headers(fake_upstream: FakeUpstream) -> None:
+    now = 1_760_000_000.0
+    headers = {
+        "anthropic-ratelimit-requests-remaining": "12",
+        "anthropic-ratelimit-requests-reset": "2025-10-09T08:53:50Z",
+        "anthropic-ratelimit-tokens-remaining": "0",
+        "anthropic-ratelimit-tokens-reset": "2025-10-09T08:53:40Z",
+    }
+    # Only the exhausted limit (tokens) counts: 08:53:40Z is now + 20 s.
+    assert ratelimit_reset_after(headers, now=now) == pytest.approx(20.0)
+    assert ratelimit_reset_after({}, now=now) is None
+    body = json.dumps({"type": "error", "error": {"type": "rate_limit_error",
+                                                  "message": "slow down"}}).encode()
+    err = error_from_response(429, headers, body, deployment(fake_upstream))
+    assert isinstance(err, RateLimited)
+    assert err.retry_after is not None and err.retry_after >= 0
+    err = error_from_response(429, {"retry-after": "3", **headers}, body,
+                              deployment(fake_upstream))
+    assert err.retry_after == 3.0
+
+
+async def test_error_event_mid_stream(fake_upstream: FakeUpstream) -> None:
+    fake_upstream.reply(Reply(text="partial answer", finish="error"), provider="anthropic")
+    seen: list[StreamDelta] = []
+    http = HttpClient()
+    try:
+        with pytest.raises(Overloaded) as info:
+            async for d in AnthropicAdapter(http).stream(request(), deployment(fake_upstream),
+                                                         FAST):
+                seen.append(d)
+    finally:
+        await http.aclose()
+    assert any(d.text for d in seen)
+    assert_error(info.value, 529, "Overloaded")
+
+
+async def test_error_body_on_a_200_is_an_error(fake_upstream: FakeUpstream) -> None:
+    fake_upstream.reply(Reply(finish="error"), provider="anthropic")
+    with pytest.raises(Overloaded):
+        await complete(fake_upstream, request())
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_timeout(fake_upstream: FakeUpstream, streamed: bool) -> None:
+    fake_upstream.script(Fault(latency=1.0), provider="anthropic")
+    short = Timeouts(connect=1.0, total=0.2, first_token=0.2)
+    http = HttpClient()
+    try:
+        adapter = AnthropicAdapter(http)
+        with pytest.raises(Timeout) as info:
+            if streamed:
+                [d async for d in adapter.stream(request(), deployment(fake_upstream), short)]
+            else:
+                await adapter.complete(request(), deployment(fake_upstream), short)
+    finally:
+        await http.aclose()
+    assert info.value.provider == "anthropic"
+    assert info.value.deployment == "claude-primary"
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_connection_refused(fake_upstream: FakeUpstream, streamed: bool) -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    closed = f"http://127.0.0.1:{port}"
+    with pytest.raises(ConnectionFailed) as info:
+        if streamed:
+            await stream(fake_upstream, request(), api_base=closed)
+        else:
+            await complete(fake_upstream, request(), api_base=closed)
+    assert info.value.provider == "anthropic"
+    assert KEY not in str(info.value) and KEY not in repr(info.value)
+
+
+async def test_malformed_chunk(fake_upstream: FakeUpstream) -> None:
+    fake_upstream.reply(Reply(text="a fairly long answer to cut", chunk_chars=3),
+                        provider="anthropic")
+    fake_upstream.script(Fault(malformed_at=3), provider="anthropic")
+    with pytest.raises(UpstreamServerError) as info:
+        await stream(fake_upstream, request())
+    assert "malformed" in info.value.message
+    assert info.value.deployment == "claude-primary"
+
+
+async def test_disconnect_mid_stream(fake_upstream: FakeUpstream) -> None:
+    fake_upstream.reply(Reply(text="a fairly long answer to cut", chunk_chars=3),
+                        provider="anthropic")
+    fake_upstream.script(Fault(disconnect_after=4), provider="anthropic")
+    with pytest.raises(ConnectionFailed) as info:
+        await stream(fake_upstream, request())
+    assert info.value.deployment == "claude-primary"
