@@ -1,0 +1,550 @@
+"""The adapter for OpenAI's chat-completions API and every service that copies it.
+
+One module serves OpenAI, OpenRouter, Groq, Together, DeepSeek, vLLM, Ollama and
+the llama.cpp server: they differ only in base URL and key, which the deployment
+carries. Here live the request translation (neutral `ChatRequest` -> OpenAI JSON),
+the response and stream translation back, the embeddings call the routing
+featuriser uses, and OpenAI's error recognisers (context window, content policy,
+quota, rate-limit reset headers).
+
+`max_tokens` or `max_completion_tokens`: OpenAI deprecated `max_tokens` and its
+reasoning models (o1, o3, o4, gpt-5 families) reject it, but every other
+OpenAI-compatible server (vLLM, Ollama, llama.cpp, Groq, Together, older
+deployments) knows `max_tokens`, and OpenAI's own non-reasoning models still take
+it. So `max_tokens` is sent everywhere except to the reasoning families on the
+`openai` provider itself. A deployment can force either name with
+`max_tokens_param` in its extra params; a caller who passes one of the two names
+in `request.extra` gets exactly that.
+
+Imports: orjson, the standard library, `types`, `errors`, `catalog`, `adapters.*`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, ClassVar
+
+import orjson
+
+from interlock.adapters.base import iter_sse, parse_retry_after
+from interlock.adapters.http import HttpClient, Labels, StreamingResponse, Timeouts
+from interlock.adapters.registry import resolve_base_url
+from interlock.catalog import Deployment
+from interlock.errors import (
+    ConnectionFailed,
+    ContentFiltered,
+    ContextWindowExceeded,
+    ProviderError,
+    RateLimited,
+    UpstreamServerError,
+    error_for_status,
+    redact,
+)
+from interlock.types import (
+    ChatRequest,
+    ChatResponse,
+    FinishReason,
+    ImagePart,
+    Message,
+    Part,
+    ResponseFormat,
+    StreamDelta,
+    TextPart,
+    ToolCall,
+    ToolCallDelta,
+    ToolSpec,
+    Usage,
+)
+
+_FINISH: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+    # Seen from OpenAI-compatible servers that pass their engine's word through.
+    "eos": "stop",
+    "end_turn": "stop",
+    "max_tokens": "length",
+}
+
+# Fields the adapter owns: request.extra may not override them.
+_RESERVED = frozenset({"model", "messages", "stream", "stream_options"})
+_MAX_TOKENS_NAMES = ("max_tokens", "max_completion_tokens")
+_REASONING_MODEL = re.compile(r"^(?:openai/)?(?:o\d|gpt-5)")
+
+_CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
+_CONTEXT_TEXTS = ("maximum context length", "context length", "context window",
+                  "too many tokens", "prompt is too long", "reduce the length of the messages")
+_FILTER_CODES = frozenset({"content_filter", "content_policy_violation"})
+_FILTER_TEXTS = ("safety system", "content management policy", "usage policy",
+                 "content_policy_violation")
+
+# Status to assume for an error object that arrives inside a 200 stream.
+_STREAM_ERROR_STATUS = {
+    "rate_limit_exceeded": 429, "rate_limit_error": 429, "tokens": 429, "requests": 429,
+    "insufficient_quota": 429, "invalid_request_error": 400, "authentication_error": 401,
+    "invalid_api_key": 401, "permission_error": 403, "not_found_error": 404,
+    "model_not_found": 404, "overloaded_error": 503, "server_error": 500,
+}
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)")
+_DURATION_UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6,
+                  "ns": 1e-9}
+
+
+class OpenAIAdapter:
+    """Chat completions and embeddings over the OpenAI wire format."""
+
+    provider: ClassVar[str] = "openai"
+
+    def __init__(self, http: HttpClient) -> None:
+        self._http = http
+
+    # -- calls ---------------------------------------------------------------
+    async def complete(self, request: ChatRequest, deployment: Deployment,
+                       timeouts: Timeouts) -> ChatResponse:
+        body = build_body(request, deployment, stream=False)
+        resp = await self._http.post(
+            _url(deployment, "/chat/completions"), headers=_headers(deployment, stream=False),
+            body=orjson.dumps(body), timeouts=timeouts, labels=_labels(deployment))
+        data = _decode_answer(resp.status, resp.headers, resp.body, deployment)
+        return parse_response(data, deployment)
+
+    async def stream(self, request: ChatRequest, deployment: Deployment,
+                     timeouts: Timeouts) -> AsyncIterator[StreamDelta]:
+        body = build_body(request, deployment, stream=True)
+        async with self._http.stream(
+            _url(deployment, "/chat/completions"), headers=_headers(deployment, stream=True),
+            body=orjson.dumps(body), timeouts=timeouts, labels=_labels(deployment),
+        ) as resp:
+            if resp.status != 200 or _is_json(resp.headers):
+                # An error, or a server that ignored `stream` and answered whole.
+                data = _decode_answer(resp.status, resp.headers, await resp.read(), deployment)
+                yield _delta_from_response(parse_response(data, deployment))
+                return
+            async for delta in _stream_deltas(resp, deployment):
+                yield delta
+
+    async def embed(self, texts: list[str], deployment: Deployment,
+                    timeouts: Timeouts) -> list[list[float]]:
+        """One vector per text, in the order given."""
+        body = {"model": deployment.model, "input": texts}
+        resp = await self._http.post(
+            _url(deployment, "/embeddings"), headers=_headers(deployment, stream=False),
+            body=orjson.dumps(body), timeouts=timeouts, labels=_labels(deployment))
+        data = _decode_answer(resp.status, resp.headers, resp.body, deployment)
+        try:
+            rows = sorted(data["data"], key=lambda row: row.get("index", 0))
+            return [[float(x) for x in row["embedding"]] for row in rows]
+        except (KeyError, TypeError, ValueError):
+            raise _malformed(deployment, "an embeddings answer without data[].embedding") from None
+
+
+# -- request translation --------------------------------------------------------
+def build_body(request: ChatRequest, deployment: Deployment, *, stream: bool) -> dict[str, Any]:
+    """The OpenAI JSON body for a neutral request sent to this deployment."""
+    body: dict[str, Any] = {k: v for k, v in request.extra.items() if k not in _RESERVED}
+    body["model"] = deployment.model
+    body["messages"] = [message_json(m) for m in request.messages]
+    if stream:
+        body["stream"] = True
+        # Without this OpenAI sends no usage on streams, and cost would be unknown.
+        body["stream_options"] = {"include_usage": True}
+    _set_sampling(body, request)
+    if request.max_tokens is not None and not any(n in body for n in _MAX_TOKENS_NAMES):
+        body[_max_tokens_name(deployment)] = request.max_tokens
+    _set_tools(body, request)
+    if request.response_format is not None:
+        body["response_format"] = response_format_json(request.response_format)
+    return body
+
+
+def _set_sampling(body: dict[str, Any], request: ChatRequest) -> None:
+    for name, value in (("temperature", request.temperature), ("top_p", request.top_p),
+                        ("stop", request.stop), ("user", request.user), ("n", request.n)):
+        if value is not None:
+            body[name] = value
+
+
+def _set_tools(body: dict[str, Any], request: ChatRequest) -> None:
+    if request.tools:
+        body["tools"] = [tool_json(t) for t in request.tools]
+    if request.tool_choice is not None:
+        body["tool_choice"] = tool_choice_json(request.tool_choice)
+    if request.parallel_tool_calls is not None:
+        body["parallel_tool_calls"] = request.parallel_tool_calls
+
+
+def _max_tokens_name(deployment: Deployment) -> str:
+    forced = deployment.extra.get("max_tokens_param")
+    if forced in _MAX_TOKENS_NAMES:
+        return str(forced)
+    if deployment.provider == "openai" and _REASONING_MODEL.match(deployment.model):
+        return "max_completion_tokens"
+    return "max_tokens"
+
+
+def message_json(m: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": m.role}
+    if m.role == "tool":
+        out["tool_call_id"] = m.tool_call_id or ""
+        out["content"] = m.text
+        return out
+    if m.role == "assistant" and m.tool_calls:
+        # OpenAI wants null, not "", beside tool calls that have no text.
+        out["content"] = content_json(m.parts) if m.parts else None
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name,
+                                                          "arguments": c.arguments or "{}"}}
+            for c in m.tool_calls
+        ]
+    else:
+        out["content"] = content_json(m.parts)
+    if m.name:
+        out["name"] = m.name
+    return out
+
+
+def content_json(parts: list[Part]) -> str | list[dict[str, Any]]:
+    """A plain string when there are only text parts (every compatible server takes
+    that); a content array as soon as there is an image."""
+    if all(isinstance(p, TextPart) for p in parts):
+        return "".join(p.text for p in parts if isinstance(p, TextPart))
+    out: list[dict[str, Any]] = []
+    for p in parts:
+        if isinstance(p, ImagePart):
+            image: dict[str, Any] = {"url": p.url}
+            if p.detail:
+                image["detail"] = p.detail
+            out.append({"type": "image_url", "image_url": image})
+        else:
+            out.append({"type": "text", "text": p.text})
+    return out
+
+
+def tool_json(spec: ToolSpec) -> dict[str, Any]:
+    fn: dict[str, Any] = {"name": spec.name}
+    if spec.description is not None:
+        fn["description"] = spec.description
+    fn["parameters"] = spec.parameters if spec.parameters is not None else {
+        "type": "object", "properties": {}}
+    if spec.strict is not None:
+        fn["strict"] = spec.strict
+    return {"type": "function", "function": fn}
+
+
+def tool_choice_json(choice: str | dict[str, Any]) -> str | dict[str, Any]:
+    if isinstance(choice, str) or "type" in choice:
+        return choice
+    return {"type": "function", "function": {"name": choice["name"]}}
+
+
+def response_format_json(rf: ResponseFormat) -> dict[str, Any]:
+    if rf.type != "json_schema":
+        return {"type": rf.type}
+    schema = rf.json_schema or {}
+    # Accept the OpenAI wrapper ({name, schema, strict}) as well as a bare schema.
+    if "schema" in schema and "type" not in schema:
+        wrapper = dict(schema)
+    else:
+        wrapper = {"name": rf.name or "response", "schema": schema}
+    if rf.name and "name" not in wrapper:
+        wrapper["name"] = rf.name
+    wrapper.setdefault("name", "response")
+    if rf.strict is not None:
+        wrapper["strict"] = rf.strict
+    return {"type": "json_schema", "json_schema": wrapper}
+
+
+# -- response translation -------------------------------------------------------
+def parse_response(data: dict[str, Any], deployment: Deployment) -> ChatResponse:
+    """A chat.completion object -> ChatResponse (the first choice; n > 1 is not
+    represented in the neutral response)."""
+    try:
+        choice = data["choices"][0]
+        msg = choice.get("message") or {}
+    except (KeyError, IndexError, TypeError, AttributeError):
+        raise _malformed(deployment, "an answer without choices[0].message") from None
+    calls = [_tool_call(c, i) for i, c in enumerate(msg.get("tool_calls") or [])]
+    legacy = msg.get("function_call")
+    if legacy and not calls:
+        calls = [_tool_call({"function": legacy}, 0)]
+    content = _text(msg.get("content"))
+    if content is None and not calls:
+        content = msg.get("refusal") or ""
+    finish = map_finish(choice.get("finish_reason")) or ("tool_calls" if calls else "stop")
+    response = ChatResponse(
+        id=str(data.get("id") or ""), model=str(data.get("model") or deployment.model),
+        content=content, tool_calls=calls, finish_reason=finish,
+        usage=parse_usage(data.get("usage")),
+        reasoning=msg.get("reasoning_content") or msg.get("reasoning") or None,
+    )
+    if isinstance(data.get("created"), int):
+        response.created = data["created"]
+    return response
+
+
+def _text(content: Any) -> str | None:
+    if content is None or isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return str(content)
+
+
+def _tool_call(raw: dict[str, Any], index: int) -> ToolCall:
+    fn = raw.get("function") or {}
+    args = fn.get("arguments")
+    if not isinstance(args, str):
+        # Some compatible servers (older Ollama) send the arguments as an object.
+        args = orjson.dumps(args if args is not None else {}).decode()
+    return ToolCall(id=str(raw.get("id") or f"call_{index}"), name=str(fn.get("name") or ""),
+                    arguments=args)
+
+
+def map_finish(reason: Any) -> FinishReason | None:
+    if not reason:
+        return None
+    return _FINISH.get(str(reason), "stop")
+
+
+def parse_usage(raw: Any) -> Usage | None:
+    if not isinstance(raw, dict):
+        return None
+    prompt_details = raw.get("prompt_tokens_details") or {}
+    completion_details = raw.get("completion_tokens_details") or {}
+    # DeepSeek reports its cache hits under its own name.
+    cached = prompt_details.get("cached_tokens") or raw.get("prompt_cache_hit_tokens") or 0
+    return Usage(
+        input_tokens=int(raw.get("prompt_tokens") or 0),
+        output_tokens=int(raw.get("completion_tokens") or 0),
+        cached_input_tokens=int(cached),
+        reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+    )
+
+
+def _delta_from_response(r: ChatResponse) -> StreamDelta:
+    return StreamDelta(
+        text=r.content, finish_reason=r.finish_reason, usage=r.usage, id=r.id, model=r.model,
+        reasoning=r.reasoning,
+        tool_calls=[ToolCallDelta(i, c.id, c.name, c.arguments)
+                    for i, c in enumerate(r.tool_calls)],
+    )
+
+
+# -- streaming ------------------------------------------------------------------
+async def _stream_deltas(resp: StreamingResponse,
+                         deployment: Deployment) -> AsyncIterator[StreamDelta]:
+    first, finished = True, False
+    async for event in iter_sse(resp.lines()):
+        if event.data == "[DONE]":
+            return
+        try:
+            chunk = orjson.loads(event.data)
+        except orjson.JSONDecodeError:
+            raise _malformed(deployment, f"a stream chunk that is not JSON: "
+                                         f"{event.data[:200]!r}") from None
+        if not isinstance(chunk, dict):
+            raise _malformed(deployment, "a stream chunk that is not a JSON object")
+        if "error" in chunk:
+            raise _error_from_body(_stream_error_status(chunk["error"]), {}, chunk, deployment)
+        delta = chunk_delta(chunk, first=first)
+        if delta is not None:
+            first = False
+            finished = finished or delta.finish_reason is not None
+            yield delta
+    if not finished:
+        raise ConnectionFailed(
+            f"The {deployment.provider} stream for deployment {deployment.name!r} ended "
+            "without [DONE] or a finish reason: the connection was cut mid-answer",
+            provider=deployment.provider, deployment=deployment.name)
+
+
+def chunk_delta(chunk: dict[str, Any], *, first: bool) -> StreamDelta | None:
+    """One chat.completion.chunk -> StreamDelta; None when it says nothing new."""
+    choices = chunk.get("choices") or []
+    choice = next((c for c in choices if c.get("index", 0) == 0), None)
+    out = StreamDelta(usage=parse_usage(chunk.get("usage") or _groq_usage(chunk)))
+    if first:
+        out.id, out.model = chunk.get("id") or None, chunk.get("model") or None
+    if choice is not None:
+        delta = choice.get("delta") or {}
+        out.text = delta.get("content") or None
+        out.reasoning = delta.get("reasoning_content") or delta.get("reasoning") or None
+        out.tool_calls = [_tool_call_delta(tc, i)
+                          for i, tc in enumerate(delta.get("tool_calls") or [])]
+        legacy = delta.get("function_call")
+        if legacy and not out.tool_calls:
+            out.tool_calls = [ToolCallDelta(0, None, legacy.get("name"),
+                                            legacy.get("arguments") or "")]
+        out.finish_reason = map_finish(choice.get("finish_reason"))
+    has_news = (out.text or out.reasoning or out.tool_calls or out.finish_reason
+                or out.usage is not None)
+    return out if has_news or first else None
+
+
+def _groq_usage(chunk: dict[str, Any]) -> Any:
+    # Groq puts stream usage under x_groq instead of the top level.
+    extra = chunk.get("x_groq")
+    return extra.get("usage") if isinstance(extra, dict) else None
+
+
+def _tool_call_delta(raw: dict[str, Any], position: int) -> ToolCallDelta:
+    fn = raw.get("function") or {}
+    args = fn.get("arguments")
+    if args is not None and not isinstance(args, str):
+        args = orjson.dumps(args).decode()
+    return ToolCallDelta(index=int(raw.get("index", position)), id=raw.get("id") or None,
+                         name=fn.get("name") or None, arguments=args or "")
+
+
+def _stream_error_status(error: Any) -> int:
+    if not isinstance(error, dict):
+        return 500
+    for key in ("status", "code"):
+        if isinstance(error.get(key), int) and error[key] >= 400:
+            return int(error[key])
+    for key in ("code", "type"):
+        status = _STREAM_ERROR_STATUS.get(str(error.get(key)))
+        if status:
+            return status
+    return 500
+
+
+# -- errors ---------------------------------------------------------------------
+def _decode_answer(status: int, headers: Mapping[str, str], raw: bytes,
+                   deployment: Deployment) -> dict[str, Any]:
+    """The JSON of a successful answer, or the mapped error raised."""
+    try:
+        data = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        data = None
+    if status == 200 and isinstance(data, dict) and "error" not in data:
+        return data
+    if status == 200 and data is None:
+        raise _malformed(deployment, f"an answer that is not JSON: {raw[:200]!r}")
+    if status == 200:
+        status = _stream_error_status(data.get("error") if isinstance(data, dict) else None)
+    raise _error_from_body(status, headers, data if data is not None else raw, deployment)
+
+
+def _error_from_body(status: int, headers: Mapping[str, str], body: Any,
+                     deployment: Deployment) -> ProviderError:
+    key = deployment.key()
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        text, code, kind = (str(error.get("message") or ""), str(error.get("code") or ""),
+                            str(error.get("type") or ""))
+    else:
+        text = str(error) if error is not None else _short(body)
+        code = kind = ""
+    cls = classify_error(status, code, kind, text)
+    detail = f" ({code})" if code else ""
+    if cls is RateLimited and "insufficient_quota" in (code, kind):
+        detail += "; this is the account's quota or billing limit, not a short rate limit"
+    message = (f"{deployment.provider} answered HTTP {status} for deployment "
+               f"{deployment.name!r}{detail}: {text}")
+    return cls(redact(message, key), provider=deployment.provider, deployment=deployment.name,
+               status=status, retry_after=retry_after(status, headers),
+               body=_redacted_body(body, key))
+
+
+def classify_error(status: int, code: str, kind: str, text: str) -> type[ProviderError]:
+    """OpenAI's own recognisers first, then the generic status table."""
+    lowered = text.lower()
+    if code in _CONTEXT_CODES or (status in (400, 413, 422)
+                                  and any(t in lowered for t in _CONTEXT_TEXTS)):
+        return ContextWindowExceeded
+    if code in _FILTER_CODES or kind in _FILTER_CODES or (
+            status == 400 and any(t in lowered for t in _FILTER_TEXTS)):
+        return ContentFiltered
+    return error_for_status(status)
+
+
+def retry_after(status: int, headers: Mapping[str, str]) -> float | None:
+    """Retry-After first; on a 429, else OpenAI's x-ratelimit-reset-* headers (the
+    reset of whichever limit is exhausted, or the later of the two)."""
+    seconds = parse_retry_after(headers)
+    if seconds is not None or status != 429:
+        return seconds
+    resets = {}
+    for kind in ("requests", "tokens"):
+        value = parse_duration(headers.get(f"x-ratelimit-reset-{kind}") or "")
+        if value is not None:
+            resets[kind] = value
+    exhausted = [v for k, v in resets.items()
+                 if (headers.get(f"x-ratelimit-remaining-{k}") or "").strip() == "0"]
+    candidates = exhausted or list(resets.values())
+    return max(candidates) if candidates else None
+
+
+def parse_duration(text: str) -> float | None:
+    """Seconds in a Go-style duration as OpenAI writes them ("1s", "6m0s", "20ms")."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    total, pos = 0.0, 0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != pos:
+            return None
+        total += float(match.group(1)) * _DURATION_UNIT[match.group(2)]
+        pos = match.end()
+    return total if pos == len(text) else None
+
+
+def _redacted_body(body: Any, key: str | None) -> Any:
+    if isinstance(body, bytes):
+        return redact(body[:2000].decode("utf-8", errors="replace"), key)
+    try:
+        return orjson.loads(redact(orjson.dumps(body).decode(), key))
+    except (TypeError, orjson.JSONDecodeError):
+        return None
+
+
+def _short(body: Any) -> str:
+    if isinstance(body, bytes):
+        return body[:500].decode("utf-8", errors="replace") or "(empty body)"
+    return str(body)[:500]
+
+
+def _malformed(deployment: Deployment, what: str) -> UpstreamServerError:
+    return UpstreamServerError(
+        redact(f"{deployment.provider} sent {what} (deployment {deployment.name!r})",
+               deployment.key()),
+        provider=deployment.provider, deployment=deployment.name)
+
+
+# -- plumbing -------------------------------------------------------------------
+def _url(deployment: Deployment, path: str) -> str:
+    base = deployment.api_base or resolve_base_url(deployment.provider, None, os.environ)
+    return base.rstrip("/") + path
+
+
+def _headers(deployment: Deployment, *, stream: bool) -> dict[str, str]:
+    headers = {"content-type": "application/json",
+               "accept": "text/event-stream" if stream else "application/json"}
+    key = deployment.key()
+    if key:
+        headers["authorization"] = f"Bearer {key}"
+    organization = deployment.extra.get("organization")
+    if organization:
+        headers["openai-organization"] = str(organization)
+    extra_headers = deployment.extra.get("extra_headers")
+    if isinstance(extra_headers, dict):
+        headers.update({str(k): str(v) for k, v in extra_headers.items()})
+    return headers
+
+
+def _labels(deployment: Deployment) -> Labels:
+    return Labels(provider=deployment.provider, deployment=deployment.name)
+
+
+def _is_json(headers: Mapping[str, str]) -> bool:
+    return (headers.get("content-type") or "").startswith("application/json")

@@ -1,0 +1,243 @@
+"""The OpenAI wire format for the fake upstream.
+
+Serves `/openai/v1/chat/completions` (streamed and not), `/openai/v1/embeddings`
+and `/openai/v1/models` with the shapes the real API sends: `chat.completion`
+objects, `chat.completion.chunk` streams (role first, content pieces, tool calls
+split into a head with id and name and argument fragments, a finish chunk, a
+usage chunk when `stream_options.include_usage` is set, then `[DONE]`), and the
+real error bodies `{"error": {"message", "type", "param", "code"}}` with
+rate-limit headers. Cheap on purpose: it carries the overhead benchmark's load.
+
+Imports: orjson, the standard library, `testing.wire`, `testing.script`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+import uuid
+from typing import Any
+
+import orjson
+
+from interlock.testing.script import Fault, Reply, ScriptedToolCall
+from interlock.testing.wire import ErrorAnswer, Route, chunks, estimate_tokens
+
+_FINGERPRINT = "fp_f4k3up57r3"
+_EMBEDDING_DIM = 64
+_MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "o3-mini", "gpt-5",
+           "text-embedding-3-small", "text-embedding-3-large")
+_DONE = b"data: [DONE]\n\n"
+
+
+class OpenAIWire:
+    provider = "openai"
+    prefix = "/openai"
+
+    def route(self, method: str, path: str, query: dict[str, str], body: Any) -> Route | None:
+        model = str(body.get("model") or "") if isinstance(body, dict) else ""
+        if method == "POST" and path == "/v1/chat/completions":
+            return Route("chat", model, bool(isinstance(body, dict) and body.get("stream")))
+        if method == "POST" and path == "/v1/embeddings":
+            return Route("embeddings", model, False)
+        if method == "GET" and path == "/v1/models":
+            return Route("models", "", False)
+        return None
+
+    def stream_content_type(self, route: Route) -> str:
+        return "text/event-stream; charset=utf-8"
+
+    # -- successful answers ----------------------------------------------------
+    def reply(self, route: Route, body: Any, reply: Reply) -> Any:
+        if route.endpoint == "embeddings":
+            return _embeddings(route.model, body, reply)
+        if route.endpoint == "models":
+            return {"object": "list", "data": [
+                {"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "system"}
+                for m in _MODELS]}
+        message: dict[str, Any] = {"role": "assistant", "content": reply.text,
+                                   "refusal": None, "annotations": []}
+        if reply.tool_calls:
+            message["tool_calls"] = [
+                {"id": _call_id(tc, i), "type": "function",
+                 "function": {"name": tc.name, "arguments": _arguments(tc)}}
+                for i, tc in enumerate(reply.tool_calls)]
+        return {
+            "id": _completion_id(), "object": "chat.completion", "created": int(time.time()),
+            "model": route.model, "choices": [{
+                "index": 0, "message": message, "logprobs": None,
+                "finish_reason": reply.finish}],
+            "usage": _usage(reply), "service_tier": "default",
+            "system_fingerprint": _FINGERPRINT,
+        }
+
+    def stream(self, route: Route, body: Any, reply: Reply) -> list[bytes]:
+        include_usage = bool(isinstance(body, dict)
+                             and (body.get("stream_options") or {}).get("include_usage"))
+        # Every chunk shares id, created and model; built once, as text, for speed.
+        head = orjson.dumps({"id": _completion_id(), "object": "chat.completion.chunk",
+                             "created": int(time.time()), "model": route.model,
+                             "service_tier": "default",
+                             "system_fingerprint": _FINGERPRINT})[:-1]
+        usage_null = b',"usage":null' if include_usage else b""
+
+        def frame(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            choice = orjson.dumps({"index": 0, "delta": delta, "logprobs": None,
+                                   "finish_reason": finish})
+            return b"data: " + head + b',"choices":[' + choice + b"]" + usage_null + b"}\n\n"
+
+        frames = [frame({"role": "assistant", "content": "", "refusal": None})]
+        if reply.text:
+            frames += [frame({"content": piece}) for piece in chunks(reply.text,
+                                                                     reply.chunk_chars)]
+        for i, tc in enumerate(reply.tool_calls):
+            frames += [frame({"tool_calls": [d]}) for d in _call_deltas(tc, i, reply.chunk_chars)]
+        frames.append(frame({}, reply.finish))
+        if include_usage:
+            frames.append(b"data: " + head + b',"choices":[],"usage":'
+                          + orjson.dumps(_usage(reply)) + b"}\n\n")
+        frames.append(_DONE)
+        return frames
+
+    # -- errors ----------------------------------------------------------------
+    def error(self, status: int, fault: Fault, route: Route | None) -> ErrorAnswer:
+        model = route.model if route else "the model"
+        message, kind, param, code = _error_fields(status, fault.kind, model)
+        headers: dict[str, str] = {}
+        if status == 429 and fault.kind != "quota":
+            headers = _rate_limit_headers(fault.retry_after)
+            if fault.retry_after is not None:
+                message = message.replace("again later",
+                                          f"again in {format_duration(fault.retry_after)}")
+        body = {"error": {"message": fault.message or message, "type": kind, "param": param,
+                          "code": code}}
+        return ErrorAnswer(status, headers, body)
+
+
+def _error_fields(status: int, kind: str | None,
+                  model: str) -> tuple[str, str | None, str | None, str | None]:
+    """(message, type, param, code) as OpenAI writes them for this status and kind."""
+    if kind == "context_window":
+        return ("This model's maximum context length is 128000 tokens. However, your "
+                "messages resulted in 131072 tokens. Please reduce the length of the "
+                "messages.", "invalid_request_error", "messages", "context_length_exceeded")
+    if kind == "safety":
+        return ("Your request was rejected as a result of our safety system. Your prompt "
+                "may contain text that is not allowed by our safety system.",
+                "invalid_request_error", None, "content_policy_violation")
+    if kind == "content_filter":
+        # Azure OpenAI's shape for a prompt its content filter blocked.
+        return ("The response was filtered due to the prompt triggering Azure OpenAI's "
+                "content management policy.", None, "prompt", "content_filter")
+    if kind == "quota":
+        return ("You exceeded your current quota, please check your plan and billing "
+                "details.", "insufficient_quota", None, "insufficient_quota")
+    if kind == "path":
+        return ("Invalid URL: no such route on this API.", "invalid_request_error", None, None)
+    return _STATUS_ERRORS.get(status, _generic(status))(model)
+
+
+def _generic(status: int) -> Any:
+    kind = "server_error" if status >= 500 else "invalid_request_error"
+    return lambda model: (f"The request failed with status {status}.", kind, None, None)
+
+
+_STATUS_ERRORS: dict[int, Any] = {
+    400: lambda model: ("Invalid value for 'messages': the request is not valid.",
+                        "invalid_request_error", "messages", "invalid_value"),
+    401: lambda model: ("Incorrect API key provided: sk-fake****. You can find your API key "
+                        "at https://platform.openai.com/account/api-keys.",
+                        "invalid_request_error", None, "invalid_api_key"),
+    403: lambda model: ("Country, region, or territory not supported", "request_forbidden",
+                        None, "unsupported_country_region_territory"),
+    404: lambda model: (f"The model `{model}` does not exist or you do not have access to it.",
+                        "invalid_request_error", None, "model_not_found"),
+    429: lambda model: (f"Rate limit reached for {model} in organization org-fake on tokens "
+                        "per min (TPM): Limit 30000, Used 30000, Requested 512. Please try "
+                        "again later. Visit https://platform.openai.com/account/rate-limits "
+                        "to learn more.", "tokens", None, "rate_limit_exceeded"),
+    500: lambda model: ("The server had an error while processing your request. Sorry about "
+                        "that!", "server_error", None, None),
+    503: lambda model: ("The engine is currently overloaded, please try again later.",
+                        "server_error", None, None),
+}
+
+
+def _rate_limit_headers(retry_after: float | None) -> dict[str, str]:
+    headers = {
+        "x-ratelimit-limit-requests": "500", "x-ratelimit-limit-tokens": "30000",
+        "x-ratelimit-remaining-requests": "499", "x-ratelimit-remaining-tokens": "0",
+    }
+    # Reset times only when the fault says when: a 429 scripted without retry_after
+    # must look like one that gives no hint at all.
+    if retry_after is not None:
+        headers["x-ratelimit-reset-requests"] = "120ms"
+        headers["x-ratelimit-reset-tokens"] = format_duration(retry_after)
+    return headers
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds in OpenAI's Go-style duration form: "20ms", "1s", "6m0s"."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    minutes, rest = divmod(seconds, 60)
+    text = f"{rest:g}s"
+    return f"{int(minutes)}m{text}" if minutes else text
+
+
+# -- pieces ---------------------------------------------------------------------
+def _completion_id() -> str:
+    return "chatcmpl-" + uuid.uuid4().hex[:29]
+
+
+def _call_id(tc: ScriptedToolCall, index: int) -> str:
+    # Deterministic, so a streamed and a non-streamed answer to one script agree.
+    if tc.id:
+        return tc.id
+    digest = hashlib.blake2b(f"{index}:{tc.name}".encode(), digest_size=12).hexdigest()
+    return f"call_{digest}"
+
+
+def _arguments(tc: ScriptedToolCall) -> str:
+    return orjson.dumps(tc.arguments).decode()
+
+
+def _call_deltas(tc: ScriptedToolCall, index: int, size: int) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [{"index": index, "id": _call_id(tc, index), "type": "function",
+                                  "function": {"name": tc.name, "arguments": ""}}]
+    out += [{"index": index, "function": {"arguments": piece}}
+            for piece in chunks(_arguments(tc), size)]
+    return out
+
+
+def _usage(reply: Reply) -> dict[str, Any]:
+    prompt, completion = reply.input_tokens or 0, reply.output_tokens or 0
+    return {
+        "prompt_tokens": prompt, "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": reply.cached_tokens, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": reply.reasoning_tokens,
+                                      "audio_tokens": 0, "accepted_prediction_tokens": 0,
+                                      "rejected_prediction_tokens": 0},
+    }
+
+
+def _embeddings(model: str, body: Any, reply: Reply) -> dict[str, Any]:
+    raw = body.get("input") if isinstance(body, dict) else None
+    texts = [raw] if isinstance(raw, str) else [str(t) for t in (raw or [])]
+    tokens = sum(estimate_tokens(t) for t in texts)
+    return {
+        "object": "list",
+        "data": [{"object": "embedding", "index": i, "embedding": embedding_for(t)}
+                 for i, t in enumerate(texts)],
+        "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
+def embedding_for(text: str) -> list[float]:
+    """A deterministic unit vector of 64 floats from a hash of the text."""
+    digest = hashlib.blake2b(text.encode(), digest_size=_EMBEDDING_DIM).digest()
+    values = [b / 127.5 - 1.0 for b in digest]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return [v / norm for v in values]
