@@ -25,7 +25,7 @@ from interlock.catalog import Catalog, Deployment
 from interlock.config import InterlockConfig, build_catalog
 from interlock.costs.ledger import Ledger, LedgerRow
 from interlock.costs.prices import PriceBook
-from interlock.dispatch.dispatcher import Attempt, DispatchResult, Dispatcher, DispatchStream
+from interlock.dispatch.dispatcher import Attempt, Dispatcher, DispatchResult, DispatchStream
 from interlock.errors import InterlockError, ProviderError
 from interlock.routing.decision import RoutingDecision
 from interlock.routing.policy import RoutingPolicy

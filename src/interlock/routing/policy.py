@@ -1,32 +1,55 @@
 """From a request to a `RoutingDecision`: which model group serves it.
 
-A request that names a plain model group goes there directly. Routed groups
-(a `routing.groups` entry whose router picks among member groups) and
-RouteLLM-style `router-<name>-<threshold>` names are decided by their router.
-A router never fails a request: on error the default group serves and the
-error is counted.
+A request that names a plain model group goes there directly. A routed group
+(`routing.groups`) asks its router to pick among its member groups; a
+RouteLLM-style `router-<name>-<threshold>` name routes between the configured
+strong and weak groups. A router never fails a request: when it raises, the
+default group serves and the error is counted and named in the decision.
 
 Imports: the standard library, `catalog`, `types`, `errors`, `routing.*`.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any
 
 from interlock.catalog import Catalog
-from interlock.errors import UnknownModel
-from interlock.routing.decision import RoutingDecision, direct
-from interlock.routing.settings import RoutingSettings
+from interlock.errors import ConfigError, UnknownModel
+from interlock.routing.decision import Candidate, RoutingDecision, direct
+from interlock.routing.rules import RulesRouter
+from interlock.routing.settings import (
+    IntentRouterSettings,
+    LearnedRouterSettings,
+    RoutedGroup,
+    RoutingSettings,
+    RulesRouterSettings,
+)
 from interlock.types import ChatRequest
+
+log = logging.getLogger("interlock.routing")
 
 AskModel = Callable[[str, str], Awaitable[str]]
 GroupAvailable = Callable[[str], bool]
 
+_ALIAS = re.compile(r"^router-(?P<name>[a-z_][a-z0-9_]*)-(?P<threshold>[0-9]*\.?[0-9]+)$")
+
+
+def parse_router_alias(model: str) -> tuple[str, float] | None:
+    """`router-mf-0.116` -> ("mf", 0.116); None if the name is not an alias."""
+    m = _ALIAS.match(model)
+    if m is None:
+        return None
+    return m["name"], float(m["threshold"])
+
 
 class RoutingPolicy:
-    """Decides, per request, the model group. Pure given the request, the
-    catalog and the health snapshot (`available`)."""
+    """Decides, per request, the model group. Given the request, the catalog and
+    the health snapshot (`available`), the decision is a pure function."""
 
     def __init__(self, settings: RoutingSettings, catalog: Catalog, *,
                  ask: AskModel | None = None) -> None:
@@ -34,24 +57,171 @@ class RoutingPolicy:
         self.catalog = catalog
         self._ask = ask
         self.errors = 0
+        self._rules: dict[str, RulesRouter] = {}
+        self._intents: dict[str, Any] = {}
+        self._learned: dict[str, Any] = {}
+        for name, spec in settings.routers.items():
+            if isinstance(spec, RulesRouterSettings):
+                self._rules[name] = RulesRouter(name, spec)
+            elif isinstance(spec, IntentRouterSettings):
+                from interlock.routing.intents import IntentRouter
+
+                self._intents[name] = IntentRouter.from_settings(name, spec)
+            elif isinstance(spec, LearnedRouterSettings):
+                self._learned[name] = self._load_learned(name, spec)
+        self._check_groups()
 
     @classmethod
     def from_config(cls, settings: RoutingSettings | None, catalog: Catalog, *,
                     ask: AskModel | None = None) -> RoutingPolicy:
         return cls(settings or RoutingSettings(), catalog, ask=ask)
 
+    def _load_learned(self, name: str, spec: LearnedRouterSettings) -> Any:
+        from interlock.routing.learned.base import load_router
+
+        router = load_router(spec.checkpoint_path)
+        if hasattr(router, "set_ask") and self._ask is not None and spec.judge_group:
+            judge = spec.judge_group
+            ask = self._ask
+            router.set_ask(lambda prompt: ask(judge, prompt))
+        return router
+
+    def _check_groups(self) -> None:
+        unknown = sorted(g for g in self.settings.group_names_used()
+                         if g not in self.catalog.groups)
+        if unknown:
+            raise ConfigError(
+                f"The routing section names model groups that no model_list entry defines: "
+                f"{', '.join(unknown)}. Defined groups: {', '.join(self.catalog.group_names)}.")
+
     def public_names(self) -> list[str]:
         """Names clients may ask for besides the plain model groups."""
         return list(self.settings.groups)
 
+    @property
+    def default_group(self) -> str | None:
+        return self.settings.default_group or self.settings.weak_group
+
     async def decide(self, request: ChatRequest, *,
                      available: GroupAvailable | None = None) -> RoutingDecision:
-        started = time.perf_counter()
         name = request.model
         if name in self.catalog.groups:
             return direct(name)
-        raise UnknownModel(name, self.catalog.group_names + self.public_names())
+        routed = self.settings.groups.get(name)
+        alias = None if routed is not None else parse_router_alias(name)
+        if routed is None and alias is not None:
+            routed = self._alias_group(name, *alias)
+        if routed is None:
+            raise UnknownModel(name, self.catalog.group_names + self.public_names())
+        started = time.perf_counter()
+        try:
+            decision = await self._route(name, routed, request)
+        except Exception as exc:  # a router must never fail the request
+            return self._fallback_decision(name, routed, exc, started)
+        return replace(decision, elapsed_ms=(time.perf_counter() - started) * 1000)
 
-    @staticmethod
-    def _elapsed_ms(started: float) -> float:
-        return (time.perf_counter() - started) * 1000
+    def _alias_group(self, name: str, router: str, threshold: float) -> RoutedGroup:
+        strong, weak = self.settings.strong_group, self.settings.weak_group
+        if not strong or not weak:
+            raise UnknownModel(name, self.catalog.group_names + self.public_names())
+        if router not in self._learned and router != "random":
+            raise UnknownModel(name, self.catalog.group_names + self.public_names()
+                               + [f"router-{r}-<threshold>" for r in self._learned])
+        return RoutedGroup(router=router, strong=strong, weak=weak, threshold=threshold)
+
+    def _fallback_decision(self, name: str, routed: RoutedGroup, exc: Exception,
+                           started: float) -> RoutingDecision:
+        self.errors += 1
+        group = routed.default or self.default_group or routed.weak or (routed.members or [""])[0]
+        log.warning("router %s failed (%s: %s); serving the default group %s",
+                    routed.router, type(exc).__name__, exc, group)
+        return RoutingDecision(
+            requested=name, group=group, router=routed.router,
+            reason=f"the router failed ({type(exc).__name__}); the default group served",
+            elapsed_ms=(time.perf_counter() - started) * 1000, error=type(exc).__name__)
+
+    async def _route(self, name: str, routed: RoutedGroup,
+                     request: ChatRequest) -> RoutingDecision:
+        router = routed.router
+        if router in self._rules:
+            return self._route_rules(name, router, routed, request)
+        if router in self._intents:
+            return self._route_intents(name, router, routed, request)
+        return await self._route_learned(name, router, routed, request)
+
+    def _route_rules(self, name: str, router: str, routed: RoutedGroup,
+                     request: ChatRequest) -> RoutingDecision:
+        match = self._rules[router].route(request)
+        if match is None:
+            group = routed.default or self.default_group
+            if group is None:
+                raise ValueError("no rule matched and no default group is configured")
+            return RoutingDecision(name, group, router, "no rule matched; the default group")
+        reason = (f"rule {match.rule!r} matched" if match.rule
+                  else "no rule matched; the router's default group")
+        return RoutingDecision(name, match.group, router, reason, candidates=match.candidates)
+
+    def _route_intents(self, name: str, router: str, routed: RoutedGroup,
+                       request: ChatRequest) -> RoutingDecision:
+        result = self._intents[router].route(request.last_user_text)
+        return RoutingDecision(name, result.group, router, result.reason, score=result.score,
+                               threshold=result.threshold, candidates=result.candidates)
+
+    async def _route_learned(self, name: str, router_name: str, routed: RoutedGroup,
+                             request: ChatRequest) -> RoutingDecision:
+        prompt = request.last_user_text or request.prompt_text
+        if routed.strong and routed.weak:
+            threshold = routed.threshold if routed.threshold is not None else 0.5
+            score = await self._win_prob(router_name, routed, prompt)
+            group = routed.strong if score >= threshold else routed.weak
+            which = "strong" if group == routed.strong else "weak"
+            return RoutingDecision(
+                name, group, router_name,
+                f"P(strong wins)={score:.3f} {'>=' if which == 'strong' else '<'} "
+                f"threshold {threshold:g}: the {which} group",
+                score=score, threshold=threshold,
+                candidates=(Candidate(routed.strong, score), Candidate(routed.weak, 1 - score)))
+        return await self._route_members(name, router_name, routed, prompt)
+
+    async def _win_prob(self, router_name: str, routed: RoutedGroup, prompt: str) -> float:
+        if router_name == "random" and router_name not in self._learned:
+            import random
+
+            return random.random()
+        router = self._learned[router_name]
+        strong, weak = self._model_names(router, routed)
+        if hasattr(router, "awin_prob"):
+            return float((await router.awin_prob([prompt], strong, weak))[0])
+        return float(router.win_prob([prompt], strong, weak)[0])
+
+    def _model_names(self, router: Any, routed: RoutedGroup) -> tuple[str, str]:
+        """The router's own model names for the strong and weak groups: the
+        router's two models in its trained order (strong first by quality)."""
+        models = list(router.models)
+        if routed.strong in models and routed.weak in models:
+            return routed.strong, routed.weak  # type: ignore[return-value]
+        if len(models) != 2:
+            raise ValueError(f"router {router.name} knows models {models}; name the strong "
+                             "and weak groups as those models or train a two-model router")
+        return _strong_first(router, models)
+
+    async def _route_members(self, name: str, router_name: str, routed: RoutedGroup,
+                             prompt: str) -> RoutingDecision:
+        from interlock.routing.quality_policy import choose_group
+
+        router = self._learned[router_name]
+        members = routed.members or list(router.models)
+        quality = router.predict_quality([prompt])[0]
+        choice = choose_group(members, list(router.models), quality, self.catalog,
+                              quality_target=routed.quality_target,
+                              cost_weight=routed.cost_weight)
+        return RoutingDecision(name, choice.group, router_name, choice.reason,
+                               score=choice.score, candidates=tuple(
+                                   Candidate(g, s) for g, s in choice.scores.items()))
+
+
+def _strong_first(router: Any, models: list[str]) -> tuple[str, str]:
+    order = getattr(router, "strength_order", None)
+    if order:
+        return order[0], order[-1]
+    return models[0], models[1]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -21,7 +22,12 @@ import orjson
 from interlock.errors import InterlockError
 from interlock.gateway import Gateway, GatewayStream, new_request_id
 from interlock.openai_request import parse_chat_request
-from interlock.openai_response import chunk_dict, error_dict, usage_chunk_dict
+from interlock.openai_response import (
+    chunk_dict,
+    completion_dict,
+    error_dict,
+    usage_chunk_dict,
+)
 from interlock.server.asgi_io import (
     BodyTooLarge,
     ClientGone,
@@ -122,8 +128,6 @@ class ChatCompletions:
         except InterlockError as exc:
             await send_error(send, exc, _meta_headers(exc))
             return
-        from interlock.openai_response import completion_dict
-
         await send_json(send, 200, completion_dict(done.response, request_id=request_id),
                         done.meta.headers())
 
@@ -173,8 +177,6 @@ class _SseWriter:
             async for delta in self.stream:
                 model = delta.model or model
                 if first:
-                    import time
-
                     created = int(time.time())
                 await self._event(chunk_dict(delta, request_id=self.request_id, model=model,
                                              created=created, first=first))
