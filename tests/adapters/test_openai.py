@@ -621,3 +621,86 @@ def test_official_sdk_reads_the_fake(fake_upstream: Any) -> None:
     with pytest.raises(openai.BadRequestError) as bad:
         client.chat.completions.create(model="gpt-4o", messages=messages)
     assert bad.value.code == "context_length_exceeded" and bad.value.param == "messages"
+
+
+async def test_fake_refuses_what_the_real_api_refuses(fake_upstream: Any) -> None:
+    from interlock.adapters.http import Labels
+
+    base = fake_upstream.base_url("openai")
+    request = ChatRequest(model="smart", messages=[
+        Message("user", [TextPart("hi")]), Message("tool", [TextPart("18C")])])
+    http = HttpClient()
+    try:
+        with pytest.raises(BadRequest) as info:
+            await OpenAIAdapter(http).complete(request, deployment(base), FAST)
+        bodies = [b'{not json', b'{"messages":[]}', b'{"model":"gpt-4o"}',
+                  b'{"model":"gpt-4o","messages":[],"stream_options":{"include_usage":true}}']
+        answers = [await http.post(base + "/chat/completions", headers={}, body=b,
+                                   timeouts=FAST, labels=Labels("openai", "x")) for b in bodies]
+    finally:
+        await http.aclose()
+    assert "tool_call_id" in info.value.message
+    assert info.value.body["error"]["param"] == "messages.[1].tool_call_id"
+    assert [a.status for a in answers] == [400] * 4
+    import json
+
+    messages = [json.loads(a.body)["error"]["message"] for a in answers]
+    assert "could not parse the JSON body" in messages[0]
+    assert messages[1] == "you must provide a model parameter"
+    assert messages[2] == "Missing required parameter: 'messages'."
+    assert "only allowed when 'stream' is enabled" in messages[3]
+
+
+# -- servers that answer a stream request in their own way --------------------------
+async def serve_once(payload: bytes, content_type: str) -> tuple[Any, str]:
+    from aiohttp import web
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=payload, content_type=content_type)
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}/v1"
+
+
+async def test_stream_answered_as_one_json_body() -> None:
+    whole = (b'{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"llama3",'
+             b'"choices":[{"index":0,"message":{"role":"assistant","content":"hey",'
+             b'"reasoning_content":"hmm"},"finish_reason":"stop"}],'
+             b'"usage":{"prompt_tokens":2,"completion_tokens":1,"prompt_cache_hit_tokens":1}}')
+    runner, base = await serve_once(whole, "application/json")
+    http = HttpClient()
+    try:
+        deltas = await collect(OpenAIAdapter(http), user("hi"),
+                               deployment(base, "llama3", provider="ollama"))
+    finally:
+        await http.aclose()
+        await runner.cleanup()
+    acc = StreamAccumulator()
+    for d in deltas:
+        acc.add(d)
+    r = acc.response()
+    assert (r.id, r.model, r.content, r.reasoning, r.finish_reason) == (
+        "chatcmpl-1", "llama3", "hey", "hmm", "stop")
+    assert r.usage is not None and r.usage.cached_input_tokens == 1
+
+
+async def test_stream_error_object_over_http() -> None:
+    sse = (b'data: {"error":{"message":"The server is overloaded","type":"server_error",'
+           b'"code":503}}\n\n')
+    runner, base = await serve_once(sse, "text/event-stream")
+    http = HttpClient()
+    try:
+        with pytest.raises(Overloaded) as info:
+            await collect(OpenAIAdapter(http), user("hi"),
+                          deployment(base, provider="together_ai"))
+    finally:
+        await http.aclose()
+        await runner.cleanup()
+    assert info.value.provider == "together_ai" and info.value.status == 503
+    assert "The server is overloaded" in info.value.message

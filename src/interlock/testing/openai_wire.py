@@ -45,6 +45,26 @@ class OpenAIWire:
             return Route("models", "", False)
         return None
 
+    def check_request(self, route: Route, headers: dict[str, str],
+                      body: Any) -> ErrorAnswer | None:
+        """The refusals the real API gives before looking at the prompt. No key
+        check: the fake also stands in for keyless local servers (vLLM, Ollama)."""
+        if route.endpoint == "models":
+            return None
+        if not isinstance(body, dict):
+            return _refusal("We could not parse the JSON body of your request. The OpenAI "
+                            "API expects a JSON payload, but what was sent was not valid JSON.")
+        if not body.get("model"):
+            return _refusal("you must provide a model parameter")
+        required = "messages" if route.endpoint == "chat" else "input"
+        if required not in body:
+            return _refusal(f"Missing required parameter: '{required}'.", required,
+                            "missing_required_parameter")
+        if "stream_options" in body and not body.get("stream"):
+            return _refusal("The 'stream_options' parameter is only allowed when 'stream' is "
+                            "enabled.", "stream_options", "invalid_value")
+        return _check_tool_messages(body.get("messages"))
+
     def stream_content_type(self, route: Route) -> str:
         return "text/event-stream; charset=utf-8"
 
@@ -113,6 +133,22 @@ class OpenAIWire:
         body = {"error": {"message": fault.message or message, "type": kind, "param": param,
                           "code": code}}
         return ErrorAnswer(status, headers, body)
+
+
+def _refusal(message: str, param: str | None = None, code: str | None = None) -> ErrorAnswer:
+    return ErrorAnswer(400, {}, {"error": {"message": message, "type": "invalid_request_error",
+                                           "param": param, "code": code}})
+
+
+def _check_tool_messages(messages: Any) -> ErrorAnswer | None:
+    if not isinstance(messages, list):
+        return None
+    for i, m in enumerate(messages):
+        if isinstance(m, dict) and m.get("role") == "tool" and not m.get("tool_call_id"):
+            return _refusal("Missing parameter 'tool_call_id': messages with role 'tool' "
+                            "must have a 'tool_call_id'.", f"messages.[{i}].tool_call_id",
+                            "missing_required_parameter")
+    return None
 
 
 def _error_fields(status: int, kind: str | None,
