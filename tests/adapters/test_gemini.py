@@ -1,0 +1,714 @@
+"""The Gemini adapter against the fake upstream: what it sends, what it returns,
+how it streams, and how each failure becomes a typed error."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from interlock.adapters.base import StreamAccumulator
+from interlock.adapters.gemini import (
+    SKIP_SIGNATURE,
+    GeminiAdapter,
+    _Call,
+    clean_schema,
+    error_from_response,
+    map_finish,
+    parse_response,
+)
+from interlock.adapters.http import HttpClient, Labels, Timeouts
+from interlock.catalog import Deployment, Secret
+from interlock.errors import (
+    AuthenticationFailed,
+    BadRequest,
+    ConnectionFailed,
+    ContentFiltered,
+    ContextWindowExceeded,
+    InvalidRequest,
+    NotFound,
+    Overloaded,
+    ProviderError,
+    RateLimited,
+    Timeout,
+    UnsupportedParameter,
+    UpstreamServerError,
+)
+from interlock.testing import FakeUpstream, Fault, Reply, ScriptedToolCall
+from interlock.types import (
+    ChatRequest,
+    ChatResponse,
+    ImagePart,
+    Message,
+    ResponseFormat,
+    TextPart,
+    ToolCall,
+    ToolSpec,
+)
+
+KEY = "AIzaSyD-test-key-0123456789abcdefghij"
+FAST = Timeouts(connect=2, total=10)
+
+
+def deployment(base: str, **kw: Any) -> Deployment:
+    fields: dict[str, Any] = {"name": "gemini-pro-1", "group": "cost-optimized",
+                              "provider": "gemini", "model": "gemini-2.5-pro",
+                              "api_base": base, "api_key": Secret(KEY)}
+    fields.update(kw)
+    return Deployment(**fields)
+
+
+def user(text: str) -> Message:
+    return Message("user", [TextPart(text)])
+
+
+def request(*messages: Message, **kw: Any) -> ChatRequest:
+    return ChatRequest(model="cost-optimized", messages=list(messages) or [user("hi")], **kw)
+
+
+async def complete(fake: FakeUpstream, req: ChatRequest, **kw: Any) -> ChatResponse:
+    http = HttpClient()
+    try:
+        return await GeminiAdapter(http).complete(req, deployment(fake.base_url("gemini"), **kw),
+                                                  FAST)
+    finally:
+        await http.aclose()
+
+
+async def stream(fake: FakeUpstream | str, req: ChatRequest, timeouts: Timeouts = FAST,
+                 **kw: Any) -> tuple[list[Any], ChatResponse]:
+    base = fake if isinstance(fake, str) else fake.base_url("gemini")
+    http = HttpClient()
+    acc = StreamAccumulator()
+    deltas = []
+    try:
+        async for delta in GeminiAdapter(http).stream(req, deployment(base, **kw), timeouts):
+            deltas.append(delta)
+            acc.add(delta)
+    finally:
+        await http.aclose()
+    return deltas, acc.response()
+
+
+async def sent(fake: FakeUpstream, req: ChatRequest, **kw: Any) -> dict[str, Any]:
+    await complete(fake, req, **kw)
+    assert len(fake.received) == 1
+    body: dict[str, Any] = fake.received[0].body
+    return body
+
+
+# -- request translation -------------------------------------------------------------
+async def test_url_headers_and_key_only_in_header(fake_upstream: FakeUpstream) -> None:
+    await complete(fake_upstream, request(user("hi")))
+    got = fake_upstream.received[0]
+    assert got.method == "POST"
+    assert got.path == "/v1beta/models/gemini-2.5-pro:generateContent"
+    assert got.headers["x-goog-api-key"] == KEY
+    assert got.headers["content-type"] == "application/json"
+    assert KEY not in got.path and KEY not in got.query and "key=" not in got.query
+
+
+async def test_stream_url_asks_for_sse(fake_upstream: FakeUpstream) -> None:
+    await stream(fake_upstream, request(user("hi")))
+    got = fake_upstream.received[0]
+    assert got.path == "/v1beta/models/gemini-2.5-pro:streamGenerateContent"
+    assert got.query == "alt=sse"
+
+
+async def test_system_instruction_and_roles_merged(fake_upstream: FakeUpstream) -> None:
+    body = await sent(fake_upstream, request(
+        Message("system", [TextPart("Be brief.")]),
+        user("one"), user("two"),
+        Message("assistant", [TextPart("ok")]),
+        Message("system", [TextPart("Use French.")]),
+        user("three"),
+    ))
+    assert body["systemInstruction"] == {"parts": [{"text": "Be brief."},
+                                                   {"text": "Use French."}]}
+    assert body["contents"] == [
+        {"role": "user", "parts": [{"text": "one"}, {"text": "two"}]},
+        {"role": "model", "parts": [{"text": "ok"}]},
+        {"role": "user", "parts": [{"text": "three"}]},
+    ]
+    assert "generationConfig" not in body and "tools" not in body
+
+
+async def test_images_inline_and_by_uri(fake_upstream: FakeUpstream) -> None:
+    body = await sent(fake_upstream, request(Message("user", [
+        TextPart("compare"),
+        ImagePart("data:image/png;base64,iVBORw0KGgo="),
+        ImagePart("https://example.com/cat.webp?size=large"),
+        ImagePart("https://example.com/render"),
+    ])))
+    assert body["contents"][0]["parts"] == [
+        {"text": "compare"},
+        {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}},
+        {"fileData": {"mimeType": "image/webp",
+                      "fileUri": "https://example.com/cat.webp?size=large"}},
+        {"fileData": {"mimeType": "image/jpeg", "fileUri": "https://example.com/render"}},
+    ]
+
+
+async def test_tools_are_declared_with_cleaned_schemas(fake_upstream: FakeUpstream) -> None:
+    params = {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "type": "object",
+        "additionalProperties": False,
+        "$defs": {"Unit": {"type": "string", "enum": ["c", "f"]}},
+        "properties": {
+            "city": {"type": "string", "description": "City name"},
+            "unit": {"$ref": "#/$defs/Unit"},
+            "days": {"type": ["integer", "null"], "exclusiveMinimum": 0},
+            "mode": {"const": "fast"},
+            "tags": {"type": "array", "items": {"type": "string", "additionalProperties": 1}},
+            "where": {"oneOf": [{"type": "string"}, {"type": "number"}]},
+        },
+        "required": ["city", "ghost"],
+    }
+    body = await sent(fake_upstream, request(user("weather?"), tools=[
+        ToolSpec("get_weather", "Weather for a city", params, strict=True),
+        ToolSpec("now", None, {"type": "object", "properties": {}}),
+    ]))
+    declarations = body["tools"][0]["functionDeclarations"]
+    assert declarations[0] == {
+        "name": "get_weather",
+        "description": "Weather for a city",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string", "description": "City name"},
+                "unit": {"type": "string", "enum": ["c", "f"]},
+                "days": {"type": "integer", "nullable": True},
+                "mode": {"enum": ["fast"]},
+                "tags": {"type": "array", "items": {"type": "string"}},
+                "where": {"anyOf": [{"type": "string"}, {"type": "number"}]},
+            },
+            "required": ["city"],
+        },
+    }
+    assert declarations[1] == {"name": "now"}
+
+
+def test_clean_schema_stops_recursive_refs() -> None:
+    schema = {"type": "object", "$defs": {"Node": {"type": "object", "properties": {
+        "child": {"$ref": "#/$defs/Node"}}}}, "properties": {"root": {"$ref": "#/$defs/Node"}}}
+    cleaned = clean_schema(schema)
+    depth, node = 0, cleaned["properties"]["root"]
+    while "properties" in node:
+        node, depth = node["properties"]["child"], depth + 1
+    assert node == {"type": "object"} and 5 < depth < 30
+
+
+async def test_tool_calls_and_results_round_trip(fake_upstream: FakeUpstream) -> None:
+    calls = [ToolCall("call_a", "get_weather", '{"city": "Paris"}'),
+             ToolCall("call_b", "get_time", ""),
+             ToolCall("call_c", "lookup", "[1, 2]")]
+    body = await sent(fake_upstream, request(
+        user("weather and time?"),
+        Message("assistant", [TextPart("Checking.")], tool_calls=calls),
+        Message("tool", [TextPart('{"temp": 21}')], tool_call_id="call_a"),
+        Message("tool", [TextPart("12:00")], tool_call_id="call_b"),
+        Message("tool", [TextPart("[3, 4]")], tool_call_id="call_c"),
+    ))
+    assert body["contents"][1] == {"role": "model", "parts": [
+        {"text": "Checking."},
+        {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}},
+        {"functionCall": {"name": "get_time", "args": {}}},
+        {"functionCall": {"name": "lookup", "args": {"value": [1, 2]}}},
+    ]}
+    assert body["contents"][2] == {"role": "user", "parts": [
+        {"functionResponse": {"name": "get_weather", "response": {"temp": 21}}},
+        {"functionResponse": {"name": "get_time", "response": {"result": "12:00"}}},
+        {"functionResponse": {"name": "lookup", "response": {"result": [3, 4]}}},
+    ]}
+
+
+async def test_tool_result_for_unknown_call_is_refused(fake_upstream: FakeUpstream) -> None:
+    with pytest.raises(InvalidRequest, match="tool_call_id 'nope'"):
+        await complete(fake_upstream, request(
+            user("hi"), Message("tool", [TextPart("x")], tool_call_id="nope")))
+    assert fake_upstream.received == []
+
+
+@pytest.mark.parametrize(("model", "signed"), [("gemini-3-pro-preview", True),
+                                               ("gemini-2.5-flash", False)])
+async def test_replayed_calls_carry_signature_placeholder_on_gemini_3(
+        fake_upstream: FakeUpstream, model: str, signed: bool) -> None:
+    calls = [ToolCall("a", "f", "{}"), ToolCall("b", "g", "{}")]
+    body = await sent(fake_upstream, request(
+        user("go"), Message("assistant", tool_calls=calls),
+        Message("tool", [TextPart("1")], tool_call_id="a"),
+        Message("tool", [TextPart("2")], tool_call_id="b")), model=model)
+    first, second = body["contents"][1]["parts"]
+    assert first.get("thoughtSignature") == (SKIP_SIGNATURE if signed else None)
+    assert "thoughtSignature" not in second
+
+
+@pytest.mark.parametrize(("choice", "config"), [
+    ("auto", {"mode": "AUTO"}),
+    ("none", {"mode": "NONE"}),
+    ("required", {"mode": "ANY"}),
+    ({"name": "f"}, {"mode": "ANY", "allowedFunctionNames": ["f"]}),
+    ({"type": "function", "function": {"name": "f"}},
+     {"mode": "ANY", "allowedFunctionNames": ["f"]}),
+])
+async def test_tool_choice(fake_upstream: FakeUpstream, choice: Any, config: Any) -> None:
+    body = await sent(fake_upstream, request(user("x"), tools=[ToolSpec("f")],
+                                             tool_choice=choice))
+    assert body["toolConfig"] == {"functionCallingConfig": config}
+
+
+async def test_generation_config_fields(fake_upstream: FakeUpstream) -> None:
+    body = await sent(fake_upstream, request(
+        user("x"), temperature=0.3, top_p=0.9, max_tokens=128, stop=["END", "STOP"], n=2,
+        user="u-1", extra={"seed": 7, "presence_penalty": 0.5, "frequency_penalty": -0.25,
+                           "stream_options": {"include_usage": True}}))
+    assert body["generationConfig"] == {
+        "temperature": 0.3, "topP": 0.9, "maxOutputTokens": 128,
+        "stopSequences": ["END", "STOP"], "candidateCount": 2, "seed": 7,
+        "presencePenalty": 0.5, "frequencyPenalty": -0.25,
+    }
+    assert set(body) == {"contents", "generationConfig"}
+
+
+async def test_json_mode(fake_upstream: FakeUpstream) -> None:
+    body = await sent(fake_upstream, request(
+        user("x"), response_format=ResponseFormat("json_object")))
+    assert body["generationConfig"] == {"responseMimeType": "application/json"}
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+async def test_json_schema_goes_to_response_json_schema(fake_upstream: FakeUpstream,
+                                                        wrapped: bool) -> None:
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object",
+              "properties": {"answer": {"type": ["string", "null"]}},
+              "required": ["answer"], "additionalProperties": False}
+    given = {"name": "out", "strict": True, "schema": schema} if wrapped else schema
+    body = await sent(fake_upstream, request(
+        user("x"), response_format=ResponseFormat("json_schema", json_schema=given,
+                                                  name="out", strict=True)))
+    expected = {k: v for k, v in schema.items() if k != "$schema"}
+    assert body["generationConfig"] == {"responseMimeType": "application/json",
+                                        "responseJsonSchema": expected}
+
+
+@pytest.mark.parametrize(("kw", "param"), [
+    ({"extra": {"logprobs": True}}, "logprobs"),
+    ({"extra": {"top_logprobs": 3}}, "top_logprobs"),
+    ({"extra": {"logit_bias": {"50256": -100}}}, "logit_bias"),
+    ({"parallel_tool_calls": False}, "parallel_tool_calls"),
+])
+async def test_unsupported_parameters_are_refused(fake_upstream: FakeUpstream,
+                                                  kw: dict[str, Any], param: str) -> None:
+    with pytest.raises(UnsupportedParameter) as info:
+        await complete(fake_upstream, request(user("x"), **kw))
+    assert info.value.param == param and info.value.provider == "gemini"
+    assert param in str(info.value) and "'gemini'" in str(info.value)
+    assert fake_upstream.received == []
+
+
+@pytest.mark.parametrize("where", ["request", "deployment"])
+async def test_drop_params_drops_them(fake_upstream: FakeUpstream, where: str) -> None:
+    req = request(user("x"), temperature=0.1, parallel_tool_calls=False,
+                  extra={"logprobs": True, "logit_bias": {"1": 2}},
+                  drop_params=True if where == "request" else None)
+    body = await sent(fake_upstream, req, drop_params=where == "deployment")
+    assert body["generationConfig"] == {"temperature": 0.1}
+
+
+async def test_logprobs_false_is_not_a_request(fake_upstream: FakeUpstream) -> None:
+    body = await sent(fake_upstream, request(user("x"), extra={"logprobs": False}))
+    assert "generationConfig" not in body
+
+
+async def test_base_url_from_environment(fake_upstream: FakeUpstream,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEMINI_BASE_URL", fake_upstream.base_url("gemini"))
+    response = await complete(fake_upstream, request(user("x")), api_base=None)
+    assert response.content and len(fake_upstream.received) == 1
+
+
+async def test_key_from_environment_and_missing_key(fake_upstream: FakeUpstream,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    monkeypatch.setenv("GOOGLE_API_KEY", "AIzaSyFromEnvironment0000000000")
+    await complete(fake_upstream, request(user("x")), api_key=None)
+    assert fake_upstream.received[0].headers["x-goog-api-key"].startswith("AIzaSyFromEnv")
+    monkeypatch.delenv("GOOGLE_API_KEY")
+    with pytest.raises(AuthenticationFailed, match="GEMINI_API_KEY"):
+        await complete(fake_upstream, request(user("x")), api_key=None)
+    assert len(fake_upstream.received) == 1
+
+
+# -- responses -----------------------------------------------------------------------
+async def test_text_response_field_by_field(fake_upstream: FakeUpstream) -> None:
+    fake_upstream.reply(Reply(text="Bonjour.", input_tokens=11, output_tokens=3),
+                        provider="gemini")
+    response = await complete(fake_upstream, request(user("hello")))
+    assert response.content == "Bonjour."
+    assert response.tool_calls == []
+    assert response.finish_reason == "stop"
+    assert response.model == "gemini-2.5-pro"
+    assert response.id and response.id.isalnum()
+    assert response.reasoning is None
+    assert response.usage is not None
+    assert (response.usage.input_tokens, response.usage.output_tokens) == (11, 3)
+    assert (response.usage.cached_input_tokens, response.usage.reasoning_tokens) == (0, 0)
+
+
+async def test_tool_call_response(fake_upstream: FakeUpstream) -> None:
+    fake_upstream.reply(Reply(tool_calls=[
+        ScriptedToolCall("get_weather", {"city": "Paris"}, id="fc-given"),
+        ScriptedToolCall("get_time", {"tz": "UTC"}),
+    ]), provider="gemini")
+    response = await complete(fake_upstream, request(user("x")))
+    assert response.content is None
+    assert response.finish_reason == "tool_calls"
+    first, second = response.tool_calls
+    assert (first.id, first.name, json.loads(first.arguments)) == (
+        "fc-given", "get_weather", {"city": "Paris"})
+    assert second.name == "get_time" and json.loads(second.arguments) == {"tz": "UTC"}
+    assert second.id.startswith("call_1_") and len(second.id) == len("call_1_") + 10
+    again = await complete(fake_upstream, request(user("x")))
+    assert again.tool_calls[1].id == second.id  # stable across calls
+
+
+@pytest.mark.parametrize(("finish", "expected"), [("length", "length"),
+                                                  ("content_filter", "content_filter")])
+async def test_finish_reasons(fake_upstream: FakeUpstream, finish: str, expected: str) -> None:
+    fake_upstream.reply(Reply(text="partial", finish=finish), provider="gemini")
+    response = await complete(fake_upstream, request(user("x")))
+    assert response.finish_reason == expected and response.content == "partial"
+
+
+@pytest.mark.parametrize(("reason", "calls", "expected"), [
+    ("STOP", False, "stop"), ("STOP", True, "tool_calls"), ("MAX_TOKENS", False, "length"),
+    ("SAFETY", False, "content_filter"), ("RECITATION", False, "content_filter"),
+    ("BLOCKLIST", False, "content_filter"), ("PROHIBITED_CONTENT", False, "content_filter"),
+    ("SPII", False, "content_filter"), ("MALFORMED_FUNCTION_CALL", False, "error"),
+])
+def test_finish_reason_table(reason: str, calls: bool, expected: str) -> None:
+    assert map_finish(reason, calls) == expected
+
+
+async def test_usage_with_cached_and_thought_tokens(fake_upstream: FakeUpstream) -> None:
+    fake_upstream.reply(Reply(text="ok", input_tokens=100, output_tokens=30, cached_tokens=40,
+                              reasoning_tokens=12), provider="gemini")
+    response = await complete(fake_upstream, request(user("x")))
+    usage = response.usage
+    assert usage is not None
+    assert (usage.input_tokens, usage.output_tokens, usage.cached_input_tokens,
+            usage.reasoning_tokens, usage.total_tokens) == (100, 30, 40, 12, 130)
+
+
+def _call() -> _Call:
+    return _Call(url="http://x", headers={}, body=b"", labels=Labels("gemini", "dep"),
+                 model="gemini-2.5-pro", key=KEY)
+
+
+def test_thought_parts_become_reasoning() -> None:
+    response = parse_response({
+        "candidates": [{"content": {"role": "model", "parts": [
+            {"text": "Let me think.", "thought": True},
+            {"text": "Answer: 4", "thoughtSignature": "c2ln"},
+            {"functionCall": {"id": "abc", "name": "calc", "args": {"x": 2}}},
+        ]}, "finishReason": "STOP", "index": 0}],
+        "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 4,
+                          "thoughtsTokenCount": 9, "toolUsePromptTokenCount": 2},
+        "modelVersion": "gemini-2.5-flash-001", "responseId": "r1",
+    }, _call())
+    assert response.reasoning == "Let me think."
+    assert response.content == "Answer: 4"
+    assert response.tool_calls == [ToolCall("abc", "calc", '{"x":2}')]
+    assert (response.id, response.model, response.finish_reason) == (
+        "r1", "gemini-2.5-flash-001", "tool_calls")
+    assert response.usage is not None
+    assert (response.usage.input_tokens, response.usage.output_tokens,
+            response.usage.reasoning_tokens) == (7, 13, 9)
+
+
+# -- streaming -----------------------------------------------------------------------
+async def test_stream_text_and_parallel_calls_fold_to_the_same_response(
+        fake_upstream: FakeUpstream) -> None:
+    fake_upstream.reply(Reply(
+        text="Let me check both cities.", chunk_chars=5, input_tokens=20, output_tokens=15,
+        cached_tokens=4, reasoning_tokens=3,
+        tool_calls=[ScriptedToolCall("get_weather", {"city": "Paris"}),
+                    ScriptedToolCall("get_weather", {"city": "Rome"})]), provider="gemini")
+    req = request(user("weather in Paris and Rome"), tools=[ToolSpec("get_weather")])
+    deltas, streamed = await stream(fake_upstream, req)
+    plain = await complete(fake_upstream, req)
+
+    assert deltas[0].id and deltas[0].model == "gemini-2.5-pro"
+    assert [d.text for d in deltas if d.text] == ["Let m", "e che", "ck bo", "th ci", "ties."]
+    call_deltas = [tc for d in deltas for tc in d.tool_calls]
+    assert [(tc.index, tc.name) for tc in call_deltas] == [(0, "get_weather"),
+                                                          (1, "get_weather")]
+    assert all(tc.id and tc.arguments for tc in call_deltas)
+    assert deltas[-1].finish_reason == "tool_calls" and deltas[-1].usage is not None
+    assert all(d.usage is None and d.finish_reason is None for d in deltas[:-1])
+
+    assert streamed.content == plain.content == "Let me check both cities."
+    assert streamed.tool_calls == plain.tool_calls
+    assert [json.loads(tc.arguments) for tc in streamed.tool_calls] == [
+        {"city": "Paris"}, {"city": "Rome"}]
+    assert streamed.finish_reason == plain.finish_reason == "tool_calls"
+    assert streamed.usage == plain.usage
+    assert streamed.usage is not None
+    assert (streamed.usage.input_tokens, streamed.usage.output_tokens,
+            streamed.usage.cached_input_tokens, streamed.usage.reasoning_tokens) == (20, 15, 4, 3)
+    assert streamed.model == plain.model
+
+
+async def test_stream_plain_text_stop(fake_upstream: FakeUpstream) -> None:
+    fake_upstream.reply(Reply(text="short answer", finish="length"), provider="gemini")
+    _, response = await stream(fake_upstream, request(user("x")))
+    assert response.content == "short answer"
+    assert response.finish_reason == "length"
+    assert response.tool_calls == []
+
+
+# -- errors --------------------------------------------------------------------------
+async def call_expecting(fake: FakeUpstream, mode: str, error: type[BaseException],
+                         timeouts: Timeouts = FAST, **kw: Any) -> Any:
+    with pytest.raises(error) as info:
+        if mode == "complete":
+            http = HttpClient()
+            try:
+                await GeminiAdapter(http).complete(
+                    request(user("x")), deployment(fake.base_url("gemini"), **kw), timeouts)
+            finally:
+                await http.aclose()
+        else:
+            await stream(fake, request(user("x")), timeouts, **kw)
+    return info.value
+
+
+MODES = ["complete", "stream"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(("fault", "error", "quoted"), [
+    (Fault(status=400, kind="context_window"), ContextWindowExceeded,
+     "The input token count (1200293) exceeds the maximum number of tokens allowed"),
+    (Fault(status=400, kind="auth"), AuthenticationFailed, "API key not valid"),
+    (Fault(status=400), BadRequest, "Request contains an invalid argument."),
+    (Fault(status=401), AuthenticationFailed, "UNAUTHENTICATED"),
+    (Fault(status=403), AuthenticationFailed, "The caller does not have permission"),
+    (Fault(status=404), NotFound, "models/gemini-2.5-pro is not found"),
+    (Fault(status=500), UpstreamServerError, "An internal error has occurred"),
+    (Fault(status=503), Overloaded, "The model is overloaded"),
+    (Fault(status=504), Timeout, "DEADLINE_EXCEEDED"),
+])
+async def test_http_errors(fake_upstream: FakeUpstream, mode: str, fault: Fault,
+                           error: type[ProviderError], quoted: str) -> None:
+    fake_upstream.script(fault, provider="gemini")
+    exc = await call_expecting(fake_upstream, mode, error)
+    assert type(exc) is error
+    assert exc.provider == "gemini" and exc.deployment == "gemini-pro-1"
+    assert exc.status == fault.status
+    assert quoted in exc.message
+    assert KEY not in str(exc) and KEY not in repr(exc)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_rate_limit_with_retry_delay(fake_upstream: FakeUpstream, mode: str) -> None:
+    fake_upstream.script(Fault(status=429, retry_after=13.5), provider="gemini")
+    exc = await call_expecting(fake_upstream, mode, RateLimited)
+    # RetryInfo says 13.5s; the Retry-After header the fake also sends says 13.
+    assert exc.retry_after == 13.5 and exc.status == 429
+    assert "RESOURCE_EXHAUSTED" in exc.message and "You exceeded your current quota" in exc.message
+
+
+def test_retry_after_header_when_no_retry_info() -> None:
+    body = json.dumps({"error": {"code": 429, "message": "Resource has been exhausted "
+                                 "(e.g. check quota).", "status": "RESOURCE_EXHAUSTED"}})
+    exc = error_from_response(429, {"retry-after": "7"}, body.encode(), _call())
+    assert isinstance(exc, RateLimited) and exc.retry_after == 7.0
+    exc = error_from_response(429, {}, body.encode(), _call())
+    assert exc.retry_after is None
+
+
+def test_non_json_error_body() -> None:
+    exc = error_from_response(502, {}, b"<html>Bad Gateway</html>", _call())
+    assert isinstance(exc, UpstreamServerError) and exc.status == 502
+    assert "Bad Gateway" in exc.message
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_blocked_prompt_raises_content_filtered(fake_upstream: FakeUpstream,
+                                                      mode: str) -> None:
+    fake_upstream.script(Fault(status=200, kind="safety"), provider="gemini")
+    exc = await call_expecting(fake_upstream, mode, ContentFiltered)
+    assert "SAFETY" in exc.message and exc.provider == "gemini"
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_total_timeout(fake_upstream: FakeUpstream, mode: str) -> None:
+    fake_upstream.script(Fault(latency=2.0), provider="gemini")
+    exc = await call_expecting(fake_upstream, mode, Timeout, Timeouts(connect=1, total=0.3))
+    assert exc.provider == "gemini" and exc.deployment == "gemini-pro-1"
+
+
+async def test_first_token_timeout(fake_upstream: FakeUpstream) -> None:
+    fake_upstream.script(Fault(first_token_delay=2.0), provider="gemini")
+    await call_expecting(fake_upstream, "stream", Timeout,
+                         Timeouts(connect=1, total=5, first_token=0.3))
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_connection_refused(fake_upstream: FakeUpstream, mode: str) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = f"http://127.0.0.1:{port}/gemini"
+    with pytest.raises(ConnectionFailed) as info:
+        if mode == "stream":
+            await stream(base, request(user("x")))
+        else:
+            http = HttpClient()
+            try:
+                await GeminiAdapter(http).complete(request(user("x")), deployment(base), FAST)
+            finally:
+                await http.aclose()
+    assert info.value.provider == "gemini" and KEY not in repr(info.value)
+
+
+async def test_malformed_chunk(fake_upstream: FakeUpstream) -> None:
+    fake_upstream.reply(Reply(text="a fairly long answer to cut up"), provider="gemini")
+    fake_upstream.script(Fault(malformed_at=1), provider="gemini")
+    exc = await call_expecting(fake_upstream, "stream", UpstreamServerError)
+    assert "malformed" in exc.message
+
+
+async def test_disconnect_mid_stream(fake_upstream: FakeUpstream) -> None:
+    fake_upstream.reply(Reply(text="a fairly long answer to cut up"), provider="gemini")
+    fake_upstream.script(Fault(disconnect_after=2), provider="gemini")
+    await call_expecting(fake_upstream, "stream", ConnectionFailed)
+
+
+# A one-shot HTTP server for answers the fake upstream does not script.
+@asynccontextmanager
+async def raw_server(body: bytes, status: str = "200 OK",
+                     content_type: str = "text/event-stream") -> AsyncIterator[str]:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        head = (f"HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\n"
+                f"content-length: {len(body)}\r\nconnection: close\r\n\r\n")
+        writer.write(head.encode() + body)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def sse(*chunks: dict[str, Any]) -> bytes:
+    return b"".join(f"data: {json.dumps(c)}\r\n\r\n".encode() for c in chunks)
+
+
+TEXT_CHUNK = {"candidates": [{"content": {"role": "model", "parts": [{"text": "Hel"}]},
+                              "index": 0}], "responseId": "r9", "modelVersion": "m"}
+
+
+async def test_stream_without_finish_reason_is_an_error() -> None:
+    async with raw_server(sse(TEXT_CHUNK, TEXT_CHUNK)) as base:
+        with pytest.raises(ConnectionFailed, match="finishReason"):
+            await stream(base, request(user("x")))
+
+
+async def test_error_object_inside_stream_maps_like_http() -> None:
+    error = {"error": {"code": 503, "message": "The model is overloaded. Please try again "
+                       "later.", "status": "UNAVAILABLE"}}
+    async with raw_server(sse(TEXT_CHUNK, error)) as base:
+        with pytest.raises(Overloaded) as info:
+            await stream(base, request(user("x")))
+    assert info.value.status == 503 and "overloaded" in info.value.message
+
+
+async def test_usage_only_chunk_and_json_array_answer() -> None:
+    last = {"candidates": [{"content": {"role": "model", "parts": [{"text": "lo"}]},
+                            "finishReason": "STOP", "index": 0}]}
+    usage = {"usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 2}}
+    async with raw_server(sse(TEXT_CHUNK, last, usage)) as base:
+        _, response = await stream(base, request(user("x")))
+    assert (response.content, response.finish_reason, response.id) == ("Hello", "stop", "r9")
+    assert response.usage is not None and response.usage.total_tokens == 5
+    array = json.dumps([TEXT_CHUNK, last, usage]).encode()
+    async with raw_server(array, content_type="application/json") as base:
+        _, again = await stream(base, request(user("x")))
+    assert (again.content, again.usage) == (response.content, response.usage)
+
+
+async def test_key_is_redacted_from_error_texts_and_bodies() -> None:
+    odd_key = "not-shaped-like-a-key-4821"
+    body = json.dumps({"error": {"code": 400, "status": "INVALID_ARGUMENT",
+                                 "message": f"API key not valid: {odd_key} / {KEY}",
+                                 "details": [{"@type": "type.googleapis.com/google.rpc."
+                                              "DebugInfo", "detail": f"key {odd_key}"}]}})
+    async with raw_server(body.encode(), "400 Bad Request", "application/json") as base:
+        http = HttpClient()
+        try:
+            with pytest.raises(AuthenticationFailed) as info:
+                await GeminiAdapter(http).complete(
+                    request(user("x")), deployment(base, api_key=Secret(odd_key)), FAST)
+        finally:
+            await http.aclose()
+    exc = info.value
+    for text in (str(exc), repr(exc), json.dumps(exc.body)):
+        assert odd_key not in text and KEY not in text
+    assert "API key not valid" in exc.message
+
+
+# -- the fake Gemini wire itself -------------------------------------------------------
+async def test_fake_refuses_calls_without_a_key(fake_upstream: FakeUpstream) -> None:
+    http = HttpClient()
+    url = fake_upstream.base_url("gemini") + "/v1beta/models/gemini-2.5-pro:generateContent"
+    payload = json.dumps({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}).encode()
+    labels = Labels("gemini", "raw")
+    try:
+        refused = await http.post(url, headers={"content-type": "application/json"},
+                                  body=payload, timeouts=FAST, labels=labels)
+        by_query = await http.post(url + "?key=AIzaSyQueryKey", headers={}, body=payload,
+                                   timeouts=FAST, labels=labels)
+        models = await http.get(fake_upstream.base_url("gemini") + "/v1beta/models",
+                                headers={"x-goog-api-key": KEY}, timeouts=FAST, labels=labels)
+    finally:
+        await http.aclose()
+    assert refused.status == 403
+    error = json.loads(refused.body)["error"]
+    assert error["status"] == "PERMISSION_DENIED" and "unregistered callers" in error["message"]
+    assert by_query.status == 200
+    assert json.loads(by_query.body)["candidates"][0]["content"]["role"] == "model"
+    names = [m["name"] for m in json.loads(models.body)["models"]]
+    assert "models/gemini-2.5-pro" in names
+
+
+async def test_fake_streams_a_json_array_without_alt_sse(fake_upstream: FakeUpstream) -> None:
+    fake_upstream.reply(Reply(text="abcdefghij", chunk_chars=4), provider="gemini")
+    http = HttpClient()
+    url = (fake_upstream.base_url("gemini")
+           + "/v1beta/models/gemini-2.5-flash:streamGenerateContent")
+    try:
+        async with http.stream(url, headers={"x-goog-api-key": KEY}, body=b'{"contents":[]}',
+                               timeouts=FAST, labels=Labels("gemini", "raw")) as resp:
+            content_type = resp.headers["content-type"]
+            chunks = json.loads(await resp.read())
+    finally:
+        await http.aclose()
+    assert content_type.startswith("application/json")
+    assert ["".join(p["text"] for p in c["candidates"][0]["content"]["parts"])
+            for c in chunks] == ["abcd", "efgh", "ij"]
+    assert [c["candidates"][0].get("finishReason") for c in chunks] == [None, None, "STOP"]
+    assert len({c["responseId"] for c in chunks}) == 1
+    assert chunks[-1]["usageMetadata"]["candidatesTokenCount"] > 0
