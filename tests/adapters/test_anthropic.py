@@ -27,6 +27,7 @@ from interlock.errors import (
     ConnectionFailed,
     ContentFiltered,
     ContextWindowExceeded,
+    InvalidRequest,
     NotFound,
     Overloaded,
     ProviderError,
@@ -36,6 +37,7 @@ from interlock.errors import (
     UpstreamServerError,
 )
 from interlock.testing import FakeUpstream, Fault, Reply, ScriptedToolCall
+from interlock.testing.anthropic_wire import AnthropicWire
 from interlock.types import (
     ChatRequest,
     ChatResponse,
@@ -480,20 +482,72 @@ async def test_missing_key_is_refused_like_the_real_api(fake_upstream: FakeUpstr
     assert "x-api-key header is required" in info.value.message
 
 
-async def test_fake_refuses_a_body_without_max_tokens(fake_upstream: FakeUpstream) -> None:
+HEADERS = {"x-api-key": "k", "anthropic-version": "2023-06-01",
+           "content-type": "application/json"}
+GOOD = {"model": MODEL, "max_tokens": 10, "messages": [{"role": "user", "content": "Hi"}]}
+
+
+@pytest.mark.parametrize(("drop_header", "drop_field", "status", "quote"), [
+    (None, "max_tokens", 400, "max_tokens: Field required"),
+    (None, "messages", 400, "messages: Field required"),
+    ("anthropic-version", None, 400, "anthropic-version: header is required"),
+    ("x-api-key", None, 401, "x-api-key header is required"),
+    (None, None, 200, ""),
+])
+async def test_fake_refuses_what_the_real_api_refuses(
+        fake_upstream: FakeUpstream, drop_header: str | None, drop_field: str | None,
+        status: int, quote: str) -> None:
+    headers = {k: v for k, v in HEADERS.items() if k != drop_header}
+    body = {k: v for k, v in GOOD.items() if k != drop_field}
+    # A scripted fault must not win over a refusal the real API gives first.
+    fake_upstream.script(Fault(status=529), provider="anthropic")
     http = HttpClient()
     try:
-        resp = await http.post(
-            fake_upstream.base_url("anthropic") + "/v1/messages",
-            headers={"x-api-key": "k", "anthropic-version": "2023-06-01",
-                     "content-type": "application/json"},
-            body=json.dumps({"model": MODEL, "messages": []}).encode(),
-            timeouts=FAST, labels=Labels("anthropic", "raw"))
+        resp = await http.post(fake_upstream.base_url("anthropic") + "/v1/messages",
+                               headers=headers, body=json.dumps(body).encode(),
+                               timeouts=FAST, labels=Labels("anthropic", "raw"))
     finally:
         await http.aclose()
-    assert resp.status == 400
+    if status == 200:
+        assert resp.status == 529
+        return
+    assert resp.status == status
     err = error_from_response(resp.status, resp.headers, resp.body, deployment(fake_upstream))
-    assert isinstance(err, BadRequest) and "max_tokens: Field required" in err.message
+    assert quote in err.message
+    assert type(err) is (AuthenticationFailed if status == 401 else BadRequest)
+
+
+@pytest.mark.parametrize("bad", [
+    {"messages": [Message("user", [ImagePart("data:image/png,notbase64")])]},
+    {"messages": [Message("assistant", tool_calls=[ToolCall("t1", "f", "{not json")])]},
+    {"tool_choice": "sometimes", "tools": [WEATHER]},
+    {"tool_choice": {"type": "function"}, "tools": [WEATHER]},
+])
+async def test_untranslatable_requests_are_invalid(fake_upstream: FakeUpstream,
+                                                   bad: dict[str, Any]) -> None:
+    messages = bad.pop("messages", [user("Hi")])
+    http = HttpClient()
+    try:
+        with pytest.raises(InvalidRequest) as info:
+            await AnthropicAdapter(http).complete(request(*messages, **bad),
+                                                  deployment(fake_upstream), FAST)
+    finally:
+        await http.aclose()
+    assert info.value.param in ("messages", "tool_choice")
+    assert fake_upstream.received == []
+
+
+async def test_tool_result_without_output_has_no_content(fake_upstream: FakeUpstream) -> None:
+    body = await sent_body(fake_upstream, request(
+        user("Ping the server"),
+        Message("assistant", tool_calls=[ToolCall("toolu_9", "ping", "")]),
+        Message("tool", [], tool_call_id="toolu_9"),
+    ))
+    assert body["messages"][1:] == [
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "toolu_9", "name": "ping", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_9"}]},
+    ]
 
 
 def test_retry_after_from_ratelimit_reset_headers(fake_upstream: FakeUpstream) -> None:
@@ -515,6 +569,25 @@ def test_retry_after_from_ratelimit_reset_headers(fake_upstream: FakeUpstream) -
     err = error_from_response(429, {"retry-after": "3", **headers}, body,
                               deployment(fake_upstream))
     assert err.retry_after == 3.0
+
+
+async def test_fake_429_carries_ratelimit_reset_headers(fake_upstream: FakeUpstream) -> None:
+    fake_upstream.script(Fault(status=429, retry_after=30), provider="anthropic")
+    http = HttpClient()
+    try:
+        resp = await http.post(fake_upstream.base_url("anthropic") + "/v1/messages",
+                               headers=HEADERS, body=json.dumps(GOOD).encode(),
+                               timeouts=FAST, labels=Labels("anthropic", "raw"))
+    finally:
+        await http.aclose()
+    assert resp.status == 429
+    assert resp.headers["retry-after"] == "30"
+    assert resp.headers["anthropic-ratelimit-requests-remaining"] == "0"
+    # Without Retry-After the adapter falls back to the exhausted limit's reset time.
+    headers = {k.lower(): v for k, v in resp.headers.items() if k.lower() != "retry-after"}
+    err = error_from_response(429, headers, resp.body, deployment(fake_upstream))
+    assert isinstance(err, RateLimited)
+    assert err.retry_after is not None and 28.0 <= err.retry_after <= 31.0
 
 
 async def test_error_event_mid_stream(fake_upstream: FakeUpstream) -> None:
@@ -589,3 +662,19 @@ async def test_disconnect_mid_stream(fake_upstream: FakeUpstream) -> None:
     with pytest.raises(ConnectionFailed) as info:
         await stream(fake_upstream, request())
     assert info.value.deployment == "claude-primary"
+
+
+async def test_clean_end_without_message_stop_is_not_truncated_silently(
+        fake_upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch) -> None:
+    whole_stream = AnthropicWire.stream
+
+    def without_the_end(self: AnthropicWire, route: Any, body: Any, reply: Reply) -> list[bytes]:
+        frames = whole_stream(self, route, body, reply)
+        assert frames[-1].startswith(b"event: message_stop")
+        return frames[:-1]
+
+    monkeypatch.setattr(AnthropicWire, "stream", without_the_end)
+    with pytest.raises(ConnectionFailed) as info:
+        await stream(fake_upstream, request())
+    assert "message_stop" in info.value.message
+

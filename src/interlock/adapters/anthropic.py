@@ -21,10 +21,12 @@ Choices worth knowing:
   Anthropic's own `top_k` and `thinking` pass through from `extra`.
 - Consecutive same-role turns are merged (Anthropic requires alternation);
   `tool` messages become `tool_result` blocks of one user turn.
+- `deployment.extra` may set `anthropic_version` (default 2023-06-01) and
+  `anthropic_beta` (sent as the `anthropic-beta` header).
 - Usage: neutral input_tokens counts all input (uncached + cache reads +
   cache writes); cached_input_tokens and cache_write_tokens are subsets.
 
-Imports: the standard library, `types`, `errors`, `catalog`, `adapters.base`,
+Imports: the standard library, orjson, `types`, `errors`, `catalog`, `adapters.base`,
 `adapters.http`, `adapters.registry`.
 """
 
@@ -36,6 +38,8 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from typing import Any, ClassVar
+
+import orjson
 
 from interlock.adapters.base import ServerSentEvent, iter_sse, parse_retry_after
 from interlock.adapters.http import HttpClient, Labels, Timeouts
@@ -77,25 +81,17 @@ API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
 
 STOP_REASONS: dict[str, FinishReason] = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "pause_turn": "stop",
-    "max_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "tool_use": "tool_calls",
-    "refusal": "content_filter",
+    "end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop",
+    "max_tokens": "length", "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls", "refusal": "content_filter",
 }
 
 # Anthropic's error types; anything else goes through the generic status table.
 ERROR_TYPES: dict[str, type[ProviderError]] = {
-    "authentication_error": AuthenticationFailed,
-    "permission_error": AuthenticationFailed,
-    "billing_error": AuthenticationFailed,
-    "not_found_error": NotFound,
-    "rate_limit_error": RateLimited,
-    "overloaded_error": Overloaded,
-    "api_error": UpstreamServerError,
-    "timeout_error": Timeout,
+    "authentication_error": AuthenticationFailed, "permission_error": AuthenticationFailed,
+    "billing_error": AuthenticationFailed, "not_found_error": NotFound,
+    "rate_limit_error": RateLimited, "overloaded_error": Overloaded,
+    "api_error": UpstreamServerError, "timeout_error": Timeout,
     "invalid_request_error": BadRequest,
 }
 
@@ -107,36 +103,19 @@ DOCUMENTED_STATUS: dict[str, int] = {
     "rate_limit_error": 429, "api_error": 500, "timeout_error": 504, "overloaded_error": 529,
 }
 
-# Lower-cased fragments of Anthropic's 400 texts when the prompt does not fit.
-CONTEXT_WINDOW_TEXTS = (
-    "prompt is too long",
-    "exceed context limit",
-    "exceeds the context window",
-    "context window",
-    "context length",
-    "too many tokens",
-)
-
-# Anthropic's 400 text when its output filter blocked the answer.
+# Lower-cased fragments of Anthropic's 400 texts when the prompt does not fit, and
+# when its output filter blocked the answer.
+CONTEXT_WINDOW_TEXTS = ("prompt is too long", "exceed context limit", "context window",
+                        "context length", "too many tokens")
 CONTENT_FILTER_TEXTS = ("content filtering policy",)
 
 # OpenAI parameters Anthropic has no counterpart for, with the values that make
 # them a no-op (so clients that always send defaults are not refused).
 UNSUPPORTED_EXTRA: dict[str, tuple[Any, ...]] = {
-    "n": (1,),
-    "frequency_penalty": (0, 0.0),
-    "presence_penalty": (0, 0.0),
-    "logprobs": (False,),
-    "top_logprobs": (0,),
-    "logit_bias": ({},),
-    "seed": (),
-    "reasoning_effort": (),
-    "service_tier": (),
-    "modalities": (["text"],),
-    "audio": (),
-    "prediction": (),
-    "store": (False,),
-    "web_search_options": (),
+    "n": (1,), "frequency_penalty": (0,), "presence_penalty": (0,), "logprobs": (False,),
+    "top_logprobs": (0,), "logit_bias": ({},), "seed": (), "reasoning_effort": (),
+    "service_tier": (), "modalities": (["text"],), "audio": (), "prediction": (),
+    "store": (False,), "web_search_options": (),
 }
 # Extra keys that are fine to ignore: Anthropic always reports usage in streams.
 IGNORED_EXTRA = frozenset({"stream_options", "max_completion_tokens"})
@@ -163,7 +142,7 @@ class AnthropicAdapter:
         if resp.status != 200:
             raise error_from_response(resp.status, resp.headers, resp.body, deployment)
         try:
-            data = json.loads(resp.body)
+            data = orjson.loads(resp.body)
         except ValueError:
             raise _malformed(deployment, resp.body) from None
         if isinstance(data, dict) and data.get("type") == "error":
@@ -205,7 +184,7 @@ class AnthropicAdapter:
         beta = deployment.extra.get("anthropic_beta")
         if beta:
             headers["anthropic-beta"] = str(beta)
-        return f"{base.rstrip('/')}/v1/messages", headers, json.dumps(payload).encode()
+        return f"{base.rstrip('/')}/v1/messages", headers, orjson.dumps(payload)
 
 
 # -- request translation -----------------------------------------------------
@@ -384,9 +363,12 @@ def _tool_use(call: ToolCall) -> dict[str, Any]:
 
 
 def _tool_result(message: Message) -> dict[str, Any]:
-    content: str | list[dict[str, Any]]
+    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": message.tool_call_id or ""}
     content = _part_blocks(message) if message.has_images else message.text
-    return {"type": "tool_result", "tool_use_id": message.tool_call_id or "", "content": content}
+    # Anthropic refuses empty content; a result without output leaves it out.
+    if content:
+        block["content"] = content
+    return block
 
 
 # -- response translation ----------------------------------------------------
@@ -406,6 +388,7 @@ def parse_message(data: Any, deployment: Deployment) -> ChatResponse:
             reasoning.append(block.get("thinking", ""))
         elif kind == "tool_use":
             calls.append(ToolCall(id=block.get("id", ""), name=block.get("name", ""),
+                                  # json.dumps spacing, as the streamed fragments have it
                                   arguments=json.dumps(block.get("input") or {})))
     return ChatResponse(
         id=data.get("id", ""),
@@ -448,7 +431,7 @@ class StreamState:
 
     def feed(self, event: ServerSentEvent) -> StreamDelta | None:
         try:
-            data = json.loads(event.data)
+            data = orjson.loads(event.data)
         except ValueError:
             raise _malformed(self.deployment, event.data.encode()) from None
         if not isinstance(data, dict):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 import uuid
 from datetime import UTC, datetime
@@ -166,20 +167,24 @@ def _error_body(etype: str, message: str) -> dict[str, Any]:
 
 
 def _ratelimit_headers(retry_after: float | None) -> dict[str, str]:
-    now = time.time()
-    reset = _rfc3339(now + (retry_after if retry_after is not None else 60.0))
-    return {
+    headers = {
         "anthropic-ratelimit-requests-limit": "50",
         "anthropic-ratelimit-requests-remaining": "0",
-        "anthropic-ratelimit-requests-reset": reset,
         "anthropic-ratelimit-tokens-limit": "40000",
         "anthropic-ratelimit-tokens-remaining": "38000",
-        "anthropic-ratelimit-tokens-reset": _rfc3339(now + 1.0),
     }
+    # Without a scripted wait the reset times are left out, so clients see no
+    # retry hint at all (the core adds Retry-After only when one is scripted).
+    if retry_after is not None:
+        now = time.time()
+        headers["anthropic-ratelimit-requests-reset"] = _rfc3339(now + retry_after)
+        headers["anthropic-ratelimit-tokens-reset"] = _rfc3339(now + 1.0)
+    return headers
 
 
 def _rfc3339(when: float) -> str:
-    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Whole seconds, as Anthropic sends them, rounded up so the wait is never short.
+    return datetime.fromtimestamp(math.ceil(when), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _content(reply: Reply) -> list[dict[str, Any]]:
