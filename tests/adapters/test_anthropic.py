@@ -244,6 +244,11 @@ async def test_tool_choice(fake_upstream: FakeUpstream, choice: Any, parallel: b
     assert body.get("tool_choice") == expected
 
 
+async def test_tool_choice_without_tools_is_not_sent(fake_upstream: FakeUpstream) -> None:
+    body = await sent_body(fake_upstream, request(tool_choice="none"))
+    assert "tool_choice" not in body and "tools" not in body
+
+
 async def test_sampling_stop_user_and_max_tokens(fake_upstream: FakeUpstream) -> None:
     body = await sent_body(fake_upstream, request(
         temperature=0.3, top_p=0.9, stop=["END", "STOP"], user="user-42", max_tokens=77))

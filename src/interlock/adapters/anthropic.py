@@ -236,7 +236,8 @@ def _add_tools(body: dict[str, Any], request: ChatRequest) -> None:
         choice = choice or {"type": "auto"}
         if choice["type"] != "none":
             choice["disable_parallel_tool_use"] = True
-    if choice is not None and (request.tools or choice["type"] == "none"):
+    # Anthropic refuses a tool_choice without tools; with none, "none" is moot anyway.
+    if choice is not None and request.tools:
         body["tool_choice"] = choice
 
 
