@@ -236,6 +236,7 @@ async def test_tool_result_for_unknown_call_is_refused(fake_upstream: FakeUpstre
 
 
 @pytest.mark.parametrize(("model", "signed"), [("gemini-3-pro-preview", True),
+                                               ("gemini-flash-latest", True),
                                                ("gemini-2.5-flash", False)])
 async def test_replayed_calls_carry_signature_placeholder_on_gemini_3(
         fake_upstream: FakeUpstream, model: str, signed: bool) -> None:

@@ -246,7 +246,10 @@ def _contents(messages: list[Message], model: str) -> list[dict[str, Any]]:
 
 def _needs_signature(model: str) -> bool:
     found = re.match(r"(?:models/)?gemini-(\d+)", model)
-    return found is not None and int(found.group(1)) >= 3
+    if found:
+        return int(found.group(1)) >= 3
+    # Unversioned aliases (gemini-flash-latest) may point at a Gemini 3 model.
+    return model.removeprefix("models/").startswith("gemini-") and model.endswith("-latest")
 
 
 def _message_parts(message: Message, call_names: dict[str, str],
