@@ -256,7 +256,10 @@ class FakeUpstream:
     def start(self) -> FakeUpstream:
         import uvicorn
 
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only when
+        # the listener's proto says TCP; with proto 0, Nagle plus delayed ACKs add ~40 ms
+        # to every answer, which would swamp the overhead benchmark.
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((self.host, self._port))
         config = uvicorn.Config(self.app, log_level="warning", lifespan="off",
