@@ -1,0 +1,81 @@
+"""`interlock eval`: cross-validate routers on outcome data and compare them.
+
+Prints the table (APGR, CPT(50%), CPT(80%), strong share for 95 % quality,
+dollars per 1,000 requests at 95 %), and optionally writes the JSON report and
+the PNG plot.
+
+Imports: typer, the standard library; `evaluation.*` and `routing.data`
+inside the command so `interlock --help` stays quick.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+DEFAULT_ROUTERS = "sw_ranking,mf,knn,classifier"
+
+
+def _split(text: str | None) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def eval_command(
+    data: Annotated[Path, typer.Option(
+        "--data", help="Outcome data: RouteLLM CSV directory, CSV, JSONL, Parquet, "
+        "or MT-Bench judgements JSONL.")],
+    routers: Annotated[str, typer.Option(
+        help="Comma-separated routers to cross-validate (random, sw_ranking, mf, knn, "
+        "classifier). The random and oracle baselines are always added.")] = DEFAULT_ROUTERS,
+    folds: Annotated[int, typer.Option(min=2, help="Cross-validation folds.")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed for folds and training.")] = 0,
+    strong: Annotated[str | None, typer.Option(help="Strong model (two-model metrics).")] = None,
+    weak: Annotated[str | None, typer.Option(help="Weak model (two-model metrics).")] = None,
+    models: Annotated[str | None, typer.Option(
+        help="Comma-separated models to keep from the data (default: all).")] = None,
+    questions: Annotated[Path | None, typer.Option(
+        help="MT-Bench question file (default: question.jsonl beside the data).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON.")]
+    = None,
+    plot: Annotated[Path | None, typer.Option(help="Write the plot as a PNG.")] = None,
+    price: Annotated[list[str] | None, typer.Option(
+        help="Price override MODEL=IN_PER_M,OUT_PER_M in dollars per million tokens "
+        "(repeatable).")] = None,
+    output_tokens: Annotated[int, typer.Option(
+        min=0, help="Output tokens per request when the data has no token counts.")] = 500,
+    random_seeds: Annotated[int, typer.Option(
+        min=10, help="Seeds averaged for the random baseline.")] = 10,
+) -> None:
+    """Cross-validate routers on outcome data: table, JSON and plot."""
+    from interlock.evaluation.cost_axis import parse_price
+    from interlock.evaluation.datasets import load_eval_data
+    from interlock.evaluation.report import render_table, report_json
+    from interlock.evaluation.runner import EvalOptions, evaluate
+
+    try:
+        overrides = dict(parse_price(p) for p in price or [])
+        table = load_eval_data(data, models=_split(models) or None, questions=questions)
+        options = EvalOptions(
+            routers=_split(routers), folds=folds, seed=seed, strong=strong, weak=weak,
+            prices=overrides, output_tokens=output_tokens, random_seeds=random_seeds,
+        )
+        report = evaluate(table, options)
+    except (ValueError, LookupError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(render_table(report))
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report_json(report), indent=2) + "\n", encoding="utf-8")
+        typer.echo(f"wrote {json_out}")
+    if plot is not None:
+        from interlock.evaluation.plots import save_plot
+
+        typer.echo(f"wrote {save_plot(report, plot)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(eval_command)
