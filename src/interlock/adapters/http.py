@@ -77,9 +77,13 @@ class StreamingResponse:
             wait = self._timeouts.first_token if first else self._timeouts.idle
             wait = _cap(wait, self._remaining())
             try:
-                line = await asyncio.wait_for(content.readline(), wait) if wait else (
-                    await content.readline()
-                )
+                if wait is None:
+                    line = await content.readline()
+                else:
+                    # asyncio.timeout arms one timer; wait_for would start a task
+                    # per line, which doubled the cost of a streamed call.
+                    async with asyncio.timeout(wait):
+                        line = await content.readline()
             except TimeoutError:
                 what = "the first token" if first else "the next chunk"
                 raise Timeout(
