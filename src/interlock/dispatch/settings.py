@@ -59,4 +59,16 @@ class RouterSettings(BaseModel):
     redis_host: str | None = None
     redis_port: int | None = None
     redis_password: str | None = None
+    # Keys live under this prefix, so several routers can share one Redis.
+    redis_prefix: str = "interlock"
+    # Per-operation Redis timeout; past it the process's own memory takes over.
+    redis_timeout: float = Field(default=0.25, gt=0)
+    # How often to try Redis again while it is down.
+    redis_retry_interval: float = Field(default=1.0, gt=0)
+    # How long a breaker state read from Redis is trusted locally.
+    redis_cache_ttl: float = Field(default=0.05, ge=0, le=1.0)
     wait_for_recovery: bool = True
+    # How long a half-open probe may hold its lease before another caller may probe.
+    probe_timeout: float = Field(default=30.0, gt=0)
+    # Weight of the newest observation in the latency and error EWMAs.
+    latency_ewma_alpha: float = Field(default=0.3, gt=0, le=1)

@@ -1,0 +1,473 @@
+"""The dispatcher: the one place that retries, falls back and cools deployments down.
+
+For one request and its model group it walks the candidates: deployments of
+the group in `selection.rank` order, each admitted by the breaker, rpm/tpm
+(`state`) and the attempt gates, then the fallback groups the
+`FallbackPlan` queues. After each failed attempt the `RetryPolicy` decides
+(a return value): retry in the group, try another deployment, fall back, or
+raise. Amplification is bounded: a group gets at most `1 + max retries`
+upstream calls, so a request makes at most (num_retries + 1) x (1 + fallback
+groups called) of them. One deadline (`timeout`, or `stream_timeout` for
+streams) bounds everything, waits and backoffs included, and every attempt's
+own timeouts are cut to what is left of it.
+
+Imports: the standard library, `types`, `errors`, `catalog`, `adapters.base`,
+`adapters.http`, `dispatch.*`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol, TypeVar
+
+from interlock.adapters.base import Adapter
+from interlock.adapters.http import Timeouts
+from interlock.catalog import Catalog, Deployment
+from interlock.dispatch.clock import Clock, MonotonicClock
+from interlock.dispatch.fallbacks import FallbackConfig
+from interlock.dispatch.gates import AttemptGate, GateTicket
+from interlock.dispatch.health import (
+    CooldownTracker,
+    DeploymentHealth,
+    DeploymentStats,
+    health_row,
+)
+from interlock.dispatch.outcome import Attempt, DispatchResult
+from interlock.dispatch.retry import Action, FallbackKind, RetryDecision, RetryPolicy, retry_class
+from interlock.dispatch.run import Picked, Run, Success
+from interlock.dispatch.selection import (
+    estimate_prompt_tokens,
+    estimate_request_tokens,
+    fits,
+    rank,
+)
+from interlock.dispatch.settings import RouterSettings
+from interlock.dispatch.state import StateBackend, build_state
+from interlock.dispatch.streaming import DispatchStream, Opened, close_iterator
+from interlock.errors import (
+    BudgetExceeded,
+    ContextWindowExceeded,
+    InterlockError,
+    InvalidRequest,
+    NoDeploymentAvailable,
+    ProviderError,
+    Timeout,
+)
+from interlock.types import ChatRequest, ChatResponse, Message, StreamDelta, TextPart
+
+__all__ = ["Attempt", "DispatchResult", "DispatchStream", "Dispatcher"]
+
+T = TypeVar("T")
+AttemptCall = Callable[[Adapter, Deployment, Timeouts],
+                       Awaitable[tuple[T, ChatResponse | None]]]
+# Waiting for recovery happens at most this often per request.
+MAX_RECOVERY_WAITS = 3
+# The dispatcher's own guard on a call, beyond the adapter's timeouts.
+GUARD_GRACE = 1.0
+CONTINUE_PROMPT = ("Your previous answer was cut off. Continue it exactly where it stopped, "
+                   "without repeating anything.")
+
+
+class AdapterSource(Protocol):
+    """What the dispatcher needs of an AdapterRegistry."""
+
+    def for_provider(self, provider: str) -> Adapter: ...
+
+
+class Dispatcher:
+    def __init__(self, catalog: Catalog, adapters: AdapterSource, settings: RouterSettings, *,
+                 state: StateBackend | None = None, clock: Clock | None = None,
+                 rng: random.Random | None = None, gates: Sequence[AttemptGate] = ()) -> None:
+        self._catalog = catalog
+        self._adapters = adapters
+        self._settings = settings
+        self._clock = clock or MonotonicClock()
+        self._rng = rng or random.Random()
+        self._gates = list(gates)
+        self.state: StateBackend = (state if state is not None
+                                    else build_state(settings, self._clock.now))
+        self.tracker = CooldownTracker(settings, self.state, self._clock)
+        self.policy = RetryPolicy.from_settings(settings)
+        self._fallbacks = FallbackConfig(settings)
+        self._stats: dict[str, DeploymentStats] = {}
+
+    # -- public API ---------------------------------------------------------
+    async def complete(self, request: ChatRequest, group: str) -> DispatchResult:
+        run = self._new_run(request, group, stream=False)
+
+        async def call(adapter: Adapter, d: Deployment, timeouts: Timeouts
+                       ) -> tuple[ChatResponse, ChatResponse | None]:
+            response = await adapter.complete(request, d, timeouts)
+            return response, response
+
+        success = await self._execute(run, call)
+        return DispatchResult(success.value, success.picked.deployment, success.group,
+                              run.attempts)
+
+    async def open_stream(self, request: ChatRequest, group: str) -> DispatchStream:
+        run = self._new_run(request, group, stream=True)
+        success = await self._execute(run, self._stream_call(request))
+        return DispatchStream(self, run, success,
+                              continuation=self._settings.stream_continuation)
+
+    def health(self) -> list[DeploymentHealth]:
+        return [health_row(d, self.tracker.view(d), self._stat(d))
+                for d in self._catalog.deployments()]
+
+    def group_available(self, group: str) -> bool:
+        model_group = self._catalog.groups.get(group)
+        if model_group is None:
+            return False
+        return any(d.available and self.tracker.view(d).state != "open"
+                   for d in model_group.deployments)
+
+    async def aclose(self) -> None:
+        await self.state.aclose()
+
+    # -- one request --------------------------------------------------------
+    def _new_run(self, request: ChatRequest, group: str, *, stream: bool) -> Run:
+        self._catalog.group(group)  # UnknownModel for a name that is not configured
+        s = self._settings
+        limit = (s.stream_timeout or s.timeout) if stream else s.timeout
+        deadline = None if limit is None else self._clock.now() + limit
+        return Run(request=request, origin=group, stream=stream, deadline=deadline,
+                   plan=self._fallbacks.plan(group, request.fallbacks),
+                   prompt_tokens=estimate_prompt_tokens(request))
+
+    async def _execute(self, run: Run, call: AttemptCall[T]) -> Success[T]:
+        while True:
+            success = await self._walk(run, call)
+            if success is not None:
+                return success
+            await self._wait_or_raise(run)
+
+    async def _walk(self, run: Run, call: AttemptCall[T]) -> Success[T] | None:
+        group: str | None = run.origin
+        while group is not None:
+            success, kind = await self._try_group(run, group, call)
+            if success is not None:
+                return success
+            run.plan.failed(group, kind)
+            group = run.plan.next_group()
+        return None
+
+    async def _try_group(self, run: Run, group: str, call: AttemptCall[T]
+                         ) -> tuple[Success[T] | None, FallbackKind]:
+        deployments = self._fitting(run, group)
+        if deployments is None:
+            return None, FallbackKind.CONTEXT_WINDOW
+        calls = 0
+        while calls <= self.policy.max_retries and not run.expired(self._clock.now()):
+            picked = await self._pick(run, group, deployments)
+            if picked is None or not await self._backoff(run, picked):
+                break
+            calls += 1
+            run.plan.mark_called(group)
+            success, error = await self._attempt(run, group, picked, call)
+            if success is not None:
+                return success, FallbackKind.GENERAL
+            assert error is not None
+            kind = self._apply(run, picked.deployment, error)
+            if kind is not None:
+                return None, kind
+        return None, FallbackKind.GENERAL
+
+    def _apply(self, run: Run, d: Deployment, error: ProviderError) -> FallbackKind | None:
+        """Carry out the retry decision: None to stay in the group, else the fallback kind."""
+        cls = retry_class(error)
+        decision: RetryDecision = self.policy.decide(
+            error, retries_used=run.retries.get(cls, 0), rng=self._rng)
+        if decision.action is Action.RAISE:
+            raise self._with_attempts(error, run)
+        if decision.action is Action.RETRY:
+            run.retries[cls] = run.retries.get(cls, 0) + 1
+            run.delays[d.name] = decision.delay
+            return None
+        if decision.action is Action.NEXT:
+            run.excluded.add(d.name)
+            return None
+        return decision.fallback
+
+    def _fitting(self, run: Run, group: str) -> list[Deployment] | None:
+        """The group's deployments that can take the prompt (None: none can)."""
+        model_group = self._catalog.groups.get(group)
+        if model_group is None:
+            return []
+        if not self._settings.enable_pre_call_checks:
+            return model_group.deployments
+        margin = self._settings.pre_call_safety_margin
+        fit = []
+        for d in model_group.deployments:
+            if fits(d, run.prompt_tokens, margin):
+                fit.append(d)
+            else:
+                run.skip(group, d, "context_window",
+                         f"~{run.prompt_tokens} prompt tokens do not fit")
+        return fit or None
+
+    async def _pick(self, run: Run, group: str, deployments: list[Deployment]
+                    ) -> Picked | None:
+        candidates = [d for d in deployments if d.name not in run.excluded]
+        ranked = rank(candidates, strategy=self._settings.routing_strategy, stats=self._stats,
+                      rng=self._rng, failed=run.failed)
+        for d in ranked:
+            if not d.available:
+                run.skip(group, d, "unavailable", d.unavailable_reason or "")
+                continue
+            tokens = estimate_request_tokens(run.request, run.prompt_tokens) if d.tpm else 0
+            admission = await self.tracker.admit(d, tokens)
+            if not admission.admitted:
+                run.skip(group, d, admission.refused_by, admission.reason,
+                         admission.retry_after)
+                continue
+            tickets = await self._open_gates(run, group, d)
+            if tickets is None:
+                await self.tracker.release(admission)
+                continue
+            return Picked(d, admission, tickets)
+        return None
+
+    async def _open_gates(self, run: Run, group: str, d: Deployment
+                          ) -> list[GateTicket] | None:
+        tickets: list[GateTicket] = []
+        for gate in self._gates:
+            ticket = await gate.acquire(d, run.request)
+            if ticket is None:
+                await _release_tickets(tickets, None)
+                run.skip(group, d, gate.name)
+                return None
+            tickets.append(ticket)
+        return tickets
+
+    async def _backoff(self, run: Run, picked: Picked) -> bool:
+        """Wait the backoff owed before calling a deployment that failed; False when
+        the deadline does not leave time for it (the admission is given back)."""
+        name = picked.deployment.name
+        delay = run.delays.pop(name, 0.0) if name in run.failed else 0.0
+        if delay <= 0:
+            return True
+        remaining = run.remaining(self._clock.now())
+        if remaining is not None and delay >= remaining:
+            await self._give_back(picked)
+            return False
+        await self._clock.sleep(delay)
+        return True
+
+    async def _give_back(self, picked: Picked) -> None:
+        await self.tracker.release(picked.admission)
+        await _release_tickets(picked.tickets, None)
+
+    # -- one attempt --------------------------------------------------------
+    async def _attempt(self, run: Run, group: str, picked: Picked, call: AttemptCall[T]
+                       ) -> tuple[Success[T] | None, ProviderError | None]:
+        d = picked.deployment
+        adapter = self._adapters.for_provider(d.provider)
+        timeouts = self._timeouts(run, d)
+        stats = self._stat(d)
+        stats.in_flight += 1
+        started = self._clock.now()
+        try:
+            value, final = await self._guarded(call(adapter, d, timeouts), timeouts, d)
+        except ProviderError as error:
+            stats.in_flight -= 1
+            return None, await self._failed(run, group, picked, error, started)
+        except InvalidRequest as error:
+            stats.in_flight -= 1
+            await self._give_back(picked)
+            run.attempts.append(Attempt(d.name, d.provider, group, type(error).__name__,
+                                        error.status_code, self._ms_since(started)))
+            raise self._with_attempts(error, run) from None
+        except BaseException:
+            stats.in_flight -= 1
+            await self._give_back(picked)
+            raise
+        duration = self._ms_since(started)
+        attempt = Attempt(d.name, d.provider, group, "ok", 200, duration,
+                          picked.admission.probe)
+        run.attempts.append(attempt)
+        stats.observe(ok=True, duration_ms=duration, alpha=self._settings.latency_ewma_alpha)
+        await self.tracker.record_success(d, probe=picked.admission.probe)
+        if final is not None:
+            stats.in_flight -= 1
+            await self._settle(picked, final)
+        return Success(value, picked, group, attempt, started), None
+
+    async def _guarded(self, call: Awaitable[tuple[T, ChatResponse | None]], timeouts: Timeouts,
+                       d: Deployment) -> tuple[T, ChatResponse | None]:
+        """A last guard for adapters that overrun their own timeouts."""
+        if timeouts.total is None:
+            return await call
+        try:
+            return await asyncio.wait_for(call, timeouts.total + GUARD_GRACE)
+        except TimeoutError:
+            raise Timeout(f"{d.name} overran its {timeouts.total:.1f}s timeout",
+                          provider=d.provider, deployment=d.name) from None
+
+    async def _failed(self, run: Run, group: str, picked: Picked, error: ProviderError,
+                      started: float) -> ProviderError:
+        d, probe = picked.deployment, picked.admission.probe
+        error.deployment = error.deployment or d.name
+        error.provider = error.provider or d.provider
+        duration = self._ms_since(started)
+        run.attempts.append(Attempt(d.name, d.provider, group, type(error).__name__,
+                                    error.status, duration, probe))
+        run.failed.add(d.name)
+        run.last_error = error
+        view = await self.tracker.record_failure(d, error, probe=probe)
+        if view is None:
+            # The deployment answered sensibly (a 400 about the request): it is up.
+            await self.tracker.record_success(d, probe=probe)
+        else:
+            self._stat(d).observe(ok=False, duration_ms=duration,
+                                  alpha=self._settings.latency_ewma_alpha)
+        await self.tracker.settle(picked.admission, 0)
+        await _release_tickets(picked.tickets, None)
+        return error
+
+    async def _settle(self, picked: Picked, response: ChatResponse | None) -> None:
+        if response is not None and response.usage is not None:
+            await self.tracker.settle(picked.admission, response.usage.total_tokens)
+        await _release_tickets(picked.tickets, response)
+
+    def _timeouts(self, run: Run, d: Deployment) -> Timeouts:
+        s = self._settings
+        if run.stream:
+            total = d.stream_timeout or s.stream_timeout or d.timeout or s.timeout
+        else:
+            total = d.timeout or s.timeout
+        remaining = run.remaining(self._clock.now())
+        if remaining is not None:
+            total = max(0.001, remaining if total is None else min(total, remaining))
+        connect = s.connect_timeout if total is None else min(s.connect_timeout, total)
+        if not run.stream:
+            return Timeouts(connect=connect, total=total)
+        first = s.first_token_timeout
+        if total is not None:
+            first = total if first is None else min(first, total)
+        return Timeouts(connect=connect, total=total, first_token=first,
+                        idle=s.stream_idle_timeout)
+
+    def _stat(self, d: Deployment) -> DeploymentStats:
+        stats = self._stats.get(d.name)
+        if stats is None:
+            stats = self._stats[d.name] = DeploymentStats()
+        return stats
+
+    def _ms_since(self, started: float) -> float:
+        return (self._clock.now() - started) * 1000.0
+
+    # -- giving up ----------------------------------------------------------
+    async def _wait_or_raise(self, run: Run) -> None:
+        """Nothing answered: raise the last upstream error, or, when no call was made
+        at all, wait for the earliest recovery if the deadline allows, else raise."""
+        if run.last_error is not None:
+            raise self._with_attempts(run.last_error, run)
+        wait = run.earliest_recovery()
+        remaining = run.remaining(self._clock.now())
+        allowed = remaining if remaining is not None else self._settings.retry_after_cap
+        if (self._settings.wait_for_recovery and wait is not None and wait < allowed
+                and run.recovery_waits < MAX_RECOVERY_WAITS):
+            run.recovery_waits += 1
+            await self._clock.sleep(wait + 0.001)
+            run.plan = self._fallbacks.plan(run.origin, run.request.fallbacks)
+            return
+        raise self._with_attempts(self._nothing_available(run), run)
+
+    def _nothing_available(self, run: Run) -> InterlockError:
+        skips = list(run.skips.values())
+        whys = {s.why for s in skips}
+        listing = "; ".join(
+            f"{s.group}/{s.deployment}: {s.why}"
+            + (f" ({s.detail})" if s.detail else "")
+            + (f", back in {s.retry_after:.1f}s" if s.retry_after is not None else "")
+            for s in skips) or "no deployments configured"
+        groups = ", ".join(dict.fromkeys(s.group for s in skips)) or run.origin
+        if whys == {"budget"}:
+            return BudgetExceeded(f"No budget left for any candidate of {groups}: {listing}")
+        if whys == {"context_window"}:
+            return ContextWindowExceeded(
+                f"The prompt (~{run.prompt_tokens} tokens) is too long for every candidate "
+                f"of {groups}: {listing}", status=400)
+        retry_after = run.earliest_recovery()
+        hint = f" Retry after {retry_after:.1f}s." if retry_after is not None else ""
+        return NoDeploymentAvailable(
+            f"No deployment is available for {run.origin!r} (groups tried: {groups}): "
+            f"{listing}.{hint}",
+            retry_after=retry_after, tried=[f"{s.group}/{s.deployment}" for s in skips])
+
+    def _with_attempts(self, error: InterlockError, run: Run) -> InterlockError:
+        error.attempts = run.attempts
+        return error
+
+    # -- streams ------------------------------------------------------------
+    def _stream_call(self, request: ChatRequest) -> AttemptCall[Opened]:
+        async def call(adapter: Adapter, d: Deployment, timeouts: Timeouts
+                       ) -> tuple[Opened, ChatResponse | None]:
+            iterator = adapter.stream(request, d, timeouts).__aiter__()
+            try:
+                first = await iterator.__anext__()
+            except StopAsyncIteration:
+                first = StreamDelta()
+            except BaseException:
+                await close_iterator(iterator)
+                raise
+            return (iterator, first), None
+
+        return call
+
+    async def stream_finished(self, run: Run, success: Success[Opened],
+                              response: ChatResponse | None) -> None:
+        self._stat(success.picked.deployment).in_flight -= 1
+        success.attempt.duration_ms = self._ms_since(success.started)
+        await self._settle(success.picked, response)
+
+    async def stream_failed(self, run: Run, success: Success[Opened],
+                            error: ProviderError) -> None:
+        picked = success.picked
+        self._stat(picked.deployment).in_flight -= 1
+        attempt = success.attempt
+        attempt.outcome, attempt.status = type(error).__name__, error.status
+        attempt.duration_ms = self._ms_since(success.started)
+        error.deployment = error.deployment or picked.deployment.name
+        error.provider = error.provider or picked.deployment.provider
+        error.attempts = run.attempts
+        run.failed.add(picked.deployment.name)
+        view = await self.tracker.record_failure(picked.deployment, error)
+        if view is not None:
+            self._stat(picked.deployment).observe(
+                ok=False, duration_ms=attempt.duration_ms,
+                alpha=self._settings.latency_ewma_alpha)
+        await _release_tickets(picked.tickets, None)
+
+    async def stream_continue(self, run: Run, partial_text: str) -> Success[Opened] | None:
+        """Open a stream elsewhere that carries on from `partial_text`; None if none can."""
+        original = run.request
+        request = _continuation_request(original, partial_text)
+        run.request = request
+        run.excluded.update(run.failed)
+        run.last_error = None
+        run.plan = self._fallbacks.plan(run.origin, original.fallbacks)
+        try:
+            return await self._walk(run, self._stream_call(request))
+        except InterlockError:
+            return None
+        finally:
+            run.request = original
+
+
+def _continuation_request(request: ChatRequest, partial_text: str) -> ChatRequest:
+    from dataclasses import replace
+
+    messages = [*request.messages,
+                Message(role="assistant", parts=[TextPart(partial_text)]),
+                Message(role="user", parts=[TextPart(CONTINUE_PROMPT)])]
+    return replace(request, messages=messages)
+
+
+async def _release_tickets(tickets: list[GateTicket], response: ChatResponse | None) -> None:
+    for ticket in tickets:
+        await ticket.release(response)
+
+

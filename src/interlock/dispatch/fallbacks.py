@@ -1,0 +1,115 @@
+"""Which groups a request may fall back to, and in what order.
+
+The configured chains (`fallbacks`, `context_window_fallbacks`,
+`content_policy_fallbacks`, each `{group: [groups]}`, LiteLLM's list-of-dicts
+form accepted too) plus `default_fallbacks` for groups without a chain of
+their own. A request's own `fallbacks` can only narrow: it keeps the groups it
+names that the configuration already allows for that group, in the request's
+order, and drops the rest.
+
+When a group fails with kind K, the plan queues K's chain of the failed group
+(or, if it has none, of the group the request started with), ahead of what
+was already queued, skipping groups already tried. At most `max_fallbacks`
+fallback groups get an upstream call per request.
+
+Imports: the standard library, `dispatch.retry`, `dispatch.settings`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from interlock.dispatch.retry import FallbackKind
+from interlock.dispatch.settings import RouterSettings
+
+Chains = dict[str, list[str]]
+
+
+def normalise_chains(value: list[dict[str, list[str]]] | dict[str, list[str]]) -> Chains:
+    """{group: [fallback groups]} from either config form."""
+    items: list[dict[str, list[str]]] = [value] if isinstance(value, dict) else list(value)
+    out: Chains = {}
+    for item in items:
+        for group, chain in item.items():
+            out.setdefault(group, [])
+            out[group].extend(g for g in chain if g not in out[group])
+    return out
+
+
+class FallbackConfig:
+    """The configured chains, parsed once per dispatcher."""
+
+    def __init__(self, settings: RouterSettings) -> None:
+        self.chains: dict[FallbackKind, Chains] = {
+            FallbackKind.GENERAL: normalise_chains(settings.fallbacks),
+            FallbackKind.CONTEXT_WINDOW: normalise_chains(settings.context_window_fallbacks),
+            FallbackKind.CONTENT_POLICY: normalise_chains(settings.content_policy_fallbacks),
+        }
+        self.default = list(settings.default_fallbacks)
+        self.max_fallbacks = settings.max_fallbacks
+
+    def chain(self, kind: FallbackKind, group: str) -> list[str]:
+        chains = self.chains[kind]
+        if group in chains:
+            return list(chains[group])
+        return list(self.default) if kind is FallbackKind.GENERAL else []
+
+    def allowed(self, group: str) -> set[str]:
+        out: set[str] = set()
+        for kind in FallbackKind:
+            out.update(self.chain(kind, group))
+        return out
+
+    def plan(self, group: str, requested: list[str] | None) -> FallbackPlan:
+        chains = {kind: self.chain(kind, group) for kind in FallbackKind}
+        if requested is not None:
+            wanted = set(requested)
+            general = set(chains[FallbackKind.GENERAL])
+            chains = {kind: [g for g in chain if g in wanted] for kind, chain in chains.items()}
+            chains[FallbackKind.GENERAL] = [g for g in dict.fromkeys(requested) if g in general]
+        return FallbackPlan(group, chains, self, narrowed=requested is not None)
+
+
+class FallbackPlan:
+    """The per-request queue of fallback groups."""
+
+    def __init__(self, origin: str, chains: Mapping[FallbackKind, list[str]],
+                 config: FallbackConfig, *, narrowed: bool) -> None:
+        self.origin = origin
+        self._chains = chains
+        self._config = config
+        self._narrowed = narrowed
+        self.queue: list[str] = []
+        self.tried: list[str] = [origin]
+        # Fallback groups in which an upstream call was made; only these count
+        # against max_fallbacks (a group skipped without a call costs nothing).
+        self.called: set[str] = set()
+
+    def _chain_for(self, kind: FallbackKind, failed: str) -> list[str]:
+        if failed != self.origin and not self._narrowed:
+            own = self._config.chain(kind, failed)
+            allowed = self._config.allowed(self.origin) | set(self._chains[kind])
+            own = [g for g in own if g in allowed]
+            if own:
+                return own
+        return list(self._chains[kind])
+
+    def failed(self, group: str, kind: FallbackKind) -> None:
+        """`group` is done with; queue the chain for this kind of failure first."""
+        ahead = [g for g in self._chain_for(kind, group) if g not in self.tried]
+        self.queue = ahead + [g for g in self.queue if g not in ahead]
+
+    def next_group(self) -> str | None:
+        while self.queue:
+            group = self.queue.pop(0)
+            if group in self.tried:
+                continue
+            if len(self.called) >= self._config.max_fallbacks:
+                return None
+            self.tried.append(group)
+            return group
+        return None
+
+    def mark_called(self, group: str) -> None:
+        if group != self.origin:
+            self.called.add(group)

@@ -1,0 +1,201 @@
+"""Deployment health: the cooldown circuit breaker and the latency/error statistics.
+
+`CooldownTracker` decides what a failure means for a deployment's breaker
+(which errors count, how long each cools) and asks the state backend to
+apply it atomically; the backend holds the state, so replicas sharing Redis
+share cooldowns. `DeploymentStats` keeps this process's EWMA of latency and
+errors for latency-based routing and the health page. `DeploymentHealth` is
+one row of `GET /health/deployments`.
+
+What counts as a failure: rate limits, overload, timeouts, 5xx and
+connection failures. 400-class answers about the request itself (bad
+request, context window, content filter) do not: the deployment is fine.
+401/403/404 cool the deployment at once for `auth_cooldown_time` and are
+logged as warnings (without the key), since they need a human.
+
+Imports: the standard library, `errors`, `catalog`, `dispatch.clock`,
+`dispatch.settings`, `dispatch.state.base`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from interlock.catalog import Deployment
+from interlock.dispatch.clock import Clock
+from interlock.dispatch.settings import RouterSettings
+from interlock.dispatch.state.base import (
+    Admission,
+    BreakerView,
+    FailureEvent,
+    Limits,
+    StateBackend,
+)
+from interlock.errors import (
+    AuthenticationFailed,
+    ConnectionFailed,
+    NotFound,
+    Overloaded,
+    ProviderError,
+    RateLimited,
+    Timeout,
+    UpstreamServerError,
+)
+
+log = logging.getLogger("interlock.dispatch")
+
+COUNTED: tuple[type[ProviderError], ...] = (
+    RateLimited, Overloaded, Timeout, UpstreamServerError, ConnectionFailed,
+)
+NEEDS_A_HUMAN: tuple[type[ProviderError], ...] = (AuthenticationFailed, NotFound)
+
+
+class CooldownTracker:
+    """The breaker policy over a state backend, on an injected clock."""
+
+    def __init__(self, settings: RouterSettings, backend: StateBackend, clock: Clock) -> None:
+        self._settings = settings
+        self._backend = backend
+        self._clock = clock
+
+    def cooldown_time(self, deployment: Deployment) -> float:
+        if deployment.cooldown_time is not None:
+            return deployment.cooldown_time
+        return self._settings.cooldown_time
+
+    def failure_event(self, deployment: Deployment, error: ProviderError, *,
+                      probe: bool = False) -> FailureEvent | None:
+        """How this error affects the breaker, or None when it does not count."""
+        s = self._settings
+        name = type(error).__name__
+        if isinstance(error, NEEDS_A_HUMAN):
+            return FailureEvent(name, s.auth_cooldown_time, s.allowed_fails,
+                                s.allowed_fails_window, immediate=s.auth_cooldown_time,
+                                probe=probe)
+        if not isinstance(error, COUNTED):
+            return None
+        # A provider that says when to come back is believed at once.
+        immediate = error.retry_after if error.retry_after else 0.0
+        return FailureEvent(name, self.cooldown_time(deployment), s.allowed_fails,
+                            s.allowed_fails_window, immediate=immediate, probe=probe)
+
+    async def record_failure(self, deployment: Deployment, error: ProviderError, *,
+                             probe: bool = False) -> BreakerView | None:
+        event = self.failure_event(deployment, error, probe=probe)
+        if event is None:
+            return None
+        if isinstance(error, NEEDS_A_HUMAN):
+            log.warning(
+                "Deployment %r (%s) answered %s (HTTP %s): check its API key, model name "
+                "and base URL; it is cooled down for %.0fs",
+                deployment.name, deployment.provider, type(error).__name__, error.status,
+                event.cooldown,
+            )
+        view = await self._backend.record_failure(deployment.name, event)
+        if view.state == "open":
+            log.info("Deployment %r cools down for %.1fs (%s)", deployment.name,
+                     view.remaining, view.reason)
+        return view
+
+    async def record_success(self, deployment: Deployment, *, probe: bool) -> None:
+        await self._backend.record_success(deployment.name, probe=probe)
+
+    async def admit(self, deployment: Deployment, tokens: int = 0) -> Admission:
+        s = self._settings
+        probe_ttl = min(s.probe_timeout, deployment.timeout or s.timeout or s.probe_timeout)
+        limits = Limits(deployment.rpm, deployment.tpm)
+        return await self._backend.admit(deployment.name, limits, tokens, probe_ttl)
+
+    async def release(self, admission: Admission) -> None:
+        await self._backend.release(admission)
+
+    async def settle(self, admission: Admission, tokens: int) -> None:
+        await self._backend.settle(admission, tokens)
+
+    def view(self, deployment: Deployment) -> BreakerView:
+        return self._backend.snapshot(deployment.name)
+
+    def recovers_in(self, deployment: Deployment) -> float:
+        """Seconds until the deployment may be called again per the last known state."""
+        v = self.view(deployment)
+        return v.remaining if v.state == "open" else 0.0
+
+
+@dataclass(slots=True)
+class DeploymentStats:
+    """This process's running view of one deployment: EWMA latency and error rate."""
+
+    latency_ms: float | None = None
+    error_rate: float = 0.0
+    requests: int = 0
+    failures: int = 0
+    in_flight: int = 0
+
+    def observe(self, *, ok: bool, duration_ms: float, alpha: float) -> None:
+        self.requests += 1
+        if ok:
+            self.latency_ms = duration_ms if self.latency_ms is None else (
+                alpha * duration_ms + (1 - alpha) * self.latency_ms)
+        else:
+            self.failures += 1
+        self.error_rate = alpha * (0.0 if ok else 1.0) + (1 - alpha) * self.error_rate
+
+    def score(self, penalty_ms: float) -> float:
+        """Lower is better: expected latency plus a cost for recent errors. A deployment
+        never measured scores 0 so that it gets measured."""
+        if self.latency_ms is None:
+            return 0.0
+        return self.latency_ms * (1 + 4 * self.error_rate) + penalty_ms * self.error_rate
+
+
+HealthState = Literal["healthy", "cooling", "half_open", "unavailable"]
+
+
+@dataclass(slots=True)
+class DeploymentHealth:
+    deployment: str
+    group: str
+    provider: str
+    model: str
+    state: HealthState
+    reason: str | None
+    cooldown_remaining_s: float
+    cooling_until: dt.datetime | None
+    latency_ms: float | None
+    error_rate: float
+    requests: int
+    failures: int
+    in_flight: int
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["cooling_until"] = self.cooling_until.isoformat() if self.cooling_until else None
+        return out
+
+
+def health_row(deployment: Deployment, view: BreakerView, stats: DeploymentStats
+               ) -> DeploymentHealth:
+    state: HealthState
+    reason: str | None = view.reason or None
+    if not deployment.available:
+        state, reason = "unavailable", deployment.unavailable_reason
+    elif view.state == "open":
+        state = "cooling"
+    elif view.state == "half_open":
+        state = "half_open"
+    else:
+        state, reason = "healthy", None
+    until = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=view.remaining)
+             if state == "cooling" else None)
+    return DeploymentHealth(
+        deployment=deployment.name, group=deployment.group, provider=deployment.provider,
+        model=deployment.model, state=state, reason=reason,
+        cooldown_remaining_s=round(view.remaining, 3) if state == "cooling" else 0.0,
+        cooling_until=until,
+        latency_ms=None if stats.latency_ms is None else round(stats.latency_ms, 2),
+        error_rate=round(stats.error_rate, 4), requests=stats.requests,
+        failures=stats.failures, in_flight=stats.in_flight,
+    )

@@ -1,0 +1,58 @@
+"""What a dispatch produced: the attempts made and the final result.
+
+Imports: the standard library, `types`, `catalog`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from interlock.catalog import Deployment
+from interlock.types import ChatResponse
+
+SKIPPED = "skipped:"
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One upstream call, or one deployment skipped without a call.
+
+    `outcome` is "ok", the error class name ("RateLimited", ...), or
+    "skipped:<why>" (cooldown, half-open, rpm, tpm, unavailable, context_window,
+    or the name of the gate that refused). `duration_ms` is the call's duration
+    (for a stream: until its end, or until the first delta while it runs).
+    """
+
+    deployment: str
+    provider: str
+    group: str
+    outcome: str
+    status: int | None
+    duration_ms: float
+    # This call was the half-open probe of its deployment.
+    probe: bool = False
+
+    @property
+    def called(self) -> bool:
+        """True when this was a real upstream call (not a skip)."""
+        return not self.outcome.startswith(SKIPPED)
+
+    def header_value(self) -> str:
+        """Compact form for the x-interlock-attempts header."""
+        return f"{self.deployment}:{self.outcome}:{self.duration_ms:.0f}ms"
+
+
+@dataclass(slots=True)
+class DispatchResult:
+    response: ChatResponse
+    deployment: Deployment
+    group: str
+    attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def upstream_calls(self) -> int:
+        return sum(1 for a in self.attempts if a.called)
+
+
+def attempts_header(attempts: list[Attempt]) -> str:
+    return ", ".join(a.header_value() for a in attempts)

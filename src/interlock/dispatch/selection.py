@@ -1,0 +1,115 @@
+"""Choosing deployments inside a group, and the pre-call token estimate.
+
+`rank` orders a group's deployments for one request: by `order` tier (lower
+first; no order sorts after every explicit one), then inside a tier by the
+routing strategy:
+
+    simple-shuffle   weighted shuffle by `weight` (Efraimidis-Spirakis keys)
+    latency-based    lowest EWMA score first (latency, raised by recent errors);
+                     a deployment never measured goes first so it gets measured
+    least-busy       fewest calls in flight in this process
+    usage-based      weighted shuffle by capacity (rpm, else tpm, else weight)
+
+Deployments that already failed in this request go to the very end, so a
+retry prefers any other deployment (even of a higher order) to calling the
+one that just failed again.
+
+Token estimate: about four characters a token, plus four tokens a message
+and 85 an image. It is deliberately rough and errs towards larger counts only
+through `pre_call_safety_margin`.
+
+Imports: the standard library, `types`, `catalog`, `dispatch.health`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Collection, Mapping, Sequence
+
+from interlock.catalog import Deployment
+from interlock.dispatch.health import DeploymentStats
+from interlock.types import ChatRequest, ImagePart
+
+CHARS_PER_TOKEN = 4
+TOKENS_PER_MESSAGE = 4
+TOKENS_PER_IMAGE = 85
+# Assumed completion size for the tpm reservation when max_tokens is not set.
+DEFAULT_OUTPUT_ESTIMATE = 256
+ERROR_PENALTY_MS = 1000.0
+
+
+def estimate_prompt_tokens(request: ChatRequest) -> int:
+    chars = 0
+    images = 0
+    for m in request.messages:
+        chars += len(m.text)
+        images += sum(1 for p in m.parts if isinstance(p, ImagePart))
+        for tc in m.tool_calls:
+            chars += len(tc.name) + len(tc.arguments)
+    if request.tools:
+        chars += sum(len(t.name) + len(t.description or "") +
+                     len(json.dumps(t.parameters or {})) for t in request.tools)
+    return (math.ceil(chars / CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * len(request.messages)
+            + TOKENS_PER_IMAGE * images)
+
+
+def estimate_request_tokens(request: ChatRequest, prompt_tokens: int) -> int:
+    """Input plus expected output, reserved against tpm before the call."""
+    return prompt_tokens + (request.max_tokens or DEFAULT_OUTPUT_ESTIMATE)
+
+
+def context_limit(deployment: Deployment) -> int | None:
+    if deployment.max_input_tokens:
+        return deployment.max_input_tokens
+    value = deployment.model_info.get("max_input_tokens")
+    return int(value) if isinstance(value, int | float) and value > 0 else None
+
+
+def fits(deployment: Deployment, prompt_tokens: int, margin: float) -> bool:
+    limit = context_limit(deployment)
+    return limit is None or prompt_tokens <= limit * (1.0 - margin)
+
+
+def _weighted_shuffle(items: Sequence[Deployment], weights: Sequence[float],
+                      rng: random.Random) -> list[Deployment]:
+    def key(i: int) -> float:
+        w = weights[i]
+        return rng.random() ** (1.0 / w) if w > 0 else -1.0
+
+    return [items[i] for i in sorted(range(len(items)), key=key, reverse=True)]
+
+
+def _capacity(d: Deployment) -> float:
+    return float(d.rpm or d.tpm or d.weight)
+
+
+def _order_tier(tier: Sequence[Deployment], strategy: str, stats: Mapping[str, DeploymentStats],
+                rng: random.Random) -> list[Deployment]:
+    if strategy == "usage-based":
+        return _weighted_shuffle(tier, [_capacity(d) for d in tier], rng)
+    shuffled = _weighted_shuffle(tier, [d.weight for d in tier], rng)
+    if strategy == "latency-based":
+        return sorted(shuffled, key=lambda d: _stat(stats, d).score(ERROR_PENALTY_MS))
+    if strategy == "least-busy":
+        return sorted(shuffled, key=lambda d: _stat(stats, d).in_flight)
+    return shuffled
+
+
+def _stat(stats: Mapping[str, DeploymentStats], d: Deployment) -> DeploymentStats:
+    return stats.get(d.name) or DeploymentStats()
+
+
+def rank(deployments: Sequence[Deployment], *, strategy: str,
+         stats: Mapping[str, DeploymentStats], rng: random.Random,
+         failed: Collection[str] = ()) -> list[Deployment]:
+    """The order in which to try a group's deployments for one request."""
+    tiers: dict[float, list[Deployment]] = {}
+    for d in deployments:
+        tiers.setdefault(math.inf if d.order is None else d.order, []).append(d)
+    ranked: list[Deployment] = []
+    for level in sorted(tiers):
+        ranked.extend(_order_tier(tiers[level], strategy, stats, rng))
+    fresh = [d for d in ranked if d.name not in failed]
+    return fresh + [d for d in ranked if d.name in failed]

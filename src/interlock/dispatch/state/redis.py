@@ -1,0 +1,255 @@
+"""The Redis state backend: breakers and rpm/tpm counters shared by every replica.
+
+Every write is one Lua script (`redis_lua`), so it is atomic across
+processes. Reads of the breaker go through a local cache that lives
+`cache_ttl` seconds (50 ms by default), which is how a cooldown opened by one
+replica reaches the others within 100 ms without a round trip per attempt;
+deployments with rpm/tpm limits always go to Redis, since counting must be exact.
+
+Redis must never fail a request: every operation has a short timeout, and on
+any Redis error the backend switches to its own `MemoryStateBackend`, logs one
+warning for the outage, and tries Redis again every `retry_interval` seconds
+(redis-py reconnects on the next command). Reservations remember which store
+took them, so a release or settle goes to the same place.
+
+Imports: redis (lazily, in the constructor), the standard library,
+`dispatch.state.*`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from interlock.dispatch.state import redis_lua
+from interlock.dispatch.state.base import (
+    MAX_COOLDOWN,
+    RATE_WINDOW,
+    Admission,
+    BreakerView,
+    FailureEvent,
+    Limits,
+)
+from interlock.dispatch.state.memory import MemoryStateBackend
+
+log = logging.getLogger("interlock.dispatch.state")
+T = TypeVar("T")
+
+
+class RedisStateBackend:
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        password: str | None = None,
+        prefix: str = "interlock",
+        op_timeout: float = 0.25,
+        retry_interval: float = 1.0,
+        cache_ttl: float = 0.05,
+        time_source: Callable[[], float] | None = None,
+        client: Any = None,
+    ) -> None:
+        import redis.asyncio as aredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+        from redis.exceptions import RedisError
+
+        self._errors: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
+        if client is None:
+            # No redis-py retries: a slow or absent Redis must cost one short
+            # timeout, after which the memory backend takes over.
+            common: dict[str, Any] = dict(
+                socket_timeout=op_timeout, socket_connect_timeout=op_timeout,
+                retry=Retry(NoBackoff(), 0), decode_responses=True,
+            )
+            if url:
+                client = aredis.Redis.from_url(url, **common)
+            else:
+                client = aredis.Redis(host=host or "127.0.0.1", port=port or 6379,
+                                      password=password, **common)
+        self._redis = client
+        self._prefix = prefix
+        self._op_timeout = op_timeout
+        self._retry_interval = retry_interval
+        self._cache_ttl = cache_ttl
+        self._time = time_source or time.time
+        self._memory = MemoryStateBackend(self._time)
+        self._down_until = 0.0
+        self._outage = False
+        # deployment -> (view, monotonic time it was read)
+        self._cache: dict[str, tuple[BreakerView, float]] = {}
+        self._scripts = {name: client.register_script(getattr(redis_lua, name)) for name in
+                         ("ADMIT", "RELEASE", "SETTLE", "RECORD_FAILURE", "RECORD_SUCCESS",
+                          "VIEW")}
+
+    # -- plumbing -----------------------------------------------------------
+    def _keys(self, deployment: str) -> list[str]:
+        tag = f"{{{self._prefix}:{deployment}}}"
+        return [tag + ":br", tag + ":rq", tag + ":tk"]
+
+    @property
+    def using_redis(self) -> bool:
+        """False while Redis is considered down and memory serves instead."""
+        return time.monotonic() >= self._down_until
+
+    async def _try(self, op: Callable[[], Awaitable[T]]) -> tuple[bool, T | None]:
+        if not self.using_redis:
+            return False, None
+        try:
+            result = await asyncio.wait_for(op(), self._op_timeout)
+        except asyncio.CancelledError:
+            raise
+        except self._errors as exc:
+            self._went_down(exc)
+            return False, None
+        if self._outage:
+            self._outage = False
+            log.info("Redis is reachable again; shared dispatch state resumes")
+        return True, result
+
+    def _went_down(self, exc: BaseException) -> None:
+        self._down_until = time.monotonic() + self._retry_interval
+        if not self._outage:
+            self._outage = True
+            # Only the exception type: redis URLs in messages could carry a password.
+            log.warning("Redis is unreachable or slow (%s); using this process's own memory "
+                        "for cooldowns and rate limits until it is back", type(exc).__name__)
+
+    def _cache_put(self, deployment: str, view: BreakerView) -> None:
+        self._cache[deployment] = (view, time.monotonic())
+
+    def _cached(self, deployment: str) -> BreakerView | None:
+        hit = self._cache.get(deployment)
+        if hit is None or time.monotonic() - hit[1] > self._cache_ttl:
+            return None
+        return hit[0]
+
+    # -- admission ----------------------------------------------------------
+    async def admit(self, deployment: str, limits: Limits, tokens: int,
+                    probe_ttl: float) -> Admission:
+        if not limits.any:
+            local = self._admit_from_cache(deployment)
+            if local is not None:
+                return local
+        keys = self._keys(deployment)
+        args = [self._time(), -1 if limits.rpm is None else limits.rpm,
+                -1 if limits.tpm is None else limits.tpm, tokens, probe_ttl, RATE_WINDOW]
+        ok, raw = await self._try(lambda: self._scripts["ADMIT"](keys=keys, args=args))
+        if not ok or raw is None:
+            return self._memory.admit_now(deployment, limits, tokens, probe_ttl)
+        return self._admission(deployment, raw)
+
+    def _admit_from_cache(self, deployment: str) -> Admission | None:
+        if not self.using_redis:
+            return None
+        view = self._cached(deployment)
+        if view is None:
+            return None
+        if view.state == "closed":
+            return Admission(True, deployment, store="redis")
+        if view.state == "open" and view.remaining > self._cache_ttl:
+            # The cached remaining time is a little stale; the cache TTL bounds by how much.
+            return Admission(False, deployment, "cooldown", view.remaining, reason=view.reason)
+        return None
+
+    def _admission(self, deployment: str, raw: list[Any]) -> Admission:
+        admitted, refused_by, wait, reason, bucket, probe = raw
+        if admitted:
+            self._cache_put(deployment, BreakerView("half_open", probing=True) if probe
+                            else BreakerView())
+            return Admission(True, deployment, probe=bool(probe),
+                             bucket=None if int(bucket) < 0 else int(bucket),
+                             store="redis")
+        if refused_by == "cooldown":
+            self._cache_put(deployment, BreakerView("open", float(wait), reason))
+        return Admission(False, deployment, refused_by, float(wait), reason=reason,
+                         store="redis")
+
+    async def release(self, admission: Admission) -> None:
+        if admission.store != "redis":
+            self._memory.release_now(admission)
+            return
+        if not admission.probe and admission.bucket is None:
+            return
+        keys = self._keys(admission.deployment)
+        args = ["1" if admission.probe else "0",
+                -1 if admission.bucket is None else admission.bucket, admission.tokens]
+        await self._try(lambda: self._scripts["RELEASE"](keys=keys, args=args))
+
+    async def settle(self, admission: Admission, tokens: int) -> None:
+        if admission.store != "redis":
+            self._memory.settle_now(admission, tokens)
+            return
+        if admission.bucket is None or tokens == admission.tokens:
+            return
+        keys = self._keys(admission.deployment)[2:]
+        args = [admission.bucket, tokens - admission.tokens]
+        await self._try(lambda: self._scripts["SETTLE"](keys=keys, args=args))
+
+    # -- breaker ------------------------------------------------------------
+    async def record_failure(self, deployment: str, event: FailureEvent) -> BreakerView:
+        keys = self._keys(deployment)[:1]
+        args = [self._time(), event.reason, event.cooldown, event.allowed_fails, event.window,
+                min(event.immediate, MAX_COOLDOWN), "1" if event.probe else "0"]
+        ok, raw = await self._try(lambda: self._scripts["RECORD_FAILURE"](keys=keys, args=args))
+        if not ok or raw is None:
+            return self._memory.record_failure_now(deployment, event)
+        view = _view(raw)
+        self._cache_put(deployment, view)
+        return view
+
+    async def record_success(self, deployment: str, *, probe: bool) -> None:
+        if not probe:
+            return
+        keys = self._keys(deployment)[:1]
+        ok, _ = await self._try(
+            lambda: self._scripts["RECORD_SUCCESS"](keys=keys, args=[self._time()]))
+        if ok:
+            self._cache_put(deployment, BreakerView())
+        else:
+            self._memory.record_success_now(deployment, probe=probe)
+
+    async def refresh(self, deployment: str) -> BreakerView:
+        """Read the breaker from Redis now (the memory view while Redis is down)."""
+        keys = self._keys(deployment)[:1]
+        ok, raw = await self._try(lambda: self._scripts["VIEW"](keys=keys, args=[self._time()]))
+        if not ok or raw is None:
+            return self._memory.snapshot(deployment)
+        view = _view(raw)
+        self._cache_put(deployment, view)
+        return view
+
+    def snapshot(self, deployment: str) -> BreakerView:
+        if not self.using_redis:
+            return self._memory.snapshot(deployment)
+        hit = self._cache.get(deployment)
+        if hit is None:
+            return BreakerView()
+        view, read_at = hit
+        if view.state != "open":
+            return view
+        left = view.remaining - (time.monotonic() - read_at)
+        if left > 0:
+            return BreakerView("open", left, view.reason)
+        return BreakerView("half_open", 0.0, view.reason)
+
+    async def clear(self) -> None:
+        """Delete this prefix's keys (tests and `interlock` admin tools)."""
+        async for key in self._redis.scan_iter(match=f"{{{self._prefix}:*"):
+            await self._redis.delete(key)
+        self._cache.clear()
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(*self._errors):
+            await self._redis.aclose()
+
+
+def _view(raw: list[Any]) -> BreakerView:
+    state, remaining, reason, failures, probing = raw
+    return BreakerView(state, float(remaining), reason or "", int(failures), bool(probing))

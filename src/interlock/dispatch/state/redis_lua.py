@@ -1,0 +1,141 @@
+"""The Lua scripts of the Redis state backend: the memory backend's rules, atomically.
+
+Keys per deployment share one hash tag, so a cluster keeps them in one slot:
+    {<prefix>:<deployment>}:br   breaker hash: open, until, reason, failures, wstart, probe
+    {<prefix>:<deployment>}:rq   rpm buckets: second -> requests
+    {<prefix>:<deployment>}:tk   tpm buckets: second -> tokens
+Times are wall-clock seconds passed in by the caller (ARGV[1]); floats travel
+as strings because Redis turns Lua numbers into integers.
+
+Imports: nothing.
+"""
+
+from __future__ import annotations
+
+_VIEW = """
+local function view(key, now)
+  local b = redis.call('HMGET', key, 'open', 'until', 'reason', 'failures', 'probe')
+  if b[1] ~= '1' then return {'closed', '0', '', tonumber(b[4] or '0'), 0} end
+  local untl = tonumber(b[2])
+  if now < untl then return {'open', tostring(untl - now), b[3] or '', 0, 0} end
+  local probing = 0
+  if tonumber(b[5] or '0') > now then probing = 1 end
+  return {'half_open', '0', b[3] or '', 0, probing}
+end
+"""
+
+VIEW = _VIEW + """
+return view(KEYS[1], tonumber(ARGV[1]))
+"""
+
+ADMIT = """
+local now = tonumber(ARGV[1])
+local rpm, tpm = tonumber(ARGV[2]), tonumber(ARGV[3])
+local tokens, ttl, win = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local b = redis.call('HMGET', KEYS[1], 'open', 'until', 'probe', 'reason')
+local probe = 0
+if b[1] == '1' then
+  local untl = tonumber(b[2])
+  if now < untl then return {0, 'cooldown', tostring(untl - now), b[4] or '', -1, 0} end
+  local pu = tonumber(b[3] or '0')
+  if pu > now then return {0, 'half-open', tostring(pu - now), b[4] or '', -1, 0} end
+  probe = 1
+end
+local bucket = -1
+if rpm >= 0 or tpm >= 0 then
+  local sec = math.floor(now)
+  local keep = sec - win + 1
+  local oldest = nil
+  local function sum(key)
+    local all = redis.call('HGETALL', key)
+    local total = 0
+    for i = 1, #all, 2 do
+      local s = tonumber(all[i])
+      if s < keep then
+        redis.call('HDEL', key, all[i])
+      else
+        total = total + tonumber(all[i + 1])
+        if oldest == nil or s < oldest then oldest = s end
+      end
+    end
+    return total
+  end
+  local used_r, used_t = sum(KEYS[2]), sum(KEYS[3])
+  local wait = 1.0
+  if oldest ~= nil then wait = math.max(0.001, oldest + win - now) end
+  if rpm >= 0 and used_r + 1 > rpm then return {0, 'rpm', tostring(wait), '', -1, 0} end
+  if tpm >= 0 and used_t > 0 and used_t + tokens > tpm then
+    return {0, 'tpm', tostring(wait), '', -1, 0}
+  end
+  redis.call('HINCRBY', KEYS[2], sec, 1)
+  redis.call('HINCRBY', KEYS[3], sec, tokens)
+  redis.call('EXPIRE', KEYS[2], win * 2)
+  redis.call('EXPIRE', KEYS[3], win * 2)
+  bucket = sec
+end
+if probe == 1 then redis.call('HSET', KEYS[1], 'probe', tostring(now + ttl)) end
+return {1, '', '0', '', bucket, probe}
+"""
+
+RELEASE = """
+if ARGV[1] == '1' then redis.call('HSET', KEYS[1], 'probe', '0') end
+local bucket = ARGV[2]
+if bucket ~= '-1' then
+  if redis.call('HEXISTS', KEYS[2], bucket) == 1 then redis.call('HINCRBY', KEYS[2], bucket, -1) end
+  if redis.call('HEXISTS', KEYS[3], bucket) == 1 then
+    redis.call('HINCRBY', KEYS[3], bucket, -tonumber(ARGV[3]))
+  end
+end
+return 1
+"""
+
+SETTLE = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  redis.call('HINCRBY', KEYS[1], ARGV[1], tonumber(ARGV[2]))
+end
+return 1
+"""
+
+RECORD_FAILURE = _VIEW + """
+local now, reason = tonumber(ARGV[1]), ARGV[2]
+local cooldown, allowed = tonumber(ARGV[3]), tonumber(ARGV[4])
+local window, immediate, probe = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7] == '1'
+local key = KEYS[1]
+local function open_for(d)
+  redis.call('HSET', key, 'open', '1', 'until', tostring(now + d), 'reason', reason,
+             'failures', '0', 'probe', '0')
+end
+local b = redis.call('HMGET', key, 'open', 'until', 'failures', 'wstart')
+if b[1] == '1' then
+  local untl = tonumber(b[2])
+  if now < untl then
+    if immediate > 0 and now + immediate > untl then
+      redis.call('HSET', key, 'until', tostring(now + immediate))
+    end
+  elseif probe then
+    open_for(math.max(cooldown, immediate))
+  end
+else
+  local f, ws = tonumber(b[3] or '0'), tonumber(b[4] or '0')
+  if now - ws > window then f, ws = 0, now end
+  f = f + 1
+  if f > allowed then
+    open_for(math.max(cooldown, immediate))
+  elseif immediate > 0 then
+    open_for(immediate)
+  else
+    redis.call('HSET', key, 'open', '0', 'failures', tostring(f), 'wstart', tostring(ws))
+  end
+end
+redis.call('EXPIRE', key, 172800)
+return view(key, now)
+"""
+
+RECORD_SUCCESS = """
+local b = redis.call('HMGET', KEYS[1], 'open', 'until')
+if b[1] == '1' and tonumber(ARGV[1]) >= tonumber(b[2]) then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"""
