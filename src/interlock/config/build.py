@@ -1,0 +1,141 @@
+"""From a loaded config to a `Catalog`: keys and `os.environ/VAR` references
+resolved under an environment, base URLs defaulted, prices made per token.
+
+Imports: the standard library, `catalog`, `config.schema`, `config.report`;
+`adapters.registry` inside functions.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from interlock.catalog import Catalog, Deployment, Secret
+from interlock.config.report import SECRET_NAME
+from interlock.config.schema import DeploymentParams, InterlockConfig, ModelEntry, env_ref
+
+_MILLION = Decimal(1_000_000)
+
+
+def resolve_entry(entry: ModelEntry, env: Mapping[str, str]
+                   ) -> tuple[Secret | None, dict[str, Any], str | None]:
+    """(key, resolved parameters, why unavailable) for one entry under `env`."""
+    params = entry.litellm_params
+    key, reasons = _resolve_key(params, env)
+    resolved: dict[str, Any] = {}
+    raw = {"api_base": params.api_base, "api_version": params.api_version,
+           "extra_headers": params.extra_headers, **(params.model_extra or {})}
+    for name, value in raw.items():
+        if value is None:
+            continue
+        value, missing = _resolve_value(value, env)
+        reasons.extend(f"the environment variable {var} (litellm_params.{name}) is not set"
+                       for var in missing)
+        if not missing:
+            resolved[name] = Secret(value) if SECRET_NAME.search(name) else value
+    return key, resolved, "; ".join(reasons) or None
+
+
+def _resolve_value(value: Any, env: Mapping[str, str]) -> tuple[Any, list[str]]:
+    """`value` with `os.environ/VAR` references resolved (inside dicts too, for
+    extra_headers), and the names of the variables that are unset."""
+    if isinstance(value, Mapping):
+        pairs = {k: _resolve_value(v, env) for k, v in value.items()}
+        return {k: v for k, (v, _) in pairs.items()}, [m for _, ms in pairs.values() for m in ms]
+    var = env_ref(value)
+    if var is None:
+        return value, []
+    return (env[var], []) if env.get(var) else (None, [var])
+
+
+def _resolve_key(params: DeploymentParams, env: Mapping[str, str]
+                 ) -> tuple[Secret | None, list[str]]:
+    from interlock.adapters.registry import API_KEY_ENV, KEYLESS_PROVIDERS
+
+    provider = params.provider
+    raw = params.api_key.get_secret_value() if params.api_key is not None else None
+    if raw is None:
+        names = API_KEY_ENV.get(provider, ())
+        if provider in KEYLESS_PROVIDERS or not names:
+            return None, []
+        found = next((env[n] for n in names if env.get(n)), None)
+        if found:
+            return Secret(found), []
+        listed = " or ".join(names)
+        return None, [f"no API key: set {listed} or give litellm_params.api_key"]
+    var = env_ref(raw)
+    if var is not None:
+        value = env.get(var)
+        if value:
+            return Secret(value), []
+        return None, [f"the environment variable {var} (litellm_params.api_key) is not set"]
+    if not raw and provider not in KEYLESS_PROVIDERS:
+        return None, ["litellm_params.api_key is empty"]
+    return (Secret(raw) if raw else None), []
+
+
+def build_catalog(config: InterlockConfig, *, environ: Mapping[str, str] | None = None
+                  ) -> Catalog:
+    """One `Deployment` per model_list entry, keys and base URLs resolved under
+    `environ` (default: the environment the config was loaded with)."""
+    env = environ if environ is not None else config._environ
+    if env is None:
+        env = os.environ
+    names = config.deployment_names()
+    default_drop = bool(config.litellm_settings.drop_params)
+    return Catalog.from_deployments(
+        _deployment(entry, name, env, default_drop)
+        for entry, name in zip(config.model_list, names, strict=True)
+    )
+
+
+def _first(*values: Any) -> Any:
+    """The first value that is not None (a price of 0 is a price)."""
+    return next((v for v in values if v is not None), None)
+
+
+def _per_token(per_token: Decimal | None, per_million: Decimal | None) -> Decimal | None:
+    if per_token is not None:
+        return per_token
+    return per_million / _MILLION if per_million is not None else None
+
+
+def _deployment(entry: ModelEntry, name: str, env: Mapping[str, str],
+                default_drop: bool) -> Deployment:
+    from interlock.adapters.registry import resolve_base_url
+
+    params, info = entry.litellm_params, entry.info
+    key, resolved, reason = resolve_entry(entry, env)
+    api_base = resolved.pop("api_base", None)
+    return Deployment(
+        name=name,
+        group=entry.group,
+        provider=params.provider,
+        model=params.model_id,
+        api_base=resolve_base_url(params.provider, api_base, env),
+        api_key=key,
+        unavailable_reason=reason,
+        timeout=params.timeout,
+        stream_timeout=params.stream_timeout,
+        order=params.order,
+        weight=_first(params.weight, 1.0),
+        rpm=params.rpm,
+        tpm=params.tpm,
+        max_input_tokens=_first(params.max_input_tokens, info.max_input_tokens),
+        max_output_tokens=_first(params.max_output_tokens, params.max_tokens,
+                                 info.max_output_tokens, info.max_tokens),
+        input_cost_per_token=_first(
+            _per_token(params.input_cost_per_token, params.input_cost_per_million),
+            info.input_cost_per_token),
+        output_cost_per_token=_first(
+            _per_token(params.output_cost_per_token, params.output_cost_per_million),
+            info.output_cost_per_token),
+        cached_input_cost_per_token=_first(params.cache_read_input_token_cost,
+                                           info.cache_read_input_token_cost),
+        cooldown_time=params.cooldown_time,
+        drop_params=_first(params.drop_params, default_drop),
+        extra=resolved,
+        model_info=info.model_dump(exclude_none=True),
+    )

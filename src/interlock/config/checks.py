@@ -1,0 +1,170 @@
+"""Checks across config sections that no single field can make: fallbacks and
+routing naming groups that exist, unique deployment ids, one price form per
+side, budgets naming real targets, unauthenticated serving only on loopback.
+
+Imports: the standard library, `config.schema`, `config.report`, the leaf
+settings modules; `adapters.registry` inside a function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from pydantic import BaseModel
+
+from interlock.config.report import did_you_mean
+from interlock.config.schema import GeneralSettings, InterlockConfig, ModelEntry
+from interlock.routing.settings import RoutingSettings
+
+
+def cross_check(config: InterlockConfig) -> list[str]:
+    groups = config.group_names
+    targets = groups + [g for g in config.routing.groups if g not in groups]
+    problems: list[str] = []
+    for section in ("router_settings", "litellm_settings"):
+        problems.extend(_check_fallbacks(getattr(config, section), section, targets))
+    problems.extend(_check_routing(config.routing, groups, targets))
+    problems.extend(_check_ids(config.model_list))
+    problems.extend(_check_prices(config.model_list))
+    problems.extend(_check_budgets(config))
+    problems.extend(_check_general(config.general_settings))
+    return problems
+
+
+def _unknown_group(path: str, name: object, targets: Sequence[str]) -> str:
+    return (f"{path}: got {name!r}; expected a model group (known: {', '.join(targets)})"
+            f"{did_you_mean(str(name), targets, list_valid=False)}")
+
+
+def _fallback_pairs(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """(path, group name) for every name in a fallbacks setting."""
+    if isinstance(value, dict):
+        value = [value]
+        single = True
+    else:
+        single = False
+    for i, mapping in enumerate(value or []):
+        where = path if single else f"{path}[{i}]"
+        for source, fallbacks in mapping.items():
+            if source != "*":  # LiteLLM's "any group" key
+                yield f"{where}.{source}", source
+            for j, target in enumerate(fallbacks):
+                yield f"{where}.{source}[{j}]", target
+
+
+def _check_fallbacks(settings: BaseModel, section: str, targets: Sequence[str]) -> list[str]:
+    problems = []
+    for field in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
+        for path, name in _fallback_pairs(getattr(settings, field), f"{section}.{field}"):
+            if name not in targets:
+                problems.append(_unknown_group(path, name, targets))
+    for j, name in enumerate(getattr(settings, "default_fallbacks", None) or []):
+        if name not in targets:
+            problems.append(_unknown_group(f"{section}.default_fallbacks[{j}]", name, targets))
+    return problems
+
+
+def _check_routing(routing: RoutingSettings, groups: Sequence[str],
+                   targets: Sequence[str]) -> list[str]:
+    problems = []
+    for field in ("default_group", "strong_group", "weak_group"):
+        name = getattr(routing, field, None)
+        if name is not None and name not in targets:
+            problems.append(_unknown_group(f"routing.{field}", name, targets))
+    for router_name, router in routing.routers.items():
+        problems.extend(_check_router_groups(f"routing.routers.{router_name}", router, targets))
+    for routed, spec in routing.groups.items():
+        if routed in groups:
+            problems.append(f"routing.groups.{routed}: got {routed!r}; expected a name that is "
+                            "not also a model_name in model_list (a request could mean either)")
+        problems.extend(_check_routed_members(f"routing.groups.{routed}", spec, targets))
+    return problems
+
+
+def _check_routed_members(path: str, spec: Any, targets: Sequence[str]) -> list[str]:
+    problems = []
+    for key in ("strong", "weak", "default"):
+        name = _spec_get(spec, key)
+        if isinstance(name, str) and name not in targets:
+            problems.append(_unknown_group(f"{path}.{key}", name, targets))
+    members = _spec_get(spec, "members")
+    for j, name in enumerate(members if isinstance(members, list) else []):
+        if name not in targets:
+            problems.append(_unknown_group(f"{path}.members[{j}]", name, targets))
+    return problems
+
+
+def _check_router_groups(path: str, router: Any, targets: Sequence[str]) -> list[str]:
+    # Rules and intents each name a group; a router may name a default and a judge.
+    problems = []
+    for key in ("default", "judge_group"):
+        name = _spec_get(router, key)
+        if isinstance(name, str) and name not in targets:
+            problems.append(_unknown_group(f"{path}.{key}", name, targets))
+    for key in ("rules", "intents"):
+        items = _spec_get(router, key)
+        for j, item in enumerate(items if isinstance(items, list) else []):
+            name = _spec_get(item, "group")
+            if isinstance(name, str) and name not in targets:
+                problems.append(_unknown_group(f"{path}.{key}[{j}].group", name, targets))
+    return problems
+
+
+def _spec_get(spec: Any, key: str) -> Any:
+    # Tolerates dicts and models, so the routing schema can change shape freely.
+    return spec.get(key) if isinstance(spec, Mapping) else getattr(spec, key, None)
+
+
+def _check_ids(entries: Sequence[ModelEntry]) -> list[str]:
+    first: dict[str, int] = {}
+    problems = []
+    for index, entry in enumerate(entries):
+        ident = entry.info.id
+        if ident is None:
+            continue
+        if ident in first:
+            problems.append(f"model_list[{index}].model_info.id: got {ident!r}; expected a unique "
+                            f"id (model_list[{first[ident]}] has it too)")
+        first.setdefault(ident, index)
+    return problems
+
+
+def _check_prices(entries: Sequence[ModelEntry]) -> list[str]:
+    problems = []
+    for index, entry in enumerate(entries):
+        params = entry.litellm_params
+        for side in ("input", "output"):
+            per_token = getattr(params, f"{side}_cost_per_token")
+            per_million = getattr(params, f"{side}_cost_per_million")
+            if per_token is not None and per_million is not None:
+                problems.append(
+                    f"model_list[{index}].litellm_params.{side}_cost_per_million: got "
+                    f"{str(per_million)!r}; expected either {side}_cost_per_token or "
+                    f"{side}_cost_per_million, not both")
+    return problems
+
+
+def _check_budgets(config: InterlockConfig) -> list[str]:
+    from interlock.adapters.registry import known_providers
+
+    names = config.deployment_names()
+    known = {"model_group": config.group_names, "deployment": names,
+             "provider": known_providers()}
+    problems = []
+    for index, budget in enumerate(config.budgets):
+        for field, valid in known.items():
+            value = getattr(budget, field)
+            if value is not None and value not in valid:
+                problems.append(f"budgets[{index}].{field}: got {value!r}; expected one of: "
+                                f"{', '.join(valid)}")
+    return problems
+
+
+def _check_general(general: GeneralSettings) -> list[str]:
+    loopback = {"127.0.0.1", "localhost", "::1"}
+    if general.allow_unauthenticated and general.host and general.host not in loopback:
+        return [f"general_settings.host: got {general.host!r}; expected a loopback address "
+                "(127.0.0.1, localhost, ::1) while allow_unauthenticated is true"]
+    return []
+

@@ -1,0 +1,272 @@
+"""`load_config` and `config_from_router_kwargs`: from a file, dicts or Router
+keyword arguments to a checked `InterlockConfig`.
+
+Reading (YAML with its line numbers, duplicate keys caught), the checks that
+must see the raw data (typos among litellm_params), validation, cross-checks,
+then what follows a valid load: folding litellm_settings in, resolving the
+master key, and warning about deployments that will be unavailable.
+
+Imports: yaml, pydantic, the standard library, `errors`, `config.*`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import SecretStr, ValidationError
+
+from interlock.config.build import resolve_entry
+from interlock.config.checks import cross_check
+from interlock.config.report import config_error, describe_validation_error, did_you_mean
+from interlock.config.schema import (
+    PASSTHROUGH_PARAMS,
+    DeploymentParams,
+    GeneralSettings,
+    InterlockConfig,
+    LiteLLMSettings,
+    env_ref,
+)
+from interlock.dispatch.settings import RouterSettings
+from interlock.errors import ConfigError
+
+
+def load_config(
+    source: str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> InterlockConfig:
+    """Load and check a config from a YAML file path or the same structure as dicts.
+
+    Raises `ConfigError` listing every problem found. `environ` (default: the
+    process environment, read now) resolves `os.environ/VAR` references and the
+    providers' default key variables.
+    """
+    env: Mapping[str, str] = os.environ if environ is None else environ
+    data, path = _read_source(source)
+    where = str(path) if path else "(dict)"
+    problems: list[str] = []
+    warnings: list[str] = []
+    data = _prepare(data, env, problems, warnings)
+    config = _validate(data, problems)
+    if config is not None:
+        problems.extend(cross_check(config))
+    if problems or config is None:
+        raise config_error(where, problems)
+    warnings.extend(_fold_litellm_settings(config))
+    warnings.extend(_resolve_master_key(config.general_settings, env))
+    warnings.extend(_availability_warnings(config, env))
+    config._warnings = warnings
+    config._environ = env
+    config._source = path
+    return config
+
+
+def config_from_router_kwargs(
+    model_list: Iterable[Mapping[str, Any]],
+    *,
+    environ: Mapping[str, str] | None = None,
+    **kwargs: Any,
+) -> InterlockConfig:
+    """The config that `Router(model_list=..., num_retries=3, ...)` describes.
+
+    Keyword arguments are router_settings fields; None means "not given", as in
+    LiteLLM. An unknown keyword raises `ConfigError` with a did-you-mean.
+    """
+    valid = list(RouterSettings.model_fields)
+    problems = [
+        f"Router({key}=...): unknown keyword argument{did_you_mean(key, valid)}"
+        for key in kwargs if key not in RouterSettings.model_fields
+    ]
+    if problems:
+        raise config_error("(Router arguments)", problems)
+    settings = {k: v for k, v in kwargs.items() if v is not None}
+    return load_config({"model_list": list(model_list), "router_settings": settings},
+                       environ=environ)
+
+
+def _read_source(source: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[Any, Path | None]:
+    if isinstance(source, Mapping):
+        return dict(source), None
+    path = Path(source)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"Cannot read the config file {path}: {exc.strerror or exc}") from None
+    loader = _Loader(text)
+    try:
+        data = loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = exc.problem or exc.context or "syntax error"
+        raise ConfigError(f"Invalid YAML in {path}{at}: {what}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"Invalid YAML in {path}: {exc}") from None
+    finally:
+        loader.dispose()
+    if loader.duplicates:
+        raise config_error(str(path), loader.duplicates)
+    if data is None:
+        raise ConfigError(f"The config file {path} is empty; expected a mapping with model_list.")
+    return data, path
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that notes keys given twice in one mapping, which PyYAML would
+    otherwise resolve silently in favour of the last."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicates: list[str] = []
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        self.flatten_mapping(node)
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue
+            if key_node.value in seen:
+                self.duplicates.append(
+                    f"line {key_node.start_mark.line + 1}: the key {key_node.value!r} appears "
+                    "twice in the same mapping; expected each key once")
+            seen.add(key_node.value)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _prepare(data: Any, env: Mapping[str, str], problems: list[str],
+             warnings: list[str]) -> dict[str, Any]:
+    """Checks that pydantic cannot make, on the raw data; returns a copy to validate."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            f"Invalid config: the top level is {type(data).__name__}; expected a mapping "
+            f"with the keys {', '.join(InterlockConfig.model_fields)}.")
+    # `litellm_settings:` with every line under it commented out reads as None.
+    prepared = {k: v for k, v in data.items() if v is not None}
+    if isinstance(prepared.get("router_settings"), Mapping):
+        prepared["router_settings"] = _resolve_section_env(
+            prepared["router_settings"], "router_settings", env, warnings)
+    if prepared.get("environment_variables"):
+        warnings.append("environment_variables: ignored; Interlock reads keys from the process "
+                        "environment, so export them before starting")
+    model_list = prepared.get("model_list")
+    if isinstance(model_list, list):
+        for index, entry in enumerate(model_list):
+            problems.extend(_check_params_keys(index, entry, warnings))
+    return prepared
+
+
+def _resolve_section_env(section: Mapping[str, Any], name: str, env: Mapping[str, str],
+                         warnings: list[str]) -> dict[str, Any]:
+    # LiteLLM files write `redis_host: os.environ/REDIS_HOST`; an unset variable
+    # leaves the setting out (with a warning) rather than stopping the server.
+    resolved: dict[str, Any] = {}
+    for key, value in section.items():
+        var = env_ref(value)
+        if var is None:
+            resolved[key] = value
+        elif env.get(var):
+            resolved[key] = env[var]
+        else:
+            warnings.append(f"{name}.{key}: the environment variable {var} is not set; "
+                            "the setting is left out")
+    return resolved
+
+
+def _check_params_keys(index: int, entry: Any, warnings: list[str]) -> list[str]:
+    if not isinstance(entry, Mapping):
+        return []
+    if "litellm_params" in entry and "params" in entry:
+        return [f"model_list[{index}]: both litellm_params and params are given; "
+                "expected one of them (params is an alias)"]
+    key_name = "params" if "params" in entry else "litellm_params"
+    params = entry.get(key_name)
+    if not isinstance(params, Mapping):
+        return []
+    known = list(DeploymentParams.model_fields)
+    problems = []
+    for key in params:
+        if not isinstance(key, str) or key in DeploymentParams.model_fields:
+            continue
+        if key in PASSTHROUGH_PARAMS:
+            continue
+        path = f"model_list[{index}].{key_name}.{key}"
+        # A near miss of a key Interlock reads is a typo that would silently
+        # drop a limit or a key; anything else is a provider-specific parameter.
+        if _looks_like_typo(key, known):
+            problems.append(f"{path}: unknown key{did_you_mean(key, known)}")
+        else:
+            warnings.append(f"{path}: not a key Interlock reads; passed to the adapter as a "
+                            f"provider-specific parameter{did_you_mean(key, known)}")
+    return problems
+
+
+def _looks_like_typo(key: str, known: Sequence[str]) -> bool:
+    # Close by difflib, or the same letters reordered ('rmp' for 'rpm').
+    return bool(difflib.get_close_matches(key, known, n=1, cutoff=0.8)) or any(
+        sorted(key) == sorted(k) for k in known)
+
+
+def _validate(data: dict[str, Any], problems: list[str]) -> InterlockConfig | None:
+    try:
+        config = InterlockConfig.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(describe_validation_error(exc, InterlockConfig))
+        return None
+    return config
+
+
+def _fold_litellm_settings(config: InterlockConfig) -> list[str]:
+    settings = config.litellm_settings
+    router = config.router_settings
+    warnings = []
+    for source, target in LiteLLMSettings.FOLDED.items():
+        value = getattr(settings, source)
+        if value is None:
+            continue
+        if target in router.model_fields_set:
+            if getattr(router, target) != value:
+                warnings.append(f"litellm_settings.{source}: overridden by "
+                                f"router_settings.{target}")
+            continue
+        setattr(router, target, value)
+    for key in sorted(settings.model_fields_set & LiteLLMSettings.IGNORED):
+        warnings.append(f"litellm_settings.{key}: accepted for LiteLLM compatibility; "
+                        "it has no effect in Interlock")
+    general = config.general_settings
+    for key in sorted(general.model_fields_set & GeneralSettings.IGNORED):
+        warnings.append(f"general_settings.{key}: accepted for LiteLLM compatibility; "
+                        "it has no effect in Interlock")
+    return warnings
+
+
+def _resolve_master_key(general: GeneralSettings, env: Mapping[str, str]) -> list[str]:
+    raw = general.master_key.get_secret_value() if general.master_key else None
+    var = env_ref(raw)
+    if raw is None:
+        fallback = env.get("INTERLOCK_MASTER_KEY")
+        general.master_key = SecretStr(fallback) if fallback else None
+        return []
+    if var is None:
+        return []
+    value = env.get(var)
+    general.master_key = SecretStr(value) if value else None
+    if value:
+        return []
+    return [f"general_settings.master_key: the environment variable {var} is not set; "
+            "the gateway has no master key"]
+
+
+def _availability_warnings(config: InterlockConfig, env: Mapping[str, str]) -> list[str]:
+    warnings = []
+    for index, (entry, name) in enumerate(zip(config.model_list, config.deployment_names(),
+                                              strict=True)):
+        reason = resolve_entry(entry, env)[2]
+        if reason:
+            warnings.append(f"model_list[{index}] ({name}): unavailable: {reason}")
+    return warnings
+

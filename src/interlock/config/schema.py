@@ -1,0 +1,337 @@
+"""The config schema: `InterlockConfig` and the `model_list` entry models.
+
+`model_list` entries take LiteLLM's shape (`model_name`, `litellm_params` or
+`params`, `model_info`); `litellm_settings` and `general_settings` accept the
+LiteLLM keys users commonly write. The other sections are the leaf schemas of
+the layers that own them, composed here.
+
+Imports: pydantic, the standard library, `config.report`, the leaf settings
+modules; `adapters.registry` only inside functions (it brings in the HTTP
+stack, and `import interlock.config` must stay light).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from interlock.config.report import SECRET_NAME, did_you_mean
+from interlock.costs.settings import Budget, LedgerSettings, PriceOverride
+from interlock.dispatch.settings import RouterSettings
+from interlock.routing.settings import RoutingSettings
+
+ENV_PREFIX = "os.environ/"
+# litellm_params keys that LiteLLM users write and Interlock has no field for:
+# accepted quietly and handed to the adapter in `Deployment.extra`.
+PASSTHROUGH_PARAMS = frozenset({
+    "organization", "headers", "max_retries", "num_retries", "temperature", "top_p", "seed",
+    "stop", "max_completion_tokens", "region_name", "vertex_project", "vertex_location",
+    "vertex_credentials", "aws_access_key_id", "aws_secret_access_key", "aws_region_name",
+    "aws_session_token", "tags", "base_model", "use_in_pass_through", "mock_response",
+    "input_cost_per_second", "output_cost_per_second", "litellm_credential_name",
+})
+_Fallbacks = list[dict[str, list[str]]] | dict[str, list[str]]
+
+
+def env_ref(value: object) -> str | None:
+    """The variable name of an `os.environ/VAR` reference, else None."""
+    if isinstance(value, str) and value.startswith(ENV_PREFIX):
+        return value[len(ENV_PREFIX):].strip()
+    return None
+
+
+def _split_model(model: str, custom_provider: str | None) -> tuple[str, str]:
+    if custom_provider:
+        prefix = f"{custom_provider}/"
+        return custom_provider, model[len(prefix):] if model.startswith(prefix) else model
+    provider, _, model_id = model.partition("/")
+    return provider, model_id
+
+
+class DeploymentParams(BaseModel):
+    """`litellm_params` (or `params`) of one `model_list` entry."""
+
+    # Unknown keys are allowed here (LiteLLM has hundreds of provider-specific
+    # ones); `_check_params_keys` rejects the ones that look like typos.
+    model_config = ConfigDict(extra="allow")
+
+    # Declared before `model`, whose validator reads it.
+    custom_llm_provider: str | None = None
+    model: str
+    api_key: SecretStr | None = None
+    api_base: str | None = None
+    api_version: str | None = None
+    order: int | None = Field(default=None, ge=0)
+    weight: float | None = Field(default=None, ge=0)
+    timeout: float | None = Field(default=None, gt=0)
+    stream_timeout: float | None = Field(default=None, gt=0)
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+    max_input_tokens: int | None = Field(default=None, ge=1)
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    input_cost_per_token: Decimal | None = Field(default=None, ge=0)
+    output_cost_per_token: Decimal | None = Field(default=None, ge=0)
+    input_cost_per_million: Decimal | None = Field(default=None, ge=0)
+    output_cost_per_million: Decimal | None = Field(default=None, ge=0)
+    cache_read_input_token_cost: Decimal | None = Field(default=None, ge=0)
+    cooldown_time: float | None = Field(default=None, ge=0)
+    drop_params: bool | None = None
+    extra_headers: dict[str, str] | None = Field(default=None, repr=False)
+
+    @field_validator("custom_llm_provider")
+    @classmethod
+    def _known_custom_provider(cls, value: str | None) -> str | None:
+        if value is not None:
+            _require_known_provider(value, value)
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _known_provider(cls, value: str, info: ValidationInfo) -> str:
+        custom = info.data.get("custom_llm_provider")
+        provider, model_id = _split_model(value, custom)
+        _require_known_provider(provider if model_id else "", value)
+        return value
+
+    @property
+    def provider(self) -> str:
+        return _split_model(self.model, self.custom_llm_provider)[0]
+
+    @property
+    def model_id(self) -> str:
+        return _split_model(self.model, self.custom_llm_provider)[1]
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            secret = name is not None and SECRET_NAME.search(name) and value is not None
+            yield name, "********" if secret and not isinstance(value, SecretStr) else value
+
+
+def _require_known_provider(provider: str, model: str) -> None:
+    """Raises unless `provider` is known (an empty one means the model had no
+    `<provider>/` prefix or no model id after it)."""
+    from interlock.adapters.registry import known_providers
+
+    known = known_providers()
+    if provider not in known:
+        raise PydanticCustomError(
+            "unknown_provider",
+            "expected '<provider>/<model-id>' with a known provider ({known}); "
+            "for example 'anthropic/claude-sonnet-4-20250514' or 'gemini/gemini-2.5-pro'"
+            "{hint}",
+            {"known": ", ".join(known),
+             "hint": did_you_mean(provider, known, list_valid=False) if provider else ""},
+        )
+
+
+class ModelInfo(BaseModel):
+    """`model_info` of one entry: free-form, with the keys Interlock reads typed."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str | None = Field(default=None, min_length=1)
+    mode: str | None = None
+    base_model: str | None = None
+    max_input_tokens: int | None = Field(default=None, ge=1)
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    input_cost_per_token: Decimal | None = Field(default=None, ge=0)
+    output_cost_per_token: Decimal | None = Field(default=None, ge=0)
+    cache_read_input_token_cost: Decimal | None = Field(default=None, ge=0)
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_as_text(cls, value: object) -> object:
+        # YAML reads `id: 1` as an int; an id is a name.
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class ModelEntry(BaseModel):
+    """One `model_list` entry: a deployment of the group `model_name`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_name: str = Field(min_length=1)
+    litellm_params: DeploymentParams = Field(
+        validation_alias=AliasChoices("litellm_params", "params"))
+    model_info: ModelInfo | None = None
+
+    @property
+    def group(self) -> str:
+        return self.model_name
+
+    @property
+    def info(self) -> ModelInfo:
+        return self.model_info or ModelInfo()
+
+
+class LiteLLMSettings(BaseModel):
+    """LiteLLM's `litellm_settings`: the keys with a meaning here are folded into
+    `router_settings` (or the deployments' defaults); the others in IGNORED are
+    accepted so LiteLLM files load, with a warning that they do nothing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    FOLDED: ClassVar[dict[str, str]] = {
+        "num_retries": "num_retries",
+        "request_timeout": "timeout",
+        "fallbacks": "fallbacks",
+        "context_window_fallbacks": "context_window_fallbacks",
+        "content_policy_fallbacks": "content_policy_fallbacks",
+        "default_fallbacks": "default_fallbacks",
+    }
+    IGNORED: ClassVar[frozenset[str]] = frozenset({
+        "set_verbose", "json_logs", "success_callback", "failure_callback", "callbacks",
+        "service_callback", "cache", "cache_params", "telemetry", "turn_off_message_logging",
+        "redact_user_api_key_info", "modify_params",
+    })
+
+    drop_params: bool | None = None
+    num_retries: int | None = Field(default=None, ge=0, le=20)
+    request_timeout: float | None = Field(default=None, gt=0)
+    fallbacks: _Fallbacks | None = None
+    context_window_fallbacks: _Fallbacks | None = None
+    content_policy_fallbacks: _Fallbacks | None = None
+    default_fallbacks: list[str] | None = None
+    set_verbose: bool | None = None
+    json_logs: bool | None = None
+    success_callback: Any = None
+    failure_callback: Any = None
+    callbacks: Any = None
+    service_callback: Any = None
+    cache: Any = None
+    cache_params: Any = Field(default=None, repr=False)
+    telemetry: Any = None
+    turn_off_message_logging: Any = None
+    redact_user_api_key_info: Any = None
+    modify_params: Any = None
+
+
+class GeneralSettings(BaseModel):
+    """`general_settings`: the gateway's own settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    IGNORED: ClassVar[frozenset[str]] = frozenset({
+        "database_url", "store_model_in_db", "alerting", "disable_spend_logs",
+        "proxy_batch_write_at", "background_health_checks", "health_check_interval",
+    })
+
+    # A literal or `os.environ/VAR`; after loading, the resolved key (or
+    # INTERLOCK_MASTER_KEY from the environment when the file gives none).
+    master_key: SecretStr | None = None
+    # Serve without a key; the server allows it only on a loopback address.
+    allow_unauthenticated: bool = False
+    max_request_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    drain_timeout: float = Field(default=30.0, ge=0)
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    database_url: Any = Field(default=None, repr=False)
+    store_model_in_db: Any = None
+    alerting: Any = None
+    disable_spend_logs: Any = None
+    proxy_batch_write_at: Any = None
+    background_health_checks: Any = None
+    health_check_interval: Any = None
+
+
+class InterlockConfig(BaseModel):
+    """A whole loaded config. Build it with `load_config`, not directly."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_list: list[ModelEntry] = Field(min_length=1)
+    router_settings: RouterSettings = Field(default_factory=RouterSettings)
+    litellm_settings: LiteLLMSettings = Field(default_factory=LiteLLMSettings)
+    general_settings: GeneralSettings = Field(default_factory=GeneralSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    prices: dict[str, PriceOverride] = Field(default_factory=dict)
+    budgets: list[Budget] = Field(default_factory=list)
+    ledger: LedgerSettings = Field(default_factory=LedgerSettings)
+    # LiteLLM writes this block; Interlock does not set environment variables.
+    environment_variables: dict[str, Any] = Field(default_factory=dict, repr=False, exclude=True)
+
+    _warnings: list[str] = PrivateAttr(default_factory=list)
+    _environ: Mapping[str, str] | None = PrivateAttr(default=None)
+    _source: Path | None = PrivateAttr(default=None)
+
+    @property
+    def warnings(self) -> list[str]:
+        """What loaded but deserves attention: unavailable deployments, ignored keys."""
+        return list(self._warnings)
+
+    @property
+    def source(self) -> Path | None:
+        """The file the config came from (None for dicts)."""
+        return self._source
+
+    @property
+    def group_names(self) -> list[str]:
+        return list(dict.fromkeys(e.model_name for e in self.model_list))
+
+    def deployment_names(self) -> list[str]:
+        """The deployment names, in model_list order (see `_deployment_names`)."""
+        return _deployment_names(self.model_list)
+
+    @field_serializer("router_settings", mode="wrap")
+    def _dump_router(self, value: RouterSettings, handler: SerializerFunctionWrapHandler,
+                     info: SerializationInfo) -> Any:
+        # JSON dumps end up in logs; python-mode dumps keep the values, as SecretStr does.
+        return handler(_masked_router(value) if info.mode == "json" else value)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # RouterSettings holds Redis credentials as plain strings.
+        for name, value in super().__repr_args__():
+            yield name, _masked_router(value) if isinstance(value, RouterSettings) else value
+
+
+def _masked_router(settings: RouterSettings) -> RouterSettings:
+    update: dict[str, Any] = {}
+    if settings.redis_password:
+        update["redis_password"] = "********"
+    if settings.redis_url:
+        update["redis_url"] = re.sub(r"://([^:@/]*):([^@/]*)@", r"://\1:********@",
+                                     settings.redis_url)
+    return settings.model_copy(update=update) if update else settings
+
+
+def _deployment_names(entries: Sequence[ModelEntry]) -> list[str]:
+    """model_info.id when given, else `group/provider/model`, with `#2`, `#3`, ...
+    on repeats so every deployment has its own name (cooldowns are per name)."""
+    taken = {e.info.id for e in entries if e.info.id}
+    names: list[str] = []
+    seen: dict[str, int] = {}
+    for entry in entries:
+        if entry.info.id:
+            names.append(entry.info.id)
+            continue
+        base = f"{entry.group}/{entry.litellm_params.provider}/{entry.litellm_params.model_id}"
+        count = seen.get(base, 0) + 1
+        name = base if count == 1 else f"{base}#{count}"
+        while name in taken:
+            count += 1
+            name = f"{base}#{count}"
+        seen[base] = count
+        taken.add(name)
+        names.append(name)
+    return names
+
