@@ -471,6 +471,27 @@ def test_yaml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
     assert "line 5" in message
 
 
+def test_problems_in_a_file_carry_their_line(tmp_path: Path) -> None:
+    path = _write(tmp_path, """\
+        model_list:
+          - model_name: g
+            litellm_params:
+              model: openai/gpt-4o
+              rpm: lots
+          - model_name: h
+            litellm_params:
+              api_key: os.environ/X
+        router_settings:
+          num_retires: 3
+        """)
+    message = _error(path)
+    assert "model_list[0].litellm_params.rpm: got 'lots'" in message
+    assert "integer (line 5)" in message
+    # A missing key points at the mapping it is missing from.
+    assert "model_list[1].litellm_params.model: missing; this key is required (line 7)" in message
+    assert "did you mean 'num_retries'? (line 10)" in message
+
+
 def test_duplicate_yaml_key_is_reported_with_line(tmp_path: Path) -> None:
     path = _write(tmp_path, """\
         model_list:

@@ -47,7 +47,7 @@ def load_config(
     providers' default key variables.
     """
     env: Mapping[str, str] = os.environ if environ is None else environ
-    data, path = _read_source(source)
+    data, path, lines = _read_source(source)
     where = str(path) if path else "(dict)"
     problems: list[str] = []
     warnings: list[str] = []
@@ -56,7 +56,7 @@ def load_config(
     if config is not None:
         problems.extend(cross_check(config))
     if problems or config is None:
-        raise config_error(where, problems)
+        raise config_error(where, problems, lines)
     warnings.extend(_fold_litellm_settings(config))
     warnings.extend(_resolve_master_key(config.general_settings, env))
     warnings.extend(_availability_warnings(config, env))
@@ -89,9 +89,11 @@ def config_from_router_kwargs(
                        environ=environ)
 
 
-def _read_source(source: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[Any, Path | None]:
+def _read_source(source: str | os.PathLike[str] | Mapping[str, Any]
+                 ) -> tuple[Any, Path | None, dict[str, int]]:
+    """(data, file path or None, line of each path in the file)."""
     if isinstance(source, Mapping):
-        return dict(source), None
+        return dict(source), None, {}
     path = Path(source)
     try:
         text = path.read_text(encoding="utf-8")
@@ -99,7 +101,8 @@ def _read_source(source: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[An
         raise ConfigError(f"Cannot read the config file {path}: {exc.strerror or exc}") from None
     loader = _Loader(text)
     try:
-        data = loader.get_single_data()
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -111,9 +114,27 @@ def _read_source(source: str | os.PathLike[str] | Mapping[str, Any]) -> tuple[An
         loader.dispose()
     if loader.duplicates:
         raise config_error(str(path), loader.duplicates)
-    if data is None:
+    if data is None or node is None:
         raise ConfigError(f"The config file {path} is empty; expected a mapping with model_list.")
-    return data, path
+    lines: dict[str, int] = {}
+    _node_lines(node, "", lines, depth=0)
+    return data, path, lines
+
+
+def _node_lines(node: yaml.Node, path: str, lines: dict[str, int], depth: int) -> None:
+    """Record the line of every key and list item, by the path the error report uses."""
+    if depth > 64:  # aliases can make a node its own descendant
+        return
+    children: list[tuple[str, yaml.Node, int]] = []
+    if isinstance(node, yaml.MappingNode):
+        children = [(f"{path}.{k.value}" if path else str(k.value), v, k.start_mark.line)
+                    for k, v in node.value if isinstance(k, yaml.ScalarNode)]
+    elif isinstance(node, yaml.SequenceNode):
+        children = [(f"{path}[{i}]", item, item.start_mark.line)
+                    for i, item in enumerate(node.value)]
+    for child, value, line in children:
+        lines.setdefault(child, line + 1)
+        _node_lines(value, child, lines, depth + 1)
 
 
 class _Loader(yaml.SafeLoader):

@@ -25,10 +25,23 @@ SECRET_NAME = re.compile(r"(api_key|master_key|password|secret|credential|access
                          r"session_token|auth_token|authorization)", re.IGNORECASE)
 
 
-def config_error(where: str, problems: list[str]) -> ConfigError:
+def config_error(where: str, problems: list[str],
+                 lines: Mapping[str, int] | None = None) -> ConfigError:
+    """One ConfigError listing every problem (`path: what`), each with the line of
+    the file it is on when `lines` (path -> line) is known."""
     count = f"{len(problems)} problem" + ("s" if len(problems) != 1 else "")
-    lines = "\n".join(f"  - {redact(p)}" for p in sorted(problems, key=_natural))
-    return ConfigError(f"Invalid Interlock config {where}: {count}:\n{lines}")
+    listed = "\n".join(f"  - {redact(_with_line(p, lines or {}))}"
+                       for p in sorted(problems, key=_natural))
+    return ConfigError(f"Invalid Interlock config {where}: {count}:\n{listed}")
+
+
+def _with_line(problem: str, lines: Mapping[str, int]) -> str:
+    path = problem.split(": ", 1)[0]
+    # A missing key has no line of its own; the nearest enclosing one will do.
+    while path and path not in lines:
+        trimmed = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", path)
+        path = "" if trimmed == path else trimmed
+    return f"{problem} (line {lines[path]})" if path else problem
 
 
 def _natural(text: str) -> list[tuple[int, str]]:
