@@ -259,7 +259,7 @@ def test_literal_key_and_env_refs_in_other_params() -> None:
     assert deployment.extra["api_version"] == "2024-10-01"
     assert deployment.extra["extra_headers"] == {"X-Team": "search"}
     assert deployment.extra["aws_secret_access_key"] == Secret("s3cr3t-aws")
-    for text in (repr(deployment), repr(config), str(config)):
+    for text in (repr(deployment), repr(config), str(config), config.model_dump_json()):
         assert OPENAI_KEY not in text and "s3cr3t-aws" not in text
 
     unset = load_config({"model_list": [entry]}, environ={})

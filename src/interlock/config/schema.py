@@ -30,6 +30,7 @@ from pydantic import (
     ValidationInfo,
     field_serializer,
     field_validator,
+    model_serializer,
 )
 from pydantic_core import PydanticCustomError
 
@@ -101,7 +102,7 @@ class DeploymentParams(BaseModel):
     @classmethod
     def _known_custom_provider(cls, value: str | None) -> str | None:
         if value is not None:
-            _require_known_provider(value, value)
+            _require_known_provider(value)
         return value
 
     @field_validator("model")
@@ -109,7 +110,7 @@ class DeploymentParams(BaseModel):
     def _known_provider(cls, value: str, info: ValidationInfo) -> str:
         custom = info.data.get("custom_llm_provider")
         provider, model_id = _split_model(value, custom)
-        _require_known_provider(provider if model_id else "", value)
+        _require_known_provider(provider if model_id else "")
         return value
 
     @property
@@ -121,12 +122,24 @@ class DeploymentParams(BaseModel):
         return _split_model(self.model, self.custom_llm_provider)[1]
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # Extra keys such as aws_secret_access_key are plain strings.
         for name, value in super().__repr_args__():
-            secret = name is not None and SECRET_NAME.search(name) and value is not None
-            yield name, "********" if secret and not isinstance(value, SecretStr) else value
+            yield name, _mask_extra(name, value)
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
+        data = handler(self)
+        if info.mode == "json" and isinstance(data, dict):
+            return {name: _mask_extra(name, value) for name, value in data.items()}
+        return data
 
 
-def _require_known_provider(provider: str, model: str) -> None:
+def _mask_extra(name: str | None, value: Any) -> Any:
+    secret = name is not None and SECRET_NAME.search(name) and value is not None
+    return "********" if secret and not isinstance(value, SecretStr) else value
+
+
+def _require_known_provider(provider: str) -> None:
     """Raises unless `provider` is known (an empty one means the model had no
     `<provider>/` prefix or no model id after it)."""
     from interlock.adapters.registry import known_providers
@@ -219,7 +232,7 @@ class LiteLLMSettings(BaseModel):
     callbacks: Any = None
     service_callback: Any = None
     cache: Any = None
-    cache_params: Any = Field(default=None, repr=False)
+    cache_params: Any = Field(default=None, repr=False, exclude=True)
     telemetry: Any = None
     turn_off_message_logging: Any = None
     redact_user_api_key_info: Any = None
@@ -245,7 +258,7 @@ class GeneralSettings(BaseModel):
     drain_timeout: float = Field(default=30.0, ge=0)
     host: str | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
-    database_url: Any = Field(default=None, repr=False)
+    database_url: Any = Field(default=None, repr=False, exclude=True)
     store_model_in_db: Any = None
     alerting: Any = None
     disable_spend_logs: Any = None
