@@ -159,8 +159,13 @@ class Dispatcher:
         if deployments is None:
             return None, FallbackKind.CONTEXT_WINDOW
         calls = 0
+        retry_owed = False
+        run.retries.clear()  # every group gets its own retries (the amplification bound)
         while calls <= self.policy.max_retries and not run.expired(self._clock.now()):
             picked = await self._pick(run, group, deployments)
+            if picked is None and retry_owed and await self._wait_in_group(run, group):
+                retry_owed = False
+                continue
             if picked is None or not await self._backoff(run, picked):
                 break
             calls += 1
@@ -172,7 +177,23 @@ class Dispatcher:
             kind = self._apply(run, picked.deployment, error)
             if kind is not None:
                 return None, kind
+            retry_owed = True
         return None, FallbackKind.GENERAL
+
+    async def _wait_in_group(self, run: Run, group: str) -> bool:
+        """A retry is owed but every deployment of the group is cooling (say a 429 with
+        Retry-After): wait for the earliest one to recover if the deadline allows."""
+        waits = [s.retry_after for s in run.skips.values()
+                 if s.group == group and s.retry_after is not None]
+        if not waits:
+            return False
+        wait = min(waits)
+        remaining = run.remaining(self._clock.now())
+        if wait > self.policy.retry_after_cap or (remaining is not None and wait >= remaining):
+            return False
+        await self._clock.sleep(wait + 0.001)
+        run.delays.clear()  # the wait was the backoff
+        return True
 
     def _apply(self, run: Run, d: Deployment, error: ProviderError) -> FallbackKind | None:
         """Carry out the retry decision: None to stay in the group, else the fallback kind."""

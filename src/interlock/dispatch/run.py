@@ -46,7 +46,7 @@ class Run:
     failed: set[str] = field(default_factory=set)
     # Deployments never to be called again in this request (401, 400, ...).
     excluded: set[str] = field(default_factory=set)
-    # Retries spent per error class.
+    # Retries spent per error class in the current group.
     retries: dict[type[ProviderError], int] = field(default_factory=dict)
     # Backoff owed before calling a failed deployment again.
     delays: dict[str, float] = field(default_factory=dict)

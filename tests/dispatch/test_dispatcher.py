@@ -1,0 +1,381 @@
+"""The dispatcher against a scripted fake adapter, in virtual time."""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+
+from interlock.errors import (
+    AuthenticationFailed,
+    BadRequest,
+    BudgetExceeded,
+    ContentFiltered,
+    ContextWindowExceeded,
+    NoDeploymentAvailable,
+    Overloaded,
+    RateLimited,
+    UnknownModel,
+    UnsupportedParameter,
+    UpstreamServerError,
+)
+from tests.dispatch.fakes import dep, fail, hang, make, ok, request
+
+E500 = fail(UpstreamServerError, 500)
+
+
+async def test_success_records_one_ok_attempt() -> None:
+    h = make([dep("a")])
+    result = await h.dispatcher.complete(request(), "g")
+    assert result.response.content == "hello from a"
+    assert result.deployment.name == "a" and result.group == "g"
+    assert [(a.deployment, a.outcome, a.status) for a in result.attempts] == [("a", "ok", 200)]
+
+
+async def test_unknown_group_raises_unknown_model() -> None:
+    h = make([dep("a")])
+    with pytest.raises(UnknownModel):
+        await h.dispatcher.complete(request(), "nope")
+
+
+async def test_order_lower_first_next_order_only_when_lower_unavailable() -> None:
+    h = make([dep("second", order=2), dep("first", order=1), dep("third", order=3)])
+    for _ in range(20):
+        assert (await h.dispatcher.complete(request(), "g")).deployment.name == "first"
+    # Cool "first" down (auth failure cools at once): traffic moves to order 2 only.
+    h.adapter.script("first", fail(AuthenticationFailed, 401))
+    result = await h.dispatcher.complete(request(), "g")
+    assert [a.outcome for a in result.attempts] == ["AuthenticationFailed", "ok"]
+    for _ in range(20):
+        assert (await h.dispatcher.complete(request(), "g")).deployment.name == "second"
+    assert h.adapter.count("third") == 0
+
+
+async def test_weight_distribution_follows_weights() -> None:
+    h = make([dep("heavy", weight=3.0), dep("light", weight=1.0)], seed=7)
+    counts = collections.Counter(
+        [(await h.dispatcher.complete(request(), "g")).deployment.name for _ in range(2000)])
+    share = counts["heavy"] / 2000
+    assert 0.71 <= share <= 0.79, counts  # expected 0.75
+
+
+async def test_latency_based_prefers_the_fast_deployment() -> None:
+    h = make([dep("slow"), dep("fast")], routing_strategy="latency-based")
+    h.adapter.script("slow", then=ok(latency=2.0))
+    h.adapter.script("fast", then=ok(latency=0.2))
+    picks = [(await h.dispatcher.complete(request(), "g")).deployment.name for _ in range(50)]
+    # Both are measured first, then the fast one takes the traffic.
+    assert set(picks[:2]) == {"slow", "fast"}
+    assert picks[2:].count("fast") == 48
+
+
+async def test_latency_based_moves_away_from_errors() -> None:
+    h = make([dep("flaky"), dep("steady")], routing_strategy="latency-based", allowed_fails=100)
+    h.adapter.script("flaky", ok(latency=0.1), then=E500)
+    h.adapter.script("steady", then=ok(latency=0.3))
+    picks = [(await h.dispatcher.complete(request(), "g")).deployment.name for _ in range(30)]
+    assert picks[-20:] == ["steady"] * 20
+
+
+async def test_retry_same_deployment_with_backoff_then_success() -> None:
+    h = make([dep("a")], num_retries=2)
+    h.adapter.script("a", E500, E500)
+    start = h.clock.now()
+    result = await h.dispatcher.complete(request(), "g")
+    assert [a.outcome for a in result.attempts] == [
+        "UpstreamServerError", "UpstreamServerError", "ok"]
+    calls = h.adapter.calls
+    # Full jitter under 0.1 * 2**n: the waits are bounded by 0.1 and 0.2.
+    assert 0 <= calls[1].at - calls[0].at <= 0.1 + 1e-9
+    assert 0 <= calls[2].at - calls[1].at <= 0.2 + 1e-9
+    assert h.clock.now() - start <= 0.3 + 1e-9
+
+
+async def test_retry_prefers_another_deployment_without_waiting() -> None:
+    h = make([dep("a", order=1), dep("b", order=2)], num_retries=1)
+    h.adapter.script("a", E500)
+    start = h.clock.now()
+    result = await h.dispatcher.complete(request(), "g")
+    assert [(a.deployment, a.outcome) for a in result.attempts] == [
+        ("a", "UpstreamServerError"), ("b", "ok")]
+    assert h.clock.now() == start
+
+
+async def test_retry_after_is_waited_when_only_the_same_deployment_is_left() -> None:
+    h = make([dep("a")], num_retries=1, allowed_fails=5, cooldown_time=1)
+    # Retry-After cools the deployment at once, so the retry waits for recovery.
+    h.adapter.script("a", fail(RateLimited, 429, retry_after=3))
+    start = h.clock.now()
+    result = await h.dispatcher.complete(request(), "g")
+    assert result.response.content == "hello from a"
+    assert h.clock.now() - start == pytest.approx(3.0, abs=0.01)
+
+
+async def test_invalid_request_from_adapter_is_raised_at_once() -> None:
+    h = make([dep("a"), dep("b")], fallbacks={"g": ["h"]})
+
+    async def unsupported(a, r, d, t):
+        raise UnsupportedParameter("logprobs", "fake")
+
+    h.adapter.default = unsupported
+    with pytest.raises(UnsupportedParameter) as info:
+        await h.dispatcher.complete(request(), "g")
+    assert h.adapter.count() == 1
+    assert [a.outcome for a in info.value.attempts] == ["UnsupportedParameter"]
+
+
+async def test_general_fallback_after_retries_are_used_up() -> None:
+    h = make([dep("a", group="g"), dep("b", group="backup")], num_retries=1,
+             fallbacks=[{"g": ["backup"]}])
+    h.adapter.script("a", then=E500)
+    result = await h.dispatcher.complete(request(), "g")
+    assert result.group == "backup"
+    assert [(a.group, a.outcome) for a in result.attempts] == [
+        ("g", "UpstreamServerError"), ("g", "UpstreamServerError"), ("backup", "ok")]
+
+
+async def test_default_fallbacks_apply_to_groups_without_a_chain() -> None:
+    h = make([dep("a", group="g"), dep("b", group="spare")], num_retries=0,
+             default_fallbacks=["spare"])
+    h.adapter.script("a", E500)
+    assert (await h.dispatcher.complete(request(), "g")).group == "spare"
+
+
+async def test_context_window_fallback() -> None:
+    h = make([dep("small", group="g"), dep("big", group="long"), dep("other", group="x")],
+             fallbacks={"g": ["x"]}, context_window_fallbacks={"g": ["long"]})
+    h.adapter.script("small", fail(ContextWindowExceeded, 400))
+    result = await h.dispatcher.complete(request(), "g")
+    assert result.group == "long"
+    assert h.adapter.count("small") == 1 and h.adapter.count("other") == 0
+
+
+async def test_content_policy_fallback() -> None:
+    h = make([dep("strict", group="g"), dep("lenient", group="cp"), dep("o", group="x")],
+             fallbacks={"g": ["x"]}, content_policy_fallbacks={"g": ["cp"]})
+    h.adapter.script("strict", fail(ContentFiltered, 400))
+    assert (await h.dispatcher.complete(request(), "g")).group == "cp"
+
+
+async def test_per_request_fallbacks_narrow_and_never_widen() -> None:
+    deployments = [dep("a", group="g"), dep("b1", group="b"), dep("c1", group="c"),
+                   dep("secret1", group="secret")]
+    h = make(deployments, num_retries=0, fallbacks={"g": ["b", "c"]})
+    h.adapter.script("a", then=E500)
+    h.adapter.script("b1", then=E500)
+    # "secret" is not in g's chain, so asking for it changes nothing; "c" is kept.
+    result = await h.dispatcher.complete(request(fallbacks=["secret", "c"]), "g")
+    assert result.group == "c"
+    assert h.adapter.count("b1") == 0 and h.adapter.count("secret1") == 0
+    with pytest.raises(UpstreamServerError):
+        await h.dispatcher.complete(request(fallbacks=["secret"]), "g")
+    assert h.adapter.count("secret1") == 0
+    with pytest.raises(UpstreamServerError):
+        await h.dispatcher.complete(request(fallbacks=[]), "g")
+
+
+async def test_max_fallbacks_limits_groups_called() -> None:
+    groups = ["f1", "f2", "f3"]
+    h = make([dep("a", group="g")] + [dep(f"{g}d", group=g) for g in groups],
+             num_retries=0, max_fallbacks=2, fallbacks={"g": groups})
+    h.adapter.default = E500
+    with pytest.raises(UpstreamServerError) as info:
+        await h.dispatcher.complete(request(), "g")
+    assert {a.group for a in info.value.attempts} == {"g", "f1", "f2"}
+
+
+async def test_pre_call_checks_skip_without_calling() -> None:
+    h = make([dep("small", group="g", max_input_tokens=100),
+              dep("mid", group="mid", model_info={"max_input_tokens": 150}),
+              dep("big", group="long", max_input_tokens=10_000)],
+             enable_pre_call_checks=True, context_window_fallbacks={"g": ["mid", "long"]})
+    long_prompt = "x" * 4 * 200  # ~200 tokens
+    result = await h.dispatcher.complete(request(long_prompt), "g")
+    assert result.group == "long"
+    assert h.adapter.count("small") == 0 and h.adapter.count("mid") == 0
+    assert [a.outcome for a in result.attempts] == [
+        "skipped:context_window", "skipped:context_window", "ok"]
+    # A short prompt still goes to the primary.
+    assert (await h.dispatcher.complete(request("short"), "g")).group == "g"
+
+
+async def test_pre_call_safety_margin() -> None:
+    h = make([dep("a", max_input_tokens=100)], enable_pre_call_checks=True,
+             pre_call_safety_margin=0.2)
+    with pytest.raises(ContextWindowExceeded):  # ~89 tokens > 80 usable
+        await h.dispatcher.complete(request("y" * 4 * 85), "g")
+    assert h.adapter.count() == 0
+    await h.dispatcher.complete(request("y" * 4 * 70), "g")
+
+
+async def test_bad_request_is_not_retried_on_the_same_deployment() -> None:
+    h = make([dep("a", order=1), dep("b", order=2)], num_retries=3)
+    h.adapter.script("a", then=fail(BadRequest, 400))
+    h.adapter.script("b", then=fail(BadRequest, 400))
+    with pytest.raises(BadRequest):
+        await h.dispatcher.complete(request(), "g")
+    assert h.adapter.count("a") == 1 and h.adapter.count("b") == 1
+
+
+@pytest.mark.parametrize("retries", [0, 1, 3])
+@pytest.mark.parametrize("fallback_groups", [0, 1, 3])
+async def test_amplification_bound(retries: int, fallback_groups: int) -> None:
+    """upstream attempts <= (num_retries + 1) x (1 + fallback groups tried), and with
+    every call failing the bound is reached exactly."""
+    chain = [f"f{i}" for i in range(fallback_groups)]
+    deployments = [dep(f"g{i}", group="g") for i in range(3)]
+    deployments += [dep(f"{g}d{i}", group=g) for g in chain for i in range(3)]
+    h = make(deployments, num_retries=retries, fallbacks={"g": chain}, allowed_fails=1000,
+             timeout=10_000)
+    h.adapter.default = fail(Overloaded, 503)
+    with pytest.raises(Overloaded) as info:
+        await h.dispatcher.complete(request(), "g")
+    groups_called = {a.group for a in info.value.attempts if a.called}
+    assert h.adapter.count() == (retries + 1) * len(groups_called)
+    assert len(groups_called) == 1 + fallback_groups
+
+
+async def test_deadline_is_never_exceeded_by_retries_and_fallbacks() -> None:
+    h = make([dep("a", group="g"), dep("b", group="f")], timeout=5.0, num_retries=5,
+             fallbacks={"g": ["f"]}, allowed_fails=1000, backoff_base=1.0, backoff_max=4.0)
+    h.adapter.default = fail(Overloaded, 503, latency=0.7)
+    start = h.clock.now()
+    with pytest.raises(Overloaded):
+        await h.dispatcher.complete(request(), "g")
+    assert h.clock.now() - start <= 5.0
+    # Every attempt's own total timeout was cut to what was left of the deadline.
+    for call in h.adapter.calls:
+        assert call.at + call.timeouts.total <= start + 5.0 + 1e-9
+
+
+async def test_hanging_deployment_times_out_and_fails_over() -> None:
+    h = make([dep("hangs", order=1, timeout=2.0), dep("works", order=2)], timeout=30)
+    h.adapter.script("hangs", then=hang())
+    start = h.clock.now()
+    result = await h.dispatcher.complete(request(), "g")
+    assert result.deployment.name == "works"
+    assert h.clock.now() - start == pytest.approx(2.0)
+
+
+async def test_everything_cooling_raises_no_deployment_available_with_retry_after() -> None:
+    h = make([dep("a", group="g"), dep("b", group="f")], fallbacks={"g": ["f"]},
+             wait_for_recovery=False, cooldown_time=20, allowed_fails=0, num_retries=0)
+    h.adapter.default = E500
+    with pytest.raises(UpstreamServerError):
+        await h.dispatcher.complete(request(), "g")
+    h.clock.advance(5)
+    calls = h.adapter.count()
+    with pytest.raises(NoDeploymentAvailable) as info:
+        await h.dispatcher.complete(request(), "g")
+    assert h.adapter.count() == calls  # nothing was called
+    assert info.value.retry_after == pytest.approx(15)
+    assert info.value.tried == ["g/a", "f/b"]
+    assert "g/a" in info.value.message and "f/b" in info.value.message
+    assert [a.outcome for a in info.value.attempts] == ["skipped:cooldown"] * 2
+
+
+async def test_wait_for_recovery_waits_when_the_deadline_allows() -> None:
+    h = make([dep("a")], wait_for_recovery=True, timeout=30, cooldown_time=10,
+             allowed_fails=0, num_retries=0)
+    h.adapter.script("a", E500)
+    with pytest.raises(UpstreamServerError):
+        await h.dispatcher.complete(request(), "g")
+    start = h.clock.now()
+    result = await h.dispatcher.complete(request(), "g")
+    assert result.response.content == "hello from a"
+    assert h.clock.now() - start == pytest.approx(10, abs=0.01)
+    assert result.attempts[-1].probe
+
+
+async def test_wait_for_recovery_not_past_the_deadline() -> None:
+    h = make([dep("a")], wait_for_recovery=True, timeout=5, cooldown_time=10,
+             allowed_fails=0, num_retries=0)
+    h.adapter.script("a", E500)
+    with pytest.raises(UpstreamServerError):
+        await h.dispatcher.complete(request(), "g")
+    start = h.clock.now()
+    with pytest.raises(NoDeploymentAvailable):
+        await h.dispatcher.complete(request(), "g")
+    assert h.clock.now() == start
+
+
+async def test_half_open_probe_through_the_dispatcher() -> None:
+    h = make([dep("a", order=1), dep("b", order=2)], cooldown_time=10, allowed_fails=0,
+             num_retries=1)
+    h.adapter.script("a", E500)
+    await h.dispatcher.complete(request(), "g")  # a fails -> cools; b answers
+    for _ in range(5):
+        assert (await h.dispatcher.complete(request(), "g")).deployment.name == "b"
+    assert h.adapter.count("a") == 1
+    h.clock.advance(10)
+    probe = await h.dispatcher.complete(request(), "g")
+    assert probe.deployment.name == "a" and probe.attempts[0].probe
+    assert (await h.dispatcher.complete(request(), "g")).deployment.name == "a"
+    assert [row.state for row in h.dispatcher.health() if row.deployment == "a"] == ["healthy"]
+
+
+async def test_rpm_limit_skips_not_fails() -> None:
+    h = make([dep("limited", order=1, rpm=3), dep("spare", order=2)])
+    names = [(await h.dispatcher.complete(request(), "g")).deployment.name for _ in range(5)]
+    assert names == ["limited"] * 3 + ["spare"] * 2
+    assert h.dispatcher.complete  # the limited one was skipped, not failed:
+    assert [row.state for row in h.dispatcher.health() if row.deployment == "limited"] == [
+        "healthy"]
+    h.clock.advance(61)
+    assert (await h.dispatcher.complete(request(), "g")).deployment.name == "limited"
+
+
+async def test_tpm_limit_uses_estimate_then_settles() -> None:
+    h = make([dep("t", order=1, tpm=1000), dep("spare", order=2)])
+    # Each call reserves ~prompt + 256 tokens but the fake uses 20; settled after.
+    names = [(await h.dispatcher.complete(request(), "g")).deployment.name for _ in range(10)]
+    assert names == ["t"] * 10
+    big = request(max_tokens=2000)
+    assert (await h.dispatcher.complete(big, "g")).deployment.name == "spare"
+
+
+class _Gate:
+    def __init__(self, name: str, allow: set[str]) -> None:
+        self.name = name
+        self.allow = allow
+        self.released: list[object] = []
+
+    async def acquire(self, deployment, request):
+        if deployment.name not in self.allow:
+            return None
+        gate = self
+
+        class Ticket:
+            async def release(self, response):
+                gate.released.append(response)
+
+        return Ticket()
+
+
+async def test_gate_refusal_skips_and_budget_everywhere_is_budget_exceeded() -> None:
+    gate = _Gate("budget", allow={"b"})
+    h = make([dep("a", order=1), dep("b", order=2)], gates=[gate])
+    result = await h.dispatcher.complete(request(), "g")
+    assert [a.outcome for a in result.attempts] == ["skipped:budget", "ok"]
+    assert len(gate.released) == 1 and gate.released[0] is result.response
+    gate.allow.clear()
+    with pytest.raises(BudgetExceeded):
+        await h.dispatcher.complete(request(), "g")
+    assert h.adapter.count() == 1
+
+
+async def test_health_rows_and_group_available() -> None:
+    h = make([dep("a"), dep("gone", unavailable_reason="OPENAI_API_KEY is not set")],
+             cooldown_time=10, allowed_fails=0, num_retries=0)
+    h.adapter.script("a", fail(RateLimited, 429))
+    with pytest.raises(RateLimited):
+        await h.dispatcher.complete(request(), "g")
+    rows = {row.deployment: row for row in h.dispatcher.health()}
+    assert rows["a"].state == "cooling" and rows["a"].reason == "RateLimited"
+    assert rows["a"].cooldown_remaining_s == pytest.approx(10)
+    assert rows["gone"].state == "unavailable" and "OPENAI_API_KEY" in rows["gone"].reason
+    assert rows["a"].to_dict()["cooling_until"] is not None
+    assert not h.dispatcher.group_available("g")
+    h.clock.advance(10)
+    assert h.dispatcher.group_available("g")
+    assert h.dispatcher.health()[0].state == "half_open"

@@ -1,0 +1,106 @@
+"""DispatchStream against the scripted adapter: failover before the first delta,
+a visible failure after it, opt-in continuation, cancellation."""
+
+from __future__ import annotations
+
+import pytest
+
+from interlock.errors import ConnectionFailed, Overloaded, UpstreamServerError
+from interlock.types import StreamDelta, ToolCallDelta, Usage
+from tests.dispatch.fakes import dep, fail, make, request
+
+
+async def _collect(stream) -> list[str]:
+    return [d.text for d in [x async for x in stream] if d.text]
+
+
+async def test_failure_before_first_delta_fails_over_transparently() -> None:
+    h = make([dep("a", order=1), dep("b", order=2)])
+    h.adapter.streams["a"] = (["x"], 0, Overloaded("down", status=503))
+    h.adapter.streams["b"] = (["one ", "two"], None, None)
+    stream = await h.dispatcher.open_stream(request(stream=True), "g")
+    assert stream.deployment.name == "b"
+    assert await _collect(stream) == ["one ", "two"]
+    assert [(a.deployment, a.outcome) for a in stream.attempts] == [
+        ("a", "Overloaded"), ("b", "ok")]
+    assert stream.response().content == "one two"
+    assert stream.response().usage == Usage(5, 2)
+
+
+async def test_failure_after_first_delta_is_raised_and_recorded() -> None:
+    h = make([dep("a", order=1), dep("b", order=2)])
+    h.adapter.streams["a"] = (["one ", "two ", "three"], 2,
+                              ConnectionFailed("reset", status=None))
+    stream = await h.dispatcher.open_stream(request(stream=True), "g")
+    seen: list[str] = []
+    with pytest.raises(ConnectionFailed) as info:
+        async for delta in stream:
+            seen.append(delta.text or "")
+    assert seen == ["one ", "two "]
+    assert [(a.deployment, a.outcome) for a in info.value.attempts] == [
+        ("a", "ConnectionFailed")]
+    assert h.adapter.count("b") == 0  # never silently switched
+
+
+async def test_stream_continuation_is_opt_in_and_continues_elsewhere() -> None:
+    h = make([dep("a", order=1), dep("b", order=2)], stream_continuation=True)
+    h.adapter.streams["a"] = (["one ", "two ", "three"], 2, UpstreamServerError("x"))
+    h.adapter.streams["b"] = (["three"], None, None)
+    stream = await h.dispatcher.open_stream(request(stream=True), "g")
+    assert await _collect(stream) == ["one ", "two ", "three"]
+    assert [(a.deployment, a.outcome) for a in stream.attempts] == [
+        ("a", "UpstreamServerError"), ("b", "ok")]
+    continued = h.adapter.calls[-1].request
+    assert continued.messages[-2].role == "assistant"
+    assert continued.messages[-2].text == "one two "
+    assert stream.deployment.name == "b"
+
+
+async def test_no_continuation_after_streamed_tool_calls() -> None:
+    h = make([dep("a", order=1), dep("b", order=2)], stream_continuation=True)
+
+    async def tool_stream(request, deployment, timeouts):
+        yield StreamDelta(tool_calls=[ToolCallDelta(0, id="c1", name="f", arguments='{"a"')])
+        raise ConnectionFailed("reset")
+
+    h.adapter._stream = tool_stream  # type: ignore[method-assign]
+    stream = await h.dispatcher.open_stream(request(stream=True), "g")
+    with pytest.raises(ConnectionFailed):
+        async for _ in stream:
+            pass
+    assert h.adapter.count("b") == 0
+
+
+async def test_aclose_cancels_the_upstream_and_settles() -> None:
+    h = make([dep("a")])
+    closed: list[bool] = []
+
+    async def endless(request, deployment, timeouts):
+        try:
+            while True:
+                yield StreamDelta(text="x")
+        finally:
+            closed.append(True)
+
+    h.adapter._stream = endless  # type: ignore[method-assign]
+    stream = await h.dispatcher.open_stream(request(stream=True), "g")
+    it = stream.__aiter__()
+    assert (await it.__anext__()).text == "x"
+    assert (await it.__anext__()).text == "x"
+    await stream.aclose()
+    assert closed == [True]
+    assert stream.attempts[0].outcome == "cancelled"
+    assert h.dispatcher._stats["a"].in_flight == 0
+
+
+async def test_stream_deadline_bounds_every_attempt() -> None:
+    h = make([dep("a", order=1), dep("b", order=2)], timeout=100, stream_timeout=8,
+             first_token_timeout=3, stream_idle_timeout=2, num_retries=1)
+    h.adapter.script("a", fail(Overloaded, 503, latency=6))
+    stream = await h.dispatcher.open_stream(request(stream=True), "g")
+    await _collect(stream)
+    first, second = h.adapter.calls
+    assert first.timeouts.total == 8 and first.timeouts.first_token == 3
+    assert first.timeouts.idle == 2
+    assert second.timeouts.total == pytest.approx(2)
+    assert second.timeouts.first_token == pytest.approx(2)
