@@ -9,10 +9,13 @@ Imports: `adapters.*`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from interlock.adapters.base import Adapter
-from interlock.adapters.http import HttpClient
 from interlock.errors import ConfigError
+
+if TYPE_CHECKING:  # config imports this module; keep aiohttp out of that path
+    from interlock.adapters.base import Adapter
+    from interlock.adapters.http import HttpClient
 
 
 def _adapter_classes() -> dict[str, type[Adapter]]:
@@ -102,7 +105,8 @@ class AdapterRegistry:
             family = PROVIDER_ALIASES.get(provider)
             if family is None:
                 raise ConfigError(
-                    f"Unknown provider {provider!r}. Known providers: {', '.join(known_providers())}."
+                    f"Unknown provider {provider!r}. "
+                    f"Known providers: {', '.join(known_providers())}."
                 )
             adapter = self._classes[family](self._http)
             self._instances[provider] = adapter
