@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 
 import pytest
+from tests.dispatch.fakes import dep, fail, hang, make, ok, request
 
 from interlock.errors import (
     AuthenticationFailed,
@@ -19,7 +20,6 @@ from interlock.errors import (
     UnsupportedParameter,
     UpstreamServerError,
 )
-from tests.dispatch.fakes import dep, fail, hang, make, ok, request
 
 E500 = fail(UpstreamServerError, 500)
 

@@ -4,10 +4,10 @@ a visible failure after it, opt-in continuation, cancellation."""
 from __future__ import annotations
 
 import pytest
+from tests.dispatch.fakes import dep, fail, make, request
 
 from interlock.errors import ConnectionFailed, Overloaded, UpstreamServerError
 from interlock.types import StreamDelta, ToolCallDelta, Usage
-from tests.dispatch.fakes import dep, fail, make, request
 
 
 async def _collect(stream) -> list[str]:
