@@ -24,7 +24,12 @@ from typing import Any, TypeVar
 from interlock.config import InterlockConfig, config_from_router_kwargs, load_config
 from interlock.gateway import Gateway, GatewayStream
 from interlock.openai_request import parse_chat_request
-from interlock.openai_response import chunk_dict, completion_dict, usage_chunk_dict
+from interlock.openai_response import (
+    chunk_dict,
+    completion_dict,
+    shows_anything,
+    usage_chunk_dict,
+)
 from interlock.responses import ModelResponse, ModelResponseChunk
 from interlock.types import ChatResponse
 
@@ -82,6 +87,8 @@ class CompletionStream:
         try:
             async for delta in self._stream:
                 model = delta.model or model
+                if not first and not shows_anything(delta):
+                    continue
                 yield ModelResponseChunk(chunk_dict(delta, request_id=meta.request_id,
                                                     model=model, created=created, first=first))
                 first = False

@@ -48,6 +48,12 @@ def completion_dict(response: ChatResponse, *, request_id: str) -> dict[str, Any
     }
 
 
+def shows_anything(delta: StreamDelta) -> bool:
+    """False for a delta a client would see as an empty chunk (say, one that only
+    carries the provider's usage): OpenAI sends none of those."""
+    return bool(delta.text or delta.reasoning or delta.tool_calls or delta.finish_reason)
+
+
 def chunk_dict(delta: StreamDelta, *, request_id: str, model: str, created: int,
                first: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}

@@ -26,6 +26,7 @@ from interlock.openai_response import (
     chunk_dict,
     completion_dict,
     error_dict,
+    shows_anything,
     usage_chunk_dict,
 )
 from interlock.server.asgi_io import (
@@ -176,6 +177,8 @@ class _SseWriter:
         try:
             async for delta in self.stream:
                 model = delta.model or model
+                if not first and not shows_anything(delta):
+                    continue
                 if first:
                     created = int(time.time())
                 await self._event(chunk_dict(delta, request_id=self.request_id, model=model,
