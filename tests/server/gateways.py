@@ -1,0 +1,104 @@
+"""Gateways for tests: configs pointing at the fake upstream, served by uvicorn.
+
+`serve(config)` builds the app with `create_app` around a `Gateway` the test
+can inspect and serves it on 127.0.0.1 on a port the OS picked, in a
+background thread. Configs are dicts whose deployments point at the fake
+upstream with dummy literal keys. The `start_gateway` fixture (conftest.py)
+stops every gateway it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+
+from interlock.config import load_config
+from interlock.gateway import Gateway
+from interlock.server.app import create_app
+from interlock.testing import FakeUpstream
+
+MASTER_KEY = "sk-interlock-test-master-key"
+
+# Provider -> (model id the fake sees, the dummy key).
+MODELS = {
+    "anthropic": ("claude-sonnet-4-20250514", "sk-ant-test-dummy-key"),
+    "gemini": ("gemini-2.5-pro", "test-gemini-dummy-key"),
+    "openai": ("gpt-4o-mini", "sk-test-openai-dummy-key"),
+}
+# The group each provider serves in `three_provider_config`.
+GROUPS = {"anthropic": "high-quality", "gemini": "cost-optimized", "openai": "budget"}
+
+
+def deployment(fake: FakeUpstream, group: str, provider: str, model: str | None = None,
+               **params: Any) -> dict[str, Any]:
+    """One model_list entry pointing at the fake upstream."""
+    model_id, key = MODELS[provider]
+    return {"model_name": group, "litellm_params": {
+        "model": f"{provider}/{model or model_id}", "api_key": key,
+        "api_base": fake.base_url(provider), **params}}
+
+
+def three_provider_config(fake: FakeUpstream, **router_settings: Any) -> dict[str, Any]:
+    return {
+        "model_list": [deployment(fake, group, provider) for provider, group in GROUPS.items()],
+        "router_settings": {"num_retries": 0, "timeout": 10, **router_settings},
+        "general_settings": {"master_key": MASTER_KEY},
+    }
+
+
+@dataclass
+class RunningGateway:
+    server: uvicorn.Server
+    thread: threading.Thread
+    gateway: Gateway
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/v1"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+    def openai(self, *, api_key: str = MASTER_KEY, **kwargs: Any) -> Any:
+        from openai import AsyncOpenAI
+
+        kwargs.setdefault("max_retries", 0)
+        kwargs.setdefault("timeout", 10)
+        return AsyncOpenAI(base_url=self.base_url, api_key=api_key, **kwargs)
+
+
+def serve(config: dict[str, Any], *, host: str = "127.0.0.1",
+          environ: dict[str, str] | None = None, drain: float = 5.0) -> RunningGateway:
+    env = environ if environ is not None else {}
+    loaded = load_config(config, environ=env)
+    gateway = Gateway(loaded, environ=env)
+    app = create_app(loaded, host=host, environ=env, gateway=gateway)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on",
+                                           timeout_graceful_shutdown=drain))
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])),
+                              name="interlock-test-gateway", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            server.should_exit = True
+            sock.close()
+            raise RuntimeError("the gateway did not start")
+        time.sleep(0.01)
+    running = RunningGateway(server, thread, gateway, int(sock.getsockname()[1]))
+    return running

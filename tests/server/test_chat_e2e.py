@@ -1,0 +1,217 @@
+"""The gateway end to end with the official `openai` SDK: answers, streams, tools.
+
+Each test sends through a real uvicorn-served gateway to the fake upstream and
+checks both sides: what the client got (in OpenAI shape) and what the provider
+received (in its own format).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from tests.server.gateways import GROUPS, MASTER_KEY, MODELS, RunningGateway
+
+from interlock.testing import FakeUpstream
+from interlock.testing.script import Reply, ScriptedToolCall
+
+PROVIDERS = ["anthropic", "gemini", "openai"]
+
+WEATHER_TOOLS: list[dict[str, Any]] = [
+    {"type": "function", "function": {
+        "name": "get_weather", "description": "Current weather for a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                       "required": ["city"]}}},
+    {"type": "function", "function": {
+        "name": "get_time", "description": "Local time in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                       "required": ["city"]}}},
+]
+PARALLEL_CALLS = [ScriptedToolCall("get_weather", {"city": "Paris"}, id="call_w1"),
+                  ScriptedToolCall("get_time", {"city": "Tokyo"}, id="call_t1")]
+
+
+def _user(text: str) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": text}]
+
+
+def _tool_names_sent(provider: str, body: dict[str, Any]) -> list[str]:
+    """The tool names as each provider's own request format carries them."""
+    if provider == "anthropic":
+        return [t["name"] for t in body["tools"]]
+    if provider == "gemini":
+        return [f["name"] for t in body["tools"] for f in t.get("functionDeclarations", [])]
+    return [t["function"]["name"] for t in body["tools"]]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_non_stream_answer_comes_back_in_openai_shape(
+        provider: str, fake_upstream: FakeUpstream, gateway: RunningGateway) -> None:
+    fake_upstream.reply(Reply(text=f"Bonjour from {provider}", input_tokens=11,
+                              output_tokens=4), provider=provider)
+    client = gateway.openai()
+    resp = await client.chat.completions.create(
+        model=GROUPS[provider], messages=[{"role": "system", "content": "Be brief."},
+                                          *_user("Say hello in French")])
+    assert resp.object == "chat.completion"
+    assert resp.choices[0].message.role == "assistant"
+    assert resp.choices[0].message.content == f"Bonjour from {provider}"
+    assert resp.choices[0].finish_reason == "stop"
+    assert resp.usage is not None
+    assert (resp.usage.prompt_tokens, resp.usage.completion_tokens) == (11, 4)
+    assert resp.usage.total_tokens == 15
+    # Exactly one call, to the right provider, carrying the prompt.
+    assert fake_upstream.calls() == 1
+    received = fake_upstream.received[0]
+    assert received.provider == provider
+    assert received.model == MODELS[provider][0]
+    assert "Say hello in French" in json.dumps(received.body)
+    await client.close()
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_stream_reassembles_and_reports_usage(
+        provider: str, fake_upstream: FakeUpstream, gateway: RunningGateway) -> None:
+    text = "The quick brown fox jumps over the lazy dog, twice over."
+    fake_upstream.reply(Reply(text=text, chunk_chars=5, input_tokens=9, output_tokens=13),
+                        provider=provider)
+    client = gateway.openai()
+    stream = await client.chat.completions.create(
+        model=GROUPS[provider], messages=_user("Tell me about the fox"), stream=True,
+        stream_options={"include_usage": True})
+    pieces: list[str] = []
+    finishes: list[str] = []
+    usage_chunks = []
+    content_chunks = 0
+    async for chunk in stream:
+        if chunk.usage is not None:
+            usage_chunks.append(chunk)
+            assert chunk.choices == []
+            continue
+        delta = chunk.choices[0].delta
+        if delta.content:
+            pieces.append(delta.content)
+            content_chunks += 1
+        if chunk.choices[0].finish_reason:
+            finishes.append(chunk.choices[0].finish_reason)
+    assert "".join(pieces) == text
+    # Really streamed, not one blob at the end.
+    assert content_chunks >= 3
+    assert finishes == ["stop"]
+    assert len(usage_chunks) == 1
+    usage = usage_chunks[0].usage
+    assert (usage.prompt_tokens, usage.completion_tokens) == (9, 13)
+    assert fake_upstream.received[0].provider == provider
+    await client.close()
+
+
+async def test_stream_without_include_usage_sends_no_usage_chunk(
+        fake_upstream: FakeUpstream, gateway: RunningGateway) -> None:
+    client = gateway.openai()
+    stream = await client.chat.completions.create(
+        model="budget", messages=_user("hi"), stream=True)
+    chunks = [c async for c in stream]
+    assert chunks, "the stream was empty"
+    assert all(c.usage is None for c in chunks)
+    assert all(len(c.choices) == 1 for c in chunks)
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    await client.close()
+
+
+async def test_raw_stream_ends_with_done(fake_upstream: FakeUpstream,
+                                         gateway: RunningGateway) -> None:
+    import httpx
+
+    async with httpx.AsyncClient(timeout=10) as http:
+        resp = await http.post(
+            gateway.base_url + "/chat/completions",
+            headers={"authorization": f"Bearer {MASTER_KEY}"},
+            json={"model": "high-quality", "messages": _user("hi"), "stream": True})
+        assert resp.status_code == 200
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        events = [e for e in resp.text.split("\n\n") if e.strip()]
+    assert events[-1] == "data: [DONE]"
+    assert events.count("data: [DONE]") == 1
+    assert all(e.startswith("data: ") for e in events)
+    for event in events[:-1]:
+        assert json.loads(event[len("data: "):])["object"] == "chat.completion.chunk"
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_parallel_tool_calls(provider: str, fake_upstream: FakeUpstream,
+                                   gateway: RunningGateway) -> None:
+    fake_upstream.reply(Reply(tool_calls=PARALLEL_CALLS), provider=provider)
+    client = gateway.openai()
+    resp = await client.chat.completions.create(
+        model=GROUPS[provider], messages=_user("Weather in Paris and time in Tokyo?"),
+        tools=WEATHER_TOOLS, tool_choice="auto")  # type: ignore[arg-type]
+    # The provider got the tools in its own format.
+    assert _tool_names_sent(provider, fake_upstream.received[0].body) == [
+        "get_weather", "get_time"]
+    choice = resp.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    calls = choice.message.tool_calls
+    assert calls is not None and len(calls) == 2
+    got = [(c.type, c.function.name, json.loads(c.function.arguments)) for c in calls]
+    assert got == [("function", "get_weather", {"city": "Paris"}),
+                   ("function", "get_time", {"city": "Tokyo"})]
+    assert all(c.id for c in calls)
+    assert len({c.id for c in calls}) == 2
+    await client.close()
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_streamed_parallel_tool_calls(provider: str, fake_upstream: FakeUpstream,
+                                            gateway: RunningGateway) -> None:
+    fake_upstream.reply(Reply(tool_calls=PARALLEL_CALLS, chunk_chars=4), provider=provider)
+    client = gateway.openai()
+    stream = await client.chat.completions.create(
+        model=GROUPS[provider], messages=_user("Weather in Paris and time in Tokyo?"),
+        tools=WEATHER_TOOLS, stream=True)  # type: ignore[arg-type]
+    calls: dict[int, dict[str, str]] = {}
+    finish = None
+    async for chunk in stream:
+        if not chunk.choices:
+            continue
+        for tc in chunk.choices[0].delta.tool_calls or []:
+            slot = calls.setdefault(tc.index, {"id": "", "name": "", "arguments": ""})
+            if tc.id:
+                slot["id"] = tc.id
+            if tc.function and tc.function.name:
+                slot["name"] += tc.function.name
+            if tc.function and tc.function.arguments:
+                slot["arguments"] += tc.function.arguments
+        finish = chunk.choices[0].finish_reason or finish
+    assert finish == "tool_calls"
+    assert sorted(calls) == [0, 1]
+    assert [(calls[i]["name"], json.loads(calls[i]["arguments"])) for i in (0, 1)] == [
+        ("get_weather", {"city": "Paris"}), ("get_time", {"city": "Tokyo"})]
+    assert calls[0]["id"] and calls[1]["id"] and calls[0]["id"] != calls[1]["id"]
+    assert _tool_names_sent(provider, fake_upstream.received[0].body) == [
+        "get_weather", "get_time"]
+    await client.close()
+
+
+async def test_tool_results_reach_anthropic_as_tool_result_blocks(
+        fake_upstream: FakeUpstream, gateway: RunningGateway) -> None:
+    client = gateway.openai()
+    messages: list[dict[str, Any]] = [
+        *_user("Weather in Paris?"),
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "toolu_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+        {"role": "tool", "tool_call_id": "toolu_1", "content": "18C and sunny"},
+    ]
+    resp = await client.chat.completions.create(
+        model="high-quality", messages=messages, tools=WEATHER_TOOLS)  # type: ignore[arg-type]
+    assert resp.choices[0].message.content
+    sent = fake_upstream.received[0].body["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "user"]
+    tool_use = sent[1]["content"][-1]
+    assert (tool_use["type"], tool_use["id"], tool_use["name"], tool_use["input"]) == (
+        "tool_use", "toolu_1", "get_weather", {"city": "Paris"})
+    result = sent[2]["content"][0]
+    assert result["type"] == "tool_result" and result["tool_use_id"] == "toolu_1"
+    assert "18C and sunny" in json.dumps(result)
+    await client.close()
