@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from interlock.evaluation.crossval import assign_folds, cross_validate
+from interlock.evaluation.crossval import SharedFitFeaturizer, assign_folds, cross_validate
 from interlock.routing.data import OutcomeTable
 
 
@@ -130,3 +130,39 @@ def test_pooled_predictions_are_reproducible_and_in_model_order() -> None:
     np.testing.assert_array_equal(first, second)
     assert np.allclose(first[:, 1], 0.5)  # "weak" is column 1 of the table
     assert (first[:, 0] > 0.5).all()
+
+
+class CountingFeaturizer(RecordingFeaturizer):
+    fits = 0
+
+    def fit(self, prompts: list[str]) -> None:
+        CountingFeaturizer.fits += 1
+        super().fit(prompts)
+
+    def transform(self, prompts: list[str]) -> np.ndarray:
+        return np.array([[len(p)] for p in prompts], dtype=float)
+
+
+def test_routers_on_the_same_folds_share_one_featuriser_fit_per_fold() -> None:
+    table = _table()
+    CountingFeaturizer.fits = 0
+    shared: dict[int, SharedFitFeaturizer] = {}
+    first = second = None
+    for _ in range(2):
+        held = cross_validate(table, "memo", folds=4, seed=2, shared_features=shared,
+                              router_factory=lambda name, **p: MemorisingRouter(**p),
+                              featurizer_factory=CountingFeaturizer)
+        first, second = second, held.quality
+    assert CountingFeaturizer.fits == 4  # not 8
+    assert first is not None and second is not None
+    np.testing.assert_array_equal(first, second)
+    # A different training set (another seed's folds) refits rather than reuse.
+    cross_validate(table, "memo", folds=4, seed=3, shared_features=shared,
+                   router_factory=lambda name, **p: MemorisingRouter(**p),
+                   featurizer_factory=CountingFeaturizer)
+    assert CountingFeaturizer.fits == 8
+    wrapped = shared[0]
+    out = wrapped.transform(["ab", "abc"])
+    out[0, 0] = 99.0  # callers may scribble on what they get back
+    assert wrapped.transform(["ab", "abc"]).tolist() == [[2.0], [3.0]]
+    assert wrapped.prompts == wrapped.inner.prompts  # other attributes pass through

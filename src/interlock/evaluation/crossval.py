@@ -13,8 +13,9 @@ Imports: numpy, the standard library, `routing.data`; `routing.learned` and
 
 from __future__ import annotations
 
+import hashlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +53,46 @@ def assign_folds(prompts: list[str], folds: int = DEFAULT_FOLDS, seed: int = 0) 
         fold_of_group[g] = f
         load[f] += sizes[g]
     return fold_of_group[group_of]
+
+
+def _digest(texts: Sequence[str]) -> bytes:
+    h = hashlib.blake2b(digest_size=16)
+    for t in texts:
+        h.update(t.encode("utf-8", "surrogatepass"))
+        h.update(b"\0")
+    return h.digest()
+
+
+class SharedFitFeaturizer:
+    """A featuriser shared by the routers of one fold: fitted once per training set.
+
+    Every learned router fits its featuriser on its training prompts; within a
+    fold those are the same prompts, so the second and later fits are skipped and
+    transforms of the same prompt list are reused. A fit on different prompts
+    refits, so nothing from another fold can leak in. Everything else is
+    delegated to the wrapped featuriser.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self._fitted: bytes | None = None
+        self._transforms: dict[bytes, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def fit(self, texts: Sequence[str]) -> None:
+        key = _digest(texts)
+        if key != self._fitted:
+            self.inner.fit(texts)
+            self._fitted = key
+            self._transforms.clear()
+
+    def transform(self, texts: Sequence[str]) -> Any:
+        key = _digest(texts)
+        if key not in self._transforms:
+            self._transforms[key] = self.inner.transform(texts)
+        return self._transforms[key].copy()
 
 
 @dataclass(frozen=True)
@@ -104,12 +145,15 @@ def cross_validate(
     router_factory: RouterFactory | None = None,
     featurizer_factory: FeaturizerFactory | None = None,
     fold_of: np.ndarray | None = None,
+    shared_features: dict[int, SharedFitFeaturizer] | None = None,
 ) -> HeldOut:
     """Train `router` on k-1 folds, predict the held-out fold, pool the predictions.
 
     `pair=(strong, weak)` asks for P(strong wins) per prompt; without it the
     router predicts every model's quality. `fold_of` reuses a fold assignment
     (so several routers see the same folds); by default it comes from `seed`.
+    `shared_features`, a dict kept across calls, lets routers evaluated on the
+    same folds share each fold's fitted featuriser (see `SharedFitFeaturizer`).
     """
     make = router_factory or _default_router_factory()
     featurize = featurizer_factory or _default_featurizer_factory()
@@ -121,8 +165,12 @@ def cross_validate(
         test = np.flatnonzero(fold_of == fold)
         train = np.flatnonzero(fold_of != fold)
         model = make(router, **dict(params or {}))
+        if shared_features is None:
+            featurizer = featurize()
+        else:
+            featurizer = shared_features.setdefault(fold, SharedFitFeaturizer(featurize()))
         started = time.perf_counter()
-        model.fit(table.take(train), featurize(), seed=seed + fold)
+        model.fit(table.take(train), featurizer, seed=seed + fold)
         fit_s += time.perf_counter() - started
         started = time.perf_counter()
         pooled[test] = _predict_fold(model, table, test, pair)

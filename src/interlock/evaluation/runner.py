@@ -34,6 +34,7 @@ from interlock.evaluation.crossval import (
     DEFAULT_FOLDS,
     FeaturizerFactory,
     RouterFactory,
+    SharedFitFeaturizer,
     assign_folds,
     cross_validate,
 )
@@ -300,12 +301,14 @@ def _router_results(
 ) -> list[RouterResult]:
     fold_of = assign_folds(table.prompts, options.folds, options.seed)
     models = list(pair) if pair else table.models
+    shared: dict[int, SharedFitFeaturizer] = {}
     results = []
     for name in options.routers:
         held = cross_validate(
             table, name, params=options.router_params.get(name), folds=options.folds,
             seed=options.seed, pair=pair, router_factory=options.router_factory,
             featurizer_factory=options.featurizer_factory, fold_of=fold_of,
+            shared_features=shared,
         )
         if pair is not None and held.win_prob is not None:
             result = _scored_router(name, held.win_prob, table, _pair_columns(table, pair),
