@@ -1,0 +1,97 @@
+"""`Controller`: the RouteLLM-shaped facade.
+
+    from interlock import Controller
+    client = Controller(routers=["mf"], strong_model="anthropic/claude-sonnet-4",
+                        weak_model="gemini/gemini-2.0-flash-lite",
+                        config={"mf": {"checkpoint_path": "models/mf"}})
+    response = client.chat.completions.create(model="router-mf-0.116", messages=[...])
+
+Code written against RouteLLM's Controller ports by changing its import. The
+strong and weak models become two model groups, each router a learned router
+loaded from its checkpoint (a missing one fails here, at start-up, saying how
+to train it), and `router-<name>-<threshold>` is decided by the routing policy
+exactly as through the gateway.
+
+Imports: the standard library, `client`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from interlock.client import Router
+
+STRONG_GROUP = "strong"
+WEAK_GROUP = "weak"
+
+
+def _deployment(group: str, model: str, api_base: str | None,
+                api_key: str | None) -> dict[str, Any]:
+    params: dict[str, Any] = {"model": model}
+    if api_base:
+        params["api_base"] = api_base
+    if api_key:
+        params["api_key"] = api_key
+    return {"model_name": group, "litellm_params": params}
+
+
+class _Completions:
+    def __init__(self, controller: Controller) -> None:
+        self._controller = controller
+
+    def create(self, *, model: str, messages: list[dict[str, Any]], **kwargs: Any) -> Any:
+        return self._controller.completion(model=model, messages=messages, **kwargs)
+
+    async def acreate(self, *, model: str, messages: list[dict[str, Any]], **kwargs: Any) -> Any:
+        return await self._controller.acompletion(model=model, messages=messages, **kwargs)
+
+
+class _Chat:
+    def __init__(self, controller: Controller) -> None:
+        self.completions = _Completions(controller)
+
+
+class Controller:
+    def __init__(self, routers: Sequence[str], strong_model: str, weak_model: str, *,
+                 config: Mapping[str, Mapping[str, Any]] | None = None,
+                 api_base: str | None = None, api_key: str | None = None,
+                 environ: Mapping[str, str] | None = None,
+                 progress_bar: bool = False, **router_settings: Any) -> None:
+        del progress_bar  # accepted for RouteLLM compatibility; nothing to show
+        if not routers:
+            raise ValueError("name at least one router, e.g. routers=['mf']")
+        router_defs: dict[str, Any] = {}
+        for name in routers:
+            options = dict((config or {}).get(name, {}))
+            if name == "random" and "checkpoint_path" not in options:
+                continue  # needs no artefact
+            if "checkpoint_path" not in options:
+                raise ValueError(
+                    f"router {name!r} needs config={{'{name}': {{'checkpoint_path': DIR}}}}; "
+                    f"make DIR with `interlock train {name} --data FILE --out DIR`")
+            router_defs[name] = {"type": "learned", **options}
+        self.routers = list(routers)
+        self._router = Router(config={
+            "model_list": [_deployment(STRONG_GROUP, strong_model, api_base, api_key),
+                           _deployment(WEAK_GROUP, weak_model, api_base, api_key)],
+            "router_settings": router_settings,
+            "routing": {"strong_group": STRONG_GROUP, "weak_group": WEAK_GROUP,
+                        "default_group": WEAK_GROUP, "routers": router_defs},
+            "general_settings": {},
+        }, environ=environ)
+        self.chat = _Chat(self)
+
+    @property
+    def router(self) -> Router:
+        return self._router
+
+    def completion(self, *, model: str, messages: list[dict[str, Any]], **kwargs: Any) -> Any:
+        return self._router.completion(model=model, messages=messages, **kwargs)
+
+    async def acompletion(self, *, model: str, messages: list[dict[str, Any]],
+                          **kwargs: Any) -> Any:
+        return await self._router.acompletion(model=model, messages=messages, **kwargs)
+
+    def close(self) -> None:
+        self._router.close()
