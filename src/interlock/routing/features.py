@@ -1,0 +1,415 @@
+"""Prompt featurisers: text -> L2-normalised float32 vectors, behind one protocol.
+
+- `HashedNgramFeaturizer`, the default: offline, no downloads. Hashed word and
+  character n-grams, TF-IDF weighted (IDF fitted on the training prompts), plus
+  a dense projection (truncated SVD of the training TF-IDF matrix) for routers
+  that compare prompts. `transform_sparse` gives the raw TF-IDF for linear models.
+- `SentenceTransformerFeaturizer`: a local sentence-transformers model
+  (optional extra, imported lazily).
+- `EmbeddingEndpointFeaturizer`: any embeddings endpoint through an injected
+  async `embed` function (routing makes no network call itself).
+- `CachedFeaturizer`: an LRU cache by text hash in front of any featuriser.
+
+Imports: numpy, scipy (sparse matrices, SVD), the standard library.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import zlib
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from interlock.routing.artefacts import read_arrays, write_arrays
+
+Embed = Callable[[list[str]], Awaitable[list[list[float]]]]
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+_MASK32 = np.uint64(0xFFFFFFFF)
+
+
+@runtime_checkable
+class Featurizer(Protocol):
+    name: str
+    dim: int
+
+    def fit(self, texts: Sequence[str]) -> None: ...
+
+    def transform(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def manifest(self) -> dict[str, Any]: ...
+
+    def save(self, directory: str | Path) -> None: ...
+
+
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+async def atransform(featurizer: Featurizer, texts: Sequence[str]) -> np.ndarray:
+    """Async features: featurisers that call out (endpoints) implement `atransform`."""
+    method = getattr(featurizer, "atransform", None)
+    if method is not None:
+        result: np.ndarray = await method(texts)
+        return result
+    return featurizer.transform(texts)
+
+
+# ---------------------------------------------------------------- hashed n-grams
+
+
+def _char_hashes(text: str, n_min: int, n_max: int) -> np.ndarray:
+    """Polynomial hashes of every character n-gram, vectorised over positions."""
+    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    out = []
+    for n in range(n_min, n_max + 1):
+        if len(codes) < n:
+            break
+        h = np.full(len(codes) - n + 1, np.uint64(n), dtype=np.uint64)
+        for j in range(n):
+            h = (h * np.uint64(1_000_003) + codes[j : len(codes) - n + 1 + j]) & _MASK32
+        out.append(h ^ np.uint64(0xC0FFEE))
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.uint64)
+
+
+def _word_hashes(text: str, n_max: int) -> np.ndarray:
+    words = np.array(
+        [zlib.crc32(w.encode()) for w in _WORD.findall(text)], dtype=np.uint64
+    )
+    out = [words]
+    for n in range(2, n_max + 1):
+        if len(words) < n:
+            break
+        h = words[: len(words) - n + 1].copy()
+        for j in range(1, n):
+            h = ((h * _MIX) >> np.uint64(17) ^ words[j : len(words) - n + 1 + j]) & _MASK32
+        out.append(h ^ np.uint64(n * 7919))
+    return np.concatenate(out)
+
+
+def _mix_bucket(h: np.ndarray, n_features: int) -> np.ndarray:
+    return (((h * _MIX) & _MASK32) % np.uint64(n_features)).astype(np.int64)
+
+
+class HashedNgramFeaturizer:
+    """Hashed word n-grams (1..word_n) and char n-grams (char_min..char_max), TF-IDF.
+
+    `n_features` buckets; sublinear term frequency; IDF and the `dim`-wide SVD
+    projection are fitted on the training prompts and saved with the artefact.
+    """
+
+    name = "hashed"
+
+    def __init__(
+        self,
+        *,
+        n_features: int = 2**18,
+        dim: int = 128,
+        word_n: int = 2,
+        char_min: int = 3,
+        char_max: int = 5,
+        max_projected: int = 30_000,
+        seed: int = 0,
+    ) -> None:
+        self.n_features = n_features
+        self.dim = dim
+        self.word_n = word_n
+        self.char_min = char_min
+        self.char_max = char_max
+        self.max_projected = max_projected
+        self.seed = seed
+        self.idf: np.ndarray | None = None
+        self.slot: np.ndarray | None = None  # bucket -> row of `components`, or -1
+        self.components: np.ndarray | None = None
+
+    # -- sparse TF-IDF
+
+    def _buckets(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        low = text.lower()
+        hashes = np.concatenate(
+            [_word_hashes(low, self.word_n), _char_hashes(low, self.char_min, self.char_max)]
+        )
+        buckets, counts = np.unique(_mix_bucket(hashes, self.n_features), return_counts=True)
+        return buckets, 1.0 + np.log(counts.astype(np.float64))
+
+    def _row(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        if self.idf is None:
+            raise RuntimeError("HashedNgramFeaturizer is not fitted: call fit() first")
+        buckets, tf = self._buckets(text)
+        w = tf * self.idf[buckets]
+        return buckets, w / max(float(np.linalg.norm(w)), 1e-12)
+
+    def transform_sparse(self, texts: Sequence[str]) -> Any:
+        """L2-normalised TF-IDF rows as a scipy CSR matrix (n, n_features)."""
+        from scipy import sparse
+
+        rows = [self._row(t) for t in texts]
+        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+        indptr[1:] = np.cumsum([len(b) for b, _ in rows])
+        indices = np.concatenate([b for b, _ in rows]) if rows else np.zeros(0, np.int64)
+        data = np.concatenate([w for _, w in rows]) if rows else np.zeros(0)
+        return sparse.csr_matrix(
+            (data.astype(np.float32), indices, indptr), shape=(len(rows), self.n_features)
+        )
+
+    # -- fitting
+
+    def fit(self, texts: Sequence[str]) -> None:
+        df = self.fit_idf(texts)
+        self._fit_projection(texts, df)
+
+    def fit_idf(self, texts: Sequence[str]) -> np.ndarray:
+        """Fit only the IDF weights (enough for `transform_sparse`); returns the
+        document frequencies. The intent router uses this: a few dozen example
+        utterances are too few for a projection."""
+        df = np.zeros(self.n_features, dtype=np.float64)
+        for t in texts:
+            df[self._buckets(t)[0]] += 1.0
+        self.idf = np.log((1.0 + len(texts)) / (1.0 + df)) + 1.0
+        return df
+
+    def _fit_projection(self, texts: Sequence[str], df: np.ndarray) -> None:
+        from scipy.sparse.linalg import svds
+
+        # Project only the commonest buckets that occur at least twice: rarer ones
+        # cannot relate two prompts, and the matrix stays small on disk.
+        order = np.argsort(-df, kind="stable")
+        kept = np.sort(order[: self.max_projected][df[order[: self.max_projected]] >= 2])
+        self.slot = np.full(self.n_features, -1, dtype=np.int32)
+        self.slot[kept] = np.arange(len(kept), dtype=np.int32)
+        x = self.transform_sparse(texts)[:, kept].astype(np.float64)
+        k = max(1, min(self.dim, min(x.shape) - 1))
+        v0 = np.random.default_rng(self.seed).standard_normal(min(x.shape))
+        _, s, vt = svds(x, k=k, v0=v0, random_state=self.seed)
+        order_s = np.argsort(-s, kind="stable")
+        vt = vt[order_s]
+        # A fixed sign per component keeps refits byte-identical.
+        signs = np.sign(vt[np.arange(len(vt)), np.abs(vt).argmax(axis=1)])
+        comps = np.zeros((len(kept), self.dim), dtype=np.float32)
+        comps[:, : len(vt)] = (vt * signs[:, None]).T
+        self.components = comps
+
+    # -- dense output
+
+    def transform(self, texts: Sequence[str]) -> np.ndarray:
+        if self.slot is None or self.components is None:
+            raise RuntimeError("HashedNgramFeaturizer is not fitted: call fit() first")
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            buckets, w = self._row(t)
+            rows = self.slot[buckets]
+            keep = rows >= 0
+            out[i] = w[keep].astype(np.float32) @ self.components[rows[keep]]
+        return l2_normalise(out)
+
+    # -- persistence
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "n_features": self.n_features, "dim": self.dim, "word_n": self.word_n,
+            "char_min": self.char_min, "char_max": self.char_max,
+            "max_projected": self.max_projected, "seed": self.seed,
+        }
+
+    def manifest(self) -> dict[str, Any]:
+        return {"name": self.name, "dim": self.dim, "params": self.params()}
+
+    def save(self, directory: str | Path) -> None:
+        if self.idf is None or self.slot is None or self.components is None:
+            raise RuntimeError("cannot save an unfitted featuriser")
+        kept = np.flatnonzero(self.slot >= 0).astype(np.int32)
+        write_arrays(
+            Path(directory) / "featurizer.npz",
+            {"idf": self.idf.astype(np.float32), "kept": kept, "components": self.components},
+        )
+
+    @classmethod
+    def load(cls, directory: str | Path, manifest: dict[str, Any]) -> HashedNgramFeaturizer:
+        f = cls(**manifest.get("params", {}))
+        arrays = read_arrays(Path(directory) / "featurizer.npz")
+        f.idf = arrays["idf"].astype(np.float64)
+        f.slot = np.full(f.n_features, -1, dtype=np.int32)
+        f.slot[arrays["kept"]] = np.arange(len(arrays["kept"]), dtype=np.int32)
+        f.components = arrays["components"].astype(np.float32)
+        return f
+
+
+# ---------------------------------------------------------------- sentence-transformers
+
+
+class SentenceTransformerFeaturizer:
+    """A sentence-transformers model loaded from a local path (no downloads)."""
+
+    name = "sentence-transformers"
+
+    def __init__(self, model_path: str | Path, *, batch_size: int = 32) -> None:
+        self.model_path = str(model_path)
+        self.batch_size = batch_size
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise ImportError(
+                "the sentence-transformers featuriser needs the optional extra: "
+                "pip install 'interlock[embeddings]'"
+            ) from exc
+        if not Path(self.model_path).exists():
+            raise FileNotFoundError(
+                f"no sentence-transformers model at {self.model_path} (a local path is "
+                "required; Interlock never downloads models)"
+            )
+        self._model = SentenceTransformer(self.model_path, local_files_only=True)
+        self.dim = int(self._model.get_sentence_embedding_dimension() or 0)
+
+    def fit(self, texts: Sequence[str]) -> None:
+        return None
+
+    def transform(self, texts: Sequence[str]) -> np.ndarray:
+        vectors = self._model.encode(list(texts), batch_size=self.batch_size)
+        return l2_normalise(np.asarray(vectors, dtype=np.float32))
+
+    def manifest(self) -> dict[str, Any]:
+        return {"name": self.name, "dim": self.dim, "params": {"model_path": self.model_path}}
+
+    def save(self, directory: str | Path) -> None:
+        return None
+
+
+# ---------------------------------------------------------------- embeddings endpoint
+
+
+class EmbeddingEndpointFeaturizer:
+    """Vectors from an embeddings endpoint through an injected async `embed`."""
+
+    name = "endpoint"
+
+    def __init__(self, embed: Embed | None, *, dim: int, model: str = "") -> None:
+        self._embed = embed
+        self.dim = dim
+        self.model = model
+
+    def fit(self, texts: Sequence[str]) -> None:
+        return None
+
+    async def atransform(self, texts: Sequence[str]) -> np.ndarray:
+        if self._embed is None:
+            raise RuntimeError(
+                f"the embeddings featuriser for {self.model or 'this router'} has no embed "
+                "function: the gateway must pass one"
+            )
+        vectors = np.asarray(await self._embed(list(texts)), dtype=np.float32)
+        if vectors.shape != (len(texts), self.dim):
+            raise ValueError(f"embed returned shape {vectors.shape}, expected ({len(texts)}, "
+                             f"{self.dim})")
+        return l2_normalise(vectors)
+
+    def transform(self, texts: Sequence[str]) -> np.ndarray:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.atransform(texts))
+        raise RuntimeError("inside an event loop, use atransform() for endpoint features")
+
+    def manifest(self) -> dict[str, Any]:
+        return {"name": self.name, "dim": self.dim, "params": {"model": self.model}}
+
+    def save(self, directory: str | Path) -> None:
+        return None
+
+
+# ---------------------------------------------------------------- cache
+
+
+class CachedFeaturizer:
+    """An LRU cache (by SHA-1 of the text) in front of another featuriser."""
+
+    def __init__(self, inner: Featurizer, *, size: int = 4096) -> None:
+        self.inner = inner
+        self.size = size
+        self.name = inner.name
+        self.dim = inner.dim
+        self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def _key(text: str) -> bytes:
+        return hashlib.sha1(text.encode("utf-8", "surrogatepass")).digest()
+
+    def fit(self, texts: Sequence[str]) -> None:
+        self._cache.clear()
+        self.inner.fit(texts)
+
+    def _lookup(self, texts: Sequence[str]) -> tuple[list[bytes], list[int]]:
+        keys = [self._key(t) for t in texts]
+        missing = [i for i, k in enumerate(keys) if k not in self._cache]
+        self.hits += len(texts) - len(missing)
+        self.misses += len(missing)
+        return keys, missing
+
+    def _store(self, keys: list[bytes], missing: list[int], fresh: np.ndarray) -> np.ndarray:
+        for j, i in enumerate(missing):
+            self._cache[keys[i]] = fresh[j]
+        out = np.zeros((len(keys), self.dim), dtype=np.float32)
+        for i, k in enumerate(keys):
+            out[i] = self._cache[k]
+            self._cache.move_to_end(k)
+        while len(self._cache) > self.size:
+            self._cache.popitem(last=False)
+        return out
+
+    def transform(self, texts: Sequence[str]) -> np.ndarray:
+        keys, missing = self._lookup(texts)
+        fresh = self.inner.transform([texts[i] for i in missing]) if missing else None
+        return self._store(keys, missing, fresh if fresh is not None else np.zeros((0, 0)))
+
+    async def atransform(self, texts: Sequence[str]) -> np.ndarray:
+        keys, missing = self._lookup(texts)
+        fresh = await atransform(self.inner, [texts[i] for i in missing]) if missing else None
+        return self._store(keys, missing, fresh if fresh is not None else np.zeros((0, 0)))
+
+    def transform_sparse(self, texts: Sequence[str]) -> Any:
+        return self.inner.transform_sparse(texts)  # type: ignore[attr-defined]
+
+    def manifest(self) -> dict[str, Any]:
+        return self.inner.manifest()
+
+    def save(self, directory: str | Path) -> None:
+        self.inner.save(directory)
+
+
+# ---------------------------------------------------------------- construction
+
+
+def make_featurizer(spec: str = "hashed", **params: Any) -> Featurizer:
+    """From a CLI spec: "hashed" or "st:/local/model/path"."""
+    if spec == "hashed":
+        return HashedNgramFeaturizer(**params)
+    if spec.startswith("st:"):
+        return SentenceTransformerFeaturizer(spec[3:], **params)
+    raise ValueError(f"unknown featuriser {spec!r}: use 'hashed' or 'st:/path/to/model'")
+
+
+def featurizer_from_manifest(
+    d: dict[str, Any], directory: str | Path | None = None, *, embed: Embed | None = None
+) -> Featurizer:
+    """Rebuild the featuriser an artefact names; `directory` holds its saved state."""
+    name = d.get("name")
+    params = d.get("params", {})
+    if name == HashedNgramFeaturizer.name:
+        if directory is None:
+            raise ValueError("the hashed featuriser needs the artefact directory to load")
+        return HashedNgramFeaturizer.load(directory, d)
+    if name == SentenceTransformerFeaturizer.name:
+        return SentenceTransformerFeaturizer(params["model_path"])
+    if name == EmbeddingEndpointFeaturizer.name:
+        return EmbeddingEndpointFeaturizer(embed, dim=int(d["dim"]), model=params.get("model", ""))
+    raise ValueError(f"unknown featuriser in manifest: {json.dumps(d)[:200]}")

@@ -1,0 +1,57 @@
+"""The k-nearest-neighbours router: a model's quality on a prompt is its mean
+score on the k most similar training prompts.
+
+Neighbours are weighted by their similarity, and the estimate shrinks towards
+the model's overall mean by `prior` pseudo-observations, so a prompt with few
+close neighbours does not swing to 0 or 1. Brute-force dot products over the
+featuriser's dense vectors: 10,000 prompts x 128 dims is well under a millisecond.
+
+Imports: numpy, `routing.learned.base`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from interlock.routing.learned.base import QualityRouter, TrainingData, to_observations
+
+
+class KnnRouter(QualityRouter):
+    name = "knn"
+
+    def __init__(self, *, k: int = 40, power: float = 4.0, prior: float = 2.0, **kw: Any):
+        super().__init__(k=k, power=power, prior=prior, **kw)
+        self.k, self.power, self.prior = int(k), float(power), float(prior)
+        self.x = np.zeros((0, 0), dtype=np.float32)
+        self.sums = np.zeros((0, 0))
+        self.counts = np.zeros((0, 0))
+
+    def _fit(self, data: TrainingData, seed: int) -> None:
+        obs = to_observations(data, self.models)
+        assert self.featurizer is not None
+        self.x = self.featurizer.transform(obs.prompts).astype(np.float32)
+        n, m = len(obs.prompts), len(obs.models)
+        self.sums = np.zeros((n, m))
+        self.counts = np.zeros((n, m))
+        np.add.at(self.sums, (obs.prompt, obs.model), obs.score)
+        np.add.at(self.counts, (obs.prompt, obs.model), 1.0)
+
+    def _predict(self, x: Any) -> np.ndarray:
+        sims = np.asarray(x, dtype=np.float32) @ self.x.T  # (q, n)
+        k = min(self.k, sims.shape[1])
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        w = np.clip(np.take_along_axis(sims, top, axis=1), 0.0, None) ** self.power + 1e-9
+        sums = np.einsum("qk,qkm->qm", w, self.sums[top])
+        counts = np.einsum("qk,qkm->qm", w, self.counts[top])
+        mean = self.sums.sum(0) / np.maximum(self.counts.sum(0), 1e-12)
+        # The prior is in units of an average neighbour's weight.
+        prior = self.prior * w.mean(axis=1, keepdims=True)
+        return (sums + prior * mean) / (counts + prior)
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {"x": self.x, "sums": self.sums, "counts": self.counts}
+
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
+        self.x, self.sums, self.counts = arrays["x"], arrays["sums"], arrays["counts"]

@@ -1,0 +1,73 @@
+"""Router names -> classes, and loading a trained router from its directory.
+
+Imports: `errors`, `routing.artefacts`, `routing.learned.*`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from interlock.errors import RouterNotTrained
+from interlock.routing.artefacts import ARTEFACT_FORMAT, read_manifest
+from interlock.routing.features import Embed
+from interlock.routing.learned.base import QualityRouter
+from interlock.routing.learned.classifier import ClassifierRouter
+from interlock.routing.learned.knn import KnnRouter
+from interlock.routing.learned.llm import Ask, LlmRouter
+from interlock.routing.learned.mf import MfRouter
+from interlock.routing.learned.random import RandomRouter
+from interlock.routing.learned.sw_ranking import SwRankingRouter
+
+ROUTER_NAMES = ("random", "sw_ranking", "mf", "knn", "classifier", "llm")
+
+
+def router_class(name: str) -> type[QualityRouter]:
+    classes: dict[str, type[QualityRouter]] = {
+        "random": RandomRouter, "sw_ranking": SwRankingRouter, "mf": MfRouter,
+        "knn": KnnRouter, "classifier": ClassifierRouter, "llm": LlmRouter,
+    }
+    if name not in classes:
+        raise ValueError(f"unknown router {name!r}; choose one of {', '.join(ROUTER_NAMES)}")
+    return classes[name]
+
+
+def make_router(name: str, **params: Any) -> QualityRouter:
+    """A fresh, untrained router: make_router("knn", k=40)."""
+    return router_class(name)(**params)
+
+
+def train_command(name: str, path: str | Path) -> str:
+    return f"interlock train {name} --data YOUR_OUTCOMES.csv --out {path}"
+
+
+def load_router(
+    path: str | Path, *, name: str | None = None, embed: Embed | None = None,
+    ask: Ask | None = None,
+) -> QualityRouter:
+    """Load a trained router from its directory; RouterNotTrained if there is none.
+
+    `name` (the router the config expects) only shapes the error message and
+    is checked against the manifest.
+    """
+    p = Path(path)
+    manifest_path = p / "manifest.json"
+    if not manifest_path.is_file():
+        label = name or "ROUTER"
+        raise RouterNotTrained(
+            f"no trained {label} router at {p} (missing {manifest_path.name}); "
+            f"make one with: {train_command(label, p)}"
+        )
+    manifest = read_manifest(manifest_path)
+    if manifest.get("format") != ARTEFACT_FORMAT:
+        raise RouterNotTrained(f"{manifest_path} is not an Interlock router artefact; "
+                               f"make one with: {train_command(name or 'ROUTER', p)}")
+    found = str(manifest.get("router"))
+    if name is not None and name != found:
+        raise RouterNotTrained(
+            f"{p} holds a {found} router, not {name}; make one with: {train_command(name, p)}"
+        )
+    router = router_class(found).load(p, embed=embed)
+    if isinstance(router, LlmRouter):
+        router.ask = ask
+    return router
