@@ -76,7 +76,7 @@ class IntentRouterSettings(_Strict):
     default: str | None = None
     threshold: float = Field(default=0.35, ge=-1, le=1)
     # How many nearest examples of an intent are averaged into its score.
-    top_k: int = Field(default=3, ge=1)
+    top_k: int = Field(default=1, ge=1)
     # "hashed" (built in) or "st:<local model path>" (sentence-transformers).
     featurizer: str = "hashed"
 
