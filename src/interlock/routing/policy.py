@@ -189,21 +189,21 @@ class RoutingPolicy:
 
             return random.random()
         router = self._learned[router_name]
-        strong, weak = self._model_names(router, routed)
+        strong, weak = self._model_names(router_name, router, routed)
         if hasattr(router, "awin_prob"):
             return float((await router.awin_prob([prompt], strong, weak))[0])
         return float(router.win_prob([prompt], strong, weak)[0])
 
-    def _model_names(self, router: Any, routed: RoutedGroup) -> tuple[str, str]:
-        """The router's own model names for the strong and weak groups: the
-        router's two models in its trained order (strong first by quality)."""
+    def _model_names(self, router_name: str, router: Any,
+                     routed: RoutedGroup) -> tuple[str, str]:
+        """The router's own model names that stand for the strong and weak groups."""
         models = list(router.models)
         if routed.strong in models and routed.weak in models:
             return routed.strong, routed.weak  # type: ignore[return-value]
-        if len(models) != 2:
-            raise ValueError(f"router {router.name} knows models {models}; name the strong "
-                             "and weak groups as those models or train a two-model router")
-        return _strong_first(router, models)
+        spec = self.settings.routers.get(router_name)
+        if isinstance(spec, LearnedRouterSettings) and spec.strong_model and spec.weak_model:
+            return spec.strong_model, spec.weak_model
+        return _strong_and_weak(router)
 
     async def _route_members(self, name: str, router_name: str, routed: RoutedGroup,
                              prompt: str) -> RoutingDecision:
@@ -220,8 +220,13 @@ class RoutingPolicy:
                                    Candidate(g, s) for g, s in choice.scores.items()))
 
 
-def _strong_first(router: Any, models: list[str]) -> tuple[str, str]:
-    order = getattr(router, "strength_order", None)
-    if order:
-        return order[0], order[-1]
-    return models[0], models[1]
+def _strong_and_weak(router: Any) -> tuple[str, str]:
+    """The best and worst of the router's models by mean training quality."""
+    quality = getattr(router, "mean_quality", None) or {}
+    models = list(router.models)
+    if len(quality) >= 2:
+        ranked = sorted(models, key=lambda m: -float(quality.get(m, 0.0)))
+        return ranked[0], ranked[-1]
+    raise ValueError(
+        f"router {router.name!r} knows models {models} but not which is strong: set "
+        "strong_model and weak_model on the router in routing.routers")

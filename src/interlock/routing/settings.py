@@ -86,6 +86,12 @@ class LearnedRouterSettings(_Strict):
     checkpoint_path: str
     # Passed to the llm router: the model group that rates difficulty.
     judge_group: str | None = None
+    # Which of the router's trained models stand for "strong" and "weak" when a
+    # two-model decision is made between groups with other names (RouteLLM's
+    # routers are trained on GPT-4 vs Mixtral and used for any pair). Default:
+    # the models with the higher and lower mean quality in the training data.
+    strong_model: str | None = None
+    weak_model: str | None = None
 
 
 RouterSettingsEntry = Annotated[

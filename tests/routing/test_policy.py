@@ -1,0 +1,90 @@
+"""The routing policy: plain groups, routed groups, aliases, and failure to default."""
+
+from __future__ import annotations
+
+import pytest
+
+from interlock.catalog import Catalog, Deployment
+from interlock.errors import ConfigError, UnknownModel
+from interlock.openai_request import parse_chat_request
+from interlock.routing.policy import RoutingPolicy, parse_router_alias
+from interlock.routing.settings import RoutingSettings
+
+
+def catalog(*groups: str) -> Catalog:
+    return Catalog.from_deployments(
+        Deployment(name=f"{g}/openai/m", group=g, provider="openai", model="m") for g in groups)
+
+
+def request(model: str, text: str = "hello"):
+    return parse_chat_request({"model": model, "messages": [{"role": "user", "content": text}]})
+
+
+RULES = {"type": "rules", "default": "cheap",
+         "rules": [{"name": "code", "group": "smart", "when": {"regex": "code"}}]}
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("router-mf-0.116", ("mf", 0.116)),
+    ("router-sw_ranking-0.5", ("sw_ranking", 0.5)),
+    ("router-knn-1", ("knn", 1.0)),
+    ("router-mf", None),
+    ("gpt-4o", None),
+    ("router-mf-abc", None),
+])
+def test_router_alias_parsing(name, expected):
+    assert parse_router_alias(name) == expected
+
+
+async def test_plain_group_is_direct_and_unknown_lists_known_names():
+    policy = RoutingPolicy(RoutingSettings.model_validate(
+        {"routers": {"tiers": RULES}, "groups": {"auto": {"router": "tiers"}}}),
+        catalog("smart", "cheap"))
+    decision = await policy.decide(request("smart"))
+    assert (decision.group, decision.router) == ("smart", "direct")
+    with pytest.raises(UnknownModel) as info:
+        await policy.decide(request("nope"))
+    assert "auto" in info.value.message and "smart" in info.value.message
+
+
+async def test_routed_group_uses_its_rules():
+    policy = RoutingPolicy(RoutingSettings.model_validate(
+        {"routers": {"tiers": RULES}, "groups": {"auto": {"router": "tiers"}}}),
+        catalog("smart", "cheap"))
+    code = await policy.decide(request("auto", "write code"))
+    chat = await policy.decide(request("auto", "hi"))
+    assert (code.group, code.router, code.requested) == ("smart", "tiers", "auto")
+    assert "code" in code.reason
+    assert chat.group == "cheap"
+    assert code.elapsed_ms >= 0
+
+
+async def test_a_failing_router_serves_the_default_group_and_counts_the_error():
+    policy = RoutingPolicy(RoutingSettings.model_validate(
+        {"default_group": "cheap", "routers": {"tiers": RULES},
+         "groups": {"auto": {"router": "tiers"}}}), catalog("smart", "cheap"))
+
+    class Broken:
+        def route(self, _request):
+            raise RuntimeError("boom")
+
+    policy._rules["tiers"] = Broken()  # type: ignore[assignment]
+    decision = await policy.decide(request("auto", "write code"))
+    assert decision.group == "cheap"
+    assert decision.error == "RuntimeError"
+    assert policy.errors == 1
+
+
+async def test_random_alias_routes_between_strong_and_weak():
+    policy = RoutingPolicy(RoutingSettings.model_validate(
+        {"strong_group": "smart", "weak_group": "cheap"}), catalog("smart", "cheap"))
+    seen = {(await policy.decide(request("router-random-0.5"))).group for _ in range(60)}
+    assert seen == {"smart", "cheap"}
+    always = await policy.decide(request("router-random-0"))
+    assert always.group == "smart" and always.threshold == 0
+
+
+def test_routing_that_names_unknown_groups_fails_at_load():
+    with pytest.raises(ConfigError, match="ghost"):
+        RoutingPolicy(RoutingSettings.model_validate(
+            {"routers": {"tiers": {**RULES, "default": "ghost"}}}), catalog("smart", "cheap"))
