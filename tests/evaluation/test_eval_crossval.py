@@ -166,3 +166,20 @@ def test_routers_on_the_same_folds_share_one_featuriser_fit_per_fold() -> None:
     out[0, 0] = 99.0  # callers may scribble on what they get back
     assert wrapped.transform(["ab", "abc"]).tolist() == [[2.0], [3.0]]
     assert wrapped.prompts == wrapped.inner.prompts  # other attributes pass through
+
+
+def test_shared_featuriser_offers_sparse_features_only_when_the_inner_one_does() -> None:
+    class Sparse(CountingFeaturizer):
+        calls = 0
+
+        def transform_sparse(self, prompts: list[str]) -> np.ndarray:
+            Sparse.calls += 1
+            return np.ones((len(prompts), 2))
+
+    assert not hasattr(SharedFitFeaturizer(CountingFeaturizer()), "transform_sparse")
+    wrapped = SharedFitFeaturizer(Sparse())
+    assert hasattr(wrapped, "transform_sparse")
+    wrapped.fit(["a", "b"])
+    assert wrapped.transform_sparse(["a"]).shape == (1, 2)
+    wrapped.transform_sparse(["a"])
+    assert Sparse.calls == 1

@@ -79,7 +79,13 @@ class SharedFitFeaturizer:
         self._transforms: dict[bytes, Any] = {}
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+        if name == "inner":  # not set yet (copy, pickle): no recursion
+            raise AttributeError(name)
+        attr = getattr(self.inner, name)
+        if name == "transform_sparse":
+            # Only offered when the wrapped featuriser has it, as routers check with hasattr.
+            return lambda texts: self._cached("sparse", texts, attr)
+        return attr
 
     def fit(self, texts: Sequence[str]) -> None:
         key = _digest(texts)
@@ -89,9 +95,12 @@ class SharedFitFeaturizer:
             self._transforms.clear()
 
     def transform(self, texts: Sequence[str]) -> Any:
-        key = _digest(texts)
+        return self._cached("dense", texts, self.inner.transform)
+
+    def _cached(self, kind: str, texts: Sequence[str], compute: Callable[..., Any]) -> Any:
+        key = kind.encode() + _digest(texts)
         if key not in self._transforms:
-            self._transforms[key] = self.inner.transform(texts)
+            self._transforms[key] = compute(texts)
         return self._transforms[key].copy()
 
 

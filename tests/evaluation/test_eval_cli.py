@@ -1,0 +1,66 @@
+"""`interlock eval` end to end on a tiny CSV written here: table, JSON and PNG."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+from typer.testing import CliRunner
+
+from interlock.cli.main import app
+
+
+def _write_outcomes(path: Path, n: int = 80) -> Path:
+    rng = np.random.default_rng(3)
+    topics = ["arithmetic sum of numbers", "poem about the sea", "proof of a theorem",
+              "capital city of a country"]
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["prompt", "tiny-model", "huge-model"])
+        for i in range(n):
+            topic = topics[i % len(topics)]
+            hard = topic.startswith(("proof", "arithmetic"))
+            huge = rng.random() < 0.9
+            tiny = rng.random() < (0.2 if hard else 0.85)
+            writer.writerow([f"Question {i}: {topic} number {i % 7}?", tiny, huge])
+    return path
+
+
+def test_eval_prints_the_table_and_writes_json_and_png(tmp_path: Path) -> None:
+    data = _write_outcomes(tmp_path / "outcomes.csv")
+    out_json, out_png = tmp_path / "report.json", tmp_path / "plot.png"
+    result = CliRunner().invoke(app, [
+        "eval", "--data", str(data), "--routers", "knn,random", "--folds", "3",
+        "--seed", "1", "--json", str(out_json), "--plot", str(out_png),
+        "--price", "tiny-model=0.10,0.40", "--price", "huge-model=5,15",
+    ])
+    assert result.exit_code == 0, result.output
+    for column in ("router", "APGR", "CPT(50%)", "CPT(80%)", "share@95%", "$/1k@95%"):
+        assert column in result.output
+    assert "strong huge-model, weak tiny-model" in result.output
+    assert "output tokens assumed 500" in result.output
+
+    report = json.loads(out_json.read_text())
+    names = [r["name"] for r in report["results"]]
+    assert names[:2] == ["knn", "random"] and "oracle" in names
+    assert report["folds"] == 3 and report["prompts"] == 80
+    assert report["cost"]["prices"]["huge-model"].startswith("$5.00 in / $15.00 out per 1M")
+    # Each model alone, exact: prompts are ~12 tokens, 500 out at the given prices.
+    huge = report["cost"]["usd_per_1k_requests"]["huge-model"]
+    assert 7.5 < float(huge) < 7.6
+    knn = report["results"][0]
+    assert 0.0 <= knn["cpt50"] <= 1.0 and knn["fit_seconds"] is not None
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_reports_bad_input_without_a_traceback(tmp_path: Path) -> None:
+    data = _write_outcomes(tmp_path / "outcomes.csv", n=20)
+    runner = CliRunner()
+    bad_price = runner.invoke(app, ["eval", "--data", str(data), "--price", "tiny-model=cheap"])
+    assert bad_price.exit_code == 2 and "MODEL=IN_PER_M,OUT_PER_M" in bad_price.output
+    missing = runner.invoke(app, ["eval", "--data", str(tmp_path / "none.csv")])
+    assert missing.exit_code == 2 and "no such" in missing.output
+    half = runner.invoke(app, ["eval", "--data", str(data), "--strong", "huge-model"])
+    assert half.exit_code == 2 and "both" in half.output
