@@ -22,6 +22,7 @@ from os import PathLike
 from typing import Any, TypeVar
 
 from interlock.config import InterlockConfig, config_from_router_kwargs, load_config
+from interlock.costs.settings import LedgerSettings
 from interlock.gateway import Gateway, GatewayStream
 from interlock.openai_request import parse_chat_request
 from interlock.openai_response import (
@@ -60,6 +61,14 @@ class _LoopThread:
                 self._thread.join(timeout=5)
             self._loop.close()
             self._loop = None
+
+
+def _ledger_settings(ledger: str | Mapping[str, Any] | None) -> LedgerSettings:
+    if ledger is None:
+        return LedgerSettings(database=None)
+    if isinstance(ledger, str):
+        return LedgerSettings(database=ledger)
+    return LedgerSettings.model_validate(dict(ledger))
 
 
 class CompletionStream:
@@ -119,8 +128,11 @@ class Router:
         elif config is not None:
             loaded = load_config(config, environ=environ)
         else:
+            ledger = router_settings.pop("ledger", None)
             loaded = config_from_router_kwargs(model_list or [], environ=environ,
                                                **router_settings)
+            # In-process use writes no file unless asked: Router(..., ledger="spend.sqlite").
+            loaded.ledger = _ledger_settings(ledger)
         self.config = loaded
         self._gateway = Gateway(loaded, environ=environ)
         self._sync = _LoopThread()
