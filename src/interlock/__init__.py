@@ -38,13 +38,56 @@ _EXPORTS = {
     "ConnectionFailed": "interlock.errors",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "AuthenticationFailed",
+    "BadRequest",
+    "BudgetExceeded",
+    "ConfigError",
+    "ConnectionFailed",
+    "ContentFiltered",
+    "ContextWindowExceeded",
+    "Controller",
+    "InterlockError",
+    "InvalidRequest",
+    "NoDeploymentAvailable",
+    "NotFound",
+    "Overloaded",
+    "ProviderError",
+    "RateLimited",
+    "Router",
+    "RouterNotTrained",
+    "Timeout",
+    "UnknownModel",
+    "UnsupportedParameter",
+    "UpstreamServerError",
+    "load_config",
+]
 
 if TYPE_CHECKING:
     from interlock.client import Router
     from interlock.config import load_config
     from interlock.controller import Controller
-    from interlock.errors import *  # noqa: F403
+    from interlock.errors import (
+        AuthenticationFailed,
+        BadRequest,
+        BudgetExceeded,
+        ConfigError,
+        ConnectionFailed,
+        ContentFiltered,
+        ContextWindowExceeded,
+        InterlockError,
+        InvalidRequest,
+        NoDeploymentAvailable,
+        NotFound,
+        Overloaded,
+        ProviderError,
+        RateLimited,
+        RouterNotTrained,
+        Timeout,
+        UnknownModel,
+        UnsupportedParameter,
+        UpstreamServerError,
+    )
 
 
 def __getattr__(name: str) -> Any:

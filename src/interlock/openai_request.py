@@ -116,7 +116,7 @@ def _tool_calls(value: Any, where: str) -> list[ToolCall]:
 def _message(raw: Any, i: int) -> Message:
     path = f"messages[{i}]"
     _typed(raw, dict, path, "an object with 'role' and 'content'")
-    role = _ROLES.get(raw.get("role"))  # type: ignore[arg-type]
+    role = _ROLES.get(raw.get("role"))
     if role is None:
         raise _fail(f"'{path}.role' must be one of system, developer, user, assistant, tool; "
                     f"got {raw.get('role')!r}.", f"{path}.role")

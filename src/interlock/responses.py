@@ -44,7 +44,7 @@ class OpenAIObject(dict[str, Any]):
                 f"{type(self).__name__} has no attribute {name!r}") from None
 
     def model_dump(self) -> dict[str, Any]:
-        return _plain(self)  # type: ignore[no-any-return]
+        return _plain(self)
 
     def model_dump_json(self, **kwargs: Any) -> str:
         return json.dumps(self.model_dump(), **kwargs)

@@ -18,7 +18,7 @@ def fake_upstream(
     latency: float = typer.Option(0.0, help="Seconds of simulated latency per request."),
 ) -> None:
     """Serve simulated provider APIs on 127.0.0.1 until interrupted."""
-    from interlock.testing import Fault, FakeUpstream
+    from interlock.testing import FakeUpstream, Fault
 
     fake = FakeUpstream(port=port, record=False).start()
     if latency:
