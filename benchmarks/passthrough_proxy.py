@@ -1,0 +1,108 @@
+"""The floor for a Python LLM proxy: forward bytes, nothing else.
+
+    python benchmarks/passthrough_proxy.py --port 8910 \
+        --upstream http://127.0.0.1:8900/openai/v1
+
+`POST /v1/chat/completions` is sent unchanged to `<upstream>/chat/completions`
+with the upstream key set, and the answer (JSON or SSE) is streamed back
+chunk by chunk. No JSON parsing, no auth check, no routing, no logging.
+
+It runs on the same stack as `interlock serve` (a raw ASGI app on uvicorn with
+uvloop and httptools, one pooled aiohttp session upstream), so the difference
+between it and Interlock is what Interlock does per request, not the stack.
+This is a benchmark tool, not part of the package.
+
+Imports: aiohttp, uvicorn, the standard library.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import aiohttp
+import uvicorn
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+# Response headers that describe the upstream hop, not the body we re-send.
+_HOP_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive",
+                          "date", "server"})
+
+
+class PassThrough:
+    """Raw ASGI app holding one aiohttp session for its lifetime."""
+
+    def __init__(self, upstream: str, api_key: str) -> None:
+        self.target = upstream.rstrip("/") + "/chat/completions"
+        self.headers = {"authorization": f"Bearer {api_key}",
+                        "content-type": "application/json"}
+        self.session: aiohttp.ClientSession | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            if scope["path"] == "/v1/chat/completions":
+                await self._forward(receive, send)
+            else:
+                await _plain(send, 200 if scope["path"].startswith("/health") else 404, b"{}")
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None)
+                self.session = aiohttp.ClientSession(connector=connector)
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self.session is not None:
+                    await self.session.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _forward(self, receive: Receive, send: Send) -> None:
+        body = await _read_body(receive)
+        assert self.session is not None
+        async with self.session.post(self.target, data=body, headers=self.headers) as resp:
+            headers = [(k.lower().encode(), v.encode()) for k, v in resp.headers.items()
+                       if k.lower() not in _HOP_HEADERS]
+            await send({"type": "http.response.start", "status": resp.status,
+                        "headers": headers})
+            async for chunk in resp.content.iter_any():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _read_body(receive: Receive) -> bytes:
+    parts: list[bytes] = []
+    while True:
+        message = await receive()
+        parts.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(parts)
+
+
+async def _plain(send: Send, status: int, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--upstream", required=True, help="OpenAI base URL, ending in /v1")
+    parser.add_argument("--api-key", default="sk-dummy")
+    args = parser.parse_args()
+    uvicorn.run(PassThrough(args.upstream, args.api_key), host="127.0.0.1", port=args.port,
+                loop="uvloop", http="httptools", log_level="warning", access_log=False,
+                lifespan="on", backlog=4096)
+
+
+if __name__ == "__main__":
+    main()
