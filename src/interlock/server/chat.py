@@ -44,6 +44,8 @@ from interlock.server.asgi_io import (
 log = logging.getLogger("interlock.server")
 T = TypeVar("T")
 _DONE = b"data: [DONE]\n\n"
+# A body of JSON `null` parses to None, so "already answered" needs its own marker.
+_ANSWERED = object()
 
 
 class _Disconnected(Exception):
@@ -83,7 +85,7 @@ class ChatCompletions:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = await self._read_json(receive, send)
-        if body is None:
+        if body is _ANSWERED:
             return
         try:
             request = parse_chat_request(body)
@@ -102,6 +104,7 @@ class ChatCompletions:
             log.info("client disconnected; request %s cancelled", request_id)
 
     async def _read_json(self, receive: Receive, send: Send) -> Any:
+        """The parsed body, or _ANSWERED when the client was already answered (or gone)."""
         try:
             raw = await read_body(receive, self.max_body_bytes)
         except BodyTooLarge:
@@ -110,16 +113,16 @@ class ChatCompletions:
                 f"{self.max_body_bytes} bytes. Send a smaller request, or raise "
                 "general_settings.max_request_body_bytes.",
                 type_="invalid_request_error", code="request_too_large")
-            return None
+            return _ANSWERED
         except ClientGone:
-            return None
+            return _ANSWERED
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             await send_plain_error(
                 send, 400, f"The request body is not valid JSON ({exc}).",
                 type_="invalid_request_error", code="invalid_json")
-            return None
+            return _ANSWERED
 
     async def _complete(self, request: Any, request_id: str, key_id: str | None,
                         receive: Receive, send: Send) -> None:
