@@ -49,6 +49,8 @@ def three_provider_config(fake: FakeUpstream, **router_settings: Any) -> dict[st
         "model_list": [deployment(fake, group, provider) for provider, group in GROUPS.items()],
         "router_settings": {"num_retries": 0, "timeout": 10, **router_settings},
         "general_settings": {"master_key": MASTER_KEY},
+        # No ledger file in the working directory; tests that want one give a tmp path.
+        "ledger": {"database": None},
     }
 
 

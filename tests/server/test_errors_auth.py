@@ -1,0 +1,259 @@
+"""The gateway's refusals: bad input, upstream errors and auth, all in OpenAI's
+error format (`{"error": {"message", "type", "param", "code"}}`), never a 500."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import yaml
+
+from interlock.config import load_config
+from interlock.errors import ConfigError
+from interlock.server.app import create_app
+from interlock.testing import FakeUpstream
+from interlock.testing.script import Fault
+from tests.server.gateways import MASTER_KEY, RunningGateway, three_provider_config
+
+AUTH = {"authorization": f"Bearer {MASTER_KEY}"}
+HELLO = [{"role": "user", "content": "hello"}]
+
+
+def _assert_openai_error(resp: httpx.Response, status: int) -> dict[str, Any]:
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"].startswith("application/json")
+    error = resp.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert isinstance(error["message"], str) and error["message"]
+    assert "Traceback" not in resp.text
+    return dict(error)
+
+
+async def _post(gw: RunningGateway, body: Any = None, *, content: bytes | None = None,
+                headers: dict[str, str] | None = None) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=10) as http:
+        return await http.post(gw.base_url + "/chat/completions",
+                               headers=AUTH if headers is None else headers,
+                               json=body, content=content)
+
+
+# -- bad input ------------------------------------------------------------------
+
+async def test_unknown_model_is_404_listing_the_groups(gateway: RunningGateway,
+                                                       fake_upstream: FakeUpstream) -> None:
+    client = gateway.openai()
+    with pytest.raises(openai.NotFoundError) as caught:
+        await client.chat.completions.create(model="gpt-5-ultra", messages=HELLO)  # type: ignore[arg-type]
+    error = caught.value.body
+    assert isinstance(error, dict)
+    assert error["param"] == "model"
+    for group in ("high-quality", "cost-optimized", "budget"):
+        assert group in error["message"]
+    assert "gpt-5-ultra" in error["message"]
+    assert fake_upstream.calls() == 0
+    await client.close()
+
+
+async def test_malformed_json_is_400(gateway: RunningGateway) -> None:
+    resp = await _post(gateway, content=b'{"model": "budget", "messages": [')
+    error = _assert_openai_error(resp, 400)
+    assert error["type"] == "invalid_request_error"
+    assert "JSON" in error["message"]
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    ({"messages": HELLO}, "model"),
+    ({"model": "budget"}, "messages"),
+    ({"model": "budget", "messages": []}, "messages"),
+    ({"model": "budget", "messages": HELLO, "temperature": "hot"}, "temperature"),
+    ({"model": "budget", "messages": HELLO, "temperature": 7}, "temperature"),
+    ({"model": "budget", "messages": HELLO, "max_tokens": "many"}, "max_tokens"),
+    ({"model": "budget", "messages": HELLO, "stream": "yes"}, "stream"),
+    ({"model": 42, "messages": HELLO}, "model"),
+])
+async def test_missing_or_mistyped_field_is_400_naming_it(
+        gateway: RunningGateway, fake_upstream: FakeUpstream, body: dict[str, Any],
+        param: str) -> None:
+    error = _assert_openai_error(await _post(gateway, body), 400)
+    assert error["param"] == param
+    assert param in error["message"]
+    assert fake_upstream.calls() == 0
+
+
+@pytest.mark.parametrize("body", [
+    [], "a string", 17, None,
+    {"model": "budget", "messages": "hello"},
+    {"model": "budget", "messages": [{"role": "robot", "content": "hi"}]},
+    {"model": "budget", "messages": [{"role": "user", "content": 5}]},
+    {"model": "budget", "messages": [{"role": "user"}]},
+    {"model": "budget", "messages": ["hi"]},
+    {"model": "budget", "messages": [{"role": "tool", "content": "x"}]},
+    {"model": "budget", "messages": HELLO, "tools": "get_weather"},
+    {"model": "budget", "messages": HELLO, "tools": [{"type": "function"}]},
+    {"model": "budget", "messages": HELLO, "tool_choice": 3},
+    {"model": "budget", "messages": HELLO, "response_format": {"type": "yaml"}},
+    {"model": "budget", "messages": HELLO, "stop": 5},
+    {"model": "budget", "messages": HELLO, "metadata": "x"},
+    {"model": "budget", "messages": HELLO, "fallbacks": "cost-optimized"},
+    {"model": "budget", "messages": [{"role": "user", "content": [{"type": "audio"}]}]},
+])
+async def test_odd_bodies_get_a_4xx_never_a_500(gateway: RunningGateway,
+                                                body: Any) -> None:
+    import json
+
+    resp = await _post(gateway, content=json.dumps(body).encode())
+    assert 400 <= resp.status_code < 500, resp.text
+    _assert_openai_error(resp, resp.status_code)
+
+
+async def test_body_over_the_limit_is_413(fake_upstream: FakeUpstream,
+                                          start_gateway: Callable[..., RunningGateway]) -> None:
+    config = three_provider_config(fake_upstream)
+    config["general_settings"]["max_request_body_bytes"] = 2_000
+    gw = start_gateway(config)
+    client = gw.openai()
+    # Under the limit: fine.
+    ok = await client.chat.completions.create(
+        model="budget", messages=[{"role": "user", "content": "x" * 1_000}])
+    assert ok.choices[0].message.content
+    with pytest.raises(openai.APIStatusError) as caught:
+        await client.chat.completions.create(
+            model="budget", messages=[{"role": "user", "content": "x" * 5_000}])
+    assert caught.value.status_code == 413
+    assert isinstance(caught.value.body, dict)
+    assert "2000" in caught.value.body["message"]
+    assert fake_upstream.calls() == 1
+    await client.close()
+
+
+async def test_wrong_method_is_405(gateway: RunningGateway) -> None:
+    async with httpx.AsyncClient(timeout=10) as http:
+        resp = await http.get(gateway.base_url + "/chat/completions", headers=AUTH)
+    _assert_openai_error(resp, 405)
+
+
+# -- upstream errors ---------------------------------------------------------------
+
+@pytest.mark.parametrize(("provider", "group"), [("anthropic", "high-quality"),
+                                                 ("gemini", "cost-optimized"),
+                                                 ("openai", "budget")])
+async def test_upstream_429_reaches_the_sdk_as_rate_limit_error(
+        provider: str, group: str, fake_upstream: FakeUpstream,
+        gateway: RunningGateway) -> None:
+    fake_upstream.script(Fault(status=429, retry_after=7), provider=provider)
+    client = gateway.openai()
+    with pytest.raises(openai.RateLimitError) as caught:
+        await client.chat.completions.create(model=group, messages=HELLO)
+    body = caught.value.body
+    assert isinstance(body, dict)
+    assert body["type"] == "rate_limit_error"
+    assert caught.value.response.headers["x-interlock-provider"] == provider
+    assert caught.value.response.headers["x-interlock-attempts"] == "1"
+    assert 7 <= int(caught.value.response.headers["retry-after"]) <= 8
+    assert fake_upstream.calls(provider) == 1
+    await client.close()
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "gemini", "openai"])
+async def test_upstream_500_is_an_openai_error_not_a_traceback(
+        provider: str, fake_upstream: FakeUpstream, gateway: RunningGateway) -> None:
+    from tests.server.gateways import GROUPS
+
+    fake_upstream.script(Fault(status=500), provider=provider)
+    client = gateway.openai()
+    with pytest.raises(openai.InternalServerError) as caught:
+        await client.chat.completions.create(model=GROUPS[provider], messages=HELLO)
+    assert caught.value.status_code == 502
+    body = caught.value.body
+    assert isinstance(body, dict)
+    assert body["type"] == "upstream_error"
+    assert body["code"] == "UpstreamServerError"
+    assert "Traceback" not in caught.value.response.text
+    # No key leaks into what the client sees.
+    assert "dummy-key" not in caught.value.response.text
+    await client.close()
+
+
+# -- auth ------------------------------------------------------------------------
+
+async def test_no_key_and_wrong_key_are_401(gateway: RunningGateway,
+                                            fake_upstream: FakeUpstream) -> None:
+    for headers in ({}, {"authorization": "Bearer nope"}, {"authorization": MASTER_KEY},
+                    {"authorization": f"Basic {MASTER_KEY}"}):
+        error = _assert_openai_error(
+            await _post(gateway, {"model": "budget", "messages": HELLO}, headers=headers), 401)
+        assert error["type"] == "authentication_error"
+    bad = gateway.openai(api_key=MASTER_KEY + "x")
+    with pytest.raises(openai.AuthenticationError):
+        await bad.chat.completions.create(model="budget", messages=HELLO)
+    with pytest.raises(openai.AuthenticationError):
+        await bad.models.list()
+    await bad.close()
+    assert fake_upstream.calls() == 0
+    good = gateway.openai()
+    assert (await good.chat.completions.create(model="budget", messages=HELLO)).choices
+    await good.close()
+
+
+async def test_health_probes_are_open(gateway: RunningGateway) -> None:
+    async with httpx.AsyncClient(timeout=10) as http:
+        live = await http.get(gateway.url + "/health/liveness")
+        ready = await http.get(gateway.url + "/health/readiness")
+        models = await http.get(gateway.base_url + "/models")
+    assert live.status_code == 200 and live.json()["status"] == "alive"
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    # Everything else needs the key.
+    assert models.status_code == 401
+
+
+async def test_master_key_from_the_environment(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway]) -> None:
+    config = three_provider_config(fake_upstream)
+    del config["general_settings"]["master_key"]
+    gw = start_gateway(config, environ={"INTERLOCK_MASTER_KEY": "sk-from-env-123"})
+    assert (await _post(gw, {"model": "budget", "messages": HELLO})).status_code == 401
+    ok = await _post(gw, {"model": "budget", "messages": HELLO},
+                     headers={"authorization": "Bearer sk-from-env-123"})
+    assert ok.status_code == 200
+
+
+async def test_allow_unauthenticated_works_on_loopback_only(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway]) -> None:
+    config = three_provider_config(fake_upstream)
+    config["general_settings"] = {"allow_unauthenticated": True}
+    for host in ("0.0.0.0", "192.168.1.20", "example.com", "::"):
+        with pytest.raises(ConfigError, match="loopback"):
+            create_app(load_config(config, environ={}), host=host, environ={})
+    gw = start_gateway(config)
+    resp = await _post(gw, {"model": "budget", "messages": HELLO}, headers={})
+    assert resp.status_code == 200
+
+
+def test_no_key_and_no_setting_refuses_to_start(fake_upstream: FakeUpstream) -> None:
+    config = three_provider_config(fake_upstream)
+    config["general_settings"] = {}
+    with pytest.raises(ConfigError, match="INTERLOCK_MASTER_KEY"):
+        create_app(load_config(config, environ={}), environ={})
+
+
+def test_serve_refuses_to_start_without_a_key(fake_upstream: FakeUpstream,
+                                              tmp_path: Path) -> None:
+    config = three_provider_config(fake_upstream)
+    config["general_settings"] = {}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {k: v for k, v in os.environ.items() if k != "INTERLOCK_MASTER_KEY"}
+    done = subprocess.run(
+        [sys.executable, "-m", "interlock.cli.main", "serve", "--config", str(path),
+         "--port", "1"], env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0
+    assert "No master key" in done.stderr
+    assert "INTERLOCK_MASTER_KEY" in done.stderr
+    assert "Traceback" not in done.stderr
