@@ -137,6 +137,8 @@ class FakeUpstreamApp:
         if fault is not None and fault.first_token_delay:
             await asyncio.sleep(fault.first_token_delay)
         for i, frame in enumerate(frames):
+            if fault is not None and fault.chunk_interval and i:
+                await asyncio.sleep(fault.chunk_interval)
             if fault is not None and fault.disconnect_after is not None \
                     and i >= fault.disconnect_after:
                 # Ending the ASGI call without more_body=False makes uvicorn

@@ -54,6 +54,8 @@ class Fault:
     hang:          never answer (until the client gives up)
     disconnect_after: close the connection after this many stream chunks
     malformed_at:  replace stream chunk number N with bytes that are not JSON
+    chunk_interval: seconds between streamed chunks (lets a client read what
+                   came before a disconnect, as it would from a real server)
     """
 
     status: int | None = None
@@ -65,6 +67,7 @@ class Fault:
     hang: bool = False
     disconnect_after: int | None = None
     malformed_at: int | None = None
+    chunk_interval: float = 0.0
     times: int | None = 1
 
 
