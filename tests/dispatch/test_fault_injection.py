@@ -273,7 +273,7 @@ async def test_mid_stream_disconnect_with_continuation(fake_upstream, http) -> N
     assert "gemini-2.5-flash" in text and text.startswith("[simulated claud[simulated gemini")
     assert [(a.deployment, a.outcome != "ok") for a in stream.attempts] == [
         ("claude", True), ("gemini", False)]
-    continued = [r for r in fake_upstream.received if r.provider == "gemini"][0]
+    continued = next(r for r in fake_upstream.received if r.provider == "gemini")
     assert "Continue" in str(continued.body)
 
 

@@ -62,7 +62,7 @@ class RouterSettings(BaseModel):
     # Keys live under this prefix, so several routers can share one Redis.
     redis_prefix: str = "interlock"
     # Per-operation Redis timeout; past it the process's own memory takes over.
-    redis_timeout: float = Field(default=0.25, gt=0)
+    redis_timeout: float = Field(default=0.5, gt=0)
     # How often to try Redis again while it is down.
     redis_retry_interval: float = Field(default=1.0, gt=0)
     # How long a breaker state read from Redis is trusted locally.

@@ -49,7 +49,8 @@ class RedisStateBackend:
         port: int | None = None,
         password: str | None = None,
         prefix: str = "interlock",
-        op_timeout: float = 0.25,
+        op_timeout: float = 0.5,
+        max_connections: int = 32,
         retry_interval: float = 1.0,
         cache_ttl: float = 0.05,
         time_source: Callable[[], float] | None = None,
@@ -63,16 +64,19 @@ class RedisStateBackend:
         self._errors: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
         if client is None:
             # No redis-py retries: a slow or absent Redis must cost one short
-            # timeout, after which the memory backend takes over.
+            # timeout, after which the memory backend takes over. A bounded pool
+            # keeps a burst of requests from opening a connection each.
             common: dict[str, Any] = dict(
                 socket_timeout=op_timeout, socket_connect_timeout=op_timeout,
                 retry=Retry(NoBackoff(), 0), decode_responses=True,
+                max_connections=max_connections, timeout=op_timeout,
             )
             if url:
-                client = aredis.Redis.from_url(url, **common)
+                pool = aredis.BlockingConnectionPool.from_url(url, **common)
             else:
-                client = aredis.Redis(host=host or "127.0.0.1", port=port or 6379,
-                                      password=password, **common)
+                pool = aredis.BlockingConnectionPool(host=host or "127.0.0.1", port=port or 6379,
+                                                     password=password, **common)
+            client = aredis.Redis(connection_pool=pool)
         self._redis = client
         self._prefix = prefix
         self._op_timeout = op_timeout
@@ -143,7 +147,7 @@ class RedisStateBackend:
         ok, raw = await self._try(lambda: self._scripts["ADMIT"](keys=keys, args=args))
         if not ok or raw is None:
             return self._memory.admit_now(deployment, limits, tokens, probe_ttl)
-        return self._admission(deployment, raw)
+        return self._admission(deployment, raw, tokens)
 
     def _admit_from_cache(self, deployment: str) -> Admission | None:
         if not self.using_redis:
@@ -158,14 +162,15 @@ class RedisStateBackend:
             return Admission(False, deployment, "cooldown", view.remaining, reason=view.reason)
         return None
 
-    def _admission(self, deployment: str, raw: list[Any]) -> Admission:
+    def _admission(self, deployment: str, raw: list[Any], tokens: int) -> Admission:
         admitted, refused_by, wait, reason, bucket, probe = raw
         if admitted:
             self._cache_put(deployment, BreakerView("half_open", probing=True) if probe
                             else BreakerView())
+            counted = int(bucket) >= 0
             return Admission(True, deployment, probe=bool(probe),
-                             bucket=None if int(bucket) < 0 else int(bucket),
-                             store="redis")
+                             bucket=int(bucket) if counted else None,
+                             tokens=tokens if counted else 0, store="redis")
         if refused_by == "cooldown":
             self._cache_put(deployment, BreakerView("open", float(wait), reason))
         return Admission(False, deployment, refused_by, float(wait), reason=reason,

@@ -1,0 +1,259 @@
+"""Shared state through Redis: two dispatchers (separate connections), a second
+process, and Redis going away and coming back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from interlock.catalog import Catalog
+from interlock.dispatch.clock import MonotonicClock
+from interlock.dispatch.dispatcher import Dispatcher
+from interlock.dispatch.settings import RouterSettings
+from interlock.dispatch.state import Limits
+from interlock.dispatch.state.redis import RedisStateBackend
+from interlock.errors import RateLimited
+from tests.dispatch.fakes import Registry, ScriptedAdapter, dep, fail, request
+
+pytestmark = pytest.mark.redis
+
+
+def dispatcher(state: Any, deployments: list, **settings: Any) -> tuple[Dispatcher,
+                                                                        ScriptedAdapter]:
+    clock = MonotonicClock()
+    adapter = ScriptedAdapter(clock)
+    return Dispatcher(Catalog.from_deployments(deployments), Registry(adapter),
+                      RouterSettings(**settings), state=state, clock=clock,
+                      rng=random.Random(1)), adapter
+
+
+def pair() -> list:
+    return [dep("a", order=1), dep("b", order=2)]
+
+
+async def test_cooldown_opened_by_one_is_honoured_by_the_other_within_100ms(
+        redis_backends) -> None:
+    one, adapter_one = dispatcher(redis_backends(), pair(), num_retries=1)
+    two, adapter_two = dispatcher(redis_backends(), pair(), num_retries=1)
+    # Both have read "a" as healthy (and cached that).
+    assert (await one.complete(request(), "g")).deployment.name == "a"
+    assert (await two.complete(request(), "g")).deployment.name == "a"
+    adapter_one.script("a", fail(RateLimited, 429, retry_after=30))
+    result = await one.complete(request(), "g")
+    opened_at = time.monotonic()
+    assert result.deployment.name == "b"
+    served = "a"
+    while served == "a":
+        served = (await two.complete(request(), "g")).deployment.name
+        assert time.monotonic() - opened_at < 0.5
+    assert time.monotonic() - opened_at <= 0.1
+    assert served == "b"
+    rows = {r.deployment: r for r in two.health()}
+    assert rows["a"].state == "cooling" and rows["a"].reason == "RateLimited"
+
+
+async def test_rpm_limit_holds_across_two_dispatchers_under_concurrency(redis_backends) -> None:
+    deployments = [dep("limited", order=1, rpm=40), dep("spare", order=2)]
+    one, _ = dispatcher(redis_backends(), deployments)
+    two, _ = dispatcher(redis_backends(), deployments)
+
+    async def burst(d: Dispatcher) -> list[str]:
+        results = await asyncio.gather(*[d.complete(request(), "g") for _ in range(60)])
+        return [r.deployment.name for r in results]
+
+    names = sum(await asyncio.gather(burst(one), burst(two)), [])
+    assert len(names) == 120
+    assert names.count("limited") == 40
+
+
+async def test_tpm_reservation_and_settlement_are_shared(redis_backends) -> None:
+    b1, b2 = redis_backends(), redis_backends()
+    limits = Limits(tpm=1000)
+    first = await b1.admit("t", limits, 600, 10)
+    assert first.admitted and first.bucket is not None
+    assert not (await b2.admit("t", limits, 600, 10)).admitted
+    await b1.settle(first, 100)  # the call used far less than reserved
+    assert (await b2.admit("t", limits, 600, 10)).admitted
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_unreachable_redis_falls_back_to_memory_with_one_warning(caplog) -> None:
+    state = RedisStateBackend(f"redis://127.0.0.1:{_closed_port()}/0", prefix="unreachable",
+                              retry_interval=0.05)
+    d, adapter = dispatcher(state, pair(), num_retries=1, cooldown_time=30)
+    adapter.script("a", fail(RateLimited, 429, retry_after=30))
+    with caplog.at_level(logging.WARNING, logger="interlock.dispatch.state"):
+        results = []
+        for _ in range(30):
+            results.append(await d.complete(request(), "g"))
+            await asyncio.sleep(0.01)  # several retry intervals pass: Redis is tried again
+    assert all(r.response.content for r in results)
+    # The cooldown still works, in this process's memory.
+    assert [r.deployment.name for r in results[1:]] == ["b"] * 29
+    warnings = [r for r in caplog.records if r.name == "interlock.dispatch.state"
+                and r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "memory" in warnings[0].getMessage()
+    await d.aclose()
+
+
+class _Proxy:
+    """A TCP proxy to Redis that a test can stop and start again."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = _closed_port()
+        self.server: asyncio.base_events.Server | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for w in self.writers:
+            w.close()
+        await self.server.wait_closed()
+        self.writers.clear()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        self.writers += [writer, up_writer]
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except OSError:
+                pass
+            finally:
+                dst.close()
+
+        with contextlib.suppress(OSError, asyncio.CancelledError):
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+async def test_redis_outage_and_reconnection(redis_backends, caplog) -> None:
+    proxy = _Proxy(6379)
+    await proxy.start()
+    prefix = f"outage-{os.getpid()}-{random.randrange(10**9)}"
+    via_proxy = RedisStateBackend(f"redis://127.0.0.1:{proxy.port}/0", prefix=prefix,
+                                  retry_interval=0.1, cache_ttl=0.0)
+    direct = redis_backends(prefix=prefix, cache_ttl=0.0)
+    d, adapter = dispatcher(via_proxy, pair(), num_retries=1)
+    assert (await d.complete(request(), "g")).deployment.name == "a"
+    assert via_proxy.using_redis
+
+    await proxy.stop()
+    with caplog.at_level(logging.INFO, logger="interlock.dispatch.state"):
+        for _ in range(5):
+            assert (await d.complete(request(), "g")).response.content
+        assert not via_proxy.using_redis
+
+        await proxy.start()
+        await asyncio.sleep(0.15)
+        adapter.script("a", fail(RateLimited, 429, retry_after=30))
+        await d.complete(request(), "g")
+    # The cooldown went to Redis again: another backend sees it.
+    assert via_proxy.using_redis
+    assert (await direct.refresh("a")).state == "open"
+    messages = [r.getMessage() for r in caplog.records if r.name == "interlock.dispatch.state"]
+    assert sum("unreachable" in m for m in messages) == 1
+    assert any("reachable again" in m for m in messages)
+    await via_proxy.aclose()
+    await proxy.stop()
+
+
+CHILD = textwrap.dedent("""
+    import asyncio, random, sys
+    from interlock.catalog import Catalog, Deployment
+    from interlock.dispatch.clock import MonotonicClock
+    from interlock.dispatch.dispatcher import Dispatcher
+    from interlock.dispatch.settings import RouterSettings
+    from interlock.errors import RateLimited
+    from interlock.types import ChatRequest, ChatResponse, Message, TextPart
+
+    url, prefix, go_at = sys.argv[1], sys.argv[2], float(sys.argv[3])
+
+    class Adapter:
+        async def complete(self, request, d, timeouts):
+            if d.name == "flaky":
+                raise RateLimited("slow down", status=429, retry_after=30)
+            return ChatResponse(id="x", model=d.model, content="ok")
+
+    class Registry:
+        def for_provider(self, provider):
+            return Adapter()
+
+    async def main():
+        deps = [Deployment("limited", "g", "fake", "m", order=1, rpm=40),
+                Deployment("spare", "g", "fake", "m", order=2),
+                Deployment("flaky", "other", "fake", "m")]
+        settings = RouterSettings(redis_url=url, redis_prefix=prefix, num_retries=0)
+        d = Dispatcher(Catalog.from_deployments(deps), Registry(), settings,
+                       clock=MonotonicClock(), rng=random.Random(2))
+        request = ChatRequest(model="g", messages=[Message("user", [TextPart("hi")])])
+        try:
+            await d.complete(request, "other")
+        except RateLimited:
+            pass
+        clock = MonotonicClock()
+        while clock.now() < go_at:
+            await asyncio.sleep(0.001)
+        results = await asyncio.gather(*[d.complete(request, "g") for _ in range(60)])
+        print(sum(r.deployment.name == "limited" for r in results))
+        await d.aclose()
+
+    asyncio.run(main())
+""")
+
+
+@pytest.mark.slow
+async def test_a_second_process_shares_cooldowns_and_rpm(redis_url, redis_backends) -> None:
+    prefix = f"xproc-{os.getpid()}-{random.randrange(10**9)}"
+    deployments = [dep("limited", order=1, rpm=40), dep("spare", order=2),
+                   dep("flaky", group="other")]
+    here, _ = dispatcher(redis_backends(prefix=prefix), deployments)
+    await here.complete(request(), "other")  # connects and loads the scripts
+    go_at = time.monotonic() + 1.5  # both processes start their burst together
+    src = Path(__file__).resolve().parents[2] / "src"
+    env = dict(os.environ, PYTHONPATH=str(src))
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CHILD, redis_url, prefix, str(go_at), env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    while time.monotonic() < go_at:
+        await asyncio.sleep(0.001)
+    mine = await asyncio.gather(*[here.complete(request(), "g") for _ in range(60)])
+    out, err = await asyncio.wait_for(child.communicate(), 30)
+    assert child.returncode == 0, err.decode()[-2000:]
+    theirs = int(out.decode().strip())
+    ours = sum(r.deployment.name == "limited" for r in mine)
+    assert ours + theirs == 40
+    # The child's 429 (Retry-After 30) cooled "flaky" for this process too.
+    state = here.state
+    assert isinstance(state, RedisStateBackend)
+    view = await state.refresh("flaky")
+    assert view.state == "open" and view.remaining > 20
