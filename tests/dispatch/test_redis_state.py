@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.dispatch.fakes import Registry, ScriptedAdapter, dep, fail, request
 
 from interlock.catalog import Catalog
 from interlock.dispatch.clock import MonotonicClock
@@ -25,7 +26,6 @@ from interlock.dispatch.settings import RouterSettings
 from interlock.dispatch.state import Limits
 from interlock.dispatch.state.redis import RedisStateBackend
 from interlock.errors import RateLimited
-from tests.dispatch.fakes import Registry, ScriptedAdapter, dep, fail, request
 
 pytestmark = pytest.mark.redis
 
@@ -46,7 +46,7 @@ def pair() -> list:
 async def test_cooldown_opened_by_one_is_honoured_by_the_other_within_100ms(
         redis_backends) -> None:
     one, adapter_one = dispatcher(redis_backends(), pair(), num_retries=1)
-    two, adapter_two = dispatcher(redis_backends(), pair(), num_retries=1)
+    two, _ = dispatcher(redis_backends(), pair(), num_retries=1)
     # Both have read "a" as healthy (and cached that).
     assert (await one.complete(request(), "g")).deployment.name == "a"
     assert (await two.complete(request(), "g")).deployment.name == "a"
@@ -73,7 +73,8 @@ async def test_rpm_limit_holds_across_two_dispatchers_under_concurrency(redis_ba
         results = await asyncio.gather(*[d.complete(request(), "g") for _ in range(60)])
         return [r.deployment.name for r in results]
 
-    names = sum(await asyncio.gather(burst(one), burst(two)), [])
+    first, second = await asyncio.gather(burst(one), burst(two))
+    names = first + second
     assert len(names) == 120
     assert names.count("limited") == 40
 
