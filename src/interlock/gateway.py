@@ -49,11 +49,16 @@ class ResponseMeta:
     overhead_ms: float = 0.0
     ttft_ms: float | None = None
 
+    @property
+    def upstream_calls(self) -> int:
+        """Calls really made; `attempts` also lists deployments skipped without a call."""
+        return sum(1 for a in self.attempts if a.called)
+
     def headers(self) -> list[tuple[str, str]]:
         out = [("x-request-id", self.request_id),
                ("x-interlock-model-group", self.group or self.decision.group),
                ("x-interlock-route", self.decision.header_value()),
-               ("x-interlock-attempts", str(len(self.attempts))),
+               ("x-interlock-attempts", str(self.upstream_calls)),
                ("x-interlock-overhead-ms", f"{self.overhead_ms:.3f}")]
         if self.deployment:
             out.append(("x-interlock-deployment", self.deployment))
@@ -222,7 +227,7 @@ class Gateway:
             provider=meta.provider,
             status="ok" if error is None else "error",
             error_class=type(error).__name__ if error is not None else None,
-            attempts=len(meta.attempts),
+            attempts=meta.upstream_calls,
             fallbacks=len({a.group for a in meta.attempts} - {meta.decision.group}),
             input_tokens=usage.input_tokens, cached_input_tokens=usage.cached_input_tokens,
             output_tokens=usage.output_tokens, reasoning_tokens=usage.reasoning_tokens,
