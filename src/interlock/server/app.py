@@ -79,11 +79,7 @@ class InterlockApp:
         })
 
     def _deployments(self) -> list[dict[str, Any]]:
-        out = []
-        for h in self.gateway.dispatcher.health():
-            item = h.as_dict() if hasattr(h, "as_dict") else dict(vars(h))
-            out.append(item)
-        return out
+        return [h.to_dict() for h in self.gateway.dispatcher.health()]
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
