@@ -14,13 +14,13 @@ import httpx
 import openai
 import pytest
 import yaml
+from tests.server.gateways import MASTER_KEY, RunningGateway, three_provider_config
 
 from interlock.config import load_config
 from interlock.errors import ConfigError
 from interlock.server.app import create_app
 from interlock.testing import FakeUpstream
 from interlock.testing.script import Fault
-from tests.server.gateways import MASTER_KEY, RunningGateway, three_provider_config
 
 AUTH = {"authorization": f"Bearer {MASTER_KEY}"}
 HELLO = [{"role": "user", "content": "hello"}]

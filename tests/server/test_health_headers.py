@@ -1,0 +1,243 @@
+"""What the gateway tells about itself: /v1/models, the health endpoints, the
+x-interlock-* response headers (every attempt listed), and the 503 with
+Retry-After when every deployment is down."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from tests.server.gateways import (
+    MASTER_KEY,
+    RunningGateway,
+    deployment,
+    three_provider_config,
+)
+
+from interlock.testing import FakeUpstream
+from interlock.testing.script import Fault, Reply
+
+AUTH = {"authorization": f"Bearer {MASTER_KEY}"}
+HELLO = [{"role": "user", "content": "hello"}]
+
+
+def _config(fake: FakeUpstream, model_list: list[dict[str, Any]],
+            **router_settings: Any) -> dict[str, Any]:
+    config = three_provider_config(fake, **router_settings)
+    config["model_list"] = model_list
+    return config
+
+
+def _claude_then_gemini(fake: FakeUpstream) -> list[dict[str, Any]]:
+    return [deployment(fake, "primary", "anthropic", order=1),
+            deployment(fake, "primary", "gemini", order=2)]
+
+
+async def _get(gw: RunningGateway, path: str, **kwargs: Any) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=10) as http:
+        return await http.get(gw.url + path, **kwargs)
+
+
+async def test_models_lists_every_group(gateway: RunningGateway) -> None:
+    client = gateway.openai()
+    models = await client.models.list()
+    assert sorted(m.id for m in models.data) == ["budget", "cost-optimized", "high-quality"]
+    assert all(m.object == "model" for m in models.data)
+    await client.close()
+
+
+async def test_readiness_is_503_when_no_deployment_has_a_key(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway]) -> None:
+    entry = deployment(fake_upstream, "budget", "openai")
+    entry["litellm_params"]["api_key"] = "os.environ/INTERLOCK_TEST_MISSING_KEY"
+    gw = start_gateway(_config(fake_upstream, [entry]))
+    assert (await _get(gw, "/health/liveness")).status_code == 200
+    ready = await _get(gw, "/health/readiness")
+    assert ready.status_code == 503
+    assert ready.json()["usable_deployments"] == 0
+    client = gw.openai()
+    with pytest.raises(openai.APIStatusError) as caught:
+        await client.chat.completions.create(model="budget", messages=HELLO)
+    assert caught.value.status_code == 503
+    assert "INTERLOCK_TEST_MISSING_KEY" in caught.value.message
+    assert fake_upstream.calls() == 0
+    await client.close()
+
+
+async def test_health_deployments_shows_cooling_and_latency(
+        fake_upstream: FakeUpstream, gateway: RunningGateway) -> None:
+    fake_upstream.script(Fault(status=429, retry_after=30), provider="anthropic")
+    client = gateway.openai()
+    with pytest.raises(openai.RateLimitError):
+        await client.chat.completions.create(model="high-quality", messages=HELLO)
+    await client.chat.completions.create(model="cost-optimized", messages=HELLO)
+    assert (await _get(gateway, "/health/deployments")).status_code == 401
+    resp = await _get(gateway, "/health/deployments", headers=AUTH)
+    assert resp.status_code == 200
+    rows = {row["provider"]: row for row in resp.json()["deployments"]}
+    assert set(rows) == {"anthropic", "gemini", "openai"}
+    claude = rows["anthropic"]
+    assert claude["state"] == "cooling"
+    assert "RateLimited" in (claude["reason"] or "")
+    assert 25 <= claude["cooldown_remaining_s"] <= 30.5
+    assert claude["cooling_until"]
+    gemini = rows["gemini"]
+    assert gemini["state"] == "healthy"
+    assert gemini["latency_ms"] is not None and gemini["latency_ms"] >= 0
+    assert gemini["requests"] == 1 and gemini["failures"] == 0
+    assert rows["openai"]["state"] == "healthy" and rows["openai"]["requests"] == 0
+    # And a cooling deployment is not called again.
+    with pytest.raises(openai.APIStatusError) as caught:
+        await client.chat.completions.create(model="high-quality", messages=HELLO)
+    assert caught.value.status_code == 503
+    assert fake_upstream.calls("anthropic") == 1
+    await client.close()
+
+
+async def test_headers_name_group_deployment_provider_and_cost(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway]) -> None:
+    entry = deployment(fake_upstream, "high-quality", "anthropic",
+                       input_cost_per_token=0.000003, output_cost_per_token=0.000015)
+    gw = start_gateway(_config(fake_upstream, [entry]))
+    fake_upstream.reply(Reply(text="ok", input_tokens=1000, output_tokens=200))
+    client = gw.openai()
+    raw = await client.chat.completions.with_raw_response.create(
+        model="high-quality", messages=HELLO)
+    h = raw.headers
+    assert raw.parse().choices[0].message.content == "ok"
+    assert h["x-interlock-model-group"] == "high-quality"
+    assert h["x-interlock-deployment"] == "high-quality/anthropic/claude-sonnet-4-20250514"
+    assert h["x-interlock-provider"] == "anthropic"
+    assert h["x-interlock-attempts"] == "1"
+    assert h["x-interlock-attempt-log"].startswith(
+        "high-quality/anthropic/claude-sonnet-4-20250514=ok/")
+    assert 0 <= float(h["x-interlock-overhead-ms"]) < 1000
+    assert "group=high-quality" in h["x-interlock-route"]
+    # 1000 x $3/M + 200 x $15/M
+    assert Decimal(h["x-interlock-cost-usd"]) == Decimal("0.006")
+    await client.close()
+
+
+async def test_no_cost_header_when_the_price_is_unknown(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway]) -> None:
+    entry = deployment(fake_upstream, "local", "openai", model="my-own-finetune-xyz")
+    gw = start_gateway(_config(fake_upstream, [entry]))
+    client = gw.openai()
+    raw = await client.chat.completions.with_raw_response.create(model="local", messages=HELLO)
+    assert raw.headers["x-interlock-provider"] == "openai"
+    assert "x-interlock-cost-usd" not in raw.headers
+    await client.close()
+
+
+async def test_headers_list_every_attempt_of_a_failover(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway]) -> None:
+    gw = start_gateway(_config(fake_upstream, _claude_then_gemini(fake_upstream),
+                               num_retries=1))
+    fake_upstream.script(Fault(status=500), provider="anthropic")
+    client = gw.openai()
+    raw = await client.chat.completions.with_raw_response.create(model="primary",
+                                                                 messages=HELLO)
+    h = raw.headers
+    assert "gemini" in raw.parse().choices[0].message.content
+    assert h["x-interlock-attempts"] == "2"
+    assert h["x-interlock-provider"] == "gemini"
+    log = [part.strip() for part in h["x-interlock-attempt-log"].split(",")]
+    assert len(log) == 2
+    assert log[0].startswith("primary/anthropic/claude-sonnet-4-20250514=UpstreamServerError/")
+    assert log[1].startswith("primary/gemini/gemini-2.5-pro=ok/")
+    assert all(part.endswith("ms") for part in log)
+    assert (fake_upstream.calls("anthropic"), fake_upstream.calls("gemini")) == (1, 1)
+    await client.close()
+
+
+async def test_stream_headers_carry_the_metadata(fake_upstream: FakeUpstream,
+                                                 gateway: RunningGateway) -> None:
+    client = gateway.openai()
+    raw = await client.chat.completions.with_raw_response.create(
+        model="cost-optimized", messages=HELLO, stream=True)
+    assert raw.headers["x-interlock-provider"] == "gemini"
+    assert raw.headers["x-interlock-model-group"] == "cost-optimized"
+    assert raw.headers["x-interlock-attempts"] == "1"
+    text = "".join([c.choices[0].delta.content or "" async for c in raw.parse()
+                    if c.choices])
+    assert "gemini-2.5-pro" in text
+    await client.close()
+
+
+async def test_every_deployment_down_is_a_503_with_retry_after(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway]) -> None:
+    model_list = [*_claude_then_gemini(fake_upstream),
+                  deployment(fake_upstream, "spare", "openai")]
+    config = _config(fake_upstream, model_list, num_retries=1, timeout=5, allowed_fails=0,
+                     cooldown_time=20, fallbacks=[{"primary": ["spare"]}])
+    gw = start_gateway(config)
+    fake_upstream.script(Fault(status=503, times=None))
+    client = gw.openai()
+    with pytest.raises(openai.APIStatusError) as first:
+        await client.chat.completions.create(model="primary", messages=HELLO)
+    assert first.value.status_code >= 500
+    # Both groups were tried: Claude, then Gemini, then the fallback group.
+    assert [r.provider for r in fake_upstream.received] == ["anthropic", "gemini", "openai"]
+    assert first.value.response.headers["x-interlock-attempts"] == "3"
+    log = first.value.response.headers["x-interlock-attempt-log"]
+    assert log.startswith("primary/anthropic/claude-sonnet-4-20250514=")
+    # Everything is cooling now: the answer comes at once, with no upstream call.
+    started = time.monotonic()
+    with pytest.raises(openai.APIStatusError) as second:
+        await client.chat.completions.create(model="primary", messages=HELLO)
+    assert time.monotonic() - started < 0.5
+    resp = second.value.response
+    assert resp.status_code == 503
+    assert 15 <= int(resp.headers["retry-after"]) <= 20
+    assert resp.headers["x-interlock-attempts"] == "0"
+    assert "skipped:cooldown" in resp.headers["x-interlock-attempt-log"]
+    error = resp.json()["error"]
+    assert error["type"] == "service_unavailable"
+    assert set(error) == {"message", "type", "param", "code"}
+    for name in ("primary", "spare", "claude-sonnet-4", "gemini-2.5-pro", "gpt-4o-mini"):
+        assert name in error["message"]
+    assert fake_upstream.calls() == 3
+    await client.close()
+
+
+async def test_every_deployment_hanging_ends_inside_the_deadline(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway]) -> None:
+    gw = start_gateway(_config(fake_upstream, _claude_then_gemini(fake_upstream),
+                               num_retries=3, timeout=1.0, cooldown_time=20))
+    fake_upstream.script(Fault(hang=True, times=None))
+    client = gw.openai(timeout=15)
+    started = time.monotonic()
+    with pytest.raises(openai.APIStatusError) as caught:
+        await client.chat.completions.create(model="primary", messages=HELLO)
+    elapsed = time.monotonic() - started
+    assert 0.9 <= elapsed < 1.0 + 1.2
+    assert caught.value.status_code in (503, 504)
+    assert set(caught.value.response.json()["error"]) == {"message", "type", "param", "code"}
+    await client.close()
+
+
+async def test_every_deployment_rate_limited_is_a_503_naming_what_was_tried(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway]) -> None:
+    gw = start_gateway(_config(fake_upstream, _claude_then_gemini(fake_upstream),
+                               num_retries=1, timeout=5, cooldown_time=20))
+    fake_upstream.script(Fault(status=429, retry_after=12, times=None))
+    client = gw.openai()
+    with pytest.raises(openai.RateLimitError):
+        await client.chat.completions.create(model="primary", messages=HELLO)
+    assert fake_upstream.calls("anthropic") == 1 and fake_upstream.calls("gemini") == 1
+    started = time.monotonic()
+    with pytest.raises(openai.APIStatusError) as caught:
+        await client.chat.completions.create(model="primary", messages=HELLO)
+    assert time.monotonic() - started < 0.5
+    resp = caught.value.response
+    assert resp.status_code == 503
+    assert 10 <= int(resp.headers["retry-after"]) <= 12
+    message = resp.json()["error"]["message"]
+    assert "claude-sonnet-4" in message and "gemini-2.5-pro" in message
+    assert fake_upstream.calls() == 2
+    await client.close()
