@@ -100,6 +100,26 @@ def _mix_bucket(h: np.ndarray, n_features: int) -> np.ndarray:
     return (((h * _MIX) & _MASK32) % np.uint64(n_features)).astype(np.int64)
 
 
+def randomized_svd(x: Any, k: int, *, seed: int, oversample: int = 10,
+                   power: int = 1) -> np.ndarray:
+    """Top-k right singular vectors (k, d) of a sparse matrix (Halko et al.).
+
+    Seeded and sign-fixed (largest entry of each vector positive), so a refit
+    on the same prompts gives byte-identical components.
+    """
+    n, d = x.shape
+    k = max(1, min(k, n, d))
+    g = np.random.default_rng(seed).standard_normal((d, min(k + oversample, n, d)))
+    q, _ = np.linalg.qr(x @ g)
+    for _ in range(power):
+        q, _ = np.linalg.qr(x.T @ q)
+        q, _ = np.linalg.qr(x @ q)
+    _, _, vt = np.linalg.svd(np.asarray((x.T @ q).T), full_matrices=False)
+    vt = vt[:k]
+    signs = np.sign(vt[np.arange(len(vt)), np.abs(vt).argmax(axis=1)])
+    return np.asarray(vt * signs[:, None])
+
+
 class HashedNgramFeaturizer:
     """Hashed word n-grams (1..word_n) and char n-grams (char_min..char_max), TF-IDF.
 
@@ -178,24 +198,16 @@ class HashedNgramFeaturizer:
         return df
 
     def _fit_projection(self, texts: Sequence[str], df: np.ndarray) -> None:
-        from scipy.sparse.linalg import svds
-
         # Project only the commonest buckets that occur at least twice: rarer ones
         # cannot relate two prompts, and the matrix stays small on disk.
-        order = np.argsort(-df, kind="stable")
-        kept = np.sort(order[: self.max_projected][df[order[: self.max_projected]] >= 2])
+        order = np.argsort(-df, kind="stable")[: self.max_projected]
+        kept = np.sort(order[df[order] >= 2])
         self.slot = np.full(self.n_features, -1, dtype=np.int32)
         self.slot[kept] = np.arange(len(kept), dtype=np.int32)
-        x = self.transform_sparse(texts)[:, kept].astype(np.float64)
-        k = max(1, min(self.dim, min(x.shape) - 1))
-        v0 = np.random.default_rng(self.seed).standard_normal(min(x.shape))
-        _, s, vt = svds(x, k=k, v0=v0, random_state=self.seed)
-        order_s = np.argsort(-s, kind="stable")
-        vt = vt[order_s]
-        # A fixed sign per component keeps refits byte-identical.
-        signs = np.sign(vt[np.arange(len(vt)), np.abs(vt).argmax(axis=1)])
+        x = self.transform_sparse(texts)[:, kept].astype(np.float64).tocsr()
+        vt = randomized_svd(x, self.dim, seed=self.seed)
         comps = np.zeros((len(kept), self.dim), dtype=np.float32)
-        comps[:, : len(vt)] = (vt * signs[:, None]).T
+        comps[:, : len(vt)] = vt.T
         self.components = comps
 
     # -- dense output

@@ -132,6 +132,8 @@ class QualityRouter(ABC):
         self.featurizer: Featurizer | None = None
         self.seed = 0
         self.data_hash: str | None = None
+        # Each model's mean score in the training data: names the strong model by default.
+        self.mean_quality: dict[str, float] = {}
 
     # -- training
 
@@ -142,6 +144,10 @@ class QualityRouter(ABC):
         self.seed = seed
         self.models = data_models(data, self.models or None)
         self.featurizer = featurizer
+        obs = to_observations(data, self.models)
+        sums = np.bincount(obs.model, obs.score, len(self.models))
+        counts = np.maximum(np.bincount(obs.model, minlength=len(self.models)), 1)
+        self.mean_quality = {m: float(x) for m, x in zip(self.models, sums / counts, strict=True)}
         if featurizer is not None and self.features != "none":
             featurizer.fit(_unique_prompts(data.prompts)[0])
         self._fit(data, seed)
@@ -217,7 +223,15 @@ class QualityRouter(ABC):
             else self.featurizer.manifest(),
             "data_hash": self.data_hash,
             "seed": self.seed,
+            "mean_quality": self.mean_quality,
         }
+
+    def strong_weak(self) -> tuple[str, str]:
+        """The best and worst model by training mean: the default strong and weak pair."""
+        if not self.mean_quality:
+            raise ValueError(f"router {self.name!r} has no training means: name strong and weak")
+        ranked = sorted(self.models, key=lambda m: -self.mean_quality.get(m, 0.0))
+        return ranked[0], ranked[-1]
 
     def save(self, out_dir: str | Path) -> None:
         out = Path(out_dir)
@@ -235,6 +249,7 @@ class QualityRouter(ABC):
         router = cls(models=manifest["models"], **manifest.get("params", {}))
         router.seed = int(manifest.get("seed", 0))
         router.data_hash = manifest.get("data_hash")
+        router.mean_quality = dict(manifest.get("mean_quality") or {})
         fz = manifest.get("featurizer")
         if fz is not None:
             router.featurizer = featurizer_from_manifest(fz, p / "featurizer", embed=embed)

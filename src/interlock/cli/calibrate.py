@@ -1,0 +1,80 @@
+"""`interlock calibrate ROUTER_DIR --prompts FILE --strong-share 0.3`: the threshold
+(two models) or lambda / quality target (N models) that sends that share of your
+prompts to the strong model, or keeps within a budget.
+
+Imports: typer, the standard library; `routing.*` inside the command.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def _two_model(router: object, prompts: list[str], strong: str, weak: str,
+               share: float) -> None:
+    from interlock.routing.calibrate import calibrate_threshold
+
+    c = calibrate_threshold(router.win_prob(prompts, strong, weak), share)  # type: ignore[attr-defined]
+    typer.echo(f"threshold {c.value:.6g}  (strong={strong}, weak={weak}; "
+               f"{c.strong_share:.1%} of {len(prompts)} prompts go to the strong model)")
+    typer.echo(f"route with: model=\"router-{getattr(router, 'name', 'ROUTER')}-{c.value:.6g}\"")
+
+
+def _n_model(router: object, prompts: list[str], costs: list[float], share: float | None,
+             budget: float | None, mode: str) -> None:
+    from interlock.routing.calibrate import calibrate_lambda, calibrate_target
+
+    quality = router.predict_quality(prompts)  # type: ignore[attr-defined]
+    fn = calibrate_lambda if mode == "lambda" else calibrate_target
+    c = fn(quality, costs, strong_share=share, budget_per_1k=budget)
+    typer.echo(f"{c.kind} {c.value:.6g}  ({c.strong_share:.1%} to the priciest model, "
+               f"{c.cost_per_1k:.4g} per 1,000 requests on {len(prompts)} prompts)")
+
+
+def calibrate_command(
+    router_dir: Annotated[Path, typer.Argument(help="A trained router's artefact directory.")],
+    prompts: Annotated[Path, typer.Option(
+        "--prompts", help="Your prompts: JSONL with 'prompt', a text file (one per line) "
+        "or an outcome CSV.")],
+    strong_share: Annotated[float | None, typer.Option(
+        min=0.0, max=1.0, help="Share of prompts to send to the strong model.")] = None,
+    strong: Annotated[str | None, typer.Option(help="Strong model (two models).")] = None,
+    weak: Annotated[str | None, typer.Option(help="Weak model (two models).")] = None,
+    costs: Annotated[str | None, typer.Option(
+        help="N models: comma-separated cost per 1,000 requests, in the router's model order.")]
+    = None,
+    budget: Annotated[float | None, typer.Option(
+        help="N models: cost per 1,000 requests to stay within (instead of a share).")] = None,
+    mode: Annotated[str, typer.Option(
+        help="N models: 'lambda' (quality - lambda x cost) or 'target' (cheapest reaching).")]
+    = "lambda",
+) -> None:
+    """Print the threshold (or lambda / target) for a strong-model share or a budget."""
+    from interlock.errors import RouterNotTrained
+    from interlock.routing.calibrate import load_prompts
+    from interlock.routing.learned import load_router
+
+    try:
+        router = load_router(router_dir)
+        texts = load_prompts(prompts)
+        if costs is None:
+            if strong_share is None:
+                raise ValueError("give --strong-share (two models) or --costs (N models)")
+            if (strong is None or weak is None) and len(router.models) != 2:
+                raise ValueError("the router has more than two models: name --strong and --weak")
+            default_strong, default_weak = router.strong_weak()
+            s, w = strong or default_strong, weak or default_weak
+            _two_model(router, texts, s, w, strong_share)
+        else:
+            cost_list = [float(x) for x in costs.split(",")]
+            _n_model(router, texts, cost_list, strong_share, budget, mode)
+    except (RouterNotTrained, ValueError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def register(app: typer.Typer) -> None:
+    app.command("calibrate")(calibrate_command)

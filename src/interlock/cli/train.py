@@ -1,0 +1,51 @@
+"""`interlock train ROUTER --data FILE_OR_DIR --out DIR`: fit a learned router.
+
+Router parameters follow as `--param name=value` (repeatable), for example
+`--param k=40` for knn or `--param c=0.5` for the classifier.
+
+Imports: typer, the standard library; `routing.training` inside the command.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def train_command(
+    router: Annotated[str, typer.Argument(
+        help="random, sw_ranking, mf, knn, classifier or llm.")],
+    data: Annotated[Path, typer.Option(
+        "--data", help="Outcome table (RouteLLM CSV, a directory of them, CSV/JSONL/Parquet "
+        "with a prompt column and a score column per model) or battles "
+        "(prompt, model_a, model_b, winner).")],
+    out: Annotated[Path, typer.Option("--out", help="Artefact directory to write.")],
+    models: Annotated[str | None, typer.Option(
+        help="Comma-separated models to keep (default: every score column).")] = None,
+    featurizer: Annotated[str, typer.Option(
+        help="'hashed' (built in, offline) or 'st:/path/to/sentence-transformers-model'.")]
+    = "hashed",
+    seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same weights.")] = 0,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", help="Router parameter name=value (repeatable).")] = None,
+) -> None:
+    """Train a learned router and save it as plain files."""
+    from interlock.routing.training import parse_params, train_router
+
+    names = [m.strip() for m in (models or "").split(",") if m.strip()] or None
+    started = time.perf_counter()
+    try:
+        fitted = train_router(router, data, out, models=names, featurizer=featurizer,
+                              seed=seed, params=parse_params(param or []))
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"trained {router} on {data} for models {', '.join(fitted.models)} "
+               f"in {time.perf_counter() - started:.1f} s -> {out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_command)
