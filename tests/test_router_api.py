@@ -1,0 +1,234 @@
+"""The library API: the seed's code runs with only its import changed.
+
+Base URLs and keys come from the environment, as a user's would, pointed at
+the fake upstream with `monkeypatch.setenv`; the working directory is a
+temporary one so the default ledger file lands there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from interlock.testing import FakeUpstream
+from interlock.testing.script import Fault, Reply
+
+CLAUDE = "claude-sonnet-4-20250514"
+
+
+@pytest.fixture
+def provider_env(fake_upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch,
+                 tmp_path: Path) -> Iterator[FakeUpstream]:
+    for name, value in fake_upstream.environ().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-library-key")
+    monkeypatch.setenv("GEMINI_API_KEY", "test-gemini-library-key")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-openai-library-key")
+    monkeypatch.chdir(tmp_path)
+    yield fake_upstream
+
+
+def seed_model_list() -> list[dict[str, Any]]:
+    """The seed's three groups, written as a LiteLLM user writes them."""
+    return [
+        {"model_name": "high-quality",
+         "litellm_params": {"model": f"anthropic/{CLAUDE}",
+                            "api_key": os.environ["ANTHROPIC_API_KEY"]}},
+        {"model_name": "cost-optimized",
+         "litellm_params": {"model": "gemini/gemini-2.5-pro",
+                            "api_key": "os.environ/GEMINI_API_KEY"}},
+        {"model_name": "budget",
+         "litellm_params": {"model": "gemini/gemini-2.0-flash-lite",
+                            "api_key": "os.environ/GEMINI_API_KEY"}},
+    ]
+
+
+def fallback_list() -> list[dict[str, Any]]:
+    return [
+        {"model_name": "primary",
+         "litellm_params": {"model": f"anthropic/{CLAUDE}",
+                            "api_key": "os.environ/ANTHROPIC_API_KEY", "order": 1}},
+        {"model_name": "primary",
+         "litellm_params": {"model": "gemini/gemini-2.5-pro",
+                            "api_key": "os.environ/GEMINI_API_KEY", "order": 2}},
+    ]
+
+
+async def test_seed_snippet_runs_unchanged(provider_env: FakeUpstream,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    model_list = seed_model_list()
+    prompt = "Explain recursion in one sentence."
+    # --- the seed's code, with only the import changed ---
+    from interlock import Router
+    router = Router(model_list=model_list, num_retries=3, timeout=30)
+    resp = await router.acompletion(model="high-quality",
+                                    messages=[{"role": "user", "content": prompt}])
+    print(resp.choices[0].message.content)
+    # -----------------------------------------------------
+    assert capsys.readouterr().out.strip() == (
+        f"[simulated {CLAUDE}] Hello! This is a simulated answer from the fake upstream.")
+    sent = provider_env.received[0]
+    assert (sent.provider, sent.model) == ("anthropic", CLAUDE)
+    assert sent.headers["x-api-key"] == "sk-ant-test-library-key"
+    assert [m["role"] for m in sent.body["messages"]] == ["user"]
+    assert prompt in json.dumps(sent.body["messages"])
+    await router.aclose()
+
+
+async def test_response_access_and_metadata(provider_env: FakeUpstream) -> None:
+    from interlock import Router
+
+    provider_env.reply(Reply(text="Paris.", input_tokens=1000, output_tokens=200))
+    async with Router(model_list=seed_model_list()) as router:
+        resp = await router.acompletion(
+            model="cost-optimized", messages=[{"role": "user", "content": "Capital of France?"}])
+    # Attribute access and dict access agree.
+    assert resp.choices[0].message.content == "Paris."
+    assert resp["choices"][0]["message"]["content"] == "Paris."
+    assert resp.usage.prompt_tokens == resp["usage"]["prompt_tokens"] == 1000
+    assert resp.choices[0].finish_reason == "stop"
+    with pytest.raises(AttributeError):
+        _ = resp.no_such_field
+    dumped = resp.model_dump()
+    assert type(dumped) is dict and type(dumped["choices"][0]) is dict
+    assert json.loads(json.dumps(dumped)) == dumped
+    assert dumped["choices"][0]["message"]["content"] == "Paris."
+    # Which deployment and provider answered, the attempts, the cost.
+    meta = resp.interlock
+    assert meta["deployment"] == "cost-optimized/gemini/gemini-2.5-pro"
+    assert meta.provider == "gemini"
+    assert meta["model_group"] == "cost-optimized"
+    assert [(a["outcome"], a["provider"]) for a in meta["attempts"]] == [("ok", "gemini")]
+    assert meta["cost_usd"] is not None and Decimal(meta["cost_usd"]) > 0
+    assert resp._hidden_params["provider"] == "gemini"
+
+
+async def test_stream_true_yields_chunks(provider_env: FakeUpstream) -> None:
+    from interlock import Router
+
+    text = "Streaming through the library, chunk by chunk."
+    provider_env.reply(Reply(text=text, chunk_chars=5, input_tokens=7, output_tokens=9))
+    async with Router(model_list=seed_model_list()) as router:
+        stream = await router.acompletion(
+            model="high-quality", messages=[{"role": "user", "content": "stream please"}],
+            stream=True, stream_options={"include_usage": True})
+        chunks = [chunk async for chunk in stream]
+    content = [c.choices[0].delta.get("content") or "" for c in chunks if c.choices]
+    assert "".join(content) == text
+    assert sum(1 for piece in content if piece) >= 5
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert all(c.object == "chat.completion.chunk" for c in chunks)
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finishes[-1] == "stop" and finishes.count("stop") == 1
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 9
+    assert stream.response().content == text
+    assert stream.interlock["provider"] == "anthropic"
+    assert stream.interlock["attempts"][0]["outcome"] == "ok"
+    assert provider_env.received[0].body["stream"] is True
+
+
+def test_sync_completion_and_sync_stream(provider_env: FakeUpstream) -> None:
+    from interlock import Router
+
+    router = Router(model_list=seed_model_list(), num_retries=1, timeout=10)
+    try:
+        resp = router.completion(model="budget",
+                                 messages=[{"role": "user", "content": "hi"}])
+        assert resp.choices[0].message.content.startswith("[simulated gemini-2.0-flash-lite]")
+        assert resp.interlock["provider"] == "gemini"
+        pieces = [c.choices[0].delta.get("content") or ""
+                  for c in router.completion(model="high-quality", stream=True,
+                                             messages=[{"role": "user", "content": "hi"}])
+                  if c.choices]
+        assert "".join(pieces).startswith(f"[simulated {CLAUDE}]")
+    finally:
+        router.close()
+    assert [r.model for r in provider_env.received] == ["gemini-2.0-flash-lite", CLAUDE]
+
+
+async def test_errors_are_interlock_errors(provider_env: FakeUpstream) -> None:
+    from interlock import RateLimited, Router, UnknownModel
+
+    async with Router(model_list=seed_model_list(), num_retries=0) as router:
+        with pytest.raises(UnknownModel) as unknown:
+            await router.acompletion(model="gpt-9", messages=[{"role": "user", "content": "x"}])
+        assert "high-quality" in unknown.value.message and "budget" in unknown.value.message
+        provider_env.script(Fault(status=429, retry_after=3), provider="anthropic")
+        with pytest.raises(RateLimited) as limited:
+            await router.acompletion(model="high-quality",
+                                     messages=[{"role": "user", "content": "x"}])
+        assert limited.value.provider == "anthropic"
+        assert limited.value.retry_after == 3
+        assert "sk-ant-test-library-key" not in repr(limited.value)
+        assert "sk-ant-test-library-key" not in str(limited.value)
+
+
+async def test_seed_fallback_snippet(provider_env: FakeUpstream) -> None:
+    from interlock import Router
+
+    provider_env.script(Fault(status=429, times=None), provider="anthropic")
+    router = Router(model_list=fallback_list(), enable_pre_call_checks=True,
+                    cooldown_time=30, allowed_fails=2)
+    try:
+        for i in range(8):
+            resp = await router.acompletion(
+                model="primary", messages=[{"role": "user", "content": f"question {i}"}])
+            # Served by Gemini while Claude answers 429.
+            assert resp.interlock["provider"] == "gemini", resp.interlock
+            assert resp.choices[0].message.content.startswith("[simulated gemini-2.5-pro]")
+        # Claude was tried until its breaker opened (more than allowed_fails
+        # failures), then left alone.
+        assert 1 <= provider_env.calls("anthropic") <= 2 + 1
+        assert provider_env.calls("gemini") == 8
+        calls_when_open = provider_env.calls("anthropic")
+        health = {h.provider: h for h in router.health()}
+        assert health["anthropic"].state == "cooling"
+        assert 25 < health["anthropic"].cooldown_remaining_s <= 30
+        assert health["gemini"].state == "healthy"
+        for _ in range(5):
+            await router.acompletion(model="primary", messages=[{"role": "user", "content": "x"}])
+        assert provider_env.calls("anthropic") == calls_when_open
+    finally:
+        await router.aclose()
+
+
+async def test_traffic_returns_to_claude_after_its_cooldown(provider_env: FakeUpstream) -> None:
+    import asyncio
+
+    from interlock import Router
+
+    provider_env.script(Fault(status=429, times=3), provider="anthropic")
+    async with Router(model_list=fallback_list(), enable_pre_call_checks=True,
+                      cooldown_time=0.5, allowed_fails=2) as router:
+        for _ in range(4):
+            resp = await router.acompletion(model="primary",
+                                            messages=[{"role": "user", "content": "x"}])
+            assert resp.interlock["provider"] == "gemini"
+        assert provider_env.calls("anthropic") == 3
+        await asyncio.sleep(0.6)
+        # Cooldown over, Claude has recovered: the probe goes to it, then all traffic.
+        providers = []
+        for _ in range(3):
+            resp = await router.acompletion(model="primary",
+                                            messages=[{"role": "user", "content": "x"}])
+            providers.append(resp.interlock["provider"])
+        assert providers == ["anthropic"] * 3
+
+
+async def test_pre_call_checks_skip_a_deployment_the_prompt_does_not_fit(
+        provider_env: FakeUpstream) -> None:
+    from interlock import Router
+
+    model_list = fallback_list()
+    model_list[0]["litellm_params"]["max_input_tokens"] = 100
+    async with Router(model_list=model_list, enable_pre_call_checks=True) as router:
+        resp = await router.acompletion(
+            model="primary", messages=[{"role": "user", "content": "word " * 400}])
+    assert resp.interlock["provider"] == "gemini"
+    assert provider_env.calls("anthropic") == 0
