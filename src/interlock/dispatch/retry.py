@@ -30,7 +30,6 @@ from interlock.errors import (
     ContentFiltered,
     ContextWindowExceeded,
     InterlockError,
-    InvalidRequest,
     NotFound,
     Overloaded,
     ProviderError,
@@ -119,8 +118,6 @@ class RetryPolicy:
         """What to do after `error`; `retries_used` counts earlier retries of its class."""
         if not isinstance(error, ProviderError):
             return RetryDecision(Action.RAISE, reason="not an upstream failure")
-        if isinstance(error, InvalidRequest):  # pragma: no cover - not a ProviderError today
-            return RetryDecision(Action.RAISE, reason="invalid request")
         if isinstance(error, ContextWindowExceeded):
             return RetryDecision(Action.FALLBACK, fallback=FallbackKind.CONTEXT_WINDOW,
                                  reason="prompt too long for this model")
