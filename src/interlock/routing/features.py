@@ -241,7 +241,7 @@ class HashedNgramFeaturizer:
         kept = np.flatnonzero(self.slot >= 0).astype(np.int32)
         write_arrays(
             Path(directory) / "featurizer.npz",
-            {"idf": self.idf.astype(np.float32), "kept": kept, "components": self.components},
+            {"idf": self.idf, "kept": kept, "components": self.components},
         )
 
     @classmethod
@@ -361,8 +361,14 @@ class CachedFeaturizer:
         self.inner.fit(texts)
 
     def _lookup(self, texts: Sequence[str]) -> tuple[list[bytes], list[int]]:
+        """Keys of all texts and the positions of the first copy of each uncached one."""
         keys = [self._key(t) for t in texts]
-        missing = [i for i, k in enumerate(keys) if k not in self._cache]
+        seen: set[bytes] = set()
+        missing = []
+        for i, k in enumerate(keys):
+            if k not in self._cache and k not in seen:
+                seen.add(k)
+                missing.append(i)
         self.hits += len(texts) - len(missing)
         self.misses += len(missing)
         return keys, missing
