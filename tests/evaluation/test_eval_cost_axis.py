@@ -128,3 +128,18 @@ def test_pareto_front_drops_dominated_points() -> None:
                                 np.arange(4.0), "lambda")
     cost, quality = fr.pareto_front(curve)
     assert cost.tolist() == [1.0, 2.0] and quality.tolist() == [0.5, 0.8]
+
+
+def test_evaluated_policy_is_the_one_the_gateway_runs() -> None:
+    from interlock.routing.quality_policy import choose_tradeoff
+
+    rng = np.random.default_rng(5)
+    predicted = rng.random((50, 3))
+    per_request = np.array([0.02, 0.004, 0.0005]) * rng.uniform(0.5, 1.5, (50, 3))
+    per_1k = (per_request.mean(axis=0) * 1000).tolist()
+    for lam in (0.0, 0.01, 0.1, 1.0):
+        np.testing.assert_array_equal(fr.policy_choice(predicted, per_request, lam),
+                                      choose_tradeoff(predicted, per_1k, lam))
+    curve = fr.lambda_sweep(predicted, predicted, per_request)
+    assert curve.setting_name == "lambda" and curve.settings[0] == 0.0
+    assert (fr.policy_choice(predicted, per_request, np.inf) == 2).all()

@@ -2,9 +2,10 @@
 
 For N models a router predicts a quality per model; the policy picks, per
 prompt, the model that maximises `predicted quality - lambda x cost`, with cost
-in units of the dearest model's mean cost per request. Sweeping lambda from ~0
-(best predicted quality, ties to the cheaper model) to infinity (cheapest model)
-traces the curve. For two models the threshold sweep of `metrics` is mapped to
+in dollars per 1,000 requests: the same rule (`routing.quality_policy`) that a
+routed group with `cost_weight: lambda` applies at run time. Sweeping lambda
+from 0 (best predicted quality, ties to the cheaper model) to infinity
+(cheapest model) traces the curve. For two models the threshold sweep of `metrics` is mapped to
 dollars the same way.
 
 Area under the curve, normalised (`normalised_area`): the x axis runs from the
@@ -15,7 +16,7 @@ counts it equals APGR. Points between two configurations are reachable by
 mixing them, so the curve is the running best quality joined by straight lines
 and held flat to the right of its last point.
 
-Imports: numpy, `evaluation.metrics`.
+Imports: numpy, `evaluation.metrics`, `routing.quality_policy`.
 """
 
 from __future__ import annotations
@@ -25,10 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from interlock.evaluation.metrics import CallShareCurve
+from interlock.routing.quality_policy import choose_tradeoff
 
-# Lambda = 0 would break ties by column order; a tiny cost weight breaks them
-# towards the cheaper model instead, as the oracle definition wants.
-_TIE_BREAK_LAMBDA = 1e-9
 _AREA_GRID = 2001
 
 
@@ -43,24 +42,28 @@ class CostQualityCurve:
 
 
 def lambda_grid(points: int = 160) -> np.ndarray:
-    """0, a geometric sweep from 1e-4 to 1e4, and infinity."""
+    """0, a geometric sweep from 1e-4 to 1e4, and infinity (relative: see `lambda_sweep`)."""
     return np.concatenate([[0.0], np.geomspace(1e-4, 1e4, points), [np.inf]])
 
 
-def cost_scale(cost: np.ndarray) -> float:
-    """The dearest model's mean cost per request; lambda is expressed against it."""
-    scale = float(np.asarray(cost, dtype=np.float64).mean(axis=0).max())
-    return scale if scale > 0 else 1.0
+def decision_costs(cost: np.ndarray) -> np.ndarray:
+    """Per-model mean dollars per 1,000 requests: the costs the deployed policy weighs."""
+    c = np.asarray(cost, dtype=np.float64)
+    return (c.mean(axis=0) if c.ndim == 2 else c) * 1000.0
 
 
 def policy_choice(predicted: np.ndarray, cost: np.ndarray, lam: float) -> np.ndarray:
-    """Per prompt, the model index maximising predicted quality - lam x normalised cost."""
-    pred = np.asarray(predicted, dtype=np.float64)
-    c = np.broadcast_to(np.asarray(cost, dtype=np.float64), pred.shape) / cost_scale(cost)
+    """Per prompt, the model the gateway's policy would pick with `cost_weight = lam`.
+
+    `cost` is dollars per request, (n, m) or (m,); the policy weighs each model's
+    mean cost per 1,000 requests, as `routing.quality_policy` does at run time.
+    """
+    pred = np.atleast_2d(np.asarray(predicted, dtype=np.float64))
+    per_1k = decision_costs(cost)
     if np.isinf(lam):
-        # Among equally cheap models, the better predicted one.
-        return np.lexsort((-pred, c), axis=-1)[:, 0]
-    return np.argmax(pred - max(lam, _TIE_BREAK_LAMBDA) * c, axis=1)
+        cheapest = int(np.lexsort((np.arange(len(per_1k)), per_1k))[0])
+        return np.full(len(pred), cheapest, dtype=np.int64)
+    return choose_tradeoff(pred, per_1k.tolist(), lam)
 
 
 def lambda_sweep(
@@ -69,10 +72,16 @@ def lambda_sweep(
     cost: np.ndarray,
     lambdas: np.ndarray | None = None,
 ) -> CostQualityCurve:
-    """Realised (cost, quality) of the lambda policy over predicted qualities."""
-    grid = lambda_grid() if lambdas is None else np.asarray(lambdas, dtype=np.float64)
+    """Realised (cost, quality) of the lambda policy over predicted qualities.
+
+    The default grid is `lambda_grid()` divided by the dearest model's cost per
+    1,000 requests, so it spans the same trade-offs whatever the prices; the
+    settings recorded are the raw lambdas, usable as a routed group's `cost_weight`.
+    """
     s = np.asarray(scores, dtype=np.float64)
     c = np.broadcast_to(np.asarray(cost, dtype=np.float64), s.shape)
+    scale = float(decision_costs(c).max()) or 1.0
+    grid = lambda_grid() / scale if lambdas is None else np.asarray(lambdas, dtype=np.float64)
     rows = np.arange(len(s))
     costs, quality = [], []
     for lam in grid:
