@@ -62,5 +62,7 @@ def test_eval_reports_bad_input_without_a_traceback(tmp_path: Path) -> None:
     assert bad_price.exit_code == 2 and "MODEL=IN_PER_M,OUT_PER_M" in bad_price.output
     missing = runner.invoke(app, ["eval", "--data", str(tmp_path / "none.csv")])
     assert missing.exit_code == 2 and "no such" in missing.output
+    llm = runner.invoke(app, ["eval", "--data", str(data), "--routers", "knn,llm"])
+    assert llm.exit_code == 2 and "live model" in llm.output
     half = runner.invoke(app, ["eval", "--data", str(data), "--strong", "huge-model"])
     assert half.exit_code == 2 and "both" in half.output

@@ -42,6 +42,8 @@ from interlock.routing.data import OutcomeTable
 
 QUALITY_FRACTION = 0.95
 RANDOM = "random (mean of seeds)"
+# Routers that need a live model to decide cannot be cross-validated offline.
+_NEEDS_A_MODEL = {"llm"}
 ORACLE = "oracle"
 
 
@@ -327,6 +329,10 @@ def evaluate(table: OutcomeTable, options: EvalOptions) -> EvaluationReport:
     import time
 
     started = time.perf_counter()
+    live = sorted(_NEEDS_A_MODEL & set(options.routers))
+    if live and options.router_factory is None:
+        raise ValueError(f"{', '.join(live)}: asks a live model to rate each prompt, so it "
+                         "cannot be cross-validated offline; leave it out of --routers")
     pair = two_model_pair(table, options.strong, options.weak)
     models = list(pair) if pair else list(table.models)
     ctx, cost_note, shown = _cost_context(table, options, models)
