@@ -82,8 +82,10 @@ async def test_client_disconnect_cancels_the_upstream_call(
 # -- streams that break ------------------------------------------------------------
 
 @pytest.mark.parametrize("provider", ["anthropic", "gemini", "openai"])
-@pytest.mark.parametrize("fault", [Fault(disconnect_after=3, times=None),
-                                   Fault(malformed_at=3, times=None)],
+# chunk_interval: the frames before the break reach the gateway before the break does,
+# as from a real server, so the break is surely after the first byte.
+@pytest.mark.parametrize("fault", [Fault(disconnect_after=4, chunk_interval=0.02, times=None),
+                                   Fault(malformed_at=4, chunk_interval=0.02, times=None)],
                          ids=["disconnect", "malformed"])
 async def test_stream_broken_after_first_byte_ends_with_error_and_done(
         provider: str, fault: Fault, fake_upstream: FakeUpstream,

@@ -190,7 +190,7 @@ async def test_every_deployment_down_is_a_503_with_retry_after(
     started = time.monotonic()
     with pytest.raises(openai.APIStatusError) as second:
         await client.chat.completions.create(model="primary", messages=HELLO)
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 1.0
     resp = second.value.response
     assert resp.status_code == 503
     assert 15 <= int(resp.headers["retry-after"]) <= 20
@@ -215,7 +215,7 @@ async def test_every_deployment_hanging_ends_inside_the_deadline(
     with pytest.raises(openai.APIStatusError) as caught:
         await client.chat.completions.create(model="primary", messages=HELLO)
     elapsed = time.monotonic() - started
-    assert 0.9 <= elapsed < 1.0 + 1.2
+    assert 0.9 <= elapsed < 1.0 + 2.0
     assert caught.value.status_code in (503, 504)
     assert set(caught.value.response.json()["error"]) == {"message", "type", "param", "code"}
     await client.close()
@@ -233,7 +233,7 @@ async def test_every_deployment_rate_limited_is_a_503_naming_what_was_tried(
     started = time.monotonic()
     with pytest.raises(openai.APIStatusError) as caught:
         await client.chat.completions.create(model="primary", messages=HELLO)
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 1.0
     resp = caught.value.response
     assert resp.status_code == 503
     assert 10 <= int(resp.headers["retry-after"]) <= 12
