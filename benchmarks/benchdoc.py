@@ -81,8 +81,9 @@ def machine_lines(info: dict[str, Any]) -> list[str]:
     return [
         f"- Date: {info['date_utc']}; commit {info.get('git_commit') or 'unknown'}",
         f"- Machine: {info['nproc']} CPUs ({info['cpu_model']}), "
-        f"{info['memory_gib']} GiB RAM, {info['platform']}; load average "
-        f"{info.get('loadavg_1min')} at the start (other work shares the machine)",
+        f"{info['memory_gib']} GiB RAM, {info['platform']}; 1-minute load average "
+        f"{info.get('loadavg_1min')} at the start, {info.get('loadavg_1min_end', 'n/a')} at "
+        "the end (other work shares the machine)",
         f"- Python {info['python']}; {pkgs}",
     ]
 

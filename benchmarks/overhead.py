@@ -155,12 +155,12 @@ def serve_fake(port: int) -> None:
                 timeout_keep_alive=300, backlog=4096)
 
 
-def interlock_config(upstream: str, ledger: Path) -> dict[str, Any]:
+def interlock_config(upstream: str, ledger: Path | None) -> dict[str, Any]:
     return {
         "model_list": [{"model_name": "bench", "litellm_params": {
             "model": "openai/bench-model", "api_base": upstream, "api_key": "sk-dummy"}}],
         "general_settings": {"master_key": MASTER_KEY},
-        "ledger": {"database": str(ledger)},
+        "ledger": {"database": None if ledger is None else str(ledger)},
     }
 
 
@@ -172,19 +172,24 @@ def litellm_config(upstream: str) -> dict[str, Any]:
     }
 
 
-def start_servers(workdir: Path, with_litellm: bool) -> tuple[dict[str, Server], str]:
+def start_servers(workdir: Path, with_litellm: bool,
+                  ledger_off_too: bool) -> tuple[dict[str, Server], str]:
     py = sys.executable
     fake_port = free_port()
     fake = start("fake", [py, __file__, "--serve-fake", str(fake_port)], fake_port, "/",
                  workdir)
     upstream = f"http://127.0.0.1:{fake_port}/openai/v1"
     servers = {"fake": fake}
-    cfg = workdir / "interlock.yaml"
-    cfg.write_text(yaml.safe_dump(interlock_config(upstream, workdir / "ledger.sqlite")))
-    port = free_port()
-    servers["interlock"] = start("interlock", [
-        py, "-m", "interlock.cli.main", "serve", "--config", str(cfg), "--port", str(port)],
-        port, "/health/liveness", workdir)
+    variants: dict[str, Path | None] = {"interlock": workdir / "ledger.sqlite"}
+    if ledger_off_too:
+        variants["interlock-noledger"] = None
+    for name, ledger in variants.items():
+        cfg = workdir / f"{name}.yaml"
+        cfg.write_text(yaml.safe_dump(interlock_config(upstream, ledger)))
+        port = free_port()
+        servers[name] = start(name, [py, "-m", "interlock.cli.main", "serve", "--config",
+                                     str(cfg), "--port", str(port)],
+                              port, "/health/liveness", workdir)
     port = free_port()
     servers["floor"] = start("floor", [
         py, str(HERE / "passthrough_proxy.py"), "--port", str(port), "--upstream", upstream],
@@ -216,7 +221,7 @@ def targets(servers: dict[str, Server], upstream: str, stream: bool) -> list[Tar
     plain = {"content-type": "application/json", "authorization": "Bearer sk-dummy"}
     out = [Target("direct", upstream + "/chat/completions", body("bench-model", stream), plain)]
     for name, model, headers in (("interlock", "bench", auth), ("floor", "bench-model", plain),
-                                 ("litellm", "bench", auth)):
+                                 ("litellm", "bench", auth), ("interlock-noledger", "bench", auth)):
         if name in servers:
             url = f"http://127.0.0.1:{servers[name].port}/v1/chat/completions"
             out.append(Target(name, url, body(model, stream), headers))
@@ -355,12 +360,17 @@ def ratios(per: dict[str, Any]) -> dict[str, Any]:
             continue
         num, den = (other, il) if peer == "litellm" else (il, other)
         out[key] = {q: _ratio(num[q], den[q]) for q in ("p50", "p99")}
+    if "floor" in per:
+        # At concurrency the proxies queue, so latency follows CPU time per request.
+        out["interlock_over_floor"]["cpu"] = _ratio(per["interlock"]["cpu_ms_per_request"],
+                                                    per["floor"]["cpu_ms_per_request"])
     return out
 
 
 def verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
     lite = [r["ratios"].get("litellm_over_interlock") for r in rows]
-    floor = [r["ratios"].get("interlock_over_floor") for r in rows]
+    floor = [{q: v for q, v in (r["ratios"].get("interlock_over_floor") or {}).items()
+              if q != "cpu"} for r in rows]
     return {
         "litellm_at_least_5x": None if not all(lite) else all(
             (v or 0) >= 5 for item in lite if item for v in item.values()),
@@ -389,15 +399,18 @@ def table(row: dict[str, Any]) -> list[str]:
 
 
 def ratio_lines(rows: list[dict[str, Any]]) -> list[str]:
-    f = benchdoc.fmt
+    def x(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.1f}x"
+
     lines = ["| mode | concurrency | LiteLLM/Interlock P50 | LiteLLM/Interlock P99 | "
-             "Interlock/floor P50 | Interlock/floor P99 |", "|---|---|---|---|---|---|"]
+             "Interlock/floor P50 | Interlock/floor P99 | Interlock/floor CPU per request |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         lite = r["ratios"].get("litellm_over_interlock", {})
         floor = r["ratios"].get("interlock_over_floor", {})
-        lines.append(f"| {r['mode']} | {r['concurrency']} | {f(lite.get('p50'), 1)}x | "
-                     f"{f(lite.get('p99'), 1)}x | {f(floor.get('p50'), 1)}x | "
-                     f"{f(floor.get('p99'), 1)}x |")
+        lines.append(f"| {r['mode']} | {r['concurrency']} | {x(lite.get('p50'))} | "
+                     f"{x(lite.get('p99'))} | {x(floor.get('p50'))} | {x(floor.get('p99'))} | "
+                     f"{x(floor.get('cpu'))} |")
     return lines
 
 
@@ -428,7 +441,9 @@ def doc_section(result: dict[str, Any]) -> str:
         f"own process; warm-up {cfg['warmup']} requests per target per mode.",
         "- Targets, one process each on 127.0.0.1, one worker each: `direct` (the fake "
         "upstream, the baseline), `interlock` (`interlock serve`, ledger ON: "
-        f"{cfg['interlock_ledger']}), `floor` (benchmarks/passthrough_proxy.py: raw ASGI on "
+        f"{cfg['interlock_ledger']}; `interlock-noledger`, when present, is the same with "
+        "`ledger: {database: null}`, for reference only), `floor` "
+        "(benchmarks/passthrough_proxy.py: raw ASGI on "
         "uvicorn+uvloop+httptools forwarding bytes with one aiohttp session), `litellm` "
         f"(LiteLLM proxy {cfg.get('litellm_version') or 'not installed'}, default settings, "
         "no database).",
@@ -472,9 +487,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-minutes", type=float, default=25.0, help="bound on the whole run")
     p.add_argument("--batch-timeout", type=float, default=180.0, help="seconds per batch")
     p.add_argument("--no-litellm", action="store_true")
+    p.add_argument("--no-ledger-off", action="store_true",
+                   help="skip the reference Interlock with the ledger off")
     p.add_argument("--quick", action="store_true", help="300 requests, 2 rounds, smoke run")
     p.add_argument("--no-doc", action="store_true", help="do not rewrite docs/benchmarks.md")
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--render", action="store_true",
+                   help="rewrite the doc section from --out without measuring")
     p.add_argument("--serve-fake", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
@@ -489,11 +508,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with_litellm = not args.no_litellm and (LITELLM_VENV / "bin" / "litellm").exists()
     if not with_litellm:
         print("note: LiteLLM skipped (run benchmarks/litellm_setup.sh to include it)")
+    info = benchdoc.machine(PACKAGES)
     with tempfile.TemporaryDirectory(prefix="interlock-overhead-") as tmp:
         workdir = Path(tmp)
         servers: dict[str, Server] = {}
         try:
-            servers, upstream = start_servers(workdir, with_litellm)
+            servers, upstream = start_servers(workdir, with_litellm, not args.no_ledger_off)
             print("servers up: " + ", ".join(f"{s.name}:{s.port}" for s in servers.values()))
             cells = uvloop.run(measure(servers, upstream, plan))
         finally:
@@ -502,7 +522,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ledger = ledger_rows(workdir / "ledger.sqlite")
     rows = analyse(cells, plan)
     return {
-        "machine": benchdoc.machine(PACKAGES),
+        "machine": {**info, "loadavg_1min_end": round(os.getloadavg()[0], 2)},
         "config": {"requests": plan.requests, "concurrency": plan.concurrencies,
                    "rounds": plan.rounds, "warmup": plan.warmup,
                    "interlock_ledger": "SQLite file in a temporary directory",
@@ -517,12 +537,13 @@ def main() -> None:
     if args.serve_fake:
         serve_fake(args.serve_fake)
         return
-    result = run(args)
+    result = json.loads(args.out.read_text()) if args.render else run(args)
     print(report_text(result))
     print("\nverdict:", json.dumps(result["verdict"]))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    if not args.render:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.out}")
     if not args.no_doc:
         benchdoc.replace_section("Gateway overhead", doc_section(result))
         print(f"updated {benchdoc.DOC} (section 'Gateway overhead')")
