@@ -79,6 +79,25 @@ async def test_client_disconnect_cancels_the_upstream_call(
     assert ok.status_code == 200
 
 
+async def test_client_leaving_mid_stream_cancels_the_upstream_stream(
+        fake_upstream: FakeUpstream, gateway: RunningGateway) -> None:
+    # About 19 chunks 0.25 s apart: the upstream stream would run for ~5 s.
+    fake_upstream.reply(Reply(text=LONG_TEXT, chunk_chars=4))
+    fake_upstream.script(Fault(chunk_interval=0.25), provider="gemini")
+    body = {"model": "cost-optimized", "messages": HELLO, "stream": True}
+    async with httpx.AsyncClient(timeout=10) as http, http.stream(
+            "POST", gateway.base_url + "/chat/completions", headers=AUTH, json=body) as resp:
+        assert resp.status_code == 200
+        async for line in resp.aiter_lines():
+            if '"content"' in line:
+                # Checked before leaving the loop: leaving it closes the response.
+                # (A blocking call is fine here: the gateway runs in its own thread.)
+                assert _in_flight(gateway, "gemini") == 1
+                break
+    # The client closed the connection after its first content chunk.
+    assert await _wait_in_flight(gateway, "gemini", 0, within=1.5) < 1.5
+
+
 # -- streams that break ------------------------------------------------------------
 
 @pytest.mark.parametrize("provider", ["anthropic", "gemini", "openai"])
