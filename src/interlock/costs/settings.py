@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class PriceOverride(BaseModel):
@@ -36,6 +36,24 @@ class Budget(BaseModel):
     period: Literal["day", "month"] | float = "month"  # a number means hours
     max_usd: Decimal = Field(gt=0)
 
+    @model_validator(mode="after")
+    def _one_target(self) -> Budget:
+        targets = [t for t in (self.deployment, self.provider, self.model_group) if t]
+        if len(targets) != 1:
+            raise ValueError("a budget names exactly one of deployment, provider, model_group")
+        if isinstance(self.period, float) and self.period <= 0:
+            raise ValueError("a period in hours must be positive")
+        return self
+
+    @property
+    def target(self) -> tuple[str, str]:
+        """(kind, name), e.g. ("model_group", "high-quality")."""
+        if self.deployment:
+            return "deployment", self.deployment
+        if self.provider:
+            return "provider", self.provider
+        return "model_group", self.model_group or ""
+
 
 class LedgerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -46,3 +64,10 @@ class LedgerSettings(BaseModel):
     batch_size: int = Field(default=200, ge=1)
     flush_interval: float = Field(default=0.5, gt=0)
     max_buffer: int = Field(default=100_000, ge=100)
+    # Every ledger table name starts with this (tests use a fresh prefix per run).
+    table_prefix: str = Field(default="interlock_", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    # How long shutdown waits for the buffer to reach the database.
+    close_timeout: float = Field(default=5.0, ge=0)
+    # Backoff between write attempts while the database is unreachable.
+    retry_initial: float = Field(default=0.2, gt=0)
+    retry_max: float = Field(default=5.0, gt=0)

@@ -1,0 +1,295 @@
+"""The spend ledger: one row per request, written off the request path.
+
+`Ledger.record` appends to a bounded in-memory buffer and returns at once; a
+background asyncio task takes batches from it and writes them with SQLAlchemy
+Core in a worker thread (`asyncio.to_thread`). A plain synchronous engine in a
+thread was chosen over SQLAlchemy's asyncio extension because the extension
+needs an async driver per database (aiosqlite for the SQLite default is one
+more dependency) and buys nothing here: one writer, batched inserts, and the
+event loop never waits on the database either way.
+
+When the database is unreachable, the batch goes back to the front of the
+buffer and the writer retries with exponential backoff; rows are only dropped
+(and counted in `dropped`) when the buffer is full. Each row carries a
+`row_id` made here, and inserts ignore a `row_id` already present, so a batch
+retried after a lost commit acknowledgement is not written twice.
+
+Imports: sqlalchemy, the standard library, `costs.schema`, `costs.settings`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import threading
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from interlock.costs.schema import LedgerTables, ledger_tables, make_engine, migrate
+from interlock.costs.settings import LedgerSettings
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class LedgerRow:
+    """What one client request did and cost. `api_key_id` is an alias or hash, never a key."""
+
+    request_id: str
+    requested_model: str | None = None
+    created_at: datetime = field(default_factory=utc_now)
+    api_key_id: str | None = None
+    router: str | None = None
+    routed_group: str | None = None
+    route_score: float | None = None
+    deployment: str | None = None
+    provider: str | None = None
+    # The upstream model id the deployment called (e.g. "claude-sonnet-4-20250514").
+    model: str | None = None
+    status: Literal["ok", "error"] = "ok"
+    error_class: str | None = None
+    attempts: int = 1
+    fallbacks: int = 0
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: Decimal | None = None
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    stream: bool = False
+    # Only stored when `log_payloads` is on.
+    prompt: str | None = None
+    response: str | None = None
+
+
+class Ledger:
+    def __init__(
+        self,
+        settings: LedgerSettings,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        engine: Engine | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock or utc_now
+        self.tables: LedgerTables = ledger_tables(settings.table_prefix)
+        self._engine = engine
+        self._buffer: deque[dict[str, Any]] = deque()
+        # record() may be called from other threads (the sync library facade).
+        self._lock = threading.Lock()
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._stopping = False
+        self._migrated = False
+        self._inflight = 0
+        self.dropped = 0
+        self.written = 0
+        self.write_failures = 0
+
+    # ------------------------------------------------------------------ public
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings.database is not None
+
+    @property
+    def pending(self) -> int:
+        """Rows not yet known to be in the database (buffered or being written)."""
+        return len(self._buffer) + self._inflight
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    async def start(self) -> None:
+        """Create or migrate the schema, then start the background writer.
+
+        A database that is down at start-up does not stop the server: the
+        writer migrates before its first write and keeps rows buffered till then.
+        """
+        if not self.enabled or self._task is not None:
+            return
+        self._wake = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        try:
+            await asyncio.to_thread(self._migrate)
+        except Exception as exc:  # the writer retries
+            log.warning("ledger database unavailable at start-up (%s); buffering rows",
+                        type(exc).__name__)
+        self._task = asyncio.create_task(self._run(), name="interlock-ledger-writer")
+
+    def record(self, row: LedgerRow) -> None:
+        """Queue one row. Never blocks, never raises."""
+        if not self.enabled:
+            return
+        try:
+            values = self._values(row)
+        except Exception:  # a malformed row must not fail the request it describes
+            log.exception("ledger row could not be prepared; dropped")
+            self.dropped += 1
+            return
+        with self._lock:
+            if len(self._buffer) >= self.settings.max_buffer:
+                self.dropped += 1
+                return
+            self._buffer.append(values)
+            full = len(self._buffer) >= self.settings.batch_size
+        if full:
+            self._poke()
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait until the buffer is empty (True) or the timeout passes (False)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while self.pending:
+            if self._task is None or self._task.done():
+                return False
+            if deadline is not None and loop.time() >= deadline:
+                return False
+            self._poke()
+            await asyncio.sleep(0.01)
+        return True
+
+    async def aclose(self) -> None:
+        """Flush what can be flushed within `close_timeout`, then stop the writer."""
+        if self._task is None:
+            return
+        self._closing = True
+        flushed = await self.flush(self.settings.close_timeout)
+        # Ask the writer to stop rather than cancelling it mid-write; cancel
+        # only if it does not stop (a write hanging on a dead connection).
+        self._stopping = True
+        self._poke()
+        task, self._task = self._task, None
+        done, _ = await asyncio.wait({task}, timeout=1.0)
+        if not done:
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0)
+        if not flushed and self.pending:
+            log.warning("ledger closed with %d rows not written", self.pending)
+        if self._engine is not None:
+            await asyncio.to_thread(self._engine.dispose)
+
+    def stats(self) -> dict[str, int]:
+        return {"pending": self.pending, "dropped": self.dropped, "written": self.written,
+                "write_failures": self.write_failures}
+
+    # ------------------------------------------------------------------ internals
+
+    def _values(self, row: LedgerRow) -> dict[str, Any]:
+        values = asdict(row)
+        values["cost_nanousd"] = values.pop("cost_usd")
+        if not self.settings.log_payloads:
+            values["prompt"] = values["response"] = None
+        if values["created_at"].tzinfo is None:
+            values["created_at"] = values["created_at"].replace(tzinfo=UTC)
+        values["row_id"] = uuid.uuid4().hex
+        return values
+
+    def _poke(self) -> None:
+        """Wake the writer early; safe from the loop's thread and from others."""
+        wake, loop = self._wake, self._loop
+        if wake is None or loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            wake.set()
+        else:
+            loop.call_soon_threadsafe(wake.set)
+
+    def _get_engine(self) -> Engine:
+        if self._engine is None:
+            assert self.settings.database is not None
+            self._engine = make_engine(self.settings.database)
+        return self._engine
+
+    def _migrate(self) -> None:
+        migrate(self._get_engine(), self.tables)
+        self._migrated = True
+
+    def _take(self) -> list[dict[str, Any]]:
+        with self._lock:
+            n = min(self.settings.batch_size, len(self._buffer))
+            return [self._buffer.popleft() for _ in range(n)]
+
+    def _put_back(self, batch: Sequence[dict[str, Any]]) -> None:
+        # Back to the front, in order, so rows keep their order; may exceed
+        # max_buffer briefly, which is better than dropping rows already taken.
+        with self._lock:
+            self._buffer.extendleft(reversed(batch))
+            self._inflight = 0
+
+    def _write(self, batch: Sequence[dict[str, Any]]) -> None:
+        if not self._migrated:
+            self._migrate()
+        engine = self._get_engine()
+        table = self.tables.requests
+        with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+                conn.execute(pg_insert(table).on_conflict_do_nothing(
+                    index_elements=["row_id"]), list(batch))
+            elif engine.dialect.name == "sqlite":
+                from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+                conn.execute(sqlite_insert(table).on_conflict_do_nothing(
+                    index_elements=["row_id"]), list(batch))
+            else:
+                conn.execute(sa.insert(table), list(batch))
+
+    async def _run(self) -> None:
+        backoff = self.settings.retry_initial
+        while not self._stopping:
+            if not self._buffer:
+                await self._sleep(self.settings.flush_interval)
+                continue
+            batch = self._take()
+            self._inflight = len(batch)
+            try:
+                await asyncio.to_thread(self._write, batch)
+            except asyncio.CancelledError:
+                # The thread may still commit; row_id makes a later retry harmless.
+                self._put_back(batch)
+                raise
+            except Exception as exc:
+                self._put_back(batch)
+                self.write_failures += 1
+                log.warning("ledger write failed (%s: %s); %d rows buffered, retrying in %.1fs",
+                            type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "",
+                            len(self._buffer), backoff)
+                await self._sleep(backoff * (0.5 + random.random() / 2))
+                backoff = min(backoff * 2, self.settings.retry_max)
+                continue
+            self.written += len(batch)
+            self._inflight = 0
+            backoff = self.settings.retry_initial
+            if len(self._buffer) < self.settings.batch_size and not self._closing:
+                await self._sleep(self.settings.flush_interval)
+
+    async def _sleep(self, seconds: float) -> None:
+        assert self._wake is not None
+        # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+        self._wake.clear()

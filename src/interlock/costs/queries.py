@@ -1,0 +1,171 @@
+"""Reading the ledger back: spend summaries, usage for replays, report series.
+
+Used by `interlock spend`, `interlock cost simulate --from-ledger` and
+`interlock report`; synchronous, because those are CLI commands. Sums are done
+in SQL on whole nano-dollars, so they are exact.
+
+Imports: sqlalchemy, the standard library, `costs.schema`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Literal, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from interlock.costs.schema import DEFAULT_PREFIX, Money, ledger_tables, make_engine
+
+_Q = TypeVar("_Q", bound=sa.Select)
+SpendBy = Literal["day", "group", "deployment", "key", "model"]
+
+
+@dataclass(frozen=True, slots=True)
+class SpendLine:
+    key: str
+    requests: int
+    errors: int
+    input_tokens: int
+    cached_input_tokens: int
+    output_tokens: int
+    # Sum over rows whose cost is known; `unpriced` counts the others.
+    cost_usd: Decimal
+    unpriced: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key, "requests": self.requests, "errors": self.errors,
+            "input_tokens": self.input_tokens, "cached_input_tokens": self.cached_input_tokens,
+            "output_tokens": self.output_tokens, "cost_usd": str(self.cost_usd),
+            "unpriced": self.unpriced,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """The parts of a row a cost replay needs."""
+
+    routed_group: str | None
+    deployment: str | None
+    provider: str | None
+    model: str | None
+    input_tokens: int
+    cached_input_tokens: int
+    output_tokens: int
+    cost_usd: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentHealth:
+    deployment: str
+    requests: int
+    errors: int
+    fallbacks: int
+    attempts: int
+
+
+class LedgerReader:
+    def __init__(self, database: str, *, table_prefix: str = DEFAULT_PREFIX,
+                 engine: Engine | None = None) -> None:
+        self.engine = engine or make_engine(database)
+        self.tables = ledger_tables(table_prefix)
+        self.t = self.tables.requests
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> LedgerReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def exists(self) -> bool:
+        return sa.inspect(self.engine).has_table(self.t.name)
+
+    # ------------------------------------------------------------------ expressions
+
+    def _day(self) -> sa.ColumnElement[Any]:
+        col = self.t.c.created_at
+        if self.engine.dialect.name == "postgresql":
+            return sa.func.to_char(sa.func.timezone("UTC", col), "YYYY-MM-DD")
+        return sa.func.strftime("%Y-%m-%d", col)
+
+    def _key(self, by: SpendBy) -> sa.ColumnElement[Any]:
+        if by == "day":
+            return self._day()
+        column = {"group": "routed_group", "deployment": "deployment", "key": "api_key_id",
+                  "model": "model"}[by]
+        return sa.func.coalesce(self.t.c[column], "(none)")
+
+    def _since(self, query: _Q, since: datetime | None) -> _Q:
+        return query if since is None else query.where(self.t.c.created_at >= since)
+
+    # ------------------------------------------------------------------ queries
+
+    def spend(self, by: SpendBy = "day", *, since: datetime | None = None) -> list[SpendLine]:
+        c = self.t.c
+        key = self._key(by).label("key")
+        query = sa.select(
+            key,
+            sa.func.count(),
+            sa.func.sum(sa.case((c.status != "ok", 1), else_=0)),
+            sa.func.sum(c.input_tokens),
+            sa.func.sum(c.cached_input_tokens),
+            sa.func.sum(c.output_tokens),
+            sa.type_coerce(sa.func.sum(c.cost_nanousd), Money()),
+            sa.func.sum(sa.case((c.cost_nanousd.is_(None), 1), else_=0)),
+        ).group_by(key).order_by(key)
+        with self.engine.connect() as conn:
+            rows = conn.execute(self._since(query, since)).all()
+        return [
+            SpendLine(str(r[0]), int(r[1]), int(r[2] or 0), int(r[3] or 0), int(r[4] or 0),
+                      int(r[5] or 0), r[6] if r[6] is not None else Decimal(0), int(r[7] or 0))
+            for r in rows
+        ]
+
+    def usage(self, *, since: datetime | None = None) -> Iterator[UsageRecord]:
+        c = self.t.c
+        query = sa.select(
+            c.routed_group, c.deployment, c.provider, c.model, c.input_tokens,
+            c.cached_input_tokens, c.output_tokens, c.cost_nanousd,
+        ).where(c.status == "ok")
+        with self.engine.connect() as conn:
+            result = conn.execution_options(yield_per=5_000).execute(self._since(query, since))
+            for r in result:
+                yield UsageRecord(r[0], r[1], r[2], r[3], int(r[4] or 0), int(r[5] or 0),
+                                  int(r[6] or 0), r[7])
+
+    def daily_spend_by(self, by: SpendBy = "deployment", *,
+                       since: datetime | None = None) -> dict[str, dict[date, Decimal]]:
+        """{series name: {day: dollars}} for the spend-over-time chart."""
+        day = self._day().label("day")
+        key = self._key(by).label("key")
+        query = sa.select(
+            key, day, sa.type_coerce(sa.func.sum(self.t.c.cost_nanousd), Money()),
+        ).group_by(key, day).order_by(day)
+        out: dict[str, dict[date, Decimal]] = {}
+        with self.engine.connect() as conn:
+            for name, d, cost in conn.execute(self._since(query, since)):
+                out.setdefault(str(name), {})[date.fromisoformat(str(d))] = cost or Decimal(0)
+        return out
+
+    def deployment_health(self, *, since: datetime | None = None) -> list[DeploymentHealth]:
+        c = self.t.c
+        key = sa.func.coalesce(c.deployment, "(none)").label("key")
+        query = sa.select(
+            key, sa.func.count(), sa.func.sum(sa.case((c.status != "ok", 1), else_=0)),
+            sa.func.sum(c.fallbacks), sa.func.sum(c.attempts),
+        ).group_by(key).order_by(key)
+        with self.engine.connect() as conn:
+            rows = conn.execute(self._since(query, since)).all()
+        return [DeploymentHealth(str(r[0]), int(r[1]), int(r[2] or 0), int(r[3] or 0),
+                                 int(r[4] or 0)) for r in rows]
+
+    def count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(self.t)).scalar_one())

@@ -1,0 +1,179 @@
+"""The ledger's tables and the named, ordered migrations that create them.
+
+Every table name starts with a prefix (`interlock_` by default), so a test can
+use a fresh set of tables in a shared database and drop them after. Costs are
+stored as whole nano-dollars (BigInteger) so that sums in SQL stay exact on
+SQLite, which has no decimal type; `Money` converts to and from `Decimal`.
+
+Imports: sqlalchemy, the standard library.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Dialect, Engine
+
+log = logging.getLogger(__name__)
+
+NANO = Decimal("1e-9")
+DEFAULT_PREFIX = "interlock_"
+
+
+class Money(sa.types.TypeDecorator[Decimal]):
+    """USD as a Decimal in Python, whole nano-dollars in the database."""
+
+    impl = sa.BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> int | None:
+        if value is None:
+            return None
+        return int((Decimal(value) / NANO).to_integral_value(ROUND_HALF_EVEN))
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return Decimal(int(value)) * NANO
+
+
+class UtcDateTime(sa.types.TypeDecorator[datetime]):
+    """Timestamps written in UTC and read back timezone-aware, on SQLite too."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("ledger timestamps must be timezone-aware (UTC)")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class LedgerTables:
+    metadata: sa.MetaData
+    requests: sa.Table
+    migrations: sa.Table
+
+
+def ledger_tables(prefix: str = DEFAULT_PREFIX) -> LedgerTables:
+    """The table objects for one prefix (a fresh MetaData each time: no shared state)."""
+    md = sa.MetaData()
+    requests = sa.Table(
+        f"{prefix}requests",
+        md,
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+                  autoincrement=True),
+        # Made by the ledger when the row is recorded: retries after a lost
+        # commit acknowledgement insert the same row_id and are ignored.
+        sa.Column("row_id", sa.String(32), nullable=False, unique=True),
+        sa.Column("created_at", UtcDateTime(), nullable=False),
+        sa.Column("request_id", sa.String(128), nullable=False),
+        sa.Column("api_key_id", sa.String(128)),
+        sa.Column("requested_model", sa.String(256)),
+        sa.Column("router", sa.String(128)),
+        sa.Column("routed_group", sa.String(256)),
+        sa.Column("route_score", sa.Float),
+        sa.Column("deployment", sa.String(256)),
+        sa.Column("provider", sa.String(64)),
+        sa.Column("model", sa.String(256)),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("error_class", sa.String(128)),
+        sa.Column("attempts", sa.Integer, nullable=False, default=0),
+        sa.Column("fallbacks", sa.Integer, nullable=False, default=0),
+        sa.Column("input_tokens", sa.Integer, nullable=False, default=0),
+        sa.Column("cached_input_tokens", sa.Integer, nullable=False, default=0),
+        sa.Column("output_tokens", sa.Integer, nullable=False, default=0),
+        sa.Column("reasoning_tokens", sa.Integer, nullable=False, default=0),
+        sa.Column("cost_nanousd", Money()),
+        sa.Column("latency_ms", sa.Float),
+        sa.Column("ttft_ms", sa.Float),
+        sa.Column("stream", sa.Boolean, nullable=False, default=False),
+        sa.Column("prompt", sa.Text),
+        sa.Column("response", sa.Text),
+    )
+    migrations = sa.Table(
+        f"{prefix}migrations",
+        md,
+        sa.Column("name", sa.String(128), primary_key=True),
+        sa.Column("applied_at", UtcDateTime(), nullable=False),
+    )
+    return LedgerTables(md, requests, migrations)
+
+
+# --------------------------------------------------------------------------- migrations
+
+Migration = Callable[[Connection, LedgerTables], None]
+
+
+def _m0001_create_requests(conn: Connection, t: LedgerTables) -> None:
+    t.requests.create(conn, checkfirst=True)
+
+
+def _m0002_indexes(conn: Connection, t: LedgerTables) -> None:
+    name = t.requests.name
+    for column in ("created_at", "routed_group", "deployment", "api_key_id"):
+        sa.Index(f"ix_{name}_{column}", t.requests.c[column]).create(conn, checkfirst=True)
+
+
+def migrations() -> list[tuple[str, Migration]]:
+    """In the order they apply; a name, once released, never changes meaning."""
+    return [
+        ("0001_create_requests", _m0001_create_requests),
+        ("0002_indexes", _m0002_indexes),
+    ]
+
+
+def migrate(engine: Engine, tables: LedgerTables) -> list[str]:
+    """Apply the migrations not yet applied; returns their names. Safe to run again."""
+    tables.migrations.create(engine, checkfirst=True)
+    with engine.connect() as conn:
+        done = {row[0] for row in conn.execute(sa.select(tables.migrations.c.name))}
+    applied: list[str] = []
+    for name, step in migrations():
+        if name in done:
+            continue
+        with engine.begin() as conn:
+            step(conn, tables)
+            conn.execute(tables.migrations.insert().values(name=name, applied_at=datetime.now(UTC)))
+        applied.append(name)
+        log.info("ledger migration applied: %s", name)
+    return applied
+
+
+# --------------------------------------------------------------------------- engines
+
+
+def database_url(database: str) -> str:
+    """A SQLAlchemy URL from a URL or a plain SQLite file path."""
+    if "://" in database:
+        return database
+    return f"sqlite:///{Path(database).expanduser().resolve()}"
+
+
+def make_engine(database: str, *, connect_timeout: float = 5.0) -> Engine:
+    url = sa.make_url(database_url(database))
+    connect_args: dict[str, Any] = {}
+    if url.get_backend_name() == "sqlite":
+        connect_args["timeout"] = connect_timeout
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    elif url.get_backend_name() == "postgresql":
+        connect_args["connect_timeout"] = max(1, int(connect_timeout))
+    # pre_ping notices connections the server dropped (restart, terminate) before use.
+    return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)

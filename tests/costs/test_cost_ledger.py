@@ -1,0 +1,199 @@
+"""The SQLite ledger: round trip, migrations, buffering while the database is down."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
+
+from interlock.costs.ledger import Ledger, LedgerRow
+from interlock.costs.queries import LedgerReader
+from interlock.costs.schema import ledger_tables, make_engine, migrate, migrations
+from interlock.costs.settings import LedgerSettings
+
+
+def _row(i: int, **kw: object) -> LedgerRow:
+    values: dict[str, object] = dict(
+        request_id=f"req-{i}", requested_model="auto", routed_group="budget",
+        deployment="flash-lite", provider="gemini", model="gemini-2.0-flash-lite",
+        input_tokens=100 + i, output_tokens=50, cost_usd=Decimal("0.000022500") + i,
+        latency_ms=12.5, created_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        prompt="secret prompt", response="secret answer",
+    )
+    values.update(kw)
+    return LedgerRow(**values)  # type: ignore[arg-type]
+
+
+async def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
+    db = str(tmp_path / "ledger.sqlite")
+    ledger = Ledger(LedgerSettings(database=db, flush_interval=0.01))
+    await ledger.start()
+    row = _row(1, api_key_id="team-a", router="mf", route_score=0.42, status="error",
+               error_class="RateLimited", attempts=3, fallbacks=1, cached_input_tokens=40,
+               reasoning_tokens=7, ttft_ms=3.5, stream=True)
+    ledger.record(row)
+    assert await ledger.flush(5)
+    await ledger.aclose()
+
+    engine = make_engine(db)
+    with engine.connect() as conn:
+        got = conn.execute(sa.select(ledger.tables.requests)).mappings().one()
+    engine.dispose()
+    assert got["created_at"] == row.created_at
+    assert got["cost_nanousd"] == Decimal("1.000022500")
+    for name in ("request_id", "api_key_id", "requested_model", "router", "routed_group",
+                 "route_score", "deployment", "provider", "model", "status", "error_class",
+                 "attempts", "fallbacks", "input_tokens", "cached_input_tokens",
+                 "output_tokens", "reasoning_tokens", "latency_ms", "ttft_ms", "stream"):
+        assert got[name] == getattr(row, name), name
+    # Payloads are never stored unless log_payloads is on.
+    assert got["prompt"] is None and got["response"] is None
+    assert ledger.dropped == 0
+
+
+async def test_payloads_stored_only_when_asked(tmp_path: Path) -> None:
+    db = str(tmp_path / "ledger.sqlite")
+    ledger = Ledger(LedgerSettings(database=db, log_payloads=True, flush_interval=0.01))
+    await ledger.start()
+    ledger.record(_row(1))
+    await ledger.aclose()
+    with LedgerReader(db) as reader, reader.engine.connect() as conn:
+        prompt, response = conn.execute(sa.select(reader.t.c.prompt, reader.t.c.response)).one()
+    assert (prompt, response) == ("secret prompt", "secret answer")
+
+
+def test_migrations_are_named_ordered_and_idempotent(tmp_path: Path) -> None:
+    engine = make_engine(str(tmp_path / "m.sqlite"))
+    tables = ledger_tables("t_")
+    names = [name for name, _ in migrations()]
+    assert names == sorted(names) and len(set(names)) == len(names)
+    assert migrate(engine, tables) == names
+    assert migrate(engine, tables) == []
+    with engine.connect() as conn:
+        recorded = [r[0] for r in conn.execute(sa.select(tables.migrations.c.name))]
+    assert sorted(recorded) == names
+    inspector = sa.inspect(engine)
+    assert inspector.has_table("t_requests")
+    assert {ix["name"] for ix in inspector.get_indexes("t_requests")} >= {
+        "ix_t_requests_created_at", "ix_t_requests_routed_group"}
+    engine.dispose()
+
+
+async def test_many_rows_batched_none_dropped(tmp_path: Path) -> None:
+    db = str(tmp_path / "ledger.sqlite")
+    ledger = Ledger(LedgerSettings(database=db, batch_size=100, flush_interval=0.01))
+    await ledger.start()
+    for i in range(3_000):
+        ledger.record(_row(i))
+        if i % 500 == 0:
+            await asyncio.sleep(0)
+    await ledger.aclose()
+    assert ledger.dropped == 0 and ledger.pending == 0
+    with LedgerReader(db) as reader:
+        assert reader.count() == 3_000
+        [line] = reader.spend("group")
+    assert line.requests == 3_000
+    assert line.cost_usd == sum((Decimal("0.0000225") + i for i in range(3_000)), Decimal(0))
+
+
+async def test_record_never_raises_and_counts_drops_when_full(tmp_path: Path) -> None:
+    ledger = Ledger(LedgerSettings(database=str(tmp_path / "x.sqlite"), max_buffer=100))
+    # Not started: rows wait in the buffer; past max_buffer they are dropped, counted.
+    for i in range(150):
+        ledger.record(_row(i))
+    assert ledger.pending == 100 and ledger.dropped == 50
+    bad = _row(1)
+    bad.created_at = "not a date"  # type: ignore[assignment]
+    ledger.record(bad)
+    assert ledger.dropped == 51
+
+
+class _Switch:
+    """A SQLite connection factory that can be made to fail, like a database going away."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.down = False
+        self.refused = 0
+
+    def connect(self) -> sqlite3.Connection:
+        if self.down:
+            self.refused += 1
+            raise sqlite3.OperationalError("unable to open database file (switched off)")
+        return sqlite3.connect(self.path, check_same_thread=False)
+
+
+async def test_rows_buffered_while_database_down_then_flushed(tmp_path: Path) -> None:
+    switch = _Switch(tmp_path / "ledger.sqlite")
+    engine = sa.create_engine("sqlite://", creator=switch.connect, poolclass=NullPool)
+    settings = LedgerSettings(database="sqlite://", flush_interval=0.01, batch_size=10,
+                              retry_initial=0.02, retry_max=0.1)
+    switch.down = True
+    ledger = Ledger(settings, engine=engine)
+    await ledger.start()  # the database is down at start-up: no exception
+    for i in range(50):
+        ledger.record(_row(i))
+    await asyncio.sleep(0.3)
+    assert ledger.pending == 50 and ledger.write_failures >= 2 and switch.refused >= 2
+
+    switch.down = False
+    assert await ledger.flush(5)
+    for i in range(50, 60):
+        ledger.record(_row(i))
+    await ledger.aclose()
+    assert ledger.dropped == 0
+    with LedgerReader("sqlite://", engine=engine) as reader:
+        assert reader.count() == 60
+        ids = {r.request_id for r in _all(reader)}
+    assert ids == {f"req-{i}" for i in range(60)}
+
+
+def _all(reader: LedgerReader) -> list[sa.Row[tuple[str]]]:
+    with reader.engine.connect() as conn:
+        return list(conn.execute(sa.select(reader.t.c.request_id)))
+
+
+async def test_spend_summaries(tmp_path: Path) -> None:
+    db = str(tmp_path / "ledger.sqlite")
+    ledger = Ledger(LedgerSettings(database=db, flush_interval=0.01))
+    await ledger.start()
+    day1 = datetime(2026, 3, 1, 23, 0, tzinfo=UTC)
+    day2 = day1 + timedelta(hours=2)
+    ledger.record(_row(1, created_at=day1, cost_usd=Decimal("0.5"), routed_group="hq",
+                       deployment="sonnet", api_key_id="k1"))
+    ledger.record(_row(2, created_at=day2, cost_usd=Decimal("0.25"), routed_group="hq",
+                       deployment="sonnet", api_key_id="k2"))
+    ledger.record(_row(3, created_at=day2, cost_usd=None, routed_group="cheap",
+                       deployment="local", status="error", api_key_id=None))
+    await ledger.aclose()
+    with LedgerReader(db) as reader:
+        by_day = {line.key: line for line in reader.spend("day")}
+        by_group = {line.key: line for line in reader.spend("group")}
+        by_key = {line.key: line for line in reader.spend("key")}
+        since = {line.key: line for line in reader.spend("group", since=day2)}
+    assert set(by_day) == {"2026-03-01", "2026-03-02"}
+    assert by_day["2026-03-01"].cost_usd == Decimal("0.5")
+    assert by_day["2026-03-02"].cost_usd == Decimal("0.25")
+    assert by_day["2026-03-02"].unpriced == 1
+    assert by_group["hq"].requests == 2 and by_group["hq"].cost_usd == Decimal("0.75")
+    assert by_group["cheap"].errors == 1 and by_group["cheap"].cost_usd == 0
+    assert set(by_key) == {"k1", "k2", "(none)"}
+    assert since["hq"].cost_usd == Decimal("0.25")
+
+
+@pytest.mark.parametrize("when", [datetime(2026, 1, 1, 12, 0)])
+async def test_naive_timestamps_are_taken_as_utc(tmp_path: Path, when: datetime) -> None:
+    db = str(tmp_path / "ledger.sqlite")
+    ledger = Ledger(LedgerSettings(database=db, flush_interval=0.01))
+    await ledger.start()
+    ledger.record(_row(1, created_at=when))
+    await ledger.aclose()
+    with LedgerReader(db) as reader, reader.engine.connect() as conn:
+        got = conn.execute(sa.select(reader.t.c.created_at)).scalar_one()
+    assert got == when.replace(tzinfo=UTC)
