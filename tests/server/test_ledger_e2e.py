@@ -1,0 +1,59 @@
+"""decide -> dispatch -> record through the gateway: every answered request, streamed
+or not, failed or not, leaves one ledger row that matches what the client saw."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import openai
+import pytest
+from tests.server.gateways import MASTER_KEY, RunningGateway, three_provider_config
+
+from interlock.testing import FakeUpstream
+from interlock.testing.script import Fault, Reply
+
+HELLO = [{"role": "user", "content": "hello"}]
+
+
+async def test_each_request_leaves_one_ledger_row(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path) -> None:
+    database = tmp_path / "ledger.sqlite"
+    config = three_provider_config(fake_upstream)
+    config["ledger"] = {"database": str(database), "flush_interval": 0.05}
+    gw = start_gateway(config)
+    fake_upstream.reply(Reply(text="fine", input_tokens=1000, output_tokens=100))
+    fake_upstream.script(Fault(status=429, retry_after=5), provider="openai")
+    client = gw.openai()
+    ok = await client.chat.completions.with_raw_response.create(
+        model="high-quality", messages=HELLO)
+    stream = await client.chat.completions.with_raw_response.create(
+        model="cost-optimized", messages=HELLO, stream=True)
+    _ = [c async for c in stream.parse()]
+    with pytest.raises(openai.RateLimitError) as limited:
+        await client.chat.completions.create(model="budget", messages=HELLO)
+    await client.close()
+    gw.stop()  # shutdown flushes the ledger
+    with sqlite3.connect(database) as db:
+        db.row_factory = sqlite3.Row
+        rows = {r["request_id"]: dict(r) for r in db.execute(
+            "SELECT * FROM interlock_requests")}
+    assert len(rows) == 3
+    row = rows[ok.headers["x-request-id"]]
+    assert ok.parse().id == ok.headers["x-request-id"]
+    assert (row["status"], row["provider"], row["routed_group"]) == (
+        "ok", "anthropic", "high-quality")
+    assert (row["input_tokens"], row["output_tokens"], row["attempts"]) == (1000, 100, 1)
+    assert row["stream"] == 0
+    assert row["cost_nanousd"] is not None and int(row["cost_nanousd"]) > 0
+    # The key is recorded by a stable id, never by its value.
+    assert row["api_key_id"] and MASTER_KEY not in str(row["api_key_id"])
+    row = rows[stream.headers["x-request-id"]]
+    assert (row["status"], row["provider"], row["stream"]) == ("ok", "gemini", 1)
+    assert (row["input_tokens"], row["output_tokens"]) == (1000, 100)
+    row = rows[limited.value.response.headers["x-request-id"]]
+    assert (row["status"], row["error_class"], row["provider"]) == (
+        "error", "RateLimited", "openai")
+    assert row["attempts"] == 1
