@@ -1,0 +1,299 @@
+"""Budgets: a spending limit per deployment, provider or model group, per period.
+
+`BudgetGate` is an `AttemptGate` (`dispatch.gates`). Before each attempt it
+reserves the call's expected cost on every budget that covers the deployment;
+it refuses (returns None) when any of them has nothing left, which takes the
+deployment out of this request's candidates like a cooldown. After the
+attempt the ticket settles the reservation with the real cost.
+
+A budget admits a call while spent + reserved is below its limit, so the
+overspend is bounded by the calls in flight when the limit is crossed: with
+Redis (`redis_url`) the check and the reservation are one Lua script over all
+the budgets involved, so replicas share one count and together overshoot by
+at most one in-flight call each. Without Redis each process keeps its own
+count. When Redis fails, the gate falls back to its own memory, logs once,
+and tries Redis again after a pause.
+
+Amounts are whole nano-dollars (integers) in the counters; Redis' Lua numbers
+are doubles, exact up to 2**53 nano-dollars (about $9 million per period).
+
+Imports: the standard library, `catalog`, `types`, `costs.prices`,
+`costs.settings`; `redis.asyncio` lazily.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import ROUND_CEILING, Decimal
+from typing import Any
+
+from interlock.catalog import Deployment
+from interlock.costs.prices import PriceBook
+from interlock.costs.settings import Budget
+from interlock.types import ChatRequest, ChatResponse
+
+log = logging.getLogger(__name__)
+
+NANO = Decimal("1e-9")
+REDIS_RETRY_AFTER = 5.0  # seconds on local counts after a Redis failure
+
+# KEYS: one hash per budget period. ARGV: amount, ttl, then one limit per key.
+# Refuse (return the 1-based index of the spent budget) unless every budget
+# has room; otherwise reserve the amount on all of them and return 0.
+_RESERVE = """
+local amount = tonumber(ARGV[1])
+local ttl = tonumber(ARGV[2])
+for i, key in ipairs(KEYS) do
+  local spent = tonumber(redis.call('HGET', key, 'spent') or '0')
+  local reserved = tonumber(redis.call('HGET', key, 'reserved') or '0')
+  if spent + reserved >= tonumber(ARGV[i + 2]) then
+    return i
+  end
+end
+for _, key in ipairs(KEYS) do
+  redis.call('HINCRBY', key, 'reserved', amount)
+  redis.call('EXPIRE', key, ttl)
+end
+return 0
+"""
+
+# KEYS: the hashes reserved on. ARGV: reserved amount, real cost, ttl.
+_SETTLE = """
+for _, key in ipairs(KEYS) do
+  redis.call('HINCRBY', key, 'reserved', -tonumber(ARGV[1]))
+  redis.call('HINCRBY', key, 'spent', tonumber(ARGV[2]))
+  redis.call('EXPIRE', key, tonumber(ARGV[3]))
+end
+return 0
+"""
+
+
+def to_nano(usd: Decimal) -> int:
+    return int((usd / NANO).to_integral_value(ROUND_CEILING))
+
+
+def period_id(budget: Budget, now: float) -> tuple[str, float]:
+    """(id of the period `now` falls in, seconds until it ends); calendar periods in UTC."""
+    moment = datetime.fromtimestamp(now, UTC)
+    if budget.period == "day":
+        start = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+        return start.strftime("%Y-%m-%d"), 86_400 - (now - start.timestamp())
+    if budget.period == "month":
+        start = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        nxt = start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
+        return start.strftime("%Y-%m"), nxt.timestamp() - now
+    length = float(budget.period) * 3600
+    index = int(now // length)
+    return f"{budget.period:g}h-{index}", (index + 1) * length - now
+
+
+def covers(budget: Budget, deployment: Deployment) -> bool:
+    kind, name = budget.target
+    if kind == "deployment":
+        return deployment.name == name
+    if kind == "provider":
+        return deployment.provider == name
+    return deployment.group == name
+
+
+@dataclass
+class _Count:
+    spent: int = 0
+    reserved: int = 0
+
+
+@dataclass
+class BudgetTicket:
+    gate: BudgetGate
+    deployment: Deployment
+    keys: list[str]
+    reserved: int
+    ttl: int
+    on_redis: bool
+    settled: bool = field(default=False)
+
+    async def release(self, response: ChatResponse | None) -> None:
+        """Settle with the real cost; a failed attempt costs nothing, unknown usage the estimate."""
+        if self.settled:
+            return
+        self.settled = True
+        if response is None:
+            actual = 0
+        else:
+            cost = self.gate.prices.cost(self.deployment, response.usage)
+            actual = self.reserved if cost is None else to_nano(cost)
+        await self.gate._settle(self, actual)
+
+
+class BudgetGate:
+    name = "budget"
+
+    def __init__(
+        self,
+        budgets: Sequence[Budget],
+        prices: PriceBook,
+        *,
+        redis_url: str | None = None,
+        clock: Callable[[], float] | None = None,
+        key_prefix: str = "interlock:budget:",
+    ) -> None:
+        self.budgets = list(budgets)
+        self.prices = prices
+        self.redis_url = redis_url
+        self.clock = clock or time.time
+        self.key_prefix = key_prefix
+        self._local: dict[str, _Count] = {}
+        self._redis: Any = None
+        self._reserve: Any = None
+        self._settle_script: Any = None
+        self._redis_down_until = 0.0
+        self._unpriced_warned: set[str] = set()
+        self.refused = 0
+
+    # ------------------------------------------------------------------ gate
+
+    async def acquire(self, deployment: Deployment, request: ChatRequest) -> BudgetTicket | None:
+        applicable = [b for b in self.budgets if covers(b, deployment)]
+        if not applicable:
+            return _FREE
+        expected = self.prices.expected_cost(deployment, request)
+        if expected is None:
+            self._warn_unpriced(deployment)
+        amount = 0 if expected is None else to_nano(expected)
+        now = self.clock()
+        periods = [period_id(b, now) for b in applicable]
+        keys = [self._key(b, pid) for b, (pid, _) in zip(applicable, periods, strict=True)]
+        limits = [to_nano(b.max_usd) for b in applicable]
+        ttl = int(max(left for _, left in periods)) + 3600
+        on_redis = await self._use_redis()
+        refused = await (self._reserve_redis if on_redis else self._reserve_local)(
+            keys, limits, amount, ttl)
+        if refused is None and on_redis:  # Redis failed just now
+            on_redis = False
+            refused = await self._reserve_local(keys, limits, amount, ttl)
+        if refused:
+            self.refused += 1
+            return None
+        return BudgetTicket(self, deployment, keys, amount, ttl, on_redis)
+
+    def status(self) -> list[dict[str, Any]]:
+        """Spent, reserved and limit per budget for the current period (this process' view)."""
+        now = self.clock()
+        out = []
+        for b in self.budgets:
+            pid, left = period_id(b, now)
+            count = self._local.get(self._key(b, pid), _Count())
+            kind, name = b.target
+            out.append({
+                "target": kind, "name": name, "period": b.period, "period_id": pid,
+                "limit_usd": str(b.max_usd), "spent_usd": str(count.spent * NANO),
+                "reserved_usd": str(count.reserved * NANO),
+                "exhausted": count.spent + count.reserved >= to_nano(b.max_usd),
+                "resets_in_s": round(left, 1),
+            })
+        return out
+
+    async def astatus(self) -> list[dict[str, Any]]:
+        """Like `status`, read from Redis when it is in use (the count all replicas share)."""
+        rows = self.status()
+        if not await self._use_redis():
+            return rows
+        now = self.clock()
+        for row, b in zip(rows, self.budgets, strict=True):
+            pid, _ = period_id(b, now)
+            try:
+                values = await self._redis.hgetall(self._key(b, pid))
+            except Exception:
+                return rows
+            spent = int(values.get(b"spent", 0))
+            reserved = int(values.get(b"reserved", 0))
+            row.update(spent_usd=str(spent * NANO), reserved_usd=str(reserved * NANO),
+                       exhausted=spent + reserved >= to_nano(b.max_usd))
+        return rows
+
+    async def aclose(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose(close_connection_pool=True)
+            self._redis = None
+
+    # ------------------------------------------------------------------ internals
+
+    def _key(self, budget: Budget, pid: str) -> str:
+        kind, name = budget.target
+        return f"{self.key_prefix}{kind}:{name}:{pid}"
+
+    def _warn_unpriced(self, deployment: Deployment) -> None:
+        if deployment.name not in self._unpriced_warned:
+            self._unpriced_warned.add(deployment.name)
+            log.warning("budget covers %s but its price is unknown: its calls cannot be counted",
+                        deployment.name)
+
+    async def _reserve_local(self, keys: list[str], limits: list[int], amount: int,
+                             ttl: int) -> int:
+        # No await between the check and the increment: atomic within the loop.
+        counts = [self._local.setdefault(k, _Count()) for k in keys]
+        for index, (count, limit) in enumerate(zip(counts, limits, strict=True), start=1):
+            if count.spent + count.reserved >= limit:
+                return index
+        for count in counts:
+            count.reserved += amount
+        return 0
+
+    async def _reserve_redis(self, keys: list[str], limits: list[int], amount: int,
+                             ttl: int) -> int | None:
+        try:
+            result = await self._reserve(keys=keys, args=[amount, ttl, *limits])
+        except Exception as exc:
+            self._redis_failed(exc)
+            return None
+        return int(result)
+
+    async def _settle(self, ticket: BudgetTicket, actual: int) -> None:
+        if ticket.on_redis and await self._use_redis():
+            try:
+                await self._settle_script(keys=ticket.keys,
+                                          args=[ticket.reserved, actual, ticket.ttl])
+                return
+            except Exception as exc:
+                self._redis_failed(exc)
+        for key in ticket.keys:
+            count = self._local.setdefault(key, _Count())
+            if not ticket.on_redis:
+                count.reserved = max(0, count.reserved - ticket.reserved)
+            count.spent += actual
+
+    async def _use_redis(self) -> bool:
+        if not self.redis_url or self.clock() < self._redis_down_until:
+            return False
+        if self._redis is None:
+            import redis.asyncio as aioredis
+
+            # Blocking pool: a burst of calls waits briefly for a connection
+            # instead of failing over to local counts.
+            pool = aioredis.BlockingConnectionPool.from_url(
+                self.redis_url, max_connections=32, timeout=1.0, socket_timeout=0.5,
+                socket_connect_timeout=0.5)
+            self._redis = aioredis.Redis(connection_pool=pool)
+            self._reserve = self._redis.register_script(_RESERVE)
+            self._settle_script = self._redis.register_script(_SETTLE)
+        return True
+
+    def _redis_failed(self, exc: Exception) -> None:
+        if self._redis_down_until == 0.0:
+            log.warning("budget counts fall back to this process: Redis failed (%s)",
+                        type(exc).__name__)
+        self._redis_down_until = self.clock() + REDIS_RETRY_AFTER
+
+
+class _FreeTicket:
+    """For deployments no budget covers: nothing to settle."""
+
+    async def release(self, response: ChatResponse | None) -> None:
+        return None
+
+
+_FREE: Any = _FreeTicket()

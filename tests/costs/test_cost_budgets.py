@@ -1,0 +1,182 @@
+"""Budgets: refuse when spent, settle with the real cost, roll over, hold across replicas."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from interlock.catalog import Catalog, Deployment
+from interlock.costs.budgets import BudgetGate, period_id
+from interlock.costs.prices import PriceBook
+from interlock.costs.settings import Budget
+from interlock.types import ChatRequest, ChatResponse, Message, TextPart, Usage
+
+# $1 per 1,000 output tokens, nothing for input: easy sums.
+PER_TOKEN = Decimal("0.001")
+
+
+def _deployment(name: str = "d1", group: str = "g", provider: str = "openai") -> Deployment:
+    return Deployment(name=name, group=group, provider=provider, model=f"m-{name}",
+                      input_cost_per_token=Decimal(0), output_cost_per_token=PER_TOKEN)
+
+
+def _request(max_tokens: int = 100) -> ChatRequest:
+    return ChatRequest(model="g", messages=[Message("user", [TextPart("hi")])],
+                       max_tokens=max_tokens)
+
+
+def _response(output_tokens: int) -> ChatResponse:
+    return ChatResponse(id="r", model="m", content="x",
+                        usage=Usage(input_tokens=5, output_tokens=output_tokens))
+
+
+class Clock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _book(*deployments: Deployment) -> PriceBook:
+    return PriceBook.build(Catalog.from_deployments(deployments), {})
+
+
+async def test_refuses_once_spent_and_settles_with_real_cost() -> None:
+    d = _deployment()
+    clock = Clock(datetime(2026, 5, 10, 12, tzinfo=UTC).timestamp())
+    gate = BudgetGate([Budget(deployment="d1", max_usd=Decimal(1), period="day")], _book(d),
+                      clock=clock)
+    # Expected $0.10 each (100 output tokens); real cost $0.05 each.
+    spent = Decimal(0)
+    for _ in range(20):
+        ticket = await gate.acquire(d, _request(100))
+        assert ticket is not None
+        await ticket.release(_response(50))
+        spent += 50 * PER_TOKEN
+        if spent >= 1:
+            break
+    assert spent == Decimal(1)
+    assert await gate.acquire(d, _request(100)) is None
+    [status] = gate.status()
+    assert status["exhausted"] and Decimal(status["spent_usd"]) == Decimal(1)
+    assert Decimal(status["reserved_usd"]) == 0
+
+    # A failed attempt costs nothing and gives its reservation back.
+    clock.t += 86_400
+    ticket = await gate.acquire(d, _request(100))
+    assert ticket is not None  # the next day has a fresh budget
+    await ticket.release(None)
+    assert Decimal(gate.status()[0]["spent_usd"]) == 0
+
+
+async def test_only_covered_targets_are_gated() -> None:
+    a, b = _deployment("a", group="hq", provider="anthropic"), _deployment("b", group="cheap")
+    gate = BudgetGate([Budget(provider="anthropic", max_usd=Decimal("0.01"))], _book(a, b))
+    ticket = await gate.acquire(a, _request(100))
+    assert ticket is not None
+    await ticket.release(_response(100))
+    assert await gate.acquire(a, _request(100)) is None
+    for _ in range(5):
+        other = await gate.acquire(b, _request(100))
+        assert other is not None
+        await other.release(_response(100))
+    group_gate = BudgetGate([Budget(model_group="cheap", max_usd=Decimal("0.01"))], _book(a, b))
+    t = await group_gate.acquire(b, _request(100))
+    assert t is not None
+    await t.release(_response(100))
+    assert await group_gate.acquire(b, _request(100)) is None
+    assert await group_gate.acquire(a, _request(100)) is not None
+
+
+def test_periods() -> None:
+    t = datetime(2026, 12, 31, 23, 0, tzinfo=UTC).timestamp()
+    assert period_id(Budget(provider="x", max_usd=1, period="day"), t) == ("2026-12-31", 3600)
+    pid, left = period_id(Budget(provider="x", max_usd=1, period="month"), t)
+    assert (pid, left) == ("2026-12", 3600)
+    pid6, left6 = period_id(Budget(provider="x", max_usd=1, period=6), t)
+    assert pid6.startswith("6h-") and 0 < left6 <= 6 * 3600
+    later, _ = period_id(Budget(provider="x", max_usd=1, period=6), t + 6 * 3600)
+    assert later != pid6
+
+
+async def _spend(gate: BudgetGate, d: Deployment, n: int, rng: random.Random,
+                 waves: int = 6) -> Decimal:
+    """Run n calls through the gate in waves of concurrent calls; returns what they cost."""
+    async def one() -> Decimal:
+        ticket = await gate.acquire(d, _request(100))
+        if ticket is None:
+            return Decimal(0)
+        await asyncio.sleep(rng.random() * 0.01)  # the upstream call
+        tokens = rng.randint(60, 100)
+        await ticket.release(_response(tokens))
+        return tokens * PER_TOKEN
+
+    total = Decimal(0)
+    for _ in range(waves):
+        total += sum(await asyncio.gather(*(one() for _ in range(n // waves))), Decimal(0))
+    return total
+
+
+async def test_single_process_concurrency_overspend_bounded() -> None:
+    d = _deployment()
+    gate = BudgetGate([Budget(deployment="d1", max_usd=Decimal(5))], _book(d))
+    total = await _spend(gate, d, 400, random.Random(1))
+    # Reservations stop admissions once the limit is reached; the last admitted
+    # call may cross it by at most its own cost ($0.10).
+    assert total <= Decimal(5) + Decimal("0.1")
+    # Reserving the estimate (100 tokens) for calls that use 60-100 leaves a
+    # little unspent in the last wave, never much.
+    assert total >= Decimal("4.7")
+    assert gate.refused > 0
+
+
+@pytest.mark.redis
+async def test_two_replicas_share_one_budget_through_redis(redis_url: str) -> None:
+    d = _deployment()
+    prefix = f"interlock-test:{uuid.uuid4().hex}:"
+    budgets = [Budget(deployment="d1", max_usd=Decimal(5))]
+    replicas = [BudgetGate(budgets, _book(d), redis_url=redis_url, key_prefix=prefix)
+                for _ in range(2)]
+    try:
+        rng = random.Random(2)
+        totals = await asyncio.gather(*(_spend(g, d, 300, rng) for g in replicas))
+        total = sum(totals, Decimal(0))
+        # Alone, each replica would have spent its own $5; shared, both stop at
+        # the one limit, overshooting by at most one in-flight call per replica.
+        assert all(t > 0 for t in totals)
+        assert total <= Decimal(5) + 2 * Decimal("0.1")
+        assert total >= Decimal("4.7")
+        status = await replicas[0].astatus()
+        assert status[0]["exhausted"]
+        assert Decimal(status[0]["spent_usd"]) == total
+        assert Decimal(status[0]["reserved_usd"]) == 0
+        assert await replicas[1].acquire(d, _request(100)) is None
+    finally:
+        r = replicas[0]._redis
+        if r is not None:
+            keys = [k async for k in r.scan_iter(match=prefix + "*")]
+            if keys:
+                await r.delete(*keys)
+        for g in replicas:
+            await g.aclose()
+
+
+async def test_redis_down_falls_back_to_local_counts() -> None:
+    d = _deployment()
+    # Nothing listens on port 9 of localhost: every Redis call fails at once.
+    gate = BudgetGate([Budget(deployment="d1", max_usd=Decimal("0.2"))], _book(d),
+                      redis_url="redis://127.0.0.1:9/0")
+    admitted = 0
+    for _ in range(5):
+        ticket = await gate.acquire(d, _request(100))
+        if ticket is not None:
+            admitted += 1
+            await ticket.release(_response(100))
+    assert admitted == 2
+    await gate.aclose()
