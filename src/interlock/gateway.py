@@ -11,6 +11,7 @@ Imports: everything below it (config, catalog, routing, dispatch, adapters, cost
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -167,6 +168,11 @@ class Gateway:
             result: DispatchResult = await self.dispatcher.complete(request, meta.decision.group)
         except InterlockError as exc:
             self._finish_error(meta, exc, started, request, key_id)
+            raise
+        except asyncio.CancelledError:
+            # The client went away: the request still leaves its ledger row.
+            self._finish_error(meta, InterlockError("the client disconnected"), started,
+                               request, key_id)
             raise
         self._fill(meta, result.deployment, result.group, result.attempts)
         meta.cost_usd = self.prices.cost(result.deployment, result.response.usage)

@@ -23,6 +23,7 @@ from interlock.gateway import Gateway
 from interlock.server.asgi_io import ASGIApp, Receive, Scope, Send, send_json, send_plain_error
 from interlock.server.auth import BearerAuth
 from interlock.server.chat import ChatCompletions
+from interlock.server.guard import ErrorGuard
 
 log = logging.getLogger("interlock.server")
 
@@ -135,7 +136,7 @@ def create_app(config: InterlockConfig, *, host: str = "127.0.0.1",
         gateway, max_body_bytes=getattr(settings, "max_request_body_bytes", DEFAULT_MAX_BODY))
     key = master_key_from(config, env)
     if key:
-        return BearerAuth(app, key)
+        return ErrorGuard(BearerAuth(app, key))
     if not getattr(settings, "allow_unauthenticated", False):
         raise ConfigError(
             "No master key is set. Export INTERLOCK_MASTER_KEY or set "
@@ -146,7 +147,7 @@ def create_app(config: InterlockConfig, *, host: str = "127.0.0.1",
             f"allow_unauthenticated is only allowed on a loopback bind, not {host!r}. "
             "Set a master key to listen on other addresses.")
     log.warning("authentication is OFF (allow_unauthenticated on %s)", host)
-    return app
+    return ErrorGuard(app)
 
 
 def app_from_environment() -> ASGIApp:
