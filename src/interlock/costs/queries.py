@@ -18,7 +18,13 @@ from typing import Any, Literal, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from interlock.costs.schema import DEFAULT_PREFIX, Money, ledger_tables, make_engine
+from interlock.costs.schema import (
+    DEFAULT_PREFIX,
+    Money,
+    UtcDateTime,
+    ledger_tables,
+    make_engine,
+)
 
 _Q = TypeVar("_Q", bound=sa.Select)
 SpendBy = Literal["day", "group", "deployment", "key", "model"]
@@ -169,3 +175,20 @@ class LedgerReader:
     def count(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(self.t)).scalar_one())
+
+    def group_models(self) -> list[tuple[str, str | None, str | None, str | None, int]]:
+        """(group, deployment, provider, model, requests) for every pairing seen."""
+        c = self.t.c
+        group = sa.func.coalesce(c.routed_group, "(none)").label("g")
+        query = sa.select(group, c.deployment, c.provider, c.model, sa.func.count()).group_by(
+            group, c.deployment, c.provider, c.model).order_by(sa.func.count().desc())
+        with self.engine.connect() as conn:
+            return [(str(r[0]), r[1], r[2], r[3], int(r[4])) for r in conn.execute(query)]
+
+    def period(self) -> tuple[datetime | None, datetime | None]:
+        c = self.t.c
+        with self.engine.connect() as conn:
+            first, last = conn.execute(sa.select(
+                sa.type_coerce(sa.func.min(c.created_at), UtcDateTime()),
+                sa.type_coerce(sa.func.max(c.created_at), UtcDateTime()))).one()
+        return first, last

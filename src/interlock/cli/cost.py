@@ -1,0 +1,239 @@
+"""`interlock cost simulate`: monthly cost of routing strategies, or of recorded traffic.
+
+    interlock cost simulate --prices seed          # the seed's table, to the cent
+    interlock cost simulate --strategy "all-opus=claude-opus-4.5" \\
+        --strategy "mix=claude-sonnet-4:30%,gemini-2.5-pro:50%,gemini-2.0-flash-lite:20%"
+    interlock cost simulate --from-ledger --config gateway.yaml
+
+Imports: typer, the standard library; `costs.*` and `cli.spend` inside the command.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from interlock.costs.prices import ModelPrice
+    from interlock.costs.simulate import Strategy, StrategyCost
+
+cost_app = typer.Typer(help="Cost tools: simulate routing strategies.", no_args_is_help=True)
+
+STRATEGY_HELP = (
+    "NAME=MODEL[:SHARE][,MODEL:SHARE...] with shares as 0.3 or 30% adding up to 1 "
+    "(repeatable). Default: the seed's all-Opus, all-Gemini-2.5-Pro and 30/50/20 mix.")
+
+
+def parse_price_option(text: str) -> tuple[str, ModelPrice]:
+    """MODEL=IN,OUT[,CACHED] in dollars per million tokens (the same form as `eval --price`)."""
+    from interlock.costs.prices import ModelPrice
+
+    model, eq, spec = text.partition("=")
+    values = [v.strip() for v in spec.replace("/", ",").split(",") if v.strip()]
+    try:
+        if not eq or not model.strip() or len(values) not in (2, 3):
+            raise InvalidOperation
+        numbers = [Decimal(v) for v in values]
+    except InvalidOperation:
+        raise typer.BadParameter(f"{text!r}: expected MODEL=IN,OUT[,CACHED] per million",
+                                 param_hint="--price") from None
+    cached = numbers[2] if len(numbers) == 3 else None
+    return model.strip(), ModelPrice.per_million(numbers[0], numbers[1], cached, source="option")
+
+
+def _strategies(texts: list[str] | None) -> list[Strategy]:
+    from interlock.costs.simulate import Strategy, StrategyError, default_strategies
+
+    if not texts:
+        return default_strategies()
+    try:
+        return [Strategy.parse(t) for t in texts]
+    except StrategyError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--strategy") from None
+
+
+def resolve_prices(models: list[str], mode: str, options: list[str] | None,
+                   book_prices: dict[str, ModelPrice | None] | None = None
+                   ) -> dict[str, ModelPrice | None]:
+    """Price per model name: --price options > config > the chosen source."""
+    from interlock.costs.simulate import default_price, seed_prices
+
+    seed = seed_prices()
+    given = dict(parse_price_option(p) for p in options or [])
+    out: dict[str, ModelPrice | None] = {}
+    for model in models:
+        if model in given:
+            out[model] = given[model]
+        elif book_prices and book_prices.get(model) is not None:
+            out[model] = book_prices[model]
+        elif mode == "seed" and model in seed:
+            out[model] = seed[model]
+        else:
+            out[model] = default_price(model)
+    return out
+
+
+def config_prices(config: Path | None) -> dict[str, ModelPrice | None] | None:
+    """Prices a config gives, under each deployment, group and model name."""
+    if config is None:
+        return None
+    from interlock.cli.spend import load_config_or_exit
+    from interlock.config import build_catalog
+    from interlock.costs.prices import PriceBook
+
+    loaded = load_config_or_exit(config)
+    catalog = build_catalog(loaded)
+    book = PriceBook.build(catalog, loaded.prices)
+    out: dict[str, ModelPrice | None] = dict(book.extra)
+    for d in catalog.deployments():
+        price = book.price_for(d)
+        for key in (d.name, d.model, d.qualified_model, d.group):
+            if out.get(key) is None:
+                out[key] = price
+    return out
+
+
+def _table(results: list[StrategyCost], baseline: str) -> list[str]:
+    from interlock.costs.simulate import money
+
+    width = max(12, *(len(r.strategy.name) for r in results))
+    lines = [f"{'strategy':<{width}}  {'monthly cost':>14}  {'saving vs ' + baseline:>24}  mix",
+             "-" * (width + 60)]
+    for r in results:
+        if r.saving_usd is None:
+            saving = "n/a"
+        else:
+            pct = f" ({r.saving_pct:.1f}%)" if r.saving_pct is not None else ""
+            saving = f"{money(r.saving_usd)}{pct}"
+        missing = f"  [no price: {', '.join(r.missing)}]" if r.missing else ""
+        lines.append(f"{r.strategy.name:<{width}}  {money(r.monthly_usd):>14}  {saving:>24}  "
+                     f"{r.strategy.describe()}{missing}")
+    return lines
+
+
+def simulate_command(
+    requests: Annotated[int, typer.Option(min=0, help="Requests per month.")] = 100_000,
+    input_tokens: Annotated[int, typer.Option(min=0, help="Mean input tokens.")] = 1_000,
+    output_tokens: Annotated[int, typer.Option(min=0, help="Mean output tokens.")] = 500,
+    prices: Annotated[str, typer.Option(
+        help="seed: the seed's prices; default: today's, from genai-prices.")] = "default",
+    strategy: Annotated[list[str] | None, typer.Option(help=STRATEGY_HELP)] = None,
+    baseline: Annotated[str | None, typer.Option(
+        help="Strategy to compare against (default: the first).")] = None,
+    price: Annotated[list[str] | None, typer.Option(
+        help="Price override MODEL=IN,OUT[,CACHED] in $ per million tokens (repeatable).")]
+    = None,
+    from_ledger: Annotated[bool, typer.Option(
+        "--from-ledger", help="Replay the traffic recorded in the ledger instead.")] = False,
+    config: Annotated[Path | None, typer.Option(
+        help="Config file: its prices, and its ledger for --from-ledger.")] = None,
+    database: Annotated[str | None, typer.Option(
+        help="Ledger database for --from-ledger (SQLite file or URL).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Monthly cost of each strategy for a traffic profile, and the saving against a baseline."""
+    from interlock.costs.simulate import (
+        Profile,
+        StrategyError,
+        money,
+        price_differences,
+        seed_prices,
+        simulate,
+    )
+
+    if prices not in ("seed", "default"):
+        raise typer.BadParameter("expected seed or default", param_hint="--prices")
+    strategies = _strategies(strategy)
+    models = sorted({m for s in strategies for m in s.models})
+    book = config_prices(config)
+    if from_ledger:
+        _replay(config, database, models, prices, price, book, as_json)
+        return
+    resolved = resolve_prices(models, prices, price, book)
+    try:
+        results = simulate(Profile(requests, input_tokens, output_tokens), strategies, resolved,
+                           baseline)
+    except StrategyError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--baseline") from None
+    base = baseline or strategies[0].name
+    differences = [] if prices == "seed" else price_differences(resolved, seed_prices())
+    if differences:
+        at_seed = simulate(Profile(requests, input_tokens, output_tokens), strategies,
+                           {**resolved, **{m: p for m, p in seed_prices().items()
+                                           if m in resolved}}, baseline)
+        differences += [f"{r.strategy.name}: {money(today.monthly_usd)} today, "
+                        f"{money(r.monthly_usd)} at the seed's prices"
+                        for r, today in zip(at_seed, results, strict=True)
+                        if r.monthly_usd != today.monthly_usd]
+    if as_json:
+        typer.echo(json.dumps(_json(results, resolved, differences), indent=2))
+        return
+    typer.echo(f"{requests:,} requests/month x ({input_tokens:,} in, {output_tokens:,} out) "
+               f"tokens; prices: {prices}")
+    for line in _table(results, base):
+        typer.echo(line)
+    typer.echo("")
+    for model in models:
+        p = resolved[model]
+        typer.echo(f"  {model}: {p.describe() + ' [' + p.source + ']' if p else 'unknown'}")
+    if differences:
+        typer.echo("\nWhere today's prices differ from the seed's:")
+        for line in differences:
+            typer.echo(f"  {line}")
+
+
+def _json(results: list[StrategyCost], resolved: dict[str, ModelPrice | None],
+          differences: list[str]) -> dict[str, Any]:
+    return {
+        "strategies": [{
+            "name": r.strategy.name,
+            "mix": {m: str(s) for m, s in r.strategy.shares},
+            "monthly_usd": None if r.monthly_usd is None else str(r.monthly_usd),
+            "saving_usd": None if r.saving_usd is None else str(r.saving_usd),
+            "saving_pct": None if r.saving_pct is None else str(r.saving_pct),
+            "missing_prices": r.missing,
+        } for r in results],
+        "prices": {m: None if p is None else {
+            "input_per_million": str(p.input_per_token * 1_000_000),
+            "output_per_million": str(p.output_per_token * 1_000_000),
+            "source": p.source} for m, p in resolved.items()},
+        "differences_from_seed": differences,
+    }
+
+
+def _replay(config: Path | None, database: str | None, models: list[str], mode: str,
+            options: list[str] | None, book: dict[str, ModelPrice | None] | None,
+            as_json: bool) -> None:
+    from interlock.cli.spend import ledger_source, open_reader_or_exit
+    from interlock.costs.simulate import money, replay
+
+    source = ledger_source(config, database)
+    resolved = resolve_prices(models, mode, options, book)
+    with open_reader_or_exit(source) as reader:
+        result = replay(reader.usage(), resolved)
+    if as_json:
+        typer.echo(json.dumps({
+            "requests": result.requests, "recorded_usd": str(result.recorded_usd),
+            "unpriced": result.unpriced, "by_group": result.by_group,
+            "single_model_usd": {m: str(v) for m, v in result.single_model.items()},
+        }, indent=2))
+        return
+    unpriced = f" ({result.unpriced} with unknown cost)" if result.unpriced else ""
+    typer.echo(f"{result.requests:,} recorded requests cost {money(result.recorded_usd)}"
+               f"{unpriced}")
+    typer.echo("On one model alone they would have cost:")
+    for model, usd in sorted(result.single_model.items(), key=lambda kv: kv[1]):
+        diff = usd - result.recorded_usd
+        typer.echo(f"  {model:<28} {money(usd):>12}  ({'+' if diff >= 0 else ''}"
+                   f"{money(diff)} vs recorded)")
+    for model in (m for m, p in resolved.items() if p is None):
+        typer.echo(f"  {model:<28} {'unknown':>12}  (no price)")
+
+
+def register(app: typer.Typer) -> None:
+    cost_app.command("simulate")(simulate_command)
+    app.add_typer(cost_app, name="cost")

@@ -1,0 +1,46 @@
+"""`interlock report --out report.html`: the savings report from the ledger.
+
+Writes one self-contained HTML page (charts as embedded PNGs, nothing fetched
+when it is opened) and prints the summary.
+
+Imports: typer, the standard library; `cli.spend` and `costs.*` inside the command.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from interlock.cli.spend import ConfigOption, DatabaseOption, PrefixOption, SinceOption
+
+
+def report_command(
+    out: Annotated[Path, typer.Option(help="Where to write the HTML page.")]
+    = Path("interlock-report.html"),
+    config: ConfigOption = None,
+    database: DatabaseOption = None,
+    since: SinceOption = None,
+    table_prefix: PrefixOption = None,
+) -> None:
+    """Write the savings report (HTML) and print its summary."""
+    from interlock.cli.cost import config_prices
+    from interlock.cli.spend import ledger_source, open_reader_or_exit, parse_since
+    from interlock.costs.report import build_report, group_prices, render_html, summary_lines
+
+    source = ledger_source(config, database, table_prefix)
+    configured = config_prices(config)
+    with open_reader_or_exit(source) as reader:
+        prices = group_prices(reader, configured)
+        data = build_report(reader, prices, since=parse_since(since))
+    page = render_html(data)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    for line in summary_lines(data):
+        typer.echo(line)
+    typer.echo(f"report written to {out} ({len(page) // 1024} KiB)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report_command)

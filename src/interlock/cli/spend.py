@@ -1,0 +1,143 @@
+"""`interlock spend`: what the recorded traffic cost, by day, group, deployment or key.
+
+Also home of the small pieces the other ledger commands share (`cost simulate
+--from-ledger`, `report`): finding the ledger from `--config` or `--database`.
+
+Imports: typer, the standard library; `config` and `costs.*` inside commands.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from interlock.costs.prices import PriceBook
+    from interlock.costs.queries import LedgerReader
+
+ConfigOption = Annotated[Path | None, typer.Option(
+    "--config", help="Interlock config file: its ledger and prices are used.")]
+DatabaseOption = Annotated[str | None, typer.Option(
+    "--database", help="Ledger database: a SQLite file or a SQLAlchemy URL.")]
+PrefixOption = Annotated[str | None, typer.Option(
+    "--table-prefix", help="Ledger table prefix (default: the config's, else interlock_).")]
+SinceOption = Annotated[str | None, typer.Option(
+    help="Only rows since: a date (2026-01-31), an ISO time, or an age such as 7d or 12h.")]
+
+
+@dataclass
+class LedgerSource:
+    database: str
+    table_prefix: str
+    config: Any = None
+
+    def reader(self) -> LedgerReader:
+        from interlock.costs.queries import LedgerReader
+
+        return LedgerReader(self.database, table_prefix=self.table_prefix)
+
+    def price_book(self) -> PriceBook | None:
+        if self.config is None:
+            return None
+        from interlock.config import build_catalog
+        from interlock.costs.prices import PriceBook
+
+        return PriceBook.build(build_catalog(self.config), self.config.prices)
+
+
+def load_config_or_exit(path: Path) -> Any:
+    from interlock.config import load_config
+
+    try:
+        return load_config(path)
+    except Exception as exc:  # ConfigError lists the problems
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+def ledger_source(config: Path | None, database: str | None,
+                  table_prefix: str | None = None) -> LedgerSource:
+    loaded = load_config_or_exit(config) if config else None
+    db = database
+    prefix = table_prefix
+    if loaded is not None:
+        db = db or loaded.ledger.database
+        prefix = prefix or loaded.ledger.table_prefix
+    if not db:
+        from interlock.costs.settings import LedgerSettings
+
+        db = LedgerSettings().database
+    assert db is not None
+    return LedgerSource(db, prefix or "interlock_", loaded)
+
+
+def open_reader_or_exit(source: LedgerSource) -> LedgerReader:
+    reader = source.reader()
+    if not reader.exists():
+        typer.echo(f"no ledger at {source.database} (table {reader.t.name}); "
+                   "run the gateway with a ledger first", err=True)
+        reader.close()
+        raise typer.Exit(1)
+    return reader
+
+
+def parse_since(text: str | None, now: datetime | None = None) -> datetime | None:
+    if not text:
+        return None
+    now = now or datetime.now(UTC)
+    units = {"d": 86_400, "h": 3_600, "m": 60}
+    if text[-1] in units and text[:-1].isdigit():
+        return now - timedelta(seconds=int(text[:-1]) * units[text[-1]])
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: expected a date, an ISO time or 7d/12h/30m",
+                                 param_hint="--since") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def spend_command(
+    config: ConfigOption = None,
+    database: DatabaseOption = None,
+    by: Annotated[str, typer.Option(help="Group by day, group, deployment, key or model.")]
+    = "day",
+    since: SinceOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    table_prefix: PrefixOption = None,
+) -> None:
+    """Summarise recorded spend from the ledger."""
+    from interlock.costs.simulate import money
+
+    if by not in ("day", "group", "deployment", "key", "model"):
+        raise typer.BadParameter("expected day, group, deployment, key or model", param_hint="--by")
+    source = ledger_source(config, database, table_prefix)
+    with open_reader_or_exit(source) as reader:
+        lines = reader.spend(by, since=parse_since(since))  # type: ignore[arg-type]
+    total = sum((line.cost_usd for line in lines), Decimal(0))
+    if as_json:
+        typer.echo(json.dumps({"by": by, "lines": [line.as_dict() for line in lines],
+                               "total_cost_usd": str(total),
+                               "requests": sum(line.requests for line in lines)}, indent=2))
+        return
+    header = f"{by:<28} {'requests':>9} {'errors':>7} {'input tok':>12} {'output tok':>12} " \
+             f"{'cost':>12}"
+    typer.echo(header)
+    typer.echo("-" * len(header))
+    for line in lines:
+        note = f"  ({line.unpriced} unpriced)" if line.unpriced else ""
+        typer.echo(f"{line.key[:28]:<28} {line.requests:>9,} {line.errors:>7,} "
+                   f"{line.input_tokens:>12,} {line.output_tokens:>12,} "
+                   f"{money(line.cost_usd):>12}{note}")
+    typer.echo("-" * len(header))
+    typer.echo(f"{'total':<28} {sum(x.requests for x in lines):>9,} "
+               f"{sum(x.errors for x in lines):>7,} {'':>12} {'':>12} {money(total):>12}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("spend")(spend_command)

@@ -1,0 +1,216 @@
+"""The simulator (the seed's table to the cent), and the spend, prices and report commands."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from interlock.cli.main import app
+from interlock.costs.ledger import Ledger, LedgerRow
+from interlock.costs.settings import LedgerSettings
+from interlock.costs.simulate import (
+    Profile,
+    Strategy,
+    StrategyError,
+    default_strategies,
+    seed_prices,
+    simulate,
+)
+
+runner = CliRunner()
+
+
+def test_seed_table_reproduced_exactly_by_the_function() -> None:
+    results = simulate(Profile(100_000, 1_000, 500), default_strategies(), seed_prices())
+    costs = {r.strategy.name: r.monthly_usd for r in results}
+    assert costs == {"all-opus": Decimal("5250"), "all-gemini-pro": Decimal("625"),
+                     "mix": Decimal("632")}
+    mix = next(r for r in results if r.strategy.name == "mix")
+    assert mix.per_model == {"claude-sonnet-4": Decimal(315), "gemini-2.5-pro": Decimal("312.5"),
+                             "gemini-2.0-flash-lite": Decimal("4.5")}
+    assert mix.saving_usd == Decimal(4618)
+
+
+def test_seed_table_through_the_cli() -> None:
+    result = runner.invoke(app, ["cost", "simulate", "--prices", "seed", "--requests", "100000",
+                                 "--input-tokens", "1000", "--output-tokens", "500"])
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line for line in result.output.splitlines() if line.strip()}
+    assert "$5,250.00" in rows["all-opus"]
+    assert "$625.00" in rows["all-gemini-pro"]
+    assert "$632.00" in rows["mix"]
+    assert "$4,618.00" in rows["mix"]  # saving against the first strategy
+
+
+def test_explicit_strategies_and_baseline() -> None:
+    result = runner.invoke(app, [
+        "cost", "simulate", "--prices", "seed",
+        "--strategy", "all-opus=claude-opus-4.5:1",
+        "--strategy", "mix=claude-sonnet-4:0.3,gemini-2.5-pro:0.5,gemini-2.0-flash-lite:0.2",
+        "--baseline", "mix", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    by_name = {s["name"]: s for s in data["strategies"]}
+    assert Decimal(by_name["mix"]["monthly_usd"]) == Decimal("632")
+    assert Decimal(by_name["all-opus"]["saving_usd"]) == Decimal("-4618")
+
+
+def test_default_prices_say_where_they_differ_from_the_seed() -> None:
+    result = runner.invoke(app, ["cost", "simulate"])
+    assert result.exit_code == 0, result.output
+    seed = seed_prices()
+    from interlock.costs.simulate import default_price
+
+    differing = [m for m, p in seed.items()
+                 if (default_price(m) or p).input_per_token != p.input_per_token]
+    if differing:
+        assert "differ from the seed" in result.output
+        for model in differing:
+            assert model in result.output.split("differ from the seed")[1]
+    else:
+        assert "differ from the seed" not in result.output
+
+
+@pytest.mark.parametrize("text", ["mix=a:0.5,b:0.4", "x=a:abc", "=a", "mix=a:150%,b:-50%"])
+def test_bad_strategies_are_refused(text: str) -> None:
+    with pytest.raises(StrategyError):
+        Strategy.parse(text)
+    result = runner.invoke(app, ["cost", "simulate", "--strategy", text])
+    assert result.exit_code == 2
+
+
+def test_strategy_syntax() -> None:
+    s = Strategy.parse("m=a:30%,b:0.7")
+    assert s.shares == (("a", Decimal("0.3")), ("b", Decimal("0.7")))
+    assert Strategy.parse("gpt-4o").shares == (("gpt-4o", Decimal(1)),)
+
+
+def test_unknown_price_is_reported_not_zero() -> None:
+    result = runner.invoke(app, ["cost", "simulate", "--strategy", "x=no-such-model-q"])
+    assert result.exit_code == 0
+    assert "unknown" in result.output and "$0.00 " not in result.output
+
+
+# --------------------------------------------------------------------------- the ledger commands
+
+
+async def _fill(db: str) -> None:
+    ledger = Ledger(LedgerSettings(database=db, flush_interval=0.01))
+    await ledger.start()
+    start = datetime(2026, 4, 1, 9, tzinfo=UTC)
+    plan = [  # group, deployment, provider, model, $/M in, $/M out, count
+        ("high-quality", "sonnet", "anthropic", "claude-sonnet-4-20250514", 3, 15, 30),
+        ("cost-optimized", "gemini-pro", "gemini", "gemini-2.5-pro", Decimal("1.25"), 10, 50),
+        ("budget", "flash-lite", "gemini", "gemini-2.0-flash-lite", Decimal("0.075"),
+         Decimal("0.3"), 20),
+    ]
+    n = 0
+    for group, dep, provider, model, pin, pout, count in plan:
+        for i in range(count):
+            cost = (1000 * Decimal(pin) + 500 * Decimal(pout)) / 1_000_000
+            ledger.record(LedgerRow(
+                request_id=f"r{n}", requested_model="router-mf-0.5", routed_group=group,
+                deployment=dep, provider=provider, model=model, input_tokens=1000,
+                output_tokens=500, cost_usd=cost, latency_ms=100.0,
+                created_at=start + timedelta(days=i % 3, minutes=n), api_key_id=f"k{i % 2}",
+                fallbacks=1 if (dep == "gemini-pro" and i < 5) else 0, router="mf"))
+            n += 1
+    ledger.record(LedgerRow(request_id="err", routed_group="high-quality", deployment="sonnet",
+                            provider="anthropic", status="error", error_class="RateLimited",
+                            attempts=3, created_at=start))
+    await ledger.aclose()
+    assert ledger.dropped == 0
+
+
+async def test_spend_command(tmp_path: Path) -> None:
+    db = str(tmp_path / "ledger.sqlite")
+    await _fill(db)
+    result = runner.invoke(app, ["spend", "--database", db, "--by", "group", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    lines = {line["key"]: line for line in data["lines"]}
+    # The seed's mix, on 100 requests: 30 Sonnet, 50 Gemini Pro, 20 Flash-Lite = $0.632.
+    assert Decimal(data["total_cost_usd"]) == Decimal("0.632")
+    assert Decimal(lines["high-quality"]["cost_usd"]) == Decimal("0.315")
+    assert lines["high-quality"]["errors"] == 1
+    assert lines["high-quality"]["requests"] == 31
+    text = runner.invoke(app, ["spend", "--database", db, "--by", "day"])
+    assert text.exit_code == 0
+    assert "2026-04-01" in text.output and "$0.63" in text.output
+    keys = runner.invoke(app, ["spend", "--database", db, "--by", "key", "--json"])
+    assert {line["key"] for line in json.loads(keys.output)["lines"]} == {"k0", "k1", "(none)"}
+    missing = runner.invoke(app, ["spend", "--database", str(tmp_path / "none.sqlite")])
+    assert missing.exit_code == 1
+
+
+async def test_simulate_from_ledger(tmp_path: Path) -> None:
+    db = str(tmp_path / "ledger.sqlite")
+    await _fill(db)
+    result = runner.invoke(app, ["cost", "simulate", "--from-ledger", "--database", db,
+                                 "--prices", "seed", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["requests"] == 100
+    assert Decimal(data["recorded_usd"]) == Decimal("0.632")
+    single = {m: Decimal(v) for m, v in data["single_model_usd"].items()}
+    assert single["claude-opus-4.5"] == Decimal("5.25")  # 100 x the seed's Opus request
+    assert single["gemini-2.5-pro"] == Decimal("0.625")
+
+
+async def test_report_renders_a_page_with_images(tmp_path: Path) -> None:
+    db = str(tmp_path / "ledger.sqlite")
+    await _fill(db)
+    out = tmp_path / "report.html"
+    result = runner.invoke(app, ["report", "--database", db, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(images) == 4
+    for data in images:
+        assert base64.b64decode(data).startswith(b"\x89PNG")
+    # Self-contained: nothing loaded from elsewhere.
+    assert not re.search(r"(src|href)=\"(https?:)?//", page)
+    assert "<script" not in page
+    # The saving against the most expensive group (all on Sonnet 4: 100 x $0.0105 = $1.05).
+    assert "high-quality" in result.output
+    assert "$1.05" in result.output and "$0.42" in result.output
+    assert "gemini-pro: 0 errors, 5 fallbacks" in result.output
+    assert "sonnet: 1 errors" in result.output
+
+
+def test_prices_command() -> None:
+    result = runner.invoke(app, ["prices", "gemini-2.0-flash-lite", "--json"])
+    assert result.exit_code == 0, result.output
+    [row] = json.loads(result.output)
+    assert row["source"] == "genai-prices"
+    assert Decimal(row["input_per_million"]) == Decimal("0.075")
+    unknown = runner.invoke(app, ["prices", "no-such-model-zz"])
+    assert unknown.exit_code == 1 and "unknown" in unknown.output
+
+
+def test_prices_command_with_a_config(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "model_list:\n"
+        "  - model_name: hq\n"
+        "    litellm_params: {model: anthropic/claude-sonnet-4-20250514, api_key: x}\n"
+        "  - model_name: local\n"
+        "    litellm_params: {model: openai/my-llama, api_key: x, api_base: 'http://127.0.0.1:1'}\n"
+        "  - model_name: cheap\n"
+        "    litellm_params: {model: openai/my-small, api_key: x, api_base: 'http://127.0.0.1:1',\n"
+        "                     input_cost_per_token: 0.0000001, output_cost_per_token: 0.0000002}\n"
+        "prices:\n"
+        "  hq: {input_cost_per_million: 2, output_cost_per_million: 8}\n")
+    result = runner.invoke(app, ["prices", "--config", str(config), "--json"])
+    rows = {r["detail"].split(",")[1].split()[1].rstrip(")"): r for r in json.loads(result.output)}
+    assert rows["hq"]["source"] == "config" and Decimal(rows["hq"]["input_per_million"]) == 2
+    assert rows["cheap"]["source"] == "deployment"
+    assert rows["local"]["price"] is None
+    assert result.exit_code == 1  # one deployment has no known price
