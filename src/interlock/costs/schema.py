@@ -10,6 +10,7 @@ Imports: sqlalchemy, the standard library.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -141,19 +142,31 @@ def migrations() -> list[tuple[str, Migration]]:
 
 def migrate(engine: Engine, tables: LedgerTables) -> list[str]:
     """Apply the migrations not yet applied; returns their names. Safe to run again."""
-    tables.migrations.create(engine, checkfirst=True)
-    with engine.connect() as conn:
-        done = {row[0] for row in conn.execute(sa.select(tables.migrations.c.name))}
+    with contextlib.suppress(sa.exc.IntegrityError, sa.exc.ProgrammingError):
+        tables.migrations.create(engine, checkfirst=True)  # racing replicas: one wins
+    done = _applied(engine, tables)
     applied: list[str] = []
     for name, step in migrations():
         if name in done:
             continue
-        with engine.begin() as conn:
-            step(conn, tables)
-            conn.execute(tables.migrations.insert().values(name=name, applied_at=datetime.now(UTC)))
+        try:
+            with engine.begin() as conn:
+                step(conn, tables)
+                conn.execute(tables.migrations.insert().values(
+                    name=name, applied_at=datetime.now(UTC)))
+        except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
+            # Another replica applied it between our read and our write.
+            if name not in _applied(engine, tables):
+                raise
+            continue
         applied.append(name)
         log.info("ledger migration applied: %s", name)
     return applied
+
+
+def _applied(engine: Engine, tables: LedgerTables) -> set[str]:
+    with engine.connect() as conn:
+        return {row[0] for row in conn.execute(sa.select(tables.migrations.c.name))}
 
 
 # --------------------------------------------------------------------------- engines
