@@ -108,10 +108,22 @@ async def test_record_never_raises_and_counts_drops_when_full(tmp_path: Path) ->
     for i in range(150):
         ledger.record(_row(i))
     assert ledger.pending == 100 and ledger.dropped == 50
-    bad = _row(1)
+
+
+async def test_a_malformed_row_is_dropped_and_does_not_block_others(tmp_path: Path) -> None:
+    db = str(tmp_path / "ledger.sqlite")
+    ledger = Ledger(LedgerSettings(database=db, flush_interval=0.01))
+    await ledger.start()
+    bad = _row(0)
     bad.created_at = "not a date"  # type: ignore[assignment]
-    ledger.record(bad)
-    assert ledger.dropped == 51
+    ledger.record(bad)  # does not raise on the request path
+    for i in range(1, 4):
+        ledger.record(_row(i))
+    assert await ledger.flush(5)
+    await ledger.aclose()
+    assert ledger.dropped == 1
+    with LedgerReader(db) as reader:
+        assert reader.count() == 3
 
 
 class _Switch:

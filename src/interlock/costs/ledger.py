@@ -89,7 +89,7 @@ class Ledger:
         self.clock = clock or utc_now
         self.tables: LedgerTables = ledger_tables(settings.table_prefix)
         self._engine = engine
-        self._buffer: deque[dict[str, Any]] = deque()
+        self._buffer: deque[LedgerRow | dict[str, Any]] = deque()
         # record() may be called from other threads (the sync library facade).
         self._lock = threading.Lock()
         self._wake: asyncio.Event | None = None
@@ -135,20 +135,18 @@ class Ledger:
         self._task = asyncio.create_task(self._run(), name="interlock-ledger-writer")
 
     def record(self, row: LedgerRow) -> None:
-        """Queue one row. Never blocks, never raises."""
+        """Queue one row. Never blocks, never raises.
+
+        The row is turned into column values later, in the writer's thread, so
+        that the request path pays only for an append.
+        """
         if not self.enabled:
-            return
-        try:
-            values = self._values(row)
-        except Exception:  # a malformed row must not fail the request it describes
-            log.exception("ledger row could not be prepared; dropped")
-            self.dropped += 1
             return
         with self._lock:
             if len(self._buffer) >= self.settings.max_buffer:
                 self.dropped += 1
                 return
-            self._buffer.append(values)
+            self._buffer.append(row)
             full = len(self._buffer) >= self.settings.batch_size
         if full:
             self._poke()
@@ -226,19 +224,39 @@ class Ledger:
         migrate(self._get_engine(), self.tables)
         self._migrated = True
 
-    def _take(self) -> list[dict[str, Any]]:
+    def _take(self) -> list[LedgerRow | dict[str, Any]]:
         with self._lock:
             n = min(self.settings.batch_size, len(self._buffer))
             return [self._buffer.popleft() for _ in range(n)]
 
-    def _put_back(self, batch: Sequence[dict[str, Any]]) -> None:
+    def _put_back(self, batch: Sequence[LedgerRow | dict[str, Any]]) -> None:
         # Back to the front, in order, so rows keep their order; may exceed
         # max_buffer briefly, which is better than dropping rows already taken.
         with self._lock:
             self._buffer.extendleft(reversed(batch))
             self._inflight = 0
 
-    def _write(self, batch: Sequence[dict[str, Any]]) -> None:
+    def _prepare(self, batch: list[LedgerRow | dict[str, Any]]) -> list[dict[str, Any]]:
+        """Column values for each row, in place, so a retried batch keeps its row_ids."""
+        values: list[dict[str, Any]] = []
+        for index, item in enumerate(batch):
+            if isinstance(item, dict):
+                values.append(item)
+                continue
+            try:
+                batch[index] = converted = self._values(item)
+            except Exception:  # a malformed row must not block the ones behind it
+                log.exception("ledger row could not be prepared; dropped")
+                self.dropped += 1
+                continue
+            values.append(converted)
+        batch[:] = values
+        return values
+
+    def _write(self, batch: list[LedgerRow | dict[str, Any]]) -> None:
+        rows = self._prepare(batch)
+        if not rows:
+            return
         if not self._migrated:
             self._migrate()
         engine = self._get_engine()
@@ -248,14 +266,14 @@ class Ledger:
                 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
                 conn.execute(pg_insert(table).on_conflict_do_nothing(
-                    index_elements=["row_id"]), list(batch))
+                    index_elements=["row_id"]), rows)
             elif engine.dialect.name == "sqlite":
                 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
                 conn.execute(sqlite_insert(table).on_conflict_do_nothing(
-                    index_elements=["row_id"]), list(batch))
+                    index_elements=["row_id"]), rows)
             else:
-                conn.execute(sa.insert(table), list(batch))
+                conn.execute(sa.insert(table), rows)
 
     async def _run(self) -> None:
         backoff = self.settings.retry_initial
