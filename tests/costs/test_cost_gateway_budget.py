@@ -1,0 +1,67 @@
+"""Budgets through the gateway: a spent group falls back, then answers BudgetExceeded."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from interlock.config import load_config
+from interlock.errors import BudgetExceeded
+from interlock.gateway import Gateway
+from interlock.testing import FakeUpstream
+from interlock.testing.script import Reply
+from interlock.types import ChatRequest, Message, TextPart
+
+
+def _config(fake: FakeUpstream) -> dict[str, Any]:
+    def entry(group: str, provider: str, model: str) -> dict[str, Any]:
+        return {"model_name": group, "litellm_params": {
+            "model": f"{provider}/{model}", "api_key": "sk-test-dummy",
+            "api_base": fake.base_url(provider)}}
+
+    return {
+        "model_list": [entry("high-quality", "anthropic", "claude-sonnet-4-20250514"),
+                       entry("budget", "openai", "gpt-4o-mini")],
+        "router_settings": {"num_retries": 0, "timeout": 10,
+                            "fallbacks": [{"high-quality": ["budget"]}]},
+        "ledger": {"database": None},
+        # Sonnet 4: 1,000 in + 100 out = $0.0045 a call; $0.01 covers two calls and a bit.
+        "budgets": [{"model_group": "high-quality", "max_usd": "0.01", "period": "day"},
+                    {"provider": "openai", "max_usd": "0.0005", "period": 1}],
+    }
+
+
+def _ask(group: str) -> ChatRequest:
+    return ChatRequest(model=group, messages=[Message("user", [TextPart("hello")])],
+                       max_tokens=100)
+
+
+async def test_spent_group_falls_back_then_429(fake_upstream: FakeUpstream) -> None:
+    fake_upstream.reply(Reply(text="fine", input_tokens=1000, output_tokens=100))
+    gateway = Gateway(load_config(_config(fake_upstream)), environ={})
+    await gateway.start()
+    try:
+        served = []
+        for _ in range(3):
+            done = await gateway.complete(_ask("high-quality"))
+            served.append((done.meta.deployment or "").split("/")[0])
+            assert done.meta.cost_usd is not None and done.meta.cost_usd > 0
+        # Two calls fit in $0.01, the third crosses it; after that, the fallback serves.
+        assert served[:3] == ["high-quality"] * 3
+        fallback = await gateway.complete(_ask("high-quality"))
+        assert fallback.meta.provider == "openai"
+        assert gateway.budgets is not None
+        status = {s["name"]: s for s in gateway.budgets.status()}
+        assert status["high-quality"]["exhausted"]
+        assert Decimal(status["high-quality"]["spent_usd"]) == 3 * Decimal("0.0045")
+        # gpt-4o-mini: 1,000 x 0.15 + 100 x 0.6 per million = $0.00021 a call.
+        for _ in range(2):
+            await gateway.complete(_ask("budget"))
+        with pytest.raises(BudgetExceeded):
+            await gateway.complete(_ask("budget"))
+        with pytest.raises(BudgetExceeded):
+            await gateway.complete(_ask("high-quality"))
+    finally:
+        await gateway.aclose()
