@@ -72,6 +72,9 @@ def group_prices(reader: LedgerReader,
             price = configured.get(deployment or "") or configured.get(group)
         if price is None and model:
             price = lookup_model_price(model, provider)
+        if price is None and deployment and deployment.startswith(group + "/"):
+            # Rows without `model`: catalog names deployments "<group>/<provider>/<model>".
+            price = lookup_model_price(deployment[len(group) + 1:])
         out[group] = price
     return out
 
