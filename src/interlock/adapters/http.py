@@ -60,6 +60,7 @@ class StreamingResponse:
         self._timeouts = timeouts
         self._labels = labels
         self._started = started
+        self._expired = False
         self.status = resp.status
         self.headers: Mapping[str, str] = resp.headers
 
@@ -70,32 +71,56 @@ class StreamingResponse:
             raise _connection_error(exc, self._labels) from None
 
     async def lines(self) -> AsyncIterator[bytes]:
-        """Yield each line (without its newline), enforcing first-token and idle timeouts."""
-        first = True
-        content = self._resp.content
-        while True:
-            wait = self._timeouts.first_token if first else self._timeouts.idle
-            wait = _cap(wait, self._remaining())
-            try:
-                if wait is None:
-                    line = await content.readline()
-                else:
-                    # asyncio.timeout arms one timer; wait_for would start a task
-                    # per line, which doubled the cost of a streamed call.
-                    async with asyncio.timeout(wait):
-                        line = await content.readline()
-            except TimeoutError:
-                what = "the first token" if first else "the next chunk"
-                raise Timeout(
-                    f"No data for {wait:.1f}s while waiting for {what}",
-                    provider=self._labels.provider, deployment=self._labels.deployment,
-                ) from None
-            except aiohttp.ClientError as exc:
-                raise _connection_error(exc, self._labels) from None
-            if not line:
-                return
-            first = False
-            yield line.rstrip(b"\r\n")
+        """Yield each line (without its newline), enforcing the total, first-token
+        and idle timeouts."""
+        loop = asyncio.get_running_loop()
+        remaining = self._remaining()
+        # The total deadline is one timer for the whole stream that closes the
+        # response; a timer per line cost about an eighth of a streamed call.
+        expiry = loop.call_later(remaining, self._expire) if remaining is not None else None
+        try:
+            first = True
+            while True:
+                line = await self._next_line(first)
+                if not line:
+                    if self._expired:
+                        raise self._total_timeout()
+                    return
+                first = False
+                yield line.rstrip(b"\r\n")
+        finally:
+            if expiry is not None:
+                expiry.cancel()
+
+    async def _next_line(self, first: bool) -> bytes:
+        wait = self._timeouts.first_token if first else self._timeouts.idle
+        try:
+            if wait is None:
+                return await self._resp.content.readline()
+            async with asyncio.timeout(wait):
+                return await self._resp.content.readline()
+        except TimeoutError:
+            if self._expired:
+                raise self._total_timeout() from None
+            what = "the first token" if first else "the next chunk"
+            raise Timeout(
+                f"No data for {wait:.1f}s while waiting for {what}",
+                provider=self._labels.provider, deployment=self._labels.deployment,
+            ) from None
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            if self._expired:
+                raise self._total_timeout() from None
+            raise _connection_error(exc, self._labels) from None
+
+    def _expire(self) -> None:
+        self._expired = True
+        self._resp.close()
+
+    def _total_timeout(self) -> Timeout:
+        return Timeout(
+            f"{self._labels.provider} did not finish the stream within {self._timeouts.total}s",
+            provider=self._labels.provider, deployment=self._labels.deployment,
+        )
 
     def _remaining(self) -> float | None:
         if self._timeouts.total is None:

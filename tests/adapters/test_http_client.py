@@ -1,0 +1,48 @@
+"""The pooled HTTP client's stream timeouts: total, first token, idle."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from interlock.adapters.http import HttpClient, Labels, Timeouts
+from interlock.errors import Timeout
+from interlock.testing import Fault, Reply
+
+BODY = b'{"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}'
+
+
+async def _read_all(fake, timeouts: Timeouts) -> int:
+    http = HttpClient()
+    try:
+        url = fake.base_url("openai") + "/chat/completions"
+        async with http.stream(url, headers={"content-type": "application/json"}, body=BODY,
+                               timeouts=timeouts, labels=Labels("openai", "d")) as resp:
+            return sum([1 async for _ in resp.lines()])
+    finally:
+        await http.aclose()
+
+
+async def test_a_stream_that_outlives_its_total_timeout_is_cut_with_timeout(fake_upstream):
+    fake_upstream.reply(Reply(text="x" * 40, chunk_chars=1), provider="openai")
+    fake_upstream.script(Fault(chunk_interval=0.05), provider="openai")
+    started = time.monotonic()
+    with pytest.raises(Timeout, match="did not finish the stream"):
+        await _read_all(fake_upstream, Timeouts(total=0.4))
+    assert time.monotonic() - started < 1.5
+
+
+async def test_idle_and_first_token_timeouts_name_what_was_awaited(fake_upstream):
+    fake_upstream.script(Fault(first_token_delay=1.0), provider="openai")
+    with pytest.raises(Timeout, match="first token"):
+        await _read_all(fake_upstream, Timeouts(total=5, first_token=0.2))
+    fake_upstream.reply(Reply(text="x" * 10, chunk_chars=1), provider="openai")
+    fake_upstream.script(Fault(chunk_interval=0.5), provider="openai")
+    with pytest.raises(Timeout, match="next chunk"):
+        await _read_all(fake_upstream, Timeouts(total=5, idle=0.2))
+
+
+async def test_a_stream_within_its_timeouts_is_read_whole(fake_upstream):
+    lines = await _read_all(fake_upstream, Timeouts(total=5, first_token=1, idle=1))
+    assert lines > 3
