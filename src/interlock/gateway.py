@@ -111,6 +111,7 @@ class Gateway:
                  http: HttpClient | None = None, dispatcher: Dispatcher | None = None) -> None:
         self.config = config
         self.catalog: Catalog = build_catalog(config, environ=environ)
+        self._by_name = {d.name: d for d in self.catalog.deployments()}
         self.http = http or HttpClient()
         self.adapters = AdapterRegistry(self.http)
         self.prices = PriceBook.build(self.catalog, config.prices)
@@ -145,6 +146,8 @@ class Gateway:
     async def aclose(self) -> None:
         if self.ledger is not None:
             await self.ledger.aclose()
+        if self.budgets is not None:
+            await self.budgets.aclose()
         await self.dispatcher.aclose()
         await self.http.aclose()
         self._started = False
@@ -230,7 +233,7 @@ class Gateway:
             request_id=meta.request_id, api_key_id=key_id, requested_model=request.model,
             router=meta.decision.router, routed_group=meta.decision.group,
             route_score=meta.decision.score, deployment=meta.deployment,
-            provider=meta.provider,
+            provider=meta.provider, model=self._deployment_model(meta.deployment),
             status="ok" if error is None else "error",
             error_class=type(error).__name__ if error is not None else None,
             attempts=meta.upstream_calls,
@@ -242,6 +245,10 @@ class Gateway:
             prompt=request.prompt_text if payloads else None,
             response=(response.content if response else None) if payloads else None,
         ))
+
+    def _deployment_model(self, name: str | None) -> str | None:
+        deployment = self._by_name.get(name) if name else None
+        return deployment.model if deployment else None
 
     async def _ask_for_router(self, group: str, prompt: str) -> str:
         """Lets the `llm` router ask a cheap model group, without importing the gateway."""
