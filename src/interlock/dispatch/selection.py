@@ -105,6 +105,8 @@ def rank(deployments: Sequence[Deployment], *, strategy: str,
          stats: Mapping[str, DeploymentStats], rng: random.Random,
          failed: Collection[str] = ()) -> list[Deployment]:
     """The order in which to try a group's deployments for one request."""
+    if len(deployments) == 1:  # the common case: nothing to order, no random draws
+        return list(deployments)
     tiers: dict[float, list[Deployment]] = {}
     for d in deployments:
         tiers.setdefault(math.inf if d.order is None else d.order, []).append(d)
