@@ -41,6 +41,10 @@ def fail(cls: type[ProviderError], status: int | None = None, retry_after: float
     async def step(a: ScriptedAdapter, r: ChatRequest, d: Deployment, t: Timeouts
                    ) -> ChatResponse:
         if latency:
+            # A real adapter gives up at its total timeout, whatever the upstream does.
+            if t.total is not None and latency > t.total:
+                await a.clock.sleep(t.total)
+                raise Timeout("timed out", provider=d.provider, deployment=d.name)
             await a.clock.sleep(latency)
         raise cls(f"scripted {cls.__name__}", provider=d.provider, deployment=d.name,
                   status=status, retry_after=retry_after)

@@ -16,6 +16,7 @@ from interlock.errors import (
     NoDeploymentAvailable,
     Overloaded,
     RateLimited,
+    Timeout,
     UnknownModel,
     UnsupportedParameter,
     UpstreamServerError,
@@ -240,7 +241,8 @@ async def test_deadline_is_never_exceeded_by_retries_and_fallbacks() -> None:
              fallbacks={"g": ["f"]}, allowed_fails=1000, backoff_base=1.0, backoff_max=4.0)
     h.adapter.default = fail(Overloaded, 503, latency=0.7)
     start = h.clock.now()
-    with pytest.raises(Overloaded):
+    # The last attempt may be cut by the deadline itself (Timeout) or fail as scripted.
+    with pytest.raises((Overloaded, Timeout)):
         await h.dispatcher.complete(request(), "g")
     assert h.clock.now() - start <= 5.0
     # Every attempt's own total timeout was cut to what was left of the deadline.

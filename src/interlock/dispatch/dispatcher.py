@@ -321,10 +321,7 @@ class Dispatcher:
         if timeouts.total is None:
             return await call
         try:
-            # asyncio.timeout arms a timer in this task; wait_for would start another
-            # task per attempt, which showed in the overhead profile.
-            async with asyncio.timeout(timeouts.total + GUARD_GRACE):
-                return await call
+            return await asyncio.wait_for(call, timeouts.total + GUARD_GRACE)
         except TimeoutError:
             raise Timeout(f"{d.name} overran its {timeouts.total:.1f}s timeout",
                           provider=d.provider, deployment=d.name) from None
