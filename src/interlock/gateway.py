@@ -161,9 +161,11 @@ class Gateway:
         return await self.routing.decide(request, available=self.dispatcher.group_available)
 
     async def complete(self, request: ChatRequest, *, request_id: str | None = None,
-                       key_id: str | None = None) -> Completion:
+                       key_id: str | None = None, arrived: float | None = None) -> Completion:
+        """`arrived` (perf_counter) is when the server received the request, so the
+        overhead it reports includes parsing; the library leaves it unset."""
         await self.start()
-        started = time.perf_counter()
+        started = arrived or time.perf_counter()
         meta = ResponseMeta(request_id=request_id or new_request_id(),
                             decision=RoutingDecision(request.model, request.model))
         try:
@@ -185,10 +187,10 @@ class Gateway:
         return Completion(result.response, meta)
 
     async def stream(self, request: ChatRequest, *, request_id: str | None = None,
-                     key_id: str | None = None) -> GatewayStream:
+                     key_id: str | None = None, arrived: float | None = None) -> GatewayStream:
         """Open a stream; failover before the first byte happens in here."""
         await self.start()
-        started = time.perf_counter()
+        started = arrived or time.perf_counter()
         meta = ResponseMeta(request_id=request_id or new_request_id(),
                             decision=RoutingDecision(request.model, request.model))
         try:

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
@@ -39,6 +40,7 @@ from interlock.server.asgi_io import (
     send_json,
     send_plain_error,
 )
+from interlock.types import ChatRequest
 
 log = logging.getLogger("interlock.server")
 T = TypeVar("T")
@@ -83,12 +85,24 @@ async def _race_disconnect(work: Awaitable[T], receive: Receive) -> T:
         watcher.cancel()
 
 
+@dataclass(slots=True)
+class _Call:
+    """One chat request as the handler carries it."""
+
+    request: ChatRequest
+    request_id: str
+    key_id: str | None
+    arrived: float  # perf_counter at arrival, so reported overhead includes parsing
+    include_usage: bool
+
+
 class ChatCompletions:
     def __init__(self, gateway: Gateway, *, max_body_bytes: int) -> None:
         self.gateway = gateway
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        arrived = time.perf_counter()
         body = await self._read_json(receive, send)
         if body is _ANSWERED:
             return
@@ -97,16 +111,15 @@ class ChatCompletions:
         except InterlockError as exc:
             await send_error(send, exc)
             return
-        key_id = scope.get("state", {}).get("interlock_key_id")
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        request_id = new_request_id()
+        call = _Call(request, new_request_id(), scope.get("state", {}).get("interlock_key_id"),
+                     arrived, bool((body.get("stream_options") or {}).get("include_usage")))
         try:
             if request.stream:
-                await self._stream(request, request_id, key_id, include_usage, receive, send)
+                await self._stream(call, receive, send)
             else:
-                await self._complete(request, request_id, key_id, receive, send)
+                await self._complete(call, receive, send)
         except _Disconnected:
-            log.info("client disconnected; request %s cancelled", request_id)
+            log.info("client disconnected; request %s cancelled", call.request_id)
 
     async def _read_json(self, receive: Receive, send: Send) -> Any:
         """The parsed body, or _ANSWERED when the client was already answered (or gone)."""
@@ -129,27 +142,27 @@ class ChatCompletions:
                 type_="invalid_request_error", code="invalid_json")
             return _ANSWERED
 
-    async def _complete(self, request: Any, request_id: str, key_id: str | None,
-                        receive: Receive, send: Send) -> None:
+    async def _complete(self, call: _Call, receive: Receive, send: Send) -> None:
         try:
-            done = await _race_disconnect(
-                self.gateway.complete(request, request_id=request_id, key_id=key_id), receive)
+            done = await _race_disconnect(self.gateway.complete(
+                call.request, request_id=call.request_id, key_id=call.key_id,
+                arrived=call.arrived), receive)
         except InterlockError as exc:
             await send_error(send, exc, _meta_headers(exc))
             return
-        await send_json(send, 200, completion_dict(done.response, request_id=request_id),
+        await send_json(send, 200, completion_dict(done.response, request_id=call.request_id),
                         done.meta.headers())
 
-    async def _stream(self, request: Any, request_id: str, key_id: str | None,
-                      include_usage: bool, receive: Receive, send: Send) -> None:
+    async def _stream(self, call: _Call, receive: Receive, send: Send) -> None:
         try:
-            stream = await _race_disconnect(
-                self.gateway.stream(request, request_id=request_id, key_id=key_id), receive)
+            stream = await _race_disconnect(self.gateway.stream(
+                call.request, request_id=call.request_id, key_id=call.key_id,
+                arrived=call.arrived), receive)
         except InterlockError as exc:
             # Nothing has been sent yet, so this is still a plain HTTP error.
             await send_error(send, exc, _meta_headers(exc))
             return
-        writer = _SseWriter(send, stream, request_id, include_usage)
+        writer = _SseWriter(send, stream, call.request_id, call.include_usage)
         try:
             await _race_disconnect(writer.run(), receive)
         finally:
