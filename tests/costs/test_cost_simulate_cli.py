@@ -180,7 +180,7 @@ async def test_report_renders_a_page_with_images(tmp_path: Path) -> None:
     assert "<script" not in page
     # The saving against the most expensive group (all on Sonnet 4: 100 x $0.0105 = $1.05).
     assert "high-quality" in result.output
-    assert "$1.05" in result.output and "$0.42" in result.output
+    assert "$1.05" in result.output and "$0.418" in result.output
     assert "gemini-pro: 0 errors, 5 fallbacks" in result.output
     assert "sonnet: 1 errors" in result.output
 

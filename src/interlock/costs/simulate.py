@@ -166,8 +166,13 @@ def _savings(results: list[StrategyCost], baseline: str | None) -> None:
 
 
 def money(value: Decimal | None) -> str:
+    """Dollars to the cent; amounts under a dollar keep up to six decimals, since a
+    single LLM call often costs a fraction of a cent and "$0.00" would hide it."""
     if value is None:
         return "unknown"
+    if value and abs(value) < 1 and value.quantize(CENT) != value:
+        fine = f"{abs(value):.6f}".rstrip("0")
+        return f"{'-' if value < 0 else ''}${fine}"
     rounded = value.quantize(CENT)
     sign = "-" if rounded < 0 else ""
     return f"{sign}${abs(rounded):,.2f}"
