@@ -52,7 +52,7 @@ class ClassifierRouter(QualityRouter):
     name = "classifier"
     features = "sparse"
 
-    def __init__(self, *, c: float = 1.0, max_iter: int = 300, **kw: Any) -> None:
+    def __init__(self, *, c: float = 0.3, max_iter: int = 300, **kw: Any) -> None:
         super().__init__(c=c, max_iter=max_iter, **kw)
         self.c, self.max_iter = float(c), int(max_iter)
         self.w = np.zeros((0, 0), dtype=np.float32)

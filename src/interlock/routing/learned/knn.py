@@ -21,7 +21,7 @@ from interlock.routing.learned.base import QualityRouter, TrainingData, to_obser
 class KnnRouter(QualityRouter):
     name = "knn"
 
-    def __init__(self, *, k: int = 40, power: float = 4.0, prior: float = 2.0, **kw: Any):
+    def __init__(self, *, k: int = 100, power: float = 4.0, prior: float = 2.0, **kw: Any):
         super().__init__(k=k, power=power, prior=prior, **kw)
         self.k, self.power, self.prior = int(k), float(power), float(prior)
         self.x = np.zeros((0, 0), dtype=np.float32)

@@ -50,7 +50,7 @@ class MfRouter(QualityRouter):
     name = "mf"
 
     def __init__(self, *, rank: int = 32, epochs: int = 30, lr: float = 0.01,
-                 l2: float = 1e-4, batch: int = 256, **kw: Any) -> None:
+                 l2: float = 1e-3, batch: int = 256, **kw: Any) -> None:
         super().__init__(rank=rank, epochs=epochs, lr=lr, l2=l2, batch=batch, **kw)
         self.rank, self.epochs, self.lr = int(rank), int(epochs), float(lr)
         self.l2, self.batch = float(l2), int(batch)
@@ -66,28 +66,32 @@ class MfRouter(QualityRouter):
         return rng
 
     def _fit(self, data: TrainingData, seed: int) -> None:
-        assert self.featurizer is not None
         if isinstance(data, Battles):
             pairs = to_pairs(data, self.models)
-            x = self.featurizer.transform(pairs.prompts).astype(np.float64)
+            x = self._features(pairs.prompts)
             cols = (pairs.prompt, pairs.a, pairs.b, pairs.result)
         else:
             obs = to_observations(data, self.models)
-            x = self.featurizer.transform(obs.prompts).astype(np.float64)
+            x = self._features(obs.prompts)
             cols = (obs.prompt, obs.model, np.full(len(obs.model), -1), obs.score)
+        self.train(x, *cols, seed=seed)
+
+    def train(self, x: Any, rows: np.ndarray, a: np.ndarray, b: np.ndarray, y: np.ndarray,
+              *, seed: int) -> None:
+        """Adam on minibatches of (prompt row, model a, model b or -1, target)."""
         rng = self._init(x.shape[1], seed)
         opt = _Adam([self.proj, self.vec, self.bias], self.lr)
-        n = len(cols[0])
+        n = len(rows)
         for _ in range(self.epochs):
             order = rng.permutation(n)
             for start in range(0, n, self.batch):
                 idx = order[start : start + self.batch]
-                opt.step(self._grads(x, *(c[idx] for c in cols)))
+                opt.step(self._grads(x, rows[idx], a[idx], b[idx], y[idx]))
 
     def _grads(self, x: np.ndarray, rows: np.ndarray, a: np.ndarray, b: np.ndarray,
                y: np.ndarray) -> list[np.ndarray]:
         """Log-loss gradients; b = -1 marks a pointwise row (model a's own score)."""
-        h = x[rows] @ self.proj  # (B, r)
+        h = np.asarray(x[rows] @ self.proj)  # (B, r)
         pair = b >= 0
         vb = np.where(pair[:, None], self.vec[np.maximum(b, 0)], 0.0)
         bb = np.where(pair, self.bias[np.maximum(b, 0)], 0.0)
@@ -99,11 +103,11 @@ class MfRouter(QualityRouter):
         g_bias = np.bincount(a, r, len(self.models)) - np.bincount(
             np.maximum(b, 0), r * pair, len(self.models))
         g_h = r[:, None] * (self.vec[a] - vb)
-        g_proj = x[rows].T @ g_h
+        g_proj = np.asarray(x[rows].T @ g_h)
         return [g_proj + self.l2 * self.proj, g_vec + self.l2 * self.vec, g_bias]
 
     def logits(self, x: np.ndarray) -> np.ndarray:
-        return (np.asarray(x, dtype=np.float64) @ self.proj) @ self.vec.T + self.bias
+        return np.asarray(x @ self.proj) @ self.vec.T + self.bias
 
     def _predict(self, x: Any) -> np.ndarray:
         return _sigmoid(self.logits(x))
