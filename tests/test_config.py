@@ -665,13 +665,20 @@ def test_no_repr_or_dump_shows_a_key(tmp_path: Path) -> None:
     literal = load_config({"model_list": [_entry(api_key=ANTHROPIC_KEY)],
                            "general_settings": {"master_key": MASTER_KEY},
                            "router_settings": {"redis_url":
-                                               f"redis://user:{REDIS_PASSWORD}@127.0.0.1:6379"}},
+                                               f"redis://user:{REDIS_PASSWORD}@127.0.0.1:6379"},
+                           "ledger": {"database": f"postgresql+psycopg://interlock:"
+                                                  f"{REDIS_PASSWORD}@127.0.0.1/ledger"}},
                           environ={})
     for cfg in (config, literal):
         catalog = build_catalog(cfg)
         texts = [repr(cfg), str(cfg), cfg.model_dump_json(), "\n".join(cfg.warnings),
-                 repr(catalog), str(list(catalog.deployments()))]
+                 repr(catalog), str(list(catalog.deployments())),
+                 # The sections on their own, as a log line or a debugger shows them.
+                 repr(cfg.router_settings), repr(cfg.ledger), cfg.ledger.model_dump_json()]
         _assert_no_secret("\n".join(texts))
+    # Code that connects still reads the real values.
+    assert literal.ledger.database is not None and REDIS_PASSWORD in literal.ledger.database
+    assert "127.0.0.1/ledger" in repr(literal.ledger)
 
 
 def test_config_type() -> None:

@@ -41,6 +41,8 @@ _SECRET_PATTERNS = [
     re.compile(r"(AIza[A-Za-z0-9_\-]{4})[A-Za-z0-9_\-]+"),
     re.compile(r"((?:key|api_key|x-api-key|x-goog-api-key)=)[^&\s\"']+", re.IGNORECASE),
     re.compile(r"(Bearer\s+)[A-Za-z0-9_\-\.]{8,}", re.IGNORECASE),
+    # The password of a database or Redis URL (scheme://user:password@host).
+    re.compile(r"(://[^:/@\s]*:)[^@/\s]+(?=@)"),
 ]
 
 

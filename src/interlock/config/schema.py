@@ -12,7 +12,6 @@ stack, and `import interlock.config` must stay light).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -28,7 +27,6 @@ from pydantic import (
     SerializationInfo,
     SerializerFunctionWrapHandler,
     ValidationInfo,
-    field_serializer,
     field_validator,
     model_serializer,
 )
@@ -304,27 +302,6 @@ class InterlockConfig(BaseModel):
     def deployment_names(self) -> list[str]:
         """The deployment names, in model_list order (see `_deployment_names`)."""
         return _deployment_names(self.model_list)
-
-    @field_serializer("router_settings", mode="wrap")
-    def _dump_router(self, value: RouterSettings, handler: SerializerFunctionWrapHandler,
-                     info: SerializationInfo) -> Any:
-        # JSON dumps end up in logs; python-mode dumps keep the values, as SecretStr does.
-        return handler(_masked_router(value) if info.mode == "json" else value)
-
-    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
-        # RouterSettings holds Redis credentials as plain strings.
-        for name, value in super().__repr_args__():
-            yield name, _masked_router(value) if isinstance(value, RouterSettings) else value
-
-
-def _masked_router(settings: RouterSettings) -> RouterSettings:
-    update: dict[str, Any] = {}
-    if settings.redis_password:
-        update["redis_password"] = "********"
-    if settings.redis_url:
-        update["redis_url"] = re.sub(r"://([^:@/]*):([^@/]*)@", r"://\1:********@",
-                                     settings.redis_url)
-    return settings.model_copy(update=update) if update else settings
 
 
 def _deployment_names(entries: Sequence[ModelEntry]) -> list[str]:

@@ -14,7 +14,7 @@ buffer and the writer retries with exponential backoff; rows are only dropped
 `row_id` made here, and inserts ignore a `row_id` already present, so a batch
 retried after a lost commit acknowledgement is not written twice.
 
-Imports: sqlalchemy, the standard library, `costs.schema`, `costs.settings`.
+Imports: sqlalchemy, the standard library, `errors`, `costs.schema`, `costs.settings`.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from sqlalchemy.engine import Engine
 
 from interlock.costs.schema import LedgerTables, ledger_tables, make_engine, migrate
 from interlock.costs.settings import LedgerSettings
+from interlock.errors import redact
 
 log = logging.getLogger(__name__)
 
@@ -292,9 +293,10 @@ class Ledger:
             except Exception as exc:
                 self._put_back(batch)
                 self.write_failures += 1
+                # Driver messages can quote the database URL, password included.
+                first_line = redact(str(exc).splitlines()[0][:200]) if str(exc) else ""
                 log.warning("ledger write failed (%s: %s); %d rows buffered, retrying in %.1fs",
-                            type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "",
-                            len(self._buffer), backoff)
+                            type(exc).__name__, first_line, len(self._buffer), backoff)
                 await self._sleep(backoff * (0.5 + random.random() / 2))
                 backoff = min(backoff * 2, self.settings.retry_max)
                 continue

@@ -2,7 +2,7 @@
 
 A leaf schema module (pydantic only) so that `config` can compose it.
 
-Imports: pydantic, the standard library.
+Imports: pydantic, the standard library, `masking`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from interlock.masking import MaskedModel
 
 
 class PriceOverride(BaseModel):
@@ -55,8 +57,9 @@ class Budget(BaseModel):
         return "model_group", self.model_group or ""
 
 
-class LedgerSettings(BaseModel):
+class LedgerSettings(MaskedModel):
     model_config = ConfigDict(extra="forbid")
+    URL_FIELDS = frozenset({"database"})
 
     # SQLite file path or SQLAlchemy URL (sqlite:///..., postgresql+psycopg://...).
     database: str | None = "interlock-ledger.sqlite"

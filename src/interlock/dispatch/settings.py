@@ -3,7 +3,7 @@
 A leaf schema module (pydantic only) so that `config` can compose it without
 importing the dispatcher.
 
-Imports: pydantic, the standard library.
+Imports: pydantic, the standard library, `masking`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from interlock.masking import MaskedModel
 
 
 class RetryPolicySettings(BaseModel):
@@ -25,8 +27,10 @@ class RetryPolicySettings(BaseModel):
     ConnectionErrorRetries: int | None = Field(default=None, ge=0)
 
 
-class RouterSettings(BaseModel):
+class RouterSettings(MaskedModel):
     model_config = ConfigDict(extra="forbid")
+    SECRET_FIELDS = frozenset({"redis_password"})
+    URL_FIELDS = frozenset({"redis_url"})
 
     num_retries: int = Field(default=2, ge=0, le=20)
     timeout: float | None = Field(default=600.0, gt=0)
