@@ -185,6 +185,22 @@ async def test_report_renders_a_page_with_images(tmp_path: Path) -> None:
     assert "sonnet: 1 errors" in result.output
 
 
+@pytest.mark.parametrize("command", [["spend"], ["report"], ["cost", "simulate", "--from-ledger"]])
+def test_ledger_commands_without_a_ledger_say_so(tmp_path: Path, command: list[str]) -> None:
+    missing = tmp_path / "no-dir" / "ledger.sqlite"
+    result = runner.invoke(app, [*command, "--database", str(missing)])
+    assert result.exit_code == 1
+    assert "no ledger at" in result.output
+    # Reading must not leave an empty database (or its folder) behind.
+    assert not missing.parent.exists()
+    # An unreachable server: one line naming it, its password hidden, no traceback.
+    url = "postgresql+psycopg://reader:pw-FAKE-42@127.0.0.1:1/ledger"
+    down = runner.invoke(app, [*command, "--database", url])
+    assert down.exit_code == 1
+    assert "cannot read the ledger at postgresql+psycopg://reader:" in down.output
+    assert "pw-FAKE-42" not in down.output and "Traceback" not in down.output
+
+
 def test_prices_command() -> None:
     result = runner.invoke(app, ["prices", "gemini-2.0-flash-lite", "--json"])
     assert result.exit_code == 0, result.output

@@ -78,10 +78,24 @@ def ledger_source(config: Path | None, database: str | None,
 
 
 def open_reader_or_exit(source: LedgerSource) -> LedgerReader:
-    reader = source.reader()
-    if not reader.exists():
-        typer.echo(f"no ledger at {source.database} (table {reader.t.name}); "
-                   "run the gateway with a ledger first", err=True)
+    """The ledger's reader; a clear message and exit 1 when it cannot be read."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from interlock.errors import redact
+
+    where = redact(source.database)
+    try:
+        reader = source.reader()
+        found = reader.exists()
+    except (SQLAlchemyError, ImportError) as exc:
+        # The driver's first line says why (refused, unknown host, bad URL);
+        # the rest is SQLAlchemy's boilerplate.
+        why = redact(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
+        typer.echo(f"error: cannot read the ledger at {where}: {why}", err=True)
+        raise typer.Exit(1) from None
+    if not found:
+        typer.echo(f"error: no ledger at {where} (table {reader.t.name}); run the gateway "
+                   "with a ledger first, or name it with --config or --database", err=True)
         reader.close()
         raise typer.Exit(1)
     return reader

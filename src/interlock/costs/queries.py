@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import sqlalchemy as sa
@@ -77,7 +78,7 @@ class DeploymentHealth:
 class LedgerReader:
     def __init__(self, database: str, *, table_prefix: str = DEFAULT_PREFIX,
                  engine: Engine | None = None) -> None:
-        self.engine = engine or make_engine(database)
+        self.engine = engine or make_engine(database, create_dirs=False)
         self.tables = ledger_tables(table_prefix)
         self.t = self.tables.requests
 
@@ -91,6 +92,12 @@ class LedgerReader:
         self.close()
 
     def exists(self) -> bool:
+        """Whether the ledger table is there. A SQLite file that is not there is
+        not opened: connecting would leave an empty database behind."""
+        url = self.engine.url
+        if (url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+                and not Path(url.database).exists()):
+            return False
         return sa.inspect(self.engine).has_table(self.t.name)
 
     # ------------------------------------------------------------------ expressions

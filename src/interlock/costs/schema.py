@@ -179,12 +179,15 @@ def database_url(database: str) -> str:
     return f"sqlite:///{Path(database).expanduser().resolve()}"
 
 
-def make_engine(database: str, *, connect_timeout: float = 5.0) -> Engine:
+def make_engine(database: str, *, connect_timeout: float = 5.0,
+                create_dirs: bool = True) -> Engine:
+    """An engine for a URL or a SQLite path; `create_dirs` makes a SQLite file's
+    folder (the writer wants it, a reader must not leave folders behind)."""
     url = sa.make_url(database_url(database))
     connect_args: dict[str, Any] = {}
     if url.get_backend_name() == "sqlite":
         connect_args["timeout"] = connect_timeout
-        if url.database and url.database != ":memory:":
+        if create_dirs and url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     elif url.get_backend_name() == "postgresql":
         connect_args["connect_timeout"] = max(1, int(connect_timeout))
