@@ -20,13 +20,17 @@ def fake_upstream(
     """Serve simulated provider APIs on 127.0.0.1 until interrupted."""
     from interlock.testing import FakeUpstream, Fault
 
-    fake = FakeUpstream(port=port, record=False).start()
+    try:
+        fake = FakeUpstream(port=port, record=False).start()
+    except OSError as exc:
+        typer.echo(f"error: cannot listen on 127.0.0.1:{port} ({exc.strerror or exc}); "
+                   "choose another port with --port", err=True)
+        raise typer.Exit(1) from None
     if latency:
         fake.script(Fault(latency=latency, times=None))
     typer.echo("Simulated providers (no real model is called):")
-    for provider, env in (("openai", "OPENAI_BASE_URL"), ("anthropic", "ANTHROPIC_BASE_URL"),
-                          ("gemini", "GEMINI_BASE_URL")):
-        typer.echo(f"  export {env}={fake.base_url(provider)}")
+    for name, value in fake.environ().items():
+        typer.echo(f"  export {name}={value}")
     try:
         while True:
             time.sleep(3600)

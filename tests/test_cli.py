@@ -1,0 +1,35 @@
+"""The `interlock` command's own errors: wrong arguments get one clear line, never a traceback."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from interlock.cli.main import app
+
+runner = CliRunner()
+
+
+def test_fake_upstream_on_a_taken_port_says_so() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(app, ["fake-upstream", "--port", str(port)])
+    assert result.exit_code == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output
+    assert "--port" in result.output
+    assert not isinstance(result.exception, OSError)
+
+
+def test_serve_with_a_bad_config_lists_the_problems(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("model_list:\n"
+                      "  - model_name: a\n"
+                      "    litellm_params: {model: openai/gpt-4o, rmp: 3}\n")
+    result = runner.invoke(app, ["serve", "--config", str(config)])
+    assert result.exit_code == 2
+    assert "model_list[0].litellm_params.rmp: unknown key; did you mean 'rpm'?" in result.output
+    assert "Traceback" not in result.output
