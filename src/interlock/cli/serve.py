@@ -14,8 +14,10 @@ import typer
 def serve(
     config: Path = typer.Option(..., "--config", "-c", help="YAML config file.", exists=True,
                                 dir_okay=False, readable=True),
-    host: str = typer.Option("127.0.0.1", help="Address to bind."),
-    port: int = typer.Option(4000, help="Port to listen on."),
+    host: str | None = typer.Option(
+        None, help="Address to bind (default: general_settings.host, else 127.0.0.1)."),
+    port: int | None = typer.Option(
+        None, help="Port to listen on (default: general_settings.port, else 4000)."),
     workers: int = typer.Option(1, min=1, help="Worker processes."),
     drain_timeout: float | None = typer.Option(
         None, help="Seconds in-flight requests get to finish on shutdown "
@@ -31,12 +33,14 @@ def serve(
 
     try:
         loaded = load_config(config)
+        settings = loaded.general_settings
+        host = host or settings.host or "127.0.0.1"
+        port = port or settings.port or 4000
         app = create_app(loaded, host=host)  # fails fast on a bad config or auth setting
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    drain = drain_timeout if drain_timeout is not None else float(
-        getattr(loaded.general_settings, "drain_timeout", 30))
+    drain = drain_timeout if drain_timeout is not None else settings.drain_timeout
     common = dict(host=host, port=port, log_level=log_level, timeout_graceful_shutdown=drain,
                   lifespan="on", access_log=False, backlog=4096)
     if workers == 1:

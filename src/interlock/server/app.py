@@ -116,12 +116,10 @@ def _is_loopback(host: str) -> bool:
 
 
 def master_key_from(config: InterlockConfig, environ: Mapping[str, str]) -> str | None:
-    key = getattr(config.general_settings, "master_key", None)
-    if key is not None and hasattr(key, "get_secret_value"):
-        key = key.get_secret_value()
-    elif key is not None and hasattr(key, "get"):
-        key = key.get()
-    return key or environ.get("INTERLOCK_MASTER_KEY") or None
+    """The config's key, else INTERLOCK_MASTER_KEY in `environ` (which may differ
+    from the environment the config was loaded under, in tests and embedders)."""
+    key = config.general_settings.master_key
+    return (key.get_secret_value() if key else None) or environ.get("INTERLOCK_MASTER_KEY") or None
 
 
 def create_app(config: InterlockConfig, *, host: str = "127.0.0.1",
@@ -132,12 +130,11 @@ def create_app(config: InterlockConfig, *, host: str = "127.0.0.1",
     env = os.environ if environ is None else environ
     settings = config.general_settings
     gateway = gateway or Gateway(config, environ=env)
-    app: ASGIApp = InterlockApp(
-        gateway, max_body_bytes=getattr(settings, "max_request_body_bytes", DEFAULT_MAX_BODY))
+    app: ASGIApp = InterlockApp(gateway, max_body_bytes=settings.max_request_body_bytes)
     key = master_key_from(config, env)
     if key:
         return ErrorGuard(BearerAuth(app, key))
-    if not getattr(settings, "allow_unauthenticated", False):
+    if not settings.allow_unauthenticated:
         raise ConfigError(
             "No master key is set. Export INTERLOCK_MASTER_KEY or set "
             "general_settings.master_key; to run without auth on this machine only, set "
