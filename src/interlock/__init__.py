@@ -4,6 +4,9 @@ least money, fail over when a provider breaks, and record what it cost.
 Public API: `Router` (LiteLLM-shaped), `Controller` (RouteLLM-shaped),
 `load_config`, and the error tree. Names are imported on first use so that
 `import interlock` stays fast and touches nothing outside the process.
+
+Imports: nothing at import time; `client`, `controller`, `config` and
+`errors` on first use of a name.
 """
 
 from __future__ import annotations

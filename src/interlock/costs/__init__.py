@@ -10,4 +10,8 @@
 - `report`    the self-contained HTML savings report
 
 Nothing is imported here, so `import interlock` does not load SQLAlchemy or genai-prices.
+
+Imports: `catalog`, `types`, `errors`, `masking`; SQLAlchemy, genai-prices,
+redis and matplotlib lazily. Never `dispatch`, `gateway`, `server` or
+`routing`: `BudgetGate` fits `dispatch.gates.AttemptGate` by its shape.
 """

@@ -2,6 +2,9 @@
 
 For tests, the demo and users trying their configs offline
 (`interlock fake-upstream --port N`). Nothing here touches the network.
+
+Imports: the standard library and uvicorn only; it knows the providers' wire
+formats on its own, so it checks the adapters rather than sharing their code.
 """
 
 from interlock.testing.fake_upstream import FakeUpstream, FakeUpstreamApp
