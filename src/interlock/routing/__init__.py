@@ -5,5 +5,6 @@
 
 Imports: `types`, `catalog`, `errors`, numpy/scipy. Routing makes no network
 call of its own: the `llm` router and the embeddings featuriser are handed an
-async function by the gateway. It never imports `dispatch`, `gateway` or `server`.
+async function to call (the gateway gives the `llm` router its `ask`). It
+never imports `dispatch`, `gateway` or `server`.
 """
