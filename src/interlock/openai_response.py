@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from interlock.errors import InterlockError, InvalidRequest, ProviderError
+from interlock.errors import InterlockError, InvalidRequest
 from interlock.types import ChatResponse, StreamDelta, ToolCall, Usage
 
 
@@ -93,8 +93,6 @@ def error_dict(error: InterlockError) -> dict[str, Any]:
     """The OpenAI error body for any Interlock error."""
     param = getattr(error, "param", None)
     code = getattr(error, "code", None)
-    if code is None and isinstance(error, ProviderError):
-        code = type(error).__name__
     if code is None and not isinstance(error, InvalidRequest):
         code = type(error).__name__
     return {"error": {"message": error.message, "type": error.error_type, "param": param,

@@ -25,13 +25,7 @@ _COMMAND_MODULES = [
 ]
 
 for _name in _COMMAND_MODULES:
-    try:
-        _module = importlib.import_module(f"interlock.cli.{_name}")
-    except ModuleNotFoundError as exc:  # a noun not written yet
-        if exc.name != f"interlock.cli.{_name}":
-            raise
-        continue
-    _module.register(app)
+    importlib.import_module(f"interlock.cli.{_name}").register(app)
 
 
 if __name__ == "__main__":
