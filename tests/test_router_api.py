@@ -232,3 +232,19 @@ async def test_pre_call_checks_skip_a_deployment_the_prompt_does_not_fit(
             model="primary", messages=[{"role": "user", "content": "word " * 400}])
     assert resp.interlock["provider"] == "gemini"
     assert provider_env.calls("anthropic") == 0
+
+
+async def test_gateway_asks_a_judge_group_briefly_and_deterministically(
+        provider_env: FakeUpstream) -> None:
+    # What the `llm` router's judge call sends: the prompt alone, 8 tokens, temperature 0.
+    from interlock import Router
+
+    provider_env.reply(Reply(text="4"))
+    async with Router(model_list=seed_model_list()) as router:
+        answer = await router.gateway._ask_for_router("budget", "Rate this prompt 1-5: hi")
+    assert answer == "4"
+    sent = provider_env.received[0]
+    assert (sent.provider, sent.model) == ("gemini", "gemini-2.0-flash-lite")
+    config = sent.body["generationConfig"]
+    assert config["maxOutputTokens"] == 8 and config["temperature"] == 0.0
+    assert "Rate this prompt 1-5: hi" in json.dumps(sent.body["contents"])

@@ -30,7 +30,7 @@ from interlock.dispatch.dispatcher import Attempt, Dispatcher, DispatchResult, D
 from interlock.errors import InterlockError, ProviderError
 from interlock.routing.decision import RoutingDecision
 from interlock.routing.policy import RoutingPolicy
-from interlock.types import ChatRequest, ChatResponse, StreamDelta, Usage
+from interlock.types import ChatRequest, ChatResponse, Message, StreamDelta, TextPart, Usage
 
 log = logging.getLogger("interlock.gateway")
 
@@ -164,10 +164,7 @@ class Gateway:
                        key_id: str | None = None, arrived: float | None = None) -> Completion:
         """`arrived` (perf_counter) is when the server received the request, so the
         overhead it reports includes parsing; the library leaves it unset."""
-        await self.start()
-        started = arrived or time.perf_counter()
-        meta = ResponseMeta(request_id=request_id or new_request_id(),
-                            decision=RoutingDecision(request.model, request.model))
+        started, meta = await self._begin(request, request_id, arrived)
         try:
             meta.decision = await self.decide(request)
             result: DispatchResult = await self.dispatcher.complete(request, meta.decision.group)
@@ -189,10 +186,7 @@ class Gateway:
     async def stream(self, request: ChatRequest, *, request_id: str | None = None,
                      key_id: str | None = None, arrived: float | None = None) -> GatewayStream:
         """Open a stream; failover before the first byte happens in here."""
-        await self.start()
-        started = arrived or time.perf_counter()
-        meta = ResponseMeta(request_id=request_id or new_request_id(),
-                            decision=RoutingDecision(request.model, request.model))
+        started, meta = await self._begin(request, request_id, arrived)
         try:
             meta.decision = await self.decide(request)
             upstream = await self.dispatcher.open_stream(request, meta.decision.group)
@@ -206,6 +200,14 @@ class Gateway:
         return GatewayStream(self, request, upstream, meta, started, key_id)
 
     # -- bookkeeping -------------------------------------------------------------
+    async def _begin(self, request: ChatRequest, request_id: str | None,
+                     arrived: float | None) -> tuple[float, ResponseMeta]:
+        """(start time, metadata) of one request; the decision is filled in later."""
+        await self.start()
+        meta = ResponseMeta(request_id=request_id or new_request_id(),
+                            decision=RoutingDecision(request.model, request.model))
+        return arrived or time.perf_counter(), meta
+
     @staticmethod
     def _fill(meta: ResponseMeta, deployment: Deployment, group: str,
               attempts: list[Attempt]) -> None:
@@ -254,12 +256,8 @@ class Gateway:
 
     async def _ask_for_router(self, group: str, prompt: str) -> str:
         """Lets the `llm` router ask a cheap model group, without importing the gateway."""
-        request = ChatRequest(model=group, messages=[])
-        from interlock.types import Message, TextPart
-
-        request.messages = [Message(role="user", parts=[TextPart(prompt)])]
-        request.max_tokens = 8
-        request.temperature = 0.0
+        question = Message(role="user", parts=[TextPart(prompt)])
+        request = ChatRequest(model=group, messages=[question], max_tokens=8, temperature=0.0)
         result = await self.dispatcher.complete(request, group)
         return result.response.content or ""
 
@@ -301,11 +299,10 @@ class GatewayStream:
             return
         self._done = True
         meta = self.meta
-        meta.attempts = self._upstream.attempts
-        meta.deployment = self._upstream.deployment.name
-        meta.group = self._upstream.group
-        response = self._upstream.response()
-        meta.cost_usd = self._gateway.prices.cost(self._upstream.deployment, response.usage)
+        upstream = self._upstream
+        Gateway._fill(meta, upstream.deployment, upstream.group, upstream.attempts)
+        response = upstream.response()
+        meta.cost_usd = self._gateway.prices.cost(upstream.deployment, response.usage)
         meta.latency_ms = (time.perf_counter() - self._started) * 1000
         self._gateway._record(meta, self._request, response, self._key_id, stream=True,
                               error=error)
