@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
 from os import PathLike
 from typing import Any, TypeVar
@@ -25,12 +24,7 @@ from interlock.config import InterlockConfig, config_from_router_kwargs, load_co
 from interlock.costs.settings import LedgerSettings
 from interlock.gateway import Gateway, GatewayStream
 from interlock.openai_request import parse_chat_request
-from interlock.openai_response import (
-    chunk_dict,
-    completion_dict,
-    shows_anything,
-    usage_chunk_dict,
-)
+from interlock.openai_response import ChunkRenderer, completion_dict
 from interlock.responses import ModelResponse, ModelResponseChunk
 from interlock.types import ChatResponse
 
@@ -89,24 +83,16 @@ class CompletionStream:
         return self._stream.response()
 
     async def __aiter__(self) -> AsyncIterator[ModelResponseChunk]:
-        meta = self._stream.meta
-        created = int(time.time())
-        model = ""
-        first = True
+        render = ChunkRenderer(self._stream.meta.request_id)
         try:
             async for delta in self._stream:
-                model = delta.model or model
-                if not first and not shows_anything(delta):
-                    continue
-                yield ModelResponseChunk(chunk_dict(delta, request_id=meta.request_id,
-                                                    model=model, created=created, first=first))
-                first = False
+                chunk = render.chunk(delta)
+                if chunk is not None:
+                    yield ModelResponseChunk(chunk)
         finally:
             await self._stream.aclose()
         if self._include_usage:
-            yield ModelResponseChunk(usage_chunk_dict(
-                self._stream.response().usage, request_id=meta.request_id, model=model,
-                created=created))
+            yield ModelResponseChunk(render.usage_chunk(self._stream.response().usage))
 
     async def aclose(self) -> None:
         await self._stream.aclose()

@@ -8,6 +8,7 @@ Imports: the standard library, `types`, `errors`.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from interlock.errors import InterlockError, InvalidRequest
@@ -87,6 +88,32 @@ def usage_chunk_dict(usage: Usage | None, *, request_id: str, model: str,
     """The final chunk OpenAI sends when stream_options.include_usage is set."""
     return {"id": request_id, "object": "chat.completion.chunk", "created": created,
             "model": model, "choices": [], "usage": usage_dict(usage)}
+
+
+class ChunkRenderer:
+    """One stream's deltas as OpenAI chunks, for the gateway's SSE and the
+    library alike: the role on the first chunk, one `created` and the latest
+    model name on every chunk, and no empty chunks after the first."""
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        self.model = ""
+        self.created = int(time.time())
+        self._first = True
+
+    def chunk(self, delta: StreamDelta) -> dict[str, Any] | None:
+        """The chunk for this delta, or None when a client would see nothing in it."""
+        self.model = delta.model or self.model
+        if not self._first and not shows_anything(delta):
+            return None
+        out = chunk_dict(delta, request_id=self.request_id, model=self.model,
+                         created=self.created, first=self._first)
+        self._first = False
+        return out
+
+    def usage_chunk(self, usage: Usage | None) -> dict[str, Any]:
+        return usage_chunk_dict(usage, request_id=self.request_id, model=self.model,
+                                created=self.created)
 
 
 def error_dict(error: InterlockError) -> dict[str, Any]:

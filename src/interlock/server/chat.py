@@ -22,13 +22,7 @@ import orjson
 from interlock.errors import InterlockError
 from interlock.gateway import Gateway, GatewayStream, new_request_id
 from interlock.openai_request import parse_chat_request
-from interlock.openai_response import (
-    chunk_dict,
-    completion_dict,
-    error_dict,
-    shows_anything,
-    usage_chunk_dict,
-)
+from interlock.openai_response import ChunkRenderer, completion_dict, error_dict
 from interlock.server.asgi_io import (
     BodyTooLarge,
     ClientGone,
@@ -192,25 +186,16 @@ class _SseWriter:
                    (b"x-accel-buffering", b"no")]
         headers += [(k.encode(), v.encode("latin-1", "replace")) for k, v in meta.headers()]
         await self.send({"type": "http.response.start", "status": 200, "headers": headers})
-        model = ""
-        created = 0
-        first = True
+        render = ChunkRenderer(self.request_id)
         try:
             async for delta in self.stream:
-                model = delta.model or model
-                if not first and not shows_anything(delta):
-                    continue
-                if first:
-                    created = int(time.time())
-                await self._event(chunk_dict(delta, request_id=self.request_id, model=model,
-                                             created=created, first=first))
-                first = False
+                chunk = render.chunk(delta)
+                if chunk is not None:
+                    await self._event(chunk)
         except InterlockError as exc:
             log.warning("stream %s broke after its first byte: %s", self.request_id, exc.message)
             await self._event(error_dict(exc))
         else:
             if self.include_usage:
-                final = self.stream.response()
-                await self._event(usage_chunk_dict(final.usage, request_id=self.request_id,
-                                                   model=model, created=created))
+                await self._event(render.usage_chunk(self.stream.response().usage))
         await self.send({"type": "http.response.body", "body": _DONE, "more_body": False})
