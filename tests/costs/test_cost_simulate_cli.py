@@ -96,6 +96,7 @@ def test_unknown_price_is_reported_not_zero() -> None:
     result = runner.invoke(app, ["cost", "simulate", "--strategy", "x=no-such-model-q"])
     assert result.exit_code == 0
     assert "unknown" in result.output and "$0.00 " not in result.output
+    assert "--price 'no-such-model-q=IN,OUT'" in result.output  # says how to give one
 
 
 # --------------------------------------------------------------------------- the ledger commands

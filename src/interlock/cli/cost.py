@@ -179,7 +179,9 @@ def simulate_command(
     typer.echo("")
     for model in models:
         p = resolved[model]
-        typer.echo(f"  {model}: {p.describe() + ' [' + p.source + ']' if p else 'unknown'}")
+        shown = f"{p.describe()} [{p.source}]" if p else (
+            f"unknown; give it with --price '{model}=IN,OUT' ($ per million tokens)")
+        typer.echo(f"  {model}: {shown}")
     if differences:
         typer.echo("\nWhere today's prices differ from the seed's:")
         for line in differences:

@@ -32,14 +32,15 @@ def _row(name: str, price: ModelPrice | None, extra: str = "") -> dict[str, Any]
 
 
 def _config_rows(config: Path) -> tuple[list[dict[str, Any]], dict[str, ModelPrice]]:
-    from interlock.cli.spend import ledger_source
+    from interlock.cli.spend import load_config_or_exit
     from interlock.config import build_catalog
+    from interlock.costs.prices import PriceBook
 
-    source = ledger_source(config, None)
-    book = source.price_book()
-    assert book is not None
+    loaded = load_config_or_exit(config)
+    catalog = build_catalog(loaded)
+    book = PriceBook.build(catalog, loaded.prices)
     rows = [_row(d.name, book.price_for(d), f"({d.qualified_model}, group {d.group})")
-            for d in build_catalog(source.config).deployments()]
+            for d in catalog.deployments()]
     return rows, dict(book.extra)
 
 

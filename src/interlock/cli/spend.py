@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
-    from interlock.costs.prices import PriceBook
     from interlock.costs.queries import LedgerReader
 
 ConfigOption = Annotated[Path | None, typer.Option(
@@ -42,22 +41,15 @@ class LedgerSource:
 
         return LedgerReader(self.database, table_prefix=self.table_prefix)
 
-    def price_book(self) -> PriceBook | None:
-        if self.config is None:
-            return None
-        from interlock.config import build_catalog
-        from interlock.costs.prices import PriceBook
-
-        return PriceBook.build(build_catalog(self.config), self.config.prices)
-
 
 def load_config_or_exit(path: Path) -> Any:
     from interlock.config import load_config
+    from interlock.errors import ConfigError
 
     try:
         return load_config(path)
-    except Exception as exc:  # ConfigError lists the problems
-        typer.echo(str(exc), err=True)
+    except ConfigError as exc:  # it lists every problem, with its line
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
 
 

@@ -92,8 +92,7 @@ class Strategy:
 
 
 def _pct(share: Decimal) -> str:
-    text = f"{(share * 100).normalize():f}"
-    return text
+    return f"{(share * 100).normalize():f}"
 
 
 def _share(text: str, part: str) -> tuple[str, Decimal]:
