@@ -120,8 +120,9 @@ class Gateway:
         if config.budgets:
             from interlock.costs.budgets import BudgetGate
 
-            self.budgets = BudgetGate(config.budgets, self.prices,
-                                      redis_url=config.router_settings.redis_url)
+            self.budgets = BudgetGate(
+                config.budgets, self.prices,
+                redis_url=config.router_settings.redis_connection_url())
             gates.append(self.budgets)
         self.dispatcher = dispatcher or Dispatcher(
             self.catalog, self.adapters, config.router_settings, gates=gates)

@@ -65,3 +65,17 @@ async def test_spent_group_falls_back_then_429(fake_upstream: FakeUpstream) -> N
             await gateway.complete(_ask("high-quality"))
     finally:
         await gateway.aclose()
+
+
+def test_budgets_share_the_redis_named_by_litellm_host_settings(
+        fake_upstream: FakeUpstream) -> None:
+    # A LiteLLM file names Redis by host, port and password; budgets connect by URL.
+    config = _config(fake_upstream)
+    config["router_settings"].update(redis_host="127.0.0.1", redis_port=6380,
+                                     redis_password="p@ss:word")
+    gateway = Gateway(load_config(config, environ={}))
+    assert gateway.budgets is not None
+    assert gateway.budgets.redis_url == "redis://:p%40ss%3Aword@127.0.0.1:6380/0"
+    config["router_settings"]["redis_url"] = "redis://127.0.0.1:6379/2"
+    assert Gateway(load_config(config, environ={})).budgets.redis_url == (  # type: ignore[union-attr]
+        "redis://127.0.0.1:6379/2")

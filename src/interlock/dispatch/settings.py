@@ -9,6 +9,7 @@ Imports: pydantic, the standard library, `masking`.
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -76,3 +77,11 @@ class RouterSettings(MaskedModel):
     probe_timeout: float = Field(default=30.0, gt=0)
     # Weight of the newest observation in the latency and error EWMAs.
     latency_ewma_alpha: float = Field(default=0.3, gt=0, le=1)
+
+    def redis_connection_url(self) -> str | None:
+        """redis_url, else one built from LiteLLM's redis_host/port/password, for
+        the parts (budgets) that connect by URL only."""
+        if self.redis_url or not self.redis_host:
+            return self.redis_url
+        password = f":{quote(self.redis_password, safe='')}@" if self.redis_password else ""
+        return f"redis://{password}{self.redis_host}:{self.redis_port or 6379}/0"
