@@ -155,10 +155,13 @@ def test_n_model_quality_has_one_column_per_model() -> None:
     prompts, two = planted(200, 4)
     mid = (two[:, 0] + two[:, 1] > 0).astype(float)
     t = OutcomeTable(prompts, ["strong", "weak", "mid"], np.column_stack([two, mid]))
-    for name in ("knn", "classifier"):
+    for name in ("knn", "classifier", "sw_ranking", "mf"):
         router = make_router(name, **FAST.get(name, {}))
         router.fit(t, featurizer(), seed=0)
-        assert router.predict_quality(prompts[:5]).shape == (5, 3)
+        q = router.predict_quality(prompts)
+        assert q.shape == (len(prompts), 3)
+        # "mid" is right whenever either other model is: it must rank above the weak one.
+        assert q[:, 2].mean() > q[:, 1].mean(), name
     assert router.strong_weak() == ("mid", "weak")  # mid is right whenever either is
 
 

@@ -27,6 +27,7 @@ class KnnRouter(QualityRouter):
         self.x = np.zeros((0, 0), dtype=np.float32)
         self.sums = np.zeros((0, 0))
         self.counts = np.zeros((0, 0))
+        self._overall: np.ndarray | None = None  # each model's mean, computed once
 
     def _fit(self, data: TrainingData, seed: int) -> None:
         obs = to_observations(data, self.models)
@@ -37,21 +38,29 @@ class KnnRouter(QualityRouter):
         self.counts = np.zeros((n, m))
         np.add.at(self.sums, (obs.prompt, obs.model), obs.score)
         np.add.at(self.counts, (obs.prompt, obs.model), 1.0)
+        self._overall = None
 
     def _predict(self, x: Any) -> np.ndarray:
-        sims = np.asarray(x, dtype=np.float32) @ self.x.T  # (q, n)
+        # (n, d) @ (d, q) keeps the big matrix in its C order: a transposed view is far slower.
+        sims = (self.x @ np.asarray(x, dtype=np.float32).T).T  # (q, n)
         k = min(self.k, sims.shape[1])
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         w = np.clip(np.take_along_axis(sims, top, axis=1), 0.0, None) ** self.power + 1e-9
         sums = np.einsum("qk,qkm->qm", w, self.sums[top])
         counts = np.einsum("qk,qkm->qm", w, self.counts[top])
-        mean = self.sums.sum(0) / np.maximum(self.counts.sum(0), 1e-12)
+        mean = self._mean()
         # The prior is in units of an average neighbour's weight.
         prior = self.prior * w.mean(axis=1, keepdims=True)
         return (sums + prior * mean) / (counts + prior)
+
+    def _mean(self) -> np.ndarray:
+        if self._overall is None:
+            self._overall = self.sums.sum(0) / np.maximum(self.counts.sum(0), 1e-12)
+        return self._overall
 
     def _arrays(self) -> dict[str, np.ndarray]:
         return {"x": self.x, "sums": self.sums, "counts": self.counts}
 
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
         self.x, self.sums, self.counts = arrays["x"], arrays["sums"], arrays["counts"]
+        self._overall = None

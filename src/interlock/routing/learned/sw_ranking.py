@@ -53,25 +53,28 @@ class SwRankingRouter(QualityRouter):
 
     def strengths(self, x: Any) -> np.ndarray:
         """Bradley-Terry log-strengths per query, (q, m)."""
-        sims = np.asarray(x, dtype=np.float32) @ self.x.T
+        sims = (self.x @ np.asarray(x, dtype=np.float32).T).T  # big matrix kept in C order
         w = np.exp(self.gamma * (sims - sims.max(axis=1, keepdims=True)))
         wins, games = w @ self.wins, w @ self.games  # (q, pairs)
         pa, pb = self._pair_index()
         m = len(self.models)
+        # Incidence matrices (pairs, m) turn the per-pair sums into per-model sums.
+        first = np.eye(m)[pa]
+        second = np.eye(m)[pb]
+        both = first + second
         # A prior of `prior` tied games per pair keeps strengths finite.
         wins = wins + 0.5 * self.prior
         games = games + self.prior
-        won = np.zeros((len(wins), m))
-        np.add.at(won.T, pa, wins.T)
-        np.add.at(won.T, pb, (games - wins).T)
+        won = wins @ first + (games - wins) @ second
         p = np.ones((len(wins), m))
         for _ in range(self.iterations):
-            denom = np.zeros_like(p)
-            share = games / (p[:, pa] + p[:, pb])
-            np.add.at(denom.T, pa, share.T)
-            np.add.at(denom.T, pb, share.T)
-            p = won / np.maximum(denom, 1e-12)
-            p /= p.sum(axis=1, keepdims=True)
+            denom = (games / (p[:, pa] + p[:, pb])) @ both
+            new = won / np.maximum(denom, 1e-12)
+            new /= new.sum(axis=1, keepdims=True)
+            done = np.abs(new - p).max() < 1e-10
+            p = new
+            if done:
+                break
         return np.asarray(np.log(np.maximum(p, 1e-12)))
 
     def _predict(self, x: Any) -> np.ndarray:
