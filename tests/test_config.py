@@ -686,3 +686,21 @@ def test_config_type() -> None:
     assert isinstance(config, InterlockConfig)
     # The object keeps no trace of the environment in its public data.
     assert "ANTHROPIC_API_KEY" not in config.model_dump_json()
+
+
+def test_settings_that_need_a_missing_package_fail_at_load(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import interlock.config.checks as checks
+
+    installed = {"psycopg"}
+    monkeypatch.setattr(checks, "find_spec", lambda name: object() if name in installed else None)
+    message = _error({"model_list": [_entry()],
+                      "router_settings": {"redis_host": "127.0.0.1"},
+                      "ledger": {"database": "postgresql://u@127.0.0.1/db"}})
+    assert "router_settings.redis_host: Redis is configured but the redis package" in message
+    assert "pip install 'interlock[redis]'" in message
+    # postgresql:// means psycopg2 to SQLAlchemy; the psycopg (3) driver needs +psycopg.
+    assert "ledger.database: got a postgresql:// URL but the psycopg2 driver" in message
+    installed.add("redis")
+    load_config({"model_list": [_entry()], "router_settings": {"redis_host": "127.0.0.1"},
+                 "ledger": {"database": "postgresql+psycopg://u@127.0.0.1/db"}}, environ=ENV)

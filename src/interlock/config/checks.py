@@ -1,6 +1,7 @@
 """Checks across config sections that no single field can make: fallbacks and
 routing naming groups that exist, unique deployment ids, one price form per
-side, budgets naming real targets, unauthenticated serving only on loopback.
+side, budgets naming real targets, unauthenticated serving only on loopback,
+and the optional packages that Redis or PostgreSQL settings need.
 
 Imports: the standard library, `config.schema`, `config.report`, the leaf
 settings modules; `adapters.registry` inside a function.
@@ -9,6 +10,7 @@ settings modules; `adapters.registry` inside a function.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from importlib.util import find_spec
 from typing import Any
 
 from pydantic import BaseModel
@@ -29,6 +31,28 @@ def cross_check(config: InterlockConfig) -> list[str]:
     problems.extend(_check_prices(config.model_list))
     problems.extend(_check_budgets(config))
     problems.extend(_check_general(config.general_settings))
+    problems.extend(_check_extras(config))
+    return problems
+
+
+def _check_extras(config: InterlockConfig) -> list[str]:
+    """Settings that need an optional package: say so at load, not on the first
+    request (a budget gate without redis would fail every call it covers)."""
+    problems = []
+    settings = config.router_settings
+    if (settings.redis_url or settings.redis_host) and find_spec("redis") is None:
+        field = "redis_url" if settings.redis_url else "redis_host"
+        problems.append(f"router_settings.{field}: Redis is configured but the redis package "
+                        "is not installed; expected pip install 'interlock[redis]'")
+    database = config.ledger.database or ""
+    scheme = database.split("://", 1)[0] if "://" in database else ""
+    if scheme.startswith("postgresql"):
+        driver = scheme.partition("+")[2] or "psycopg2"  # SQLAlchemy's default for postgresql://
+        if find_spec(driver) is None:
+            problems.append(
+                f"ledger.database: got a {scheme}:// URL but the {driver} driver is not "
+                "installed; expected postgresql+psycopg://... with pip install "
+                "'interlock[postgres]'")
     return problems
 
 
