@@ -55,3 +55,18 @@ def test_serve_binds_where_the_config_says_unless_told_otherwise(
                                "--port", "4555"]).exit_code == 0
     assert [(c["host"], c["port"], c["timeout_graceful_shutdown"]) for c in calls] == [
         ("127.0.0.2", 4321, 7.0), ("127.0.0.3", 4555, 7.0)]
+
+
+def test_commands_that_draw_say_when_matplotlib_is_missing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import interlock.cli.eval as eval_cli
+    import interlock.cli.report as report_cli
+
+    for module in (eval_cli, report_cli):
+        monkeypatch.setattr(module, "find_spec", lambda name: None)
+    report = runner.invoke(app, ["report", "--database", str(tmp_path / "l.sqlite")])
+    plot = runner.invoke(app, ["eval", "--data", str(tmp_path / "none.csv"),
+                               "--plot", str(tmp_path / "p.png")])
+    for result in (report, plot):
+        assert result.exit_code == 2
+        assert "pip install 'interlock[plots]'" in result.output

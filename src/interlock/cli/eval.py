@@ -11,6 +11,7 @@ inside the command so `interlock --help` stays quick.
 from __future__ import annotations
 
 import json
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Annotated
 
@@ -55,6 +56,10 @@ def eval_command(
     from interlock.evaluation.report import render_table, report_json
     from interlock.evaluation.runner import EvalOptions, evaluate
 
+    if plot is not None and find_spec("matplotlib") is None:
+        # Said before the run, which can take minutes, not after it.
+        typer.echo("error: --plot needs matplotlib: pip install 'interlock[plots]'", err=True)
+        raise typer.Exit(2)
     try:
         overrides = dict(parse_price(p) for p in price or [])
         table = load_eval_data(data, models=_split(models) or None, questions=questions)

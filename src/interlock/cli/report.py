@@ -8,6 +8,7 @@ Imports: typer, the standard library; `cli.spend` and `costs.*` inside the comma
 
 from __future__ import annotations
 
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Annotated
 
@@ -29,6 +30,10 @@ def report_command(
     from interlock.cli.spend import ledger_source, open_reader_or_exit, parse_since
     from interlock.costs.report import build_report, group_prices, render_html, summary_lines
 
+    if find_spec("matplotlib") is None:
+        typer.echo("error: the report draws its charts with matplotlib: "
+                   "pip install 'interlock[plots]'", err=True)
+        raise typer.Exit(2)
     source = ledger_source(config, database, table_prefix)
     configured = config_prices(config)
     with open_reader_or_exit(source) as reader:
