@@ -53,10 +53,10 @@ def load_router(
     p = Path(path)
     manifest_path = p / "manifest.json"
     if not manifest_path.is_file():
-        label = name or "ROUTER"
+        kind = f"{name} router" if name else "router"
         raise RouterNotTrained(
-            f"no trained {label} router at {p} (missing {manifest_path.name}); "
-            f"make one with: {train_command(label, p)}"
+            f"no trained {kind} at {p} (missing {manifest_path.name}); "
+            f"make one with: {train_command(name or 'ROUTER', p)}"
         )
     manifest = read_manifest(manifest_path)
     if manifest.get("format") != ARTEFACT_FORMAT:
