@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -55,14 +54,18 @@ async def test_spent_group_falls_back_then_429(fake_upstream: FakeUpstream) -> N
         assert gateway.budgets is not None
         status = {s["name"]: s for s in gateway.budgets.status()}
         assert status["high-quality"]["exhausted"]
-        assert Decimal(status["high-quality"]["spent_usd"]) == 3 * Decimal("0.0045")
+        assert status["high-quality"]["spent_usd"] == "0.0135"  # 3 x $0.0045, as people write it
+        assert status["high-quality"]["reserved_usd"] == "0"
         # gpt-4o-mini: 1,000 x 0.15 + 100 x 0.6 per million = $0.00021 a call.
         for _ in range(2):
             await gateway.complete(_ask("budget"))
         with pytest.raises(BudgetExceeded):
             await gateway.complete(_ask("budget"))
-        with pytest.raises(BudgetExceeded):
+        with pytest.raises(BudgetExceeded) as info:
             await gateway.complete(_ask("high-quality"))
+        # Each candidate named once, by its deployment name (which starts with its group).
+        assert "high-quality/anthropic/claude-sonnet-4-20250514: budget" in info.value.message
+        assert "high-quality/high-quality/" not in info.value.message
     finally:
         await gateway.aclose()
 

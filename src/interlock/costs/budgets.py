@@ -76,6 +76,11 @@ def to_nano(usd: Decimal) -> int:
     return int((usd / NANO).to_integral_value(ROUND_CEILING))
 
 
+def _usd(nano: int) -> str:
+    """Nano-dollars as plain dollars: '0.0135', '0' (not '0.013500000', '0E-9')."""
+    return f"{(nano * NANO).normalize():f}"
+
+
 def period_id(budget: Budget, now: float) -> tuple[str, float]:
     """(id of the period `now` falls in, seconds until it ends); calendar periods in UTC."""
     moment = datetime.fromtimestamp(now, UTC)
@@ -190,8 +195,8 @@ class BudgetGate:
             kind, name = b.target
             out.append({
                 "target": kind, "name": name, "period": b.period, "period_id": pid,
-                "limit_usd": str(b.max_usd), "spent_usd": str(count.spent * NANO),
-                "reserved_usd": str(count.reserved * NANO),
+                "limit_usd": str(b.max_usd), "spent_usd": _usd(count.spent),
+                "reserved_usd": _usd(count.reserved),
                 "exhausted": count.spent + count.reserved >= to_nano(b.max_usd),
                 "resets_in_s": round(left, 1),
             })
@@ -211,7 +216,7 @@ class BudgetGate:
                 return rows
             spent = int(values.get(b"spent", 0))
             reserved = int(values.get(b"reserved", 0))
-            row.update(spent_usd=str(spent * NANO), reserved_usd=str(reserved * NANO),
+            row.update(spent_usd=_usd(spent), reserved_usd=_usd(reserved),
                        exhausted=spent + reserved >= to_nano(b.max_usd))
         return rows
 

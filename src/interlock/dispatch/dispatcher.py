@@ -400,7 +400,7 @@ class Dispatcher:
         skips = list(run.skips.values())
         whys = {s.why for s in skips}
         listing = "; ".join(
-            f"{s.group}/{s.deployment}: {s.why}"
+            f"{_where(s.group, s.deployment)}: {s.why}"
             + (f" ({s.detail})" if s.detail else "")
             + (f", back in {s.retry_after:.1f}s" if s.retry_after is not None else "")
             for s in skips) or "no deployments configured"
@@ -416,7 +416,7 @@ class Dispatcher:
         return NoDeploymentAvailable(
             f"No deployment is available for {run.origin!r} (groups tried: {groups}): "
             f"{listing}.{hint}",
-            retry_after=retry_after, tried=[f"{s.group}/{s.deployment}" for s in skips])
+            retry_after=retry_after, tried=[_where(s.group, s.deployment) for s in skips])
 
     def _with_attempts(self, error: InterlockError, run: Run) -> InterlockError:
         error.attempts = run.attempts
@@ -492,3 +492,7 @@ async def _release_tickets(tickets: list[GateTicket], response: ChatResponse | N
         await ticket.release(response)
 
 
+def _where(group: str, deployment: str) -> str:
+    """`group/deployment` for messages, without repeating the group when the
+    deployment's generated name already starts with it (`budget/gemini/...`)."""
+    return deployment if deployment.startswith(f"{group}/") else f"{group}/{deployment}"
