@@ -126,3 +126,11 @@ def test_sentence_transformers_needs_a_local_path() -> None:
 def test_unknown_featuriser_spec() -> None:
     with pytest.raises(ValueError, match="unknown featuriser"):
         make_featurizer("word2vec")
+
+
+def test_cache_passes_other_methods_to_the_inner_featuriser() -> None:
+    inner = _fitted()
+    cached = CachedFeaturizer(inner)
+    assert (cached.transform_sparse(TEXTS[:2]) != inner.transform_sparse(TEXTS[:2])).nnz == 0
+    endpoint = CachedFeaturizer(EmbeddingEndpointFeaturizer(None, dim=3))
+    assert not hasattr(endpoint, "transform_sparse")

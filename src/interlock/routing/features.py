@@ -394,8 +394,12 @@ class CachedFeaturizer:
         fresh = await atransform(self.inner, [texts[i] for i in missing]) if missing else None
         return self._store(keys, missing, fresh if fresh is not None else np.zeros((0, 0)))
 
-    def transform_sparse(self, texts: Sequence[str]) -> Any:
-        return self.inner.transform_sparse(texts)  # type: ignore[attr-defined]
+    def __getattr__(self, name: str) -> Any:
+        # Anything else (transform_sparse, fit_idf, idf) is the inner featuriser's, so
+        # hasattr() answers for it; sparse rows are not cached (linear models are cheap).
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
 
     def manifest(self) -> dict[str, Any]:
         return self.inner.manifest()

@@ -10,7 +10,7 @@ from typing import Any
 
 from interlock.errors import RouterNotTrained
 from interlock.routing.artefacts import ARTEFACT_FORMAT, read_manifest
-from interlock.routing.features import Embed
+from interlock.routing.features import CachedFeaturizer, Embed
 from interlock.routing.learned.base import QualityRouter
 from interlock.routing.learned.classifier import ClassifierRouter
 from interlock.routing.learned.knn import KnnRouter
@@ -43,12 +43,13 @@ def train_command(name: str, path: str | Path) -> str:
 
 def load_router(
     path: str | Path, *, name: str | None = None, embed: Embed | None = None,
-    ask: Ask | None = None,
+    ask: Ask | None = None, cache_size: int = 1024,
 ) -> QualityRouter:
     """Load a trained router from its directory; RouterNotTrained if there is none.
 
     `name` (the router the config expects) only shapes the error message and
-    is checked against the manifest.
+    is checked against the manifest. The featuriser is wrapped in an LRU cache of
+    `cache_size` prompts (0: none), so a retried or repeated prompt is featurised once.
     """
     p = Path(path)
     manifest_path = p / "manifest.json"
@@ -70,4 +71,6 @@ def load_router(
     router = router_class(found).load(p, embed=embed)
     if isinstance(router, LlmRouter):
         router.ask = ask
+    if cache_size > 0 and router.featurizer is not None:
+        router.featurizer = CachedFeaturizer(router.featurizer, size=cache_size)
     return router
