@@ -77,14 +77,19 @@ class RoutingPolicy:
         return cls(settings or RoutingSettings(), catalog, ask=ask)
 
     def _load_learned(self, name: str, spec: LearnedRouterSettings) -> Any:
-        from interlock.routing.learned.base import load_router
+        from interlock.routing.learned.registry import ROUTER_NAMES, load_router
 
-        router = load_router(spec.checkpoint_path)
-        if hasattr(router, "set_ask") and self._ask is not None and spec.judge_group:
-            judge = spec.judge_group
-            ask = self._ask
-            router.set_ask(lambda prompt: ask(judge, prompt))
-        return router
+        ask = None
+        if self._ask is not None and spec.judge_group:
+            judge, gateway_ask = spec.judge_group, self._ask
+
+            async def ask(prompt: str) -> str:
+                return await gateway_ask(judge, prompt)
+
+        # An entry named after a router kind ("mf") must hold that kind; one with
+        # a name of the user's own ("smart") may hold any.
+        kind = name if name in ROUTER_NAMES else None
+        return load_router(spec.checkpoint_path, name=kind, ask=ask)
 
     def _check_groups(self) -> None:
         unknown = sorted(g for g in self.settings.group_names_used()
@@ -222,11 +227,11 @@ class RoutingPolicy:
 
 def _strong_and_weak(router: Any) -> tuple[str, str]:
     """The best and worst of the router's models by mean training quality."""
-    quality = getattr(router, "mean_quality", None) or {}
-    models = list(router.models)
-    if len(quality) >= 2:
-        ranked = sorted(models, key=lambda m: -float(quality.get(m, 0.0)))
-        return ranked[0], ranked[-1]
-    raise ValueError(
-        f"router {router.name!r} knows models {models} but not which is strong: set "
-        "strong_model and weak_model on the router in routing.routers")
+    try:
+        strong, weak = router.strong_weak()
+    except ValueError:
+        raise ValueError(
+            f"router {router.name!r} knows models {list(router.models)} but not which is "
+            "strong: set strong_model and weak_model on the router in routing.routers"
+        ) from None
+    return str(strong), str(weak)

@@ -1,0 +1,81 @@
+"""The RouteLLM-shaped Controller: the seed's snippet with only its import changed."""
+
+from __future__ import annotations
+
+import csv
+import random
+
+import pytest
+
+from interlock import Controller, RouterNotTrained
+from interlock.routing.learned.base import load_router
+from interlock.routing.training import train_router
+
+WEAK, STRONG = "mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"
+HARD = ["prove the integral identity by contour integration",
+        "derive the eigenvalues of the hamiltonian operator",
+        "prove that the group homomorphism kernel is normal"]
+EASY = ["what colour is the sky on a clear day", "name a fruit that is yellow",
+        "how many legs does a cat have"]
+
+
+@pytest.fixture(scope="module")
+def mf_checkpoint(tmp_path_factory):
+    """A small RouteLLM-layout outcome table with a planted signal: the weak model
+    fails the hard questions, both models answer the easy ones."""
+    rng = random.Random(0)
+    folder = tmp_path_factory.mktemp("mf")
+    data = folder / "outcomes.csv"
+    with data.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["prompt", WEAK, STRONG])
+        for i in range(150):
+            hard = i % 2 == 0
+            base = rng.choice(HARD if hard else EASY)
+            writer.writerow([f"{base} (variant {i})", not hard or rng.random() < 0.1, True])
+    out = folder / "model"
+    train_router("mf", data, out, seed=0)
+    return out
+
+
+@pytest.fixture
+def provider_env(fake_upstream, monkeypatch):
+    for name, value in fake_upstream.environ().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-key")
+    monkeypatch.setenv("GEMINI_API_KEY", "gemini-test-key")
+
+
+def test_seed_controller_snippet_routes_hard_to_strong_and_easy_to_weak(
+        mf_checkpoint, provider_env, fake_upstream):
+    router = load_router(mf_checkpoint)
+    hard_p = float(router.win_prob([HARD[0]], STRONG, WEAK)[0])
+    easy_p = float(router.win_prob([EASY[0]], STRONG, WEAK)[0])
+    assert hard_p > easy_p
+    threshold = round((hard_p + easy_p) / 2, 4)
+
+    client = Controller(routers=["mf"], strong_model="anthropic/claude-sonnet-4",
+                        weak_model="gemini/gemini-2.0-flash-lite",
+                        config={"mf": {"checkpoint_path": str(mf_checkpoint)}})
+    try:
+        hard = client.chat.completions.create(
+            model=f"router-mf-{threshold}", messages=[{"role": "user", "content": HARD[0]}])
+        easy = client.chat.completions.create(
+            model=f"router-mf-{threshold}", messages=[{"role": "user", "content": EASY[0]}])
+    finally:
+        client.close()
+    assert hard.interlock["provider"] == "anthropic"
+    assert hard.interlock["route"]["router"] == "mf"
+    assert hard.interlock["route"]["score"] == pytest.approx(hard_p, abs=1e-6)
+    assert easy.interlock["provider"] == "gemini"
+    assert "simulated" in hard.choices[0].message.content
+    assert [r.provider for r in fake_upstream.received] == ["anthropic", "gemini"]
+
+
+def test_a_router_without_an_artefact_fails_at_start_up_saying_how_to_train_one(
+        tmp_path, provider_env):
+    with pytest.raises(RouterNotTrained) as info:
+        Controller(routers=["mf"], strong_model="anthropic/claude-sonnet-4",
+                   weak_model="gemini/gemini-2.0-flash-lite",
+                   config={"mf": {"checkpoint_path": str(tmp_path / "missing")}})
+    assert "interlock train mf" in str(info.value)
