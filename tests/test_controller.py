@@ -79,3 +79,32 @@ def test_a_router_without_an_artefact_fails_at_start_up_saying_how_to_train_one(
                    weak_model="gemini/gemini-2.0-flash-lite",
                    config={"mf": {"checkpoint_path": str(tmp_path / "missing")}})
     assert "interlock train mf" in str(info.value)
+
+
+async def test_a_routed_group_in_config_uses_the_learned_router(mf_checkpoint, fake_upstream):
+    from interlock import Router
+
+    def entry(group, model, provider):
+        return {"model_name": group, "litellm_params": {
+            "model": model, "api_key": "test-key", "api_base": fake_upstream.base_url(provider)}}
+
+    router = Router(config={
+        "model_list": [entry("high-quality", "anthropic/claude-sonnet-4", "anthropic"),
+                       entry("budget", "gemini/gemini-2.0-flash-lite", "gemini")],
+        "routing": {"default_group": "budget",
+                    "routers": {"mf": {"type": "learned", "checkpoint_path": str(mf_checkpoint)}},
+                    "groups": {"smart": {"router": "mf", "strong": "high-quality",
+                                         "weak": "budget", "threshold": 0.5}}},
+        "ledger": {"database": None},
+        "general_settings": {"allow_unauthenticated": True},
+    })
+    try:
+        assert "smart" in router.model_names
+        resp = await router.acompletion(model="smart",
+                                        messages=[{"role": "user", "content": HARD[1]}])
+        route = resp.interlock["route"]
+        assert route["router"] == "mf" and route["threshold"] == 0.5
+        expected = "high-quality" if route["score"] >= 0.5 else "budget"
+        assert resp.interlock["model_group"] == expected == route["group"]
+    finally:
+        await router.aclose()
