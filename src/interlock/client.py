@@ -92,7 +92,8 @@ class CompletionStream:
         finally:
             await self._stream.aclose()
         if self._include_usage:
-            yield ModelResponseChunk(render.usage_chunk(self._stream.response().usage))
+            yield ModelResponseChunk(render.usage_chunk(self._stream.response().usage,
+                                                        self._stream.meta.stream_summary()))
 
     async def aclose(self) -> None:
         await self._stream.aclose()

@@ -72,6 +72,12 @@ class ResponseMeta:
             out.append(("x-interlock-cost-usd", f"{self.cost_usd:.8f}"))
         return out
 
+    def stream_summary(self) -> dict[str, Any]:
+        """What a stream's final usage chunk carries: the cost and who answered."""
+        return {"cost_usd": str(self.cost_usd) if self.cost_usd is not None else None,
+                "model_group": self.group, "deployment": self.deployment,
+                "provider": self.provider, "attempts": self.upstream_calls}
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "request_id": self.request_id,
@@ -122,7 +128,8 @@ class Gateway:
 
             self.budgets = BudgetGate(
                 config.budgets, self.prices,
-                redis_url=config.router_settings.redis_connection_url())
+                redis_url=config.router_settings.redis_connection_url(),
+                key_prefix=f"{config.router_settings.redis_prefix}:budget:")
             gates.append(self.budgets)
         self.dispatcher = dispatcher or Dispatcher(
             self.catalog, self.adapters, config.router_settings, gates=gates)

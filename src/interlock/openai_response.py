@@ -111,9 +111,15 @@ class ChunkRenderer:
         self._first = False
         return out
 
-    def usage_chunk(self, usage: Usage | None) -> dict[str, Any]:
-        return usage_chunk_dict(usage, request_id=self.request_id, model=self.model,
-                                created=self.created)
+    def usage_chunk(self, usage: Usage | None,
+                    interlock: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The usage chunk; `interlock` adds what the stream cost and where it ran,
+        known only now that the stream has ended (its headers went out first)."""
+        out = usage_chunk_dict(usage, request_id=self.request_id, model=self.model,
+                               created=self.created)
+        if interlock is not None:
+            out["interlock"] = interlock
+        return out
 
 
 def error_dict(error: InterlockError) -> dict[str, Any]:

@@ -241,3 +241,25 @@ async def test_every_deployment_rate_limited_is_a_503_naming_what_was_tried(
     assert "claude-sonnet-4" in message and "gemini-2.5-pro" in message
     assert fake_upstream.calls() == 2
     await client.close()
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "gemini"])
+async def test_a_stream_reports_its_cost_in_the_final_usage_chunk(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        provider: str) -> None:
+    # Headers leave before a stream's usage is known, so its cost rides on the
+    # usage chunk the client asked for with stream_options.include_usage.
+    entry = deployment(fake_upstream, "priced", provider,
+                       input_cost_per_token=0.000003, output_cost_per_token=0.000015)
+    gw = start_gateway(_config(fake_upstream, [entry]))
+    fake_upstream.reply(Reply(text="streamed ok", input_tokens=1000, output_tokens=200))
+    client = gw.openai()
+    stream = await client.chat.completions.create(
+        model="priced", messages=HELLO, stream=True, stream_options={"include_usage": True})
+    chunks = [c async for c in stream]
+    final = chunks[-1]
+    assert final.choices == [] and final.usage.prompt_tokens == 1000
+    summary = final.model_extra["interlock"]
+    assert Decimal(summary["cost_usd"]) == Decimal("0.006")
+    assert summary["provider"] == provider and summary["attempts"] == 1
+    await client.close()

@@ -197,5 +197,6 @@ class _SseWriter:
             await self._event(error_dict(exc))
         else:
             if self.include_usage:
-                await self._event(render.usage_chunk(self.stream.response().usage))
+                await self._event(render.usage_chunk(self.stream.response().usage,
+                                                     self.stream.meta.stream_summary()))
         await self.send({"type": "http.response.body", "body": _DONE, "more_body": False})
