@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import random
 
+import numpy as np
 import pytest
 
 from interlock import Controller, RouterNotTrained
@@ -108,3 +110,64 @@ async def test_a_routed_group_in_config_uses_the_learned_router(mf_checkpoint, f
         assert resp.interlock["model_group"] == expected == route["group"]
     finally:
         await router.aclose()
+
+
+async def test_a_router_trained_on_an_embeddings_endpoint_embeds_through_the_gateway(
+        tmp_path, fake_upstream):
+    """Train knn on vectors from an OpenAI-compatible embeddings deployment (the
+    fake's), then serve it: the gateway's embeddings group embeds each prompt."""
+    from interlock import Router
+    from interlock.adapters.http import HttpClient, Timeouts
+    from interlock.adapters.openai import OpenAIAdapter
+    from interlock.catalog import Deployment, Secret
+    from interlock.routing.data import OutcomeTable
+    from interlock.routing.features import EmbeddingEndpointFeaturizer
+    from interlock.routing.learned.registry import make_router
+
+    embedder = Deployment(name="emb", group="embeddings", provider="openai",
+                          model="text-embedding-3-small", api_key=Secret("k"),
+                          api_base=fake_upstream.base_url("openai"))
+
+    async def embed(texts):
+        http = HttpClient()
+        try:
+            return await OpenAIAdapter(http).embed(texts, embedder, Timeouts(total=10))
+        finally:
+            await http.aclose()
+
+    prompts = [f"{p} #{i}" for i, p in enumerate(HARD * 10 + EASY * 10)]
+    hard = np.array([1.0] * 30 + [0.0] * 30)
+    table = OutcomeTable(prompts=prompts, models=[WEAK, STRONG],
+                         scores=np.stack([1 - hard, np.ones(60)], axis=1))
+
+    def train():  # training is sync code: it runs off the event loop, as the CLI does
+        knn = make_router("knn", k=1)
+        knn.fit(table, EmbeddingEndpointFeaturizer(embed, dim=64,
+                                                   model="text-embedding-3-small"), seed=0)
+        knn.save(tmp_path / "knn")
+
+    await asyncio.to_thread(train)
+
+    def entry(group, model, provider):
+        return {"model_name": group, "litellm_params": {
+            "model": model, "api_key": "test-key", "api_base": fake_upstream.base_url(provider)}}
+
+    router = Router(config={
+        "model_list": [entry("strong", "anthropic/claude-sonnet-4", "anthropic"),
+                       entry("weak", "gemini/gemini-2.0-flash-lite", "gemini"),
+                       entry("embeddings", "openai/text-embedding-3-small", "openai")],
+        "routing": {"strong_group": "strong", "weak_group": "weak",
+                    "routers": {"knn": {"type": "learned", "checkpoint_path": str(tmp_path / "knn"),
+                                        "embedding_group": "embeddings"}}},
+        "ledger": {"database": None},
+    })
+    try:
+        resp = await router.acompletion(model="router-knn-0.5",
+                                        messages=[{"role": "user", "content": prompts[0]}])
+    finally:
+        await router.aclose()
+    assert resp.interlock["route"]["error"] is None
+    assert resp.interlock["provider"] == "anthropic"  # its nearest neighbour is itself: hard
+    embedded = [r for r in fake_upstream.received if r.path.endswith("/embeddings")]
+    assert embedded[-1].body["input"] == [prompts[0]]
+

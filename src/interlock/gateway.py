@@ -20,14 +20,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from interlock.adapters.http import HttpClient
+from interlock.adapters.http import HttpClient, Timeouts
 from interlock.adapters.registry import AdapterRegistry
 from interlock.catalog import Catalog, Deployment
 from interlock.config import InterlockConfig, build_catalog
 from interlock.costs.ledger import Ledger, LedgerRow
 from interlock.costs.prices import PriceBook
 from interlock.dispatch.dispatcher import Attempt, Dispatcher, DispatchResult, DispatchStream
-from interlock.errors import InterlockError, ProviderError
+from interlock.errors import InterlockError, InvalidRequest, ProviderError
 from interlock.routing.decision import RoutingDecision
 from interlock.routing.policy import RoutingPolicy
 from interlock.types import ChatRequest, ChatResponse, Message, StreamDelta, TextPart, Usage
@@ -134,7 +134,8 @@ class Gateway:
         self.dispatcher = dispatcher or Dispatcher(
             self.catalog, self.adapters, config.router_settings, gates=gates)
         self.routing = RoutingPolicy.from_config(config.routing, self.catalog,
-                                                 ask=self._ask_for_router)
+                                                 ask=self._ask_for_router,
+                                                 embed=self._embed_for_router)
         self.ledger: Ledger | None = (
             Ledger(config.ledger) if config.ledger and config.ledger.database else None)
         self._started = False
@@ -261,6 +262,21 @@ class Gateway:
     def _deployment_model(self, name: str | None) -> str | None:
         deployment = self._by_name.get(name) if name else None
         return deployment.model if deployment else None
+
+    async def _embed_for_router(self, group: str, texts: list[str]) -> list[list[float]]:
+        """Embeddings for a router trained on an embeddings endpoint: the first usable
+        deployment of `group` whose adapter can embed."""
+        settings = self.config.router_settings
+        for d in self.catalog.group(group).deployments:
+            adapter = self.adapters.for_provider(d.provider)
+            embed = getattr(adapter, "embed", None)
+            if d.available and embed is not None:
+                timeouts = Timeouts(connect=settings.connect_timeout,
+                                    total=d.timeout or settings.timeout)
+                result: list[list[float]] = await embed(texts, d, timeouts)
+                return result
+        raise InvalidRequest(f"model group {group!r} has no usable embeddings deployment "
+                             "(an OpenAI-compatible one with a key)")
 
     async def _ask_for_router(self, group: str, prompt: str) -> str:
         """Lets the `llm` router ask a cheap model group, without importing the gateway."""

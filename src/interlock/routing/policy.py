@@ -34,6 +34,7 @@ from interlock.types import ChatRequest
 log = logging.getLogger("interlock.routing")
 
 AskModel = Callable[[str, str], Awaitable[str]]
+EmbedTexts = Callable[[str, list[str]], Awaitable[list[list[float]]]]
 GroupAvailable = Callable[[str], bool]
 
 _ALIAS = re.compile(r"^router-(?P<name>[a-z_][a-z0-9_]*)-(?P<threshold>[0-9]*\.?[0-9]+)$")
@@ -52,10 +53,11 @@ class RoutingPolicy:
     the health snapshot (`available`), the decision is a pure function."""
 
     def __init__(self, settings: RoutingSettings, catalog: Catalog, *,
-                 ask: AskModel | None = None) -> None:
+                 ask: AskModel | None = None, embed: EmbedTexts | None = None) -> None:
         self.settings = settings
         self.catalog = catalog
         self._ask = ask
+        self._embed = embed
         self.errors = 0
         self._rules: dict[str, RulesRouter] = {}
         self._intents: dict[str, Any] = {}
@@ -73,8 +75,9 @@ class RoutingPolicy:
 
     @classmethod
     def from_config(cls, settings: RoutingSettings | None, catalog: Catalog, *,
-                    ask: AskModel | None = None) -> RoutingPolicy:
-        return cls(settings or RoutingSettings(), catalog, ask=ask)
+                    ask: AskModel | None = None,
+                    embed: EmbedTexts | None = None) -> RoutingPolicy:
+        return cls(settings or RoutingSettings(), catalog, ask=ask, embed=embed)
 
     def _load_learned(self, name: str, spec: LearnedRouterSettings) -> Any:
         from interlock.routing.learned.registry import ROUTER_NAMES, load_router
@@ -88,8 +91,15 @@ class RoutingPolicy:
 
         # An entry named after a router kind ("mf") must hold that kind; one with
         # a name of the user's own ("smart") may hold any.
+        embed = None
+        if self._embed is not None and spec.embedding_group:
+            group, gateway_embed = spec.embedding_group, self._embed
+
+            async def embed(texts: list[str]) -> list[list[float]]:
+                return await gateway_embed(group, texts)
+
         kind = name if name in ROUTER_NAMES else None
-        return load_router(spec.checkpoint_path, name=kind, ask=ask)
+        return load_router(spec.checkpoint_path, name=kind, ask=ask, embed=embed)
 
     def _check_groups(self) -> None:
         unknown = sorted(g for g in self.settings.group_names_used()
@@ -216,7 +226,7 @@ class RoutingPolicy:
 
         router = self._learned[router_name]
         members = routed.members or list(router.models)
-        quality = router.predict_quality([prompt])[0]
+        quality = (await router.apredict_quality([prompt]))[0]
         choice = choose_group(members, list(router.models), quality, self.catalog,
                               quality_target=routed.quality_target,
                               cost_weight=routed.cost_weight)

@@ -92,6 +92,9 @@ class LearnedRouterSettings(_Strict):
     # the models with the higher and lower mean quality in the training data.
     strong_model: str | None = None
     weak_model: str | None = None
+    # For routers trained on an embeddings endpoint: the model group (an
+    # OpenAI-compatible embeddings deployment) that embeds prompts at run time.
+    embedding_group: str | None = None
 
 
 RouterSettingsEntry = Annotated[
@@ -140,7 +143,9 @@ class RoutingSettings(_Strict):
                 used |= {r.group for r in router.rules}
             elif isinstance(router, IntentRouterSettings):
                 used |= {i.group for i in router.intents}
-            if not isinstance(router, LearnedRouterSettings) and router.default:
+            if isinstance(router, LearnedRouterSettings):
+                used |= {g for g in (router.judge_group, router.embedding_group) if g}
+            elif router.default:
                 used.add(router.default)
         for group in self.groups.values():
             used |= {g for g in (group.strong, group.weak, group.default) if g}
