@@ -46,3 +46,28 @@ async def test_a_bug_after_the_response_started_closes_the_connection():
     # No second response start and no clean end of body: the server drops the
     # connection, which a client sees as an error, not a complete answer.
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body", "raised"]
+
+
+async def test_a_bug_mid_stream_ends_with_an_error_event_not_a_clean_done():
+    from interlock.gateway import ResponseMeta
+    from interlock.routing.decision import RoutingDecision
+    from interlock.server.chat import _SseWriter
+    from interlock.types import StreamDelta
+
+    class BuggyStream:
+        meta = ResponseMeta(request_id="r1", decision=RoutingDecision("m", "m"))
+
+        async def __aiter__(self):
+            yield StreamDelta(text="hello", model="m")
+            raise KeyError("a bug")
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    await _SseWriter(send, BuggyStream(), "r1", include_usage=False).run()  # type: ignore[arg-type]
+    body = b"".join(m.get("body", b"") for m in sent[1:]).decode()
+    assert '"content":"hello"' in body
+    error_at = body.index('"error"')
+    assert body.endswith("data: [DONE]\n\n") and error_at < body.index("[DONE]")

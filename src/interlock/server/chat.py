@@ -168,17 +168,43 @@ def _meta_headers(exc: InterlockError) -> list[tuple[str, str]]:
     return meta.headers() if meta is not None else []
 
 
+_END = object()  # the producer's last item: the upstream stream has ended
+
+
+def _event(data: Any) -> bytes:
+    return b"data: " + orjson.dumps(data) + b"\n\n"
+
+
 class _SseWriter:
+    """Writes a stream as SSE. A producer task reads deltas into a queue and the
+    writer sends whatever has arrived as one write: when the upstream delivers
+    several events in one read they leave in one send, instead of one send per
+    event (about a quarter of a streamed call's CPU in the overhead profile).
+    The first token is never held back: the writer sends as soon as it has one."""
+
     def __init__(self, send: Send, stream: GatewayStream, request_id: str,
                  include_usage: bool) -> None:
         self.send = send
         self.stream = stream
         self.request_id = request_id
         self.include_usage = include_usage
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._render = ChunkRenderer(request_id)
+        self._broken = False
 
-    async def _event(self, data: Any) -> None:
-        await self.send({"type": "http.response.body",
-                         "body": b"data: " + orjson.dumps(data) + b"\n\n", "more_body": True})
+    async def _produce(self) -> None:
+        try:
+            async for delta in self.stream:
+                self._queue.put_nowait(delta)
+        except InterlockError as exc:
+            self._queue.put_nowait(exc)
+        except Exception:
+            # A bug must still end the stream with an error event, not a clean [DONE].
+            log.exception("stream %s failed inside Interlock", self.request_id)
+            self._queue.put_nowait(InterlockError(
+                "Interlock hit an unexpected internal error mid-stream; it has been logged."))
+        finally:
+            self._queue.put_nowait(_END)
 
     async def run(self) -> None:
         meta = self.stream.meta
@@ -186,17 +212,39 @@ class _SseWriter:
                    (b"x-accel-buffering", b"no")]
         headers += [(k.encode(), v.encode("latin-1", "replace")) for k, v in meta.headers()]
         await self.send({"type": "http.response.start", "status": 200, "headers": headers})
-        render = ChunkRenderer(self.request_id)
+        producer = asyncio.ensure_future(self._produce())
         try:
-            async for delta in self.stream:
-                chunk = render.chunk(delta)
-                if chunk is not None:
-                    await self._event(chunk)
-        except InterlockError as exc:
-            log.warning("stream %s broke after its first byte: %s", self.request_id, exc.message)
-            await self._event(error_dict(exc))
-        else:
-            if self.include_usage:
-                await self._event(render.usage_chunk(self.stream.response().usage,
-                                                     self.stream.meta.stream_summary()))
-        await self.send({"type": "http.response.body", "body": _DONE, "more_body": False})
+            ended = False
+            while not ended:
+                items = [await self._queue.get()]
+                while not self._queue.empty():
+                    items.append(self._queue.get_nowait())
+                body, ended = self._encode(items)
+                if ended:
+                    await self.send({"type": "http.response.body", "body": body + _DONE,
+                                     "more_body": False})
+                elif body:
+                    await self.send({"type": "http.response.body", "body": body,
+                                     "more_body": True})
+        finally:
+            producer.cancel()
+
+    def _encode(self, items: list[Any]) -> tuple[bytes, bool]:
+        """The SSE bytes for these items, and whether the stream has ended."""
+        out = bytearray()
+        for item in items:
+            if item is _END:
+                if self.include_usage and not self._broken:
+                    out += _event(self._render.usage_chunk(
+                        self.stream.response().usage, self.stream.meta.stream_summary()))
+                return bytes(out), True
+            if isinstance(item, InterlockError):
+                self._broken = True
+                log.warning("stream %s broke after its first byte: %s", self.request_id,
+                            item.message)
+                out += _event(error_dict(item))
+                continue
+            chunk = self._render.chunk(item)
+            if chunk is not None:
+                out += _event(chunk)
+        return bytes(out), False
