@@ -74,7 +74,7 @@ class IntentRouterSettings(_Strict):
     type: Literal["intents"]
     intents: list[Intent] = Field(min_length=1)
     default: str | None = None
-    threshold: float = Field(default=0.35, ge=-1, le=1)
+    threshold: float = Field(default=0.2, ge=-1, le=1)
     # How many nearest examples of an intent are averaged into its score.
     top_k: int = Field(default=1, ge=1)
     # "hashed" (built in) or "st:<local model path>" (sentence-transformers).
