@@ -80,25 +80,32 @@ class StreamingResponse:
         expiry = loop.call_later(remaining, self._expire) if remaining is not None else None
         try:
             first = True
+            pending = b""
             while True:
-                line = await self._next_line(first)
-                if not line:
+                data = await self._next_read(first)
+                if not data:
                     if self._expired:
                         raise self._total_timeout()
+                    if pending:
+                        yield pending.rstrip(b"\r")
                     return
                 first = False
-                yield line.rstrip(b"\r\n")
+                # Whatever arrived, split into lines at once: reading line by line
+                # cost an aiohttp call per line, blank SSE separators included.
+                *complete, pending = (pending + data).split(b"\n")
+                for line in complete:
+                    yield line.rstrip(b"\r")
         finally:
             if expiry is not None:
                 expiry.cancel()
 
-    async def _next_line(self, first: bool) -> bytes:
+    async def _next_read(self, first: bool) -> bytes:
         wait = self._timeouts.first_token if first else self._timeouts.idle
         try:
             if wait is None:
-                return await self._resp.content.readline()
+                return await self._resp.content.readany()
             async with asyncio.timeout(wait):
-                return await self._resp.content.readline()
+                return await self._resp.content.readany()
         except TimeoutError:
             if self._expired:
                 raise self._total_timeout() from None
