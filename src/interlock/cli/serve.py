@@ -6,6 +6,7 @@ Imports: typer, uvicorn (inside the command), `config`, `server.app`.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import typer
@@ -30,6 +31,11 @@ def serve(
     # a busy 2-core machine). Set before numpy loads; an explicit setting wins.
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
+    # The ledger writes from a worker thread; with Python's default 5 ms switch
+    # interval a batch being prepared could hold the event loop up that long,
+    # which showed as the gateway's P99. The server owns its process, so it can
+    # ask for shorter turns.
+    sys.setswitchinterval(0.0005)
     import uvicorn
 
     from interlock.config import load_config
