@@ -263,3 +263,23 @@ async def test_a_stream_reports_its_cost_in_the_final_usage_chunk(
     assert Decimal(summary["cost_usd"]) == Decimal("0.006")
     assert summary["provider"] == provider and summary["attempts"] == 1
     await client.close()
+
+
+async def test_a_group_whose_budget_is_spent_answers_429_in_openai_format(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway]) -> None:
+    entry = deployment(fake_upstream, "priced", "anthropic",
+                       input_cost_per_token=0.000003, output_cost_per_token=0.000015)
+    config = _config(fake_upstream, [entry])
+    config["budgets"] = [{"model_group": "priced", "period": "day", "max_usd": "0.001"}]
+    gw = start_gateway(config)
+    fake_upstream.reply(Reply(text="ok", input_tokens=1000, output_tokens=200))  # $0.006
+    client = gw.openai()
+    first = await client.chat.completions.create(model="priced", messages=HELLO)
+    assert first.choices[0].message.content == "ok"
+    with pytest.raises(openai.APIStatusError) as caught:
+        await client.chat.completions.create(model="priced", messages=HELLO)
+    assert caught.value.status_code == 429
+    error = caught.value.body.get("error", caught.value.body)
+    assert error["type"] == "budget_exceeded" and "budget" in error["message"]
+    assert fake_upstream.calls("anthropic") == 1  # the refused request never went upstream
+    await client.close()
