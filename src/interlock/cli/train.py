@@ -26,7 +26,8 @@ def train_command(
     models: Annotated[str | None, typer.Option(
         help="Comma-separated models to keep (default: every score column).")] = None,
     featurizer: Annotated[str, typer.Option(
-        help="'hashed' (built in, offline) or 'st:/path/to/sentence-transformers-model'.")]
+        help="'hashed' (built in, offline), 'st:/path/to/sentence-transformers-model' or "
+             "'hashed+st:/path/...' (both, for the classifier; needs the embeddings extra).")]
     = "hashed",
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same weights.")] = 0,
     param: Annotated[list[str] | None, typer.Option(

@@ -8,6 +8,8 @@
   (optional extra, imported lazily).
 - `EmbeddingEndpointFeaturizer`: any embeddings endpoint through an injected
   async `embed` function (routing makes no network call itself).
+- `HybridFeaturizer`: the hashed TF-IDF with a dense embedding appended
+  ("hashed+st:PATH"), for the classifier router.
 - `CachedFeaturizer`: an LRU cache by text hash in front of any featuriser.
 
 Imports: numpy, scipy (sparse matrices, SVD), the standard library.
@@ -259,11 +261,19 @@ class HashedNgramFeaturizer:
 
 
 class SentenceTransformerFeaturizer:
-    """A sentence-transformers model loaded from a local path (no downloads)."""
+    """A sentence-transformers model loaded from a local path (no downloads).
+
+    The path is a model folder as sentence-transformers saves it (modules.json,
+    config, weights); it is loaded with `local_files_only`, on CPU unless
+    `device` says otherwise. Set HF_HUB_OFFLINE=1 in the environment as well, so
+    the Hugging Face libraries never try the network for anything else.
+    """
 
     name = "sentence-transformers"
 
-    def __init__(self, model_path: str | Path, *, batch_size: int = 32) -> None:
+    def __init__(
+        self, model_path: str | Path, *, batch_size: int = 32, device: str = "cpu"
+    ) -> None:
         self.model_path = str(model_path)
         self.batch_size = batch_size
         try:
@@ -273,19 +283,31 @@ class SentenceTransformerFeaturizer:
                 "the sentence-transformers featuriser needs the optional extra: "
                 "pip install 'interlock[embeddings]'"
             ) from exc
-        if not Path(self.model_path).exists():
+        if not (Path(self.model_path) / "modules.json").is_file() and not (
+            Path(self.model_path) / "config.json"
+        ).is_file():
             raise FileNotFoundError(
-                f"no sentence-transformers model at {self.model_path} (a local path is "
-                "required; Interlock never downloads models)"
+                f"no sentence-transformers model at {self.model_path} (a local model folder "
+                "is required; Interlock never downloads models)"
             )
-        self._model = SentenceTransformer(self.model_path, local_files_only=True)
-        self.dim = int(self._model.get_sentence_embedding_dimension() or 0)
+        self._model = SentenceTransformer(self.model_path, device=device, local_files_only=True)
+        # `get_embedding_dimension` is the newer name; older releases only have the long one.
+        model: Any = self._model
+        dim_of = getattr(model, "get_embedding_dimension", None)
+        if dim_of is None:
+            dim_of = model.get_sentence_embedding_dimension
+        self.dim = int(dim_of() or 0)
 
     def fit(self, texts: Sequence[str]) -> None:
         return None
 
     def transform(self, texts: Sequence[str]) -> np.ndarray:
-        vectors = self._model.encode(list(texts), batch_size=self.batch_size)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self._model.encode(
+            list(texts), batch_size=self.batch_size, show_progress_bar=False,
+            convert_to_numpy=True,
+        )
         return l2_normalise(np.asarray(vectors, dtype=np.float32))
 
     def manifest(self) -> dict[str, Any]:
@@ -335,6 +357,58 @@ class EmbeddingEndpointFeaturizer:
 
     def save(self, directory: str | Path) -> None:
         return None
+
+
+# ---------------------------------------------------------------- hashed + dense
+
+
+class HybridFeaturizer:
+    """The hashed TF-IDF beside a dense embedding model ("hashed+st:PATH").
+
+    `transform_sparse` (what linear routers read) is the TF-IDF row with the
+    embedding appended, scaled by `weight`; `transform` (what similarity routers
+    read) is the L2-normalised concatenation of both dense vectors. The default
+    weight 0.5 was the best of 0.3/0.5/1/2 for the classifier on RouteLLM's MMLU
+    outcomes with all-MiniLM-L6-v2 (docs/routing.md).
+    """
+
+    name = "hybrid"
+
+    def __init__(
+        self, hashed: HashedNgramFeaturizer, dense: Featurizer, *, weight: float = 0.5
+    ) -> None:
+        self.hashed = hashed
+        self.dense = dense
+        self.weight = float(weight)
+        self.dim = hashed.dim + dense.dim
+
+    def fit(self, texts: Sequence[str]) -> None:
+        self.hashed.fit(texts)
+        self.dense.fit(texts)
+
+    def transform_sparse(self, texts: Sequence[str]) -> Any:
+        from scipy import sparse
+
+        emb = self.weight * self.dense.transform(texts)
+        return sparse.hstack(
+            [self.hashed.transform_sparse(texts), sparse.csr_matrix(emb.astype(np.float32))],
+            format="csr",
+        )
+
+    def transform(self, texts: Sequence[str]) -> np.ndarray:
+        return l2_normalise(
+            np.hstack([self.hashed.transform(texts), self.dense.transform(texts)])
+        )
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "dim": self.dim, "params": {"weight": self.weight},
+            "parts": [self.hashed.manifest(), self.dense.manifest()],
+        }
+
+    def save(self, directory: str | Path) -> None:
+        self.hashed.save(directory)
+        self.dense.save(directory)
 
 
 # ---------------------------------------------------------------- cache
@@ -412,12 +486,24 @@ class CachedFeaturizer:
 
 
 def make_featurizer(spec: str = "hashed", **params: Any) -> Featurizer:
-    """From a CLI spec: "hashed" or "st:/local/model/path"."""
+    """From a CLI spec: "hashed", "st:/local/model/path" or "hashed+st:/local/model/path".
+
+    `params` go to the hashed featuriser (for "hashed+st:", `weight` goes to the
+    hybrid and `batch_size` to the sentence-transformers model).
+    """
     if spec == "hashed":
         return HashedNgramFeaturizer(**params)
     if spec.startswith("st:"):
         return SentenceTransformerFeaturizer(spec[3:], **params)
-    raise ValueError(f"unknown featuriser {spec!r}: use 'hashed' or 'st:/path/to/model'")
+    if spec.startswith("hashed+st:"):
+        weight = float(params.pop("weight", 0.5))
+        batch_size = int(params.pop("batch_size", 32))
+        dense = SentenceTransformerFeaturizer(spec[len("hashed+st:"):], batch_size=batch_size)
+        return HybridFeaturizer(HashedNgramFeaturizer(**params), dense, weight=weight)
+    raise ValueError(
+        f"unknown featuriser {spec!r}: use 'hashed', 'st:/path/to/model' or "
+        "'hashed+st:/path/to/model'"
+    )
 
 
 def featurizer_from_manifest(
@@ -432,6 +518,12 @@ def featurizer_from_manifest(
         return HashedNgramFeaturizer.load(directory, d)
     if name == SentenceTransformerFeaturizer.name:
         return SentenceTransformerFeaturizer(params["model_path"])
+    if name == HybridFeaturizer.name:
+        hashed, dense = (featurizer_from_manifest(part, directory, embed=embed)
+                         for part in d["parts"])
+        if not isinstance(hashed, HashedNgramFeaturizer):
+            raise ValueError("a hybrid featuriser's first part must be the hashed one")
+        return HybridFeaturizer(hashed, dense, weight=float(params.get("weight", 0.5)))
     if name == EmbeddingEndpointFeaturizer.name:
         return EmbeddingEndpointFeaturizer(embed, dim=int(d["dim"]), model=params.get("model", ""))
     raise ValueError(f"unknown featuriser in manifest: {json.dumps(d)[:200]}")

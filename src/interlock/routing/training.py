@@ -51,7 +51,7 @@ def train_router(
     table = load_training_data(data, models=models)
     router = make_router(name, models=list(models) if models else None, **(params or {}))
     fz_params = dict(featurizer_params or {})
-    if featurizer == "hashed":
+    if featurizer == "hashed" or featurizer.startswith("hashed+"):
         fz_params.setdefault("seed", seed)
     router.fit(table, make_featurizer(featurizer, **fz_params), seed=seed)
     router.data_hash = data_hash(data)
