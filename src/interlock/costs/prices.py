@@ -7,14 +7,13 @@ reads them from the `genai-prices` package's bundled data (never the network).
 precedence deployment fields > config `prices:` > genai-prices, and turns a
 `Usage` into dollars. An unknown price is `None`, never zero.
 
-Imports: the standard library, `types`, `catalog`, `costs.settings`;
+Imports: the standard library, `types`, `tokens`, `catalog`, `costs.settings`;
 `genai_prices` lazily (its data takes ~0.2 s to load).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -23,18 +22,16 @@ from typing import Any
 
 from interlock.catalog import Catalog, Deployment
 from interlock.costs.settings import PriceOverride
-from interlock.types import ChatRequest, ImagePart, Usage
+from interlock.tokens import estimate_prompt_tokens
+from interlock.types import ChatRequest, Usage
 
 log = logging.getLogger(__name__)
 
 MILLION = Decimal(1_000_000)
 # When the caller sets no max_tokens, a reservation assumes this many output tokens.
 DEFAULT_EXPECTED_OUTPUT_TOKENS = 1_000
-# A rough count for budget reservations: about four characters per token, a few
-# tokens of framing per message, and a flat charge per image.
-CHARS_PER_TOKEN = 4
-TOKENS_PER_MESSAGE = 4
-TOKENS_PER_IMAGE = 1_000
+# Budget reservations err high: an image may be a large, high-detail one.
+RESERVED_TOKENS_PER_IMAGE = 1_000
 
 # Our provider names -> genai-prices provider ids, where they differ.
 _GENAI_PROVIDER = {"gemini": "google", "vertex": "google", "vertex_ai": "google"}
@@ -367,11 +364,4 @@ class PriceBook:
 
 
 def estimate_input_tokens(request: ChatRequest) -> int:
-    chars = sum(len(m.text) for m in request.messages)
-    images = sum(1 for m in request.messages for p in m.parts if isinstance(p, ImagePart))
-    tools = sum(len(str(t.parameters or "")) + len(t.name) for t in request.tools or ())
-    return (
-        math.ceil((chars + tools) / CHARS_PER_TOKEN)
-        + TOKENS_PER_MESSAGE * len(request.messages)
-        + TOKENS_PER_IMAGE * images
-    )
+    return estimate_prompt_tokens(request, tokens_per_image=RESERVED_TOKENS_PER_IMAGE)

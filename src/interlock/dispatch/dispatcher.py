@@ -11,7 +11,7 @@ groups called) of them. One deadline (`timeout`, or `stream_timeout` for
 streams) bounds everything, waits and backoffs included, and every attempt's
 own timeouts are cut to what is left of it.
 
-Imports: the standard library, `types`, `errors`, `catalog`, `adapters.base`,
+Imports: the standard library, `types`, `tokens`, `errors`, `catalog`, `adapters.base`,
 `adapters.http`, `dispatch.*`.
 """
 
@@ -37,12 +37,7 @@ from interlock.dispatch.health import (
 from interlock.dispatch.outcome import Attempt, DispatchResult
 from interlock.dispatch.retry import Action, FallbackKind, RetryDecision, RetryPolicy, retry_class
 from interlock.dispatch.run import Picked, Run, Success
-from interlock.dispatch.selection import (
-    estimate_prompt_tokens,
-    estimate_request_tokens,
-    fits,
-    rank,
-)
+from interlock.dispatch.selection import estimate_request_tokens, fits, rank
 from interlock.dispatch.settings import RouterSettings
 from interlock.dispatch.state import StateBackend, build_state
 from interlock.dispatch.streaming import DispatchStream, Opened, close_iterator
@@ -55,6 +50,7 @@ from interlock.errors import (
     ProviderError,
     Timeout,
 )
+from interlock.tokens import estimate_prompt_tokens
 from interlock.types import ChatRequest, ChatResponse, Message, StreamDelta, TextPart
 
 __all__ = ["Attempt", "DispatchResult", "DispatchStream", "Dispatcher"]

@@ -1,4 +1,4 @@
-"""Choosing deployments inside a group, and the pre-call token estimate.
+"""Choosing deployments inside a group, and whether a prompt fits one.
 
 `rank` orders a group's deployments for one request: by `order` tier (lower
 first; no order sorts after every explicit one), then inside a tier by the
@@ -14,45 +14,26 @@ Deployments that already failed in this request go to the very end, so a
 retry prefers any other deployment (even of a higher order) to calling the
 one that just failed again.
 
-Token estimate: about four characters a token, plus four tokens a message
-and 85 an image. It is deliberately rough and errs towards larger counts only
-through `pre_call_safety_margin`.
+The prompt's token count comes from `interlock.tokens` (shared with the
+budget reservations); it is deliberately rough and errs towards larger counts
+only through `pre_call_safety_margin`.
 
 Imports: the standard library, `types`, `catalog`, `dispatch.health`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from collections.abc import Collection, Mapping, Sequence
 
 from interlock.catalog import Deployment
 from interlock.dispatch.health import DeploymentStats
-from interlock.types import ChatRequest, ImagePart
+from interlock.types import ChatRequest
 
-CHARS_PER_TOKEN = 4
-TOKENS_PER_MESSAGE = 4
-TOKENS_PER_IMAGE = 85
 # Assumed completion size for the tpm reservation when max_tokens is not set.
 DEFAULT_OUTPUT_ESTIMATE = 256
 ERROR_PENALTY_MS = 1000.0
-
-
-def estimate_prompt_tokens(request: ChatRequest) -> int:
-    chars = 0
-    images = 0
-    for m in request.messages:
-        chars += len(m.text)
-        images += sum(1 for p in m.parts if isinstance(p, ImagePart))
-        for tc in m.tool_calls:
-            chars += len(tc.name) + len(tc.arguments)
-    if request.tools:
-        chars += sum(len(t.name) + len(t.description or "") +
-                     len(json.dumps(t.parameters or {})) for t in request.tools)
-    return (math.ceil(chars / CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * len(request.messages)
-            + TOKENS_PER_IMAGE * images)
 
 
 def estimate_request_tokens(request: ChatRequest, prompt_tokens: int) -> int:

@@ -21,8 +21,9 @@ from decimal import Decimal, InvalidOperation
 
 import numpy as np
 
-from interlock.costs.prices import CHARS_PER_TOKEN, ModelPrice, lookup_model_price
+from interlock.costs.prices import ModelPrice, lookup_model_price
 from interlock.routing.data import OutcomeTable
+from interlock.tokens import CHARS_PER_TOKEN
 
 DEFAULT_OUTPUT_TOKENS = 500
 THOUSAND = Decimal(1000)

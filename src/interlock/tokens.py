@@ -1,0 +1,38 @@
+"""Token estimates for a request before any provider has counted it.
+
+Used where a number is needed ahead of the call: pre-call context checks and
+tpm reservations in dispatch, budget reservations in costs. About four
+characters a token, a few tokens of framing per message, a flat charge per
+image; callers that must err high (budgets) charge images more.
+
+Imports: the standard library, `types`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from interlock.types import ChatRequest, ImagePart
+
+CHARS_PER_TOKEN = 4
+TOKENS_PER_MESSAGE = 4
+# What a typical image costs at OpenAI's low detail; budgets pass a larger figure.
+TOKENS_PER_IMAGE = 85
+
+
+def estimate_prompt_tokens(request: ChatRequest, *,
+                           tokens_per_image: int = TOKENS_PER_IMAGE) -> int:
+    """Input tokens of the whole request: message text, tool calls and tool specs."""
+    chars = 0
+    images = 0
+    for m in request.messages:
+        chars += len(m.text)
+        images += sum(1 for p in m.parts if isinstance(p, ImagePart))
+        for tc in m.tool_calls:
+            chars += len(tc.name) + len(tc.arguments)
+    if request.tools:
+        chars += sum(len(t.name) + len(t.description or "") +
+                     len(json.dumps(t.parameters or {})) for t in request.tools)
+    return (math.ceil(chars / CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * len(request.messages)
+            + tokens_per_image * images)
