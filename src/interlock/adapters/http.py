@@ -180,19 +180,7 @@ class HttpClient:
 
     async def post(self, url: str, *, headers: Mapping[str, str], body: bytes,
                    timeouts: Timeouts, labels: Labels) -> HttpResponse:
-        session = self._get_session()
-        try:
-            async with session.post(url, data=body, headers=headers,
-                                    timeout=self._client_timeout(timeouts)) as resp:
-                data = await resp.read()
-                return HttpResponse(resp.status, resp.headers, data)
-        except TimeoutError:
-            raise Timeout(
-                f"{labels.provider} did not answer within {timeouts.total}s",
-                provider=labels.provider, deployment=labels.deployment,
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise _connection_error(exc, labels) from None
+        return await self._request("POST", url, headers, body, timeouts, labels)
 
     def stream(self, url: str, *, headers: Mapping[str, str], body: bytes,
                timeouts: Timeouts, labels: Labels) -> _StreamContext:
@@ -200,14 +188,20 @@ class HttpClient:
 
     async def get(self, url: str, *, headers: Mapping[str, str], timeouts: Timeouts,
                   labels: Labels) -> HttpResponse:
+        return await self._request("GET", url, headers, None, timeouts, labels)
+
+    async def _request(self, method: str, url: str, headers: Mapping[str, str],
+                       body: bytes | None, timeouts: Timeouts, labels: Labels) -> HttpResponse:
         session = self._get_session()
         try:
-            async with session.get(url, headers=headers,
-                                   timeout=self._client_timeout(timeouts)) as resp:
+            async with session.request(method, url, data=body, headers=headers,
+                                       timeout=self._client_timeout(timeouts)) as resp:
                 return HttpResponse(resp.status, resp.headers, await resp.read())
         except TimeoutError:
-            raise Timeout(f"{labels.provider} did not answer within {timeouts.total}s",
-                          provider=labels.provider, deployment=labels.deployment) from None
+            raise Timeout(
+                f"{labels.provider} did not answer within {timeouts.total}s",
+                provider=labels.provider, deployment=labels.deployment,
+            ) from None
         except aiohttp.ClientError as exc:
             raise _connection_error(exc, labels) from None
 
