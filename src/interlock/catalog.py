@@ -94,6 +94,9 @@ class ModelGroup:
 @dataclass(slots=True)
 class Catalog:
     groups: dict[str, ModelGroup] = field(default_factory=dict)
+    # Deployments by name, built on the first lookup (the catalog is read-only
+    # once built, and lookups happen on every ledger row).
+    _by_name: dict[str, Deployment] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_deployments(cls, deployments: Iterable[Deployment]) -> Catalog:
@@ -113,10 +116,9 @@ class Catalog:
             yield from g.deployments
 
     def deployment(self, name: str) -> Deployment:
-        for d in self.deployments():
-            if d.name == name:
-                return d
-        raise KeyError(name)
+        if not self._by_name:
+            self._by_name.update((d.name, d) for d in self.deployments())
+        return self._by_name[name]
 
     @property
     def group_names(self) -> list[str]:

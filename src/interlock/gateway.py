@@ -117,7 +117,6 @@ class Gateway:
                  http: HttpClient | None = None, dispatcher: Dispatcher | None = None) -> None:
         self.config = config
         self.catalog: Catalog = build_catalog(config, environ=environ)
-        self._by_name = {d.name: d for d in self.catalog.deployments()}
         self.http = http or HttpClient()
         self.adapters = AdapterRegistry(self.http)
         self.prices = PriceBook.build(self.catalog, config.prices)
@@ -139,7 +138,7 @@ class Gateway:
         self.ledger: Ledger | None = (
             Ledger(config.ledger) if config.ledger and config.ledger.database else None)
         self._started = False
-        for warning in getattr(config, "warnings", []):
+        for warning in config.warnings:
             log.warning("%s", warning)
         for name in self.prices.unknown():
             log.warning("no known price for deployment %s: its cost is recorded as unknown", name)
@@ -260,8 +259,12 @@ class Gateway:
         ))
 
     def _deployment_model(self, name: str | None) -> str | None:
-        deployment = self._by_name.get(name) if name else None
-        return deployment.model if deployment else None
+        if name is None:
+            return None
+        try:
+            return self.catalog.deployment(name).model
+        except KeyError:
+            return None
 
     async def _embed_for_router(self, group: str, texts: list[str]) -> list[list[float]]:
         """Embeddings for a router trained on an embeddings endpoint: the first usable
