@@ -12,10 +12,11 @@ Imports: everything below it (config, catalog, routing, dispatch, adapters, cost
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -173,17 +174,9 @@ class Gateway:
         """`arrived` (perf_counter) is when the server received the request, so the
         overhead it reports includes parsing; the library leaves it unset."""
         started, meta = await self._begin(request, request_id, arrived)
-        try:
+        with self._recording_failure(meta, started, request, key_id):
             meta.decision = await self.decide(request)
             result: DispatchResult = await self.dispatcher.complete(request, meta.decision.group)
-        except InterlockError as exc:
-            self._finish_error(meta, exc, started, request, key_id)
-            raise
-        except asyncio.CancelledError:
-            # The client went away: the request still leaves its ledger row.
-            self._finish_error(meta, InterlockError("the client disconnected"), started,
-                               request, key_id)
-            raise
         self._fill(meta, result.deployment, result.group, result.attempts)
         meta.cost_usd = self.prices.cost(result.deployment, result.response.usage)
         meta.latency_ms = (time.perf_counter() - started) * 1000
@@ -195,12 +188,9 @@ class Gateway:
                      key_id: str | None = None, arrived: float | None = None) -> GatewayStream:
         """Open a stream; failover before the first byte happens in here."""
         started, meta = await self._begin(request, request_id, arrived)
-        try:
+        with self._recording_failure(meta, started, request, key_id):
             meta.decision = await self.decide(request)
             upstream = await self.dispatcher.open_stream(request, meta.decision.group)
-        except InterlockError as exc:
-            self._finish_error(meta, exc, started, request, key_id)
-            raise
         self._fill(meta, upstream.deployment, upstream.group, upstream.attempts)
         meta.ttft_ms = (time.perf_counter() - started) * 1000
         # Headers go out now, so overhead is what came before the first byte.
@@ -208,6 +198,20 @@ class Gateway:
         return GatewayStream(self, request, upstream, meta, started, key_id)
 
     # -- bookkeeping -------------------------------------------------------------
+    @contextlib.contextmanager
+    def _recording_failure(self, meta: ResponseMeta, started: float, request: ChatRequest,
+                           key_id: str | None) -> Iterator[None]:
+        """A failed or abandoned request still leaves its ledger row."""
+        try:
+            yield
+        except InterlockError as exc:
+            self._finish_error(meta, exc, started, request, key_id)
+            raise
+        except asyncio.CancelledError:
+            self._finish_error(meta, InterlockError("the client disconnected"), started,
+                               request, key_id)
+            raise
+
     async def _begin(self, request: ChatRequest, request_id: str | None,
                      arrived: float | None) -> tuple[float, ResponseMeta]:
         """(start time, metadata) of one request; the decision is filled in later."""
