@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import os
 import random
 import threading
-import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -78,6 +79,9 @@ class LedgerRow:
     response: str | None = None
 
 
+_ROW_FIELDS = tuple(f.name for f in fields(LedgerRow))
+
+
 class Ledger:
     def __init__(
         self,
@@ -103,6 +107,11 @@ class Ledger:
         self.dropped = 0
         self.written = 0
         self.write_failures = 0
+        # row_id = a random per-ledger prefix + a counter: unique across
+        # processes and restarts like a uuid4, at a fraction of its cost per row
+        # (uuid4 was a tenth of the writer's time).
+        self._row_prefix = os.urandom(8).hex()
+        self._row_serial = itertools.count()
 
     # ------------------------------------------------------------------ public
 
@@ -192,13 +201,15 @@ class Ledger:
     # ------------------------------------------------------------------ internals
 
     def _values(self, row: LedgerRow) -> dict[str, Any]:
-        values = asdict(row)
+        # A shallow copy: every field is immutable, and dataclasses.asdict's
+        # deep copy was half of the writer's time per row.
+        values = {name: getattr(row, name) for name in _ROW_FIELDS}
         values["cost_nanousd"] = values.pop("cost_usd")
         if not self.settings.log_payloads:
             values["prompt"] = values["response"] = None
         if values["created_at"].tzinfo is None:
             values["created_at"] = values["created_at"].replace(tzinfo=UTC)
-        values["row_id"] = uuid.uuid4().hex
+        values["row_id"] = f"{self._row_prefix}{next(self._row_serial):016x}"
         return values
 
     def _poke(self) -> None:
