@@ -75,6 +75,16 @@ def test_bad_fields_name_the_field_and_the_fix(over, param, words):
     assert words in info.value.message
 
 
+def test_more_than_one_choice_is_refused_rather_than_billed_and_lost():
+    with pytest.raises(InvalidRequest) as info:
+        parse_chat_request(body(n=3))
+    assert info.value.param == "n"
+    assert info.value.code == "unsupported_parameter"
+    assert "separate requests" in info.value.message
+    assert parse_chat_request(body(n=1)).n == 1
+    assert parse_chat_request(body(n=3, drop_params=True)).n is None
+
+
 def test_body_must_be_an_object():
     with pytest.raises(InvalidRequest, match="JSON object"):
         parse_chat_request(["not", "an", "object"])

@@ -68,6 +68,21 @@ def _positive_int(body: Mapping[str, Any], key: str) -> int | None:
     return int(value)
 
 
+def _choice_count(body: Mapping[str, Any]) -> int | None:
+    """`n`, which must be 1: the neutral response holds one choice, so with n > 1
+    the provider would bill for choices the client never sees. drop_params asks
+    for one choice instead of an error."""
+    n = _positive_int(body, "n")
+    if n is None or n == 1:
+        return n
+    if body.get("drop_params") is True:
+        return None
+    raise InvalidRequest(
+        f"'n' is {n}, but Interlock returns one choice per request (the other choices "
+        "would be billed and lost). Send separate requests, or set drop_params: true "
+        "to get one choice.", param="n", code="unsupported_parameter")
+
+
 def _parts(content: Any, where: str) -> list[Part]:
     if content is None:
         return []
@@ -239,7 +254,7 @@ def parse_chat_request(body: Any) -> ChatRequest:
         parallel_tool_calls=body.get("parallel_tool_calls"),
         response_format=_response_format(body),
         user=body.get("user"),
-        n=_positive_int(body, "n"),
+        n=_choice_count(body),
         extra={k: v for k, v in body.items() if k not in _KNOWN and k not in _LOCAL},
         metadata=metadata,
         fallbacks=fallbacks,
