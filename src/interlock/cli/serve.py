@@ -47,7 +47,8 @@ def serve(
         settings = loaded.general_settings
         host = host or settings.host or "127.0.0.1"
         port = port or settings.port or 4000
-        app = create_app(loaded, host=host)  # fails fast on a bad config or auth setting
+        # Fails fast on a bad config or auth setting.
+        app = create_app(loaded, host=host, tune_gc=True)
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
