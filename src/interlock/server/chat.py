@@ -194,8 +194,14 @@ class _SseWriter:
 
     async def _produce(self) -> None:
         try:
+            first = True
             async for delta in self.stream:
                 self._queue.put_nowait(delta)
+                if first:
+                    # Let the writer send the first token now rather than after
+                    # every event that arrived in the same read is processed.
+                    first = False
+                    await asyncio.sleep(0)
         except InterlockError as exc:
             self._queue.put_nowait(exc)
         except Exception:
