@@ -41,6 +41,8 @@ T = TypeVar("T")
 _DONE = b"data: [DONE]\n\n"
 # A body of JSON `null` parses to None, so "already answered" needs its own marker.
 _ANSWERED = object()
+# Seconds a request runs before a task starts watching for its client to leave.
+WATCH_AFTER = 0.05
 
 
 class _Disconnected(Exception):
@@ -56,10 +58,17 @@ async def _until_disconnect(receive: Receive) -> None:
 
 async def _race_disconnect(work: Awaitable[T], receive: Receive) -> T:
     """Run `work` in this task; if the client goes away first, cancel it and raise
-    _Disconnected. One watcher task per request: running the work in a task of
-    its own as well showed up in the overhead profile."""
+    _Disconnected.
+
+    The watcher task starts only once the work has run for `WATCH_AFTER`
+    seconds: a request that ends sooner never pays for creating, starting and
+    cancelling a task (most of the gateway's own requests, and a measurable
+    share of their CPU), and a client that leaves early has its upstream call
+    cancelled at most that much later."""
     current = asyncio.current_task()
+    loop = asyncio.get_running_loop()
     gone = False
+    watcher: asyncio.Task[None] | None = None
 
     async def watch() -> None:
         nonlocal gone
@@ -68,7 +77,11 @@ async def _race_disconnect(work: Awaitable[T], receive: Receive) -> T:
         if current is not None:
             current.cancel()
 
-    watcher = asyncio.ensure_future(watch())
+    def start_watching() -> None:
+        nonlocal watcher
+        watcher = loop.create_task(watch())
+
+    timer = loop.call_later(WATCH_AFTER, start_watching)
     try:
         return await work
     except asyncio.CancelledError:
@@ -76,7 +89,9 @@ async def _race_disconnect(work: Awaitable[T], receive: Receive) -> T:
             raise _Disconnected() from None
         raise
     finally:
-        watcher.cancel()
+        timer.cancel()
+        if watcher is not None:
+            watcher.cancel()
 
 
 @dataclass(slots=True)
