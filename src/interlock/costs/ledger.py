@@ -33,9 +33,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from interlock.costs.batch_insert import BatchInsert
 from interlock.costs.schema import LedgerTables, ledger_tables, make_engine, migrate
 from interlock.costs.settings import LedgerSettings
 from interlock.errors import redact
@@ -103,6 +103,7 @@ class Ledger:
         self._closing = False
         self._stopping = False
         self._migrated = False
+        self._insert: BatchInsert | None = None
         self._inflight = 0
         self.dropped = 0
         self.written = 0
@@ -272,20 +273,10 @@ class Ledger:
         if not self._migrated:
             self._migrate()
         engine = self._get_engine()
-        table = self.tables.requests
+        if self._insert is None:
+            self._insert = BatchInsert(engine.dialect, self.tables.requests)
         with engine.begin() as conn:
-            if engine.dialect.name == "postgresql":
-                from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-                conn.execute(pg_insert(table).on_conflict_do_nothing(
-                    index_elements=["row_id"]), rows)
-            elif engine.dialect.name == "sqlite":
-                from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-                conn.execute(sqlite_insert(table).on_conflict_do_nothing(
-                    index_elements=["row_id"]), rows)
-            else:
-                conn.execute(sa.insert(table), rows)
+            self._insert.execute(conn, rows)
 
     async def _run(self) -> None:
         backoff = self.settings.retry_initial

@@ -1,0 +1,99 @@
+"""The ledger's compiled INSERT on SQLite and PostgreSQL: every value comes back
+as written (timestamps in UTC, money to the nano-dollar), and a batch written
+again after a lost commit acknowledgement adds nothing."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from interlock.costs.batch_insert import BatchInsert
+from interlock.costs.ledger import Ledger, LedgerRow
+from interlock.costs.schema import LedgerTables, ledger_tables, make_engine, migrate
+from interlock.costs.settings import LedgerSettings
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """(URL, table prefix); PostgreSQL tables get a fresh prefix and are dropped after."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "ledger.sqlite"), "interlock_"
+        return
+    url = request.getfixturevalue("postgres_url")
+    prefix = f"t_{uuid.uuid4().hex[:10]}_"
+    yield url, prefix
+    engine = make_engine(url)
+    with contextlib.suppress(Exception):
+        ledger_tables(prefix).metadata.drop_all(engine)
+    engine.dispose()
+
+
+def _rows() -> list[LedgerRow]:
+    paris = timezone(timedelta(hours=1))
+    return [
+        LedgerRow(request_id="req-full", requested_model="auto", api_key_id="team-a",
+                  router="mf", routed_group="budget", route_score=0.25, deployment="lite",
+                  provider="gemini", model="gemini-2.0-flash-lite", status="error",
+                  error_class="RateLimited", attempts=3, fallbacks=1, input_tokens=120,
+                  cached_input_tokens=40, output_tokens=50, reasoning_tokens=7,
+                  cost_usd=Decimal("0.000022501"), latency_ms=12.5, ttft_ms=3.25, stream=True,
+                  created_at=datetime(2026, 3, 4, 13, 0, 0, 123456, tzinfo=paris)),
+        LedgerRow(request_id="req-sparse", created_at=datetime(2026, 3, 4, 12, 0, tzinfo=UTC)),
+    ]
+
+
+def _read(engine: Engine, tables: LedgerTables) -> list[dict[str, object]]:
+    with engine.connect() as conn:
+        result = conn.execute(sa.select(tables.requests).order_by(tables.requests.c.request_id))
+        return [dict(r) for r in result.mappings()]
+
+
+def test_values_round_trip_and_a_rewritten_batch_adds_nothing(
+        database: tuple[str, str]) -> None:
+    url, prefix = database
+    ledger = Ledger(LedgerSettings(database=url, table_prefix=prefix))
+    batch: list[LedgerRow | dict[str, object]] = list(_rows())
+    ledger._write(batch)  # the writer thread's call, made directly
+    ledger._write(batch)  # a retry after a lost acknowledgement: same row_ids
+    engine = ledger._get_engine()
+    try:
+        got = _read(engine, ledger.tables)
+    finally:
+        engine.dispose()
+    assert [r["request_id"] for r in got] == ["req-full", "req-sparse"]
+    full, sparse = got
+    assert full["created_at"] == datetime(2026, 3, 4, 12, 0, 0, 123456, tzinfo=UTC)
+    assert full["cost_nanousd"] == Decimal("0.000022501")
+    expected = _rows()[0]
+    for name in ("api_key_id", "requested_model", "router", "routed_group", "route_score",
+                 "deployment", "provider", "model", "status", "error_class", "attempts",
+                 "fallbacks", "input_tokens", "cached_input_tokens", "output_tokens",
+                 "reasoning_tokens", "latency_ms", "ttft_ms", "stream"):
+        assert full[name] == getattr(expected, name), name
+    assert sparse["cost_nanousd"] is None and sparse["stream"] is False
+    assert sparse["status"] == "ok" and sparse["attempts"] == 1 and sparse["input_tokens"] == 0
+    assert len({r["row_id"] for r in got}) == 2
+
+
+def test_a_row_missing_columns_gets_their_defaults(database: tuple[str, str]) -> None:
+    url, prefix = database
+    tables = ledger_tables(prefix)
+    engine = make_engine(url)
+    try:
+        migrate(engine, tables)
+        insert = BatchInsert(engine.dialect, tables.requests)
+        with engine.begin() as conn:
+            insert.execute(conn, [{"row_id": "r1", "request_id": "x", "status": "ok",
+                                   "created_at": datetime(2026, 1, 1, tzinfo=UTC)}])
+        (row,) = _read(engine, tables)
+    finally:
+        engine.dispose()
+    assert row["attempts"] == 0 and row["stream"] is False and row["prompt"] is None
