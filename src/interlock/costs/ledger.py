@@ -1,8 +1,8 @@
 """The spend ledger: one row per request, written off the request path.
 
 `Ledger.record` appends to a bounded in-memory buffer and returns at once; a
-background asyncio task takes batches from it and writes them with SQLAlchemy
-Core in a worker thread (`asyncio.to_thread`). A plain synchronous engine in a
+background asyncio task takes batches from it and writes them in a worker
+thread (`asyncio.to_thread`), with one INSERT compiled once (`costs.batch_insert`). A plain synchronous engine in a
 thread was chosen over SQLAlchemy's asyncio extension because the extension
 needs an async driver per database (aiosqlite for the SQLite default is one
 more dependency) and buys nothing here: one writer, batched inserts, and the
@@ -14,7 +14,8 @@ buffer and the writer retries with exponential backoff; rows are only dropped
 `row_id` made here, and inserts ignore a `row_id` already present, so a batch
 retried after a lost commit acknowledgement is not written twice.
 
-Imports: sqlalchemy, the standard library, `errors`, `costs.schema`, `costs.settings`.
+Imports: sqlalchemy, the standard library, `errors`, `costs.batch_insert`, `costs.schema`,
+`costs.settings`.
 """
 
 from __future__ import annotations
