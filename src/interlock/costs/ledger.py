@@ -2,11 +2,12 @@
 
 `Ledger.record` appends to a bounded in-memory buffer and returns at once; a
 background asyncio task takes batches from it and writes them in a worker
-thread (`asyncio.to_thread`), with one INSERT compiled once (`costs.batch_insert`). A plain synchronous engine in a
-thread was chosen over SQLAlchemy's asyncio extension because the extension
-needs an async driver per database (aiosqlite for the SQLite default is one
-more dependency) and buys nothing here: one writer, batched inserts, and the
-event loop never waits on the database either way.
+thread (`asyncio.to_thread`), with one INSERT compiled once
+(`costs.batch_insert`). A plain synchronous engine in a thread was chosen over
+SQLAlchemy's asyncio extension because the extension needs an async driver per
+database (aiosqlite for the SQLite default is one more dependency) and buys
+nothing here: one writer, batched inserts, and the event loop never waits on
+the database either way.
 
 When the database is unreachable, the batch goes back to the front of the
 buffer and the writer retries with exponential backoff; rows are only dropped
