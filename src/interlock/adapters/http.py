@@ -231,8 +231,11 @@ class _StreamContext:
         # bounded by the first-token timeout as well as the total.
         wait = _cap(self._timeouts.first_token, self._timeouts.total)
         try:
-            self._resp = await asyncio.wait_for(
-                session.post(url, data=body, headers=headers, timeout=timeout), wait)
+            # asyncio.timeout, not wait_for: 3.11's wait_for runs the request in a
+            # task of its own, one more task and loop turn for every stream.
+            async with asyncio.timeout(wait):
+                self._resp = await session.post(url, data=body, headers=headers,
+                                                timeout=timeout)
         except TimeoutError:
             raise Timeout(
                 f"{self._labels.provider} did not start answering in time",

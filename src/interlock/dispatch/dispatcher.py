@@ -317,7 +317,10 @@ class Dispatcher:
         if timeouts.total is None:
             return await call
         try:
-            return await asyncio.wait_for(call, timeouts.total + GUARD_GRACE)
+            # asyncio.timeout runs the call in this task; 3.11's wait_for wrapped
+            # it in a task of its own on every attempt.
+            async with asyncio.timeout(timeouts.total + GUARD_GRACE):
+                return await call
         except TimeoutError:
             raise Timeout(f"{d.name} overran its {timeouts.total:.1f}s timeout",
                           provider=d.provider, deployment=d.name) from None
