@@ -7,7 +7,9 @@ import importlib.util
 import numpy as np
 import pytest
 
+from interlock.routing.artefacts import read_arrays, write_arrays
 from interlock.routing.features import (
+    SHAPE_FEATURES,
     CachedFeaturizer,
     EmbeddingEndpointFeaturizer,
     HashedNgramFeaturizer,
@@ -15,6 +17,7 @@ from interlock.routing.features import (
     SentenceTransformerFeaturizer,
     featurizer_from_manifest,
     make_featurizer,
+    prompt_shape,
 )
 
 TEXTS = [
@@ -40,8 +43,7 @@ def test_hashed_vectors_are_normalised_and_similar_texts_are_close() -> None:
     x = f.transform(TEXTS)
     assert x.shape == (len(TEXTS), 6) and x.dtype == np.float32
     assert np.allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5)
-    s = f.transform_sparse(TEXTS)
-    assert s.shape == (len(TEXTS), 2**12)
+    s = f.transform_sparse(TEXTS)[:, : 2**12]
     sims = (s @ s.T).toarray()
     # The paraphrase pairs are nearer each other than to the unrelated prompts.
     assert sims[0, 1] > sims[0, 2] and sims[0, 1] > sims[0, 5]
@@ -61,6 +63,65 @@ def test_hashed_is_deterministic_and_round_trips(tmp_path) -> None:
     a.save(tmp_path)
     c = featurizer_from_manifest(a.manifest(), tmp_path)
     assert np.array_equal(a.transform(TEXTS), c.transform(TEXTS))
+
+
+MCQ = (
+    "The following passage is about tax.\nRates rose 12 % in 1990 and 3.5 % in 1991.\n"
+    "Which of these is NOT a cause?\nA. 12\nB. 3.5\nC. inflation in the cities\n"
+    "D. none of the above\nAnswer:"
+)
+
+
+def test_prompt_shape_reads_options_passage_negation_and_numbers() -> None:
+    shape = dict(zip(SHAPE_FEATURES, prompt_shape(MCQ), strict=True))
+    assert shape["options"] == 4
+    assert shape["numeric_option_share"] == 0.5
+    assert shape["has_negation"] == 1 and shape["has_capital_negation"] == 1
+    assert shape["catch_all_option"] == 1 and shape["stem_has_question_mark"] == 1
+    passage = len("The following passage is about tax.") + len(
+        "Rates rose 12 % in 1990 and 3.5 % in 1991."
+    )
+    assert shape["log_passage_chars"] == pytest.approx(np.log1p(passage))
+    assert shape["digit_share"] > 0 and shape["statement_style"] == 0
+    plain = dict(zip(SHAPE_FEATURES, prompt_shape("Write a haiku"), strict=True))
+    assert plain["options"] == 0 and plain["log_passage_chars"] == 0
+    assert plain["has_negation"] == 0 and plain["digit_share"] == 0
+
+
+def test_sparse_rows_end_with_standardised_shape_columns() -> None:
+    texts = [*TEXTS, MCQ]
+    f = HashedNgramFeaturizer(n_features=2**12, dim=4, shape_weight=0.5)
+    f.fit(texts)
+    s = f.transform_sparse(texts)
+    assert s.shape == (len(texts), 2**12 + len(SHAPE_FEATURES))
+    shape = s[:, 2**12 :].toarray()
+    # Standardised on the training prompts, then weighted: mean 0, spread 0.5 (or 0 if constant).
+    assert np.allclose(shape.mean(axis=0), 0.0, atol=1e-5)
+    assert np.all(np.isclose(shape.std(axis=0), 0.5, atol=1e-4) | (shape.std(axis=0) < 1e-6))
+    # The TF-IDF part is unchanged by the extra columns.
+    assert np.allclose(s[:, : 2**12].toarray(), f._tfidf(texts).toarray())
+    off = HashedNgramFeaturizer(n_features=2**12, dim=4, shape_weight=0.0)
+    off.fit(texts)
+    assert off.transform_sparse(texts).shape == (len(texts), 2**12)
+    # fit_idf alone (the intent router) gives the TF-IDF columns only.
+    f.fit_idf(texts)
+    assert f.transform_sparse(texts).shape == (len(texts), 2**12)
+
+
+def test_artefact_saved_before_shape_features_loads_without_them(tmp_path) -> None:
+    f = _fitted()
+    f.save(tmp_path / "new")
+    new = featurizer_from_manifest(f.manifest(), tmp_path / "new")
+    assert np.allclose(new.transform_sparse(TEXTS).toarray(),  # type: ignore[attr-defined]
+                       f.transform_sparse(TEXTS).toarray())
+    f.save(tmp_path)
+    old = {k: v for k, v in read_arrays(tmp_path / "featurizer.npz").items()
+           if not k.startswith("shape_")}
+    write_arrays(tmp_path / "featurizer.npz", old)
+    manifest = f.manifest()
+    del manifest["params"]["shape_weight"]
+    g = featurizer_from_manifest(manifest, tmp_path)
+    assert g.transform_sparse(TEXTS).shape == (len(TEXTS), 2**12)  # type: ignore[attr-defined]
 
 
 def test_unfitted_hashed_featuriser_says_so() -> None:
@@ -218,7 +279,7 @@ def test_hybrid_featuriser_lets_the_classifier_use_the_embedding(tmp_path) -> No
     router = make_router("classifier", c=10.0)
     router.fit(OutcomeTable(prompts, ["strong", "weak"], scores), hybrid, seed=0)
     x = hybrid.transform_sparse(test_prompts)
-    assert x.shape == (100, 2**12 + 2)
+    assert x.shape == (100, 2**12 + len(SHAPE_FEATURES) + 2)
     assert hybrid.transform(test_prompts).shape == (100, hybrid.dim)
     p = router.win_prob(test_prompts, "strong", "weak")
     # The words are noise: only the appended embedding can separate the labels.
