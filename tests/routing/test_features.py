@@ -309,3 +309,21 @@ def test_hybrid_spec_builds_from_the_real_local_model(minilm: SentenceTransforme
     f.save(tmp_path)
     again = featurizer_from_manifest(f.manifest(), tmp_path)
     assert np.allclose(again.transform(TEXTS[:3]), f.transform(TEXTS[:3]), atol=1e-5)
+
+
+def test_char_hashes_equal_hashing_each_ngram_from_scratch() -> None:
+    from interlock.routing.features import _char_hashes
+
+    def reference(text: str, lo: int, hi: int) -> list[int]:
+        out = []
+        for n in range(lo, hi + 1):
+            for i in range(len(text) - n + 1):
+                h = n
+                for ch in text[i : i + n]:
+                    h = (h * 1_000_003 + ord(ch)) % 2**32
+                out.append(h ^ 0xC0FFEE)
+        return out
+
+    for text in ["", "ab", "abc", "héllo wörld 日本語 🙂", "x = 3.5 * y\nA. 12"]:
+        for lo, hi in [(3, 5), (1, 2), (4, 4)]:
+            assert _char_hashes(text, lo, hi).tolist() == reference(text, lo, hi)
