@@ -107,9 +107,9 @@ class InterlockApp:
 
 # Requests in flight hold a few hundred collector-tracked objects each, so at
 # concurrency 64 the default threshold (700 allocations) ran a collection every
-# few requests, each one walking live objects it could not free: a tenth of a
-# millisecond of CPU per request. Almost nothing a request makes is cyclic
-# garbage (refcounting frees it), so collecting rarely loses nothing.
+# few requests, each one walking live objects it could not free: about a tenth
+# of a millisecond of CPU per request. Requests make almost no cyclic garbage
+# (refcounting frees what they leave), so collecting rarely costs no memory.
 GEN0_THRESHOLD = 10_000
 
 
