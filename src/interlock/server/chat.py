@@ -61,10 +61,10 @@ async def _race_disconnect(work: Awaitable[T], receive: Receive) -> T:
     _Disconnected.
 
     The watcher task starts only once the work has run for `WATCH_AFTER`
-    seconds: a request that ends sooner never pays for creating, starting and
-    cancelling a task (most of the gateway's own requests, and a measurable
-    share of their CPU), and a client that leaves early has its upstream call
-    cancelled at most that much later."""
+    seconds: a request that ends sooner (most of the gateway's own work) never
+    pays for creating, starting and cancelling a task, two event-loop turns
+    each; a client that leaves early has its upstream call cancelled at most
+    that much later."""
     current = asyncio.current_task()
     loop = asyncio.get_running_loop()
     gone = False
