@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import random
@@ -51,14 +52,21 @@ async def test_cooldown_opened_by_one_is_honoured_by_the_other_within_100ms(
     assert (await one.complete(request(), "g")).deployment.name == "a"
     assert (await two.complete(request(), "g")).deployment.name == "a"
     adapter_one.script("a", fail(RateLimited, 429, retry_after=30))
-    result = await one.complete(request(), "g")
-    opened_at = time.monotonic()
-    assert result.deployment.name == "b"
-    served = "a"
-    while served == "a":
-        served = (await two.complete(request(), "g")).deployment.name
-        assert time.monotonic() - opened_at < 0.5
-    assert time.monotonic() - opened_at <= 0.1
+    # What is timed is the sharing, not this test process: a full garbage
+    # collection of the suite's objects (about 280k of them) takes ~140 ms here
+    # and once landed inside this window (a 190 ms failure in a full CI run).
+    gc.disable()
+    try:
+        result = await one.complete(request(), "g")
+        opened_at = time.monotonic()
+        assert result.deployment.name == "b"
+        served = "a"
+        while served == "a":
+            served = (await two.complete(request(), "g")).deployment.name
+            assert time.monotonic() - opened_at < 0.5
+        assert time.monotonic() - opened_at <= 0.1
+    finally:
+        gc.enable()
     assert served == "b"
     rows = {r.deployment: r for r in two.health()}
     assert rows["a"].state == "cooling" and rows["a"].reason == "RateLimited"
