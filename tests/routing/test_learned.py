@@ -227,3 +227,25 @@ def test_unknown_router_name() -> None:
     with pytest.raises(ValueError, match="unknown router"):
         make_router("bert")
     assert set(ROUTER_NAMES) == {"random", "sw_ranking", "mf", "knn", "classifier", "llm"}
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_classifier_scores_one_prompt_as_it_scores_a_batch(table, held_out, wrapped) -> None:
+    # A single prompt takes the featuriser's sparse_row path (no scipy matrix);
+    # a batch builds the CSR matrix. Both must give the same probabilities, also
+    # through the cache the gateway wraps featurisers in.
+    from interlock.routing.features import CachedFeaturizer
+
+    router = make_router("classifier", **FAST["classifier"])
+    router.fit(table, featurizer(), seed=0)
+    if wrapped:
+        router.featurizer = CachedFeaturizer(router.featurizer, size=16)
+    prompts = held_out[0][:20]
+    assert type(router._features(prompts[:1])).__name__ == "_OneRow"  # the fast path ran
+    batch = router.predict_quality(prompts)
+    one_by_one = np.vstack([router.predict_quality([p]) for p in prompts])
+    assert one_by_one.shape == batch.shape == (20, 2)
+    np.testing.assert_allclose(one_by_one, batch, rtol=0, atol=1e-6)
+    strong, weak = router.strong_weak()
+    np.testing.assert_allclose([router.win_prob([p], strong, weak)[0] for p in prompts],
+                               router.win_prob(prompts, strong, weak), rtol=0, atol=1e-6)

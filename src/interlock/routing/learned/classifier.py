@@ -17,11 +17,21 @@ Imports: numpy, scipy (optimize), `routing.learned.base`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from interlock.routing.learned.base import QualityRouter, TrainingData, to_observations
+
+
+@dataclass(frozen=True, slots=True)
+class _OneRow:
+    """One prompt's sparse features: column indices and their values."""
+
+    columns: np.ndarray
+    values: np.ndarray
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -79,7 +89,18 @@ class ClassifierRouter(QualityRouter):
                 x[rows], sums[rows] / counts[rows], c=self.c, max_iter=self.max_iter
             )
 
+    def _features(self, prompts: Sequence[str]) -> Any:
+        # One prompt (a routing decision): its columns and values straight from
+        # the featuriser, without a scipy matrix; batches go the usual way.
+        sparse_row = getattr(self.featurizer, "sparse_row", None)
+        if len(prompts) == 1 and sparse_row is not None:
+            return _OneRow(*sparse_row(prompts[0]))
+        return super()._features(prompts)
+
     def _predict(self, x: Any) -> np.ndarray:
+        if isinstance(x, _OneRow):
+            z = x.values.astype(np.float32) @ self.w[x.columns]
+            return _sigmoid(np.asarray(z, dtype=np.float64)[None, :] + self.b)
         return _sigmoid(np.asarray(x @ self.w, dtype=np.float64) + self.b)
 
     def _arrays(self) -> dict[str, np.ndarray]:
