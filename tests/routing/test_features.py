@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import math
+import re
 
 import numpy as np
 import pytest
@@ -346,3 +348,23 @@ def test_bucket_mixing_is_the_modulo_whatever_the_width(n_features: int) -> None
     hashes = np.random.default_rng(3).integers(0, 2**63, 5000, dtype=np.uint64)
     expected = (((hashes * _MIX) & _MASK32) % np.uint64(n_features)).astype(np.int64)
     assert np.array_equal(_mix_bucket(hashes, n_features), expected)
+
+
+@pytest.mark.parametrize("text", [
+    "Which is NOT true of 12.5 and 3?\nA. x = 2\nB. 4 ≤ 5\nC. None of the above\nD. π",
+    "ÉCOLE ١٢٣ and 45 — Ⅻ is upper, ² is not a decimal digit; nothing negated here",
+    "plain lower-case text without any digits or symbols",
+    "",
+])
+def test_shape_counts_match_their_plain_definitions(text: str) -> None:
+    from interlock.routing.features import _MATH_CHARS
+
+    got = dict(zip(SHAPE_FEATURES, prompt_shape(text), strict=True))
+    n = max(len(text), 1)
+    assert got["digit_share"] == sum(c.isdecimal() for c in text) / n
+    assert got["uppercase_share"] == sum(c.isupper() for c in text) / n
+    assert got["math_char_share"] == sum(c in _MATH_CHARS for c in text) / n
+    assert got["log_numbers"] == math.log1p(len(re.findall(r"\d+(?:\.\d+)?", text)))
+    stem = text.split("\nA.")[0]
+    words = re.search(r"\b(not|except|least|false|incorrect|never|none)\b", stem.lower())
+    assert got["has_negation"] == float(words is not None)
