@@ -166,10 +166,8 @@ def _csr(rows: Sequence[tuple[np.ndarray, np.ndarray]], width: int) -> Any:
 _OPTION = re.compile(r"^\s*([A-D])[\.\)]\s*(.*)$", re.M)
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _MATH_CHARS = frozenset("=+*/^<>|∫√π∑≤≥×÷%$\\")
-# Counting by regex is several times faster than a Python loop over the characters.
-_MATH_CHAR = re.compile("[" + re.escape("".join(sorted(_MATH_CHARS))) + "]")
+# Only for non-ASCII text, where digits other than 0-9 count too.
 _DIGIT = re.compile(r"\d")
-_ASCII_UPPER = re.compile(r"[A-Z]")
 # Matched against lower-cased text: cheaper than re.I on the decision path.
 _NEGATION = re.compile(r"\b(not|except|least|false|incorrect|never|none)\b")
 _NEGATION_CAPS = re.compile(r"\b(NOT|EXCEPT|LEAST|FALSE|INCORRECT)\b")
