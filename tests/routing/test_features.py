@@ -368,3 +368,36 @@ def test_shape_counts_match_their_plain_definitions(text: str) -> None:
     stem = text.split("\nA.")[0]
     words = re.search(r"\b(not|except|least|false|incorrect|never|none)\b", stem.lower())
     assert got["has_negation"] == float(words is not None)
+
+
+@pytest.mark.parametrize("text", [
+    "hello, world_1 foo-bar\tbaz\nqux\x0bquux\x0c 42 x.y",
+    "héllo wörld_1 — コードを書いて 要約",  # not ASCII: the regex path
+    "___ a__b __", "", "   ", "!!!",
+])
+def test_word_hashing_finds_the_words_the_regex_finds(text: str) -> None:
+    import zlib
+
+    from interlock.routing.features import _word_crcs
+
+    assert _word_crcs(text) == [zlib.crc32(w.encode()) for w in re.findall(r"\w+", text)]
+
+
+@pytest.mark.parametrize("text", [
+    "1.2.3 and .5 and 3. then ... 4..5, v10.0.2 or 7", "no digits at all", "...",
+    "١٢٣ and ٤.٥ are digits too", "x1y22z 3.14159", "",
+])
+def test_number_counting_matches_the_regex(text: str) -> None:
+    from interlock.routing.features import _count_numbers
+
+    assert _count_numbers(text) == len(re.findall(r"\d+(?:\.\d+)?", text))
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("A. one\nB. none of the above", 1.0), ("both of the above", 1.0),
+    ("a ball of the above kind", 1.0),  # no word boundary, as before
+    ("most of the above", 0.0), ("all of them", 0.0),
+])
+def test_catch_all_option_is_a_phrase_test(text: str, expected: float) -> None:
+    got = dict(zip(SHAPE_FEATURES, prompt_shape(text), strict=True))
+    assert got["catch_all_option"] == expected

@@ -94,10 +94,24 @@ def _char_hashes(text: str, n_min: int, n_max: int) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros(0, dtype=np.uint64)
 
 
+# ASCII bytes that are not \w (letters, digits, underscore) become spaces: for ASCII
+# text, splitting the translated bytes gives exactly the words `_WORD` finds.
+_ASCII_WORD_BYTES = frozenset(
+    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+_ASCII_NON_WORD_TO_SPACE = bytes(c if c in _ASCII_WORD_BYTES else 32 for c in range(256))
+
+
+def _word_crcs(text: str) -> list[int]:
+    r"""crc32 of each \w+ word's UTF-8 bytes. ASCII text (most prompts) skips the
+    regex and the per-word encode, a third of a long prompt's hashing."""
+    if text.isascii():
+        words = text.encode("ascii").translate(_ASCII_NON_WORD_TO_SPACE).split()
+        return list(map(zlib.crc32, words))
+    return [zlib.crc32(w.encode()) for w in _WORD.findall(text)]
+
+
 def _word_hashes(text: str, n_max: int) -> np.ndarray:
-    words = np.array(
-        [zlib.crc32(w.encode()) for w in _WORD.findall(text)], dtype=np.uint64
-    )
+    words = np.array(_word_crcs(text), dtype=np.uint64)
     out = [words]
     for n in range(2, n_max + 1):
         if len(words) < n:
@@ -110,12 +124,13 @@ def _word_hashes(text: str, n_max: int) -> np.ndarray:
 
 
 def _mix_bucket(h: np.ndarray, n_features: int) -> np.ndarray:
-    mixed = (h * _MIX) & _MASK32
-    if n_features & (n_features - 1) == 0:
-        # A power of two (the default 2^18): the same buckets as `%`, without
-        # numpy's slow 64-bit integer division.
-        return (mixed & np.uint64(n_features - 1)).astype(np.int64)
-    return (mixed % np.uint64(n_features)).astype(np.int64)
+    """Bucket of each hash: int32 when they fit, which halves the sort in `_counted`."""
+    out = np.int32 if n_features <= 2**31 else np.int64
+    if n_features & (n_features - 1) == 0 and n_features <= 2**32:
+        # A power of two (the default 2^18): the same buckets as `% n` of the 32-bit
+        # mix, without numpy's slow 64-bit integer division.
+        return ((h * _MIX) & np.uint64(n_features - 1)).astype(out)
+    return (((h * _MIX) & _MASK32) % np.uint64(n_features)).astype(out)
 
 
 def _counted(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -171,7 +186,6 @@ _DIGIT = re.compile(r"\d")
 # Matched against lower-cased text: cheaper than re.I on the decision path.
 _NEGATION = re.compile(r"\b(not|except|least|false|incorrect|never|none)\b")
 _NEGATION_CAPS = re.compile(r"\b(NOT|EXCEPT|LEAST|FALSE|INCORRECT)\b")
-_CATCH_ALL = re.compile(r"(all|none|both) of the (above|these)")
 # Substrings without which the negation patterns cannot match: a cheap test that
 # spares most prompts the regular expression.
 _NEGATION_WORDS = ("not", "except", "least", "false", "incorrect", "never", "none")
@@ -189,6 +203,25 @@ def _removed(text: str, table: dict[int, int | None]) -> int:
 
 def _any_in(text: str, words: tuple[str, ...]) -> bool:
     return any(w in text for w in words)
+
+
+# "All of the above"-style options, as plain substring tests: a regex search
+# tries every position of a long passage, `in` does not.
+_CATCH_ALL_PHRASES = tuple(
+    f"{a} of the {b}" for a in ("all", "none", "both") for b in ("above", "these"))
+# ASCII digits and "." kept, everything else a space: a `_NUMBER` match never spans
+# another character, so it lies within one piece of the split.
+_ASCII_NUMBER_PIECES = str.maketrans(
+    {c: " " for c in map(chr, range(128)) if not (c.isdigit() or c == ".")})
+
+
+def _count_numbers(text: str) -> int:
+    """len(_NUMBER.findall(text)), with the regex run only on pieces that hold a
+    digit when the text is ASCII (scanning a long passage was a tenth of a decision)."""
+    if not text.isascii():
+        return len(_NUMBER.findall(text))
+    pieces = text.translate(_ASCII_NUMBER_PIECES).split()
+    return sum(len(_NUMBER.findall(p)) if "." in p else 1 for p in pieces if p.strip("."))
 
 SHAPE_FEATURES = (
     "log_chars", "log_stem_chars", "log_passage_chars", "log_mean_option_chars",
@@ -221,7 +254,7 @@ def prompt_shape(text: str) -> list[float]:
     ascii_only = text.isascii()
     # \d and str.isupper know non-ASCII digits and capitals; translate only ASCII ones.
     digits = _removed(text, _DROP_ASCII_DIGITS) if ascii_only else len(_DIGIT.findall(text))
-    numbers = len(_NUMBER.findall(text)) if digits else 0
+    numbers = _count_numbers(text) if digits else 0
     upper = _removed(text, _DROP_ASCII_UPPER) if ascii_only else sum(map(str.isupper, text))
     stem_low = stem.lower()
     numeric = [bool(o.strip()) and _NUMBER.fullmatch(o.split()[0]) is not None
@@ -235,7 +268,7 @@ def prompt_shape(text: str) -> list[float]:
         float(_any_in(stem_low, _NEGATION_WORDS) and _NEGATION.search(stem_low) is not None),
         float(_any_in(stem, _NEGATION_CAPS_WORDS) and _NEGATION_CAPS.search(stem) is not None),
         float("Statement 1" in text), float("?" in stem), float(len(options)),
-        float(" of the " in low and _CATCH_ALL.search(low) is not None),
+        float(" of the " in low and _any_in(low, _CATCH_ALL_PHRASES)),
         upper / n,
     ]
 

@@ -28,6 +28,7 @@ class KnnRouter(QualityRouter):
         self.sums = np.zeros((0, 0))
         self.counts = np.zeros((0, 0))
         self._overall: np.ndarray | None = None  # each model's mean, computed once
+        self._stacked: np.ndarray | None = None  # sums beside counts, for one gather
 
     def _fit(self, data: TrainingData, seed: int) -> None:
         obs = to_observations(data, self.models)
@@ -38,20 +39,39 @@ class KnnRouter(QualityRouter):
         self.counts = np.zeros((n, m))
         np.add.at(self.sums, (obs.prompt, obs.model), obs.score)
         np.add.at(self.counts, (obs.prompt, obs.model), 1.0)
-        self._overall = None
+        self._overall = self._stacked = None
 
     def _predict(self, x: Any) -> np.ndarray:
+        q = np.asarray(x, dtype=np.float32)
+        if len(q) == 1:
+            return self._predict_one(q[0])[None, :]
         # (n, d) @ (d, q) keeps the big matrix in its C order: a transposed view is far slower.
-        sims = (self.x @ np.asarray(x, dtype=np.float32).T).T  # (q, n)
+        sims = (self.x @ q.T).T  # (q, n)
         k = min(self.k, sims.shape[1])
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         w = np.clip(np.take_along_axis(sims, top, axis=1), 0.0, None) ** self.power + 1e-9
         sums = np.einsum("qk,qkm->qm", w, self.sums[top])
         counts = np.einsum("qk,qkm->qm", w, self.counts[top])
-        mean = self._mean()
         # The prior is in units of an average neighbour's weight.
         prior = self.prior * w.mean(axis=1, keepdims=True)
-        return (sums + prior * mean) / (counts + prior)
+        return (sums + prior * self._mean()) / (counts + prior)
+
+    def _predict_one(self, x: np.ndarray) -> np.ndarray:
+        """`_predict` for one prompt with 1-d arithmetic (the decision path): the
+        batched einsums cost more than the neighbour search they follow."""
+        sims = self.x @ x
+        k = min(self.k, len(sims))
+        top = np.argpartition(sims, len(sims) - k)[len(sims) - k :]
+        w = np.clip(sims[top], 0.0, None) ** self.power + 1e-9
+        m = self.sums.shape[1]
+        both = w @ self._sums_counts()[top]  # (2m,): weighted sums, then weighted counts
+        prior = self.prior * w.mean()
+        return np.asarray((both[:m] + prior * self._mean()) / (both[m:] + prior))
+
+    def _sums_counts(self) -> np.ndarray:
+        if self._stacked is None:
+            self._stacked = np.hstack([self.sums, self.counts])
+        return self._stacked
 
     def _mean(self) -> np.ndarray:
         if self._overall is None:
@@ -63,4 +83,4 @@ class KnnRouter(QualityRouter):
 
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
         self.x, self.sums, self.counts = arrays["x"], arrays["sums"], arrays["counts"]
-        self._overall = None
+        self._overall = self._stacked = None

@@ -30,11 +30,22 @@ class SwRankingRouter(QualityRouter):
         self.x = np.zeros((0, 0), dtype=np.float32)
         self.wins = np.zeros((0, 0))  # (n, pairs): wins of the pair's first model
         self.games = np.zeros((0, 0))
+        self._pairs: tuple[np.ndarray, ...] | None = None
 
     def _pair_index(self) -> tuple[np.ndarray, np.ndarray]:
         m = len(self.models)
         pa, pb = zip(*combinations(range(m), 2), strict=True) if m > 1 else ((), ())
         return np.array(pa, dtype=np.int64), np.array(pb, dtype=np.int64)
+
+    def _incidence(self) -> tuple[np.ndarray, ...]:
+        """Pair indices and incidence matrices (pairs, m), which turn per-pair sums into
+        per-model sums; built once, not on every decision."""
+        if self._pairs is None or self._pairs[2].shape[1] != len(self.models):
+            pa, pb = self._pair_index()
+            eye = np.eye(len(self.models))
+            first, second = eye[pa], eye[pb]
+            self._pairs = (pa, pb, first, second, first + second)
+        return self._pairs
 
     def _fit(self, data: TrainingData, seed: int) -> None:
         assert self.featurizer is not None
@@ -56,12 +67,8 @@ class SwRankingRouter(QualityRouter):
         sims = (self.x @ np.asarray(x, dtype=np.float32).T).T  # big matrix kept in C order
         w = np.exp(self.gamma * (sims - sims.max(axis=1, keepdims=True)))
         wins, games = w @ self.wins, w @ self.games  # (q, pairs)
-        pa, pb = self._pair_index()
+        pa, pb, first, second, both = self._incidence()
         m = len(self.models)
-        # Incidence matrices (pairs, m) turn the per-pair sums into per-model sums.
-        first = np.eye(m)[pa]
-        second = np.eye(m)[pb]
-        both = first + second
         # A prior of `prior` tied games per pair keeps strengths finite.
         wins = wins + 0.5 * self.prior
         games = games + self.prior
