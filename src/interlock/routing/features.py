@@ -336,20 +336,27 @@ class HashedNgramFeaturizer:
         shape statistics are fitted the weighted standardised shape features in
         `len(SHAPE_FEATURES)` more columns after the buckets."""
         width = self.n_features
-        if self.shape_mean is not None and self.shape_std is not None:
+        if self._shape_stats() is not None:
             width += len(SHAPE_FEATURES)
         return _csr([self.sparse_row(t) for t in texts], width)
+
+    def _shape_stats(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(mean, std) of the shape features when fitted; None: TF-IDF columns only."""
+        if self.shape_mean is None or self.shape_std is None:
+            return None
+        return self.shape_mean, self.shape_std
 
     def sparse_row(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """One prompt's `transform_sparse` row as (column indices, values), with no
         scipy matrix around it: building one was about a fifth of a one-prompt
         classifier decision."""
         buckets, w = self._row(text)
-        if self.shape_mean is None or self.shape_std is None:
+        stats = self._shape_stats()
+        if stats is None:
             return buckets, w
+        mean, std = stats
         extra = np.arange(self.n_features, self.n_features + len(SHAPE_FEATURES))
-        shape = (np.array(prompt_shape(text)) - self.shape_mean) * (
-            self.shape_weight / self.shape_std)
+        shape = (np.array(prompt_shape(text)) - mean) * (self.shape_weight / std)
         return np.concatenate([buckets, extra]), np.concatenate([w, shape])
 
     def _tfidf(self, texts: Sequence[str]) -> Any:
@@ -427,8 +434,9 @@ class HashedNgramFeaturizer:
             raise RuntimeError("cannot save an unfitted featuriser")
         kept = np.flatnonzero(self.slot >= 0).astype(np.int32)
         arrays = {"idf": self.idf, "kept": kept, "components": self.components}
-        if self.shape_mean is not None and self.shape_std is not None:
-            arrays |= {"shape_mean": self.shape_mean, "shape_std": self.shape_std}
+        stats = self._shape_stats()
+        if stats is not None:
+            arrays |= {"shape_mean": stats[0], "shape_std": stats[1]}
         write_arrays(Path(directory) / "featurizer.npz", arrays)
 
     @classmethod
