@@ -475,9 +475,9 @@ class LineFeed:
     def __init__(self, *frames: str) -> None:
         self._lines = [line.encode() for f in frames for line in (f + "\n\n").split("\n")][:-1]
 
-    async def lines(self) -> AsyncIterator[bytes]:
-        for line in self._lines:
-            yield line
+    async def line_batches(self) -> AsyncIterator[list[bytes]]:
+        for line in self._lines:  # one line per read, the worst case for batching
+            yield [line]
 
 
 CHUNK = '{"id":"c1","model":"m","choices":[{"index":0,"delta":%s,"finish_reason":%s}]}'

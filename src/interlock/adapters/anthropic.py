@@ -159,7 +159,7 @@ class AnthropicAdapter:
                 raise error_from_response(resp.status, resp.headers, await resp.read(),
                                           deployment)
             state = StreamState(deployment)
-            async for event in iter_sse(resp.lines()):
+            async for event in iter_sse(resp.line_batches()):
                 delta = state.feed(event)
                 if delta is not None:
                     yield delta

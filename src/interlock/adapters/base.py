@@ -48,28 +48,52 @@ class ServerSentEvent:
     data: str
 
 
-async def iter_sse(lines: AsyncIterator[bytes]) -> AsyncIterator[ServerSentEvent]:
-    """Parse server-sent events from lines; multi-line data fields are joined."""
-    event: str | None = None
-    data: list[str] = []
-    async for raw in lines:
-        if not raw:
-            if data:
-                yield ServerSentEvent(event, "\n".join(data))
-            event, data = None, []
-            continue
-        line = raw.decode("utf-8", errors="replace")
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        if value.startswith(" "):
-            value = value[1:]
-        if name == "data":
-            data.append(value)
-        elif name == "event":
-            event = value
-    if data:
-        yield ServerSentEvent(event, "\n".join(data))
+class SseParser:
+    """Server-sent events from lines, fed a batch at a time; multi-line data fields
+    are joined, comments skipped."""
+
+    def __init__(self) -> None:
+        self._event: str | None = None
+        self._data: list[str] = []
+
+    def feed(self, lines: list[bytes]) -> list[ServerSentEvent]:
+        events: list[ServerSentEvent] = []
+        for raw in lines:
+            if not raw:
+                if self._data:
+                    events.append(ServerSentEvent(self._event, "\n".join(self._data)))
+                self._event, self._data = None, []
+                continue
+            line = raw.decode("utf-8", errors="replace")
+            if line.startswith(":"):
+                continue
+            name, _, value = line.partition(":")
+            if value.startswith(" "):
+                value = value[1:]
+            if name == "data":
+                self._data.append(value)
+            elif name == "event":
+                self._event = value
+        return events
+
+    def end(self) -> list[ServerSentEvent]:
+        """An event left without its closing blank line when the stream ended."""
+        if not self._data:
+            return []
+        event = ServerSentEvent(self._event, "\n".join(self._data))
+        self._event, self._data = None, []
+        return [event]
+
+
+async def iter_sse(batches: AsyncIterator[list[bytes]]) -> AsyncIterator[ServerSentEvent]:
+    """Server-sent events from batches of lines (`StreamingResponse.line_batches`).
+    Taking a read's lines at once spares two generator resumptions per event."""
+    parser = SseParser()
+    async for lines in batches:
+        for event in parser.feed(lines):
+            yield event
+    for event in parser.end():
+        yield event
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:

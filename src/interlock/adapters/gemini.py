@@ -159,7 +159,7 @@ class GeminiAdapter:
                 raise error_from_response(resp.status, resp.headers, await resp.read(), call)
             state = _StreamState(call)
             if "event-stream" in resp.headers.get("content-type", ""):
-                async for event in iter_sse(resp.lines()):
+                async for event in iter_sse(resp.line_batches()):
                     for delta in state.feed(_load_json(event.data, call)):
                         yield delta
             else:

@@ -339,7 +339,7 @@ def _delta_from_response(r: ChatResponse) -> StreamDelta:
 async def _stream_deltas(resp: StreamingResponse,
                          deployment: Deployment) -> AsyncIterator[StreamDelta]:
     first, finished = True, False
-    async for event in iter_sse(resp.lines()):
+    async for event in iter_sse(resp.line_batches()):
         if event.data == "[DONE]":
             return
         try:
