@@ -354,6 +354,7 @@ def test_bucket_mixing_is_the_modulo_whatever_the_width(n_features: int) -> None
     "Which is NOT true of 12.5 and 3?\nA. x = 2\nB. 4 ≤ 5\nC. None of the above\nD. π",
     "ÉCOLE ١٢٣ and 45 — Ⅻ is upper, ² is not a decimal digit; nothing negated here",
     "plain lower-case text without any digits or symbols",
+    "It’s 3 × 4.5 … “NOT” – 12% ≤ x",  # non-ASCII, but no letter or digit
     "",
 ])
 def test_shape_counts_match_their_plain_definitions(text: str) -> None:
@@ -373,6 +374,7 @@ def test_shape_counts_match_their_plain_definitions(text: str) -> None:
 @pytest.mark.parametrize("text", [
     "hello, world_1 foo-bar\tbaz\nqux\x0bquux\x0c 42 x.y",
     "héllo wörld_1 — コードを書いて 要約",  # not ASCII: the regex path
+    "it’s “quoted” … a–b 3×4",  # punctuation beyond ASCII only
     "___ a__b __", "", "   ", "!!!",
 ])
 def test_word_hashing_finds_the_words_the_regex_finds(text: str) -> None:
@@ -401,3 +403,26 @@ def test_number_counting_matches_the_regex(text: str) -> None:
 def test_catch_all_option_is_a_phrase_test(text: str, expected: float) -> None:
     got = dict(zip(SHAPE_FEATURES, prompt_shape(text), strict=True))
     assert got["catch_all_option"] == expected
+
+
+def test_the_dense_projection_reads_a_long_prompts_head_and_tail(tmp_path) -> None:
+    f, whole = _fitted(max_chars=40), _fitted()
+    long = "alpha beta gamma " * 10 + "the middle is never read " * 20 + "delta epsilon zeta" * 3
+    clipped = long[:20] + "\n" + long[-20:]
+    assert f._clipped(long) == clipped and f._clipped("short prompt") == "short prompt"
+    assert np.array_equal(f.transform([long]), f.transform([clipped]))
+    assert not np.array_equal(whole.transform([long]), whole.transform([clipped]))
+    # The sparse TF-IDF (the classifier's input) still reads every character.
+    for got, want in zip(f.sparse_row(long), whole.sparse_row(long), strict=True):
+        assert np.array_equal(got, want)
+    f.save(tmp_path)
+    again = featurizer_from_manifest(f.manifest(), tmp_path)
+    assert np.array_equal(again.transform([long]), f.transform([long]))
+
+
+def test_artefacts_from_before_max_chars_read_whole_prompts(tmp_path) -> None:
+    f = _fitted()
+    f.save(tmp_path)
+    manifest = f.manifest()
+    del manifest["params"]["max_chars"]  # as an older version wrote it
+    assert featurizer_from_manifest(manifest, tmp_path).max_chars is None

@@ -99,15 +99,34 @@ def _char_hashes(text: str, n_min: int, n_max: int) -> np.ndarray:
 _ASCII_WORD_BYTES = frozenset(
     b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 _ASCII_NON_WORD_TO_SPACE = bytes(c if c in _ASCII_WORD_BYTES else 32 for c in range(256))
+_ASCII_CHARS = frozenset(map(chr, range(128)))
+
+
+def _ascii_stand_in(text: str) -> str | None:
+    r"""`text` with each non-ASCII character replaced by "?", when none of them is a
+    word character (\w: no letter, digit or underscore beyond ASCII), else None.
+
+    Curly quotes, dashes and ellipses are common in long prompts; standing in for
+    them with "?", itself no word character, digit, capital or maths symbol,
+    leaves every word, number and capital where it was, so the fast ASCII
+    counting applies. Half of the longest MMLU prompts are like this."""
+    if text.isascii():
+        return text
+    beyond = set(text).difference(_ASCII_CHARS)
+    if any(_WORD.match(c) for c in beyond):
+        return None
+    return text.encode("ascii", "replace").decode("ascii")
 
 
 def _word_crcs(text: str) -> list[int]:
-    r"""crc32 of each \w+ word's UTF-8 bytes. ASCII text (most prompts) skips the
-    regex and the per-word encode, a third of a long prompt's hashing."""
-    if text.isascii():
-        words = text.encode("ascii").translate(_ASCII_NON_WORD_TO_SPACE).split()
-        return list(map(zlib.crc32, words))
-    return [zlib.crc32(w.encode()) for w in _WORD.findall(text)]
+    r"""crc32 of each \w+ word's UTF-8 bytes. ASCII text, or text whose only
+    non-ASCII characters are punctuation, skips the regex and the per-word encode
+    (a third of a long prompt's hashing)."""
+    ascii_text = _ascii_stand_in(text)
+    if ascii_text is None:
+        return [zlib.crc32(w.encode()) for w in _WORD.findall(text)]
+    words = ascii_text.encode("ascii").translate(_ASCII_NON_WORD_TO_SPACE).split()
+    return list(map(zlib.crc32, words))
 
 
 def _word_hashes(text: str, n_max: int) -> np.ndarray:
@@ -193,6 +212,7 @@ _NEGATION_CAPS_WORDS = ("NOT", "EXCEPT", "LEAST", "FALSE", "INCORRECT")
 # Counting a set of characters as the length str.translate removes is a single
 # C pass, several times faster than collecting regex matches on long prompts.
 _DROP_MATH = str.maketrans("", "", "".join(_MATH_CHARS))
+_NON_ASCII_MATH = tuple(c for c in sorted(_MATH_CHARS) if not c.isascii())
 _DROP_ASCII_DIGITS = str.maketrans("", "", "0123456789")
 _DROP_ASCII_UPPER = str.maketrans("", "", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
@@ -250,12 +270,22 @@ def prompt_shape(text: str) -> list[float]:
     lines = [line for line in stem.strip().split("\n") if line.strip()]
     # Everything before the stem's last line is a passage the question refers to.
     passage = sum(len(line) for line in lines[:-1]) if len(lines) > 1 else 0
-    maths = _removed(text, _DROP_MATH)
-    ascii_only = text.isascii()
-    # \d and str.isupper know non-ASCII digits and capitals; translate only ASCII ones.
-    digits = _removed(text, _DROP_ASCII_DIGITS) if ascii_only else len(_DIGIT.findall(text))
-    numbers = _count_numbers(text) if digits else 0
-    upper = _removed(text, _DROP_ASCII_UPPER) if ascii_only else sum(map(str.isupper, text))
+    ascii_text = _ascii_stand_in(text)
+    if ascii_text is None:
+        # Letters or digits beyond ASCII: \d and str.isupper know them, translate does not.
+        maths = _removed(text, _DROP_MATH)
+        digits = len(_DIGIT.findall(text))
+        numbers = _count_numbers(text) if digits else 0
+        upper = sum(map(str.isupper, text))
+    else:
+        # str.translate is fast only on ASCII; the non-ASCII maths symbols are counted
+        # in the original (the stand-in turned them into "?").
+        maths = _removed(ascii_text, _DROP_MATH)
+        if ascii_text is not text:
+            maths += sum(map(text.count, _NON_ASCII_MATH))
+        digits = _removed(ascii_text, _DROP_ASCII_DIGITS)
+        numbers = _count_numbers(ascii_text) if digits else 0
+        upper = _removed(ascii_text, _DROP_ASCII_UPPER)
     stem_low = stem.lower()
     numeric = [bool(o.strip()) and _NUMBER.fullmatch(o.split()[0]) is not None
                for o in options]
@@ -283,6 +313,13 @@ class HashedNgramFeaturizer:
     buckets (0.05 with the classifier's `c` 0.5 was chosen on outer split seeds 1
     and 2 of RouteLLM's MMLU outcomes, docs/routing.md). `fit_idf` alone, and
     artefacts saved before shape features existed, give the TF-IDF columns only.
+
+    The dense projection (knn, mf, sw_ranking) is 32 wide and reads at most
+    `max_chars` (1,000) characters of a prompt, its head and tail: both bound a
+    decision's time, which memory traffic and the longest prompts set, and on
+    MMLU neither moved those routers' quality beyond split-to-split noise (128
+    wide and whole prompts before; docs/routing.md). The sparse TF-IDF reads
+    every character.
     """
 
     name = "hashed"
@@ -291,11 +328,12 @@ class HashedNgramFeaturizer:
         self,
         *,
         n_features: int = 2**18,
-        dim: int = 128,
+        dim: int = 32,
         word_n: int = 2,
         char_min: int = 3,
         char_max: int = 5,
         max_projected: int = 30_000,
+        max_chars: int | None = 1000,
         seed: int = 0,
         shape_weight: float = 0.05,
     ) -> None:
@@ -305,6 +343,7 @@ class HashedNgramFeaturizer:
         self.char_min = char_min
         self.char_max = char_max
         self.max_projected = max_projected
+        self.max_chars = max_chars
         self.seed = seed
         self.shape_weight = float(shape_weight)
         self.idf: np.ndarray | None = None
@@ -315,6 +354,14 @@ class HashedNgramFeaturizer:
         self.components: np.ndarray | None = None
 
     # -- sparse TF-IDF
+
+    def _clipped(self, text: str) -> str:
+        """What the dense projection reads: at most `max_chars` characters, the head
+        and the tail, which is where a prompt's instruction and question usually are."""
+        if self.max_chars is None or len(text) <= self.max_chars:
+            return text
+        head = self.max_chars - self.max_chars // 2
+        return text[:head] + "\n" + text[len(text) - self.max_chars // 2 :]
 
     def _buckets(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         low = text.lower()
@@ -397,7 +444,7 @@ class HashedNgramFeaturizer:
         kept = np.sort(order[df[order] >= 2])
         self.slot = np.full(self.n_features, -1, dtype=np.int32)
         self.slot[kept] = np.arange(len(kept), dtype=np.int32)
-        x = self._tfidf(texts)[:, kept].astype(np.float64).tocsr()
+        x = self._tfidf([self._clipped(t) for t in texts])[:, kept].astype(np.float64).tocsr()
         vt = randomized_svd(x, self.dim, seed=self.seed)
         comps = np.zeros((len(kept), self.dim), dtype=np.float32)
         comps[:, : len(vt)] = vt.T
@@ -410,7 +457,7 @@ class HashedNgramFeaturizer:
             raise RuntimeError("HashedNgramFeaturizer is not fitted: call fit() first")
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for i, t in enumerate(texts):
-            buckets, w = self._row(t)
+            buckets, w = self._row(self._clipped(t))
             rows = self.slot[buckets]
             keep = rows >= 0
             out[i] = w[keep].astype(np.float32) @ self.components[rows[keep]]
@@ -422,7 +469,8 @@ class HashedNgramFeaturizer:
         return {
             "n_features": self.n_features, "dim": self.dim, "word_n": self.word_n,
             "char_min": self.char_min, "char_max": self.char_max,
-            "max_projected": self.max_projected, "seed": self.seed,
+            "max_projected": self.max_projected, "max_chars": self.max_chars,
+            "seed": self.seed,
             "shape_weight": self.shape_weight,
         }
 
@@ -441,7 +489,8 @@ class HashedNgramFeaturizer:
 
     @classmethod
     def load(cls, directory: str | Path, manifest: dict[str, Any]) -> HashedNgramFeaturizer:
-        f = cls(**manifest.get("params", {}))
+        # Artefacts from before `max_chars` existed read whole prompts, whatever today's default.
+        f = cls(**{"max_chars": None, **manifest.get("params", {})})
         arrays = read_arrays(Path(directory) / "featurizer.npz")
         f.idf = arrays["idf"].astype(np.float64)
         f.slot = np.full(f.n_features, -1, dtype=np.int32)

@@ -3,7 +3,7 @@ logistic regression per model on the prompt's features, predicting the chance
 that the model answers well.
 
 With the default featuriser it reads the sparse hashed TF-IDF directly (a linear
-model wants every n-gram, not the 128-dim projection) with the featuriser's
+model wants every n-gram, not the 32-dim projection) with the featuriser's
 prompt-shape columns after it; other featurisers give dense vectors and the same
 code runs. Scores in (0, 1) are soft targets. The default `c` 0.5 (weaker
 penalty than the 0.3 of TF-IDF alone) was chosen together with the shape weight
