@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
+import random
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -104,9 +104,10 @@ class Completion:
 
 
 def new_request_id() -> str:
-    # The same 32 random hex digits as uuid4().hex without building a UUID
-    # object, which cost four times as much on every request.
-    return "chatcmpl-" + os.urandom(16).hex()
+    # 32 random hex digits, as uuid4().hex, from the random module's generator:
+    # an id only has to be unique, not secret, and os.urandom's system call took
+    # 2 % of a streamed call's CPU on a virtual machine (uuid4 four times that).
+    return f"chatcmpl-{random.getrandbits(128):032x}"
 
 
 def _upstream_ms(attempts: list[Attempt]) -> float:

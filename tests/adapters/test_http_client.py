@@ -46,3 +46,26 @@ async def test_idle_and_first_token_timeouts_name_what_was_awaited(fake_upstream
 async def test_a_stream_within_its_timeouts_is_read_whole(fake_upstream):
     lines = await _read_all(fake_upstream, Timeouts(total=5, first_token=1, idle=1))
     assert lines > 3
+
+
+async def test_time_the_consumer_spends_between_reads_is_not_idle_time(fake_upstream):
+    # Chunks every 20 ms, an idle limit of 150 ms, and a consumer that dawdles 250 ms
+    # over each read: only the waits on the network count, so nothing times out.
+    import asyncio
+
+    fake_upstream.reply(Reply(text="x" * 6, chunk_chars=1), provider="openai")
+    fake_upstream.script(Fault(chunk_interval=0.02), provider="openai")
+    http = HttpClient()
+    try:
+        url = fake_upstream.base_url("openai") + "/chat/completions"
+        async with http.stream(url, headers={"content-type": "application/json"}, body=BODY,
+                               timeouts=Timeouts(total=10, first_token=1, idle=0.15),
+                               labels=Labels("openai", "d")) as resp:
+            reads = 0
+            async for batch in resp.line_batches():
+                reads += 1
+                assert batch
+                await asyncio.sleep(0.25)
+        assert reads >= 2
+    finally:
+        await http.aclose()

@@ -61,6 +61,13 @@ class StreamingResponse:
         self._labels = labels
         self._started = started
         self._expired = False
+        # The first-token and idle timeouts: one lazily re-armed timer per stream
+        # rather than an asyncio.timeout per read (a Timeout object, a task lookup
+        # and a timer each time, several percent of a streamed call's CPU). While
+        # no read is waiting the deadline is None, so a slow consumer is not timed.
+        self._read_deadline: float | None = None
+        self._read_timer: asyncio.TimerHandle | None = None
+        self._read_expired = False
         self.status = resp.status
         self.headers: Mapping[str, str] = resp.headers
 
@@ -93,8 +100,6 @@ class StreamingResponse:
             while True:
                 data = await self._next_read(first)
                 if not data:
-                    if self._expired:
-                        raise self._total_timeout()
                     if pending:
                         yield [pending.rstrip(b"\r")]
                     return
@@ -107,26 +112,56 @@ class StreamingResponse:
         finally:
             if expiry is not None:
                 expiry.cancel()
+            self._cancel_read_timer()
 
     async def _next_read(self, first: bool) -> bytes:
         wait = self._timeouts.first_token if first else self._timeouts.idle
+        if wait is not None:
+            self._arm_read_timer(wait)
         try:
-            if wait is None:
-                return await self._resp.content.readany()
-            async with asyncio.timeout(wait):
-                return await self._resp.content.readany()
-        except TimeoutError:
-            if self._expired:
-                raise self._total_timeout() from None
+            data = await self._resp.content.readany()
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            self._check_expiry(first, wait)
+            raise _connection_error(exc, self._labels) from None
+        finally:
+            self._read_deadline = None
+        if not data:  # the end, or a timer closed the response under the read
+            self._check_expiry(first, wait)
+        return data
+
+    def _check_expiry(self, first: bool, wait: float | None) -> None:
+        """Raise the timeout that closed the response, if one did."""
+        if self._expired:
+            raise self._total_timeout()
+        if self._read_expired:
             what = "the first token" if first else "the next chunk"
             raise Timeout(
-                f"No data for {wait:.1f}s while waiting for {what}",
+                f"No data for {wait or 0:.1f}s while waiting for {what}",
                 provider=self._labels.provider, deployment=self._labels.deployment,
-            ) from None
-        except (aiohttp.ClientError, ConnectionError) as exc:
-            if self._expired:
-                raise self._total_timeout() from None
-            raise _connection_error(exc, self._labels) from None
+            )
+
+    def _arm_read_timer(self, wait: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._read_deadline = loop.time() + wait
+        if self._read_timer is None:
+            self._read_timer = loop.call_at(self._read_deadline, self._read_timer_fired)
+
+    def _read_timer_fired(self) -> None:
+        self._read_timer = None
+        deadline = self._read_deadline
+        if deadline is None:  # no read waiting: the next one arms a new timer
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < deadline:  # data came and a later read re-armed: wait on
+            self._read_timer = loop.call_at(deadline, self._read_timer_fired)
+            return
+        self._read_expired = True
+        self._resp.close()
+
+    def _cancel_read_timer(self) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
 
     def _expire(self) -> None:
         self._expired = True
