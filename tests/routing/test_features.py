@@ -307,7 +307,7 @@ def test_hybrid_spec_builds_from_the_real_local_model(minilm: SentenceTransforme
     f = make_featurizer(f"hashed+st:{minilm.model_path}", n_features=2**12, dim=4, weight=0.5)
     assert isinstance(f, HybridFeaturizer) and f.dim == 4 + 384
     f.fit(TEXTS)
-    assert f.transform_sparse(TEXTS[:3]).shape == (3, 2**12 + 384)
+    assert f.transform_sparse(TEXTS[:3]).shape == (3, 2**12 + len(SHAPE_FEATURES) + 384)
     f.save(tmp_path)
     again = featurizer_from_manifest(f.manifest(), tmp_path)
     assert np.allclose(again.transform(TEXTS[:3]), f.transform(TEXTS[:3]), atol=1e-5)
