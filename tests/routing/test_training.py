@@ -179,3 +179,19 @@ def test_interlock_train_reports_bad_input(tmp_path) -> None:
         app, ["train", "knn", "--data", str(tmp_path / "none.csv"), "--out", str(tmp_path / "o")]
     )
     assert result.exit_code == 2 and "no such data file" in result.output
+
+
+def test_interlock_train_passes_featuriser_parameters(tmp_path) -> None:
+    data = tmp_path / "data.csv"
+    _write_csv(data, _planted_rows(120, 0))
+    out = tmp_path / "knn"
+    result = CliRunner().invoke(app, [
+        "train", "knn", "--data", str(data), "--out", str(out),
+        "--featurizer-param", "max_chars=null", "--featurizer-param", "dim=8"])
+    assert result.exit_code == 0, result.output
+    params = json.loads((out / "manifest.json").read_text())["featurizer"]["params"]
+    assert params["max_chars"] is None and params["dim"] == 8
+    bad = CliRunner().invoke(app, [
+        "train", "knn", "--data", str(data), "--out", str(tmp_path / "bad"),
+        "--featurizer-param", "dims=8"])
+    assert bad.exit_code == 2 and "dims" in bad.output and "Traceback" not in bad.output

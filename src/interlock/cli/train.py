@@ -32,6 +32,9 @@ def train_command(
     seed: Annotated[int, typer.Option(help="Seed: the same seed gives the same weights.")] = 0,
     param: Annotated[list[str] | None, typer.Option(
         "--param", help="Router parameter name=value (repeatable).")] = None,
+    featurizer_param: Annotated[list[str] | None, typer.Option(
+        "--featurizer-param", help="Featuriser parameter name=value (repeatable), e.g. "
+        "max_chars=null to project whole prompts, dim=64.")] = None,
 ) -> None:
     """Train a learned router and save it as plain files."""
     from interlock.routing.training import parse_params, train_router
@@ -40,6 +43,7 @@ def train_command(
     started = time.perf_counter()
     try:
         fitted = train_router(router, data, out, models=names, featurizer=featurizer,
+                              featurizer_params=parse_params(featurizer_param or []),
                               seed=seed, params=parse_params(param or []))
     except (ValueError, FileNotFoundError, ImportError) as exc:
         typer.echo(f"error: {exc}", err=True)
