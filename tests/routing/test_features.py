@@ -426,3 +426,8 @@ def test_artefacts_from_before_max_chars_read_whole_prompts(tmp_path) -> None:
     manifest = f.manifest()
     del manifest["params"]["max_chars"]  # as an older version wrote it
     assert featurizer_from_manifest(manifest, tmp_path).max_chars is None
+
+
+def test_max_chars_below_two_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_chars must be at least 2"):
+        HashedNgramFeaturizer(max_chars=0)

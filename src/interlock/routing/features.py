@@ -243,6 +243,7 @@ def _count_numbers(text: str) -> int:
     pieces = text.translate(_ASCII_NUMBER_PIECES).split()
     return sum(len(_NUMBER.findall(p)) if "." in p else 1 for p in pieces if p.strip("."))
 
+
 SHAPE_FEATURES = (
     "log_chars", "log_stem_chars", "log_passage_chars", "log_mean_option_chars",
     "option_length_log_spread", "option_length_cv", "digit_share", "log_numbers",
@@ -343,6 +344,9 @@ class HashedNgramFeaturizer:
         self.char_min = char_min
         self.char_max = char_max
         self.max_projected = max_projected
+        if max_chars is not None and max_chars < 2:
+            raise ValueError(f"max_chars must be at least 2 (or null for whole prompts), "
+                             f"got {max_chars}")
         self.max_chars = max_chars
         self.seed = seed
         self.shape_weight = float(shape_weight)
@@ -354,14 +358,6 @@ class HashedNgramFeaturizer:
         self.components: np.ndarray | None = None
 
     # -- sparse TF-IDF
-
-    def _clipped(self, text: str) -> str:
-        """What the dense projection reads: at most `max_chars` characters, the head
-        and the tail, which is where a prompt's instruction and question usually are."""
-        if self.max_chars is None or len(text) <= self.max_chars:
-            return text
-        head = self.max_chars - self.max_chars // 2
-        return text[:head] + "\n" + text[len(text) - self.max_chars // 2 :]
 
     def _buckets(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         low = text.lower()
@@ -451,6 +447,14 @@ class HashedNgramFeaturizer:
         self.components = comps
 
     # -- dense output
+
+    def _clipped(self, text: str) -> str:
+        """What the dense projection reads: at most `max_chars` characters, the head
+        and the tail, which is where a prompt's instruction and question usually are."""
+        if self.max_chars is None or len(text) <= self.max_chars:
+            return text
+        head = self.max_chars - self.max_chars // 2
+        return text[:head] + "\n" + text[len(text) - self.max_chars // 2 :]
 
     def transform(self, texts: Sequence[str]) -> np.ndarray:
         if self.slot is None or self.components is None:
