@@ -69,3 +69,14 @@ async def test_time_the_consumer_spends_between_reads_is_not_idle_time(fake_upst
         assert reads >= 2
     finally:
         await http.aclose()
+
+
+async def test_a_short_idle_limit_holds_after_a_long_first_token_wait(fake_upstream):
+    # The first chunk comes at once, the next after 0.6 s: with 5 s allowed for the
+    # first token and 0.2 s idle, the idle limit must cut it, not the first-token one.
+    fake_upstream.reply(Reply(text="x" * 10, chunk_chars=1), provider="openai")
+    fake_upstream.script(Fault(chunk_interval=0.6), provider="openai")
+    started = time.monotonic()
+    with pytest.raises(Timeout, match="next chunk"):
+        await _read_all(fake_upstream, Timeouts(total=10, first_token=5, idle=0.2))
+    assert time.monotonic() - started < 2.0

@@ -67,6 +67,7 @@ class StreamingResponse:
         # no read is waiting the deadline is None, so a slow consumer is not timed.
         self._read_deadline: float | None = None
         self._read_timer: asyncio.TimerHandle | None = None
+        self._read_timer_at = 0.0
         self._read_expired = False
         self.status = resp.status
         self.headers: Mapping[str, str] = resp.headers
@@ -142,9 +143,14 @@ class StreamingResponse:
 
     def _arm_read_timer(self, wait: float) -> None:
         loop = asyncio.get_running_loop()
-        self._read_deadline = loop.time() + wait
+        self._read_deadline = deadline = loop.time() + wait
+        # A pending timer set for a later time (the first token's longer wait) would
+        # enforce a shorter idle limit late: move it forward.
+        if self._read_timer is not None and self._read_timer_at > deadline:
+            self._cancel_read_timer()
         if self._read_timer is None:
-            self._read_timer = loop.call_at(self._read_deadline, self._read_timer_fired)
+            self._read_timer = loop.call_at(deadline, self._read_timer_fired)
+            self._read_timer_at = deadline
 
     def _read_timer_fired(self) -> None:
         self._read_timer = None
@@ -154,6 +160,7 @@ class StreamingResponse:
         loop = asyncio.get_running_loop()
         if loop.time() < deadline:  # data came and a later read re-armed: wait on
             self._read_timer = loop.call_at(deadline, self._read_timer_fired)
+            self._read_timer_at = deadline
             return
         self._read_expired = True
         self._resp.close()
