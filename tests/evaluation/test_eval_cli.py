@@ -77,3 +77,15 @@ def test_eval_checks_the_featuriser_before_the_run(tmp_path: Path) -> None:
                                   "--featurizer", f"hashed+st:{tmp_path / 'no-model'}"])
     assert nowhere.exit_code == 2 and ("never downloads" in nowhere.output
                                        or "interlock[embeddings]" in nowhere.output)
+
+
+def test_eval_takes_featuriser_parameters(tmp_path: Path) -> None:
+    data = _write_outcomes(tmp_path / "outcomes.csv", n=40)
+    runner = CliRunner()
+    ok = runner.invoke(app, ["eval", "--data", str(data), "--routers", "knn", "--folds", "2",
+                             "--featurizer-param", "dim=4", "--featurizer-param",
+                             "max_chars=null"])
+    assert ok.exit_code == 0, ok.output
+    assert "knn" in ok.output
+    bad = runner.invoke(app, ["eval", "--data", str(data), "--featurizer-param", "dims=4"])
+    assert bad.exit_code == 2 and "dims" in bad.output and "max_chars" in bad.output

@@ -25,14 +25,14 @@ def _split(text: str | None) -> list[str]:
     return [part.strip() for part in (text or "").split(",") if part.strip()]
 
 
-def _featurizer_factory(spec: str) -> Callable[[], Any] | None:
-    """None (the harness default) for "hashed"; else a fresh featuriser per fold."""
-    if spec == "hashed":
+def _featurizer_factory(spec: str, params: dict[str, Any]) -> Callable[[], Any] | None:
+    """None (the harness default) for plain "hashed"; else a fresh featuriser per fold."""
+    if spec == "hashed" and not params:
         return None
     from interlock.routing.features import make_featurizer
 
-    make_featurizer(spec)  # fail before the run, which can take minutes
-    return lambda: make_featurizer(spec)
+    make_featurizer(spec, **params)  # fail before the run, which can take minutes
+    return lambda: make_featurizer(spec, **params)
 
 
 def eval_command(
@@ -63,12 +63,16 @@ def eval_command(
     featurizer: Annotated[str, typer.Option(
         help="Prompt features: hashed, st:/local/model or hashed+st:/local/model "
              "(the last two need the embeddings extra).")] = "hashed",
+    featurizer_param: Annotated[list[str] | None, typer.Option(
+        "--featurizer-param", help="Featuriser parameter name=value (repeatable), e.g. "
+        "max_chars=null, dim=64.")] = None,
 ) -> None:
     """Cross-validate routers on outcome data: table, JSON and plot."""
     from interlock.evaluation.cost_axis import parse_price
     from interlock.evaluation.datasets import load_eval_data
     from interlock.evaluation.report import render_table, report_json
     from interlock.evaluation.runner import EvalOptions, evaluate
+    from interlock.routing.training import parse_params
 
     if plot is not None and find_spec("matplotlib") is None:
         # Said before the run, which can take minutes, not after it.
@@ -80,7 +84,8 @@ def eval_command(
         options = EvalOptions(
             routers=_split(routers), folds=folds, seed=seed, strong=strong, weak=weak,
             prices=overrides, output_tokens=output_tokens, random_seeds=random_seeds,
-            featurizer_factory=_featurizer_factory(featurizer),
+            featurizer_factory=_featurizer_factory(
+                featurizer, parse_params(featurizer_param or [])),
         )
         report = evaluate(table, options)
     except (ValueError, LookupError, FileNotFoundError, ImportError) as exc:

@@ -736,6 +736,17 @@ class CachedFeaturizer:
 # ---------------------------------------------------------------- construction
 
 
+def _hashed(params: dict[str, Any]) -> HashedNgramFeaturizer:
+    """The hashed featuriser from user-given parameters; a name it does not take is a
+    ValueError that lists the ones it does (the CLIs report it without a traceback)."""
+    try:
+        return HashedNgramFeaturizer(**params)
+    except TypeError as exc:
+        known = ", ".join(HashedNgramFeaturizer().params())
+        raise ValueError(f"the hashed featuriser does not take that parameter ({exc}); "
+                         f"it takes: {known}") from None
+
+
 def make_featurizer(spec: str = "hashed", **params: Any) -> Featurizer:
     """From a CLI spec: "hashed", "st:/local/model/path" or "hashed+st:/local/model/path".
 
@@ -743,14 +754,14 @@ def make_featurizer(spec: str = "hashed", **params: Any) -> Featurizer:
     hybrid and `batch_size` to the sentence-transformers model).
     """
     if spec == "hashed":
-        return HashedNgramFeaturizer(**params)
+        return _hashed(params)
     if spec.startswith("st:"):
         return SentenceTransformerFeaturizer(spec[3:], **params)
     if spec.startswith("hashed+st:"):
         weight = float(params.pop("weight", 0.5))
         batch_size = int(params.pop("batch_size", 32))
         dense = SentenceTransformerFeaturizer(spec[len("hashed+st:"):], batch_size=batch_size)
-        return HybridFeaturizer(HashedNgramFeaturizer(**params), dense, weight=weight)
+        return HybridFeaturizer(_hashed(params), dense, weight=weight)
     raise ValueError(
         f"unknown featuriser {spec!r}: use 'hashed', 'st:/path/to/model' or "
         "'hashed+st:/path/to/model'"

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from interlock.routing.data import data_hash, load_training_data
-from interlock.routing.features import HashedNgramFeaturizer, make_featurizer
+from interlock.routing.features import make_featurizer
 from interlock.routing.learned import QualityRouter, make_router
 
 
@@ -53,13 +53,7 @@ def train_router(
     fz_params = dict(featurizer_params or {})
     if featurizer == "hashed" or featurizer.startswith("hashed+"):
         fz_params.setdefault("seed", seed)
-    try:
-        made = make_featurizer(featurizer, **fz_params)
-    except TypeError as exc:  # a parameter the featuriser does not take
-        known = ", ".join(HashedNgramFeaturizer().params())
-        raise ValueError(f"featuriser {featurizer!r} does not take that parameter ({exc}); "
-                         f"the hashed featuriser takes: {known}") from None
-    router.fit(table, made, seed=seed)
+    router.fit(table, make_featurizer(featurizer, **fz_params), seed=seed)
     router.data_hash = data_hash(data)
     router.save(out)
     return router
