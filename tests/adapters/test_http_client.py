@@ -2,26 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 
-from interlock.adapters.http import HttpClient, Labels, Timeouts
+from interlock.adapters.http import HttpClient, Labels, StreamingResponse, Timeouts
 from interlock.errors import Timeout
 from interlock.testing import Fault, Reply
 
 BODY = b'{"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}'
 
 
-async def _read_all(fake, timeouts: Timeouts) -> int:
+@asynccontextmanager
+async def _streaming(fake, timeouts: Timeouts) -> AsyncIterator[StreamingResponse]:
     http = HttpClient()
     try:
         url = fake.base_url("openai") + "/chat/completions"
         async with http.stream(url, headers={"content-type": "application/json"}, body=BODY,
                                timeouts=timeouts, labels=Labels("openai", "d")) as resp:
-            return sum([1 async for _ in resp.lines()])
+            yield resp
     finally:
         await http.aclose()
+
+
+async def _read_all(fake, timeouts: Timeouts) -> int:
+    async with _streaming(fake, timeouts) as resp:
+        return sum([1 async for _ in resp.lines()])
 
 
 async def test_a_stream_that_outlives_its_total_timeout_is_cut_with_timeout(fake_upstream):
@@ -51,24 +60,15 @@ async def test_a_stream_within_its_timeouts_is_read_whole(fake_upstream):
 async def test_time_the_consumer_spends_between_reads_is_not_idle_time(fake_upstream):
     # Chunks every 20 ms, an idle limit of 150 ms, and a consumer that dawdles 250 ms
     # over each read: only the waits on the network count, so nothing times out.
-    import asyncio
-
     fake_upstream.reply(Reply(text="x" * 6, chunk_chars=1), provider="openai")
     fake_upstream.script(Fault(chunk_interval=0.02), provider="openai")
-    http = HttpClient()
-    try:
-        url = fake_upstream.base_url("openai") + "/chat/completions"
-        async with http.stream(url, headers={"content-type": "application/json"}, body=BODY,
-                               timeouts=Timeouts(total=10, first_token=1, idle=0.15),
-                               labels=Labels("openai", "d")) as resp:
-            reads = 0
-            async for batch in resp.line_batches():
-                reads += 1
-                assert batch
-                await asyncio.sleep(0.25)
-        assert reads >= 2
-    finally:
-        await http.aclose()
+    reads = 0
+    async with _streaming(fake_upstream, Timeouts(total=10, first_token=1, idle=0.15)) as resp:
+        async for batch in resp.line_batches():
+            reads += 1
+            assert batch
+            await asyncio.sleep(0.25)
+    assert reads >= 2
 
 
 async def test_a_short_idle_limit_holds_after_a_long_first_token_wait(fake_upstream):
