@@ -30,7 +30,7 @@ async def _streaming(fake, timeouts: Timeouts) -> AsyncIterator[StreamingRespons
 
 async def _read_all(fake, timeouts: Timeouts) -> int:
     async with _streaming(fake, timeouts) as resp:
-        return sum([1 async for _ in resp.lines()])
+        return sum([len(batch) async for batch in resp.line_batches()])
 
 
 async def test_a_stream_that_outlives_its_total_timeout_is_cut_with_timeout(fake_upstream):

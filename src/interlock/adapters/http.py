@@ -52,7 +52,7 @@ class Labels:
 
 
 class StreamingResponse:
-    """An open streamed response: status and headers now, lines as they come."""
+    """An open streamed response: status and headers now, then lines a read at a time."""
 
     def __init__(self, resp: aiohttp.ClientResponse, timeouts: Timeouts, labels: Labels,
                  started: float) -> None:
@@ -77,13 +77,6 @@ class StreamingResponse:
             return await self._resp.read()
         except aiohttp.ClientError as exc:
             raise _connection_error(exc, self._labels) from None
-
-    async def lines(self) -> AsyncIterator[bytes]:
-        """Yield each line (without its newline), enforcing the total, first-token
-        and idle timeouts."""
-        async for batch in self.line_batches():
-            for line in batch:
-                yield line
 
     async def line_batches(self) -> AsyncIterator[list[bytes]]:
         """The complete lines (without newlines) of each network read, as one list,
