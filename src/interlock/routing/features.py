@@ -32,6 +32,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from interlock.routing.artefacts import read_arrays, write_arrays
+from interlock.routing.option_shape import OPTION_SET_FEATURES, option_set_shape
 
 Embed = Callable[[list[str]], Awaitable[list[list[float]]]]
 
@@ -244,20 +245,25 @@ def _count_numbers(text: str) -> int:
     return sum(len(_NUMBER.findall(p)) if "." in p else 1 for p in pieces if p.strip("."))
 
 
-SHAPE_FEATURES = (
+_FIRST_SHAPE_FEATURES = (
     "log_chars", "log_stem_chars", "log_passage_chars", "log_mean_option_chars",
     "option_length_log_spread", "option_length_cv", "digit_share", "log_numbers",
     "math_char_share", "log_math_chars", "numeric_option_share", "has_negation",
     "has_capital_negation", "statement_style", "stem_has_question_mark", "options",
     "catch_all_option", "uppercase_share",
 )
+SHAPE_FEATURES = _FIRST_SHAPE_FEATURES + OPTION_SET_FEATURES
+# Artefacts trained before the option-set features have this many shape columns.
+FIRST_SHAPE_COUNT = len(_FIRST_SHAPE_FEATURES)
 
 
-def prompt_shape(text: str) -> list[float]:
+def prompt_shape(text: str, *, option_set: bool = True) -> list[float]:
     """Shape features of a prompt that n-grams see poorly: lengths, numbers, symbols,
-    lettered options, negations. Which questions of a subject the weaker model
-    misses depends partly on these (a long passage, computed options, an EXCEPT),
-    and they mean the same for any prompt; options count as lines "A." to "D.".
+    lettered options, negations, how alike the options are (`option_shape`). Which
+    questions of a subject the weaker model misses depends partly on these (a long
+    passage, computed options, an EXCEPT), and they mean the same for any prompt;
+    options count as lines "A." to "D.". `option_set=False` gives the first
+    `FIRST_SHAPE_COUNT` features only, what older artefacts were trained on.
     Plain Python floats and `math`: numpy's per-call overhead on scalars would
     cost more than the features themselves on the decision path."""
     n = max(len(text), 1)
@@ -290,7 +296,7 @@ def prompt_shape(text: str) -> list[float]:
     stem_low = stem.lower()
     numeric = [bool(o.strip()) and _NUMBER.fullmatch(o.split()[0]) is not None
                for o in options]
-    return [
+    first = [
         math.log1p(len(text)), math.log1p(len(stem)), math.log1p(passage), math.log1p(mean),
         math.log1p(max(lengths)) - math.log1p(min(lengths)), spread / (mean + 1.0),
         digits / n, math.log1p(numbers),
@@ -302,6 +308,12 @@ def prompt_shape(text: str) -> list[float]:
         float(" of the " in low and _any_in(low, _CATCH_ALL_PHRASES)),
         upper / n,
     ]
+    if not option_set:
+        return first
+    # The stand-in has the same words as the original (its "?" is no letter), and
+    # splitting ASCII is much cheaper than the regex on a long passage's stem.
+    return first + option_set_shape(
+        options, stem if ascii_text is None else ascii_text[: len(stem)])
 
 
 class HashedNgramFeaturizer:
@@ -377,10 +389,11 @@ class HashedNgramFeaturizer:
     def transform_sparse(self, texts: Sequence[str]) -> Any:
         """L2-normalised TF-IDF rows as a scipy CSR matrix (n, n_features), and when
         shape statistics are fitted the weighted standardised shape features in
-        `len(SHAPE_FEATURES)` more columns after the buckets."""
+        one more column per shape feature after the buckets."""
         width = self.n_features
-        if self._shape_stats() is not None:
-            width += len(SHAPE_FEATURES)
+        stats = self._shape_stats()
+        if stats is not None:
+            width += len(stats[0])
         return _csr([self.sparse_row(t) for t in texts], width)
 
     def _shape_stats(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -398,8 +411,10 @@ class HashedNgramFeaturizer:
         if stats is None:
             return buckets, w
         mean, std = stats
-        extra = np.arange(self.n_features, self.n_features + len(SHAPE_FEATURES))
-        shape = (np.array(prompt_shape(text)) - mean) * (self.shape_weight / std)
+        extra = np.arange(self.n_features, self.n_features + len(mean))
+        # Older artefacts were fitted on the first shape features only.
+        values = prompt_shape(text, option_set=len(mean) > FIRST_SHAPE_COUNT)
+        shape = (np.array(values) - mean) * (self.shape_weight / std)
         return np.concatenate([buckets, extra]), np.concatenate([w, shape])
 
     def _tfidf(self, texts: Sequence[str]) -> Any:
