@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from interlock.adapters.base import DeltaBatch, flatten
 from interlock.adapters.http import HttpClient, Timeouts
 from interlock.adapters.registry import AdapterRegistry
 from interlock.catalog import Catalog, Deployment
@@ -311,10 +312,17 @@ class GatewayStream:
         self._done = False
         self.error: ProviderError | None = None
 
-    async def __aiter__(self) -> AsyncIterator[StreamDelta]:
+    def __aiter__(self) -> AsyncIterator[StreamDelta]:
+        return flatten(self.batches())
+
+    def batches(self) -> AsyncIterator[DeltaBatch]:
+        """The stream a network read at a time (iterate this or the deltas, once)."""
+        return self._batches(self._upstream.batches())
+
+    async def _batches(self, upstream: AsyncIterator[DeltaBatch]) -> AsyncIterator[DeltaBatch]:
         try:
-            async for delta in self._upstream:
-                yield delta
+            async for batch in upstream:
+                yield batch
         except ProviderError as exc:
             self.error = exc
             self._finish(error=exc)

@@ -3,7 +3,7 @@
 What clients see is the OpenAI chat-completions shape, through the gateway
 and the library alike.
 
-Imports: the standard library, `types`, `errors`.
+Imports: orjson, the standard library, `types`, `errors`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import orjson
+
 from interlock.errors import InterlockError, InvalidRequest
 from interlock.types import ChatResponse, StreamDelta, ToolCall, Usage
+
+# What follows a chunk's `delta` object, as `ChunkRenderer.sse` writes it.
+_FINISH = b',"logprobs":null,"finish_reason":'
+_CHUNK_END = b"}]}\n\n"
+_NO_FINISH = _FINISH + b"null" + _CHUNK_END
 
 
 def usage_dict(usage: Usage | None) -> dict[str, Any] | None:
@@ -55,8 +62,8 @@ def shows_anything(delta: StreamDelta) -> bool:
     return bool(delta.text or delta.reasoning or delta.tool_calls or delta.finish_reason)
 
 
-def chunk_dict(delta: StreamDelta, *, request_id: str, model: str, created: int,
-               first: bool) -> dict[str, Any]:
+def delta_dict(delta: StreamDelta, *, first: bool) -> dict[str, Any]:
+    """The `delta` object of a chunk."""
     out: dict[str, Any] = {}
     if first:
         out["role"] = "assistant"
@@ -75,10 +82,15 @@ def chunk_dict(delta: StreamDelta, *, request_id: str, model: str, created: int,
                 call["function"]["name"] = tc.name
             calls.append(call)
         out["tool_calls"] = calls
+    return out
+
+
+def chunk_dict(delta: StreamDelta, *, request_id: str, model: str, created: int,
+               first: bool) -> dict[str, Any]:
     return {
         "id": request_id, "object": "chat.completion.chunk", "created": created,
         "model": model,
-        "choices": [{"index": 0, "delta": out, "logprobs": None,
+        "choices": [{"index": 0, "delta": delta_dict(delta, first=first), "logprobs": None,
                      "finish_reason": delta.finish_reason}],
     }
 
@@ -100,6 +112,10 @@ class ChunkRenderer:
         self.model = ""
         self.created = int(time.time())
         self._first = True
+        # `data: {"id":...,"model":...,"choices":[{"index":0,"delta":` for
+        # self.model, so that `sse` serialises only what changes per chunk.
+        self._head = b""
+        self._head_model: str | None = None
 
     def chunk(self, delta: StreamDelta) -> dict[str, Any] | None:
         """The chunk for this delta, or None when a client would see nothing in it."""
@@ -110,6 +126,33 @@ class ChunkRenderer:
                          created=self.created, first=self._first)
         self._first = False
         return out
+
+    def sse(self, deltas: list[StreamDelta]) -> bytes:
+        """The SSE events of these deltas' chunks: byte for byte
+        `data: ` + orjson.dumps(self.chunk(delta)) + a blank line each, built
+        around a serialised head that is the same for every chunk of the stream."""
+        out = []
+        for delta in deltas:
+            if delta.model:
+                self.model = delta.model
+            if not (self._first or delta.text or delta.reasoning or delta.tool_calls
+                    or delta.finish_reason):
+                continue
+            if self._head_model != self.model:
+                self._head = self._head_for(self.model)
+                self._head_model = self.model
+            body = orjson.dumps(delta_dict(delta, first=self._first))
+            self._first = False
+            finish = delta.finish_reason
+            out.append(self._head + body + (
+                _NO_FINISH if finish is None else
+                _FINISH + orjson.dumps(finish) + _CHUNK_END))
+        return b"".join(out)
+
+    def _head_for(self, model: str) -> bytes:
+        fields = orjson.dumps({"id": self.request_id, "object": "chat.completion.chunk",
+                               "created": self.created, "model": model})
+        return b"data: " + fields[:-1] + b',"choices":[{"index":0,"delta":'
 
     def usage_chunk(self, usage: Usage | None,
                     interlock: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -13,13 +13,14 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
+import orjson
 import pytest
 
-from interlock.adapters.base import StreamAccumulator
+from interlock.adapters.base import StreamAccumulator, flatten
 from interlock.adapters.http import HttpClient, Timeouts
 from interlock.adapters.openai import (
     OpenAIAdapter,
-    _stream_deltas,
+    _stream_batches,
     chunk_delta,
     parse_duration,
     retry_after,
@@ -485,7 +486,7 @@ CHUNK = '{"id":"c1","model":"m","choices":[{"index":0,"delta":%s,"finish_reason"
 
 async def fed(*frames: str) -> list[StreamDelta]:
     dep = deployment("http://127.0.0.1:9/v1")
-    return [d async for d in _stream_deltas(LineFeed(*frames), dep)]  # type: ignore[arg-type]
+    return [d async for d in flatten(_stream_batches(LineFeed(*frames), dep))]  # type: ignore[arg-type]
 
 
 async def test_stream_error_object_maps_like_http() -> None:
@@ -506,6 +507,70 @@ async def test_stream_end_without_done() -> None:
     deltas = await fed("data: " + CHUNK % ('{"content":"a"}', "null"),
                        "data: " + CHUNK % ("{}", '"function_call"'))
     assert [d.finish_reason for d in deltas] == [None, "tool_calls"]
+
+
+# -- batches: the deltas of one read together ---------------------------------------
+class ReadFeed:
+    """Each item is one network read: the frames it carries, whole."""
+
+    def __init__(self, *reads: list[str]) -> None:
+        self._reads = [[line.encode() for f in frames for line in (f + "\n\n").split("\n")][:-1]
+                       for frames in reads]
+
+    async def line_batches(self) -> AsyncIterator[list[bytes]]:
+        for lines in self._reads:
+            yield lines
+
+
+def text_frame(text: str, finish: str = "null") -> str:
+    return "data: " + CHUNK % (orjson.dumps({"content": text}).decode(), finish)
+
+
+async def batches_of(*reads: list[str]) -> list[tuple[list[str | None], bool]]:
+    dep = deployment("http://127.0.0.1:9/v1")
+    return [([d.text or d.finish_reason for d in b.deltas], b.final)
+            async for b in _stream_batches(ReadFeed(*reads), dep)]  # type: ignore[arg-type]
+
+
+async def test_batches_follow_reads_with_the_first_delta_alone() -> None:
+    got = await batches_of([text_frame("a"), text_frame("b"), text_frame("c")],
+                           [text_frame("d"), text_frame("", '"stop"'), "data: [DONE]"])
+    assert got == [(["a"], False), (["b", "c"], False), (["d", "stop"], True)]
+    # [DONE] in a read of its own: an empty final batch, so the end still follows it.
+    got = await batches_of([text_frame("a")], [text_frame("", '"stop"')], ["data: [DONE]"])
+    assert got == [(["a"], False), (["stop"], False), ([], True)]
+
+
+async def test_batches_pass_on_what_came_before_a_failure() -> None:
+    dep = deployment("http://127.0.0.1:9/v1")
+    seen: list[tuple[list[str | None], bool]] = []
+    with pytest.raises(UpstreamServerError, match="not JSON"):
+        async for b in _stream_batches(ReadFeed(  # type: ignore[arg-type]
+                [text_frame("a"), text_frame("b"), "data: {oops", text_frame("c")]), dep):
+            seen.append(([d.text for d in b.deltas], b.final))
+    assert seen == [(["a"], False), (["b"], True)]
+
+
+async def test_a_failure_before_the_first_delta_yields_nothing() -> None:
+    # Nothing may be yielded, so that the dispatcher can still fail over.
+    with pytest.raises(UpstreamServerError):
+        await batches_of(["data: {oops", text_frame("a")])
+    with pytest.raises(ConnectionFailed):
+        await batches_of([": keep-alive"])
+    assert await batches_of(["data: [DONE]"]) == []
+
+
+async def test_a_stream_ending_without_done_ends_with_an_empty_final_batch() -> None:
+    got = await batches_of([text_frame("a"), text_frame("", '"stop"')])
+    assert got == [(["a"], False), (["stop"], False), ([], True)]
+
+
+async def test_chunk_bytes_that_are_not_utf8_are_read_with_replacement() -> None:
+    dep = deployment("http://127.0.0.1:9/v1")
+    feed = LineFeed("data: " + CHUNK % ('{"content":"a"}', "null"), "data: [DONE]")
+    feed._lines[0] = feed._lines[0].replace(b'"a"', b'"a\xff"')
+    deltas = [d async for d in flatten(_stream_batches(feed, dep))]  # type: ignore[arg-type]
+    assert [d.text for d in deltas] == ["a\ufffd"]
 
 
 def test_chunk_delta_compatible_variants() -> None:

@@ -33,3 +33,21 @@ def test_parser_keeps_an_event_open_across_batches() -> None:
     assert parser.feed([b"event: delta", b"data: x"]) == []
     assert parser.feed([b"data: y", b""]) == [ServerSentEvent("delta", "x\ny")]
     assert parser.end() == []
+
+
+def test_feed_data_gives_the_same_data_undecoded() -> None:
+    for size in (1, 2, 3, len(STREAM)):
+        parser = SseParser()
+        got: list[bytes] = []
+        for start in range(0, len(STREAM), size):
+            got += parser.feed_data(STREAM[start : start + size])
+        got += parser.end_data()
+        assert got == [e.data.encode() for e in EXPECTED], size
+
+
+def test_feed_data_field_forms() -> None:
+    parser = SseParser()
+    # "data" without a colon is an empty value; other fields and names are skipped.
+    lines = [b"data", b"data: x", b"", b"id: 7", b"retry: 10", b"datax: no", b"data:y", b""]
+    assert parser.feed_data(lines) == [b"\nx", b"y"]
+    assert parser.end_data() == []

@@ -3,9 +3,12 @@ a visible failure after it, opt-in continuation, cancellation."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from tests.dispatch.fakes import dep, fail, make, request
 
+from interlock.dispatch.streaming import gathered
 from interlock.errors import ConnectionFailed, Overloaded, UpstreamServerError
 from interlock.types import StreamDelta, ToolCallDelta, Usage
 
@@ -104,3 +107,75 @@ async def test_stream_deadline_bounds_every_attempt() -> None:
     assert first.timeouts.idle == 2
     assert second.timeouts.total == pytest.approx(2)
     assert second.timeouts.first_token == pytest.approx(2)
+
+
+# -- batches -------------------------------------------------------------------------
+
+async def test_single_delta_adapters_are_batched_by_what_is_ready() -> None:
+    h = make([dep("a")])
+    h.adapter.streams["a"] = (["one ", "two ", "three"], None, None)
+    stream = await h.dispatcher.open_stream(request(stream=True), "g")
+    got = [([d.text or d.finish_reason for d in b.deltas], b.final)
+           async for b in stream.batches()]
+    # The first alone, as soon as it came; the rest, read meanwhile, together with
+    # the news that the stream ends right after them.
+    assert got == [(["one "], False), (["two ", "three", "stop"], True)]
+    assert stream.response().content == "one two three"
+
+
+async def test_a_batch_before_a_break_is_final_unless_the_stream_may_continue() -> None:
+    for continuation, final in ((False, True), (True, False)):
+        h = make([dep("a", order=1), dep("b", order=2)], stream_continuation=continuation)
+        h.adapter.streams["a"] = (["one ", "two ", "three"], 2, UpstreamServerError("x"))
+        h.adapter.streams["b"] = (["three"], None, None)
+        stream = await h.dispatcher.open_stream(request(stream=True), "g")
+        it = stream.batches()
+        assert (await it.__anext__()).deltas[0].text == "one "
+        second = await it.__anext__()
+        assert [d.text for d in second.deltas] == ["two "]
+        # With continuation the break is followed by a new upstream call, not at once.
+        assert second.final is final
+        if continuation:
+            assert [d.text async for b in it for d in b.deltas] == ["three", None]
+        else:
+            with pytest.raises(UpstreamServerError):
+                await it.__anext__()
+
+
+async def test_gathered_reads_ahead_only_what_is_ready() -> None:
+    ready = asyncio.Event()
+
+    async def deltas():
+        yield StreamDelta(text="a")
+        yield StreamDelta(text="b")
+        await ready.wait()  # a network read
+        yield StreamDelta(text="c")
+
+    batches = gathered(deltas())
+    assert [d.text for d in (await batches.__anext__()).deltas] == ["a"]
+    second = await batches.__anext__()
+    assert ([d.text for d in second.deltas], second.final) == (["b"], False)
+    ready.set()
+    third = await batches.__anext__()
+    assert ([d.text for d in third.deltas], third.final) == (["c"], True)
+    with pytest.raises(StopAsyncIteration):
+        await batches.__anext__()
+
+
+async def test_closing_gathered_stops_the_read_ahead_and_closes_the_adapter() -> None:
+    closed: list[bool] = []
+    never = asyncio.Event()
+
+    async def deltas():
+        try:
+            yield StreamDelta(text="a")
+            await never.wait()
+            yield StreamDelta(text="b")
+        finally:
+            closed.append(True)
+
+    batches = gathered(deltas())
+    await batches.__anext__()
+    await asyncio.sleep(0)  # the read-ahead task is now waiting inside the adapter
+    await batches.aclose()  # type: ignore[attr-defined]
+    assert closed == [True]

@@ -49,6 +49,7 @@ async def test_a_bug_after_the_response_started_closes_the_connection():
 
 
 async def test_a_bug_mid_stream_ends_with_an_error_event_not_a_clean_done():
+    from interlock.adapters.base import DeltaBatch
     from interlock.gateway import ResponseMeta
     from interlock.routing.decision import RoutingDecision
     from interlock.server.chat import _SseWriter
@@ -57,8 +58,8 @@ async def test_a_bug_mid_stream_ends_with_an_error_event_not_a_clean_done():
     class BuggyStream:
         meta = ResponseMeta(request_id="r1", decision=RoutingDecision("m", "m"))
 
-        async def __aiter__(self):
-            yield StreamDelta(text="hello", model="m")
+        async def batches(self):
+            yield DeltaBatch([StreamDelta(text="hello", model="m")])
             raise KeyError("a bug")
 
     sent = []

@@ -6,6 +6,10 @@ answer back into a `ChatResponse` (or `StreamDelta`s). It raises only
 `ChatResponse` a non-streamed call returns (house rule 5). `iter_sse` parses
 server-sent events for the adapters that stream with them.
 
+An adapter may also stream in `DeltaBatch`es, the deltas of one network read
+at a time (`BatchStreaming`): everything above it then handles a read in one
+step instead of resuming a stack of generators for every delta.
+
 Imports: the standard library, `types`, `errors`, `catalog`, `adapters.http`.
 """
 
@@ -13,7 +17,7 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
@@ -42,6 +46,37 @@ class Adapter(Protocol):
         ...
 
 
+class BatchStreaming(Protocol):
+    """An adapter that can also stream a network read at a time (optional: the
+    dispatcher falls back to `Adapter.stream`)."""
+
+    def stream_batches(self, request: ChatRequest, deployment: Deployment,
+                       timeouts: Timeouts) -> AsyncIterator[DeltaBatch]:
+        """As `stream`, but each item holds the deltas of one network read, none
+        empty unless `final`. The first delta comes alone, before the rest of its
+        read is parsed, so that it is never held back."""
+        ...
+
+
+@dataclass(slots=True)
+class DeltaBatch:
+    """Deltas that arrived together, to be handed on (and sent) together.
+
+    `final` says the stream ends, or fails, right after these without waiting
+    on the upstream again: a consumer may then take the end before sending them,
+    so the last deltas, the usage chunk and `[DONE]` leave in one write."""
+
+    deltas: list[StreamDelta]
+    final: bool = False
+
+
+async def flatten(batches: AsyncIterator[DeltaBatch]) -> AsyncIterator[StreamDelta]:
+    """One delta at a time, for consumers that want them so."""
+    async for batch in batches:
+        for delta in batch.deltas:
+            yield delta
+
+
 @dataclass(slots=True)
 class ServerSentEvent:
     event: str | None
@@ -54,35 +89,63 @@ class SseParser:
 
     def __init__(self) -> None:
         self._event: str | None = None
-        self._data: list[str] = []
+        self._data: list[bytes] = []
 
-    def feed(self, lines: list[bytes]) -> list[ServerSentEvent]:
+    def feed(self, lines: Iterable[bytes]) -> list[ServerSentEvent]:
         events: list[ServerSentEvent] = []
         for raw in lines:
-            if not raw:
-                if self._data:
-                    events.append(ServerSentEvent(self._event, "\n".join(self._data)))
-                self._event, self._data = None, []
-                continue
-            line = raw.decode("utf-8", errors="replace")
-            if line.startswith(":"):
-                continue
-            name, _, value = line.partition(":")
-            if value.startswith(" "):
-                value = value[1:]
-            if name == "data":
-                self._data.append(value)
-            elif name == "event":
-                self._event = value
+            if raw:
+                self._field(raw)
+            elif self._data:
+                event = self._event
+                events.append(ServerSentEvent(event, self._take().decode("utf-8", "replace")))
+            else:
+                self._event = None
         return events
+
+    def feed_data(self, lines: Iterable[bytes]) -> list[bytes]:
+        """Only the data of each completed event, undecoded: for adapters that
+        ignore event names, this spares decoding every line and an event object
+        per event (orjson parses bytes)."""
+        out: list[bytes] = []
+        for raw in lines:
+            if raw[:6] == b"data: ":  # nearly every other line: handled here
+                self._data.append(raw[6:])
+            elif raw:
+                self._field(raw)
+            elif self._data:
+                out.append(self._take())
+            else:
+                self._event = None
+        return out
 
     def end(self) -> list[ServerSentEvent]:
         """An event left without its closing blank line when the stream ended."""
         if not self._data:
             return []
-        event = ServerSentEvent(self._event, "\n".join(self._data))
+        event = self._event
+        return [ServerSentEvent(event, self._take().decode("utf-8", "replace"))]
+
+    def end_data(self) -> list[bytes]:
+        """`end`, as `feed_data` gives events."""
+        return [self._take()] if self._data else []
+
+    def _field(self, raw: bytes) -> None:
+        if raw.startswith(b":"):
+            return  # a comment
+        name, _, value = raw.partition(b":")
+        if value.startswith(b" "):
+            value = value[1:]
+        if name == b"data":
+            self._data.append(value)
+        elif name == b"event":
+            self._event = value.decode("utf-8", "replace")
+
+    def _take(self) -> bytes:
+        """The open event's data, which is then closed."""
+        data = self._data
         self._event, self._data = None, []
-        return [event]
+        return data[0] if len(data) == 1 else b"\n".join(data)
 
 
 async def iter_sse(batches: AsyncIterator[list[bytes]]) -> AsyncIterator[ServerSentEvent]:
@@ -132,6 +195,10 @@ class StreamAccumulator:
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
         self.deltas = 0
+
+    def extend(self, deltas: list[StreamDelta]) -> None:
+        for delta in deltas:
+            self.add(delta)
 
     def add(self, delta: StreamDelta) -> None:
         self.deltas += 1

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -78,7 +78,7 @@ class StreamingResponse:
         except aiohttp.ClientError as exc:
             raise _connection_error(exc, self._labels) from None
 
-    async def line_batches(self) -> AsyncIterator[list[bytes]]:
+    async def line_batches(self) -> AsyncGenerator[list[bytes], None]:
         """The complete lines (without newlines) of each network read, as one list,
         enforcing the total, first-token and idle timeouts. A consumer that handles
         a read's lines together resumes this generator once per read, not once per

@@ -21,6 +21,7 @@ Imports: orjson, the standard library, `types`, `errors`, `catalog`, `adapters.*
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import AsyncIterator, Mapping
@@ -28,7 +29,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from interlock.adapters.base import iter_sse, parse_retry_after
+from interlock.adapters.base import DeltaBatch, SseParser, flatten, parse_retry_after
 from interlock.adapters.http import HttpClient, Labels, StreamingResponse, Timeouts
 from interlock.adapters.registry import resolve_base_url
 from interlock.catalog import Deployment
@@ -113,8 +114,12 @@ class OpenAIAdapter:
         data = _decode_answer(resp.status, resp.headers, resp.body, deployment)
         return parse_response(data, deployment)
 
-    async def stream(self, request: ChatRequest, deployment: Deployment,
-                     timeouts: Timeouts) -> AsyncIterator[StreamDelta]:
+    def stream(self, request: ChatRequest, deployment: Deployment,
+               timeouts: Timeouts) -> AsyncIterator[StreamDelta]:
+        return flatten(self.stream_batches(request, deployment, timeouts))
+
+    async def stream_batches(self, request: ChatRequest, deployment: Deployment,
+                             timeouts: Timeouts) -> AsyncIterator[DeltaBatch]:
         body = build_body(request, deployment, stream=True)
         async with self._http.stream(
             _url(deployment, "/chat/completions"), headers=_headers(deployment, stream=True),
@@ -123,10 +128,11 @@ class OpenAIAdapter:
             if resp.status != 200 or _is_json(resp.headers):
                 # An error, or a server that ignored `stream` and answered whole.
                 data = _decode_answer(resp.status, resp.headers, await resp.read(), deployment)
-                yield _delta_from_response(parse_response(data, deployment))
+                yield DeltaBatch([_delta_from_response(parse_response(data, deployment))],
+                                 final=True)
                 return
-            async for delta in _stream_deltas(resp, deployment):
-                yield delta
+            async for batch in _stream_batches(resp, deployment):
+                yield batch
 
     async def embed(self, texts: list[str], deployment: Deployment,
                     timeouts: Timeouts) -> list[list[float]]:
@@ -336,54 +342,153 @@ def _delta_from_response(r: ChatResponse) -> StreamDelta:
 
 
 # -- streaming ------------------------------------------------------------------
-async def _stream_deltas(resp: StreamingResponse,
-                         deployment: Deployment) -> AsyncIterator[StreamDelta]:
-    first, finished = True, False
-    async for event in iter_sse(resp.line_batches()):
-        if event.data == "[DONE]":
-            return
+async def _stream_batches(resp: StreamingResponse,
+                          deployment: Deployment) -> AsyncIterator[DeltaBatch]:
+    """The deltas of each network read as one batch; the first delta alone, as
+    soon as it is parsed. Deltas parsed before a failure are yielded before it
+    is raised, as a stream of single events would have; a failure before the
+    first delta is raised with nothing yielded, so the dispatcher can still fail
+    over."""
+    decoder = _ChunkDecoder(deployment)
+    # Closed here when [DONE] ends the loop early: an abandoned generator is
+    # closed by asyncio's finaliser instead, a thread-safe wake-up (a system call)
+    # and a task for every stream.
+    async with contextlib.aclosing(resp.line_batches()) as reads:
+        async for lines in reads:
+            events = decoder.sse.feed_data(lines)
+            if decoder.first:
+                head = decoder.first_delta(events)
+                if head is not None:
+                    yield DeltaBatch([head])
+            deltas = decoder.decode(events)
+            if decoder.done:
+                break
+            if deltas:
+                yield DeltaBatch(deltas)
+        else:
+            deltas = decoder.decode(decoder.sse.end_data())
+            decoder.check_ended()
+    # The stream ends here: what is left goes with the end, which follows at once.
+    if deltas or (decoder.error is None and not decoder.first):
+        yield DeltaBatch(deltas, final=True)
+    if decoder.error is not None:
+        raise decoder.error
+
+
+class _ChunkDecoder:
+    """One stream's SSE data -> StreamDeltas. `done` once `[DONE]` or a failure
+    has been seen (nothing more is read); the failure is kept in `error`, to be
+    raised after the deltas before it have been passed on."""
+
+    def __init__(self, deployment: Deployment) -> None:
+        self.deployment = deployment
+        self.sse = SseParser()
+        self.first = True
+        self.finished = False  # a finish reason was seen
+        self.done = False
+        self.error: ProviderError | None = None
+
+    def first_delta(self, events: list[bytes]) -> StreamDelta | None:
+        """The stream's first delta, taken (with the events before it) off the
+        front of `events`; None if these events hold none."""
+        while events and not self.done:
+            deltas = self.decode([events.pop(0)])
+            if deltas:
+                return deltas[0]
+        return None
+
+    def decode(self, events: list[bytes]) -> list[StreamDelta]:
+        out: list[StreamDelta] = []
+        if self.done:  # what follows [DONE] or a failure is not read
+            return out
+        for data in events:
+            if data == b"[DONE]":
+                self.done = True
+                break
+            try:
+                delta = self._delta(data)
+            except ProviderError as exc:
+                self.error, self.done = exc, True
+                break
+            if delta is not None:
+                out.append(delta)
+        return out
+
+    def check_ended(self) -> None:
+        """At the end of the body: a stream that stopped mid-answer is an error."""
+        if not self.done and not self.finished:
+            d = self.deployment
+            self.error = ConnectionFailed(
+                f"The {d.provider} stream for deployment {d.name!r} ended "
+                "without [DONE] or a finish reason: the connection was cut mid-answer",
+                provider=d.provider, deployment=d.name)
+        self.done = True
+
+    def _delta(self, data: bytes) -> StreamDelta | None:
         try:
-            chunk = orjson.loads(event.data)
+            chunk = orjson.loads(data)
         except orjson.JSONDecodeError:
-            raise _malformed(deployment, f"a stream chunk that is not JSON: "
-                                         f"{event.data[:200]!r}") from None
+            chunk = self._lenient(data)
         if not isinstance(chunk, dict):
-            raise _malformed(deployment, "a stream chunk that is not a JSON object")
+            raise _malformed(self.deployment, "a stream chunk that is not a JSON object")
         if "error" in chunk:
-            raise _error_from_body(_stream_error_status(chunk["error"]), {}, chunk, deployment)
-        delta = chunk_delta(chunk, first=first)
+            raise _error_from_body(_stream_error_status(chunk["error"]), {}, chunk,
+                                   self.deployment)
+        delta = chunk_delta(chunk, first=self.first)
         if delta is not None:
-            first = False
-            finished = finished or delta.finish_reason is not None
-            yield delta
-    if not finished:
-        raise ConnectionFailed(
-            f"The {deployment.provider} stream for deployment {deployment.name!r} ended "
-            "without [DONE] or a finish reason: the connection was cut mid-answer",
-            provider=deployment.provider, deployment=deployment.name)
+            self.first = False
+            if delta.finish_reason is not None:
+                self.finished = True
+        return delta
+
+    def _lenient(self, data: bytes) -> Any:
+        # Bytes that are not UTF-8 were read as text with replacement characters
+        # before orjson saw them; they still are.
+        text = data.decode("utf-8", errors="replace")
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            raise _malformed(self.deployment, f"a stream chunk that is not JSON: "
+                                              f"{text[:200]!r}") from None
 
 
 def chunk_delta(chunk: dict[str, Any], *, first: bool) -> StreamDelta | None:
-    """One chat.completion.chunk -> StreamDelta; None when it says nothing new."""
-    choices = chunk.get("choices") or []
-    choice = next((c for c in choices if c.get("index", 0) == 0), None)
-    out = StreamDelta(usage=parse_usage(chunk.get("usage") or _groq_usage(chunk)))
-    if first:
-        out.id, out.model = chunk.get("id") or None, chunk.get("model") or None
+    """One chat.completion.chunk -> StreamDelta; None when it says nothing new.
+    Runs for every streamed event, so the usual chunk (one choice whose delta
+    holds only content) takes a short path, and the delta is built in one call."""
+    choices = chunk.get("choices")
+    choice = None
+    if choices:
+        choice = choices[0]
+        if choice.get("index", 0) != 0:
+            choice = next((c for c in choices if c.get("index", 0) == 0), None)
+    raw_usage = chunk.get("usage") or (_groq_usage(chunk) if "x_groq" in chunk else None)
+    usage = parse_usage(raw_usage) if raw_usage is not None else None
+    text = reasoning = finish = None
+    calls: list[ToolCallDelta] = []
     if choice is not None:
         delta = choice.get("delta") or {}
-        out.text = delta.get("content") or None
-        out.reasoning = delta.get("reasoning_content") or delta.get("reasoning") or None
-        out.tool_calls = [_tool_call_delta(tc, i)
-                          for i, tc in enumerate(delta.get("tool_calls") or [])]
-        legacy = delta.get("function_call")
-        if legacy and not out.tool_calls:
-            out.tool_calls = [ToolCallDelta(0, None, legacy.get("name"),
-                                            legacy.get("arguments") or "")]
-        out.finish_reason = map_finish(choice.get("finish_reason"))
-    has_news = (out.text or out.reasoning or out.tool_calls or out.finish_reason
-                or out.usage is not None)
-    return out if has_news or first else None
+        text = delta.get("content") or None
+        if len(delta) > 1 or text is None:
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning") or None
+            raw_calls = delta.get("tool_calls")
+            if raw_calls:
+                calls = [_tool_call_delta(tc, i) for i, tc in enumerate(raw_calls)]
+            legacy = delta.get("function_call")
+            if legacy and not calls:
+                calls = [ToolCallDelta(0, None, legacy.get("name"),
+                                       legacy.get("arguments") or "")]
+        reason = choice.get("finish_reason")
+        if reason:
+            finish = map_finish(reason)
+    if first:
+        return StreamDelta(text=text, tool_calls=calls, finish_reason=finish, usage=usage,
+                           id=chunk.get("id") or None, model=chunk.get("model") or None,
+                           reasoning=reasoning)
+    if text or reasoning or calls or finish or usage is not None:
+        return StreamDelta(text=text, tool_calls=calls, finish_reason=finish, usage=usage,
+                           reasoning=reasoning)
+    return None
 
 
 def _groq_usage(chunk: dict[str, Any]) -> Any:

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Protocol, TypeVar
 
-from interlock.adapters.base import Adapter
+from interlock.adapters.base import Adapter, DeltaBatch
 from interlock.adapters.http import Timeouts
 from interlock.catalog import Catalog, Deployment
 from interlock.dispatch.clock import Clock, MonotonicClock
@@ -40,7 +40,7 @@ from interlock.dispatch.run import Picked, Run, Success
 from interlock.dispatch.selection import estimate_request_tokens, fits, rank
 from interlock.dispatch.settings import RouterSettings
 from interlock.dispatch.state import StateBackend, build_state
-from interlock.dispatch.streaming import DispatchStream, Opened, close_iterator
+from interlock.dispatch.streaming import DispatchStream, Opened, close_iterator, gathered
 from interlock.errors import (
     BudgetExceeded,
     ContextWindowExceeded,
@@ -425,11 +425,14 @@ class Dispatcher:
     def _stream_call(self, request: ChatRequest) -> AttemptCall[Opened]:
         async def call(adapter: Adapter, d: Deployment, timeouts: Timeouts
                        ) -> tuple[Opened, ChatResponse | None]:
-            iterator = adapter.stream(request, d, timeouts).__aiter__()
+            by_read = getattr(adapter, "stream_batches", None)
+            iterator: AsyncIterator[DeltaBatch] = (
+                by_read(request, d, timeouts).__aiter__() if by_read is not None
+                else gathered(adapter.stream(request, d, timeouts).__aiter__()))
             try:
                 first = await iterator.__anext__()
             except StopAsyncIteration:
-                first = StreamDelta()
+                first = DeltaBatch([StreamDelta()], final=True)
             except BaseException:
                 await close_iterator(iterator)
                 raise

@@ -8,24 +8,32 @@ the iterator (the server turns it into an error event and `[DONE]`). With
 the stream may instead continue once on another deployment, which is asked
 to carry on from the text already sent.
 
+The stream moves in `DeltaBatch`es, a network read at a time. Adapters that
+yield single deltas are batched by `gathered`, which reads ahead in a task.
+
 Imports: the standard library, `types`, `errors`, `catalog`,
 `adapters.base`, `dispatch.outcome`, `dispatch.run`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Any, Protocol
 
-from interlock.adapters.base import StreamAccumulator
+from interlock.adapters.base import DeltaBatch, StreamAccumulator, flatten
 from interlock.catalog import Deployment
 from interlock.dispatch.outcome import Attempt
 from interlock.dispatch.run import Run, Success
 from interlock.errors import ProviderError
 from interlock.types import ChatResponse, StreamDelta
 
-Opened = tuple[AsyncIterator[StreamDelta], StreamDelta]
+# The adapter's batches, and the first of them (never empty).
+Opened = tuple[AsyncIterator[DeltaBatch], DeltaBatch]
+# A read-ahead task lets the loop run after this many deltas in a row, so that an
+# adapter that never waits cannot starve its consumer.
+GATHER_AT_MOST = 256
 
 
 class StreamOwner(Protocol):
@@ -41,11 +49,60 @@ class StreamOwner(Protocol):
                               ) -> Success[Opened] | None: ...
 
 
-async def close_iterator(iterator: AsyncIterator[StreamDelta]) -> None:
+async def close_iterator(iterator: AsyncIterator[Any]) -> None:
     aclose = getattr(iterator, "aclose", None)
     if aclose is not None:
         with contextlib.suppress(Exception):
             await aclose()
+
+
+_END = object()  # the read-ahead task's last item
+
+
+async def gathered(deltas: AsyncIterator[StreamDelta]) -> AsyncIterator[DeltaBatch]:
+    """Batches from an adapter that yields one delta at a time. A task reads
+    ahead while the consumer is busy, and each batch is whatever it read
+    meanwhile: deltas that arrived in one network read are still handed on (and
+    sent) together. The first delta comes alone, as soon as it arrives."""
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def read_ahead() -> None:
+        try:
+            count = 0
+            async for delta in deltas:
+                queue.put_nowait(delta)
+                count += 1
+                if count == 1 or count % GATHER_AT_MOST == 0:
+                    # Let the consumer take the first delta before the rest of its
+                    # read is parsed.
+                    await asyncio.sleep(0)
+        except Exception as exc:
+            queue.put_nowait(exc)
+        finally:
+            queue.put_nowait(_END)
+
+    task = asyncio.ensure_future(read_ahead())
+    try:
+        while True:
+            items = [await queue.get()]
+            while not queue.empty():
+                items.append(queue.get_nowait())
+            ended = items[-1] is _END
+            error = items[-2] if ended and len(items) > 1 else None
+            if not isinstance(error, Exception):
+                error = None
+            batch = [item for item in items if isinstance(item, StreamDelta)]
+            if batch or (ended and error is None):
+                yield DeltaBatch(batch, final=ended)
+            if error is not None:
+                raise error
+            if ended:
+                return
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.wait([task])
+        await close_iterator(deltas)
 
 
 class DispatchStream:
@@ -72,22 +129,24 @@ class DispatchStream:
         return self._run.attempts
 
     def __aiter__(self) -> AsyncIterator[StreamDelta]:
+        return flatten(self.batches())
+
+    def batches(self) -> AsyncIterator[DeltaBatch]:
+        """The stream a network read at a time (iterate this or the deltas, once)."""
         if self._iterating:
             raise RuntimeError("a DispatchStream can be iterated only once")
         self._iterating = True
         return self._iterate()
 
-    async def _iterate(self) -> AsyncIterator[StreamDelta]:
+    async def _iterate(self) -> AsyncIterator[DeltaBatch]:
         try:
             while True:
                 iterator, first = self._success.value
-                self._acc.add(first)
-                yield first
+                yield self._passed(first)
                 error: ProviderError | None = None
                 try:
-                    async for delta in iterator:
-                        self._acc.add(delta)
-                        yield delta
+                    async for batch in iterator:
+                        yield self._passed(batch)
                 except ProviderError as exc:
                     error = exc
                 if error is None:
@@ -98,6 +157,14 @@ class DispatchStream:
         finally:
             if not self._done:
                 await self.aclose()
+
+    def _passed(self, batch: DeltaBatch) -> DeltaBatch:
+        """`batch`, accumulated. A break that may be continued elsewhere is not an
+        end that follows at once: `final` would hold these deltas back meanwhile."""
+        self._acc.extend(batch.deltas)
+        if batch.final and self._can_continue():
+            batch.final = False
+        return batch
 
     async def _after_failure(self, error: ProviderError) -> None:
         """Record the failure; continue on another deployment or raise it."""

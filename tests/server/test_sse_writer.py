@@ -1,0 +1,103 @@
+"""The SSE writer: one send per batch of deltas, the first token at once, and the
+end (usage chunk, error event, [DONE]) with a batch the stream ends right after."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from interlock.adapters.base import DeltaBatch
+from interlock.errors import ConnectionFailed
+from interlock.gateway import ResponseMeta
+from interlock.routing.decision import RoutingDecision
+from interlock.server.chat import _SseWriter
+from interlock.types import ChatResponse, StreamDelta, Usage
+
+
+class ScriptedStream:
+    """Stands in for a GatewayStream: batches, then an end or an error."""
+
+    def __init__(self, *batches: DeltaBatch, error: Exception | None = None,
+                 log: list[str] | None = None) -> None:
+        self.meta = ResponseMeta(request_id="r1", decision=RoutingDecision("m", "m"))
+        self._batches = batches
+        self._error = error
+        self._log = log if log is not None else []
+
+    async def batches(self) -> AsyncIterator[DeltaBatch]:
+        for i, batch in enumerate(self._batches):
+            self._log.append(f"batch {i}")
+            yield batch
+        self._log.append("end")
+        if self._error is not None:
+            raise self._error
+
+    def response(self) -> ChatResponse:
+        return ChatResponse(id="x", model="m", content="", usage=Usage(3, 4))
+
+
+def text(*texts: str, **kw: Any) -> list[StreamDelta]:
+    return [StreamDelta(text=t, **kw) for t in texts]
+
+
+async def run(stream: ScriptedStream, include_usage: bool = False,
+              log: list[str] | None = None) -> list[dict[str, Any]]:
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if log is not None and message["type"] == "http.response.body":
+            log.append("send")
+        sent.append(message)
+
+    await _SseWriter(send, stream, "r1", include_usage).run()  # type: ignore[arg-type]
+    assert sent[0]["type"] == "http.response.start"
+    return sent[1:]
+
+
+def events(body: bytes) -> list[Any]:
+    out = []
+    for event in body.split(b"\n\n")[:-1]:
+        assert event.startswith(b"data: ")
+        data = event[len(b"data: "):]
+        out.append("[DONE]" if data == b"[DONE]" else orjson.loads(data))
+    return out
+
+
+async def test_one_send_per_batch_and_the_end_with_the_final_one() -> None:
+    stream = ScriptedStream(DeltaBatch(text("a", model="m")), DeltaBatch(text("b", "c")),
+                            DeltaBatch([*text("d"), StreamDelta(finish_reason="stop")],
+                                       final=True))
+    sends = await run(stream, include_usage=True)
+    assert [m["more_body"] for m in sends] == [True, True, False]
+    assert [len(events(m["body"])) for m in sends] == [1, 2, 4]
+    last = events(sends[-1]["body"])
+    assert last[-1] == "[DONE]" and last[-2]["usage"]["completion_tokens"] == 4
+    assert last[-3]["choices"][0]["finish_reason"] == "stop"
+
+
+async def test_the_first_token_leaves_before_more_is_asked_for() -> None:
+    log: list[str] = []
+    stream = ScriptedStream(DeltaBatch(text("a")), DeltaBatch(text("b")), log=log)
+    await run(stream, log=log)
+    assert log == ["batch 0", "send", "batch 1", "send", "end", "send"]
+
+
+async def test_an_end_in_a_read_of_its_own_is_sent_alone() -> None:
+    stream = ScriptedStream(DeltaBatch(text("a")), DeltaBatch([], final=True))
+    sends = await run(stream)
+    assert [events(m["body"]) for m in sends][1] == ["[DONE]"]
+    assert len(sends) == 2
+
+
+async def test_a_break_after_a_final_batch_leaves_with_it_as_an_error_event() -> None:
+    stream = ScriptedStream(DeltaBatch(text("a")), DeltaBatch(text("b"), final=True),
+                            error=ConnectionFailed("cut"))
+    sends = await run(stream, include_usage=True)
+    assert len(sends) == 2 and sends[-1]["more_body"] is False
+    last = events(sends[-1]["body"])
+    assert last[0]["choices"][0]["delta"] == {"content": "b"}
+    assert last[1]["error"]["message"] == "cut"
+    assert last[2] == "[DONE]"  # and no usage chunk after a break
+    assert len(last) == 3
