@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 
@@ -80,3 +81,25 @@ async def test_a_short_idle_limit_holds_after_a_long_first_token_wait(fake_upstr
     with pytest.raises(Timeout, match="next chunk"):
         await _read_all(fake_upstream, Timeouts(total=10, first_token=5, idle=0.2))
     assert time.monotonic() - started < 2.0
+
+
+class _Reads:
+    """Stands in for aiohttp's response: `content.readany()` gives these reads."""
+
+    def __init__(self, *reads: bytes) -> None:
+        self.status, self.headers, self.content = 200, {}, self
+        self._reads = list(reads)
+
+    async def readany(self) -> bytes:
+        return self._reads.pop(0) if self._reads else b""
+
+    def close(self) -> None:
+        pass
+
+
+async def test_lines_lose_their_carriage_returns_however_the_reads_fall():
+    for reads in ([b"a\r\nb\n", b"c\r", b"\nd\r\n\r\ne"], [b"a\nb\nc\n", b"d\n\ne\r"]):
+        fake: Any = _Reads(*reads)
+        resp = StreamingResponse(fake, Timeouts(total=5), Labels("openai", "d"), time.monotonic())
+        lines = [line async for batch in resp.line_batches() for line in batch]
+        assert lines == [b"a", b"b", b"c", b"d", b"", b"e"], reads

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any
 
 import orjson
@@ -571,6 +571,16 @@ async def test_chunk_bytes_that_are_not_utf8_are_read_with_replacement() -> None
     feed._lines[0] = feed._lines[0].replace(b'"a"', b'"a\xff"')
     deltas = [d async for d in flatten(_stream_batches(feed, dep))]  # type: ignore[arg-type]
     assert [d.text for d in deltas] == ["a\ufffd"]
+
+
+def test_stream_delta_field_order_that_chunk_delta_relies_on() -> None:
+    names = [f.name for f in fields(StreamDelta)]
+    assert names[:4] == ["text", "tool_calls", "finish_reason", "usage"]
+    d = chunk_delta({"choices": [{"index": 0, "delta": {"content": "a"},
+                                  "finish_reason": "stop"}], "usage": {"prompt_tokens": 1}},
+                    first=False)
+    assert d is not None and (d.text, d.finish_reason, d.tool_calls) == ("a", "stop", [])
+    assert d.usage is not None and d.usage.input_tokens == 1
 
 
 def test_chunk_delta_compatible_variants() -> None:

@@ -100,9 +100,12 @@ class StreamingResponse:
                 first = False
                 # Whatever arrived, split into lines at once: reading line by line
                 # cost an aiohttp call per line, blank SSE separators included.
-                *complete, pending = (pending + data).split(b"\n")
+                data = pending + data
+                *complete, pending = data.split(b"\n")
                 if complete:
-                    yield [line.rstrip(b"\r") for line in complete]
+                    # Most servers end lines with a bare newline: strip only if needed.
+                    yield [line.rstrip(b"\r") for line in complete] if b"\r" in data \
+                        else complete
         finally:
             if expiry is not None:
                 expiry.cancel()

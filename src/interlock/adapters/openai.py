@@ -485,9 +485,13 @@ def chunk_delta(chunk: dict[str, Any], *, first: bool) -> StreamDelta | None:
         return StreamDelta(text=text, tool_calls=calls, finish_reason=finish, usage=usage,
                            id=chunk.get("id") or None, model=chunk.get("model") or None,
                            reasoning=reasoning)
-    if text or reasoning or calls or finish or usage is not None:
+    if reasoning is not None:
         return StreamDelta(text=text, tool_calls=calls, finish_reason=finish, usage=usage,
                            reasoning=reasoning)
+    if text or calls or finish or usage is not None:
+        # Positional (text, tool_calls, finish_reason, usage): half the cost of
+        # keywords, on nearly every event; a test pins the field order.
+        return StreamDelta(text, calls, finish, usage)
     return None
 
 

@@ -115,6 +115,7 @@ class DispatchStream:
         self._acc = StreamAccumulator()
         self._done = False
         self._iterating = False
+        self._response: ChatResponse | None = None
 
     @property
     def deployment(self) -> Deployment:
@@ -153,7 +154,8 @@ class DispatchStream:
                     break
                 await self._after_failure(error)
             self._done = True
-            await self._owner.stream_finished(self._run, self._success, self._acc.response())
+            self._response = self._acc.response()
+            await self._owner.stream_finished(self._run, self._success, self._response)
         finally:
             if not self._done:
                 await self.aclose()
@@ -184,8 +186,9 @@ class DispatchStream:
                 and self._run.continuations < 1)
 
     def response(self) -> ChatResponse:
-        """The accumulated final response; complete once iteration has ended."""
-        return self._acc.response()
+        """The accumulated final response; complete once iteration has ended (and
+        then built once: the dispatcher, the ledger and the usage chunk all ask)."""
+        return self._response or self._acc.response()
 
     async def aclose(self) -> None:
         """The client went away: cancel the upstream call and settle what was used."""
