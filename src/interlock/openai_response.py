@@ -117,10 +117,14 @@ class ChunkRenderer:
         self._head = b""
         self._head_model: str | None = None
 
+    def _shown(self, delta: StreamDelta) -> bool:
+        """Take the delta's model name; whether a client would see anything in it."""
+        self.model = delta.model or self.model
+        return self._first or shows_anything(delta)
+
     def chunk(self, delta: StreamDelta) -> dict[str, Any] | None:
         """The chunk for this delta, or None when a client would see nothing in it."""
-        self.model = delta.model or self.model
-        if not self._first and not shows_anything(delta):
+        if not self._shown(delta):
             return None
         out = chunk_dict(delta, request_id=self.request_id, model=self.model,
                          created=self.created, first=self._first)
@@ -133,10 +137,7 @@ class ChunkRenderer:
         around a serialised head that is the same for every chunk of the stream."""
         out = []
         for delta in deltas:
-            if delta.model:
-                self.model = delta.model
-            if not (self._first or delta.text or delta.reasoning or delta.tool_calls
-                    or delta.finish_reason):
+            if not self._shown(delta):
                 continue
             if self._head_model != self.model:
                 self._head = self._head_for(self.model)
