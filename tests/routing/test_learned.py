@@ -249,3 +249,17 @@ def test_classifier_scores_one_prompt_as_it_scores_a_batch(table, held_out, wrap
     strong, weak = router.strong_weak()
     np.testing.assert_allclose([router.win_prob([p], strong, weak)[0] for p in prompts],
                                router.win_prob(prompts, strong, weak), rtol=0, atol=1e-6)
+
+
+def test_classifier_one_prompt_path_with_three_models(table, held_out) -> None:
+    # Three weight columns make rows 12 bytes wide: the one-prompt path gathers
+    # whole rows as opaque items, which must work for any number of models.
+    middle = np.clip(table.scores.mean(axis=1, keepdims=True), 0, 1)
+    three = OutcomeTable(table.prompts, ["strong", "weak", "middle"],
+                         np.hstack([table.scores, middle]))
+    router = make_router("classifier", **FAST["classifier"])
+    router.fit(three, featurizer(), seed=0)
+    prompts = held_out[0][:10]
+    one_by_one = np.vstack([router.predict_quality([p]) for p in prompts])
+    assert one_by_one.shape == (10, 3)
+    np.testing.assert_allclose(one_by_one, router.predict_quality(prompts), rtol=0, atol=1e-6)
