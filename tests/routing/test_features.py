@@ -412,7 +412,7 @@ def test_the_dense_projection_reads_a_long_prompts_head_and_tail(tmp_path) -> No
     assert f._clipped(long) == clipped and f._clipped("short prompt") == "short prompt"
     assert np.array_equal(f.transform([long]), f.transform([clipped]))
     assert not np.array_equal(whole.transform([long]), whole.transform([clipped]))
-    # The sparse TF-IDF (the classifier's input) still reads every character.
+    # The sparse TF-IDF (the classifier's input) has its own, longer limit.
     for got, want in zip(f.sparse_row(long), whole.sparse_row(long), strict=True):
         assert np.array_equal(got, want)
     f.save(tmp_path)
@@ -420,14 +420,33 @@ def test_the_dense_projection_reads_a_long_prompts_head_and_tail(tmp_path) -> No
     assert np.array_equal(again.transform([long]), f.transform([long]))
 
 
-def test_artefacts_from_before_max_chars_read_whole_prompts(tmp_path) -> None:
+def test_the_sparse_tfidf_reads_a_long_prompts_head_and_tail(tmp_path) -> None:
+    f, whole = _fitted(max_sparse_chars=60), _fitted(max_sparse_chars=None)
+    long = "alpha beta gamma " * 10 + "the middle is never read " * 20 + "delta epsilon zeta" * 3
+    clipped = long[:30] + "\n" + long[-30:]
+    for got, want in zip(f._row(long), f._row(clipped), strict=True):
+        assert np.array_equal(got, want)
+    assert not np.array_equal(whole._row(long)[0], whole._row(clipped)[0])
+    # The shape columns after the TF-IDF still describe the whole prompt.
+    shape_long, shape_clipped = (f.sparse_row(t)[1][-len(SHAPE_FEATURES):] for t in (long, clipped))
+    assert not np.array_equal(shape_long, shape_clipped)
+    f.save(tmp_path)
+    again = featurizer_from_manifest(f.manifest(), tmp_path)
+    assert again.max_sparse_chars == 60
+    for got, want in zip(again.sparse_row(long), f.sparse_row(long), strict=True):
+        assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("param", ["max_chars", "max_sparse_chars"])
+def test_artefacts_from_before_the_length_limits_read_whole_prompts(tmp_path, param) -> None:
     f = _fitted()
     f.save(tmp_path)
     manifest = f.manifest()
-    del manifest["params"]["max_chars"]  # as an older version wrote it
-    assert featurizer_from_manifest(manifest, tmp_path).max_chars is None
+    del manifest["params"][param]  # as an older version wrote it
+    assert getattr(featurizer_from_manifest(manifest, tmp_path), param) is None
 
 
-def test_max_chars_below_two_is_refused() -> None:
-    with pytest.raises(ValueError, match="max_chars must be at least 2"):
-        HashedNgramFeaturizer(max_chars=0)
+@pytest.mark.parametrize("param", ["max_chars", "max_sparse_chars"])
+def test_length_limits_below_two_are_refused(param: str) -> None:
+    with pytest.raises(ValueError, match=f"{param} must be at least 2"):
+        HashedNgramFeaturizer(**{param: 0})  # type: ignore[arg-type]

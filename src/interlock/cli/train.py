@@ -34,7 +34,7 @@ def train_command(
         "--param", help="Router parameter name=value (repeatable).")] = None,
     featurizer_param: Annotated[list[str] | None, typer.Option(
         "--featurizer-param", help="Featuriser parameter name=value (repeatable), e.g. "
-        "max_chars=null to project whole prompts, dim=64.")] = None,
+        "max_chars=null max_sparse_chars=null to read whole prompts, dim=64.")] = None,
 ) -> None:
     """Train a learned router and save it as plain files."""
     from interlock.routing.training import parse_params, train_router

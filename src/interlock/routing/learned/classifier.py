@@ -12,7 +12,7 @@ seed-0 folds (docs/routing.md).
 Trained with scipy's L-BFGS, which is deterministic, so a seed is not needed
 for reproducibility (it is recorded anyway).
 
-Imports: numpy, scipy (optimize), `routing.learned.base`.
+Imports: numpy, scipy (optimize), `routing.learned.base`, `routing.row_gather`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from interlock.routing.learned.base import QualityRouter, TrainingData, to_observations
+from interlock.routing.row_gather import take_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,16 +33,6 @@ class _OneRow:
 
     columns: np.ndarray
     values: np.ndarray
-
-
-def _rows_as_items(w: np.ndarray) -> np.ndarray:
-    """`w`'s rows, each viewed as one opaque item of a 1-d array.
-
-    Gathering a prompt's few thousand rows this way is a flat copy of whole rows;
-    fancy-indexing the 2-d array copies them one small row at a time, which made
-    the gather a fifth of a long prompt's decision (same values either way)."""
-    w = np.ascontiguousarray(w)
-    return w.view(np.dtype((np.void, w.shape[1] * w.itemsize))).ravel()
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -81,7 +72,6 @@ class ClassifierRouter(QualityRouter):
         self.c, self.max_iter = float(c), int(max_iter)
         self.w = np.zeros((0, 0), dtype=np.float32)
         self.b = np.zeros(0)
-        self._w_rows = _rows_as_items(self.w)
 
     def _fit(self, data: TrainingData, seed: int) -> None:
         obs = to_observations(data, self.models)
@@ -99,7 +89,6 @@ class ClassifierRouter(QualityRouter):
             self.w[:, j], self.b[j] = fit_logistic(
                 x[rows], sums[rows] / counts[rows], c=self.c, max_iter=self.max_iter
             )
-        self._w_rows = _rows_as_items(self.w)
 
     def _features(self, prompts: Sequence[str]) -> Any:
         # One prompt (a routing decision): its columns and values straight from
@@ -111,8 +100,9 @@ class ClassifierRouter(QualityRouter):
 
     def _predict(self, x: Any) -> np.ndarray:
         if isinstance(x, _OneRow):
-            w = np.take(self._w_rows, x.columns).view(np.float32).reshape(len(x.columns), -1)
-            z = x.values.astype(np.float32) @ w
+            # The prompt's rows of the weights (a fifth of a long prompt's decision
+            # when fancy-indexed).
+            z = x.values.astype(np.float32) @ take_rows(self.w, x.columns)
             return _sigmoid(np.asarray(z, dtype=np.float64)[None, :] + self.b)
         return _sigmoid(np.asarray(x @ self.w, dtype=np.float64) + self.b)
 
@@ -121,4 +111,3 @@ class ClassifierRouter(QualityRouter):
 
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
         self.w, self.b = arrays["w"].astype(np.float32), arrays["b"]
-        self._w_rows = _rows_as_items(self.w)
