@@ -40,3 +40,9 @@ def test_top_k_cuts_ties_at_the_kth_value_to_exactly_k() -> None:
     top = _top_k(values, 4)
     assert len(top) == 4 and {0, 5} <= set(top.tolist())
     assert np.all(values[top] >= 0.5) and np.all(np.diff(top) > 0)
+
+
+def test_top_k_still_gives_k_indices_among_nans() -> None:
+    values = np.array([0.3, np.nan, 0.9, np.nan, 0.1], dtype=np.float32)
+    top = _top_k(values, 3)
+    assert len(set(top.tolist())) == 3 and np.all(np.diff(top) > 0)

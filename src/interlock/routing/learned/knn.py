@@ -31,6 +31,8 @@ def _top_k(values: np.ndarray, k: int) -> np.ndarray:
         return np.zeros(0, dtype=np.intp)
     kth = np.partition(values, n - k)[n - k]
     top = np.flatnonzero(values >= kth)
+    if len(top) < k:  # NaNs (from an embedding service, say) compare false
+        return np.sort(np.argpartition(values, n - k)[n - k :])
     if len(top) > k:
         above = top[values[top] > kth]
         tied = top[values[top] == kth]
