@@ -450,3 +450,18 @@ def test_artefacts_from_before_the_length_limits_read_whole_prompts(tmp_path, pa
 def test_length_limits_below_two_are_refused(param: str) -> None:
     with pytest.raises(ValueError, match=f"{param} must be at least 2"):
         HashedNgramFeaturizer(**{param: 0})  # type: ignore[arg-type]
+
+
+def test_shape_features_read_a_huge_prompts_head_and_tail_but_count_all_of_it() -> None:
+    from interlock.routing.features import SHAPE_MAX_CHARS, _head_and_tail
+
+    question = "\nWhich is NOT right?\nA. 12 kg\nB. 14 kg\nC. 15 kg\nD. none of the above"
+    huge = "Passage with 3 numbers, 7 and 9. " * (SHAPE_MAX_CHARS // 20) + question
+    assert len(huge) > SHAPE_MAX_CHARS
+    got = dict(zip(SHAPE_FEATURES, prompt_shape(huge), strict=True))
+    read = dict(zip(SHAPE_FEATURES, prompt_shape(_head_and_tail(huge, SHAPE_MAX_CHARS)),
+                    strict=True))
+    assert got["log_chars"] == pytest.approx(np.log1p(len(huge)))
+    assert {k: v for k, v in got.items() if k != "log_chars"} == \
+        {k: v for k, v in read.items() if k != "log_chars"}
+    assert got["options"] == 4.0 and got["has_capital_negation"] == 1.0  # the tail is read

@@ -103,3 +103,24 @@ def test_word_sets_match_the_letter_regex(text: str) -> None:
     from interlock.routing.option_shape import _LETTERS, _words
 
     assert _words(text.lower()) == set(_LETTERS.findall(text.lower()))
+
+
+def test_a_document_full_of_lettered_lines_compares_only_the_last_options(monkeypatch) -> None:
+    # Every pair of options is compared, so without a bound a long list of
+    # "A."-style lines would cost the square of its length.
+    from interlock.routing import option_shape
+
+    options = [f"item number {i} of a long list" for i in range(500)]
+    calls = 0
+    real = option_shape._jaccard
+
+    def counting(a, b):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        return real(a, b)
+
+    monkeypatch.setattr(option_shape, "_jaccard", counting)
+    got = option_shape.option_set_shape(options, "Which item?")
+    pairs = option_shape.MAX_OPTIONS * (option_shape.MAX_OPTIONS - 1) // 2
+    assert calls == 2 * pairs  # character and word similarity, over the last few only
+    assert got == option_shape.option_set_shape(options[-option_shape.MAX_OPTIONS:], "Which item?")
