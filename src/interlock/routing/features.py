@@ -354,7 +354,7 @@ class HashedNgramFeaturizer:
     `max_sparse_chars` (1,500), head and tail the same way: hashing and sorting
     a prompt's n-grams grows with its length, and the longest prompts set the
     classifier's P99 (on MMLU, 5 % of prompts are longer, and its quality did
-    not move). The shape features read the whole prompt.
+    not move). The shape features read up to `SHAPE_MAX_CHARS` (20,000).
     """
 
     name = "hashed"
