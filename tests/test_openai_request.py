@@ -67,6 +67,12 @@ def test_full_request_is_translated_field_by_field():
     ({"messages": [{"role": "user", "content": [{"type": "audio"}]}]},
      "messages[0].content[0].type", "audio"),
     ({"response_format": {"type": "xml"}}, "response_format.type", "json_schema"),
+    ({"stream_options": "yes"}, "stream_options", "an object"),
+    ({"stream_options": {"include_usage": "yes"}}, "stream_options.include_usage",
+     "true or false"),
+    ({"user": 5}, "user", "a string"),
+    ({"parallel_tool_calls": "no"}, "parallel_tool_calls", "true or false"),
+    ({"drop_params": 1}, "drop_params", "true or false"),
 ])
 def test_bad_fields_name_the_field_and_the_fix(over, param, words):
     with pytest.raises(InvalidRequest) as info:

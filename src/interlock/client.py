@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from interlock.config import InterlockConfig, config_from_router_kwargs, load_config
 from interlock.costs.settings import LedgerSettings
 from interlock.gateway import Gateway, GatewayStream
-from interlock.openai_request import parse_chat_request
+from interlock.openai_request import include_usage, parse_chat_request
 from interlock.openai_response import ChunkRenderer, completion_dict
 from interlock.responses import ModelResponse, ModelResponseChunk
 from interlock.types import ChatResponse
@@ -142,8 +142,7 @@ class Router:
         body = {"model": model, "messages": messages, **kwargs}
         request = parse_chat_request(body)
         if request.stream:
-            include_usage = bool((kwargs.get("stream_options") or {}).get("include_usage"))
-            return CompletionStream(await self._gateway.stream(request), include_usage)
+            return CompletionStream(await self._gateway.stream(request), include_usage(body))
         done = await self._gateway.complete(request)
         return ModelResponse(completion_dict(done.response, request_id=done.meta.request_id),
                              interlock=done.meta.as_dict())

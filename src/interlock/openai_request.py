@@ -215,6 +215,23 @@ def _stop(body: Mapping[str, Any]) -> list[str] | None:
     raise _fail("'stop' must be a string or a list of strings.", "stop")
 
 
+def _optional_typed(body: Mapping[str, Any], key: str, kind: type, expected: str) -> Any:
+    value = body.get(key)
+    return None if value is None else _typed(value, kind, key, expected)
+
+
+def _check_stream_options(body: Mapping[str, Any]) -> None:
+    options = _optional_typed(body, "stream_options", dict, "an object")
+    if options is not None and options.get("include_usage") is not None:
+        _typed(options["include_usage"], bool, "stream_options.include_usage", "true or false")
+
+
+def include_usage(body: Mapping[str, Any]) -> bool:
+    """Whether a stream should end with a usage chunk (`stream_options.include_usage`);
+    for a body that `parse_chat_request` accepted, which checked the types."""
+    return bool((body.get("stream_options") or {}).get("include_usage"))
+
+
 def parse_chat_request(body: Any) -> ChatRequest:
     """Validate an OpenAI chat-completions body and build the neutral request."""
     if not isinstance(body, dict):
@@ -239,6 +256,7 @@ def parse_chat_request(body: Any) -> ChatRequest:
         raise _fail("'fallbacks' must be a list of model group names.", "fallbacks")
     metadata = body.get("metadata") or {}
     _typed(metadata, dict, "metadata", "an object")
+    _check_stream_options(body)
     if body.get("tags") is not None:
         metadata = {**metadata, "tags": body["tags"]}
     return ChatRequest(
@@ -251,12 +269,12 @@ def parse_chat_request(body: Any) -> ChatRequest:
         stop=_stop(body),
         tools=_tools(body),
         tool_choice=_tool_choice(body),
-        parallel_tool_calls=body.get("parallel_tool_calls"),
+        parallel_tool_calls=_optional_typed(body, "parallel_tool_calls", bool, "true or false"),
         response_format=_response_format(body),
-        user=body.get("user"),
+        user=_optional_typed(body, "user", str, "a string"),
         n=_choice_count(body),
         extra={k: v for k, v in body.items() if k not in _KNOWN and k not in _LOCAL},
         metadata=metadata,
         fallbacks=fallbacks,
-        drop_params=body.get("drop_params"),
+        drop_params=_optional_typed(body, "drop_params", bool, "true or false"),
     )

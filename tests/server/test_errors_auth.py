@@ -103,6 +103,9 @@ async def test_missing_or_mistyped_field_is_400_naming_it(
     {"model": "budget", "messages": HELLO, "metadata": "x"},
     {"model": "budget", "messages": HELLO, "fallbacks": "cost-optimized"},
     {"model": "budget", "messages": [{"role": "user", "content": [{"type": "audio"}]}]},
+    {"model": "budget", "messages": HELLO, "stream": True, "stream_options": "yes"},
+    {"model": "budget", "messages": HELLO, "stream": True, "stream_options": [True]},
+    {"model": "budget", "messages": HELLO, "user": {"id": 5}},
 ])
 async def test_odd_bodies_get_a_4xx_never_a_500(gateway: RunningGateway,
                                                 body: Any) -> None:

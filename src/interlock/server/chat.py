@@ -21,7 +21,7 @@ import orjson
 
 from interlock.errors import InterlockError
 from interlock.gateway import Gateway, GatewayStream, new_request_id
-from interlock.openai_request import parse_chat_request
+from interlock.openai_request import include_usage, parse_chat_request
 from interlock.openai_response import ChunkRenderer, completion_dict, error_dict
 from interlock.server.asgi_io import (
     BodyTooLarge,
@@ -121,7 +121,7 @@ class ChatCompletions:
             await send_error(send, exc)
             return
         call = _Call(request, new_request_id(), scope.get("state", {}).get("interlock_key_id"),
-                     arrived, bool((body.get("stream_options") or {}).get("include_usage")))
+                     arrived, include_usage(body))
         try:
             if request.stream:
                 await self._stream(call, receive, send)
