@@ -51,6 +51,21 @@ async def test_models_lists_every_group(gateway: RunningGateway) -> None:
     await client.close()
 
 
+async def test_one_model_can_be_retrieved_and_an_unknown_one_is_404(
+        gateway: RunningGateway) -> None:
+    client = gateway.openai()
+    model = await client.models.retrieve("budget")
+    assert (model.id, model.object, model.owned_by) == ("budget", "model", "interlock")
+    with pytest.raises(openai.NotFoundError) as info:
+        await client.models.retrieve("no-such-group")
+    assert "budget" in str(info.value)  # the message lists what is served
+    await client.close()
+    async with httpx.AsyncClient(timeout=10) as http:
+        wrong = await http.post(gateway.url + "/v1/models",
+                                headers={"authorization": f"Bearer {MASTER_KEY}"})
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "GET"
+
+
 async def test_readiness_is_503_when_no_deployment_has_a_key(
         fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway]) -> None:
     entry = deployment(fake_upstream, "budget", "openai")

@@ -56,8 +56,13 @@ class InterlockApp:
                 await _method_not_allowed(send, "POST")
                 return
             await self._chat(scope, receive, send)
-        elif path in ("/v1/models", "/models"):
-            await send_json(send, 200, self._models())
+        elif path in ("/v1/models", "/models") or path.startswith(("/v1/models/", "/models/")):
+            if method != "GET":
+                await _method_not_allowed(send, "GET")
+            elif path.endswith("/models"):
+                await send_json(send, 200, self._models())
+            else:  # retrieve one (an id may hold slashes, as "openai/gpt-4o" does)
+                await self._model(path.split("/models/", 1)[1], send)
         elif path in ("/health/liveness", "/health/liveliness"):
             await send_json(send, 200, {"status": "alive"})
         elif path == "/health/readiness":
@@ -69,10 +74,17 @@ class InterlockApp:
                                    type_="invalid_request_error", code="not_found")
 
     def _models(self) -> dict[str, Any]:
-        return {"object": "list", "data": [
-            {"id": name, "object": "model", "created": 0, "owned_by": "interlock"}
-            for name in self.gateway.model_names()
-        ]}
+        return {"object": "list", "data": [_model_card(name)
+                                           for name in self.gateway.model_names()]}
+
+    async def _model(self, name: str, send: Send) -> None:
+        known = self.gateway.model_names()
+        if name in known:
+            await send_json(send, 200, _model_card(name))
+            return
+        await send_plain_error(
+            send, 404, f"The model {name!r} does not exist here; the gateway serves: "
+            f"{', '.join(known)}.", type_="invalid_request_error", code="model_not_found")
 
     async def _readiness(self, send: Send) -> None:
         usable = [d.name for d in self.gateway.catalog.deployments() if d.available]
@@ -122,6 +134,10 @@ def tune_collector() -> None:
     gc.freeze()
     gen0, gen1, gen2 = gc.get_threshold()
     gc.set_threshold(max(GEN0_THRESHOLD, gen0), gen1, gen2)
+
+
+def _model_card(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "interlock"}
 
 
 async def _method_not_allowed(send: Send, allowed: str) -> None:
