@@ -92,10 +92,11 @@ class InvalidRequest(InterlockError):
 class UnknownModel(InvalidRequest):
     status_code = 404
 
-    def __init__(self, model: str, known: list[str]):
+    def __init__(self, model: str, known: list[str], hint: str = ""):
         listing = ", ".join(sorted(known)) or "(none configured)"
         super().__init__(
-            f"The model {model!r} does not exist. Known model groups: {listing}.",
+            f"The model {model!r} does not exist. Known model groups: {listing}."
+            + (f" {hint}" if hint else ""),
             param="model",
             code="model_not_found",
         )

@@ -84,6 +84,16 @@ async def test_random_alias_routes_between_strong_and_weak():
     assert always.group == "smart" and always.threshold == 0
 
 
+async def test_an_alias_without_strong_and_weak_groups_says_what_to_configure():
+    policy = RoutingPolicy(RoutingSettings.model_validate({}), catalog("smart", "cheap"))
+    with pytest.raises(UnknownModel) as info:
+        await policy.decide(request("router-random-0.5"))
+    assert "routing.strong_group" in info.value.message and "smart" in info.value.message
+    with pytest.raises(UnknownModel) as plain:
+        await policy.decide(request("nope"))
+    assert "strong_group" not in plain.value.message  # only router- names get the hint
+
+
 def test_routing_that_names_unknown_groups_fails_at_load():
     with pytest.raises(ConfigError, match="ghost"):
         RoutingPolicy(RoutingSettings.model_validate(

@@ -138,7 +138,10 @@ class RoutingPolicy:
     def _alias_group(self, name: str, router: str, threshold: float) -> RoutedGroup:
         strong, weak = self.settings.strong_group, self.settings.weak_group
         if not strong or not weak:
-            raise UnknownModel(name, self.catalog.group_names + self.public_names())
+            raise UnknownModel(
+                name, self.catalog.group_names + self.public_names(),
+                hint="A router-<name>-<threshold> model needs routing.strong_group and "
+                     "routing.weak_group in the gateway's config (docs/routing.md).")
         if router not in self._learned and router != "random":
             raise UnknownModel(name, self.catalog.group_names + self.public_names()
                                + [f"router-{r}-<threshold>" for r in self._learned])
