@@ -263,3 +263,21 @@ def test_classifier_one_prompt_path_with_three_models(table, held_out) -> None:
     one_by_one = np.vstack([router.predict_quality([p]) for p in prompts])
     assert one_by_one.shape == (10, 3)
     np.testing.assert_allclose(one_by_one, router.predict_quality(prompts), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", TRAINED)
+def test_a_router_trains_on_a_single_prompt(name) -> None:
+    # No n-gram occurs in two prompts, so the projection is empty; the classifier
+    # must not take its one-prompt decision shortcut while training.
+    tiny = OutcomeTable(["what is two plus two"], ["strong", "weak"], np.array([[1.0, 0.0]]))
+    router = make_router(name, **FAST.get(name, {}))
+    router.fit(tiny, featurizer(), seed=0)
+    wp = router.win_prob(["an unseen prompt", "what is two plus two"], "strong", "weak")
+    assert wp.shape == (2,) and ((wp >= 0) & (wp <= 1)).all()
+
+
+@pytest.mark.parametrize("name", [*TRAINED, "random"])
+def test_one_model_is_refused_with_the_reason(name, table) -> None:
+    one = OutcomeTable(table.prompts, ["strong"], table.scores[:, :1])
+    with pytest.raises(ValueError, match="at least two"):
+        make_router(name).fit(one, featurizer(), seed=0)

@@ -173,6 +173,8 @@ def randomized_svd(x: Any, k: int, *, seed: int, oversample: int = 10,
     on the same prompts gives byte-identical components.
     """
     n, d = x.shape
+    if n == 0 or d == 0:  # nothing to project (no bucket seen in two training prompts)
+        return np.zeros((0, d))
     k = max(1, min(k, n, d))
     g = np.random.default_rng(seed).standard_normal((d, min(k + oversample, n, d)))
     q, _ = np.linalg.qr(x @ g)

@@ -143,6 +143,11 @@ class QualityRouter(ABC):
         """Fit the featuriser on the training prompts, then the router on their features."""
         self.seed = seed
         self.models = data_models(data, self.models or None)
+        if len(self.models) < 2:
+            raise ValueError(
+                f"router {self.name!r} chooses between models, but the data has outcomes "
+                f"for {len(self.models)}: {', '.join(self.models) or 'none'}; give it at "
+                "least two")
         self.featurizer = featurizer
         obs = to_observations(data, self.models)
         sums = np.bincount(obs.model, obs.score, len(self.models))

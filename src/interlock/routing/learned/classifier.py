@@ -75,7 +75,9 @@ class ClassifierRouter(QualityRouter):
 
     def _fit(self, data: TrainingData, seed: int) -> None:
         obs = to_observations(data, self.models)
-        x = self._features(obs.prompts)
+        # The batch path even for a single training prompt: the one-prompt
+        # shortcut below is for decisions.
+        x = super()._features(obs.prompts)
         m = len(self.models)
         self.w = np.zeros((x.shape[1], m), dtype=np.float32)
         self.b = np.zeros(m)
