@@ -149,6 +149,22 @@ def test_prompt_files_in_every_layout(tmp_path) -> None:
     assert load_prompts(tmp_path / "p.jsonl") == ["a", "b"]
     assert load_prompts(tmp_path / "p.txt") == ["one", "two"]
     assert load_prompts(tmp_path / "p.csv") == ["x"]
+    (tmp_path / "list.json").write_text('["c", "d"]')
+    assert load_prompts(tmp_path / "list.json") == ["c", "d"]
+
+
+@pytest.mark.parametrize(("name", "text", "words"), [
+    ("n.jsonl", '{"prompt": "a"}\n{"prompt": 5}\n',
+     "record 2 needs a 'prompt' string (found a int)"),
+    ("m.jsonl", '{"text": "a"}\n', "found no 'prompt' field"),
+    ("l.json", "[7]", "found a int"),
+    ("e.txt", "\n  \n", "no prompts in it"),
+])
+def test_bad_prompt_files_say_which_record_is_wrong(tmp_path, name, text, words) -> None:
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ValueError) as info:
+        load_prompts(tmp_path / name)
+    assert words in str(info.value)
 
 
 def test_interlock_calibrate_prints_the_threshold(tmp_path) -> None:

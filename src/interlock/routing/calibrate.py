@@ -27,17 +27,25 @@ def load_prompts(path: str | Path) -> list[str]:
     """Prompts from JSONL ("prompt" field), an outcome table, or a text file (one per line)."""
     p = Path(path)
     if p.is_dir() or p.suffix.lower() in (".csv", ".parquet"):
-        return load_outcomes(p).prompts
-    if p.suffix.lower() in (".jsonl", ".json"):
+        prompts = load_outcomes(p).prompts
+    elif p.suffix.lower() in (".jsonl", ".json"):
         prompts = []
         for f in data_files(p):
-            for r in read_records(f):
-                if "prompt" not in r:
-                    raise ValueError(f"{f}: a JSONL prompt file needs a 'prompt' field")
-                prompts.append(str(r["prompt"]))
-        return prompts
-    lines = p.read_text(encoding="utf-8").splitlines()
-    return [line for line in lines if line.strip()]
+            for number, r in enumerate(read_records(f), start=1):
+                prompt = r if isinstance(r, str) else (
+                    r.get("prompt") if isinstance(r, dict) else None)
+                if not isinstance(prompt, str):
+                    found = ("no 'prompt' field" if isinstance(r, dict) and "prompt" not in r
+                             else f"a {type(prompt if isinstance(r, dict) else r).__name__}")
+                    raise ValueError(f"{f}: record {number} needs a 'prompt' string "
+                                     f"(found {found})")
+                prompts.append(prompt)
+    else:
+        prompts = [line for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not prompts:
+        raise ValueError(f"{p}: no prompts in it; give one prompt per line, or JSONL "
+                         "records with a 'prompt' field")
+    return prompts
 
 
 def threshold_for_share(scores: np.ndarray, share: float) -> float:
