@@ -248,3 +248,41 @@ async def test_gateway_asks_a_judge_group_briefly_and_deterministically(
     config = sent.body["generationConfig"]
     assert config["maxOutputTokens"] == 8 and config["temperature"] == 0.0
     assert "Rate this prompt 1-5: hi" in json.dumps(sent.body["contents"])
+
+
+_QUIET_EXIT = """
+import asyncio, sys
+from interlock import Router
+router = Router(model_list=[{"model_name": "g", "litellm_params": {
+    "model": "openai/gpt-4o-mini", "api_key": "sk-test"}}], ledger=sys.argv[1])
+messages = [{"role": "user", "content": "hi"}]
+if "sync" in sys.argv:
+    print(router.completion(model="g", messages=messages).choices[0].message.content)
+if "async" in sys.argv:
+    async def main():
+        answer = await router.acompletion(model="g", messages=messages)
+        print(answer.choices[0].message.content)
+    asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("calls", [["sync"], ["async"], ["sync", "async"], ["async", "sync"]])
+def test_a_program_that_never_closes_the_router_ends_quietly(
+        fake_upstream: FakeUpstream, calls: list[str], tmp_path: Path) -> None:
+    # LiteLLM's Router needs no close(): ported code ends without one. It must not
+    # print "Unclosed client session" on its way out, nor lose ledger rows (an
+    # asyncio.run cancels the writer task; Python shuts its thread pools first).
+    import sqlite3
+    import subprocess
+    import sys
+
+    ledger = tmp_path / "spend.sqlite"
+    env = {**os.environ, **fake_upstream.environ()}
+    done = subprocess.run([sys.executable, "-c", _QUIET_EXIT, str(ledger), *calls], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("[simulated") == len(calls)
+    assert "Unclosed" not in done.stderr and "ledger" not in done.stderr, done.stderr
+    with sqlite3.connect(ledger) as db:
+        rows = db.execute("SELECT count(*) FROM interlock_requests").fetchone()[0]
+    assert rows == len(calls)

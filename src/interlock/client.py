@@ -15,7 +15,9 @@ Imports: the standard library, `config`, `gateway`, `openai_*`, `responses`, `ty
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+import weakref
 from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
 from os import PathLike
 from typing import Any, TypeVar
@@ -29,6 +31,7 @@ from interlock.responses import ModelResponse, ModelResponseChunk
 from interlock.types import ChatResponse
 
 T = TypeVar("T")
+log = logging.getLogger("interlock.client")
 
 
 class _LoopThread:
@@ -48,6 +51,15 @@ class _LoopThread:
                 self._thread.start()
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
+    @property
+    def started(self) -> bool:
+        return self._loop is not None
+
+    @property
+    def is_current(self) -> bool:
+        """True in the loop's own thread, which must never wait on the loop."""
+        return self._thread is threading.current_thread()
+
     def stop(self) -> None:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
@@ -55,6 +67,24 @@ class _LoopThread:
                 self._thread.join(timeout=5)
             self._loop.close()
             self._loop = None
+
+
+def _release(sync: _LoopThread, gateway: Gateway) -> None:
+    """Close what a Router opened: through its sync loop when that ran, then what
+    an ended `asyncio.run` left (ledger rows its cancelled writer did not write,
+    a pool on its closed loop)."""
+    if sync.is_current:
+        # The last reference went away inside a call on the sync loop: waiting on
+        # that loop from its own thread would hang, so this release is skipped.
+        return
+    try:
+        if sync.started:
+            sync.run(gateway.aclose())
+        gateway.close_from_outside()
+    except Exception as exc:  # at exit there is no one left to raise to
+        log.warning("closing the router failed (%s: %s)", type(exc).__name__, exc)
+    finally:
+        sync.stop()
 
 
 def _ledger_settings(ledger: str | Mapping[str, Any] | None) -> LedgerSettings:
@@ -123,6 +153,10 @@ class Router:
         self.config = loaded
         self._gateway = Gateway(loaded, environ=environ)
         self._sync = _LoopThread()
+        # A program that never calls close() (LiteLLM's Router needs none) still
+        # gets its connections closed and ledger rows flushed when it ends, and no
+        # "Unclosed client session" noise. The finalizer must not hold `self`.
+        self._release = weakref.finalize(self, _release, self._sync, self._gateway)
 
     @property
     def gateway(self) -> Gateway:
@@ -171,10 +205,8 @@ class Router:
         await self._gateway.aclose()
 
     def close(self) -> None:
-        """Release connections and the sync loop thread."""
-        if self._sync._loop is not None:
-            self._sync.run(self._gateway.aclose())
-        self._sync.stop()
+        """Release connections and the sync loop thread (from sync code)."""
+        self._release()
 
     async def __aenter__(self) -> Router:
         return self

@@ -165,6 +165,14 @@ class Gateway:
         await self.http.aclose()
         self._started = False
 
+    def close_from_outside(self) -> None:
+        """For a thread with no running event loop (a program ending without
+        `aclose`): write the ledger rows still buffered and close the connection
+        pool on whichever loop it belongs to."""
+        if self.ledger is not None:
+            self.ledger.write_pending()
+        self.http.close_from_outside()
+
     # -- what clients can ask for ----------------------------------------------
     def model_names(self) -> list[str]:
         return sorted(set(self.catalog.group_names) | set(self.routing.public_names()))

@@ -102,6 +102,24 @@ async def test_many_rows_batched_none_dropped(tmp_path: Path) -> None:
     assert line.cost_usd == sum((Decimal("0.0000225") + i for i in range(3_000)), Decimal(0))
 
 
+def test_rows_left_by_an_ended_event_loop_are_written_without_one(tmp_path: Path) -> None:
+    # asyncio.run cancels the writer task on its way out; the rows stay buffered,
+    # and write_pending (the library's exit hook) writes them with no loop at all.
+    db = str(tmp_path / "ledger.sqlite")
+    ledger = Ledger(LedgerSettings(database=db, batch_size=100, flush_interval=60))
+
+    async def serve_briefly() -> None:
+        await ledger.start()
+        for i in range(250):
+            ledger.record(_row(i))
+
+    asyncio.run(serve_briefly())
+    assert ledger.pending == 250  # the writer was cancelled before its flush
+    assert ledger.write_pending() and ledger.pending == 0 and ledger.written == 250
+    with LedgerReader(db) as reader:
+        assert reader.count() == 250
+
+
 async def test_record_never_raises_and_counts_drops_when_full(tmp_path: Path) -> None:
     ledger = Ledger(LedgerSettings(database=str(tmp_path / "x.sqlite"), max_buffer=100))
     # Not started: rows wait in the buffer; past max_buffer they are dropped, counted.

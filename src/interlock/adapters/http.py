@@ -206,10 +206,14 @@ class HttpClient:
         self._max_per_host = max_per_host
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._retiring: set[asyncio.Future[None]] = set()
 
     def _get_session(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._loop is not loop:
+        if self._session is not None and self._loop is not loop:
+            self._retire(self._session, self._loop)
+            self._session = None
+        if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
                 limit=self._max_connections, limit_per_host=self._max_per_host,
                 ttl_dns_cache=300, enable_cleanup_closed=True,
@@ -221,6 +225,25 @@ class HttpClient:
             )
             self._loop = loop
         return self._session
+
+    def _retire(self, session: aiohttp.ClientSession,
+                loop: asyncio.AbstractEventLoop | None) -> None:
+        """Let go of a session made on another event loop: a library user who calls
+        both `completion` and `acompletion`, or runs `asyncio.run` more than once.
+        Dropped unclosed, it logged "Unclosed client session" and kept its sockets.
+
+        A live loop (the sync facade's thread) closes its own session. A session
+        whose loop has ended has no sockets left to close, so closing it here
+        only marks it closed. A loop that is idle but not closed may run again,
+        so its session is left to it."""
+        if session.closed:
+            return
+        if loop is not None and loop.is_running() and not loop.is_closed():
+            asyncio.run_coroutine_threadsafe(session.close(), loop)
+        elif loop is None or loop.is_closed():
+            task = asyncio.ensure_future(session.close())
+            self._retiring.add(task)  # a strong reference until it is done
+            task.add_done_callback(self._retiring.discard)
 
     def _client_timeout(self, timeouts: Timeouts) -> aiohttp.ClientTimeout:
         return aiohttp.ClientTimeout(total=timeouts.total, sock_connect=timeouts.connect)
@@ -256,6 +279,19 @@ class HttpClient:
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
+
+    def close_from_outside(self, timeout: float = 5.0) -> None:
+        """Close the pool from a thread that runs no event loop (a program ending
+        without `aclose`), on whichever loop its session belongs to."""
+        session, loop, self._session = self._session, self._loop, None
+        if session is None or session.closed:
+            return
+        if loop is not None and loop.is_running() and not loop.is_closed():
+            asyncio.run_coroutine_threadsafe(session.close(), loop).result(timeout)
+        elif loop is not None and not loop.is_closed():
+            loop.run_until_complete(session.close())
+        else:  # its loop has ended: closing does no I/O, it only marks the pool closed
+            asyncio.run(session.close())
 
 
 class _StreamContext:

@@ -195,7 +195,27 @@ class Ledger:
         if not flushed and self.pending:
             log.warning("ledger closed with %d rows not written", self.pending)
         if self._engine is not None:
-            await asyncio.to_thread(self._engine.dispose)
+            await self._off_loop(self._engine.dispose)
+
+    def write_pending(self) -> bool:
+        """Write every buffered row now, on this thread, with no event loop: for a
+        program that ends without `aclose` (an `asyncio.run` cancels the writer
+        task on its way out, and the rows stay in the buffer). True if none is
+        left unwritten."""
+        if not self.enabled:
+            return True
+        self._closing = True
+        while self._buffer:
+            batch = self._take()
+            try:
+                self._write(batch)
+            except Exception as exc:
+                self._put_back(batch)
+                log.warning("ledger: %d rows could not be written at exit (%s)",
+                            len(self._buffer), type(exc).__name__)
+                return False
+            self.written += len(batch)
+        return True
 
     def stats(self) -> dict[str, int]:
         return {"pending": self.pending, "dropped": self.dropped, "written": self.written,
@@ -289,7 +309,7 @@ class Ledger:
             batch = self._take()
             self._inflight = len(batch)
             try:
-                await asyncio.to_thread(self._write, batch)
+                await self._off_loop(self._write, batch)
             except asyncio.CancelledError:
                 # The thread may still commit; row_id makes a later retry harmless.
                 self._put_back(batch)
@@ -309,6 +329,17 @@ class Ledger:
             backoff = self.settings.retry_initial
             if len(self._buffer) < self.settings.batch_size and not self._closing:
                 await self._sleep(self.settings.flush_interval)
+
+    async def _off_loop(self, work: Callable[..., None], *args: Any) -> None:
+        try:
+            await asyncio.to_thread(work, *args)
+        except RuntimeError:
+            # A program ending without closing the library's Router closes it from
+            # an exit hook, after Python has shut its thread pools ("cannot schedule
+            # new futures after shutdown"): the last flush runs on this thread.
+            if not self._closing:
+                raise
+            work(*args)
 
     async def _sleep(self, seconds: float) -> None:
         assert self._wake is not None
