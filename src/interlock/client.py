@@ -156,7 +156,7 @@ class Router:
         # A program that never calls close() (LiteLLM's Router needs none) still
         # gets its connections closed and ledger rows flushed when it ends, and no
         # "Unclosed client session" noise. The finalizer must not hold `self`.
-        self._release = weakref.finalize(self, _release, self._sync, self._gateway)
+        self._finalizer = weakref.finalize(self, _release, self._sync, self._gateway)
 
     @property
     def gateway(self) -> Gateway:
@@ -206,7 +206,7 @@ class Router:
 
     def close(self) -> None:
         """Release connections and the sync loop thread (from sync code)."""
-        self._release()
+        self._finalizer()
 
     async def __aenter__(self) -> Router:
         return self

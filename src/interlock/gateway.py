@@ -150,7 +150,7 @@ class Gateway:
 
     # -- lifecycle -------------------------------------------------------------
     async def start(self) -> None:
-        if self._started:
+        if self._started and (self.ledger is None or not self.ledger.needs_writer):
             return
         self._started = True
         if self.ledger is not None:

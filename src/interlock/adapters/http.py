@@ -276,9 +276,15 @@ class HttpClient:
             raise _connection_error(exc, labels) from None
 
     async def aclose(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-        self._session = None
+        session, loop, self._session = self._session, self._loop, None
+        if session is None or session.closed:
+            return
+        if loop is not None and loop is not asyncio.get_running_loop() \
+                and loop.is_running() and not loop.is_closed():
+            # Its transports belong to a loop in another thread: close them there.
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(session.close(), loop))
+        else:  # this loop's, or an ended loop's (then closing does no I/O)
+            await session.close()
 
     def close_from_outside(self, timeout: float = 5.0) -> None:
         """Close the pool from a thread that runs no event loop (a program ending

@@ -136,16 +136,28 @@ class Ledger:
         A database that is down at start-up does not stop the server: the
         writer migrates before its first write and keeps rows buffered till then.
         """
-        if not self.enabled or self._task is not None:
+        if not self.needs_writer:
             return
         self._wake = asyncio.Event()
         self._loop = asyncio.get_running_loop()
-        try:
-            await asyncio.to_thread(self._migrate)
-        except Exception as exc:  # the writer retries
-            log.warning("ledger database unavailable at start-up (%s); buffering rows",
-                        type(exc).__name__)
+        if not self._migrated:
+            try:
+                await asyncio.to_thread(self._migrate)
+            except Exception as exc:  # the writer retries
+                log.warning("ledger database unavailable at start-up (%s); buffering rows",
+                            type(exc).__name__)
         self._task = asyncio.create_task(self._run(), name="interlock-ledger-writer")
+
+    @property
+    def needs_writer(self) -> bool:
+        """True when rows would have no writer: never started, or its loop has
+        ended (the library across `asyncio.run` calls; the rows buffered since
+        are kept and written by the next one). Not once closing."""
+        if not self.enabled or self._closing or self._stopping:
+            return False
+        if self._task is None:
+            return True
+        return self._task.done() and (self._loop is None or self._loop.is_closed())
 
     def record(self, row: LedgerRow) -> None:
         """Queue one row. Never blocks, never raises.
@@ -180,6 +192,15 @@ class Ledger:
     async def aclose(self) -> None:
         """Flush what can be flushed within `close_timeout`, then stop the writer."""
         if self._task is None:
+            return
+        if self._loop is not asyncio.get_running_loop():
+            # The writer ran on a loop that has ended (the library used from an
+            # asyncio.run, then closed from sync code): nothing of it can be
+            # awaited here, so what it left is written on this thread.
+            self._task = None
+            self.write_pending()
+            if self._engine is not None:
+                self._engine.dispose()
             return
         self._closing = True
         flushed = await self.flush(self.settings.close_timeout)
