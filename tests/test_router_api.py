@@ -95,6 +95,9 @@ async def test_response_access_and_metadata(provider_env: FakeUpstream) -> None:
     assert resp.choices[0].finish_reason == "stop"
     with pytest.raises(AttributeError):
         _ = resp.no_such_field
+    # Optional OpenAI fields the answer left out read as None, as in the SDK.
+    assert resp.choices[0].message.tool_calls is None
+    assert resp.choices[0].message.refusal is None
     dumped = resp.model_dump()
     assert type(dumped) is dict and type(dumped["choices"][0]) is dict
     assert json.loads(json.dumps(dumped)) == dumped
@@ -119,7 +122,10 @@ async def test_stream_true_yields_chunks(provider_env: FakeUpstream) -> None:
             model="high-quality", messages=[{"role": "user", "content": "stream please"}],
             stream=True, stream_options={"include_usage": True})
         chunks = [chunk async for chunk in stream]
-    content = [c.choices[0].delta.get("content") or "" for c in chunks if c.choices]
+    # As OpenAI SDK code reads it: a delta without content has content None.
+    content = [c.choices[0].delta.content or "" for c in chunks if c.choices]
+    assert any(c.choices[0].delta.content is None for c in chunks if c.choices)
+    assert all(c.choices[0].delta.tool_calls is None for c in chunks if c.choices)
     assert "".join(content) == text
     assert sum(1 for piece in content if piece) >= 5
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"

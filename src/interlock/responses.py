@@ -30,6 +30,18 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# Fields the OpenAI SDK's objects (and LiteLLM's) always have, None when the wire
+# leaves them out: ported code reads `chunk.choices[0].delta.content or ""` and
+# `message.tool_calls` without checking first. Any other missing name is still
+# an AttributeError, so a typo does not pass as None.
+_OPTIONAL_FIELDS = frozenset({
+    "content", "role", "name", "tool_calls", "function_call", "refusal",
+    "reasoning_content", "audio", "annotations", "finish_reason", "logprobs", "usage",
+    "system_fingerprint", "service_tier", "prompt_tokens_details",
+    "completion_tokens_details",
+})
+
+
 class OpenAIObject(dict[str, Any]):
     """A dict whose keys are also attributes, recursively."""
 
@@ -40,6 +52,8 @@ class OpenAIObject(dict[str, Any]):
         try:
             return self[name]
         except KeyError:
+            if name in _OPTIONAL_FIELDS:
+                return None
             raise AttributeError(
                 f"{type(self).__name__} has no attribute {name!r}") from None
 
