@@ -318,3 +318,18 @@ def test_the_ledger_keeps_writing_across_asyncio_runs(provider_env: FakeUpstream
     with sqlite3.connect(ledger) as db:
         assert db.execute("SELECT count(*) FROM interlock_requests").fetchone()[0] == 2
     router.close()
+
+
+def test_litellm_inspection_methods(provider_env: FakeUpstream) -> None:
+    from interlock import Router
+
+    router = Router(model_list=seed_model_list())
+    assert router.get_model_names() == ["budget", "cost-optimized", "high-quality"]
+    [entry] = router.get_model_list("budget")
+    assert entry["model_name"] == "budget"
+    assert entry["litellm_params"]["model"] == "gemini/gemini-2.0-flash-lite"
+    assert len(router.get_model_list()) == 3
+    # Keys never come back in the clear, literal or from the environment.
+    listed = json.dumps(router.get_model_list())
+    assert "sk-ant-test-library-key" not in listed and "test-gemini-library-key" not in listed
+    router.close()

@@ -166,6 +166,17 @@ class Router:
     def model_names(self) -> list[str]:
         return self._gateway.model_names()
 
+    def get_model_names(self) -> list[str]:
+        """The model groups a request can name (LiteLLM's spelling)."""
+        return self.model_names
+
+    def get_model_list(self, model_name: str | None = None) -> list[dict[str, Any]]:
+        """The configured deployments as `model_list` entries, of one group when
+        `model_name` is given (LiteLLM's spelling). API keys come back masked."""
+        return [entry.model_dump(mode="json", exclude_none=True)
+                for entry in self.config.model_list
+                if model_name is None or entry.model_name == model_name]
+
     def health(self) -> list[Any]:
         """Each deployment's state: healthy, cooling (until when, why), half-open."""
         return self._gateway.dispatcher.health()
