@@ -704,3 +704,29 @@ def test_settings_that_need_a_missing_package_fail_at_load(
     installed.add("redis")
     load_config({"model_list": [_entry()], "router_settings": {"redis_host": "127.0.0.1"},
                  "ledger": {"database": "postgresql+psycopg://u@127.0.0.1/db"}}, environ=ENV)
+
+
+@pytest.mark.parametrize(("litellm", "ours"), [
+    ("latency-based-routing", "latency-based"), ("usage-based-routing", "usage-based"),
+    ("usage-based-routing-v2", "usage-based"), ("simple-shuffle", "simple-shuffle"),
+])
+def test_litellm_routing_strategy_names_load(litellm: str, ours: str) -> None:
+    config = config_from_router_kwargs(
+        [{"model_name": "g", "litellm_params": {"model": "openai/m", "api_key": "k"}}],
+        routing_strategy=litellm)
+    assert config.router_settings.routing_strategy == ours and config.warnings == []
+
+
+def test_litellm_router_arguments_without_an_effect_load_with_a_warning() -> None:
+    # Ported code passes these to LiteLLM's Router; refusing them would break the
+    # port, and accepting them silently would hide that they do nothing here.
+    config = config_from_router_kwargs(
+        [{"model_name": "g", "litellm_params": {"model": "openai/m", "api_key": "k"}}],
+        set_verbose=True, cache_responses=True, retry_after=5)
+    warnings = "\n".join(config.warnings)
+    for name in ("set_verbose", "cache_responses", "retry_after"):
+        assert f"router_settings.{name}: accepted for LiteLLM compatibility" in warnings
+    with pytest.raises(ConfigError, match="cost-based-routing"):
+        config_from_router_kwargs(
+            [{"model_name": "g", "litellm_params": {"model": "openai/m", "api_key": "k"}}],
+            routing_strategy="cost-based-routing")

@@ -258,6 +258,9 @@ def _fold_litellm_settings(config: InterlockConfig) -> list[str]:
     for key in sorted(settings.model_fields_set & LiteLLMSettings.IGNORED):
         warnings.append(f"litellm_settings.{key}: accepted for LiteLLM compatibility; "
                         "it has no effect in Interlock")
+    for key in sorted(router.model_fields_set & RouterSettings.IGNORED):
+        warnings.append(f"router_settings.{key}: accepted for LiteLLM compatibility; "
+                        "it has no effect in Interlock")
     general = config.general_settings
     for key in sorted(general.model_fields_set & GeneralSettings.IGNORED):
         warnings.append(f"general_settings.{key}: accepted for LiteLLM compatibility; "

@@ -8,10 +8,10 @@ Imports: pydantic, the standard library, `masking`.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from interlock.masking import MaskedModel
 
@@ -28,10 +28,23 @@ class RetryPolicySettings(BaseModel):
     ConnectionErrorRetries: int | None = Field(default=None, ge=0)
 
 
+# LiteLLM's names for the strategies Interlock has under shorter ones.
+_LITELLM_STRATEGIES = {"latency-based-routing": "latency-based",
+                       "usage-based-routing": "usage-based",
+                       "usage-based-routing-v2": "usage-based"}
+
+
 class RouterSettings(MaskedModel):
     model_config = ConfigDict(extra="forbid")
     SECRET_FIELDS = frozenset({"redis_password"})
     URL_FIELDS = frozenset({"redis_url"})
+    # LiteLLM Router arguments accepted so that ported code and config files load;
+    # loading warns that each has no effect here.
+    IGNORED: ClassVar[frozenset[str]] = frozenset({
+        "set_verbose", "debug_level", "client_ttl", "polling_interval",
+        "routing_strategy_args", "alerting_config", "retry_after", "cache_responses",
+        "allowed_fails_policy", "default_max_parallel_requests",
+    })
 
     num_retries: int = Field(default=2, ge=0, le=20)
     timeout: float | None = Field(default=600.0, gt=0)
@@ -77,6 +90,22 @@ class RouterSettings(MaskedModel):
     probe_timeout: float = Field(default=30.0, gt=0)
     # Weight of the newest observation in the latency and error EWMAs.
     latency_ewma_alpha: float = Field(default=0.3, gt=0, le=1)
+
+    set_verbose: Any = None
+    debug_level: Any = None
+    client_ttl: Any = None
+    polling_interval: Any = None
+    routing_strategy_args: Any = None
+    alerting_config: Any = Field(default=None, repr=False, exclude=True)
+    retry_after: Any = None
+    cache_responses: Any = None
+    allowed_fails_policy: Any = None
+    default_max_parallel_requests: Any = None
+
+    @field_validator("routing_strategy", mode="before")
+    @classmethod
+    def _litellm_strategy_names(cls, value: Any) -> Any:
+        return _LITELLM_STRATEGIES.get(value, value) if isinstance(value, str) else value
 
     def redis_connection_url(self) -> str | None:
         """redis_url, else one built from LiteLLM's redis_host/port/password, for
