@@ -333,3 +333,23 @@ def test_litellm_inspection_methods(provider_env: FakeUpstream) -> None:
     listed = json.dumps(router.get_model_list())
     assert "sk-ant-test-library-key" not in listed and "test-gemini-library-key" not in listed
     router.close()
+
+
+def test_model_group_alias_routes_to_its_group(provider_env: FakeUpstream) -> None:
+    from interlock import Router
+    from interlock.errors import ConfigError
+
+    router = Router(model_list=seed_model_list(), model_group_alias={
+        "gpt-4": "high-quality", "cheap": {"model": "budget", "hidden": True}})
+    messages = [{"role": "user", "content": "hi"}]
+    answer = router.completion(model="gpt-4", messages=messages)
+    assert answer.interlock["model_group"] == "high-quality"
+    assert answer.interlock["route"]["requested"] == "gpt-4"
+    assert "alias of 'high-quality'" in answer.interlock["route"]["reason"]
+    assert router.completion(model="cheap", messages=messages).interlock["model_group"] == "budget"
+    assert "gpt-4" in router.get_model_names() and "cheap" not in router.get_model_names()
+    router.close()
+    with pytest.raises(ConfigError, match=r"model_group_alias\.gpt-5"):
+        Router(model_list=seed_model_list(), model_group_alias={"gpt-5": "nope"})
+    with pytest.raises(ConfigError, match="not also a model group"):
+        Router(model_list=seed_model_list(), model_group_alias={"budget": "high-quality"})

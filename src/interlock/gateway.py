@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import time
@@ -140,6 +141,7 @@ class Gateway:
         self.routing = RoutingPolicy.from_config(config.routing, self.catalog,
                                                  ask=self._ask_for_router,
                                                  embed=self._embed_for_router)
+        self._aliases = config.router_settings.group_aliases()
         self.ledger: Ledger | None = (
             Ledger(config.ledger) if config.ledger and config.ledger.database else None)
         self._started = False
@@ -175,11 +177,20 @@ class Gateway:
 
     # -- what clients can ask for ----------------------------------------------
     def model_names(self) -> list[str]:
-        return sorted(set(self.catalog.group_names) | set(self.routing.public_names()))
+        shown = {name for name, alias in self._aliases.items() if not alias.hidden}
+        return sorted(set(self.catalog.group_names) | set(self.routing.public_names()) | shown)
 
     # -- one request -----------------------------------------------------------
     async def decide(self, request: ChatRequest) -> RoutingDecision:
-        return await self.routing.decide(request, available=self.dispatcher.group_available)
+        alias = self._aliases.get(request.model)
+        if alias is None:
+            return await self.routing.decide(request, available=self.dispatcher.group_available)
+        # LiteLLM's model_group_alias: route as the target, record what was asked for.
+        decision = await self.routing.decide(dataclasses.replace(request, model=alias.model),
+                                             available=self.dispatcher.group_available)
+        return dataclasses.replace(
+            decision, requested=request.model,
+            reason=f"{request.model!r} is an alias of {alias.model!r}; {decision.reason}")
 
     async def complete(self, request: ChatRequest, *, request_id: str | None = None,
                        key_id: str | None = None, arrived: float | None = None) -> Completion:

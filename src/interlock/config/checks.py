@@ -27,6 +27,7 @@ def cross_check(config: InterlockConfig) -> list[str]:
     for section in ("router_settings", "litellm_settings"):
         problems.extend(_check_fallbacks(getattr(config, section), section, targets))
     problems.extend(_check_routing(config.routing, groups, targets))
+    problems.extend(_check_aliases(config.router_settings.group_aliases(), groups, targets))
     problems.extend(_check_ids(config.model_list))
     problems.extend(_check_prices(config.model_list))
     problems.extend(_check_budgets(config))
@@ -86,6 +87,19 @@ def _check_fallbacks(settings: BaseModel, section: str, targets: Sequence[str]) 
     for j, name in enumerate(getattr(settings, "default_fallbacks", None) or []):
         if name not in targets:
             problems.append(_unknown_group(f"{section}.default_fallbacks[{j}]", name, targets))
+    return problems
+
+
+def _check_aliases(aliases: Mapping[str, Any], groups: Sequence[str],
+                   targets: Sequence[str]) -> list[str]:
+    problems = []
+    for alias, target in aliases.items():
+        path = f"router_settings.model_group_alias.{alias}"
+        if alias in targets:
+            problems.append(f"{path}: got {alias!r}; expected a name that is not also a "
+                            "model group (a request could mean either)")
+        if target.model not in targets:
+            problems.append(_unknown_group(path, target.model, targets))
     return problems
 
 

@@ -16,6 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from interlock.masking import MaskedModel
 
 
+class GroupAlias(BaseModel):
+    """One `model_group_alias` entry in LiteLLM's long form."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    hidden: bool = False  # routable, but not listed by /v1/models
+
+
 class RetryPolicySettings(BaseModel):
     """Retries on the same deployment, per error class (None: use num_retries)."""
 
@@ -91,6 +100,9 @@ class RouterSettings(MaskedModel):
     # Weight of the newest observation in the latency and error EWMAs.
     latency_ewma_alpha: float = Field(default=0.3, gt=0, le=1)
 
+    # LiteLLM's aliases: a request for the key goes to the named group.
+    model_group_alias: dict[str, str | GroupAlias] = Field(default_factory=dict)
+
     set_verbose: Any = None
     debug_level: Any = None
     client_ttl: Any = None
@@ -106,6 +118,11 @@ class RouterSettings(MaskedModel):
     @classmethod
     def _litellm_strategy_names(cls, value: Any) -> Any:
         return _LITELLM_STRATEGIES.get(value, value) if isinstance(value, str) else value
+
+    def group_aliases(self) -> dict[str, GroupAlias]:
+        """`model_group_alias` with every entry in the long form."""
+        return {name: target if isinstance(target, GroupAlias) else GroupAlias(model=target)
+                for name, target in self.model_group_alias.items()}
 
     def redis_connection_url(self) -> str | None:
         """redis_url, else one built from LiteLLM's redis_host/port/password, for
