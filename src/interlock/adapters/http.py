@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TypeGuard
 
 import aiohttp
 
@@ -198,6 +199,21 @@ def _connection_error(exc: BaseException, labels: Labels) -> ConnectionFailed:
     )
 
 
+def _live(loop: asyncio.AbstractEventLoop | None) -> TypeGuard[asyncio.AbstractEventLoop]:
+    return loop is not None and loop.is_running() and not loop.is_closed()
+
+
+async def _close_on_its_loop(session: aiohttp.ClientSession,
+                             loop: asyncio.AbstractEventLoop | None) -> None:
+    """Close `session` from the running loop. Its transports belong to its own
+    loop: when that one runs in another thread, the close happens there; else
+    here (this loop's session, or an ended loop's, where closing does no I/O)."""
+    if loop is not asyncio.get_running_loop() and _live(loop):
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(session.close(), loop))
+    else:
+        await session.close()
+
+
 class HttpClient:
     """A pooled async HTTP client without hidden retries."""
 
@@ -236,14 +252,12 @@ class HttpClient:
         whose loop has ended has no sockets left to close, so closing it here
         only marks it closed. A loop that is idle but not closed may run again,
         so its session is left to it."""
-        if session.closed:
+        idle = loop is not None and not loop.is_running() and not loop.is_closed()
+        if session.closed or idle:
             return
-        if loop is not None and loop.is_running() and not loop.is_closed():
-            asyncio.run_coroutine_threadsafe(session.close(), loop)
-        elif loop is None or loop.is_closed():
-            task = asyncio.ensure_future(session.close())
-            self._retiring.add(task)  # a strong reference until it is done
-            task.add_done_callback(self._retiring.discard)
+        task = asyncio.ensure_future(_close_on_its_loop(session, loop))
+        self._retiring.add(task)  # a strong reference until it is done
+        task.add_done_callback(self._retiring.discard)
 
     def _client_timeout(self, timeouts: Timeouts) -> aiohttp.ClientTimeout:
         return aiohttp.ClientTimeout(total=timeouts.total, sock_connect=timeouts.connect)
@@ -277,14 +291,8 @@ class HttpClient:
 
     async def aclose(self) -> None:
         session, loop, self._session = self._session, self._loop, None
-        if session is None or session.closed:
-            return
-        if loop is not None and loop is not asyncio.get_running_loop() \
-                and loop.is_running() and not loop.is_closed():
-            # Its transports belong to a loop in another thread: close them there.
-            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(session.close(), loop))
-        else:  # this loop's, or an ended loop's (then closing does no I/O)
-            await session.close()
+        if session is not None and not session.closed:
+            await _close_on_its_loop(session, loop)
 
     def close_from_outside(self, timeout: float = 5.0) -> None:
         """Close the pool from a thread that runs no event loop (a program ending
@@ -292,7 +300,7 @@ class HttpClient:
         session, loop, self._session = self._session, self._loop, None
         if session is None or session.closed:
             return
-        if loop is not None and loop.is_running() and not loop.is_closed():
+        if _live(loop):
             asyncio.run_coroutine_threadsafe(session.close(), loop).result(timeout)
         elif loop is not None and not loop.is_closed():
             loop.run_until_complete(session.close())
