@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -61,3 +62,18 @@ def redis_url() -> str:
 def postgres_url() -> str:
     _require_service("PostgreSQL", "127.0.0.1", 5432)
     return POSTGRES_URL
+
+
+@pytest.fixture
+def provider_env(fake_upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch,
+                 tmp_path: Path) -> Iterator[FakeUpstream]:
+    """The environment a library user's program runs in: base URLs pointed at the
+    fake upstream and a key for each provider, in a temporary working directory
+    (where the default ledger file lands)."""
+    for name, value in fake_upstream.environ().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-library-key")
+    monkeypatch.setenv("GEMINI_API_KEY", "test-gemini-library-key")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-openai-library-key")
+    monkeypatch.chdir(tmp_path)
+    yield fake_upstream

@@ -1,15 +1,14 @@
 """The library API: the seed's code runs with only its import changed.
 
 Base URLs and keys come from the environment, as a user's would, pointed at
-the fake upstream with `monkeypatch.setenv`; the working directory is a
-temporary one so the default ledger file lands there.
+the fake upstream (the `provider_env` fixture in tests/conftest.py); the working
+directory is a temporary one so the default ledger file lands there.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,18 +19,6 @@ from interlock.testing import FakeUpstream
 from interlock.testing.script import Fault, Reply
 
 CLAUDE = "claude-sonnet-4-20250514"
-
-
-@pytest.fixture
-def provider_env(fake_upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch,
-                 tmp_path: Path) -> Iterator[FakeUpstream]:
-    for name, value in fake_upstream.environ().items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-library-key")
-    monkeypatch.setenv("GEMINI_API_KEY", "test-gemini-library-key")
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-openai-library-key")
-    monkeypatch.chdir(tmp_path)
-    yield fake_upstream
 
 
 def seed_model_list() -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ from typing import Any
 
 from interlock.adapters.base import DeltaBatch, flatten
 from interlock.adapters.http import HttpClient, Timeouts
+from interlock.adapters.mock import mock_text
 from interlock.adapters.registry import AdapterRegistry
 from interlock.catalog import Catalog, Deployment
 from interlock.config import InterlockConfig, build_catalog
@@ -201,7 +202,7 @@ class Gateway:
             meta.decision = await self.decide(request)
             result: DispatchResult = await self.dispatcher.complete(request, meta.decision.group)
         self._fill(meta, result.deployment, result.group, result.attempts)
-        meta.cost_usd = self.prices.cost(result.deployment, result.response.usage)
+        meta.cost_usd = self._cost(request, result.deployment, result.response.usage)
         meta.latency_ms = (time.perf_counter() - started) * 1000
         meta.overhead_ms = max(0.0, meta.latency_ms - _upstream_ms(result.attempts))
         self._record(meta, request, result.response, key_id, stream=False)
@@ -285,6 +286,13 @@ class Gateway:
             response=(response.content if response else None) if payloads else None,
         ))
 
+    def _cost(self, request: ChatRequest, deployment: Deployment,
+              usage: Usage | None) -> Decimal | None:
+        # A mocked answer was billed by no one, whatever its estimated tokens.
+        if mock_text(request, deployment) is not None:
+            return Decimal(0)
+        return self.prices.cost(deployment, usage)
+
     def _deployment_model(self, name: str | None) -> str | None:
         if name is None:
             return None
@@ -363,7 +371,7 @@ class GatewayStream:
         upstream = self._upstream
         Gateway._fill(meta, upstream.deployment, upstream.group, upstream.attempts)
         response = upstream.response()
-        meta.cost_usd = self._gateway.prices.cost(upstream.deployment, response.usage)
+        meta.cost_usd = self._gateway._cost(self._request, upstream.deployment, response.usage)
         meta.latency_ms = (time.perf_counter() - self._started) * 1000
         self._gateway._record(meta, self._request, response, self._key_id, stream=True,
                               error=error)

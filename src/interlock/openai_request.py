@@ -226,6 +226,19 @@ def _check_stream_options(body: Mapping[str, Any]) -> None:
         _typed(options["include_usage"], bool, "stream_options.include_usage", "true or false")
 
 
+def _mock_response(body: Mapping[str, Any]) -> str | None:
+    value = body.get("mock_response")
+    if value is None or isinstance(value, str):
+        return value
+    # LiteLLM also takes an exception or a response object here. Dropping it
+    # would call the real provider, and spend money, in a test meant to spend none.
+    raise _fail(
+        f"'mock_response' must be a string (the text to answer with), got "
+        f"{type(value).__name__}. Interlock mocks answers, not failures: to test a "
+        "failure, point the deployment at the fake upstream (interlock fake-upstream) "
+        "and script the fault there.", "mock_response")
+
+
 def include_usage(body: Mapping[str, Any]) -> bool:
     """Whether a stream should end with a usage chunk (`stream_options.include_usage`);
     for a body that `parse_chat_request` accepted, which checked the types."""
@@ -277,4 +290,5 @@ def parse_chat_request(body: Any) -> ChatRequest:
         metadata=metadata,
         fallbacks=fallbacks,
         drop_params=_optional_typed(body, "drop_params", bool, "true or false"),
+        mock_response=_mock_response(body),
     )

@@ -125,6 +125,8 @@ class ChatRequest:
     # Per-request fallbacks from the body: may only narrow the configured ones.
     fallbacks: list[str] | None = None
     drop_params: bool | None = None
+    # Answer with this text and call no provider (LiteLLM's `mock_response`).
+    mock_response: str | None = None
 
     @property
     def system_text(self) -> str:

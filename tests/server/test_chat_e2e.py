@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import openai
 import pytest
 from tests.server.gateways import GROUPS, MASTER_KEY, MODELS, RunningGateway
 
@@ -215,3 +216,21 @@ async def test_tool_results_reach_anthropic_as_tool_result_blocks(
     assert result["type"] == "tool_result" and result["tool_use_id"] == "toolu_1"
     assert "18C and sunny" in json.dumps(result)
     await client.close()
+
+
+async def test_mock_response_in_the_body_answers_without_a_provider(
+        fake_upstream: FakeUpstream, gateway: RunningGateway) -> None:
+    client = gateway.openai()
+    mocked = "Made up by the gateway."
+    resp = await client.chat.completions.create(
+        model=GROUPS["anthropic"], messages=_user("hi"), extra_body={"mock_response": mocked})
+    assert resp.choices[0].message.content == mocked
+    stream = await client.chat.completions.create(
+        model=GROUPS["gemini"], messages=_user("hi"), stream=True,
+        extra_body={"mock_response": mocked})
+    assert "".join([c.choices[0].delta.content or "" async for c in stream
+                    if c.choices]) == mocked
+    with pytest.raises(openai.BadRequestError, match="mock_response"):
+        await client.chat.completions.create(model=GROUPS["openai"], messages=_user("hi"),
+                                             extra_body={"mock_response": 5})
+    assert fake_upstream.received == []

@@ -23,10 +23,12 @@ def resolve_entry(entry: ModelEntry, env: Mapping[str, str]
                    ) -> tuple[Secret | None, dict[str, Any], str | None]:
     """(key, resolved parameters, why unavailable) for one entry under `env`."""
     params = entry.litellm_params
-    key, reasons = _resolve_key(params, env)
+    # A mocked deployment calls no provider, so it needs no key to be available.
+    key, reasons = _resolve_key(params, env) if params.mock_response is None else (None, [])
     resolved: dict[str, Any] = {}
     raw = {"api_base": params.api_base, "api_version": params.api_version,
-           "extra_headers": params.extra_headers, **(params.model_extra or {})}
+           "extra_headers": params.extra_headers, "mock_response": params.mock_response,
+           **(params.model_extra or {})}
     for name, value in raw.items():
         if value is None:
             continue

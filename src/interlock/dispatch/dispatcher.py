@@ -9,10 +9,11 @@ raise. Amplification is bounded: a group gets at most `1 + max retries`
 upstream calls, so a request makes at most (num_retries + 1) x (1 + fallback
 groups called) of them. One deadline (`timeout`, or `stream_timeout` for
 streams) bounds everything, waits and backoffs included, and every attempt's
-own timeouts are cut to what is left of it.
+own timeouts are cut to what is left of it. An attempt whose request or
+deployment sets `mock_response` is answered by `adapters.mock`, not the provider.
 
 Imports: the standard library, `types`, `tokens`, `errors`, `catalog`, `adapters.base`,
-`adapters.http`, `dispatch.*`.
+`adapters.http`, `adapters.mock`, `dispatch.*`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Protocol, TypeVar
 
 from interlock.adapters.base import Adapter, DeltaBatch
 from interlock.adapters.http import Timeouts
+from interlock.adapters.mock import MockAdapter, mock_text
 from interlock.catalog import Catalog, Deployment
 from interlock.dispatch.clock import Clock, MonotonicClock
 from interlock.dispatch.fallbacks import FallbackConfig
@@ -88,6 +90,7 @@ class Dispatcher:
         self.policy = RetryPolicy.from_settings(settings)
         self._fallbacks = FallbackConfig(settings)
         self._stats: dict[str, DeploymentStats] = {}
+        self._mock = MockAdapter()
 
     # -- public API ---------------------------------------------------------
     async def complete(self, request: ChatRequest, group: str) -> DispatchResult:
@@ -280,7 +283,8 @@ class Dispatcher:
     async def _attempt(self, run: Run, group: str, picked: Picked, call: AttemptCall[T]
                        ) -> tuple[Success[T] | None, ProviderError | None]:
         d = picked.deployment
-        adapter = self._adapters.for_provider(d.provider)
+        adapter = (self._mock if mock_text(run.request, d) is not None
+                   else self._adapters.for_provider(d.provider))
         timeouts = self._timeouts(run, d)
         stats = self._stat(d)
         stats.in_flight += 1

@@ -1,0 +1,82 @@
+"""`mock_response`: answer with a given text and call no provider.
+
+LiteLLM users write `mock_response="..."` in a completion call, or in a
+deployment's `litellm_params`, so that tests and load tests spend nothing.
+Interlock used to drop the argument and call the real provider, which is the
+one outcome such a user must never get. Here a mocked attempt still goes
+through routing, retries, cooldowns and the ledger like any other, but its
+answer is made up locally: usage is Interlock's own estimate (the provider
+counted nothing) and its cost is recorded as zero, because nothing was billed.
+
+Only text is taken. LiteLLM also takes an exception or a response object; those
+are refused with a pointer to the fake upstream, which scripts failures in each
+provider's real wire format.
+
+Imports: the standard library, `types`, `catalog`, `tokens`,
+`adapters.base`, `adapters.http`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import AsyncIterator
+from typing import ClassVar
+
+from interlock.adapters.base import DeltaBatch
+from interlock.adapters.http import HttpClient, Timeouts
+from interlock.catalog import Deployment
+from interlock.tokens import CHARS_PER_TOKEN, estimate_prompt_tokens
+from interlock.types import ChatRequest, ChatResponse, StreamDelta, Usage
+
+# A word and the space after it: streamed mock text arrives a word a chunk.
+_PIECES = re.compile(r"\S+\s*|\s+")
+
+
+def mock_text(request: ChatRequest, deployment: Deployment) -> str | None:
+    """The text this attempt answers with instead of calling the provider, or None.
+
+    The request's own `mock_response` wins over the deployment's (a string: the
+    config schema checks `litellm_params.mock_response`)."""
+    if request.mock_response is not None:
+        return request.mock_response
+    configured: str | None = deployment.extra.get("mock_response")
+    return configured
+
+
+class MockAdapter:
+    """Answers every call with `mock_text`; never touches the network."""
+
+    provider: ClassVar[str] = "mock"
+
+    def __init__(self, http: HttpClient | None = None) -> None:
+        self._serial = itertools.count(1)
+
+    def _answer(self, request: ChatRequest, deployment: Deployment) -> ChatResponse:
+        text = mock_text(request, deployment) or ""
+        output = -(-len(text) // CHARS_PER_TOKEN)
+        return ChatResponse(
+            id=f"chatcmpl-mock-{next(self._serial)}", model=deployment.model, content=text,
+            finish_reason="stop",
+            usage=Usage(input_tokens=estimate_prompt_tokens(request), output_tokens=output))
+
+    async def complete(self, request: ChatRequest, deployment: Deployment,
+                       timeouts: Timeouts) -> ChatResponse:
+        return self._answer(request, deployment)
+
+    async def stream(self, request: ChatRequest, deployment: Deployment,
+                     timeouts: Timeouts) -> AsyncIterator[StreamDelta]:
+        async for batch in self.stream_batches(request, deployment, timeouts):
+            for delta in batch.deltas:
+                yield delta
+
+    async def stream_batches(self, request: ChatRequest, deployment: Deployment,
+                             timeouts: Timeouts) -> AsyncIterator[DeltaBatch]:
+        answer = self._answer(request, deployment)
+        pieces = _PIECES.findall(answer.content or "") or [""]
+        ids = answer.id, answer.model
+        yield DeltaBatch([StreamDelta(text=pieces[0], id=ids[0], model=ids[1])])
+        rest = [StreamDelta(text=p, id=ids[0], model=ids[1]) for p in pieces[1:]]
+        rest.append(StreamDelta(finish_reason="stop", usage=answer.usage, id=ids[0],
+                                model=ids[1]))
+        yield DeltaBatch(rest, final=True)
