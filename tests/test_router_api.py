@@ -324,7 +324,7 @@ def test_litellm_inspection_methods(provider_env: FakeUpstream) -> None:
 
 def test_model_group_alias_routes_to_its_group(provider_env: FakeUpstream) -> None:
     from interlock import Router
-    from interlock.errors import ConfigError
+    from interlock.errors import ConfigError, UnknownModel
 
     router = Router(model_list=seed_model_list(), model_group_alias={
         "gpt-4": "high-quality", "cheap": {"model": "budget", "hidden": True}})
@@ -335,6 +335,10 @@ def test_model_group_alias_routes_to_its_group(provider_env: FakeUpstream) -> No
     assert "alias of 'high-quality'" in answer.interlock["route"]["reason"]
     assert router.completion(model="cheap", messages=messages).interlock["model_group"] == "budget"
     assert "gpt-4" in router.get_model_names() and "cheap" not in router.get_model_names()
+    # An unknown name is told every name it could have used, visible aliases too.
+    with pytest.raises(UnknownModel) as unknown:
+        router.completion(model="gpt-5", messages=messages)
+    assert "budget, cost-optimized, gpt-4, high-quality." in unknown.value.message
     router.close()
     with pytest.raises(ConfigError, match=r"model_group_alias\.gpt-5"):
         Router(model_list=seed_model_list(), model_group_alias={"gpt-5": "nope"})

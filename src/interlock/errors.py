@@ -101,6 +101,7 @@ class UnknownModel(InvalidRequest):
             code="model_not_found",
         )
         self.model = model
+        self.hint = hint
 
 
 class UnsupportedParameter(InvalidRequest):

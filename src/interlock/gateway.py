@@ -31,7 +31,7 @@ from interlock.config import InterlockConfig, build_catalog
 from interlock.costs.ledger import Ledger, LedgerRow
 from interlock.costs.prices import PriceBook
 from interlock.dispatch.dispatcher import Attempt, Dispatcher, DispatchResult, DispatchStream
-from interlock.errors import InterlockError, InvalidRequest, ProviderError
+from interlock.errors import InterlockError, InvalidRequest, ProviderError, UnknownModel
 from interlock.routing.decision import RoutingDecision
 from interlock.routing.policy import RoutingPolicy
 from interlock.types import ChatRequest, ChatResponse, Message, StreamDelta, TextPart, Usage
@@ -185,7 +185,13 @@ class Gateway:
     async def decide(self, request: ChatRequest) -> RoutingDecision:
         alias = self._aliases.get(request.model)
         if alias is None:
-            return await self.routing.decide(request, available=self.dispatcher.group_available)
+            try:
+                return await self.routing.decide(request,
+                                                 available=self.dispatcher.group_available)
+            except UnknownModel as exc:
+                # The policy lists groups and routed names; clients may also use
+                # the visible model_group_alias names, which only the gateway knows.
+                raise UnknownModel(exc.model, self.model_names(), exc.hint) from None
         # LiteLLM's model_group_alias: route as the target, record what was asked for.
         decision = await self.routing.decide(dataclasses.replace(request, model=alias.model),
                                              available=self.dispatcher.group_available)
