@@ -36,6 +36,7 @@ def test_full_request_is_translated_field_by_field():
         response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {
             "type": "object"}}},
         user="u1", seed=7, fallbacks=["budget"], metadata={"team": "a"},
+        timeout=2.5, num_retries=0, mock_response="canned",
     ))
     assert [m.role for m in req.messages] == ["system", "user", "assistant", "tool"]
     assert isinstance(req.messages[1].parts[1], ImagePart)
@@ -47,7 +48,8 @@ def test_full_request_is_translated_field_by_field():
     assert req.tools[0].name == "look" and req.tool_choice == {"name": "look"}
     assert req.response_format.type == "json_schema"
     assert req.response_format.json_schema == {"type": "object"}
-    assert req.extra == {"seed": 7}
+    assert req.extra == {"seed": 7}  # the Interlock-only fields are not sent upstream
+    assert (req.timeout, req.num_retries, req.mock_response) == (2.5, 0, "canned")
     assert req.fallbacks == ["budget"] and req.metadata == {"team": "a"}
     assert isinstance(req.messages[0].parts[0], TextPart)
 
@@ -73,6 +75,13 @@ def test_full_request_is_translated_field_by_field():
     ({"user": 5}, "user", "a string"),
     ({"parallel_tool_calls": "no"}, "parallel_tool_calls", "true or false"),
     ({"drop_params": 1}, "drop_params", "true or false"),
+    ({"timeout": "30s"}, "timeout", "a number"),
+    ({"timeout": 0}, "timeout", "more than 0"),
+    ({"timeout": 7200}, "timeout", "between 0 and 3600"),
+    ({"num_retries": 1.5}, "num_retries", "an integer"),
+    ({"num_retries": True}, "num_retries", "a boolean"),
+    ({"num_retries": 21}, "num_retries", "between 0 and 20"),
+    ({"mock_response": {"content": "x"}}, "mock_response", "a string"),
 ])
 def test_bad_fields_name_the_field_and_the_fix(over, param, words):
     with pytest.raises(InvalidRequest) as info:

@@ -162,6 +162,27 @@ async def test_errors_are_interlock_errors(provider_env: FakeUpstream) -> None:
         assert "sk-ant-test-library-key" not in str(limited.value)
 
 
+async def test_per_call_num_retries_and_timeout_as_in_litellm(
+        provider_env: FakeUpstream) -> None:
+    from interlock import Router
+    from interlock.errors import Timeout, UpstreamServerError
+
+    messages = [{"role": "user", "content": "x"}]
+    provider_env.script(Fault(status=500, times=None), provider="gemini")
+    # The library caller owns the router, so a call may ask for more than it has.
+    async with Router(model_list=seed_model_list(), num_retries=0, allowed_fails=100,
+                      backoff_base=0.001) as router:
+        for asked, calls in ((2, 3), (None, 1)):
+            before = provider_env.calls("gemini")
+            extra = {} if asked is None else {"num_retries": asked}
+            with pytest.raises(UpstreamServerError):
+                await router.acompletion(model="budget", messages=messages, **extra)
+            assert provider_env.calls("gemini") - before == calls
+        provider_env.script(Fault(latency=5.0), provider="anthropic")
+        with pytest.raises(Timeout):
+            await router.acompletion(model="high-quality", messages=messages, timeout=0.3)
+
+
 async def test_seed_fallback_snippet(provider_env: FakeUpstream) -> None:
     from interlock import Router
 

@@ -182,6 +182,23 @@ class Gateway:
         return sorted(set(self.catalog.group_names) | set(self.routing.public_names()) | shown)
 
     # -- one request -----------------------------------------------------------
+    def bounded_for_client(self, request: ChatRequest) -> ChatRequest:
+        """`request` with its own timeout and num_retries held to the router's.
+
+        A library caller owns its router and may lengthen either; a gateway
+        client may only shorten them, so that the operator's settings bound
+        how long one request runs and how many upstream calls it makes."""
+        if request.timeout is None and request.num_retries is None:
+            return request
+        s = self.config.router_settings
+        limit = (s.stream_timeout or s.timeout) if request.stream else s.timeout
+        timeout, retries = request.timeout, request.num_retries
+        if timeout is not None and limit is not None:
+            timeout = min(timeout, limit)
+        if retries is not None:
+            retries = min(retries, self.dispatcher.policy.max_retries)
+        return dataclasses.replace(request, timeout=timeout, num_retries=retries)
+
     async def decide(self, request: ChatRequest) -> RoutingDecision:
         alias = self._aliases.get(request.model)
         if alias is None:

@@ -34,6 +34,9 @@ _KNOWN = {"model", "messages", "stream", "temperature", "top_p", "max_tokens",
           "stream_options", "functions", "function_call"}
 # Interlock-only fields that are never forwarded upstream.
 _LOCAL = {"mock_response", "num_retries", "timeout", "tags"}
+# Bounds of the per-request `timeout` (seconds) and `num_retries`, as in router_settings.
+MAX_TIMEOUT = 3600.0
+MAX_RETRIES = 20
 
 
 def _fail(message: str, param: str) -> InvalidRequest:
@@ -226,6 +229,23 @@ def _check_stream_options(body: Mapping[str, Any]) -> None:
         _typed(options["include_usage"], bool, "stream_options.include_usage", "true or false")
 
 
+def _timeout(body: Mapping[str, Any]) -> float | None:
+    value = _number(body, "timeout", 0.0, MAX_TIMEOUT)
+    if value == 0.0:
+        raise _fail("'timeout' must be more than 0 seconds.", "timeout")
+    return value
+
+
+def _count(body: Mapping[str, Any], key: str, hi: int) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    _typed(value, int, key, "an integer")
+    if not 0 <= value <= hi:
+        raise _fail(f"'{key}' must be between 0 and {hi}, got {value}.", key)
+    return int(value)
+
+
 def _mock_response(body: Mapping[str, Any]) -> str | None:
     value = body.get("mock_response")
     if value is None or isinstance(value, str):
@@ -291,4 +311,6 @@ def parse_chat_request(body: Any) -> ChatRequest:
         fallbacks=fallbacks,
         drop_params=_optional_typed(body, "drop_params", bool, "true or false"),
         mock_response=_mock_response(body),
+        timeout=_timeout(body),
+        num_retries=_count(body, "num_retries", MAX_RETRIES),
     )

@@ -127,6 +127,10 @@ class ChatRequest:
     drop_params: bool | None = None
     # Answer with this text and call no provider (LiteLLM's `mock_response`).
     mock_response: str | None = None
+    # This request's own deadline (seconds) and retries, instead of the router's
+    # (LiteLLM's per-call `timeout` and `num_retries`); never sent upstream.
+    timeout: float | None = None
+    num_retries: int | None = None
 
     @property
     def system_text(self) -> str:

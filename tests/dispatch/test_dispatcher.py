@@ -250,6 +250,28 @@ async def test_deadline_is_never_exceeded_by_retries_and_fallbacks() -> None:
         assert call.at + call.timeouts.total <= start + 5.0 + 1e-9
 
 
+async def test_a_request_s_own_timeout_and_num_retries_replace_the_router_s() -> None:
+    # LiteLLM's per-call arguments: timeout=2 on a router with timeout=30 gives up
+    # after 2 s; num_retries=0 on a router with num_retries=3 makes one call.
+    h = make([dep("a")], timeout=30.0, num_retries=3, allowed_fails=1000)
+    h.adapter.default = fail(Overloaded, 503)
+    with pytest.raises(Overloaded):
+        await h.dispatcher.complete(request(num_retries=0), "g")
+    assert h.adapter.count() == 1
+    with pytest.raises(Overloaded):
+        await h.dispatcher.complete(request(), "g")
+    assert h.adapter.count() == 1 + 4
+    with pytest.raises(Overloaded):
+        await h.dispatcher.complete(request(num_retries=5), "g")
+    assert h.adapter.count() == 5 + 6
+
+    h.adapter.default = hang()
+    start = h.clock.now()
+    with pytest.raises(Timeout):
+        await h.dispatcher.complete(request(timeout=2.0, num_retries=0), "g")
+    assert h.clock.now() - start == pytest.approx(2.0)
+
+
 async def test_hanging_deployment_times_out_and_fails_over() -> None:
     h = make([dep("hangs", order=1, timeout=2.0), dep("works", order=2)], timeout=30)
     h.adapter.script("hangs", then=hang())

@@ -12,7 +12,13 @@ from typing import Any
 
 import openai
 import pytest
-from tests.server.gateways import GROUPS, MASTER_KEY, MODELS, RunningGateway
+from tests.server.gateways import (
+    GROUPS,
+    MASTER_KEY,
+    MODELS,
+    RunningGateway,
+    three_provider_config,
+)
 
 from interlock.testing import FakeUpstream
 from interlock.testing.script import Reply, ScriptedToolCall
@@ -234,3 +240,29 @@ async def test_mock_response_in_the_body_answers_without_a_provider(
         await client.chat.completions.create(model=GROUPS["openai"], messages=_user("hi"),
                                              extra_body={"mock_response": 5})
     assert fake_upstream.received == []
+
+
+async def test_a_client_may_shorten_retries_but_not_lengthen_them(
+        fake_upstream: FakeUpstream, start_gateway: Any) -> None:
+    # The operator's num_retries bounds the upstream calls one request can make;
+    # a client's own num_retries (LiteLLM's per-call argument) only lowers it.
+    from interlock.testing.script import Fault
+
+    gateway = start_gateway(three_provider_config(fake_upstream, num_retries=1,
+                                                  backoff_base=0.001, allowed_fails=100))
+    fake_upstream.script(Fault(status=500, times=None), provider="openai")
+    client = gateway.openai(max_retries=0)
+    for asked, calls in ((5, 2), (0, 1), (None, 2)):
+        before = fake_upstream.calls("openai")
+        extra = {} if asked is None else {"num_retries": asked}
+        with pytest.raises(openai.InternalServerError):
+            await client.chat.completions.create(model=GROUPS["openai"],
+                                                 messages=_user("hi"), extra_body=extra)
+        assert fake_upstream.calls("openai") - before == calls, asked
+    # The same holds for the deadline (router timeout: 10 s).
+    from interlock.openai_request import parse_chat_request
+
+    for asked_timeout, kept in ((600.0, 10.0), (2.0, 2.0)):
+        bounded = gateway.gateway.bounded_for_client(parse_chat_request(
+            {"model": "budget", "messages": _user("hi"), "timeout": asked_timeout}))
+        assert bounded.timeout == kept

@@ -130,10 +130,14 @@ class Dispatcher:
         self._catalog.group(group)  # UnknownModel for a name that is not configured
         s = self._settings
         limit = (s.stream_timeout or s.timeout) if stream else s.timeout
+        if request.timeout is not None:
+            limit = request.timeout
         deadline = None if limit is None else self._clock.now() + limit
+        policy = (self.policy if request.num_retries is None
+                  else self.policy.with_retries(request.num_retries))
         return Run(request=request, origin=group, stream=stream, deadline=deadline,
                    plan=self._fallbacks.plan(group, request.fallbacks),
-                   prompt_tokens=estimate_prompt_tokens(request))
+                   prompt_tokens=estimate_prompt_tokens(request), policy=policy)
 
     async def _execute(self, run: Run, call: AttemptCall[T]) -> Success[T]:
         while True:
@@ -160,7 +164,7 @@ class Dispatcher:
         calls = 0
         retry_owed = False
         run.retries.clear()  # every group gets its own retries (the amplification bound)
-        while calls <= self.policy.max_retries and not run.expired(self._clock.now()):
+        while calls <= run.policy.max_retries and not run.expired(self._clock.now()):
             picked = await self._pick(run, group, deployments)
             if picked is None and retry_owed and await self._wait_in_group(run, group):
                 retry_owed = False
@@ -188,7 +192,7 @@ class Dispatcher:
             return False
         wait = min(waits)
         remaining = run.remaining(self._clock.now())
-        if wait > self.policy.retry_after_cap or (remaining is not None and wait >= remaining):
+        if wait > run.policy.retry_after_cap or (remaining is not None and wait >= remaining):
             return False
         await self._clock.sleep(wait + 0.001)
         run.delays.clear()  # the wait was the backoff
@@ -197,7 +201,7 @@ class Dispatcher:
     def _apply(self, run: Run, d: Deployment, error: ProviderError) -> FallbackKind | None:
         """Carry out the retry decision: None to stay in the group, else the fallback kind."""
         cls = retry_class(error)
-        decision: RetryDecision = self.policy.decide(
+        decision: RetryDecision = run.policy.decide(
             error, retries_used=run.retries.get(cls, 0), rng=self._rng)
         if decision.action is Action.RAISE:
             raise self._with_attempts(error, run)

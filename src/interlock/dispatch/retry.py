@@ -18,6 +18,7 @@ Imports: the standard library, `errors`, `dispatch.settings`.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import random
 from dataclasses import dataclass, field
@@ -104,6 +105,12 @@ class RetryPolicy:
         return cls(retries=retries, default_retries=settings.num_retries,
                    backoff_base=settings.backoff_base, backoff_max=settings.backoff_max,
                    retry_after_cap=settings.retry_after_cap)
+
+    def with_retries(self, count: int) -> RetryPolicy:
+        """This policy with every error class retried `count` times: a caller's
+        per-request `num_retries`, which means the same for every failure."""
+        return dataclasses.replace(self, retries=dict.fromkeys(self.retries, count),
+                                   default_retries=count)
 
     @property
     def max_retries(self) -> int:

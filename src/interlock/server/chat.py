@@ -116,7 +116,7 @@ class ChatCompletions:
         if body is _ANSWERED:
             return
         try:
-            request = parse_chat_request(body)
+            request = self.gateway.bounded_for_client(parse_chat_request(body))
         except InterlockError as exc:
             await send_error(send, exc)
             return
