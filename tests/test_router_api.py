@@ -89,6 +89,10 @@ async def test_response_access_and_metadata(provider_env: FakeUpstream) -> None:
     assert type(dumped) is dict and type(dumped["choices"][0]) is dict
     assert json.loads(json.dumps(dumped)) == dumped
     assert dumped["choices"][0]["message"]["content"] == "Paris."
+    # The other spellings ported code uses: OpenAI SDK's, and LiteLLM's json() -> dict.
+    assert resp.to_dict() == resp.json() == resp.dict() == dumped
+    assert json.loads(resp.to_json()) == dumped and "\n  " in resp.to_json()
+    assert resp.choices[0].message.to_dict() == dumped["choices"][0]["message"]
     # Which deployment and provider answered, the attempts, the cost.
     meta = resp.interlock
     assert meta["deployment"] == "cost-optimized/gemini/gemini-2.5-pro"

@@ -9,6 +9,7 @@ Imports: the standard library only.
 
 from __future__ import annotations
 
+import builtins
 import copy
 import json
 from typing import Any
@@ -63,8 +64,24 @@ class OpenAIObject(dict[str, Any]):
     def model_dump_json(self, **kwargs: Any) -> str:
         return json.dumps(self.model_dump(), **kwargs)
 
+    # The other spellings ported code uses: the OpenAI SDK's `to_dict` and
+    # `to_json` (indented by default, as there), and LiteLLM's `json()` and
+    # pydantic v1's `dict()`, both of which return a dict.
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump()
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        return json.dumps(self.model_dump(), indent=indent)
+
+    def json(self) -> dict[str, Any]:
+        return self.model_dump()
+
     def __deepcopy__(self, memo: dict[int, Any]) -> OpenAIObject:
         return type(self)(copy.deepcopy(self.model_dump(), memo))
+
+    # Last: inside the class body, `dict` names this method from here on.
+    def dict(self) -> builtins.dict[str, Any]:
+        return self.model_dump()
 
 
 class ModelResponse(OpenAIObject):
