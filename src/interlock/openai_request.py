@@ -34,7 +34,8 @@ _KNOWN = {"model", "messages", "stream", "temperature", "top_p", "max_tokens",
           "stream_options", "functions", "function_call"}
 # Interlock-only fields that are never forwarded upstream.
 _LOCAL = {"mock_response", "num_retries", "timeout", "tags"}
-# Bounds of the per-request `timeout` (seconds) and `num_retries`, as in router_settings.
+# Bounds of a request's own `timeout` and `num_retries`. Retries as router_settings
+# bounds them; an hour of timeout, so that milliseconds given as seconds are caught.
 MAX_TIMEOUT = 3600.0
 MAX_RETRIES = 20
 
