@@ -120,6 +120,24 @@ def test_rows_left_by_an_ended_event_loop_are_written_without_one(tmp_path: Path
         assert reader.count() == 250
 
 
+async def test_concurrent_first_starts_make_one_writer(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # A library user's first calls often arrive together (asyncio.gather): each
+    # starts the ledger. They used to start a writer each and migrate the schema
+    # in several threads at once, which failed and logged "unavailable".
+    ledger = Ledger(LedgerSettings(database=str(tmp_path / "l.sqlite")))
+    await asyncio.gather(*(ledger.start() for _ in range(8)))
+    writers = [t for t in asyncio.all_tasks() if t.get_name() == "interlock-ledger-writer"]
+    assert len(writers) == 1
+    for i in range(20):
+        ledger.record(LedgerRow(request_id=f"r{i}"))
+    assert await ledger.flush(5)
+    await ledger.aclose()
+    assert "unavailable" not in caplog.text
+    with sqlite3.connect(tmp_path / "l.sqlite") as db:
+        assert db.execute("SELECT count(*) FROM interlock_requests").fetchone()[0] == 20
+
+
 async def test_record_never_raises_and_counts_drops_when_full(tmp_path: Path) -> None:
     ledger = Ledger(LedgerSettings(database=str(tmp_path / "x.sqlite"), max_buffer=100))
     # Not started: rows wait in the buffer; past max_buffer they are dropped, counted.

@@ -99,6 +99,9 @@ class Ledger:
         self._buffer: deque[LedgerRow | dict[str, Any]] = deque()
         # record() may be called from other threads (the sync library facade).
         self._lock = threading.Lock()
+        # The start-up migration and the writer's first write may run in two
+        # threads at once; one creates the engine and the schema.
+        self._setup_lock = threading.Lock()
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -140,13 +143,15 @@ class Ledger:
             return
         self._wake = asyncio.Event()
         self._loop = asyncio.get_running_loop()
+        # The writer is in place before the first await, so that concurrent first
+        # calls (a library user's asyncio.gather) start one writer, not several.
+        self._task = asyncio.create_task(self._run(), name="interlock-ledger-writer")
         if not self._migrated:
             try:
                 await asyncio.to_thread(self._migrate)
             except Exception as exc:  # the writer retries
                 log.warning("ledger database unavailable at start-up (%s); buffering rows",
                             type(exc).__name__)
-        self._task = asyncio.create_task(self._run(), name="interlock-ledger-writer")
 
     @property
     def needs_writer(self) -> bool:
@@ -272,13 +277,18 @@ class Ledger:
 
     def _get_engine(self) -> Engine:
         if self._engine is None:
-            assert self.settings.database is not None
-            self._engine = make_engine(self.settings.database)
+            with self._setup_lock:
+                if self._engine is None:
+                    assert self.settings.database is not None
+                    self._engine = make_engine(self.settings.database)
         return self._engine
 
     def _migrate(self) -> None:
-        migrate(self._get_engine(), self.tables)
-        self._migrated = True
+        engine = self._get_engine()
+        with self._setup_lock:
+            if not self._migrated:
+                migrate(engine, self.tables)
+                self._migrated = True
 
     def _take(self) -> list[LedgerRow | dict[str, Any]]:
         with self._lock:
