@@ -77,10 +77,10 @@ def config_from_router_kwargs(
     Keyword arguments are router_settings fields; None means "not given", as in
     LiteLLM. An unknown keyword raises `ConfigError` with a did-you-mean.
     """
-    valid = list(RouterSettings.model_fields)
+    valid = [*RouterSettings.model_fields, *sorted(RouterSettings.IGNORED)]
     problems = [
         f"Router({key}=...): unknown keyword argument{did_you_mean(key, valid)}"
-        for key in kwargs if key not in RouterSettings.model_fields
+        for key in kwargs if key not in valid
     ]
     if problems:
         raise config_error("(Router arguments)", problems)
@@ -255,14 +255,14 @@ def _fold_litellm_settings(config: InterlockConfig) -> list[str]:
                                 f"router_settings.{target}")
             continue
         setattr(router, target, value)
-    for key in sorted(settings.model_fields_set & LiteLLMSettings.IGNORED):
+    for key in sorted(settings.ignored_keys):
         warnings.append(f"litellm_settings.{key}: accepted for LiteLLM compatibility; "
                         "it has no effect in Interlock")
-    for key in sorted(router.model_fields_set & RouterSettings.IGNORED):
+    for key in sorted(router.ignored_keys):
         warnings.append(f"router_settings.{key}: accepted for LiteLLM compatibility; "
                         "it has no effect in Interlock")
     general = config.general_settings
-    for key in sorted(general.model_fields_set & GeneralSettings.IGNORED):
+    for key in sorted(general.ignored_keys):
         warnings.append(f"general_settings.{key}: accepted for LiteLLM compatibility; "
                         "it has no effect in Interlock")
     return warnings

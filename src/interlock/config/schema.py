@@ -5,8 +5,8 @@
 LiteLLM keys users commonly write. The other sections are the leaf schemas of
 the layers that own them, composed here.
 
-Imports: pydantic, the standard library, `config.report`, the leaf settings
-modules; `adapters.registry` only inside functions (it brings in the HTTP
+Imports: pydantic, the standard library, `config.report`, `ignored_keys`, the leaf
+settings modules; `adapters.registry` only inside functions (it brings in the HTTP
 stack, and `import interlock.config` must stay light).
 """
 
@@ -35,6 +35,7 @@ from pydantic_core import PydanticCustomError
 from interlock.config.report import SECRET_NAME, did_you_mean
 from interlock.costs.settings import Budget, LedgerSettings, PriceOverride
 from interlock.dispatch.settings import RouterSettings
+from interlock.ignored_keys import AcceptsIgnoredKeys
 from interlock.routing.settings import RoutingSettings
 
 ENV_PREFIX = "os.environ/"
@@ -197,7 +198,7 @@ class ModelEntry(BaseModel):
         return self.model_info or ModelInfo()
 
 
-class LiteLLMSettings(BaseModel):
+class LiteLLMSettings(AcceptsIgnoredKeys):
     """LiteLLM's `litellm_settings`: the keys with a meaning here are folded into
     `router_settings` (or the deployments' defaults); the others in IGNORED are
     accepted so LiteLLM files load, with a warning that they do nothing."""
@@ -225,21 +226,9 @@ class LiteLLMSettings(BaseModel):
     context_window_fallbacks: _Fallbacks | None = None
     content_policy_fallbacks: _Fallbacks | None = None
     default_fallbacks: list[str] | None = None
-    set_verbose: bool | None = None
-    json_logs: bool | None = None
-    success_callback: Any = None
-    failure_callback: Any = None
-    callbacks: Any = None
-    service_callback: Any = None
-    cache: Any = None
-    cache_params: Any = Field(default=None, repr=False, exclude=True)
-    telemetry: Any = None
-    turn_off_message_logging: Any = None
-    redact_user_api_key_info: Any = None
-    modify_params: Any = None
 
 
-class GeneralSettings(BaseModel):
+class GeneralSettings(AcceptsIgnoredKeys):
     """`general_settings`: the gateway's own settings."""
 
     model_config = ConfigDict(extra="forbid")
@@ -258,13 +247,6 @@ class GeneralSettings(BaseModel):
     drain_timeout: float = Field(default=30.0, ge=0)
     host: str | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
-    database_url: Any = Field(default=None, repr=False, exclude=True)
-    store_model_in_db: Any = None
-    alerting: Any = None
-    disable_spend_logs: Any = None
-    proxy_batch_write_at: Any = None
-    background_health_checks: Any = None
-    health_check_interval: Any = None
 
 
 class InterlockConfig(BaseModel):

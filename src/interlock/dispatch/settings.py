@@ -3,7 +3,7 @@
 A leaf schema module (pydantic only) so that `config` can compose it without
 importing the dispatcher.
 
-Imports: pydantic, the standard library, `masking`.
+Imports: pydantic, the standard library, `masking`, `ignored_keys`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from interlock.ignored_keys import AcceptsIgnoredKeys
 from interlock.masking import MaskedModel
 
 
@@ -43,7 +44,7 @@ _LITELLM_STRATEGIES = {"latency-based-routing": "latency-based",
                        "usage-based-routing-v2": "usage-based"}
 
 
-class RouterSettings(MaskedModel):
+class RouterSettings(AcceptsIgnoredKeys, MaskedModel):
     model_config = ConfigDict(extra="forbid")
     SECRET_FIELDS = frozenset({"redis_password"})
     URL_FIELDS = frozenset({"redis_url"})
@@ -103,16 +104,6 @@ class RouterSettings(MaskedModel):
     # LiteLLM's aliases: a request for the key goes to the named group.
     model_group_alias: dict[str, str | GroupAlias] = Field(default_factory=dict)
 
-    set_verbose: Any = None
-    debug_level: Any = None
-    client_ttl: Any = None
-    polling_interval: Any = None
-    routing_strategy_args: Any = None
-    alerting_config: Any = Field(default=None, repr=False, exclude=True)
-    retry_after: Any = None
-    cache_responses: Any = None
-    allowed_fails_policy: Any = None
-    default_max_parallel_requests: Any = None
 
     @field_validator("routing_strategy", mode="before")
     @classmethod
