@@ -31,6 +31,11 @@ log = logging.getLogger("interlock.server")
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 
 
+_SERVED = ("Interlock serves POST /v1/chat/completions, GET /v1/models, "
+           "GET /v1/models/{id}, GET /health/liveness, GET /health/readiness and "
+           "GET /health/deployments.")
+
+
 class InterlockApp:
     """Routes requests to handlers; starts and stops the gateway with the server."""
 
@@ -70,7 +75,9 @@ class InterlockApp:
         elif path == "/health/deployments":
             await send_json(send, 200, {"deployments": self._deployments()})
         else:
-            await send_plain_error(send, 404, f"No route for {method} {path}.",
+            # Clients pointed here from a fuller OpenAI-compatible proxy try its
+            # other endpoints (embeddings, legacy completions): say what is served.
+            await send_plain_error(send, 404, f"No route for {method} {path}. {_SERVED}",
                                    type_="invalid_request_error", code="not_found")
 
     def _models(self) -> dict[str, Any]:
