@@ -187,6 +187,34 @@ async def test_per_call_num_retries_and_timeout_as_in_litellm(
             await router.acompletion(model="high-quality", messages=messages, timeout=0.3)
 
 
+def test_default_litellm_params_apply_to_every_call(provider_env: FakeUpstream) -> None:
+    from interlock import Router
+    from interlock.errors import ConfigError
+
+    router = Router(model_list=seed_model_list(), default_litellm_params={
+        "temperature": 0.1, "max_tokens": 50, "metadata": {"team": "search"}})
+    messages = [{"role": "user", "content": "hi"}]
+    try:
+        router.completion(model="budget", messages=messages)
+        router.completion(model="budget", messages=messages, temperature=0.7)
+    finally:
+        router.close()
+    first, second = (r.body["generationConfig"] for r in provider_env.received)
+    assert (first["temperature"], first["maxOutputTokens"]) == (0.1, 50)
+    assert (second["temperature"], second["maxOutputTokens"]) == (0.7, 50)
+    # metadata is merged, the call's keys winning, as LiteLLM merges it.
+    from interlock.client import _with_defaults
+
+    merged = _with_defaults({"metadata": {"team": "search", "tier": 1}},
+                            {"model": "m", "metadata": {"tier": 2}})
+    assert merged["metadata"] == {"team": "search", "tier": 2}
+    # Mistakes fail at construction, naming the argument.
+    with pytest.raises(ConfigError, match=r"api_key.*belong to a deployment"):
+        Router(model_list=seed_model_list(), default_litellm_params={"api_key": "sk-x"})
+    with pytest.raises(ConfigError, match="default_litellm_params: 'temperature'"):
+        Router(model_list=seed_model_list(), default_litellm_params={"temperature": "hot"})
+
+
 async def test_seed_fallback_snippet(provider_env: FakeUpstream) -> None:
     from interlock import Router
 

@@ -9,7 +9,8 @@ Keyword arguments of `acompletion` are the OpenAI request body, parsed by the
 same code as the gateway's, so library and gateway behave alike. The sync
 methods run on one private event loop thread owned by the Router.
 
-Imports: the standard library, `config`, `gateway`, `openai_*`, `responses`, `types`.
+Imports: the standard library, `config`, `errors`, `gateway`, `openai_*`, `responses`,
+`types`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from os import PathLike
 from typing import Any, TypeVar
 
 from interlock.config import InterlockConfig, config_from_router_kwargs, load_config
+from interlock.config.schema import DeploymentParams
 from interlock.costs.settings import LedgerSettings
+from interlock.errors import ConfigError, InvalidRequest
 from interlock.gateway import Gateway, GatewayStream
 from interlock.openai_request import include_usage, parse_chat_request
 from interlock.openai_response import ChunkRenderer, completion_dict
@@ -95,6 +98,44 @@ def _ledger_settings(ledger: str | Mapping[str, Any] | None) -> LedgerSettings:
     return LedgerSettings.model_validate(dict(ledger))
 
 
+# Deployment settings that LiteLLM also takes as call arguments, and that a
+# call's defaults must not set: here they belong to the deployment alone.
+_NOT_REQUEST_DEFAULTS = (frozenset(DeploymentParams.model_fields) | {"messages"}) - {
+    "timeout", "max_tokens", "drop_params", "mock_response"}
+
+
+def request_defaults(defaults: Mapping[str, Any] | None) -> dict[str, Any]:
+    """LiteLLM's `default_litellm_params`: arguments every call gets unless it
+    gives its own, checked now so that a mistake fails at construction."""
+    if defaults is None:
+        return {}
+    if not isinstance(defaults, Mapping):
+        raise ConfigError("default_litellm_params must be a dict of call arguments, "
+                          f"got {type(defaults).__name__}.")
+    misplaced = sorted(k for k in defaults if k in _NOT_REQUEST_DEFAULTS)
+    if misplaced:
+        raise ConfigError(
+            f"default_litellm_params: {', '.join(misplaced)} belong to a deployment, not to "
+            "a call; set them in model_list[].litellm_params.")
+    try:
+        parse_chat_request({"model": "-", "messages": [{"role": "user", "content": "-"}],
+                            **defaults})
+    except InvalidRequest as exc:
+        raise ConfigError(f"default_litellm_params: {exc.message}") from None
+    return dict(defaults)
+
+
+def _with_defaults(defaults: Mapping[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    """The call's own arguments win; `metadata` is merged, as LiteLLM merges it."""
+    if not defaults:
+        return body
+    merged = {**defaults, **body}
+    if isinstance(defaults.get("metadata"), Mapping) and isinstance(body.get("metadata"),
+                                                                     Mapping):
+        merged["metadata"] = {**defaults["metadata"], **body["metadata"]}
+    return merged
+
+
 class CompletionStream:
     """What `acompletion(..., stream=True)` returns: iterate it for chunks.
 
@@ -140,12 +181,14 @@ class Router:
                  environ: Mapping[str, str] | None = None, **router_settings: Any) -> None:
         if config is not None and model_list is not None:
             raise TypeError("pass either model_list (with router settings) or config, not both")
+        self._defaults: dict[str, Any] = {}
         if isinstance(config, InterlockConfig):
             loaded = config
         elif config is not None:
             loaded = load_config(config, environ=environ)
         else:
             ledger = router_settings.pop("ledger", None)
+            self._defaults = request_defaults(router_settings.pop("default_litellm_params", None))
             loaded = config_from_router_kwargs(model_list or [], environ=environ,
                                                **router_settings)
             # In-process use writes no file unless asked: Router(..., ledger="spend.sqlite").
@@ -184,7 +227,7 @@ class Router:
     async def acompletion(self, model: str, messages: list[dict[str, Any]],
                           **kwargs: Any) -> Any:
         """A chat completion; with stream=True a `CompletionStream` of chunks."""
-        body = {"model": model, "messages": messages, **kwargs}
+        body = _with_defaults(self._defaults, {"model": model, "messages": messages, **kwargs})
         request = parse_chat_request(body)
         if request.stream:
             return CompletionStream(await self._gateway.stream(request), include_usage(body))
