@@ -82,6 +82,8 @@ def test_full_request_is_translated_field_by_field():
     ({"num_retries": True}, "num_retries", "a boolean"),
     ({"num_retries": 21}, "num_retries", "between 0 and 20"),
     ({"mock_response": {"content": "x"}}, "mock_response", "a string"),
+    ({"api_key": "sk-per-call"}, "api_key", "belong to the deployment"),
+    ({"api_base": "http://elsewhere"}, "api_base", "belong to the deployment"),
 ])
 def test_bad_fields_name_the_field_and_the_fix(over, param, words):
     with pytest.raises(InvalidRequest) as info:
