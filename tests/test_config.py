@@ -726,6 +726,16 @@ def test_litellm_router_arguments_without_an_effect_load_with_a_warning() -> Non
     warnings = "\n".join(config.warnings)
     for name in ("set_verbose", "cache_responses", "retry_after"):
         assert f"router_settings.{name}: accepted for LiteLLM compatibility" in warnings
+    # LiteLLM's documented retry_policy names errors that Interlock never retries
+    # on the same deployment; they load, and say so.
+    config = config_from_router_kwargs(
+        [{"model_name": "g", "litellm_params": {"model": "openai/m", "api_key": "k"}}],
+        retry_policy={"RateLimitErrorRetries": 4, "BadRequestErrorRetries": 0,
+                      "AuthenticationErrorRetries": 0})
+    assert config.router_settings.retry_policy.RateLimitErrorRetries == 4
+    assert [w.split(":")[0] for w in config.warnings] == [
+        "router_settings.retry_policy.AuthenticationErrorRetries",
+        "router_settings.retry_policy.BadRequestErrorRetries"]
     with pytest.raises(ConfigError, match="cost-based-routing"):
         config_from_router_kwargs(
             [{"model_name": "g", "litellm_params": {"model": "openai/m", "api_key": "k"}}],

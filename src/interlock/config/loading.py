@@ -261,6 +261,10 @@ def _fold_litellm_settings(config: InterlockConfig) -> list[str]:
     for key in sorted(router.ignored_keys):
         warnings.append(f"router_settings.{key}: accepted for LiteLLM compatibility; "
                         "it has no effect in Interlock")
+    for key in sorted(router.retry_policy.ignored_keys if router.retry_policy else ()):
+        warnings.append(f"router_settings.retry_policy.{key}: accepted for LiteLLM "
+                        "compatibility; Interlock never retries that error on the same "
+                        "deployment, it tries the next one")
     general = config.general_settings
     for key in sorted(general.ignored_keys):
         warnings.append(f"general_settings.{key}: accepted for LiteLLM compatibility; "

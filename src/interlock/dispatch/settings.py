@@ -26,10 +26,15 @@ class GroupAlias(BaseModel):
     hidden: bool = False  # routable, but not listed by /v1/models
 
 
-class RetryPolicySettings(BaseModel):
+class RetryPolicySettings(AcceptsIgnoredKeys):
     """Retries on the same deployment, per error class (None: use num_retries)."""
 
     model_config = ConfigDict(extra="forbid")
+    # LiteLLM's names for errors Interlock never retries on the same deployment
+    # (it tries another one, or the content-policy fallbacks), accepted with a warning.
+    IGNORED: ClassVar[frozenset[str]] = frozenset({
+        "BadRequestErrorRetries", "AuthenticationErrorRetries",
+        "ContentPolicyViolationErrorRetries"})
 
     RateLimitErrorRetries: int | None = Field(default=None, ge=0)
     OverloadedErrorRetries: int | None = Field(default=None, ge=0)
