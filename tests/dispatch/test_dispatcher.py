@@ -281,6 +281,16 @@ async def test_hanging_deployment_times_out_and_fails_over() -> None:
     assert h.clock.now() - start == pytest.approx(2.0)
 
 
+async def test_disable_cooldowns_keeps_a_failing_deployment_in_rotation() -> None:
+    h = make([dep("a")], allowed_fails=0, num_retries=0, disable_cooldowns=True)
+    h.adapter.default = E500
+    for _ in range(3):
+        with pytest.raises(UpstreamServerError):
+            await h.dispatcher.complete(request(), "g")
+    assert h.adapter.count() == 3  # called every time: never cooling
+    assert h.dispatcher.tracker.view(dep("a")).state != "open"
+
+
 async def test_everything_cooling_raises_no_deployment_available_with_retry_after() -> None:
     h = make([dep("a", group="g"), dep("b", group="f")], fallbacks={"g": ["f"]},
              wait_for_recovery=False, cooldown_time=20, allowed_fails=0, num_retries=0)

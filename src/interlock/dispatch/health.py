@@ -70,6 +70,8 @@ class CooldownTracker:
                       probe: bool = False) -> FailureEvent | None:
         """How this error affects the breaker, or None when it does not count."""
         s = self._settings
+        if s.disable_cooldowns:
+            return None
         name = type(error).__name__
         if isinstance(error, NEEDS_A_HUMAN):
             return FailureEvent(name, s.auth_cooldown_time, s.allowed_fails,

@@ -80,6 +80,8 @@ class RouterSettings(AcceptsIgnoredKeys, MaskedModel):
     default_fallbacks: list[str] = Field(default_factory=list)
     max_fallbacks: int = Field(default=5, ge=0)
     cooldown_time: float = Field(default=5.0, ge=0)
+    # LiteLLM's switch: failures never cool a deployment down (retries still apply).
+    disable_cooldowns: bool = False
     allowed_fails: int = Field(default=3, ge=0)
     allowed_fails_window: float = Field(default=60.0, gt=0)
     auth_cooldown_time: float = Field(default=300.0, ge=0)
