@@ -215,6 +215,40 @@ def test_default_litellm_params_apply_to_every_call(provider_env: FakeUpstream) 
         Router(model_list=seed_model_list(), default_litellm_params={"temperature": "hot"})
 
 
+def test_call_arguments_in_litellm_params_apply_to_every_call(
+        provider_env: FakeUpstream) -> None:
+    # LiteLLM passes litellm_params such as temperature and max_tokens to every
+    # call of the deployment; they used to be accepted and then ignored here.
+    from interlock import Router
+    from interlock.config import load_config
+    from interlock.errors import ConfigError
+
+    model_list = [
+        {"model_name": "chat", "litellm_params": {
+            "model": "openai/gpt-4o-mini", "api_key": "os.environ/OPENAI_API_KEY",
+            "temperature": 0.2, "max_tokens": 100, "frequency_penalty": 0.5, "seed": 7}},
+        {"model_name": "gem", "litellm_params": {
+            "model": "gemini/gemini-2.5-pro", "api_key": "os.environ/GEMINI_API_KEY",
+            "temperature": 0.3}}]
+    router = Router(model_list=model_list)
+    messages = [{"role": "user", "content": "hi"}]
+    try:
+        router.completion(model="chat", messages=messages)
+        router.completion(model="chat", messages=messages, temperature=0.9, seed=1)
+        router.completion(model="gem", messages=messages)
+    finally:
+        router.close()
+    first, second, gemini = (r.body for r in provider_env.received)
+    assert (first["temperature"], first["max_tokens"], first["frequency_penalty"],
+            first["seed"]) == (0.2, 100, 0.5, 7)
+    assert (second["temperature"], second["max_tokens"], second["seed"]) == (0.9, 100, 1)
+    assert gemini["generationConfig"]["temperature"] == 0.3
+    assert router.config.warnings == []
+    with pytest.raises(ConfigError, match=r"model_list\[0\]\.litellm_params.*'temperature'"):
+        load_config({"model_list": [{"model_name": "g", "litellm_params": {
+            "model": "openai/m", "api_key": "k", "temperature": "hot"}}]})
+
+
 async def test_seed_fallback_snippet(provider_env: FakeUpstream) -> None:
     from interlock import Router
 

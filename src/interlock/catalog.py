@@ -5,7 +5,7 @@ base URL, key, limits and prices. A `ModelGroup` is the name clients ask for
 and the deployments that can serve it. The `Catalog` holds them all; it is
 built once from a loaded config (`config.build_catalog`) and then read-only.
 
-Imports: the standard library, `errors`.
+Imports: the standard library, `errors`, `types`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from interlock.errors import UnknownModel
+from interlock.types import ChatRequest
 
 
 class Secret:
@@ -72,6 +73,9 @@ class Deployment:
     # (api_version, extra headers, ...); only the adapter reads them.
     extra: dict[str, Any] = field(default_factory=dict)
     model_info: dict[str, Any] = field(default_factory=dict)
+    # Call arguments from litellm_params (temperature, max_tokens, ...) that every
+    # call to this deployment gets unless it gives its own, as in LiteLLM.
+    call_defaults: ChatRequest | None = None
 
     @property
     def available(self) -> bool:

@@ -28,7 +28,7 @@ from interlock.config.schema import DeploymentParams
 from interlock.costs.settings import LedgerSettings
 from interlock.errors import ConfigError, InvalidRequest
 from interlock.gateway import Gateway, GatewayStream
-from interlock.openai_request import include_usage, parse_chat_request
+from interlock.openai_request import include_usage, parse_call_defaults, parse_chat_request
 from interlock.openai_response import ChunkRenderer, completion_dict
 from interlock.responses import ModelResponse, ModelResponseChunk
 from interlock.types import ChatResponse
@@ -118,8 +118,7 @@ def request_defaults(defaults: Mapping[str, Any] | None) -> dict[str, Any]:
             f"default_litellm_params: {', '.join(misplaced)} belong to a deployment, not to "
             "a call; set them in model_list[].litellm_params.")
     try:
-        parse_chat_request({"model": "-", "messages": [{"role": "user", "content": "-"}],
-                            **defaults})
+        parse_call_defaults(defaults)
     except InvalidRequest as exc:
         raise ConfigError(f"default_litellm_params: {exc.message}") from None
     return dict(defaults)

@@ -264,6 +264,14 @@ def _mock_response(body: Mapping[str, Any]) -> str | None:
         "and script the fault there.", "mock_response")
 
 
+def parse_call_defaults(defaults: Mapping[str, Any]) -> ChatRequest:
+    """Call arguments given ahead of the call (a deployment's litellm_params, a
+    Router's default_litellm_params), checked and parsed as a request's would be;
+    apply them with `ChatRequest.with_defaults`."""
+    return parse_chat_request({"model": "-", "messages": [{"role": "user", "content": "-"}],
+                               **defaults})
+
+
 def include_usage(body: Mapping[str, Any]) -> bool:
     """Whether a stream should end with a usage chunk (`stream_options.include_usage`);
     for a body that `parse_chat_request` accepted, which checked the types."""

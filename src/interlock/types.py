@@ -11,6 +11,7 @@ Imports: the standard library only.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -95,6 +96,11 @@ class ResponseFormat:
     strict: bool | None = None
 
 
+# The request fields a call's defaults may fill in (`ChatRequest.with_defaults`).
+_DEFAULTABLE = ("temperature", "top_p", "max_tokens", "stop", "response_format", "user",
+                "parallel_tool_calls")
+
+
 @dataclass(slots=True)
 class ChatRequest:
     """One chat request, as the caller asked for it.
@@ -131,6 +137,17 @@ class ChatRequest:
     # (LiteLLM's per-call `timeout` and `num_retries`); never sent upstream.
     timeout: float | None = None
     num_retries: int | None = None
+
+    def with_defaults(self, defaults: ChatRequest) -> ChatRequest:
+        """This request with what it leaves unset taken from `defaults` (call
+        arguments set ahead of the call, as a deployment's litellm_params)."""
+        changes: dict[str, Any] = {
+            name: getattr(defaults, name) for name in _DEFAULTABLE
+            if getattr(self, name) is None and getattr(defaults, name) is not None}
+        extra = {k: v for k, v in defaults.extra.items() if k not in self.extra}
+        if extra:
+            changes["extra"] = {**extra, **self.extra}
+        return dataclasses.replace(self, **changes) if changes else self
 
     @property
     def system_text(self) -> str:

@@ -14,7 +14,15 @@ from typing import Any
 
 from interlock.catalog import Catalog, Deployment, Secret
 from interlock.config.report import SECRET_NAME
-from interlock.config.schema import DeploymentParams, InterlockConfig, ModelEntry, env_ref
+from interlock.config.schema import (
+    CALL_DEFAULT_PARAMS,
+    DeploymentParams,
+    InterlockConfig,
+    ModelEntry,
+    env_ref,
+)
+from interlock.openai_request import parse_call_defaults
+from interlock.types import ChatRequest
 
 _MILLION = Decimal(1_000_000)
 
@@ -28,7 +36,8 @@ def resolve_entry(entry: ModelEntry, env: Mapping[str, str]
     resolved: dict[str, Any] = {}
     raw = {"api_base": params.api_base, "api_version": params.api_version,
            "extra_headers": params.extra_headers, "mock_response": params.mock_response,
-           **(params.model_extra or {})}
+           **{k: v for k, v in (params.model_extra or {}).items()
+              if k not in CALL_DEFAULT_PARAMS}}
     for name, value in raw.items():
         if value is None:
             continue
@@ -140,4 +149,10 @@ def _deployment(entry: ModelEntry, name: str, env: Mapping[str, str],
         drop_params=_first(params.drop_params, default_drop),
         extra=resolved,
         model_info=info.model_dump(exclude_none=True),
+        call_defaults=_call_defaults(params),
     )
+
+
+def _call_defaults(params: DeploymentParams) -> ChatRequest | None:
+    defaults = params.call_defaults()
+    return parse_call_defaults(defaults) if defaults else None

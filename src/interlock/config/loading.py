@@ -24,6 +24,7 @@ from interlock.config.build import resolve_entry
 from interlock.config.checks import cross_check
 from interlock.config.report import config_error, describe_validation_error, did_you_mean
 from interlock.config.schema import (
+    CALL_DEFAULT_PARAMS,
     PASSTHROUGH_PARAMS,
     DeploymentParams,
     GeneralSettings,
@@ -213,7 +214,7 @@ def _check_params_keys(index: int, entry: Any, warnings: list[str]) -> list[str]
     for key in params:
         if not isinstance(key, str) or key in DeploymentParams.model_fields:
             continue
-        if key in PASSTHROUGH_PARAMS:
+        if key in PASSTHROUGH_PARAMS or key in CALL_DEFAULT_PARAMS:
             continue
         path = f"model_list[{index}].{key_name}.{key}"
         # A near miss of a key Interlock reads is a typo that would silently

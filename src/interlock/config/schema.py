@@ -29,13 +29,16 @@ from pydantic import (
     ValidationInfo,
     field_validator,
     model_serializer,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
 from interlock.config.report import SECRET_NAME, did_you_mean
 from interlock.costs.settings import Budget, LedgerSettings, PriceOverride
 from interlock.dispatch.settings import RouterSettings
+from interlock.errors import InvalidRequest
 from interlock.ignored_keys import AcceptsIgnoredKeys
+from interlock.openai_request import parse_call_defaults
 from interlock.routing.settings import RoutingSettings
 
 ENV_PREFIX = "os.environ/"
@@ -47,6 +50,14 @@ PASSTHROUGH_PARAMS = frozenset({
     "vertex_credentials", "aws_access_key_id", "aws_secret_access_key", "aws_region_name",
     "aws_session_token", "tags", "base_model", "use_in_pass_through",
     "input_cost_per_second", "output_cost_per_second", "litellm_credential_name",
+}) - {"temperature", "top_p", "seed", "stop", "max_completion_tokens"}
+# litellm_params keys that are call arguments: LiteLLM passes them to every call
+# of the deployment unless the call gives its own, and so does Interlock
+# (`Deployment.call_defaults`). max_tokens is also read as the output limit.
+CALL_DEFAULT_PARAMS = frozenset({
+    "temperature", "top_p", "seed", "stop", "max_tokens", "max_completion_tokens",
+    "frequency_penalty", "presence_penalty", "logit_bias", "response_format",
+    "reasoning_effort", "top_k", "thinking", "user", "parallel_tool_calls",
 })
 _Fallbacks = list[dict[str, list[str]]] | dict[str, list[str]]
 
@@ -113,6 +124,21 @@ class DeploymentParams(BaseModel):
         provider, model_id = _split_model(value, custom)
         _require_known_provider(provider if model_id else "")
         return value
+
+    @model_validator(mode="after")
+    def _call_defaults_parse(self) -> DeploymentParams:
+        defaults = self.call_defaults()
+        if defaults:
+            try:
+                parse_call_defaults(defaults)
+            except InvalidRequest as exc:
+                raise ValueError(exc.message) from None
+        return self
+
+    def call_defaults(self) -> dict[str, Any]:
+        """The call arguments among these parameters (CALL_DEFAULT_PARAMS)."""
+        given = {"max_tokens": self.max_tokens, **(self.model_extra or {})}
+        return {k: v for k, v in given.items() if k in CALL_DEFAULT_PARAMS and v is not None}
 
     @property
     def provider(self) -> str:

@@ -58,7 +58,8 @@ from interlock.types import ChatRequest, ChatResponse, Message, StreamDelta, Tex
 __all__ = ["Attempt", "DispatchResult", "DispatchStream", "Dispatcher"]
 
 T = TypeVar("T")
-AttemptCall = Callable[[Adapter, Deployment, Timeouts],
+# (adapter, the request as this deployment gets it, deployment, timeouts)
+AttemptCall = Callable[[Adapter, ChatRequest, Deployment, Timeouts],
                        Awaitable[tuple[T, ChatResponse | None]]]
 # Waiting for recovery happens at most this often per request.
 MAX_RECOVERY_WAITS = 3
@@ -96,8 +97,8 @@ class Dispatcher:
     async def complete(self, request: ChatRequest, group: str) -> DispatchResult:
         run = self._new_run(request, group, stream=False)
 
-        async def call(adapter: Adapter, d: Deployment, timeouts: Timeouts
-                       ) -> tuple[ChatResponse, ChatResponse | None]:
+        async def call(adapter: Adapter, request: ChatRequest, d: Deployment,
+                       timeouts: Timeouts) -> tuple[ChatResponse, ChatResponse | None]:
             response = await adapter.complete(request, d, timeouts)
             return response, response
 
@@ -107,7 +108,7 @@ class Dispatcher:
 
     async def open_stream(self, request: ChatRequest, group: str) -> DispatchStream:
         run = self._new_run(request, group, stream=True)
-        success = await self._execute(run, self._stream_call(request))
+        success = await self._execute(run, self._stream_call())
         return DispatchStream(self, run, success,
                               continuation=self._settings.stream_continuation)
 
@@ -294,7 +295,9 @@ class Dispatcher:
         stats.in_flight += 1
         started = self._clock.now()
         try:
-            value, final = await self._guarded(call(adapter, d, timeouts), timeouts, d)
+            request = (run.request if d.call_defaults is None
+                       else run.request.with_defaults(d.call_defaults))
+            value, final = await self._guarded(call(adapter, request, d, timeouts), timeouts, d)
         except ProviderError as error:
             stats.in_flight -= 1
             return None, await self._failed(run, group, picked, error, started)
@@ -430,9 +433,9 @@ class Dispatcher:
         return error
 
     # -- streams ------------------------------------------------------------
-    def _stream_call(self, request: ChatRequest) -> AttemptCall[Opened]:
-        async def call(adapter: Adapter, d: Deployment, timeouts: Timeouts
-                       ) -> tuple[Opened, ChatResponse | None]:
+    def _stream_call(self) -> AttemptCall[Opened]:
+        async def call(adapter: Adapter, request: ChatRequest, d: Deployment,
+                       timeouts: Timeouts) -> tuple[Opened, ChatResponse | None]:
             by_read = getattr(adapter, "stream_batches", None)
             iterator: AsyncIterator[DeltaBatch] = (
                 by_read(request, d, timeouts).__aiter__() if by_read is not None
@@ -481,7 +484,7 @@ class Dispatcher:
         run.last_error = None
         run.plan = self._fallbacks.plan(run.origin, original.fallbacks)
         try:
-            return await self._walk(run, self._stream_call(request))
+            return await self._walk(run, self._stream_call())
         except InterlockError:
             return None
         finally:
