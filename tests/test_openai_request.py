@@ -83,6 +83,8 @@ def test_full_request_is_translated_field_by_field():
     ({"num_retries": 21}, "num_retries", "between 0 and 20"),
     ({"mock_response": {"content": "x"}}, "mock_response", "a string"),
     ({"api_key": "sk-per-call"}, "api_key", "belong to the deployment"),
+    ({"tags": {"team": "a"}}, "tags", "a string or a list of strings"),
+    ({"metadata": {"tags": [1]}}, "metadata.tags", "a string or a list of strings"),
     ({"api_base": "http://elsewhere"}, "api_base", "belong to the deployment"),
 ])
 def test_bad_fields_name_the_field_and_the_fix(over, param, words):
@@ -105,3 +107,10 @@ def test_more_than_one_choice_is_refused_rather_than_billed_and_lost():
 def test_body_must_be_an_object():
     with pytest.raises(InvalidRequest, match="JSON object"):
         parse_chat_request(["not", "an", "object"])
+
+
+def test_tags_from_the_body_and_metadata_are_one_list_of_whole_tags():
+    # LiteLLM takes a lone tag as a string; it must not be read as its letters.
+    req = parse_chat_request(body(tags="private-data", metadata={"tags": ["eu", "private-data"]}))
+    assert req.metadata["tags"] == ["private-data", "eu"]
+    assert req.tags == {"private-data", "eu"}

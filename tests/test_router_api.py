@@ -249,6 +249,27 @@ def test_call_arguments_in_litellm_params_apply_to_every_call(
             "model": "openai/m", "api_key": "k", "temperature": "hot"}}]})
 
 
+def test_tag_based_routing_as_litellm_configures_it(provider_env: FakeUpstream) -> None:
+    from interlock import Router
+
+    def entry(model: str, tag: str) -> dict[str, Any]:
+        return {"model_name": "gpt-4", "litellm_params": {
+            "model": f"openai/{model}", "api_key": "os.environ/OPENAI_API_KEY", "tags": [tag]}}
+
+    router = Router(model_list=[entry("free-model", "free"), entry("paid-model", "paid"),
+                                entry("std-model", "default")], enable_tag_filtering=True)
+    messages = [{"role": "user", "content": "hi"}]
+    try:
+        router.completion(model="gpt-4", messages=messages, tags=["paid"])
+        router.completion(model="gpt-4", messages=messages, metadata={"tags": "free"})
+        router.completion(model="gpt-4", messages=messages)
+    finally:
+        router.close()
+    assert [r.model for r in provider_env.received] == ["paid-model", "free-model",
+                                                        "std-model"]
+    assert router.config.warnings == []
+
+
 async def test_seed_fallback_snippet(provider_env: FakeUpstream) -> None:
     from interlock import Router
 

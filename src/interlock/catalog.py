@@ -76,6 +76,8 @@ class Deployment:
     # Call arguments from litellm_params (temperature, max_tokens, ...) that every
     # call to this deployment gets unless it gives its own, as in LiteLLM.
     call_defaults: ChatRequest | None = None
+    # LiteLLM's litellm_params.tags, for `enable_tag_filtering`.
+    tags: frozenset[str] = frozenset()
 
     @property
     def available(self) -> bool:

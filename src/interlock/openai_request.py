@@ -241,6 +241,18 @@ def _timeout(body: Mapping[str, Any]) -> float | None:
     return value
 
 
+def _tags(value: Any, param: str) -> list[str]:
+    # LiteLLM takes one tag as a string as well as a list; routing compares sets
+    # of whole tags, so a lone string must not be read as its letters.
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(t, str) for t in value):
+        return value
+    raise _fail(f"'{param}' must be a string or a list of strings.", param)
+
+
 def _count(body: Mapping[str, Any], key: str, hi: int) -> int | None:
     value = body.get(key)
     if value is None:
@@ -307,8 +319,9 @@ def parse_chat_request(body: Any) -> ChatRequest:
     metadata = body.get("metadata") or {}
     _typed(metadata, dict, "metadata", "an object")
     _check_stream_options(body)
-    if body.get("tags") is not None:
-        metadata = {**metadata, "tags": body["tags"]}
+    tags = _tags(body.get("tags"), "tags") + _tags(metadata.get("tags"), "metadata.tags")
+    if tags:
+        metadata = {**metadata, "tags": list(dict.fromkeys(tags))}
     return ChatRequest(
         model=model,
         messages=[_message(m, i) for i, m in enumerate(raw_messages)],

@@ -150,6 +150,11 @@ class ChatRequest:
         return dataclasses.replace(self, **changes) if changes else self
 
     @property
+    def tags(self) -> frozenset[str]:
+        """`tags` and `metadata.tags`, which parsing merges into a list of strings."""
+        return frozenset(self.metadata.get("tags") or ())
+
+    @property
     def system_text(self) -> str:
         return "\n\n".join(m.text for m in self.messages if m.role == "system")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 
 import pytest
-from tests.dispatch.fakes import dep, fail, hang, make, ok, request
+from tests.dispatch.fakes import Harness, dep, fail, hang, make, ok, request
 
 from interlock.errors import (
     AuthenticationFailed,
@@ -13,6 +13,7 @@ from interlock.errors import (
     BudgetExceeded,
     ContentFiltered,
     ContextWindowExceeded,
+    InvalidRequest,
     NoDeploymentAvailable,
     Overloaded,
     RateLimited,
@@ -289,6 +290,40 @@ async def test_disable_cooldowns_keeps_a_failing_deployment_in_rotation() -> Non
             await h.dispatcher.complete(request(), "g")
     assert h.adapter.count() == 3  # called every time: never cooling
     assert h.dispatcher.tracker.view(dep("a")).state != "open"
+
+
+def _tiers(**settings: object) -> Harness:
+    return make([dep("free", tags=frozenset({"free"})), dep("paid", tags=frozenset({"paid"})),
+                 dep("std", tags=frozenset({"default"}))], **settings)
+
+
+@pytest.mark.parametrize(("tags", "called"), [
+    (["paid"], "paid"), ("free", "free"), (None, "std"), (["paid", "free"], None)])
+async def test_tag_filtering_sends_a_request_to_deployments_with_its_tags(
+        tags: object, called: str | None) -> None:
+    h = _tiers(enable_tag_filtering=True)
+    metadata = {} if tags is None else {"tags": [tags] if isinstance(tags, str) else tags}
+    for _ in range(6):
+        result = await h.dispatcher.complete(request(metadata=metadata), "g")
+        if called is not None:
+            assert result.deployment.name == called
+        else:
+            assert result.deployment.name in {"paid", "free"}
+
+
+async def test_tags_no_deployment_serves_are_a_400_naming_them() -> None:
+    h = _tiers(enable_tag_filtering=True)
+    with pytest.raises(InvalidRequest) as info:
+        await h.dispatcher.complete(request(metadata={"tags": ["gold"]}), "g")
+    assert info.value.status_code == 400 and "gold" in info.value.message
+    assert h.adapter.count() == 0
+    # Untagged groups, and the switch off, route as before.
+    plain = make([dep("a"), dep("b")], enable_tag_filtering=True)
+    assert (await plain.dispatcher.complete(request(), "g")).deployment.name in {"a", "b"}
+    off = _tiers()
+    names = {(await off.dispatcher.complete(request(metadata={"tags": ["gold"]}), "g"))
+             .deployment.name for _ in range(30)}
+    assert names == {"free", "paid", "std"}
 
 
 async def test_everything_cooling_raises_no_deployment_available_with_retry_after() -> None:

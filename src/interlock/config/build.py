@@ -150,6 +150,7 @@ def _deployment(entry: ModelEntry, name: str, env: Mapping[str, str],
         extra=resolved,
         model_info=info.model_dump(exclude_none=True),
         call_defaults=_call_defaults(params),
+        tags=frozenset(params.tags or ()),
     )
 
 

@@ -48,7 +48,7 @@ PASSTHROUGH_PARAMS = frozenset({
     "organization", "headers", "max_retries", "num_retries", "temperature", "top_p", "seed",
     "stop", "max_completion_tokens", "region_name", "vertex_project", "vertex_location",
     "vertex_credentials", "aws_access_key_id", "aws_secret_access_key", "aws_region_name",
-    "aws_session_token", "tags", "base_model", "use_in_pass_through",
+    "aws_session_token", "base_model", "use_in_pass_through",
     "input_cost_per_second", "output_cost_per_second", "litellm_credential_name",
 }) - {"temperature", "top_p", "seed", "stop", "max_completion_tokens"}
 # litellm_params keys that are call arguments: LiteLLM passes them to every call
@@ -109,6 +109,8 @@ class DeploymentParams(BaseModel):
     extra_headers: dict[str, str] | None = Field(default=None, repr=False)
     # LiteLLM's: answer with this text and call no provider (adapters/mock.py).
     mock_response: str | None = None
+    # LiteLLM's: the request tags this deployment serves (enable_tag_filtering).
+    tags: list[str] | None = None
 
     @field_validator("custom_llm_provider")
     @classmethod

@@ -61,6 +61,8 @@ T = TypeVar("T")
 # (adapter, the request as this deployment gets it, deployment, timeouts)
 AttemptCall = Callable[[Adapter, ChatRequest, Deployment, Timeouts],
                        Awaitable[tuple[T, ChatResponse | None]]]
+# The tag that untagged requests go to, when a group has deployments carrying it.
+DEFAULT_TAG = "default"
 # Waiting for recovery happens at most this often per request.
 MAX_RECOVERY_WAITS = 3
 # The dispatcher's own guard on a call, beyond the adapter's timeouts.
@@ -220,17 +222,36 @@ class Dispatcher:
         model_group = self._catalog.groups.get(group)
         if model_group is None:
             return []
+        deployments = model_group.deployments
+        if self._settings.enable_tag_filtering:
+            deployments = self._tagged(run, group, deployments)
         if not self._settings.enable_pre_call_checks:
-            return model_group.deployments
+            return deployments
         margin = self._settings.pre_call_safety_margin
         fit = []
-        for d in model_group.deployments:
+        for d in deployments:
             if fits(d, run.prompt_tokens, margin):
                 fit.append(d)
             else:
                 run.skip(group, d, "context_window",
                          f"~{run.prompt_tokens} prompt tokens do not fit")
         return fit or None
+
+    @staticmethod
+    def _tagged(run: Run, group: str, deployments: list[Deployment]) -> list[Deployment]:
+        """The deployments this request's tags allow (LiteLLM's tag filtering)."""
+        wanted = run.request.tags or (
+            {DEFAULT_TAG} if any(DEFAULT_TAG in d.tags for d in deployments) else None)
+        if wanted is None:
+            return deployments
+        kept = []
+        for d in deployments:
+            if d.tags & wanted:
+                kept.append(d)
+            else:
+                run.skip(group, d, "tags", f"serves tags {sorted(d.tags) or '(none)'}, "
+                         f"not {sorted(wanted)}")
+        return kept
 
     async def _pick(self, run: Run, group: str, deployments: list[Deployment]
                     ) -> Picked | None:
@@ -417,6 +438,11 @@ class Dispatcher:
         groups = ", ".join(dict.fromkeys(s.group for s in skips)) or run.origin
         if whys == {"budget"}:
             return BudgetExceeded(f"No budget left for any candidate of {groups}: {listing}")
+        if whys == {"tags"}:
+            return InvalidRequest(
+                f"No deployment of {groups} serves this request's tags "
+                f"(router_settings.enable_tag_filtering): {listing}.", param="tags",
+                code="no_deployment_for_tags")
         if whys == {"context_window"}:
             return ContextWindowExceeded(
                 f"The prompt (~{run.prompt_tokens} tokens) is too long for every candidate "

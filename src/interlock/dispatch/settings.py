@@ -82,6 +82,9 @@ class RouterSettings(AcceptsIgnoredKeys, MaskedModel):
     cooldown_time: float = Field(default=5.0, ge=0)
     # LiteLLM's switch: failures never cool a deployment down (retries still apply).
     disable_cooldowns: bool = False
+    # LiteLLM's: a request with tags goes only to deployments sharing one; one
+    # without, to deployments tagged "default" when the group has any.
+    enable_tag_filtering: bool = False
     allowed_fails: int = Field(default=3, ge=0)
     allowed_fails_window: float = Field(default=60.0, gt=0)
     auth_cooldown_time: float = Field(default=300.0, ge=0)

@@ -61,7 +61,7 @@ class _Condition:
             s.max_turns is None or view.turns <= s.max_turns,
             s.metadata is None or all(request.metadata.get(k) == v
                                       for k, v in s.metadata.items()),
-            s.tags is None or bool(set(s.tags) & set(request.metadata.get("tags") or [])),
+            s.tags is None or bool(set(s.tags) & request.tags),
         )
         return all(checks)
 
