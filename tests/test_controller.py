@@ -171,3 +171,32 @@ async def test_a_router_trained_on_an_embeddings_endpoint_embeds_through_the_gat
     embedded = [r for r in fake_upstream.received if r.path.endswith("/embeddings")]
     assert embedded[-1].body["input"] == [prompts[0]]
 
+
+
+def test_routellm_route_router_threshold_arguments_and_model_counts(
+        mf_checkpoint, provider_env, fake_upstream):
+    router = load_router(mf_checkpoint)
+    hard_p = float(router.win_prob([HARD[0]], STRONG, WEAK)[0])
+    easy_p = float(router.win_prob([EASY[0]], STRONG, WEAK)[0])
+    threshold = round((hard_p + easy_p) / 2, 4)
+    client = Controller(routers=["mf"], strong_model="anthropic/claude-sonnet-4",
+                        weak_model="gemini/gemini-2.0-flash-lite",
+                        config={"mf": {"checkpoint_path": str(mf_checkpoint)}})
+    try:
+        # route() decides without calling anyone.
+        assert client.route(HARD[0], "mf", threshold) == "anthropic/claude-sonnet-4"
+        assert client.route(EASY[0], "mf", threshold) == "gemini/gemini-2.0-flash-lite"
+        assert fake_upstream.received == []
+        # RouteLLM's router= and threshold= instead of the model name.
+        client.completion(router="mf", threshold=threshold,
+                          messages=[{"role": "user", "content": HARD[0]}])
+        client.chat.completions.create(model=f"router-mf-{threshold}",
+                                       messages=[{"role": "user", "content": EASY[0]}])
+        client.completion(router="mf", threshold=threshold,
+                          messages=[{"role": "user", "content": EASY[0]}])
+        with pytest.raises(ValueError, match="router= and threshold="):
+            client.completion(router="mf", messages=[{"role": "user", "content": "x"}])
+    finally:
+        client.close()
+    assert client.model_counts["mf"] == {"anthropic/claude-sonnet-4": 1,
+                                         "gemini/gemini-2.0-flash-lite": 2}

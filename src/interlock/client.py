@@ -10,7 +10,7 @@ same code as the gateway's, so library and gateway behave alike. The sync
 methods run on one private event loop thread owned by the Router.
 
 Imports: the standard library, `config`, `errors`, `gateway`, `openai_*`, `responses`,
-`types`.
+`routing.decision`, `types`.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from interlock.gateway import Gateway, GatewayStream
 from interlock.openai_request import include_usage, parse_call_defaults, parse_chat_request
 from interlock.openai_response import ChunkRenderer, completion_dict
 from interlock.responses import ModelResponse, ModelResponseChunk
+from interlock.routing.decision import RoutingDecision
 from interlock.types import ChatResponse
 
 T = TypeVar("T")
@@ -222,6 +223,17 @@ class Router:
     def health(self) -> list[Any]:
         """Each deployment's state: healthy, cooling (until when, why), half-open."""
         return self._gateway.dispatcher.health()
+
+    async def adecide(self, model: str, messages: list[dict[str, Any]],
+                      **kwargs: Any) -> RoutingDecision:
+        """Which model group `acompletion` would send this to, without calling it."""
+        body = _with_defaults(self._defaults, {"model": model, "messages": messages, **kwargs})
+        return await self._gateway.decide(parse_chat_request(body))
+
+    def decide(self, model: str, messages: list[dict[str, Any]],
+               **kwargs: Any) -> RoutingDecision:
+        """The sync twin of `adecide`."""
+        return self._sync.run(self.adecide(model, messages, **kwargs))
 
     async def acompletion(self, model: str, messages: list[dict[str, Any]],
                           **kwargs: Any) -> Any:

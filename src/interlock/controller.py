@@ -17,6 +17,7 @@ Imports: the standard library, `client`.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -72,6 +73,10 @@ class Controller:
                     f"make DIR with `interlock train {name} --data FILE --out DIR`")
             router_defs[name] = {"type": "learned", **options}
         self.routers = list(routers)
+        self._models = {STRONG_GROUP: strong_model, WEAK_GROUP: weak_model}
+        # router name -> model -> answers, as RouteLLM's Controller keeps them.
+        self.model_counts: defaultdict[str, defaultdict[str, int]] = defaultdict(
+            lambda: defaultdict(int))
         self._router = Router(config={
             "model_list": [_deployment(STRONG_GROUP, strong_model, api_base, api_key),
                            _deployment(WEAK_GROUP, weak_model, api_base, api_key)],
@@ -86,12 +91,46 @@ class Controller:
     def router(self) -> Router:
         return self._router
 
-    def completion(self, *, model: str, messages: list[dict[str, Any]], **kwargs: Any) -> Any:
-        return self._router.completion(model=model, messages=messages, **kwargs)
+    def completion(self, *, messages: list[dict[str, Any]], model: str | None = None,
+                   router: str | None = None, threshold: float | None = None,
+                   **kwargs: Any) -> Any:
+        """A chat completion; `model="router-mf-0.116"`, or RouteLLM's `router="mf",
+        threshold=0.116` instead."""
+        name = self._model_name(model, router, threshold)
+        return self._counted(self._router.completion(model=name, messages=messages, **kwargs))
 
-    async def acompletion(self, *, model: str, messages: list[dict[str, Any]],
+    async def acompletion(self, *, messages: list[dict[str, Any]], model: str | None = None,
+                          router: str | None = None, threshold: float | None = None,
                           **kwargs: Any) -> Any:
-        return await self._router.acompletion(model=model, messages=messages, **kwargs)
+        name = self._model_name(model, router, threshold)
+        return self._counted(await self._router.acompletion(model=name, messages=messages,
+                                                            **kwargs))
+
+    def route(self, prompt: str, router: str, threshold: float) -> str:
+        """The model (strong or weak, as given to the constructor) that `router` at
+        `threshold` picks for `prompt`, without calling it (RouteLLM's `route`)."""
+        decision = self._router.decide(self._model_name(None, router, threshold),
+                                       [{"role": "user", "content": prompt}])
+        return self._models[decision.group]
+
+    def _model_name(self, model: str | None, router: str | None,
+                    threshold: float | None) -> str:
+        if model is not None:
+            return model
+        if router is None or threshold is None:
+            raise ValueError("give model='router-<router>-<threshold>', or both router= "
+                             "and threshold=")
+        return f"router-{router}-{threshold}"
+
+    def _counted(self, response: Any) -> Any:
+        """Counts answers per router and model, as RouteLLM's `model_counts` does
+        (a stream is counted when it opens)."""
+        meta = response.interlock
+        route = meta.get("route") or {}
+        model = self._models.get(meta.get("model_group"))
+        if model is not None:
+            self.model_counts[route.get("router", "direct")][model] += 1
+        return response
 
     def close(self) -> None:
         self._router.close()
