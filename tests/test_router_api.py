@@ -430,6 +430,33 @@ def test_litellm_inspection_methods(provider_env: FakeUpstream) -> None:
     router.close()
 
 
+def test_extra_headers_reach_every_provider_and_never_a_listing(
+        provider_env: FakeUpstream) -> None:
+    # The Anthropic adapter used to drop extra_headers; LiteLLM's `headers` is the
+    # same thing; and get_model_list printed header values, keys included.
+    from interlock import Router
+
+    def entry(group: str, model: str, **headers: Any) -> dict[str, Any]:
+        return {"model_name": group, "litellm_params": {"model": model, **headers}}
+
+    router = Router(model_list=[
+        entry("a", f"anthropic/{CLAUDE}", extra_headers={"x-tenant": "t1"}),
+        entry("g", "gemini/gemini-2.5-pro", headers={"x-tenant": "t2"}),
+        entry("o", "openai/gpt-4o-mini", headers={"x-tenant": "t3", "x-other": "o"},
+              extra_headers={"x-tenant": "t4", "authorization": "Bearer sk-proxysecret99"})])
+    messages = [{"role": "user", "content": "hi"}]
+    try:
+        for group in ("a", "g", "o"):
+            router.completion(model=group, messages=messages)
+        listed = json.dumps(router.get_model_list())
+    finally:
+        router.close()
+    sent = [r.headers for r in provider_env.received]
+    assert [h["x-tenant"] for h in sent] == ["t1", "t2", "t4"]
+    assert sent[2]["x-other"] == "o"
+    assert "sk-proxysecret99" not in listed and "t4" not in listed
+
+
 def test_model_group_alias_routes_to_its_group(provider_env: FakeUpstream) -> None:
     from interlock import Router
     from interlock.errors import ConfigError, UnknownModel

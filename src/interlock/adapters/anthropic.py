@@ -41,7 +41,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from interlock.adapters.base import ServerSentEvent, iter_sse, parse_retry_after
+from interlock.adapters.base import ServerSentEvent, iter_sse, parse_retry_after, with_extra_headers
 from interlock.adapters.http import HttpClient, Labels, Timeouts
 from interlock.adapters.registry import resolve_base_url
 from interlock.catalog import Deployment
@@ -184,7 +184,8 @@ class AnthropicAdapter:
         beta = deployment.extra.get("anthropic_beta")
         if beta:
             headers["anthropic-beta"] = str(beta)
-        return f"{base.rstrip('/')}/v1/messages", headers, orjson.dumps(payload)
+        return (f"{base.rstrip('/')}/v1/messages", with_extra_headers(headers, deployment),
+                orjson.dumps(payload))
 
 
 # -- request translation -----------------------------------------------------

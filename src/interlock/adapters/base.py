@@ -159,6 +159,15 @@ async def iter_sse(batches: AsyncIterator[list[bytes]]) -> AsyncIterator[ServerS
         yield event
 
 
+def with_extra_headers(headers: dict[str, str], deployment: Deployment) -> dict[str, str]:
+    """`headers` plus the deployment's `extra_headers` (LiteLLM's `headers` too),
+    which win: a gateway in front may need its own routing or tenant headers."""
+    extra = deployment.extra.get("extra_headers")
+    if isinstance(extra, Mapping):
+        headers.update({str(k): str(v) for k, v in extra.items()})
+    return headers
+
+
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds to wait from Retry-After (seconds or an HTTP date) or retry-after-ms."""
     ms = headers.get("retry-after-ms")

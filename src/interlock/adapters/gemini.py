@@ -40,7 +40,7 @@ from urllib.parse import quote, urlsplit
 
 import orjson
 
-from interlock.adapters.base import iter_sse, parse_retry_after
+from interlock.adapters.base import iter_sse, parse_retry_after, with_extra_headers
 from interlock.adapters.http import HttpClient, Labels, Timeouts
 from interlock.adapters.registry import API_KEY_ENV, resolve_base_url
 from interlock.catalog import Deployment
@@ -182,10 +182,8 @@ def _prepare(request: ChatRequest, deployment: Deployment, *, stream: bool) -> _
             provider=PROVIDER, deployment=deployment.name)
     model = deployment.model.removeprefix("models/")
     body = build_body(request, deployment)
-    headers = {"content-type": "application/json", "x-goog-api-key": key}
-    extra_headers = deployment.extra.get("extra_headers")
-    if isinstance(extra_headers, Mapping):
-        headers.update({str(k): str(v) for k, v in extra_headers.items()})
+    headers = with_extra_headers(
+        {"content-type": "application/json", "x-goog-api-key": key}, deployment)
     return _Call(url=_url(deployment, model, stream), headers=headers,
                  body=orjson.dumps(body), labels=labels, model=model, key=key)
 

@@ -29,7 +29,13 @@ from typing import Any, ClassVar
 
 import orjson
 
-from interlock.adapters.base import DeltaBatch, SseParser, flatten, parse_retry_after
+from interlock.adapters.base import (
+    DeltaBatch,
+    SseParser,
+    flatten,
+    parse_retry_after,
+    with_extra_headers,
+)
 from interlock.adapters.http import HttpClient, Labels, StreamingResponse, Timeouts
 from interlock.adapters.registry import resolve_base_url
 from interlock.catalog import Deployment
@@ -645,10 +651,7 @@ def _headers(deployment: Deployment, *, stream: bool) -> dict[str, str]:
     organization = deployment.extra.get("organization")
     if organization:
         headers["openai-organization"] = str(organization)
-    extra_headers = deployment.extra.get("extra_headers")
-    if isinstance(extra_headers, dict):
-        headers.update({str(k): str(v) for k, v in extra_headers.items()})
-    return headers
+    return with_extra_headers(headers, deployment)
 
 
 def _labels(deployment: Deployment) -> Labels:

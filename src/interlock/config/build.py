@@ -35,7 +35,7 @@ def resolve_entry(entry: ModelEntry, env: Mapping[str, str]
     key, reasons = _resolve_key(params, env) if params.mock_response is None else (None, [])
     resolved: dict[str, Any] = {}
     raw = {"api_base": params.api_base, "api_version": params.api_version,
-           "extra_headers": params.extra_headers, "mock_response": params.mock_response,
+           "extra_headers": _headers(params), "mock_response": params.mock_response,
            **{k: v for k, v in (params.model_extra or {}).items()
               if k not in CALL_DEFAULT_PARAMS}}
     for name, value in raw.items():
@@ -152,6 +152,12 @@ def _deployment(entry: ModelEntry, name: str, env: Mapping[str, str],
         call_defaults=_call_defaults(params),
         tags=frozenset(params.tags or ()),
     )
+
+
+def _headers(params: DeploymentParams) -> dict[str, str] | None:
+    if params.headers is None:
+        return params.extra_headers
+    return {**params.headers, **(params.extra_headers or {})}
 
 
 def _call_defaults(params: DeploymentParams) -> ChatRequest | None:

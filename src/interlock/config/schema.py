@@ -45,7 +45,7 @@ ENV_PREFIX = "os.environ/"
 # litellm_params keys that LiteLLM users write and Interlock has no field for:
 # accepted quietly and handed to the adapter in `Deployment.extra`.
 PASSTHROUGH_PARAMS = frozenset({
-    "organization", "headers", "max_retries", "num_retries", "region_name",
+    "organization", "max_retries", "num_retries", "region_name",
     "vertex_project", "vertex_location", "vertex_credentials", "aws_access_key_id",
     "aws_secret_access_key", "aws_region_name", "aws_session_token", "base_model",
     "use_in_pass_through", "input_cost_per_second", "output_cost_per_second",
@@ -107,6 +107,8 @@ class DeploymentParams(BaseModel):
     cooldown_time: float | None = Field(default=None, ge=0)
     drop_params: bool | None = None
     extra_headers: dict[str, str] | None = Field(default=None, repr=False)
+    # LiteLLM's other name for them; extra_headers wins where both set a header.
+    headers: dict[str, str] | None = Field(default=None, repr=False)
     # LiteLLM's: answer with this text and call no provider (adapters/mock.py).
     mock_response: str | None = None
     # LiteLLM's: the request tags this deployment serves (enable_tag_filtering).
@@ -163,7 +165,14 @@ class DeploymentParams(BaseModel):
         return data
 
 
+# Header maps often carry a key ("authorization", "x-api-key", a proxy's token)
+# under names no pattern reliably catches, so every value of them is masked.
+_HEADER_MAPS = frozenset({"extra_headers", "headers"})
+
+
 def _mask_extra(name: str | None, value: Any) -> Any:
+    if name in _HEADER_MAPS and isinstance(value, dict):
+        return {k: "********" for k in value}
     secret = name is not None and SECRET_NAME.search(name) and value is not None
     return "********" if secret and not isinstance(value, SecretStr) else value
 
