@@ -145,7 +145,9 @@ def test_litellm_shaped_yaml_loads_unchanged(tmp_path: Path) -> None:
     assert "litellm_settings.success_callback" in warnings
     assert "general_settings.database_url" in warnings
     assert "environment_variables: ignored" in warnings
-    assert "max_retries" not in warnings  # a known LiteLLM pass-through key is quiet
+    # LiteLLM's per-deployment retries do nothing here, and the warning says so.
+    assert ("litellm_params.max_retries: accepted for LiteLLM compatibility; it has no "
+            "effect here: retries are router_settings.num_retries") in warnings
 
     catalog = build_catalog(config)
     gpt = catalog.deployment("gpt-4o-main")
@@ -733,6 +735,12 @@ def test_litellm_router_arguments_without_an_effect_load_with_a_warning() -> Non
         retry_policy={"RateLimitErrorRetries": 4, "BadRequestErrorRetries": 0,
                       "AuthenticationErrorRetries": 0})
     assert config.router_settings.retry_policy.RateLimitErrorRetries == 4
+    per_deployment = config_from_router_kwargs(
+        [{"model_name": "g", "litellm_params": {"model": "openai/m", "api_key": "k",
+                                                "num_retries": 5}}])
+    assert per_deployment.warnings == [
+        "model_list[0].litellm_params.num_retries: accepted for LiteLLM compatibility; it has "
+        "no effect here: retries are router_settings.num_retries"]
     assert [w.split(":")[0] for w in config.warnings] == [
         "router_settings.retry_policy.AuthenticationErrorRetries",
         "router_settings.retry_policy.BadRequestErrorRetries"]

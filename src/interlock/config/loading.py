@@ -25,6 +25,7 @@ from interlock.config.checks import cross_check
 from interlock.config.report import config_error, describe_validation_error, did_you_mean
 from interlock.config.schema import (
     CALL_DEFAULT_PARAMS,
+    NO_EFFECT_PARAMS,
     PASSTHROUGH_PARAMS,
     DeploymentParams,
     GeneralSettings,
@@ -217,6 +218,10 @@ def _check_params_keys(index: int, entry: Any, warnings: list[str]) -> list[str]
         if key in PASSTHROUGH_PARAMS or key in CALL_DEFAULT_PARAMS:
             continue
         path = f"model_list[{index}].{key_name}.{key}"
+        if key in NO_EFFECT_PARAMS:
+            warnings.append(f"{path}: accepted for LiteLLM compatibility; it has no effect "
+                            "here: retries are router_settings.num_retries")
+            continue
         # A near miss of a key Interlock reads is a typo that would silently
         # drop a limit or a key; anything else is a provider-specific parameter.
         if _looks_like_typo(key, known):

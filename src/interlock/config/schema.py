@@ -45,12 +45,15 @@ ENV_PREFIX = "os.environ/"
 # litellm_params keys that LiteLLM users write and Interlock has no field for:
 # accepted quietly and handed to the adapter in `Deployment.extra`.
 PASSTHROUGH_PARAMS = frozenset({
-    "organization", "max_retries", "num_retries", "region_name",
+    "organization", "region_name",
     "vertex_project", "vertex_location", "vertex_credentials", "aws_access_key_id",
     "aws_secret_access_key", "aws_region_name", "aws_session_token", "base_model",
     "use_in_pass_through", "input_cost_per_second", "output_cost_per_second",
     "litellm_credential_name",
 })
+# litellm_params keys LiteLLM reads per deployment that do nothing here: retries
+# belong to the router (router_settings.num_retries), never to the HTTP layer.
+NO_EFFECT_PARAMS = frozenset({"num_retries", "max_retries"})
 # litellm_params keys that are call arguments: LiteLLM passes them to every call
 # of the deployment unless the call gives its own, and so does Interlock
 # (`Deployment.call_defaults`). max_tokens is also read as the output limit.
