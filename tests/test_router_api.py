@@ -455,6 +455,17 @@ def test_extra_headers_reach_every_provider_and_never_a_listing(
     assert [h["x-tenant"] for h in sent] == ["t1", "t2", "t4"]
     assert sent[2]["x-other"] == "o"
     assert "sk-proxysecret99" not in listed and "t4" not in listed
+    # A proxy URL with credentials in it is shown without its password, in
+    # listings and in every repr a log or a traceback might print.
+    proxied = Router(model_list=[{"model_name": "p", "litellm_params": {
+        "model": "openai/gpt-4o-mini", "api_base": "https://user:hunter2pass@proxy.example/v1",
+        "extra_headers": {"authorization": "Bearer sk-proxysecret99"}}}])
+    shown = [json.dumps(proxied.get_model_list()), repr(proxied.config),
+             repr(list(proxied.gateway.catalog.deployments()))]
+    proxied.close()
+    for text in shown:
+        assert "hunter2pass" not in text and "sk-proxysecret99" not in text
+    assert "user:[redacted]@proxy.example" in shown[0]
 
 
 def test_model_group_alias_routes_to_its_group(provider_env: FakeUpstream) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from interlock.errors import UnknownModel
+from interlock.errors import UnknownModel, redact
 from interlock.types import ChatRequest
 
 
@@ -82,6 +82,14 @@ class Deployment:
     @property
     def available(self) -> bool:
         return self.unavailable_reason is None
+
+    def __repr__(self) -> str:
+        # Not the generated repr: api_base may hold user:password@ and `extra`
+        # header values (an authorization header); neither belongs in a log.
+        base = redact(self.api_base) if self.api_base else None
+        return (f"Deployment(name={self.name!r}, group={self.group!r}, "
+                f"provider={self.provider!r}, model={self.model!r}, api_base={base!r}, "
+                f"available={self.available!r})")
 
     @property
     def qualified_model(self) -> str:

@@ -36,7 +36,7 @@ from pydantic_core import PydanticCustomError
 from interlock.config.report import SECRET_NAME, did_you_mean
 from interlock.costs.settings import Budget, LedgerSettings, PriceOverride
 from interlock.dispatch.settings import RouterSettings
-from interlock.errors import InvalidRequest
+from interlock.errors import InvalidRequest, redact
 from interlock.ignored_keys import AcceptsIgnoredKeys
 from interlock.openai_request import parse_call_defaults
 from interlock.routing.settings import RoutingSettings
@@ -176,6 +176,8 @@ _HEADER_MAPS = frozenset({"extra_headers", "headers"})
 def _mask_extra(name: str | None, value: Any) -> Any:
     if name in _HEADER_MAPS and isinstance(value, dict):
         return {k: "********" for k in value}
+    if name == "api_base" and isinstance(value, str):
+        return redact(value)  # a proxy URL may carry user:password@
     secret = name is not None and SECRET_NAME.search(name) and value is not None
     return "********" if secret and not isinstance(value, SecretStr) else value
 
