@@ -84,6 +84,9 @@ def test_full_request_is_translated_field_by_field():
     ({"mock_response": {"content": "x"}}, "mock_response", "a string"),
     ({"api_key": "sk-per-call"}, "api_key", "belong to the deployment"),
     ({"tags": {"team": "a"}}, "tags", "a string or a list of strings"),
+    ({"messages": [{"role": "assistant", "content": "x",
+                    "thinking_blocks": [{"type": "thinking", "thinking": "t"}]}]},
+     "messages[0].thinking_blocks[0]", "as the answer gave it"),
     ({"metadata": {"tags": [1]}}, "metadata.tags", "a string or a list of strings"),
     ({"api_base": "http://elsewhere"}, "api_base", "belong to the deployment"),
 ])

@@ -136,6 +136,27 @@ def _tool_calls(value: Any, where: str) -> list[ToolCall]:
     return calls
 
 
+# What each kind of thinking block carries (Anthropic signs these fields).
+_THINKING_FIELDS = {"thinking": ("thinking", "signature"), "redacted_thinking": ("data",)}
+
+
+def _thinking_blocks(value: Any, path: str) -> list[dict[str, Any]]:
+    """An assistant turn's `thinking_blocks` (LiteLLM's field), sent back as given."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _fail(f"'{path}' must be a list of thinking blocks.", path)
+    blocks = []
+    for i, block in enumerate(value):
+        fields = _THINKING_FIELDS.get(str(block.get("type"))) if isinstance(block, dict) else None
+        if fields is None or not all(isinstance(block.get(f), str) for f in fields):
+            raise _fail(f"'{path}[{i}]' must be a thinking block as the answer gave it: "
+                        '{"type": "thinking", "thinking": ..., "signature": ...} or '
+                        '{"type": "redacted_thinking", "data": ...}.', f"{path}[{i}]")
+        blocks.append({"type": block["type"], **{f: block[f] for f in fields}})
+    return blocks
+
+
 def _message(raw: Any, i: int) -> Message:
     path = f"messages[{i}]"
     _typed(raw, dict, path, "an object with 'role' and 'content'")
@@ -147,6 +168,8 @@ def _message(raw: Any, i: int) -> Message:
     msg.name = raw.get("name")
     if role == "assistant":
         msg.tool_calls = _tool_calls(raw.get("tool_calls"), f"{path}.tool_calls")
+        msg.thinking_blocks = _thinking_blocks(raw.get("thinking_blocks"),
+                                               f"{path}.thinking_blocks")
         if raw.get("function_call"):
             fc = raw["function_call"]
             msg.tool_calls.append(ToolCall(id="call_0", name=fc.get("name", ""),

@@ -45,6 +45,9 @@ def completion_dict(response: ChatResponse, *, request_id: str) -> dict[str, Any
         message["tool_calls"] = _tool_calls(response.tool_calls)
     if response.reasoning:
         message["reasoning_content"] = response.reasoning
+    if response.thinking_blocks:
+        # LiteLLM's field: the client sends it back with the assistant turn.
+        message["thinking_blocks"] = response.thinking_blocks
     return {
         "id": request_id,
         "object": "chat.completion",
@@ -59,7 +62,8 @@ def completion_dict(response: ChatResponse, *, request_id: str) -> dict[str, Any
 def shows_anything(delta: StreamDelta) -> bool:
     """False for a delta a client would see as an empty chunk (say, one that only
     carries the provider's usage): OpenAI sends none of those."""
-    return bool(delta.text or delta.reasoning or delta.tool_calls or delta.finish_reason)
+    return bool(delta.text or delta.reasoning or delta.tool_calls or delta.finish_reason
+                or delta.thinking_blocks)
 
 
 def delta_dict(delta: StreamDelta, *, first: bool) -> dict[str, Any]:
@@ -71,6 +75,8 @@ def delta_dict(delta: StreamDelta, *, first: bool) -> dict[str, Any]:
         out["content"] = delta.text
     if delta.reasoning:
         out["reasoning_content"] = delta.reasoning
+    if delta.thinking_blocks:
+        out["thinking_blocks"] = delta.thinking_blocks
     if delta.tool_calls:
         calls = []
         for tc in delta.tool_calls:

@@ -39,7 +39,7 @@ _OPTIONAL_FIELDS = frozenset({
     "content", "role", "name", "tool_calls", "function_call", "refusal",
     "reasoning_content", "audio", "annotations", "finish_reason", "logprobs", "usage",
     "system_fingerprint", "service_tier", "prompt_tokens_details",
-    "completion_tokens_details",
+    "completion_tokens_details", "thinking_blocks",
 })
 
 

@@ -69,6 +69,9 @@ class Message:
     # For role == "tool": which call this message answers.
     tool_call_id: str | None = None
     name: str | None = None
+    # Anthropic's signed thinking blocks from an earlier answer, as LiteLLM's
+    # `thinking_blocks`: sent back before that turn's tool calls, as it requires.
+    thinking_blocks: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -200,6 +203,8 @@ class ChatResponse:
     created: int = field(default_factory=lambda: int(time.time()))
     # Reasoning text where the provider returns it (Anthropic thinking, Gemini thoughts).
     reasoning: str | None = None
+    # Anthropic's thinking blocks with their signatures, to be sent back (Message).
+    thinking_blocks: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -224,3 +229,6 @@ class StreamDelta:
     id: str | None = None
     model: str | None = None
     reasoning: str | None = None
+    # A finished thinking block with its signature (Anthropic); None, not an
+    # empty list, so that the usual delta allocates nothing for it.
+    thinking_blocks: list[dict[str, Any]] | None = None

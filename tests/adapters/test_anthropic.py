@@ -428,9 +428,33 @@ async def test_streamed_parallel_tool_calls_equal_non_streamed(
 async def test_streamed_reasoning_equals_non_streamed(fake_upstream: FakeUpstream) -> None:
     fake_upstream.reply(Reply(text="42", reasoning_tokens=15), provider="anthropic")
     whole = await complete(fake_upstream, request())
-    result = folded(await stream(fake_upstream, request()))
+    deltas = await stream(fake_upstream, request())
+    result = folded(deltas)
     assert whole.reasoning and whole.content == "42"
+    # The signed block, whole, so that a tool loop can send it back.
+    assert whole.thinking_blocks == [{"type": "thinking", "thinking": whole.reasoning,
+                                      "signature": "c2ltdWxhdGVkIHNpZ25hdHVyZQ=="}]
+    assert [d.thinking_blocks for d in deltas if d.thinking_blocks] == [whole.thinking_blocks]
     assert comparable(result) == comparable(whole)
+
+
+async def test_thinking_blocks_go_back_first_in_their_assistant_turn(
+        fake_upstream: FakeUpstream) -> None:
+    # With thinking on, Anthropic refuses a tool loop whose assistant turn does
+    # not start with the signed thinking block it answered with.
+    signed = {"type": "thinking", "thinking": "Need the weather.", "signature": "c2ln"}
+    hidden = {"type": "redacted_thinking", "data": "ZW5j"}
+    req = request(
+        user("Weather in Paris?"),
+        Message("assistant", [], tool_calls=[ToolCall("toolu_1", "get_weather", "{}")],
+                thinking_blocks=[signed, hidden]),
+        Message("tool", [TextPart("18C")], tool_call_id="toolu_1"),
+        tools=[WEATHER], extra={"thinking": {"type": "enabled", "budget_tokens": 1024}})
+    body = await sent_body(fake_upstream, req)
+    assert body["messages"][1]["content"] == [
+        signed, hidden, {"type": "tool_use", "id": "toolu_1", "name": "get_weather",
+                         "input": {}}]
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 1024}
 
 
 # -- errors ------------------------------------------------------------------

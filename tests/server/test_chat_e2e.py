@@ -266,3 +266,32 @@ async def test_a_client_may_shorten_retries_but_not_lengthen_them(
         bounded = gateway.gateway.bounded_for_client(parse_chat_request(
             {"model": "budget", "messages": _user("hi"), "timeout": asked_timeout}))
         assert bounded.timeout == kept
+
+
+async def test_anthropic_thinking_blocks_round_trip_through_the_gateway(
+        fake_upstream: FakeUpstream, gateway: RunningGateway) -> None:
+    # A tool loop with extended thinking: the answer carries the signed thinking
+    # block (LiteLLM's `thinking_blocks`), and the client sends it back with the
+    # assistant turn, where Anthropic requires it, first.
+    fake_upstream.reply(Reply(tool_calls=[PARALLEL_CALLS[0]], reasoning_tokens=20),
+                        provider="anthropic")
+    client = gateway.openai()
+    asked = [*_user("Weather in Paris?")]
+    resp = await client.chat.completions.create(
+        model=GROUPS["anthropic"], messages=asked, tools=WEATHER_TOOLS,
+        extra_body={"thinking": {"type": "enabled", "budget_tokens": 1024}})
+    message = resp.choices[0].message
+    blocks = message.model_extra["thinking_blocks"]
+    assert blocks[0]["type"] == "thinking" and blocks[0]["signature"]
+    stream = await client.chat.completions.create(
+        model=GROUPS["anthropic"], messages=asked, tools=WEATHER_TOOLS, stream=True)
+    streamed = [c.choices[0].delta.model_extra.get("thinking_blocks")
+                async for c in stream if c.choices]
+    assert [b for b in streamed if b] == [blocks]
+    follow_up = [*asked, {"role": "assistant", "content": None, "thinking_blocks": blocks,
+                          "tool_calls": [t.model_dump() for t in message.tool_calls]},
+                 {"role": "tool", "tool_call_id": message.tool_calls[0].id, "content": "18C"}]
+    await client.chat.completions.create(model=GROUPS["anthropic"], messages=follow_up,
+                                         tools=WEATHER_TOOLS)
+    sent = fake_upstream.received[-1].body["messages"][1]["content"]
+    assert sent[0] == blocks[0] and sent[1]["type"] == "tool_use"

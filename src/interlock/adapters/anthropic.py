@@ -19,10 +19,14 @@ Choices worth knowing:
   logprobs, n > 1, ...) raise `UnsupportedParameter` unless drop_params; values
   that change nothing (n=1, a zero penalty, logprobs=false, null) are accepted.
   Anthropic's own `top_k` and `thinking` pass through from `extra`.
+- Thinking: the text is the OpenAI-style `reasoning_content`; each block, signed,
+  is also returned whole in `thinking_blocks` (LiteLLM's field; streamed once
+  the block ends). An assistant turn sent back with `thinking_blocks` starts
+  with them, as Anthropic requires in a tool loop with thinking on.
 - Consecutive same-role turns are merged (Anthropic requires alternation);
   `tool` messages become `tool_result` blocks of one user turn.
-- `deployment.extra` may set `anthropic_version` (default 2023-06-01) and
-  `anthropic_beta` (sent as the `anthropic-beta` header).
+- `deployment.extra` may set `anthropic_version` (default 2023-06-01),
+  `anthropic_beta` (sent as the `anthropic-beta` header) and `extra_headers`.
 - Usage: neutral input_tokens counts all input (uncached + cache reads +
   cache writes); cached_input_tokens and cache_write_tokens are subsets.
 
@@ -323,7 +327,10 @@ def translate_messages(messages: list[Message]) -> list[dict[str, Any]]:
 def _blocks(message: Message) -> list[dict[str, Any]]:
     if message.role == "tool":
         return [_tool_result(message)]
-    blocks = _part_blocks(message)
+    # With thinking on, an assistant turn that called tools must start with the
+    # thinking blocks it was answered with, signatures intact.
+    blocks = [dict(b) for b in message.thinking_blocks] if message.role == "assistant" else []
+    blocks += _part_blocks(message)
     blocks.extend(_tool_use(call) for call in message.tool_calls)
     return blocks
 
@@ -382,12 +389,16 @@ def parse_message(data: Any, deployment: Deployment) -> ChatResponse:
     text: list[str] = []
     reasoning: list[str] = []
     calls: list[ToolCall] = []
+    thinking: list[dict[str, Any]] = []
     for block in data["content"]:
         kind = block.get("type")
         if kind == "text":
             text.append(block.get("text", ""))
         elif kind == "thinking":
             reasoning.append(block.get("thinking", ""))
+            thinking.append(_thinking_block(block))
+        elif kind == "redacted_thinking":
+            thinking.append(_thinking_block(block))
         elif kind == "tool_use":
             calls.append(ToolCall(id=block.get("id", ""), name=block.get("name", ""),
                                   # json.dumps spacing, as the streamed fragments have it
@@ -400,7 +411,17 @@ def parse_message(data: Any, deployment: Deployment) -> ChatResponse:
         finish_reason=finish_reason(data.get("stop_reason")),
         usage=parse_usage(data.get("usage") or {}),
         reasoning="".join(reasoning) or None,
+        thinking_blocks=thinking,
     )
+
+
+def _thinking_block(block: Mapping[str, Any]) -> dict[str, Any]:
+    """A thinking or redacted_thinking block as it must be sent back: exactly
+    the fields Anthropic signed (LiteLLM's `thinking_blocks` shape)."""
+    if block.get("type") == "redacted_thinking":
+        return {"type": "redacted_thinking", "data": block.get("data", "")}
+    return {"type": "thinking", "thinking": block.get("thinking", ""),
+            "signature": block.get("signature", "")}
 
 
 def finish_reason(stop_reason: str | None) -> FinishReason | None:
@@ -430,6 +451,8 @@ class StreamState:
         self.stop_reason: str | None = None
         # content block index -> (tool call index, whether any argument text came)
         self._tools: dict[int, list[Any]] = {}
+        # content block index -> the thinking block being streamed (text, signature)
+        self._thinking: dict[int, dict[str, Any]] = {}
 
     def feed(self, event: ServerSentEvent) -> StreamDelta | None:
         try:
@@ -458,8 +481,11 @@ class StreamState:
             return StreamDelta(tool_calls=[call])
         if kind == "text" and block.get("text"):
             return StreamDelta(text=block["text"])
-        if kind == "thinking" and block.get("thinking"):
-            return StreamDelta(reasoning=block["thinking"])
+        if kind == "thinking":
+            self._thinking[int(data.get("index", -1))] = _thinking_block(block)
+            return StreamDelta(reasoning=block["thinking"]) if block.get("thinking") else None
+        if kind == "redacted_thinking":
+            return StreamDelta(thinking_blocks=[_thinking_block(block)])
         return None
 
     def _block_delta(self, data: dict[str, Any]) -> StreamDelta | None:
@@ -468,7 +494,16 @@ class StreamState:
         if kind == "text_delta":
             return StreamDelta(text=delta.get("text", ""))
         if kind == "thinking_delta":
-            return StreamDelta(reasoning=delta.get("thinking", ""))
+            piece = delta.get("thinking", "")
+            block = self._thinking.get(int(data.get("index", -1)))
+            if block is not None:
+                block["thinking"] += piece
+            return StreamDelta(reasoning=piece)
+        if kind == "signature_delta":
+            block = self._thinking.get(int(data.get("index", -1)))
+            if block is not None:
+                block["signature"] += delta.get("signature", "")
+            return None
         if kind == "input_json_delta":
             tool = self._tools.get(int(data.get("index", -1)))
             fragment = delta.get("partial_json", "")
@@ -481,6 +516,10 @@ class StreamState:
         return None
 
     def _block_stop(self, data: dict[str, Any]) -> StreamDelta | None:
+        thinking = self._thinking.pop(int(data.get("index", -1)), None)
+        if thinking is not None:
+            # Whole and signed only now: the client needs it to continue a tool loop.
+            return StreamDelta(thinking_blocks=[thinking])
         tool = self._tools.get(int(data.get("index", -1)))
         if tool is not None and not tool[1]:
             # A call without arguments streams no JSON; "{}" keeps it equal to

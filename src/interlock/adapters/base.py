@@ -19,7 +19,7 @@ import email.utils
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from interlock.adapters.http import HttpClient, Timeouts
 from interlock.catalog import Deployment
@@ -199,6 +199,7 @@ class StreamAccumulator:
         self.model = default_model
         self._text: list[str] = []
         self._reasoning: list[str] = []
+        self._thinking_blocks: list[dict[str, Any]] = []
         self._calls: dict[int, list[str]] = {}
         self._call_meta: dict[int, tuple[str, str]] = {}
         self.finish_reason: str | None = None
@@ -219,6 +220,8 @@ class StreamAccumulator:
             self._text.append(delta.text)
         if delta.reasoning:
             self._reasoning.append(delta.reasoning)
+        if delta.thinking_blocks:
+            self._thinking_blocks.extend(delta.thinking_blocks)
         for tc in delta.tool_calls:
             old_id, old_name = self._call_meta.get(tc.index, ("", ""))
             self._call_meta[tc.index] = (tc.id or old_id, tc.name or old_name)
@@ -248,4 +251,5 @@ class StreamAccumulator:
             tool_calls=calls, finish_reason=finish,  # type: ignore[arg-type]
             usage=self.usage,
             reasoning="".join(self._reasoning) or None,
+            thinking_blocks=list(self._thinking_blocks),
         )
