@@ -117,3 +117,19 @@ def test_tags_from_the_body_and_metadata_are_one_list_of_whole_tags():
     req = parse_chat_request(body(tags="private-data", metadata={"tags": ["eu", "private-data"]}))
     assert req.metadata["tags"] == ["private-data", "eu"]
     assert req.tags == {"private-data", "eu"}
+
+
+def test_a_thought_signature_comes_back_from_either_place_clients_keep_it():
+    def assistant(call_extra):
+        return body(messages=[{"role": "assistant", "content": None, "tool_calls": [{
+            "id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"},
+            **call_extra}]}])
+
+    google = parse_chat_request(assistant(
+        {"extra_content": {"google": {"thought_signature": "sig-g"}}}))
+    litellm = parse_chat_request(assistant(
+        {"provider_specific_fields": {"thought_signature": "sig-l"}}))
+    odd = parse_chat_request(assistant({"extra_content": "not an object"}))
+    assert google.messages[0].tool_calls[0].thought_signature == "sig-g"
+    assert litellm.messages[0].tool_calls[0].thought_signature == "sig-l"
+    assert odd.messages[0].tool_calls[0].thought_signature is None

@@ -132,8 +132,21 @@ def _tool_calls(value: Any, where: str) -> list[ToolCall]:
         name = _typed(fn.get("name"), str, f"{path}.function.name", "a string")
         args = fn.get("arguments", "{}")
         _typed(args, str, f"{path}.function.arguments", "a JSON string")
-        calls.append(ToolCall(id=str(item.get("id") or f"call_{i}"), name=name, arguments=args))
+        calls.append(ToolCall(id=str(item.get("id") or f"call_{i}"), name=name, arguments=args,
+                              thought_signature=_thought_signature(item)))
     return calls
+
+
+def _thought_signature(call: Mapping[str, Any]) -> str | None:
+    """A Gemini thought signature sent back with a tool call: Google's
+    `extra_content.google` (as Interlock returns it), or LiteLLM's
+    `provider_specific_fields`."""
+    extra = call.get("extra_content")
+    for holder in (extra.get("google") if isinstance(extra, dict) else None,
+                   call.get("provider_specific_fields")):
+        if isinstance(holder, dict) and isinstance(holder.get("thought_signature"), str):
+            return str(holder["thought_signature"])
+    return None
 
 
 # What each kind of thinking block carries (Anthropic signs these fields).

@@ -35,8 +35,20 @@ def usage_dict(usage: Usage | None) -> dict[str, Any] | None:
 
 
 def _tool_calls(calls: list[ToolCall]) -> list[dict[str, Any]]:
-    return [{"id": c.id, "type": "function",
-             "function": {"name": c.name, "arguments": c.arguments}} for c in calls]
+    out = []
+    for c in calls:
+        call: dict[str, Any] = {"id": c.id, "type": "function",
+                                "function": {"name": c.name, "arguments": c.arguments}}
+        if c.thought_signature:
+            call["extra_content"] = _signature_field(c.thought_signature)
+        out.append(call)
+    return out
+
+
+def _signature_field(signature: str) -> dict[str, Any]:
+    # Where Google's own OpenAI-compatible endpoint puts a Gemini thought
+    # signature; a client that sends the tool call back as it got it keeps it.
+    return {"google": {"thought_signature": signature}}
 
 
 def completion_dict(response: ChatResponse, *, request_id: str) -> dict[str, Any]:
@@ -86,6 +98,8 @@ def delta_dict(delta: StreamDelta, *, first: bool) -> dict[str, Any]:
                 call["type"] = "function"
             if tc.name:
                 call["function"]["name"] = tc.name
+            if tc.thought_signature:
+                call["extra_content"] = _signature_field(tc.thought_signature)
             calls.append(call)
         out["tool_calls"] = calls
     return out

@@ -59,6 +59,8 @@ class ToolCall:
     id: str
     name: str
     arguments: str
+    # Gemini's thoughtSignature for this call, to be sent back with it.
+    thought_signature: str | None = None
 
 
 @dataclass(slots=True)
@@ -215,6 +217,7 @@ class ToolCallDelta:
     id: str | None = None
     name: str | None = None
     arguments: str = ""
+    thought_signature: str | None = None
 
 
 @dataclass(slots=True)

@@ -250,6 +250,28 @@ async def test_replayed_calls_carry_signature_placeholder_on_gemini_3(
     assert "thoughtSignature" not in second
 
 
+async def test_thought_signatures_come_back_with_their_calls(
+        fake_upstream: FakeUpstream) -> None:
+    # A thinking model signs the first call of a step; the signature must travel
+    # with the call and go back with it, not be replaced by the placeholder.
+    from interlock.testing.gemini_wire import THOUGHT_SIGNATURE
+
+    fake_upstream.reply(Reply(tool_calls=[ScriptedToolCall("f", {}), ScriptedToolCall("g", {})],
+                              reasoning_tokens=12), provider="gemini")
+    whole = await complete(fake_upstream, request(user("go")))
+    _, streamed = await stream(fake_upstream, request(user("go")))
+    for answer in (whole, streamed):
+        assert [c.thought_signature for c in answer.tool_calls] == [THOUGHT_SIGNATURE, None]
+    fake_upstream.reset()
+    body = await sent(fake_upstream, request(
+        user("go"), Message("assistant", tool_calls=whole.tool_calls),
+        Message("tool", [TextPart("1")], tool_call_id=whole.tool_calls[0].id),
+        Message("tool", [TextPart("2")], tool_call_id=whole.tool_calls[1].id)),
+        model="gemini-3-pro-preview")
+    first, second = body["contents"][1]["parts"]
+    assert first["thoughtSignature"] == THOUGHT_SIGNATURE and "thoughtSignature" not in second
+
+
 @pytest.mark.parametrize(("choice", "config"), [
     ("auto", {"mode": "AUTO"}),
     ("none", {"mode": "NONE"}),

@@ -295,3 +295,27 @@ async def test_anthropic_thinking_blocks_round_trip_through_the_gateway(
                                          tools=WEATHER_TOOLS)
     sent = fake_upstream.received[-1].body["messages"][1]["content"]
     assert sent[0] == blocks[0] and sent[1]["type"] == "tool_use"
+
+
+async def test_gemini_thought_signatures_round_trip_through_the_gateway(
+        fake_upstream: FakeUpstream, gateway: RunningGateway) -> None:
+    # Returned where Google's own OpenAI-compatible endpoint puts it, so a client
+    # that appends the tool calls as it got them sends the signature back.
+    from interlock.testing.gemini_wire import THOUGHT_SIGNATURE
+
+    fake_upstream.reply(Reply(tool_calls=[PARALLEL_CALLS[0]], reasoning_tokens=12),
+                        provider="gemini")
+    client = gateway.openai()
+    asked = _user("Weather in Paris?")
+    resp = await client.chat.completions.create(model=GROUPS["gemini"], messages=asked,
+                                                tools=WEATHER_TOOLS)
+    call = resp.choices[0].message.tool_calls[0]
+    assert call.model_extra["extra_content"] == {"google": {
+        "thought_signature": THOUGHT_SIGNATURE}}
+    follow_up = [*asked, {"role": "assistant", "content": None,
+                          "tool_calls": [call.model_dump(exclude_none=True)]},
+                 {"role": "tool", "tool_call_id": call.id, "content": "18C"}]
+    await client.chat.completions.create(model=GROUPS["gemini"], messages=follow_up,
+                                         tools=WEATHER_TOOLS)
+    sent = fake_upstream.received[-1].body["contents"][1]["parts"][0]
+    assert sent["thoughtSignature"] == THOUGHT_SIGNATURE

@@ -202,6 +202,7 @@ class StreamAccumulator:
         self._thinking_blocks: list[dict[str, Any]] = []
         self._calls: dict[int, list[str]] = {}
         self._call_meta: dict[int, tuple[str, str]] = {}
+        self._signatures: dict[int, str] = {}
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
         self.deltas = 0
@@ -226,6 +227,8 @@ class StreamAccumulator:
             old_id, old_name = self._call_meta.get(tc.index, ("", ""))
             self._call_meta[tc.index] = (tc.id or old_id, tc.name or old_name)
             self._calls.setdefault(tc.index, []).append(tc.arguments)
+            if tc.thought_signature:
+                self._signatures[tc.index] = tc.thought_signature
         if delta.finish_reason:
             self.finish_reason = delta.finish_reason
         if delta.usage is not None:
@@ -241,7 +244,8 @@ class StreamAccumulator:
 
     def response(self) -> ChatResponse:
         calls = [
-            ToolCall(id=self._call_meta[i][0], name=self._call_meta[i][1], arguments="".join(a))
+            ToolCall(id=self._call_meta[i][0], name=self._call_meta[i][1], arguments="".join(a),
+                     thought_signature=self._signatures.get(i))
             for i, a in sorted(self._calls.items())
         ]
         finish = self.finish_reason or ("tool_calls" if calls else "stop")

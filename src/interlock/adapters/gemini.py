@@ -17,8 +17,10 @@ Choices worth knowing:
   older models accept only Files API URIs there.
 - Tool call ids: Gemini's own `id` when it sends one, else `call_<n>_<hash>`,
   the same for streamed and non-streamed answers.
-- Gemini 3 models want the `thoughtSignature` of earlier function calls back;
-  the neutral history has none, so replayed calls carry Google's documented
+- Gemini 3 models want the `thoughtSignature` of earlier function calls back. A
+  call's signature travels with it (to clients as Google's OpenAI-compatible
+  `extra_content.google.thought_signature`); a replayed call without one (from
+  another provider, or a client that dropped it) carries Google's documented
   `skip_thought_signature_validator` placeholder.
 - With `n` > 1 Gemini generates several candidates; only the first is returned.
 
@@ -257,7 +259,9 @@ def _message_parts(message: Message, call_names: dict[str, str],
     parts = [_content_part(p) for p in message.parts if not _is_empty(p)]
     for i, tc in enumerate(message.tool_calls):
         part: dict[str, Any] = {"functionCall": {"name": tc.name, "args": _args(tc)}}
-        if sign and i == 0:
+        if tc.thought_signature:
+            part["thoughtSignature"] = tc.thought_signature
+        elif sign and i == 0:
             part["thoughtSignature"] = SKIP_SIGNATURE
         parts.append(part)
     return parts
@@ -472,17 +476,18 @@ def _read_part(part: Any, call_index: int) -> tuple[str, Any]:
     if not isinstance(part, dict):
         return "other", None
     if "functionCall" in part:
-        return "call", _tool_call(part["functionCall"], call_index)
+        return "call", _tool_call(part["functionCall"], call_index, part.get("thoughtSignature"))
     if "text" in part:
         return ("thought" if part.get("thought") else "text"), str(part["text"])
     return "other", None
 
 
-def _tool_call(fc: dict[str, Any], index: int) -> ToolCall:
+def _tool_call(fc: dict[str, Any], index: int, signature: Any = None) -> ToolCall:
     name = str(fc.get("name", ""))
     arguments = orjson.dumps(fc.get("args") or {}).decode()
     call_id = fc.get("id") or _call_id(index, name, arguments)
-    return ToolCall(id=str(call_id), name=name, arguments=arguments)
+    return ToolCall(id=str(call_id), name=name, arguments=arguments,
+                    thought_signature=str(signature) if signature else None)
 
 
 def _call_id(index: int, name: str, arguments: str) -> str:
@@ -550,7 +555,8 @@ class _StreamState:
             kind, value = _read_part(part, self._calls)
             if kind == "call":
                 delta.tool_calls.append(ToolCallDelta(
-                    index=self._calls, id=value.id, name=value.name, arguments=value.arguments))
+                    index=self._calls, id=value.id, name=value.name, arguments=value.arguments,
+                    thought_signature=value.thought_signature))
                 self._calls += 1
             elif kind == "thought":
                 thoughts.append(value)

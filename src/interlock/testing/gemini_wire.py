@@ -30,6 +30,8 @@ _LIST = re.compile(r"^/(v1|v1beta|v1alpha)/models/?$")
 _FINISH = {"stop": "STOP", "tool_calls": "STOP", "length": "MAX_TOKENS",
            "content_filter": "SAFETY"}
 
+# What a thinking model's first function call of a step carries (any opaque text).
+THOUGHT_SIGNATURE = "c2ltdWxhdGVkIGdlbWluaSBzaWduYXR1cmU="
 _HELP = "type.googleapis.com/google.rpc.Help"
 _ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
 
@@ -173,11 +175,15 @@ class GeminiWire:
 
 def _call_parts(reply: Reply) -> list[dict[str, Any]]:
     parts = []
-    for tc in reply.tool_calls:
+    for i, tc in enumerate(reply.tool_calls):
         call: dict[str, Any] = {"name": tc.name, "args": tc.arguments}
         if tc.id:
             call["id"] = tc.id
-        parts.append({"functionCall": call})
+        part: dict[str, Any] = {"functionCall": call}
+        if reply.reasoning_tokens and i == 0:
+            # A thinking model signs the first function call of each step.
+            part["thoughtSignature"] = THOUGHT_SIGNATURE
+        parts.append(part)
     return parts
 
 
