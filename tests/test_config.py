@@ -735,6 +735,10 @@ def test_litellm_router_arguments_without_an_effect_load_with_a_warning() -> Non
         retry_policy={"RateLimitErrorRetries": 4, "BadRequestErrorRetries": 0,
                       "AuthenticationErrorRetries": 0})
     assert config.router_settings.retry_policy.RateLimitErrorRetries == 4
+    with pytest.raises(ConfigError, match=r"model_group_retry_policy\.gpt-5"):
+        config_from_router_kwargs(
+            [{"model_name": "g", "litellm_params": {"model": "openai/m", "api_key": "k"}}],
+            model_group_retry_policy={"gpt-5": {"TimeoutErrorRetries": 0}})
     per_deployment = config_from_router_kwargs(
         [{"model_name": "g", "litellm_params": {"model": "openai/m", "api_key": "k",
                                                 "num_retries": 5}}])

@@ -282,6 +282,24 @@ async def test_hanging_deployment_times_out_and_fails_over() -> None:
     assert h.clock.now() - start == pytest.approx(2.0)
 
 
+async def test_model_group_retry_policy_applies_in_its_group_only() -> None:
+    from interlock.dispatch.settings import RetryPolicySettings
+
+    h = make([dep("a", group="g"), dep("b", group="f")], num_retries=3, allowed_fails=1000,
+             model_group_retry_policy={"g": RetryPolicySettings(InternalServerErrorRetries=0)})
+    h.adapter.default = E500
+    with pytest.raises(UpstreamServerError):
+        await h.dispatcher.complete(request(), "g")
+    assert h.adapter.count("a") == 1
+    with pytest.raises(UpstreamServerError):
+        await h.dispatcher.complete(request(), "f")
+    assert h.adapter.count("b") == 4
+    # A request's own num_retries still wins over the group's policy.
+    with pytest.raises(UpstreamServerError):
+        await h.dispatcher.complete(request(num_retries=2), "g")
+    assert h.adapter.count("a") == 1 + 3
+
+
 async def test_disable_cooldowns_keeps_a_failing_deployment_in_rotation() -> None:
     h = make([dep("a")], allowed_fails=0, num_retries=0, disable_cooldowns=True)
     h.adapter.default = E500

@@ -28,6 +28,10 @@ def cross_check(config: InterlockConfig) -> list[str]:
         problems.extend(_check_fallbacks(getattr(config, section), section, targets))
     problems.extend(_check_routing(config.routing, groups, targets))
     problems.extend(_check_aliases(config.router_settings.group_aliases(), groups, targets))
+    problems.extend(_unknown_group(f"router_settings.model_group_retry_policy.{name}", name,
+                                   groups)
+                    for name in config.router_settings.model_group_retry_policy
+                    if name not in groups)
     problems.extend(_check_ids(config.model_list))
     problems.extend(_check_prices(config.model_list))
     problems.extend(_check_budgets(config))

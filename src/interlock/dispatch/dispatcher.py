@@ -91,6 +91,9 @@ class Dispatcher:
                                     else build_state(settings, self._clock.now))
         self.tracker = CooldownTracker(settings, self.state, self._clock)
         self.policy = RetryPolicy.from_settings(settings)
+        self._group_policies = {
+            group: RetryPolicy.from_settings(settings.model_copy(update={"retry_policy": p}))
+            for group, p in settings.model_group_retry_policy.items()}
         self._fallbacks = FallbackConfig(settings)
         self._stats: dict[str, DeploymentStats] = {}
         self._mock = MockAdapter()
@@ -167,7 +170,8 @@ class Dispatcher:
         calls = 0
         retry_owed = False
         run.retries.clear()  # every group gets its own retries (the amplification bound)
-        while calls <= run.policy.max_retries and not run.expired(self._clock.now()):
+        policy = self._policy_for(run, group)
+        while calls <= policy.max_retries and not run.expired(self._clock.now()):
             picked = await self._pick(run, group, deployments)
             if picked is None and retry_owed and await self._wait_in_group(run, group):
                 retry_owed = False
@@ -180,7 +184,7 @@ class Dispatcher:
             if success is not None:
                 return success, FallbackKind.GENERAL
             assert error is not None
-            kind = self._apply(run, picked.deployment, error)
+            kind = self._apply(run, picked.deployment, error, policy)
             if kind is not None:
                 return None, kind
             retry_owed = True
@@ -201,10 +205,17 @@ class Dispatcher:
         run.delays.clear()  # the wait was the backoff
         return True
 
-    def _apply(self, run: Run, d: Deployment, error: ProviderError) -> FallbackKind | None:
+    def _policy_for(self, run: Run, group: str) -> RetryPolicy:
+        """The request's own num_retries, else the group's policy, else the router's."""
+        if run.request.num_retries is not None:
+            return run.policy
+        return self._group_policies.get(group, run.policy)
+
+    def _apply(self, run: Run, d: Deployment, error: ProviderError,
+               policy: RetryPolicy) -> FallbackKind | None:
         """Carry out the retry decision: None to stay in the group, else the fallback kind."""
         cls = retry_class(error)
-        decision: RetryDecision = run.policy.decide(
+        decision: RetryDecision = policy.decide(
             error, retries_used=run.retries.get(cls, 0), rng=self._rng)
         if decision.action is Action.RAISE:
             raise self._with_attempts(error, run)

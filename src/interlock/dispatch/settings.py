@@ -68,6 +68,8 @@ class RouterSettings(AcceptsIgnoredKeys, MaskedModel):
     first_token_timeout: float | None = Field(default=None, gt=0)
     stream_idle_timeout: float | None = Field(default=None, gt=0)
     retry_policy: RetryPolicySettings | None = None
+    # LiteLLM's per-group retry policies, used instead of retry_policy in those groups.
+    model_group_retry_policy: dict[str, RetryPolicySettings] = Field(default_factory=dict)
     retry_after_cap: float = Field(default=60.0, ge=0)
     backoff_base: float = Field(default=0.5, ge=0)
     backoff_max: float = Field(default=8.0, ge=0)
