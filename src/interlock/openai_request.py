@@ -66,13 +66,14 @@ def _number(body: Mapping[str, Any], key: str, lo: float, hi: float) -> float | 
     return float(value)
 
 
-def _positive_int(body: Mapping[str, Any], key: str) -> int | None:
+def _int_in(body: Mapping[str, Any], key: str, lo: int, hi: int | None = None) -> int | None:
     value = body.get(key)
     if value is None:
         return None
     _typed(value, int, key, "an integer")
-    if value < 1:
-        raise _fail(f"'{key}' must be at least 1, got {value}.", key)
+    if value < lo or (hi is not None and value > hi):
+        bound = f"at least {lo}" if hi is None else f"between {lo} and {hi}"
+        raise _fail(f"'{key}' must be {bound}, got {value}.", key)
     return int(value)
 
 
@@ -80,7 +81,7 @@ def _choice_count(body: Mapping[str, Any]) -> int | None:
     """`n`, which must be 1: the neutral response holds one choice, so with n > 1
     the provider would bill for choices the client never sees. drop_params asks
     for one choice instead of an error."""
-    n = _positive_int(body, "n")
+    n = _int_in(body, "n", 1)
     if n is None or n == 1:
         return n
     if body.get("drop_params") is True:
@@ -289,16 +290,6 @@ def _tags(value: Any, param: str) -> list[str]:
     raise _fail(f"'{param}' must be a string or a list of strings.", param)
 
 
-def _count(body: Mapping[str, Any], key: str, hi: int) -> int | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    _typed(value, int, key, "an integer")
-    if not 0 <= value <= hi:
-        raise _fail(f"'{key}' must be between 0 and {hi}, got {value}.", key)
-    return int(value)
-
-
 def _mock_response(body: Mapping[str, Any]) -> str | None:
     value = body.get("mock_response")
     if value is None or isinstance(value, str):
@@ -340,9 +331,9 @@ def parse_chat_request(body: Any) -> ChatRequest:
                              param="messages", code="missing_required_parameter")
     stream = body.get("stream", False)
     _typed(stream, bool, "stream", "true or false")
-    max_tokens = _positive_int(body, "max_completion_tokens")
+    max_tokens = _int_in(body, "max_completion_tokens", 1)
     if max_tokens is None:
-        max_tokens = _positive_int(body, "max_tokens")
+        max_tokens = _int_in(body, "max_tokens", 1)
     fallbacks = body.get("fallbacks")
     if fallbacks is not None and not (
         isinstance(fallbacks, list) and all(isinstance(f, str) for f in fallbacks)
@@ -378,5 +369,5 @@ def parse_chat_request(body: Any) -> ChatRequest:
         drop_params=_optional_typed(body, "drop_params", bool, "true or false"),
         mock_response=_mock_response(body),
         timeout=_timeout(body),
-        num_retries=_count(body, "num_retries", MAX_RETRIES),
+        num_retries=_int_in(body, "num_retries", 0, MAX_RETRIES),
     )
