@@ -19,9 +19,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from interlock.config import InterlockConfig, load_config
-from interlock.errors import ConfigError
+from interlock.errors import ConfigError, UnknownModel
 from interlock.gateway import Gateway
-from interlock.server.asgi_io import ASGIApp, Receive, Scope, Send, send_json, send_plain_error
+from interlock.server.asgi_io import (
+    ASGIApp,
+    Receive,
+    Scope,
+    Send,
+    send_error,
+    send_json,
+    send_plain_error,
+)
 from interlock.server.auth import BearerAuth
 from interlock.server.chat import ChatCompletions
 from interlock.server.guard import ErrorGuard
@@ -88,10 +96,8 @@ class InterlockApp:
         known = self.gateway.model_names()
         if name in known:
             await send_json(send, 200, _model_card(name))
-            return
-        await send_plain_error(
-            send, 404, f"The model {name!r} does not exist here; the gateway serves: "
-            f"{', '.join(known)}.", type_="invalid_request_error", code="model_not_found")
+        else:  # the same 404 a chat request for that name gets
+            await send_error(send, UnknownModel(name, known))
 
     async def _readiness(self, send: Send) -> None:
         usable = [d.name for d in self.gateway.catalog.deployments() if d.available]
