@@ -261,20 +261,15 @@ def _fold_litellm_settings(config: InterlockConfig) -> list[str]:
                                 f"router_settings.{target}")
             continue
         setattr(router, target, value)
-    for key in sorted(settings.ignored_keys):
-        warnings.append(f"litellm_settings.{key}: accepted for LiteLLM compatibility; "
-                        "it has no effect in Interlock")
-    for key in sorted(router.ignored_keys):
-        warnings.append(f"router_settings.{key}: accepted for LiteLLM compatibility; "
-                        "it has no effect in Interlock")
-    for key in sorted(router.retry_policy.ignored_keys if router.retry_policy else ()):
-        warnings.append(f"router_settings.retry_policy.{key}: accepted for LiteLLM "
-                        "compatibility; Interlock never retries that error on the same "
-                        "deployment, it tries the next one")
-    general = config.general_settings
-    for key in sorted(general.ignored_keys):
-        warnings.append(f"general_settings.{key}: accepted for LiteLLM compatibility; "
-                        "it has no effect in Interlock")
+    for section, model in (("litellm_settings", settings), ("router_settings", router),
+                           ("general_settings", config.general_settings)):
+        warnings.extend(f"{section}.{key}: accepted for LiteLLM compatibility; it has no "
+                        "effect in Interlock" for key in sorted(model.ignored_keys))
+    warnings.extend(f"router_settings.retry_policy.{key}: accepted for LiteLLM "
+                    "compatibility; Interlock never retries that error on the same "
+                    "deployment, it tries the next one"
+                    for key in sorted(router.retry_policy.ignored_keys
+                                      if router.retry_policy else ()))
     return warnings
 
 
