@@ -139,11 +139,9 @@ class Dispatcher:
         if request.timeout is not None:
             limit = request.timeout
         deadline = None if limit is None else self._clock.now() + limit
-        policy = (self.policy if request.num_retries is None
-                  else self.policy.with_retries(request.num_retries))
         return Run(request=request, origin=group, stream=stream, deadline=deadline,
                    plan=self._fallbacks.plan(group, request.fallbacks),
-                   prompt_tokens=estimate_prompt_tokens(request), policy=policy)
+                   prompt_tokens=estimate_prompt_tokens(request))
 
     async def _execute(self, run: Run, call: AttemptCall[T]) -> Success[T]:
         while True:
@@ -199,17 +197,18 @@ class Dispatcher:
             return False
         wait = min(waits)
         remaining = run.remaining(self._clock.now())
-        if wait > run.policy.retry_after_cap or (remaining is not None and wait >= remaining):
+        if wait > self.policy.retry_after_cap or (remaining is not None and wait >= remaining):
             return False
         await self._clock.sleep(wait + 0.001)
         run.delays.clear()  # the wait was the backoff
         return True
 
     def _policy_for(self, run: Run, group: str) -> RetryPolicy:
-        """The request's own num_retries, else the group's policy, else the router's."""
-        if run.request.num_retries is not None:
-            return run.policy
-        return self._group_policies.get(group, run.policy)
+        """The group's policy (model_group_retry_policy) or the router's, with the
+        request's own num_retries, when it gives one, for every error class."""
+        policy = self._group_policies.get(group, self.policy)
+        retries = run.request.num_retries
+        return policy if retries is None else policy.with_retries(retries)
 
     def _apply(self, run: Run, d: Deployment, error: ProviderError,
                policy: RetryPolicy) -> FallbackKind | None:

@@ -17,7 +17,6 @@ from interlock.catalog import Deployment
 from interlock.dispatch.fallbacks import FallbackPlan
 from interlock.dispatch.gates import GateTicket
 from interlock.dispatch.outcome import SKIPPED, Attempt
-from interlock.dispatch.retry import RetryPolicy
 from interlock.dispatch.state.base import Admission
 from interlock.errors import ProviderError
 from interlock.types import ChatRequest
@@ -42,7 +41,6 @@ class Run:
     deadline: float | None
     plan: FallbackPlan
     prompt_tokens: int
-    policy: RetryPolicy  # the router's, or one with the request's own num_retries
     attempts: list[Attempt] = field(default_factory=list)
     # Deployments that failed in this request (retried only when nothing else is left).
     failed: set[str] = field(default_factory=set)
