@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from interlock.costs import batch_insert
 from interlock.costs.batch_insert import BatchInsert
 from interlock.costs.ledger import Ledger, LedgerRow
 from interlock.costs.schema import LedgerTables, ledger_tables, make_engine, migrate
@@ -97,3 +98,60 @@ def test_a_row_missing_columns_gets_their_defaults(database: tuple[str, str]) ->
     finally:
         engine.dispose()
     assert row["attempts"] == 0 and row["stream"] is False and row["prompt"] is None
+
+
+def test_rows_of_many_shapes_round_trip_past_the_shape_bound(tmp_path: Path) -> None:
+    """On SQLite each set of empty columns gets its own INSERT, up to MAX_SHAPES;
+    rows past the bound still go in, through the statement that binds NULLs."""
+    url = str(tmp_path / "ledger.sqlite")
+    tables = ledger_tables()
+    engine = make_engine(url)
+    optional = ["api_key_id", "router", "routed_group", "deployment", "provider", "model",
+                "error_class", "ttft_ms"]
+    rows: list[dict[str, object]] = []
+    for n in range(2 ** len(optional)):  # 256 shapes, more than MAX_SHAPES
+        row: dict[str, object] = {"row_id": f"r{n:03d}", "request_id": f"q{n:03d}",
+                                  "status": "ok", "created_at": datetime(2026, 1, 1, tzinfo=UTC)}
+        for bit, name in enumerate(optional):
+            row[name] = (1.5 if name == "ttft_ms" else f"{name}-{n}") if n >> bit & 1 else None
+        rows.append(row)
+    try:
+        migrate(engine, tables)
+        insert = BatchInsert(engine.dialect, tables.requests)
+        with engine.begin() as conn:
+            insert.execute(conn, rows)
+        got = _read(engine, tables)
+    finally:
+        engine.dispose()
+    assert len(insert._shapes) == batch_insert.MAX_SHAPES
+    assert [r["request_id"] for r in got] == [r["request_id"] for r in rows]
+    for want, have in zip(rows, got, strict=True):
+        assert {k: have[k] for k in optional} == {k: want[k] for k in optional}
+
+
+def test_sqlite_timestamps_are_stored_as_sqlalchemy_writes_them(tmp_path: Path) -> None:
+    """The ledger's own timestamp text on SQLite is byte for byte SQLAlchemy's
+    DATETIME text, so rows written before and after compare and sort alike."""
+    url = str(tmp_path / "ledger.sqlite")
+    engine = make_engine(url)
+    tables = ledger_tables()
+    plain = sa.DateTime().dialect_impl(engine.dialect).bind_processor(engine.dialect)
+    assert plain is not None
+    minus5 = timezone(timedelta(hours=-5))
+    stamps = [datetime(2026, 11, 26, 12, 0, tzinfo=UTC),  # microsecond 0 still written
+              datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=UTC),  # a year below 1000, padded
+              datetime(2026, 12, 31, 23, 59, 59, 999999, tzinfo=minus5)]  # a new year in UTC
+    try:
+        migrate(engine, tables)
+        insert = BatchInsert(engine.dialect, tables.requests)
+        with engine.begin() as conn:
+            insert.execute(conn, [{"row_id": f"r{i}", "request_id": f"q{i}", "status": "ok",
+                                   "created_at": s} for i, s in enumerate(stamps)])
+            stored = conn.exec_driver_sql(
+                f"SELECT created_at FROM {tables.requests.name} ORDER BY request_id").all()
+        back = [r["created_at"] for r in _read(engine, tables)]
+    finally:
+        engine.dispose()
+    assert [r[0] for r in stored] == [
+        plain(s.astimezone(UTC).replace(tzinfo=None)) for s in stamps]
+    assert back == [s.astimezone(UTC) for s in stamps]

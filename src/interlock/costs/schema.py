@@ -45,6 +45,16 @@ class Money(sa.types.TypeDecorator[Decimal]):
         return Decimal(int(value)) * NANO
 
 
+# SQLAlchemy's default text for a SQLite DATETIME, which `isoformat(" ",
+# "microseconds")` writes too (a test holds the two to the same output).
+_ISO_WITH_MICROSECONDS = ("%(year)04d-%(month)02d-%(day)02d "
+                          "%(hour)02d:%(minute)02d:%(second)02d.%(microsecond)06d")
+
+
+def _storage_format(impl: Any) -> str | None:
+    return getattr(impl, "_storage_format", None)
+
+
 class UtcDateTime(sa.types.TypeDecorator[datetime]):
     """Timestamps written in UTC and read back timezone-aware, on SQLite too."""
 
@@ -58,6 +68,26 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
             raise ValueError("ledger timestamps must be timezone-aware (UTC)")
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        """On SQLite, the text SQLAlchemy's DATETIME would store, written by
+        `isoformat`: one call per row instead of a replace and a %-format of a
+        seven-key dict (a sixth of the ledger writer's time per row)."""
+        if dialect.name != "sqlite" or _storage_format(self.impl_instance.dialect_impl(
+                dialect)) != _ISO_WITH_MICROSECONDS:
+            return super().bind_processor(dialect)
+
+        def process(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            if value.tzinfo is None:
+                raise ValueError("ledger timestamps must be timezone-aware (UTC)")
+            if value.tzinfo is not UTC:
+                value = value.astimezone(UTC)
+            # "YYYY-MM-DD HH:MM:SS.ffffff+00:00", the year always four digits.
+            return value.isoformat(" ", "microseconds")[:26]
+
+        return process
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
