@@ -20,6 +20,9 @@ from interlock.types import ChatResponse, StreamDelta, ToolCall, Usage
 _FINISH = b',"logprobs":null,"finish_reason":'
 _CHUNK_END = b"}]}\n\n"
 _NO_FINISH = _FINISH + b"null" + _CHUNK_END
+# A text-only delta, around its serialised text: `{"content":...}` and the rest.
+_CONTENT = b'{"content":'
+_TEXT_END = b"}" + _NO_FINISH
 
 
 def usage_dict(usage: Usage | None) -> dict[str, Any] | None:
@@ -151,10 +154,18 @@ class ChunkRenderer:
         self._first = False
         return out
 
-    def sse(self, deltas: list[StreamDelta]) -> bytes:
+    def sse(self, deltas: list[StreamDelta], *, plain: int = 0) -> bytes:
         """The SSE events of these deltas' chunks: byte for byte
         `data: ` + orjson.dumps(self.chunk(delta)) + a blank line each, built
-        around a serialised head that is the same for every chunk of the stream."""
+        around a serialised head that is the same for every chunk of the stream.
+        `plain` as in `DeltaBatch.plain`: of those deltas only the text is read."""
+        if plain and not self._first and self._head_model == self.model:
+            dumps, head = orjson.dumps, self._head + _CONTENT
+            text = b"".join([head + dumps(delta.text) + _TEXT_END for delta in deltas[:plain]])
+            return text if plain == len(deltas) else text + self._sse(deltas[plain:])
+        return self._sse(deltas)
+
+    def _sse(self, deltas: list[StreamDelta]) -> bytes:
         out = []
         for delta in deltas:
             if not self._shown(delta):

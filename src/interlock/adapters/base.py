@@ -68,6 +68,10 @@ class DeltaBatch:
 
     deltas: list[StreamDelta]
     final: bool = False
+    # How many deltas, from the first, hold text and nothing else (no id, model,
+    # tool call, finish or usage): consumers may read only their `text`. Set by
+    # the adapter that built the deltas, which no one changes afterwards.
+    plain: int = 0
 
 
 async def flatten(batches: AsyncIterator[DeltaBatch]) -> AsyncIterator[StreamDelta]:
@@ -107,6 +111,13 @@ class SseParser:
         """Only the data of each completed event, undecoded: for adapters that
         ignore event names, this spares decoding every line and an event object
         per event (orjson parses bytes)."""
+        if not self._data and lines.__class__ is list and not len(lines) % 2:
+            # The usual read: whole events of one `data: ` line each, each line
+            # followed by a blank one. Taken in two list operations, or not at all.
+            data = [raw[6:] for raw in lines[::2] if raw[:6] == b"data: "]
+            if 2 * len(data) == len(lines) and not any(lines[1::2]):
+                self._event = None
+                return data
         out: list[bytes] = []
         for raw in lines:
             if raw[:6] == b"data: ":  # nearly every other line: handled here
@@ -207,7 +218,12 @@ class StreamAccumulator:
         self.usage: Usage | None = None
         self.deltas = 0
 
-    def extend(self, deltas: list[StreamDelta]) -> None:
+    def extend(self, deltas: list[StreamDelta], *, plain: int = 0) -> None:
+        """Fold these deltas; `plain` as in `DeltaBatch.plain`: those are only text."""
+        if plain:
+            self.deltas += plain
+            self._text += [delta.text for delta in deltas[:plain]]  # type: ignore[misc]
+            deltas = deltas[plain:]
         for delta in deltas:
             self.add(delta)
 

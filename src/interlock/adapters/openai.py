@@ -370,15 +370,18 @@ async def _stream_batches(resp: StreamingResponse,
             if decoder.done:
                 break
             if deltas:
-                yield DeltaBatch(deltas)
+                yield DeltaBatch(deltas, plain=decoder.plain)
         else:
             deltas = decoder.decode(decoder.sse.end_data())
             decoder.check_ended()
     # The stream ends here: what is left goes with the end, which follows at once.
     if deltas or (decoder.error is None and not decoder.first):
-        yield DeltaBatch(deltas, final=True)
+        yield DeltaBatch(deltas, final=True, plain=decoder.plain)
     if decoder.error is not None:
         raise decoder.error
+
+
+_NOT_JSON = object()  # an event orjson could not parse as it came
 
 
 class _ChunkDecoder:
@@ -392,6 +395,7 @@ class _ChunkDecoder:
         self.first = True
         self.finished = False  # a finish reason was seen
         self.done = False
+        self.plain = 0  # how many of the last decoded deltas lead with text only
         self.error: ProviderError | None = None
 
     def first_delta(self, events: list[bytes]) -> StreamDelta | None:
@@ -404,7 +408,10 @@ class _ChunkDecoder:
         return None
 
     def decode(self, events: list[bytes]) -> list[StreamDelta]:
+        """The deltas of these events; `plain` counts the text-only ones they start with."""
         out: list[StreamDelta] = []
+        plain = not self.first  # the first delta carries the id and the model
+        self.plain = 0
         if self.done:  # what follows [DONE] or a failure is not read
             return out
         for data in events:
@@ -412,12 +419,24 @@ class _ChunkDecoder:
                 self.done = True
                 break
             try:
-                delta = self._delta(data)
+                chunk = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                chunk = _NOT_JSON
+            if plain:
+                text = plain_text(chunk)
+                if text is not None:
+                    out.append(StreamDelta(text))
+                    continue
+                self.plain, plain = len(out), False
+            try:
+                parsed = self._delta(self._lenient(data) if chunk is _NOT_JSON else chunk)
             except ProviderError as exc:
                 self.error, self.done = exc, True
                 break
-            if delta is not None:
-                out.append(delta)
+            if parsed is not None:
+                out.append(parsed)
+        if plain:
+            self.plain = len(out)
         return out
 
     def check_ended(self) -> None:
@@ -430,11 +449,7 @@ class _ChunkDecoder:
                 provider=d.provider, deployment=d.name)
         self.done = True
 
-    def _delta(self, data: bytes) -> StreamDelta | None:
-        try:
-            chunk = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            chunk = self._lenient(data)
+    def _delta(self, chunk: Any) -> StreamDelta | None:
         if not isinstance(chunk, dict):
             raise _malformed(self.deployment, "a stream chunk that is not a JSON object")
         if "error" in chunk:
@@ -456,6 +471,28 @@ class _ChunkDecoder:
         except orjson.JSONDecodeError:
             raise _malformed(self.deployment, f"a stream chunk that is not JSON: "
                                               f"{text[:200]!r}") from None
+
+
+def plain_text(chunk: Any) -> str | None:
+    """The text of a chunk that holds text and nothing else (one choice, index 0,
+    a delta of only `content`, no finish reason, usage or error), else None.
+    Nearly every event of a stream after the first is one: this is the short
+    way `chunk_delta` would take, with nothing built on the way."""
+    if chunk.__class__ is not dict:
+        return None
+    choices = chunk.get("choices")
+    if (choices.__class__ is not list or len(choices) != 1 or chunk.get("usage")
+            or "x_groq" in chunk or "error" in chunk):
+        return None
+    choice = choices[0]
+    if choice.__class__ is not dict:
+        return None
+    delta = choice.get("delta")
+    if (delta.__class__ is not dict or len(delta) != 1 or choice.get("finish_reason")
+            or choice.get("index", 0) != 0):
+        return None
+    text = delta.get("content")
+    return text if text and text.__class__ is str else None
 
 
 def chunk_delta(chunk: dict[str, Any], *, first: bool) -> StreamDelta | None:

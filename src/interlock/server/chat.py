@@ -217,7 +217,7 @@ class _SseWriter:
         held = b""
         try:
             async for batch in self.stream.batches():
-                body = held + self._render.sse(batch.deltas)
+                body = held + self._render.sse(batch.deltas, plain=batch.plain)
                 if batch.final:
                     held = body
                 else:
