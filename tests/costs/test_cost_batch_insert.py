@@ -100,9 +100,10 @@ def test_a_row_missing_columns_gets_their_defaults(database: tuple[str, str]) ->
     assert row["attempts"] == 0 and row["stream"] is False and row["prompt"] is None
 
 
-def test_rows_of_many_shapes_round_trip_past_the_shape_bound(tmp_path: Path) -> None:
-    """On SQLite each set of empty columns gets its own INSERT, up to MAX_SHAPES;
-    rows past the bound still go in, through the statement that binds NULLs."""
+def test_rows_of_many_shapes_round_trip_in_order_past_the_shape_bound(tmp_path: Path) -> None:
+    """On SQLite a batch's INSERT names only the columns some row of it fills,
+    one statement per set of columns up to MAX_SHAPES; batches past the bound
+    still go in, through the statement that binds NULLs. Rows keep their order."""
     url = str(tmp_path / "ledger.sqlite")
     tables = ledger_tables()
     engine = make_engine(url)
@@ -119,14 +120,23 @@ def test_rows_of_many_shapes_round_trip_past_the_shape_bound(tmp_path: Path) -> 
         migrate(engine, tables)
         insert = BatchInsert(engine.dialect, tables.requests)
         with engine.begin() as conn:
-            insert.execute(conn, rows)
-        got = _read(engine, tables)
+            for start in range(0, 200, 2):  # batches of two rows: many shapes
+                insert.execute(conn, rows[start:start + 2])
+            insert.execute(conn, rows[200:][::-1])  # one batch of mixed rows, in reverse
+        got = _read_in_insert_order(engine, tables)
     finally:
         engine.dispose()
     assert len(insert._shapes) == batch_insert.MAX_SHAPES
-    assert [r["request_id"] for r in got] == [r["request_id"] for r in rows]
-    for want, have in zip(rows, got, strict=True):
+    expected = rows[:200] + rows[200:][::-1]
+    assert [r["request_id"] for r in got] == [r["request_id"] for r in expected]
+    for want, have in zip(expected, got, strict=True):
         assert {k: have[k] for k in optional} == {k: want[k] for k in optional}
+
+
+def _read_in_insert_order(engine: Engine, tables: LedgerTables) -> list[dict[str, object]]:
+    with engine.connect() as conn:
+        result = conn.execute(sa.select(tables.requests).order_by(tables.requests.c.id))
+        return [dict(r) for r in result.mappings()]
 
 
 def test_sqlite_timestamps_are_stored_as_sqlalchemy_writes_them(tmp_path: Path) -> None:

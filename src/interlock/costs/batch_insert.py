@@ -11,10 +11,10 @@ through `exec_driver_sql`: about 6 us a row.
 On SQLite, a row's NULLs are not bound: Python's sqlite3 module sends every
 None through its adapter lookup, which formats and discards an AttributeError
 each time (0.6 us a None, four times the cost of binding a whole row of values
-with the ledger's seven or so empty columns). Rows are grouped by which columns
-they leave empty and each group is inserted naming only the others, which the
-table then fills with NULL. A few shapes of row cover a whole workload; past
-`MAX_SHAPES` the full statement binds the NULLs as before.
+with the ledger's seven or so empty columns). A batch is inserted naming only
+the columns that some row of it fills, and the table fills the rest with NULL.
+A few such shapes cover a whole workload; past `MAX_SHAPES` the full statement
+binds the NULLs as before.
 
 Rows whose `row_id` is already stored are skipped on SQLite and PostgreSQL
 (ON CONFLICT DO NOTHING), so a batch retried after a lost commit
@@ -108,21 +108,18 @@ class BatchInsert:
         if not self._skip_nulls:
             conn.exec_driver_sql(self.sql, parameters)
             return
-        groups: dict[tuple[bool, ...], list[tuple[Any, ...]]] = {}
-        is_not, compress, nones = operator.is_not, itertools.compress, self._nones
-        for values in parameters:
-            shape = tuple(map(is_not, values, nones))  # True where a value is given
-            group = groups.get(shape)
-            if group is None:
-                group = groups[shape] = []
-            group.append(tuple(compress(values, shape)))
-        for shape, group in groups.items():
-            sql = self._sql_for(shape)
-            if sql is None:  # too many shapes: bind the NULLs
-                keep = [self._expand(shape, values) for values in group]
-                conn.exec_driver_sql(self.sql, keep)
-            else:
-                conn.exec_driver_sql(sql, group)
+        # The columns some row of the batch gives a value for; the others are
+        # left out of the INSERT. One statement per batch keeps the rows'
+        # order (and so the autoincrement ids in the order rows were recorded).
+        is_not, nones = operator.is_not, self._nones
+        shape = tuple(map(any, zip(*[map(is_not, values, nones) for values in parameters],
+                                   strict=True)))
+        sql = self._sql_for(shape) if not all(shape) else None
+        if sql is None:
+            conn.exec_driver_sql(self.sql, parameters)
+        else:
+            compress = itertools.compress
+            conn.exec_driver_sql(sql, [tuple(compress(values, shape)) for values in parameters])
 
     def _sql_for(self, shape: tuple[bool, ...]) -> str | None:
         sql = self._shapes.get(shape)
@@ -133,10 +130,6 @@ class BatchInsert:
                 return None
             self._shapes[shape] = sql
         return sql
-
-    def _expand(self, shape: tuple[bool, ...], values: tuple[Any, ...]) -> tuple[Any, ...]:
-        given = iter(values)
-        return tuple(next(given) if present else None for present in shape)
 
     def _compile(self, keys: list[str]) -> tuple[str, list[str] | None]:
         """SQL for an INSERT of these columns, and its bind order (None: named binds)."""
