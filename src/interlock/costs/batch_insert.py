@@ -57,8 +57,9 @@ def _default(column: sa.Column[Any]) -> Any:
 
 
 class BatchInsert:
-    """INSERT of many rows (dicts keyed by column name) into `table`; the
-    autoincrement primary key is left to the database."""
+    """INSERT of many rows into `table`, given as dicts keyed by column name or
+    as values in `names` order; the autoincrement primary key is left to the
+    database."""
 
     def __init__(self, dialect: Dialect, table: sa.Table) -> None:
         columns = {c.key: c for c in table.columns if not c.primary_key}
@@ -87,24 +88,41 @@ class BatchInsert:
             if process is not None:
                 self._convert.append((index, process))
 
-    def parameters(self, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
-        """Driver parameters for `rows`: tuples for a positional driver, else dicts."""
-        out: list[Any] = []
+    @property
+    def names(self) -> list[str]:
+        """The columns in the order `convert` and `execute_converted` take their values."""
+        return list(self._names)
+
+    def convert(self, values: list[Any]) -> tuple[Any, ...]:
+        """One row's values, in `names` order, as the driver stores them (the
+        columns' bind processors applied). Raises on a value a column refuses."""
+        for index, process in self._convert:
+            if values[index] is not None:
+                values[index] = process(values[index])
+        return tuple(values)
+
+    def parameters(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+        """Converted values of `rows` (dicts keyed by column name), in `names` order."""
+        out: list[tuple[Any, ...]] = []
         for row in rows:
             try:
                 values = list(self._get(row))
             except KeyError:  # a row without some column: its default, as an INSERT would
                 values = [row.get(n, d) for n, d in zip(self._names, self._defaults,
                                                         strict=True)]
-            for index, process in self._convert:
-                if values[index] is not None:
-                    values[index] = process(values[index])
-            out.append(tuple(values) if self._positional
-                       else dict(zip(self._names, values, strict=True)))
+            out.append(self.convert(values))
         return out
 
     def execute(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        parameters = self.parameters(rows)
+        self.execute_converted(conn, self.parameters(rows))
+
+    def execute_converted(self, conn: Connection, parameters: list[tuple[Any, ...]]) -> None:
+        """INSERT rows already converted (`convert`, `parameters`)."""
+        if not self._positional:
+            names = self._names
+            conn.exec_driver_sql(self.sql, [dict(zip(names, values, strict=True))
+                                            for values in parameters])
+            return
         if not self._skip_nulls:
             conn.exec_driver_sql(self.sql, parameters)
             return

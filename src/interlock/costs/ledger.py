@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import operator
 import os
 import random
 import threading
@@ -81,7 +82,35 @@ class LedgerRow:
     response: str | None = None
 
 
-_ROW_FIELDS = tuple(f.name for f in fields(LedgerRow))
+_ROW_FIELDS = frozenset(f.name for f in fields(LedgerRow))
+# Columns named otherwise than the row's attribute; `row_id` is the ledger's own.
+_COLUMN_ATTRIBUTE = {"cost_nanousd": "cost_usd"}
+
+
+class _ColumnGetter:
+    """A LedgerRow's values in the order of the INSERT's columns, read in one
+    C-level call (`operator.attrgetter`)."""
+
+    def __init__(self, names: list[str]) -> None:
+        attributes = [_COLUMN_ATTRIBUTE.get(n, n) for n in names if n != "row_id"]
+        unknown = [a for a in attributes if a not in _ROW_FIELDS]
+        if unknown:
+            raise RuntimeError(f"ledger columns without a LedgerRow field: {unknown}")
+        self._get = operator.attrgetter(*attributes)
+        self._row_id = names.index("row_id")
+        self._created_at = names.index("created_at")
+        self._payloads = [names.index("prompt"), names.index("response")]
+
+    def values(self, row: LedgerRow, row_id: str, *, keep_payloads: bool) -> list[Any]:
+        values = list(self._get(row))
+        values.insert(self._row_id, row_id)
+        if not keep_payloads:
+            for index in self._payloads:
+                values[index] = None
+        stamp = values[self._created_at]
+        if stamp.tzinfo is None:  # a naive time is taken as UTC
+            values[self._created_at] = stamp.replace(tzinfo=UTC)
+        return values
 
 
 class Ledger:
@@ -96,7 +125,7 @@ class Ledger:
         self.clock = clock or utc_now
         self.tables: LedgerTables = ledger_tables(settings.table_prefix)
         self._engine = engine
-        self._buffer: deque[LedgerRow | dict[str, Any]] = deque()
+        self._buffer: deque[LedgerRow | tuple[Any, ...]] = deque()
         # record() may be called from other threads (the sync library facade).
         self._lock = threading.Lock()
         # The start-up migration and the writer's first write may run in two
@@ -109,6 +138,7 @@ class Ledger:
         self._stopping = False
         self._migrated = False
         self._insert: BatchInsert | None = None
+        self._columns: _ColumnGetter | None = None
         self._inflight = 0
         self.dropped = 0
         self.written = 0
@@ -249,18 +279,6 @@ class Ledger:
 
     # ------------------------------------------------------------------ internals
 
-    def _values(self, row: LedgerRow) -> dict[str, Any]:
-        # A shallow copy: every field is immutable, and dataclasses.asdict's
-        # deep copy was half of the writer's time per row.
-        values = {name: getattr(row, name) for name in _ROW_FIELDS}
-        values["cost_nanousd"] = values.pop("cost_usd")
-        if not self.settings.log_payloads:
-            values["prompt"] = values["response"] = None
-        if values["created_at"].tzinfo is None:
-            values["created_at"] = values["created_at"].replace(tzinfo=UTC)
-        values["row_id"] = f"{self._row_prefix}{next(self._row_serial):016x}"
-        return values
-
     def _poke(self) -> None:
         """Wake the writer early; safe from the loop's thread and from others."""
         wake, loop = self._wake, self._loop
@@ -290,46 +308,56 @@ class Ledger:
                 migrate(engine, self.tables)
                 self._migrated = True
 
-    def _take(self) -> list[LedgerRow | dict[str, Any]]:
+    def _take(self) -> list[LedgerRow | tuple[Any, ...]]:
         with self._lock:
             n = min(self.settings.batch_size, len(self._buffer))
             return [self._buffer.popleft() for _ in range(n)]
 
-    def _put_back(self, batch: Sequence[LedgerRow | dict[str, Any]]) -> None:
+    def _put_back(self, batch: Sequence[LedgerRow | tuple[Any, ...]]) -> None:
         # Back to the front, in order, so rows keep their order; may exceed
         # max_buffer briefly, which is better than dropping rows already taken.
         with self._lock:
             self._buffer.extendleft(reversed(batch))
             self._inflight = 0
 
-    def _prepare(self, batch: list[LedgerRow | dict[str, Any]]) -> list[dict[str, Any]]:
-        """Column values for each row, in place, so a retried batch keeps its row_ids."""
-        values: list[dict[str, Any]] = []
+    def _prepare(self, batch: list[LedgerRow | tuple[Any, ...]],
+                 insert: BatchInsert) -> list[tuple[Any, ...]]:
+        """Each row's values as the INSERT takes them, in place, so that a retried
+        batch keeps its row_ids. Built straight from the row's attributes in the
+        statement's order: a dict per row, then a tuple from it, cost a fifth of
+        the writer's time per row."""
+        if self._columns is None:
+            self._columns = _ColumnGetter(insert.names)
+        columns = self._columns
+        keep_payloads = self.settings.log_payloads
+        out: list[tuple[Any, ...]] = []
         for index, item in enumerate(batch):
-            if isinstance(item, dict):
-                values.append(item)
+            if isinstance(item, tuple):
+                out.append(item)
                 continue
             try:
-                batch[index] = converted = self._values(item)
+                values = columns.values(item, f"{self._row_prefix}{next(self._row_serial):016x}",
+                                        keep_payloads=keep_payloads)
+                batch[index] = converted = insert.convert(values)
             except Exception:  # a malformed row must not block the ones behind it
                 log.exception("ledger row could not be prepared; dropped")
                 self.dropped += 1
                 continue
-            values.append(converted)
-        batch[:] = values
-        return values
+            out.append(converted)
+        batch[:] = out
+        return out
 
-    def _write(self, batch: list[LedgerRow | dict[str, Any]]) -> None:
-        rows = self._prepare(batch)
+    def _write(self, batch: list[LedgerRow | tuple[Any, ...]]) -> None:
+        engine = self._get_engine()
+        if self._insert is None:
+            self._insert = BatchInsert(engine.dialect, self.tables.requests)
+        rows = self._prepare(batch, self._insert)
         if not rows:
             return
         if not self._migrated:
             self._migrate()
-        engine = self._get_engine()
-        if self._insert is None:
-            self._insert = BatchInsert(engine.dialect, self.tables.requests)
         with engine.begin() as conn:
-            self._insert.execute(conn, rows)
+            self._insert.execute_converted(conn, rows)
 
     async def _run(self) -> None:
         backoff = self.settings.retry_initial
