@@ -8,13 +8,13 @@ row is converted by the columns' own bind processors (so Money and UtcDateTime
 still decide what is stored), and the driver receives the finished parameters
 through `exec_driver_sql`: about 6 us a row.
 
-On SQLite, a row's NULLs are not bound: Python's sqlite3 module sends every
-None through its adapter lookup, which formats and discards an AttributeError
-each time (0.6 us a None, four times the cost of binding a whole row of values
-with the ledger's seven or so empty columns). A batch is inserted naming only
-the columns that some row of it fills, and the table fills the rest with NULL.
-A few such shapes cover a whole workload; past `MAX_SHAPES` the full statement
-binds the NULLs as before.
+On SQLite, NULLs are not bound where it can be helped: Python's sqlite3 module
+sends every None through its adapter lookup, which formats and discards an
+AttributeError each time (about 0.6 us a None where binding a whole row of
+twelve values took 1.5 us, and a ledger row has seven or so empty columns). A
+batch is inserted naming only the columns that some row of it fills, and the
+table fills the rest with NULL. A few such sets of columns cover a whole
+workload; past `MAX_SHAPES` of them the full statement binds the NULLs.
 
 Rows whose `row_id` is already stored are skipped on SQLite and PostgreSQL
 (ON CONFLICT DO NOTHING), so a batch retried after a lost commit
@@ -74,7 +74,7 @@ class BatchInsert:
         if missing:
             raise RuntimeError(f"unexpected bind parameters in the ledger INSERT: {missing}")
         self._names = names
-        # SQLite: INSERT statements by which values a row has (see the module doc).
+        # SQLite: an INSERT per set of columns a batch fills (see the module doc).
         self._skip_nulls = dialect.name == "sqlite" and self._positional
         self._shapes: dict[tuple[bool, ...], str] = {}
         self._nones = (None,) * len(names)
@@ -118,6 +118,8 @@ class BatchInsert:
 
     def execute_converted(self, conn: Connection, parameters: list[tuple[Any, ...]]) -> None:
         """INSERT rows already converted (`convert`, `parameters`)."""
+        if not parameters:
+            return
         if not self._positional:
             names = self._names
             conn.exec_driver_sql(self.sql, [dict(zip(names, values, strict=True))

@@ -72,7 +72,7 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
     def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
         """On SQLite, the text SQLAlchemy's DATETIME would store, written by
         `isoformat`: one call per row instead of a replace and a %-format of a
-        seven-key dict (a sixth of the ledger writer's time per row)."""
+        seven-key dict (about an eighth of the ledger writer's instructions per row)."""
         if dialect.name != "sqlite" or _storage_format(self.impl_instance.dialect_impl(
                 dialect)) != _ISO_WITH_MICROSECONDS:
             return super().bind_processor(dialect)
