@@ -183,7 +183,8 @@ class Gateway:
 
     # -- one request -----------------------------------------------------------
     def bounded_for_client(self, request: ChatRequest) -> ChatRequest:
-        """`request` with its own timeout and num_retries held to the router's.
+        """`request` with its own timeout held to the router's, and its own
+        num_retries marked to be held to each group's retry policy.
 
         A library caller owns its router and may lengthen either; a gateway
         client may only shorten them, so that the operator's settings bound
@@ -192,12 +193,11 @@ class Gateway:
             return request
         s = self.config.router_settings
         limit = (s.stream_timeout or s.timeout) if request.stream else s.timeout
-        timeout, retries = request.timeout, request.num_retries
+        timeout = request.timeout
         if timeout is not None and limit is not None:
             timeout = min(timeout, limit)
-        if retries is not None:
-            retries = min(retries, self.dispatcher.policy.max_retries)
-        return dataclasses.replace(request, timeout=timeout, num_retries=retries)
+        return dataclasses.replace(request, timeout=timeout,
+                                   retries_bounded=request.num_retries is not None)
 
     async def decide(self, request: ChatRequest) -> RoutingDecision:
         alias = self._aliases.get(request.model)

@@ -142,6 +142,9 @@ class ChatRequest:
     # (LiteLLM's per-call `timeout` and `num_retries`); never sent upstream.
     timeout: float | None = None
     num_retries: int | None = None
+    # A gateway client's request: its num_retries may only lower the retries the
+    # operator set for each group it reaches (a library caller may raise them).
+    retries_bounded: bool = False
 
     def with_defaults(self, defaults: ChatRequest) -> ChatRequest:
         """This request with what it leaves unset taken from `defaults` (call

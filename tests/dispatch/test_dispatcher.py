@@ -466,3 +466,23 @@ async def test_health_rows_and_group_available() -> None:
     h.clock.advance(10)
     assert h.dispatcher.group_available("g")
     assert h.dispatcher.health()[0].state == "half_open"
+
+
+async def test_a_bounded_request_may_only_lower_its_groups_retries() -> None:
+    """A gateway client's num_retries (retries_bounded) is held to each group's own
+    policy, a stricter one from model_group_retry_policy included; a library
+    caller's replaces the policy."""
+    from interlock.dispatch.settings import RetryPolicySettings
+
+    h = make([dep("a", group="g"), dep("b", group="f")], num_retries=3, allowed_fails=1000,
+             model_group_retry_policy={"g": RetryPolicySettings(InternalServerErrorRetries=1)})
+    h.adapter.default = E500
+    for group, asked, calls in (("g", 5, 2), ("g", 0, 1), ("f", 5, 4), ("f", 1, 2)):
+        before = h.adapter.count()
+        with pytest.raises(UpstreamServerError):
+            await h.dispatcher.complete(request(num_retries=asked, retries_bounded=True), group)
+        assert h.adapter.count() - before == calls, (group, asked)
+    before = h.adapter.count()
+    with pytest.raises(UpstreamServerError):
+        await h.dispatcher.complete(request(num_retries=5), "g")
+    assert h.adapter.count() - before == 6

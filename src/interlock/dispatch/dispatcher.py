@@ -205,10 +205,14 @@ class Dispatcher:
 
     def _policy_for(self, run: Run, group: str) -> RetryPolicy:
         """The group's policy (model_group_retry_policy) or the router's, with the
-        request's own num_retries, when it gives one, for every error class."""
+        request's own num_retries, when it gives one, for every error class (for a
+        gateway client's request, only where that is fewer)."""
         policy = self._group_policies.get(group, self.policy)
         retries = run.request.num_retries
-        return policy if retries is None else policy.with_retries(retries)
+        if retries is None:
+            return policy
+        return policy.at_most(retries) if run.request.retries_bounded \
+            else policy.with_retries(retries)
 
     def _apply(self, run: Run, d: Deployment, error: ProviderError,
                policy: RetryPolicy) -> FallbackKind | None:

@@ -112,6 +112,13 @@ class RetryPolicy:
         return dataclasses.replace(self, retries=dict.fromkeys(self.retries, count),
                                    default_retries=count)
 
+    def at_most(self, count: int) -> RetryPolicy:
+        """This policy with no error class retried more than `count` times: a
+        gateway client's `num_retries`, which may lower the operator's, not raise it."""
+        return dataclasses.replace(
+            self, retries={cls: min(n, count) for cls, n in self.retries.items()},
+            default_retries=min(self.default_retries, count))
+
     @property
     def max_retries(self) -> int:
         """The most retries any class gets: a group gets at most 1 + this many attempts."""
