@@ -114,14 +114,16 @@ def _lines(rng: random.Random) -> list[bytes]:
     return [rng.choice(vocabulary) for _ in range(rng.randrange(0, 12))]
 
 
-def test_sse_data_is_the_same_in_one_read_or_line_by_line() -> None:
+def test_sse_data_is_the_same_in_one_read_or_line_by_line_and_from_feed() -> None:
     rng = random.Random(7)
     for _ in range(3000):
         lines = _lines(rng)
-        whole, single = SseParser(), SseParser()
+        whole, single, events = SseParser(), SseParser(), SseParser()
         got = whole.feed_data(list(lines)) + whole.end_data()
         want = [d for line in lines for d in single.feed_data([line])] + single.end_data()
         assert got == want, lines
+        named = events.feed(list(lines)) + events.end()
+        assert [e.data.encode() for e in named] == got, lines
 
 
 def test_sse_after_an_open_event_takes_the_general_way() -> None:
@@ -155,3 +157,4 @@ def test_accumulated_response_is_the_same_with_plain_batches(plain: int) -> None
     assert batched.response() == one_by_one.response()
     assert batched.deltas == one_by_one.deltas == len(DELTAS)
     assert one_by_one.text == "a\"b\"\nc" and one_by_one.has_tool_calls
+

@@ -96,16 +96,8 @@ class SseParser:
         self._data: list[bytes] = []
 
     def feed(self, lines: Iterable[bytes]) -> list[ServerSentEvent]:
-        events: list[ServerSentEvent] = []
-        for raw in lines:
-            if raw:
-                self._field(raw)
-            elif self._data:
-                event = self._event
-                events.append(ServerSentEvent(event, self._take().decode("utf-8", "replace")))
-            else:
-                self._event = None
-        return events
+        return [ServerSentEvent(event, data.decode("utf-8", "replace"))
+                for event, data in self._events(lines)]
 
     def feed_data(self, lines: Iterable[bytes]) -> list[bytes]:
         """Only the data of each completed event, undecoded: for adapters that
@@ -118,14 +110,17 @@ class SseParser:
             if 2 * len(data) == len(lines) and not any(lines[1::2]):
                 self._event = None
                 return data
-        out: list[bytes] = []
+        return [data for _, data in self._events(lines)]
+
+    def _events(self, lines: Iterable[bytes]) -> list[tuple[str | None, bytes]]:
+        """(event name, data) of each event these lines complete."""
+        out: list[tuple[str | None, bytes]] = []
         for raw in lines:
-            if raw[:6] == b"data: ":  # nearly every other line: handled here
-                self._data.append(raw[6:])
-            elif raw:
+            if raw:
                 self._field(raw)
             elif self._data:
-                out.append(self._take())
+                event = self._event
+                out.append((event, self._take()))
             else:
                 self._event = None
         return out
