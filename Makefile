@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test lint typecheck bench bench-instructions clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: $(VENV)/.installed-dev lint typecheck
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/overhead.py
+
+# Instructions per request (callgrind): the measure to check a request-path change with.
+bench-instructions: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/instructions.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.metadata
+import json
 import os
 import platform
 import subprocess
@@ -105,6 +106,19 @@ def replace_section(title: str, body: str, doc: Path = DOC) -> None:
         lines[start:end] = block
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text("\n".join(lines).rstrip("\n") + "\n")
+
+
+def publish(result: dict[str, Any], out: Path | None, title: str,
+            section: str | None) -> None:
+    """Write `result` as JSON to `out` and `section` as the doc's `## title`,
+    each when given, saying where."""
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {out}")
+    if section is not None:
+        replace_section(title, section)
+        print(f"updated {DOC} (section '{title}')")
 
 
 def fmt(value: float | None, digits: int = 2) -> str:

@@ -551,13 +551,8 @@ def main() -> None:
     result = json.loads(args.out.read_text()) if args.render else run(args)
     print(report_text(result))
     print("\nverdict:", json.dumps(result["verdict"]))
-    if not args.render:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.out}")
-    if not args.no_doc:
-        benchdoc.replace_section("Gateway overhead", doc_section(result))
-        print(f"updated {benchdoc.DOC} (section 'Gateway overhead')")
+    benchdoc.publish(result, None if args.render else args.out, "Gateway overhead",
+                     None if args.no_doc else doc_section(result))
 
 
 if __name__ == "__main__":
