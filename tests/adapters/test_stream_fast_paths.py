@@ -16,6 +16,9 @@ from interlock.adapters.base import DeltaBatch, SseParser, StreamAccumulator
 from interlock.adapters.openai import _stream_batches, chunk_delta, plain_text
 from interlock.catalog import Deployment
 from interlock.openai_response import ChunkRenderer
+from interlock.testing.openai_wire import OpenAIWire
+from interlock.testing.script import Reply
+from interlock.testing.wire import Route
 from interlock.types import StreamDelta, ToolCallDelta, Usage
 
 TEXT = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
@@ -54,6 +57,8 @@ NOT_PLAIN = [
 
 def test_plain_text_takes_only_what_chunk_delta_would_make_a_text_delta() -> None:
     assert plain_text(TEXT) == "hé \"q\""
+    # OpenAI pads each chunk with an `obfuscation` string: still text only.
+    assert plain_text({**TEXT, "obfuscation": "Zx9"}) == "hé \"q\""
     assert astuple(chunk_delta(TEXT, first=False)) == astuple(StreamDelta("hé \"q\""))  # type: ignore[arg-type]
     for chunk in NOT_PLAIN:
         assert plain_text(chunk) is None, chunk
@@ -158,3 +163,18 @@ def test_accumulated_response_is_the_same_with_plain_batches(plain: int) -> None
     assert batched.deltas == one_by_one.deltas == len(DELTAS)
     assert one_by_one.text == "a\"b\"\nc" and one_by_one.has_tool_calls
 
+
+
+@pytest.mark.parametrize("options", [{}, {"include_obfuscation": False}])
+async def test_the_fake_pads_chunks_as_openai_does_and_they_stay_plain(
+        options: dict[str, Any]) -> None:
+    wire = OpenAIWire()
+    body = {"model": "gpt-4o", "stream": True, "stream_options": options}
+    frames = wire.stream(Route("chat", "gpt-4o", True), body,
+                         Reply(text="one two three four", chunk_chars=4))
+    chunks = [orjson.loads(f[len(b"data: "):]) for f in frames if f != b"data: [DONE]\n\n"]
+    padded = [c.get("obfuscation") for c in chunks]
+    assert all(padded) if not options else not any(padded)
+    assert len(set(padded)) > 1 or options  # the padding's length varies
+    first, *rest = await _batches(_OneRead([*chunks, b"[DONE]"]))
+    assert first.plain == 0 and rest[0].plain == 5

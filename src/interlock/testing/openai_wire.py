@@ -4,7 +4,8 @@ Serves `/openai/v1/chat/completions` (streamed and not), `/openai/v1/embeddings`
 and `/openai/v1/models` with the shapes the real API sends: `chat.completion`
 objects, `chat.completion.chunk` streams (role first, content pieces, tool calls
 split into a head with id and name and argument fragments, a finish chunk, a
-usage chunk when `stream_options.include_usage` is set, then `[DONE]`), and the
+usage chunk when `stream_options.include_usage` is set, then `[DONE]`; every
+chunk padded with an `obfuscation` string, as OpenAI does by default), and the
 real error bodies `{"error": {"message", "type", "param", "code"}}` with
 rate-limit headers. Cheap on purpose: it carries the overhead benchmark's load.
 
@@ -29,6 +30,11 @@ _EMBEDDING_DIM = 64
 _MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "o3-mini", "gpt-5",
            "text-embedding-3-small", "text-embedding-3-large")
 _DONE = b"data: [DONE]\n\n"
+
+
+# `obfuscation` fields of a few lengths, picked by a chunk's size: cheap, and
+# varying from chunk to chunk as OpenAI's random padding does.
+_PADS = [b',"obfuscation":"' + b"Zx9Qp2Lm4Rt7Kw1"[:n] + b'"' for n in (2, 5, 9, 3, 12, 7)]
 
 
 class OpenAIWire:
@@ -93,8 +99,11 @@ class OpenAIWire:
         }
 
     def stream(self, route: Route, body: Any, reply: Reply) -> list[bytes]:
-        include_usage = bool(isinstance(body, dict)
-                             and (body.get("stream_options") or {}).get("include_usage"))
+        options = (body.get("stream_options") or {}) if isinstance(body, dict) else {}
+        include_usage = bool(options.get("include_usage"))
+        # OpenAI pads every chunk with an `obfuscation` string of varying length
+        # (a side-channel mitigation) unless include_obfuscation is false.
+        obfuscate = options.get("include_obfuscation", True) is not False
         # Every chunk shares id, created and model; built once, as text, for speed.
         head = orjson.dumps({"id": _completion_id(), "object": "chat.completion.chunk",
                              "created": int(time.time()), "model": route.model,
@@ -102,10 +111,14 @@ class OpenAIWire:
                              "system_fingerprint": _FINGERPRINT})[:-1]
         usage_null = b',"usage":null' if include_usage else b""
 
+        def end(frame: bytes) -> bytes:
+            pad = _PADS[len(frame) % len(_PADS)] if obfuscate else b""
+            return frame + pad + b"}\n\n"
+
         def frame(delta: dict[str, Any], finish: str | None = None) -> bytes:
             choice = orjson.dumps({"index": 0, "delta": delta, "logprobs": None,
                                    "finish_reason": finish})
-            return b"data: " + head + b',"choices":[' + choice + b"]" + usage_null + b"}\n\n"
+            return end(b"data: " + head + b',"choices":[' + choice + b"]" + usage_null)
 
         frames = [frame({"role": "assistant", "content": "", "refusal": None})]
         if reply.text:
@@ -115,8 +128,8 @@ class OpenAIWire:
             frames += [frame({"tool_calls": [d]}) for d in _call_deltas(tc, i, reply.chunk_chars)]
         frames.append(frame({}, reply.finish))
         if include_usage:
-            frames.append(b"data: " + head + b',"choices":[],"usage":'
-                          + orjson.dumps(_usage(reply)) + b"}\n\n")
+            frames.append(end(b"data: " + head + b',"choices":[],"usage":'
+                              + orjson.dumps(_usage(reply))))
         frames.append(_DONE)
         return frames
 
