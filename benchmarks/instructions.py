@@ -93,14 +93,14 @@ class _Lifespan:
 
 def _requester(app: Any, body: bytes, headers: list[tuple[bytes, bytes]],
                state: dict[str, Any]) -> Callable[[], Awaitable[int]]:
-    """One chat request through the app; returns the bytes of body it sent back."""
+    """One chat request through the app; returns the HTTP status it answered with."""
     headers = [(b"content-type", b"application/json"),
                (b"content-length", str(len(body)).encode()), *headers]
     never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     async def one() -> int:
         delivered = False
-        sent = 0
+        status = 0
 
         async def receive() -> Message:
             nonlocal delivered
@@ -111,8 +111,9 @@ def _requester(app: Any, body: bytes, headers: list[tuple[bytes, bytes]],
             raise AssertionError("unreachable")
 
         async def send(message: Message) -> None:
-            nonlocal sent
-            sent += len(message.get("body", b""))
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
 
         scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
                  "method": "POST", "scheme": "http", "path": "/v1/chat/completions",
@@ -120,7 +121,7 @@ def _requester(app: Any, body: bytes, headers: list[tuple[bytes, bytes]],
                  "headers": headers, "client": ("127.0.0.1", 50000),
                  "server": ("127.0.0.1", 4000), "state": dict(state)}
         await app(scope, receive, send)
-        return sent
+        return status
 
     return one
 
@@ -136,8 +137,9 @@ async def drive(name: str, stream: bool, count: int, upstream: str, workdir: Pat
         nonlocal left
         while left > 0:
             left -= 1
-            if await one() == 0:
-                raise RuntimeError(f"{name} sent back an empty answer")
+            status = await one()
+            if status != 200:  # counting errors would measure the wrong path
+                raise RuntimeError(f"{name} answered HTTP {status}")
 
     await asyncio.gather(*(client() for _ in range(CONCURRENCY)))
     await lifespan.send("shutdown")
