@@ -23,7 +23,7 @@ import re
 from collections.abc import AsyncIterator
 from typing import ClassVar
 
-from interlock.adapters.base import DeltaBatch
+from interlock.adapters.base import DeltaBatch, flatten
 from interlock.adapters.http import HttpClient, Timeouts
 from interlock.catalog import Deployment
 from interlock.tokens import CHARS_PER_TOKEN, estimate_prompt_tokens
@@ -64,11 +64,9 @@ class MockAdapter:
                        timeouts: Timeouts) -> ChatResponse:
         return self._answer(request, deployment)
 
-    async def stream(self, request: ChatRequest, deployment: Deployment,
-                     timeouts: Timeouts) -> AsyncIterator[StreamDelta]:
-        async for batch in self.stream_batches(request, deployment, timeouts):
-            for delta in batch.deltas:
-                yield delta
+    def stream(self, request: ChatRequest, deployment: Deployment,
+               timeouts: Timeouts) -> AsyncIterator[StreamDelta]:
+        return flatten(self.stream_batches(request, deployment, timeouts))
 
     async def stream_batches(self, request: ChatRequest, deployment: Deployment,
                              timeouts: Timeouts) -> AsyncIterator[DeltaBatch]:
