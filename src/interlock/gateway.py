@@ -191,8 +191,7 @@ class Gateway:
         how long one request runs and how many upstream calls it makes."""
         if request.timeout is None and request.num_retries is None:
             return request
-        s = self.config.router_settings
-        limit = (s.stream_timeout or s.timeout) if request.stream else s.timeout
+        limit = self.config.router_settings.request_timeout(stream=request.stream)
         timeout = request.timeout
         if timeout is not None and limit is not None:
             timeout = min(timeout, limit)

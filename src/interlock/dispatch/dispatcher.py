@@ -134,8 +134,7 @@ class Dispatcher:
     # -- one request --------------------------------------------------------
     def _new_run(self, request: ChatRequest, group: str, *, stream: bool) -> Run:
         self._catalog.group(group)  # UnknownModel for a name that is not configured
-        s = self._settings
-        limit = (s.stream_timeout or s.timeout) if stream else s.timeout
+        limit = self._settings.request_timeout(stream=stream)
         if request.timeout is not None:
             limit = request.timeout
         deadline = None if limit is None else self._clock.now() + limit

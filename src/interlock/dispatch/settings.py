@@ -116,11 +116,15 @@ class RouterSettings(AcceptsIgnoredKeys, MaskedModel):
     # LiteLLM's aliases: a request for the key goes to the named group.
     model_group_alias: dict[str, str | GroupAlias] = Field(default_factory=dict)
 
-
     @field_validator("routing_strategy", mode="before")
     @classmethod
     def _litellm_strategy_names(cls, value: Any) -> Any:
         return _LITELLM_STRATEGIES.get(value, value) if isinstance(value, str) else value
+
+    def request_timeout(self, *, stream: bool) -> float | None:
+        """The deadline of one request: `stream_timeout` for streams when set, else
+        `timeout` (None: no deadline)."""
+        return (self.stream_timeout or self.timeout) if stream else self.timeout
 
     def group_aliases(self) -> dict[str, GroupAlias]:
         """`model_group_alias` with every entry in the long form."""
