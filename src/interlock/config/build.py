@@ -21,8 +21,6 @@ from interlock.config.schema import (
     ModelEntry,
     env_ref,
 )
-from interlock.openai_request import parse_call_defaults
-from interlock.types import ChatRequest
 
 _MILLION = Decimal(1_000_000)
 
@@ -149,7 +147,7 @@ def _deployment(entry: ModelEntry, name: str, env: Mapping[str, str],
         drop_params=_first(params.drop_params, default_drop),
         extra=resolved,
         model_info=info.model_dump(exclude_none=True),
-        call_defaults=_call_defaults(params),
+        call_defaults=params.call_defaults,
         tags=frozenset(params.tags or ()),
     )
 
@@ -158,8 +156,3 @@ def _headers(params: DeploymentParams) -> dict[str, str] | None:
     if params.headers is None:
         return params.extra_headers
     return {**params.headers, **(params.extra_headers or {})}
-
-
-def _call_defaults(params: DeploymentParams) -> ChatRequest | None:
-    defaults = params.call_defaults()
-    return parse_call_defaults(defaults) if defaults else None

@@ -40,6 +40,7 @@ from interlock.errors import InvalidRequest, redact
 from interlock.ignored_keys import AcceptsIgnoredKeys
 from interlock.openai_request import parse_call_defaults
 from interlock.routing.settings import RoutingSettings
+from interlock.types import ChatRequest
 
 ENV_PREFIX = "os.environ/"
 # litellm_params keys that LiteLLM users write and Interlock has no field for:
@@ -116,6 +117,7 @@ class DeploymentParams(BaseModel):
     mock_response: str | None = None
     # LiteLLM's: the request tags this deployment serves (enable_tag_filtering).
     tags: list[str] | None = None
+    _call_defaults: ChatRequest | None = PrivateAttr(default=None)
 
     @field_validator("custom_llm_provider")
     @classmethod
@@ -134,18 +136,21 @@ class DeploymentParams(BaseModel):
 
     @model_validator(mode="after")
     def _call_defaults_parse(self) -> DeploymentParams:
-        defaults = self.call_defaults()
+        given = {"max_tokens": self.max_tokens, **(self.model_extra or {})}
+        defaults = {k: v for k, v in given.items()
+                    if k in CALL_DEFAULT_PARAMS and v is not None}
         if defaults:
             try:
-                parse_call_defaults(defaults)
+                self._call_defaults = parse_call_defaults(defaults)
             except InvalidRequest as exc:
                 raise ValueError(exc.message) from None
         return self
 
-    def call_defaults(self) -> dict[str, Any]:
-        """The call arguments among these parameters (CALL_DEFAULT_PARAMS)."""
-        given = {"max_tokens": self.max_tokens, **(self.model_extra or {})}
-        return {k: v for k, v in given.items() if k in CALL_DEFAULT_PARAMS and v is not None}
+    @property
+    def call_defaults(self) -> ChatRequest | None:
+        """The call arguments among these parameters (CALL_DEFAULT_PARAMS), parsed
+        as a request's would be; None when there are none."""
+        return self._call_defaults
 
     @property
     def provider(self) -> str:
