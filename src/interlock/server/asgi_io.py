@@ -94,3 +94,35 @@ async def send_plain_error(send: Send, status: int, message: str, *, type_: str,
                            headers: Headers = ()) -> None:
     await send_json(send, status, plain_error_dict(message, type_=type_, code=code, param=param),
                     headers)
+
+
+# A body of JSON `null` parses to None, so "already answered" needs its own marker.
+ANSWERED: Any = object()
+
+
+async def read_json(receive: Receive, send: Send, limit: int) -> Any:
+    """The parsed request body, or ANSWERED when the client was already answered
+    (a body over `limit`, or not JSON) or has gone."""
+    try:
+        raw = await read_body(receive, limit)
+    except BodyTooLarge:
+        await send_plain_error(
+            send, 413, f"The request body is larger than the gateway's limit of {limit} "
+            "bytes. Send a smaller request, or raise general_settings.max_request_body_bytes.",
+            type_="invalid_request_error", code="request_too_large")
+        return ANSWERED
+    except ClientGone:
+        return ANSWERED
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        await send_plain_error(
+            send, 400, f"The request body is not valid JSON ({exc}).",
+            type_="invalid_request_error", code="invalid_json")
+        return ANSWERED
+
+
+def meta_headers(error: InterlockError) -> list[tuple[str, str]]:
+    """The x-interlock headers of a failed request, when the gateway got that far."""
+    meta = getattr(error, "meta", None)
+    return meta.headers() if meta is not None else []
