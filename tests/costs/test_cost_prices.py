@@ -126,6 +126,15 @@ def test_unknown_price_stays_none_never_zero() -> None:
     assert book.unknown() == ["half", "local"]
 
 
+def test_an_embedding_model_is_priced_by_its_input_price_alone() -> None:
+    embed = _deployment("embed", "my-embedder", provider="openai",
+                        input_cost_per_token=Decimal("0.00000002"),
+                        model_info={"mode": "embedding"})
+    book = PriceBook.build(Catalog.from_deployments([embed]), {})
+    assert book.cost(embed, Usage(input_tokens=1000)) == Decimal("0.00002")
+    assert book.unknown() == []
+
+
 def test_config_price_for_an_unknown_model() -> None:
     local = _deployment("local", "my-llama", provider="openai")
     book = PriceBook.build(

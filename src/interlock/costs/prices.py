@@ -280,9 +280,15 @@ class _Partial:
 
 
 def _deployment_layer(deployment: Deployment) -> _Partial:
+    output = deployment.output_cost_per_token
+    if (output is None and deployment.input_cost_per_token is not None
+            and deployment.model_info.get("mode") == "embedding"):
+        # LiteLLM's marker for an embedding model, whose config sets only an input
+        # price: it writes no tokens, so nothing is unknown.
+        output = Decimal(0)
     return _Partial(
         input=deployment.input_cost_per_token,
-        output=deployment.output_cost_per_token,
+        output=output,
         cached=deployment.cached_input_cost_per_token,
         source="deployment",
     )
