@@ -123,6 +123,7 @@ async def test_a_router_trained_on_an_embeddings_endpoint_embeds_through_the_gat
     from interlock.routing.data import OutcomeTable
     from interlock.routing.features import EmbeddingEndpointFeaturizer
     from interlock.routing.learned.registry import make_router
+    from interlock.types import ChatRequest, EmbeddingRequest
 
     embedder = Deployment(name="emb", group="embeddings", provider="openai",
                           model="text-embedding-3-small", api_key=Secret("k"),
@@ -131,7 +132,9 @@ async def test_a_router_trained_on_an_embeddings_endpoint_embeds_through_the_gat
     async def embed(texts):
         http = HttpClient()
         try:
-            return await OpenAIAdapter(http).embed(texts, embedder, Timeouts(total=10))
+            request = EmbeddingRequest(ChatRequest(model="embeddings", messages=[]), texts)
+            result = await OpenAIAdapter(http).embeddings(request, embedder, Timeouts(total=10))
+            return result.vectors
         finally:
             await http.aclose()
 

@@ -28,9 +28,10 @@ from interlock.config.schema import DeploymentParams
 from interlock.costs.settings import LedgerSettings
 from interlock.errors import ConfigError, InvalidRequest
 from interlock.gateway import Gateway, GatewayStream
+from interlock.openai_embeddings import embedding_dict, parse_embedding_request
 from interlock.openai_request import include_usage, parse_call_defaults, parse_chat_request
 from interlock.openai_response import ChunkRenderer, completion_dict
-from interlock.responses import ModelResponse, ModelResponseChunk
+from interlock.responses import EmbeddingResponse, ModelResponse, ModelResponseChunk
 from interlock.routing.decision import RoutingDecision
 from interlock.types import ChatResponse
 
@@ -171,7 +172,7 @@ class CompletionStream:
 
 
 class Router:
-    """Route, dispatch and record chat completions in-process.
+    """Route, dispatch and record chat completions and embeddings in-process.
 
     Takes LiteLLM's `model_list` and router keyword arguments, or `config=` a
     YAML path / dict in Interlock's config format."""
@@ -251,6 +252,20 @@ class Router:
         if kwargs.get("stream"):
             return self._sync_stream(model, messages, **kwargs)
         return self._sync.run(self.acompletion(model, messages, **kwargs))
+
+    async def aembedding(self, model: str, input: str | list[str], **kwargs: Any
+                         ) -> EmbeddingResponse:
+        """Embeddings from a model group, with retries, fallbacks and a ledger row;
+        keyword arguments are the rest of the OpenAI embeddings body."""
+        request = parse_embedding_request({"model": model, "input": input, **kwargs})
+        done = await self._gateway.embed(request)
+        return EmbeddingResponse(embedding_dict(done.result, model=done.model),
+                                 interlock=done.meta.as_dict())
+
+    def embedding(self, model: str, input: str | list[str], **kwargs: Any
+                  ) -> EmbeddingResponse:
+        """The sync twin of `aembedding`."""
+        return self._sync.run(self.aembedding(model, input, **kwargs))
 
     def _sync_stream(self, model: str, messages: list[dict[str, Any]],
                      **kwargs: Any) -> Iterator[ModelResponseChunk]:

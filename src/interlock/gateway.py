@@ -30,11 +30,26 @@ from interlock.catalog import Catalog, Deployment
 from interlock.config import InterlockConfig, build_catalog
 from interlock.costs.ledger import Ledger, LedgerRow
 from interlock.costs.prices import PriceBook
-from interlock.dispatch.dispatcher import Attempt, Dispatcher, DispatchResult, DispatchStream
+from interlock.dispatch.dispatcher import (
+    Attempt,
+    Dispatcher,
+    DispatchResult,
+    DispatchStream,
+    EmbeddingDispatch,
+)
 from interlock.errors import InterlockError, InvalidRequest, ProviderError, UnknownModel
-from interlock.routing.decision import RoutingDecision
+from interlock.routing.decision import RoutingDecision, direct
 from interlock.routing.policy import RoutingPolicy
-from interlock.types import ChatRequest, ChatResponse, Message, StreamDelta, TextPart, Usage
+from interlock.types import (
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResult,
+    Message,
+    StreamDelta,
+    TextPart,
+    Usage,
+)
 
 log = logging.getLogger("interlock.gateway")
 
@@ -106,11 +121,19 @@ class Completion:
     meta: ResponseMeta
 
 
-def new_request_id() -> str:
+@dataclass(slots=True)
+class Embeddings:
+    result: EmbeddingResult
+    # The upstream model id of the deployment that answered.
+    model: str
+    meta: ResponseMeta
+
+
+def new_request_id(prefix: str = "chatcmpl-") -> str:
     # 32 random hex digits, as uuid4().hex, from the random module's generator:
     # an id only has to be unique, not secret, and os.urandom's system call showed
     # as 2 % of a streamed call's samples in a py-spy profile on a virtual machine.
-    return f"chatcmpl-{random.getrandbits(128):032x}"
+    return f"{prefix}{random.getrandbits(128):032x}"
 
 
 def _upstream_ms(attempts: list[Attempt]) -> float:
@@ -227,7 +250,8 @@ class Gateway:
         meta.cost_usd = self._cost(request, result.deployment, result.response.usage)
         meta.latency_ms = (time.perf_counter() - started) * 1000
         meta.overhead_ms = max(0.0, meta.latency_ms - _upstream_ms(result.attempts))
-        self._record(meta, request, result.response, key_id, stream=False)
+        self._record(meta, request, result.response.usage, result.response.content, key_id,
+                     stream=False)
         return Completion(result.response, meta)
 
     async def stream(self, request: ChatRequest, *, request_id: str | None = None,
@@ -242,6 +266,40 @@ class Gateway:
         # Headers go out now, so overhead is what came before the first byte.
         meta.overhead_ms = max(0.0, meta.ttft_ms - _upstream_ms(upstream.attempts))
         return GatewayStream(self, request, upstream, meta, started, key_id)
+
+    async def embed(self, request: EmbeddingRequest, *, request_id: str | None = None,
+                    key_id: str | None = None, arrived: float | None = None) -> Embeddings:
+        """Embeddings from the named model group, with retries, fallbacks and a
+        ledger row (input tokens only) like a completion's."""
+        routing = request.routing
+        started, meta = await self._begin(routing, request_id, arrived)
+        with self._recording_failure(meta, started, routing, key_id):
+            meta.decision = self._embedding_decision(routing.model)
+            result: EmbeddingDispatch = await self.dispatcher.embed(request,
+                                                                    meta.decision.group)
+        self._fill(meta, result.deployment, result.group, result.attempts)
+        usage = result.result.usage
+        meta.cost_usd = self._cost(routing, result.deployment, usage)
+        meta.latency_ms = (time.perf_counter() - started) * 1000
+        meta.overhead_ms = max(0.0, meta.latency_ms - _upstream_ms(result.attempts))
+        self._record(meta, routing, usage, None, key_id, stream=False)
+        return Embeddings(result.result, result.deployment.model, meta)
+
+    def _embedding_decision(self, name: str) -> RoutingDecision:
+        """Embeddings go to a model group (or an alias of one) by name: routers
+        choose between chat models by the prompt, which says nothing here."""
+        alias = self._aliases.get(name)
+        group = alias.model if alias is not None else name
+        if group in self.catalog.groups:
+            decision = direct(group)
+            return decision if alias is None else dataclasses.replace(
+                decision, requested=name, reason=f"{name!r} is an alias of {group!r}")
+        if name in self.model_names():
+            raise InvalidRequest(
+                f"{name!r} is a router, which picks between chat models; embeddings need a "
+                f"model group by name: one of {sorted(self.catalog.group_names)}.",
+                param="model", code="model_not_supported")
+        raise UnknownModel(name, self.model_names())
 
     # -- bookkeeping -------------------------------------------------------------
     @contextlib.contextmanager
@@ -283,13 +341,14 @@ class Gateway:
             meta.deployment = exc.deployment or None
             meta.provider = exc.provider or None
         exc.meta = meta  # type: ignore[attr-defined]
-        self._record(meta, request, None, key_id, stream=request.stream, error=exc)
+        self._record(meta, request, None, None, key_id, stream=request.stream, error=exc)
 
-    def _record(self, meta: ResponseMeta, request: ChatRequest, response: ChatResponse | None,
-                key_id: str | None, *, stream: bool, error: BaseException | None = None) -> None:
+    def _record(self, meta: ResponseMeta, request: ChatRequest, usage: Usage | None,
+                content: str | None, key_id: str | None, *, stream: bool,
+                error: BaseException | None = None) -> None:
         if self.ledger is None:
             return
-        usage = (response.usage if response else None) or Usage()
+        usage = usage or Usage()
         payloads = self.config.ledger.log_payloads if self.config.ledger else False
         self.ledger.record(LedgerRow(
             request_id=meta.request_id, api_key_id=key_id, requested_model=request.model,
@@ -305,7 +364,7 @@ class Gateway:
             cost_usd=meta.cost_usd, latency_ms=meta.latency_ms, ttft_ms=meta.ttft_ms,
             stream=stream,
             prompt=request.prompt_text if payloads else None,
-            response=(response.content if response else None) if payloads else None,
+            response=content if payloads else None,
         ))
 
     def _cost(self, request: ChatRequest, deployment: Deployment,
@@ -327,16 +386,17 @@ class Gateway:
         """Embeddings for a router trained on an embeddings endpoint: the first usable
         deployment of `group` whose adapter can embed."""
         settings = self.config.router_settings
+        request = EmbeddingRequest(ChatRequest(model=group, messages=[]), texts)
         for d in self.catalog.group(group).deployments:
             adapter = self.adapters.for_provider(d.provider)
-            embed = getattr(adapter, "embed", None)
-            if d.available and embed is not None:
+            embeddings = getattr(adapter, "embeddings", None)
+            if d.available and embeddings is not None:
                 timeouts = Timeouts(connect=settings.connect_timeout,
                                     total=d.timeout or settings.timeout)
-                result: list[list[float]] = await embed(texts, d, timeouts)
-                return result
+                result: EmbeddingResult = await embeddings(request, d, timeouts)
+                return result.vectors
         raise InvalidRequest(f"model group {group!r} has no usable embeddings deployment "
-                             "(an OpenAI-compatible one with a key)")
+                             "(an OpenAI-compatible or Gemini one with a key)")
 
     async def _ask_for_router(self, group: str, prompt: str) -> str:
         """Lets the `llm` router ask a cheap model group, without importing the gateway."""
@@ -395,8 +455,8 @@ class GatewayStream:
         response = upstream.response()
         meta.cost_usd = self._gateway._cost(self._request, upstream.deployment, response.usage)
         meta.latency_ms = (time.perf_counter() - self._started) * 1000
-        self._gateway._record(meta, self._request, response, self._key_id, stream=True,
-                              error=error)
+        self._gateway._record(meta, self._request, response.usage, response.content,
+                              self._key_id, stream=True, error=error)
 
     async def aclose(self) -> None:
         if not self._done:

@@ -37,7 +37,7 @@ _LOCAL = {"mock_response", "num_retries", "timeout", "tags"}
 # Credentials and endpoints belong to deployments. Given per call (LiteLLM lets a
 # call override them), they would otherwise go upstream as body fields: a key
 # sent to a provider it is not for.
-_DEPLOYMENT_ONLY = ("api_key", "api_base", "base_url", "api_version")
+DEPLOYMENT_ONLY = ("api_key", "api_base", "base_url", "api_version")
 # Bounds of a request's own `timeout` and `num_retries`. Retries as router_settings
 # bounds them; an hour of timeout, so that milliseconds given as seconds are caught.
 MAX_TIMEOUT = 3600.0
@@ -339,7 +339,7 @@ def parse_chat_request(body: Any) -> ChatRequest:
         isinstance(fallbacks, list) and all(isinstance(f, str) for f in fallbacks)
     ):
         raise _fail("'fallbacks' must be a list of model group names.", "fallbacks")
-    for key in _DEPLOYMENT_ONLY:
+    for key in DEPLOYMENT_ONLY:
         if key in body:
             raise _fail(f"'{key}' cannot be given per request: keys and endpoints belong to "
                         "the deployment (model_list[].litellm_params).", key)

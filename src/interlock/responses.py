@@ -101,5 +101,9 @@ class ModelResponse(OpenAIObject):
                 "response_cost": float(cost) if cost is not None else None}
 
 
+class EmbeddingResponse(ModelResponse):
+    """A list of embeddings: `data[i].embedding` is the vector of input i."""
+
+
 class ModelResponseChunk(OpenAIObject):
     """One streamed chat.completion.chunk."""

@@ -21,6 +21,11 @@ TOKENS_PER_MESSAGE = 4
 TOKENS_PER_IMAGE = 85
 
 
+def estimate_text_tokens(text: str) -> int:
+    """Tokens of one plain text (an embeddings input), by the same rule."""
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
 def estimate_prompt_tokens(request: ChatRequest, *,
                            tokens_per_image: int = TOKENS_PER_IMAGE) -> int:
     """Input tokens of the whole request: message text, tool calls and tool specs."""

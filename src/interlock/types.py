@@ -238,3 +238,30 @@ class StreamDelta:
     # A finished thinking block with its signature (Anthropic); None, not an
     # empty list, so that the usual delta allocates nothing for it.
     thinking_blocks: list[dict[str, Any]] | None = None
+
+
+@dataclass(slots=True)
+class EmbeddingRequest:
+    """One embeddings request: the texts, and what the provider is asked for.
+
+    `routing` is the request as the dispatcher and the ledger see it: the model
+    name, the caller's timeout, retries, fallbacks and tags, and the texts as
+    one user message each (for the spend log and the token estimate)."""
+
+    routing: ChatRequest
+    inputs: list[str]
+    dimensions: int | None = None
+    # OpenAI parameters with no neutral field, sent to OpenAI-compatible upstreams.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model(self) -> str:
+        return self.routing.model
+
+
+@dataclass(slots=True)
+class EmbeddingResult:
+    """One vector per input, in input order, and the tokens billed."""
+
+    vectors: list[list[float]]
+    usage: Usage

@@ -1,5 +1,5 @@
 """The Gemini adapter against the fake upstream: what it sends, what it returns,
-how it streams, and how each failure becomes a typed error."""
+how it streams and embeds, and how each failure becomes a typed error."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 import pytest
 
 from interlock.adapters.base import StreamAccumulator
@@ -40,9 +41,13 @@ from interlock.errors import (
     UpstreamServerError,
 )
 from interlock.testing import FakeUpstream, Fault, Reply, ScriptedToolCall
+from interlock.testing.openai_wire import embedding_for
+from interlock.tokens import estimate_text_tokens
 from interlock.types import (
     ChatRequest,
     ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResult,
     ImagePart,
     Message,
     ResponseFormat,
@@ -93,6 +98,23 @@ async def stream(fake: FakeUpstream | str, req: ChatRequest, timeouts: Timeouts 
     finally:
         await http.aclose()
     return deltas, acc.response()
+
+
+def embedding_request(*inputs: str, dimensions: int | None = None,
+                      extra: dict[str, Any] | None = None, **routing: Any) -> EmbeddingRequest:
+    texts = list(inputs) or ["hi"]
+    return EmbeddingRequest(routing=request(*[user(t) for t in texts], **routing),
+                            inputs=texts, dimensions=dimensions, extra=extra or {})
+
+
+async def embed(base: FakeUpstream | str, req: EmbeddingRequest,
+                timeouts: Timeouts = FAST, **kw: Any) -> EmbeddingResult:
+    url = base if isinstance(base, str) else base.base_url("gemini")
+    http = HttpClient()
+    try:
+        return await GeminiAdapter(http).embeddings(req, deployment(url, **kw), timeouts)
+    finally:
+        await http.aclose()
 
 
 async def sent(fake: FakeUpstream, req: ChatRequest, **kw: Any) -> dict[str, Any]:
@@ -500,7 +522,9 @@ async def test_stream_plain_text_stop(fake_upstream: FakeUpstream) -> None:
 async def call_expecting(fake: FakeUpstream, mode: str, error: type[BaseException],
                          timeouts: Timeouts = FAST, **kw: Any) -> Any:
     with pytest.raises(error) as info:
-        if mode == "complete":
+        if mode == "embeddings":
+            await embed(fake, embedding_request("x"), timeouts, **kw)
+        elif mode == "complete":
             http = HttpClient()
             try:
                 await GeminiAdapter(http).complete(
@@ -513,9 +537,11 @@ async def call_expecting(fake: FakeUpstream, mode: str, error: type[BaseExceptio
 
 
 MODES = ["complete", "stream"]
+# Embeddings share the error path; kept out of MODES, which chat-only tests use too.
+ALL_MODES = [*MODES, "embeddings"]
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", ALL_MODES)
 @pytest.mark.parametrize(("fault", "error", "quoted"), [
     (Fault(status=400, kind="context_window"), ContextWindowExceeded,
      "The input token count (1200293) exceeds the maximum number of tokens allowed"),
@@ -539,7 +565,7 @@ async def test_http_errors(fake_upstream: FakeUpstream, mode: str, fault: Fault,
     assert KEY not in str(exc) and KEY not in repr(exc)
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", ALL_MODES)
 async def test_rate_limit_with_retry_delay(fake_upstream: FakeUpstream, mode: str) -> None:
     fake_upstream.script(Fault(status=429, retry_after=13.5), provider="gemini")
     exc = await call_expecting(fake_upstream, mode, RateLimited)
@@ -571,7 +597,7 @@ async def test_blocked_prompt_raises_content_filtered(fake_upstream: FakeUpstrea
     assert "SAFETY" in exc.message and exc.provider == "gemini"
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", ALL_MODES)
 async def test_total_timeout(fake_upstream: FakeUpstream, mode: str) -> None:
     fake_upstream.script(Fault(latency=2.0), provider="gemini")
     exc = await call_expecting(fake_upstream, mode, Timeout, Timeouts(connect=1, total=0.3))
@@ -735,3 +761,136 @@ async def test_fake_streams_a_json_array_without_alt_sse(fake_upstream: FakeUpst
     assert [c["candidates"][0].get("finishReason") for c in chunks] == [None, None, "STOP"]
     assert len({c["responseId"] for c in chunks}) == 1
     assert chunks[-1]["usageMetadata"]["candidatesTokenCount"] > 0
+
+
+# -- embeddings ----------------------------------------------------------------------
+EMBED_MODEL = "gemini-embedding-001"
+
+
+@pytest.mark.parametrize("model", [EMBED_MODEL, f"models/{EMBED_MODEL}"])
+async def test_embeddings_request_field_by_field(fake_upstream: FakeUpstream,
+                                                 model: str) -> None:
+    req = embedding_request("alpha", "beta", "alpha", user="user-7")
+    result = await embed(fake_upstream, req, model=model)
+    assert len(fake_upstream.received) == 1
+    got = fake_upstream.received[0]
+    assert got.method == "POST"
+    assert got.path == f"/v1beta/models/{EMBED_MODEL}:batchEmbedContents"
+    assert got.headers["x-goog-api-key"] == KEY
+    assert got.headers["content-type"] == "application/json"
+    assert KEY not in got.path and "key=" not in got.query
+    assert list(got.body) == ["requests"]  # no user: Gemini has no field for it
+    requests = got.body["requests"]
+    assert [r["model"] for r in requests] == [f"models/{EMBED_MODEL}"] * 3
+    assert [r["content"] for r in requests] == [
+        {"parts": [{"text": "alpha"}]}, {"parts": [{"text": "beta"}]},
+        {"parts": [{"text": "alpha"}]}]
+    assert all("outputDimensionality" not in r for r in requests)
+    assert all(set(r) == {"model", "content"} for r in requests)
+
+    assert [len(v) for v in result.vectors] == [64, 64, 64]
+    assert result.vectors[0] == result.vectors[2] != result.vectors[1]
+    assert result.vectors[1] == pytest.approx(embedding_for("beta"))
+    # Gemini reports no usage for embeddings, so the count is the estimate.
+    expected = sum(estimate_text_tokens(t) for t in req.inputs)
+    assert result.usage.input_tokens == expected > 0
+    assert result.usage.output_tokens == 0
+
+
+async def test_embeddings_output_dimensionality(fake_upstream: FakeUpstream) -> None:
+    result = await embed(fake_upstream, embedding_request("alpha", "beta", dimensions=8),
+                         model=EMBED_MODEL)
+    requests = fake_upstream.received[0].body["requests"]
+    assert [r["outputDimensionality"] for r in requests] == [8, 8]
+    assert [len(v) for v in result.vectors] == [8, 8]
+    assert result.vectors[0] == pytest.approx(embedding_for("alpha")[:8])
+
+
+async def test_embeddings_unsupported_parameter_is_refused(fake_upstream: FakeUpstream) -> None:
+    with pytest.raises(UnsupportedParameter) as info:
+        await embed(fake_upstream, embedding_request("x", extra={"task_kind": "query"}))
+    assert info.value.param == "task_kind" and info.value.provider == "gemini"
+    assert "'task_kind'" in str(info.value) and "'gemini'" in str(info.value)
+    assert fake_upstream.received == []
+
+
+@pytest.mark.parametrize("where", ["request", "deployment"])
+async def test_embeddings_drop_params_drops_them(fake_upstream: FakeUpstream,
+                                                 where: str) -> None:
+    req = embedding_request("x", extra={"task_kind": "query", "priority": 3},
+                            drop_params=True if where == "request" else None)
+    result = await embed(fake_upstream, req, drop_params=where == "deployment")
+    body = fake_upstream.received[0].body
+    assert body == {"requests": [{"model": "models/gemini-2.5-pro",
+                                  "content": {"parts": [{"text": "x"}]}}]}
+    assert len(result.vectors) == 1
+
+
+async def test_embeddings_null_extra_is_not_a_request(fake_upstream: FakeUpstream) -> None:
+    await embed(fake_upstream, embedding_request("x", extra={"task_kind": None}))
+    assert len(fake_upstream.received) == 1
+
+
+async def test_embeddings_without_a_key(fake_upstream: FakeUpstream,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("GEMINI_API_KEY", "GOOGLE_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(AuthenticationFailed, match="GEMINI_API_KEY"):
+        await embed(fake_upstream, embedding_request("x"), api_key=None)
+    assert fake_upstream.received == []
+
+
+async def test_embeddings_unknown_model_names_the_method(fake_upstream: FakeUpstream) -> None:
+    fake_upstream.script(Fault(status=404), provider="gemini")
+    exc = await call_expecting(fake_upstream, "embeddings", NotFound)
+    assert "not supported for batchEmbedContents" in exc.message
+
+
+async def test_embeddings_over_the_batch_cap_go_in_consecutive_calls(
+        fake_upstream: FakeUpstream) -> None:
+    texts = [f"t{i}" for i in range(250)]
+    result = await embed(fake_upstream, embedding_request(*texts))
+    sizes = [len(r.body["requests"]) for r in fake_upstream.received]
+    assert sizes == [100, 100, 50]
+    assert [r.body["requests"][0]["content"]["parts"][0]["text"]
+            for r in fake_upstream.received] == ["t0", "t100", "t200"]
+    assert result.vectors[0] == pytest.approx(embedding_for("t0"))
+    assert result.vectors[249] == pytest.approx(embedding_for("t249"))
+    assert result.usage.input_tokens == sum(estimate_text_tokens(t) for t in texts)
+
+
+async def test_the_fake_refuses_a_batch_over_the_cap_as_gemini_does(
+        fake_upstream: FakeUpstream) -> None:
+    body = {"requests": [{"model": "models/gemini-embedding-001",
+                          "content": {"parts": [{"text": "x"}]}}] * 101}
+    async with aiohttp.ClientSession() as http:
+        url = fake_upstream.base_url("gemini") + "/v1beta/models/x:batchEmbedContents"
+        resp = await http.post(url, json=body, headers={"x-goog-api-key": "test-key"})
+        answer = await resp.json()
+    assert resp.status == 400
+    assert "at most 100 requests can be in one batch" in answer["error"]["message"]
+
+
+async def test_embeddings_usage_from_the_answer_when_present() -> None:
+    answer = {"embeddings": [{"values": [0.5, -1, 2]}], "usageMetadata": {"promptTokenCount": 9}}
+    async with raw_server(json.dumps(answer).encode(), content_type="application/json") as base:
+        result = await embed(base, embedding_request("x"))
+    assert result.vectors == [[0.5, -1.0, 2.0]] and result.usage.input_tokens == 9
+
+
+@pytest.mark.parametrize(("answer", "why"), [
+    ({}, "no embeddings"),
+    ({"embeddings": None}, "no embeddings"),
+    ({"embeddings": [{"values": [0.1]}]}, "1 embeddings for 2 inputs"),
+    ({"embeddings": [{"values": [0.1]}, {}]}, "an embedding has no values"),
+    ({"embeddings": [{"values": [0.1]}, {"values": []}]}, "an embedding has no values"),
+    ({"embeddings": [{"values": [0.1]}, {"values": ["0.2"]}]}, "not a number"),
+    ({"embeddings": [{"values": [0.1]}, {"values": [True]}]}, "not a number"),
+    ([{"values": [0.1]}], "not a JSON object"),
+])
+async def test_embeddings_malformed_answers(answer: Any, why: str) -> None:
+    async with raw_server(json.dumps(answer).encode(), content_type="application/json") as base:
+        with pytest.raises(UpstreamServerError) as info:
+            await embed(base, embedding_request("a", "b"))
+    assert "malformed" in info.value.message and why in info.value.message
+    assert info.value.provider == "gemini"

@@ -44,6 +44,7 @@ from interlock.testing.openai_wire import embedding_for, format_duration
 from interlock.types import (
     ChatRequest,
     ChatResponse,
+    EmbeddingRequest,
     ImagePart,
     Message,
     ResponseFormat,
@@ -624,29 +625,54 @@ def test_fake_duration_format_round_trips() -> None:
 
 
 # -- embeddings and the models list -------------------------------------------------
-async def test_embed(fake_upstream: Any) -> None:
+def _embedding_request(texts: list[str], **fields: Any) -> EmbeddingRequest:
+    return EmbeddingRequest(ChatRequest(model="embed", messages=[], user=fields.pop("user", None)),
+                            texts, **fields)
+
+
+async def test_embeddings(fake_upstream: Any) -> None:
     dep = deployment(fake_upstream.base_url("openai"), "text-embedding-3-small")
     http = HttpClient()
     try:
-        vectors = await OpenAIAdapter(http).embed(["alpha", "beta", "alpha"], dep, FAST)
+        result = await OpenAIAdapter(http).embeddings(
+            _embedding_request(["alpha", "beta", "alpha"]), dep, FAST)
     finally:
         await http.aclose()
     sent = fake_upstream.received[0]
     assert sent.path == "/v1/embeddings"
-    assert sent.body == {"model": "text-embedding-3-small", "input": ["alpha", "beta", "alpha"]}
+    assert sent.body == {"model": "text-embedding-3-small", "input": ["alpha", "beta", "alpha"],
+                         "encoding_format": "float"}
+    vectors = result.vectors
     assert [len(v) for v in vectors] == [64, 64, 64]
     assert vectors[0] == vectors[2] != vectors[1]
     assert vectors[1] == pytest.approx(embedding_for("beta"))
     assert sum(x * x for x in vectors[0]) == pytest.approx(1.0)
+    # The usage the fake reported: ceil(len / 4) tokens per text.
+    assert result.usage.input_tokens == 2 + 1 + 2 and result.usage.output_tokens == 0
 
 
-async def test_embed_error(fake_upstream: Any) -> None:
+async def test_embeddings_send_dimensions_user_and_extra_params(fake_upstream: Any) -> None:
+    dep = deployment(fake_upstream.base_url("openai"), "text-embedding-3-large")
+    request = _embedding_request(["alpha"], dimensions=8, user="u-1",
+                                 extra={"input_type": "query"})
+    http = HttpClient()
+    try:
+        result = await OpenAIAdapter(http).embeddings(request, dep, FAST)
+    finally:
+        await http.aclose()
+    assert fake_upstream.received[0].body == {
+        "model": "text-embedding-3-large", "input": ["alpha"], "encoding_format": "float",
+        "dimensions": 8, "user": "u-1", "input_type": "query"}
+    assert result.vectors == [pytest.approx(embedding_for("alpha")[:8])]
+
+
+async def test_embeddings_error(fake_upstream: Any) -> None:
     fake_upstream.script(Fault(status=401), provider="openai")
     http = HttpClient()
     try:
         with pytest.raises(AuthenticationFailed):
-            await OpenAIAdapter(http).embed(
-                ["a"], deployment(fake_upstream.base_url("openai")), FAST)
+            await OpenAIAdapter(http).embeddings(
+                _embedding_request(["a"]), deployment(fake_upstream.base_url("openai")), FAST)
     finally:
         await http.aclose()
 

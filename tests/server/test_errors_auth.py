@@ -145,11 +145,11 @@ async def test_wrong_method_is_405(gateway: RunningGateway) -> None:
 async def test_an_endpoint_not_served_is_a_404_that_lists_what_is(
         gateway: RunningGateway) -> None:
     async with httpx.AsyncClient(timeout=10) as http:
-        resp = await http.post(gateway.base_url + "/embeddings", headers=AUTH,
-                               json={"model": "budget", "input": "hi"})
+        resp = await http.post(gateway.base_url + "/completions", headers=AUTH,
+                               json={"model": "budget", "prompt": "hi"})
     error = _assert_openai_error(resp, 404)
-    assert "No route for POST /v1/embeddings" in error["message"]
-    assert "POST /v1/chat/completions" in error["message"]
+    assert "No route for POST /v1/completions" in error["message"]
+    assert "POST /v1/chat/completions, POST /v1/embeddings" in error["message"]
 
 
 # -- upstream errors ---------------------------------------------------------------

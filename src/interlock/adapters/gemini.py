@@ -1,4 +1,5 @@
-"""The Gemini API adapter: generateContent and streamGenerateContent (v1beta).
+"""The Gemini API adapter: generateContent, streamGenerateContent and
+batchEmbedContents (v1beta).
 
 Translates a neutral `ChatRequest` into a GenerateContentRequest, the answer
 back into a `ChatResponse` or `StreamDelta`s, and Google's error bodies
@@ -23,19 +24,23 @@ Choices worth knowing:
   another provider, or a client that dropped it) carries Google's documented
   `skip_thought_signature_validator` placeholder.
 - With `n` > 1 Gemini generates several candidates; only the first is returned.
+- Embeddings go through batchEmbedContents, one request per input and up to
+  `EMBED_BATCH` inputs per call. Its answer carries no token count; usage is
+  estimated.
 
-Imports: orjson, the standard library, `types`, `errors`, `catalog`, `adapters.base`,
-`adapters.http`, `adapters.registry`.
+Imports: orjson, the standard library, `types`, `errors`, `catalog`, `tokens`,
+`adapters.base`, `adapters.http`, `adapters.registry`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import mimetypes
 import os
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
@@ -63,9 +68,12 @@ from interlock.errors import (
     error_for_status,
     redact,
 )
+from interlock.tokens import estimate_text_tokens
 from interlock.types import (
     ChatRequest,
     ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResult,
     FinishReason,
     ImagePart,
     Message,
@@ -80,6 +88,8 @@ from interlock.types import (
 
 PROVIDER = "gemini"
 SKIP_SIGNATURE = "skip_thought_signature_validator"
+# batchEmbedContents refuses more requests than this in one call.
+EMBED_BATCH = 100
 
 # OpenAI extras with a generationConfig twin, and Gemini-native ones passed through.
 _EXTRA_TO_CONFIG = {
@@ -143,6 +153,10 @@ class GeminiAdapter:
     async def complete(self, request: ChatRequest, deployment: Deployment,
                        timeouts: Timeouts) -> ChatResponse:
         call = _prepare(request, deployment, stream=False)
+        return parse_response(await self._post(call, timeouts), call)
+
+    async def _post(self, call: _Call, timeouts: Timeouts) -> dict[str, Any]:
+        """The JSON object a non-streamed call answers with; errors raised typed."""
         resp = await self._http.post(call.url, headers=call.headers, body=call.body,
                                      timeouts=timeouts, labels=call.labels)
         if resp.status >= 400:
@@ -150,7 +164,7 @@ class GeminiAdapter:
         data = _load_json(resp.body, call)
         if not isinstance(data, dict):
             raise _malformed(call, "the response is not a JSON object")
-        return parse_response(data, call)
+        return data
 
     async def stream(self, request: ChatRequest, deployment: Deployment,
                      timeouts: Timeouts) -> AsyncIterator[StreamDelta]:
@@ -173,8 +187,38 @@ class GeminiAdapter:
                         yield delta
             yield state.finish()
 
+    async def embeddings(self, request: EmbeddingRequest, deployment: Deployment,
+                         timeouts: Timeouts) -> EmbeddingResult:
+        """One vector per input, in input order, and the tokens billed.
+
+        The API takes at most `EMBED_BATCH` inputs a call, and OpenAI clients
+        send up to 2048, so longer lists go in consecutive calls."""
+        vectors: list[list[float]] = []
+        tokens = 0
+        for start in range(0, len(request.inputs), EMBED_BATCH):
+            part = dataclasses.replace(request,
+                                       inputs=request.inputs[start:start + EMBED_BATCH])
+            result = await self._embed_batch(part, deployment, timeouts)
+            vectors += result.vectors
+            tokens += result.usage.input_tokens
+        return EmbeddingResult(vectors, Usage(input_tokens=tokens))
+
+    async def _embed_batch(self, request: EmbeddingRequest, deployment: Deployment,
+                           timeouts: Timeouts) -> EmbeddingResult:
+        call = _new_call(deployment, "batchEmbedContents",
+                         lambda model: build_embedding_body(request, deployment, model))
+        return parse_embeddings(await self._post(call, timeouts), request.inputs, call)
+
 
 def _prepare(request: ChatRequest, deployment: Deployment, *, stream: bool) -> _Call:
+    method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+    return _new_call(deployment, method, lambda model: build_body(request, deployment))
+
+
+def _new_call(deployment: Deployment, method: str,
+              build: Callable[[str], dict[str, Any]]) -> _Call:
+    """A call to `models/{model}:{method}`; `build` makes the body from the bare
+    model name, after the key check, so a keyless call fails on the key first."""
     key = deployment.key() or _key_from_env(os.environ)
     labels = Labels(PROVIDER, deployment.name)
     if not key:
@@ -183,10 +227,10 @@ def _prepare(request: ChatRequest, deployment: Deployment, *, stream: bool) -> _
             f"{' or '.join(API_KEY_ENV[PROVIDER])}.",
             provider=PROVIDER, deployment=deployment.name)
     model = deployment.model.removeprefix("models/")
-    body = build_body(request, deployment)
+    body = build(model)
     headers = with_extra_headers(
         {"content-type": "application/json", "x-goog-api-key": key}, deployment)
-    return _Call(url=_url(deployment, model, stream), headers=headers,
+    return _Call(url=_url(deployment, model, method), headers=headers,
                  body=orjson.dumps(body), labels=labels, model=model, key=key)
 
 
@@ -194,12 +238,12 @@ def _key_from_env(environ: Mapping[str, str]) -> str | None:
     return next((environ[n] for n in API_KEY_ENV[PROVIDER] if environ.get(n)), None)
 
 
-def _url(deployment: Deployment, model: str, stream: bool) -> str:
+def _url(deployment: Deployment, model: str, method: str) -> str:
+    """The URL of `method` (with its query, if any) on `model`."""
     base = deployment.api_base or resolve_base_url(PROVIDER, None, os.environ)
     base = base.rstrip("/")
     if not re.search(r"/v1(beta|alpha)?$", base):
         base += "/v1beta"
-    method = "streamGenerateContent?alt=sse" if stream else "generateContent"
     return f"{base}/models/{quote(model, safe='-._')}:{method}"
 
 
@@ -429,6 +473,24 @@ def _apply_extras(extra: dict[str, Any], config: dict[str, Any], body: dict[str,
             raise UnsupportedParameter(name, PROVIDER)
 
 
+def build_embedding_body(request: EmbeddingRequest, deployment: Deployment,
+                         model: str) -> dict[str, Any]:
+    """The BatchEmbedContentsRequest JSON: one EmbedContentRequest per input.
+
+    `routing.user` is left out: Gemini has no field for it, and it only tags
+    the call for abuse monitoring, so dropping it changes no answer."""
+    drop = bool(request.routing.drop_params or deployment.drop_params)
+    for name, value in request.extra.items():
+        if value is None or value is False or drop:
+            continue
+        raise UnsupportedParameter(name, PROVIDER)
+    one: dict[str, Any] = {"model": f"models/{model}"}
+    if request.dimensions is not None:
+        one["outputDimensionality"] = request.dimensions
+    return {"requests": [{**one, "content": {"parts": [{"text": text}]}}
+                         for text in request.inputs]}
+
+
 # -- responses ------------------------------------------------------------------
 def parse_response(data: dict[str, Any], call: _Call) -> ChatResponse:
     """A GenerateContentResponse as a neutral ChatResponse."""
@@ -523,6 +585,34 @@ def parse_usage(meta: Any) -> Usage | None:
         cached_input_tokens=int(meta.get("cachedContentTokenCount") or 0),
         reasoning_tokens=thoughts,
     )
+
+
+def parse_embeddings(data: dict[str, Any], inputs: list[str], call: _Call) -> EmbeddingResult:
+    """A BatchEmbedContentsResponse as vectors in input order, with usage."""
+    if "error" in data:
+        raise _error_from_object(data["error"], {}, call)
+    rows = data.get("embeddings")
+    if not isinstance(rows, list):
+        raise _malformed(call, "the response has no embeddings")
+    if len(rows) != len(inputs):
+        raise _malformed(call, f"{len(rows)} embeddings for {len(inputs)} inputs")
+    vectors = [_vector(row, call) for row in rows]
+    meta = data.get("usageMetadata")
+    counted = meta.get("promptTokenCount") if isinstance(meta, dict) else None
+    # The API sends no count today; take one if it ever does, else estimate so
+    # that the ledger still prices the call.
+    tokens = _int(counted, 0) or sum(estimate_text_tokens(t) for t in inputs)
+    return EmbeddingResult(vectors, Usage(input_tokens=tokens))
+
+
+def _vector(row: Any, call: _Call) -> list[float]:
+    values = row.get("values") if isinstance(row, dict) else None
+    if not isinstance(values, list) or not values:
+        raise _malformed(call, "an embedding has no values")
+    # bool is an int subclass; a true/false in a vector is a broken answer, not 1.0.
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise _malformed(call, "an embedding holds a value that is not a number")
+    return [float(v) for v in values]
 
 
 class _StreamState:

@@ -8,6 +8,9 @@ through routing, retries, cooldowns and the ledger like any other, but its
 answer is made up locally: usage is Interlock's own estimate (the provider
 counted nothing) and its cost is recorded as zero, because nothing was billed.
 
+An embeddings request with `mock_response` set gets made-up unit vectors, the
+same for the same text, of the dimensions asked for (else `MOCK_DIMENSIONS`).
+
 Only text is taken. LiteLLM also takes an exception or a response object; those
 are refused with a pointer to the fake upstream, which scripts failures in each
 provider's real wire format.
@@ -18,7 +21,10 @@ Imports: the standard library, `types`, `catalog`, `tokens`,
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import math
+import random
 import re
 from collections.abc import AsyncIterator
 from typing import ClassVar
@@ -26,9 +32,17 @@ from typing import ClassVar
 from interlock.adapters.base import DeltaBatch, flatten
 from interlock.adapters.http import HttpClient, Timeouts
 from interlock.catalog import Deployment
-from interlock.tokens import CHARS_PER_TOKEN, estimate_prompt_tokens
-from interlock.types import ChatRequest, ChatResponse, StreamDelta, Usage
+from interlock.tokens import CHARS_PER_TOKEN, estimate_prompt_tokens, estimate_text_tokens
+from interlock.types import (
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResult,
+    StreamDelta,
+    Usage,
+)
 
+MOCK_DIMENSIONS = 16
 # A word and the space after it: streamed mock text arrives a word a chunk.
 _PIECES = re.compile(r"\S+\s*|\s+")
 
@@ -78,3 +92,19 @@ class MockAdapter:
         rest.append(StreamDelta(finish_reason="stop", usage=answer.usage, id=ids[0],
                                 model=ids[1]))
         yield DeltaBatch(rest, final=True)
+
+    async def embeddings(self, request: EmbeddingRequest, deployment: Deployment,
+                         timeouts: Timeouts) -> EmbeddingResult:
+        size = request.dimensions or MOCK_DIMENSIONS
+        return EmbeddingResult(
+            [_unit_vector(text, size) for text in request.inputs],
+            Usage(input_tokens=sum(estimate_text_tokens(t) for t in request.inputs)))
+
+
+def _unit_vector(text: str, size: int) -> list[float]:
+    # Seeded by the text, so equal texts get equal vectors in every process.
+    seed = int.from_bytes(hashlib.blake2b(text.encode()).digest()[:8], "big")
+    rng = random.Random(seed)
+    values = [rng.gauss(0.0, 1.0) for _ in range(size)]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return [v / norm for v in values]

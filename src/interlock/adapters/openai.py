@@ -3,9 +3,8 @@
 One module serves OpenAI, OpenRouter, Groq, Together, DeepSeek, vLLM, Ollama and
 the llama.cpp server: they differ only in base URL and key, which the deployment
 carries. Here live the request translation (neutral `ChatRequest` -> OpenAI JSON),
-the response and stream translation back, the embeddings call the routing
-featuriser uses, and OpenAI's error recognisers (context window, content policy,
-quota, rate-limit reset headers).
+the response and stream translation back, the embeddings call, and OpenAI's
+error recognisers (context window, content policy, quota, rate-limit reset headers).
 
 `max_tokens` or `max_completion_tokens`: OpenAI deprecated `max_tokens` and its
 reasoning models (o1, o3, o4, gpt-5 families) reject it, but every other
@@ -16,7 +15,7 @@ it. So `max_tokens` is sent everywhere except to the reasoning families on the
 `max_tokens_param` in its extra params; a caller who passes one of the two names
 in `request.extra` gets exactly that.
 
-Imports: orjson, the standard library, `types`, `errors`, `catalog`, `adapters.*`.
+Imports: orjson, the standard library, `types`, `tokens`, `errors`, `catalog`, `adapters.*`.
 """
 
 from __future__ import annotations
@@ -49,9 +48,12 @@ from interlock.errors import (
     error_for_status,
     redact,
 )
+from interlock.tokens import estimate_text_tokens
 from interlock.types import (
     ChatRequest,
     ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResult,
     FinishReason,
     ImagePart,
     Message,
@@ -140,19 +142,32 @@ class OpenAIAdapter:
             async for batch in _stream_batches(resp, deployment):
                 yield batch
 
-    async def embed(self, texts: list[str], deployment: Deployment,
-                    timeouts: Timeouts) -> list[list[float]]:
-        """One vector per text, in the order given."""
-        body = {"model": deployment.model, "input": texts}
+    async def embeddings(self, request: EmbeddingRequest, deployment: Deployment,
+                         timeouts: Timeouts) -> EmbeddingResult:
+        """One vector per input, in input order, and the tokens billed."""
+        body: dict[str, Any] = {**request.extra, "model": deployment.model,
+                                "input": request.inputs, "encoding_format": "float"}
+        if request.dimensions is not None:
+            body["dimensions"] = request.dimensions
+        if request.routing.user is not None:
+            body["user"] = request.routing.user
         resp = await self._http.post(
             _url(deployment, "/embeddings"), headers=_headers(deployment, stream=False),
             body=orjson.dumps(body), timeouts=timeouts, labels=_labels(deployment))
         data = _decode_answer(resp.status, resp.headers, resp.body, deployment)
         try:
             rows = sorted(data["data"], key=lambda row: row.get("index", 0))
-            return [[float(x) for x in row["embedding"]] for row in rows]
-        except (KeyError, TypeError, ValueError):
+            vectors = [[float(x) for x in row["embedding"]] for row in rows]
+            usage = data.get("usage") or {}
+            tokens = int(usage.get("prompt_tokens") or 0)
+        except (KeyError, TypeError, ValueError, AttributeError):
             raise _malformed(deployment, "an embeddings answer without data[].embedding") from None
+        if len(vectors) != len(request.inputs):
+            raise _malformed(deployment, f"{len(vectors)} embeddings for "
+                             f"{len(request.inputs)} inputs")
+        if not tokens:  # some OpenAI-compatible servers leave usage out
+            tokens = sum(estimate_text_tokens(t) for t in request.inputs)
+        return EmbeddingResult(vectors, Usage(input_tokens=tokens))
 
 
 # -- request translation --------------------------------------------------------

@@ -36,7 +36,7 @@ from interlock.dispatch.health import (
     DeploymentStats,
     health_row,
 )
-from interlock.dispatch.outcome import Attempt, DispatchResult
+from interlock.dispatch.outcome import Attempt, DispatchResult, EmbeddingDispatch
 from interlock.dispatch.retry import Action, FallbackKind, RetryDecision, RetryPolicy, retry_class
 from interlock.dispatch.run import Picked, Run, Success
 from interlock.dispatch.selection import estimate_request_tokens, fits, rank
@@ -52,10 +52,18 @@ from interlock.errors import (
     ProviderError,
     Timeout,
 )
-from interlock.tokens import estimate_prompt_tokens
-from interlock.types import ChatRequest, ChatResponse, Message, StreamDelta, TextPart
+from interlock.tokens import estimate_prompt_tokens, estimate_text_tokens
+from interlock.types import (
+    ChatRequest,
+    ChatResponse,
+    EmbeddingRequest,
+    EmbeddingResult,
+    Message,
+    StreamDelta,
+    TextPart,
+)
 
-__all__ = ["Attempt", "DispatchResult", "DispatchStream", "Dispatcher"]
+__all__ = ["Attempt", "DispatchResult", "DispatchStream", "Dispatcher", "EmbeddingDispatch"]
 
 T = TypeVar("T")
 # (adapter, the request as this deployment gets it, deployment, timeouts)
@@ -117,6 +125,31 @@ class Dispatcher:
         return DispatchStream(self, run, success,
                               continuation=self._settings.stream_continuation)
 
+    async def embed(self, request: EmbeddingRequest, group: str) -> EmbeddingDispatch:
+        """Embeddings with the same retries, fallbacks and cooldowns as a completion.
+
+        An embedding model's context window bounds each input, not their sum,
+        so deployments are fitted to the longest input."""
+        longest = max(estimate_text_tokens(t) for t in request.inputs)
+        run = self._new_run(request.routing, group, stream=False, prompt_tokens=longest)
+
+        async def call(adapter: Adapter, _: ChatRequest, d: Deployment, timeouts: Timeouts
+                       ) -> tuple[EmbeddingResult, ChatResponse | None]:
+            embeddings = getattr(adapter, "embeddings", None)
+            if embeddings is None:
+                raise InvalidRequest(
+                    f"Deployment {d.name} cannot embed: the {d.provider} provider has no "
+                    "embeddings API. Name a model group of OpenAI-compatible or Gemini "
+                    "embedding deployments.", param="model", code="model_not_supported")
+            result: EmbeddingResult = await embeddings(request, d, timeouts)
+            # The usage settles tpm counters and budget gates as a completion's does.
+            return result, ChatResponse(id="", model=d.model, content=None,
+                                        usage=result.usage)
+
+        success = await self._execute(run, call)
+        return EmbeddingDispatch(success.value, success.picked.deployment, success.group,
+                                 run.attempts)
+
     def health(self) -> list[DeploymentHealth]:
         return [health_row(d, self.tracker.view(d), self._stat(d))
                 for d in self._catalog.deployments()]
@@ -132,7 +165,8 @@ class Dispatcher:
         await self.state.aclose()
 
     # -- one request --------------------------------------------------------
-    def _new_run(self, request: ChatRequest, group: str, *, stream: bool) -> Run:
+    def _new_run(self, request: ChatRequest, group: str, *, stream: bool,
+                 prompt_tokens: int | None = None) -> Run:
         self._catalog.group(group)  # UnknownModel for a name that is not configured
         limit = self._settings.request_timeout(stream=stream)
         if request.timeout is not None:
@@ -140,7 +174,8 @@ class Dispatcher:
         deadline = None if limit is None else self._clock.now() + limit
         return Run(request=request, origin=group, stream=stream, deadline=deadline,
                    plan=self._fallbacks.plan(group, request.fallbacks),
-                   prompt_tokens=estimate_prompt_tokens(request))
+                   prompt_tokens=(estimate_prompt_tokens(request) if prompt_tokens is None
+                                  else prompt_tokens))
 
     async def _execute(self, run: Run, call: AttemptCall[T]) -> Success[T]:
         while True:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from interlock.catalog import Deployment
-from interlock.types import ChatResponse
+from interlock.types import ChatResponse, EmbeddingResult
 
 SKIPPED = "skipped:"
 
@@ -52,6 +52,14 @@ class DispatchResult:
     @property
     def upstream_calls(self) -> int:
         return sum(1 for a in self.attempts if a.called)
+
+
+@dataclass(slots=True)
+class EmbeddingDispatch:
+    result: EmbeddingResult
+    deployment: Deployment
+    group: str
+    attempts: list[Attempt] = field(default_factory=list)
 
 
 def attempts_header(attempts: list[Attempt]) -> str:

@@ -32,6 +32,7 @@ from interlock.server.asgi_io import (
 )
 from interlock.server.auth import BearerAuth
 from interlock.server.chat import ChatCompletions
+from interlock.server.embeddings import EmbeddingsEndpoint
 from interlock.server.guard import ErrorGuard
 
 log = logging.getLogger("interlock.server")
@@ -39,7 +40,7 @@ log = logging.getLogger("interlock.server")
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 
 
-_SERVED = ("Interlock serves POST /v1/chat/completions, GET /v1/models, "
+_SERVED = ("Interlock serves POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models, "
            "GET /v1/models/{id}, GET /health/liveness, GET /health/readiness and "
            "GET /health/deployments.")
 
@@ -51,6 +52,7 @@ class InterlockApp:
                  tune_gc: bool = False) -> None:
         self.gateway = gateway
         self._chat = ChatCompletions(gateway, max_body_bytes=max_body_bytes)
+        self._embeddings = EmbeddingsEndpoint(gateway, max_body_bytes=max_body_bytes)
         self._ready = False
         self._tune_gc = tune_gc
 
@@ -69,6 +71,11 @@ class InterlockApp:
                 await _method_not_allowed(send, "POST")
                 return
             await self._chat(scope, receive, send)
+        elif path in ("/v1/embeddings", "/embeddings"):
+            if method != "POST":
+                await _method_not_allowed(send, "POST")
+                return
+            await self._embeddings(scope, receive, send)
         elif path in ("/v1/models", "/models") or path.startswith(("/v1/models/", "/models/")):
             if method != "GET":
                 await _method_not_allowed(send, "GET")
@@ -84,7 +91,7 @@ class InterlockApp:
             await send_json(send, 200, {"deployments": self._deployments()})
         else:
             # Clients pointed here from a fuller OpenAI-compatible proxy try its
-            # other endpoints (embeddings, legacy completions): say what is served.
+            # other endpoints (legacy completions, images): say what is served.
             await send_plain_error(send, 404, f"No route for {method} {path}. {_SERVED}",
                                    type_="invalid_request_error", code="not_found")
 

@@ -2,13 +2,17 @@
 
 Routes: POST /v1beta/models/{model}:generateContent, POST
 /v1beta/models/{model}:streamGenerateContent (SSE with `alt=sse`, else one
-JSON array streamed piece by piece, as the real API does), GET /v1beta/models.
+JSON array streamed piece by piece, as the real API does), POST
+/v1beta/models/{model}:batchEmbedContents, GET /v1beta/models.
 Answers take the real shapes: candidates with `content.role == "model"`,
 `finishReason` and `index`; `usageMetadata`; `modelVersion`; `responseId`.
+Embeddings are `{"embeddings": [{"values": [...]}]}` and nothing else (the real
+answer has no usage), with the OpenAI fake's vectors, so one text embeds alike
+on both.
 Error bodies are Google's `{"error": {"code", "message", "status", "details"}}`
 with the texts the real API writes. Kept cheap: it serves load in benchmarks.
 
-Imports: the standard library, `testing.script`, `testing.wire`.
+Imports: the standard library, `testing.script`, `testing.wire`, `testing.openai_wire`.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from interlock.testing.openai_wire import embedding_for
 from interlock.testing.script import Fault, Reply
 from interlock.testing.wire import ErrorAnswer, Route, chunks
 
-_GENERATE = re.compile(
-    r"^/(v1|v1beta|v1alpha)/models/([^/:]+):(generateContent|streamGenerateContent)$")
+_METHOD = re.compile(
+    r"^/(v1|v1beta|v1alpha)/models/([^/:]+)"
+    r":(generateContent|streamGenerateContent|batchEmbedContents)$")
 _LIST = re.compile(r"^/(v1|v1beta|v1alpha)/models/?$")
 
 _FINISH = {"stop": "STOP", "tool_calls": "STOP", "length": "MAX_TOKENS",
@@ -64,6 +70,8 @@ _SAFETY_RATINGS = [
     {"category": "HARM_CATEGORY_HARASSMENT", "probability": "NEGLIGIBLE"},
 ]
 _MODELS = ("gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.0-flash-lite")
+# The real API's cap on one batchEmbedContents call.
+MAX_EMBED_REQUESTS = 100
 
 
 @dataclass(slots=True)
@@ -82,12 +90,14 @@ class GeminiWire:
 
     def route(self, method: str, path: str, query: dict[str, str], body: Any) -> Route | None:
         if method == "POST":
-            found = _GENERATE.match(path)
+            found = _METHOD.match(path)
             if found is None:
                 return None
             model, key = found.group(2), query.get("key")
             if found.group(3) == "generateContent":
                 return GeminiRoute("generate", model, False, key)
+            if found.group(3) == "batchEmbedContents":
+                return GeminiRoute("embeddings", model, False, key)
             sse = query.get("alt") == "sse"
             return GeminiRoute("stream_sse" if sse else "stream_json", model, True, key)
         if method == "GET" and _LIST.match(path):
@@ -96,7 +106,8 @@ class GeminiWire:
 
     def check_request(self, route: Route, headers: Mapping[str, str],
                       body: Any) -> ErrorAnswer | None:
-        """Google refuses a call without a key (403) or with an empty one (400)."""
+        """Google refuses a call without a key (403) or with an empty one (400),
+        and a batch of embeddings over its size cap (400)."""
         key = headers.get("x-goog-api-key")
         if key is None and isinstance(route, GeminiRoute):
             key = route.key_in_query
@@ -104,11 +115,16 @@ class GeminiWire:
             return _error(403, "PERMISSION_DENIED", _NO_KEY)
         if not key.strip():
             return _bad_key()
+        if route.endpoint == "embeddings" and len(_embed_requests(body)) > MAX_EMBED_REQUESTS:
+            return _error(400, "INVALID_ARGUMENT", "* BatchEmbedContentsRequest.requests: at "
+                          f"most {MAX_EMBED_REQUESTS} requests can be in one batch\n")
         return None
 
     def reply(self, route: Route, body: Any, reply: Reply) -> Any:
         if route.endpoint == "models":
             return {"models": [_model_entry(m) for m in _MODELS]}
+        if route.endpoint == "embeddings":
+            return {"embeddings": [_embedding(r) for r in _embed_requests(body)]}
         parts = ([{"text": reply.text}] if reply.text else []) + _call_parts(reply)
         return self._response(route.model, parts or [{"text": ""}], reply, final=True)
 
@@ -148,8 +164,10 @@ class GeminiWire:
         if kind == "auth" and status == 400:
             return _bad_key()
         if status == 404 and kind != "path":
+            method = "batchEmbedContents" if route and route.endpoint == "embeddings" \
+                else "generateContent"
             message = (f"models/{model} is not found for API version v1beta, or is not "
-                       "supported for generateContent. Call ListModels to see the list of "
+                       f"supported for {method}. Call ListModels to see the list of "
                        "available models and their supported methods.")
             return _error(404, "NOT_FOUND", fault.message or message)
         if status == 429:
@@ -203,6 +221,23 @@ def _usage(reply: Reply, final: bool) -> dict[str, Any]:
     if reply.reasoning_tokens:
         usage["thoughtsTokenCount"] = reply.reasoning_tokens
     return usage
+
+
+def _embed_requests(body: Any) -> list[Any]:
+    requests = body.get("requests") if isinstance(body, dict) else None
+    return requests if isinstance(requests, list) else []
+
+
+def _embedding(request: Any) -> dict[str, Any]:
+    request = request if isinstance(request, dict) else {}
+    parts = (request.get("content") or {}).get("parts") or []
+    text = "".join(str(p.get("text", "")) for p in parts if isinstance(p, dict))
+    values = embedding_for(text)
+    size = request.get("outputDimensionality")
+    if isinstance(size, int) and size > 0:
+        # Gemini truncates its full vector and does not renormalise it.
+        values = values[:size]
+    return {"values": values}
 
 
 def _response_id() -> str:

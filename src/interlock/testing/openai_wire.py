@@ -276,9 +276,10 @@ def _embeddings(model: str, body: Any, reply: Reply) -> dict[str, Any]:
     raw = body.get("input") if isinstance(body, dict) else None
     texts = [raw] if isinstance(raw, str) else [str(t) for t in (raw or [])]
     tokens = sum(estimate_tokens(t) for t in texts)
+    size = body.get("dimensions") if isinstance(body, dict) else None
     return {
         "object": "list",
-        "data": [{"object": "embedding", "index": i, "embedding": embedding_for(t)}
+        "data": [{"object": "embedding", "index": i, "embedding": embedding_for(t)[:size]}
                  for i, t in enumerate(texts)],
         "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }
