@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from interlock import Controller, RouterNotTrained
+from interlock.errors import UnknownModel
 from interlock.routing.learned.base import load_router
 from interlock.routing.training import train_router
 
@@ -203,3 +204,36 @@ def test_routellm_route_router_threshold_arguments_and_model_counts(
         client.close()
     assert client.model_counts["mf"] == {"anthropic/claude-sonnet-4": 1,
                                          "gemini/gemini-2.0-flash-lite": 2}
+
+
+class _Series(list):
+    """Just enough of a pandas Series (not a dependency) to show its index is kept."""
+
+    def __init__(self, values, index=None):
+        super().__init__(values)
+        self.index = list(index) if index is not None else list(range(len(values)))
+
+    def to_frame(self):
+        raise NotImplementedError
+
+
+def test_routellm_batch_calculate_win_rate_scores_every_prompt_without_calling(
+        mf_checkpoint, provider_env, fake_upstream):
+    router = load_router(mf_checkpoint)
+    prompts = [HARD[0], EASY[0], HARD[1]]
+    expected = router.win_prob(prompts, STRONG, WEAK)
+    client = Controller(routers=["mf"], strong_model="anthropic/claude-sonnet-4",
+                        weak_model="gemini/gemini-2.0-flash-lite",
+                        config={"mf": {"checkpoint_path": str(mf_checkpoint)}})
+    try:
+        rates = client.batch_calculate_win_rate(prompts, router="mf")
+        series = client.batch_calculate_win_rate(_Series(prompts, index=["a", "b", "c"]), "mf")
+        with pytest.raises(UnknownModel, match="router-mf-<threshold>"):
+            client.batch_calculate_win_rate(prompts, router="bert")
+    finally:
+        client.close()
+    assert rates == pytest.approx([float(p) for p in expected])
+    assert rates[0] > rates[1]  # the hard prompt is likelier won by the strong model
+    assert isinstance(series, _Series) and series.index == ["a", "b", "c"]
+    assert list(series) == pytest.approx(rates)
+    assert fake_upstream.received == []

@@ -236,6 +236,15 @@ class Router:
         """The sync twin of `adecide`."""
         return self._sync.run(self.adecide(model, messages, **kwargs))
 
+    async def awin_rates(self, router: str, prompts: list[str]) -> list[float]:
+        """The strong-win probability a learned router gives each prompt, the score
+        `router-<router>-<threshold>` compares with its threshold."""
+        return await self._gateway.routing.win_rates(router, prompts)
+
+    def win_rates(self, router: str, prompts: list[str]) -> list[float]:
+        """The sync twin of `awin_rates`."""
+        return self._sync.run(self.awin_rates(router, prompts))
+
     async def acompletion(self, model: str, messages: list[dict[str, Any]],
                           **kwargs: Any) -> Any:
         """A chat completion; with stream=True a `CompletionStream` of chunks."""

@@ -113,6 +113,16 @@ class Controller:
                                        [{"role": "user", "content": prompt}])
         return self._models[decision.group]
 
+    def batch_calculate_win_rate(self, prompts: Any, router: str) -> Any:
+        """P(the strong model wins) per prompt under `router` (RouteLLM's method). A
+        pandas Series in gives a Series out with the same index; any other sequence
+        of prompts gives a list."""
+        rates = self._router.win_rates(router, [str(p) for p in prompts])
+        index = getattr(prompts, "index", None)
+        if index is not None and hasattr(prompts, "to_frame"):
+            return type(prompts)(rates, index=index)
+        return rates
+
     def _model_name(self, model: str | None, router: str | None,
                     threshold: float | None) -> str:
         if model is not None:

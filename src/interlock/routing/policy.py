@@ -201,16 +201,28 @@ class RoutingPolicy:
                 candidates=(Candidate(routed.strong, score), Candidate(routed.weak, 1 - score)))
         return await self._route_members(name, router_name, routed, prompt)
 
+    async def win_rates(self, router_name: str, prompts: list[str]) -> list[float]:
+        """P(the strong group's answer wins) per prompt, as `router-<name>-<t>` scores
+        it, in one batch (RouteLLM's `batch_calculate_win_rate`)."""
+        routed = self._alias_group(f"router-{router_name}", router_name, 0.5)
+        return await self._win_probs(router_name, routed, prompts)
+
     async def _win_prob(self, router_name: str, routed: RoutedGroup, prompt: str) -> float:
+        return (await self._win_probs(router_name, routed, [prompt]))[0]
+
+    async def _win_probs(self, router_name: str, routed: RoutedGroup,
+                         prompts: list[str]) -> list[float]:
         if router_name == "random" and router_name not in self._learned:
             import random
 
-            return random.random()
+            return [random.random() for _ in prompts]
         router = self._learned[router_name]
         strong, weak = self._model_names(router_name, router, routed)
         if hasattr(router, "awin_prob"):
-            return float((await router.awin_prob([prompt], strong, weak))[0])
-        return float(router.win_prob([prompt], strong, weak)[0])
+            scores = await router.awin_prob(prompts, strong, weak)
+        else:
+            scores = router.win_prob(prompts, strong, weak)
+        return [float(s) for s in scores]
 
     def _model_names(self, router_name: str, router: Any,
                      routed: RoutedGroup) -> tuple[str, str]:
