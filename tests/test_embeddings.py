@@ -185,6 +185,8 @@ async def test_embeddings_name_a_group_not_a_router(fake_upstream: FakeUpstream)
     try:
         with pytest.raises(InvalidRequest, match="'smart' is a router"):
             await router.aembedding(model="smart", input="hello")
+        with pytest.raises(InvalidRequest, match=r"'router-mf-0\.3' is a router"):
+            await router.aembedding(model="router-mf-0.3", input="hello")
         with pytest.raises(UnknownModel) as unknown:
             await router.aembedding(model="nope", input="hello")
     finally:

@@ -39,7 +39,7 @@ from interlock.dispatch.dispatcher import (
 )
 from interlock.errors import InterlockError, InvalidRequest, ProviderError, UnknownModel
 from interlock.routing.decision import RoutingDecision, direct
-from interlock.routing.policy import RoutingPolicy
+from interlock.routing.policy import RoutingPolicy, parse_router_alias
 from interlock.types import (
     ChatRequest,
     ChatResponse,
@@ -294,7 +294,7 @@ class Gateway:
             decision = direct(group)
             return decision if alias is None else dataclasses.replace(
                 decision, requested=name, reason=f"{name!r} is an alias of {group!r}")
-        if name in self.model_names():
+        if name in self.model_names() or parse_router_alias(name) is not None:
             raise InvalidRequest(
                 f"{name!r} is a router, which picks between chat models; embeddings need a "
                 f"model group by name: one of {sorted(self.catalog.group_names)}.",
