@@ -165,3 +165,28 @@ def test_sqlite_timestamps_are_stored_as_sqlalchemy_writes_them(tmp_path: Path) 
     assert [r[0] for r in stored] == [
         plain(s.astimezone(UTC).replace(tzinfo=None)) for s in stamps]
     assert back == [s.astimezone(UTC) for s in stamps]
+
+
+def test_a_large_sqlite_batch_goes_in_multi_row_statements_in_order(tmp_path: Path) -> None:
+    """A batch is cut into INSERTs of CHUNKS rows (one sqlite3 step each, so the
+    writer thread gives the GIL up a few times a batch, not twice a row); the rows
+    keep their order and a rewritten batch still adds nothing."""
+    url = str(tmp_path / "ledger.sqlite")
+    tables = ledger_tables()
+    engine = make_engine(url)
+    rows = [{"row_id": f"r{n:03d}", "request_id": f"q{n:03d}", "status": "ok",
+             "created_at": datetime(2026, 1, 1, tzinfo=UTC), "input_tokens": n}
+            for n in range(301)]
+    try:
+        migrate(engine, tables)
+        insert = BatchInsert(engine.dialect, tables.requests)
+        with engine.begin() as conn:
+            insert.execute(conn, rows)
+            insert.execute(conn, rows[::-1])  # a retry: every row_id is stored already
+        got = _read_in_insert_order(engine, tables)
+    finally:
+        engine.dispose()
+    assert [r["request_id"] for r in got] == [r["request_id"] for r in rows]
+    assert [r["input_tokens"] for r in got] == list(range(301))
+    # 301 = 128 + 128 + 32 + 8 + 5 x 1
+    assert sorted(size for _, size in insert._multi) == [8, 32, 128]

@@ -49,6 +49,9 @@ def _statement(dialect: Dialect, table: sa.Table) -> Any:
 # Distinct sets of empty columns given their own INSERT; a bound on compiled
 # statements kept, not on what can be written.
 MAX_SHAPES = 64
+# Rows per multi-row INSERT on SQLite, largest first; 128 rows of the ledger's
+# ~20 columns stay far below SQLite's 32,766 bound variables.
+CHUNKS = (128, 32, 8, 1)
 
 
 def _default(column: sa.Column[Any]) -> Any:
@@ -77,6 +80,7 @@ class BatchInsert:
         # SQLite: an INSERT per set of columns a batch fills (see the module doc).
         self._skip_nulls = dialect.name == "sqlite" and self._positional
         self._shapes: dict[tuple[bool, ...], str] = {}
+        self._multi: dict[tuple[str, int], str] = {}
         self._nones = (None,) * len(names)
         self._defaults = [_default(columns[n]) for n in names]
         self._get = operator.itemgetter(*names)
@@ -136,10 +140,40 @@ class BatchInsert:
                                    strict=True)))
         sql = self._sql_for(shape) if not all(shape) else None
         if sql is None:
-            conn.exec_driver_sql(self.sql, parameters)
+            self._insert_chunks(conn, self.sql, parameters)
         else:
             compress = itertools.compress
-            conn.exec_driver_sql(sql, [tuple(compress(values, shape)) for values in parameters])
+            self._insert_chunks(conn, sql, [tuple(compress(values, shape))
+                                            for values in parameters])
+
+    def _insert_chunks(self, conn: Connection, sql: str,
+                       parameters: list[tuple[Any, ...]]) -> None:
+        """The rows in multi-row INSERTs of `CHUNKS` sizes, in order.
+
+        Python's sqlite3 releases the GIL around every step of an executemany,
+        once a row, and takes it back to bind the next: under load the writer
+        thread and the event loop then trade the GIL twice a ledger row, each
+        trade a forced switch. One statement of many rows steps once."""
+        start, total = 0, len(parameters)
+        while start < total:
+            size = next(n for n in CHUNKS if n <= total - start)
+            rows = parameters[start:start + size]
+            if size == 1:
+                conn.exec_driver_sql(sql, rows)
+            else:
+                flat = tuple(value for row in rows for value in row)
+                conn.exec_driver_sql(self._multi_row(sql, size), flat)
+            start += size
+
+    def _multi_row(self, sql: str, rows: int) -> str:
+        key = (sql, rows)
+        multi = self._multi.get(key)
+        if multi is None:
+            head, _, rest = sql.partition(" VALUES (")
+            group, _, tail = rest.partition(")")
+            multi = f"{head} VALUES " + ", ".join([f"({group})"] * rows) + tail
+            self._multi[key] = multi
+        return multi
 
     def _sql_for(self, shape: tuple[bool, ...]) -> str | None:
         sql = self._shapes.get(shape)

@@ -197,16 +197,27 @@ class Ledger:
     def record(self, row: LedgerRow) -> None:
         """Queue one row. Never blocks, never raises.
 
-        The row is turned into column values later, in the writer's thread, so
-        that the request path pays only for an append.
+        The row is turned into column values here, once the INSERT is known,
+        not in the writer's thread: that Python work holds the GIL wherever it
+        runs, and in the writer it made the thread and the event loop trade the
+        GIL back and forth all through a batch. The writer's thread is left with
+        the driver's work, most of which runs without the GIL.
         """
         if not self.enabled:
             return
+        item: LedgerRow | tuple[Any, ...] = row
+        if self._insert is not None:
+            try:
+                item = self._converted(row, self._insert)
+            except Exception:  # a malformed row must not fail the request
+                log.exception("ledger row could not be prepared; dropped")
+                self.dropped += 1
+                return
         with self._lock:
             if len(self._buffer) >= self.settings.max_buffer:
                 self.dropped += 1
                 return
-            self._buffer.append(row)
+            self._buffer.append(item)
             full = len(self._buffer) >= self.settings.batch_size
         if full:
             self._poke()
@@ -307,6 +318,8 @@ class Ledger:
             if not self._migrated:
                 migrate(engine, self.tables)
                 self._migrated = True
+        # From now on record() converts rows as they come (see there).
+        self._insert_for(engine)
 
     def _take(self) -> list[LedgerRow | tuple[Any, ...]]:
         with self._lock:
@@ -323,22 +336,15 @@ class Ledger:
     def _prepare(self, batch: list[LedgerRow | tuple[Any, ...]],
                  insert: BatchInsert) -> list[tuple[Any, ...]]:
         """Each row's values as the INSERT takes them, in place, so that a retried
-        batch keeps its row_ids. They are read from the row's attributes in the
-        statement's order: a dict per row first, then a tuple from it, was about
-        a fifth of the writer's instructions per row."""
-        if self._columns is None:
-            self._columns = _ColumnGetter(insert.names)
-        columns = self._columns
-        keep_payloads = self.settings.log_payloads
+        batch keeps its row_ids. Most rows arrive converted (`record`); those
+        recorded before the schema was migrated are converted here."""
         out: list[tuple[Any, ...]] = []
         for index, item in enumerate(batch):
             if isinstance(item, tuple):
                 out.append(item)
                 continue
             try:
-                values = columns.values(item, f"{self._row_prefix}{next(self._row_serial):016x}",
-                                        keep_payloads=keep_payloads)
-                batch[index] = converted = insert.convert(values)
+                batch[index] = converted = self._converted(item, insert)
             except Exception:  # a malformed row must not block the ones behind it
                 log.exception("ledger row could not be prepared; dropped")
                 self.dropped += 1
@@ -347,17 +353,29 @@ class Ledger:
         batch[:] = out
         return out
 
-    def _write(self, batch: list[LedgerRow | tuple[Any, ...]]) -> None:
-        engine = self._get_engine()
+    def _converted(self, row: LedgerRow, insert: BatchInsert) -> tuple[Any, ...]:
+        """The row's values as the INSERT takes them, with a new row_id."""
+        if self._columns is None:
+            self._columns = _ColumnGetter(insert.names)
+        values = self._columns.values(row, f"{self._row_prefix}{next(self._row_serial):016x}",
+                                      keep_payloads=self.settings.log_payloads)
+        return insert.convert(values)
+
+    def _insert_for(self, engine: Engine) -> BatchInsert:
         if self._insert is None:
             self._insert = BatchInsert(engine.dialect, self.tables.requests)
-        rows = self._prepare(batch, self._insert)
+        return self._insert
+
+    def _write(self, batch: list[LedgerRow | tuple[Any, ...]]) -> None:
+        engine = self._get_engine()
+        insert = self._insert_for(engine)
+        rows = self._prepare(batch, insert)
         if not rows:
             return
         if not self._migrated:
             self._migrate()
         with engine.begin() as conn:
-            self._insert.execute_converted(conn, rows)
+            insert.execute_converted(conn, rows)
 
     async def _run(self) -> None:
         backoff = self.settings.retry_initial
