@@ -63,6 +63,7 @@ def test_parse_takes_a_string_or_a_list_and_keeps_the_routing_fields() -> None:
      "'float' or 'base64'"),
     ({"model": "embed", "input": "x", "num_retries": -1}, "num_retries", "num_retries"),
     ({"model": "embed", "input": "x", "api_key": "sk-1"}, "api_key", "belong to"),
+    ({"model": "embed", "input": "x", "stream": True}, "stream", "not supported"),
 ])
 def test_parse_refuses_bad_bodies_naming_the_parameter(body: dict[str, Any], param: str,
                                                         says: str) -> None:

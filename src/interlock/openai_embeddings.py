@@ -20,7 +20,7 @@ from interlock.openai_request import DEPLOYMENT_ONLY, parse_chat_request
 from interlock.types import EmbeddingRequest, EmbeddingResult
 
 # Parsed here; everything else an OpenAI client sends goes to `extra`.
-_OWN = {"model", "input", "dimensions", "encoding_format", "user"}
+_OWN = {"model", "input", "dimensions", "encoding_format", "user", "stream"}
 # Read by the chat parser into the routing request (which refuses the
 # deployment-only keys); never sent upstream.
 _ROUTING = {"timeout", "num_retries", "fallbacks", "tags", "metadata", "mock_response",
@@ -55,6 +55,9 @@ def parse_embedding_request(body: Any) -> EmbeddingRequest:
     """Validate an OpenAI embeddings body and build the neutral request."""
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    if body.get("stream"):
+        raise InvalidRequest("'stream' is not supported for embeddings: the answer comes "
+                             "whole. Leave it out.", param="stream", code="invalid_value")
     inputs = _inputs(body.get("input"))
     dimensions = body.get("dimensions")
     if dimensions is not None and (isinstance(dimensions, bool) or not isinstance(
