@@ -121,9 +121,14 @@ def test_router_embedding_is_the_sync_twin(fake_upstream: FakeUpstream) -> None:
     router = Router(model_list=[_entry(fake_upstream, "embed")])
     try:
         resp = router.embedding(model="embed", input="hello")
+        packed = router.embedding(model="embed", input="hello", encoding_format="base64")
     finally:
         router.close()
     assert resp.data[0].embedding == pytest.approx(embedding_for("hello"))
+    # Asked for base64, as from the gateway; the provider was asked for floats.
+    raw = base64.b64decode(packed.data[0].embedding)
+    assert struct.unpack(f"<{len(raw) // 4}f", raw) == pytest.approx(resp.data[0].embedding)
+    assert fake_upstream.received[-1].body["encoding_format"] == "float"
 
 
 async def test_a_rate_limited_embedding_is_retried(fake_upstream: FakeUpstream) -> None:

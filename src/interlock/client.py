@@ -28,7 +28,7 @@ from interlock.config.schema import DeploymentParams
 from interlock.costs.settings import LedgerSettings
 from interlock.errors import ConfigError, InvalidRequest
 from interlock.gateway import Gateway, GatewayStream
-from interlock.openai_embeddings import embedding_dict, parse_embedding_request
+from interlock.openai_embeddings import embedding_dict, parse_embedding_request, wants_base64
 from interlock.openai_request import include_usage, parse_call_defaults, parse_chat_request
 from interlock.openai_response import ChunkRenderer, completion_dict
 from interlock.responses import EmbeddingResponse, ModelResponse, ModelResponseChunk
@@ -266,10 +266,11 @@ class Router:
                          ) -> EmbeddingResponse:
         """Embeddings from a model group, with retries, fallbacks and a ledger row;
         keyword arguments are the rest of the OpenAI embeddings body."""
-        request = parse_embedding_request({"model": model, "input": input, **kwargs})
-        done = await self._gateway.embed(request)
-        return EmbeddingResponse(embedding_dict(done.result, model=done.model),
-                                 interlock=done.meta.as_dict())
+        body = {"model": model, "input": input, **kwargs}
+        done = await self._gateway.embed(parse_embedding_request(body))
+        return EmbeddingResponse(
+            embedding_dict(done.result, model=done.model, base64_out=wants_base64(body)),
+            interlock=done.meta.as_dict())
 
     def embedding(self, model: str, input: str | list[str], **kwargs: Any
                   ) -> EmbeddingResponse:
