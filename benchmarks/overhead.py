@@ -383,7 +383,7 @@ def round_ratios(cells: dict[tuple[str, int, str], Cell], mode: str,
     for d, i, f in zip(direct, il, floor, strict=False):
         for q, key in ((50, "p50"), (99, "p99")):
             base, mine, theirs = (percentile(_metric(x, mode == "stream"), q) for x in (d, i, f))
-            if base is None or mine is None or theirs is None:
+            if base is None or mine is None or theirs is None or mine <= base:
                 out[key].append(None)
             else:
                 out[key].append(_ratio(mine - base, theirs - base))
@@ -445,7 +445,8 @@ def ratio_lines(rows: list[dict[str, Any]]) -> list[str]:
         return "n/a" if value is None else f"{value:.1f}x"
 
     def spread(values: list[float | None] | None) -> str:
-        known = [v for v in values or [] if v is not None]
+        # A round where Interlock's overhead came out at or below zero is noise.
+        known = [v for v in values or [] if v is not None and v > 0]
         return f"{min(known):.1f}-{max(known):.1f}x" if known else "n/a"
 
     lines = ["| mode | concurrency | LiteLLM/Interlock P50 | LiteLLM/Interlock P99 | "
