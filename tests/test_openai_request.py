@@ -89,6 +89,26 @@ def test_full_request_is_translated_field_by_field():
      "messages[0].thinking_blocks[0]", "as the answer gave it"),
     ({"metadata": {"tags": [1]}}, "metadata.tags", "a string or a list of strings"),
     ({"api_base": "http://elsewhere"}, "api_base", "belong to the deployment"),
+    # Found by feeding the gateway random bodies: each was a 500 before.
+    ({"messages": [{"role": ["user"], "content": "x"}]}, "messages[0].role", "must be one of"),
+    ({"messages": [{"role": {"a": 1}, "content": "x"}]}, "messages[0].role", "must be one of"),
+    ({"messages": [{"role": "user", "content": "x", "name": 5}]}, "messages[0].name",
+     "a string"),
+    ({"messages": [{"role": "assistant", "content": "x", "function_call": [1]}]},
+     "messages[0].function_call", "an object"),
+    ({"messages": [{"role": "assistant", "content": "x", "function_call": {"name": 1}}]},
+     "messages[0].function_call.name", "a string"),
+    ({"messages": [{"role": "tool", "content": "x", "tool_call_id": 7}]},
+     "messages[0].tool_call_id", "a string"),
+    ({"functions": 1.5}, "functions", "a list"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"schema": "x"}}},
+     "response_format.json_schema.schema", "a JSON schema object"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": [1]}}},
+     "response_format.json_schema.name", "a string"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "description": False}}]},
+     "tools[0].function.description", "a string"),
+    ({"tools": [{"type": "function", "function": {"name": "f", "strict": "yes"}}]},
+     "tools[0].function.strict", "true or false"),
 ])
 def test_bad_fields_name_the_field_and_the_fix(over, param, words):
     with pytest.raises(InvalidRequest) as info:

@@ -174,22 +174,27 @@ def _thinking_blocks(value: Any, path: str) -> list[dict[str, Any]]:
 def _message(raw: Any, i: int) -> Message:
     path = f"messages[{i}]"
     _typed(raw, dict, path, "an object with 'role' and 'content'")
-    role = _ROLES.get(raw.get("role"))
+    given = raw.get("role")
+    role = _ROLES.get(given) if isinstance(given, str) else None
     if role is None:
         raise _fail(f"'{path}.role' must be one of system, developer, user, assistant, tool; "
                     f"got {raw.get('role')!r}.", f"{path}.role")
     msg = Message(role=role, parts=_parts(raw.get("content"), f"{path}.content"))  # type: ignore[arg-type]
-    msg.name = raw.get("name")
+    msg.name = _optional_typed(raw, "name", str, "a string", param=f"{path}.name")
     if role == "assistant":
         msg.tool_calls = _tool_calls(raw.get("tool_calls"), f"{path}.tool_calls")
         msg.thinking_blocks = _thinking_blocks(raw.get("thinking_blocks"),
                                                f"{path}.thinking_blocks")
         if raw.get("function_call"):
-            fc = raw["function_call"]
-            msg.tool_calls.append(ToolCall(id="call_0", name=fc.get("name", ""),
-                                           arguments=fc.get("arguments", "{}")))
+            where = f"{path}.function_call"
+            fc = _typed(raw["function_call"], dict, where, "an object with 'name'")
+            msg.tool_calls.append(ToolCall(
+                id="call_0", name=_typed(fc.get("name", ""), str, f"{where}.name", "a string"),
+                arguments=_typed(fc.get("arguments", "{}"), str, f"{where}.arguments",
+                                 "a string of JSON")))
     elif role == "tool":
-        msg.tool_call_id = raw.get("tool_call_id") or raw.get("name")
+        msg.tool_call_id = (_optional_typed(raw, "tool_call_id", str, "a string",
+                                            param=f"{path}.tool_call_id") or msg.name)
         if not msg.tool_call_id:
             raise _fail(f"'{path}.tool_call_id' is required for a tool message.",
                         f"{path}.tool_call_id")
@@ -201,7 +206,8 @@ def _message(raw: Any, i: int) -> Message:
 def _tools(body: Mapping[str, Any]) -> list[ToolSpec] | None:
     raw = body.get("tools")
     if raw is None and body.get("functions") is not None:
-        raw = [{"type": "function", "function": f} for f in body["functions"]]
+        functions = _typed(body["functions"], list, "functions", "a list of functions")
+        raw = [{"type": "function", "function": f} for f in functions]
     if raw is None:
         return None
     _typed(raw, list, "tools", "a list")
@@ -216,8 +222,12 @@ def _tools(body: Mapping[str, Any]) -> list[ToolSpec] | None:
         params = fn.get("parameters")
         if params is not None:
             _typed(params, dict, f"{path}.function.parameters", "a JSON schema object")
-        tools.append(ToolSpec(name=name, description=fn.get("description"), parameters=params,
-                              strict=fn.get("strict")))
+        tools.append(ToolSpec(
+            name=name, parameters=params,
+            description=_optional_typed(fn, "description", str, "a string",
+                                        param=f"{path}.function.description"),
+            strict=_optional_typed(fn, "strict", bool, "true or false",
+                                   param=f"{path}.function.strict")))
     return tools
 
 
@@ -242,9 +252,15 @@ def _response_format(body: Mapping[str, Any]) -> ResponseFormat | None:
     if kind in ("text", "json_object"):
         return ResponseFormat(type=kind)
     if kind == "json_schema":
-        spec = _typed(raw.get("json_schema"), dict, "response_format.json_schema", "an object")
-        return ResponseFormat(type="json_schema", json_schema=spec.get("schema"),
-                              name=spec.get("name"), strict=spec.get("strict"))
+        where = "response_format.json_schema"
+        spec = _typed(raw.get("json_schema"), dict, where, "an object")
+        return ResponseFormat(
+            type="json_schema",
+            json_schema=_optional_typed(spec, "schema", dict, "a JSON schema object",
+                                        param=f"{where}.schema"),
+            name=_optional_typed(spec, "name", str, "a string", param=f"{where}.name"),
+            strict=_optional_typed(spec, "strict", bool, "true or false",
+                                   param=f"{where}.strict"))
     raise _fail("'response_format.type' must be 'text', 'json_object' or 'json_schema'.",
                 "response_format.type")
 
@@ -260,9 +276,10 @@ def _stop(body: Mapping[str, Any]) -> list[str] | None:
     raise _fail("'stop' must be a string or a list of strings.", "stop")
 
 
-def _optional_typed(body: Mapping[str, Any], key: str, kind: type, expected: str) -> Any:
+def _optional_typed(body: Mapping[str, Any], key: str, kind: type, expected: str, *,
+                    param: str | None = None) -> Any:
     value = body.get(key)
-    return None if value is None else _typed(value, kind, key, expected)
+    return None if value is None else _typed(value, kind, param or key, expected)
 
 
 def _check_stream_options(body: Mapping[str, Any]) -> None:
