@@ -75,6 +75,7 @@ class ResponseMeta:
         return sum(1 for a in self.attempts if a.called)
 
     def headers(self) -> list[tuple[str, str]]:
+        """The x-interlock-* response headers, each value safe to send (see `header_safe`)."""
         out = [("x-request-id", self.request_id),
                ("x-interlock-model-group", self.group or self.decision.group),
                ("x-interlock-route", self.decision.header_value()),
@@ -89,7 +90,7 @@ class ResponseMeta:
                 f"{a.deployment}={a.outcome}/{a.duration_ms:.0f}ms" for a in self.attempts)))
         if self.cost_usd is not None:
             out.append(("x-interlock-cost-usd", f"{self.cost_usd:.8f}"))
-        return out
+        return [(name, header_safe(value)) for name, value in out]
 
     def stream_summary(self) -> dict[str, Any]:
         """What a stream's final usage chunk carries: the cost and who answered."""
@@ -127,6 +128,23 @@ class Embeddings:
     # The upstream model id of the deployment that answered.
     model: str
     meta: ResponseMeta
+
+
+# Longer header values are cut: a client's made-up model name is echoed in some.
+MAX_HEADER_VALUE = 1000
+
+
+def header_safe(value: str) -> str:
+    """`value` with anything but printable ASCII replaced by "?", cut to
+    MAX_HEADER_VALUE characters.
+
+    Headers echo names the client chose (an unknown model's name in the route);
+    a control character there made the server drop the connection unanswered."""
+    if len(value) > MAX_HEADER_VALUE:
+        value = value[:MAX_HEADER_VALUE - 3] + "..."
+    if value.isascii() and value.isprintable():
+        return value
+    return "".join(c if " " <= c <= "~" else "?" for c in value)
 
 
 def new_request_id(prefix: str = "chatcmpl-") -> str:

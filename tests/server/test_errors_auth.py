@@ -152,6 +152,19 @@ async def test_an_endpoint_not_served_is_a_404_that_lists_what_is(
     assert "POST /v1/chat/completions, POST /v1/embeddings" in error["message"]
 
 
+async def test_a_model_name_with_control_characters_gets_its_404_not_a_dropped_connection(
+        gateway: RunningGateway) -> None:
+    """The route header echoes the name asked for; a control character in a header
+    made the server close the connection without an answer."""
+    name = "gpt\x00\n-4" + "o" * 3000
+    async with httpx.AsyncClient(timeout=10) as http:
+        resp = await http.post(gateway.base_url + "/chat/completions", headers=AUTH,
+                               json={"model": name, "messages": HELLO})
+    _assert_openai_error(resp, 404)
+    route = resp.headers["x-interlock-route"]
+    assert "gpt??-4o" in route and route.endswith("...") and len(route) <= 1000
+
+
 # -- upstream errors ---------------------------------------------------------------
 
 @pytest.mark.parametrize(("provider", "group"), [("anthropic", "high-quality"),
