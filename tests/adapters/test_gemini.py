@@ -3,15 +3,13 @@ how it streams and embeds, and how each failure becomes a typed error."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
 import pytest
+from tests.adapters.raw_upstream import raw_server
 
 from interlock.adapters.base import StreamAccumulator
 from interlock.adapters.gemini import (
@@ -642,26 +640,6 @@ async def test_disconnect_mid_stream(fake_upstream: FakeUpstream) -> None:
 
 
 # A one-shot HTTP server for answers the fake upstream does not script.
-@asynccontextmanager
-async def raw_server(body: bytes, status: str = "200 OK",
-                     content_type: str = "text/event-stream") -> AsyncIterator[str]:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        head = (f"HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\n"
-                f"content-length: {len(body)}\r\nconnection: close\r\n\r\n")
-        writer.write(head.encode() + body)
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.close()
-        await server.wait_closed()
-
-
 def sse(*chunks: dict[str, Any]) -> bytes:
     return b"".join(f"data: {json.dumps(c)}\r\n\r\n".encode() for c in chunks)
 

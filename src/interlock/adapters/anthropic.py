@@ -45,7 +45,15 @@ from typing import Any, ClassVar
 
 import orjson
 
-from interlock.adapters.base import ServerSentEvent, iter_sse, parse_retry_after, with_extra_headers
+from interlock.adapters.base import (
+    ServerSentEvent,
+    answer_shape,
+    checked_delta,
+    checked_response,
+    iter_sse,
+    parse_retry_after,
+    with_extra_headers,
+)
 from interlock.adapters.http import HttpClient, Labels, Timeouts
 from interlock.adapters.registry import resolve_base_url
 from interlock.catalog import Deployment
@@ -143,15 +151,16 @@ class AnthropicAdapter:
         labels = Labels(PROVIDER, deployment.name)
         resp = await self._http.post(url, headers=headers, body=body, timeouts=timeouts,
                                      labels=labels)
-        if resp.status != 200:
-            raise error_from_response(resp.status, resp.headers, resp.body, deployment)
-        try:
-            data = orjson.loads(resp.body)
-        except ValueError:
-            raise _malformed(deployment, resp.body) from None
-        if isinstance(data, dict) and data.get("type") == "error":
-            raise error_from_body(resp.status, resp.headers, data, deployment)
-        return parse_message(data, deployment)
+        with answer_shape(PROVIDER, deployment.name):
+            if resp.status != 200:
+                raise error_from_response(resp.status, resp.headers, resp.body, deployment)
+            try:
+                data = orjson.loads(resp.body)
+            except ValueError:
+                raise _malformed(deployment, resp.body) from None
+            if isinstance(data, dict) and data.get("type") == "error":
+                raise error_from_body(resp.status, resp.headers, data, deployment)
+            return checked_response(parse_message(data, deployment))
 
     async def stream(self, request: ChatRequest, deployment: Deployment,
                      timeouts: Timeouts) -> AsyncIterator[StreamDelta]:
@@ -160,11 +169,15 @@ class AnthropicAdapter:
         async with self._http.stream(url, headers=headers, body=body, timeouts=timeouts,
                                      labels=labels) as resp:
             if resp.status != 200:
-                raise error_from_response(resp.status, resp.headers, await resp.read(),
-                                          deployment)
+                body = await resp.read()
+                with answer_shape(PROVIDER, deployment.name):
+                    raise error_from_response(resp.status, resp.headers, body, deployment)
             state = StreamState(deployment)
             async for event in iter_sse(resp.line_batches()):
-                delta = state.feed(event)
+                with answer_shape(PROVIDER, deployment.name):
+                    delta = state.feed(event)
+                    if delta is not None:
+                        checked_delta(delta)
                 if delta is not None:
                     yield delta
                 if state.done:

@@ -15,15 +15,97 @@ Imports: the standard library, `types`, `errors`, `catalog`, `adapters.http`.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, get_args
 
 from interlock.adapters.http import HttpClient, Timeouts
 from interlock.catalog import Deployment
-from interlock.types import ChatRequest, ChatResponse, StreamDelta, ToolCall, Usage
+from interlock.errors import UpstreamServerError
+from interlock.types import (
+    ChatRequest,
+    ChatResponse,
+    FinishReason,
+    StreamDelta,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+
+# What reading a provider's answer raises when the answer is not the shape its
+# documentation gives (a field of another type, a list where an object was due).
+SHAPE_ERRORS = (AttributeError, TypeError, KeyError, IndexError, ValueError)
+_FINISH_REASONS = frozenset(get_args(FinishReason))
+
+
+@contextlib.contextmanager
+def answer_shape(provider: str, deployment: str) -> Iterator[None]:
+    """Read a provider's answer in here: one that is not the documented shape is
+    the provider's fault, an UpstreamServerError (a 502 the dispatcher may retry
+    elsewhere), never an internal error of Interlock's."""
+    try:
+        yield
+    except SHAPE_ERRORS as exc:
+        raise shape_error(provider, deployment, exc) from None
+
+
+def shape_error(provider: str, deployment: str, exc: Exception) -> UpstreamServerError:
+    """The error for an answer `answer_shape` could not read (for a hot path that
+    catches SHAPE_ERRORS itself: try/except costs nothing until it catches)."""
+    return UpstreamServerError(
+        f"The {provider} answer for deployment {deployment!r} is not in the shape its API "
+        f"documents ({type(exc).__name__}: {str(exc)[:200]}).",
+        provider=provider, deployment=deployment)
+
+
+def _check(ok: bool, what: str) -> None:
+    if not ok:
+        raise TypeError(what)
+
+
+def _optional_str(value: Any) -> bool:
+    return value is None or value.__class__ is str
+
+
+def _usage_ok(usage: Usage | None) -> bool:
+    return usage is None or all(
+        v.__class__ is int for v in (usage.input_tokens, usage.output_tokens,
+                                     usage.cached_input_tokens, usage.cache_write_tokens,
+                                     usage.reasoning_tokens))
+
+
+def checked_delta(delta: StreamDelta) -> StreamDelta:
+    """`delta` when its fields have the types the layers above rely on (text is
+    a string, token counts are integers, ...); raises TypeError (inside
+    `answer_shape`: an UpstreamServerError) for a value taken from a malformed
+    answer that would otherwise fail later, far from its cause."""
+    _check(_optional_str(delta.text) and _optional_str(delta.reasoning)
+           and _optional_str(delta.id) and _optional_str(delta.model), "a text field")
+    _check(delta.finish_reason is None or delta.finish_reason in _FINISH_REASONS,
+           "the finish reason")
+    _check(_usage_ok(delta.usage), "the token counts")
+    for call in delta.tool_calls:
+        _check(call.__class__ is ToolCallDelta and call.index.__class__ is int
+               and _optional_str(call.id) and _optional_str(call.name)
+               and call.arguments.__class__ is str, "a tool call")
+    return delta
+
+
+def checked_response(response: ChatResponse) -> ChatResponse:
+    """As `checked_delta`, for a whole answer."""
+    _check(_optional_str(response.content) and _optional_str(response.reasoning)
+           and response.id.__class__ is str and response.model.__class__ is str,
+           "a text field")
+    _check(response.finish_reason is None or response.finish_reason in _FINISH_REASONS,
+           "the finish reason")
+    _check(_usage_ok(response.usage), "the token counts")
+    for call in response.tool_calls:
+        _check(call.id.__class__ is str and call.name.__class__ is str
+               and call.arguments.__class__ is str, "a tool call")
+    return response
 
 
 class Adapter(Protocol):

@@ -47,7 +47,14 @@ from urllib.parse import quote, urlsplit
 
 import orjson
 
-from interlock.adapters.base import iter_sse, parse_retry_after, with_extra_headers
+from interlock.adapters.base import (
+    answer_shape,
+    checked_delta,
+    checked_response,
+    iter_sse,
+    parse_retry_after,
+    with_extra_headers,
+)
 from interlock.adapters.http import HttpClient, Labels, Timeouts
 from interlock.adapters.registry import API_KEY_ENV, resolve_base_url
 from interlock.catalog import Deployment
@@ -153,14 +160,17 @@ class GeminiAdapter:
     async def complete(self, request: ChatRequest, deployment: Deployment,
                        timeouts: Timeouts) -> ChatResponse:
         call = _prepare(request, deployment, stream=False)
-        return parse_response(await self._post(call, timeouts), call)
+        data = await self._post(call, timeouts)
+        with answer_shape(PROVIDER, deployment.name):
+            return checked_response(parse_response(data, call))
 
     async def _post(self, call: _Call, timeouts: Timeouts) -> dict[str, Any]:
         """The JSON object a non-streamed call answers with; errors raised typed."""
         resp = await self._http.post(call.url, headers=call.headers, body=call.body,
                                      timeouts=timeouts, labels=call.labels)
-        if resp.status >= 400:
-            raise error_from_response(resp.status, resp.headers, resp.body, call)
+        with answer_shape(PROVIDER, call.labels.deployment):
+            if resp.status >= 400:
+                raise error_from_response(resp.status, resp.headers, resp.body, call)
         data = _load_json(resp.body, call)
         if not isinstance(data, dict):
             raise _malformed(call, "the response is not a JSON object")
@@ -172,20 +182,24 @@ class GeminiAdapter:
         async with self._http.stream(call.url, headers=call.headers, body=call.body,
                                      timeouts=timeouts, labels=call.labels) as resp:
             if resp.status >= 400:
-                raise error_from_response(resp.status, resp.headers, await resp.read(), call)
+                body = await resp.read()
+                with answer_shape(PROVIDER, deployment.name):
+                    raise error_from_response(resp.status, resp.headers, body, call)
             state = _StreamState(call)
             if "event-stream" in resp.headers.get("content-type", ""):
                 async for event in iter_sse(resp.line_batches()):
-                    for delta in state.feed(_load_json(event.data, call)):
+                    for delta in _fed(state, _load_json(event.data, call)):
                         yield delta
             else:
                 # A proxy (or the API without alt=sse) may answer with one JSON
                 # array or object instead of events; same chunks, all at once.
-                body = _load_json(await resp.read(), call)
-                for chunk in body if isinstance(body, list) else [body]:
-                    for delta in state.feed(chunk):
+                whole = _load_json(await resp.read(), call)
+                for chunk in whole if isinstance(whole, list) else [whole]:
+                    for delta in _fed(state, chunk):
                         yield delta
-            yield state.finish()
+            with answer_shape(PROVIDER, deployment.name):
+                last = checked_delta(state.finish())
+            yield last
 
     async def embeddings(self, request: EmbeddingRequest, deployment: Deployment,
                          timeouts: Timeouts) -> EmbeddingResult:
@@ -207,7 +221,9 @@ class GeminiAdapter:
                            timeouts: Timeouts) -> EmbeddingResult:
         call = _new_call(deployment, "batchEmbedContents",
                          lambda model: build_embedding_body(request, deployment, model))
-        return parse_embeddings(await self._post(call, timeouts), request.inputs, call)
+        data = await self._post(call, timeouts)
+        with answer_shape(PROVIDER, deployment.name):
+            return parse_embeddings(data, request.inputs, call)
 
 
 def _prepare(request: ChatRequest, deployment: Deployment, *, stream: bool) -> _Call:
@@ -615,11 +631,18 @@ def _vector(row: Any, call: _Call) -> list[float]:
     return [float(v) for v in values]
 
 
+def _fed(state: _StreamState, chunk: Any) -> list[StreamDelta]:
+    """The deltas of one streamed chunk, read as `answer_shape` reads an answer."""
+    with answer_shape(PROVIDER, state.deployment):
+        return [checked_delta(delta) for delta in state.feed(chunk)]
+
+
 class _StreamState:
     """Turns streamed GenerateContentResponse chunks into deltas."""
 
     def __init__(self, call: _Call) -> None:
         self._call = call
+        self.deployment = call.labels.deployment
         self._started = False
         self._calls = 0
         self._finish: str | None = None

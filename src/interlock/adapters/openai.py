@@ -29,10 +29,15 @@ from typing import Any, ClassVar
 import orjson
 
 from interlock.adapters.base import (
+    SHAPE_ERRORS,
     DeltaBatch,
     SseParser,
+    answer_shape,
+    checked_delta,
+    checked_response,
     flatten,
     parse_retry_after,
+    shape_error,
     with_extra_headers,
 )
 from interlock.adapters.http import HttpClient, Labels, StreamingResponse, Timeouts
@@ -119,8 +124,7 @@ class OpenAIAdapter:
         resp = await self._http.post(
             _url(deployment, "/chat/completions"), headers=_headers(deployment, stream=False),
             body=orjson.dumps(body), timeouts=timeouts, labels=_labels(deployment))
-        data = _decode_answer(resp.status, resp.headers, resp.body, deployment)
-        return parse_response(data, deployment)
+        return _parsed(resp.status, resp.headers, resp.body, deployment)
 
     def stream(self, request: ChatRequest, deployment: Deployment,
                timeouts: Timeouts) -> AsyncIterator[StreamDelta]:
@@ -135,9 +139,8 @@ class OpenAIAdapter:
         ) as resp:
             if resp.status != 200 or _is_json(resp.headers):
                 # An error, or a server that ignored `stream` and answered whole.
-                data = _decode_answer(resp.status, resp.headers, await resp.read(), deployment)
-                yield DeltaBatch([_delta_from_response(parse_response(data, deployment))],
-                                 final=True)
+                whole = _parsed(resp.status, resp.headers, await resp.read(), deployment)
+                yield DeltaBatch([_delta_from_response(whole)], final=True)
                 return
             async for batch in _stream_batches(resp, deployment):
                 yield batch
@@ -287,6 +290,14 @@ def response_format_json(rf: ResponseFormat) -> dict[str, Any]:
 
 
 # -- response translation -------------------------------------------------------
+def _parsed(status: int, headers: Mapping[str, str], raw: bytes,
+            deployment: Deployment) -> ChatResponse:
+    """A whole answer read, or its error raised, typed either way."""
+    with answer_shape(deployment.provider, deployment.name):
+        data = _decode_answer(status, headers, raw, deployment)
+        return checked_response(parse_response(data, deployment))
+
+
 def parse_response(data: dict[str, Any], deployment: Deployment) -> ChatResponse:
     """A chat.completion object -> ChatResponse (the first choice; n > 1 is not
     represented in the neutral response)."""
@@ -467,10 +478,15 @@ class _ChunkDecoder:
     def _delta(self, chunk: Any) -> StreamDelta | None:
         if not isinstance(chunk, dict):
             raise _malformed(self.deployment, "a stream chunk that is not a JSON object")
-        if "error" in chunk:
-            raise _error_from_body(_stream_error_status(chunk["error"]), {}, chunk,
-                                   self.deployment)
-        delta = chunk_delta(chunk, first=self.first)
+        d = self.deployment
+        try:
+            if "error" in chunk:
+                raise _error_from_body(_stream_error_status(chunk["error"]), {}, chunk, d)
+            delta = chunk_delta(chunk, first=self.first)
+            if delta is not None:
+                checked_delta(delta)
+        except SHAPE_ERRORS as exc:  # on the stream path: try costs nothing, a with does
+            raise shape_error(d.provider, d.name, exc) from None
         if delta is not None:
             self.first = False
             if delta.finish_reason is not None:
