@@ -75,10 +75,11 @@ class ResponseMeta:
         return sum(1 for a in self.attempts if a.called)
 
     def headers(self) -> list[tuple[str, str]]:
-        """The x-interlock-* response headers, each value safe to send (see `header_safe`)."""
+        """The x-interlock-* response headers. The two that can echo a name the
+        client chose go through `header_safe`; the rest are Interlock's own."""
         out = [("x-request-id", self.request_id),
-               ("x-interlock-model-group", self.group or self.decision.group),
-               ("x-interlock-route", self.decision.header_value()),
+               ("x-interlock-model-group", header_safe(self.group or self.decision.group)),
+               ("x-interlock-route", header_safe(self.decision.header_value())),
                ("x-interlock-attempts", str(self.upstream_calls)),
                ("x-interlock-overhead-ms", f"{self.overhead_ms:.3f}")]
         if self.deployment:
@@ -90,7 +91,7 @@ class ResponseMeta:
                 f"{a.deployment}={a.outcome}/{a.duration_ms:.0f}ms" for a in self.attempts)))
         if self.cost_usd is not None:
             out.append(("x-interlock-cost-usd", f"{self.cost_usd:.8f}"))
-        return [(name, header_safe(value)) for name, value in out]
+        return out
 
     def stream_summary(self) -> dict[str, Any]:
         """What a stream's final usage chunk carries: the cost and who answered."""

@@ -63,7 +63,7 @@ def shape_error(provider: str, deployment: str, exc: Exception) -> UpstreamServe
 
 def _check(ok: bool, what: str) -> None:
     if not ok:
-        raise TypeError(what)
+        raise TypeError(f"{what} of an unexpected type")
 
 
 def _optional_str(value: Any) -> bool:
@@ -71,22 +71,30 @@ def _optional_str(value: Any) -> bool:
 
 
 def _usage_ok(usage: Usage | None) -> bool:
-    return usage is None or all(
-        v.__class__ is int for v in (usage.input_tokens, usage.output_tokens,
-                                     usage.cached_input_tokens, usage.cache_write_tokens,
-                                     usage.reasoning_tokens))
+    return usage is None or (
+        usage.input_tokens.__class__ is int and usage.output_tokens.__class__ is int
+        and usage.cached_input_tokens.__class__ is int
+        and usage.cache_write_tokens.__class__ is int
+        and usage.reasoning_tokens.__class__ is int)
 
 
 def checked_delta(delta: StreamDelta) -> StreamDelta:
     """`delta` when its fields have the types the layers above rely on (text is
     a string, token counts are integers, ...); raises TypeError (inside
     `answer_shape`: an UpstreamServerError) for a value taken from a malformed
-    answer that would otherwise fail later, far from its cause."""
-    _check(_optional_str(delta.text) and _optional_str(delta.reasoning)
-           and _optional_str(delta.id) and _optional_str(delta.model), "a text field")
-    _check(delta.finish_reason is None or delta.finish_reason in _FINISH_REASONS,
-           "the finish reason")
-    _check(_usage_ok(delta.usage), "the token counts")
+    answer that would otherwise fail later, far from its cause. Written out flat:
+    it runs for every delta but a stream's plain text ones."""
+    text, reasoning, id_, model = delta.text, delta.reasoning, delta.id, delta.model
+    if not ((text is None or text.__class__ is str)
+            and (reasoning is None or reasoning.__class__ is str)
+            and (id_ is None or id_.__class__ is str)
+            and (model is None or model.__class__ is str)):
+        raise TypeError("a text field of an unexpected type")
+    finish = delta.finish_reason
+    if finish is not None and finish not in _FINISH_REASONS:
+        raise TypeError("a finish reason of an unexpected value")
+    if delta.usage is not None and not _usage_ok(delta.usage):
+        raise TypeError("a token count of an unexpected type")
     for call in delta.tool_calls:
         _check(call.__class__ is ToolCallDelta and call.index.__class__ is int
                and _optional_str(call.id) and _optional_str(call.name)
@@ -100,8 +108,8 @@ def checked_response(response: ChatResponse) -> ChatResponse:
            and response.id.__class__ is str and response.model.__class__ is str,
            "a text field")
     _check(response.finish_reason is None or response.finish_reason in _FINISH_REASONS,
-           "the finish reason")
-    _check(_usage_ok(response.usage), "the token counts")
+           "a finish reason")
+    _check(_usage_ok(response.usage), "a token count")
     for call in response.tool_calls:
         _check(call.id.__class__ is str and call.name.__class__ is str
                and call.arguments.__class__ is str, "a tool call")

@@ -161,7 +161,7 @@ class BatchInsert:
             if size == 1:
                 conn.exec_driver_sql(sql, rows)
             else:
-                flat = tuple(value for row in rows for value in row)
+                flat = tuple(itertools.chain.from_iterable(rows))
                 conn.exec_driver_sql(self._multi_row(sql, size), flat)
             start += size
 
