@@ -16,6 +16,9 @@ batch is inserted naming only the columns that some row of it fills, and the
 table fills the rest with NULL. A few such sets of columns cover a whole
 workload; past `MAX_SHAPES` of them the full statement binds the NULLs.
 
+On SQLite, too, a batch goes in as a few multi-row INSERTs (`CHUNKS`) rather
+than an executemany: see `_insert_chunks` for why.
+
 Rows whose `row_id` is already stored are skipped on SQLite and PostgreSQL
 (ON CONFLICT DO NOTHING), so a batch retried after a lost commit
 acknowledgement is not written twice.
@@ -80,7 +83,7 @@ class BatchInsert:
         # SQLite: an INSERT per set of columns a batch fills (see the module doc).
         self._skip_nulls = dialect.name == "sqlite" and self._positional
         self._shapes: dict[tuple[bool, ...], str] = {}
-        self._multi: dict[tuple[str, int], str] = {}
+        self._multi: dict[tuple[str, int], str | None] = {}
         self._nones = (None,) * len(names)
         self._defaults = [_default(columns[n]) for n in names]
         self._get = operator.itemgetter(*names)
@@ -158,22 +161,24 @@ class BatchInsert:
         while start < total:
             size = next(n for n in CHUNKS if n <= total - start)
             rows = parameters[start:start + size]
-            if size == 1:
+            multi = self._multi_row(sql, size) if size > 1 else None
+            if multi is None:
                 conn.exec_driver_sql(sql, rows)
             else:
-                flat = tuple(itertools.chain.from_iterable(rows))
-                conn.exec_driver_sql(self._multi_row(sql, size), flat)
+                conn.exec_driver_sql(multi, tuple(itertools.chain.from_iterable(rows)))
             start += size
 
-    def _multi_row(self, sql: str, rows: int) -> str:
+    def _multi_row(self, sql: str, rows: int) -> str | None:
+        """`sql` inserting `rows` rows at once; None if its VALUES clause is not the
+        single group of `?` placeholders this expects (then rows go one by one)."""
         key = (sql, rows)
-        multi = self._multi.get(key)
-        if multi is None:
-            head, _, rest = sql.partition(" VALUES (")
-            group, _, tail = rest.partition(")")
-            multi = f"{head} VALUES " + ", ".join([f"({group})"] * rows) + tail
-            self._multi[key] = multi
-        return multi
+        if key not in self._multi:
+            head, found, rest = sql.partition(" VALUES (")
+            group, closed, tail = rest.partition(")")
+            usable = found and closed and set(group) <= set("?, ")
+            self._multi[key] = (f"{head} VALUES " + ", ".join([f"({group})"] * rows) + tail
+                                if usable else None)
+        return self._multi[key]
 
     def _sql_for(self, shape: tuple[bool, ...]) -> str | None:
         sql = self._shapes.get(shape)
