@@ -35,7 +35,6 @@ from interlock.dispatch.dispatcher import (
     Dispatcher,
     DispatchResult,
     DispatchStream,
-    EmbeddingDispatch,
 )
 from interlock.errors import InterlockError, InvalidRequest, ProviderError, UnknownModel
 from interlock.routing.decision import RoutingDecision, direct
@@ -264,13 +263,9 @@ class Gateway:
         started, meta = await self._begin(request, request_id, arrived)
         with self._recording_failure(meta, started, request, key_id):
             meta.decision = await self.decide(request)
-            result: DispatchResult = await self.dispatcher.complete(request, meta.decision.group)
-        self._fill(meta, result.deployment, result.group, result.attempts)
-        meta.cost_usd = self._cost(request, result.deployment, result.response.usage)
-        meta.latency_ms = (time.perf_counter() - started) * 1000
-        meta.overhead_ms = max(0.0, meta.latency_ms - _upstream_ms(result.attempts))
-        self._record(meta, request, result.response.usage, result.response.content, key_id,
-                     stream=False)
+            result = await self.dispatcher.complete(request, meta.decision.group)
+        self._answered(meta, started, request, result, result.response.usage,
+                       result.response.content, key_id)
         return Completion(result.response, meta)
 
     async def stream(self, request: ChatRequest, *, request_id: str | None = None,
@@ -294,15 +289,9 @@ class Gateway:
         started, meta = await self._begin(routing, request_id, arrived)
         with self._recording_failure(meta, started, routing, key_id):
             meta.decision = self._embedding_decision(routing.model)
-            result: EmbeddingDispatch = await self.dispatcher.embed(request,
-                                                                    meta.decision.group)
-        self._fill(meta, result.deployment, result.group, result.attempts)
-        usage = result.result.usage
-        meta.cost_usd = self._cost(routing, result.deployment, usage)
-        meta.latency_ms = (time.perf_counter() - started) * 1000
-        meta.overhead_ms = max(0.0, meta.latency_ms - _upstream_ms(result.attempts))
-        self._record(meta, routing, usage, None, key_id, stream=False)
-        return Embeddings(result.result, result.deployment.model, meta)
+            result = await self.dispatcher.embed(request, meta.decision.group)
+        self._answered(meta, started, routing, result, result.response.usage, None, key_id)
+        return Embeddings(result.response, result.deployment.model, meta)
 
     def _embedding_decision(self, name: str) -> RoutingDecision:
         """Embeddings go to a model group (or an alias of one) by name: routers
@@ -350,6 +339,17 @@ class Gateway:
         meta.provider = deployment.provider
         meta.group = group
         meta.attempts = attempts
+
+    def _answered(self, meta: ResponseMeta, started: float, request: ChatRequest,
+                  result: DispatchResult[Any], usage: Usage | None, content: str | None,
+                  key_id: str | None) -> None:
+        """A whole (not streamed) answer: who gave it, its cost and timings, its
+        ledger row."""
+        self._fill(meta, result.deployment, result.group, result.attempts)
+        meta.cost_usd = self._cost(request, result.deployment, usage)
+        meta.latency_ms = (time.perf_counter() - started) * 1000
+        meta.overhead_ms = max(0.0, meta.latency_ms - _upstream_ms(result.attempts))
+        self._record(meta, request, usage, content, key_id, stream=False)
 
     def _finish_error(self, meta: ResponseMeta, exc: InterlockError, started: float,
                       request: ChatRequest, key_id: str | None) -> None:

@@ -36,7 +36,7 @@ from interlock.dispatch.health import (
     DeploymentStats,
     health_row,
 )
-from interlock.dispatch.outcome import Attempt, DispatchResult, EmbeddingDispatch
+from interlock.dispatch.outcome import Attempt, DispatchResult
 from interlock.dispatch.retry import Action, FallbackKind, RetryDecision, RetryPolicy, retry_class
 from interlock.dispatch.run import Picked, Run, Success
 from interlock.dispatch.selection import estimate_request_tokens, fits, rank
@@ -63,7 +63,7 @@ from interlock.types import (
     TextPart,
 )
 
-__all__ = ["Attempt", "DispatchResult", "DispatchStream", "Dispatcher", "EmbeddingDispatch"]
+__all__ = ["Attempt", "DispatchResult", "DispatchStream", "Dispatcher"]
 
 T = TypeVar("T")
 # (adapter, the request as this deployment gets it, deployment, timeouts)
@@ -107,7 +107,8 @@ class Dispatcher:
         self._mock = MockAdapter()
 
     # -- public API ---------------------------------------------------------
-    async def complete(self, request: ChatRequest, group: str) -> DispatchResult:
+    async def complete(self, request: ChatRequest, group: str
+                       ) -> DispatchResult[ChatResponse]:
         run = self._new_run(request, group, stream=False)
 
         async def call(adapter: Adapter, request: ChatRequest, d: Deployment,
@@ -115,9 +116,7 @@ class Dispatcher:
             response = await adapter.complete(request, d, timeouts)
             return response, response
 
-        success = await self._execute(run, call)
-        return DispatchResult(success.value, success.picked.deployment, success.group,
-                              run.attempts)
+        return await self._dispatch(run, call)
 
     async def open_stream(self, request: ChatRequest, group: str) -> DispatchStream:
         run = self._new_run(request, group, stream=True)
@@ -125,7 +124,8 @@ class Dispatcher:
         return DispatchStream(self, run, success,
                               continuation=self._settings.stream_continuation)
 
-    async def embed(self, request: EmbeddingRequest, group: str) -> EmbeddingDispatch:
+    async def embed(self, request: EmbeddingRequest, group: str
+                    ) -> DispatchResult[EmbeddingResult]:
         """Embeddings with the same retries, fallbacks and cooldowns as a completion.
 
         An embedding model's context window bounds each input, not their sum,
@@ -146,9 +146,7 @@ class Dispatcher:
             return result, ChatResponse(id="", model=d.model, content=None,
                                         usage=result.usage)
 
-        success = await self._execute(run, call)
-        return EmbeddingDispatch(success.value, success.picked.deployment, success.group,
-                                 run.attempts)
+        return await self._dispatch(run, call)
 
     def health(self) -> list[DeploymentHealth]:
         return [health_row(d, self.tracker.view(d), self._stat(d))
@@ -176,6 +174,11 @@ class Dispatcher:
                    plan=self._fallbacks.plan(group, request.fallbacks),
                    prompt_tokens=(estimate_prompt_tokens(request) if prompt_tokens is None
                                   else prompt_tokens))
+
+    async def _dispatch(self, run: Run, call: AttemptCall[T]) -> DispatchResult[T]:
+        success = await self._execute(run, call)
+        return DispatchResult(success.value, success.picked.deployment, success.group,
+                              run.attempts)
 
     async def _execute(self, run: Run, call: AttemptCall[T]) -> Success[T]:
         while True:

@@ -1,14 +1,16 @@
 """What a dispatch produced: the attempts made and the final result.
 
-Imports: the standard library, `types`, `catalog`.
+Imports: the standard library, `catalog`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from interlock.catalog import Deployment
-from interlock.types import ChatResponse, EmbeddingResult
+
+T = TypeVar("T")
 
 SKIPPED = "skipped:"
 
@@ -43,8 +45,10 @@ class Attempt:
 
 
 @dataclass(slots=True)
-class DispatchResult:
-    response: ChatResponse
+class DispatchResult(Generic[T]):
+    """A finished dispatch: the answer (a ChatResponse, an EmbeddingResult), who gave it."""
+
+    response: T
     deployment: Deployment
     group: str
     attempts: list[Attempt] = field(default_factory=list)
@@ -52,14 +56,6 @@ class DispatchResult:
     @property
     def upstream_calls(self) -> int:
         return sum(1 for a in self.attempts if a.called)
-
-
-@dataclass(slots=True)
-class EmbeddingDispatch:
-    result: EmbeddingResult
-    deployment: Deployment
-    group: str
-    attempts: list[Attempt] = field(default_factory=list)
 
 
 def attempts_header(attempts: list[Attempt]) -> str:
