@@ -14,11 +14,19 @@ import hmac
 from interlock.server.asgi_io import ASGIApp, Receive, Scope, Send, header, send_plain_error
 
 OPEN_PATHS = frozenset({"/health/liveness", "/health/readiness", "/health/liveliness"})
+# Where an authenticated request's key id waits in the ASGI scope for the handlers.
+_STATE_KEY = "interlock_key_id"
 
 
 def key_id(token: str) -> str:
     """A stable, non-reversible name for a key, for the ledger."""
     return "key-" + hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+def caller_key_id(scope: Scope) -> str | None:
+    """The key id `BearerAuth` recorded for this request (None: no auth)."""
+    key: str | None = scope.get("state", {}).get(_STATE_KEY)
+    return key
 
 
 class BearerAuth:
@@ -41,7 +49,7 @@ class BearerAuth:
                 "'Authorization: Bearer <key>'.",
                 type_="authentication_error", code="invalid_api_key")
             return
-        scope.setdefault("state", {})["interlock_key_id"] = self._key_id
+        scope.setdefault("state", {})[_STATE_KEY] = self._key_id
         await self.app(scope, receive, send)
 
 

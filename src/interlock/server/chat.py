@@ -5,7 +5,7 @@ stream that breaks after its first byte ends with an OpenAI-format error event
 and `data: [DONE]`, never a silent truncation.
 
 Imports: orjson, the standard library, `gateway`, `openai_*`, `errors`, `server.asgi_io`,
-`server.disconnect`.
+`server.auth`, `server.disconnect`.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from interlock.server.asgi_io import (
     send_error,
     send_json,
 )
+from interlock.server.auth import caller_key_id
 from interlock.server.disconnect import Disconnected, race_disconnect
 from interlock.types import ChatRequest
 
@@ -64,7 +65,7 @@ class ChatCompletions:
         except InterlockError as exc:
             await send_error(send, exc)
             return
-        call = _Call(request, new_request_id(), scope.get("state", {}).get("interlock_key_id"),
+        call = _Call(request, new_request_id(), caller_key_id(scope),
                      arrived, include_usage(body))
         try:
             if request.stream:

@@ -4,7 +4,7 @@ The openai SDKs ask for base64 unless told otherwise; the providers are asked
 for floats, and the answer is encoded as the client asked.
 
 Imports: the standard library, `gateway`, `openai_embeddings`, `errors`,
-`server.asgi_io`, `server.disconnect`.
+`server.asgi_io`, `server.auth`, `server.disconnect`.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from interlock.server.asgi_io import (
     send_error,
     send_json,
 )
+from interlock.server.auth import caller_key_id
 from interlock.server.disconnect import Disconnected, race_disconnect
 
 log = logging.getLogger("interlock.server")
@@ -50,7 +51,7 @@ class EmbeddingsEndpoint:
         try:
             done = await race_disconnect(self.gateway.embed(
                 request, request_id=request_id,
-                key_id=scope.get("state", {}).get("interlock_key_id"), arrived=arrived),
+                key_id=caller_key_id(scope), arrived=arrived),
                 receive)
         except InterlockError as exc:
             await send_error(send, exc, meta_headers(exc))
