@@ -180,11 +180,7 @@ def _message(raw: Any, i: int) -> Message:
         raise _fail(f"'{path}.role' must be one of system, developer, user, assistant, tool; "
                     f"got {raw.get('role')!r}.", f"{path}.role")
     msg = Message(role=role, parts=_parts(raw.get("content"), f"{path}.content"))  # type: ignore[arg-type]
-    name = raw.get("name")
-    if name is not None and name.__class__ is not str:  # per message: no helper call
-        raise _fail(f"'{path}.name' must be a string, got {type(name).__name__}.",
-                    f"{path}.name")
-    msg.name = name
+    msg.name = _optional_typed(raw, "name", str, "a string", param=f"{path}.name")
     if role == "assistant":
         msg.tool_calls = _tool_calls(raw.get("tool_calls"), f"{path}.tool_calls")
         msg.thinking_blocks = _thinking_blocks(raw.get("thinking_blocks"),
