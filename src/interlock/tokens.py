@@ -26,6 +26,11 @@ def estimate_text_tokens(text: str) -> int:
     return math.ceil(len(text) / CHARS_PER_TOKEN)
 
 
+def estimate_inputs_tokens(texts: list[str]) -> int:
+    """Tokens of an embeddings request's inputs, for a provider that counted none."""
+    return sum(estimate_text_tokens(t) for t in texts)
+
+
 def estimate_prompt_tokens(request: ChatRequest, *,
                            tokens_per_image: int = TOKENS_PER_IMAGE) -> int:
     """Input tokens of the whole request: message text, tool calls and tool specs."""

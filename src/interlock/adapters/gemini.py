@@ -75,7 +75,7 @@ from interlock.errors import (
     error_for_status,
     redact,
 )
-from interlock.tokens import estimate_text_tokens
+from interlock.tokens import estimate_inputs_tokens
 from interlock.types import (
     ChatRequest,
     ChatResponse,
@@ -617,7 +617,7 @@ def parse_embeddings(data: dict[str, Any], inputs: list[str], call: _Call) -> Em
     counted = meta.get("promptTokenCount") if isinstance(meta, dict) else None
     # The API sends no count today; take one if it ever does, else estimate so
     # that the ledger still prices the call.
-    tokens = _int(counted, 0) or sum(estimate_text_tokens(t) for t in inputs)
+    tokens = _int(counted, 0) or estimate_inputs_tokens(inputs)
     return EmbeddingResult(vectors, Usage(input_tokens=tokens))
 
 

@@ -32,7 +32,7 @@ from typing import ClassVar
 from interlock.adapters.base import DeltaBatch, flatten
 from interlock.adapters.http import HttpClient, Timeouts
 from interlock.catalog import Deployment
-from interlock.tokens import CHARS_PER_TOKEN, estimate_prompt_tokens, estimate_text_tokens
+from interlock.tokens import CHARS_PER_TOKEN, estimate_inputs_tokens, estimate_prompt_tokens
 from interlock.types import (
     ChatRequest,
     ChatResponse,
@@ -98,7 +98,7 @@ class MockAdapter:
         size = request.dimensions or MOCK_DIMENSIONS
         return EmbeddingResult(
             [_unit_vector(text, size) for text in request.inputs],
-            Usage(input_tokens=sum(estimate_text_tokens(t) for t in request.inputs)))
+            Usage(input_tokens=estimate_inputs_tokens(request.inputs)))
 
 
 def _unit_vector(text: str, size: int) -> list[float]:

@@ -53,7 +53,7 @@ from interlock.errors import (
     error_for_status,
     redact,
 )
-from interlock.tokens import estimate_text_tokens
+from interlock.tokens import estimate_inputs_tokens
 from interlock.types import (
     ChatRequest,
     ChatResponse,
@@ -169,7 +169,7 @@ class OpenAIAdapter:
             raise _malformed(deployment, f"{len(vectors)} embeddings for "
                              f"{len(request.inputs)} inputs")
         if not tokens:  # some OpenAI-compatible servers leave usage out
-            tokens = sum(estimate_text_tokens(t) for t in request.inputs)
+            tokens = estimate_inputs_tokens(request.inputs)
         return EmbeddingResult(vectors, Usage(input_tokens=tokens))
 
 
