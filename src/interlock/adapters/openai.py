@@ -163,7 +163,7 @@ class OpenAIAdapter:
             vectors = [[float(x) for x in row["embedding"]] for row in rows]
             usage = data.get("usage") or {}
             tokens = int(usage.get("prompt_tokens") or 0)
-        except (KeyError, TypeError, ValueError, AttributeError):
+        except SHAPE_ERRORS:
             raise _malformed(deployment, "an embeddings answer without data[].embedding") from None
         if len(vectors) != len(request.inputs):
             raise _malformed(deployment, f"{len(vectors)} embeddings for "
