@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -104,3 +106,10 @@ def serve(config: dict[str, Any], *, host: str = "127.0.0.1",
         time.sleep(0.01)
     running = RunningGateway(server, thread, gateway, int(sock.getsockname()[1]))
     return running
+
+
+def ledger_rows(database: Path) -> dict[str, dict[str, Any]]:
+    """Every row of a gateway's SQLite ledger, by request id."""
+    with sqlite3.connect(database) as db:
+        db.row_factory = sqlite3.Row
+        return {r["request_id"]: dict(r) for r in db.execute("SELECT * FROM interlock_requests")}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,13 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from tests.server.gateways import MASTER_KEY, RunningGateway, deployment, three_provider_config
+from tests.server.gateways import (
+    MASTER_KEY,
+    RunningGateway,
+    deployment,
+    ledger_rows,
+    three_provider_config,
+)
 
 from interlock.testing import FakeUpstream
 from interlock.testing.openai_wire import embedding_for
@@ -110,10 +115,7 @@ async def test_each_embeddings_request_leaves_one_ledger_row(
     finally:
         await client.close()
     gw.stop()  # shutdown flushes the ledger
-    with sqlite3.connect(database) as db:
-        db.row_factory = sqlite3.Row
-        rows = {r["request_id"]: dict(r) for r in db.execute(
-            "SELECT * FROM interlock_requests")}
+    rows = ledger_rows(database)
     assert len(rows) == 2
     row = rows[ok.headers["x-request-id"]]
     assert (row["status"], row["provider"], row["routed_group"], row["model"]) == (

@@ -3,13 +3,12 @@ or not, failed or not, leaves one ledger row that matches what the client saw.""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
 import openai
 import pytest
-from tests.server.gateways import MASTER_KEY, RunningGateway, three_provider_config
+from tests.server.gateways import MASTER_KEY, RunningGateway, ledger_rows, three_provider_config
 
 from interlock.testing import FakeUpstream
 from interlock.testing.script import Fault, Reply
@@ -36,10 +35,7 @@ async def test_each_request_leaves_one_ledger_row(
         await client.chat.completions.create(model="budget", messages=HELLO)
     await client.close()
     gw.stop()  # shutdown flushes the ledger
-    with sqlite3.connect(database) as db:
-        db.row_factory = sqlite3.Row
-        rows = {r["request_id"]: dict(r) for r in db.execute(
-            "SELECT * FROM interlock_requests")}
+    rows = ledger_rows(database)
     assert len(rows) == 3
     row = rows[ok.headers["x-request-id"]]
     assert ok.parse().id == ok.headers["x-request-id"]
