@@ -3,16 +3,18 @@
 What clients see is the OpenAI chat-completions shape, through the gateway
 and the library alike.
 
-Imports: orjson, the standard library, `types`, `errors`.
+Imports: orjson, the standard library, `types`, `errors`, `adapters.base`.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
+from interlock.adapters.base import decode_texts
 from interlock.errors import InterlockError, InvalidRequest
 from interlock.types import ChatResponse, StreamDelta, ToolCall, Usage
 
@@ -154,16 +156,19 @@ class ChunkRenderer:
         self._first = False
         return out
 
-    def sse(self, deltas: list[StreamDelta], *, plain: int = 0) -> bytes:
-        """The SSE events of these deltas' chunks: byte for byte
-        `data: ` + orjson.dumps(self.chunk(delta)) + a blank line each, built
-        around a serialised head that is the same for every chunk of the stream.
-        `plain` as in `DeltaBatch.plain`: of those deltas only the text is read."""
-        if plain and not self._first and self._head_model == self.model:
-            dumps, head = orjson.dumps, self._head + _CONTENT
-            text = b"".join([head + dumps(delta.text) + _TEXT_END for delta in deltas[:plain]])
-            return text if plain == len(deltas) else text + self._sse(deltas[plain:])
-        return self._sse(deltas)
+    def sse(self, deltas: list[StreamDelta], texts: Sequence[bytes] = ()) -> bytes:
+        """The SSE events of a batch's chunks (`texts`, then `deltas`, as in
+        `DeltaBatch`): byte for byte `data: ` + orjson.dumps(self.chunk(delta)) +
+        a blank line each, built around a serialised head that is the same for
+        every chunk of the stream. A text literal goes out as it came, between
+        that head and the fixed end of a text chunk: all of them in one join."""
+        if not texts:
+            return self._sse(deltas)
+        if self._first or self._head_model != self.model:
+            return self._sse([StreamDelta(text) for text in decode_texts(texts)] + deltas)
+        head = self._head + _CONTENT
+        text = head + (_TEXT_END + head).join(texts) + _TEXT_END
+        return text + self._sse(deltas) if deltas else text
 
     def _sse(self, deltas: list[StreamDelta]) -> bytes:
         out = []

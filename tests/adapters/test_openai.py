@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
-from interlock.adapters.base import StreamAccumulator, flatten
+from interlock.adapters.base import StreamAccumulator, decode_texts, flatten
 from interlock.adapters.http import HttpClient, Timeouts
 from interlock.adapters.openai import (
     OpenAIAdapter,
@@ -477,9 +477,9 @@ class LineFeed:
     def __init__(self, *frames: str) -> None:
         self._lines = [line.encode() for f in frames for line in (f + "\n\n").split("\n")][:-1]
 
-    async def line_batches(self) -> AsyncIterator[list[bytes]]:
+    async def reads(self) -> AsyncIterator[bytes]:
         for line in self._lines:  # one line per read, the worst case for batching
-            yield [line]
+            yield line + b"\n"
 
 
 CHUNK = '{"id":"c1","model":"m","choices":[{"index":0,"delta":%s,"finish_reason":%s}]}'
@@ -515,12 +515,11 @@ class ReadFeed:
     """Each item is one network read: the frames it carries, whole."""
 
     def __init__(self, *reads: list[str]) -> None:
-        self._reads = [[line.encode() for f in frames for line in (f + "\n\n").split("\n")][:-1]
-                       for frames in reads]
+        self._reads = ["".join(f + "\n\n" for f in frames).encode() for frames in reads]
 
-    async def line_batches(self) -> AsyncIterator[list[bytes]]:
-        for lines in self._reads:
-            yield lines
+    async def reads(self) -> AsyncIterator[bytes]:
+        for data in self._reads:
+            yield data
 
 
 def text_frame(text: str, finish: str = "null") -> str:
@@ -529,7 +528,7 @@ def text_frame(text: str, finish: str = "null") -> str:
 
 async def batches_of(*reads: list[str]) -> list[tuple[list[str | None], bool]]:
     dep = deployment("http://127.0.0.1:9/v1")
-    return [([d.text or d.finish_reason for d in b.deltas], b.final)
+    return [([*decode_texts(b.texts), *(d.text or d.finish_reason for d in b.deltas)], b.final)
             async for b in _stream_batches(ReadFeed(*reads), dep)]  # type: ignore[arg-type]
 
 
@@ -548,7 +547,7 @@ async def test_batches_pass_on_what_came_before_a_failure() -> None:
     with pytest.raises(UpstreamServerError, match="not JSON"):
         async for b in _stream_batches(ReadFeed(  # type: ignore[arg-type]
                 [text_frame("a"), text_frame("b"), "data: {oops", text_frame("c")]), dep):
-            seen.append(([d.text for d in b.deltas], b.final))
+            seen.append(([*decode_texts(b.texts), *(d.text for d in b.deltas)], b.final))
     assert seen == [(["a"], False), (["b"], True)]
 
 

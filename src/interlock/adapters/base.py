@@ -10,7 +10,7 @@ An adapter may also stream in `DeltaBatch`es, the deltas of one network read
 at a time (`BatchStreaming`): everything above it then handles a read in one
 step instead of resuming a stack of generators for every delta.
 
-Imports: the standard library, `types`, `errors`, `catalog`, `adapters.http`.
+Imports: orjson, the standard library, `types`, `errors`, `catalog`, `adapters.http`.
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, get_args
+
+import orjson
 
 from interlock.adapters.http import HttpClient, Timeouts
 from interlock.catalog import Deployment
@@ -154,19 +156,44 @@ class DeltaBatch:
 
     `final` says the stream ends, or fails, right after these without waiting
     on the upstream again: a consumer may then take the end before sending them,
-    so the last deltas, the usage chunk and `[DONE]` leave in one write."""
+    so the last deltas, the usage chunk and `[DONE]` leave in one write.
+
+    `texts` come before `deltas`: each is a delta that holds text and nothing
+    else (no id, model, tool call, finish or usage), kept as its text's JSON
+    string literal (quotes included). Nearly every event of a stream is one, and
+    an adapter that can take them off the wire as literals spares decoding each
+    into a string and a StreamDelta only for the gateway to encode it again.
+    `decode_texts` gives the strings; `flatten` gives them as StreamDeltas."""
 
     deltas: list[StreamDelta]
     final: bool = False
-    # How many deltas, from the first, hold text and nothing else (no id, model,
-    # tool call, finish or usage): consumers may read only their `text`. Set by
-    # the adapter that built the deltas, which no one changes afterwards.
-    plain: int = 0
+    texts: Sequence[bytes] = ()
+
+
+def decode_texts(texts: Sequence[bytes]) -> list[str]:
+    """The strings of JSON string literals, decoded in one call."""
+    try:
+        decoded = orjson.loads(b"[" + b",".join(texts) + b"]")
+    except orjson.JSONDecodeError:
+        # Adapters hand on only literals that parse; should one not, it is read
+        # leniently on its own rather than failing the whole stream's text.
+        return [_lenient_text(text) for text in texts]
+    return decoded
+
+
+def _lenient_text(literal: bytes) -> str:
+    try:
+        return str(orjson.loads(literal))
+    except orjson.JSONDecodeError:
+        return literal[1:-1].decode("utf-8", "replace")
 
 
 async def flatten(batches: AsyncIterator[DeltaBatch]) -> AsyncIterator[StreamDelta]:
     """One delta at a time, for consumers that want them so."""
     async for batch in batches:
+        if batch.texts:
+            for text in decode_texts(batch.texts):
+                yield StreamDelta(text)
         for delta in batch.deltas:
             yield delta
 
@@ -184,6 +211,11 @@ class SseParser:
     def __init__(self) -> None:
         self._event: str | None = None
         self._data: list[bytes] = []
+
+    @property
+    def idle(self) -> bool:
+        """Between events: no data line of an unfinished event has been fed."""
+        return not self._data
 
     def feed(self, lines: Iterable[bytes]) -> list[ServerSentEvent]:
         return [ServerSentEvent(event, data.decode("utf-8", "replace"))
@@ -302,13 +334,15 @@ class StreamAccumulator:
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
         self.deltas = 0
+        # Text deltas still as JSON literals (`DeltaBatch.texts`), after `_text`:
+        # decoded together when the text is asked for, or before more text.
+        self._literals: list[bytes] = []
 
-    def extend(self, deltas: list[StreamDelta], *, plain: int = 0) -> None:
-        """Fold these deltas; `plain` as in `DeltaBatch.plain`: those are only text."""
-        if plain:
-            self.deltas += plain
-            self._text += [delta.text for delta in deltas[:plain]]  # type: ignore[misc]
-            deltas = deltas[plain:]
+    def extend(self, deltas: list[StreamDelta], *, texts: Sequence[bytes] = ()) -> None:
+        """Fold a batch: its `texts`, then its deltas (as in `DeltaBatch`)."""
+        if texts:
+            self.deltas += len(texts)
+            self._literals += texts
         for delta in deltas:
             self.add(delta)
 
@@ -319,6 +353,8 @@ class StreamAccumulator:
         if delta.model:
             self.model = delta.model
         if delta.text:
+            if self._literals:
+                self._decode_literals()
             self._text.append(delta.text)
         if delta.reasoning:
             self._reasoning.append(delta.reasoning)
@@ -341,9 +377,17 @@ class StreamAccumulator:
 
     @property
     def text(self) -> str:
+        if self._literals:
+            self._decode_literals()
         return "".join(self._text)
 
+    def _decode_literals(self) -> None:
+        self._text += decode_texts(self._literals)
+        self._literals = []
+
     def response(self) -> ChatResponse:
+        if self._literals:
+            self._decode_literals()
         calls = [
             ToolCall(id=self._call_meta[i][0], name=self._call_meta[i][1], arguments="".join(a),
                      thought_signature=self._signatures.get(i))

@@ -12,6 +12,7 @@ Imports: aiohttp, the standard library, `errors`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
@@ -79,11 +80,11 @@ class StreamingResponse:
         except aiohttp.ClientError as exc:
             raise _connection_error(exc, self._labels) from None
 
-    async def line_batches(self) -> AsyncGenerator[list[bytes], None]:
-        """The complete lines (without newlines) of each network read, as one list,
-        enforcing the total, first-token and idle timeouts. A consumer that handles
-        a read's lines together resumes this generator once per read, not once per
-        line: each resumption of a stacked async generator costs microseconds."""
+    async def reads(self) -> AsyncGenerator[bytes, None]:
+        """The body a network read at a time, as it arrived, enforcing the total,
+        first-token and idle timeouts. A consumer that handles a read at once
+        resumes this generator once per read: each resumption of a stacked async
+        generator costs microseconds."""
         loop = asyncio.get_running_loop()
         remaining = self._remaining()
         # The total deadline is one timer for the whole stream that closes the
@@ -91,26 +92,29 @@ class StreamingResponse:
         expiry = loop.call_later(remaining, self._expire) if remaining is not None else None
         try:
             first = True
-            pending = b""
             while True:
                 data = await self._next_read(first)
                 if not data:
-                    if pending:
-                        yield [pending.rstrip(b"\r")]
                     return
                 first = False
-                # Whatever arrived, split into lines at once: reading line by line
-                # cost an aiohttp call per line, blank SSE separators included.
-                data = pending + data
-                *complete, pending = data.split(b"\n")
-                if complete:
-                    # Most servers end lines with a bare newline: strip only if needed.
-                    yield [line.rstrip(b"\r") for line in complete] if b"\r" in data \
-                        else complete
+                yield data
         finally:
             if expiry is not None:
                 expiry.cancel()
             self._cancel_read_timer()
+
+    async def line_batches(self) -> AsyncGenerator[list[bytes], None]:
+        """The complete lines (without newlines) of each network read, as one list."""
+        pending = b""
+        async with contextlib.aclosing(self.reads()) as reads:
+            async for data in reads:
+                # Whatever arrived, split into lines at once: reading line by line
+                # cost an aiohttp call per line, blank SSE separators included.
+                lines, pending = split_lines(pending + data)
+                if lines:
+                    yield lines
+        if pending:
+            yield [pending.rstrip(b"\r")]
 
     async def _next_read(self, first: bool) -> bytes:
         wait = self._timeouts.first_token if first else self._timeouts.idle
@@ -181,6 +185,13 @@ class StreamingResponse:
         if self._timeouts.total is None:
             return None
         return max(0.001, self._timeouts.total - (time.monotonic() - self._started))
+
+
+def split_lines(data: bytes) -> tuple[list[bytes], bytes]:
+    """(the complete lines of `data` without their line ends, the unfinished rest)."""
+    *complete, rest = data.split(b"\n")
+    # Most servers end lines with a bare newline: strip only if needed.
+    return ([line.rstrip(b"\r") for line in complete] if b"\r" in data else complete), rest
 
 
 def _cap(a: float | None, b: float | None) -> float | None:

@@ -40,7 +40,13 @@ from interlock.adapters.base import (
     shape_error,
     with_extra_headers,
 )
-from interlock.adapters.http import HttpClient, Labels, StreamingResponse, Timeouts
+from interlock.adapters.http import (
+    HttpClient,
+    Labels,
+    StreamingResponse,
+    Timeouts,
+    split_lines,
+)
 from interlock.adapters.registry import resolve_base_url
 from interlock.catalog import Deployment
 from interlock.errors import (
@@ -382,32 +388,54 @@ async def _stream_batches(resp: StreamingResponse,
     first delta is raised with nothing yielded, so the dispatcher can still fail
     over."""
     decoder = _ChunkDecoder(deployment)
+    texts: list[bytes] = []
     # Closed here when [DONE] ends the loop early: an abandoned generator is
     # closed by asyncio's finaliser instead, a thread-safe wake-up (a system call)
     # and a task for every stream.
-    async with contextlib.aclosing(resp.line_batches()) as reads:
-        async for lines in reads:
-            events = decoder.sse.feed_data(lines)
-            if decoder.first:
+    async with contextlib.aclosing(resp.reads()) as reads:
+        async for data in reads:
+            head, texts, events = decoder.feed(data)
+            if head is None and decoder.first:
                 head = decoder.first_delta(events)
-                if head is not None:
-                    yield DeltaBatch([head])
-            deltas = decoder.decode(events)
+            if head is not None:
+                yield DeltaBatch([head])
+            deltas = decoder.decode(events, texts)
             if decoder.done:
                 break
-            if deltas:
-                yield DeltaBatch(deltas, plain=decoder.plain)
+            if deltas or texts:
+                yield DeltaBatch(deltas, texts=texts)
         else:
-            deltas = decoder.decode(decoder.sse.end_data())
+            texts = []
+            deltas = decoder.decode(decoder.end_events(), texts)
             decoder.check_ended()
     # The stream ends here: what is left goes with the end, which follows at once.
-    if deltas or (decoder.error is None and not decoder.first):
-        yield DeltaBatch(deltas, final=True, plain=decoder.plain)
+    if deltas or texts or (decoder.error is None and not decoder.first):
+        yield DeltaBatch(deltas, final=True, texts=texts)
     if decoder.error is not None:
         raise decoder.error
 
 
 _NOT_JSON = object()  # an event orjson could not parse as it came
+
+# One SSE event holding a chunk of text and nothing else, in the layout OpenAI
+# sends (and vLLM, Groq and DeepSeek between their first and last chunks):
+# `data: {"id":..,"object":"chat.completion.chunk","created":..,"model":..,` some
+# optional fields, one choice at index 0 whose delta is non-empty `content` (after
+# an optional repeated role), no finish reason, no usage, an optional
+# `obfuscation` pad. Captured: the content's JSON string literal, which must be
+# valid JSON (no raw control characters, known escapes, surrogate escapes only in
+# pairs). An event in any other layout simply takes `_ChunkDecoder.decode`.
+_JSON_CHAR = rb'[^"\\\x00-\x1f]'
+_JSON_ESCAPE = (rb'\\(?:["\\/bfnrt]|u(?:[0-9a-cefA-CEF][0-9a-fA-F]{3}|[dD][0-7][0-9a-fA-F]{2}'
+                rb'|[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}))')
+_JSON_TEXT = (rb'"(?:' + _JSON_CHAR + rb'|' + _JSON_ESCAPE + rb')' + _JSON_CHAR + rb'*(?:'
+              + _JSON_ESCAPE + _JSON_CHAR + rb'*)*"')
+_TEXT_EVENT = re.compile(
+    rb'data: \{"id":"[^"\\]*","object":"chat\.completion\.chunk","created":\d+,'
+    rb'"model":"[^"\\]*"(?:,"service_tier":"[^"\\]*")?(?:,"system_fingerprint":"[^"\\]*")?'
+    rb',"choices":\[\{"index":0,"delta":\{(?:"role":"assistant",)?"content":('
+    + _JSON_TEXT + rb')\}(?:,"logprobs":null)?,"finish_reason":null\}\]'
+    rb'(?:,"usage":null)?(?:,"obfuscation":"[^"\\]*")?\}\n\n')
 
 
 class _ChunkDecoder:
@@ -418,26 +446,65 @@ class _ChunkDecoder:
     def __init__(self, deployment: Deployment) -> None:
         self.deployment = deployment
         self.sse = SseParser()
+        self._pending = b""  # the unfinished line of the last read
         self.first = True
         self.finished = False  # a finish reason was seen
         self.done = False
-        self.plain = 0  # how many of the last decoded deltas lead with text only
         self.error: ProviderError | None = None
+
+    def feed(self, data: bytes) -> tuple[StreamDelta | None, list[bytes], list[bytes]]:
+        """(head, texts, events) of a read: `head` the stream's first delta if
+        this read completes it (None if not, or if it was found before), `texts`
+        the literals of the text-only events that follow it or start the read
+        (`DeltaBatch.texts`), `events` the data of the complete events after
+        them. The text events are matched in one regex pass over the read, with
+        nothing decoded or built per event: this is most of what a streamed call
+        costs Interlock beyond forwarding bytes. Reads with CRLF line ends, or
+        that begin inside an event, take the general way."""
+        data = self._pending + data if self._pending else data
+        head = None
+        texts: list[bytes] = []
+        if self.sse.idle and b"\r" not in data:
+            # The first delta (the id, the model, the role) is always decoded: its
+            # read's events are taken one by one (each ends at a blank line)
+            # until it is found, so that the texts after it can take the short way.
+            while self.first and not self.done:
+                end = data.find(b"\n\n") + 2
+                if end == 1:
+                    break
+                head = self.first_delta(self.sse.feed_data(split_lines(data[:end])[0]))
+                data = data[end:]
+            if not self.first and not self.done:
+                # [before, text, between, text, ..., rest]: text events are taken
+                # only from the start up to the first thing that is not one.
+                parts = _TEXT_EVENT.split(data)
+                if len(parts) > 1 and not parts[0] and not any(parts[2:-1:2]) and (
+                        data.isascii() or _utf8(data)):
+                    texts, data = parts[1:-1:2], parts[-1]
+        lines, self._pending = split_lines(data)
+        return head, texts, self.sse.feed_data(lines) if lines else []
+
+    def end_events(self) -> list[bytes]:
+        """The events left unfinished when the body ended."""
+        pending, self._pending = self._pending, b""
+        events = self.sse.feed_data([pending.rstrip(b"\r")]) if pending else []
+        return events + self.sse.end_data()
 
     def first_delta(self, events: list[bytes]) -> StreamDelta | None:
         """The stream's first delta, taken (with the events before it) off the
         front of `events`; None if these events hold none."""
         while events and not self.done:
-            deltas = self.decode([events.pop(0)])
+            deltas = self.decode([events.pop(0)], [])
             if deltas:
                 return deltas[0]
         return None
 
-    def decode(self, events: list[bytes]) -> list[StreamDelta]:
-        """The deltas of these events; `plain` counts the text-only ones they start with."""
+    def decode(self, events: list[bytes], texts: list[bytes]) -> list[StreamDelta]:
+        """The deltas of these events. Text-only events that directly follow
+        `texts` (none of the other kind before them) are appended to `texts`
+        instead, as literals."""
         out: list[StreamDelta] = []
         plain = not self.first  # the first delta carries the id and the model
-        self.plain = 0
         if self.done:  # what follows [DONE] or a failure is not read
             return out
         for data in events:
@@ -451,9 +518,9 @@ class _ChunkDecoder:
             if plain:
                 text = plain_text(chunk)
                 if text is not None:
-                    out.append(StreamDelta(text))
+                    texts.append(orjson.dumps(text))
                     continue
-                self.plain, plain = len(out), False
+                plain = False
             try:
                 parsed = self._delta(self._lenient(data) if chunk is _NOT_JSON else chunk)
             except ProviderError as exc:
@@ -461,8 +528,6 @@ class _ChunkDecoder:
                 break
             if parsed is not None:
                 out.append(parsed)
-        if plain:
-            self.plain = len(out)
         return out
 
     def check_ended(self) -> None:
@@ -502,6 +567,14 @@ class _ChunkDecoder:
         except orjson.JSONDecodeError:
             raise _malformed(self.deployment, f"a stream chunk that is not JSON: "
                                               f"{text[:200]!r}") from None
+
+
+def _utf8(data: bytes) -> bool:
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def plain_text(chunk: Any) -> str | None:

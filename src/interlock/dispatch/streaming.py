@@ -163,7 +163,7 @@ class DispatchStream:
     def _passed(self, batch: DeltaBatch) -> DeltaBatch:
         """`batch`, accumulated. A break that may be continued elsewhere is not an
         end that follows at once: `final` would hold these deltas back meanwhile."""
-        self._acc.extend(batch.deltas, plain=batch.plain)
+        self._acc.extend(batch.deltas, texts=batch.texts)
         if batch.final and self._can_continue():
             batch.final = False
         return batch

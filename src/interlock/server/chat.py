@@ -136,7 +136,7 @@ class _SseWriter:
         held = b""
         try:
             async for batch in self.stream.batches():
-                body = held + self._render.sse(batch.deltas, plain=batch.plain)
+                body = held + self._render.sse(batch.deltas, batch.texts)
                 if batch.final:
                     held = body
                 else:
