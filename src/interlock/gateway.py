@@ -329,7 +329,7 @@ class Gateway:
         """(start time, metadata) of one request; the decision is filled in later."""
         await self.start()
         meta = ResponseMeta(request_id=request_id or new_request_id(),
-                            decision=RoutingDecision(request.model, request.model))
+                            decision=self.routing.placeholder(request.model))
         return arrived or time.perf_counter(), meta
 
     @staticmethod

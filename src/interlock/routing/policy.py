@@ -62,6 +62,9 @@ class RoutingPolicy:
         self._rules: dict[str, RulesRouter] = {}
         self._intents: dict[str, Any] = {}
         self._learned: dict[str, Any] = {}
+        # The decision for a request that names a group is the same every time:
+        # built once per group (a frozen dataclass costs dozens of opcodes to make).
+        self._direct = {group: direct(group) for group in catalog.groups}
         for name, spec in settings.routers.items():
             if isinstance(spec, RulesRouterSettings):
                 self._rules[name] = RulesRouter(name, spec)
@@ -109,6 +112,10 @@ class RoutingPolicy:
                 f"The routing section names model groups that no model_list entry defines: "
                 f"{', '.join(unknown)}. Defined groups: {', '.join(self.catalog.group_names)}.")
 
+    def placeholder(self, name: str) -> RoutingDecision:
+        """A request's decision until it is routed: a direct one for its name."""
+        return self._direct.get(name) or direct(name)
+
     def public_names(self) -> list[str]:
         """Names clients may ask for besides the plain model groups."""
         return list(self.settings.groups)
@@ -120,8 +127,9 @@ class RoutingPolicy:
     async def decide(self, request: ChatRequest, *,
                      available: GroupAvailable | None = None) -> RoutingDecision:
         name = request.model
-        if name in self.catalog.groups:
-            return direct(name)
+        decision = self._direct.get(name)
+        if decision is not None:
+            return decision
         routed = self.settings.groups.get(name)
         alias = None if routed is not None else parse_router_alias(name)
         if routed is None and alias is not None:
