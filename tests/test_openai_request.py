@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from interlock.errors import InvalidRequest
-from interlock.openai_request import parse_chat_request
+from interlock.openai_request import _OPTIONAL, parse_chat_request
 from interlock.types import ImagePart, TextPart
 
 
@@ -153,3 +153,12 @@ def test_a_thought_signature_comes_back_from_either_place_clients_keep_it():
     assert google.messages[0].tool_calls[0].thought_signature == "sig-g"
     assert litellm.messages[0].tool_calls[0].thought_signature == "sig-l"
     assert odd.messages[0].tool_calls[0].thought_signature is None
+
+
+@pytest.mark.parametrize("key", sorted(_OPTIONAL))
+def test_every_optional_field_is_read(key: str) -> None:
+    # Optional fields are parsed only when present (`_OPTIONAL`): each must still
+    # be read, and so refused when mistyped.
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], key: [[]]}
+    with pytest.raises(InvalidRequest):
+        parse_chat_request(body)
