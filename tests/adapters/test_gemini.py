@@ -837,6 +837,17 @@ async def test_embeddings_over_the_batch_cap_go_in_consecutive_calls(
     assert result.usage.input_tokens == sum(estimate_text_tokens(t) for t in texts)
 
 
+async def test_consecutive_embedding_calls_share_one_deadline(
+        fake_upstream: FakeUpstream) -> None:
+    # Each call alone fits the timeout, the three together do not: the attempt's
+    # timeout bounds the whole list, not each call.
+    fake_upstream.script(*[Fault(latency=0.3)] * 3, provider="gemini")
+    with pytest.raises(Timeout):
+        await embed(fake_upstream, embedding_request(*[f"t{i}" for i in range(250)]),
+                    timeouts=Timeouts(connect=1.0, total=0.7))
+    assert len(fake_upstream.received) == 3
+
+
 async def test_the_fake_refuses_a_batch_over_the_cap_as_gemini_does(
         fake_upstream: FakeUpstream) -> None:
     body = {"requests": [{"model": "models/gemini-embedding-001",

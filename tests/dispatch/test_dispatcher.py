@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 
 import pytest
-from tests.dispatch.fakes import Harness, dep, fail, hang, make, ok, request
+from tests.dispatch.fakes import Harness, ScriptedAdapter, Step, dep, fail, hang, make, ok, request
 
+import interlock.dispatch.dispatcher as dispatcher_module
+from interlock.adapters.http import Timeouts
+from interlock.catalog import Deployment
 from interlock.errors import (
     AuthenticationFailed,
     BadRequest,
@@ -22,6 +26,7 @@ from interlock.errors import (
     UnsupportedParameter,
     UpstreamServerError,
 )
+from interlock.types import ChatRequest, ChatResponse
 
 E500 = fail(UpstreamServerError, 500)
 
@@ -486,3 +491,31 @@ async def test_a_bounded_request_may_only_lower_its_groups_retries() -> None:
     with pytest.raises(UpstreamServerError):
         await h.dispatcher.complete(request(num_retries=5), "g")
     assert h.adapter.count() - before == 6
+
+
+def _slow(seconds: float) -> Step:
+    """A step that takes real time and ignores its timeouts, as a buggy adapter might."""
+    async def step(a: ScriptedAdapter, r: ChatRequest, d: Deployment, t: Timeouts
+                   ) -> ChatResponse:
+        await asyncio.sleep(seconds)
+        return ChatResponse(id="r", model=d.model, content="late")
+    return step
+
+
+async def test_an_adapter_that_overruns_its_timeout_is_cut_off_by_the_guard(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dispatcher_module, "GUARD_GRACE", 0.01)
+    h = make([dep("a", timeout=0.05)], num_retries=0)
+    h.adapter.script("a", _slow(5.0))
+    with pytest.raises(Timeout, match="overran"):
+        await h.dispatcher.complete(request(), "g")
+
+
+async def test_an_adapter_that_keeps_time_itself_is_not_guarded(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Such an adapter bounds its own calls; the dispatcher adds no timer of its own.
+    monkeypatch.setattr(dispatcher_module, "GUARD_GRACE", 0.01)
+    h = make([dep("a", timeout=0.05)], num_retries=0)
+    monkeypatch.setattr(h.adapter, "keeps_time", True, raising=False)
+    h.adapter.script("a", _slow(0.2))
+    assert (await h.dispatcher.complete(request(), "g")).response.content == "late"

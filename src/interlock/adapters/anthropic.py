@@ -141,6 +141,7 @@ class AnthropicAdapter:
     """Calls the Messages API over the shared HttpClient."""
 
     provider: ClassVar[str] = PROVIDER
+    keeps_time: ClassVar[bool] = True  # every call is bounded by adapters.http
 
     def __init__(self, http: HttpClient) -> None:
         self._http = http

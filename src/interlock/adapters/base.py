@@ -119,7 +119,13 @@ def checked_response(response: ChatResponse) -> ChatResponse:
 
 
 class Adapter(Protocol):
-    """One provider. Instances are cheap and share the gateway's HttpClient."""
+    """One provider. Instances are cheap and share the gateway's HttpClient.
+
+    An adapter that ends every call within its `Timeouts` by itself (as the HTTP
+    adapters here do, through `adapters.http`) may say so with a class attribute
+    `keeps_time = True`: the dispatcher then leaves out the asyncio.timeout it
+    otherwise puts around each attempt as a last guard (a couple of percent of a
+    request's work). Without it, the guard stays."""
 
     provider: ClassVar[str]
 

@@ -39,6 +39,7 @@ import hashlib
 import mimetypes
 import os
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -153,6 +154,7 @@ class GeminiAdapter:
     """Gemini API (Google AI Studio keys) over the shared HttpClient."""
 
     provider: ClassVar[str] = PROVIDER
+    keeps_time: ClassVar[bool] = True  # every call is bounded by adapters.http
 
     def __init__(self, http: HttpClient) -> None:
         self._http = http
@@ -209,9 +211,14 @@ class GeminiAdapter:
         send up to 2048, so longer lists go in consecutive calls."""
         vectors: list[list[float]] = []
         tokens = 0
+        # One deadline for all the calls: the attempt's timeout bounds the whole.
+        deadline = None if timeouts.total is None else time.monotonic() + timeouts.total
         for start in range(0, len(request.inputs), EMBED_BATCH):
             part = dataclasses.replace(request,
                                        inputs=request.inputs[start:start + EMBED_BATCH])
+            if deadline is not None and start:
+                timeouts = dataclasses.replace(
+                    timeouts, total=max(0.001, deadline - time.monotonic()))
             result = await self._embed_batch(part, deployment, timeouts)
             vectors += result.vectors
             tokens += result.usage.input_tokens

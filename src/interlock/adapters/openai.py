@@ -119,6 +119,7 @@ class OpenAIAdapter:
     """Chat completions and embeddings over the OpenAI wire format."""
 
     provider: ClassVar[str] = "openai"
+    keeps_time: ClassVar[bool] = True  # every call is bounded by adapters.http
 
     def __init__(self, http: HttpClient) -> None:
         self._http = http

@@ -369,7 +369,9 @@ class Dispatcher:
         try:
             request = (run.request if d.call_defaults is None
                        else run.request.with_defaults(d.call_defaults))
-            value, final = await self._guarded(call(adapter, request, d, timeouts), timeouts, d)
+            value, final = await (
+                call(adapter, request, d, timeouts) if getattr(adapter, "keeps_time", False)
+                else self._guarded(call(adapter, request, d, timeouts), timeouts, d))
         except ProviderError as error:
             stats.in_flight -= 1
             return None, await self._failed(run, group, picked, error, started)
