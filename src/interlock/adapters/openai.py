@@ -400,6 +400,8 @@ async def _stream_batches(resp: StreamingResponse,
                 head = decoder.first_delta(events)
             if head is not None:
                 yield DeltaBatch([head])
+                if not (texts or events):  # the rest of the read, once the head is out
+                    _, texts, events = decoder.feed(b"")
             deltas = decoder.decode(events, texts)
             if decoder.done:
                 break
@@ -455,8 +457,9 @@ class _ChunkDecoder:
 
     def feed(self, data: bytes) -> tuple[StreamDelta | None, list[bytes], list[bytes]]:
         """(head, texts, events) of a read: `head` the stream's first delta if
-        this read completes it (None if not, or if it was found before), `texts`
-        the literals of the text-only events that follow it or start the read
+        this read completes it (None if not, or if it was found before; the rest
+        of the read is then kept for the next call, which may pass b""), `texts`
+        the literals of the text-only events that start the read
         (`DeltaBatch.texts`), `events` the data of the complete events after
         them. The text events are matched in one regex pass over the read, with
         nothing decoded or built per event: this is most of what a streamed call
@@ -475,6 +478,10 @@ class _ChunkDecoder:
                     break
                 head = self.first_delta(self.sse.feed_data(split_lines(data[:end])[0]))
                 data = data[end:]
+                if head is not None:
+                    # The rest waits for the next feed, so that the head is sent first.
+                    self._pending = data
+                    return head, texts, []
             if not self.first and not self.done:
                 # [before, text, between, text, ..., rest]: text events are taken
                 # only from the start up to the first thing that is not one.
