@@ -38,8 +38,6 @@ _LOCAL = {"mock_response", "num_retries", "timeout", "tags"}
 # call override them), they would otherwise go upstream as body fields: a key
 # sent to a provider it is not for.
 DEPLOYMENT_ONLY = ("api_key", "api_base", "base_url", "api_version")
-# Bounds of a request's own `timeout` and `num_retries`. Retries as router_settings
-# bounds them; an hour of timeout, so that milliseconds given as seconds are caught.
 # The optional fields `parse_chat_request` reads with a parser of their own.
 _TOOLS = frozenset({"tools", "functions"})
 _TOOL_CHOICE = frozenset({"tool_choice", "function_call"})
@@ -47,6 +45,8 @@ _OPTIONAL = frozenset({"temperature", "top_p", "max_tokens", "max_completion_tok
                        "parallel_tool_calls", "response_format", "user", "n", "drop_params",
                        "stream_options", "mock_response", "timeout", "num_retries",
                        *_TOOLS, *_TOOL_CHOICE})
+# Bounds of a request's own `timeout` and `num_retries`. Retries as router_settings
+# bounds them; an hour of timeout, so that milliseconds given as seconds are caught.
 MAX_TIMEOUT = 3600.0
 MAX_RETRIES = 20
 

@@ -158,10 +158,12 @@ class ChunkRenderer:
 
     def sse(self, deltas: list[StreamDelta], texts: Sequence[bytes] = ()) -> bytes:
         """The SSE events of a batch's chunks (`texts`, then `deltas`, as in
-        `DeltaBatch`): byte for byte `data: ` + orjson.dumps(self.chunk(delta)) +
-        a blank line each, built around a serialised head that is the same for
-        every chunk of the stream. A text literal goes out as it came, between
-        that head and the fixed end of a text chunk: all of them in one join."""
+        `DeltaBatch`), built around a serialised head that is the same for every
+        chunk of the stream. A delta's event is byte for byte `data: ` +
+        orjson.dumps(self.chunk(delta)) + a blank line. A text literal goes out
+        as it came, between that head and the fixed end of a text chunk, all of
+        them in one join: the same JSON, though its escapes may be the
+        provider's rather than orjson's."""
         if not texts:
             return self._sse(deltas)
         if self._first or self._head_model != self.model:

@@ -449,7 +449,9 @@ class _ChunkDecoder:
     def __init__(self, deployment: Deployment) -> None:
         self.deployment = deployment
         self.sse = SseParser()
-        self._pending = b""  # the unfinished line of the last read
+        # What `feed` has not taken yet: the unfinished line of the last read, or
+        # the rest of the read that held the first delta.
+        self._pending = b""
         self.first = True
         self.finished = False  # a finish reason was seen
         self.done = False
