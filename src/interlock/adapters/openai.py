@@ -389,7 +389,6 @@ async def _stream_batches(resp: StreamingResponse,
     first delta is raised with nothing yielded, so the dispatcher can still fail
     over."""
     decoder = _ChunkDecoder(deployment)
-    texts: list[bytes] = []
     # Closed here when [DONE] ends the loop early: an abandoned generator is
     # closed by asyncio's finaliser instead, a thread-safe wake-up (a system call)
     # and a task for every stream.
