@@ -14,10 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -120,6 +121,14 @@ class ResponseMeta:
 class Completion:
     response: ChatResponse
     meta: ResponseMeta
+    # The ledger row, when `Gateway.complete` was asked to leave it to `settle`.
+    _unsettled: Callable[[], None] | None = None
+
+    def settle(self) -> None:
+        """Write the ledger row that `complete(settle_later=True)` left (once)."""
+        unsettled, self._unsettled = self._unsettled, None
+        if unsettled is not None:
+            unsettled()
 
 
 @dataclass(slots=True)
@@ -257,20 +266,36 @@ class Gateway:
             reason=f"{request.model!r} is an alias of {alias.model!r}; {decision.reason}")
 
     async def complete(self, request: ChatRequest, *, request_id: str | None = None,
-                       key_id: str | None = None, arrived: float | None = None) -> Completion:
+                       key_id: str | None = None, arrived: float | None = None,
+                       settle_later: bool = False) -> Completion:
         """`arrived` (perf_counter) is when the server received the request, so the
-        overhead it reports includes parsing; the library leaves it unset."""
+        overhead it reports includes parsing; the library leaves it unset.
+
+        With `settle_later` the answer's ledger row is left to `Completion.settle`,
+        which the caller must call (in a `finally`): the server answers the client
+        first, so the row's work is not in the client's wait. A failure is recorded
+        here either way."""
         started, meta = await self._begin(request, request_id, arrived)
         with self._recording_failure(meta, started, request, key_id):
             meta.decision = await self.decide(request)
             result = await self.dispatcher.complete(request, meta.decision.group)
-        self._answered(meta, started, request, result, result.response.usage,
-                       result.response.content, key_id)
-        return Completion(result.response, meta)
+        response = result.response
+        self._answered(meta, started, request, result, response.usage)
+        record = functools.partial(self._record, meta, request, response.usage,
+                                   response.content, key_id, stream=False)
+        if settle_later:
+            return Completion(response, meta, record)
+        record()
+        return Completion(response, meta)
 
     async def stream(self, request: ChatRequest, *, request_id: str | None = None,
-                     key_id: str | None = None, arrived: float | None = None) -> GatewayStream:
-        """Open a stream; failover before the first byte happens in here."""
+                     key_id: str | None = None, arrived: float | None = None,
+                     settle_later: bool = False) -> GatewayStream:
+        """Open a stream; failover before the first byte happens in here.
+
+        With `settle_later` the ledger row of a stream that ends is written by
+        `GatewayStream.aclose`, which the caller must await (in a `finally`), so
+        that the stream's last bytes go out first."""
         started, meta = await self._begin(request, request_id, arrived)
         with self._recording_failure(meta, started, request, key_id):
             meta.decision = await self.decide(request)
@@ -279,7 +304,8 @@ class Gateway:
         meta.ttft_ms = (time.perf_counter() - started) * 1000
         # Headers go out now, so overhead is what came before the first byte.
         meta.overhead_ms = max(0.0, meta.ttft_ms - _upstream_ms(upstream.attempts))
-        return GatewayStream(self, request, upstream, meta, started, key_id)
+        return GatewayStream(self, request, upstream, meta, started, key_id,
+                             settle_later=settle_later)
 
     async def embed(self, request: EmbeddingRequest, *, request_id: str | None = None,
                     key_id: str | None = None, arrived: float | None = None) -> Embeddings:
@@ -290,7 +316,8 @@ class Gateway:
         with self._recording_failure(meta, started, routing, key_id):
             meta.decision = self._embedding_decision(routing.model)
             result = await self.dispatcher.embed(request, meta.decision.group)
-        self._answered(meta, started, routing, result, result.response.usage, None, key_id)
+        self._answered(meta, started, routing, result, result.response.usage)
+        self._record(meta, routing, result.response.usage, None, key_id, stream=False)
         return Embeddings(result.response, result.deployment.model, meta)
 
     def _embedding_decision(self, name: str) -> RoutingDecision:
@@ -341,15 +368,13 @@ class Gateway:
         meta.attempts = attempts
 
     def _answered(self, meta: ResponseMeta, started: float, request: ChatRequest,
-                  result: DispatchResult[Any], usage: Usage | None, content: str | None,
-                  key_id: str | None) -> None:
-        """A whole (not streamed) answer: who gave it, its cost and timings, its
-        ledger row."""
+                  result: DispatchResult[Any], usage: Usage | None) -> None:
+        """A whole (not streamed) answer: who gave it, its cost and timings (the
+        caller records its ledger row)."""
         self._fill(meta, result.deployment, result.group, result.attempts)
         meta.cost_usd = self._cost(request, result.deployment, usage)
         meta.latency_ms = (time.perf_counter() - started) * 1000
         meta.overhead_ms = max(0.0, meta.latency_ms - _upstream_ms(result.attempts))
-        self._record(meta, request, usage, content, key_id, stream=False)
 
     def _finish_error(self, meta: ResponseMeta, exc: InterlockError, started: float,
                       request: ChatRequest, key_id: str | None) -> None:
@@ -430,7 +455,8 @@ class GatewayStream:
     (or breaks) the cost is computed and the ledger row written, exactly once."""
 
     def __init__(self, gateway: Gateway, request: ChatRequest, upstream: DispatchStream,
-                 meta: ResponseMeta, started: float, key_id: str | None) -> None:
+                 meta: ResponseMeta, started: float, key_id: str | None, *,
+                 settle_later: bool = False) -> None:
         self._gateway = gateway
         self._request = request
         self._upstream = upstream
@@ -438,6 +464,8 @@ class GatewayStream:
         self._started = started
         self._key_id = key_id
         self._done = False
+        self._settle_later = settle_later
+        self._unsettled: Callable[[], None] | None = None
         self.error: ProviderError | None = None
 
     def __aiter__(self) -> AsyncIterator[StreamDelta]:
@@ -474,10 +502,19 @@ class GatewayStream:
         response = upstream.response()
         meta.cost_usd = self._gateway._cost(self._request, upstream.deployment, response.usage)
         meta.latency_ms = (time.perf_counter() - self._started) * 1000
-        self._gateway._record(meta, self._request, response.usage, response.content,
-                              self._key_id, stream=True, error=error)
+        record = functools.partial(self._gateway._record, meta, self._request, response.usage,
+                                   response.content, self._key_id, stream=True, error=error)
+        if self._settle_later:
+            self._unsettled = record
+        else:
+            record()
 
     async def aclose(self) -> None:
         if not self._done:
             self._finish(error=InterlockError("the client disconnected"))
-        await self._upstream.aclose()
+        unsettled, self._unsettled = self._unsettled, None
+        try:
+            if unsettled is not None:
+                unsettled()
+        finally:
+            await self._upstream.aclose()

@@ -79,12 +79,18 @@ class ChatCompletions:
         try:
             done = await race_disconnect(self.gateway.complete(
                 call.request, request_id=call.request_id, key_id=call.key_id,
-                arrived=call.arrived), receive)
+                arrived=call.arrived, settle_later=True), receive)
         except InterlockError as exc:
             await send_error(send, exc, meta_headers(exc))
             return
-        await send_json(send, 200, completion_dict(done.response, request_id=call.request_id),
-                        done.meta.headers())
+        # The answer goes out before its ledger row is made: the client does not
+        # wait for the bookkeeping.
+        try:
+            await send_json(send, 200, completion_dict(done.response,
+                                                       request_id=call.request_id),
+                            done.meta.headers())
+        finally:
+            done.settle()
 
     async def _stream(self, call: _Call, receive: Receive, send: Send) -> None:
         # One race for opening and writing: one timer per stream, and at most one
@@ -95,7 +101,7 @@ class ChatCompletions:
         try:
             stream = await self.gateway.stream(
                 call.request, request_id=call.request_id, key_id=call.key_id,
-                arrived=call.arrived)
+                arrived=call.arrived, settle_later=True)
         except InterlockError as exc:
             # Nothing has been sent yet, so this is still a plain HTTP error.
             await send_error(send, exc, meta_headers(exc))

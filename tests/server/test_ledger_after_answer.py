@@ -1,0 +1,107 @@
+"""The server answers first and writes the ledger row after: the row's work is
+not in the client's wait, and the row is still written when sending fails."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from tests.server.gateways import GROUPS, three_provider_config
+
+from interlock.config import load_config
+from interlock.gateway import Gateway
+from interlock.openai_request import parse_chat_request
+from interlock.server.asgi_io import Message
+from interlock.server.chat import ChatCompletions
+from interlock.testing import FakeUpstream
+from interlock.testing.script import Reply
+
+SCOPE = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []}
+
+
+@pytest.fixture
+async def gateway(fake_upstream: FakeUpstream, tmp_path: Path) -> AsyncIterator[Gateway]:
+    config = three_provider_config(fake_upstream)
+    # A writer that sleeps through the test: recorded rows stay `pending`.
+    config["ledger"] = {"database": str(tmp_path / "ledger.sqlite"), "flush_interval": 60}
+    gw = Gateway(load_config(config, environ={}), environ={})
+    yield gw
+    await gw.aclose()
+
+
+def _receive_for(body: dict[str, Any]) -> Any:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:  # the client stays connected
+            await asyncio.Event().wait()
+        sent = True
+        return {"type": "http.request", "body": orjson.dumps(body), "more_body": False}
+    return receive
+
+
+class _Client:
+    """An ASGI `send` that notes how many ledger rows were recorded when the
+    response's last bytes left, and can fail at that point like a vanished client."""
+
+    def __init__(self, gateway: Gateway, *, fail_last: bool = False) -> None:
+        self.gateway = gateway
+        self.fail_last = fail_last
+        self.rows_when_answered: int | None = None
+        self.body = b""
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] != "http.response.body":
+            return
+        self.body += message.get("body", b"")
+        if not message.get("more_body", False):
+            assert self.gateway.ledger is not None
+            self.rows_when_answered = self.gateway.ledger.pending
+            if self.fail_last:
+                raise OSError("the client went away")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_the_row_is_written_after_the_answer_has_gone(
+        gateway: Gateway, fake_upstream: FakeUpstream, stream: bool) -> None:
+    fake_upstream.reply(Reply(text="fine", input_tokens=10, output_tokens=3))
+    client = _Client(gateway)
+    handler = ChatCompletions(gateway, max_body_bytes=1 << 20)
+    await handler(SCOPE, _receive_for({"model": GROUPS["openai"], "stream": stream,
+                                       "messages": [{"role": "user", "content": "hi"}]}),
+                  client)
+    assert b"fine" in client.body
+    assert client.rows_when_answered == 0
+    assert gateway.ledger is not None and gateway.ledger.pending == 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_the_row_is_written_when_sending_the_answer_fails(
+        gateway: Gateway, fake_upstream: FakeUpstream, stream: bool) -> None:
+    fake_upstream.reply(Reply(text="fine", input_tokens=10, output_tokens=3))
+    handler = ChatCompletions(gateway, max_body_bytes=1 << 20)
+    with pytest.raises(OSError):
+        await handler(SCOPE, _receive_for({"model": GROUPS["openai"], "stream": stream,
+                                           "messages": [{"role": "user", "content": "hi"}]}),
+                      _Client(gateway, fail_last=True))
+    assert gateway.ledger is not None and gateway.ledger.pending == 1
+
+
+async def test_a_completion_left_unsettled_records_once_when_settled(
+        gateway: Gateway, fake_upstream: FakeUpstream) -> None:
+    fake_upstream.reply(Reply(text="fine"))
+    request = parse_chat_request({"model": GROUPS["openai"],
+                                  "messages": [{"role": "user", "content": "hi"}]})
+    done = await gateway.complete(request, settle_later=True)
+    assert gateway.ledger is not None and gateway.ledger.pending == 0
+    done.settle()
+    done.settle()
+    assert gateway.ledger.pending == 1
+    # Without the flag (the library's way) the row is recorded before returning.
+    await gateway.complete(request)
+    assert gateway.ledger.pending == 2
