@@ -74,23 +74,27 @@ class ResponseMeta:
         """Calls really made; `attempts` also lists deployments skipped without a call."""
         return sum(1 for a in self.attempts if a.called)
 
-    def headers(self) -> list[tuple[str, str]]:
-        """The x-interlock-* response headers. The two that can echo a name the
-        client chose go through `header_safe`; the rest are Interlock's own."""
-        out = [("x-request-id", self.request_id),
-               ("x-interlock-model-group", header_safe(self.group or self.decision.group)),
-               ("x-interlock-route", header_safe(self.decision.header_value())),
-               ("x-interlock-attempts", str(self.upstream_calls)),
-               ("x-interlock-overhead-ms", f"{self.overhead_ms:.3f}")]
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """The x-interlock-* response headers, as the server sends them. The two
+        that can echo a name the client chose go through `header_safe`, which
+        leaves only printable ASCII; the rest are Interlock's own names and
+        numbers. Deployment names come from the config, which may hold any
+        character, so they are encoded leniently."""
+        out = [(b"x-request-id", self.request_id.encode()),
+               (b"x-interlock-model-group",
+                header_safe(self.group or self.decision.group).encode()),
+               (b"x-interlock-route", header_safe(self.decision.header_value()).encode()),
+               (b"x-interlock-attempts", b"%d" % self.upstream_calls),
+               (b"x-interlock-overhead-ms", b"%.3f" % self.overhead_ms)]
         if self.deployment:
-            out.append(("x-interlock-deployment", self.deployment))
+            out.append((b"x-interlock-deployment", _latin1(self.deployment)))
         if self.provider:
-            out.append(("x-interlock-provider", self.provider))
+            out.append((b"x-interlock-provider", _latin1(self.provider)))
         if self.attempts:
-            out.append(("x-interlock-attempt-log", ", ".join(
-                f"{a.deployment}={a.outcome}/{a.duration_ms:.0f}ms" for a in self.attempts)))
+            out.append((b"x-interlock-attempt-log", _latin1(", ".join(
+                f"{a.deployment}={a.outcome}/{a.duration_ms:.0f}ms" for a in self.attempts))))
         if self.cost_usd is not None:
-            out.append(("x-interlock-cost-usd", f"{self.cost_usd:.8f}"))
+            out.append((b"x-interlock-cost-usd", f"{self.cost_usd:.8f}".encode()))
         return out
 
     def stream_summary(self) -> dict[str, Any]:
@@ -154,6 +158,12 @@ def header_safe(value: str) -> str:
     if value.isascii() and value.isprintable():
         return value
     return "".join(c if " " <= c <= "~" else "?" for c in value)
+
+
+def _latin1(value: str) -> bytes:
+    # As the server wrote every header value before: a character latin-1 lacks
+    # becomes "?" rather than failing the answer.
+    return value.encode("latin-1", "replace")
 
 
 def new_request_id(prefix: str = "chatcmpl-") -> str:

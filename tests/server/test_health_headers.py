@@ -19,6 +19,9 @@ from tests.server.gateways import (
     three_provider_config,
 )
 
+from interlock.dispatch.outcome import Attempt
+from interlock.gateway import ResponseMeta
+from interlock.routing.decision import direct
 from interlock.testing import FakeUpstream
 from interlock.testing.script import Fault, Reply
 
@@ -136,6 +139,25 @@ async def test_headers_name_group_deployment_provider_and_cost(
     # 1000 x $3/M + 200 x $15/M
     assert Decimal(h["x-interlock-cost-usd"]) == Decimal("0.006")
     await client.close()
+
+
+def test_header_values_are_bytes_a_server_can_send_whatever_the_names() -> None:
+    """Config names may hold any character; a header value must be latin-1 bytes.
+    Names the client chose are cut to printable ASCII."""
+    name = "local/openai/modèle-日本"
+    meta = ResponseMeta(request_id="chatcmpl-1", decision=direct("gr\x00oup"),
+                        deployment=name, provider="openai", cost_usd=Decimal("0.5"),
+                        attempts=[Attempt(deployment=name, provider="openai", group="g",
+                                          outcome="ok", status=200, duration_ms=12.4)],
+                        overhead_ms=0.25)
+    headers = dict(meta.headers())
+    assert all(isinstance(k, bytes) and isinstance(v, bytes) for k, v in headers.items())
+    assert headers[b"x-interlock-deployment"] == "local/openai/modèle-??".encode("latin-1")
+    assert headers[b"x-interlock-model-group"] == b"gr?oup"
+    assert headers[b"x-interlock-attempts"] == b"1"
+    assert headers[b"x-interlock-overhead-ms"] == b"0.250"
+    assert headers[b"x-interlock-cost-usd"] == b"0.50000000"
+    assert headers[b"x-interlock-attempt-log"].endswith(b"=ok/12ms")
 
 
 async def test_no_cost_header_when_the_price_is_unknown(

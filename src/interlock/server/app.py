@@ -163,7 +163,7 @@ def _model_card(name: str) -> dict[str, Any]:
 async def _method_not_allowed(send: Send, allowed: str) -> None:
     await send_plain_error(send, 405, f"Use {allowed} for this path.",
                            type_="invalid_request_error", code="method_not_allowed",
-                           headers=[("allow", allowed)])
+                           headers=[(b"allow", allowed.encode())])
 
 
 def _is_loopback(host: str) -> bool:

@@ -21,7 +21,8 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-Headers = Sequence[tuple[str, str]]
+# Response headers as the server sends them: bytes, lower-case names.
+Headers = Sequence[tuple[bytes, bytes]]
 
 
 class BodyTooLarge(Exception):
@@ -56,15 +57,10 @@ def header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def _raw_headers(headers: Headers) -> list[tuple[bytes, bytes]]:
-    # Header values are ASCII by construction; latin-1 keeps any stray byte intact.
-    return [(k.encode("latin-1"), v.encode("latin-1", errors="replace")) for k, v in headers]
-
-
 async def send_bytes(send: Send, status: int, body: bytes, *, content_type: bytes,
                      headers: Headers = ()) -> None:
-    raw = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
-    raw += _raw_headers(headers)
+    raw = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
+           *headers]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
 
@@ -74,13 +70,13 @@ async def send_json(send: Send, status: int, body: Any, headers: Headers = ()) -
                      headers=headers)
 
 
-def error_status_and_headers(error: InterlockError) -> tuple[int, list[tuple[str, str]]]:
-    headers: list[tuple[str, str]] = []
+def error_status_and_headers(error: InterlockError) -> tuple[int, list[tuple[bytes, bytes]]]:
+    headers: list[tuple[bytes, bytes]] = []
     retry_after: float | None = None
     if isinstance(error, NoDeploymentAvailable | ProviderError):
         retry_after = error.retry_after
     if retry_after is not None and error.status_code in (429, 503):
-        headers.append(("retry-after", str(max(1, round(retry_after)))))
+        headers.append((b"retry-after", str(max(1, round(retry_after))).encode()))
     return error.status_code, headers
 
 
@@ -122,7 +118,7 @@ async def read_json(receive: Receive, send: Send, limit: int) -> Any:
         return ANSWERED
 
 
-def meta_headers(error: InterlockError) -> list[tuple[str, str]]:
+def meta_headers(error: InterlockError) -> list[tuple[bytes, bytes]]:
     """The x-interlock headers of a failed request, when the gateway got that far."""
     meta = getattr(error, "meta", None)
     return meta.headers() if meta is not None else []

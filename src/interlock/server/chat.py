@@ -136,7 +136,7 @@ class _SseWriter:
         meta = self.stream.meta
         headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
                    (b"x-accel-buffering", b"no")]
-        headers += [(k.encode(), v.encode("latin-1", "replace")) for k, v in meta.headers()]
+        headers += meta.headers()
         send = self.send
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         held = b""
