@@ -141,6 +141,23 @@ async def test_general_fallback_after_retries_are_used_up() -> None:
         ("g", "UpstreamServerError"), ("g", "UpstreamServerError"), ("backup", "ok")]
 
 
+async def test_every_request_walks_the_whole_chain_again() -> None:
+    """A group's chains are built once and shared by its requests' plans: one
+    request walking (and failing through) them leaves them whole for the next,
+    and a chain a request narrows is its own."""
+    h = make([dep("a", group="g"), dep("b1", group="b"), dep("c1", group="c")],
+             num_retries=0, fallbacks={"g": ["b", "c"]})
+    h.adapter.script("a", then=E500)
+    h.adapter.script("b1", then=E500)
+    for _ in range(3):
+        result = await h.dispatcher.complete(request(), "g")
+        assert [a.group for a in result.attempts] == ["g", "b", "c"]
+    narrowed = await h.dispatcher.complete(request(fallbacks=["c"]), "g")
+    assert [a.group for a in narrowed.attempts] == ["g", "c"]
+    result = await h.dispatcher.complete(request(), "g")
+    assert [a.group for a in result.attempts] == ["g", "b", "c"]
+
+
 async def test_default_fallbacks_apply_to_groups_without_a_chain() -> None:
     h = make([dep("a", group="g"), dep("b", group="spare")], num_retries=0,
              default_fallbacks=["spare"])

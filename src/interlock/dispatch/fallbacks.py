@@ -47,6 +47,9 @@ class FallbackConfig:
         }
         self.default = list(settings.default_fallbacks)
         self.max_fallbacks = settings.max_fallbacks
+        # Each group's chains, as a plan reads them (never written to): a request
+        # that names no fallbacks of its own gets them from here.
+        self._group_chains: dict[str, dict[FallbackKind, list[str]]] = {}
 
     def chain(self, kind: FallbackKind, group: str) -> list[str]:
         chains = self.chains[kind]
@@ -61,13 +64,19 @@ class FallbackConfig:
         return out
 
     def plan(self, group: str, requested: list[str] | None) -> FallbackPlan:
-        chains = {kind: self.chain(kind, group) for kind in FallbackKind}
-        if requested is not None:
-            wanted = set(requested)
-            general = set(chains[FallbackKind.GENERAL])
-            chains = {kind: [g for g in chain if g in wanted] for kind, chain in chains.items()}
-            chains[FallbackKind.GENERAL] = [g for g in dict.fromkeys(requested) if g in general]
-        return FallbackPlan(group, chains, self, narrowed=requested is not None)
+        if requested is None:
+            chains = self._group_chains.get(group)
+            if chains is None:
+                chains = self._group_chains[group] = {
+                    kind: self.chain(kind, group) for kind in FallbackKind}
+            return FallbackPlan(group, chains, self, narrowed=False)
+        # The request narrows the configured chains to the groups it names.
+        wanted = set(requested)
+        general = set(self.chain(FallbackKind.GENERAL, group))
+        chains = {kind: [g for g in self.chain(kind, group) if g in wanted]
+                  for kind in FallbackKind}
+        chains[FallbackKind.GENERAL] = [g for g in dict.fromkeys(requested) if g in general]
+        return FallbackPlan(group, chains, self, narrowed=True)
 
 
 class FallbackPlan:
