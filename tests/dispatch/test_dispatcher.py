@@ -223,6 +223,26 @@ async def test_pre_call_checks_skip_without_calling() -> None:
     assert (await h.dispatcher.complete(request("short"), "g")).group == "g"
 
 
+async def test_the_prompt_is_sized_only_when_something_needs_its_size(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import interlock.dispatch.run as run_module
+
+    sized: list[ChatRequest] = []
+    real = run_module.estimate_prompt_tokens
+
+    def counting(request: ChatRequest) -> int:
+        sized.append(request)
+        return real(request)
+
+    monkeypatch.setattr(run_module, "estimate_prompt_tokens", counting)
+    plain = make([dep("a")])
+    await plain.dispatcher.complete(request(), "g")
+    assert sized == []  # no pre-call checks, no tpm: the size is never read
+    checked = make([dep("a", max_input_tokens=100)], enable_pre_call_checks=True)
+    await checked.dispatcher.complete(request(), "g")
+    assert len(sized) == 1
+
+
 async def test_pre_call_safety_margin() -> None:
     h = make([dep("a", max_input_tokens=100)], enable_pre_call_checks=True,
              pre_call_safety_margin=0.2)

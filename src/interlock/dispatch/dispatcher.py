@@ -52,7 +52,7 @@ from interlock.errors import (
     ProviderError,
     Timeout,
 )
-from interlock.tokens import estimate_prompt_tokens, estimate_text_tokens
+from interlock.tokens import estimate_text_tokens
 from interlock.types import (
     ChatRequest,
     ChatResponse,
@@ -172,8 +172,7 @@ class Dispatcher:
         deadline = None if limit is None else self._clock.now() + limit
         return Run(request=request, origin=group, stream=stream, deadline=deadline,
                    plan=self._fallbacks.plan(group, request.fallbacks),
-                   prompt_tokens=(estimate_prompt_tokens(request) if prompt_tokens is None
-                                  else prompt_tokens))
+                   known_prompt_tokens=prompt_tokens)
 
     async def _dispatch(self, run: Run, call: AttemptCall[T]) -> DispatchResult[T]:
         success = await self._execute(run, call)

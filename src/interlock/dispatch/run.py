@@ -4,7 +4,7 @@ A `Run` lives for one request; the dispatcher reads and writes it while it
 walks the groups. `Picked` is a deployment that passed admission (breaker,
 rpm/tpm, gates) and `Success` an attempt that answered.
 
-Imports: the standard library, `types`, `errors`, `catalog`, `dispatch.*`
+Imports: the standard library, `types`, `tokens`, `errors`, `catalog`, `dispatch.*`
 (state.base, gates, fallbacks, outcome).
 """
 
@@ -19,6 +19,7 @@ from interlock.dispatch.gates import GateTicket
 from interlock.dispatch.outcome import SKIPPED, Attempt
 from interlock.dispatch.state.base import Admission
 from interlock.errors import ProviderError
+from interlock.tokens import estimate_prompt_tokens
 from interlock.types import ChatRequest
 
 T = TypeVar("T")
@@ -40,7 +41,10 @@ class Run:
     stream: bool
     deadline: float | None
     plan: FallbackPlan
-    prompt_tokens: int
+    # The prompt's size in tokens when the caller knows it; else estimated when
+    # first asked for (`prompt_tokens`): with the default settings only a tpm
+    # limit or an error message needs it, and most requests never ask.
+    known_prompt_tokens: int | None = None
     attempts: list[Attempt] = field(default_factory=list)
     # Deployments that failed in this request (retried only when nothing else is left).
     failed: set[str] = field(default_factory=set)
@@ -55,6 +59,12 @@ class Run:
     last_error: ProviderError | None = None
     recovery_waits: int = 0
     continuations: int = 0
+
+    @property
+    def prompt_tokens(self) -> int:
+        if self.known_prompt_tokens is None:
+            self.known_prompt_tokens = estimate_prompt_tokens(self.request)
+        return self.known_prompt_tokens
 
     def remaining(self, now: float) -> float | None:
         return None if self.deadline is None else self.deadline - now
