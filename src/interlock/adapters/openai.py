@@ -24,6 +24,7 @@ import contextlib
 import os
 import re
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import orjson
@@ -115,6 +116,17 @@ _DURATION_UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs
                   "ns": 1e-9}
 
 
+@dataclass(frozen=True, slots=True)
+class _Endpoint:
+    """What every chat call to one deployment sends the same way. Its headers go
+    to aiohttp, which copies them and never changes the dict it was given."""
+
+    chat_url: str
+    headers: dict[str, str]
+    stream_headers: dict[str, str]
+    labels: Labels
+
+
 class OpenAIAdapter:
     """Chat completions and embeddings over the OpenAI wire format."""
 
@@ -123,14 +135,29 @@ class OpenAIAdapter:
 
     def __init__(self, http: HttpClient) -> None:
         self._http = http
+        # Per deployment (a config's deployments are fixed for the adapter's life):
+        # its URL, headers and labels were rebuilt on every call before, about a
+        # hundred opcodes of each request's own work.
+        self._endpoints: dict[Deployment, _Endpoint] = {}
+
+    def _endpoint(self, deployment: Deployment) -> _Endpoint:
+        endpoint = self._endpoints.get(deployment)
+        if endpoint is None:
+            endpoint = self._endpoints[deployment] = _Endpoint(
+                chat_url=_url(deployment, "/chat/completions"),
+                headers=_headers(deployment, stream=False),
+                stream_headers=_headers(deployment, stream=True),
+                labels=_labels(deployment))
+        return endpoint
 
     # -- calls ---------------------------------------------------------------
     async def complete(self, request: ChatRequest, deployment: Deployment,
                        timeouts: Timeouts) -> ChatResponse:
         body = build_body(request, deployment, stream=False)
+        endpoint = self._endpoint(deployment)
         resp = await self._http.post(
-            _url(deployment, "/chat/completions"), headers=_headers(deployment, stream=False),
-            body=orjson.dumps(body), timeouts=timeouts, labels=_labels(deployment))
+            endpoint.chat_url, headers=endpoint.headers, body=orjson.dumps(body),
+            timeouts=timeouts, labels=endpoint.labels)
         return _parsed(resp.status, resp.headers, resp.body, deployment)
 
     def stream(self, request: ChatRequest, deployment: Deployment,
@@ -140,9 +167,10 @@ class OpenAIAdapter:
     async def stream_batches(self, request: ChatRequest, deployment: Deployment,
                              timeouts: Timeouts) -> AsyncIterator[DeltaBatch]:
         body = build_body(request, deployment, stream=True)
+        endpoint = self._endpoint(deployment)
         async with self._http.stream(
-            _url(deployment, "/chat/completions"), headers=_headers(deployment, stream=True),
-            body=orjson.dumps(body), timeouts=timeouts, labels=_labels(deployment),
+            endpoint.chat_url, headers=endpoint.stream_headers, body=orjson.dumps(body),
+            timeouts=timeouts, labels=endpoint.labels,
         ) as resp:
             if resp.status != 200 or _is_json(resp.headers):
                 # An error, or a server that ignored `stream` and answered whole.
