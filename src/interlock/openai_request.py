@@ -186,8 +186,13 @@ def _message(raw: Any, i: int) -> Message:
     if role is None:
         raise _fail(f"'{path}.role' must be one of system, developer, user, assistant, tool; "
                     f"got {raw.get('role')!r}.", f"{path}.role")
-    msg = Message(role=role, parts=_parts(raw.get("content"), f"{path}.content"))  # type: ignore[arg-type]
-    msg.name = _optional_typed(raw, "name", str, "a string", param=f"{path}.name")
+    content = raw.get("content")
+    # Most messages are a role and a string: that case skips the general parsers.
+    parts = ([TextPart(content)] if content.__class__ is str
+             else _parts(content, f"{path}.content"))
+    msg = Message(role=role, parts=parts)  # type: ignore[arg-type]
+    if "name" in raw:
+        msg.name = _optional_typed(raw, "name", str, "a string", param=f"{path}.name")
     if role == "assistant":
         msg.tool_calls = _tool_calls(raw.get("tool_calls"), f"{path}.tool_calls")
         msg.thinking_blocks = _thinking_blocks(raw.get("thinking_blocks"),

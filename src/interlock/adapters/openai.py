@@ -228,10 +228,17 @@ def build_body(request: ChatRequest, deployment: Deployment, *, stream: bool) ->
 
 
 def _set_sampling(body: dict[str, Any], request: ChatRequest) -> None:
-    for name, value in (("temperature", request.temperature), ("top_p", request.top_p),
-                        ("stop", request.stop), ("user", request.user), ("n", request.n)):
-        if value is not None:
-            body[name] = value
+    # Written out, not a loop over (name, value) pairs: it runs on every request.
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
+    if request.stop is not None:
+        body["stop"] = request.stop
+    if request.user is not None:
+        body["user"] = request.user
+    if request.n is not None:
+        body["n"] = request.n
 
 
 def _set_tools(body: dict[str, Any], request: ChatRequest) -> None:
@@ -276,6 +283,8 @@ def message_json(m: Message) -> dict[str, Any]:
 def content_json(parts: list[Part]) -> str | list[dict[str, Any]]:
     """A plain string when there are only text parts (every compatible server takes
     that); a content array as soon as there is an image."""
+    if len(parts) == 1 and parts[0].__class__ is TextPart:  # the usual message
+        return parts[0].text
     if all(isinstance(p, TextPart) for p in parts):
         return "".join(p.text for p in parts if isinstance(p, TextPart))
     out: list[dict[str, Any]] = []

@@ -60,6 +60,9 @@ class CooldownTracker:
         self._settings = settings
         self._backend = backend
         self._clock = clock
+        # Each deployment's rate limits and probe lifetime, which depend only on
+        # the deployment and the settings, worked out on its first admission.
+        self._admission_terms: dict[Deployment, tuple[Limits, float]] = {}
 
     def cooldown_time(self, deployment: Deployment) -> float:
         if deployment.cooldown_time is not None:
@@ -106,10 +109,14 @@ class CooldownTracker:
         await self._backend.record_success(deployment.name, probe=probe)
 
     async def admit(self, deployment: Deployment, tokens: int = 0) -> Admission:
-        s = self._settings
-        probe_ttl = min(s.probe_timeout, deployment.timeout or s.timeout or s.probe_timeout)
-        limits = Limits(deployment.rpm, deployment.tpm)
-        return await self._backend.admit(deployment.name, limits, tokens, probe_ttl)
+        terms = self._admission_terms.get(deployment)
+        if terms is None:
+            s = self._settings
+            probe_ttl = min(s.probe_timeout,
+                            deployment.timeout or s.timeout or s.probe_timeout)
+            terms = self._admission_terms[deployment] = (
+                Limits(deployment.rpm, deployment.tpm), probe_ttl)
+        return await self._backend.admit(deployment.name, terms[0], tokens, terms[1])
 
     async def release(self, admission: Admission) -> None:
         await self._backend.release(admission)

@@ -60,6 +60,9 @@ class MemoryStateBackend:
         self._time = time_source or time.monotonic
         self._breakers: dict[str, _Breaker] = {}
         self._rates: dict[str, _Rate] = {}
+        # The usual answer, admitted with nothing reserved, made once per deployment:
+        # Admission is frozen, so one instance serves every such request.
+        self._plain: dict[str, Admission] = {}
 
     # -- admission ----------------------------------------------------------
     async def admit(self, deployment: str, limits: Limits, tokens: int,
@@ -86,6 +89,11 @@ class MemoryStateBackend:
             bucket = refused
         if probe and b is not None:
             b.probe_until = now + probe_ttl
+        if not probe and bucket is None:
+            plain = self._plain.get(deployment)
+            if plain is None:
+                plain = self._plain[deployment] = Admission(True, deployment)
+            return plain
         return Admission(True, deployment, probe=probe, bucket=bucket,
                          tokens=tokens if bucket is not None else 0)
 
