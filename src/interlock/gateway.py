@@ -38,7 +38,7 @@ from interlock.dispatch.dispatcher import (
     DispatchStream,
 )
 from interlock.errors import InterlockError, InvalidRequest, ProviderError, UnknownModel
-from interlock.routing.decision import RoutingDecision, direct
+from interlock.routing.decision import RoutingDecision, direct, header_safe
 from interlock.routing.policy import RoutingPolicy, parse_router_alias
 from interlock.types import (
     ChatRequest,
@@ -72,7 +72,10 @@ class ResponseMeta:
     @property
     def upstream_calls(self) -> int:
         """Calls really made; `attempts` also lists deployments skipped without a call."""
-        return sum(1 for a in self.attempts if a.called)
+        attempts = self.attempts
+        if len(attempts) == 1:  # the usual case, counted without a generator
+            return 1 if attempts[0].called else 0
+        return sum(1 for a in attempts if a.called)
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         """The x-interlock-* response headers, as the server sends them. The two
@@ -80,19 +83,27 @@ class ResponseMeta:
         leaves only printable ASCII; the rest are Interlock's own names and
         numbers. Deployment names come from the config, which may hold any
         character, so they are encoded leniently."""
+        decision = self.decision
+        group = self.group
         out = [(b"x-request-id", self.request_id.encode()),
                (b"x-interlock-model-group",
-                header_safe(self.group or self.decision.group).encode()),
-               (b"x-interlock-route", header_safe(self.decision.header_value()).encode()),
+                header_safe(group).encode() if group and group != decision.group
+                else decision.group_header_bytes()),
+               (b"x-interlock-route", decision.header_bytes()),
                (b"x-interlock-attempts", b"%d" % self.upstream_calls),
                (b"x-interlock-overhead-ms", b"%.3f" % self.overhead_ms)]
         if self.deployment:
             out.append((b"x-interlock-deployment", _latin1(self.deployment)))
         if self.provider:
             out.append((b"x-interlock-provider", _latin1(self.provider)))
-        if self.attempts:
+        attempts = self.attempts
+        if len(attempts) == 1:  # the usual case, without a join over a generator
+            a = attempts[0]
+            out.append((b"x-interlock-attempt-log",
+                        _latin1(f"{a.deployment}={a.outcome}/{a.duration_ms:.0f}ms")))
+        elif attempts:
             out.append((b"x-interlock-attempt-log", _latin1(", ".join(
-                f"{a.deployment}={a.outcome}/{a.duration_ms:.0f}ms" for a in self.attempts))))
+                f"{a.deployment}={a.outcome}/{a.duration_ms:.0f}ms" for a in attempts))))
         if self.cost_usd is not None:
             out.append((b"x-interlock-cost-usd", f"{self.cost_usd:.8f}".encode()))
         return out
@@ -141,23 +152,6 @@ class Embeddings:
     # The upstream model id of the deployment that answered.
     model: str
     meta: ResponseMeta
-
-
-# Longer header values are cut: a client's made-up model name is echoed in some.
-MAX_HEADER_VALUE = 1000
-
-
-def header_safe(value: str) -> str:
-    """`value` with anything but printable ASCII replaced by "?", cut to
-    MAX_HEADER_VALUE characters.
-
-    Headers echo names the client chose (an unknown model's name in the route);
-    a control character there made the server drop the connection unanswered."""
-    if len(value) > MAX_HEADER_VALUE:
-        value = value[:MAX_HEADER_VALUE - 3] + "..."
-    if value.isascii() and value.isprintable():
-        return value
-    return "".join(c if " " <= c <= "~" else "?" for c in value)
 
 
 def _latin1(value: str) -> bytes:
