@@ -187,10 +187,14 @@ def _message(raw: Any, i: int) -> Message:
         raise _fail(f"'{path}.role' must be one of system, developer, user, assistant, tool; "
                     f"got {raw.get('role')!r}.", f"{path}.role")
     content = raw.get("content")
-    # Most messages are a role and a string: that case skips the general parsers.
-    parts = ([TextPart(content)] if content.__class__ is str
-             else _parts(content, f"{path}.content"))
-    msg = Message(role=role, parts=parts)  # type: ignore[arg-type]
+    if content.__class__ is str:
+        # Most messages are a role and a string: that case skips the general parsers,
+        # and a system or user message without a name needs nothing more.
+        msg = Message(role=role, parts=[TextPart(content)])  # type: ignore[arg-type]
+        if (role == "user" or role == "system") and "name" not in raw:
+            return msg
+    else:
+        msg = Message(role=role, parts=_parts(content, f"{path}.content"))  # type: ignore[arg-type]
     if "name" in raw:
         msg.name = _optional_typed(raw, "name", str, "a string", param=f"{path}.name")
     if role == "assistant":
