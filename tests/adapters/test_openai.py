@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 import pytest
+from tests.adapters.fed_stream import opened
 
 from interlock.adapters.base import StreamAccumulator, decode_texts, flatten
 from interlock.adapters.http import HttpClient, Timeouts
@@ -487,7 +488,7 @@ CHUNK = '{"id":"c1","model":"m","choices":[{"index":0,"delta":%s,"finish_reason"
 
 async def fed(*frames: str) -> list[StreamDelta]:
     dep = deployment("http://127.0.0.1:9/v1")
-    return [d async for d in flatten(_stream_batches(LineFeed(*frames), dep))]  # type: ignore[arg-type]
+    return [d async for d in flatten(_stream_batches(opened(LineFeed(*frames)), dep))]
 
 
 async def test_stream_error_object_maps_like_http() -> None:
@@ -529,7 +530,7 @@ def text_frame(text: str, finish: str = "null") -> str:
 async def batches_of(*reads: list[str]) -> list[tuple[list[str | None], bool]]:
     dep = deployment("http://127.0.0.1:9/v1")
     return [([*decode_texts(b.texts), *(d.text or d.finish_reason for d in b.deltas)], b.final)
-            async for b in _stream_batches(ReadFeed(*reads), dep)]  # type: ignore[arg-type]
+            async for b in _stream_batches(opened(ReadFeed(*reads)), dep)]
 
 
 async def test_batches_follow_reads_with_the_first_delta_alone() -> None:
@@ -545,8 +546,8 @@ async def test_batches_pass_on_what_came_before_a_failure() -> None:
     dep = deployment("http://127.0.0.1:9/v1")
     seen: list[tuple[list[str | None], bool]] = []
     with pytest.raises(UpstreamServerError, match="not JSON"):
-        async for b in _stream_batches(ReadFeed(  # type: ignore[arg-type]
-                [text_frame("a"), text_frame("b"), "data: {oops", text_frame("c")]), dep):
+        async for b in _stream_batches(opened(ReadFeed(
+                [text_frame("a"), text_frame("b"), "data: {oops", text_frame("c")])), dep):
             seen.append(([*decode_texts(b.texts), *(d.text for d in b.deltas)], b.final))
     assert seen == [(["a"], False), (["b"], True)]
 
@@ -569,7 +570,7 @@ async def test_chunk_bytes_that_are_not_utf8_are_read_with_replacement() -> None
     dep = deployment("http://127.0.0.1:9/v1")
     feed = LineFeed("data: " + CHUNK % ('{"content":"a"}', "null"), "data: [DONE]")
     feed._lines[0] = feed._lines[0].replace(b'"a"', b'"a\xff"')
-    deltas = [d async for d in flatten(_stream_batches(feed, dep))]  # type: ignore[arg-type]
+    deltas = [d async for d in flatten(_stream_batches(opened(feed), dep))]
     assert [d.text for d in deltas] == ["a\ufffd"]
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
+from tests.adapters.fed_stream import opened
 
 from interlock.adapters.base import DeltaBatch, SseParser, StreamAccumulator, decode_texts
 from interlock.adapters.openai import _TEXT_EVENT, _stream_batches, chunk_delta, plain_text
@@ -94,7 +95,7 @@ class _ByteByByte(_Reads):
 async def _batches(feed: _Reads) -> list[DeltaBatch]:
     dep = Deployment(name="d", group="g", provider="openai", model="m",
                      api_base="http://127.0.0.1:9/v1")
-    return [b async for b in _stream_batches(feed, dep)]  # type: ignore[arg-type]
+    return [b async for b in _stream_batches(opened(feed), dep)]
 
 
 def _deltas(batches: list[DeltaBatch]) -> list[tuple[Any, ...]]:

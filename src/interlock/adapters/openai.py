@@ -164,21 +164,16 @@ class OpenAIAdapter:
                timeouts: Timeouts) -> AsyncIterator[StreamDelta]:
         return flatten(self.stream_batches(request, deployment, timeouts))
 
-    async def stream_batches(self, request: ChatRequest, deployment: Deployment,
-                             timeouts: Timeouts) -> AsyncIterator[DeltaBatch]:
+    def stream_batches(self, request: ChatRequest, deployment: Deployment,
+                       timeouts: Timeouts) -> AsyncIterator[DeltaBatch]:
+        # The body is built now (a request it cannot take fails here) and the call
+        # is made and read by one generator: a generator relaying another cost a
+        # resumption per network read.
         body = build_body(request, deployment, stream=True)
         endpoint = self._endpoint(deployment)
-        async with self._http.stream(
+        return _stream_batches(self._http.stream(
             endpoint.chat_url, headers=endpoint.stream_headers, body=orjson.dumps(body),
-            timeouts=timeouts, labels=endpoint.labels,
-        ) as resp:
-            if resp.status != 200 or _is_json(resp.headers):
-                # An error, or a server that ignored `stream` and answered whole.
-                whole = _parsed(resp.status, resp.headers, await resp.read(), deployment)
-                yield DeltaBatch([_delta_from_response(whole)], final=True)
-                return
-            async for batch in _stream_batches(resp, deployment):
-                yield batch
+            timeouts=timeouts, labels=endpoint.labels), deployment)
 
     async def embeddings(self, request: EmbeddingRequest, deployment: Deployment,
                          timeouts: Timeouts) -> EmbeddingResult:
@@ -418,40 +413,46 @@ def _delta_from_response(r: ChatResponse) -> StreamDelta:
 
 
 # -- streaming ------------------------------------------------------------------
-async def _stream_batches(resp: StreamingResponse,
+async def _stream_batches(opening: contextlib.AbstractAsyncContextManager[StreamingResponse],
                           deployment: Deployment) -> AsyncIterator[DeltaBatch]:
-    """The deltas of each network read as one batch; the first delta alone, as
-    soon as it is parsed. Deltas parsed before a failure are yielded before it
-    is raised, as a stream of single events would have; a failure before the
-    first delta is raised with nothing yielded, so the dispatcher can still fail
-    over."""
-    decoder = _ChunkDecoder(deployment)
-    # Closed here when [DONE] ends the loop early: an abandoned generator is
-    # closed by asyncio's finaliser instead, a thread-safe wake-up (a system call)
-    # and a task for every stream.
-    async with contextlib.aclosing(resp.reads()) as reads:
-        async for data in reads:
-            head, texts, events = decoder.feed(data)
-            if head is None and decoder.first:
-                head = decoder.first_delta(events)
-            if head is not None:
-                yield DeltaBatch([head])
-                if not (texts or events):  # the rest of the read, once the head is out
-                    _, texts, events = decoder.feed(b"")
-            deltas = decoder.decode(events, texts)
-            if decoder.done:
-                break
-            if deltas or texts:
-                yield DeltaBatch(deltas, texts=texts)
-        else:
-            texts = []
-            deltas = decoder.decode(decoder.end_events(), texts)
-            decoder.check_ended()
-    # The stream ends here: what is left goes with the end, which follows at once.
-    if deltas or texts or (decoder.error is None and not decoder.first):
-        yield DeltaBatch(deltas, final=True, texts=texts)
-    if decoder.error is not None:
-        raise decoder.error
+    """The call `opening` makes, read: the deltas of each network read as one
+    batch; the first delta alone, as soon as it is parsed. Deltas parsed before a
+    failure are yielded before it is raised, as a stream of single events would
+    have; a failure before the first delta is raised with nothing yielded, so the
+    dispatcher can still fail over."""
+    async with opening as resp:
+        if resp.status != 200 or _is_json(resp.headers):
+            # An error, or a server that ignored `stream` and answered whole.
+            whole = _parsed(resp.status, resp.headers, await resp.read(), deployment)
+            yield DeltaBatch([_delta_from_response(whole)], final=True)
+            return
+        decoder = _ChunkDecoder(deployment)
+        # Closed here when [DONE] ends the loop early: an abandoned generator is
+        # closed by asyncio's finaliser instead, a thread-safe wake-up (a system
+        # call) and a task for every stream.
+        async with contextlib.aclosing(resp.reads()) as reads:
+            async for data in reads:
+                head, texts, events = decoder.feed(data)
+                if head is None and decoder.first:
+                    head = decoder.first_delta(events)
+                if head is not None:
+                    yield DeltaBatch([head])
+                    if not (texts or events):  # the rest of the read, once the head is out
+                        _, texts, events = decoder.feed(b"")
+                deltas = decoder.decode(events, texts)
+                if decoder.done:
+                    break
+                if deltas or texts:
+                    yield DeltaBatch(deltas, texts=texts)
+            else:
+                texts = []
+                deltas = decoder.decode(decoder.end_events(), texts)
+                decoder.check_ended()
+        # The stream ends here: what is left goes with the end, which follows at once.
+        if deltas or texts or (decoder.error is None and not decoder.first):
+            yield DeltaBatch(deltas, final=True, texts=texts)
+        if decoder.error is not None:
+            raise decoder.error
 
 
 _NOT_JSON = object()  # an event orjson could not parse as it came
