@@ -499,21 +499,17 @@ class GatewayStream:
 
     def batches(self) -> AsyncIterator[DeltaBatch]:
         """The stream a network read at a time (iterate this or the deltas, once)."""
-        return self._batches(self._upstream.batches())
+        return self._upstream.batches(on_end=self._ended)
 
-    async def _batches(self, upstream: AsyncIterator[DeltaBatch]) -> AsyncIterator[DeltaBatch]:
-        try:
-            async for batch in upstream:
-                yield batch
-        except ProviderError as exc:
+    def _ended(self, exc: BaseException | None) -> None:
+        if exc is None:
+            self._finish()
+        elif isinstance(exc, ProviderError):
             self.error = exc
             self._finish(error=exc)
-            raise
-        except BaseException:
-            # Cancelled (client went away) or a bug: still one ledger row.
+        else:
+            # Cancelled (client went away), closed early or a bug: still one ledger row.
             self._finish(error=InterlockError("the stream was cancelled"))
-            raise
-        self._finish()
 
     def response(self) -> ChatResponse:
         return self._upstream.response()

@@ -1,5 +1,6 @@
 """The server answers first and writes the ledger row after: the row's work is
-not in the client's wait, and the row is still written when sending fails."""
+not in the client's wait, and the row is still written when sending fails, or
+when a stream is left early or breaks."""
 
 from __future__ import annotations
 
@@ -10,15 +11,16 @@ from typing import Any
 
 import orjson
 import pytest
-from tests.server.gateways import GROUPS, three_provider_config
+from tests.server.gateways import GROUPS, ledger_rows, three_provider_config
 
 from interlock.config import load_config
+from interlock.errors import ConnectionFailed
 from interlock.gateway import Gateway
 from interlock.openai_request import parse_chat_request
 from interlock.server.asgi_io import Message
 from interlock.server.chat import ChatCompletions
 from interlock.testing import FakeUpstream
-from interlock.testing.script import Reply
+from interlock.testing.script import Fault, Reply
 
 SCOPE = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []}
 
@@ -105,3 +107,38 @@ async def test_a_completion_left_unsettled_records_once_when_settled(
     # Without the flag (the library's way) the row is recorded before returning.
     await gateway.complete(request)
     assert gateway.ledger.pending == 2
+
+
+async def test_a_stream_left_early_or_broken_mid_way_leaves_one_row_that_says_so(
+        fake_upstream: FakeUpstream, tmp_path: Path) -> None:
+    database = tmp_path / "rows.sqlite"
+    config = three_provider_config(fake_upstream)
+    config["ledger"] = {"database": str(database), "flush_interval": 0.05}
+    gw = Gateway(load_config(config, environ={}), environ={})
+    request = parse_chat_request({"model": GROUPS["openai"], "stream": True,
+                                  "messages": [{"role": "user", "content": "hi"}]})
+    fake_upstream.reply(Reply(text="one two three four five six seven eight"))
+    fake_upstream.script(Fault(chunk_interval=0.01), provider="openai")
+    left = await gw.stream(request, request_id="left")
+    batches = left.batches()
+    await anext(batches)
+    await batches.aclose()  # the consumer stops reading
+    await left.aclose()
+    fake_upstream.script(Fault(disconnect_after=2, chunk_interval=0.01), provider="openai")
+    broken = await gw.stream(request, request_id="broken")
+    with pytest.raises(ConnectionFailed):
+        async for _ in broken.batches():
+            pass
+    await broken.aclose()
+    finished = await gw.stream(request, request_id="finished")
+    async for _ in finished.batches():
+        pass
+    await finished.aclose()
+    await gw.aclose()
+    rows = ledger_rows(database)
+    assert len(rows) == 3
+    assert (rows["left"]["status"], rows["left"]["error_class"]) == ("error", "InterlockError")
+    assert (broken.error is not None and
+            (rows["broken"]["status"], rows["broken"]["error_class"]) ==
+            ("error", "ConnectionFailed"))
+    assert (finished.error, rows["finished"]["status"]) == (None, "ok")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 from interlock.adapters.base import DeltaBatch, StreamAccumulator, flatten
@@ -132,33 +132,47 @@ class DispatchStream:
     def __aiter__(self) -> AsyncIterator[StreamDelta]:
         return flatten(self.batches())
 
-    def batches(self) -> AsyncIterator[DeltaBatch]:
-        """The stream a network read at a time (iterate this or the deltas, once)."""
+    def batches(self, on_end: Callable[[BaseException | None], None] | None = None
+                ) -> AsyncIterator[DeltaBatch]:
+        """The stream a network read at a time (iterate this or the deltas, once).
+
+        `on_end` is called once when the iteration ends: with None after the last
+        batch, else with what ended it (a ProviderError, a cancellation, the
+        consumer closing it early). The gateway keeps its books there rather than
+        in a generator of its own around this one, a resumption per read."""
         if self._iterating:
             raise RuntimeError("a DispatchStream can be iterated only once")
         self._iterating = True
-        return self._iterate()
+        return self._iterate(on_end)
 
-    async def _iterate(self) -> AsyncIterator[DeltaBatch]:
+    async def _iterate(self, on_end: Callable[[BaseException | None], None] | None
+                       ) -> AsyncIterator[DeltaBatch]:
         try:
-            while True:
-                iterator, first = self._success.value
-                yield self._passed(first)
-                error: ProviderError | None = None
-                try:
-                    async for batch in iterator:
-                        yield self._passed(batch)
-                except ProviderError as exc:
-                    error = exc
-                if error is None:
-                    break
-                await self._after_failure(error)
-            self._done = True
-            self._response = self._acc.response()
-            await self._owner.stream_finished(self._run, self._success, self._response)
-        finally:
-            if not self._done:
-                await self.aclose()
+            try:
+                while True:
+                    iterator, first = self._success.value
+                    yield self._passed(first)
+                    error: ProviderError | None = None
+                    try:
+                        async for batch in iterator:
+                            yield self._passed(batch)
+                    except ProviderError as exc:
+                        error = exc
+                    if error is None:
+                        break
+                    await self._after_failure(error)
+                self._done = True
+                self._response = self._acc.response()
+                await self._owner.stream_finished(self._run, self._success, self._response)
+            finally:
+                if not self._done:
+                    await self.aclose()
+        except BaseException as exc:
+            if on_end is not None:
+                on_end(exc)
+            raise
+        if on_end is not None:
+            on_end(None)
 
     def _passed(self, batch: DeltaBatch) -> DeltaBatch:
         """`batch`, accumulated. A break that may be continued elsewhere is not an
