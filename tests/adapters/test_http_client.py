@@ -1,4 +1,4 @@
-"""The pooled HTTP client's stream timeouts: total, first token, idle."""
+"""The pooled HTTP client: stream timeouts (total, first token, idle) and whole answers."""
 
 from __future__ import annotations
 
@@ -103,3 +103,39 @@ async def test_lines_lose_their_carriage_returns_however_the_reads_fall():
         resp = StreamingResponse(fake, Timeouts(total=5), Labels("openai", "d"), time.monotonic())
         lines = [line async for batch in resp.line_batches() for line in batch]
         assert lines == [b"a", b"b", b"c", b"d", b"", b"e"], reads
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+async def test_a_whole_answer_in_several_reads_is_read_to_its_end(framing: str) -> None:
+    body = b'{"answer": "' + b"x" * 50_000 + b'"}'
+    half = len(body) // 2
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await reader.readexactly(len(BODY))
+        if framing == "chunked":
+            head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+            pieces = [b"%x\r\n%s\r\n" % (half, body[:half]),
+                      b"%x\r\n%s\r\n0\r\n\r\n" % (len(body) - half, body[half:])]
+        else:
+            head = b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body)
+            pieces = [body[:half], body[half:]]
+        writer.write(head + pieces[0])
+        await writer.drain()
+        await asyncio.sleep(0.05)  # the rest comes in a later read
+        writer.write(pieces[1])
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    http = HttpClient()
+    try:
+        resp = await http.post(f"http://127.0.0.1:{port}/v1/chat/completions",
+                               headers={"content-type": "application/json"}, body=BODY,
+                               timeouts=Timeouts(total=5), labels=Labels("openai", "d"))
+    finally:
+        await http.aclose()
+        server.close()
+        await server.wait_closed()
+    assert (resp.status, resp.body) == (200, body)

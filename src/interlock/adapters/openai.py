@@ -831,8 +831,10 @@ def _url(deployment: Deployment, path: str) -> str:
 
 
 def _headers(deployment: Deployment, *, stream: bool) -> dict[str, str]:
-    headers = {"content-type": "application/json",
-               "accept": "text/event-stream" if stream else "application/json"}
+    # A whole answer needs no Accept of its own: aiohttp's */* serves, and each
+    # header is work on every call. A stream says what it expects.
+    headers = ({"content-type": "application/json", "accept": "text/event-stream"} if stream
+               else {"content-type": "application/json"})
     key = deployment.key()
     if key:
         headers["authorization"] = f"Bearer {key}"
