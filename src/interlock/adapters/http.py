@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TypeGuard
@@ -273,9 +273,10 @@ class HttpClient:
     def _client_timeout(self, timeouts: Timeouts) -> aiohttp.ClientTimeout:
         return aiohttp.ClientTimeout(total=timeouts.total, sock_connect=timeouts.connect)
 
-    async def post(self, url: str, *, headers: Mapping[str, str], body: bytes,
-                   timeouts: Timeouts, labels: Labels) -> HttpResponse:
-        return await self._request("POST", url, headers, body, timeouts, labels)
+    def post(self, url: str, *, headers: Mapping[str, str], body: bytes,
+             timeouts: Timeouts, labels: Labels) -> Awaitable[HttpResponse]:
+        # The request's own coroutine, not one awaiting it: a frame less per call.
+        return self._request("POST", url, headers, body, timeouts, labels)
 
     def stream(self, url: str, *, headers: Mapping[str, str], body: bytes,
                timeouts: Timeouts, labels: Labels) -> _StreamContext:
