@@ -97,13 +97,10 @@ class ResponseMeta:
         if self.provider:
             out.append((b"x-interlock-provider", _latin1(self.provider)))
         attempts = self.attempts
-        if len(attempts) == 1:  # the usual case, without a join over a generator
-            a = attempts[0]
-            out.append((b"x-interlock-attempt-log",
-                        _latin1(f"{a.deployment}={a.outcome}/{a.duration_ms:.0f}ms")))
-        elif attempts:
-            out.append((b"x-interlock-attempt-log", _latin1(", ".join(
-                f"{a.deployment}={a.outcome}/{a.duration_ms:.0f}ms" for a in attempts))))
+        if attempts:  # the usual single attempt without a join
+            log = (_logged(attempts[0]) if len(attempts) == 1
+                   else ", ".join(map(_logged, attempts)))
+            out.append((b"x-interlock-attempt-log", _latin1(log)))
         if self.cost_usd is not None:
             out.append((b"x-interlock-cost-usd", f"{self.cost_usd:.8f}".encode()))
         return out
@@ -152,6 +149,11 @@ class Embeddings:
     # The upstream model id of the deployment that answered.
     model: str
     meta: ResponseMeta
+
+
+def _logged(attempt: Attempt) -> str:
+    """One attempt as x-interlock-attempt-log lists it."""
+    return f"{attempt.deployment}={attempt.outcome}/{attempt.duration_ms:.0f}ms"
 
 
 def _latin1(value: str) -> bytes:
