@@ -13,12 +13,24 @@ class Feed(Protocol):
 
 
 class _Answered:
-    """A 200 event-stream answer whose body is the feed's reads."""
+    """A 200 event-stream answer whose body is the feed's reads, read the way
+    `StreamingResponse` is: start, `next_read` until b"", stop."""
 
     def __init__(self, reads: Callable[[], AsyncIterator[bytes]]) -> None:
         self.status = 200
         self.headers = {"content-type": "text/event-stream"}
-        self.reads = reads
+        self._reads = reads()
+        self.reading = False
+
+    def start_reading(self) -> None:
+        self.reading = True
+
+    def stop_reading(self) -> None:
+        self.reading = False
+
+    async def next_read(self) -> bytes:
+        assert self.reading, "next_read before start_reading or after stop_reading"
+        return await anext(self._reads, b"")
 
 
 @contextlib.asynccontextmanager

@@ -71,6 +71,8 @@ class StreamingResponse:
         self._read_timer: asyncio.TimerHandle | None = None
         self._read_timer_at = 0.0
         self._read_expired = False
+        self._expiry: asyncio.TimerHandle | None = None
+        self._first = True  # no byte of the body read yet: the first-token wait applies
         self.status = resp.status
         self.headers: Mapping[str, str] = resp.headers
 
@@ -80,28 +82,51 @@ class StreamingResponse:
         except aiohttp.ClientError as exc:
             raise _connection_error(exc, self._labels) from None
 
-    async def reads(self) -> AsyncGenerator[bytes, None]:
-        """The body a network read at a time, as it arrived, enforcing the total,
-        first-token and idle timeouts. A consumer that handles a read at once
-        resumes this generator once per read: each resumption of a stacked async
-        generator costs microseconds."""
-        loop = asyncio.get_running_loop()
+    def start_reading(self) -> None:
+        """Arm the total deadline: one timer for the whole stream, which closes
+        the response (a timer per read cost about an eighth of a streamed call).
+        `stop_reading` must follow, however reading ends."""
         remaining = self._remaining()
-        # The total deadline is one timer for the whole stream that closes the
-        # response; a timer per line cost about an eighth of a streamed call.
-        expiry = loop.call_later(remaining, self._expire) if remaining is not None else None
+        if remaining is not None:
+            self._expiry = asyncio.get_running_loop().call_later(remaining, self._expire)
+
+    def stop_reading(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        self._cancel_read_timer()
+
+    async def next_read(self) -> bytes:
+        """The next network read of the body as it arrived, b"" at its end,
+        enforcing the first-token and idle timeouts (and the total, once
+        `start_reading` has armed it). A method, not a generator: the adapter's
+        reading loop calls it once per read, and resuming a stacked async
+        generator costs microseconds each time."""
+        first = self._first
+        wait = self._timeouts.first_token if first else self._timeouts.idle
+        if wait is not None:
+            self._arm_read_timer(wait)
         try:
-            first = True
-            while True:
-                data = await self._next_read(first)
-                if not data:
-                    return
-                first = False
+            data = await self._resp.content.readany()
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            self._check_expiry(first, wait)
+            raise _connection_error(exc, self._labels) from None
+        finally:
+            self._read_deadline = None
+        if not data:  # the end, or a timer closed the response under the read
+            self._check_expiry(first, wait)
+        elif first:
+            self._first = False
+        return data
+
+    async def reads(self) -> AsyncGenerator[bytes, None]:
+        """The body a network read at a time (`next_read` until the end)."""
+        self.start_reading()
+        try:
+            while data := await self.next_read():
                 yield data
         finally:
-            if expiry is not None:
-                expiry.cancel()
-            self._cancel_read_timer()
+            self.stop_reading()
 
     async def line_batches(self) -> AsyncGenerator[list[bytes], None]:
         """The complete lines (without newlines) of each network read, as one list."""
@@ -115,21 +140,6 @@ class StreamingResponse:
                     yield lines
         if pending:
             yield [pending.rstrip(b"\r")]
-
-    async def _next_read(self, first: bool) -> bytes:
-        wait = self._timeouts.first_token if first else self._timeouts.idle
-        if wait is not None:
-            self._arm_read_timer(wait)
-        try:
-            data = await self._resp.content.readany()
-        except (aiohttp.ClientError, ConnectionError) as exc:
-            self._check_expiry(first, wait)
-            raise _connection_error(exc, self._labels) from None
-        finally:
-            self._read_deadline = None
-        if not data:  # the end, or a timer closed the response under the read
-            self._check_expiry(first, wait)
-        return data
 
     def _check_expiry(self, first: bool, wait: float | None) -> None:
         """Raise the timeout that closed the response, if one did."""

@@ -427,11 +427,9 @@ async def _stream_batches(opening: contextlib.AbstractAsyncContextManager[Stream
             yield DeltaBatch([_delta_from_response(whole)], final=True)
             return
         decoder = _ChunkDecoder(deployment)
-        # Closed here when [DONE] ends the loop early: an abandoned generator is
-        # closed by asyncio's finaliser instead, a thread-safe wake-up (a system
-        # call) and a task for every stream.
-        async with contextlib.aclosing(resp.reads()) as reads:
-            async for data in reads:
+        resp.start_reading()
+        try:
+            while data := await resp.next_read():
                 head, texts, events = decoder.feed(data)
                 if head is None and decoder.first:
                     head = decoder.first_delta(events)
@@ -448,6 +446,8 @@ async def _stream_batches(opening: contextlib.AbstractAsyncContextManager[Stream
                 texts = []
                 deltas = decoder.decode(decoder.end_events(), texts)
                 decoder.check_ended()
+        finally:
+            resp.stop_reading()
         # The stream ends here: what is left goes with the end, which follows at once.
         if deltas or texts or (decoder.error is None and not decoder.first):
             yield DeltaBatch(deltas, final=True, texts=texts)
