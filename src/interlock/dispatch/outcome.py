@@ -39,10 +39,6 @@ class Attempt:
         """True when this was a real upstream call (not a skip)."""
         return not self.outcome.startswith(SKIPPED)
 
-    def header_value(self) -> str:
-        """Compact form for the x-interlock-attempts header."""
-        return f"{self.deployment}:{self.outcome}:{self.duration_ms:.0f}ms"
-
 
 @dataclass(slots=True)
 class DispatchResult(Generic[T]):
@@ -56,7 +52,3 @@ class DispatchResult(Generic[T]):
     @property
     def upstream_calls(self) -> int:
         return sum(1 for a in self.attempts if a.called)
-
-
-def attempts_header(attempts: list[Attempt]) -> str:
-    return ", ".join(a.header_value() for a in attempts)
