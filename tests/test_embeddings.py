@@ -16,6 +16,7 @@ from interlock.errors import (
     NoDeploymentAvailable,
     RateLimited,
     UnknownModel,
+    UpstreamServerError,
 )
 from interlock.openai_embeddings import embedding_dict, parse_embedding_request
 from interlock.testing import FakeUpstream
@@ -232,3 +233,26 @@ async def test_mock_response_makes_up_stable_vectors_and_calls_no_one(
     assert len(again.data[0].embedding) == 16
     assert first.interlock.cost_usd == "0"
     assert fake_upstream.calls() == 0
+
+
+async def test_default_litellm_params_that_an_embedding_takes_apply_to_it(
+        fake_upstream: FakeUpstream) -> None:
+    fake_upstream.script(Fault(status=500, times=1), provider="openai")
+    router = Router(model_list=[_entry(fake_upstream, "embed")], num_retries=3,
+                    default_litellm_params={"user": "team-a", "num_retries": 0,
+                                            "temperature": 0.2, "max_tokens": 9})
+    try:
+        # num_retries 0 from the defaults: the one 500 is not retried.
+        with pytest.raises(UpstreamServerError):
+            await router.aembedding(model="embed", input="hello")
+        resp = await router.aembedding(model="embed", input="hello")
+        await router.aembedding(model="embed", input="hello", user="own")
+    finally:
+        await router.aclose()
+    assert fake_upstream.calls("openai") == 3
+    assert resp.data[0].embedding == pytest.approx(embedding_for("hello"))
+    defaulted, own = (r.body for r in fake_upstream.received[-2:])
+    # The user default reaches the provider; chat's sampling defaults do not.
+    assert defaulted == {"model": "text-embedding-3-small", "input": ["hello"],
+                         "encoding_format": "float", "user": "team-a"}
+    assert own["user"] == "own"

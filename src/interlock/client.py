@@ -28,6 +28,7 @@ from interlock.config.schema import DeploymentParams
 from interlock.costs.settings import LedgerSettings
 from interlock.errors import ConfigError, InvalidRequest
 from interlock.gateway import Gateway, GatewayStream
+from interlock.openai_embeddings import CALL_DEFAULTS as EMBEDDING_CALL_DEFAULTS
 from interlock.openai_embeddings import embedding_dict, parse_embedding_request, wants_base64
 from interlock.openai_request import include_usage, parse_call_defaults, parse_chat_request
 from interlock.openai_response import ChunkRenderer, completion_dict
@@ -183,6 +184,7 @@ class Router:
         if config is not None and model_list is not None:
             raise TypeError("pass either model_list (with router settings) or config, not both")
         self._defaults: dict[str, Any] = {}
+        self._embedding_defaults: dict[str, Any] = {}
         if isinstance(config, InterlockConfig):
             loaded = config
         elif config is not None:
@@ -190,6 +192,8 @@ class Router:
         else:
             ledger = router_settings.pop("ledger", None)
             self._defaults = request_defaults(router_settings.pop("default_litellm_params", None))
+            self._embedding_defaults = {k: v for k, v in self._defaults.items()
+                                        if k in EMBEDDING_CALL_DEFAULTS}
             loaded = config_from_router_kwargs(model_list or [], environ=environ,
                                                **router_settings)
             # In-process use writes no file unless asked: Router(..., ledger="spend.sqlite").
@@ -266,7 +270,8 @@ class Router:
                          ) -> EmbeddingResponse:
         """Embeddings from a model group, with retries, fallbacks and a ledger row;
         keyword arguments are the rest of the OpenAI embeddings body."""
-        body = {"model": model, "input": input, **kwargs}
+        body = _with_defaults(self._embedding_defaults,
+                              {"model": model, "input": input, **kwargs})
         done = await self._gateway.embed(parse_embedding_request(body))
         return EmbeddingResponse(
             embedding_dict(done.result, model=done.model, base64_out=wants_base64(body)),

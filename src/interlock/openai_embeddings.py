@@ -26,6 +26,11 @@ _OWN = {"model", "input", "dimensions", "encoding_format", "user", "stream"}
 _ROUTING = {"timeout", "num_retries", "fallbacks", "tags", "metadata", "mock_response",
             "drop_params", *DEPLOYMENT_ONLY}
 _FORMATS = ("float", "base64")
+# The call arguments of a Router's `default_litellm_params` that an embeddings
+# call takes too: the routing ones and `user`. Chat's sampling arguments
+# (temperature, max_tokens, ...) would be sent to the embeddings endpoint,
+# which has no use for them, so they stay with chat calls.
+CALL_DEFAULTS = frozenset(_ROUTING - {"mock_response", *DEPLOYMENT_ONLY}) | {"user"}
 # OpenAI's own bound on texts per request; a provider may allow fewer.
 MAX_INPUTS = 2048
 
