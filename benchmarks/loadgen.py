@@ -11,6 +11,7 @@ Imports: aiohttp, the standard library.
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -93,7 +94,26 @@ async def one_request(session: aiohttp.ClientSession, target: Target, stream: bo
 async def closed_loop(call: Callable[[], Awaitable[Sample]], *, count: int, concurrency: int,
                       deadline: float) -> Batch:
     """Each of `concurrency` workers awaits `call()` again as soon as its previous call
-    finished, until `count` calls are done or `deadline` (a perf_counter time)."""
+    finished, until `count` calls are done or `deadline` (a perf_counter time).
+
+    The client's own garbage collector is kept out of the measurement. A run keeps
+    every sample until its end, and a full collection walks them all: late in a
+    run of overhead.py one took about 100 ms, stalling every request in flight
+    and putting a 100 ms P99 on whichever target it fell in. So the batch runs
+    with the collector off, after a collection that freezes what is alive
+    (samples so far are never walked again)."""
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        return await _closed_loop(call, count=count, concurrency=concurrency,
+                                  deadline=deadline)
+    finally:
+        gc.enable()
+
+
+async def _closed_loop(call: Callable[[], Awaitable[Sample]], *, count: int,
+                       concurrency: int, deadline: float) -> Batch:
     samples: list[Sample] = []
     remaining = count
 
