@@ -132,7 +132,7 @@ async def run_many(dispatcher: Dispatcher, n: int, concurrency: int, group: str 
 async def test_primary_429_for_a_while_then_recovers(fake_upstream, http) -> None:
     """The seed's fallback set-up (Claude order 1, Gemini order 2, cooldown_time=30,
     allowed_fails=2, pre-call checks on), scaled by 1/10 in time: Claude answers 429
-    with Retry-After for 1 s, then recovers; 2,000 requests at concurrency 50."""
+    with Retry-After for 1 s and recovers; 2,000 requests at concurrency 50."""
     fake_upstream.app.record = False
     latency = Fault(latency=0.06, times=None)  # paces the load over ~3 s
     log = CallLog()
@@ -147,7 +147,10 @@ async def test_primary_429_for_a_while_then_recovers(fake_upstream, http) -> Non
     recovered_at: list[float] = []
 
     async def recover() -> None:
-        await asyncio.sleep(1.0)
+        # Before the earliest probe (1 s after the first 429 is answered): at 1.0 s
+        # the recovery raced the probe, and a probe that won the race met a 429,
+        # tripped the 3 s cooldown and left no call to succeed before the load ended.
+        await asyncio.sleep(0.8)
         fake_upstream.app.script.clear()
         recovered_at.append(time.monotonic())
         fake_upstream.script(latency, provider="gemini")
@@ -163,8 +166,9 @@ async def test_primary_429_for_a_while_then_recovers(fake_upstream, http) -> Non
     assert max(durations) < 10
     claude = [c for c in log.calls if c[0] == "claude"]
     first_429_answered = min(c[2] for c in claude if c[3] == "RateLimited")
-    cooling_calls = [c for c in claude if first_429_answered <= c[1] < recovered_at[0]]
-    # While it cools, only probes reach the primary: within allowed_fails + 1 per window.
+    cooling_calls = [c for c in claude if first_429_answered <= c[1] < first_429_answered + 1.0]
+    # While it cools (Retry-After: 1 s), only probes reach the primary: within
+    # allowed_fails + 1 per window.
     assert len(cooling_calls) <= 2 + 1
     first_ok_after = min(c[1] for c in claude if c[3] == "ok" and c[1] >= recovered_at[0])
     assert first_ok_after - recovered_at[0] <= 3.0 + 0.1  # cooldown_time + 1 s, scaled
