@@ -7,7 +7,8 @@ Starts, each as its own process on 127.0.0.1: the fake upstream (record off),
 `interlock serve` (one worker, ledger on in a temporary SQLite file), the
 pass-through floor (benchmarks/passthrough_proxy.py) and, when
 benchmarks/.venv-litellm exists (benchmarks/litellm_setup.sh), a LiteLLM proxy
-with one worker. This process is the load generator (aiohttp, closed loop).
+with one worker. This process is the load generator (aiohttp, closed loop; its
+own collector is kept out of each batch, see loadgen.closed_loop).
 
 For each mode (non-stream: full latency; stream: time to the first SSE data
 line) and each concurrency, every target gets `--requests` requests, split into
@@ -490,8 +491,8 @@ def doc_section(result: dict[str, Any]) -> str:
         + (f" ({cfg['litellm_requests']} for LiteLLM)"
            if cfg.get("litellm_requests", cfg["requests"]) != cfg["requests"] else "")
         + f" in {cfg['rounds']} interleaved rounds (targets rotate each round), closed loop, "
-        f"aiohttp client in its own process; warm-up {cfg['warmup']} requests per target per "
-        "mode.",
+        f"aiohttp client in its own process, its garbage collector off during each batch; "
+        f"warm-up {cfg['warmup']} requests per target per mode.",
         "- Targets, one process each on 127.0.0.1, one worker each: `direct` (the fake "
         "upstream, the baseline), `interlock` (`interlock serve`, ledger ON: "
         f"{cfg['interlock_ledger']}; `interlock-noledger`, when present, is the same with "
