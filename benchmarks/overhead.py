@@ -5,7 +5,8 @@
 
 Starts, each as its own process on 127.0.0.1: the fake upstream (record off),
 `interlock serve` (one worker, ledger on in a temporary SQLite file), the
-pass-through floor (benchmarks/passthrough_proxy.py) and, when
+pass-through floor (benchmarks/passthrough_proxy.py), the same floor parsing
+JSON as a metering gateway must (`--parse`, a reference) and, when
 benchmarks/.venv-litellm exists (benchmarks/litellm_setup.sh), a LiteLLM proxy
 with one worker. This process is the load generator (aiohttp, closed loop; its
 own collector is kept out of each batch, see loadgen.closed_loop).
@@ -182,8 +183,8 @@ def litellm_config(upstream: str) -> dict[str, Any]:
     }
 
 
-def start_servers(workdir: Path, with_litellm: bool,
-                  ledger_off_too: bool) -> tuple[dict[str, Server], str]:
+def start_servers(workdir: Path, with_litellm: bool, ledger_off_too: bool,
+                  parsing_floor: bool) -> tuple[dict[str, Server], str]:
     py = sys.executable
     fake_port = free_port()
     fake = start("fake", [py, __file__, "--serve-fake", str(fake_port)], fake_port, "/",
@@ -204,6 +205,11 @@ def start_servers(workdir: Path, with_litellm: bool,
     servers["floor"] = start("floor", [
         py, str(HERE / "passthrough_proxy.py"), "--port", str(port), "--upstream", upstream],
         port, "/health", workdir)
+    if parsing_floor:
+        port = free_port()
+        servers["floor-parse"] = start("floor-parse", [
+            py, str(HERE / "passthrough_proxy.py"), "--port", str(port), "--upstream", upstream,
+            "--parse", "bench-model"], port, "/health", workdir)
     if with_litellm:
         cfg = workdir / "litellm.yaml"
         cfg.write_text(yaml.safe_dump(litellm_config(upstream)))
@@ -231,7 +237,8 @@ def targets(servers: dict[str, Server], upstream: str, stream: bool) -> list[Tar
     plain = {"content-type": "application/json", "authorization": "Bearer sk-dummy"}
     out = [Target("direct", upstream + "/chat/completions", body("bench-model", stream), plain)]
     for name, model, headers in (("interlock", "bench", auth), ("floor", "bench-model", plain),
-                                 ("litellm", "bench", auth), ("interlock-noledger", "bench", auth)):
+                                 ("litellm", "bench", auth), ("interlock-noledger", "bench", auth),
+                                 ("floor-parse", "bench", plain)):
         if name in servers:
             url = f"http://127.0.0.1:{servers[name].port}/v1/chat/completions"
             out.append(Target(name, url, body(model, stream), headers))
@@ -498,7 +505,9 @@ def doc_section(result: dict[str, Any]) -> str:
         f"{cfg['interlock_ledger']}; `interlock-noledger`, when present, is the same with "
         "`ledger: {database: null}`, for reference only), `floor` "
         "(benchmarks/passthrough_proxy.py: raw ASGI on "
-        "uvicorn+uvloop+httptools forwarding bytes with one aiohttp session), `litellm` "
+        "uvicorn+uvloop+httptools forwarding bytes with one aiohttp session; `floor-parse`, "
+        "when present, is the same but parses the request's JSON and every answer event's, "
+        "the least a gateway that meters usage must do, for reference only), `litellm` "
         f"(LiteLLM proxy {cfg.get('litellm_version') or 'not installed'}, default settings, "
         "no database).",
         "- Overhead at Pn = Pn(through the proxy) - Pn(direct), same run and load. Stream "
@@ -546,6 +555,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-litellm", action="store_true")
     p.add_argument("--no-ledger-off", action="store_true",
                    help="skip the reference Interlock with the ledger off")
+    p.add_argument("--no-parse-floor", action="store_true",
+                   help="skip the reference floor that parses JSON (passthrough_proxy --parse)")
     p.add_argument("--quick", action="store_true", help="300 requests, 2 rounds, smoke run")
     p.add_argument("--no-doc", action="store_true", help="do not rewrite docs/benchmarks.md")
     p.add_argument("--out", type=Path, default=RESULTS)
@@ -573,7 +584,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         workdir = Path(tmp)
         servers: dict[str, Server] = {}
         try:
-            servers, upstream = start_servers(workdir, with_litellm, not args.no_ledger_off)
+            servers, upstream = start_servers(workdir, with_litellm, not args.no_ledger_off,
+                                             not args.no_parse_floor)
             print("servers up: " + ", ".join(f"{s.name}:{s.port}" for s in servers.values()))
             cells = uvloop.run(measure(servers, upstream, plan))
         finally:

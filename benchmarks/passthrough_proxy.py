@@ -15,7 +15,14 @@ Its garbage collector is tuned as `interlock serve` tunes its own once started
 allocations instead of 700), so that is not a difference either.
 This is a benchmark tool, not part of the package.
 
-Imports: aiohttp, uvicorn, the standard library.
+With `--parse` it is a second, reference floor: what the least a metering
+gateway must do costs on top. It parses the request's JSON, rewrites `model`
+(and asks a stream for its usage), and parses every SSE event of the answer (or
+the whole answer) to find the usage; the bytes forwarded are still the
+upstream's. No validation beyond the JSON being an object, no routing, no
+ledger write.
+
+Imports: aiohttp, orjson, uvicorn, the standard library.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import aiohttp
+import orjson
 import uvicorn
 
 Scope = MutableMapping[str, Any]
@@ -83,6 +91,47 @@ class PassThrough:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
+class ParsingPassThrough(PassThrough):
+    """The floor plus the JSON work a metering gateway cannot avoid (see the
+    module doc). `usage` keeps the last answer's usage, so the parsing is used."""
+
+    def __init__(self, upstream: str, api_key: str, model: str) -> None:
+        super().__init__(upstream, api_key)
+        self.model = model
+        self.usage: Any = None
+
+    async def _forward(self, receive: Receive, send: Send) -> None:
+        request = orjson.loads(await _read_body(receive))
+        if not isinstance(request, dict):
+            await _plain(send, 400, b'{"error":{"message":"not a JSON object"}}')
+            return
+        request["model"] = self.model
+        stream = request.get("stream") is True
+        if stream:
+            request["stream_options"] = {"include_usage": True}
+        assert self.session is not None
+        async with self.session.post(self.target, data=orjson.dumps(request),
+                                     headers=self.headers) as resp:
+            headers = [(k.lower().encode(), v.encode()) for k, v in resp.headers.items()
+                       if k.lower() not in _HOP_HEADERS]
+            await send({"type": "http.response.start", "status": resp.status,
+                        "headers": headers})
+            if stream:
+                rest = b""
+                async for chunk in resp.content.iter_any():
+                    *events, rest = (rest + chunk).split(b"\n\n")
+                    for event in events:
+                        if event.startswith(b"data: {"):
+                            self.usage = orjson.loads(event[6:]).get("usage") or self.usage
+                    await send({"type": "http.response.body", "body": chunk,
+                                "more_body": True})
+            else:
+                whole = await resp.read()
+                self.usage = orjson.loads(whole).get("usage")
+                await send({"type": "http.response.body", "body": whole, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
 def _tune_collector() -> None:
     # As interlock.server.app.tune_collector does (imports point down: a copy of
     # its two lines rather than an import of the package under test).
@@ -111,8 +160,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True, help="OpenAI base URL, ending in /v1")
     parser.add_argument("--api-key", default="sk-dummy")
+    parser.add_argument("--parse", metavar="MODEL",
+                        help="the reference floor that parses JSON, sending MODEL upstream")
     args = parser.parse_args()
-    uvicorn.run(PassThrough(args.upstream, args.api_key), host="127.0.0.1", port=args.port,
+    app = (ParsingPassThrough(args.upstream, args.api_key, args.parse) if args.parse
+           else PassThrough(args.upstream, args.api_key))
+    uvicorn.run(app, host="127.0.0.1", port=args.port,
                 loop="uvloop", http="httptools", log_level="warning", access_log=False,
                 lifespan="on", backlog=4096)
 
