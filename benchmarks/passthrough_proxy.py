@@ -82,10 +82,8 @@ class PassThrough:
         body = await _read_body(receive)
         assert self.session is not None
         async with self.session.post(self.target, data=body, headers=self.headers) as resp:
-            headers = [(k.lower().encode(), v.encode()) for k, v in resp.headers.items()
-                       if k.lower() not in _HOP_HEADERS]
             await send({"type": "http.response.start", "status": resp.status,
-                        "headers": headers})
+                        "headers": _forwarded_headers(resp)})
             async for chunk in resp.content.iter_any():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -112,10 +110,8 @@ class ParsingPassThrough(PassThrough):
         assert self.session is not None
         async with self.session.post(self.target, data=orjson.dumps(request),
                                      headers=self.headers) as resp:
-            headers = [(k.lower().encode(), v.encode()) for k, v in resp.headers.items()
-                       if k.lower() not in _HOP_HEADERS]
             await send({"type": "http.response.start", "status": resp.status,
-                        "headers": headers})
+                        "headers": _forwarded_headers(resp)})
             if stream:
                 rest = b""
                 async for chunk in resp.content.iter_any():
@@ -130,6 +126,11 @@ class ParsingPassThrough(PassThrough):
                 self.usage = orjson.loads(whole).get("usage")
                 await send({"type": "http.response.body", "body": whole, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _forwarded_headers(resp: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode(), v.encode()) for k, v in resp.headers.items()
+            if k.lower() not in _HOP_HEADERS]
 
 
 def _tune_collector() -> None:
