@@ -12,6 +12,17 @@ class Feed(Protocol):
     def reads(self) -> AsyncIterator[bytes]: ...
 
 
+class Reads:
+    """A feed whose network reads are the given bytes, one argument a read."""
+
+    def __init__(self, *reads: bytes) -> None:
+        self._reads = reads
+
+    async def reads(self) -> AsyncIterator[bytes]:
+        for data in self._reads:
+            yield data
+
+
 class _Answered:
     """A 200 event-stream answer whose body is the feed's reads, read the way
     `StreamingResponse` is: start, `next_read` until b"", stop."""

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
-from tests.adapters.fed_stream import opened
+from tests.adapters.fed_stream import Reads, opened
 
 from interlock.adapters.openai import _stream_batches
 from interlock.catalog import Deployment
@@ -26,17 +26,8 @@ def _event(delta: dict[str, Any], finish: str | None = None) -> bytes:
     return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
 
-class _Feed:
-    def __init__(self, *reads: bytes) -> None:
-        self._reads = reads
-
-    async def reads(self) -> AsyncIterator[bytes]:
-        for data in self._reads:
-            yield data
-
-
 @contextlib.asynccontextmanager
-async def _recorded(feed: _Feed, answers: list[Any]) -> AsyncIterator[Any]:
+async def _recorded(feed: Reads, answers: list[Any]) -> AsyncIterator[Any]:
     async with opened(feed) as answer:
         answers.append(answer)
         yield answer
@@ -54,7 +45,7 @@ END = _event({}, "stop") + b"data: [DONE]\n\n"
 ])
 async def test_a_finished_stream_stops_reading(reads: tuple[bytes, ...]) -> None:
     answers: list[Any] = []
-    batches = [b async for b in _stream_batches(_recorded(_Feed(*reads), answers), DEP)]
+    batches = [b async for b in _stream_batches(_recorded(Reads(*reads), answers), DEP)]
     assert batches[-1].final
     assert answers[0].reading is False
 
@@ -62,14 +53,14 @@ async def test_a_finished_stream_stops_reading(reads: tuple[bytes, ...]) -> None
 async def test_a_stream_cut_mid_answer_stops_reading_and_says_so() -> None:
     answers: list[Any] = []
     with pytest.raises(ConnectionFailed, match="ended without"):
-        async for _ in _stream_batches(_recorded(_Feed(HEAD, TEXT), answers), DEP):
+        async for _ in _stream_batches(_recorded(Reads(HEAD, TEXT), answers), DEP):
             pass
     assert answers[0].reading is False
 
 
 async def test_a_stream_left_after_its_first_delta_stops_reading() -> None:
     answers: list[Any] = []
-    batches = _stream_batches(_recorded(_Feed(HEAD, TEXT, END), answers), DEP)
+    batches = _stream_batches(_recorded(Reads(HEAD, TEXT, END), answers), DEP)
     first = await anext(batches)
     assert first.deltas[0].text == "a"
     assert answers[0].reading is True
