@@ -83,6 +83,33 @@ async def test_a_short_idle_limit_holds_after_a_long_first_token_wait(fake_upstr
     assert time.monotonic() - started < 2.0
 
 
+async def test_headers_later_than_the_first_token_limit_are_a_timeout(fake_upstream):
+    fake_upstream.script(Fault(latency=1.0), provider="openai")
+    started = time.monotonic()
+    with pytest.raises(Timeout, match="did not start answering in time"):
+        await _read_all(fake_upstream, Timeouts(total=5, first_token=0.2))
+    assert time.monotonic() - started < 0.9
+    assert asyncio.current_task().cancelling() == 0  # the timer's cancel was taken back
+
+
+async def test_headers_within_the_limit_leave_no_cancellation_behind(fake_upstream):
+    fake_upstream.script(Fault(latency=0.1), provider="openai")
+    assert await _read_all(fake_upstream, Timeouts(total=5, first_token=1.0)) > 0
+    assert asyncio.current_task().cancelling() == 0
+    await asyncio.sleep(1.0)  # past the limit: a timer left armed would cancel us here
+
+
+async def test_a_cancellation_from_outside_during_the_header_wait_stays_one(fake_upstream):
+    # The gateway cancels a request whose client left; that must not turn into a
+    # Timeout (which the dispatcher would retry elsewhere).
+    fake_upstream.script(Fault(latency=1.0), provider="openai")
+    task = asyncio.ensure_future(_read_all(fake_upstream, Timeouts(total=5, first_token=3)))
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
 class _Reads:
     """Stands in for aiohttp's response: `content.readany()` gives these reads."""
 

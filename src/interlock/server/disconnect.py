@@ -36,8 +36,8 @@ async def race_disconnect(work: Awaitable[T], receive: Receive) -> T:
     pays for creating, starting and cancelling a task, two event-loop turns
     each; a client that leaves early has its upstream call cancelled at most
     that much later."""
-    current = asyncio.current_task()
     loop = asyncio.get_running_loop()
+    current = asyncio.current_task(loop)  # given the loop: one getpid system call, not two
     gone = False
     watcher: asyncio.Task[None] | None = None
 
