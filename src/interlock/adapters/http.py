@@ -216,11 +216,13 @@ def _cap(a: float | None, b: float | None) -> float | None:
     return min(a, b)
 
 
-@functools.lru_cache(maxsize=256)
-def _aiohttp_timeout(total: float | None, connect: float | None) -> aiohttp.ClientTimeout:
-    """Cached: the same few pairs come back on every call, and each ClientTimeout
-    is a frozen attrs instance built field by field."""
-    return aiohttp.ClientTimeout(total=total, sock_connect=connect)
+@functools.lru_cache(maxsize=64)
+def _connect_only_timeout(connect: float | None) -> aiohttp.ClientTimeout:
+    """aiohttp's part of a stream's timeouts (StreamingResponse keeps the rest).
+    Cached: the connect limit is nearly always the configured one (it is cut only
+    when less than that is left of the deadline), and each ClientTimeout is a
+    frozen attrs instance built field by field."""
+    return aiohttp.ClientTimeout(total=None, sock_connect=connect)
 
 
 class _LateHeaders:
@@ -330,7 +332,8 @@ class HttpClient:
         task.add_done_callback(self._retiring.discard)
 
     def _client_timeout(self, timeouts: Timeouts) -> aiohttp.ClientTimeout:
-        return _aiohttp_timeout(timeouts.total, timeouts.connect)
+        # Not cached: `total` is what is left of each request's own deadline.
+        return aiohttp.ClientTimeout(total=timeouts.total, sock_connect=timeouts.connect)
 
     def post(self, url: str, *, headers: Mapping[str, str], body: bytes,
              timeouts: Timeouts, labels: Labels) -> Awaitable[HttpResponse]:
@@ -409,7 +412,7 @@ class _StreamContext:
         late = None if wait is None else _LateHeaders(asyncio.current_task(loop), loop, wait)
         try:
             self._resp = await session.post(url, data=body, headers=headers,
-                                            timeout=_aiohttp_timeout(None, self._timeouts.connect))
+                                            timeout=_connect_only_timeout(self._timeouts.connect))
         except asyncio.CancelledError:
             if late is not None and late.was_ours():
                 raise self._late() from None
