@@ -9,13 +9,12 @@ produced by a scripted fault.
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
 from dataclasses import fields, replace
 from typing import Any
 
 import orjson
 import pytest
-from tests.adapters.fed_stream import opened
+from tests.adapters.fed_stream import Reads, opened
 
 from interlock.adapters.base import StreamAccumulator, decode_texts, flatten
 from interlock.adapters.http import HttpClient, Timeouts
@@ -474,13 +473,10 @@ async def test_disconnect_mid_stream(fake_upstream: Any) -> None:
 
 
 # -- streams the fake cannot produce: fed line by line ------------------------------
-class LineFeed:
-    def __init__(self, *frames: str) -> None:
-        self._lines = [line.encode() for f in frames for line in (f + "\n\n").split("\n")][:-1]
-
-    async def reads(self) -> AsyncIterator[bytes]:
-        for line in self._lines:  # one line per read, the worst case for batching
-            yield line + b"\n"
+def line_feed(*frames: str) -> Reads:
+    """One line per read, the worst case for batching."""
+    lines = [line.encode() for f in frames for line in (f + "\n\n").split("\n")][:-1]
+    return Reads(*[line + b"\n" for line in lines])
 
 
 CHUNK = '{"id":"c1","model":"m","choices":[{"index":0,"delta":%s,"finish_reason":%s}]}'
@@ -488,7 +484,7 @@ CHUNK = '{"id":"c1","model":"m","choices":[{"index":0,"delta":%s,"finish_reason"
 
 async def fed(*frames: str) -> list[StreamDelta]:
     dep = deployment("http://127.0.0.1:9/v1")
-    return [d async for d in flatten(_stream_batches(opened(LineFeed(*frames)), dep))]
+    return [d async for d in flatten(_stream_batches(opened(line_feed(*frames)), dep))]
 
 
 async def test_stream_error_object_maps_like_http() -> None:
@@ -512,15 +508,9 @@ async def test_stream_end_without_done() -> None:
 
 
 # -- batches: the deltas of one read together ---------------------------------------
-class ReadFeed:
-    """Each item is one network read: the frames it carries, whole."""
-
-    def __init__(self, *reads: list[str]) -> None:
-        self._reads = ["".join(f + "\n\n" for f in frames).encode() for frames in reads]
-
-    async def reads(self) -> AsyncIterator[bytes]:
-        for data in self._reads:
-            yield data
+def read_feed(*reads: list[str]) -> Reads:
+    """Each argument is one network read: the frames it carries, whole."""
+    return Reads(*["".join(f + "\n\n" for f in frames).encode() for frames in reads])
 
 
 def text_frame(text: str, finish: str = "null") -> str:
@@ -530,7 +520,7 @@ def text_frame(text: str, finish: str = "null") -> str:
 async def batches_of(*reads: list[str]) -> list[tuple[list[str | None], bool]]:
     dep = deployment("http://127.0.0.1:9/v1")
     return [([*decode_texts(b.texts), *(d.text or d.finish_reason for d in b.deltas)], b.final)
-            async for b in _stream_batches(opened(ReadFeed(*reads)), dep)]
+            async for b in _stream_batches(opened(read_feed(*reads)), dep)]
 
 
 async def test_batches_follow_reads_with_the_first_delta_alone() -> None:
@@ -546,7 +536,7 @@ async def test_batches_pass_on_what_came_before_a_failure() -> None:
     dep = deployment("http://127.0.0.1:9/v1")
     seen: list[tuple[list[str | None], bool]] = []
     with pytest.raises(UpstreamServerError, match="not JSON"):
-        async for b in _stream_batches(opened(ReadFeed(
+        async for b in _stream_batches(opened(read_feed(
                 [text_frame("a"), text_frame("b"), "data: {oops", text_frame("c")])), dep):
             seen.append(([*decode_texts(b.texts), *(d.text for d in b.deltas)], b.final))
     assert seen == [(["a"], False), (["b"], True)]
@@ -568,8 +558,8 @@ async def test_a_stream_ending_without_done_ends_with_an_empty_final_batch() -> 
 
 async def test_chunk_bytes_that_are_not_utf8_are_read_with_replacement() -> None:
     dep = deployment("http://127.0.0.1:9/v1")
-    feed = LineFeed("data: " + CHUNK % ('{"content":"a"}', "null"), "data: [DONE]")
-    feed._lines[0] = feed._lines[0].replace(b'"a"', b'"a\xff"')
+    frame = ("data: " + CHUNK % ('{"content":"a"}', "null")).encode().replace(b'"a"', b'"a\xff"')
+    feed = Reads(frame + b"\n", b"\n", b"data: [DONE]\n", b"\n")  # a line a read
     deltas = [d async for d in flatten(_stream_batches(opened(feed), dep))]
     assert [d.text for d in deltas] == ["a\ufffd"]
 

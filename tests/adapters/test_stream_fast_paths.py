@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
-from tests.adapters.fed_stream import opened
+from tests.adapters.fed_stream import Reads, opened
 
 from interlock.adapters.base import DeltaBatch, SseParser, StreamAccumulator, decode_texts
 from interlock.adapters.openai import _TEXT_EVENT, _stream_batches, chunk_delta, plain_text
@@ -70,17 +70,13 @@ def _frame(chunk: Any) -> bytes:
     return b"data: " + (chunk if isinstance(chunk, bytes) else orjson.dumps(chunk)) + b"\n\n"
 
 
-class _Reads:
+class _Reads(Reads):
     """A response body cut into network reads at the given offsets."""
 
     def __init__(self, chunks: list[Any], cuts: list[int] | None = None) -> None:
         body = b"".join(_frame(c) for c in chunks)
         edges = [0, *sorted(cuts or []), len(body)]
-        self._reads = [body[a:b] for a, b in itertools.pairwise(edges) if b > a]
-
-    async def reads(self) -> AsyncIterator[bytes]:
-        for data in self._reads:
-            yield data
+        super().__init__(*[body[a:b] for a, b in itertools.pairwise(edges) if b > a])
 
 
 class _ByteByByte(_Reads):
@@ -92,7 +88,7 @@ class _ByteByByte(_Reads):
                 yield data[i:i + 1]
 
 
-async def _batches(feed: _Reads) -> list[DeltaBatch]:
+async def _batches(feed: Reads) -> list[DeltaBatch]:
     dep = Deployment(name="d", group="g", provider="openai", model="m",
                      api_base="http://127.0.0.1:9/v1")
     return [b async for b in _stream_batches(opened(feed), dep)]
@@ -206,9 +202,7 @@ async def test_text_bytes_that_are_not_utf8_are_read_with_replacement() -> None:
 async def test_crlf_events_take_the_general_way_with_the_same_result() -> None:
     stream = [STREAM[0], _openai_text(b'"a"'), _openai_text(b'"b"'), b"[DONE]"]
     body = b"".join(_frame(c) for c in stream).replace(b"\n", b"\r\n")
-    feed = _Reads([])
-    feed._reads = [body]
-    assert [d[0] for d in _deltas(await _batches(feed))] == [None, "a", "b"]
+    assert [d[0] for d in _deltas(await _batches(Reads(body)))] == [None, "a", "b"]
 
 
 def _lines(rng: random.Random) -> list[bytes]:
@@ -311,8 +305,7 @@ async def test_the_fake_pads_chunks_as_openai_does_and_they_are_taken_as_texts(
     padded = [c.get("obfuscation") for c in chunks]
     assert all(padded) if not options else not any(padded)
     assert len(set(padded)) > 1 or options  # the padding's length varies
-    feed = _Reads([])
-    feed._reads = [frames[0], b"".join(frames[1:])]  # the wire's own bytes
-    first, rest = await _batches(feed)
+    # The wire's own bytes, in two reads.
+    first, rest = await _batches(Reads(frames[0], b"".join(frames[1:])))
     assert not first.texts and len(rest.texts) == 5
     assert "".join(decode_texts(rest.texts)) == "one two three four"
