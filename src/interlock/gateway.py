@@ -201,6 +201,7 @@ class Gateway:
         self._aliases = config.router_settings.group_aliases()
         self.ledger: Ledger | None = (
             Ledger(config.ledger) if config.ledger and config.ledger.database else None)
+        self._log_payloads = bool(config.ledger and config.ledger.log_payloads)
         self._started = False
         for warning in config.warnings:
             log.warning("%s", warning)
@@ -352,8 +353,8 @@ class Gateway:
                      arrived: float | None) -> tuple[float, ResponseMeta]:
         """(start time, metadata) of one request; the decision is filled in later."""
         await self.start()
-        meta = ResponseMeta(request_id=request_id or new_request_id(),
-                            decision=self.routing.placeholder(request.model))
+        meta = ResponseMeta(request_id or new_request_id(),
+                            self.routing.placeholder(request.model))
         return arrived or time.perf_counter(), meta
 
     @staticmethod
@@ -387,26 +388,43 @@ class Gateway:
     def _record(self, meta: ResponseMeta, request: ChatRequest, usage: Usage | None,
                 content: str | None, key_id: str | None, *, stream: bool,
                 error: BaseException | None = None) -> None:
-        if self.ledger is None:
+        ledger = self.ledger
+        if ledger is None:
             return
         usage = usage or Usage()
-        payloads = self.config.ledger.log_payloads if self.config.ledger else False
-        self.ledger.record(LedgerRow(
-            request_id=meta.request_id, api_key_id=key_id, requested_model=request.model,
-            router=meta.decision.router, routed_group=meta.decision.group,
-            route_score=meta.decision.score, deployment=meta.deployment,
-            provider=meta.provider, model=self._deployment_model(meta.deployment),
-            status="ok" if error is None else "error",
-            error_class=type(error).__name__ if error is not None else None,
-            attempts=meta.upstream_calls,
-            fallbacks=len({a.group for a in meta.attempts} - {meta.decision.group}),
-            input_tokens=usage.input_tokens, cached_input_tokens=usage.cached_input_tokens,
-            output_tokens=usage.output_tokens, reasoning_tokens=usage.reasoning_tokens,
-            cost_usd=meta.cost_usd, latency_ms=meta.latency_ms, ttft_ms=meta.ttft_ms,
-            stream=stream,
-            prompt=request.prompt_text if payloads else None,
-            response=content if payloads else None,
-        ))
+        decision = meta.decision
+        attempts = meta.attempts
+        # Set field by field: a class call packs its keyword arguments into a dict
+        # and unpacks it again for __init__, about 500 instructions each (11,000
+        # for this row's 23; "Gateway overhead: findings" in docs/benchmarks.md).
+        row = LedgerRow(meta.request_id)
+        row.api_key_id = key_id
+        row.requested_model = request.model
+        row.router = decision.router
+        row.routed_group = decision.group
+        row.route_score = decision.score
+        row.deployment = meta.deployment
+        row.provider = meta.provider
+        row.model = self._deployment_model(meta.deployment)
+        if error is not None:
+            row.status = "error"
+            row.error_class = type(error).__name__
+        row.attempts = meta.upstream_calls
+        # The usual single attempt without building two sets.
+        row.fallbacks = (int(attempts[0].group != decision.group) if len(attempts) == 1
+                         else len({a.group for a in attempts} - {decision.group}))
+        row.input_tokens = usage.input_tokens
+        row.cached_input_tokens = usage.cached_input_tokens
+        row.output_tokens = usage.output_tokens
+        row.reasoning_tokens = usage.reasoning_tokens
+        row.cost_usd = meta.cost_usd
+        row.latency_ms = meta.latency_ms
+        row.ttft_ms = meta.ttft_ms
+        row.stream = stream
+        if self._log_payloads:
+            row.prompt = request.prompt_text
+            row.response = content
+        ledger.record(row)
 
     def _cost(self, request: ChatRequest, deployment: Deployment,
               usage: Usage | None) -> Decimal | None:
