@@ -23,6 +23,7 @@ from interlock.adapters.openai import (
     _stream_batches,
     chunk_delta,
     parse_duration,
+    parse_response,
     retry_after,
 )
 from interlock.catalog import Deployment, Secret
@@ -562,6 +563,14 @@ async def test_chunk_bytes_that_are_not_utf8_are_read_with_replacement() -> None
     feed = Reads(frame + b"\n", b"\n", b"data: [DONE]\n", b"\n")  # a line a read
     deltas = [d async for d in flatten(_stream_batches(opened(feed), dep))]
     assert [d.text for d in deltas] == ["a\ufffd"]
+
+
+def test_chat_response_field_order_that_the_answers_are_built_in() -> None:
+    # parse_response and StreamAccumulator.response pass (id, model, content) positionally.
+    assert [f.name for f in fields(ChatResponse)][:3] == ["id", "model", "content"]
+    answer = {"id": "x-1", "model": "m", "choices": [{"message": {"content": "hi"}}]}
+    r = parse_response(answer, deployment("http://127.0.0.1:9/v1"))
+    assert (r.id, r.model, r.content, r.finish_reason) == ("x-1", "m", "hi", "stop")
 
 
 def test_stream_delta_field_order_that_chunk_delta_relies_on() -> None:

@@ -556,3 +556,15 @@ async def test_an_adapter_that_keeps_time_itself_is_not_guarded(
     monkeypatch.setattr(h.adapter, "keeps_time", True, raising=False)
     h.adapter.script("a", _slow(0.2))
     assert (await h.dispatcher.complete(request(), "g")).response.content == "late"
+
+
+def test_run_and_timeouts_field_order_that_the_dispatcher_builds_them_in() -> None:
+    # The dispatcher builds both positionally (a class call's keyword arguments
+    # cost a dict each time); a reordered field must fail here, not mislabel a value.
+    from dataclasses import fields
+
+    from interlock.dispatch.run import Run
+
+    assert [f.name for f in fields(Run)][:6] == [
+        "request", "origin", "stream", "deadline", "plan", "known_prompt_tokens"]
+    assert [f.name for f in fields(Timeouts)] == ["connect", "total", "first_token", "idle"]

@@ -412,11 +412,13 @@ class StreamAccumulator:
             for i, a in sorted(self._calls.items())
         ]
         finish = self.finish_reason or ("tool_calls" if calls else "stop")
-        return ChatResponse(
-            id=self.id, model=self.model,
-            content="".join(self._text) if self._text or not calls else None,
-            tool_calls=calls, finish_reason=finish,  # type: ignore[arg-type]
-            usage=self.usage,
-            reasoning="".join(self._reasoning) or None,
-            thinking_blocks=list(self._thinking_blocks),
-        )
+        # (id, model, content) positionally and the rest set, as the OpenAI
+        # adapter's `parse_response` builds its answer (a test pins the order).
+        response = ChatResponse(self.id, self.model,
+                                "".join(self._text) if self._text or not calls else None)
+        response.tool_calls = calls
+        response.finish_reason = finish  # type: ignore[assignment]
+        response.usage = self.usage
+        response.reasoning = "".join(self._reasoning) or None
+        response.thinking_blocks = list(self._thinking_blocks)
+        return response

@@ -353,12 +353,15 @@ def parse_response(data: dict[str, Any], deployment: Deployment) -> ChatResponse
     if content is None and not calls:
         content = msg.get("refusal") or ""
     finish = map_finish(choice.get("finish_reason")) or ("tool_calls" if calls else "stop")
-    response = ChatResponse(
-        id=str(data.get("id") or ""), model=str(data.get("model") or deployment.model),
-        content=content, tool_calls=calls, finish_reason=finish,
-        usage=parse_usage(data.get("usage")),
-        reasoning=msg.get("reasoning_content") or msg.get("reasoning") or None,
-    )
+    # (id, model, content) positionally and the rest set: a class call's keyword
+    # arguments go through a dict, about 500 instructions each (see
+    # `parse_chat_request`); a test pins the field order.
+    response = ChatResponse(str(data.get("id") or ""),
+                            str(data.get("model") or deployment.model), content)
+    response.tool_calls = calls
+    response.finish_reason = finish
+    response.usage = parse_usage(data.get("usage"))
+    response.reasoning = msg.get("reasoning_content") or msg.get("reasoning") or None
     if isinstance(data.get("created"), int):
         response.created = data["created"]
     return response
@@ -395,12 +398,12 @@ def parse_usage(raw: Any) -> Usage | None:
     completion_details = raw.get("completion_tokens_details") or {}
     # DeepSeek reports its cache hits under its own name.
     cached = prompt_details.get("cached_tokens") or raw.get("prompt_cache_hit_tokens") or 0
-    return Usage(
-        input_tokens=int(raw.get("prompt_tokens") or 0),
-        output_tokens=int(raw.get("completion_tokens") or 0),
-        cached_input_tokens=int(cached),
-        reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
-    )
+    usage = Usage()  # set field by field, as `parse_response` builds its answer
+    usage.input_tokens = int(raw.get("prompt_tokens") or 0)
+    usage.output_tokens = int(raw.get("completion_tokens") or 0)
+    usage.cached_input_tokens = int(cached)
+    usage.reasoning_tokens = int(completion_details.get("reasoning_tokens") or 0)
+    return usage
 
 
 def _delta_from_response(r: ChatResponse) -> StreamDelta:
@@ -675,17 +678,16 @@ def chunk_delta(chunk: dict[str, Any], *, first: bool) -> StreamDelta | None:
         reason = choice.get("finish_reason")
         if reason:
             finish = map_finish(reason)
-    if first:
-        return StreamDelta(text=text, tool_calls=calls, finish_reason=finish, usage=usage,
-                           id=chunk.get("id") or None, model=chunk.get("model") or None,
-                           reasoning=reasoning)
-    if reasoning is not None:
-        return StreamDelta(text=text, tool_calls=calls, finish_reason=finish, usage=usage,
-                           reasoning=reasoning)
-    if text or calls or finish or usage is not None:
-        # Positional (text, tool_calls, finish_reason, usage): half the cost of
-        # keywords, on nearly every event; a test pins the field order.
-        return StreamDelta(text, calls, finish, usage)
+    if first or reasoning is not None or text or calls or finish or usage is not None:
+        # Positional (text, tool_calls, finish_reason, usage) and the rest set: a
+        # class call's keyword arguments go through a dict, on nearly every event;
+        # a test pins the field order.
+        out = StreamDelta(text, calls, finish, usage)
+        out.reasoning = reasoning
+        if first:
+            out.id = chunk.get("id") or None
+            out.model = chunk.get("model") or None
+        return out
     return None
 
 
