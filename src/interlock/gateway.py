@@ -289,7 +289,7 @@ class Gateway:
         response = result.response
         self._answered(meta, started, request, result, response.usage)
         record = functools.partial(self._record, meta, request, response.usage,
-                                   response.content, key_id, stream=False)
+                                   response.content, key_id, False)  # stream=False
         if settle_later:
             return Completion(response, meta, record)
         record()
@@ -386,8 +386,10 @@ class Gateway:
         self._record(meta, request, None, None, key_id, stream=request.stream, error=exc)
 
     def _record(self, meta: ResponseMeta, request: ChatRequest, usage: Usage | None,
-                content: str | None, key_id: str | None, *, stream: bool,
+                content: str | None, key_id: str | None, stream: bool,
                 error: BaseException | None = None) -> None:
+        # `stream` and `error` may be given by position: the server's partials do,
+        # since a partial holding keywords merges them into a dict at each call.
         ledger = self.ledger
         if ledger is None:
             return
@@ -545,7 +547,7 @@ class GatewayStream:
         meta.cost_usd = self._gateway._cost(self._request, upstream.deployment, response.usage)
         meta.latency_ms = (time.perf_counter() - self._started) * 1000
         record = functools.partial(self._gateway._record, meta, self._request, response.usage,
-                                   response.content, self._key_id, stream=True, error=error)
+                                   response.content, self._key_id, True, error)  # stream, error
         if self._settle_later:
             self._unsettled = record
         else:

@@ -16,7 +16,7 @@ import orjson
 import pytest
 from tests.adapters.fed_stream import Reads, opened
 
-from interlock.adapters.base import StreamAccumulator, decode_texts, flatten
+from interlock.adapters.base import DeltaBatch, StreamAccumulator, decode_texts, flatten
 from interlock.adapters.http import HttpClient, Timeouts
 from interlock.adapters.openai import (
     OpenAIAdapter,
@@ -571,6 +571,10 @@ def test_chat_response_field_order_that_the_answers_are_built_in() -> None:
     answer = {"id": "x-1", "model": "m", "choices": [{"message": {"content": "hi"}}]}
     r = parse_response(answer, deployment("http://127.0.0.1:9/v1"))
     assert (r.id, r.model, r.content, r.finish_reason) == ("x-1", "m", "hi", "stop")
+
+
+def test_delta_batch_field_order_that_the_stream_reader_relies_on() -> None:
+    assert [f.name for f in fields(DeltaBatch)] == ["deltas", "final", "texts"]
 
 
 def test_stream_delta_field_order_that_chunk_delta_relies_on() -> None:

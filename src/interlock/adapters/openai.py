@@ -444,7 +444,9 @@ async def _stream_batches(opening: contextlib.AbstractAsyncContextManager[Stream
                 if decoder.done:
                     break
                 if deltas or texts:
-                    yield DeltaBatch(deltas, texts=texts)
+                    # (deltas, final, texts) by position, once a read: a class call's
+                    # keywords go through a dict (a test pins the order).
+                    yield DeltaBatch(deltas, False, texts)
             else:
                 texts = []
                 deltas = decoder.decode(decoder.end_events(), texts)
@@ -453,7 +455,7 @@ async def _stream_batches(opening: contextlib.AbstractAsyncContextManager[Stream
             resp.stop_reading()
         # The stream ends here: what is left goes with the end, which follows at once.
         if deltas or texts or (decoder.error is None and not decoder.first):
-            yield DeltaBatch(deltas, final=True, texts=texts)
+            yield DeltaBatch(deltas, True, texts)
         if decoder.error is not None:
             raise decoder.error
 
