@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from dataclasses import fields
 
 import pytest
 from tests.dispatch.fakes import Harness, ScriptedAdapter, Step, dep, fail, hang, make, ok, request
@@ -11,6 +12,7 @@ from tests.dispatch.fakes import Harness, ScriptedAdapter, Step, dep, fail, hang
 import interlock.dispatch.dispatcher as dispatcher_module
 from interlock.adapters.http import Timeouts
 from interlock.catalog import Deployment
+from interlock.dispatch.run import Run
 from interlock.errors import (
     AuthenticationFailed,
     BadRequest,
@@ -561,10 +563,6 @@ async def test_an_adapter_that_keeps_time_itself_is_not_guarded(
 def test_run_and_timeouts_field_order_that_the_dispatcher_builds_them_in() -> None:
     # The dispatcher builds both positionally (a class call's keyword arguments
     # cost a dict each time); a reordered field must fail here, not mislabel a value.
-    from dataclasses import fields
-
-    from interlock.dispatch.run import Run
-
     assert [f.name for f in fields(Run)][:6] == [
         "request", "origin", "stream", "deadline", "plan", "known_prompt_tokens"]
     assert [f.name for f in fields(Timeouts)] == ["connect", "total", "first_token", "idle"]
