@@ -38,13 +38,9 @@ _LOCAL = {"mock_response", "num_retries", "timeout", "tags"}
 # call override them), they would otherwise go upstream as body fields: a key
 # sent to a provider it is not for.
 DEPLOYMENT_ONLY = ("api_key", "api_base", "base_url", "api_version")
-# The optional fields `parse_chat_request` reads with a parser of their own.
+# Optional fields given under either of two names.
 _TOOLS = frozenset({"tools", "functions"})
 _TOOL_CHOICE = frozenset({"tool_choice", "function_call"})
-_OPTIONAL = frozenset({"temperature", "top_p", "max_tokens", "max_completion_tokens", "stop",
-                       "parallel_tool_calls", "response_format", "user", "n", "drop_params",
-                       "stream_options", "mock_response", "timeout", "num_retries",
-                       *_TOOLS, *_TOOL_CHOICE})
 # Bounds of a request's own `timeout` and `num_retries`. Retries as router_settings
 # bounds them; an hour of timeout, so that milliseconds given as seconds are caught.
 MAX_TIMEOUT = 3600.0
@@ -371,6 +367,10 @@ _OPTIONAL_FIELDS: tuple[tuple[frozenset[str], str, Callable[[Mapping[str, Any]],
     (frozenset({"num_retries"}), "num_retries",
      lambda b: _int_in(b, "num_retries", 0, MAX_RETRIES)),
 )
+# Every optional field `parse_chat_request` reads with a parser of its own: those of
+# the table, and the three it reads before building the request.
+_OPTIONAL = frozenset({"max_tokens", "max_completion_tokens", "stream_options",
+                       *(key for keys, _, _ in _OPTIONAL_FIELDS for key in keys)})
 
 
 def parse_chat_request(body: Any) -> ChatRequest:
