@@ -15,7 +15,7 @@ import pytest
 from tests.adapters.fed_stream import Reads, opened
 
 from interlock.adapters.base import DeltaBatch, SseParser, StreamAccumulator, decode_texts
-from interlock.adapters.openai import _TEXT_EVENT, _stream_batches, chunk_delta, plain_text
+from interlock.adapters.openai import _stream_batches, _TextEvents, chunk_delta, plain_text
 from interlock.catalog import Deployment
 from interlock.openai_response import ChunkRenderer
 from interlock.testing.openai_wire import OpenAIWire
@@ -139,6 +139,19 @@ def _openai_text(literal: bytes, *, extra: bytes = b"", role: bool = False) -> b
             + extra + b"}")
 
 
+def _taken(event: bytes) -> list[bytes]:
+    """The literal `_TextEvents` takes from this event (a chunk's JSON), if any:
+    met first in a stream, where the whole event is matched, and after a text
+    event of each test layout, where an event with the same bytes around its
+    literal is checked against those. The two ways must agree."""
+    alone, _ = _TextEvents().take(_frame(event))
+    for teacher in (orjson.dumps(TEXT), _openai_text(b'"x"')):
+        events = _TextEvents()
+        assert events.take(_frame(teacher))[0]
+        assert events.take(_frame(event))[0] == alone, teacher
+    return alone
+
+
 async def test_openai_layout_text_events_are_taken_as_literals() -> None:
     literals = [b'"plain"', rb'"caf\u00e9 \ud83d\ude00"', '"naïve ✓"'.encode(),
                 rb'"q\"uote\\ \/ \n\t"']
@@ -161,25 +174,42 @@ async def test_openai_layout_text_events_are_taken_as_literals() -> None:
     b'"a" "b"',            # not one string
 ])
 def test_events_that_are_not_valid_text_are_left_to_the_decoder(literal: bytes) -> None:
-    assert _TEXT_EVENT.fullmatch(b"data: " + _openai_text(literal) + b"\n\n") is None
+    assert not _taken(_openai_text(literal))
 
 
 def test_no_event_the_decoder_would_not_make_a_text_delta_is_taken() -> None:
-    assert _TEXT_EVENT.fullmatch(_frame(TEXT)) is not None
+    assert _taken(orjson.dumps(TEXT))
     with_role = _variant(delta={"role": "assistant", "content": "x"})
     # Not plain_text's short way, but a text delta all the same after the first.
     assert astuple(chunk_delta(with_role, first=False)) == astuple(StreamDelta("x"))  # type: ignore[arg-type]
-    assert _TEXT_EVENT.fullmatch(_frame(with_role)) is not None
+    assert _taken(orjson.dumps(with_role))
     for chunk in NOT_PLAIN:
         if chunk is not with_role and chunk != with_role:
-            assert _TEXT_EVENT.fullmatch(_frame(chunk)) is None, chunk
+            assert not _taken(orjson.dumps(chunk)), chunk
     # The layout's other fields with other values are not text-only either.
     for old, new in [(b'"finish_reason":null', b'"finish_reason":"stop"'),
                      (b'"usage":null', b'"usage":{"prompt_tokens":1}'),
                      (b'"index":0', b'"index":1'),
                      (b'"object":"chat.completion.chunk"', b'"object":"other"')]:
         event = _openai_text(b'"x"').replace(old, new)
-        assert _TEXT_EVENT.fullmatch(b"data: " + event + b"\n\n") is None, new
+        assert not _taken(event), new
+
+
+def test_events_after_the_first_are_checked_against_its_template() -> None:
+    events = _TextEvents()
+    first = _openai_text(b'"a"', extra=b',"obfuscation":"Zx9"')
+    other_id = _openai_text(b'"b"').replace(b"chatcmpl-1", b"chatcmpl-2")
+    quoted = _openai_text(rb'"\"},\"logprobs\":null"')  # the suffix's text, escaped
+    forged = _openai_text(b'"c"},"logprobs":null,"finish_reason":null}],"usage":null,"d":"e"')
+    tail = [b"data: [DONE]", b""]
+    body = b"\n\n".join([b"data: " + e for e in (first, other_id, quoted, forged)] + tail)
+    texts, rest = events.take(body)
+    # The second event differs before its literal: matched whole, and taken.
+    assert texts == [b'"a"', b'"b"', rb'"\"},\"logprobs\":null"']
+    assert rest == b"data: " + forged + b"\n\n" + b"\n\n".join(tail)
+    assert events.take(b"data: " + first + b"\n\ndata: " + first[:40]) == (
+        [b'"a"'], b"data: " + first[:40])
+    assert events.take(b"data: [DONE]\n\n") == ([], b"data: [DONE]\n\n")
 
 
 async def test_reads_cut_anywhere_give_the_same_deltas() -> None:
