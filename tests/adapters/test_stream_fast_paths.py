@@ -142,8 +142,8 @@ def _openai_text(literal: bytes, *, extra: bytes = b"", role: bool = False) -> b
 def _taken(event: bytes) -> list[bytes]:
     """The literal `_TextEvents` takes from this event (a chunk's JSON), if any:
     met first in a stream, where the whole event is matched, and after a text
-    event of each test layout, where an event with the same bytes around its
-    literal is checked against those. The two ways must agree."""
+    event of each test layout, where an event that starts with the same bytes is
+    matched from its literal on. The two ways must agree."""
     alone, _ = _TextEvents().take(_frame(event))
     for teacher in (orjson.dumps(TEXT), _openai_text(b'"x"')):
         events = _TextEvents()
@@ -195,11 +195,11 @@ def test_no_event_the_decoder_would_not_make_a_text_delta_is_taken() -> None:
         assert not _taken(event), new
 
 
-def test_events_after_the_first_are_checked_against_its_template() -> None:
+def test_later_events_are_matched_whole_when_their_start_differs() -> None:
     events = _TextEvents()
     first = _openai_text(b'"a"', extra=b',"obfuscation":"Zx9"')
     other_id = _openai_text(b'"b"').replace(b"chatcmpl-1", b"chatcmpl-2")
-    quoted = _openai_text(rb'"\"},\"logprobs\":null"')  # the suffix's text, escaped
+    quoted = _openai_text(rb'"\"},\"logprobs\":null"')  # what follows a literal, escaped
     forged = _openai_text(b'"c"},"logprobs":null,"finish_reason":null}],"usage":null,"d":"e"')
     tail = [b"data: [DONE]", b""]
     body = b"\n\n".join([b"data: " + e for e in (first, other_id, quoted, forged)] + tail)
