@@ -166,3 +166,35 @@ async def test_a_whole_answer_in_several_reads_is_read_to_its_end(framing: str) 
         server.close()
         await server.wait_closed()
     assert (resp.status, resp.body) == (200, body)
+
+
+async def test_cookies_a_provider_sets_are_not_sent_back() -> None:
+    # Providers behind Cloudflare set cookies on API answers. The gateway's one
+    # session serves every caller, so a kept cookie would tie one caller's
+    # requests to another's.
+    heads: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await reader.readuntil(b"\r\n\r\n"))
+        await reader.readexactly(len(BODY))
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n"
+                     b"set-cookie: __cf_bm=caller-one; path=/; HttpOnly\r\n\r\n{}")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    http = HttpClient()
+    try:
+        for _ in range(2):
+            # By name: aiohttp never keeps cookies an IP address sets.
+            resp = await http.post(f"http://localhost:{port}/v1/chat/completions",
+                                   headers={"content-type": "application/json"}, body=BODY,
+                                   timeouts=Timeouts(total=5), labels=Labels("openai", "d"))
+            assert resp.status == 200
+    finally:
+        await http.aclose()
+        server.close()
+        await server.wait_closed()
+    assert len(heads) == 2
+    assert b"cookie" not in heads[1].lower()

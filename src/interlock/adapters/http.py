@@ -307,9 +307,12 @@ class HttpClient:
                 ttl_dns_cache=300, enable_cleanup_closed=True,
             )
             # auto_decompress stays on; raise_for_status off: adapters read error bodies.
+            # No cookie jar: providers behind Cloudflare set cookies on API answers,
+            # and this one session serves every caller, whose requests a kept cookie
+            # would tie together. (It also spares a jar lookup per request.)
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=None),
-                skip_auto_headers=("User-Agent",),
+                skip_auto_headers=("User-Agent",), cookie_jar=aiohttp.DummyCookieJar(),
             )
             self._loop = loop
         return self._session
