@@ -490,3 +490,27 @@ def test_model_group_alias_routes_to_its_group(provider_env: FakeUpstream) -> No
         Router(model_list=seed_model_list(), model_group_alias={"gpt-5": "nope"})
     with pytest.raises(ConfigError, match="not also a model group"):
         Router(model_list=seed_model_list(), model_group_alias={"budget": "high-quality"})
+
+
+async def test_logprobs_come_back_as_litellm_returns_them(provider_env: FakeUpstream) -> None:
+    from interlock import Router
+
+    text = "Four tokens, more or less."
+    provider_env.reply(Reply(text=text, chunk_chars=7))
+    model_list = [{"model_name": "mini", "litellm_params": {"model": "openai/gpt-4o-mini"}}]
+    async with Router(model_list=model_list) as router:
+        messages = [{"role": "user", "content": "how sure are you?"}]
+        resp = await router.acompletion(model="mini", messages=messages, logprobs=True,
+                                        top_logprobs=2)
+        stream = await router.acompletion(model="mini", messages=messages, logprobs=True,
+                                          stream=True)
+        chunks = [chunk async for chunk in stream]
+    tokens = [t.token for t in resp.choices[0].logprobs.content]
+    assert "".join(tokens) == text
+    assert resp["choices"][0]["logprobs"]["content"][0]["top_logprobs"][1]["token"] \
+        == tokens[0] + "~1"
+    streamed = [t["token"] for c in chunks if c.choices and c.choices[0].logprobs
+                for t in c.choices[0].logprobs.content]
+    assert streamed == tokens
+    final = stream.response().logprobs
+    assert final is not None and [t["token"] for t in final["content"]] == tokens

@@ -70,7 +70,7 @@ def completion_dict(response: ChatResponse, *, request_id: str) -> dict[str, Any
         "object": "chat.completion",
         "created": response.created,
         "model": response.model,
-        "choices": [{"index": 0, "message": message, "logprobs": None,
+        "choices": [{"index": 0, "message": message, "logprobs": response.logprobs,
                      "finish_reason": response.finish_reason}],
         "usage": usage_dict(response.usage),
     }
@@ -80,7 +80,7 @@ def shows_anything(delta: StreamDelta) -> bool:
     """False for a delta a client would see as an empty chunk (say, one that only
     carries the provider's usage): OpenAI sends none of those."""
     return bool(delta.text or delta.reasoning or delta.tool_calls or delta.finish_reason
-                or delta.thinking_blocks)
+                or delta.thinking_blocks or delta.logprobs)
 
 
 def delta_dict(delta: StreamDelta, *, first: bool) -> dict[str, Any]:
@@ -115,8 +115,8 @@ def chunk_dict(delta: StreamDelta, *, request_id: str, model: str, created: int,
     return {
         "id": request_id, "object": "chat.completion.chunk", "created": created,
         "model": model,
-        "choices": [{"index": 0, "delta": delta_dict(delta, first=first), "logprobs": None,
-                     "finish_reason": delta.finish_reason}],
+        "choices": [{"index": 0, "delta": delta_dict(delta, first=first),
+                     "logprobs": delta.logprobs, "finish_reason": delta.finish_reason}],
     }
 
 
@@ -183,6 +183,10 @@ class ChunkRenderer:
             body = orjson.dumps(delta_dict(delta, first=self._first))
             self._first = False
             finish = delta.finish_reason
+            if delta.logprobs is not None:
+                out.append(self._head + body + b',"logprobs":' + orjson.dumps(delta.logprobs)
+                           + b',"finish_reason":' + orjson.dumps(finish) + _CHUNK_END)
+                continue
             out.append(self._head + body + (
                 _NO_FINISH if finish is None else
                 _FINISH + orjson.dumps(finish) + _CHUNK_END))

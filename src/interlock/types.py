@@ -210,6 +210,10 @@ class ChatResponse:
     reasoning: str | None = None
     # Anthropic's thinking blocks with their signatures, to be sent back (Message).
     thinking_blocks: list[dict[str, Any]] = field(default_factory=list)
+    # OpenAI's `choices[0].logprobs` object ({"content": [...], "refusal": ...}), as
+    # an OpenAI-compatible deployment sent it when the request asked for logprobs;
+    # the other adapters refuse `logprobs` (UnsupportedParameter) rather than drop it.
+    logprobs: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -238,6 +242,8 @@ class StreamDelta:
     # A finished thinking block with its signature (Anthropic); None, not an
     # empty list, so that the usual delta allocates nothing for it.
     thinking_blocks: list[dict[str, Any]] | None = None
+    # This chunk's `choices[0].logprobs` object (OpenAI-compatible deployments).
+    logprobs: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)

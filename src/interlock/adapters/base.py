@@ -351,6 +351,8 @@ class StreamAccumulator:
         self._signatures: dict[int, str] = {}
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
+        # The chunks' logprobs, their token lists joined (`_add_logprobs`).
+        self._logprobs: dict[str, Any] | None = None
         self.deltas = 0
         # Text deltas still as JSON literals (`DeltaBatch.texts`), after `_text`:
         # decoded together when the text is asked for, or before more text.
@@ -388,6 +390,24 @@ class StreamAccumulator:
             self.finish_reason = delta.finish_reason
         if delta.usage is not None:
             self.usage = delta.usage
+        if delta.logprobs:
+            self._add_logprobs(delta.logprobs)
+
+    def _add_logprobs(self, logprobs: dict[str, Any]) -> None:
+        """Each chunk carries the logprobs of its own tokens ({"content": [...],
+        "refusal": ...}): the whole answer's are the lists joined, key by key."""
+        merged = self._logprobs
+        if merged is None:
+            merged = self._logprobs = {}
+        for key, value in logprobs.items():
+            held = merged.get(key)
+            if isinstance(value, list):
+                if isinstance(held, list):
+                    held.extend(value)
+                else:
+                    merged[key] = list(value)  # a copy: the chunk's own list stays as sent
+            elif key not in merged:
+                merged[key] = value
 
     @property
     def has_tool_calls(self) -> bool:
@@ -421,4 +441,5 @@ class StreamAccumulator:
         response.usage = self.usage
         response.reasoning = "".join(self._reasoning) or None
         response.thinking_blocks = list(self._thinking_blocks)
+        response.logprobs = self._logprobs
         return response

@@ -364,6 +364,9 @@ def parse_response(data: dict[str, Any], deployment: Deployment) -> ChatResponse
     response.reasoning = msg.get("reasoning_content") or msg.get("reasoning") or None
     if isinstance(data.get("created"), int):
         response.created = data["created"]
+    logprobs = choice.get("logprobs")
+    if logprobs and isinstance(logprobs, dict):
+        response.logprobs = logprobs
     return response
 
 
@@ -409,7 +412,7 @@ def parse_usage(raw: Any) -> Usage | None:
 def _delta_from_response(r: ChatResponse) -> StreamDelta:
     return StreamDelta(
         text=r.content, finish_reason=r.finish_reason, usage=r.usage, id=r.id, model=r.model,
-        reasoning=r.reasoning,
+        reasoning=r.reasoning, logprobs=r.logprobs,
         tool_calls=[ToolCallDelta(i, c.id, c.name, c.arguments)
                     for i, c in enumerate(r.tool_calls)],
     )
@@ -672,7 +675,7 @@ def _utf8(data: bytes) -> bool:
 
 def plain_text(chunk: Any) -> str | None:
     """The text of a chunk that holds text and nothing else (one choice, index 0,
-    a delta of only `content`, no finish reason, usage or error), else None.
+    a delta of only `content`, no finish reason, logprobs, usage or error), else None.
     Nearly every event of a stream after the first is one: this is the short
     way `chunk_delta` would take, with nothing built on the way."""
     if chunk.__class__ is not dict:
@@ -686,7 +689,7 @@ def plain_text(chunk: Any) -> str | None:
         return None
     delta = choice.get("delta")
     if (delta.__class__ is not dict or len(delta) != 1 or choice.get("finish_reason")
-            or choice.get("index", 0) != 0):
+            or choice.get("index", 0) != 0 or choice.get("logprobs")):
         return None
     text = delta.get("content")
     return text if text and text.__class__ is str else None
@@ -704,7 +707,7 @@ def chunk_delta(chunk: dict[str, Any], *, first: bool) -> StreamDelta | None:
             choice = next((c for c in choices if c.get("index", 0) == 0), None)
     raw_usage = chunk.get("usage") or (_groq_usage(chunk) if "x_groq" in chunk else None)
     usage = parse_usage(raw_usage) if raw_usage is not None else None
-    text = reasoning = finish = None
+    text = reasoning = finish = logprobs = None
     calls: list[ToolCallDelta] = []
     if choice is not None:
         delta = choice.get("delta") or {}
@@ -721,12 +724,18 @@ def chunk_delta(chunk: dict[str, Any], *, first: bool) -> StreamDelta | None:
         reason = choice.get("finish_reason")
         if reason:
             finish = map_finish(reason)
-    if first or reasoning is not None or text or calls or finish or usage is not None:
+        raw_logprobs = choice.get("logprobs")
+        if raw_logprobs and isinstance(raw_logprobs, dict):
+            logprobs = raw_logprobs
+    if (first or reasoning is not None or text or calls or finish or usage is not None
+            or logprobs is not None):
         # Positional (text, tool_calls, finish_reason, usage) and the rest set: a
         # class call's keyword arguments go through a dict, on nearly every event;
         # a test pins the field order.
         out = StreamDelta(text, calls, finish, usage)
         out.reasoning = reasoning
+        if logprobs is not None:
+            out.logprobs = logprobs
         if first:
             out.id = chunk.get("id") or None
             out.model = chunk.get("model") or None

@@ -89,10 +89,15 @@ class OpenAIWire:
                 {"id": _call_id(tc, i), "type": "function",
                  "function": {"name": tc.name, "arguments": _arguments(tc)}}
                 for i, tc in enumerate(reply.tool_calls)]
+        logprobs = None
+        if _wants_logprobs(body) and reply.text:
+            logprobs = {"content": [_token_logprob(piece, i, _top_count(body)) for i, piece
+                                    in enumerate(chunks(reply.text, reply.chunk_chars))],
+                        "refusal": None}
         return {
             "id": _completion_id(), "object": "chat.completion", "created": int(time.time()),
             "model": route.model, "choices": [{
-                "index": 0, "message": message, "logprobs": None,
+                "index": 0, "message": message, "logprobs": logprobs,
                 "finish_reason": reply.finish}],
             "usage": _usage(reply), "service_tier": "default",
             "system_fingerprint": _FINGERPRINT,
@@ -115,15 +120,23 @@ class OpenAIWire:
             pad = _PADS[len(frame) % len(_PADS)] if obfuscate else b""
             return frame + pad + b"}\n\n"
 
-        def frame(delta: dict[str, Any], finish: str | None = None) -> bytes:
-            choice = orjson.dumps({"index": 0, "delta": delta, "logprobs": None,
+        def frame(delta: dict[str, Any], finish: str | None = None,
+                  logprobs: dict[str, Any] | None = None) -> bytes:
+            choice = orjson.dumps({"index": 0, "delta": delta, "logprobs": logprobs,
                                    "finish_reason": finish})
             return end(b"data: " + head + b',"choices":[' + choice + b"]" + usage_null)
 
         frames = [frame({"role": "assistant", "content": "", "refusal": None})]
         if reply.text:
-            frames += [frame({"content": piece}) for piece in chunks(reply.text,
-                                                                     reply.chunk_chars)]
+            pieces = chunks(reply.text, reply.chunk_chars)
+            if _wants_logprobs(body):
+                # Each chunk carries the logprobs of its own tokens, as OpenAI's do.
+                top = _top_count(body)
+                frames += [frame({"content": piece}, None, {
+                    "content": [_token_logprob(piece, i, top)], "refusal": None})
+                    for i, piece in enumerate(pieces)]
+            else:
+                frames += [frame({"content": piece}) for piece in pieces]
         for i, tc in enumerate(reply.tool_calls):
             frames += [frame({"tool_calls": [d]}) for d in _call_deltas(tc, i, reply.chunk_chars)]
         frames.append(frame({}, reply.finish))
@@ -236,6 +249,26 @@ def format_duration(seconds: float) -> str:
 
 
 # -- pieces ---------------------------------------------------------------------
+def _wants_logprobs(body: Any) -> bool:
+    return isinstance(body, dict) and body.get("logprobs") is True
+
+
+def _top_count(body: dict[str, Any]) -> int:
+    top = body.get("top_logprobs")
+    return top if isinstance(top, int) and not isinstance(top, bool) else 0
+
+
+def _token_logprob(token: str, position: int, top: int) -> dict[str, Any]:
+    """One token's entry of `logprobs.content`, with made-up but fixed numbers
+    (the fake's tokens are its chunks): the token itself is the likeliest of
+    its `top` alternatives."""
+    logprob = -0.01 * (position + 1)
+    alternatives = [(token, logprob)] + [(f"{token}~{k}", logprob - k) for k in range(1, top)]
+    return {"token": token, "logprob": logprob, "bytes": list(token.encode()),
+            "top_logprobs": [{"token": t, "logprob": p, "bytes": list(t.encode())}
+                             for t, p in alternatives[:top]]}
+
+
 def _completion_id() -> str:
     return "chatcmpl-" + uuid.uuid4().hex[:29]
 
