@@ -214,6 +214,8 @@ class ChatResponse:
     # an OpenAI-compatible deployment sent it when the request asked for logprobs;
     # the other adapters refuse `logprobs` (UnsupportedParameter) rather than drop it.
     logprobs: dict[str, Any] | None = None
+    # The model's refusal (OpenAI's `message.refusal`), given instead of content.
+    refusal: str | None = None
 
 
 @dataclass(slots=True)
@@ -244,6 +246,8 @@ class StreamDelta:
     thinking_blocks: list[dict[str, Any]] | None = None
     # This chunk's `choices[0].logprobs` object (OpenAI-compatible deployments).
     logprobs: dict[str, Any] | None = None
+    # A piece of the model's refusal (OpenAI's `delta.refusal`).
+    refusal: str | None = None
 
 
 @dataclass(slots=True)

@@ -346,3 +346,29 @@ async def test_logprobs_reach_the_sdk_whole_and_streamed(
     plain = await client.chat.completions.create(model=GROUPS["openai"], messages=_user("hi"))
     assert plain.choices[0].logprobs is None
     await client.close()
+
+
+async def test_a_refusal_reaches_the_sdk_as_a_refusal(
+        fake_upstream: FakeUpstream, gateway: RunningGateway) -> None:
+    # The SDK's parse() reads `message.refusal`; a refusal given as content
+    # would be parsed as the JSON answer and fail.
+    from pydantic import BaseModel
+
+    class Capital(BaseModel):
+        city: str
+
+    said = "I'm sorry, I can't help with that."
+    fake_upstream.reply(Reply(refusal=said, chunk_chars=7), provider="openai")
+    client = gateway.openai()
+    parsed = await client.chat.completions.parse(
+        model=GROUPS["openai"], messages=_user("capital?"), response_format=Capital)
+    message = parsed.choices[0].message
+    assert (message.refusal, message.parsed, message.content) == (said, None, None)
+    assert fake_upstream.received[0].body["response_format"]["type"] == "json_schema"
+    fake_upstream.reply(Reply(refusal=said, chunk_chars=7), provider="openai")
+    stream = await client.chat.completions.create(
+        model=GROUPS["openai"], messages=_user("capital?"), stream=True)
+    chunks = [c async for c in stream]
+    assert "".join(c.choices[0].delta.refusal or "" for c in chunks) == said
+    assert all(not c.choices[0].delta.content for c in chunks)
+    await client.close()

@@ -353,6 +353,7 @@ class StreamAccumulator:
         self.usage: Usage | None = None
         # The chunks' logprobs, their token lists joined (`_add_logprobs`).
         self._logprobs: dict[str, Any] | None = None
+        self._refusal: list[str] | None = None
         self.deltas = 0
         # Text deltas still as JSON literals (`DeltaBatch.texts`), after `_text`:
         # decoded together when the text is asked for, or before more text.
@@ -390,16 +391,23 @@ class StreamAccumulator:
             self.finish_reason = delta.finish_reason
         if delta.usage is not None:
             self.usage = delta.usage
-        if delta.logprobs:
-            self._add_logprobs(delta.logprobs)
+        if delta.logprobs or delta.refusal:
+            self._add_openai_extras(delta)
 
-    def _add_logprobs(self, logprobs: dict[str, Any]) -> None:
-        """Each chunk carries the logprobs of its own tokens ({"content": [...],
-        "refusal": ...}): the whole answer's are the lists joined, key by key."""
+    def _add_openai_extras(self, delta: StreamDelta) -> None:
+        """A refusal's pieces are joined. Each chunk carries the logprobs of its
+        own tokens ({"content": [...], "refusal": ...}): the whole answer's are
+        the lists joined, key by key."""
+        if delta.refusal:
+            if self._refusal is None:
+                self._refusal = []
+            self._refusal.append(delta.refusal)
+        if not delta.logprobs:
+            return
         merged = self._logprobs
         if merged is None:
             merged = self._logprobs = {}
-        for key, value in logprobs.items():
+        for key, value in delta.logprobs.items():
             held = merged.get(key)
             if isinstance(value, list):
                 if isinstance(held, list):
@@ -434,12 +442,15 @@ class StreamAccumulator:
         finish = self.finish_reason or ("tool_calls" if calls else "stop")
         # (id, model, content) positionally and the rest set, as the OpenAI
         # adapter's `parse_response` builds its answer (a test pins the order).
-        response = ChatResponse(self.id, self.model,
-                                "".join(self._text) if self._text or not calls else None)
+        # No content beside a refusal or tool calls unless some came, as in a whole answer.
+        refusal = "".join(self._refusal) if self._refusal else None
+        response = ChatResponse(self.id, self.model, "".join(self._text) if self._text or not (
+            calls or refusal) else None)
         response.tool_calls = calls
         response.finish_reason = finish  # type: ignore[assignment]
         response.usage = self.usage
         response.reasoning = "".join(self._reasoning) or None
         response.thinking_blocks = list(self._thinking_blocks)
         response.logprobs = self._logprobs
+        response.refusal = refusal
         return response

@@ -350,8 +350,11 @@ def parse_response(data: dict[str, Any], deployment: Deployment) -> ChatResponse
     if legacy and not calls:
         calls = [_tool_call({"function": legacy}, 0)]
     content = _text(msg.get("content"))
-    if content is None and not calls:
-        content = msg.get("refusal") or ""
+    refusal = msg.get("refusal")
+    if not refusal or refusal.__class__ is not str:
+        refusal = None
+        if content is None and not calls:
+            content = ""
     finish = map_finish(choice.get("finish_reason")) or ("tool_calls" if calls else "stop")
     # (id, model, content) positionally and the rest set: a class call's keyword
     # arguments go through a dict, about 500 instructions each (see
@@ -367,6 +370,8 @@ def parse_response(data: dict[str, Any], deployment: Deployment) -> ChatResponse
     logprobs = choice.get("logprobs")
     if logprobs and isinstance(logprobs, dict):
         response.logprobs = logprobs
+    if refusal is not None:
+        response.refusal = refusal
     return response
 
 
@@ -412,7 +417,7 @@ def parse_usage(raw: Any) -> Usage | None:
 def _delta_from_response(r: ChatResponse) -> StreamDelta:
     return StreamDelta(
         text=r.content, finish_reason=r.finish_reason, usage=r.usage, id=r.id, model=r.model,
-        reasoning=r.reasoning, logprobs=r.logprobs,
+        reasoning=r.reasoning, logprobs=r.logprobs, refusal=r.refusal,
         tool_calls=[ToolCallDelta(i, c.id, c.name, c.arguments)
                     for i, c in enumerate(r.tool_calls)],
     )
@@ -707,20 +712,15 @@ def chunk_delta(chunk: dict[str, Any], *, first: bool) -> StreamDelta | None:
             choice = next((c for c in choices if c.get("index", 0) == 0), None)
     raw_usage = chunk.get("usage") or (_groq_usage(chunk) if "x_groq" in chunk else None)
     usage = parse_usage(raw_usage) if raw_usage is not None else None
-    text = reasoning = finish = logprobs = None
+    text = reasoning = finish = logprobs = refusal = None
     calls: list[ToolCallDelta] = []
     if choice is not None:
         delta = choice.get("delta") or {}
         text = delta.get("content") or None
         if len(delta) > 1 or text is None:
             reasoning = delta.get("reasoning_content") or delta.get("reasoning") or None
-            raw_calls = delta.get("tool_calls")
-            if raw_calls:
-                calls = [_tool_call_delta(tc, i) for i, tc in enumerate(raw_calls)]
-            legacy = delta.get("function_call")
-            if legacy and not calls:
-                calls = [ToolCallDelta(0, None, legacy.get("name"),
-                                       legacy.get("arguments") or "")]
+            refusal = delta.get("refusal") or None
+            calls = _delta_calls(delta)
         reason = choice.get("finish_reason")
         if reason:
             finish = map_finish(reason)
@@ -728,7 +728,7 @@ def chunk_delta(chunk: dict[str, Any], *, first: bool) -> StreamDelta | None:
         if raw_logprobs and isinstance(raw_logprobs, dict):
             logprobs = raw_logprobs
     if (first or reasoning is not None or text or calls or finish or usage is not None
-            or logprobs is not None):
+            or logprobs is not None or refusal is not None):
         # Positional (text, tool_calls, finish_reason, usage) and the rest set: a
         # class call's keyword arguments go through a dict, on nearly every event;
         # a test pins the field order.
@@ -736,11 +736,23 @@ def chunk_delta(chunk: dict[str, Any], *, first: bool) -> StreamDelta | None:
         out.reasoning = reasoning
         if logprobs is not None:
             out.logprobs = logprobs
+        if refusal is not None:
+            out.refusal = str(refusal)
         if first:
             out.id = chunk.get("id") or None
             out.model = chunk.get("model") or None
         return out
     return None
+
+
+def _delta_calls(delta: dict[str, Any]) -> list[ToolCallDelta]:
+    raw_calls = delta.get("tool_calls")
+    if raw_calls:
+        return [_tool_call_delta(tc, i) for i, tc in enumerate(raw_calls)]
+    legacy = delta.get("function_call")
+    if legacy:
+        return [ToolCallDelta(0, None, legacy.get("name"), legacy.get("arguments") or "")]
+    return []
 
 
 def _groq_usage(chunk: dict[str, Any]) -> Any:

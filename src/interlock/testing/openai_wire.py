@@ -83,7 +83,7 @@ class OpenAIWire:
                 {"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "system"}
                 for m in _MODELS]}
         message: dict[str, Any] = {"role": "assistant", "content": reply.text,
-                                   "refusal": None, "annotations": []}
+                                   "refusal": reply.refusal, "annotations": []}
         if reply.tool_calls:
             message["tool_calls"] = [
                 {"id": _call_id(tc, i), "type": "function",
@@ -137,6 +137,9 @@ class OpenAIWire:
                     for i, piece in enumerate(pieces)]
             else:
                 frames += [frame({"content": piece}) for piece in pieces]
+        if reply.refusal:
+            frames += [frame({"refusal": piece}) for piece in chunks(reply.refusal,
+                                                                     reply.chunk_chars)]
         for i, tc in enumerate(reply.tool_calls):
             frames += [frame({"tool_calls": [d]}) for d in _call_deltas(tc, i, reply.chunk_chars)]
         frames.append(frame({}, reply.finish))

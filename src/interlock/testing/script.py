@@ -39,6 +39,9 @@ class Reply:
     reasoning_tokens: int = 0
     # Streamed replies are cut into chunks of this many characters.
     chunk_chars: int = 8
+    # The model declines: the OpenAI wire sends this as `message.refusal` (streamed
+    # as `delta.refusal`) with no content, as OpenAI does for structured outputs.
+    refusal: str | None = None
 
 
 @dataclass(slots=True)

@@ -93,10 +93,10 @@ def default_reply_text(model: str, body: Any) -> str:
 def resolved(reply: Reply, model: str, body: Any) -> Reply:
     """Fill in a reply's defaults (text, finish, token counts) for this request."""
     text = reply.text
-    if text is None and not reply.tool_calls:
+    if text is None and not reply.tool_calls and reply.refusal is None:
         text = default_reply_text(model, body)
     finish = reply.finish or ("tool_calls" if reply.tool_calls else "stop")
-    out_text = (text or "") + "".join(
+    out_text = (text or reply.refusal or "") + "".join(
         tc.name + json.dumps(tc.arguments) for tc in reply.tool_calls
     )
     return Reply(
@@ -110,6 +110,7 @@ def resolved(reply: Reply, model: str, body: Any) -> Reply:
         cached_tokens=reply.cached_tokens,
         reasoning_tokens=reply.reasoning_tokens,
         chunk_chars=reply.chunk_chars,
+        refusal=reply.refusal,
     )
 
 

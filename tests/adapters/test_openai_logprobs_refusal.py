@@ -1,11 +1,12 @@
-"""Logprobs from OpenAI-compatible deployments reach the caller.
+"""Logprobs and refusals from OpenAI-compatible deployments reach the caller.
 
 A request's `logprobs` and `top_logprobs` go upstream as they are (OpenAI
 parameters without a neutral field); the answer's `choices[0].logprobs` comes
 back in the whole answer, in each streamed chunk, and joined in a stream's
 final response. The fake upstream answers them in OpenAI's documented shape:
 one entry per token ({"token", "logprob", "bytes", "top_logprobs"}), its
-tokens being its chunks.
+tokens being its chunks. A refusal (`message.refusal`, streamed as
+`delta.refusal`) stays a refusal, with no content, whole and streamed.
 """
 
 from __future__ import annotations
@@ -32,15 +33,17 @@ def _asking(stream: bool, ask: bool) -> Any:
     return replace(user("capital?"), stream=stream, extra=extra)
 
 
-async def _answers(fake_upstream: Any, *, ask: bool = True
+async def _answers(fake_upstream: Any, *, ask: bool = True, reply: Reply | None = None
                    ) -> tuple[ChatResponse, list[StreamDelta]]:
-    """The same question answered whole and streamed."""
-    fake_upstream.reply(Reply(text=TEXT, chunk_chars=8), provider="openai")
+    """The same question answered whole and streamed (`reply` both times)."""
+    reply = reply or Reply(text=TEXT, chunk_chars=8)
     dep = deployment(fake_upstream.base_url("openai"))
     http = HttpClient()
     try:
         adapter = OpenAIAdapter(http)
+        fake_upstream.reply(reply, provider="openai")
         whole = await adapter.complete(_asking(False, ask), dep, FAST)
+        fake_upstream.reply(reply, provider="openai")
         deltas = await collect(adapter, _asking(True, ask), dep)
     finally:
         await http.aclose()
@@ -135,3 +138,24 @@ def test_the_accumulator_joins_token_lists_and_leaves_the_chunks_alone() -> None
     assert acc.response().logprobs == {"content": [{"token": "a"}, {"token": "b"}],
                                        "refusal": [{"token": "no"}]}
     assert a == {"content": [{"token": "a"}], "refusal": None}
+
+
+async def test_a_refusal_comes_back_as_a_refusal_whole_and_streamed(
+        fake_upstream: Any) -> None:
+    said = "I can't help with that request."
+    whole, deltas = await _answers(fake_upstream, ask=False,
+                                   reply=Reply(refusal=said, chunk_chars=8))
+    # Not content: a client reading structured output must be able to tell.
+    assert (whole.content, whole.refusal) == (None, said)
+    assert completion_dict(whole, request_id="r")["choices"][0]["message"] == {
+        "role": "assistant", "content": None, "refusal": said}
+    assert [d.refusal for d in deltas if d.refusal] == ["I can't ", "help wit", "h that r",
+                                                       "equest."]
+    acc = StreamAccumulator()
+    for d in deltas:
+        acc.add(d)
+    streamed = acc.response()
+    assert (streamed.content, streamed.refusal) == (None, said)
+    renderer = ChunkRenderer("r")
+    chunks = [c for c in map(renderer.chunk, deltas) if c is not None]
+    assert "".join(c["choices"][0]["delta"].get("refusal", "") for c in chunks) == said
