@@ -177,7 +177,10 @@ class Gateway:
     """Routing, dispatch, pricing and the ledger for one process."""
 
     def __init__(self, config: InterlockConfig, *, environ: Mapping[str, str] | None = None,
-                 http: HttpClient | None = None, dispatcher: Dispatcher | None = None) -> None:
+                 http: HttpClient | None = None, dispatcher: Dispatcher | None = None,
+                 server: bool = False) -> None:
+        """`server`: the gateway of a process `interlock serve` owns, whose ledger
+        writes from a child process unless `ledger.writer` is "thread"."""
         self.config = config
         self.catalog: Catalog = build_catalog(config, environ=environ)
         self.http = http or HttpClient()
@@ -199,8 +202,10 @@ class Gateway:
                                                  ask=self._ask_for_router,
                                                  embed=self._embed_for_router)
         self._aliases = config.router_settings.group_aliases()
-        self.ledger: Ledger | None = (
-            Ledger(config.ledger) if config.ledger and config.ledger.database else None)
+        self.ledger: Ledger | None = None
+        if config.ledger and config.ledger.database:
+            self.ledger = Ledger(config.ledger,
+                                 in_process=server and config.ledger.writer == "process")
         self._log_payloads = bool(config.ledger and config.ledger.log_payloads)
         self._started = False
         for warning in config.warnings:

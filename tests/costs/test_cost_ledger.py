@@ -30,9 +30,14 @@ def _row(i: int, **kw: object) -> LedgerRow:
     return LedgerRow(**values)  # type: ignore[arg-type]
 
 
-async def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
+IN_PROCESS = pytest.mark.parametrize("in_process", [False, True],
+                                     ids=["thread", "child-process"])
+
+
+@IN_PROCESS
+async def test_round_trip_keeps_every_field(tmp_path: Path, in_process: bool) -> None:
     db = str(tmp_path / "ledger.sqlite")
-    ledger = Ledger(LedgerSettings(database=db, flush_interval=0.01))
+    ledger = Ledger(LedgerSettings(database=db, flush_interval=0.01), in_process=in_process)
     await ledger.start()
     row = _row(1, api_key_id="team-a", router="mf", route_score=0.42, status="error",
                error_class="RateLimited", attempts=3, fallbacks=1, cached_input_tokens=40,
@@ -85,9 +90,11 @@ def test_migrations_are_named_ordered_and_idempotent(tmp_path: Path) -> None:
     engine.dispose()
 
 
-async def test_many_rows_batched_none_dropped(tmp_path: Path) -> None:
+@IN_PROCESS
+async def test_many_rows_batched_none_dropped(tmp_path: Path, in_process: bool) -> None:
     db = str(tmp_path / "ledger.sqlite")
-    ledger = Ledger(LedgerSettings(database=db, batch_size=100, flush_interval=0.01))
+    ledger = Ledger(LedgerSettings(database=db, batch_size=100, flush_interval=0.01),
+                    in_process=in_process)
     await ledger.start()
     for i in range(3_000):
         ledger.record(_row(i))

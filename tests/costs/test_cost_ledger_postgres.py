@@ -89,7 +89,9 @@ def _terminate(admin: sa.Engine, app_name: str) -> int:
     return len(rows)
 
 
-async def test_postgres_outage_loses_no_row(postgres_url: str, proxy: CuttableProxy) -> None:
+@pytest.mark.parametrize("in_process", [False, True], ids=["thread", "child-process"])
+async def test_postgres_outage_loses_no_row(postgres_url: str, proxy: CuttableProxy,
+                                            in_process: bool) -> None:
     run = uuid.uuid4().hex[:10]
     prefix = f"t_{run}_"
     app_name = f"interlock-ledger-test-{run}"
@@ -99,7 +101,7 @@ async def test_postgres_outage_loses_no_row(postgres_url: str, proxy: CuttablePr
     settings = LedgerSettings(
         database=url.render_as_string(hide_password=False), table_prefix=prefix, batch_size=25,
         flush_interval=0.02, retry_initial=0.05, retry_max=0.3, close_timeout=15)
-    ledger = Ledger(settings)
+    ledger = Ledger(settings, in_process=in_process)
     total = 1_200
     try:
         await ledger.start()

@@ -84,10 +84,13 @@ class RunningGateway:
 
 
 def serve(config: dict[str, Any], *, host: str = "127.0.0.1",
-          environ: dict[str, str] | None = None, drain: float = 5.0) -> RunningGateway:
+          environ: dict[str, str] | None = None, drain: float = 5.0,
+          server_process: bool = False) -> RunningGateway:
+    """`server_process`: the gateway as `interlock serve` builds it (its ledger
+    written from a child process); the collector is left alone either way."""
     env = environ if environ is not None else {}
     loaded = load_config(config, environ=env)
-    gateway = Gateway(loaded, environ=env)
+    gateway = Gateway(loaded, environ=env, server=server_process)
     app = create_app(loaded, host=host, environ=env, gateway=gateway)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -16,13 +16,16 @@ from interlock.testing.script import Fault, Reply
 HELLO = [{"role": "user", "content": "hello"}]
 
 
+@pytest.mark.parametrize("writer", ["thread", "process"])
 async def test_each_request_leaves_one_ledger_row(
         fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
-        tmp_path: Path) -> None:
+        tmp_path: Path, writer: str) -> None:
     database = tmp_path / "ledger.sqlite"
     config = three_provider_config(fake_upstream)
-    config["ledger"] = {"database": str(database), "flush_interval": 0.05}
-    gw = start_gateway(config)
+    config["ledger"] = {"database": str(database), "flush_interval": 0.05, "writer": writer}
+    gw = start_gateway(config, server_process=True)
+    ledger = gw.gateway.ledger
+    assert ledger is not None and (ledger._process is not None) is (writer == "process")
     fake_upstream.reply(Reply(text="fine", input_tokens=1000, output_tokens=100))
     fake_upstream.script(Fault(status=429, retry_after=5), provider="openai")
     client = gw.openai()

@@ -48,7 +48,7 @@ def serve(
         host = host or settings.host or "127.0.0.1"
         port = port or settings.port or 4000
         # Fails fast on a bad config or auth setting.
-        app = create_app(loaded, host=host, tune_gc=True)
+        app = create_app(loaded, host=host, server_process=True)
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

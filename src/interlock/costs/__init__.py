@@ -3,6 +3,7 @@
 - `settings`  the `prices`, `budgets` and `ledger` config sections (pydantic)
 - `prices`    `ModelPrice`, `lookup_model_price` (genai-prices' bundled data), `PriceBook`
 - `ledger`    `Ledger`, `LedgerRow`: one row per request, written off the request path
+- `writer_process` the ledger's batches written from a child process (the server's)
 - `schema`    the ledger's tables and named, ordered migrations
 - `queries`   `LedgerReader`: spend summaries and usage for replays and reports
 - `budgets`   `BudgetGate`: spending limits as a dispatch attempt gate (Redis-shared)

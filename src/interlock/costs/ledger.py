@@ -2,7 +2,8 @@
 
 `Ledger.record` appends to a bounded in-memory buffer and returns at once; a
 background asyncio task takes batches from it and writes them in a worker
-thread (`asyncio.to_thread`), with one INSERT compiled once
+thread (`asyncio.to_thread`), or, for the server, hands them to a child process
+that writes them (`costs.writer_process`), with one INSERT compiled once
 (`costs.batch_insert`). A plain synchronous engine in a thread was chosen over
 SQLAlchemy's asyncio extension because the extension needs an async driver per
 database (aiosqlite for the SQLite default is one more dependency) and buys
@@ -16,7 +17,7 @@ buffer and the writer retries with exponential backoff; rows are only dropped
 retried after a lost commit acknowledgement is not written twice.
 
 Imports: sqlalchemy, the standard library, `errors`, `costs.batch_insert`, `costs.schema`,
-`costs.settings`.
+`costs.settings`, `costs.writer_process`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from sqlalchemy.engine import Engine
 from interlock.costs.batch_insert import BatchInsert
 from interlock.costs.schema import LedgerTables, ledger_tables, make_engine, migrate
 from interlock.costs.settings import LedgerSettings
+from interlock.costs.writer_process import ProcessWriter
 from interlock.errors import redact
 
 log = logging.getLogger(__name__)
@@ -120,7 +122,11 @@ class Ledger:
         *,
         clock: Callable[[], datetime] | None = None,
         engine: Engine | None = None,
+        in_process: bool = False,
     ) -> None:
+        """`in_process`: batches are written from a child process, not a thread
+        (`costs.writer_process`; the server's choice, see `LedgerSettings.writer`),
+        which needs one event loop for the ledger's life."""
         self.settings = settings
         self.clock = clock or utc_now
         self.tables: LedgerTables = ledger_tables(settings.table_prefix)
@@ -139,6 +145,9 @@ class Ledger:
         self._migrated = False
         self._insert: BatchInsert | None = None
         self._columns: _ColumnGetter | None = None
+        self._process = (ProcessWriter(settings.database, settings.table_prefix,
+                                       close_wait=max(1.0, settings.close_timeout))
+                         if in_process and settings.database is not None else None)
         self._inflight = 0
         self.dropped = 0
         self.written = 0
@@ -261,6 +270,8 @@ class Ledger:
             await asyncio.wait({task}, timeout=1.0)
         if not flushed and self.pending:
             log.warning("ledger closed with %d rows not written", self.pending)
+        if self._process is not None:
+            await self._process.aclose()
         if self._engine is not None:
             await self._off_loop(self._engine.dispose)
 
@@ -386,9 +397,10 @@ class Ledger:
             batch = self._take()
             self._inflight = len(batch)
             try:
-                await self._off_loop(self._write, batch)
+                await self._write_batch(batch)
             except asyncio.CancelledError:
-                # The thread may still commit; row_id makes a later retry harmless.
+                # The thread or the child may still commit; row_id makes a later
+                # retry harmless.
                 self._put_back(batch)
                 raise
             except Exception as exc:
@@ -406,6 +418,16 @@ class Ledger:
             backoff = self.settings.retry_initial
             if len(self._buffer) < self.settings.batch_size and not self._closing:
                 await self._sleep(self.settings.flush_interval)
+
+    async def _write_batch(self, batch: list[LedgerRow | tuple[Any, ...]]) -> None:
+        if self._process is None:
+            await self._off_loop(self._write, batch)
+            return
+        if not self._migrated:
+            await self._off_loop(self._migrate)
+        rows = self._prepare(batch, self._insert_for(self._get_engine()))
+        if rows:
+            await self._process.write(rows)
 
     async def _off_loop(self, work: Callable[..., None], *args: Any) -> None:
         try:

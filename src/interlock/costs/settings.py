@@ -74,3 +74,7 @@ class LedgerSettings(MaskedModel):
     # Backoff between write attempts while the database is unreachable.
     retry_initial: float = Field(default=0.2, gt=0)
     retry_max: float = Field(default=5.0, gt=0)
+    # Where `interlock serve` writes batches: "process", a child process (the
+    # database work never holds the event loop's GIL), or "thread", a worker
+    # thread of its own. The library always writes from a thread.
+    writer: Literal["process", "thread"] = "process"

@@ -184,15 +184,17 @@ def master_key_from(config: InterlockConfig, environ: Mapping[str, str]) -> str 
 
 def create_app(config: InterlockConfig, *, host: str = "127.0.0.1",
                environ: Mapping[str, str] | None = None,
-               gateway: Gateway | None = None, tune_gc: bool = False) -> ASGIApp:
+               gateway: Gateway | None = None, server_process: bool = False) -> ASGIApp:
     """The app with its middleware. Refuses to run without auth unless told to,
-    and then only on a loopback address. `tune_gc` is for a process the server
-    owns (`interlock serve`): `tune_collector` runs once the gateway has started."""
+    and then only on a loopback address. `server_process` is for a process the
+    server owns (`interlock serve`): `tune_collector` runs once the gateway has
+    started, and the gateway it builds writes its ledger from a child process
+    (unless `ledger.writer: thread`)."""
     env = os.environ if environ is None else environ
     settings = config.general_settings
-    gateway = gateway or Gateway(config, environ=env)
+    gateway = gateway or Gateway(config, environ=env, server=server_process)
     app: ASGIApp = InterlockApp(gateway, max_body_bytes=settings.max_request_body_bytes,
-                                tune_gc=tune_gc)
+                                tune_gc=server_process)
     key = master_key_from(config, env)
     if key:
         return ErrorGuard(BearerAuth(app, key))
@@ -216,4 +218,4 @@ def app_from_environment() -> ASGIApp:
     if not path:
         raise ConfigError("INTERLOCK_CONFIG is not set; start the server with `interlock serve`.")
     host = os.environ.get("INTERLOCK_HOST", "127.0.0.1")
-    return create_app(load_config(path), host=host, tune_gc=True)
+    return create_app(load_config(path), host=host, server_process=True)

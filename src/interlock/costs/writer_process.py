@@ -1,0 +1,188 @@
+"""The ledger's batches written from a child process.
+
+In the server, the ledger's writer thread shared the event loop's GIL: binding a
+batch's parameters, SQLAlchemy's connection handling and the INSERT's set-up all
+run with the GIL held, in pieces of 0.1-0.3 ms, and each handoff of the GIL
+between the thread and a busy loop is a forced switch. A request that arrived
+meanwhile waited: at concurrency 1 that was most of the ledger's cost to the
+99th percentile (docs/benchmarks.md, "Gateway overhead: findings"). A child
+process has its own GIL, so none of that work touches the loop's.
+
+`ProcessWriter` is the parent's side: it hands each batch (the rows already
+converted to the INSERT's values by `Ledger.record`) to the child over a pipe
+and waits for the child's answer; a failure raises, and the ledger's writer
+retries the batch as it does for the thread (rows carry a `row_id`, so a batch
+the child committed before dying is not written twice). The child is started
+on the first batch and again after any failure that leaves its state unknown.
+
+The database URL, which may hold a password, goes to the child through its
+stdin, never its command line; the child never writes to stderr (a traceback
+could quote the URL) and reports errors as one line that the parent redacts.
+
+Protocol (both directions over the child's stdin and stdout): each frame from
+the parent is a 4-byte big-endian length and a pickle; the first frame is
+(database, table_prefix), each later one a list of row tuples. The child
+answers each batch with one line, `ok` or `error <type>: <message>`.
+
+Imports: sqlalchemy (in the child), the standard library, `errors`,
+`costs.batch_insert`, `costs.schema`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import pickle
+import signal
+import struct
+import sys
+from typing import Any, BinaryIO
+
+from interlock.errors import redact
+
+_LENGTH = struct.Struct("!I")
+
+
+class WriterProcessFailed(Exception):
+    """The child could not write a batch, or is gone."""
+
+
+def _frame(payload: bytes) -> bytes:
+    return _LENGTH.pack(len(payload)) + payload
+
+
+class ProcessWriter:
+    """The parent's side: one child process writing one ledger's batches. The
+    child's pipes belong to the event loop that started it, so a writer serves
+    one loop for its life (the server's); the library, which may run one
+    `asyncio.run` after another, writes from a thread instead."""
+
+    def __init__(self, database: str, table_prefix: str, *, close_wait: float = 5.0) -> None:
+        """`close_wait`: how long `aclose` waits for the child to finish its last
+        batch and exit before killing it."""
+        self._close_wait = close_wait
+        self._setup = _frame(pickle.dumps((database, table_prefix)))
+        self._proc: asyncio.subprocess.Process | None = None
+        # Children killed and not yet seen to exit: `aclose` waits for them, so
+        # that none outlives the ledger (nor its pipes the event loop).
+        self._dying: list[asyncio.subprocess.Process] = []
+
+    def __repr__(self) -> str:  # the URL may hold a password
+        return f"ProcessWriter(pid={self._proc.pid if self._proc else None})"
+
+    async def write(self, rows: list[tuple[Any, ...]]) -> None:
+        """Write `rows` (values in the INSERT's column order) in one transaction;
+        WriterProcessFailed if they were not (they may still have been, when the
+        child died after committing)."""
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            proc = self._proc = await self._start()
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(_frame(pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL)))
+            await proc.stdin.drain()
+            answer = await proc.stdout.readline()
+        except BaseException:
+            # Cancelled or broken mid-batch: what the child will answer next is
+            # unknown, so this child goes and the next batch starts another.
+            self._kill()
+            raise
+        if answer == b"ok\n":
+            return
+        self._kill()
+        if not answer:
+            raise WriterProcessFailed("the ledger's writer process exited")
+        raise WriterProcessFailed(answer.removeprefix(b"error ").decode(errors="replace")
+                                  .strip())
+
+    async def aclose(self) -> None:
+        """End the child once it has finished what it was given (bounded)."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.returncode is None:
+            assert proc.stdin is not None
+            with contextlib.suppress(ConnectionError):
+                proc.stdin.close()
+            try:
+                await asyncio.wait_for(proc.wait(), self._close_wait)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        dying, self._dying = self._dying, []
+        for gone in dying:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(gone.wait(), self._close_wait)
+
+    async def _start(self) -> asyncio.subprocess.Process:
+        self._dying = [p for p in self._dying if p.returncode is None]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "interlock.costs.writer_process",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL)
+        assert proc.stdin is not None
+        proc.stdin.write(self._setup)
+        return proc
+
+    def _kill(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError, RuntimeError):
+                proc.kill()
+            self._dying.append(proc)
+
+
+# -- the child -----------------------------------------------------------------
+
+def _read(stream: BinaryIO) -> bytes | None:
+    """One frame's payload; None at the end of input."""
+    head = stream.read(_LENGTH.size)
+    if len(head) < _LENGTH.size:
+        return None
+    (size,) = _LENGTH.unpack(head)
+    payload = stream.read(size)
+    return payload if len(payload) == size else None
+
+
+def _error_line(exc: BaseException) -> bytes:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return b"error " + redact(f"{type(exc).__name__}: {text}"[:300]).encode(
+        errors="replace") + b"\n"
+
+
+def serve(stdin: BinaryIO, stdout: BinaryIO) -> None:
+    """The child's loop: write each batch from `stdin`, answer on `stdout`."""
+    from interlock.costs.batch_insert import BatchInsert
+    from interlock.costs.schema import ledger_tables, make_engine
+
+    setup = _read(stdin)
+    if setup is None:
+        return
+    database, prefix = pickle.loads(setup)
+    engine = make_engine(database)
+    insert: BatchInsert | None = None
+    try:
+        while (frame := _read(stdin)) is not None:
+            try:
+                rows = pickle.loads(frame)
+                if insert is None:
+                    insert = BatchInsert(engine.dialect, ledger_tables(prefix).requests)
+                with engine.begin() as conn:
+                    insert.execute_converted(conn, rows)
+            except Exception as exc:  # answered, and the parent retries
+                stdout.write(_error_line(exc))
+            else:
+                stdout.write(b"ok\n")
+            stdout.flush()
+    finally:
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    # Ctrl-C and a supervisor's SIGTERM reach the whole process group; the child
+    # outlives them so that the server's shutdown can still hand it the last
+    # rows, and ends when its stdin closes (the parent closing it, or exiting).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        serve(sys.stdin.buffer, sys.stdout.buffer)
+    except BaseException:  # no traceback: it could quote the database URL
+        sys.exit(1)

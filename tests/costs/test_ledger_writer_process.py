@@ -1,0 +1,151 @@
+"""The ledger written from a child process (`costs.writer_process`): the server's
+writer. The round trip, batching and a PostgreSQL outage are run for both
+writers in test_cost_ledger.py and test_cost_ledger_postgres.py; these are the
+child's own failure paths and how the writer is chosen."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from interlock.config import load_config
+from interlock.costs.ledger import Ledger, LedgerRow
+from interlock.costs.queries import LedgerReader
+from interlock.costs.settings import LedgerSettings
+from interlock.costs.writer_process import ProcessWriter, WriterProcessFailed
+from interlock.gateway import Gateway
+
+
+def _rows(ledger: Ledger, n: int, start: int = 0) -> list[tuple[Any, ...]]:
+    """Rows converted as `Ledger.record` converts them."""
+    insert = ledger._insert
+    assert insert is not None
+    return [ledger._converted(LedgerRow(f"req-{i}", routed_group="g",
+                                        cost_usd=Decimal("0.25")), insert)
+            for i in range(start, start + n)]
+
+
+async def _migrated(db: str) -> Ledger:
+    ledger = Ledger(LedgerSettings(database=db))
+    await asyncio.to_thread(ledger._migrate)
+    return ledger
+
+
+def _child(writer: ProcessWriter) -> asyncio.subprocess.Process:
+    proc = writer._proc
+    assert proc is not None, "no child running"
+    return proc
+
+
+@asynccontextmanager
+async def _writing(db: str) -> AsyncIterator[tuple[Ledger, ProcessWriter]]:
+    """A migrated ledger (to convert rows with) and a writer to `db`, closed after."""
+    ledger = await _migrated(db)
+    writer = ProcessWriter(db, "interlock_")
+    try:
+        yield ledger, writer
+    finally:
+        await writer.aclose()
+
+
+async def test_the_database_never_reaches_the_childs_command_line(tmp_path: Path) -> None:
+    db = str(tmp_path / "secret-name.sqlite")
+    async with _writing(db) as (ledger, writer):
+        await writer.write(_rows(ledger, 3))
+        command_line = Path(f"/proc/{_child(writer).pid}/cmdline").read_bytes()
+        assert b"writer_process" in command_line
+        assert b"secret-name" not in command_line
+        assert "secret-name" not in repr(writer)
+    with LedgerReader(db) as reader:
+        assert reader.count() == 3
+
+
+async def test_a_child_that_died_is_replaced_and_no_row_is_written_twice(
+        tmp_path: Path) -> None:
+    db = str(tmp_path / "ledger.sqlite")
+    async with _writing(db) as (ledger, writer):
+        first = _rows(ledger, 10)
+        await writer.write(first)
+        # Gone between two batches: the next batch starts another child.
+        assert writer._proc is not None
+        writer._proc.kill()
+        await writer._proc.wait()
+        second = _rows(ledger, 10, start=10)
+        await writer.write(second)
+        # Gone while a batch is in hand: the write fails, and the ledger's writer
+        # sends the batch again (to a new child), with rows already stored in it.
+        assert writer._proc is not None
+        writer._proc.kill()
+        third = _rows(ledger, 10, start=20)
+        with pytest.raises((WriterProcessFailed, ConnectionError)):
+            await writer.write(third)
+        await writer.write(first + second + third)
+    with LedgerReader(db) as reader:
+        assert reader.count() == 30
+
+
+async def test_a_write_the_child_cannot_do_fails_with_a_redacted_reason(
+        tmp_path: Path) -> None:
+    ledger = await _migrated(str(tmp_path / "ledger.sqlite"))
+    rows = _rows(ledger, 2)
+    # A database that refuses the connection, its password in the URL.
+    url = "postgresql+psycopg://ledger:hunter2-secret@127.0.0.1:1/nowhere?connect_timeout=2"
+    writer = ProcessWriter(url, "interlock_")
+    try:
+        with pytest.raises(WriterProcessFailed) as info:
+            await writer.write(rows)
+    finally:
+        await writer.aclose()
+    assert "hunter2-secret" not in str(info.value)
+    assert "OperationalError" in str(info.value)
+
+
+async def test_a_cancelled_write_leaves_the_next_one_whole(tmp_path: Path) -> None:
+    db = str(tmp_path / "ledger.sqlite")
+    async with _writing(db) as (ledger, writer):
+        task = asyncio.ensure_future(writer.write(_rows(ledger, 50)))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await writer.write(_rows(ledger, 5, start=50))
+    with LedgerReader(db) as reader:
+        assert reader.count() in (5, 55)  # the cancelled batch may have been written
+
+
+@pytest.mark.parametrize(("writer", "server", "in_process"), [
+    ("process", True, True), ("thread", True, False), ("process", False, False),
+    ("thread", False, False)])
+def test_the_server_writes_from_a_child_process_unless_told_otherwise_the_library_never(
+        tmp_path: Path, writer: str, server: bool, in_process: bool) -> None:
+    config = load_config({
+        "model_list": [{"model_name": "g", "litellm_params": {
+            "model": "openai/m", "api_key": "k", "api_base": "http://127.0.0.1:9"}}],
+        "ledger": {"database": str(tmp_path / "l.sqlite"), "writer": writer}}, environ={})
+    gateway = Gateway(config, environ={}, server=server)
+    assert gateway.ledger is not None
+    assert (gateway.ledger._process is not None) is in_process
+
+
+async def test_the_child_outlives_a_signal_to_the_process_group(tmp_path: Path) -> None:
+    # Ctrl-C or a supervisor's SIGTERM reaches the child too; the server's
+    # shutdown still has rows to hand it, so it ends only when its stdin closes.
+    db = str(tmp_path / "ledger.sqlite")
+    async with _writing(db) as (ledger, writer):
+        await writer.write(_rows(ledger, 1))
+        proc = _child(writer)
+        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGINT)
+        await writer.write(_rows(ledger, 1, start=1))
+        assert writer._proc is proc and proc.returncode is None
+    assert proc.returncode == 0
+    with LedgerReader(db) as reader:
+        assert reader.count() == 2
+
