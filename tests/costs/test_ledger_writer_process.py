@@ -101,6 +101,11 @@ async def test_a_write_the_child_cannot_do_fails_with_a_redacted_reason(
     try:
         with pytest.raises(WriterProcessFailed) as info:
             await writer.write(rows)
+        # The child answered: it stays for the retry, rather than a new one a failure.
+        first = _child(writer)
+        with pytest.raises(WriterProcessFailed):
+            await writer.write(rows)
+        assert _child(writer) is first
     finally:
         await writer.aclose()
     assert "hunter2-secret" not in str(info.value)

@@ -89,9 +89,10 @@ class ProcessWriter:
             raise
         if answer == b"ok\n":
             return
-        self._kill()
         if not answer:
+            self._kill()
             raise WriterProcessFailed("the ledger's writer process exited")
+        # The database refused (it is down, say): the child answered and stays.
         raise WriterProcessFailed(answer.removeprefix(b"error ").decode(errors="replace")
                                   .strip())
 
@@ -105,7 +106,8 @@ class ProcessWriter:
             try:
                 await asyncio.wait_for(proc.wait(), self._close_wait)
             except TimeoutError:
-                proc.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
                 await proc.wait()
         dying, self._dying = self._dying, []
         for gone in dying:
