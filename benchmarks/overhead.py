@@ -598,7 +598,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "config": {"requests": plan.requests, "litellm_requests": plan.litellm_requests,
                    "concurrency": plan.concurrencies,
                    "rounds": plan.rounds, "warmup": plan.warmup,
-                   "interlock_ledger": "SQLite file in a temporary directory",
+                   "interlock_ledger": "SQLite file in a temporary directory, written by "
+                                       "its child process, whose CPU is counted",
                    "interlock_ledger_rows_after_run": ledger,
                    "litellm_version": litellm_version() if with_litellm else None},
         "rows": rows, "verdict": verdict(rows), "skipped": plan.skipped,
