@@ -42,11 +42,14 @@ def mf_checkpoint(tmp_path_factory):
 
 
 @pytest.fixture
-def provider_env(fake_upstream, monkeypatch):
+def provider_env(fake_upstream, monkeypatch, tmp_path):
     for name, value in fake_upstream.environ().items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-key")
     monkeypatch.setenv("GEMINI_API_KEY", "gemini-test-key")
+    # A Controller's default ledger file lands in the working directory: a
+    # temporary one, not the checkout the tests run from.
+    monkeypatch.chdir(tmp_path)
 
 
 def test_seed_controller_snippet_routes_hard_to_strong_and_easy_to_weak(
