@@ -341,9 +341,8 @@ async def test_json_schema_goes_to_response_json_schema(fake_upstream: FakeUpstr
 
 
 @pytest.mark.parametrize(("kw", "param"), [
-    ({"extra": {"logprobs": True}}, "logprobs"),
-    ({"extra": {"top_logprobs": 3}}, "top_logprobs"),
     ({"extra": {"logit_bias": {"50256": -100}}}, "logit_bias"),
+    ({"extra": {"prediction": {"type": "content", "content": "x"}}}, "prediction"),
     ({"parallel_tool_calls": False}, "parallel_tool_calls"),
 ])
 async def test_unsupported_parameters_are_refused(fake_upstream: FakeUpstream,
@@ -358,15 +357,37 @@ async def test_unsupported_parameters_are_refused(fake_upstream: FakeUpstream,
 @pytest.mark.parametrize("where", ["request", "deployment"])
 async def test_drop_params_drops_them(fake_upstream: FakeUpstream, where: str) -> None:
     req = request(user("x"), temperature=0.1, parallel_tool_calls=False,
-                  extra={"logprobs": True, "logit_bias": {"1": 2}},
+                  extra={"prediction": {"type": "content"}, "logit_bias": {"1": 2}},
                   drop_params=True if where == "request" else None)
     body = await sent(fake_upstream, req, drop_params=where == "deployment")
     assert body["generationConfig"] == {"temperature": 0.1}
 
 
 async def test_logprobs_false_is_not_a_request(fake_upstream: FakeUpstream) -> None:
-    body = await sent(fake_upstream, request(user("x"), extra={"logprobs": False}))
+    body = await sent(fake_upstream, request(user("x"), extra={"logprobs": False,
+                                                                "top_logprobs": None}))
     assert "generationConfig" not in body
+
+
+async def test_logprobs_are_asked_for_and_come_back_in_openai_shape(
+        fake_upstream: FakeUpstream) -> None:
+    fake_upstream.reply(Reply(text="Rome, then Paris.", chunk_chars=6), provider="gemini")
+    asked = request(user("x"), extra={"logprobs": True, "top_logprobs": 2})
+    whole = await complete(fake_upstream, asked)
+    config = fake_upstream.received[0].body["generationConfig"]
+    assert (config["responseLogprobs"], config["logprobs"]) == (True, 2)
+    assert whole.logprobs is not None
+    tokens = [t["token"] for t in whole.logprobs["content"]]
+    assert tokens == ["Rome, ", "then P", "aris."]
+    first = whole.logprobs["content"][0]
+    assert first["bytes"] == list(b"Rome, ")
+    assert [a["token"] for a in first["top_logprobs"]] == ["Rome, ", "Rome, ~1"]
+    assert first["logprob"] == first["top_logprobs"][0]["logprob"]
+    fake_upstream.reply(Reply(text="Rome, then Paris.", chunk_chars=6), provider="gemini")
+    deltas, joined = await stream(fake_upstream, asked)
+    streamed = [t for d in deltas if d.logprobs for t in d.logprobs["content"]]
+    assert streamed == whole.logprobs["content"]
+    assert joined.logprobs == whole.logprobs
 
 
 async def test_base_url_from_environment(fake_upstream: FakeUpstream,

@@ -24,6 +24,9 @@ Choices worth knowing:
   another provider, or a client that dropped it) carries Google's documented
   `skip_thought_signature_validator` placeholder.
 - With `n` > 1 Gemini generates several candidates; only the first is returned.
+- OpenAI's `logprobs` and `top_logprobs` become `responseLogprobs` and `logprobs`
+  (the number of alternatives a token gets), and a candidate's `logprobsResult`
+  comes back in OpenAI's `logprobs` shape, chunk by chunk when streamed.
 - Embeddings go through batchEmbedContents, one request per input and up to
   `EMBED_BATCH` inputs per call. Its answer carries no token count; usage is
   estimated.
@@ -106,6 +109,10 @@ _EXTRA_TO_CONFIG = {
     "frequency_penalty": "frequencyPenalty",
     "top_k": "topK",
     "thinking_config": "thinkingConfig",
+    # OpenAI's logprobs: true asks for them; top_logprobs is how many alternatives
+    # a token gets, which Gemini calls `logprobs`.
+    "logprobs": "responseLogprobs",
+    "top_logprobs": "logprobs",
 }
 _EXTRA_TO_BODY = {"safety_settings": "safetySettings"}
 # Gemini always reports usage, so asking for it changes nothing.
@@ -486,6 +493,8 @@ def _generation_config(request: ChatRequest) -> dict[str, Any]:
 def _apply_extras(extra: dict[str, Any], config: dict[str, Any], body: dict[str, Any],
                   drop: bool) -> None:
     for name, value in extra.items():
+        if value is None or (name == "logprobs" and value is False):
+            continue  # an OpenAI client's ways of not asking
         if name in _EXTRA_TO_CONFIG:
             config[_EXTRA_TO_CONFIG[name]] = value
         elif name in _EXTRA_TO_BODY:
@@ -537,7 +546,29 @@ def parse_response(data: dict[str, Any], call: _Call) -> ChatResponse:
         finish_reason=map_finish(candidate.get("finishReason"), bool(calls)),
         usage=parse_usage(data.get("usageMetadata")),
         reasoning="".join(reasoning) or None,
+        logprobs=openai_logprobs(candidate.get("logprobsResult")),
     )
+
+
+def openai_logprobs(result: Any) -> dict[str, Any] | None:
+    """A candidate's `logprobsResult` in OpenAI's `choices[].logprobs` shape: one
+    entry per chosen token, with the alternatives Gemini ranked at that step."""
+    if not isinstance(result, dict) or not result.get("chosenCandidates"):
+        return None
+    steps = result.get("topCandidates") or []
+    content = []
+    for i, chosen in enumerate(result["chosenCandidates"]):
+        top = steps[i].get("candidates") or [] if i < len(steps) else []
+        entry = _token_logprob(chosen)
+        entry["top_logprobs"] = [_token_logprob(c) for c in top]
+        content.append(entry)
+    return {"content": content, "refusal": None}
+
+
+def _token_logprob(candidate: dict[str, Any]) -> dict[str, Any]:
+    token = str(candidate.get("token") or "")
+    return {"token": token, "logprob": float(candidate.get("logProbability") or 0.0),
+            "bytes": list(token.encode())}
 
 
 def _first_candidate(data: dict[str, Any], call: _Call) -> dict[str, Any]:
@@ -684,7 +715,8 @@ class _StreamState:
                 texts.append(value)
         delta.text = "".join(texts) or None
         delta.reasoning = "".join(thoughts) or None
-        useful = delta.text or delta.reasoning or delta.tool_calls or delta.id
+        delta.logprobs = openai_logprobs(candidate.get("logprobsResult"))
+        useful = delta.text or delta.reasoning or delta.tool_calls or delta.id or delta.logprobs
         return [delta] if useful else []
 
     def finish(self) -> StreamDelta:

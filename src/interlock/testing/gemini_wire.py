@@ -26,7 +26,7 @@ from typing import Any
 
 from interlock.testing.openai_wire import embedding_for
 from interlock.testing.script import Fault, Reply
-from interlock.testing.wire import ErrorAnswer, Route, chunks
+from interlock.testing.wire import ErrorAnswer, Route, chunks, token_alternatives
 
 _METHOD = re.compile(
     r"^/(v1|v1beta|v1alpha)/models/([^/:]+)"
@@ -126,7 +126,12 @@ class GeminiWire:
         if route.endpoint == "embeddings":
             return {"embeddings": [_embedding(r) for r in _embed_requests(body)]}
         parts = ([{"text": reply.text}] if reply.text else []) + _call_parts(reply)
-        return self._response(route.model, parts or [{"text": ""}], reply, final=True)
+        response = self._response(route.model, parts or [{"text": ""}], reply, final=True)
+        asked = _logprobs_asked(body)
+        if asked is not None and reply.text:
+            response["candidates"][0]["logprobsResult"] = _logprobs_result(
+                chunks(reply.text, reply.chunk_chars), 0, asked)
+        return response
 
     def stream(self, route: Route, body: Any, reply: Reply) -> list[bytes]:
         pieces: list[list[dict[str, Any]]] = [
@@ -141,6 +146,13 @@ class GeminiWire:
                            response_id=response_id)
             for i, parts in enumerate(pieces)
         ]
+        asked = _logprobs_asked(body)
+        if asked is not None:
+            # Each chunk carries the logprobs of its own tokens.
+            for i, (parts, payload) in enumerate(zip(pieces, payloads, strict=True)):
+                if "text" in parts[0] and parts[0]["text"]:
+                    payload["candidates"][0]["logprobsResult"] = _logprobs_result(
+                        [parts[0]["text"]], i, asked)
         if route.endpoint == "stream_sse":
             return [f"data: {_dumps(p)}\r\n\r\n".encode() for p in payloads]
         frames = [("[" if i == 0 else ",\r\n") + _dumps(p) for i, p in enumerate(payloads)]
@@ -189,6 +201,29 @@ class GeminiWire:
             "modelVersion": model,
             "responseId": response_id or _response_id(),
         }
+
+
+def _logprobs_asked(body: Any) -> int | None:
+    """How many alternatives a token gets when the request asked for logprobs
+    (generationConfig.responseLogprobs), else None."""
+    config = body.get("generationConfig") if isinstance(body, dict) else None
+    if not isinstance(config, dict) or config.get("responseLogprobs") is not True:
+        return None
+    top = config.get("logprobs")
+    return top if isinstance(top, int) and not isinstance(top, bool) else 0
+
+
+def _logprobs_result(tokens: list[str], start: int, top: int) -> dict[str, Any]:
+    """A candidate's `logprobsResult` for these tokens, the first at step `start`."""
+    steps = [token_alternatives(token, start + i, top) for i, token in enumerate(tokens)]
+    chosen = [{"token": alts[0][0], "logProbability": alts[0][1]} for alts in steps]
+    result: dict[str, Any] = {"chosenCandidates": chosen,
+                              "logProbabilitySum": sum(c["logProbability"] for c in chosen)}
+    if top:
+        result["topCandidates"] = [
+            {"candidates": [{"token": t, "logProbability": p} for t, p in alts[:top]]}
+            for alts in steps]
+    return result
 
 
 def _call_parts(reply: Reply) -> list[dict[str, Any]]:

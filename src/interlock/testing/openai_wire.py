@@ -23,7 +23,13 @@ from typing import Any
 import orjson
 
 from interlock.testing.script import Fault, Reply, ScriptedToolCall
-from interlock.testing.wire import ErrorAnswer, Route, chunks, estimate_tokens
+from interlock.testing.wire import (
+    ErrorAnswer,
+    Route,
+    chunks,
+    estimate_tokens,
+    token_alternatives,
+)
 
 _FINGERPRINT = "fp_f4k3up57r3"
 _EMBEDDING_DIM = 64
@@ -262,12 +268,9 @@ def _top_count(body: dict[str, Any]) -> int:
 
 
 def _token_logprob(token: str, position: int, top: int) -> dict[str, Any]:
-    """One token's entry of `logprobs.content`, with made-up but fixed numbers
-    (the fake's tokens are its chunks): the token itself is the likeliest of
-    its `top` alternatives."""
-    logprob = -0.01 * (position + 1)
-    alternatives = [(token, logprob)] + [(f"{token}~{k}", logprob - k) for k in range(1, top)]
-    return {"token": token, "logprob": logprob, "bytes": list(token.encode()),
+    """One token's entry of `logprobs.content` (`top` alternatives)."""
+    alternatives = token_alternatives(token, position, top)
+    return {"token": token, "logprob": alternatives[0][1], "bytes": list(token.encode()),
             "top_logprobs": [{"token": t, "logprob": p, "bytes": list(t.encode())}
                              for t, p in alternatives[:top]]}
 

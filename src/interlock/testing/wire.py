@@ -114,6 +114,14 @@ def resolved(reply: Reply, model: str, body: Any) -> Reply:
     )
 
 
+def token_alternatives(token: str, position: int, top: int) -> list[tuple[str, float]]:
+    """The fake's logprobs for one token (its tokens are its chunks): made-up but
+    fixed numbers, the token itself first and likeliest, then `top` - 1 more.
+    Each wire writes them in its provider's shape."""
+    logprob = -0.01 * (position + 1)
+    return [(token, logprob)] + [(f"{token}~{k}", logprob - k) for k in range(1, max(top, 1))]
+
+
 def chunks(text: str, size: int) -> list[str]:
     size = max(1, size)
     return [text[i : i + size] for i in range(0, len(text), size)] or [""]
