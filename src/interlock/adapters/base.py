@@ -351,7 +351,7 @@ class StreamAccumulator:
         self._signatures: dict[int, str] = {}
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
-        # The chunks' logprobs, their token lists joined (`_add_logprobs`).
+        # The chunks' logprobs, their token lists joined, and the refusal's pieces.
         self._logprobs: dict[str, Any] | None = None
         self._refusal: list[str] | None = None
         self.deltas = 0
@@ -392,9 +392,9 @@ class StreamAccumulator:
         if delta.usage is not None:
             self.usage = delta.usage
         if delta.logprobs or delta.refusal:
-            self._add_openai_extras(delta)
+            self._add_logprobs_and_refusal(delta)
 
-    def _add_openai_extras(self, delta: StreamDelta) -> None:
+    def _add_logprobs_and_refusal(self, delta: StreamDelta) -> None:
         """A refusal's pieces are joined. Each chunk carries the logprobs of its
         own tokens ({"content": [...], "refusal": ...}): the whole answer's are
         the lists joined, key by key."""
