@@ -9,7 +9,8 @@ Imports: orjson, the standard library, `types`, `errors`, `adapters.base`.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -19,6 +20,7 @@ from interlock.errors import InterlockError, InvalidRequest
 from interlock.types import ChatResponse, StreamDelta, ToolCall, Usage
 
 # What follows a chunk's `delta` object, as `ChunkRenderer.sse` writes it.
+_NONE: Mapping[str, str] = MappingProxyType({})
 _FINISH = b',"logprobs":null,"finish_reason":'
 _CHUNK_END = b"}]}\n\n"
 _NO_FINISH = _FINISH + b"null" + _CHUNK_END
@@ -67,7 +69,7 @@ def completion_dict(response: ChatResponse, *, request_id: str) -> dict[str, Any
     if response.thinking_blocks:
         # LiteLLM's field: the client sends it back with the assistant turn.
         message["thinking_blocks"] = response.thinking_blocks
-    return {
+    out = {
         "id": request_id,
         "object": "chat.completion",
         "created": response.created,
@@ -76,6 +78,22 @@ def completion_dict(response: ChatResponse, *, request_id: str) -> dict[str, Any
                      "finish_reason": response.finish_reason}],
         "usage": usage_dict(response.usage),
     }
+    if response.service_tier is not None:
+        out["service_tier"] = response.service_tier
+    if response.system_fingerprint is not None:
+        out["system_fingerprint"] = response.system_fingerprint
+    return out
+
+
+def backend_fields(delta: StreamDelta | ChatResponse) -> dict[str, str]:
+    """`service_tier` and `system_fingerprint`, where the deployment gave them,
+    in the order OpenAI writes them after `model`."""
+    out = {}
+    if delta.service_tier is not None:
+        out["service_tier"] = delta.service_tier
+    if delta.system_fingerprint is not None:
+        out["system_fingerprint"] = delta.system_fingerprint
+    return out
 
 
 def shows_anything(delta: StreamDelta) -> bool:
@@ -115,20 +133,21 @@ def delta_dict(delta: StreamDelta, *, first: bool) -> dict[str, Any]:
 
 
 def chunk_dict(delta: StreamDelta, *, request_id: str, model: str, created: int,
-               first: bool) -> dict[str, Any]:
+               first: bool, backend: Mapping[str, str] = _NONE) -> dict[str, Any]:
+    """`backend`: the stream's `backend_fields`, on every chunk as OpenAI sends them."""
     return {
         "id": request_id, "object": "chat.completion.chunk", "created": created,
-        "model": model,
+        "model": model, **backend,
         "choices": [{"index": 0, "delta": delta_dict(delta, first=first),
                      "logprobs": delta.logprobs, "finish_reason": delta.finish_reason}],
     }
 
 
 def usage_chunk_dict(usage: Usage | None, *, request_id: str, model: str,
-                     created: int) -> dict[str, Any]:
+                     created: int, backend: Mapping[str, str] = _NONE) -> dict[str, Any]:
     """The final chunk OpenAI sends when stream_options.include_usage is set."""
     return {"id": request_id, "object": "chat.completion.chunk", "created": created,
-            "model": model, "choices": [], "usage": usage_dict(usage)}
+            "model": model, **backend, "choices": [], "usage": usage_dict(usage)}
 
 
 class ChunkRenderer:
@@ -145,18 +164,24 @@ class ChunkRenderer:
         # self.model, so that `sse` serialises only what changes per chunk.
         self._head = b""
         self._head_model: str | None = None
+        # `backend_fields` of the stream's first delta, on every chunk.
+        self.backend: dict[str, str] = {}
 
     def _shown(self, delta: StreamDelta) -> bool:
-        """Take the delta's model name; whether a client would see anything in it."""
+        """Take the delta's model name (and, from the first, what it says of the
+        backend); whether a client would see anything in it."""
         self.model = delta.model or self.model
-        return self._first or shows_anything(delta)
+        if self._first:
+            self.backend = backend_fields(delta)
+            return True
+        return shows_anything(delta)
 
     def chunk(self, delta: StreamDelta) -> dict[str, Any] | None:
         """The chunk for this delta, or None when a client would see nothing in it."""
         if not self._shown(delta):
             return None
         out = chunk_dict(delta, request_id=self.request_id, model=self.model,
-                         created=self.created, first=self._first)
+                         created=self.created, first=self._first, backend=self.backend)
         self._first = False
         return out
 
@@ -198,7 +223,7 @@ class ChunkRenderer:
 
     def _head_for(self, model: str) -> bytes:
         fields = orjson.dumps({"id": self.request_id, "object": "chat.completion.chunk",
-                               "created": self.created, "model": model})
+                               "created": self.created, "model": model, **self.backend})
         return b"data: " + fields[:-1] + b',"choices":[{"index":0,"delta":'
 
     def usage_chunk(self, usage: Usage | None,
@@ -206,7 +231,7 @@ class ChunkRenderer:
         """The usage chunk; `interlock` adds what the stream cost and where it ran,
         known only now that the stream has ended (its headers went out first)."""
         out = usage_chunk_dict(usage, request_id=self.request_id, model=self.model,
-                               created=self.created)
+                               created=self.created, backend=self.backend)
         if interlock is not None:
             out["interlock"] = interlock
         return out

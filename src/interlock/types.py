@@ -216,6 +216,11 @@ class ChatResponse:
     logprobs: dict[str, Any] | None = None
     # The model's refusal (OpenAI's `message.refusal`), given instead of content.
     refusal: str | None = None
+    # What an OpenAI-compatible deployment said of the backend that answered
+    # (`system_fingerprint`, for reproducibility with `seed`) and the tier it was
+    # served at (`service_tier`); None from the other providers.
+    system_fingerprint: str | None = None
+    service_tier: str | None = None
 
 
 @dataclass(slots=True)
@@ -248,6 +253,9 @@ class StreamDelta:
     logprobs: dict[str, Any] | None = None
     # A piece of the model's refusal (OpenAI's `delta.refusal`).
     refusal: str | None = None
+    # Set on the first delta, as id and model are (see ChatResponse).
+    system_fingerprint: str | None = None
+    service_tier: str | None = None
 
 
 @dataclass(slots=True)

@@ -22,6 +22,7 @@ from interlock.adapters.http import HttpClient
 from interlock.adapters.openai import OpenAIAdapter, chunk_delta, plain_text
 from interlock.openai_response import ChunkRenderer, completion_dict
 from interlock.testing import Reply
+from interlock.testing.openai_wire import _FINGERPRINT as FAKE_FINGERPRINT
 from interlock.types import ChatResponse, StreamDelta
 
 TEXT = "Paris is the capital."  # chunk_chars=8: "Paris is", " the cap", "ital."
@@ -159,3 +160,35 @@ async def test_a_refusal_comes_back_as_a_refusal_whole_and_streamed(
     renderer = ChunkRenderer("r")
     chunks = [c for c in map(renderer.chunk, deltas) if c is not None]
     assert "".join(c["choices"][0]["delta"].get("refusal", "") for c in chunks) == said
+
+
+async def test_the_backend_fields_come_back_whole_streamed_and_rendered(
+        fake_upstream: Any) -> None:
+    whole, deltas = await _answers(fake_upstream, ask=False)
+    fingerprint = FAKE_FINGERPRINT
+    assert (whole.system_fingerprint, whole.service_tier) == (fingerprint, "default")
+    rendered = completion_dict(whole, request_id="r")
+    assert (rendered["system_fingerprint"], rendered["service_tier"]) == (fingerprint,
+                                                                          "default")
+    assert (deltas[0].system_fingerprint, deltas[0].service_tier) == (fingerprint, "default")
+    acc = StreamAccumulator()
+    for d in deltas:
+        acc.add(d)
+    assert acc.response().system_fingerprint == fingerprint
+    # Every chunk carries them (the gateway test sees them on forwarded literals).
+    renderer = ChunkRenderer("r")
+    events = renderer.sse(deltas[:1]) + renderer.sse(deltas[1:])
+    chunks = [orjson.loads(e[6:]) for e in events.split(b"\n\n") if e]
+    assert len(chunks) >= 3
+    assert all((c["system_fingerprint"], c["service_tier"]) == (fingerprint, "default")
+               for c in chunks)
+    assert renderer.usage_chunk(whole.usage)["system_fingerprint"] == fingerprint
+
+
+def test_answers_without_backend_fields_render_none() -> None:
+    plain = ChatResponse("id", "m", "hi")
+    assert not {"system_fingerprint", "service_tier"} & completion_dict(
+        plain, request_id="r").keys()
+    renderer = ChunkRenderer("r")
+    chunk = renderer.chunk(StreamDelta("hi", model="m"))
+    assert chunk is not None and "system_fingerprint" not in chunk

@@ -371,3 +371,23 @@ async def test_a_refusal_reaches_the_sdk_as_a_refusal(
     assert "".join(c.choices[0].delta.refusal or "" for c in chunks) == said
     assert all(not c.choices[0].delta.content for c in chunks)
     await client.close()
+
+
+async def test_the_backend_fields_reach_the_sdk(
+        fake_upstream: FakeUpstream, gateway: RunningGateway) -> None:
+    from interlock.testing.openai_wire import _FINGERPRINT
+
+    client = gateway.openai()
+    whole = await client.chat.completions.create(model=GROUPS["openai"], messages=_user("hi"))
+    assert (whole.system_fingerprint, whole.service_tier) == (_FINGERPRINT, "default")
+    stream = await client.chat.completions.create(
+        model=GROUPS["openai"], messages=_user("hi"), stream=True,
+        stream_options={"include_usage": True})
+    chunks = [c async for c in stream]
+    # Text chunks go out as forwarded literals under the stream's own head.
+    assert len(chunks) > 3
+    assert {c.system_fingerprint for c in chunks} == {_FINGERPRINT}
+    other = await client.chat.completions.create(model=GROUPS["anthropic"],
+                                                 messages=_user("hi"))
+    assert other.system_fingerprint is None
+    await client.close()

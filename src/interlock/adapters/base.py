@@ -354,6 +354,8 @@ class StreamAccumulator:
         # The chunks' logprobs, their token lists joined, and the refusal's pieces.
         self._logprobs: dict[str, Any] | None = None
         self._refusal: list[str] | None = None
+        self.system_fingerprint: str | None = None
+        self.service_tier: str | None = None
         self.deltas = 0
         # Text deltas still as JSON literals (`DeltaBatch.texts`), after `_text`:
         # decoded together when the text is asked for, or before more text.
@@ -371,6 +373,9 @@ class StreamAccumulator:
         self.deltas += 1
         if delta.id:
             self.id = delta.id
+            # The first delta's, as its id: what the backend said of itself.
+            self.system_fingerprint = delta.system_fingerprint
+            self.service_tier = delta.service_tier
         if delta.model:
             self.model = delta.model
         if delta.text:
@@ -453,4 +458,6 @@ class StreamAccumulator:
         response.thinking_blocks = list(self._thinking_blocks)
         response.logprobs = self._logprobs
         response.refusal = refusal
+        response.system_fingerprint = self.system_fingerprint
+        response.service_tier = self.service_tier
         return response

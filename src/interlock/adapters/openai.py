@@ -372,7 +372,17 @@ def parse_response(data: dict[str, Any], deployment: Deployment) -> ChatResponse
         response.logprobs = logprobs
     if refusal is not None:
         response.refusal = refusal
+    # Checked in place rather than by a helper: this runs on every answer.
+    fingerprint, tier = data.get("system_fingerprint"), data.get("service_tier")
+    if fingerprint and fingerprint.__class__ is str:
+        response.system_fingerprint = fingerprint
+    if tier and tier.__class__ is str:
+        response.service_tier = tier
     return response
+
+
+def _optional_str(value: Any) -> str | None:
+    return value if value and value.__class__ is str else None
 
 
 def _text(content: Any) -> str | None:
@@ -418,6 +428,7 @@ def _delta_from_response(r: ChatResponse) -> StreamDelta:
     return StreamDelta(
         text=r.content, finish_reason=r.finish_reason, usage=r.usage, id=r.id, model=r.model,
         reasoning=r.reasoning, logprobs=r.logprobs, refusal=r.refusal,
+        system_fingerprint=r.system_fingerprint, service_tier=r.service_tier,
         tool_calls=[ToolCallDelta(i, c.id, c.name, c.arguments)
                     for i, c in enumerate(r.tool_calls)],
     )
@@ -741,6 +752,8 @@ def chunk_delta(chunk: dict[str, Any], *, first: bool) -> StreamDelta | None:
         if first:
             out.id = chunk.get("id") or None
             out.model = chunk.get("model") or None
+            out.system_fingerprint = _optional_str(chunk.get("system_fingerprint"))
+            out.service_tier = _optional_str(chunk.get("service_tier"))
         return out
     return None
 
