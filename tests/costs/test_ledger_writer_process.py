@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -154,3 +155,22 @@ async def test_the_child_outlives_a_signal_to_the_process_group(tmp_path: Path) 
     with LedgerReader(db) as reader:
         assert reader.count() == 2
 
+
+
+async def test_a_child_that_cannot_start_leaves_the_ledger_to_its_thread(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # A process whose import path was set up at run time starts a child that
+    # cannot import Interlock: it ends without a word, and the rows still go in.
+    db = str(tmp_path / "ledger.sqlite")
+    ledger = Ledger(LedgerSettings(database=db, flush_interval=0.01), in_process=True)
+    assert ledger._process is not None
+    ledger._process._command = (sys.executable, "-c", "import sys; sys.exit(3)")
+    await ledger.start()
+    for i in range(5):
+        ledger.record(LedgerRow(f"req-{i}", routed_group="g"))
+    assert await ledger.flush(10)
+    await ledger.aclose()
+    assert ledger._process is None
+    assert "could not start; writing from a thread" in caplog.text
+    with LedgerReader(db) as reader:
+        assert reader.count() == 5

@@ -42,7 +42,7 @@ from sqlalchemy.engine import Engine
 from interlock.costs.batch_insert import BatchInsert
 from interlock.costs.schema import LedgerTables, ledger_tables, make_engine, migrate
 from interlock.costs.settings import LedgerSettings
-from interlock.costs.writer_process import ProcessWriter
+from interlock.costs.writer_process import ProcessWriter, WriterProcessUnavailable
 from interlock.errors import redact
 
 log = logging.getLogger(__name__)
@@ -426,8 +426,17 @@ class Ledger:
         if not self._migrated:
             await self._off_loop(self._migrate)
         rows = self._prepare(batch, self._insert_for(self._get_engine()))
-        if rows:
+        if not rows:
+            return
+        try:
             await self._process.write(rows)
+        except WriterProcessUnavailable:
+            # The child cannot run here at all: the rows still have to be written.
+            log.warning("ledger: the writer process could not start; writing from a "
+                        "thread instead")
+            process, self._process = self._process, None
+            await process.aclose()
+            await self._off_loop(self._write, batch)
 
     async def _off_loop(self, work: Callable[..., None], *args: Any) -> None:
         try:

@@ -47,6 +47,11 @@ class WriterProcessFailed(Exception):
     """The child could not write a batch, or is gone."""
 
 
+class WriterProcessUnavailable(WriterProcessFailed):
+    """No child has ever answered: the first one ended without a word (it could
+    not import Interlock, say, in a process whose path was set up at run time)."""
+
+
 def _frame(payload: bytes) -> bytes:
     return _LENGTH.pack(len(payload)) + payload
 
@@ -57,10 +62,13 @@ class ProcessWriter:
     one loop for its life (the server's); the library, which may run one
     `asyncio.run` after another, writes from a thread instead."""
 
-    def __init__(self, database: str, table_prefix: str, *, close_wait: float = 5.0) -> None:
+    def __init__(self, database: str, table_prefix: str, *, close_wait: float = 5.0,
+                 command: tuple[str, ...] | None = None) -> None:
         """`close_wait`: how long `aclose` waits for the child to finish its last
-        batch and exit before killing it."""
+        batch and exit before killing it; `command`: what starts the child (tests)."""
         self._close_wait = close_wait
+        self._command = command or (sys.executable, "-m", "interlock.costs.writer_process")
+        self._answered = False  # some child has answered a batch
         self._setup = _frame(pickle.dumps((database, table_prefix)))
         self._proc: asyncio.subprocess.Process | None = None
         # Children killed and not yet seen to exit: `aclose` waits for them, so
@@ -88,10 +96,15 @@ class ProcessWriter:
             self._kill()
             raise
         if answer == b"ok\n":
+            self._answered = True
             return
         if not answer:
             self._kill()
+            if not self._answered:
+                raise WriterProcessUnavailable(
+                    "the ledger's writer process ended before writing anything")
             raise WriterProcessFailed("the ledger's writer process exited")
+        self._answered = True
         # The database refused (it is down, say): the child answered and stays.
         raise WriterProcessFailed(answer.removeprefix(b"error ").decode(errors="replace")
                                   .strip())
@@ -117,8 +130,7 @@ class ProcessWriter:
     async def _start(self) -> asyncio.subprocess.Process:
         self._dying = [p for p in self._dying if p.returncode is None]
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "interlock.costs.writer_process",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            *self._command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL)
         assert proc.stdin is not None
         proc.stdin.write(self._setup)
