@@ -381,10 +381,6 @@ def parse_response(data: dict[str, Any], deployment: Deployment) -> ChatResponse
     return response
 
 
-def _optional_str(value: Any) -> str | None:
-    return value if value and value.__class__ is str else None
-
-
 def _text(content: Any) -> str | None:
     if content is None or isinstance(content, str):
         return content
@@ -731,7 +727,8 @@ def chunk_delta(chunk: dict[str, Any], *, first: bool) -> StreamDelta | None:
         if len(delta) > 1 or text is None:
             reasoning = delta.get("reasoning_content") or delta.get("reasoning") or None
             refusal = delta.get("refusal") or None
-            calls = _delta_calls(delta)
+            if "tool_calls" in delta or "function_call" in delta:  # no call for most events
+                calls = _delta_calls(delta)
         reason = choice.get("finish_reason")
         if reason:
             finish = map_finish(reason)
@@ -750,12 +747,21 @@ def chunk_delta(chunk: dict[str, Any], *, first: bool) -> StreamDelta | None:
         if refusal is not None:
             out.refusal = str(refusal)
         if first:
-            out.id = chunk.get("id") or None
-            out.model = chunk.get("model") or None
-            out.system_fingerprint = _optional_str(chunk.get("system_fingerprint"))
-            out.service_tier = _optional_str(chunk.get("service_tier"))
+            _identify(out, chunk)
         return out
     return None
+
+
+def _identify(first: StreamDelta, chunk: dict[str, Any]) -> None:
+    """What the stream's first chunk says of the answer: its id and model, and of
+    the backend that gives it."""
+    first.id = chunk.get("id") or None
+    first.model = chunk.get("model") or None
+    fingerprint, tier = chunk.get("system_fingerprint"), chunk.get("service_tier")
+    if fingerprint and fingerprint.__class__ is str:
+        first.system_fingerprint = fingerprint
+    if tier and tier.__class__ is str:
+        first.service_tier = tier
 
 
 def _delta_calls(delta: dict[str, Any]) -> list[ToolCallDelta]:
