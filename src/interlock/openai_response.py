@@ -69,7 +69,7 @@ def completion_dict(response: ChatResponse, *, request_id: str) -> dict[str, Any
     if response.thinking_blocks:
         # LiteLLM's field: the client sends it back with the assistant turn.
         message["thinking_blocks"] = response.thinking_blocks
-    out = {
+    return {
         "id": request_id,
         "object": "chat.completion",
         "created": response.created,
@@ -77,17 +77,13 @@ def completion_dict(response: ChatResponse, *, request_id: str) -> dict[str, Any
         "choices": [{"index": 0, "message": message, "logprobs": response.logprobs,
                      "finish_reason": response.finish_reason}],
         "usage": usage_dict(response.usage),
+        **backend_fields(response),
     }
-    if response.service_tier is not None:
-        out["service_tier"] = response.service_tier
-    if response.system_fingerprint is not None:
-        out["system_fingerprint"] = response.system_fingerprint
-    return out
 
 
 def backend_fields(delta: StreamDelta | ChatResponse) -> dict[str, str]:
     """`service_tier` and `system_fingerprint`, where the deployment gave them,
-    in the order OpenAI writes them after `model`."""
+    in the order OpenAI writes them (a chunk's after `model`, an answer's last)."""
     out = {}
     if delta.service_tier is not None:
         out["service_tier"] = delta.service_tier

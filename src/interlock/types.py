@@ -210,9 +210,10 @@ class ChatResponse:
     reasoning: str | None = None
     # Anthropic's thinking blocks with their signatures, to be sent back (Message).
     thinking_blocks: list[dict[str, Any]] = field(default_factory=list)
-    # OpenAI's `choices[0].logprobs` object ({"content": [...], "refusal": ...}), as
-    # an OpenAI-compatible deployment sent it when the request asked for logprobs;
-    # the other adapters refuse `logprobs` (UnsupportedParameter) rather than drop it.
+    # OpenAI's `choices[0].logprobs` object ({"content": [...], "refusal": ...}) when
+    # the request asked for logprobs: as an OpenAI-compatible deployment sent it, or
+    # translated from Gemini's; Anthropic's adapter refuses `logprobs` (Unsupported-
+    # Parameter) rather than drop it.
     logprobs: dict[str, Any] | None = None
     # The model's refusal (OpenAI's `message.refusal`), given instead of content.
     refusal: str | None = None

@@ -96,8 +96,9 @@ class OpenAIWire:
                  "function": {"name": tc.name, "arguments": _arguments(tc)}}
                 for i, tc in enumerate(reply.tool_calls)]
         logprobs = None
-        if _wants_logprobs(body) and reply.text:
-            logprobs = {"content": [_token_logprob(piece, i, _top_count(body)) for i, piece
+        top = _logprobs_asked(body)
+        if top is not None and reply.text:
+            logprobs = {"content": [_token_logprob(piece, i, top) for i, piece
                                     in enumerate(chunks(reply.text, reply.chunk_chars))],
                         "refusal": None}
         return {
@@ -134,15 +135,11 @@ class OpenAIWire:
 
         frames = [frame({"role": "assistant", "content": "", "refusal": None})]
         if reply.text:
-            pieces = chunks(reply.text, reply.chunk_chars)
-            if _wants_logprobs(body):
-                # Each chunk carries the logprobs of its own tokens, as OpenAI's do.
-                top = _top_count(body)
-                frames += [frame({"content": piece}, None, {
-                    "content": [_token_logprob(piece, i, top)], "refusal": None})
-                    for i, piece in enumerate(pieces)]
-            else:
-                frames += [frame({"content": piece}) for piece in pieces]
+            # With logprobs asked for, each chunk carries its own tokens', as OpenAI's do.
+            top = _logprobs_asked(body)
+            frames += [frame({"content": piece}, None, None if top is None else {
+                "content": [_token_logprob(piece, i, top)], "refusal": None})
+                for i, piece in enumerate(chunks(reply.text, reply.chunk_chars))]
         if reply.refusal:
             frames += [frame({"refusal": piece}) for piece in chunks(reply.refusal,
                                                                      reply.chunk_chars)]
@@ -258,11 +255,11 @@ def format_duration(seconds: float) -> str:
 
 
 # -- pieces ---------------------------------------------------------------------
-def _wants_logprobs(body: Any) -> bool:
-    return isinstance(body, dict) and body.get("logprobs") is True
-
-
-def _top_count(body: dict[str, Any]) -> int:
+def _logprobs_asked(body: Any) -> int | None:
+    """How many alternatives a token gets (`top_logprobs`) when the request asked
+    for logprobs, else None."""
+    if not isinstance(body, dict) or body.get("logprobs") is not True:
+        return None
     top = body.get("top_logprobs")
     return top if isinstance(top, int) and not isinstance(top, bool) else 0
 
