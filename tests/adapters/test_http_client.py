@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 
-from interlock.adapters.http import HttpClient, Labels, StreamingResponse, Timeouts
+from interlock.adapters.http import (
+    HttpClient,
+    HttpResponse,
+    Labels,
+    StreamingResponse,
+    Timeouts,
+)
 from interlock.errors import Timeout
 from interlock.testing import Fault, Reply
 
@@ -132,6 +138,26 @@ async def test_lines_lose_their_carriage_returns_however_the_reads_fall():
         assert lines == [b"a", b"b", b"c", b"d", b"", b"e"], reads
 
 
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def _posts(handle: Handler, count: int = 1, host: str = "127.0.0.1") -> list[HttpResponse]:
+    """`count` POSTs of BODY, one after another, to a server that answers with
+    `handle`, through one HttpClient."""
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    http = HttpClient()
+    try:
+        return [await http.post(f"http://{host}:{port}/v1/chat/completions",
+                                headers={"content-type": "application/json"}, body=BODY,
+                                timeouts=Timeouts(total=5), labels=Labels("openai", "d"))
+                for _ in range(count)]
+    finally:
+        await http.aclose()
+        server.close()
+        await server.wait_closed()
+
+
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
 async def test_a_whole_answer_in_several_reads_is_read_to_its_end(framing: str) -> None:
     body = b'{"answer": "' + b"x" * 50_000 + b'"}'
@@ -154,17 +180,7 @@ async def test_a_whole_answer_in_several_reads_is_read_to_its_end(framing: str) 
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    http = HttpClient()
-    try:
-        resp = await http.post(f"http://127.0.0.1:{port}/v1/chat/completions",
-                               headers={"content-type": "application/json"}, body=BODY,
-                               timeouts=Timeouts(total=5), labels=Labels("openai", "d"))
-    finally:
-        await http.aclose()
-        server.close()
-        await server.wait_closed()
+    [resp] = await _posts(handle)
     assert (resp.status, resp.body) == (200, body)
 
 
@@ -182,19 +198,8 @@ async def test_cookies_a_provider_sets_are_not_sent_back() -> None:
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    http = HttpClient()
-    try:
-        for _ in range(2):
-            # By name: aiohttp never keeps cookies an IP address sets.
-            resp = await http.post(f"http://localhost:{port}/v1/chat/completions",
-                                   headers={"content-type": "application/json"}, body=BODY,
-                                   timeouts=Timeouts(total=5), labels=Labels("openai", "d"))
-            assert resp.status == 200
-    finally:
-        await http.aclose()
-        server.close()
-        await server.wait_closed()
+    # By name: aiohttp never keeps cookies an IP address sets.
+    answers = await _posts(handle, count=2, host="localhost")
+    assert [resp.status for resp in answers] == [200, 200]
     assert len(heads) == 2
     assert b"cookie" not in heads[1].lower()
