@@ -153,9 +153,11 @@ async def test_record_never_raises_and_counts_drops_when_full(tmp_path: Path) ->
     assert ledger.pending == 100 and ledger.dropped == 50
 
 
-async def test_a_malformed_row_is_dropped_and_does_not_block_others(tmp_path: Path) -> None:
+@IN_PROCESS
+async def test_a_malformed_row_is_dropped_and_does_not_block_others(
+        tmp_path: Path, in_process: bool, caplog: pytest.LogCaptureFixture) -> None:
     db = str(tmp_path / "ledger.sqlite")
-    ledger = Ledger(LedgerSettings(database=db, flush_interval=0.01))
+    ledger = Ledger(LedgerSettings(database=db, flush_interval=0.01), in_process=in_process)
     await ledger.start()
     bad = _row(0)
     bad.created_at = "not a date"  # type: ignore[assignment]
@@ -164,7 +166,8 @@ async def test_a_malformed_row_is_dropped_and_does_not_block_others(tmp_path: Pa
         ledger.record(_row(i))
     assert await ledger.flush(5)
     await ledger.aclose()
-    assert ledger.dropped == 1
+    assert ledger.dropped == 1 and ledger.written == 3
+    assert "could not be prepared; dropped" in caplog.text
     with LedgerReader(db) as reader:
         assert reader.count() == 3
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,16 +26,17 @@ from interlock.gateway import Gateway
 
 
 def _rows(ledger: Ledger, n: int, start: int = 0) -> list[tuple[Any, ...]]:
-    """Rows converted as `Ledger.record` converts them."""
+    """Rows read as `Ledger.record` reads them for the child."""
     insert = ledger._insert
     assert insert is not None
-    return [ledger._converted(LedgerRow(f"req-{i}", routed_group="g",
-                                        cost_usd=Decimal("0.25")), insert)
+    return [ledger._values(LedgerRow(f"req-{i}", routed_group="g", cost_usd=Decimal("0.25")),
+                           insert)
             for i in range(start, start + n)]
 
 
 async def _migrated(db: str) -> Ledger:
-    ledger = Ledger(LedgerSettings(database=db))
+    """A ledger that reads rows for a child writer (its own child is never started)."""
+    ledger = Ledger(LedgerSettings(database=db), in_process=True)
     await asyncio.to_thread(ledger._migrate)
     return ledger
 
@@ -111,6 +113,29 @@ async def test_a_write_the_child_cannot_do_fails_with_a_redacted_reason(
         await writer.aclose()
     assert "hunter2-secret" not in str(info.value)
     assert "OperationalError" in str(info.value)
+
+
+async def test_rows_that_cannot_be_converted_or_sent_are_dropped_alone(
+        tmp_path: Path) -> None:
+    db = str(tmp_path / "ledger.sqlite")
+    async with _writing(db) as (ledger, writer):
+        rows = _rows(ledger, 6)
+        created_at = ledger._insert.names.index("created_at")  # type: ignore[union-attr]
+        cost = ledger._insert.names.index("cost_nanousd")  # type: ignore[union-attr]
+        # A timestamp the child's conversion refuses; a value no pickle can carry.
+        rows[1] = (*rows[1][:created_at], "not a date", *rows[1][created_at + 1:])
+        rows[4] = (*rows[4][:cost], lambda: 0, *rows[4][cost + 1:])
+        dropped = await writer.write(rows)
+        assert dropped.rows == 2
+        assert "PicklingError" in dropped.reason or "AttributeError" in dropped.reason
+        # A batch of only such rows is answered too, and the child stays.
+        child = _child(writer)
+        assert (await writer.write([rows[1]])).rows == 1
+        assert _child(writer) is child
+        assert (await writer.write(_rows(ledger, 1, start=6))).rows == 0
+    with sqlite3.connect(db) as conn:
+        stored = conn.execute("SELECT request_id FROM interlock_requests ORDER BY id").fetchall()
+    assert [r[0] for r in stored] == ["req-0", "req-2", "req-3", "req-5", "req-6"]
 
 
 async def test_a_cancelled_write_leaves_the_next_one_whole(tmp_path: Path) -> None:

@@ -108,6 +108,19 @@ class BatchInsert:
                 values[index] = process(values[index])
         return tuple(values)
 
+    def convert_each(self, rows: Sequence[Sequence[Any]]
+                     ) -> tuple[list[tuple[Any, ...]], list[Exception]]:
+        """`convert` for each of `rows`; a row some column refuses is left out and
+        its error returned, so that one bad row does not cost the others."""
+        out: list[tuple[Any, ...]] = []
+        errors: list[Exception] = []
+        for values in rows:
+            try:
+                out.append(self.convert(list(values)))
+            except Exception as exc:
+                errors.append(exc)
+        return out, errors
+
     def parameters(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
         """Converted values of `rows` (dicts keyed by column name), in `names` order."""
         out: list[tuple[Any, ...]] = []

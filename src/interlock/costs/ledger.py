@@ -31,7 +31,7 @@ import os
 import random
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -42,7 +42,7 @@ from sqlalchemy.engine import Engine
 from interlock.costs.batch_insert import BatchInsert
 from interlock.costs.schema import LedgerTables, ledger_tables, make_engine, migrate
 from interlock.costs.settings import LedgerSettings
-from interlock.costs.writer_process import ProcessWriter, WriterProcessUnavailable
+from interlock.costs.writer_process import Dropped, ProcessWriter, WriterProcessUnavailable
 from interlock.errors import redact
 
 log = logging.getLogger(__name__)
@@ -206,18 +206,16 @@ class Ledger:
     def record(self, row: LedgerRow) -> None:
         """Queue one row. Never blocks, never raises.
 
-        The row is turned into column values here, once the INSERT is known,
-        not in the writer's thread: that Python work holds the GIL wherever it
-        runs, and in the writer it made the thread and the event loop trade the
-        GIL back and forth all through a batch. The writer's thread is left with
-        the driver's work, most of which runs without the GIL.
+        Once the INSERT is known, the row is read into column values here (one
+        C-level attribute read), and for the thread writer also converted here
+        (`_values`).
         """
         if not self.enabled:
             return
         item: LedgerRow | tuple[Any, ...] = row
         if self._insert is not None:
             try:
-                item = self._converted(row, self._insert)
+                item = self._values(row, self._insert)
             except Exception:  # a malformed row must not fail the request
                 log.exception("ledger row could not be prepared; dropped")
                 self.dropped += 1
@@ -283,6 +281,9 @@ class Ledger:
         if not self.enabled:
             return True
         self._closing = True
+        if self._process is not None and self._buffer:
+            # No event loop to talk to the child through: this thread writes.
+            self._leave_the_child([], self._insert_for(self._get_engine()))
         while self._buffer:
             batch = self._take()
             try:
@@ -346,16 +347,16 @@ class Ledger:
 
     def _prepare(self, batch: list[LedgerRow | tuple[Any, ...]],
                  insert: BatchInsert) -> list[tuple[Any, ...]]:
-        """Each row's values as the INSERT takes them, in place, so that a retried
-        batch keeps its row_ids. Most rows arrive converted (`record`); those
-        recorded before the schema was migrated are converted here."""
+        """Each row's values (`_values`), in place, so that a retried batch keeps
+        its row_ids. Most rows arrive as values (`record`); those recorded before
+        the schema was migrated are read here."""
         out: list[tuple[Any, ...]] = []
         for index, item in enumerate(batch):
             if isinstance(item, tuple):
                 out.append(item)
                 continue
             try:
-                batch[index] = converted = self._converted(item, insert)
+                batch[index] = converted = self._values(item, insert)
             except Exception:  # a malformed row must not block the ones behind it
                 log.exception("ledger row could not be prepared; dropped")
                 self.dropped += 1
@@ -364,13 +365,22 @@ class Ledger:
         batch[:] = out
         return out
 
-    def _converted(self, row: LedgerRow, insert: BatchInsert) -> tuple[Any, ...]:
-        """The row's values as the INSERT takes them, with a new row_id."""
+    def _values(self, row: LedgerRow, insert: BatchInsert) -> tuple[Any, ...]:
+        """The row's values in the INSERT's column order, with a new row_id: as
+        the row holds them for the child writer, which converts them itself;
+        converted to what the driver stores for the thread writer.
+
+        The thread writer's rows are converted here, on the event loop, because
+        that Python work holds the GIL wherever it runs, and in the writer's
+        thread it made the thread and the loop trade the GIL back and forth all
+        through a batch; the thread is left with the driver's work, most of
+        which runs without the GIL. A child has a GIL of its own, and the
+        conversion (about 9 us a row) leaves the loop."""
         if self._columns is None:
             self._columns = _ColumnGetter(insert.names)
         values = self._columns.values(row, f"{self._row_prefix}{next(self._row_serial):016x}",
                                       keep_payloads=self.settings.log_payloads)
-        return insert.convert(values)
+        return tuple(values) if self._process is not None else insert.convert(values)
 
     def _insert_for(self, engine: Engine) -> BatchInsert:
         if self._insert is None:
@@ -397,7 +407,7 @@ class Ledger:
             batch = self._take()
             self._inflight = len(batch)
             try:
-                await self._write_batch(batch)
+                written = await self._write_batch(batch)
             except asyncio.CancelledError:
                 # The thread or the child may still commit; row_id makes a later
                 # retry harmless.
@@ -413,30 +423,67 @@ class Ledger:
                 await self._sleep(backoff * (0.5 + random.random() / 2))
                 backoff = min(backoff * 2, self.settings.retry_max)
                 continue
-            self.written += len(batch)
+            self.written += written
             self._inflight = 0
             backoff = self.settings.retry_initial
             if len(self._buffer) < self.settings.batch_size and not self._closing:
                 await self._sleep(self.settings.flush_interval)
 
-    async def _write_batch(self, batch: list[LedgerRow | tuple[Any, ...]]) -> None:
+    async def _write_batch(self, batch: list[LedgerRow | tuple[Any, ...]]) -> int:
+        """Write `batch`; how many of its rows were written (the others could not
+        be converted: dropped and counted)."""
         if self._process is None:
-            await self._off_loop(self._write, batch)
-            return
+            await self._off_loop(self._write, batch)  # leaves only the rows written
+            return len(batch)
         if not self._migrated:
             await self._off_loop(self._migrate)
-        rows = self._prepare(batch, self._insert_for(self._get_engine()))
+        insert = self._insert_for(self._get_engine())
+        rows = self._prepare(batch, insert)
         if not rows:
-            return
+            return 0
         try:
-            await self._process.write(rows)
+            dropped = await self._process.write(rows)
         except WriterProcessUnavailable:
             # The child cannot run here at all: the rows still have to be written.
             log.warning("ledger: the writer process could not start; writing from a "
                         "thread instead")
-            process, self._process = self._process, None
+            process = self._leave_the_child(batch, insert)
             await process.aclose()
             await self._off_loop(self._write, batch)
+            return len(batch)
+        self._count_dropped(dropped)
+        return len(rows) - dropped.rows
+
+    def _leave_the_child(self, batch: list[LedgerRow | tuple[Any, ...]],
+                         insert: BatchInsert) -> ProcessWriter:
+        """Hand the rows to the thread writer, which takes them converted: the
+        batch's and the buffer's, read for the child, are converted now (no await
+        between this and the next row recorded)."""
+        assert self._process is not None
+        process, self._process = self._process, None
+        with self._lock:
+            batch[:] = self._converted_for_thread(batch, insert)
+            self._buffer = deque(self._converted_for_thread(self._buffer, insert))
+        return process
+
+    def _converted_for_thread(self, items: Iterable[LedgerRow | tuple[Any, ...]],
+                              insert: BatchInsert) -> list[LedgerRow | tuple[Any, ...]]:
+        out: list[LedgerRow | tuple[Any, ...]] = []
+        for item in items:
+            if isinstance(item, tuple):  # values read for the child
+                converted, refused = insert.convert_each([item])
+                if refused:
+                    self._count_dropped(Dropped(1, f"{type(refused[0]).__name__}"))
+                    continue
+                item = converted[0]
+            out.append(item)
+        return out
+
+    def _count_dropped(self, dropped: Dropped) -> None:
+        if dropped.rows:
+            self.dropped += dropped.rows
+            log.warning("ledger: %d rows could not be prepared; dropped (%s)",
+                        dropped.rows, dropped.reason)
 
     async def _off_loop(self, work: Callable[..., None], *args: Any) -> None:
         try:

@@ -8,12 +8,18 @@ meanwhile waited: at concurrency 1 that was most of the ledger's cost to the
 99th percentile (docs/benchmarks.md, "Gateway overhead: findings"). A child
 process has its own GIL, so none of that work touches the loop's.
 
-`ProcessWriter` is the parent's side: it hands each batch (the rows already
-converted to the INSERT's values by `Ledger.record`) to the child over a pipe
-and waits for the child's answer; a failure raises, and the ledger's writer
+`ProcessWriter` is the parent's side: it hands each batch to the child over a
+pipe and waits for the child's answer; a failure raises, and the ledger's writer
 retries the batch as it does for the thread (rows carry a `row_id`, so a batch
 the child committed before dying is not written twice). The child is started
 on the first batch and again after any failure that leaves its state unknown.
+
+The rows come as `Ledger.record` read them off the request (values in the
+INSERT's column order) and the child converts them to what the driver stores
+(the columns' bind processors: timestamp text, nano-dollars): about 9 us a row
+that the thread writer has to spend on the event loop (see `Ledger.record`) and
+the child spends on its own. A row some column refuses is left out alone, and
+counted, rather than failing its batch.
 
 The database URL, which may hold a password, goes to the child through its
 stdin, never its command line; the child never writes to stderr (a traceback
@@ -22,7 +28,9 @@ could quote the URL) and reports errors as one line that the parent redacts.
 Protocol (both directions over the child's stdin and stdout): each frame from
 the parent is a 4-byte big-endian length and a pickle; the first frame is
 (database, table_prefix), each later one a list of row tuples. The child
-answers each batch with one line, `ok` or `error <type>: <message>`.
+answers each batch with one line: `ok`; `dropped <n> <type>: <message>` when
+it wrote all but n rows, which it could not convert; or `error <type>:
+<message>` when it wrote none.
 
 Imports: sqlalchemy (in the child), the standard library, `errors`,
 `costs.batch_insert`, `costs.schema`.
@@ -36,7 +44,7 @@ import pickle
 import signal
 import struct
 import sys
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from interlock.errors import redact
 
@@ -52,8 +60,35 @@ class WriterProcessUnavailable(WriterProcessFailed):
     not import Interlock, say, in a process whose path was set up at run time)."""
 
 
+class Dropped(NamedTuple):
+    """Rows of a batch left out because they could not be converted or sent (a
+    bug upstream of the ledger, not the database), and the first reason."""
+
+    rows: int = 0
+    reason: str = ""
+
+
 def _frame(payload: bytes) -> bytes:
     return _LENGTH.pack(len(payload)) + payload
+
+
+def _pickled(rows: list[tuple[Any, ...]]) -> tuple[bytes, Dropped]:
+    """The batch's frame; a row that cannot be pickled is left out of it, alone."""
+    try:
+        return _frame(pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL)), Dropped()
+    except Exception:
+        pass
+    kept: list[tuple[Any, ...]] = []
+    dropped = Dropped()
+    for row in rows:
+        try:
+            pickle.dumps(row, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            dropped = Dropped(dropped.rows + 1,
+                              dropped.reason or _reason(exc).decode(errors="replace"))
+        else:
+            kept.append(row)
+    return _frame(pickle.dumps(kept, protocol=pickle.HIGHEST_PROTOCOL)), dropped
 
 
 class ProcessWriter:
@@ -78,16 +113,18 @@ class ProcessWriter:
     def __repr__(self) -> str:  # the URL may hold a password
         return f"ProcessWriter(pid={self._proc.pid if self._proc else None})"
 
-    async def write(self, rows: list[tuple[Any, ...]]) -> None:
-        """Write `rows` (values in the INSERT's column order) in one transaction;
-        WriterProcessFailed if they were not (they may still have been, when the
-        child died after committing)."""
+    async def write(self, rows: list[tuple[Any, ...]]) -> Dropped:
+        """Write `rows` (values in the INSERT's column order, as `Ledger.record`
+        read them) in one transaction, but for those that cannot be converted,
+        which are counted in the answer; WriterProcessFailed if none were written
+        (they may still have been, when the child died after committing)."""
+        frame, unsent = _pickled(rows)
         proc = self._proc
         if proc is None or proc.returncode is not None:
             proc = self._proc = await self._start()
         assert proc.stdin is not None and proc.stdout is not None
         try:
-            proc.stdin.write(_frame(pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL)))
+            proc.stdin.write(frame)
             await proc.stdin.drain()
             answer = await proc.stdout.readline()
         except BaseException:
@@ -97,7 +134,12 @@ class ProcessWriter:
             raise
         if answer == b"ok\n":
             self._answered = True
-            return
+            return unsent
+        if answer.startswith(b"dropped "):
+            self._answered = True
+            count, _, reason = answer.removeprefix(b"dropped ").partition(b" ")
+            return Dropped(unsent.rows + int(count),
+                           unsent.reason or reason.decode(errors="replace").strip())
         if not answer:
             self._kill()
             if not self._answered:
@@ -156,10 +198,10 @@ def _read(stream: BinaryIO) -> bytes | None:
     return payload if len(payload) == size else None
 
 
-def _error_line(exc: BaseException) -> bytes:
+def _reason(exc: BaseException) -> bytes:
+    """One redacted line naming the exception: its first line could quote the URL."""
     text = str(exc).splitlines()[0] if str(exc) else ""
-    return b"error " + redact(f"{type(exc).__name__}: {text}"[:300]).encode(
-        errors="replace") + b"\n"
+    return redact(f"{type(exc).__name__}: {text}"[:300]).encode(errors="replace")
 
 
 def serve(stdin: BinaryIO, stdout: BinaryIO) -> None:
@@ -176,15 +218,17 @@ def serve(stdin: BinaryIO, stdout: BinaryIO) -> None:
     try:
         while (frame := _read(stdin)) is not None:
             try:
-                rows = pickle.loads(frame)
                 if insert is None:
                     insert = BatchInsert(engine.dialect, ledger_tables(prefix).requests)
-                with engine.begin() as conn:
-                    insert.execute_converted(conn, rows)
+                rows, refused = insert.convert_each(pickle.loads(frame))
+                if rows:
+                    with engine.begin() as conn:
+                        insert.execute_converted(conn, rows)
             except Exception as exc:  # answered, and the parent retries
-                stdout.write(_error_line(exc))
+                stdout.write(b"error " + _reason(exc) + b"\n")
             else:
-                stdout.write(b"ok\n")
+                stdout.write(b"ok\n" if not refused else
+                             b"dropped %d %s\n" % (len(refused), _reason(refused[0])))
             stdout.flush()
     finally:
         engine.dispose()
