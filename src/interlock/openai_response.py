@@ -62,6 +62,8 @@ def completion_dict(response: ChatResponse, *, request_id: str) -> dict[str, Any
     message: dict[str, Any] = {"role": "assistant", "content": response.content}
     if response.refusal is not None:
         message["refusal"] = response.refusal
+    if response.annotations:
+        message["annotations"] = response.annotations
     if response.tool_calls:
         message["tool_calls"] = _tool_calls(response.tool_calls)
     if response.reasoning:
@@ -96,7 +98,8 @@ def shows_anything(delta: StreamDelta) -> bool:
     """False for a delta a client would see as an empty chunk (say, one that only
     carries the provider's usage): OpenAI sends none of those."""
     return bool(delta.text or delta.reasoning or delta.tool_calls or delta.finish_reason
-                or delta.thinking_blocks or delta.logprobs or delta.refusal)
+                or delta.thinking_blocks or delta.logprobs or delta.refusal
+                or delta.annotations)
 
 
 def delta_dict(delta: StreamDelta, *, first: bool) -> dict[str, Any]:
@@ -108,6 +111,8 @@ def delta_dict(delta: StreamDelta, *, first: bool) -> dict[str, Any]:
         out["content"] = delta.text
     if delta.refusal:
         out["refusal"] = delta.refusal
+    if delta.annotations:
+        out["annotations"] = delta.annotations
     if delta.reasoning:
         out["reasoning_content"] = delta.reasoning
     if delta.thinking_blocks:

@@ -217,6 +217,9 @@ class ChatResponse:
     logprobs: dict[str, Any] | None = None
     # The model's refusal (OpenAI's `message.refusal`), given instead of content.
     refusal: str | None = None
+    # OpenAI's `message.annotations` (the URL citations of a web-search model), as
+    # the OpenAI-compatible deployment sent them.
+    annotations: list[dict[str, Any]] | None = None
     # What an OpenAI-compatible deployment said of the backend that answered
     # (`system_fingerprint`, for reproducibility with `seed`) and the tier it was
     # served at (`service_tier`); None from the other providers.
@@ -254,6 +257,8 @@ class StreamDelta:
     logprobs: dict[str, Any] | None = None
     # A piece of the model's refusal (OpenAI's `delta.refusal`).
     refusal: str | None = None
+    # Annotations this chunk adds (OpenAI's `delta.annotations`; see ChatResponse).
+    annotations: list[dict[str, Any]] | None = None
     # Set on the first delta, as id and model are (see ChatResponse).
     system_fingerprint: str | None = None
     service_tier: str | None = None

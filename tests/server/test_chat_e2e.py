@@ -373,6 +373,32 @@ async def test_a_refusal_reaches_the_sdk_as_a_refusal(
     await client.close()
 
 
+async def test_url_citations_reach_the_sdk_whole_and_streamed(
+        fake_upstream: FakeUpstream, gateway: RunningGateway) -> None:
+    cites = [{"type": "url_citation", "url_citation": {
+        "start_index": 0, "end_index": 6, "url": "https://example.org/lisbon",
+        "title": "Lisbon"}}]
+    client = gateway.openai()
+    fake_upstream.reply(Reply(text="Lisbon.", annotations=cites), provider="openai")
+    whole = await client.chat.completions.create(model=GROUPS["openai"],
+                                                 messages=_user("capital of Portugal?"))
+    annotations = whole.choices[0].message.annotations
+    assert annotations is not None and len(annotations) == 1
+    cited = annotations[0].url_citation
+    assert (cited.url, cited.title, cited.start_index, cited.end_index) == (
+        "https://example.org/lisbon", "Lisbon", 0, 6)
+    fake_upstream.reply(Reply(text="Lisbon.", annotations=cites), provider="openai")
+    stream = await client.chat.completions.create(
+        model=GROUPS["openai"], messages=_user("capital of Portugal?"), stream=True)
+    chunks = [c async for c in stream]
+    # The SDK's delta has no declared field for them: read as the extra it keeps.
+    streamed = [c.choices[0].delta.model_extra.get("annotations") for c in chunks
+                if c.choices and c.choices[0].delta.model_extra]
+    assert [a for a in streamed if a] == [cites]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Lisbon."
+    await client.close()
+
+
 async def test_the_backend_fields_reach_the_sdk(
         fake_upstream: FakeUpstream, gateway: RunningGateway) -> None:
     from interlock.testing.openai_wire import _FINGERPRINT

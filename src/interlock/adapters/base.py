@@ -351,9 +351,11 @@ class StreamAccumulator:
         self._signatures: dict[int, str] = {}
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
-        # The chunks' logprobs, their token lists joined, and the refusal's pieces.
+        # The chunks' logprobs, their token lists joined, the refusal's pieces and
+        # the annotations.
         self._logprobs: dict[str, Any] | None = None
         self._refusal: list[str] | None = None
+        self._annotations: list[dict[str, Any]] | None = None
         self.system_fingerprint: str | None = None
         self.service_tier: str | None = None
         self.deltas = 0
@@ -396,13 +398,18 @@ class StreamAccumulator:
             self.finish_reason = delta.finish_reason
         if delta.usage is not None:
             self.usage = delta.usage
-        if delta.logprobs or delta.refusal:
-            self._add_logprobs_and_refusal(delta)
+        if delta.logprobs or delta.refusal or delta.annotations:
+            self._add_rarer_fields(delta)
 
-    def _add_logprobs_and_refusal(self, delta: StreamDelta) -> None:
-        """A refusal's pieces are joined. Each chunk carries the logprobs of its
-        own tokens ({"content": [...], "refusal": ...}): the whole answer's are
-        the lists joined, key by key."""
+    def _add_rarer_fields(self, delta: StreamDelta) -> None:
+        """A refusal's pieces are joined, and the annotations' lists. Each chunk
+        carries the logprobs of its own tokens ({"content": [...], "refusal": ...}):
+        the whole answer's are the lists joined, key by key."""
+        if delta.annotations:
+            if self._annotations is None:
+                self._annotations = []
+            # Some providers send a citation again in a later chunk; it is one citation.
+            self._annotations += [a for a in delta.annotations if a not in self._annotations]
         if delta.refusal:
             if self._refusal is None:
                 self._refusal = []
@@ -458,6 +465,7 @@ class StreamAccumulator:
         response.thinking_blocks = list(self._thinking_blocks)
         response.logprobs = self._logprobs
         response.refusal = refusal
+        response.annotations = self._annotations
         response.system_fingerprint = self.system_fingerprint
         response.service_tier = self.service_tier
         return response

@@ -372,6 +372,9 @@ def parse_response(data: dict[str, Any], deployment: Deployment) -> ChatResponse
         response.logprobs = logprobs
     if refusal is not None:
         response.refusal = refusal
+    annotations = msg.get("annotations")
+    if annotations and annotations.__class__ is list:
+        response.annotations = annotations
     # Checked in place rather than by a helper: this runs on every answer.
     fingerprint, tier = data.get("system_fingerprint"), data.get("service_tier")
     if fingerprint and fingerprint.__class__ is str:
@@ -424,7 +427,8 @@ def _delta_from_response(r: ChatResponse) -> StreamDelta:
     return StreamDelta(
         text=r.content, finish_reason=r.finish_reason, usage=r.usage, id=r.id, model=r.model,
         reasoning=r.reasoning, logprobs=r.logprobs, refusal=r.refusal,
-        system_fingerprint=r.system_fingerprint, service_tier=r.service_tier,
+        annotations=r.annotations, system_fingerprint=r.system_fingerprint,
+        service_tier=r.service_tier,
         tool_calls=[ToolCallDelta(i, c.id, c.name, c.arguments)
                     for i, c in enumerate(r.tool_calls)],
     )
@@ -701,7 +705,7 @@ def plain_text(chunk: Any) -> str | None:
         return None
     delta = choice.get("delta")
     if (delta.__class__ is not dict or len(delta) != 1 or choice.get("finish_reason")
-            or choice.get("index", 0) != 0 or choice.get("logprobs")):
+            or choice.get("index", 0) != 0 or choice.get("logprobs") or "annotations" in choice):
         return None
     text = delta.get("content")
     return text if text and text.__class__ is str else None
@@ -719,7 +723,7 @@ def chunk_delta(chunk: dict[str, Any], *, first: bool) -> StreamDelta | None:
             choice = next((c for c in choices if c.get("index", 0) == 0), None)
     raw_usage = chunk.get("usage") or (_groq_usage(chunk) if "x_groq" in chunk else None)
     usage = parse_usage(raw_usage) if raw_usage is not None else None
-    text = reasoning = finish = logprobs = refusal = None
+    text = reasoning = finish = logprobs = refusal = annotations = None
     calls: list[ToolCallDelta] = []
     if choice is not None:
         delta = choice.get("delta") or {}
@@ -729,6 +733,8 @@ def chunk_delta(chunk: dict[str, Any], *, first: bool) -> StreamDelta | None:
             refusal = delta.get("refusal") or None
             if "tool_calls" in delta or "function_call" in delta:  # no call for most events
                 calls = _delta_calls(delta)
+        if "annotations" in delta or "annotations" in choice:
+            annotations = _annotations(delta, choice)
         reason = choice.get("finish_reason")
         if reason:
             finish = map_finish(reason)
@@ -736,20 +742,26 @@ def chunk_delta(chunk: dict[str, Any], *, first: bool) -> StreamDelta | None:
         if raw_logprobs and isinstance(raw_logprobs, dict):
             logprobs = raw_logprobs
     if (first or reasoning is not None or text or calls or finish or usage is not None
-            or logprobs is not None or refusal is not None):
+            or logprobs is not None or refusal is not None or annotations is not None):
         # Positional (text, tool_calls, finish_reason, usage) and the rest set: a
         # class call's keyword arguments go through a dict, on nearly every event;
         # a test pins the field order.
         out = StreamDelta(text, calls, finish, usage)
         out.reasoning = reasoning
-        if logprobs is not None:
-            out.logprobs = logprobs
+        out.logprobs = logprobs
+        out.annotations = annotations
         if refusal is not None:
             out.refusal = str(refusal)
         if first:
             _identify(out, chunk)
         return out
     return None
+
+
+def _annotations(delta: dict[str, Any], choice: dict[str, Any]) -> list[Any] | None:
+    """A chunk's URL citations: on its delta, or on its choice (OpenRouter's place)."""
+    found = delta.get("annotations") or choice.get("annotations")
+    return found if found and found.__class__ is list else None
 
 
 def _identify(first: StreamDelta, chunk: dict[str, Any]) -> None:

@@ -89,7 +89,8 @@ class OpenAIWire:
                 {"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "system"}
                 for m in _MODELS]}
         message: dict[str, Any] = {"role": "assistant", "content": reply.text,
-                                   "refusal": reply.refusal, "annotations": []}
+                                   "refusal": reply.refusal,
+                                   "annotations": reply.annotations or []}
         if reply.tool_calls:
             message["tool_calls"] = [
                 {"id": _call_id(tc, i), "type": "function",
@@ -140,6 +141,8 @@ class OpenAIWire:
             frames += [frame({"content": piece}, None, None if top is None else {
                 "content": [_token_logprob(piece, i, top)], "refusal": None})
                 for i, piece in enumerate(chunks(reply.text, reply.chunk_chars))]
+        if reply.annotations:
+            frames.append(frame({"annotations": reply.annotations}))
         if reply.refusal:
             frames += [frame({"refusal": piece}) for piece in chunks(reply.refusal,
                                                                      reply.chunk_chars)]

@@ -42,6 +42,10 @@ class Reply:
     # The model declines: the OpenAI wire sends this as `message.refusal` (streamed
     # as `delta.refusal`) with no content, as OpenAI does for structured outputs.
     refusal: str | None = None
+    # URL citations, as a web-search model gives them: the OpenAI wire sends them
+    # as `message.annotations` (streamed in one chunk of `delta.annotations` after
+    # the text).
+    annotations: list[dict[str, Any]] | None = None
 
 
 @dataclass(slots=True)

@@ -9,6 +9,7 @@ Imports: the standard library, `testing.script`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -99,18 +100,15 @@ def resolved(reply: Reply, model: str, body: Any) -> Reply:
     out_text = (text or reply.refusal or "") + "".join(
         tc.name + json.dumps(tc.arguments) for tc in reply.tool_calls
     )
-    return Reply(
+    # replace(), not a new Reply: a field added to Reply is kept without a word here.
+    return dataclasses.replace(
+        reply,
         text=text,
-        tool_calls=reply.tool_calls,
         finish=finish,
         input_tokens=reply.input_tokens if reply.input_tokens is not None
         else estimate_tokens(request_text(body)),
         output_tokens=reply.output_tokens if reply.output_tokens is not None
         else estimate_tokens(out_text) + reply.reasoning_tokens,
-        cached_tokens=reply.cached_tokens,
-        reasoning_tokens=reply.reasoning_tokens,
-        chunk_chars=reply.chunk_chars,
-        refusal=reply.refusal,
     )
 
 
