@@ -473,7 +473,7 @@ class Ledger:
             if isinstance(item, tuple):  # values read for the child
                 converted, refused = insert.convert_each([item])
                 if refused:
-                    self._count_dropped(Dropped(1, f"{type(refused[0]).__name__}"))
+                    self._count_dropped(Dropped(1, type(refused[0]).__name__))
                     continue
                 item = converted[0]
             out.append(item)
