@@ -21,6 +21,7 @@ from interlock.adapters.http import HttpClient
 from interlock.adapters.openai import OpenAIAdapter, chunk_delta, plain_text
 from interlock.openai_response import ChunkRenderer, completion_dict
 from interlock.testing import Reply
+from interlock.types import ChatResponse, StreamDelta
 
 TEXT = "Lisbon is the capital of Portugal."
 CITES = [{"type": "url_citation", "url_citation": {
@@ -61,8 +62,6 @@ async def test_annotations_come_back_whole_and_streamed(fake_upstream: Any) -> N
 
 
 def test_an_answer_without_annotations_renders_none() -> None:
-    from interlock.types import ChatResponse
-
     message = completion_dict(ChatResponse("id", "m", "hi"), request_id="r")["choices"][0][
         "message"]
     assert "annotations" not in message
@@ -84,8 +83,6 @@ def test_annotations_beside_text_or_on_the_choice_are_read() -> None:
 
 
 def test_a_citation_sent_again_is_kept_once() -> None:
-    from interlock.types import StreamDelta
-
     other = [{"type": "url_citation", "url_citation": {
         "start_index": 0, "end_index": 6, "url": "https://example.org/pt", "title": "PT"}}]
     acc = StreamAccumulator()
