@@ -151,6 +151,16 @@ def usage_chunk_dict(usage: Usage | None, *, request_id: str, model: str,
             "model": model, **backend, "choices": [], "usage": usage_dict(usage)}
 
 
+def _chunk_tail(delta: StreamDelta) -> bytes:
+    """What follows a chunk's `delta` object: its logprobs, its finish reason and
+    the chunk's end (constant bytes for the usual chunk, which has neither)."""
+    finish = delta.finish_reason
+    if delta.logprobs is not None:
+        return (b',"logprobs":' + orjson.dumps(delta.logprobs) + b',"finish_reason":'
+                + orjson.dumps(finish) + _CHUNK_END)
+    return _NO_FINISH if finish is None else _FINISH + orjson.dumps(finish) + _CHUNK_END
+
+
 class ChunkRenderer:
     """One stream's deltas as OpenAI chunks, for the gateway's SSE and the
     library alike: the role on the first chunk, one `created` and the latest
@@ -212,14 +222,7 @@ class ChunkRenderer:
                 self._head_model = self.model
             body = orjson.dumps(delta_dict(delta, first=self._first))
             self._first = False
-            finish = delta.finish_reason
-            if delta.logprobs is not None:
-                out.append(self._head + body + b',"logprobs":' + orjson.dumps(delta.logprobs)
-                           + b',"finish_reason":' + orjson.dumps(finish) + _CHUNK_END)
-                continue
-            out.append(self._head + body + (
-                _NO_FINISH if finish is None else
-                _FINISH + orjson.dumps(finish) + _CHUNK_END))
+            out.append(self._head + body + _chunk_tail(delta))
         return b"".join(out)
 
     def _head_for(self, model: str) -> bytes:
