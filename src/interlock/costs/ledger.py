@@ -471,11 +471,11 @@ class Ledger:
         out: list[LedgerRow | tuple[Any, ...]] = []
         for item in items:
             if isinstance(item, tuple):  # values read for the child
-                converted, refused = insert.convert_each([item])
-                if refused:
-                    self._count_dropped(Dropped(1, type(refused[0]).__name__))
+                try:
+                    item = insert.convert(list(item))
+                except Exception as exc:
+                    self._count_dropped(Dropped(1, type(exc).__name__))
                     continue
-                item = converted[0]
             out.append(item)
         return out
 
