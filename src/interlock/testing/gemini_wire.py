@@ -26,7 +26,13 @@ from typing import Any
 
 from interlock.testing.openai_wire import embedding_for
 from interlock.testing.script import Fault, Reply
-from interlock.testing.wire import ErrorAnswer, Route, chunks, token_alternatives
+from interlock.testing.wire import (
+    ErrorAnswer,
+    Route,
+    chunks,
+    logprobs_asked,
+    token_alternatives,
+)
 
 _METHOD = re.compile(
     r"^/(v1|v1beta|v1alpha)/models/([^/:]+)"
@@ -207,10 +213,9 @@ def _logprobs_asked(body: Any) -> int | None:
     """How many alternatives a token gets when the request asked for logprobs
     (generationConfig.responseLogprobs), else None."""
     config = body.get("generationConfig") if isinstance(body, dict) else None
-    if not isinstance(config, dict) or config.get("responseLogprobs") is not True:
+    if not isinstance(config, dict):
         return None
-    top = config.get("logprobs")
-    return top if isinstance(top, int) and not isinstance(top, bool) else 0
+    return logprobs_asked(config.get("responseLogprobs"), config.get("logprobs"))
 
 
 def _logprobs_result(tokens: list[str], start: int, top: int) -> dict[str, Any]:

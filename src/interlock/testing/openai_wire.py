@@ -28,6 +28,7 @@ from interlock.testing.wire import (
     Route,
     chunks,
     estimate_tokens,
+    logprobs_asked,
     token_alternatives,
 )
 
@@ -261,10 +262,9 @@ def format_duration(seconds: float) -> str:
 def _logprobs_asked(body: Any) -> int | None:
     """How many alternatives a token gets (`top_logprobs`) when the request asked
     for logprobs, else None."""
-    if not isinstance(body, dict) or body.get("logprobs") is not True:
+    if not isinstance(body, dict):
         return None
-    top = body.get("top_logprobs")
-    return top if isinstance(top, int) and not isinstance(top, bool) else 0
+    return logprobs_asked(body.get("logprobs"), body.get("top_logprobs"))
 
 
 def _token_logprob(token: str, position: int, top: int) -> dict[str, Any]:

@@ -112,6 +112,15 @@ def resolved(reply: Reply, model: str, body: Any) -> Reply:
     )
 
 
+def logprobs_asked(asked: Any, top: Any) -> int | None:
+    """How many alternatives a token gets when a request asked for logprobs
+    (`asked` is true, `top` the count it gave, 0 when it gave none), else None.
+    Each wire reads the two from its provider's fields."""
+    if asked is not True:
+        return None
+    return top if isinstance(top, int) and not isinstance(top, bool) else 0
+
+
 def token_alternatives(token: str, position: int, top: int) -> list[tuple[str, float]]:
     """The fake's logprobs for one token (its tokens are its chunks): made-up but
     fixed numbers, the token itself first and likeliest, then `top` - 1 more.
