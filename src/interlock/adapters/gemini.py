@@ -558,7 +558,7 @@ def openai_logprobs(result: Any) -> dict[str, Any] | None:
     steps = result.get("topCandidates") or []
     content = []
     for i, chosen in enumerate(result["chosenCandidates"]):
-        top = steps[i].get("candidates") or [] if i < len(steps) else []
+        top = (steps[i].get("candidates") or []) if i < len(steps) else []
         entry = _token_logprob(chosen)
         entry["top_logprobs"] = [_token_logprob(c) for c in top]
         content.append(entry)
