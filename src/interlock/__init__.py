@@ -2,11 +2,13 @@
 least money, fail over when a provider breaks, and record what it cost.
 
 Public API: `Router` (LiteLLM-shaped), `Controller` (RouteLLM-shaped),
-`load_config`, and the error tree. Names are imported on first use so that
+`load_config`, the error tree, and LiteLLM's names for its errors
+(`interlock.exceptions`: `from litellm import RateLimitError` ports by changing
+the import). Names are imported on first use so that
 `import interlock` stays fast and touches nothing outside the process.
 
-Imports: nothing at import time; `client`, `controller`, `config` and
-`errors` on first use of a name.
+Imports: nothing at import time; `client`, `controller`, `config`,
+`errors` and `exceptions` on first use of a name.
 """
 
 from __future__ import annotations
@@ -15,6 +17,25 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# LiteLLM's top-level exception names (interlock.exceptions says what each one is).
+_LITELLM_NAMES = (
+    "APIConnectionError",
+    "APIError",
+    "AuthenticationError",
+    "BadGatewayError",
+    "BadRequestError",
+    "BudgetExceededError",
+    "ContentPolicyViolationError",
+    "ContextWindowExceededError",
+    "InternalServerError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ServiceUnavailableError",
+    "UnprocessableEntityError",
+    "UnsupportedParamsError",
+)
 
 _EXPORTS = {
     "Router": "interlock.client",
@@ -39,29 +60,45 @@ _EXPORTS = {
     "Timeout": "interlock.errors",
     "UpstreamServerError": "interlock.errors",
     "ConnectionFailed": "interlock.errors",
+    **dict.fromkeys(_LITELLM_NAMES, "interlock.exceptions"),
 }
 
 __all__ = [
+    "APIConnectionError",
+    "APIError",
+    "AuthenticationError",
     "AuthenticationFailed",
+    "BadGatewayError",
     "BadRequest",
+    "BadRequestError",
     "BudgetExceeded",
+    "BudgetExceededError",
     "ConfigError",
     "ConnectionFailed",
     "ContentFiltered",
+    "ContentPolicyViolationError",
     "ContextWindowExceeded",
+    "ContextWindowExceededError",
     "Controller",
     "InterlockError",
+    "InternalServerError",
     "InvalidRequest",
     "NoDeploymentAvailable",
     "NotFound",
+    "NotFoundError",
     "Overloaded",
+    "PermissionDeniedError",
     "ProviderError",
+    "RateLimitError",
     "RateLimited",
     "Router",
     "RouterNotTrained",
+    "ServiceUnavailableError",
     "Timeout",
     "UnknownModel",
+    "UnprocessableEntityError",
     "UnsupportedParameter",
+    "UnsupportedParamsError",
     "UpstreamServerError",
     "load_config",
 ]
@@ -90,6 +127,23 @@ if TYPE_CHECKING:
         UnknownModel,
         UnsupportedParameter,
         UpstreamServerError,
+    )
+    from interlock.exceptions import (
+        APIConnectionError,
+        APIError,
+        AuthenticationError,
+        BadGatewayError,
+        BadRequestError,
+        BudgetExceededError,
+        ContentPolicyViolationError,
+        ContextWindowExceededError,
+        InternalServerError,
+        NotFoundError,
+        PermissionDeniedError,
+        RateLimitError,
+        ServiceUnavailableError,
+        UnprocessableEntityError,
+        UnsupportedParamsError,
     )
 
 

@@ -12,11 +12,11 @@
         │                            deployment, status and retry_after
         ├── RateLimited              429, Anthropic rate-limit headers
         ├── Overloaded               Anthropic 529, Gemini 503 UNAVAILABLE
-        ├── ContextWindowExceeded    the prompt is too long for the model
-        ├── ContentFiltered          the provider refused on safety grounds
         ├── AuthenticationFailed     401 / 403, or a missing API key
         ├── NotFound                 404: unknown model or path upstream
-        ├── BadRequest               any other 400 / 422 from the provider
+        ├── BadRequest               a 400 / 422 from the provider
+        │   ├── ContextWindowExceeded    the prompt is too long for the model
+        │   └── ContentFiltered          the provider refused on safety grounds
         ├── Timeout                  connect, total, first-token or idle timeout
         ├── UpstreamServerError      5xx not covered above
         └── ConnectionFailed         refused, reset, DNS, TLS, broken mid-stream
@@ -24,6 +24,12 @@
 Adapters convert provider answers into these at their boundary, through a
 status table plus each provider's own recognisers (house rule 1): nothing
 above the adapters looks at status codes or error texts.
+
+ContextWindowExceeded and ContentFiltered are BadRequests, as LiteLLM's
+ContextWindowExceededError and ContentPolicyViolationError are BadRequestErrors,
+so that ported code catching the general class still catches them (the
+dispatcher tests for the two first: they have fallbacks of their own).
+`interlock.exceptions` gives these classes LiteLLM's names.
 
 Messages never carry API keys: `redact()` is applied to every text that came
 from outside before it is stored on an error.
@@ -157,6 +163,11 @@ class ProviderError(InterlockError):
         self.retry_after = retry_after
         self.body = body
 
+    @property
+    def llm_provider(self) -> str:
+        """`provider` under LiteLLM's name for it, for handlers ported from LiteLLM."""
+        return self.provider
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(provider={self.provider!r}, deployment={self.deployment!r}, "
@@ -174,16 +185,6 @@ class Overloaded(ProviderError):
     error_type = "overloaded_error"
 
 
-class ContextWindowExceeded(ProviderError):
-    status_code = 400
-    error_type = "invalid_request_error"
-
-
-class ContentFiltered(ProviderError):
-    status_code = 400
-    error_type = "content_filter_error"
-
-
 class AuthenticationFailed(ProviderError):
     status_code = 401
     error_type = "authentication_error"
@@ -197,6 +198,14 @@ class NotFound(ProviderError):
 class BadRequest(ProviderError):
     status_code = 400
     error_type = "invalid_request_error"
+
+
+class ContextWindowExceeded(BadRequest):
+    pass
+
+
+class ContentFiltered(BadRequest):
+    error_type = "content_filter_error"
 
 
 class Timeout(ProviderError):
