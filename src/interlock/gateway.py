@@ -292,7 +292,7 @@ class Gateway:
             meta.decision = await self.decide(request)
             result = await self.dispatcher.complete(request, meta.decision.group)
         response = result.response
-        self._answered(meta, started, request, result, response.usage)
+        self._answered(meta, started, request, result, response.usage, response.service_tier)
         record = functools.partial(self._record, meta, request, response.usage,
                                    response.content, key_id, False)  # stream=False
         if settle_later:
@@ -371,11 +371,12 @@ class Gateway:
         meta.attempts = attempts
 
     def _answered(self, meta: ResponseMeta, started: float, request: ChatRequest,
-                  result: DispatchResult[Any], usage: Usage | None) -> None:
+                  result: DispatchResult[Any], usage: Usage | None,
+                  service_tier: str | None = None) -> None:
         """A whole (not streamed) answer: who gave it, its cost and timings (the
         caller records its ledger row)."""
         self._fill(meta, result.deployment, result.group, result.attempts)
-        meta.cost_usd = self._cost(request, result.deployment, usage)
+        meta.cost_usd = self._cost(request, result.deployment, usage, service_tier)
         meta.latency_ms = (time.perf_counter() - started) * 1000
         meta.overhead_ms = max(0.0, meta.latency_ms - _upstream_ms(result.attempts))
 
@@ -433,12 +434,12 @@ class Gateway:
             row.response = content
         ledger.record(row)
 
-    def _cost(self, request: ChatRequest, deployment: Deployment,
-              usage: Usage | None) -> Decimal | None:
+    def _cost(self, request: ChatRequest, deployment: Deployment, usage: Usage | None,
+              service_tier: str | None) -> Decimal | None:
         # A mocked answer was billed by no one, whatever its estimated tokens.
         if mock_text(request, deployment) is not None:
             return Decimal(0)
-        return self.prices.cost(deployment, usage)
+        return self.prices.cost(deployment, usage, service_tier)
 
     def _deployment_model(self, name: str | None) -> str | None:
         if name is None:
@@ -549,7 +550,8 @@ class GatewayStream:
         upstream = self._upstream
         Gateway._fill(meta, upstream.deployment, upstream.group, upstream.attempts)
         response = upstream.response()
-        meta.cost_usd = self._gateway._cost(self._request, upstream.deployment, response.usage)
+        meta.cost_usd = self._gateway._cost(self._request, upstream.deployment, response.usage,
+                                            response.service_tier)
         meta.latency_ms = (time.perf_counter() - self._started) * 1000
         record = functools.partial(self._gateway._record, meta, self._request, response.usage,
                                    response.content, self._key_id, True, error)  # stream, error

@@ -164,3 +164,45 @@ def test_expected_cost_uses_max_tokens_and_prompt_length() -> None:
 def test_per_million_constructor(value: str) -> None:
     p = ModelPrice.per_million(value, value)
     assert p.input_per_token * M == Decimal(value)
+
+
+def test_service_tiers_come_with_their_own_prices() -> None:
+    price = lookup_model_price("gpt-5", "openai")
+    assert price is not None
+    tiers = dict(price.service_tiers)
+    # OpenAI's flex tier is cheaper than the standard one, priority dearer; a tier
+    # priced as the standard one ("default") is not listed.
+    assert {"flex", "priority"} <= set(tiers) and "default" not in tiers
+    flex, priority = tiers["flex"], tiers["priority"]
+    assert flex.input_per_token < price.input_per_token < priority.input_per_token
+    assert flex.output_per_token < price.output_per_token < priority.output_per_token
+    assert price.for_tier("flex") is flex and price.for_tier("priority") is priority
+    # The standard tier, no tier, and a tier genai-prices does not price: standard.
+    for name in ("default", None, "scale"):
+        assert price.for_tier(name) is price
+    usage = Usage(input_tokens=1_000, output_tokens=500)
+    assert flex.cost(usage) < price.cost(usage) < priority.cost(usage)
+    assert "flex $" in price.describe() and "priority $" in price.describe()
+
+
+def test_book_costs_a_call_at_the_tier_it_was_served_at() -> None:
+    d = _deployment("o", "gpt-5", provider="openai")
+    by_hand = _deployment("h", "gpt-5", provider="openai",
+                          input_cost_per_token=Decimal("0.000001"))
+    book = PriceBook.build(Catalog.from_deployments([d, by_hand]), {})
+    usage = Usage(input_tokens=2_000, output_tokens=300)
+    standard = book.cost(d, usage)
+    flex = book.cost(d, usage, "flex")
+    assert standard is not None and flex is not None and flex < standard
+    assert book.cost(d, usage, "default") == standard
+    # A price set by hand applies at every tier: genai-prices' tiers no longer fit it.
+    hand = book.price_for(by_hand)
+    assert hand is not None and hand.service_tiers == ()
+    assert book.cost(by_hand, usage, "flex") == book.cost(by_hand, usage)
+    # A budget reservation prices the tier the request asks for.
+    asked = ChatRequest(model="o", messages=[Message("user", [TextPart("hi")])], max_tokens=10)
+    reserved_standard = book.expected_cost(d, asked)
+    asked.extra = {"service_tier": "flex"}
+    reserved_flex = book.expected_cost(d, asked)
+    assert reserved_standard is not None and reserved_flex is not None
+    assert reserved_flex < reserved_standard

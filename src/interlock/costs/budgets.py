@@ -129,7 +129,8 @@ class BudgetTicket:
         if response is None:
             actual = 0
         else:
-            cost = self.gate.prices.cost(self.deployment, response.usage)
+            cost = self.gate.prices.cost(self.deployment, response.usage,
+                                         response.service_tier)
             actual = self.reserved if cost is None else to_nano(cost)
         await self.gate._settle(self, actual)
 

@@ -1,11 +1,13 @@
 """What one token costs on each model, and what one call cost.
 
 `ModelPrice` holds per-token prices in USD (input, output, cached input, cache
-writes, and the long-context tiers some providers charge); `lookup_model_price`
-reads them from the `genai-prices` package's bundled data (never the network).
+writes, the long-context tiers some providers charge, and the service tiers, such
+as OpenAI's flex and priority, whose prices differ); `lookup_model_price` reads
+them from the `genai-prices` package's bundled data (never the network).
 `PriceBook` resolves a price for every deployment of a catalog with the
 precedence deployment fields > config `prices:` > genai-prices, and turns a
-`Usage` into dollars. An unknown price is `None`, never zero.
+`Usage` into dollars, at the service tier the provider's answer says it served
+the call at. An unknown price is `None`, never zero.
 
 Imports: the standard library, `types`, `tokens`, `catalog`, `costs.settings`;
 `genai_prices` lazily (its data takes ~0.2 s to load).
@@ -61,6 +63,9 @@ class ModelPrice:
     tiers: tuple[PriceTier, ...] = ()
     # What the source matched, e.g. "google/gemini-2.5-pro"; for display only.
     matched: str | None = None
+    # The prices of the provider's service tiers that differ from these ("flex",
+    # "priority"), by the name its answers give the tier (`service_tier`).
+    service_tiers: tuple[tuple[str, ModelPrice], ...] = ()
 
     @classmethod
     def per_million(
@@ -82,6 +87,15 @@ class ModelPrice:
             source=source,
             matched=matched,
         )
+
+    def for_tier(self, service_tier: str | None) -> ModelPrice:
+        """The prices of a call served at `service_tier`: that tier's where they
+        are known, else these (the standard tier, or a tier priced like it)."""
+        if service_tier is not None:
+            for name, price in self.service_tiers:
+                if name == service_tier:
+                    return price
+        return self
 
     def rates(self, input_tokens: int) -> PriceTier:
         """The prices that apply to a call with this many input tokens."""
@@ -129,6 +143,11 @@ class ModelPrice:
             text += ", tiered above " + ", ".join(
                 f"{t.above_input_tokens:,}" for t in self.tiers
             )
+        if self.service_tiers:
+            text += "; " + ", ".join(
+                f"{name} ${_per_m(p.input_per_token)} / ${_per_m(p.output_per_token)}"
+                for name, p in self.service_tiers
+            )
         return text
 
 
@@ -159,11 +178,32 @@ def lookup_model_price(model: str, provider: str | None = None) -> ModelPrice | 
             found_provider, info = snapshot.find_provider_model(model_ref, None, provider_id, None)
         except LookupError:
             continue
-        prices = info.get_prices(datetime.now(UTC))
-        converted = _from_genai(prices, matched=f"{found_provider.id}/{info.id}")
+        now = datetime.now(UTC)
+        matched = f"{found_provider.id}/{info.id}"
+        converted = _from_genai(info.get_prices(now), matched=matched)
         if converted is not None:
-            return converted
+            return replace(converted,
+                           service_tiers=_service_tiers(info, now, converted, matched))
     return None
+
+
+def _service_tiers(info: Any, now: datetime, standard: ModelPrice, matched: str
+                   ) -> tuple[tuple[str, ModelPrice], ...]:
+    """The model's service tiers whose prices differ from `standard`, as
+    genai-prices gives them (variants that depend on `service_tier` alone)."""
+    names = sorted({variant.when["service_tier"] for variant in info.price_variants or ()
+                    if set(variant.when) == {"service_tier"}})
+    found = []
+    for name in names:
+        price = _from_genai(info.get_prices(now, {"service_tier": name}), matched=matched)
+        if price is not None and _rates(price) != _rates(standard):
+            found.append((name, price))
+    return tuple(found)
+
+
+def _rates(price: ModelPrice) -> tuple[Any, ...]:
+    return (price.input_per_token, price.output_per_token, price.cached_input_per_token,
+            price.cache_write_per_token, price.tiers)
 
 
 def _lookup_candidates(model: str, provider: str | None) -> list[tuple[str, str | None]]:
@@ -266,7 +306,8 @@ class _Partial:
             if self.input is None or self.output is None:
                 return None
             return ModelPrice(self.input, self.output, self.cached, source=self.source)
-        # Tiers from below no longer fit prices that someone set by hand.
+        # Tiers from below, by length or by service, no longer fit prices that
+        # someone set by hand: those apply at every tier.
         return replace(
             below,
             input_per_token=below.input_per_token if self.input is None else self.input,
@@ -276,6 +317,7 @@ class _Partial:
             ),
             source=self.source,
             tiers=(),
+            service_tiers=(),
         )
 
 
@@ -344,12 +386,15 @@ class PriceBook:
             lookup_model_price(deployment.model, deployment.provider)
         )
 
-    def cost(self, deployment: Deployment, usage: Usage | None) -> Decimal | None:
-        """Dollars for one call, or None when the price or the usage is unknown."""
+    def cost(self, deployment: Deployment, usage: Usage | None,
+             service_tier: str | None = None) -> Decimal | None:
+        """Dollars for one call served at `service_tier` (as the provider's answer
+        reported it; None: the standard tier), or None when the price or the usage
+        is unknown."""
         price = self.price_for(deployment)
         if price is None or usage is None:
             return None
-        return price.cost(usage)
+        return price.for_tier(service_tier).cost(usage)
 
     def expected_cost(self, deployment: Deployment, request: ChatRequest) -> Decimal | None:
         """A deliberately generous estimate before the call, for budget reservations."""
@@ -360,7 +405,9 @@ class PriceBook:
             DEFAULT_EXPECTED_OUTPUT_TOKENS
         )
         usage = Usage(input_tokens=estimate_input_tokens(request), output_tokens=output)
-        return price.cost(usage)
+        # At the tier the request asks for, where it has prices of its own.
+        tier = request.extra.get("service_tier")
+        return price.for_tier(tier if isinstance(tier, str) else None).cost(usage)
 
     def unknown(self) -> list[str]:
         return sorted(name for name, price in self.prices.items() if price is None)

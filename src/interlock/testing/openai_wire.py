@@ -108,7 +108,7 @@ class OpenAIWire:
             "model": route.model, "choices": [{
                 "index": 0, "message": message, "logprobs": logprobs,
                 "finish_reason": reply.finish}],
-            "usage": _usage(reply), "service_tier": "default",
+            "usage": _usage(reply), "service_tier": _served_tier(body),
             "system_fingerprint": _FINGERPRINT,
         }
 
@@ -121,7 +121,7 @@ class OpenAIWire:
         # Every chunk shares id, created and model; built once, as text, for speed.
         head = orjson.dumps({"id": _completion_id(), "object": "chat.completion.chunk",
                              "created": int(time.time()), "model": route.model,
-                             "service_tier": "default",
+                             "service_tier": _served_tier(body),
                              "system_fingerprint": _FINGERPRINT})[:-1]
         usage_null = b',"usage":null' if include_usage else b""
 
@@ -297,6 +297,13 @@ def _call_deltas(tc: ScriptedToolCall, index: int, size: int) -> list[dict[str, 
     out += [{"index": index, "function": {"arguments": piece}}
             for piece in chunks(_arguments(tc), size)]
     return out
+
+
+def _served_tier(body: Any) -> str:
+    """The tier OpenAI's answer reports serving the call at: the one the request
+    asked for ("flex", "priority"), or "default" when it asked for none or "auto"."""
+    asked = body.get("service_tier") if isinstance(body, dict) else None
+    return asked if isinstance(asked, str) and asked != "auto" else "default"
 
 
 def _usage(reply: Reply) -> dict[str, Any]:
