@@ -514,3 +514,18 @@ async def test_logprobs_come_back_as_litellm_returns_them(provider_env: FakeUpst
     assert streamed == tokens
     final = stream.response().logprobs
     assert final is not None and [t["token"] for t in final["content"]] == tokens
+
+
+async def test_reasoning_effort_reaches_each_provider_in_its_own_terms(
+        provider_env: FakeUpstream) -> None:
+    # A router may send a request meant for an OpenAI reasoning model to Claude or
+    # Gemini: the effort becomes their thinking settings instead of a 400.
+    from interlock import Router
+
+    async with Router(model_list=seed_model_list()) as router:
+        for group in ("high-quality", "cost-optimized"):
+            await router.acompletion(model=group, reasoning_effort="medium",
+                                     messages=[{"role": "user", "content": "Prove it."}])
+    claude, gemini = provider_env.received
+    assert claude.body["thinking"] == {"type": "enabled", "budget_tokens": 8_192}
+    assert gemini.body["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 8_192}

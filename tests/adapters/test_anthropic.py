@@ -707,3 +707,54 @@ async def test_clean_end_without_message_stop_is_not_truncated_silently(
         await stream(fake_upstream, request())
     assert "message_stop" in info.value.message
 
+
+
+# -- reasoning_effort ----------------------------------------------------------------
+@pytest.mark.parametrize(("effort", "budget"), [
+    ("minimal", 1_024), ("low", 1_024), ("medium", 8_192), ("high", 24_576),
+    ("xhigh", 32_768),
+])
+async def test_reasoning_effort_turns_thinking_on_with_its_budget(
+        fake_upstream: FakeUpstream, effort: str, budget: int) -> None:
+    body = await sent_body(fake_upstream, request(extra={"reasoning_effort": effort}))
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": budget}
+    # Interlock chose max_tokens, so it grows to hold the thinking and a usual answer.
+    assert body["max_tokens"] == budget + DEFAULT_MAX_TOKENS
+    assert "reasoning_effort" not in body
+
+
+async def test_reasoning_effort_keeps_a_max_tokens_that_holds_it_and_refuses_one_that_cannot(
+        fake_upstream: FakeUpstream) -> None:
+    body = await sent_body(fake_upstream,
+                           request(max_tokens=30_000, extra={"reasoning_effort": "high"}))
+    assert body["max_tokens"] == 30_000 and body["thinking"]["budget_tokens"] == 24_576
+    fake_upstream.reset()
+    too_small = [request(max_tokens=2_000, extra={"reasoning_effort": "medium"}),
+                 request(extra={"max_completion_tokens": 8_192, "reasoning_effort": "medium"})]
+    for req in too_small:
+        with pytest.raises(InvalidRequest) as info:
+            await complete(fake_upstream, req)
+        assert info.value.param == "max_tokens"
+        assert "8,192" in info.value.message and "raise max_tokens" in info.value.message
+    # A deployment's own limit is the caller's too: kept, and here too small.
+    with pytest.raises(InvalidRequest):
+        await complete(fake_upstream, request(extra={"reasoning_effort": "high"}),
+                       max_output_tokens=16_000)
+    assert fake_upstream.received == []
+
+
+async def test_reasoning_effort_none_an_explicit_thinking_and_a_bad_value(
+        fake_upstream: FakeUpstream) -> None:
+    body = await sent_body(fake_upstream, request(extra={"reasoning_effort": "none"}))
+    assert "thinking" not in body and body["max_tokens"] == DEFAULT_MAX_TOKENS
+    fake_upstream.reset()
+    own = {"type": "enabled", "budget_tokens": 2_000}
+    body = await sent_body(fake_upstream,
+                           request(extra={"reasoning_effort": "high", "thinking": own}))
+    assert body["thinking"] == own and body["max_tokens"] == DEFAULT_MAX_TOKENS
+    fake_upstream.reset()
+    with pytest.raises(InvalidRequest) as info:
+        await complete(fake_upstream, request(extra={"reasoning_effort": "extreme"}))
+    assert info.value.param == "reasoning_effort"
+    assert "'extreme'" in info.value.message and "minimal" in info.value.message
+    assert fake_upstream.received == []

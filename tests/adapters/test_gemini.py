@@ -904,3 +904,34 @@ async def test_embeddings_malformed_answers(answer: Any, why: str) -> None:
             await embed(base, embedding_request("a", "b"))
     assert "malformed" in info.value.message and why in info.value.message
     assert info.value.provider == "gemini"
+
+
+# -- reasoning_effort ----------------------------------------------------------------
+@pytest.mark.parametrize(("model", "effort", "thinking"), [
+    ("gemini-2.5-flash", "low", {"thinkingBudget": 1_024}),
+    ("gemini-2.5-pro", "medium", {"thinkingBudget": 8_192}),
+    ("gemini-2.5-pro", "high", {"thinkingBudget": 24_576}),
+    ("gemini-2.5-flash", "none", {"thinkingBudget": 0}),
+    ("gemini-3-pro-preview", "low", {"thinkingLevel": "low"}),
+    ("gemini-3-flash-preview", "none", {"thinkingLevel": "minimal"}),
+    ("gemini-3.5-flash", "xhigh", {"thinkingLevel": "high"}),
+])
+async def test_reasoning_effort_becomes_a_thinking_config(
+        fake_upstream: FakeUpstream, model: str, effort: str, thinking: dict[str, Any]) -> None:
+    body = await sent(fake_upstream, request(user("x"), extra={"reasoning_effort": effort}),
+                      model=model)
+    assert body["generationConfig"]["thinkingConfig"] == thinking
+    assert "reasoning_effort" not in json.dumps(body)
+
+
+async def test_an_explicit_thinking_config_wins_over_reasoning_effort(
+        fake_upstream: FakeUpstream) -> None:
+    own = {"thinkingBudget": 512, "includeThoughts": True}
+    body = await sent(fake_upstream, request(
+        user("x"), extra={"reasoning_effort": "high", "thinking_config": own}))
+    assert body["generationConfig"]["thinkingConfig"] == own
+    fake_upstream.reset()
+    with pytest.raises(InvalidRequest) as info:
+        await complete(fake_upstream, request(user("x"), extra={"reasoning_effort": "max"}))
+    assert info.value.param == "reasoning_effort"
+    assert fake_upstream.received == []

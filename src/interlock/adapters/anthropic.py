@@ -19,6 +19,10 @@ Choices worth knowing:
   logprobs, n > 1, ...) raise `UnsupportedParameter` unless drop_params; values
   that change nothing (n=1, a zero penalty, logprobs=false, null) are accepted.
   Anthropic's own `top_k` and `thinking` pass through from `extra`.
+- OpenAI's `reasoning_effort` turns thinking on with that effort's budget
+  (`adapters.reasoning`; "none" leaves it off, an explicit `thinking` wins); a
+  `max_tokens` Interlock chose grows by the budget, one the caller set must
+  exceed it.
 - Thinking: the text is the OpenAI-style `reasoning_content`; each block, signed,
   is also returned whole in `thinking_blocks` (LiteLLM's field; streamed once
   the block ends). An assistant turn sent back with `thinking_blocks` starts
@@ -31,7 +35,7 @@ Choices worth knowing:
   cache writes); cached_input_tokens and cache_write_tokens are subsets.
 
 Imports: the standard library, orjson, `types`, `errors`, `catalog`, `adapters.base`,
-`adapters.http`, `adapters.registry`.
+`adapters.http`, `adapters.reasoning`, `adapters.registry`.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from interlock.adapters.base import (
     with_extra_headers,
 )
 from interlock.adapters.http import HttpClient, Labels, Timeouts
+from interlock.adapters.reasoning import BUDGETS, requested_effort
 from interlock.adapters.registry import resolve_base_url
 from interlock.catalog import Deployment
 from interlock.errors import (
@@ -125,12 +130,13 @@ CONTENT_FILTER_TEXTS = ("content filtering policy",)
 # them a no-op (so clients that always send defaults are not refused).
 UNSUPPORTED_EXTRA: dict[str, tuple[Any, ...]] = {
     "n": (1,), "frequency_penalty": (0,), "presence_penalty": (0,), "logprobs": (False,),
-    "top_logprobs": (0,), "logit_bias": ({},), "seed": (), "reasoning_effort": (),
+    "top_logprobs": (0,), "logit_bias": ({},), "seed": (),
     "service_tier": (), "modalities": (["text"],), "audio": (), "prediction": (),
     "store": (False,), "web_search_options": (),
 }
-# Extra keys that are fine to ignore: Anthropic always reports usage in streams.
-IGNORED_EXTRA = frozenset({"stream_options", "max_completion_tokens"})
+# Extra keys that are fine to ignore here: Anthropic always reports usage in
+# streams; the others are read where the body is built.
+IGNORED_EXTRA = frozenset({"stream_options", "max_completion_tokens", "reasoning_effort"})
 # Anthropic's own parameters, passed through as given.
 PASSTHROUGH_EXTRA = frozenset({"top_k", "thinking"})
 
@@ -224,6 +230,7 @@ def build_body(request: ChatRequest, deployment: Deployment, *, stream: bool) ->
     _add_tools(body, request)
     _add_response_format(body, request.response_format, drop)
     _add_extra(body, request, drop)
+    _add_thinking(body, request, deployment)
     return body
 
 
@@ -314,6 +321,29 @@ def _add_extra(body: dict[str, Any], request: ChatRequest, drop: bool) -> None:
             body[key] = value
         elif not (drop or _is_noop(key, value)):
             raise UnsupportedParameter(key, PROVIDER)
+
+
+def _add_thinking(body: dict[str, Any], request: ChatRequest, deployment: Deployment) -> None:
+    """OpenAI's reasoning_effort as extended thinking with that effort's budget
+    (`adapters.reasoning`); a `thinking` given in Anthropic's own terms wins.
+    Anthropic counts the thinking inside max_tokens, so a limit Interlock chose
+    itself grows to hold the budget and an answer; one the caller or the
+    deployment set that cannot hold the budget is refused before any call."""
+    effort = requested_effort(request)
+    if effort is None or effort == "none" or "thinking" in body:
+        return
+    budget = BUDGETS[effort]
+    chosen_here = (request.max_tokens is None and request.extra.get("max_completion_tokens")
+                   is None and deployment.max_output_tokens is None)
+    if chosen_here:
+        body["max_tokens"] = budget + DEFAULT_MAX_TOKENS
+    elif body["max_tokens"] <= budget:
+        raise InvalidRequest(
+            f"reasoning_effort {effort!r} gives Claude a thinking budget of {budget:,} "
+            f"tokens, which must be below its max_tokens ({body['max_tokens']:,}), the "
+            "thinking included: raise max_tokens above the budget, or ask for less effort.",
+            param="max_tokens", code="invalid_value")
+    body["thinking"] = {"type": "enabled", "budget_tokens": budget}
 
 
 def _is_noop(key: str, value: Any) -> bool:

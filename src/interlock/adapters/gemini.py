@@ -27,12 +27,15 @@ Choices worth knowing:
 - OpenAI's `logprobs` and `top_logprobs` become `responseLogprobs` and `logprobs`
   (the number of alternatives a token gets), and a candidate's `logprobsResult`
   comes back in OpenAI's `logprobs` shape, chunk by chunk when streamed.
+- OpenAI's `reasoning_effort` becomes a `thinkingConfig` (`adapters.reasoning`):
+  `thinkingLevel` for Gemini 3 and later, `thinkingBudget` before them; an
+  explicit `thinking_config` wins.
 - Embeddings go through batchEmbedContents, one request per input and up to
   `EMBED_BATCH` inputs per call. Its answer carries no token count; usage is
   estimated.
 
 Imports: orjson, the standard library, `types`, `errors`, `catalog`, `tokens`,
-`adapters.base`, `adapters.http`, `adapters.registry`.
+`adapters.base`, `adapters.http`, `adapters.reasoning`, `adapters.registry`.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ from interlock.adapters.base import (
     with_extra_headers,
 )
 from interlock.adapters.http import HttpClient, Labels, Timeouts
+from interlock.adapters.reasoning import BUDGETS, requested_effort
 from interlock.adapters.registry import API_KEY_ENV, resolve_base_url
 from interlock.catalog import Deployment
 from interlock.errors import (
@@ -130,6 +134,9 @@ _SAFETY_FINISH = frozenset({
     "SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY",
     "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION",
 })
+
+# The major version in a model id ("gemini-2.5-pro" -> 2, "gemini-3-pro-preview" -> 3).
+_GEMINI_VERSION = re.compile(r"gemini-(\d+)")
 
 _CONTEXT_WINDOW = re.compile(
     r"exceeds the maximum number of tokens|input token count.{0,80}exceeds", re.IGNORECASE)
@@ -295,6 +302,7 @@ def build_body(request: ChatRequest, deployment: Deployment) -> dict[str, Any]:
                                    "Gemini cannot be limited to one call per turn.")
     config = _generation_config(request)
     _apply_extras(request.extra, config, body, drop)
+    _apply_effort(request, config, deployment.model)
     if config:
         body["generationConfig"] = config
     return body
@@ -490,6 +498,27 @@ def _generation_config(request: ChatRequest) -> dict[str, Any]:
     return config
 
 
+def _apply_effort(request: ChatRequest, config: dict[str, Any], model: str) -> None:
+    """OpenAI's reasoning_effort as a thinkingConfig (`adapters.reasoning`): a
+    level for Gemini 3 and later, which think by level ("none" asks for the
+    least, "minimal"; "xhigh" for the most, "high"), a budget for the models
+    before them ("none": 0, thinking off). A `thinking_config` given in Gemini's
+    own terms wins. A level or budget a model does not take is its 400 to give."""
+    effort = requested_effort(request)
+    if effort is None or "thinkingConfig" in config:
+        return
+    if _thinks_by_level(model):
+        config["thinkingConfig"] = {
+            "thinkingLevel": {"none": "minimal", "xhigh": "high"}.get(effort, effort)}
+    else:
+        config["thinkingConfig"] = {"thinkingBudget": BUDGETS.get(effort, 0)}
+
+
+def _thinks_by_level(model: str) -> bool:
+    version = _GEMINI_VERSION.search(model)
+    return version is not None and int(version.group(1)) >= 3
+
+
 def _apply_extras(extra: dict[str, Any], config: dict[str, Any], body: dict[str, Any],
                   drop: bool) -> None:
     for name, value in extra.items():
@@ -499,7 +528,8 @@ def _apply_extras(extra: dict[str, Any], config: dict[str, Any], body: dict[str,
             config[_EXTRA_TO_CONFIG[name]] = value
         elif name in _EXTRA_TO_BODY:
             body[_EXTRA_TO_BODY[name]] = value
-        elif name in _IGNORED_EXTRA or value is None or value is False or drop:
+        elif name in _IGNORED_EXTRA or name == "reasoning_effort" or value is None \
+                or value is False or drop:
             continue
         else:
             raise UnsupportedParameter(name, PROVIDER)
