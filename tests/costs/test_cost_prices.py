@@ -206,3 +206,25 @@ def test_book_costs_a_call_at_the_tier_it_was_served_at() -> None:
     reserved_flex = book.expected_cost(d, asked)
     assert reserved_standard is not None and reserved_flex is not None
     assert reserved_flex < reserved_standard
+
+
+def test_a_reservation_counts_the_thinking_a_reasoning_effort_may_bill() -> None:
+    d = _deployment("s", "claude-sonnet-4-20250514")
+    book = PriceBook.build(Catalog.from_deployments([d]), {})
+    price = book.price_for(d)
+    assert price is not None
+
+    def reserved(**fields: object) -> Decimal:
+        req = ChatRequest(model="s", messages=[Message("user", [TextPart("hi")])],
+                          **fields)  # type: ignore[arg-type]
+        value = book.expected_cost(d, req)
+        assert value is not None
+        return value
+
+    plain = reserved()
+    assert reserved(extra={"reasoning_effort": "high"}) - plain == 24_576 * price.output_per_token
+    assert reserved(extra={"reasoning_effort": "none"}) == plain
+    # With max_tokens the call cannot bill more, thinking included.
+    assert reserved(max_tokens=500, extra={"reasoning_effort": "high"}) == reserved(max_tokens=500)
+    # A value the adapter will refuse reserves as if none was asked.
+    assert reserved(extra={"reasoning_effort": "max"}) == plain

@@ -20,7 +20,7 @@ Choices worth knowing:
   that change nothing (n=1, a zero penalty, logprobs=false, null) are accepted.
   Anthropic's own `top_k` and `thinking` pass through from `extra`.
 - OpenAI's `reasoning_effort` turns thinking on with that effort's budget
-  (`adapters.reasoning`; "none" leaves it off, an explicit `thinking` wins); a
+  (`interlock.reasoning_effort`; "none" leaves it off, an explicit `thinking` wins); a
   `max_tokens` Interlock chose grows by the budget, one the caller set must
   exceed it.
 - Thinking: the text is the OpenAI-style `reasoning_content`; each block, signed,
@@ -35,7 +35,7 @@ Choices worth knowing:
   cache writes); cached_input_tokens and cache_write_tokens are subsets.
 
 Imports: the standard library, orjson, `types`, `errors`, `catalog`, `adapters.base`,
-`adapters.http`, `adapters.reasoning`, `adapters.registry`.
+`adapters.http`, `adapters.registry`, `reasoning_effort`.
 """
 
 from __future__ import annotations
@@ -59,7 +59,6 @@ from interlock.adapters.base import (
     with_extra_headers,
 )
 from interlock.adapters.http import HttpClient, Labels, Timeouts
-from interlock.adapters.reasoning import BUDGETS, requested_effort
 from interlock.adapters.registry import resolve_base_url
 from interlock.catalog import Deployment
 from interlock.errors import (
@@ -79,6 +78,7 @@ from interlock.errors import (
     error_for_status,
     redact,
 )
+from interlock.reasoning_effort import BUDGETS, requested_effort
 from interlock.types import (
     ChatRequest,
     ChatResponse,
@@ -325,7 +325,7 @@ def _add_extra(body: dict[str, Any], request: ChatRequest, drop: bool) -> None:
 
 def _add_thinking(body: dict[str, Any], request: ChatRequest, deployment: Deployment) -> None:
     """OpenAI's reasoning_effort as extended thinking with that effort's budget
-    (`adapters.reasoning`); a `thinking` given in Anthropic's own terms wins.
+    (`interlock.reasoning_effort`); a `thinking` given in Anthropic's own terms wins.
     Anthropic counts the thinking inside max_tokens, so a limit Interlock chose
     itself grows to hold the budget and an answer; one the caller or the
     deployment set that cannot hold the budget is refused before any call."""

@@ -27,7 +27,7 @@ Choices worth knowing:
 - OpenAI's `logprobs` and `top_logprobs` become `responseLogprobs` and `logprobs`
   (the number of alternatives a token gets), and a candidate's `logprobsResult`
   comes back in OpenAI's `logprobs` shape, chunk by chunk when streamed.
-- OpenAI's `reasoning_effort` becomes a `thinkingConfig` (`adapters.reasoning`):
+- OpenAI's `reasoning_effort` becomes a `thinkingConfig` (`interlock.reasoning_effort`):
   `thinkingLevel` for Gemini 3 and later, `thinkingBudget` before them; an
   explicit `thinking_config` wins.
 - Embeddings go through batchEmbedContents, one request per input and up to
@@ -35,7 +35,7 @@ Choices worth knowing:
   estimated.
 
 Imports: orjson, the standard library, `types`, `errors`, `catalog`, `tokens`,
-`adapters.base`, `adapters.http`, `adapters.reasoning`, `adapters.registry`.
+`adapters.base`, `adapters.http`, `adapters.registry`, `reasoning_effort`.
 """
 
 from __future__ import annotations
@@ -63,7 +63,6 @@ from interlock.adapters.base import (
     with_extra_headers,
 )
 from interlock.adapters.http import HttpClient, Labels, Timeouts
-from interlock.adapters.reasoning import BUDGETS, requested_effort
 from interlock.adapters.registry import API_KEY_ENV, resolve_base_url
 from interlock.catalog import Deployment
 from interlock.errors import (
@@ -83,6 +82,7 @@ from interlock.errors import (
     error_for_status,
     redact,
 )
+from interlock.reasoning_effort import BUDGETS, requested_effort
 from interlock.tokens import estimate_inputs_tokens
 from interlock.types import (
     ChatRequest,
@@ -499,7 +499,7 @@ def _generation_config(request: ChatRequest) -> dict[str, Any]:
 
 
 def _apply_effort(request: ChatRequest, config: dict[str, Any], model: str) -> None:
-    """OpenAI's reasoning_effort as a thinkingConfig (`adapters.reasoning`): a
+    """OpenAI's reasoning_effort as a thinkingConfig (`interlock.reasoning_effort`): a
     level for Gemini 3 and later, which think by level ("none" asks for the
     least, "minimal"; "xhigh" for the most, "high"), a budget for the models
     before them ("none": 0, thinking off). A `thinking_config` given in Gemini's

@@ -9,7 +9,8 @@ precedence deployment fields > config `prices:` > genai-prices, and turns a
 `Usage` into dollars, at the service tier the provider's answer says it served
 the call at. An unknown price is `None`, never zero.
 
-Imports: the standard library, `types`, `tokens`, `catalog`, `costs.settings`;
+Imports: the standard library, `types`, `errors`, `tokens`, `reasoning_effort`,
+`catalog`, `costs.settings`;
 `genai_prices` lazily (its data takes ~0.2 s to load).
 """
 
@@ -24,6 +25,8 @@ from typing import Any
 
 from interlock.catalog import Catalog, Deployment
 from interlock.costs.settings import PriceOverride
+from interlock.errors import InvalidRequest
+from interlock.reasoning_effort import BUDGETS, requested_effort
 from interlock.tokens import estimate_prompt_tokens
 from interlock.types import ChatRequest, Usage
 
@@ -402,7 +405,7 @@ class PriceBook:
         if price is None:
             return None
         output = request.max_tokens or deployment.max_output_tokens or (
-            DEFAULT_EXPECTED_OUTPUT_TOKENS
+            DEFAULT_EXPECTED_OUTPUT_TOKENS + _thinking_tokens(request)
         )
         usage = Usage(input_tokens=estimate_input_tokens(request), output_tokens=output)
         # At the tier the request asks for, where it has prices of its own.
@@ -414,6 +417,17 @@ class PriceBook:
 
     def items(self) -> Iterable[tuple[str, ModelPrice | None]]:
         return self.prices.items()
+
+
+def _thinking_tokens(request: ChatRequest) -> int:
+    """Tokens a requested reasoning effort may think, billed as output. A call
+    with no max_tokens can spend them all beyond its answer, so a reservation
+    counts them; a call with max_tokens bills no more than that in any case."""
+    try:
+        effort = requested_effort(request)
+    except InvalidRequest:
+        return 0  # the adapter refuses it before any call
+    return BUDGETS.get(effort, 0) if effort is not None else 0
 
 
 def estimate_input_tokens(request: ChatRequest) -> int:

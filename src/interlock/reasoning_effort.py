@@ -6,7 +6,8 @@ take a thinking budget in tokens (Anthropic's `thinking.budget_tokens`, Gemini
 2.5's `thinkingBudget`) or a level (Gemini 3's `thinkingLevel`). The adapters
 translate with the budgets here, the ones Google's own OpenAI-compatible
 endpoint uses for low, medium and high, so that one effort means about the same
-thinking whichever provider answers.
+thinking whichever provider answers; budget reservations (`costs.prices`) count
+the same budgets as output the call may bill.
 
 Imports: `errors`, `types`.
 """
