@@ -529,3 +529,28 @@ async def test_reasoning_effort_reaches_each_provider_in_its_own_terms(
     claude, gemini = provider_env.received
     assert claude.body["thinking"] == {"type": "enabled", "budget_tokens": 8_192}
     assert gemini.body["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 8_192}
+
+
+async def test_web_search_through_claude_cites_and_costs_its_searches(
+        provider_env: FakeUpstream) -> None:
+    from interlock import Router
+    from interlock.costs.prices import lookup_model_price
+    from interlock.types import Usage
+
+    text = "Paris is the capital of France."
+    cited = [{"type": "url_citation", "url_citation": {
+        "start_index": 0, "end_index": len(text), "url": "https://example.org/paris",
+        "title": "Paris"}}]
+    provider_env.reply(Reply(text=text, annotations=cited, input_tokens=30, output_tokens=8),
+                       provider="anthropic")
+    async with Router(model_list=seed_model_list()) as router:
+        resp = await router.acompletion(
+            model="high-quality", web_search_options={"search_context_size": "high"},
+            messages=[{"role": "user", "content": "What is the capital of France?"}])
+    assert resp.choices[0].message.annotations == cited
+    price = lookup_model_price(CLAUDE, "anthropic")
+    assert price is not None and price.per_web_search
+    searched = price.cost(Usage(input_tokens=30, output_tokens=8, web_searches=1))
+    assert Decimal(resp.interlock["cost_usd"]) == searched
+    assert searched - price.cost(Usage(input_tokens=30, output_tokens=8)) == price.per_web_search
+    assert provider_env.received[0].body["tools"][0]["max_uses"] == 5

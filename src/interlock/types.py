@@ -189,6 +189,9 @@ class Usage:
     cache_write_tokens: int = 0
     # Reasoning ("thinking") tokens, a subset of output_tokens.
     reasoning_tokens: int = 0
+    # Web searches the provider ran for the call (Anthropic's web search tool),
+    # billed per search on top of the tokens.
+    web_searches: int = 0
 
     @property
     def total_tokens(self) -> int:

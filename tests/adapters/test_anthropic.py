@@ -758,3 +758,64 @@ async def test_reasoning_effort_none_an_explicit_thinking_and_a_bad_value(
     assert info.value.param == "reasoning_effort"
     assert "'extreme'" in info.value.message and "minimal" in info.value.message
     assert fake_upstream.received == []
+
+
+# -- web search ----------------------------------------------------------------------
+CITED = "Paris is the capital of France. About 2.1 million people live there."
+
+
+def url_citation(start: int, end: int, url: str, title: str) -> dict[str, Any]:
+    return {"type": "url_citation", "url_citation": {
+        "start_index": start, "end_index": end, "url": url, "title": title}}
+
+
+# Two cited spans with plain text around them: OpenAI's shape, which the fake turns
+# into Anthropic's cited text blocks and the adapter must turn back.
+CITATIONS = [url_citation(0, 31, "https://example.org/paris", "Paris"),
+             url_citation(32, 53, "https://example.org/people", "Population")]
+
+
+async def test_web_search_options_become_anthropics_web_search_tool(
+        fake_upstream: FakeUpstream) -> None:
+    options = {"search_context_size": "low", "user_location": {
+        "type": "approximate", "approximate": {"city": "Paris", "country": "FR"}}}
+    body = await sent_body(fake_upstream, request(
+        tools=[ToolSpec("lookup", None, None)], extra={"web_search_options": options}))
+    assert body["tools"][1] == {"type": "web_search_20250305", "name": "web_search",
+                                "max_uses": 1, "user_location": {
+                                    "type": "approximate", "city": "Paris", "country": "FR"}}
+    assert body["tools"][0]["name"] == "lookup" and "web_search_options" not in body
+    fake_upstream.reset()
+    # OpenAI's default context size is medium, and so is the cap on searches.
+    body = await sent_body(fake_upstream, request(extra={"web_search_options": {}}))
+    assert body["tools"] == [{"type": "web_search_20250305", "name": "web_search",
+                              "max_uses": 3}]
+    fake_upstream.reset()
+    for bad in ("yes", {"search_context_size": "huge"}):
+        with pytest.raises(InvalidRequest) as info:
+            await complete(fake_upstream, request(extra={"web_search_options": bad}))
+        assert info.value.param is not None
+        assert info.value.param.startswith("web_search_options")
+    assert fake_upstream.received == []
+
+
+async def test_web_search_citations_come_back_as_url_annotations(
+        fake_upstream: FakeUpstream) -> None:
+    fake_upstream.reply(Reply(text=CITED, annotations=CITATIONS, input_tokens=40,
+                              output_tokens=20, chunk_chars=7), provider="anthropic")
+    searching = request(extra={"web_search_options": {}})
+    whole = await complete(fake_upstream, searching)
+    wire = fake_upstream.received[0]
+    assert wire.body["tools"][0]["type"] == "web_search_20250305"
+    assert whole.content == CITED and whole.annotations == CITATIONS
+    # The search Anthropic ran is counted (and billed), not handed to the client.
+    assert whole.usage is not None and whole.usage.web_searches == 1
+    assert whole.tool_calls == [] and whole.finish_reason == "stop"
+    deltas = await stream(fake_upstream, searching)
+    result = folded(deltas)
+    assert [d.annotations for d in deltas if d.annotations] == [[c] for c in CITATIONS]
+    assert comparable(result) == comparable(whole)
+    # Without the tool there is no search, and nothing is cited.
+    plain = await complete(fake_upstream, request())
+    assert plain.annotations is None and plain.usage is not None
+    assert plain.usage.web_searches == 0

@@ -228,3 +228,21 @@ def test_a_reservation_counts_the_thinking_a_reasoning_effort_may_bill() -> None
     assert reserved(max_tokens=500, extra={"reasoning_effort": "high"}) == reserved(max_tokens=500)
     # A value the adapter will refuse reserves as if none was asked.
     assert reserved(extra={"reasoning_effort": "max"}) == plain
+
+
+def test_web_searches_are_billed_per_search_and_unknown_without_a_price() -> None:
+    searched = _deployment("c", "claude-sonnet-4-20250514")
+    by_config = _deployment("x", "house-model")
+    book = PriceBook.build(Catalog.from_deployments([searched, by_config]), {
+        "house-model": PriceOverride(input_cost_per_million=Decimal(1),
+                                     output_cost_per_million=Decimal(2))})
+    price = book.price_for(searched)
+    assert price is not None and price.per_web_search == Decimal("0.01")  # $10 per 1,000
+    tokens = Usage(input_tokens=1_000, output_tokens=100)
+    two_searches = Usage(input_tokens=1_000, output_tokens=100, web_searches=2)
+    plain, with_searches = book.cost(searched, tokens), book.cost(searched, two_searches)
+    assert plain is not None and with_searches == plain + 2 * price.per_web_search
+    # A price with no search price cannot cost a call that searched: unknown, not
+    # the tokens alone.
+    assert book.cost(by_config, tokens) is not None
+    assert book.cost(by_config, two_searches) is None

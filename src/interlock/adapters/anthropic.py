@@ -23,6 +23,10 @@ Choices worth knowing:
   (`interlock.reasoning_effort`; "none" leaves it off, an explicit `thinking` wins); a
   `max_tokens` Interlock chose grows by the budget, one the caller set must
   exceed it.
+- OpenAI's `web_search_options` adds Anthropic's web search tool (at most 1, 3
+  or 5 searches for a low, medium or high `search_context_size`); the text
+  blocks that cite search results come back as OpenAI `url_citation`
+  annotations over their span, and the searches as `Usage.web_searches`.
 - Thinking: the text is the OpenAI-style `reasoning_content`; each block, signed,
   is also returned whole in `thinking_blocks` (LiteLLM's field; streamed once
   the block ends). An assistant turn sent back with `thinking_blocks` starts
@@ -132,11 +136,16 @@ UNSUPPORTED_EXTRA: dict[str, tuple[Any, ...]] = {
     "n": (1,), "frequency_penalty": (0,), "presence_penalty": (0,), "logprobs": (False,),
     "top_logprobs": (0,), "logit_bias": ({},), "seed": (),
     "service_tier": (), "modalities": (["text"],), "audio": (), "prediction": (),
-    "store": (False,), "web_search_options": (),
+    "store": (False,),
 }
 # Extra keys that are fine to ignore here: Anthropic always reports usage in
 # streams; the others are read where the body is built.
-IGNORED_EXTRA = frozenset({"stream_options", "max_completion_tokens", "reasoning_effort"})
+IGNORED_EXTRA = frozenset({"stream_options", "max_completion_tokens", "reasoning_effort",
+                           "web_search_options"})
+# Anthropic's web search tool, which OpenAI's web_search_options turns on, and
+# how many searches each of OpenAI's search_context_size values allows it.
+WEB_SEARCH_TOOL = "web_search_20250305"
+SEARCHES_FOR_CONTEXT_SIZE = {"low": 1, "medium": 3, "high": 5}
 # Anthropic's own parameters, passed through as given.
 PASSTHROUGH_EXTRA = frozenset({"top_k", "thinking"})
 
@@ -228,6 +237,7 @@ def build_body(request: ChatRequest, deployment: Deployment, *, stream: bool) ->
         body["stream"] = True
     _add_sampling(body, request)
     _add_tools(body, request)
+    _add_web_search(body, request)
     _add_response_format(body, request.response_format, drop)
     _add_extra(body, request, drop)
     _add_thinking(body, request, deployment)
@@ -265,6 +275,32 @@ def _add_tools(body: dict[str, Any], request: ChatRequest) -> None:
     # Anthropic refuses a tool_choice without tools; with none, "none" is moot anyway.
     if choice is not None and request.tools:
         body["tool_choice"] = choice
+
+
+def _add_web_search(body: dict[str, Any], request: ChatRequest) -> None:
+    """OpenAI's web_search_options as Anthropic's web search tool: the searches
+    run on Anthropic's side, and the answer cites what it found (returned as
+    OpenAI's url_citation annotations; each search is billed)."""
+    options = request.extra.get("web_search_options")
+    if options is None:
+        return
+    if not isinstance(options, dict):
+        raise InvalidRequest("web_search_options must be an object, such as {} or "
+                             '{"search_context_size": "low"}.', param="web_search_options")
+    # Medium when not given, as at OpenAI: a cap on the searches, each billed.
+    size = options.get("search_context_size") or "medium"
+    if size not in SEARCHES_FOR_CONTEXT_SIZE:
+        raise InvalidRequest(
+            "web_search_options.search_context_size must be low, medium or high; "
+            f"got {size!r}.", param="web_search_options.search_context_size")
+    tool: dict[str, Any] = {"type": WEB_SEARCH_TOOL, "name": "web_search",
+                            "max_uses": SEARCHES_FOR_CONTEXT_SIZE[size]}
+    where = (options.get("user_location") or {}).get("approximate")
+    if isinstance(where, dict):
+        place = {k: where[k] for k in ("city", "region", "country", "timezone") if where.get(k)}
+        if place:
+            tool["user_location"] = {"type": "approximate", **place}
+    body.setdefault("tools", []).append(tool)
 
 
 def _tool(name: str, description: str | None, parameters: dict[str, Any] | None,
@@ -434,10 +470,15 @@ def parse_message(data: Any, deployment: Deployment) -> ChatResponse:
     reasoning: list[str] = []
     calls: list[ToolCall] = []
     thinking: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    length = 0  # characters of text so far: where the next block starts
     for block in data["content"]:
         kind = block.get("type")
         if kind == "text":
-            text.append(block.get("text", ""))
+            piece = block.get("text", "")
+            text.append(piece)
+            annotations += url_citations(block.get("citations"), length, length + len(piece))
+            length += len(piece)
         elif kind == "thinking":
             reasoning.append(block.get("thinking", ""))
             thinking.append(_thinking_block(block))
@@ -456,7 +497,19 @@ def parse_message(data: Any, deployment: Deployment) -> ChatResponse:
         usage=parse_usage(data.get("usage") or {}),
         reasoning="".join(reasoning) or None,
         thinking_blocks=thinking,
+        annotations=annotations or None,
     )
+
+
+def url_citations(citations: Any, start: int, end: int) -> list[dict[str, Any]]:
+    """A text block's web search citations as OpenAI's url_citation annotations
+    over the block's span of the answer (characters `start` to `end`). Citations
+    of documents the caller sent (char, page, block locations) name no URL and
+    are left out."""
+    return [{"type": "url_citation", "url_citation": {
+                "start_index": start, "end_index": end, "url": c.get("url", ""),
+                "title": c.get("title") or ""}}
+            for c in citations or () if c.get("type") == "web_search_result_location"]
 
 
 def _thinking_block(block: Mapping[str, Any]) -> dict[str, Any]:
@@ -482,6 +535,7 @@ def parse_usage(usage: Mapping[str, Any]) -> Usage:
         output_tokens=int(usage.get("output_tokens") or 0),
         cached_input_tokens=cache_read,
         cache_write_tokens=cache_write,
+        web_searches=int((usage.get("server_tool_use") or {}).get("web_search_requests") or 0),
     )
 
 
@@ -497,6 +551,14 @@ class StreamState:
         self._tools: dict[int, list[Any]] = {}
         # content block index -> the thinking block being streamed (text, signature)
         self._thinking: dict[int, dict[str, Any]] = {}
+        # Text blocks that cite web search results: index -> [where the block's
+        # text starts in the answer, its citations]; `_length` counts the
+        # answer's characters so far, so a block's span is known at its end.
+        self._cited: dict[int, list[Any]] = {}
+        self._length = 0
+        # Blocks of Anthropic's own tools (web search): their input is not a call
+        # for the client to make.
+        self._server_tools: set[int] = set()
 
     def feed(self, event: ServerSentEvent) -> StreamDelta | None:
         try:
@@ -523,8 +585,15 @@ class StreamState:
             self._tools[int(data.get("index", tool_index))] = [tool_index, False]
             call = ToolCallDelta(index=tool_index, id=block.get("id"), name=block.get("name"))
             return StreamDelta(tool_calls=[call])
-        if kind == "text" and block.get("text"):
-            return StreamDelta(text=block["text"])
+        if kind == "text":
+            self._cited[int(data.get("index", -1))] = [self._length, []]
+            if block.get("text"):
+                self._length += len(block["text"])
+                return StreamDelta(text=block["text"])
+            return None
+        if kind == "server_tool_use":
+            self._server_tools.add(int(data.get("index", -1)))
+            return None
         if kind == "thinking":
             self._thinking[int(data.get("index", -1))] = _thinking_block(block)
             return StreamDelta(reasoning=block["thinking"]) if block.get("thinking") else None
@@ -536,7 +605,14 @@ class StreamState:
         delta = data.get("delta") or {}
         kind = delta.get("type")
         if kind == "text_delta":
-            return StreamDelta(text=delta.get("text", ""))
+            piece = delta.get("text", "")
+            self._length += len(piece)
+            return StreamDelta(text=piece)
+        if kind == "citations_delta":
+            cited = self._cited.get(int(data.get("index", -1)))
+            if cited is not None:
+                cited[1].append(delta.get("citation") or {})
+            return None
         if kind == "thinking_delta":
             piece = delta.get("thinking", "")
             block = self._thinking.get(int(data.get("index", -1)))
@@ -549,6 +625,8 @@ class StreamState:
                 block["signature"] += delta.get("signature", "")
             return None
         if kind == "input_json_delta":
+            if int(data.get("index", -1)) in self._server_tools:
+                return None
             tool = self._tools.get(int(data.get("index", -1)))
             fragment = delta.get("partial_json", "")
             if tool is None:
@@ -560,6 +638,10 @@ class StreamState:
         return None
 
     def _block_stop(self, data: dict[str, Any]) -> StreamDelta | None:
+        cited = self._cited.pop(int(data.get("index", -1)), None)
+        if cited is not None:
+            found = url_citations(cited[1], cited[0], self._length)
+            return StreamDelta(annotations=found) if found else None
         thinking = self._thinking.pop(int(data.get("index", -1)), None)
         if thinking is not None:
             # Whole and signed only now: the client needs it to continue a tool loop.

@@ -89,7 +89,8 @@ def _usage_ok(usage: Usage | None) -> bool:
         usage.input_tokens.__class__ is int and usage.output_tokens.__class__ is int
         and usage.cached_input_tokens.__class__ is int
         and usage.cache_write_tokens.__class__ is int
-        and usage.reasoning_tokens.__class__ is int)
+        and usage.reasoning_tokens.__class__ is int
+        and usage.web_searches.__class__ is int)
 
 
 def checked_delta(delta: StreamDelta) -> StreamDelta:

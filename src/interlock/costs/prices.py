@@ -69,6 +69,8 @@ class ModelPrice:
     # The prices of the provider's service tiers that differ from these ("flex",
     # "priority"), by the name its answers give the tier (`service_tier`).
     service_tiers: tuple[tuple[str, ModelPrice], ...] = ()
+    # One web search run for a call (Anthropic's web search tool); None: unknown.
+    per_web_search: Decimal | None = None
 
     @classmethod
     def per_million(
@@ -130,12 +132,19 @@ class ModelPrice:
         write_rate = rate.input_per_token if rate.cache_write_per_token is None else (
             rate.cache_write_per_token
         )
+        searches = max(0, usage.web_searches) * (self.per_web_search or Decimal(0))
         return (
             plain * rate.input_per_token
             + cached * cached_rate
             + written * write_rate
             + max(0, usage.output_tokens) * rate.output_per_token
+            + searches
         )
+
+    def covers(self, usage: Usage) -> bool:
+        """Whether every part of this usage has a price (a call that searched the
+        web needs the price of a search)."""
+        return not usage.web_searches or self.per_web_search is not None
 
     def describe(self) -> str:
         """'$3.00 / $15.00 per 1M (cached $0.30)' style text for tables."""
@@ -230,6 +239,7 @@ def _from_genai(prices: Any, *, matched: str) -> ModelPrice | None:
     }
     if fields["input"] is None or fields["output"] is None:
         return None  # priced per request or per second: not a token model
+    per_thousand_searches = getattr(prices, "web_searches_kcount", None)
     starts = sorted({t.start for v in fields.values() for t in getattr(v, "tiers", ())})
     base = {k: _tier_price(v, None) for k, v in fields.items()}
     tiers = tuple(_make_tier(start, {k: _tier_price(v, start) for k, v in fields.items()})
@@ -242,6 +252,8 @@ def _from_genai(prices: Any, *, matched: str) -> ModelPrice | None:
         tiers=tiers,
         source="genai-prices",
         matched=matched,
+        per_web_search=(None if per_thousand_searches is None
+                        else Decimal(per_thousand_searches) / 1000),
     )
 
 
@@ -395,7 +407,7 @@ class PriceBook:
         reported it; None: the standard tier), or None when the price or the usage
         is unknown."""
         price = self.price_for(deployment)
-        if price is None or usage is None:
+        if price is None or usage is None or not price.covers(usage):
             return None
         return price.for_tier(service_tier).cost(usage)
 

@@ -16,6 +16,11 @@ Scripting vocabulary beyond the neutral `Reply` / `Fault` fields:
 - `Reply(finish="error")`: the answer breaks with an overloaded_error (an
   `event: error` frame mid-stream; a non-streamed answer is the error body).
 - `Reply(reasoning_tokens=N)`: the answer starts with a thinking block.
+- `Reply(annotations=[...])` (OpenAI url_citation annotations) to a request with
+  the web search tool: the answer runs one search (a `server_tool_use` and a
+  `web_search_tool_result` block, `usage.server_tool_use.web_search_requests`)
+  and each annotated span of the text is a text block citing its URL
+  (`citations`, streamed as `citations_delta`), as Anthropic answers.
 
 Cheap on purpose: it serves load in the overhead benchmark.
 
@@ -95,21 +100,22 @@ class AnthropicWire:
             "type": "message",
             "role": "assistant",
             "model": route.model,
-            "content": _content(reply),
+            "content": _content(reply, _searches(body, reply)),
             "stop_reason": _stop_reason(reply),
             "stop_sequence": None,
-            "usage": _usage(reply),
+            "usage": _usage(reply, _searches(body, reply)),
         }
 
     def stream(self, route: Route, body: Any, reply: Reply) -> list[bytes]:
-        usage = _usage(reply)
+        searches = _searches(body, reply)
+        usage = _usage(reply, searches)
         start: dict[str, Any] = {
             "id": _message_id(), "type": "message", "role": "assistant", "content": [],
             "model": route.model, "stop_reason": None, "stop_sequence": None,
             "usage": {**usage, "output_tokens": 1},
         }
         frames = [sse({"type": "message_start", "message": start}, "message_start")]
-        for index, block in enumerate(_content(reply)):
+        for index, block in enumerate(_content(reply, searches)):
             frames.extend(_block_frames(index, block, reply.chunk_chars))
             if index == 0:
                 frames.append(sse({"type": "ping"}, "ping"))
@@ -119,7 +125,8 @@ class AnthropicWire:
         frames.append(sse({
             "type": "message_delta",
             "delta": {"stop_reason": _stop_reason(reply), "stop_sequence": None},
-            "usage": {"output_tokens": usage["output_tokens"]},
+            "usage": {k: v for k, v in usage.items() if k in ("output_tokens",
+                                                              "server_tool_use")},
         }, "message_delta"))
         frames.append(sse({"type": "message_stop"}, "message_stop"))
         return frames
@@ -187,12 +194,23 @@ def _rfc3339(when: float) -> str:
     return datetime.fromtimestamp(math.ceil(when), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _content(reply: Reply) -> list[dict[str, Any]]:
+def _searches(body: Any, reply: Reply) -> int:
+    """How many web searches the answer runs: one, when the request offers the
+    web search tool and the reply has citations to give."""
+    tools = body.get("tools") if isinstance(body, dict) else None
+    offered = any(isinstance(t, dict) and str(t.get("type", "")).startswith("web_search")
+                  for t in tools or ())
+    return 1 if offered and reply.annotations else 0
+
+
+def _content(reply: Reply, searches: int) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
     if reply.reasoning_tokens:
         blocks.append({"type": "thinking", "thinking": THINKING_TEXT,
                        "signature": "c2ltdWxhdGVkIHNpZ25hdHVyZQ=="})
-    if reply.text:
+    if searches and reply.text:
+        blocks.extend(_searched(reply.text, reply.annotations or []))
+    elif reply.text:
         blocks.append({"type": "text", "text": reply.text})
     for i, call in enumerate(reply.tool_calls):
         blocks.append({"type": "tool_use", "id": call.id or _tool_id(i, call.name),
@@ -200,11 +218,43 @@ def _content(reply: Reply) -> list[dict[str, Any]]:
     return blocks
 
 
+def _searched(text: str, annotations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The search, its results, and the text cut into blocks at the annotated
+    spans, each of those citing its URL."""
+    cited = sorted((a["url_citation"] for a in annotations), key=lambda c: c["start_index"])
+    use_id = "srvtoolu_01" + hashlib.sha1(text.encode()).hexdigest()[:22]
+    blocks: list[dict[str, Any]] = [
+        {"type": "server_tool_use", "id": use_id, "name": "web_search",
+         "input": {"query": text[:40]}},
+        {"type": "web_search_tool_result", "tool_use_id": use_id, "content": [
+            {"type": "web_search_result", "url": c["url"], "title": c["title"],
+             "encrypted_content": "ZW5jcnlwdGVk", "page_age": None} for c in cited]},
+    ]
+    at = 0
+    for c in cited:
+        start, end = c["start_index"], c["end_index"]
+        if start > at:
+            blocks.append({"type": "text", "text": text[at:start]})
+        blocks.append({"type": "text", "text": text[start:end], "citations": [
+            {"type": "web_search_result_location", "url": c["url"], "title": c["title"],
+             "encrypted_index": "ZW5jaWR4", "cited_text": text[start:end]}]})
+        at = end
+    if at < len(text):
+        blocks.append({"type": "text", "text": text[at:]})
+    return blocks
+
+
 def _block_frames(index: int, block: dict[str, Any], size: int) -> list[bytes]:
     kind = block["type"]
     if kind == "text":
         opening: dict[str, Any] = {"type": "text", "text": ""}
-        deltas = [{"type": "text_delta", "text": piece} for piece in chunks(block["text"], size)]
+        deltas = [{"type": "citations_delta", "citation": c} for c in block.get("citations", ())]
+        deltas += [{"type": "text_delta", "text": piece} for piece in chunks(block["text"], size)]
+    elif kind == "web_search_tool_result":
+        opening, deltas = block, []
+    elif kind == "server_tool_use":
+        opening = {**block, "input": {}}
+        deltas = [{"type": "input_json_delta", "partial_json": json.dumps(block["input"])}]
     elif kind == "thinking":
         opening = {"type": "thinking", "thinking": "", "signature": ""}
         deltas = [{"type": "thinking_delta", "thinking": p}
@@ -227,18 +277,21 @@ def _stop_reason(reply: Reply) -> str:
     return FINISH_TO_STOP_REASON.get(reply.finish or "stop", "end_turn")
 
 
-def _usage(reply: Reply) -> dict[str, int]:
+def _usage(reply: Reply, searches: int) -> dict[str, Any]:
     total = reply.input_tokens if reply.input_tokens is not None else 0
     cached = min(reply.cached_tokens, total)
     output = reply.output_tokens
     if output is None:
         output = estimate_tokens(reply.text or "")
-    return {
+    usage: dict[str, Any] = {
         "input_tokens": total - cached,
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": cached,
         "output_tokens": output,
     }
+    if searches:
+        usage["server_tool_use"] = {"web_search_requests": searches}
+    return usage
 
 
 def _message_id() -> str:
