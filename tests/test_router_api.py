@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from interlock.testing import FakeUpstream
-from interlock.testing.script import Fault, Reply
+from interlock.testing.script import Fault, Reply, url_citation
 
 CLAUDE = "claude-sonnet-4-20250514"
 
@@ -538,9 +538,7 @@ async def test_web_search_through_claude_cites_and_costs_its_searches(
     from interlock.types import Usage
 
     text = "Paris is the capital of France."
-    cited = [{"type": "url_citation", "url_citation": {
-        "start_index": 0, "end_index": len(text), "url": "https://example.org/paris",
-        "title": "Paris"}}]
+    cited = [url_citation(0, len(text), "https://example.org/paris", "Paris")]
     provider_env.reply(Reply(text=text, annotations=cited, input_tokens=30, output_tokens=8),
                        provider="anthropic")
     async with Router(model_list=seed_model_list()) as router:

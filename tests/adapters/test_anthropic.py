@@ -38,6 +38,7 @@ from interlock.errors import (
 )
 from interlock.testing import FakeUpstream, Fault, Reply, ScriptedToolCall
 from interlock.testing.anthropic_wire import AnthropicWire
+from interlock.testing.script import url_citation
 from interlock.types import (
     ChatRequest,
     ChatResponse,
@@ -762,11 +763,6 @@ async def test_reasoning_effort_none_an_explicit_thinking_and_a_bad_value(
 
 # -- web search ----------------------------------------------------------------------
 CITED = "Paris is the capital of France. About 2.1 million people live there."
-
-
-def url_citation(start: int, end: int, url: str, title: str) -> dict[str, Any]:
-    return {"type": "url_citation", "url_citation": {
-        "start_index": start, "end_index": end, "url": url, "title": title}}
 
 
 # Two cited spans with plain text around them: OpenAI's shape, which the fake turns

@@ -3,6 +3,7 @@ how it streams and embeds, and how each failure becomes a typed error."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 from typing import Any
@@ -40,6 +41,7 @@ from interlock.errors import (
 )
 from interlock.testing import FakeUpstream, Fault, Reply, ScriptedToolCall
 from interlock.testing.openai_wire import embedding_for
+from interlock.testing.script import url_citation
 from interlock.tokens import estimate_text_tokens
 from interlock.types import (
     ChatRequest,
@@ -935,3 +937,48 @@ async def test_an_explicit_thinking_config_wins_over_reasoning_effort(
         await complete(fake_upstream, request(user("x"), extra={"reasoning_effort": "max"}))
     assert info.value.param == "reasoning_effort"
     assert fake_upstream.received == []
+
+
+# -- grounding with Google Search ----------------------------------------------------
+GROUNDED = "Zürich is Switzerland's largest city. Über 400,000 people live there."
+
+
+# Character spans after non-ASCII letters: Gemini's byte offsets must come back
+# as these characters, not as bytes.
+GROUNDED_CITATIONS = [url_citation(0, 37, "https://example.org/zurich", "zurich.ch"),
+                      url_citation(38, 69, "https://example.org/people", "stats.ch")]
+
+
+async def test_web_search_options_ground_the_answer_and_citations_come_back(
+        fake_upstream: FakeUpstream) -> None:
+    assert GROUNDED[38:69] == "Über 400,000 people live there."
+    fake_upstream.reply(Reply(text=GROUNDED, annotations=GROUNDED_CITATIONS,
+                              input_tokens=20, output_tokens=18, chunk_chars=9),
+                        provider="gemini")
+    searching = request(user("Tell me about Zürich"), tools=[ToolSpec("lookup")],
+                        extra={"web_search_options": {"search_context_size": "high"}})
+    whole = await complete(fake_upstream, searching)
+    tools = fake_upstream.received[0].body["tools"]
+    assert {"googleSearch": {}} in tools and any("functionDeclarations" in t for t in tools)
+    assert whole.content == GROUNDED and whole.annotations == GROUNDED_CITATIONS
+    # One grounded prompt, billed as one search on Gemini 2.5.
+    assert whole.usage is not None and whole.usage.web_searches == 1
+    deltas, streamed = await stream(fake_upstream, searching)
+    assert [d.annotations for d in deltas if d.annotations] == [GROUNDED_CITATIONS]
+    assert streamed.annotations == whole.annotations and streamed.content == GROUNDED
+    assert streamed.usage == whole.usage
+    # Without web_search_options nothing is grounded, cited or billed.
+    plain = await complete(fake_upstream, request(user("Tell me about Zürich")))
+    assert plain.annotations is None and plain.usage is not None
+    assert plain.usage.web_searches == 0
+
+
+def test_grounding_is_billed_per_query_from_gemini_3_and_per_prompt_before() -> None:
+    queries = ["zurich population", "zurich largest city", "swiss cities"]
+    data = {"candidates": [{"content": {"parts": [{"text": "x"}], "role": "model"},
+                            "finishReason": "STOP",
+                            "groundingMetadata": {"webSearchQueries": queries}}],
+            "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 1}}
+    for model, billed in (("gemini-2.5-flash", 1), ("gemini-3-pro-preview", 3)):
+        usage = parse_response(data, dataclasses.replace(_call(), model=model)).usage
+        assert usage is not None and usage.web_searches == billed

@@ -39,7 +39,7 @@ Choices worth knowing:
   cache writes); cached_input_tokens and cache_write_tokens are subsets.
 
 Imports: the standard library, orjson, `types`, `errors`, `catalog`, `adapters.base`,
-`adapters.http`, `adapters.registry`, `reasoning_effort`.
+`adapters.http`, `adapters.registry`, `reasoning_effort`, `web_search`.
 """
 
 from __future__ import annotations
@@ -96,6 +96,7 @@ from interlock.types import (
     ToolCallDelta,
     Usage,
 )
+from interlock.web_search import requested_web_search
 
 PROVIDER = "anthropic"
 API_VERSION = "2023-06-01"
@@ -280,26 +281,14 @@ def _add_tools(body: dict[str, Any], request: ChatRequest) -> None:
 def _add_web_search(body: dict[str, Any], request: ChatRequest) -> None:
     """OpenAI's web_search_options as Anthropic's web search tool: the searches
     run on Anthropic's side, and the answer cites what it found (returned as
-    OpenAI's url_citation annotations; each search is billed)."""
-    options = request.extra.get("web_search_options")
-    if options is None:
+    OpenAI's url_citation annotations; each search is billed, hence the cap)."""
+    search = requested_web_search(request)
+    if search is None:
         return
-    if not isinstance(options, dict):
-        raise InvalidRequest("web_search_options must be an object, such as {} or "
-                             '{"search_context_size": "low"}.', param="web_search_options")
-    # Medium when not given, as at OpenAI: a cap on the searches, each billed.
-    size = options.get("search_context_size") or "medium"
-    if size not in SEARCHES_FOR_CONTEXT_SIZE:
-        raise InvalidRequest(
-            "web_search_options.search_context_size must be low, medium or high; "
-            f"got {size!r}.", param="web_search_options.search_context_size")
     tool: dict[str, Any] = {"type": WEB_SEARCH_TOOL, "name": "web_search",
-                            "max_uses": SEARCHES_FOR_CONTEXT_SIZE[size]}
-    where = (options.get("user_location") or {}).get("approximate")
-    if isinstance(where, dict):
-        place = {k: where[k] for k in ("city", "region", "country", "timezone") if where.get(k)}
-        if place:
-            tool["user_location"] = {"type": "approximate", **place}
+                            "max_uses": SEARCHES_FOR_CONTEXT_SIZE[search.context_size]}
+    if search.place:
+        tool["user_location"] = {"type": "approximate", **search.place}
     body.setdefault("tools", []).append(tool)
 
 

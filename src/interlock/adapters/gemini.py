@@ -30,12 +30,18 @@ Choices worth knowing:
 - OpenAI's `reasoning_effort` becomes a `thinkingConfig` (`interlock.reasoning_effort`):
   `thinkingLevel` for Gemini 3 and later, `thinkingBudget` before them; an
   explicit `thinking_config` wins.
+- OpenAI's `web_search_options` turns on grounding with Google Search
+  (`googleSearch`; its context size and location have no Gemini counterpart),
+  and the grounding's supported segments come back as OpenAI `url_citation`
+  annotations (byte offsets turned into characters); the searches billed
+  (each query from Gemini 3 on, the grounded prompt before) are
+  `Usage.web_searches`.
 - Embeddings go through batchEmbedContents, one request per input and up to
   `EMBED_BATCH` inputs per call. Its answer carries no token count; usage is
   estimated.
 
 Imports: orjson, the standard library, `types`, `errors`, `catalog`, `tokens`,
-`adapters.base`, `adapters.http`, `adapters.registry`, `reasoning_effort`.
+`adapters.base`, `adapters.http`, `adapters.registry`, `reasoning_effort`, `web_search`.
 """
 
 from __future__ import annotations
@@ -100,6 +106,7 @@ from interlock.types import (
     ToolSpec,
     Usage,
 )
+from interlock.web_search import requested_web_search
 
 PROVIDER = "gemini"
 SKIP_SIGNATURE = "skip_thought_signature_validator"
@@ -121,6 +128,8 @@ _EXTRA_TO_CONFIG = {
 _EXTRA_TO_BODY = {"safety_settings": "safetySettings"}
 # Gemini always reports usage, so asking for it changes nothing.
 _IGNORED_EXTRA = frozenset({"stream_options"})
+# OpenAI extras translated where the body is built, not passed on.
+_READ_ELSEWHERE = frozenset({"reasoning_effort", "web_search_options"})
 
 # The fields of Gemini's OpenAPI-subset Schema; everything else is dropped.
 _SCHEMA_KEYS = frozenset({
@@ -300,6 +309,9 @@ def build_body(request: ChatRequest, deployment: Deployment) -> dict[str, Any]:
     if request.parallel_tool_calls is False and not drop:
         raise UnsupportedParameter("parallel_tool_calls", PROVIDER,
                                    "Gemini cannot be limited to one call per turn.")
+    if requested_web_search(request) is not None:
+        # Grounding with Google Search; Gemini takes no context size or location.
+        body.setdefault("tools", []).append({"googleSearch": {}})
     config = _generation_config(request)
     _apply_extras(request.extra, config, body, drop)
     _apply_effort(request, config, deployment.model)
@@ -507,14 +519,15 @@ def _apply_effort(request: ChatRequest, config: dict[str, Any], model: str) -> N
     effort = requested_effort(request)
     if effort is None or "thinkingConfig" in config:
         return
-    if _thinks_by_level(model):
+    if _from_gemini_3(model):
         config["thinkingConfig"] = {
             "thinkingLevel": {"none": "minimal", "xhigh": "high"}.get(effort, effort)}
     else:
         config["thinkingConfig"] = {"thinkingBudget": BUDGETS.get(effort, 0)}
 
 
-def _thinks_by_level(model: str) -> bool:
+def _from_gemini_3(model: str) -> bool:
+    """Gemini 3 and later: they think by level, and bill grounding per query."""
     version = _GEMINI_VERSION.search(model)
     return version is not None and int(version.group(1)) >= 3
 
@@ -528,7 +541,7 @@ def _apply_extras(extra: dict[str, Any], config: dict[str, Any], body: dict[str,
             config[_EXTRA_TO_CONFIG[name]] = value
         elif name in _EXTRA_TO_BODY:
             body[_EXTRA_TO_BODY[name]] = value
-        elif name in _IGNORED_EXTRA or name == "reasoning_effort" or value is None \
+        elif name in _IGNORED_EXTRA or name in _READ_ELSEWHERE or value is None \
                 or value is False or drop:
             continue
         else:
@@ -568,16 +581,52 @@ def parse_response(data: dict[str, Any], call: _Call) -> ChatResponse:
             reasoning.append(value)
         elif kind == "text":
             text.append(value)
+    grounding = candidate.get("groundingMetadata")
+    usage = parse_usage(data.get("usageMetadata"))
+    if grounding and usage is not None:
+        usage.web_searches = _searches_billed(grounding, call.model)
     return ChatResponse(
         id=str(data.get("responseId") or _fallback_id()),
         model=str(data.get("modelVersion") or call.model),
         content="".join(text) if text or not calls else None,
         tool_calls=calls,
         finish_reason=map_finish(candidate.get("finishReason"), bool(calls)),
-        usage=parse_usage(data.get("usageMetadata")),
+        usage=usage,
         reasoning="".join(reasoning) or None,
         logprobs=openai_logprobs(candidate.get("logprobsResult")),
+        annotations=grounded_citations(grounding, "".join(text)) or None,
     )
+
+
+def grounded_citations(grounding: Any, text: str) -> list[dict[str, Any]]:
+    """Gemini's grounding (Google Search) as OpenAI url_citation annotations:
+    each supported segment of the answer, once for every web source it cites.
+    Segment offsets are in UTF-8 bytes; OpenAI's are in characters."""
+    if not isinstance(grounding, dict):
+        return []
+    sources = grounding.get("groundingChunks") or []
+    encoded = text.encode()
+    found: list[dict[str, Any]] = []
+    for support in grounding.get("groundingSupports") or []:
+        segment = support.get("segment") or {}
+        start = len(encoded[:int(segment.get("startIndex") or 0)].decode(errors="ignore"))
+        end = len(encoded[:int(segment.get("endIndex") or 0)].decode(errors="ignore"))
+        for i in support.get("groundingChunkIndices") or []:
+            web = (sources[i].get("web") if 0 <= i < len(sources) else None) or {}
+            if web.get("uri"):
+                found.append({"type": "url_citation", "url_citation": {
+                    "start_index": start, "end_index": end, "url": web["uri"],
+                    "title": web.get("title") or ""}})
+    return found
+
+
+def _searches_billed(grounding: dict[str, Any], model: str) -> int:
+    """What a grounded answer is billed for: each search query from Gemini 3 on,
+    the grounded prompt as one before it."""
+    queries = grounding.get("webSearchQueries") or []
+    if not queries:
+        return 0
+    return len(queries) if _from_gemini_3(model) else 1
 
 
 def openai_logprobs(result: Any) -> dict[str, Any] | None:
@@ -715,6 +764,9 @@ class _StreamState:
         self._calls = 0
         self._finish: str | None = None
         self._usage: Usage | None = None
+        # The answer's text so far, for grounding offsets, and the searches billed.
+        self._text: list[str] = []
+        self._searches = 0
 
     def feed(self, chunk: Any) -> list[StreamDelta]:
         if not isinstance(chunk, dict):
@@ -746,7 +798,15 @@ class _StreamState:
         delta.text = "".join(texts) or None
         delta.reasoning = "".join(thoughts) or None
         delta.logprobs = openai_logprobs(candidate.get("logprobsResult"))
-        useful = delta.text or delta.reasoning or delta.tool_calls or delta.id or delta.logprobs
+        if delta.text:
+            self._text.append(delta.text)
+        grounding = candidate.get("groundingMetadata")
+        if grounding:
+            # It comes with the last chunks, its offsets over the whole answer.
+            delta.annotations = grounded_citations(grounding, "".join(self._text)) or None
+            self._searches = _searches_billed(grounding, self._call.model)
+        useful = (delta.text or delta.reasoning or delta.tool_calls or delta.id or delta.logprobs
+                  or delta.annotations)
         return [delta] if useful else []
 
     def finish(self) -> StreamDelta:
@@ -754,6 +814,8 @@ class _StreamState:
             raise ConnectionFailed(
                 "The Gemini stream ended before a finishReason; the answer is incomplete.",
                 provider=PROVIDER, deployment=self._call.labels.deployment)
+        if self._usage is not None and self._searches:
+            self._usage.web_searches = self._searches
         return StreamDelta(finish_reason=map_finish(self._finish, self._calls > 0),
                            usage=self._usage)
 

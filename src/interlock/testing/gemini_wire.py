@@ -6,6 +6,8 @@ JSON array streamed piece by piece, as the real API does), POST
 /v1beta/models/{model}:batchEmbedContents, GET /v1beta/models.
 Answers take the real shapes: candidates with `content.role == "model"`,
 `finishReason` and `index`; `usageMetadata`; `modelVersion`; `responseId`.
+`Reply(annotations=[...])` (OpenAI url_citations) to a request with Google
+Search grounding adds `groundingMetadata` (on the last chunk of a stream).
 Embeddings are `{"embeddings": [{"values": [...]}]}` and nothing else (the real
 answer has no usage), with the OpenAI fake's vectors, so one text embeds alike
 on both.
@@ -133,6 +135,9 @@ class GeminiWire:
             return {"embeddings": [_embedding(r) for r in _embed_requests(body)]}
         parts = ([{"text": reply.text}] if reply.text else []) + _call_parts(reply)
         response = self._response(route.model, parts or [{"text": ""}], reply, final=True)
+        grounding = _grounding(body, reply)
+        if grounding is not None:
+            response["candidates"][0]["groundingMetadata"] = grounding
         asked = _logprobs_asked(body)
         if asked is not None and reply.text:
             response["candidates"][0]["logprobsResult"] = _logprobs_result(
@@ -152,6 +157,9 @@ class GeminiWire:
                            response_id=response_id)
             for i, parts in enumerate(pieces)
         ]
+        grounding = _grounding(body, reply)
+        if grounding is not None:  # with the last chunk, as Gemini sends it
+            payloads[-1]["candidates"][0]["groundingMetadata"] = grounding
         asked = _logprobs_asked(body)
         if asked is not None:
             # Each chunk carries the logprobs of its own tokens.
@@ -207,6 +215,33 @@ class GeminiWire:
             "modelVersion": model,
             "responseId": response_id or _response_id(),
         }
+
+
+def _grounding(body: Any, reply: Reply) -> dict[str, Any] | None:
+    """Grounding metadata for `reply.annotations` (OpenAI url_citations), when
+    the request turned on Google Search: one query, each cited URL a source,
+    each annotated span a supported segment with UTF-8 byte offsets."""
+    tools = body.get("tools") if isinstance(body, dict) else None
+    searched = any(isinstance(t, dict) and ("googleSearch" in t or "google_search" in t)
+                   for t in tools or ())
+    if not searched or not reply.annotations or not reply.text:
+        return None
+    cited = [a["url_citation"] for a in reply.annotations]
+    urls = list(dict.fromkeys(c["url"] for c in cited))
+    titles = {c["url"]: c["title"] for c in cited}
+
+    def at(index: int) -> int:
+        return len((reply.text or "")[:index].encode())
+
+    return {
+        "webSearchQueries": [reply.text[:40]],
+        "searchEntryPoint": {"renderedContent": "<div>simulated search</div>"},
+        "groundingChunks": [{"web": {"uri": u, "title": titles[u]}} for u in urls],
+        "groundingSupports": [{
+            "segment": {"startIndex": at(c["start_index"]), "endIndex": at(c["end_index"]),
+                        "text": reply.text[c["start_index"]:c["end_index"]]},
+            "groundingChunkIndices": [urls.index(c["url"])]} for c in cited],
+    }
 
 
 def _logprobs_asked(body: Any) -> int | None:

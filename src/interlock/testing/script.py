@@ -48,6 +48,13 @@ class Reply:
     annotations: list[dict[str, Any]] | None = None
 
 
+def url_citation(start: int, end: int, url: str, title: str) -> dict[str, Any]:
+    """An OpenAI `url_citation` annotation over characters `start` to `end` of
+    the answer, for `Reply.annotations`."""
+    return {"type": "url_citation", "url_citation": {
+        "start_index": start, "end_index": end, "url": url, "title": title}}
+
+
 @dataclass(slots=True)
 class Fault:
     """A misbehaviour, applied to the next `times` matching requests (None: all).

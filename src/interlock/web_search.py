@@ -1,0 +1,48 @@
+"""OpenAI's `web_search_options`, read once for the adapters that translate it.
+
+An OpenAI client asks for a web-grounded answer with `web_search_options`
+(`{}`, or a `search_context_size` and an approximate `user_location`). An
+OpenAI-compatible deployment gets it as sent; Anthropic's and Gemini's adapters
+turn it into their own search tools, and read it through here so that a
+malformed value is refused the same way on both.
+
+Imports: the standard library, `errors`, `types`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from interlock.errors import InvalidRequest
+from interlock.types import ChatRequest
+
+CONTEXT_SIZES = ("low", "medium", "high")
+_PLACE_FIELDS = ("city", "region", "country", "timezone")
+
+
+@dataclass(frozen=True, slots=True)
+class WebSearch:
+    # low, medium or high; medium when the request gives none, as at OpenAI.
+    context_size: str
+    # The fields of `user_location.approximate` that were given.
+    place: dict[str, str]
+
+
+def requested_web_search(request: ChatRequest) -> WebSearch | None:
+    """The request's web search, None when it asks for none."""
+    options = request.extra.get("web_search_options")
+    if options is None:
+        return None
+    if not isinstance(options, dict):
+        raise InvalidRequest("web_search_options must be an object, such as {} or "
+                             '{"search_context_size": "low"}.', param="web_search_options")
+    size = options.get("search_context_size") or "medium"
+    if size not in CONTEXT_SIZES:
+        raise InvalidRequest(
+            "web_search_options.search_context_size must be low, medium or high; "
+            f"got {size!r}.", param="web_search_options.search_context_size")
+    location = options.get("user_location")
+    where = location.get("approximate") if isinstance(location, dict) else None
+    place = ({k: str(where[k]) for k in _PLACE_FIELDS if where.get(k)}
+             if isinstance(where, dict) else {})
+    return WebSearch(str(size), place)
