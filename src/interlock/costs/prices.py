@@ -69,7 +69,8 @@ class ModelPrice:
     # The prices of the provider's service tiers that differ from these ("flex",
     # "priority"), by the name its answers give the tier (`service_tier`).
     service_tiers: tuple[tuple[str, ModelPrice], ...] = ()
-    # One web search run for a call (Anthropic's web search tool); None: unknown.
+    # One web search run for a call (Anthropic's web search, a Gemini grounding
+    # query or grounded prompt); None: unknown.
     per_web_search: Decimal | None = None
 
     @classmethod
