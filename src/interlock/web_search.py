@@ -4,7 +4,8 @@ An OpenAI client asks for a web-grounded answer with `web_search_options`
 (`{}`, or a `search_context_size` and an approximate `user_location`). An
 OpenAI-compatible deployment gets it as sent; Anthropic's and Gemini's adapters
 turn it into their own search tools, and read it through here so that a
-malformed value is refused the same way on both.
+malformed value is refused the same way on both; budget reservations read it
+to count the searches a call may be billed for.
 
 Imports: the standard library, `errors`, `types`.
 """
@@ -17,6 +18,10 @@ from interlock.errors import InvalidRequest
 from interlock.types import ChatRequest
 
 CONTEXT_SIZES = ("low", "medium", "high")
+# The searches a call may run for each context size, where the provider takes a
+# cap (Anthropic's max_uses): each search is billed. Budget reservations count
+# the cap whatever the provider.
+MAX_SEARCHES = {"low": 1, "medium": 3, "high": 5}
 _PLACE_FIELDS = ("city", "region", "country", "timezone")
 
 

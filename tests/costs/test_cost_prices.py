@@ -246,3 +246,23 @@ def test_web_searches_are_billed_per_search_and_unknown_without_a_price() -> Non
     # the tokens alone.
     assert book.cost(by_config, tokens) is not None
     assert book.cost(by_config, two_searches) is None
+
+
+def test_a_reservation_counts_the_searches_web_search_options_allow() -> None:
+    d = _deployment("c", "claude-sonnet-4-20250514")
+    book = PriceBook.build(Catalog.from_deployments([d]), {})
+    price = book.price_for(d)
+    assert price is not None and price.per_web_search is not None
+
+    def reserved(extra: dict[str, object]) -> Decimal:
+        value = book.expected_cost(d, ChatRequest(
+            model="c", messages=[Message("user", [TextPart("hi")])], extra=extra))
+        assert value is not None
+        return value
+
+    plain = reserved({})
+    # The cap for the context size: 3 for the default (medium), 5 for high.
+    assert reserved({"web_search_options": {}}) - plain == 3 * price.per_web_search
+    high = {"web_search_options": {"search_context_size": "high"}}
+    assert reserved(high) - plain == 5 * price.per_web_search
+    assert reserved({"web_search_options": "yes"}) == plain  # refused before any call

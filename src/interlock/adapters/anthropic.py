@@ -96,7 +96,7 @@ from interlock.types import (
     ToolCallDelta,
     Usage,
 )
-from interlock.web_search import requested_web_search
+from interlock.web_search import MAX_SEARCHES, requested_web_search
 
 PROVIDER = "anthropic"
 API_VERSION = "2023-06-01"
@@ -143,10 +143,8 @@ UNSUPPORTED_EXTRA: dict[str, tuple[Any, ...]] = {
 # streams; the others are read where the body is built.
 IGNORED_EXTRA = frozenset({"stream_options", "max_completion_tokens", "reasoning_effort",
                            "web_search_options"})
-# Anthropic's web search tool, which OpenAI's web_search_options turns on, and
-# how many searches each of OpenAI's search_context_size values allows it.
+# Anthropic's web search tool, which OpenAI's web_search_options turns on.
 WEB_SEARCH_TOOL = "web_search_20250305"
-SEARCHES_FOR_CONTEXT_SIZE = {"low": 1, "medium": 3, "high": 5}
 # Anthropic's own parameters, passed through as given.
 PASSTHROUGH_EXTRA = frozenset({"top_k", "thinking"})
 
@@ -286,7 +284,7 @@ def _add_web_search(body: dict[str, Any], request: ChatRequest) -> None:
     if search is None:
         return
     tool: dict[str, Any] = {"type": WEB_SEARCH_TOOL, "name": "web_search",
-                            "max_uses": SEARCHES_FOR_CONTEXT_SIZE[search.context_size]}
+                            "max_uses": MAX_SEARCHES[search.context_size]}
     if search.place:
         tool["user_location"] = {"type": "approximate", **search.place}
     body.setdefault("tools", []).append(tool)

@@ -10,7 +10,7 @@ precedence deployment fields > config `prices:` > genai-prices, and turns a
 the call at. An unknown price is `None`, never zero.
 
 Imports: the standard library, `types`, `errors`, `tokens`, `reasoning_effort`,
-`catalog`, `costs.settings`;
+`web_search`, `catalog`, `costs.settings`;
 `genai_prices` lazily (its data takes ~0.2 s to load).
 """
 
@@ -29,6 +29,7 @@ from interlock.errors import InvalidRequest
 from interlock.reasoning_effort import BUDGETS, requested_effort
 from interlock.tokens import estimate_prompt_tokens
 from interlock.types import ChatRequest, Usage
+from interlock.web_search import MAX_SEARCHES, requested_web_search
 
 log = logging.getLogger(__name__)
 
@@ -420,7 +421,8 @@ class PriceBook:
         output = request.max_tokens or deployment.max_output_tokens or (
             DEFAULT_EXPECTED_OUTPUT_TOKENS + _thinking_tokens(request)
         )
-        usage = Usage(input_tokens=estimate_input_tokens(request), output_tokens=output)
+        usage = Usage(input_tokens=estimate_input_tokens(request), output_tokens=output,
+                      web_searches=_searches_allowed(request))
         # At the tier the request asks for, where it has prices of its own.
         tier = request.extra.get("service_tier")
         return price.for_tier(tier if isinstance(tier, str) else None).cost(usage)
@@ -441,6 +443,16 @@ def _thinking_tokens(request: ChatRequest) -> int:
     except InvalidRequest:
         return 0  # the adapter refuses it before any call
     return BUDGETS.get(effort, 0) if effort is not None else 0
+
+
+def _searches_allowed(request: ChatRequest) -> int:
+    """The web searches a request's web_search_options may bill (the cap for
+    its context size)."""
+    try:
+        search = requested_web_search(request)
+    except InvalidRequest:
+        return 0  # the adapter refuses it before any call
+    return MAX_SEARCHES[search.context_size] if search is not None else 0
 
 
 def estimate_input_tokens(request: ChatRequest) -> int:
