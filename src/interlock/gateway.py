@@ -68,6 +68,8 @@ class ResponseMeta:
     latency_ms: float = 0.0
     overhead_ms: float = 0.0
     ttft_ms: float | None = None
+    # The service tier the provider reported serving the call at (for the ledger).
+    service_tier: str | None = None
 
     @property
     def upstream_calls(self) -> int:
@@ -377,6 +379,7 @@ class Gateway:
         caller records its ledger row)."""
         self._fill(meta, result.deployment, result.group, result.attempts)
         meta.cost_usd = self._cost(request, result.deployment, usage, service_tier)
+        meta.service_tier = service_tier
         meta.latency_ms = (time.perf_counter() - started) * 1000
         meta.overhead_ms = max(0.0, meta.latency_ms - _upstream_ms(result.attempts))
 
@@ -425,6 +428,8 @@ class Gateway:
         row.cached_input_tokens = usage.cached_input_tokens
         row.output_tokens = usage.output_tokens
         row.reasoning_tokens = usage.reasoning_tokens
+        row.web_searches = usage.web_searches
+        row.service_tier = meta.service_tier
         row.cost_usd = meta.cost_usd
         row.latency_ms = meta.latency_ms
         row.ttft_ms = meta.ttft_ms
@@ -552,6 +557,7 @@ class GatewayStream:
         response = upstream.response()
         meta.cost_usd = self._gateway._cost(self._request, upstream.deployment, response.usage,
                                             response.service_tier)
+        meta.service_tier = response.service_tier
         meta.latency_ms = (time.perf_counter() - self._started) * 1000
         record = functools.partial(self._gateway._record, meta, self._request, response.usage,
                                    response.content, self._key_id, True, error)  # stream, error

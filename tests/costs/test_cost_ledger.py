@@ -41,7 +41,8 @@ async def test_round_trip_keeps_every_field(tmp_path: Path, in_process: bool) ->
     await ledger.start()
     row = _row(1, api_key_id="team-a", router="mf", route_score=0.42, status="error",
                error_class="RateLimited", attempts=3, fallbacks=1, cached_input_tokens=40,
-               reasoning_tokens=7, ttft_ms=3.5, stream=True)
+               reasoning_tokens=7, ttft_ms=3.5, stream=True, web_searches=2,
+               service_tier="flex")
     ledger.record(row)
     assert await ledger.flush(5)
     await ledger.aclose()
@@ -55,7 +56,8 @@ async def test_round_trip_keeps_every_field(tmp_path: Path, in_process: bool) ->
     for name in ("request_id", "api_key_id", "requested_model", "router", "routed_group",
                  "route_score", "deployment", "provider", "model", "status", "error_class",
                  "attempts", "fallbacks", "input_tokens", "cached_input_tokens",
-                 "output_tokens", "reasoning_tokens", "latency_ms", "ttft_ms", "stream"):
+                 "output_tokens", "reasoning_tokens", "latency_ms", "ttft_ms", "stream",
+                 "web_searches", "service_tier"):
         assert got[name] == getattr(row, name), name
     # Payloads are never stored unless log_payloads is on.
     assert got["prompt"] is None and got["response"] is None
@@ -255,3 +257,35 @@ async def test_naive_timestamps_are_taken_as_utc(tmp_path: Path, when: datetime)
     with LedgerReader(db) as reader, reader.engine.connect() as conn:
         got = conn.execute(sa.select(reader.t.c.created_at)).scalar_one()
     assert got == when.replace(tzinfo=UTC)
+
+
+def test_a_ledger_from_before_0003_gains_its_columns_and_keeps_its_rows(tmp_path: Path) -> None:
+    db = str(tmp_path / "old.sqlite")
+    engine = make_engine(db)
+    tables = ledger_tables()
+    # The requests table as 0001 created it before web searches and tiers were kept.
+    old = sa.MetaData()
+    sa.Table(tables.requests.name, old,
+             *(sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
+               for c in tables.requests.columns
+               if c.name not in ("web_searches", "service_tier")))
+    old.create_all(engine)
+    tables.migrations.create(engine)
+    with engine.begin() as conn:
+        for name in ("0001_create_requests", "0002_indexes"):
+            conn.execute(tables.migrations.insert().values(name=name,
+                                                           applied_at=datetime.now(UTC)))
+        conn.execute(sa.text(
+            f"INSERT INTO {tables.requests.name} (row_id, created_at, request_id, status, "
+            "attempts, fallbacks, input_tokens, cached_input_tokens, output_tokens, "
+            "reasoning_tokens, stream) VALUES ('r1', '2026-01-02 03:04:05.000000', 'req-1', "
+            "'ok', 1, 0, 10, 0, 5, 0, 0)"))
+    # A reader does not migrate, and still replays the old rows (no searches).
+    with LedgerReader(db) as reader:
+        assert [r.web_searches for r in reader.usage()] == [0]
+    assert migrate(engine, tables) == ["0003_searches_and_tier"]
+    with engine.connect() as conn:
+        got = conn.execute(sa.select(tables.requests.c.web_searches,
+                                     tables.requests.c.service_tier)).one()
+    assert tuple(got) == (0, None)
+    engine.dispose()

@@ -50,6 +50,7 @@ async def test_each_call_is_costed_at_the_tier_it_was_served_at(
     assert Decimal(plain.interlock["cost_usd"]) == expected["default"]
     assert Decimal(stream.interlock["cost_usd"]) == expected["priority"]
     with sqlite3.connect(ledger) as db:
-        costs = [row[0] for row in db.execute(
-            "SELECT cost_nanousd FROM interlock_requests ORDER BY id")]
-    assert costs == [int(expected[t] * 1_000_000_000) for t in ("flex", "default", "priority")]
+        rows = db.execute(
+            "SELECT cost_nanousd, service_tier FROM interlock_requests ORDER BY id").fetchall()
+    tiers = ("flex", "default", "priority")
+    assert rows == [(int(expected[t] * 1_000_000_000), t) for t in tiers]

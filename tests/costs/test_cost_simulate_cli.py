@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -14,12 +15,15 @@ from typer.testing import CliRunner
 
 from interlock.cli.main import app
 from interlock.costs.ledger import Ledger, LedgerRow
+from interlock.costs.prices import ModelPrice
+from interlock.costs.queries import UsageRecord
 from interlock.costs.settings import LedgerSettings
 from interlock.costs.simulate import (
     Profile,
     Strategy,
     StrategyError,
     default_strategies,
+    replay,
     seed_prices,
     simulate,
 )
@@ -231,3 +235,14 @@ def test_prices_command_with_a_config(tmp_path: Path) -> None:
     assert rows["cheap"]["source"] == "deployment"
     assert rows["local"]["price"] is None
     assert result.exit_code == 1  # one deployment has no known price
+
+
+def test_a_replay_prices_the_recorded_searches_on_each_model() -> None:
+    no_search_price = ModelPrice.per_million(1, 2)
+    searching = dataclasses.replace(no_search_price, per_web_search=Decimal("0.01"))
+    record = UsageRecord("g", "d", "anthropic", "m", input_tokens=1_000_000,
+                         cached_input_tokens=0, output_tokens=0, cost_usd=Decimal("1.02"),
+                         web_searches=2)
+    out = replay([record], {"a": searching, "b": no_search_price})
+    # $1 of input either way; the two searches cost where the model prices them.
+    assert out.single_model == {"a": Decimal("1.02"), "b": Decimal(1)}

@@ -75,6 +75,9 @@ class LedgerRow:
     cached_input_tokens: int = 0
     output_tokens: int = 0
     reasoning_tokens: int = 0
+    # Web searches the provider billed, and the service tier it reported.
+    web_searches: int = 0
+    service_tier: str | None = None
     cost_usd: Decimal | None = None
     latency_ms: float | None = None
     ttft_ms: float | None = None

@@ -132,6 +132,13 @@ def ledger_tables(prefix: str = DEFAULT_PREFIX) -> LedgerTables:
         sa.Column("output_tokens", sa.Integer, nullable=False, default=0),
         sa.Column("reasoning_tokens", sa.Integer, nullable=False, default=0),
         sa.Column("cost_nanousd", Money()),
+        # Web searches the provider billed for the call, and the service tier it
+        # said it served the call at (both priced in cost_nanousd). Added by
+        # 0003_searches_and_tier: a database that predates it gets them appended,
+        # with a server default so its existing rows read 0.
+        sa.Column("web_searches", sa.Integer, nullable=False, default=0,
+                  server_default=sa.text("0")),
+        sa.Column("service_tier", sa.String(32)),
         sa.Column("latency_ms", sa.Float),
         sa.Column("ttft_ms", sa.Float),
         sa.Column("stream", sa.Boolean, nullable=False, default=False),
@@ -162,11 +169,23 @@ def _m0002_indexes(conn: Connection, t: LedgerTables) -> None:
         sa.Index(f"ix_{name}_{column}", t.requests.c[column]).create(conn, checkfirst=True)
 
 
+def _m0003_searches_and_tier(conn: Connection, t: LedgerTables) -> None:
+    # A table 0001 created from today's definition has the columns already.
+    have = {c["name"] for c in sa.inspect(conn).get_columns(t.requests.name)}
+    table = conn.dialect.identifier_preparer.quote(t.requests.name)
+    if "web_searches" not in have:
+        conn.execute(sa.text(
+            f"ALTER TABLE {table} ADD COLUMN web_searches INTEGER NOT NULL DEFAULT 0"))
+    if "service_tier" not in have:
+        conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN service_tier VARCHAR(32)"))
+
+
 def migrations() -> list[tuple[str, Migration]]:
     """In the order they apply; a name, once released, never changes meaning."""
     return [
         ("0001_create_requests", _m0001_create_requests),
         ("0002_indexes", _m0002_indexes),
+        ("0003_searches_and_tier", _m0003_searches_and_tier),
     ]
 
 

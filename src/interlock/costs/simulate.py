@@ -221,8 +221,10 @@ def replay(records: Iterable[UsageRecord], prices: Mapping[str, ModelPrice | Non
             out.unpriced += 1
         else:
             out.recorded_usd += rec.cost_usd
+        # The searches would have run on any model; each priced at its own search price.
         usage = Usage(input_tokens=rec.input_tokens, output_tokens=rec.output_tokens,
-                      cached_input_tokens=rec.cached_input_tokens)
+                      cached_input_tokens=rec.cached_input_tokens,
+                      web_searches=rec.web_searches)
         for model, price in known:
             out.single_model[model] += price.cost(usage)
     return out
