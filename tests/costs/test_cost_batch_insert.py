@@ -190,3 +190,27 @@ def test_a_large_sqlite_batch_goes_in_multi_row_statements_in_order(tmp_path: Pa
     assert [r["input_tokens"] for r in got] == list(range(301))
     # 301 = 128 + 128 + 32 + 8 + 5 x 1
     assert sorted(size for _, size in insert._multi) == [8, 32, 128]
+
+
+@pytest.mark.parametrize("in_process", [False, True], ids=["thread", "child-process"])
+async def test_a_value_the_database_refuses_costs_only_its_own_row(
+        database: tuple[str, str], in_process: bool) -> None:
+    # A client's model name longer than its column is cut to fit; a token count no
+    # INTEGER holds is refused by the database: that row alone is dropped and
+    # counted, and the rows around it are written, not retried behind it forever.
+    url, prefix = database
+    ledger = Ledger(LedgerSettings(database=url, table_prefix=prefix, flush_interval=0.01,
+                                   retry_initial=0.05, retry_max=0.2), in_process=in_process)
+    await ledger.start()
+    for row in (LedgerRow("first", requested_model="m" * 300),
+                LedgerRow("refused", input_tokens=2**63),
+                LedgerRow("last", output_tokens=7)):
+        ledger.record(row)
+    assert await ledger.flush(10)
+    await ledger.aclose()
+    assert (ledger.written, ledger.dropped, ledger.write_failures) == (2, 1, 0)
+    engine = make_engine(url)
+    rows = _read(engine, ledger.tables)
+    engine.dispose()
+    assert [r["request_id"] for r in rows] == ["first", "last"]
+    assert rows[0]["requested_model"] == "m" * 256 and rows[1]["output_tokens"] == 7

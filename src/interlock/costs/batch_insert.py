@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Connection, Dialect, Engine
 
 
 def _statement(dialect: Dialect, table: sa.Table) -> Any:
@@ -49,6 +49,12 @@ def _statement(dialect: Dialect, table: sa.Table) -> Any:
     return sa.insert(table)
 
 
+# What is raised for a row the database will never store, however often asked (a
+# value out of range or of the wrong kind, a constraint), as opposed to a failure
+# a retry may get past (the database away). Python's sqlite3 refuses an int past
+# 64 bits itself, with an OverflowError SQLAlchemy does not wrap.
+REFUSED_ROWS = (sa.exc.DataError, sa.exc.IntegrityError, OverflowError)
+
 # Distinct sets of empty columns given their own INSERT; a bound on compiled
 # statements kept, not on what can be written.
 MAX_SHAPES = 64
@@ -60,6 +66,18 @@ CHUNKS = (128, 32, 8, 1)
 def _default(column: sa.Column[Any]) -> Any:
     default = column.default
     return default.arg if isinstance(default, sa.ColumnDefault) and default.is_scalar else None
+
+
+def _fitted(length: int, then: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
+    """A text cut to its column's length, then `then`. PostgreSQL refuses a
+    longer one, and a refused value fails its whole batch, again at every retry,
+    holding up every row after it: a client can send a model name of any length,
+    a provider a service tier."""
+    def process(value: Any) -> Any:
+        if value.__class__ is str and len(value) > length:
+            value = value[:length]
+        return then(value) if then is not None else value
+    return process
 
 
 class BatchInsert:
@@ -91,7 +109,12 @@ class BatchInsert:
         # some drivers); the rest go to the driver as they are.
         self._convert: list[tuple[int, Callable[[Any], Any]]] = []
         for index, name in enumerate(names):
-            process = columns[name].type.dialect_impl(dialect).bind_processor(dialect)
+            column_type = columns[name].type
+            process: Callable[[Any], Any] | None = column_type.dialect_impl(
+                dialect).bind_processor(dialect)
+            length = column_type.length if isinstance(column_type, sa.String) else None
+            if length is not None:
+                process = _fitted(length, process)
             if process is not None:
                 self._convert.append((index, process))
 
@@ -135,6 +158,30 @@ class BatchInsert:
 
     def execute(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         self.execute_converted(conn, self.parameters(rows))
+
+    def write(self, engine: Engine, parameters: list[tuple[Any, ...]]
+              ) -> list[tuple[int, Exception]]:
+        """INSERT converted rows in one transaction. When the database refuses a
+        value in it (out of range, say), the rows go again one transaction each
+        and those refused are left out: (their index, the error) is returned. A
+        refused value would otherwise fail its batch at every retry, and hold up
+        every row behind it. Any other failure (the database away) raises, for
+        the caller to retry the batch; rows already stored are then skipped by
+        their row_id."""
+        try:
+            with engine.begin() as conn:
+                self.execute_converted(conn, parameters)
+            return []
+        except REFUSED_ROWS:
+            pass
+        refused: list[tuple[int, Exception]] = []
+        for index, row in enumerate(parameters):
+            try:
+                with engine.begin() as conn:
+                    self.execute_converted(conn, [row])
+            except REFUSED_ROWS as exc:
+                refused.append((index, exc))
+        return refused
 
     def execute_converted(self, conn: Connection, parameters: list[tuple[Any, ...]]) -> None:
         """INSERT rows already converted (`convert`, `parameters`)."""

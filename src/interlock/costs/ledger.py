@@ -42,7 +42,12 @@ from sqlalchemy.engine import Engine
 from interlock.costs.batch_insert import BatchInsert
 from interlock.costs.schema import LedgerTables, ledger_tables, make_engine, migrate
 from interlock.costs.settings import LedgerSettings
-from interlock.costs.writer_process import Dropped, ProcessWriter, WriterProcessUnavailable
+from interlock.costs.writer_process import (
+    Dropped,
+    ProcessWriter,
+    WriterProcessUnavailable,
+    reason,
+)
 from interlock.errors import redact
 
 log = logging.getLogger(__name__)
@@ -398,8 +403,12 @@ class Ledger:
             return
         if not self._migrated:
             self._migrate()
-        with engine.begin() as conn:
-            insert.execute_converted(conn, rows)
+        refused = insert.write(engine, rows)
+        if refused:
+            # Only the rows written stay in the batch (the caller counts them).
+            for index, _ in reversed(refused):
+                del batch[index]
+            self._count_dropped(Dropped(len(refused), reason(refused[0][1])))
 
     async def _run(self) -> None:
         backoff = self.settings.retry_initial
@@ -485,7 +494,7 @@ class Ledger:
     def _count_dropped(self, dropped: Dropped) -> None:
         if dropped.rows:
             self.dropped += dropped.rows
-            log.warning("ledger: %d rows could not be prepared; dropped (%s)",
+            log.warning("ledger: %d rows could not be stored; dropped (%s)",
                         dropped.rows, dropped.reason)
 
     async def _off_loop(self, work: Callable[..., None], *args: Any) -> None:

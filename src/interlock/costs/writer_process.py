@@ -198,10 +198,14 @@ def _read(stream: BinaryIO) -> bytes | None:
     return payload if len(payload) == size else None
 
 
-def _reason(exc: BaseException) -> bytes:
+def reason(exc: BaseException) -> str:
     """One redacted line naming the exception: its first line could quote the URL."""
     text = str(exc).splitlines()[0] if str(exc) else ""
-    return redact(f"{type(exc).__name__}: {text}"[:300]).encode(errors="replace")
+    return redact(f"{type(exc).__name__}: {text}"[:300])
+
+
+def _reason(exc: BaseException) -> bytes:
+    return reason(exc).encode(errors="replace")
 
 
 def serve(stdin: BinaryIO, stdout: BinaryIO) -> None:
@@ -222,8 +226,7 @@ def serve(stdin: BinaryIO, stdout: BinaryIO) -> None:
                     insert = BatchInsert(engine.dialect, ledger_tables(prefix).requests)
                 rows, refused = insert.convert_each(pickle.loads(frame))
                 if rows:
-                    with engine.begin() as conn:
-                        insert.execute_converted(conn, rows)
+                    refused += [exc for _, exc in insert.write(engine, rows)]
             except Exception as exc:  # answered, and the parent retries
                 stdout.write(b"error " + _reason(exc) + b"\n")
             else:
