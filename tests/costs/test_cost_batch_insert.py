@@ -195,22 +195,27 @@ def test_a_large_sqlite_batch_goes_in_multi_row_statements_in_order(tmp_path: Pa
 @pytest.mark.parametrize("in_process", [False, True], ids=["thread", "child-process"])
 async def test_a_value_the_database_refuses_costs_only_its_own_row(
         database: tuple[str, str], in_process: bool) -> None:
-    # A client's model name longer than its column is cut to fit; a token count no
-    # INTEGER holds is refused by the database: that row alone is dropped and
-    # counted, and the rows around it are written, not retried behind it forever.
+    # A client's model name longer than its column is cut to fit, and a NUL in it
+    # (PostgreSQL takes none) replaced; a token count no INTEGER holds is refused
+    # by the database: that row alone is dropped and counted, and the rows around
+    # it are written, not retried behind it forever.
     url, prefix = database
     ledger = Ledger(LedgerSettings(database=url, table_prefix=prefix, flush_interval=0.01,
                                    retry_initial=0.05, retry_max=0.2), in_process=in_process)
     await ledger.start()
     for row in (LedgerRow("first", requested_model="m" * 300),
                 LedgerRow("refused", input_tokens=2**63),
+                LedgerRow("nul", requested_model="a\x00b"),
                 LedgerRow("last", output_tokens=7)):
         ledger.record(row)
     assert await ledger.flush(10)
     await ledger.aclose()
-    assert (ledger.written, ledger.dropped, ledger.write_failures) == (2, 1, 0)
+    assert (ledger.written, ledger.dropped, ledger.write_failures) == (3, 1, 0)
     engine = make_engine(url)
     rows = _read(engine, ledger.tables)
     engine.dispose()
-    assert [r["request_id"] for r in rows] == ["first", "last"]
+    assert [r["request_id"] for r in rows] == ["first", "last", "nul"]
     assert rows[0]["requested_model"] == "m" * 256 and rows[1]["output_tokens"] == 7
+    # SQLite keeps a NUL; PostgreSQL gets the replacement character in its place.
+    assert rows[2]["requested_model"] == ("a\ufffdb" if url.startswith("postgresql")
+                                          else "a\x00b")

@@ -68,14 +68,19 @@ def _default(column: sa.Column[Any]) -> Any:
     return default.arg if isinstance(default, sa.ColumnDefault) and default.is_scalar else None
 
 
-def _fitted(length: int, then: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
-    """A text cut to its column's length, then `then`. PostgreSQL refuses a
-    longer one, and a refused value fails its whole batch, again at every retry,
-    holding up every row after it: a client can send a model name of any length,
-    a provider a service tier."""
+def _fitted(length: int | None, no_nul: bool,
+            then: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
+    """A text made storable, then `then`: cut to its column's length and, where
+    `no_nul` (PostgreSQL), its NUL characters replaced by U+FFFD. PostgreSQL
+    refuses both, and a client chooses what goes in some of these columns (the
+    model name it asked for; the prompt, with log_payloads): a refused row
+    would be lost, and a request could keep itself out of the ledger."""
     def process(value: Any) -> Any:
-        if value.__class__ is str and len(value) > length:
-            value = value[:length]
+        if value.__class__ is str:
+            if length is not None and len(value) > length:
+                value = value[:length]
+            if no_nul and "\x00" in value:
+                value = value.replace("\x00", "\ufffd")
         return then(value) if then is not None else value
     return process
 
@@ -112,9 +117,10 @@ class BatchInsert:
             column_type = columns[name].type
             process: Callable[[Any], Any] | None = column_type.dialect_impl(
                 dialect).bind_processor(dialect)
-            length = column_type.length if isinstance(column_type, sa.String) else None
-            if length is not None:
-                process = _fitted(length, process)
+            if isinstance(column_type, sa.String):  # Text too
+                no_nul = dialect.name == "postgresql"
+                if column_type.length is not None or no_nul:
+                    process = _fitted(column_type.length, no_nul, process)
             if process is not None:
                 self._convert.append((index, process))
 
