@@ -195,8 +195,9 @@ def test_a_large_sqlite_batch_goes_in_multi_row_statements_in_order(tmp_path: Pa
 @pytest.mark.parametrize("in_process", [False, True], ids=["thread", "child-process"])
 async def test_a_value_the_database_refuses_costs_only_its_own_row(
         database: tuple[str, str], in_process: bool) -> None:
-    # A client's model name longer than its column is cut to fit, and a NUL in it
-    # (PostgreSQL takes none) replaced; a token count no INTEGER holds is refused
+    # A client's model name longer than its column is cut to fit, a NUL in it
+    # (PostgreSQL takes none) and a lone surrogate (no UTF-8 encoder takes one; a
+    # library caller's string can hold it) replaced; a token count no INTEGER holds is refused
     # by the database: that row alone is dropped and counted, and the rows around
     # it are written, not retried behind it forever.
     url, prefix = database
@@ -206,16 +207,18 @@ async def test_a_value_the_database_refuses_costs_only_its_own_row(
     for row in (LedgerRow("first", requested_model="m" * 300),
                 LedgerRow("refused", input_tokens=2**63),
                 LedgerRow("nul", requested_model="a\x00b"),
+                LedgerRow("surrogate", requested_model="c\ud800d"),
                 LedgerRow("last", output_tokens=7)):
         ledger.record(row)
     assert await ledger.flush(10)
     await ledger.aclose()
-    assert (ledger.written, ledger.dropped, ledger.write_failures) == (3, 1, 0)
+    assert (ledger.written, ledger.dropped, ledger.write_failures) == (4, 1, 0)
     engine = make_engine(url)
     rows = _read(engine, ledger.tables)
     engine.dispose()
-    assert [r["request_id"] for r in rows] == ["first", "last", "nul"]
+    assert [r["request_id"] for r in rows] == ["first", "last", "nul", "surrogate"]
     assert rows[0]["requested_model"] == "m" * 256 and rows[1]["output_tokens"] == 7
     # SQLite keeps a NUL; PostgreSQL gets the replacement character in its place.
     assert rows[2]["requested_model"] == ("a\ufffdb" if url.startswith("postgresql")
                                           else "a\x00b")
+    assert rows[3]["requested_model"] == "c\ufffd\ufffd\ufffdd"

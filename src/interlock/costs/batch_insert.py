@@ -52,8 +52,9 @@ def _statement(dialect: Dialect, table: sa.Table) -> Any:
 # What is raised for a row the database will never store, however often asked (a
 # value out of range or of the wrong kind, a constraint), as opposed to a failure
 # a retry may get past (the database away). Python's sqlite3 refuses an int past
-# 64 bits itself, with an OverflowError SQLAlchemy does not wrap.
-REFUSED_ROWS = (sa.exc.DataError, sa.exc.IntegrityError, OverflowError)
+# 64 bits itself, with an OverflowError SQLAlchemy does not wrap; a driver, text
+# it cannot encode (which `_fitted` should leave none of).
+REFUSED_ROWS = (sa.exc.DataError, sa.exc.IntegrityError, OverflowError, UnicodeError)
 
 # Distinct sets of empty columns given their own INSERT; a bound on compiled
 # statements kept, not on what can be written.
@@ -70,15 +71,22 @@ def _default(column: sa.Column[Any]) -> Any:
 
 def _fitted(length: int | None, no_nul: bool,
             then: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
-    """A text made storable, then `then`: cut to its column's length and, where
-    `no_nul` (PostgreSQL), its NUL characters replaced by U+FFFD. PostgreSQL
-    refuses both, and a client chooses what goes in some of these columns (the
-    model name it asked for; the prompt, with log_payloads): a refused row
-    would be lost, and a request could keep itself out of the ledger."""
+    """A text made storable, then `then`: cut to its column's length; a lone
+    surrogate (which no UTF-8 encoder takes, and a library caller's string may
+    hold) replaced by U+FFFD; where `no_nul` (PostgreSQL), NUL characters too.
+    Otherwise the database or its driver refuses the row, and a caller chooses
+    what goes in some of these columns (the model name asked for; the prompt,
+    with log_payloads): a refused row would be lost, and a request could keep
+    itself out of the ledger."""
     def process(value: Any) -> Any:
         if value.__class__ is str:
             if length is not None and len(value) > length:
                 value = value[:length]
+            if not value.isascii():
+                try:
+                    value.encode()
+                except UnicodeEncodeError:
+                    value = value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
             if no_nul and "\x00" in value:
                 value = value.replace("\x00", "\ufffd")
         return then(value) if then is not None else value
@@ -118,9 +126,7 @@ class BatchInsert:
             process: Callable[[Any], Any] | None = column_type.dialect_impl(
                 dialect).bind_processor(dialect)
             if isinstance(column_type, sa.String):  # Text too
-                no_nul = dialect.name == "postgresql"
-                if column_type.length is not None or no_nul:
-                    process = _fitted(column_type.length, no_nul, process)
+                process = _fitted(column_type.length, dialect.name == "postgresql", process)
             if process is not None:
                 self._convert.append((index, process))
 
