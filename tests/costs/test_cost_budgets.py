@@ -180,3 +180,31 @@ async def test_redis_down_falls_back_to_local_counts() -> None:
             await ticket.release(_response(100))
     assert admitted == 2
     await gate.aclose()
+
+
+async def test_a_huge_max_tokens_reserves_the_limit_and_keeps_redis_shared(
+        redis_url: str) -> None:
+    # A client's max_tokens near 2**62 made a reservation past Redis's 64-bit
+    # counters: the script failed and the replica fell back to local counts.
+    d = _deployment()
+    prefix = f"interlock-test:{uuid.uuid4().hex}:"
+    gate = BudgetGate([Budget(deployment="d1", max_usd=Decimal(5))], _book(d),
+                      redis_url=redis_url, key_prefix=prefix)
+    try:
+        ticket = await gate.acquire(d, _request(2**62))
+        assert ticket is not None and ticket.on_redis
+        assert gate._redis_down_until == 0.0  # Redis was never given up on
+        status = await gate.astatus()
+        assert Decimal(status[0]["reserved_usd"]) == Decimal(5)  # the limit, not more
+        assert await gate.acquire(d, _request(100)) is None  # held back meanwhile
+        await ticket.release(_response(10))
+        status = await gate.astatus()
+        assert Decimal(status[0]["reserved_usd"]) == 0
+        assert Decimal(status[0]["spent_usd"]) == 10 * PER_TOKEN
+    finally:
+        r = gate._redis
+        if r is not None:
+            keys = [k async for k in r.scan_iter(match=prefix + "*")]
+            if keys:
+                await r.delete(*keys)
+        await gate.aclose()

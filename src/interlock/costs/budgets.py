@@ -174,6 +174,11 @@ class BudgetGate:
         periods = [period_id(b, now) for b in applicable]
         keys = [self._key(b, pid) for b, (pid, _) in zip(applicable, periods, strict=True)]
         limits = [to_nano(b.max_usd) for b in applicable]
+        # A reservation past the largest limit holds no more back than the limit
+        # does, and a client's max_tokens can make it any size: past Redis's
+        # 64-bit counters it failed the script, which put every replica on local
+        # counts for a while (a way around a shared budget).
+        amount = min(amount, max(limits))
         ttl = int(max(left for _, left in periods)) + 3600
         on_redis = await self._use_redis()
         refused = await (self._reserve_redis if on_redis else self._reserve_local)(
