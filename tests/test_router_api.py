@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from interlock.testing import FakeUpstream
-from interlock.testing.script import Fault, Reply, url_citation
+from interlock.testing.script import Fault, Reply
+from interlock.web_search import url_citation
 
 CLAUDE = "claude-sonnet-4-20250514"
 

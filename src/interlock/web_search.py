@@ -5,7 +5,8 @@ An OpenAI client asks for a web-grounded answer with `web_search_options`
 OpenAI-compatible deployment gets it as sent; Anthropic's and Gemini's adapters
 turn it into their own search tools, and read it through here so that a
 malformed value is refused the same way on both; budget reservations read it
-to count the searches a call may be billed for.
+to count the searches a call may be billed for. Their citations come back as
+OpenAI's `url_citation` annotations, built here.
 
 Imports: the standard library, `errors`, `types`.
 """
@@ -13,6 +14,7 @@ Imports: the standard library, `errors`, `types`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from interlock.errors import InvalidRequest
 from interlock.types import ChatRequest
@@ -51,3 +53,10 @@ def requested_web_search(request: ChatRequest) -> WebSearch | None:
     place = ({k: str(where[k]) for k in _PLACE_FIELDS if where.get(k)}
              if isinstance(where, dict) else {})
     return WebSearch(str(size), place)
+
+
+def url_citation(start: int, end: int, url: str, title: str) -> dict[str, Any]:
+    """OpenAI's `url_citation` annotation over characters `start` to `end` of an
+    answer: what each provider's search citations come back as."""
+    return {"type": "url_citation", "url_citation": {
+        "start_index": start, "end_index": end, "url": url, "title": title}}

@@ -38,7 +38,6 @@ from interlock.errors import (
 )
 from interlock.testing import FakeUpstream, Fault, Reply, ScriptedToolCall
 from interlock.testing.anthropic_wire import AnthropicWire
-from interlock.testing.script import url_citation
 from interlock.types import (
     ChatRequest,
     ChatResponse,
@@ -50,6 +49,7 @@ from interlock.types import (
     ToolCall,
     ToolSpec,
 )
+from interlock.web_search import url_citation
 
 KEY = "sk-ant-api03-Zx9TestKeyThatMustNeverLeak0123456789"
 MODEL = "claude-sonnet-4-20250514"

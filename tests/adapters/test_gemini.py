@@ -41,7 +41,6 @@ from interlock.errors import (
 )
 from interlock.testing import FakeUpstream, Fault, Reply, ScriptedToolCall
 from interlock.testing.openai_wire import embedding_for
-from interlock.testing.script import url_citation
 from interlock.tokens import estimate_text_tokens
 from interlock.types import (
     ChatRequest,
@@ -55,6 +54,7 @@ from interlock.types import (
     ToolCall,
     ToolSpec,
 )
+from interlock.web_search import url_citation
 
 KEY = "AIzaSyD-test-key-0123456789abcdefghij"
 FAST = Timeouts(connect=2, total=10)

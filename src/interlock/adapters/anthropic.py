@@ -96,7 +96,7 @@ from interlock.types import (
     ToolCallDelta,
     Usage,
 )
-from interlock.web_search import MAX_SEARCHES, requested_web_search
+from interlock.web_search import MAX_SEARCHES, requested_web_search, url_citation
 
 PROVIDER = "anthropic"
 API_VERSION = "2023-06-01"
@@ -493,9 +493,7 @@ def url_citations(citations: Any, start: int, end: int) -> list[dict[str, Any]]:
     over the block's span of the answer (characters `start` to `end`). Citations
     of documents the caller sent (char, page, block locations) name no URL and
     are left out."""
-    return [{"type": "url_citation", "url_citation": {
-                "start_index": start, "end_index": end, "url": c.get("url", ""),
-                "title": c.get("title") or ""}}
+    return [url_citation(start, end, c.get("url", ""), c.get("title") or "")
             for c in citations or () if c.get("type") == "web_search_result_location"]
 
 

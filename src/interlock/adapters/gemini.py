@@ -106,7 +106,7 @@ from interlock.types import (
     ToolSpec,
     Usage,
 )
-from interlock.web_search import requested_web_search
+from interlock.web_search import requested_web_search, url_citation
 
 PROVIDER = "gemini"
 SKIP_SIGNATURE = "skip_thought_signature_validator"
@@ -614,9 +614,7 @@ def grounded_citations(grounding: Any, text: str) -> list[dict[str, Any]]:
         for i in support.get("groundingChunkIndices") or []:
             web = (sources[i].get("web") if 0 <= i < len(sources) else None) or {}
             if web.get("uri"):
-                found.append({"type": "url_citation", "url_citation": {
-                    "start_index": start, "end_index": end, "url": web["uri"],
-                    "title": web.get("title") or ""}})
+                found.append(url_citation(start, end, web["uri"], web.get("title") or ""))
     return found
 
 

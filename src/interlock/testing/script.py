@@ -42,17 +42,10 @@ class Reply:
     # The model declines: the OpenAI wire sends this as `message.refusal` (streamed
     # as `delta.refusal`) with no content, as OpenAI does for structured outputs.
     refusal: str | None = None
-    # URL citations, as a web-search model gives them: the OpenAI wire sends them
-    # as `message.annotations` (streamed in one chunk of `delta.annotations` after
-    # the text).
+    # URL citations, as a web-search model gives them (`web_search.url_citation`
+    # builds one): the OpenAI wire sends them as `message.annotations` (streamed in
+    # one chunk of `delta.annotations` after the text).
     annotations: list[dict[str, Any]] | None = None
-
-
-def url_citation(start: int, end: int, url: str, title: str) -> dict[str, Any]:
-    """An OpenAI `url_citation` annotation over characters `start` to `end` of
-    the answer, for `Reply.annotations`."""
-    return {"type": "url_citation", "url_citation": {
-        "start_index": start, "end_index": end, "url": url, "title": title}}
 
 
 @dataclass(slots=True)
