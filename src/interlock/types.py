@@ -189,8 +189,8 @@ class Usage:
     cache_write_tokens: int = 0
     # Reasoning ("thinking") tokens, a subset of output_tokens.
     reasoning_tokens: int = 0
-    # Web searches the provider ran for the call (Anthropic's web search tool),
-    # billed per search on top of the tokens.
+    # Web searches the provider billed for the call (Anthropic's web search tool;
+    # Gemini's grounding queries, or the grounded prompt), on top of the tokens.
     web_searches: int = 0
 
     @property

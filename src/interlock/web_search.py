@@ -19,8 +19,7 @@ from typing import Any
 from interlock.errors import InvalidRequest
 from interlock.types import ChatRequest
 
-CONTEXT_SIZES = ("low", "medium", "high")
-# The searches a call may run for each context size, where the provider takes a
+# The searches a call may run for each of OpenAI's context sizes, where the provider takes a
 # cap (Anthropic's max_uses): each search is billed. Budget reservations count
 # the cap whatever the provider.
 MAX_SEARCHES = {"low": 1, "medium": 3, "high": 5}
@@ -44,7 +43,7 @@ def requested_web_search(request: ChatRequest) -> WebSearch | None:
         raise InvalidRequest("web_search_options must be an object, such as {} or "
                              '{"search_context_size": "low"}.', param="web_search_options")
     size = options.get("search_context_size") or "medium"
-    if size not in CONTEXT_SIZES:
+    if size not in MAX_SEARCHES:
         raise InvalidRequest(
             "web_search_options.search_context_size must be low, medium or high; "
             f"got {size!r}.", param="web_search_options.search_context_size")

@@ -95,15 +95,16 @@ class AnthropicWire:
     def reply(self, route: Route, body: Any, reply: Reply) -> Any:
         if reply.finish == "error":
             return _error_body("overloaded_error", "Overloaded")
+        searches = _searches(body, reply)
         return {
             "id": _message_id(),
             "type": "message",
             "role": "assistant",
             "model": route.model,
-            "content": _content(reply, _searches(body, reply)),
+            "content": _content(reply, searches),
             "stop_reason": _stop_reason(reply),
             "stop_sequence": None,
-            "usage": _usage(reply, _searches(body, reply)),
+            "usage": _usage(reply, searches),
         }
 
     def stream(self, route: Route, body: Any, reply: Reply) -> list[bytes]:
