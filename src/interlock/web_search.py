@@ -19,9 +19,9 @@ from typing import Any
 from interlock.errors import InvalidRequest
 from interlock.types import ChatRequest
 
-# The searches a call may run for each of OpenAI's context sizes, where the provider takes a
-# cap (Anthropic's max_uses): each search is billed. Budget reservations count
-# the cap whatever the provider.
+# The searches a call may run for each of OpenAI's context sizes, where the
+# provider takes a cap (Anthropic's max_uses): each search is billed. Budget
+# reservations count the cap whatever the provider.
 MAX_SEARCHES = {"low": 1, "medium": 3, "high": 5}
 _PLACE_FIELDS = ("city", "region", "country", "timezone")
 

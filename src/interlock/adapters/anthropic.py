@@ -225,9 +225,10 @@ class AnthropicAdapter:
 def build_body(request: ChatRequest, deployment: Deployment, *, stream: bool) -> dict[str, Any]:
     """The Messages API body for a neutral request (raises UnsupportedParameter)."""
     drop = bool(request.drop_params or deployment.drop_params)
+    asked = _asked_max_tokens(request, deployment)
     body: dict[str, Any] = {
         "model": deployment.model,
-        "max_tokens": _max_tokens(request, deployment),
+        "max_tokens": DEFAULT_MAX_TOKENS if asked is None else asked,
         "messages": translate_messages(request.messages),
     }
     if request.system_text:
@@ -239,16 +240,17 @@ def build_body(request: ChatRequest, deployment: Deployment, *, stream: bool) ->
     _add_web_search(body, request)
     _add_response_format(body, request.response_format, drop)
     _add_extra(body, request, drop)
-    _add_thinking(body, request, deployment)
+    _add_thinking(body, request, chosen_here=asked is None)
     return body
 
 
-def _max_tokens(request: ChatRequest, deployment: Deployment) -> int:
+def _asked_max_tokens(request: ChatRequest, deployment: Deployment) -> int | None:
+    """The output limit the caller or the deployment set; None when neither did."""
     for value in (request.max_tokens, request.extra.get("max_completion_tokens"),
                   deployment.max_output_tokens):
         if value is not None:
             return int(value)
-    return DEFAULT_MAX_TOKENS
+    return None
 
 
 def _add_sampling(body: dict[str, Any], request: ChatRequest) -> None:
@@ -346,7 +348,7 @@ def _add_extra(body: dict[str, Any], request: ChatRequest, drop: bool) -> None:
             raise UnsupportedParameter(key, PROVIDER)
 
 
-def _add_thinking(body: dict[str, Any], request: ChatRequest, deployment: Deployment) -> None:
+def _add_thinking(body: dict[str, Any], request: ChatRequest, *, chosen_here: bool) -> None:
     """OpenAI's reasoning_effort as extended thinking with that effort's budget
     (`interlock.reasoning_effort`); a `thinking` given in Anthropic's own terms wins.
     Anthropic counts the thinking inside max_tokens, so a limit Interlock chose
@@ -356,8 +358,6 @@ def _add_thinking(body: dict[str, Any], request: ChatRequest, deployment: Deploy
     if effort is None or effort == "none" or "thinking" in body:
         return
     budget = BUDGETS[effort]
-    chosen_here = (request.max_tokens is None and request.extra.get("max_completion_tokens")
-                   is None and deployment.max_output_tokens is None)
     if chosen_here:
         body["max_tokens"] = budget + DEFAULT_MAX_TOKENS
     elif body["max_tokens"] <= budget:
