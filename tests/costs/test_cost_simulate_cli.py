@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from interlock.cli.main import app
 from interlock.costs.ledger import Ledger, LedgerRow
 from interlock.costs.prices import ModelPrice
-from interlock.costs.queries import UsageRecord
+from interlock.costs.queries import LedgerReader, UsageRecord
 from interlock.costs.settings import LedgerSettings
 from interlock.costs.simulate import (
     Profile,
@@ -246,3 +246,31 @@ def test_a_replay_prices_the_recorded_searches_on_each_model() -> None:
     out = replay([record], {"a": searching, "b": no_search_price})
     # $1 of input either way; the two searches cost where the model prices them.
     assert out.single_model == {"a": Decimal("1.02"), "b": Decimal(1)}
+
+
+def test_a_replay_prices_each_request_at_the_tier_it_was_served_at() -> None:
+    standard = ModelPrice.per_million(2, 8)
+    tiered = dataclasses.replace(standard, service_tiers=(
+        ("flex", ModelPrice.per_million(1, 4)), ("priority", ModelPrice.per_million(4, 16))))
+    records = [UsageRecord("g", "d", "openai", "m", input_tokens=1_000_000,
+                           cached_input_tokens=0, output_tokens=0, cost_usd=Decimal(1),
+                           service_tier=tier) for tier in ("flex", "priority", None)]
+    out = replay(records, {"tiered": tiered, "standard-only": standard})
+    # flex $1 + priority $4 + standard $2 where the tiers are priced; $2 each elsewhere.
+    assert out.single_model == {"tiered": Decimal(7), "standard-only": Decimal(6)}
+
+
+async def test_the_ledger_replay_reads_the_tier_each_request_was_served_at(
+        tmp_path: Path) -> None:
+    db = str(tmp_path / "l.sqlite")
+    ledger = Ledger(LedgerSettings(database=db, flush_interval=0.01))
+    await ledger.start()
+    for i, tier in enumerate(("flex", None)):
+        ledger.record(LedgerRow(
+            request_id=f"r{i}", routed_group="g", deployment="d", provider="openai",
+            model="m", status="ok", input_tokens=1_000_000, output_tokens=0,
+            cost_usd=Decimal(1), service_tier=tier))
+    assert await ledger.flush(5)
+    await ledger.aclose()
+    with LedgerReader(db) as reader:
+        assert sorted(str(r.service_tier) for r in reader.usage()) == ["None", "flex"]

@@ -65,6 +65,8 @@ class UsageRecord:
     output_tokens: int
     cost_usd: Decimal | None
     web_searches: int = 0
+    # As the answer reported it (OpenAI's `service_tier`); None where it said none.
+    service_tier: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,11 +105,14 @@ class LedgerReader:
 
     # ------------------------------------------------------------------ expressions
 
-    def _web_searches(self) -> sa.ColumnElement[Any]:
-        """The column, or 0 in a ledger no gateway of this version has migrated
-        yet (a reader does not change the schema)."""
+    def _added_columns(self) -> list[sa.ColumnElement[Any]]:
+        """`web_searches` and `service_tier`, each as 0 or NULL in a ledger no
+        gateway of this version has migrated yet (a reader does not change the
+        schema)."""
         columns = {c["name"] for c in sa.inspect(self.engine).get_columns(self.t.name)}
-        return self.t.c.web_searches if "web_searches" in columns else sa.literal(0)
+        c = self.t.c
+        return [c.web_searches if "web_searches" in columns else sa.literal(0),
+                c.service_tier if "service_tier" in columns else sa.null()]
 
     def _day(self) -> sa.ColumnElement[Any]:
         col = self.t.c.created_at
@@ -152,13 +157,13 @@ class LedgerReader:
         c = self.t.c
         query = sa.select(
             c.routed_group, c.deployment, c.provider, c.model, c.input_tokens,
-            c.cached_input_tokens, c.output_tokens, c.cost_nanousd, self._web_searches(),
+            c.cached_input_tokens, c.output_tokens, c.cost_nanousd, *self._added_columns(),
         ).where(c.status == "ok")
         with self.engine.connect() as conn:
             result = conn.execution_options(yield_per=5_000).execute(self._since(query, since))
             for r in result:
                 yield UsageRecord(r[0], r[1], r[2], r[3], int(r[4] or 0), int(r[5] or 0),
-                                  int(r[6] or 0), r[7], int(r[8] or 0))
+                                  int(r[6] or 0), r[7], int(r[8] or 0), r[9] or None)
 
     def daily_spend_by(self, by: SpendBy = "deployment", *,
                        since: datetime | None = None) -> dict[str, dict[date, Decimal]]:

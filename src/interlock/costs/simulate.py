@@ -209,7 +209,10 @@ class Replay:
 def replay(records: Iterable[UsageRecord], prices: Mapping[str, ModelPrice | None]) -> Replay:
     """What recorded successful requests cost, and would have cost on each single model.
 
-    Each request is priced on its own, so long-context tiers apply where they would have.
+    Each request is priced on its own, so long-context tiers apply where they would have,
+    and at the service tier it was served at, on each model that prices that tier (a
+    flex request would have been a flex request elsewhere too; where a model has no
+    such tier, its standard prices).
     """
     out = Replay(single_model={m: Decimal(0) for m, p in prices.items() if p is not None})
     known = [(m, p) for m, p in prices.items() if p is not None]
@@ -226,5 +229,5 @@ def replay(records: Iterable[UsageRecord], prices: Mapping[str, ModelPrice | Non
                       cached_input_tokens=rec.cached_input_tokens,
                       web_searches=rec.web_searches)
         for model, price in known:
-            out.single_model[model] += price.cost(usage)
+            out.single_model[model] += price.for_tier(rec.service_tier).cost(usage)
     return out
