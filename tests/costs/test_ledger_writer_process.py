@@ -6,6 +6,7 @@ child's own failure paths and how the writer is chosen."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sqlite3
 import sys
@@ -21,7 +22,11 @@ from interlock.config import load_config
 from interlock.costs.ledger import Ledger, LedgerRow
 from interlock.costs.queries import LedgerReader
 from interlock.costs.settings import LedgerSettings
-from interlock.costs.writer_process import ProcessWriter, WriterProcessFailed
+from interlock.costs.writer_process import (
+    WRITER_NICENESS,
+    ProcessWriter,
+    WriterProcessFailed,
+)
 from interlock.gateway import Gateway
 
 
@@ -68,6 +73,16 @@ async def test_the_database_never_reaches_the_childs_command_line(tmp_path: Path
         assert "secret-name" not in repr(writer)
     with LedgerReader(db) as reader:
         assert reader.count() == 3
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="no process priorities here")
+async def test_the_child_yields_the_cpu_to_the_server(tmp_path: Path) -> None:
+    async with _writing(str(tmp_path / "l.sqlite")) as (ledger, writer):
+        await writer.write(_rows(ledger, 1))
+        child = os.getpriority(os.PRIO_PROCESS, _child(writer).pid)
+        ours = os.getpriority(os.PRIO_PROCESS, 0)
+        assert WRITER_NICENESS > 0
+        assert child == min(19, ours + WRITER_NICENESS)  # the kernel caps nice values at 19
 
 
 async def test_a_child_that_died_is_replaced_and_no_row_is_written_twice(

@@ -21,6 +21,16 @@ that the thread writer has to spend on the event loop (see `Ledger.record`) and
 the child spends on its own. A row some column refuses is left out alone, and
 counted, rather than failing its batch.
 
+The child runs at a lower scheduling priority (`WRITER_NICENESS`): its batches
+come in bursts of several milliseconds of CPU, and on a machine whose cores are
+busy with requests a burst at normal priority takes a core from the server, or
+from what it waits on, for that long. The requests caught behind it made most of
+the ledger's cost to the gateway's 99th-percentile latency at concurrency 1
+(docs/benchmarks.md, "Run 36"). Niced, the writer takes what the requests leave;
+at 10, not 19, it still gets about a tenth of a busy core (the scheduler's
+weights), some three times what a saturated gateway's rows need, so its buffer
+cannot grow without bound.
+
 The database URL, which may hold a password, goes to the child through its
 stdin, never its command line; the child never writes to stderr (a traceback
 could quote the URL) and reports errors as one line that the parent redacts.
@@ -40,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import pickle
 import signal
 import struct
@@ -49,6 +60,8 @@ from typing import Any, BinaryIO, NamedTuple
 from interlock.errors import redact
 
 _LENGTH = struct.Struct("!I")
+# Added to the child's nice value (0-19; higher yields more): see the module's text.
+WRITER_NICENESS = 10
 
 
 class WriterProcessFailed(Exception):
@@ -243,6 +256,8 @@ if __name__ == "__main__":
     # rows, and ends when its stdin closes (the parent closing it, or exiting).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if hasattr(os, "nice"):  # not on Windows, where the writer runs at normal priority
+        os.nice(WRITER_NICENESS)
     try:
         serve(sys.stdin.buffer, sys.stdout.buffer)
     except BaseException:  # no traceback: it could quote the database URL
