@@ -17,6 +17,7 @@ from interlock.adapters.gemini import (
     SKIP_SIGNATURE,
     GeminiAdapter,
     _Call,
+    _StreamState,
     clean_schema,
     error_from_response,
     map_finish,
@@ -971,6 +972,30 @@ async def test_web_search_options_ground_the_answer_and_citations_come_back(
     plain = await complete(fake_upstream, request(user("Tell me about Zürich")))
     assert plain.annotations is None and plain.usage is not None
     assert plain.usage.web_searches == 0
+
+
+def test_grounding_repeated_in_later_stream_chunks_cites_each_segment_once() -> None:
+    # Grounding covers the whole answer so far, so a chunk after the first that
+    # carries it again repeats the citations already sent.
+    sources = [{"web": {"uri": "https://example.org/zurich", "title": "zurich.ch"}},
+               {"web": {"uri": "https://example.org/people", "title": "stats.ch"}}]
+    first = {"segment": {"startIndex": 0, "endIndex": 38}, "groundingChunkIndices": [0]}
+    second = {"segment": {"startIndex": 39, "endIndex": 71}, "groundingChunkIndices": [1]}
+
+    def chunk(text: str, supports: list[Any], finish: str | None = None) -> dict[str, Any]:
+        candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"},
+                                     "groundingMetadata": {"groundingChunks": sources,
+                                                           "groundingSupports": supports,
+                                                           "webSearchQueries": ["zurich"]}}
+        if finish:
+            candidate["finishReason"] = finish
+        return {"candidates": [candidate]}
+
+    state = _StreamState(_call())
+    cited = [d.annotations for c in (chunk(GROUNDED[:38], [first]),
+                                     chunk(GROUNDED[38:], [first, second], "STOP"))
+             for d in state.feed(c) if d.annotations]
+    assert cited == [[GROUNDED_CITATIONS[0]], [GROUNDED_CITATIONS[1]]]
 
 
 def test_grounding_is_billed_per_query_from_gemini_3_and_per_prompt_before() -> None:

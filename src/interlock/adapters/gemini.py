@@ -765,6 +765,9 @@ class _StreamState:
         # The answer's text so far, for grounding offsets, and the searches billed.
         self._text: list[str] = []
         self._searches = 0
+        # Citations already passed on: grounding that comes again in a later chunk
+        # (it holds the whole answer's, not the chunk's) must not cite twice.
+        self._cited: set[tuple[Any, ...]] = set()
 
     def feed(self, chunk: Any) -> list[StreamDelta]:
         if not isinstance(chunk, dict):
@@ -801,11 +804,21 @@ class _StreamState:
         grounding = candidate.get("groundingMetadata")
         if grounding:
             # It comes with the last chunks, its offsets over the whole answer.
-            delta.annotations = grounded_citations(grounding, "".join(self._text)) or None
+            delta.annotations = self._new_citations(
+                grounded_citations(grounding, "".join(self._text))) or None
             self._searches = _searches_billed(grounding, self._call.model)
         useful = (delta.text or delta.reasoning or delta.tool_calls or delta.id or delta.logprobs
                   or delta.annotations)
         return [delta] if useful else []
+
+    def _new_citations(self, citations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        fresh = []
+        for citation in citations:
+            key = tuple(citation["url_citation"].values())
+            if key not in self._cited:
+                self._cited.add(key)
+                fresh.append(citation)
+        return fresh
 
     def finish(self) -> StreamDelta:
         if self._finish is None:
