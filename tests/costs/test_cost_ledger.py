@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -12,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
+from interlock.costs import ledger as ledger_module
 from interlock.costs.ledger import Ledger, LedgerRow
 from interlock.costs.queries import LedgerReader
 from interlock.costs.schema import ledger_tables, make_engine, migrate, migrations
@@ -147,12 +149,23 @@ async def test_concurrent_first_starts_make_one_writer(
         assert db.execute("SELECT count(*) FROM interlock_requests").fetchone()[0] == 20
 
 
-async def test_record_never_raises_and_counts_drops_when_full(tmp_path: Path) -> None:
+async def test_record_never_raises_and_counts_drops_when_full(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     ledger = Ledger(LedgerSettings(database=str(tmp_path / "x.sqlite"), max_buffer=100))
-    # Not started: rows wait in the buffer; past max_buffer they are dropped, counted.
-    for i in range(150):
-        ledger.record(_row(i))
-    assert ledger.pending == 100 and ledger.dropped == 50
+    # Not started: rows wait in the buffer; past max_buffer they are dropped, counted,
+    # and said in the log at the first drop, then at most once an interval.
+    with caplog.at_level(logging.WARNING, logger="interlock.costs.ledger"):
+        for i in range(150):
+            ledger.record(_row(i))
+        assert ledger.pending == 100 and ledger.dropped == 50
+        assert [r.getMessage() for r in caplog.records] == [
+            "ledger buffer full (100 rows waiting for the database): 1 rows dropped since "
+            "the last warning, 1 in all; raise ledger.max_buffer or bring the database back"]
+        monkeypatch.setattr(ledger_module, "OVERFLOW_LOG_INTERVAL", 0.0)
+        ledger.record(_row(150))
+    assert "50 rows dropped since the last warning, 51 in all" in caplog.records[-1].getMessage()
+    assert len(caplog.records) == 2 and ledger.stats()["dropped"] == 51
 
 
 @IN_PROCESS

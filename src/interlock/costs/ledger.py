@@ -30,6 +30,7 @@ import operator
 import os
 import random
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
@@ -55,6 +56,10 @@ log = logging.getLogger(__name__)
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+# Seconds between two warnings that the buffer is full and rows are dropped.
+OVERFLOW_LOG_INTERVAL = 60.0
 
 
 @dataclass(slots=True)
@@ -158,6 +163,11 @@ class Ledger:
                          if in_process and settings.database is not None else None)
         self._inflight = 0
         self.dropped = 0
+        # When a full buffer last said so in the log (monotonic seconds), and how
+        # many rows it has dropped since: a long outage logs once a minute, not
+        # once a row.
+        self._overflow_logged: float | None = None
+        self._overflow_unlogged = 0
         self.written = 0
         self.write_failures = 0
         # row_id = a random per-ledger prefix + a counter: unique across
@@ -230,12 +240,27 @@ class Ledger:
                 return
         with self._lock:
             if len(self._buffer) >= self.settings.max_buffer:
-                self.dropped += 1
+                self._overflowed()
                 return
             self._buffer.append(item)
             full = len(self._buffer) >= self.settings.batch_size
         if full:
             self._poke()
+
+    def _overflowed(self) -> None:
+        """A row dropped because the buffer is full (the database has been away
+        for long): counted, and said in the log at once and then at most once
+        every `OVERFLOW_LOG_INTERVAL` seconds, with the rows dropped meanwhile."""
+        self.dropped += 1
+        self._overflow_unlogged += 1
+        now = time.monotonic()
+        if self._overflow_logged is None or now - self._overflow_logged >= OVERFLOW_LOG_INTERVAL:
+            log.warning("ledger buffer full (%d rows waiting for the database): %d rows "
+                        "dropped since the last warning, %d in all; raise ledger.max_buffer "
+                        "or bring the database back", len(self._buffer),
+                        self._overflow_unlogged, self.dropped)
+            self._overflow_logged = now
+            self._overflow_unlogged = 0
 
     async def flush(self, timeout: float | None = None) -> bool:
         """Wait until the buffer is empty (True) or the timeout passes (False)."""

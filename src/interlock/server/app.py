@@ -109,9 +109,13 @@ class InterlockApp:
     async def _readiness(self, send: Send) -> None:
         usable = [d.name for d in self.gateway.catalog.deployments() if d.available]
         status = 200 if self._ready and usable else 503
+        ledger = self.gateway.ledger
         await send_json(send, status, {
             "status": "ready" if status == 200 else "not ready",
             "started": self._ready, "usable_deployments": len(usable),
+            # What the ledger holds back and has lost: a database outage does not
+            # make the gateway unready, but its operator should see it here.
+            "ledger": ledger.stats() if ledger is not None else None,
         })
 
     def _deployments(self) -> list[dict[str, Any]]:
