@@ -80,7 +80,6 @@ async def test_readiness_is_503_when_no_deployment_has_a_key(
     ready = await _get(gw, "/health/readiness")
     assert ready.status_code == 503
     assert ready.json()["usable_deployments"] == 0
-    assert ready.json()["ledger"] is None  # this gateway keeps none
     client = gw.openai()
     with pytest.raises(openai.APIStatusError) as caught:
         await client.chat.completions.create(model="budget", messages=HELLO)
@@ -325,17 +324,25 @@ async def test_a_group_whose_budget_is_spent_answers_429_in_openai_format(
     await client.close()
 
 
-async def test_readiness_shows_what_the_ledger_holds_back_and_has_lost(
+async def test_health_ledger_shows_what_the_ledger_holds_back_and_has_lost(
         fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
         tmp_path: Path) -> None:
     config = three_provider_config(fake_upstream)
     config["ledger"] = {"database": str(tmp_path / "ledger.sqlite"), "flush_interval": 0.01}
     gw = start_gateway(config)
+    # Behind the master key: the counts tell how much traffic the gateway serves.
+    assert (await _get(gw, "/health/ledger")).status_code == 401
     client = gw.openai()
     await client.chat.completions.create(model="budget", messages=HELLO)
     await client.close()
     deadline = time.monotonic() + 10
-    while (ledger := (await _get(gw, "/health/readiness")).json()["ledger"])["written"] < 1:
+    while (ledger := (await _get(gw, "/health/ledger", headers=AUTH)).json()["ledger"]
+           )["written"] < 1:
         assert time.monotonic() < deadline, ledger
         await asyncio.sleep(0.02)
     assert ledger == {"pending": 0, "dropped": 0, "written": 1, "write_failures": 0}
+
+
+async def test_health_ledger_is_null_without_a_ledger(gateway: RunningGateway) -> None:
+    got = await _get(gateway, "/health/ledger", headers=AUTH)
+    assert got.status_code == 200 and got.json() == {"ledger": None}

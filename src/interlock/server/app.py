@@ -41,8 +41,8 @@ DEFAULT_MAX_BODY = 10 * 1024 * 1024
 
 
 _SERVED = ("Interlock serves POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models, "
-           "GET /v1/models/{id}, GET /health/liveness, GET /health/readiness and "
-           "GET /health/deployments.")
+           "GET /v1/models/{id}, GET /health/liveness, GET /health/readiness, "
+           "GET /health/deployments and GET /health/ledger.")
 
 
 class InterlockApp:
@@ -89,6 +89,12 @@ class InterlockApp:
             await self._readiness(send)
         elif path == "/health/deployments":
             await send_json(send, 200, {"deployments": self._deployments()})
+        elif path == "/health/ledger":
+            # What the ledger holds back and has lost. A database outage does not
+            # make the gateway unready, so it is shown here, behind the master key
+            # (the counts tell how much traffic the gateway serves).
+            ledger = self.gateway.ledger
+            await send_json(send, 200, {"ledger": ledger.stats() if ledger else None})
         else:
             # Clients pointed here from a fuller OpenAI-compatible proxy try its
             # other endpoints (legacy completions, images): say what is served.
@@ -109,13 +115,9 @@ class InterlockApp:
     async def _readiness(self, send: Send) -> None:
         usable = [d.name for d in self.gateway.catalog.deployments() if d.available]
         status = 200 if self._ready and usable else 503
-        ledger = self.gateway.ledger
         await send_json(send, status, {
             "status": "ready" if status == 200 else "not ready",
             "started": self._ready, "usable_deployments": len(usable),
-            # What the ledger holds back and has lost: a database outage does not
-            # make the gateway unready, but its operator should see it here.
-            "ledger": ledger.stats() if ledger is not None else None,
         })
 
     def _deployments(self) -> list[dict[str, Any]]:
