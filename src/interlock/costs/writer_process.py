@@ -27,9 +27,9 @@ busy with requests a burst at normal priority takes a core from the server, or
 from what it waits on, for that long. The requests caught behind it made most of
 the ledger's cost to the gateway's 99th-percentile latency at concurrency 1
 (docs/benchmarks.md, "Runs 36-38"). Niced, the writer takes what the requests leave;
-at 10, not 19, it still gets about a tenth of a busy core (the scheduler's
-weights), some three times what a saturated gateway's rows need, so its buffer
-cannot grow without bound.
+at 10, not 19, it still gets about a tenth of a core it shares with a busy
+server (the scheduler's weights), some three times what a saturated server's
+rows need, so it keeps up and the ledger's buffer does not fill.
 
 The database URL, which may hold a password, goes to the child through its
 stdin, never its command line; the child never writes to stderr (a traceback
