@@ -26,7 +26,7 @@ come in bursts of several milliseconds of CPU, and on a machine whose cores are
 busy with requests a burst at normal priority takes a core from the server, or
 from what it waits on, for that long. The requests caught behind it made most of
 the ledger's cost to the gateway's 99th-percentile latency at concurrency 1
-(docs/benchmarks.md, "Runs 36-38"). Niced, the writer takes what the requests leave;
+(docs/benchmarks.md, "Runs 36-39"). Niced, the writer takes what the requests leave;
 at 10, not 19, it still gets about a tenth of a core it shares with a busy
 server (the scheduler's weights), some three times what a saturated server's
 rows need, so it keeps up and the ledger's buffer does not fill.
