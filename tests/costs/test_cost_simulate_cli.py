@@ -153,6 +153,29 @@ async def test_spend_command(tmp_path: Path) -> None:
     assert {line["key"] for line in json.loads(keys.output)["lines"]} == {"k0", "k1", "(none)"}
     missing = runner.invoke(app, ["spend", "--database", str(tmp_path / "none.sqlite")])
     assert missing.exit_code == 1
+    # No request searched the web: no searches column, and 0 in JSON.
+    assert "searches" not in text.output
+    assert {line["web_searches"] for line in data["lines"]} == {0}
+
+
+async def test_spend_counts_the_web_searches_billed(tmp_path: Path) -> None:
+    db = str(tmp_path / "ledger.sqlite")
+    ledger = Ledger(LedgerSettings(database=db, flush_interval=0.01))
+    await ledger.start()
+    for i, (group, searches) in enumerate((("research", 3), ("research", 2), ("chat", 0))):
+        ledger.record(LedgerRow(request_id=f"r{i}", routed_group=group, status="ok",
+                                web_searches=searches, cost_usd=Decimal("0.01")))
+    assert await ledger.flush(5)
+    await ledger.aclose()
+    data = json.loads(runner.invoke(app, ["spend", "--database", db, "--by", "group",
+                                          "--json"]).output)
+    assert {line["key"]: line["web_searches"] for line in data["lines"]} == {
+        "chat": 0, "research": 5}
+    text = runner.invoke(app, ["spend", "--database", db, "--by", "group"]).output
+    header, _, chat, research, _, total = text.splitlines()
+    assert header.split()[-2:] == ["searches", "cost"]
+    assert chat.split()[-2:] == ["0", "$0.01"] and research.split()[-2:] == ["5", "$0.02"]
+    assert total.split()[-2:] == ["5", "$0.03"]
 
 
 async def test_simulate_from_ledger(tmp_path: Path) -> None:

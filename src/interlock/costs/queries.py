@@ -42,13 +42,15 @@ class SpendLine:
     # Sum over rows whose cost is known; `unpriced` counts the others.
     cost_usd: Decimal
     unpriced: int
+    # Web searches the providers billed (their cost is in `cost_usd`).
+    web_searches: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "key": self.key, "requests": self.requests, "errors": self.errors,
             "input_tokens": self.input_tokens, "cached_input_tokens": self.cached_input_tokens,
             "output_tokens": self.output_tokens, "cost_usd": str(self.cost_usd),
-            "unpriced": self.unpriced,
+            "unpriced": self.unpriced, "web_searches": self.web_searches,
         }
 
 
@@ -144,12 +146,14 @@ class LedgerReader:
             sa.func.sum(c.output_tokens),
             sa.type_coerce(sa.func.sum(c.cost_nanousd), Money()),
             sa.func.sum(sa.case((c.cost_nanousd.is_(None), 1), else_=0)),
+            sa.func.sum(self._added_columns()[0]),
         ).group_by(key).order_by(key)
         with self.engine.connect() as conn:
             rows = conn.execute(self._since(query, since)).all()
         return [
             SpendLine(str(r[0]), int(r[1]), int(r[2] or 0), int(r[3] or 0), int(r[4] or 0),
-                      int(r[5] or 0), r[6] if r[6] is not None else Decimal(0), int(r[7] or 0))
+                      int(r[5] or 0), r[6] if r[6] is not None else Decimal(0), int(r[7] or 0),
+                      int(r[8] or 0))
             for r in rows
         ]
 
