@@ -238,29 +238,37 @@ class Ledger:
                 log.exception("ledger row could not be prepared; dropped")
                 self.dropped += 1
                 return
+        warning = None
         with self._lock:
             if len(self._buffer) >= self.settings.max_buffer:
-                self._overflowed()
-                return
-            self._buffer.append(item)
-            full = len(self._buffer) >= self.settings.batch_size
+                warning = self._overflowed()
+                full = False
+            else:
+                self._buffer.append(item)
+                full = len(self._buffer) >= self.settings.batch_size
+        if warning is not None:  # logged outside the lock other threads record under
+            log.warning("ledger buffer full (%d rows waiting for the database): %d rows "
+                        "dropped since the last warning, %d in all; raise ledger.max_buffer "
+                        "or bring the database back", *warning)
         if full:
             self._poke()
 
-    def _overflowed(self) -> None:
-        """A row dropped because the buffer is full (the database has been away
-        for long): counted, and said in the log at once and then at most once
-        every `OVERFLOW_LOG_INTERVAL` seconds, with the rows dropped meanwhile."""
+    def _overflowed(self) -> tuple[int, int, int] | None:
+        """Count a row dropped because the buffer is full (the database has been
+        away for long). It is said in the log at once and then at most once every
+        `OVERFLOW_LOG_INTERVAL` seconds, with the rows dropped meanwhile: what to
+        say, when it is time (the buffer's length, the drops since the last
+        warning, in all), else None."""
         self.dropped += 1
         self._overflow_unlogged += 1
         now = time.monotonic()
-        if self._overflow_logged is None or now - self._overflow_logged >= OVERFLOW_LOG_INTERVAL:
-            log.warning("ledger buffer full (%d rows waiting for the database): %d rows "
-                        "dropped since the last warning, %d in all; raise ledger.max_buffer "
-                        "or bring the database back", len(self._buffer),
-                        self._overflow_unlogged, self.dropped)
-            self._overflow_logged = now
-            self._overflow_unlogged = 0
+        last = self._overflow_logged
+        if last is not None and now - last < OVERFLOW_LOG_INTERVAL:
+            return None
+        said = (len(self._buffer), self._overflow_unlogged, self.dropped)
+        self._overflow_logged = now
+        self._overflow_unlogged = 0
+        return said
 
     async def flush(self, timeout: float | None = None) -> bool:
         """Wait until the buffer is empty (True) or the timeout passes (False)."""
