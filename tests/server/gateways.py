@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import socket
 import sqlite3
+import subprocess
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 
 from interlock.config import load_config
@@ -116,3 +118,24 @@ def ledger_rows(database: Path) -> dict[str, dict[str, Any]]:
     with sqlite3.connect(database) as db:
         db.row_factory = sqlite3.Row
         return {r["request_id"]: dict(r) for r in db.execute("SELECT * FROM interlock_requests")}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], within: float = 30) -> None:
+    """Until `interlock serve` in `proc` answers its readiness probe at `url`."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"interlock serve exited with {proc.returncode}")
+        try:
+            if httpx.get(url + "/health/readiness", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"interlock serve at {url} did not become ready")

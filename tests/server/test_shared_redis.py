@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,13 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from tests.server.gateways import MASTER_KEY, deployment, three_provider_config
+from tests.server.gateways import (
+    MASTER_KEY,
+    deployment,
+    free_port,
+    three_provider_config,
+    wait_ready,
+)
 
 from interlock.testing import FakeUpstream
 from interlock.testing.script import Fault
@@ -26,26 +31,6 @@ pytestmark = pytest.mark.redis
 
 AUTH = {"authorization": f"Bearer {MASTER_KEY}"}
 HELLO = [{"role": "user", "content": "hello"}]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], within: float = 30) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"interlock serve exited with {proc.returncode}")
-        try:
-            if httpx.get(url + "/health/readiness", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"interlock serve at {url} did not become ready")
 
 
 @pytest.fixture
@@ -61,7 +46,7 @@ def serve_processes(tmp_path: Path, redis_url: str
         path.write_text(yaml.safe_dump(config))
         urls = []
         for _ in range(count):
-            port = _free_port()
+            port = free_port()
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "interlock.cli.main", "serve", "--config", str(path),
                  "--host", "127.0.0.1", "--port", str(port), "--drain-timeout", "1"],
@@ -69,7 +54,7 @@ def serve_processes(tmp_path: Path, redis_url: str
                 stderr=subprocess.PIPE))
             urls.append(f"http://127.0.0.1:{port}")
         for url, proc in zip(urls, procs[-count:], strict=True):
-            _wait_ready(url, proc)
+            wait_ready(url, proc)
         return urls
 
     yield start
