@@ -134,9 +134,8 @@ def spend_command(
     # The searches column only where some request searched the web.
     searched = any(line.web_searches for line in lines)
 
-    def searches(value: int | str) -> str:
-        return f" {value:>9,}" if searched and isinstance(value, int) else (
-            f" {value:>9}" if searched else "")
+    def searches(cell: str) -> str:
+        return f" {cell:>9}" if searched else ""
 
     header = f"{by:<28} {'requests':>9} {'errors':>7} {'input tok':>12} {'output tok':>12}" \
              f"{searches('searches')} {'cost':>12}"
@@ -146,11 +145,12 @@ def spend_command(
         note = f"  ({line.unpriced} unpriced)" if line.unpriced else ""
         typer.echo(f"{line.key[:28]:<28} {line.requests:>9,} {line.errors:>7,} "
                    f"{line.input_tokens:>12,} {line.output_tokens:>12,}"
-                   f"{searches(line.web_searches)} {money(line.cost_usd):>12}{note}")
+                   f"{searches(f'{line.web_searches:,}')} {money(line.cost_usd):>12}{note}")
     typer.echo("-" * len(header))
+    total_searches = sum(x.web_searches for x in lines)
     typer.echo(f"{'total':<28} {sum(x.requests for x in lines):>9,} "
                f"{sum(x.errors for x in lines):>7,} {'':>12} {'':>12}"
-               f"{searches(sum(x.web_searches for x in lines))} {money(total):>12}")
+               f"{searches(f'{total_searches:,}')} {money(total):>12}")
 
 
 def register(app: typer.Typer) -> None:

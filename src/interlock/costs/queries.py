@@ -137,6 +137,7 @@ class LedgerReader:
     def spend(self, by: SpendBy = "day", *, since: datetime | None = None) -> list[SpendLine]:
         c = self.t.c
         key = self._key(by).label("key")
+        web_searches, _ = self._added_columns()
         query = sa.select(
             key,
             sa.func.count(),
@@ -146,7 +147,7 @@ class LedgerReader:
             sa.func.sum(c.output_tokens),
             sa.type_coerce(sa.func.sum(c.cost_nanousd), Money()),
             sa.func.sum(sa.case((c.cost_nanousd.is_(None), 1), else_=0)),
-            sa.func.sum(self._added_columns()[0]),
+            sa.func.sum(web_searches),
         ).group_by(key).order_by(key)
         with self.engine.connect() as conn:
             rows = conn.execute(self._since(query, since)).all()
