@@ -297,6 +297,7 @@ def test_a_ledger_from_before_0003_gains_its_columns_and_keeps_its_rows(tmp_path
     with LedgerReader(db) as reader:
         assert [(r.web_searches, r.service_tier) for r in reader.usage()] == [(0, None)]
         assert [line.web_searches for line in reader.spend("group")] == [0]
+        assert [line.key for line in reader.spend("tier")] == ["(none)"]
     assert migrate(engine, tables) == ["0003_searches_and_tier"]
     with engine.connect() as conn:
         got = conn.execute(sa.select(tables.requests.c.web_searches,

@@ -178,6 +178,30 @@ async def test_spend_counts_the_web_searches_billed(tmp_path: Path) -> None:
     assert total.split()[-2:] == ["5", "$0.03"]
 
 
+async def test_spend_by_the_service_tier_served(tmp_path: Path) -> None:
+    db = str(tmp_path / "ledger.sqlite")
+    ledger = Ledger(LedgerSettings(database=db, flush_interval=0.01))
+    await ledger.start()
+    for i, (tier, cost) in enumerate((("flex", "0.01"), ("flex", "0.02"), ("priority", "0.08"),
+                                      (None, "0.04"))):
+        ledger.record(LedgerRow(request_id=f"r{i}", routed_group="chat", status="ok",
+                                service_tier=tier, cost_usd=Decimal(cost)))
+    assert await ledger.flush(5)
+    await ledger.aclose()
+    data = json.loads(runner.invoke(app, ["spend", "--database", db, "--by", "tier",
+                                          "--json"]).output)
+    assert data["by"] == "tier"
+    assert {line["key"]: (line["requests"], Decimal(line["cost_usd"]))
+            for line in data["lines"]} == {"(none)": (1, Decimal("0.04")),
+                                           "flex": (2, Decimal("0.03")),
+                                           "priority": (1, Decimal("0.08"))}
+    text = runner.invoke(app, ["spend", "--database", db, "--by", "tier"]).output
+    assert text.splitlines()[0].split()[0] == "tier"
+    wrong = runner.invoke(app, ["spend", "--database", db, "--by", "teir"])
+    assert wrong.exit_code != 0
+    assert "expected day, group, deployment, key, model or tier" in wrong.output
+
+
 async def test_simulate_from_ledger(tmp_path: Path) -> None:
     db = str(tmp_path / "ledger.sqlite")
     await _fill(db)

@@ -1,4 +1,5 @@
-"""`interlock spend`: what the recorded traffic cost, by day, group, deployment or key.
+"""`interlock spend`: what the recorded traffic cost, by day, group, deployment, key, model
+or service tier.
 
 Also home of the small pieces the other ledger commands share (`cost simulate
 --from-ledger`, `report`): finding the ledger from `--config` or `--database`.
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, get_args
 
 import typer
 
@@ -111,17 +112,20 @@ def parse_since(text: str | None, now: datetime | None = None) -> datetime | Non
 def spend_command(
     config: ConfigOption = None,
     database: DatabaseOption = None,
-    by: Annotated[str, typer.Option(help="Group by day, group, deployment, key or model.")]
+    by: Annotated[str, typer.Option(
+        help="Group by day, group, deployment, key, model or tier (the service tier served).")]
     = "day",
     since: SinceOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
     table_prefix: PrefixOption = None,
 ) -> None:
     """Summarise recorded spend from the ledger."""
+    from interlock.costs.queries import SpendBy
     from interlock.costs.simulate import money
 
-    if by not in ("day", "group", "deployment", "key", "model"):
-        raise typer.BadParameter("expected day, group, deployment, key or model", param_hint="--by")
+    if by not in get_args(SpendBy):
+        raise typer.BadParameter("expected day, group, deployment, key, model or tier",
+                                 param_hint="--by")
     source = ledger_source(config, database, table_prefix)
     with open_reader_or_exit(source) as reader:
         lines = reader.spend(by, since=parse_since(since))  # type: ignore[arg-type]

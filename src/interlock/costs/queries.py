@@ -28,7 +28,7 @@ from interlock.costs.schema import (
 )
 
 _Q = TypeVar("_Q", bound=sa.Select)
-SpendBy = Literal["day", "group", "deployment", "key", "model"]
+SpendBy = Literal["day", "group", "deployment", "key", "model", "tier"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +125,8 @@ class LedgerReader:
     def _key(self, by: SpendBy) -> sa.ColumnElement[Any]:
         if by == "day":
             return self._day()
+        if by == "tier":  # the service tier the provider reported serving at
+            return sa.func.coalesce(self._added_columns()[1], "(none)")
         column = {"group": "routed_group", "deployment": "deployment", "key": "api_key_id",
                   "model": "model"}[by]
         return sa.func.coalesce(self.t.c[column], "(none)")
