@@ -998,6 +998,35 @@ def test_grounding_repeated_in_later_stream_chunks_cites_each_segment_once() -> 
     assert cited == [[GROUNDED_CITATIONS[0]], [GROUNDED_CITATIONS[1]]]
 
 
+def test_grounding_segments_are_placed_within_the_part_they_name() -> None:
+    # Offsets count from the start of the part `partIndex` names; a thought part
+    # comes before, and the second text part starts after the first.
+    first, second = GROUNDED[:38], GROUNDED[38:]
+    sources = [{"web": {"uri": "https://example.org/zurich", "title": "zurich.ch"}},
+               {"web": {"uri": "https://example.org/people", "title": "stats.ch"}}]
+    supports = [
+        {"segment": {"partIndex": 1, "startIndex": 0, "endIndex": 38},
+         "groundingChunkIndices": [0]},
+        {"segment": {"partIndex": 2, "startIndex": 0,
+                     "endIndex": len(second.encode())}, "groundingChunkIndices": [1]},
+    ]
+    data = {"candidates": [{
+        "content": {"role": "model", "parts": [
+            {"text": "Looking up Zürich.", "thought": True}, {"text": first},
+            {"text": second}]},
+        "finishReason": "STOP",
+        "groundingMetadata": {"groundingChunks": sources, "groundingSupports": supports,
+                              "webSearchQueries": ["zurich"]}}]}
+    whole = parse_response(data, _call())
+    assert whole.content == GROUNDED and whole.reasoning == "Looking up Zürich."
+    assert whole.annotations == GROUNDED_CITATIONS
+    # A segment naming no part is placed over the whole text, as before.
+    for support in supports:
+        del support["segment"]["partIndex"]
+    supports[1]["segment"].update(startIndex=39, endIndex=71)
+    assert parse_response(data, _call()).annotations == GROUNDED_CITATIONS
+
+
 def test_grounding_is_billed_per_query_from_gemini_3_and_per_prompt_before() -> None:
     queries = ["zurich population", "zurich largest city", "swiss cities"]
     data = {"candidates": [{"content": {"parts": [{"text": "x"}], "role": "model"},

@@ -573,7 +573,11 @@ def parse_response(data: dict[str, Any], call: _Call) -> ChatResponse:
     text: list[str] = []
     reasoning: list[str] = []
     calls: list[ToolCall] = []
-    for part in (candidate.get("content") or {}).get("parts") or []:
+    # Each text part by its index among the parts, with where it starts in the
+    # answer's text (characters): grounding segments are placed within a part.
+    text_parts: dict[int, tuple[int, str]] = {}
+    at = 0
+    for index, part in enumerate((candidate.get("content") or {}).get("parts") or []):
         kind, value = _read_part(part, len(calls))
         if kind == "call":
             calls.append(value)
@@ -581,6 +585,8 @@ def parse_response(data: dict[str, Any], call: _Call) -> ChatResponse:
             reasoning.append(value)
         elif kind == "text":
             text.append(value)
+            text_parts[index] = (at, value)
+            at += len(value)
     grounding = candidate.get("groundingMetadata")
     usage = parse_usage(data.get("usageMetadata"))
     if grounding and usage is not None:
@@ -594,23 +600,37 @@ def parse_response(data: dict[str, Any], call: _Call) -> ChatResponse:
         usage=usage,
         reasoning="".join(reasoning) or None,
         logprobs=openai_logprobs(candidate.get("logprobsResult")),
-        annotations=grounded_citations(grounding, "".join(text)) or None,
+        annotations=grounded_citations(grounding, "".join(text), text_parts) or None,
     )
 
 
-def grounded_citations(grounding: Any, text: str) -> list[dict[str, Any]]:
+def grounded_citations(grounding: Any, text: str,
+                       parts: Mapping[int, tuple[int, str]] | None = None
+                       ) -> list[dict[str, Any]]:
     """Gemini's grounding (Google Search) as OpenAI url_citation annotations:
     each supported segment of the answer, once for every web source it cites.
-    Segment offsets are in UTF-8 bytes; OpenAI's are in characters."""
+
+    A segment's offsets are UTF-8 bytes within the part `partIndex` names;
+    OpenAI's are characters within the whole answer. `parts` gives each text
+    part's start in `text` and its own text. A segment naming no part (the
+    usual answer of one text part, where the index 0 goes unsaid), or one not
+    in `parts` (a stream's chunks, whose grounding is placed over the text so
+    far), is placed over `text` as a whole."""
     if not isinstance(grounding, dict):
         return []
     sources = grounding.get("groundingChunks") or []
-    encoded = text.encode()
+    encoded = {-1: (0, text.encode())}
     found: list[dict[str, Any]] = []
     for support in grounding.get("groundingSupports") or []:
         segment = support.get("segment") or {}
-        start = len(encoded[:int(segment.get("startIndex") or 0)].decode(errors="ignore"))
-        end = len(encoded[:int(segment.get("endIndex") or 0)].decode(errors="ignore"))
+        index = segment.get("partIndex")
+        if parts is None or not isinstance(index, int) or index not in parts:
+            index = -1
+        elif index not in encoded:
+            encoded[index] = (parts[index][0], parts[index][1].encode())
+        base, within = encoded[index]
+        start = base + len(within[:int(segment.get("startIndex") or 0)].decode(errors="ignore"))
+        end = base + len(within[:int(segment.get("endIndex") or 0)].decode(errors="ignore"))
         for i in support.get("groundingChunkIndices") or []:
             web = (sources[i].get("web") if 0 <= i < len(sources) else None) or {}
             if web.get("uri"):
