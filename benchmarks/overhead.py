@@ -13,8 +13,10 @@ own collector is kept out of each batch, see loadgen.closed_loop).
 
 For each mode (non-stream: full latency; stream: time to the first SSE data
 line) and each concurrency, every target gets `--requests` requests, split into
-`--rounds` batches; the targets take turns batch by batch, in a rotating order,
-so that the machine's noise hits them alike. Overhead at percentile p is
+`--rounds` batches; the targets take turns batch by batch, so that the machine's
+noise hits them alike, in a different order each round, chosen so that each
+target comes straight after each other one equally often (`balanced_orders`).
+Overhead at percentile p is
 p(latency through the proxy) - p(latency straight to the upstream), both from
 the same run and load. Writes benchmarks/results/overhead.json and the
 "Gateway overhead" section of docs/benchmarks.md.
@@ -261,7 +263,7 @@ class Plan:
     requests: int
     litellm_requests: int  # LiteLLM answers ~35 requests/s: fewer keep the run bounded
     concurrencies: list[int]
-    rounds: int
+    rounds: int  # 0 until the targets are known: one round per balanced order
     warmup: int
     batch_timeout: float
     deadline: float  # perf_counter
@@ -298,11 +300,12 @@ async def measure_cell(sessions: dict[str, aiohttp.ClientSession],
                        conc: int, cells: dict[tuple[str, int, str], Cell]) -> None:
     stream = mode == "stream"
     tlist = targets(servers, upstream, stream)
+    orders = balanced_orders(len(tlist))
     for rnd in range(plan.rounds):
         if time.perf_counter() > plan.deadline:
             plan.skipped.append(f"{mode} c={conc} rounds {rnd + 1}..{plan.rounds}")
             return
-        order = tlist[rnd % len(tlist):] + tlist[:rnd % len(tlist)]
+        order = [tlist[i] for i in orders[rnd % len(orders)]]
         for target in order:
             cell = cells.setdefault((mode, conc, target.name), Cell())
             server = servers["fake" if target.name == "direct" else target.name]
@@ -317,6 +320,25 @@ async def measure_cell(sessions: dict[str, aiohttp.ClientSession],
             cell.rounds.append(batch.samples)
             cell.elapsed += batch.elapsed
         print(f"  {mode:10s} c={conc:<3d} round {rnd + 1}/{plan.rounds} done", flush=True)
+
+
+def balanced_orders(n: int) -> list[list[int]]:
+    """Orders of `n` targets, one a round, in which each target comes straight
+    after each other one equally often (a Williams design: n orders for even n,
+    2n for odd). A batch runs slower after some targets than after others (at
+    concurrency 64, up to 15-25 % slower after `direct` than after LiteLLM):
+    with the plain rotation used before, `interlock` always came after `direct`
+    and carried that alone (docs/benchmarks.md, "Runs 40-44")."""
+    first, low, high = [0], 1, n - 1
+    while len(first) < n:
+        if len(first) % 2:
+            first.append(low)
+            low += 1
+        else:
+            first.append(high)
+            high -= 1
+    orders = [[(i + shift) % n for i in first] for shift in range(n)]
+    return orders + [order[::-1] for order in orders] if n % 2 else orders
 
 
 # -- analysis ----------------------------------------------------------------
@@ -497,7 +519,9 @@ def doc_section(result: dict[str, Any]) -> str:
         f"- Load: {cfg['requests']} requests per target per cell"
         + (f" ({cfg['litellm_requests']} for LiteLLM)"
            if cfg.get("litellm_requests", cfg["requests"]) != cfg["requests"] else "")
-        + f" in {cfg['rounds']} interleaved rounds (targets rotate each round), closed loop, "
+        + f" in {cfg['rounds']} interleaved rounds (each in another order; each target "
+        "straight after each other equally often over the rounds of a balanced design)"
+        + ", closed loop, "
         f"aiohttp client in its own process, its garbage collector off during each batch; "
         f"warm-up {cfg['warmup']} requests per target per mode.",
         "- Targets, one process each on 127.0.0.1, one worker each: `direct` (the fake "
@@ -548,7 +572,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="per cell for LiteLLM (default: --requests); more samples steady "
                         "the fast targets' P99, and LiteLLM serves about 35 requests/s")
     p.add_argument("--concurrency", default="1,16,64")
-    p.add_argument("--rounds", type=int, default=4, help="interleaved batches per cell")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="interleaved batches per cell (default: one for each order of the "
+                        "balanced design, the number of targets, twice that if odd)")
     p.add_argument("--warmup", type=int, default=300)
     p.add_argument("--max-minutes", type=float, default=25.0, help="bound on the whole run")
     p.add_argument("--batch-timeout", type=float, default=180.0, help="seconds per batch")
@@ -573,7 +599,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     plan = Plan(args.requests, args.litellm_requests,
-                [int(c) for c in args.concurrency.split(",")], args.rounds,
+                [int(c) for c in args.concurrency.split(",")], args.rounds or 0,
                 args.warmup, args.batch_timeout,
                 time.perf_counter() + args.max_minutes * 60)
     with_litellm = not args.no_litellm and (LITELLM_VENV / "bin" / "litellm").exists()
@@ -587,6 +613,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             servers, upstream = start_servers(workdir, with_litellm, not args.no_ledger_off,
                                              not args.no_parse_floor)
             print("servers up: " + ", ".join(f"{s.name}:{s.port}" for s in servers.values()))
+            if not plan.rounds:
+                plan.rounds = len(balanced_orders(len(targets(servers, upstream, False))))
             cells = uvloop.run(measure(servers, upstream, plan))
         finally:
             for server in servers.values():
