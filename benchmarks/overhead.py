@@ -325,10 +325,10 @@ async def measure_cell(sessions: dict[str, aiohttp.ClientSession],
 def balanced_orders(n: int) -> list[list[int]]:
     """Orders of `n` targets, one a round, in which each target comes straight
     after each other one equally often (a Williams design: n orders for even n,
-    2n for odd). A batch runs slower after some targets than after others (at
-    concurrency 64, up to 15-25 % slower after `direct` than after LiteLLM):
-    with the plain rotation used before, `interlock` always came after `direct`
-    and carried that alone (docs/benchmarks.md, "Runs 40-44")."""
+    2n for odd). A batch can run slower after one target than after another (at
+    concurrency 64, up to a quarter slower straight after `direct`): with the
+    plain rotation used before, `interlock` always came after `direct` and
+    carried that alone (docs/benchmarks.md, "Runs 40-47")."""
     first, low, high = [0], 1, n - 1
     while len(first) < n:
         if len(first) % 2:
