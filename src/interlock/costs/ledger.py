@@ -235,8 +235,7 @@ class Ledger:
             try:
                 item = self._values(row, self._insert)
             except Exception:  # a malformed row must not fail the request
-                log.exception("ledger row could not be prepared; dropped")
-                self.dropped += 1
+                self._drop_malformed()
                 return
         warning = None
         with self._lock:
@@ -399,8 +398,7 @@ class Ledger:
             try:
                 batch[index] = converted = self._values(item, insert)
             except Exception:  # a malformed row must not block the ones behind it
-                log.exception("ledger row could not be prepared; dropped")
-                self.dropped += 1
+                self._drop_malformed()
                 continue
             out.append(converted)
         batch[:] = out
@@ -523,6 +521,13 @@ class Ledger:
                     continue
             out.append(item)
         return out
+
+    def _drop_malformed(self) -> None:
+        """Count a row that could not be read into its columns, logged with its
+        traceback: unlike a value the database refuses (`_count_dropped`), that
+        is a bug before the ledger, and where it happened is what tells."""
+        log.exception("ledger row could not be prepared; dropped")
+        self.dropped += 1
 
     def _count_dropped(self, dropped: Dropped) -> None:
         if dropped.rows:
