@@ -619,6 +619,7 @@ def grounded_citations(grounding: Any, text: str,
     if not isinstance(grounding, dict):
         return []
     sources = grounding.get("groundingChunks") or []
+    # Each part used so far: (its start in `text`, its UTF-8 bytes); -1 is `text`.
     encoded = {-1: (0, text.encode())}
     found: list[dict[str, Any]] = []
     for support in grounding.get("groundingSupports") or []:
