@@ -328,7 +328,7 @@ def balanced_orders(n: int) -> list[list[int]]:
     2n for odd). A batch can run slower after one target than after another (at
     concurrency 64, up to a quarter slower straight after `direct`): with the
     plain rotation used before, `interlock` always came after `direct` and
-    carried that alone (docs/benchmarks.md, "Runs 40-49")."""
+    carried that alone (docs/benchmarks.md, "Runs 40-51")."""
     first, low, high = [0], 1, n - 1
     while len(first) < n:
         if len(first) % 2:
