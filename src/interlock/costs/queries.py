@@ -86,6 +86,7 @@ class LedgerReader:
         self.engine = engine or make_engine(database, create_dirs=False)
         self.tables = ledger_tables(table_prefix)
         self.t = self.tables.requests
+        self._added: list[sa.ColumnElement[Any]] | None = None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -110,11 +111,14 @@ class LedgerReader:
     def _added_columns(self) -> list[sa.ColumnElement[Any]]:
         """`web_searches` and `service_tier`, each as 0 or NULL in a ledger no
         gateway of this version has migrated yet (a reader does not change the
-        schema)."""
-        columns = {c["name"] for c in sa.inspect(self.engine).get_columns(self.t.name)}
-        c = self.t.c
-        return [c.web_searches if "web_searches" in columns else sa.literal(0),
-                c.service_tier if "service_tier" in columns else sa.null()]
+        schema). The table is inspected once a reader: a query may need both (a
+        spend by tier), and every query of one command then reads the same columns."""
+        if self._added is None:
+            columns = {c["name"] for c in sa.inspect(self.engine).get_columns(self.t.name)}
+            c = self.t.c
+            self._added = [c.web_searches if "web_searches" in columns else sa.literal(0),
+                           c.service_tier if "service_tier" in columns else sa.null()]
+        return self._added
 
     def _day(self) -> sa.ColumnElement[Any]:
         col = self.t.c.created_at
