@@ -944,6 +944,11 @@ async def test_an_explicit_thinking_config_wins_over_reasoning_effort(
 GROUNDED = "Zürich is Switzerland's largest city. Über 400,000 people live there."
 
 
+# The web sources of GROUNDED_CITATIONS, as Gemini's grounding metadata lists them.
+GROUNDING_SOURCES = [{"web": {"uri": "https://example.org/zurich", "title": "zurich.ch"}},
+                     {"web": {"uri": "https://example.org/people", "title": "stats.ch"}}]
+
+
 # Character spans after non-ASCII letters: Gemini's byte offsets must come back
 # as these characters, not as bytes.
 GROUNDED_CITATIONS = [url_citation(0, 37, "https://example.org/zurich", "zurich.ch"),
@@ -977,14 +982,12 @@ async def test_web_search_options_ground_the_answer_and_citations_come_back(
 def test_grounding_repeated_in_later_stream_chunks_cites_each_segment_once() -> None:
     # Grounding covers the whole answer so far, so a chunk after the first that
     # carries it again repeats the citations already sent.
-    sources = [{"web": {"uri": "https://example.org/zurich", "title": "zurich.ch"}},
-               {"web": {"uri": "https://example.org/people", "title": "stats.ch"}}]
     first = {"segment": {"startIndex": 0, "endIndex": 38}, "groundingChunkIndices": [0]}
     second = {"segment": {"startIndex": 39, "endIndex": 71}, "groundingChunkIndices": [1]}
 
     def chunk(text: str, supports: list[Any], finish: str | None = None) -> dict[str, Any]:
         candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"},
-                                     "groundingMetadata": {"groundingChunks": sources,
+                                     "groundingMetadata": {"groundingChunks": GROUNDING_SOURCES,
                                                            "groundingSupports": supports,
                                                            "webSearchQueries": ["zurich"]}}
         if finish:
@@ -1002,8 +1005,6 @@ def test_grounding_segments_are_placed_within_the_part_they_name() -> None:
     # Offsets count from the start of the part `partIndex` names; a thought part
     # comes before, and the second text part starts after the first.
     first, second = GROUNDED[:38], GROUNDED[38:]
-    sources = [{"web": {"uri": "https://example.org/zurich", "title": "zurich.ch"}},
-               {"web": {"uri": "https://example.org/people", "title": "stats.ch"}}]
     supports = [
         {"segment": {"partIndex": 1, "startIndex": 0, "endIndex": 38},
          "groundingChunkIndices": [0]},
@@ -1015,7 +1016,7 @@ def test_grounding_segments_are_placed_within_the_part_they_name() -> None:
             {"text": "Looking up Zürich.", "thought": True}, {"text": first},
             {"text": second}]},
         "finishReason": "STOP",
-        "groundingMetadata": {"groundingChunks": sources, "groundingSupports": supports,
+        "groundingMetadata": {"groundingChunks": GROUNDING_SOURCES, "groundingSupports": supports,
                               "webSearchQueries": ["zurich"]}}]}
     whole = parse_response(data, _call())
     assert whole.content == GROUNDED and whole.reasoning == "Looking up Zürich."

@@ -6,6 +6,7 @@ import base64
 import dataclasses
 import json
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -106,6 +107,16 @@ def test_unknown_price_is_reported_not_zero() -> None:
 # --------------------------------------------------------------------------- the ledger commands
 
 
+async def _recorded(db: str, rows: Iterable[LedgerRow]) -> None:
+    """`rows` written to a new ledger at `db`."""
+    ledger = Ledger(LedgerSettings(database=db, flush_interval=0.01))
+    await ledger.start()
+    for row in rows:
+        ledger.record(row)
+    assert await ledger.flush(5)
+    await ledger.aclose()
+
+
 async def _fill(db: str) -> None:
     ledger = Ledger(LedgerSettings(database=db, flush_interval=0.01))
     await ledger.start()
@@ -160,13 +171,10 @@ async def test_spend_command(tmp_path: Path) -> None:
 
 async def test_spend_counts_the_web_searches_billed(tmp_path: Path) -> None:
     db = str(tmp_path / "ledger.sqlite")
-    ledger = Ledger(LedgerSettings(database=db, flush_interval=0.01))
-    await ledger.start()
-    for i, (group, searches) in enumerate((("research", 3), ("research", 2), ("chat", 0))):
-        ledger.record(LedgerRow(request_id=f"r{i}", routed_group=group, status="ok",
-                                web_searches=searches, cost_usd=Decimal("0.01")))
-    assert await ledger.flush(5)
-    await ledger.aclose()
+    await _recorded(db, (
+        LedgerRow(request_id=f"r{i}", routed_group=group, status="ok",
+                  web_searches=searches, cost_usd=Decimal("0.01"))
+        for i, (group, searches) in enumerate((("research", 3), ("research", 2), ("chat", 0)))))
     data = json.loads(runner.invoke(app, ["spend", "--database", db, "--by", "group",
                                           "--json"]).output)
     assert {line["key"]: line["web_searches"] for line in data["lines"]} == {
@@ -180,14 +188,11 @@ async def test_spend_counts_the_web_searches_billed(tmp_path: Path) -> None:
 
 async def test_spend_by_the_service_tier_served(tmp_path: Path) -> None:
     db = str(tmp_path / "ledger.sqlite")
-    ledger = Ledger(LedgerSettings(database=db, flush_interval=0.01))
-    await ledger.start()
-    for i, (tier, cost) in enumerate((("flex", "0.01"), ("flex", "0.02"), ("priority", "0.08"),
-                                      (None, "0.04"))):
-        ledger.record(LedgerRow(request_id=f"r{i}", routed_group="chat", status="ok",
-                                service_tier=tier, cost_usd=Decimal(cost)))
-    assert await ledger.flush(5)
-    await ledger.aclose()
+    await _recorded(db, (
+        LedgerRow(request_id=f"r{i}", routed_group="chat", status="ok", service_tier=tier,
+                  cost_usd=Decimal(cost))
+        for i, (tier, cost) in enumerate((("flex", "0.01"), ("flex", "0.02"),
+                                          ("priority", "0.08"), (None, "0.04")))))
     data = json.loads(runner.invoke(app, ["spend", "--database", db, "--by", "tier",
                                           "--json"]).output)
     assert data["by"] == "tier"
@@ -310,14 +315,10 @@ def test_a_replay_prices_each_request_at_the_tier_it_was_served_at() -> None:
 async def test_the_ledger_replay_reads_the_tier_each_request_was_served_at(
         tmp_path: Path) -> None:
     db = str(tmp_path / "l.sqlite")
-    ledger = Ledger(LedgerSettings(database=db, flush_interval=0.01))
-    await ledger.start()
-    for i, tier in enumerate(("flex", None)):
-        ledger.record(LedgerRow(
-            request_id=f"r{i}", routed_group="g", deployment="d", provider="openai",
-            model="m", status="ok", input_tokens=1_000_000, output_tokens=0,
-            cost_usd=Decimal(1), service_tier=tier))
-    assert await ledger.flush(5)
-    await ledger.aclose()
+    await _recorded(db, (
+        LedgerRow(request_id=f"r{i}", routed_group="g", deployment="d", provider="openai",
+                  model="m", status="ok", input_tokens=1_000_000, output_tokens=0,
+                  cost_usd=Decimal(1), service_tier=tier)
+        for i, tier in enumerate(("flex", None))))
     with LedgerReader(db) as reader:
         assert sorted(str(r.service_tier) for r in reader.usage()) == ["None", "flex"]
