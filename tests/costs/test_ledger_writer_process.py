@@ -85,6 +85,44 @@ async def test_the_child_yields_the_cpu_to_the_server(tmp_path: Path) -> None:
         assert child == min(19, ours + WRITER_NICENESS)  # the kernel caps nice values at 19
 
 
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="no idle scheduling class here")
+async def test_the_child_idles_while_it_keeps_up_and_catches_up_when_behind(
+        tmp_path: Path) -> None:
+    async with _writing(str(tmp_path / "l.sqlite")) as (ledger, writer):
+        await writer.write(_rows(ledger, 1))
+        pid = _child(writer).pid
+        assert os.sched_getscheduler(pid) == os.SCHED_IDLE
+        await writer.write(_rows(ledger, 1, start=1), behind=True)
+        assert os.sched_getscheduler(pid) == os.SCHED_OTHER
+        # Still niced in the normal class: catching up must not take the server's core.
+        assert os.getpriority(os.PRIO_PROCESS, pid) == min(
+            19, os.getpriority(os.PRIO_PROCESS, 0) + WRITER_NICENESS)
+        await writer.write(_rows(ledger, 1, start=2))
+        assert os.sched_getscheduler(pid) == os.SCHED_IDLE
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="no idle scheduling class here")
+async def test_the_ledger_says_when_its_child_is_behind(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    ledger = Ledger(LedgerSettings(database=str(tmp_path / "l.sqlite"), batch_size=5),
+                    in_process=True)
+    told: list[bool] = []
+    original = ProcessWriter.write
+
+    async def spy(self: ProcessWriter, rows: list[tuple[Any, ...]], *,
+                  behind: bool = False) -> Any:
+        told.append(behind)
+        return await original(self, rows, behind=behind)
+
+    monkeypatch.setattr(ProcessWriter, "write", spy)
+    for i in range(12):  # two batches and two rows more
+        ledger.record(LedgerRow(f"req-{i}", routed_group="g"))
+    await ledger.start()
+    await ledger.aclose()
+    # 12 waiting: the first batch leaves 7 (behind), the second 2, the last none.
+    assert told == [True, False, False]
+
+
 async def test_a_child_that_died_is_replaced_and_no_row_is_written_twice(
         tmp_path: Path) -> None:
     db = str(tmp_path / "ledger.sqlite")

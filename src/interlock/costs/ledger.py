@@ -485,7 +485,9 @@ class Ledger:
         if not rows:
             return 0
         try:
-            dropped = await self._process.write(rows)
+            # Behind: more than a batch still waits, so the child must not idle.
+            dropped = await self._process.write(
+                rows, behind=len(self._buffer) >= self.settings.batch_size)
         except WriterProcessUnavailable:
             # The child cannot run here at all: the rows still have to be written.
             log.warning("ledger: the writer process could not start; writing from a "

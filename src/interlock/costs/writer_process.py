@@ -31,6 +31,17 @@ at 10, not 19, it still gets about a tenth of a core it shares with a busy
 server (the scheduler's weights), some three times what a saturated server's
 rows need, so it keeps up and the ledger's buffer does not fill.
 
+Where the system has it (Linux), the child is also put in the idle scheduling
+class (SCHED_IDLE) while the ledger keeps up: a request handler woken on the
+child's core takes it from an idle-class task at once, where a niced one may
+keep it for the rest of its time slice; on a slow 2-core host that wait was most
+of what the ledger still cost the P99 at concurrency 1 (docs/benchmarks.md,
+"Run 52"). The idle class gets almost nothing of a core that stays busy, so
+whenever more than a batch is waiting as the parent sends one (`write`'s
+`behind`), the child goes back to the normal class, still niced, until it has
+caught up: on a saturated machine one batch may wait out a busy spell, and the
+rows behind it are then written at the niced pace, as before.
+
 The database URL, which may hold a password, goes to the child through its
 stdin, never its command line; the child never writes to stderr (a traceback
 could quote the URL) and reports errors as one line that the parent redacts.
@@ -62,6 +73,10 @@ from interlock.errors import redact
 _LENGTH = struct.Struct("!I")
 # Added to the child's nice value (0-19; higher yields more): see the module's text.
 WRITER_NICENESS = 10
+# The scheduling classes the child is moved between (None where the system has
+# none: the child then stays niced in the normal class).
+_IDLE_CLASS: int | None = getattr(os, "SCHED_IDLE", None)
+_NORMAL_CLASS: int | None = getattr(os, "SCHED_OTHER", None)
 
 
 class WriterProcessFailed(Exception):
@@ -119,6 +134,8 @@ class ProcessWriter:
         self._answered = False  # some child has answered a batch
         self._setup = _frame(pickle.dumps((database, table_prefix)))
         self._proc: asyncio.subprocess.Process | None = None
+        # The child's scheduling class as last set (None: not set since it started).
+        self._class: int | None = None
         # Children killed and not yet seen to exit: `aclose` waits for them, so
         # that none outlives the ledger (nor its pipes the event loop).
         self._dying: list[asyncio.subprocess.Process] = []
@@ -126,15 +143,18 @@ class ProcessWriter:
     def __repr__(self) -> str:  # the URL may hold a password
         return f"ProcessWriter(pid={self._proc.pid if self._proc else None})"
 
-    async def write(self, rows: list[tuple[Any, ...]]) -> Dropped:
+    async def write(self, rows: list[tuple[Any, ...]], *, behind: bool = False) -> Dropped:
         """Write `rows` (values in the INSERT's column order, as `Ledger.record`
         read them) in one transaction, but for those that cannot be converted,
         which are counted in the answer; WriterProcessFailed if none were written
-        (they may still have been, when the child died after committing)."""
+        (they may still have been, when the child died after committing).
+        `behind`: more rows than a batch are waiting after these, so the child
+        runs in the normal scheduling class (niced) to catch up, not the idle one."""
         frame, unsent = _pickled(rows)
         proc = self._proc
         if proc is None or proc.returncode is not None:
             proc = self._proc = await self._start()
+        self._pace(proc, _NORMAL_CLASS if behind else _IDLE_CLASS)
         assert proc.stdin is not None and proc.stdout is not None
         try:
             proc.stdin.write(frame)
@@ -182,8 +202,19 @@ class ProcessWriter:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(gone.wait(), self._close_wait)
 
+    def _pace(self, proc: asyncio.subprocess.Process, wanted: int | None) -> None:
+        """Move the child to the scheduling class `wanted` (see the module's text),
+        a system call only when it changes. Best effort: where the system refuses
+        (a sandbox, say), the child stays niced in the class it has."""
+        if wanted is None or wanted == self._class:
+            return
+        self._class = wanted
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(proc.pid, wanted, os.sched_param(0))
+
     async def _start(self) -> asyncio.subprocess.Process:
         self._dying = [p for p in self._dying if p.returncode is None]
+        self._class = None
         proc = await asyncio.create_subprocess_exec(
             *self._command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL)
