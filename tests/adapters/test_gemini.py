@@ -17,6 +17,7 @@ from interlock.adapters.gemini import (
     SKIP_SIGNATURE,
     GeminiAdapter,
     _Call,
+    _prepare,
     _StreamState,
     clean_schema,
     error_from_response,
@@ -136,6 +137,16 @@ async def test_url_headers_and_key_only_in_header(fake_upstream: FakeUpstream) -
     assert KEY not in got.path and KEY not in got.query and "key=" not in got.query
 
 
+def test_a_call_repr_shows_no_key() -> None:
+    # Its headers carry the key (x-goog-api-key), extra headers perhaps others.
+    dep = deployment("http://gemini.test", extra={"extra_headers": {"x-proxy-token": KEY}})
+    for stream in (False, True):
+        call = _prepare(request(user("hi")), dep, stream=stream)
+        assert call.headers["x-goog-api-key"] == KEY
+        assert KEY not in repr(call) and KEY not in str(call)
+        assert "gemini-2.5-pro" in repr(call)  # the rest still shows
+
+
 async def test_stream_url_asks_for_sse(fake_upstream: FakeUpstream) -> None:
     await stream(fake_upstream, request(user("hi")))
     got = fake_upstream.received[0]
@@ -207,7 +218,9 @@ async def test_tools_are_declared_with_cleaned_schemas(fake_upstream: FakeUpstre
                 "city": {"type": "string", "description": "City name"},
                 "unit": {"type": "string", "enum": ["c", "f"]},
                 "days": {"type": "integer", "nullable": True},
-                "mode": {"enum": ["fast"]},
+                # Gemini takes an enum on STRING only, so an untyped one of
+                # strings says that it is one.
+                "mode": {"type": "string", "enum": ["fast"]},
                 "tags": {"type": "array", "items": {"type": "string"}},
                 "where": {"anyOf": [{"type": "string"}, {"type": "number"}]},
             },
@@ -225,6 +238,36 @@ def test_clean_schema_stops_recursive_refs() -> None:
     while "properties" in node:
         node, depth = node["properties"]["child"], depth + 1
     assert node == {"type": "object"} and 5 < depth < 30
+
+
+async def test_enums_of_numbers_and_booleans_become_descriptions(
+        fake_upstream: FakeUpstream) -> None:
+    # Gemini's Schema refuses an enum on anything but STRING, and stringified
+    # values would bring the arguments back as text: the type stays, the
+    # values go to the description.
+    params = {"type": "object", "properties": {
+        "level": {"type": "integer", "enum": [1, 2, 3], "description": "How loud"},
+        "ratio": {"type": ["number", "null"], "enum": [0.5, 1, None]},
+        "flag": {"type": "boolean", "enum": [True]},
+        "answer": {"const": 42},
+        "either": {"enum": ["a", 1]},
+        "unit": {"enum": ["c", "f"]},
+    }}
+    schema = {"type": "object", "properties": {"level": {"type": "integer", "enum": [1, 2]}}}
+    body = await sent(fake_upstream, request(
+        user("go"), tools=[ToolSpec("f", None, params)],
+        response_format=ResponseFormat(type="json_schema", json_schema={"schema": schema})))
+    properties = body["tools"][0]["functionDeclarations"][0]["parameters"]["properties"]
+    assert properties == {
+        "level": {"type": "integer", "description": "How loud. One of: 1, 2, 3."},
+        "ratio": {"type": "number", "nullable": True, "description": "One of: 0.5, 1."},
+        "flag": {"type": "boolean", "description": "One of: true."},
+        "answer": {"type": "integer", "description": "One of: 42."},
+        "either": {"description": 'One of: "a", 1.'},
+        "unit": {"type": "string", "enum": ["c", "f"]},
+    }
+    # responseJsonSchema takes JSON Schema's enums of numbers as they are.
+    assert body["generationConfig"]["responseJsonSchema"] == schema
 
 
 async def test_tool_calls_and_results_round_trip(fake_upstream: FakeUpstream) -> None:
@@ -442,7 +485,8 @@ async def test_tool_call_response(fake_upstream: FakeUpstream) -> None:
     assert second.name == "get_time" and json.loads(second.arguments) == {"tz": "UTC"}
     assert second.id.startswith("call_1_") and len(second.id) == len("call_1_") + 10
     again = await complete(fake_upstream, request(user("x")))
-    assert again.tool_calls[1].id == second.id  # stable across calls
+    # The same call in another answer (its own responseId) is another call.
+    assert again.tool_calls[1].id != second.id
 
 
 @pytest.mark.parametrize(("finish", "expected"), [("length", "length"),
@@ -499,6 +543,42 @@ def test_thought_parts_become_reasoning() -> None:
             response.usage.reasoning_tokens) == (7, 13, 9)
 
 
+def _answer_with_a_call(response_id: str | None) -> dict[str, Any]:
+    answer: dict[str, Any] = {
+        "candidates": [{"content": {"role": "model", "parts": [
+            {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}},
+        ]}, "finishReason": "STOP", "index": 0}], "modelVersion": "gemini-2.5-pro"}
+    if response_id is not None:
+        answer["responseId"] = response_id
+    return answer
+
+
+def test_a_call_without_an_id_gets_one_of_its_own_answer() -> None:
+    # The same call in two turns must not repeat an id: clients pair results
+    # by it, and Anthropic (on a fallback) refuses a repeated tool_use id.
+    first, second, again = (parse_response(_answer_with_a_call(r), _call()).tool_calls[0].id
+                            for r in ("resp-one", "resp-two", "resp-one"))
+    assert first != second and first == again
+    assert first.startswith("call_0_") and len(first) == len("call_0_") + 10
+    # Without a responseId: the call alone, as before.
+    unnamed = [parse_response(_answer_with_a_call(None), _call()).tool_calls[0].id
+               for _ in range(2)]
+    assert unnamed[0] == unnamed[1] and unnamed[0].startswith("call_0_")
+
+
+def test_one_answer_streamed_or_whole_has_the_same_call_ids() -> None:
+    whole = _answer_with_a_call("resp-one")
+    text = {"candidates": [{"content": {"role": "model", "parts": [{"text": "Checking."}]},
+                            "index": 0}], "responseId": "resp-one"}
+    state, acc = _StreamState(_call()), StreamAccumulator()
+    for chunk in (text, whole):
+        for delta in state.feed(chunk):
+            acc.add(delta)
+    acc.add(state.finish())
+    streamed = acc.response().tool_calls
+    assert streamed == parse_response(whole, _call()).tool_calls and streamed[0].id
+
+
 # -- streaming -----------------------------------------------------------------------
 async def test_stream_text_and_parallel_calls_fold_to_the_same_response(
         fake_upstream: FakeUpstream) -> None:
@@ -521,7 +601,10 @@ async def test_stream_text_and_parallel_calls_fold_to_the_same_response(
     assert all(d.usage is None and d.finish_reason is None for d in deltas[:-1])
 
     assert streamed.content == plain.content == "Let me check both cities."
-    assert streamed.tool_calls == plain.tool_calls
+    # Two answers, two responseIds, so the ids differ; one answer streamed and
+    # whole gives the same ids (test_one_answer_streamed_or_whole_has_the_same_call_ids).
+    assert [dataclasses.replace(tc, id="") for tc in streamed.tool_calls] == [
+        dataclasses.replace(tc, id="") for tc in plain.tool_calls]
     assert [json.loads(tc.arguments) for tc in streamed.tool_calls] == [
         {"city": "Paris"}, {"city": "Rome"}]
     assert streamed.finish_reason == plain.finish_reason == "tool_calls"
@@ -719,6 +802,34 @@ async def test_key_is_redacted_from_error_texts_and_bodies() -> None:
     for text in (str(exc), repr(exc), json.dumps(exc.body)):
         assert odd_key not in text and KEY not in text
     assert "API key not valid" in exc.message
+
+
+@pytest.mark.parametrize(("status", "grpc", "error", "retry_after"), [
+    (400, "INVALID_ARGUMENT", BadRequest, None),
+    (429, "RESOURCE_EXHAUSTED", RateLimited, 20.0),
+    (403, "PERMISSION_DENIED", AuthenticationFailed, None),
+])
+async def test_a_quoted_url_with_a_key_in_an_error_keeps_the_error_class(
+        status: int, grpc: str, error: type[ProviderError], retry_after: float | None) -> None:
+    # Redacting `key=...` in the serialised body took the backslash of the
+    # escaped quote after it; the broken JSON became a retryable upstream error.
+    message = 'Cannot fetch content from "https://example.com/img.png?key=abc123".'
+    details = [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "20s"}]
+    body = json.dumps({"error": {"code": status, "message": message, "status": grpc,
+                                 "details": details if retry_after else []}})
+    async with raw_server(body.encode(), f"{status} Error", "application/json") as base:
+        http = HttpClient()
+        try:
+            with pytest.raises(error) as info:
+                await GeminiAdapter(http).complete(request(user("x")), deployment(base), FAST)
+        finally:
+            await http.aclose()
+    exc = info.value
+    assert type(exc) is error and exc.status == status and exc.retry_after == retry_after
+    assert exc.body["message"] == ('Cannot fetch content from '
+                                   '"https://example.com/img.png?key=[redacted]".')
+    for text in (str(exc), repr(exc), json.dumps(exc.body)):
+        assert "abc123" not in text and KEY not in text
 
 
 # -- the fake Gemini wire itself -------------------------------------------------------

@@ -9,15 +9,17 @@ Choices worth knowing:
 - The key travels in the `x-goog-api-key` header, never in the URL, so a logged
   URL cannot leak it.
 - Tool parameter schemas go in `parameters` (an OpenAPI subset every Gemini model
-  accepts), cleaned of the JSON Schema keys it rejects. A `json_schema`
+  accepts), cleaned of the JSON Schema keys it rejects; it takes an enum of
+  strings only, so other enums become a note in the description. A `json_schema`
   response format goes in `responseJsonSchema`, which takes JSON Schema as it is
   (`additionalProperties`, `$ref`, type lists), so strict OpenAI schemas pass
   unchanged instead of through a lossy conversion.
 - http(s) image URLs become `fileData` parts with a media type guessed from the
   file extension (image/jpeg when unknown); Gemini fetches them itself, and
   older models accept only Files API URIs there.
-- Tool call ids: Gemini's own `id` when it sends one, else `call_<n>_<hash>`,
-  the same for streamed and non-streamed answers.
+- Tool call ids: Gemini's own `id` when it sends one, else `call_<n>_<hash>`
+  (the hash over the answer's `responseId` and the call), the same for a
+  streamed and a whole answer, and new in each answer.
 - Gemini 3 models want the `thoughtSignature` of earlier function calls back. A
   call's signature travels with it (to clients as Google's OpenAI-compatible
   `extra_content.google.thought_signature`); a replayed call without one (from
@@ -166,7 +168,9 @@ _STATUS_TO_ERROR: dict[str, type[ProviderError]] = {
 @dataclass(slots=True)
 class _Call:
     url: str
-    headers: dict[str, str]
+    # Kept out of the repr with the key: they carry it (x-goog-api-key), and a
+    # deployment's extra headers may carry other secrets.
+    headers: dict[str, str] = field(repr=False)
     body: bytes
     labels: Labels
     model: str
@@ -422,8 +426,9 @@ def _declaration(tool: ToolSpec) -> dict[str, Any]:
 
 def clean_schema(schema: dict[str, Any]) -> dict[str, Any]:
     """A JSON Schema reduced to Gemini's OpenAPI subset: local `$ref`s inlined,
-    type lists turned into `nullable`/`anyOf`, `const` into `enum`, `oneOf` into
-    `anyOf`, unknown keys (additionalProperties, $schema, ...) dropped."""
+    type lists turned into `nullable`/`anyOf`, `const` into `enum`, enums of
+    anything but strings into a description, `oneOf` into `anyOf`, unknown keys
+    (additionalProperties, $schema, ...) dropped."""
     defs = {**schema.get("definitions", {}), **schema.get("$defs", {})}
     return _clean(schema, defs, depth=0)
 
@@ -460,10 +465,6 @@ def _normalise_keywords(node: dict[str, Any]) -> dict[str, Any]:
     node = dict(node)
     if "oneOf" in node and "anyOf" not in node:
         node["anyOf"] = node.pop("oneOf")
-    if "const" in node and "enum" not in node:
-        node["enum"] = [node.pop("const")]
-    if "enum" in node:
-        node["enum"] = [str(v) for v in node["enum"] if v is not None]
     types = node.get("type")
     if isinstance(types, list):
         concrete = [t for t in types if t != "null"]
@@ -474,7 +475,46 @@ def _normalise_keywords(node: dict[str, Any]) -> dict[str, Any]:
         else:
             node.pop("type")
             node["anyOf"] = [{"type": t} for t in concrete]
+    if "const" in node and "enum" not in node:
+        node["enum"] = [node.pop("const")]
+    if "enum" in node:
+        _translate_enum(node)
     return node
+
+
+def _translate_enum(node: dict[str, Any]) -> None:
+    """Gemini's Schema takes `enum` on STRING only. Strings stay an enum (an
+    untyped one says it is a string); other values leave the enum for the
+    description, the type kept, so that a call's arguments still come back as
+    the numbers or booleans the client's schema asks for, not as their text."""
+    raw = node.pop("enum")
+    values = [v for v in raw if v is not None] if isinstance(raw, list) else []
+    if "type" not in node and "anyOf" not in node:
+        # An untyped enum or const: its values say what it is, when they agree.
+        inferred = _json_type(values)
+        if inferred:
+            node["type"] = inferred
+    if str(node.get("type")).lower() == "string":
+        if values:
+            node["enum"] = [str(v) for v in values]
+        return
+    if values:
+        allowed = "One of: " + ", ".join(orjson.dumps(v, default=str).decode()
+                                       for v in values) + "."
+        described = str(node.get("description") or "").rstrip()
+        if described and not described.endswith((".", "!", "?")):
+            described += "."
+        node["description"] = f"{described} {allowed}".lstrip()
+
+
+def _json_type(values: list[Any]) -> str | None:
+    """The one JSON Schema type all `values` share, if they share one."""
+    kinds = {"string" if isinstance(v, str) else "boolean" if isinstance(v, bool)
+             else "integer" if isinstance(v, int) else "number" if isinstance(v, float)
+             else None for v in values}
+    if kinds == {"integer", "number"}:
+        return "number"
+    return kinds.pop() if len(kinds) == 1 else None
 
 
 def _tool_config(choice: str | dict[str, Any] | None) -> dict[str, Any] | None:
@@ -577,8 +617,9 @@ def parse_response(data: dict[str, Any], call: _Call) -> ChatResponse:
     # answer's text (characters): grounding segments are placed within a part.
     text_parts: dict[int, tuple[int, str]] = {}
     at = 0
+    response_id = data.get("responseId")
     for index, part in enumerate((candidate.get("content") or {}).get("parts") or []):
-        kind, value = _read_part(part, len(calls))
+        kind, value = _read_part(part, len(calls), response_id)
         if kind == "call":
             calls.append(value)
         elif kind == "thought":
@@ -685,27 +726,34 @@ def _first_candidate(data: dict[str, Any], call: _Call) -> dict[str, Any]:
     return first
 
 
-def _read_part(part: Any, call_index: int) -> tuple[str, Any]:
+def _read_part(part: Any, call_index: int, response_id: Any) -> tuple[str, Any]:
     """("text" | "thought" | "call" | "other", value) for one response part."""
     if not isinstance(part, dict):
         return "other", None
     if "functionCall" in part:
-        return "call", _tool_call(part["functionCall"], call_index, part.get("thoughtSignature"))
+        return "call", _tool_call(part["functionCall"], call_index, response_id,
+                                  part.get("thoughtSignature"))
     if "text" in part:
         return ("thought" if part.get("thought") else "text"), str(part["text"])
     return "other", None
 
 
-def _tool_call(fc: dict[str, Any], index: int, signature: Any = None) -> ToolCall:
+def _tool_call(fc: dict[str, Any], index: int, response_id: Any,
+               signature: Any = None) -> ToolCall:
     name = str(fc.get("name", ""))
     arguments = orjson.dumps(fc.get("args") or {}).decode()
-    call_id = fc.get("id") or _call_id(index, name, arguments)
+    call_id = fc.get("id") or _call_id(index, name, arguments, response_id)
     return ToolCall(id=str(call_id), name=name, arguments=arguments,
                     thought_signature=str(signature) if signature else None)
 
 
-def _call_id(index: int, name: str, arguments: str) -> str:
-    digest = hashlib.sha256(f"{name}\0{arguments}".encode()).hexdigest()[:10]
+def _call_id(index: int, name: str, arguments: str, response_id: Any) -> str:
+    # The answer's responseId (a stream's chunks all carry it) makes the id its
+    # own: the same call made again in a later turn must not repeat an id, which
+    # clients pair results by and Anthropic refuses (on a fallback there).
+    # Without one, the call alone, as before.
+    seed = f"{response_id}\0{name}\0{arguments}" if response_id else f"{name}\0{arguments}"
+    digest = hashlib.sha256(seed.encode()).hexdigest()[:10]
     return f"call_{index}_{digest}"
 
 
@@ -781,6 +829,7 @@ class _StreamState:
         self.deployment = call.labels.deployment
         self._started = False
         self._calls = 0
+        self._response_id: Any = None
         self._finish: str | None = None
         self._usage: Usage | None = None
         # The answer's text so far, for grounding offsets, and the searches billed.
@@ -805,9 +854,10 @@ class _StreamState:
             self._started = True
             delta.id = str(chunk.get("responseId") or _fallback_id())
             delta.model = str(chunk.get("modelVersion") or self._call.model)
+        self._response_id = self._response_id or chunk.get("responseId")
         texts, thoughts = [], []
         for part in (candidate.get("content") or {}).get("parts") or []:
-            kind, value = _read_part(part, self._calls)
+            kind, value = _read_part(part, self._calls, self._response_id)
             if kind == "call":
                 delta.tool_calls.append(ToolCallDelta(
                     index=self._calls, id=value.id, name=value.name, arguments=value.arguments,
@@ -883,9 +933,23 @@ def _error_from_object(err: Any, headers: Mapping[str, str], call: _Call,
     if retry_after is None:
         retry_after = parse_retry_after(headers)
     text = redact(f"Gemini error {code} {grpc}: {message}".replace("  ", " "), call.key)
-    safe_body = orjson.loads(redact(orjson.dumps(err).decode(), call.key))
     return cls(text, provider=PROVIDER, deployment=call.labels.deployment, status=code,
-               retry_after=retry_after, body=safe_body)
+               retry_after=retry_after, body=_redacted(err, call.key))
+
+
+def _redacted(value: Any, key: str | None) -> Any:
+    """`value` with the key, and anything shaped like one, out of every string in it.
+
+    String by string: run over the serialised JSON, the `key=...` pattern took
+    the backslash of an escaped quote with it, and the broken JSON turned a 400
+    or a 429 into a retryable upstream error."""
+    if isinstance(value, str):
+        return redact(value, key)
+    if isinstance(value, dict):
+        return {redact(str(k), key): _redacted(v, key) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v, key) for v in value]
+    return value
 
 
 def classify(status: int, grpc: str, message: str,
