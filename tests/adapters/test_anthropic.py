@@ -227,6 +227,31 @@ async def test_tools_calls_and_grouped_results(fake_upstream: FakeUpstream) -> N
     ]
 
 
+async def test_tool_results_come_first_in_a_merged_user_turn(fake_upstream: FakeUpstream) -> None:
+    # OpenAI allows a user message between a call and its result; Anthropic
+    # wants the tool_result blocks before anything else in the user turn.
+    req = request(
+        user("Weather in Paris and Rome?"),
+        Message("assistant", [], tool_calls=[
+            ToolCall("toolu_1", "get_weather", '{"city": "Paris"}'),
+            ToolCall("toolu_2", "get_weather", '{"city": "Rome"}'),
+        ]),
+        user("Quickly, please."),
+        Message("tool", [TextPart("18C")], tool_call_id="toolu_1"),
+        user("In Celsius."),
+        Message("tool", [TextPart("24C")], tool_call_id="toolu_2"),
+        tools=[WEATHER],
+    )
+    body = await sent_body(fake_upstream, req)
+    assert body["messages"][2] == {"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "toolu_1", "content": "18C"},
+        {"type": "tool_result", "tool_use_id": "toolu_2", "content": "24C"},
+        {"type": "text", "text": "Quickly, please."},
+        {"type": "text", "text": "In Celsius."},
+    ]}
+    assert len(body["messages"]) == 3
+
+
 @pytest.mark.parametrize(("choice", "parallel", "expected"), [
     ("auto", None, {"type": "auto"}),
     ("none", None, {"type": "none"}),
@@ -263,6 +288,20 @@ async def test_sampling_stop_user_and_max_tokens(fake_upstream: FakeUpstream) ->
 async def test_max_tokens_falls_back_to_the_deployment(fake_upstream: FakeUpstream) -> None:
     body = await sent_body(fake_upstream, request(), max_output_tokens=1234)
     assert body["max_tokens"] == 1234
+
+
+async def test_whitespace_only_stop_is_refused_or_dropped(fake_upstream: FakeUpstream) -> None:
+    # Anthropic answers 400 "each stop sequence must contain non-whitespace".
+    with pytest.raises(UnsupportedParameter) as info:
+        await complete(fake_upstream, request(stop=["END", "\n"]))
+    assert info.value.param == "stop"
+    assert "'anthropic'" in str(info.value) and "whitespace" in str(info.value)
+    assert fake_upstream.received == []
+    body = await sent_body(fake_upstream, request(stop=["\n", "END", " \t"], drop_params=True))
+    assert body["stop_sequences"] == ["END"]
+    fake_upstream.reset()
+    body = await sent_body(fake_upstream, request(stop=["\n\n"]), drop_params=True)
+    assert "stop_sequences" not in body
 
 
 async def test_json_schema_becomes_output_config(fake_upstream: FakeUpstream) -> None:
@@ -360,11 +399,26 @@ async def test_finish_reasons(fake_upstream: FakeUpstream, finish: str, expected
     assert folded(await stream(fake_upstream, request())).finish_reason == expected
 
 
-async def test_refusal_on_a_200(fake_upstream: FakeUpstream) -> None:
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_refusal_on_a_200(fake_upstream: FakeUpstream, streamed: bool) -> None:
+    # A streamed refusal arrives as SSE, ending with stop_reason "refusal".
     fake_upstream.script(Fault(status=200, kind="safety"), provider="anthropic")
-    resp = await complete(fake_upstream, request())
+    if streamed:
+        resp = folded(await stream(fake_upstream, request()))
+    else:
+        resp = await complete(fake_upstream, request())
     assert resp.finish_reason == "content_filter"
     assert resp.content == ""
+
+
+async def test_scripted_refusal_is_a_refusal_stop_reason(fake_upstream: FakeUpstream) -> None:
+    # Anthropic's streaming classifiers end the answer with stop_reason
+    # "refusal" and no message of their own.
+    fake_upstream.reply(Reply(refusal="I can't help with that."), provider="anthropic")
+    whole = await complete(fake_upstream, request())
+    assert (whole.finish_reason, whole.content) == ("content_filter", "")
+    assert whole.usage is not None and whole.usage.output_tokens > 0
+    assert comparable(folded(await stream(fake_upstream, request()))) == comparable(whole)
 
 
 async def test_usage_with_cache_reads(fake_upstream: FakeUpstream) -> None:
@@ -620,6 +674,12 @@ async def test_fake_429_carries_ratelimit_reset_headers(fake_upstream: FakeUpstr
     assert err.retry_after is not None and 28.0 <= err.retry_after <= 31.0
 
 
+def test_fake_error_names_one_request_id_in_header_and_body() -> None:
+    answer = AnthropicWire().error(529, Fault(status=529), None)
+    assert answer.body["request_id"].startswith("req_")
+    assert answer.headers["request-id"] == answer.body["request_id"]
+
+
 async def test_error_event_mid_stream(fake_upstream: FakeUpstream) -> None:
     fake_upstream.reply(Reply(text="partial answer", finish="error"), provider="anthropic")
     seen: list[StreamDelta] = []
@@ -744,6 +804,21 @@ async def test_reasoning_effort_keeps_a_max_tokens_that_holds_it_and_refuses_one
     assert fake_upstream.received == []
 
 
+async def test_an_explicit_thinking_budget_grows_only_a_max_tokens_chosen_here(
+        fake_upstream: FakeUpstream) -> None:
+    own = {"type": "enabled", "budget_tokens": 10_000}
+    body = await sent_body(fake_upstream, request(extra={"thinking": own}))
+    # Anthropic requires budget_tokens < max_tokens; the default 4096 is not.
+    assert body["thinking"] == own and body["max_tokens"] == 10_000 + DEFAULT_MAX_TOKENS
+    fake_upstream.reset()
+    # A limit the caller set is theirs: sent as given, for Anthropic's 400 to explain.
+    body = await sent_body(fake_upstream, request(max_tokens=5_000, extra={"thinking": own}))
+    assert body["thinking"] == own and body["max_tokens"] == 5_000
+    fake_upstream.reset()
+    body = await sent_body(fake_upstream, request(extra={"thinking": {"type": "disabled"}}))
+    assert body["max_tokens"] == DEFAULT_MAX_TOKENS
+
+
 async def test_reasoning_effort_none_an_explicit_thinking_and_a_bad_value(
         fake_upstream: FakeUpstream) -> None:
     body = await sent_body(fake_upstream, request(extra={"reasoning_effort": "none"}))
@@ -752,7 +827,7 @@ async def test_reasoning_effort_none_an_explicit_thinking_and_a_bad_value(
     own = {"type": "enabled", "budget_tokens": 2_000}
     body = await sent_body(fake_upstream,
                            request(extra={"reasoning_effort": "high", "thinking": own}))
-    assert body["thinking"] == own and body["max_tokens"] == DEFAULT_MAX_TOKENS
+    assert body["thinking"] == own and body["max_tokens"] == 2_000 + DEFAULT_MAX_TOKENS
     fake_upstream.reset()
     with pytest.raises(InvalidRequest) as info:
         await complete(fake_upstream, request(extra={"reasoning_effort": "extreme"}))

@@ -18,11 +18,13 @@ Choices worth knowing:
 - Extra OpenAI parameters Anthropic cannot take (frequency_penalty, seed,
   logprobs, n > 1, ...) raise `UnsupportedParameter` unless drop_params; values
   that change nothing (n=1, a zero penalty, logprobs=false, null) are accepted.
-  Anthropic's own `top_k` and `thinking` pass through from `extra`.
+  Anthropic's own `top_k` and `thinking` pass through from `extra`. A `stop`
+  sequence of only whitespace (Anthropic answers 400) is refused the same way;
+  drop_params sends the others.
 - OpenAI's `reasoning_effort` turns thinking on with that effort's budget
   (`interlock.reasoning_effort`; "none" leaves it off, an explicit `thinking` wins); a
-  `max_tokens` Interlock chose grows by the budget, one the caller set must
-  exceed it.
+  `max_tokens` Interlock chose grows by the budget (an explicit `thinking`'s
+  too), one the caller set must exceed it.
 - OpenAI's `web_search_options` adds Anthropic's web search tool (at most 1, 3
   or 5 searches for a low, medium or high `search_context_size`); the text
   blocks that cite search results come back as OpenAI `url_citation`
@@ -32,7 +34,8 @@ Choices worth knowing:
   the block ends). An assistant turn sent back with `thinking_blocks` starts
   with them, as Anthropic requires in a tool loop with thinking on.
 - Consecutive same-role turns are merged (Anthropic requires alternation);
-  `tool` messages become `tool_result` blocks of one user turn.
+  `tool` messages become `tool_result` blocks of one user turn, placed before
+  its other blocks as Anthropic requires.
 - `deployment.extra` may set `anthropic_version` (default 2023-06-01),
   `anthropic_beta` (sent as the `anthropic-beta` header) and `extra_headers`.
 - Usage: neutral input_tokens counts all input (uncached + cache reads +
@@ -236,6 +239,7 @@ def build_body(request: ChatRequest, deployment: Deployment, *, stream: bool) ->
     if stream:
         body["stream"] = True
     _add_sampling(body, request)
+    _add_stop(body, request.stop, drop)
     _add_tools(body, request)
     _add_web_search(body, request)
     _add_response_format(body, request.response_format, drop)
@@ -258,10 +262,24 @@ def _add_sampling(body: dict[str, Any], request: ChatRequest) -> None:
         body["temperature"] = request.temperature
     if request.top_p is not None:
         body["top_p"] = request.top_p
-    if request.stop:
-        body["stop_sequences"] = list(request.stop)
     if request.user:
         body["metadata"] = {"user_id": request.user}
+
+
+def _add_stop(body: dict[str, Any], stop: list[str] | None, drop: bool) -> None:
+    """OpenAI's stop as stop_sequences. Anthropic answers 400 to a sequence of
+    only whitespace (OpenAI's common `stop: "\\n"`), so such a request is refused
+    here, or under drop_params sent without those sequences."""
+    kept = [s for s in stop or () if s.strip()]
+    blank = [s for s in stop or () if not s.strip()]
+    if blank and not drop:
+        raise UnsupportedParameter(
+            "stop", PROVIDER,
+            f"Anthropic refuses stop sequences of only whitespace ({blank[0]!r}); "
+            "each must contain a visible character.",
+        )
+    if kept:
+        body["stop_sequences"] = kept
 
 
 def _add_tools(body: dict[str, Any], request: ChatRequest) -> None:
@@ -352,21 +370,30 @@ def _add_thinking(body: dict[str, Any], request: ChatRequest, *, chosen_here: bo
     """OpenAI's reasoning_effort as extended thinking with that effort's budget
     (`interlock.reasoning_effort`); a `thinking` given in Anthropic's own terms wins.
     Anthropic counts the thinking inside max_tokens, so a limit Interlock chose
-    itself grows to hold the budget and an answer; one the caller or the
-    deployment set that cannot hold the budget is refused before any call."""
+    itself grows to hold the budget and an answer, whichever way thinking was
+    asked for; one the caller or the deployment set that cannot hold an
+    effort's budget is refused before any call (with their own `thinking`,
+    Anthropic's 400 says why)."""
     effort = requested_effort(request)
-    if effort is None or effort == "none" or "thinking" in body:
-        return
-    budget = BUDGETS[effort]
-    if chosen_here:
-        body["max_tokens"] = budget + DEFAULT_MAX_TOKENS
-    elif body["max_tokens"] <= budget:
-        raise InvalidRequest(
-            f"reasoning_effort {effort!r} gives Claude a thinking budget of {budget:,} "
-            f"tokens, which must be below its max_tokens ({body['max_tokens']:,}), the "
-            "thinking included: raise max_tokens above the budget, or ask for less effort.",
-            param="max_tokens", code="invalid_value")
-    body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    if effort is not None and effort != "none" and "thinking" not in body:
+        budget = BUDGETS[effort]
+        if not chosen_here and body["max_tokens"] <= budget:
+            raise InvalidRequest(
+                f"reasoning_effort {effort!r} gives Claude a thinking budget of {budget:,} "
+                f"tokens, which must be below its max_tokens ({body['max_tokens']:,}), the "
+                "thinking included: raise max_tokens above the budget, or ask for less effort.",
+                param="max_tokens", code="invalid_value")
+        body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    budget_tokens = _thinking_budget(body.get("thinking"))
+    if chosen_here and budget_tokens is not None:
+        body["max_tokens"] = budget_tokens + DEFAULT_MAX_TOKENS
+
+
+def _thinking_budget(thinking: Any) -> int | None:
+    """The budget_tokens of an enabled `thinking`; None when it has none
+    (disabled, or a shape without a budget)."""
+    budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None
+    return budget if isinstance(budget, int) and thinking.get("type") == "enabled" else None
 
 
 def _is_noop(key: str, value: Any) -> bool:
@@ -375,7 +402,8 @@ def _is_noop(key: str, value: Any) -> bool:
 
 def translate_messages(messages: list[Message]) -> list[dict[str, Any]]:
     """Neutral messages -> Anthropic turns: system left out (it goes top-level),
-    tool results as user blocks, consecutive same-role turns merged."""
+    tool results as user blocks, consecutive same-role turns merged (a user
+    turn's tool results first)."""
     turns: list[dict[str, Any]] = []
     for message in messages:
         if message.role == "system":
@@ -386,6 +414,10 @@ def translate_messages(messages: list[Message]) -> list[dict[str, Any]]:
             continue
         if turns and turns[-1]["role"] == role:
             turns[-1]["content"].extend(blocks)
+            # Anthropic wants a user turn's tool_result blocks before all else, but
+            # OpenAI lets a user message come between a tool call and its result.
+            # The sort is stable: each kind keeps its order.
+            turns[-1]["content"].sort(key=lambda block: block["type"] != "tool_result")
         else:
             turns.append({"role": role, "content": blocks})
     return turns

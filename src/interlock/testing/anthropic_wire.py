@@ -13,6 +13,9 @@ Scripting vocabulary beyond the neutral `Reply` / `Fault` fields:
 - `Fault(status=400, kind="safety")`: "Output blocked by content filtering policy".
 - `Fault(status=200, kind="safety")`, or `Reply(finish="content_filter")`:
   a 200 answer with stop_reason "refusal".
+- `Reply(refusal="...")`: the same. Anthropic's streaming classifiers stop the
+  answer with stop_reason "refusal" and say nothing more, so the refusal text
+  is not sent (only counted as output); any scripted `text` is what came first.
 - `Reply(finish="error")`: the answer breaks with an overloaded_error (an
   `event: error` frame mid-stream; a non-streamed answer is the error body).
 - `Reply(reasoning_tokens=N)`: the answer starts with a thinking block.
@@ -132,13 +135,16 @@ class AnthropicWire:
         frames.append(sse({"type": "message_stop"}, "message_stop"))
         return frames
 
+    def fault_reply(self, fault: Fault) -> Reply | None:
+        """A 200 safety fault is a refusal by Anthropic's streaming classifiers:
+        an answer like any other (SSE to a streamed request) that ends with
+        stop_reason "refusal"."""
+        if fault.status == 200 and fault.kind == "safety":
+            return Reply(text=fault.message or "", finish="content_filter", input_tokens=10,
+                         output_tokens=0)
+        return None
+
     def error(self, status: int, fault: Fault, route: Route | None) -> ErrorAnswer:
-        if status == 200 and fault.kind == "safety":
-            model = route.model if route else ""
-            refusal = Reply(text=fault.message or "", finish="content_filter", input_tokens=10,
-                            output_tokens=0)
-            return ErrorAnswer(200, {"request-id": _request_id()},
-                               self.reply(Route("chat", model, False), None, refusal))
         etype, message = _error_text(status, fault, route)
         answer = _error(status, etype, fault.message or message)
         if status == 429:
@@ -166,7 +172,9 @@ def _error_text(status: int, fault: Fault, route: Route | None) -> tuple[str, st
 
 
 def _error(status: int, etype: str, message: str) -> ErrorAnswer:
-    return ErrorAnswer(status, {"request-id": _request_id()}, _error_body(etype, message))
+    body = _error_body(etype, message)
+    # One request, one id: the header and the body name the same, as Anthropic's do.
+    return ErrorAnswer(status, {"request-id": body["request_id"]}, body)
 
 
 def _error_body(etype: str, message: str) -> dict[str, Any]:
@@ -275,6 +283,10 @@ def _block_frames(index: int, block: dict[str, Any], size: int) -> list[bytes]:
 
 
 def _stop_reason(reply: Reply) -> str:
+    # A scripted refusal is resolved with finish "stop", as OpenAI ends one;
+    # Anthropic ends it with a stop reason of its own.
+    if reply.refusal is not None:
+        return "refusal"
     return FINISH_TO_STOP_REASON.get(reply.finish or "stop", "end_turn")
 
 

@@ -110,17 +110,22 @@ class FakeUpstreamApp:
 
     async def _answer(self, wire: WireFormat, route: Route, body: Any, fault: Fault | None,
                       send: Send) -> None:
+        scripted: Reply | None = None
         if fault is not None:
             if fault.hang:
                 await asyncio.sleep(3600)
                 return
             if fault.latency:
                 await asyncio.sleep(fault.latency)
-            if fault.status is not None:
+            # Optional WireFormat hook: a fault the provider answers as a reply
+            # (Anthropic's refusal on a 200), so a streamed request gets a stream.
+            as_reply = getattr(wire, "fault_reply", None)
+            scripted = as_reply(fault) if as_reply is not None else None
+            if scripted is None and fault.status is not None:
                 answer = wire.error(fault.status, fault, route)
                 await _send_json(send, answer.status, answer.body, _with_retry_after(answer, fault))
                 return
-        reply = resolved(self.script.reply_for(wire.provider, route.model) or Reply(),
+        reply = resolved(scripted or self.script.reply_for(wire.provider, route.model) or Reply(),
                          route.model, body)
         if route.stream:
             await self._stream(wire, route, body, reply, fault, send)

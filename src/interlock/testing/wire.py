@@ -58,7 +58,9 @@ class WireFormat(Protocol):
 
     # Optional (looked up with getattr, so not part of the protocol):
     # `check_request(route, headers, body) -> ErrorAnswer | None`, the refusals
-    # the real API gives before any scripted fault (missing key header, ...).
+    # the real API gives before any scripted fault (missing key header, ...);
+    # `fault_reply(fault) -> Reply | None`, a fault the provider answers as a
+    # reply (streamed when the request streams) rather than an error body.
 
 
 def estimate_tokens(text: str) -> int:
