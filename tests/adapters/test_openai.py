@@ -405,6 +405,14 @@ async def test_timeout_non_stream(fake_upstream: Any) -> None:
     assert KEY not in repr(info.value)
 
 
+def test_the_cached_endpoint_repr_shows_no_key() -> None:
+    # The adapter keeps each deployment's headers, key included, for its calls.
+    d = deployment("http://127.0.0.1:9/v1", extra={"extra_headers": {"x-proxy": "tok-1234567"}})
+    endpoint = OpenAIAdapter(HttpClient())._endpoint(d)
+    assert endpoint.headers["authorization"] == f"Bearer {KEY}"
+    assert KEY not in repr(endpoint) and "tok-1234567" not in repr(endpoint)
+
+
 async def test_first_token_timeout_stream(fake_upstream: Any) -> None:
     fake_upstream.script(Fault(first_token_delay=1.0), provider="openai")
     http = HttpClient()

@@ -24,7 +24,7 @@ import contextlib
 import os
 import re
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import orjson
@@ -119,11 +119,12 @@ _DURATION_UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs
 @dataclass(frozen=True, slots=True)
 class _Endpoint:
     """What every chat call to one deployment sends the same way. Its headers go
-    to aiohttp, which copies them and never changes the dict it was given."""
+    to aiohttp, which copies them and never changes the dict it was given. They
+    hold the key (and any extra_headers), so the repr leaves them out."""
 
     chat_url: str
-    headers: dict[str, str]
-    stream_headers: dict[str, str]
+    headers: dict[str, str] = field(repr=False)
+    stream_headers: dict[str, str] = field(repr=False)
     labels: Labels
 
 
