@@ -752,3 +752,29 @@ def test_litellm_router_arguments_without_an_effect_load_with_a_warning() -> Non
         config_from_router_kwargs(
             [{"model_name": "g", "litellm_params": {"model": "openai/m", "api_key": "k"}}],
             routing_strategy="cost-based-routing")
+
+
+def test_limits_beside_litellm_params_are_read_as_litellm_reads_them() -> None:
+    # LiteLLM's Router takes tpm/rpm at the entry's top level too; a limit set in
+    # litellm_params wins over one beside it.
+    config = load_config({"model_list": [
+        {"model_name": "g", "litellm_params": {"model": "openai/gpt-4o", "rpm": 10},
+         "tpm": 1000, "rpm": 99}]}, environ=ENV)
+    deployment = build_catalog(config).group("g").deployments[0]
+    assert (deployment.tpm, deployment.rpm) == (1000, 10)
+    message = _error({"model_list": [
+        {"model_name": "g", "litellm_params": {"model": "openai/gpt-4o"}, "tpm": 0}]})
+    assert "model_list[0].litellm_params.tpm" in message
+
+
+def test_an_api_base_with_credentials_and_a_bearer_key_is_refused_without_echoing_them(
+) -> None:
+    entry = {"model_name": "g", "litellm_params": {
+        "model": "openai/gpt-4o", "api_key": "sk-abcdefghijklmnop1234",
+        "api_base": "https://bob:hunter2pw@proxy.example/v1"}}
+    message = _error({"model_list": [entry]})
+    assert "api_base carries credentials" in message
+    assert "hunter2pw" not in message and "sk-abcdefghijklmnop1234" not in message
+    # Without the key, the URL's credentials are the request's only Authorization.
+    del entry["litellm_params"]["api_key"]
+    load_config({"model_list": [entry]}, environ=ENV)

@@ -17,7 +17,7 @@ from interlock.adapters.http import (
     StreamingResponse,
     Timeouts,
 )
-from interlock.errors import Timeout
+from interlock.errors import ConnectionFailed, Timeout
 from interlock.testing import Fault, Reply
 
 BODY = b'{"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}'
@@ -203,3 +203,28 @@ async def test_cookies_a_provider_sets_are_not_sent_back() -> None:
     assert [resp.status for resp in answers] == [200, 200]
     assert len(heads) == 2
     assert b"cookie" not in heads[1].lower()
+
+
+async def test_a_request_aiohttp_refuses_to_send_fails_over_as_a_connection_error(
+        fake_upstream) -> None:
+    # user:password@ in the URL and an Authorization header: aiohttp raises a
+    # ValueError before sending. That deployment cannot be called; the request
+    # must fail over like an unreachable one, not end in a 500.
+    base = fake_upstream.base_url("openai").replace("http://", "http://bob:hunter2pw@")
+    http = HttpClient()
+    headers = {"content-type": "application/json", "authorization": "Bearer sk-x"}
+    try:
+        with pytest.raises(ConnectionFailed) as whole:
+            await http.post(base + "/chat/completions", headers=headers, body=BODY,
+                            timeouts=Timeouts(total=5), labels=Labels("openai", "d"))
+        with pytest.raises(ConnectionFailed) as streamed:
+            async with http.stream(base + "/chat/completions", headers=headers, body=BODY,
+                                   timeouts=Timeouts(total=5), labels=Labels("openai", "d")):
+                pass
+    finally:
+        await http.aclose()
+    for raised in (whole.value, streamed.value):
+        assert "Authorization" in raised.message or "AUTHORIZATION" in raised.message
+        assert "hunter2pw" not in raised.message
+        assert raised.deployment == "d"
+    assert fake_upstream.received == []

@@ -22,7 +22,7 @@ from typing import Any, TypeGuard
 
 import aiohttp
 
-from interlock.errors import ConnectionFailed, Timeout
+from interlock.errors import ConnectionFailed, Timeout, redact
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,9 +264,14 @@ class _LateHeaders:
 
 
 def _connection_error(exc: BaseException, labels: Labels) -> ConnectionFailed:
-    # str(exc) of aiohttp errors names host and port, never headers, so no key leaks.
+    """A request that could not be sent. Besides aiohttp's own errors, aiohttp
+    refuses some requests with a ValueError before sending them (an api_base with
+    user:password@ in it on a call that also carries an Authorization header):
+    that deployment cannot be called, so it fails over like an unreachable one
+    instead of failing the request with a 500. str(exc) of these names the host
+    and port or the URL, never headers; the URL's password is redacted."""
     return ConnectionFailed(
-        f"Connection to {labels.provider} failed: {type(exc).__name__}: {exc}",
+        redact(f"Connection to {labels.provider} failed: {type(exc).__name__}: {exc}"),
         provider=labels.provider, deployment=labels.deployment,
     )
 
@@ -370,7 +375,7 @@ class HttpClient:
                 f"{labels.provider} did not answer within {timeouts.total}s",
                 provider=labels.provider, deployment=labels.deployment,
             ) from None
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, ValueError) as exc:  # ValueError: see _connection_error
             raise _connection_error(exc, labels) from None
 
     async def aclose(self) -> None:
@@ -420,7 +425,7 @@ class _StreamContext:
             if late is not None and late.was_ours():
                 raise self._late() from None
             raise
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, ValueError) as exc:  # ValueError: see _connection_error
             raise _connection_error(exc, self._labels) from None
         finally:
             if late is not None:

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -135,6 +136,21 @@ class DeploymentParams(BaseModel):
         return value
 
     @model_validator(mode="after")
+    def _one_authorization(self) -> DeploymentParams:
+        # An OpenAI-compatible call sends its key as "Authorization: Bearer", and
+        # user:password@ in the URL would be a second Authorization (Basic): one
+        # request cannot carry both, and the HTTP client refuses to send it.
+        base = self.api_base or ""
+        if (self.api_key is not None and self.provider == "openai"
+                and "@" in urlsplit(base).netloc and not base.startswith(ENV_PREFIX)):
+            raise ValueError(
+                "api_base carries credentials (user:password@) and api_key is set, but an "
+                "OpenAI-compatible call sends its key as 'Authorization: Bearer', so it "
+                "cannot also send the URL's credentials. Remove one: drop api_key, or take "
+                "the credentials out of the URL (a proxy's own token can go in extra_headers)")
+        return self
+
+    @model_validator(mode="after")
     def _call_defaults_parse(self) -> DeploymentParams:
         given = {"max_tokens": self.max_tokens, **(self.model_extra or {})}
         defaults = {k: v for k, v in given.items()
@@ -235,6 +251,23 @@ class ModelEntry(BaseModel):
     litellm_params: DeploymentParams = Field(
         validation_alias=AliasChoices("litellm_params", "params"))
     model_info: ModelInfo | None = None
+
+    # Limits LiteLLM's Router also reads beside litellm_params (its load-balancing
+    # examples put them there); moved in, where litellm_params does not set them.
+    _ENTRY_LIMITS: ClassVar[tuple[str, ...]] = ("tpm", "rpm")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _limits_into_params(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping) or not any(k in data for k in cls._ENTRY_LIMITS):
+            return data
+        name = "params" if "params" in data else "litellm_params"
+        params = data.get(name)
+        if not isinstance(params, Mapping):
+            return data  # reported as it is
+        entry = {k: v for k, v in data.items() if k not in cls._ENTRY_LIMITS}
+        entry[name] = {**{k: data[k] for k in cls._ENTRY_LIMITS if k in data}, **params}
+        return entry
 
     @property
     def group(self) -> str:
