@@ -162,3 +162,36 @@ def test_every_optional_field_is_read(key: str) -> None:
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], key: [[]]}
     with pytest.raises(InvalidRequest):
         parse_chat_request(body)
+
+
+def test_sdk_call_arguments_are_read_as_the_sdks_send_them():
+    # extra_body's fields join the body (over the others, as the OpenAI SDK merges
+    # them); max_retries is LiteLLM's and the SDK's name for the retries.
+    req = parse_chat_request(body(temperature=0.1, max_retries=2,
+                                  extra_body={"temperature": 0.5, "top_k": 3}))
+    assert req.temperature == 0.5 and req.num_retries == 2
+    assert req.extra == {"top_k": 3}
+    assert parse_chat_request(body(max_retries=5, num_retries=1)).num_retries == 1
+    with pytest.raises(InvalidRequest) as info:
+        parse_chat_request(body(extra_headers={"anthropic-beta": "x"}))
+    assert info.value.param == "extra_headers"
+    assert "litellm_params.extra_headers" in info.value.message
+    with pytest.raises(InvalidRequest) as info:
+        parse_chat_request(body(extra_body={"api_key": "sk-other"}))
+    assert info.value.param == "api_key"
+    with pytest.raises(InvalidRequest, match="'max_retries' must be"):
+        parse_chat_request(body(max_retries=-1))
+
+
+def test_legacy_function_results_answer_the_call_before_them():
+    call = {"role": "assistant", "content": None,
+            "function_call": {"name": "get_weather", "arguments": "{}"}}
+    result = {"role": "function", "name": "get_weather", "content": "sunny"}
+    req = parse_chat_request(body(
+        messages=[{"role": "user", "content": "weather?"}, call, result,
+                  {"role": "user", "content": "and now?"}, call, result],
+        functions=[{"name": "get_weather", "parameters": {"type": "object"}}]))
+    calls = [m.tool_calls[0].id for m in req.messages if m.role == "assistant"]
+    answers = [m.tool_call_id for m in req.messages if m.role == "tool"]
+    assert answers == calls  # each result names the call it answers
+    assert len(set(calls)) == 2  # and no id repeats (Anthropic refuses that)

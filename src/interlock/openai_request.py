@@ -38,6 +38,11 @@ _LOCAL = {"mock_response", "num_retries", "timeout", "tags"}
 # call override them), they would otherwise go upstream as body fields: a key
 # sent to a provider it is not for.
 DEPLOYMENT_ONLY = ("api_key", "api_base", "base_url", "api_version")
+# Arguments of an OpenAI SDK or LiteLLM call that are not fields of the body it
+# sends: `extra_body` is merged into the body, `max_retries` is the retries
+# (Interlock's are num_retries), `extra_headers` would be HTTP headers.
+CALL_ONLY = ("extra_body", "max_retries", "extra_headers")
+_SPECIAL = frozenset(DEPLOYMENT_ONLY + CALL_ONLY)
 # Optional fields given under either of two names.
 _TOOLS = frozenset({"tools", "functions"})
 _TOOL_CHOICE = frozenset({"tool_choice", "function_call"})
@@ -200,8 +205,11 @@ def _message(raw: Any, i: int) -> Message:
         if raw.get("function_call"):
             where = f"{path}.function_call"
             fc = _typed(raw["function_call"], dict, where, "an object with 'name'")
+            # One id per message: a conversation makes many legacy calls, and
+            # Anthropic refuses a repeated tool_use id.
             msg.tool_calls.append(ToolCall(
-                id="call_0", name=_typed(fc.get("name", ""), str, f"{where}.name", "a string"),
+                id=f"call_{i}", name=_typed(fc.get("name", ""), str, f"{where}.name",
+                                            "a string"),
                 arguments=_typed(fc.get("arguments", "{}"), str, f"{where}.arguments",
                                  "a string of JSON")))
     elif role == "tool":
@@ -388,11 +396,8 @@ def parse_chat_request(body: Any) -> ChatRequest:
     stream = body.get("stream", False)
     _typed(stream, bool, "stream", "true or false")
     keys = body.keys()
-    denied = keys & DEPLOYMENT_ONLY
-    if denied:
-        key = next(k for k in DEPLOYMENT_ONLY if k in denied)
-        raise _fail(f"'{key}' cannot be given per request: keys and endpoints belong to "
-                    "the deployment (model_list[].litellm_params).", key)
+    if not keys.isdisjoint(_SPECIAL):  # one check for both kinds: most bodies have neither
+        return parse_chat_request(_call_arguments(body))
     # Each optional field is read only when the body has it: most bodies hold a
     # few, and a parser call for each absent one was a tenth of a request's parsing.
     given = keys & _OPTIONAL
@@ -417,7 +422,10 @@ def parse_chat_request(body: Any) -> ChatRequest:
     # keyword arguments into a dict and unpacks it again for __init__, about 500
     # instructions each (10,000 for this request's twenty; benchmarks findings),
     # and most bodies hold none of the optional fields.
-    request = ChatRequest(model, [_message(m, i) for i, m in enumerate(raw_messages)])
+    messages = [_message(m, i) for i, m in enumerate(raw_messages)]
+    if not given.isdisjoint(_TOOLS):
+        _pair_function_results(messages)
+    request = ChatRequest(model, messages)
     request.stream = stream
     request.max_tokens = max_tokens
     if extra:
@@ -427,6 +435,49 @@ def parse_chat_request(body: Any) -> ChatRequest:
     if given:
         _set_optional_fields(request, body, given)
     return request
+
+
+def _call_arguments(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The body with the call's own arguments (`CALL_ONLY`) taken out: the fields
+    of `extra_body` merged in (over the others, as the OpenAI SDK merges them),
+    `max_retries` read as `num_retries` unless that is given too. `extra_headers`
+    is refused: the providers' headers belong to the deployment, and sent as a
+    body field it would reach the provider as a parameter it does not know; so
+    are the deployment's own settings (`DEPLOYMENT_ONLY`)."""
+    key = next((k for k in DEPLOYMENT_ONLY if k in body), None)
+    if key is not None:
+        raise _fail(f"'{key}' cannot be given per request: keys and endpoints belong "
+                    "to the deployment (model_list[].litellm_params).", key)
+    if body.get("extra_headers") is not None:
+        raise InvalidRequest(
+            "'extra_headers' cannot be given per request: the headers sent to a provider "
+            "belong to the deployment (model_list[].litellm_params.extra_headers).",
+            param="extra_headers", code="unsupported_parameter")
+    out = {k: v for k, v in body.items() if k not in CALL_ONLY}
+    retries = _int_in(body, "max_retries", 0, MAX_RETRIES)
+    if retries is not None and out.get("num_retries") is None:
+        out["num_retries"] = retries
+    extra = body.get("extra_body")
+    if extra is not None:
+        out.update(_typed(extra, dict, "extra_body", "an object of body fields"))
+    return out
+
+
+def _pair_function_results(messages: list[Message]) -> None:
+    """Legacy function calling names no ids: an assistant's `function_call` is
+    given an id of its own (`_message`) and a `function` message only names the
+    function, which parsing puts in its tool_call_id. Each such result gets the
+    id of the latest call of that function before it, so that the call and its
+    result agree wherever ids are paired (OpenAI's tool messages, Anthropic's
+    tool_result blocks). Results that already name a call are left as they are."""
+    latest: dict[str, str] = {}
+    for message in messages:
+        if message.role == "assistant":
+            for call in message.tool_calls:
+                latest[call.name] = call.id
+        elif (message.role == "tool" and message.name is not None
+              and message.tool_call_id == message.name):
+            message.tool_call_id = latest.get(message.name, message.name)
 
 
 def _set_optional_fields(request: ChatRequest, body: Mapping[str, Any],
