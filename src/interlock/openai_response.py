@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from interlock.adapters.base import decode_texts
-from interlock.errors import InterlockError, InvalidRequest
+from interlock.errors import ContextWindowExceeded, InterlockError, InvalidRequest, RateLimited
 from interlock.types import ChatResponse, StreamDelta, ToolCall, Usage
 
 # What follows a chunk's `delta` object, as `ChunkRenderer.sse` writes it.
@@ -241,12 +241,25 @@ class ChunkRenderer:
         return out
 
 
+# OpenAI's own codes for the errors client code most often tells apart by code
+# (`err.code == "context_length_exceeded"` to trim a conversation, say); the
+# other errors carry their class's name.
+_OPENAI_CODES: tuple[tuple[type[InterlockError], str, str | None], ...] = (
+    (ContextWindowExceeded, "context_length_exceeded", "messages"),
+    (RateLimited, "rate_limit_exceeded", None),
+)
+
+
 def error_dict(error: InterlockError) -> dict[str, Any]:
     """The OpenAI error body for any Interlock error."""
     param = getattr(error, "param", None)
     code = getattr(error, "code", None)
     if code is None and not isinstance(error, InvalidRequest):
         code = type(error).__name__
+        for kind, openai_code, openai_param in _OPENAI_CODES:
+            if isinstance(error, kind):
+                code, param = openai_code, param or openai_param
+                break
     return {"error": {"message": error.message, "type": error.error_type, "param": param,
                       "code": code}}
 

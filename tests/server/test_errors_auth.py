@@ -180,11 +180,26 @@ async def test_upstream_429_reaches_the_sdk_as_rate_limit_error(
     body = caught.value.body
     assert isinstance(body, dict)
     assert body["type"] == "rate_limit_error"
+    assert caught.value.code == "rate_limit_exceeded"  # OpenAI's code, as ported code checks
     assert caught.value.response.headers["x-interlock-provider"] == provider
     assert caught.value.response.headers["x-interlock-attempts"] == "1"
     assert 7 <= int(caught.value.response.headers["retry-after"]) <= 8
     assert fake_upstream.calls(provider) == 1
     await client.close()
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "gemini", "openai"])
+async def test_a_prompt_too_long_upstream_carries_openais_code(
+        provider: str, fake_upstream: FakeUpstream, gateway: RunningGateway) -> None:
+    # Client code trims a conversation on err.code == "context_length_exceeded".
+    from tests.server.gateways import GROUPS
+
+    fake_upstream.script(Fault(status=400, kind="context_window"), provider=provider)
+    with pytest.raises(openai.BadRequestError) as caught:
+        await gateway.openai().chat.completions.create(model=GROUPS[provider],
+                                                       messages=HELLO)
+    assert caught.value.code == "context_length_exceeded"
+    assert caught.value.param == "messages"
 
 
 @pytest.mark.parametrize("provider", ["anthropic", "gemini", "openai"])
