@@ -553,3 +553,130 @@ async def test_web_search_through_claude_cites_and_costs_its_searches(
     assert Decimal(resp.interlock["cost_usd"]) == searched
     assert searched - price.cost(Usage(input_tokens=30, output_tokens=8)) == price.per_web_search
     assert provider_env.received[0].body["tools"][0]["max_uses"] == 5
+
+
+def _ledger_rows(path: Path) -> list[tuple[Any, ...]]:
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT status, stream FROM interlock_requests ORDER BY id"
+                          ).fetchall()
+
+
+def test_sync_stream_raises_at_the_call_as_litellm_does(provider_env: FakeUpstream) -> None:
+    # The sync stream used to be a generator that sent nothing until the first
+    # next(): a try/except around `completion(...)` never saw its errors.
+    from interlock import RateLimitError, Router, UnknownModel
+
+    messages = [{"role": "user", "content": "hi"}]
+    router = Router(model_list=seed_model_list(), num_retries=0)
+    try:
+        with pytest.raises(UnknownModel):
+            router.completion(model="nope", messages=messages, stream=True)
+        provider_env.script(Fault(status=429, retry_after=3), provider="anthropic")
+        with pytest.raises(RateLimitError) as limited:
+            router.completion(model="high-quality", messages=messages, stream=True)
+        assert limited.value.retry_after == 3
+        stream = router.completion(model="budget", messages=messages, stream=True)
+        assert provider_env.calls("gemini") == 1  # sent before any chunk is asked for
+        text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    finally:
+        router.close()
+    assert text.startswith("[simulated gemini-2.0-flash-lite]")
+    assert stream.interlock["attempts"][0]["outcome"] == "ok"
+
+
+def test_a_sync_stream_left_unfinished_is_closed_and_recorded(provider_env: FakeUpstream,
+                                                              tmp_path: Path) -> None:
+    import gc
+
+    from interlock import Router
+
+    provider_env.reply(Reply(text="word " * 200, chunk_chars=5))
+    ledger = tmp_path / "spend.sqlite"
+    messages = [{"role": "user", "content": "hi"}]
+    router = Router(model_list=seed_model_list(), ledger=str(ledger))
+    try:
+        closed = router.completion(model="budget", messages=messages, stream=True)
+        next(closed)
+        closed.close()
+        closed.close()  # a second close does nothing
+        dropped = router.completion(model="budget", messages=messages, stream=True)
+        next(dropped)
+        del dropped
+        untouched = router.completion(model="budget", messages=messages, stream=True)
+        del untouched  # dropped before its first chunk
+        gc.collect()
+        whole = list(router.completion(model="budget", messages=messages, stream=True))
+        assert whole
+    finally:
+        router.close()
+    # One row each, the unfinished ones as abandoned by their client.
+    rows = _ledger_rows(ledger)
+    assert [status for status, _ in rows] == ["error", "error", "error", "ok"]
+    assert all(stream for _, stream in rows)
+
+
+async def test_deepcopy_of_a_response_keeps_its_metadata(provider_env: FakeUpstream) -> None:
+    # deepcopy used to copy the items alone: `.interlock` came back empty and
+    # `_hidden_params["response_cost"]` None, unlike copy.copy and pickle.
+    import copy
+    import pickle
+
+    from interlock import Router
+
+    provider_env.reply(Reply(text="Paris.", input_tokens=1000, output_tokens=200))
+    async with Router(model_list=seed_model_list()) as router:
+        resp = await router.acompletion(
+            model="cost-optimized", messages=[{"role": "user", "content": "Capital of France?"}])
+    cost = resp._hidden_params["response_cost"]
+    assert cost is not None and cost > 0
+    for clone in (copy.deepcopy(resp), copy.copy(resp), pickle.loads(pickle.dumps(resp))):
+        assert type(clone) is type(resp) and clone == resp
+        assert clone.interlock == resp.interlock and clone.interlock.provider == "gemini"
+        assert clone._hidden_params == resp._hidden_params
+    clone = copy.deepcopy(resp)
+    clone["choices"][0]["message"]["content"] = "Lyon."
+    clone.interlock["attempts"][0]["outcome"] = "changed"
+    clone.interlock["deployment"] = "elsewhere"
+    assert resp.choices[0].message.content == "Paris."
+    assert resp.interlock["attempts"][0]["outcome"] == "ok"
+    assert resp.interlock["deployment"] == "cost-optimized/gemini/gemini-2.5-pro"
+    assert clone.choices[0].message.content == "Lyon."  # still attribute access
+
+
+async def test_a_stream_is_an_async_iterator_as_openai_and_litellm_streams_are(
+        provider_env: FakeUpstream, tmp_path: Path) -> None:
+    # CompletionStream had __aiter__ but no __anext__: anext(stream) was a TypeError.
+    from interlock import Router
+
+    def pieces(chunks: list[Any]) -> list[tuple[Any, ...]]:
+        return [(c.choices[0].delta.content, c.choices[0].finish_reason) if c.choices
+                else ("usage", c.usage.completion_tokens) for c in chunks]
+
+    text = "Streaming through the library, chunk by chunk."
+    provider_env.reply(Reply(text=text, chunk_chars=5, input_tokens=7, output_tokens=9))
+    ledger = tmp_path / "spend.sqlite"
+    messages = [{"role": "user", "content": "stream please"}]
+    asked = {"stream": True, "stream_options": {"include_usage": True}}
+    async with Router(model_list=seed_model_list(), ledger=str(ledger)) as router:
+        whole = [c async for c in await router.acompletion(model="budget", messages=messages,
+                                                           **asked)]
+        stream = await router.acompletion(model="budget", messages=messages, **asked)
+        first = await anext(stream)
+        rest = [c async for c in stream]
+        assert await anext(stream, None) is None  # ended, and stays ended
+        assert [c async for c in stream] == []
+        await stream.aclose()  # after the end: no second row
+        stopped = await router.acompletion(model="budget", messages=messages, **asked)
+        await anext(stopped)
+        await stopped.aclose()
+        written = router.gateway.ledger
+        assert written is not None and await written.flush(5)
+    assert first.choices[0].delta.role == "assistant"
+    assert pieces([first, *rest]) == pieces(whole)
+    assert "".join(c.choices[0].delta.content or "" for c in whole if c.choices) == text
+    assert rest[-1].usage.completion_tokens == 9
+    assert stream.response().content == text
+    assert stream.interlock["attempts"][0]["outcome"] == "ok"
+    assert [status for status, _ in _ledger_rows(ledger)] == ["ok", "ok", "error"]

@@ -16,10 +16,11 @@ Imports: the standard library, `config`, `errors`, `gateway`, `openai_*`, `respo
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import weakref
-from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping
 from os import PathLike
 from typing import Any, TypeVar
 
@@ -57,6 +58,20 @@ class _LoopThread:
                 self._thread.start()
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
+    def submit(self, close: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run `close()` on the loop without waiting for it, from any thread. A
+        loop that has stopped has nothing left to close it on."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        coro = close()
+        try:
+            future = asyncio.run_coroutine_threadsafe(coro, loop)
+        except RuntimeError:  # closed meanwhile
+            coro.close()
+            return
+        future.add_done_callback(_log_failed_close)
+
     @property
     def started(self) -> bool:
         return self._loop is not None
@@ -73,6 +88,12 @@ class _LoopThread:
                 self._thread.join(timeout=5)
             self._loop.close()
             self._loop = None
+
+
+def _log_failed_close(future: concurrent.futures.Future[None]) -> None:
+    exc = None if future.cancelled() else future.exception()
+    if exc is not None:  # no caller is left to raise it to
+        log.warning("closing a dropped stream failed (%s: %s)", type(exc).__name__, exc)
 
 
 def _release(sync: _LoopThread, gateway: Gateway) -> None:
@@ -138,6 +159,24 @@ def _with_defaults(defaults: Mapping[str, Any], body: dict[str, Any]) -> dict[st
     return merged
 
 
+async def _rendered(stream: GatewayStream, include_usage: bool
+                    ) -> AsyncGenerator[ModelResponseChunk, None]:
+    # A function, not a method: a generator holding its CompletionStream would
+    # make a cycle, and a stream dropped unfinished would wait for the cyclic
+    # collector to be closed and recorded.
+    render = ChunkRenderer(stream.meta.request_id)
+    try:
+        async for delta in stream:
+            chunk = render.chunk(delta)
+            if chunk is not None:
+                yield ModelResponseChunk(chunk)
+    finally:
+        await stream.aclose()
+    if include_usage:
+        yield ModelResponseChunk(render.usage_chunk(stream.response().usage,
+                                                    stream.meta.stream_summary()))
+
+
 class CompletionStream:
     """What `acompletion(..., stream=True)` returns: iterate it for chunks.
 
@@ -146,7 +185,9 @@ class CompletionStream:
 
     def __init__(self, stream: GatewayStream, include_usage: bool) -> None:
         self._stream = stream
-        self._include_usage = include_usage
+        # One generator for the stream's life, so that `anext()` and `async for`
+        # share a position and its `finally` closes and records the stream once.
+        self._chunks = _rendered(stream, include_usage)
 
     @property
     def interlock(self) -> dict[str, Any]:
@@ -155,21 +196,55 @@ class CompletionStream:
     def response(self) -> ChatResponse:
         return self._stream.response()
 
-    async def __aiter__(self) -> AsyncIterator[ModelResponseChunk]:
-        render = ChunkRenderer(self._stream.meta.request_id)
-        try:
-            async for delta in self._stream:
-                chunk = render.chunk(delta)
-                if chunk is not None:
-                    yield ModelResponseChunk(chunk)
-        finally:
-            await self._stream.aclose()
-        if self._include_usage:
-            yield ModelResponseChunk(render.usage_chunk(self._stream.response().usage,
-                                                        self._stream.meta.stream_summary()))
+    def __aiter__(self) -> CompletionStream:
+        return self
+
+    async def __anext__(self) -> ModelResponseChunk:
+        return await self._chunks.__anext__()
 
     async def aclose(self) -> None:
-        await self._stream.aclose()
+        try:
+            await self._chunks.aclose()
+        finally:
+            # A generator closed before its first chunk never ran its `finally`.
+            await self._stream.aclose()
+
+
+class SyncCompletionStream:
+    """What `completion(..., stream=True)` returns: an iterator of chunks over a
+    stream `completion` has already opened, so that routing and provider errors
+    raise from the call, as in LiteLLM and the OpenAI SDK.
+
+    `close()` ends it early; one dropped unfinished is closed on the Router's
+    loop, and either way the stream leaves its ledger row."""
+
+    def __init__(self, stream: CompletionStream, sync: _LoopThread) -> None:
+        self._stream = stream
+        self._sync = sync
+        # Must not hold `self`. Collection may happen on the loop thread itself,
+        # which cannot wait on its loop, so the close is scheduled, not awaited.
+        self._finalizer = weakref.finalize(self, sync.submit, stream.aclose)
+
+    @property
+    def interlock(self) -> dict[str, Any]:
+        return self._stream.interlock
+
+    def response(self) -> ChatResponse:
+        return self._stream.response()
+
+    def __iter__(self) -> SyncCompletionStream:
+        return self
+
+    def __next__(self) -> ModelResponseChunk:
+        try:
+            return self._sync.run(self._stream.__anext__())
+        except StopAsyncIteration:
+            self._finalizer.detach()  # the generator's `finally` has closed it
+            raise StopIteration from None
+
+    def close(self) -> None:
+        if self._finalizer.detach() is not None:
+            self._sync.run(self._stream.aclose())
 
 
 class Router:
@@ -261,10 +336,11 @@ class Router:
                              interlock=done.meta.as_dict())
 
     def completion(self, model: str, messages: list[dict[str, Any]], **kwargs: Any) -> Any:
-        """The sync twin of `acompletion`; with stream=True an iterator of chunks."""
-        if kwargs.get("stream"):
-            return self._sync_stream(model, messages, **kwargs)
-        return self._sync.run(self.acompletion(model, messages, **kwargs))
+        """The sync twin of `acompletion`; with stream=True a `SyncCompletionStream`."""
+        answer = self._sync.run(self.acompletion(model, messages, **kwargs))
+        if isinstance(answer, CompletionStream):
+            return SyncCompletionStream(answer, self._sync)
+        return answer
 
     async def aembedding(self, model: str, input: str | list[str], **kwargs: Any
                          ) -> EmbeddingResponse:
@@ -281,20 +357,6 @@ class Router:
                   ) -> EmbeddingResponse:
         """The sync twin of `aembedding`."""
         return self._sync.run(self.aembedding(model, input, **kwargs))
-
-    def _sync_stream(self, model: str, messages: list[dict[str, Any]],
-                     **kwargs: Any) -> Iterator[ModelResponseChunk]:
-        stream: CompletionStream = self._sync.run(self.acompletion(model, messages, **kwargs))
-        iterator = stream.__aiter__()
-
-        async def step() -> ModelResponseChunk | None:
-            try:
-                return await iterator.__anext__()
-            except StopAsyncIteration:
-                return None
-
-        while (chunk := self._sync.run(step())) is not None:
-            yield chunk
 
     async def aclose(self) -> None:
         await self._gateway.aclose()

@@ -77,7 +77,13 @@ class OpenAIObject(dict[str, Any]):
         return self.model_dump()
 
     def __deepcopy__(self, memo: dict[int, Any]) -> OpenAIObject:
-        return type(self)(copy.deepcopy(self.model_dump(), memo))
+        clone = type(self)(copy.deepcopy(self.model_dump(), memo))
+        memo[id(self)] = clone
+        # Attributes set beside the items (`ModelResponse.interlock`) are part of
+        # the value too, as `copy.copy` and pickle already keep them.
+        for name, value in vars(self).items():
+            object.__setattr__(clone, name, copy.deepcopy(value, memo))
+        return clone
 
     # Last: inside the class body, `dict` names this method from here on.
     def dict(self) -> builtins.dict[str, Any]:
