@@ -40,6 +40,7 @@ from interlock.dispatch.dispatcher import (
 from interlock.errors import InterlockError, InvalidRequest, ProviderError, UnknownModel
 from interlock.routing.decision import RoutingDecision, direct, header_safe
 from interlock.routing.policy import RoutingPolicy, parse_router_alias
+from interlock.tokens import estimate_prompt_tokens, estimate_text_tokens
 from interlock.types import (
     ChatRequest,
     ChatResponse,
@@ -70,6 +71,8 @@ class ResponseMeta:
     ttft_ms: float | None = None
     # The service tier the provider reported serving the call at (for the ledger).
     service_tier: str | None = None
+    # The provider reported no usage; the tokens recorded and the cost are estimates.
+    usage_estimated: bool = False
 
     @property
     def upstream_calls(self) -> int:
@@ -109,9 +112,12 @@ class ResponseMeta:
 
     def stream_summary(self) -> dict[str, Any]:
         """What a stream's final usage chunk carries: the cost and who answered."""
-        return {"cost_usd": str(self.cost_usd) if self.cost_usd is not None else None,
-                "model_group": self.group, "deployment": self.deployment,
-                "provider": self.provider, "attempts": self.upstream_calls}
+        summary = {"cost_usd": str(self.cost_usd) if self.cost_usd is not None else None,
+                   "model_group": self.group, "deployment": self.deployment,
+                   "provider": self.provider, "attempts": self.upstream_calls}
+        if self.usage_estimated:
+            summary["usage_estimated"] = True
+        return summary
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -169,6 +175,17 @@ def new_request_id(prefix: str = "chatcmpl-") -> str:
     # an id only has to be unique, not secret, and os.urandom's system call showed
     # as 2 % of a streamed call's samples in a py-spy profile on a virtual machine.
     return f"{prefix}{random.getrandbits(128):032x}"
+
+
+def _estimated_usage(request: ChatRequest, partial: ChatResponse) -> Usage:
+    """What a stream that ended without the provider's usage was likely billed:
+    the whole prompt, and the text, reasoning and tool-call arguments it had
+    streamed (by `tokens`' estimates)."""
+    streamed = ((partial.content or "") + (partial.reasoning or "")
+                + "".join(c.arguments for c in partial.tool_calls))
+    reasoning = estimate_text_tokens(partial.reasoning or "")
+    return Usage(input_tokens=estimate_prompt_tokens(request),
+                 output_tokens=estimate_text_tokens(streamed), reasoning_tokens=reasoning)
 
 
 def _upstream_ms(attempts: list[Attempt]) -> float:
@@ -434,6 +451,7 @@ class Gateway:
         row.latency_ms = meta.latency_ms
         row.ttft_ms = meta.ttft_ms
         row.stream = stream
+        row.usage_estimated = meta.usage_estimated
         if self._log_payloads:
             row.prompt = request.prompt_text
             row.response = content
@@ -555,11 +573,19 @@ class GatewayStream:
         upstream = self._upstream
         Gateway._fill(meta, upstream.deployment, upstream.group, upstream.attempts)
         response = upstream.response()
-        meta.cost_usd = self._gateway._cost(self._request, upstream.deployment, response.usage,
+        usage = response.usage
+        if usage is None:
+            # The usage never came: the client left, or the stream broke, before
+            # the provider's last chunk (or it sends none). The provider still
+            # bills the prompt and what it had generated, so the ledger records
+            # Interlock's estimate of those, marked as one, rather than nothing.
+            usage = _estimated_usage(self._request, response)
+            meta.usage_estimated = True
+        meta.cost_usd = self._gateway._cost(self._request, upstream.deployment, usage,
                                             response.service_tier)
         meta.service_tier = response.service_tier
         meta.latency_ms = (time.perf_counter() - self._started) * 1000
-        record = functools.partial(self._gateway._record, meta, self._request, response.usage,
+        record = functools.partial(self._gateway._record, meta, self._request, usage,
                                    response.content, self._key_id, True, error)  # stream, error
         if self._settle_later:
             self._unsettled = record

@@ -164,3 +164,37 @@ async def test_migrations_race_between_replicas(postgres_url: str) -> None:
             tables.metadata.drop_all(engines[0])
         for e in engines:
             e.dispose()
+
+
+def test_a_ledger_from_before_0004_gains_usage_estimated_on_postgres(postgres_url: str) -> None:
+    # PostgreSQL's boolean takes no integer default: the ALTER must say false.
+    from datetime import UTC, datetime
+
+    from interlock.costs.schema import make_engine, migrate
+
+    prefix = f"t_{uuid.uuid4().hex[:10]}_"
+    tables = ledger_tables(prefix)
+    engine = make_engine(postgres_url)
+    try:
+        old = sa.MetaData()
+        before = sa.Table(
+            tables.requests.name, old,
+            *(sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
+              for c in tables.requests.columns if c.name != "usage_estimated"))
+        old.create_all(engine)
+        tables.migrations.create(engine)
+        with engine.begin() as conn:
+            for name in ("0001_create_requests", "0002_indexes", "0003_searches_and_tier"):
+                conn.execute(tables.migrations.insert().values(name=name,
+                                                               applied_at=datetime.now(UTC)))
+            conn.execute(before.insert().values(
+                row_id="r1", created_at=datetime.now(UTC), request_id="req-1", status="ok",
+                attempts=1, fallbacks=0, input_tokens=1, cached_input_tokens=0,
+                output_tokens=1, reasoning_tokens=0, web_searches=0, stream=False))
+        assert migrate(engine, tables) == ["0004_usage_estimated"]
+        with engine.connect() as conn:
+            assert conn.execute(sa.select(tables.requests.c.usage_estimated)).scalar_one() is False
+    finally:
+        with contextlib.suppress(Exception):
+            tables.metadata.drop_all(engine)
+        engine.dispose()

@@ -142,3 +142,12 @@ async def test_a_stream_left_early_or_broken_mid_way_leaves_one_row_that_says_so
             (rows["broken"]["status"], rows["broken"]["error_class"]) ==
             ("error", "ConnectionFailed"))
     assert (finished.error, rows["finished"]["status"]) == (None, "ok")
+    # The provider bills a stream cut before its usage came: the prompt and what it
+    # had sent. Those rows carry Interlock's estimate, marked as one, and its cost.
+    done = rows["finished"]
+    assert not done["usage_estimated"] and done["input_tokens"] > 0
+    for cut in (rows["left"], rows["broken"]):
+        assert cut["usage_estimated"]
+        assert cut["input_tokens"] > 0 and cut["output_tokens"] < done["output_tokens"]
+        assert cut["cost_nanousd"] is not None and cut["cost_nanousd"] > 0
+    assert rows["broken"]["output_tokens"] > 0  # its text before the break counts

@@ -92,6 +92,8 @@ class LedgerRow:
     latency_ms: float | None = None
     ttft_ms: float | None = None
     stream: bool = False
+    # The provider reported no usage: the tokens and cost are Interlock's estimate.
+    usage_estimated: bool = False
     # Only stored when `log_payloads` is on.
     prompt: str | None = None
     response: str | None = None

@@ -142,6 +142,11 @@ def ledger_tables(prefix: str = DEFAULT_PREFIX) -> LedgerTables:
         sa.Column("latency_ms", sa.Float),
         sa.Column("ttft_ms", sa.Float),
         sa.Column("stream", sa.Boolean, nullable=False, default=False),
+        # True when the provider reported no usage (a stream cut before its usage
+        # came) and the tokens and cost are Interlock's estimate. Added by
+        # 0004_usage_estimated, as 0003's columns were.
+        sa.Column("usage_estimated", sa.Boolean, nullable=False, default=False,
+                  server_default=sa.false()),
         sa.Column("prompt", sa.Text),
         sa.Column("response", sa.Text),
     )
@@ -180,12 +185,23 @@ def _m0003_searches_and_tier(conn: Connection, t: LedgerTables) -> None:
         conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN service_tier VARCHAR(32)"))
 
 
+def _m0004_usage_estimated(conn: Connection, t: LedgerTables) -> None:
+    have = {c["name"] for c in sa.inspect(conn).get_columns(t.requests.name)}
+    if "usage_estimated" not in have:
+        table = conn.dialect.identifier_preparer.quote(t.requests.name)
+        # PostgreSQL's boolean takes false, SQLite's 0 (its older releases lack FALSE).
+        false = "false" if conn.dialect.name == "postgresql" else "0"
+        conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN usage_estimated "
+                             f"BOOLEAN NOT NULL DEFAULT {false}"))
+
+
 def migrations() -> list[tuple[str, Migration]]:
     """In the order they apply; a name, once released, never changes meaning."""
     return [
         ("0001_create_requests", _m0001_create_requests),
         ("0002_indexes", _m0002_indexes),
         ("0003_searches_and_tier", _m0003_searches_and_tier),
+        ("0004_usage_estimated", _m0004_usage_estimated),
     ]
 
 
