@@ -34,9 +34,10 @@ rows need, so it keeps up and the ledger's buffer does not fill.
 Where the system has it (Linux), the child is also put in the idle scheduling
 class (SCHED_IDLE) while the ledger keeps up: a request handler woken on the
 child's core takes it from an idle-class task at once, where a niced one may
-keep it for the rest of its time slice; on a slow 2-core host that wait was most
-of what the ledger still cost the P99 at concurrency 1 (docs/benchmarks.md,
-"Run 52"). The idle class gets almost nothing of a core that stays busy, so
+keep it for the rest of its time slice; in a harness on a slow 2-core host that
+wait was most of what the ledger still cost the P99 at concurrency 1
+(docs/benchmarks.md, "Runs 52-54", where one full run agreed and one did not).
+The idle class gets almost nothing of a core that stays busy, so
 whenever more than a batch is waiting as the parent sends one (`write`'s
 `behind`), the child goes back to the normal class, still niced, until it has
 caught up: on a saturated machine one batch may wait out a busy spell, and the
