@@ -89,6 +89,9 @@ def test_full_request_is_translated_field_by_field():
      "messages[0].thinking_blocks[0]", "as the answer gave it"),
     ({"metadata": {"tags": [1]}}, "metadata.tags", "a string or a list of strings"),
     ({"api_base": "http://elsewhere"}, "api_base", "belong to the deployment"),
+    # Only an assistant turn may leave its content out or null (OpenAI's rule).
+    ({"messages": [{"role": "user", "content": None}]}, "messages[0].content", "is required"),
+    ({"messages": [{"role": "user"}]}, "messages[0].content", "is required"),
     # Found by feeding the gateway random bodies: each was a 500 before.
     ({"messages": [{"role": ["user"], "content": "x"}]}, "messages[0].role", "must be one of"),
     ({"messages": [{"role": {"a": 1}, "content": "x"}]}, "messages[0].role", "must be one of"),

@@ -218,8 +218,11 @@ def _message(raw: Any, i: int) -> Message:
         if not msg.tool_call_id:
             raise _fail(f"'{path}.tool_call_id' is required for a tool message.",
                         f"{path}.tool_call_id")
-    if role != "assistant" and "content" not in raw:
-        raise _fail(f"'{path}.content' is required.", f"{path}.content")
+    if role != "assistant" and content is None:
+        # Only an assistant turn may go without content (it made tool calls);
+        # OpenAI refuses a null one elsewhere, and sent on it would be an empty turn.
+        raise _fail(f"'{path}.content' is required: a string or a list of content parts.",
+                    f"{path}.content")
     return msg
 
 
