@@ -19,11 +19,11 @@ from interlock.adapters.gemini import (
     _Call,
     _prepare,
     _StreamState,
-    clean_schema,
     error_from_response,
     map_finish,
     parse_response,
 )
+from interlock.adapters.gemini_schema import clean_schema
 from interlock.adapters.http import HttpClient, Labels, Timeouts
 from interlock.catalog import Deployment, Secret
 from interlock.errors import (
@@ -292,6 +292,21 @@ async def test_tool_calls_and_results_round_trip(fake_upstream: FakeUpstream) ->
         {"functionResponse": {"name": "get_time", "response": {"result": "12:00"}}},
         {"functionResponse": {"name": "lookup", "response": {"result": [3, 4]}}},
     ]}
+
+
+async def test_an_image_in_a_tool_result_is_refused_not_lost(
+        fake_upstream: FakeUpstream) -> None:
+    # A functionResponse carries the result's text: the image would vanish unsaid.
+    turns = [user("what is in it?"),
+             Message("assistant", [], tool_calls=[ToolCall("call_a", "snap", "{}")]),
+             Message("tool", [TextPart("here"), ImagePart("data:image/png;base64,iVBO")],
+                     tool_call_id="call_a")]
+    with pytest.raises(UnsupportedParameter, match="holds an image") as info:
+        await complete(fake_upstream, request(*turns))
+    assert info.value.param == "messages" and fake_upstream.received == []
+    body = await sent(fake_upstream, request(*turns, drop_params=True))
+    assert body["contents"][-1]["parts"] == [
+        {"functionResponse": {"name": "snap", "response": {"result": "here"}}}]
 
 
 async def test_tool_result_for_unknown_call_is_refused(fake_upstream: FakeUpstream) -> None:

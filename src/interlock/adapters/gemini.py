@@ -43,7 +43,8 @@ Choices worth knowing:
   estimated.
 
 Imports: orjson, the standard library, `types`, `errors`, `catalog`, `tokens`,
-`adapters.base`, `adapters.http`, `adapters.registry`, `reasoning_effort`, `web_search`.
+`adapters.base`, `adapters.gemini_schema`, `adapters.http`, `adapters.registry`,
+`reasoning_effort`, `web_search`.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ from interlock.adapters.base import (
     parse_retry_after,
     with_extra_headers,
 )
+from interlock.adapters.gemini_schema import clean_schema
 from interlock.adapters.http import HttpClient, Labels, Timeouts
 from interlock.adapters.registry import API_KEY_ENV, resolve_base_url
 from interlock.catalog import Deployment
@@ -132,14 +134,6 @@ _EXTRA_TO_BODY = {"safety_settings": "safetySettings"}
 _IGNORED_EXTRA = frozenset({"stream_options"})
 # OpenAI extras translated where the body is built, not passed on.
 _READ_ELSEWHERE = frozenset({"reasoning_effort", "web_search_options"})
-
-# The fields of Gemini's OpenAPI-subset Schema; everything else is dropped.
-_SCHEMA_KEYS = frozenset({
-    "type", "format", "title", "description", "nullable", "enum", "maxItems", "minItems",
-    "properties", "required", "minProperties", "maxProperties", "minLength", "maxLength",
-    "pattern", "example", "anyOf", "propertyOrdering", "default", "items", "minimum",
-    "maximum",
-})
 
 _SAFETY_FINISH = frozenset({
     "SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY",
@@ -301,7 +295,7 @@ def _url(deployment: Deployment, model: str, method: str) -> str:
 def build_body(request: ChatRequest, deployment: Deployment) -> dict[str, Any]:
     """The GenerateContentRequest JSON for a neutral request (no network, no key)."""
     drop = bool(request.drop_params or deployment.drop_params)
-    body: dict[str, Any] = {"contents": _contents(request.messages, deployment.model)}
+    body: dict[str, Any] = {"contents": _contents(request.messages, deployment.model, drop)}
     system = [{"text": m.text} for m in request.messages if m.role == "system" and m.text]
     if system:
         body["systemInstruction"] = {"parts": system}
@@ -324,7 +318,7 @@ def build_body(request: ChatRequest, deployment: Deployment) -> dict[str, Any]:
     return body
 
 
-def _contents(messages: list[Message], model: str) -> list[dict[str, Any]]:
+def _contents(messages: list[Message], model: str, drop: bool) -> list[dict[str, Any]]:
     call_names = {tc.id: tc.name for m in messages for tc in m.tool_calls}
     sign = _needs_signature(model)
     contents: list[dict[str, Any]] = []
@@ -332,7 +326,7 @@ def _contents(messages: list[Message], model: str) -> list[dict[str, Any]]:
         if message.role == "system":
             continue
         role = "model" if message.role == "assistant" else "user"
-        parts = _message_parts(message, call_names, sign)
+        parts = _message_parts(message, call_names, sign, drop)
         if not parts:
             continue
         if contents and contents[-1]["role"] == role:
@@ -351,9 +345,9 @@ def _needs_signature(model: str) -> bool:
 
 
 def _message_parts(message: Message, call_names: dict[str, str],
-                   sign: bool) -> list[dict[str, Any]]:
+                   sign: bool, drop: bool) -> list[dict[str, Any]]:
     if message.role == "tool":
-        return [_function_response(message, call_names)]
+        return [_function_response(message, call_names, drop)]
     parts = [_content_part(p) for p in message.parts if not _is_empty(p)]
     for i, tc in enumerate(message.tool_calls):
         part: dict[str, Any] = {"functionCall": {"name": tc.name, "args": _args(tc)}}
@@ -397,12 +391,21 @@ def _args(tc: ToolCall) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"value": value}
 
 
-def _function_response(message: Message, call_names: dict[str, str]) -> dict[str, Any]:
+def _function_response(message: Message, call_names: dict[str, str],
+                       drop: bool) -> dict[str, Any]:
     name = call_names.get(message.tool_call_id or "") or message.name
     if not name:
         raise InvalidRequest(
             f"The tool message for tool_call_id {message.tool_call_id!r} answers no earlier "
             "assistant tool call; Gemini needs the function's name.", param="messages")
+    if message.has_images and not drop:
+        # A functionResponse carries the result's text here; an image in it would
+        # be lost without a word, and the model would answer as if it had seen it.
+        raise UnsupportedParameter(
+            "messages", PROVIDER,
+            f"Gemini takes a tool result's text only, and the result for tool call "
+            f"{message.tool_call_id!r} holds an image: send the image in a user message "
+            "(drop_params sends the result's text alone).")
     text = message.text
     try:
         value: Any = orjson.loads(text) if text.strip() else ""
@@ -422,99 +425,6 @@ def _declaration(tool: ToolSpec) -> dict[str, Any]:
         if params.get("properties") or params.get("type") not in (None, "object", "OBJECT"):
             decl["parameters"] = params
     return decl
-
-
-def clean_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """A JSON Schema reduced to Gemini's OpenAPI subset: local `$ref`s inlined,
-    type lists turned into `nullable`/`anyOf`, `const` into `enum`, enums of
-    anything but strings into a description, `oneOf` into `anyOf`, unknown keys
-    (additionalProperties, $schema, ...) dropped."""
-    defs = {**schema.get("definitions", {}), **schema.get("$defs", {})}
-    return _clean(schema, defs, depth=0)
-
-
-def _clean(node: Any, defs: dict[str, Any], depth: int) -> dict[str, Any]:
-    if not isinstance(node, dict):
-        return {}
-    if depth > 24:  # a recursive $ref: stop unrolling
-        return {"type": "object"}
-    ref = node.get("$ref")
-    if isinstance(ref, str):
-        target = defs.get(ref.rsplit("/", 1)[-1], {})
-        merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-        return _clean(merged, defs, depth + 1)
-    node = _normalise_keywords(node)
-    out: dict[str, Any] = {}
-    for key, value in node.items():
-        if key not in _SCHEMA_KEYS:
-            continue
-        if key == "properties" and isinstance(value, dict):
-            out[key] = {k: _clean(v, defs, depth + 1) for k, v in value.items()}
-        elif key == "items":
-            out[key] = _clean(value, defs, depth + 1)
-        elif key == "anyOf" and isinstance(value, list):
-            out[key] = [_clean(v, defs, depth + 1) for v in value]
-        else:
-            out[key] = value
-    if "required" in out and isinstance(out.get("properties"), dict):
-        out["required"] = [r for r in out["required"] if r in out["properties"]]
-    return out
-
-
-def _normalise_keywords(node: dict[str, Any]) -> dict[str, Any]:
-    node = dict(node)
-    if "oneOf" in node and "anyOf" not in node:
-        node["anyOf"] = node.pop("oneOf")
-    types = node.get("type")
-    if isinstance(types, list):
-        concrete = [t for t in types if t != "null"]
-        if len(concrete) < len(types):
-            node["nullable"] = True
-        if len(concrete) == 1:
-            node["type"] = concrete[0]
-        else:
-            node.pop("type")
-            node["anyOf"] = [{"type": t} for t in concrete]
-    if "const" in node and "enum" not in node:
-        node["enum"] = [node.pop("const")]
-    if "enum" in node:
-        _translate_enum(node)
-    return node
-
-
-def _translate_enum(node: dict[str, Any]) -> None:
-    """Gemini's Schema takes `enum` on STRING only. Strings stay an enum (an
-    untyped one says it is a string); other values leave the enum for the
-    description, the type kept, so that a call's arguments still come back as
-    the numbers or booleans the client's schema asks for, not as their text."""
-    raw = node.pop("enum")
-    values = [v for v in raw if v is not None] if isinstance(raw, list) else []
-    if "type" not in node and "anyOf" not in node:
-        # An untyped enum or const: its values say what it is, when they agree.
-        inferred = _json_type(values)
-        if inferred:
-            node["type"] = inferred
-    if str(node.get("type")).lower() == "string":
-        if values:
-            node["enum"] = [str(v) for v in values]
-        return
-    if values:
-        allowed = "One of: " + ", ".join(orjson.dumps(v, default=str).decode()
-                                       for v in values) + "."
-        described = str(node.get("description") or "").rstrip()
-        if described and not described.endswith((".", "!", "?")):
-            described += "."
-        node["description"] = f"{described} {allowed}".lstrip()
-
-
-def _json_type(values: list[Any]) -> str | None:
-    """The one JSON Schema type all `values` share, if they share one."""
-    kinds = {"string" if isinstance(v, str) else "boolean" if isinstance(v, bool)
-             else "integer" if isinstance(v, int) else "number" if isinstance(v, float)
-             else None for v in values}
-    if kinds == {"integer", "number"}:
-        return "number"
-    return kinds.pop() if len(kinds) == 1 else None
 
 
 def _tool_config(choice: str | dict[str, Any] | None) -> dict[str, Any] | None:
