@@ -294,6 +294,21 @@ async def test_tool_calls_and_results_round_trip(fake_upstream: FakeUpstream) ->
     ]}
 
 
+async def test_a_result_names_the_function_of_the_call_before_it(
+        fake_upstream: FakeUpstream) -> None:
+    # Backends that number calls per turn reuse call_0: each result answers the
+    # latest call with its id, not the conversation's last one.
+    body = await sent(fake_upstream, request(
+        user("search, then fetch"),
+        Message("assistant", [], tool_calls=[ToolCall("call_0", "search", "{}")]),
+        Message("tool", [TextPart("found")], tool_call_id="call_0"),
+        Message("assistant", [], tool_calls=[ToolCall("call_0", "fetch", "{}")]),
+        Message("tool", [TextPart("fetched")], tool_call_id="call_0")))
+    names = [part["functionResponse"]["name"] for turn in body["contents"]
+             for part in turn["parts"] if "functionResponse" in part]
+    assert names == ["search", "fetch"]
+
+
 async def test_an_image_in_a_tool_result_is_refused_not_lost(
         fake_upstream: FakeUpstream) -> None:
     # A functionResponse carries the result's text: the image would vanish unsaid.

@@ -319,13 +319,18 @@ def build_body(request: ChatRequest, deployment: Deployment) -> dict[str, Any]:
 
 
 def _contents(messages: list[Message], model: str, drop: bool) -> list[dict[str, Any]]:
-    call_names = {tc.id: tc.name for m in messages for tc in m.tool_calls}
+    # Which function each call id names, as of the message being read: a result
+    # answers the latest call with its id before it (some backends reuse ids
+    # such as call_0 in every turn, and a later turn's call must not rename it).
+    call_names: dict[str, str] = {}
     sign = _needs_signature(model)
     contents: list[dict[str, Any]] = []
     for message in messages:
         if message.role == "system":
             continue
         role = "model" if message.role == "assistant" else "user"
+        for tc in message.tool_calls:
+            call_names[tc.id] = tc.name
         parts = _message_parts(message, call_names, sign, drop)
         if not parts:
             continue
