@@ -62,6 +62,20 @@ def redact(text: str, *secrets: str | None) -> str:
     return text
 
 
+def redact_json(value: Any, *secrets: str | None) -> Any:
+    """A decoded JSON value (a provider's error body) with `redact` applied to
+    every string in it, keys included. String by string: run over the
+    serialised text, the `key=...` pattern could take an escaped quote's
+    backslash with it and leave JSON that no longer parses."""
+    if isinstance(value, str):
+        return redact(value, *secrets)
+    if isinstance(value, dict):
+        return {redact(str(k), *secrets): redact_json(v, *secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_json(v, *secrets) for v in value]
+    return value
+
+
 class InterlockError(Exception):
     """Base of every Interlock error."""
 

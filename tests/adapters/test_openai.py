@@ -391,6 +391,22 @@ async def test_key_in_upstream_error_text_is_redacted(fake_upstream: Any) -> Non
     assert info.value.body["error"]["code"] == "invalid_api_key"
 
 
+async def test_an_error_body_quoting_a_keyed_url_is_kept_redacted(fake_upstream: Any) -> None:
+    # Redacted over its serialised text, the key= pattern took the escaped quote's
+    # backslash, the JSON broke and the body was lost; it is redacted per string now.
+    fake_upstream.script(Fault(status=400, message='Cannot fetch "https://x.test/a.png?key=abc123"'),
+                         provider="openai")
+    http = HttpClient()
+    try:
+        with pytest.raises(BadRequest) as info:
+            await OpenAIAdapter(http).complete(
+                user("hi"), deployment(fake_upstream.base_url("openai")), FAST)
+    finally:
+        await http.aclose()
+    assert info.value.body["error"]["message"] == (
+        'Cannot fetch "https://x.test/a.png?key=[redacted]"')
+
+
 async def test_timeout_non_stream(fake_upstream: Any) -> None:
     fake_upstream.script(Fault(latency=1.0), provider="openai")
     http = HttpClient()

@@ -84,6 +84,7 @@ from interlock.errors import (
     UpstreamServerError,
     error_for_status,
     redact,
+    redact_json,
 )
 from interlock.reasoning_effort import BUDGETS, requested_effort
 from interlock.types import (
@@ -731,7 +732,7 @@ def error_from_body(status: int | None, headers: Mapping[str, str], data: dict[s
         f"Anthropic {where} {etype or 'error'}: {message}",
         provider=PROVIDER, deployment=deployment.name,
         status=status if status is not None else DOCUMENTED_STATUS.get(etype),
-        retry_after=retry_after, body=_redacted_body(data, key),
+        retry_after=retry_after, body=redact_json(data, key),
     )
 
 
@@ -772,13 +773,6 @@ def ratelimit_reset_after(headers: Mapping[str, str], now: float | None = None) 
 def _parse_rfc3339(value: str) -> float | None:
     try:
         return datetime.fromisoformat(value.strip().replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-def _redacted_body(data: dict[str, Any], key: str | None) -> Any:
-    try:
-        return json.loads(redact(json.dumps(data), key))
     except ValueError:
         return None
 

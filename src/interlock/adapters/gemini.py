@@ -91,6 +91,7 @@ from interlock.errors import (
     UpstreamServerError,
     error_for_status,
     redact,
+    redact_json,
 )
 from interlock.reasoning_effort import BUDGETS, requested_effort
 from interlock.tokens import estimate_inputs_tokens
@@ -849,22 +850,7 @@ def _error_from_object(err: Any, headers: Mapping[str, str], call: _Call,
         retry_after = parse_retry_after(headers)
     text = redact(f"Gemini error {code} {grpc}: {message}".replace("  ", " "), call.key)
     return cls(text, provider=PROVIDER, deployment=call.labels.deployment, status=code,
-               retry_after=retry_after, body=_redacted(err, call.key))
-
-
-def _redacted(value: Any, key: str | None) -> Any:
-    """`value` with the key, and anything shaped like one, out of every string in it.
-
-    String by string: run over the serialised JSON, the `key=...` pattern took
-    the backslash of an escaped quote with it, and the broken JSON turned a 400
-    or a 429 into a retryable upstream error."""
-    if isinstance(value, str):
-        return redact(value, key)
-    if isinstance(value, dict):
-        return {redact(str(k), key): _redacted(v, key) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redacted(v, key) for v in value]
-    return value
+               retry_after=retry_after, body=redact_json(err, call.key))
 
 
 def classify(status: int, grpc: str, message: str,

@@ -59,6 +59,7 @@ from interlock.errors import (
     UpstreamServerError,
     error_for_status,
     redact,
+    redact_json,
 )
 from interlock.tokens import estimate_inputs_tokens
 from interlock.types import (
@@ -903,10 +904,7 @@ def parse_duration(text: str) -> float | None:
 def _redacted_body(body: Any, key: str | None) -> Any:
     if isinstance(body, bytes):
         return redact(body[:2000].decode("utf-8", errors="replace"), key)
-    try:
-        return orjson.loads(redact(orjson.dumps(body).decode(), key))
-    except (TypeError, orjson.JSONDecodeError):
-        return None
+    return redact_json(body, key)
 
 
 def _short(body: Any) -> str:
