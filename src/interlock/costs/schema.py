@@ -174,25 +174,26 @@ def _m0002_indexes(conn: Connection, t: LedgerTables) -> None:
         sa.Index(f"ix_{name}_{column}", t.requests.c[column]).create(conn, checkfirst=True)
 
 
-def _m0003_searches_and_tier(conn: Connection, t: LedgerTables) -> None:
-    # A table 0001 created from today's definition has the columns already.
+def _add_missing_columns(conn: Connection, t: LedgerTables, columns: dict[str, str]) -> None:
+    """ALTER TABLE ... ADD COLUMN for each of `columns` (name -> its type and
+    default in SQL) the requests table lacks: a table 0001 created from today's
+    definition has them already."""
     have = {c["name"] for c in sa.inspect(conn).get_columns(t.requests.name)}
     table = conn.dialect.identifier_preparer.quote(t.requests.name)
-    if "web_searches" not in have:
-        conn.execute(sa.text(
-            f"ALTER TABLE {table} ADD COLUMN web_searches INTEGER NOT NULL DEFAULT 0"))
-    if "service_tier" not in have:
-        conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN service_tier VARCHAR(32)"))
+    for name, definition in columns.items():
+        if name not in have:
+            conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {name} {definition}"))
+
+
+def _m0003_searches_and_tier(conn: Connection, t: LedgerTables) -> None:
+    _add_missing_columns(conn, t, {"web_searches": "INTEGER NOT NULL DEFAULT 0",
+                                   "service_tier": "VARCHAR(32)"})
 
 
 def _m0004_usage_estimated(conn: Connection, t: LedgerTables) -> None:
-    have = {c["name"] for c in sa.inspect(conn).get_columns(t.requests.name)}
-    if "usage_estimated" not in have:
-        table = conn.dialect.identifier_preparer.quote(t.requests.name)
-        # PostgreSQL's boolean takes false, SQLite's 0 (its older releases lack FALSE).
-        false = "false" if conn.dialect.name == "postgresql" else "0"
-        conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN usage_estimated "
-                             f"BOOLEAN NOT NULL DEFAULT {false}"))
+    # PostgreSQL's boolean takes false, SQLite's 0 (its older releases lack FALSE).
+    false = "false" if conn.dialect.name == "postgresql" else "0"
+    _add_missing_columns(conn, t, {"usage_estimated": f"BOOLEAN NOT NULL DEFAULT {false}"})
 
 
 def migrations() -> list[tuple[str, Migration]]:

@@ -37,11 +37,11 @@ child's core takes it from an idle-class task at once, where a niced one may
 keep it for the rest of its time slice; in a harness on a slow 2-core host that
 wait was most of what the ledger still cost the P99 at concurrency 1
 (docs/benchmarks.md, "Runs 52-54", where one full run agreed and one did not).
-The idle class gets almost nothing of a core that stays busy, so
-whenever more than a batch is waiting as the parent sends one (`write`'s
-`behind`), the child goes back to the normal class, still niced, until it has
-caught up: on a saturated machine one batch may wait out a busy spell, and the
-rows behind it are then written at the niced pace, as before.
+The idle class gets almost nothing of a core that stays busy, so whenever more
+than a batch is waiting as the parent sends one (`write`'s `behind`), the child
+goes back to the normal class, still niced, until it has caught up: on a
+saturated machine one batch may wait out a busy spell, and the rows behind it
+are then written at the niced pace, as before.
 
 The database URL, which may hold a password, goes to the child through its
 stdin, never its command line; the child never writes to stderr (a traceback
