@@ -415,10 +415,11 @@ def translate_messages(messages: list[Message]) -> list[dict[str, Any]]:
             continue
         if turns and turns[-1]["role"] == role:
             turns[-1]["content"].extend(blocks)
-            # Anthropic wants a user turn's tool_result blocks before all else, but
-            # OpenAI lets a user message come between a tool call and its result.
-            # The sort is stable: each kind keeps its order.
-            turns[-1]["content"].sort(key=lambda block: block["type"] != "tool_result")
+            if role == "user":
+                # Anthropic wants a user turn's tool_result blocks before all else, but
+                # OpenAI lets a user message come between a tool call and its result.
+                # The sort is stable: each kind keeps its order.
+                turns[-1]["content"].sort(key=lambda block: block["type"] != "tool_result")
         else:
             turns.append({"role": role, "content": blocks})
     return turns
