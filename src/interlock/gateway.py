@@ -309,7 +309,7 @@ class Gateway:
         started, meta = await self._begin(request, request_id, arrived)
         with self._recording_failure(meta, started, request, key_id):
             meta.decision = await self.decide(request)
-            result = await self.dispatcher.complete(request, meta.decision.group)
+            result = await self.dispatcher.complete(request, meta.decision.group, meta.attempts)
         response = result.response
         self._answered(meta, started, request, result, response.usage, response.service_tier)
         record = functools.partial(self._record, meta, request, response.usage,
@@ -330,7 +330,8 @@ class Gateway:
         started, meta = await self._begin(request, request_id, arrived)
         with self._recording_failure(meta, started, request, key_id):
             meta.decision = await self.decide(request)
-            upstream = await self.dispatcher.open_stream(request, meta.decision.group)
+            upstream = await self.dispatcher.open_stream(request, meta.decision.group,
+                                                         meta.attempts)
         self._fill(meta, upstream.deployment, upstream.group, upstream.attempts)
         meta.ttft_ms = (time.perf_counter() - started) * 1000
         # Headers go out now, so overhead is what came before the first byte.
@@ -405,11 +406,29 @@ class Gateway:
         meta.attempts = list(exc.attempts)
         meta.latency_ms = (time.perf_counter() - started) * 1000
         meta.overhead_ms = max(0.0, meta.latency_ms - _upstream_ms(meta.attempts))
+        usage = None
         if isinstance(exc, ProviderError):
             meta.deployment = exc.deployment or None
             meta.provider = exc.provider or None
+        elif meta.attempts and meta.attempts[-1].status is None and meta.attempts[-1].called:
+            # Cut off in the middle of a call (the client left): the provider has
+            # the prompt and bills it, so the row names the deployment and carries
+            # the prompt's estimate, marked as one, rather than nothing.
+            usage = self._interrupted_call(meta, request)
         exc.meta = meta  # type: ignore[attr-defined]
-        self._record(meta, request, None, None, key_id, stream=request.stream, error=exc)
+        self._record(meta, request, usage, None, key_id, stream=request.stream, error=exc)
+
+    def _interrupted_call(self, meta: ResponseMeta, request: ChatRequest) -> Usage | None:
+        last = meta.attempts[-1]
+        try:
+            deployment = self.catalog.deployment(last.deployment)
+        except KeyError:
+            return None
+        self._fill(meta, deployment, last.group, meta.attempts)
+        usage = Usage(input_tokens=estimate_prompt_tokens(request))
+        meta.usage_estimated = True
+        meta.cost_usd = self._cost(request, deployment, usage, None)
+        return usage
 
     def _record(self, meta: ResponseMeta, request: ChatRequest, usage: Usage | None,
                 content: str | None, key_id: str | None, stream: bool,
@@ -521,6 +540,7 @@ class _RecordingFailure:
             error = exc
         elif isinstance(exc, asyncio.CancelledError):
             error = InterlockError("the client disconnected")
+            error.attempts = self._meta.attempts  # as far as the dispatcher got
         else:
             return
         self._gateway._finish_error(self._meta, error, self._started, self._request,

@@ -21,6 +21,7 @@ from interlock.server.asgi_io import Message
 from interlock.server.chat import ChatCompletions
 from interlock.testing import FakeUpstream
 from interlock.testing.script import Fault, Reply
+from interlock.tokens import estimate_prompt_tokens
 
 SCOPE = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []}
 
@@ -151,3 +152,33 @@ async def test_a_stream_left_early_or_broken_mid_way_leaves_one_row_that_says_so
         assert cut["input_tokens"] > 0 and cut["output_tokens"] < done["output_tokens"]
         assert cut["cost_nanousd"] is not None and cut["cost_nanousd"] > 0
     assert rows["broken"]["output_tokens"] > 0  # its text before the break counts
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_call_the_client_left_before_any_answer_names_its_deployment(
+        fake_upstream: FakeUpstream, tmp_path: Path, stream: bool) -> None:
+    # The provider has the prompt once the call is made and bills it whether or
+    # not the client stays: the row says who was called and estimates the prompt.
+    database = tmp_path / "rows.sqlite"
+    config = three_provider_config(fake_upstream)
+    config["ledger"] = {"database": str(database), "flush_interval": 0.05}
+    gw = Gateway(load_config(config, environ={}), environ={})
+    fake_upstream.script(Fault(first_token_delay=5) if stream else Fault(latency=5),
+                         provider="openai")
+    request = parse_chat_request({"model": GROUPS["openai"], "stream": stream,
+                                  "messages": [{"role": "user", "content": "hi " * 50}]})
+    call = asyncio.ensure_future(gw.stream(request, request_id="left") if stream
+                                 else gw.complete(request, request_id="left"))
+    while fake_upstream.calls("openai") == 0:
+        await asyncio.sleep(0.01)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    await gw.aclose()
+    row = ledger_rows(database)["left"]
+    assert (row["status"], row["error_class"]) == ("error", "InterlockError")
+    assert row["provider"] == "openai" and row["deployment"]
+    assert row["attempts"] == 1
+    assert row["usage_estimated"] and row["output_tokens"] == 0
+    assert row["input_tokens"] == estimate_prompt_tokens(request) > 0
+    assert row["cost_nanousd"] is not None and row["cost_nanousd"] > 0

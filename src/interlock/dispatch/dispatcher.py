@@ -107,9 +107,12 @@ class Dispatcher:
         self._mock = MockAdapter()
 
     # -- public API ---------------------------------------------------------
-    async def complete(self, request: ChatRequest, group: str
-                       ) -> DispatchResult[ChatResponse]:
-        run = self._new_run(request, group, stream=False)
+    async def complete(self, request: ChatRequest, group: str,
+                       attempts: list[Attempt] | None = None) -> DispatchResult[ChatResponse]:
+        """`attempts`: a list of the caller's that the attempts are appended to as
+        they are made, so that a caller whose task is cancelled mid-call (a client
+        that left) still knows which deployment it was calling."""
+        run = self._new_run(request, group, stream=False, attempts=attempts)
 
         async def call(adapter: Adapter, request: ChatRequest, d: Deployment,
                        timeouts: Timeouts) -> tuple[ChatResponse, ChatResponse | None]:
@@ -118,8 +121,10 @@ class Dispatcher:
 
         return await self._dispatch(run, call)
 
-    async def open_stream(self, request: ChatRequest, group: str) -> DispatchStream:
-        run = self._new_run(request, group, stream=True)
+    async def open_stream(self, request: ChatRequest, group: str,
+                          attempts: list[Attempt] | None = None) -> DispatchStream:
+        """`attempts` as for `complete`."""
+        run = self._new_run(request, group, stream=True, attempts=attempts)
         success = await self._execute(run, self._stream_call())
         return DispatchStream(self, run, success,
                               continuation=self._settings.stream_continuation)
@@ -164,7 +169,8 @@ class Dispatcher:
 
     # -- one request --------------------------------------------------------
     def _new_run(self, request: ChatRequest, group: str, *, stream: bool,
-                 prompt_tokens: int | None = None) -> Run:
+                 prompt_tokens: int | None = None,
+                 attempts: list[Attempt] | None = None) -> Run:
         self._catalog.group(group)  # UnknownModel for a name that is not configured
         limit = self._settings.request_timeout(stream=stream)
         if request.timeout is not None:
@@ -173,8 +179,11 @@ class Dispatcher:
         # Positionally, in Run's field order (request, origin, stream, deadline, plan,
         # known_prompt_tokens): a class call's keyword arguments go through a dict,
         # about 500 instructions each, on every request. A test pins the order.
-        return Run(request, group, stream, deadline,
-                   self._fallbacks.plan(group, request.fallbacks), prompt_tokens)
+        run = Run(request, group, stream, deadline,
+                  self._fallbacks.plan(group, request.fallbacks), prompt_tokens)
+        if attempts is not None:
+            run.attempts = attempts
+        return run
 
     async def _dispatch(self, run: Run, call: AttemptCall[T]) -> DispatchResult[T]:
         success = await self._execute(run, call)
@@ -382,8 +391,12 @@ class Dispatcher:
             run.attempts.append(Attempt(d.name, d.provider, group, type(error).__name__,
                                         error.status_code, self._ms_since(started)))
             raise self._with_attempts(error, run) from None
-        except BaseException:
+        except BaseException as error:
             stats.in_flight -= 1
+            # Cancelled (the client left) or a bug: the call was made, and the
+            # provider may bill it, so it is listed with the rest.
+            run.attempts.append(Attempt(d.name, d.provider, group, _interrupted(error), None,
+                                        self._ms_since(started), picked.admission.probe))
             await self._give_back(picked)
             raise
         duration = self._ms_since(started)
@@ -585,6 +598,11 @@ def _continuation_request(request: ChatRequest, partial_text: str) -> ChatReques
 async def _release_tickets(tickets: list[GateTicket], response: ChatResponse | None) -> None:
     for ticket in tickets:
         await ticket.release(response)
+
+
+def _interrupted(error: BaseException) -> str:
+    """The outcome of a call that neither answered nor failed upstream."""
+    return "Cancelled" if isinstance(error, asyncio.CancelledError) else type(error).__name__
 
 
 def _where(group: str, deployment: str) -> str:
