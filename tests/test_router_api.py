@@ -428,6 +428,8 @@ def test_litellm_inspection_methods(provider_env: FakeUpstream) -> None:
     # Keys never come back in the clear, literal or from the environment.
     listed = json.dumps(router.get_model_list())
     assert "sk-ant-test-library-key" not in listed and "test-gemini-library-key" not in listed
+    # LiteLLM keeps the list as an attribute too.
+    assert router.model_list == router.get_model_list()
     router.close()
 
 

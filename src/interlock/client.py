@@ -300,6 +300,12 @@ class Router:
                 for entry in self.config.model_list
                 if model_name is None or entry.model_name == model_name]
 
+    @property
+    def model_list(self) -> list[dict[str, Any]]:
+        """Every configured deployment as a `model_list` entry, keys masked: LiteLLM's
+        Router keeps its `model_list` as an attribute, which ported code reads."""
+        return self.get_model_list()
+
     def health(self) -> list[Any]:
         """Each deployment's state: healthy, cooling (until when, why), half-open."""
         return self._gateway.dispatcher.health()
