@@ -187,6 +187,15 @@ async def test_images_data_url_and_http_url(fake_upstream: FakeUpstream) -> None
     ]
 
 
+async def test_a_jpg_data_url_goes_as_image_jpeg(fake_upstream: FakeUpstream) -> None:
+    # Anthropic takes the registered type only; "image/jpg" was a 400 there.
+    body = await sent_body(fake_upstream, request(Message("user", [
+        ImagePart("data:image/JPG;base64,/9j/4AAQ")])))
+    assert body["messages"][0]["content"] == [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg",
+                                     "data": "/9j/4AAQ"}}]
+
+
 WEATHER = ToolSpec("get_weather", "Weather for a city",
                    {"type": "object", "properties": {"city": {"type": "string"}},
                     "required": ["city"]})
@@ -603,6 +612,7 @@ async def test_fake_refuses_what_the_real_api_refuses(
 
 @pytest.mark.parametrize("bad", [
     {"messages": [Message("user", [ImagePart("data:image/png,notbase64")])]},
+    {"messages": [Message("user", [ImagePart("data:image/bmp;base64,Qk0=")])]},
     {"messages": [Message("assistant", tool_calls=[ToolCall("t1", "f", "{not json")])]},
     {"tool_choice": "sometimes", "tools": [WEATHER]},
     {"tool_choice": {"type": "function"}, "tools": [WEATHER]},
@@ -632,6 +642,19 @@ async def test_tool_result_without_output_has_no_content(fake_upstream: FakeUpst
             {"type": "tool_use", "id": "toolu_9", "name": "ping", "input": {}}]},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_9"}]},
     ]
+
+
+async def test_a_tool_result_of_several_texts_keeps_them_apart(
+        fake_upstream: FakeUpstream) -> None:
+    body = await sent_body(fake_upstream, request(
+        user("Read both files"),
+        Message("assistant", tool_calls=[ToolCall("toolu_7", "read", "{}")]),
+        Message("tool", [TextPart("first file."), TextPart("second file.")],
+                tool_call_id="toolu_7"),
+    ))
+    assert body["messages"][2] == {"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "toolu_7", "content": [
+            {"type": "text", "text": "first file."}, {"type": "text", "text": "second file."}]}]}
 
 
 def test_retry_after_from_ratelimit_reset_headers(fake_upstream: FakeUpstream) -> None:

@@ -35,7 +35,10 @@ Choices worth knowing:
   with them, as Anthropic requires in a tool loop with thinking on.
 - Consecutive same-role turns are merged (Anthropic requires alternation);
   `tool` messages become `tool_result` blocks of one user turn, placed before
-  its other blocks as Anthropic requires.
+  its other blocks as Anthropic requires; a result of several parts keeps them
+  as separate blocks.
+- Images: URLs and base64 data URLs of the four types Anthropic takes (jpeg, png,
+  gif, webp; `image/jpg` is sent as `image/jpeg`); another type is a 400 here.
 - `deployment.extra` may set `anthropic_version` (default 2023-06-01),
   `anthropic_beta` (sent as the `anthropic-beta` header) and `extra_headers`.
 - Usage: neutral input_tokens counts all input (uncached + cache reads +
@@ -454,10 +457,28 @@ def _image(part: ImagePart) -> dict[str, Any]:
             media_type, data = part.data_url_parts()
         except ValueError as exc:
             raise InvalidRequest(f"Bad image data URL: {exc}", param="messages") from None
-        source = {"type": "base64", "media_type": media_type, "data": data}
+        source = {"type": "base64", "media_type": _media_type(media_type), "data": data}
     else:
         source = {"type": "url", "url": part.url}
     return {"type": "image", "source": source}
+
+
+# The base64 image types the Messages API takes; it answers 400 to any other.
+_IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+
+
+def _media_type(declared: str) -> str:
+    # "image/jpg" is common in data URLs (browsers and some SDKs write it) but is
+    # not a registered type, and Anthropic takes only the registered one.
+    media_type = declared.lower()
+    if media_type == "image/jpg":
+        media_type = "image/jpeg"
+    if media_type not in _IMAGE_TYPES:
+        raise InvalidRequest(
+            f"Anthropic takes images of type {', '.join(sorted(_IMAGE_TYPES))}, not "
+            f"{declared!r}: convert the image, or send it to another provider.",
+            param="messages", code="unsupported_image_type")
+    return media_type
 
 
 def _tool_use(call: ToolCall) -> dict[str, Any]:
@@ -474,7 +495,9 @@ def _tool_use(call: ToolCall) -> dict[str, Any]:
 
 def _tool_result(message: Message) -> dict[str, Any]:
     block: dict[str, Any] = {"type": "tool_result", "tool_use_id": message.tool_call_id or ""}
-    content = _part_blocks(message) if message.has_images else message.text
+    # Several parts go as blocks: joined into one string they ran together.
+    content = (_part_blocks(message) if message.has_images or len(message.parts) > 1
+               else message.text)
     # Anthropic refuses empty content; a result without output leaves it out.
     if content:
         block["content"] = content
