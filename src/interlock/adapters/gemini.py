@@ -298,7 +298,11 @@ def build_body(request: ChatRequest, deployment: Deployment) -> dict[str, Any]:
     drop = bool(request.drop_params or deployment.drop_params)
     body: dict[str, Any] = {"contents": _contents(request.messages, deployment.model, drop)}
     system = [{"text": m.text} for m in request.messages if m.role == "system" and m.text]
-    if system:
+    if system and not body["contents"]:
+        # Only system messages (OpenAI answers those): Gemini refuses a request
+        # without contents, so the instruction goes as the user's turn.
+        body["contents"] = [{"role": "user", "parts": system}]
+    elif system:
         body["systemInstruction"] = {"parts": system}
     if request.tools:
         body["tools"] = [{"functionDeclarations": [_declaration(t) for t in request.tools]}]
