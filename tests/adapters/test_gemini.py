@@ -172,6 +172,16 @@ async def test_system_instruction_and_roles_merged(fake_upstream: FakeUpstream) 
     assert "generationConfig" not in body and "tools" not in body
 
 
+async def test_a_conversation_of_system_messages_only_is_sent_as_the_user_turn(
+        fake_upstream: FakeUpstream) -> None:
+    # OpenAI answers it; Gemini refuses a request whose contents are empty.
+    body = await sent(fake_upstream, request(Message("system", [TextPart("Say hi.")]),
+                                             Message("system", [TextPart("In French.")])))
+    assert body["contents"] == [{"role": "user", "parts": [{"text": "Say hi."},
+                                                           {"text": "In French."}]}]
+    assert "systemInstruction" not in body
+
+
 async def test_images_inline_and_by_uri(fake_upstream: FakeUpstream) -> None:
     body = await sent(fake_upstream, request(Message("user", [
         TextPart("compare"),
@@ -704,9 +714,20 @@ async def test_http_errors(fake_upstream: FakeUpstream, mode: str, fault: Fault,
 async def test_rate_limit_with_retry_delay(fake_upstream: FakeUpstream, mode: str) -> None:
     fake_upstream.script(Fault(status=429, retry_after=13.5), provider="gemini")
     exc = await call_expecting(fake_upstream, mode, RateLimited)
-    # RetryInfo says 13.5s; the Retry-After header the fake also sends says 13.
+    # From the body's RetryInfo alone: Gemini sends no Retry-After header.
     assert exc.retry_after == 13.5 and exc.status == 429
     assert "RESOURCE_EXHAUSTED" in exc.message and "You exceeded your current quota" in exc.message
+
+
+async def test_the_fakes_gemini_429_has_no_retry_after_header(
+        fake_upstream: FakeUpstream) -> None:
+    fake_upstream.script(Fault(status=429, retry_after=7), provider="gemini")
+    url = fake_upstream.base_url("gemini") + "/v1beta/models/gemini-2.5-pro:generateContent"
+    async with aiohttp.ClientSession() as session, session.post(
+            url, json={}, headers={"x-goog-api-key": KEY}) as resp:
+        assert resp.status == 429 and "retry-after" not in resp.headers
+        details = (await resp.json())["error"]["details"]
+    assert {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "7s"} in details
 
 
 def test_retry_after_header_when_no_retry_info() -> None:
@@ -730,6 +751,21 @@ async def test_blocked_prompt_raises_content_filtered(fake_upstream: FakeUpstrea
     fake_upstream.script(Fault(status=200, kind="safety"), provider="gemini")
     exc = await call_expecting(fake_upstream, mode, ContentFiltered)
     assert "SAFETY" in exc.message and exc.provider == "gemini"
+
+
+async def test_the_fake_streams_a_blocked_prompt_as_gemini_does(
+        fake_upstream: FakeUpstream) -> None:
+    # A 200: to streamGenerateContent?alt=sse it is the stream's one event.
+    fake_upstream.script(Fault(status=200, kind="safety"), provider="gemini")
+    url = (fake_upstream.base_url("gemini")
+           + "/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse")
+    async with aiohttp.ClientSession() as session, session.post(
+            url, json={}, headers={"x-goog-api-key": KEY}) as resp:
+        assert resp.status == 200 and resp.content_type == "text/event-stream"
+        raw = await resp.read()
+    [event] = [e for e in raw.split(b"\r\n\r\n") if e]
+    assert event.startswith(b"data: ")
+    assert json.loads(event[6:])["promptFeedback"]["blockReason"] == "SAFETY"
 
 
 @pytest.mark.parametrize("mode", ALL_MODES)

@@ -121,9 +121,19 @@ class FakeUpstreamApp:
             # (Anthropic's refusal on a 200), so a streamed request gets a stream.
             as_reply = getattr(wire, "fault_reply", None)
             scripted = as_reply(fault) if as_reply is not None else None
+            # Another: a fault streamed as the provider streams it (Gemini's
+            # blocked prompt, a 200 that is no Reply).
+            as_stream = getattr(wire, "fault_stream", None)
+            frames = as_stream(fault, route) if as_stream is not None and route.stream \
+                else None
+            if frames is not None:
+                await self._send_stream(wire, route, frames, fault, send)
+                return
             if scripted is None and fault.status is not None:
                 answer = wire.error(fault.status, fault, route)
-                await _send_json(send, answer.status, answer.body, _with_retry_after(answer, fault))
+                headers = (_with_retry_after(answer, fault)
+                           if getattr(wire, "retry_after_header", True) else answer.headers)
+                await _send_json(send, answer.status, answer.body, headers)
                 return
         reply = resolved(scripted or self.script.reply_for(wire.provider, route.model) or Reply(),
                          route.model, body)
@@ -134,7 +144,10 @@ class FakeUpstreamApp:
 
     async def _stream(self, wire: WireFormat, route: Route, body: Any, reply: Reply,
                       fault: Fault | None, send: Send) -> None:
-        frames = wire.stream(route, body, reply)
+        await self._send_stream(wire, route, wire.stream(route, body, reply), fault, send)
+
+    async def _send_stream(self, wire: WireFormat, route: Route, frames: list[bytes],
+                           fault: Fault | None, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": [
             (b"content-type", wire.stream_content_type(route).encode()),
             (b"cache-control", b"no-cache"),

@@ -95,6 +95,9 @@ def _dumps(value: Any) -> str:
 class GeminiWire:
     provider = "gemini"
     prefix = "/gemini"
+    # Gemini sends no Retry-After header: a 429 says when to retry in its body
+    # (RetryInfo.retryDelay), so the fake's core must not add one.
+    retry_after_header = False
 
     def route(self, method: str, path: str, query: dict[str, str], body: Any) -> Route | None:
         if method == "POST":
@@ -167,11 +170,14 @@ class GeminiWire:
                 if "text" in parts[0] and parts[0]["text"]:
                     payload["candidates"][0]["logprobsResult"] = _logprobs_result(
                         [parts[0]["text"]], i, asked)
-        if route.endpoint == "stream_sse":
-            return [f"data: {_dumps(p)}\r\n\r\n".encode() for p in payloads]
-        frames = [("[" if i == 0 else ",\r\n") + _dumps(p) for i, p in enumerate(payloads)]
-        frames[-1] += "]"
-        return [f.encode() for f in frames]
+        return _framed(route, payloads)
+
+    def fault_stream(self, fault: Fault, route: Route) -> list[bytes] | None:
+        """A blocked prompt is a 200 answer: to a streamed request Gemini sends it
+        as the stream's one chunk, not as plain JSON."""
+        if fault.status == 200 and fault.kind == "safety":
+            return _framed(route, [_blocked_prompt(route.model)])
+        return None
 
     def stream_content_type(self, route: Route) -> str:
         if route.endpoint == "stream_sse":
@@ -363,6 +369,16 @@ def _rate_limited(fault: Fault, model: str) -> ErrorAnswer:
                    f"limit: 10, model: {model}\nPlease retry in {delay}."
         details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay})
     return _error(429, grpc, fault.message or message, details)
+
+
+def _framed(route: Route, payloads: list[dict[str, Any]]) -> list[bytes]:
+    """A stream's chunks as Gemini sends them: SSE events (alt=sse), else one JSON
+    array written an element at a time."""
+    if route.endpoint == "stream_sse":
+        return [f"data: {_dumps(p)}\r\n\r\n".encode() for p in payloads]
+    frames = [("[" if i == 0 else ",\r\n") + _dumps(p) for i, p in enumerate(payloads)]
+    frames[-1] += "]"
+    return [f.encode() for f in frames]
 
 
 def _blocked_prompt(model: str) -> dict[str, Any]:
