@@ -198,3 +198,13 @@ def test_legacy_function_results_answer_the_call_before_them():
     answers = [m.tool_call_id for m in req.messages if m.role == "tool"]
     assert answers == calls  # each result names the call it answers
     assert len(set(calls)) == 2  # and no id repeats (Anthropic refuses that)
+
+
+def test_a_request_with_functions_alone_is_marked_legacy():
+    # Its answer goes back in the legacy shape (message.function_call).
+    functions = [{"name": "f", "parameters": {"type": "object"}}]
+    tools = [{"type": "function", "function": functions[0]}]
+    assert parse_chat_request(body(functions=functions)).legacy_functions
+    assert not parse_chat_request(body(tools=tools)).legacy_functions
+    assert not parse_chat_request(body(tools=tools, functions=functions)).legacy_functions
+    assert not parse_chat_request(body()).legacy_functions

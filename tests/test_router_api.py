@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from interlock.testing import FakeUpstream
-from interlock.testing.script import Fault, Reply
+from interlock.testing.script import Fault, Reply, ScriptedToolCall
 from interlock.web_search import url_citation
 
 CLAUDE = "claude-sonnet-4-20250514"
@@ -129,6 +129,29 @@ async def test_stream_true_yields_chunks(provider_env: FakeUpstream) -> None:
     assert stream.interlock["provider"] == "anthropic"
     assert stream.interlock["attempts"][0]["outcome"] == "ok"
     assert provider_env.received[0].body["stream"] is True
+
+
+async def test_legacy_functions_answer_in_the_legacy_shape(provider_env: FakeUpstream) -> None:
+    from interlock import Router
+
+    functions = [{"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}}}]
+    provider_env.reply(Reply(tool_calls=[ScriptedToolCall("get_weather", {"city": "Oslo"})],
+                             chunk_chars=4))
+    asked = [{"role": "user", "content": "Weather in Oslo?"}]
+    async with Router(model_list=seed_model_list()) as router:
+        whole = await router.acompletion(model="high-quality", messages=asked,
+                                         functions=functions)
+        stream = await router.acompletion(model="high-quality", messages=asked,
+                                          functions=functions, stream=True)
+        chunks = [c async for c in stream if c.choices]
+    message = whole.choices[0].message
+    assert whole.choices[0].finish_reason == "function_call" and not message.tool_calls
+    assert (message.function_call.name, json.loads(message.function_call.arguments)) == (
+        "get_weather", {"city": "Oslo"})
+    pieces = [c["choices"][0]["delta"].get("function_call") for c in chunks]
+    assert "".join(p["arguments"] for p in pieces if p) == message.function_call.arguments
+    assert chunks[-1].choices[0].finish_reason == "function_call"
 
 
 def test_sync_completion_and_sync_stream(provider_env: FakeUpstream) -> None:

@@ -164,7 +164,8 @@ async def _rendered(stream: GatewayStream, include_usage: bool
     # A function, not a method: a generator holding its CompletionStream would
     # make a cycle, and a stream dropped unfinished would wait for the cyclic
     # collector to be closed and recorded.
-    render = ChunkRenderer(stream.meta.request_id)
+    render = ChunkRenderer(stream.meta.request_id,
+                           legacy_functions=stream.request.legacy_functions)
     try:
         async for delta in stream:
             chunk = render.chunk(delta)
@@ -338,7 +339,8 @@ class Router:
         if request.stream:
             return CompletionStream(await self._gateway.stream(request), include_usage(body))
         done = await self._gateway.complete(request)
-        return ModelResponse(completion_dict(done.response, request_id=done.meta.request_id),
+        return ModelResponse(completion_dict(done.response, request_id=done.meta.request_id,
+                                             legacy_functions=request.legacy_functions),
                              interlock=done.meta.as_dict())
 
     def completion(self, model: str, messages: list[dict[str, Any]], **kwargs: Any) -> Any:

@@ -582,6 +582,11 @@ class GatewayStream:
             # Cancelled (client went away), closed early or a bug: still one ledger row.
             self._finish(error=InterlockError("the stream was cancelled"))
 
+    @property
+    def request(self) -> ChatRequest:
+        """The request this stream answers."""
+        return self._request
+
     def response(self) -> ChatResponse:
         return self._upstream.response()
 

@@ -5,6 +5,11 @@ keyword arguments) come through here, so the two behave the same. Parsing is
 written out by hand rather than through a pydantic model: it runs on every
 request, and each error names the exact field, what was wrong and how to fix it.
 
+The deprecated `functions`/`function_call` parameters and `function` messages
+become tools, tool choice and tool results; a request that used `functions`
+(without `tools`) is marked `legacy_functions`, and `openai_response` answers it
+in that API's shape (`message.function_call`, finish_reason "function_call").
+
 Imports: the standard library, `types`, `errors`.
 """
 
@@ -437,6 +442,7 @@ def parse_chat_request(body: Any) -> ChatRequest:
     request.fallbacks = fallbacks
     if given:
         _set_optional_fields(request, body, given)
+        request.legacy_functions = "functions" in given and body.get("tools") is None
     return request
 
 

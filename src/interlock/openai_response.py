@@ -58,13 +58,22 @@ def _signature_field(signature: str) -> dict[str, Any]:
     return {"google": {"thought_signature": signature}}
 
 
-def completion_dict(response: ChatResponse, *, request_id: str) -> dict[str, Any]:
+def completion_dict(response: ChatResponse, *, request_id: str,
+                    legacy_functions: bool = False) -> dict[str, Any]:
+    """`legacy_functions`: the request used the deprecated `functions`, whose
+    callers read `message.function_call` and finish_reason "function_call"."""
     message: dict[str, Any] = {"role": "assistant", "content": response.content}
+    finish: str | None = response.finish_reason
     if response.refusal is not None:
         message["refusal"] = response.refusal
     if response.annotations:
         message["annotations"] = response.annotations
-    if response.tool_calls:
+    if response.tool_calls and legacy_functions:
+        # The legacy API has one call per answer (it predates parallel calls).
+        first = response.tool_calls[0]
+        message["function_call"] = {"name": first.name, "arguments": first.arguments}
+        finish = _legacy_finish(finish)
+    elif response.tool_calls:
         message["tool_calls"] = _tool_calls(response.tool_calls)
     if response.reasoning:
         message["reasoning_content"] = response.reasoning
@@ -77,10 +86,14 @@ def completion_dict(response: ChatResponse, *, request_id: str) -> dict[str, Any
         "created": response.created,
         "model": response.model,
         "choices": [{"index": 0, "message": message, "logprobs": response.logprobs,
-                     "finish_reason": response.finish_reason}],
+                     "finish_reason": finish}],
         "usage": usage_dict(response.usage),
         **backend_fields(response),
     }
+
+
+def _legacy_finish(finish: str | None) -> str | None:
+    return "function_call" if finish == "tool_calls" else finish
 
 
 def backend_fields(delta: StreamDelta | ChatResponse) -> dict[str, str]:
@@ -102,8 +115,9 @@ def shows_anything(delta: StreamDelta) -> bool:
                 or delta.annotations)
 
 
-def delta_dict(delta: StreamDelta, *, first: bool) -> dict[str, Any]:
-    """The `delta` object of a chunk."""
+def delta_dict(delta: StreamDelta, *, first: bool, legacy: bool = False) -> dict[str, Any]:
+    """The `delta` object of a chunk; `legacy` as `completion_dict`'s
+    `legacy_functions`."""
     out: dict[str, Any] = {}
     if first:
         out["role"] = "assistant"
@@ -118,29 +132,48 @@ def delta_dict(delta: StreamDelta, *, first: bool) -> dict[str, Any]:
     if delta.thinking_blocks:
         out["thinking_blocks"] = delta.thinking_blocks
     if delta.tool_calls:
-        calls = []
-        for tc in delta.tool_calls:
-            call: dict[str, Any] = {"index": tc.index, "function": {"arguments": tc.arguments}}
-            if tc.id:
-                call["id"] = tc.id
-                call["type"] = "function"
-            if tc.name:
-                call["function"]["name"] = tc.name
-            if tc.thought_signature:
-                call["extra_content"] = _signature_field(tc.thought_signature)
-            calls.append(call)
-        out["tool_calls"] = calls
+        if legacy:
+            _set_function_call(out, delta)
+        else:
+            out["tool_calls"] = _call_deltas(delta)
     return out
 
 
+def _call_deltas(delta: StreamDelta) -> list[dict[str, Any]]:
+    calls = []
+    for tc in delta.tool_calls:
+        call: dict[str, Any] = {"index": tc.index, "function": {"arguments": tc.arguments}}
+        if tc.id:
+            call["id"] = tc.id
+            call["type"] = "function"
+        if tc.name:
+            call["function"]["name"] = tc.name
+        if tc.thought_signature:
+            call["extra_content"] = _signature_field(tc.thought_signature)
+        calls.append(call)
+    return calls
+
+
+def _set_function_call(out: dict[str, Any], delta: StreamDelta) -> None:
+    """The legacy delta: the first call's name, then its argument pieces. Later
+    calls are left out, as `completion_dict` leaves them out of a whole answer."""
+    for tc in delta.tool_calls:
+        if tc.index == 0:
+            call = {"name": tc.name} if tc.name else {}
+            call["arguments"] = tc.arguments
+            out["function_call"] = call
+
+
 def chunk_dict(delta: StreamDelta, *, request_id: str, model: str, created: int,
-               first: bool, backend: Mapping[str, str] = _NONE) -> dict[str, Any]:
+               first: bool, backend: Mapping[str, str] = _NONE,
+               legacy: bool = False) -> dict[str, Any]:
     """`backend`: the stream's `backend_fields`, on every chunk as OpenAI sends them."""
+    finish = _legacy_finish(delta.finish_reason) if legacy else delta.finish_reason
     return {
         "id": request_id, "object": "chat.completion.chunk", "created": created,
         "model": model, **backend,
-        "choices": [{"index": 0, "delta": delta_dict(delta, first=first),
-                     "logprobs": delta.logprobs, "finish_reason": delta.finish_reason}],
+        "choices": [{"index": 0, "delta": delta_dict(delta, first=first, legacy=legacy),
+                     "logprobs": delta.logprobs, "finish_reason": finish}],
     }
 
 
@@ -151,10 +184,12 @@ def usage_chunk_dict(usage: Usage | None, *, request_id: str, model: str,
             "model": model, **backend, "choices": [], "usage": usage_dict(usage)}
 
 
-def _chunk_tail(delta: StreamDelta) -> bytes:
+def _chunk_tail(delta: StreamDelta, legacy: bool) -> bytes:
     """What follows a chunk's `delta` object: its logprobs, its finish reason and
     the chunk's end (constant bytes for the usual chunk, which has neither)."""
-    finish = delta.finish_reason
+    finish: str | None = delta.finish_reason
+    if legacy:
+        finish = _legacy_finish(finish)
     if delta.logprobs is not None:
         return (b',"logprobs":' + orjson.dumps(delta.logprobs) + b',"finish_reason":'
                 + orjson.dumps(finish) + _CHUNK_END)
@@ -166,8 +201,10 @@ class ChunkRenderer:
     library alike: the role on the first chunk, one `created` and the latest
     model name on every chunk, and no empty chunks after the first."""
 
-    def __init__(self, request_id: str) -> None:
+    def __init__(self, request_id: str, legacy_functions: bool = False) -> None:
         self.request_id = request_id
+        # `completion_dict`'s `legacy_functions`, for every chunk.
+        self.legacy = legacy_functions
         self.model = ""
         self.created = int(time.time())
         self._first = True
@@ -192,7 +229,8 @@ class ChunkRenderer:
         if not self._shown(delta):
             return None
         out = chunk_dict(delta, request_id=self.request_id, model=self.model,
-                         created=self.created, first=self._first, backend=self.backend)
+                         created=self.created, first=self._first, backend=self.backend,
+                         legacy=self.legacy)
         self._first = False
         return out
 
@@ -214,15 +252,16 @@ class ChunkRenderer:
 
     def _sse(self, deltas: list[StreamDelta]) -> bytes:
         out = []
+        legacy = self.legacy
         for delta in deltas:
             if not self._shown(delta):
                 continue
             if self._head_model != self.model:
                 self._head = self._head_for(self.model)
                 self._head_model = self.model
-            body = orjson.dumps(delta_dict(delta, first=self._first))
+            body = orjson.dumps(delta_dict(delta, first=self._first, legacy=legacy))
             self._first = False
-            out.append(self._head + body + _chunk_tail(delta))
+            out.append(self._head + body + _chunk_tail(delta, legacy))
         return b"".join(out)
 
     def _head_for(self, model: str) -> bytes:

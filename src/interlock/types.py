@@ -145,6 +145,9 @@ class ChatRequest:
     # A gateway client's request: its num_retries may only lower the retries the
     # operator set for each group it reaches (a library caller may raise them).
     retries_bounded: bool = False
+    # Asked with OpenAI's deprecated `functions` (no `tools`): answered in that
+    # API's shape, `function_call` instead of `tool_calls`, as its callers read it.
+    legacy_functions: bool = False
 
     def with_defaults(self, defaults: ChatRequest) -> ChatRequest:
         """This request with what it leaves unset taken from `defaults` (call

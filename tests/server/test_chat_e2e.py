@@ -200,6 +200,54 @@ async def test_streamed_parallel_tool_calls(provider: str, fake_upstream: FakeUp
     await client.close()
 
 
+LEGACY_FUNCTIONS = [t["function"] for t in WEATHER_TOOLS]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_legacy_functions_get_a_function_call_back(
+        provider: str, fake_upstream: FakeUpstream, gateway: RunningGateway) -> None:
+    # Code written for the deprecated `functions` reads message.function_call; the
+    # legacy API has one call an answer, so the first is kept.
+    fake_upstream.reply(Reply(tool_calls=PARALLEL_CALLS), provider=provider)
+    client = gateway.openai()
+    resp = await client.chat.completions.create(
+        model=GROUPS[provider], messages=_user("Weather in Paris?"),
+        functions=LEGACY_FUNCTIONS)  # type: ignore[arg-type]
+    assert _tool_names_sent(provider, fake_upstream.received[0].body) == [
+        "get_weather", "get_time"]
+    choice = resp.choices[0]
+    assert choice.finish_reason == "function_call"
+    assert choice.message.tool_calls is None
+    call = choice.message.function_call
+    assert call is not None and call.name == "get_weather"
+    assert json.loads(call.arguments) == {"city": "Paris"}
+    await client.close()
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_streamed_legacy_functions_get_function_call_deltas(
+        provider: str, fake_upstream: FakeUpstream, gateway: RunningGateway) -> None:
+    fake_upstream.reply(Reply(tool_calls=PARALLEL_CALLS, chunk_chars=4), provider=provider)
+    client = gateway.openai()
+    stream = await client.chat.completions.create(
+        model=GROUPS[provider], messages=_user("Weather in Paris?"),
+        functions=LEGACY_FUNCTIONS, stream=True)  # type: ignore[arg-type]
+    name = arguments = ""
+    finish = None
+    async for chunk in stream:
+        if not chunk.choices:
+            continue
+        delta = chunk.choices[0].delta
+        assert not delta.tool_calls
+        if delta.function_call is not None:
+            name += delta.function_call.name or ""
+            arguments += delta.function_call.arguments or ""
+        finish = chunk.choices[0].finish_reason or finish
+    assert finish == "function_call"
+    assert (name, json.loads(arguments)) == ("get_weather", {"city": "Paris"})
+    await client.close()
+
+
 async def test_tool_results_reach_anthropic_as_tool_result_blocks(
         fake_upstream: FakeUpstream, gateway: RunningGateway) -> None:
     client = gateway.openai()

@@ -86,8 +86,9 @@ class ChatCompletions:
         # The answer goes out before its ledger row is made: the client does not
         # wait for the bookkeeping.
         try:
-            await send_json(send, 200, completion_dict(done.response,
-                                                       request_id=call.request_id),
+            await send_json(send, 200, completion_dict(
+                done.response, request_id=call.request_id,
+                legacy_functions=call.request.legacy_functions),
                             done.meta.headers())
         finally:
             done.settle()
@@ -107,7 +108,8 @@ class ChatCompletions:
             await send_error(send, exc, meta_headers(exc))
             return
         try:
-            await _SseWriter(send, stream, call.request_id, call.include_usage).run()
+            await _SseWriter(send, stream, call.request_id, call.include_usage,
+                             call.request.legacy_functions).run()
         finally:
             await stream.aclose()
 
@@ -125,12 +127,13 @@ class _SseWriter:
     (`DeltaBatch.final`) goes out with the end, the usage chunk and `[DONE]`."""
 
     def __init__(self, send: Send, stream: GatewayStream, request_id: str,
-                 include_usage: bool) -> None:
+                 include_usage: bool, legacy_functions: bool = False) -> None:
         self.send = send
         self.stream = stream
         self.request_id = request_id
         self.include_usage = include_usage
-        self._render = ChunkRenderer(request_id)
+        # Positionally: a class call's keywords go through a dict, once a stream.
+        self._render = ChunkRenderer(request_id, legacy_functions)
 
     async def run(self) -> None:
         meta = self.stream.meta
