@@ -20,8 +20,9 @@ class Attempt:
     """One upstream call, or one deployment skipped without a call.
 
     `outcome` is "ok", the error class name ("RateLimited", ...), "Cancelled"
-    (the caller left while the call was under way), or "skipped:<why>" (cooldown, half-open, rpm, tpm, unavailable, context_window,
-    or the name of the gate that refused). `duration_ms` is the call's duration
+    (the caller left while the call was under way), or "skipped:<why>"
+    (cooldown, half-open, rpm, tpm, unavailable, context_window, or the name of
+    the gate that refused). `duration_ms` is the call's duration
     (for a stream: until its end, or until the first delta while it runs).
     """
 
