@@ -34,3 +34,24 @@ def test_sse_is_byte_for_byte_the_serialised_chunks() -> None:
 
 def test_sse_of_nothing_is_empty() -> None:
     assert ChunkRenderer("r").sse([]) == b""
+
+
+def test_legacy_sse_is_byte_for_byte_its_chunks_with_only_the_first_call() -> None:
+    deltas = [*DELTAS[:4],
+              StreamDelta(tool_calls=[ToolCallDelta(0, "call_1", "f", '{"a"'),
+                                      ToolCallDelta(1, "call_2", "g", "")]),
+              StreamDelta(tool_calls=[ToolCallDelta(1, None, None, '{"b": 2}')]),
+              StreamDelta(tool_calls=[ToolCallDelta(0, None, None, ": 1}")],
+                          finish_reason="tool_calls")]
+    by_chunk = ChunkRenderer("chatcmpl-1", legacy_functions=True)
+    chunks = [c for c in map(by_chunk.chunk, deltas) if c is not None]
+    by_bytes = ChunkRenderer("chatcmpl-1", legacy_functions=True)
+    by_bytes.created = by_chunk.created
+    assert by_bytes.sse(deltas) == b"".join(b"data: " + orjson.dumps(c) + b"\n\n"
+                                            for c in chunks)
+    # The second call's pieces make no chunk; the first call's come as function_call.
+    calls = [c["choices"][0]["delta"].get("function_call") for c in chunks]
+    assert [c for c in calls if c] == [{"name": "f", "arguments": '{"a"'},
+                                       {"arguments": ": 1}"}]
+    assert all("tool_calls" not in c["choices"][0]["delta"] for c in chunks)
+    assert chunks[-1]["choices"][0]["finish_reason"] == "function_call"

@@ -8,6 +8,7 @@ Imports: orjson, the standard library, `types`, `errors`, `adapters.base`.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
@@ -222,6 +223,9 @@ class ChunkRenderer:
         if self._first:
             self.backend = backend_fields(delta)
             return True
+        if self.legacy and delta.tool_calls and all(tc.index for tc in delta.tool_calls):
+            # Only pieces of calls after the first, which the legacy shape leaves out.
+            return shows_anything(dataclasses.replace(delta, tool_calls=[]))
         return shows_anything(delta)
 
     def chunk(self, delta: StreamDelta) -> dict[str, Any] | None:
