@@ -657,6 +657,43 @@ async def test_a_tool_result_of_several_texts_keeps_them_apart(
             {"type": "text", "text": "first file."}, {"type": "text", "text": "second file."}]}]}
 
 
+async def test_a_tool_result_with_an_image_keeps_its_text_and_image_blocks(
+        fake_upstream: FakeUpstream) -> None:
+    # A screenshot tool's answer: the caption and the image stay separate blocks,
+    # and the image's "jpg" is sent as the type Anthropic takes.
+    body = await sent_body(fake_upstream, request(
+        user("Take a screenshot"),
+        Message("assistant", tool_calls=[ToolCall("toolu_3", "screenshot", "{}")]),
+        Message("tool", [TextPart("The login page:"), ImagePart("data:image/jpg;base64,/9j/4AAQ")],
+                tool_call_id="toolu_3"),
+    ))
+    assert body["messages"][2] == {"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "toolu_3", "content": [
+            {"type": "text", "text": "The login page:"},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg",
+                                         "data": "/9j/4AAQ"}}]}]}
+
+
+@pytest.mark.parametrize("media_type", ["image/bmp", "image/tiff", "image/svg+xml"])
+async def test_an_image_type_anthropic_lacks_is_a_clear_400(fake_upstream: FakeUpstream,
+                                                            media_type: str) -> None:
+    # Anthropic would answer 400 too, but without saying which types it takes.
+    http = HttpClient()
+    try:
+        with pytest.raises(InvalidRequest) as info:
+            await AnthropicAdapter(http).complete(
+                request(Message("user", [ImagePart(f"data:{media_type};base64,Qk0=")])),
+                deployment(fake_upstream), FAST)
+    finally:
+        await http.aclose()
+    err = info.value
+    assert (err.status_code, err.param, err.code) == (400, "messages", "unsupported_image_type")
+    for named in ("Anthropic", media_type, "image/jpeg", "image/png", "image/gif",
+                  "image/webp"):
+        assert named in str(err)
+    assert fake_upstream.received == []
+
+
 def test_retry_after_from_ratelimit_reset_headers(fake_upstream: FakeUpstream) -> None:
     now = 1_760_000_000.0
     headers = {
