@@ -172,14 +172,20 @@ async def test_system_instruction_and_roles_merged(fake_upstream: FakeUpstream) 
     assert "generationConfig" not in body and "tools" not in body
 
 
+@pytest.mark.parametrize("streamed", [False, True])
 async def test_a_conversation_of_system_messages_only_is_sent_as_the_user_turn(
-        fake_upstream: FakeUpstream) -> None:
+        fake_upstream: FakeUpstream, streamed: bool) -> None:
     # OpenAI answers it; Gemini refuses a request whose contents are empty.
-    body = await sent(fake_upstream, request(Message("system", [TextPart("Say hi.")]),
-                                             Message("system", [TextPart("In French.")])))
-    assert body["contents"] == [{"role": "user", "parts": [{"text": "Say hi."},
-                                                           {"text": "In French."}]}]
-    assert "systemInstruction" not in body
+    req = request(Message("system", [TextPart("Say hi.")]),
+                  Message("system", [TextPart("In French.")]))
+    response = await (stream(fake_upstream, req) if streamed else complete(fake_upstream, req))
+    [got] = fake_upstream.received
+    assert got.path.endswith(":streamGenerateContent" if streamed else ":generateContent")
+    assert got.body["contents"] == [{"role": "user", "parts": [{"text": "Say hi."},
+                                                               {"text": "In French."}]}]
+    assert "systemInstruction" not in got.body
+    content = response[1].content if isinstance(response, tuple) else response.content
+    assert content  # answered, as OpenAI would
 
 
 async def test_images_inline_and_by_uri(fake_upstream: FakeUpstream) -> None:
@@ -745,18 +751,28 @@ def test_non_json_error_body() -> None:
     assert "Bad Gateway" in exc.message
 
 
+# Gemini has no error status for a safety block: the fake answers a safety fault
+# scripted with any status as the blocked prompt, a 200.
+SAFETY_STATUSES = [200, 400]
+
+
+@pytest.mark.parametrize("status", SAFETY_STATUSES)
 @pytest.mark.parametrize("mode", MODES)
 async def test_blocked_prompt_raises_content_filtered(fake_upstream: FakeUpstream,
-                                                      mode: str) -> None:
-    fake_upstream.script(Fault(status=200, kind="safety"), provider="gemini")
+                                                      mode: str, status: int) -> None:
+    fake_upstream.script(Fault(status=status, kind="safety"), provider="gemini")
     exc = await call_expecting(fake_upstream, mode, ContentFiltered)
     assert "SAFETY" in exc.message and exc.provider == "gemini"
+    [got] = fake_upstream.received
+    assert got.path.endswith(":streamGenerateContent" if mode == "stream"
+                             else ":generateContent")
 
 
+@pytest.mark.parametrize("status", SAFETY_STATUSES)
 async def test_the_fake_streams_a_blocked_prompt_as_gemini_does(
-        fake_upstream: FakeUpstream) -> None:
+        fake_upstream: FakeUpstream, status: int) -> None:
     # A 200: to streamGenerateContent?alt=sse it is the stream's one event.
-    fake_upstream.script(Fault(status=200, kind="safety"), provider="gemini")
+    fake_upstream.script(Fault(status=status, kind="safety"), provider="gemini")
     url = (fake_upstream.base_url("gemini")
            + "/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse")
     async with aiohttp.ClientSession() as session, session.post(
@@ -766,6 +782,17 @@ async def test_the_fake_streams_a_blocked_prompt_as_gemini_does(
     [event] = [e for e in raw.split(b"\r\n\r\n") if e]
     assert event.startswith(b"data: ")
     assert json.loads(event[6:])["promptFeedback"]["blockReason"] == "SAFETY"
+
+
+async def test_a_streamed_answer_stopped_for_safety_ends_with_content_filter(
+        fake_upstream: FakeUpstream) -> None:
+    # The other safety stop: the answer's candidate, not the prompt, is blocked;
+    # streamed or whole, the answer ends as content_filter (see test_finish_reasons).
+    fake_upstream.reply(Reply(text="partial", finish="content_filter"), provider="gemini")
+    deltas, response = await stream(fake_upstream, request(user("x")))
+    assert fake_upstream.received[0].query == "alt=sse"
+    assert response.finish_reason == "content_filter" and response.content == "partial"
+    assert deltas[-1].finish_reason == "content_filter"
 
 
 @pytest.mark.parametrize("mode", ALL_MODES)

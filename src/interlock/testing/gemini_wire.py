@@ -12,7 +12,11 @@ Embeddings are `{"embeddings": [{"values": [...]}]}` and nothing else (the real
 answer has no usage), with the OpenAI fake's vectors, so one text embeds alike
 on both.
 Error bodies are Google's `{"error": {"code", "message", "status", "details"}}`
-with the texts the real API writes. Kept cheap: it serves load in benchmarks.
+with the texts the real API writes; a 429 says when to retry only there (a
+`google.rpc.RetryInfo` detail's `retryDelay`), with no Retry-After header. A
+safety fault is a blocked prompt (a 200 with `promptFeedback.blockReason` and no
+candidates), the one chunk of a stream when the request streams. Kept cheap: it
+serves load in benchmarks.
 
 Imports: the standard library, `testing.script`, `testing.wire`, `testing.openai_wire`.
 """
@@ -174,8 +178,9 @@ class GeminiWire:
 
     def fault_stream(self, fault: Fault, route: Route) -> list[bytes] | None:
         """A blocked prompt is a 200 answer: to a streamed request Gemini sends it
-        as the stream's one chunk, not as plain JSON."""
-        if fault.status == 200 and fault.kind == "safety":
+        as the stream's one chunk, not as plain JSON. Any scripted status: Gemini
+        has no error status for a safety block, so `error` answers each with it."""
+        if fault.status is not None and fault.kind == "safety":
             return _framed(route, [_blocked_prompt(route.model)])
         return None
 

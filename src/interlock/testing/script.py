@@ -55,7 +55,8 @@ class Fault:
     status:        answer with this HTTP status and the provider's real error body
     kind:          a provider-specific error flavour the wire module knows
                    ("context_window", "safety", "overloaded", "auth", ...)
-    retry_after:   seconds, sent as Retry-After (and provider headers)
+    retry_after:   seconds, sent as Retry-After (and provider headers; Gemini
+                   has none and sends it in the 429 body's RetryInfo)
     latency:       seconds before the response starts
     first_token_delay: seconds between the stream's headers and its first chunk
     hang:          never answer (until the client gives up)

@@ -60,7 +60,11 @@ class WireFormat(Protocol):
     # `check_request(route, headers, body) -> ErrorAnswer | None`, the refusals
     # the real API gives before any scripted fault (missing key header, ...);
     # `fault_reply(fault) -> Reply | None`, a fault the provider answers as a
-    # reply (streamed when the request streams) rather than an error body.
+    # reply (streamed when the request streams) rather than an error body;
+    # `fault_stream(fault, route) -> list[bytes] | None`, the frames of a fault
+    # answered with a 200 that is no Reply (Gemini's blocked prompt), for a
+    # streamed request; `retry_after_header = False`, a provider whose errors
+    # carry no Retry-After header (Gemini says when to retry in the body).
 
 
 def estimate_tokens(text: str) -> int:
