@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import orjson
 
-from interlock.openai_response import ChunkRenderer
-from interlock.types import StreamDelta, ToolCallDelta, Usage
+from interlock.openai_response import ChunkRenderer, completion_dict
+from interlock.types import ChatResponse, StreamDelta, ToolCall, ToolCallDelta, Usage
 
 DELTAS = [
     StreamDelta(id="up-1", model="gpt-x"),  # the first: the role, even when empty
@@ -41,8 +41,8 @@ def test_legacy_sse_is_byte_for_byte_its_chunks_with_only_the_first_call() -> No
               StreamDelta(tool_calls=[ToolCallDelta(0, "call_1", "f", '{"a"'),
                                       ToolCallDelta(1, "call_2", "g", "")]),
               StreamDelta(tool_calls=[ToolCallDelta(1, None, None, '{"b": 2}')]),
-              StreamDelta(tool_calls=[ToolCallDelta(0, None, None, ": 1}")],
-                          finish_reason="tool_calls")]
+              StreamDelta(tool_calls=[ToolCallDelta(0, None, None, ": 1}")]),
+              StreamDelta(finish_reason="tool_calls", logprobs={"content": []})]
     by_chunk = ChunkRenderer("chatcmpl-1", legacy_functions=True)
     chunks = [c for c in map(by_chunk.chunk, deltas) if c is not None]
     by_bytes = ChunkRenderer("chatcmpl-1", legacy_functions=True)
@@ -55,3 +55,49 @@ def test_legacy_sse_is_byte_for_byte_its_chunks_with_only_the_first_call() -> No
                                        {"arguments": ": 1}"}]
     assert all("tool_calls" not in c["choices"][0]["delta"] for c in chunks)
     assert chunks[-1]["choices"][0]["finish_reason"] == "function_call"
+
+
+def test_the_usual_stream_renders_without_the_legacy_shape() -> None:
+    # The shape is chosen once a stream: the usual renderer is the base class,
+    # whose hot path tests nothing per chunk for the legacy shape.
+    assert type(ChunkRenderer("r")) is ChunkRenderer
+    assert type(ChunkRenderer("r", False)) is ChunkRenderer
+    assert isinstance(ChunkRenderer("r", True), ChunkRenderer)
+    renderer = ChunkRenderer("r")
+    chunks = [renderer.chunk(d) for d in (
+        StreamDelta(tool_calls=[ToolCallDelta(0, "call_1", "f", "{}"),
+                                ToolCallDelta(1, "call_2", "g", "{}")]),
+        StreamDelta(finish_reason="tool_calls"))]
+    assert chunks[0] is not None and chunks[1] is not None
+    delta = chunks[0]["choices"][0]["delta"]
+    assert [c["id"] for c in delta["tool_calls"]] == ["call_1", "call_2"]
+    assert "function_call" not in delta
+    assert chunks[1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+ANSWER = ChatResponse("up-1", "gpt-x", None, finish_reason="tool_calls", tool_calls=[
+    ToolCall("call_1", "get_weather", '{"city": "Paris"}'),
+    ToolCall("call_2", "get_time", '{"city": "Tokyo"}')])
+
+
+def test_a_legacy_answer_has_the_first_call_as_function_call() -> None:
+    message = completion_dict(ANSWER, request_id="r", legacy_functions=True)["choices"][0]
+    assert message["finish_reason"] == "function_call"
+    assert message["message"]["function_call"] == {"name": "get_weather",
+                                                   "arguments": '{"city": "Paris"}'}
+    assert "tool_calls" not in message["message"]
+
+
+def test_an_answer_to_tools_keeps_every_call() -> None:
+    choice = completion_dict(ANSWER, request_id="r")["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    assert [c["id"] for c in choice["message"]["tool_calls"]] == ["call_1", "call_2"]
+    assert "function_call" not in choice["message"]
+
+
+def test_a_legacy_answer_without_calls_keeps_its_finish_reason() -> None:
+    text = ChatResponse("up-1", "gpt-x", "Sunny.", finish_reason="stop")
+    choice = completion_dict(text, request_id="r", legacy_functions=True)["choices"][0]
+    assert choice["finish_reason"] == "stop"
+    assert choice["message"]["content"] == "Sunny."
+    assert "function_call" not in choice["message"]

@@ -116,9 +116,8 @@ def shows_anything(delta: StreamDelta) -> bool:
                 or delta.annotations)
 
 
-def delta_dict(delta: StreamDelta, *, first: bool, legacy: bool = False) -> dict[str, Any]:
-    """The `delta` object of a chunk; `legacy` as `completion_dict`'s
-    `legacy_functions`."""
+def delta_dict(delta: StreamDelta, *, first: bool) -> dict[str, Any]:
+    """The `delta` object of a chunk."""
     out: dict[str, Any] = {}
     if first:
         out["role"] = "assistant"
@@ -133,10 +132,7 @@ def delta_dict(delta: StreamDelta, *, first: bool, legacy: bool = False) -> dict
     if delta.thinking_blocks:
         out["thinking_blocks"] = delta.thinking_blocks
     if delta.tool_calls:
-        if legacy:
-            _set_function_call(out, delta)
-        else:
-            out["tool_calls"] = _call_deltas(delta)
+        out["tool_calls"] = _call_deltas(delta)
     return out
 
 
@@ -155,26 +151,31 @@ def _call_deltas(delta: StreamDelta) -> list[dict[str, Any]]:
     return calls
 
 
-def _set_function_call(out: dict[str, Any], delta: StreamDelta) -> None:
-    """The legacy delta: the first call's name, then its argument pieces. Later
-    calls are left out, as `completion_dict` leaves them out of a whole answer."""
-    for tc in delta.tool_calls:
-        if tc.index == 0:
-            call = {"name": tc.name} if tc.name else {}
-            call["arguments"] = tc.arguments
-            out["function_call"] = call
+def _as_function_call(out: dict[str, Any], delta: StreamDelta) -> dict[str, Any]:
+    """`out`, a `delta_dict` of `delta`, in the legacy shape: the first call's
+    name, then its argument pieces, as `function_call`. Later calls are left
+    out, as `completion_dict` leaves them out of a whole answer."""
+    if out.pop("tool_calls", None) is not None:
+        for tc in delta.tool_calls:
+            if tc.index == 0:
+                call = {"name": tc.name} if tc.name else {}
+                call["arguments"] = tc.arguments
+                out["function_call"] = call
+    return out
+
+
+def _legacy_delta_dict(delta: StreamDelta, *, first: bool) -> dict[str, Any]:
+    return _as_function_call(delta_dict(delta, first=first), delta)
 
 
 def chunk_dict(delta: StreamDelta, *, request_id: str, model: str, created: int,
-               first: bool, backend: Mapping[str, str] = _NONE,
-               legacy: bool = False) -> dict[str, Any]:
+               first: bool, backend: Mapping[str, str] = _NONE) -> dict[str, Any]:
     """`backend`: the stream's `backend_fields`, on every chunk as OpenAI sends them."""
-    finish = _legacy_finish(delta.finish_reason) if legacy else delta.finish_reason
     return {
         "id": request_id, "object": "chat.completion.chunk", "created": created,
         "model": model, **backend,
-        "choices": [{"index": 0, "delta": delta_dict(delta, first=first, legacy=legacy),
-                     "logprobs": delta.logprobs, "finish_reason": finish}],
+        "choices": [{"index": 0, "delta": delta_dict(delta, first=first),
+                     "logprobs": delta.logprobs, "finish_reason": delta.finish_reason}],
     }
 
 
@@ -185,27 +186,41 @@ def usage_chunk_dict(usage: Usage | None, *, request_id: str, model: str,
             "model": model, **backend, "choices": [], "usage": usage_dict(usage)}
 
 
-def _chunk_tail(delta: StreamDelta, legacy: bool) -> bytes:
+def _chunk_tail(delta: StreamDelta) -> bytes:
     """What follows a chunk's `delta` object: its logprobs, its finish reason and
     the chunk's end (constant bytes for the usual chunk, which has neither)."""
-    finish: str | None = delta.finish_reason
-    if legacy:
-        finish = _legacy_finish(finish)
+    finish = delta.finish_reason
     if delta.logprobs is not None:
         return (b',"logprobs":' + orjson.dumps(delta.logprobs) + b',"finish_reason":'
                 + orjson.dumps(finish) + _CHUNK_END)
     return _NO_FINISH if finish is None else _FINISH + orjson.dumps(finish) + _CHUNK_END
 
 
+def _legacy_chunk_tail(delta: StreamDelta) -> bytes:
+    if delta.finish_reason != "tool_calls":
+        return _chunk_tail(delta)
+    return (b',"logprobs":' + orjson.dumps(delta.logprobs)
+            + b',"finish_reason":"function_call"' + _CHUNK_END)
+
+
 class ChunkRenderer:
     """One stream's deltas as OpenAI chunks, for the gateway's SSE and the
     library alike: the role on the first chunk, one `created` and the latest
-    model name on every chunk, and no empty chunks after the first."""
+    model name on every chunk, and no empty chunks after the first.
+
+    `legacy_functions` (as `completion_dict`'s) makes a `_LegacyChunkRenderer`:
+    the shape is chosen once a stream, so that the usual stream, on the hot
+    path, tests nothing per chunk for the legacy one."""
+
+    # How a delta's object and a chunk's end are written (the legacy class's differ).
+    _delta_dict = staticmethod(delta_dict)
+    _tail = staticmethod(_chunk_tail)
+
+    def __new__(cls, request_id: str, legacy_functions: bool = False) -> ChunkRenderer:
+        return super().__new__(_LegacyChunkRenderer if legacy_functions else cls)
 
     def __init__(self, request_id: str, legacy_functions: bool = False) -> None:
         self.request_id = request_id
-        # `completion_dict`'s `legacy_functions`, for every chunk.
-        self.legacy = legacy_functions
         self.model = ""
         self.created = int(time.time())
         self._first = True
@@ -223,9 +238,6 @@ class ChunkRenderer:
         if self._first:
             self.backend = backend_fields(delta)
             return True
-        if self.legacy and delta.tool_calls and all(tc.index for tc in delta.tool_calls):
-            # Only pieces of calls after the first, which the legacy shape leaves out.
-            return shows_anything(dataclasses.replace(delta, tool_calls=[]))
         return shows_anything(delta)
 
     def chunk(self, delta: StreamDelta) -> dict[str, Any] | None:
@@ -233,8 +245,7 @@ class ChunkRenderer:
         if not self._shown(delta):
             return None
         out = chunk_dict(delta, request_id=self.request_id, model=self.model,
-                         created=self.created, first=self._first, backend=self.backend,
-                         legacy=self.legacy)
+                         created=self.created, first=self._first, backend=self.backend)
         self._first = False
         return out
 
@@ -256,16 +267,16 @@ class ChunkRenderer:
 
     def _sse(self, deltas: list[StreamDelta]) -> bytes:
         out = []
-        legacy = self.legacy
+        render, tail = self._delta_dict, self._tail
         for delta in deltas:
             if not self._shown(delta):
                 continue
             if self._head_model != self.model:
                 self._head = self._head_for(self.model)
                 self._head_model = self.model
-            body = orjson.dumps(delta_dict(delta, first=self._first, legacy=legacy))
+            body = orjson.dumps(render(delta, first=self._first))
             self._first = False
-            out.append(self._head + body + _chunk_tail(delta, legacy))
+            out.append(self._head + body + tail(delta))
         return b"".join(out)
 
     def _head_for(self, model: str) -> bytes:
@@ -281,6 +292,29 @@ class ChunkRenderer:
                                created=self.created, backend=self.backend)
         if interlock is not None:
             out["interlock"] = interlock
+        return out
+
+
+class _LegacyChunkRenderer(ChunkRenderer):
+    """A stream asked with the deprecated `functions`: `function_call` deltas
+    for the first call only (the legacy API predates parallel calls) and
+    finish_reason "function_call"."""
+
+    _delta_dict = staticmethod(_legacy_delta_dict)
+    _tail = staticmethod(_legacy_chunk_tail)
+
+    def _shown(self, delta: StreamDelta) -> bool:
+        if delta.tool_calls and all(tc.index for tc in delta.tool_calls):
+            # Only pieces of later calls, which this shape leaves out.
+            delta = dataclasses.replace(delta, tool_calls=[])
+        return super()._shown(delta)
+
+    def chunk(self, delta: StreamDelta) -> dict[str, Any] | None:
+        out = super().chunk(delta)
+        if out is not None:
+            choice = out["choices"][0]
+            _as_function_call(choice["delta"], delta)
+            choice["finish_reason"] = _legacy_finish(choice["finish_reason"])
         return out
 
 
