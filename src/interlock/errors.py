@@ -91,6 +91,11 @@ class InterlockError(Exception):
         self.attempts: list[Any] = []
 
 
+class InternalError(InterlockError):
+    """A bug inside Interlock cut a request short: what its ledger row records
+    (the caller gets the original exception, and a gateway client a 500)."""
+
+
 class ConfigError(InterlockError):
     error_type = "config_error"
 

@@ -37,7 +37,13 @@ from interlock.dispatch.dispatcher import (
     DispatchResult,
     DispatchStream,
 )
-from interlock.errors import InterlockError, InvalidRequest, ProviderError, UnknownModel
+from interlock.errors import (
+    InterlockError,
+    InternalError,
+    InvalidRequest,
+    ProviderError,
+    UnknownModel,
+)
 from interlock.routing.decision import RoutingDecision, direct, header_safe
 from interlock.routing.policy import RoutingPolicy, parse_router_alias
 from interlock.tokens import estimate_prompt_tokens, estimate_text_tokens
@@ -517,8 +523,8 @@ class Gateway:
 
 class _RecordingFailure:
     """`Gateway._recording_failure`: records the ledger row of a request that
-    fails (an InterlockError) or is cancelled (the client left), and lets the
-    exception go on. A class rather than a generator-based context manager:
+    fails (an InterlockError), is cancelled (the client left) or is cut short by
+    a bug, and lets the exception go on. A class rather than a generator-based context manager:
     it is entered on every request, and a generator costs three times the work."""
 
     __slots__ = ("_gateway", "_key_id", "_meta", "_request", "_started")
@@ -541,6 +547,11 @@ class _RecordingFailure:
         elif isinstance(exc, asyncio.CancelledError):
             error = InterlockError("the client disconnected")
             error.attempts = self._meta.attempts  # as far as the dispatcher got
+        elif isinstance(exc, Exception):
+            # A bug: the exception goes on (a gateway client gets a 500), and the
+            # request still leaves its row, naming the call it cut if it cut one.
+            error = InternalError(f"{type(exc).__name__} inside Interlock")
+            error.attempts = self._meta.attempts
         else:
             return
         self._gateway._finish_error(self._meta, error, self._started, self._request,

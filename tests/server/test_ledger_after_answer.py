@@ -182,3 +182,26 @@ async def test_a_call_the_client_left_before_any_answer_names_its_deployment(
     assert row["usage_estimated"] and row["output_tokens"] == 0
     assert row["input_tokens"] == estimate_prompt_tokens(request) > 0
     assert row["cost_nanousd"] is not None and row["cost_nanousd"] > 0
+
+
+async def test_a_request_a_bug_cut_short_still_leaves_its_row(
+        fake_upstream: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # No lost ledger row, even for Interlock's own failure: the caller gets the
+    # exception, the row says InternalError and names the call it cut.
+    database = tmp_path / "rows.sqlite"
+    config = three_provider_config(fake_upstream)
+    config["ledger"] = {"database": str(database), "flush_interval": 0.05}
+    gw = Gateway(load_config(config, environ={}), environ={})
+
+    async def broken(*_: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(gw.adapters.for_provider("openai"), "complete", broken)
+    request = parse_chat_request({"model": GROUPS["openai"],
+                                  "messages": [{"role": "user", "content": "hi"}]})
+    with pytest.raises(RuntimeError):
+        await gw.complete(request, request_id="bug")
+    await gw.aclose()
+    row = ledger_rows(database)["bug"]
+    assert (row["status"], row["error_class"]) == ("error", "InternalError")
+    assert row["provider"] == "openai" and row["attempts"] == 1
