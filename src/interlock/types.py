@@ -39,14 +39,17 @@ class ImagePart:
         return self.url.startswith("data:")
 
     def data_url_parts(self) -> tuple[str, str]:
-        """(media type, base64 data) of a data URL; ValueError if this is not one."""
+        """(media type, base64 data) of a data URL; ValueError if this is not one.
+        The media type is lower-cased, and "image/jpg", common in data URLs
+        (browsers and some SDKs write it) but not a registered type, is given as
+        the "image/jpeg" that Anthropic and Gemini take."""
         if not self.is_data_url:
             raise ValueError("not a data URL")
         header, _, data = self.url.partition(",")
-        media_type = header[len("data:") :].split(";", 1)[0] or "application/octet-stream"
+        media_type = header[len("data:") :].split(";", 1)[0].lower() or "application/octet-stream"
         if ";base64" not in header:
             raise ValueError("only base64 data URLs are supported for images")
-        return media_type, data
+        return ("image/jpeg" if media_type == "image/jpg" else media_type), data
 
 
 Part = TextPart | ImagePart

@@ -204,6 +204,14 @@ async def test_images_inline_and_by_uri(fake_upstream: FakeUpstream) -> None:
     ]
 
 
+async def test_a_jpg_data_url_goes_as_image_jpeg(fake_upstream: FakeUpstream) -> None:
+    # Gemini, like Anthropic, takes the registered type only.
+    body = await sent(fake_upstream, request(Message("user", [
+        ImagePart("data:image/JPG;base64,/9j/4AAQ")])))
+    assert body["contents"][0]["parts"] == [
+        {"inlineData": {"mimeType": "image/jpeg", "data": "/9j/4AAQ"}}]
+
+
 async def test_tools_are_declared_with_cleaned_schemas(fake_upstream: FakeUpstream) -> None:
     params = {
         "$schema": "http://json-schema.org/draft-07/schema#",

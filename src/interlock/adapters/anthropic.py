@@ -467,16 +467,12 @@ def _image(part: ImagePart) -> dict[str, Any]:
 _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 
 
-def _media_type(declared: str) -> str:
-    # "image/jpg" is common in data URLs (browsers and some SDKs write it) but is
-    # not a registered type, and Anthropic takes only the registered one.
-    media_type = declared.lower()
-    if media_type == "image/jpg":
-        media_type = "image/jpeg"
+def _media_type(media_type: str) -> str:
+    # `data_url_parts` has already made "image/jpg" the registered "image/jpeg".
     if media_type not in _IMAGE_TYPES:
         raise InvalidRequest(
             f"Anthropic takes images of type {', '.join(sorted(_IMAGE_TYPES))}, not "
-            f"{declared!r}: convert the image, or send it to another provider.",
+            f"{media_type!r}: convert the image, or send it to another provider.",
             param="messages", code="unsupported_image_type")
     return media_type
 
