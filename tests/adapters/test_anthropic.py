@@ -644,34 +644,26 @@ async def test_tool_result_without_output_has_no_content(fake_upstream: FakeUpst
     ]
 
 
-async def test_a_tool_result_of_several_texts_keeps_them_apart(
-        fake_upstream: FakeUpstream) -> None:
-    body = await sent_body(fake_upstream, request(
-        user("Read both files"),
-        Message("assistant", tool_calls=[ToolCall("toolu_7", "read", "{}")]),
-        Message("tool", [TextPart("first file."), TextPart("second file.")],
-                tool_call_id="toolu_7"),
-    ))
-    assert body["messages"][2] == {"role": "user", "content": [
-        {"type": "tool_result", "tool_use_id": "toolu_7", "content": [
-            {"type": "text", "text": "first file."}, {"type": "text", "text": "second file."}]}]}
-
-
-async def test_a_tool_result_with_an_image_keeps_its_text_and_image_blocks(
-        fake_upstream: FakeUpstream) -> None:
+@pytest.mark.parametrize(("parts", "blocks"), [
+    # Two files read: joined into one string they ran together.
+    ([TextPart("first file."), TextPart("second file.")],
+     [{"type": "text", "text": "first file."}, {"type": "text", "text": "second file."}]),
     # A screenshot tool's answer: the caption and the image stay separate blocks,
     # and the image's "jpg" is sent as the type Anthropic takes.
+    ([TextPart("The login page:"), ImagePart("data:image/jpg;base64,/9j/4AAQ")],
+     [{"type": "text", "text": "The login page:"},
+      {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg",
+                                   "data": "/9j/4AAQ"}}]),
+], ids=["texts", "text-and-image"])
+async def test_a_tool_result_of_several_parts_keeps_them_apart(
+        fake_upstream: FakeUpstream, parts: list[Any], blocks: list[dict[str, Any]]) -> None:
     body = await sent_body(fake_upstream, request(
-        user("Take a screenshot"),
-        Message("assistant", tool_calls=[ToolCall("toolu_3", "screenshot", "{}")]),
-        Message("tool", [TextPart("The login page:"), ImagePart("data:image/jpg;base64,/9j/4AAQ")],
-                tool_call_id="toolu_3"),
+        user("Use the tool"),
+        Message("assistant", tool_calls=[ToolCall("toolu_7", "tool", "{}")]),
+        Message("tool", parts, tool_call_id="toolu_7"),
     ))
     assert body["messages"][2] == {"role": "user", "content": [
-        {"type": "tool_result", "tool_use_id": "toolu_3", "content": [
-            {"type": "text", "text": "The login page:"},
-            {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg",
-                                         "data": "/9j/4AAQ"}}]}]}
+        {"type": "tool_result", "tool_use_id": "toolu_7", "content": blocks}]}
 
 
 @pytest.mark.parametrize("media_type", ["image/bmp", "image/tiff", "image/svg+xml"])
