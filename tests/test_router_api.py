@@ -453,7 +453,27 @@ def test_litellm_inspection_methods(provider_env: FakeUpstream) -> None:
     assert "sk-ant-test-library-key" not in listed and "test-gemini-library-key" not in listed
     # LiteLLM keeps the list as an attribute too.
     assert router.model_list == router.get_model_list()
+    # Every entry has an id (its deployment's name), which get_model_info takes.
+    assert entry["model_info"]["id"] == "budget/gemini/gemini-2.0-flash-lite"
+    assert router.get_model_info(entry["model_info"]["id"]) == entry
+    assert router.get_model_info("no-such-deployment") is None
     router.close()
+
+
+def test_model_info_ids_are_deployment_names(provider_env: FakeUpstream) -> None:
+    from interlock import Router
+
+    router = Router(model_list=[
+        {"model_name": "g", "litellm_params": {"model": "openai/gpt-4o-mini"},
+         "model_info": {"id": "mine", "base_model": "gpt-4o-mini"}},
+        {"model_name": "g", "litellm_params": {"model": "openai/gpt-4o-mini"}},
+        {"model_name": "g", "litellm_params": {"model": "openai/gpt-4o-mini"}}])
+    ids = [e["model_info"]["id"] for e in router.get_model_list()]
+    router.close()
+    assert ids == ["mine", "g/openai/gpt-4o-mini", "g/openai/gpt-4o-mini#2"]
+    assert ids == [d.name for d in router.gateway.catalog.deployments()]
+    assert router.get_model_info("mine")["model_info"] == {"id": "mine",
+                                                           "base_model": "gpt-4o-mini"}
 
 
 def test_extra_headers_reach_every_provider_and_never_a_listing(

@@ -296,10 +296,27 @@ class Router:
 
     def get_model_list(self, model_name: str | None = None) -> list[dict[str, Any]]:
         """The configured deployments as `model_list` entries, of one group when
-        `model_name` is given (LiteLLM's spelling). API keys come back masked."""
-        return [entry.model_dump(mode="json", exclude_none=True)
-                for entry in self.config.model_list
-                if model_name is None or entry.model_name == model_name]
+        `model_name` is given (LiteLLM's spelling). API keys come back masked.
+        Each entry's `model_info.id` is its deployment's name, as LiteLLM's Router
+        gives every entry an id: the one `get_model_info` takes."""
+        return [listed for listed in self._listed_entries()
+                if model_name is None or listed["model_name"] == model_name]
+
+    def get_model_info(self, id: str) -> dict[str, Any] | None:
+        """The `model_list` entry (as `get_model_list` gives it) of the deployment
+        whose `model_info.id` is `id` (LiteLLM's parameter name); None when no
+        deployment has it."""
+        return next((listed for listed in self._listed_entries()
+                     if listed["model_info"]["id"] == id), None)
+
+    def _listed_entries(self) -> list[dict[str, Any]]:
+        config = self.config
+        out = []
+        for entry, name in zip(config.model_list, config.deployment_names(), strict=True):
+            listed = entry.model_dump(mode="json", exclude_none=True)
+            listed["model_info"] = {**listed.get("model_info", {}), "id": name}
+            out.append(listed)
+        return out
 
     @property
     def model_list(self) -> list[dict[str, Any]]:
