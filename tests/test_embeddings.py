@@ -65,6 +65,10 @@ def test_parse_takes_a_string_or_a_list_and_keeps_the_routing_fields() -> None:
     ({"model": "embed", "input": "x", "num_retries": -1}, "num_retries", "num_retries"),
     ({"model": "embed", "input": "x", "api_key": "sk-1"}, "api_key", "belong to"),
     ({"model": "embed", "input": "x", "stream": True}, "stream", "not supported"),
+    # Headers in a body (a gateway client's) were sent on as a body field.
+    ({"model": "embed", "input": "x", "extra_headers": {"x-a": "b"}}, "extra_headers",
+     "cannot be given in a request body"),
+    ({"model": "embed", "input": "x", "extra_body": ["x"]}, "extra_body", "an object"),
 ])
 def test_parse_refuses_bad_bodies_naming_the_parameter(body: dict[str, Any], param: str,
                                                         says: str) -> None:
@@ -116,6 +120,28 @@ async def test_router_aembedding_answers_in_input_order_with_metadata(
         "embed", "openai", "embed/openai/text-embedding-3-small")
     assert meta.cost_usd is not None and float(meta.cost_usd) == pytest.approx(3e-7)
     assert resp.model_dump()["data"][0]["object"] == "embedding"
+
+
+def test_call_arguments_are_not_sent_as_body_fields(fake_upstream: FakeUpstream) -> None:
+    # `extra_body`, `max_retries` and `extra_headers` are arguments of the call
+    # (the OpenAI SDK's and LiteLLM's); they used to reach the provider as fields.
+    fake_upstream.script(Fault(status=429, retry_after=0, times=1), provider="openai")
+    router = Router(model_list=[_entry(fake_upstream, "embed"),
+                                _entry(fake_upstream, "gem", provider="gemini",
+                                       model="text-embedding-004")])
+    try:
+        router.embedding(model="embed", input="hello", extra_body={"input_type": "query"},
+                         max_retries=1, extra_headers={"x-trace-id": "t-9"})
+        router.embedding(model="gem", input="hello", extra_headers={"x-trace-id": "t-10"})
+    finally:
+        router.close()
+    openai_call, gemini_call = fake_upstream.received[-2:]
+    assert fake_upstream.received[-3].path == openai_call.path  # the 429, retried once
+    assert openai_call.body == {"input_type": "query", "model": "text-embedding-3-small",
+                                "input": ["hello"], "encoding_format": "float"}
+    assert openai_call.headers["x-trace-id"] == "t-9"
+    assert gemini_call.headers["x-trace-id"] == "t-10"
+    assert "extra_headers" not in str(gemini_call.body)
 
 
 def test_router_embedding_is_the_sync_twin(fake_upstream: FakeUpstream) -> None:

@@ -514,6 +514,64 @@ def test_extra_headers_reach_every_provider_and_never_a_listing(
     assert "user:[redacted]@proxy.example" in shown[0]
 
 
+def test_a_call_s_extra_headers_reach_every_provider_over_the_deployment_s(
+        provider_env: FakeUpstream) -> None:
+    # LiteLLM takes extra_headers per call (an `anthropic-beta` for one request, a
+    # trace id); a ported call that passes them used to be refused.
+    from interlock import Router
+
+    router = Router(model_list=[
+        {"model_name": g, "litellm_params": {"model": m, "extra_headers": {"X-Tenant": "dep"}}}
+        for g, m in (("a", f"anthropic/{CLAUDE}"), ("g", "gemini/gemini-2.5-pro"),
+                     ("o", "openai/gpt-4o-mini"))])
+    messages = [{"role": "user", "content": "hi"}]
+    call = {"x-tenant": "call", "x-trace-id": "t-1"}
+    try:
+        for group in ("a", "g", "o"):
+            router.completion(model=group, messages=messages, extra_headers=call)
+            chunks = list(router.completion(model=group, messages=messages, stream=True,
+                                            extra_headers=call))
+            assert chunks
+        router.completion(model="o", messages=messages)  # none: the deployment's alone
+    finally:
+        router.close()
+    sent = [{k.lower(): v for k, v in r.headers.items()} for r in provider_env.received]
+    assert len(sent) == 7
+    # The call's header replaces the deployment's of the same name in another case,
+    # and the provider's own headers (the key, the version) are still there.
+    assert [h["x-tenant"] for h in sent] == ["call"] * 6 + ["dep"]
+    assert [h.get("x-trace-id") for h in sent] == ["t-1"] * 6 + [None]
+    assert sent[0]["x-api-key"] and sent[0]["anthropic-version"]
+    assert sent[2]["x-goog-api-key"] and sent[4]["authorization"].startswith("Bearer ")
+
+
+@pytest.mark.parametrize(("headers", "says"), [
+    ({"Authorization": "Bearer sk-other-key-123"}, "credentials belong to the deployment"),
+    ({"x-goog-api-key": "AIza-other-key-123"}, "credentials belong to the deployment"),
+    ({"Content-Length": "5"}, "the HTTP client sets it"),
+    ({"bad name": "v"}, "not an HTTP header name"),
+    ({"x-ok": "v\r\nx-injected: 1"}, "without line breaks"),
+    ({"x-num": 5}, "without line breaks"),
+    (["x-a", "b"], "must be a dict"),
+])
+def test_a_call_s_extra_headers_are_checked(provider_env: FakeUpstream,
+                                             headers: Any, says: str) -> None:
+    from interlock import Router
+    from interlock.errors import InvalidRequest
+
+    router = Router(model_list=seed_model_list())
+    try:
+        with pytest.raises(InvalidRequest) as info:
+            router.completion(model="budget", messages=[{"role": "user", "content": "hi"}],
+                              extra_headers=headers)
+    finally:
+        router.close()
+    assert info.value.param == "extra_headers" and says in info.value.message
+    # A refused value is never echoed back: it may be a secret.
+    assert "other-key-123" not in info.value.message
+    assert provider_env.received == []
+
+
 def test_model_group_alias_routes_to_its_group(provider_env: FakeUpstream) -> None:
     from interlock import Router
     from interlock.errors import ConfigError, UnknownModel

@@ -31,11 +31,16 @@ from interlock.errors import ConfigError, InvalidRequest
 from interlock.gateway import Gateway, GatewayStream
 from interlock.openai_embeddings import CALL_DEFAULTS as EMBEDDING_CALL_DEFAULTS
 from interlock.openai_embeddings import embedding_dict, parse_embedding_request, wants_base64
-from interlock.openai_request import include_usage, parse_call_defaults, parse_chat_request
+from interlock.openai_request import (
+    call_headers,
+    include_usage,
+    parse_call_defaults,
+    parse_chat_request,
+)
 from interlock.openai_response import ChunkRenderer, completion_dict
 from interlock.responses import EmbeddingResponse, ModelResponse, ModelResponseChunk
 from interlock.routing.decision import RoutingDecision
-from interlock.types import ChatResponse
+from interlock.types import ChatRequest, ChatResponse
 
 T = TypeVar("T")
 log = logging.getLogger("interlock.client")
@@ -331,8 +336,7 @@ class Router:
     async def adecide(self, model: str, messages: list[dict[str, Any]],
                       **kwargs: Any) -> RoutingDecision:
         """Which model group `acompletion` would send this to, without calling it."""
-        body = _with_defaults(self._defaults, {"model": model, "messages": messages, **kwargs})
-        return await self._gateway.decide(parse_chat_request(body))
+        return await self._gateway.decide(self._parsed(model, messages, kwargs)[0])
 
     def decide(self, model: str, messages: list[dict[str, Any]],
                **kwargs: Any) -> RoutingDecision:
@@ -348,11 +352,22 @@ class Router:
         """The sync twin of `awin_rates`."""
         return self._sync.run(self.awin_rates(router, prompts))
 
+    def _parsed(self, model: str, messages: list[dict[str, Any]], kwargs: dict[str, Any]
+                ) -> tuple[ChatRequest, dict[str, Any]]:
+        """(request, body) of a call: its arguments over the Router's defaults, parsed
+        as the gateway parses a body. `extra_headers` is taken out first: HTTP
+        headers for the provider, which a library call may send (a gateway's
+        client may not) and which are no field of the body."""
+        headers = call_headers(kwargs.pop("extra_headers", None))
+        body = _with_defaults(self._defaults, {"model": model, "messages": messages, **kwargs})
+        request = parse_chat_request(body)
+        request.extra_headers = headers
+        return request, body
+
     async def acompletion(self, model: str, messages: list[dict[str, Any]],
                           **kwargs: Any) -> Any:
         """A chat completion; with stream=True a `CompletionStream` of chunks."""
-        body = _with_defaults(self._defaults, {"model": model, "messages": messages, **kwargs})
-        request = parse_chat_request(body)
+        request, body = self._parsed(model, messages, kwargs)
         if request.stream:
             return CompletionStream(await self._gateway.stream(request), include_usage(body))
         done = await self._gateway.complete(request)
@@ -370,10 +385,14 @@ class Router:
     async def aembedding(self, model: str, input: str | list[str], **kwargs: Any
                          ) -> EmbeddingResponse:
         """Embeddings from a model group, with retries, fallbacks and a ledger row;
-        keyword arguments are the rest of the OpenAI embeddings body."""
+        keyword arguments are the rest of the OpenAI embeddings body, and
+        `extra_headers` as `acompletion` takes them."""
+        headers = call_headers(kwargs.pop("extra_headers", None))
         body = _with_defaults(self._embedding_defaults,
                               {"model": model, "input": input, **kwargs})
-        done = await self._gateway.embed(parse_embedding_request(body))
+        request = parse_embedding_request(body)
+        request.routing.extra_headers = headers
+        done = await self._gateway.embed(request)
         return EmbeddingResponse(
             embedding_dict(done.result, model=done.model, base64_out=wants_base64(body)),
             interlock=done.meta.as_dict())

@@ -16,7 +16,7 @@ import struct
 from typing import Any
 
 from interlock.errors import InvalidRequest
-from interlock.openai_request import DEPLOYMENT_ONLY, parse_chat_request
+from interlock.openai_request import DEPLOYMENT_ONLY, merged_extra_body, parse_chat_request
 from interlock.types import EmbeddingRequest, EmbeddingResult
 
 # Parsed here; everything else an OpenAI client sends goes to `extra`.
@@ -24,7 +24,7 @@ _OWN = {"model", "input", "dimensions", "encoding_format", "user", "stream"}
 # Read by the chat parser into the routing request (which refuses the
 # deployment-only keys); never sent upstream.
 _ROUTING = {"timeout", "num_retries", "fallbacks", "tags", "metadata", "mock_response",
-            "drop_params", *DEPLOYMENT_ONLY}
+            "drop_params", "max_retries", "extra_headers", *DEPLOYMENT_ONLY}
 _FORMATS = ("float", "base64")
 # The call arguments of a Router's `default_litellm_params` that an embeddings
 # call takes too: the routing ones and `user`. Chat's sampling arguments
@@ -60,6 +60,9 @@ def parse_embedding_request(body: Any) -> EmbeddingRequest:
     """Validate an OpenAI embeddings body and build the neutral request."""
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    if "extra_body" in body:  # a call argument, never a field to send
+        body = merged_extra_body({k: v for k, v in body.items() if k != "extra_body"},
+                                 body["extra_body"])
     if body.get("stream"):
         raise InvalidRequest("'stream' is not supported for embeddings: the answer comes "
                              "whole. Leave it out.", param="stream", code="invalid_value")

@@ -15,6 +15,7 @@ Imports: the standard library, `types`, `errors`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -356,6 +357,43 @@ def parse_call_defaults(defaults: Mapping[str, Any]) -> ChatRequest:
                                **defaults})
 
 
+# Headers a call may not set: the credentials belong to the deployment (its
+# api_key, or its own extra_headers for a proxy's token), where they are kept out
+# of reprs and listings; the framing ones are the HTTP client's.
+_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-key",
+                                 "api-key", "x-goog-api-key", "cookie"})
+_FRAMING_HEADERS = frozenset({"host", "content-length", "content-type", "transfer-encoding",
+                              "connection"})
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def call_headers(raw: Any) -> dict[str, str] | None:
+    """A library call's `extra_headers` (LiteLLM's per-call argument), checked:
+    HTTP headers to send to the provider with this call, over the deployment's."""
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise _fail("'extra_headers' must be a dict of header names to string values, "
+                    f"got {type(raw).__name__}.", "extra_headers")
+    for name, value in raw.items():
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            raise _fail(f"'extra_headers' has {name!r}, which is not an HTTP header name.",
+                        "extra_headers")
+        lowered = name.lower()
+        if lowered in _CREDENTIAL_HEADERS:
+            raise _fail(f"'extra_headers' may not set {name!r} per call: credentials belong "
+                        "to the deployment (model_list[].litellm_params.api_key, or its "
+                        "extra_headers for a proxy's own token).", "extra_headers")
+        if lowered in _FRAMING_HEADERS:
+            raise _fail(f"'extra_headers' may not set {name!r}: the HTTP client sets it.",
+                        "extra_headers")
+        if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
+            # The value is not echoed: a header may hold a secret.
+            raise _fail(f"'extra_headers[{name!r}]' must be a string without line breaks.",
+                        "extra_headers")
+    return dict(raw) or None
+
+
 def include_usage(body: Mapping[str, Any]) -> bool:
     """Whether a stream should end with a usage chunk (`stream_options.include_usage`);
     for a body that `parse_chat_request` accepted, which checked the types."""
@@ -459,17 +497,23 @@ def _call_arguments(body: Mapping[str, Any]) -> dict[str, Any]:
                     "to the deployment (model_list[].litellm_params).", key)
     if body.get("extra_headers") is not None:
         raise InvalidRequest(
-            "'extra_headers' cannot be given per request: the headers sent to a provider "
-            "belong to the deployment (model_list[].litellm_params.extra_headers).",
-            param="extra_headers", code="unsupported_parameter")
+            "'extra_headers' cannot be given in a request body: the headers a gateway "
+            "sends to a provider belong to the deployment "
+            "(model_list[].litellm_params.extra_headers). The library's Router takes "
+            "them per call.", param="extra_headers", code="unsupported_parameter")
     out = {k: v for k, v in body.items() if k not in CALL_ONLY}
     retries = _int_in(body, "max_retries", 0, MAX_RETRIES)
     if retries is not None and out.get("num_retries") is None:
         out["num_retries"] = retries
-    extra = body.get("extra_body")
+    return merged_extra_body(out, body.get("extra_body"))
+
+
+def merged_extra_body(body: dict[str, Any], extra: Any) -> dict[str, Any]:
+    """`body` with the fields of a call's `extra_body` over its own, as the OpenAI
+    SDK merges them before sending (a library call hands them over unmerged)."""
     if extra is not None:
-        out.update(_typed(extra, dict, "extra_body", "an object of body fields"))
-    return out
+        body.update(_typed(extra, dict, "extra_body", "an object of body fields"))
+    return body
 
 
 def _pair_function_results(messages: list[Message]) -> None:

@@ -151,6 +151,10 @@ class ChatRequest:
     # Asked with OpenAI's deprecated `functions` (no `tools`): answered in that
     # API's shape, `function_call` instead of `tool_calls`, as its callers read it.
     legacy_functions: bool = False
+    # A library call's own HTTP headers for the provider (LiteLLM's per-call
+    # `extra_headers`), over the deployment's; out of the repr, as they may hold
+    # a secret of the caller's.
+    extra_headers: dict[str, str] | None = field(default=None, repr=False)
 
     def with_defaults(self, defaults: ChatRequest) -> ChatRequest:
         """This request with what it leaves unset taken from `defaults` (call

@@ -66,6 +66,7 @@ from interlock.adapters.base import (
     checked_response,
     iter_sse,
     parse_retry_after,
+    with_call_headers,
     with_extra_headers,
 )
 from interlock.adapters.http import HttpClient, Labels, Timeouts
@@ -223,7 +224,8 @@ class AnthropicAdapter:
         beta = deployment.extra.get("anthropic_beta")
         if beta:
             headers["anthropic-beta"] = str(beta)
-        return (f"{base.rstrip('/')}/v1/messages", with_extra_headers(headers, deployment),
+        return (f"{base.rstrip('/')}/v1/messages",
+                with_call_headers(with_extra_headers(headers, deployment), request),
                 orjson.dumps(payload))
 
 

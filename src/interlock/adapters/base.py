@@ -315,6 +315,19 @@ def with_extra_headers(headers: dict[str, str], deployment: Deployment) -> dict[
     return headers
 
 
+def with_call_headers(headers: dict[str, str], request: ChatRequest) -> dict[str, str]:
+    """`headers` with the call's own `extra_headers` over them (a name given in
+    another case replaces, rather than doubles, the header); `headers` itself,
+    not a copy, for the usual call that has none."""
+    extra = request.extra_headers
+    if not extra:
+        return headers
+    replaced = {name.lower() for name in extra}
+    merged = {k: v for k, v in headers.items() if k.lower() not in replaced}
+    merged.update(extra)
+    return merged
+
+
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds to wait from Retry-After (seconds or an HTTP date) or retry-after-ms."""
     ms = headers.get("retry-after-ms")

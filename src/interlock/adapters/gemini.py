@@ -69,6 +69,7 @@ from interlock.adapters.base import (
     checked_response,
     iter_sse,
     parse_retry_after,
+    with_call_headers,
     with_extra_headers,
 )
 from interlock.adapters.gemini_schema import clean_schema
@@ -248,7 +249,7 @@ class GeminiAdapter:
 
     async def _embed_batch(self, request: EmbeddingRequest, deployment: Deployment,
                            timeouts: Timeouts) -> EmbeddingResult:
-        call = _new_call(deployment, "batchEmbedContents",
+        call = _new_call(deployment, "batchEmbedContents", request.routing,
                          lambda model: build_embedding_body(request, deployment, model))
         data = await self._post(call, timeouts)
         with answer_shape(PROVIDER, deployment.name):
@@ -257,13 +258,14 @@ class GeminiAdapter:
 
 def _prepare(request: ChatRequest, deployment: Deployment, *, stream: bool) -> _Call:
     method = "streamGenerateContent?alt=sse" if stream else "generateContent"
-    return _new_call(deployment, method, lambda model: build_body(request, deployment))
+    return _new_call(deployment, method, request, lambda model: build_body(request, deployment))
 
 
-def _new_call(deployment: Deployment, method: str,
+def _new_call(deployment: Deployment, method: str, request: ChatRequest,
               build: Callable[[str], dict[str, Any]]) -> _Call:
-    """A call to `models/{model}:{method}`; `build` makes the body from the bare
-    model name, after the key check, so a keyless call fails on the key first."""
+    """A call to `models/{model}:{method}` for `request` (whose `extra_headers` go
+    with it); `build` makes the body from the bare model name, after the key
+    check, so a keyless call fails on the key first."""
     key = deployment.key() or _key_from_env(os.environ)
     labels = Labels(PROVIDER, deployment.name)
     if not key:
@@ -273,8 +275,8 @@ def _new_call(deployment: Deployment, method: str,
             provider=PROVIDER, deployment=deployment.name)
     model = deployment.model.removeprefix("models/")
     body = build(model)
-    headers = with_extra_headers(
-        {"content-type": "application/json", "x-goog-api-key": key}, deployment)
+    headers = with_call_headers(with_extra_headers(
+        {"content-type": "application/json", "x-goog-api-key": key}, deployment), request)
     return _Call(url=_url(deployment, model, method), headers=headers,
                  body=orjson.dumps(body), labels=labels, model=model, key=key)
 

@@ -39,6 +39,7 @@ from interlock.adapters.base import (
     flatten,
     parse_retry_after,
     shape_error,
+    with_call_headers,
     with_extra_headers,
 )
 from interlock.adapters.http import (
@@ -158,7 +159,8 @@ class OpenAIAdapter:
         body = build_body(request, deployment, stream=False)
         endpoint = self._endpoint(deployment)
         resp = await self._http.post(
-            endpoint.chat_url, headers=endpoint.headers, body=orjson.dumps(body),
+            endpoint.chat_url, headers=with_call_headers(endpoint.headers, request),
+            body=orjson.dumps(body),
             timeouts=timeouts, labels=endpoint.labels)
         return _parsed(resp.status, resp.headers, resp.body, deployment)
 
@@ -174,7 +176,8 @@ class OpenAIAdapter:
         body = build_body(request, deployment, stream=True)
         endpoint = self._endpoint(deployment)
         return _stream_batches(self._http.stream(
-            endpoint.chat_url, headers=endpoint.stream_headers, body=orjson.dumps(body),
+            endpoint.chat_url, headers=with_call_headers(endpoint.stream_headers, request),
+            body=orjson.dumps(body),
             timeouts=timeouts, labels=endpoint.labels), deployment)
 
     async def embeddings(self, request: EmbeddingRequest, deployment: Deployment,
@@ -187,7 +190,8 @@ class OpenAIAdapter:
         if request.routing.user is not None:
             body["user"] = request.routing.user
         resp = await self._http.post(
-            _url(deployment, "/embeddings"), headers=_headers(deployment, stream=False),
+            _url(deployment, "/embeddings"),
+            headers=with_call_headers(_headers(deployment, stream=False), request.routing),
             body=orjson.dumps(body), timeouts=timeouts, labels=_labels(deployment))
         data = _decode_answer(resp.status, resp.headers, resp.body, deployment)
         try:
