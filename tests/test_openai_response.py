@@ -4,6 +4,7 @@ bytes of orjson-serialised `ChunkRenderer.chunk` dicts."""
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from interlock.openai_response import ChunkRenderer, completion_dict
 from interlock.types import ChatResponse, StreamDelta, ToolCall, ToolCallDelta, Usage
@@ -20,16 +21,25 @@ DELTAS = [
 ]
 
 
-def test_sse_is_byte_for_byte_the_serialised_chunks() -> None:
-    by_chunk = ChunkRenderer("chatcmpl-1")
-    expected = b"".join(b"data: " + orjson.dumps(c) + b"\n\n"
-                        for c in map(by_chunk.chunk, DELTAS) if c is not None)
+@pytest.mark.parametrize("include_usage", [False, True])
+@pytest.mark.parametrize("legacy", [False, True])
+def test_sse_is_byte_for_byte_the_serialised_chunks(include_usage: bool, legacy: bool) -> None:
+    by_chunk = ChunkRenderer("chatcmpl-1", legacy, include_usage)
+    chunks = [c for c in map(by_chunk.chunk, DELTAS) if c is not None]
+    expected = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks)
     for split in range(len(DELTAS) + 1):
-        by_bytes = ChunkRenderer("chatcmpl-1")
+        by_bytes = ChunkRenderer("chatcmpl-1", legacy, include_usage)
         by_bytes.created = by_chunk.created
         got = by_bytes.sse(DELTAS[:split]) + by_bytes.sse(DELTAS[split:])
         assert got == expected, split
         assert by_bytes.model == by_chunk.model == "gpt-x-2024"
+    # Under include_usage every chunk has a null usage, after its choices, as
+    # OpenAI's have; the usage chunk that ends such a stream carries the counts.
+    assert all(("usage" in c) is include_usage for c in chunks)
+    assert all(c.get("usage", None) is None for c in chunks)
+    assert by_chunk.usage_chunk(Usage(3, 4))["usage"]["completion_tokens"] == 4
+    if include_usage:
+        assert expected.count(b'}],"usage":null}\n\n') == len(chunks)
 
 
 def test_sse_of_nothing_is_empty() -> None:

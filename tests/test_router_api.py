@@ -125,6 +125,8 @@ async def test_stream_true_yields_chunks(provider_env: FakeUpstream) -> None:
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
     assert finishes[-1] == "stop" and finishes.count("stop") == 1
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 9
+    # The other chunks carry a null usage, as OpenAI's do under include_usage.
+    assert all("usage" in c and c["usage"] is None for c in chunks[:-1])
     assert stream.response().content == text
     assert stream.interlock["provider"] == "anthropic"
     assert stream.interlock["attempts"][0]["outcome"] == "ok"

@@ -170,7 +170,8 @@ async def _rendered(stream: GatewayStream, include_usage: bool
     # make a cycle, and a stream dropped unfinished would wait for the cyclic
     # collector to be closed and recorded.
     render = ChunkRenderer(stream.meta.request_id,
-                           legacy_functions=stream.request.legacy_functions)
+                           legacy_functions=stream.request.legacy_functions,
+                           include_usage=include_usage)
     try:
         async for delta in stream:
             chunk = render.chunk(delta)

@@ -24,6 +24,10 @@ from interlock.types import ChatResponse, StreamDelta, ToolCall, Usage
 _NONE: Mapping[str, str] = MappingProxyType({})
 _FINISH = b',"logprobs":null,"finish_reason":'
 _CHUNK_END = b"}]}\n\n"
+# A chunk's end under stream_options.include_usage, where OpenAI gives every chunk
+# but the last a null `usage`. JSON never holds a raw line break, so `_CHUNK_END`
+# occurs in a rendered batch only where a chunk ends.
+_CHUNK_END_NULL_USAGE = b'}],"usage":null}\n\n'
 _NO_FINISH = _FINISH + b"null" + _CHUNK_END
 # A text-only delta, around its serialised text: `{"content":...}` and the rest.
 _CONTENT = b'{"content":'
@@ -210,17 +214,22 @@ class ChunkRenderer:
 
     `legacy_functions` (as `completion_dict`'s) makes a `_LegacyChunkRenderer`:
     the shape is chosen once a stream, so that the usual stream, on the hot
-    path, tests nothing per chunk for the legacy one."""
+    path, tests nothing per chunk for the legacy one. `include_usage` (the
+    request's stream_options) gives each chunk a null `usage`, as OpenAI's
+    have when the stream ends with a usage chunk."""
 
     # How a delta's object and a chunk's end are written (the legacy class's differ).
     _delta_dict = staticmethod(delta_dict)
     _tail = staticmethod(_chunk_tail)
 
-    def __new__(cls, request_id: str, legacy_functions: bool = False) -> ChunkRenderer:
+    def __new__(cls, request_id: str, legacy_functions: bool = False,
+                include_usage: bool = False) -> ChunkRenderer:
         return super().__new__(_LegacyChunkRenderer if legacy_functions else cls)
 
-    def __init__(self, request_id: str, legacy_functions: bool = False) -> None:
+    def __init__(self, request_id: str, legacy_functions: bool = False,
+                 include_usage: bool = False) -> None:
         self.request_id = request_id
+        self.include_usage = include_usage
         self.model = ""
         self.created = int(time.time())
         self._first = True
@@ -246,6 +255,8 @@ class ChunkRenderer:
             return None
         out = chunk_dict(delta, request_id=self.request_id, model=self.model,
                          created=self.created, first=self._first, backend=self.backend)
+        if self.include_usage:
+            out["usage"] = None
         self._first = False
         return out
 
@@ -257,6 +268,10 @@ class ChunkRenderer:
         as it came, between that head and the fixed end of a text chunk, all of
         them in one join: the same JSON, though its escapes may be the
         provider's rather than orjson's."""
+        out = self._batch_sse(deltas, texts)
+        return out.replace(_CHUNK_END, _CHUNK_END_NULL_USAGE) if self.include_usage else out
+
+    def _batch_sse(self, deltas: list[StreamDelta], texts: Sequence[bytes]) -> bytes:
         if not texts:
             return self._sse(deltas)
         if self._first or self._head_model != self.model:

@@ -270,9 +270,12 @@ def _as_texts(count: int) -> tuple[list[bytes], list[StreamDelta]]:
     return [orjson.dumps(d.text) for d in rest[:count]], rest[count:]
 
 
+@pytest.mark.parametrize("include_usage", [False, True])
 @pytest.mark.parametrize("count", [0, 1, 2])  # "a" and "\"b\"\n" are text-only
-def test_rendered_texts_are_the_bytes_of_the_general_way(count: int) -> None:
-    general, short = ChunkRenderer("r"), ChunkRenderer("r")
+def test_rendered_texts_are_the_bytes_of_the_general_way(count: int,
+                                                          include_usage: bool) -> None:
+    general = ChunkRenderer("r", False, include_usage)
+    short = ChunkRenderer("r", False, include_usage)
     short.created = general.created
     want = general.sse(DELTAS[:1]) + general.sse(DELTAS[1:])
     texts, deltas = _as_texts(count)

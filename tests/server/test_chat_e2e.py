@@ -145,6 +145,31 @@ async def test_raw_stream_ends_with_done(fake_upstream: FakeUpstream,
         assert json.loads(event[len("data: "):])["object"] == "chat.completion.chunk"
 
 
+@pytest.mark.parametrize("include_usage", [False, True])
+async def test_raw_chunks_carry_a_null_usage_only_when_the_stream_ends_with_one(
+        include_usage: bool, fake_upstream: FakeUpstream, gateway: RunningGateway) -> None:
+    # OpenAI: under include_usage "all other chunks will also include a usage
+    # field, but with a null value"; clients that read the field expect the key.
+    import httpx
+
+    fake_upstream.reply(Reply(text="one two three four", chunk_chars=4), provider="anthropic")
+    async with httpx.AsyncClient(timeout=10) as http:
+        resp = await http.post(
+            gateway.base_url + "/chat/completions",
+            headers={"authorization": f"Bearer {MASTER_KEY}"},
+            json={"model": "high-quality", "messages": _user("hi"), "stream": True,
+                  "stream_options": {"include_usage": include_usage}})
+    chunks = [json.loads(e[len("data: "):]) for e in resp.text.split("\n\n")
+              if e.strip() and e != "data: [DONE]"]
+    assert len(chunks) >= 4
+    if include_usage:
+        *chunks, last = chunks
+        assert last["choices"] == [] and last["usage"]["total_tokens"] > 0
+    assert all(("usage" in c) is include_usage and c.get("usage") is None for c in chunks)
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == (
+        "one two three four")
+
+
 @pytest.mark.parametrize("provider", PROVIDERS)
 async def test_parallel_tool_calls(provider: str, fake_upstream: FakeUpstream,
                                    gateway: RunningGateway) -> None:

@@ -133,7 +133,7 @@ class _SseWriter:
         self.request_id = request_id
         self.include_usage = include_usage
         # Positionally: a class call's keywords go through a dict, once a stream.
-        self._render = ChunkRenderer(request_id, legacy_functions)
+        self._render = ChunkRenderer(request_id, legacy_functions, include_usage)
 
     async def run(self) -> None:
         meta = self.stream.meta
