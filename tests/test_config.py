@@ -752,6 +752,19 @@ def test_litellm_router_arguments_without_an_effect_load_with_a_warning() -> Non
         config_from_router_kwargs(
             [{"model_name": "g", "litellm_params": {"model": "openai/m", "api_key": "k"}}],
             routing_strategy="cost-based-routing")
+    # allowed_fails_policy (LiteLLM's) is read; its names for errors that never
+    # cool a deployment down here load with a warning; a misspelt name is an error.
+    policy = config_from_router_kwargs(
+        [{"model_name": "g", "litellm_params": {"model": "openai/m", "api_key": "k"}}],
+        allowed_fails_policy={"RateLimitErrorAllowedFails": 100,
+                              "ContentPolicyViolationErrorAllowedFails": 5})
+    assert policy.router_settings.allowed_fails_policy.RateLimitErrorAllowedFails == 100
+    assert [w.split(":")[0] for w in policy.warnings] == [
+        "router_settings.allowed_fails_policy.ContentPolicyViolationErrorAllowedFails"]
+    with pytest.raises(ConfigError, match="RateLimitErrorAllowedFails"):
+        config_from_router_kwargs(
+            [{"model_name": "g", "litellm_params": {"model": "openai/m", "api_key": "k"}}],
+            allowed_fails_policy={"RateLimitErrorAllowedFail": 1})
 
 
 def test_limits_beside_litellm_params_are_read_as_litellm_reads_them() -> None:

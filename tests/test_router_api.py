@@ -325,6 +325,25 @@ async def test_seed_fallback_snippet(provider_env: FakeUpstream) -> None:
         await router.aclose()
 
 
+async def test_allowed_fails_policy_keeps_a_rate_limited_deployment_in_use(
+        provider_env: FakeUpstream) -> None:
+    # LiteLLM's allowed_fails_policy, ported: 429s are tolerated far longer than
+    # allowed_fails, so every request still tries Claude first.
+    from interlock import Router
+
+    provider_env.script(Fault(status=429, retry_after=None, times=None), provider="anthropic")
+    async with Router(model_list=fallback_list(), cooldown_time=30, allowed_fails=1,
+                      allowed_fails_policy={"RateLimitErrorAllowedFails": 100}) as router:
+        assert router.config.warnings == []
+        for _ in range(6):
+            resp = await router.acompletion(model="primary",
+                                            messages=[{"role": "user", "content": "x"}])
+            assert resp.interlock["provider"] == "gemini"
+        # Retries on the same deployment too (num_retries) count; none cooled it.
+        assert provider_env.calls("anthropic") >= 6
+        assert {h.provider: h.state for h in router.health()}["anthropic"] == "healthy"
+
+
 async def test_traffic_returns_to_claude_after_its_cooldown(provider_env: FakeUpstream) -> None:
     import asyncio
 

@@ -14,7 +14,7 @@ import pytest
 from interlock.catalog import Deployment
 from interlock.dispatch.clock import FakeClock
 from interlock.dispatch.health import CooldownTracker
-from interlock.dispatch.settings import RouterSettings
+from interlock.dispatch.settings import AllowedFailsPolicySettings, RouterSettings
 from interlock.dispatch.state import MemoryStateBackend
 from interlock.errors import (
     AuthenticationFailed,
@@ -93,6 +93,46 @@ async def test_breaker_table(backend_factory, name, override, steps, expected) -
     elif hasattr(backend, "refresh"):
         fresh = await backend.refresh(d.name)
         state = fresh.state
+    assert (state, remaining) == expected
+
+
+# LiteLLM's allowed_fails_policy: each class's own limit on the shared count.
+POLICY = SETTINGS.model_copy(update={"allowed_fails_policy": AllowedFailsPolicySettings(
+    RateLimitErrorAllowedFails=5, TimeoutErrorAllowedFails=0,
+    AuthenticationErrorAllowedFails=1)})
+POLICY_TABLE = [
+    ("rate limits get their own, higher limit",
+     [(0, RateLimited("x"))] * 5, ("closed", 0)),
+    ("one past it opens", [(0, RateLimited("x"))] * 6, ("open", 30)),
+    ("a limit of 0 opens at the first", [(0, Timeout("x"))], ("open", 30)),
+    ("classes the policy leaves out keep allowed_fails",
+     [(0, E500)] * 2, ("closed", 0)),
+    ("and open past it", [(0, E500)] * 3, ("open", 30)),
+    ("the count is shared: a 500 after two 429s is the third failure, past 2",
+     [(0, RateLimited("x"))] * 2 + [(0, E500)], ("open", 30)),
+    ("an auth failure within its limit does not cool down at once",
+     [(0, AuthenticationFailed("x"))], ("closed", 0)),
+    ("past it, it cools for the auth time", [(0, AuthenticationFailed("x"))] * 2,
+     ("open", 600)),
+    ("a 404 still cools at once", [(0, NotFound("x"))], ("open", 600)),
+    ("retry-after still cools at once", [(0, RateLimited("x", retry_after=10))],
+     ("open", 10)),
+]
+
+
+@pytest.mark.parametrize(("name", "steps", "expected"), POLICY_TABLE,
+                         ids=[row[0] for row in POLICY_TABLE])
+async def test_allowed_fails_policy_table(backend_factory, name, steps, expected) -> None:
+    clock = FakeClock()
+    backend = backend_factory(clock)
+    tracker = CooldownTracker(POLICY, backend, clock)
+    d = Deployment(name=f"p-{abs(hash(name))}", group="g", provider="fake", model="m")
+    state, remaining = await _run(tracker, clock, d, steps)
+    if hasattr(backend, "refresh"):
+        fresh = await backend.refresh(d.name)
+        state = fresh.state
+        if state == "open":
+            remaining = round(fresh.remaining, 3)
     assert (state, remaining) == expected
 
 

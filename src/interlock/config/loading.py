@@ -270,6 +270,11 @@ def _fold_litellm_settings(config: InterlockConfig) -> list[str]:
                     "deployment, it tries the next one"
                     for key in sorted(router.retry_policy.ignored_keys
                                       if router.retry_policy else ()))
+    warnings.extend(f"router_settings.allowed_fails_policy.{key}: accepted for LiteLLM "
+                    "compatibility; that error never cools a deployment down in Interlock "
+                    "(the request was at fault, not the deployment)"
+                    for key in sorted(router.allowed_fails_policy.ignored_keys
+                                      if router.allowed_fails_policy else ()))
     return warnings
 
 

@@ -52,6 +52,24 @@ COUNTED: tuple[type[ProviderError], ...] = (
     RateLimited, Overloaded, Timeout, UpstreamServerError, ConnectionFailed,
 )
 NEEDS_A_HUMAN: tuple[type[ProviderError], ...] = (AuthenticationFailed, NotFound)
+# The allowed_fails_policy field that sets each error class's own limit.
+POLICY_FIELDS: dict[type[ProviderError], str] = {
+    RateLimited: "RateLimitErrorAllowedFails",
+    Overloaded: "OverloadedErrorAllowedFails",
+    Timeout: "TimeoutErrorAllowedFails",
+    UpstreamServerError: "InternalServerErrorAllowedFails",
+    ConnectionFailed: "ConnectionErrorAllowedFails",
+    AuthenticationFailed: "AuthenticationErrorAllowedFails",
+}
+
+
+def allowed_fails_by_class(settings: RouterSettings) -> dict[type[ProviderError], int]:
+    """The error classes that `allowed_fails_policy` gives a limit of their own."""
+    policy = settings.allowed_fails_policy
+    if policy is None:
+        return {}
+    return {cls: value for cls, name in POLICY_FIELDS.items()
+            if (value := getattr(policy, name)) is not None}
 
 
 class CooldownTracker:
@@ -61,6 +79,7 @@ class CooldownTracker:
         self._settings = settings
         self._backend = backend
         self._clock = clock
+        self._allowed_fails = allowed_fails_by_class(settings)
         # Each deployment's rate limits and probe lifetime, which depend only on
         # the deployment and the settings, worked out on its first admission.
         self._admission_terms: dict[Deployment, tuple[Limits, float]] = {}
@@ -77,7 +96,14 @@ class CooldownTracker:
         if s.disable_cooldowns:
             return None
         name = type(error).__name__
+        # The count shared by all the deployment's failures is compared with the
+        # limit of this failure's class, as LiteLLM's allowed_fails_policy does.
+        allowed = next((n for cls, n in self._allowed_fails.items()
+                        if isinstance(error, cls)), None)
         if isinstance(error, NEEDS_A_HUMAN):
+            if allowed is not None:  # the operator tolerates some (a flaky auth proxy)
+                return FailureEvent(name, s.auth_cooldown_time, allowed,
+                                    s.allowed_fails_window, probe=probe)
             return FailureEvent(name, s.auth_cooldown_time, s.allowed_fails,
                                 s.allowed_fails_window, immediate=s.auth_cooldown_time,
                                 probe=probe)
@@ -85,7 +111,8 @@ class CooldownTracker:
             return None
         # A provider that says when to come back is believed at once.
         immediate = error.retry_after if error.retry_after else 0.0
-        return FailureEvent(name, self.cooldown_time(deployment), s.allowed_fails,
+        return FailureEvent(name, self.cooldown_time(deployment),
+                            s.allowed_fails if allowed is None else allowed,
                             s.allowed_fails_window, immediate=immediate, probe=probe)
 
     async def record_failure(self, deployment: Deployment, error: ProviderError, *,
@@ -93,14 +120,14 @@ class CooldownTracker:
         event = self.failure_event(deployment, error, probe=probe)
         if event is None:
             return None
+        view = await self._backend.record_failure(deployment.name, event)
         if isinstance(error, NEEDS_A_HUMAN):
             log.warning(
                 "Deployment %r (%s) answered %s (HTTP %s): check its API key, model name "
-                "and base URL; it is cooled down for %.0fs",
-                deployment.name, deployment.provider, type(error).__name__, error.status,
-                event.cooldown,
-            )
-        view = await self._backend.record_failure(deployment.name, event)
+                "and base URL; %s", deployment.name, deployment.provider,
+                type(error).__name__, error.status,
+                f"it is cooled down for {event.cooldown:.0f}s" if view.state == "open" else
+                f"allowed_fails_policy tolerates {event.allowed_fails} such failures")
         if view.state == "open":
             log.info("Deployment %r cools down for %.1fs (%s)", deployment.name,
                      view.remaining, view.reason)

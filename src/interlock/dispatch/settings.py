@@ -43,6 +43,26 @@ class RetryPolicySettings(AcceptsIgnoredKeys):
     ConnectionErrorRetries: int | None = Field(default=None, ge=0)
 
 
+class AllowedFailsPolicySettings(AcceptsIgnoredKeys):
+    """LiteLLM's `allowed_fails_policy`: the failures a deployment may have within
+    `allowed_fails_window` before it cools down, per error class (None: use
+    `allowed_fails`). A limit set for authentication failures replaces their
+    cooldown at the first one."""
+
+    model_config = ConfigDict(extra="forbid")
+    # LiteLLM's names for errors that never cool a deployment down here (the
+    # request was at fault, not the deployment), accepted with a warning.
+    IGNORED: ClassVar[frozenset[str]] = frozenset({
+        "BadRequestErrorAllowedFails", "ContentPolicyViolationErrorAllowedFails"})
+
+    RateLimitErrorAllowedFails: int | None = Field(default=None, ge=0)
+    OverloadedErrorAllowedFails: int | None = Field(default=None, ge=0)
+    TimeoutErrorAllowedFails: int | None = Field(default=None, ge=0)
+    InternalServerErrorAllowedFails: int | None = Field(default=None, ge=0)
+    ConnectionErrorAllowedFails: int | None = Field(default=None, ge=0)
+    AuthenticationErrorAllowedFails: int | None = Field(default=None, ge=0)
+
+
 # LiteLLM's names for the strategies Interlock has under shorter ones.
 _LITELLM_STRATEGIES = {"latency-based-routing": "latency-based",
                        "usage-based-routing": "usage-based",
@@ -58,7 +78,7 @@ class RouterSettings(AcceptsIgnoredKeys, MaskedModel):
     IGNORED: ClassVar[frozenset[str]] = frozenset({
         "set_verbose", "debug_level", "client_ttl", "polling_interval",
         "routing_strategy_args", "alerting_config", "retry_after", "cache_responses",
-        "allowed_fails_policy", "default_max_parallel_requests",
+        "default_max_parallel_requests",
     })
 
     num_retries: int = Field(default=2, ge=0, le=20)
@@ -89,6 +109,7 @@ class RouterSettings(AcceptsIgnoredKeys, MaskedModel):
     enable_tag_filtering: bool = False
     allowed_fails: int = Field(default=3, ge=0)
     allowed_fails_window: float = Field(default=60.0, gt=0)
+    allowed_fails_policy: AllowedFailsPolicySettings | None = None
     auth_cooldown_time: float = Field(default=300.0, ge=0)
     enable_pre_call_checks: bool = False
     pre_call_safety_margin: float = Field(default=0.05, ge=0, lt=1)
