@@ -182,6 +182,26 @@ def test_dict_form_and_params_alias() -> None:
     assert deployment.key() == GEMINI_KEY  # the provider's default variable
 
 
+def test_max_parallel_requests_per_deployment_or_the_router_s_default() -> None:
+    # LiteLLM's names: a deployment's own cap wins over default_max_parallel_requests.
+    config = load_config({
+        "model_list": [
+            {"model_name": "g", "litellm_params": {"model": "openai/a", "api_key": "k",
+                                                   "max_parallel_requests": 4}},
+            {"model_name": "g", "litellm_params": {"model": "openai/b", "api_key": "k"}}],
+        "router_settings": {"default_max_parallel_requests": 10}}, environ=ENV)
+    assert config.warnings == []
+    caps = [d.max_parallel_requests for d in build_catalog(config).deployments()]
+    assert caps == [4, 10]
+    uncapped = load_config({"model_list": [
+        {"model_name": "g", "litellm_params": {"model": "openai/a", "api_key": "k"}}]},
+        environ=ENV)
+    assert [d.max_parallel_requests for d in build_catalog(uncapped).deployments()] == [None]
+    with pytest.raises(ConfigError, match="max_parallel_requests"):
+        load_config({"model_list": [{"model_name": "g", "litellm_params": {
+            "model": "openai/a", "api_key": "k", "max_parallel_requests": 0}}]}, environ=ENV)
+
+
 def test_both_params_and_litellm_params_is_an_error() -> None:
     entry = {"model_name": "g", "params": {"model": "openai/gpt-4o"},
              "litellm_params": {"model": "openai/gpt-4o"}}

@@ -344,6 +344,29 @@ async def test_allowed_fails_policy_keeps_a_rate_limited_deployment_in_use(
         assert {h.provider: h.state for h in router.health()}["anthropic"] == "healthy"
 
 
+async def test_max_parallel_requests_slots_come_back_from_streams_left_early(
+        provider_env: FakeUpstream) -> None:
+    import asyncio
+
+    from interlock import Router
+    from interlock.errors import NoDeploymentAvailable
+
+    provider_env.reply(Reply(text="a long answer in many chunks", chunk_chars=2))
+    async with Router(model_list=[{"model_name": "g", "litellm_params": {
+            "model": f"anthropic/{CLAUDE}", "max_parallel_requests": 1}}],
+            wait_for_recovery=False) as router:
+        stream = await router.acompletion(model="g", stream=True,
+                                          messages=[{"role": "user", "content": "x"}])
+        # While the stream is open its slot is taken: with no waiting, refused.
+        with pytest.raises(NoDeploymentAvailable, match="max_parallel_requests"):
+            await router.acompletion(model="g", messages=[{"role": "user", "content": "y"}])
+        await stream.__anext__()
+        await stream.aclose()  # the caller leaves after one chunk
+        resp = await asyncio.wait_for(router.acompletion(
+            model="g", messages=[{"role": "user", "content": "z"}]), 5)
+        assert resp.interlock["provider"] == "anthropic"
+
+
 async def test_traffic_returns_to_claude_after_its_cooldown(provider_env: FakeUpstream) -> None:
     import asyncio
 

@@ -62,6 +62,9 @@ class Deployment:
     weight: float = 1.0
     rpm: int | None = None
     tpm: int | None = None
+    # Calls in flight to it from this process at most (LiteLLM's
+    # max_parallel_requests, else the router's default_max_parallel_requests).
+    max_parallel_requests: int | None = None
     max_input_tokens: int | None = None
     max_output_tokens: int | None = None
     input_cost_per_token: Decimal | None = None

@@ -12,6 +12,7 @@ from tests.dispatch.fakes import Harness, ScriptedAdapter, Step, dep, fail, hang
 import interlock.dispatch.dispatcher as dispatcher_module
 from interlock.adapters.http import Timeouts
 from interlock.catalog import Deployment
+from interlock.dispatch.dispatcher import AT_CAPACITY
 from interlock.dispatch.run import Run
 from interlock.errors import (
     AuthenticationFailed,
@@ -566,3 +567,83 @@ def test_run_and_timeouts_field_order_that_the_dispatcher_builds_them_in() -> No
     assert [f.name for f in fields(Run)][:6] == [
         "request", "origin", "stream", "deadline", "plan", "known_prompt_tokens"]
     assert [f.name for f in fields(Timeouts)] == ["connect", "total", "first_token", "idle"]
+
+
+# -- max_parallel_requests ---------------------------------------------------------
+def _most_at_once(h: Harness, latency: float) -> int:
+    """The most calls the adapter had running at one time (each lasts `latency`)."""
+    starts = sorted(c.at for c in h.adapter.calls)
+    return max(sum(1 for s in starts if s <= t < s + latency) for t in starts)
+
+
+async def test_a_capped_deployment_takes_its_calls_one_slot_at_a_time() -> None:
+    # LiteLLM's max_parallel_requests: the others wait for a slot, in turn.
+    h = make([dep("a", max_parallel_requests=2)])
+    h.adapter.script("a", then=ok(latency=1.0))
+    start = h.clock.now()
+    results = await asyncio.gather(*(h.dispatcher.complete(request(), "g") for _ in range(5)))
+    assert all(r.response.content == "hello from a" for r in results)
+    assert _most_at_once(h, 1.0) == 2
+    assert [c.at - start for c in h.adapter.calls] == [0, 0, 1, 1, 2]
+    # Waiting is not a failure: each request made one call and skipped nothing it
+    # did not then take.
+    assert all([a.outcome for a in r.attempts][-1] == "ok" for r in results)
+    assert h.dispatcher.health()[0].in_flight == 0
+
+
+async def test_a_full_deployment_spills_to_the_next_before_anyone_waits() -> None:
+    h = make([dep("a", order=1, max_parallel_requests=1), dep("b", order=2)])
+    h.adapter.script("a", then=ok(latency=1.0))
+    h.adapter.script("b", then=ok(latency=1.0))
+    results = await asyncio.gather(*(h.dispatcher.complete(request(), "g") for _ in range(3)))
+    assert sorted(r.deployment.name for r in results) == ["a", "b", "b"]
+    assert h.clock.now() - 1000.0 == pytest.approx(1.0)  # nobody waited
+    skipped = [a for r in results for a in r.attempts if a.outcome.endswith(AT_CAPACITY)]
+    assert skipped and all(a.deployment == "a" and not a.called for a in skipped)
+
+
+async def test_without_wait_for_recovery_a_full_group_is_refused_at_once() -> None:
+    h = make([dep("a", max_parallel_requests=1)], wait_for_recovery=False)
+    h.adapter.script("a", then=ok(latency=1.0))
+    first = asyncio.ensure_future(h.dispatcher.complete(request(), "g"))
+    await asyncio.sleep(0)
+    with pytest.raises(NoDeploymentAvailable, match=r"max_parallel_requests.*1 calls in flight"):
+        await h.dispatcher.complete(request(), "g")
+    assert (await first).deployment.name == "a"
+
+
+async def test_a_wait_for_a_slot_ends_at_the_request_s_deadline() -> None:
+    h = make([dep("a", max_parallel_requests=1)])
+    h.adapter.script("a", then=ok(latency=5.0))
+    first = asyncio.ensure_future(h.dispatcher.complete(request(timeout=10), "g"))
+    await asyncio.sleep(0)
+    start = h.clock.now()
+    with pytest.raises(NoDeploymentAvailable):
+        await h.dispatcher.complete(request(timeout=2), "g")
+    assert h.clock.now() - start == pytest.approx(2.0)
+    await first
+    assert h.adapter.count("a") == 1
+
+
+async def test_slots_come_back_after_failures_streams_and_cancellations() -> None:
+    h = make([dep("a", max_parallel_requests=1)], num_retries=0)
+    # A failed call gives its slot back...
+    h.adapter.script("a", E500)
+    with pytest.raises(UpstreamServerError):
+        await h.dispatcher.complete(request(), "g")
+    # ...so does a stream once it has been read to its end...
+    h.state.record_success_now("a", probe=False)
+    stream = await h.dispatcher.open_stream(request(stream=True), "g")
+    assert h.dispatcher.health()[0].in_flight == 1
+    assert "".join([d.text or "" async for d in stream]) == "hello from a"
+    assert h.dispatcher.health()[0].in_flight == 0
+    # ...and a call whose request was cancelled (the client left).
+    h.adapter.script("a", ok(latency=5.0))
+    task = asyncio.ensure_future(h.dispatcher.complete(request(), "g"))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert h.dispatcher.health()[0].in_flight == 0
+    assert (await h.dispatcher.complete(request(), "g")).deployment.name == "a"

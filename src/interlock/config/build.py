@@ -94,8 +94,9 @@ def build_catalog(config: InterlockConfig, *, environ: Mapping[str, str] | None 
         env = os.environ
     names = config.deployment_names()
     default_drop = bool(config.litellm_settings.drop_params)
+    default_cap = config.router_settings.default_max_parallel_requests
     return Catalog.from_deployments(
-        _deployment(entry, name, env, default_drop)
+        _deployment(entry, name, env, default_drop, default_cap)
         for entry, name in zip(config.model_list, names, strict=True)
     )
 
@@ -112,7 +113,7 @@ def _per_token(per_token: Decimal | None, per_million: Decimal | None) -> Decima
 
 
 def _deployment(entry: ModelEntry, name: str, env: Mapping[str, str],
-                default_drop: bool) -> Deployment:
+                default_drop: bool, default_cap: int | None) -> Deployment:
     from interlock.adapters.registry import resolve_base_url
 
     params, info = entry.litellm_params, entry.info
@@ -132,6 +133,7 @@ def _deployment(entry: ModelEntry, name: str, env: Mapping[str, str],
         weight=_first(params.weight, 1.0),
         rpm=params.rpm,
         tpm=params.tpm,
+        max_parallel_requests=_first(params.max_parallel_requests, default_cap),
         max_input_tokens=_first(params.max_input_tokens, info.max_input_tokens),
         max_output_tokens=_first(params.max_output_tokens, params.max_tokens,
                                  info.max_output_tokens, info.max_tokens),

@@ -65,15 +65,20 @@ class FakeClock:
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._sleepers, (self._now + seconds, next(self._seq), fut))
-        if not self._auto:
-            await fut
-            return
-        while not fut.done():
-            for _ in range(5):
-                await asyncio.sleep(0)
-                if fut.done():
-                    return
-            self._wake_earliest()
+        try:
+            if not self._auto:
+                await fut
+                return
+            while not fut.done():
+                for _ in range(5):
+                    await asyncio.sleep(0)
+                    if fut.done():
+                        return
+                self._wake_earliest()
+        finally:
+            # A cancelled sleeper leaves no wake-up behind for time to jump to.
+            if not fut.done():
+                fut.cancel()
 
     def _wake_earliest(self) -> None:
         live = [s for s in self._sleepers if not s[2].done()]

@@ -75,6 +75,8 @@ DEFAULT_TAG = "default"
 MAX_RECOVERY_WAITS = 3
 # The dispatcher's own guard on a call, beyond the adapter's timeouts.
 GUARD_GRACE = 1.0
+# Why a deployment at its max_parallel_requests is skipped (Skip.why, Attempt outcome).
+AT_CAPACITY = "max_parallel_requests"
 CONTINUE_PROMPT = ("Your previous answer was cut off. Continue it exactly where it stopped, "
                    "without repeating anything.")
 
@@ -104,6 +106,9 @@ class Dispatcher:
             for group, p in settings.model_group_retry_policy.items()}
         self._fallbacks = FallbackConfig(settings)
         self._stats: dict[str, DeploymentStats] = {}
+        # The requests waiting for a slot of a capped deployment, each a future
+        # that the end of a call to it sets (True) or its deadline does (False).
+        self._slot_waiters: dict[str, list[asyncio.Future[bool]]] = {}
         self._mock = MockAdapter()
 
     # -- public API ---------------------------------------------------------
@@ -323,18 +328,74 @@ class Dispatcher:
             if not d.available:
                 run.skip(group, d, "unavailable", d.unavailable_reason or "")
                 continue
+            stats = self._stat(d)
+            cap = d.max_parallel_requests
+            if cap is not None and stats.in_flight >= cap:
+                run.skip(group, d, AT_CAPACITY, f"{cap} calls in flight")
+                continue
+            # Counted from here, before the awaits below, so that a request picking
+            # meanwhile sees the slot taken; given back with `_free_slot`.
+            stats.in_flight += 1
             tokens = estimate_request_tokens(run.request, run.prompt_tokens) if d.tpm else 0
             admission = await self.tracker.admit(d, tokens)
             if not admission.admitted:
+                self._free_slot(d)
                 run.skip(group, d, admission.refused_by, admission.reason,
                          admission.retry_after)
                 continue
             tickets = await self._open_gates(run, group, d)
             if tickets is None:
+                self._free_slot(d)
                 await self.tracker.release(admission)
                 continue
             return Picked(d, admission, tickets)
         return None
+
+    def _free_slot(self, d: Deployment) -> None:
+        """A picked call to `d` is over (or was never made): one fewer in flight,
+        and the requests waiting for a slot of a capped deployment may look again."""
+        self._stats[d.name].in_flight -= 1  # made by the pick
+        if d.max_parallel_requests is not None:
+            # All of them look again (one may want another deployment, and a
+            # woken request that finds no slot waits again); each resumes at the
+            # loop's next turn, with no task in between.
+            for waiter in self._slot_waiters.pop(d.name, ()):
+                if not waiter.done():
+                    waiter.set_result(True)
+
+    async def _wait_for_slot(self, run: Run) -> bool:
+        """No candidate could be called and some were at their max_parallel_requests:
+        wait until a call to one of those ends (as LiteLLM's semaphore waits), within
+        the request's deadline. False when there were none or the deadline passed."""
+        full = [self._catalog.deployment(s.deployment) for s in run.skips.values()
+                if s.why == AT_CAPACITY]
+        if not full or not self._settings.wait_for_recovery:
+            return False
+        remaining = run.remaining(self._clock.now())
+        if remaining is not None and remaining <= 0:
+            return False
+        if any(self._stat(d).in_flight < (d.max_parallel_requests or 0) for d in full):
+            return True  # one ended since it was skipped
+        woken: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        for d in full:
+            self._slot_waiters.setdefault(d.name, []).append(woken)
+        timer = None if remaining is None else asyncio.ensure_future(
+            self._expire(woken, remaining))
+        try:
+            return await woken
+        finally:
+            if timer is not None:
+                timer.cancel()
+            for d in full:
+                waiting = self._slot_waiters.get(d.name)
+                if waiting and woken in waiting:
+                    waiting.remove(woken)
+
+    async def _expire(self, woken: asyncio.Future[bool], seconds: float) -> None:
+        # On the dispatcher's clock, as every other wait here.
+        await self._clock.sleep(seconds)
+        if not woken.done():
+            woken.set_result(False)
 
     async def _open_gates(self, run: Run, group: str, d: Deployment
                           ) -> list[GateTicket] | None:
@@ -363,6 +424,7 @@ class Dispatcher:
         return True
 
     async def _give_back(self, picked: Picked) -> None:
+        self._free_slot(picked.deployment)
         await self.tracker.release(picked.admission)
         await _release_tickets(picked.tickets, None)
 
@@ -373,8 +435,6 @@ class Dispatcher:
         adapter = (self._mock if mock_text(run.request, d) is not None
                    else self._adapters.for_provider(d.provider))
         timeouts = self._timeouts(run, d)
-        stats = self._stat(d)
-        stats.in_flight += 1
         started = self._clock.now()
         try:
             request = (run.request if d.call_defaults is None
@@ -383,16 +443,14 @@ class Dispatcher:
                 call(adapter, request, d, timeouts) if getattr(adapter, "keeps_time", False)
                 else self._guarded(call(adapter, request, d, timeouts), timeouts, d))
         except ProviderError as error:
-            stats.in_flight -= 1
+            self._free_slot(d)
             return None, await self._failed(run, group, picked, error, started)
         except InvalidRequest as error:
-            stats.in_flight -= 1
             await self._give_back(picked)
             run.attempts.append(Attempt(d.name, d.provider, group, type(error).__name__,
                                         error.status_code, self._ms_since(started)))
             raise self._with_attempts(error, run) from None
         except BaseException as error:
-            stats.in_flight -= 1
             # Cancelled (the client left) or a bug: the call was made, and the
             # provider may bill it, so it is listed with the rest.
             run.attempts.append(Attempt(d.name, d.provider, group, _interrupted(error), None,
@@ -403,10 +461,11 @@ class Dispatcher:
         attempt = Attempt(d.name, d.provider, group, "ok", 200, duration,
                           picked.admission.probe)
         run.attempts.append(attempt)
-        stats.observe(ok=True, duration_ms=duration, alpha=self._settings.latency_ewma_alpha)
+        self._stats[d.name].observe(ok=True, duration_ms=duration,
+                                    alpha=self._settings.latency_ewma_alpha)
         await self.tracker.record_success(d, probe=picked.admission.probe)
         if final is not None:
-            stats.in_flight -= 1
+            self._free_slot(d)
             await self._settle(picked, final)
         return Success(value, picked, group, attempt, started), None
 
@@ -485,6 +544,9 @@ class Dispatcher:
         at all, wait for the earliest recovery if the deadline allows, else raise."""
         if run.last_error is not None:
             raise self._with_attempts(run.last_error, run)
+        if await self._wait_for_slot(run):
+            run.plan = self._fallbacks.plan(run.origin, run.request.fallbacks)
+            return
         wait = run.earliest_recovery()
         remaining = run.remaining(self._clock.now())
         allowed = remaining if remaining is not None else self._settings.retry_after_cap
@@ -548,14 +610,14 @@ class Dispatcher:
 
     async def stream_finished(self, run: Run, success: Success[Opened],
                               response: ChatResponse | None) -> None:
-        self._stat(success.picked.deployment).in_flight -= 1
+        self._free_slot(success.picked.deployment)
         success.attempt.duration_ms = self._ms_since(success.started)
         await self._settle(success.picked, response)
 
     async def stream_failed(self, run: Run, success: Success[Opened],
                             error: ProviderError) -> None:
         picked = success.picked
-        self._stat(picked.deployment).in_flight -= 1
+        self._free_slot(picked.deployment)
         attempt = success.attempt
         attempt.outcome, attempt.status = type(error).__name__, error.status
         attempt.duration_ms = self._ms_since(success.started)

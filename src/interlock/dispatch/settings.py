@@ -78,7 +78,6 @@ class RouterSettings(AcceptsIgnoredKeys, MaskedModel):
     IGNORED: ClassVar[frozenset[str]] = frozenset({
         "set_verbose", "debug_level", "client_ttl", "polling_interval",
         "routing_strategy_args", "alerting_config", "retry_after", "cache_responses",
-        "default_max_parallel_requests",
     })
 
     num_retries: int = Field(default=2, ge=0, le=20)
@@ -110,6 +109,9 @@ class RouterSettings(AcceptsIgnoredKeys, MaskedModel):
     allowed_fails: int = Field(default=3, ge=0)
     allowed_fails_window: float = Field(default=60.0, gt=0)
     allowed_fails_policy: AllowedFailsPolicySettings | None = None
+    # LiteLLM's: each deployment's cap on calls in flight unless it sets its own
+    # max_parallel_requests (None: no cap).
+    default_max_parallel_requests: int | None = Field(default=None, ge=1)
     auth_cooldown_time: float = Field(default=300.0, ge=0)
     enable_pre_call_checks: bool = False
     pre_call_safety_margin: float = Field(default=0.05, ge=0, lt=1)
