@@ -70,3 +70,73 @@ def test_commands_that_draw_say_when_matplotlib_is_missing(
     for result in (report, plot):
         assert result.exit_code == 2
         assert "pip install 'interlock[plots]'" in result.output
+
+
+def _config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_check_says_ready_for_a_config_serve_would_start(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    monkeypatch.setenv("TEST_KEY_VAR", "sk-test-checkkey-0123456789")
+    config = _config(tmp_path, (
+        "model_list:\n"
+        "  - model_name: chat\n"
+        "    litellm_params: {model: openai/gpt-4o-mini, api_key: os.environ/TEST_KEY_VAR,\n"
+        "                     rpm: 60, max_parallel_requests: 4}\n"
+        "general_settings: {master_key: sk-gw-0123456789}\n"
+        "ledger: {database: 'postgresql+psycopg://app:hunter2pw@db.internal/spend'}\n"))
+    result = runner.invoke(app, ["check", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "chat/openai/gpt-4o-mini  openai/gpt-4o-mini  ready  [rpm 60, " \
+           "max_parallel_requests 4]  $0.15 in / $0.60 out per 1M" in result.output
+    assert "auth: master key set" in result.output and "result: ready" in result.output
+    # Neither the key nor the database password is shown.
+    assert "checkkey" not in result.output and "hunter2pw" not in result.output
+    assert "db.internal" in result.output
+    report = json.loads(runner.invoke(app, ["check", "--config", str(config), "--json"]).output)
+    assert report["deployments"][0]["max_parallel_requests"] == 4 and not report["to_look_at"]
+
+
+def test_check_lists_what_to_look_at_and_exits_1(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MISSING_KEY_VAR", raising=False)
+    config = _config(tmp_path, (
+        "model_list:\n"
+        "  - model_name: chat\n"
+        "    litellm_params: {model: openai/gpt-4o-mini, api_key: os.environ/MISSING_KEY_VAR}\n"
+        "  - model_name: local\n"
+        "    litellm_params: {model: openai/my-finetune-xyz, api_key: x,\n"
+        "                     api_base: 'http://127.0.0.1:9/v1'}\n"
+        "router_settings: {set_verbose: true}\n"
+        "general_settings: {master_key: sk-gw-0123456789}\n"))
+    result = runner.invoke(app, ["check", "--config", str(config)])
+    assert result.exit_code == 1, result.output
+    assert "UNAVAILABLE" in result.output and "MISSING_KEY_VAR" in result.output
+    assert "local/openai/my-finetune-xyz has no known price" in result.output
+    assert "router_settings.set_verbose: accepted for LiteLLM compatibility" in result.output
+    assert "result: serve would start" in result.output
+
+
+def test_check_exits_2_where_serve_would_refuse_to_start(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("INTERLOCK_MASTER_KEY", raising=False)
+    open_config = _config(tmp_path, (
+        "model_list:\n"
+        "  - model_name: chat\n"
+        "    litellm_params: {model: openai/gpt-4o-mini, api_key: x}\n"
+        "general_settings: {allow_unauthenticated: true}\n"))
+    # Without a master key only a loopback bind is allowed, as serve decides.
+    assert runner.invoke(app, ["check", "--config", str(open_config)]).exit_code == 0
+    refused = runner.invoke(app, ["check", "--config", str(open_config), "--host", "0.0.0.0"])
+    assert refused.exit_code == 2
+    assert "only allowed on a loopback bind" in refused.output
+    bad = _config(tmp_path, "model_list:\n  - model_name: a\n"
+                            "    litellm_params: {model: openai/gpt-4o, rmp: 3}\n")
+    result = runner.invoke(app, ["check", "--config", str(bad)])
+    assert result.exit_code == 2 and "did you mean 'rpm'?" in result.output
+    assert "Traceback" not in result.output

@@ -21,7 +21,8 @@ app = typer.Typer(
 
 # Each of these modules adds its commands to the app.
 _COMMAND_MODULES = [
-    "serve", "fake_upstream", "train", "calibrate", "eval", "cost", "spend", "prices", "report",
+    "serve", "check", "fake_upstream", "train", "calibrate", "eval", "cost", "spend", "prices",
+    "report",
 ]
 
 for _name in _COMMAND_MODULES:

@@ -1,0 +1,124 @@
+"""`interlock check --config FILE`: would `interlock serve` start, and what to look at.
+
+For a config about to be deployed (a CI step, a review): it is loaded and the
+gateway is built exactly as `serve` builds them (routers read, the master key
+checked against the address to bind), without listening, calling a provider or
+opening the ledger. It prints the model groups with their deployments, each
+deployment's availability, limits and price, the auth and the ledger, and the
+warnings loading gave.
+
+Exit status: 0 ready; 1 would start, but something needs a look (a warning, a
+deployment without its key, a deployment whose cost would be unknown); 2 would
+not start (the error is printed as `serve` prints it).
+
+Imports: typer, the standard library; `config`, `server.app`, `errors` inside
+the command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from interlock.config.schema import InterlockConfig
+    from interlock.gateway import Gateway
+
+
+def check_command(
+    config: Annotated[Path, typer.Option("--config", "-c", help="YAML config file.",
+                                         exists=True, dir_okay=False, readable=True)],
+    host: Annotated[str | None, typer.Option(
+        help="The address serve would bind (default: general_settings.host, else "
+             "127.0.0.1); a server without a master key may only bind a loopback one.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Check a config as `serve` would load it, without serving: exit 0 ready,
+    1 ready with something to look at, 2 would not start."""
+    from interlock.cli.spend import load_config_or_exit
+    from interlock.errors import ConfigError
+    from interlock.gateway import Gateway
+    from interlock.server.app import create_app
+
+    loaded = load_config_or_exit(config)
+    bind = host or loaded.general_settings.host or "127.0.0.1"
+    try:
+        gateway = Gateway(loaded)
+        create_app(loaded, host=bind, gateway=gateway)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    report = _report(loaded, gateway, bind)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        _print(report)
+    raise typer.Exit(1 if report["to_look_at"] else 0)
+
+
+def _report(config: InterlockConfig, gateway: Gateway, bind: str) -> dict[str, Any]:
+    from interlock.server.app import master_key_from
+
+    deployments = []
+    for d in gateway.catalog.deployments():
+        price = gateway.prices.price_for(d)
+        deployments.append({
+            "name": d.name, "group": d.group, "model": d.qualified_model,
+            "available": d.available, "unavailable_reason": d.unavailable_reason,
+            "rpm": d.rpm, "tpm": d.tpm, "max_parallel_requests": d.max_parallel_requests,
+            "price": price.describe() if price is not None else None})
+    to_look_at = [f"warning: {w}" for w in config.warnings]
+    # A missing key is among the warnings already; another reason is listed here.
+    to_look_at += [f"{d['name']} is unavailable: {d['unavailable_reason']}"
+                   for d in deployments if not d["available"]
+                   and not any(str(d["unavailable_reason"]) in w for w in config.warnings)]
+    to_look_at += [f"{d['name']} has no known price: its cost would be recorded as unknown"
+                   for d in deployments if d["price"] is None]
+    ledger = config.ledger
+    return {
+        "config": str(config.source),
+        "groups": gateway.catalog.group_names,
+        "names_clients_can_ask_for": gateway.model_names(),
+        "deployments": deployments,
+        # As create_app reads it (the config's key, else the environment's).
+        "auth": ("master key set" if master_key_from(config, os.environ)
+                 else f"OFF (allow_unauthenticated, on {bind} only)"),
+        "ledger": (ledger.model_dump(mode="json")["database"]
+                   if ledger is not None and ledger.database else None),
+        "to_look_at": to_look_at,
+    }
+
+
+def _print(report: dict[str, Any]) -> None:
+    echo = typer.echo
+    echo(f"config: {report['config']}")
+    echo(f"auth: {report['auth']}")
+    echo(f"ledger: {report['ledger'] or 'off'}")
+    echo(f"clients may ask for: {', '.join(report['names_clients_can_ask_for'])}")
+    for group in report["groups"]:
+        echo(f"group {group}:")
+        for d in report["deployments"]:
+            if d["group"] != group:
+                continue
+            limits = ", ".join(f"{k} {d[k]}" for k in ("rpm", "tpm", "max_parallel_requests")
+                               if d[k] is not None)
+            state = "ready" if d["available"] else "UNAVAILABLE"
+            echo(f"  {d['name']}  {d['model']}  {state}"
+                 + (f"  [{limits}]" if limits else "")
+                 + f"  {d['price'] or 'price unknown'}")
+    if report["to_look_at"]:
+        echo(f"to look at ({len(report['to_look_at'])}):")
+        for item in report["to_look_at"]:
+            echo(f"  - {item}")
+        echo("result: serve would start")
+    else:
+        echo("result: ready")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("check")(check_command)
