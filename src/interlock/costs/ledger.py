@@ -31,6 +31,7 @@ import os
 import random
 import threading
 import time
+import typing
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
@@ -46,6 +47,7 @@ from interlock.costs.settings import LedgerSettings
 from interlock.costs.writer_process import (
     Dropped,
     ProcessWriter,
+    Wire,
     WriterProcessUnavailable,
     reason,
 )
@@ -100,6 +102,13 @@ class LedgerRow:
 
 
 _ROW_FIELDS = frozenset(f.name for f in fields(LedgerRow))
+_ROW_HINTS = typing.get_type_hints(LedgerRow)
+
+
+def _value_types(attribute: str) -> tuple[Any, ...]:
+    """The types a LedgerRow attribute holds (`Decimal | None`: Decimal, NoneType)."""
+    hint = _ROW_HINTS[attribute]
+    return typing.get_args(hint) or (hint,)
 # Columns named otherwise than the row's attribute; `row_id` is the ledger's own.
 _COLUMN_ATTRIBUTE = {"cost_nanousd": "cost_usd"}
 
@@ -117,6 +126,11 @@ class _ColumnGetter:
         self._row_id = names.index("row_id")
         self._created_at = names.index("created_at")
         self._payloads = [names.index("prompt"), names.index("response")]
+        # Where the datetimes and Decimals are, sent to a child writer as text.
+        kinds = [_value_types(_COLUMN_ATTRIBUTE.get(n, n)) if n != "row_id" else ()
+                 for n in names]
+        self.wire = Wire(timestamps=tuple(i for i, k in enumerate(kinds) if datetime in k),
+                         decimals=tuple(i for i, k in enumerate(kinds) if Decimal in k))
 
     def values(self, row: LedgerRow, row_id: str, *, keep_payloads: bool) -> list[Any]:
         values = list(self._get(row))
@@ -408,8 +422,9 @@ class Ledger:
 
     def _values(self, row: LedgerRow, insert: BatchInsert) -> tuple[Any, ...]:
         """The row's values in the INSERT's column order, with a new row_id: as
-        the row holds them for the child writer, which converts them itself;
-        converted to what the driver stores for the thread writer.
+        the row holds them for the child writer, which converts them itself (its
+        datetimes and Decimals as text, `Wire`); converted to what the driver
+        stores for the thread writer.
 
         The thread writer's rows are converted here, on the event loop, because
         that Python work holds the GIL wherever it runs, and in the writer's
@@ -421,7 +436,8 @@ class Ledger:
             self._columns = _ColumnGetter(insert.names)
         values = self._columns.values(row, f"{self._row_prefix}{next(self._row_serial):016x}",
                                       keep_payloads=self.settings.log_payloads)
-        return tuple(values) if self._process is not None else insert.convert(values)
+        return (self._columns.wire.portable(values) if self._process is not None
+                else insert.convert(values))
 
     def _insert_for(self, engine: Engine) -> BatchInsert:
         if self._insert is None:
@@ -489,7 +505,7 @@ class Ledger:
         try:
             # Behind: more than a batch still waits, so the child must not idle.
             dropped = await self._process.write(
-                rows, behind=len(self._buffer) >= self.settings.batch_size)
+                rows, self._wire(), behind=len(self._buffer) >= self.settings.batch_size)
         except WriterProcessUnavailable:
             # The child cannot run here at all: the rows still have to be written.
             log.warning("ledger: the writer process could not start; writing from a "
@@ -500,6 +516,10 @@ class Ledger:
             return len(batch)
         self._count_dropped(dropped)
         return len(rows) - dropped.rows
+
+    def _wire(self) -> Wire:
+        # Set with the first row's values, which every row sent has been through.
+        return self._columns.wire if self._columns is not None else Wire()
 
     def _leave_the_child(self, batch: list[LedgerRow | tuple[Any, ...]],
                          insert: BatchInsert) -> ProcessWriter:
@@ -516,10 +536,11 @@ class Ledger:
     def _converted_for_thread(self, items: Iterable[LedgerRow | tuple[Any, ...]],
                               insert: BatchInsert) -> list[LedgerRow | tuple[Any, ...]]:
         out: list[LedgerRow | tuple[Any, ...]] = []
+        wire = self._wire()
         for item in items:
             if isinstance(item, tuple):  # values read for the child
                 try:
-                    item = insert.convert(list(item))
+                    item = insert.convert(wire.restored(item))
                 except Exception as exc:
                     self._count_dropped(Dropped(1, type(exc).__name__))
                     continue

@@ -47,9 +47,18 @@ The database URL, which may hold a password, goes to the child through its
 stdin, never its command line; the child never writes to stderr (a traceback
 could quote the URL) and reports errors as one line that the parent redacts.
 
+The rows' datetimes and Decimals travel as text (`Wire`): pickling them as
+objects goes through a reduce call each, and a batch of 200 ledger rows took
+434 us to pickle on the event loop, a stall for whichever request came then,
+against 79 us as text (the text costs about 0.9 us a row when the row is
+recorded, and the child parses it back). That stall was not, as hoped, the
+ledger's share of the gateway's 99th percentile at concurrency 1: an A/B with
+batches held back until shutdown put that share at about 0.6 ms, and it stayed
+about as large with the cheaper pickle (docs/benchmarks.md, "Runs 57-58").
+
 Protocol (both directions over the child's stdin and stdout): each frame from
 the parent is a 4-byte big-endian length and a pickle; the first frame is
-(database, table_prefix), each later one a list of row tuples. The child
+(database, table_prefix), each later one (the `Wire`, a list of row tuples). The child
 answers each batch with one line: `ok`; `dropped <n> <type>: <message>` when
 it wrote all but n rows, which it could not convert; or `error <type>:
 <message>` when it wrote none.
@@ -67,6 +76,9 @@ import pickle
 import signal
 import struct
 import sys
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
 from typing import Any, BinaryIO, NamedTuple
 
 from interlock.errors import redact
@@ -97,14 +109,59 @@ class Dropped(NamedTuple):
     reason: str = ""
 
 
+class Wire(NamedTuple):
+    """Where a row's datetimes and Decimals are (indexes into its values), which
+    go to the child as text: see the module's text for why."""
+
+    timestamps: tuple[int, ...] = ()
+    decimals: tuple[int, ...] = ()
+
+    def portable(self, values: list[Any]) -> tuple[Any, ...]:
+        """The row as it is sent; raises on a value of another type (the caller
+        drops that row alone)."""
+        for index in self.timestamps:
+            value = values[index]
+            if value is not None:
+                values[index] = value.isoformat()
+        for index in self.decimals:
+            value = values[index]
+            if value is not None:
+                values[index] = str(value)
+        return tuple(values)
+
+    def restored(self, row: Sequence[Any]) -> list[Any]:
+        """A sent row's values as they were recorded; raises if they do not parse."""
+        values = list(row)
+        for index in self.timestamps:
+            if values[index] is not None:
+                values[index] = datetime.fromisoformat(values[index])
+        for index in self.decimals:
+            if values[index] is not None:
+                values[index] = Decimal(values[index])
+        return values
+
+    def restored_each(self, rows: Sequence[Sequence[Any]]
+                      ) -> tuple[list[list[Any]], list[Exception]]:
+        """`restored` for each row; a row that does not parse is left out and its
+        error returned (one bad row costs only itself)."""
+        out: list[list[Any]] = []
+        errors: list[Exception] = []
+        for row in rows:
+            try:
+                out.append(self.restored(row))
+            except Exception as exc:
+                errors.append(exc)
+        return out, errors
+
+
 def _frame(payload: bytes) -> bytes:
     return _LENGTH.pack(len(payload)) + payload
 
 
-def _pickled(rows: list[tuple[Any, ...]]) -> tuple[bytes, Dropped]:
+def _pickled(wire: Wire, rows: list[tuple[Any, ...]]) -> tuple[bytes, Dropped]:
     """The batch's frame; a row that cannot be pickled is left out of it, alone."""
     try:
-        return _frame(pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL)), Dropped()
+        return _frame(pickle.dumps((wire, rows), protocol=pickle.HIGHEST_PROTOCOL)), Dropped()
     except Exception:
         pass
     kept: list[tuple[Any, ...]] = []
@@ -117,7 +174,7 @@ def _pickled(rows: list[tuple[Any, ...]]) -> tuple[bytes, Dropped]:
                               dropped.reason or _reason(exc).decode(errors="replace"))
         else:
             kept.append(row)
-    return _frame(pickle.dumps(kept, protocol=pickle.HIGHEST_PROTOCOL)), dropped
+    return _frame(pickle.dumps((wire, kept), protocol=pickle.HIGHEST_PROTOCOL)), dropped
 
 
 class ProcessWriter:
@@ -144,14 +201,16 @@ class ProcessWriter:
     def __repr__(self) -> str:  # the URL may hold a password
         return f"ProcessWriter(pid={self._proc.pid if self._proc else None})"
 
-    async def write(self, rows: list[tuple[Any, ...]], *, behind: bool = False) -> Dropped:
+    async def write(self, rows: list[tuple[Any, ...]], wire: Wire, *,
+                    behind: bool = False) -> Dropped:
         """Write `rows` (values in the INSERT's column order, as `Ledger.record`
-        read them) in one transaction, but for those that cannot be converted,
-        which are counted in the answer; WriterProcessFailed if none were written
-        (they may still have been, when the child died after committing).
+        read them and `wire` made them portable) in one transaction, but for
+        those that cannot be converted, which are counted in the answer;
+        WriterProcessFailed if none were written (they may still have been, when
+        the child died after committing).
         `behind`: more rows than a batch are waiting after these, so the child
         runs in the normal scheduling class (niced) to catch up, not the idle one."""
-        frame, unsent = _pickled(rows)
+        frame, unsent = _pickled(wire, rows)
         proc = self._proc
         if proc is None or proc.returncode is not None:
             proc = self._proc = await self._start()
@@ -269,7 +328,10 @@ def serve(stdin: BinaryIO, stdout: BinaryIO) -> None:
             try:
                 if insert is None:
                     insert = BatchInsert(engine.dialect, ledger_tables(prefix).requests)
-                rows, refused = insert.convert_each(pickle.loads(frame))
+                wire, sent = pickle.loads(frame)
+                restored, refused = Wire(*wire).restored_each(sent)
+                rows, unconverted = insert.convert_each(restored)
+                refused += unconverted
                 if rows:
                     refused += [exc for _, exc in insert.write(engine, rows)]
             except Exception as exc:  # answered, and the parent retries
