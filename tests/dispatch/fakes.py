@@ -143,8 +143,9 @@ class Harness:
 
 
 def make(deployments: list[Deployment], *, seed: int = 1, gates: Any = (),
-         **settings: Any) -> Harness:
-    clock = FakeClock()
+         auto_advance: bool = True, **settings: Any) -> Harness:
+    """`auto_advance=False`: virtual time moves only when the test advances it."""
+    clock = FakeClock(auto_advance=auto_advance)
     adapter = ScriptedAdapter(clock)
     state = MemoryStateBackend(clock.now)
     settings.setdefault("backoff_base", 0.1)

@@ -647,3 +647,19 @@ async def test_slots_come_back_after_failures_streams_and_cancellations() -> Non
         await task
     assert h.dispatcher.health()[0].in_flight == 0
     assert (await h.dispatcher.complete(request(), "g")).deployment.name == "a"
+
+
+async def test_a_request_cancelled_in_its_backoff_gives_its_slot_back() -> None:
+    h = make([dep("a", max_parallel_requests=1)], num_retries=1, allowed_fails=5,
+             backoff_base=10, backoff_max=10, auto_advance=False)
+    h.adapter.script("a", E500)
+    task = asyncio.ensure_future(h.dispatcher.complete(request(), "g"))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    # The first call failed; the retry holds its slot while it waits its backoff.
+    assert h.adapter.count("a") == 1 and not task.done()
+    assert h.dispatcher.health()[0].in_flight == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert h.dispatcher.health()[0].in_flight == 0

@@ -334,21 +334,26 @@ class Dispatcher:
                 run.skip(group, d, AT_CAPACITY, f"{cap} calls in flight")
                 continue
             # Counted from here, before the awaits below, so that a request picking
-            # meanwhile sees the slot taken; given back with `_free_slot`.
+            # meanwhile sees the slot taken; given back with `_free_slot` on every
+            # way out but a call (a cancelled request's too: a slot lost is lost
+            # for good).
             stats.in_flight += 1
-            tokens = estimate_request_tokens(run.request, run.prompt_tokens) if d.tpm else 0
-            admission = await self.tracker.admit(d, tokens)
-            if not admission.admitted:
+            # Inline rather than a coroutine of its own: one fewer a request.
+            try:
+                tokens = estimate_request_tokens(run.request, run.prompt_tokens) if d.tpm else 0
+                admission = await self.tracker.admit(d, tokens)
+                if admission.admitted:
+                    tickets = await self._open_gates(run, group, d)
+                    if tickets is not None:
+                        return Picked(d, admission, tickets)
+                    await self.tracker.release(admission)
+                else:
+                    run.skip(group, d, admission.refused_by, admission.reason,
+                             admission.retry_after)
+            except BaseException:
                 self._free_slot(d)
-                run.skip(group, d, admission.refused_by, admission.reason,
-                         admission.retry_after)
-                continue
-            tickets = await self._open_gates(run, group, d)
-            if tickets is None:
-                self._free_slot(d)
-                await self.tracker.release(admission)
-                continue
-            return Picked(d, admission, tickets)
+                raise
+            self._free_slot(d)
         return None
 
     def _free_slot(self, d: Deployment) -> None:
@@ -420,7 +425,11 @@ class Dispatcher:
         if remaining is not None and delay >= remaining:
             await self._give_back(picked)
             return False
-        await self._clock.sleep(delay)
+        try:
+            await self._clock.sleep(delay)
+        except BaseException:  # cancelled while waiting: the call will not be made
+            await self._give_back(picked)
+            raise
         return True
 
     async def _give_back(self, picked: Picked) -> None:
@@ -463,10 +472,16 @@ class Dispatcher:
         run.attempts.append(attempt)
         self._stats[d.name].observe(ok=True, duration_ms=duration,
                                     alpha=self._settings.latency_ewma_alpha)
-        await self.tracker.record_success(d, probe=picked.admission.probe)
         if final is not None:
-            self._free_slot(d)
-            await self._settle(picked, final)
+            self._free_slot(d)  # the call is over
+        try:
+            await self.tracker.record_success(d, probe=picked.admission.probe)
+            if final is not None:
+                await self._settle(picked, final)
+        except BaseException:
+            if final is None:  # a stream that will never reach its end's bookkeeping
+                self._free_slot(d)
+            raise
         return Success(value, picked, group, attempt, started), None
 
     async def _guarded(self, call: Awaitable[tuple[T, ChatResponse | None]], timeouts: Timeouts,
