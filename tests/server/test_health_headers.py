@@ -346,3 +346,61 @@ async def test_health_ledger_shows_what_the_ledger_holds_back_and_has_lost(
 async def test_health_ledger_is_null_without_a_ledger(gateway: RunningGateway) -> None:
     got = await _get(gateway, "/health/ledger", headers=AUTH)
     assert got.status_code == 200 and got.json() == {"ledger": None}
+
+
+def _samples(text: str) -> dict[str, float]:
+    """`name{labels}` -> value, for the lines of a Prometheus text page."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            out[key] = float(value)
+    return out
+
+
+async def test_metrics_gives_each_deployment_s_state_in_prometheus_text(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path) -> None:
+    config = three_provider_config(fake_upstream)
+    config["ledger"] = {"database": str(tmp_path / "ledger.sqlite"), "flush_interval": 0.01}
+    gw = start_gateway(config)
+    assert (await _get(gw, "/metrics")).status_code == 401  # behind the master key
+    fake_upstream.script(Fault(status=429, retry_after=30), provider="anthropic")
+    client = gw.openai()
+    with pytest.raises(openai.RateLimitError):
+        await client.chat.completions.create(model="high-quality", messages=HELLO)
+    for _ in range(2):
+        await client.chat.completions.create(model="budget", messages=HELLO)
+    await client.close()
+    resp = await _get(gw, "/metrics", headers=AUTH)
+    assert resp.status_code == 200
+    assert resp.headers["content-type"].startswith("text/plain; version=0.0.4")
+    got = _samples(resp.text)
+    claude = ('{deployment="high-quality/anthropic/claude-sonnet-4-20250514",'
+              'group="high-quality",provider="anthropic"')
+    budget = '{deployment="budget/openai/gpt-4o-mini",group="budget",provider="openai"'
+    assert got["interlock_deployment_calls_total" + claude + "}"] == 1
+    assert got["interlock_deployment_failures_total" + claude + "}"] == 1
+    assert got["interlock_deployment_state" + claude + ',state="cooling"}'] == 1
+    assert got["interlock_deployment_state" + claude + ',state="healthy"}'] == 0
+    assert 25 < got["interlock_deployment_cooldown_remaining_seconds" + claude + "}"] <= 30
+    assert got["interlock_deployment_calls_total" + budget + "}"] == 2
+    assert got["interlock_deployment_in_flight" + budget + "}"] == 0
+    assert got["interlock_deployment_latency_ms" + budget + "}"] >= 0
+    assert got["interlock_deployment_state" + budget + ',state="healthy"}'] == 1
+    # A deployment never called has no latency sample yet, but its other samples.
+    assert not any(k.startswith("interlock_deployment_latency_ms") and "gemini" in k
+                   for k in got)
+    assert any(k.startswith("interlock_deployment_calls_total") and "gemini" in k
+               for k in got)
+    assert "interlock_ledger_rows_written_total" in got
+    # Each family is declared once, with its type.
+    assert resp.text.count("# TYPE interlock_deployment_state gauge") == 1
+    assert "# TYPE interlock_ledger_rows_dropped_total counter" in resp.text
+
+
+def test_metrics_label_values_are_escaped() -> None:
+    from interlock.server.metrics import _sample
+
+    assert _sample("m", {"deployment": 'a"b\\c\nd'}, 1) == 'm{deployment="a\\"b\\\\c\\nd"} 1'
+    assert _sample("m", {}, 0.5) == "m 0.5"

@@ -21,11 +21,13 @@ from typing import Any
 from interlock.config import InterlockConfig, load_config
 from interlock.errors import ConfigError, UnknownModel
 from interlock.gateway import Gateway
+from interlock.server import metrics
 from interlock.server.asgi_io import (
     ASGIApp,
     Receive,
     Scope,
     Send,
+    send_bytes,
     send_error,
     send_json,
     send_plain_error,
@@ -42,7 +44,7 @@ DEFAULT_MAX_BODY = 10 * 1024 * 1024
 
 _SERVED = ("Interlock serves POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models, "
            "GET /v1/models/{id}, GET /health/liveness, GET /health/readiness, "
-           "GET /health/deployments and GET /health/ledger.")
+           "GET /health/deployments, GET /health/ledger and GET /metrics.")
 
 
 class InterlockApp:
@@ -83,7 +85,15 @@ class InterlockApp:
                 await send_json(send, 200, self._models())
             else:  # retrieve one (an id may hold slashes, as "openai/gpt-4o" does)
                 await self._model(path.split("/models/", 1)[1], send)
-        elif path in ("/health/liveness", "/health/liveliness"):
+        elif not await self._health(path, send):
+            # Clients pointed here from a fuller OpenAI-compatible proxy try its
+            # other endpoints (legacy completions, images): say what is served.
+            await send_plain_error(send, 404, f"No route for {method} {path}. {_SERVED}",
+                                   type_="invalid_request_error", code="not_found")
+
+    async def _health(self, path: str, send: Send) -> bool:
+        """The health and metrics pages; False when `path` is none of them."""
+        if path in ("/health/liveness", "/health/liveliness"):
             await send_json(send, 200, {"status": "alive"})
         elif path == "/health/readiness":
             await self._readiness(send)
@@ -95,11 +105,12 @@ class InterlockApp:
             # (the counts tell how much traffic the gateway serves).
             ledger = self.gateway.ledger
             await send_json(send, 200, {"ledger": ledger.stats() if ledger else None})
+        elif path == "/metrics":
+            await send_bytes(send, 200, metrics.render(self.gateway),
+                             content_type=metrics.CONTENT_TYPE)
         else:
-            # Clients pointed here from a fuller OpenAI-compatible proxy try its
-            # other endpoints (legacy completions, images): say what is served.
-            await send_plain_error(send, 404, f"No route for {method} {path}. {_SERVED}",
-                                   type_="invalid_request_error", code="not_found")
+            return False
+        return True
 
     def _models(self) -> dict[str, Any]:
         return {"object": "list", "data": [_model_card(name)

@@ -1,0 +1,93 @@
+"""`GET /metrics`: the gateway's state in Prometheus' text format.
+
+Everything here is read from state the gateway keeps anyway (each deployment's
+breaker, its running counts and latency, the ledger's counters), when scraped:
+a request pays nothing for it. Counts are this process's since it started; with
+`--workers N` each worker answers for itself, as `/health/ledger` does.
+
+The exposition format is a few lines of text per sample (the Prometheus
+documentation's "Exposition formats"), written here rather than through
+prometheus_client, whose registry and collectors would be a dependency for
+what is a rendering of a dozen values. Served behind the master key, like the
+other health pages that tell how much traffic the gateway serves.
+
+Imports: the standard library, `gateway`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from interlock.gateway import Gateway
+
+CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+_STATES = ("healthy", "cooling", "half_open", "unavailable")
+
+
+def _label(value: str) -> str:
+    # The format's escapes for a label value: backslash, double quote, line feed.
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _sample(name: str, labels: dict[str, str], value: float) -> str:
+    inner = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
+    return f"{name}{{{inner}}} {value:g}" if inner else f"{name} {value:g}"
+
+
+def _family(name: str, kind: str, help_text: str,
+            samples: Iterable[tuple[dict[str, str], float]]) -> list[str]:
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+    lines += [_sample(name, labels, value) for labels, value in samples]
+    return lines
+
+
+def render(gateway: Gateway) -> bytes:
+    """The metrics page: one family per quantity, each deployment a sample."""
+    rows = gateway.dispatcher.health()
+    where = [({"deployment": r.deployment, "group": r.group, "provider": r.provider}, r)
+             for r in rows]
+    lines: list[str] = []
+    lines += _family("interlock_deployment_calls_total", "counter",
+                     "Upstream calls this process made to the deployment and that ended.",
+                     ((labels, r.requests) for labels, r in where))
+    lines += _family("interlock_deployment_failures_total", "counter",
+                     "Upstream calls to the deployment that failed.",
+                     ((labels, r.failures) for labels, r in where))
+    lines += _family("interlock_deployment_in_flight", "gauge",
+                     "Calls to the deployment picked and not yet over (streams until "
+                     "they end).",
+                     ((labels, r.in_flight) for labels, r in where))
+    lines += _family("interlock_deployment_latency_ms", "gauge",
+                     "Moving average of the deployment's call latency (absent until "
+                     "it has answered).",
+                     ((labels, r.latency_ms) for labels, r in where
+                      if r.latency_ms is not None))
+    lines += _family("interlock_deployment_error_rate", "gauge",
+                     "Moving average of the deployment's share of failed calls.",
+                     ((labels, r.error_rate) for labels, r in where))
+    lines += _family("interlock_deployment_state", "gauge",
+                     "1 for the deployment's breaker state, 0 for the others.",
+                     (({**labels, "state": state}, float(r.state == state))
+                      for labels, r in where for state in _STATES))
+    lines += _family("interlock_deployment_cooldown_remaining_seconds", "gauge",
+                     "Seconds until a cooling deployment is tried again.",
+                     ((labels, r.cooldown_remaining_s) for labels, r in where))
+    lines += _ledger(gateway.ledger.stats() if gateway.ledger is not None else None)
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _ledger(stats: dict[str, Any] | None) -> list[str]:
+    if stats is None:  # no ledger configured: no samples, rather than zeros
+        return []
+    return (
+        _family("interlock_ledger_rows_written_total", "counter",
+                "Ledger rows written to the database.", [({}, stats["written"])])
+        + _family("interlock_ledger_rows_dropped_total", "counter",
+                  "Ledger rows lost (buffer full, or a row the database refused).",
+                  [({}, stats["dropped"])])
+        + _family("interlock_ledger_rows_pending", "gauge",
+                  "Ledger rows waiting to be written.", [({}, stats["pending"])])
+        + _family("interlock_ledger_write_failures_total", "counter",
+                  "Ledger batch writes that failed and were retried.",
+                  [({}, stats["write_failures"])]))
