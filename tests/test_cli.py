@@ -140,3 +140,27 @@ def test_check_exits_2_where_serve_would_refuse_to_start(
     result = runner.invoke(app, ["check", "--config", str(bad)])
     assert result.exit_code == 2 and "did you mean 'rpm'?" in result.output
     assert "Traceback" not in result.output
+
+
+def test_check_connect_reaches_the_ledger_and_redis_or_says_why_not(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INTERLOCK_MASTER_KEY", "sk-gw-0123456789")
+    entry = ("model_list:\n  - model_name: chat\n"
+             "    litellm_params: {model: openai/gpt-4o-mini, api_key: x}\n")
+    here = _config(tmp_path, entry + f"ledger: {{database: '{tmp_path / 'spend.sqlite'}'}}\n")
+    result = runner.invoke(app, ["check", "--config", str(here), "--connect"])
+    assert result.exit_code == 0, result.output
+    assert f"ledger database {tmp_path / 'spend.sqlite'}: reached" in result.output
+    assert not (tmp_path / "spend.sqlite").exists()  # checking creates nothing
+    # Nothing listens on port 1: both are named unreachable, passwords left out.
+    away = _config(tmp_path, entry + (
+        "ledger: {database: 'postgresql+psycopg://app:hunter2pw@127.0.0.1:1/spend'}\n"
+        "router_settings: {redis_url: 'redis://:redispw99@127.0.0.1:1/0'}\n"))
+    result = runner.invoke(app, ["check", "--config", str(away), "--connect"])
+    assert result.exit_code == 1, result.output
+    assert result.output.count("UNREACHABLE") == 2
+    assert "ledger database postgresql+psycopg://app:" in result.output
+    assert "Redis redis://" in result.output and "is unreachable: ConnectionError" in result.output
+    assert "hunter2pw" not in result.output and "redispw99" not in result.output
+    # Without --connect nothing is reached, and the config alone is ready.
+    assert runner.invoke(app, ["check", "--config", str(away)]).exit_code == 0

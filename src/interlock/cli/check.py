@@ -5,7 +5,10 @@ gateway is built exactly as `serve` builds them (routers read, the master key
 checked against the address to bind), without listening, calling a provider or
 opening the ledger. It prints the model groups with their deployments, each
 deployment's availability, limits and price, the auth and the ledger, and the
-warnings loading gave.
+warnings loading gave. With `--connect` it also reaches the ledger's database
+and Redis, where the config names them: serve starts without them (rows wait
+in memory, limits and cooldowns fall back to the process), so a deploy step is
+where their absence is worth a failure.
 
 Exit status: 0 ready; 1 would start, but something needs a look (a warning, a
 deployment without its key, a deployment whose cost would be unknown); 2 would
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -36,6 +40,9 @@ def check_command(
         help="The address serve would bind (default: general_settings.host, else "
              "127.0.0.1); a server without a master key may only bind a loopback one.")
     ] = None,
+    connect: Annotated[bool, typer.Option(
+        help="Also connect to the ledger's database and to Redis, where configured.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Check a config as `serve` would load it, without serving: exit 0 ready,
@@ -54,6 +61,10 @@ def check_command(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     report = _report(loaded, gateway, bind)
+    if connect:
+        report["connections"] = _connections(loaded)
+        report["to_look_at"] += [f"{c['what']} is unreachable: {c['error']}"
+                                 for c in report["connections"] if c["error"]]
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
@@ -94,12 +105,75 @@ def _report(config: InterlockConfig, gateway: Gateway, bind: str) -> dict[str, A
     }
 
 
+def _connections(config: InterlockConfig) -> list[dict[str, Any]]:
+    """Each external service the config names: reached, or why not (redacted)."""
+    out = []
+    ledger = config.ledger
+    if ledger is not None and ledger.database:
+        shown = ledger.model_dump(mode="json")["database"]
+        out.append({"what": f"ledger database {shown}",
+                    "error": _failure(lambda: _reach_database(ledger.database or ""))})
+    redis_url = config.router_settings.redis_connection_url()
+    if redis_url:
+        out.append({"what": f"Redis {_redacted(redis_url)}",
+                    "error": _failure(lambda: _reach_redis(redis_url))})
+    return out
+
+
+def _failure(reach: Callable[[], None]) -> str | None:
+    from interlock.errors import redact
+
+    try:
+        reach()
+    except Exception as exc:  # the reason is what the operator needs; redacted
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        return redact(f"{type(exc).__name__}: {first}")
+    return None
+
+
+def _redacted(url: str) -> str:
+    from interlock.errors import redact
+
+    return redact(url)
+
+
+def _reach_database(database: str) -> None:
+    import sqlalchemy as sa
+
+    from interlock.costs.schema import make_engine
+
+    # A SQLite file is made at the first write: its folder is what must exist.
+    engine = make_engine(database, connect_timeout=5.0, create_dirs=False)
+    try:
+        if engine.url.get_backend_name() == "sqlite" and engine.url.database:
+            folder = Path(engine.url.database).resolve().parent
+            if not folder.is_dir():
+                raise FileNotFoundError(f"no folder {folder} for the SQLite file")
+            return
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    finally:
+        engine.dispose()
+
+
+def _reach_redis(url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        client.ping()
+    finally:
+        client.close()
+
+
 def _print(report: dict[str, Any]) -> None:
     echo = typer.echo
     echo(f"config: {report['config']}")
     echo(f"auth: {report['auth']}")
     echo(f"ledger: {report['ledger'] or 'off'}")
     echo(f"clients may ask for: {', '.join(report['names_clients_can_ask_for'])}")
+    for c in report.get("connections", ()):
+        echo(f"{c['what']}: {'reached' if c['error'] is None else 'UNREACHABLE'}")
     for group in report["groups"]:
         echo(f"group {group}:")
         for d in report["deployments"]:
