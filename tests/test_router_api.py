@@ -473,13 +473,16 @@ def test_the_ledger_keeps_writing_across_asyncio_runs(provider_env: FakeUpstream
     router = Router(model_list=seed_model_list(), ledger=str(ledger))
     messages = [{"role": "user", "content": "hi"}]
 
-    async def one_call() -> bool:
-        await router.acompletion(model="budget", messages=messages)
+    async def one_call(**kwargs: str) -> bool:
+        await router.acompletion(model="budget", messages=messages, **kwargs)
         return await router.gateway.ledger.flush(5)
 
-    assert asyncio.run(one_call()) and asyncio.run(one_call())
+    assert asyncio.run(one_call()) and asyncio.run(one_call(user="customer-42"))
     with sqlite3.connect(ledger) as db:
         assert db.execute("SELECT count(*) FROM interlock_requests").fetchone()[0] == 2
+        # The request's `user` is kept, for spend by end user.
+        assert db.execute("SELECT end_user FROM interlock_requests ORDER BY id").fetchall() == [
+            (None,), ("customer-42",)]
     router.close()
 
 

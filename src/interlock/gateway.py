@@ -477,6 +477,7 @@ class Gateway:
         row.ttft_ms = meta.ttft_ms
         row.stream = stream
         row.usage_estimated = meta.usage_estimated
+        row.end_user = request.user
         if self._log_payloads:
             row.prompt = request.prompt_text
             row.response = content

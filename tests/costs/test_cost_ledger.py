@@ -273,7 +273,7 @@ async def test_naive_timestamps_are_taken_as_utc(tmp_path: Path, when: datetime)
 
 
 def test_a_ledger_from_before_0003_gains_its_columns_and_keeps_its_rows(tmp_path: Path) -> None:
-    # (and 0004's: a ledger from before 0003 predates it too)
+    # (and 0004's and 0005's: a ledger from before 0003 predates them too)
     db = str(tmp_path / "old.sqlite")
     engine = make_engine(db)
     tables = ledger_tables()
@@ -282,7 +282,7 @@ def test_a_ledger_from_before_0003_gains_its_columns_and_keeps_its_rows(tmp_path
     sa.Table(tables.requests.name, old,
              *(sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
                for c in tables.requests.columns
-               if c.name not in ("web_searches", "service_tier", "usage_estimated")))
+               if c.name not in ("web_searches", "service_tier", "usage_estimated", "end_user")))
     old.create_all(engine)
     tables.migrations.create(engine)
     with engine.begin() as conn:
@@ -299,10 +299,13 @@ def test_a_ledger_from_before_0003_gains_its_columns_and_keeps_its_rows(tmp_path
         assert [(r.web_searches, r.service_tier) for r in reader.usage()] == [(0, None)]
         assert [line.web_searches for line in reader.spend("group")] == [0]
         assert [line.key for line in reader.spend("tier")] == ["(none)"]
-    assert migrate(engine, tables) == ["0003_searches_and_tier", "0004_usage_estimated"]
+        assert [line.key for line in reader.spend("user")] == ["(none)"]
+    assert migrate(engine, tables) == ["0003_searches_and_tier", "0004_usage_estimated",
+                                       "0005_end_user"]
     with engine.connect() as conn:
         got = conn.execute(sa.select(tables.requests.c.web_searches,
                                      tables.requests.c.service_tier,
-                                     tables.requests.c.usage_estimated)).one()
-    assert tuple(got) == (0, None, False)
+                                     tables.requests.c.usage_estimated,
+                                     tables.requests.c.end_user)).one()
+    assert tuple(got) == (0, None, False, None)
     engine.dispose()

@@ -204,7 +204,23 @@ async def test_spend_by_the_service_tier_served(tmp_path: Path) -> None:
     assert text.splitlines()[0].split()[0] == "tier"
     wrong = runner.invoke(app, ["spend", "--database", db, "--by", "teir"])
     assert wrong.exit_code != 0
-    assert "expected day, group, deployment, key, model or tier" in wrong.output
+    assert "expected day, group, deployment, key, model, tier or user" in " ".join(
+        wrong.output.replace("│", " ").split())
+
+
+async def test_spend_by_the_end_user_the_client_named(tmp_path: Path) -> None:
+    db = str(tmp_path / "ledger.sqlite")
+    await _recorded(db, (
+        LedgerRow(request_id=f"r{i}", routed_group="chat", status="ok", end_user=user,
+                  cost_usd=Decimal(cost))
+        for i, (user, cost) in enumerate((("acme", "0.01"), ("acme", "0.02"),
+                                          ("globex", "0.08"), (None, "0.04")))))
+    data = json.loads(runner.invoke(app, ["spend", "--database", db, "--by", "user",
+                                          "--json"]).output)
+    assert {line["key"]: (line["requests"], Decimal(line["cost_usd"]))
+            for line in data["lines"]} == {"(none)": (1, Decimal("0.04")),
+                                           "acme": (2, Decimal("0.03")),
+                                           "globex": (1, Decimal("0.08"))}
 
 
 async def test_simulate_from_ledger(tmp_path: Path) -> None:

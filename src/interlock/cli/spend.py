@@ -113,7 +113,8 @@ def spend_command(
     config: ConfigOption = None,
     database: DatabaseOption = None,
     by: Annotated[str, typer.Option(
-        help="Group by day, group, deployment, key, model or tier (the service tier served).")]
+        help="Group by day, group, deployment, key, model, tier (the service tier served) "
+             "or user (the request's `user`, the client's end user).")]
     = "day",
     since: SinceOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
@@ -124,7 +125,7 @@ def spend_command(
     from interlock.costs.simulate import money
 
     if by not in get_args(SpendBy):
-        raise typer.BadParameter("expected day, group, deployment, key, model or tier",
+        raise typer.BadParameter("expected day, group, deployment, key, model, tier or user",
                                  param_hint="--by")
     source = ledger_source(config, database, table_prefix)
     with open_reader_or_exit(source) as reader:

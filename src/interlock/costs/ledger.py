@@ -96,6 +96,8 @@ class LedgerRow:
     stream: bool = False
     # The provider reported no usage: the tokens and cost are Interlock's estimate.
     usage_estimated: bool = False
+    # The request's `user` (OpenAI's end-user id), as the client gave it.
+    end_user: str | None = None
     # Only stored when `log_payloads` is on.
     prompt: str | None = None
     response: str | None = None

@@ -28,7 +28,7 @@ from interlock.costs.schema import (
 )
 
 _Q = TypeVar("_Q", bound=sa.Select)
-SpendBy = Literal["day", "group", "deployment", "key", "model", "tier"]
+SpendBy = Literal["day", "group", "deployment", "key", "model", "tier", "user"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,15 +109,16 @@ class LedgerReader:
     # ------------------------------------------------------------------ expressions
 
     def _added_columns(self) -> list[sa.ColumnElement[Any]]:
-        """`web_searches` and `service_tier`, each as 0 or NULL in a ledger no
-        gateway of this version has migrated yet (a reader does not change the
-        schema). The table is inspected once a reader: a query may need both (a
+        """`web_searches`, `service_tier` and `end_user`, as 0 or NULL in a ledger
+        no gateway of this version has migrated yet (a reader does not change the
+        schema). The table is inspected once a reader: a query may need several (a
         spend by tier), and every query of one command then reads the same columns."""
         if self._added is None:
             columns = {c["name"] for c in sa.inspect(self.engine).get_columns(self.t.name)}
             c = self.t.c
             self._added = [c.web_searches if "web_searches" in columns else sa.literal(0),
-                           c.service_tier if "service_tier" in columns else sa.null()]
+                           c.service_tier if "service_tier" in columns else sa.null(),
+                           c.end_user if "end_user" in columns else sa.null()]
         return self._added
 
     def _day(self) -> sa.ColumnElement[Any]:
@@ -131,6 +132,8 @@ class LedgerReader:
             return self._day()
         if by == "tier":  # the service tier the provider reported serving at
             return sa.func.coalesce(self._added_columns()[1], "(none)")
+        if by == "user":  # the end user the client named (OpenAI's `user`)
+            return sa.func.coalesce(self._added_columns()[2], "(none)")
         column = {"group": "routed_group", "deployment": "deployment", "key": "api_key_id",
                   "model": "model"}[by]
         return sa.func.coalesce(self.t.c[column], "(none)")
@@ -143,7 +146,7 @@ class LedgerReader:
     def spend(self, by: SpendBy = "day", *, since: datetime | None = None) -> list[SpendLine]:
         c = self.t.c
         key = self._key(by).label("key")
-        web_searches, _ = self._added_columns()
+        web_searches = self._added_columns()[0]
         query = sa.select(
             key,
             sa.func.count(),
@@ -168,7 +171,7 @@ class LedgerReader:
         c = self.t.c
         query = sa.select(
             c.routed_group, c.deployment, c.provider, c.model, c.input_tokens,
-            c.cached_input_tokens, c.output_tokens, c.cost_nanousd, *self._added_columns(),
+            c.cached_input_tokens, c.output_tokens, c.cost_nanousd, *self._added_columns()[:2],
         ).where(c.status == "ok")
         with self.engine.connect() as conn:
             result = conn.execution_options(yield_per=5_000).execute(self._since(query, since))

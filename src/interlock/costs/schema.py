@@ -147,6 +147,9 @@ def ledger_tables(prefix: str = DEFAULT_PREFIX) -> LedgerTables:
         # 0004_usage_estimated, as 0003's columns were.
         sa.Column("usage_estimated", sa.Boolean, nullable=False, default=False,
                   server_default=sa.false()),
+        # The request's OpenAI `user`: the end user the client says it served
+        # (for spend by customer). Added by 0005_end_user.
+        sa.Column("end_user", sa.String(256)),
         sa.Column("prompt", sa.Text),
         sa.Column("response", sa.Text),
     )
@@ -196,6 +199,10 @@ def _m0004_usage_estimated(conn: Connection, t: LedgerTables) -> None:
     _add_missing_columns(conn, t, {"usage_estimated": f"BOOLEAN NOT NULL DEFAULT {false}"})
 
 
+def _m0005_end_user(conn: Connection, t: LedgerTables) -> None:
+    _add_missing_columns(conn, t, {"end_user": "VARCHAR(256)"})
+
+
 def migrations() -> list[tuple[str, Migration]]:
     """In the order they apply; a name, once released, never changes meaning."""
     return [
@@ -203,6 +210,7 @@ def migrations() -> list[tuple[str, Migration]]:
         ("0002_indexes", _m0002_indexes),
         ("0003_searches_and_tier", _m0003_searches_and_tier),
         ("0004_usage_estimated", _m0004_usage_estimated),
+        ("0005_end_user", _m0005_end_user),
     ]
 
 
