@@ -1,16 +1,19 @@
 """The dispatcher: the one place that retries, falls back and cools deployments down.
 
 For one request and its model group it walks the candidates: deployments of
-the group in `selection.rank` order, each admitted by the breaker, rpm/tpm
-(`state`) and the attempt gates, then the fallback groups the
-`FallbackPlan` queues. After each failed attempt the `RetryPolicy` decides
-(a return value): retry in the group, try another deployment, fall back, or
-raise. Amplification is bounded: a group gets at most `1 + max retries`
-upstream calls, so a request makes at most (num_retries + 1) x (1 + fallback
-groups called) of them. One deadline (`timeout`, or `stream_timeout` for
-streams) bounds everything, waits and backoffs included, and every attempt's
-own timeouts are cut to what is left of it. An attempt whose request or
-deployment sets `mock_response` is answered by `adapters.mock`, not the provider.
+the group in `selection.rank` order, each admitted by its cap on calls in
+flight (`max_parallel_requests`), the breaker, rpm/tpm (`state`) and the
+attempt gates, then the fallback groups the `FallbackPlan` queues. When
+nothing could be called, the request waits for a slot or a recovery, as the
+deadline allows, or gets `NoDeploymentAvailable`. After each failed attempt the
+`RetryPolicy` decides (a return value): retry in the group, try another
+deployment, fall back, or raise. Amplification is bounded: a group gets at
+most `1 + max retries` upstream calls, so a request makes at most
+(num_retries + 1) x (1 + fallback groups called) of them. One deadline
+(`timeout`, or `stream_timeout` for streams) bounds everything, waits and
+backoffs included, and every attempt's own timeouts are cut to what is left
+of it. An attempt whose request or deployment sets `mock_response` is answered
+by `adapters.mock`, not the provider.
 
 Imports: the standard library, `types`, `tokens`, `errors`, `catalog`, `adapters.base`,
 `adapters.http`, `adapters.mock`, `dispatch.*`.
@@ -556,7 +559,8 @@ class Dispatcher:
     # -- giving up ----------------------------------------------------------
     async def _wait_or_raise(self, run: Run) -> None:
         """Nothing answered: raise the last upstream error, or, when no call was made
-        at all, wait for the earliest recovery if the deadline allows, else raise."""
+        at all, wait for a slot of a full deployment or the earliest recovery if
+        the deadline allows, else raise."""
         if run.last_error is not None:
             raise self._with_attempts(run.last_error, run)
         if await self._wait_for_slot(run):
