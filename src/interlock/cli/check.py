@@ -14,8 +14,8 @@ Exit status: 0 ready; 1 would start, but something needs a look (a warning, a
 deployment without its key, a deployment whose cost would be unknown); 2 would
 not start (the error is printed as `serve` prints it).
 
-Imports: typer, the standard library; `config`, `server.app`, `errors` inside
-the command.
+Imports: typer, the standard library, `errors`; `config`, `gateway`,
+`server.app`, `costs.schema`, sqlalchemy and redis inside the command.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from interlock.errors import redact
 
 if TYPE_CHECKING:
     from interlock.config.schema import InterlockConfig
@@ -115,26 +117,18 @@ def _connections(config: InterlockConfig) -> list[dict[str, Any]]:
                     "error": _failure(lambda: _reach_database(ledger.database or ""))})
     redis_url = config.router_settings.redis_connection_url()
     if redis_url:
-        out.append({"what": f"Redis {_redacted(redis_url)}",
+        out.append({"what": f"Redis {redact(redis_url)}",
                     "error": _failure(lambda: _reach_redis(redis_url))})
     return out
 
 
 def _failure(reach: Callable[[], None]) -> str | None:
-    from interlock.errors import redact
-
     try:
         reach()
     except Exception as exc:  # the reason is what the operator needs; redacted
         first = str(exc).splitlines()[0][:200] if str(exc) else ""
         return redact(f"{type(exc).__name__}: {first}")
     return None
-
-
-def _redacted(url: str) -> str:
-    from interlock.errors import redact
-
-    return redact(url)
 
 
 def _reach_database(database: str) -> None:
