@@ -111,6 +111,8 @@ def _value_types(attribute: str) -> tuple[Any, ...]:
     """The types a LedgerRow attribute holds (`Decimal | None`: Decimal, NoneType)."""
     hint = _ROW_HINTS[attribute]
     return typing.get_args(hint) or (hint,)
+
+
 # Columns named otherwise than the row's attribute; `row_id` is the ledger's own.
 _COLUMN_ATTRIBUTE = {"cost_nanousd": "cost_usd"}
 
