@@ -322,6 +322,15 @@ async def test_a_group_whose_budget_is_spent_answers_429_in_openai_format(
     assert error["type"] == "budget_exceeded" and "budget" in error["message"]
     assert fake_upstream.calls("anthropic") == 1  # the refused request never went upstream
     await client.close()
+    # /metrics shows the spent budget, for an alert before clients see the 429s.
+    got = _samples((await _get(gw, "/metrics", headers=AUTH)).text)
+    labels = '{target="model_group",name="priced",period="day"}'
+    assert got["interlock_budget_spent_usd" + labels] == pytest.approx(0.006)
+    assert got["interlock_budget_limit_usd" + labels] == pytest.approx(0.001)
+    assert got["interlock_budget_exhausted" + labels] == 1
+    assert got["interlock_budget_reserved_usd" + labels] == 0
+    assert 0 < got["interlock_budget_resets_in_seconds" + labels] <= 86_400
+    assert got["interlock_budget_refusals_total"] == 1
 
 
 async def test_health_ledger_shows_what_the_ledger_holds_back_and_has_lost(
@@ -397,6 +406,7 @@ async def test_metrics_gives_each_deployment_s_state_in_prometheus_text(
     # Each family is declared once, with its type.
     assert resp.text.count("# TYPE interlock_deployment_state gauge") == 1
     assert "# TYPE interlock_ledger_rows_dropped_total counter" in resp.text
+    assert "interlock_budget" not in resp.text  # no budgets configured
 
 
 def test_metrics_label_values_are_escaped() -> None:

@@ -106,7 +106,7 @@ class InterlockApp:
             ledger = self.gateway.ledger
             await send_json(send, 200, {"ledger": ledger.stats() if ledger else None})
         elif path == "/metrics":
-            await send_bytes(send, 200, metrics.render(self.gateway),
+            await send_bytes(send, 200, await metrics.render(self.gateway),
                              content_type=metrics.CONTENT_TYPE)
         else:
             return False

@@ -1,7 +1,8 @@
 """`GET /metrics`: the gateway's state in Prometheus' text format.
 
 Everything here is read from state the gateway keeps anyway (each deployment's
-breaker, its running counts and latency, the ledger's counters), when scraped:
+breaker, its running counts and latency, the ledger's counters, the budgets'
+counts), when scraped:
 a request pays nothing for it. Counts are this process's since it started; with
 `--workers N` each worker answers for itself, as `/health/ledger` does.
 
@@ -42,7 +43,7 @@ def _family(name: str, kind: str, help_text: str,
     return lines
 
 
-def render(gateway: Gateway) -> bytes:
+async def render(gateway: Gateway) -> bytes:
     """The metrics page: one family per quantity, each deployment a sample."""
     rows = gateway.dispatcher.health()
     where = [({"deployment": r.deployment, "group": r.group, "provider": r.provider}, r)
@@ -74,7 +75,33 @@ def render(gateway: Gateway) -> bytes:
                      "Seconds until a cooling deployment is tried again.",
                      ((labels, r.cooldown_remaining_s) for labels, r in where))
     lines += _ledger(gateway.ledger.stats() if gateway.ledger is not None else None)
+    if gateway.budgets is not None:
+        # From Redis when the budgets are shared through it: the count all replicas see.
+        lines += _budgets(await gateway.budgets.astatus(), gateway.budgets.refused)
     return ("\n".join(lines) + "\n").encode()
+
+
+def _budgets(rows: list[dict[str, Any]], refused: int) -> list[str]:
+    where = [({"target": r["target"], "name": r["name"], "period": str(r["period"])}, r)
+             for r in rows]
+    return (
+        _family("interlock_budget_spent_usd", "gauge",
+                "Dollars spent against the budget in its current period.",
+                ((labels, float(r["spent_usd"])) for labels, r in where))
+        + _family("interlock_budget_reserved_usd", "gauge",
+                  "Dollars held for calls in flight against the budget.",
+                  ((labels, float(r["reserved_usd"])) for labels, r in where))
+        + _family("interlock_budget_limit_usd", "gauge", "The budget's limit per period.",
+                  ((labels, float(r["limit_usd"])) for labels, r in where))
+        + _family("interlock_budget_exhausted", "gauge",
+                  "1 while the budget refuses calls until its period ends.",
+                  ((labels, float(r["exhausted"])) for labels, r in where))
+        + _family("interlock_budget_resets_in_seconds", "gauge",
+                  "Seconds until the budget's period ends.",
+                  ((labels, r["resets_in_s"]) for labels, r in where))
+        + _family("interlock_budget_refusals_total", "counter",
+                  "Calls this process kept from a deployment because a budget was spent.",
+                  [({}, refused)]))
 
 
 def _ledger(stats: dict[str, Any] | None) -> list[str]:
