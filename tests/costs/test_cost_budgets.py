@@ -137,6 +137,17 @@ async def test_single_process_concurrency_overspend_bounded() -> None:
 
 
 @pytest.mark.redis
+async def _forget(replicas: list[BudgetGate], prefix: str) -> None:
+    """Delete the test's Redis keys and close the gates."""
+    r = replicas[0]._redis
+    if r is not None:
+        keys = [k async for k in r.scan_iter(match=prefix + "*")]
+        if keys:
+            await r.delete(*keys)
+    for g in replicas:
+        await g.aclose()
+
+
 async def test_two_replicas_share_one_budget_through_redis(redis_url: str) -> None:
     d = _deployment()
     prefix = f"interlock-test:{uuid.uuid4().hex}:"
@@ -158,13 +169,7 @@ async def test_two_replicas_share_one_budget_through_redis(redis_url: str) -> No
         assert Decimal(status[0]["reserved_usd"]) == 0
         assert await replicas[1].acquire(d, _request(100)) is None
     finally:
-        r = replicas[0]._redis
-        if r is not None:
-            keys = [k async for k in r.scan_iter(match=prefix + "*")]
-            if keys:
-                await r.delete(*keys)
-        for g in replicas:
-            await g.aclose()
+        await _forget(replicas, prefix)
 
 
 async def test_redis_down_falls_back_to_local_counts() -> None:
@@ -208,3 +213,90 @@ async def test_a_huge_max_tokens_reserves_the_limit_and_keeps_redis_shared(
             if keys:
                 await r.delete(*keys)
         await gate.aclose()
+
+
+def _for(user: str | None) -> ChatRequest:
+    request = _request(100)  # $0.10 reserved, as `_spend` settles it
+    request.user = user
+    return request
+
+
+async def test_each_end_user_has_a_budget_of_their_own() -> None:
+    # end_user "*": a budget per end user (OpenAI's `user`), on any deployment.
+    d1, d2 = _deployment("d1"), _deployment("d2", group="other")
+    clock = Clock(datetime(2026, 5, 10, 12, tzinfo=UTC).timestamp())
+    gate = BudgetGate([Budget(end_user="*", max_usd=Decimal("0.25"), period="day")],
+                      _book(d1, d2), clock=clock)
+    for d in (d1, d2, d1):  # $0.30 of calls for "acme", on two deployments
+        ticket = await gate.acquire(d, _for("acme"))
+        assert ticket is not None
+        await ticket.release(_response(100))
+    assert await gate.acquire(d1, _for("acme")) is None
+    assert await gate.acquire(d2, _for("acme")) is None
+    # Another end user, and a request that names none, are not held back by acme's.
+    assert await gate.acquire(d1, _for("globex")) is not None
+    for _ in range(5):
+        assert await gate.acquire(d1, _for(None)) is not None
+    assert gate.refused == 2
+    # The next day each end user starts from zero.
+    clock.t += 86_400
+    assert await gate.acquire(d1, _for("acme")) is not None
+    # A budget per end user has a count per end user: status lists none of them.
+    assert gate.status() == []
+
+
+async def test_one_end_user_s_budget_and_the_counts_of_ended_periods_let_go(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import interlock.costs.budgets as budgets_module
+
+    monkeypatch.setattr(budgets_module, "PRUNE_EVERY", 4)
+    d = _deployment()
+    clock = Clock(datetime(2026, 5, 10, 12, tzinfo=UTC).timestamp())
+    gate = BudgetGate([Budget(end_user="acme", max_usd=Decimal("0.15"), period="day"),
+                       Budget(end_user="*", max_usd=Decimal(100), period=1)],
+                      _book(d), clock=clock)
+    for _ in range(2):
+        ticket = await gate.acquire(d, _for("acme"))
+        assert ticket is not None
+        await ticket.release(_response(100))
+    assert await gate.acquire(d, _for("acme")) is None
+    assert await gate.acquire(d, _for("someone-else")) is not None  # only "*" covers them
+    [row] = gate.status()
+    assert (row["target"], row["name"], row["exhausted"]) == ("end_user", "acme", True)
+    assert Decimal(row["spent_usd"]) == Decimal("0.2")
+    # Many end users over many hours: the counts of ended hours are let go.
+    for hour in range(6):
+        clock.t += 3_600 * 3
+        for n in range(4):
+            assert await gate.acquire(d, _for(f"user-{hour}-{n}")) is not None
+    assert len(gate._local) < 4 * 6
+
+
+def test_a_budget_names_exactly_one_target() -> None:
+    with pytest.raises(ValueError, match="exactly one of deployment, provider, model_group, "
+                                         "end_user"):
+        Budget(end_user="acme", model_group="g", max_usd=Decimal(1))
+    assert Budget(end_user="*", max_usd=Decimal(1)).target == ("end_user", "*")
+
+
+async def test_an_end_user_s_budget_is_shared_through_redis(redis_url: str) -> None:
+    d = _deployment()
+    prefix = f"interlock-test:{uuid.uuid4().hex}:"
+    budgets = [Budget(end_user="*", max_usd=Decimal("0.25"), period="day")]
+    replicas = [BudgetGate(budgets, _book(d), redis_url=redis_url, key_prefix=prefix)
+                for _ in range(2)]
+    try:
+        for gate in (replicas[0], replicas[1], replicas[0]):
+            ticket = await gate.acquire(d, _for("acme"))
+            assert ticket is not None and ticket.on_redis
+            await ticket.release(_response(100))
+        # Spent on either replica, refused on both; another end user is not.
+        assert await replicas[1].acquire(d, _for("acme")) is None
+        assert await replicas[0].acquire(d, _for("acme")) is None
+        assert await replicas[1].acquire(d, _for("globex")) is not None
+        r = replicas[0]._redis
+        keys = [k async for k in r.scan_iter(match=prefix + "*")]
+        # Keyed by a digest of the id, not the id.
+        assert keys and all(b"acme" not in k and b"globex" not in k for k in keys)
+    finally:
+        await _forget(replicas, prefix)

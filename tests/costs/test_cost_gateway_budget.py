@@ -82,3 +82,27 @@ def test_budgets_share_the_redis_named_by_litellm_host_settings(
     config["router_settings"]["redis_url"] = "redis://127.0.0.1:6379/2"
     assert Gateway(load_config(config, environ={})).budgets.redis_url == (  # type: ignore[union-attr]
         "redis://127.0.0.1:6379/2")
+
+
+async def test_an_end_user_over_their_budget_gets_429_and_others_do_not(
+        fake_upstream: FakeUpstream) -> None:
+    config = _config(fake_upstream)
+    config["budgets"] = [{"end_user": "*", "max_usd": "0.005", "period": "day"}]
+    fake_upstream.reply(Reply(text="fine", input_tokens=1000, output_tokens=100))  # $0.0045
+    gateway = Gateway(load_config(config), environ={})
+    await gateway.start()
+    try:
+        def asked_by(user: str) -> ChatRequest:
+            request = _ask("high-quality")
+            request.user = user
+            return request
+
+        for _ in range(2):  # the second crosses acme's $0.005
+            await gateway.complete(asked_by("acme"))
+        with pytest.raises(BudgetExceeded):
+            await gateway.complete(asked_by("acme"))
+        assert (await gateway.complete(asked_by("globex"))).meta.provider == "anthropic"
+        assert (await gateway.complete(_ask("high-quality"))).meta.provider == "anthropic"
+        assert fake_upstream.calls("anthropic") == 4
+    finally:
+        await gateway.aclose()

@@ -1,4 +1,4 @@
-"""Budgets: a spending limit per deployment, provider or model group, per period.
+"""Budgets: a spending limit per deployment, provider, model group or end user, per period.
 
 `BudgetGate` is an `AttemptGate` (`dispatch.gates`). Before each attempt it
 reserves the call's expected cost on every budget that covers the deployment;
@@ -14,6 +14,12 @@ at most one in-flight call each. Without Redis each process keeps its own
 count. When Redis fails, the gate falls back to its own memory, logs once,
 and tries Redis again after a pause.
 
+An end user's budget (`end_user`: one user, or "*" for each) counts the calls
+of requests whose `user` names them, on any deployment; "*" keeps one count per
+end user, keyed by a digest of the id so a key stays short whatever a client
+sends. Local counts of periods that have ended are let go now and then, so that
+a process serving many end users does not keep them all.
+
 Amounts are whole nano-dollars (integers) in the counters; Redis' Lua numbers
 are doubles, exact up to 2**53 nano-dollars (about $9 million per period).
 
@@ -23,6 +29,7 @@ Imports: the standard library, `catalog`, `types`, `costs.prices`,
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +47,8 @@ log = logging.getLogger(__name__)
 
 NANO = Decimal("1e-9")
 REDIS_RETRY_AFTER = 5.0  # seconds on local counts after a Redis failure
+# Local reservations between two passes that let the counts of ended periods go.
+PRUNE_EVERY = 1024
 
 # KEYS: one hash per budget period. ARGV: amount, ttl, then one limit per key.
 # Refuse (return the 1-based index of the spent budget) unless every budget
@@ -96,19 +105,27 @@ def period_id(budget: Budget, now: float) -> tuple[str, float]:
     return f"{budget.period:g}h-{index}", (index + 1) * length - now
 
 
-def covers(budget: Budget, deployment: Deployment) -> bool:
+def covers(budget: Budget, deployment: Deployment, request: ChatRequest) -> bool:
     kind, name = budget.target
     if kind == "deployment":
         return deployment.name == name
     if kind == "provider":
         return deployment.provider == name
+    if kind == "end_user":
+        return request.user is not None and name in ("*", request.user)
     return deployment.group == name
+
+
+def _digest(user: str) -> str:
+    return hashlib.sha256(user.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 @dataclass
 class _Count:
     spent: int = 0
     reserved: int = 0
+    # When the period it counts has ended (with an hour's grace, as Redis' TTL).
+    expires: float = 0.0
 
 
 @dataclass
@@ -158,12 +175,13 @@ class BudgetGate:
         self._settle_script: Any = None
         self._redis_down_until = 0.0
         self._unpriced_warned: set[str] = set()
+        self._reservations = 0  # local ones, for letting ended periods go
         self.refused = 0
 
     # ------------------------------------------------------------------ gate
 
     async def acquire(self, deployment: Deployment, request: ChatRequest) -> BudgetTicket | None:
-        applicable = [b for b in self.budgets if covers(b, deployment)]
+        applicable = [b for b in self.budgets if covers(b, deployment, request)]
         if not applicable:
             return _FREE
         expected = self.prices.expected_cost(deployment, request)
@@ -172,7 +190,8 @@ class BudgetGate:
         amount = 0 if expected is None else to_nano(expected)
         now = self.clock()
         periods = [period_id(b, now) for b in applicable]
-        keys = [self._key(b, pid) for b, (pid, _) in zip(applicable, periods, strict=True)]
+        keys = [self._key(b, pid, request.user)
+                for b, (pid, _) in zip(applicable, periods, strict=True)]
         limits = [to_nano(b.max_usd) for b in applicable]
         # A reservation past the largest limit holds no more back than the limit
         # does, and a client's max_tokens can make it any size: past Redis's
@@ -191,13 +210,25 @@ class BudgetGate:
             return None
         return BudgetTicket(self, deployment, keys, amount, ttl, on_redis)
 
-    def status(self) -> list[dict[str, Any]]:
-        """Spent, reserved and limit per budget for the current period (this process' view)."""
+    def _listed(self) -> list[tuple[Budget, str, str, float]]:
+        """(budget, key, period id, seconds left) of each budget with one count:
+        all but the per-end-user ("*") ones, which have a count per end user."""
         now = self.clock()
         out = []
         for b in self.budgets:
+            kind, name = b.target
+            if kind == "end_user" and name == "*":
+                continue
             pid, left = period_id(b, now)
-            count = self._local.get(self._key(b, pid), _Count())
+            out.append((b, self._key(b, pid, name), pid, left))
+        return out
+
+    def status(self) -> list[dict[str, Any]]:
+        """Spent, reserved and limit per budget for the current period (this process'
+        view); a per-end-user budget ("*") is not listed: it has a count per end user."""
+        out = []
+        for b, key, pid, left in self._listed():
+            count = self._local.get(key, _Count())
             kind, name = b.target
             out.append({
                 "target": kind, "name": name, "period": b.period, "period_id": pid,
@@ -213,11 +244,9 @@ class BudgetGate:
         rows = self.status()
         if not await self._use_redis():
             return rows
-        now = self.clock()
-        for row, b in zip(rows, self.budgets, strict=True):
-            pid, _ = period_id(b, now)
+        for row, (b, key, _, _) in zip(rows, self._listed(), strict=True):
             try:
-                values = await self._redis.hgetall(self._key(b, pid))
+                values = await self._redis.hgetall(key)
             except Exception:
                 return rows
             spent = int(values.get(b"spent", 0))
@@ -233,8 +262,10 @@ class BudgetGate:
 
     # ------------------------------------------------------------------ internals
 
-    def _key(self, budget: Budget, pid: str) -> str:
+    def _key(self, budget: Budget, pid: str, user: str | None) -> str:
         kind, name = budget.target
+        if kind == "end_user":  # the caller checked `covers`: `user` is set
+            return f"{self.key_prefix}{kind}:{name}:{_digest(user or '')}:{pid}"
         return f"{self.key_prefix}{kind}:{name}:{pid}"
 
     def _warn_unpriced(self, deployment: Deployment) -> None:
@@ -246,12 +277,17 @@ class BudgetGate:
     async def _reserve_local(self, keys: list[str], limits: list[int], amount: int,
                              ttl: int) -> int:
         # No await between the check and the increment: atomic within the loop.
+        now = self.clock()
+        self._reservations += 1
+        if self._reservations % PRUNE_EVERY == 0:
+            self._local = {k: c for k, c in self._local.items() if c.expires > now}
         counts = [self._local.setdefault(k, _Count()) for k in keys]
         for index, (count, limit) in enumerate(zip(counts, limits, strict=True), start=1):
             if count.spent + count.reserved >= limit:
                 return index
         for count in counts:
             count.reserved += amount
+            count.expires = now + ttl
         return 0
 
     async def _reserve_redis(self, keys: list[str], limits: list[int], amount: int,

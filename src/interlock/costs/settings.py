@@ -31,18 +31,23 @@ class PriceOverride(BaseModel):
 class Budget(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    # Exactly one of these names the target.
+    # Exactly one of these names the target. `end_user` is the request's `user`
+    # (OpenAI's end-user id): one end user, or "*" for a budget of its own for
+    # each end user (requests that name none are not counted by it).
     deployment: str | None = None
     provider: str | None = None
     model_group: str | None = None
+    end_user: str | None = None
     period: Literal["day", "month"] | float = "month"  # a number means hours
     max_usd: Decimal = Field(gt=0)
 
     @model_validator(mode="after")
     def _one_target(self) -> Budget:
-        targets = [t for t in (self.deployment, self.provider, self.model_group) if t]
+        targets = [t for t in (self.deployment, self.provider, self.model_group,
+                               self.end_user) if t]
         if len(targets) != 1:
-            raise ValueError("a budget names exactly one of deployment, provider, model_group")
+            raise ValueError("a budget names exactly one of deployment, provider, "
+                             "model_group, end_user")
         if isinstance(self.period, float) and self.period <= 0:
             raise ValueError("a period in hours must be positive")
         return self
@@ -54,6 +59,8 @@ class Budget(BaseModel):
             return "deployment", self.deployment
         if self.provider:
             return "provider", self.provider
+        if self.end_user:
+            return "end_user", self.end_user
         return "model_group", self.model_group or ""
 
 
