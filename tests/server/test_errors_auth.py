@@ -298,3 +298,67 @@ def test_serve_refuses_to_start_without_a_key(fake_upstream: FakeUpstream,
     assert "No master key" in done.stderr
     assert "INTERLOCK_MASTER_KEY" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+async def test_client_keys_reach_the_api_by_name_but_not_the_admin_pages(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path) -> None:
+    import sqlite3
+
+    database = tmp_path / "ledger.sqlite"
+    config = three_provider_config(fake_upstream)
+    config["general_settings"]["api_keys"] = [
+        {"name": "team-search", "key": "sk-team-search-0123456789"},
+        {"name": "team-chat", "key": "os.environ/TEAM_CHAT_KEY"}]
+    config["ledger"] = {"database": str(database)}
+    gw = start_gateway(config, environ={"TEAM_CHAT_KEY": "sk-team-chat-9876543210"})
+    for key in ("sk-team-search-0123456789", "sk-team-chat-9876543210", MASTER_KEY):
+        client = gw.openai(api_key=key)
+        assert (await client.chat.completions.create(model="budget", messages=HELLO)).choices
+        await client.close()
+    for headers in ({"authorization": "Bearer sk-team-search-012345678"},  # one short
+                    {"authorization": "Bearer sk-team-chat-9876543210x"}):
+        assert (await _post(gw, {"model": "budget", "messages": HELLO},
+                            headers=headers)).status_code == 401
+    async with httpx.AsyncClient(timeout=10) as http:
+        team = {"authorization": "Bearer sk-team-chat-9876543210"}
+        for page in ("/metrics", "/health/deployments", "/health/ledger"):
+            refused = await http.get(gw.url + page, headers=team)
+            assert refused.status_code == 403, page
+            assert refused.json()["error"]["code"] == "master_key_required"
+            admin = await http.get(gw.url + page,
+                                   headers={"authorization": f"Bearer {MASTER_KEY}"})
+            assert admin.status_code == 200, page
+        assert (await http.get(gw.base_url + "/models", headers=team)).status_code == 200
+    gw.stop()  # shutdown flushes the ledger
+    with sqlite3.connect(database) as db:
+        keys = [r[0] for r in db.execute("SELECT api_key_id FROM interlock_requests "
+                                         "ORDER BY id")]
+    # Each request is recorded under its key's name; the master key by a digest.
+    assert keys[:2] == ["team-search", "team-chat"]
+    assert keys[2].startswith("key-") and MASTER_KEY not in keys[2]
+
+
+def test_client_keys_are_checked_when_the_app_is_made(fake_upstream: FakeUpstream) -> None:
+    config = three_provider_config(fake_upstream)
+    same = {"key": "sk-the-same-key-0123456789"}
+    config["general_settings"]["api_keys"] = [{"name": "a", **same}, {"name": "b", **same}]
+    with pytest.raises(ConfigError, match="'a' and 'b' are the same key"):
+        create_app(load_config(config, environ={}), environ={})
+    config["general_settings"]["api_keys"] = [{"name": "a", "key": MASTER_KEY}]
+    with pytest.raises(ConfigError, match="empty or the master key"):
+        create_app(load_config(config, environ={}), environ={})
+    config["general_settings"]["api_keys"] = [{"name": "a", "key": "k1-0123456789"},
+                                              {"name": "a", "key": "k2-0123456789"}]
+    with pytest.raises(ConfigError, match="the name 'a' is given twice"):
+        load_config(config, environ={})
+    # A key from an unset variable is off, and said so; without a master key the
+    # client keys alone do not start a gateway.
+    config["general_settings"] = {"api_keys": [{"name": "a", "key": "os.environ/NOPE_KEY"},
+                                               {"name": "b", "key": "k2-0123456789"}]}
+    loaded = load_config(config, environ={})
+    assert any("api_keys[0] (a): the environment variable NOPE_KEY is not set"
+               in w for w in loaded.warnings)
+    assert [k.name for k in loaded.general_settings.api_keys] == ["b"]
+    with pytest.raises(ConfigError, match="api_keys are set but there is no master key"):
+        create_app(loaded, environ={})

@@ -101,6 +101,7 @@ def _report(config: InterlockConfig, gateway: Gateway, bind: str) -> dict[str, A
         # As create_app reads it (the config's key, else the environment's).
         "auth": ("master key set" if master_key_from(config, os.environ)
                  else f"OFF (allow_unauthenticated, on {bind} only)"),
+        "client_keys": [k.name for k in config.general_settings.api_keys],
         "ledger": (ledger.model_dump(mode="json")["database"]
                    if ledger is not None and ledger.database else None),
         "to_look_at": to_look_at,
@@ -163,7 +164,9 @@ def _reach_redis(url: str) -> None:
 def _print(report: dict[str, Any]) -> None:
     echo = typer.echo
     echo(f"config: {report['config']}")
-    echo(f"auth: {report['auth']}")
+    echo(f"auth: {report['auth']}"
+         + (f"; client keys: {', '.join(report['client_keys'])}" if report["client_keys"]
+            else ""))
     echo(f"ledger: {report['ledger'] or 'off'}")
     echo(f"clients may ask for: {', '.join(report['names_clients_can_ask_for'])}")
     for c in report.get("connections", ()):

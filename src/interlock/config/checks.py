@@ -205,8 +205,13 @@ def _check_budgets(config: InterlockConfig) -> list[str]:
 
 def _check_general(general: GeneralSettings) -> list[str]:
     loopback = {"127.0.0.1", "localhost", "::1"}
+    problems = []
     if general.allow_unauthenticated and general.host and general.host not in loopback:
-        return [f"general_settings.host: got {general.host!r}; expected a loopback address "
-                "(127.0.0.1, localhost, ::1) while allow_unauthenticated is true"]
-    return []
+        problems.append(f"general_settings.host: got {general.host!r}; expected a loopback "
+                        "address (127.0.0.1, localhost, ::1) while allow_unauthenticated is true")
+    names = [k.name for k in general.api_keys]
+    problems += [f"general_settings.api_keys: the name {name!r} is given twice; each key's "
+                 "name must be its own (it is what the ledger records)"
+                 for name in sorted({n for n in names if names.count(n) > 1})]
+    return problems
 

@@ -61,6 +61,7 @@ def load_config(
         raise config_error(where, problems, lines)
     warnings.extend(_fold_litellm_settings(config))
     warnings.extend(_resolve_master_key(config.general_settings, env))
+    warnings.extend(_resolve_api_keys(config.general_settings, env))
     warnings.extend(_availability_warnings(config, env))
     config._warnings = warnings
     config._environ = env
@@ -293,6 +294,24 @@ def _resolve_master_key(general: GeneralSettings, env: Mapping[str, str]) -> lis
         return []
     return [f"general_settings.master_key: the environment variable {var} is not set; "
             "the gateway has no master key"]
+
+
+def _resolve_api_keys(general: GeneralSettings, env: Mapping[str, str]) -> list[str]:
+    """Each client key's `os.environ/VAR` read; a key whose variable is unset is
+    left out (no one can use it), and said so."""
+    kept, warnings = [], []
+    for index, client in enumerate(general.api_keys):
+        var = env_ref(client.key.get_secret_value())
+        if var is not None:
+            value = env.get(var)
+            if not value:
+                warnings.append(f"general_settings.api_keys[{index}] ({client.name}): the "
+                                f"environment variable {var} is not set; the key is off")
+                continue
+            client.key = SecretStr(value)
+        kept.append(client)
+    general.api_keys = kept
+    return warnings
 
 
 def _availability_warnings(config: InterlockConfig, env: Mapping[str, str]) -> list[str]:

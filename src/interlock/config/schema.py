@@ -309,6 +309,18 @@ class LiteLLMSettings(AcceptsIgnoredKeys):
     default_fallbacks: list[str] | None = None
 
 
+class ClientKey(BaseModel):
+    """One of `general_settings.api_keys`: a key that one client application (a
+    team, a service) sends instead of the master key, recorded by its name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # What the ledger records as the request's api_key_id (and spend --by key shows).
+    name: str = Field(min_length=1, max_length=128)
+    # A literal or `os.environ/VAR`; after loading, the resolved key.
+    key: SecretStr
+
+
 class GeneralSettings(AcceptsIgnoredKeys):
     """`general_settings`: the gateway's own settings."""
 
@@ -322,6 +334,9 @@ class GeneralSettings(AcceptsIgnoredKeys):
     # A literal or `os.environ/VAR`; after loading, the resolved key (or
     # INTERLOCK_MASTER_KEY from the environment when the file gives none).
     master_key: SecretStr | None = None
+    # Keys for client applications, by name: they reach the API endpoints but
+    # not the health and metrics pages, which need the master key.
+    api_keys: list[ClientKey] = Field(default_factory=list)
     # Serve without a key; the server allows it only on a loopback address.
     allow_unauthenticated: bool = False
     max_request_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)

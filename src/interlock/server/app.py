@@ -213,8 +213,17 @@ def create_app(config: InterlockConfig, *, host: str = "127.0.0.1",
     app: ASGIApp = InterlockApp(gateway, max_body_bytes=settings.max_request_body_bytes,
                                 tune_gc=server_process)
     key = master_key_from(config, env)
+    clients = {c.name: c.key.get_secret_value() for c in settings.api_keys}
     if key:
-        return ErrorGuard(BearerAuth(app, key))
+        try:
+            return ErrorGuard(BearerAuth(app, key, clients))
+        except ValueError as exc:
+            raise ConfigError(f"general_settings.api_keys: {exc}.") from None
+    if clients:
+        raise ConfigError(
+            "general_settings.api_keys are set but there is no master key: set "
+            "general_settings.master_key (or INTERLOCK_MASTER_KEY), which the health and "
+            "metrics pages take.")
     if not settings.allow_unauthenticated:
         raise ConfigError(
             "No master key is set. Export INTERLOCK_MASTER_KEY or set "
