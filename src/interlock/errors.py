@@ -129,6 +129,20 @@ class UnknownModel(InvalidRequest):
         self.hint = hint
 
 
+class ModelNotAllowed(InvalidRequest):
+    """The caller's key may not ask for this model (its `models` in api_keys)."""
+
+    status_code = 403
+    error_type = "permission_error"
+
+    def __init__(self, model: str, allowed: list[str]):
+        super().__init__(
+            f"This API key may not ask for {model!r}; it may ask for: "
+            f"{', '.join(sorted(allowed)) or '(nothing)'}.",
+            param="model", code="model_not_allowed")
+        self.model = model
+
+
 class UnsupportedParameter(InvalidRequest):
     def __init__(self, param: str, provider: str, hint: str = ""):
         extra = f" {hint}" if hint else ""

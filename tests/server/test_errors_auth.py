@@ -362,3 +362,40 @@ def test_client_keys_are_checked_when_the_app_is_made(fake_upstream: FakeUpstrea
     assert [k.name for k in loaded.general_settings.api_keys] == ["b"]
     with pytest.raises(ConfigError, match="api_keys are set but there is no master key"):
         create_app(loaded, environ={})
+
+
+async def test_a_client_key_asks_only_for_its_models(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway]) -> None:
+    config = three_provider_config(fake_upstream)
+    config["general_settings"]["api_keys"] = [
+        {"name": "interns", "key": "sk-interns-0123456789", "models": ["budget"]}]
+    gw = start_gateway(config)
+    interns = gw.openai(api_key="sk-interns-0123456789")
+    assert (await interns.chat.completions.create(model="budget", messages=HELLO)).choices
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        await interns.chat.completions.create(model="high-quality", messages=HELLO)
+    assert refused.value.status_code == 403
+    assert refused.value.body["code"] == "model_not_allowed"
+    assert "may ask for: budget" in refused.value.body["message"]
+    # It sees only what it may ask for; the master key sees everything.
+    assert [m.id for m in (await interns.models.list()).data] == ["budget"]
+    with pytest.raises(openai.NotFoundError):
+        await interns.models.retrieve("high-quality")
+    await interns.close()
+    everyone = gw.openai()
+    assert len((await everyone.models.list()).data) == 3
+    await everyone.close()
+    async with httpx.AsyncClient(timeout=10) as http:
+        embedding = await http.post(
+            gw.base_url + "/embeddings", json={"model": "high-quality", "input": "x"},
+            headers={"authorization": "Bearer sk-interns-0123456789"})
+    assert embedding.status_code == 403
+    assert fake_upstream.calls("anthropic") == 0
+
+
+def test_a_client_key_s_models_must_exist(fake_upstream: FakeUpstream) -> None:
+    config = three_provider_config(fake_upstream)
+    config["general_settings"]["api_keys"] = [
+        {"name": "a", "key": "sk-a-0123456789", "models": ["budget", "bugdet"]}]
+    with pytest.raises(ConfigError, match=r"api_keys\[0\]\.models: 'bugdet' is not a name"):
+        create_app(load_config(config, environ={}), environ={})

@@ -319,6 +319,8 @@ class ClientKey(BaseModel):
     name: str = Field(min_length=1, max_length=128)
     # A literal or `os.environ/VAR`; after loading, the resolved key.
     key: SecretStr
+    # The names it may ask for (model groups, routers, aliases); None: all of them.
+    models: list[str] | None = None
 
 
 class GeneralSettings(AcceptsIgnoredKeys):

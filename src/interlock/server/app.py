@@ -32,7 +32,7 @@ from interlock.server.asgi_io import (
     send_json,
     send_plain_error,
 )
-from interlock.server.auth import BearerAuth
+from interlock.server.auth import BearerAuth, caller_models
 from interlock.server.chat import ChatCompletions
 from interlock.server.embeddings import EmbeddingsEndpoint
 from interlock.server.guard import ErrorGuard
@@ -82,9 +82,9 @@ class InterlockApp:
             if method != "GET":
                 await _method_not_allowed(send, "GET")
             elif path.endswith("/models"):
-                await send_json(send, 200, self._models())
+                await send_json(send, 200, self._models(scope))
             else:  # retrieve one (an id may hold slashes, as "openai/gpt-4o" does)
-                await self._model(path.split("/models/", 1)[1], send)
+                await self._model(path.split("/models/", 1)[1], scope, send)
         elif not await self._health(path, send):
             # Clients pointed here from a fuller OpenAI-compatible proxy try its
             # other endpoints (legacy completions, images): say what is served.
@@ -112,12 +112,17 @@ class InterlockApp:
             return False
         return True
 
-    def _models(self) -> dict[str, Any]:
-        return {"object": "list", "data": [_model_card(name)
-                                           for name in self.gateway.model_names()]}
+    def _names(self, scope: Scope) -> list[str]:
+        """The names this caller may ask for: all of them, or its key's `models`."""
+        allowed = caller_models(scope)
+        names = self.gateway.model_names()
+        return names if allowed is None else [n for n in names if n in allowed]
 
-    async def _model(self, name: str, send: Send) -> None:
-        known = self.gateway.model_names()
+    def _models(self, scope: Scope) -> dict[str, Any]:
+        return {"object": "list", "data": [_model_card(name) for name in self._names(scope)]}
+
+    async def _model(self, name: str, scope: Scope, send: Send) -> None:
+        known = self._names(scope)
         if name in known:
             await send_json(send, 200, _model_card(name))
         else:  # the same 404 a chat request for that name gets
@@ -213,7 +218,14 @@ def create_app(config: InterlockConfig, *, host: str = "127.0.0.1",
     app: ASGIApp = InterlockApp(gateway, max_body_bytes=settings.max_request_body_bytes,
                                 tune_gc=server_process)
     key = master_key_from(config, env)
-    clients = {c.name: c.key.get_secret_value() for c in settings.api_keys}
+    clients = settings.api_keys
+    known = gateway.model_names()
+    for index, client in enumerate(clients):
+        unknown = [m for m in client.models or () if m not in known]
+        if unknown:
+            raise ConfigError(
+                f"general_settings.api_keys[{index}].models: {', '.join(map(repr, unknown))} "
+                f"is not a name clients can ask for; expected some of: {', '.join(known)}.")
     if key:
         try:
             return ErrorGuard(BearerAuth(app, key, clients))

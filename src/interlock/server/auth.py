@@ -7,21 +7,28 @@ a client key reaches the API but not the pages that tell how the gateway is
 doing (`ADMIN_PATHS`), which take the master key. Health probes stay open so
 that load balancers need no key.
 
-Imports: the standard library, `server.asgi_io`.
+Imports: the standard library, `errors`, `server.asgi_io` (`config` for a type).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
+from interlock.errors import ModelNotAllowed
 from interlock.server.asgi_io import ASGIApp, Receive, Scope, Send, header, send_plain_error
+
+if TYPE_CHECKING:
+    from interlock.config.schema import ClientKey
 
 OPEN_PATHS = frozenset({"/health/liveness", "/health/readiness", "/health/liveliness"})
 ADMIN_PATHS = frozenset({"/health/deployments", "/health/ledger", "/metrics"})
-# Where an authenticated request's key id waits in the ASGI scope for the handlers.
+# Where an authenticated request's key id waits in the ASGI scope for the handlers,
+# and, for a client key that names them, the models it may ask for.
 _STATE_KEY = "interlock_key_id"
+_MODELS_KEY = "interlock_models"
 
 
 def key_id(token: str) -> str:
@@ -35,25 +42,41 @@ def caller_key_id(scope: Scope) -> str | None:
     return key
 
 
+def caller_models(scope: Scope) -> frozenset[str] | None:
+    """The names this request's key may ask for; None when it may ask for any."""
+    models: frozenset[str] | None = scope.get("state", {}).get(_MODELS_KEY)
+    return models
+
+
+def check_model(scope: Scope, model: str) -> None:
+    """Raise `ModelNotAllowed` if this request's key may not ask for `model`."""
+    allowed = caller_models(scope)
+    if allowed is not None and model not in allowed:
+        raise ModelNotAllowed(model, list(allowed))
+
+
 class BearerAuth:
     def __init__(self, app: ASGIApp, master_key: str,
-                 client_keys: Mapping[str, str] | None = None) -> None:
-        """`client_keys`: name -> key, each name what the ledger records for its
-        requests (the master key's is a digest, `key_id`)."""
+                 client_keys: Sequence[ClientKey] = ()) -> None:
+        """`client_keys`: each recorded by its name in the ledger (the master key's
+        requests by a digest, `key_id`)."""
         if not master_key:
             raise ValueError("an empty master key would let anyone in")
         self.app = app
         self._key = master_key.encode()
         self._key_id = key_id(master_key)
-        self._clients: dict[bytes, tuple[bytes, str]] = {}
-        for name, key in (client_keys or {}).items():
+        # digest -> (key, name, the models it may ask for or None)
+        self._clients: dict[bytes, tuple[bytes, str, frozenset[str] | None]] = {}
+        for client in client_keys:
+            key, name = client.key.get_secret_value(), client.name
             if not key or key == master_key:
                 raise ValueError(f"the api key {name!r} is empty or the master key")
             digest = hashlib.sha256(key.encode()).digest()
             if digest in self._clients:
                 raise ValueError(f"the api keys {self._clients[digest][1]!r} and {name!r} "
                                  "are the same key")
-            self._clients[digest] = (key.encode(), name)
+            models = frozenset(client.models) if client.models is not None else None
+            self._clients[digest] = (key.encode(), name, models)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
@@ -61,15 +84,16 @@ class BearerAuth:
             return
         token = _bearer(header(scope, b"authorization")) or header(scope, b"x-api-key")
         raw = token.encode() if token is not None else None
-        caller: str | None = None
+        client = None
         if raw is not None and hmac.compare_digest(raw, self._key):
             caller = self._key_id
-        elif raw is not None and self._clients and (caller := self._client(raw)) is not None:
+        elif raw is not None and self._clients and (client := self._client(raw)) is not None:
             if scope["path"] in ADMIN_PATHS:
                 await send_plain_error(
                     send, 403, "This page takes the gateway's master key, not a client key.",
                     type_="permission_error", code="master_key_required")
                 return
+            caller = client[1]
         else:
             await send_plain_error(
                 send, 401,
@@ -77,15 +101,18 @@ class BearerAuth:
                 "general_settings.api_keys, as 'Authorization: Bearer <key>'.",
                 type_="authentication_error", code="invalid_api_key")
             return
-        scope.setdefault("state", {})[_STATE_KEY] = caller
+        state = scope.setdefault("state", {})
+        state[_STATE_KEY] = caller
+        if client is not None and client[2] is not None:
+            state[_MODELS_KEY] = client[2]
         await self.app(scope, receive, send)
 
-    def _client(self, raw: bytes) -> str | None:
-        """The name of the client key `raw` is, if it is one."""
+    def _client(self, raw: bytes) -> tuple[bytes, str, frozenset[str] | None] | None:
+        """The client key `raw` is, if it is one."""
         found = self._clients.get(hashlib.sha256(raw).digest())
         if found is None or not hmac.compare_digest(raw, found[0]):
             return None
-        return found[1]
+        return found
 
 
 def _bearer(value: str | None) -> str | None:

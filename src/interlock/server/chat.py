@@ -31,7 +31,7 @@ from interlock.server.asgi_io import (
     send_error,
     send_json,
 )
-from interlock.server.auth import caller_key_id
+from interlock.server.auth import caller_key_id, check_model
 from interlock.server.disconnect import Disconnected, race_disconnect
 from interlock.types import ChatRequest
 
@@ -62,6 +62,7 @@ class ChatCompletions:
             return
         try:
             request = self.gateway.bounded_for_client(parse_chat_request(body))
+            check_model(scope, request.model)
         except InterlockError as exc:
             await send_error(send, exc)
             return

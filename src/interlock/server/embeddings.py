@@ -25,7 +25,7 @@ from interlock.server.asgi_io import (
     send_error,
     send_json,
 )
-from interlock.server.auth import caller_key_id
+from interlock.server.auth import caller_key_id, check_model
 from interlock.server.disconnect import Disconnected, race_disconnect
 
 log = logging.getLogger("interlock.server")
@@ -44,6 +44,7 @@ class EmbeddingsEndpoint:
         try:
             request = parse_embedding_request(body)
             request.routing = self.gateway.bounded_for_client(request.routing)
+            check_model(scope, request.model)
         except InterlockError as exc:
             await send_error(send, exc)
             return
