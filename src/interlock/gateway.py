@@ -313,6 +313,7 @@ class Gateway:
         first, so the row's work is not in the client's wait. A failure is recorded
         here either way."""
         started, meta = await self._begin(request, request_id, arrived)
+        request.api_key_id = key_id  # for budgets per client key
         with self._recording_failure(meta, started, request, key_id):
             meta.decision = await self.decide(request)
             result = await self.dispatcher.complete(request, meta.decision.group, meta.attempts)
@@ -334,6 +335,7 @@ class Gateway:
         `GatewayStream.aclose`, which the caller must await (in a `finally`), so
         that the stream's last bytes go out first."""
         started, meta = await self._begin(request, request_id, arrived)
+        request.api_key_id = key_id  # for budgets per client key
         with self._recording_failure(meta, started, request, key_id):
             meta.decision = await self.decide(request)
             upstream = await self.dispatcher.open_stream(request, meta.decision.group,
@@ -351,6 +353,7 @@ class Gateway:
         ledger row (input tokens only) like a completion's."""
         routing = request.routing
         started, meta = await self._begin(routing, request_id, arrived)
+        routing.api_key_id = key_id  # for budgets per client key
         with self._recording_failure(meta, started, routing, key_id):
             meta.decision = self._embedding_decision(routing.model)
             result = await self.dispatcher.embed(request, meta.decision.group)

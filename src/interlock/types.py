@@ -155,6 +155,9 @@ class ChatRequest:
     # `extra_headers`), over the deployment's; out of the repr, as they may hold
     # a secret of the caller's.
     extra_headers: dict[str, str] | None = field(default=None, repr=False)
+    # The gateway caller's key id (a client key's name), set by the gateway for
+    # the budgets that name one; never sent upstream.
+    api_key_id: str | None = None
 
     def with_defaults(self, defaults: ChatRequest) -> ChatRequest:
         """This request with what it leaves unset taken from `defaults` (call

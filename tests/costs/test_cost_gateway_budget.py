@@ -106,3 +106,35 @@ async def test_an_end_user_over_their_budget_gets_429_and_others_do_not(
         assert fake_upstream.calls("anthropic") == 4
     finally:
         await gateway.aclose()
+
+
+async def test_a_client_key_s_budget_counts_its_requests_only(
+        fake_upstream: FakeUpstream) -> None:
+    # api_key: a client key's name (general_settings.api_keys), as the gateway
+    # passes it for each request it authenticated.
+    config = _config(fake_upstream)
+    config["general_settings"] = {"master_key": "sk-master-0123456789", "api_keys": [
+        {"name": "team-a", "key": "sk-team-a-0123456789"}]}
+    config["budgets"] = [{"api_key": "team-a", "max_usd": "0.005", "period": "day"}]
+    fake_upstream.reply(Reply(text="fine", input_tokens=1000, output_tokens=100))  # $0.0045
+    gateway = Gateway(load_config(config), environ={})
+    await gateway.start()
+    try:
+        for _ in range(2):
+            await gateway.complete(_ask("high-quality"), key_id="team-a")
+        with pytest.raises(BudgetExceeded):
+            await gateway.complete(_ask("high-quality"), key_id="team-a")
+        for key in ("key-0123456789ab", None):  # the master key's id; the library's none
+            assert (await gateway.complete(_ask("high-quality"), key_id=key)).meta.provider
+        assert fake_upstream.calls("anthropic") == 4
+    finally:
+        await gateway.aclose()
+
+
+def test_a_budget_s_client_key_must_exist(fake_upstream: FakeUpstream) -> None:
+    from interlock.errors import ConfigError
+
+    config = _config(fake_upstream)
+    config["budgets"] = [{"api_key": "team-z", "max_usd": "1"}]
+    with pytest.raises(ConfigError, match=r"budgets\[0\]\.api_key: got 'team-z'"):
+        load_config(config)

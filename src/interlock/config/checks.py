@@ -192,7 +192,8 @@ def _check_budgets(config: InterlockConfig) -> list[str]:
 
     names = config.deployment_names()
     known = {"model_group": config.group_names, "deployment": names,
-             "provider": known_providers()}
+             "provider": known_providers(),
+             "api_key": [k.name for k in config.general_settings.api_keys]}
     problems = []
     for index, budget in enumerate(config.budgets):
         for field, valid in known.items():

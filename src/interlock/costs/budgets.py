@@ -1,4 +1,5 @@
-"""Budgets: a spending limit per deployment, provider, model group or end user, per period.
+"""Budgets: a spending limit per deployment, provider, model group, client key or end
+user, per period.
 
 `BudgetGate` is an `AttemptGate` (`dispatch.gates`). Before each attempt it
 reserves the call's expected cost on every budget that covers the deployment;
@@ -14,6 +15,8 @@ at most one in-flight call each. Without Redis each process keeps its own
 count. When Redis fails, the gate falls back to its own memory, logs once,
 and tries Redis again after a pause.
 
+A client key's budget (`api_key`, a name from general_settings.api_keys) counts
+the calls of that key's requests through the gateway, on any deployment.
 An end user's budget (`end_user`: one user, or "*" for each) counts the calls
 of requests whose `user` names them, on any deployment; "*" keeps one count per
 end user, keyed by a digest of the id so a key stays short whatever a client
@@ -113,6 +116,8 @@ def covers(budget: Budget, deployment: Deployment, request: ChatRequest) -> bool
         return deployment.provider == name
     if kind == "end_user":
         return request.user is not None and name in ("*", request.user)
+    if kind == "api_key":
+        return request.api_key_id == name
     return deployment.group == name
 
 

@@ -38,16 +38,18 @@ class Budget(BaseModel):
     provider: str | None = None
     model_group: str | None = None
     end_user: str | None = None
+    # A client key's name (general_settings.api_keys): that client's spend.
+    api_key: str | None = None
     period: Literal["day", "month"] | float = "month"  # a number means hours
     max_usd: Decimal = Field(gt=0)
 
     @model_validator(mode="after")
     def _one_target(self) -> Budget:
         targets = [t for t in (self.deployment, self.provider, self.model_group,
-                               self.end_user) if t]
+                               self.end_user, self.api_key) if t]
         if len(targets) != 1:
             raise ValueError("a budget names exactly one of deployment, provider, "
-                             "model_group, end_user")
+                             "model_group, end_user, api_key")
         if isinstance(self.period, float) and self.period <= 0:
             raise ValueError("a period in hours must be positive")
         return self
@@ -61,6 +63,8 @@ class Budget(BaseModel):
             return "provider", self.provider
         if self.end_user:
             return "end_user", self.end_user
+        if self.api_key:
+            return "api_key", self.api_key
         return "model_group", self.model_group or ""
 
 
