@@ -98,6 +98,11 @@ def test_check_says_ready_for_a_config_serve_would_start(
     # Neither the key nor the database password is shown.
     assert "checkkey" not in result.output and "hunter2pw" not in result.output
     assert "db.internal" in result.output
+    budgeted = tmp_path / "budgeted.yaml"
+    budgeted.write_text(config.read_text().replace(
+        "ledger:", "budgets: [{model_group: chat, period: 12, max_usd: 5}]\nledger:"))
+    assert "budget: model_group chat: $5 every 12 hours" in runner.invoke(
+        app, ["check", "--config", str(budgeted)]).output
     report = json.loads(runner.invoke(app, ["check", "--config", str(config), "--json"]).output)
     assert report["deployments"][0]["max_parallel_requests"] == 4 and not report["to_look_at"]
 

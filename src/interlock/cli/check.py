@@ -102,6 +102,8 @@ def _report(config: InterlockConfig, gateway: Gateway, bind: str) -> dict[str, A
         "auth": ("master key set" if master_key_from(config, os.environ)
                  else f"OFF (allow_unauthenticated, on {bind} only)"),
         "client_keys": [k.name for k in config.general_settings.api_keys],
+        "budgets": [{"target": b.target[0], "name": b.target[1], "period": b.period,
+                     "max_usd": str(b.max_usd)} for b in config.budgets],
         "ledger": (ledger.model_dump(mode="json")["database"]
                    if ledger is not None and ledger.database else None),
         "to_look_at": to_look_at,
@@ -171,6 +173,10 @@ def _print(report: dict[str, Any]) -> None:
     echo(f"clients may ask for: {', '.join(report['names_clients_can_ask_for'])}")
     for c in report.get("connections", ()):
         echo(f"{c['what']}: {'reached' if c['error'] is None else 'UNREACHABLE'}")
+    for b in report["budgets"]:
+        period = b["period"]
+        every = f"a {period}" if isinstance(period, str) else f"every {period:g} hours"
+        echo(f"budget: {b['target']} {b['name']}: ${b['max_usd']} {every}")
     for group in report["groups"]:
         echo(f"group {group}:")
         for d in report["deployments"]:
