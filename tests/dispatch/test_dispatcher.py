@@ -663,3 +663,33 @@ async def test_a_request_cancelled_in_its_backoff_gives_its_slot_back() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert h.dispatcher.health()[0].in_flight == 0
+
+
+async def test_a_request_cancelled_at_a_gate_gives_back_its_admission_and_slot() -> None:
+    class WaitingGate:
+        name = "budget"
+
+        def __init__(self) -> None:
+            self.entered = asyncio.Event()
+            self.open = asyncio.Event()
+
+        async def acquire(self, deployment: Deployment, request: ChatRequest) -> object:
+            self.entered.set()
+            await self.open.wait()
+            return _Ticket()
+
+    class _Ticket:
+        async def release(self, response: ChatResponse | None) -> None:
+            return None
+
+    gate = WaitingGate()
+    # rpm 1: an admission kept by the cancelled request would refuse the next one.
+    h = make([dep("a", rpm=1, max_parallel_requests=1)], gates=[gate], wait_for_recovery=False)
+    task = asyncio.ensure_future(h.dispatcher.complete(request(), "g"))
+    await gate.entered.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert h.dispatcher.health()[0].in_flight == 0
+    gate.open.set()
+    assert (await h.dispatcher.complete(request(), "g")).deployment.name == "a"

@@ -346,7 +346,11 @@ class Dispatcher:
                 tokens = estimate_request_tokens(run.request, run.prompt_tokens) if d.tpm else 0
                 admission = await self.tracker.admit(d, tokens)
                 if admission.admitted:
-                    tickets = await self._open_gates(run, group, d)
+                    try:
+                        tickets = await self._open_gates(run, group, d)
+                    except BaseException:  # cancelled: the admission is not used either
+                        await self.tracker.release(admission)
+                        raise
                     if tickets is not None:
                         return Picked(d, admission, tickets)
                     await self.tracker.release(admission)
