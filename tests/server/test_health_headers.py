@@ -414,3 +414,6 @@ def test_metrics_label_values_are_escaped() -> None:
 
     assert _sample("m", {"deployment": 'a"b\\c\nd'}, 1) == 'm{deployment="a\\"b\\\\c\\nd"} 1'
     assert _sample("m", {}, 0.5) == "m 0.5"
+    # A counter past a million keeps every digit; True is 1.
+    assert _sample("m", {}, 1_234_567) == "m 1234567"
+    assert _sample("m", {}, True) == "m 1" and _sample("m", {}, 0.000123) == "m 0.000123"

@@ -31,9 +31,18 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+def _number(value: float) -> str:
+    # Whole numbers as integers (a counter past a million keeps every digit, which
+    # `:g` would round away); others as Python's shortest exact repr.
+    if float(value).is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return repr(float(value))
+
+
 def _sample(name: str, labels: dict[str, str], value: float) -> str:
     inner = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
-    return f"{name}{{{inner}}} {value:g}" if inner else f"{name} {value:g}"
+    number = _number(value)
+    return f"{name}{{{inner}}} {number}" if inner else f"{name} {number}"
 
 
 def _family(name: str, kind: str, help_text: str,
