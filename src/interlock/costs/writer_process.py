@@ -51,10 +51,11 @@ The rows' datetimes and Decimals travel as text (`Wire`): pickling them as
 objects goes through a reduce call each, and a batch of 200 ledger rows took
 434 us to pickle on the event loop, a stall for whichever request came then,
 against 79 us as text (the text costs about 0.9 us a row when the row is
-recorded, and the child parses it back). That stall was not, as hoped, the
-ledger's share of the gateway's 99th percentile at concurrency 1: an A/B with
-batches held back until shutdown put that share at about 0.6 ms, and it stayed
-about as large with the cheaper pickle (docs/benchmarks.md, "Runs 57-58").
+recorded, and the child parses it back). Whether the batches' writing adds to
+the gateway's 99th percentile at concurrency 1 at all was not settled: of four
+A/Bs with batches held back until shutdown, two showed about 0.6 ms (which
+the cheaper pickle did not remove) and a later, quieter one none
+(docs/benchmarks.md, "Runs 57-58").
 
 Protocol (both directions over the child's stdin and stdout): each frame from
 the parent is a 4-byte big-endian length and a pickle; the first frame is
