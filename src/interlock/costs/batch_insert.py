@@ -143,15 +143,18 @@ class BatchInsert:
                 values[index] = process(values[index])
         return tuple(values)
 
-    def convert_each(self, rows: Sequence[Sequence[Any]]
+    def convert_each(self, rows: Sequence[Sequence[Any]],
+                     restore: Callable[[Sequence[Any]], list[Any]] = list,
                      ) -> tuple[list[tuple[Any, ...]], list[Exception]]:
-        """`convert` for each of `rows`; a row some column refuses is left out and
-        its error returned, so that one bad row does not cost the others."""
+        """`convert` for each of `rows`, each first made a list of its values by
+        `restore` (a child writer's parses what travelled as text); a row that
+        step or some column refuses is left out and its error returned, so that
+        one bad row does not cost the others."""
         out: list[tuple[Any, ...]] = []
         errors: list[Exception] = []
         for values in rows:
             try:
-                out.append(self.convert(list(values)))
+                out.append(self.convert(restore(values)))
             except Exception as exc:
                 errors.append(exc)
         return out, errors

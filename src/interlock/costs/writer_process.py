@@ -141,19 +141,6 @@ class Wire(NamedTuple):
                 values[index] = Decimal(values[index])
         return values
 
-    def restored_each(self, rows: Sequence[Sequence[Any]]
-                      ) -> tuple[list[list[Any]], list[Exception]]:
-        """`restored` for each row; a row that does not parse is left out and its
-        error returned (one bad row costs only itself)."""
-        out: list[list[Any]] = []
-        errors: list[Exception] = []
-        for row in rows:
-            try:
-                out.append(self.restored(row))
-            except Exception as exc:
-                errors.append(exc)
-        return out, errors
-
 
 def _frame(payload: bytes) -> bytes:
     return _LENGTH.pack(len(payload)) + payload
@@ -330,9 +317,7 @@ def serve(stdin: BinaryIO, stdout: BinaryIO) -> None:
                 if insert is None:
                     insert = BatchInsert(engine.dialect, ledger_tables(prefix).requests)
                 wire, sent = pickle.loads(frame)
-                restored, refused = Wire(*wire).restored_each(sent)
-                rows, unconverted = insert.convert_each(restored)
-                refused += unconverted
+                rows, refused = insert.convert_each(sent, Wire(*wire).restored)
                 if rows:
                     refused += [exc for _, exc in insert.write(engine, rows)]
             except Exception as exc:  # answered, and the parent retries
