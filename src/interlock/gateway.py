@@ -312,8 +312,7 @@ class Gateway:
         which the caller must call (in a `finally`): the server answers the client
         first, so the row's work is not in the client's wait. A failure is recorded
         here either way."""
-        started, meta = await self._begin(request, request_id, arrived)
-        request.api_key_id = key_id  # for budgets per client key
+        started, meta = await self._begin(request, request_id, arrived, key_id)
         with self._recording_failure(meta, started, request, key_id):
             meta.decision = await self.decide(request)
             result = await self.dispatcher.complete(request, meta.decision.group, meta.attempts)
@@ -334,8 +333,7 @@ class Gateway:
         With `settle_later` the ledger row of a stream that ends is written by
         `GatewayStream.aclose`, which the caller must await (in a `finally`), so
         that the stream's last bytes go out first."""
-        started, meta = await self._begin(request, request_id, arrived)
-        request.api_key_id = key_id  # for budgets per client key
+        started, meta = await self._begin(request, request_id, arrived, key_id)
         with self._recording_failure(meta, started, request, key_id):
             meta.decision = await self.decide(request)
             upstream = await self.dispatcher.open_stream(request, meta.decision.group,
@@ -352,8 +350,7 @@ class Gateway:
         """Embeddings from the named model group, with retries, fallbacks and a
         ledger row (input tokens only) like a completion's."""
         routing = request.routing
-        started, meta = await self._begin(routing, request_id, arrived)
-        routing.api_key_id = key_id  # for budgets per client key
+        started, meta = await self._begin(routing, request_id, arrived, key_id)
         with self._recording_failure(meta, started, routing, key_id):
             meta.decision = self._embedding_decision(routing.model)
             result = await self.dispatcher.embed(request, meta.decision.group)
@@ -384,9 +381,11 @@ class Gateway:
         return _RecordingFailure(self, meta, started, request, key_id)
 
     async def _begin(self, request: ChatRequest, request_id: str | None,
-                     arrived: float | None) -> tuple[float, ResponseMeta]:
-        """(start time, metadata) of one request; the decision is filled in later."""
+                     arrived: float | None, key_id: str | None) -> tuple[float, ResponseMeta]:
+        """(start time, metadata) of one request; the decision is filled in later.
+        The caller's key id goes with the request, for budgets per client key."""
         await self.start()
+        request.api_key_id = key_id
         meta = ResponseMeta(request_id or new_request_id(),
                             self.routing.placeholder(request.model))
         return arrived or time.perf_counter(), meta
