@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -148,6 +151,21 @@ async def _forget(replicas: list[BudgetGate], prefix: str) -> None:
         await g.aclose()
 
 
+@contextlib.asynccontextmanager
+async def _redis_gate(redis_url: str) -> AsyncIterator[tuple[BudgetGate, Deployment]]:
+    """A gate with one $5 budget on deployment d1, its counts in Redis under keys
+    of its own, deleted afterwards."""
+    d = _deployment()
+    prefix = f"interlock-test:{uuid.uuid4().hex}:"
+    gate = BudgetGate([Budget(deployment="d1", max_usd=Decimal(5))], _book(d),
+                      redis_url=redis_url, key_prefix=prefix)
+    try:
+        await gate._use_redis()
+        yield gate, d
+    finally:
+        await _forget([gate], prefix)
+
+
 async def test_two_replicas_share_one_budget_through_redis(redis_url: str) -> None:
     d = _deployment()
     prefix = f"interlock-test:{uuid.uuid4().hex}:"
@@ -191,11 +209,7 @@ async def test_a_huge_max_tokens_reserves_the_limit_and_keeps_redis_shared(
         redis_url: str) -> None:
     # A client's max_tokens near 2**62 made a reservation past Redis's 64-bit
     # counters: the script failed and the replica fell back to local counts.
-    d = _deployment()
-    prefix = f"interlock-test:{uuid.uuid4().hex}:"
-    gate = BudgetGate([Budget(deployment="d1", max_usd=Decimal(5))], _book(d),
-                      redis_url=redis_url, key_prefix=prefix)
-    try:
+    async with _redis_gate(redis_url) as (gate, d):
         ticket = await gate.acquire(d, _request(2**62))
         assert ticket is not None and ticket.on_redis
         assert gate._redis_down_until == 0.0  # Redis was never given up on
@@ -206,13 +220,6 @@ async def test_a_huge_max_tokens_reserves_the_limit_and_keeps_redis_shared(
         status = await gate.astatus()
         assert Decimal(status[0]["reserved_usd"]) == 0
         assert Decimal(status[0]["spent_usd"]) == 10 * PER_TOKEN
-    finally:
-        r = gate._redis
-        if r is not None:
-            keys = [k async for k in r.scan_iter(match=prefix + "*")]
-            if keys:
-                await r.delete(*keys)
-        await gate.aclose()
 
 
 def _for(user: str | None) -> ChatRequest:
@@ -300,3 +307,58 @@ async def test_an_end_user_s_budget_is_shared_through_redis(redis_url: str) -> N
         assert keys and all(b"acme" not in k and b"globex" not in k for k in keys)
     finally:
         await _forget(replicas, prefix)
+
+
+class _Delayed:
+    """A registered Redis script whose reply (`after=True`) or sending (`after=False`)
+    waits for `go`: the window in which a client that leaves cancels the request."""
+
+    def __init__(self, script: Any, *, after: bool) -> None:
+        self.script, self.after = script, after
+        self.entered, self.go = asyncio.Event(), asyncio.Event()
+
+    async def __call__(self, **kwargs: Any) -> Any:
+        self.entered.set()
+        if not self.after:
+            await self.go.wait()
+        result = await self.script(**kwargs)
+        if self.after:
+            await self.go.wait()
+        return result
+
+    async def cancel_in_window(self, gate: BudgetGate, call: Any) -> None:
+        """Run `call`, cancel it once it is waiting here, then let the script go on
+        and wait for what the gate left running."""
+        task = asyncio.ensure_future(call)
+        await self.entered.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        self.go.set()
+        await asyncio.wait(gate._background, timeout=5)
+
+
+async def _counts(gate: BudgetGate) -> tuple[Decimal, Decimal]:
+    row = (await gate.astatus())[0]
+    return Decimal(row["spent_usd"]), Decimal(row["reserved_usd"])
+
+
+async def test_a_reservation_cancelled_on_its_way_back_from_redis_is_given_back(
+        redis_url: str) -> None:
+    # The script ran on Redis, but the request was cancelled before its reply
+    # came: no ticket holds the reservation, so the gate gives it back itself.
+    async with _redis_gate(redis_url) as (gate, d):
+        gate._reserve = delayed = _Delayed(gate._reserve, after=True)
+        await delayed.cancel_in_window(gate, gate.acquire(d, _request(100)))
+        assert await _counts(gate) == (0, 0)
+        assert gate._redis_down_until == 0.0  # nothing was taken for a Redis failure
+
+
+async def test_a_settle_cancelled_before_it_reached_redis_still_settles(redis_url: str) -> None:
+    async with _redis_gate(redis_url) as (gate, d):
+        ticket = await gate.acquire(d, _request(100))
+        assert ticket is not None and ticket.on_redis
+        assert await _counts(gate) == (0, Decimal("0.1"))
+        gate._settle_script = delayed = _Delayed(gate._settle_script, after=False)
+        await delayed.cancel_in_window(gate, ticket.release(_response(30)))
+        assert await _counts(gate) == (30 * PER_TOKEN, 0)

@@ -693,3 +693,50 @@ async def test_a_request_cancelled_at_a_gate_gives_back_its_admission_and_slot()
     assert h.dispatcher.health()[0].in_flight == 0
     gate.open.set()
     assert (await h.dispatcher.complete(request(), "g")).deployment.name == "a"
+
+
+async def test_a_request_cancelled_at_a_second_gate_releases_the_first_gate_s_ticket() -> None:
+    class Stuck:
+        name = "rpm"
+
+        def __init__(self) -> None:
+            self.entered = asyncio.Event()
+
+        async def acquire(self, deployment: Deployment, request: ChatRequest) -> object:
+            self.entered.set()
+            await asyncio.Event().wait()  # until cancelled
+            raise AssertionError("not reached")
+
+    first, second = _Gate("budget", allow={"a"}), Stuck()
+    h = make([dep("a")], gates=[first, second])
+    task = asyncio.ensure_future(h.dispatcher.complete(request(), "g"))
+    await second.entered.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # The first gate's ticket went back as an attempt that never ran (no response).
+    assert first.released == [None]
+    assert h.dispatcher.health()[0].in_flight == 0
+
+
+async def test_every_ticket_is_released_when_the_request_is_cancelled_during_one() -> None:
+    released: list[str] = []
+
+    class Slow:
+        def __init__(self, name: str, entered: asyncio.Event | None = None) -> None:
+            self.name, self.entered = name, entered
+
+        async def release(self, response: ChatResponse | None) -> None:
+            if self.entered is not None:
+                self.entered.set()
+                await asyncio.Event().wait()  # cancelled here
+            released.append(self.name)
+
+    entered = asyncio.Event()
+    tickets = [Slow("first", entered), Slow("second")]
+    task = asyncio.ensure_future(dispatcher_module._release_tickets(tickets, None))
+    await entered.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert released == ["second"]  # the first was cut short; the second still ran

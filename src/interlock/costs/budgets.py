@@ -32,6 +32,7 @@ Imports: the standard library, `catalog`, `types`, `costs.prices`,
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -181,6 +182,8 @@ class BudgetGate:
         self._redis_down_until = 0.0
         self._unpriced_warned: set[str] = set()
         self._reservations = 0  # local ones, for letting ended periods go
+        # Redis calls left running by a cancelled caller (see `_survive`).
+        self._background: set[asyncio.Task[Any]] = set()
         self.refused = 0
 
     # ------------------------------------------------------------------ gate
@@ -261,6 +264,8 @@ class BudgetGate:
         return rows
 
     async def aclose(self) -> None:
+        if self._background:  # a settle a cancelled request left behind still counts
+            await asyncio.wait(self._background, timeout=2.0)
         if self._redis is not None:
             await self._redis.aclose(close_connection_pool=True)
             self._redis = None
@@ -297,18 +302,48 @@ class BudgetGate:
 
     async def _reserve_redis(self, keys: list[str], limits: list[int], amount: int,
                              ttl: int) -> int | None:
+        call = self._survive(self._reserve(keys=keys, args=[amount, ttl, *limits]))
         try:
-            result = await self._reserve(keys=keys, args=[amount, ttl, *limits])
+            result = await asyncio.shield(call)
+        except asyncio.CancelledError:
+            # The request was cancelled (its client left) while the script was on
+            # its way: Redis may reserve all the same, with no ticket to give it
+            # back, holding the amount until the period ends. Undo it once known.
+            call.add_done_callback(lambda done: self._undo_reservation(done, keys, amount, ttl))
+            raise
         except Exception as exc:
             self._redis_failed(exc)
             return None
         return int(result)
 
+    def _undo_reservation(self, call: asyncio.Task[Any], keys: list[str], amount: int,
+                          ttl: int) -> None:
+        if not call.cancelled() and call.exception() is None and int(call.result()) == 0:
+            self._survive(self._settle_script(keys=keys, args=[amount, 0, ttl]))
+
+    def _survive(self, call: Any) -> asyncio.Task[Any]:
+        """`call` as a task that a cancelled caller does not stop (awaited through
+        `asyncio.shield`): a script sent to Redis may run whether or not its
+        caller waits, so the count must follow it. Kept until done; a failure
+        is noted as any Redis failure."""
+        task = asyncio.ensure_future(call)
+        self._background.add(task)
+        task.add_done_callback(self._forget)
+        return task
+
+    def _forget(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        error = None if task.cancelled() else task.exception()
+        if isinstance(error, Exception):
+            self._redis_failed(error)
+
     async def _settle(self, ticket: BudgetTicket, actual: int) -> None:
         if ticket.on_redis and await self._use_redis():
             try:
-                await self._settle_script(keys=ticket.keys,
-                                          args=[ticket.reserved, actual, ticket.ttl])
+                # Shielded: a request cancelled while settling still gives back
+                # what it reserved.
+                await asyncio.shield(self._survive(self._settle_script(
+                    keys=ticket.keys, args=[ticket.reserved, actual, ticket.ttl])))
                 return
             except Exception as exc:
                 self._redis_failed(exc)

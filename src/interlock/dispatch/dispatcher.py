@@ -413,7 +413,11 @@ class Dispatcher:
                           ) -> list[GateTicket] | None:
         tickets: list[GateTicket] = []
         for gate in self._gates:
-            ticket = await gate.acquire(d, run.request)
+            try:
+                ticket = await gate.acquire(d, run.request)
+            except BaseException:  # cancelled at a later gate: the earlier ones' go back
+                await _release_tickets(tickets, None)
+                raise
             if ticket is None:
                 await _release_tickets(tickets, None)
                 run.skip(group, d, gate.name)
@@ -681,8 +685,16 @@ def _continuation_request(request: ChatRequest, partial_text: str) -> ChatReques
 
 
 async def _release_tickets(tickets: list[GateTicket], response: ChatResponse | None) -> None:
+    """Every ticket released, even when the request is cancelled during one of
+    them: the cancellation is raised after the last."""
+    cancelled: asyncio.CancelledError | None = None
     for ticket in tickets:
-        await ticket.release(response)
+        try:
+            await ticket.release(response)
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+    if cancelled is not None:
+        raise cancelled
 
 
 def _interrupted(error: BaseException) -> str:
