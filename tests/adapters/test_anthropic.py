@@ -14,11 +14,13 @@ import pytest
 from interlock.adapters.anthropic import (
     DEFAULT_MAX_TOKENS,
     AnthropicAdapter,
+    StreamState,
     error_from_response,
+    parse_message,
     parse_usage,
     ratelimit_reset_after,
 )
-from interlock.adapters.base import StreamAccumulator
+from interlock.adapters.base import ServerSentEvent, StreamAccumulator
 from interlock.adapters.http import HttpClient, Labels, Timeouts
 from interlock.catalog import Deployment, Secret
 from interlock.errors import (
@@ -942,3 +944,52 @@ async def test_web_search_citations_come_back_as_url_annotations(
     plain = await complete(fake_upstream, request())
     assert plain.annotations is None and plain.usage is not None
     assert plain.usage.web_searches == 0
+
+
+# -- service tiers -----------------------------------------------------------
+
+@pytest.mark.parametrize(("asked", "sent"), [
+    ("default", "standard_only"), ("priority", "auto"), ("auto", "auto"),
+    ("standard_only", "standard_only")])
+async def test_service_tier_goes_in_anthropic_s_terms(fake_upstream: FakeUpstream, asked: str,
+                                                      sent: str) -> None:
+    body = await sent_body(fake_upstream, request(extra={"service_tier": asked}))
+    assert body["service_tier"] == sent
+
+
+async def test_a_service_tier_anthropic_lacks_is_refused_or_dropped(
+        fake_upstream: FakeUpstream) -> None:
+    http = HttpClient()
+    try:
+        with pytest.raises(UnsupportedParameter) as info:
+            await AnthropicAdapter(http).complete(request(extra={"service_tier": "flex"}),
+                                                  deployment(fake_upstream), FAST)
+    finally:
+        await http.aclose()
+    assert info.value.param == "service_tier"
+    assert "'flex' has no counterpart" in str(info.value)
+    assert fake_upstream.received == []
+    body = await sent_body(fake_upstream, request(extra={"service_tier": "flex"},
+                                                  drop_params=True))
+    assert "service_tier" not in body
+
+
+async def test_the_served_tier_comes_back_whole_and_streamed(fake_upstream: FakeUpstream) -> None:
+    fake_upstream.reply(Reply(text="ok"), provider="anthropic")
+    whole = await complete(fake_upstream, request())
+    streamed = folded(await stream(fake_upstream, request()))
+    assert whole.service_tier == streamed.service_tier == "standard"
+
+
+def test_a_priority_answer_says_so() -> None:
+    d = Deployment(name="c", group="g", provider="anthropic", model=MODEL)
+    usage = {"input_tokens": 3, "output_tokens": 1, "service_tier": "priority"}
+    message = {"id": "msg_1", "type": "message", "role": "assistant", "model": MODEL,
+               "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn",
+               "usage": usage}
+    assert parse_message(message, d).service_tier == "priority"
+    start = StreamState(d).feed(ServerSentEvent("message_start", json.dumps(
+        {"type": "message_start", "message": {**message, "content": []}})))
+    assert start is not None and start.service_tier == "priority"
+    # Answers that say no tier (older API versions) say none.
+    assert parse_message({**message, "usage": {"input_tokens": 3}}, d).service_tier is None

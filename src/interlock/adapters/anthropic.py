@@ -43,6 +43,9 @@ Choices worth knowing:
   `anthropic_beta` (sent as the `anthropic-beta` header) and `extra_headers`.
 - Usage: neutral input_tokens counts all input (uncached + cache reads +
   cache writes); cached_input_tokens and cache_write_tokens are subsets.
+- `service_tier`: OpenAI's "default" is sent as Anthropic's "standard_only" and
+  "priority" as "auto" (see `SERVICE_TIERS`); the tier that served the call
+  (`usage.service_tier`) comes back as the answer's `service_tier`.
 
 Imports: the standard library, orjson, `types`, `errors`, `catalog`, `adapters.base`,
 `adapters.http`, `adapters.registry`, `reasoning_effort`, `web_search`.
@@ -144,9 +147,14 @@ CONTENT_FILTER_TEXTS = ("content filtering policy",)
 UNSUPPORTED_EXTRA: dict[str, tuple[Any, ...]] = {
     "n": (1,), "frequency_penalty": (0,), "presence_penalty": (0,), "logprobs": (False,),
     "top_logprobs": (0,), "logit_bias": ({},), "seed": (),
-    "service_tier": (), "modalities": (["text"],), "audio": (), "prediction": (),
-    "store": (False,),
+    "modalities": (["text"],), "audio": (), "prediction": (), "store": (False,),
 }
+# OpenAI's service_tier values as Anthropic's: "auto" (its default: Priority Tier
+# where the organisation has that capacity, else standard) and "standard_only".
+# OpenAI's "default" asks for standard processing; "priority" is what Anthropic's
+# "auto" gives where it can. "flex" has no counterpart.
+SERVICE_TIERS = {"auto": "auto", "default": "standard_only", "standard_only": "standard_only",
+                 "priority": "auto"}
 # Extra keys that are fine to ignore here: Anthropic always reports usage in
 # streams; the others are read where the body is built.
 IGNORED_EXTRA = frozenset({"stream_options", "max_completion_tokens", "reasoning_effort",
@@ -368,8 +376,22 @@ def _add_extra(body: dict[str, Any], request: ChatRequest, drop: bool) -> None:
     for key, value in request.extra.items():
         if key in PASSTHROUGH_EXTRA:
             body[key] = value
+        elif key == "service_tier" and value is not None:
+            _add_service_tier(body, value, drop)
         elif not (drop or _is_noop(key, value)):
             raise UnsupportedParameter(key, PROVIDER)
+
+
+def _add_service_tier(body: dict[str, Any], value: Any, drop: bool) -> None:
+    tier = SERVICE_TIERS.get(value) if isinstance(value, str) else None
+    if tier is not None:
+        body["service_tier"] = tier
+    elif not drop:
+        raise UnsupportedParameter(
+            "service_tier", PROVIDER,
+            f"Anthropic serves 'auto' (Priority Tier where your organisation has it) or "
+            f"'standard_only'; 'default' is sent as 'standard_only' and 'priority' as "
+            f"'auto'. {value!r} has no counterpart.")
 
 
 def _add_thinking(body: dict[str, Any], request: ChatRequest, *, chosen_here: bool) -> None:
@@ -540,6 +562,7 @@ def parse_message(data: Any, deployment: Deployment) -> ChatResponse:
         reasoning="".join(reasoning) or None,
         thinking_blocks=thinking,
         annotations=annotations or None,
+        service_tier=served_tier(data.get("usage")),
     )
 
 
@@ -565,6 +588,13 @@ def finish_reason(stop_reason: str | None) -> FinishReason | None:
     if stop_reason is None:
         return None
     return STOP_REASONS.get(stop_reason, "stop")
+
+
+def served_tier(usage: Any) -> str | None:
+    """The tier Anthropic served the call at (`usage.service_tier`: "standard",
+    "priority" or "batch"), as it says it."""
+    tier = usage.get("service_tier") if isinstance(usage, dict) else None
+    return tier if tier and isinstance(tier, str) else None
 
 
 def parse_usage(usage: Mapping[str, Any]) -> Usage:
@@ -615,7 +645,8 @@ class StreamState:
     def _message_start(self, data: dict[str, Any]) -> StreamDelta:
         message = data.get("message") or {}
         self.usage.update(message.get("usage") or {})
-        return StreamDelta(id=message.get("id"), model=message.get("model"))
+        return StreamDelta(id=message.get("id"), model=message.get("model"),
+                           service_tier=served_tier(message.get("usage")))
 
     def _block_start(self, data: dict[str, Any]) -> StreamDelta | None:
         block = data.get("content_block") or {}

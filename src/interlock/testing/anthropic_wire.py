@@ -301,6 +301,9 @@ def _usage(reply: Reply, searches: int) -> dict[str, Any]:
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": cached,
         "output_tokens": output,
+        # Anthropic's answer to "auto" is Priority Tier only where an organisation
+        # bought that capacity; the fake's organisation has none.
+        "service_tier": "standard",
     }
     if searches:
         usage["server_tool_use"] = {"web_search_requests": searches}
