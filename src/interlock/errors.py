@@ -7,6 +7,7 @@
     │   ├── UnknownModel             no such model group (HTTP 404)
     │   └── UnsupportedParameter     a provider cannot take a parameter (HTTP 400)
     ├── BudgetExceeded               a budget has no money left for the target (HTTP 429)
+    ├── KeyRateLimited               a client key is over its own limits (HTTP 429)
     ├── NoDeploymentAvailable        every candidate is cooling or over its limits (HTTP 503)
     └── ProviderError                an upstream call failed; carries provider,
         │                            deployment, status and retry_after
@@ -158,6 +159,24 @@ class UnsupportedParameter(InvalidRequest):
 class BudgetExceeded(InterlockError):
     status_code = 429
     error_type = "budget_exceeded"
+
+
+class KeyRateLimited(InterlockError):
+    """The caller's client key is over one of its own limits (`rpm_limit`,
+    `tpm_limit`, `max_parallel_requests` in general_settings.api_keys); nothing
+    was sent upstream."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+
+    def __init__(self, key: str, limit: str, value: int, retry_after: float | None):
+        wait = (f" Retry in {max(1, round(retry_after))} s." if retry_after is not None
+                else " Retry when one of its calls has ended.")
+        super().__init__(f"The API key {key!r} is over its {limit} of {value:,}.{wait}")
+        self.code = "rate_limit_exceeded"
+        self.param = None
+        self.limit = limit
+        self.retry_after = retry_after
 
 
 class NoDeploymentAvailable(InterlockError):

@@ -44,6 +44,7 @@ from interlock.errors import (
     ProviderError,
     UnknownModel,
 )
+from interlock.key_limits import KeyLimits, KeyTicket
 from interlock.routing.decision import RoutingDecision, direct, header_safe
 from interlock.routing.policy import RoutingPolicy, parse_router_alias
 from interlock.tokens import estimate_prompt_tokens, estimate_text_tokens
@@ -79,6 +80,8 @@ class ResponseMeta:
     service_tier: str | None = None
     # The provider reported no usage; the tokens recorded and the cost are estimates.
     usage_estimated: bool = False
+    # A limited client key's hold on its limits, let go with the ledger row.
+    key_ticket: KeyTicket | None = None
 
     @property
     def upstream_calls(self) -> int:
@@ -223,6 +226,9 @@ class Gateway:
             gates.append(self.budgets)
         self.dispatcher = dispatcher or Dispatcher(
             self.catalog, self.adapters, config.router_settings, gates=gates)
+        self.key_limits = KeyLimits(config.general_settings.api_keys, self.dispatcher.state)
+        # The client keys with limits of their own: one set lookup a request.
+        self._limited_keys = self.key_limits.limited
         self.routing = RoutingPolicy.from_config(config.routing, self.catalog,
                                                  ask=self._ask_for_router,
                                                  embed=self._embed_for_router)
@@ -314,6 +320,8 @@ class Gateway:
         here either way."""
         started, meta = await self._begin(request, request_id, arrived, key_id)
         with self._recording_failure(meta, started, request, key_id):
+            if key_id in self._limited_keys:
+                meta.key_ticket = await self.key_limits.admit(key_id, request)
             meta.decision = await self.decide(request)
             result = await self.dispatcher.complete(request, meta.decision.group, meta.attempts)
         response = result.response
@@ -335,6 +343,8 @@ class Gateway:
         that the stream's last bytes go out first."""
         started, meta = await self._begin(request, request_id, arrived, key_id)
         with self._recording_failure(meta, started, request, key_id):
+            if key_id in self._limited_keys:
+                meta.key_ticket = await self.key_limits.admit(key_id, request)
             meta.decision = await self.decide(request)
             upstream = await self.dispatcher.open_stream(request, meta.decision.group,
                                                          meta.attempts)
@@ -352,6 +362,8 @@ class Gateway:
         routing = request.routing
         started, meta = await self._begin(routing, request_id, arrived, key_id)
         with self._recording_failure(meta, started, routing, key_id):
+            if key_id in self._limited_keys:
+                meta.key_ticket = await self.key_limits.admit(key_id, routing)
             meta.decision = self._embedding_decision(routing.model)
             result = await self.dispatcher.embed(request, meta.decision.group)
         self._answered(meta, started, routing, result, result.response.usage)
@@ -443,6 +455,9 @@ class Gateway:
                 error: BaseException | None = None) -> None:
         # `stream` and `error` may be given by position: the server's partials do,
         # since a partial holding keywords merges them into a dict at each call.
+        if meta.key_ticket is not None:  # each request comes here once: its limits let go
+            meta.key_ticket.done(usage)
+            meta.key_ticket = None
         ledger = self.ledger
         if ledger is None:
             return

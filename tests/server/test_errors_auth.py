@@ -3,6 +3,7 @@ error format (`{"error": {"message", "type", "param", "code"}}`), never a 500.""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -399,3 +400,47 @@ def test_a_client_key_s_models_must_exist(fake_upstream: FakeUpstream) -> None:
         {"name": "a", "key": "sk-a-0123456789", "models": ["budget", "bugdet"]}]
     with pytest.raises(ConfigError, match=r"api_keys\[0\]\.models: 'bugdet' is not a name"):
         create_app(load_config(config, environ={}), environ={})
+
+
+async def test_a_client_key_s_own_limits_give_a_429_with_retry_after(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path) -> None:
+    from tests.server.gateways import ledger_rows
+
+    database = tmp_path / "ledger.sqlite"
+    config = three_provider_config(fake_upstream)
+    config["general_settings"]["api_keys"] = [
+        {"name": "batch", "key": "sk-batch-0123456789", "rpm_limit": 1},
+        {"name": "chat", "key": "sk-chat-0123456789", "max_parallel_requests": 1}]
+    config["ledger"] = {"database": str(database)}
+    gw = start_gateway(config)
+    batch = gw.openai(api_key="sk-batch-0123456789")
+    assert (await batch.chat.completions.create(model="budget", messages=HELLO)).choices
+    with pytest.raises(openai.RateLimitError) as refused:
+        await batch.chat.completions.create(model="budget", messages=HELLO, stream=True)
+    assert refused.value.body["code"] == "rate_limit_exceeded"
+    assert "'batch' is over its rpm_limit of 1" in refused.value.body["message"]
+    assert 1 <= int(refused.value.response.headers["retry-after"]) <= 60
+    await batch.close()
+    # Another key, and the master key, have limits of their own (none here).
+    for api_key in ("sk-chat-0123456789", MASTER_KEY):
+        client = gw.openai(api_key=api_key)
+        assert (await client.chat.completions.create(model="budget", messages=HELLO)).choices
+        await client.close()
+    # One call at a time: a second while the first waits on the upstream is refused.
+    fake_upstream.script(Fault(latency=0.5), provider="openai")
+    chat = gw.openai(api_key="sk-chat-0123456789")
+    slow = asyncio.ensure_future(chat.chat.completions.create(model="budget", messages=HELLO))
+    for _ in range(500):  # until the fake holds the slow call (5 s at most)
+        if fake_upstream.calls("openai") == 4:
+            break
+        await asyncio.sleep(0.01)
+    with pytest.raises(openai.RateLimitError) as busy:
+        await chat.embeddings.create(model="budget", input="x")
+    assert "max_parallel_requests of 1" in busy.value.body["message"]
+    assert (await slow).choices
+    await chat.close()
+    assert fake_upstream.calls("openai") == 4  # nothing refused went upstream
+    gw.stop()
+    refusals = [r for r in ledger_rows(database).values() if r["error_class"] == "KeyRateLimited"]
+    assert sorted(r["api_key_id"] for r in refusals) == ["batch", "chat"]

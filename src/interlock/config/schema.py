@@ -321,6 +321,12 @@ class ClientKey(BaseModel):
     key: SecretStr
     # The names it may ask for (model groups, routers, aliases); None: all of them.
     models: list[str] | None = None
+    # Its own limits (LiteLLM's names), over all the deployments it reaches:
+    # requests and tokens a minute (shared through Redis where router_settings
+    # names one), and calls at once in each gateway process.
+    rpm_limit: int | None = Field(default=None, ge=1)
+    tpm_limit: int | None = Field(default=None, ge=1)
+    max_parallel_requests: int | None = Field(default=None, ge=1)
 
 
 class GeneralSettings(AcceptsIgnoredKeys):

@@ -13,7 +13,12 @@ from typing import Any
 
 import orjson
 
-from interlock.errors import InterlockError, NoDeploymentAvailable, ProviderError
+from interlock.errors import (
+    InterlockError,
+    KeyRateLimited,
+    NoDeploymentAvailable,
+    ProviderError,
+)
 from interlock.openai_response import error_dict, plain_error_dict
 
 Scope = MutableMapping[str, Any]
@@ -73,7 +78,7 @@ async def send_json(send: Send, status: int, body: Any, headers: Headers = ()) -
 def error_status_and_headers(error: InterlockError) -> tuple[int, list[tuple[bytes, bytes]]]:
     headers: list[tuple[bytes, bytes]] = []
     retry_after: float | None = None
-    if isinstance(error, NoDeploymentAvailable | ProviderError):
+    if isinstance(error, NoDeploymentAvailable | ProviderError | KeyRateLimited):
         retry_after = error.retry_after
     if retry_after is not None and error.status_code in (429, 503):
         headers.append((b"retry-after", str(max(1, round(retry_after))).encode()))

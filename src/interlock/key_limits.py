@@ -1,0 +1,118 @@
+"""Limits per client key: requests and tokens a minute, calls at once.
+
+`general_settings.api_keys[].rpm_limit`, `tpm_limit` and `max_parallel_requests`
+(LiteLLM's names for a key's limits) bound what one client application may take
+of the gateway, whichever deployments its requests go to, so that one team's
+batch job cannot use up the deployments' own rpm/tpm for everyone else.
+
+The minute windows are kept by the dispatcher's state backend, the one that
+holds the deployments' rpm/tpm windows (one-second buckets over a minute): in
+this process, or in Redis and shared by every replica when router_settings
+names one. Calls at once are counted per process, as a deployment's
+max_parallel_requests are.
+
+A request over a limit is refused before routing with a 429 (`KeyRateLimited`,
+with Retry-After for the minute windows) and costs nothing upstream. tpm is
+reserved with the prompt's estimate plus max_tokens and settled with the
+answer's usage when the request's ledger row is made (`KeyTicket.done`), which
+every request reaches exactly once, answered, failed or cancelled.
+
+Imports: the standard library, `errors`, `types`, `tokens`,
+`dispatch.selection`, `dispatch.state.base` (`config` for a type).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from interlock.dispatch.selection import estimate_request_tokens
+from interlock.dispatch.state.base import Admission, Limits, StateBackend
+from interlock.errors import KeyRateLimited
+from interlock.tokens import estimate_prompt_tokens
+from interlock.types import ChatRequest, Usage
+
+if TYPE_CHECKING:
+    from interlock.config.schema import ClientKey
+
+log = logging.getLogger(__name__)
+
+# The state backend keys its windows by name; deployment names never start so.
+WINDOW_PREFIX = "client-key:"
+
+
+class KeyLimits:
+    """The limits of the client keys that have any, for one gateway."""
+
+    def __init__(self, keys: Sequence[ClientKey], backend: StateBackend) -> None:
+        self._backend = backend
+        # key name -> (rpm/tpm, max calls at once)
+        self._terms: dict[str, tuple[Limits, int | None]] = {
+            k.name: (Limits(k.rpm_limit, k.tpm_limit), k.max_parallel_requests)
+            for k in keys
+            if k.rpm_limit is not None or k.tpm_limit is not None
+            or k.max_parallel_requests is not None}
+        # The names, for the gateway's one check a request.
+        self.limited = frozenset(self._terms)
+        self._in_flight: dict[str, int] = dict.fromkeys(self._terms, 0)
+        self._settling: set[asyncio.Task[Any]] = set()
+
+    async def admit(self, key: str | None, request: ChatRequest) -> KeyTicket:
+        """A ticket for one request of `key`, or KeyRateLimited. The caller asks
+        only for a name in `limited` (a KeyError otherwise)."""
+        key = key or ""  # "" names no key (names are never empty): a KeyError below
+        limits, cap = self._terms[key]
+        if cap is not None and self._in_flight[key] >= cap:
+            raise KeyRateLimited(key, "max_parallel_requests", cap, None)
+        # Taken before the await below, so that a request admitted meanwhile sees it.
+        self._in_flight[key] += 1
+        admission = None
+        try:
+            if limits.any:
+                tokens = (estimate_request_tokens(request, estimate_prompt_tokens(request))
+                          if limits.tpm is not None else 0)
+                admission = await self._backend.admit(WINDOW_PREFIX + key, limits, tokens, 0.0)
+                if not admission.admitted:
+                    limit = admission.refused_by  # "rpm" or "tpm"
+                    value = limits.rpm if limit == "rpm" else limits.tpm
+                    raise KeyRateLimited(key, f"{limit}_limit", value or 0,
+                                         admission.retry_after)
+        except BaseException:
+            self._in_flight[key] -= 1
+            raise
+        return KeyTicket(self, key, admission if limits.tpm is not None else None)
+
+    def _done(self, key: str, admission: Admission | None, usage: Usage | None) -> None:
+        self._in_flight[key] -= 1
+        if admission is None:
+            return
+        # The reservation settled with what was used (nothing, for a failure):
+        # on the backend's own terms, which may be a Redis call, so as a task.
+        task = asyncio.ensure_future(
+            self._backend.settle(admission, usage.total_tokens if usage is not None else 0))
+        self._settling.add(task)
+        task.add_done_callback(self._settled)
+
+    def _settled(self, task: asyncio.Task[Any]) -> None:
+        self._settling.discard(task)
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            log.warning("a client key's tpm count could not be settled (%s)",
+                        type(error).__name__)
+
+
+class KeyTicket:
+    """One admitted request of a limited key; `done` exactly once, when its
+    ledger row is made."""
+
+    __slots__ = ("_admission", "_key", "_limits")
+
+    def __init__(self, limits: KeyLimits, key: str, admission: Admission | None) -> None:
+        self._limits = limits
+        self._key = key
+        self._admission = admission
+
+    def done(self, usage: Usage | None) -> None:
+        self._limits._done(self._key, self._admission, usage)

@@ -1,0 +1,82 @@
+"""A client key's own limits (rpm_limit, tpm_limit, max_parallel_requests), on the
+state backends that keep the deployments' windows."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from tests.dispatch.fakes import request
+
+from interlock.config.schema import ClientKey
+from interlock.dispatch.state.memory import MemoryStateBackend
+from interlock.errors import KeyRateLimited
+from interlock.key_limits import KeyLimits
+from interlock.types import Usage
+
+
+def key(name: str = "team", **limits: Any) -> ClientKey:
+    return ClientKey(name=name, key=f"sk-{name}-0123456789", **limits)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_only_keys_with_a_limit_are_limited() -> None:
+    limits = KeyLimits([key("free"), key("capped", rpm_limit=5)], MemoryStateBackend())
+    assert limits.limited == {"capped"}
+
+
+async def test_rpm_limit_refuses_until_the_minute_has_passed() -> None:
+    clock = Clock()
+    limits = KeyLimits([key(rpm_limit=2)], MemoryStateBackend(clock))
+    for _ in range(2):
+        (await limits.admit("team", request())).done(None)
+    with pytest.raises(KeyRateLimited) as refused:
+        await limits.admit("team", request())
+    assert refused.value.limit == "rpm_limit" and refused.value.status_code == 429
+    assert refused.value.retry_after is not None and 0 < refused.value.retry_after <= 60
+    assert "'team' is over its rpm_limit of 2" in str(refused.value)
+    clock.t += 61
+    (await limits.admit("team", request())).done(None)
+
+
+async def test_max_parallel_requests_counts_the_calls_not_yet_done() -> None:
+    limits = KeyLimits([key(max_parallel_requests=1)], MemoryStateBackend())
+    first = await limits.admit("team", request())
+    with pytest.raises(KeyRateLimited) as refused:
+        await limits.admit("team", request())
+    assert refused.value.limit == "max_parallel_requests"
+    assert refused.value.retry_after is None
+    first.done(Usage(input_tokens=3, output_tokens=2))
+    (await limits.admit("team", request())).done(None)
+
+
+async def test_tpm_limit_reserves_the_estimate_and_settles_the_usage() -> None:
+    limits = KeyLimits([key(tpm_limit=1000)], MemoryStateBackend(Clock()))
+    first = await limits.admit("team", request(max_tokens=600))
+    # About 600 tokens held: another 600 would pass the limit.
+    with pytest.raises(KeyRateLimited) as refused:
+        await limits.admit("team", request(max_tokens=600))
+    assert refused.value.limit == "tpm_limit"
+    first.done(Usage(input_tokens=5, output_tokens=5))  # it used 10
+    await asyncio.sleep(0)  # the settle runs as a task
+    (await limits.admit("team", request(max_tokens=600))).done(None)
+
+
+@pytest.mark.redis
+async def test_rpm_limit_is_shared_through_redis(
+        redis_backends: Callable[..., Any]) -> None:
+    replicas = [KeyLimits([key(rpm_limit=3)], redis_backends()) for _ in range(2)]
+    for limits in (replicas[0], replicas[1], replicas[0]):
+        (await limits.admit("team", request())).done(None)
+    for limits in replicas:
+        with pytest.raises(KeyRateLimited):
+            await limits.admit("team", request())
