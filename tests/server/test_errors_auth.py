@@ -444,3 +444,26 @@ async def test_a_client_key_s_own_limits_give_a_429_with_retry_after(
     gw.stop()
     refusals = [r for r in ledger_rows(database).values() if r["error_class"] == "KeyRateLimited"]
     assert sorted(r["api_key_id"] for r in refusals) == ["batch", "chat"]
+
+
+async def test_a_client_key_may_name_a_router_at_every_threshold(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway]) -> None:
+    config = three_provider_config(fake_upstream)
+    config["routing"] = {"strong_group": "high-quality", "weak_group": "budget"}
+    config["general_settings"]["api_keys"] = [
+        {"name": "controller", "key": "sk-controller-0123456789", "models": ["router-random-*"]}]
+    gw = start_gateway(config)
+    client = gw.openai(api_key="sk-controller-0123456789")
+    for threshold in ("0", "1", "0.116"):  # RouteLLM's model names, any threshold
+        answer = await client.chat.completions.create(model=f"router-random-{threshold}",
+                                                      messages=HELLO)
+        assert answer.choices
+    for other in ("budget", "router-mf-0.5", "router-random"):
+        with pytest.raises(openai.PermissionDeniedError):
+            await client.chat.completions.create(model=other, messages=HELLO)
+    await client.close()
+    # Only routers a router- name can reach may be named so.
+    config["general_settings"]["api_keys"][0]["models"] = ["router-mf-*"]
+    with pytest.raises(ConfigError, match=r"'router-mf-\*' is not a name clients can ask for; "
+                                          r"expected some of: .*router-random-\*"):
+        create_app(load_config(config, environ={}), environ={})

@@ -120,6 +120,13 @@ class RoutingPolicy:
         """Names clients may ask for besides the plain model groups."""
         return list(self.settings.groups)
 
+    def alias_routers(self) -> list[str]:
+        """The routers a `router-<name>-<threshold>` model may name (none without
+        routing.strong_group and weak_group)."""
+        if not (self.settings.strong_group and self.settings.weak_group):
+            return []
+        return sorted({*self._learned, "random"})
+
     @property
     def default_group(self) -> str | None:
         return self.settings.default_group or self.settings.weak_group

@@ -32,7 +32,7 @@ from interlock.server.asgi_io import (
     send_json,
     send_plain_error,
 )
-from interlock.server.auth import BearerAuth, caller_models
+from interlock.server.auth import BearerAuth, any_threshold, caller_models
 from interlock.server.chat import ChatCompletions
 from interlock.server.embeddings import EmbeddingsEndpoint
 from interlock.server.guard import ErrorGuard
@@ -219,7 +219,7 @@ def create_app(config: InterlockConfig, *, host: str = "127.0.0.1",
                                 tune_gc=server_process)
     key = master_key_from(config, env)
     clients = settings.api_keys
-    known = gateway.model_names()
+    known = gateway.model_names() + [any_threshold(r) for r in gateway.routing.alias_routers()]
     for index, client in enumerate(clients):
         unknown = [m for m in client.models or () if m not in known]
         if unknown:

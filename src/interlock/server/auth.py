@@ -7,7 +7,8 @@ a client key reaches the API but not the pages that tell how the gateway is
 doing (`ADMIN_PATHS`), which take the master key. Health probes stay open so
 that load balancers need no key.
 
-Imports: the standard library, `errors`, `server.asgi_io` (`config` for a type).
+Imports: the standard library, `errors`, `routing.policy`, `server.asgi_io`
+(`config` for a type).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from interlock.errors import ModelNotAllowed
+from interlock.routing.policy import parse_router_alias
 from interlock.server.asgi_io import ASGIApp, Receive, Scope, Send, header, send_plain_error
 
 if TYPE_CHECKING:
@@ -49,10 +51,19 @@ def caller_models(scope: Scope) -> frozenset[str] | None:
 
 
 def check_model(scope: Scope, model: str) -> None:
-    """Raise `ModelNotAllowed` if this request's key may not ask for `model`."""
+    """Raise `ModelNotAllowed` if this request's key may not ask for `model`.
+    `router-<name>-*` among a key's models allows that router at any threshold
+    (RouteLLM's `router-mf-0.116`)."""
     allowed = caller_models(scope)
     if allowed is not None and model not in allowed:
-        raise ModelNotAllowed(model, list(allowed))
+        alias = parse_router_alias(model)
+        if alias is None or any_threshold(alias[0]) not in allowed:
+            raise ModelNotAllowed(model, list(allowed))
+
+
+def any_threshold(router: str) -> str:
+    """How a client key's `models` names a router at every threshold."""
+    return f"router-{router}-*"
 
 
 class BearerAuth:
