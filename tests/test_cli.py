@@ -105,6 +105,16 @@ def test_check_says_ready_for_a_config_serve_would_start(
         app, ["check", "--config", str(budgeted)]).output
     report = json.loads(runner.invoke(app, ["check", "--config", str(config), "--json"]).output)
     assert report["deployments"][0]["max_parallel_requests"] == 4 and not report["to_look_at"]
+    keyed = tmp_path / "keyed.yaml"
+    keyed.write_text(config.read_text().replace(
+        "general_settings: {master_key: sk-gw-0123456789}",
+        "general_settings:\n  master_key: sk-gw-0123456789\n  api_keys:\n"
+        "    - {name: batch, key: sk-batch-0123456789, rpm_limit: 1200, max_parallel_requests: 8}\n"
+        "    - {name: web, key: sk-web-0123456789}"))
+    output = runner.invoke(app, ["check", "--config", str(keyed)]).output
+    assert "client keys: batch, web" in output
+    assert "client key batch: rpm_limit 1,200, max_parallel_requests 8" in output
+    assert "client key web" not in output and "sk-batch" not in output
 
 
 def test_check_lists_what_to_look_at_and_exits_1(

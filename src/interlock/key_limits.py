@@ -58,6 +58,8 @@ class KeyLimits:
         self.limited = frozenset(self._terms)
         self._in_flight: dict[str, int] = dict.fromkeys(self._terms, 0)
         self._settling: set[asyncio.Task[Any]] = set()
+        # (key, limit) -> requests this process refused for it, for /metrics.
+        self.refusals: dict[tuple[str, str], int] = {}
 
     async def admit(self, key: str | None, request: ChatRequest) -> KeyTicket:
         """A ticket for one request of `key`, or KeyRateLimited. The caller asks
@@ -65,7 +67,7 @@ class KeyLimits:
         key = key or ""  # "" names no key (names are never empty): a KeyError below
         limits, cap = self._terms[key]
         if cap is not None and self._in_flight[key] >= cap:
-            raise KeyRateLimited(key, "max_parallel_requests", cap, None)
+            raise self._refused(key, "max_parallel_requests", cap, None)
         # Taken before the await below, so that a request admitted meanwhile sees it.
         self._in_flight[key] += 1
         admission = None
@@ -77,12 +79,21 @@ class KeyLimits:
                 if not admission.admitted:
                     limit = admission.refused_by  # "rpm" or "tpm"
                     value = limits.rpm if limit == "rpm" else limits.tpm
-                    raise KeyRateLimited(key, f"{limit}_limit", value or 0,
-                                         admission.retry_after)
+                    raise self._refused(key, f"{limit}_limit", value or 0,
+                                        admission.retry_after)
         except BaseException:
             self._in_flight[key] -= 1
             raise
         return KeyTicket(self, key, admission if limits.tpm is not None else None)
+
+    def in_flight(self) -> dict[str, int]:
+        """Requests of each limited key this process has admitted and not finished."""
+        return dict(self._in_flight)
+
+    def _refused(self, key: str, limit: str, value: int,
+                 retry_after: float | None) -> KeyRateLimited:
+        self.refusals[key, limit] = self.refusals.get((key, limit), 0) + 1
+        return KeyRateLimited(key, limit, value, retry_after)
 
     def _done(self, key: str, admission: Admission | None, usage: Usage | None) -> None:
         self._in_flight[key] -= 1

@@ -441,6 +441,12 @@ async def test_a_client_key_s_own_limits_give_a_429_with_retry_after(
     assert (await slow).choices
     await chat.close()
     assert fake_upstream.calls("openai") == 4  # nothing refused went upstream
+    async with httpx.AsyncClient(timeout=10) as http:
+        metrics = (await http.get(gw.url + "/metrics", headers=AUTH)).text
+    assert 'interlock_client_key_refusals_total{key="batch",limit="rpm_limit"} 1\n' in metrics
+    assert ('interlock_client_key_refusals_total{key="chat",limit="max_parallel_requests"} 1\n'
+            in metrics)
+    assert 'interlock_client_key_in_flight{key="chat"} 0\n' in metrics
     gw.stop()
     refusals = [r for r in ledger_rows(database).values() if r["error_class"] == "KeyRateLimited"]
     assert sorted(r["api_key_id"] for r in refusals) == ["batch", "chat"]

@@ -102,6 +102,11 @@ def _report(config: InterlockConfig, gateway: Gateway, bind: str) -> dict[str, A
         "auth": ("master key set" if master_key_from(config, os.environ)
                  else f"OFF (allow_unauthenticated, on {bind} only)"),
         "client_keys": [k.name for k in config.general_settings.api_keys],
+        # The keys with limits of their own, and those limits.
+        "client_key_limits": {
+            k.name: limits for k in config.general_settings.api_keys
+            if (limits := k.model_dump(include={"rpm_limit", "tpm_limit",
+                                                "max_parallel_requests"}, exclude_none=True))},
         "budgets": [{"target": b.target[0], "name": b.target[1], "period": b.period,
                      "max_usd": str(b.max_usd)} for b in config.budgets],
         "ledger": (ledger.model_dump(mode="json")["database"]
@@ -169,6 +174,8 @@ def _print(report: dict[str, Any]) -> None:
     echo(f"auth: {report['auth']}"
          + (f"; client keys: {', '.join(report['client_keys'])}" if report["client_keys"]
             else ""))
+    for name, limits in report["client_key_limits"].items():
+        echo(f"client key {name}: " + ", ".join(f"{k} {v:,}" for k, v in limits.items()))
     echo(f"ledger: {report['ledger'] or 'off'}")
     echo(f"clients may ask for: {', '.join(report['names_clients_can_ask_for'])}")
     for c in report.get("connections", ()):

@@ -2,7 +2,7 @@
 
 Everything here is read from state the gateway keeps anyway (each deployment's
 breaker, its running counts and latency, the ledger's counters, the budgets'
-counts), when scraped:
+counts, the client keys' limits), when scraped:
 a request pays nothing for it. Counts are this process's since it started; with
 `--workers N` each worker answers for itself, as `/health/ledger` does.
 
@@ -87,6 +87,17 @@ async def render(gateway: Gateway) -> bytes:
     if gateway.budgets is not None:
         # From Redis when the budgets are shared through it: the count all replicas see.
         lines += _budgets(await gateway.budgets.astatus(), gateway.budgets.refused)
+    limits = gateway.key_limits
+    if limits.limited:
+        lines += _family("interlock_client_key_in_flight", "gauge",
+                         "Requests of the client key this process is serving (keys with "
+                         "limits only).",
+                         (({"key": key}, n) for key, n in sorted(limits.in_flight().items())))
+        lines += _family("interlock_client_key_refusals_total", "counter",
+                         "Requests refused with a 429 because the client key was over "
+                         "one of its own limits.",
+                         (({"key": key, "limit": limit}, n)
+                          for (key, limit), n in sorted(limits.refusals.items())))
     return ("\n".join(lines) + "\n").encode()
 
 
