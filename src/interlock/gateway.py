@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from interlock.adapters.base import DeltaBatch, flatten
 from interlock.adapters.http import HttpClient, Timeouts
@@ -38,6 +38,7 @@ from interlock.dispatch.dispatcher import (
     DispatchStream,
 )
 from interlock.errors import (
+    ConfigError,
     InterlockError,
     InternalError,
     InvalidRequest,
@@ -58,6 +59,9 @@ from interlock.types import (
     TextPart,
     Usage,
 )
+
+if TYPE_CHECKING:
+    from interlock.key_store import KeyStore
 
 log = logging.getLogger("interlock.gateway")
 
@@ -229,6 +233,8 @@ class Gateway:
         self.key_limits = KeyLimits(config.general_settings.api_keys, self.dispatcher.state)
         # The client keys with limits of their own: one set lookup a request.
         self._limited_keys = self.key_limits.limited
+        # Client keys made at run time, for the server's /key/* API (`use_key_store`).
+        self.keys: KeyStore | None = None
         self.routing = RoutingPolicy.from_config(config.routing, self.catalog,
                                                  ask=self._ask_for_router,
                                                  embed=self._embed_for_router)
@@ -251,8 +257,12 @@ class Gateway:
         self._started = True
         if self.ledger is not None:
             await self.ledger.start()
+        if self.keys is not None:
+            await self.keys.start()
 
     async def aclose(self) -> None:
+        if self.keys is not None:
+            await self.keys.aclose()
         if self.ledger is not None:
             await self.ledger.aclose()
         if self.budgets is not None:
@@ -268,6 +278,21 @@ class Gateway:
         if self.ledger is not None:
             self.ledger.write_pending()
         self.http.close_from_outside()
+
+    def use_key_store(self, **settings: Any) -> KeyStore:
+        """Keep client keys made at run time in the ledger's database (the server's
+        /key/* API); their limits apply as a config key's. `settings` go to
+        `KeyStore` (refresh_interval, clock)."""
+        from interlock.key_store import KeyStore
+
+        if self.config.ledger is None or not self.config.ledger.database:
+            raise ConfigError("client keys made at run time are kept in the ledger's "
+                              "database: set ledger.database")
+        self.keys = KeyStore(
+            self.config.ledger,
+            on_change=lambda found: self.key_limits.set_run_time_keys(found.values()),
+            **settings)
+        return self.keys
 
     # -- what clients can ask for ----------------------------------------------
     def model_names(self) -> list[str]:

@@ -9,7 +9,8 @@ The minute windows are kept by the dispatcher's state backend, the one that
 holds the deployments' rpm/tpm windows (one-second buckets over a minute): in
 this process, or in Redis and shared by every replica when router_settings
 names one. Calls at once are counted per process, as a deployment's
-max_parallel_requests are.
+max_parallel_requests are. Keys made at run time (`key_store`) carry the same
+three limits and are added and taken away here as they come and go.
 
 A request over a limit is refused before routing with a 429 (`KeyRateLimited`,
 with Retry-After for the minute windows) and costs nothing upstream. tpm is
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from interlock.dispatch.selection import estimate_request_tokens
@@ -50,12 +51,12 @@ class KeyLimits:
         self._backend = backend
         # key name -> (rpm/tpm, max calls at once)
         self._terms: dict[str, tuple[Limits, int | None]] = {
-            k.name: (Limits(k.rpm_limit, k.tpm_limit), k.max_parallel_requests)
-            for k in keys
-            if k.rpm_limit is not None or k.tpm_limit is not None
-            or k.max_parallel_requests is not None}
-        # The names, for the gateway's one check a request.
-        self.limited = frozenset(self._terms)
+            k.name: _terms(k.rpm_limit, k.tpm_limit, k.max_parallel_requests)
+            for k in keys if _limited(k.rpm_limit, k.tpm_limit, k.max_parallel_requests)}
+        self._config_keys = frozenset(self._terms)
+        # The names, for the gateway's one check a request; changed in place when
+        # run-time keys come and go (`set_run_time_keys`).
+        self.limited: set[str] = set(self._terms)
         self._in_flight: dict[str, int] = dict.fromkeys(self._terms, 0)
         self._settling: set[asyncio.Task[Any]] = set()
         # (key, limit) -> requests this process refused for it, for /metrics.
@@ -86,9 +87,22 @@ class KeyLimits:
             raise
         return KeyTicket(self, key, admission if limits.tpm is not None else None)
 
+    def set_run_time_keys(self, keys: Iterable[Any]) -> None:
+        """The limits of the keys made at run time (`key_store.StoredKey`s), in
+        place of those set before; the config's keys keep theirs."""
+        terms = {k.name: _terms(k.rpm_limit, k.tpm_limit, k.max_parallel_requests)
+                 for k in keys if _limited(k.rpm_limit, k.tpm_limit, k.max_parallel_requests)}
+        for name in [n for n in self._terms if n not in self._config_keys and n not in terms]:
+            del self._terms[name]
+        self._terms.update(terms)
+        self.limited.clear()
+        self.limited.update(self._terms)
+        for name in self._terms:
+            self._in_flight.setdefault(name, 0)
+
     def in_flight(self) -> dict[str, int]:
         """Requests of each limited key this process has admitted and not finished."""
-        return dict(self._in_flight)
+        return {key: n for key, n in self._in_flight.items() if key in self._terms}
 
     def _refused(self, key: str, limit: str, value: int,
                  retry_after: float | None) -> KeyRateLimited:
@@ -96,7 +110,7 @@ class KeyLimits:
         return KeyRateLimited(key, limit, value, retry_after)
 
     def _done(self, key: str, admission: Admission | None, usage: Usage | None) -> None:
-        self._in_flight[key] -= 1
+        self._in_flight[key] -= 1  # kept for a key revoked meanwhile: it may come back
         if admission is None:
             return
         # The reservation settled with what was used (nothing, for a failure):
@@ -112,6 +126,14 @@ class KeyLimits:
         if error is not None:
             log.warning("a client key's tpm count could not be settled (%s)",
                         type(error).__name__)
+
+
+def _limited(rpm: int | None, tpm: int | None, cap: int | None) -> bool:
+    return rpm is not None or tpm is not None or cap is not None
+
+
+def _terms(rpm: int | None, tpm: int | None, cap: int | None) -> tuple[Limits, int | None]:
+    return Limits(rpm, tpm), cap
 
 
 class KeyTicket:

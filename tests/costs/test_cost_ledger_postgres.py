@@ -191,7 +191,8 @@ def test_a_ledger_from_before_0004_gains_usage_estimated_on_postgres(postgres_ur
                 row_id="r1", created_at=datetime.now(UTC), request_id="req-1", status="ok",
                 attempts=1, fallbacks=0, input_tokens=1, cached_input_tokens=0,
                 output_tokens=1, reasoning_tokens=0, web_searches=0, stream=False))
-        assert migrate(engine, tables) == ["0004_usage_estimated", "0005_end_user"]
+        assert migrate(engine, tables) == ["0004_usage_estimated", "0005_end_user",
+                                           "0006_keys"]
         with engine.connect() as conn:
             assert conn.execute(sa.select(tables.requests.c.usage_estimated)).scalar_one() is False
     finally:

@@ -100,6 +100,13 @@ class LedgerTables:
     metadata: sa.MetaData
     requests: sa.Table
     migrations: sa.Table
+    keys: sa.Table
+
+
+def _id_column() -> sa.Column[int]:
+    # SQLite makes an INTEGER PRIMARY KEY the rowid (autoincrementing); a BIGINT one not.
+    return sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+                     autoincrement=True)
 
 
 def ledger_tables(prefix: str = DEFAULT_PREFIX) -> LedgerTables:
@@ -108,8 +115,7 @@ def ledger_tables(prefix: str = DEFAULT_PREFIX) -> LedgerTables:
     requests = sa.Table(
         f"{prefix}requests",
         md,
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
-                  autoincrement=True),
+        _id_column(),
         # Made by the ledger when the row is recorded: retries after a lost
         # commit acknowledgement insert the same row_id and are ignored.
         sa.Column("row_id", sa.String(32), nullable=False, unique=True),
@@ -159,7 +165,26 @@ def ledger_tables(prefix: str = DEFAULT_PREFIX) -> LedgerTables:
         sa.Column("name", sa.String(128), primary_key=True),
         sa.Column("applied_at", UtcDateTime(), nullable=False),
     )
-    return LedgerTables(md, requests, migrations)
+    # Client keys made at run time (POST /key/generate; `key_store`). Added by 0006_keys.
+    keys = sa.Table(
+        f"{prefix}keys",
+        md,
+        _id_column(),
+        # What the ledger records as api_key_id for the key's requests.
+        sa.Column("name", sa.String(128), nullable=False, unique=True),
+        # SHA-256 of the key, in hex: the key itself is shown once and never stored.
+        sa.Column("key_digest", sa.String(64), nullable=False, unique=True),
+        # The key's last characters, to tell keys apart in a listing.
+        sa.Column("key_hint", sa.String(16), nullable=False),
+        # A JSON list of the names it may ask for; NULL: all of them.
+        sa.Column("models", sa.Text),
+        sa.Column("rpm_limit", sa.Integer),
+        sa.Column("tpm_limit", sa.Integer),
+        sa.Column("max_parallel_requests", sa.Integer),
+        sa.Column("created_at", UtcDateTime(), nullable=False),
+        sa.Column("expires_at", UtcDateTime()),
+    )
+    return LedgerTables(md, requests, migrations, keys)
 
 
 # --------------------------------------------------------------------------- migrations
@@ -203,6 +228,10 @@ def _m0005_end_user(conn: Connection, t: LedgerTables) -> None:
     _add_missing_columns(conn, t, {"end_user": "VARCHAR(256)"})
 
 
+def _m0006_keys(conn: Connection, t: LedgerTables) -> None:
+    t.keys.create(conn, checkfirst=True)
+
+
 def migrations() -> list[tuple[str, Migration]]:
     """In the order they apply; a name, once released, never changes meaning."""
     return [
@@ -211,6 +240,7 @@ def migrations() -> list[tuple[str, Migration]]:
         ("0003_searches_and_tier", _m0003_searches_and_tier),
         ("0004_usage_estimated", _m0004_usage_estimated),
         ("0005_end_user", _m0005_end_user),
+        ("0006_keys", _m0006_keys),
     ]
 
 

@@ -36,6 +36,8 @@ from interlock.server.auth import BearerAuth, any_threshold, caller_models
 from interlock.server.chat import ChatCompletions
 from interlock.server.embeddings import EmbeddingsEndpoint
 from interlock.server.guard import ErrorGuard
+from interlock.server.key_admin import METHODS as KEY_PATHS
+from interlock.server.key_admin import KeyAdmin
 
 log = logging.getLogger("interlock.server")
 
@@ -44,7 +46,8 @@ DEFAULT_MAX_BODY = 10 * 1024 * 1024
 
 _SERVED = ("Interlock serves POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models, "
            "GET /v1/models/{id}, GET /health/liveness, GET /health/readiness, "
-           "GET /health/deployments, GET /health/ledger and GET /metrics.")
+           "GET /health/deployments, GET /health/ledger, GET /metrics and /key/generate, "
+           "/key/delete, /key/list and /key/info.")
 
 
 class InterlockApp:
@@ -55,6 +58,8 @@ class InterlockApp:
         self.gateway = gateway
         self._chat = ChatCompletions(gateway, max_body_bytes=max_body_bytes)
         self._embeddings = EmbeddingsEndpoint(gateway, max_body_bytes=max_body_bytes)
+        self._keys = KeyAdmin(gateway, max_body_bytes=max_body_bytes, config_keys={
+            k.name for k in gateway.config.general_settings.api_keys})
         self._ready = False
         self._tune_gc = tune_gc
 
@@ -85,6 +90,8 @@ class InterlockApp:
                 await send_json(send, 200, self._models(scope))
             else:  # retrieve one (an id may hold slashes, as "openai/gpt-4o" does)
                 await self._model(path.split("/models/", 1)[1], scope, send)
+        elif path in KEY_PATHS:
+            await self._keys(scope, receive, send)
         elif not await self._health(path, send):
             # Clients pointed here from a fuller OpenAI-compatible proxy try its
             # other endpoints (legacy completions, images): say what is served.
@@ -227,8 +234,10 @@ def create_app(config: InterlockConfig, *, host: str = "127.0.0.1",
                 f"general_settings.api_keys[{index}].models: {', '.join(map(repr, unknown))} "
                 f"is not a name clients can ask for; expected some of: {', '.join(known)}.")
     if key:
+        if config.ledger is not None and config.ledger.database:
+            gateway.use_key_store()  # /key/*: client keys made at run time
         try:
-            return ErrorGuard(BearerAuth(app, key, clients))
+            return ErrorGuard(BearerAuth(app, key, clients, gateway.keys))
         except ValueError as exc:
             raise ConfigError(f"general_settings.api_keys: {exc}.") from None
     if clients:

@@ -4,11 +4,12 @@ The master key is compared in constant time. Client keys (`api_keys`, by name)
 are found by the SHA-256 digest of the token, so a request costs one lookup
 however many there are, and the key found is then compared in constant time;
 a client key reaches the API but not the pages that tell how the gateway is
-doing (`ADMIN_PATHS`), which take the master key. Health probes stay open so
-that load balancers need no key.
+doing or manage keys (`ADMIN_PATHS`), which take the master key. Keys made at
+run time (`key_store`) are looked up the same way, by digest, after the config's.
+Health probes stay open so that load balancers need no key.
 
 Imports: the standard library, `errors`, `routing.policy`, `server.asgi_io`
-(`config` for a type).
+(`config` and `key_store` for types).
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from interlock.server.asgi_io import ASGIApp, Receive, Scope, Send, header, send
 
 if TYPE_CHECKING:
     from interlock.config.schema import ClientKey
+    from interlock.key_store import KeyStore
 
 OPEN_PATHS = frozenset({"/health/liveness", "/health/readiness", "/health/liveliness"})
-ADMIN_PATHS = frozenset({"/health/deployments", "/health/ledger", "/metrics"})
+ADMIN_PATHS = frozenset({"/health/deployments", "/health/ledger", "/metrics",
+                         "/key/generate", "/key/delete", "/key/list", "/key/info"})
 # Where an authenticated request's key id waits in the ASGI scope for the handlers,
 # and, for a client key that names them, the models it may ask for.
 _STATE_KEY = "interlock_key_id"
@@ -68,9 +71,11 @@ def any_threshold(router: str) -> str:
 
 class BearerAuth:
     def __init__(self, app: ASGIApp, master_key: str,
-                 client_keys: Sequence[ClientKey] = ()) -> None:
+                 client_keys: Sequence[ClientKey] = (), store: KeyStore | None = None) -> None:
         """`client_keys`: each recorded by its name in the ledger (the master key's
-        requests by a digest, `key_id`)."""
+        requests by a digest, `key_id`); `store`: the keys made at run time, looked
+        up after the config's."""
+        self._store = store
         if not master_key:
             raise ValueError("an empty master key would let anyone in")
         self.app = app
@@ -95,28 +100,46 @@ class BearerAuth:
             return
         token = _bearer(header(scope, b"authorization")) or header(scope, b"x-api-key")
         raw = token.encode() if token is not None else None
-        client = None
+        models = None
         if raw is not None and hmac.compare_digest(raw, self._key):
             caller = self._key_id
-        elif raw is not None and self._clients and (client := self._client(raw)) is not None:
+        else:
+            found = self._caller(raw) if raw is not None else None
+            if found is None or isinstance(found, str):
+                await send_plain_error(
+                    send, 401, found or
+                    "Missing or invalid API key. Send the gateway's master key, or a client "
+                    "key, as 'Authorization: Bearer <key>'.",
+                    type_="authentication_error", code="invalid_api_key")
+                return
             if scope["path"] in ADMIN_PATHS:
                 await send_plain_error(
                     send, 403, "This page takes the gateway's master key, not a client key.",
                     type_="permission_error", code="master_key_required")
                 return
-            caller = client[1]
-        else:
-            await send_plain_error(
-                send, 401,
-                "Missing or invalid API key. Send the gateway's master key, or a key from "
-                "general_settings.api_keys, as 'Authorization: Bearer <key>'.",
-                type_="authentication_error", code="invalid_api_key")
-            return
+            caller, models = found
         state = scope.setdefault("state", {})
         state[_STATE_KEY] = caller
-        if client is not None and client[2] is not None:
-            state[_MODELS_KEY] = client[2]
+        if models is not None:
+            state[_MODELS_KEY] = models
         await self.app(scope, receive, send)
+
+    def _caller(self, raw: bytes) -> tuple[str, frozenset[str] | None] | str | None:
+        """(name, models it may ask for) of the client key `raw` is, from the
+        config or made at run time; why not, for a run-time key that has expired;
+        None when it is no key."""
+        if self._clients:
+            client = self._client(raw)
+            if client is not None:
+                return client[1], client[2]
+        store = self._store
+        stored = store.find(raw) if store is not None else None
+        if store is None or stored is None:
+            return None
+        if stored.expires_at is not None and stored.expired(store.now()):
+            return (f"The API key {stored.name!r} expired at "
+                    f"{stored.expires_at.isoformat()}; ask for a new one.")
+        return stored.name, stored.models
 
     def _client(self, raw: bytes) -> tuple[bytes, str, frozenset[str] | None] | None:
         """The client key `raw` is, if it is one."""

@@ -1,0 +1,229 @@
+"""Client keys made and revoked at run time, kept in the ledger's database.
+
+The keys in `general_settings.api_keys` change only with the config file; a
+team that hands out keys (one per application, per contractor, per
+experiment) needs them made and taken back while the gateway runs, as
+LiteLLM's proxy does with `/key/generate`. `KeyStore` keeps such keys in the
+ledger's database (table `<prefix>keys`, migration 0006_keys): a key's name,
+the SHA-256 of the key (the key itself is shown once, when made, and never
+stored), the models it may ask for, its limits (as a config key's) and when it
+expires.
+
+Requests are authenticated from memory: every key is read at start-up and again
+every `refresh_interval` seconds, so that a key made or revoked by another
+worker or replica is known here within that time (at once in the process that
+made or revoked it). A lookup is one dictionary read by digest, as for the
+config's keys; the database is never asked on the request path, so a flood of
+wrong keys costs it nothing.
+
+Imports: the standard library, sqlalchemy, `costs.schema`, `costs.settings`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from interlock.costs.schema import ledger_tables, make_engine, migrate
+from interlock.costs.settings import LedgerSettings
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = "sk-il-"
+REFRESH_INTERVAL = 5.0
+
+
+def digest(token: bytes) -> bytes:
+    return hashlib.sha256(token).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredKey:
+    """One key made at run time, as the gateway needs it (no secret in it)."""
+
+    name: str
+    hint: str
+    models: frozenset[str] | None
+    rpm_limit: int | None
+    tpm_limit: int | None
+    max_parallel_requests: int | None
+    created_at: datetime
+    expires_at: datetime | None
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
+
+    def as_dict(self) -> dict[str, Any]:
+        """For the admin API's answers: everything but the key."""
+        return {
+            "name": self.name, "key_hint": self.hint,
+            "models": sorted(self.models) if self.models is not None else None,
+            "rpm_limit": self.rpm_limit, "tpm_limit": self.tpm_limit,
+            "max_parallel_requests": self.max_parallel_requests,
+            "created_at": self.created_at.isoformat(),
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+        }
+
+
+class KeyNameTaken(ValueError):
+    """A key of that name exists already (here or in the config)."""
+
+
+class KeyStore:
+    """The run-time keys of one gateway process, in memory and in the database."""
+
+    def __init__(self, settings: LedgerSettings, *,
+                 refresh_interval: float = REFRESH_INTERVAL,
+                 on_change: Callable[[dict[bytes, StoredKey]], None] | None = None,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        """`on_change` is told the keys each time they are read or changed (the
+        gateway sets each key's limits from them)."""
+        if not settings.database:
+            raise ValueError("run-time keys need the ledger's database")
+        self._settings = settings
+        self._tables = ledger_tables(settings.table_prefix)
+        self._engine: sa.Engine | None = None
+        self._refresh_interval = refresh_interval
+        self._on_change = on_change
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._by_digest: dict[bytes, StoredKey] = {}
+        self._refresher: asyncio.Task[None] | None = None
+        self._migrated = False
+
+    # -- lifecycle ------------------------------------------------------------
+    async def start(self) -> None:
+        """Read every key (migrating the database first); then again every
+        `refresh_interval` seconds, until `aclose`. A database that cannot be
+        reached now does not stop the gateway (the master key and the config's
+        keys still work): it is tried again at each refresh."""
+        if self._refresher is not None:
+            return
+        await self._load()
+        self._refresher = asyncio.ensure_future(self._refresh_forever())
+
+    async def aclose(self) -> None:
+        refresher, self._refresher = self._refresher, None
+        if refresher is not None:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    # -- the request path -------------------------------------------------------
+    def find(self, token: bytes) -> StoredKey | None:
+        """The key `token` is, expired or not; None if it is none of them. The
+        caller compares nothing more: the digest is of the whole token, and a
+        SHA-256 match is the key."""
+        return self._by_digest.get(digest(token)) if self._by_digest else None
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    # -- the admin API ----------------------------------------------------------
+    async def generate(self, name: str, *, models: Sequence[str] | None = None,
+                       rpm_limit: int | None = None, tpm_limit: int | None = None,
+                       max_parallel_requests: int | None = None,
+                       lifetime: timedelta | None = None) -> tuple[str, StoredKey]:
+        """A new key: (the key, shown only now; what is kept of it)."""
+        token = KEY_PREFIX + secrets.token_urlsafe(32)
+        now = self._clock()
+        key = StoredKey(name, token[-4:], frozenset(models) if models is not None else None,
+                        rpm_limit, tpm_limit, max_parallel_requests, now,
+                        now + lifetime if lifetime is not None else None)
+        await asyncio.to_thread(self._insert, key, digest(token.encode()))
+        self._by_digest[digest(token.encode())] = key
+        self._changed()
+        return token, key
+
+    async def delete(self, names: Sequence[str] = (), tokens: Sequence[str] = ()) -> list[str]:
+        """Revoke the keys with these names or these tokens; the names revoked."""
+        digests = [digest(t.encode()).hex() for t in tokens]
+        gone = await asyncio.to_thread(self._delete, list(names), digests)
+        self._by_digest = {d: k for d, k in self._by_digest.items() if k.name not in gone}
+        self._changed()
+        return gone
+
+    def listed(self) -> list[StoredKey]:
+        return sorted(self._by_digest.values(), key=lambda k: k.name)
+
+    def named(self, name: str) -> StoredKey | None:
+        return next((k for k in self._by_digest.values() if k.name == name), None)
+
+    async def refresh(self) -> None:
+        self._by_digest = await asyncio.to_thread(self._read_all)
+        self._changed()
+
+    # -- internals --------------------------------------------------------------
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._refresh_interval)
+            await self._load()
+
+    async def _load(self) -> None:
+        try:
+            if not self._migrated:
+                await asyncio.to_thread(self._migrate)
+                self._migrated = True
+            await self.refresh()
+        except Exception as exc:  # the database away: keep the keys known
+            log.warning("run-time keys could not be read from the ledger's database "
+                        "(%s); serving the ones read before", type(exc).__name__)
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change(self._by_digest)
+
+    def _get_engine(self) -> sa.Engine:
+        if self._engine is None:
+            self._engine = make_engine(str(self._settings.database))
+        return self._engine
+
+    def _migrate(self) -> None:
+        migrate(self._get_engine(), self._tables)
+
+    def _insert(self, key: StoredKey, key_digest: bytes) -> None:
+        table = self._tables.keys
+        try:
+            with self._get_engine().begin() as conn:
+                conn.execute(table.insert().values(
+                    name=key.name, key_digest=key_digest.hex(), key_hint=key.hint,
+                    models=json.dumps(sorted(key.models)) if key.models is not None else None,
+                    rpm_limit=key.rpm_limit, tpm_limit=key.tpm_limit,
+                    max_parallel_requests=key.max_parallel_requests,
+                    created_at=key.created_at, expires_at=key.expires_at))
+        except sa.exc.IntegrityError:
+            raise KeyNameTaken(key.name) from None
+
+    def _delete(self, names: list[str], digests: list[str]) -> list[str]:
+        table = self._tables.keys
+        where = sa.or_(table.c.name.in_(names), table.c.key_digest.in_(digests))
+        with self._get_engine().begin() as conn:
+            gone = [row[0] for row in conn.execute(sa.select(table.c.name).where(where))]
+            conn.execute(table.delete().where(table.c.name.in_(gone)))
+        return sorted(gone)
+
+    def _read_all(self) -> dict[bytes, StoredKey]:
+        table = self._tables.keys
+        with self._get_engine().connect() as conn:
+            rows = conn.execute(sa.select(table)).mappings().all()
+        return {bytes.fromhex(r["key_digest"]): _stored(r) for r in rows}
+
+
+def _stored(row: Any) -> StoredKey:
+    models = json.loads(row["models"]) if row["models"] is not None else None
+    return StoredKey(row["name"], row["key_hint"],
+                     frozenset(models) if models is not None else None,
+                     row["rpm_limit"], row["tpm_limit"], row["max_parallel_requests"],
+                     row["created_at"], row["expires_at"])

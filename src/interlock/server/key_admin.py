@@ -1,0 +1,199 @@
+"""`/key/*`: client keys made, listed and revoked while the gateway runs.
+
+    POST /key/generate  {"name", "models"?, "rpm_limit"?, "tpm_limit"?,
+                         "max_parallel_requests"?, "duration"?}  -> the key, once
+    POST /key/delete    {"names": [...]} or {"keys": [...]}      -> the names revoked
+    GET  /key/list                                               -> every key, no secrets
+    GET  /key/info?name=NAME                                     -> one key, no secret
+
+LiteLLM's proxy serves the same paths; its `key_alias` is taken for `name`, and
+`duration` is written as it writes it ("30d", "12h", "15m", "45s"). Behind the
+master key (`auth.ADMIN_PATHS`). The keys live in `key_store.KeyStore`; a
+name already used (by a run-time key or by one in general_settings.api_keys) is
+refused, since the ledger records requests by it.
+
+Imports: the standard library, pydantic, sqlalchemy, `gateway`, `key_store`,
+`server.asgi_io`, `server.auth`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import timedelta
+from typing import Any
+from urllib.parse import parse_qs
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from interlock.gateway import Gateway
+from interlock.key_store import KeyNameTaken
+from interlock.server.asgi_io import ANSWERED, Receive, Scope, Send, read_json, send_json
+from interlock.server.asgi_io import send_plain_error as _error
+from interlock.server.auth import any_threshold
+
+log = logging.getLogger("interlock.server")
+
+METHODS = {"/key/generate": "POST", "/key/delete": "POST", "/key/list": "GET",
+           "/key/info": "GET"}
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_LONGEST = 100 * 365 * 86400  # past this, "never" (no duration) says it better
+
+
+class GenerateKey(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128)
+    models: list[str] | None = None
+    rpm_limit: int | None = Field(default=None, ge=1)
+    tpm_limit: int | None = Field(default=None, ge=1)
+    max_parallel_requests: int | None = Field(default=None, ge=1)
+    # "30d", "12h", "15m", "45s", or seconds; None: the key does not expire.
+    duration: str | int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _key_alias(cls, data: Any) -> Any:
+        # LiteLLM's name for the key's name.
+        if isinstance(data, dict) and "key_alias" in data and "name" not in data:
+            data = {**data, "name": data["key_alias"]}
+            del data["key_alias"]
+        return data
+
+    def lifetime(self) -> timedelta | None:
+        if self.duration is None:
+            return None
+        if isinstance(self.duration, int):
+            seconds = self.duration
+        else:
+            found = _DURATION.match(self.duration.strip())
+            if found is None:
+                raise ValueError(f"duration: got {self.duration!r}; expected a number and a "
+                                 "unit, as '30d', '12h', '15m' or '45s', or seconds")
+            seconds = int(found[1]) * _UNIT[found[2]]
+        if not 0 < seconds <= _LONGEST:
+            raise ValueError(f"duration: got {self.duration!r}; expected more than nothing "
+                             f"and at most {_LONGEST // 86400:,} days")
+        return timedelta(seconds=seconds)
+
+
+class KeyAdmin:
+    """The /key/* endpoints of one app (see the module's text)."""
+
+    def __init__(self, gateway: Gateway, *, config_keys: set[str], max_body_bytes: int) -> None:
+        self.gateway = gateway
+        self._config_keys = config_keys
+        self._max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path, method = scope["path"], scope["method"]
+        store = self.gateway.keys
+        if method != METHODS[path]:
+            await _error(send, 405, f"Use {METHODS[path]} for {path}.",
+                         type_="invalid_request_error", code="method_not_allowed",
+                         headers=[(b"allow", METHODS[path].encode())])
+        elif store is None:
+            await _error(send, 501, "Client keys made at run time need the ledger's "
+                         "database (where they are kept) and a master key (which manages "
+                         "them): set ledger.database and general_settings.master_key.",
+                         type_="invalid_request_error", code="key_management_off")
+        elif path == "/key/list":
+            await send_json(send, 200, {"keys": [k.as_dict() for k in store.listed()]})
+        elif path == "/key/info":
+            name = (parse_qs(scope.get("query_string", b"").decode("latin-1")).get("name")
+                    or [""])[0]
+            found = store.named(name)
+            if found is None:
+                await _no_such_key(send, name)
+            else:
+                await send_json(send, 200, found.as_dict())
+        else:
+            body = await read_json(receive, send, self._max_body_bytes)
+            if body is ANSWERED:
+                return
+            try:
+                if path == "/key/generate":
+                    await self._generate(body, send)
+                else:
+                    await self._delete(body, send)
+            except sa.exc.SQLAlchemyError as exc:
+                await _error(send, 503, "The ledger's database, where client keys are kept, "
+                                        f"could not be written ({type(exc).__name__}); "
+                                        "nothing was changed. Retry once it is back.",
+                             type_="service_unavailable", code="database_unavailable")
+
+    async def _generate(self, body: Any, send: Send) -> None:
+        store = self.gateway.keys
+        assert store is not None
+        try:
+            asked = GenerateKey.model_validate(body)
+            lifetime = asked.lifetime()
+        except (ValidationError, ValueError) as exc:
+            await _invalid(send, _first_problem(exc))
+            return
+        known = (self.gateway.model_names()
+                 + [any_threshold(r) for r in self.gateway.routing.alias_routers()])
+        unknown = [m for m in asked.models or () if m not in known]
+        if unknown:
+            await _invalid(send, f"models: {', '.join(map(repr, unknown))} is not a name "
+                                 f"clients can ask for; expected some of: {', '.join(known)}",
+                           param="models")
+            return
+        if asked.name in self._config_keys:
+            await _name_taken(send, asked.name)
+            return
+        try:
+            token, key = await store.generate(
+                asked.name, models=asked.models, rpm_limit=asked.rpm_limit,
+                tpm_limit=asked.tpm_limit, max_parallel_requests=asked.max_parallel_requests,
+                lifetime=lifetime)
+        except KeyNameTaken:
+            await _name_taken(send, asked.name)
+            return
+        log.info("client key %r made", key.name)
+        await send_json(send, 200, {"key": token, **key.as_dict()})
+
+    async def _delete(self, body: Any, send: Send) -> None:
+        store = self.gateway.keys
+        assert store is not None
+        names = body.get("names", body.get("key_aliases")) if isinstance(body, dict) else None
+        tokens = body.get("keys") if isinstance(body, dict) else None
+        if not all(v is None or (isinstance(v, list) and all(isinstance(x, str) for x in v))
+                   for v in (names, tokens)) or not (names or tokens):
+            await _invalid(send, "expected {\"names\": [...]} (the keys' names) or "
+                                 "{\"keys\": [...]} (the keys themselves)")
+            return
+        gone = await store.delete(names or (), tokens or ())
+        if not gone:
+            await _no_such_key(send, ", ".join(names or ["(the keys given)"]))
+            return
+        log.info("client keys revoked: %s", ", ".join(gone))
+        await send_json(send, 200, {"deleted": gone})
+
+
+def _first_problem(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"]) or "body"
+        return f"{where}: {error['msg']}"
+    return str(exc)
+
+
+async def _invalid(send: Send, message: str, *, param: str | None = None) -> None:
+    await _error(send, 400, message, type_="invalid_request_error", code="invalid_value",
+                 param=param)
+
+
+async def _name_taken(send: Send, name: str) -> None:
+    await _error(send, 400, f"A client key named {name!r} exists already: names are what the "
+                            "ledger records, so each is given once. Pick another name, or "
+                            "delete that key first.",
+                 type_="invalid_request_error", code="name_taken", param="name")
+
+
+async def _no_such_key(send: Send, name: str) -> None:
+    await _error(send, 404, f"No client key made at run time is named {name!r} (keys from "
+                            "the config file are changed there).",
+                 type_="invalid_request_error", code="key_not_found")

@@ -1,0 +1,206 @@
+"""Client keys made, used, listed and revoked at run time (`/key/*`, `key_store`)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import sqlalchemy as sa
+from tests.server.gateways import MASTER_KEY, RunningGateway, ledger_rows, three_provider_config
+
+from interlock.costs.settings import LedgerSettings
+from interlock.key_store import KEY_PREFIX, KeyStore
+from interlock.testing import FakeUpstream
+
+ADMIN = {"authorization": f"Bearer {MASTER_KEY}"}
+HELLO = [{"role": "user", "content": "hello"}]
+
+
+def _config(fake: FakeUpstream, database: Path) -> dict[str, Any]:
+    config = three_provider_config(fake)
+    config["ledger"] = {"database": str(database)}
+    config["general_settings"]["api_keys"] = [{"name": "from-config",
+                                               "key": "sk-from-config-0123456789"}]
+    return config
+
+
+async def _call(gw: RunningGateway, method: str, path: str, body: Any = None,
+                headers: dict[str, str] | None = None) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=10) as http:
+        return await http.request(method, gw.url + path, json=body,
+                                  headers=ADMIN if headers is None else headers)
+
+
+async def _chat(gw: RunningGateway, key: str, model: str = "budget") -> Any:
+    client = gw.openai(api_key=key)
+    try:
+        return await client.chat.completions.create(model=model, messages=HELLO)
+    finally:
+        await client.close()
+
+
+async def test_a_key_is_made_used_listed_and_revoked(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path) -> None:
+    database = tmp_path / "ledger.sqlite"
+    gw = start_gateway(_config(fake_upstream, database))
+    made = await _call(gw, "POST", "/key/generate", {"name": "contractor-7",
+                                                    "models": ["budget"]})
+    assert made.status_code == 200, made.text
+    key = made.json()["key"]
+    assert key.startswith(KEY_PREFIX) and made.json()["key_hint"] == key[-4:]
+    assert made.json()["models"] == ["budget"] and made.json()["expires_at"] is None
+    assert (await _chat(gw, key)).choices
+    with pytest.raises(openai.PermissionDeniedError):  # only its models
+        await _chat(gw, key, "high-quality")
+    # Listed and described without the key; only the master key manages keys.
+    listing = await _call(gw, "GET", "/key/list")
+    assert [k["name"] for k in listing.json()["keys"]] == ["contractor-7"]
+    info = await _call(gw, "GET", "/key/info?name=contractor-7")
+    assert info.json()["key_hint"] == key[-4:]
+    for response in (listing, info):
+        assert key not in response.text
+    for who in (key, "sk-from-config-0123456789"):
+        refused = await _call(gw, "GET", "/key/list", headers={"authorization": f"Bearer {who}"})
+        assert refused.status_code == 403
+    gone = await _call(gw, "POST", "/key/delete", {"names": ["contractor-7"]})
+    assert gone.json() == {"deleted": ["contractor-7"]}
+    with pytest.raises(openai.AuthenticationError):
+        await _chat(gw, key)
+    gw.stop()
+    # Its requests are recorded by its name; the key is stored nowhere.
+    rows = ledger_rows(database)
+    assert sorted({r["api_key_id"] for r in rows.values()}) == ["contractor-7"]
+    with sqlite3.connect(database) as db:
+        dump = "\n".join(db.iterdump())
+    assert key not in dump and key[len(KEY_PREFIX):] not in dump
+
+
+async def test_a_made_key_has_its_limits_and_expires(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path) -> None:
+    gw = start_gateway(_config(fake_upstream, tmp_path / "ledger.sqlite"))
+    limited = (await _call(gw, "POST", "/key/generate",
+                           {"key_alias": "batch", "rpm_limit": 1})).json()["key"]
+    assert (await _chat(gw, limited)).choices
+    with pytest.raises(openai.RateLimitError) as refused:
+        await _chat(gw, limited)
+    assert "'batch' is over its rpm_limit of 1" in refused.value.body["message"]
+    short = (await _call(gw, "POST", "/key/generate",
+                         {"name": "trial", "duration": "1s"})).json()
+    assert short["expires_at"] is not None
+    assert (await _chat(gw, short["key"])).choices
+    await asyncio.sleep(1.1)
+    with pytest.raises(openai.AuthenticationError) as expired:
+        await _chat(gw, short["key"])
+    assert "The API key 'trial' expired at" in expired.value.body["message"]
+
+
+@pytest.mark.parametrize(("body", "status", "says"), [
+    ({"name": "x", "modles": ["budget"]}, 400, "modles: Extra inputs are not permitted"),
+    ({"name": "x", "duration": "a week"}, 400, "duration: got 'a week'"),
+    ({"name": "x", "duration": "99999999d"}, 400, "at most 36,500 days"),
+    ({"name": "x", "models": ["bugdet"]}, 400, "'bugdet' is not a name clients can ask for"),
+    ({"name": "x", "rpm_limit": 0}, 400, "rpm_limit: Input should be greater than or equal"),
+    ({"name": "from-config"}, 400, "named 'from-config' exists already"),
+    ({"models": ["budget"]}, 400, "name: Field required"),
+    (["not", "an", "object"], 400, "Input should be a valid dictionary"),
+])
+async def test_what_generate_refuses_and_why(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path, body: Any, status: int, says: str) -> None:
+    gw = start_gateway(_config(fake_upstream, tmp_path / "ledger.sqlite"))
+    answer = await _call(gw, "POST", "/key/generate", body)
+    assert answer.status_code == status, answer.text
+    assert says in answer.json()["error"]["message"]
+    assert (await _call(gw, "GET", "/key/list")).json() == {"keys": []}
+
+
+async def test_names_are_given_once_and_deleting_nothing_is_a_404(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path) -> None:
+    gw = start_gateway(_config(fake_upstream, tmp_path / "ledger.sqlite"))
+    first = await _call(gw, "POST", "/key/generate", {"name": "team"})
+    again = await _call(gw, "POST", "/key/generate", {"name": "team"})
+    assert first.status_code == 200 and again.status_code == 400
+    assert again.json()["error"]["code"] == "name_taken"
+    missing = await _call(gw, "POST", "/key/delete", {"names": ["nobody"]})
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "key_not_found"
+    assert (await _call(gw, "POST", "/key/delete", {"both": 1})).status_code == 400
+    assert (await _call(gw, "GET", "/key/generate")).status_code == 405
+    assert (await _call(gw, "GET", "/key/info?name=nobody")).status_code == 404
+    # Revoked by the key itself, as LiteLLM's {"keys": [...]} does.
+    by_key = await _call(gw, "POST", "/key/delete", {"keys": [first.json()["key"]]})
+    assert by_key.json() == {"deleted": ["team"]}
+
+
+async def test_without_a_ledger_database_the_key_api_says_what_it_needs(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway]) -> None:
+    gw = start_gateway(three_provider_config(fake_upstream))  # ledger: {database: null}
+    answer = await _call(gw, "POST", "/key/generate", {"name": "x"})
+    assert answer.status_code == 501
+    assert "set ledger.database" in answer.json()["error"]["message"]
+
+
+async def test_a_key_made_by_one_gateway_reaches_another_on_the_same_database(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path) -> None:
+    database = tmp_path / "ledger.sqlite"
+    one = start_gateway(_config(fake_upstream, database))
+    two = start_gateway(_config(fake_upstream, database))
+    key = (await _call(one, "POST", "/key/generate", {"name": "shared"})).json()["key"]
+    store = two.gateway.keys
+    assert store is not None
+    await store.refresh()  # what its own refresh does every few seconds
+    assert (await _chat(two, key)).choices
+    await _call(one, "POST", "/key/delete", {"names": ["shared"]})
+    await store.refresh()
+    with pytest.raises(openai.AuthenticationError):
+        await _chat(two, key)
+
+
+async def test_the_store_keeps_digests_and_survives_a_database_it_cannot_reach(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    settings = LedgerSettings(database=str(tmp_path / "keys.sqlite"))
+    store = KeyStore(settings)
+    await store.start()
+    token, key = await store.generate("a", rpm_limit=5)
+    assert store.find(token.encode()) == key and store.find(b"sk-il-other") is None
+    again = KeyStore(settings)
+    await again.start()
+    assert again.find(token.encode()) == key  # read back from the database
+    await again.aclose()
+    await store.aclose()
+    # Nothing listens on port 9: the store starts empty, says why, and refuses
+    # to make a key it could not keep.
+    away = KeyStore(LedgerSettings(database="postgresql+psycopg://nobody@127.0.0.1:9/none"))
+    with caplog.at_level("WARNING", logger="interlock.key_store"):
+        await away.start()
+    assert "run-time keys could not be read from the ledger's database" in caplog.text
+    assert away.listed() == []
+    with pytest.raises(sa.exc.OperationalError):
+        await away.generate("b")
+    assert away.listed() == []
+    await away.aclose()
+
+
+async def test_a_database_that_fails_a_write_is_a_503_that_changes_nothing(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path) -> None:
+    gw = start_gateway(_config(fake_upstream, tmp_path / "ledger.sqlite"))
+    store = gw.gateway.keys
+    assert store is not None
+
+    def refuse(*args: Any) -> None:
+        raise sa.exc.OperationalError("INSERT", {}, Exception("database is locked"))
+
+    store._insert = refuse  # type: ignore[method-assign]
+    answer = await _call(gw, "POST", "/key/generate", {"name": "x"})
+    assert answer.status_code == 503 and answer.json()["error"]["code"] == "database_unavailable"
+    assert (await _call(gw, "GET", "/key/list")).json() == {"keys": []}
