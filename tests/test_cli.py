@@ -179,3 +179,55 @@ def test_check_connect_reaches_the_ledger_and_redis_or_says_why_not(
     assert "hunter2pw" not in result.output and "redispw99" not in result.output
     # Without --connect nothing is reached, and the config alone is ready.
     assert runner.invoke(app, ["check", "--config", str(away)]).exit_code == 0
+
+
+def test_keys_are_made_listed_and_revoked_from_the_command_line(tmp_path: Path) -> None:
+    import asyncio
+    import json
+
+    from interlock.costs.settings import LedgerSettings
+    from interlock.key_store import KEY_PREFIX, KeyStore
+
+    database = tmp_path / "ledger.sqlite"
+    config = _config(tmp_path, (
+        "model_list:\n"
+        "  - model_name: chat\n"
+        "    litellm_params: {model: openai/gpt-4o-mini, api_key: sk-x}\n"
+        "general_settings:\n"
+        "  master_key: sk-gw-0123456789\n"
+        "  api_keys: [{name: web, key: sk-web-0123456789}]\n"
+        f"ledger: {{database: '{database}'}}\n"))
+    made = runner.invoke(app, ["keys", "generate", "batch", "--config", str(config),
+                               "--models", "chat", "--rpm-limit", "600", "--duration", "30d"])
+    assert made.exit_code == 0, made.output
+    token = made.stdout.strip().splitlines()[0]
+    assert token.startswith(KEY_PREFIX)
+    # What a gateway on the same ledger reads: the key, by its digest.
+    store = KeyStore(LedgerSettings(database=str(database)))
+
+    async def find() -> Any:
+        await store.read()
+        try:
+            return store.find(token.encode())
+        finally:
+            await store.aclose()
+
+    found = asyncio.run(find())
+    assert found is not None and found.name == "batch" and found.rpm_limit == 600
+    listed = runner.invoke(app, ["keys", "list", "--config", str(config)])
+    assert f"batch  ...{token[-4:]}  models: chat  rpm_limit 600  expires" in listed.output
+    assert token not in listed.output
+    as_json = json.loads(runner.invoke(app, ["keys", "list", "--config", str(config),
+                                             "--json"]).output)
+    assert [k["name"] for k in as_json] == ["batch"]
+    for argv, says in ((["generate", "batch"], "exists already"),
+                       (["generate", "web"], "named 'web' exists already"),
+                       (["generate", "x", "--models", "chta"], "'chta' is not a name"),
+                       (["generate", "x", "--duration", "soon"], "duration: got 'soon'")):
+        refused = runner.invoke(app, ["keys", *argv, "--config", str(config)])
+        assert refused.exit_code == 2 and says in refused.output, refused.output
+    gone = runner.invoke(app, ["keys", "delete", "batch", "nobody", "--config", str(config)])
+    assert gone.exit_code == 1
+    assert "deleted: batch" in gone.output and "'nobody'" in gone.output
+    assert "no client keys made at run time" in runner.invoke(
+        app, ["keys", "list", "--config", str(config)]).output

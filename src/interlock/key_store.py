@@ -111,6 +111,13 @@ class KeyStore:
         await self._load()
         self._refresher = asyncio.ensure_future(self._refresh_forever())
 
+    async def read(self) -> None:
+        """Read every key once (migrating first), raising what the database
+        raises: for a command that uses the store and ends, not a server."""
+        await asyncio.to_thread(self._migrate)
+        self._migrated = True
+        await self.refresh()
+
     async def aclose(self) -> None:
         refresher, self._refresher = self._refresher, None
         if refresher is not None:

@@ -22,7 +22,7 @@ app = typer.Typer(
 # Each of these modules adds its commands to the app.
 _COMMAND_MODULES = [
     "serve", "check", "fake_upstream", "train", "calibrate", "eval", "cost", "spend", "prices",
-    "report",
+    "report", "keys",
 ]
 
 for _name in _COMMAND_MODULES:

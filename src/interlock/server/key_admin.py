@@ -131,18 +131,11 @@ class KeyAdmin:
             asked = GenerateKey.model_validate(body)
             lifetime = asked.lifetime()
         except (ValidationError, ValueError) as exc:
-            await _invalid(send, _first_problem(exc))
+            await _invalid(send, first_problem(exc))
             return
-        known = (self.gateway.model_names()
-                 + [any_threshold(r) for r in self.gateway.routing.alias_routers()])
-        unknown = [m for m in asked.models or () if m not in known]
-        if unknown:
-            await _invalid(send, f"models: {', '.join(map(repr, unknown))} is not a name "
-                                 f"clients can ask for; expected some of: {', '.join(known)}",
-                           param="models")
-            return
-        if asked.name in self._config_keys:
-            await _name_taken(send, asked.name)
+        problem = new_key_problem(self.gateway, asked, self._config_keys)
+        if problem is not None:
+            await _invalid(send, *problem)
             return
         try:
             token, key = await store.generate(
@@ -150,7 +143,7 @@ class KeyAdmin:
                 tpm_limit=asked.tpm_limit, max_parallel_requests=asked.max_parallel_requests,
                 lifetime=lifetime)
         except KeyNameTaken:
-            await _name_taken(send, asked.name)
+            await _invalid(send, name_taken(asked.name), param="name", code="name_taken")
             return
         log.info("client key %r made", key.name)
         await send_json(send, 200, {"key": token, **key.as_dict()})
@@ -173,7 +166,27 @@ class KeyAdmin:
         await send_json(send, 200, {"deleted": gone})
 
 
-def _first_problem(exc: Exception) -> str:
+def new_key_problem(gateway: Gateway, asked: GenerateKey,
+                    config_keys: set[str]) -> tuple[str, str, str] | None:
+    """(message, param, code) of what forbids making `asked` beside the config's
+    keys (`config_keys`, by name); None when nothing does. The store finds a name
+    taken by another run-time key itself."""
+    known = gateway.model_names() + [any_threshold(r) for r in gateway.routing.alias_routers()]
+    unknown = [m for m in asked.models or () if m not in known]
+    if unknown:
+        return (f"models: {', '.join(map(repr, unknown))} is not a name clients can ask "
+                f"for; expected some of: {', '.join(known)}", "models", "invalid_value")
+    if asked.name in config_keys:
+        return name_taken(asked.name), "name", "name_taken"
+    return None
+
+
+def name_taken(name: str) -> str:
+    return (f"A client key named {name!r} exists already: names are what the ledger "
+            "records, so each is given once. Pick another name, or delete that key first.")
+
+
+def first_problem(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         error = exc.errors()[0]
         where = ".".join(str(p) for p in error["loc"]) or "body"
@@ -181,16 +194,9 @@ def _first_problem(exc: Exception) -> str:
     return str(exc)
 
 
-async def _invalid(send: Send, message: str, *, param: str | None = None) -> None:
-    await _error(send, 400, message, type_="invalid_request_error", code="invalid_value",
-                 param=param)
-
-
-async def _name_taken(send: Send, name: str) -> None:
-    await _error(send, 400, f"A client key named {name!r} exists already: names are what the "
-                            "ledger records, so each is given once. Pick another name, or "
-                            "delete that key first.",
-                 type_="invalid_request_error", code="name_taken", param="name")
+async def _invalid(send: Send, message: str, param: str | None = None,
+                   code: str = "invalid_value") -> None:
+    await _error(send, 400, message, type_="invalid_request_error", code=code, param=param)
 
 
 async def _no_such_key(send: Send, name: str) -> None:

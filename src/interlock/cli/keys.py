@@ -1,0 +1,164 @@
+"""`interlock keys generate|list|delete --config FILE`: client keys made at run time.
+
+The same keys as the gateway's `/key/*` API (`key_store`), made in the config's
+ledger database directly, so that an operator needs no running gateway and no
+master key in a shell: running gateways know a new key, or forget a revoked one,
+within five seconds. A key's `models` are checked against the config's names and
+its name against the config's own keys, as the API checks them.
+
+Imports: typer, the standard library; `config`, `gateway`, `key_store` and
+`server.*` inside the commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+keys_app = typer.Typer(help="Client keys made at run time, kept in the ledger's database.",
+                       no_args_is_help=True)
+
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="YAML config file.",
+                                            exists=True, dir_okay=False, readable=True)]
+
+
+def _store(config: Path) -> tuple[Any, Any]:
+    """(the loaded config, a KeyStore on its ledger), or exit 2 saying why."""
+    from interlock.cli.spend import load_config_or_exit
+    from interlock.key_store import KeyStore
+
+    loaded = load_config_or_exit(config)
+    if loaded.ledger is None or not loaded.ledger.database:
+        typer.echo("error: client keys are kept in the ledger's database, and this config "
+                   "has none: set ledger.database", err=True)
+        raise typer.Exit(2)
+    return loaded, KeyStore(loaded.ledger)
+
+
+async def _run(store: Any, work: Any) -> Any:
+    """`work(store)` with the store's keys read first; the database errors
+    become exit 1 with the error's class (its text could quote the URL)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        await store.read()
+        return await work(store)
+    except SQLAlchemyError as exc:
+        typer.echo(f"error: the ledger's database could not be used ({type(exc).__name__})",
+                   err=True)
+        raise typer.Exit(1) from None
+    finally:
+        await store.aclose()
+
+
+@keys_app.command("generate")
+def generate_command(
+    name: Annotated[str, typer.Argument(help="What the ledger records the key's requests as.")],
+    config: ConfigOption,
+    models: Annotated[str | None, typer.Option(
+        help="Comma-separated names it may ask for (default: all).")] = None,
+    rpm_limit: Annotated[int | None, typer.Option(help="Requests a minute.")] = None,
+    tpm_limit: Annotated[int | None, typer.Option(help="Tokens a minute.")] = None,
+    max_parallel_requests: Annotated[int | None, typer.Option(
+        help="Requests at once, in each gateway process.")] = None,
+    duration: Annotated[str | None, typer.Option(
+        help="How long it lasts: 30d, 12h, 15m, 45s (default: until deleted).")] = None,
+) -> None:
+    """Make a key and print it (this once: only a digest of it is kept)."""
+    from pydantic import ValidationError
+
+    from interlock.gateway import Gateway
+    from interlock.key_store import KeyNameTaken
+    from interlock.server.key_admin import (
+        GenerateKey,
+        first_problem,
+        name_taken,
+        new_key_problem,
+    )
+
+    loaded, store = _store(config)
+    try:
+        asked = GenerateKey.model_validate({
+            "name": name, "rpm_limit": rpm_limit, "tpm_limit": tpm_limit,
+            "max_parallel_requests": max_parallel_requests, "duration": duration,
+            "models": [m.strip() for m in models.split(",")] if models is not None else None})
+        lifetime = asked.lifetime()
+    except (ValidationError, ValueError) as exc:
+        typer.echo(f"error: {first_problem(exc)}", err=True)
+        raise typer.Exit(2) from None
+    problem = new_key_problem(Gateway(loaded), asked,
+                              {k.name for k in loaded.general_settings.api_keys})
+    if problem is not None:
+        typer.echo(f"error: {problem[0]}", err=True)
+        raise typer.Exit(2)
+
+    async def make(s: Any) -> Any:
+        return await s.generate(name, models=asked.models, rpm_limit=asked.rpm_limit,
+                                tpm_limit=asked.tpm_limit,
+                                max_parallel_requests=asked.max_parallel_requests,
+                                lifetime=lifetime)
+
+    try:
+        token, key = asyncio.run(_run(store, make))
+    except KeyNameTaken:
+        typer.echo(f"error: {name_taken(name)}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(token)
+    expires = f", until {key.expires_at.isoformat()}" if key.expires_at else ""
+    typer.echo(f"# {key.name}: shown this once; running gateways know it within 5 s{expires}",
+               err=True)
+
+
+@keys_app.command("list")
+def list_command(
+    config: ConfigOption,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The keys made at run time, without the keys themselves."""
+    _, store = _store(config)
+
+    async def listed(s: Any) -> list[Any]:
+        return list(s.listed())
+
+    found = [k.as_dict() for k in asyncio.run(_run(store, listed))]
+    if as_json:
+        typer.echo(json.dumps(found, indent=2))
+        return
+    for key in found:
+        limits = ", ".join(f"{k} {key[k]:,}" for k in ("rpm_limit", "tpm_limit",
+                                                      "max_parallel_requests") if key[k])
+        typer.echo(f"{key['name']}  ...{key['key_hint']}  models: "
+                   f"{', '.join(key['models']) if key['models'] is not None else 'all'}"
+                   + (f"  {limits}" if limits else "")
+                   + (f"  expires {key['expires_at']}" if key["expires_at"] else ""))
+    if not found:
+        typer.echo("no client keys made at run time")
+
+
+@keys_app.command("delete")
+def delete_command(
+    names: Annotated[list[str], typer.Argument(help="The keys' names.")],
+    config: ConfigOption,
+) -> None:
+    """Revoke keys by name; running gateways refuse them within 5 s."""
+    _, store = _store(config)
+
+    async def revoke(s: Any) -> list[str]:
+        return list(await s.delete(names))
+
+    gone = asyncio.run(_run(store, revoke))
+    missing = sorted(set(names) - set(gone))
+    if gone:
+        typer.echo(f"deleted: {', '.join(gone)}")
+    if missing:
+        typer.echo(f"error: no key made at run time is named {', '.join(map(repr, missing))}",
+                   err=True)
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(keys_app, name="keys")
