@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# The state backend keys its windows by name; deployment names never start so.
+# The state backend keys its windows by name: a key's are kept apart from the
+# deployments' (which would have to be named "client-key:..." to share one).
 WINDOW_PREFIX = "client-key:"
 
 

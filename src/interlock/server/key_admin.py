@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from interlock.gateway import Gateway
-from interlock.key_store import KeyNameTaken
+from interlock.key_store import KeyNameTaken, KeyStore
 from interlock.server.asgi_io import ANSWERED, Receive, Scope, Send, read_json, send_json
 from interlock.server.asgi_io import send_plain_error as _error
 from interlock.server.auth import any_threshold
@@ -115,18 +115,16 @@ class KeyAdmin:
                 return
             try:
                 if path == "/key/generate":
-                    await self._generate(body, send)
+                    await self._generate(store, body, send)
                 else:
-                    await self._delete(body, send)
+                    await _delete(store, body, send)
             except sa.exc.SQLAlchemyError as exc:
                 await _error(send, 503, "The ledger's database, where client keys are kept, "
                                         f"could not be written ({type(exc).__name__}); "
                                         "nothing was changed. Retry once it is back.",
                              type_="service_unavailable", code="database_unavailable")
 
-    async def _generate(self, body: Any, send: Send) -> None:
-        store = self.gateway.keys
-        assert store is not None
+    async def _generate(self, store: KeyStore, body: Any, send: Send) -> None:
         try:
             asked = GenerateKey.model_validate(body)
             lifetime = asked.lifetime()
@@ -148,22 +146,20 @@ class KeyAdmin:
         log.info("client key %r made", key.name)
         await send_json(send, 200, {"key": token, **key.as_dict()})
 
-    async def _delete(self, body: Any, send: Send) -> None:
-        store = self.gateway.keys
-        assert store is not None
-        names = body.get("names", body.get("key_aliases")) if isinstance(body, dict) else None
-        tokens = body.get("keys") if isinstance(body, dict) else None
-        if not all(v is None or (isinstance(v, list) and all(isinstance(x, str) for x in v))
-                   for v in (names, tokens)) or not (names or tokens):
-            await _invalid(send, "expected {\"names\": [...]} (the keys' names) or "
-                                 "{\"keys\": [...]} (the keys themselves)")
-            return
-        gone = await store.delete(names or (), tokens or ())
-        if not gone:
-            await _no_such_key(send, ", ".join(names or ["(the keys given)"]))
-            return
-        log.info("client keys revoked: %s", ", ".join(gone))
-        await send_json(send, 200, {"deleted": gone})
+async def _delete(store: KeyStore, body: Any, send: Send) -> None:
+    names = body.get("names", body.get("key_aliases")) if isinstance(body, dict) else None
+    tokens = body.get("keys") if isinstance(body, dict) else None
+    if not all(v is None or (isinstance(v, list) and all(isinstance(x, str) for x in v))
+               for v in (names, tokens)) or not (names or tokens):
+        await _invalid(send, "expected {\"names\": [...]} (the keys' names) or "
+                             "{\"keys\": [...]} (the keys themselves)")
+        return
+    gone = await store.delete(names or (), tokens or ())
+    if not gone:
+        await _no_such_key(send, ", ".join(names or ["(the keys given)"]))
+        return
+    log.info("client keys revoked: %s", ", ".join(gone))
+    await send_json(send, 200, {"deleted": gone})
 
 
 def new_key_problem(gateway: Gateway, asked: GenerateKey,
