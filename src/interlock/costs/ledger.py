@@ -250,7 +250,7 @@ class Ledger:
         but one row at a time, between requests, it took about 12 us in the
         server against 2.5 us in the batch's loop. Deferring it saved 0-19 us of
         the server's CPU a request in three A/Bs, about 8 on average
-        (docs/benchmarks.md, "Runs 59-60").
+        (docs/benchmarks.md, "Runs 59-61").
         """
         if not self.enabled:
             return
