@@ -235,6 +235,7 @@ class Gateway:
         self._limited_keys = self.key_limits.limited
         # Client keys made at run time, for the server's /key/* API (`use_key_store`).
         self.keys: KeyStore | None = None
+        self._warned_names: set[str] = set()
         self.routing = RoutingPolicy.from_config(config.routing, self.catalog,
                                                  ask=self._ask_for_router,
                                                  embed=self._embed_for_router)
@@ -288,11 +289,21 @@ class Gateway:
         if self.config.ledger is None or not self.config.ledger.database:
             raise ConfigError("client keys made at run time are kept in the ledger's "
                               "database: set ledger.database")
-        self.keys = KeyStore(
-            self.config.ledger,
-            on_change=lambda found: self.key_limits.set_run_time_keys(found.values()),
-            **settings)
+        self.keys = KeyStore(self.config.ledger, on_change=self._run_time_keys_read,
+                             **settings)
         return self.keys
+
+    def _run_time_keys_read(self, found: Mapping[bytes, Any]) -> None:
+        keys = list(found.values())
+        self.key_limits.set_run_time_keys(keys)
+        # A config key added after a run-time key of the same name was made: both
+        # authenticate, and the ledger cannot tell their requests apart.
+        config_names = {k.name for k in self.config.general_settings.api_keys}
+        for name in sorted({k.name for k in keys} & config_names - self._warned_names):
+            self._warned_names.add(name)
+            log.warning("the client key %r is both in the config and made at run time: the "
+                        "ledger records both as one; rename the config's or delete the "
+                        "other (interlock keys delete %s)", name, name)
 
     # -- what clients can ask for ----------------------------------------------
     def model_names(self) -> list[str]:

@@ -204,3 +204,18 @@ async def test_a_database_that_fails_a_write_is_a_503_that_changes_nothing(
     answer = await _call(gw, "POST", "/key/generate", {"name": "x"})
     assert answer.status_code == 503 and answer.json()["error"]["code"] == "database_unavailable"
     assert (await _call(gw, "GET", "/key/list")).json() == {"keys": []}
+
+
+async def test_a_config_key_named_as_a_run_time_key_is_warned_of(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    database = tmp_path / "ledger.sqlite"
+    first = start_gateway(_config(fake_upstream, database))
+    assert (await _call(first, "POST", "/key/generate", {"name": "team"})).status_code == 200
+    first.stop()
+    # Later the config gains a key of that name: the gateway says so when it reads the keys.
+    config = _config(fake_upstream, database)
+    config["general_settings"]["api_keys"].append({"name": "team", "key": "sk-team-0123456789"})
+    with caplog.at_level("WARNING", logger="interlock.gateway"):
+        start_gateway(config)
+    assert "the client key 'team' is both in the config and made at run time" in caplog.text
