@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -154,6 +155,29 @@ class KeyStore:
         self._changed()
         return token, key
 
+    async def update(self, name: str, **changes: Any) -> StoredKey | None:
+        """Change the key named `name`: any of models, rpm_limit, tpm_limit,
+        max_parallel_requests and lifetime (from now; None: no expiry), as given.
+        The changed key, or None if there is none of that name."""
+        known = self.named(name)
+        if known is None:
+            await self.refresh()  # made elsewhere since the last read, perhaps
+            known = self.named(name)
+        if known is None:
+            return None
+        if "lifetime" in changes:
+            lifetime = changes.pop("lifetime")
+            changes["expires_at"] = None if lifetime is None else self._clock() + lifetime
+        if "models" in changes and changes["models"] is not None:
+            changes["models"] = frozenset(changes["models"])
+        changed = dataclasses.replace(known, **changes)
+        if not await asyncio.to_thread(self._update, changed):
+            return None  # deleted elsewhere meanwhile
+        self._by_digest = {d: (changed if k.name == name else k)
+                           for d, k in self._by_digest.items()}
+        self._changed()
+        return changed
+
     async def delete(self, names: Sequence[str] = (), tokens: Sequence[str] = ()) -> list[str]:
         """Revoke the keys with these names or these tokens; the names revoked."""
         digests = [digest(t.encode()).hex() for t in tokens]
@@ -212,6 +236,15 @@ class KeyStore:
                     created_at=key.created_at, expires_at=key.expires_at))
         except sa.exc.IntegrityError:
             raise KeyNameTaken(key.name) from None
+
+    def _update(self, key: StoredKey) -> bool:
+        table = self._tables.keys
+        with self._get_engine().begin() as conn:
+            done = conn.execute(table.update().where(table.c.name == key.name).values(
+                models=json.dumps(sorted(key.models)) if key.models is not None else None,
+                rpm_limit=key.rpm_limit, tpm_limit=key.tpm_limit,
+                max_parallel_requests=key.max_parallel_requests, expires_at=key.expires_at))
+        return bool(done.rowcount)
 
     def _delete(self, names: list[str], digests: list[str]) -> list[str]:
         table = self._tables.keys

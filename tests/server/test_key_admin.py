@@ -219,3 +219,37 @@ async def test_a_config_key_named_as_a_run_time_key_is_warned_of(
     with caplog.at_level("WARNING", logger="interlock.gateway"):
         start_gateway(config)
     assert "the client key 'team' is both in the config and made at run time" in caplog.text
+
+
+def test_every_key_path_takes_the_master_key() -> None:
+    from interlock.server.auth import ADMIN_PATHS
+    from interlock.server.key_admin import METHODS
+
+    assert set(METHODS) <= ADMIN_PATHS
+
+
+async def test_a_key_s_models_limits_and_expiry_are_changed_in_place(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path) -> None:
+    gw = start_gateway(_config(fake_upstream, tmp_path / "ledger.sqlite"))
+    key = (await _call(gw, "POST", "/key/generate",
+                       {"name": "team", "models": ["budget"], "duration": "1d"})).json()["key"]
+    with pytest.raises(openai.PermissionDeniedError):
+        await _chat(gw, key, "high-quality")
+    changed = await _call(gw, "POST", "/key/update", {"name": "team", "models": None,
+                                                     "rpm_limit": 1, "duration": None})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["models"] is None and changed.json()["expires_at"] is None
+    assert changed.json()["rpm_limit"] == 1 and key not in changed.text
+    # The same key now reaches every model, once a minute.
+    assert (await _chat(gw, key, "high-quality")).choices
+    with pytest.raises(openai.RateLimitError):
+        await _chat(gw, key, "budget")
+    # Fields not given are kept.
+    again = await _call(gw, "POST", "/key/update", {"name": "team", "tpm_limit": 5000})
+    assert (again.json()["rpm_limit"], again.json()["tpm_limit"]) == (1, 5000)
+    assert (await _call(gw, "GET", "/key/info?name=team")).json()["tpm_limit"] == 5000
+    missing = await _call(gw, "POST", "/key/update", {"name": "nobody", "rpm_limit": 5})
+    assert missing.status_code == 404
+    wrong = await _call(gw, "POST", "/key/update", {"name": "team", "models": ["bugdet"]})
+    assert wrong.status_code == 400 and "'bugdet' is not a name" in wrong.text

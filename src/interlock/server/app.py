@@ -47,7 +47,7 @@ DEFAULT_MAX_BODY = 10 * 1024 * 1024
 _SERVED = ("Interlock serves POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models, "
            "GET /v1/models/{id}, GET /health/liveness, GET /health/readiness, "
            "GET /health/deployments, GET /health/ledger, GET /metrics and /key/generate, "
-           "/key/delete, /key/list and /key/info.")
+           "/key/update, /key/delete, /key/list and /key/info.")
 
 
 class InterlockApp:

@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 
 OPEN_PATHS = frozenset({"/health/liveness", "/health/readiness", "/health/liveliness"})
 ADMIN_PATHS = frozenset({"/health/deployments", "/health/ledger", "/metrics",
-                         "/key/generate", "/key/delete", "/key/list", "/key/info"})
+                         "/key/generate", "/key/update", "/key/delete", "/key/list",
+                         "/key/info"})
 # Where an authenticated request's key id waits in the ASGI scope for the handlers,
 # and, for a client key that names them, the models it may ask for.
 _STATE_KEY = "interlock_key_id"

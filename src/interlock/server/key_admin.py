@@ -2,6 +2,7 @@
 
     POST /key/generate  {"name", "models"?, "rpm_limit"?, "tpm_limit"?,
                          "max_parallel_requests"?, "duration"?}  -> the key, once
+    POST /key/update    {"name", and the fields to change}       -> the key, no secret
     POST /key/delete    {"names": [...]} or {"keys": [...]}      -> the names revoked
     GET  /key/list                                               -> every key, no secrets
     GET  /key/info?name=NAME                                     -> one key, no secret
@@ -35,8 +36,8 @@ from interlock.server.auth import any_threshold
 
 log = logging.getLogger("interlock.server")
 
-METHODS = {"/key/generate": "POST", "/key/delete": "POST", "/key/list": "GET",
-           "/key/info": "GET"}
+METHODS = {"/key/generate": "POST", "/key/update": "POST", "/key/delete": "POST",
+           "/key/list": "GET", "/key/info": "GET"}
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _LONGEST = 100 * 365 * 86400  # past this, "never" (no duration) says it better
@@ -116,6 +117,8 @@ class KeyAdmin:
             try:
                 if path == "/key/generate":
                     await self._generate(store, body, send)
+                elif path == "/key/update":
+                    await self._update(store, body, send)
                 else:
                     await _delete(store, body, send)
             except sa.exc.SQLAlchemyError as exc:
@@ -124,17 +127,28 @@ class KeyAdmin:
                                         "nothing was changed. Retry once it is back.",
                              type_="service_unavailable", code="database_unavailable")
 
-    async def _generate(self, store: KeyStore, body: Any, send: Send) -> None:
+    async def _asked(self, body: Any, send: Send, *,
+                     new: bool) -> tuple[GenerateKey, timedelta | None] | None:
+        """The request's fields and lifetime; None when they were refused (with a 400
+        sent). A `new` key's name must not be a config key's too."""
         try:
             asked = GenerateKey.model_validate(body)
             lifetime = asked.lifetime()
         except (ValidationError, ValueError) as exc:
             await _invalid(send, first_problem(exc))
-            return
-        problem = new_key_problem(self.gateway, asked, self._config_keys)
+            return None
+        problem = (new_key_problem(self.gateway, asked, self._config_keys) if new
+                   else models_problem(self.gateway, asked.models))
         if problem is not None:
             await _invalid(send, *problem)
+            return None
+        return asked, lifetime
+
+    async def _generate(self, store: KeyStore, body: Any, send: Send) -> None:
+        found = await self._asked(body, send, new=True)
+        if found is None:
             return
+        asked, lifetime = found
         try:
             token, key = await store.generate(
                 asked.name, models=asked.models, rpm_limit=asked.rpm_limit,
@@ -145,6 +159,27 @@ class KeyAdmin:
             return
         log.info("client key %r made", key.name)
         await send_json(send, 200, {"key": token, **key.as_dict()})
+
+    async def _update(self, store: KeyStore, body: Any, send: Send) -> None:
+        # The same fields as generate's; those given are changed (null clears one,
+        # a duration counts from now), the others kept.
+        found = await self._asked(body, send, new=False)
+        if found is None:
+            return
+        asked, lifetime = found
+        given = asked.model_fields_set
+        changes: dict[str, Any] = {
+            field: getattr(asked, field) for field in
+            ("models", "rpm_limit", "tpm_limit", "max_parallel_requests") if field in given}
+        if "duration" in given:
+            changes["lifetime"] = lifetime
+        changed = await store.update(asked.name, **changes)
+        if changed is None:
+            await _no_such_key(send, asked.name)
+            return
+        log.info("client key %r changed: %s", changed.name, ", ".join(sorted(changes)))
+        await send_json(send, 200, changed.as_dict())
+
 
 async def _delete(store: KeyStore, body: Any, send: Send) -> None:
     names = body.get("names", body.get("key_aliases")) if isinstance(body, dict) else None
@@ -167,13 +202,19 @@ def new_key_problem(gateway: Gateway, asked: GenerateKey,
     """(message, param, code) of what forbids making `asked` beside the config's
     keys (`config_keys`, by name); None when nothing does. The store finds a name
     taken by another run-time key itself."""
+    problem = models_problem(gateway, asked.models)
+    if problem is None and asked.name in config_keys:
+        return name_taken(asked.name), "name", "name_taken"
+    return problem
+
+
+def models_problem(gateway: Gateway, models: list[str] | None) -> tuple[str, str, str] | None:
+    """(message, param, code) when `models` names what clients cannot ask for."""
     known = gateway.model_names() + [any_threshold(r) for r in gateway.routing.alias_routers()]
-    unknown = [m for m in asked.models or () if m not in known]
+    unknown = [m for m in models or () if m not in known]
     if unknown:
         return (f"models: {', '.join(map(repr, unknown))} is not a name clients can ask "
                 f"for; expected some of: {', '.join(known)}", "models", "invalid_value")
-    if asked.name in config_keys:
-        return name_taken(asked.name), "name", "name_taken"
     return None
 
 
