@@ -231,3 +231,31 @@ def test_keys_are_made_listed_and_revoked_from_the_command_line(tmp_path: Path) 
     assert "deleted: batch" in gone.output and "'nobody'" in gone.output
     assert "no client keys made at run time" in runner.invoke(
         app, ["keys", "list", "--config", str(config)]).output
+
+
+def test_a_key_is_changed_from_the_command_line(tmp_path: Path) -> None:
+    import json
+
+    config = _config(tmp_path, (
+        "model_list:\n"
+        "  - model_name: chat\n"
+        "    litellm_params: {model: openai/gpt-4o-mini, api_key: sk-x}\n"
+        "general_settings: {master_key: sk-gw-0123456789}\n"
+        f"ledger: {{database: '{tmp_path / 'ledger.sqlite'}'}}\n"))
+    made = runner.invoke(app, ["keys", "generate", "batch", "--config", str(config),
+                               "--models", "chat", "--duration", "1d"])
+    assert made.exit_code == 0, made.output
+    changed = runner.invoke(app, ["keys", "update", "batch", "--config", str(config),
+                                  "--rpm-limit", "30", "--all-models", "--no-expiry"])
+    assert changed.exit_code == 0, changed.output
+    shown = json.loads(changed.stdout)
+    assert (shown["rpm_limit"], shown["models"], shown["expires_at"]) == (30, None, None)
+    kept = json.loads(runner.invoke(app, ["keys", "update", "batch", "--config", str(config),
+                                          "--tpm-limit", "900"]).stdout)
+    assert (kept["rpm_limit"], kept["tpm_limit"]) == (30, 900)  # what is not given stays
+    missing = runner.invoke(app, ["keys", "update", "nobody", "--config", str(config),
+                                  "--rpm-limit", "1"])
+    assert missing.exit_code == 1 and "'nobody'" in missing.output
+    wrong = runner.invoke(app, ["keys", "update", "batch", "--config", str(config),
+                                "--models", "chta"])
+    assert wrong.exit_code == 2 and "'chta' is not a name" in wrong.output

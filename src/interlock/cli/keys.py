@@ -1,4 +1,4 @@
-"""`interlock keys generate|list|delete --config FILE`: client keys made at run time.
+"""`interlock keys generate|update|list|delete --config FILE`: run-time client keys.
 
 The same keys as the gateway's `/key/*` API (`key_store`), made in the config's
 ledger database directly, so that an operator needs no running gateway and no
@@ -55,46 +55,61 @@ async def _run(store: Any, work: Any) -> Any:
         await store.aclose()
 
 
-@keys_app.command("generate")
-def generate_command(
-    name: Annotated[str, typer.Argument(help="What the ledger records the key's requests as.")],
-    config: ConfigOption,
-    models: Annotated[str | None, typer.Option(
-        help="Comma-separated names it may ask for (default: all).")] = None,
-    rpm_limit: Annotated[int | None, typer.Option(help="Requests a minute.")] = None,
-    tpm_limit: Annotated[int | None, typer.Option(help="Tokens a minute.")] = None,
-    max_parallel_requests: Annotated[int | None, typer.Option(
-        help="Requests at once, in each gateway process.")] = None,
-    duration: Annotated[str | None, typer.Option(
-        help="How long it lasts: 30d, 12h, 15m, 45s (default: until deleted).")] = None,
-) -> None:
-    """Make a key and print it (this once: only a digest of it is kept)."""
+ModelsOption = Annotated[str | None, typer.Option(
+    help="Comma-separated names it may ask for (default: all).")]
+RpmOption = Annotated[int | None, typer.Option(help="Requests a minute.")]
+TpmOption = Annotated[int | None, typer.Option(help="Tokens a minute.")]
+ParallelOption = Annotated[int | None, typer.Option(
+    help="Requests at once, in each gateway process.")]
+DurationOption = Annotated[str | None, typer.Option(
+    help="How long it lasts from now: 30d, 12h, 15m, 45s (default: until deleted).")]
+
+
+def _asked(loaded: Any, fields: dict[str, Any], *, new: bool) -> tuple[Any, Any]:
+    """(the fields as the API reads them, the lifetime), checked as the API checks
+    them; exit 2 saying what is wrong."""
     from pydantic import ValidationError
 
     from interlock.gateway import Gateway
-    from interlock.key_store import KeyNameTaken
     from interlock.server.key_admin import (
         GenerateKey,
         first_problem,
-        name_taken,
+        models_problem,
         new_key_problem,
     )
 
-    loaded, store = _store(config)
+    if isinstance(fields.get("models"), str):
+        fields["models"] = [m.strip() for m in fields["models"].split(",")]
     try:
-        asked = GenerateKey.model_validate({
-            "name": name, "rpm_limit": rpm_limit, "tpm_limit": tpm_limit,
-            "max_parallel_requests": max_parallel_requests, "duration": duration,
-            "models": [m.strip() for m in models.split(",")] if models is not None else None})
+        asked = GenerateKey.model_validate(fields)
         lifetime = asked.lifetime()
     except (ValidationError, ValueError) as exc:
         typer.echo(f"error: {first_problem(exc)}", err=True)
         raise typer.Exit(2) from None
-    problem = new_key_problem(Gateway(loaded), asked,
-                              {k.name for k in loaded.general_settings.api_keys})
+    gateway = Gateway(loaded)
+    problem = (new_key_problem(gateway, asked, {k.name for k in loaded.general_settings.api_keys})
+               if new else models_problem(gateway, asked.models))
     if problem is not None:
         typer.echo(f"error: {problem[0]}", err=True)
         raise typer.Exit(2)
+    return asked, lifetime
+
+
+@keys_app.command("generate")
+def generate_command(
+    name: Annotated[str, typer.Argument(help="What the ledger records the key's requests as.")],
+    config: ConfigOption, models: ModelsOption = None, rpm_limit: RpmOption = None,
+    tpm_limit: TpmOption = None, max_parallel_requests: ParallelOption = None,
+    duration: DurationOption = None,
+) -> None:
+    """Make a key and print it (this once: only a digest of it is kept)."""
+    from interlock.key_store import KeyNameTaken
+    from interlock.server.key_admin import name_taken
+
+    loaded, store = _store(config)
+    asked, lifetime = _asked(loaded, {
+        "name": name, "models": models, "rpm_limit": rpm_limit, "tpm_limit": tpm_limit,
+        "max_parallel_requests": max_parallel_requests, "duration": duration}, new=True)
 
     async def make(s: Any) -> Any:
         return await s.generate(name, models=asked.models, rpm_limit=asked.rpm_limit,
@@ -111,6 +126,39 @@ def generate_command(
     expires = f", until {key.expires_at.isoformat()}" if key.expires_at else ""
     typer.echo(f"# {key.name}: shown this once; running gateways know it within 5 s{expires}",
                err=True)
+
+
+@keys_app.command("update")
+def update_command(
+    name: Annotated[str, typer.Argument(help="The key's name.")],
+    config: ConfigOption, models: ModelsOption = None, rpm_limit: RpmOption = None,
+    tpm_limit: TpmOption = None, max_parallel_requests: ParallelOption = None,
+    duration: DurationOption = None,
+    all_models: Annotated[bool, typer.Option(help="Let it ask for every name.")] = False,
+    no_expiry: Annotated[bool, typer.Option(help="Let it last until deleted.")] = False,
+) -> None:
+    """Change a key's models, limits or expiry; what is not given stays."""
+    options = {"models": models, "rpm_limit": rpm_limit, "tpm_limit": tpm_limit,
+               "max_parallel_requests": max_parallel_requests, "duration": duration}
+    given: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
+    if all_models:
+        given["models"] = None
+    if no_expiry:
+        given["duration"] = None
+    loaded, store = _store(config)
+    asked, lifetime = _asked(loaded, {"name": name, **given}, new=False)
+    changes = {k: getattr(asked, k) for k in given if k != "duration"}
+    if "duration" in given:
+        changes["lifetime"] = lifetime
+
+    async def change(s: Any) -> Any:
+        return await s.update(name, **changes)
+
+    key = asyncio.run(_run(store, change))
+    if key is None:
+        typer.echo(f"error: no key made at run time is named {name!r}", err=True)
+        raise typer.Exit(1)
+    typer.echo(json.dumps(key.as_dict(), indent=2))
 
 
 @keys_app.command("list")
