@@ -113,10 +113,12 @@ class KeyStore:
         self._refresher = asyncio.ensure_future(self._refresh_forever())
 
     async def read(self) -> None:
-        """Read every key once (migrating first), raising what the database
-        raises: for a command that uses the store and ends, not a server."""
-        await asyncio.to_thread(self._migrate)
-        self._migrated = True
+        """Read every key (migrating the database the first time), raising what
+        the database raises: for a command that uses the store and ends, and for
+        each of a server's reads (`_load`)."""
+        if not self._migrated:
+            await asyncio.to_thread(self._migrate)
+            self._migrated = True
         await self.refresh()
 
     async def aclose(self) -> None:
@@ -131,10 +133,14 @@ class KeyStore:
 
     # -- the request path -------------------------------------------------------
     def find(self, token: bytes) -> StoredKey | None:
-        """The key `token` is, expired or not; None if it is none of them. The
+        """The key `token` is, expired or not; None if it is none of them."""
+        return self.find_digest(digest(token)) if self._by_digest else None
+
+    def find_digest(self, token_digest: bytes) -> StoredKey | None:
+        """`find` for a caller that has the token's SHA-256 already (`digest`). The
         caller compares nothing more: the digest is of the whole token, and a
         SHA-256 match is the key."""
-        return self._by_digest.get(digest(token)) if self._by_digest else None
+        return self._by_digest.get(token_digest)
 
     def now(self) -> datetime:
         return self._clock()
@@ -150,8 +156,9 @@ class KeyStore:
         key = StoredKey(name, token[-4:], frozenset(models) if models is not None else None,
                         rpm_limit, tpm_limit, max_parallel_requests, now,
                         now + lifetime if lifetime is not None else None)
-        await asyncio.to_thread(self._insert, key, digest(token.encode()))
-        self._by_digest[digest(token.encode())] = key
+        token_digest = digest(token.encode())
+        await asyncio.to_thread(self._insert, key, token_digest)
+        self._by_digest[token_digest] = key
         self._changed()
         return token, key
 
@@ -204,10 +211,7 @@ class KeyStore:
 
     async def _load(self) -> None:
         try:
-            if not self._migrated:
-                await asyncio.to_thread(self._migrate)
-                self._migrated = True
-            await self.refresh()
+            await self.read()
         except Exception as exc:  # the database away: keep the keys known
             log.warning("run-time keys could not be read from the ledger's database "
                         "(%s); serving the ones read before", type(exc).__name__)
@@ -230,20 +234,15 @@ class KeyStore:
             with self._get_engine().begin() as conn:
                 conn.execute(table.insert().values(
                     name=key.name, key_digest=key_digest.hex(), key_hint=key.hint,
-                    models=json.dumps(sorted(key.models)) if key.models is not None else None,
-                    rpm_limit=key.rpm_limit, tpm_limit=key.tpm_limit,
-                    max_parallel_requests=key.max_parallel_requests,
-                    created_at=key.created_at, expires_at=key.expires_at))
+                    created_at=key.created_at, **_changeable(key)))
         except sa.exc.IntegrityError:
             raise KeyNameTaken(key.name) from None
 
     def _update(self, key: StoredKey) -> bool:
         table = self._tables.keys
         with self._get_engine().begin() as conn:
-            done = conn.execute(table.update().where(table.c.name == key.name).values(
-                models=json.dumps(sorted(key.models)) if key.models is not None else None,
-                rpm_limit=key.rpm_limit, tpm_limit=key.tpm_limit,
-                max_parallel_requests=key.max_parallel_requests, expires_at=key.expires_at))
+            done = conn.execute(table.update().where(table.c.name == key.name)
+                                .values(**_changeable(key)))
         return bool(done.rowcount)
 
     def _delete(self, names: list[str], digests: list[str]) -> list[str]:
@@ -259,6 +258,14 @@ class KeyStore:
         with self._get_engine().connect() as conn:
             rows = conn.execute(sa.select(table)).mappings().all()
         return {bytes.fromhex(r["key_digest"]): _stored(r) for r in rows}
+
+
+def _changeable(key: StoredKey) -> dict[str, Any]:
+    """The columns of `key` that `update` may change, as they are stored."""
+    return {"models": json.dumps(sorted(key.models)) if key.models is not None else None,
+            "rpm_limit": key.rpm_limit, "tpm_limit": key.tpm_limit,
+            "max_parallel_requests": key.max_parallel_requests,
+            "expires_at": key.expires_at}
 
 
 def _stored(row: Any) -> StoredKey:

@@ -129,12 +129,13 @@ class BearerAuth:
         """(name, models it may ask for) of the client key `raw` is, from the
         config or made at run time; why not, for a run-time key that has expired;
         None when it is no key."""
+        token_digest = hashlib.sha256(raw).digest()  # once, for both kinds of key
         if self._clients:
-            client = self._client(raw)
+            client = self._client(raw, token_digest)
             if client is not None:
                 return client[1], client[2]
         store = self._store
-        stored = store.find(raw) if store is not None else None
+        stored = store.find_digest(token_digest) if store is not None else None
         if store is None or stored is None:
             return None
         if stored.expires_at is not None and stored.expired(store.now()):
@@ -142,9 +143,10 @@ class BearerAuth:
                     f"{stored.expires_at.isoformat()}; ask for a new one.")
         return stored.name, stored.models
 
-    def _client(self, raw: bytes) -> tuple[bytes, str, frozenset[str] | None] | None:
-        """The client key `raw` is, if it is one."""
-        found = self._clients.get(hashlib.sha256(raw).digest())
+    def _client(self, raw: bytes,
+                token_digest: bytes) -> tuple[bytes, str, frozenset[str] | None] | None:
+        """The client key `raw` (whose SHA-256 is `token_digest`) is, if it is one."""
+        found = self._clients.get(token_digest)
         if found is None or not hmac.compare_digest(raw, found[0]):
             return None
         return found
