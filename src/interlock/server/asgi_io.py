@@ -13,12 +13,7 @@ from typing import Any
 
 import orjson
 
-from interlock.errors import (
-    InterlockError,
-    KeyRateLimited,
-    NoDeploymentAvailable,
-    ProviderError,
-)
+from interlock.errors import InterlockError
 from interlock.openai_response import error_dict, plain_error_dict
 
 Scope = MutableMapping[str, Any]
@@ -77,9 +72,8 @@ async def send_json(send: Send, status: int, body: Any, headers: Headers = ()) -
 
 def error_status_and_headers(error: InterlockError) -> tuple[int, list[tuple[bytes, bytes]]]:
     headers: list[tuple[bytes, bytes]] = []
-    retry_after: float | None = None
-    if isinstance(error, NoDeploymentAvailable | ProviderError | KeyRateLimited):
-        retry_after = error.retry_after
+    # The errors that carry one: NoDeploymentAvailable, ProviderError, KeyRateLimited.
+    retry_after: float | None = getattr(error, "retry_after", None)
     if retry_after is not None and error.status_code in (429, 503):
         headers.append((b"retry-after", str(max(1, round(retry_after))).encode()))
     return error.status_code, headers
