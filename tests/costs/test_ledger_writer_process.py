@@ -23,6 +23,7 @@ from interlock.costs.ledger import Ledger, LedgerRow
 from interlock.costs.queries import LedgerReader
 from interlock.costs.settings import LedgerSettings
 from interlock.costs.writer_process import (
+    ROWS_PER_TURN,
     WRITER_NICENESS,
     ProcessWriter,
     Wire,
@@ -203,6 +204,67 @@ async def test_a_cancelled_write_leaves_the_next_one_whole(tmp_path: Path) -> No
         await writer.write(_rows(ledger, 5, start=50), ledger._wire())
     with LedgerReader(db) as reader:
         assert reader.count() in (5, 55)  # the cancelled batch may have been written
+
+
+async def _turns_during(work: Any) -> tuple[Any, int]:
+    """What awaiting `work` gave, and how many turns the event loop gave another
+    task meanwhile."""
+    turns = 0
+    done = False
+
+    async def count() -> None:
+        nonlocal turns
+        while not done:
+            turns += 1
+            await asyncio.sleep(0)
+
+    counter = asyncio.ensure_future(count())
+    await asyncio.sleep(0)
+    started = turns
+    try:
+        result = await work
+    finally:
+        done = True
+        await counter
+    return result, turns - started
+
+
+async def test_a_batch_is_read_and_pickled_a_slice_at_a_time(tmp_path: Path) -> None:
+    # A batch read or pickled in one go held the loop for up to 2 ms on a slow
+    # host: every request in flight waited. Between slices other tasks run.
+    db = str(tmp_path / "ledger.sqlite")
+    async with _writing(db) as (ledger, writer):
+        insert = ledger._insert
+        assert insert is not None
+        n = 3 * ROWS_PER_TURN + 1
+        batch: list[Any] = [LedgerRow(f"req-{i}", routed_group="g") for i in range(n)]
+        rows, turns = await _turns_during(ledger._prepare_between_turns(batch, insert))
+        assert turns >= 3
+        assert [row[insert.names.index("request_id")] for row in rows] == [
+            f"req-{i}" for i in range(n)]
+        dropped, turns = await _turns_during(writer.write(rows, ledger._wire()))
+        assert turns >= 3 and dropped.rows == 0
+    with LedgerReader(db) as reader:
+        assert reader.count() == n
+
+
+async def test_a_bad_row_in_a_cancelled_batch_is_dropped_once(tmp_path: Path) -> None:
+    db = str(tmp_path / "ledger.sqlite")
+    ledger = await _migrated(db)
+    insert = ledger._insert
+    assert insert is not None
+    bad = LedgerRow("req-bad")
+    bad.created_at = "not a datetime"  # type: ignore[assignment]
+    batch: list[Any] = [LedgerRow(f"req-{i}") for i in range(2 * ROWS_PER_TURN)]
+    batch.insert(1, bad)
+    task = asyncio.ensure_future(ledger._prepare_between_turns(batch, insert))
+    await asyncio.sleep(0)  # the first slice, with the bad row, is read; then a turn
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert ledger.dropped == 1 and bad not in batch and len(batch) == 2 * ROWS_PER_TURN
+    rows = await ledger._prepare_between_turns(batch, insert)  # the batch, retried
+    assert ledger.dropped == 1 and len(rows) == 2 * ROWS_PER_TURN
 
 
 @pytest.mark.parametrize(("writer", "server", "in_process"), [

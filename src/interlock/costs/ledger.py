@@ -45,6 +45,7 @@ from interlock.costs.batch_insert import BatchInsert
 from interlock.costs.schema import LedgerTables, ledger_tables, make_engine, migrate
 from interlock.costs.settings import LedgerSettings
 from interlock.costs.writer_process import (
+    ROWS_PER_TURN,
     Dropped,
     ProcessWriter,
     Wire,
@@ -412,22 +413,47 @@ class Ledger:
     def _prepare(self, batch: list[LedgerRow | tuple[Any, ...]],
                  insert: BatchInsert) -> list[tuple[Any, ...]]:
         """Each row's values (`_values`), in place, so that a retried batch keeps
-        its row_ids. A child writer's rows are read here; the thread writer's
-        arrive as values (`record`), but for those recorded before the INSERT
+        its row_ids: for the thread writer, in its thread, where the rows
+        arrive as values (`record`) but for those recorded before the INSERT
         was known."""
-        out: list[tuple[Any, ...]] = []
-        for index, item in enumerate(batch):
+        failed: list[int] = []
+        try:
+            self._convert(batch, insert, 0, len(batch), failed)
+        finally:
+            _drop_rows(batch, failed)
+        return typing.cast(list[tuple[Any, ...]], batch)
+
+    async def _prepare_between_turns(self, batch: list[LedgerRow | tuple[Any, ...]],
+                                     insert: BatchInsert) -> list[tuple[Any, ...]]:
+        """`_prepare` for a child writer, whose rows are read here, on the event
+        loop, `ROWS_PER_TURN` at a time: a 200-row batch read in one go held the
+        loop for 1.5-1.8 ms on a slow host (docs/benchmarks.md, "Run 62"), and
+        every request in flight waited that long."""
+        failed: list[int] = []
+        try:
+            for start in range(0, len(batch), ROWS_PER_TURN):
+                if start:
+                    await asyncio.sleep(0)
+                self._convert(batch, insert, start, start + ROWS_PER_TURN, failed)
+        finally:
+            # Also when cancelled between slices: a row that failed is dropped and
+            # counted once, not again when the batch is put back.
+            _drop_rows(batch, failed)
+        return typing.cast(list[tuple[Any, ...]], batch)
+
+    def _convert(self, batch: list[LedgerRow | tuple[Any, ...]], insert: BatchInsert,
+                 start: int, stop: int, failed: list[int]) -> None:
+        """Rows `start` to `stop` of `batch` read into their values in place; the
+        index of a row that cannot be read goes to `failed`."""
+        for index in range(start, min(stop, len(batch))):
+            item = batch[index]
             if isinstance(item, tuple):
-                out.append(item)
                 continue
             try:
-                batch[index] = converted = self._values(item, insert)
+                batch[index] = self._values(item, insert)
             except Exception:  # a malformed row must not block the ones behind it
                 self._drop_malformed()
-                continue
-            out.append(converted)
-        batch[:] = out
-        return out
+                failed.append(index)
 
     def _values(self, row: LedgerRow, insert: BatchInsert) -> tuple[Any, ...]:
         """The row's values in the INSERT's column order, with a new row_id: as
@@ -508,7 +534,7 @@ class Ledger:
         if not self._migrated:
             await self._off_loop(self._migrate)
         insert = self._insert_for(self._get_engine())
-        rows = self._prepare(batch, insert)
+        rows = await self._prepare_between_turns(batch, insert)
         if not rows:
             return 0
         try:
@@ -587,3 +613,9 @@ class Ledger:
             async with asyncio.timeout(seconds):
                 await self._wake.wait()
         self._wake.clear()
+
+
+def _drop_rows(batch: list[Any], indexes: list[int]) -> None:
+    """Remove the rows at `indexes` (ascending) from `batch`."""
+    for index in reversed(indexes):
+        del batch[index]
