@@ -233,15 +233,20 @@ def test_keys_are_made_listed_and_revoked_from_the_command_line(tmp_path: Path) 
         app, ["keys", "list", "--config", str(config)]).output
 
 
-def test_a_key_is_changed_from_the_command_line(tmp_path: Path) -> None:
-    import json
-
-    config = _config(tmp_path, (
+def _keys_config(tmp_path: Path) -> Path:
+    """A config with a master key and a ledger, for `interlock keys`."""
+    return _config(tmp_path, (
         "model_list:\n"
         "  - model_name: chat\n"
         "    litellm_params: {model: openai/gpt-4o-mini, api_key: sk-x}\n"
         "general_settings: {master_key: sk-gw-0123456789}\n"
         f"ledger: {{database: '{tmp_path / 'ledger.sqlite'}'}}\n"))
+
+
+def test_a_key_is_changed_from_the_command_line(tmp_path: Path) -> None:
+    import json
+
+    config = _keys_config(tmp_path)
     made = runner.invoke(app, ["keys", "generate", "batch", "--config", str(config),
                                "--models", "chat", "--duration", "1d"])
     assert made.exit_code == 0, made.output
@@ -259,3 +264,26 @@ def test_a_key_is_changed_from_the_command_line(tmp_path: Path) -> None:
     wrong = runner.invoke(app, ["keys", "update", "batch", "--config", str(config),
                                 "--models", "chta"])
     assert wrong.exit_code == 2 and "'chta' is not a name" in wrong.output
+
+
+def test_a_key_s_budget_is_set_shown_and_taken_away_from_the_command_line(
+        tmp_path: Path) -> None:
+    import json
+
+    config = _keys_config(tmp_path)
+    made = runner.invoke(app, ["keys", "generate", "intern", "--config", str(config),
+                               "--max-budget", "25", "--budget-period", "day"])
+    assert made.exit_code == 0, made.output
+    listed = runner.invoke(app, ["keys", "list", "--config", str(config)]).output
+    assert "intern" in listed and "budget $25 a day" in listed
+    hours = json.loads(runner.invoke(app, ["keys", "update", "intern", "--config", str(config),
+                                           "--budget-period", "12"]).stdout)
+    assert (hours["max_budget"], hours["budget_period"]) == ("25", 12.0)
+    assert "budget $25 every 12 hours" in runner.invoke(
+        app, ["keys", "list", "--config", str(config)]).output
+    gone = json.loads(runner.invoke(app, ["keys", "update", "intern", "--config", str(config),
+                                          "--no-budget"]).stdout)
+    assert gone["max_budget"] is None
+    refused = runner.invoke(app, ["keys", "generate", "x", "--config", str(config),
+                                  "--budget-period", "day"])
+    assert refused.exit_code == 2 and "give max_budget" in refused.output

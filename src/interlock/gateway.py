@@ -61,6 +61,7 @@ from interlock.types import (
 )
 
 if TYPE_CHECKING:
+    from interlock.costs.budgets import BudgetGate
     from interlock.key_store import KeyStore
 
 log = logging.getLogger("interlock.gateway")
@@ -218,18 +219,11 @@ class Gateway:
         self.http = http or HttpClient()
         self.adapters = AdapterRegistry(self.http)
         self.prices = PriceBook.build(self.catalog, config.prices)
-        gates: list[Any] = []
-        self.budgets = None
-        if config.budgets:
-            from interlock.costs.budgets import BudgetGate
-
-            self.budgets = BudgetGate(
-                config.budgets, self.prices,
-                redis_url=config.router_settings.redis_connection_url(),
-                key_prefix=f"{config.router_settings.redis_prefix}:budget:")
-            gates.append(self.budgets)
+        # Only with budgets to count: the gate costs every attempt an await.
+        self.budgets: BudgetGate | None = self._new_budget_gate() if config.budgets else None
         self.dispatcher = dispatcher or Dispatcher(
-            self.catalog, self.adapters, config.router_settings, gates=gates)
+            self.catalog, self.adapters, config.router_settings,
+            gates=[self.budgets] if self.budgets is not None else [])
         self.key_limits = KeyLimits(config.general_settings.api_keys, self.dispatcher.state)
         # The client keys with limits of their own: one set lookup a request.
         self._limited_keys = self.key_limits.limited
@@ -293,9 +287,25 @@ class Gateway:
                              **settings)
         return self.keys
 
+    def _new_budget_gate(self) -> BudgetGate:
+        from interlock.costs.budgets import BudgetGate
+
+        settings = self.config.router_settings
+        return BudgetGate(self.config.budgets, self.prices,
+                          redis_url=settings.redis_connection_url(),
+                          key_prefix=f"{settings.redis_prefix}:budget:")
+
     def _run_time_keys_read(self, found: Mapping[bytes, Any]) -> None:
         keys = list(found.values())
         self.key_limits.set_run_time_keys(keys)
+        budgets = [b for b in (k.budget() for k in keys) if b is not None]
+        if budgets and self.budgets is None:
+            # The first run-time key with a budget: from now on every attempt
+            # passes the budget gate (which a config without budgets spared it).
+            self.budgets = self._new_budget_gate()
+            self.dispatcher.add_gate(self.budgets)
+        if self.budgets is not None:
+            self.budgets.set_key_budgets(budgets)
         # A config key added after a run-time key of the same name was made: both
         # authenticate, and the ledger cannot tell their requests apart.
         config_names = {k.name for k in self.config.general_settings.api_keys}

@@ -6,8 +6,8 @@ experiment) needs them made and taken back while the gateway runs, as
 LiteLLM's proxy does with `/key/generate`. `KeyStore` keeps such keys in the
 ledger's database (table `<prefix>keys`, migration 0006_keys): a key's name,
 the SHA-256 of the key (the key itself is shown once, when made, and never
-stored), the models it may ask for, its limits (as a config key's) and when it
-expires.
+stored), the models it may ask for, its limits (as a config key's), its budget
+(as a config budget for `api_key: NAME`, migration 0007) and when it expires.
 
 Requests are authenticated from memory: every key is read at start-up and again
 every `refresh_interval` seconds, so that a key made or revoked by another
@@ -31,16 +31,18 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from decimal import Decimal
+from typing import Any, Literal
 
 import sqlalchemy as sa
 
 from interlock.costs.schema import ledger_tables, make_engine, migrate
-from interlock.costs.settings import LedgerSettings
+from interlock.costs.settings import Budget, LedgerSettings
 
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "sk-il-"
+Period = Literal["day", "month"] | float  # as `costs.settings.Budget.period`
 REFRESH_INTERVAL = 5.0
 
 
@@ -60,9 +62,19 @@ class StoredKey:
     max_parallel_requests: int | None
     created_at: datetime
     expires_at: datetime | None
+    # Dollars a period its requests may spend (None: no budget of its own), and
+    # the period: "day", "month" or hours, as a config budget's.
+    max_budget: Decimal | None = None
+    budget_period: Period = "month"
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and now >= self.expires_at
+
+    def budget(self) -> Budget | None:
+        """The key's budget, as `costs.budgets.BudgetGate` counts it."""
+        if self.max_budget is None:
+            return None
+        return Budget(api_key=self.name, max_usd=self.max_budget, period=self.budget_period)
 
     def as_dict(self) -> dict[str, Any]:
         """For the admin API's answers: everything but the key."""
@@ -71,6 +83,8 @@ class StoredKey:
             "models": sorted(self.models) if self.models is not None else None,
             "rpm_limit": self.rpm_limit, "tpm_limit": self.tpm_limit,
             "max_parallel_requests": self.max_parallel_requests,
+            "max_budget": f"{self.max_budget:f}" if self.max_budget is not None else None,
+            "budget_period": self.budget_period if self.max_budget is not None else None,
             "created_at": self.created_at.isoformat(),
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
         }
@@ -149,13 +163,15 @@ class KeyStore:
     async def generate(self, name: str, *, models: Sequence[str] | None = None,
                        rpm_limit: int | None = None, tpm_limit: int | None = None,
                        max_parallel_requests: int | None = None,
-                       lifetime: timedelta | None = None) -> tuple[str, StoredKey]:
+                       lifetime: timedelta | None = None, max_budget: Decimal | None = None,
+                       budget_period: Period = "month") -> tuple[str, StoredKey]:
         """A new key: (the key, shown only now; what is kept of it)."""
         token = KEY_PREFIX + secrets.token_urlsafe(32)
         now = self._clock()
         key = StoredKey(name, token[-4:], frozenset(models) if models is not None else None,
                         rpm_limit, tpm_limit, max_parallel_requests, now,
-                        now + lifetime if lifetime is not None else None)
+                        now + lifetime if lifetime is not None else None,
+                        max_budget, budget_period)
         token_digest = digest(token.encode())
         await asyncio.to_thread(self._insert, key, token_digest)
         self._by_digest[token_digest] = key
@@ -164,7 +180,8 @@ class KeyStore:
 
     async def update(self, name: str, **changes: Any) -> StoredKey | None:
         """Change the key named `name`: any of models, rpm_limit, tpm_limit,
-        max_parallel_requests and lifetime (from now; None: no expiry), as given.
+        max_parallel_requests, max_budget, budget_period and lifetime (from now;
+        None: no expiry), as given.
         The changed key, or None if there is none of that name."""
         known = self.named(name)
         if known is None:
@@ -265,7 +282,9 @@ def _changeable(key: StoredKey) -> dict[str, Any]:
     return {"models": json.dumps(sorted(key.models)) if key.models is not None else None,
             "rpm_limit": key.rpm_limit, "tpm_limit": key.tpm_limit,
             "max_parallel_requests": key.max_parallel_requests,
-            "expires_at": key.expires_at}
+            "expires_at": key.expires_at,
+            "max_budget_usd": str(key.max_budget) if key.max_budget is not None else None,
+            "budget_period": str(key.budget_period)}
 
 
 def _stored(row: Any) -> StoredKey:
@@ -273,4 +292,13 @@ def _stored(row: Any) -> StoredKey:
     return StoredKey(row["name"], row["key_hint"],
                      frozenset(models) if models is not None else None,
                      row["rpm_limit"], row["tpm_limit"], row["max_parallel_requests"],
-                     row["created_at"], row["expires_at"])
+                     row["created_at"], row["expires_at"],
+                     Decimal(row["max_budget_usd"]) if row["max_budget_usd"] else None,
+                     _period(row["budget_period"]))
+
+
+def _period(stored: str | None) -> Period:
+    """A stored budget period: "day", "month", or hours as text ("month" when unset)."""
+    if stored == "day":
+        return "day"
+    return "month" if stored is None or stored == "month" else float(stored)

@@ -59,13 +59,13 @@ async def test_refuses_once_spent_and_settles_with_real_cost() -> None:
     spent = Decimal(0)
     for _ in range(20):
         ticket = await gate.acquire(d, _request(100))
-        assert ticket is not None
+        assert not _refused(ticket)
         await ticket.release(_response(50))
         spent += 50 * PER_TOKEN
         if spent >= 1:
             break
     assert spent == Decimal(1)
-    assert await gate.acquire(d, _request(100)) is None
+    assert await gate.acquire(d, _request(100)) == "deployment 'd1' has spent its $1 a day"
     [status] = gate.status()
     assert status["exhausted"] and Decimal(status["spent_usd"]) == Decimal(1)
     assert Decimal(status["reserved_usd"]) == 0
@@ -73,7 +73,7 @@ async def test_refuses_once_spent_and_settles_with_real_cost() -> None:
     # A failed attempt costs nothing and gives its reservation back.
     clock.t += 86_400
     ticket = await gate.acquire(d, _request(100))
-    assert ticket is not None  # the next day has a fresh budget
+    assert not _refused(ticket)  # the next day has a fresh budget
     await ticket.release(None)
     assert Decimal(gate.status()[0]["spent_usd"]) == 0
 
@@ -82,19 +82,19 @@ async def test_only_covered_targets_are_gated() -> None:
     a, b = _deployment("a", group="hq", provider="anthropic"), _deployment("b", group="cheap")
     gate = BudgetGate([Budget(provider="anthropic", max_usd=Decimal("0.01"))], _book(a, b))
     ticket = await gate.acquire(a, _request(100))
-    assert ticket is not None
+    assert not _refused(ticket)
     await ticket.release(_response(100))
-    assert await gate.acquire(a, _request(100)) is None
+    assert _refused(await gate.acquire(a, _request(100)))
     for _ in range(5):
         other = await gate.acquire(b, _request(100))
-        assert other is not None
+        assert not _refused(other)
         await other.release(_response(100))
     group_gate = BudgetGate([Budget(model_group="cheap", max_usd=Decimal("0.01"))], _book(a, b))
     t = await group_gate.acquire(b, _request(100))
-    assert t is not None
+    assert not _refused(t)
     await t.release(_response(100))
-    assert await group_gate.acquire(b, _request(100)) is None
-    assert await group_gate.acquire(a, _request(100)) is not None
+    assert _refused(await group_gate.acquire(b, _request(100)))
+    assert not _refused(await group_gate.acquire(a, _request(100)))
 
 
 def test_periods() -> None:
@@ -108,12 +108,18 @@ def test_periods() -> None:
     assert later != pid6
 
 
+def _refused(ticket: object) -> bool:
+    """The gate said no: it answers a text naming the budget instead of a ticket."""
+    assert ticket is not None
+    return isinstance(ticket, str)
+
+
 async def _spend(gate: BudgetGate, d: Deployment, n: int, rng: random.Random,
                  waves: int = 6) -> Decimal:
     """Run n calls through the gate in waves of concurrent calls; returns what they cost."""
     async def one() -> Decimal:
         ticket = await gate.acquire(d, _request(100))
-        if ticket is None:
+        if _refused(ticket):
             return Decimal(0)
         await asyncio.sleep(rng.random() * 0.01)  # the upstream call
         tokens = rng.randint(60, 100)
@@ -185,7 +191,7 @@ async def test_two_replicas_share_one_budget_through_redis(redis_url: str) -> No
         assert status[0]["exhausted"]
         assert Decimal(status[0]["spent_usd"]) == total
         assert Decimal(status[0]["reserved_usd"]) == 0
-        assert await replicas[1].acquire(d, _request(100)) is None
+        assert _refused(await replicas[1].acquire(d, _request(100)))
     finally:
         await _forget(replicas, prefix)
 
@@ -198,7 +204,7 @@ async def test_redis_down_falls_back_to_local_counts() -> None:
     admitted = 0
     for _ in range(5):
         ticket = await gate.acquire(d, _request(100))
-        if ticket is not None:
+        if not _refused(ticket):
             admitted += 1
             await ticket.release(_response(100))
     assert admitted == 2
@@ -211,11 +217,11 @@ async def test_a_huge_max_tokens_reserves_the_limit_and_keeps_redis_shared(
     # counters: the script failed and the replica fell back to local counts.
     async with _redis_gate(redis_url) as (gate, d):
         ticket = await gate.acquire(d, _request(2**62))
-        assert ticket is not None and ticket.on_redis
+        assert not _refused(ticket) and ticket.on_redis
         assert gate._redis_down_until == 0.0  # Redis was never given up on
         status = await gate.astatus()
         assert Decimal(status[0]["reserved_usd"]) == Decimal(5)  # the limit, not more
-        assert await gate.acquire(d, _request(100)) is None  # held back meanwhile
+        assert _refused(await gate.acquire(d, _request(100)))  # held back meanwhile
         await ticket.release(_response(10))
         status = await gate.astatus()
         assert Decimal(status[0]["reserved_usd"]) == 0
@@ -236,18 +242,18 @@ async def test_each_end_user_has_a_budget_of_their_own() -> None:
                       _book(d1, d2), clock=clock)
     for d in (d1, d2, d1):  # $0.30 of calls for "acme", on two deployments
         ticket = await gate.acquire(d, _for("acme"))
-        assert ticket is not None
+        assert not _refused(ticket)
         await ticket.release(_response(100))
-    assert await gate.acquire(d1, _for("acme")) is None
-    assert await gate.acquire(d2, _for("acme")) is None
+    assert _refused(await gate.acquire(d1, _for("acme")))
+    assert _refused(await gate.acquire(d2, _for("acme")))
     # Another end user, and a request that names none, are not held back by acme's.
-    assert await gate.acquire(d1, _for("globex")) is not None
+    assert not _refused(await gate.acquire(d1, _for("globex")))
     for _ in range(5):
-        assert await gate.acquire(d1, _for(None)) is not None
+        assert not _refused(await gate.acquire(d1, _for(None)))
     assert gate.refused == 2
     # The next day each end user starts from zero.
     clock.t += 86_400
-    assert await gate.acquire(d1, _for("acme")) is not None
+    assert not _refused(await gate.acquire(d1, _for("acme")))
     # A budget per end user has a count per end user: status lists none of them.
     assert gate.status() == []
 
@@ -264,10 +270,10 @@ async def test_one_end_user_s_budget_and_the_counts_of_ended_periods_let_go(
                       _book(d), clock=clock)
     for _ in range(2):
         ticket = await gate.acquire(d, _for("acme"))
-        assert ticket is not None
+        assert not _refused(ticket)
         await ticket.release(_response(100))
-    assert await gate.acquire(d, _for("acme")) is None
-    assert await gate.acquire(d, _for("someone-else")) is not None  # only "*" covers them
+    assert _refused(await gate.acquire(d, _for("acme")))
+    assert not _refused(await gate.acquire(d, _for("someone-else")))  # only "*" covers them
     [row] = gate.status()
     assert (row["target"], row["name"], row["exhausted"]) == ("end_user", "acme", True)
     assert Decimal(row["spent_usd"]) == Decimal("0.2")
@@ -275,7 +281,7 @@ async def test_one_end_user_s_budget_and_the_counts_of_ended_periods_let_go(
     for hour in range(6):
         clock.t += 3_600 * 3
         for n in range(4):
-            assert await gate.acquire(d, _for(f"user-{hour}-{n}")) is not None
+            assert not _refused(await gate.acquire(d, _for(f"user-{hour}-{n}")))
     assert len(gate._local) < 4 * 6
 
 
@@ -295,12 +301,12 @@ async def test_an_end_user_s_budget_is_shared_through_redis(redis_url: str) -> N
     try:
         for gate in (replicas[0], replicas[1], replicas[0]):
             ticket = await gate.acquire(d, _for("acme"))
-            assert ticket is not None and ticket.on_redis
+            assert not _refused(ticket) and ticket.on_redis
             await ticket.release(_response(100))
         # Spent on either replica, refused on both; another end user is not.
-        assert await replicas[1].acquire(d, _for("acme")) is None
-        assert await replicas[0].acquire(d, _for("acme")) is None
-        assert await replicas[1].acquire(d, _for("globex")) is not None
+        assert _refused(await replicas[1].acquire(d, _for("acme")))
+        assert _refused(await replicas[0].acquire(d, _for("acme")))
+        assert not _refused(await replicas[1].acquire(d, _for("globex")))
         r = replicas[0]._redis
         keys = [k async for k in r.scan_iter(match=prefix + "*")]
         # Keyed by a digest of the id, not the id.
@@ -357,7 +363,7 @@ async def test_a_reservation_cancelled_on_its_way_back_from_redis_is_given_back(
 async def test_a_settle_cancelled_before_it_reached_redis_still_settles(redis_url: str) -> None:
     async with _redis_gate(redis_url) as (gate, d):
         ticket = await gate.acquire(d, _request(100))
-        assert ticket is not None and ticket.on_redis
+        assert not _refused(ticket) and ticket.on_redis
         assert await _counts(gate) == (0, Decimal("0.1"))
         gate._settle_script = delayed = _Delayed(gate._settle_script, after=False)
         await delayed.cancel_in_window(gate, ticket.release(_response(30)))

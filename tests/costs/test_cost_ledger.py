@@ -301,7 +301,7 @@ def test_a_ledger_from_before_0003_gains_its_columns_and_keeps_its_rows(tmp_path
         assert [line.key for line in reader.spend("tier")] == ["(none)"]
         assert [line.key for line in reader.spend("user")] == ["(none)"]
     assert migrate(engine, tables) == ["0003_searches_and_tier", "0004_usage_estimated",
-                                       "0005_end_user", "0006_keys"]
+                                       "0005_end_user", "0006_keys", "0007_key_budgets"]
     with engine.connect() as conn:
         got = conn.execute(sa.select(tables.requests.c.web_searches,
                                      tables.requests.c.service_tier,

@@ -192,7 +192,7 @@ def test_a_ledger_from_before_0004_gains_usage_estimated_on_postgres(postgres_ur
                 attempts=1, fallbacks=0, input_tokens=1, cached_input_tokens=0,
                 output_tokens=1, reasoning_tokens=0, web_searches=0, stream=False))
         assert migrate(engine, tables) == ["0004_usage_estimated", "0005_end_user",
-                                           "0006_keys"]
+                                           "0006_keys", "0007_key_budgets"]
         with engine.connect() as conn:
             assert conn.execute(sa.select(tables.requests.c.usage_estimated)).scalar_one() is False
     finally:

@@ -253,3 +253,83 @@ async def test_a_key_s_models_limits_and_expiry_are_changed_in_place(
     assert missing.status_code == 404
     wrong = await _call(gw, "POST", "/key/update", {"name": "team", "models": ["bugdet"]})
     assert wrong.status_code == 400 and "'bugdet' is not a name" in wrong.text
+
+
+async def test_a_made_key_spends_its_budget_and_is_refused_after(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path) -> None:
+    gw = start_gateway(_config(fake_upstream, tmp_path / "ledger.sqlite"))
+    free = (await _call(gw, "POST", "/key/generate", {"name": "free"})).json()["key"]
+    assert gw.gateway.budgets is None  # no budget anywhere: no gate on the way
+    made = await _call(gw, "POST", "/key/generate",
+                       {"name": "intern", "max_budget": "0.000000001", "budget_period": "day"})
+    assert made.status_code == 200, made.text
+    assert (made.json()["max_budget"], made.json()["budget_period"]) == ("0.000000001", "day")
+    key = made.json()["key"]
+    # One nano-dollar: the first call is let through, and spends more than that.
+    assert (await _chat(gw, key)).choices
+    with pytest.raises(openai.RateLimitError) as refused:
+        await _chat(gw, key)
+    assert refused.value.body["type"] == "budget_exceeded"
+    assert "api_key 'intern' has spent its $0.000000001 a day" in refused.value.body["message"]
+    status = (await _call(gw, "GET", "/key/info?name=intern")).json()["budget_status"]
+    assert status["exhausted"] is True and float(status["spent_usd"]) > 0
+    assert (await _chat(gw, free)).choices  # other keys' requests are not counted
+    free_info = (await _call(gw, "GET", "/key/info?name=free")).json()
+    assert free_info["max_budget"] is None and free_info["budget_status"] is None
+    # A larger budget lets it go on, its spend so far kept; none lets it go freely.
+    raised = await _call(gw, "POST", "/key/update", {"name": "intern", "max_budget": 5})
+    assert raised.json()["max_budget"] == "5" and raised.json()["budget_period"] == "day"
+    assert (await _chat(gw, key)).choices
+    after = (await _call(gw, "GET", "/key/info?name=intern")).json()["budget_status"]
+    assert float(after["spent_usd"]) > float(status["spent_usd"]) and not after["exhausted"]
+    await _call(gw, "POST", "/key/update", {"name": "intern", "max_budget": 0.000000001})
+    with pytest.raises(openai.RateLimitError):
+        await _chat(gw, key)
+    await _call(gw, "POST", "/key/update", {"name": "intern", "max_budget": None})
+    assert (await _chat(gw, key)).choices
+    # Another gateway on the same database reads the budget with the key.
+    other = start_gateway(_config(fake_upstream, tmp_path / "ledger.sqlite"))
+    await _call(gw, "POST", "/key/update", {"name": "intern", "max_budget": 2,
+                                            "budget_period": 12})
+    assert other.gateway.keys is not None
+    await other.gateway.keys.refresh()
+    assert other.gateway.budgets is not None
+    assert other.gateway.budgets.key_budgets["intern"].period == 12
+
+
+@pytest.mark.parametrize(("body", "says"), [
+    ({"name": "x", "max_budget": 5, "budget_duration": "30d"},
+     "budget_duration: Interlock's budgets run by calendar period"),
+    ({"name": "x", "budget_period": "day"}, "budget_period: a period is for a budget"),
+    ({"name": "x", "max_budget": 0}, "max_budget: Input should be greater than 0"),
+    ({"name": "x", "max_budget": 5, "budget_period": -1},
+     "budget_period: got -1; expected \"day\", \"month\" or a positive number"),
+    ({"name": "x", "max_budget": 5, "budget_period": "week"},
+     "budget_period: got 'week'; expected"),
+])
+async def test_what_a_budget_refuses_and_why(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path, body: Any, says: str) -> None:
+    gw = start_gateway(_config(fake_upstream, tmp_path / "ledger.sqlite"))
+    answer = await _call(gw, "POST", "/key/generate", body)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["message"].startswith(says)
+
+
+async def test_keys_from_before_budgets_are_read_without_one(tmp_path: Path) -> None:
+    # A database migrated up to 0006: its keys table gains the budget columns.
+    database = tmp_path / "keys.sqlite"
+    store = KeyStore(LedgerSettings(database=str(database)))
+    await store.read()
+    token, _ = await store.generate("old")
+    await store.aclose()
+    with sqlite3.connect(database) as db:
+        for column in ("max_budget_usd", "budget_period"):
+            db.execute(f"ALTER TABLE interlock_keys DROP COLUMN {column}")
+        db.execute("DELETE FROM interlock_migrations WHERE name = '0007_key_budgets'")
+    again = KeyStore(LedgerSettings(database=str(database)))
+    await again.read()
+    found = again.find(token.encode())
+    assert found is not None and found.budget() is None
+    await again.aclose()

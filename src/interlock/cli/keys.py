@@ -63,6 +63,11 @@ ParallelOption = Annotated[int | None, typer.Option(
     help="Requests at once, in each gateway process.")]
 DurationOption = Annotated[str | None, typer.Option(
     help="How long it lasts from now: 30d, 12h, 15m, 45s (default: until deleted).")]
+BudgetOption = Annotated[str | None, typer.Option(
+    help="Dollars its requests may spend a period.")]
+PeriodOption = Annotated[str | None, typer.Option(
+    help="The budget's period: day, month (the default) or a number of hours; "
+         "calendar periods in UTC.")]
 
 
 def _asked(loaded: Any, fields: dict[str, Any], *, new: bool) -> tuple[Any, Any]:
@@ -100,7 +105,8 @@ def generate_command(
     name: Annotated[str, typer.Argument(help="What the ledger records the key's requests as.")],
     config: ConfigOption, models: ModelsOption = None, rpm_limit: RpmOption = None,
     tpm_limit: TpmOption = None, max_parallel_requests: ParallelOption = None,
-    duration: DurationOption = None,
+    duration: DurationOption = None, max_budget: BudgetOption = None,
+    budget_period: PeriodOption = None,
 ) -> None:
     """Make a key and print it (this once: only a digest of it is kept)."""
     from interlock.key_store import KeyNameTaken
@@ -109,13 +115,15 @@ def generate_command(
     loaded, store = _store(config)
     asked, lifetime = _asked(loaded, {
         "name": name, "models": models, "rpm_limit": rpm_limit, "tpm_limit": tpm_limit,
-        "max_parallel_requests": max_parallel_requests, "duration": duration}, new=True)
+        "max_parallel_requests": max_parallel_requests, "duration": duration,
+        "max_budget": max_budget, "budget_period": budget_period}, new=True)
 
     async def make(s: Any) -> Any:
         return await s.generate(name, models=asked.models, rpm_limit=asked.rpm_limit,
                                 tpm_limit=asked.tpm_limit,
                                 max_parallel_requests=asked.max_parallel_requests,
-                                lifetime=lifetime)
+                                lifetime=lifetime, max_budget=asked.max_budget,
+                                budget_period=asked.budget_period or "month")
 
     try:
         token, key = asyncio.run(_run(store, make))
@@ -133,18 +141,23 @@ def update_command(
     name: Annotated[str, typer.Argument(help="The key's name.")],
     config: ConfigOption, models: ModelsOption = None, rpm_limit: RpmOption = None,
     tpm_limit: TpmOption = None, max_parallel_requests: ParallelOption = None,
-    duration: DurationOption = None,
+    duration: DurationOption = None, max_budget: BudgetOption = None,
+    budget_period: PeriodOption = None,
     all_models: Annotated[bool, typer.Option(help="Let it ask for every name.")] = False,
     no_expiry: Annotated[bool, typer.Option(help="Let it last until deleted.")] = False,
+    no_budget: Annotated[bool, typer.Option(help="Take its budget away.")] = False,
 ) -> None:
-    """Change a key's models, limits or expiry; what is not given stays."""
+    """Change a key's models, limits, budget or expiry; what is not given stays."""
     options = {"models": models, "rpm_limit": rpm_limit, "tpm_limit": tpm_limit,
-               "max_parallel_requests": max_parallel_requests, "duration": duration}
+               "max_parallel_requests": max_parallel_requests, "duration": duration,
+               "max_budget": max_budget, "budget_period": budget_period}
     given: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
     if all_models:
         given["models"] = None
     if no_expiry:
         given["duration"] = None
+    if no_budget:
+        given["max_budget"] = None
     loaded, store = _store(config)
     asked, lifetime = _asked(loaded, {"name": name, **given}, new=False)
     changes = {k: getattr(asked, k) for k in given if k != "duration"}
@@ -179,12 +192,19 @@ def list_command(
     for key in found:
         limits = ", ".join(f"{k} {key[k]:,}" for k in ("rpm_limit", "tpm_limit",
                                                       "max_parallel_requests") if key[k])
+        if key["max_budget"] is not None:
+            limits += (", " if limits else "") + (f"budget ${key['max_budget']} "
+                                                  f"{_per(key['budget_period'])}")
         typer.echo(f"{key['name']}  ...{key['key_hint']}  models: "
                    f"{', '.join(key['models']) if key['models'] is not None else 'all'}"
                    + (f"  {limits}" if limits else "")
                    + (f"  expires {key['expires_at']}" if key["expires_at"] else ""))
     if not found:
         typer.echo("no client keys made at run time")
+
+
+def _per(period: str | float) -> str:
+    return f"a {period}" if isinstance(period, str) else f"every {period:g} hours"
 
 
 @keys_app.command("delete")

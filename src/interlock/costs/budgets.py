@@ -3,7 +3,7 @@ user, per period.
 
 `BudgetGate` is an `AttemptGate` (`dispatch.gates`). Before each attempt it
 reserves the call's expected cost on every budget that covers the deployment;
-it refuses (returns None) when any of them has nothing left, which takes the
+it refuses (returns a text naming the budget) when any of them has nothing left, which takes the
 deployment out of this request's candidates like a cooldown. After the
 attempt the ticket settles the reservation with the real cost.
 
@@ -16,7 +16,9 @@ count. When Redis fails, the gate falls back to its own memory, logs once,
 and tries Redis again after a pause.
 
 A client key's budget (`api_key`, a name from general_settings.api_keys) counts
-the calls of that key's requests through the gateway, on any deployment.
+the calls of that key's requests through the gateway, on any deployment. Keys
+made at run time carry their budgets with them (`set_key_budgets`): the gateway
+hands this gate every one it reads, and they count as config budgets do.
 An end user's budget (`end_user`: one user, or "*" for each) counts the calls
 of requests whose `user` names them, on any deployment; "*" keeps one count per
 end user, keyed by a digest of the id so a key stays short whatever a client
@@ -36,7 +38,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, Decimal
@@ -122,6 +124,16 @@ def covers(budget: Budget, deployment: Deployment, request: ChatRequest) -> bool
     return deployment.group == name
 
 
+def _spent(budget: Budget, request: ChatRequest) -> str:
+    """What a refusal says of the budget that had nothing left."""
+    kind, name = budget.target
+    if kind == "end_user" and name == "*":
+        name = request.user or ""
+    period = (f"a {budget.period}" if isinstance(budget.period, str)
+              else f"every {budget.period:g} hours")
+    return f"{kind} {name!r} has spent its ${budget.max_usd.normalize():f} {period}"
+
+
 def _digest(user: str) -> str:
     return hashlib.sha256(user.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
@@ -171,6 +183,8 @@ class BudgetGate:
         key_prefix: str = "interlock:budget:",
     ) -> None:
         self.budgets = list(budgets)
+        # Budgets of client keys made at run time, by key name (`set_key_budgets`).
+        self.key_budgets: dict[str, Budget] = {}
         self.prices = prices
         self.redis_url = redis_url
         self.clock = clock or time.time
@@ -188,8 +202,19 @@ class BudgetGate:
 
     # ------------------------------------------------------------------ gate
 
-    async def acquire(self, deployment: Deployment, request: ChatRequest) -> BudgetTicket | None:
+    def set_key_budgets(self, budgets: Iterable[Budget]) -> None:
+        """The budgets of the client keys made at run time, all of them, each
+        naming its key (`Budget.api_key`): a key left out has none from now on.
+        A budget keeps its count across changes to its limit."""
+        self.key_budgets = {b.target[1]: b for b in budgets}
+
+    async def acquire(self, deployment: Deployment,
+                      request: ChatRequest) -> BudgetTicket | str:
         applicable = [b for b in self.budgets if covers(b, deployment, request)]
+        if self.key_budgets and request.api_key_id is not None:
+            own = self.key_budgets.get(request.api_key_id)
+            if own is not None:
+                applicable.append(own)
         if not applicable:
             return _FREE
         expected = self.prices.expected_cost(deployment, request)
@@ -215,7 +240,7 @@ class BudgetGate:
             refused = await self._reserve_local(keys, limits, amount, ttl)
         if refused:
             self.refused += 1
-            return None
+            return _spent(applicable[refused - 1], request)  # the refusal, said
         return BudgetTicket(self, deployment, keys, amount, ttl, on_redis)
 
     def _listed(self) -> list[tuple[Budget, str, str, float]]:
@@ -223,7 +248,7 @@ class BudgetGate:
         all but the per-end-user ("*") ones, which have a count per end user."""
         now = self.clock()
         out = []
-        for b in self.budgets:
+        for b in (*self.budgets, *self.key_budgets.values()):
             kind, name = b.target
             if kind == "end_user" and name == "*":
                 continue

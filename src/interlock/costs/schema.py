@@ -183,6 +183,10 @@ def ledger_tables(prefix: str = DEFAULT_PREFIX) -> LedgerTables:
         sa.Column("max_parallel_requests", sa.Integer),
         sa.Column("created_at", UtcDateTime(), nullable=False),
         sa.Column("expires_at", UtcDateTime()),
+        # Added by 0007_key_budgets. Dollars as exact decimal text; NULL: no budget.
+        sa.Column("max_budget_usd", sa.String(40)),
+        # "day", "month" or a number of hours (`costs.settings.Budget.period`).
+        sa.Column("budget_period", sa.String(32)),
     )
     return LedgerTables(md, requests, migrations, keys)
 
@@ -202,15 +206,17 @@ def _m0002_indexes(conn: Connection, t: LedgerTables) -> None:
         sa.Index(f"ix_{name}_{column}", t.requests.c[column]).create(conn, checkfirst=True)
 
 
-def _add_missing_columns(conn: Connection, t: LedgerTables, columns: dict[str, str]) -> None:
+def _add_missing_columns(conn: Connection, t: LedgerTables, columns: dict[str, str],
+                         table: sa.Table | None = None) -> None:
     """ALTER TABLE ... ADD COLUMN for each of `columns` (name -> its type and
-    default in SQL) the requests table lacks: a table 0001 created from today's
-    definition has them already."""
-    have = {c["name"] for c in sa.inspect(conn).get_columns(t.requests.name)}
-    table = conn.dialect.identifier_preparer.quote(t.requests.name)
-    for name, definition in columns.items():
-        if name not in have:
-            conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {name} {definition}"))
+    default in SQL) that `table` (the requests table by default) lacks: a table
+    created from today's definition has them already."""
+    name = (t.requests if table is None else table).name
+    have = {c["name"] for c in sa.inspect(conn).get_columns(name)}
+    quoted = conn.dialect.identifier_preparer.quote(name)
+    for column, definition in columns.items():
+        if column not in have:
+            conn.execute(sa.text(f"ALTER TABLE {quoted} ADD COLUMN {column} {definition}"))
 
 
 def _m0003_searches_and_tier(conn: Connection, t: LedgerTables) -> None:
@@ -232,6 +238,11 @@ def _m0006_keys(conn: Connection, t: LedgerTables) -> None:
     t.keys.create(conn, checkfirst=True)
 
 
+def _m0007_key_budgets(conn: Connection, t: LedgerTables) -> None:
+    _add_missing_columns(conn, t, {"max_budget_usd": "VARCHAR(40)",
+                                   "budget_period": "VARCHAR(32)"}, t.keys)
+
+
 def migrations() -> list[tuple[str, Migration]]:
     """In the order they apply; a name, once released, never changes meaning."""
     return [
@@ -241,6 +252,7 @@ def migrations() -> list[tuple[str, Migration]]:
         ("0004_usage_estimated", _m0004_usage_estimated),
         ("0005_end_user", _m0005_end_user),
         ("0006_keys", _m0006_keys),
+        ("0007_key_budgets", _m0007_key_budgets),
     ]
 
 

@@ -172,6 +172,12 @@ class Dispatcher:
         return any(d.available and self.tracker.view(d).state != "open"
                    for d in model_group.deployments)
 
+    def add_gate(self, gate: AttemptGate) -> None:
+        """Ask `gate` too before each attempt from now on (the gateway's budgets,
+        once a client key made at run time has one)."""
+        if gate not in self._gates:
+            self._gates.append(gate)
+
     async def aclose(self) -> None:
         await self.state.aclose()
 
@@ -418,9 +424,9 @@ class Dispatcher:
             except BaseException:  # cancelled at a later gate: the earlier ones' go back
                 await _release_tickets(tickets, None)
                 raise
-            if ticket is None:
+            if ticket is None or isinstance(ticket, str):
                 await _release_tickets(tickets, None)
-                run.skip(group, d, gate.name)
+                run.skip(group, d, gate.name, ticket or "")
                 return None
             tickets.append(ticket)
         return tickets

@@ -25,6 +25,8 @@ class AttemptGate(Protocol):
     # Short name shown in attempts and errors, e.g. "budget" or "rpm".
     name: str
 
-    async def acquire(self, deployment: Deployment, request: ChatRequest) -> GateTicket | None:
-        """A ticket to go ahead, or None to skip this deployment for this request."""
+    async def acquire(self, deployment: Deployment,
+                      request: ChatRequest) -> GateTicket | str | None:
+        """A ticket to go ahead; None, or a text saying why for the client's
+        error, to skip this deployment for this request."""
         ...

@@ -1,14 +1,20 @@
 """`/key/*`: client keys made, listed and revoked while the gateway runs.
 
     POST /key/generate  {"name", "models"?, "rpm_limit"?, "tpm_limit"?,
-                         "max_parallel_requests"?, "duration"?}  -> the key, once
+                         "max_parallel_requests"?, "max_budget"?,
+                         "budget_period"?, "duration"?}          -> the key, once
     POST /key/update    {"name", and the fields to change}       -> the key, no secret
     POST /key/delete    {"names": [...]} or {"keys": [...]}      -> the names revoked
     GET  /key/list                                               -> every key, no secrets
-    GET  /key/info?name=NAME                                     -> one key, no secret
+    GET  /key/info?name=NAME                                     -> one key, no secret,
+                                                                    and its spend
 
 LiteLLM's proxy serves the same paths; its `key_alias` is taken for `name`, and
-`duration` is written as it writes it ("30d", "12h", "15m", "45s"). Behind the
+`duration` is written as it writes it ("30d", "12h", "15m", "45s"), and
+`max_budget` is its name for a key's spending limit; the budget's period is a
+config budget's (`budget_period`: "day", "month" or hours, calendar periods in
+UTC), not LiteLLM's `budget_duration`, which counts from the key's creation and
+is refused with a word on the difference. Behind the
 master key (`auth.ADMIN_PATHS`). The keys live in `key_store.KeyStore`; a
 name already used (by a run-time key or by one in general_settings.api_keys) is
 refused, since the ledger records requests by it.
@@ -22,11 +28,19 @@ from __future__ import annotations
 import logging
 import re
 from datetime import timedelta
-from typing import Any
+from decimal import Decimal
+from typing import Any, Literal
 from urllib.parse import parse_qs
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from interlock.gateway import Gateway
 from interlock.key_store import KeyNameTaken, KeyStore
@@ -36,6 +50,9 @@ from interlock.server.auth import any_threshold
 
 log = logging.getLogger("interlock.server")
 
+# The fields of a key that /key/update (and `interlock keys update`) change as given.
+CHANGEABLE = ("models", "rpm_limit", "tpm_limit", "max_parallel_requests", "max_budget",
+              "budget_period")
 METHODS = {"/key/generate": "POST", "/key/update": "POST", "/key/delete": "POST",
            "/key/list": "GET", "/key/info": "GET"}
 _DURATION = re.compile(r"^(\d+)([smhd])$")
@@ -51,17 +68,40 @@ class GenerateKey(BaseModel):
     rpm_limit: int | None = Field(default=None, ge=1)
     tpm_limit: int | None = Field(default=None, ge=1)
     max_parallel_requests: int | None = Field(default=None, ge=1)
+    # Dollars its requests may spend a period, and the period (default: month).
+    max_budget: Decimal | None = Field(default=None, gt=0, allow_inf_nan=False)
+    budget_period: Literal["day", "month"] | float | None = None
     # "30d", "12h", "15m", "45s", or seconds; None: the key does not expire.
     duration: str | int | None = None
 
     @model_validator(mode="before")
     @classmethod
-    def _key_alias(cls, data: Any) -> Any:
+    def _litellm_names(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        if "budget_duration" in data:
+            raise ValueError(
+                "budget_duration: Interlock's budgets run by calendar period, not from the "
+                "key's creation; give budget_period: \"day\", \"month\" or a number of hours")
         # LiteLLM's name for the key's name.
-        if isinstance(data, dict) and "key_alias" in data and "name" not in data:
+        if "key_alias" in data and "name" not in data:
             data = {**data, "name": data["key_alias"]}
             del data["key_alias"]
         return data
+
+    @field_validator("budget_period", mode="before")
+    @classmethod
+    def _period(cls, value: Any) -> Any:
+        if value is None or value in ("day", "month"):
+            return value
+        try:
+            hours = 0.0 if isinstance(value, bool) else float(value)
+        except (TypeError, ValueError):
+            hours = 0.0
+        if not 0 < hours < float("inf"):
+            raise ValueError(f"got {value!r}; expected \"day\", \"month\" or a positive "
+                             "number of hours")
+        return hours
 
     def lifetime(self) -> timedelta | None:
         if self.duration is None:
@@ -109,7 +149,8 @@ class KeyAdmin:
             if found is None:
                 await _no_such_key(send, name)
             else:
-                await send_json(send, 200, found.as_dict())
+                await send_json(send, 200, {**found.as_dict(),
+                                            "budget_status": await self._spend(name)})
         else:
             body = await read_json(receive, send, self._max_body_bytes)
             if body is ANSWERED:
@@ -153,7 +194,8 @@ class KeyAdmin:
             token, key = await store.generate(
                 asked.name, models=asked.models, rpm_limit=asked.rpm_limit,
                 tpm_limit=asked.tpm_limit, max_parallel_requests=asked.max_parallel_requests,
-                lifetime=lifetime)
+                lifetime=lifetime, max_budget=asked.max_budget,
+                budget_period=asked.budget_period or "month")
         except KeyNameTaken:
             await _invalid(send, name_taken(asked.name), param="name", code="name_taken")
             return
@@ -168,9 +210,10 @@ class KeyAdmin:
             return
         asked, lifetime = found
         given = asked.model_fields_set
-        changes: dict[str, Any] = {
-            field: getattr(asked, field) for field in
-            ("models", "rpm_limit", "tpm_limit", "max_parallel_requests") if field in given}
+        changes: dict[str, Any] = {field: getattr(asked, field) for field in CHANGEABLE
+                                   if field in given}
+        if changes.get("budget_period", "month") is None:
+            changes["budget_period"] = "month"
         if "duration" in given:
             changes["lifetime"] = lifetime
         changed = await store.update(asked.name, **changes)
@@ -179,6 +222,18 @@ class KeyAdmin:
             return
         log.info("client key %r changed: %s", changed.name, ", ".join(sorted(changes)))
         await send_json(send, 200, changed.as_dict())
+
+    async def _spend(self, name: str) -> dict[str, Any] | None:
+        """The key's budget now: spent and held in this period (from Redis when the
+        budgets are shared through it, else this process' count); None without one."""
+        gate = self.gateway.budgets
+        if gate is None or name not in gate.key_budgets:
+            return None
+        for row in await gate.astatus():
+            if row["target"] == "api_key" and row["name"] == name:
+                return {k: row[k] for k in ("period_id", "spent_usd", "reserved_usd",
+                                             "exhausted", "resets_in_s")}
+        return None
 
 
 async def _delete(store: KeyStore, body: Any, send: Send) -> None:
@@ -205,6 +260,9 @@ def new_key_problem(gateway: Gateway, asked: GenerateKey,
     problem = models_problem(gateway, asked.models)
     if problem is None and asked.name in config_keys:
         return name_taken(asked.name), "name", "name_taken"
+    if problem is None and asked.budget_period is not None and asked.max_budget is None:
+        return ("budget_period: a period is for a budget; give max_budget (dollars a "
+                "period) too", "budget_period", "invalid_value")
     return problem
 
 
@@ -226,8 +284,13 @@ def name_taken(name: str) -> str:
 def first_problem(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         error = exc.errors()[0]
+        message = error["msg"]
+        if error["type"] == "value_error":  # our own checks' text, without pydantic's prefix
+            message = str(error.get("ctx", {}).get("error", message))
+            if not error["loc"]:  # a check of the whole body names the field itself
+                return message
         where = ".".join(str(p) for p in error["loc"]) or "body"
-        return f"{where}: {error['msg']}"
+        return f"{where}: {message}"
     return str(exc)
 
 
