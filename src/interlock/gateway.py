@@ -253,7 +253,35 @@ class Gateway:
         if self.ledger is not None:
             await self.ledger.start()
         if self.keys is not None:
-            await self.keys.start()
+            await self.keys.start()  # first: the keys bring budgets of their own
+        if self.budgets is not None and not self.budgets.shared:
+            await self._seed_budgets(self.budgets)
+
+    async def _seed_budgets(self, gate: BudgetGate) -> None:
+        """Start the budgets' counts, kept in memory without Redis, from the
+        ledger's record of their current periods: else every restart would give
+        each budget its whole period again."""
+        from interlock.costs.budgets import recorded_spend
+        from interlock.costs.queries import LedgerReader
+
+        settings = self.config.ledger
+        if settings is None or not settings.database:
+            return
+        periods = gate.current_periods()
+        group_of = {d.name: d.group for d in self.catalog.deployments()}
+
+        def read() -> list[Any]:
+            with LedgerReader(str(settings.database),
+                              table_prefix=settings.table_prefix) as reader:
+                return recorded_spend(reader, periods, group_of) if reader.exists() else []
+
+        try:
+            spent = await asyncio.to_thread(read)
+        except Exception as exc:  # the database away: count from zero, as before
+            log.warning("budgets could not read this period's spend from the ledger (%s); "
+                        "counting from zero", type(exc).__name__)
+            return
+        gate.seed(spent)
 
     async def aclose(self) -> None:
         if self.keys is not None:

@@ -138,3 +138,59 @@ def test_a_budget_s_client_key_must_exist(fake_upstream: FakeUpstream) -> None:
     config["budgets"] = [{"api_key": "team-z", "max_usd": "1"}]
     with pytest.raises(ConfigError, match=r"budgets\[0\]\.api_key: got 'team-z'"):
         load_config(config)
+
+
+async def test_a_restart_without_redis_keeps_the_period_s_spend(
+        fake_upstream: FakeUpstream, tmp_path: Any) -> None:
+    # Counted in memory, a budget began its period again at every restart: a
+    # gateway restarted by a deploy could spend a day's budget twice in a day.
+    config = _config(fake_upstream)
+    config["ledger"] = {"database": str(tmp_path / "ledger.sqlite")}
+    config["budgets"] = [{"model_group": "high-quality", "max_usd": "0.01", "period": "day"},
+                         {"end_user": "*", "max_usd": "0.005", "period": 24},
+                         {"provider": "openai", "max_usd": "1", "period": "month"}]
+    fake_upstream.reply(Reply(text="fine", input_tokens=1000, output_tokens=100))  # $0.0045
+    request = _ask("high-quality")
+    request.user = "acme"
+    first = Gateway(load_config(config), environ={})
+    await first.start()
+    try:
+        for _ in range(2):
+            await first.complete(request)  # $0.009: acme is over its $0.005
+        await first.complete(_ask("budget"))  # gpt-4o-mini: $0.00021, no user
+    finally:
+        await first.aclose()  # the ledger's rows are written as it closes
+
+    second = Gateway(load_config(config), environ={})
+    await second.start()
+    try:
+        assert second.budgets is not None
+        status = {s["name"]: s for s in second.budgets.status()}
+        assert status["high-quality"]["spent_usd"] == "0.009"
+        assert status["openai"]["spent_usd"] == "0.00021"
+        with pytest.raises(BudgetExceeded) as refused:  # acme's spend was remembered too
+            await second.complete(request)
+        assert "end_user 'acme' has spent its $0.005 every 24 hours" in refused.value.message
+        await second.complete(_ask("high-quality"))  # $0.0135 in all: the group is spent
+        assert (await second.complete(_ask("high-quality"))).meta.provider == "openai"
+        assert fake_upstream.calls("anthropic") == 3
+    finally:
+        await second.aclose()
+
+
+async def test_a_ledger_it_cannot_read_leaves_the_budgets_counting_from_zero(
+        fake_upstream: FakeUpstream, caplog: pytest.LogCaptureFixture) -> None:
+    config = _config(fake_upstream)
+    # Nothing listens on port 9: the ledger buffers, and the budgets say why they start at zero.
+    config["ledger"] = {"database": "postgresql+psycopg://nobody@127.0.0.1:9/none",
+                        "close_timeout": 0.2}
+    fake_upstream.reply(Reply(text="fine", input_tokens=1000, output_tokens=100))
+    gateway = Gateway(load_config(config), environ={})
+    with caplog.at_level("WARNING", logger="interlock.gateway"):
+        await gateway.start()
+    try:
+        assert "budgets could not read this period's spend from the ledger (Operational" \
+               in caplog.text
+        assert (await gateway.complete(_ask("high-quality"))).meta.provider == "anthropic"
+    finally:
+        await gateway.aclose()

@@ -333,3 +333,18 @@ async def test_keys_from_before_budgets_are_read_without_one(tmp_path: Path) -> 
     found = again.find(token.encode())
     assert found is not None and found.budget() is None
     await again.aclose()
+
+
+async def test_a_key_s_spend_outlives_a_restart(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path) -> None:
+    database = tmp_path / "ledger.sqlite"
+    first = start_gateway(_config(fake_upstream, database))
+    key = (await _call(first, "POST", "/key/generate",
+                       {"name": "intern", "max_budget": "0.000000001"})).json()["key"]
+    assert (await _chat(first, key)).choices
+    first.stop()  # its ledger's rows are written as it stops
+    # The keys are read before the budgets' counts start from the ledger's record.
+    second = start_gateway(_config(fake_upstream, database))
+    with pytest.raises(openai.RateLimitError):
+        await _chat(second, key)

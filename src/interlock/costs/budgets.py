@@ -38,11 +38,11 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from interlock.catalog import Deployment
 from interlock.costs.prices import PriceBook
@@ -98,17 +98,23 @@ def _usd(nano: int) -> str:
 
 def period_id(budget: Budget, now: float) -> tuple[str, float]:
     """(id of the period `now` falls in, seconds until it ends); calendar periods in UTC."""
+    pid, _, end = _bounds(budget, now)
+    return pid, end - now
+
+
+def _bounds(budget: Budget, now: float) -> tuple[str, float, float]:
+    """(id, start, end) of the period `now` falls in, the times as Unix seconds."""
     moment = datetime.fromtimestamp(now, UTC)
     if budget.period == "day":
         start = moment.replace(hour=0, minute=0, second=0, microsecond=0)
-        return start.strftime("%Y-%m-%d"), 86_400 - (now - start.timestamp())
+        return start.strftime("%Y-%m-%d"), start.timestamp(), start.timestamp() + 86_400
     if budget.period == "month":
         start = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         nxt = start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
-        return start.strftime("%Y-%m"), nxt.timestamp() - now
+        return start.strftime("%Y-%m"), start.timestamp(), nxt.timestamp()
     length = float(budget.period) * 3600
     index = int(now // length)
-    return f"{budget.period:g}h-{index}", (index + 1) * length - now
+    return f"{budget.period:g}h-{index}", index * length, (index + 1) * length
 
 
 def covers(budget: Budget, deployment: Deployment, request: ChatRequest) -> bool:
@@ -136,6 +142,40 @@ def _spent(budget: Budget, request: ChatRequest) -> str:
 
 def _digest(user: str) -> str:
     return hashlib.sha256(user.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+class SpendSource(Protocol):
+    def spend_since(self, since: datetime, column: str) -> dict[str, int]: ...
+
+
+# The ledger column a budget's target is recorded in (model groups by deployment).
+_COLUMN = {"deployment": "deployment", "provider": "provider", "api_key": "api_key_id",
+           "end_user": "end_user", "model_group": "deployment"}
+
+
+def recorded_spend(ledger: SpendSource, periods: Iterable[tuple[Budget, str, datetime]],
+                   group_of: Mapping[str, str]) -> list[tuple[Budget, str, dict[str, int]]]:
+    """What the ledger (`queries.LedgerReader`) recorded in each budget's current
+    period (`BudgetGate.current_periods`), for `BudgetGate.seed`: nano-dollars by
+    end user for an end-user budget, else under the budget's name. `group_of`
+    maps a deployment's name to its model group. Each column and period start is
+    read once."""
+    read: dict[tuple[str, datetime], dict[str, int]] = {}
+    out = []
+    for budget, pid, since in periods:
+        kind, name = budget.target
+        column = _COLUMN[kind]
+        if (column, since) not in read:
+            read[column, since] = ledger.spend_since(since, column)
+        rows = read[column, since]
+        if kind == "model_group":
+            amounts = {name: sum(v for d, v in rows.items() if group_of.get(d) == name)}
+        elif kind == "end_user" and name == "*":
+            amounts = dict(rows)
+        else:
+            amounts = {name: rows.get(name, 0)}
+        out.append((budget, pid, amounts))
+    return out
 
 
 @dataclass
@@ -207,6 +247,37 @@ class BudgetGate:
         naming its key (`Budget.api_key`): a key left out has none from now on.
         A budget keeps its count across changes to its limit."""
         self.key_budgets = {b.target[1]: b for b in budgets}
+
+    @property
+    def shared(self) -> bool:
+        """Counted in Redis, which keeps the counts across restarts, not in memory."""
+        return self.redis_url is not None
+
+    def current_periods(self) -> list[tuple[Budget, str, datetime]]:
+        """Each budget with its current period's id and start (UTC): what `seed`
+        needs read from the ledger."""
+        now = self.clock()
+        out = []
+        for budget in (*self.budgets, *self.key_budgets.values()):
+            pid, start, _ = _bounds(budget, now)
+            out.append((budget, pid, datetime.fromtimestamp(start, UTC)))
+        return out
+
+    def seed(self, spent: Iterable[tuple[Budget, str, Mapping[str, int]]]) -> None:
+        """Start this process' counts from what the ledger recorded in each budget's
+        current period (`recorded_spend`: budget, period id, nano-dollars by end
+        user or under the budget's name). Counted in memory, without Redis, a
+        budget would otherwise begin its period again at every restart. A count
+        already higher is kept, so seeding twice counts nothing twice."""
+        now = self.clock()
+        for budget, pid, amounts in spent:
+            current, _, end = _bounds(budget, now)
+            if current != pid:  # the period turned meanwhile: the new one starts empty
+                continue
+            for user, nano in amounts.items():
+                count = self._local.setdefault(self._key(budget, pid, user), _Count())
+                count.spent = max(count.spent, nano)
+                count.expires = max(count.expires, end + 3600)
 
     async def acquire(self, deployment: Deployment,
                       request: ChatRequest) -> BudgetTicket | str:

@@ -167,6 +167,20 @@ class LedgerReader:
             for r in rows
         ]
 
+    def spend_since(self, since: datetime, column: str) -> dict[str, int]:
+        """Nano-dollars recorded since `since`, by the value of `column`
+        (deployment, provider, api_key_id or end_user; rows without one left out):
+        what budgets counted in memory start from after a restart
+        (`budgets.recorded_spend`)."""
+        c = self.t.c
+        key = self._added_columns()[2] if column == "end_user" else c[column]
+        nano = sa.type_coerce(c.cost_nanousd, sa.BigInteger)  # as stored, not as dollars
+        query = (sa.select(key, sa.func.sum(nano))
+                 .where(c.created_at >= since, key.is_not(None), c.cost_nanousd.is_not(None))
+                 .group_by(key))
+        with self.engine.connect() as conn:
+            return {str(k): int(v or 0) for k, v in conn.execute(query)}
+
     def usage(self, *, since: datetime | None = None) -> Iterator[UsageRecord]:
         c = self.t.c
         query = sa.select(
