@@ -229,7 +229,8 @@ class Gateway:
         self._limited_keys = self.key_limits.limited
         # Client keys made at run time, for the server's /key/* API (`use_key_store`).
         self.keys: KeyStore | None = None
-        self._warned_names: set[str] = set()
+        # What was warned of once (a name in the config and the store; a key's bad budget).
+        self._warned_names: set[str | tuple[str, str]] = set()
         self.routing = RoutingPolicy.from_config(config.routing, self.catalog,
                                                  ask=self._ask_for_router,
                                                  embed=self._embed_for_router)
@@ -326,7 +327,18 @@ class Gateway:
     def _run_time_keys_read(self, found: Mapping[bytes, Any]) -> None:
         keys = list(found.values())
         self.key_limits.set_run_time_keys(keys)
-        budgets = [b for b in (k.budget() for k in keys) if b is not None]
+        budgets = []
+        for key in keys:
+            try:
+                budget = key.budget()
+            except ValueError as exc:  # a row changed by hand: the other keys still count
+                if ("budget", key.name) not in self._warned_names:
+                    self._warned_names.add(("budget", key.name))
+                    log.warning("client key %r: its budget in the database is not one (%s); "
+                                "not counted", key.name, type(exc).__name__)
+                continue
+            if budget is not None:
+                budgets.append(budget)
         if budgets and self.budgets is None:
             # The first run-time key with a budget: from now on every attempt
             # passes the budget gate (which a config without budgets spared it).

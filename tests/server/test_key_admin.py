@@ -348,3 +348,22 @@ async def test_a_key_s_spend_outlives_a_restart(
     second = start_gateway(_config(fake_upstream, database))
     with pytest.raises(openai.RateLimitError):
         await _chat(second, key)
+
+
+async def test_a_budget_changed_by_hand_into_nonsense_is_warned_of_once(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    database = tmp_path / "ledger.sqlite"
+    gw = start_gateway(_config(fake_upstream, database))
+    for name in ("odd", "fine"):
+        await _call(gw, "POST", "/key/generate", {"name": name, "max_budget": 5})
+    with sqlite3.connect(database) as db:
+        db.execute("UPDATE interlock_keys SET max_budget_usd = '-5' WHERE name = 'odd'")
+    store = gw.gateway.keys
+    assert store is not None
+    with caplog.at_level("WARNING", logger="interlock.gateway"):
+        await store.refresh()
+        await store.refresh()
+    assert caplog.text.count("client key 'odd': its budget in the database is not one") == 1
+    assert gw.gateway.budgets is not None
+    assert list(gw.gateway.budgets.key_budgets) == ["fine"]

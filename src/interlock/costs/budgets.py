@@ -3,9 +3,11 @@ user, per period.
 
 `BudgetGate` is an `AttemptGate` (`dispatch.gates`). Before each attempt it
 reserves the call's expected cost on every budget that covers the deployment;
-it refuses (returns a text naming the budget) when any of them has nothing left, which takes the
-deployment out of this request's candidates like a cooldown. After the
-attempt the ticket settles the reservation with the real cost.
+it refuses (answers a text naming the budget) when any of them has nothing
+left, which takes the deployment out of this request's candidates like a
+cooldown. After the attempt the ticket settles the reservation with the real
+cost. Counted in memory (no Redis), the counts start from the ledger's record
+of the period (`recorded_spend`, `seed`), so a restart does not reset them.
 
 A budget admits a call while spent + reserved is below its limit, so the
 overspend is bounded by the calls in flight when the limit is crossed: with
@@ -130,7 +132,7 @@ def covers(budget: Budget, deployment: Deployment, request: ChatRequest) -> bool
     return deployment.group == name
 
 
-def _spent(budget: Budget, request: ChatRequest) -> str:
+def _refusal(budget: Budget, request: ChatRequest) -> str:
     """What a refusal says of the budget that had nothing left."""
     kind, name = budget.target
     if kind == "end_user" and name == "*":
@@ -311,7 +313,7 @@ class BudgetGate:
             refused = await self._reserve_local(keys, limits, amount, ttl)
         if refused:
             self.refused += 1
-            return _spent(applicable[refused - 1], request)  # the refusal, said
+            return _refusal(applicable[refused - 1], request)
         return BudgetTicket(self, deployment, keys, amount, ttl, on_redis)
 
     def _listed(self) -> list[tuple[Budget, str, str, float]]:
