@@ -247,11 +247,11 @@ class Ledger:
 
         For the thread writer, once the INSERT is known, the row is converted
         here (`_values`). For a child writer the row waits as it is and is read
-        into its columns with the rest of its batch (`_prepare`): the same work,
-        but one row at a time, between requests, it took about 12 us in the
-        server against 2.5 us in the batch's loop. Deferring it saved 0-19 us of
-        the server's CPU a request in three A/Bs, about 8 on average
-        (docs/benchmarks.md, "Runs 59-61").
+        into its columns with the rest of its batch (`_prepare_between_turns`):
+        the same work, but one row at a time, between requests, it took about
+        12 us in the server against 2.5 us in the batch's loop. Deferring it
+        saved 0-19 us of the server's CPU a request in three A/Bs, about 8 on
+        average (docs/benchmarks.md, "Runs 59-61").
         """
         if not self.enabled:
             return
@@ -412,10 +412,9 @@ class Ledger:
 
     def _prepare(self, batch: list[LedgerRow | tuple[Any, ...]],
                  insert: BatchInsert) -> list[tuple[Any, ...]]:
-        """Each row's values (`_values`), in place, so that a retried batch keeps
-        its row_ids: for the thread writer, in its thread, where the rows
-        arrive as values (`record`) but for those recorded before the INSERT
-        was known."""
+        """Each row's values (`_values`), in place so that a retried batch keeps
+        its row_ids, in one go: the thread writer's batch, in its thread, whose
+        rows mostly arrive as values already (`record`)."""
         failed: list[int] = []
         try:
             self._convert(batch, insert, 0, len(batch), failed)

@@ -50,7 +50,7 @@ from interlock.server.auth import any_threshold
 
 log = logging.getLogger("interlock.server")
 
-# The fields of a key that /key/update (and `interlock keys update`) change as given.
+# The fields of a key that /key/update changes as given (the others stay).
 CHANGEABLE = ("models", "rpm_limit", "tpm_limit", "max_parallel_requests", "max_budget",
               "budget_period")
 METHODS = {"/key/generate": "POST", "/key/update": "POST", "/key/delete": "POST",
