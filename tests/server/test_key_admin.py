@@ -367,3 +367,22 @@ async def test_a_budget_changed_by_hand_into_nonsense_is_warned_of_once(
     assert caplog.text.count("client key 'odd': its budget in the database is not one") == 1
     assert gw.gateway.budgets is not None
     assert list(gw.gateway.budgets.key_budgets) == ["fine"]
+
+
+async def test_a_key_s_spend_is_listed_from_the_ledger(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path) -> None:
+    gw = start_gateway(_config(fake_upstream, tmp_path / "ledger.sqlite"))
+    await _call(gw, "POST", "/key/generate", {"name": "idle"})
+    token = (await _call(gw, "POST", "/key/generate", {"name": "caller"})).json()["key"]
+    fresh = (await _call(gw, "GET", "/key/list")).json()["keys"]
+    assert {k["name"]: k["spend_usd"] for k in fresh} == {"caller": None, "idle": None}
+    for _ in range(2):
+        assert (await _chat(gw, token)).choices
+    ledger = gw.gateway.ledger
+    assert ledger is not None and await ledger.flush(timeout=5)
+    info = (await _call(gw, "GET", "/key/info?name=caller")).json()
+    assert float(info["spend_usd"]) > 0 and info["budget_status"] is None
+    listed = {k["name"]: k["spend_usd"] for k in
+              (await _call(gw, "GET", "/key/list")).json()["keys"]}
+    assert listed["caller"] == info["spend_usd"] and listed["idle"] is None

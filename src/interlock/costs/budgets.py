@@ -93,7 +93,7 @@ def to_nano(usd: Decimal) -> int:
     return int((usd / NANO).to_integral_value(ROUND_CEILING))
 
 
-def _usd(nano: int) -> str:
+def plain_usd(nano: int) -> str:
     """Nano-dollars as plain dollars: '0.0135', '0' (not '0.013500000', '0E-9')."""
     return f"{(nano * NANO).normalize():f}"
 
@@ -338,8 +338,8 @@ class BudgetGate:
             kind, name = b.target
             out.append({
                 "target": kind, "name": name, "period": b.period, "period_id": pid,
-                "limit_usd": str(b.max_usd), "spent_usd": _usd(count.spent),
-                "reserved_usd": _usd(count.reserved),
+                "limit_usd": str(b.max_usd), "spent_usd": plain_usd(count.spent),
+                "reserved_usd": plain_usd(count.reserved),
                 "exhausted": count.spent + count.reserved >= to_nano(b.max_usd),
                 "resets_in_s": round(left, 1),
             })
@@ -357,7 +357,7 @@ class BudgetGate:
                 return rows
             spent = int(values.get(b"spent", 0))
             reserved = int(values.get(b"reserved", 0))
-            row.update(spent_usd=_usd(spent), reserved_usd=_usd(reserved),
+            row.update(spent_usd=plain_usd(spent), reserved_usd=plain_usd(reserved),
                        exhausted=spent + reserved >= to_nano(b.max_usd))
         return rows
 

@@ -5,9 +5,10 @@
                          "budget_period"?, "duration"?}          -> the key, once
     POST /key/update    {"name", and the fields to change}       -> the key, no secret
     POST /key/delete    {"names": [...]} or {"keys": [...]}      -> the names revoked
-    GET  /key/list                                               -> every key, no secrets
+    GET  /key/list                                               -> every key, no secrets,
+                                                                    with its spend
     GET  /key/info?name=NAME                                     -> one key, no secret,
-                                                                    and its spend
+                                                                    its spend and budget
 
 LiteLLM's proxy serves the same paths; its `key_alias` is taken for `name`, and
 `duration` is written as it writes it ("30d", "12h", "15m", "45s"), and
@@ -25,9 +26,10 @@ Imports: the standard library, pydantic, sqlalchemy, `gateway`, `key_store`,
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import parse_qs
@@ -141,7 +143,9 @@ class KeyAdmin:
                          "them): set ledger.database and general_settings.master_key.",
                          type_="invalid_request_error", code="key_management_off")
         elif path == "/key/list":
-            await send_json(send, 200, {"keys": [k.as_dict() for k in store.listed()]})
+            spend = await self._recorded_spend()
+            await send_json(send, 200, {"keys": [{**k.as_dict(), "spend_usd": spend.get(k.name)}
+                                                 for k in store.listed()]})
         elif path == "/key/info":
             name = (parse_qs(scope.get("query_string", b"").decode("latin-1")).get("name")
                     or [""])[0]
@@ -149,7 +153,8 @@ class KeyAdmin:
             if found is None:
                 await _no_such_key(send, name)
             else:
-                await send_json(send, 200, {**found.as_dict(),
+                spend = await self._recorded_spend()
+                await send_json(send, 200, {**found.as_dict(), "spend_usd": spend.get(name),
                                             "budget_status": await self._spend(name)})
         else:
             body = await read_json(receive, send, self._max_body_bytes)
@@ -222,6 +227,30 @@ class KeyAdmin:
             return
         log.info("client key %r changed: %s", changed.name, ", ".join(sorted(changes)))
         await send_json(send, 200, changed.as_dict())
+
+    async def _recorded_spend(self) -> dict[str, str]:
+        """Dollars each client key's requests cost, all time, as the ledger has
+        them written (rows recorded in the last half second may not be yet); by
+        key name. Empty when the ledger cannot be read: the keys are still shown."""
+        from interlock.costs.budgets import plain_usd
+        from interlock.costs.queries import LedgerReader
+
+        settings = self.gateway.config.ledger
+        if settings is None or not settings.database:
+            return {}
+
+        def read() -> dict[str, int]:
+            with LedgerReader(str(settings.database),
+                              table_prefix=settings.table_prefix) as reader:
+                return reader.spend_since(datetime.fromtimestamp(0, UTC), "api_key_id")
+
+        try:
+            spent = await asyncio.to_thread(read)
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("client keys' spend could not be read from the ledger (%s)",
+                        type(exc).__name__)
+            return {}
+        return {name: plain_usd(nano) for name, nano in spent.items()}
 
     async def _spend(self, name: str) -> dict[str, Any] | None:
         """The key's budget now: spent and held in this period (from Redis when the
