@@ -221,7 +221,8 @@ CHILD = textwrap.dedent("""
         deps = [Deployment("limited", "g", "fake", "m", order=1, rpm=40),
                 Deployment("spare", "g", "fake", "m", order=2),
                 Deployment("flaky", "other", "fake", "m")]
-        settings = RouterSettings(redis_url=url, redis_prefix=prefix, num_retries=0)
+        settings = RouterSettings(redis_url=url, redis_prefix=prefix, num_retries=0,
+                                  redis_timeout=5.0)
         d = Dispatcher(Catalog.from_deployments(deps), Registry(), settings,
                        clock=MonotonicClock(), rng=random.Random(2))
         request = ChatRequest(model="g", messages=[Message("user", [TextPart("hi")])])
@@ -245,7 +246,10 @@ async def test_a_second_process_shares_cooldowns_and_rpm(redis_url, redis_backen
     prefix = f"xproc-{os.getpid()}-{random.randrange(10**9)}"
     deployments = [dep("limited", order=1, rpm=40), dep("spare", order=2),
                    dep("flaky", group="other")]
-    here, _ = dispatcher(redis_backends(prefix=prefix), deployments)
+    # A generous timeout in both processes: 60 calls at once share a pool of 32
+    # connections, and on a slow host starting the child the default 0.5 s ran
+    # out, which put this process on its own counts (what another test covers).
+    here, _ = dispatcher(redis_backends(prefix=prefix, op_timeout=5.0), deployments)
     await here.complete(request(), "other")  # connects and loads the scripts
     go_at = time.monotonic() + 1.5  # both processes start their burst together
     src = Path(__file__).resolve().parents[2] / "src"
