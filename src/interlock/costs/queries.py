@@ -9,7 +9,7 @@ Imports: sqlalchemy, the standard library, `costs.schema`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -167,17 +167,21 @@ class LedgerReader:
             for r in rows
         ]
 
-    def spend_since(self, since: datetime, column: str) -> dict[str, int]:
+    def spend_since(self, since: datetime, column: str,
+                    among: Sequence[str] | None = None) -> dict[str, int]:
         """Nano-dollars recorded since `since`, by the value of `column`
-        (deployment, provider, api_key_id or end_user; rows without one left out):
-        what budgets counted in memory start from after a restart
-        (`budgets.recorded_spend`)."""
+        (deployment, provider, api_key_id or end_user; rows without one left out),
+        only for the values `among` when given: what budgets counted in memory
+        start from after a restart (`budgets.recorded_spend`), and each client
+        key's spend (`server.key_admin`)."""
         c = self.t.c
         key = self._added_columns()[2] if column == "end_user" else c[column]
         nano = sa.type_coerce(c.cost_nanousd, sa.BigInteger)  # as stored, not as dollars
         query = (sa.select(key, sa.func.sum(nano))
                  .where(c.created_at >= since, key.is_not(None), c.cost_nanousd.is_not(None))
                  .group_by(key))
+        if among is not None:
+            query = query.where(key.in_(list(among)))
         with self.engine.connect() as conn:
             return {str(k): int(v or 0) for k, v in conn.execute(query)}
 

@@ -143,9 +143,10 @@ class KeyAdmin:
                          "them): set ledger.database and general_settings.master_key.",
                          type_="invalid_request_error", code="key_management_off")
         elif path == "/key/list":
-            spend = await self._recorded_spend()
+            keys = store.listed()
+            spend = await self._recorded_spend([k.name for k in keys])
             await send_json(send, 200, {"keys": [{**k.as_dict(), "spend_usd": spend.get(k.name)}
-                                                 for k in store.listed()]})
+                                                 for k in keys]})
         elif path == "/key/info":
             name = (parse_qs(scope.get("query_string", b"").decode("latin-1")).get("name")
                     or [""])[0]
@@ -153,7 +154,7 @@ class KeyAdmin:
             if found is None:
                 await _no_such_key(send, name)
             else:
-                spend = await self._recorded_spend()
+                spend = await self._recorded_spend([name])
                 await send_json(send, 200, {**found.as_dict(), "spend_usd": spend.get(name),
                                             "budget_status": await self._spend(name)})
         else:
@@ -228,21 +229,21 @@ class KeyAdmin:
         log.info("client key %r changed: %s", changed.name, ", ".join(sorted(changes)))
         await send_json(send, 200, changed.as_dict())
 
-    async def _recorded_spend(self) -> dict[str, str]:
-        """Dollars each client key's requests cost, all time, as the ledger has
-        them written (rows recorded in the last half second may not be yet); by
-        key name. Empty when the ledger cannot be read: the keys are still shown."""
+    async def _recorded_spend(self, names: list[str]) -> dict[str, str]:
+        """Dollars the requests of the keys `names` cost, all time, as the ledger
+        has them written (rows recorded in the last half second may not be yet);
+        by key name. Empty when the ledger cannot be read: the keys are still shown."""
         from interlock.costs.budgets import plain_usd
         from interlock.costs.queries import LedgerReader
 
         settings = self.gateway.config.ledger
-        if settings is None or not settings.database:
+        if settings is None or not settings.database or not names:
             return {}
 
         def read() -> dict[str, int]:
             with LedgerReader(str(settings.database),
                               table_prefix=settings.table_prefix) as reader:
-                return reader.spend_since(datetime.fromtimestamp(0, UTC), "api_key_id")
+                return reader.spend_since(datetime.fromtimestamp(0, UTC), "api_key_id", names)
 
         try:
             spent = await asyncio.to_thread(read)
