@@ -12,6 +12,7 @@ Imports: everything below it (config, catalog, routing, dispatch, adapters, cost
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -19,6 +20,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -65,6 +67,9 @@ if TYPE_CHECKING:
     from interlock.key_store import KeyStore
 
 log = logging.getLogger("interlock.gateway")
+
+# Seconds start-up waits for the budgets' counts to be read from the ledger.
+BUDGET_SEED_WAIT = 2.0
 
 
 @dataclass(slots=True)
@@ -241,6 +246,7 @@ class Gateway:
                                  in_process=server and config.ledger.writer == "process")
         self._log_payloads = bool(config.ledger and config.ledger.log_payloads)
         self._started = False
+        self._seeding: asyncio.Future[None] | None = None  # the budgets' read of the ledger
         for warning in config.warnings:
             log.warning("%s", warning)
         for name in self.prices.unknown():
@@ -256,12 +262,17 @@ class Gateway:
         if self.keys is not None:
             await self.keys.start()  # first: the keys bring budgets of their own
         if self.budgets is not None and not self.budgets.shared:
-            await self._seed_budgets(self.budgets)
+            # A small ledger is read before the first request; a large one does not
+            # hold start-up longer than this: calls counted meanwhile are kept.
+            self._seeding = asyncio.ensure_future(
+                self._seed_budgets(self.budgets, datetime.now(UTC)))
+            await asyncio.wait({self._seeding}, timeout=BUDGET_SEED_WAIT)
 
-    async def _seed_budgets(self, gate: BudgetGate) -> None:
-        """Start the budgets' counts, kept in memory without Redis, from the
-        ledger's record of their current periods: else every restart would give
-        each budget its whole period again."""
+    async def _seed_budgets(self, gate: BudgetGate, began: datetime) -> None:
+        """Add to the budgets' counts, kept in memory without Redis, the ledger's
+        record of their current periods up to `began`, when this process began
+        counting: else every restart would give each budget its whole period
+        again."""
         from interlock.costs.budgets import recorded_spend
         from interlock.costs.queries import LedgerReader
 
@@ -274,8 +285,10 @@ class Gateway:
         def read() -> list[Any]:
             with LedgerReader(str(settings.database),
                               table_prefix=settings.table_prefix) as reader:
-                return recorded_spend(reader, periods, group_of) if reader.exists() else []
+                return (recorded_spend(reader, periods, group_of, began)
+                        if reader.exists() else [])
 
+        started = time.monotonic()
         try:
             spent = await asyncio.to_thread(read)
         except Exception as exc:  # the database away: count from zero, as before
@@ -283,8 +296,17 @@ class Gateway:
                         "counting from zero", type(exc).__name__)
             return
         gate.seed(spent)
+        took = time.monotonic() - started
+        if took > BUDGET_SEED_WAIT:
+            log.warning("budgets: this period's spend took %.1f s to read from the ledger; "
+                        "requests served meanwhile were counted without it (a budget "
+                        "shared through Redis needs no such read)", took)
 
     async def aclose(self) -> None:
+        if self._seeding is not None and not self._seeding.done():
+            self._seeding.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._seeding
         if self.keys is not None:
             await self.keys.aclose()
         if self.ledger is not None:

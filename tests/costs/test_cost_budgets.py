@@ -368,3 +368,33 @@ async def test_a_settle_cancelled_before_it_reached_redis_still_settles(redis_ur
         gate._settle_script = delayed = _Delayed(gate._settle_script, after=False)
         await delayed.cancel_in_window(gate, ticket.release(_response(30)))
         assert await _counts(gate) == (30 * PER_TOKEN, 0)
+
+
+def test_the_ledger_s_record_is_added_once_and_only_before_counting_began() -> None:
+    from interlock.costs.budgets import recorded_spend
+
+    asked: list[tuple[str, datetime, datetime | None]] = []
+
+    class Ledger:  # as `queries.LedgerReader.spend_since` answers
+        def spend_since(self, since: datetime, column: str, among: Any = None,
+                        until: datetime | None = None) -> dict[str, int]:
+            asked.append((column, since, until))
+            return {"deployment": {"d1": 400_000_000, "elsewhere": 5},
+                    "end_user": {"acme": 7, "globex": 9}}[column]
+
+    clock = Clock(datetime(2026, 5, 10, 12, tzinfo=UTC).timestamp())
+    d = _deployment()
+    gate = BudgetGate([Budget(model_group="g", max_usd=Decimal(1), period="day"),
+                       Budget(deployment="d1", max_usd=Decimal(1), period="day"),
+                       Budget(end_user="*", max_usd=Decimal(1), period="month")],
+                      _book(d), clock=clock)
+    began = datetime(2026, 5, 10, 12, tzinfo=UTC)
+    spent = recorded_spend(Ledger(), gate.current_periods(), {"d1": "g"}, began)
+    # One read per column and period start, up to when this process began counting.
+    assert asked == [("deployment", datetime(2026, 5, 10, tzinfo=UTC), began),
+                     ("end_user", datetime(2026, 5, 1, tzinfo=UTC), began)]
+    assert [amounts for _, _, amounts in spent] == [
+        {"g": 400_000_000}, {"d1": 400_000_000}, {"acme": 7, "globex": 9}]
+    gate.seed(spent)
+    gate.seed(spent)  # a second start of the same gate counts nothing twice
+    assert {s["name"]: s["spent_usd"] for s in gate.status()} == {"g": "0.4", "d1": "0.4"}

@@ -194,3 +194,45 @@ async def test_a_ledger_it_cannot_read_leaves_the_budgets_counting_from_zero(
         assert (await gateway.complete(_ask("high-quality"))).meta.provider == "anthropic"
     finally:
         await gateway.aclose()
+
+
+async def test_a_slow_ledger_read_does_not_hold_start_up_and_loses_no_count(
+        fake_upstream: FakeUpstream, tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    import time
+
+    import interlock.costs.budgets as budgets_module
+    import interlock.gateway as gateway_module
+
+    config = _config(fake_upstream)
+    config["ledger"] = {"database": str(tmp_path / "ledger.sqlite")}
+    config["budgets"] = [{"model_group": "high-quality", "max_usd": "1", "period": "day"}]
+    fake_upstream.reply(Reply(text="fine", input_tokens=1000, output_tokens=100))  # $0.0045
+    first = Gateway(load_config(config), environ={})
+    await first.start()
+    await first.complete(_ask("high-quality"))
+    await first.aclose()
+
+    read = budgets_module.recorded_spend
+
+    def slowly(*args: Any) -> Any:  # a ledger of millions of rows, say
+        time.sleep(0.5)
+        return read(*args)
+
+    monkeypatch.setattr(budgets_module, "recorded_spend", slowly)
+    monkeypatch.setattr(gateway_module, "BUDGET_SEED_WAIT", 0.05)
+    second = Gateway(load_config(config), environ={})
+    began = time.monotonic()
+    with caplog.at_level("WARNING", logger="interlock.gateway"):
+        await second.start()
+        assert time.monotonic() - began < 0.4  # served before the read ends
+        await second.complete(_ask("high-quality"))  # counted meanwhile
+        assert second._seeding is not None
+        await second._seeding
+    try:
+        assert second.budgets is not None
+        [status] = second.budgets.status()
+        assert status["spent_usd"] == "0.009"  # the call before the restart and the one since
+        assert "spend took 0.5 s to read from the ledger" in caplog.text
+    finally:
+        await second.aclose()

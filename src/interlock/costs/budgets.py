@@ -147,7 +147,8 @@ def _digest(user: str) -> str:
 
 
 class SpendSource(Protocol):
-    def spend_since(self, since: datetime, column: str) -> dict[str, int]: ...
+    def spend_since(self, since: datetime, column: str, among: Sequence[str] | None = None,
+                    until: datetime | None = None) -> dict[str, int]: ...
 
 
 # The ledger column a budget's target is recorded in (model groups by deployment).
@@ -156,19 +157,20 @@ _COLUMN = {"deployment": "deployment", "provider": "provider", "api_key": "api_k
 
 
 def recorded_spend(ledger: SpendSource, periods: Iterable[tuple[Budget, str, datetime]],
-                   group_of: Mapping[str, str]) -> list[tuple[Budget, str, dict[str, int]]]:
+                   group_of: Mapping[str, str],
+                   until: datetime) -> list[tuple[Budget, str, dict[str, int]]]:
     """What the ledger (`queries.LedgerReader`) recorded in each budget's current
-    period (`BudgetGate.current_periods`), for `BudgetGate.seed`: nano-dollars by
-    end user for an end-user budget, else under the budget's name. `group_of`
-    maps a deployment's name to its model group. Each column and period start is
-    read once."""
+    period (`BudgetGate.current_periods`) before `until`, the moment this process
+    began counting, for `BudgetGate.seed`: nano-dollars by end user for an
+    end-user budget, else under the budget's name. `group_of` maps a deployment's
+    name to its model group. Each column and period start is read once."""
     read: dict[tuple[str, datetime], dict[str, int]] = {}
     out = []
     for budget, pid, since in periods:
         kind, name = budget.target
         column = _COLUMN[kind]
         if (column, since) not in read:
-            read[column, since] = ledger.spend_since(since, column)
+            read[column, since] = ledger.spend_since(since, column, until=until)
         rows = read[column, since]
         if kind == "model_group":
             amounts = {name: sum(v for d, v in rows.items() if group_of.get(d) == name)}
@@ -232,6 +234,8 @@ class BudgetGate:
         self.clock = clock or time.time
         self.key_prefix = key_prefix
         self._local: dict[str, _Count] = {}
+        # Local counts given the ledger's record of their period (`seed`).
+        self._seeded: set[str] = set()
         self._redis: Any = None
         self._reserve: Any = None
         self._settle_script: Any = None
@@ -266,19 +270,24 @@ class BudgetGate:
         return out
 
     def seed(self, spent: Iterable[tuple[Budget, str, Mapping[str, int]]]) -> None:
-        """Start this process' counts from what the ledger recorded in each budget's
-        current period (`recorded_spend`: budget, period id, nano-dollars by end
-        user or under the budget's name). Counted in memory, without Redis, a
-        budget would otherwise begin its period again at every restart. A count
-        already higher is kept, so seeding twice counts nothing twice."""
+        """Add to this process' counts what the ledger recorded in each budget's
+        current period before the process began counting (`recorded_spend`:
+        budget, period id, nano-dollars by end user or under the budget's name).
+        Counted in memory, without Redis, a budget would otherwise begin its
+        period again at every restart. What was counted since is kept (the rows
+        read end where it began); a count is seeded once."""
         now = self.clock()
         for budget, pid, amounts in spent:
             current, _, end = _bounds(budget, now)
             if current != pid:  # the period turned meanwhile: the new one starts empty
                 continue
             for user, nano in amounts.items():
-                count = self._local.setdefault(self._key(budget, pid, user), _Count())
-                count.spent = max(count.spent, nano)
+                key = self._key(budget, pid, user)
+                if key in self._seeded:
+                    continue
+                self._seeded.add(key)
+                count = self._local.setdefault(key, _Count())
+                count.spent += nano
                 count.expires = max(count.expires, end + 3600)
 
     async def acquire(self, deployment: Deployment,

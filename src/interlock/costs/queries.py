@@ -167,13 +167,13 @@ class LedgerReader:
             for r in rows
         ]
 
-    def spend_since(self, since: datetime, column: str,
-                    among: Sequence[str] | None = None) -> dict[str, int]:
-        """Nano-dollars recorded since `since`, by the value of `column`
-        (deployment, provider, api_key_id or end_user; rows without one left out),
-        only for the values `among` when given: what budgets counted in memory
-        start from after a restart (`budgets.recorded_spend`), and each client
-        key's spend (`server.key_admin`)."""
+    def spend_since(self, since: datetime, column: str, among: Sequence[str] | None = None,
+                    until: datetime | None = None) -> dict[str, int]:
+        """Nano-dollars recorded from `since` (to before `until`, when given), by
+        the value of `column` (deployment, provider, api_key_id or end_user; rows
+        without one left out), only for the values `among` when given: what
+        budgets counted in memory start from after a restart
+        (`budgets.recorded_spend`), and each client key's spend (`server.key_admin`)."""
         c = self.t.c
         key = self._added_columns()[2] if column == "end_user" else c[column]
         nano = sa.type_coerce(c.cost_nanousd, sa.BigInteger)  # as stored, not as dollars
@@ -182,6 +182,8 @@ class LedgerReader:
                  .group_by(key))
         if among is not None:
             query = query.where(key.in_(list(among)))
+        if until is not None:
+            query = query.where(c.created_at < until)
         with self.engine.connect() as conn:
             return {str(k): int(v or 0) for k, v in conn.execute(query)}
 
