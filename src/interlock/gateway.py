@@ -349,6 +349,19 @@ class Gateway:
     def _run_time_keys_read(self, found: Mapping[bytes, Any]) -> None:
         keys = list(found.values())
         self.key_limits.set_run_time_keys(keys)
+        self._use_key_budgets(keys)
+        # A config key added after a run-time key of the same name was made: both
+        # authenticate, and the ledger cannot tell their requests apart.
+        config_names = {k.name for k in self.config.general_settings.api_keys}
+        for name in sorted({k.name for k in keys} & config_names - self._warned_names):
+            self._warned_names.add(name)
+            log.warning("the client key %r is both in the config and made at run time: the "
+                        "ledger records both as one; rename the config's or delete the "
+                        "other (interlock keys delete %s)", name, name)
+
+    def _use_key_budgets(self, keys: list[Any]) -> None:
+        """Hand the run-time keys' budgets to the budget gate, made for them if
+        the config has no budgets."""
         budgets = []
         for key in keys:
             try:
@@ -368,14 +381,6 @@ class Gateway:
             self.dispatcher.add_gate(self.budgets)
         if self.budgets is not None:
             self.budgets.set_key_budgets(budgets)
-        # A config key added after a run-time key of the same name was made: both
-        # authenticate, and the ledger cannot tell their requests apart.
-        config_names = {k.name for k in self.config.general_settings.api_keys}
-        for name in sorted({k.name for k in keys} & config_names - self._warned_names):
-            self._warned_names.add(name)
-            log.warning("the client key %r is both in the config and made at run time: the "
-                        "ledger records both as one; rename the config's or delete the "
-                        "other (interlock keys delete %s)", name, name)
 
     # -- what clients can ask for ----------------------------------------------
     def model_names(self) -> list[str]:
