@@ -426,7 +426,7 @@ class Ledger:
                                      insert: BatchInsert) -> list[tuple[Any, ...]]:
         """`_prepare` for a child writer, whose rows are read here, on the event
         loop, `ROWS_PER_TURN` at a time: a 200-row batch read in one go held the
-        loop for 1.5-1.8 ms on a slow host (docs/benchmarks.md, "Run 62"), and
+        loop for 1.5-1.8 ms on a slow host (docs/benchmarks.md, "Runs 62-63"), and
         every request in flight waited that long."""
         failed: list[int] = []
         try:
