@@ -18,6 +18,10 @@ async def redis_backends(redis_url: str) -> AsyncIterator[Callable[..., RedisSta
 
     def factory(**kw: object) -> RedisStateBackend:
         kw.setdefault("prefix", prefix)
+        # These tests are about counts shared through Redis. A burst of calls opening
+        # dozens of connections at once outlasted the default 0.5 s on a slow host,
+        # which put a backend on its own memory; falling back is tested apart.
+        kw.setdefault("op_timeout", 5.0)
         backend = RedisStateBackend(redis_url, **kw)  # type: ignore[arg-type]
         made.append(backend)
         return backend

@@ -246,10 +246,8 @@ async def test_a_second_process_shares_cooldowns_and_rpm(redis_url, redis_backen
     prefix = f"xproc-{os.getpid()}-{random.randrange(10**9)}"
     deployments = [dep("limited", order=1, rpm=40), dep("spare", order=2),
                    dep("flaky", group="other")]
-    # A generous timeout in both processes: 60 calls at once share a pool of 32
-    # connections, and on a slow host starting the child the default 0.5 s ran
-    # out, which put this process on its own counts (what another test covers).
-    here, _ = dispatcher(redis_backends(prefix=prefix, op_timeout=5.0), deployments)
+    # The child gives Redis as long as the fixture's backends do (see conftest).
+    here, _ = dispatcher(redis_backends(prefix=prefix), deployments)
     await here.complete(request(), "other")  # connects and loads the scripts
     go_at = time.monotonic() + 1.5  # both processes start their burst together
     src = Path(__file__).resolve().parents[2] / "src"
