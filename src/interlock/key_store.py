@@ -164,14 +164,15 @@ class KeyStore:
                        rpm_limit: int | None = None, tpm_limit: int | None = None,
                        max_parallel_requests: int | None = None,
                        lifetime: timedelta | None = None, max_budget: Decimal | None = None,
-                       budget_period: Period = "month") -> tuple[str, StoredKey]:
-        """A new key: (the key, shown only now; what is kept of it)."""
+                       budget_period: Period | None = None) -> tuple[str, StoredKey]:
+        """A new key: (the key, shown only now; what is kept of it). A budget's
+        period is a month unless given."""
         token = KEY_PREFIX + secrets.token_urlsafe(32)
         now = self._clock()
         key = StoredKey(name, token[-4:], frozenset(models) if models is not None else None,
                         rpm_limit, tpm_limit, max_parallel_requests, now,
                         now + lifetime if lifetime is not None else None,
-                        max_budget, budget_period)
+                        max_budget, budget_period or "month")
         token_digest = digest(token.encode())
         await asyncio.to_thread(self._insert, key, token_digest)
         self._by_digest[token_digest] = key
@@ -180,8 +181,8 @@ class KeyStore:
 
     async def update(self, name: str, **changes: Any) -> StoredKey | None:
         """Change the key named `name`: any of models, rpm_limit, tpm_limit,
-        max_parallel_requests, max_budget, budget_period and lifetime (from now;
-        None: no expiry), as given.
+        max_parallel_requests, max_budget, budget_period (None: a month) and
+        lifetime (from now; None: no expiry), as given.
         The changed key, or None if there is none of that name."""
         known = self.named(name)
         if known is None:
@@ -192,6 +193,8 @@ class KeyStore:
         if "lifetime" in changes:
             lifetime = changes.pop("lifetime")
             changes["expires_at"] = None if lifetime is None else self._clock() + lifetime
+        if "budget_period" in changes and changes["budget_period"] is None:
+            changes["budget_period"] = "month"
         if "models" in changes and changes["models"] is not None:
             changes["models"] = frozenset(changes["models"])
         changed = dataclasses.replace(known, **changes)

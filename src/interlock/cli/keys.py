@@ -6,8 +6,8 @@ master key in a shell: running gateways know a new key, or forget a revoked one,
 within five seconds. A key's `models` are checked against the config's names and
 its name against the config's own keys, as the API checks them.
 
-Imports: typer, the standard library; `config`, `gateway`, `key_store` and
-`server.*` inside the commands.
+Imports: typer, the standard library; `config`, `costs.budgets`, `gateway`,
+`key_store` and `server.*` inside the commands.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def generate_command(
                                 tpm_limit=asked.tpm_limit,
                                 max_parallel_requests=asked.max_parallel_requests,
                                 lifetime=lifetime, max_budget=asked.max_budget,
-                                budget_period=asked.budget_period or "month")
+                                budget_period=asked.budget_period)
 
     try:
         token, key = asyncio.run(_run(store, make))
@@ -180,6 +180,8 @@ def list_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """The keys made at run time, without the keys themselves."""
+    from interlock.costs.budgets import per_period
+
     _, store = _store(config)
 
     async def listed(s: Any) -> list[Any]:
@@ -194,17 +196,13 @@ def list_command(
                                                       "max_parallel_requests") if key[k])
         if key["max_budget"] is not None:
             limits += (", " if limits else "") + (f"budget ${key['max_budget']} "
-                                                  f"{_per(key['budget_period'])}")
+                                                  f"{per_period(key['budget_period'])}")
         typer.echo(f"{key['name']}  ...{key['key_hint']}  models: "
                    f"{', '.join(key['models']) if key['models'] is not None else 'all'}"
                    + (f"  {limits}" if limits else "")
                    + (f"  expires {key['expires_at']}" if key["expires_at"] else ""))
     if not found:
         typer.echo("no client keys made at run time")
-
-
-def _per(period: str | float) -> str:
-    return f"a {period}" if isinstance(period, str) else f"every {period:g} hours"
 
 
 @keys_app.command("delete")

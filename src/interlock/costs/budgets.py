@@ -137,9 +137,13 @@ def _refusal(budget: Budget, request: ChatRequest) -> str:
     kind, name = budget.target
     if kind == "end_user" and name == "*":
         name = request.user or ""
-    period = (f"a {budget.period}" if isinstance(budget.period, str)
-              else f"every {budget.period:g} hours")
-    return f"{kind} {name!r} has spent its ${budget.max_usd.normalize():f} {period}"
+    return (f"{kind} {name!r} has spent its ${budget.max_usd.normalize():f} "
+            f"{per_period(budget.period)}")
+
+
+def per_period(period: str | float) -> str:
+    """A budget's period as its limit is read: "a day", "a month", "every 12 hours"."""
+    return f"a {period}" if isinstance(period, str) else f"every {period:g} hours"
 
 
 def _digest(user: str) -> str:

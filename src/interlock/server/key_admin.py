@@ -201,7 +201,7 @@ class KeyAdmin:
                 asked.name, models=asked.models, rpm_limit=asked.rpm_limit,
                 tpm_limit=asked.tpm_limit, max_parallel_requests=asked.max_parallel_requests,
                 lifetime=lifetime, max_budget=asked.max_budget,
-                budget_period=asked.budget_period or "month")
+                budget_period=asked.budget_period)
         except KeyNameTaken:
             await _invalid(send, name_taken(asked.name), param="name", code="name_taken")
             return
@@ -218,8 +218,6 @@ class KeyAdmin:
         given = asked.model_fields_set
         changes: dict[str, Any] = {field: getattr(asked, field) for field in CHANGEABLE
                                    if field in given}
-        if changes.get("budget_period", "month") is None:
-            changes["budget_period"] = "month"
         if "duration" in given:
             changes["lifetime"] = lifetime
         changed = await store.update(asked.name, **changes)
