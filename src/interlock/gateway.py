@@ -269,10 +269,10 @@ class Gateway:
             await asyncio.wait({self._seeding}, timeout=BUDGET_SEED_WAIT)
 
     async def _seed_budgets(self, gate: BudgetGate, began: datetime) -> None:
-        """Add to the budgets' counts, kept in memory without Redis, the ledger's
-        record of their current periods up to `began`, when this process began
-        counting: else every restart would give each budget its whole period
-        again."""
+        """Add to the budgets' counts, kept in memory without Redis (or while it
+        is down), the ledger's record of their current periods up to `began`, when
+        this process began counting: else every restart would give each budget
+        its whole period again."""
         from interlock.costs.budgets import recorded_spend
         from interlock.costs.queries import LedgerReader
 
@@ -344,7 +344,19 @@ class Gateway:
         settings = self.config.router_settings
         return BudgetGate(self.config.budgets, self.prices,
                           redis_url=settings.redis_connection_url(),
-                          key_prefix=f"{settings.redis_prefix}:budget:")
+                          key_prefix=f"{settings.redis_prefix}:budget:",
+                          redis_timeout=settings.redis_timeout,
+                          retry_interval=settings.redis_retry_interval,
+                          on_local_counts=self._budgets_lost_redis)
+
+    def _budgets_lost_redis(self, when: datetime) -> None:
+        """The budget gate fell back from Redis to this process' memory, whose
+        counts would begin at zero: every replica could spend each budget's
+        period again during the outage. They begin from the ledger's record up
+        to `when`, as at a start without Redis."""
+        if self.budgets is None or (self._seeding is not None and not self._seeding.done()):
+            return
+        self._seeding = asyncio.ensure_future(self._seed_budgets(self.budgets, when))
 
     def _run_time_keys_read(self, found: Mapping[bytes, Any]) -> None:
         keys = list(found.values())

@@ -211,6 +211,49 @@ async def test_redis_down_falls_back_to_local_counts() -> None:
     await gate.aclose()
 
 
+async def test_each_outage_of_redis_is_told_once_and_tried_again_at_the_interval(
+        caplog: pytest.LogCaptureFixture) -> None:
+    d = _deployment()
+    now = [1_000_000.0]
+    fell_back: list[datetime] = []
+    gate = BudgetGate([Budget(deployment="d1", max_usd=Decimal("100"))], _book(d),
+                      redis_url="redis://127.0.0.1:9/0", clock=lambda: now[0],
+                      redis_timeout=0.25, retry_interval=2.0, on_local_counts=fell_back.append)
+    tried = 0
+
+    async def refused_connection(**_: Any) -> int:
+        nonlocal tried
+        tried += 1
+        raise ConnectionError("nothing listens")
+
+    with caplog.at_level("INFO", logger="interlock.costs.budgets"):
+        await gate._use_redis()
+        kwargs = gate._redis.connection_pool.connection_kwargs
+        assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == 0.25
+        gate._reserve = refused_connection
+        for step in (0.0, 1.0, 1.5, 0.1):  # tried at 0 and 2.5 s: every 2 s
+            now[0] += step
+            assert not _refused(await gate.acquire(d, _request(1)))
+        assert tried == 2
+        # One outage: one warning, one seeding of the local counts, from when it began.
+        assert fell_back == [datetime.fromtimestamp(1_000_000.0, UTC)]
+        assert caplog.text.count("budget counts fall back to this process") == 1
+
+        async def answered(**_: Any) -> int:
+            return 0
+
+        now[0] += 2.0
+        gate._reserve = answered
+        assert not _refused(await gate.acquire(d, _request(1)))
+        assert "budget counts are shared through Redis again" in caplog.text
+        now[0] += 1.0
+        gate._reserve = refused_connection  # a second outage is told and seeded again
+        assert not _refused(await gate.acquire(d, _request(1)))
+        assert len(fell_back) == 2
+        assert caplog.text.count("budget counts fall back to this process") == 2
+    await gate.aclose()
+
+
 async def test_a_huge_max_tokens_reserves_the_limit_and_keeps_redis_shared(
         redis_url: str) -> None:
     # A client's max_tokens near 2**62 made a reservation past Redis's 64-bit

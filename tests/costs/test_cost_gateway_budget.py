@@ -178,6 +178,47 @@ async def test_a_restart_without_redis_keeps_the_period_s_spend(
         await second.aclose()
 
 
+async def _spent_before(fake: FakeUpstream, tmp_path: Any, max_usd: str,
+                       calls: int) -> dict[str, Any]:
+    """A config with a ledger and a day's budget of `max_usd` on high-quality, after
+    a first gateway on it made `calls` calls of $0.0045 and closed."""
+    config = _config(fake)
+    config["ledger"] = {"database": str(tmp_path / "ledger.sqlite")}
+    config["budgets"] = [{"model_group": "high-quality", "max_usd": max_usd, "period": "day"}]
+    fake.reply(Reply(text="fine", input_tokens=1000, output_tokens=100))  # $0.0045
+    first = Gateway(load_config(config), environ={})
+    await first.start()
+    try:
+        for _ in range(calls):
+            await first.complete(_ask("high-quality"))
+    finally:
+        await first.aclose()  # the ledger's rows are written as it closes
+    return config
+
+
+async def test_budgets_that_lose_redis_count_on_from_the_ledger_s_record(
+        fake_upstream: FakeUpstream, tmp_path: Any, caplog: pytest.LogCaptureFixture) -> None:
+    # While Redis is down its shared counts are out of reach: counting from zero in
+    # memory, every replica could spend each budget's period again.
+    config = await _spent_before(fake_upstream, tmp_path, "0.01", calls=2)  # $0.009
+    config["router_settings"]["redis_url"] = "redis://127.0.0.1:9/0"  # nothing listens
+    second = Gateway(load_config(config), environ={})
+    await second.start()
+    try:
+        assert second._seeding is None  # counts shared through Redis need no reading
+        with caplog.at_level("WARNING", logger="interlock.costs.budgets"):
+            await second.complete(_ask("high-quality"))  # Redis fails: counted in memory
+        assert "budget counts fall back to this process" in caplog.text
+        assert second._seeding is not None
+        await second._seeding
+        assert second.budgets is not None
+        [status] = second.budgets.status()
+        assert status["spent_usd"] == "0.0135"  # the two calls recorded and this one
+        assert (await second.complete(_ask("high-quality"))).meta.provider == "openai"
+    finally:
+        await second.aclose()
+
+
 async def test_a_ledger_it_cannot_read_leaves_the_budgets_counting_from_zero(
         fake_upstream: FakeUpstream, caplog: pytest.LogCaptureFixture) -> None:
     config = _config(fake_upstream)
@@ -204,15 +245,7 @@ async def test_a_slow_ledger_read_does_not_hold_start_up_and_loses_no_count(
     import interlock.costs.budgets as budgets_module
     import interlock.gateway as gateway_module
 
-    config = _config(fake_upstream)
-    config["ledger"] = {"database": str(tmp_path / "ledger.sqlite")}
-    config["budgets"] = [{"model_group": "high-quality", "max_usd": "1", "period": "day"}]
-    fake_upstream.reply(Reply(text="fine", input_tokens=1000, output_tokens=100))  # $0.0045
-    first = Gateway(load_config(config), environ={})
-    await first.start()
-    await first.complete(_ask("high-quality"))
-    await first.aclose()
-
+    config = await _spent_before(fake_upstream, tmp_path, "1", calls=1)
     read = budgets_module.recorded_spend
 
     def slowly(*args: Any) -> Any:  # a ledger of millions of rows, say

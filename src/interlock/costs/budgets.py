@@ -14,8 +14,11 @@ overspend is bounded by the calls in flight when the limit is crossed: with
 Redis (`redis_url`) the check and the reservation are one Lua script over all
 the budgets involved, so replicas share one count and together overshoot by
 at most one in-flight call each. Without Redis each process keeps its own
-count. When Redis fails, the gate falls back to its own memory, logs once,
-and tries Redis again after a pause.
+count. When Redis fails (an error, or no answer within `redis_timeout`), the
+gate falls back to its own memory, logs once an outage, and tries Redis again
+every `retry_interval`. Redis's counts are out of reach meanwhile, so the
+local ones begin from the ledger's record too: the gate calls
+`on_local_counts` with the time it fell back, and the gateway seeds it.
 
 A client key's budget (`api_key`, a name from general_settings.api_keys) counts
 the calls of that key's requests through the gateway, on any deployment. Keys
@@ -54,7 +57,10 @@ from interlock.types import ChatRequest, ChatResponse
 log = logging.getLogger(__name__)
 
 NANO = Decimal("1e-9")
-REDIS_RETRY_AFTER = 5.0  # seconds on local counts after a Redis failure
+# Seconds on local counts after a Redis failure, and Redis's time limits: the
+# gateway passes router_settings' redis_retry_interval and redis_timeout.
+REDIS_RETRY_AFTER = 1.0
+REDIS_TIMEOUT = 0.5
 # Local reservations between two passes that let the counts of ended periods go.
 PRUNE_EVERY = 1024
 
@@ -229,6 +235,9 @@ class BudgetGate:
         redis_url: str | None = None,
         clock: Callable[[], float] | None = None,
         key_prefix: str = "interlock:budget:",
+        redis_timeout: float = REDIS_TIMEOUT,
+        retry_interval: float = REDIS_RETRY_AFTER,
+        on_local_counts: Callable[[datetime], None] | None = None,
     ) -> None:
         self.budgets = list(budgets)
         # Budgets of client keys made at run time, by key name (`set_key_budgets`).
@@ -243,7 +252,12 @@ class BudgetGate:
         self._redis: Any = None
         self._reserve: Any = None
         self._settle_script: Any = None
+        self.redis_timeout = redis_timeout
+        self.retry_interval = retry_interval
+        # Called (with when) each time the counts move from Redis to memory.
+        self.on_local_counts = on_local_counts
         self._redis_down_until = 0.0
+        self._on_redis = True  # until a Redis call fails: one warning an outage
         self._unpriced_warned: set[str] = set()
         self._reservations = 0  # local ones, for letting ended periods go
         # Redis calls left running by a cancelled caller (see `_survive`).
@@ -277,9 +291,9 @@ class BudgetGate:
         """Add to this process' counts what the ledger recorded in each budget's
         current period before the process began counting (`recorded_spend`:
         budget, period id, nano-dollars by end user or under the budget's name).
-        Counted in memory, without Redis, a budget would otherwise begin its
-        period again at every restart. What was counted since is kept (the rows
-        read end where it began); a count is seeded once."""
+        Counted in memory (without Redis, or while Redis is down), a budget would
+        otherwise begin its period again at every restart. What was counted
+        since is kept (the rows read end where it began); a count is seeded once."""
         now = self.clock()
         for budget, pid, amounts in spent:
             current, _, end = _bounds(budget, now)
@@ -425,6 +439,9 @@ class BudgetGate:
         except Exception as exc:
             self._redis_failed(exc)
             return None
+        if not self._on_redis:
+            self._on_redis = True
+            log.info("budget counts are shared through Redis again")
         return int(result)
 
     def _undo_reservation(self, call: asyncio.Task[Any], keys: list[str], amount: int,
@@ -471,20 +488,24 @@ class BudgetGate:
             import redis.asyncio as aioredis
 
             # Blocking pool: a burst of calls waits briefly for a connection
-            # instead of failing over to local counts.
+            # (at least a second) instead of failing over to local counts.
             pool = aioredis.BlockingConnectionPool.from_url(
-                self.redis_url, max_connections=32, timeout=1.0, socket_timeout=0.5,
-                socket_connect_timeout=0.5)
+                self.redis_url, max_connections=32, timeout=max(1.0, self.redis_timeout),
+                socket_timeout=self.redis_timeout, socket_connect_timeout=self.redis_timeout)
             self._redis = aioredis.Redis(connection_pool=pool)
             self._reserve = self._redis.register_script(_RESERVE)
             self._settle_script = self._redis.register_script(_SETTLE)
         return True
 
     def _redis_failed(self, exc: Exception) -> None:
-        if self._redis_down_until == 0.0:
-            log.warning("budget counts fall back to this process: Redis failed (%s)",
-                        type(exc).__name__)
-        self._redis_down_until = self.clock() + REDIS_RETRY_AFTER
+        self._redis_down_until = self.clock() + self.retry_interval
+        if not self._on_redis:  # the same outage
+            return
+        self._on_redis = False
+        log.warning("budget counts fall back to this process: Redis failed (%s); trying "
+                    "it again every %g s", type(exc).__name__, self.retry_interval)
+        if self.on_local_counts is not None:
+            self.on_local_counts(datetime.fromtimestamp(self.clock(), UTC))
 
 
 class _FreeTicket:
