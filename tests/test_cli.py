@@ -55,6 +55,39 @@ def test_serve_binds_where_the_config_says_unless_told_otherwise(
                                "--port", "4555"]).exit_code == 0
     assert [(c["host"], c["port"], c["timeout_graceful_shutdown"]) for c in calls] == [
         ("127.0.0.2", 4321, 7.0), ("127.0.0.3", 4555, 7.0)]
+    shown = runner.invoke(app, ["serve", "--config", str(config), "--host", "::1"]).output
+    assert "Interlock: serving http://[::1]:4321/v1 for a (1 worker)" in shown
+
+
+def test_serve_with_workers_says_which_limits_each_counts_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: None)
+    config = tmp_path / "c.yaml"
+    body = ("model_list:\n"
+            "  - model_name: a\n"
+            "    litellm_params: {model: openai/gpt-4o, api_key: x, rpm: 60,\n"
+            "                     max_parallel_requests: 4}\n"
+            "  - model_name: b\n"
+            "    litellm_params: {model: openai/gpt-4o-mini, api_key: x}\n"
+            "general_settings: {master_key: sk-test-0123456789}\n"
+            "budgets: [{model_group: a, max_usd: 5}]\n"
+            "ledger: {database: null}\n")
+    config.write_text(body)
+    alone = runner.invoke(app, ["serve", "--config", str(config), "--workers", "3"])
+    assert alone.exit_code == 0
+    assert ("warning: max_parallel_requests is counted by each of the 3 workers, so up to 3 "
+            "times the cap may run at once (a/openai/gpt-4o)") in alone.output
+    assert ("warning: without router_settings.redis_url each of the 3 workers counts its own "
+            "rpm/tpm windows and budgets: together they may allow up to 3 times a limit"
+            ) in alone.output
+    # One worker counts everything itself; with Redis the windows and budgets are shared.
+    assert "warning" not in runner.invoke(app, ["serve", "--config", str(config)]).output
+    config.write_text(body + "router_settings: {redis_url: 'redis://127.0.0.1:6379/0'}\n")
+    shared = runner.invoke(app, ["serve", "--config", str(config), "--workers", "3"])
+    assert "max_parallel_requests is counted by each" in shared.output
+    assert "redis_url" not in shared.output
 
 
 def test_commands_that_draw_say_when_matplotlib_is_missing(

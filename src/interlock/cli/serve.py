@@ -8,8 +8,12 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from interlock.config import InterlockConfig
 
 
 def serve(
@@ -55,14 +59,55 @@ def serve(
     drain = drain_timeout if drain_timeout is not None else settings.drain_timeout
     common = dict(host=host, port=port, log_level=log_level, timeout_graceful_shutdown=drain,
                   lifespan="on", access_log=False, backlog=4096)
+    # uvicorn says nothing below its "info" level: one line, so that a terminal
+    # shows where the gateway is (an address already taken is still uvicorn's error).
+    where = f"[{host}]" if ":" in host else host
+    typer.echo(f"Interlock: serving http://{where}:{port}/v1 for "
+               f"{_some(loaded.group_names)} ({workers} worker"
+               f"{'s' if workers > 1 else ''}); Ctrl-C stops it", err=True)
     if workers == 1:
         uvicorn.run(app, **common)  # type: ignore[arg-type]
         return
+    for warning in per_worker_limits(loaded, workers):
+        typer.echo(f"warning: {warning}", err=True)
     # Several workers each build their own gateway from the same file.
     os.environ["INTERLOCK_CONFIG"] = str(config.resolve())
     os.environ["INTERLOCK_HOST"] = host
     uvicorn.run("interlock.server.app:app_from_environment", factory=True, workers=workers,
                 **common)  # type: ignore[arg-type]
+
+
+def per_worker_limits(config: InterlockConfig, workers: int) -> list[str]:
+    """The limits that `workers` processes would each count alone, so that together
+    they allow up to `workers` times as much: calls at once always (counted in
+    each process, as LiteLLM counts them), and without Redis the rpm/tpm windows
+    and the budgets too. Said once at start-up: the config gives no hint of it."""
+    from interlock.config import build_catalog
+
+    deployments = list(build_catalog(config).deployments())
+    keys = config.general_settings.api_keys
+    out = []
+    capped = [d.name for d in deployments if d.max_parallel_requests is not None]
+    capped += [f"client key {k.name}" for k in keys if k.max_parallel_requests is not None]
+    if capped:
+        out.append(f"max_parallel_requests is counted by each of the {workers} workers, so "
+                   f"up to {workers} times the cap may run at once ({_some(capped)}); divide "
+                   "it by the workers, or run one worker a replica")
+    if config.router_settings.redis_connection_url():
+        return out
+    counted = [what for what, present in (
+        ("rpm/tpm windows", any(d.rpm or d.tpm for d in deployments)
+         or any(k.rpm_limit or k.tpm_limit for k in keys)),
+        ("budgets", bool(config.budgets))) if present]
+    if counted:
+        out.append(f"without router_settings.redis_url each of the {workers} workers counts "
+                   f"its own {' and '.join(counted)}: together they may allow up to "
+                   f"{workers} times a limit; set redis_url to share the counts")
+    return out
+
+
+def _some(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 def register(app: typer.Typer) -> None:

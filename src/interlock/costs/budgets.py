@@ -18,7 +18,8 @@ count. When Redis fails (an error, or no answer within `redis_timeout`), the
 gate falls back to its own memory, logs once an outage, and tries Redis again
 every `retry_interval`. Redis's counts are out of reach meanwhile, so the
 local ones begin from the ledger's record too: the gate calls
-`on_local_counts` with the time it fell back, and the gateway seeds it.
+`on_local_counts` with the time it fell back, and the gateway reads the record
+up to then into `seed`.
 
 A client key's budget (`api_key`, a name from general_settings.api_keys) counts
 the calls of that key's requests through the gateway, on any deployment. Keys
