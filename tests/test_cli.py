@@ -71,14 +71,15 @@ def test_serve_with_workers_says_which_limits_each_counts_alone(
             "                     max_parallel_requests: 4}\n"
             "  - model_name: b\n"
             "    litellm_params: {model: openai/gpt-4o-mini, api_key: x}\n"
-            "general_settings: {master_key: sk-test-0123456789}\n"
+            "general_settings: {master_key: sk-test-0123456789, api_keys: [\n"
+            "  {name: batch, key: sk-batch-0123456789, max_parallel_requests: 2}]}\n"
             "budgets: [{model_group: a, max_usd: 5}]\n"
             "ledger: {database: null}\n")
     config.write_text(body)
     alone = runner.invoke(app, ["serve", "--config", str(config), "--workers", "3"])
     assert alone.exit_code == 0
     assert ("warning: max_parallel_requests is counted by each of the 3 workers, so up to 3 "
-            "times the cap may run at once (a/openai/gpt-4o)") in alone.output
+            "times the cap may run at once (a/openai/gpt-4o, client key batch)") in alone.output
     assert ("warning: without router_settings.redis_url each of the 3 workers counts its own "
             "rpm/tpm windows and budgets: together they may allow up to 3 times a limit"
             ) in alone.output
@@ -86,7 +87,7 @@ def test_serve_with_workers_says_which_limits_each_counts_alone(
     assert "warning" not in runner.invoke(app, ["serve", "--config", str(config)]).output
     config.write_text(body + "router_settings: {redis_url: 'redis://127.0.0.1:6379/0'}\n")
     shared = runner.invoke(app, ["serve", "--config", str(config), "--workers", "3"])
-    assert "max_parallel_requests is counted by each" in shared.output
+    assert "run at once (a/openai/gpt-4o);" in shared.output  # a key's cap is shared
     assert "redis_url" not in shared.output
 
 

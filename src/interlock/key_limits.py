@@ -5,12 +5,14 @@
 of the gateway, whichever deployments its requests go to, so that one team's
 batch job cannot use up the deployments' own rpm/tpm for everyone else.
 
-The minute windows are kept by the dispatcher's state backend, the one that
-holds the deployments' rpm/tpm windows (one-second buckets over a minute): in
-this process, or in Redis and shared by every replica when router_settings
-names one. Calls at once are counted per process, as a deployment's
-max_parallel_requests are. Keys made at run time (`key_store`) carry the same
-three limits and are added and taken away here as they come and go.
+The minute windows and the calls at once are kept by the dispatcher's state
+backend, the one that holds the deployments' rpm/tpm windows (one-second
+buckets over a minute): in this process, or in Redis and shared by every
+replica when router_settings names one. A call at once held in Redis is a
+slot with a lease (`SLOT_LEASE`): given back when the request ends, and freed
+by the lease if its process dies first. Keys made at run time (`key_store`)
+carry the same three limits and are added and taken away here as they come
+and go.
 
 A request over a limit is refused before routing with a 429 (`KeyRateLimited`,
 with Retry-After for the minute windows) and costs nothing upstream. tpm is
@@ -26,11 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from interlock.dispatch.selection import estimate_request_tokens
-from interlock.dispatch.state.base import Admission, Limits, StateBackend
+from interlock.dispatch.state.base import Admission, Limits, Slot, StateBackend
 from interlock.errors import KeyRateLimited
 from interlock.tokens import estimate_prompt_tokens
 from interlock.types import ChatRequest, Usage
@@ -43,6 +45,10 @@ log = logging.getLogger(__name__)
 # The state backend keys its windows by name: a key's are kept apart from the
 # deployments' (which would have to be named "client-key:..." to share one).
 WINDOW_PREFIX = "client-key:"
+# Seconds a call at once held in Redis stays held if nobody gives it back (its
+# process died): the cap's shortfall after a crash, and the longest a request
+# counts against the cap in the other replicas (a longer stream stops counting).
+SLOT_LEASE = 900.0
 
 
 class KeyLimits:
@@ -68,9 +74,11 @@ class KeyLimits:
         only for a name in `limited` (a KeyError otherwise)."""
         key = key or ""  # "" names no key (names are never empty): a KeyError below
         limits, cap = self._terms[key]
-        if cap is not None and self._in_flight[key] >= cap:
-            raise self._refused(key, "max_parallel_requests", cap, None)
-        # Taken before the await below, so that a request admitted meanwhile sees it.
+        slot = None
+        if cap is not None:
+            slot = await self._hold(key, cap)
+            if slot is None:
+                raise self._refused(key, "max_parallel_requests", cap, None)
         self._in_flight[key] += 1
         admission = None
         try:
@@ -85,8 +93,25 @@ class KeyLimits:
                                         admission.retry_after)
         except BaseException:
             self._in_flight[key] -= 1
+            if slot is not None:
+                self._in_background(self._backend.let_go(slot))
             raise
-        return KeyTicket(self, key, admission if limits.tpm is not None else None)
+        return KeyTicket(self, key, admission if limits.tpm is not None else None, slot)
+
+    async def _hold(self, key: str, cap: int) -> Slot | None:
+        # Shielded: a request cancelled (its client gone) while Redis takes the
+        # slot would leave it held, with no ticket to give it back, for a lease.
+        call = asyncio.ensure_future(self._backend.hold(WINDOW_PREFIX + key, cap, SLOT_LEASE))
+        try:
+            return await asyncio.shield(call)
+        except asyncio.CancelledError:
+            call.add_done_callback(self._let_go_unused)
+            raise
+
+    def _let_go_unused(self, call: asyncio.Future[Slot | None]) -> None:
+        slot = None if call.cancelled() or call.exception() else call.result()
+        if slot is not None:
+            self._in_background(self._backend.let_go(slot))
 
     def set_run_time_keys(self, keys: Iterable[Any]) -> None:
         """The limits of the keys made at run time (`key_store.StoredKey`s), in
@@ -110,14 +135,20 @@ class KeyLimits:
         self.refusals[key, limit] = self.refusals.get((key, limit), 0) + 1
         return KeyRateLimited(key, limit, value, retry_after)
 
-    def _done(self, key: str, admission: Admission | None, usage: Usage | None) -> None:
+    def _done(self, key: str, admission: Admission | None, slot: Slot | None,
+              usage: Usage | None) -> None:
         self._in_flight[key] -= 1  # kept for a key revoked meanwhile: it may come back
-        if admission is None:
-            return
-        # The reservation settled with what was used (nothing, for a failure):
-        # on the backend's own terms, which may be a Redis call, so as a task.
-        task = asyncio.ensure_future(
-            self._backend.settle(admission, usage.total_tokens if usage is not None else 0))
+        # On the backend's own terms, which may be Redis calls, so as tasks; one
+        # `hold` after this one is a task too, and runs after it.
+        if slot is not None:
+            self._in_background(self._backend.let_go(slot))
+        if admission is not None:
+            # The reservation settled with what was used (nothing, for a failure).
+            self._in_background(self._backend.settle(
+                admission, usage.total_tokens if usage is not None else 0))
+
+    def _in_background(self, call: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(call)
         self._settling.add(task)
         task.add_done_callback(self._settled)
 
@@ -125,7 +156,7 @@ class KeyLimits:
         self._settling.discard(task)
         error = None if task.cancelled() else task.exception()
         if error is not None:
-            log.warning("a client key's tpm count could not be settled (%s)",
+            log.warning("a client key's count could not be settled (%s)",
                         type(error).__name__)
 
 
@@ -141,12 +172,14 @@ class KeyTicket:
     """One admitted request of a limited key; `done` exactly once, when its
     ledger row is made."""
 
-    __slots__ = ("_admission", "_key", "_limits")
+    __slots__ = ("_admission", "_key", "_limits", "_slot")
 
-    def __init__(self, limits: KeyLimits, key: str, admission: Admission | None) -> None:
+    def __init__(self, limits: KeyLimits, key: str, admission: Admission | None,
+                 slot: Slot | None) -> None:
         self._limits = limits
         self._key = key
         self._admission = admission
+        self._slot = slot
 
     def done(self, usage: Usage | None) -> None:
-        self._limits._done(self._key, self._admission, usage)
+        self._limits._done(self._key, self._admission, self._slot, usage)

@@ -80,3 +80,64 @@ async def test_rpm_limit_is_shared_through_redis(
     for limits in replicas:
         with pytest.raises(KeyRateLimited):
             await limits.admit("team", request())
+
+
+async def test_a_request_cancelled_while_its_slot_is_taken_gives_the_slot_back() -> None:
+    limits = KeyLimits([key(max_parallel_requests=1)], MemoryStateBackend())
+    admitting = asyncio.ensure_future(limits.admit("team", request()))
+    await asyncio.sleep(0)  # waiting for its slot (a Redis call, in production)
+    admitting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await admitting
+    for _ in range(3):  # the slot is taken, then let go, each at a turn of the loop
+        await asyncio.sleep(0)
+    (await limits.admit("team", request())).done(None)
+    assert limits.in_flight() == {"team": 0}
+
+
+@pytest.mark.redis
+async def test_max_parallel_requests_is_shared_through_redis(
+        redis_backends: Callable[..., Any]) -> None:
+    # Counted per process, a key capped at 2 could have 2 calls in flight on
+    # every replica of a gateway; with Redis the cap is the cluster's.
+    replicas = [KeyLimits([key(max_parallel_requests=2)], redis_backends()) for _ in range(2)]
+    first = await replicas[0].admit("team", request())
+    await replicas[1].admit("team", request())
+    for limits in replicas:
+        with pytest.raises(KeyRateLimited) as refused:
+            await limits.admit("team", request())
+        assert refused.value.limit == "max_parallel_requests"
+    first.done(None)
+    await asyncio.sleep(0.05)  # the slot is given back as a task (a Redis call)
+    await replicas[1].admit("team", request())
+
+
+@pytest.mark.redis
+async def test_a_slot_its_process_never_gave_back_is_freed_by_its_lease(
+        redis_backends: Callable[..., Any]) -> None:
+    clock = Clock()
+    crashed, alive = redis_backends(time_source=clock), redis_backends(time_source=clock)
+    assert (await crashed.hold("client-key:team", 1, 30.0)).store == "redis"
+    assert await alive.hold("client-key:team", 1, 30.0) is None
+    clock.t += 31  # the lease has ended: its holder is taken for dead
+    slot = await alive.hold("client-key:team", 1, 30.0)
+    assert slot is not None
+    await alive.let_go(slot)
+    assert await crashed.hold("client-key:team", 1, 30.0) is not None
+
+
+async def test_with_redis_down_the_cap_is_counted_in_the_process() -> None:
+    from interlock.dispatch.state.redis import RedisStateBackend
+
+    # Nothing listens on port 9: each call fails at once, and memory takes over.
+    backend = RedisStateBackend("redis://127.0.0.1:9/0", op_timeout=0.5)
+    try:
+        limits = KeyLimits([key(max_parallel_requests=1)], backend)
+        first = await limits.admit("team", request())
+        with pytest.raises(KeyRateLimited):
+            await limits.admit("team", request())
+        first.done(None)
+        await asyncio.sleep(0)
+        (await limits.admit("team", request())).done(None)
+    finally:
+        await backend.aclose()

@@ -79,21 +79,24 @@ def serve(
 
 def per_worker_limits(config: InterlockConfig, workers: int) -> list[str]:
     """The limits that `workers` processes would each count alone, so that together
-    they allow up to `workers` times as much: calls at once always (counted in
-    each process, as LiteLLM counts them), and without Redis the rpm/tpm windows
-    and the budgets too. Said once at start-up: the config gives no hint of it."""
+    they allow up to `workers` times as much: a deployment's calls at once always
+    (counted in each process, as LiteLLM counts them), and without Redis client
+    keys' calls at once, the rpm/tpm windows and the budgets too. Said once at
+    start-up: the config gives no hint of it."""
     from interlock.config import build_catalog
 
     deployments = list(build_catalog(config).deployments())
     keys = config.general_settings.api_keys
+    shared = config.router_settings.redis_connection_url() is not None
     out = []
     capped = [d.name for d in deployments if d.max_parallel_requests is not None]
-    capped += [f"client key {k.name}" for k in keys if k.max_parallel_requests is not None]
+    if not shared:  # a client key's cap is shared through Redis, a deployment's never
+        capped += [f"client key {k.name}" for k in keys if k.max_parallel_requests is not None]
     if capped:
         out.append(f"max_parallel_requests is counted by each of the {workers} workers, so "
                    f"up to {workers} times the cap may run at once ({_some(capped)}); divide "
                    "it by the workers, or run one worker a replica")
-    if config.router_settings.redis_connection_url():
+    if shared:
         return out
     counted = [what for what, present in (
         ("rpm/tpm windows", any(d.rpm or d.tpm for d in deployments)

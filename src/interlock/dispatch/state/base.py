@@ -9,6 +9,9 @@ dispatcher's clock, Redis the wall clock all replicas share) and answers in
 *relative* seconds (`remaining`, `retry_after`), which callers add to their
 own clock. That keeps fake clocks, monotonic clocks and other hosts apart.
 
+Calls at once (`hold`, `let_go`): a client key's max_parallel_requests, counted
+where its rpm/tpm windows are, so that replicas sharing Redis share the cap.
+
 The breaker, per deployment:
 
     closed --(failures > allowed_fails in window, or an immediate cooldown)--> open
@@ -76,6 +79,16 @@ class Admission:
 
 
 @dataclass(frozen=True, slots=True)
+class Slot:
+    """One call at once held under a name (`hold`); hand it back to `let_go`."""
+
+    name: str
+    token: str = ""
+    # Which store holds it (the Redis backend may fall back to memory).
+    store: str = "memory"
+
+
+@dataclass(frozen=True, slots=True)
 class FailureEvent:
     """One failed attempt, with the breaker parameters that apply to it.
 
@@ -105,6 +118,15 @@ class StateBackend(Protocol):
 
     async def settle(self, admission: Admission, tokens: int) -> None:
         """Replace the tpm estimate with the tokens really used."""
+        ...
+
+    async def hold(self, name: str, cap: int, lease: float) -> Slot | None:
+        """One of `name`'s `cap` calls at once, or None when all are taken. A slot
+        never given back (its process died) is free again after `lease` seconds."""
+        ...
+
+    async def let_go(self, slot: Slot) -> None:
+        """Give back a slot from `hold`."""
         ...
 
     async def record_failure(self, deployment: str, event: FailureEvent) -> BreakerView: ...

@@ -21,6 +21,7 @@ from interlock.dispatch.state.base import (
     BreakerView,
     FailureEvent,
     Limits,
+    Slot,
 )
 
 
@@ -63,6 +64,7 @@ class MemoryStateBackend:
         # The usual answer, admitted with nothing reserved, made once per deployment:
         # Admission is frozen, so one instance serves every such request.
         self._plain: dict[str, Admission] = {}
+        self._held: dict[str, int] = {}  # name -> calls at once (`hold`)
 
     # -- admission ----------------------------------------------------------
     async def admit(self, deployment: str, limits: Limits, tokens: int,
@@ -136,6 +138,28 @@ class MemoryStateBackend:
             rate.tokens[admission.bucket] += tokens - admission.tokens
 
     # -- breaker ------------------------------------------------------------
+    # -- calls at once --------------------------------------------------------
+    async def hold(self, name: str, cap: int, lease: float) -> Slot | None:
+        return self.hold_now(name, cap)
+
+    def hold_now(self, name: str, cap: int) -> Slot | None:
+        # No lease: a slot dies with the process that holds it, and so does this count.
+        held = self._held.get(name, 0)
+        if held >= cap:
+            return None
+        self._held[name] = held + 1
+        return Slot(name)
+
+    async def let_go(self, slot: Slot) -> None:
+        self.let_go_now(slot)
+
+    def let_go_now(self, slot: Slot) -> None:
+        left = self._held.get(slot.name, 0) - 1
+        if left > 0:
+            self._held[slot.name] = left
+        else:
+            self._held.pop(slot.name, None)
+
     async def record_failure(self, deployment: str, event: FailureEvent) -> BreakerView:
         return self.record_failure_now(deployment, event)
 

@@ -1,4 +1,4 @@
-"""The Redis state backend: breakers and rpm/tpm counters shared by every replica.
+"""The Redis state backend: breakers, rpm/tpm counters and slots shared by every replica.
 
 Every write is one Lua script (`redis_lua`), so it is atomic across
 processes. Reads of the breaker go through a local cache that lives
@@ -9,8 +9,8 @@ deployments with rpm/tpm limits always go to Redis, since counting must be exact
 Redis must never fail a request: every operation has a short timeout, and on
 any Redis error the backend switches to its own `MemoryStateBackend`, logs one
 warning for the outage, and tries Redis again every `retry_interval` seconds
-(redis-py reconnects on the next command). Reservations remember which store
-took them, so a release or settle goes to the same place.
+(redis-py reconnects on the next command). Reservations and slots remember
+which store took them, so a release, settle or let-go goes to the same place.
 
 Imports: redis (lazily, in the constructor), the standard library,
 `dispatch.state.*`.
@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -33,6 +34,7 @@ from interlock.dispatch.state.base import (
     BreakerView,
     FailureEvent,
     Limits,
+    Slot,
 )
 from interlock.dispatch.state.memory import MemoryStateBackend
 
@@ -90,7 +92,7 @@ class RedisStateBackend:
         self._cache: dict[str, tuple[BreakerView, float]] = {}
         self._scripts = {name: client.register_script(getattr(redis_lua, name)) for name in
                          ("ADMIT", "RELEASE", "SETTLE", "RECORD_FAILURE", "RECORD_SUCCESS",
-                          "VIEW")}
+                          "VIEW", "HOLD", "LET_GO")}
 
     # -- plumbing -----------------------------------------------------------
     def _keys(self, deployment: str) -> list[str]:
@@ -196,6 +198,24 @@ class RedisStateBackend:
         keys = self._keys(admission.deployment)[2:]
         args = [admission.bucket, tokens - admission.tokens]
         await self._try(lambda: self._scripts["SETTLE"](keys=keys, args=args))
+
+    # -- calls at once --------------------------------------------------------
+    async def hold(self, name: str, cap: int, lease: float) -> Slot | None:
+        keys = [f"{{{self._prefix}:{name}}}:sl"]
+        token = secrets.token_hex(8)
+        ok, raw = await self._try(
+            lambda: self._scripts["HOLD"](keys=keys, args=[self._time(), cap, lease, token]))
+        if not ok or raw is None:
+            return self._memory.hold_now(name, cap)
+        return Slot(name, token, "redis") if int(raw) else None
+
+    async def let_go(self, slot: Slot) -> None:
+        if slot.store != "redis":
+            self._memory.let_go_now(slot)
+            return
+        # If Redis is away now, the slot's lease lets it go in the end.
+        keys = [f"{{{self._prefix}:{slot.name}}}:sl"]
+        await self._try(lambda: self._scripts["LET_GO"](keys=keys, args=[slot.token]))
 
     # -- breaker ------------------------------------------------------------
     async def record_failure(self, deployment: str, event: FailureEvent) -> BreakerView:

@@ -4,6 +4,8 @@ Keys per deployment share one hash tag, so a cluster keeps them in one slot:
     {<prefix>:<deployment>}:br   breaker hash: open, until, reason, failures, wstart, probe
     {<prefix>:<deployment>}:rq   rpm buckets: second -> requests
     {<prefix>:<deployment>}:tk   tpm buckets: second -> tokens
+and a name's calls at once (`hold`; a client key's are named "client-key:<name>"):
+    {<prefix>:<name>}:sl         sorted set: slot token -> when its lease ends
 Times are wall-clock seconds passed in by the caller (ARGV[1]); floats travel
 as strings because Redis turns Lua numbers into integers.
 
@@ -138,4 +140,19 @@ if b[1] == '1' and tonumber(ARGV[1]) >= tonumber(b[2]) then
   return 1
 end
 return 0
+"""
+
+# ARGV: now, cap, lease (seconds), token. Leases that have ended are let go
+# first: their holder died without giving them back.
+HOLD = """
+local now, cap, lease = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= cap then return 0 end
+redis.call('ZADD', KEYS[1], now + lease, ARGV[4])
+redis.call('EXPIRE', KEYS[1], math.ceil(lease) + 1)
+return 1
+"""
+
+LET_GO = """
+return redis.call('ZREM', KEYS[1], ARGV[1])
 """
