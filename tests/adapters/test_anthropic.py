@@ -612,6 +612,28 @@ async def test_fake_refuses_what_the_real_api_refuses(
     assert type(err) is (AuthenticationFailed if status == 401 else BadRequest)
 
 
+@pytest.mark.parametrize(("extra", "path"), [
+    ({"max_completion_tokens": 10}, "max_completion_tokens"),
+    ({"messages": [{"role": "user", "content": "Hi", "name": "ann"}]}, "messages.0.name"),
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": "Hi",
+                                                 "image_url": "x"}]}]},
+     "messages.0.content.0.image_url"),
+])
+async def test_fake_refuses_fields_the_real_api_does_not_know(
+        fake_upstream: FakeUpstream, extra: dict[str, Any], path: str) -> None:
+    # So that a translation inventing a field fails here, as it would there.
+    http = HttpClient()
+    try:
+        resp = await http.post(fake_upstream.base_url("anthropic") + "/v1/messages",
+                               headers=HEADERS, body=json.dumps({**GOOD, **extra}).encode(),
+                               timeouts=FAST, labels=Labels("anthropic", "raw"))
+    finally:
+        await http.aclose()
+    assert resp.status == 400
+    err = error_from_response(resp.status, resp.headers, resp.body, deployment(fake_upstream))
+    assert f"{path}: Extra inputs are not permitted" in err.message
+
+
 @pytest.mark.parametrize("bad", [
     {"messages": [Message("user", [ImagePart("data:image/png,notbase64")])]},
     {"messages": [Message("user", [ImagePart("data:image/bmp;base64,Qk0=")])]},

@@ -957,6 +957,33 @@ async def test_fake_refuses_calls_without_a_key(fake_upstream: FakeUpstream) -> 
     assert "models/gemini-2.5-pro" in names
 
 
+@pytest.mark.parametrize(("body", "quote"), [
+    ({"contents": [], "max_tokens": 5}, 'Unknown name "max_tokens": Cannot find field.'),
+    ({"contents": [], "generationConfig": {"maxTokens": 5}},
+     'Unknown name "maxTokens" at \'generation_config\': Cannot find field.'),
+    ({"contents": [{"role": "user", "parts": [{"text": "hi", "image_url": "x"}]}]},
+     'Unknown name "image_url" at \'contents[0].parts[0]\''),
+    # The proto's JSON takes snake_case names too, as Google does.
+    ({"contents": [], "generation_config": {"max_output_tokens": 5}}, ""),
+])
+async def test_fake_refuses_fields_google_does_not_know(
+        fake_upstream: FakeUpstream, body: dict[str, Any], quote: str) -> None:
+    http = HttpClient()
+    url = fake_upstream.base_url("gemini") + "/v1beta/models/gemini-2.5-pro:generateContent"
+    try:
+        answer = await http.post(url, headers={"x-goog-api-key": KEY},
+                                 body=json.dumps(body).encode(), timeouts=FAST,
+                                 labels=Labels("gemini", "raw"))
+    finally:
+        await http.aclose()
+    if not quote:
+        assert answer.status == 200
+        return
+    assert answer.status == 400
+    error = json.loads(answer.body)["error"]
+    assert error["status"] == "INVALID_ARGUMENT" and quote in error["message"]
+
+
 async def test_fake_streams_a_json_array_without_alt_sse(fake_upstream: FakeUpstream) -> None:
     fake_upstream.reply(Reply(text="abcdefghij", chunk_chars=4), provider="gemini")
     http = HttpClient()

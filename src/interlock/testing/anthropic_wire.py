@@ -5,8 +5,9 @@ object, the streamed event sequence (message_start, content_block_start /
 delta / stop with ping, input_json_delta fragments for tool calls,
 message_delta, message_stop), and the `{"type": "error", ...}` bodies with the
 `request-id` and `anthropic-ratelimit-*` headers. Like the real API it refuses
-requests without `max_tokens`, `messages`, `x-api-key` or `anthropic-version`
-(`check_request`).
+requests without `max_tokens`, `messages`, `x-api-key` or `anthropic-version`,
+and fields it does not know in the request, its messages and their content
+blocks (`check_request`).
 
 Scripting vocabulary beyond the neutral `Reply` / `Fault` fields:
 - `Fault(status=400, kind="context_window")`: the real "prompt is too long" text.
@@ -93,6 +94,9 @@ class AnthropicWire:
         for name in ("model", "max_tokens", "messages"):
             if name not in body:
                 return _error(400, "invalid_request_error", f"{name}: Field required")
+        extra = _extra_field(body)
+        if extra is not None:
+            return _error(400, "invalid_request_error", f"{extra}: Extra inputs are not permitted")
         return None
 
     def reply(self, route: Route, body: Any, reply: Reply) -> Any:
@@ -169,6 +173,51 @@ def _error_text(status: int, fault: Fault, route: Route | None) -> tuple[str, st
     if status >= 500:
         return "api_error", "Internal server error"
     return "invalid_request_error", "Invalid request."
+
+
+# The Messages API's request fields (its reference, late 2026), and those of the
+# message and content block types an OpenAI-shaped request becomes: a field the
+# API does not know is a 400, so a translation that invents one fails in tests.
+_REQUEST_FIELDS = frozenset({
+    "model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream",
+    "temperature", "top_p", "top_k", "tools", "tool_choice", "thinking", "service_tier",
+    "container", "mcp_servers", "context_management", "output_config", "output_format",
+    "inference_geo"})
+_MESSAGE_FIELDS = frozenset({"role", "content"})
+_CACHED = frozenset({"type", "cache_control"})
+_BLOCK_FIELDS: dict[str, frozenset[str]] = {
+    "text": _CACHED | {"text", "citations"},
+    "image": _CACHED | {"source"},
+    "document": _CACHED | {"source", "title", "context", "citations"},
+    "tool_use": _CACHED | {"id", "name", "input"},
+    "tool_result": _CACHED | {"tool_use_id", "content", "is_error"},
+    "thinking": frozenset({"type", "thinking", "signature"}),
+    "redacted_thinking": frozenset({"type", "data"}),
+}
+
+
+def _extra_field(body: dict[str, Any]) -> str | None:
+    """The path of the first field the real API would call extra, as its message
+    names it ("messages.0.content.1.foo"); None when there is none."""
+    for name in body:
+        if name not in _REQUEST_FIELDS:
+            return name
+    for i, message in enumerate(body.get("messages") or ()):
+        if not isinstance(message, dict):
+            continue
+        for name in message:
+            if name not in _MESSAGE_FIELDS:
+                return f"messages.{i}.{name}"
+        content = message.get("content")
+        for j, block in enumerate(content if isinstance(content, list) else ()):
+            kind = block.get("type") if isinstance(block, dict) else None
+            allowed = _BLOCK_FIELDS.get(kind) if isinstance(kind, str) else None
+            if allowed is None:  # not a block an OpenAI request becomes: left to others
+                continue
+            for name in block:
+                if name not in allowed:
+                    return f"messages.{i}.content.{j}.{name}"
+    return None
 
 
 def _error(status: int, etype: str, message: str) -> ErrorAnswer:

@@ -15,8 +15,10 @@ Error bodies are Google's `{"error": {"code", "message", "status", "details"}}`
 with the texts the real API writes; a 429 says when to retry only there (a
 `google.rpc.RetryInfo` detail's `retryDelay`), with no Retry-After header. A
 safety fault is a blocked prompt (a 200 with `promptFeedback.blockReason` and no
-candidates), the one chunk of a stream when the request streams. Kept cheap: it
-serves load in benchmarks.
+candidates), the one chunk of a stream when the request streams. A request
+field, generationConfig field, content or part field Google does not know is
+its 400 "Unknown name" (`check_request`). Kept cheap: it serves load in
+benchmarks.
 
 Imports: the standard library, `testing.script`, `testing.wire`, `testing.openai_wire`.
 """
@@ -133,6 +135,13 @@ class GeminiWire:
         if route.endpoint == "embeddings" and len(_embed_requests(body)) > MAX_EMBED_REQUESTS:
             return _error(400, "INVALID_ARGUMENT", "* BatchEmbedContentsRequest.requests: at "
                           f"most {MAX_EMBED_REQUESTS} requests can be in one batch\n")
+        unknown = (_unknown_field(body) if route.endpoint in ("generate", "stream_sse",
+                                                               "stream_json") else None)
+        if unknown is not None:
+            name, where = unknown
+            at = f" at '{where}'" if where else ""
+            return _error(400, "INVALID_ARGUMENT", "Invalid JSON payload received. Unknown "
+                          f'name "{name}"{at}: Cannot find field.')
         return None
 
     def reply(self, route: Route, body: Any, reply: Reply) -> Any:
@@ -336,6 +345,51 @@ def _model_entry(model: str) -> dict[str, Any]:
         "inputTokenLimit": 1048576, "outputTokenLimit": 65536,
         "supportedGenerationMethods": ["generateContent", "countTokens"],
     }
+
+
+# GenerateContentRequest's fields and generationConfig's (the API reference, late
+# 2026), in the JSON names the proto accepts, camelCase and snake_case: a field
+# Google does not know is a 400, so a translation inventing one fails in tests.
+def _both(*names: str) -> frozenset[str]:
+    return frozenset(names) | {re.sub(r"([A-Z])", r"_\1", n).lower() for n in names}
+
+
+_REQUEST_FIELDS = _both("contents", "tools", "toolConfig", "safetySettings",
+                        "systemInstruction", "generationConfig", "cachedContent", "labels")
+_CONFIG_FIELDS = _both(
+    "stopSequences", "responseMimeType", "responseSchema", "responseJsonSchema",
+    "responseModalities", "candidateCount", "maxOutputTokens", "temperature", "topP", "topK",
+    "seed", "presencePenalty", "frequencyPenalty", "responseLogprobs", "logprobs",
+    "enableEnhancedCivicAnswers", "speechConfig", "thinkingConfig", "imageConfig",
+    "mediaResolution")
+_CONTENT_FIELDS = frozenset({"role", "parts"})
+_PART_FIELDS = _both("text", "inlineData", "fileData", "functionCall", "functionResponse",
+                     "executableCode", "codeExecutionResult", "thought", "thoughtSignature",
+                     "videoMetadata", "partMetadata", "mediaResolution")
+
+
+def _unknown_field(body: Any) -> tuple[str, str] | None:
+    """The first field Google would not know, and where (as its message says
+    it: "generation_config", "contents[0].parts[1]"); None when there is none."""
+    if not isinstance(body, dict):
+        return None
+    for name in body:
+        if name not in _REQUEST_FIELDS:
+            return name, ""
+    config = body.get("generationConfig", body.get("generation_config"))
+    for name in config if isinstance(config, dict) else ():
+        if name not in _CONFIG_FIELDS:
+            return name, "generation_config"
+    for i, content in enumerate(body.get("contents") or ()):
+        for name in content if isinstance(content, dict) else ():
+            if name not in _CONTENT_FIELDS:
+                return name, f"contents[{i}]"
+        parts = content.get("parts") if isinstance(content, dict) else None
+        for j, part in enumerate(parts if isinstance(parts, list) else ()):
+            for name in part if isinstance(part, dict) else ():
+                if name not in _PART_FIELDS:
+                    return name, f"contents[{i}].parts[{j}]"
+    return None
 
 
 def _error(status: int, grpc: str, message: str,
