@@ -14,6 +14,16 @@ from interlock.cli.main import app
 runner = CliRunner()
 
 
+@pytest.fixture(autouse=True)
+def _logging_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `serve` configures this process' logging, which would outlive the test (and
+    # keep Interlock's records from pytest's capture); the real thing is tested
+    # in a process of its own below.
+    from interlock.cli import serve_logging
+
+    monkeypatch.setattr(serve_logging, "apply", lambda config: None)
+
+
 def test_fake_upstream_on_a_taken_port_says_so() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -60,7 +70,8 @@ def test_serve_binds_where_the_config_says_unless_told_otherwise(
 
 
 def test_serve_with_workers_says_which_limits_each_counts_alone(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
     import uvicorn
 
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: None)
@@ -76,19 +87,64 @@ def test_serve_with_workers_says_which_limits_each_counts_alone(
             "budgets: [{model_group: a, max_usd: 5}]\n"
             "ledger: {database: null}\n")
     config.write_text(body)
-    alone = runner.invoke(app, ["serve", "--config", str(config), "--workers", "3"])
-    assert alone.exit_code == 0
-    assert ("warning: max_parallel_requests is counted by each of the 3 workers, so up to 3 "
-            "times the cap may run at once (a/openai/gpt-4o, client key batch)") in alone.output
-    assert ("warning: without router_settings.redis_url each of the 3 workers counts its own "
+
+    def warnings(*args: str) -> str:
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="interlock.cli.serve"):
+            assert runner.invoke(app, ["serve", "--config", str(config), *args]).exit_code == 0
+        return caplog.text
+
+    alone = warnings("--workers", "3")
+    assert ("max_parallel_requests is counted by each of the 3 workers, so up to 3 "
+            "times the cap may run at once (a/openai/gpt-4o, client key batch)") in alone
+    assert ("without router_settings.redis_url each of the 3 workers counts its own "
             "rpm/tpm windows and budgets: together they may allow up to 3 times a limit"
-            ) in alone.output
+            ) in alone
     # One worker counts everything itself; with Redis the windows and budgets are shared.
-    assert "warning" not in runner.invoke(app, ["serve", "--config", str(config)]).output
+    assert "workers" not in warnings()
     config.write_text(body + "router_settings: {redis_url: 'redis://127.0.0.1:6379/0'}\n")
-    shared = runner.invoke(app, ["serve", "--config", str(config), "--workers", "3"])
-    assert "run at once (a/openai/gpt-4o);" in shared.output  # a key's cap is shared
-    assert "redis_url" not in shared.output
+    shared = warnings("--workers", "3")
+    assert "run at once (a/openai/gpt-4o);" in shared  # a key's cap is shared
+    assert "redis_url" not in shared
+
+
+def test_serve_logs_interlock_s_lines_as_json_when_asked(tmp_path: Path) -> None:
+    # Interlock's own warnings used to reach stderr bare (no time, level or logger),
+    # through Python's last-resort handler, and its info lines not at all.
+    import json
+    import os
+    import subprocess
+    import sys
+
+    config = tmp_path / "c.yaml"
+    config.write_text("model_list:\n"
+                      "  - model_name: a\n"
+                      "    litellm_params: {model: openai/gpt-4o,\n"
+                      "                     api_key: os.environ/NO_SUCH_KEY}\n"
+                      "general_settings: {master_key: sk-test-0123456789}\n"
+                      "ledger: {database: null}\n")
+    env = {k: v for k, v in os.environ.items() if k != "NO_SUCH_KEY"}
+    with socket.socket() as taken:  # serving fails at the bind, after loading has logged
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        done = subprocess.run(
+            [sys.executable, "-m", "interlock.cli.main", "serve", "--config", str(config),
+             "--port", str(taken.getsockname()[1]), "--log-format", "json"],
+            env=env, capture_output=True, text=True, timeout=60)
+    lines = [json.loads(line) for line in done.stderr.splitlines()]  # every line is JSON
+    loaded = [r for r in lines if "NO_SUCH_KEY" in r["message"]]
+    assert loaded and loaded[0]["level"] == "warning"
+    assert loaded[0]["logger"].startswith("interlock.") and loaded[0]["time"].endswith("+00:00")
+    assert any(r["logger"].startswith("uvicorn") and r["level"] == "error" for r in lines)
+    assert done.returncode != 0
+
+
+def test_serve_refuses_a_log_level_it_does_not_know(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("model_list: []\n")
+    result = runner.invoke(app, ["serve", "--config", str(config), "--log-level", "loud"])
+    assert result.exit_code == 2
+    assert "unknown log level 'loud'; use one of critical, error, warning" in result.output
 
 
 def test_commands_that_draw_say_when_matplotlib_is_missing(

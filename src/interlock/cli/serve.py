@@ -1,10 +1,12 @@
 """`interlock serve`: run the OpenAI-compatible gateway.
 
-Imports: typer, uvicorn (inside the command), `config`, `server.app`.
+Imports: typer, uvicorn (inside the command), `config`, `server.app`,
+`cli.serve_logging`.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -14,6 +16,8 @@ import typer
 
 if TYPE_CHECKING:
     from interlock.config import InterlockConfig
+
+log = logging.getLogger(__name__)
 
 
 def serve(
@@ -27,7 +31,11 @@ def serve(
     drain_timeout: float | None = typer.Option(
         None, help="Seconds in-flight requests get to finish on shutdown "
         "(default: general_settings.drain_timeout, else 30)."),
-    log_level: str = typer.Option("warning", help="uvicorn log level."),
+    log_level: str = typer.Option(
+        "warning", help="Log level of Interlock and uvicorn: critical, error, warning, info, "
+        "debug or trace."),
+    log_format: str = typer.Option(
+        "text", help="text (time, level, logger, message) or json (one object a line)."),
 ) -> None:
     """Serve /v1/chat/completions, /v1/models and health checks."""
     # Routing decisions score one prompt at a time: BLAS threads only add tail
@@ -42,10 +50,17 @@ def serve(
     sys.setswitchinterval(0.0005)
     import uvicorn
 
+    from interlock.cli import serve_logging
     from interlock.config import load_config
     from interlock.errors import ConfigError
     from interlock.server.app import create_app
 
+    try:
+        logs = serve_logging.log_config(log_level, log_format)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    serve_logging.apply(logs)
     try:
         loaded = load_config(config)
         settings = loaded.general_settings
@@ -57,19 +72,21 @@ def serve(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     drain = drain_timeout if drain_timeout is not None else settings.drain_timeout
-    common = dict(host=host, port=port, log_level=log_level, timeout_graceful_shutdown=drain,
-                  lifespan="on", access_log=False, backlog=4096)
-    # uvicorn says nothing below its "info" level: one line, so that a terminal
-    # shows where the gateway is (an address already taken is still uvicorn's error).
-    where = f"[{host}]" if ":" in host else host
-    typer.echo(f"Interlock: serving http://{where}:{port}/v1 for "
-               f"{_some(loaded.group_names)} ({workers} worker"
-               f"{'s' if workers > 1 else ''}); Ctrl-C stops it", err=True)
+    common = dict(host=host, port=port, log_level=log_level.lower(), log_config=logs,
+                  timeout_graceful_shutdown=drain, lifespan="on", access_log=False,
+                  backlog=4096)
+    if log_format == "text":
+        # uvicorn says nothing below its "info" level: one line, so that a terminal
+        # shows where the gateway is (an address already taken is uvicorn's error).
+        where = f"[{host}]" if ":" in host else host
+        typer.echo(f"Interlock: serving http://{where}:{port}/v1 for "
+                   f"{_some(loaded.group_names)} ({workers} worker"
+                   f"{'s' if workers > 1 else ''}); Ctrl-C stops it", err=True)
     if workers == 1:
         uvicorn.run(app, **common)  # type: ignore[arg-type]
         return
     for warning in per_worker_limits(loaded, workers):
-        typer.echo(f"warning: {warning}", err=True)
+        log.warning("%s", warning)
     # Several workers each build their own gateway from the same file.
     os.environ["INTERLOCK_CONFIG"] = str(config.resolve())
     os.environ["INTERLOCK_HOST"] = host
