@@ -141,3 +141,24 @@ async def test_with_redis_down_the_cap_is_counted_in_the_process() -> None:
         (await limits.admit("team", request())).done(None)
     finally:
         await backend.aclose()
+
+
+@pytest.mark.redis
+async def test_a_slot_given_back_while_redis_was_away_is_given_back_when_it_returns(
+        redis_backends: Callable[..., Any]) -> None:
+    # Left to its lease, every call in flight during a short outage would hold one
+    # of its key's slots for a quarter of an hour after Redis came back.
+    backend = redis_backends(retry_interval=0.05)
+    slot = await backend.hold("client-key:team", 1, 900.0)
+    assert slot is not None and slot.store == "redis"
+    real = backend._scripts["LET_GO"]
+
+    async def away(**_: Any) -> None:
+        raise ConnectionError("Redis went away")
+
+    backend._scripts["LET_GO"] = away
+    await backend.let_go(slot)
+    backend._scripts["LET_GO"] = real
+    await asyncio.sleep(0.1)  # past the retry interval: Redis is asked again
+    again = await backend.hold("client-key:team", 1, 900.0)
+    assert again is not None and again.store == "redis"

@@ -39,6 +39,8 @@ from interlock.dispatch.state.base import (
 from interlock.dispatch.state.memory import MemoryStateBackend
 
 log = logging.getLogger("interlock.dispatch.state")
+# Slots given back while Redis was away, kept to tell it when it is back.
+MAX_UNRELEASED = 10_000
 T = TypeVar("T")
 
 
@@ -90,6 +92,9 @@ class RedisStateBackend:
         self._outage = False
         # deployment -> (view, monotonic time it was read)
         self._cache: dict[str, tuple[BreakerView, float]] = {}
+        # Slots Redis could not be told were given back (it was away), told again
+        # when it answers: else each would hold a call at once until its lease ends.
+        self._unreleased: list[Slot] = []
         self._scripts = {name: client.register_script(getattr(redis_lua, name)) for name in
                          ("ADMIT", "RELEASE", "SETTLE", "RECORD_FAILURE", "RECORD_SUCCESS",
                           "VIEW", "HOLD", "LET_GO")}
@@ -201,6 +206,8 @@ class RedisStateBackend:
 
     # -- calls at once --------------------------------------------------------
     async def hold(self, name: str, cap: int, lease: float) -> Slot | None:
+        if self._unreleased and self.using_redis:
+            await self._let_go_unreleased()
         keys = [f"{{{self._prefix}:{name}}}:sl"]
         token = secrets.token_hex(8)
         ok, raw = await self._try(
@@ -213,9 +220,15 @@ class RedisStateBackend:
         if slot.store != "redis":
             self._memory.let_go_now(slot)
             return
-        # If Redis is away now, the slot's lease lets it go in the end.
         keys = [f"{{{self._prefix}:{slot.name}}}:sl"]
-        await self._try(lambda: self._scripts["LET_GO"](keys=keys, args=[slot.token]))
+        ok, _ = await self._try(lambda: self._scripts["LET_GO"](keys=keys, args=[slot.token]))
+        if not ok and len(self._unreleased) < MAX_UNRELEASED:
+            self._unreleased.append(slot)  # past that many, their leases let them go
+
+    async def _let_go_unreleased(self) -> None:
+        waiting, self._unreleased = self._unreleased, []
+        for slot in waiting:
+            await self.let_go(slot)  # a failure puts it back
 
     # -- breaker ------------------------------------------------------------
     async def record_failure(self, deployment: str, event: FailureEvent) -> BreakerView:
