@@ -560,6 +560,11 @@ class Gateway:
             # the prompt and bills it, so the row names the deployment and carries
             # the prompt's estimate, marked as one, rather than nothing.
             usage = self._interrupted_call(meta, request)
+        if usage is None and all(not a.called or (a.status or 0) >= 400 for a in meta.attempts):
+            # No provider was called, or each one called answered with an error
+            # status, which providers do not bill: the cost is known, and nothing
+            # (a timeout or a broken connection stays unknown: it may be billed).
+            meta.cost_usd = Decimal(0)
         exc.meta = meta  # type: ignore[attr-defined]
         self._record(meta, request, usage, None, key_id, stream=request.stream, error=exc)
 

@@ -205,3 +205,35 @@ async def test_a_request_a_bug_cut_short_still_leaves_its_row(
     row = ledger_rows(database)["bug"]
     assert (row["status"], row["error_class"]) == ("error", "InternalError")
     assert row["provider"] == "openai" and row["attempts"] == 1
+
+
+async def test_a_failure_no_provider_bills_costs_nothing_and_a_timeout_is_unknown(
+        fake_upstream: FakeUpstream, tmp_path: Path) -> None:
+    # A request refused before any call, or answered with an error status, was
+    # recorded with an unknown cost, which `interlock spend` counted as unpriced.
+    from interlock.errors import InterlockError
+
+    database = tmp_path / "rows.sqlite"
+    config = three_provider_config(fake_upstream)
+    config["ledger"] = {"database": str(database), "flush_interval": 0.05}
+    config["model_list"][2]["litellm_params"]["timeout"] = 0.3  # the OpenAI deployment
+    gw = Gateway(load_config(config, environ={}), environ={})
+
+    def ask(group: str) -> Any:
+        return parse_chat_request({"model": group, "messages": [{"role": "user",
+                                                                 "content": "hi"}]})
+
+    for request_id, group, fault in (("unknown", "no-such-group", None),
+                                     ("refused", GROUPS["anthropic"], Fault(status=500)),
+                                     ("timed-out", GROUPS["openai"], Fault(latency=2))):
+        if fault is not None:
+            fake_upstream.script(fault)
+        with pytest.raises(InterlockError):
+            await gw.complete(ask(group), request_id=request_id)
+    await gw.aclose()
+    rows = ledger_rows(database)
+    assert rows["unknown"]["error_class"] == "UnknownModel"
+    assert rows["unknown"]["cost_nanousd"] == 0
+    assert (rows["refused"]["status"], rows["refused"]["cost_nanousd"]) == ("error", 0)
+    assert rows["timed-out"]["error_class"] == "Timeout"
+    assert rows["timed-out"]["cost_nanousd"] is None  # the provider may bill it
