@@ -323,13 +323,56 @@ async def test_json_schema_becomes_output_config(fake_upstream: FakeUpstream) ->
     assert body["output_config"] == {"format": {"type": "json_schema", "schema": schema}}
 
 
+async def test_json_mode_is_a_tool_claude_must_call_and_its_input_the_answer(
+        fake_upstream: FakeUpstream) -> None:
+    asked = request(response_format=ResponseFormat("json_object"))
+    body = await sent_body(fake_upstream, asked)
+    assert body["tools"] == [{
+        "name": "json_answer",
+        "description": "Give your whole answer as this tool's input: one JSON object.",
+        "input_schema": {"type": "object"}}]
+    assert body["tool_choice"] == {"type": "tool", "name": "json_answer"}
+    fake_upstream.reset()
+    answer = {"city": "Paris", "days": [1, 2], "note": "\"quoted\" é"}
+    fake_upstream.reply(Reply(tool_calls=[ScriptedToolCall("json_answer", answer)]),
+                        provider="anthropic")
+    whole = await complete(fake_upstream, asked)
+    assert (whole.finish_reason, whole.tool_calls) == ("stop", [])
+    assert whole.content is not None and json.loads(whole.content) == answer
+    streamed = folded(await stream(fake_upstream, asked))
+    assert (streamed.finish_reason, streamed.tool_calls) == ("stop", [])
+    assert streamed.content is not None and json.loads(streamed.content) == answer
+    fake_upstream.reply(Reply(tool_calls=[ScriptedToolCall("json_answer", {})]),
+                        provider="anthropic")
+    assert folded(await stream(fake_upstream, asked)).content == "{}"
+    # A client's own tool of that name, without JSON mode, is a tool call as any.
+    fake_upstream.reply(Reply(tool_calls=[ScriptedToolCall("json_answer", answer)]),
+                        provider="anthropic")
+    own = await complete(fake_upstream, request(tools=[ToolSpec("json_answer", None, {})]))
+    assert own.finish_reason == "tool_calls" and own.tool_calls[0].name == "json_answer"
+
+
+async def test_json_mode_with_thinking_is_refused_or_sent_without_the_tool(
+        fake_upstream: FakeUpstream) -> None:
+    # Anthropic refuses a forced tool while thinking: said here, before any call.
+    asked = request(response_format=ResponseFormat("json_object"),
+                    extra={"reasoning_effort": "low"})
+    with pytest.raises(UnsupportedParameter) as info:
+        await complete(fake_upstream, asked)
+    assert info.value.param == "response_format" and "thinking" in info.value.message
+    assert fake_upstream.received == []
+    body = await sent_body(fake_upstream, asked, drop_params=True)
+    assert "tools" not in body and "tool_choice" not in body and "thinking" in body
+
+
 UNSUPPORTED = [
     ("frequency_penalty", {"extra": {"frequency_penalty": 0.5}}),
     ("presence_penalty", {"extra": {"presence_penalty": 1}}),
     ("seed", {"extra": {"seed": 7}}),
     ("logprobs", {"extra": {"logprobs": True}}),
     ("n", {"n": 2}),
-    ("response_format", {"response_format": ResponseFormat("json_object")}),
+    # OpenAI's JSON mode goes to Claude as a forced tool, which cannot join others.
+    ("response_format", {"response_format": ResponseFormat("json_object"), "tools": [WEATHER]}),
 ]
 
 
@@ -359,7 +402,9 @@ async def test_unsupported_parameter_dropped_with_drop_params(
         body = await sent_body(fake_upstream, request(**fields), drop_params=True)
     assert param not in body
     assert "output_config" not in body
-    assert set(body) == {"model", "max_tokens", "messages"}
+    kept = {"tools"} if "tools" in fields else set()  # the request's own, not JSON mode's
+    assert set(body) == {"model", "max_tokens", "messages"} | kept
+    assert body.get("tools", [{}])[0].get("name") != "json_answer"
 
 
 async def test_no_op_values_and_anthropic_extras_are_accepted(fake_upstream: FakeUpstream) -> None:

@@ -446,6 +446,28 @@ async def test_a_refusal_reaches_the_sdk_as_a_refusal(
     await client.close()
 
 
+async def test_json_mode_routed_to_claude_answers_json_whole_and_streamed(
+        fake_upstream: FakeUpstream, gateway: RunningGateway) -> None:
+    # A router may send a JSON-mode request to any group: Claude has no such mode,
+    # and answers through a tool it must call, whose input becomes the content.
+    client = gateway.openai()
+    asked = {"model": GROUPS["anthropic"], "messages": _user("a city as JSON"),
+             "response_format": {"type": "json_object"}}
+    whole = await client.chat.completions.create(**asked)
+    choice = whole.choices[0]
+    assert (choice.finish_reason, choice.message.tool_calls) == ("stop", None)
+    # The fake calls the forced tool with its simulated text as the input.
+    assert json.loads(choice.message.content or "")["text"].startswith("[simulated")
+    assert fake_upstream.received[-1].body["tool_choice"] == {"type": "tool",
+                                                              "name": "json_answer"}
+    stream = await client.chat.completions.create(**asked, stream=True)
+    chunks = [c async for c in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert json.loads(text) == json.loads(choice.message.content or "")
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    await client.close()
+
+
 async def test_url_citations_reach_the_sdk_whole_and_streamed(
         fake_upstream: FakeUpstream, gateway: RunningGateway) -> None:
     cites = [{"type": "url_citation", "url_citation": {

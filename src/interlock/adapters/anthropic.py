@@ -13,8 +13,13 @@ Choices worth knowing:
 - `response_format`: `json_schema` is sent as `output_config.format`
   (Anthropic's structured outputs, generally available on the Claude 4.5+
   models; older models answer 400, which surfaces as BadRequest). `json_object`
-  has no Anthropic equivalent (a schema-less JSON mode does not exist), so it
-  raises `UnsupportedParameter` unless drop_params. `text` is a no-op.
+  has no Anthropic equivalent (structured outputs take no schema-less object),
+  so Claude is made to call one tool, `json_answer`, whose input is any JSON
+  object, and that input comes back as the answer's text (streamed as it is
+  written) with finish_reason "stop", as OpenAI's JSON mode answers. A request
+  with tools of its own (or web search), or with thinking (which cannot go with
+  a forced tool), cannot take that way: `UnsupportedParameter`, unless
+  drop_params. `text` is a no-op.
 - Extra OpenAI parameters Anthropic cannot take (frequency_penalty, seed,
   logprobs, n > 1, ...) raise `UnsupportedParameter` unless drop_params; values
   that change nothing (n=1, a zero penalty, logprobs=false, null) are accepted.
@@ -166,6 +171,14 @@ PASSTHROUGH_EXTRA = frozenset({"top_k", "thinking"})
 
 RATELIMIT_KINDS = ("requests", "tokens", "input-tokens", "output-tokens")
 
+# OpenAI's JSON mode (response_format json_object) as a tool Claude must call:
+# its input, any JSON object, is the answer.
+JSON_ANSWER_TOOL = "json_answer"
+_JSON_ANSWER = {"name": JSON_ANSWER_TOOL,
+                "description": "Give your whole answer as this tool's input: one JSON object.",
+                "input_schema": {"type": "object"}}
+_JSON_CHOICE = {"type": "tool", "name": JSON_ANSWER_TOOL}
+
 
 class AnthropicAdapter:
     """Calls the Messages API over the shared HttpClient."""
@@ -178,7 +191,7 @@ class AnthropicAdapter:
 
     async def complete(self, request: ChatRequest, deployment: Deployment,
                        timeouts: Timeouts) -> ChatResponse:
-        url, headers, body = self._prepare(request, deployment, stream=False)
+        url, headers, body, json_answer = self._prepare(request, deployment, stream=False)
         labels = Labels(PROVIDER, deployment.name)
         resp = await self._http.post(url, headers=headers, body=body, timeouts=timeouts,
                                      labels=labels)
@@ -191,11 +204,11 @@ class AnthropicAdapter:
                 raise _malformed(deployment, resp.body) from None
             if isinstance(data, dict) and data.get("type") == "error":
                 raise error_from_body(resp.status, resp.headers, data, deployment)
-            return checked_response(parse_message(data, deployment))
+            return checked_response(parse_message(data, deployment, json_answer=json_answer))
 
     async def stream(self, request: ChatRequest, deployment: Deployment,
                      timeouts: Timeouts) -> AsyncIterator[StreamDelta]:
-        url, headers, body = self._prepare(request, deployment, stream=True)
+        url, headers, body, json_answer = self._prepare(request, deployment, stream=True)
         labels = Labels(PROVIDER, deployment.name)
         async with self._http.stream(url, headers=headers, body=body, timeouts=timeouts,
                                      labels=labels) as resp:
@@ -203,7 +216,7 @@ class AnthropicAdapter:
                 body = await resp.read()
                 with answer_shape(PROVIDER, deployment.name):
                     raise error_from_response(resp.status, resp.headers, body, deployment)
-            state = StreamState(deployment)
+            state = StreamState(deployment, json_answer=json_answer)
             async for event in iter_sse(resp.line_batches()):
                 with answer_shape(PROVIDER, deployment.name):
                     delta = state.feed(event)
@@ -219,7 +232,9 @@ class AnthropicAdapter:
             )
 
     def _prepare(self, request: ChatRequest, deployment: Deployment,
-                 *, stream: bool) -> tuple[str, dict[str, str], bytes]:
+                 *, stream: bool) -> tuple[str, dict[str, str], bytes, bool]:
+        """URL, headers, body, and whether the answer comes as the `json_answer`
+        tool's input (OpenAI's JSON mode)."""
         base = deployment.api_base or resolve_base_url(PROVIDER, None, os.environ)
         payload = build_body(request, deployment, stream=stream)
         headers = {
@@ -234,7 +249,7 @@ class AnthropicAdapter:
             headers["anthropic-beta"] = str(beta)
         return (f"{base.rstrip('/')}/v1/messages",
                 with_call_headers(with_extra_headers(headers, deployment), request),
-                orjson.dumps(payload))
+                orjson.dumps(payload), payload.get("tool_choice") is _JSON_CHOICE)
 
 
 # -- request translation -----------------------------------------------------
@@ -259,7 +274,21 @@ def build_body(request: ChatRequest, deployment: Deployment, *, stream: bool) ->
     _add_response_format(body, request.response_format, drop)
     _add_extra(body, request, drop)
     _add_thinking(body, request, chosen_here=asked is None)
+    if body.get("tool_choice") is _JSON_CHOICE and _thinks(body):
+        # Anthropic refuses a forced tool with thinking on.
+        if not drop:
+            raise UnsupportedParameter(
+                "response_format", PROVIDER,
+                "json_object reaches Claude as a tool it must call, which Anthropic does "
+                "not allow with thinking on: leave out reasoning_effort or thinking, or "
+                "ask for json_schema with a schema (structured outputs).")
+        del body["tools"], body["tool_choice"]
     return body
+
+
+def _thinks(body: dict[str, Any]) -> bool:
+    thinking = body.get("thinking")
+    return isinstance(thinking, dict) and thinking.get("type") != "disabled"
 
 
 def _asked_max_tokens(request: ChatRequest, deployment: Deployment) -> int | None:
@@ -362,11 +391,21 @@ def _add_response_format(body: dict[str, Any], fmt: ResponseFormat | None, drop:
             schema = schema["schema"]
         body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
         return
+    if fmt.type == "json_object" and "tools" not in body:
+        # The tool's input is the answer; `_JSON_CHOICE` itself (not an equal
+        # dict) marks the body, so a client's own tool of that name is never taken
+        # for it.
+        body["tools"] = [_JSON_ANSWER]
+        body["tool_choice"] = _JSON_CHOICE
+        return
     if not drop:
+        why = ("json_object reaches Claude as a tool it must call, which cannot go with "
+               "tools of the request's own (or web search)" if fmt.type == "json_object"
+               else f"Anthropic has no {fmt.type} mode")
         raise UnsupportedParameter(
             "response_format", PROVIDER,
-            f"Anthropic has no {fmt.type} mode; use response_format json_schema with a "
-            "schema (structured outputs) or describe the JSON in the prompt.",
+            f"{why}; use response_format json_schema with a schema (structured outputs) "
+            "or describe the JSON in the prompt.",
         )
 
 
@@ -526,8 +565,11 @@ def _tool_result(message: Message) -> dict[str, Any]:
 
 # -- response translation ----------------------------------------------------
 
-def parse_message(data: Any, deployment: Deployment) -> ChatResponse:
-    """A Messages API message object -> ChatResponse."""
+def parse_message(data: Any, deployment: Deployment, *,
+                  json_answer: bool = False) -> ChatResponse:
+    """A Messages API message object -> ChatResponse. With `json_answer` the
+    request asked for OpenAI's JSON mode: the `json_answer` tool's input is the
+    answer's text, and the call that carried it is not a tool call."""
     if not isinstance(data, dict) or not isinstance(data.get("content"), list):
         raise _malformed(deployment, json.dumps(data)[:200].encode())
     text: list[str] = []
@@ -548,6 +590,9 @@ def parse_message(data: Any, deployment: Deployment) -> ChatResponse:
             thinking.append(_thinking_block(block))
         elif kind == "redacted_thinking":
             thinking.append(_thinking_block(block))
+        elif kind == "tool_use" and json_answer and block.get("name") == JSON_ANSWER_TOOL:
+            text.append(json.dumps(block.get("input") or {}))
+            length += len(text[-1])
         elif kind == "tool_use":
             calls.append(ToolCall(id=block.get("id", ""), name=block.get("name", ""),
                                   # json.dumps spacing, as the streamed fragments have it
@@ -557,7 +602,7 @@ def parse_message(data: Any, deployment: Deployment) -> ChatResponse:
         model=data.get("model", deployment.model),
         content="".join(text) if text or not calls else None,
         tool_calls=calls,
-        finish_reason=finish_reason(data.get("stop_reason")),
+        finish_reason=_json_finish(data.get("stop_reason"), json_answer and not calls),
         usage=parse_usage(data.get("usage") or {}),
         reasoning="".join(reasoning) or None,
         thinking_blocks=thinking,
@@ -582,6 +627,13 @@ def _thinking_block(block: Mapping[str, Any]) -> dict[str, Any]:
         return {"type": "redacted_thinking", "data": block.get("data", "")}
     return {"type": "thinking", "thinking": block.get("thinking", ""),
             "signature": block.get("signature", "")}
+
+
+def _json_finish(stop_reason: str | None, json_answer: bool) -> FinishReason | None:
+    """A JSON-mode answer ended by its tool call ended as an answer does."""
+    if json_answer and stop_reason == "tool_use":
+        return "stop"
+    return finish_reason(stop_reason)
 
 
 def finish_reason(stop_reason: str | None) -> FinishReason | None:
@@ -612,8 +664,11 @@ def parse_usage(usage: Mapping[str, Any]) -> Usage:
 class StreamState:
     """Folds Anthropic's stream events into neutral deltas, one event at a time."""
 
-    def __init__(self, deployment: Deployment) -> None:
+    def __init__(self, deployment: Deployment, *, json_answer: bool = False) -> None:
         self.deployment = deployment
+        # JSON mode through the `json_answer` tool: its input streams as text.
+        self.json_answer = json_answer
+        self._json_blocks: dict[int, bool] = {}  # block index -> any text came
         self.done = False
         self.usage: dict[str, Any] = {}
         self.stop_reason: str | None = None
@@ -651,6 +706,9 @@ class StreamState:
     def _block_start(self, data: dict[str, Any]) -> StreamDelta | None:
         block = data.get("content_block") or {}
         kind = block.get("type")
+        if kind == "tool_use" and self.json_answer and block.get("name") == JSON_ANSWER_TOOL:
+            self._json_blocks[int(data.get("index", -1))] = False
+            return None
         if kind == "tool_use":
             tool_index = len(self._tools)
             self._tools[int(data.get("index", tool_index))] = [tool_index, False]
@@ -696,19 +754,34 @@ class StreamState:
                 block["signature"] += delta.get("signature", "")
             return None
         if kind == "input_json_delta":
-            if int(data.get("index", -1)) in self._server_tools:
-                return None
-            tool = self._tools.get(int(data.get("index", -1)))
-            fragment = delta.get("partial_json", "")
-            if tool is None:
-                raise _malformed(self.deployment, json.dumps(data).encode())
-            if not fragment:
-                return None
-            tool[1] = True
-            return StreamDelta(tool_calls=[ToolCallDelta(index=tool[0], arguments=fragment)])
+            return self._input_json(data, delta)
         return None
 
+    def _input_json(self, data: dict[str, Any], delta: dict[str, Any]) -> StreamDelta | None:
+        """A fragment of a tool call's input: a call's arguments, JSON mode's
+        answer text, or a server tool's input (not shown)."""
+        index = int(data.get("index", -1))
+        if index in self._server_tools:
+            return None
+        fragment = delta.get("partial_json", "")
+        if index in self._json_blocks:
+            if not fragment:
+                return None
+            self._json_blocks[index] = True
+            self._length += len(fragment)
+            return StreamDelta(text=fragment)
+        tool = self._tools.get(index)
+        if tool is None:
+            raise _malformed(self.deployment, json.dumps(data).encode())
+        if not fragment:
+            return None
+        tool[1] = True
+        return StreamDelta(tool_calls=[ToolCallDelta(index=tool[0], arguments=fragment)])
+
     def _block_stop(self, data: dict[str, Any]) -> StreamDelta | None:
+        if self._json_blocks.get(int(data.get("index", -1))) is False:
+            self._length += 2
+            return StreamDelta(text="{}")  # an empty input streams no JSON
         cited = self._cited.pop(int(data.get("index", -1)), None)
         if cited is not None:
             found = url_citations(cited[1], cited[0], self._length)
@@ -732,7 +805,8 @@ class StreamState:
 
     def _message_stop(self, data: dict[str, Any]) -> StreamDelta:
         self.done = True
-        return StreamDelta(finish_reason=finish_reason(self.stop_reason) or "stop",
+        json_answer = bool(self._json_blocks) and not self._tools
+        return StreamDelta(finish_reason=_json_finish(self.stop_reason, json_answer) or "stop",
                            usage=parse_usage(self.usage))
 
     def _error(self, data: dict[str, Any]) -> None:

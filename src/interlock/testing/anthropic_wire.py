@@ -20,6 +20,8 @@ Scripting vocabulary beyond the neutral `Reply` / `Fault` fields:
 - `Reply(finish="error")`: the answer breaks with an overloaded_error (an
   `event: error` frame mid-stream; a non-streamed answer is the error body).
 - `Reply(reasoning_tokens=N)`: the answer starts with a thinking block.
+- A request whose `tool_choice` names a tool gets a call to it, as Claude must
+  answer one: the scripted calls, else one whose input is `{"text": <text>}`.
 - `Reply(annotations=[...])` (OpenAI url_citation annotations) to a request with
   the web search tool: the answer runs one search (a `server_tool_use` and a
   `web_search_tool_result` block, `usage.server_tool_use.web_search_requests`)
@@ -33,6 +35,7 @@ Imports: the standard library, `testing.script`, `testing.wire`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -41,7 +44,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from interlock.testing.script import Fault, Reply
+from interlock.testing.script import Fault, Reply, ScriptedToolCall
 from interlock.testing.wire import ErrorAnswer, Route, chunks, estimate_tokens, sse
 
 FINISH_TO_STOP_REASON = {
@@ -102,6 +105,7 @@ class AnthropicWire:
     def reply(self, route: Route, body: Any, reply: Reply) -> Any:
         if reply.finish == "error":
             return _error_body("overloaded_error", "Overloaded")
+        reply = _forced_tool(body, reply)
         searches = _searches(body, reply)
         return {
             "id": _message_id(),
@@ -115,6 +119,7 @@ class AnthropicWire:
         }
 
     def stream(self, route: Route, body: Any, reply: Reply) -> list[bytes]:
+        reply = _forced_tool(body, reply)
         searches = _searches(body, reply)
         usage = _usage(reply, searches)
         start: dict[str, Any] = {
@@ -259,6 +264,20 @@ def _searches(body: Any, reply: Reply) -> int:
     offered = any(isinstance(t, dict) and str(t.get("type", "")).startswith("web_search")
                   for t in tools or ())
     return 1 if offered and reply.annotations else 0
+
+
+def _forced_tool(body: Any, reply: Reply) -> Reply:
+    """A request whose tool_choice names a tool gets a call to it, as Claude must
+    answer: with the scripted calls if any, else one whose input holds the
+    scripted text (`{"text": ...}`)."""
+    choice = body.get("tool_choice") if isinstance(body, dict) else None
+    if not isinstance(choice, dict) or choice.get("type") != "tool" or reply.tool_calls:
+        return reply
+    call = ScriptedToolCall(str(choice.get("name", "")), {"text": reply.text or ""})
+    written = (reply.output_tokens if reply.output_tokens is not None
+               else estimate_tokens(json.dumps(call.arguments)))
+    return dataclasses.replace(reply, text="", tool_calls=[call], finish="tool_calls",
+                               output_tokens=written)
 
 
 def _content(reply: Reply, searches: int) -> list[dict[str, Any]]:
