@@ -1,4 +1,4 @@
-"""The in-process state backend (the default): breakers and rpm/tpm counters.
+"""The in-process state backend (the default): breakers, rpm/tpm counters, slots.
 
 Single-threaded asyncio makes each method atomic as long as it does not await
 in the middle, and none does. The Redis backend's Lua scripts implement the
@@ -137,7 +137,6 @@ class MemoryStateBackend:
         if admission.bucket is not None and rate is not None and admission.bucket in rate.tokens:
             rate.tokens[admission.bucket] += tokens - admission.tokens
 
-    # -- breaker ------------------------------------------------------------
     # -- calls at once --------------------------------------------------------
     async def hold(self, name: str, cap: int, lease: float) -> Slot | None:
         return self.hold_now(name, cap)
@@ -160,6 +159,7 @@ class MemoryStateBackend:
         else:
             self._held.pop(slot.name, None)
 
+    # -- breaker ------------------------------------------------------------
     async def record_failure(self, deployment: str, event: FailureEvent) -> BreakerView:
         return self.record_failure_now(deployment, event)
 
