@@ -339,6 +339,7 @@ async def test_json_mode_is_a_tool_claude_must_call_and_its_input_the_answer(
     whole = await complete(fake_upstream, asked)
     assert (whole.finish_reason, whole.tool_calls) == ("stop", [])
     assert whole.content is not None and json.loads(whole.content) == answer
+    assert "é" in whole.content  # as the streamed text has it, not escaped
     streamed = folded(await stream(fake_upstream, asked))
     assert (streamed.finish_reason, streamed.tool_calls) == ("stop", [])
     assert streamed.content is not None and json.loads(streamed.content) == answer

@@ -591,7 +591,8 @@ def parse_message(data: Any, deployment: Deployment, *,
         elif kind == "redacted_thinking":
             thinking.append(_thinking_block(block))
         elif kind == "tool_use" and json_answer and block.get("name") == JSON_ANSWER_TOOL:
-            text.append(json.dumps(block.get("input") or {}))
+            # Readable as the streamed text is: characters as they are, not \u escapes.
+            text.append(json.dumps(block.get("input") or {}, ensure_ascii=False))
             length += len(text[-1])
         elif kind == "tool_use":
             calls.append(ToolCall(id=block.get("id", ""), name=block.get("name", ""),
