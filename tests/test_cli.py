@@ -139,6 +139,28 @@ def test_serve_logs_interlock_s_lines_as_json_when_asked(tmp_path: Path) -> None
     assert done.returncode != 0
 
 
+def test_serve_writes_an_access_log_only_when_asked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    import uvicorn
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append(kwargs))
+    config = tmp_path / "c.yaml"
+    config.write_text("model_list:\n"
+                      "  - model_name: a\n"
+                      "    litellm_params: {model: openai/gpt-4o, api_key: x}\n"
+                      "general_settings: {master_key: sk-test-0123456789}\n"
+                      "ledger: {database: null}\n")
+    with caplog.at_level("WARNING", logger="interlock.cli.serve"):
+        for extra in ([], ["--access-log"], ["--access-log", "--log-level", "info"]):
+            assert runner.invoke(app, ["serve", "--config", str(config), *extra]).exit_code == 0
+    assert [c["access_log"] for c in calls] == [False, True, True]
+    assert calls[2]["log_level"] == "info"
+    # At the default level the lines would not show: said once, for the second run.
+    assert caplog.text.count("add --log-level info to see them") == 1
+
+
 def test_serve_refuses_a_log_level_it_does_not_know(tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
     config.write_text("model_list: []\n")

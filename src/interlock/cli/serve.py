@@ -36,6 +36,9 @@ def serve(
         "debug or trace."),
     log_format: str = typer.Option(
         "text", help="text (time, level, logger, message) or json (one object a line)."),
+    access_log: bool = typer.Option(
+        False, help="One line a request (client, request line, status), shown at "
+        "--log-level info or below; off by default, as every request is in the ledger."),
 ) -> None:
     """Serve /v1/chat/completions, /v1/models and health checks."""
     # Routing decisions score one prompt at a time: BLAS threads only add tail
@@ -61,6 +64,8 @@ def serve(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     serve_logging.apply(logs)
+    if access_log and log_level.lower() in ("warning", "error", "critical"):
+        log.warning("--access-log lines are at level info: add --log-level info to see them")
     try:
         loaded = load_config(config)
         settings = loaded.general_settings
@@ -73,7 +78,7 @@ def serve(
         raise typer.Exit(2) from None
     drain = drain_timeout if drain_timeout is not None else settings.drain_timeout
     common = dict(host=host, port=port, log_level=log_level.lower(), log_config=logs,
-                  timeout_graceful_shutdown=drain, lifespan="on", access_log=False,
+                  timeout_graceful_shutdown=drain, lifespan="on", access_log=access_log,
                   backlog=4096)
     if log_format == "text":
         # uvicorn says nothing below its "info" level: one line, so that a terminal
