@@ -47,19 +47,30 @@ def test_serve_with_a_bad_config_lists_the_problems(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
 
 
-def test_serve_binds_where_the_config_says_unless_told_otherwise(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """What `serve` hands uvicorn.run, a call each; nothing is served."""
     import uvicorn
 
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append(kwargs))
+    return calls
+
+
+def _one_group(tmp_path: Path, general: str = "") -> Path:
     config = tmp_path / "c.yaml"
     config.write_text("model_list:\n"
                       "  - model_name: a\n"
                       "    litellm_params: {model: openai/gpt-4o, api_key: x}\n"
-                      "general_settings: {master_key: sk-test-0123456789, host: 127.0.0.2,\n"
-                      "                   port: 4321, drain_timeout: 7}\n"
+                      f"general_settings: {{master_key: sk-test-0123456789{general}}}\n"
                       "ledger: {database: null}\n")
+    return config
+
+
+def test_serve_binds_where_the_config_says_unless_told_otherwise(
+        tmp_path: Path, served: list[dict[str, Any]]) -> None:
+    calls = served
+    config = _one_group(tmp_path, ", host: 127.0.0.2, port: 4321, drain_timeout: 7")
     assert runner.invoke(app, ["serve", "--config", str(config)]).exit_code == 0
     assert runner.invoke(app, ["serve", "--config", str(config), "--host", "127.0.0.3",
                                "--port", "4555"]).exit_code == 0
@@ -140,18 +151,10 @@ def test_serve_logs_interlock_s_lines_as_json_when_asked(tmp_path: Path) -> None
 
 
 def test_serve_writes_an_access_log_only_when_asked(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path, served: list[dict[str, Any]],
         caplog: pytest.LogCaptureFixture) -> None:
-    import uvicorn
-
-    calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append(kwargs))
-    config = tmp_path / "c.yaml"
-    config.write_text("model_list:\n"
-                      "  - model_name: a\n"
-                      "    litellm_params: {model: openai/gpt-4o, api_key: x}\n"
-                      "general_settings: {master_key: sk-test-0123456789}\n"
-                      "ledger: {database: null}\n")
+    calls = served
+    config = _one_group(tmp_path)
     with caplog.at_level("WARNING", logger="interlock.cli.serve"):
         for extra in ([], ["--access-log"], ["--access-log", "--log-level", "info"]):
             assert runner.invoke(app, ["serve", "--config", str(config), *extra]).exit_code == 0
