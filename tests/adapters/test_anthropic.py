@@ -174,6 +174,16 @@ async def test_system_goes_top_level_and_same_roles_merge(fake_upstream: FakeUps
     ]
 
 
+async def test_a_request_of_system_messages_only_sends_them_as_the_user_s_turn(
+        fake_upstream: FakeUpstream) -> None:
+    # OpenAI answers it; Anthropic refuses a request without messages (a 400).
+    only = request(Message("system", [TextPart("List three colours.")]))
+    body = await sent_body(fake_upstream, only)
+    assert body["messages"] == [{"role": "user", "content": [
+        {"type": "text", "text": "List three colours."}]}]
+    assert "system" not in body
+
+
 async def test_images_data_url_and_http_url(fake_upstream: FakeUpstream) -> None:
     req = request(Message("user", [
         TextPart("What is in these?"),

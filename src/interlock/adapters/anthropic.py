@@ -7,6 +7,9 @@ boundary: Anthropic's `{"type": "error", "error": {"type", "message"}}` bodies,
 its `event: error` stream frames, and its rate-limit headers.
 
 Choices worth knowing:
+- System messages go top-level as `system`; a request of system messages only
+  (OpenAI answers one) sends them as the user's turn, since Anthropic refuses a
+  request without messages.
 - `max_tokens` is required by Anthropic: request.max_tokens, else
   `max_completion_tokens` from `extra`, else deployment.max_output_tokens, else
   `DEFAULT_MAX_TOKENS` (4096).
@@ -263,7 +266,12 @@ def build_body(request: ChatRequest, deployment: Deployment, *, stream: bool) ->
         "max_tokens": DEFAULT_MAX_TOKENS if asked is None else asked,
         "messages": translate_messages(request.messages),
     }
-    if request.system_text:
+    if request.system_text and not body["messages"]:
+        # Only system messages (OpenAI answers those): Anthropic refuses a request
+        # without messages, so the instruction goes as the user's turn.
+        body["messages"] = [{"role": "user",
+                             "content": [{"type": "text", "text": request.system_text}]}]
+    elif request.system_text:
         body["system"] = request.system_text
     if stream:
         body["stream"] = True
