@@ -124,14 +124,41 @@ async def test_retry_after_is_waited_when_only_the_same_deployment_is_left() -> 
 async def test_invalid_request_from_adapter_is_raised_at_once() -> None:
     h = make([dep("a"), dep("b")], fallbacks={"g": ["h"]})
 
-    async def unsupported(a, r, d, t):
-        raise UnsupportedParameter("logprobs", "fake")
+    async def invalid(a, r, d, t):
+        raise InvalidRequest("messages[0]: the image is not base64.", param="messages")
 
-    h.adapter.default = unsupported
-    with pytest.raises(UnsupportedParameter) as info:
+    h.adapter.default = invalid
+    with pytest.raises(InvalidRequest) as info:
         await h.dispatcher.complete(request(), "g")
     assert h.adapter.count() == 1
-    assert [a.outcome for a in info.value.attempts] == ["UnsupportedParameter"]
+    assert [a.outcome for a in info.value.attempts] == ["InvalidRequest"]
+
+
+async def _unsupported(a, r, d, t):
+    raise UnsupportedParameter("logprobs", d.provider)
+
+
+async def test_a_deployment_that_cannot_take_a_parameter_is_passed_over() -> None:
+    # A group of Claude and GPT-4o, say, asked for logprobs: only one of them can
+    # answer, and a router should not fail the request for picking the other.
+    h = make([dep("a", provider="anthropic"), dep("b", group="backup")], num_retries=2,
+             fallbacks={"g": ["backup"]})
+    h.adapter.script("a", _unsupported)
+    result = await h.dispatcher.complete(request(), "g")
+    assert (result.deployment.name, result.group) == ("b", "backup")
+    assert [a.outcome for a in result.attempts] == ["skipped:unsupported_parameter", "ok"]
+    assert h.adapter.count("a") == 1  # not retried: it cannot take the parameter
+    assert h.dispatcher.health()[0].state != "cooling"  # nor is it cooled down
+
+
+async def test_a_parameter_no_candidate_can_take_is_that_error() -> None:
+    h = make([dep("a"), dep("b"), dep("c", group="h")], fallbacks={"g": ["h"]})
+    h.adapter.default = _unsupported
+    with pytest.raises(UnsupportedParameter) as info:
+        await h.dispatcher.complete(request(), "g")
+    assert h.adapter.count() == 3  # each candidate once
+    assert info.value.param == "logprobs" and info.value.status_code == 400
+    assert [a.outcome for a in info.value.attempts] == ["skipped:unsupported_parameter"] * 3
 
 
 async def test_general_fallback_after_retries_are_used_up() -> None:

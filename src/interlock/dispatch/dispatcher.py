@@ -54,6 +54,7 @@ from interlock.errors import (
     NoDeploymentAvailable,
     ProviderError,
     Timeout,
+    UnsupportedParameter,
 )
 from interlock.tokens import estimate_text_tokens
 from interlock.types import (
@@ -80,6 +81,8 @@ MAX_RECOVERY_WAITS = 3
 GUARD_GRACE = 1.0
 # Why a deployment at its max_parallel_requests is skipped (Skip.why, Attempt outcome).
 AT_CAPACITY = "max_parallel_requests"
+# The skip of a deployment whose provider cannot take one of the request's parameters.
+UNSUPPORTED = "unsupported_parameter"
 CONTINUE_PROMPT = ("Your previous answer was cut off. Continue it exactly where it stopped, "
                    "without repeating anything.")
 
@@ -238,8 +241,11 @@ class Dispatcher:
             if picked is None or not await self._backoff(run, picked):
                 break
             calls += 1
-            run.plan.mark_called(group)
             success, error = await self._attempt(run, group, picked, call)
+            if success is None and error is None:
+                calls -= 1  # the deployment cannot take this request: no call was made
+                continue
+            run.plan.mark_called(group)
             if success is not None:
                 return success, FallbackKind.GENERAL
             assert error is not None
@@ -457,6 +463,8 @@ class Dispatcher:
     # -- one attempt --------------------------------------------------------
     async def _attempt(self, run: Run, group: str, picked: Picked, call: AttemptCall[T]
                        ) -> tuple[Success[T] | None, ProviderError | None]:
+        """The call, and what came of it: its success, or its error, or neither when
+        the deployment turned out unable to take the request (and is skipped)."""
         d = picked.deployment
         adapter = (self._mock if mock_text(run.request, d) is not None
                    else self._adapters.for_provider(d.provider))
@@ -471,6 +479,15 @@ class Dispatcher:
         except ProviderError as error:
             self._free_slot(d)
             return None, await self._failed(run, group, picked, error, started)
+        except UnsupportedParameter as error:
+            # This deployment's provider cannot take a parameter (drop_params off):
+            # another deployment, or a fallback group, may. Refused by them all, the
+            # request gets this error (`_nothing_available`).
+            await self._give_back(picked)
+            run.excluded.add(d.name)
+            run.unsupported = run.unsupported or error
+            run.skip(group, d, UNSUPPORTED, error.message)
+            return None, None
         except InvalidRequest as error:
             await self._give_back(picked)
             run.attempts.append(Attempt(d.name, d.provider, group, type(error).__name__,
@@ -607,6 +624,8 @@ class Dispatcher:
                 f"No deployment of {groups} serves this request's tags "
                 f"(router_settings.enable_tag_filtering): {listing}.", param="tags",
                 code="no_deployment_for_tags")
+        if whys == {UNSUPPORTED} and run.unsupported is not None:
+            return run.unsupported  # no candidate could take the parameter: the 400 says which
         if whys == {"context_window"}:
             return ContextWindowExceeded(
                 f"The prompt (~{run.prompt_tokens} tokens) is too long for every candidate "

@@ -18,7 +18,7 @@ from interlock.dispatch.fallbacks import FallbackPlan
 from interlock.dispatch.gates import GateTicket
 from interlock.dispatch.outcome import SKIPPED, Attempt
 from interlock.dispatch.state.base import Admission
-from interlock.errors import ProviderError
+from interlock.errors import ProviderError, UnsupportedParameter
 from interlock.tokens import estimate_prompt_tokens
 from interlock.types import ChatRequest
 
@@ -57,6 +57,8 @@ class Run:
     # (group, deployment) -> the latest reason it was skipped.
     skips: dict[tuple[str, str], Skip] = field(default_factory=dict)
     last_error: ProviderError | None = None
+    # The first parameter a candidate's provider could not take, said if none could.
+    unsupported: UnsupportedParameter | None = None
     recovery_waits: int = 0
     continuations: int = 0
 
