@@ -7,9 +7,11 @@ attempt gates, then the fallback groups the `FallbackPlan` queues. When
 nothing could be called, the request waits for a slot or a recovery, as the
 deadline allows, or gets `NoDeploymentAvailable`. After each failed attempt the
 `RetryPolicy` decides (a return value): retry in the group, try another
-deployment, fall back, or raise. Amplification is bounded: a group gets at
-most `1 + max retries` upstream calls, so a request makes at most
-(num_retries + 1) x (1 + fallback groups called) of them. One deadline
+deployment, fall back, or raise. A deployment whose provider cannot take one
+of the request's parameters (`UnsupportedParameter`) is passed over, as a skip;
+the request gets that error only when no candidate can take it. Amplification
+is bounded: a group gets at most `1 + max retries` upstream calls, so a request
+makes at most (num_retries + 1) x (1 + fallback groups called) of them. One deadline
 (`timeout`, or `stream_timeout` for streams) bounds everything, waits and
 backoffs included, and every attempt's own timeouts are cut to what is left
 of it. An attempt whose request or deployment sets `mock_response` is answered
