@@ -668,6 +668,30 @@ async def test_fake_refuses_what_the_real_api_refuses(
     assert type(err) is (AuthenticationFailed if status == 401 else BadRequest)
 
 
+@pytest.mark.parametrize(("messages", "quote"), [
+    ([], "messages: at least one message is required"),
+    ([{"role": "user", "content": ""}, {"role": "assistant", "content": "Hi"}],
+     "messages.0: all messages must have non-empty content except for the optional final"),
+    ([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": []}], ""),
+])
+async def test_fake_refuses_an_empty_conversation_or_message(
+        fake_upstream: FakeUpstream, messages: list[Any], quote: str) -> None:
+    http = HttpClient()
+    try:
+        resp = await http.post(fake_upstream.base_url("anthropic") + "/v1/messages",
+                               headers=HEADERS,
+                               body=json.dumps({**GOOD, "messages": messages}).encode(),
+                               timeouts=FAST, labels=Labels("anthropic", "raw"))
+    finally:
+        await http.aclose()
+    if not quote:  # an empty last assistant turn is a prefill: accepted
+        assert resp.status == 200
+        return
+    assert resp.status == 400
+    err = error_from_response(resp.status, resp.headers, resp.body, deployment(fake_upstream))
+    assert quote in err.message
+
+
 @pytest.mark.parametrize(("extra", "path"), [
     ({"max_completion_tokens": 10}, "max_completion_tokens"),
     ({"messages": [{"role": "user", "content": "Hi", "name": "ann"}]}, "messages.0.name"),

@@ -6,8 +6,8 @@ delta / stop with ping, input_json_delta fragments for tool calls,
 message_delta, message_stop), and the `{"type": "error", ...}` bodies with the
 `request-id` and `anthropic-ratelimit-*` headers. Like the real API it refuses
 requests without `max_tokens`, `messages`, `x-api-key` or `anthropic-version`,
-and fields it does not know in the request, its messages and their content
-blocks (`check_request`).
+with no message or an empty one, and with fields it does not know in the
+request, its messages and their content blocks (`check_request`).
 
 Scripting vocabulary beyond the neutral `Reply` / `Fault` fields:
 - `Fault(status=400, kind="context_window")`: the real "prompt is too long" text.
@@ -100,7 +100,7 @@ class AnthropicWire:
         extra = _extra_field(body)
         if extra is not None:
             return _error(400, "invalid_request_error", f"{extra}: Extra inputs are not permitted")
-        return None
+        return _empty_message(body.get("messages"))
 
     def reply(self, route: Route, body: Any, reply: Reply) -> Any:
         if reply.finish == "error":
@@ -199,6 +199,22 @@ _BLOCK_FIELDS: dict[str, frozenset[str]] = {
     "thinking": frozenset({"type", "thinking", "signature"}),
     "redacted_thinking": frozenset({"type", "data"}),
 }
+
+
+def _empty_message(messages: Any) -> ErrorAnswer | None:
+    """Anthropic's refusals of an empty conversation, and of an empty message
+    anywhere but last from the assistant (the prefill it may continue)."""
+    if not isinstance(messages, list):
+        return None
+    if not messages:
+        return _error(400, "invalid_request_error", "messages: at least one message is required")
+    for i, message in enumerate(messages):
+        content = message.get("content") if isinstance(message, dict) else None
+        final_assistant = i == len(messages) - 1 and message.get("role") == "assistant"
+        if content in ("", []) and not final_assistant:
+            return _error(400, "invalid_request_error", f"messages.{i}: all messages must have "
+                          "non-empty content except for the optional final assistant message")
+    return None
 
 
 def _extra_field(body: dict[str, Any]) -> str | None:
