@@ -417,3 +417,29 @@ def test_metrics_label_values_are_escaped() -> None:
     # A counter past a million keeps every digit; True is 1.
     assert _sample("m", {}, 1_234_567) == "m 1234567"
     assert _sample("m", {}, True) == "m 1" and _sample("m", {}, 0.000123) == "m 0.000123"
+
+
+async def test_a_deployment_that_cannot_take_a_parameter_is_passed_over_end_to_end(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway]) -> None:
+    # Claude first in the group, but it has no logprobs: OpenAI's deployment answers,
+    # and the headers say why Claude was not called.
+    gw = start_gateway(_config(fake_upstream, [
+        deployment(fake_upstream, "primary", "anthropic", order=1),
+        deployment(fake_upstream, "primary", "openai", order=2),
+        deployment(fake_upstream, "claude-only", "anthropic")]))
+    client = gw.openai()
+    raw = await client.chat.completions.with_raw_response.create(
+        model="primary", messages=HELLO, logprobs=True)
+    assert raw.headers["x-interlock-provider"] == "openai"
+    log = raw.headers["x-interlock-attempt-log"]
+    assert log.startswith("primary/anthropic/claude-sonnet-4-20250514=skipped:unsupported_")
+    assert raw.parse().choices[0].message.content
+    assert fake_upstream.calls("anthropic") == 0
+    # No deployment of the group can take it: the 400 names the parameter.
+    with pytest.raises(openai.BadRequestError) as refused:
+        await client.chat.completions.create(model="claude-only", messages=HELLO,
+                                             logprobs=True)
+    assert refused.value.body["param"] == "logprobs"  # type: ignore[index]
+    assert "'anthropic'" in refused.value.body["message"]  # type: ignore[index]
+    assert fake_upstream.calls("anthropic") == 0
+    await client.close()
