@@ -242,11 +242,10 @@ class Dispatcher:
                 continue
             if picked is None or not await self._backoff(run, picked):
                 break
-            calls += 1
             success, error = await self._attempt(run, group, picked, call)
             if success is None and error is None:
-                calls -= 1  # the deployment cannot take this request: no call was made
-                continue
+                continue  # the deployment cannot take this request: no call was made
+            calls += 1
             run.plan.mark_called(group)
             if success is not None:
                 return success, FallbackKind.GENERAL
