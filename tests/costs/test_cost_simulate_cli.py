@@ -338,3 +338,37 @@ async def test_the_ledger_replay_reads_the_tier_each_request_was_served_at(
         for i, tier in enumerate(("flex", None))))
     with LedgerReader(db) as reader:
         assert sorted(str(r.service_tier) for r in reader.usage()) == ["None", "flex"]
+
+
+def _priced_config(tmp_path: Path) -> Path:
+    """A config whose `prices:` overrides a model one of its groups uses."""
+    config = tmp_path / "priced.yaml"
+    config.write_text(
+        "model_list:\n"
+        "  - model_name: high-quality\n"
+        "    litellm_params: {model: anthropic/claude-sonnet-4-20250514, api_key: x}\n"
+        "  - model_name: local\n"
+        "    litellm_params: {model: openai/my-llama, api_key: x, api_base: 'http://127.0.0.1:1',\n"
+        "                     input_cost_per_million: 0.05, output_cost_per_million: 0.1}\n"
+        "prices:\n"
+        "  claude-sonnet-4-20250514: {input_cost_per_million: 2.5, output_cost_per_million: 12}\n")
+    return config
+
+
+def test_prices_of_named_models_come_from_the_config_as_in_the_simulator(
+        tmp_path: Path) -> None:
+    config = _priced_config(tmp_path)
+    names = ["claude-sonnet-4-20250514", "high-quality", "local", "local/openai/my-llama"]
+    shown = runner.invoke(app, ["prices", "--config", str(config), "--json", *names])
+    assert shown.exit_code == 0, shown.output
+    rows = {r["name"]: r for r in json.loads(shown.output)}
+    simulated = runner.invoke(app, ["cost", "simulate", "--config", str(config), "--json",
+                                    *(a for n in names for a in ("--strategy", f"{n}={n}"))])
+    assert simulated.exit_code == 0, simulated.output
+    simulator = json.loads(simulated.output)["prices"]
+    for name in names:
+        assert rows[name]["input_per_million"] == simulator[name]["input_per_million"], name
+        assert rows[name]["source"] == simulator[name]["source"], name
+    assert Decimal(rows["high-quality"]["output_per_million"]) == 12
+    assert rows["claude-sonnet-4-20250514"]["source"] == "config"
+    assert rows["local"]["source"] == "deployment"

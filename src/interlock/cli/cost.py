@@ -5,7 +5,8 @@
         --strategy "mix=claude-sonnet-4:30%,gemini-2.5-pro:50%,gemini-2.0-flash-lite:20%"
     interlock cost simulate --from-ledger --config gateway.yaml
 
-Imports: typer, the standard library; `costs.*` and `cli.spend` inside the command.
+Imports: typer, the standard library; `costs.*`, `cli.spend` and `cli.prices` inside the
+command.
 """
 
 from __future__ import annotations
@@ -60,41 +61,10 @@ def resolve_prices(models: list[str], mode: str, options: list[str] | None,
                    book_prices: dict[str, ModelPrice | None] | None = None
                    ) -> dict[str, ModelPrice | None]:
     """Price per model name: --price options > config > the chosen source."""
-    from interlock.costs.simulate import default_price, seed_prices
+    from interlock.costs.simulate import resolve_prices as resolve
 
-    seed = seed_prices()
     given = dict(parse_price_option(p) for p in options or [])
-    out: dict[str, ModelPrice | None] = {}
-    for model in models:
-        if model in given:
-            out[model] = given[model]
-        elif book_prices and book_prices.get(model) is not None:
-            out[model] = book_prices[model]
-        elif mode == "seed" and model in seed:
-            out[model] = seed[model]
-        else:
-            out[model] = default_price(model)
-    return out
-
-
-def config_prices(config: Path | None) -> dict[str, ModelPrice | None] | None:
-    """Prices a config gives, under each deployment, group and model name."""
-    if config is None:
-        return None
-    from interlock.cli.spend import load_config_or_exit
-    from interlock.config import build_catalog
-    from interlock.costs.prices import PriceBook
-
-    loaded = load_config_or_exit(config)
-    catalog = build_catalog(loaded)
-    book = PriceBook.build(catalog, loaded.prices)
-    out: dict[str, ModelPrice | None] = dict(book.extra)
-    for d in catalog.deployments():
-        price = book.price_for(d)
-        for key in (d.name, d.model, d.qualified_model, d.group):
-            if out.get(key) is None:
-                out[key] = price
-    return out
+    return resolve(models, seed=mode == "seed", given=given, named=book_prices)
 
 
 def _table(results: list[StrategyCost], baseline: str) -> list[str]:
@@ -136,6 +106,7 @@ def simulate_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Monthly cost of each strategy for a traffic profile, and the saving against a baseline."""
+    from interlock.cli.prices import config_prices
     from interlock.costs.simulate import (
         Profile,
         StrategyError,

@@ -2,10 +2,15 @@
 
 With `--config`, every deployment's resolved price (deployment fields > the
 config's `prices:` > genai-prices) and the deployments with no known price;
-model names given on the command line are looked up in genai-prices' bundled
-data (or the config's `prices:` when it names them).
+model names given on the command line are priced as `cost simulate` prices
+them: by the config's names for them (a `prices:` key, a deployment's name or
+model id, a group) when `--config` is given, else from genai-prices' bundled data.
 
-Imports: typer, the standard library; `config` and `costs.*` inside the command.
+Also home of `config_prices`, the config's prices by name, which `cost
+simulate` and `report` use too.
+
+Imports: typer, the standard library; `cli.spend`, `config` and `costs.*` inside
+the functions.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
-    from interlock.costs.prices import ModelPrice
+    from interlock.catalog import Catalog
+    from interlock.costs.prices import ModelPrice, PriceBook
 
 
 def _row(name: str, price: ModelPrice | None, extra: str = "") -> dict[str, Any]:
@@ -31,17 +37,22 @@ def _row(name: str, price: ModelPrice | None, extra: str = "") -> dict[str, Any]
             else str(price.cached_input_per_token * 1_000_000)}
 
 
-def _config_rows(config: Path) -> tuple[list[dict[str, Any]], dict[str, ModelPrice]]:
+def _load(config: Path) -> tuple[Catalog, PriceBook]:
     from interlock.cli.spend import load_config_or_exit
     from interlock.config import build_catalog
     from interlock.costs.prices import PriceBook
 
     loaded = load_config_or_exit(config)
     catalog = build_catalog(loaded)
-    book = PriceBook.build(catalog, loaded.prices)
-    rows = [_row(d.name, book.price_for(d), f"({d.qualified_model}, group {d.group})")
-            for d in catalog.deployments()]
-    return rows, dict(book.extra)
+    return catalog, PriceBook.build(catalog, loaded.prices)
+
+
+def config_prices(config: Path | None) -> dict[str, ModelPrice | None] | None:
+    """The prices a config gives, under every name it gives a model by; None without one."""
+    if config is None:
+        return None
+    catalog, book = _load(config)
+    return book.by_name(catalog)
 
 
 def prices_command(
@@ -52,15 +63,18 @@ def prices_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Print the prices in use ($ per million tokens) and where each came from."""
-    from interlock.costs.prices import lookup_model_price
+    from interlock.costs.simulate import resolve_prices
 
     rows: list[dict[str, Any]] = []
-    configured: dict[str, ModelPrice] = {}
+    named = None
     if config is not None:
-        rows, configured = _config_rows(config)
-    for model in models or []:
-        price = configured.get(model) or lookup_model_price(model)
-        rows.append(_row(model, price))
+        catalog, book = _load(config)
+        rows = [_row(d.name, book.price_for(d), f"({d.qualified_model}, group {d.group})")
+                for d in catalog.deployments()]
+        named = book.by_name(catalog)
+    for model, price in resolve_prices(models or [], named=named).items():
+        rows.append(_row(model, price, "(named in the config)" if named and named.get(model)
+                         else ""))
     if not rows:
         typer.echo("give model names or --config FILE", err=True)
         raise typer.Exit(2)

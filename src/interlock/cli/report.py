@@ -26,7 +26,7 @@ def report_command(
     table_prefix: PrefixOption = None,
 ) -> None:
     """Write the savings report (HTML) and print its summary."""
-    from interlock.cli.cost import config_prices
+    from interlock.cli.prices import config_prices
     from interlock.cli.spend import ledger_source, open_reader_or_exit, parse_since
     from interlock.costs.report import build_report, group_prices, render_html, summary_lines
 

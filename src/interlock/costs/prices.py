@@ -427,6 +427,20 @@ class PriceBook:
         tier = request.extra.get("service_tier")
         return price.for_tier(tier if isinstance(tier, str) else None).cost(usage)
 
+    def by_name(self, catalog: Catalog) -> dict[str, ModelPrice | None]:
+        """The price of every name a config gives a model by: its `prices:` keys
+        that no deployment uses, and each deployment's name, model id,
+        provider/model and group. Where two deployments share a name (a group of
+        several), the first with a known price gives it: the same answer
+        wherever a command looks a name up."""
+        out: dict[str, ModelPrice | None] = dict(self.extra)
+        for d in catalog.deployments():
+            price = self.price_for(d)
+            for key in (d.name, d.model, d.qualified_model, d.group):
+                if out.get(key) is None:
+                    out[key] = price
+        return out
+
     def unknown(self) -> list[str]:
         return sorted(name for name, price in self.prices.items() if price is None)
 

@@ -53,6 +53,28 @@ def default_price(model: str) -> ModelPrice | None:
     return lookup_model_price(_GENAI_NAMES.get(model, model)) or lookup_model_price(model)
 
 
+def resolve_prices(models: Iterable[str], *, seed: bool = False,
+                   given: Mapping[str, ModelPrice] | None = None,
+                   named: Mapping[str, ModelPrice | None] | None = None
+                   ) -> dict[str, ModelPrice | None]:
+    """Price per model name: `given` (the command line) > `named` (a config's
+    names, `PriceBook.by_name`) > the seed's, when asked for > genai-prices.
+    `interlock prices` and `cost simulate` both answer through this, so one
+    name has one price in both."""
+    seeded = seed_prices() if seed else {}
+    out: dict[str, ModelPrice | None] = {}
+    for model in models:
+        if given and model in given:
+            out[model] = given[model]
+        elif named and named.get(model) is not None:
+            out[model] = named[model]
+        elif model in seeded:
+            out[model] = seeded[model]
+        else:
+            out[model] = default_price(model)
+    return out
+
+
 class StrategyError(ValueError):
     pass
 
