@@ -372,3 +372,13 @@ def test_prices_of_named_models_come_from_the_config_as_in_the_simulator(
     assert Decimal(rows["high-quality"]["output_per_million"]) == 12
     assert rows["claude-sonnet-4-20250514"]["source"] == "config"
     assert rows["local"]["source"] == "deployment"
+
+
+@pytest.mark.parametrize("value", ["-1,-1", "1,-2", "3,15,-0.3", "nan,1", "1,inf"])
+def test_simulate_refuses_a_negative_or_non_finite_price(value: str) -> None:
+    result = runner.invoke(app, ["cost", "simulate", "--strategy", "x=my-local-llama",
+                                 "--price", f"my-local-llama={value}"])
+    assert result.exit_code == 2
+    text = " ".join(result.output.replace("│", " ").split())
+    assert "--price" in text and f"my-local-llama={value}" in text
+    assert "-$" not in result.output

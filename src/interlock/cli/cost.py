@@ -42,6 +42,11 @@ def parse_price_option(text: str) -> tuple[str, ModelPrice]:
     except InvalidOperation:
         raise typer.BadParameter(f"{text!r}: expected MODEL=IN,OUT[,CACHED] per million",
                                  param_hint="--price") from None
+    # A negative or infinite price would print a "saving" no traffic can make.
+    if any(not n.is_finite() or n < 0 for n in numbers):
+        raise typer.BadParameter(
+            f"{text!r}: prices must be dollars per million tokens, 0 or more "
+            f"(e.g. {model.strip()}=3,15)", param_hint="--price")
     cached = numbers[2] if len(numbers) == 3 else None
     return model.strip(), ModelPrice.per_million(numbers[0], numbers[1], cached, source="option")
 
