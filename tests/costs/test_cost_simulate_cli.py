@@ -382,3 +382,26 @@ def test_simulate_refuses_a_negative_or_non_finite_price(value: str) -> None:
     text = " ".join(result.output.replace("│", " ").split())
     assert "--price" in text and f"my-local-llama={value}" in text
     assert "-$" not in result.output
+
+
+async def test_report_out_must_name_a_file_it_can_write(tmp_path: Path) -> None:
+    db = str(tmp_path / "ledger.sqlite")
+    await _fill(db)
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    into_folder = runner.invoke(app, ["report", "--database", db, "--out", str(folder)])
+    assert into_folder.exit_code == 2
+    assert f"--out {folder} is a directory" in into_folder.output
+    assert isinstance(into_folder.exception, SystemExit)  # an exit, not IsADirectoryError
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    under_file = runner.invoke(app, ["report", "--database", db,
+                                     "--out", str(blocker / "sub" / "r.html")])
+    assert under_file.exit_code == 2
+    assert f"{blocker} is a file, not a directory" in under_file.output
+    # A missing parent directory is made, and the output says where the page went.
+    nested = tmp_path / "new" / "deeper" / "r.html"
+    made = runner.invoke(app, ["report", "--database", db, "--out", str(nested)])
+    assert made.exit_code == 0, made.output
+    assert nested.read_text().startswith("<!DOCTYPE html>")
+    assert f"report written to {nested}" in made.output
