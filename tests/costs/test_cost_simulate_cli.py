@@ -405,3 +405,46 @@ async def test_report_out_must_name_a_file_it_can_write(tmp_path: Path) -> None:
     assert made.exit_code == 0, made.output
     assert nested.read_text().startswith("<!DOCTYPE html>")
     assert f"report written to {nested}" in made.output
+
+
+def _said(result: object) -> str:
+    """The output with rich's box drawing and line breaks taken out."""
+    return " ".join(getattr(result, "output", "").replace("│", " ").split())
+
+
+@pytest.mark.parametrize("option", [["--requests", "5"], ["--input-tokens", "9"],
+                                    ["--output-tokens", "7"]])
+def test_from_ledger_refuses_the_profile_options(tmp_path: Path, option: list[str]) -> None:
+    result = runner.invoke(app, ["cost", "simulate", "--from-ledger",
+                                 "--database", str(tmp_path / "l.sqlite"), *option])
+    assert result.exit_code == 2
+    assert f"{option[0]} sets the traffic profile" in _said(result)
+    assert "--from-ledger" in _said(result)
+
+
+def test_simulate_refuses_a_database_without_from_ledger(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["cost", "simulate", "--database", str(tmp_path / "l.sqlite")])
+    assert result.exit_code == 2
+    assert "--database names the ledger for --from-ledger" in _said(result)
+
+
+def test_simulate_refuses_two_strategies_of_one_name() -> None:
+    result = runner.invoke(app, ["cost", "simulate", "--strategy", "a=claude-sonnet-4",
+                                 "--strategy", "a=gemini-2.5-pro"])
+    assert result.exit_code == 2
+    assert "two strategies are named 'a'" in _said(result)
+
+
+async def test_the_baseline_is_checked_in_both_modes(tmp_path: Path) -> None:
+    db = str(tmp_path / "ledger.sqlite")
+    await _fill(db)
+    for mode in ([], ["--from-ledger", "--database", db]):
+        wrong = runner.invoke(app, ["cost", "simulate", *mode, "--baseline", "nope"])
+        assert wrong.exit_code == 2, mode
+        assert "baseline 'nope' is not one of the strategies" in _said(wrong)
+        assert "all-opus" in _said(wrong)
+    # A real strategy, but the replay compares each model with the recorded cost.
+    named = runner.invoke(app, ["cost", "simulate", "--from-ledger", "--database", db,
+                                "--baseline", "all-opus"])
+    assert named.exit_code == 0, named.output
+    assert "--baseline is not used with --from-ledger" in _said(named)

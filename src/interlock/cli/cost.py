@@ -20,7 +20,7 @@ import typer
 
 if TYPE_CHECKING:
     from interlock.costs.prices import ModelPrice
-    from interlock.costs.simulate import Strategy, StrategyCost
+    from interlock.costs.simulate import Profile, Strategy, StrategyCost
 
 cost_app = typer.Typer(help="Cost tools: simulate routing strategies.", no_args_is_help=True)
 
@@ -51,15 +51,54 @@ def parse_price_option(text: str) -> tuple[str, ModelPrice]:
     return model.strip(), ModelPrice.per_million(numbers[0], numbers[1], cached, source="option")
 
 
-def _strategies(texts: list[str] | None) -> list[Strategy]:
-    from interlock.costs.simulate import Strategy, StrategyError, default_strategies
+def _strategies(texts: list[str] | None, baseline: str | None) -> list[Strategy]:
+    """The strategies asked for, checked with the baseline before any work is done."""
+    from interlock.costs.simulate import (
+        Strategy,
+        StrategyError,
+        check_strategies,
+        default_strategies,
+    )
 
-    if not texts:
-        return default_strategies()
     try:
-        return [Strategy.parse(t) for t in texts]
+        strategies = [Strategy.parse(t) for t in texts] if texts else default_strategies()
+        check_strategies(strategies)
     except StrategyError as exc:
         raise typer.BadParameter(str(exc), param_hint="--strategy") from None
+    try:
+        check_strategies(strategies, baseline)
+    except StrategyError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--baseline") from None
+    return strategies
+
+
+def _profile(requests: int | None, input_tokens: int | None, output_tokens: int | None,
+             from_ledger: bool) -> Profile:
+    """The traffic profile; the options left out (None) take `Profile`'s defaults.
+    A replay has no use for them, so one given with --from-ledger is refused."""
+    from interlock.costs.simulate import Profile
+
+    options = {"requests": requests, "input_tokens": input_tokens,
+               "output_tokens": output_tokens}
+    given = {name: value for name, value in options.items() if value is not None}
+    if from_ledger and given:
+        flag = "--" + next(iter(given)).replace("_", "-")
+        raise typer.BadParameter(
+            f"{flag} sets the traffic profile, and --from-ledger replays the recorded "
+            f"requests instead; leave {flag} out, or --from-ledger", param_hint=flag)
+    return Profile(**given)
+
+
+def _check_modes(from_ledger: bool, database: str | None, baseline: str | None) -> None:
+    """An option the chosen mode would ignore is refused (or, where the run still
+    answers what was asked, warned about), never dropped without a word."""
+    if not from_ledger and database is not None:
+        raise typer.BadParameter(
+            "--database names the ledger for --from-ledger; add --from-ledger to replay it, "
+            "or leave --database out to simulate the traffic profile", param_hint="--database")
+    if from_ledger and baseline is not None:
+        typer.echo("warning: --baseline is not used with --from-ledger, which compares "
+                   "each model with the recorded cost", err=True)
 
 
 def resolve_prices(models: list[str], mode: str, options: list[str] | None,
@@ -91,9 +130,12 @@ def _table(results: list[StrategyCost], baseline: str) -> list[str]:
 
 
 def simulate_command(
-    requests: Annotated[int, typer.Option(min=0, help="Requests per month.")] = 100_000,
-    input_tokens: Annotated[int, typer.Option(min=0, help="Mean input tokens.")] = 1_000,
-    output_tokens: Annotated[int, typer.Option(min=0, help="Mean output tokens.")] = 500,
+    requests: Annotated[int | None, typer.Option(
+        min=0, help="Requests per month (default 100,000; not with --from-ledger).")] = None,
+    input_tokens: Annotated[int | None, typer.Option(
+        min=0, help="Mean input tokens (default 1,000).")] = None,
+    output_tokens: Annotated[int | None, typer.Option(
+        min=0, help="Mean output tokens (default 500).")] = None,
     prices: Annotated[str, typer.Option(
         help="seed: the seed's prices; default: today's, from genai-prices.")] = "default",
     strategy: Annotated[list[str] | None, typer.Option(help=STRATEGY_HELP)] = None,
@@ -113,7 +155,6 @@ def simulate_command(
     """Monthly cost of each strategy for a traffic profile, and the saving against a baseline."""
     from interlock.cli.prices import config_prices
     from interlock.costs.simulate import (
-        Profile,
         StrategyError,
         money,
         price_differences,
@@ -123,7 +164,9 @@ def simulate_command(
 
     if prices not in ("seed", "default"):
         raise typer.BadParameter("expected seed or default", param_hint="--prices")
-    strategies = _strategies(strategy)
+    _check_modes(from_ledger, database, baseline)
+    profile = _profile(requests, input_tokens, output_tokens, from_ledger)
+    strategies = _strategies(strategy, baseline)
     models = sorted({m for s in strategies for m in s.models})
     book = config_prices(config)
     if from_ledger:
@@ -131,14 +174,14 @@ def simulate_command(
         return
     resolved = resolve_prices(models, prices, price, book)
     try:
-        results = simulate(Profile(requests, input_tokens, output_tokens), strategies, resolved,
+        results = simulate(profile, strategies, resolved,
                            baseline)
     except StrategyError as exc:
         raise typer.BadParameter(str(exc), param_hint="--baseline") from None
     base = baseline or strategies[0].name
     differences = [] if prices == "seed" else price_differences(resolved, seed_prices())
     if differences:
-        at_seed = simulate(Profile(requests, input_tokens, output_tokens), strategies,
+        at_seed = simulate(profile, strategies,
                            {**resolved, **{m: p for m, p in seed_prices().items()
                                            if m in resolved}}, baseline)
         differences += [f"{r.strategy.name}: {money(today.monthly_usd)} today, "
@@ -148,7 +191,8 @@ def simulate_command(
     if as_json:
         typer.echo(json.dumps(_json(results, resolved, differences), indent=2))
         return
-    typer.echo(f"{requests:,} requests/month x ({input_tokens:,} in, {output_tokens:,} out) "
+    typer.echo(f"{profile.requests:,} requests/month x ({profile.input_tokens:,} in, "
+               f"{profile.output_tokens:,} out) "
                f"tokens; prices: {prices}")
     for line in _table(results, base):
         typer.echo(line)

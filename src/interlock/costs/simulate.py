@@ -172,12 +172,24 @@ def simulate(profile: Profile, strategies: Sequence[Strategy],
     return results
 
 
+def check_strategies(strategies: Sequence[Strategy], baseline: str | None = None) -> None:
+    """Raise StrategyError when two strategies share a name (their rows could not
+    be told apart) or when `baseline` names none of them."""
+    names = [s.name for s in strategies]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise StrategyError(f"two strategies are named {repeated[0]!r}; give each its own "
+                            "NAME= (NAME=MODEL[:SHARE],...)")
+    if baseline is not None and baseline not in names:
+        raise StrategyError(f"baseline {baseline!r} is not one of the strategies "
+                            f"({', '.join(names)}); name one of them, or leave --baseline out")
+
+
 def _savings(results: list[StrategyCost], baseline: str | None) -> None:
     if not results:
         return
     names = [r.strategy.name for r in results]
-    if baseline is not None and baseline not in names:
-        raise StrategyError(f"baseline {baseline!r} is not one of the strategies: {names}")
+    check_strategies([r.strategy for r in results], baseline)
     base = results[names.index(baseline) if baseline else 0].monthly_usd
     for r in results:
         if base is None or r.monthly_usd is None:
