@@ -448,3 +448,71 @@ async def test_the_baseline_is_checked_in_both_modes(tmp_path: Path) -> None:
                                 "--baseline", "all-opus"])
     assert named.exit_code == 0, named.output
     assert "--baseline is not used with --from-ledger" in _said(named)
+
+
+def test_a_replay_leaves_requests_of_unknown_cost_out_of_both_sides() -> None:
+    price = ModelPrice.per_million(1, 2)
+    priced = UsageRecord("g", "d", "openai", "m", input_tokens=1_000_000,
+                         cached_input_tokens=0, output_tokens=0, cost_usd=Decimal(1))
+    unknown = dataclasses.replace(priced, cost_usd=None, output_tokens=1_000_000)
+    out = replay([priced, unknown, unknown], {"m": price})
+    # Only the priced request on each side: its $1 recorded against its $1 on "m".
+    assert (out.requests, out.unpriced, out.recorded_usd) == (3, 2, Decimal(1))
+    assert out.single_model == {"m": Decimal(1)}
+
+
+async def _fill_with_unpriced(db: str) -> None:
+    """Ten Sonnet requests recorded at a config's $2.50/$12, and two of unknown cost."""
+    await _recorded(db, [
+        *(LedgerRow(request_id=f"p{i}", routed_group="high-quality", deployment="hq",
+                    provider="anthropic", model="claude-sonnet-4-20250514", status="ok",
+                    input_tokens=1_000, output_tokens=500, cost_usd=Decimal("0.0085"))
+          for i in range(10)),
+        *(LedgerRow(request_id=f"u{i}", routed_group="mystery", deployment="my",
+                    provider="openai", model="mystery-model-x", status="ok",
+                    input_tokens=100_000, output_tokens=50_000, cost_usd=None)
+          for i in range(2))])
+
+
+async def test_the_report_saving_is_like_for_like(tmp_path: Path) -> None:
+    db = str(tmp_path / "ledger.sqlite")
+    await _fill_with_unpriced(db)
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "model_list:\n"
+        "  - model_name: high-quality\n"
+        "    litellm_params: {model: anthropic/claude-sonnet-4-20250514, api_key: x}\n"
+        "prices:\n"
+        "  claude-sonnet-4-20250514: {input_cost_per_million: 2.5, output_cost_per_million: 12}\n"
+        f"ledger: {{database: '{db}'}}\n")
+    result = runner.invoke(app, ["report", "--config", str(config),
+                                 "--out", str(tmp_path / "r.html")])
+    assert result.exit_code == 0, result.output
+    # The unpriced requests' tokens are not in the comparison: ten requests both sides.
+    assert "Everything on high-quality would have cost $0.085: routing saved $0.00 " \
+        in result.output
+    assert "2 requests with no known cost are left out of both figures" in result.output
+    assert "genai-prices" not in result.output
+    # Without the config the comparison is at genai-prices' $3/$15, and says so.
+    alone = runner.invoke(app, ["report", "--database", db, "--out", str(tmp_path / "r.html")])
+    assert alone.exit_code == 0, alone.output
+    assert "priced at genai-prices' list prices" in _said(alone)
+    assert "--config" in _said(alone)
+
+
+async def test_a_ledger_replay_says_what_it_left_out(tmp_path: Path) -> None:
+    db = str(tmp_path / "ledger.sqlite")
+    await _fill_with_unpriced(db)
+    result = runner.invoke(app, ["cost", "simulate", "--from-ledger", "--database", db,
+                                 "--strategy", "s=claude-sonnet-4",
+                                 "--price", "claude-sonnet-4=2.5,12", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert (data["requests"], data["unpriced"]) == (12, 2)
+    assert Decimal(data["single_model_usd"]["claude-sonnet-4"]) == Decimal("0.085")
+    text = runner.invoke(app, ["cost", "simulate", "--from-ledger", "--database", db,
+                               "--strategy", "s=claude-sonnet-4",
+                               "--price", "claude-sonnet-4=2.5,12"])
+    assert "10 recorded requests cost $0.085 (2 more with unknown cost, left out of every figure" \
+        in _said(text)
+    assert "claude-sonnet-4: $2.50 in / $12.00 out per 1M [option]" in text.output

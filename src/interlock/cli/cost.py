@@ -196,16 +196,21 @@ def simulate_command(
                f"tokens; prices: {prices}")
     for line in _table(results, base):
         typer.echo(line)
+    _echo_prices(models, resolved)
+    if differences:
+        typer.echo("\nWhere today's prices differ from the seed's:")
+        for line in differences:
+            typer.echo(f"  {line}")
+
+
+def _echo_prices(models: list[str], resolved: dict[str, ModelPrice | None]) -> None:
+    """Each model's price and its source, under the figures it made."""
     typer.echo("")
     for model in models:
         p = resolved[model]
         shown = f"{p.describe()} [{p.source}]" if p else (
             f"unknown; give it with --price '{model}=IN,OUT' ($ per million tokens)")
         typer.echo(f"  {model}: {shown}")
-    if differences:
-        typer.echo("\nWhere today's prices differ from the seed's:")
-        for line in differences:
-            typer.echo(f"  {line}")
 
 
 def _json(results: list[StrategyCost], resolved: dict[str, ModelPrice | None],
@@ -240,13 +245,15 @@ def _replay(config: Path | None, database: str | None, models: list[str], mode: 
     if as_json:
         typer.echo(json.dumps({
             "requests": result.requests, "recorded_usd": str(result.recorded_usd),
-            "unpriced": result.unpriced, "by_group": result.by_group,
+            "unpriced": result.unpriced, "priced": result.requests - result.unpriced,
+            "by_group": result.by_group,
             "single_model_usd": {m: str(v) for m, v in result.single_model.items()},
         }, indent=2))
         return
-    unpriced = f" ({result.unpriced} with unknown cost)" if result.unpriced else ""
-    typer.echo(f"{result.requests:,} recorded requests cost {money(result.recorded_usd)}"
-               f"{unpriced}")
+    unpriced = (f" ({result.unpriced:,} more with unknown cost, left out of every figure here)"
+                if result.unpriced else "")
+    typer.echo(f"{result.requests - result.unpriced:,} recorded requests cost "
+               f"{money(result.recorded_usd)}{unpriced}")
     typer.echo("On one model alone they would have cost:")
     for model, usd in sorted(result.single_model.items(), key=lambda kv: kv[1]):
         diff = usd - result.recorded_usd
@@ -254,6 +261,9 @@ def _replay(config: Path | None, database: str | None, models: list[str], mode: 
                    f"{money(diff)} vs recorded)")
     for model in (m for m, p in resolved.items() if p is None):
         typer.echo(f"  {model:<28} {'unknown':>12}  (no price)")
+    # Without --config these are genai-prices' (or the seed's), not necessarily
+    # what the gateway recorded with: shown, so the comparison can be judged.
+    _echo_prices(models, resolved)
 
 
 def register(app: typer.Typer) -> None:

@@ -39,7 +39,8 @@ def report_command(
     configured = config_prices(config)
     with open_reader_or_exit(source) as reader:
         prices = group_prices(reader, configured)
-        data = build_report(reader, prices, since=parse_since(since))
+        data = build_report(reader, prices, since=parse_since(since),
+                            prices_from="genai-prices" if configured is None else "config")
     page = render_html(data)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -39,8 +39,11 @@ class ReportData:
     # What the successful requests would have cost with every one sent to each group.
     all_to_group: dict[str, Decimal] = field(default_factory=dict)
     unpriced_groups: list[str] = field(default_factory=list)
-    # Successful requests whose cost is unknown (left out of recorded_usd).
+    # Successful requests whose cost is unknown (left out of recorded_usd and all_to_group).
     unpriced_rows: int = 0
+    # Where the groups' prices for the comparison came from: "config" (the prices
+    # the gateway recorded with) or "genai-prices" (the list prices, which may not be).
+    prices_from: str = "config"
 
     @property
     def most_expensive(self) -> tuple[str, Decimal] | None:
@@ -80,7 +83,8 @@ def group_prices(reader: LedgerReader,
 
 
 def build_report(reader: LedgerReader, prices: Mapping[str, ModelPrice | None],
-                 *, since: datetime | None = None) -> ReportData:
+                 *, since: datetime | None = None, prices_from: str = "config"
+                 ) -> ReportData:
     groups = reader.spend("group", since=since)
     first, last = reader.period()
     result = replay(reader.usage(since=since), prices)
@@ -95,6 +99,7 @@ def build_report(reader: LedgerReader, prices: Mapping[str, ModelPrice | None],
         unpriced_rows=result.unpriced,
         all_to_group=result.single_model,
         unpriced_groups=sorted(g for g, p in prices.items() if p is None),
+        prices_from=prices_from,
     )
 
 
@@ -114,8 +119,12 @@ def summary_lines(data: ReportData) -> list[str]:
     else:
         lines.append("Saving unknown: no group's price is known")
     if data.unpriced_rows:
-        lines.append(f"  ({data.unpriced_rows:,} requests have no known cost and count as $0 "
-                     "in the recorded total)")
+        lines.append(f"  ({data.unpriced_rows:,} requests with no known cost are left out of "
+                     "both figures)")
+    if top and data.prices_from != "config":
+        lines.append("  (the groups are priced at genai-prices' list prices; the recorded "
+                     "cost used the gateway config's, which may differ: give --config for a "
+                     "like-for-like saving)")
     failing = [h for h in data.health if h.errors or h.fallbacks]
     for h in failing:
         lines.append(f"  {h.deployment}: {h.errors} errors, {h.fallbacks} fallbacks")

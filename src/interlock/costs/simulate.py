@@ -234,8 +234,10 @@ def price_differences(current: Mapping[str, ModelPrice | None],
 class Replay:
     requests: int = 0
     recorded_usd: Decimal = Decimal(0)
+    # Requests whose recorded cost is unknown: left out of `recorded_usd` and of
+    # `single_model` alike, so the two compare the same requests.
     unpriced: int = 0
-    # Per model: what the same requests would have cost there.
+    # Per model: what the same (priced) requests would have cost there.
     single_model: dict[str, Decimal] = field(default_factory=dict)
     by_group: dict[str, int] = field(default_factory=dict)
 
@@ -246,7 +248,9 @@ def replay(records: Iterable[UsageRecord], prices: Mapping[str, ModelPrice | Non
     Each request is priced on its own, so long-context tiers apply where they would have,
     and at the service tier it was served at, on each model that prices that tier (a
     flex request would have been a flex request elsewhere too; where a model has no
-    such tier, its standard prices).
+    such tier, its standard prices). A request whose recorded cost is unknown is
+    counted in `unpriced` and priced nowhere: at $0 on one side and its full
+    price on the other, it would make routing look cheaper than it was.
     """
     out = Replay(single_model={m: Decimal(0) for m, p in prices.items() if p is not None})
     known = [(m, p) for m, p in prices.items() if p is not None]
@@ -256,8 +260,8 @@ def replay(records: Iterable[UsageRecord], prices: Mapping[str, ModelPrice | Non
         out.by_group[group] = out.by_group.get(group, 0) + 1
         if rec.cost_usd is None:
             out.unpriced += 1
-        else:
-            out.recorded_usd += rec.cost_usd
+            continue
+        out.recorded_usd += rec.cost_usd
         # The searches would have run on any model; each priced at its own search price.
         usage = Usage(input_tokens=rec.input_tokens, output_tokens=rec.output_tokens,
                       cached_input_tokens=rec.cached_input_tokens,
