@@ -516,3 +516,19 @@ async def test_a_ledger_replay_says_what_it_left_out(tmp_path: Path) -> None:
     assert "10 recorded requests cost $0.085 (2 more with unknown cost, left out of every figure" \
         in _said(text)
     assert "claude-sonnet-4: $2.50 in / $12.00 out per 1M [option]" in text.output
+
+
+async def test_spend_shows_long_names_whole(tmp_path: Path) -> None:
+    db = str(tmp_path / "ledger.sqlite")
+    names = ["high-quality/anthropic/claude-sonnet-4-20250514",
+             "high-quality/anthropic/claude-opus-4-5-20251101", "b"]
+    await _recorded(db, (LedgerRow(request_id=f"r{i}", deployment=name, status="ok",
+                                   cost_usd=Decimal("0.01")) for i, name in enumerate(names)))
+    result = runner.invoke(app, ["spend", "--database", db, "--by", "deployment"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    for name in names:
+        assert any(line.split()[0] == name for line in lines), name
+    # The columns still line up: every row as wide as the header.
+    table = [line for line in lines if line.split()[0] in {*names, "total"}]
+    assert {len(line) for line in table} == {len(lines[0])}

@@ -142,18 +142,21 @@ def spend_command(
     def searches(cell: str) -> str:
         return f" {cell:>9}" if searched else ""
 
-    header = f"{by:<28} {'requests':>9} {'errors':>7} {'input tok':>12} {'output tok':>12}" \
+    # As wide as the longest name: deployments that differ only at the end (two
+    # dated snapshots of one model) would look alike if cut.
+    width = max(28, *(len(line.key) for line in lines)) if lines else 28
+    header = f"{by:<{width}} {'requests':>9} {'errors':>7} {'input tok':>12} {'output tok':>12}" \
              f"{searches('searches')} {'cost':>12}"
     typer.echo(header)
     typer.echo("-" * len(header))
     for line in lines:
         note = f"  ({line.unpriced} unpriced)" if line.unpriced else ""
-        typer.echo(f"{line.key[:28]:<28} {line.requests:>9,} {line.errors:>7,} "
+        typer.echo(f"{line.key:<{width}} {line.requests:>9,} {line.errors:>7,} "
                    f"{line.input_tokens:>12,} {line.output_tokens:>12,}"
                    f"{searches(f'{line.web_searches:,}')} {money(line.cost_usd):>12}{note}")
     typer.echo("-" * len(header))
     total_searches = sum(x.web_searches for x in lines)
-    typer.echo(f"{'total':<28} {sum(x.requests for x in lines):>9,} "
+    typer.echo(f"{'total':<{width}} {sum(x.requests for x in lines):>9,} "
                f"{sum(x.errors for x in lines):>7,} {'':>12} {'':>12}"
                f"{searches(f'{total_searches:,}')} {money(total):>12}")
 
