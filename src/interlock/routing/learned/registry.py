@@ -74,8 +74,13 @@ def load_router(
                                f"make one with: {train_command(name or 'ROUTER', p)}")
     found = str(manifest.get("router"))
     if name is not None and name != found:
+        # Retraining into `p` would overwrite the other router: a new directory, or
+        # an entry whose name admits any kind.
         raise RouterNotTrained(
-            f"{p} holds a {found} router, not {name}; make one with: {train_command(name, p)}"
+            f"{p} holds a {found} router, not {name}. Point the {name} router at a {name} "
+            f"checkpoint (make one in a new directory: {train_command(name, 'NEW_DIR')}), "
+            f"or, to use this {found} router, name the router {found!r} (or a name of your "
+            "own, which takes any kind)"
         )
     router = router_class(found).load(p, embed=embed)
     if isinstance(router, LlmRouter):
