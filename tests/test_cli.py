@@ -272,6 +272,29 @@ def test_check_exits_2_where_serve_would_refuse_to_start(
     assert "Traceback" not in result.output
 
 
+def test_check_reports_a_router_of_another_kind_as_a_config_problem(tmp_path: Path) -> None:
+    from interlock.routing.data import OutcomeTable
+    from interlock.routing.features import HashedNgramFeaturizer
+    from interlock.routing.learned import make_router
+
+    knn = make_router("knn", k=2)
+    knn.fit(OutcomeTable(["a b", "c d", "e f"], ["s", "w"], [[1, 0], [1, 1], [0, 1]]),
+            HashedNgramFeaturizer(n_features=2**8, dim=4))
+    knn.save(tmp_path / "knn")
+    config = _config(tmp_path, (
+        "model_list:\n"
+        "  - model_name: s\n    litellm_params: {model: openai/gpt-4o, api_key: x}\n"
+        "  - model_name: w\n    litellm_params: {model: openai/gpt-4o-mini, api_key: x}\n"
+        "general_settings: {allow_unauthenticated: true}\n"
+        "routing:\n  strong_group: s\n  weak_group: w\n"
+        f"  routers:\n    mf: {{type: learned, checkpoint_path: {tmp_path / 'knn'}}}\n"))
+    result = runner.invoke(app, ["check", "--config", str(config)])
+    assert result.exit_code == 2, result.output
+    assert "holds a knn router, not mf" in result.output and "Traceback" not in result.output
+    # The advice must not be to train over the knn router's directory.
+    assert f"--out {tmp_path / 'knn'}" not in result.output and "NEW_DIR" in result.output
+
+
 def test_check_connect_reaches_the_ledger_and_redis_or_says_why_not(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INTERLOCK_MASTER_KEY", "sk-gw-0123456789")

@@ -47,8 +47,8 @@ def provider_env(fake_upstream, monkeypatch, tmp_path):
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-key")
     monkeypatch.setenv("GEMINI_API_KEY", "gemini-test-key")
-    # A Controller's default ledger file lands in the working directory: a
-    # temporary one, not the checkout the tests run from.
+    # Anything a Controller wrote to the working directory (a ledger, by mistake)
+    # lands in a temporary one, not the checkout the tests run from.
     monkeypatch.chdir(tmp_path)
 
 
@@ -240,3 +240,79 @@ def test_routellm_batch_calculate_win_rate_scores_every_prompt_without_calling(
     assert isinstance(series, _Series) and series.index == ["a", "b", "c"]
     assert list(series) == pytest.approx(rates)
     assert fake_upstream.received == []
+
+
+def _controller(checkpoint, **kwargs):
+    return Controller(routers=kwargs.pop("routers", ["mf"]),
+                      strong_model="anthropic/claude-sonnet-4",
+                      weak_model="gemini/gemini-2.0-flash-lite",
+                      config=kwargs.pop("config", {"mf": {"checkpoint_path": str(checkpoint)}}),
+                      **kwargs)
+
+
+def test_a_controller_writes_no_ledger_unless_given_one(mf_checkpoint, tmp_path, provider_env):
+    # provider_env runs the test in tmp_path, where a default ledger file would land.
+    messages = [{"role": "user", "content": "hi"}]
+    client = _controller(mf_checkpoint)
+    client.completion(model="router-mf-0.5", messages=messages, mock_response="ok")
+    client.close()
+    assert list(tmp_path.iterdir()) == []
+    client = _controller(mf_checkpoint, ledger=str(tmp_path / "spend.sqlite"))
+    client.completion(model="router-mf-0.5", messages=messages, mock_response="ok")
+    client.close()
+    assert [p.name for p in tmp_path.iterdir()] == ["spend.sqlite"]
+
+
+@pytest.mark.parametrize(("routers", "words"), [
+    ("mf", ["routers must be a list of router names", "'mf'"]),
+    (["MF"], ["'MF'", "lower-case"]),
+    (["mf-v2"], ["'mf-v2'", "router-<name>-<threshold>"]),
+])
+def test_router_names_an_alias_cannot_carry_are_refused_at_construction(
+        mf_checkpoint, routers, words):
+    name = routers if isinstance(routers, str) else routers[0]
+    with pytest.raises(ValueError) as info:
+        _controller(mf_checkpoint, routers=routers,
+                    config={name: {"checkpoint_path": str(mf_checkpoint)}})
+    for word in words:
+        assert word in str(info.value)
+
+
+@pytest.mark.parametrize(("call", "words"), [
+    (lambda c: c.route("hello", "mf", 1.5), ["threshold must be a number in [0, 1]", "1.5"]),
+    (lambda c: c.route("hello", "mf", -1), ["threshold must be a number in [0, 1]", "-1"]),
+    (lambda c: c.route("hello", "knn", 0.5),
+     ["Router 'knn' is not one of this Controller's routers (mf)"]),
+    (lambda c: c.completion(model="router-mf-1.5", messages=[]), ["in [0, 1]", "1.5"]),
+    (lambda c: c.completion(model="router-knn-0.5", messages=[]), ["'knn' is not one of"]),
+    (lambda c: c.completion(model="router-mf-abc", messages=[]),
+     ["router-<name>-<threshold>", "router-mf-0.5"]),
+    (lambda c: c.batch_calculate_win_rate(["a"], "knn"), ["'knn' is not one of"]),
+    (lambda c: c.batch_calculate_win_rate("hello", "mf"), ["not one string"]),
+])
+def test_controller_errors_name_the_problem_and_the_accepted_form(mf_checkpoint, call, words):
+    client = _controller(mf_checkpoint)
+    try:
+        with pytest.raises((ValueError, UnknownModel)) as info:
+            call(client)
+    finally:
+        client.close()
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_small_thresholds_route_as_python_prints_them(mf_checkpoint):
+    client = _controller(mf_checkpoint)
+    try:
+        assert client.route(EASY[0], "mf", 1e-05) == "anthropic/claude-sonnet-4"
+    finally:
+        client.close()
+
+
+def test_an_llm_router_without_a_judge_group_is_refused_at_construction(tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_text("prompt,s,w\n" + "".join(f"q{i},1,{i % 2}\n" for i in range(20)))
+    train_router("llm", data, tmp_path / "llm")
+    with pytest.raises(ValueError, match="judge_group"):
+        _controller(None, routers=["llm"],
+                    config={"llm": {"checkpoint_path": str(tmp_path / "llm")}})

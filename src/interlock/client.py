@@ -119,7 +119,7 @@ def _release(sync: _LoopThread, gateway: Gateway) -> None:
         sync.stop()
 
 
-def _ledger_settings(ledger: str | Mapping[str, Any] | None) -> LedgerSettings:
+def ledger_settings(ledger: str | Mapping[str, Any] | None) -> LedgerSettings:
     if ledger is None:
         return LedgerSettings(database=None)
     if isinstance(ledger, str):
@@ -279,7 +279,7 @@ class Router:
             loaded = config_from_router_kwargs(model_list or [], environ=environ,
                                                **router_settings)
             # In-process use writes no file unless asked: Router(..., ledger="spend.sqlite").
-            loaded.ledger = _ledger_settings(ledger)
+            loaded.ledger = ledger_settings(ledger)
         self.config = loaded
         self._gateway = Gateway(loaded, environ=environ)
         self._sync = _LoopThread()

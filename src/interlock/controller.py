@@ -10,21 +10,63 @@ Code written against RouteLLM's Controller ports by changing its import. The
 strong and weak models become two model groups, each router a learned router
 loaded from its checkpoint (a missing one fails here, at start-up, saying how
 to train it), and `router-<name>-<threshold>` is decided by the routing policy
-exactly as through the gateway.
+exactly as through the gateway. Router names, thresholds and the routers'
+needs are checked here, so a mistake fails at construction or before a call
+with what to write instead, not as an "unknown model" from the gateway. Like
+`Router`, it writes no ledger unless given `ledger=` (a SQLite path, or a dict
+of the config's `ledger:` settings).
 
-Imports: the standard library, `client`.
+Imports: the standard library, `client`, `config`, `errors`, `routing.artefacts`,
+`routing.policy`.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-from interlock.client import Router
+from interlock.client import Router, ledger_settings
+from interlock.config import load_config
+from interlock.errors import UnknownModel
+from interlock.routing.artefacts import read_manifest
+from interlock.routing.policy import parse_router_alias
 
 STRONG_GROUP = "strong"
 WEAK_GROUP = "weak"
+# What a router-<name>-<threshold> model name can carry as <name>.
+_ROUTER_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def _check_router_names(routers: Any) -> list[str]:
+    if isinstance(routers, str) or not isinstance(routers, Sequence):
+        raise ValueError(f"routers must be a list of router names, e.g. routers=['mf'], "
+                         f"not {routers!r}")
+    if not routers:
+        raise ValueError("name at least one router, e.g. routers=['mf']")
+    for name in routers:
+        if not isinstance(name, str) or not _ROUTER_NAME.match(name):
+            raise ValueError(
+                f"router name {name!r} cannot appear in a router-<name>-<threshold> model "
+                "name: use lower-case letters, digits and _ (e.g. 'mf' or 'my_mf')")
+    return list(routers)
+
+
+def _router_kind(name: str, options: Mapping[str, Any]) -> str | None:
+    """The kind of router a checkpoint holds (None when it has no manifest yet:
+    loading it then fails, saying how to train one)."""
+    manifest = Path(str(options["checkpoint_path"])) / "manifest.json"
+    return str(read_manifest(manifest).get("router")) if manifest.is_file() else None
+
+
+def _check_threshold(threshold: Any, model: str) -> None:
+    if (isinstance(threshold, bool) or not isinstance(threshold, int | float)
+            or not math.isfinite(threshold) or not 0.0 <= threshold <= 1.0):
+        raise ValueError(f"{model}: the threshold must be a number in [0, 1], "
+                         f"got {threshold!r}")
 
 
 def _deployment(group: str, model: str, api_base: str | None,
@@ -58,12 +100,12 @@ class Controller:
                  config: Mapping[str, Mapping[str, Any]] | None = None,
                  api_base: str | None = None, api_key: str | None = None,
                  environ: Mapping[str, str] | None = None,
+                 ledger: str | Mapping[str, Any] | None = None,
                  progress_bar: bool = False, **router_settings: Any) -> None:
         del progress_bar  # accepted for RouteLLM compatibility; nothing to show
-        if not routers:
-            raise ValueError("name at least one router, e.g. routers=['mf']")
+        names = _check_router_names(routers)
         router_defs: dict[str, Any] = {}
-        for name in routers:
+        for name in names:
             options = dict((config or {}).get(name, {}))
             if name == "random" and "checkpoint_path" not in options:
                 continue  # needs no artefact
@@ -71,13 +113,18 @@ class Controller:
                 raise ValueError(
                     f"router {name!r} needs config={{'{name}': {{'checkpoint_path': DIR}}}}; "
                     f"make DIR with `interlock train {name} --data FILE --out DIR`")
+            if _router_kind(name, options) == "llm" and not options.get("judge_group"):
+                raise ValueError(
+                    f"router {name!r} is an llm router, which asks a judge model about every "
+                    f"prompt: name the group to ask, config={{'{name}': {{'checkpoint_path': "
+                    f"DIR, 'judge_group': 'weak'}}}} ('weak' or 'strong')")
             router_defs[name] = {"type": "learned", **options}
-        self.routers = list(routers)
+        self.routers = names
         self._models = {STRONG_GROUP: strong_model, WEAK_GROUP: weak_model}
         # router name -> model -> answers, as RouteLLM's Controller keeps them.
         self.model_counts: defaultdict[str, defaultdict[str, int]] = defaultdict(
             lambda: defaultdict(int))
-        self._router = Router(config={
+        loaded = load_config({
             "model_list": [_deployment(STRONG_GROUP, strong_model, api_base, api_key),
                            _deployment(WEAK_GROUP, weak_model, api_base, api_key)],
             "router_settings": router_settings,
@@ -85,6 +132,10 @@ class Controller:
                         "default_group": WEAK_GROUP, "routers": router_defs},
             "general_settings": {},
         }, environ=environ)
+        # The config's default ledger is a file in the working directory: right for
+        # a gateway, a surprise for a library (docs/costs.md), so none unless asked.
+        loaded.ledger = ledger_settings(ledger)
+        self._router = Router(config=loaded, environ=environ)
         self.chat = _Chat(self)
 
     @property
@@ -117,6 +168,10 @@ class Controller:
         """P(the strong model wins) per prompt under `router` (RouteLLM's method). A
         pandas Series in gives a Series out with the same index; any other sequence
         of prompts gives a list."""
+        if isinstance(prompts, str):
+            raise ValueError("batch_calculate_win_rate takes a list (or Series) of prompts, "
+                             "not one string: wrap it, [prompt]")
+        self._check_router(router)
         rates = self._router.win_rates(router, [str(p) for p in prompts])
         index = getattr(prompts, "index", None)
         if index is not None and hasattr(prompts, "to_frame"):
@@ -124,13 +179,33 @@ class Controller:
         return rates
 
     def _model_name(self, model: str | None, router: str | None,
-                    threshold: float | None) -> str:
-        if model is not None:
-            return model
-        if router is None or threshold is None:
-            raise ValueError("give model='router-<router>-<threshold>', or both router= "
-                             "and threshold=")
-        return f"router-{router}-{threshold}"
+                     threshold: float | None) -> str:
+        if model is None:
+            if router is None or threshold is None:
+                raise ValueError("give model='router-<router>-<threshold>', or both router= "
+                                 "and threshold=")
+            self._check_router(router)
+            _check_threshold(threshold, f"router {router!r}")
+            return f"router-{router}-{threshold}"
+        if model.startswith("router-"):
+            alias = parse_router_alias(model)
+            if alias is None:
+                raise ValueError(
+                    f"{model!r} is not a router model name: write router-<name>-<threshold>, "
+                    f"e.g. router-{self.routers[0]}-0.5, with a threshold in [0, 1]")
+            self._check_router(alias[0])
+            _check_threshold(alias[1], model)
+        return model
+
+    def _check_router(self, name: str) -> None:
+        # "random" needs no checkpoint: the routing policy always offers it.
+        if name not in self.routers and name != "random":
+            raise UnknownModel(
+                f"router-{name}-<threshold>",
+                [STRONG_GROUP, WEAK_GROUP, *(f"router-{r}-<threshold>" for r in self.routers)],
+                hint=f"Router {name!r} is not one of this Controller's routers "
+                     f"({', '.join(self.routers)}); add it to routers= (with its config) "
+                     "to use it.")
 
     def _counted(self, response: Any) -> Any:
         """Counts answers per router and model, as RouteLLM's `model_counts` does

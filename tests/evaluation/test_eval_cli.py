@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -89,3 +90,44 @@ def test_eval_takes_featuriser_parameters(tmp_path: Path) -> None:
     assert "knn" in ok.output
     bad = runner.invoke(app, ["eval", "--data", str(data), "--featurizer-param", "dims=4"])
     assert bad.exit_code == 2 and "dims" in bad.output and "max_chars" in bad.output
+
+
+def _eval(*args: str):
+    return CliRunner().invoke(app, ["eval", "--folds", "2", *args])
+
+
+def test_eval_warns_of_a_repeated_router_and_runs_it_once(tmp_path: Path) -> None:
+    data = _write_outcomes(tmp_path / "outcomes.csv")
+    result = _eval("--data", str(data), "--routers", "knn,knn")
+    assert result.exit_code == 0, result.output
+    assert "warning: --routers names knn more than once" in result.output
+    assert sum(line.startswith("knn ") for line in result.output.splitlines()) == 1
+
+
+def test_eval_warns_when_strong_and_weak_look_swapped(tmp_path: Path) -> None:
+    data = _write_outcomes(tmp_path / "outcomes.csv")
+    result = _eval("--data", str(data), "--routers", "knn",
+                   "--strong", "tiny-model", "--weak", "huge-model")
+    assert result.exit_code == 0, result.output
+    assert "warning: --strong tiny-model scores lower" in result.output
+    assert "did you swap them?" in result.output
+
+
+def test_eval_with_equal_models_gives_the_error_without_numpy_warnings(tmp_path: Path) -> None:
+    data = tmp_path / "same.csv"
+    data.write_text("prompt,a,b\n" + "".join(f"q{i} x,1,1\n" for i in range(20)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _eval("--data", str(data), "--routers", "knn")
+    assert result.exit_code == 2 and "score the same on this data" in result.output
+    assert [w for w in caught if issubclass(w.category, RuntimeWarning)] == []
+
+
+def test_the_n_model_footer_explains_only_columns_it_has(tmp_path: Path) -> None:
+    data = tmp_path / "three.csv"
+    rows = [f"question {i} topic {i % 5},{i % 2},1,{int(i % 3 == 0)}\n" for i in range(60)]
+    data.write_text("prompt,mid,big,small\n" + "".join(rows))
+    result = _eval("--data", str(data), "--routers", "knn", "--price", "mid=1,4",
+                   "--price", "big=3,15", "--price", "small=0.1,0.4")
+    assert result.exit_code == 0, result.output
+    assert "share@95%" not in result.output and "$/1k@95% = cheapest" in result.output

@@ -22,12 +22,42 @@ from interlock.routing.calibrate import (
 from interlock.routing.data import OutcomeTable
 from interlock.routing.features import HashedNgramFeaturizer
 from interlock.routing.learned import make_router
+from interlock.routing.policy import parse_router_alias
 from interlock.routing.quality_policy import (
     best_tradeoff,
     cheapest_reaching,
     choose_group,
     choose_tradeoff,
 )
+
+
+def _printed_share(scores: np.ndarray, share: float) -> tuple[float, str]:
+    c = calibrate_threshold(scores, share)
+    assert parse_router_alias(f"router-mf-{c.shown}") == ("mf", float(c.shown))
+    assert "e" not in c.shown
+    return float(np.mean(scores >= float(c.shown))), c.shown
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-5, 1e-9])
+@pytest.mark.parametrize("share", [0.0, 0.1, 0.3, 0.5, 0.7, 1.0])
+def test_the_printed_threshold_gives_the_reported_share(scale, share) -> None:
+    # Scores packed closer than 6 significant digits can tell apart, and tiny ones.
+    scores = 0.55 + np.random.default_rng(1).random(1000) * 1e-4 * scale
+    if scale == 1e-9:
+        scores = np.random.default_rng(1).random(300) * 1e-5
+    reached, _ = _printed_share(scores, share)
+    assert reached == pytest.approx(share, abs=1e-9)
+    assert calibrate_threshold(scores, share).strong_share == reached
+
+
+def test_tied_scores_give_the_nearest_reachable_share_and_say_so() -> None:
+    scores = np.full(200, 0.5)
+    for share, expected in ((0.0, 0.0), (0.3, 0.0), (0.6, 1.0), (1.0, 1.0)):
+        c = calibrate_threshold(scores, share)
+        assert c.strong_share == expected
+        assert _printed_share(scores, share)[0] == expected
+        assert (c.note is not None) == (share != expected), c.note
+    assert "unreachable" in (calibrate_threshold(scores, 0.3).note or "")
 
 
 @pytest.mark.parametrize(("share", "expected"), [(0.0, 0.0), (0.3, 0.3), (0.5, 0.5), (1.0, 1.0)])
@@ -203,3 +233,53 @@ def test_interlock_calibrate_prints_the_threshold(tmp_path) -> None:
         ["calibrate", str(tmp_path / "nothing"), "--prompts", str(data), "--strong-share", "0.25"],
     )
     assert missing.exit_code == 2 and "interlock train ROUTER --data" in missing.output
+
+
+def _two_routers(tmp_path):
+    rows = [{"prompt": f"question {i} about {'hard' if i % 3 else 'easy'} thing {i % 11}",
+             "strong": 1.0, "weak": float(i % 3 == 0), "mid": float(i % 2)} for i in range(60)]
+    data = tmp_path / "train.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows))
+    three = tmp_path / "three"
+    assert CliRunner().invoke(app, ["train", "mf", "--data", str(data), "--out", str(three),
+                                    "--param", "epochs=2"]).exit_code == 0
+    llm = tmp_path / "llm"
+    assert CliRunner().invoke(app, ["train", "llm", "--data", str(data),
+                                    "--out", str(llm)]).exit_code == 0
+    return data, three, llm
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--strong-share", "0.3", "--strong", "weak", "--weak", "weak"],
+     ["strong and weak must be different"]),
+    (["--strong-share", "0.3", "--costs", "1,2,3", "--mode", "foo"],
+     ["--mode must be lambda or target", "'foo'"]),
+    (["--budget", "-5", "--costs", "1,2,3"], ["--budget", "cannot be negative"]),
+    (["--budget", "5", "--strong-share", "0.3", "--costs", "1,2,3"], ["not both"]),
+    (["--strong-share", "0.3", "--costs", "a,b,c"], ["--costs must be numbers", "'a,b,c'"]),
+    (["--strong-share", "0.3", "--costs", "1,2"], ["--costs needs 3 costs"]),
+])
+def test_calibrate_refuses_flags_that_do_not_fit(tmp_path, args, words) -> None:
+    data, three, _ = _two_routers(tmp_path)
+    result = CliRunner().invoke(app, ["calibrate", str(three), "--prompts", str(data), *args])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    for word in words:
+        assert word in result.output, result.output
+
+
+def test_calibrate_warns_of_a_budget_below_the_cheapest_model(tmp_path) -> None:
+    data, three, _ = _two_routers(tmp_path)
+    result = CliRunner().invoke(app, ["calibrate", str(three), "--prompts", str(data),
+                                      "--budget", "0.5", "--costs", "3,1,2"])
+    assert result.exit_code == 0, result.output
+    assert "warning: --budget 0.5 is below the cheapest model's cost" in result.output
+    assert "$1 per 1,000 requests" in result.output
+
+
+def test_calibrate_refuses_the_llm_router_without_a_traceback(tmp_path) -> None:
+    data, _, llm = _two_routers(tmp_path)
+    result = CliRunner().invoke(app, ["calibrate", str(llm), "--prompts", str(data),
+                                      "--strong-share", "0.3"])
+    assert result.exit_code == 2 and "cannot be calibrated offline" in result.output
+    assert "Traceback" not in result.output

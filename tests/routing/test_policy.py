@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from interlock.catalog import Catalog, Deployment
-from interlock.errors import ConfigError, UnknownModel
+from interlock.errors import ConfigError, InvalidRequest, UnknownModel
 from interlock.openai_request import parse_chat_request
 from interlock.routing.policy import RoutingPolicy, parse_router_alias
 from interlock.routing.settings import RoutingSettings
@@ -31,6 +31,9 @@ RULES = {"type": "rules", "default": "cheap",
     ("router-mf", None),
     ("gpt-4o", None),
     ("router-mf-abc", None),
+    ("router-mf-6.40848e-06", ("mf", 6.40848e-06)),  # as Python prints small floats
+    ("router-mf-1e-3", ("mf", 0.001)),
+    ("router-mf--1", None),
 ])
 def test_router_alias_parsing(name, expected):
     assert parse_router_alias(name) == expected
@@ -98,3 +101,11 @@ def test_routing_that_names_unknown_groups_fails_at_load():
     with pytest.raises(ConfigError, match="ghost"):
         RoutingPolicy(RoutingSettings.model_validate(
             {"routers": {"tiers": {**RULES, "default": "ghost"}}}), catalog("smart", "cheap"))
+
+
+async def test_an_alias_threshold_outside_zero_to_one_is_refused():
+    policy = RoutingPolicy(RoutingSettings.model_validate(
+        {"strong_group": "smart", "weak_group": "cheap"}), catalog("smart", "cheap"))
+    with pytest.raises(InvalidRequest, match=r"threshold 1.5.*must lie in \[0, 1\]"):
+        await policy.decide(request("router-random-1.5"))
+    assert (await policy.decide(request("router-random-1"))).group == "cheap"

@@ -12,15 +12,19 @@ from typing import Annotated
 
 import typer
 
+MODES = ("lambda", "target")
+
 
 def _two_model(router: object, prompts: list[str], strong: str, weak: str,
                share: float) -> None:
     from interlock.routing.calibrate import calibrate_threshold
 
     c = calibrate_threshold(router.win_prob(prompts, strong, weak), share)  # type: ignore[attr-defined]
-    typer.echo(f"threshold {c.value:.6g}  (strong={strong}, weak={weak}; "
+    if c.note:
+        typer.echo(f"warning: {c.note}", err=True)
+    typer.echo(f"threshold {c.shown}  (strong={strong}, weak={weak}; "
                f"{c.strong_share:.1%} of {len(prompts)} prompts go to the strong model)")
-    typer.echo(f"route with: model=\"router-{getattr(router, 'name', 'ROUTER')}-{c.value:.6g}\"")
+    typer.echo(f"route with: model=\"router-{getattr(router, 'name', 'ROUTER')}-{c.shown}\"")
 
 
 def _n_model(router: object, prompts: list[str], costs: list[float], share: float | None,
@@ -31,7 +35,50 @@ def _n_model(router: object, prompts: list[str], costs: list[float], share: floa
     fn = calibrate_lambda if mode == "lambda" else calibrate_target
     c = fn(quality, costs, strong_share=share, budget_per_1k=budget)
     typer.echo(f"{c.kind} {c.value:.6g}  ({c.strong_share:.1%} to the priciest model, "
-               f"{c.cost_per_1k:.4g} per 1,000 requests on {len(prompts)} prompts)")
+               f"${c.cost_per_1k:,.4g} per 1,000 requests on {len(prompts)} prompts)")
+
+
+def _costs(text: str, models: list[str]) -> list[float]:
+    """--costs as numbers, one per model in the router's order."""
+    try:
+        costs = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--costs must be numbers separated by commas, one per model in "
+                         f"the router's order ({', '.join(models)}); got {text!r}") from None
+    if len(costs) != len(models) or any(c < 0 for c in costs):
+        raise ValueError(f"--costs needs {len(models)} costs of 0 or more, one per model in "
+                         f"the router's order ({', '.join(models)}); got {text!r}")
+    return costs
+
+
+def _check_n_model(share: float | None, budget: float | None, mode: str,
+                   costs: list[float]) -> None:
+    if mode not in MODES:
+        raise ValueError(f"--mode must be {' or '.join(MODES)}, got {mode!r}")
+    if share is not None and budget is not None:
+        raise ValueError("give --strong-share or --budget, not both: each sets the calibration "
+                         "on its own")
+    if share is None and budget is None:
+        raise ValueError("with --costs, give --strong-share or --budget")
+    if budget is not None and budget < 0:
+        raise ValueError(f"--budget is a cost per 1,000 requests and cannot be negative; "
+                         f"got {budget:g}")
+    if budget is not None and budget < min(costs):
+        typer.echo(f"warning: --budget {budget:g} is below the cheapest model's cost "
+                   f"({min(costs):g} per 1,000 requests): no routing stays within it, so the "
+                   "calibration sends every prompt to the cheapest model", err=True)
+
+
+def _two_model_pair(router: object, strong: str | None, weak: str | None) -> tuple[str, str]:
+    models = list(router.models)  # type: ignore[attr-defined]
+    if (strong is None or weak is None) and len(models) != 2:
+        raise ValueError("the router has more than two models: name --strong and --weak")
+    default_strong, default_weak = router.strong_weak()  # type: ignore[attr-defined]
+    s, w = strong or default_strong, weak or default_weak
+    if s == w:
+        raise ValueError(f"strong and weak must be different models, both are {s!r}; "
+                         f"the router's models: {', '.join(models)}")
+    return s, w
 
 
 def calibrate_command(
@@ -47,7 +94,8 @@ def calibrate_command(
         help="N models: comma-separated cost per 1,000 requests, in the router's model order.")]
     = None,
     budget: Annotated[float | None, typer.Option(
-        help="N models: cost per 1,000 requests to stay within (instead of a share).")] = None,
+        help="N models: cost per 1,000 requests to stay within (instead of --strong-share; "
+             "give one of the two).")] = None,
     mode: Annotated[str, typer.Option(
         help="N models: 'lambda' (quality - lambda x cost) or 'target' (cheapest reaching).")]
     = "lambda",
@@ -59,17 +107,22 @@ def calibrate_command(
 
     try:
         router = load_router(router_dir)
+        if router.name == "llm":
+            raise ValueError("the llm router asks a live judge model about every prompt; it "
+                             "cannot be calibrated offline. Pick its threshold on traffic "
+                             "through the gateway, or calibrate another router")
         texts = load_prompts(prompts)
         if costs is None:
             if strong_share is None:
                 raise ValueError("give --strong-share (two models) or --costs (N models)")
-            if (strong is None or weak is None) and len(router.models) != 2:
-                raise ValueError("the router has more than two models: name --strong and --weak")
-            default_strong, default_weak = router.strong_weak()
-            s, w = strong or default_strong, weak or default_weak
+            if budget is not None:
+                raise ValueError("--budget needs --costs (N models); for two models give "
+                                 "--strong-share")
+            s, w = _two_model_pair(router, strong, weak)
             _two_model(router, texts, s, w, strong_share)
         else:
-            cost_list = [float(x) for x in costs.split(",")]
+            cost_list = _costs(costs, list(router.models))
+            _check_n_model(strong_share, budget, mode, cost_list)
             _n_model(router, texts, cost_list, strong_share, budget, mode)
     except (RouterNotTrained, ValueError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)

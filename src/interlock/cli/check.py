@@ -50,7 +50,7 @@ def check_command(
     """Check a config as `serve` would load it, without serving: exit 0 ready,
     1 ready with something to look at, 2 would not start."""
     from interlock.cli.spend import load_config_or_exit
-    from interlock.errors import ConfigError
+    from interlock.errors import ConfigError, RouterNotTrained
     from interlock.gateway import Gateway
     from interlock.server.app import create_app
 
@@ -59,7 +59,7 @@ def check_command(
     try:
         gateway = Gateway(loaded)
         create_app(loaded, host=bind, gateway=gateway)
-    except ConfigError as exc:
+    except (ConfigError, RouterNotTrained) as exc:  # serve would stop on either
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     report = _report(loaded, gateway, bind)

@@ -11,6 +11,7 @@ inside the command so `interlock --help` stays quick.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from importlib.util import find_spec
 from pathlib import Path
@@ -23,6 +24,42 @@ DEFAULT_ROUTERS = "sw_ranking,mf,knn,classifier"
 
 def _split(text: str | None) -> list[str]:
     return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def _unique_routers(text: str) -> list[str]:
+    """--routers without repeats (a repeat gives an identical row), with a warning."""
+    names = _split(text)
+    unique = list(dict.fromkeys(names))
+    if len(unique) < len(names):
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        typer.echo(f"warning: --routers names {', '.join(repeated)} more than once; "
+                   "each is evaluated once", err=True)
+    return unique
+
+
+def _warn_if_swapped(table: Any, strong: str | None, weak: str | None) -> None:
+    """The two-model metrics assume the strong model is the better one on the data."""
+    if strong is None or weak is None or {strong, weak} - set(table.models):
+        return
+    mean = table.scores.mean(axis=0)
+    s, w = mean[table.models.index(strong)], mean[table.models.index(weak)]
+    if s < w:
+        typer.echo(f"warning: --strong {strong} scores lower on this data than --weak {weak} "
+                   f"({s:.3f} < {w:.3f}), so the metrics come out negative or empty; "
+                   "did you swap them?", err=True)
+
+
+def _run(table: Any, options: Any) -> Any:
+    """evaluate(), holding numpy's RuntimeWarnings back: shown after a successful run,
+    dropped when a clear error follows (they would only say the same thing worse)."""
+    from interlock.evaluation.runner import evaluate
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        report = evaluate(table, options)
+    for w in caught:
+        warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return report
 
 
 def _featurizer_factory(spec: str, params: dict[str, Any]) -> Callable[[], Any] | None:
@@ -71,7 +108,7 @@ def eval_command(
     from interlock.evaluation.cost_axis import parse_price
     from interlock.evaluation.datasets import load_eval_data
     from interlock.evaluation.report import render_table, report_json
-    from interlock.evaluation.runner import EvalOptions, evaluate
+    from interlock.evaluation.runner import EvalOptions
     from interlock.routing.training import parse_params
 
     if plot is not None and find_spec("matplotlib") is None:
@@ -81,13 +118,14 @@ def eval_command(
     try:
         overrides = dict(parse_price(p) for p in price or [])
         table = load_eval_data(data, models=_split(models) or None, questions=questions)
+        _warn_if_swapped(table, strong, weak)
         options = EvalOptions(
-            routers=_split(routers), folds=folds, seed=seed, strong=strong, weak=weak,
+            routers=_unique_routers(routers), folds=folds, seed=seed, strong=strong, weak=weak,
             prices=overrides, output_tokens=output_tokens, random_seeds=random_seeds,
             featurizer_factory=_featurizer_factory(
                 featurizer, parse_params(featurizer_param or [])),
         )
-        report = evaluate(table, options)
+        report = _run(table, options)
     except (ValueError, LookupError, FileNotFoundError, ImportError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

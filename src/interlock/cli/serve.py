@@ -55,7 +55,7 @@ def serve(
 
     from interlock.cli import serve_logging
     from interlock.config import load_config
-    from interlock.errors import ConfigError
+    from interlock.errors import ConfigError, RouterNotTrained
     from interlock.server.app import create_app
 
     try:
@@ -73,7 +73,7 @@ def serve(
         port = port or settings.port or 4000
         # Fails fast on a bad config or auth setting.
         app = create_app(loaded, host=host, server_process=True)
-    except ConfigError as exc:
+    except (ConfigError, RouterNotTrained) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     drain = drain_timeout if drain_timeout is not None else settings.drain_timeout

@@ -42,14 +42,17 @@ def train_command(
     names = [m.strip() for m in (models or "").split(",") if m.strip()] or None
     started = time.perf_counter()
     try:
-        fitted = train_router(router, data, out, models=names, featurizer=featurizer,
-                              featurizer_params=parse_params(featurizer_param or []),
-                              seed=seed, params=parse_params(param or []))
+        run = train_router(router, data, out, models=names, featurizer=featurizer,
+                           featurizer_params=parse_params(featurizer_param or []),
+                           seed=seed, params=parse_params(param or []))
     except (ValueError, FileNotFoundError, ImportError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    typer.echo(f"trained {router} on {data} for models {', '.join(fitted.models)} "
-               f"in {time.perf_counter() - started:.1f} s -> {out}")
+    for note in run.notes:
+        typer.echo(f"warning: {note}", err=True)
+    verb = "saved an untrained" if router == "llm" else "trained"  # no judge offline
+    typer.echo(f"{verb} {router} on {data} for models {', '.join(run.models)} "
+               f"({run.summary()}) in {time.perf_counter() - started:.1f} s -> {out}")
 
 
 def register(app: typer.Typer) -> None:

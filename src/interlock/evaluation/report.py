@@ -87,8 +87,12 @@ def render_table(report: EvaluationReport) -> str:
         cost = report.model_cost_per_1k.get(m) if report.model_cost_per_1k else None
         lines.append(f"  {m}: quality {report.model_quality[m]:.4f}, {_usd(cost)} per 1k requests")
     lines.append(f"costs: {report.cost_note}")
-    lines.append("share@95% = strong-call share keeping 95% of the strong model's quality; "
-                 "$/1k@95% = cheapest setting keeping 95% of the best model's quality")
+    # Each column explained only where the table has it (N models: no share@95%).
+    legend = "$/1k@95% = cheapest setting keeping 95% of the best model's quality"
+    if two:
+        legend = ("share@95% = strong-call share keeping 95% of the strong model's quality; "
+                  + legend)
+    lines.append(legend)
     return "\n".join(lines)
 
 

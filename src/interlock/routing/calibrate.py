@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
 
 import numpy as np
@@ -48,19 +49,54 @@ def load_prompts(path: str | Path) -> list[str]:
     return prompts
 
 
-def threshold_for_share(scores: np.ndarray, share: float) -> float:
-    """Threshold t so that the rule `score >= t` picks `share` of the scores.
+def _reachable(scores: np.ndarray) -> list[tuple[int, float]]:
+    """(how many scores `score >= t` picks, t) for every share a threshold can give:
+    each distinct score, and above the top one (while that stays within [0, 1])."""
+    values, counts = np.unique(np.asarray(scores, dtype=np.float64), return_counts=True)
+    values, picked = values[::-1], np.cumsum(counts[::-1])
+    options = [(int(k), float(v)) for k, v in zip(picked, values, strict=True)]
+    if not len(values) or values[0] < 1.0:
+        top = float(values[0]) if len(values) else 0.0
+        options.insert(0, (0, float(np.nextafter(top, np.inf)) if len(values) else 1.0))
+    return options
 
-    With ties the share may be exceeded; the chosen t is the k-th largest score.
-    share 0 gives a threshold above every score.
+
+def threshold_for_share(scores: np.ndarray, share: float) -> float:
+    """Threshold t so that the rule `score >= t` picks the reachable share nearest
+    `share` (tied scores go together, so not every share can be had; between two
+    equally near, the smaller). share 0 gives a threshold above every score.
     """
     if not 0.0 <= share <= 1.0:
         raise ValueError("share must lie between 0 and 1")
-    s = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
-    k = round(share * len(s))
-    if k == 0:
-        return float(np.nextafter(s[0], np.inf)) if len(s) else 1.0
-    return float(s[k - 1])
+    goal = share * len(scores)
+    return min(_reachable(scores), key=lambda option: abs(option[0] - goal))[1]
+
+
+def short_threshold(scores: np.ndarray, t: float) -> str:
+    """The shortest plain decimal (no exponent, which a `router-<name>-<t>` name
+    cannot carry) that picks the same scores as `t` under `score >= t`.
+
+    Six significant digits could cross the score the share hangs on (the printed
+    threshold gave 29.9 % for an asked 30 %); this keeps the printed value inside
+    the gap between the lowest score picked and the highest one left out.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    below = s[s < t]
+    above = s[s >= t]
+    lo = float(below.max()) if len(below) else -np.inf  # the printed value must stay above
+    hi = float(above.min()) if len(above) else 1.0  # ... and at or below this
+    for digits in range(1, 18):
+        step = Decimal(1).scaleb(-digits)
+        for rounding in (ROUND_FLOOR, ROUND_CEILING):
+            candidate = Decimal(t).quantize(step, rounding=rounding)
+            if lo < float(candidate) <= hi and candidate >= 0:
+                return _plain(candidate)
+    return _plain(Decimal(repr(t)))
+
+
+def _plain(value: Decimal) -> str:
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 @dataclass(frozen=True)
@@ -69,11 +105,21 @@ class Calibration:
     kind: str  # "threshold" | "lambda" | "target"
     strong_share: float  # share routed to the strong (priciest) model on these prompts
     cost_per_1k: float | None = None
+    # The threshold as printed: a plain decimal giving exactly `strong_share`.
+    shown: str = ""
+    # Why the share differs from the one asked (tied scores), or None.
+    note: str | None = None
 
 
 def calibrate_threshold(win_prob: np.ndarray, share: float) -> Calibration:
-    t = threshold_for_share(win_prob, share)
-    return Calibration(t, "threshold", float(np.mean(np.asarray(win_prob) >= t)))
+    scores = np.asarray(win_prob, dtype=np.float64)
+    shown = short_threshold(scores, threshold_for_share(scores, share))
+    reached = float(np.mean(scores >= float(shown))) if len(scores) else 0.0
+    note = None
+    if len(scores) and abs(reached - share) * len(scores) >= 1.0:
+        note = (f"tied scores make {share:.1%} unreachable on these prompts; the nearest "
+                f"share a threshold gives is {reached:.1%}")
+    return Calibration(float(shown), "threshold", reached, shown=shown, note=note)
 
 
 def _bisect(achieved: Callable[[float], float], goal: float, lo: float, hi: float,

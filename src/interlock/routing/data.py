@@ -7,12 +7,11 @@ Battles are Chatbot Arena rows: prompt, model_a, model_b, winner.
 Readers accept CSV, JSONL and Parquet files, and directories of them (RouteLLM's
 MMLU data is one CSV per subject). Parquet needs pyarrow, imported where used.
 
-Imports: numpy, the standard library.
+Imports: numpy, the standard library, `routing.records`.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import math
@@ -23,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-_DATA_SUFFIXES = (".csv", ".jsonl", ".json", ".parquet")
+from interlock.routing.records import data_files, read_records
+
 _PROMPT_COLUMNS = ("prompt", "question", "text")
 _TOKEN_SUFFIXES = {"input_tokens": "__input_tokens", "output_tokens": "__output_tokens"}
 _TRUE = {"true", "t", "yes", "y"}
@@ -45,6 +45,8 @@ class OutcomeTable:
     input_tokens: np.ndarray | None = None
     output_tokens: np.ndarray | None = None
     groups: list[str] | None = field(default=None)
+    # Rows the loader left out, by reason ("a missing score": 3); not carried by take().
+    dropped: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.scores = np.asarray(self.scores, dtype=np.float64)
@@ -93,6 +95,8 @@ class Battles:
     model_a: list[str]
     model_b: list[str]
     winner: list[str]
+    # Battles the loader left out, by reason; not carried by take().
+    dropped: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -112,36 +116,7 @@ class Battles:
         )
 
 
-# ---------------------------------------------------------------- file reading
-
-
-def data_files(path: str | Path) -> list[Path]:
-    """The data files a path names: itself, or a directory's data files sorted by name."""
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"no such data file or directory: {p}")
-    if p.is_file():
-        return [p]
-    files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in _DATA_SUFFIXES)
-    if not files:
-        raise ValueError(f"{p} holds no .csv, .jsonl or .parquet files")
-    return files
-
-
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """Rows of one CSV, JSONL/JSON or Parquet file as dictionaries."""
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as fh:
-            return list(csv.DictReader(fh))
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq  # optional: only Parquet input needs it
-
-        return list(pq.read_table(path).to_pylist())
-    text = path.read_text(encoding="utf-8")
-    if suffix == ".json" and text.lstrip().startswith("["):
-        return list(json.loads(text))
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+# ---------------------------------------------------------------- outcome tables
 
 
 def _prompt_column(columns: Iterable[str], path: Path) -> str:
@@ -178,14 +153,54 @@ def _is_score_cell(value: Any) -> bool:
     return True
 
 
-def _score_columns(records: list[dict[str, Any]], prompt_col: str) -> list[str]:
-    """Columns whose every cell reads as a score, minus token-count columns."""
+def _is_blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _score_columns(records: list[dict[str, Any]], prompt_col: str, path: Path) -> list[str]:
+    """Columns whose cells read as scores, minus token-count columns.
+
+    A column with no score cell at all is text (a category, an answer) and is
+    left out; one with some score cells and some others is a score column with
+    a typo, which is reported rather than dropped, or the model would vanish
+    from training without a word.
+    """
     columns = [c for c in records[0] if c != prompt_col]
     token_cols = {c for c in columns if c.endswith(tuple(_TOKEN_SUFFIXES.values()))}
-    return [
-        c for c in columns
-        if c not in token_cols and all(_is_score_cell(r.get(c)) for r in records)
-    ]
+    kept = []
+    for c in columns:
+        if c in token_cols:
+            continue
+        bad = [i for i, r in enumerate(records) if not _is_score_cell(r.get(c))]
+        if not bad:
+            kept.append(c)
+        elif len(bad) < sum(not _is_blank(r.get(c)) for r in records):
+            raise _bad_cell(path, bad[0], c, records[bad[0]].get(c))
+    return kept
+
+
+def _bad_cell(path: Path, index: int, column: str, value: Any) -> ValueError:
+    return ValueError(
+        f"{path}, row {index + 1}, column {column!r}: {value!r} is not a score; "
+        "write a number in [0, 1], true/false, or leave the cell empty to drop the row")
+
+
+def _score_matrix(records: list[dict[str, Any]], names: Sequence[str], path: Path) -> np.ndarray:
+    scores = np.empty((len(records), len(names)), dtype=np.float64)
+    for i, r in enumerate(records):
+        for j, m in enumerate(names):
+            try:
+                scores[i, j] = _score(r[m])
+            except (TypeError, ValueError):
+                raise _bad_cell(path, i, m, r[m]) from None
+    outside = (scores < 0.0) | (scores > 1.0)  # NaN compares false: empty cells pass
+    if outside.any():
+        i, j = (int(x[0]) for x in np.nonzero(outside))
+        raise ValueError(
+            f"{path}, row {i + 1}, column {names[j]!r}: {scores[i, j]:g} is outside [0, 1]; "
+            "scores must lie in [0, 1]: rescale them, or, if this column is not a model's "
+            "score, name the score columns with --models")
+    return scores
 
 
 def _token_matrix(
@@ -202,41 +217,42 @@ def _table_from_records(
     if not records:
         raise ValueError(f"{path}: no rows")
     prompt_col = _prompt_column(records[0].keys(), path)
-    names = list(models) if models is not None else _score_columns(records, prompt_col)
+    names = list(models) if models is not None else _score_columns(records, prompt_col, path)
     missing = [m for m in names if m not in records[0]]
     if missing:
         raise ValueError(f"{path}: no column for models {missing}")
     if not names:
         raise ValueError(f"{path}: no score columns besides {prompt_col!r}")
-    scores = np.array([[_score(r[m]) for m in names] for r in records], dtype=np.float64)
     return OutcomeTable(
         prompts=[str(r[prompt_col]) for r in records],
         models=names,
-        scores=scores,
+        scores=_score_matrix(records, names, path),
         input_tokens=_token_matrix(records, names, _TOKEN_SUFFIXES["input_tokens"]),
         output_tokens=_token_matrix(records, names, _TOKEN_SUFFIXES["output_tokens"]),
         groups=[path.stem] * len(records),
     )
 
 
-def _concat(tables: list[OutcomeTable]) -> OutcomeTable:
-    models = tables[0].models
-    for t in tables[1:]:
+def _concat(tables: list[tuple[Path, OutcomeTable]]) -> OutcomeTable:
+    first, models = tables[0][0], tables[0][1].models
+    for path, t in tables[1:]:
         if set(t.models) != set(models):
-            raise ValueError(f"files disagree on the models: {models} vs {t.models}")
-    tables = [t.select_models(models) for t in tables]
+            raise ValueError(f"files disagree on the models: {first.name} has {models}, "
+                             f"{path.name} has {t.models}; give every file the same score "
+                             "columns, or pick shared ones with --models")
+    parts = [t.select_models(models) for _, t in tables]
 
     def stack(attr: str) -> np.ndarray | None:
-        parts = [getattr(t, attr) for t in tables]
-        return None if any(p is None for p in parts) else np.concatenate(parts)
+        arrays = [getattr(t, attr) for t in parts]
+        return None if any(a is None for a in arrays) else np.concatenate(arrays)
 
     return OutcomeTable(
-        prompts=[p for t in tables for p in t.prompts],
+        prompts=[p for t in parts for p in t.prompts],
         models=list(models),
-        scores=np.concatenate([t.scores for t in tables]),
+        scores=np.concatenate([t.scores for t in parts]),
         input_tokens=stack("input_tokens"),
         output_tokens=stack("output_tokens"),
-        groups=[g for t in tables for g in (t.groups or [])],
+        groups=[g for t in parts for g in (t.groups or [])],
     )
 
 
@@ -249,29 +265,35 @@ def load_outcomes(path: str | Path, *, models: Sequence[str] | None = None) -> O
 
     In a directory, files without a prompt column (side files such as RouteLLM's
     contaminated_prompts.jsonl) are skipped. Rows with a missing score are
-    dropped. Scores must lie in [0, 1].
+    dropped and counted in `dropped`; none left is an error. Scores must lie in [0, 1].
     """
     tables = []
     for f in data_files(path):
         records = read_records(f)
         if Path(path).is_dir() and not _has_prompt_column(records):
             continue
-        tables.append(_table_from_records(records, f, models))
+        tables.append((f, _table_from_records(records, f, models)))
     if not tables:
         raise ValueError(f"{path}: no file with a prompt column")
-    table = tables[0] if len(tables) == 1 else _concat(tables)
-    keep = ~np.isnan(table.scores).any(axis=1)
-    if not keep.all():
-        table = table.take(np.flatnonzero(keep))
-    if table.scores.size and (table.scores.min() < 0.0 or table.scores.max() > 1.0):
-        raise ValueError(f"{path}: scores must lie in [0, 1]; rescale them first")
+    table = tables[0][1] if len(tables) == 1 else _concat(tables)
+    incomplete = np.isnan(table.scores).any(axis=1)
+    if incomplete.all():
+        empty = [m for j, m in enumerate(table.models) if np.isnan(table.scores[:, j]).any()]
+        raise ValueError(
+            f"{path}: no usable rows: each of its {len(table)} rows lacks a score for "
+            f"{' or '.join(empty)}; fill those cells in, or leave such models out with --models")
+    if incomplete.any():
+        table = table.take(np.flatnonzero(~incomplete))
+        table.dropped["a missing score"] = int(incomplete.sum())
     return table
 
 
 # ---------------------------------------------------------------- battles
 
+_BATTLE_FIELDS = ("model_a", "model_b", "winner")
 
-def _battle_prompt(record: dict[str, Any]) -> str:
+
+def _battle_prompt(record: dict[str, Any]) -> str | None:
     """The prompt of a battle row; Arena rows carry it as the first user turn."""
     for name in _PROMPT_COLUMNS:
         if name in record:
@@ -283,46 +305,95 @@ def _battle_prompt(record: dict[str, Any]) -> str:
         for turn in conversation:
             if isinstance(turn, dict) and turn.get("role") == "user":
                 return str(turn.get("content", ""))
-    raise ValueError(f"battle row without a prompt: keys {sorted(record)}")
+    return None
 
 
-def _winner(value: Any) -> str:
+def _winner(value: Any) -> str | None:
     text = str(value).strip().lower()
     if text in ("model_a", "model_b"):
         return text
-    if text in _TIES:
-        return "tie"
-    raise ValueError(f"winner must be model_a, model_b or tie; got {value!r}")
+    return "tie" if text in _TIES else None
+
+
+def _battle_row(record: dict[str, Any], where: str) -> tuple[str, str, str, str]:
+    """(prompt, model_a, model_b, winner) of one row; `where` names it in errors."""
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: a battle row must be a JSON object, got "
+                         f"{type(record).__name__}")
+    for name in _BATTLE_FIELDS:
+        if _is_blank(record.get(name)):
+            raise ValueError(f"{where} has no {name}; each battle row needs a prompt "
+                             "(or conversation_a), model_a, model_b and winner")
+    prompt = _battle_prompt(record)
+    if prompt is None:
+        raise ValueError(f"{where} has no prompt (looked for {', '.join(_PROMPT_COLUMNS)} "
+                         f"and conversation_a); its keys: {sorted(record)}")
+    winner = _winner(record["winner"])
+    if winner is None:
+        raise ValueError(f"{where}: winner must be model_a, model_b or tie; "
+                         f"got {record['winner']!r}")
+    return prompt, str(record["model_a"]), str(record["model_b"]), winner
 
 
 def load_battles(path: str | Path) -> Battles:
     """Read pairwise battles (Chatbot Arena layout) from a file or directory."""
     battles = Battles([], [], [], [])
     for f in data_files(path):
-        for r in read_records(f):
-            battles.prompts.append(_battle_prompt(r))
-            battles.model_a.append(str(r["model_a"]))
-            battles.model_b.append(str(r["model_b"]))
-            battles.winner.append(_winner(r["winner"]))
+        for number, r in enumerate(read_records(f), start=1):
+            prompt, a, b, winner = _battle_row(r, f"{f}, row {number}")
+            battles.prompts.append(prompt)
+            battles.model_a.append(a)
+            battles.model_b.append(b)
+            battles.winner.append(winner)
     if not battles.prompts:
         raise ValueError(f"{path}: no battles")
     return battles
 
 
+def _layout(records: list[dict[str, Any]]) -> str | None:
+    """"battles", "outcomes", or None for a side file (no prompt column)."""
+    if records and isinstance(records[0], dict) and any(f in records[0] for f in _BATTLE_FIELDS):
+        return "battles"
+    return "outcomes" if _has_prompt_column(records) else None
+
+
+def _data_layout(path: str | Path) -> str:
+    """The one layout of a file or directory; a directory mixing two is an error,
+    as the first file would otherwise decide how every other one is read."""
+    found: dict[str, list[str]] = {}
+    for f in data_files(path):
+        layout = _layout(read_records(f))
+        if layout is not None:
+            found.setdefault(layout, []).append(f.name)
+    if len(found) > 1:
+        raise ValueError(
+            f"{path} mixes layouts: battles in {', '.join(found['battles'])}, outcome tables "
+            f"in {', '.join(found['outcomes'])}; keep one layout per directory")
+    return next(iter(found), "outcomes")
+
+
+def _battles_between(battles: Battles, models: Sequence[str]) -> Battles:
+    """The battles both of whose models are in `models`; each named model must have one."""
+    keep = [i for i in range(len(battles))
+            if battles.model_a[i] in models and battles.model_b[i] in models]
+    kept = battles.take(keep)
+    absent = [m for m in models if m not in kept.models]
+    if absent:
+        raise ValueError(
+            f"no battle between the --models involves {', '.join(absent)}; the data's models: "
+            f"{', '.join(battles.models)}")
+    if len(keep) < len(battles):
+        kept.dropped["a model outside --models"] = len(battles) - len(keep)
+    return kept
+
+
 def load_training_data(path: str | Path, *, models: Sequence[str] | None = None) -> (
     OutcomeTable | Battles
 ):
-    """Battles when the first file has model_a/model_b/winner columns, else outcomes."""
-    first = read_records(data_files(path)[0])
-    if first and {"model_a", "model_b", "winner"} <= set(first[0]):
+    """Battles when the files have model_a/model_b/winner columns, else outcomes."""
+    if _data_layout(path) == "battles":
         battles = load_battles(path)
-        if models is not None:
-            keep = [
-                i for i in range(len(battles))
-                if battles.model_a[i] in models and battles.model_b[i] in models
-            ]
-            battles = battles.take(keep)
-        return battles
+        return battles if models is None else _battles_between(battles, models)
     return load_outcomes(path, models=models)
 
 

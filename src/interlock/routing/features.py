@@ -14,7 +14,7 @@
 - `CachedFeaturizer`: an LRU cache by text hash in front of any featuriser.
 
 Imports: numpy, scipy (sparse matrices, SVD), the standard library, `routing.artefacts`,
-`routing.option_shape`, `routing.row_gather`.
+`routing.option_shape`, `routing.params`, `routing.row_gather`.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import numpy as np
 
 from interlock.routing.artefacts import read_arrays, write_arrays
 from interlock.routing.option_shape import OPTION_SET_FEATURES, option_set_shape
+from interlock.routing.params import NON_NEGATIVE, POSITIVE_INT, ParamSpec, check_params
 from interlock.routing.row_gather import take_rows
 
 Embed = Callable[[list[str]], Awaitable[list[list[float]]]]
@@ -775,15 +776,21 @@ class CachedFeaturizer:
 # ---------------------------------------------------------------- construction
 
 
+_SHORTEST_SPAN = ParamSpec(int, at_least=2, nullable=True)
+HASHED_PARAMS = {
+    "n_features": POSITIVE_INT, "dim": POSITIVE_INT, "word_n": POSITIVE_INT,
+    "char_min": POSITIVE_INT, "char_max": POSITIVE_INT, "max_projected": POSITIVE_INT,
+    "max_chars": _SHORTEST_SPAN, "max_sparse_chars": _SHORTEST_SPAN,
+    "seed": ParamSpec(int), "shape_weight": NON_NEGATIVE,
+}
+
+
 def _hashed(params: dict[str, Any]) -> HashedNgramFeaturizer:
-    """The hashed featuriser from user-given parameters; a name it does not take is a
-    ValueError that lists the ones it does (the CLIs report it without a traceback)."""
-    try:
-        return HashedNgramFeaturizer(**params)
-    except TypeError as exc:
-        known = ", ".join(HashedNgramFeaturizer().params())
-        raise ValueError(f"the hashed featuriser does not take that parameter ({exc}); "
-                         f"it takes: {known}") from None
+    """The hashed featuriser from user-given parameters; a name it does not take, or
+    a value out of range, is a ValueError naming it (the CLIs report it without a
+    traceback)."""
+    check_params("the hashed featuriser", params, HASHED_PARAMS)
+    return HashedNgramFeaturizer(**params)
 
 
 def make_featurizer(spec: str = "hashed", **params: Any) -> Featurizer:

@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import Any
 
 from interlock.catalog import Catalog
-from interlock.errors import ConfigError, UnknownModel
+from interlock.errors import ConfigError, InvalidRequest, UnknownModel
 from interlock.routing.decision import Candidate, RoutingDecision, direct
 from interlock.routing.rules import RulesRouter
 from interlock.routing.settings import (
@@ -37,7 +37,10 @@ AskModel = Callable[[str, str], Awaitable[str]]
 EmbedTexts = Callable[[str, list[str]], Awaitable[list[list[float]]]]
 GroupAvailable = Callable[[str], bool]
 
-_ALIAS = re.compile(r"^router-(?P<name>[a-z_][a-z0-9_]*)-(?P<threshold>[0-9]*\.?[0-9]+)$")
+# The threshold may carry an exponent: Python prints small floats as 6.4e-06,
+# and a name built with f"router-mf-{t}" must still route.
+_ALIAS = re.compile(r"^router-(?P<name>[a-z_][a-z0-9_]*)-"
+                    r"(?P<threshold>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)$")
 
 
 def parse_router_alias(model: str) -> tuple[str, float] | None:
@@ -160,6 +163,11 @@ class RoutingPolicy:
         if router not in self._learned and router != "random":
             raise UnknownModel(name, self.catalog.group_names + self.public_names()
                                + [f"router-{r}-<threshold>" for r in self._learned])
+        if not 0.0 <= threshold <= 1.0:
+            # A probability threshold above 1 silently sent everything to the weak group.
+            raise InvalidRequest(
+                f"The model {name!r} has threshold {threshold:g}; a router-<name>-<threshold> "
+                "threshold is a probability and must lie in [0, 1].", param="model")
         return RoutedGroup(router=router, strong=strong, weak=weak, threshold=threshold)
 
     def _fallback_decision(self, name: str, routed: RoutedGroup, exc: Exception,

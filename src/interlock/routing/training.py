@@ -3,7 +3,9 @@
 `train_router` is what `interlock train` runs: load the data (outcomes or
 battles), build the featuriser and the router, fit with the seed, record the
 data hash, save. Parameters arrive from the CLI as strings (`k=40`) and are
-parsed to numbers here.
+parsed to numbers here. It returns a `TrainingRun`: the router, the rows it
+learnt from, the rows the loader dropped and why, and notes the user should
+read (too little data, a router that could not learn from it).
 
 Imports: the standard library, `routing.data`, `routing.features`, `routing.learned`.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,45 @@ def parse_params(items: Sequence[str]) -> dict[str, Any]:
     return dict(parse_param(item) for item in items)
 
 
+# Below this many distinct prompts a router scores nearly every prompt alike.
+MIN_PROMPTS = 10
+
+
+@dataclass
+class TrainingRun:
+    """What `train_router` did: the fitted router and what it learnt from."""
+
+    router: QualityRouter
+    rows: int
+    dropped: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def models(self) -> list[str]:
+        return self.router.models
+
+    def summary(self) -> str:
+        """"120 rows used, 3 dropped for a missing score"."""
+        parts = [f"{self.rows:,} row{'s' * (self.rows != 1)} used"]
+        parts += [f"{n:,} dropped for {why}" for why, n in self.dropped.items()]
+        return ", ".join(parts)
+
+
+def _notes(router: QualityRouter, prompts: Sequence[str]) -> list[str]:
+    notes = []
+    distinct = len(set(prompts))
+    if distinct < MIN_PROMPTS:
+        notes.append(f"only {distinct} distinct prompt{'s' * (distinct != 1)} to learn from: "
+                     "the router will score most prompts alike; give it hundreds")
+    if router.name == "llm" and getattr(router, "ask", None) is None:
+        order = sorted(router.models, key=lambda m: -router.mean_quality.get(m, 0.0))
+        notes.append("the llm router asks a judge model about each prompt, and none can be "
+                     "asked here: its rating table was set from the models' mean scores "
+                     f"(strongest first: {', '.join(order)}), not learnt from the prompts; "
+                     "the gateway asks the router's judge_group at request time")
+    return notes
+
+
 def train_router(
     name: str,
     data: str | Path,
@@ -46,8 +88,8 @@ def train_router(
     featurizer_params: dict[str, Any] | None = None,
     seed: int = 0,
     params: dict[str, Any] | None = None,
-) -> QualityRouter:
-    """Fit router `name` on `data` and save it to `out`; returns the fitted router."""
+) -> TrainingRun:
+    """Fit router `name` on `data` and save it to `out`."""
     table = load_training_data(data, models=models)
     router = make_router(name, models=list(models) if models else None, **(params or {}))
     fz_params = dict(featurizer_params or {})
@@ -56,4 +98,4 @@ def train_router(
     router.fit(table, make_featurizer(featurizer, **fz_params), seed=seed)
     router.data_hash = data_hash(data)
     router.save(out)
-    return router
+    return TrainingRun(router, len(table), dict(table.dropped), _notes(router, table.prompts))

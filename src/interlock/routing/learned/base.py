@@ -9,7 +9,8 @@ one beats the weak one (`win_prob`). It trains on an `OutcomeTable` or on
 Artefacts are a directory: manifest.json (router, params, models, featuriser,
 data hash, seed, version), weights.npz, and featurizer/ with the featuriser's state.
 
-Imports: numpy, `routing.data`, `routing.features`, `routing.artefacts`, `errors`.
+Imports: numpy, `routing.data`, `routing.features`, `routing.artefacts`,
+`routing.params`, `errors`.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from interlock.routing.features import (
     atransform,
     featurizer_from_manifest,
 )
+from interlock.routing.params import ParamSpec
 
 TrainingData = OutcomeTable | Battles
 
@@ -125,6 +127,8 @@ class QualityRouter(ABC):
     name: ClassVar[str] = ""
     # "dense" (featuriser vectors), "sparse" (the hashed TF-IDF, when offered) or "none".
     features: ClassVar[str] = "dense"
+    # The parameters a user may set (`--param`), checked by `make_router`.
+    PARAMS: ClassVar[dict[str, ParamSpec]] = {}
 
     def __init__(self, *, models: Sequence[str] | None = None, **params: Any) -> None:
         self.models: list[str] = list(models) if models else []

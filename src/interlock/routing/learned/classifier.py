@@ -12,18 +12,20 @@ seed-0 folds (docs/routing.md).
 Trained with scipy's L-BFGS, which is deterministic, so a seed is not needed
 for reproducibility (it is recorded anyway).
 
-Imports: numpy, scipy (optimize), `routing.learned.base`, `routing.row_gather`.
+Imports: numpy, scipy (optimize), `routing.learned.base`, `routing.params`,
+`routing.row_gather`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from interlock.routing.learned.base import QualityRouter, TrainingData, to_observations
+from interlock.routing.params import POSITIVE, POSITIVE_INT, ParamSpec
 from interlock.routing.row_gather import take_rows
 
 
@@ -65,6 +67,10 @@ def fit_logistic(
 
 class ClassifierRouter(QualityRouter):
     name = "classifier"
+    PARAMS: ClassVar[dict[str, ParamSpec]] = {
+        "c": POSITIVE,
+        "max_iter": POSITIVE_INT,
+    }
     features = "sparse"
 
     def __init__(self, *, c: float = 0.5, max_iter: int = 300, **kw: Any) -> None:

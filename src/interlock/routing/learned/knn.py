@@ -7,16 +7,17 @@ close neighbours does not swing to 0 or 1. Brute-force dot products over the
 featuriser's dense vectors: 10,000 prompts x 32 dims is 1.3 MB, which a core's
 cache holds (at 128 dims the product alone took 0.2 ms, waiting on memory).
 
-Imports: numpy, `routing.learned.base`.
+Imports: numpy, `routing.learned.base`, `routing.params`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from interlock.routing.learned.base import QualityRouter, TrainingData, to_observations
+from interlock.routing.params import NON_NEGATIVE, POSITIVE_INT, ParamSpec
 
 
 def _top_k(values: np.ndarray, k: int) -> np.ndarray:
@@ -42,6 +43,11 @@ def _top_k(values: np.ndarray, k: int) -> np.ndarray:
 
 class KnnRouter(QualityRouter):
     name = "knn"
+    PARAMS: ClassVar[dict[str, ParamSpec]] = {
+        "k": POSITIVE_INT,
+        "power": NON_NEGATIVE,
+        "prior": NON_NEGATIVE,
+    }
 
     def __init__(self, *, k: int = 100, power: float = 4.0, prior: float = 2.0, **kw: Any):
         super().__init__(k=k, power=power, prior=prior, **kw)

@@ -11,10 +11,11 @@ Ratings are cached per prompt (bounded LRU) so a retried request costs nothing.
 The table comes from config (`table: {model: [q1, .., q5]}`), from training
 (mean score of each model among training prompts of each rating, which asks
 the judge about every training prompt), or, untrained, from the model order:
-models listed strongest first, weaker models losing more quality as the
-difficulty rises.
+models listed strongest first (when fitted without a judge, as `interlock
+train` does offline: strongest by training mean), weaker models losing more
+quality as the difficulty rises.
 
-Imports: numpy, `routing.learned.base`.
+Imports: numpy, `routing.learned.base`, `routing.params`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import hashlib
 import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -34,6 +35,7 @@ from interlock.routing.learned.base import (
     run_sync,
     to_observations,
 )
+from interlock.routing.params import POSITIVE_INT, ParamSpec
 
 Ask = Callable[[str], Awaitable[str]]
 
@@ -62,6 +64,11 @@ def default_table(m: int) -> np.ndarray:
 
 class LlmRouter(QualityRouter):
     name = "llm"
+    PARAMS: ClassVar[dict[str, ParamSpec]] = {
+        "table": ParamSpec(dict, nullable=True),
+        "cache_size": ParamSpec(int, at_least=0),
+        "concurrency": POSITIVE_INT,
+    }
     features = "none"
 
     def __init__(self, *, table: dict[str, list[float]] | None = None, cache_size: int = 4096,
@@ -75,8 +82,13 @@ class LlmRouter(QualityRouter):
         if self.models:
             self._set_default_table()
 
-    def _set_default_table(self) -> None:
+    def _set_default_table(self, *, by_mean: bool = False) -> None:
         self.table = default_table(len(self.models))
+        if by_mean and self.mean_quality:
+            strongest_first = sorted(range(len(self.models)),
+                                     key=lambda j: -self.mean_quality.get(self.models[j], 0.0))
+            rank = np.argsort(strongest_first)  # model j's place, 0 = strongest
+            self.table = self.table[:, rank]
         for j, model in enumerate(self.models):
             if self._configured and model in self._configured:
                 self.table[:, j] = np.asarray(self._configured[model], dtype=np.float64)
@@ -108,9 +120,11 @@ class LlmRouter(QualityRouter):
         return np.array(await asyncio.gather(*(one(p) for p in prompts)), dtype=np.int64)
 
     def _fit(self, data: TrainingData, seed: int) -> None:
-        self._set_default_table()
+        # Without a judge the default table is all there is; its columns go by the
+        # models' training means, as the data's column order says nothing of strength.
+        self._set_default_table(by_mean=True)
         if self.ask is None:
-            return  # untrained but configured: the table stays as set
+            return
         obs = to_observations(data, self.models)
         ratings = run_sync(self.rate_all(obs.prompts))[obs.prompt]
         self._learn_table(ratings, obs.model, obs.score)

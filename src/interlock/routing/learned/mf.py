@@ -8,12 +8,12 @@ it fits P(a beats b) = sigmoid(logit_a - logit_b) with ties as 0.5. Trained with
 a small hand-written Adam in numpy (no torch), minibatches drawn from a seeded
 generator, so the same seed gives the same weights.
 
-Imports: numpy, `routing.learned.base`.
+Imports: numpy, `routing.learned.base`, `routing.params`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from interlock.routing.learned.base import (
     to_observations,
     to_pairs,
 )
+from interlock.routing.params import NON_NEGATIVE, POSITIVE, POSITIVE_INT, ParamSpec
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -48,6 +49,13 @@ class _Adam:
 
 class MfRouter(QualityRouter):
     name = "mf"
+    PARAMS: ClassVar[dict[str, ParamSpec]] = {
+        "rank": POSITIVE_INT,
+        "epochs": POSITIVE_INT,
+        "lr": POSITIVE,
+        "l2": NON_NEGATIVE,
+        "batch": POSITIVE_INT,
+    }
 
     def __init__(self, *, rank: int = 32, epochs: int = 30, lr: float = 0.01,
                  l2: float = 1e-3, batch: int = 256, **kw: Any) -> None:

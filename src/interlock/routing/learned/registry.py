@@ -1,6 +1,6 @@
 """Router names -> classes, and loading a trained router from its directory.
 
-Imports: `errors`, `routing.artefacts`, `routing.learned.*`.
+Imports: `errors`, `routing.artefacts`, `routing.params`, `routing.learned.*`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from interlock.routing.learned.llm import Ask, LlmRouter
 from interlock.routing.learned.mf import MfRouter
 from interlock.routing.learned.random import RandomRouter
 from interlock.routing.learned.sw_ranking import SwRankingRouter
+from interlock.routing.params import check_params
 
 ROUTER_NAMES = ("random", "sw_ranking", "mf", "knn", "classifier", "llm")
 
@@ -32,9 +33,17 @@ def router_class(name: str) -> type[QualityRouter]:
     return classes[name]
 
 
+# Given by code, not by a user's `--param`: not checked against PARAMS.
+_CODE_ARGUMENTS = ("models", "ask")
+
+
 def make_router(name: str, **params: Any) -> QualityRouter:
-    """A fresh, untrained router: make_router("knn", k=40)."""
-    return router_class(name)(**params)
+    """A fresh, untrained router: make_router("knn", k=40). A parameter the router
+    does not take, or a value out of its range, is a ValueError naming it."""
+    cls = router_class(name)
+    check_params(f"router {name!r}", {k: v for k, v in params.items()
+                                      if k not in _CODE_ARGUMENTS}, cls.PARAMS)
+    return cls(**params)
 
 
 def train_command(name: str, path: str | Path) -> str:
@@ -65,8 +74,13 @@ def load_router(
                                f"make one with: {train_command(name or 'ROUTER', p)}")
     found = str(manifest.get("router"))
     if name is not None and name != found:
+        # Retraining into `p` would overwrite the other router: a new directory, or
+        # an entry whose name admits any kind.
         raise RouterNotTrained(
-            f"{p} holds a {found} router, not {name}; make one with: {train_command(name, p)}"
+            f"{p} holds a {found} router, not {name}. Point the {name} router at a {name} "
+            f"checkpoint (make one in a new directory: {train_command(name, 'NEW_DIR')}), "
+            f"or, to use this {found} router, name the router {found!r} (or a name of your "
+            "own, which takes any kind)"
         )
     router = router_class(found).load(p, embed=embed)
     if isinstance(router, LlmRouter):

@@ -7,21 +7,27 @@ wins and games for each model pair; a query's weights exp(gamma * similarity)
 then aggregate them with one matrix product, and a few minorise-maximise steps
 give the Bradley-Terry strengths.
 
-Imports: numpy, `routing.learned.base`.
+Imports: numpy, `routing.learned.base`, `routing.params`.
 """
 
 from __future__ import annotations
 
 from itertools import combinations
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from interlock.routing.learned.base import QualityRouter, TrainingData, to_pairs
+from interlock.routing.params import NON_NEGATIVE, POSITIVE, POSITIVE_INT, ParamSpec
 
 
 class SwRankingRouter(QualityRouter):
     name = "sw_ranking"
+    PARAMS: ClassVar[dict[str, ParamSpec]] = {
+        "gamma": NON_NEGATIVE,
+        "prior": POSITIVE,
+        "iterations": POSITIVE_INT,
+    }
 
     def __init__(self, *, gamma: float = 10.0, prior: float = 1.0, iterations: int = 30,
                  **kw: Any) -> None:
