@@ -59,7 +59,9 @@ class Deployment:
     timeout: float | None = None
     stream_timeout: float | None = None
     order: int | None = None
-    weight: float = 1.0
+    # None when the config gives none: simple-shuffle then weighs by rpm or tpm
+    # (`dispatch.selection.shuffle_weights`), so "not given" must stay visible.
+    weight: float | None = None
     rpm: int | None = None
     tpm: int | None = None
     # Calls in flight to it from this process at most (LiteLLM's

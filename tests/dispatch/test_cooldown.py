@@ -190,3 +190,36 @@ async def test_auth_failure_is_logged_loudly_without_the_key(caplog) -> None:
     assert len(warnings) == 1
     assert "claude" in warnings[0].getMessage()
     assert "supersecret" not in caplog.text
+
+
+# A group's only deployment (with no fallback group) is cooled only by a Retry-After.
+SOLE_TABLE = [
+    ("5xx never open it", [(0, E500)] * 6, ("closed", 0)),
+    ("rate limits, timeouts, overload never open it",
+     [(0, RateLimited("x")), (0, Timeout("x")), (0, Overloaded("x"))] * 2, ("closed", 0)),
+    ("401 does not cool it", [(0, AuthenticationFailed("x", status=401))], ("closed", 0)),
+    ("404 does not cool it", [(0, NotFound("x", status=404))], ("closed", 0)),
+    ("a retry-after cools it for that long", [(0, RateLimited("x", retry_after=7))],
+     ("open", 7)),
+    ("a 503 with retry-after too", [(0, Overloaded("x", retry_after=4))], ("open", 4)),
+]
+
+
+@pytest.mark.parametrize(("name", "steps", "expected"), SOLE_TABLE,
+                         ids=[row[0] for row in SOLE_TABLE])
+async def test_sole_deployment_breaker_table(backend_factory, name, steps, expected) -> None:
+    clock = FakeClock()
+    d = Deployment(name=f"sole-{abs(hash(name))}", group="g", provider="fake", model="m")
+    tracker = CooldownTracker(SETTINGS, backend_factory(clock), clock, sole={d.name})
+    assert await _run(tracker, clock, d, steps) == expected
+
+
+async def test_sole_deployment_auth_failure_says_it_is_not_cooled(caplog) -> None:
+    clock = FakeClock()
+    d = Deployment(name="only", group="g", provider="openai", model="m")
+    tracker = CooldownTracker(SETTINGS, MemoryStateBackend(clock.now), clock, sole={"only"})
+    with caplog.at_level(logging.WARNING, logger="interlock.dispatch"):
+        assert await tracker.record_failure(d, NotFound("no such model", status=404)) is None
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "check its API key" in warning and "not cooled down" in warning
+    assert "only deployment of 'g'" in warning

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 from dataclasses import fields
 
 import pytest
@@ -22,6 +23,7 @@ from interlock.errors import (
     ContextWindowExceeded,
     InvalidRequest,
     NoDeploymentAvailable,
+    NotFound,
     Overloaded,
     RateLimited,
     Timeout,
@@ -417,7 +419,9 @@ async def test_tags_no_deployment_serves_are_a_400_naming_them() -> None:
 
 
 async def test_everything_cooling_raises_no_deployment_available_with_retry_after() -> None:
-    h = make([dep("a", group="g"), dep("b", group="f")], fallbacks={"g": ["f"]},
+    # Each group falls back to the other: a group's only deployment is cooled only
+    # when the group has somewhere else to go.
+    h = make([dep("a", group="g"), dep("b", group="f")], fallbacks={"g": ["f"], "f": ["g"]},
              wait_for_recovery=False, cooldown_time=20, allowed_fails=0, num_retries=0)
     h.adapter.default = E500
     with pytest.raises(UpstreamServerError):
@@ -434,22 +438,25 @@ async def test_everything_cooling_raises_no_deployment_available_with_retry_afte
 
 
 async def test_wait_for_recovery_waits_when_the_deadline_allows() -> None:
-    h = make([dep("a")], wait_for_recovery=True, timeout=30, cooldown_time=10,
-             allowed_fails=0, num_retries=0)
+    # Two deployments, both cooled (a group's only one would not be).
+    h = make([dep("a"), dep("b")], wait_for_recovery=True, timeout=30, cooldown_time=8,
+             allowed_fails=0, num_retries=1)
     h.adapter.script("a", E500)
+    h.adapter.script("b", E500)
     with pytest.raises(UpstreamServerError):
         await h.dispatcher.complete(request(), "g")
     start = h.clock.now()
     result = await h.dispatcher.complete(request(), "g")
-    assert result.response.content == "hello from a"
-    assert h.clock.now() - start == pytest.approx(10, abs=0.01)
+    assert result.response.content.startswith("hello from")
+    assert h.clock.now() - start == pytest.approx(8, abs=0.01)
     assert result.attempts[-1].probe
 
 
 async def test_wait_for_recovery_not_past_the_deadline() -> None:
-    h = make([dep("a")], wait_for_recovery=True, timeout=5, cooldown_time=10,
-             allowed_fails=0, num_retries=0)
+    h = make([dep("a"), dep("b")], wait_for_recovery=True, timeout=5, cooldown_time=8,
+             allowed_fails=0, num_retries=1)
     h.adapter.script("a", E500)
+    h.adapter.script("b", E500)
     with pytest.raises(UpstreamServerError):
         await h.dispatcher.complete(request(), "g")
     start = h.clock.now()
@@ -526,7 +533,8 @@ async def test_gate_refusal_skips_and_budget_everywhere_is_budget_exceeded() -> 
 async def test_health_rows_and_group_available() -> None:
     h = make([dep("a"), dep("gone", unavailable_reason="OPENAI_API_KEY is not set")],
              cooldown_time=10, allowed_fails=0, num_retries=0)
-    h.adapter.script("a", fail(RateLimited, 429))
+    # "a" is the group's only available deployment: only a Retry-After cools it.
+    h.adapter.script("a", fail(RateLimited, 429, retry_after=10))
     with pytest.raises(RateLimited):
         await h.dispatcher.complete(request(), "g")
     rows = {row.deployment: row for row in h.dispatcher.health()}
@@ -767,3 +775,102 @@ async def test_every_ticket_is_released_when_the_request_is_cancelled_during_one
     with pytest.raises(asyncio.CancelledError):
         await task
     assert released == ["second"]  # the first was cut short; the second still ran
+
+
+# -- a group's only deployment, and how long a request waits for a cooldown ------
+
+async def test_a_groups_only_deployment_is_not_cooled_by_a_404() -> None:
+    h = make([dep("a")], num_retries=3)
+    h.adapter.script("a", fail(NotFound, 404))
+    start = h.clock.now()
+    with pytest.raises(NotFound):  # the provider's own error, at once
+        await h.dispatcher.complete(request(), "g")
+    assert h.adapter.count("a") == 1
+    result = await h.dispatcher.complete(request(), "g")
+    assert result.response.content == "hello from a"
+    assert h.clock.now() == start  # nobody waited
+    assert h.dispatcher.health()[0].state == "healthy"
+
+
+async def test_a_groups_only_deployment_is_not_cooled_by_transient_5xx() -> None:
+    h = make([dep("a")], num_retries=1, allowed_fails=3)
+    h.adapter.script("a", E500, E500, E500, E500)
+    for _ in range(2):
+        with pytest.raises(UpstreamServerError):
+            await h.dispatcher.complete(request(), "g")
+    before = h.clock.now()
+    result = await h.dispatcher.complete(request(), "g")
+    assert [a.outcome for a in result.attempts] == ["ok"]
+    assert h.clock.now() == before
+    # Still counted in its error rate, for the health page and latency-based routing.
+    assert h.dispatcher.health()[0].failures == 4
+
+
+async def test_a_groups_only_deployment_honours_a_short_retry_after_within_the_request(
+        caplog) -> None:
+    h = make([dep("a")], num_retries=2)
+    h.adapter.script("a", fail(RateLimited, 429, retry_after=3))
+    start = h.clock.now()
+    with caplog.at_level(logging.INFO, logger="interlock.dispatch"):
+        result = await h.dispatcher.complete(request(), "g")
+    assert [a.outcome for a in result.attempts] == ["RateLimited", "skipped:cooldown", "ok"]
+    assert h.clock.now() - start == pytest.approx(3, abs=0.01)
+    assert any("waits 3.0s for a cooling deployment" in r.getMessage()
+               for r in caplog.records)
+
+
+async def test_a_long_retry_after_is_said_to_the_caller_not_slept_through() -> None:
+    h = make([dep("a")], num_retries=2)
+    h.adapter.script("a", fail(RateLimited, 429, retry_after=30))
+    start = h.clock.now()
+    with pytest.raises(RateLimited) as first:  # the provider's error, with its Retry-After
+        await h.dispatcher.complete(request(), "g")
+    assert first.value.retry_after == 30
+    with pytest.raises(NoDeploymentAvailable) as second:
+        await h.dispatcher.complete(request(), "g")
+    assert second.value.retry_after == pytest.approx(30)
+    assert h.clock.now() == start
+    assert h.adapter.count("a") == 1
+
+
+async def test_with_a_fallback_group_the_only_deployment_is_cooled() -> None:
+    # Cooling it lets the fallback answer at once instead of after a failed call.
+    h = make([dep("a", group="g"), dep("b", group="f")], fallbacks={"g": ["f"]})
+    h.adapter.script("a", fail(AuthenticationFailed, 401))
+    first = await h.dispatcher.complete(request(), "g")
+    assert [a.outcome for a in first.attempts] == ["AuthenticationFailed", "ok"]
+    second = await h.dispatcher.complete(request(), "g")
+    assert [a.outcome for a in second.attempts] == ["skipped:cooldown", "ok"]
+    assert h.adapter.count("a") == 1
+
+
+async def test_no_request_waits_out_a_long_cooldown() -> None:
+    # Both deployments cooled for auth_cooldown_time (300 s), with the default 600 s
+    # timeout: the next request fails at once, saying when to come back.
+    h = make([dep("a"), dep("b")])
+    h.adapter.script("a", fail(AuthenticationFailed, 401))
+    h.adapter.script("b", fail(NotFound, 404))
+    with pytest.raises((AuthenticationFailed, NotFound)):
+        await h.dispatcher.complete(request(), "g")
+    start = h.clock.now()
+    with pytest.raises(NoDeploymentAvailable) as info:
+        await h.dispatcher.complete(request(), "g")
+    assert h.clock.now() == start
+    assert info.value.retry_after == pytest.approx(300)
+    assert "Retry after 300.0s" in info.value.message
+
+
+async def test_a_short_cooldown_is_waited_for_up_to_max_cooldown_wait() -> None:
+    h = make([dep("a"), dep("b")], allowed_fails=0, num_retries=1, cooldown_time=4,
+             max_cooldown_wait=3)
+    h.adapter.script("a", E500)
+    h.adapter.script("b", E500)
+    with pytest.raises(UpstreamServerError):
+        await h.dispatcher.complete(request(), "g")
+    with pytest.raises(NoDeploymentAvailable):  # 4 s is more than the 3 s allowed
+        await h.dispatcher.complete(request(), "g")
+    h.clock.advance(1.5)  # 2.5 s left now: waited for
+    start = h.clock.now()
+    result = await h.dispatcher.complete(request(), "g")
+    assert result.response.content.startswith("hello from")
+    assert h.clock.now() - start == pytest.approx(2.5, abs=0.01)

@@ -334,8 +334,10 @@ async def test_every_deployment_down_gives_503_with_retry_after_in_time(fake_ups
     fake_upstream.script(Fault(status=503, times=None))
     d = build(http, [deployment(fake_upstream, "claude", "anthropic"),
                      deployment(fake_upstream, "gemini", "gemini", group="backup")],
-              fallbacks={"primary": ["backup"]}, allowed_fails=1, cooldown_time=20,
-              timeout=2.0)
+              # Each group falls back to the other, so each one's only deployment is
+              # cooled (with nowhere else to go it would not be).
+              fallbacks={"primary": ["backup"], "backup": ["primary"]}, allowed_fails=1,
+              cooldown_time=20, timeout=2.0)
     results, durations = await run_many(d, 40, 8, deadline=10)
     assert all(isinstance(r, InterlockError) for r in results)
     assert max(durations) <= 2.0 + 0.5

@@ -213,7 +213,9 @@ async def test_every_deployment_down_is_a_503_with_retry_after(
     model_list = [*_claude_then_gemini(fake_upstream),
                   deployment(fake_upstream, "spare", "openai")]
     config = _config(fake_upstream, model_list, num_retries=1, timeout=5, allowed_fails=0,
-                     cooldown_time=20, fallbacks=[{"primary": ["spare"]}])
+                     cooldown_time=20,
+                     # "spare" falls back too, so its only deployment is cooled as well.
+                     fallbacks=[{"primary": ["spare"]}, {"spare": ["primary"]}])
     gw = start_gateway(config)
     fake_upstream.script(Fault(status=503, times=None))
     client = gw.openai()

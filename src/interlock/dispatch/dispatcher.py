@@ -4,8 +4,9 @@ For one request and its model group it walks the candidates: deployments of
 the group in `selection.rank` order, each admitted by its cap on calls in
 flight (`max_parallel_requests`), the breaker, rpm/tpm (`state`) and the
 attempt gates, then the fallback groups the `FallbackPlan` queues. When
-nothing could be called, the request waits for a slot or a recovery, as the
-deadline allows, or gets `NoDeploymentAvailable`. After each failed attempt the
+nothing could be called, the request waits for a slot (as the deadline
+allows) or a recovery (only up to `max_cooldown_wait`, logged), or gets
+`NoDeploymentAvailable`. After each failed attempt the
 `RetryPolicy` decides (a return value): retry in the group, try another
 deployment, fall back, or raise. A deployment whose provider cannot take one
 of the request's parameters (`UnsupportedParameter`) is passed over, as a skip;
@@ -24,6 +25,7 @@ Imports: the standard library, `types`, `tokens`, `errors`, `catalog`, `adapters
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Protocol, TypeVar
@@ -40,6 +42,7 @@ from interlock.dispatch.health import (
     DeploymentHealth,
     DeploymentStats,
     health_row,
+    sole_deployments,
 )
 from interlock.dispatch.outcome import Attempt, DispatchResult
 from interlock.dispatch.retry import Action, FallbackKind, RetryDecision, RetryPolicy, retry_class
@@ -70,6 +73,8 @@ from interlock.types import (
 )
 
 __all__ = ["Attempt", "DispatchResult", "DispatchStream", "Dispatcher"]
+
+log = logging.getLogger("interlock.dispatch")
 
 T = TypeVar("T")
 # (adapter, the request as this deployment gets it, deployment, timeouts)
@@ -107,12 +112,14 @@ class Dispatcher:
         self._gates = list(gates)
         self.state: StateBackend = (state if state is not None
                                     else build_state(settings, self._clock.now))
-        self.tracker = CooldownTracker(settings, self.state, self._clock)
         self.policy = RetryPolicy.from_settings(settings)
         self._group_policies = {
             group: RetryPolicy.from_settings(settings.model_copy(update={"retry_policy": p}))
             for group, p in settings.model_group_retry_policy.items()}
         self._fallbacks = FallbackConfig(settings)
+        self.tracker = CooldownTracker(
+            settings, self.state, self._clock,
+            sole=sole_deployments(catalog, self._fallbacks.has_fallbacks))
         self._stats: dict[str, DeploymentStats] = {}
         # The requests waiting for a slot of a capped deployment, each a future
         # that the end of a call to it sets (True) or its deadline does (False).
@@ -264,12 +271,25 @@ class Dispatcher:
         if not waits:
             return False
         wait = min(waits)
-        remaining = run.remaining(self._clock.now())
-        if wait > self.policy.retry_after_cap or (remaining is not None and wait >= remaining):
+        if wait > self.policy.retry_after_cap or not self._may_wait(run, wait):
             return False
-        await self._clock.sleep(wait + 0.001)
+        await self._sleep_for_recovery(run, wait, group)
         run.delays.clear()  # the wait was the backoff
         return True
+
+    def _may_wait(self, run: Run, wait: float) -> bool:
+        """Whether a request may wait `wait` seconds for a cooling deployment: never
+        longer than max_cooldown_wait (a longer cooldown is said to the caller at once,
+        with its Retry-After, rather than slept through) nor past the deadline."""
+        remaining = run.remaining(self._clock.now())
+        return (wait <= self._settings.max_cooldown_wait
+                and (remaining is None or wait < remaining))
+
+    async def _sleep_for_recovery(self, run: Run, wait: float, groups: str) -> None:
+        # Logged because the caller sees only a slow answer, not why.
+        log.info("A request for %r waits %.1fs for a cooling deployment of %s",
+                 run.origin, wait, groups)
+        await self._clock.sleep(wait + 0.001)
 
     def _policy_for(self, run: Run, group: str) -> RetryPolicy:
         """The group's policy (model_group_retry_policy) or the router's, with the
@@ -543,16 +563,22 @@ class Dispatcher:
                                     error.status, duration, probe))
         run.failed.add(d.name)
         run.last_error = error
-        view = await self.tracker.record_failure(d, error, probe=probe)
-        if view is None:
-            # The deployment answered sensibly (a 400 about the request): it is up.
-            await self.tracker.record_success(d, probe=probe)
-        else:
-            self._stat(d).observe(ok=False, duration_ms=duration,
-                                  alpha=self._settings.latency_ewma_alpha)
+        await self._count_failure(d, error, probe, duration)
         await self.tracker.settle(picked.admission, 0)
         await _release_tickets(picked.tickets, None)
         return error
+
+    async def _count_failure(self, d: Deployment, error: ProviderError, probe: bool,
+                             duration_ms: float) -> None:
+        """The failure in the breaker and the error rate."""
+        view = await self.tracker.record_failure(d, error, probe=probe)
+        if view is None:
+            # Nothing for the breaker (a 400 about the request, or a failure of a
+            # deployment that is never cooled): as a probe's verdict, it may be called.
+            await self.tracker.record_success(d, probe=probe)
+        if self.tracker.is_deployment_fault(error):
+            self._stat(d).observe(ok=False, duration_ms=duration_ms,
+                                  alpha=self._settings.latency_ewma_alpha)
 
     async def _settle(self, picked: Picked, response: ChatResponse | None) -> None:
         if response is not None and response.usage is not None:
@@ -599,12 +625,11 @@ class Dispatcher:
             run.plan = self._fallbacks.plan(run.origin, run.request.fallbacks)
             return
         wait = run.earliest_recovery()
-        remaining = run.remaining(self._clock.now())
-        allowed = remaining if remaining is not None else self._settings.retry_after_cap
-        if (self._settings.wait_for_recovery and wait is not None and wait < allowed
+        if (self._settings.wait_for_recovery and wait is not None and self._may_wait(run, wait)
                 and run.recovery_waits < MAX_RECOVERY_WAITS):
             run.recovery_waits += 1
-            await self._clock.sleep(wait + 0.001)
+            await self._sleep_for_recovery(
+                run, wait, ", ".join(dict.fromkeys(s.group for s in run.skips.values())))
             run.plan = self._fallbacks.plan(run.origin, run.request.fallbacks)
             return
         raise self._with_attempts(self._nothing_available(run), run)
@@ -678,11 +703,7 @@ class Dispatcher:
         error.provider = error.provider or picked.deployment.provider
         error.attempts = run.attempts
         run.failed.add(picked.deployment.name)
-        view = await self.tracker.record_failure(picked.deployment, error)
-        if view is not None:
-            self._stat(picked.deployment).observe(
-                ok=False, duration_ms=attempt.duration_ms,
-                alpha=self._settings.latency_ewma_alpha)
+        await self._count_failure(picked.deployment, error, False, attempt.duration_ms)
         await _release_tickets(picked.tickets, None)
 
     async def stream_continue(self, run: Run, partial_text: str) -> Success[Opened] | None:

@@ -57,6 +57,10 @@ class FallbackConfig:
             return list(chains[group])
         return list(self.default) if kind is FallbackKind.GENERAL else []
 
+    def has_fallbacks(self, group: str) -> bool:
+        """Whether a failed request for `group` may go on to another group."""
+        return self.max_fallbacks > 0 and bool(self.chain(FallbackKind.GENERAL, group))
+
     def allowed(self, group: str) -> set[str]:
         out: set[str] = set()
         for kind in FallbackKind:

@@ -13,6 +13,13 @@ request, context window, content filter) do not: the deployment is fine.
 401/403/404 cool the deployment at once for `auth_cooldown_time` and are
 logged as warnings (without the key), since they need a human.
 
+A group's only deployment, when the group has no fallback group, is not
+cooled by failures (`sole_deployments`): there is nothing to route to
+instead, so a cooldown would only replace the provider's own error with a
+503 for every caller until it ends. Only a Retry-After (the provider saying
+when to come back) opens its breaker, for that long. With a fallback group,
+cooling it lets the fallback answer at once, so the usual rules apply.
+
 Imports: the standard library, `errors`, `catalog`, `dispatch.clock`,
 `dispatch.settings`, `dispatch.state.base`.
 """
@@ -21,11 +28,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from interlock.catalog import Deployment
+from interlock.catalog import Catalog, Deployment
 from interlock.dispatch.clock import Clock
 from interlock.dispatch.settings import RouterSettings
 from interlock.dispatch.state.base import (
@@ -63,6 +70,22 @@ POLICY_FIELDS: dict[type[ProviderError], str] = {
 }
 
 
+# A sole deployment's breaker opens only on a Retry-After, never by counting
+# failures: its events carry a limit no window of failures reaches.
+NEVER_BY_COUNT = 2**31 - 1
+
+
+def sole_deployments(catalog: Catalog, has_fallbacks: Callable[[str], bool]) -> frozenset[str]:
+    """The deployments that are the only available one of their group, in a group
+    without a fallback group: those a cooldown would leave nothing to answer for."""
+    sole: set[str] = set()
+    for name, group in catalog.groups.items():
+        available = [d for d in group.deployments if d.available]
+        if len(available) == 1 and not has_fallbacks(name):
+            sole.add(available[0].name)
+    return frozenset(sole)
+
+
 def allowed_fails_by_class(settings: RouterSettings) -> dict[type[ProviderError], int]:
     """The error classes that `allowed_fails_policy` gives a limit of their own."""
     policy = settings.allowed_fails_policy
@@ -75,8 +98,10 @@ def allowed_fails_by_class(settings: RouterSettings) -> dict[type[ProviderError]
 class CooldownTracker:
     """The breaker policy over a state backend, on an injected clock."""
 
-    def __init__(self, settings: RouterSettings, backend: StateBackend, clock: Clock) -> None:
+    def __init__(self, settings: RouterSettings, backend: StateBackend, clock: Clock, *,
+                 sole: Collection[str] = frozenset()) -> None:
         self._settings = settings
+        self._sole = frozenset(sole)
         self._backend = backend
         self._clock = clock
         self._allowed_fails = allowed_fails_by_class(settings)
@@ -96,6 +121,11 @@ class CooldownTracker:
         if s.disable_cooldowns:
             return None
         name = type(error).__name__
+        if deployment.name in self._sole:
+            if not isinstance(error, COUNTED) or not error.retry_after:
+                return None
+            return FailureEvent(name, error.retry_after, NEVER_BY_COUNT, s.allowed_fails_window,
+                                immediate=error.retry_after, probe=probe)
         # The count shared by all the deployment's failures is compared with the
         # limit of this failure's class, as LiteLLM's allowed_fails_policy does.
         allowed = next((n for cls, n in self._allowed_fails.items()
@@ -117,21 +147,41 @@ class CooldownTracker:
 
     async def record_failure(self, deployment: Deployment, error: ProviderError, *,
                              probe: bool = False) -> BreakerView | None:
+        """Apply the failure to the breaker; None when it does not count (the breaker
+        is left alone)."""
         event = self.failure_event(deployment, error, probe=probe)
-        if event is None:
-            return None
-        view = await self._backend.record_failure(deployment.name, event)
+        view = (None if event is None
+                else await self._backend.record_failure(deployment.name, event))
         if isinstance(error, NEEDS_A_HUMAN):
             log.warning(
                 "Deployment %r (%s) answered %s (HTTP %s): check its API key, model name "
                 "and base URL; %s", deployment.name, deployment.provider,
-                type(error).__name__, error.status,
-                f"it is cooled down for {event.cooldown:.0f}s" if view.state == "open" else
-                f"allowed_fails_policy tolerates {event.allowed_fails} such failures")
+                type(error).__name__, error.status, self._auth_consequence(deployment, event,
+                                                                           view))
+        if view is None:
+            return None
         if view.state == "open":
             log.info("Deployment %r cools down for %.1fs (%s)", deployment.name,
                      view.remaining, view.reason)
         return view
+
+    def _auth_consequence(self, deployment: Deployment, event: FailureEvent | None,
+                          view: BreakerView | None) -> str:
+        """The end of the warning about a 401/403/404: what it did to the breaker."""
+        if view is not None and event is not None and view.state == "open":
+            return f"it is cooled down for {event.cooldown:.0f}s"
+        if event is not None:
+            return f"allowed_fails_policy tolerates {event.allowed_fails} such failures"
+        if deployment.name in self._sole:
+            return (f"it is not cooled down, being the only deployment of {deployment.group!r} "
+                    "with no fallback group")
+        return "it is not cooled down (disable_cooldowns)"
+
+    @staticmethod
+    def is_deployment_fault(error: ProviderError) -> bool:
+        """Whether the error speaks of the deployment (counted in its error rate),
+        rather than of the request."""
+        return isinstance(error, COUNTED + NEEDS_A_HUMAN)
 
     # The pass-through methods below return the backend's awaitable rather than
     # awaiting it in a coroutine of their own: one coroutine less per call, and

@@ -4,7 +4,10 @@
 first; no order sorts after every explicit one), then inside a tier by the
 routing strategy:
 
-    simple-shuffle   weighted shuffle by `weight` (Efraimidis-Spirakis keys)
+    simple-shuffle   weighted shuffle (Efraimidis-Spirakis keys) by `weight`
+                     when a deployment of the tier sets one, else by `rpm`,
+                     else by `tpm`, else uniform: LiteLLM's precedence, so a
+                     ported config keeps its traffic split
     latency-based    lowest EWMA score first (latency, raised by recent errors);
                      a deployment never measured goes first so it gets measured
     least-busy       fewest calls in flight in this process
@@ -63,14 +66,37 @@ def _weighted_shuffle(items: Sequence[Deployment], weights: Sequence[float],
 
 
 def _capacity(d: Deployment) -> float:
-    return float(d.rpm or d.tpm or d.weight)
+    return float(d.rpm or d.tpm or _weight(d))
+
+
+def _weight(d: Deployment) -> float:
+    return 1.0 if d.weight is None else d.weight
+
+
+def shuffle_weights(tier: Sequence[Deployment]) -> list[float]:
+    """The simple-shuffle weights of one order tier.
+
+    The first of `weight`, `rpm`, `tpm` that any deployment of the tier sets
+    decides for the whole tier, as in LiteLLM (which looks at the first
+    deployment only; any one here, so listing order does not matter). In that
+    field a deployment without a value counts as weight's default, 1, or as 0
+    for rpm/tpm (no share, as in LiteLLM: it is tried once the others are not
+    available).
+    """
+    if any(d.weight is not None for d in tier):
+        return [_weight(d) for d in tier]
+    if any(d.rpm is not None for d in tier):
+        return [float(d.rpm or 0) for d in tier]
+    if any(d.tpm is not None for d in tier):
+        return [float(d.tpm or 0) for d in tier]
+    return [1.0] * len(tier)
 
 
 def _order_tier(tier: Sequence[Deployment], strategy: str, stats: Mapping[str, DeploymentStats],
                 rng: random.Random) -> list[Deployment]:
     if strategy == "usage-based":
         return _weighted_shuffle(tier, [_capacity(d) for d in tier], rng)
-    shuffled = _weighted_shuffle(tier, [d.weight for d in tier], rng)
+    shuffled = _weighted_shuffle(tier, shuffle_weights(tier), rng)
     if strategy == "latency-based":
         return sorted(shuffled, key=lambda d: _stat(stats, d).score(ERROR_PENALTY_MS))
     if strategy == "least-busy":

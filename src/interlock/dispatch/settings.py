@@ -131,6 +131,10 @@ class RouterSettings(AcceptsIgnoredKeys, MaskedModel):
     # How long a breaker state read from Redis is trusted locally.
     redis_cache_ttl: float = Field(default=0.05, ge=0, le=1.0)
     wait_for_recovery: bool = True
+    # The longest a request waits for a cooling deployment to come back; a longer
+    # cooldown fails it at once (NoDeploymentAvailable with Retry-After, or the
+    # provider's own error), so no caller sits silently through minutes of one.
+    max_cooldown_wait: float = Field(default=10.0, ge=0)
     # How long a half-open probe may hold its lease before another caller may probe.
     probe_timeout: float = Field(default=30.0, gt=0)
     # Weight of the newest observation in the latency and error EWMAs.
