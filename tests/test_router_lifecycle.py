@@ -1,5 +1,5 @@
 """The library Router's life: dropped without a close inside a running loop,
-and streams dropped unfinished.
+streams dropped unfinished, and use after close.
 
 The close of something dropped inside a running loop is a task on that loop;
 the tests wait for those tasks (`client._closing`) rather than for time.
@@ -129,3 +129,40 @@ async def test_an_async_stream_read_to_its_end_or_closed_schedules_no_close(
         gc.collect()
         assert not client._closing
         assert [h.in_flight for h in router.health()] == [0]
+
+
+async def test_an_async_router_refuses_calls_after_its_close(
+        provider_env: FakeUpstream) -> None:
+    from interlock import Router, RouterClosed
+
+    async with Router(model_list=_one_group()) as router:
+        await router.acompletion(model="g", messages=MESSAGES)
+    # It used to reopen its pool, which then leaked.
+    with pytest.raises(RouterClosed, match="was closed"):
+        await router.acompletion(model="g", messages=MESSAGES)
+    with pytest.raises(RouterClosed):
+        await router.acompletion(model="g", messages=MESSAGES, stream=True)
+    with pytest.raises(RouterClosed):
+        await router.aembedding(model="g", input="hi")
+    with pytest.raises(RouterClosed):
+        await router.adecide(model="g", messages=MESSAGES)
+    with pytest.raises(RouterClosed):
+        async with router:
+            pass
+    assert router.gateway.http._session is None
+    await router.aclose()  # a second close does nothing
+
+
+def test_a_sync_router_refuses_calls_after_its_close(provider_env: FakeUpstream) -> None:
+    from interlock import Router, RouterClosed
+
+    router = Router(model_list=_one_group())
+    router.completion(model="g", messages=MESSAGES)
+    router.close()
+    with pytest.raises(RouterClosed, match="was closed"):
+        router.completion(model="g", messages=MESSAGES)
+    with pytest.raises(RouterClosed):
+        router.decide(model="g", messages=MESSAGES)
+    # No loop thread was started again for the refused calls.
+    assert not router._sync.started
+    router.close()  # a second close does nothing

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from interlock.config import InterlockConfig, config_from_router_kwargs, load_config
 from interlock.config.schema import DeploymentParams
 from interlock.costs.settings import LedgerSettings
-from interlock.errors import ConfigError, InvalidRequest
+from interlock.errors import ConfigError, InvalidRequest, RouterClosed
 from interlock.gateway import Gateway, GatewayStream
 from interlock.openai_embeddings import CALL_DEFAULTS as EMBEDDING_CALL_DEFAULTS
 from interlock.openai_embeddings import embedding_dict, parse_embedding_request, wants_base64
@@ -58,6 +58,14 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
+
+
+def _closed_error() -> RouterClosed:
+    return RouterClosed(
+        "This Router was closed (by close(), aclose() or the end of its `async with` "
+        "block) and makes no more calls. Keep one Router open for as long as the "
+        "program uses it and close it once at the end (or never: it is closed when "
+        "dropped), or create a new one.")
 
 
 def _close_task(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None],
@@ -104,8 +112,13 @@ class _LoopThread:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._stopped = False
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._stopped:
+            # Starting a new loop would reopen the Router, which nothing would close.
+            coro.close()
+            raise _closed_error()
         with self._lock:
             if self._loop is None:
                 self._loop = asyncio.new_event_loop()
@@ -134,6 +147,7 @@ class _LoopThread:
         return self._thread is threading.current_thread()
 
     def stop(self) -> None:
+        self._stopped = True
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             if self._thread is not None:
@@ -374,6 +388,9 @@ class Router:
         self.config = loaded
         self._gateway = Gateway(loaded, environ=environ)
         self._sync = _LoopThread()
+        # Using a Router after its close would reopen its pool and ledger writer,
+        # and nothing would close them again: such calls raise RouterClosed.
+        self._closed = False
         # A program that never calls close() (LiteLLM's Router needs none) still
         # gets its connections closed and ledger rows flushed when it ends, and no
         # "Unclosed client session" noise. The finalizer must not hold `self`.
@@ -428,6 +445,7 @@ class Router:
     async def adecide(self, model: str, messages: list[dict[str, Any]],
                       **kwargs: Any) -> RoutingDecision:
         """Which model group `acompletion` would send this to, without calling it."""
+        self._refuse_if_closed()
         return await self._gateway.decide(self._parsed(model, messages, kwargs)[0])
 
     def decide(self, model: str, messages: list[dict[str, Any]],
@@ -438,6 +456,7 @@ class Router:
     async def awin_rates(self, router: str, prompts: list[str]) -> list[float]:
         """The strong-win probability a learned router gives each prompt, the score
         `router-<router>-<threshold>` compares with its threshold."""
+        self._refuse_if_closed()
         return await self._gateway.routing.win_rates(router, prompts)
 
     def win_rates(self, router: str, prompts: list[str]) -> list[float]:
@@ -459,6 +478,7 @@ class Router:
     async def acompletion(self, model: str, messages: list[dict[str, Any]],
                           **kwargs: Any) -> Any:
         """A chat completion; with stream=True a `CompletionStream` of chunks."""
+        self._refuse_if_closed()
         request, body = self._parsed(model, messages, kwargs)
         if request.stream:
             return CompletionStream(await self._gateway.stream(request), include_usage(body))
@@ -479,6 +499,7 @@ class Router:
         """Embeddings from a model group, with retries, fallbacks and a ledger row;
         keyword arguments are the rest of the OpenAI embeddings body, and
         `extra_headers` as `acompletion` takes them."""
+        self._refuse_if_closed()
         headers = call_headers(kwargs.pop("extra_headers", None))
         body = _with_defaults(self._embedding_defaults,
                               {"model": model, "input": input, **kwargs})
@@ -494,14 +515,24 @@ class Router:
         """The sync twin of `aembedding`."""
         return self._sync.run(self.aembedding(model, input, **kwargs))
 
+    def _refuse_if_closed(self) -> None:
+        if self._closed:
+            raise _closed_error()
+
     async def aclose(self) -> None:
+        """Release connections and write buffered ledger rows; the Router makes no
+        more calls after this (RouterClosed)."""
+        self._closed = True
         await self._gateway.aclose()
 
     def close(self) -> None:
-        """Release connections and the sync loop thread (from sync code)."""
+        """Release connections and the sync loop thread (from sync code); the
+        Router makes no more calls after this (RouterClosed)."""
+        self._closed = True
         self._finalizer()
 
     async def __aenter__(self) -> Router:
+        self._refuse_if_closed()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
