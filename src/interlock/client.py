@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import threading
 import weakref
@@ -27,7 +28,7 @@ from typing import Any, TypeVar
 from interlock.config import InterlockConfig, config_from_router_kwargs, load_config
 from interlock.config.schema import DeploymentParams
 from interlock.costs.settings import LedgerSettings
-from interlock.errors import ConfigError, InvalidRequest
+from interlock.errors import ConfigError, InvalidRequest, RouterClosed
 from interlock.gateway import Gateway, GatewayStream
 from interlock.openai_embeddings import CALL_DEFAULTS as EMBEDDING_CALL_DEFAULTS
 from interlock.openai_embeddings import embedding_dict, parse_embedding_request, wants_base64
@@ -45,6 +46,64 @@ from interlock.types import ChatRequest, ChatResponse
 T = TypeVar("T")
 log = logging.getLogger("interlock.client")
 
+# The close tasks of Routers and streams dropped inside a running loop. The loop
+# keeps only weak references to its tasks, and nothing else refers to these:
+# asyncio's documented way to keep a fire-and-forget task alive. No setting or
+# state of any Router lives here.
+_closing: set[asyncio.Task[None]] = set()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _closed_error() -> RouterClosed:
+    return RouterClosed(
+        "This Router was closed (by close(), aclose() or the end of its `async with` "
+        "block) and makes no more calls. Keep one Router open for as long as the "
+        "program uses it and close it once at the end (or never: it is closed when "
+        "dropped), or create a new one.")
+
+
+def _close_task(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None],
+                then: Callable[[], None] | None = None) -> None:
+    """Run `coro` as a task on `loop`, the loop of this thread, without waiting
+    for it; `then()` runs when it is done however it ended (cancelled too, as an
+    `asyncio.run` cancels what is left when it ends)."""
+    task = loop.create_task(coro)
+    _closing.add(task)
+
+    def done(task: asyncio.Task[None]) -> None:
+        _closing.discard(task)
+        _log_failed_close(task)
+        if then is not None:
+            then()
+
+    task.add_done_callback(done)
+
+
+def _close_later(loop: asyncio.AbstractEventLoop,
+                 close: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run `close()` on `loop` without waiting for it, from any thread: a
+    finalizer runs wherever the last reference went, often on the loop's own
+    thread, which must never wait on the loop. An ended loop has nothing left
+    to close it on."""
+    if loop.is_closed():
+        return
+    if _running_loop() is loop:
+        _close_task(loop, close())
+        return
+    coro = close()
+    try:
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
+    except RuntimeError:  # closed meanwhile
+        coro.close()
+        return
+    future.add_done_callback(_log_failed_close)
+
 
 class _LoopThread:
     """One event loop in a daemon thread, for the sync API."""
@@ -53,8 +112,13 @@ class _LoopThread:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._stopped = False
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._stopped:
+            # Starting a new loop would reopen the Router, which nothing would close.
+            coro.close()
+            raise _closed_error()
         with self._lock:
             if self._loop is None:
                 self._loop = asyncio.new_event_loop()
@@ -63,19 +127,15 @@ class _LoopThread:
                 self._thread.start()
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
+    async def arun(self, coro: Coroutine[Any, Any, T]) -> T:
+        """`run` for a coroutine on another loop, which waits without blocking it."""
+        assert self._loop is not None
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
+
     def submit(self, close: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        """Run `close()` on the loop without waiting for it, from any thread. A
-        loop that has stopped has nothing left to close it on."""
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-        coro = close()
-        try:
-            future = asyncio.run_coroutine_threadsafe(coro, loop)
-        except RuntimeError:  # closed meanwhile
-            coro.close()
-            return
-        future.add_done_callback(_log_failed_close)
+        """Run `close()` on the loop without waiting for it, from any thread."""
+        if self._loop is not None:
+            _close_later(self._loop, close)
 
     @property
     def started(self) -> bool:
@@ -87,6 +147,7 @@ class _LoopThread:
         return self._thread is threading.current_thread()
 
     def stop(self) -> None:
+        self._stopped = True
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             if self._thread is not None:
@@ -95,10 +156,11 @@ class _LoopThread:
             self._loop = None
 
 
-def _log_failed_close(future: concurrent.futures.Future[None]) -> None:
+def _log_failed_close(future: concurrent.futures.Future[None] | asyncio.Future[None]) -> None:
     exc = None if future.cancelled() else future.exception()
     if exc is not None:  # no caller is left to raise it to
-        log.warning("closing a dropped stream failed (%s: %s)", type(exc).__name__, exc)
+        log.warning("closing a dropped stream or router failed (%s: %s)",
+                    type(exc).__name__, exc)
 
 
 def _release(sync: _LoopThread, gateway: Gateway) -> None:
@@ -109,11 +171,35 @@ def _release(sync: _LoopThread, gateway: Gateway) -> None:
         # The last reference went away inside a call on the sync loop: waiting on
         # that loop from its own thread would hang, so this release is skipped.
         return
+    loop = _running_loop()
+    if loop is not None:
+        # Dropped inside a coroutine (a Router made in `async def main()`): waiting
+        # here would freeze this thread's loop, so the close runs on it as a task.
+        _close_task(loop, _aclose_dropped(sync, gateway),
+                    then=functools.partial(_release_the_rest, sync, gateway))
+        return
     try:
         if sync.started:
             sync.run(gateway.aclose())
-        gateway.close_from_outside()
     except Exception as exc:  # at exit there is no one left to raise to
+        log.warning("closing the router failed (%s: %s)", type(exc).__name__, exc)
+    _release_the_rest(sync, gateway)
+
+
+async def _aclose_dropped(sync: _LoopThread, gateway: Gateway) -> None:
+    if sync.started:  # the sync API's ledger writer and pool live on its loop
+        await sync.arun(gateway.aclose())
+    else:
+        await gateway.aclose()
+
+
+def _release_the_rest(sync: _LoopThread, gateway: Gateway) -> None:
+    """What a close left, or all of it when cancelled before it began: ledger
+    rows still buffered, written on this thread, and the pool, closed without
+    waiting on this thread's loop. Then the sync loop's thread ends."""
+    try:
+        gateway.close_from_outside()
+    except Exception as exc:  # no caller is left to raise it to
         log.warning("closing the router failed (%s: %s)", type(exc).__name__, exc)
     finally:
         sync.stop()
@@ -184,17 +270,35 @@ async def _rendered(stream: GatewayStream, include_usage: bool
                                                     stream.meta.stream_summary()))
 
 
+async def _aclose_stream(chunks: AsyncGenerator[ModelResponseChunk, None],
+                         stream: GatewayStream) -> None:
+    try:
+        await chunks.aclose()
+    finally:
+        # A generator closed before its first chunk never ran its `finally`.
+        await stream.aclose()
+
+
 class CompletionStream:
     """What `acompletion(..., stream=True)` returns: iterate it for chunks.
 
     After iteration, `response()` is the assembled final answer and
-    `interlock` the metadata (deployment, attempts, cost)."""
+    `interlock` the metadata (deployment, attempts, cost). `aclose()` ends it
+    early; one dropped unfinished is closed on its loop, and either way it
+    gives its deployment's slot back and leaves its ledger row."""
 
     def __init__(self, stream: GatewayStream, include_usage: bool) -> None:
         self._stream = stream
         # One generator for the stream's life, so that `anext()` and `async for`
         # share a position and its `finally` closes and records the stream once.
         self._chunks = _rendered(stream, include_usage)
+        # A stream dropped before its end (never iterated, or left without
+        # aclose) would keep its slot for good: nothing else closes a generator
+        # that never started. Must not hold `self`; scheduled, never awaited, as
+        # collection often happens on the loop's own thread.
+        self._finalizer = weakref.finalize(
+            self, _close_later, asyncio.get_running_loop(),
+            functools.partial(_aclose_stream, self._chunks, stream))
 
     @property
     def interlock(self) -> dict[str, Any]:
@@ -207,14 +311,15 @@ class CompletionStream:
         return self
 
     async def __anext__(self) -> ModelResponseChunk:
-        return await self._chunks.__anext__()
+        try:
+            return await self._chunks.__anext__()
+        except StopAsyncIteration:
+            self._finalizer.detach()  # the generator's `finally` has closed it
+            raise
 
     async def aclose(self) -> None:
-        try:
-            await self._chunks.aclose()
-        finally:
-            # A generator closed before its first chunk never ran its `finally`.
-            await self._stream.aclose()
+        self._finalizer.detach()
+        await _aclose_stream(self._chunks, self._stream)
 
 
 class SyncCompletionStream:
@@ -283,6 +388,9 @@ class Router:
         self.config = loaded
         self._gateway = Gateway(loaded, environ=environ)
         self._sync = _LoopThread()
+        # Using a Router after its close would reopen its pool and ledger writer,
+        # and nothing would close them again: such calls raise RouterClosed.
+        self._closed = False
         # A program that never calls close() (LiteLLM's Router needs none) still
         # gets its connections closed and ledger rows flushed when it ends, and no
         # "Unclosed client session" noise. The finalizer must not hold `self`.
@@ -337,6 +445,7 @@ class Router:
     async def adecide(self, model: str, messages: list[dict[str, Any]],
                       **kwargs: Any) -> RoutingDecision:
         """Which model group `acompletion` would send this to, without calling it."""
+        self._refuse_if_closed()
         return await self._gateway.decide(self._parsed(model, messages, kwargs)[0])
 
     def decide(self, model: str, messages: list[dict[str, Any]],
@@ -347,6 +456,7 @@ class Router:
     async def awin_rates(self, router: str, prompts: list[str]) -> list[float]:
         """The strong-win probability a learned router gives each prompt, the score
         `router-<router>-<threshold>` compares with its threshold."""
+        self._refuse_if_closed()
         return await self._gateway.routing.win_rates(router, prompts)
 
     def win_rates(self, router: str, prompts: list[str]) -> list[float]:
@@ -368,6 +478,7 @@ class Router:
     async def acompletion(self, model: str, messages: list[dict[str, Any]],
                           **kwargs: Any) -> Any:
         """A chat completion; with stream=True a `CompletionStream` of chunks."""
+        self._refuse_if_closed()
         request, body = self._parsed(model, messages, kwargs)
         if request.stream:
             return CompletionStream(await self._gateway.stream(request), include_usage(body))
@@ -388,6 +499,7 @@ class Router:
         """Embeddings from a model group, with retries, fallbacks and a ledger row;
         keyword arguments are the rest of the OpenAI embeddings body, and
         `extra_headers` as `acompletion` takes them."""
+        self._refuse_if_closed()
         headers = call_headers(kwargs.pop("extra_headers", None))
         body = _with_defaults(self._embedding_defaults,
                               {"model": model, "input": input, **kwargs})
@@ -403,14 +515,24 @@ class Router:
         """The sync twin of `aembedding`."""
         return self._sync.run(self.aembedding(model, input, **kwargs))
 
+    def _refuse_if_closed(self) -> None:
+        if self._closed:
+            raise _closed_error()
+
     async def aclose(self) -> None:
+        """Release connections and write buffered ledger rows; the Router makes no
+        more calls after this (RouterClosed)."""
+        self._closed = True
         await self._gateway.aclose()
 
     def close(self) -> None:
-        """Release connections and the sync loop thread (from sync code)."""
+        """Release connections and the sync loop thread (from sync code); the
+        Router makes no more calls after this (RouterClosed)."""
+        self._closed = True
         self._finalizer()
 
     async def __aenter__(self) -> Router:
+        self._refuse_if_closed()
         return self
 
     async def __aexit__(self, *exc: object) -> None:

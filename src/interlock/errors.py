@@ -3,6 +3,7 @@
     InterlockError
     ├── ConfigError                  a config file or dict is invalid (load time)
     ├── RouterNotTrained             a learned router has no artefact to load
+    ├── RouterClosed                 a library Router used after close() / aclose()
     ├── InvalidRequest               the caller's request is wrong (HTTP 400)
     │   ├── UnknownModel             no such model group (HTTP 404)
     │   └── UnsupportedParameter     a provider cannot take a parameter (HTTP 400)
@@ -103,6 +104,11 @@ class ConfigError(InterlockError):
 
 class RouterNotTrained(InterlockError):
     error_type = "config_error"
+
+
+class RouterClosed(InterlockError):
+    """A library Router was used after its close (a bug in the caller): reopening
+    it silently left its connections to no one to close."""
 
 
 class InvalidRequest(InterlockError):

@@ -291,6 +291,28 @@ async def _close_on_its_loop(session: aiohttp.ClientSession,
         await session.close()
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _close_at_once(session: aiohttp.ClientSession) -> None:
+    """Close `session` without waiting for anything. Its close is run up to its
+    first wait, as an eager task would run it: by then every connection is
+    closed and the session counts as closed, so it says nothing when collected.
+    What it would wait for is the sockets' shutdown, which the loop finishes
+    if it runs again (an ended one has nothing left to run)."""
+    closing = session.close()
+    try:
+        closing.send(None)
+    except StopIteration:
+        pass
+    finally:
+        closing.close()
+
+
 class HttpClient:
     """A pooled async HTTP client without hidden retries."""
 
@@ -384,17 +406,21 @@ class HttpClient:
             await _close_on_its_loop(session, loop)
 
     def close_from_outside(self, timeout: float = 5.0) -> None:
-        """Close the pool from a thread that runs no event loop (a program ending
-        without `aclose`), on whichever loop its session belongs to."""
+        """Close the pool without `aclose` (a program ending without it, a Router
+        dropped), on whichever loop its session belongs to. It never waits on the
+        loop running in this thread: a finalizer runs there when the last
+        reference goes inside a coroutine, and waiting froze that loop until
+        the timeout, then left the pool open."""
         session, loop, self._session = self._session, self._loop, None
         if session is None or session.closed:
             return
-        if _live(loop):
+        here = _running_loop()
+        if loop is not here and _live(loop):
             asyncio.run_coroutine_threadsafe(session.close(), loop).result(timeout)
-        elif loop is not None and not loop.is_closed():
+        elif here is None and loop is not None and not loop.is_closed():
             loop.run_until_complete(session.close())
-        else:  # its loop has ended: closing does no I/O, it only marks the pool closed
-            asyncio.run(session.close())
+        else:  # this thread's own loop, or one that has ended
+            _close_at_once(session)
 
 
 class _StreamContext:
