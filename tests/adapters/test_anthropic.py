@@ -32,9 +32,11 @@ from interlock.errors import (
     InvalidRequest,
     NotFound,
     Overloaded,
+    PermissionDenied,
     ProviderError,
     RateLimited,
     Timeout,
+    UnprocessableEntity,
     UnsupportedParameter,
     UpstreamServerError,
 )
@@ -586,10 +588,13 @@ ERROR_CASES = [
     (Fault(status=400), BadRequest, "Invalid request"),
     (Fault(status=400, kind="safety"), ContentFiltered, "content filtering policy"),
     (Fault(status=401), AuthenticationFailed, "invalid x-api-key"),
-    (Fault(status=403), AuthenticationFailed, "permission"),
+    (Fault(status=403), PermissionDenied, "permission"),
     (Fault(status=404), NotFound, f"model: {MODEL}"),
+    (Fault(status=422), UnprocessableEntity, "Invalid request"),
     (Fault(status=429, retry_after=7), RateLimited, "rate limit"),
     (Fault(status=500), UpstreamServerError, "Internal server error"),
+    # Sent with api_error, a 503 is still Overloaded, as from the other providers.
+    (Fault(status=503), Overloaded, "Internal server error"),
     (Fault(status=529), Overloaded, "Overloaded"),
 ]
 

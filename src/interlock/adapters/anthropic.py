@@ -92,6 +92,7 @@ from interlock.errors import (
     InvalidRequest,
     NotFound,
     Overloaded,
+    PermissionDenied,
     ProviderError,
     RateLimited,
     Timeout,
@@ -129,12 +130,16 @@ STOP_REASONS: dict[str, FinishReason] = {
 
 # Anthropic's error types; anything else goes through the generic status table.
 ERROR_TYPES: dict[str, type[ProviderError]] = {
-    "authentication_error": AuthenticationFailed, "permission_error": AuthenticationFailed,
+    "authentication_error": AuthenticationFailed, "permission_error": PermissionDenied,
     "billing_error": AuthenticationFailed, "not_found_error": NotFound,
     "rate_limit_error": RateLimited, "overloaded_error": Overloaded,
     "api_error": UpstreamServerError, "timeout_error": Timeout,
     "invalid_request_error": BadRequest,
 }
+
+# A type that names no cause of its own: Anthropic sends api_error with any 5xx
+# (a 503 from its edge among them).
+GENERIC_TYPES = frozenset({"api_error"})
 
 # The status Anthropic documents for each error type, for `event: error` frames
 # that arrive inside a 200 stream.
@@ -879,11 +884,16 @@ def classify(status: int | None, etype: str, message: str) -> type[ProviderError
         return ContextWindowExceeded
     if any(text in lowered for text in CONTENT_FILTER_TEXTS):
         return ContentFiltered
-    if etype in ERROR_TYPES:
-        return ERROR_TYPES[etype]
+    by_type = ERROR_TYPES.get(etype)
     if status is None:
-        return UpstreamServerError
-    return error_for_status(status)
+        return by_type or UpstreamServerError
+    by_status = error_for_status(status)
+    # The status wins where the type says only "something failed" (so a 503 is
+    # Overloaded, as it is from OpenAI and Gemini) or less than the status does
+    # (an invalid_request_error sent with 422 is an UnprocessableEntity).
+    if by_type is None or etype in GENERIC_TYPES or issubclass(by_status, by_type):
+        return by_status
+    return by_type
 
 
 def ratelimit_reset_after(headers: Mapping[str, str], now: float | None = None) -> float | None:

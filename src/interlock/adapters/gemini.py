@@ -85,6 +85,7 @@ from interlock.errors import (
     InvalidRequest,
     NotFound,
     Overloaded,
+    PermissionDenied,
     ProviderError,
     RateLimited,
     Timeout,
@@ -151,7 +152,7 @@ _BAD_KEY = re.compile(r"API[_ ]key (not valid|not found|expired|invalid)", re.IG
 
 _STATUS_TO_ERROR: dict[str, type[ProviderError]] = {
     "UNAUTHENTICATED": AuthenticationFailed,
-    "PERMISSION_DENIED": AuthenticationFailed,
+    "PERMISSION_DENIED": PermissionDenied,
     "NOT_FOUND": NotFound,
     "RESOURCE_EXHAUSTED": RateLimited,
     "UNAVAILABLE": Overloaded,
