@@ -604,6 +604,9 @@ def assert_error(err: ProviderError, status: int | None, quote: str) -> None:
     assert err.deployment == "claude-primary"
     assert err.status == status
     assert quote in err.message
+    # Named as the other adapters name it: in a group of several, which one failed.
+    assert err.message.startswith("anthropic ")
+    assert " for deployment 'claude-primary' (" in err.message
     for text in (str(err), repr(err), json.dumps(err.body)):
         assert KEY not in text
 

@@ -724,6 +724,9 @@ async def test_http_errors(fake_upstream: FakeUpstream, mode: str, fault: Fault,
     assert exc.provider == "gemini" and exc.deployment == "gemini-pro-1"
     assert exc.status == fault.status
     assert quoted in exc.message
+    # Named as the other adapters name it: in a group of several, which one failed.
+    assert exc.message.startswith(f"gemini answered HTTP {fault.status} for deployment "
+                                  "'gemini-pro-1' (")
     assert KEY not in str(exc) and KEY not in repr(exc)
 
 

@@ -352,7 +352,7 @@ def check_error(err: ProviderError, status: int, quoted: str) -> None:
     assert err.deployment == "oai-main"
     assert err.status == status
     assert quoted in err.message
-    assert f"HTTP {status}" in str(err)
+    assert str(err).startswith(f"openai answered HTTP {status} for deployment 'oai-main'")
     assert KEY not in str(err) and KEY not in repr(err) and KEY not in str(err.body)
 
 

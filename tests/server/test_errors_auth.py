@@ -221,6 +221,8 @@ async def test_upstream_403_and_422_keep_their_statuses_through_the_gateway(
     body = denied.value.body
     assert isinstance(body, dict)
     assert body["type"] == "permission_error" and body["code"] == "PermissionDenied"
+    # The message says whose key was refused: the deployment's, not the client's.
+    assert f"{provider} answered HTTP 403 for deployment '{GROUPS[provider]}/" in body["message"]
     assert denied.value.response.headers["x-interlock-provider"] == provider
     await client.close()
 

@@ -77,6 +77,7 @@ from interlock.adapters.base import (
     checked_response,
     iter_sse,
     parse_retry_after,
+    upstream_error_text,
     with_call_headers,
     with_extra_headers,
 )
@@ -865,12 +866,11 @@ def error_from_body(status: int | None, headers: Mapping[str, str], data: dict[s
     key = deployment.key()
     message = redact(str(error.get("message") or ""), key)
     cls = classify(status, etype, message)
-    where = f"HTTP {status}" if status is not None else "stream error"
     retry_after = parse_retry_after(headers)
     if retry_after is None and cls is RateLimited:
         retry_after = ratelimit_reset_after(headers)
     return cls(
-        f"Anthropic {where} {etype or 'error'}: {message}",
+        upstream_error_text(PROVIDER, deployment.name, status, etype, message),
         provider=PROVIDER, deployment=deployment.name,
         status=status if status is not None else DOCUMENTED_STATUS.get(etype),
         retry_after=retry_after, body=redact_json(data, key),
