@@ -44,8 +44,8 @@ async def test_a_stream_that_outlives_its_total_timeout_is_cut_with_timeout(fake
     fake_upstream.reply(Reply(text="x" * 40, chunk_chars=1), provider="openai")
     fake_upstream.script(Fault(chunk_interval=0.05), provider="openai")
     started = time.monotonic()
-    with pytest.raises(Timeout, match=r"did not finish the stream within 0\.4 s; raise "
-                                      r"`stream_timeout`"):
+    with pytest.raises(Timeout, match=r"did not finish the stream for deployment 'd' "
+                                      r"within 0\.4 s; raise `stream_timeout`"):
         await _read_all(fake_upstream, Timeouts(total=0.4))
     assert time.monotonic() - started < 1.5
 
@@ -71,8 +71,9 @@ async def test_a_stream_with_no_first_token_before_its_deadline_says_so(fake_ups
     with pytest.raises(Timeout) as info:
         await _read_all(fake_upstream, Timeouts(total=LEFT))
     assert info.value.message == (
-        "openai sent no first token within 2.0 s; raise `stream_timeout` (on the "
-        "deployment or the router) or the call's `timeout` to wait longer")
+        "openai sent no first token for deployment 'd' within 2.0 s; raise "
+        "`stream_timeout` (on the deployment or the router) or the call's `timeout` "
+        "to wait longer")
     assert info.value.deployment == "d"
 
 
@@ -87,8 +88,8 @@ async def test_a_whole_answer_past_its_deadline_names_the_setting_to_raise(fake_
     finally:
         await http.aclose()
     assert info.value.message == (
-        "openai did not answer within 0.5 s; raise `timeout` (on the deployment, the "
-        "router or the call) to wait longer")
+        "openai did not answer for deployment 'd' within 0.5 s; raise `timeout` (on "
+        "the deployment, the router or the call) to wait longer")
 
 
 async def test_a_stream_within_its_timeouts_is_read_whole(fake_upstream):

@@ -153,7 +153,8 @@ class StreamingResponse:
             what, setting = (("the first token", "first_token_timeout") if first
                              else ("the next chunk", "stream_idle_timeout"))
             raise Timeout(
-                f"{self._labels.provider} sent no data for {seconds(wait)} while Interlock "
+                f"{self._labels.provider} sent no data for deployment "
+                f"{self._labels.deployment!r} for {seconds(wait)} while Interlock "
                 f"waited for {what}; raise the router's {setting} to wait longer",
                 provider=self._labels.provider, deployment=self._labels.deployment,
             )
@@ -196,7 +197,8 @@ class StreamingResponse:
         # stream did not finish would send the reader looking for a broken stream.
         what = "sent no first token" if self._first else "did not finish the stream"
         return Timeout(
-            f"{self._labels.provider} {what} within {seconds(self._timeouts.total)}; "
+            f"{self._labels.provider} {what} for deployment {self._labels.deployment!r} "
+            f"within {seconds(self._timeouts.total)}; "
             f"{STREAM_HINT}",
             provider=self._labels.provider, deployment=self._labels.deployment,
         )
@@ -395,7 +397,8 @@ class HttpClient:
                 return HttpResponse(resp.status, resp.headers, data)
         except TimeoutError:
             raise Timeout(
-                f"{labels.provider} did not answer within {seconds(timeouts.total)}; "
+                f"{labels.provider} did not answer for deployment {labels.deployment!r} "
+                f"within {seconds(timeouts.total)}; "
                 f"{ANSWER_HINT}",
                 provider=labels.provider, deployment=labels.deployment,
             ) from None
@@ -464,7 +467,8 @@ class _StreamContext:
         else:
             wait, hint = total, STREAM_HINT
         return Timeout(f"{self._labels.provider} did not start answering (no first token) "
-                       f"within {seconds(wait)}; {hint}",
+                       f"for deployment {self._labels.deployment!r} within {seconds(wait)}; "
+                       f"{hint}",
                        provider=self._labels.provider, deployment=self._labels.deployment)
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
