@@ -119,3 +119,42 @@ def test_the_special_bad_requests_keep_their_own_error_types() -> None:
     assert ContextWindowExceeded.status_code == ContentFiltered.status_code == 400
     # LiteLLM's Router raises RouterRateLimitError when every deployment is cooling.
     assert interlock.exceptions.RouterRateLimitError is NoDeploymentAvailable
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openai", "gemini"])
+async def test_403_422_and_503_keep_litellm_s_classes_and_statuses(
+        provider_env: FakeUpstream, provider: str) -> None:
+    from interlock import (
+        AuthenticationError,
+        BadRequestError,
+        PermissionDeniedError,
+        ServiceUnavailableError,
+        UnprocessableEntityError,
+    )
+
+    models = {"anthropic": "anthropic/claude-sonnet-4-20250514",
+              "openai": "openai/gpt-4o-mini", "gemini": "gemini/gemini-2.0-flash"}
+    model_list = [{"model_name": "m", "litellm_params": {"model": models[provider]}}]
+
+    async def raised(status: int) -> InterlockError:
+        # A fresh router each time: a 403 cools its deployment down.
+        async with interlock.Router(model_list=model_list, num_retries=0) as router:
+            provider_env.script(Fault(status=status), provider=provider)
+            return await _raised(router, model="m")
+
+    denied = await raised(403)
+    assert isinstance(denied, PermissionDeniedError) and denied.status_code == 403
+    # Handlers written for authentication failures still catch it ...
+    assert isinstance(denied, AuthenticationError)
+    # ... but a 401 is not a permission problem.
+    unauthenticated = await raised(401)
+    assert not isinstance(unauthenticated, PermissionDeniedError)
+    assert unauthenticated.status_code == 401
+
+    unprocessable = await raised(422)
+    assert isinstance(unprocessable, UnprocessableEntityError)
+    assert unprocessable.status_code == 422 and isinstance(unprocessable, BadRequestError)
+    assert not isinstance(await raised(400), UnprocessableEntityError)
+
+    unavailable = await raised(503)
+    assert isinstance(unavailable, ServiceUnavailableError) and unavailable.status_code == 503

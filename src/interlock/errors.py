@@ -13,12 +13,14 @@
     └── ProviderError                an upstream call failed; carries provider,
         │                            deployment, status and retry_after
         ├── RateLimited              429, Anthropic rate-limit headers
-        ├── Overloaded               Anthropic 529, Gemini 503 UNAVAILABLE
-        ├── AuthenticationFailed     401 / 403, or a missing API key
+        ├── Overloaded               503 from any provider, Anthropic 529
+        ├── AuthenticationFailed     401, or a missing API key
+        │   └── PermissionDenied         403: the key may not use this model or resource
         ├── NotFound                 404: unknown model or path upstream
-        ├── BadRequest               a 400 / 422 from the provider
+        ├── BadRequest               a 400 from the provider
         │   ├── ContextWindowExceeded    the prompt is too long for the model
-        │   └── ContentFiltered          the provider refused on safety grounds
+        │   ├── ContentFiltered          the provider refused on safety grounds
+        │   └── UnprocessableEntity      422: well-formed, but the provider cannot act on it
         ├── Timeout                  connect, total, first-token or idle timeout
         ├── UpstreamServerError      5xx not covered above
         └── ConnectionFailed         refused, reset, DNS, TLS, broken mid-stream
@@ -31,6 +33,11 @@ ContextWindowExceeded and ContentFiltered are BadRequests, as LiteLLM's
 ContextWindowExceededError and ContentPolicyViolationError are BadRequestErrors,
 so that ported code catching the general class still catches them (the
 dispatcher tests for the two first: they have fallbacks of their own).
+PermissionDenied and UnprocessableEntity keep the upstream's 403 and 422 as
+their `status_code`, as LiteLLM's PermissionDeniedError and
+UnprocessableEntityError do, but stay subclasses of the classes that stood for
+them before, so that handlers, retry rules and cooldowns written for an
+authentication failure or a bad request treat them as before.
 `interlock.exceptions` gives these classes LiteLLM's names.
 
 Messages never carry API keys: `redact()` is applied to every text that came
@@ -248,6 +255,15 @@ class AuthenticationFailed(ProviderError):
     error_type = "authentication_error"
 
 
+class PermissionDenied(AuthenticationFailed):
+    """The key is valid but may not do this (a model it has no access to, a
+    region the provider does not serve). Like a 401 it is the deployment's
+    configuration that needs a human, so it is an AuthenticationFailed."""
+
+    status_code = 403
+    error_type = "permission_error"
+
+
 class NotFound(ProviderError):
     status_code = 404
     error_type = "not_found_error"
@@ -264,6 +280,13 @@ class ContextWindowExceeded(BadRequest):
 
 class ContentFiltered(BadRequest):
     error_type = "content_filter_error"
+
+
+class UnprocessableEntity(BadRequest):
+    """A 422: the provider understood the request and will not act on it.
+    Retrying the same request cannot help, so it is a BadRequest."""
+
+    status_code = 422
 
 
 class Timeout(ProviderError):
@@ -286,12 +309,12 @@ class ConnectionFailed(ProviderError):
 STATUS_TO_ERROR: dict[int, type[ProviderError]] = {
     400: BadRequest,
     401: AuthenticationFailed,
-    403: AuthenticationFailed,
+    403: PermissionDenied,
     404: NotFound,
     408: Timeout,
     409: UpstreamServerError,
     413: ContextWindowExceeded,
-    422: BadRequest,
+    422: UnprocessableEntity,
     429: RateLimited,
     500: UpstreamServerError,
     502: UpstreamServerError,

@@ -14,7 +14,9 @@ exceptions (Interlock does not depend on it), so `except openai.RateLimitError`
 catches nothing from Interlock; `status_code` is the status the gateway answers
 with (504 for a timeout, 502 for a failed upstream), while the upstream's own
 status is `status`; `llm_provider` is there, `model` is not (`deployment` names
-the deployment that failed).
+the deployment that failed). PermissionDeniedError and UnprocessableEntityError
+are subclasses of AuthenticationFailed and BadRequest here, so code catching
+those (or their LiteLLM names) also catches 403s and 422s.
 
 Imports: `errors`.
 """
@@ -32,8 +34,10 @@ from interlock.errors import (
     NoDeploymentAvailable,
     NotFound,
     Overloaded,
+    PermissionDenied,
     RateLimited,
     Timeout,
+    UnprocessableEntity,
     UnsupportedParameter,
     UpstreamServerError,
 )
@@ -42,12 +46,14 @@ from interlock.errors import (
 # unknown model group among them, which LiteLLM's Router also refuses with a
 # BadRequestError). ContextWindowExceeded and ContentFiltered are BadRequests.
 BadRequestError = (BadRequest, InvalidRequest)
-UnprocessableEntityError = BadRequest
+UnprocessableEntityError = UnprocessableEntity
 UnsupportedParamsError = UnsupportedParameter
 ContextWindowExceededError = ContextWindowExceeded
 ContentPolicyViolationError = ContentFiltered
 AuthenticationError = AuthenticationFailed
-PermissionDeniedError = AuthenticationFailed
+# A subclass of AuthenticationFailed: `except AuthenticationError` catches 403s
+# too, as it did before they had a class of their own.
+PermissionDeniedError = PermissionDenied
 NotFoundError = NotFound
 RateLimitError = RateLimited
 ServiceUnavailableError = Overloaded

@@ -118,7 +118,8 @@ def _parts(content: Any, where: str) -> list[Part]:
         _typed(item, dict, path, "an object")
         kind = item.get("type")
         if kind == "text":
-            parts.append(TextPart(_typed(item.get("text"), str, f"{path}.text", "a string")))
+            parts.append(TextPart(_typed(item.get("text"), str, f"{path}.text", "a string"),
+                                  cache_control=_cache_control(item, path)))
         elif kind == "image_url":
             image = item.get("image_url")
             if isinstance(image, str):
@@ -128,11 +129,22 @@ def _parts(content: Any, where: str) -> list[Part]:
             if not url.startswith(("http://", "https://", "data:")):
                 raise _fail(f"'{path}.image_url.url' must be an http(s) URL or a data URL.",
                             f"{path}.image_url.url")
-            parts.append(ImagePart(url, detail=image.get("detail")))
+            parts.append(ImagePart(url, detail=image.get("detail"),
+                                   cache_control=_cache_control(item, path)))
         else:
             raise _fail(f"'{path}.type' must be 'text' or 'image_url', got {kind!r}.",
                         f"{path}.type")
     return parts
+
+
+def _cache_control(item: Mapping[str, Any], path: str) -> dict[str, Any] | None:
+    """A part's or tool's prompt-cache marker (LiteLLM's form for Anthropic's
+    prompt caching), kept for the adapters to send or leave out."""
+    marker = item.get("cache_control")
+    if marker is None:
+        return None
+    return dict(_typed(marker, dict, f"{path}.cache_control", 'an object like {"type": '
+                       '"ephemeral"}'))
 
 
 def _tool_calls(value: Any, where: str) -> list[ToolCall]:
@@ -256,7 +268,8 @@ def _tools(body: Mapping[str, Any]) -> list[ToolSpec] | None:
             description=_optional_typed(fn, "description", str, "a string",
                                         param=f"{path}.function.description"),
             strict=_optional_typed(fn, "strict", bool, "true or false",
-                                   param=f"{path}.function.strict")))
+                                   param=f"{path}.function.strict"),
+            cache_control=_cache_control(item, path)))
     return tools
 
 

@@ -24,6 +24,10 @@ FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"
 class TextPart:
     text: str
     kind: Literal["text"] = "text"
+    # A prompt-cache breakpoint after this part (Anthropic's and LiteLLM's
+    # `{"type": "ephemeral", "ttl": "5m" | "1h"}`); adapters of providers that
+    # cache without markers leave it out.
+    cache_control: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -33,6 +37,7 @@ class ImagePart:
     url: str
     detail: str | None = None
     kind: Literal["image"] = "image"
+    cache_control: dict[str, Any] | None = None  # as TextPart's
 
     @property
     def is_data_url(self) -> bool:
@@ -94,6 +99,7 @@ class ToolSpec:
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
+    cache_control: dict[str, Any] | None = None  # as TextPart's: cache the tools up to here
 
 
 @dataclass(slots=True)

@@ -32,9 +32,11 @@ from interlock.errors import (
     InvalidRequest,
     NotFound,
     Overloaded,
+    PermissionDenied,
     ProviderError,
     RateLimited,
     Timeout,
+    UnprocessableEntity,
     UnsupportedParameter,
     UpstreamServerError,
 )
@@ -586,10 +588,13 @@ ERROR_CASES = [
     (Fault(status=400), BadRequest, "Invalid request"),
     (Fault(status=400, kind="safety"), ContentFiltered, "content filtering policy"),
     (Fault(status=401), AuthenticationFailed, "invalid x-api-key"),
-    (Fault(status=403), AuthenticationFailed, "permission"),
+    (Fault(status=403), PermissionDenied, "permission"),
     (Fault(status=404), NotFound, f"model: {MODEL}"),
+    (Fault(status=422), UnprocessableEntity, "Invalid request"),
     (Fault(status=429, retry_after=7), RateLimited, "rate limit"),
     (Fault(status=500), UpstreamServerError, "Internal server error"),
+    # Sent with api_error, a 503 is still Overloaded, as from the other providers.
+    (Fault(status=503), Overloaded, "Internal server error"),
     (Fault(status=529), Overloaded, "Overloaded"),
 ]
 
@@ -599,6 +604,9 @@ def assert_error(err: ProviderError, status: int | None, quote: str) -> None:
     assert err.deployment == "claude-primary"
     assert err.status == status
     assert quote in err.message
+    # Named as the other adapters name it: in a group of several, which one failed.
+    assert err.message.startswith("anthropic ")
+    assert " for deployment 'claude-primary' (" in err.message
     for text in (str(err), repr(err), json.dumps(err.body)):
         assert KEY not in text
 

@@ -35,9 +35,11 @@ from interlock.errors import (
     InvalidRequest,
     NotFound,
     Overloaded,
+    PermissionDenied,
     ProviderError,
     RateLimited,
     Timeout,
+    UnprocessableEntity,
     UnsupportedParameter,
     UpstreamServerError,
 )
@@ -707,8 +709,9 @@ ALL_MODES = [*MODES, "embeddings"]
     (Fault(status=400, kind="auth"), AuthenticationFailed, "API key not valid"),
     (Fault(status=400), BadRequest, "Request contains an invalid argument."),
     (Fault(status=401), AuthenticationFailed, "UNAUTHENTICATED"),
-    (Fault(status=403), AuthenticationFailed, "The caller does not have permission"),
+    (Fault(status=403), PermissionDenied, "The caller does not have permission"),
     (Fault(status=404), NotFound, "models/gemini-2.5-pro is not found"),
+    (Fault(status=422), UnprocessableEntity, "Unknown error"),
     (Fault(status=500), UpstreamServerError, "An internal error has occurred"),
     (Fault(status=503), Overloaded, "The model is overloaded"),
     (Fault(status=504), Timeout, "DEADLINE_EXCEEDED"),
@@ -721,6 +724,9 @@ async def test_http_errors(fake_upstream: FakeUpstream, mode: str, fault: Fault,
     assert exc.provider == "gemini" and exc.deployment == "gemini-pro-1"
     assert exc.status == fault.status
     assert quoted in exc.message
+    # Named as the other adapters name it: in a group of several, which one failed.
+    assert exc.message.startswith(f"gemini answered HTTP {fault.status} for deployment "
+                                  "'gemini-pro-1' (")
     assert KEY not in str(exc) and KEY not in repr(exc)
 
 
@@ -908,7 +914,7 @@ async def test_key_is_redacted_from_error_texts_and_bodies() -> None:
 @pytest.mark.parametrize(("status", "grpc", "error", "retry_after"), [
     (400, "INVALID_ARGUMENT", BadRequest, None),
     (429, "RESOURCE_EXHAUSTED", RateLimited, 20.0),
-    (403, "PERMISSION_DENIED", AuthenticationFailed, None),
+    (403, "PERMISSION_DENIED", PermissionDenied, None),
 ])
 async def test_a_quoted_url_with_a_key_in_an_error_keeps_the_error_class(
         status: int, grpc: str, error: type[ProviderError], retry_after: float | None) -> None:

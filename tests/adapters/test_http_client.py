@@ -44,19 +44,52 @@ async def test_a_stream_that_outlives_its_total_timeout_is_cut_with_timeout(fake
     fake_upstream.reply(Reply(text="x" * 40, chunk_chars=1), provider="openai")
     fake_upstream.script(Fault(chunk_interval=0.05), provider="openai")
     started = time.monotonic()
-    with pytest.raises(Timeout, match="did not finish the stream"):
+    with pytest.raises(Timeout, match=r"did not finish the stream for deployment 'd' "
+                                      r"within 0\.4 s; raise `stream_timeout`"):
         await _read_all(fake_upstream, Timeouts(total=0.4))
     assert time.monotonic() - started < 1.5
 
 
 async def test_idle_and_first_token_timeouts_name_what_was_awaited(fake_upstream):
     fake_upstream.script(Fault(first_token_delay=1.0), provider="openai")
-    with pytest.raises(Timeout, match="first token"):
+    with pytest.raises(Timeout, match="first token; raise the router's first_token_timeout"):
         await _read_all(fake_upstream, Timeouts(total=5, first_token=0.2))
     fake_upstream.reply(Reply(text="x" * 10, chunk_chars=1), provider="openai")
     fake_upstream.script(Fault(chunk_interval=0.5), provider="openai")
-    with pytest.raises(Timeout, match="next chunk"):
+    with pytest.raises(Timeout, match="next chunk; raise the router's stream_idle_timeout"):
         await _read_all(fake_upstream, Timeouts(total=5, idle=0.2))
+
+
+# What is left of a request's deadline, as the dispatcher hands it down.
+LEFT = 1.9999233649999724
+
+
+async def test_a_stream_with_no_first_token_before_its_deadline_says_so(fake_upstream):
+    # The headers came and then nothing: "did not finish the stream" sent readers
+    # looking for a broken stream, and the unrounded float said nothing more.
+    fake_upstream.script(Fault(first_token_delay=5), provider="openai")
+    with pytest.raises(Timeout) as info:
+        await _read_all(fake_upstream, Timeouts(total=LEFT))
+    assert info.value.message == (
+        "openai sent no first token for deployment 'd' within 2.0 s; raise "
+        "`stream_timeout` (on the deployment or the router) or the call's `timeout` "
+        "to wait longer")
+    assert info.value.deployment == "d"
+
+
+async def test_a_whole_answer_past_its_deadline_names_the_setting_to_raise(fake_upstream):
+    fake_upstream.script(Fault(latency=5), provider="openai")
+    http = HttpClient()
+    try:
+        with pytest.raises(Timeout) as info:
+            await http.post(fake_upstream.base_url("openai") + "/chat/completions",
+                            headers={"content-type": "application/json"}, body=BODY,
+                            timeouts=Timeouts(total=LEFT / 4), labels=Labels("openai", "d"))
+    finally:
+        await http.aclose()
+    assert info.value.message == (
+        "openai did not answer for deployment 'd' within 0.5 s; raise `timeout` (on "
+        "the deployment, the router or the call) to wait longer")
 
 
 async def test_a_stream_within_its_timeouts_is_read_whole(fake_upstream):
@@ -92,7 +125,7 @@ async def test_a_short_idle_limit_holds_after_a_long_first_token_wait(fake_upstr
 async def test_headers_later_than_the_first_token_limit_are_a_timeout(fake_upstream):
     fake_upstream.script(Fault(latency=1.0), provider="openai")
     started = time.monotonic()
-    with pytest.raises(Timeout, match="did not start answering in time"):
+    with pytest.raises(Timeout, match=r"no first token.*within 0\.2 s.*first_token_timeout"):
         await _read_all(fake_upstream, Timeouts(total=5, first_token=0.2))
     assert time.monotonic() - started < 0.9
     assert asyncio.current_task().cancelling() == 0  # the timer's cancel was taken back

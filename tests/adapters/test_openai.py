@@ -35,9 +35,11 @@ from interlock.errors import (
     ContextWindowExceeded,
     NotFound,
     Overloaded,
+    PermissionDenied,
     ProviderError,
     RateLimited,
     Timeout,
+    UnprocessableEntity,
     UpstreamServerError,
 )
 from interlock.testing import Fault, Reply, ScriptedToolCall
@@ -335,7 +337,8 @@ ERROR_CASES = [
     (Fault(status=400, kind="content_filter"), ContentFiltered, "content management policy"),
     (Fault(status=400), BadRequest, "Invalid value for 'messages'"),
     (Fault(status=401), AuthenticationFailed, "Incorrect API key provided"),
-    (Fault(status=403), AuthenticationFailed, "territory not supported"),
+    (Fault(status=403), PermissionDenied, "territory not supported"),
+    (Fault(status=422), UnprocessableEntity, "status 422"),
     (Fault(status=404), NotFound, "The model `gpt-4o` does not exist"),
     (Fault(status=429, retry_after=7), RateLimited, "Rate limit reached for gpt-4o"),
     (Fault(status=429, kind="quota"), RateLimited, "exceeded your current quota"),
@@ -349,7 +352,7 @@ def check_error(err: ProviderError, status: int, quoted: str) -> None:
     assert err.deployment == "oai-main"
     assert err.status == status
     assert quoted in err.message
-    assert f"HTTP {status}" in str(err)
+    assert str(err).startswith(f"openai answered HTTP {status} for deployment 'oai-main'")
     assert KEY not in str(err) and KEY not in repr(err) and KEY not in str(err.body)
 
 

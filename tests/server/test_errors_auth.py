@@ -204,6 +204,30 @@ async def test_a_prompt_too_long_upstream_carries_openais_code(
 
 
 @pytest.mark.parametrize("provider", ["anthropic", "gemini", "openai"])
+async def test_upstream_403_and_422_keep_their_statuses_through_the_gateway(
+        provider: str, fake_upstream: FakeUpstream, gateway: RunningGateway) -> None:
+    # As an upstream 401 reaches the client as a 401, a 403 is a 403 (the OpenAI
+    # SDK's PermissionDeniedError), not a 401 that blames the client's own key.
+    from tests.server.gateways import GROUPS
+
+    client = gateway.openai()
+    fake_upstream.script(Fault(status=422), provider=provider)
+    with pytest.raises(openai.UnprocessableEntityError) as unprocessable:
+        await client.chat.completions.create(model=GROUPS[provider], messages=HELLO)
+    assert unprocessable.value.status_code == 422
+    fake_upstream.script(Fault(status=403), provider=provider)
+    with pytest.raises(openai.PermissionDeniedError) as denied:
+        await client.chat.completions.create(model=GROUPS[provider], messages=HELLO)
+    body = denied.value.body
+    assert isinstance(body, dict)
+    assert body["type"] == "permission_error" and body["code"] == "PermissionDenied"
+    # The message says whose key was refused: the deployment's, not the client's.
+    assert f"{provider} answered HTTP 403 for deployment '{GROUPS[provider]}/" in body["message"]
+    assert denied.value.response.headers["x-interlock-provider"] == provider
+    await client.close()
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "gemini", "openai"])
 async def test_upstream_500_is_an_openai_error_not_a_traceback(
         provider: str, fake_upstream: FakeUpstream, gateway: RunningGateway) -> None:
     from tests.server.gateways import GROUPS

@@ -77,6 +77,7 @@ from interlock.adapters.base import (
     checked_response,
     iter_sse,
     parse_retry_after,
+    upstream_error_text,
     with_call_headers,
     with_extra_headers,
 )
@@ -92,6 +93,7 @@ from interlock.errors import (
     InvalidRequest,
     NotFound,
     Overloaded,
+    PermissionDenied,
     ProviderError,
     RateLimited,
     Timeout,
@@ -129,12 +131,16 @@ STOP_REASONS: dict[str, FinishReason] = {
 
 # Anthropic's error types; anything else goes through the generic status table.
 ERROR_TYPES: dict[str, type[ProviderError]] = {
-    "authentication_error": AuthenticationFailed, "permission_error": AuthenticationFailed,
+    "authentication_error": AuthenticationFailed, "permission_error": PermissionDenied,
     "billing_error": AuthenticationFailed, "not_found_error": NotFound,
     "rate_limit_error": RateLimited, "overloaded_error": Overloaded,
     "api_error": UpstreamServerError, "timeout_error": Timeout,
     "invalid_request_error": BadRequest,
 }
+
+# A type that names no cause of its own: Anthropic sends api_error with any 5xx
+# (a 503 from its edge among them).
+GENERIC_TYPES = frozenset({"api_error"})
 
 # The status Anthropic documents for each error type, for `event: error` frames
 # that arrive inside a 200 stream.
@@ -266,13 +272,16 @@ def build_body(request: ChatRequest, deployment: Deployment, *, stream: bool) ->
         "max_tokens": DEFAULT_MAX_TOKENS if asked is None else asked,
         "messages": translate_messages(request.messages),
     }
-    if request.system_text and not body["messages"]:
+    system = _system_blocks(request.messages)
+    if system and not body["messages"]:
         # Only system messages (OpenAI answers those): Anthropic refuses a request
         # without messages, so the instruction goes as the user's turn.
-        body["messages"] = [{"role": "user",
-                             "content": [{"type": "text", "text": request.system_text}]}]
-    elif request.system_text:
-        body["system"] = request.system_text
+        body["messages"] = [{"role": "user", "content": system}]
+    elif system:
+        # A plain string unless a part marks a cache breakpoint, which only a
+        # block can carry.
+        cached = any("cache_control" in block for block in system)
+        body["system"] = system if cached else request.system_text
     if stream:
         body["stream"] = True
     _add_sampling(body, request)
@@ -292,6 +301,30 @@ def build_body(request: ChatRequest, deployment: Deployment, *, stream: bool) ->
                 "ask for json_schema with a schema (structured outputs).")
         del body["tools"], body["tool_choice"]
     return body
+
+
+def _system_blocks(messages: list[Message]) -> list[dict[str, Any]]:
+    """The system messages' text as Anthropic's system blocks, each part's cache
+    marker with it (images have no place in Anthropic's system prompt, as in
+    `ChatRequest.system_text`). One block per message when none is marked, so
+    that the text is the same as system_text's."""
+    blocks: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role != "system":
+            continue
+        texts = [p for p in message.parts if isinstance(p, TextPart)]
+        if not any(p.cache_control for p in texts):
+            texts = [TextPart(message.text)]
+        blocks.extend(_cached({"type": "text", "text": p.text}, p.cache_control)
+                      for p in texts if p.text)
+    return blocks
+
+
+def _cached(block: dict[str, Any], marker: dict[str, Any] | None) -> dict[str, Any]:
+    """The block with the caller's prompt-cache breakpoint, if it set one."""
+    if marker is not None:
+        block["cache_control"] = marker
+    return block
 
 
 def _thinks(body: dict[str, Any]) -> bool:
@@ -335,8 +368,8 @@ def _add_stop(body: dict[str, Any], stop: list[str] | None, drop: bool) -> None:
 
 def _add_tools(body: dict[str, Any], request: ChatRequest) -> None:
     if request.tools:
-        body["tools"] = [_tool(t.name, t.description, t.parameters, t.strict)
-                         for t in request.tools]
+        body["tools"] = [_cached(_tool(t.name, t.description, t.parameters, t.strict),
+                                 t.cache_control) for t in request.tools]
     choice = _tool_choice(request.tool_choice)
     if request.parallel_tool_calls is False and request.tools:
         choice = choice or {"type": "auto"}
@@ -510,15 +543,14 @@ def _blocks(message: Message) -> list[dict[str, Any]]:
     return blocks
 
 
-def _part_blocks(message: Message) -> list[dict[str, Any]]:
+def _part_blocks(message: Message, *, markers: bool = True) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
     for part in message.parts:
-        if isinstance(part, TextPart):
-            # Anthropic refuses empty text blocks.
-            if part.text:
-                blocks.append({"type": "text", "text": part.text})
-        else:
-            blocks.append(_image(part))
+        # Anthropic refuses empty text blocks (and a cache marker on one).
+        if isinstance(part, TextPart) and not part.text:
+            continue
+        block = {"type": "text", "text": part.text} if isinstance(part, TextPart) else _image(part)
+        blocks.append(_cached(block, part.cache_control if markers else None))
     return blocks
 
 
@@ -563,12 +595,15 @@ def _tool_use(call: ToolCall) -> dict[str, Any]:
 def _tool_result(message: Message) -> dict[str, Any]:
     block: dict[str, Any] = {"type": "tool_result", "tool_use_id": message.tool_call_id or ""}
     # Several parts go as blocks: joined into one string they ran together.
-    content = (_part_blocks(message) if message.has_images or len(message.parts) > 1
-               else message.text)
+    content = (_part_blocks(message, markers=False)
+               if message.has_images or len(message.parts) > 1 else message.text)
     # Anthropic refuses empty content; a result without output leaves it out.
     if content:
         block["content"] = content
-    return block
+    # A marker on any part of the result marks the result: the breakpoint covers
+    # everything up to its end either way.
+    marker = next((p.cache_control for p in reversed(message.parts) if p.cache_control), None)
+    return _cached(block, marker)
 
 
 # -- response translation ----------------------------------------------------
@@ -860,12 +895,11 @@ def error_from_body(status: int | None, headers: Mapping[str, str], data: dict[s
     key = deployment.key()
     message = redact(str(error.get("message") or ""), key)
     cls = classify(status, etype, message)
-    where = f"HTTP {status}" if status is not None else "stream error"
     retry_after = parse_retry_after(headers)
     if retry_after is None and cls is RateLimited:
         retry_after = ratelimit_reset_after(headers)
     return cls(
-        f"Anthropic {where} {etype or 'error'}: {message}",
+        upstream_error_text(PROVIDER, deployment.name, status, etype, message),
         provider=PROVIDER, deployment=deployment.name,
         status=status if status is not None else DOCUMENTED_STATUS.get(etype),
         retry_after=retry_after, body=redact_json(data, key),
@@ -879,11 +913,16 @@ def classify(status: int | None, etype: str, message: str) -> type[ProviderError
         return ContextWindowExceeded
     if any(text in lowered for text in CONTENT_FILTER_TEXTS):
         return ContentFiltered
-    if etype in ERROR_TYPES:
-        return ERROR_TYPES[etype]
+    by_type = ERROR_TYPES.get(etype)
     if status is None:
-        return UpstreamServerError
-    return error_for_status(status)
+        return by_type or UpstreamServerError
+    by_status = error_for_status(status)
+    # The status wins where the type says only "something failed" (so a 503 is
+    # Overloaded, as it is from OpenAI and Gemini) or less than the status does
+    # (an invalid_request_error sent with 422 is an UnprocessableEntity).
+    if by_type is None or etype in GENERIC_TYPES or issubclass(by_status, by_type):
+        return by_status
+    return by_type
 
 
 def ratelimit_reset_after(headers: Mapping[str, str], now: float | None = None) -> float | None:

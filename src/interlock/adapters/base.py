@@ -75,6 +75,18 @@ def shape_error(provider: str, deployment: str, exc: Exception) -> UpstreamServe
         provider=provider, deployment=deployment)
 
 
+def upstream_error_text(provider: str, deployment: str, status: int | None, code: str,
+                        text: str) -> str:
+    """The message of an error a provider answered, the same for every adapter:
+    which provider and which deployment (in a group of several, the one to look
+    at), the status (None: an error object inside a 200 answer, such as a
+    stream's error event), the provider's own code for it, and its text."""
+    what = (f"answered HTTP {status}" if status is not None
+            else "sent an error inside a 200 answer")
+    detail = f" ({code})" if code else ""
+    return f"{provider} {what} for deployment {deployment!r}{detail}: {text}"
+
+
 def _check(ok: bool, what: str) -> None:
     if not ok:
         raise TypeError(f"{what} of an unexpected type")

@@ -69,6 +69,7 @@ from interlock.adapters.base import (
     checked_response,
     iter_sse,
     parse_retry_after,
+    upstream_error_text,
     with_call_headers,
     with_extra_headers,
 )
@@ -85,6 +86,7 @@ from interlock.errors import (
     InvalidRequest,
     NotFound,
     Overloaded,
+    PermissionDenied,
     ProviderError,
     RateLimited,
     Timeout,
@@ -151,7 +153,7 @@ _BAD_KEY = re.compile(r"API[_ ]key (not valid|not found|expired|invalid)", re.IG
 
 _STATUS_TO_ERROR: dict[str, type[ProviderError]] = {
     "UNAUTHENTICATED": AuthenticationFailed,
-    "PERMISSION_DENIED": AuthenticationFailed,
+    "PERMISSION_DENIED": PermissionDenied,
     "NOT_FOUND": NotFound,
     "RESOURCE_EXHAUSTED": RateLimited,
     "UNAVAILABLE": Overloaded,
@@ -639,8 +641,10 @@ def _first_candidate(data: dict[str, Any], call: _Call) -> dict[str, Any]:
     if not candidates:
         blocked = (data.get("promptFeedback") or {}).get("blockReason")
         if blocked:
-            raise ContentFiltered(f"Gemini blocked the prompt: {blocked}", provider=PROVIDER,
-                                  deployment=call.labels.deployment, status=200)
+            raise ContentFiltered(
+                f"gemini blocked the prompt for deployment {call.labels.deployment!r} "
+                f"({blocked}).", provider=PROVIDER, deployment=call.labels.deployment,
+                status=200)
         raise _malformed(call, "the response has no candidates")
     first = candidates[0]
     if not isinstance(first, dict):
@@ -854,7 +858,10 @@ def _error_from_object(err: Any, headers: Mapping[str, str], call: _Call,
     retry_after = _retry_delay(details)
     if retry_after is None:
         retry_after = parse_retry_after(headers)
-    text = redact(f"Gemini error {code} {grpc}: {message}".replace("  ", " "), call.key)
+    # Inside a 200 answer the error object's own code stands where the HTTP status would.
+    label = grpc if status is not None else f"{code} {grpc}".strip()
+    text = redact(upstream_error_text(PROVIDER, call.labels.deployment, status, label, message),
+                  call.key)
     return cls(text, provider=PROVIDER, deployment=call.labels.deployment, status=code,
                retry_after=retry_after, body=redact_json(err, call.key))
 

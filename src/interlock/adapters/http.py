@@ -150,9 +150,12 @@ class StreamingResponse:
         if self._expired:
             raise self._total_timeout()
         if self._read_expired:
-            what = "the first token" if first else "the next chunk"
+            what, setting = (("the first token", "first_token_timeout") if first
+                             else ("the next chunk", "stream_idle_timeout"))
             raise Timeout(
-                f"No data for {wait or 0:.1f}s while waiting for {what}",
+                f"{self._labels.provider} sent no data for deployment "
+                f"{self._labels.deployment!r} for {seconds(wait)} while Interlock "
+                f"waited for {what}; raise the router's {setting} to wait longer",
                 provider=self._labels.provider, deployment=self._labels.deployment,
             )
 
@@ -190,8 +193,13 @@ class StreamingResponse:
         self._resp.close()
 
     def _total_timeout(self) -> Timeout:
+        # Nothing of the body yet: the wait was for the first token, and saying the
+        # stream did not finish would send the reader looking for a broken stream.
+        what = "sent no first token" if self._first else "did not finish the stream"
         return Timeout(
-            f"{self._labels.provider} did not finish the stream within {self._timeouts.total}s",
+            f"{self._labels.provider} {what} for deployment {self._labels.deployment!r} "
+            f"within {seconds(self._timeouts.total)}; "
+            f"{STREAM_HINT}",
             provider=self._labels.provider, deployment=self._labels.deployment,
         )
 
@@ -199,6 +207,23 @@ class StreamingResponse:
         if self._timeouts.total is None:
             return None
         return max(0.001, self._timeouts.total - (time.monotonic() - self._started))
+
+
+# What a timeout's message tells its reader to change. A limit an adapter gets is
+# the deployment's or the router's setting, cut to what is left of the request's
+# deadline (the call's own `timeout`, else the router's), so any of them may be
+# the one that ran out.
+ANSWER_HINT = "raise `timeout` (on the deployment, the router or the call) to wait longer"
+STREAM_HINT = ("raise `stream_timeout` (on the deployment or the router) or the call's "
+               "`timeout` to wait longer")
+
+
+def seconds(value: float | None) -> str:
+    """A limit as a person reads it: what is left of a deadline comes as
+    1.9999233649999724, which says no more than "2.0 s"."""
+    if value is None:
+        return "the time allowed"
+    return f"{value:.1f} s" if value >= 1 else f"{value:.2g} s"
 
 
 def split_lines(data: bytes) -> tuple[list[bytes], bytes]:
@@ -394,7 +419,9 @@ class HttpClient:
                 return HttpResponse(resp.status, resp.headers, data)
         except TimeoutError:
             raise Timeout(
-                f"{labels.provider} did not answer within {timeouts.total}s",
+                f"{labels.provider} did not answer for deployment {labels.deployment!r} "
+                f"within {seconds(timeouts.total)}; "
+                f"{ANSWER_HINT}",
                 provider=labels.provider, deployment=labels.deployment,
             ) from None
         except (aiohttp.ClientError, ValueError) as exc:  # ValueError: see _connection_error
@@ -459,7 +486,15 @@ class _StreamContext:
         return StreamingResponse(self._resp, self._timeouts, self._labels, started, loop)
 
     def _late(self) -> Timeout:
-        return Timeout(f"{self._labels.provider} did not start answering in time",
+        first_token, total = self._timeouts.first_token, self._timeouts.total
+        wait: float | None
+        if first_token is not None and (total is None or first_token <= total):
+            wait, hint = first_token, "raise the router's first_token_timeout to wait longer"
+        else:
+            wait, hint = total, STREAM_HINT
+        return Timeout(f"{self._labels.provider} did not start answering (no first token) "
+                       f"for deployment {self._labels.deployment!r} within {seconds(wait)}; "
+                       f"{hint}",
                        provider=self._labels.provider, deployment=self._labels.deployment)
 
     async def __aexit__(self, exc_type: type[BaseException] | None,

@@ -39,6 +39,7 @@ from interlock.adapters.base import (
     flatten,
     parse_retry_after,
     shape_error,
+    upstream_error_text,
     with_call_headers,
     with_extra_headers,
 )
@@ -848,11 +849,9 @@ def _error_from_body(status: int, headers: Mapping[str, str], body: Any,
         text = str(error) if error is not None else _short(body)
         code = kind = ""
     cls = classify_error(status, code, kind, text)
-    detail = f" ({code})" if code else ""
     if cls is RateLimited and "insufficient_quota" in (code, kind):
-        detail += "; this is the account's quota or billing limit, not a short rate limit"
-    message = (f"{deployment.provider} answered HTTP {status} for deployment "
-               f"{deployment.name!r}{detail}: {text}")
+        text += " (This is the account's quota or billing limit, not a short rate limit.)"
+    message = upstream_error_text(deployment.provider, deployment.name, status, code, text)
     return cls(redact(message, key), provider=deployment.provider, deployment=deployment.name,
                status=status, retry_after=retry_after(status, headers),
                body=_redacted_body(body, key))

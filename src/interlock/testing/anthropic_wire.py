@@ -6,8 +6,9 @@ delta / stop with ping, input_json_delta fragments for tool calls,
 message_delta, message_stop), and the `{"type": "error", ...}` bodies with the
 `request-id` and `anthropic-ratelimit-*` headers. Like the real API it refuses
 requests without `max_tokens`, `messages`, `x-api-key` or `anthropic-version`,
-with no message or an empty one, and with fields it does not know in the
-request, its messages and their content blocks (`check_request`).
+with no message or an empty one, with fields it does not know in the
+request, its system blocks, tools, messages and their content blocks, and with
+a malformed `cache_control` or more than four of them (`check_request`).
 
 Scripting vocabulary beyond the neutral `Reply` / `Fault` fields:
 - `Fault(status=400, kind="context_window")`: the real "prompt is too long" text.
@@ -100,7 +101,7 @@ class AnthropicWire:
         extra = _extra_field(body)
         if extra is not None:
             return _error(400, "invalid_request_error", f"{extra}: Extra inputs are not permitted")
-        return _empty_message(body.get("messages"))
+        return _bad_cache_control(body) or _empty_message(body.get("messages"))
 
     def reply(self, route: Route, body: Any, reply: Reply) -> Any:
         if reply.finish == "error":
@@ -201,6 +202,53 @@ _BLOCK_FIELDS: dict[str, frozenset[str]] = {
 }
 
 
+# The system prompt's blocks, and the tools: a custom tool, or the web search
+# server tool that web_search_options turns on.
+_SYSTEM_BLOCK_FIELDS = _CACHED | {"text", "citations"}
+_TOOL_FIELDS = _CACHED | {"name", "description", "input_schema", "strict"}
+_SERVER_TOOL_FIELDS = _CACHED | {"name", "max_uses", "allowed_domains", "blocked_domains",
+                                 "user_location"}
+# Prompt caching: the breakpoints a request may set, and how long each may last.
+MAX_CACHE_BREAKPOINTS = 4
+_CACHE_TTLS = ("5m", "1h")
+
+
+def _cache_markers(body: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Every cache_control in the request, with its path in the API's terms, in
+    the order Anthropic reads the prompt: tools, system, messages."""
+    found: list[tuple[str, Any]] = []
+    places: list[tuple[str, Any]] = [("tools", body.get("tools")), ("system", body.get("system"))]
+    for i, message in enumerate(body.get("messages") or ()):
+        if isinstance(message, dict):
+            places.append((f"messages.{i}.content", message.get("content")))
+    for where, blocks in places:
+        for j, block in enumerate(blocks if isinstance(blocks, list) else ()):
+            if isinstance(block, dict) and "cache_control" in block:
+                found.append((f"{where}.{j}.cache_control", block["cache_control"]))
+    return found
+
+
+def _bad_cache_control(body: dict[str, Any]) -> ErrorAnswer | None:
+    """Anthropic's refusals of a malformed cache marker, and of more breakpoints
+    than it allows."""
+    markers = _cache_markers(body)
+    for path, marker in markers:
+        if not isinstance(marker, dict) or marker.get("type") != "ephemeral":
+            return _error(400, "invalid_request_error", f"{path}.type: Input should be 'ephemeral'")
+        for name in marker:
+            if name not in ("type", "ttl"):
+                return _error(400, "invalid_request_error",
+                              f"{path}.ephemeral.{name}: Extra inputs are not permitted")
+        if "ttl" in marker and marker["ttl"] not in _CACHE_TTLS:
+            return _error(400, "invalid_request_error",
+                          f"{path}.ephemeral.ttl: Input should be '5m' or '1h'")
+    if len(markers) > MAX_CACHE_BREAKPOINTS:
+        return _error(400, "invalid_request_error",
+                      f"A maximum of {MAX_CACHE_BREAKPOINTS} blocks with cache_control may be "
+                      f"provided. Found {len(markers)}.")
+    return None
+
+
 def _empty_message(messages: Any) -> ErrorAnswer | None:
     """Anthropic's refusals of an empty conversation, and of an empty message
     anywhere but last from the assistant (the prefill it may continue)."""
@@ -223,6 +271,9 @@ def _extra_field(body: dict[str, Any]) -> str | None:
     for name in body:
         if name not in _REQUEST_FIELDS:
             return name
+    extra = _extra_in_system(body.get("system")) or _extra_in_tools(body.get("tools"))
+    if extra is not None:
+        return extra
     for i, message in enumerate(body.get("messages") or ()):
         if not isinstance(message, dict):
             continue
@@ -238,6 +289,27 @@ def _extra_field(body: dict[str, Any]) -> str | None:
             for name in block:
                 if name not in allowed:
                     return f"messages.{i}.content.{j}.{name}"
+    return None
+
+
+def _extra_in_system(system: Any) -> str | None:
+    """A string, or text blocks (the form that can carry cache markers)."""
+    for j, block in enumerate(system if isinstance(system, list) else ()):
+        for name in block if isinstance(block, dict) else ():
+            if name not in _SYSTEM_BLOCK_FIELDS:
+                return f"system.{j}.{name}"
+    return None
+
+
+def _extra_in_tools(tools: Any) -> str | None:
+    for j, tool in enumerate(tools if isinstance(tools, list) else ()):
+        if not isinstance(tool, dict):
+            continue
+        server = str(tool.get("type", "")).startswith("web_search_")
+        allowed = _SERVER_TOOL_FIELDS if server else _TOOL_FIELDS
+        for name in tool:
+            if name not in allowed:
+                return f"tools.{j}.{name}"
     return None
 
 
