@@ -53,7 +53,8 @@ Choices worth knowing:
   cache writes); cached_input_tokens and cache_write_tokens are subsets.
 - `service_tier`: OpenAI's "default" is sent as Anthropic's "standard_only" and
   "priority" as "auto" (see `SERVICE_TIERS`); the tier that served the call
-  (`usage.service_tier`) comes back as the answer's `service_tier`.
+  (`usage.service_tier`) comes back as the answer's `service_tier`, in OpenAI's
+  names ("standard" as "default").
 
 Imports: the standard library, orjson, `types`, `errors`, `catalog`, `adapters.base`,
 `adapters.http`, `adapters.registry`, `reasoning_effort`, `web_search`.
@@ -169,6 +170,9 @@ UNSUPPORTED_EXTRA: dict[str, tuple[Any, ...]] = {
 # "auto" gives where it can. "flex" has no counterpart.
 SERVICE_TIERS = {"auto": "auto", "default": "standard_only", "standard_only": "standard_only",
                  "priority": "auto"}
+# The tiers Anthropic says it served at, by OpenAI's name for each; prices are
+# looked up by these names too (a "priority" price applies to either provider).
+SERVED_TIERS = {"standard": "default", "priority": "priority"}
 # Extra keys that are fine to ignore here: Anthropic always reports usage in
 # streams; the others are read where the body is built.
 IGNORED_EXTRA = frozenset({"stream_options", "max_completion_tokens", "reasoning_effort",
@@ -687,10 +691,12 @@ def finish_reason(stop_reason: str | None) -> FinishReason | None:
 
 
 def served_tier(usage: Any) -> str | None:
-    """The tier Anthropic served the call at (`usage.service_tier`: "standard",
-    "priority" or "batch"), as it says it."""
+    """The tier Anthropic served the call at (`usage.service_tier`), in OpenAI's
+    names (`SERVED_TIERS`): clients validate `service_tier` against OpenAI's enum,
+    which has no "standard", so a typed client refused every Claude answer. A tier
+    without an OpenAI name (a batch, a future one) is left out."""
     tier = usage.get("service_tier") if isinstance(usage, dict) else None
-    return tier if tier and isinstance(tier, str) else None
+    return SERVED_TIERS.get(tier) if isinstance(tier, str) else None
 
 
 def parse_usage(usage: Mapping[str, Any]) -> Usage:
