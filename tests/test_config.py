@@ -445,8 +445,10 @@ def test_unknown_litellm_param_far_from_any_field_passes_through_with_warning() 
 
 
 def test_unknown_provider_names_known_ones_and_the_form() -> None:
-    message = _error({"model_list": [_entry("claude-3-opus")]})
-    assert "model_list[0].litellm_params.model: got 'claude-3-opus'" in message
+    # A bare name whose provider is not beyond doubt (claude-, gpt-, ... are read
+    # as LiteLLM reads them: test_a_bare_model_name_with_a_known_prefix_...).
+    message = _error({"model_list": [_entry("llama-3-70b")]})
+    assert "model_list[0].litellm_params.model: got 'llama-3-70b'" in message
     assert "'<provider>/<model-id>'" in message
     for provider in ("anthropic", "gemini", "openai", "openrouter", "ollama"):
         assert provider in message
@@ -811,3 +813,36 @@ def test_an_api_base_with_credentials_and_a_bearer_key_is_refused_without_echoin
     # Without the key, the URL's credentials are the request's only Authorization.
     del entry["litellm_params"]["api_key"]
     load_config({"model_list": [entry]}, environ=ENV)
+
+
+def test_litellm_cache_arguments_all_load_with_the_same_warning() -> None:
+    # cache_responses used to warn while its companions were hard errors: a
+    # ported cache setup failed on the arguments that go with it.
+    config = config_from_router_kwargs(
+        [{"model_name": "g", "litellm_params": {"model": "openai/m", "api_key": "k"}}],
+        cache_responses=True, cache_kwargs={"type": "redis"}, caching_groups=[("g", "h")])
+    assert sorted(config.warnings) == [
+        f"router_settings.{name}: accepted for LiteLLM compatibility; Interlock has no "
+        "response cache, so it has no effect"
+        for name in ("cache_kwargs", "cache_responses", "caching_groups")]
+
+
+@pytest.mark.parametrize(("model", "provider"), [
+    ("gpt-4o-mini", "openai"), ("chatgpt-4o-latest", "openai"), ("o1", "openai"),
+    ("o3-mini", "openai"), ("o4-mini", "openai"),
+    ("claude-3-5-sonnet-20240620", "anthropic"), ("gemini-2.0-flash", "gemini"),
+])
+def test_a_bare_model_name_with_a_known_prefix_gets_its_provider(model: str,
+                                                                 provider: str) -> None:
+    # LiteLLM's Router quick start writes bare names; their provider is beyond doubt.
+    config = load_config({"model_list": [
+        {"model_name": "g", "litellm_params": {"model": model, "api_key": "k"}}]})
+    deployment = next(build_catalog(config).deployments())
+    assert (deployment.provider, deployment.model) == (provider, model)
+
+
+@pytest.mark.parametrize("model", ["llama-3-70b", "o5", "omni-moderation", "mistral-large"])
+def test_any_other_bare_model_name_still_needs_its_provider(model: str) -> None:
+    with pytest.raises(ConfigError, match=r"expected '<provider>/<model-id>'"):
+        load_config({"model_list": [
+            {"model_name": "g", "litellm_params": {"model": model, "api_key": "k"}}]})

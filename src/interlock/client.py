@@ -9,7 +9,7 @@ Keyword arguments of `acompletion` are the OpenAI request body, parsed by the
 same code as the gateway's, so library and gateway behave alike. The sync
 methods run on one private event loop thread owned by the Router.
 
-Imports: the standard library, `config`, `errors`, `gateway`, `openai_*`, `responses`,
+Imports: the standard library, `config`, `errors`, `gateway`, `masking`, `openai_*`, `responses`,
 `routing.decision`, `types`.
 """
 
@@ -30,6 +30,7 @@ from interlock.config.schema import DeploymentParams
 from interlock.costs.settings import LedgerSettings
 from interlock.errors import ConfigError, InvalidRequest, RouterClosed
 from interlock.gateway import Gateway, GatewayStream
+from interlock.masking import url_without_credentials
 from interlock.openai_embeddings import CALL_DEFAULTS as EMBEDDING_CALL_DEFAULTS
 from interlock.openai_embeddings import embedding_dict, parse_embedding_request, wants_base64
 from interlock.openai_request import (
@@ -371,6 +372,7 @@ class Router:
         if config is not None and model_list is not None:
             raise TypeError("pass either model_list (with router settings) or config, not both")
         self._defaults: dict[str, Any] = {}
+        self._warned_params: set[str] = set()
         self._embedding_defaults: dict[str, Any] = {}
         if isinstance(config, InterlockConfig):
             loaded = config
@@ -471,9 +473,19 @@ class Router:
         client may not) and which are no field of the body."""
         headers = call_headers(kwargs.pop("extra_headers", None))
         body = _with_defaults(self._defaults, {"model": model, "messages": messages, **kwargs})
-        request = parse_chat_request(body)
+        request = self._gateway.owned_fallbacks(parse_chat_request(body))
         request.extra_headers = headers
+        self._warn_ignored(request.ignored_params)
         return request, body
+
+    def _warn_ignored(self, names: tuple[str, ...]) -> None:
+        """Once per argument and Router: a LiteLLM call argument with no effect here."""
+        for name in names:
+            if name not in self._warned_params:
+                self._warned_params.add(name)
+                log.warning("acompletion(%s=...): a LiteLLM argument accepted for "
+                            "compatibility; it has no effect in Interlock and is not sent "
+                            "to the provider", name)
 
     async def acompletion(self, model: str, messages: list[dict[str, Any]],
                           **kwargs: Any) -> Any:
@@ -485,7 +497,15 @@ class Router:
         done = await self._gateway.complete(request)
         return ModelResponse(completion_dict(done.response, request_id=done.meta.request_id,
                                              legacy_functions=request.legacy_functions),
-                             interlock=done.meta.as_dict())
+                             interlock=done.meta.as_dict(),
+                             api_base=self._api_base(done.meta.deployment))
+
+    def _api_base(self, deployment: str | None) -> str | None:
+        """The answering deployment's base URL, for LiteLLM's `_hidden_params`."""
+        if deployment is None:
+            return None
+        base = self._gateway.catalog.deployment(deployment).api_base
+        return url_without_credentials(base) if base else None
 
     def completion(self, model: str, messages: list[dict[str, Any]], **kwargs: Any) -> Any:
         """The sync twin of `acompletion`; with stream=True a `SyncCompletionStream`."""
@@ -504,7 +524,9 @@ class Router:
         body = _with_defaults(self._embedding_defaults,
                               {"model": model, "input": input, **kwargs})
         request = parse_embedding_request(body)
+        request.routing = self._gateway.owned_fallbacks(request.routing)
         request.routing.extra_headers = headers
+        self._warn_ignored(request.routing.ignored_params)
         done = await self._gateway.embed(request)
         return EmbeddingResponse(
             embedding_dict(done.result, model=done.model, base64_out=wants_base64(body)),

@@ -416,6 +416,34 @@ class Gateway:
         return dataclasses.replace(request, timeout=timeout,
                                    retries_bounded=request.num_retries is not None)
 
+    def owned_fallbacks(self, request: ChatRequest) -> ChatRequest:
+        """A library caller's request, whose own `fallbacks` apply as given (it
+        owns the config), with each name checked and an alias read as its group:
+        a name that is no model group would otherwise be a failover silently lost."""
+        wanted = request.fallbacks
+        if wanted is None:
+            return dataclasses.replace(request, fallbacks_as_given=True)
+        if isinstance(wanted, dict):
+            resolved: list[str] | dict[str, list[str]] = {
+                (name if name == "*" else self._fallback_groups([name])[0]):
+                    self._fallback_groups(chain) for name, chain in wanted.items()}
+        else:
+            resolved = self._fallback_groups(wanted)
+        return dataclasses.replace(request, fallbacks=resolved, fallbacks_as_given=True)
+
+    def _fallback_groups(self, names: list[str]) -> list[str]:
+        groups = []
+        for name in names:
+            alias = self._aliases.get(name)
+            group = alias.model if alias is not None else name
+            if group not in self.catalog.groups:
+                raise InvalidRequest(
+                    f"'fallbacks' names {name!r}, which is not a model group; fallbacks "
+                    f"are model groups: {', '.join(sorted(self.catalog.group_names))}.",
+                    param="fallbacks", code="model_not_found")
+            groups.append(group)
+        return groups
+
     async def decide(self, request: ChatRequest) -> RoutingDecision:
         alias = self._aliases.get(request.model)
         if alias is None:

@@ -1,4 +1,5 @@
-"""`MaskedModel`: a pydantic settings model whose repr and JSON dumps hide secrets.
+"""`MaskedModel`: a pydantic settings model whose repr and JSON dumps hide secrets;
+`url_without_credentials` for a URL shown to callers.
 
 Settings sections that hold credentials as plain strings (a Redis password, a
 database URL with a password in it) derive from it and name those fields, so
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any, ClassVar
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, SerializationInfo, SerializerFunctionWrapHandler, model_serializer
 
@@ -48,3 +50,11 @@ class MaskedModel(BaseModel):
         if info.mode == "json" and isinstance(data, dict):
             return {name: self._masked(name, value) for name, value in data.items()}
         return data
+
+
+def url_without_credentials(url: str) -> str:
+    """`url` without user:password@ and without its query and fragment, where
+    some providers take a key (`?key=`), for showing which endpoint answered."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return redact(urlunsplit((parts.scheme, host, parts.path, "", "")))

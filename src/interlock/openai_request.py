@@ -49,6 +49,29 @@ DEPLOYMENT_ONLY = ("api_key", "api_base", "base_url", "api_version")
 # (Interlock's are num_retries), `extra_headers` would be HTTP headers.
 CALL_ONLY = ("extra_body", "max_retries", "extra_headers")
 _SPECIAL = frozenset(DEPLOYMENT_ONLY + CALL_ONLY)
+# LiteLLM's testing switches and its name for `timeout`, which Interlock carries
+# out (`_litellm_controls`).
+_TESTING_SWITCHES = {"mock_testing_fallbacks": "fallbacks",
+                     "mock_testing_context_fallbacks": "context_window",
+                     "mock_testing_content_policy_fallbacks": "content_policy"}
+_CONTROLS = frozenset({"request_timeout", "mock_testing_rate_limit_error", "mock_timeout",
+                       *_TESTING_SWITCHES})
+# LiteLLM call arguments that steer LiteLLM itself (its cache, logging, cost
+# table, provider lookup, client objects). Sent on, a provider would refuse them
+# as unknown fields; they are taken out and reported in `ignored_params`.
+IGNORED_CALL_ARGS = frozenset({
+    "caching", "cache", "specific_deployment", "model_list", "custom_llm_provider",
+    "input_cost_per_token", "output_cost_per_token", "input_cost_per_second",
+    "output_cost_per_second", "litellm_logging_obj", "litellm_call_id", "litellm_trace_id",
+    "logger_fn", "verbose", "mock_delay", "mock_tool_calls", "no-log", "proxy_server_request",
+    "model_info", "preset_cache_key", "base_model", "context_window_fallbacks",
+    "content_policy_fallbacks", "context_window_fallback_dict", "cooldown_time", "priority",
+    "force_timeout", "client", "acompletion", "ensure_alternating_roles",
+    "user_continue_message", "assistant_continue_message", "supports_system_message",
+    "hf_model_name", "initial_prompt_value", "final_prompt_value", "roles", "bos_token",
+    "eos_token", "litellm_metadata", "model_group",
+})
+LITELLM_ONLY = _CONTROLS | IGNORED_CALL_ARGS
 # Optional fields given under either of two names.
 _TOOLS = frozenset({"tools", "functions"})
 _TOOL_CHOICE = frozenset({"tool_choice", "function_call"})
@@ -285,10 +308,40 @@ def _tool_choice(body: Mapping[str, Any]) -> str | dict[str, Any] | None:
                 "{'type': 'function', 'function': {'name': ...}}.", "tool_choice")
 
 
+def model_response_format(model: type) -> dict[str, Any]:
+    """The `json_schema` response format of a pydantic model class, as LiteLLM
+    (and the OpenAI SDK's `parse`) make it: named after the class, strict, so
+    that every object lists all its properties as required and allows no others."""
+    return {"type": "json_schema",
+            "json_schema": {"name": model.__name__, "strict": True,
+                            "schema": _strict_schema(model.model_json_schema())}}  # type: ignore[attr-defined]
+
+
+def _strict_schema(node: Any) -> Any:
+    # Strict structured outputs refuse an object schema that leaves a property
+    # optional or allows others; a null default says no more than the type does.
+    if isinstance(node, list):
+        return [_strict_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _strict_schema(v) for k, v in node.items()
+           if not (k == "default" and v is None)}
+    if out.get("type") == "object" and isinstance(out.get("properties"), dict):
+        out["required"] = list(out["properties"])
+        out["additionalProperties"] = False
+    return out
+
+
+def _is_model_class(value: Any) -> bool:
+    return isinstance(value, type) and callable(getattr(value, "model_json_schema", None))
+
+
 def _response_format(body: Mapping[str, Any]) -> ResponseFormat | None:
     raw = body.get("response_format")
     if raw is None:
         return None
+    if _is_model_class(raw):  # LiteLLM takes a pydantic model class (library calls)
+        raw = model_response_format(raw)
     _typed(raw, dict, "response_format", "an object")
     kind = raw.get("type")
     if kind in ("text", "json_object"):
@@ -457,6 +510,8 @@ def parse_chat_request(body: Any) -> ChatRequest:
     keys = body.keys()
     if not keys.isdisjoint(_SPECIAL):  # one check for both kinds: most bodies have neither
         return parse_chat_request(_call_arguments(body))
+    if not keys.isdisjoint(LITELLM_ONLY):
+        return _litellm_controls(body)
     # Each optional field is read only when the body has it: most bodies hold a
     # few, and a parser call for each absent one was a tenth of a request's parsing.
     given = keys & _OPTIONAL
@@ -464,11 +519,7 @@ def parse_chat_request(body: Any) -> ChatRequest:
                   if "max_completion_tokens" in given else None)
     if max_tokens is None and "max_tokens" in given:
         max_tokens = _int_in(body, "max_tokens", 1)
-    fallbacks = body.get("fallbacks")
-    if fallbacks is not None and not (
-        isinstance(fallbacks, list) and all(isinstance(f, str) for f in fallbacks)
-    ):
-        raise _fail("'fallbacks' must be a list of model group names.", "fallbacks")
+    fallbacks = _fallbacks(body.get("fallbacks"))
     metadata = body.get("metadata") or {}
     _typed(metadata, dict, "metadata", "an object")
     if "stream_options" in given:
@@ -494,6 +545,51 @@ def parse_chat_request(body: Any) -> ChatRequest:
     if given:
         _set_optional_fields(request, body, given)
         request.legacy_functions = "functions" in given and body.get("tools") is None
+    return request
+
+
+def _fallbacks(value: Any) -> list[str] | dict[str, list[str]] | None:
+    """A request's `fallbacks` in the forms LiteLLM takes for a call: a list of
+    model group names, or its `[{"group": ["fallback", ...]}]` (also as one dict;
+    "*" for any group), kept as one {group: [groups]}."""
+    if value is None or (isinstance(value, list) and all(isinstance(f, str) for f in value)):
+        return value
+    items = [value] if isinstance(value, dict) else value
+    chains: dict[str, list[str]] = {}
+    for item in items if isinstance(items, list) else [None]:
+        if not isinstance(item, dict) or not all(
+                isinstance(group, str) and isinstance(chain, list)
+                and all(isinstance(g, str) for g in chain) for group, chain in item.items()):
+            # LiteLLM's other dict form ({"model": ..., "temperature": ...}) changes
+            # the request on the way; Interlock's fallbacks name groups only.
+            raise _fail("'fallbacks' must be a list of model group names, or of "
+                        '{"group": ["fallback group", ...]} mappings.', "fallbacks")
+        for group, chain in item.items():
+            known = chains.setdefault(group, [])
+            known.extend(g for g in chain if g not in known)
+    return chains
+
+
+def _flag(body: Mapping[str, Any], key: str) -> bool:
+    return bool(_optional_typed(body, key, bool, "true or false"))
+
+
+def _litellm_controls(body: Mapping[str, Any]) -> ChatRequest:
+    """A body with LiteLLM's own call arguments (`LITELLM_ONLY`), which are not
+    fields for the provider: `request_timeout` is read as `timeout`, the testing
+    switches become the request's mock failures, the rest are set aside in
+    `ignored_params`. None of them is sent upstream."""
+    rest = {k: v for k, v in body.items() if k not in LITELLM_ONLY}
+    if rest.get("timeout") is None and body.get("request_timeout") is not None:
+        rest["timeout"] = body["request_timeout"]
+    request = parse_chat_request(rest)
+    switched = [kind for key, kind in _TESTING_SWITCHES.items() if _flag(body, key)]
+    request.mock_group_failure = switched[0] if switched else None
+    if _flag(body, "mock_testing_rate_limit_error"):
+        # LiteLLM fails the first try with a rate limit, then retries for real.
+        request.mock_failures = ["litellm.RateLimitError"]
+    request.mock_timeout = _flag(body, "mock_timeout")
+    request.ignored_params = tuple(sorted(k for k in body if k in IGNORED_CALL_ARGS))
     return request
 
 

@@ -93,17 +93,22 @@ class OpenAIObject(dict[str, Any]):
 class ModelResponse(OpenAIObject):
     """A chat completion. `interlock` holds the routing and dispatch metadata."""
 
-    def __init__(self, data: dict[str, Any], interlock: dict[str, Any] | None = None) -> None:
+    def __init__(self, data: dict[str, Any], interlock: dict[str, Any] | None = None, *,
+                 api_base: str | None = None) -> None:
         super().__init__(data)
         object.__setattr__(self, "interlock", OpenAIObject(interlock or {}))
+        # The answering deployment's base URL, credentials taken out by the caller.
+        object.__setattr__(self, "_api_base", api_base)
 
     @property
     def _hidden_params(self) -> dict[str, Any]:
-        """The names LiteLLM users read metadata from."""
+        """The names LiteLLM users read metadata from (`custom_llm_provider` and
+        `api_base` are LiteLLM's keys; `provider` is Interlock's name too)."""
         meta = self.interlock
         cost = meta.get("cost_usd")
         return {"model_id": meta.get("deployment"), "deployment": meta.get("deployment"),
-                "provider": meta.get("provider"),
+                "provider": meta.get("provider"), "custom_llm_provider": meta.get("provider"),
+                "api_base": getattr(self, "_api_base", None),
                 "response_cost": float(cost) if cost is not None else None}
 
 

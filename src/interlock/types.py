@@ -142,11 +142,27 @@ class ChatRequest:
     extra: dict[str, Any] = field(default_factory=dict)
     # Caller-supplied routing hints and tags (never sent upstream).
     metadata: dict[str, Any] = field(default_factory=dict)
-    # Per-request fallbacks from the body: may only narrow the configured ones.
-    fallbacks: list[str] | None = None
+    # Per-request fallbacks: fallback groups, or LiteLLM's {group: [groups]} (a
+    # "*" key for any group). A gateway client's may only narrow the configured
+    # chains; a library caller's apply as given (`fallbacks_as_given`).
+    fallbacks: list[str] | dict[str, list[str]] | None = None
+    fallbacks_as_given: bool = False
     drop_params: bool | None = None
-    # Answer with this text and call no provider (LiteLLM's `mock_response`).
+    # Answer with this text and call no provider (LiteLLM's `mock_response`; its
+    # error sentinels, "litellm.RateLimitError" and the like, fail instead).
     mock_response: str | None = None
+    # LiteLLM's testing switches. `mock_failures`: sentinels the next attempts fail
+    # with, one each, before the request is answered for real (a list shared by
+    # the request's copies, so an attempt uses its entry up for all of them);
+    # `mock_timeout`: every attempt times out; `mock_group_failure`: the first
+    # group fails at once, without a call, with the failure whose fallbacks
+    # ("fallbacks", "context_window", "content_policy") are to be tested.
+    mock_failures: list[str] | None = None
+    mock_timeout: bool = False
+    mock_group_failure: str | None = None
+    # LiteLLM call arguments this request carried that do nothing here (they are
+    # never sent upstream); the library warns about each once.
+    ignored_params: tuple[str, ...] = ()
     # This request's own deadline (seconds) and retries, instead of the router's
     # (LiteLLM's per-call `timeout` and `num_retries`); never sent upstream.
     timeout: float | None = None

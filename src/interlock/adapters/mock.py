@@ -13,14 +13,19 @@ same for the same text, of the dimensions asked for (else `MOCK_DIMENSIONS`).
 
 Only text is taken. LiteLLM also takes an exception or a response object; those
 are refused with a pointer to the fake upstream, which scripts failures in each
-provider's real wire format.
+provider's real wire format. LiteLLM's error sentinels (`MOCK_ERRORS`, such as
+"litellm.RateLimitError") are text it never answers with: the attempt fails with
+the matching error instead, so the dispatcher retries, cools down and falls back
+as for a real one, as LiteLLM's Router does. So do the testing switches a request
+may carry (`mock_failures`, `mock_timeout`).
 
-Imports: the standard library, `types`, `catalog`, `tokens`,
+Imports: the standard library, `errors`, `types`, `catalog`, `tokens`,
 `adapters.base`, `adapters.http`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import math
@@ -32,6 +37,15 @@ from typing import ClassVar
 from interlock.adapters.base import DeltaBatch, flatten
 from interlock.adapters.http import HttpClient, Timeouts
 from interlock.catalog import Deployment
+from interlock.errors import (
+    ContentFiltered,
+    ContextWindowExceeded,
+    Overloaded,
+    ProviderError,
+    RateLimited,
+    Timeout,
+    UpstreamServerError,
+)
 from interlock.tokens import CHARS_PER_TOKEN, estimate_inputs_tokens, estimate_prompt_tokens
 from interlock.types import (
     ChatRequest,
@@ -47,15 +61,46 @@ MOCK_DIMENSIONS = 16
 _PIECES = re.compile(r"\S+\s*|\s+")
 
 
+# LiteLLM's mock_response values that raise rather than answer: the exact ones,
+# then the prefixes, each with the error it stands for (and the status LiteLLM's
+# mock gives it).
+MOCK_ERRORS: dict[str, tuple[type[ProviderError], int]] = {
+    "litellm.RateLimitError": (RateLimited, 429),
+    "litellm.InternalServerError": (UpstreamServerError, 500),
+    "litellm.ContextWindowExceededError": (ContextWindowExceeded, 400),
+}
+MOCK_ERROR_PREFIXES: dict[str, tuple[type[ProviderError], int]] = {
+    "Exception: content_filter_policy": (ContentFiltered, 400),
+    # Raised after the first chunk of a stream, and at once otherwise.
+    "Exception: mock_streaming_error": (Overloaded, 529),
+}
+_MID_STREAM = "Exception: mock_streaming_error"
+
+
 def mock_text(request: ChatRequest, deployment: Deployment) -> str | None:
     """The text this attempt answers with instead of calling the provider, or None.
 
     The request's own `mock_response` wins over the deployment's (a string: the
-    config schema checks `litellm_params.mock_response`)."""
+    config schema checks `litellm_params.mock_response`). A request with a mock
+    failure still owed (`mock_failures`, `mock_timeout`) is this adapter's too."""
+    if request.mock_failures or request.mock_timeout:
+        return request.mock_response or deployment.extra.get("mock_response") or ""
     if request.mock_response is not None:
         return request.mock_response
     configured: str | None = deployment.extra.get("mock_response")
     return configured
+
+
+def mock_error(text: str, deployment: Deployment) -> ProviderError | None:
+    """The error a LiteLLM sentinel stands for, or None for text to answer with."""
+    found = MOCK_ERRORS.get(text) or next(
+        (kind for prefix, kind in MOCK_ERROR_PREFIXES.items() if text.startswith(prefix)), None)
+    if found is None:
+        return None
+    cls, status = found
+    return cls(f"mock_response={text!r}: a mock {cls.__name__} (HTTP {status}); no "
+               "provider was called", provider=deployment.provider,
+               deployment=deployment.name, status=status)
 
 
 class MockAdapter:
@@ -66,8 +111,28 @@ class MockAdapter:
     def __init__(self, http: HttpClient | None = None) -> None:
         self._serial = itertools.count(1)
 
+    async def _failure(self, request: ChatRequest, deployment: Deployment,
+                       timeouts: Timeouts, *, stream: bool) -> None:
+        """Raise what this attempt fails with, if anything."""
+        if request.mock_timeout:
+            # LiteLLM's mock_timeout waits out the timeout before failing.
+            await asyncio.sleep(timeouts.total or 0.0)
+            raise Timeout(f"mock_timeout: no answer within {timeouts.total or 0:g}s (a mock)",
+                          provider=deployment.provider, deployment=deployment.name)
+        if request.mock_failures:
+            sentinel = request.mock_failures.pop(0)  # one attempt each
+            error = mock_error(sentinel, deployment)
+            if error is not None:
+                raise error
+        text = mock_text(request, deployment) or ""
+        error = mock_error(text, deployment)
+        if error is not None and not (stream and text.startswith(_MID_STREAM)):
+            raise error
+
     def _answer(self, request: ChatRequest, deployment: Deployment) -> ChatResponse:
         text = mock_text(request, deployment) or ""
+        if mock_error(text, deployment) is not None:
+            text = ""  # a mid-stream error's chunks carry no sentinel text
         output = -(-len(text) // CHARS_PER_TOKEN)
         return ChatResponse(
             id=f"chatcmpl-mock-{next(self._serial)}", model=deployment.model, content=text,
@@ -76,6 +141,7 @@ class MockAdapter:
 
     async def complete(self, request: ChatRequest, deployment: Deployment,
                        timeouts: Timeouts) -> ChatResponse:
+        await self._failure(request, deployment, timeouts, stream=False)
         return self._answer(request, deployment)
 
     def stream(self, request: ChatRequest, deployment: Deployment,
@@ -84,10 +150,14 @@ class MockAdapter:
 
     async def stream_batches(self, request: ChatRequest, deployment: Deployment,
                              timeouts: Timeouts) -> AsyncIterator[DeltaBatch]:
+        await self._failure(request, deployment, timeouts, stream=True)
         answer = self._answer(request, deployment)
         pieces = _PIECES.findall(answer.content or "") or [""]
         ids = answer.id, answer.model
         yield DeltaBatch([StreamDelta(text=pieces[0], id=ids[0], model=ids[1])])
+        error = mock_error(mock_text(request, deployment) or "", deployment)
+        if error is not None:  # LiteLLM's mock_streaming_error: fail after the first chunk
+            raise error
         rest = [StreamDelta(text=p, id=ids[0], model=ids[1]) for p in pieces[1:]]
         rest.append(StreamDelta(finish_reason="stop", usage=answer.usage, id=ids[0],
                                 model=ids[1]))
@@ -95,6 +165,7 @@ class MockAdapter:
 
     async def embeddings(self, request: EmbeddingRequest, deployment: Deployment,
                          timeouts: Timeouts) -> EmbeddingResult:
+        await self._failure(request.routing, deployment, timeouts, stream=False)
         size = request.dimensions or MOCK_DIMENSIONS
         return EmbeddingResult(
             [_unit_vector(text, size) for text in request.inputs],

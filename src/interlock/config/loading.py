@@ -248,6 +248,12 @@ def _validate(data: dict[str, Any], problems: list[str]) -> InterlockConfig | No
     return config
 
 
+# LiteLLM's response-cache settings: one reason for all of them.
+_CACHE_SETTINGS = dict.fromkeys(
+    ("cache", "cache_params", "cache_responses", "cache_kwargs", "caching_groups"),
+    "Interlock has no response cache, so it has no effect")
+
+
 def _fold_litellm_settings(config: InterlockConfig) -> list[str]:
     settings = config.litellm_settings
     router = config.router_settings
@@ -264,8 +270,9 @@ def _fold_litellm_settings(config: InterlockConfig) -> list[str]:
         setattr(router, target, value)
     for section, model in (("litellm_settings", settings), ("router_settings", router),
                            ("general_settings", config.general_settings)):
-        warnings.extend(f"{section}.{key}: accepted for LiteLLM compatibility; it has no "
-                        "effect in Interlock" for key in sorted(model.ignored_keys))
+        warnings.extend(f"{section}.{key}: accepted for LiteLLM compatibility; "
+                        f"{_CACHE_SETTINGS.get(key, 'it has no effect in Interlock')}"
+                        for key in sorted(model.ignored_keys))
     warnings.extend(f"router_settings.retry_policy.{key}: accepted for LiteLLM "
                     "compatibility; Interlock never retries that error on the same "
                     "deployment, it tries the next one"

@@ -12,6 +12,7 @@ stack, and `import interlock.config` must stay light).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -74,10 +75,20 @@ def env_ref(value: object) -> str | None:
     return None
 
 
+# Bare model names whose provider is beyond doubt, as LiteLLM reads them
+# ("gpt-4o-mini" is OpenAI's); any other bare name still needs its prefix.
+_BARE_MODEL_PROVIDER = re.compile(
+    r"^(?:(?P<openai>gpt-|chatgpt-|o[134](?:-|$))|(?P<anthropic>claude-)|(?P<gemini>gemini-))")
+
+
 def _split_model(model: str, custom_provider: str | None) -> tuple[str, str]:
     if custom_provider:
         prefix = f"{custom_provider}/"
         return custom_provider, model[len(prefix):] if model.startswith(prefix) else model
+    if "/" not in model:
+        bare = _BARE_MODEL_PROVIDER.match(model)
+        if bare is not None and bare.lastgroup is not None:
+            return bare.lastgroup, model
     provider, _, model_id = model.partition("/")
     return provider, model_id
 

@@ -35,7 +35,7 @@ from interlock.adapters.http import Timeouts
 from interlock.adapters.mock import MockAdapter, mock_text
 from interlock.catalog import Catalog, Deployment
 from interlock.dispatch.clock import Clock, MonotonicClock
-from interlock.dispatch.fallbacks import FallbackConfig
+from interlock.dispatch.fallbacks import FallbackConfig, forced_failure
 from interlock.dispatch.gates import AttemptGate, GateTicket
 from interlock.dispatch.health import (
     CooldownTracker,
@@ -206,7 +206,8 @@ class Dispatcher:
         # known_prompt_tokens): a class call's keyword arguments go through a dict,
         # about 500 instructions each, on every request. A test pins the order.
         run = Run(request, group, stream, deadline,
-                  self._fallbacks.plan(group, request.fallbacks), prompt_tokens)
+                  self._fallbacks.plan(group, request.fallbacks,
+                                      as_given=request.fallbacks_as_given), prompt_tokens)
         if attempts is not None:
             run.attempts = attempts
         return run
@@ -226,7 +227,11 @@ class Dispatcher:
     async def _walk(self, run: Run, call: AttemptCall[T]) -> Success[T] | None:
         group: str | None = run.origin
         while group is not None:
-            success, kind = await self._try_group(run, group, call)
+            forced = forced_failure(run.request, group, run.origin)
+            if forced is not None:  # a test of the fallbacks: this group fails, uncalled
+                success, (run.last_error, kind) = None, forced
+            else:
+                success, kind = await self._try_group(run, group, call)
             if success is not None:
                 return success
             run.plan.failed(group, kind)
@@ -622,7 +627,8 @@ class Dispatcher:
         if run.last_error is not None:
             raise self._with_attempts(run.last_error, run)
         if await self._wait_for_slot(run):
-            run.plan = self._fallbacks.plan(run.origin, run.request.fallbacks)
+            run.plan = self._fallbacks.plan(
+                run.origin, run.request.fallbacks, as_given=run.request.fallbacks_as_given)
             return
         wait = run.earliest_recovery()
         if (self._settings.wait_for_recovery and wait is not None and self._may_wait(run, wait)
@@ -630,7 +636,8 @@ class Dispatcher:
             run.recovery_waits += 1
             await self._sleep_for_recovery(
                 run, wait, ", ".join(dict.fromkeys(s.group for s in run.skips.values())))
-            run.plan = self._fallbacks.plan(run.origin, run.request.fallbacks)
+            run.plan = self._fallbacks.plan(
+                run.origin, run.request.fallbacks, as_given=run.request.fallbacks_as_given)
             return
         raise self._with_attempts(self._nothing_available(run), run)
 
@@ -713,7 +720,8 @@ class Dispatcher:
         run.request = request
         run.excluded.update(run.failed)
         run.last_error = None
-        run.plan = self._fallbacks.plan(run.origin, original.fallbacks)
+        run.plan = self._fallbacks.plan(run.origin, original.fallbacks,
+                                       as_given=original.fallbacks_as_given)
         try:
             return await self._walk(run, self._stream_call())
         except InterlockError:

@@ -3,16 +3,23 @@
 The configured chains (`fallbacks`, `context_window_fallbacks`,
 `content_policy_fallbacks`, each `{group: [groups]}`, LiteLLM's list-of-dicts
 form accepted too) plus `default_fallbacks` for groups without a chain of
-their own. A request's own `fallbacks` can only narrow: it keeps the groups it
-names that the configuration already allows for that group, in the request's
-order, and drops the rest.
+their own. A gateway client's own `fallbacks` can only narrow: it keeps the
+groups it names that the configuration already allows for that group, in the
+request's order, and drops the rest. A library caller owns the configuration,
+so its `fallbacks` (`fallbacks_as_given`) replace the general chain, as a
+LiteLLM call's do. Either may be LiteLLM's {group: [groups]} (with "*" for any
+group), of which the entry for the request's group counts.
+
+A request may also ask its first group to fail at once (LiteLLM's
+`mock_testing_fallbacks` and its two siblings), to test the chains:
+`forced_failure` says with what.
 
 When a group fails with kind K, the plan queues K's chain of the failed group
 (or, if it has none, of the group the request started with), ahead of what
 was already queued, skipping groups already tried. At most `max_fallbacks`
 fallback groups get an upstream call per request.
 
-Imports: the standard library, `dispatch.retry`, `dispatch.settings`.
+Imports: the standard library, `errors`, `types`, `dispatch.retry`, `dispatch.settings`.
 """
 
 from __future__ import annotations
@@ -21,6 +28,13 @@ from collections.abc import Mapping
 
 from interlock.dispatch.retry import FallbackKind
 from interlock.dispatch.settings import RouterSettings
+from interlock.errors import (
+    ContentFiltered,
+    ContextWindowExceeded,
+    ProviderError,
+    UpstreamServerError,
+)
+from interlock.types import ChatRequest
 
 Chains = dict[str, list[str]]
 
@@ -67,7 +81,14 @@ class FallbackConfig:
             out.update(self.chain(kind, group))
         return out
 
-    def plan(self, group: str, requested: list[str] | None) -> FallbackPlan:
+    def plan(self, group: str, requested: list[str] | Mapping[str, list[str]] | None, *,
+             as_given: bool = False) -> FallbackPlan:
+        if isinstance(requested, Mapping):
+            # LiteLLM's mapping form: the request's group's entry, else "*"'s;
+            # naming neither, it asks for no fallbacks.
+            requested = requested.get(group, requested.get("*", []))
+        if requested is not None and as_given:
+            return self._as_given(group, requested)
         if requested is None:
             chains = self._group_chains.get(group)
             if chains is None:
@@ -80,6 +101,14 @@ class FallbackConfig:
         chains = {kind: [g for g in self.chain(kind, group) if g in wanted]
                   for kind in FallbackKind}
         chains[FallbackKind.GENERAL] = [g for g in dict.fromkeys(requested) if g in general]
+        return FallbackPlan(group, chains, self, narrowed=True)
+
+
+    def _as_given(self, group: str, requested: list[str]) -> FallbackPlan:
+        # The general chain is the caller's, for every group of the request (as a
+        # LiteLLM call's list is); the other kinds stay configured.
+        chains = {kind: self.chain(kind, group) for kind in FallbackKind}
+        chains[FallbackKind.GENERAL] = [g for g in dict.fromkeys(requested) if g != group]
         return FallbackPlan(group, chains, self, narrowed=True)
 
 
@@ -126,3 +155,24 @@ class FallbackPlan:
     def mark_called(self, group: str) -> None:
         if group != self.origin:
             self.called.add(group)
+
+
+# What LiteLLM's testing switches make the first group fail with, and the
+# chain that failure goes to.
+_FORCED: dict[str, tuple[type[ProviderError], FallbackKind]] = {
+    "fallbacks": (UpstreamServerError, FallbackKind.GENERAL),
+    "context_window": (ContextWindowExceeded, FallbackKind.CONTEXT_WINDOW),
+    "content_policy": (ContentFiltered, FallbackKind.CONTENT_POLICY),
+}
+
+
+def forced_failure(request: ChatRequest, group: str, origin: str
+                   ) -> tuple[ProviderError, FallbackKind] | None:
+    """The failure the request's first group is to have without a call (LiteLLM's
+    `mock_testing_fallbacks`, `..._context_fallbacks`, `..._content_policy_fallbacks`,
+    which fail the group before its retries), or None."""
+    if request.mock_group_failure is None or group != origin:
+        return None
+    cls, kind = _FORCED[request.mock_group_failure]
+    return cls(f"a mock {cls.__name__} for model group {group!r} "
+               f"(mock_testing_{request.mock_group_failure}), to test its fallbacks"), kind

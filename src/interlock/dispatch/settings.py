@@ -78,6 +78,7 @@ class RouterSettings(AcceptsIgnoredKeys, MaskedModel):
     IGNORED: ClassVar[frozenset[str]] = frozenset({
         "set_verbose", "debug_level", "client_ttl", "polling_interval",
         "routing_strategy_args", "alerting_config", "retry_after", "cache_responses",
+        "cache_kwargs", "caching_groups",
     })
 
     num_retries: int = Field(default=2, ge=0, le=20)
