@@ -156,3 +156,14 @@ def test_train_llm_says_it_learnt_nothing_from_the_prompts(tmp_path: Path) -> No
     router = load_router(tmp_path / "out")
     assert router.table[4, router.model_index("strong-m")] > router.table[
         4, router.model_index("weak-m")]
+
+
+@pytest.mark.parametrize("out", ["data.csv", "data.csv/mf"])
+def test_an_out_that_cannot_be_a_directory_is_refused_before_training(
+        tmp_path: Path, out: str) -> None:
+    data = _outcomes(tmp_path / "data.csv")
+    before = data.read_bytes()
+    result = CliRunner().invoke(app, ["train", "mf", "--data", str(data),
+                                      "--out", str(tmp_path / out)])
+    _refused(result, "--out", "name a directory")
+    assert data.read_bytes() == before

@@ -40,6 +40,7 @@ def train_command(
     from interlock.routing.training import parse_params, train_router
 
     names = [m.strip() for m in (models or "").split(",") if m.strip()] or None
+    _check_out(out)
     started = time.perf_counter()
     try:
         run = train_router(router, data, out, models=names, featurizer=featurizer,
@@ -53,6 +54,19 @@ def train_command(
     verb = "saved an untrained" if router == "llm" else "trained"  # no judge offline
     typer.echo(f"{verb} {router} on {data} for models {', '.join(run.models)} "
                f"({run.summary()}) in {time.perf_counter() - started:.1f} s -> {out}")
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an --out that cannot become a directory before training, not after:
+    training a large table takes minutes, and its result would be lost."""
+    for path in (out, *out.parents):
+        if path.exists() and not path.is_dir():
+            where = "is a file" if path == out else f"lies under the file {path}"
+            typer.echo(f"error: --out {out} {where}; name a directory for the router's "
+                       "files, such as --out models/mf", err=True)
+            raise typer.Exit(2)
+        if path.exists():
+            return
 
 
 def register(app: typer.Typer) -> None:
