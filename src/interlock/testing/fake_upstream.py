@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import threading
 import time
@@ -172,6 +173,22 @@ class _Disconnect(Exception):
     """Raised inside the app to make the server cut the connection."""
 
 
+class _QuietScriptedDisconnects(logging.Filter):
+    """Drops uvicorn's "Exception in ASGI application" record, with its traceback,
+    for a `_Disconnect`: that cut is what the script asked for, and a traceback
+    for each one buried the output of anyone scripting faults."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], _Disconnect))
+
+
+def quiet_scripted_disconnects() -> None:
+    """Installs `_QuietScriptedDisconnects` on uvicorn's error logger, once."""
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _QuietScriptedDisconnects) for f in logger.filters):
+        logger.addFilter(_QuietScriptedDisconnects())
+
+
 def _with_retry_after(answer: ErrorAnswer, fault: Fault) -> dict[str, str]:
     headers = dict(answer.headers)
     if fault.retry_after is not None and "retry-after" not in headers:
@@ -285,6 +302,7 @@ class FakeUpstream:
         config = uvicorn.Config(self.app, log_level="warning", lifespan="off",
                                 timeout_graceful_shutdown=1, backlog=2048)
         self._server = uvicorn.Server(config)
+        quiet_scripted_disconnects()  # after Config, which sets uvicorn's logging up
         sock = self._sock
         self._thread = threading.Thread(
             target=lambda: asyncio.run(self._server.serve(sockets=[sock])),
