@@ -27,7 +27,7 @@ typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
 test: $(VENV)/.installed-dev lint typecheck
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -rs -p no:cacheprovider  # -rs: each skip with its reason
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/overhead.py
