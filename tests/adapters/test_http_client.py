@@ -131,6 +131,16 @@ async def test_headers_later_than_the_first_token_limit_are_a_timeout(fake_upstr
     assert asyncio.current_task().cancelling() == 0  # the timer's cancel was taken back
 
 
+async def test_headers_later_than_a_total_that_capped_the_first_token_name_the_total(
+        fake_upstream):
+    # No first_token_timeout of its own below the total: the dispatcher caps it at
+    # the total, so the setting to raise is the stream's timeout.
+    fake_upstream.script(Fault(latency=1.0), provider="openai")
+    with pytest.raises(Timeout, match=r"no first token.*within 0\.2 s.*stream_timeout") as info:
+        await _read_all(fake_upstream, Timeouts(total=0.2, first_token=0.2))
+    assert "first_token_timeout" not in str(info.value)
+
+
 async def test_headers_within_the_limit_leave_no_cancellation_behind(fake_upstream):
     fake_upstream.script(Fault(latency=0.1), provider="openai")
     assert await _read_all(fake_upstream, Timeouts(total=5, first_token=1.0)) > 0

@@ -488,7 +488,9 @@ class _StreamContext:
     def _late(self) -> Timeout:
         first_token, total = self._timeouts.first_token, self._timeouts.total
         wait: float | None
-        if first_token is not None and (total is None or first_token <= total):
+        # The dispatcher caps the first-token wait at the total: equal, the total is
+        # what ran out (raising first_token_timeout alone would change nothing).
+        if first_token is not None and (total is None or first_token < total):
             wait, hint = first_token, "raise the router's first_token_timeout to wait longer"
         else:
             wait, hint = total, STREAM_HINT
