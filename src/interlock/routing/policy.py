@@ -16,7 +16,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from interlock.catalog import Catalog
 from interlock.errors import ConfigError, InvalidRequest, UnknownModel
@@ -30,6 +30,9 @@ from interlock.routing.settings import (
     RulesRouterSettings,
 )
 from interlock.types import ChatRequest
+
+if TYPE_CHECKING:  # quality_policy imports numpy, which a rules-only gateway never needs
+    from interlock.routing.quality_policy import PriceOf
 
 log = logging.getLogger("interlock.routing")
 
@@ -56,9 +59,13 @@ class RoutingPolicy:
     the health snapshot (`available`), the decision is a pure function."""
 
     def __init__(self, settings: RoutingSettings, catalog: Catalog, *,
-                 ask: AskModel | None = None, embed: EmbedTexts | None = None) -> None:
+                 ask: AskModel | None = None, embed: EmbedTexts | None = None,
+                 prices: PriceOf | None = None) -> None:
+        """`prices`: a deployment's price as cost is recorded (the gateway's
+        `PriceBook.price_for`); without it only prices written on deployments count."""
         self.settings = settings
         self.catalog = catalog
+        self._prices = prices
         self._ask = ask
         self._embed = embed
         self.errors = 0
@@ -78,12 +85,13 @@ class RoutingPolicy:
             elif isinstance(spec, LearnedRouterSettings):
                 self._learned[name] = self._load_learned(name, spec)
         self._check_groups()
+        self._check_member_prices()
 
     @classmethod
     def from_config(cls, settings: RoutingSettings | None, catalog: Catalog, *,
-                    ask: AskModel | None = None,
-                    embed: EmbedTexts | None = None) -> RoutingPolicy:
-        return cls(settings or RoutingSettings(), catalog, ask=ask, embed=embed)
+                    ask: AskModel | None = None, embed: EmbedTexts | None = None,
+                    prices: PriceOf | None = None) -> RoutingPolicy:
+        return cls(settings or RoutingSettings(), catalog, ask=ask, embed=embed, prices=prices)
 
     def _load_learned(self, name: str, spec: LearnedRouterSettings) -> Any:
         from interlock.routing.learned.registry import ROUTER_NAMES, load_router
@@ -114,6 +122,20 @@ class RoutingPolicy:
             raise ConfigError(
                 f"The routing section names model groups that no model_list entry defines: "
                 f"{', '.join(unknown)}. Defined groups: {', '.join(self.catalog.group_names)}.")
+
+    def _check_member_prices(self) -> None:
+        """A quality_target or cost_weight compares members' prices: refuse a member
+        nothing prices now, rather than let it count as free on every request."""
+        from interlock.routing.quality_policy import UnpricedMember, member_costs
+
+        for name, routed in self.settings.groups.items():
+            if not routed.members or (routed.quality_target is None
+                                      and routed.cost_weight is None):
+                continue
+            try:
+                member_costs(routed.members, self.catalog, self._prices)
+            except UnpricedMember as exc:
+                raise ConfigError(f"routing.groups.{name}: {exc}") from None
 
     def placeholder(self, name: str) -> RoutingDecision:
         """A request's decision until it is routed: a direct one for its name."""
@@ -267,7 +289,7 @@ class RoutingPolicy:
         quality = (await router.apredict_quality([prompt]))[0]
         choice = choose_group(members, list(router.models), quality, self.catalog,
                               quality_target=routed.quality_target,
-                              cost_weight=routed.cost_weight)
+                              cost_weight=routed.cost_weight, price_of=self._prices)
         return RoutingDecision(name, choice.group, router_name, choice.reason,
                                score=choice.score, candidates=tuple(
                                    Candidate(g, s) for g, s in choice.scores.items()))
