@@ -82,3 +82,10 @@ def test_a_member_nothing_prices_is_refused_at_load(knn_dir: Path) -> None:
 async def test_without_a_price_policy_an_unpriced_member_is_fine(knn_dir: Path) -> None:
     groups = {"big": "openai/gpt-4o", "small": "openai/house-model-7b"}
     assert await decide(config(knn_dir, groups=groups)) in groups
+
+
+def test_members_that_match_none_of_the_router_s_models_are_refused(knn_dir: Path) -> None:
+    groups = {"big": "openai/gpt-4o", "other": "openai/gpt-4o-mini"}
+    with pytest.raises(ConfigError, match=r"routing.groups.auto: member group 'other' "
+                                          r"matches none of the router's models.*expected"):
+        Gateway(load_config(config(knn_dir, groups=groups), environ={}), environ={})

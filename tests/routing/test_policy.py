@@ -109,3 +109,44 @@ async def test_an_alias_threshold_outside_zero_to_one_is_refused():
     with pytest.raises(InvalidRequest, match=r"threshold 1.5.*must lie in \[0, 1\]"):
         await policy.decide(request("router-random-1.5"))
     assert (await policy.decide(request("router-random-1"))).group == "cheap"
+
+
+@pytest.mark.parametrize(("routing", "expected"), [
+    ({"routers": {"t": {"type": "rules", "rules": []}}, "groups": {"auto": {"router": "t"}}},
+     "a request that no rule matches has no group to go to.*default: GROUP"),
+    ({"routers": {"t": {**RULES}}, "groups": {"auto": {"router": "t", "threshold": 0.5}}},
+     "sets threshold, which only learned routers read.*rules router"),
+    ({"groups": {"auto": {"router": "random"}}},
+     "learned router and this group has no strong and weak"),
+    ({"groups": {"auto": {"router": "random", "strong": "smart"}}}, "has no weak"),
+    ({"groups": {"auto": {"router": "random", "strong": "smart", "weak": "cheap",
+                          "threshold": 5}}}, r"got 5; expected a probability in \[0, 1\]"),
+    ({"groups": {"auto": {"router": "random", "strong": "smart", "weak": "cheap",
+                          "threshold": -0.1}}}, r"expected a probability in \[0, 1\]"),
+    ({"groups": {"auto": {"router": "random", "members": ["smart", "cheap"]}}},
+     "built-in random router routes between strong and weak only"),
+    ({"groups": {"auto": {"router": "random", "strong": "smart", "weak": "cheap",
+                          "members": ["smart", "cheap"], "cost_weight": 1}}},
+     "sets strong, weak .*and members, cost_weight"),
+    ({"strong_group": "smart"}, "strong_group is set without routing.weak_group"),
+])
+def test_routing_that_would_fail_or_misroute_requests_is_refused(routing, expected):
+    with pytest.raises(ValueError, match=expected):
+        RoutingSettings.model_validate(routing)
+
+
+async def test_a_failing_rules_router_falls_back_to_its_own_default():
+    # No routing.default_group: the router's own default serves, never a group "".
+    policy = RoutingPolicy(RoutingSettings.model_validate(
+        {"routers": {"tiers": RULES}, "groups": {"auto": {"router": "tiers"}}}),
+        catalog("smart", "cheap"))
+
+    class Broken:
+        default = "cheap"
+
+        def route(self, _request):
+            raise RuntimeError("boom")
+
+    policy._rules["tiers"] = Broken()  # type: ignore[assignment]
+    decision = await policy.decide(request("auto", "write code"))
+    assert (decision.group, decision.error) == ("cheap", "RuntimeError")

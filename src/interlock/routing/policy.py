@@ -85,6 +85,7 @@ class RoutingPolicy:
             elif isinstance(spec, LearnedRouterSettings):
                 self._learned[name] = self._load_learned(name, spec)
         self._check_groups()
+        self._check_member_columns()
         self._check_member_prices()
 
     @classmethod
@@ -122,6 +123,23 @@ class RoutingPolicy:
             raise ConfigError(
                 f"The routing section names model groups that no model_list entry defines: "
                 f"{', '.join(unknown)}. Defined groups: {', '.join(self.catalog.group_names)}.")
+
+    def _check_member_columns(self) -> None:
+        """Each member group must stand for one of its learned router's models; one
+        that does not failed every request it routed (the first member served)."""
+        from interlock.routing.quality_policy import member_column
+
+        for name, routed in self.settings.groups.items():
+            router = self._learned.get(routed.router)
+            if router is None:
+                continue
+            for member in routed.members or []:
+                try:
+                    member_column(self.catalog.groups.get(member), member, router.models)
+                except ValueError as exc:
+                    raise ConfigError(
+                        f"routing.groups.{name}: {exc}; expected members named after the "
+                        "router's models, or whose deployments' model is one of them") from None
 
     def _check_member_prices(self) -> None:
         """A quality_target or cost_weight compares members' prices: refuse a member
@@ -195,13 +213,22 @@ class RoutingPolicy:
     def _fallback_decision(self, name: str, routed: RoutedGroup, exc: Exception,
                            started: float) -> RoutingDecision:
         self.errors += 1
-        group = routed.default or self.default_group or routed.weak or (routed.members or [""])[0]
+        group = self._fallback_group(routed)
         log.warning("router %s failed (%s: %s); serving the default group %s",
                     routed.router, type(exc).__name__, exc, group)
         return RoutingDecision(
             requested=name, group=group, router=routed.router,
             reason=f"the router failed ({type(exc).__name__}); the default group served",
             elapsed_ms=(time.perf_counter() - started) * 1000, error=type(exc).__name__)
+
+    def _fallback_group(self, routed: RoutedGroup) -> str:
+        """Who serves when the router fails; the settings' checks make sure of one."""
+        group = routed.default or self.default_group
+        if group:
+            return group
+        picker = self._rules.get(routed.router) or self._intents.get(routed.router)
+        own = picker.default if picker is not None else None
+        return own or routed.weak or (routed.members or [""])[0]
 
     async def _route(self, name: str, routed: RoutedGroup,
                      request: ChatRequest) -> RoutingDecision:
@@ -216,9 +243,8 @@ class RoutingPolicy:
                      request: ChatRequest) -> RoutingDecision:
         match = self._rules[router].route(request)
         if match is None:
-            group = routed.default or self.default_group
-            if group is None:
-                raise ValueError("no rule matched and no default group is configured")
+            # Settings refuse a rules group with nowhere to go, so this is never "".
+            group = self._fallback_group(routed)
             return RoutingDecision(name, group, router, "no rule matched; the default group")
         reason = (f"rule {match.rule!r} matched" if match.rule
                   else "no rule matched; the router's default group")

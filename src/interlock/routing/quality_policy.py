@@ -159,7 +159,7 @@ def member_costs(members: Sequence[str], catalog: Catalog,
     return costs
 
 
-def _column(group: ModelGroup | None, name: str, router_models: Sequence[str]) -> int:
+def member_column(group: ModelGroup | None, name: str, router_models: Sequence[str]) -> int:
     """The router's column for a member group: by group name, else a deployment's model."""
     if name in router_models:
         return list(router_models).index(name)
@@ -184,7 +184,7 @@ def choose_group(
     `UnpricedMember` when prices are compared.
     """
     groups = [catalog.groups.get(m) for m in members]
-    q = np.array([float(quality[_column(g, m, router_models)])
+    q = np.array([float(quality[member_column(g, m, router_models)])
                   for g, m in zip(groups, members, strict=True)])
     scores = {m: float(v) for m, v in zip(members, q, strict=True)}
     if quality_target is None and cost_weight is None:
