@@ -150,3 +150,36 @@ async def test_a_failing_rules_router_falls_back_to_its_own_default():
     policy._rules["tiers"] = Broken()  # type: ignore[assignment]
     decision = await policy.decide(request("auto", "write code"))
     assert (decision.group, decision.error) == ("cheap", "RuntimeError")
+
+
+NESTED = {"routers": {"tiers": {"type": "rules", "default": "cheap", "rules": [
+              {"name": "hard", "group": "smart", "when": {"regex": "prove"}}]}},
+          "groups": {"auto": {"router": "tiers"},
+                     "smart": {"router": "random", "strong": "smart-m", "weak": "cheap",
+                               "threshold": 0}}}
+
+
+async def test_rules_may_send_to_a_routed_group_which_then_decides():
+    policy = RoutingPolicy(RoutingSettings.model_validate(NESTED),
+                           catalog("smart-m", "cheap"))
+    nested = await policy.decide(request("auto", "prove this theorem"))
+    assert (nested.requested, nested.group, nested.router) == ("auto", "smart-m", "tiers>random")
+    assert "rule 'hard' matched; then smart:" in nested.reason and nested.threshold == 0
+    plain = await policy.decide(request("auto", "hello"))
+    assert (plain.group, plain.router) == ("cheap", "tiers")
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"smart": {"router": "tiers"}}, "one level of nesting is supported"),
+    ({"auto": {"router": "random", "strong": "smart", "weak": "auto", "threshold": 0.5}},
+     "one level of nesting is supported"),
+    ({"n": {"router": "mf", "members": ["smart", "cheap"]}},
+     "members names the routed group 'smart'; expected model groups"),
+])
+def test_deeper_nesting_and_routed_members_are_refused(change, expected):
+    settings = {**NESTED, "groups": {**NESTED["groups"], **change}}
+    with pytest.raises(ConfigError, match=expected):
+        RoutingPolicy(RoutingSettings.model_validate(
+            {**settings, "routers": {**settings["routers"], "mf": {
+                "type": "learned", "checkpoint_path": "/nonexistent"}}}),
+            catalog("smart-m", "cheap"))

@@ -75,6 +75,7 @@ class RoutingPolicy:
         # The decision for a request that names a group is the same every time:
         # built once per group (a frozen dataclass costs dozens of opcodes to make).
         self._direct = {group: direct(group) for group in catalog.groups}
+        self._check_groups()  # before loading artefacts: a naming mistake is said first
         for name, spec in settings.routers.items():
             if isinstance(spec, RulesRouterSettings):
                 self._rules[name] = RulesRouter(name, spec)
@@ -84,7 +85,6 @@ class RoutingPolicy:
                 self._intents[name] = IntentRouter.from_settings(name, spec)
             elif isinstance(spec, LearnedRouterSettings):
                 self._learned[name] = self._load_learned(name, spec)
-        self._check_groups()
         self._check_member_columns()
         self._check_member_prices()
 
@@ -117,12 +117,17 @@ class RoutingPolicy:
         return load_router(spec.checkpoint_path, name=kind, ask=ask, embed=embed)
 
     def _check_groups(self) -> None:
+        routed = self.settings.groups
         unknown = sorted(g for g in self.settings.group_names_used()
-                         if g not in self.catalog.groups)
+                         if g not in self.catalog.groups and g not in routed)
         if unknown:
             raise ConfigError(
                 f"The routing section names model groups that no model_list entry defines: "
-                f"{', '.join(unknown)}. Defined groups: {', '.join(self.catalog.group_names)}.")
+                f"{', '.join(unknown)}. Defined groups: {', '.join(self.catalog.group_names)}"
+                + (f"; routed groups: {', '.join(routed)}." if routed else "."))
+        problems = self.settings.nesting_problems()
+        if problems:
+            raise ConfigError("; ".join(problems))
 
     def _check_member_columns(self) -> None:
         """Each member group must stand for one of its learned router's models; one
@@ -190,8 +195,24 @@ class RoutingPolicy:
         try:
             decision = await self._route(name, routed, request)
         except Exception as exc:  # a router must never fail the request
-            return self._fallback_decision(name, routed, exc, started)
+            decision = self._fallback_decision(name, routed, exc, started)
+        inner = self.settings.groups.get(decision.group)
+        if inner is not None:  # a routed group inside a routed group (one level, checked)
+            decision = await self._route_nested(decision, inner, request, started)
         return replace(decision, elapsed_ms=(time.perf_counter() - started) * 1000)
+
+    async def _route_nested(self, outer: RoutingDecision, inner: RoutedGroup,
+                            request: ChatRequest, started: float) -> RoutingDecision:
+        """The inner routed group's decision, named after the outer request and
+        telling both steps (`router=tiers>mf`)."""
+        try:
+            decision = await self._route(outer.group, inner, request)
+        except Exception as exc:  # a router must never fail the request
+            decision = self._fallback_decision(outer.group, inner, exc, started)
+        return replace(decision, requested=outer.requested,
+                       router=f"{outer.router}>{decision.router}",
+                       reason=f"{outer.reason}; then {outer.group}: {decision.reason}",
+                       error=outer.error or decision.error)
 
     def _alias_group(self, name: str, router: str, threshold: float) -> RoutedGroup:
         strong, weak = self.settings.strong_group, self.settings.weak_group

@@ -176,6 +176,52 @@ class RoutingSettings(_Strict):
                     "members (N models)")
         return None
 
+    def targets_of(self, group: RoutedGroup) -> set[str]:
+        """The groups a routed group's router may hand a request to by name: its rules'
+        or intents' groups and defaults, or strong and weak. Only these may be routed
+        groups themselves (one level of nesting); N-model members need prices and a
+        router column, which only model groups have."""
+        router = self.routers.get(group.router)
+        out = {g for g in (group.strong, group.weak, group.default) if g}
+        if isinstance(router, RulesRouterSettings):
+            out |= {r.group for r in router.rules}
+        elif isinstance(router, IntentRouterSettings):
+            out |= {i.group for i in router.intents}
+        if isinstance(router, RulesRouterSettings | IntentRouterSettings) and router.default:
+            out.add(router.default)
+        return out
+
+    def nesting_problems(self) -> list[str]:
+        """Routed groups named where only a model group can serve, or nested deeper
+        than one level (which also rules out cycles)."""
+        routed = set(self.groups)
+        problems = []
+        for field in ("default_group", "strong_group", "weak_group"):
+            if getattr(self, field) in routed:
+                problems.append(f"routing.{field} names the routed group "
+                                f"{getattr(self, field)!r}; expected a model group")
+        for name, group in self.groups.items():
+            for member in sorted(set(group.members or []) & routed):
+                problems.append(f"routing.groups.{name}.members names the routed group "
+                                f"{member!r}; expected model groups (members are priced "
+                                "and matched to the router's models)")
+            for inner in sorted(self.targets_of(group) & routed):
+                deeper = sorted(self.targets_of(self.groups[inner]) & routed)
+                if deeper:
+                    problems.append(
+                        f"routing.groups.{name} may send requests to the routed group "
+                        f"{inner!r}, which may send them on to the routed group(s) "
+                        f"{', '.join(deeper)}; one level of nesting is supported, so "
+                        f"expected {inner!r}'s router to name model groups only")
+        for router_name, router in self.routers.items():
+            if isinstance(router, LearnedRouterSettings):
+                for field in ("judge_group", "embedding_group"):
+                    if getattr(router, field) in routed:
+                        problems.append(f"routing.routers.{router_name}.{field} names the "
+                                        f"routed group {getattr(router, field)!r}; expected "
+                                        "a model group")
+        return problems
+
     def group_names_used(self) -> set[str]:
         """Model groups the routing section refers to, for cross-checks at load."""
         used = {g for g in (self.default_group, self.strong_group, self.weak_group) if g}
