@@ -81,8 +81,13 @@ async def test_a_failing_router_serves_the_default_group_and_counts_the_error():
 async def test_random_alias_routes_between_strong_and_weak():
     policy = RoutingPolicy(RoutingSettings.model_validate(
         {"strong_group": "smart", "weak_group": "cheap"}), catalog("smart", "cheap"))
-    seen = {(await policy.decide(request("router-random-0.5"))).group for _ in range(60)}
+    seen = {(await policy.decide(request("router-random-0.5", f"prompt {i}"))).group
+            for i in range(60)}
     assert seen == {"smart", "cheap"}
+    # A seeded coin per prompt: the same prompt routes the same way every time.
+    again = {(await policy.decide(request("router-random-0.5", "same"))).score
+             for _ in range(20)}
+    assert len(again) == 1
     always = await policy.decide(request("router-random-0"))
     assert always.group == "smart" and always.threshold == 0
 

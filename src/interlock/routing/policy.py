@@ -11,6 +11,7 @@ Imports: the standard library, `catalog`, `types`, `errors`, `routing.*`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import time
@@ -305,9 +306,7 @@ class RoutingPolicy:
     async def _win_probs(self, router_name: str, routed: RoutedGroup,
                          prompts: list[str]) -> list[float]:
         if router_name == "random" and router_name not in self._learned:
-            import random
-
-            return [random.random() for _ in prompts]
+            return [_prompt_coin(p) for p in prompts]
         router = self._learned[router_name]
         strong, weak = self._model_names(router_name, router, routed)
         if hasattr(router, "awin_prob"):
@@ -340,6 +339,14 @@ class RoutingPolicy:
         return RoutingDecision(name, choice.group, router_name, choice.reason,
                                score=choice.score, candidates=tuple(
                                    Candidate(g, s) for g, s in choice.scores.items()))
+
+
+def _prompt_coin(prompt: str) -> float:
+    """A uniform number in [0, 1) drawn from the prompt alone: the built-in random
+    router's coin, so the same prompt routes the same way every time (and in every
+    process, unlike `hash`, which is salted per process)."""
+    digest = hashlib.sha256(prompt.encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "little") / 2**64
 
 
 def _strong_and_weak(router: Any) -> tuple[str, str]:
