@@ -2,7 +2,7 @@
 
     routing:
       default_group: budget          # serves when a router fails
-      strong_group: high-quality     # for RouteLLM-style model="router-mf-0.116"
+      strong_group: high-quality     # for RouteLLM-style model="router-mf-0.5688"
       weak_group: budget
       routers:
         tiers: {type: rules, rules: [...], default: budget}
@@ -10,7 +10,7 @@
         mf: {type: learned, checkpoint_path: models/mf}
       groups:
         auto: {router: tiers}                              # rules pick a group
-        smart: {router: mf, strong: high-quality, weak: budget, threshold: 0.116}
+        smart: {router: mf, strong: high-quality, weak: budget, threshold: 0.5688}
 
 A leaf schema module (pydantic only) so that `config` can compose it.
 
