@@ -188,3 +188,33 @@ def test_deeper_nesting_and_routed_members_are_refused(change, expected):
             {**settings, "routers": {**settings["routers"], "mf": {
                 "type": "learned", "checkpoint_path": "/nonexistent"}}}),
             catalog("smart-m", "cheap"))
+
+
+async def test_the_route_header_names_the_rule_and_the_decision_is_logged(caplog):
+    policy = RoutingPolicy(RoutingSettings.model_validate(
+        {"routers": {"tiers": {**RULES, "rules": [
+            *RULES["rules"], {"name": "short", "group": "cheap", "when": {"max_chars": 5}}]}},
+         "groups": {"auto": {"router": "tiers"}}}), catalog("smart", "cheap"))
+    with caplog.at_level("DEBUG", logger="interlock.routing"):
+        code = await policy.decide(request("auto", "write code"))
+        short = await policy.decide(request("auto", "hi"))
+        unmatched = await policy.decide(request("auto", "a longer chat"))
+    assert code.header_value() == "router=tiers; group=smart; rule=code"
+    # The same group, told apart: a rule chose it, or none matched and the default did.
+    assert short.header_value() == "router=tiers; group=cheap; rule=short"
+    assert unmatched.header_value() == "router=tiers; group=cheap; rule=(none)"
+    logged = [r.getMessage() for r in caplog.records]
+    assert any("routed 'auto': router=tiers; group=smart; rule=code; reason: rule 'code' "
+               "matched; decided in" in line for line in logged), logged
+
+
+async def test_the_route_header_names_the_intent():
+    intents = {"type": "intents", "default": "cheap", "intents": [
+        {"name": "coding", "group": "smart", "utterances": ["fix this python bug"]}]}
+    policy = RoutingPolicy(RoutingSettings.model_validate(
+        {"routers": {"topics": intents}, "groups": {"auto": {"router": "topics"}}}),
+        catalog("smart", "cheap"))
+    hit = await policy.decide(request("auto", "fix this python bug please"))
+    miss = await policy.decide(request("auto", "zzzz qqqq"))
+    assert "; intent=coding; " in hit.header_value() and hit.group == "smart"
+    assert "; intent=(none); " in miss.header_value() and miss.group == "cheap"

@@ -200,7 +200,11 @@ class RoutingPolicy:
         inner = self.settings.groups.get(decision.group)
         if inner is not None:  # a routed group inside a routed group (one level, checked)
             decision = await self._route_nested(decision, inner, request, started)
-        return replace(decision, elapsed_ms=(time.perf_counter() - started) * 1000)
+        decision = replace(decision, elapsed_ms=(time.perf_counter() - started) * 1000)
+        if log.isEnabledFor(logging.DEBUG):  # the header carries no reason or time
+            log.debug("routed %r: %s; reason: %s; decided in %.3f ms", name,
+                      decision.header_value(), decision.reason, decision.elapsed_ms)
+        return decision
 
     async def _route_nested(self, outer: RoutingDecision, inner: RoutedGroup,
                             request: ChatRequest, started: float) -> RoutingDecision:
@@ -213,7 +217,8 @@ class RoutingPolicy:
         return replace(decision, requested=outer.requested,
                        router=f"{outer.router}>{decision.router}",
                        reason=f"{outer.reason}; then {outer.group}: {decision.reason}",
-                       error=outer.error or decision.error)
+                       error=outer.error or decision.error,
+                       matched=outer.matched or decision.matched)
 
     def _alias_group(self, name: str, router: str, threshold: float) -> RoutedGroup:
         strong, weak = self.settings.strong_group, self.settings.weak_group
@@ -267,16 +272,19 @@ class RoutingPolicy:
         if match is None:
             # Settings refuse a rules group with nowhere to go, so this is never "".
             group = self._fallback_group(routed)
-            return RoutingDecision(name, group, router, "no rule matched; the default group")
+            return RoutingDecision(name, group, router, "no rule matched; the default group",
+                                   matched="rule=(none)")
         reason = (f"rule {match.rule!r} matched" if match.rule
                   else "no rule matched; the router's default group")
-        return RoutingDecision(name, match.group, router, reason, candidates=match.candidates)
+        return RoutingDecision(name, match.group, router, reason, candidates=match.candidates,
+                               matched=f"rule={match.rule or '(none)'}")
 
     def _route_intents(self, name: str, router: str, routed: RoutedGroup,
                        request: ChatRequest) -> RoutingDecision:
         result = self._intents[router].route(request.last_user_text)
         return RoutingDecision(name, result.group, router, result.reason, score=result.score,
-                               threshold=result.threshold, candidates=result.candidates)
+                               threshold=result.threshold, candidates=result.candidates,
+                               matched=f"intent={result.intent or '(none)'}")
 
     async def _route_learned(self, name: str, router_name: str, routed: RoutedGroup,
                              request: ChatRequest) -> RoutingDecision:
