@@ -218,3 +218,20 @@ async def test_the_route_header_names_the_intent():
     miss = await policy.decide(request("auto", "zzzz qqqq"))
     assert "; intent=coding; " in hit.header_value() and hit.group == "smart"
     assert "; intent=(none); " in miss.header_value() and miss.group == "cheap"
+
+
+@pytest.mark.parametrize("name", ["router-random--0.1", "router-random-0.5x"])
+async def test_a_malformed_alias_threshold_is_told_what_it_must_be(name):
+    policy = RoutingPolicy(RoutingSettings.model_validate(
+        {"strong_group": "smart", "weak_group": "cheap"}), catalog("smart", "cheap"))
+    with pytest.raises(InvalidRequest, match=r"threshold must be a number in \[0, 1\]") as info:
+        await policy.decide(request(name))
+    assert not isinstance(info.value, UnknownModel)
+
+
+async def test_an_alias_for_an_unconfigured_router_lists_the_routers_there_are():
+    policy = RoutingPolicy(RoutingSettings.model_validate(
+        {"strong_group": "smart", "weak_group": "cheap"}), catalog("smart", "cheap"))
+    with pytest.raises(UnknownModel, match=r"No router 'knn' is configured under "
+                                           r"routing.routers.*router-random-<threshold>"):
+        await policy.decide(request("router-knn-0.5"))

@@ -47,6 +47,10 @@ _ALIAS = re.compile(r"^router-(?P<name>[a-z_][a-z0-9_]*)-"
                     r"(?P<threshold>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)$")
 
 
+# Anything shaped like an alias, whatever follows the router's name: for the error.
+_LOOSE_ALIAS = re.compile(r"^router-(?P<name>[a-z_][a-z0-9_]*)-(?P<threshold>.+)$")
+
+
 def parse_router_alias(model: str) -> tuple[str, float] | None:
     """`router-mf-0.116` -> ("mf", 0.116); None if the name is not an alias."""
     m = _ALIAS.match(model)
@@ -191,7 +195,7 @@ class RoutingPolicy:
         if routed is None and alias is not None:
             routed = self._alias_group(name, *alias)
         if routed is None:
-            raise UnknownModel(name, self.catalog.group_names + self.public_names())
+            raise self._unknown(name)
         started = time.perf_counter()
         try:
             decision = await self._route(name, routed, request)
@@ -220,6 +224,18 @@ class RoutingPolicy:
                        error=outer.error or decision.error,
                        matched=outer.matched or decision.matched)
 
+    def _unknown(self, name: str) -> InvalidRequest:
+        """The error for a name that is neither a group nor a well-formed alias: a
+        router-<name>-<threshold> whose threshold is no number in [0, 1] (a
+        negative one, "0.5x") is told what the threshold must be, as 1.5 is."""
+        loose = _LOOSE_ALIAS.match(name)
+        if loose is not None and self.alias_routers():
+            return InvalidRequest(
+                f"The model {name!r} has threshold {loose['threshold']!r}; a "
+                "router-<name>-<threshold> threshold must be a number in [0, 1], such as "
+                "router-mf-0.5 or router-mf-1e-05.", param="model")
+        return UnknownModel(name, self.catalog.group_names + self.public_names())
+
     def _alias_group(self, name: str, router: str, threshold: float) -> RoutedGroup:
         strong, weak = self.settings.strong_group, self.settings.weak_group
         if not strong or not weak:
@@ -228,8 +244,11 @@ class RoutingPolicy:
                 hint="A router-<name>-<threshold> model needs routing.strong_group and "
                      "routing.weak_group in the gateway's config (docs/routing.md).")
         if router not in self._learned and router != "random":
-            raise UnknownModel(name, self.catalog.group_names + self.public_names()
-                               + [f"router-{r}-<threshold>" for r in self._learned])
+            routers = ", ".join(f"router-{r}-<threshold>" for r in self.alias_routers())
+            raise UnknownModel(
+                name, self.catalog.group_names + self.public_names(),
+                hint=f"No router {router!r} is configured under routing.routers; the "
+                     f"router names this gateway takes are {routers}.")
         if not 0.0 <= threshold <= 1.0:
             # A probability threshold above 1 silently sent everything to the weak group.
             raise InvalidRequest(
