@@ -425,3 +425,21 @@ def test_a_key_s_budget_is_set_shown_and_taken_away_from_the_command_line(
     refused = runner.invoke(app, ["keys", "generate", "x", "--config", str(config),
                                   "--budget-period", "day"])
     assert refused.exit_code == 2 and "give max_budget" in refused.output
+
+
+def test_check_and_serve_report_a_bad_rule_regex_as_a_config_error(
+        tmp_path: Path, served: list[dict[str, Any]]) -> None:
+    config = _config(tmp_path, (
+        "model_list:\n"
+        "  - model_name: chat\n    litellm_params: {model: openai/gpt-4o-mini, api_key: x}\n"
+        "general_settings: {allow_unauthenticated: true}\n"
+        "routing:\n  routers:\n    tiers: {type: rules, default: chat, rules:\n"
+        "      [{name: x, group: chat, when: {regex: ['ok', '(unclosed']}}]}\n"
+        "  groups: {auto: {router: tiers}}\n"))
+    for command in ("check", "serve"):
+        result = runner.invoke(app, [command, "--config", str(config)])
+        assert result.exit_code == 2, (command, result.output)
+        assert "routing.routers.tiers.rules[0].when.regex[1]: got '(unclosed'" in result.output
+        assert "Traceback" not in result.output
+        assert not isinstance(result.exception, ValueError)
+    assert served == []  # serve stopped before listening

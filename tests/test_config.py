@@ -550,8 +550,9 @@ def test_duplicate_deployment_ids() -> None:
 def test_routing_references_are_checked() -> None:
     routing = {
         "routers": {"tiers": {"type": "rules", "default": "g",
-                              "rules": [{"name": "code", "group": "hq"}]}},
-        "groups": {"auto": {"router": "tiers", "members": ["g", "gg"]}},
+                              "rules": [{"name": "code", "group": "hq"}]},
+                    "mf": {"type": "learned", "checkpoint_path": "models/mf"}},
+        "groups": {"auto": {"router": "mf", "members": ["g", "gg"]}},
     }
     message = _error({"model_list": [_entry()], "routing": routing})
     assert "routing.routers.tiers.rules[0].group: got 'hq'" in message

@@ -238,7 +238,8 @@ class Gateway:
         self._warned_names: set[str | tuple[str, str]] = set()
         self.routing = RoutingPolicy.from_config(config.routing, self.catalog,
                                                  ask=self._ask_for_router,
-                                                 embed=self._embed_for_router)
+                                                 embed=self._embed_for_router,
+                                                 prices=self.prices.price_for)
         self._aliases = config.router_settings.group_aliases()
         self.ledger: Ledger | None = None
         if config.ledger and config.ledger.database:

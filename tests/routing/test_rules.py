@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from interlock.errors import ConfigError
 from interlock.openai_request import parse_chat_request
 from interlock.routing.rules import RulesRouter, estimate_tokens
 from interlock.routing.settings import RulesRouterSettings
@@ -105,5 +106,5 @@ def test_cjk_characters_count_as_tokens_each():
 def test_a_bad_regex_is_reported_with_its_place():
     settings = RulesRouterSettings.model_validate({"type": "rules", "rules": [
         {"name": "x", "group": "a", "when": {"regex": ["(unclosed"]}}]})
-    with pytest.raises(ValueError, match=r"rules\[0\]\.when\.regex\[0\]"):
+    with pytest.raises(ConfigError, match=r"rules\[0\]\.when\.regex\[0\]: got '\(unclosed'"):
         RulesRouter("r", settings)

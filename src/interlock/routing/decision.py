@@ -35,6 +35,10 @@ class RoutingDecision:
     candidates: tuple[Candidate, ...] = field(default=())
     elapsed_ms: float = 0.0
     error: str | None = None
+    # Which rule or intent decided, as "rule=NAME" or "intent=NAME"; "rule=(none)" or
+    # "intent=(none)" when none matched and the default served. Without it a request
+    # sent to the default looked the same as one a rule sent to the same group.
+    matched: str | None = None
     # The x-interlock-route and -model-group header values as bytes, made on first
     # use: a named group's decision is built once and answers every request to it.
     _route_header: bytes | None = field(default=None, init=False, repr=False, compare=False)
@@ -59,6 +63,8 @@ class RoutingDecision:
     def header_value(self) -> str:
         """Compact form for the x-interlock-route header."""
         parts = [f"router={self.router}", f"group={self.group}"]
+        if self.matched is not None:
+            parts.append(self.matched)
         if self.score is not None:
             parts.append(f"score={self.score:.4f}")
         if self.threshold is not None:

@@ -11,12 +11,13 @@ Imports: the standard library, `catalog`, `types`, `errors`, `routing.*`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from interlock.catalog import Catalog
 from interlock.errors import ConfigError, InvalidRequest, UnknownModel
@@ -31,6 +32,9 @@ from interlock.routing.settings import (
 )
 from interlock.types import ChatRequest
 
+if TYPE_CHECKING:  # quality_policy imports numpy, which a rules-only gateway never needs
+    from interlock.routing.quality_policy import PriceOf
+
 log = logging.getLogger("interlock.routing")
 
 AskModel = Callable[[str, str], Awaitable[str]]
@@ -41,6 +45,10 @@ GroupAvailable = Callable[[str], bool]
 # and a name built with f"router-mf-{t}" must still route.
 _ALIAS = re.compile(r"^router-(?P<name>[a-z_][a-z0-9_]*)-"
                     r"(?P<threshold>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)$")
+
+
+# Anything shaped like an alias, whatever follows the router's name: for the error.
+_LOOSE_ALIAS = re.compile(r"^router-(?P<name>[a-z_][a-z0-9_]*)-(?P<threshold>.+)$")
 
 
 def parse_router_alias(model: str) -> tuple[str, float] | None:
@@ -56,9 +64,13 @@ class RoutingPolicy:
     the health snapshot (`available`), the decision is a pure function."""
 
     def __init__(self, settings: RoutingSettings, catalog: Catalog, *,
-                 ask: AskModel | None = None, embed: EmbedTexts | None = None) -> None:
+                 ask: AskModel | None = None, embed: EmbedTexts | None = None,
+                 prices: PriceOf | None = None) -> None:
+        """`prices`: a deployment's price as cost is recorded (the gateway's
+        `PriceBook.price_for`); without it only prices written on deployments count."""
         self.settings = settings
         self.catalog = catalog
+        self._prices = prices
         self._ask = ask
         self._embed = embed
         self.errors = 0
@@ -68,6 +80,7 @@ class RoutingPolicy:
         # The decision for a request that names a group is the same every time:
         # built once per group (a frozen dataclass costs dozens of opcodes to make).
         self._direct = {group: direct(group) for group in catalog.groups}
+        self._check_groups()  # before loading artefacts: a naming mistake is said first
         for name, spec in settings.routers.items():
             if isinstance(spec, RulesRouterSettings):
                 self._rules[name] = RulesRouter(name, spec)
@@ -77,13 +90,14 @@ class RoutingPolicy:
                 self._intents[name] = IntentRouter.from_settings(name, spec)
             elif isinstance(spec, LearnedRouterSettings):
                 self._learned[name] = self._load_learned(name, spec)
-        self._check_groups()
+        self._check_member_columns()
+        self._check_member_prices()
 
     @classmethod
     def from_config(cls, settings: RoutingSettings | None, catalog: Catalog, *,
-                    ask: AskModel | None = None,
-                    embed: EmbedTexts | None = None) -> RoutingPolicy:
-        return cls(settings or RoutingSettings(), catalog, ask=ask, embed=embed)
+                    ask: AskModel | None = None, embed: EmbedTexts | None = None,
+                    prices: PriceOf | None = None) -> RoutingPolicy:
+        return cls(settings or RoutingSettings(), catalog, ask=ask, embed=embed, prices=prices)
 
     def _load_learned(self, name: str, spec: LearnedRouterSettings) -> Any:
         from interlock.routing.learned.registry import ROUTER_NAMES, load_router
@@ -108,12 +122,48 @@ class RoutingPolicy:
         return load_router(spec.checkpoint_path, name=kind, ask=ask, embed=embed)
 
     def _check_groups(self) -> None:
+        routed = self.settings.groups
         unknown = sorted(g for g in self.settings.group_names_used()
-                         if g not in self.catalog.groups)
+                         if g not in self.catalog.groups and g not in routed)
         if unknown:
             raise ConfigError(
                 f"The routing section names model groups that no model_list entry defines: "
-                f"{', '.join(unknown)}. Defined groups: {', '.join(self.catalog.group_names)}.")
+                f"{', '.join(unknown)}. Defined groups: {', '.join(self.catalog.group_names)}"
+                + (f"; routed groups: {', '.join(routed)}." if routed else "."))
+        problems = self.settings.nesting_problems()
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    def _check_member_columns(self) -> None:
+        """Each member group must stand for one of its learned router's models; one
+        that does not failed every request it routed (the first member served)."""
+        from interlock.routing.quality_policy import member_column
+
+        for name, routed in self.settings.groups.items():
+            router = self._learned.get(routed.router)
+            if router is None:
+                continue
+            for member in routed.members or []:
+                try:
+                    member_column(self.catalog.groups.get(member), member, router.models)
+                except ValueError as exc:
+                    raise ConfigError(
+                        f"routing.groups.{name}: {exc}; expected members named after the "
+                        "router's models, or whose deployments' model is one of them") from None
+
+    def _check_member_prices(self) -> None:
+        """A quality_target or cost_weight compares members' prices: refuse a member
+        nothing prices now, rather than let it count as free on every request."""
+        from interlock.routing.quality_policy import UnpricedMember, member_costs
+
+        for name, routed in self.settings.groups.items():
+            if not routed.members or (routed.quality_target is None
+                                      and routed.cost_weight is None):
+                continue
+            try:
+                member_costs(routed.members, self.catalog, self._prices)
+            except UnpricedMember as exc:
+                raise ConfigError(f"routing.groups.{name}: {exc}") from None
 
     def placeholder(self, name: str) -> RoutingDecision:
         """A request's decision until it is routed: a direct one for its name."""
@@ -145,13 +195,46 @@ class RoutingPolicy:
         if routed is None and alias is not None:
             routed = self._alias_group(name, *alias)
         if routed is None:
-            raise UnknownModel(name, self.catalog.group_names + self.public_names())
+            raise self._unknown(name)
         started = time.perf_counter()
         try:
             decision = await self._route(name, routed, request)
         except Exception as exc:  # a router must never fail the request
-            return self._fallback_decision(name, routed, exc, started)
-        return replace(decision, elapsed_ms=(time.perf_counter() - started) * 1000)
+            decision = self._fallback_decision(name, routed, exc, started)
+        inner = self.settings.groups.get(decision.group)
+        if inner is not None:  # a routed group inside a routed group (one level, checked)
+            decision = await self._route_nested(decision, inner, request, started)
+        decision = replace(decision, elapsed_ms=(time.perf_counter() - started) * 1000)
+        if log.isEnabledFor(logging.DEBUG):  # the header carries no reason or time
+            log.debug("routed %r: %s; reason: %s; decided in %.3f ms", name,
+                      decision.header_value(), decision.reason, decision.elapsed_ms)
+        return decision
+
+    async def _route_nested(self, outer: RoutingDecision, inner: RoutedGroup,
+                            request: ChatRequest, started: float) -> RoutingDecision:
+        """The inner routed group's decision, named after the outer request and
+        telling both steps (`router=tiers>mf`)."""
+        try:
+            decision = await self._route(outer.group, inner, request)
+        except Exception as exc:  # a router must never fail the request
+            decision = self._fallback_decision(outer.group, inner, exc, started)
+        return replace(decision, requested=outer.requested,
+                       router=f"{outer.router}>{decision.router}",
+                       reason=f"{outer.reason}; then {outer.group}: {decision.reason}",
+                       error=outer.error or decision.error,
+                       matched=outer.matched or decision.matched)
+
+    def _unknown(self, name: str) -> InvalidRequest:
+        """The error for a name that is neither a group nor a well-formed alias: a
+        router-<name>-<threshold> whose threshold is no number in [0, 1] (a
+        negative one, "0.5x") is told what the threshold must be, as 1.5 is."""
+        loose = _LOOSE_ALIAS.match(name)
+        if loose is not None and self.alias_routers():
+            return InvalidRequest(
+                f"The model {name!r} has threshold {loose['threshold']!r}; a "
+                "router-<name>-<threshold> threshold must be a number in [0, 1], such as "
+                "router-mf-0.5 or router-mf-1e-05.", param="model")
+        return UnknownModel(name, self.catalog.group_names + self.public_names())
 
     def _alias_group(self, name: str, router: str, threshold: float) -> RoutedGroup:
         strong, weak = self.settings.strong_group, self.settings.weak_group
@@ -161,8 +244,11 @@ class RoutingPolicy:
                 hint="A router-<name>-<threshold> model needs routing.strong_group and "
                      "routing.weak_group in the gateway's config (docs/routing.md).")
         if router not in self._learned and router != "random":
-            raise UnknownModel(name, self.catalog.group_names + self.public_names()
-                               + [f"router-{r}-<threshold>" for r in self._learned])
+            routers = ", ".join(f"router-{r}-<threshold>" for r in self.alias_routers())
+            raise UnknownModel(
+                name, self.catalog.group_names + self.public_names(),
+                hint=f"No router {router!r} is configured under routing.routers; the "
+                     f"router names this gateway takes are {routers}.")
         if not 0.0 <= threshold <= 1.0:
             # A probability threshold above 1 silently sent everything to the weak group.
             raise InvalidRequest(
@@ -173,13 +259,22 @@ class RoutingPolicy:
     def _fallback_decision(self, name: str, routed: RoutedGroup, exc: Exception,
                            started: float) -> RoutingDecision:
         self.errors += 1
-        group = routed.default or self.default_group or routed.weak or (routed.members or [""])[0]
+        group = self._fallback_group(routed)
         log.warning("router %s failed (%s: %s); serving the default group %s",
                     routed.router, type(exc).__name__, exc, group)
         return RoutingDecision(
             requested=name, group=group, router=routed.router,
             reason=f"the router failed ({type(exc).__name__}); the default group served",
             elapsed_ms=(time.perf_counter() - started) * 1000, error=type(exc).__name__)
+
+    def _fallback_group(self, routed: RoutedGroup) -> str:
+        """Who serves when the router fails; the settings' checks make sure of one."""
+        group = routed.default or self.default_group
+        if group:
+            return group
+        picker = self._rules.get(routed.router) or self._intents.get(routed.router)
+        own = picker.default if picker is not None else None
+        return own or routed.weak or (routed.members or [""])[0]
 
     async def _route(self, name: str, routed: RoutedGroup,
                      request: ChatRequest) -> RoutingDecision:
@@ -194,19 +289,21 @@ class RoutingPolicy:
                      request: ChatRequest) -> RoutingDecision:
         match = self._rules[router].route(request)
         if match is None:
-            group = routed.default or self.default_group
-            if group is None:
-                raise ValueError("no rule matched and no default group is configured")
-            return RoutingDecision(name, group, router, "no rule matched; the default group")
+            # Settings refuse a rules group with nowhere to go, so this is never "".
+            group = self._fallback_group(routed)
+            return RoutingDecision(name, group, router, "no rule matched; the default group",
+                                   matched="rule=(none)")
         reason = (f"rule {match.rule!r} matched" if match.rule
                   else "no rule matched; the router's default group")
-        return RoutingDecision(name, match.group, router, reason, candidates=match.candidates)
+        return RoutingDecision(name, match.group, router, reason, candidates=match.candidates,
+                               matched=f"rule={match.rule or '(none)'}")
 
     def _route_intents(self, name: str, router: str, routed: RoutedGroup,
                        request: ChatRequest) -> RoutingDecision:
         result = self._intents[router].route(request.last_user_text)
         return RoutingDecision(name, result.group, router, result.reason, score=result.score,
-                               threshold=result.threshold, candidates=result.candidates)
+                               threshold=result.threshold, candidates=result.candidates,
+                               matched=f"intent={result.intent or '(none)'}")
 
     async def _route_learned(self, name: str, router_name: str, routed: RoutedGroup,
                              request: ChatRequest) -> RoutingDecision:
@@ -236,9 +333,7 @@ class RoutingPolicy:
     async def _win_probs(self, router_name: str, routed: RoutedGroup,
                          prompts: list[str]) -> list[float]:
         if router_name == "random" and router_name not in self._learned:
-            import random
-
-            return [random.random() for _ in prompts]
+            return [_prompt_coin(p) for p in prompts]
         router = self._learned[router_name]
         strong, weak = self._model_names(router_name, router, routed)
         if hasattr(router, "awin_prob"):
@@ -267,10 +362,18 @@ class RoutingPolicy:
         quality = (await router.apredict_quality([prompt]))[0]
         choice = choose_group(members, list(router.models), quality, self.catalog,
                               quality_target=routed.quality_target,
-                              cost_weight=routed.cost_weight)
+                              cost_weight=routed.cost_weight, price_of=self._prices)
         return RoutingDecision(name, choice.group, router_name, choice.reason,
                                score=choice.score, candidates=tuple(
                                    Candidate(g, s) for g, s in choice.scores.items()))
+
+
+def _prompt_coin(prompt: str) -> float:
+    """A uniform number in [0, 1) drawn from the prompt alone: the built-in random
+    router's coin, so the same prompt routes the same way every time (and in every
+    process, unlike `hash`, which is salted per process)."""
+    digest = hashlib.sha256(prompt.encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "little") / 2**64
 
 
 def _strong_and_weak(router: Any) -> tuple[str, str]:

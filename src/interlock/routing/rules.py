@@ -5,7 +5,7 @@ Unicode, so Japanese keywords such as コード match), prompt length in
 characters or estimated tokens, code blocks, tools, images, number of turns,
 and request metadata or tags. Patterns are compiled once, at load.
 
-Imports: the standard library, `types`, `routing.settings`, `routing.decision`.
+Imports: the standard library, `errors`, `types`, `routing.settings`, `routing.decision`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from interlock.errors import ConfigError
 from interlock.routing.decision import Candidate
 from interlock.routing.settings import Rule, RuleCondition, RulesRouterSettings
 from interlock.types import ChatRequest
@@ -41,8 +42,11 @@ class _Condition:
             try:
                 patterns.append(re.compile(pattern, re.IGNORECASE | re.UNICODE))
             except re.error as exc:
-                raise ValueError(f"{where}.regex[{i}] {pattern!r} is not a valid regular "
-                                 f"expression: {exc}") from None
+                # A config mistake like any other: check and serve report it and exit 2.
+                raise ConfigError(f"{where}.regex[{i}]: got {pattern!r}, which is not a valid "
+                                  f"regular expression ({exc}); expected a Python regex, "
+                                  "with literal ( [ { \\ escaped as \\( \\[ \\{ \\\\"
+                                  ) from None
         return cls(spec, tuple(patterns))
 
     def holds(self, request: ChatRequest, view: _RequestView) -> bool:

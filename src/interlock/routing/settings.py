@@ -2,7 +2,7 @@
 
     routing:
       default_group: budget          # serves when a router fails
-      strong_group: high-quality     # for RouteLLM-style model="router-mf-0.116"
+      strong_group: high-quality     # for RouteLLM-style model="router-mf-0.5688"
       weak_group: budget
       routers:
         tiers: {type: rules, rules: [...], default: budget}
@@ -10,7 +10,7 @@
         mf: {type: learned, checkpoint_path: models/mf}
       groups:
         auto: {router: tiers}                              # rules pick a group
-        smart: {router: mf, strong: high-quality, weak: budget, threshold: 0.116}
+        smart: {router: mf, strong: high-quality, weak: budget, threshold: 0.5688}
 
 A leaf schema module (pydantic only) so that `config` can compose it.
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Strict(BaseModel):
@@ -107,7 +107,8 @@ class RoutedGroup(_Strict):
     """A name clients ask for, whose router picks one of its member groups."""
 
     router: str
-    # Two-model routers: strong above the threshold, weak below.
+    # Two-model routers: strong above the threshold, weak below. The threshold is a
+    # probability, as in a router-<name>-<threshold> name.
     strong: str | None = None
     weak: str | None = None
     threshold: float | None = None
@@ -116,6 +117,15 @@ class RoutedGroup(_Strict):
     quality_target: float | None = None
     cost_weight: float | None = None
     default: str | None = None
+
+    @field_validator("threshold")
+    @classmethod
+    def _threshold_is_a_probability(cls, value: float | None) -> float | None:
+        # Above 1 every request went to the weak group, below 0 to the strong one.
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise ValueError(f"got {value:g}; expected a probability in [0, 1] (a score at "
+                             "or above it picks the strong group), as router-<name>-<t> takes")
+        return value
 
 
 class RoutingSettings(_Strict):
@@ -133,7 +143,84 @@ class RoutingSettings(_Strict):
                 raise ValueError(
                     f"routing.groups.{name}.router names {group.router!r}, which is not "
                     f"defined under routing.routers (defined: {known})")
+        for name, group in self.groups.items():
+            problem = self._routed_group_problem(group)
+            if problem:
+                raise ValueError(f"routing.groups.{name}: {problem}")
+        if bool(self.strong_group) != bool(self.weak_group):
+            given, missing = (("strong_group", "weak_group") if self.strong_group
+                              else ("weak_group", "strong_group"))
+            raise ValueError(
+                f"routing.{given} is set without routing.{missing}; a router-<name>-<threshold> "
+                f"model routes between the two, so expected both (or neither)")
         return self
+
+    def _routed_group_problem(self, group: RoutedGroup) -> str | None:
+        """What makes a routed group fail or misroute its requests, if anything."""
+        router = self.routers.get(group.router)
+        two = [k for k in ("strong", "weak", "threshold") if getattr(group, k) is not None]
+        many = [k for k in ("members", "quality_target", "cost_weight")
+                if getattr(group, k) is not None]
+        if isinstance(router, RulesRouterSettings | IntentRouterSettings):
+            return _picked_by_router_problem(group, router, two + many, self)
+        if two and many:
+            return (f"sets {', '.join(two)} (a two-model choice) and {', '.join(many)} (an "
+                    "N-model choice); expected one: strong, weak and threshold, or members "
+                    "with quality_target or cost_weight")
+        if many:
+            return _n_model_problem(group, router)
+        if not (group.strong and group.weak):
+            missing = " and ".join(k for k in ("strong", "weak") if getattr(group, k) is None)
+            return (f"router {group.router!r} is a learned router and this group has no "
+                    f"{missing}; expected strong and weak groups (with a threshold), or "
+                    "members (N models)")
+        return None
+
+    def targets_of(self, group: RoutedGroup) -> set[str]:
+        """The groups a routed group's router may hand a request to by name: its rules'
+        or intents' groups and defaults, or strong and weak. Only these may be routed
+        groups themselves (one level of nesting); N-model members need prices and a
+        router column, which only model groups have."""
+        router = self.routers.get(group.router)
+        out = {g for g in (group.strong, group.weak, group.default) if g}
+        if isinstance(router, RulesRouterSettings):
+            out |= {r.group for r in router.rules}
+        elif isinstance(router, IntentRouterSettings):
+            out |= {i.group for i in router.intents}
+        if isinstance(router, RulesRouterSettings | IntentRouterSettings) and router.default:
+            out.add(router.default)
+        return out
+
+    def nesting_problems(self) -> list[str]:
+        """Routed groups named where only a model group can serve, or nested deeper
+        than one level (which also rules out cycles)."""
+        routed = set(self.groups)
+        problems = []
+        for field in ("default_group", "strong_group", "weak_group"):
+            if getattr(self, field) in routed:
+                problems.append(f"routing.{field} names the routed group "
+                                f"{getattr(self, field)!r}; expected a model group")
+        for name, group in self.groups.items():
+            for member in sorted(set(group.members or []) & routed):
+                problems.append(f"routing.groups.{name}.members names the routed group "
+                                f"{member!r}; expected model groups (members are priced "
+                                "and matched to the router's models)")
+            for inner in sorted(self.targets_of(group) & routed):
+                deeper = sorted(self.targets_of(self.groups[inner]) & routed)
+                if deeper:
+                    problems.append(
+                        f"routing.groups.{name} may send requests to the routed group "
+                        f"{inner!r}, which may send them on to the routed group(s) "
+                        f"{', '.join(deeper)}; one level of nesting is supported, so "
+                        f"expected {inner!r}'s router to name model groups only")
+        for router_name, router in self.routers.items():
+            if isinstance(router, LearnedRouterSettings):
+                for field in ("judge_group", "embedding_group"):
+                    if getattr(router, field) in routed:
+                        problems.append(f"routing.routers.{router_name}.{field} names the "
+                                        f"routed group {getattr(router, field)!r}; expected "
+                                        "a model group")
+        return problems
 
     def group_names_used(self) -> set[str]:
         """Model groups the routing section refers to, for cross-checks at load."""
@@ -151,6 +238,36 @@ class RoutingSettings(_Strict):
             used |= {g for g in (group.strong, group.weak, group.default) if g}
             used |= set(group.members or [])
         return used
+
+
+def _picked_by_router_problem(group: RoutedGroup, router: RulesRouterSettings
+                              | IntentRouterSettings, learned_keys: list[str],
+                              settings: RoutingSettings) -> str | None:
+    kind = router.type
+    if learned_keys:
+        return (f"sets {', '.join(learned_keys)}, which only learned routers read; router "
+                f"{group.router!r} is a {kind} router and picks the group from its "
+                f"{kind}, so expected none of them")
+    if not (router.default or group.default or settings.default_group or settings.weak_group):
+        what = "no rule matches" if kind == "rules" else "reaches no intent's threshold"
+        return (f"a request that {what} has no group to go to: router {group.router!r} "
+                "has no default, nor has this group or routing.default_group; expected "
+                f"default: GROUP on routing.routers.{group.router}")
+    return None
+
+
+def _n_model_problem(group: RoutedGroup, router: RouterSettingsEntry | None) -> str | None:
+    if router is None:  # the built-in random router
+        return ("the built-in random router routes between strong and weak only; "
+                "expected strong and weak (with a threshold) instead of members, or a "
+                "trained router for members")
+    if not group.members:
+        return ("sets quality_target or cost_weight without members; expected members: "
+                "the model groups the router chooses among")
+    if group.quality_target is not None and group.cost_weight is not None:
+        return ("sets both quality_target and cost_weight; expected one: the cheapest "
+                "member reaching a quality, or the best quality - cost_weight x cost")
+    return None
 
 
 # `random` needs no artefact, so a routed group may name it without defining it.
