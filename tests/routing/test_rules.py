@@ -103,6 +103,13 @@ def test_cjk_characters_count_as_tokens_each():
     assert estimate_tokens("abcdefgh") == 2
 
 
+@pytest.mark.parametrize("text", ["", "abc", "été au café", "要約 summary です。",
+                                  "\u3000\u9fff\uf900\ufaff\u2fff\ua000\ufb00", "混" * 3 + "x" * 9])
+def test_token_estimates_count_cjk_characters_one_each_and_the_rest_by_four(text: str) -> None:
+    cjk = sum(1 for ch in text if "\u3000" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff")
+    assert estimate_tokens(text) == cjk + (len(text) - cjk + 3) // 4
+
+
 def test_a_bad_regex_is_reported_with_its_place():
     settings = RulesRouterSettings.model_validate({"type": "rules", "rules": [
         {"name": "x", "group": "a", "when": {"regex": ["(unclosed"]}}]})

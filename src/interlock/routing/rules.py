@@ -22,10 +22,16 @@ from interlock.types import ChatRequest
 _CODE_BLOCK = re.compile(r"```|^(?: {4}|\t)\S", re.MULTILINE)
 
 
+# CJK ideographs, kana and their punctuation, and the compatibility ideographs.
+_CJK = re.compile("[\u3000-\u9fff\uf900-\ufaff]")
+
+
 def estimate_tokens(text: str) -> int:
     """About four characters a token for Latin text; CJK characters count one each,
     since tokenizers split them far finer than English words."""
-    cjk = sum(1 for ch in text if "\u3000" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff")
+    # Counted in C (an ASCII check, a regex substitution): a loop over the
+    # characters took 5 ms of the rules router's time on a 108,000-character prompt.
+    cjk = 0 if text.isascii() else len(text) - len(_CJK.sub("", text))
     return cjk + (len(text) - cjk + 3) // 4
 
 
