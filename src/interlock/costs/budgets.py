@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -64,32 +65,57 @@ REDIS_RETRY_AFTER = 1.0
 REDIS_TIMEOUT = 0.5
 # Local reservations between two passes that let the counts of ended periods go.
 PRUNE_EVERY = 1024
+# Settles Redis could not be given (it was away), given once it answers again:
+# else each reservation would hold its amount until its period ends. Past this
+# many, the rest hold until then.
+MAX_UNSETTLED = 10_000
 
-# KEYS: one hash per budget period. ARGV: amount, ttl, then one limit per key.
-# Refuse (return the 1-based index of the spent budget) unless every budget
-# has room; otherwise reserve the amount on all of them and return 0.
+# KEYS: one hash per budget period. ARGV: amount, ttl, ticket id, then one limit
+# per key. Refuse (return the 1-based index of the spent budget) unless every
+# budget has room; otherwise reserve the amount on all of them, under the
+# ticket's id too ("r:<id>"), and return 0. A ticket given up on before this
+# ran (its call timed out in the client) left a mark ("x:<id>"): a late run
+# then reserves nothing, since no ticket would ever give the amount back.
 _RESERVE = """
 local amount = tonumber(ARGV[1])
 local ttl = tonumber(ARGV[2])
+local id = ARGV[3]
+if redis.call('HEXISTS', KEYS[1], 'x:' .. id) == 1 then
+  return -1
+end
 for i, key in ipairs(KEYS) do
   local spent = tonumber(redis.call('HGET', key, 'spent') or '0')
   local reserved = tonumber(redis.call('HGET', key, 'reserved') or '0')
-  if spent + reserved >= tonumber(ARGV[i + 2]) then
+  if spent + reserved >= tonumber(ARGV[i + 3]) then
     return i
   end
 end
 for _, key in ipairs(KEYS) do
   redis.call('HINCRBY', key, 'reserved', amount)
+  redis.call('HSET', key, 'r:' .. id, amount)
   redis.call('EXPIRE', key, ttl)
 end
 return 0
 """
 
-# KEYS: the hashes reserved on. ARGV: reserved amount, real cost, ttl.
+# KEYS: the hashes reserved on. ARGV: ticket id, real cost, ttl. Gives back what
+# the ticket's id holds, so settling twice (a retry of a settle whose reply was
+# lost) gives it back once. Settling a reservation Redis never made with 0 (a
+# reserve given up on) leaves the mark `_RESERVE` heeds if it runs late.
 _SETTLE = """
+local id = ARGV[1]
+local actual = tonumber(ARGV[2])
 for _, key in ipairs(KEYS) do
-  redis.call('HINCRBY', key, 'reserved', -tonumber(ARGV[1]))
-  redis.call('HINCRBY', key, 'spent', tonumber(ARGV[2]))
+  local held = redis.call('HGET', key, 'r:' .. id)
+  if held then
+    redis.call('HDEL', key, 'r:' .. id)
+    redis.call('HINCRBY', key, 'reserved', -tonumber(held))
+  elseif actual == 0 then
+    redis.call('HSET', key, 'x:' .. id, 1)
+  end
+  if actual > 0 then
+    redis.call('HINCRBY', key, 'spent', actual)
+  end
   redis.call('EXPIRE', key, tonumber(ARGV[3]))
 end
 return 0
@@ -209,6 +235,8 @@ class BudgetTicket:
     reserved: int
     ttl: int
     on_redis: bool
+    # Names the reservation in Redis, so that it is settled exactly once.
+    id: str = ""
     settled: bool = field(default=False)
 
     async def release(self, response: ChatResponse | None) -> None:
@@ -263,6 +291,8 @@ class BudgetGate:
         self._reservations = 0  # local ones, for letting ended periods go
         # Redis calls left running by a cancelled caller (see `_survive`).
         self._background: set[asyncio.Task[Any]] = set()
+        # (keys, ticket id, real cost, ttl) of settles owed to Redis (`MAX_UNSETTLED`).
+        self._unsettled: list[tuple[list[str], str, int, int]] = []
         self.refused = 0
 
     # ------------------------------------------------------------------ gate
@@ -333,16 +363,20 @@ class BudgetGate:
         # counts for a while (a way around a shared budget).
         amount = min(amount, max(limits))
         ttl = int(max(left for _, left in periods)) + 3600
+        ticket_id = secrets.token_hex(8)
         on_redis = await self._use_redis()
-        refused = await (self._reserve_redis if on_redis else self._reserve_local)(
-            keys, limits, amount, ttl)
-        if refused is None and on_redis:  # Redis failed just now
+        if on_redis and self._unsettled:
+            await self._settle_unsettled()
+            on_redis = await self._use_redis()
+        refused = (await self._reserve_redis(keys, limits, amount, ttl, ticket_id)
+                   if on_redis else None)
+        if refused is None:  # on local counts, or Redis failed just now
             on_redis = False
-            refused = await self._reserve_local(keys, limits, amount, ttl)
+            refused = self._reserve_local(keys, limits, amount, ttl)
         if refused:
             self.refused += 1
             return _refusal(applicable[refused - 1], request)
-        return BudgetTicket(self, deployment, keys, amount, ttl, on_redis)
+        return BudgetTicket(self, deployment, keys, amount, ttl, on_redis, ticket_id)
 
     def _listed(self) -> list[tuple[Budget, str, str, float]]:
         """(budget, key, period id, seconds left) of each budget with one count:
@@ -410,8 +444,8 @@ class BudgetGate:
             log.warning("budget covers %s but its price is unknown: its calls cannot be counted",
                         deployment.name)
 
-    async def _reserve_local(self, keys: list[str], limits: list[int], amount: int,
-                             ttl: int) -> int:
+    def _reserve_local(self, keys: list[str], limits: list[int], amount: int,
+                       ttl: int) -> int:
         # No await between the check and the increment: atomic within the loop.
         now = self.clock()
         self._reservations += 1
@@ -427,28 +461,57 @@ class BudgetGate:
         return 0
 
     async def _reserve_redis(self, keys: list[str], limits: list[int], amount: int,
-                             ttl: int) -> int | None:
-        call = self._survive(self._reserve(keys=keys, args=[amount, ttl, *limits]))
+                             ttl: int, ticket_id: str) -> int | None:
+        call = self._survive(self._reserve(keys=keys, args=[amount, ttl, ticket_id, *limits]))
         try:
             result = await asyncio.shield(call)
         except asyncio.CancelledError:
             # The request was cancelled (its client left) while the script was on
             # its way: Redis may reserve all the same, with no ticket to give it
             # back, holding the amount until the period ends. Undo it once known.
-            call.add_done_callback(lambda done: self._undo_reservation(done, keys, amount, ttl))
+            call.add_done_callback(lambda _: self._in_background(
+                self._settle_redis(keys, ticket_id, 0, ttl)))
             raise
         except Exception as exc:
+            # The script may still run (a stall past the timeout): give it up by
+            # its id once Redis answers, which undoes it or keeps it from holding.
             self._redis_failed(exc)
+            self._owe(keys, ticket_id, 0, ttl)
             return None
         if not self._on_redis:
             self._on_redis = True
             log.info("budget counts are shared through Redis again")
         return int(result)
 
-    def _undo_reservation(self, call: asyncio.Task[Any], keys: list[str], amount: int,
-                          ttl: int) -> None:
-        if not call.cancelled() and call.exception() is None and int(call.result()) == 0:
-            self._survive(self._settle_script(keys=keys, args=[amount, 0, ttl]))
+    async def _settle_redis(self, keys: list[str], ticket_id: str, actual: int,
+                            ttl: int) -> None:
+        """Settle a reservation made in Redis there, now or, if Redis is away,
+        once it answers again (`_settle_unsettled`)."""
+        if not await self._use_redis():
+            self._owe(keys, ticket_id, actual, ttl)
+            return
+        try:
+            # Shielded: a request cancelled while settling still gives back
+            # what it reserved.
+            await asyncio.shield(self._survive(self._settle_script(
+                keys=keys, args=[ticket_id, actual, ttl])))
+        except Exception as exc:
+            self._redis_failed(exc)
+            self._owe(keys, ticket_id, actual, ttl)
+
+    def _owe(self, keys: list[str], ticket_id: str, actual: int, ttl: int) -> None:
+        if len(self._unsettled) < MAX_UNSETTLED:
+            self._unsettled.append((keys, ticket_id, actual, ttl))
+
+    async def _settle_unsettled(self) -> None:
+        waiting, self._unsettled = self._unsettled, []
+        for keys, ticket_id, actual, ttl in waiting:
+            await self._settle_redis(keys, ticket_id, actual, ttl)  # a failure owes it again
+
+    def _in_background(self, call: Any) -> None:
+        task = asyncio.ensure_future(call)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _survive(self, call: Any) -> asyncio.Task[Any]:
         """`call` as a task that a cancelled caller does not stop (awaited through
@@ -467,23 +530,25 @@ class BudgetGate:
             self._redis_failed(error)
 
     async def _settle(self, ticket: BudgetTicket, actual: int) -> None:
-        if ticket.on_redis and await self._use_redis():
-            try:
-                # Shielded: a request cancelled while settling still gives back
-                # what it reserved.
-                await asyncio.shield(self._survive(self._settle_script(
-                    keys=ticket.keys, args=[ticket.reserved, actual, ticket.ttl])))
-                return
-            except Exception as exc:
-                self._redis_failed(exc)
+        if ticket.on_redis:
+            # Where it was reserved, even if Redis is away now (then once it is back).
+            await self._settle_redis(ticket.keys, ticket.id, actual, ticket.ttl)
+            if self._use_local():
+                # While Redis is away this process counts on its own: with the spend.
+                for key in ticket.keys:
+                    self._local.setdefault(key, _Count()).spent += actual
+            return
         for key in ticket.keys:
             count = self._local.setdefault(key, _Count())
-            if not ticket.on_redis:
-                count.reserved = max(0, count.reserved - ticket.reserved)
+            count.reserved = max(0, count.reserved - ticket.reserved)
             count.spent += actual
 
+    def _use_local(self) -> bool:
+        return not self.redis_url or self.clock() < self._redis_down_until
+
     async def _use_redis(self) -> bool:
-        if not self.redis_url or self.clock() < self._redis_down_until:
+        url = self.redis_url
+        if url is None or self._use_local():
             return False
         if self._redis is None:
             import redis.asyncio as aioredis
@@ -491,7 +556,7 @@ class BudgetGate:
             # Blocking pool: a burst of calls waits briefly for a connection
             # (at least a second) instead of failing over to local counts.
             pool = aioredis.BlockingConnectionPool.from_url(
-                self.redis_url, max_connections=32, timeout=max(1.0, self.redis_timeout),
+                url, max_connections=32, timeout=max(1.0, self.redis_timeout),
                 socket_timeout=self.redis_timeout, socket_connect_timeout=self.redis_timeout)
             self._redis = aioredis.Redis(connection_pool=pool)
             self._reserve = self._redis.register_script(_RESERVE)
