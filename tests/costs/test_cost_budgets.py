@@ -527,3 +527,25 @@ async def test_a_reserve_that_timed_out_holds_nothing_once_redis_answers(
             assert await script(**sent[0]) == -1  # the stalled script runs at last
         # Only the new reservation ($0.001) is held.
         assert await _shared(direct, gate) == (0, 1_000_000)
+
+
+async def test_a_stale_pooled_connection_after_redis_returned_is_no_new_outage(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from tests.dispatch.test_redis_state import _Proxy
+
+    proxy = _Proxy(6379)
+    await proxy.start()
+    clock = Clock(datetime(2026, 5, 10, 12, tzinfo=UTC).timestamp())
+    async with _redis_gate_at(f"redis://127.0.0.1:{proxy.port}/0", clock) as (gate, _):
+        d = _deployment()
+        first = await gate.acquire(d, _request(1))
+        assert not _refused(first) and first.on_redis
+        await first.release(_response(1))
+        await proxy.stop()
+        await proxy.start()  # Redis back; the pooled connection died meanwhile
+        with caplog.at_level("WARNING", logger="interlock.costs.budgets"):
+            second = await gate.acquire(d, _request(1))
+            assert not _refused(second) and second.on_redis
+            await second.release(_response(1))
+        assert "fall back" not in caplog.text
+    await proxy.stop()

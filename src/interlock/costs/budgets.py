@@ -552,13 +552,22 @@ class BudgetGate:
             return False
         if self._redis is None:
             import redis.asyncio as aioredis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+            from redis.exceptions import ConnectionError as RedisConnectionError
 
-            # Blocking pool: a burst of calls waits briefly for a connection
-            # (at least a second) instead of failing over to local counts.
+            # One retry, at once, on a connection error only: a pooled connection
+            # that died while Redis restarted fails once though Redis is back,
+            # which must not count as an outage; a stalled Redis (a timeout)
+            # still costs one timeout. Blocking pool: a burst of calls waits
+            # briefly for a connection (at least a second) instead of failing
+            # over to local counts.
+            retry = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
             pool = aioredis.BlockingConnectionPool.from_url(
                 url, max_connections=32, timeout=max(1.0, self.redis_timeout),
-                socket_timeout=self.redis_timeout, socket_connect_timeout=self.redis_timeout)
-            self._redis = aioredis.Redis(connection_pool=pool)
+                socket_timeout=self.redis_timeout, socket_connect_timeout=self.redis_timeout,
+                retry=retry)
+            self._redis = aioredis.Redis(connection_pool=pool, retry=retry)
             self._reserve = self._redis.register_script(_RESERVE)
             self._settle_script = self._redis.register_script(_SETTLE)
         return True

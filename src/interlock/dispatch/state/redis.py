@@ -64,16 +64,20 @@ class RedisStateBackend:
         import redis.asyncio as aredis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
+        from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import RedisError
 
         self._errors: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
         if client is None:
-            # No redis-py retries: a slow or absent Redis must cost one short
-            # timeout, after which the memory backend takes over. A bounded pool
-            # keeps a burst of requests from opening a connection each.
+            # One redis-py retry, on a connection error only: a pooled connection
+            # that died while Redis restarted fails once even though Redis is
+            # back, and must not count as a new outage; a slow Redis (a timeout)
+            # still costs one short timeout, after which memory takes over. A
+            # bounded pool keeps a burst of requests from opening a connection each.
             common: dict[str, Any] = dict(
                 socket_timeout=op_timeout, socket_connect_timeout=op_timeout,
-                retry=Retry(NoBackoff(), 0), decode_responses=True,
+                retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+                decode_responses=True,
                 max_connections=max_connections, timeout=op_timeout,
             )
             if url:
