@@ -261,12 +261,16 @@ class Gateway:
             await self.ledger.start()
         if self.keys is not None:
             await self.keys.start()  # first: the keys bring budgets of their own
-        if self.budgets is not None and not self.budgets.shared:
-            # A small ledger is read before the first request; a large one does not
-            # hold start-up longer than this: calls counted meanwhile are kept.
-            self._seeding = asyncio.ensure_future(
-                self._seed_budgets(self.budgets, datetime.now(UTC)))
-            await asyncio.wait({self._seeding}, timeout=BUDGET_SEED_WAIT)
+        if self.budgets is not None:
+            if not self.budgets.shared:
+                self._seeding = asyncio.ensure_future(
+                    self._seed_budgets(self.budgets, datetime.now(UTC)))
+            else:  # Redis unreachable now: seeded as without it (`_budgets_lost_redis`)
+                await self.budgets.probe()
+            if self._seeding is not None:
+                # A small ledger is read before the first request; a large one does
+                # not hold start-up longer than this: calls counted meanwhile are kept.
+                await asyncio.wait({self._seeding}, timeout=BUDGET_SEED_WAIT)
 
     async def _seed_budgets(self, gate: BudgetGate, began: datetime) -> None:
         """Add to the budgets' counts, kept in memory without Redis (or while it
@@ -357,6 +361,8 @@ class Gateway:
         if self.budgets is None or (self._seeding is not None and not self._seeding.done()):
             return
         self._seeding = asyncio.ensure_future(self._seed_budgets(self.budgets, when))
+        # Calls counted in memory wait (a bounded time) for the record, not from zero.
+        self.budgets.seeding(self._seeding, BUDGET_SEED_WAIT)
 
     def _run_time_keys_read(self, found: Mapping[bytes, Any]) -> None:
         keys = list(found.values())

@@ -549,3 +549,29 @@ async def test_a_stale_pooled_connection_after_redis_returned_is_no_new_outage(
             await second.release(_response(1))
         assert "fall back" not in caplog.text
     await proxy.stop()
+
+
+async def test_calls_counted_in_memory_wait_for_the_ledger_s_record() -> None:
+    # Redis failed mid-run: until the record is read, a spent budget would
+    # admit every call from a zero count.
+    d = _deployment()
+    read_done = asyncio.Event()
+
+    async def read_the_ledger() -> None:
+        await read_done.wait()
+        gate.seed([(b, pid, {"d1": 200_000_000}) for b, pid, _ in gate.current_periods()])
+
+    def lost(_: datetime) -> None:
+        gate.seeding(asyncio.ensure_future(read_the_ledger()), 30.0)
+
+    gate = BudgetGate([Budget(deployment="d1", max_usd=Decimal("0.2"), period="day")],
+                      _book(d), redis_url="redis://127.0.0.1:9/0", on_local_counts=lost)
+    try:
+        waiting = asyncio.ensure_future(gate.acquire(d, _request(10)))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not waiting.done()  # held for the record, not admitted from zero
+        read_done.set()
+        assert _refused(await waiting)  # the record says: spent
+    finally:
+        await gate.aclose()

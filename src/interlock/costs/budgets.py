@@ -293,6 +293,10 @@ class BudgetGate:
         self._background: set[asyncio.Task[Any]] = set()
         # (keys, ticket id, real cost, ttl) of settles owed to Redis (`MAX_UNSETTLED`).
         self._unsettled: list[tuple[list[str], str, int, int]] = []
+        # The ledger read that seeds the local counts, and until when calls wait
+        # for it (`seeding`).
+        self._seed_read: asyncio.Future[Any] | None = None
+        self._seed_deadline = 0.0
         self.refused = 0
 
     # ------------------------------------------------------------------ gate
@@ -372,11 +376,41 @@ class BudgetGate:
                    if on_redis else None)
         if refused is None:  # on local counts, or Redis failed just now
             on_redis = False
+            await self._wait_for_seed()
             refused = self._reserve_local(keys, limits, amount, ttl)
         if refused:
             self.refused += 1
             return _refusal(applicable[refused - 1], request)
         return BudgetTicket(self, deployment, keys, amount, ttl, on_redis, ticket_id)
+
+    def seeding(self, read: asyncio.Future[Any], wait: float) -> None:
+        """`read` adds the ledger's record to the local counts (`seed`): until it
+        does, for at most `wait` seconds from now, calls counted locally wait for
+        it; counted from zero meanwhile, a spent budget would admit them."""
+        self._seed_read = read
+        self._seed_deadline = time.monotonic() + wait
+
+    async def _wait_for_seed(self) -> None:
+        read = self._seed_read
+        if read is None or read.done():
+            return
+        left = self._seed_deadline - time.monotonic()
+        if left > 0:
+            # Not cancelled by a caller that stops waiting: others wait for it too.
+            await asyncio.wait({read}, timeout=left)
+
+    async def probe(self) -> bool:
+        """Whether Redis answers now; if not, the counts move to memory as at any
+        Redis failure (`on_local_counts`), so a start during an outage counts
+        from the ledger's record, not from zero."""
+        if not await self._use_redis():
+            return False
+        try:
+            await asyncio.wait_for(self._redis.ping(), self.redis_timeout)
+        except Exception as exc:
+            self._redis_failed(exc)
+            return False
+        return True
 
     def _listed(self) -> list[tuple[Budget, str, str, float]]:
         """(budget, key, period id, seconds left) of each budget with one count:
