@@ -575,3 +575,32 @@ async def test_calls_counted_in_memory_wait_for_the_ledger_s_record() -> None:
         assert _refused(await waiting)  # the record says: spent
     finally:
         await gate.aclose()
+
+
+async def test_a_redis_that_lost_its_data_is_seeded_from_the_ledger_s_record(
+        redis_url: str) -> None:
+    # Redis restarted empty (no persistence, a failover): counting from zero, each
+    # budget would get its whole period again. The ledger's record is put back.
+    clock = Clock(datetime(2026, 5, 10, 12, tzinfo=UTC).timestamp())
+    d = _deployment()
+    reads: list[datetime] = []
+    recorded = {"d1": 4_950_000_000}  # $4.95 of the $5 spent this day
+
+    async def record(until: datetime) -> list[Any]:
+        reads.append(until)
+        return [(b, pid, dict(recorded)) for b, pid, _ in gate.current_periods()]
+
+    async with _redis_gate_at(redis_url, clock) as (gate, direct):
+        gate.record = record
+        ticket = await gate.acquire(d, _request(100))  # $0.10 reserved on $4.95
+        assert not _refused(ticket) and ticket.on_redis
+        await ticket.release(_response(100))
+        assert _refused(await gate.acquire(d, _request(100)))  # $5.05: spent
+        assert len(reads) == 1  # seeded once, not at every call
+        # Redis loses everything (restart without persistence).
+        keys = [k async for k in direct.scan_iter(match=gate.key_prefix + "*")]
+        await direct.delete(*keys)
+        recorded["d1"] = 5_050_000_000  # the ledger has the call since
+        assert _refused(await gate.acquire(d, _request(100)))
+        assert len(reads) == 2
+        assert await _shared(direct, gate) == (5_050_000_000, 0)

@@ -45,7 +45,7 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, Decimal
@@ -69,32 +69,61 @@ PRUNE_EVERY = 1024
 # else each reservation would hold its amount until its period ends. Past this
 # many, the rest hold until then.
 MAX_UNSETTLED = 10_000
+# Seconds a call waits for the ledger's record to seed a count Redis lacks, and
+# seconds without that check after the record could not be read.
+SEED_WAIT = 2.0
+RECORD_RETRY = 60.0
 
-# KEYS: one hash per budget period. ARGV: amount, ttl, ticket id, then one limit
-# per key. Refuse (return the 1-based index of the spent budget) unless every
-# budget has room; otherwise reserve the amount on all of them, under the
-# ticket's id too ("r:<id>"), and return 0. A ticket given up on before this
+# KEYS: one hash per budget period, then (when the ledger's record is to be
+# checked) one seeding mark per budget period. ARGV: amount, ttl, ticket id, the
+# number of hashes, then one limit per hash. A missing mark (Redis lost its data,
+# or never had this period) returns -2: seed the count first (`_SEED`). Refuse
+# (return the 1-based index of the spent budget) unless every budget has room;
+# otherwise reserve the amount on all of them, under the ticket's id too
+# ("r:<id>"), and return 0. A ticket given up on before this
 # ran (its call timed out in the client) left a mark ("x:<id>"): a late run
 # then reserves nothing, since no ticket would ever give the amount back.
 _RESERVE = """
 local amount = tonumber(ARGV[1])
 local ttl = tonumber(ARGV[2])
 local id = ARGV[3]
+local n = tonumber(ARGV[4])
 if redis.call('HEXISTS', KEYS[1], 'x:' .. id) == 1 then
   return -1
 end
-for i, key in ipairs(KEYS) do
-  local spent = tonumber(redis.call('HGET', key, 'spent') or '0')
-  local reserved = tonumber(redis.call('HGET', key, 'reserved') or '0')
-  if spent + reserved >= tonumber(ARGV[i + 3]) then
+for i = n + 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then
+    return -2
+  end
+end
+for i = 1, n do
+  local spent = tonumber(redis.call('HGET', KEYS[i], 'spent') or '0')
+  local reserved = tonumber(redis.call('HGET', KEYS[i], 'reserved') or '0')
+  if spent + reserved >= tonumber(ARGV[i + 4]) then
     return i
   end
 end
-for _, key in ipairs(KEYS) do
+for i = 1, n do
+  local key = KEYS[i]
   redis.call('HINCRBY', key, 'reserved', amount)
   redis.call('HSET', key, 'r:' .. id, amount)
   redis.call('EXPIRE', key, ttl)
 end
+return 0
+"""
+
+# KEYS: one budget period's seeding mark, then its hashes (one per end user for
+# "*"). ARGV: ttl, then the ledger's record for each hash. Each hash takes the
+# record once ("seeded"), whichever replica comes first, so that two replicas
+# seeding at once, or a mark evicted alone, count nothing twice.
+_SEED = """
+for i = 2, #KEYS do
+  if redis.call('HSETNX', KEYS[i], 'seeded', 1) == 1 then
+    redis.call('HINCRBY', KEYS[i], 'spent', tonumber(ARGV[i]))
+    redis.call('EXPIRE', KEYS[i], tonumber(ARGV[1]))
+  end
+end
+redis.call('SET', KEYS[1], 1, 'EX', tonumber(ARGV[1]))
 return 0
 """
 
@@ -183,6 +212,10 @@ def _digest(user: str) -> str:
     return hashlib.sha256(user.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
+# One budget's record: (budget, period id, nano-dollars by end user or name).
+Recorded = tuple[Budget, str, Mapping[str, int]]
+
+
 class SpendSource(Protocol):
     def spend_since(self, since: datetime, column: str, among: Sequence[str] | None = None,
                     until: datetime | None = None) -> dict[str, int]: ...
@@ -267,6 +300,7 @@ class BudgetGate:
         redis_timeout: float = REDIS_TIMEOUT,
         retry_interval: float = REDIS_RETRY_AFTER,
         on_local_counts: Callable[[datetime], None] | None = None,
+        record: Callable[[datetime], Awaitable[Sequence[Recorded]]] | None = None,
     ) -> None:
         self.budgets = list(budgets)
         # Budgets of client keys made at run time, by key name (`set_key_budgets`).
@@ -281,6 +315,7 @@ class BudgetGate:
         self._redis: Any = None
         self._reserve: Any = None
         self._settle_script: Any = None
+        self._seed_script: Any = None
         self.redis_timeout = redis_timeout
         self.retry_interval = retry_interval
         # Called (with when) each time the counts move from Redis to memory.
@@ -297,6 +332,12 @@ class BudgetGate:
         # for it (`seeding`).
         self._seed_read: asyncio.Future[Any] | None = None
         self._seed_deadline = 0.0
+        # Reads the ledger's record of every current period up to a time (as
+        # `recorded_spend`), to seed a Redis count that is missing: without it,
+        # a Redis that lost its data gives every budget its whole period again.
+        self.record = record
+        self._record_read: asyncio.Future[Sequence[Recorded]] | None = None
+        self._record_off_until = 0.0
         self.refused = 0
 
     # ------------------------------------------------------------------ gate
@@ -372,8 +413,13 @@ class BudgetGate:
         if on_redis and self._unsettled:
             await self._settle_unsettled()
             on_redis = await self._use_redis()
-        refused = (await self._reserve_redis(keys, limits, amount, ttl, ticket_id)
-                   if on_redis else None)
+        refused = None
+        if on_redis:
+            marks = self._marks(applicable, periods)
+            refused = await self._reserve_redis(keys, limits, amount, ttl, ticket_id, marks)
+            if refused == -2:  # a count Redis lacks: seed it, once, then reserve
+                await self._seed_redis(applicable, periods, ttl, request.user)
+                refused = await self._reserve_redis(keys, limits, amount, ttl, ticket_id)
         if refused is None:  # on local counts, or Redis failed just now
             on_redis = False
             await self._wait_for_seed()
@@ -495,8 +541,9 @@ class BudgetGate:
         return 0
 
     async def _reserve_redis(self, keys: list[str], limits: list[int], amount: int,
-                             ttl: int, ticket_id: str) -> int | None:
-        call = self._survive(self._reserve(keys=keys, args=[amount, ttl, ticket_id, *limits]))
+                             ttl: int, ticket_id: str, marks: Sequence[str] = ()) -> int | None:
+        call = self._survive(self._reserve(keys=[*keys, *marks],
+                                           args=[amount, ttl, ticket_id, len(keys), *limits]))
         try:
             result = await asyncio.shield(call)
         except asyncio.CancelledError:
@@ -577,6 +624,50 @@ class BudgetGate:
             count.reserved = max(0, count.reserved - ticket.reserved)
             count.spent += actual
 
+    def _marks(self, budgets: Sequence[Budget], periods: Sequence[tuple[str, float]]) -> list[str]:
+        """The seeding marks to check (`_RESERVE`): none without a ledger to read,
+        or for a while after it could not be read."""
+        if self.record is None or self.clock() < self._record_off_until:
+            return []
+        return [self._mark(b, pid) for b, (pid, _) in zip(budgets, periods, strict=True)]
+
+    def _mark(self, budget: Budget, pid: str) -> str:
+        kind, name = budget.target
+        return f"{self.key_prefix}seeded:{kind}:{name}:{pid}"
+
+    async def _seed_redis(self, budgets: Sequence[Budget], periods: Sequence[tuple[str, float]],
+                          ttl: int, user: str | None) -> None:
+        """Give Redis each budget's count as the ledger records it (`_SEED`): a
+        Redis restarted without its data, or one that never had this period.
+        One read at a time, shared by the calls that wait for it."""
+        if self.record is None:
+            return
+        if self._record_read is None or self._record_read.done():
+            self._record_read = asyncio.ensure_future(
+                self.record(datetime.fromtimestamp(self.clock(), UTC)))
+        try:
+            record = await asyncio.wait_for(asyncio.shield(self._record_read), SEED_WAIT)
+        except Exception as exc:
+            self._record_off_until = self.clock() + RECORD_RETRY
+            log.warning("budgets: Redis has no count for this period and the ledger's "
+                        "record could not be read in time (%s); counting in Redis from what "
+                        "it has, the ledger is asked again in %g s",
+                        type(exc).__name__, RECORD_RETRY)
+            return
+        by_budget = {(b.target, pid): amounts for b, pid, amounts in record}
+        for budget, (pid, _) in zip(budgets, periods, strict=True):
+            amounts = dict(by_budget.get((budget.target, pid), {}))
+            kind, name = budget.target
+            # This call's own hash is seeded too, so that it is marked "seeded".
+            amounts.setdefault((user or "") if kind == "end_user" else name, 0)
+            keys = [self._key(budget, pid, who) for who in amounts]
+            try:
+                await self._seed_script(keys=[self._mark(budget, pid), *keys],
+                                        args=[ttl, *amounts.values()])
+            except Exception as exc:
+                self._redis_failed(exc)
+                return
+
     def _use_local(self) -> bool:
         return not self.redis_url or self.clock() < self._redis_down_until
 
@@ -604,6 +695,7 @@ class BudgetGate:
             self._redis = aioredis.Redis(connection_pool=pool, retry=retry)
             self._reserve = self._redis.register_script(_RESERVE)
             self._settle_script = self._redis.register_script(_SETTLE)
+            self._seed_script = self._redis.register_script(_SEED)
         return True
 
     def _redis_failed(self, exc: Exception) -> None:
