@@ -182,9 +182,19 @@ class KeyRateLimited(InterlockError):
     status_code = 429
     error_type = "rate_limit_error"
 
-    def __init__(self, key: str, limit: str, value: int, retry_after: float | None):
-        wait = (f" Retry in {max(1, round(retry_after))} s." if retry_after is not None
-                else " Retry when one of its calls has ended.")
+    def __init__(self, key: str, limit: str, value: int, retry_after: float | None, *,
+                 lease: float | None = None):
+        if limit == "max_parallel_requests":
+            # retry_after is then only a hint: nobody knows when a call will end.
+            wait = " Retry when one of its calls has ended."
+            if lease is not None:
+                wait += (" A call may also be held by a gateway replica that stopped without "
+                         "giving it back, until its lease ends (at most "
+                         f"{lease / 60:g} minutes).")
+        elif retry_after is not None:
+            wait = f" Retry in {max(1, round(retry_after))} s."
+        else:
+            wait = " Retry when one of its calls has ended."
         super().__init__(f"The API key {key!r} is over its {limit} of {value:,}.{wait}")
         self.code = "rate_limit_exceeded"
         self.param = None

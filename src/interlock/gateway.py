@@ -262,36 +262,25 @@ class Gateway:
             await self.ledger.start()
         if self.keys is not None:
             await self.keys.start()  # first: the keys bring budgets of their own
-        if self.budgets is not None and not self.budgets.shared:
-            # A small ledger is read before the first request; a large one does not
-            # hold start-up longer than this: calls counted meanwhile are kept.
-            self._seeding = asyncio.ensure_future(
-                self._seed_budgets(self.budgets, datetime.now(UTC)))
-            await asyncio.wait({self._seeding}, timeout=BUDGET_SEED_WAIT)
+        if self.budgets is not None:
+            if not self.budgets.shared:
+                self._seeding = asyncio.ensure_future(
+                    self._seed_budgets(self.budgets, datetime.now(UTC)))
+            else:  # Redis unreachable now: seeded as without it (`_budgets_lost_redis`)
+                await self.budgets.probe()
+            if self._seeding is not None:
+                # A small ledger is read before the first request; a large one does
+                # not hold start-up longer than this: calls counted meanwhile are kept.
+                await asyncio.wait({self._seeding}, timeout=BUDGET_SEED_WAIT)
 
     async def _seed_budgets(self, gate: BudgetGate, began: datetime) -> None:
         """Add to the budgets' counts, kept in memory without Redis (or while it
         is down), the ledger's record of their current periods up to `began`, when
         this process began counting: else every restart would give each budget
         its whole period again."""
-        from interlock.costs.budgets import recorded_spend
-        from interlock.costs.queries import LedgerReader
-
-        settings = self.config.ledger
-        if settings is None or not settings.database:
-            return
-        periods = gate.current_periods()
-        group_of = {d.name: d.group for d in self.catalog.deployments()}
-
-        def read() -> list[Any]:
-            with LedgerReader(str(settings.database),
-                              table_prefix=settings.table_prefix) as reader:
-                return (recorded_spend(reader, periods, group_of, began)
-                        if reader.exists() else [])
-
         started = time.monotonic()
         try:
-            spent = await asyncio.to_thread(read)
+            spent = await self._budget_record(gate, began)
         except Exception as exc:  # the database away: count from zero, as before
             log.warning("budgets could not read this period's spend from the ledger (%s); "
                         "counting from zero", type(exc).__name__)
@@ -302,6 +291,26 @@ class Gateway:
             log.warning("budgets: this period's spend took %.1f s to read from the ledger; "
                         "requests served meanwhile were counted without it (a budget "
                         "shared through Redis needs no such read)", took)
+
+    async def _budget_record(self, gate: BudgetGate, until: datetime) -> list[Any]:
+        """The ledger's record of the budgets' current periods up to `until`
+        (`recorded_spend`); nothing without a ledger database."""
+        from interlock.costs.budgets import recorded_spend
+        from interlock.costs.queries import LedgerReader
+
+        settings = self.config.ledger
+        if settings is None or not settings.database:
+            return []
+        periods = gate.current_periods()
+        group_of = {d.name: d.group for d in self.catalog.deployments()}
+
+        def read() -> list[Any]:
+            with LedgerReader(str(settings.database),
+                              table_prefix=settings.table_prefix) as reader:
+                return (recorded_spend(reader, periods, group_of, until)
+                        if reader.exists() else [])
+
+        return await asyncio.to_thread(read)
 
     async def aclose(self) -> None:
         if self._seeding is not None and not self._seeding.done():
@@ -348,7 +357,13 @@ class Gateway:
                           key_prefix=f"{settings.redis_prefix}:budget:",
                           redis_timeout=settings.redis_timeout,
                           retry_interval=settings.redis_retry_interval,
-                          on_local_counts=self._budgets_lost_redis)
+                          on_local_counts=self._budgets_lost_redis,
+                          record=(self._redis_budget_record if self.config.ledger
+                                  and self.config.ledger.database else None))
+
+    async def _redis_budget_record(self, until: datetime) -> list[Any]:
+        """For a budget count Redis lacks (it lost its data): the ledger's record."""
+        return [] if self.budgets is None else await self._budget_record(self.budgets, until)
 
     def _budgets_lost_redis(self, when: datetime) -> None:
         """The budget gate fell back from Redis to this process' memory, whose
@@ -358,6 +373,8 @@ class Gateway:
         if self.budgets is None or (self._seeding is not None and not self._seeding.done()):
             return
         self._seeding = asyncio.ensure_future(self._seed_budgets(self.budgets, when))
+        # Calls counted in memory wait (a bounded time) for the record, not from zero.
+        self.budgets.seeding(self._seeding, BUDGET_SEED_WAIT)
 
     def _run_time_keys_read(self, found: Mapping[bytes, Any]) -> None:
         keys = list(found.values())

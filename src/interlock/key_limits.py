@@ -49,6 +49,10 @@ WINDOW_PREFIX = "client-key:"
 # process died): the cap's shortfall after a crash, and the longest a request
 # counts against the cap in the other replicas (a longer stream stops counting).
 SLOT_LEASE = 900.0
+# Retry-After of a refusal for max_parallel_requests: a hint, since nobody
+# knows when a call ends; short, since most do soon. Without one, a client had
+# no hint at all, nor (after a replica died holding slots) any end in sight.
+PARALLEL_RETRY_AFTER = 1.0
 
 
 class KeyLimits:
@@ -78,7 +82,10 @@ class KeyLimits:
         if cap is not None:
             slot = await self._hold(key, cap)
             if slot is None:
-                raise self._refused(key, "max_parallel_requests", cap, None)
+                # With Redis, a slot outlives a replica that died holding it, for its lease.
+                shared = getattr(self._backend, "using_redis", False)
+                raise self._refused(key, "max_parallel_requests", cap, PARALLEL_RETRY_AFTER,
+                                    lease=SLOT_LEASE if shared else None)
         self._in_flight[key] += 1
         admission = None
         try:
@@ -130,10 +137,10 @@ class KeyLimits:
         """Requests of each limited key this process has admitted and not finished."""
         return {key: n for key, n in self._in_flight.items() if key in self._terms}
 
-    def _refused(self, key: str, limit: str, value: int,
-                 retry_after: float | None) -> KeyRateLimited:
+    def _refused(self, key: str, limit: str, value: int, retry_after: float | None, *,
+                 lease: float | None = None) -> KeyRateLimited:
         self.refusals[key, limit] = self.refusals.get((key, limit), 0) + 1
-        return KeyRateLimited(key, limit, value, retry_after)
+        return KeyRateLimited(key, limit, value, retry_after, lease=lease)
 
     def _done(self, key: str, admission: Admission | None, slot: Slot | None,
               usage: Usage | None) -> None:

@@ -230,7 +230,9 @@ async def test_each_outage_of_redis_is_told_once_and_tried_again_at_the_interval
         await gate._use_redis()
         kwargs = gate._redis.connection_pool.connection_kwargs
         assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == 0.25
-        gate._reserve = refused_connection
+        # A reserve given up on is given up in Redis too (`_SETTLE`) when it is
+        # tried again: either script tells whether Redis is back.
+        gate._reserve = gate._settle_script = refused_connection
         for step in (0.0, 1.0, 1.5, 0.1):  # tried at 0 and 2.5 s: every 2 s
             now[0] += step
             assert not _refused(await gate.acquire(d, _request(1)))
@@ -243,11 +245,12 @@ async def test_each_outage_of_redis_is_told_once_and_tried_again_at_the_interval
             return 0
 
         now[0] += 2.0
-        gate._reserve = answered
+        gate._reserve = gate._settle_script = answered
         assert not _refused(await gate.acquire(d, _request(1)))
         assert "budget counts are shared through Redis again" in caplog.text
         now[0] += 1.0
-        gate._reserve = refused_connection  # a second outage is told and seeded again
+        # A second outage is told and seeded again.
+        gate._reserve = gate._settle_script = refused_connection
         assert not _refused(await gate.acquire(d, _request(1)))
         assert len(fell_back) == 2
         assert caplog.text.count("budget counts fall back to this process") == 2
@@ -384,7 +387,9 @@ class _Delayed:
         with pytest.raises(asyncio.CancelledError):
             await task
         self.go.set()
-        await asyncio.wait(gate._background, timeout=5)
+        # What finishes may leave more behind (an undo after a reply): until none.
+        while gate._background:
+            await asyncio.wait(set(gate._background), timeout=5)
 
 
 async def _counts(gate: BudgetGate) -> tuple[Decimal, Decimal]:
@@ -441,3 +446,161 @@ def test_the_ledger_s_record_is_added_once_and_only_before_counting_began() -> N
     gate.seed(spent)
     gate.seed(spent)  # a second start of the same gate counts nothing twice
     assert {s["name"]: s["spent_usd"] for s in gate.status()} == {"g": "0.4", "d1": "0.4"}
+
+
+@contextlib.asynccontextmanager
+async def _redis_gate_at(redis_url: str, clock: Clock) -> AsyncIterator[tuple[BudgetGate, Any]]:
+    """Like `_redis_gate`, on an injected clock, with a direct client on the
+    same Redis (the gate's own may be "down") to read the shared hash."""
+    import redis.asyncio as aioredis
+
+    d = _deployment()
+    prefix = f"interlock-test:{uuid.uuid4().hex}:"
+    gate = BudgetGate([Budget(deployment="d1", max_usd=Decimal(5))], _book(d),
+                      redis_url=redis_url, key_prefix=prefix, clock=clock, retry_interval=2.0)
+    direct = aioredis.Redis.from_url(redis_url)
+    try:
+        await gate._use_redis()
+        yield gate, direct
+    finally:
+        keys = [k async for k in direct.scan_iter(match=prefix + "*")]
+        if keys:
+            await direct.delete(*keys)
+        await direct.aclose()
+        await gate.aclose()
+
+
+async def _shared(direct: Any, gate: BudgetGate) -> tuple[int, int]:
+    """(spent, reserved) nano-dollars of d1's budget in Redis."""
+    key = gate._listed()[0][1]
+    values = await direct.hgetall(key)
+    return int(values.get(b"spent", 0)), int(values.get(b"reserved", 0))
+
+
+async def test_a_ticket_settled_while_redis_seems_down_is_settled_there_once_back(
+        redis_url: str) -> None:
+    # Reserved in Redis, released while this process had given Redis up (another
+    # request's call failed): the reservation must not stay in Redis for the
+    # rest of the period, and the spend must reach the shared count.
+    clock = Clock(datetime(2026, 5, 10, 12, tzinfo=UTC).timestamp())
+    d = _deployment()
+    async with _redis_gate_at(redis_url, clock) as (gate, direct):
+        ticket = await gate.acquire(d, _request(100))
+        assert not _refused(ticket) and ticket.on_redis
+        gate._redis_failed(ConnectionError("a request saw Redis fail"))
+        await ticket.release(_response(30))
+        assert await _shared(direct, gate) == (0, 100_000_000)  # owed, not yet told
+        clock.t += 3.0  # past retry_interval: Redis is tried again
+        again = await gate.acquire(d, _request(100))
+        assert not _refused(again) and again.on_redis
+        assert await _shared(direct, gate) == (30_000_000, 100_000_000)
+        await again.release(_response(10))
+        assert await _shared(direct, gate) == (40_000_000, 0)
+
+
+@pytest.mark.parametrize("ran_before_timing_out", [True, False])
+async def test_a_reserve_that_timed_out_holds_nothing_once_redis_answers(
+        redis_url: str, ran_before_timing_out: bool) -> None:
+    # A reserve script whose reply did not come in time may have run in Redis,
+    # or may run later (a stall): either way no ticket gives its amount back.
+    clock = Clock(datetime(2026, 5, 10, 12, tzinfo=UTC).timestamp())
+    d = _deployment()
+    async with _redis_gate_at(redis_url, clock) as (gate, direct):
+        script = gate._reserve
+        sent: list[dict[str, Any]] = []
+
+        async def timed_out(**kwargs: Any) -> Any:
+            if ran_before_timing_out:
+                await script(**kwargs)
+            else:
+                sent.append(kwargs)  # queued in a stalled Redis, runs later
+            raise TimeoutError("no answer in time")
+
+        gate._reserve = timed_out
+        ticket = await gate.acquire(d, _request(100))
+        assert not _refused(ticket) and not ticket.on_redis  # counted locally instead
+        await ticket.release(_response(30))
+        gate._reserve = script
+        clock.t += 3.0  # past retry_interval: Redis is tried again
+        assert not _refused(await gate.acquire(d, _request(1)))  # gives the first up
+        if sent:
+            assert await script(**sent[0]) == -1  # the stalled script runs at last
+        # Only the new reservation ($0.001) is held.
+        assert await _shared(direct, gate) == (0, 1_000_000)
+
+
+async def test_a_stale_pooled_connection_after_redis_returned_is_no_new_outage(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from tests.dispatch.test_redis_state import _Proxy
+
+    proxy = _Proxy(6379)
+    await proxy.start()
+    clock = Clock(datetime(2026, 5, 10, 12, tzinfo=UTC).timestamp())
+    async with _redis_gate_at(f"redis://127.0.0.1:{proxy.port}/0", clock) as (gate, _):
+        d = _deployment()
+        first = await gate.acquire(d, _request(1))
+        assert not _refused(first) and first.on_redis
+        await first.release(_response(1))
+        await proxy.stop()
+        await proxy.start()  # Redis back; the pooled connection died meanwhile
+        with caplog.at_level("WARNING", logger="interlock.costs.budgets"):
+            second = await gate.acquire(d, _request(1))
+            assert not _refused(second) and second.on_redis
+            await second.release(_response(1))
+        assert "fall back" not in caplog.text
+    await proxy.stop()
+
+
+async def test_calls_counted_in_memory_wait_for_the_ledger_s_record() -> None:
+    # Redis failed mid-run: until the record is read, a spent budget would
+    # admit every call from a zero count.
+    d = _deployment()
+    read_done = asyncio.Event()
+
+    async def read_the_ledger() -> None:
+        await read_done.wait()
+        gate.seed([(b, pid, {"d1": 200_000_000}) for b, pid, _ in gate.current_periods()])
+
+    def lost(_: datetime) -> None:
+        gate.seeding(asyncio.ensure_future(read_the_ledger()), 30.0)
+
+    gate = BudgetGate([Budget(deployment="d1", max_usd=Decimal("0.2"), period="day")],
+                      _book(d), redis_url="redis://127.0.0.1:9/0", on_local_counts=lost)
+    try:
+        waiting = asyncio.ensure_future(gate.acquire(d, _request(10)))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not waiting.done()  # held for the record, not admitted from zero
+        read_done.set()
+        assert _refused(await waiting)  # the record says: spent
+    finally:
+        await gate.aclose()
+
+
+async def test_a_redis_that_lost_its_data_is_seeded_from_the_ledger_s_record(
+        redis_url: str) -> None:
+    # Redis restarted empty (no persistence, a failover): counting from zero, each
+    # budget would get its whole period again. The ledger's record is put back.
+    clock = Clock(datetime(2026, 5, 10, 12, tzinfo=UTC).timestamp())
+    d = _deployment()
+    reads: list[datetime] = []
+    recorded = {"d1": 4_950_000_000}  # $4.95 of the $5 spent this day
+
+    async def record(until: datetime) -> list[Any]:
+        reads.append(until)
+        return [(b, pid, dict(recorded)) for b, pid, _ in gate.current_periods()]
+
+    async with _redis_gate_at(redis_url, clock) as (gate, direct):
+        gate.record = record
+        ticket = await gate.acquire(d, _request(100))  # $0.10 reserved on $4.95
+        assert not _refused(ticket) and ticket.on_redis
+        await ticket.release(_response(100))
+        assert _refused(await gate.acquire(d, _request(100)))  # $5.05: spent
+        assert len(reads) == 1  # seeded once, not at every call
+        # Redis loses everything (restart without persistence).
+        keys = [k async for k in direct.scan_iter(match=gate.key_prefix + "*")]
+        await direct.delete(*keys)
+        recorded["d1"] = 5_050_000_000  # the ledger has the call since
+        assert _refused(await gate.acquire(d, _request(100)))
+        assert len(reads) == 2
+        assert await _shared(direct, gate) == (5_050_000_000, 0)

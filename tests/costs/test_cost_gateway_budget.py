@@ -200,21 +200,20 @@ async def _spent_before(fake: FakeUpstream, tmp_path: Any, max_usd: str,
 async def test_budgets_that_lose_redis_count_on_from_the_ledger_s_record(
         fake_upstream: FakeUpstream, tmp_path: Any, caplog: pytest.LogCaptureFixture) -> None:
     # While Redis is down its shared counts are out of reach: counting from zero in
-    # memory, every replica could spend each budget's period again.
-    config = await _spent_before(fake_upstream, tmp_path, "0.01", calls=2)  # $0.009
+    # memory, every replica could spend each budget's period again. A replica that
+    # starts during the outage reads the record at start, as one without Redis.
+    config = await _spent_before(fake_upstream, tmp_path, "0.01", calls=3)  # $0.0135
     config["router_settings"]["redis_url"] = "redis://127.0.0.1:9/0"  # nothing listens
     second = Gateway(load_config(config), environ={})
-    await second.start()
+    with caplog.at_level("WARNING", logger="interlock.costs.budgets"):
+        await second.start()
     try:
-        assert second._seeding is None  # counts shared through Redis need no reading
-        with caplog.at_level("WARNING", logger="interlock.costs.budgets"):
-            await second.complete(_ask("high-quality"))  # Redis fails: counted in memory
         assert "budget counts fall back to this process" in caplog.text
-        assert second._seeding is not None
-        await second._seeding
+        assert second._seeding is not None and second._seeding.done()
         assert second.budgets is not None
         [status] = second.budgets.status()
-        assert status["spent_usd"] == "0.0135"  # the two calls recorded and this one
+        assert status["spent_usd"] == "0.0135"  # the three calls recorded
+        # Spent: the request goes to the fallback (openai), not to a zero count.
         assert (await second.complete(_ask("high-quality"))).meta.provider == "openai"
     finally:
         await second.aclose()

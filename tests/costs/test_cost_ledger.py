@@ -227,6 +227,24 @@ async def test_rows_buffered_while_database_down_then_flushed(tmp_path: Path) ->
     assert ids == {f"req-{i}" for i in range(60)}
 
 
+async def test_closing_during_a_database_outage_keeps_the_backoff(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # Closing flushes, which pokes the writer every 10 ms: each poke ended the
+    # backoff, and each retry logged a warning, ~100 lines a second for close_timeout.
+    switch = _Switch(tmp_path / "ledger.sqlite")
+    switch.down = True
+    engine = sa.create_engine("sqlite://", creator=switch.connect, poolclass=NullPool)
+    settings = LedgerSettings(database="sqlite://", flush_interval=0.01, retry_initial=30,
+                              retry_max=30, close_timeout=0.3)
+    ledger = Ledger(settings, engine=engine)
+    await ledger.start()
+    ledger.record(_row(1))
+    with caplog.at_level(logging.WARNING, logger="interlock.costs.ledger"):
+        await ledger.aclose()
+    assert caplog.text.count("ledger write failed") == 1  # then the backoff of 15-30 s
+    assert "ledger closed with 1 rows not written" in caplog.text
+
+
 def _all(reader: LedgerReader) -> list[sa.Row[tuple[str]]]:
     with reader.engine.connect() as conn:
         return list(conn.execute(sa.select(reader.t.c.request_id)))

@@ -54,7 +54,9 @@ async def test_max_parallel_requests_counts_the_calls_not_yet_done() -> None:
     with pytest.raises(KeyRateLimited) as refused:
         await limits.admit("team", request())
     assert refused.value.limit == "max_parallel_requests"
-    assert refused.value.retry_after is None
+    assert refused.value.retry_after == 1.0  # a hint, for Retry-After
+    # In memory a slot dies with its process: no word of replicas that stopped.
+    assert "replica" not in str(refused.value)
     first.done(Usage(input_tokens=3, output_tokens=2))
     (await limits.admit("team", request())).done(None)
 
@@ -107,6 +109,11 @@ async def test_max_parallel_requests_is_shared_through_redis(
         with pytest.raises(KeyRateLimited) as refused:
             await limits.admit("team", request())
         assert refused.value.limit == "max_parallel_requests"
+        # A replica that died holding a slot keeps it for the lease: the client
+        # is told, and given a Retry-After.
+        assert refused.value.retry_after == 1.0
+        assert "held by a gateway replica that stopped" in str(refused.value)
+        assert "at most 15 minutes" in str(refused.value)
     first.done(None)
     await asyncio.sleep(0.05)  # the slot is given back as a task (a Redis call)
     await replicas[1].admit("team", request())

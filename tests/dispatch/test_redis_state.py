@@ -268,3 +268,43 @@ async def test_a_second_process_shares_cooldowns_and_rpm(redis_url, redis_backen
     assert isinstance(state, RedisStateBackend)
     view = await state.refresh("flaky")
     assert view.state == "open" and view.remaining > 20
+
+
+async def test_a_tpm_settle_made_while_redis_was_away_reaches_it_once_back(
+        redis_backends) -> None:
+    # The reservation was taken in Redis; its settle came while this process had
+    # given Redis up: sent when Redis answers, the unused tokens are free again
+    # (else they counted as used for the rest of the minute, on every replica).
+    b1, b2 = redis_backends(), redis_backends()
+    limits = Limits(tpm=1000)
+    first = await b1.admit("owed", limits, 600, 10)
+    assert first.admitted and first.store == "redis"
+    b1._down_until = time.monotonic() + 60  # another call saw Redis fail
+    await b1.settle(first, 100)
+    assert not (await b2.admit("owed", limits, 600, 10)).admitted  # not told yet
+    b1._down_until = 0.0  # past the retry interval
+    assert (await b1.admit("other", Limits(rpm=100), 0, 10)).admitted  # catches up
+    assert (await b2.admit("owed", limits, 600, 10)).admitted
+
+
+async def test_a_stale_pooled_connection_after_redis_returned_is_no_new_outage(
+        caplog) -> None:
+    # Redis restarted while the process was idle: the pooled connection is dead,
+    # but Redis answers. The first call must reconnect, not declare an outage.
+    proxy = _Proxy(6379)
+    await proxy.start()
+    prefix = f"stale-{os.getpid()}-{random.randrange(10**9)}"
+    backend = RedisStateBackend(f"redis://127.0.0.1:{proxy.port}/0", prefix=prefix,
+                                retry_interval=30.0, cache_ttl=0.0)
+    try:
+        assert (await backend.refresh("a")).state == "closed"
+        await proxy.stop()
+        await proxy.start()  # back, with the old connection closed under the pool
+        with caplog.at_level(logging.WARNING, logger="interlock.dispatch.state"):
+            assert (await backend.admit("a", Limits(rpm=10), 0, 10)).store == "redis"
+        assert backend.using_redis
+        assert "unreachable" not in caplog.text
+    finally:
+        await backend.clear()
+        await backend.aclose()
+        await proxy.stop()

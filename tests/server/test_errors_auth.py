@@ -462,6 +462,7 @@ async def test_a_client_key_s_own_limits_give_a_429_with_retry_after(
     with pytest.raises(openai.RateLimitError) as busy:
         await chat.embeddings.create(model="budget", input="x")
     assert "max_parallel_requests of 1" in busy.value.body["message"]
+    assert busy.value.response.headers["retry-after"] == "1"  # a hint the SDK honours
     assert (await slow).choices
     await chat.close()
     assert fake_upstream.calls("openai") == 4  # nothing refused went upstream

@@ -421,6 +421,18 @@ def test_metrics_label_values_are_escaped() -> None:
     assert _sample("m", {}, True) == "m 1" and _sample("m", {}, 0.000123) == "m 0.000123"
 
 
+def test_metrics_of_a_worker_say_which_worker_answered() -> None:
+    # Under --workers N the scrape reaches any worker: unlabelled, its counters
+    # jumped between the workers' values, which rate() reads as resets.
+    from interlock.server.metrics import _family, with_worker
+
+    lines = _family("m_total", "counter", "Calls.",
+                    [({"deployment": "a b"}, 3), ({}, 1)])
+    assert with_worker(lines, 4242) == [
+        "# HELP m_total Calls.", "# TYPE m_total counter",
+        'm_total{worker="4242",deployment="a b"} 3', 'm_total{worker="4242"} 1']
+
+
 async def test_a_deployment_that_cannot_take_a_parameter_is_passed_over_end_to_end(
         fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway]) -> None:
     # Claude first in the group, but it has no logprobs: OpenAI's deployment answers,

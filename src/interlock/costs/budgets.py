@@ -43,8 +43,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, Decimal
@@ -64,32 +65,86 @@ REDIS_RETRY_AFTER = 1.0
 REDIS_TIMEOUT = 0.5
 # Local reservations between two passes that let the counts of ended periods go.
 PRUNE_EVERY = 1024
+# Settles Redis could not be given (it was away), given once it answers again:
+# else each reservation would hold its amount until its period ends. Past this
+# many, the rest hold until then.
+MAX_UNSETTLED = 10_000
+# Seconds a call waits for the ledger's record to seed a count Redis lacks, and
+# seconds without that check after the record could not be read.
+SEED_WAIT = 2.0
+RECORD_RETRY = 60.0
 
-# KEYS: one hash per budget period. ARGV: amount, ttl, then one limit per key.
-# Refuse (return the 1-based index of the spent budget) unless every budget
-# has room; otherwise reserve the amount on all of them and return 0.
+# KEYS: one hash per budget period, then (when the ledger's record is to be
+# checked) one seeding mark per budget period. ARGV: amount, ttl, ticket id, the
+# number of hashes, then one limit per hash. A missing mark (Redis lost its data,
+# or never had this period) returns -2: seed the count first (`_SEED`). Refuse
+# (return the 1-based index of the spent budget) unless every budget has room;
+# otherwise reserve the amount on all of them, under the ticket's id too
+# ("r:<id>"), and return 0. A ticket given up on before this
+# ran (its call timed out in the client) left a mark ("x:<id>"): a late run
+# then reserves nothing, since no ticket would ever give the amount back.
 _RESERVE = """
 local amount = tonumber(ARGV[1])
 local ttl = tonumber(ARGV[2])
-for i, key in ipairs(KEYS) do
-  local spent = tonumber(redis.call('HGET', key, 'spent') or '0')
-  local reserved = tonumber(redis.call('HGET', key, 'reserved') or '0')
-  if spent + reserved >= tonumber(ARGV[i + 2]) then
+local id = ARGV[3]
+local n = tonumber(ARGV[4])
+if redis.call('HEXISTS', KEYS[1], 'x:' .. id) == 1 then
+  return -1
+end
+for i = n + 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then
+    return -2
+  end
+end
+for i = 1, n do
+  local spent = tonumber(redis.call('HGET', KEYS[i], 'spent') or '0')
+  local reserved = tonumber(redis.call('HGET', KEYS[i], 'reserved') or '0')
+  if spent + reserved >= tonumber(ARGV[i + 4]) then
     return i
   end
 end
-for _, key in ipairs(KEYS) do
+for i = 1, n do
+  local key = KEYS[i]
   redis.call('HINCRBY', key, 'reserved', amount)
+  redis.call('HSET', key, 'r:' .. id, amount)
   redis.call('EXPIRE', key, ttl)
 end
 return 0
 """
 
-# KEYS: the hashes reserved on. ARGV: reserved amount, real cost, ttl.
+# KEYS: one budget period's seeding mark, then its hashes (one per end user for
+# "*"). ARGV: ttl, then the ledger's record for each hash. Each hash takes the
+# record once ("seeded"), whichever replica comes first, so that two replicas
+# seeding at once, or a mark evicted alone, count nothing twice.
+_SEED = """
+for i = 2, #KEYS do
+  if redis.call('HSETNX', KEYS[i], 'seeded', 1) == 1 then
+    redis.call('HINCRBY', KEYS[i], 'spent', tonumber(ARGV[i]))
+    redis.call('EXPIRE', KEYS[i], tonumber(ARGV[1]))
+  end
+end
+redis.call('SET', KEYS[1], 1, 'EX', tonumber(ARGV[1]))
+return 0
+"""
+
+# KEYS: the hashes reserved on. ARGV: ticket id, real cost, ttl. Gives back what
+# the ticket's id holds, so settling twice (a retry of a settle whose reply was
+# lost) gives it back once. Settling a reservation Redis never made with 0 (a
+# reserve given up on) leaves the mark `_RESERVE` heeds if it runs late.
 _SETTLE = """
+local id = ARGV[1]
+local actual = tonumber(ARGV[2])
 for _, key in ipairs(KEYS) do
-  redis.call('HINCRBY', key, 'reserved', -tonumber(ARGV[1]))
-  redis.call('HINCRBY', key, 'spent', tonumber(ARGV[2]))
+  local held = redis.call('HGET', key, 'r:' .. id)
+  if held then
+    redis.call('HDEL', key, 'r:' .. id)
+    redis.call('HINCRBY', key, 'reserved', -tonumber(held))
+  elseif actual == 0 then
+    redis.call('HSET', key, 'x:' .. id, 1)
+  end
+  if actual > 0 then
+    redis.call('HINCRBY', key, 'spent', actual)
+  end
   redis.call('EXPIRE', key, tonumber(ARGV[3]))
 end
 return 0
@@ -157,6 +212,10 @@ def _digest(user: str) -> str:
     return hashlib.sha256(user.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
+# One budget's record: (budget, period id, nano-dollars by end user or name).
+Recorded = tuple[Budget, str, Mapping[str, int]]
+
+
 class SpendSource(Protocol):
     def spend_since(self, since: datetime, column: str, among: Sequence[str] | None = None,
                     until: datetime | None = None) -> dict[str, int]: ...
@@ -209,6 +268,8 @@ class BudgetTicket:
     reserved: int
     ttl: int
     on_redis: bool
+    # Names the reservation in Redis, so that it is settled exactly once.
+    id: str = ""
     settled: bool = field(default=False)
 
     async def release(self, response: ChatResponse | None) -> None:
@@ -239,6 +300,7 @@ class BudgetGate:
         redis_timeout: float = REDIS_TIMEOUT,
         retry_interval: float = REDIS_RETRY_AFTER,
         on_local_counts: Callable[[datetime], None] | None = None,
+        record: Callable[[datetime], Awaitable[Sequence[Recorded]]] | None = None,
     ) -> None:
         self.budgets = list(budgets)
         # Budgets of client keys made at run time, by key name (`set_key_budgets`).
@@ -253,6 +315,7 @@ class BudgetGate:
         self._redis: Any = None
         self._reserve: Any = None
         self._settle_script: Any = None
+        self._seed_script: Any = None
         self.redis_timeout = redis_timeout
         self.retry_interval = retry_interval
         # Called (with when) each time the counts move from Redis to memory.
@@ -263,6 +326,18 @@ class BudgetGate:
         self._reservations = 0  # local ones, for letting ended periods go
         # Redis calls left running by a cancelled caller (see `_survive`).
         self._background: set[asyncio.Task[Any]] = set()
+        # (keys, ticket id, real cost, ttl) of settles owed to Redis (`MAX_UNSETTLED`).
+        self._unsettled: list[tuple[list[str], str, int, int]] = []
+        # The ledger read that seeds the local counts, and until when calls wait
+        # for it (`seeding`).
+        self._seed_read: asyncio.Future[Any] | None = None
+        self._seed_deadline = 0.0
+        # Reads the ledger's record of every current period up to a time (as
+        # `recorded_spend`), to seed a Redis count that is missing: without it,
+        # a Redis that lost its data gives every budget its whole period again.
+        self.record = record
+        self._record_read: asyncio.Future[Sequence[Recorded]] | None = None
+        self._record_off_until = 0.0
         self.refused = 0
 
     # ------------------------------------------------------------------ gate
@@ -333,16 +408,55 @@ class BudgetGate:
         # counts for a while (a way around a shared budget).
         amount = min(amount, max(limits))
         ttl = int(max(left for _, left in periods)) + 3600
+        ticket_id = secrets.token_hex(8)
         on_redis = await self._use_redis()
-        refused = await (self._reserve_redis if on_redis else self._reserve_local)(
-            keys, limits, amount, ttl)
-        if refused is None and on_redis:  # Redis failed just now
+        if on_redis and self._unsettled:
+            await self._settle_unsettled()
+            on_redis = await self._use_redis()
+        refused = None
+        if on_redis:
+            marks = self._marks(applicable, periods)
+            refused = await self._reserve_redis(keys, limits, amount, ttl, ticket_id, marks)
+            if refused == -2:  # a count Redis lacks: seed it, once, then reserve
+                await self._seed_redis(applicable, periods, ttl, request.user)
+                refused = await self._reserve_redis(keys, limits, amount, ttl, ticket_id)
+        if refused is None:  # on local counts, or Redis failed just now
             on_redis = False
-            refused = await self._reserve_local(keys, limits, amount, ttl)
+            await self._wait_for_seed()
+            refused = self._reserve_local(keys, limits, amount, ttl)
         if refused:
             self.refused += 1
             return _refusal(applicable[refused - 1], request)
-        return BudgetTicket(self, deployment, keys, amount, ttl, on_redis)
+        return BudgetTicket(self, deployment, keys, amount, ttl, on_redis, ticket_id)
+
+    def seeding(self, read: asyncio.Future[Any], wait: float) -> None:
+        """`read` adds the ledger's record to the local counts (`seed`): until it
+        does, for at most `wait` seconds from now, calls counted locally wait for
+        it; counted from zero meanwhile, a spent budget would admit them."""
+        self._seed_read = read
+        self._seed_deadline = time.monotonic() + wait
+
+    async def _wait_for_seed(self) -> None:
+        read = self._seed_read
+        if read is None or read.done():
+            return
+        left = self._seed_deadline - time.monotonic()
+        if left > 0:
+            # Not cancelled by a caller that stops waiting: others wait for it too.
+            await asyncio.wait({read}, timeout=left)
+
+    async def probe(self) -> bool:
+        """Whether Redis answers now; if not, the counts move to memory as at any
+        Redis failure (`on_local_counts`), so a start during an outage counts
+        from the ledger's record, not from zero."""
+        if not await self._use_redis():
+            return False
+        try:
+            await asyncio.wait_for(self._redis.ping(), self.redis_timeout)
+        except Exception as exc:
+            self._redis_failed(exc)
+            return False
+        return True
 
     def _listed(self) -> list[tuple[Budget, str, str, float]]:
         """(budget, key, period id, seconds left) of each budget with one count:
@@ -410,8 +524,8 @@ class BudgetGate:
             log.warning("budget covers %s but its price is unknown: its calls cannot be counted",
                         deployment.name)
 
-    async def _reserve_local(self, keys: list[str], limits: list[int], amount: int,
-                             ttl: int) -> int:
+    def _reserve_local(self, keys: list[str], limits: list[int], amount: int,
+                       ttl: int) -> int:
         # No await between the check and the increment: atomic within the loop.
         now = self.clock()
         self._reservations += 1
@@ -427,28 +541,58 @@ class BudgetGate:
         return 0
 
     async def _reserve_redis(self, keys: list[str], limits: list[int], amount: int,
-                             ttl: int) -> int | None:
-        call = self._survive(self._reserve(keys=keys, args=[amount, ttl, *limits]))
+                             ttl: int, ticket_id: str, marks: Sequence[str] = ()) -> int | None:
+        call = self._survive(self._reserve(keys=[*keys, *marks],
+                                           args=[amount, ttl, ticket_id, len(keys), *limits]))
         try:
             result = await asyncio.shield(call)
         except asyncio.CancelledError:
             # The request was cancelled (its client left) while the script was on
             # its way: Redis may reserve all the same, with no ticket to give it
             # back, holding the amount until the period ends. Undo it once known.
-            call.add_done_callback(lambda done: self._undo_reservation(done, keys, amount, ttl))
+            call.add_done_callback(lambda _: self._in_background(
+                self._settle_redis(keys, ticket_id, 0, ttl)))
             raise
         except Exception as exc:
+            # The script may still run (a stall past the timeout): give it up by
+            # its id once Redis answers, which undoes it or keeps it from holding.
             self._redis_failed(exc)
+            self._owe(keys, ticket_id, 0, ttl)
             return None
         if not self._on_redis:
             self._on_redis = True
             log.info("budget counts are shared through Redis again")
         return int(result)
 
-    def _undo_reservation(self, call: asyncio.Task[Any], keys: list[str], amount: int,
-                          ttl: int) -> None:
-        if not call.cancelled() and call.exception() is None and int(call.result()) == 0:
-            self._survive(self._settle_script(keys=keys, args=[amount, 0, ttl]))
+    async def _settle_redis(self, keys: list[str], ticket_id: str, actual: int,
+                            ttl: int) -> None:
+        """Settle a reservation made in Redis there, now or, if Redis is away,
+        once it answers again (`_settle_unsettled`)."""
+        if not await self._use_redis():
+            self._owe(keys, ticket_id, actual, ttl)
+            return
+        try:
+            # Shielded: a request cancelled while settling still gives back
+            # what it reserved.
+            await asyncio.shield(self._survive(self._settle_script(
+                keys=keys, args=[ticket_id, actual, ttl])))
+        except Exception as exc:
+            self._redis_failed(exc)
+            self._owe(keys, ticket_id, actual, ttl)
+
+    def _owe(self, keys: list[str], ticket_id: str, actual: int, ttl: int) -> None:
+        if len(self._unsettled) < MAX_UNSETTLED:
+            self._unsettled.append((keys, ticket_id, actual, ttl))
+
+    async def _settle_unsettled(self) -> None:
+        waiting, self._unsettled = self._unsettled, []
+        for keys, ticket_id, actual, ttl in waiting:
+            await self._settle_redis(keys, ticket_id, actual, ttl)  # a failure owes it again
+
+    def _in_background(self, call: Any) -> None:
+        task = asyncio.ensure_future(call)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _survive(self, call: Any) -> asyncio.Task[Any]:
         """`call` as a task that a cancelled caller does not stop (awaited through
@@ -467,35 +611,91 @@ class BudgetGate:
             self._redis_failed(error)
 
     async def _settle(self, ticket: BudgetTicket, actual: int) -> None:
-        if ticket.on_redis and await self._use_redis():
-            try:
-                # Shielded: a request cancelled while settling still gives back
-                # what it reserved.
-                await asyncio.shield(self._survive(self._settle_script(
-                    keys=ticket.keys, args=[ticket.reserved, actual, ticket.ttl])))
-                return
-            except Exception as exc:
-                self._redis_failed(exc)
+        if ticket.on_redis:
+            # Where it was reserved, even if Redis is away now (then once it is back).
+            await self._settle_redis(ticket.keys, ticket.id, actual, ticket.ttl)
+            if self._use_local():
+                # While Redis is away this process counts on its own: with the spend.
+                for key in ticket.keys:
+                    self._local.setdefault(key, _Count()).spent += actual
+            return
         for key in ticket.keys:
             count = self._local.setdefault(key, _Count())
-            if not ticket.on_redis:
-                count.reserved = max(0, count.reserved - ticket.reserved)
+            count.reserved = max(0, count.reserved - ticket.reserved)
             count.spent += actual
 
+    def _marks(self, budgets: Sequence[Budget], periods: Sequence[tuple[str, float]]) -> list[str]:
+        """The seeding marks to check (`_RESERVE`): none without a ledger to read,
+        or for a while after it could not be read."""
+        if self.record is None or self.clock() < self._record_off_until:
+            return []
+        return [self._mark(b, pid) for b, (pid, _) in zip(budgets, periods, strict=True)]
+
+    def _mark(self, budget: Budget, pid: str) -> str:
+        kind, name = budget.target
+        return f"{self.key_prefix}seeded:{kind}:{name}:{pid}"
+
+    async def _seed_redis(self, budgets: Sequence[Budget], periods: Sequence[tuple[str, float]],
+                          ttl: int, user: str | None) -> None:
+        """Give Redis each budget's count as the ledger records it (`_SEED`): a
+        Redis restarted without its data, or one that never had this period.
+        One read at a time, shared by the calls that wait for it."""
+        if self.record is None:
+            return
+        if self._record_read is None or self._record_read.done():
+            self._record_read = asyncio.ensure_future(
+                self.record(datetime.fromtimestamp(self.clock(), UTC)))
+        try:
+            record = await asyncio.wait_for(asyncio.shield(self._record_read), SEED_WAIT)
+        except Exception as exc:
+            self._record_off_until = self.clock() + RECORD_RETRY
+            log.warning("budgets: Redis has no count for this period and the ledger's "
+                        "record could not be read in time (%s); counting in Redis from what "
+                        "it has, the ledger is asked again in %g s",
+                        type(exc).__name__, RECORD_RETRY)
+            return
+        by_budget = {(b.target, pid): amounts for b, pid, amounts in record}
+        for budget, (pid, _) in zip(budgets, periods, strict=True):
+            amounts = dict(by_budget.get((budget.target, pid), {}))
+            kind, name = budget.target
+            # This call's own hash is seeded too, so that it is marked "seeded".
+            amounts.setdefault((user or "") if kind == "end_user" else name, 0)
+            keys = [self._key(budget, pid, who) for who in amounts]
+            try:
+                await self._seed_script(keys=[self._mark(budget, pid), *keys],
+                                        args=[ttl, *amounts.values()])
+            except Exception as exc:
+                self._redis_failed(exc)
+                return
+
+    def _use_local(self) -> bool:
+        return not self.redis_url or self.clock() < self._redis_down_until
+
     async def _use_redis(self) -> bool:
-        if not self.redis_url or self.clock() < self._redis_down_until:
+        url = self.redis_url
+        if url is None or self._use_local():
             return False
         if self._redis is None:
             import redis.asyncio as aioredis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+            from redis.exceptions import ConnectionError as RedisConnectionError
 
-            # Blocking pool: a burst of calls waits briefly for a connection
-            # (at least a second) instead of failing over to local counts.
+            # One retry, at once, on a connection error only: a pooled connection
+            # that died while Redis restarted fails once though Redis is back,
+            # which must not count as an outage; a stalled Redis (a timeout)
+            # still costs one timeout. Blocking pool: a burst of calls waits
+            # briefly for a connection (at least a second) instead of failing
+            # over to local counts.
+            retry = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
             pool = aioredis.BlockingConnectionPool.from_url(
-                self.redis_url, max_connections=32, timeout=max(1.0, self.redis_timeout),
-                socket_timeout=self.redis_timeout, socket_connect_timeout=self.redis_timeout)
-            self._redis = aioredis.Redis(connection_pool=pool)
+                url, max_connections=32, timeout=max(1.0, self.redis_timeout),
+                socket_timeout=self.redis_timeout, socket_connect_timeout=self.redis_timeout,
+                retry=retry)
+            self._redis = aioredis.Redis(connection_pool=pool, retry=retry)
             self._reserve = self._redis.register_script(_RESERVE)
             self._settle_script = self._redis.register_script(_SETTLE)
+            self._seed_script = self._redis.register_script(_SEED)
         return True
 
     def _redis_failed(self, exc: Exception) -> None:

@@ -515,7 +515,7 @@ class Ledger:
                 first_line = redact(str(exc).splitlines()[0][:200]) if str(exc) else ""
                 log.warning("ledger write failed (%s: %s); %d rows buffered, retrying in %.1fs",
                             type(exc).__name__, first_line, len(self._buffer), backoff)
-                await self._sleep(backoff * (0.5 + random.random() / 2))
+                await self._back_off(backoff * (0.5 + random.random() / 2))
                 backoff = min(backoff * 2, self.settings.retry_max)
                 continue
             self.written += written
@@ -604,6 +604,17 @@ class Ledger:
             if not self._closing:
                 raise
             work(*args)
+
+    async def _back_off(self, seconds: float) -> None:
+        """Wait out a retry's backoff. A flush pokes the writer every 10 ms (at
+        close, for close_timeout), which must not cut it short: each retry at
+        once logged its warning, a flood. Only stopping ends it early."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while not self._stopping:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return
+            await self._sleep(left)
 
     async def _sleep(self, seconds: float) -> None:
         assert self._wake is not None

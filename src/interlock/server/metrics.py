@@ -4,7 +4,9 @@ Everything here is read from state the gateway keeps anyway (each deployment's
 breaker, its running counts and latency, the ledger's counters, the budgets'
 counts, the client keys' limits), when scraped:
 a request pays nothing for it. Counts are this process's since it started; with
-`--workers N` each worker answers for itself, as `/health/ledger` does.
+`--workers N` each worker answers for itself, as `/health/ledger` does, and
+labels every sample `worker="<its pid>"`, so that a scraper that reaches
+different workers sees different series, not a counter going back and forth.
 
 The exposition format is a few lines of text per sample (the Prometheus
 documentation's "Exposition formats"), written here rather than through
@@ -17,6 +19,8 @@ Imports: the standard library, `gateway`.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -98,7 +102,26 @@ async def render(gateway: Gateway) -> bytes:
                          "one of its own limits.",
                          (({"key": key, "limit": limit}, n)
                           for (key, limit), n in sorted(limits.refusals.items())))
+    if multiprocessing.parent_process() is not None:  # a worker of `serve --workers N`
+        lines = with_worker(lines, os.getpid())
     return ("\n".join(lines) + "\n").encode()
+
+
+def with_worker(lines: list[str], pid: int) -> list[str]:
+    """`lines` with a `worker` label first on each sample (comments unchanged)."""
+    label = f'worker="{pid}"'
+    out = []
+    for line in lines:
+        if line.startswith("#"):
+            out.append(line)
+            continue
+        name, _, rest = line.rpartition(" ")  # label values may hold spaces; numbers not
+        if name.endswith("}"):
+            head, _, inner = name[:-1].partition("{")
+            out.append(f"{head}{{{label},{inner}}} {rest}")
+        else:
+            out.append(f"{name}{{{label}}} {rest}")
+    return out
 
 
 def _budgets(rows: list[dict[str, Any]], refused: int) -> list[str]:

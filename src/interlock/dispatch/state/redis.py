@@ -24,6 +24,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, TypeVar
 
 from interlock.dispatch.state import redis_lua
@@ -63,16 +64,20 @@ class RedisStateBackend:
         import redis.asyncio as aredis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
+        from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import RedisError
 
         self._errors: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
         if client is None:
-            # No redis-py retries: a slow or absent Redis must cost one short
-            # timeout, after which the memory backend takes over. A bounded pool
-            # keeps a burst of requests from opening a connection each.
+            # One redis-py retry, on a connection error only: a pooled connection
+            # that died while Redis restarted fails once even though Redis is
+            # back, and must not count as a new outage; a slow Redis (a timeout)
+            # still costs one short timeout, after which memory takes over. A
+            # bounded pool keeps a burst of requests from opening a connection each.
             common: dict[str, Any] = dict(
                 socket_timeout=op_timeout, socket_connect_timeout=op_timeout,
-                retry=Retry(NoBackoff(), 0), decode_responses=True,
+                retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+                decode_responses=True,
                 max_connections=max_connections, timeout=op_timeout,
             )
             if url:
@@ -95,6 +100,11 @@ class RedisStateBackend:
         # Slots Redis could not be told were given back (it was away), told again
         # when it answers: else each would hold a call at once until its lease ends.
         self._unreleased: list[Slot] = []
+        # rpm/tpm counts a release or settle could not reach (Redis was away when
+        # it came): (bucket second, script, keys, args), sent once Redis answers
+        # while the bucket is still in the window; else a failed call would count
+        # as a request, and a settle's unused tokens as used, for up to a minute.
+        self._owed: list[tuple[int, str, list[str], list[Any]]] = []
         self._scripts = {name: client.register_script(getattr(redis_lua, name)) for name in
                          ("ADMIT", "RELEASE", "SETTLE", "RECORD_FAILURE", "RECORD_SUCCESS",
                           "VIEW", "HOLD", "LET_GO")}
@@ -144,6 +154,8 @@ class RedisStateBackend:
     # -- admission ----------------------------------------------------------
     async def admit(self, deployment: str, limits: Limits, tokens: int,
                     probe_ttl: float) -> Admission:
+        if (self._unreleased or self._owed) and self.using_redis:
+            await self._catch_up()
         if not limits.any:
             local = self._admit_from_cache(deployment)
             if local is not None:
@@ -192,6 +204,11 @@ class RedisStateBackend:
         keys = self._keys(admission.deployment)
         args = ["1" if admission.probe else "0",
                 -1 if admission.bucket is None else admission.bucket, admission.tokens]
+        if not self.using_redis and admission.bucket is not None:
+            # Never sent, so safe to send later; not the probe flag, which its
+            # lease ends and which may be another call's by then.
+            self._owe(admission.bucket, "RELEASE", keys, ["0", *args[1:]])
+            return
         await self._try(lambda: self._scripts["RELEASE"](keys=keys, args=args))
 
     async def settle(self, admission: Admission, tokens: int) -> None:
@@ -202,12 +219,33 @@ class RedisStateBackend:
             return
         keys = self._keys(admission.deployment)[2:]
         args = [admission.bucket, tokens - admission.tokens]
+        if not self.using_redis:
+            self._owe(admission.bucket, "SETTLE", keys, args)
+            return
         await self._try(lambda: self._scripts["SETTLE"](keys=keys, args=args))
+
+    def _owe(self, bucket: int, script: str, keys: list[str], args: list[Any]) -> None:
+        if len(self._owed) < MAX_UNRELEASED:
+            self._owed.append((bucket, script, keys, args))
+
+    async def _catch_up(self) -> None:
+        """Tell Redis, back after an outage, what it missed meanwhile."""
+        if self._unreleased:
+            await self._let_go_unreleased()
+        owed, self._owed = self._owed, []
+        oldest = self._time() - RATE_WINDOW
+        for bucket, script, keys, args in owed:
+            if bucket <= oldest:
+                continue  # out of the window: it counts for nothing any more
+            if not self.using_redis:
+                self._owed.append((bucket, script, keys, args))
+                continue
+            await self._try(partial(self._scripts[script], keys=keys, args=args))
 
     # -- calls at once --------------------------------------------------------
     async def hold(self, name: str, cap: int, lease: float) -> Slot | None:
-        if self._unreleased and self.using_redis:
-            await self._let_go_unreleased()
+        if (self._unreleased or self._owed) and self.using_redis:
+            await self._catch_up()
         keys = [f"{{{self._prefix}:{name}}}:sl"]
         token = secrets.token_hex(8)
         ok, raw = await self._try(
