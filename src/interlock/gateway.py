@@ -70,6 +70,33 @@ log = logging.getLogger("interlock.gateway")
 
 # Seconds start-up waits for the budgets' counts to be read from the ledger.
 BUDGET_SEED_WAIT = 2.0
+# The message the server cancels requests with when its drain time runs out
+# (`server.drain`), so that their ledger rows say why they ended.
+SHUTTING_DOWN = "the gateway is shutting down"
+
+
+class ClientDisconnected(InterlockError):
+    """The ledger's error class for a request its client abandoned: named apart
+    from other failures so that spend and report can count them."""
+
+
+class GatewayShuttingDown(InterlockError):
+    """A request the gateway cut because its drain time at shutdown ran out."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+
+    def __init__(self, message: str = (
+            "The gateway is shutting down and its drain time (--drain-timeout) ran out "
+            "before this request finished; send it again.")) -> None:
+        super().__init__(message)
+
+
+def interruption(exc: BaseException) -> InterlockError:
+    """The error a request's row records when it was cancelled rather than failed."""
+    if isinstance(exc, asyncio.CancelledError) and SHUTTING_DOWN in exc.args:
+        return GatewayShuttingDown()
+    return ClientDisconnected("the client disconnected")
 
 
 @dataclass(slots=True)
@@ -693,7 +720,7 @@ class _RecordingFailure:
         if isinstance(exc, InterlockError):
             error = exc
         elif isinstance(exc, asyncio.CancelledError):
-            error = InterlockError("the client disconnected")
+            error = interruption(exc)
             error.attempts = self._meta.attempts  # as far as the dispatcher got
         elif isinstance(exc, Exception):
             # A bug: the exception goes on (a gateway client gets a 500), and the
@@ -737,9 +764,12 @@ class GatewayStream:
         elif isinstance(exc, ProviderError):
             self.error = exc
             self._finish(error=exc)
-        else:
-            # Cancelled (client went away), closed early or a bug: still one ledger row.
-            self._finish(error=InterlockError("the stream was cancelled"))
+        elif isinstance(exc, InterlockError):
+            self._finish(error=exc)
+        elif isinstance(exc, Exception):  # a bug: still one ledger row
+            self._finish(error=InternalError(f"{type(exc).__name__} inside Interlock"))
+        else:  # cancelled (the client went away, or shutdown) or closed early
+            self._finish(error=interruption(exc))
 
     @property
     def request(self) -> ChatRequest:
@@ -778,7 +808,7 @@ class GatewayStream:
 
     async def aclose(self) -> None:
         if not self._done:
-            self._finish(error=InterlockError("the client disconnected"))
+            self._finish(error=ClientDisconnected("the client disconnected"))
         unsettled, self._unsettled = self._unsettled, None
         try:
             if unsettled is not None:

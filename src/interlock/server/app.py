@@ -34,6 +34,7 @@ from interlock.server.asgi_io import (
 )
 from interlock.server.auth import BearerAuth, any_threshold, caller_models
 from interlock.server.chat import ChatCompletions
+from interlock.server.drain import Drain
 from interlock.server.embeddings import EmbeddingsEndpoint
 from interlock.server.guard import ErrorGuard
 from interlock.server.key_admin import METHODS as KEY_PATHS
@@ -56,7 +57,9 @@ class InterlockApp:
     def __init__(self, gateway: Gateway, *, max_body_bytes: int = DEFAULT_MAX_BODY,
                  tune_gc: bool = False) -> None:
         self.gateway = gateway
-        self._chat = ChatCompletions(gateway, max_body_bytes=max_body_bytes)
+        # Found by `server.drain.DrainingServer`, which says when shutdown begins.
+        self.drain = Drain()
+        self._chat = ChatCompletions(gateway, max_body_bytes=max_body_bytes, drain=self.drain)
         self._embeddings = EmbeddingsEndpoint(gateway, max_body_bytes=max_body_bytes)
         self._keys = KeyAdmin(gateway, max_body_bytes=max_body_bytes, config_keys={
             k.name for k in gateway.config.general_settings.api_keys})
