@@ -70,6 +70,8 @@ log = logging.getLogger("interlock.gateway")
 
 # Seconds start-up waits for the budgets' counts to be read from the ledger.
 BUDGET_SEED_WAIT = 2.0
+# The longest model name a ledger row keeps of what a client asked for.
+MODEL_NAME_LIMIT = 128
 # The message the server cancels requests with when its drain time runs out
 # (`server.drain`), so that their ledger rows say why they ended.
 SHUTTING_DOWN = "the gateway is shutting down"
@@ -539,6 +541,25 @@ class Gateway:
         raise UnknownModel(name, self.model_names())
 
     # -- bookkeeping -------------------------------------------------------------
+    def record_refused(self, error: InterlockError, *, model: Any, key_id: str | None,
+                       stream: bool = False, request_id: str | None = None) -> None:
+        """The row of a request the server refused before routing it (a body that
+        is not a valid request, a model its client key may not use): no upstream
+        call, so it cost nothing, but the key's attempts still show in spend."""
+        if self.ledger is None:
+            return
+        row = LedgerRow(request_id or new_request_id())
+        row.api_key_id = key_id
+        # As the client gave it, if it gave a name; bounded, since any client can
+        # write it into the operator's ledger.
+        row.requested_model = model[:MODEL_NAME_LIMIT] if isinstance(model, str) else None
+        row.status = "error"
+        row.error_class = type(error).__name__
+        row.attempts = 0
+        row.cost_usd = Decimal(0)
+        row.stream = stream
+        self.ledger.record(row)
+
     def _recording_failure(self, meta: ResponseMeta, started: float, request: ChatRequest,
                            key_id: str | None) -> _RecordingFailure:
         """A failed or abandoned request still leaves its ledger row."""

@@ -69,7 +69,7 @@ class ChatCompletions:
             request = self.gateway.bounded_for_client(parse_chat_request(body))
             check_model(scope, request.model)
         except InterlockError as exc:
-            await send_error(send, exc)
+            await refuse(self.gateway, scope, send, exc, body)
             return
         call = _Call(request, new_request_id(), caller_key_id(scope),
                      arrived, include_usage(body))
@@ -133,6 +133,16 @@ class ChatCompletions:
                              call.request.legacy_functions, self.drain).run()
         finally:
             await stream.aclose()
+
+
+async def refuse(gateway: Gateway, scope: Scope, send: Send, error: InterlockError,
+                 body: Any, prefix: str = "chatcmpl-") -> None:
+    """Answer a request refused before routing, and leave its ledger row."""
+    request_id = new_request_id(prefix)
+    fields = body if isinstance(body, dict) else {}
+    gateway.record_refused(error, model=fields.get("model"), key_id=caller_key_id(scope),
+                           stream=fields.get("stream") is True, request_id=request_id)
+    await send_error(send, error, [(b"x-request-id", request_id.encode())])
 
 
 def _event(data: Any) -> bytes:
