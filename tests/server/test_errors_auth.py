@@ -365,6 +365,24 @@ def test_client_keys_are_checked_when_the_app_is_made(fake_upstream: FakeUpstrea
         create_app(loaded, environ={})
 
 
+def test_a_named_master_key_variable_that_is_unset_is_not_replaced(
+        fake_upstream: FakeUpstream) -> None:
+    # The operator chose NO_SUCH_MASTER: a gateway quietly guarded by
+    # INTERLOCK_MASTER_KEY instead would be running on a key they did not pick.
+    config = three_provider_config(fake_upstream)
+    config["general_settings"] = {"master_key": "os.environ/NO_SUCH_MASTER"}
+    environ = {"INTERLOCK_MASTER_KEY": "sk-some-other-key-0123456789"}
+    loaded = load_config(config, environ=environ)
+    (warning,) = [w for w in loaded.warnings if "master_key" in w]
+    assert "NO_SUCH_MASTER is not set" in warning
+    assert "INTERLOCK_MASTER_KEY is not used in its place" in warning
+    with pytest.raises(ConfigError, match="NO_SUCH_MASTER, which is not set: export it"):
+        create_app(loaded, environ=environ)
+    # Without a master_key in the config, INTERLOCK_MASTER_KEY is the key, as before.
+    config["general_settings"] = {}
+    assert create_app(load_config(config, environ=environ), environ=environ) is not None
+
+
 async def test_a_client_key_asks_only_for_its_models(
         fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway]) -> None:
     config = three_provider_config(fake_upstream)

@@ -56,8 +56,8 @@ def serve(
     from interlock.cli import serve_logging
     from interlock.config import load_config
     from interlock.errors import ConfigError
+    from interlock.server import drain as draining
     from interlock.server.app import create_app
-    from interlock.server.drain import DrainingServer
 
     try:
         logs = serve_logging.log_config(log_level, log_format)
@@ -92,9 +92,7 @@ def serve(
         # uvicorn.run's server, but one that tells the app when shutdown begins,
         # so that requests still running at the drain's end finish with an error
         # (a stream's event and [DONE]) rather than being cut (server/drain.py).
-        server = DrainingServer(uvicorn.Config(app, **common))  # type: ignore[arg-type]
-        server.run()
-        if not server.started:
+        if not draining.serve_one(app, **common):
             raise typer.Exit(3)  # uvicorn's code for a failed start; it said why
         return
     for warning in per_worker_limits(loaded, workers):

@@ -209,9 +209,15 @@ def _is_loopback(host: str) -> bool:
 
 def master_key_from(config: InterlockConfig, environ: Mapping[str, str]) -> str | None:
     """The config's key, else INTERLOCK_MASTER_KEY in `environ` (which may differ
-    from the environment the config was loaded under, in tests and embedders)."""
-    key = config.general_settings.master_key
-    return (key.get_secret_value() if key else None) or environ.get("INTERLOCK_MASTER_KEY") or None
+    from the environment the config was loaded under, in tests and embedders),
+    unless the config named a variable of its own that is unset."""
+    settings = config.general_settings
+    key = settings.master_key
+    if key:
+        return key.get_secret_value() or None
+    if settings.unset_master_key_var is not None:
+        return None
+    return environ.get("INTERLOCK_MASTER_KEY") or None
 
 
 def create_app(config: InterlockConfig, *, host: str = "127.0.0.1",
@@ -243,6 +249,11 @@ def create_app(config: InterlockConfig, *, host: str = "127.0.0.1",
             return ErrorGuard(BearerAuth(app, key, clients, gateway.keys))
         except ValueError as exc:
             raise ConfigError(f"general_settings.api_keys: {exc}.") from None
+    if settings.unset_master_key_var is not None:
+        raise ConfigError(
+            f"general_settings.master_key names the environment variable "
+            f"{settings.unset_master_key_var}, which is not set: export it. (The gateway "
+            "does not fall back to INTERLOCK_MASTER_KEY when the config names a variable.)")
     if clients:
         raise ConfigError(
             "general_settings.api_keys are set but there is no master key: set "

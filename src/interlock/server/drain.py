@@ -102,3 +102,11 @@ class DrainingServer(uvicorn.Server):
         if drain is not None:
             drain.begin(self.config.timeout_graceful_shutdown)
         await super().shutdown(sockets)
+
+
+def serve_one(app: Any, **settings: Any) -> bool:
+    """`uvicorn.run(app, **settings)` for one process, with a DrainingServer;
+    whether the server started (uvicorn has said why when it did not)."""
+    server = DrainingServer(uvicorn.Config(app, **settings))
+    server.run()
+    return server.started
