@@ -259,6 +259,24 @@ async def test_report_renders_a_page_with_images(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("command", [["spend"], ["report"], ["cost", "simulate", "--from-ledger"]])
+def test_ledger_commands_with_a_config_without_a_ledger_say_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]) -> None:
+    # Another gateway's ledger at the default path in the working directory...
+    monkeypatch.chdir(tmp_path)
+    Path(LedgerSettings().database or "").write_bytes(b"")
+    config = tmp_path / "c.yaml"
+    config.write_text("model_list:\n"
+                      "  - model_name: a\n"
+                      "    litellm_params: {model: openai/gpt-4o, api_key: x}\n"
+                      "ledger: {database: null}\n")
+    result = runner.invoke(app, [*command, "--config", str(config)])
+    # ...is not this config's.
+    assert result.exit_code == 1
+    assert "has no ledger (ledger.database is null)" in result.output
+    assert "--database" in result.output
+
+
+@pytest.mark.parametrize("command", [["spend"], ["report"], ["cost", "simulate", "--from-ledger"]])
 def test_ledger_commands_without_a_ledger_say_so(tmp_path: Path, command: list[str]) -> None:
     missing = tmp_path / "no-dir" / "ledger.sqlite"
     result = runner.invoke(app, [*command, "--database", str(missing)])
