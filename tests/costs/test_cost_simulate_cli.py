@@ -550,3 +550,22 @@ async def test_spend_shows_long_names_whole(tmp_path: Path) -> None:
     # The columns still line up: every row as wide as the header.
     table = [line for line in lines if line.split()[0] in {*names, "total"}]
     assert {len(line) for line in table} == {len(lines[0])}
+
+
+async def test_report_headline_totals_what_spend_totals(tmp_path: Path) -> None:
+    db = str(tmp_path / "ledger.sqlite")
+    row = {"routed_group": "high-quality", "deployment": "hq", "provider": "anthropic",
+           "model": "claude-sonnet-4-20250514", "input_tokens": 1_000}
+    await _recorded(db, [
+        LedgerRow(request_id="ok", cost_usd=Decimal("1"), output_tokens=500, **row),
+        # A stream that broke after its first byte: billed, so its cost is recorded.
+        LedgerRow(request_id="broke", status="error", error_class="ConnectionFailed",
+                  cost_usd=Decimal("0.5"), usage_estimated=True, stream=True, **row)])
+    spend = json.loads(runner.invoke(app, ["spend", "--database", db, "--json"]).output)
+    assert Decimal(spend["total_cost_usd"]) == Decimal("1.5")
+    result = runner.invoke(app, ["report", "--database", db, "--out",
+                                 str(tmp_path / "r.html")])
+    assert result.exit_code == 0, result.output
+    headline = result.output.splitlines()[0]
+    assert headline.startswith("2 requests, $1.50 recorded")
+    assert "$1.00 of it on successful requests, which the saving below compares" in headline

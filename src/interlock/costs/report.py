@@ -46,6 +46,12 @@ class ReportData:
     prices_from: str = "config"
 
     @property
+    def total_usd(self) -> Decimal:
+        """Every recorded cost, as `interlock spend` totals it (failed requests that
+        were billed, such as broken streams, included)."""
+        return sum((g.cost_usd for g in self.groups), Decimal(0))
+
+    @property
     def most_expensive(self) -> tuple[str, Decimal] | None:
         if not self.all_to_group:
             return None
@@ -104,9 +110,14 @@ def build_report(reader: LedgerReader, prices: Mapping[str, ModelPrice | None],
 
 
 def summary_lines(data: ReportData) -> list[str]:
-    lines = [f"{data.requests:,} requests, {money(data.recorded_usd)} recorded"
+    # The same total as `interlock spend` (every row's known cost, failed ones'
+    # too); the saving compares successful requests only, so that part is named.
+    total = data.total_usd
+    lines = [f"{data.requests:,} requests, {money(total)} recorded"
              + (f" ({data.first:%Y-%m-%d} to {data.last:%Y-%m-%d})"
-                if data.first and data.last else "")]
+                if data.first and data.last else "")
+             + (f"; {money(data.recorded_usd)} of it on successful requests, which the "
+                "saving below compares" if total != data.recorded_usd else "")]
     for g in data.groups:
         share = g.requests / data.requests * 100 if data.requests else 0
         lines.append(f"  {g.key:<24} {g.requests:>8,} requests ({share:5.1f}%)  "
