@@ -69,6 +69,22 @@ async def test_malformed_json_is_400(gateway: RunningGateway) -> None:
     assert "JSON" in error["message"]
 
 
+async def test_a_body_that_is_not_utf8_is_400_saying_where(gateway: RunningGateway) -> None:
+    body = b'{"model": "budget", "messages": [{"role": "user", "content": "a\xff\xfe"}]}'
+    error = _assert_openai_error(await _post(gateway, content=body), 400)
+    offset = body.index(b"\xff")
+    assert error["message"].startswith(
+        f"The request body is not valid UTF-8: byte 0xff at offset {offset}")
+    assert "surrogates" not in error["message"]
+
+
+async def test_a_model_that_is_not_a_string_is_400_saying_so(
+        gateway: RunningGateway) -> None:
+    error = _assert_openai_error(await _post(gateway, {"model": 5, "messages": HELLO}), 400)
+    assert "'model' must be a string" in error["message"] and "int 5" in error["message"]
+    assert "required" not in error["message"]
+
+
 @pytest.mark.parametrize(("body", "param"), [
     ({"messages": HELLO}, "model"),
     ({"model": "budget"}, "messages"),

@@ -111,10 +111,21 @@ async def read_json(receive: Receive, send: Send, limit: int) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        await send_plain_error(
-            send, 400, f"The request body is not valid JSON ({exc}).",
-            type_="invalid_request_error", code="invalid_json")
+        await send_plain_error(send, 400, _not_json(raw, exc),
+                               type_="invalid_request_error", code="invalid_json")
         return ANSWERED
+
+
+def _not_json(raw: bytes, exc: orjson.JSONDecodeError) -> str:
+    # orjson reports bytes that are not UTF-8 as "surrogates not allowed" at a
+    # position that is not theirs: find the byte, only once the body has failed.
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return (f"The request body is not valid UTF-8: byte 0x{raw[bad.start]:02x} at offset "
+                f"{bad.start} cannot start or continue a character. Send JSON encoded as "
+                "UTF-8.")
+    return f"The request body is not valid JSON ({exc})."
 
 
 def meta_headers(error: InterlockError) -> list[tuple[bytes, bytes]]:
