@@ -153,6 +153,19 @@ async def test_body_over_the_limit_is_413(fake_upstream: FakeUpstream,
     await client.close()
 
 
+async def test_a_declared_length_over_the_limit_is_413_before_the_body(
+        gateway: RunningGateway) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    # Headers declaring 20 MB, and none of the body: the answer must not wait for it.
+    writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n"
+                 b"authorization: Bearer " + MASTER_KEY.encode() + b"\r\n"
+                 b"content-type: application/json\r\ncontent-length: 20000000\r\n\r\n")
+    await writer.drain()
+    status = await asyncio.wait_for(reader.readline(), timeout=5)
+    writer.close()
+    assert status.startswith(b"HTTP/1.1 413")
+
+
 async def test_wrong_method_is_405(gateway: RunningGateway) -> None:
     async with httpx.AsyncClient(timeout=10) as http:
         resp = await http.get(gateway.base_url + "/chat/completions", headers=AUTH)

@@ -15,6 +15,7 @@ import gc
 import ipaddress
 import logging
 import os
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -65,6 +66,8 @@ class InterlockApp:
             k.name for k in gateway.config.general_settings.api_keys})
         self._ready = False
         self._tune_gc = tune_gc
+        # /v1/models' `created`: the groups exist (as served) since the app was made.
+        self._created = int(time.time())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -129,12 +132,13 @@ class InterlockApp:
         return names if allowed is None else [n for n in names if n in allowed]
 
     def _models(self, scope: Scope) -> dict[str, Any]:
-        return {"object": "list", "data": [_model_card(name) for name in self._names(scope)]}
+        return {"object": "list",
+                "data": [_model_card(name, self._created) for name in self._names(scope)]}
 
     async def _model(self, name: str, scope: Scope, send: Send) -> None:
         known = self._names(scope)
         if name in known:
-            await send_json(send, 200, _model_card(name))
+            await send_json(send, 200, _model_card(name, self._created))
         else:  # the same 404 a chat request for that name gets
             await send_error(send, UnknownModel(name, known))
 
@@ -188,8 +192,8 @@ def tune_collector() -> None:
     gc.set_threshold(max(GEN0_THRESHOLD, gen0), gen1, gen2)
 
 
-def _model_card(name: str) -> dict[str, Any]:
-    return {"id": name, "object": "model", "created": 0, "owned_by": "interlock"}
+def _model_card(name: str, created: int) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": created, "owned_by": "interlock"}
 
 
 async def _method_not_allowed(send: Send, allowed: str) -> None:

@@ -95,10 +95,19 @@ async def send_plain_error(send: Send, status: int, message: str, *, type_: str,
 ANSWERED: Any = object()
 
 
-async def read_json(receive: Receive, send: Send, limit: int) -> Any:
+def _declares_too_much(scope: Scope | None, limit: int) -> bool:
+    declared = header(scope, b"content-length") if scope is not None else None
+    return declared is not None and declared.isdigit() and int(declared) > limit
+
+
+async def read_json(receive: Receive, send: Send, limit: int,
+                    scope: Scope | None = None) -> Any:
     """The parsed request body, or ANSWERED when the client was already answered
-    (a body over `limit`, or not JSON) or has gone."""
+    (a body over `limit`, or not JSON) or has gone. A Content-Length in `scope`'s
+    headers over `limit` is answered at once, without waiting for the body."""
     try:
+        if _declares_too_much(scope, limit):
+            raise BodyTooLarge()
         raw = await read_body(receive, limit)
     except BodyTooLarge:
         await send_plain_error(

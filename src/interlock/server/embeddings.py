@@ -39,7 +39,7 @@ class EmbeddingsEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         arrived = time.perf_counter()
-        body = await read_json(receive, send, self.max_body_bytes)
+        body = await read_json(receive, send, self.max_body_bytes, scope)
         if body is ANSWERED:
             return
         try:

@@ -159,7 +159,7 @@ class KeyAdmin:
                 await send_json(send, 200, {**found.as_dict(), "spend_usd": spend.get(name),
                                             "budget_status": await self._spend(name)})
         else:
-            body = await read_json(receive, send, self._max_body_bytes)
+            body = await read_json(receive, send, self._max_body_bytes, scope)
             if body is ANSWERED:
                 return
             try:
