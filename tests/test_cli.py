@@ -289,6 +289,13 @@ def test_check_connect_reaches_the_ledger_and_redis_or_says_why_not(
     assert result.exit_code == 0, result.output
     assert f"ledger database {tmp_path / 'spend.sqlite'}: reached" in result.output
     assert not (tmp_path / "spend.sqlite").exists()  # checking creates nothing
+    # A missing folder is one serve makes (the ledger's writer does): check says so.
+    deeper = tmp_path / "new" / "dir" / "spend.sqlite"
+    later = _config(tmp_path, entry + f"ledger: {{database: '{deeper}'}}\n")
+    result = runner.invoke(app, ["check", "--config", str(later), "--connect"])
+    assert result.exit_code == 0, result.output
+    assert f"serve will create the folder {deeper.parent}" in result.output
+    assert not (tmp_path / "new").exists()
     # Nothing listens on port 1: both are named unreachable, passwords left out.
     away = _config(tmp_path, entry + (
         "ledger: {database: 'postgresql+psycopg://app:hunter2pw@127.0.0.1:1/spend'}\n"
