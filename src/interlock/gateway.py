@@ -647,9 +647,11 @@ class Gateway:
         # for this row's 23; "Gateway overhead: findings" in docs/benchmarks.md).
         row = LedgerRow(meta.request_id)
         row.api_key_id = key_id
-        row.requested_model = request.model
+        # Bounded, and an unknown name kept out of the groups: any client can
+        # write it into the operator's ledger and reports.
+        row.requested_model = request.model[:MODEL_NAME_LIMIT]
         row.router = decision.router
-        row.routed_group = decision.group
+        row.routed_group = None if isinstance(error, UnknownModel) else decision.group
         row.route_score = decision.score
         row.deployment = meta.deployment
         row.provider = meta.provider

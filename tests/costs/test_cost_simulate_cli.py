@@ -569,3 +569,19 @@ async def test_report_headline_totals_what_spend_totals(tmp_path: Path) -> None:
     headline = result.output.splitlines()[0]
     assert headline.startswith("2 requests, $1.50 recorded")
     assert "$1.00 of it on successful requests, which the saving below compares" in headline
+
+
+async def test_report_shows_rows_without_a_group_as_one_line(tmp_path: Path) -> None:
+    db = str(tmp_path / "ledger.sqlite")
+    # As the gateway records an unknown model, and a request refused before routing.
+    await _recorded(db, [
+        LedgerRow(request_id="ok", routed_group="budget", deployment="b", cost_usd=Decimal(1)),
+        LedgerRow(request_id="u", requested_model="gpt-5", status="error",
+                  error_class="UnknownModel", cost_usd=Decimal(0)),
+        LedgerRow(request_id="r", requested_model="x" * 128, status="error",
+                  error_class="InvalidRequest", cost_usd=Decimal(0), attempts=0)])
+    result = runner.invoke(app, ["report", "--database", db, "--out",
+                                 str(tmp_path / "r.html")])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"\(unknown or refused\) +2 requests", result.output)
+    assert "gpt-5" not in result.output and "xxxx" not in result.output

@@ -96,3 +96,19 @@ async def test_requests_refused_before_routing_leave_a_row(
     assert rows[ids["not allowed"]]["error_class"] == "ModelNotAllowed"
     assert rows[ids["not allowed"]]["requested_model"] == "high-quality"
     assert rows[ids["long name"]]["requested_model"] == "x" * 128
+
+
+async def test_an_unknown_model_is_recorded_without_a_group(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path) -> None:
+    database = tmp_path / "ledger.sqlite"
+    gw = start_gateway({**three_provider_config(fake_upstream),
+                        "ledger": {"database": str(database), "writer": "thread"}})
+    client = gw.openai()
+    with pytest.raises(openai.NotFoundError):
+        await client.chat.completions.create(model="gpt-5" + "x" * 500, messages=HELLO)
+    await client.close()
+    gw.stop()
+    (row,) = ledger_rows(database).values()
+    assert (row["error_class"], row["routed_group"]) == ("UnknownModel", None)
+    assert row["requested_model"] == ("gpt-5" + "x" * 500)[:128]

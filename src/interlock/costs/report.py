@@ -14,6 +14,7 @@ Imports: the standard library, `costs.prices`, `costs.queries`,
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import io
 from collections.abc import Mapping
@@ -88,10 +89,16 @@ def group_prices(reader: LedgerReader,
     return out
 
 
+# The line for rows with no group: refused before routing, or asking for a model
+# no group serves (whose names, chosen by clients, are not made into groups).
+NO_GROUP = "(unknown or refused)"
+
+
 def build_report(reader: LedgerReader, prices: Mapping[str, ModelPrice | None],
                  *, since: datetime | None = None, prices_from: str = "config"
                  ) -> ReportData:
-    groups = reader.spend("group", since=since)
+    groups = [dataclasses.replace(g, key=NO_GROUP) if g.key == "(none)" else g
+              for g in reader.spend("group", since=since)]
     first, last = reader.period()
     result = replay(reader.usage(since=since), prices)
     return ReportData(
