@@ -49,11 +49,15 @@ def test_serve_with_a_bad_config_lists_the_problems(tmp_path: Path) -> None:
 
 @pytest.fixture
 def served(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """What `serve` hands uvicorn.run, a call each; nothing is served."""
+    """What `serve` hands uvicorn (one worker: through `drain.serve_one`), a call
+    each; nothing is served."""
     import uvicorn
+
+    from interlock.server import drain
 
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(drain, "serve_one", lambda app, **kwargs: calls.append(kwargs) or True)
     return calls
 
 
@@ -85,7 +89,10 @@ def test_serve_with_workers_says_which_limits_each_counts_alone(
         caplog: pytest.LogCaptureFixture) -> None:
     import uvicorn
 
+    from interlock.server import drain
+
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: None)
+    monkeypatch.setattr(drain, "serve_one", lambda app, **kwargs: True)
     config = tmp_path / "c.yaml"
     body = ("model_list:\n"
             "  - model_name: a\n"
@@ -305,6 +312,13 @@ def test_check_connect_reaches_the_ledger_and_redis_or_says_why_not(
     assert result.exit_code == 0, result.output
     assert f"ledger database {tmp_path / 'spend.sqlite'}: reached" in result.output
     assert not (tmp_path / "spend.sqlite").exists()  # checking creates nothing
+    # A missing folder is one serve makes (the ledger's writer does): check says so.
+    deeper = tmp_path / "new" / "dir" / "spend.sqlite"
+    later = _config(tmp_path, entry + f"ledger: {{database: '{deeper}'}}\n")
+    result = runner.invoke(app, ["check", "--config", str(later), "--connect"])
+    assert result.exit_code == 0, result.output
+    assert f"serve will create the folder {deeper.parent}" in result.output
+    assert not (tmp_path / "new").exists()
     # Nothing listens on port 1: both are named unreachable, passwords left out.
     away = _config(tmp_path, entry + (
         "ledger: {database: 'postgresql+psycopg://app:hunter2pw@127.0.0.1:1/spend'}\n"

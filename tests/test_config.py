@@ -847,3 +847,25 @@ def test_any_other_bare_model_name_still_needs_its_provider(model: str) -> None:
     with pytest.raises(ConfigError, match=r"expected '<provider>/<model-id>'"):
         load_config({"model_list": [
             {"model_name": "g", "litellm_params": {"model": model, "api_key": "k"}}]})
+
+
+@pytest.mark.parametrize(("extra", "says"), [
+    ({"budgets": [{"model_group": "g", "max_usd": 5, "period": "weekly"}]},
+     "budgets[0].period: got 'weekly'; expected 'day', 'month' or a number of hours"),
+    ({"routing": {"routers": {"r": {"type": "rulez"}}}},
+     "routing.routers.r.type: got 'rulez'; expected one of 'rules', 'intents', 'learned'; "
+     "did you mean 'rules'?"),
+    ({"model_list": []}, "model_list: got []; expected at least 1 entry"),
+])
+def test_a_mistake_is_one_problem_in_words_with_the_fix(extra: dict[str, Any],
+                                                         says: str) -> None:
+    text = _error({"model_list": [_entry(api_key="k")], **extra})
+    assert "1 problem:" in text and says in text
+    assert "Input should" not in text and "input tag" not in text
+
+
+def test_a_budget_period_in_hours_still_loads() -> None:
+    budgets = [{"model_group": "g", "max_usd": 5, "period": p} for p in (12, "day", 0.5)]
+    loaded = load_config({"model_list": [_entry(api_key="k")], "budgets": budgets},
+                         environ=ENV)
+    assert [b.period for b in loaded.budgets] == [12.0, "day", 0.5]

@@ -111,3 +111,14 @@ def test_a_legacy_answer_without_calls_keeps_its_finish_reason() -> None:
     assert choice["finish_reason"] == "stop"
     assert choice["message"]["content"] == "Sunny."
     assert "function_call" not in choice["message"]
+
+
+def test_a_message_has_openai_s_refusal_and_annotations_fields() -> None:
+    from openai.types.chat import ChatCompletion
+
+    text = ChatResponse("up-1", "gpt-x", "Sunny.", finish_reason="stop")
+    body = completion_dict(text, request_id="r")
+    message = body["choices"][0]["message"]
+    # As OpenAI's documented shape has them: null and an empty list.
+    assert (message["refusal"], message["annotations"]) == (None, [])
+    assert ChatCompletion.model_validate(body).choices[0].message.annotations == []

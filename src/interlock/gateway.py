@@ -70,6 +70,35 @@ log = logging.getLogger("interlock.gateway")
 
 # Seconds start-up waits for the budgets' counts to be read from the ledger.
 BUDGET_SEED_WAIT = 2.0
+# The longest model name a ledger row keeps of what a client asked for.
+MODEL_NAME_LIMIT = 128
+# The message the server cancels requests with when its drain time runs out
+# (`server.drain`), so that their ledger rows say why they ended.
+SHUTTING_DOWN = "the gateway is shutting down"
+
+
+class ClientDisconnected(InterlockError):
+    """The ledger's error class for a request its client abandoned: named apart
+    from other failures so that spend and report can count them."""
+
+
+class GatewayShuttingDown(InterlockError):
+    """A request the gateway cut because its drain time at shutdown ran out."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+
+    def __init__(self, message: str = (
+            "The gateway is shutting down and its drain time (--drain-timeout) ran out "
+            "before this request finished; send it again.")) -> None:
+        super().__init__(message)
+
+
+def interruption(exc: BaseException) -> InterlockError:
+    """The error a request's row records when it was cancelled rather than failed."""
+    if isinstance(exc, asyncio.CancelledError) and SHUTTING_DOWN in exc.args:
+        return GatewayShuttingDown()
+    return ClientDisconnected("the client disconnected")
 
 
 @dataclass(slots=True)
@@ -558,6 +587,25 @@ class Gateway:
         raise UnknownModel(name, self.model_names())
 
     # -- bookkeeping -------------------------------------------------------------
+    def record_refused(self, error: InterlockError, *, model: Any, key_id: str | None,
+                       stream: bool = False, request_id: str | None = None) -> None:
+        """The row of a request the server refused before routing it (a body that
+        is not a valid request, a model its client key may not use): no upstream
+        call, so it cost nothing, but the key's attempts still show in spend."""
+        if self.ledger is None:
+            return
+        row = LedgerRow(request_id or new_request_id())
+        row.api_key_id = key_id
+        # As the client gave it, if it gave a name; bounded, since any client can
+        # write it into the operator's ledger.
+        row.requested_model = model[:MODEL_NAME_LIMIT] if isinstance(model, str) else None
+        row.status = "error"
+        row.error_class = type(error).__name__
+        row.attempts = 0
+        row.cost_usd = Decimal(0)
+        row.stream = stream
+        self.ledger.record(row)
+
     def _recording_failure(self, meta: ResponseMeta, started: float, request: ChatRequest,
                            key_id: str | None) -> _RecordingFailure:
         """A failed or abandoned request still leaves its ledger row."""
@@ -645,9 +693,11 @@ class Gateway:
         # for this row's 23; "Gateway overhead: findings" in docs/benchmarks.md).
         row = LedgerRow(meta.request_id)
         row.api_key_id = key_id
-        row.requested_model = request.model
+        # Bounded, and an unknown name kept out of the groups: any client can
+        # write it into the operator's ledger and reports.
+        row.requested_model = request.model[:MODEL_NAME_LIMIT]
         row.router = decision.router
-        row.routed_group = decision.group
+        row.routed_group = None if isinstance(error, UnknownModel) else decision.group
         row.route_score = decision.score
         row.deployment = meta.deployment
         row.provider = meta.provider
@@ -739,7 +789,7 @@ class _RecordingFailure:
         if isinstance(exc, InterlockError):
             error = exc
         elif isinstance(exc, asyncio.CancelledError):
-            error = InterlockError("the client disconnected")
+            error = interruption(exc)
             error.attempts = self._meta.attempts  # as far as the dispatcher got
         elif isinstance(exc, Exception):
             # A bug: the exception goes on (a gateway client gets a 500), and the
@@ -783,9 +833,12 @@ class GatewayStream:
         elif isinstance(exc, ProviderError):
             self.error = exc
             self._finish(error=exc)
-        else:
-            # Cancelled (client went away), closed early or a bug: still one ledger row.
-            self._finish(error=InterlockError("the stream was cancelled"))
+        elif isinstance(exc, InterlockError):
+            self._finish(error=exc)
+        elif isinstance(exc, Exception):  # a bug: still one ledger row
+            self._finish(error=InternalError(f"{type(exc).__name__} inside Interlock"))
+        else:  # cancelled (the client went away, or shutdown) or closed early
+            self._finish(error=interruption(exc))
 
     @property
     def request(self) -> ChatRequest:
@@ -824,7 +877,7 @@ class GatewayStream:
 
     async def aclose(self) -> None:
         if not self._done:
-            self._finish(error=InterlockError("the client disconnected"))
+            self._finish(error=ClientDisconnected("the client disconnected"))
         unsettled, self._unsettled = self._unsettled, None
         try:
             if unsettled is not None:

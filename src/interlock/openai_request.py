@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from interlock.errors import InvalidRequest
 from interlock.types import (
@@ -493,14 +493,22 @@ _OPTIONAL = frozenset({"max_tokens", "max_completion_tokens", "stream_options",
                        *(key for keys, _, _ in _OPTIONAL_FIELDS for key in keys)})
 
 
+def _no_model_name(model: Any) -> NoReturn:
+    if model is not None and model != "":  # given, but not a name
+        raise InvalidRequest(f"'model' must be a string, the name of a model group; got "
+                             f"{type(model).__name__} {model!r:.40}.", param="model",
+                             code="invalid_type")
+    raise InvalidRequest("'model' is required: the name of a model group.", param="model",
+                         code="missing_required_parameter")
+
+
 def parse_chat_request(body: Any) -> ChatRequest:
     """Validate an OpenAI chat-completions body and build the neutral request."""
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        raise InvalidRequest("'model' is required: the name of a model group.", param="model",
-                             code="missing_required_parameter")
+        _no_model_name(model)
     raw_messages = body.get("messages")
     if not isinstance(raw_messages, list) or not raw_messages:
         raise InvalidRequest("'messages' is required: a non-empty list of messages.",

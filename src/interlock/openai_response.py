@@ -67,12 +67,12 @@ def completion_dict(response: ChatResponse, *, request_id: str,
                     legacy_functions: bool = False) -> dict[str, Any]:
     """`legacy_functions`: the request used the deprecated `functions`, whose
     callers read `message.function_call` and finish_reason "function_call"."""
-    message: dict[str, Any] = {"role": "assistant", "content": response.content}
+    # `refusal` and `annotations` always, as OpenAI sends them (null and []):
+    # strict clients' schemas require them.
+    message: dict[str, Any] = {"role": "assistant", "content": response.content,
+                               "refusal": response.refusal,
+                               "annotations": response.annotations or []}
     finish: str | None = response.finish_reason
-    if response.refusal is not None:
-        message["refusal"] = response.refusal
-    if response.annotations:
-        message["annotations"] = response.annotations
     if response.tool_calls and legacy_functions:
         # The legacy API has one call per answer (it predates parallel calls).
         first = response.tool_calls[0]

@@ -149,7 +149,7 @@ async def test_a_refusal_comes_back_as_a_refusal_whole_and_streamed(
     # Not content: a client reading structured output must be able to tell.
     assert (whole.content, whole.refusal) == (None, said)
     assert completion_dict(whole, request_id="r")["choices"][0]["message"] == {
-        "role": "assistant", "content": None, "refusal": said}
+        "role": "assistant", "content": None, "refusal": said, "annotations": []}
     assert [d.refusal for d in deltas if d.refusal] == ["I can't ", "help wit", "h that r",
                                                        "equest."]
     acc = StreamAccumulator()

@@ -259,6 +259,24 @@ async def test_report_renders_a_page_with_images(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("command", [["spend"], ["report"], ["cost", "simulate", "--from-ledger"]])
+def test_ledger_commands_with_a_config_without_a_ledger_say_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]) -> None:
+    # Another gateway's ledger at the default path in the working directory...
+    monkeypatch.chdir(tmp_path)
+    Path(LedgerSettings().database or "").write_bytes(b"")
+    config = tmp_path / "c.yaml"
+    config.write_text("model_list:\n"
+                      "  - model_name: a\n"
+                      "    litellm_params: {model: openai/gpt-4o, api_key: x}\n"
+                      "ledger: {database: null}\n")
+    result = runner.invoke(app, [*command, "--config", str(config)])
+    # ...is not this config's.
+    assert result.exit_code == 1
+    assert "has no ledger (ledger.database is null)" in result.output
+    assert "--database" in result.output
+
+
+@pytest.mark.parametrize("command", [["spend"], ["report"], ["cost", "simulate", "--from-ledger"]])
 def test_ledger_commands_without_a_ledger_say_so(tmp_path: Path, command: list[str]) -> None:
     missing = tmp_path / "no-dir" / "ledger.sqlite"
     result = runner.invoke(app, [*command, "--database", str(missing)])
@@ -532,3 +550,38 @@ async def test_spend_shows_long_names_whole(tmp_path: Path) -> None:
     # The columns still line up: every row as wide as the header.
     table = [line for line in lines if line.split()[0] in {*names, "total"}]
     assert {len(line) for line in table} == {len(lines[0])}
+
+
+async def test_report_headline_totals_what_spend_totals(tmp_path: Path) -> None:
+    db = str(tmp_path / "ledger.sqlite")
+    row = {"routed_group": "high-quality", "deployment": "hq", "provider": "anthropic",
+           "model": "claude-sonnet-4-20250514", "input_tokens": 1_000}
+    await _recorded(db, [
+        LedgerRow(request_id="ok", cost_usd=Decimal("1"), output_tokens=500, **row),
+        # A stream that broke after its first byte: billed, so its cost is recorded.
+        LedgerRow(request_id="broke", status="error", error_class="ConnectionFailed",
+                  cost_usd=Decimal("0.5"), usage_estimated=True, stream=True, **row)])
+    spend = json.loads(runner.invoke(app, ["spend", "--database", db, "--json"]).output)
+    assert Decimal(spend["total_cost_usd"]) == Decimal("1.5")
+    result = runner.invoke(app, ["report", "--database", db, "--out",
+                                 str(tmp_path / "r.html")])
+    assert result.exit_code == 0, result.output
+    headline = result.output.splitlines()[0]
+    assert headline.startswith("2 requests, $1.50 recorded")
+    assert "$1.00 of it on successful requests, which the saving below compares" in headline
+
+
+async def test_report_shows_rows_without_a_group_as_one_line(tmp_path: Path) -> None:
+    db = str(tmp_path / "ledger.sqlite")
+    # As the gateway records an unknown model, and a request refused before routing.
+    await _recorded(db, [
+        LedgerRow(request_id="ok", routed_group="budget", deployment="b", cost_usd=Decimal(1)),
+        LedgerRow(request_id="u", requested_model="gpt-5", status="error",
+                  error_class="UnknownModel", cost_usd=Decimal(0)),
+        LedgerRow(request_id="r", requested_model="x" * 128, status="error",
+                  error_class="InvalidRequest", cost_usd=Decimal(0), attempts=0)])
+    result = runner.invoke(app, ["report", "--database", db, "--out",
+                                 str(tmp_path / "r.html")])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"\(unknown or refused\) +2 requests", result.output)
+    assert "gpt-5" not in result.output and "xxxx" not in result.output

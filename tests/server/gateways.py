@@ -25,6 +25,7 @@ import uvicorn
 from interlock.config import load_config
 from interlock.gateway import Gateway
 from interlock.server.app import create_app
+from interlock.server.drain import DrainingServer
 from interlock.testing import FakeUpstream
 
 MASTER_KEY = "sk-interlock-test-master-key"
@@ -97,7 +98,7 @@ def serve(config: dict[str, Any], *, host: str = "127.0.0.1",
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on",
+    server = DrainingServer(uvicorn.Config(app, log_level="warning", lifespan="on",
                                            timeout_graceful_shutdown=drain))
     thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])),
                               name="interlock-test-gateway", daemon=True)

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +20,7 @@ from tests.server.gateways import (
     GROUPS,
     MASTER_KEY,
     RunningGateway,
+    ledger_rows,
     three_provider_config,
 )
 
@@ -217,3 +220,72 @@ async def test_shutdown_drain_is_bounded(
     # The hanging request was cut, not left waiting.
     assert outcome and (isinstance(outcome[0], httpx.HTTPError)
                         or outcome[0].status_code >= 500)
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def uvicorn_errors() -> Iterator[list[logging.LogRecord]]:
+    """What uvicorn logs at ERROR (its loggers do not reach pytest's caplog)."""
+    handler = _Records()
+    logger = logging.getLogger("uvicorn.error")
+    logger.addHandler(handler)
+    yield handler.records
+    logger.removeHandler(handler)
+
+
+async def test_a_stream_cut_by_the_drain_deadline_ends_with_an_error_and_done(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path, uvicorn_errors: list[logging.LogRecord]) -> None:
+    database = tmp_path / "ledger.sqlite"
+    config = three_provider_config(fake_upstream)
+    config["ledger"] = {"database": str(database), "writer": "thread"}
+    gw = start_gateway(config, drain=1.0)
+    # About 19 chunks 0.25 s apart: ~5 s of stream, far past the 1 s drain.
+    fake_upstream.reply(Reply(text=LONG_TEXT, chunk_chars=4))
+    fake_upstream.script(Fault(chunk_interval=0.25), provider="gemini")
+    lines: list[str] = []
+    async with httpx.AsyncClient(timeout=10) as http, http.stream(
+            "POST", gw.base_url + "/chat/completions", headers=AUTH,
+            json={"model": "cost-optimized", "messages": HELLO, "stream": True}) as resp:
+        async for line in resp.aiter_lines():
+            lines.append(line)
+            if '"content"' in line and not gw.server.should_exit:
+                gw.server.should_exit = True  # shutdown begins mid-stream
+        # Reaching here without httpx.RemoteProtocolError: the chunked body ended.
+    events = [line for line in lines if line]
+    assert events[-1] == "data: [DONE]"
+    error = json.loads(events[-2][len("data: "):])["error"]
+    assert "shutting down" in error["message"] and "--drain-timeout" in error["message"]
+    assert error["type"] == "service_unavailable"
+    await asyncio.to_thread(gw.thread.join, 5)
+    assert not gw.thread.is_alive()
+    assert not [r for r in uvicorn_errors if r.levelno >= logging.ERROR]
+    (row,) = ledger_rows(database).values()
+    assert (row["status"], row["error_class"], row["stream"]) == (
+        "error", "GatewayShuttingDown", 1)
+
+
+async def test_a_call_cut_by_the_drain_deadline_gets_a_503(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        uvicorn_errors: list[logging.LogRecord]) -> None:
+    gw = start_gateway(three_provider_config(fake_upstream, timeout=30), drain=0.5)
+    fake_upstream.script(Fault(hang=True), provider="anthropic")
+    async with httpx.AsyncClient(timeout=10) as http:
+        answer = asyncio.ensure_future(http.post(
+            gw.base_url + "/chat/completions", headers=AUTH,
+            json={"model": "high-quality", "messages": HELLO}))
+        await _wait_in_flight(gw, "anthropic", 1, within=2)
+        gw.server.should_exit = True
+        resp = await answer
+    assert resp.status_code == 503
+    assert "shutting down" in resp.json()["error"]["message"]
+    await asyncio.to_thread(gw.thread.join, 5)
+    assert not [r for r in uvicorn_errors if r.levelno >= logging.ERROR]

@@ -69,6 +69,22 @@ async def test_malformed_json_is_400(gateway: RunningGateway) -> None:
     assert "JSON" in error["message"]
 
 
+async def test_a_body_that_is_not_utf8_is_400_saying_where(gateway: RunningGateway) -> None:
+    body = b'{"model": "budget", "messages": [{"role": "user", "content": "a\xff\xfe"}]}'
+    error = _assert_openai_error(await _post(gateway, content=body), 400)
+    offset = body.index(b"\xff")
+    assert error["message"].startswith(
+        f"The request body is not valid UTF-8: byte 0xff at offset {offset}")
+    assert "surrogates" not in error["message"]
+
+
+async def test_a_model_that_is_not_a_string_is_400_saying_so(
+        gateway: RunningGateway) -> None:
+    error = _assert_openai_error(await _post(gateway, {"model": 5, "messages": HELLO}), 400)
+    assert "'model' must be a string" in error["message"] and "int 5" in error["message"]
+    assert "required" not in error["message"]
+
+
 @pytest.mark.parametrize(("body", "param"), [
     ({"messages": HELLO}, "model"),
     ({"model": "budget"}, "messages"),
@@ -135,6 +151,19 @@ async def test_body_over_the_limit_is_413(fake_upstream: FakeUpstream,
     assert "2000" in caught.value.body["message"]
     assert fake_upstream.calls() == 1
     await client.close()
+
+
+async def test_a_declared_length_over_the_limit_is_413_before_the_body(
+        gateway: RunningGateway) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    # Headers declaring 20 MB, and none of the body: the answer must not wait for it.
+    writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n"
+                 b"authorization: Bearer " + MASTER_KEY.encode() + b"\r\n"
+                 b"content-type: application/json\r\ncontent-length: 20000000\r\n\r\n")
+    await writer.drain()
+    status = await asyncio.wait_for(reader.readline(), timeout=5)
+    writer.close()
+    assert status.startswith(b"HTTP/1.1 413")
 
 
 async def test_wrong_method_is_405(gateway: RunningGateway) -> None:
@@ -387,6 +416,24 @@ def test_client_keys_are_checked_when_the_app_is_made(fake_upstream: FakeUpstrea
     assert [k.name for k in loaded.general_settings.api_keys] == ["b"]
     with pytest.raises(ConfigError, match="api_keys are set but there is no master key"):
         create_app(loaded, environ={})
+
+
+def test_a_named_master_key_variable_that_is_unset_is_not_replaced(
+        fake_upstream: FakeUpstream) -> None:
+    # The operator chose NO_SUCH_MASTER: a gateway quietly guarded by
+    # INTERLOCK_MASTER_KEY instead would be running on a key they did not pick.
+    config = three_provider_config(fake_upstream)
+    config["general_settings"] = {"master_key": "os.environ/NO_SUCH_MASTER"}
+    environ = {"INTERLOCK_MASTER_KEY": "sk-some-other-key-0123456789"}
+    loaded = load_config(config, environ=environ)
+    (warning,) = [w for w in loaded.warnings if "master_key" in w]
+    assert "NO_SUCH_MASTER is not set" in warning
+    assert "INTERLOCK_MASTER_KEY is not used in its place" in warning
+    with pytest.raises(ConfigError, match="NO_SUCH_MASTER, which is not set: export it"):
+        create_app(loaded, environ=environ)
+    # Without a master_key in the config, INTERLOCK_MASTER_KEY is the key, as before.
+    config["general_settings"] = {}
+    assert create_app(load_config(config, environ=environ), environ=environ) is not None
 
 
 async def test_a_client_key_asks_only_for_its_models(

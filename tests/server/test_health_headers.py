@@ -53,6 +53,9 @@ async def test_models_lists_every_group(gateway: RunningGateway) -> None:
     models = await client.models.list()
     assert sorted(m.id for m in models.data) == ["budget", "cost-optimized", "high-quality"]
     assert all(m.object == "model" for m in models.data)
+    # A real time (the gateway's start), not 0: clients sort and show it.
+    assert all(0 < time.time() - m.created < 600 for m in models.data)
+    assert (await client.models.retrieve("budget")).created == models.data[0].created
     await client.close()
 
 

@@ -103,7 +103,9 @@ async def test_a_made_key_has_its_limits_and_expires(
 
 
 @pytest.mark.parametrize(("body", "status", "says"), [
-    ({"name": "x", "modles": ["budget"]}, 400, "modles: Extra inputs are not permitted"),
+    ({"name": "x", "modles": ["budget"]}, 400,
+     "modles: not a field of a client key; did you mean 'models'?"),
+    ({"name": "x", "rpm_limt": 5}, 400, "did you mean 'rpm_limit'?"),
     ({"name": "x", "duration": "a week"}, 400, "duration: got 'a week'"),
     ({"name": "x", "duration": "99999999d"}, 400, "at most 36,500 days"),
     ({"name": "x", "models": ["bugdet"]}, 400, "'bugdet' is not a name clients can ask for"),
@@ -120,6 +122,16 @@ async def test_what_generate_refuses_and_why(
     assert answer.status_code == status, answer.text
     assert says in answer.json()["error"]["message"]
     assert (await _call(gw, "GET", "/key/list")).json() == {"keys": []}
+
+
+async def test_a_misspelt_field_is_named_as_the_param(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path) -> None:
+    gw = start_gateway(_config(fake_upstream, tmp_path / "ledger.sqlite"))
+    said = [(await _call(gw, "POST", "/key/generate", {"name": "x", **field})).json()["error"]
+            for field in ({"rpm_limt": 5}, {"rpm_limit": 0})]
+    assert [(e["param"], e["code"]) for e in said] == [
+        ("rpm_limt", "unknown_parameter"), ("rpm_limit", "invalid_value")]
 
 
 async def test_names_are_given_once_and_deleting_nothing_is_a_404(

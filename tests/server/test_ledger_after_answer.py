@@ -138,7 +138,7 @@ async def test_a_stream_left_early_or_broken_mid_way_leaves_one_row_that_says_so
     await gw.aclose()
     rows = ledger_rows(database)
     assert len(rows) == 3
-    assert (rows["left"]["status"], rows["left"]["error_class"]) == ("error", "InterlockError")
+    assert (rows["left"]["status"], rows["left"]["error_class"]) == ("error", "ClientDisconnected")
     assert (broken.error is not None and
             (rows["broken"]["status"], rows["broken"]["error_class"]) ==
             ("error", "ConnectionFailed"))
@@ -176,7 +176,7 @@ async def test_a_call_the_client_left_before_any_answer_names_its_deployment(
         await call
     await gw.aclose()
     row = ledger_rows(database)["left"]
-    assert (row["status"], row["error_class"]) == ("error", "InterlockError")
+    assert (row["status"], row["error_class"]) == ("error", "ClientDisconnected")
     assert row["provider"] == "openai" and row["deployment"]
     assert row["attempts"] == 1
     assert row["usage_estimated"] and row["output_tokens"] == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 from tests.server.gateways import MASTER_KEY, RunningGateway, ledger_rows, three_provider_config
@@ -56,3 +57,58 @@ async def test_each_request_leaves_one_ledger_row(
     assert (row["status"], row["error_class"], row["provider"]) == (
         "error", "RateLimited", "openai")
     assert row["attempts"] == 1
+
+
+async def test_requests_refused_before_routing_leave_a_row(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path) -> None:
+    database = tmp_path / "ledger.sqlite"
+    interns_key = {"name": "interns", "key": "sk-interns-0123456789", "models": ["budget"]}
+    gw = start_gateway({
+        **three_provider_config(fake_upstream),
+        "general_settings": {"master_key": MASTER_KEY, "api_keys": [interns_key]},
+        "ledger": {"database": str(database), "writer": "thread"}})
+    interns = {"authorization": "Bearer sk-interns-0123456789"}
+    refused = {
+        "bad role": {"model": "budget", "messages": [{"role": "wizard", "content": "hi"}]},
+        "temperature": {"model": "budget", "messages": HELLO, "temperature": 99,
+                        "stream": True},
+        "not allowed": {"model": "high-quality", "messages": HELLO},
+        "long name": {"model": "x" * 5000, "messages": HELLO},
+    }
+    ids = {}
+    async with httpx.AsyncClient(timeout=10) as http:
+        for name, body in refused.items():
+            resp = await http.post(gw.base_url + "/chat/completions", headers=interns,
+                                   json=body)
+            assert resp.status_code in (400, 403), (name, resp.text)
+            ids[name] = resp.headers["x-request-id"]
+    gw.stop()
+    rows = ledger_rows(database)
+    assert len(rows) == len(refused)
+    for name, request_id in ids.items():
+        row = rows[request_id]
+        assert (row["status"], row["api_key_id"], row["attempts"]) == (
+            "error", "interns", 0), name
+        assert row["cost_nanousd"] == 0 and row["provider"] is None, name
+    assert rows[ids["bad role"]]["error_class"] == "InvalidRequest"
+    assert rows[ids["temperature"]]["stream"] == 1
+    assert rows[ids["not allowed"]]["error_class"] == "ModelNotAllowed"
+    assert rows[ids["not allowed"]]["requested_model"] == "high-quality"
+    assert rows[ids["long name"]]["requested_model"] == "x" * 128
+
+
+async def test_an_unknown_model_is_recorded_without_a_group(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path) -> None:
+    database = tmp_path / "ledger.sqlite"
+    gw = start_gateway({**three_provider_config(fake_upstream),
+                        "ledger": {"database": str(database), "writer": "thread"}})
+    client = gw.openai()
+    with pytest.raises(openai.NotFoundError):
+        await client.chat.completions.create(model="gpt-5" + "x" * 500, messages=HELLO)
+    await client.close()
+    gw.stop()
+    (row,) = ledger_rows(database).values()
+    assert (row["error_class"], row["routed_group"]) == ("UnknownModel", None)
+    assert row["requested_model"] == ("gpt-5" + "x" * 500)[:128]

@@ -121,8 +121,9 @@ def _connections(config: InterlockConfig) -> list[dict[str, Any]]:
     ledger = config.ledger
     if ledger is not None and ledger.database:
         shown = ledger.model_dump(mode="json")["database"]
-        out.append({"what": f"ledger database {shown}",
-                    "error": _failure(lambda: _reach_database(ledger.database or ""))})
+        error = _failure(lambda: _reach_database(ledger.database or ""))
+        out.append({"what": f"ledger database {shown}", "error": error,
+                    "note": None if error else _sqlite_note(ledger.database)})
     redis_url = config.router_settings.redis_connection_url()
     if redis_url:
         out.append({"what": f"Redis {redact(redis_url)}",
@@ -139,18 +140,43 @@ def _failure(reach: Callable[[], None]) -> str | None:
     return None
 
 
+def _sqlite_folder_can_be_made(folder: Path) -> None:
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(f"{existing} is a file, so the folder {folder} for the "
+                                 "SQLite file cannot be made")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"the folder {folder} for the SQLite file "
+                              + ("is not writable" if existing == folder else
+                                 f"cannot be made: {existing} is not writable"))
+
+
+def _sqlite_note(database: str) -> str | None:
+    """What serve will do about a SQLite file's missing folder."""
+    import sqlalchemy as sa
+
+    from interlock.costs.schema import database_url
+
+    url = sa.make_url(database_url(database))
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    folder = Path(url.database).resolve().parent
+    return None if folder.is_dir() else f"serve will create the folder {folder}"
+
+
 def _reach_database(database: str) -> None:
     import sqlalchemy as sa
 
     from interlock.costs.schema import make_engine
 
-    # A SQLite file is made at the first write: its folder is what must exist.
+    # A SQLite file is made at the first write, in a folder serve creates if it
+    # is missing (as the ledger's writer does): what must hold is that it can.
     engine = make_engine(database, connect_timeout=5.0, create_dirs=False)
     try:
         if engine.url.get_backend_name() == "sqlite" and engine.url.database:
-            folder = Path(engine.url.database).resolve().parent
-            if not folder.is_dir():
-                raise FileNotFoundError(f"no folder {folder} for the SQLite file")
+            _sqlite_folder_can_be_made(Path(engine.url.database).resolve().parent)
             return
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
@@ -179,7 +205,8 @@ def _print(report: dict[str, Any]) -> None:
     echo(f"ledger: {report['ledger'] or 'off'}")
     echo(f"clients may ask for: {', '.join(report['names_clients_can_ask_for'])}")
     for c in report.get("connections", ()):
-        echo(f"{c['what']}: {'reached' if c['error'] is None else 'UNREACHABLE'}")
+        echo(f"{c['what']}: "
+             + ("UNREACHABLE" if c["error"] is not None else c.get("note") or "reached"))
     for b in report["budgets"]:
         period = b["period"]
         every = f"a {period}" if isinstance(period, str) else f"every {period:g} hours"

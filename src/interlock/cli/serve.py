@@ -56,6 +56,7 @@ def serve(
     from interlock.cli import serve_logging
     from interlock.config import load_config
     from interlock.errors import ConfigError, RouterNotTrained
+    from interlock.server import drain as draining
     from interlock.server.app import create_app
 
     try:
@@ -88,7 +89,11 @@ def serve(
                    f"{_some(loaded.group_names)} ({workers} worker"
                    f"{'s' if workers > 1 else ''}); Ctrl-C stops it", err=True)
     if workers == 1:
-        uvicorn.run(app, **common)  # type: ignore[arg-type]
+        # uvicorn.run's server, but one that tells the app when shutdown begins,
+        # so that requests still running at the drain's end finish with an error
+        # (a stream's event and [DONE]) rather than being cut (server/drain.py).
+        if not draining.serve_one(app, **common):
+            raise typer.Exit(3)  # uvicorn's code for a failed start; it said why
         return
     for warning in per_worker_limits(loaded, workers):
         log.warning("%s", warning)

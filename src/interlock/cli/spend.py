@@ -60,6 +60,11 @@ def ledger_source(config: Path | None, database: str | None,
     db = database
     prefix = table_prefix
     if loaded is not None:
+        if not db and not (loaded.ledger and loaded.ledger.database):
+            # Not the default file in this folder: it may be another gateway's.
+            typer.echo(f"error: {config} has no ledger (ledger.database is null), so there "
+                       "is nothing of its to read; name a ledger with --database", err=True)
+            raise typer.Exit(1)
         db = db or loaded.ledger.database
         prefix = prefix or loaded.ledger.table_prefix
     if not db:

@@ -299,8 +299,12 @@ def _resolve_master_key(general: GeneralSettings, env: Mapping[str, str]) -> lis
     general.master_key = SecretStr(value) if value else None
     if value:
         return []
-    return [f"general_settings.master_key: the environment variable {var} is not set; "
-            "the gateway has no master key"]
+    # No fallback to INTERLOCK_MASTER_KEY here: a gateway quietly guarded by a key
+    # other than the one the operator named is worse than one that will not start.
+    general._unset_master_key_var = var
+    return [f"general_settings.master_key: the environment variable {var} is not set, so "
+            "the gateway has no master key (INTERLOCK_MASTER_KEY is not used in its place "
+            f"when the config names a variable); export {var}"]
 
 
 def _resolve_api_keys(general: GeneralSettings, env: Mapping[str, str]) -> list[str]:

@@ -90,6 +90,15 @@ def _describe(err: Mapping[str, Any], root: type[BaseModel]) -> tuple[str, str]:
     if kind == "extra_forbidden":
         valid = _valid_keys(root, loc[:-1])
         return path, "unknown key" + did_you_mean(str(loc[-1]), valid or [])
+    if kind == "union_tag_invalid":  # a `type:` naming no kind of section
+        ctx = err.get("ctx") or {}
+        tags = re.findall(r"'([^']*)'", str(ctx.get("expected_tags", "")))
+        return f"{path}.{ctx.get('discriminator', 'type')}".replace("'", ""), (
+            f"got {ctx.get('tag')!r}; expected one of {', '.join(map(repr, tags))}"
+            + did_you_mean(str(ctx.get("tag")), tags, list_valid=False))
+    if kind == "too_short" and isinstance(err.get("input"), list) and not err["input"]:
+        return path, (f"got []; expected at least {(err.get('ctx') or {}).get('min_length', 1)}"
+                      " entry")
     msg = msg.removeprefix("Value error, ")
     if msg.startswith("Input should be "):
         msg = "expected " + msg.removeprefix("Input should be ")

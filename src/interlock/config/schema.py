@@ -362,6 +362,13 @@ class GeneralSettings(AcceptsIgnoredKeys):
     drain_timeout: float = Field(default=30.0, ge=0)
     host: str | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
+    # The variable `master_key: os.environ/VAR` named, when it was not set: then
+    # INTERLOCK_MASTER_KEY is not used in its place (the operator chose VAR).
+    _unset_master_key_var: str | None = PrivateAttr(default=None)
+
+    @property
+    def unset_master_key_var(self) -> str | None:
+        return self._unset_master_key_var
 
 
 class InterlockConfig(BaseModel):

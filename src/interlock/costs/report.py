@@ -14,6 +14,7 @@ Imports: the standard library, `costs.prices`, `costs.queries`,
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import io
 from collections.abc import Mapping
@@ -44,6 +45,12 @@ class ReportData:
     # Where the groups' prices for the comparison came from: "config" (the prices
     # the gateway recorded with) or "genai-prices" (the list prices, which may not be).
     prices_from: str = "config"
+
+    @property
+    def total_usd(self) -> Decimal:
+        """Every recorded cost, as `interlock spend` totals it (failed requests that
+        were billed, such as broken streams, included)."""
+        return sum((g.cost_usd for g in self.groups), Decimal(0))
 
     @property
     def most_expensive(self) -> tuple[str, Decimal] | None:
@@ -82,10 +89,16 @@ def group_prices(reader: LedgerReader,
     return out
 
 
+# The line for rows with no group: refused before routing, or asking for a model
+# no group serves (whose names, chosen by clients, are not made into groups).
+NO_GROUP = "(unknown or refused)"
+
+
 def build_report(reader: LedgerReader, prices: Mapping[str, ModelPrice | None],
                  *, since: datetime | None = None, prices_from: str = "config"
                  ) -> ReportData:
-    groups = reader.spend("group", since=since)
+    groups = [dataclasses.replace(g, key=NO_GROUP) if g.key == "(none)" else g
+              for g in reader.spend("group", since=since)]
     first, last = reader.period()
     result = replay(reader.usage(since=since), prices)
     return ReportData(
@@ -104,9 +117,14 @@ def build_report(reader: LedgerReader, prices: Mapping[str, ModelPrice | None],
 
 
 def summary_lines(data: ReportData) -> list[str]:
-    lines = [f"{data.requests:,} requests, {money(data.recorded_usd)} recorded"
+    # The same total as `interlock spend` (every row's known cost, failed ones'
+    # too); the saving compares successful requests only, so that part is named.
+    total = data.total_usd
+    lines = [f"{data.requests:,} requests, {money(total)} recorded"
              + (f" ({data.first:%Y-%m-%d} to {data.last:%Y-%m-%d})"
-                if data.first and data.last else "")]
+                if data.first and data.last else "")
+             + (f"; {money(data.recorded_usd)} of it on successful requests, which the "
+                "saving below compares" if total != data.recorded_usd else "")]
     for g in data.groups:
         share = g.requests / data.requests * 100 if data.requests else 0
         lines.append(f"  {g.key:<24} {g.requests:>8,} requests ({share:5.1f}%)  "

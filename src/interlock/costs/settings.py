@@ -8,9 +8,9 @@ Imports: pydantic, the standard library, `masking`.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from interlock.masking import MaskedModel
 
@@ -42,6 +42,20 @@ class Budget(BaseModel):
     api_key: str | None = None
     period: Literal["day", "month"] | float = "month"  # a number means hours
     max_usd: Decimal = Field(gt=0)
+
+    @field_validator("period", mode="before")
+    @classmethod
+    def _period(cls, value: Any) -> Any:
+        # One message naming all three forms, instead of one per member of the union.
+        if value in ("day", "month"):
+            return value
+        try:
+            hours = float(value) if not isinstance(value, bool) else 0.0
+        except (TypeError, ValueError):
+            hours = 0.0
+        if hours > 0:
+            return hours
+        raise ValueError("expected 'day', 'month' or a number of hours (168 for a week)")
 
     @model_validator(mode="after")
     def _one_target(self) -> Budget:

@@ -15,6 +15,7 @@ import gc
 import ipaddress
 import logging
 import os
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,6 +35,7 @@ from interlock.server.asgi_io import (
 )
 from interlock.server.auth import BearerAuth, any_threshold, caller_models
 from interlock.server.chat import ChatCompletions
+from interlock.server.drain import Drain
 from interlock.server.embeddings import EmbeddingsEndpoint
 from interlock.server.guard import ErrorGuard
 from interlock.server.key_admin import METHODS as KEY_PATHS
@@ -56,12 +58,16 @@ class InterlockApp:
     def __init__(self, gateway: Gateway, *, max_body_bytes: int = DEFAULT_MAX_BODY,
                  tune_gc: bool = False) -> None:
         self.gateway = gateway
-        self._chat = ChatCompletions(gateway, max_body_bytes=max_body_bytes)
+        # Found by `server.drain.DrainingServer`, which says when shutdown begins.
+        self.drain = Drain()
+        self._chat = ChatCompletions(gateway, max_body_bytes=max_body_bytes, drain=self.drain)
         self._embeddings = EmbeddingsEndpoint(gateway, max_body_bytes=max_body_bytes)
         self._keys = KeyAdmin(gateway, max_body_bytes=max_body_bytes, config_keys={
             k.name for k in gateway.config.general_settings.api_keys})
         self._ready = False
         self._tune_gc = tune_gc
+        # /v1/models' `created`: the groups exist (as served) since the app was made.
+        self._created = int(time.time())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -126,12 +132,13 @@ class InterlockApp:
         return names if allowed is None else [n for n in names if n in allowed]
 
     def _models(self, scope: Scope) -> dict[str, Any]:
-        return {"object": "list", "data": [_model_card(name) for name in self._names(scope)]}
+        return {"object": "list",
+                "data": [_model_card(name, self._created) for name in self._names(scope)]}
 
     async def _model(self, name: str, scope: Scope, send: Send) -> None:
         known = self._names(scope)
         if name in known:
-            await send_json(send, 200, _model_card(name))
+            await send_json(send, 200, _model_card(name, self._created))
         else:  # the same 404 a chat request for that name gets
             await send_error(send, UnknownModel(name, known))
 
@@ -185,8 +192,8 @@ def tune_collector() -> None:
     gc.set_threshold(max(GEN0_THRESHOLD, gen0), gen1, gen2)
 
 
-def _model_card(name: str) -> dict[str, Any]:
-    return {"id": name, "object": "model", "created": 0, "owned_by": "interlock"}
+def _model_card(name: str, created: int) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": created, "owned_by": "interlock"}
 
 
 async def _method_not_allowed(send: Send, allowed: str) -> None:
@@ -206,9 +213,15 @@ def _is_loopback(host: str) -> bool:
 
 def master_key_from(config: InterlockConfig, environ: Mapping[str, str]) -> str | None:
     """The config's key, else INTERLOCK_MASTER_KEY in `environ` (which may differ
-    from the environment the config was loaded under, in tests and embedders)."""
-    key = config.general_settings.master_key
-    return (key.get_secret_value() if key else None) or environ.get("INTERLOCK_MASTER_KEY") or None
+    from the environment the config was loaded under, in tests and embedders),
+    unless the config named a variable of its own that is unset."""
+    settings = config.general_settings
+    key = settings.master_key
+    if key:
+        return key.get_secret_value() or None
+    if settings.unset_master_key_var is not None:
+        return None
+    return environ.get("INTERLOCK_MASTER_KEY") or None
 
 
 def create_app(config: InterlockConfig, *, host: str = "127.0.0.1",
@@ -240,6 +253,11 @@ def create_app(config: InterlockConfig, *, host: str = "127.0.0.1",
             return ErrorGuard(BearerAuth(app, key, clients, gateway.keys))
         except ValueError as exc:
             raise ConfigError(f"general_settings.api_keys: {exc}.") from None
+    if settings.unset_master_key_var is not None:
+        raise ConfigError(
+            f"general_settings.master_key names the environment variable "
+            f"{settings.unset_master_key_var}, which is not set: export it. (The gateway "
+            "does not fall back to INTERLOCK_MASTER_KEY when the config names a variable.)")
     if clients:
         raise ConfigError(
             "general_settings.api_keys are set but there is no master key: set "

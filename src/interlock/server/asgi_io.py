@@ -95,10 +95,19 @@ async def send_plain_error(send: Send, status: int, message: str, *, type_: str,
 ANSWERED: Any = object()
 
 
-async def read_json(receive: Receive, send: Send, limit: int) -> Any:
+def _declares_too_much(scope: Scope | None, limit: int) -> bool:
+    declared = header(scope, b"content-length") if scope is not None else None
+    return declared is not None and declared.isdigit() and int(declared) > limit
+
+
+async def read_json(receive: Receive, send: Send, limit: int,
+                    scope: Scope | None = None) -> Any:
     """The parsed request body, or ANSWERED when the client was already answered
-    (a body over `limit`, or not JSON) or has gone."""
+    (a body over `limit`, or not JSON) or has gone. A Content-Length in `scope`'s
+    headers over `limit` is answered at once, without waiting for the body."""
     try:
+        if _declares_too_much(scope, limit):
+            raise BodyTooLarge()
         raw = await read_body(receive, limit)
     except BodyTooLarge:
         await send_plain_error(
@@ -111,10 +120,21 @@ async def read_json(receive: Receive, send: Send, limit: int) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        await send_plain_error(
-            send, 400, f"The request body is not valid JSON ({exc}).",
-            type_="invalid_request_error", code="invalid_json")
+        await send_plain_error(send, 400, _not_json(raw, exc),
+                               type_="invalid_request_error", code="invalid_json")
         return ANSWERED
+
+
+def _not_json(raw: bytes, exc: orjson.JSONDecodeError) -> str:
+    # orjson reports bytes that are not UTF-8 as "surrogates not allowed" at a
+    # position that is not theirs: find the byte, only once the body has failed.
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return (f"The request body is not valid UTF-8: byte 0x{raw[bad.start]:02x} at offset "
+                f"{bad.start} cannot start or continue a character. Send JSON encoded as "
+                "UTF-8.")
+    return f"The request body is not valid JSON ({exc})."
 
 
 def meta_headers(error: InterlockError) -> list[tuple[bytes, bytes]]:

@@ -10,6 +10,7 @@ Imports: orjson, the standard library, `gateway`, `openai_*`, `errors`, `server.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import Any
 import orjson
 
 from interlock.errors import InterlockError
-from interlock.gateway import Gateway, GatewayStream, new_request_id
+from interlock.gateway import Gateway, GatewayShuttingDown, GatewayStream, new_request_id
 from interlock.openai_request import include_usage, parse_chat_request
 from interlock.openai_response import ChunkRenderer, completion_dict, error_dict
 from interlock.server.asgi_io import (
@@ -33,6 +34,7 @@ from interlock.server.asgi_io import (
 )
 from interlock.server.auth import caller_key_id, check_model
 from interlock.server.disconnect import Disconnected, race_disconnect
+from interlock.server.drain import Drain
 from interlock.types import ChatRequest
 
 log = logging.getLogger("interlock.server")
@@ -48,26 +50,33 @@ class _Call:
     key_id: str | None
     arrived: float  # perf_counter at arrival, so reported overhead includes parsing
     include_usage: bool
+    answered: bool = False  # the response has begun: a shutdown cut can no longer answer
 
 
 class ChatCompletions:
-    def __init__(self, gateway: Gateway, *, max_body_bytes: int) -> None:
+    def __init__(self, gateway: Gateway, *, max_body_bytes: int,
+                 drain: Drain | None = None) -> None:
         self.gateway = gateway
         self.max_body_bytes = max_body_bytes
+        self.drain = drain or Drain()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         arrived = time.perf_counter()
-        body = await read_json(receive, send, self.max_body_bytes)
+        body = await read_json(receive, send, self.max_body_bytes, scope)
         if body is ANSWERED:
             return
         try:
             request = self.gateway.bounded_for_client(parse_chat_request(body))
             check_model(scope, request.model)
         except InterlockError as exc:
-            await send_error(send, exc)
+            await refuse(self.gateway, scope, send, exc, body)
             return
         call = _Call(request, new_request_id(), caller_key_id(scope),
                      arrived, include_usage(body))
+        task = self.drain.enter()
+        if task is None:  # shutdown has already cut the requests in flight
+            await send_error(send, GatewayShuttingDown())
+            return
         try:
             if request.stream:
                 await self._stream(call, receive, send)
@@ -75,6 +84,15 @@ class ChatCompletions:
                 await self._complete(call, receive, send)
         except Disconnected:
             log.info("client disconnected; request %s cancelled", call.request_id)
+        except asyncio.CancelledError:
+            if not self.drain.claim(task):
+                raise
+            # Cut by shutdown before its answer began (a stream's writer answers
+            # for itself): the row is written; the client gets a 503, not a reset.
+            if not call.answered:
+                await send_error(send, GatewayShuttingDown())
+        finally:
+            self.drain.leave(task)
 
     async def _complete(self, call: _Call, receive: Receive, send: Send) -> None:
         try:
@@ -86,6 +104,7 @@ class ChatCompletions:
             return
         # The answer goes out before its ledger row is made: the client does not
         # wait for the bookkeeping.
+        call.answered = True
         try:
             await send_json(send, 200, completion_dict(
                 done.response, request_id=call.request_id,
@@ -108,11 +127,22 @@ class ChatCompletions:
             # Nothing has been sent yet, so this is still a plain HTTP error.
             await send_error(send, exc, meta_headers(exc))
             return
+        call.answered = True
         try:
             await _SseWriter(send, stream, call.request_id, call.include_usage,
-                             call.request.legacy_functions).run()
+                             call.request.legacy_functions, self.drain).run()
         finally:
             await stream.aclose()
+
+
+async def refuse(gateway: Gateway, scope: Scope, send: Send, error: InterlockError,
+                 body: Any, prefix: str = "chatcmpl-") -> None:
+    """Answer a request refused before routing, and leave its ledger row."""
+    request_id = new_request_id(prefix)
+    fields = body if isinstance(body, dict) else {}
+    gateway.record_refused(error, model=fields.get("model"), key_id=caller_key_id(scope),
+                           stream=fields.get("stream") is True, request_id=request_id)
+    await send_error(send, error, [(b"x-request-id", request_id.encode())])
 
 
 def _event(data: Any) -> bytes:
@@ -128,8 +158,10 @@ class _SseWriter:
     (`DeltaBatch.final`) goes out with the end, the usage chunk and `[DONE]`."""
 
     def __init__(self, send: Send, stream: GatewayStream, request_id: str,
-                 include_usage: bool, legacy_functions: bool = False) -> None:
+                 include_usage: bool, legacy_functions: bool = False,
+                 drain: Drain | None = None) -> None:
         self.send = send
+        self.drain = drain
         self.stream = stream
         self.request_id = request_id
         self.include_usage = include_usage
@@ -158,6 +190,11 @@ class _SseWriter:
             log.warning("stream %s broke after its first byte: %s", self.request_id,
                         exc.message)
             end = _event(error_dict(exc))
+        except asyncio.CancelledError:
+            if self.drain is None or not self.drain.claim(asyncio.current_task()):
+                raise  # the client left: there is no one to write to
+            # Shutdown's drain time ran out: end the stream as any broken one ends.
+            end = _event(error_dict(GatewayShuttingDown()))
         except Exception:
             # A bug must still end the stream with an error event, not a clean [DONE].
             log.exception("stream %s failed inside Interlock", self.request_id)

@@ -26,6 +26,7 @@ from interlock.server.asgi_io import (
     send_json,
 )
 from interlock.server.auth import caller_key_id, check_model
+from interlock.server.chat import refuse
 from interlock.server.disconnect import Disconnected, race_disconnect
 
 log = logging.getLogger("interlock.server")
@@ -38,7 +39,7 @@ class EmbeddingsEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         arrived = time.perf_counter()
-        body = await read_json(receive, send, self.max_body_bytes)
+        body = await read_json(receive, send, self.max_body_bytes, scope)
         if body is ANSWERED:
             return
         try:
@@ -46,7 +47,7 @@ class EmbeddingsEndpoint:
             request.routing = self.gateway.bounded_for_client(request.routing)
             check_model(scope, request.model)
         except InterlockError as exc:
-            await send_error(send, exc)
+            await refuse(self.gateway, scope, send, exc, body, prefix="embd-")
             return
         request_id = new_request_id("embd-")
         try:

@@ -44,6 +44,7 @@ from pydantic import (
     model_validator,
 )
 
+from interlock.config.report import did_you_mean
 from interlock.gateway import Gateway
 from interlock.key_store import KeyNameTaken, KeyStore
 from interlock.server.asgi_io import ANSWERED, Receive, Scope, Send, read_json, send_json
@@ -158,7 +159,7 @@ class KeyAdmin:
                 await send_json(send, 200, {**found.as_dict(), "spend_usd": spend.get(name),
                                             "budget_status": await self._spend(name)})
         else:
-            body = await read_json(receive, send, self._max_body_bytes)
+            body = await read_json(receive, send, self._max_body_bytes, scope)
             if body is ANSWERED:
                 return
             try:
@@ -182,7 +183,8 @@ class KeyAdmin:
             asked = GenerateKey.model_validate(body)
             lifetime = asked.lifetime()
         except (ValidationError, ValueError) as exc:
-            await _invalid(send, first_problem(exc))
+            await _invalid(send, first_problem(exc), param=problem_field(exc),
+                           code=_problem_code(exc))
             return None
         problem = (new_key_problem(self.gateway, asked, self._config_keys) if new
                    else models_problem(self.gateway, asked.models))
@@ -309,10 +311,28 @@ def name_taken(name: str) -> str:
             "records, so each is given once. Pick another name, or delete that key first.")
 
 
+def problem_field(exc: Exception) -> str | None:
+    """The body field the first problem is in, for the error's `param`."""
+    if isinstance(exc, ValidationError) and exc.errors()[0]["loc"]:
+        return str(exc.errors()[0]["loc"][0])
+    return None
+
+
+def _problem_code(exc: Exception) -> str:
+    if isinstance(exc, ValidationError) and exc.errors()[0]["type"] == "extra_forbidden":
+        return "unknown_parameter"
+    return "invalid_value"
+
+
 def first_problem(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         error = exc.errors()[0]
         message = error["msg"]
+        if error["type"] == "extra_forbidden" and error["loc"]:
+            # A misspelt field: say which was meant, as the config loader does.
+            field = str(error["loc"][-1])
+            return (f"{field}: not a field of a client key"
+                    f"{did_you_mean(field, sorted(GenerateKey.model_fields))}")
         if error["type"] == "value_error":  # our own checks' text, without pydantic's prefix
             message = str(error.get("ctx", {}).get("error", message))
             if not error["loc"]:  # a check of the whole body names the field itself
