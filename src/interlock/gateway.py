@@ -111,6 +111,9 @@ class ResponseMeta:
     deployment: str | None = None
     provider: str | None = None
     attempts: list[Attempt] = field(default_factory=list)
+    # Seconds the dispatcher waited on purpose (backoff, cooldowns, slots): like
+    # the upstream calls, not Interlock's overhead.
+    waits: list[float] = field(default_factory=list)
     cost_usd: Decimal | None = None
     latency_ms: float = 0.0
     overhead_ms: float = 0.0
@@ -236,8 +239,11 @@ def _estimated_usage(request: ChatRequest, partial: ChatResponse) -> Usage:
                  output_tokens=estimate_text_tokens(streamed), reasoning_tokens=reasoning)
 
 
-def _upstream_ms(attempts: list[Attempt]) -> float:
-    return sum(a.duration_ms for a in attempts)
+def _outside_ms(attempts: list[Attempt], waits: list[float]) -> float:
+    """What a request's time owes to others: its upstream calls, and the waits
+    the dispatcher made on purpose (a backoff, a cooldown, a slot)."""
+    upstream = sum(a.duration_ms for a in attempts)
+    return upstream + sum(waits) * 1000 if waits else upstream
 
 
 class Gateway:
@@ -523,7 +529,8 @@ class Gateway:
             if key_id in self._limited_keys:
                 meta.key_ticket = await self.key_limits.admit(key_id, request)
             meta.decision = await self.decide(request)
-            result = await self.dispatcher.complete(request, meta.decision.group, meta.attempts)
+            result = await self.dispatcher.complete(request, meta.decision.group, meta.attempts,
+                                                    meta.waits)
         response = result.response
         self._answered(meta, started, request, result, response.usage, response.service_tier)
         record = functools.partial(self._record, meta, request, response.usage,
@@ -547,11 +554,11 @@ class Gateway:
                 meta.key_ticket = await self.key_limits.admit(key_id, request)
             meta.decision = await self.decide(request)
             upstream = await self.dispatcher.open_stream(request, meta.decision.group,
-                                                         meta.attempts)
+                                                         meta.attempts, meta.waits)
         self._fill(meta, upstream.deployment, upstream.group, upstream.attempts)
         meta.ttft_ms = (time.perf_counter() - started) * 1000
         # Headers go out now, so overhead is what came before the first byte.
-        meta.overhead_ms = max(0.0, meta.ttft_ms - _upstream_ms(upstream.attempts))
+        meta.overhead_ms = max(0.0, meta.ttft_ms - _outside_ms(upstream.attempts, meta.waits))
         return GatewayStream(self, request, upstream, meta, started, key_id,
                              settle_later=settle_later)
 
@@ -638,13 +645,13 @@ class Gateway:
         meta.cost_usd = self._cost(request, result.deployment, usage, service_tier)
         meta.service_tier = service_tier
         meta.latency_ms = (time.perf_counter() - started) * 1000
-        meta.overhead_ms = max(0.0, meta.latency_ms - _upstream_ms(result.attempts))
+        meta.overhead_ms = max(0.0, meta.latency_ms - _outside_ms(result.attempts, meta.waits))
 
     def _finish_error(self, meta: ResponseMeta, exc: InterlockError, started: float,
                       request: ChatRequest, key_id: str | None) -> None:
         meta.attempts = list(exc.attempts)
         meta.latency_ms = (time.perf_counter() - started) * 1000
-        meta.overhead_ms = max(0.0, meta.latency_ms - _upstream_ms(meta.attempts))
+        meta.overhead_ms = max(0.0, meta.latency_ms - _outside_ms(meta.attempts, meta.waits))
         usage = None
         if isinstance(exc, ProviderError):
             meta.deployment = exc.deployment or None

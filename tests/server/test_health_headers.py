@@ -146,6 +146,24 @@ async def test_headers_name_group_deployment_provider_and_cost(
     await client.close()
 
 
+async def test_overhead_leaves_out_the_time_spent_waiting_for_a_retry(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway]) -> None:
+    # A 429 asking for 0.6 s: the request waits that out and the retry answers.
+    # The wait is the provider's doing, not Interlock's: a dashboard of the
+    # overhead header showed every retried request as 600 ms of gateway overhead.
+    gw = start_gateway(_config(fake_upstream, [deployment(fake_upstream, "g", "openai")],
+                               num_retries=1))
+    fake_upstream.script(Fault(status=429, retry_after=0.6, times=1), provider="openai")
+    client = gw.openai()
+    started = time.monotonic()
+    raw = await client.chat.completions.with_raw_response.create(model="g", messages=HELLO)
+    took_ms = (time.monotonic() - started) * 1000
+    assert raw.headers["x-interlock-attempts"] == "2"
+    assert took_ms >= 600  # the wait happened
+    assert float(raw.headers["x-interlock-overhead-ms"]) < 300
+    await client.close()
+
+
 def test_header_values_are_bytes_a_server_can_send_whatever_the_names() -> None:
     """Config names may hold any character; a header value must be latin-1 bytes.
     Names the client chose are cut to printable ASCII."""

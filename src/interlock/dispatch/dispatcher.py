@@ -128,11 +128,13 @@ class Dispatcher:
 
     # -- public API ---------------------------------------------------------
     async def complete(self, request: ChatRequest, group: str,
-                       attempts: list[Attempt] | None = None) -> DispatchResult[ChatResponse]:
+                       attempts: list[Attempt] | None = None,
+                       waits: list[float] | None = None) -> DispatchResult[ChatResponse]:
         """`attempts`: a list of the caller's that the attempts are appended to as
         they are made, so that a caller whose task is cancelled mid-call (a client
-        that left) still knows which deployment it was calling."""
-        run = self._new_run(request, group, stream=False, attempts=attempts)
+        that left) still knows which deployment it was calling. `waits`: one the
+        seconds of each deliberate wait are appended to (`Run.waits`)."""
+        run = self._new_run(request, group, stream=False, attempts=attempts, waits=waits)
 
         async def call(adapter: Adapter, request: ChatRequest, d: Deployment,
                        timeouts: Timeouts) -> tuple[ChatResponse, ChatResponse | None]:
@@ -142,9 +144,10 @@ class Dispatcher:
         return await self._dispatch(run, call)
 
     async def open_stream(self, request: ChatRequest, group: str,
-                          attempts: list[Attempt] | None = None) -> DispatchStream:
-        """`attempts` as for `complete`."""
-        run = self._new_run(request, group, stream=True, attempts=attempts)
+                          attempts: list[Attempt] | None = None,
+                          waits: list[float] | None = None) -> DispatchStream:
+        """`attempts` and `waits` as for `complete`."""
+        run = self._new_run(request, group, stream=True, attempts=attempts, waits=waits)
         success = await self._execute(run, self._stream_call())
         return DispatchStream(self, run, success,
                               continuation=self._settings.stream_continuation)
@@ -196,7 +199,8 @@ class Dispatcher:
     # -- one request --------------------------------------------------------
     def _new_run(self, request: ChatRequest, group: str, *, stream: bool,
                  prompt_tokens: int | None = None,
-                 attempts: list[Attempt] | None = None) -> Run:
+                 attempts: list[Attempt] | None = None,
+                 waits: list[float] | None = None) -> Run:
         self._catalog.group(group)  # UnknownModel for a name that is not configured
         limit = self._settings.request_timeout(stream=stream)
         if request.timeout is not None:
@@ -210,6 +214,8 @@ class Dispatcher:
                                       as_given=request.fallbacks_as_given), prompt_tokens)
         if attempts is not None:
             run.attempts = attempts
+        if waits is not None:
+            run.waits = waits
         return run
 
     async def _dispatch(self, run: Run, call: AttemptCall[T]) -> DispatchResult[T]:
@@ -295,6 +301,7 @@ class Dispatcher:
         log.info("A request for %r waits %.1fs for a cooling deployment of %s",
                  run.origin, wait, groups)
         await self._clock.sleep(wait + 0.001)
+        run.waits.append(wait + 0.001)
 
     def _policy_for(self, run: Run, group: str) -> RetryPolicy:
         """The group's policy (model_group_retry_policy) or the router's, with the
@@ -431,9 +438,11 @@ class Dispatcher:
             self._slot_waiters.setdefault(d.name, []).append(woken)
         timer = None if remaining is None else asyncio.ensure_future(
             self._expire(woken, remaining))
+        began = self._clock.now()
         try:
             return await woken
         finally:
+            run.waits.append(self._clock.now() - began)
             if timer is not None:
                 timer.cancel()
             for d in full:
@@ -479,6 +488,7 @@ class Dispatcher:
         except BaseException:  # cancelled while waiting: the call will not be made
             await self._give_back(picked)
             raise
+        run.waits.append(delay)
         return True
 
     async def _give_back(self, picked: Picked) -> None:

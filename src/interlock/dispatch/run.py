@@ -61,6 +61,10 @@ class Run:
     unsupported: UnsupportedParameter | None = None
     recovery_waits: int = 0
     continuations: int = 0
+    # Seconds spent waiting on purpose (a backoff, a cooling deployment, a free
+    # slot); the caller may pass its own list, as for `attempts`, to tell them
+    # from its own overhead.
+    waits: list[float] = field(default_factory=list)
 
     @property
     def prompt_tokens(self) -> int:
