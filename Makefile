@@ -26,8 +26,9 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
+# -rs: each skipped test with its reason (say, PostgreSQL or Redis not running).
 test: $(VENV)/.installed-dev lint typecheck
-	$(BIN)/python -m pytest -q -rs -p no:cacheprovider  # -rs: each skip with its reason
+	$(BIN)/python -m pytest -q -rs -p no:cacheprovider
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/overhead.py
