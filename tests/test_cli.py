@@ -279,7 +279,8 @@ def test_check_exits_2_where_serve_would_refuse_to_start(
     assert "Traceback" not in result.output
 
 
-def test_check_reports_a_router_of_another_kind_as_a_config_problem(tmp_path: Path) -> None:
+def _knn_router_config(tmp_path: Path, name: str) -> Path:
+    """A config whose learned router `name` loads a small knn checkpoint."""
     from interlock.routing.data import OutcomeTable
     from interlock.routing.features import HashedNgramFeaturizer
     from interlock.routing.learned import make_router
@@ -288,13 +289,17 @@ def test_check_reports_a_router_of_another_kind_as_a_config_problem(tmp_path: Pa
     knn.fit(OutcomeTable(["a b", "c d", "e f"], ["s", "w"], [[1, 0], [1, 1], [0, 1]]),
             HashedNgramFeaturizer(n_features=2**8, dim=4))
     knn.save(tmp_path / "knn")
-    config = _config(tmp_path, (
+    return _config(tmp_path, (
         "model_list:\n"
         "  - model_name: s\n    litellm_params: {model: openai/gpt-4o, api_key: x}\n"
         "  - model_name: w\n    litellm_params: {model: openai/gpt-4o-mini, api_key: x}\n"
         "general_settings: {allow_unauthenticated: true}\n"
         "routing:\n  strong_group: s\n  weak_group: w\n"
-        f"  routers:\n    mf: {{type: learned, checkpoint_path: {tmp_path / 'knn'}}}\n"))
+        f"  routers:\n    {name}: {{type: learned, checkpoint_path: {tmp_path / 'knn'}}}\n"))
+
+
+def test_check_reports_a_router_of_another_kind_as_a_config_problem(tmp_path: Path) -> None:
+    config = _knn_router_config(tmp_path, "mf")
     result = runner.invoke(app, ["check", "--config", str(config)])
     assert result.exit_code == 2, result.output
     assert "holds a knn router, not mf" in result.output and "Traceback" not in result.output
@@ -439,6 +444,15 @@ def test_a_key_s_budget_is_set_shown_and_taken_away_from_the_command_line(
     refused = runner.invoke(app, ["keys", "generate", "x", "--config", str(config),
                                   "--budget-period", "day"])
     assert refused.exit_code == 2 and "give max_budget" in refused.output
+
+
+def test_check_lists_the_router_names_clients_may_ask_for(tmp_path: Path) -> None:
+    config = _knn_router_config(tmp_path, "knn")
+    result = runner.invoke(app, ["check", "--config", str(config)])
+    asked = next(line for line in result.output.splitlines()
+                 if line.startswith("clients may ask for:"))
+    # The groups and, as the gateway takes them, the learned router at any threshold.
+    assert "s, w" in asked and "router-knn-<threshold>" in asked, asked
 
 
 def test_check_and_serve_report_a_bad_rule_regex_as_a_config_error(

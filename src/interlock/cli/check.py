@@ -96,7 +96,10 @@ def _report(config: InterlockConfig, gateway: Gateway, bind: str) -> dict[str, A
     return {
         "config": str(config.source),
         "groups": gateway.catalog.group_names,
-        "names_clients_can_ask_for": gateway.model_names(),
+        # The learned routers' names too: with routing's strong and weak groups set,
+        # clients may ask for router-<name>-<threshold> at any threshold.
+        "names_clients_can_ask_for": gateway.model_names() + [
+            f"router-{r}-<threshold>" for r in gateway.routing.alias_routers()],
         "deployments": deployments,
         # As create_app reads it (the config's key, else the environment's).
         "auth": ("master key set" if master_key_from(config, os.environ)
