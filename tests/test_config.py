@@ -641,6 +641,9 @@ def test_router_kwargs_unknown_and_bad_values() -> None:
     with pytest.raises(ConfigError) as info:
         config_from_router_kwargs([_entry()], environ=ENV, fallbacks=[{"g": ["nope"]}])
     assert "router_settings.fallbacks[0].g[0]: got 'nope'" in str(info.value)
+    # A bad value says it came from the Router's arguments, as an unknown name does,
+    # not from "(dict)", which the caller never wrote.
+    assert "(Router arguments)" in str(info.value) and "(dict)" not in str(info.value)
 
 
 def test_router_kwargs_do_not_mutate_the_callers_model_list() -> None:

@@ -41,6 +41,7 @@ def load_config(
     source: str | os.PathLike[str] | Mapping[str, Any],
     *,
     environ: Mapping[str, str] | None = None,
+    label: str = "(dict)",
 ) -> InterlockConfig:
     """Load and check a config from a YAML file path or the same structure as dicts.
 
@@ -50,7 +51,7 @@ def load_config(
     """
     env: Mapping[str, str] = os.environ if environ is None else environ
     data, path, lines = _read_source(source)
-    where = str(path) if path else "(dict)"
+    where = str(path) if path else label  # errors say where the config came from
     problems: list[str] = []
     warnings: list[str] = []
     data = _prepare(data, env, problems, warnings)
@@ -89,7 +90,7 @@ def config_from_router_kwargs(
         raise config_error("(Router arguments)", problems)
     settings = {k: v for k, v in kwargs.items() if v is not None}
     return load_config({"model_list": list(model_list), "router_settings": settings},
-                       environ=environ)
+                       environ=environ, label="(Router arguments)")
 
 
 def _read_source(source: str | os.PathLike[str] | Mapping[str, Any]
