@@ -552,6 +552,22 @@ async def test_spend_shows_long_names_whole(tmp_path: Path) -> None:
     assert {len(line) for line in table} == {len(lines[0])}
 
 
+async def test_spend_shows_a_line_with_no_known_cost_as_unpriced_not_zero(
+        tmp_path: Path) -> None:
+    db = str(tmp_path / "ledger.sqlite")
+    await _recorded(db, [
+        LedgerRow(request_id="a", model="my-unknown-model", status="ok", cost_usd=None),
+        LedgerRow(request_id="b", model="gpt-4o", status="ok", cost_usd=Decimal("0.02")),
+        LedgerRow(request_id="c", model="gpt-4o", status="ok", cost_usd=None)])
+    result = runner.invoke(app, ["spend", "--database", db, "--by", "model"])
+    assert result.exit_code == 0, result.output
+    line = {row.split()[0]: row for row in result.output.splitlines()}
+    assert "$0.00" not in line["my-unknown-model"]
+    assert "unpriced  (1 unpriced)" in line["my-unknown-model"]
+    # Partly priced: the known part, and how many rows it leaves out.
+    assert "$0.02" in line["gpt-4o"] and "(1 unpriced)" in line["gpt-4o"]
+
+
 async def test_report_headline_totals_what_spend_totals(tmp_path: Path) -> None:
     db = str(tmp_path / "ledger.sqlite")
     row = {"routed_group": "high-quality", "deployment": "hq", "provider": "anthropic",

@@ -156,9 +156,13 @@ def spend_command(
     typer.echo("-" * len(header))
     for line in lines:
         note = f"  ({line.unpriced} unpriced)" if line.unpriced else ""
+        # A line whose every row is unpriced has no cost to show: "$0.00" would read
+        # as free (docs/costs.md: unknown cost is never shown as zero).
+        cost = "unpriced" if line.unpriced and line.unpriced == line.requests \
+            else money(line.cost_usd)
         typer.echo(f"{line.key:<{width}} {line.requests:>9,} {line.errors:>7,} "
                    f"{line.input_tokens:>12,} {line.output_tokens:>12,}"
-                   f"{searches(f'{line.web_searches:,}')} {money(line.cost_usd):>12}{note}")
+                   f"{searches(f'{line.web_searches:,}')} {cost:>12}{note}")
     typer.echo("-" * len(header))
     total_searches = sum(x.web_searches for x in lines)
     typer.echo(f"{'total':<{width}} {sum(x.requests for x in lines):>9,} "
