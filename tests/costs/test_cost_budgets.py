@@ -236,7 +236,10 @@ async def test_each_outage_of_redis_is_told_once_and_tried_again_at_the_interval
         for step in (0.0, 1.0, 1.5, 0.1):  # tried at 0 and 2.5 s: every 2 s
             now[0] += step
             assert not _refused(await gate.acquire(d, _request(1)))
-        assert tried == 2
+            await _owed_settles_sent(gate)
+        # At 0 the reserve; at 2.5 s the reserve and the settle owed for the one
+        # given up at 0 (sent in the background); nothing in between.
+        assert tried == 3
         # One outage: one warning, one seeding of the local counts, from when it began.
         assert fell_back == [datetime.fromtimestamp(1_000_000.0, UTC)]
         assert caplog.text.count("budget counts fall back to this process") == 1
@@ -470,6 +473,12 @@ async def _redis_gate_at(redis_url: str, clock: Clock) -> AsyncIterator[tuple[Bu
         await gate.aclose()
 
 
+async def _owed_settles_sent(gate: BudgetGate) -> None:
+    """Waits for the settles a gate sends in the background once Redis is back."""
+    while gate._background:
+        await asyncio.wait(set(gate._background))
+
+
 async def _shared(direct: Any, gate: BudgetGate) -> tuple[int, int]:
     """(spent, reserved) nano-dollars of d1's budget in Redis."""
     key = gate._listed()[0][1]
@@ -493,6 +502,7 @@ async def test_a_ticket_settled_while_redis_seems_down_is_settled_there_once_bac
         clock.t += 3.0  # past retry_interval: Redis is tried again
         again = await gate.acquire(d, _request(100))
         assert not _refused(again) and again.on_redis
+        await _owed_settles_sent(gate)  # in the background, not on the request's time
         assert await _shared(direct, gate) == (30_000_000, 100_000_000)
         await again.release(_response(10))
         assert await _shared(direct, gate) == (40_000_000, 0)
@@ -604,3 +614,37 @@ async def test_a_redis_that_lost_its_data_is_seeded_from_the_ledger_s_record(
         assert _refused(await gate.acquire(d, _request(100)))
         assert len(reads) == 2
         assert await _shared(direct, gate) == (5_050_000_000, 0)
+
+
+async def test_a_count_redis_already_holds_is_not_seeded_again(redis_url: str) -> None:
+    # A hash written before seeding marks existed (an upgrade) already counts the
+    # period; adding the ledger's record to it would count that spend twice.
+    clock = Clock(datetime(2026, 5, 10, 12, tzinfo=UTC).timestamp())
+    d = _deployment()
+
+    async def record(_: datetime) -> list[Any]:
+        return [(b, pid, {"d1": 3_000_000_000}) for b, pid, _ in gate.current_periods()]
+
+    async with _redis_gate_at(redis_url, clock) as (gate, direct):
+        gate.record = record
+        await direct.hset(gate._listed()[0][1], "spent", 3_000_000_000)  # $3 of $5
+        ticket = await gate.acquire(d, _request(100))
+        assert not _refused(ticket)  # $3 spent, not $6
+        assert await _shared(direct, gate) == (3_000_000_000, 100_000_000)
+        await ticket.release(_response(100))
+
+
+async def test_a_reserve_or_a_settle_sent_twice_counts_once(redis_url: str) -> None:
+    # redis-py resends a command whose connection failed, and an owed settle is
+    # sent again after a timeout: the script may run twice under one ticket id.
+    clock = Clock(datetime(2026, 5, 10, 12, tzinfo=UTC).timestamp())
+    async with _redis_gate_at(redis_url, clock) as (gate, direct):
+        key = gate._listed()[0][1]
+        reserve = {"keys": [key], "args": [100_000_000, 3600, "t1", 1, 5_000_000_000]}
+        assert int(await gate._reserve(**reserve)) == 0
+        assert int(await gate._reserve(**reserve)) == 0
+        assert await _shared(direct, gate) == (0, 100_000_000)  # reserved once
+        settle = {"keys": [key], "args": ["t1", 30_000_000, 3600]}
+        await gate._settle_script(**settle)
+        await gate._settle_script(**settle)
+        assert await _shared(direct, gate) == (30_000_000, 0)  # spent once

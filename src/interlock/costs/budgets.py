@@ -91,6 +91,9 @@ local n = tonumber(ARGV[4])
 if redis.call('HEXISTS', KEYS[1], 'x:' .. id) == 1 then
   return -1
 end
+if redis.call('HEXISTS', KEYS[1], 'r:' .. id) == 1 then
+  return 0  -- a resend of a reserve that ran (its reply was lost): reserved once
+end
 for i = n + 1, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 0 then
     return -2
@@ -113,24 +116,29 @@ return 0
 """
 
 # KEYS: one budget period's seeding mark, then its hashes (one per end user for
-# "*"). ARGV: ttl, then the ledger's record for each hash. Each hash takes the
-# record once ("seeded"), whichever replica comes first, so that two replicas
-# seeding at once, or a mark evicted alone, count nothing twice.
+# "*"). ARGV: ttl, then the ledger's record for each hash. Only a hash Redis does
+# not hold takes the record, once ("seeded"), whichever replica comes first: a
+# hash that exists already counts the period (one written before seeding marks
+# existed, or by a settle since), and adding the record to it would count that
+# spend twice. So two replicas seeding at once, or a mark evicted alone, count
+# nothing twice.
 _SEED = """
 for i = 2, #KEYS do
-  if redis.call('HSETNX', KEYS[i], 'seeded', 1) == 1 then
+  local fresh = redis.call('EXISTS', KEYS[i]) == 0
+  if redis.call('HSETNX', KEYS[i], 'seeded', 1) == 1 and fresh then
     redis.call('HINCRBY', KEYS[i], 'spent', tonumber(ARGV[i]))
-    redis.call('EXPIRE', KEYS[i], tonumber(ARGV[1]))
   end
+  redis.call('EXPIRE', KEYS[i], tonumber(ARGV[1]))
 end
 redis.call('SET', KEYS[1], 1, 'EX', tonumber(ARGV[1]))
 return 0
 """
 
 # KEYS: the hashes reserved on. ARGV: ticket id, real cost, ttl. Gives back what
-# the ticket's id holds, so settling twice (a retry of a settle whose reply was
-# lost) gives it back once. Settling a reservation Redis never made with 0 (a
-# reserve given up on) leaves the mark `_RESERVE` heeds if it runs late.
+# the ticket's id holds and counts the cost only then, so a settle sent twice (a
+# retry of one whose reply was lost) counts once. Settling a reservation Redis
+# never made with 0 (a reserve given up on) leaves the mark `_RESERVE` heeds if
+# it runs late.
 _SETTLE = """
 local id = ARGV[1]
 local actual = tonumber(ARGV[2])
@@ -139,11 +147,11 @@ for _, key in ipairs(KEYS) do
   if held then
     redis.call('HDEL', key, 'r:' .. id)
     redis.call('HINCRBY', key, 'reserved', -tonumber(held))
+    if actual > 0 then
+      redis.call('HINCRBY', key, 'spent', actual)
+    end
   elseif actual == 0 then
     redis.call('HSET', key, 'x:' .. id, 1)
-  end
-  if actual > 0 then
-    redis.call('HINCRBY', key, 'spent', actual)
   end
   redis.call('EXPIRE', key, tonumber(ARGV[3]))
 end
@@ -411,15 +419,18 @@ class BudgetGate:
         ticket_id = secrets.token_hex(8)
         on_redis = await self._use_redis()
         if on_redis and self._unsettled:
-            await self._settle_unsettled()
-            on_redis = await self._use_redis()
+            # In the background: a request must not wait for thousands of owed
+            # settles, nor drop the rest of them if its client leaves midway.
+            self._in_background(self._settle_unsettled())
         refused = None
         if on_redis:
             marks = self._marks(applicable, periods)
             refused = await self._reserve_redis(keys, limits, amount, ttl, ticket_id, marks)
             if refused == -2:  # a count Redis lacks: seed it, once, then reserve
                 await self._seed_redis(applicable, periods, ttl, request.user)
-                refused = await self._reserve_redis(keys, limits, amount, ttl, ticket_id)
+                # The seeding may have found Redis gone: then count in memory.
+                refused = (await self._reserve_redis(keys, limits, amount, ttl, ticket_id)
+                           if await self._use_redis() else None)
         if refused is None:  # on local counts, or Redis failed just now
             on_redis = False
             await self._wait_for_seed()
@@ -586,8 +597,16 @@ class BudgetGate:
 
     async def _settle_unsettled(self) -> None:
         waiting, self._unsettled = self._unsettled, []
-        for keys, ticket_id, actual, ttl in waiting:
-            await self._settle_redis(keys, ticket_id, actual, ttl)  # a failure owes it again
+        try:
+            while waiting:
+                keys, ticket_id, actual, ttl = waiting[0]
+                await self._settle_redis(keys, ticket_id, actual, ttl)  # a failure owes it again
+                waiting.pop(0)
+        finally:
+            # Stopped midway (the gate closing): what was not sent is still owed.
+            # A settle sent twice counts once (`_SETTLE`).
+            for keys, ticket_id, actual, ttl in waiting:
+                self._owe(keys, ticket_id, actual, ttl)
 
     def _in_background(self, call: Any) -> None:
         task = asyncio.ensure_future(call)
