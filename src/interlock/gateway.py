@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from interlock.adapters.base import DeltaBatch, flatten
 from interlock.adapters.http import HttpClient, Timeouts
-from interlock.adapters.mock import mock_text
+from interlock.adapters.mock import is_failure_sentinel, mock_text
 from interlock.adapters.registry import AdapterRegistry
 from interlock.catalog import Catalog, Deployment
 from interlock.config import InterlockConfig, build_catalog
@@ -237,6 +237,31 @@ def _estimated_usage(request: ChatRequest, partial: ChatResponse) -> Usage:
     reasoning = estimate_text_tokens(partial.reasoning or "")
     return Usage(input_tokens=estimate_prompt_tokens(request),
                  output_tokens=estimate_text_tokens(streamed), reasoning_tokens=reasoning)
+
+
+def _no_mock_failures(request: ChatRequest) -> None:
+    """Refuse a gateway client's LiteLLM testing switches that fail a call: a mocked
+    failure counts as the deployment's own (its cooldown and error rate, shared
+    with every tenant through Redis), and `mock_timeout` holds a slot for the whole
+    timeout. A library caller owns its router and may test its fallbacks so; a
+    mocked answer (`mock_response` text) harms no one and stays allowed."""
+    if request.mock_response is not None and is_failure_sentinel(request.mock_response):
+        asked = "mock_response"
+    elif request.mock_failures:
+        asked = "mock_testing_rate_limit_error"
+    elif request.mock_timeout:
+        asked = "mock_timeout"
+    elif request.mock_group_failure:
+        asked = {"context_window": "mock_testing_context_fallbacks",
+                 "content_policy": "mock_testing_content_policy_fallbacks",
+                 }.get(request.mock_group_failure, "mock_testing_fallbacks")
+    else:
+        return
+    raise InvalidRequest(
+        f"'{asked}' asks the gateway to fail a call on purpose, which would count "
+        "against a real deployment for every client; LiteLLM's testing switches "
+        "work in the library (interlock.Router), not through the gateway. Remove it.",
+        param=asked, code="testing_switch_not_allowed")
 
 
 def _outside_ms(attempts: list[Attempt], waits: list[float]) -> float:
@@ -459,7 +484,12 @@ class Gateway:
 
         A library caller owns its router and may lengthen either; a gateway
         client may only shorten them, so that the operator's settings bound
-        how long one request runs and how many upstream calls it makes."""
+        how long one request runs and how many upstream calls it makes.
+
+        Nor may it make Interlock fail its deployments on purpose (`_no_mock_failures`)."""
+        if (request.mock_response is not None or request.mock_failures
+                or request.mock_timeout or request.mock_group_failure):
+            _no_mock_failures(request)
         if request.timeout is None and request.num_retries is None:
             return request
         limit = self.config.router_settings.request_timeout(stream=request.stream)

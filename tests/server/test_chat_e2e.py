@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx
 import openai
 import pytest
 from tests.server.gateways import (
@@ -313,6 +314,30 @@ async def test_mock_response_in_the_body_answers_without_a_provider(
         await client.chat.completions.create(model=GROUPS["openai"], messages=_user("hi"),
                                              extra_body={"mock_response": 5})
     assert fake_upstream.received == []
+
+
+@pytest.mark.parametrize(("switch", "value"), [
+    ("mock_response", "litellm.RateLimitError"),
+    ("mock_response", "Exception: content_filter_policy"),
+    ("mock_testing_rate_limit_error", True),
+    ("mock_timeout", True),
+    ("mock_testing_fallbacks", True),
+    ("mock_testing_context_fallbacks", True),
+])
+async def test_a_gateway_client_may_not_fail_deployments_on_purpose(
+        fake_upstream: FakeUpstream, gateway: RunningGateway, switch: str, value: Any) -> None:
+    # A mocked failure counts as the deployment's own: any client could cool real
+    # deployments for every tenant, or hold their slots with mock_timeout.
+    client = gateway.openai()
+    with pytest.raises(openai.BadRequestError) as refused:
+        await client.chat.completions.create(model=GROUPS["openai"], messages=_user("hi"),
+                                             extra_body={switch: value})
+    assert switch in str(refused.value) and "library" in str(refused.value)
+    health = httpx.get(gateway.url + "/health/deployments",
+                       headers={"authorization": f"Bearer {MASTER_KEY}"}, timeout=5).json()
+    assert {row["state"] for row in health["deployments"]} == {"healthy"}
+    assert fake_upstream.received == []
+    await client.close()
 
 
 async def test_a_client_may_shorten_retries_but_not_lengthen_them(

@@ -91,6 +91,11 @@ def mock_text(request: ChatRequest, deployment: Deployment) -> str | None:
     return configured
 
 
+def is_failure_sentinel(text: str) -> bool:
+    """Whether `mock_response` text stands for a failure rather than an answer."""
+    return text in MOCK_ERRORS or text.startswith(tuple(MOCK_ERROR_PREFIXES))
+
+
 def mock_error(text: str, deployment: Deployment) -> ProviderError | None:
     """The error a LiteLLM sentinel stands for, or None for text to answer with."""
     found = MOCK_ERRORS.get(text) or next(
