@@ -505,7 +505,9 @@ class Gateway:
         a name that is no model group would otherwise be a failover silently lost."""
         wanted = request.fallbacks
         if wanted is None:
-            return dataclasses.replace(request, fallbacks_as_given=True)
+            # The request was parsed for this call alone: marked in place, not copied.
+            request.fallbacks_as_given = True
+            return request
         if isinstance(wanted, dict):
             resolved: list[str] | dict[str, list[str]] = {
                 (name if name == "*" else self._fallback_groups([name])[0]):
@@ -758,7 +760,8 @@ class Gateway:
         row.stream = stream
         row.usage_estimated = meta.usage_estimated
         row.end_user = request.user
-        if self._log_payloads:
+        # LiteLLM's `no-log` asks that this call's text be kept nowhere.
+        if self._log_payloads and "no-log" not in request.ignored_params:
             row.prompt = request.prompt_text
             row.response = content
         ledger.record(row)

@@ -112,3 +112,27 @@ async def test_an_unknown_model_is_recorded_without_a_group(
     (row,) = ledger_rows(database).values()
     assert (row["error_class"], row["routed_group"]) == ("UnknownModel", None)
     assert row["requested_model"] == ("gpt-5" + "x" * 500)[:128]
+
+
+async def test_a_request_marked_no_log_keeps_its_text_out_of_the_ledger(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path) -> None:
+    # LiteLLM's `no-log`: with log_payloads on, such a call's prompt and answer
+    # must still be stored nowhere.
+    database = tmp_path / "ledger.sqlite"
+    config = three_provider_config(fake_upstream)
+    config["ledger"] = {"database": str(database), "flush_interval": 0.05,
+                        "writer": "thread", "log_payloads": True}
+    gw = start_gateway(config)
+    fake_upstream.reply(Reply(text="the answer"))
+    client = gw.openai()
+    kept = await client.chat.completions.with_raw_response.create(
+        model="high-quality", messages=HELLO)
+    private = await client.chat.completions.with_raw_response.create(
+        model="high-quality", messages=HELLO, extra_body={"no-log": True})
+    await client.close()
+    gw.stop()
+    rows = ledger_rows(database)
+    assert rows[kept.headers["x-request-id"]]["prompt"] is not None
+    row = rows[private.headers["x-request-id"]]
+    assert (row["status"], row["prompt"], row["response"]) == ("ok", None, None)
