@@ -481,6 +481,8 @@ class Router:
     def _warn_ignored(self, names: tuple[str, ...]) -> None:
         """Once per argument and Router: a LiteLLM call argument with no effect here."""
         for name in names:
+            if name == "no-log":  # it does act: the ledger keeps none of the call's text
+                continue
             if name not in self._warned_params:
                 self._warned_params.add(name)
                 log.warning("acompletion(%s=...): a LiteLLM argument accepted for "
