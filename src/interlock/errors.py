@@ -4,6 +4,9 @@
     ├── ConfigError                  a config file or dict is invalid (load time)
     ├── RouterNotTrained             a learned router has no artefact to load
     ├── RouterClosed                 a library Router used after close() / aclose()
+    ├── InternalError                a bug cut a request short (its ledger row's class)
+    ├── ClientDisconnected           the client left mid-request (its ledger row's class)
+    ├── GatewayShuttingDown          cut by the drain's deadline at shutdown (HTTP 503)
     ├── InvalidRequest               the caller's request is wrong (HTTP 400)
     │   ├── UnknownModel             no such model group (HTTP 404)
     │   └── UnsupportedParameter     a provider cannot take a parameter (HTTP 400)
@@ -103,6 +106,23 @@ class InterlockError(Exception):
 class InternalError(InterlockError):
     """A bug inside Interlock cut a request short: what its ledger row records
     (the caller gets the original exception, and a gateway client a 500)."""
+
+
+class ClientDisconnected(InterlockError):
+    """The ledger's error class for a request its client abandoned: named apart
+    from other failures so that spend and report can count them."""
+
+
+class GatewayShuttingDown(InterlockError):
+    """A request the gateway cut because its drain time at shutdown ran out."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+
+    def __init__(self, message: str = (
+            "The gateway is shutting down and its drain time (--drain-timeout) ran out "
+            "before this request finished; send it again.")) -> None:
+        super().__init__(message)
 
 
 class ConfigError(InterlockError):

@@ -40,7 +40,9 @@ from interlock.dispatch.dispatcher import (
     DispatchStream,
 )
 from interlock.errors import (
+    ClientDisconnected,
     ConfigError,
+    GatewayShuttingDown,
     InterlockError,
     InternalError,
     InvalidRequest,
@@ -75,23 +77,6 @@ MODEL_NAME_LIMIT = 128
 # The message the server cancels requests with when its drain time runs out
 # (`server.drain`), so that their ledger rows say why they ended.
 SHUTTING_DOWN = "the gateway is shutting down"
-
-
-class ClientDisconnected(InterlockError):
-    """The ledger's error class for a request its client abandoned: named apart
-    from other failures so that spend and report can count them."""
-
-
-class GatewayShuttingDown(InterlockError):
-    """A request the gateway cut because its drain time at shutdown ran out."""
-
-    status_code = 503
-    error_type = "service_unavailable"
-
-    def __init__(self, message: str = (
-            "The gateway is shutting down and its drain time (--drain-timeout) ran out "
-            "before this request finished; send it again.")) -> None:
-        super().__init__(message)
 
 
 def interruption(exc: BaseException) -> InterlockError:

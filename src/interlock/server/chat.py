@@ -18,8 +18,8 @@ from typing import Any
 
 import orjson
 
-from interlock.errors import InterlockError
-from interlock.gateway import Gateway, GatewayShuttingDown, GatewayStream, new_request_id
+from interlock.errors import GatewayShuttingDown, InterlockError
+from interlock.gateway import Gateway, GatewayStream, new_request_id
 from interlock.openai_request import include_usage, parse_chat_request
 from interlock.openai_response import ChunkRenderer, completion_dict, error_dict
 from interlock.server.asgi_io import (
