@@ -900,9 +900,11 @@ class GatewayStream:
         else:
             record()
 
-    async def aclose(self) -> None:
+    async def aclose(self, reason: InterlockError | None = None) -> None:
+        """End the stream; one not read to its end is recorded as ended by
+        `reason` (by default, its client leaving)."""
         if not self._done:
-            self._finish(error=ClientDisconnected("the client disconnected"))
+            self._finish(error=reason or ClientDisconnected("the client disconnected"))
         unsettled, self._unsettled = self._unsettled, None
         try:
             if unsettled is not None:

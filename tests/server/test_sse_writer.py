@@ -3,17 +3,19 @@ end (usage chunk, error event, [DONE]) with a batch the stream ends right after.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 
 from interlock.adapters.base import DeltaBatch
-from interlock.errors import ConnectionFailed
+from interlock.errors import ConnectionFailed, GatewayShuttingDown
 from interlock.gateway import ResponseMeta
 from interlock.routing.decision import RoutingDecision
-from interlock.server.chat import _SseWriter
-from interlock.types import ChatResponse, StreamDelta, Usage
+from interlock.server.chat import ChatCompletions, _Call, _SseWriter
+from interlock.server.drain import Drain
+from interlock.types import ChatRequest, ChatResponse, Message, StreamDelta, TextPart, Usage
 
 
 class ScriptedStream:
@@ -101,3 +103,50 @@ async def test_a_break_after_a_final_batch_leaves_with_it_as_an_error_event() ->
     assert last[1]["error"]["message"] == "cut"
     assert last[2] == "[DONE]"  # and no usage chunk after a break
     assert len(last) == 3
+
+
+async def test_a_shutdown_cut_while_the_client_reads_slowly_is_recorded_as_the_shutdown(
+) -> None:
+    # The drain's cut lands in a send (a slow reader), not in the upstream read:
+    # the stream never sees it, so the handler must say why it ends, or the
+    # row would blame the client (ClientDisconnected).
+    closed: list[Any] = []
+
+    class Stream(ScriptedStream):
+        async def aclose(self, reason: Any = None) -> None:
+            closed.append(reason)
+
+    stream = Stream(DeltaBatch(text("a")), DeltaBatch(text("b")), DeltaBatch(text("c")))
+
+    class Gateway:
+        async def stream(self, *_: Any, **__: Any) -> Stream:
+            return stream
+
+    drain = Drain()
+    handler = ChatCompletions(Gateway(), max_body_bytes=1000, drain=drain)  # type: ignore[arg-type]
+    call = _Call(ChatRequest(model="m", messages=[Message("user", [TextPart("hi")])]),
+                 "r1", None, 0.0, False)
+    sent: list[dict[str, Any]] = []
+    never = asyncio.Event()
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+        if len(sent) == 3:  # the second body send waits on a client that reads slowly
+            await never.wait()
+
+    async def handle() -> None:
+        task = drain.enter()
+        try:
+            await handler._open_and_write(call, send)  # type: ignore[arg-type]
+        finally:
+            drain.leave(task)
+
+    handling = asyncio.ensure_future(handle())
+    while len(sent) < 3:
+        await asyncio.sleep(0)
+    drain.cut()
+    await handling
+    assert len(closed) == 1 and isinstance(closed[0], GatewayShuttingDown)
+    assert sent[-1]["more_body"] is False
+    assert events(sent[-1]["body"])[-1] == "[DONE]"
+    assert "shutting down" in events(sent[-1]["body"])[-2]["error"]["message"]

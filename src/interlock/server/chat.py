@@ -128,11 +128,15 @@ class ChatCompletions:
             await send_error(send, exc, meta_headers(exc))
             return
         call.answered = True
+        writer = _SseWriter(send, stream, call.request_id, call.include_usage,
+                            call.request.legacy_functions, self.drain)
         try:
-            await _SseWriter(send, stream, call.request_id, call.include_usage,
-                             call.request.legacy_functions, self.drain).run()
+            await writer.run()
         finally:
-            await stream.aclose()
+            # A cut that landed while the writer waited on the client (a send),
+            # not on the upstream, never reached the stream: say it here, or its
+            # row would blame the client.
+            await stream.aclose(GatewayShuttingDown() if writer.cut else None)
 
 
 async def refuse(gateway: Gateway, scope: Scope, send: Send, error: InterlockError,
@@ -165,6 +169,7 @@ class _SseWriter:
         self.stream = stream
         self.request_id = request_id
         self.include_usage = include_usage
+        self.cut = False  # shutdown's drain time ran out mid-stream
         # Positionally: a class call's keywords go through a dict, once a stream.
         self._render = ChunkRenderer(request_id, legacy_functions, include_usage)
 
@@ -194,6 +199,7 @@ class _SseWriter:
             if self.drain is None or not self.drain.claim(asyncio.current_task()):
                 raise  # the client left: there is no one to write to
             # Shutdown's drain time ran out: end the stream as any broken one ends.
+            self.cut = True
             end = _event(error_dict(GatewayShuttingDown()))
         except Exception:
             # A bug must still end the stream with an error event, not a clean [DONE].
