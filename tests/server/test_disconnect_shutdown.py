@@ -287,5 +287,7 @@ async def test_a_call_cut_by_the_drain_deadline_gets_a_503(
         resp = await answer
     assert resp.status_code == 503
     assert "shutting down" in resp.json()["error"]["message"]
+    # The id its ledger row is kept under, as on every other answer.
+    assert resp.headers["x-request-id"].startswith("chatcmpl-")
     await asyncio.to_thread(gw.thread.join, 5)
     assert not [r for r in uvicorn_errors if r.levelno >= logging.ERROR]

@@ -75,7 +75,7 @@ class ChatCompletions:
                      arrived, include_usage(body))
         task = self.drain.enter()
         if task is None:  # shutdown has already cut the requests in flight
-            await send_error(send, GatewayShuttingDown())
+            await refuse(self.gateway, scope, send, GatewayShuttingDown(), body)
             return
         try:
             if request.stream:
@@ -90,7 +90,8 @@ class ChatCompletions:
             # Cut by shutdown before its answer began (a stream's writer answers
             # for itself): the row is written; the client gets a 503, not a reset.
             if not call.answered:
-                await send_error(send, GatewayShuttingDown())
+                await send_error(send, GatewayShuttingDown(),
+                                 [(b"x-request-id", call.request_id.encode())])
         finally:
             self.drain.leave(task)
 
