@@ -859,6 +859,11 @@ def test_any_other_bare_model_name_still_needs_its_provider(model: str) -> None:
      "routing.routers.r.type: got 'rulez'; expected one of 'rules', 'intents', 'learned'; "
      "did you mean 'rules'?"),
     ({"model_list": []}, "model_list: got []; expected at least 1 entry"),
+    # An endless period overflowed each reservation; a huge one broke Redis's expiry.
+    ({"budgets": [{"model_group": "g", "max_usd": 5, "period": "inf"}]},
+     "budgets[0].period: got 'inf'; expected 'day', 'month' or a number of hours up to a year"),
+    ({"budgets": [{"model_group": "g", "max_usd": 5, "period": 1e300}]},
+     "a number of hours up to a year"),
 ])
 def test_a_mistake_is_one_problem_in_words_with_the_fix(extra: dict[str, Any],
                                                          says: str) -> None:

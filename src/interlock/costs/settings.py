@@ -28,6 +28,9 @@ class PriceOverride(BaseModel):
     cached_input_cost_per_million: Decimal | None = None
 
 
+MAX_PERIOD_HOURS = 24 * 366
+
+
 class Budget(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -53,9 +56,12 @@ class Budget(BaseModel):
             hours = float(value) if not isinstance(value, bool) else 0.0
         except (TypeError, ValueError):
             hours = 0.0
-        if hours > 0:
+        # At most a year: an infinite or huge period failed every request's reservation
+        # (an overflow) or Redis's expiry (every replica then on local counts).
+        if 0 < hours <= MAX_PERIOD_HOURS:
             return hours
-        raise ValueError("expected 'day', 'month' or a number of hours (168 for a week)")
+        raise ValueError("expected 'day', 'month' or a number of hours up to a year "
+                         f"({MAX_PERIOD_HOURS:g}; 168 for a week)")
 
     @model_validator(mode="after")
     def _one_target(self) -> Budget:
