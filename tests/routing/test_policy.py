@@ -229,6 +229,15 @@ async def test_a_malformed_alias_threshold_is_told_what_it_must_be(name):
     assert not isinstance(info.value, UnknownModel)
 
 
+async def test_a_malformed_alias_of_a_router_that_does_not_exist_is_an_unknown_model():
+    # Not "threshold 'v2'": there is no router "foo" to have a threshold.
+    policy = RoutingPolicy(RoutingSettings.model_validate(
+        {"strong_group": "smart", "weak_group": "cheap"}), catalog("smart", "cheap"))
+    with pytest.raises(UnknownModel) as info:
+        await policy.decide(request("router-foo-v2"))
+    assert "threshold" not in str(info.value)
+
+
 async def test_an_alias_for_an_unconfigured_router_lists_the_routers_there_are():
     policy = RoutingPolicy(RoutingSettings.model_validate(
         {"strong_group": "smart", "weak_group": "cheap"}), catalog("smart", "cheap"))

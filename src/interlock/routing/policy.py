@@ -229,7 +229,9 @@ class RoutingPolicy:
         router-<name>-<threshold> whose threshold is no number in [0, 1] (a
         negative one, "0.5x") is told what the threshold must be, as 1.5 is."""
         loose = _LOOSE_ALIAS.match(name)
-        if loose is not None and self.alias_routers():
+        # Only for a router that exists: router-foo-v2 is an unknown name, not a bad
+        # threshold of a router "foo".
+        if loose is not None and loose["name"] in self.alias_routers():
             return InvalidRequest(
                 f"The model {name!r} has threshold {loose['threshold']!r}; a "
                 "router-<name>-<threshold> threshold must be a number in [0, 1], such as "
