@@ -9,8 +9,8 @@ Keyword arguments of `acompletion` are the OpenAI request body, parsed by the
 same code as the gateway's, so library and gateway behave alike. The sync
 methods run on one private event loop thread owned by the Router.
 
-Imports: the standard library, `config`, `errors`, `gateway`, `masking`, `openai_*`, `responses`,
-`routing.decision`, `types`.
+Imports: the standard library, `adapters.http`, `config`, `errors`, `gateway`, `masking`,
+`openai_*`, `responses`, `routing.decision`, `types`.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping
 from os import PathLike
 from typing import Any, TypeVar
 
+from interlock.adapters.http import running_loop
 from interlock.config import InterlockConfig, config_from_router_kwargs, load_config
 from interlock.config.schema import DeploymentParams
 from interlock.costs.settings import LedgerSettings
@@ -52,13 +53,6 @@ log = logging.getLogger("interlock.client")
 # asyncio's documented way to keep a fire-and-forget task alive. No setting or
 # state of any Router lives here.
 _closing: set[asyncio.Task[None]] = set()
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
 
 
 def _closed_error() -> RouterClosed:
@@ -94,7 +88,7 @@ def _close_later(loop: asyncio.AbstractEventLoop,
     to close it on."""
     if loop.is_closed():
         return
-    if _running_loop() is loop:
+    if running_loop() is loop:
         _close_task(loop, close())
         return
     coro = close()
@@ -172,7 +166,7 @@ def _release(sync: _LoopThread, gateway: Gateway) -> None:
         # The last reference went away inside a call on the sync loop: waiting on
         # that loop from its own thread would hang, so this release is skipped.
         return
-    loop = _running_loop()
+    loop = running_loop()
     if loop is not None:
         # Dropped inside a coroutine (a Router made in `async def main()`): waiting
         # here would freeze this thread's loop, so the close runs on it as a task.

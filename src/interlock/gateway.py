@@ -373,9 +373,10 @@ class Gateway:
         self._started = False
 
     def close_from_outside(self) -> None:
-        """For a thread with no running event loop (a program ending without
-        `aclose`): write the ledger rows still buffered and close the connection
-        pool on whichever loop it belongs to."""
+        """Without `aclose` (a program ending, or a dropped Router's close task
+        that was stopped): write the ledger rows still buffered and close the
+        connection pool on whichever loop it belongs to. The ledger write blocks
+        the calling thread, a running loop's too: it runs once, at the end."""
         if self.ledger is not None:
             self.ledger.write_pending()
         self.http.close_from_outside()

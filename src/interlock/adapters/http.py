@@ -316,7 +316,8 @@ async def _close_on_its_loop(session: aiohttp.ClientSession,
         await session.close()
 
 
-def _running_loop() -> asyncio.AbstractEventLoop | None:
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The loop running in this thread, or None (`get_running_loop` raises)."""
     try:
         return asyncio.get_running_loop()
     except RuntimeError:
@@ -441,7 +442,7 @@ class HttpClient:
         session, loop, self._session = self._session, self._loop, None
         if session is None or session.closed:
             return
-        here = _running_loop()
+        here = running_loop()
         if loop is not here and _live(loop):
             asyncio.run_coroutine_threadsafe(session.close(), loop).result(timeout)
         elif here is None and loop is not None and not loop.is_closed():
