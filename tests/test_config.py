@@ -877,3 +877,41 @@ def test_a_budget_period_in_hours_still_loads() -> None:
     loaded = load_config({"model_list": [_entry(api_key="k")], "budgets": budgets},
                          environ=ENV)
     assert [b.period for b in loaded.budgets] == [12.0, "day", 0.5]
+
+
+@pytest.mark.parametrize(("router", "says"), [
+    # pydantic puts the section's `type` in the path (`tiers.rules.rules[0]`), a key
+    # the file does not have, and then looked for valid keys in the wrong member.
+    ({"tiers": {"type": "rules", "default": "g", "rules": [
+        {"name": "x", "group": "g", "when": {"text": "conversation"}}]}},
+     "routing.routers.tiers.rules[0].when.text: got 'conversation'"),
+    ({"topics": {"type": "intents", "treshold": 0.5, "default": "g", "intents": [
+        {"name": "x", "group": "g", "utterances": ["hi"]}]}},
+     "routing.routers.topics.treshold: unknown key; did you mean 'threshold'?"),
+    ({"mf": {"type": "learned", "checkpont_path": "x"}},
+     "routing.routers.mf.checkpont_path: unknown key; did you mean 'checkpoint_path'?"),
+])
+def test_a_routers_mistake_has_the_file_s_path_and_a_did_you_mean(
+        router: dict[str, Any], says: str) -> None:
+    text = _error({"model_list": [_entry(api_key="k")], "routing": {"routers": router}})
+    assert says in text, text
+
+
+def test_a_routers_mistake_points_at_its_own_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "model_list:\n"
+        "  - model_name: g\n"
+        "    litellm_params: {model: openai/gpt-4o, api_key: k}\n"
+        "routing:\n"
+        "  routers:\n"
+        "    tiers:\n"
+        "      type: rules\n"
+        "      default: g\n"
+        "      rules:\n"
+        "        - name: x\n"
+        "          group: g\n"
+        "          when:\n"
+        "            text: conversation\n")
+    assert "when.text: got 'conversation'; expected 'last_user', 'all' or 'system' (line 13)" \
+        in _error(path)

@@ -14,7 +14,7 @@ import difflib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from types import NoneType, UnionType
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import AliasChoices, BaseModel, ValidationError
 
@@ -79,7 +79,8 @@ def describe_validation_error(exc: ValidationError, root: type[BaseModel]) -> li
 
 def _describe(err: Mapping[str, Any], root: type[BaseModel]) -> tuple[str, str]:
     """(path, what is wrong) for one pydantic error."""
-    loc = tuple(err["loc"])
+    raw = tuple(err["loc"])
+    loc = _without_tags(root, raw)
     path = _path(loc)
     kind, msg = err["type"], str(err["msg"])
     if kind == "value_error" and isinstance(err.get("input"), Mapping):
@@ -88,7 +89,7 @@ def _describe(err: Mapping[str, Any], root: type[BaseModel]) -> tuple[str, str]:
     if kind == "missing":
         return path, "missing; this key is required"
     if kind == "extra_forbidden":
-        valid = _valid_keys(root, loc[:-1])
+        valid = _valid_keys(root, raw[:-1])
         return path, "unknown key" + did_you_mean(str(loc[-1]), valid or [])
     if kind == "union_tag_invalid":  # a `type:` naming no kind of section
         ctx = err.get("ctx") or {}
@@ -156,11 +157,45 @@ def _as_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+def _without_tags(root: type[BaseModel], loc: Sequence[str | int]) -> tuple[str | int, ...]:
+    """`loc` without the tags pydantic puts in it for a tagged union's member
+    (`routing.routers.tiers.rules.rules[0]`: the first `rules` is the section's
+    `type`), which name no key of the file."""
+    current: Any = root
+    out: list[str | int] = []
+    for part in loc:
+        member = _tagged_member(current, part)
+        if member is not None:
+            current = member
+            continue
+        out.append(part)
+        current = None if current is None else _step(current, part)
+    return tuple(out)
+
+
+def _tagged_member(annotation: Any, part: str | int) -> type[BaseModel] | None:
+    """The member of a union tagged by its `type` whose tag is `part`, if any."""
+    if get_origin(annotation) is Annotated:
+        return _tagged_member(get_args(annotation)[0], part)
+    if get_origin(annotation) not in (Union, UnionType) or not isinstance(part, str):
+        return None
+    for member in get_args(annotation):
+        model = _as_model(member)
+        field = model.model_fields.get("type") if model is not None else None
+        if (field is not None and get_origin(field.annotation) is Literal
+                and part in get_args(field.annotation)):
+            return model
+    return None
+
+
 def _step(annotation: Any, part: str | int) -> Any:
     origin = get_origin(annotation)
     if origin is Annotated:
         return _step(get_args(annotation)[0], part)
     if origin in (Union, UnionType):
+        tagged = _tagged_member(annotation, part)
+        if tagged is not None:  # the tag pydantic put in the path: that member
+            return tagged
         members = [a for a in get_args(annotation) if a is not NoneType]
         steps = (_step(m, part) for m in members)
         return next((s for s in steps if s is not None), None)
