@@ -80,8 +80,12 @@ SHUTTING_DOWN = "the gateway is shutting down"
 
 
 def interruption(exc: BaseException) -> InterlockError:
-    """The error a request's row records when it was cancelled rather than failed."""
-    if isinstance(exc, asyncio.CancelledError) and SHUTTING_DOWN in exc.args:
+    """The error a request's row records when it was cancelled rather than failed:
+    the drain's cut, or uvicorn's own at the end of its graceful shutdown (its
+    workers under --workers N have no drain; it says "graceful shutdown"), is the
+    shutdown; any other cancellation is the client (or library caller) leaving."""
+    if isinstance(exc, asyncio.CancelledError) and exc.args and (
+            SHUTTING_DOWN in exc.args or "shutdown" in str(exc.args[0]).lower()):
         return GatewayShuttingDown()
     return ClientDisconnected("the client disconnected")
 

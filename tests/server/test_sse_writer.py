@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 
 from interlock.adapters.base import DeltaBatch
-from interlock.errors import ConnectionFailed, GatewayShuttingDown
-from interlock.gateway import ResponseMeta
+from interlock.errors import ClientDisconnected, ConnectionFailed, GatewayShuttingDown
+from interlock.gateway import SHUTTING_DOWN, ResponseMeta, interruption
 from interlock.routing.decision import RoutingDecision
 from interlock.server.chat import ChatCompletions, _Call, _SseWriter
 from interlock.server.drain import Drain
@@ -150,3 +150,12 @@ async def test_a_shutdown_cut_while_the_client_reads_slowly_is_recorded_as_the_s
     assert sent[-1]["more_body"] is False
     assert events(sent[-1]["body"])[-1] == "[DONE]"
     assert "shutting down" in events(sent[-1]["body"])[-2]["error"]["message"]
+
+
+def test_a_cancellation_is_recorded_as_the_shutdown_or_the_client_leaving() -> None:
+    # Under --workers N uvicorn cancels what outlasts its graceful shutdown itself,
+    # saying so; counting those as clients that left skewed spend and report.
+    uvicorn_cut = asyncio.CancelledError("Task cancelled, timeout graceful shutdown exceeded")
+    assert isinstance(interruption(uvicorn_cut), GatewayShuttingDown)
+    assert isinstance(interruption(asyncio.CancelledError(SHUTTING_DOWN)), GatewayShuttingDown)
+    assert isinstance(interruption(asyncio.CancelledError()), ClientDisconnected)
