@@ -282,3 +282,17 @@ async def test_default_litellm_params_that_an_embedding_takes_apply_to_it(
     assert defaulted == {"model": "text-embedding-3-small", "input": ["hello"],
                          "encoding_format": "float", "user": "team-a"}
     assert own["user"] == "own"
+
+
+async def test_an_unknown_embeddings_model_is_told_only_the_groups_that_can_embed(
+        fake_upstream: FakeUpstream) -> None:
+    # A chat-only group (Claude) would fail anyway: suggesting it misleads.
+    router = Router(model_list=[
+        _entry(fake_upstream, "claude", provider="anthropic", model="claude-sonnet-4-20250514"),
+        _entry(fake_upstream, "embed", model="text-embedding-3-small")])
+    try:
+        with pytest.raises(UnknownModel) as unknown:
+            await router.aembedding(model="nope", input="hello")
+    finally:
+        await router.aclose()
+    assert "embed" in unknown.value.message and "claude" not in unknown.value.message

@@ -608,12 +608,22 @@ class Gateway:
             decision = direct(group)
             return decision if alias is None else dataclasses.replace(
                 decision, requested=name, reason=f"{name!r} is an alias of {group!r}")
+        embedding_groups = self._embedding_groups()
         if name in self.model_names() or parse_router_alias(name) is not None:
             raise InvalidRequest(
                 f"{name!r} is a router, which picks between chat models; embeddings need a "
-                f"model group by name: one of {sorted(self.catalog.group_names)}.",
+                f"model group by name: one of {embedding_groups}.",
                 param="model", code="model_not_supported")
-        raise UnknownModel(name, self.model_names())
+        raise UnknownModel(name, embedding_groups)
+
+    def _embedding_groups(self) -> list[str]:
+        """The groups worth suggesting for embeddings: those with a deployment whose
+        provider has an embeddings API (a chat-only group would fail anyway)."""
+        def embeds(provider: str) -> bool:
+            return callable(getattr(self.adapters.for_provider(provider), "embeddings", None))
+
+        return sorted(g.name for g in self.catalog.groups.values()
+                      if any(embeds(d.provider) for d in g.deployments))
 
     # -- bookkeeping -------------------------------------------------------------
     def record_refused(self, error: InterlockError, *, model: Any, key_id: str | None,
