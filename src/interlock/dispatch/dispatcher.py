@@ -210,8 +210,7 @@ class Dispatcher:
         # known_prompt_tokens): a class call's keyword arguments go through a dict,
         # about 500 instructions each, on every request. A test pins the order.
         run = Run(request, group, stream, deadline,
-                  self._fallbacks.plan(group, request.fallbacks,
-                                      as_given=request.fallbacks_as_given), prompt_tokens)
+                  self._fallbacks.plan(group, request), prompt_tokens)
         if attempts is not None:
             run.attempts = attempts
         if waits is not None:
@@ -637,8 +636,7 @@ class Dispatcher:
         if run.last_error is not None:
             raise self._with_attempts(run.last_error, run)
         if await self._wait_for_slot(run):
-            run.plan = self._fallbacks.plan(
-                run.origin, run.request.fallbacks, as_given=run.request.fallbacks_as_given)
+            run.plan = self._fallbacks.plan(run.origin, run.request)
             return
         wait = run.earliest_recovery()
         if (self._settings.wait_for_recovery and wait is not None and self._may_wait(run, wait)
@@ -646,8 +644,7 @@ class Dispatcher:
             run.recovery_waits += 1
             await self._sleep_for_recovery(
                 run, wait, ", ".join(dict.fromkeys(s.group for s in run.skips.values())))
-            run.plan = self._fallbacks.plan(
-                run.origin, run.request.fallbacks, as_given=run.request.fallbacks_as_given)
+            run.plan = self._fallbacks.plan(run.origin, run.request)
             return
         raise self._with_attempts(self._nothing_available(run), run)
 
@@ -730,8 +727,7 @@ class Dispatcher:
         run.request = request
         run.excluded.update(run.failed)
         run.last_error = None
-        run.plan = self._fallbacks.plan(run.origin, original.fallbacks,
-                                       as_given=original.fallbacks_as_given)
+        run.plan = self._fallbacks.plan(run.origin, original)
         try:
             return await self._walk(run, self._stream_call())
         except InterlockError:

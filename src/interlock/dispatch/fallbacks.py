@@ -81,13 +81,15 @@ class FallbackConfig:
             out.update(self.chain(kind, group))
         return out
 
-    def plan(self, group: str, requested: list[str] | Mapping[str, list[str]] | None, *,
-             as_given: bool = False) -> FallbackPlan:
+    def plan(self, group: str, request: ChatRequest) -> FallbackPlan:
+        """The fallbacks of `request` to `group`: its own `fallbacks`, as given for a
+        library caller (`fallbacks_as_given`), else narrowing the configured chains."""
+        requested = request.fallbacks
         if isinstance(requested, Mapping):
             # LiteLLM's mapping form: the request's group's entry, else "*"'s;
             # naming neither, it asks for no fallbacks.
             requested = requested.get(group, requested.get("*", []))
-        if requested is not None and as_given:
+        if requested is not None and request.fallbacks_as_given:
             return self._as_given(group, requested)
         if requested is None:
             chains = self._group_chains.get(group)
