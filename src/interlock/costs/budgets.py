@@ -421,7 +421,7 @@ class BudgetGate:
         if on_redis and self._unsettled:
             # In the background: a request must not wait for thousands of owed
             # settles, nor drop the rest of them if its client leaves midway.
-            self._in_background(self._settle_unsettled())
+            self._survive(self._settle_unsettled())
         refused = None
         if on_redis:
             marks = self._marks(applicable, periods)
@@ -561,7 +561,7 @@ class BudgetGate:
             # The request was cancelled (its client left) while the script was on
             # its way: Redis may reserve all the same, with no ticket to give it
             # back, holding the amount until the period ends. Undo it once known.
-            call.add_done_callback(lambda _: self._in_background(
+            call.add_done_callback(lambda _: self._survive(
                 self._settle_redis(keys, ticket_id, 0, ttl)))
             raise
         except Exception as exc:
@@ -607,11 +607,6 @@ class BudgetGate:
             # A settle sent twice counts once (`_SETTLE`).
             for keys, ticket_id, actual, ttl in waiting:
                 self._owe(keys, ticket_id, actual, ttl)
-
-    def _in_background(self, call: Any) -> None:
-        task = asyncio.ensure_future(call)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
     def _survive(self, call: Any) -> asyncio.Task[Any]:
         """`call` as a task that a cancelled caller does not stop (awaited through
