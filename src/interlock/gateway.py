@@ -494,9 +494,7 @@ class Gateway:
         owns the config), with each name checked and an alias read as its group:
         a name that is no model group would otherwise be a failover silently lost."""
         wanted = request.fallbacks
-        if wanted is None:
-            # The request was parsed for this call alone: marked in place, not copied.
-            request.fallbacks_as_given = True
+        if wanted is None:  # nothing to read as given: the configured chains apply
             return request
         if isinstance(wanted, dict):
             resolved: list[str] | dict[str, list[str]] = {
