@@ -155,7 +155,6 @@ def simulate_command(
     """Monthly cost of each strategy for a traffic profile, and the saving against a baseline."""
     from interlock.cli.prices import config_prices
     from interlock.costs.simulate import (
-        StrategyError,
         money,
         price_differences,
         seed_prices,
@@ -173,11 +172,8 @@ def simulate_command(
         _replay(config, database, models, prices, price, book, as_json)
         return
     resolved = resolve_prices(models, prices, price, book)
-    try:
-        results = simulate(profile, strategies, resolved,
-                           baseline)
-    except StrategyError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--baseline") from None
+    # The strategies and the baseline were checked by `_strategies`, before any work.
+    results = simulate(profile, strategies, resolved, baseline)
     base = baseline or strategies[0].name
     differences = [] if prices == "seed" else price_differences(resolved, seed_prices())
     if differences:
