@@ -48,7 +48,7 @@ DEPLOYMENT_ONLY = ("api_key", "api_base", "base_url", "api_version")
 # sends: `extra_body` is merged into the body, `max_retries` is the retries
 # (Interlock's are num_retries), `extra_headers` would be HTTP headers.
 CALL_ONLY = ("extra_body", "max_retries", "extra_headers")
-_SPECIAL = frozenset(DEPLOYMENT_ONLY + CALL_ONLY)
+_CALL_KEYS = frozenset(DEPLOYMENT_ONLY + CALL_ONLY)
 # LiteLLM's testing switches and its name for `timeout`, which Interlock carries
 # out (`_litellm_controls`).
 _TESTING_SWITCHES = {"mock_testing_fallbacks": "fallbacks",
@@ -72,6 +72,8 @@ IGNORED_CALL_ARGS = frozenset({
     "eos_token", "litellm_metadata", "model_group",
 })
 LITELLM_ONLY = _CONTROLS | IGNORED_CALL_ARGS
+# Every key that takes a body off the plain path, for one check: most have none.
+_SPECIAL = _CALL_KEYS | LITELLM_ONLY
 # Optional fields given under either of two names.
 _TOOLS = frozenset({"tools", "functions"})
 _TOOL_CHOICE = frozenset({"tool_choice", "function_call"})
@@ -516,9 +518,9 @@ def parse_chat_request(body: Any) -> ChatRequest:
     stream = body.get("stream", False)
     _typed(stream, bool, "stream", "true or false")
     keys = body.keys()
-    if not keys.isdisjoint(_SPECIAL):  # one check for both kinds: most bodies have neither
-        return parse_chat_request(_call_arguments(body))
-    if not keys.isdisjoint(LITELLM_ONLY):
+    if not keys.isdisjoint(_SPECIAL):  # one check for every kind: most bodies have none
+        if not keys.isdisjoint(_CALL_KEYS):
+            return parse_chat_request(_call_arguments(body))
         return _litellm_controls(body)
     # Each optional field is read only when the body has it: most bodies hold a
     # few, and a parser call for each absent one was a tenth of a request's parsing.
