@@ -91,15 +91,20 @@ def mock_text(request: ChatRequest, deployment: Deployment) -> str | None:
     return configured
 
 
+def _sentinel(text: str) -> tuple[type[ProviderError], int] | None:
+    """The (error, status) a LiteLLM sentinel stands for, or None for answer text."""
+    return MOCK_ERRORS.get(text) or next(
+        (kind for prefix, kind in MOCK_ERROR_PREFIXES.items() if text.startswith(prefix)), None)
+
+
 def is_failure_sentinel(text: str) -> bool:
     """Whether `mock_response` text stands for a failure rather than an answer."""
-    return text in MOCK_ERRORS or text.startswith(tuple(MOCK_ERROR_PREFIXES))
+    return _sentinel(text) is not None
 
 
 def mock_error(text: str, deployment: Deployment) -> ProviderError | None:
     """The error a LiteLLM sentinel stands for, or None for text to answer with."""
-    found = MOCK_ERRORS.get(text) or next(
-        (kind for prefix, kind in MOCK_ERROR_PREFIXES.items() if text.startswith(prefix)), None)
+    found = _sentinel(text)
     if found is None:
         return None
     cls, status = found
