@@ -50,6 +50,7 @@ from interlock.errors import (
     UnknownModel,
 )
 from interlock.key_limits import KeyLimits, KeyTicket
+from interlock.openai_request import TESTING_SWITCH
 from interlock.routing.decision import RoutingDecision, direct, header_safe
 from interlock.routing.policy import RoutingPolicy, parse_router_alias
 from interlock.tokens import estimate_prompt_tokens, estimate_text_tokens
@@ -241,9 +242,7 @@ def _no_mock_failures(request: ChatRequest) -> None:
     elif request.mock_timeout:
         asked = "mock_timeout"
     elif request.mock_group_failure:
-        asked = {"context_window": "mock_testing_context_fallbacks",
-                 "content_policy": "mock_testing_content_policy_fallbacks",
-                 }.get(request.mock_group_failure, "mock_testing_fallbacks")
+        asked = TESTING_SWITCH[request.mock_group_failure]
     else:
         return
     raise InvalidRequest(

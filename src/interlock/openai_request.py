@@ -54,6 +54,8 @@ _CALL_KEYS = frozenset(DEPLOYMENT_ONLY + CALL_ONLY)
 _TESTING_SWITCHES = {"mock_testing_fallbacks": "fallbacks",
                      "mock_testing_context_fallbacks": "context_window",
                      "mock_testing_content_policy_fallbacks": "content_policy"}
+# The switch that asks for each forced failure (what a refusal of it names).
+TESTING_SWITCH = {kind: switch for switch, kind in _TESTING_SWITCHES.items()}
 _CONTROLS = frozenset({"request_timeout", "mock_testing_rate_limit_error", "mock_timeout",
                        *_TESTING_SWITCHES})
 # LiteLLM call arguments that steer LiteLLM itself (its cache, logging, cost
