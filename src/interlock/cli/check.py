@@ -14,7 +14,7 @@ Exit status: 0 ready; 1 would start, but something needs a look (a warning, a
 deployment without its key, a deployment whose cost would be unknown); 2 would
 not start (the error is printed as `serve` prints it).
 
-Imports: typer, the standard library, `errors`; `config`, `gateway`,
+Imports: typer, the standard library, `cli.paths`, `errors`; `config`, `gateway`,
 `server.app`, `costs.schema`, sqlalchemy and redis inside the command.
 """
 
@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from interlock.cli.paths import nearest_existing
 from interlock.errors import redact
 
 if TYPE_CHECKING:
@@ -144,9 +145,7 @@ def _failure(reach: Callable[[], None]) -> str | None:
 
 
 def _sqlite_folder_can_be_made(folder: Path) -> None:
-    existing = folder
-    while not existing.exists():
-        existing = existing.parent
+    existing = nearest_existing(folder)
     if not existing.is_dir():
         raise NotADirectoryError(f"{existing} is a file, so the folder {folder} for the "
                                  "SQLite file cannot be made")

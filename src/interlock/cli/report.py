@@ -3,7 +3,7 @@
 Writes one self-contained HTML page (charts as embedded PNGs, nothing fetched
 when it is opened) and prints the summary.
 
-Imports: typer, the standard library; `cli.spend` and `costs.*` inside the command.
+Imports: typer, the standard library, `cli.paths`; `cli.spend` and `costs.*` inside the command.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from interlock.cli.paths import nearest_existing
 from interlock.cli.spend import ConfigOption, DatabaseOption, PrefixOption, SinceOption
 
 
@@ -61,9 +62,7 @@ def _check_out(out: Path) -> None:
         typer.echo(f"error: --out {out} is a directory; name the file to write, such as "
                    f"--out {out / 'interlock-report.html'}", err=True)
         raise typer.Exit(2)
-    parent = out.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
+    parent = nearest_existing(out.parent)
     if not parent.is_dir():
         typer.echo(f"error: --out {out}: {parent} is a file, not a directory; "
                    "give a path in a directory", err=True)

@@ -3,7 +3,7 @@
 Router parameters follow as `--param name=value` (repeatable), for example
 `--param k=40` for knn or `--param c=0.5` for the classifier.
 
-Imports: typer, the standard library; `routing.training` inside the command.
+Imports: typer, the standard library, `cli.paths`; `routing.training` inside the command.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from interlock.cli.paths import nearest_existing
 
 
 def train_command(
@@ -59,14 +61,12 @@ def train_command(
 def _check_out(out: Path) -> None:
     """Refuse an --out that cannot become a directory before training, not after:
     training a large table takes minutes, and its result would be lost."""
-    for path in (out, *out.parents):
-        if path.exists() and not path.is_dir():
-            where = "is a file" if path == out else f"lies under the file {path}"
-            typer.echo(f"error: --out {out} {where}; name a directory for the router's "
-                       "files, such as --out models/mf", err=True)
-            raise typer.Exit(2)
-        if path.exists():
-            return
+    path = nearest_existing(out)
+    if not path.is_dir():
+        where = "is a file" if path == out else f"lies under the file {path}"
+        typer.echo(f"error: --out {out} {where}; name a directory for the router's "
+                   "files, such as --out models/mf", err=True)
+        raise typer.Exit(2)
 
 
 def register(app: typer.Typer) -> None:
