@@ -267,9 +267,18 @@ def load_outcomes(path: str | Path, *, models: Sequence[str] | None = None) -> O
     contaminated_prompts.jsonl) are skipped. Rows with a missing score are
     dropped and counted in `dropped`; none left is an error. Scores must lie in [0, 1].
     """
+    return _outcomes_from(path, _read_all(path), models)
+
+
+def _read_all(path: str | Path) -> list[tuple[Path, list[dict[str, Any]]]]:
+    """Each data file of `path` with its rows, read once for whatever reads them."""
+    return [(f, read_records(f)) for f in data_files(path)]
+
+
+def _outcomes_from(path: str | Path, files: list[tuple[Path, list[dict[str, Any]]]],
+                   models: Sequence[str] | None) -> OutcomeTable:
     tables = []
-    for f in data_files(path):
-        records = read_records(f)
+    for f, records in files:
         if Path(path).is_dir() and not _has_prompt_column(records):
             continue
         tables.append((f, _table_from_records(records, f, models)))
@@ -337,9 +346,14 @@ def _battle_row(record: dict[str, Any], where: str) -> tuple[str, str, str, str]
 
 def load_battles(path: str | Path) -> Battles:
     """Read pairwise battles (Chatbot Arena layout) from a file or directory."""
+    return _battles_from(path, _read_all(path))
+
+
+def _battles_from(path: str | Path,
+                  files: list[tuple[Path, list[dict[str, Any]]]]) -> Battles:
     battles = Battles([], [], [], [])
-    for f in data_files(path):
-        for number, r in enumerate(read_records(f), start=1):
+    for f, records in files:
+        for number, r in enumerate(records, start=1):
             prompt, a, b, winner = _battle_row(r, f"{f}, row {number}")
             battles.prompts.append(prompt)
             battles.model_a.append(a)
@@ -357,12 +371,12 @@ def _layout(records: list[dict[str, Any]]) -> str | None:
     return "outcomes" if _has_prompt_column(records) else None
 
 
-def _data_layout(path: str | Path) -> str:
+def _data_layout(path: str | Path, files: list[tuple[Path, list[dict[str, Any]]]]) -> str:
     """The one layout of a file or directory; a directory mixing two is an error,
     as the first file would otherwise decide how every other one is read."""
     found: dict[str, list[str]] = {}
-    for f in data_files(path):
-        layout = _layout(read_records(f))
+    for f, records in files:
+        layout = _layout(records)
         if layout is not None:
             found.setdefault(layout, []).append(f.name)
     if len(found) > 1:
@@ -391,10 +405,11 @@ def load_training_data(path: str | Path, *, models: Sequence[str] | None = None)
     OutcomeTable | Battles
 ):
     """Battles when the files have model_a/model_b/winner columns, else outcomes."""
-    if _data_layout(path) == "battles":
-        battles = load_battles(path)
+    files = _read_all(path)  # once: the layout and the loading read the same rows
+    if _data_layout(path, files) == "battles":
+        battles = _battles_from(path, files)
         return battles if models is None else _battles_between(battles, models)
-    return load_outcomes(path, models=models)
+    return _outcomes_from(path, files, models)
 
 
 def data_hash(path: str | Path) -> str:
