@@ -70,7 +70,7 @@ def _notes(router: QualityRouter, prompts: Sequence[str]) -> list[str]:
         notes.append(f"only {distinct} distinct prompt{'s' * (distinct != 1)} to learn from: "
                      "the router will score most prompts alike; give it hundreds")
     if router.name == "llm" and getattr(router, "ask", None) is None:
-        order = sorted(router.models, key=lambda m: -router.mean_quality.get(m, 0.0))
+        order = router.ranked()
         notes.append("the llm router asks a judge model about each prompt, and none can be "
                      "asked here: its rating table was set from the models' mean scores "
                      f"(strongest first: {', '.join(order)}), not learnt from the prompts; "

@@ -239,8 +239,12 @@ class QualityRouter(ABC):
         """The best and worst model by training mean: the default strong and weak pair."""
         if not self.mean_quality:
             raise ValueError(f"router {self.name!r} has no training means: name strong and weak")
-        ranked = sorted(self.models, key=lambda m: -self.mean_quality.get(m, 0.0))
+        ranked = self.ranked()
         return ranked[0], ranked[-1]
+
+    def ranked(self) -> list[str]:
+        """The models, strongest first by training mean (ties in training order)."""
+        return sorted(self.models, key=lambda m: -self.mean_quality.get(m, 0.0))
 
     def save(self, out_dir: str | Path) -> None:
         out = Path(out_dir)

@@ -85,9 +85,8 @@ class LlmRouter(QualityRouter):
     def _set_default_table(self, *, by_mean: bool = False) -> None:
         self.table = default_table(len(self.models))
         if by_mean and self.mean_quality:
-            strongest_first = sorted(range(len(self.models)),
-                                     key=lambda j: -self.mean_quality.get(self.models[j], 0.0))
-            rank = np.argsort(strongest_first)  # model j's place, 0 = strongest
+            order = self.ranked()
+            rank = np.array([order.index(m) for m in self.models])  # 0 = strongest
             self.table = self.table[:, rank]
         for j, model in enumerate(self.models):
             if self._configured and model in self._configured:
