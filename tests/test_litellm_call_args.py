@@ -191,6 +191,47 @@ async def test_an_unknown_fallback_group_is_an_error(provider_env: FakeUpstream)
     assert provider_env.received == []
 
 
+@pytest.mark.parametrize(("kind", "fault"), [
+    ("context_window_fallbacks", Fault(status=400, kind="context_window")),
+    ("content_policy_fallbacks", Fault(status=400, kind="safety")),
+])
+async def test_a_call_s_own_context_and_content_chains_apply(
+        provider_env: FakeUpstream, kind: str, fault: Fault,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # LiteLLM's Router reads both per call, over its own: ported code passes them.
+    caplog.set_level(logging.WARNING, logger="interlock.client")
+    provider_env.script(fault, provider="openai")
+    async with Router(model_list=_groups(), num_retries=0) as router:
+        answer = await router.acompletion(model="chat", messages=MESSAGES,
+                                          **{kind: [{"chat": ["backup"]}]})
+    assert answer.interlock["model_group"] == "backup"
+    assert not [r for r in caplog.records if "no effect" in r.getMessage()]
+    assert all(kind not in r.body for r in provider_env.received)
+
+
+async def test_a_call_s_own_context_chain_replaces_the_router_s(
+        provider_env: FakeUpstream) -> None:
+    provider_env.script(Fault(status=400, kind="context_window"), provider="openai")
+    async with Router(model_list=_groups(), num_retries=0,
+                      context_window_fallbacks=[{"chat": ["backup"]}]) as router:
+        with pytest.raises(ContextWindowExceeded):
+            await router.acompletion(model="chat", messages=MESSAGES,
+                                     context_window_fallbacks=[])
+    assert provider_env.calls("anthropic") == 0
+
+
+async def test_a_call_s_own_context_chain_names_model_groups(
+        provider_env: FakeUpstream) -> None:
+    async with Router(model_list=_groups()) as router:
+        with pytest.raises(InvalidRequest, match=r"'context_window_fallbacks' names 'nope'"):
+            await router.acompletion(model="chat", messages=MESSAGES,
+                                     context_window_fallbacks=["nope"])
+        with pytest.raises(InvalidRequest, match="'content_policy_fallbacks' must be"):
+            await router.acompletion(model="chat", messages=MESSAGES,
+                                     content_policy_fallbacks="backup")
+    assert provider_env.received == []
+
+
 # -- response_format=<pydantic model> ------------------------------------------------
 
 class CalendarEvent(BaseModel):

@@ -489,30 +489,39 @@ class Gateway:
                                    retries_bounded=request.num_retries is not None)
 
     def owned_fallbacks(self, request: ChatRequest) -> ChatRequest:
-        """A library caller's request, whose own `fallbacks` apply as given (it
-        owns the config), with each name checked and an alias read as its group:
-        a name that is no model group would otherwise be a failover silently lost."""
-        wanted = request.fallbacks
-        if wanted is None:  # nothing to read as given: the configured chains apply
-            return request
-        if isinstance(wanted, dict):
-            resolved: list[str] | dict[str, list[str]] = {
-                (name if name == "*" else self._fallback_groups([name])[0]):
-                    self._fallback_groups(chain) for name, chain in wanted.items()}
-        else:
-            resolved = self._fallback_groups(wanted)
-        return dataclasses.replace(request, fallbacks=resolved, fallbacks_as_given=True)
+        """A library caller's request, whose own `fallbacks` (and context-window
+        and content-policy chains) apply as given (it owns the config), with each
+        name checked and an alias read as its group: a name that is no model group
+        would otherwise be a failover silently lost."""
+        if request.fallbacks is None and request.kind_fallbacks is None:
+            return request  # nothing to read as given: the configured chains apply
+        fallbacks = request.fallbacks
+        if fallbacks is not None:
+            fallbacks = self._fallback_chains(fallbacks, "fallbacks")
+        kinds = request.kind_fallbacks
+        if kinds is not None:
+            kinds = {param: self._fallback_chains(chains, param)
+                     for param, chains in kinds.items()}
+        return dataclasses.replace(request, fallbacks=fallbacks, kind_fallbacks=kinds,
+                                   fallbacks_as_given=True)
 
-    def _fallback_groups(self, names: list[str]) -> list[str]:
+    def _fallback_chains(self, wanted: list[str] | dict[str, list[str]], param: str
+                         ) -> list[str] | dict[str, list[str]]:
+        if isinstance(wanted, dict):
+            return {(name if name == "*" else self._fallback_groups([name], param)[0]):
+                    self._fallback_groups(chain, param) for name, chain in wanted.items()}
+        return self._fallback_groups(wanted, param)
+
+    def _fallback_groups(self, names: list[str], param: str) -> list[str]:
         groups = []
         for name in names:
             alias = self._aliases.get(name)
             group = alias.model if alias is not None else name
             if group not in self.catalog.groups:
                 raise InvalidRequest(
-                    f"'fallbacks' names {name!r}, which is not a model group; fallbacks "
+                    f"'{param}' names {name!r}, which is not a model group; fallbacks "
                     f"are model groups: {', '.join(sorted(self.catalog.group_names))}.",
-                    param="fallbacks", code="model_not_found")
+                    param=param, code="model_not_found")
             groups.append(group)
         return groups
 

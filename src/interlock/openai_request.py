@@ -56,8 +56,11 @@ _TESTING_SWITCHES = {"mock_testing_fallbacks": "fallbacks",
                      "mock_testing_content_policy_fallbacks": "content_policy"}
 # The switch that asks for each forced failure (what a refusal of it names).
 TESTING_SWITCH = {kind: switch for switch, kind in _TESTING_SWITCHES.items()}
+# A call's own chains for the special failures (its `fallbacks` are an OpenAI-body
+# field here too, read on the plain path).
+KIND_FALLBACKS = ("context_window_fallbacks", "content_policy_fallbacks")
 _CONTROLS = frozenset({"request_timeout", "mock_testing_rate_limit_error", "mock_timeout",
-                       *_TESTING_SWITCHES})
+                       *_TESTING_SWITCHES, *KIND_FALLBACKS})
 # LiteLLM call arguments that steer LiteLLM itself (its cache, logging, cost
 # table, provider lookup, client objects). Sent on, a provider would refuse them
 # as unknown fields; they are taken out and reported in `ignored_params`.
@@ -66,8 +69,8 @@ IGNORED_CALL_ARGS = frozenset({
     "input_cost_per_token", "output_cost_per_token", "input_cost_per_second",
     "output_cost_per_second", "litellm_logging_obj", "litellm_call_id", "litellm_trace_id",
     "logger_fn", "verbose", "mock_delay", "mock_tool_calls", "no-log", "proxy_server_request",
-    "model_info", "preset_cache_key", "base_model", "context_window_fallbacks",
-    "content_policy_fallbacks", "context_window_fallback_dict", "cooldown_time", "priority",
+    "model_info", "preset_cache_key", "base_model", "context_window_fallback_dict",
+    "cooldown_time", "priority",
     "force_timeout", "client", "acompletion", "ensure_alternating_roles",
     "user_continue_message", "assistant_continue_message", "supports_system_message",
     "hf_model_name", "initial_prompt_value", "final_prompt_value", "roles", "bos_token",
@@ -560,10 +563,12 @@ def parse_chat_request(body: Any) -> ChatRequest:
     return request
 
 
-def _fallbacks(value: Any) -> list[str] | dict[str, list[str]] | None:
-    """A request's `fallbacks` in the forms LiteLLM takes for a call: a list of
-    model group names, or its `[{"group": ["fallback", ...]}]` (also as one dict;
-    "*" for any group), kept as one {group: [groups]}."""
+def _fallbacks(value: Any, param: str = "fallbacks"
+               ) -> list[str] | dict[str, list[str]] | None:
+    """A request's `fallbacks` (or `param`, one of its other chains) in the forms
+    LiteLLM takes for a call: a list of model group names, or its
+    `[{"group": ["fallback", ...]}]` (also as one dict; "*" for any group), kept as
+    one {group: [groups]}."""
     if value is None or (isinstance(value, list) and all(isinstance(f, str) for f in value)):
         return value
     items = [value] if isinstance(value, dict) else value
@@ -574,8 +579,8 @@ def _fallbacks(value: Any) -> list[str] | dict[str, list[str]] | None:
                 and all(isinstance(g, str) for g in chain) for group, chain in item.items()):
             # LiteLLM's other dict form ({"model": ..., "temperature": ...}) changes
             # the request on the way; Interlock's fallbacks name groups only.
-            raise _fail("'fallbacks' must be a list of model group names, or of "
-                        '{"group": ["fallback group", ...]} mappings.', "fallbacks")
+            raise _fail(f"'{param}' must be a list of model group names, or of "
+                        '{"group": ["fallback group", ...]} mappings.', param)
         for group, chain in item.items():
             known = chains.setdefault(group, [])
             known.extend(g for g in chain if g not in known)
@@ -589,7 +594,8 @@ def _flag(body: Mapping[str, Any], key: str) -> bool:
 def _litellm_controls(body: Mapping[str, Any]) -> ChatRequest:
     """A body with LiteLLM's own call arguments (`LITELLM_ONLY`), which are not
     fields for the provider: `request_timeout` is read as `timeout`, the testing
-    switches become the request's mock failures, the rest are set aside in
+    switches become the request's mock failures, its own context-window and
+    content-policy chains its `kind_fallbacks`, the rest are set aside in
     `ignored_params`. None of them is sent upstream."""
     rest = {k: v for k, v in body.items() if k not in LITELLM_ONLY}
     if rest.get("timeout") is None and body.get("request_timeout") is not None:
@@ -601,6 +607,9 @@ def _litellm_controls(body: Mapping[str, Any]) -> ChatRequest:
         # LiteLLM fails the first try with a rate limit, then retries for real.
         request.mock_failures = ["litellm.RateLimitError"]
     request.mock_timeout = _flag(body, "mock_timeout")
+    own = {name: chains for name in KIND_FALLBACKS
+           if (chains := _fallbacks(body.get(name), name)) is not None}
+    request.kind_fallbacks = own or None
     request.ignored_params = tuple(sorted(k for k in body if k in IGNORED_CALL_ARGS))
     return request
 

@@ -147,6 +147,10 @@ class ChatRequest:
     # chains; a library caller's apply as given (`fallbacks_as_given`).
     fallbacks: list[str] | dict[str, list[str]] | None = None
     fallbacks_as_given: bool = False
+    # Its own chains for the special failures, in the same forms, by the name of
+    # the setting they stand for ("context_window_fallbacks",
+    # "content_policy_fallbacks"; LiteLLM takes both per call); the same rules.
+    kind_fallbacks: dict[str, list[str] | dict[str, list[str]]] | None = None
     drop_params: bool | None = None
     # Answer with this text and call no provider (LiteLLM's `mock_response`; its
     # error sentinels, "litellm.RateLimitError" and the like, fail instead).

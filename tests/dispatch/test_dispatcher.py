@@ -230,6 +230,28 @@ async def test_per_request_fallbacks_narrow_and_never_widen() -> None:
         await h.dispatcher.complete(request(fallbacks=[]), "g")
 
 
+async def test_a_request_s_own_context_chain_narrows_only_its_kind() -> None:
+    deployments = [dep("small", group="g"), dep("l1", group="long"), dep("h1", group="huge"),
+                   dep("x1", group="x"), dep("s1", group="secret")]
+    h = make(deployments, num_retries=0, fallbacks={"g": ["x"]},
+             context_window_fallbacks={"g": ["long", "huge"]})
+    h.adapter.script("small", then=fail(ContextWindowExceeded, 400))
+    # A gateway client's chain keeps what the configuration allows, in its order.
+    own = {"context_window_fallbacks": ["secret", "huge"]}
+    assert (await h.dispatcher.complete(request(kind_fallbacks=own), "g")).group == "huge"
+    assert h.adapter.count("s1") == 0 and h.adapter.count("l1") == 0
+    with pytest.raises(ContextWindowExceeded):
+        await h.dispatcher.complete(
+            request(kind_fallbacks={"context_window_fallbacks": ["secret"]}), "g")
+    # A library caller's applies as given; the general chain stays configured.
+    given = request(kind_fallbacks={"context_window_fallbacks": ["secret"]},
+                    fallbacks_as_given=True)
+    assert (await h.dispatcher.complete(given, "g")).group == "secret"
+    h.adapter.script("small", then=E500)
+    only_context = request(kind_fallbacks={"context_window_fallbacks": ["huge"]})
+    assert (await h.dispatcher.complete(only_context, "g")).group == "x"
+
+
 async def test_max_fallbacks_limits_groups_called() -> None:
     groups = ["f1", "f2", "f3"]
     h = make([dep("a", group="g")] + [dep(f"{g}d", group=g) for g in groups],

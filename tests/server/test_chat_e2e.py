@@ -366,6 +366,31 @@ async def test_a_client_may_shorten_retries_but_not_lengthen_them(
         assert bounded.timeout == kept
 
 
+async def test_a_client_s_context_window_chain_only_narrows_the_operator_s(
+        fake_upstream: FakeUpstream, start_gateway: Any) -> None:
+    from interlock.testing.script import Fault
+
+    gateway = start_gateway(three_provider_config(
+        fake_upstream, context_window_fallbacks=[{"budget": ["cost-optimized",
+                                                             "high-quality"]}]))
+    fake_upstream.script(Fault(status=400, kind="context_window", times=None),
+                         provider="openai")
+    client = gateway.openai()
+    # Its own order among the groups the operator allows there.
+    answer = await client.chat.completions.with_raw_response.create(
+        model="budget", messages=_user("hi"),
+        extra_body={"context_window_fallbacks": ["high-quality"]})
+    assert answer.headers["x-interlock-model-group"] == "high-quality"
+    assert fake_upstream.calls("gemini") == 0
+    # A group the operator did not allow there is not reached.
+    with pytest.raises(openai.BadRequestError):
+        await client.chat.completions.create(
+            model="budget", messages=_user("hi"),
+            extra_body={"context_window_fallbacks": [{"budget": ["nowhere"]}]})
+    assert fake_upstream.calls("gemini") == 0
+    assert all("context_window_fallbacks" not in r.body for r in fake_upstream.received)
+
+
 async def test_anthropic_thinking_blocks_round_trip_through_the_gateway(
         fake_upstream: FakeUpstream, gateway: RunningGateway) -> None:
     # A tool loop with extended thinking: the answer carries the signed thinking

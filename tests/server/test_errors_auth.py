@@ -119,6 +119,7 @@ async def test_missing_or_mistyped_field_is_400_naming_it(
     {"model": "budget", "messages": HELLO, "stop": 5},
     {"model": "budget", "messages": HELLO, "metadata": "x"},
     {"model": "budget", "messages": HELLO, "fallbacks": "cost-optimized"},
+    {"model": "budget", "messages": HELLO, "context_window_fallbacks": "cost-optimized"},
     {"model": "budget", "messages": [{"role": "user", "content": [{"type": "audio"}]}]},
     {"model": "budget", "messages": HELLO, "stream": True, "stream_options": "yes"},
     {"model": "budget", "messages": HELLO, "stream": True, "stream_options": [True]},

@@ -7,8 +7,11 @@ their own. A gateway client's own `fallbacks` can only narrow: it keeps the
 groups it names that the configuration already allows for that group, in the
 request's order, and drops the rest. A library caller owns the configuration,
 so its `fallbacks` (`fallbacks_as_given`) replace the general chain, as a
-LiteLLM call's do. Either may be LiteLLM's {group: [groups]} (with "*" for any
-group), of which the entry for the request's group counts.
+LiteLLM call's do. A request may name its own context-window and
+content-policy chains too (`kind_fallbacks`, as LiteLLM's calls may), by the
+same rules, each for its kind only. Any of them may be LiteLLM's
+{group: [groups]} (with "*" for any group), of which the entry for the
+request's group counts.
 
 A request may also ask its first group to fail at once (LiteLLM's
 `mock_testing_fallbacks` and its two siblings), to test the chains:
@@ -82,43 +85,59 @@ class FallbackConfig:
         return out
 
     def plan(self, group: str, request: ChatRequest) -> FallbackPlan:
-        """The fallbacks of `request` to `group`: its own `fallbacks`, as given for a
-        library caller (`fallbacks_as_given`), else narrowing the configured chains."""
-        requested = request.fallbacks
-        if isinstance(requested, Mapping):
-            # LiteLLM's mapping form: the request's group's entry, else "*"'s;
-            # naming neither, it asks for no fallbacks.
-            requested = requested.get(group, requested.get("*", []))
-        if requested is not None and request.fallbacks_as_given:
-            return self._as_given(group, requested)
-        if requested is None:
+        """The fallbacks of `request` to `group`: the configured chains, except
+        where the request names its own (`fallbacks`, `kind_fallbacks`): those as
+        given for a library caller (`fallbacks_as_given`), else narrowing the
+        configured ones."""
+        requested = _for_group(request.fallbacks, group)
+        own = request.kind_fallbacks
+        if requested is None and own is None:
             chains = self._group_chains.get(group)
             if chains is None:
                 chains = self._group_chains[group] = {
                     kind: self.chain(kind, group) for kind in FallbackKind}
-            return FallbackPlan(group, chains, self, narrowed=False)
-        # The request narrows the configured chains to the groups it names.
-        wanted = set(requested)
-        general = set(self.chain(FallbackKind.GENERAL, group))
-        chains = {kind: [g for g in self.chain(kind, group) if g in wanted]
-                  for kind in FallbackKind}
-        chains[FallbackKind.GENERAL] = [g for g in dict.fromkeys(requested) if g in general]
-        return FallbackPlan(group, chains, self, narrowed=True)
+            return FallbackPlan(group, chains, self, narrowed=frozenset())
+        as_given = request.fallbacks_as_given
+        chains = {}
+        for kind in FallbackKind:
+            wanted = requested if kind is FallbackKind.GENERAL else (
+                _for_group(own.get(kind.value), group) if own else None)
+            if wanted is not None:
+                chains[kind] = self._own_chain(kind, group, wanted, as_given)
+            elif requested is not None and not as_given:
+                # A client's general list also narrows the chains it names none for.
+                chains[kind] = [g for g in self.chain(kind, group) if g in requested]
+            else:
+                chains[kind] = self.chain(kind, group)
+        # The request's general list stands for every kind's; its own chains for theirs.
+        narrowed = frozenset(FallbackKind) if requested is not None else frozenset(
+            kind for kind in FallbackKind if own and kind.value in own)
+        return FallbackPlan(group, chains, self, narrowed=narrowed)
+
+    def _own_chain(self, kind: FallbackKind, group: str, wanted: list[str],
+                   as_given: bool) -> list[str]:
+        """A request's own chain of `kind`, in its order: as given (but never the
+        group itself), or only the groups the configuration allows there."""
+        if as_given:
+            return [g for g in dict.fromkeys(wanted) if g != group]
+        allowed = set(self.chain(kind, group))
+        return [g for g in dict.fromkeys(wanted) if g in allowed]
 
 
-    def _as_given(self, group: str, requested: list[str]) -> FallbackPlan:
-        # The general chain is the caller's, for every group of the request (as a
-        # LiteLLM call's list is); the other kinds stay configured.
-        chains = {kind: self.chain(kind, group) for kind in FallbackKind}
-        chains[FallbackKind.GENERAL] = [g for g in dict.fromkeys(requested) if g != group]
-        return FallbackPlan(group, chains, self, narrowed=True)
+def _for_group(wanted: list[str] | Mapping[str, list[str]] | None, group: str
+               ) -> list[str] | None:
+    """A request's chain for `group`: the list, or in LiteLLM's mapping form the
+    group's entry, else "*"'s; a mapping naming neither asks for no fallbacks."""
+    if isinstance(wanted, Mapping):
+        return wanted.get(group, wanted.get("*", []))
+    return wanted
 
 
 class FallbackPlan:
     """The per-request queue of fallback groups."""
 
     def __init__(self, origin: str, chains: Mapping[FallbackKind, list[str]],
-                 config: FallbackConfig, *, narrowed: bool) -> None:
+                 config: FallbackConfig, *, narrowed: frozenset[FallbackKind]) -> None:
         self.origin = origin
         self._chains = chains
         self._config = config
@@ -130,7 +149,7 @@ class FallbackPlan:
         self.called: set[str] = set()
 
     def _chain_for(self, kind: FallbackKind, failed: str) -> list[str]:
-        if failed != self.origin and not self._narrowed:
+        if failed != self.origin and kind not in self._narrowed:
             own = self._config.chain(kind, failed)
             allowed = self._config.allowed(self.origin) | set(self._chains[kind])
             own = [g for g in own if g in allowed]
