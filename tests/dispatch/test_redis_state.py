@@ -97,6 +97,20 @@ async def test_tpm_reservation_and_settlement_are_shared(redis_backends) -> None
     assert (await b2.admit("t", limits, 600, 10)).admitted
 
 
+async def test_a_released_rpm_admission_is_free_again_in_redis(redis_backends,
+                                                               caplog) -> None:
+    # An attempt a gate refused gives its count back. It reserved no tokens, and
+    # giving back zero tokens must not fail the script (which counted as an outage).
+    backend = redis_backends()
+    first = await backend.admit("r", Limits(rpm=1), 0, 10)
+    assert first.admitted and first.store == "redis"
+    with caplog.at_level(logging.WARNING, logger="interlock.dispatch.state"):
+        await backend.release(first)
+        again = await backend.admit("r", Limits(rpm=1), 0, 10)
+    assert again.admitted and again.store == "redis"
+    assert "unreachable" not in caplog.text
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -84,8 +84,10 @@ if ARGV[1] == '1' then redis.call('HSET', KEYS[1], 'probe', '0') end
 local bucket = ARGV[2]
 if bucket ~= '-1' then
   if redis.call('HEXISTS', KEYS[2], bucket) == 1 then redis.call('HINCRBY', KEYS[2], bucket, -1) end
-  if redis.call('HEXISTS', KEYS[3], bucket) == 1 then
-    redis.call('HINCRBY', KEYS[3], bucket, -tonumber(ARGV[3]))
+  -- Not -tokens: Lua writes minus zero "-0", which HINCRBY refuses as no integer.
+  local tokens = tonumber(ARGV[3])
+  if tokens ~= 0 and redis.call('HEXISTS', KEYS[3], bucket) == 1 then
+    redis.call('HINCRBY', KEYS[3], bucket, 0 - tokens)
   end
 end
 return 1
