@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -74,6 +76,9 @@ class RedisStateBackend:
             # back, and must not count as a new outage; a slow Redis (a timeout)
             # still costs one short timeout, after which memory takes over. A
             # bounded pool keeps a burst of requests from opening a connection each.
+            # redis-py sends the same command again on a new connection, also when
+            # the error came after Redis ran it (the answer was lost on the way):
+            # the scripts that count recognise a call they ran (`_call_key`).
             common: dict[str, Any] = dict(
                 socket_timeout=op_timeout, socket_connect_timeout=op_timeout,
                 retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
@@ -92,6 +97,12 @@ class RedisStateBackend:
         self._retry_interval = retry_interval
         self._cache_ttl = cache_ttl
         self._time = time_source or time.time
+        # Names one counting call, unique across processes: this backend's random
+        # part, then a count. Its answer is kept in Redis for as long as redis-py
+        # may send it again: within this call's op timeout, plus a second of slack.
+        self._caller = secrets.token_hex(6)
+        self._calls = itertools.count()
+        self._answer_ttl = math.ceil(op_timeout) + 1
         self._memory = MemoryStateBackend(self._time)
         self._down_until = 0.0
         self._outage = False
@@ -113,6 +124,10 @@ class RedisStateBackend:
     def _keys(self, deployment: str) -> list[str]:
         tag = f"{{{self._prefix}:{deployment}}}"
         return [tag + ":br", tag + ":rq", tag + ":tk"]
+
+    def _call_key(self, deployment: str) -> str:
+        """The key of one counting call (`redis_lua`: sent twice, counted once)."""
+        return f"{{{self._prefix}:{deployment}}}:op:{self._caller}:{next(self._calls)}"
 
     @property
     def using_redis(self) -> bool:
@@ -160,9 +175,10 @@ class RedisStateBackend:
             local = self._admit_from_cache(deployment)
             if local is not None:
                 return local
-        keys = self._keys(deployment)
+        keys = [*self._keys(deployment), self._call_key(deployment)]
         args = [self._time(), -1 if limits.rpm is None else limits.rpm,
-                -1 if limits.tpm is None else limits.tpm, tokens, probe_ttl, RATE_WINDOW]
+                -1 if limits.tpm is None else limits.tpm, tokens, probe_ttl, RATE_WINDOW,
+                self._answer_ttl]
         ok, raw = await self._try(lambda: self._scripts["ADMIT"](keys=keys, args=args))
         if not ok or raw is None:
             return self._memory.admit_now(deployment, limits, tokens, probe_ttl)
@@ -201,9 +217,10 @@ class RedisStateBackend:
             return
         if not admission.probe and admission.bucket is None:
             return
-        keys = self._keys(admission.deployment)
+        keys = [*self._keys(admission.deployment), self._call_key(admission.deployment)]
         args = ["1" if admission.probe else "0",
-                -1 if admission.bucket is None else admission.bucket, admission.tokens]
+                -1 if admission.bucket is None else admission.bucket, admission.tokens,
+                self._answer_ttl]
         if not self.using_redis and admission.bucket is not None:
             # Never sent, so safe to send later; not the probe flag, which its
             # lease ends and which may be another call's by then.
@@ -217,8 +234,8 @@ class RedisStateBackend:
             return
         if admission.bucket is None or tokens == admission.tokens:
             return
-        keys = self._keys(admission.deployment)[2:]
-        args = [admission.bucket, tokens - admission.tokens]
+        keys = [self._keys(admission.deployment)[2], self._call_key(admission.deployment)]
+        args = [admission.bucket, tokens - admission.tokens, self._answer_ttl]
         if not self.using_redis:
             self._owe(admission.bucket, "SETTLE", keys, args)
             return
@@ -270,9 +287,10 @@ class RedisStateBackend:
 
     # -- breaker ------------------------------------------------------------
     async def record_failure(self, deployment: str, event: FailureEvent) -> BreakerView:
-        keys = self._keys(deployment)[:1]
+        keys = [self._keys(deployment)[0], self._call_key(deployment)]
         args = [self._time(), event.reason, event.cooldown, event.allowed_fails, event.window,
-                min(event.immediate, MAX_COOLDOWN), "1" if event.probe else "0"]
+                min(event.immediate, MAX_COOLDOWN), "1" if event.probe else "0",
+                self._answer_ttl]
         ok, raw = await self._try(lambda: self._scripts["RECORD_FAILURE"](keys=keys, args=args))
         if not ok or raw is None:
             return self._memory.record_failure_now(deployment, event)
