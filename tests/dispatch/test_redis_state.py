@@ -9,6 +9,7 @@ import gc
 import logging
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -416,3 +417,73 @@ async def test_a_call_sent_again_after_its_answer_was_lost_counts_once(
     assert await call(proxy, backend, raw, tag) == counted
     assert proxy.answers_lost == 1
     assert backend.using_redis  # the lost answer was no outage either
+
+
+HOLDER = textwrap.dedent("""
+    import asyncio, sys
+    from interlock.dispatch.state.redis import RedisStateBackend
+
+    async def main():
+        backend = RedisStateBackend(sys.argv[1], prefix=sys.argv[2], op_timeout=5.0)
+        slot = await backend.hold("client-key:team", 1, float(sys.argv[3]))
+        print("held" if slot is not None and slot.store == "redis" else "refused", flush=True)
+        await asyncio.sleep(3600)  # a call that runs until the process is killed
+
+    asyncio.run(main())
+""")
+
+
+@pytest.mark.slow
+async def test_a_live_holder_keeps_its_slot_and_a_killed_ones_returns_after_the_lease(
+        redis_url, redis_backends) -> None:
+    lease = 1.0
+    prefix = f"lease-{os.getpid()}-{random.randrange(10**9)}"
+    other = redis_backends(prefix=prefix)
+    src = Path(__file__).resolve().parents[2] / "src"
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", HOLDER, redis_url, prefix, str(lease),
+        env=dict(os.environ, PYTHONPATH=str(src)), stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None
+        line = await asyncio.wait_for(holder.stdout.readline(), 30)
+        assert line.decode().strip() == "held"
+        # Three leases long, the call keeps its slot: its process renews the lease.
+        for _ in range(15):
+            assert await other.hold("client-key:team", 1, lease) is None
+            await asyncio.sleep(lease / 5)
+        holder.send_signal(signal.SIGKILL)
+        await holder.wait()
+        killed_at = time.monotonic()
+        assert await other.hold("client-key:team", 1, lease) is None  # leased still
+        while (slot := await other.hold("client-key:team", 1, lease)) is None:
+            assert time.monotonic() - killed_at < lease + 0.5
+            await asyncio.sleep(0.05)
+        await other.let_go(slot)
+    finally:
+        if holder.returncode is None:
+            holder.kill()
+            await holder.wait()
+
+
+async def test_renewing_never_brings_back_a_slot_counted_as_free(
+        redis_url, redis_backends) -> None:
+    # The holder's lease ended unrenewed (its clock here jumps past it, as when
+    # Redis was away longer than the lease), and another replica took the slot:
+    # the holder's next renewals must not make it two calls at once.
+    import redis.asyncio as aredis
+
+    now = [time.time()]
+    prefix = f"renew-{os.getpid()}-{random.randrange(10**9)}"
+    holder, other = (redis_backends(prefix=prefix, time_source=lambda: now[0])
+                     for _ in range(2))
+    assert await holder.hold("client-key:team", 1, 0.3) is not None
+    now[0] += 1
+    taken = await other.hold("client-key:team", 1, 0.3)
+    assert taken is not None
+    await asyncio.sleep(0.25)  # the holder renews every 0.1 s
+    raw = aredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        held = await raw.zrange(f"{{{prefix}:client-key:team}}:sl", 0, -1)
+    finally:
+        await raw.aclose()
+    assert held == [taken.token]

@@ -12,6 +12,10 @@ warning for the outage, and tries Redis again every `retry_interval` seconds
 (redis-py reconnects on the next command). Reservations and slots remember
 which store took them, so a release, settle or let-go goes to the same place.
 
+A slot (`hold`) is a lease in Redis, renewed every third of the lease while
+this process holds it: a replica that dies stops renewing, and its slots are
+free again when their leases end, however long a live call (a stream) runs.
+
 Imports: redis (lazily, in the constructor), the standard library,
 `dispatch.state.*`.
 """
@@ -116,9 +120,13 @@ class RedisStateBackend:
         # while the bucket is still in the window; else a failed call would count
         # as a request, and a settle's unused tokens as used, for up to a minute.
         self._owed: list[tuple[int, str, list[str], list[Any]]] = []
+        # name -> (lease, tokens) of the slots this process holds in Redis, whose
+        # leases `_renew_leases` renews while any is held.
+        self._leases: dict[str, tuple[float, set[str]]] = {}
+        self._renewer: asyncio.Task[None] | None = None
         self._scripts = {name: client.register_script(getattr(redis_lua, name)) for name in
                          ("ADMIT", "RELEASE", "SETTLE", "RECORD_FAILURE", "RECORD_SUCCESS",
-                          "VIEW", "HOLD", "LET_GO")}
+                          "VIEW", "HOLD", "RENEW", "LET_GO")}
 
     # -- plumbing -----------------------------------------------------------
     def _keys(self, deployment: str) -> list[str]:
@@ -263,19 +271,44 @@ class RedisStateBackend:
     async def hold(self, name: str, cap: int, lease: float) -> Slot | None:
         if (self._unreleased or self._owed) and self.using_redis:
             await self._catch_up()
-        keys = [f"{{{self._prefix}:{name}}}:sl"]
+        keys = [self._slot_key(name)]
         token = secrets.token_hex(8)
         ok, raw = await self._try(
             lambda: self._scripts["HOLD"](keys=keys, args=[self._time(), cap, lease, token]))
         if not ok or raw is None:
             return self._memory.hold_now(name, cap)
-        return Slot(name, token, "redis") if int(raw) else None
+        if not int(raw):
+            return None
+        held_for, tokens = self._leases.get(name, (lease, set()))
+        tokens.add(token)
+        self._leases[name] = (min(lease, held_for), tokens)
+        if self._renewer is None:
+            self._renewer = asyncio.create_task(self._renew_leases())
+        return Slot(name, token, "redis")
+
+    def _slot_key(self, name: str) -> str:
+        return f"{{{self._prefix}:{name}}}:sl"
+
+    async def _renew_leases(self) -> None:
+        # A third of the lease: two renewals may fail (Redis slow or away a few
+        # seconds) before a live call loses its slot.
+        while self._leases:
+            await asyncio.sleep(min(lease for lease, _ in self._leases.values()) / 3)
+            for name, (lease, tokens) in list(self._leases.items()):
+                await self._try(partial(self._scripts["RENEW"], keys=[self._slot_key(name)],
+                                        args=[self._time(), lease, *tokens]))
+        self._renewer = None  # no await since the loop's test: a new hold starts another
 
     async def let_go(self, slot: Slot) -> None:
         if slot.store != "redis":
             self._memory.let_go_now(slot)
             return
-        keys = [f"{{{self._prefix}:{slot.name}}}:sl"]
+        held = self._leases.get(slot.name)
+        if held is not None:
+            held[1].discard(slot.token)
+            if not held[1]:
+                del self._leases[slot.name]
+        keys = [self._slot_key(slot.name)]
         ok, _ = await self._try(lambda: self._scripts["LET_GO"](keys=keys, args=[slot.token]))
         if not ok and len(self._unreleased) < MAX_UNRELEASED:
             self._unreleased.append(slot)  # past that many, their leases let them go
@@ -340,6 +373,10 @@ class RedisStateBackend:
         self._cache.clear()
 
     async def aclose(self) -> None:
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
         with contextlib.suppress(*self._errors):
             await self._redis.aclose()
 

@@ -181,6 +181,17 @@ redis.call('EXPIRE', KEYS[1], math.ceil(lease) + 1)
 return 1
 """
 
+# ARGV: now, lease (seconds), tokens. Renews the leases of the slots a live
+# process still holds. XX: a slot no longer there stays gone, since it was let
+# go, or its lease ended and a HOLD counted it as free (and may have given it
+# to another call); a lease that ended with nobody asking is simply extended.
+RENEW = """
+local ends = tonumber(ARGV[1]) + tonumber(ARGV[2])
+for i = 3, #ARGV do redis.call('ZADD', KEYS[1], 'XX', ends, ARGV[i]) end
+redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2])) + 1)
+return 1
+"""
+
 LET_GO = """
 return redis.call('ZREM', KEYS[1], ARGV[1])
 """
