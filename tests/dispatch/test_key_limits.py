@@ -169,3 +169,28 @@ async def test_a_slot_given_back_while_redis_was_away_is_given_back_when_it_retu
     await asyncio.sleep(0.1)  # past the retry interval: Redis is asked again
     again = await backend.hold("client-key:team", 1, 900.0)
     assert again is not None and again.store == "redis"
+
+
+@pytest.mark.redis
+async def test_a_slot_whose_give_back_fails_again_on_catching_up_stays_owed(
+        redis_backends: Callable[..., Any]) -> None:
+    # Redis answered once after the outage, then went away again while this
+    # process caught up: the slot is owed still, and given back the next time.
+    backend = redis_backends(retry_interval=0.05)
+    slot = await backend.hold("client-key:team", 1, 900.0)
+    assert slot is not None and slot.store == "redis"
+    real = backend._scripts["LET_GO"]
+
+    async def away(**_: Any) -> None:
+        raise ConnectionError("Redis went away")
+
+    backend._scripts["LET_GO"] = away
+    await backend.let_go(slot)
+    await asyncio.sleep(0.1)
+    meanwhile = await backend.hold("client-key:team", 1, 900.0)  # catching up fails
+    assert meanwhile is not None and meanwhile.store == "memory"
+    await backend.let_go(meanwhile)
+    backend._scripts["LET_GO"] = real
+    await asyncio.sleep(0.1)
+    again = await backend.hold("client-key:team", 1, 900.0)
+    assert again is not None and again.store == "redis"

@@ -46,8 +46,11 @@ from interlock.dispatch.state.base import (
 from interlock.dispatch.state.memory import MemoryStateBackend
 
 log = logging.getLogger("interlock.dispatch.state")
-# Slots given back while Redis was away, kept to tell it when it is back.
-MAX_UNRELEASED = 10_000
+# Calls owed to Redis (made while it was away), kept to send when it is back.
+MAX_OWED = 10_000
+# Of those, the ones safe to send again after a failed try, which Redis may
+# have run: giving back the same slot twice is giving it back once.
+SAFE_TWICE = frozenset({"LET_GO"})
 T = TypeVar("T")
 
 
@@ -112,14 +115,14 @@ class RedisStateBackend:
         self._outage = False
         # deployment -> (view, monotonic time it was read)
         self._cache: dict[str, tuple[BreakerView, float]] = {}
-        # Slots Redis could not be told were given back (it was away), told again
-        # when it answers: else each would hold a call at once until its lease ends.
-        self._unreleased: list[Slot] = []
-        # rpm/tpm counts a release or settle could not reach (Redis was away when
-        # it came): (bucket second, script, keys, args), sent once Redis answers
-        # while the bucket is still in the window; else a failed call would count
-        # as a request, and a settle's unused tokens as used, for up to a minute.
-        self._owed: list[tuple[int, str, list[str], list[Any]]] = []
+        # Calls that could not reach Redis (it was away when they came), sent in
+        # order once it answers, unless they have become pointless by then:
+        # (wall time they stop mattering, script, keys, args). A give-back or a
+        # settle of rpm/tpm counts matters while its bucket is in the window
+        # (else a failed call counted as a request, and a settle's unused tokens
+        # as used, for up to a minute); a slot let go, until its lease would end
+        # (else it held a call at once until then).
+        self._owed: list[tuple[float, str, list[str], list[Any]]] = []
         # name -> (lease, tokens) of the slots this process holds in Redis, whose
         # leases `_renew_leases` renews while any is held.
         self._leases: dict[str, tuple[float, set[str]]] = {}
@@ -177,7 +180,7 @@ class RedisStateBackend:
     # -- admission ----------------------------------------------------------
     async def admit(self, deployment: str, limits: Limits, tokens: int,
                     probe_ttl: float) -> Admission:
-        if (self._unreleased or self._owed) and self.using_redis:
+        if self._owed and self.using_redis:
             await self._catch_up()
         if not limits.any:
             local = self._admit_from_cache(deployment)
@@ -232,7 +235,7 @@ class RedisStateBackend:
         if not self.using_redis and admission.bucket is not None:
             # Never sent, so safe to send later; not the probe flag, which its
             # lease ends and which may be another call's by then.
-            self._owe(admission.bucket, "RELEASE", keys, ["0", *args[1:]])
+            self._owe(admission.bucket + RATE_WINDOW, "RELEASE", keys, ["0", *args[1:]])
             return
         await self._try(lambda: self._scripts["RELEASE"](keys=keys, args=args))
 
@@ -245,31 +248,36 @@ class RedisStateBackend:
         keys = [self._keys(admission.deployment)[2], self._call_key(admission.deployment)]
         args = [admission.bucket, tokens - admission.tokens, self._answer_ttl]
         if not self.using_redis:
-            self._owe(admission.bucket, "SETTLE", keys, args)
+            self._owe(admission.bucket + RATE_WINDOW, "SETTLE", keys, args)
             return
         await self._try(lambda: self._scripts["SETTLE"](keys=keys, args=args))
 
-    def _owe(self, bucket: int, script: str, keys: list[str], args: list[Any]) -> None:
-        if len(self._owed) < MAX_UNRELEASED:
-            self._owed.append((bucket, script, keys, args))
+    def _owe(self, until: float, script: str, keys: list[str], args: list[Any]) -> None:
+        # Past that many, the oldest stop mattering on their own (window, lease).
+        if len(self._owed) < MAX_OWED:
+            self._owed.append((until, script, keys, args))
 
     async def _catch_up(self) -> None:
-        """Tell Redis, back after an outage, what it missed meanwhile."""
-        if self._unreleased:
-            await self._let_go_unreleased()
+        """Tell Redis, back after an outage, what it missed meanwhile. On the
+        request's path (admit, hold), before its own call: that call must find
+        the counts and slots given back, which a catch-up in the background
+        might not have sent yet."""
         owed, self._owed = self._owed, []
-        oldest = self._time() - RATE_WINDOW
-        for bucket, script, keys, args in owed:
-            if bucket <= oldest:
-                continue  # out of the window: it counts for nothing any more
+        now = self._time()
+        for entry in owed:
+            until, script, keys, args = entry
+            if until <= now:
+                continue  # it changes nothing any more
             if not self.using_redis:
-                self._owed.append((bucket, script, keys, args))
+                self._owed.append(entry)
                 continue
-            await self._try(partial(self._scripts[script], keys=keys, args=args))
+            ok, _ = await self._try(partial(self._scripts[script], keys=keys, args=args))
+            if not ok and script in SAFE_TWICE:
+                self._owed.append(entry)
 
     # -- calls at once --------------------------------------------------------
     async def hold(self, name: str, cap: int, lease: float) -> Slot | None:
-        if (self._unreleased or self._owed) and self.using_redis:
+        if self._owed and self.using_redis:
             await self._catch_up()
         keys = [self._slot_key(name)]
         token = secrets.token_hex(8)
@@ -303,20 +311,14 @@ class RedisStateBackend:
         if slot.store != "redis":
             self._memory.let_go_now(slot)
             return
-        held = self._leases.get(slot.name)
-        if held is not None:
-            held[1].discard(slot.token)
-            if not held[1]:
-                del self._leases[slot.name]
-        keys = [self._slot_key(slot.name)]
-        ok, _ = await self._try(lambda: self._scripts["LET_GO"](keys=keys, args=[slot.token]))
-        if not ok and len(self._unreleased) < MAX_UNRELEASED:
-            self._unreleased.append(slot)  # past that many, their leases let them go
-
-    async def _let_go_unreleased(self) -> None:
-        waiting, self._unreleased = self._unreleased, []
-        for slot in waiting:
-            await self.let_go(slot)  # a failure puts it back
+        lease, tokens = self._leases.get(slot.name, (0.0, set()))
+        tokens.discard(slot.token)
+        if not tokens:
+            self._leases.pop(slot.name, None)
+        keys, args = [self._slot_key(slot.name)], [slot.token]
+        ok, _ = await self._try(lambda: self._scripts["LET_GO"](keys=keys, args=args))
+        if not ok:  # a let-go is safe to send twice: also when Redis may have run it
+            self._owe(self._time() + lease, "LET_GO", keys, args)
 
     # -- breaker ------------------------------------------------------------
     async def record_failure(self, deployment: str, event: FailureEvent) -> BreakerView:
