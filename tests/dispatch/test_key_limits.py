@@ -150,12 +150,9 @@ async def test_with_redis_down_the_cap_is_counted_in_the_process() -> None:
         await backend.aclose()
 
 
-@pytest.mark.redis
-async def test_a_slot_given_back_while_redis_was_away_is_given_back_when_it_returns(
-        redis_backends: Callable[..., Any]) -> None:
-    # Left to its lease, every call in flight during a short outage would hold one
-    # of its key's slots until its lease ended after Redis came back.
-    backend = redis_backends(retry_interval=0.05)
+async def _let_go_while_away(backend: Any) -> Callable[[], None]:
+    """Hold one slot of "team" in Redis and let it go while LET_GO cannot reach
+    Redis; returns what brings Redis back."""
     slot = await backend.hold("client-key:team", 1, 900.0)
     assert slot is not None and slot.store == "redis"
     real = backend._scripts["LET_GO"]
@@ -163,9 +160,21 @@ async def test_a_slot_given_back_while_redis_was_away_is_given_back_when_it_retu
     async def away(**_: Any) -> None:
         raise ConnectionError("Redis went away")
 
+    def come_back() -> None:
+        backend._scripts["LET_GO"] = real
+
     backend._scripts["LET_GO"] = away
     await backend.let_go(slot)
-    backend._scripts["LET_GO"] = real
+    return come_back
+
+
+@pytest.mark.redis
+async def test_a_slot_given_back_while_redis_was_away_is_given_back_when_it_returns(
+        redis_backends: Callable[..., Any]) -> None:
+    # Left to its lease, every call in flight during a short outage would hold one
+    # of its key's slots until its lease ended after Redis came back.
+    backend = redis_backends(retry_interval=0.05)
+    (await _let_go_while_away(backend))()
     await asyncio.sleep(0.1)  # past the retry interval: Redis is asked again
     again = await backend.hold("client-key:team", 1, 900.0)
     assert again is not None and again.store == "redis"
@@ -177,20 +186,12 @@ async def test_a_slot_whose_give_back_fails_again_on_catching_up_stays_owed(
     # Redis answered once after the outage, then went away again while this
     # process caught up: the slot is owed still, and given back the next time.
     backend = redis_backends(retry_interval=0.05)
-    slot = await backend.hold("client-key:team", 1, 900.0)
-    assert slot is not None and slot.store == "redis"
-    real = backend._scripts["LET_GO"]
-
-    async def away(**_: Any) -> None:
-        raise ConnectionError("Redis went away")
-
-    backend._scripts["LET_GO"] = away
-    await backend.let_go(slot)
+    come_back = await _let_go_while_away(backend)
     await asyncio.sleep(0.1)
     meanwhile = await backend.hold("client-key:team", 1, 900.0)  # catching up fails
     assert meanwhile is not None and meanwhile.store == "memory"
     await backend.let_go(meanwhile)
-    backend._scripts["LET_GO"] = real
+    come_back()
     await asyncio.sleep(0.1)
     again = await backend.hold("client-key:team", 1, 900.0)
     assert again is not None and again.store == "redis"
