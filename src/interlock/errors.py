@@ -210,7 +210,7 @@ class KeyRateLimited(InterlockError):
             if lease is not None:
                 wait += (" A call may also be held by a gateway replica that stopped without "
                          "giving it back, until its lease ends (at most "
-                         f"{lease / 60:g} minutes).")
+                         f"{lease:g} seconds).")
         elif retry_after is not None:
             wait = f" Retry in {max(1, round(retry_after))} s."
         else:

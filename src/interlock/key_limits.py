@@ -9,8 +9,9 @@ The minute windows and the calls at once are kept by the dispatcher's state
 backend, the one that holds the deployments' rpm/tpm windows (one-second
 buckets over a minute): in this process, or in Redis and shared by every
 replica when router_settings names one. A call at once held in Redis is a
-slot with a lease (`SLOT_LEASE`): given back when the request ends, and freed
-by the lease if its process dies first. Keys made at run time (`key_store`)
+slot with a short lease (`SLOT_LEASE`), renewed by the backend while the
+request runs: given back when the request ends, and freed by the lease if its
+process dies first. Keys made at run time (`key_store`)
 carry the same three limits and are added and taken away here as they come
 and go.
 
@@ -45,10 +46,11 @@ log = logging.getLogger(__name__)
 # The state backend keys its windows by name: a key's are kept apart from the
 # deployments' (which would have to be named "client-key:..." to share one).
 WINDOW_PREFIX = "client-key:"
-# Seconds a call at once held in Redis stays held if nobody gives it back (its
-# process died): the cap's shortfall after a crash, and the longest a request
-# counts against the cap in the other replicas (a longer stream stops counting).
-SLOT_LEASE = 900.0
+# Seconds a call at once held in Redis stays held once nobody renews it (its
+# process died): how long a crash costs the key part of its cap. The backend
+# renews it every third of that while the request runs (a stream for as long
+# as it streams), as Redisson's lock watchdog renews its 30 s locks every 10 s.
+SLOT_LEASE = 30.0
 # Retry-After of a refusal for max_parallel_requests: a hint, since nobody
 # knows when a call ends; short, since most do soon. Without one, a client had
 # no hint at all, nor (after a replica died holding slots) any end in sight.

@@ -9,6 +9,7 @@ import gc
 import logging
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from interlock.catalog import Catalog
 from interlock.dispatch.clock import MonotonicClock
 from interlock.dispatch.dispatcher import Dispatcher
 from interlock.dispatch.settings import RouterSettings
-from interlock.dispatch.state import Limits
+from interlock.dispatch.state import FailureEvent, Limits
 from interlock.dispatch.state.redis import RedisStateBackend
 from interlock.errors import RateLimited
 
@@ -97,6 +98,20 @@ async def test_tpm_reservation_and_settlement_are_shared(redis_backends) -> None
     assert (await b2.admit("t", limits, 600, 10)).admitted
 
 
+async def test_a_released_rpm_admission_is_free_again_in_redis(redis_backends,
+                                                               caplog) -> None:
+    # An attempt a gate refused gives its count back. It reserved no tokens, and
+    # giving back zero tokens must not fail the script (which counted as an outage).
+    backend = redis_backends()
+    first = await backend.admit("r", Limits(rpm=1), 0, 10)
+    assert first.admitted and first.store == "redis"
+    with caplog.at_level(logging.WARNING, logger="interlock.dispatch.state"):
+        await backend.release(first)
+        again = await backend.admit("r", Limits(rpm=1), 0, 10)
+    assert again.admitted and again.store == "redis"
+    assert "unreachable" not in caplog.text
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -124,13 +139,18 @@ async def test_unreachable_redis_falls_back_to_memory_with_one_warning(caplog) -
 
 
 class _Proxy:
-    """A TCP proxy to Redis that a test can stop and start again."""
+    """A TCP proxy to Redis that a test can stop and start again, or make lose
+    the answer to one command that Redis ran."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.port = _closed_port()
         self.server: asyncio.base_events.Server | None = None
         self.writers: list[asyncio.StreamWriter] = []
+        # The next command holding these bytes reaches Redis, and its connection
+        # is cut when the answer comes back, before the client reads it.
+        self.lose_answer_to: bytes | None = None
+        self.answers_lost = 0
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
@@ -150,10 +170,20 @@ class _Proxy:
             writer.close()
             return
         self.writers += [writer, up_writer]
+        losing = False
 
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter,
+                       upward: bool) -> None:
+            nonlocal losing
             try:
                 while data := await src.read(65536):
+                    if upward and self.lose_answer_to and self.lose_answer_to in data:
+                        self.lose_answer_to, losing = None, True
+                    elif not upward and losing:
+                        self.answers_lost += 1
+                        writer.transport.abort()
+                        up_writer.transport.abort()
+                        return
                     dst.write(data)
                     await dst.drain()
             except OSError:
@@ -162,7 +192,7 @@ class _Proxy:
                 dst.close()
 
         with contextlib.suppress(OSError, asyncio.CancelledError):
-            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+            await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
 
 
 async def test_redis_outage_and_reconnection(redis_backends, caplog) -> None:
@@ -308,3 +338,152 @@ async def test_a_stale_pooled_connection_after_redis_returned_is_no_new_outage(
         await backend.clear()
         await backend.aclose()
         await proxy.stop()
+
+
+@pytest.fixture
+async def lossy() -> Any:
+    """A backend whose connections go through a `_Proxy`, and a direct client
+    to read what Redis holds."""
+    import redis.asyncio as aredis
+
+    proxy = _Proxy(6379)
+    await proxy.start()
+    prefix = f"lossy-{os.getpid()}-{random.randrange(10**9)}"
+    backend = RedisStateBackend(f"redis://127.0.0.1:{proxy.port}/0", prefix=prefix,
+                                op_timeout=5.0, cache_ttl=0.0)
+    raw = aredis.Redis(decode_responses=True)
+    yield proxy, backend, raw, f"{{{prefix}:d}}"
+    await backend.clear()
+    await backend.aclose()
+    await raw.aclose()
+    await proxy.stop()
+
+
+async def _sum(raw: Any, key: str) -> int:
+    return sum(int(v) for v in await raw.hvals(key))
+
+
+# Each case: a call made once to load its script, then the same call again whose
+# answer the proxy loses after Redis ran it; redis-py sends it again. Each
+# returns what Redis counted, which the second call must have moved only once.
+async def _admit_twice(proxy: Any, backend: RedisStateBackend, raw: Any, tag: str) -> int:
+    assert (await backend.admit("d", Limits(rpm=10), 0, 10)).admitted
+    proxy.lose_answer_to = b"EVALSHA"
+    assert (await backend.admit("d", Limits(rpm=10), 0, 10)).admitted
+    return await _sum(raw, tag + ":rq")  # two requests
+
+
+async def _release_twice(proxy: Any, backend: RedisStateBackend, raw: Any, tag: str) -> int:
+    one, two = [await backend.admit("d", Limits(rpm=10), 100, 10) for _ in range(2)]
+    await backend.release(one)
+    proxy.lose_answer_to = b"EVALSHA"
+    await backend.release(two)
+    return await _sum(raw, tag + ":rq")  # none left
+
+
+async def _settle_twice(proxy: Any, backend: RedisStateBackend, raw: Any, tag: str) -> int:
+    one, two = [await backend.admit("d", Limits(tpm=1000), 100, 10) for _ in range(2)]
+    await backend.settle(one, 50)
+    proxy.lose_answer_to = b"EVALSHA"
+    await backend.settle(two, 50)
+    return await _sum(raw, tag + ":tk")  # 50 + 50
+
+
+async def _fail_twice(proxy: Any, backend: RedisStateBackend, raw: Any, tag: str) -> int:
+    event = FailureEvent("Timeout", cooldown=5, allowed_fails=5, window=60)
+    await backend.record_failure("d", event)
+    proxy.lose_answer_to = b"EVALSHA"
+    view = await backend.record_failure("d", event)
+    assert view.failures == 2
+    return int(await raw.hget(tag + ":br", "failures"))  # two failures
+
+
+async def _hold_twice(proxy: Any, backend: RedisStateBackend, raw: Any, tag: str) -> int:
+    first = await backend.hold("d", 1, 30)
+    assert first is not None
+    await backend.let_go(first)
+    proxy.lose_answer_to = b"EVALSHA"
+    # Sent again, the call must find its own slot, not a full set refusing it.
+    assert await backend.hold("d", 1, 30) is not None
+    return int(await raw.zcard(tag + ":sl"))  # one slot
+
+
+@pytest.mark.parametrize(("call", "counted"), [
+    (_admit_twice, 2), (_release_twice, 0), (_settle_twice, 100), (_fail_twice, 2),
+    (_hold_twice, 1)])
+async def test_a_call_sent_again_after_its_answer_was_lost_counts_once(
+        lossy, call, counted) -> None:
+    proxy, backend, raw, tag = lossy
+    assert await call(proxy, backend, raw, tag) == counted
+    assert proxy.answers_lost == 1
+    assert backend.using_redis  # the lost answer was no outage either
+
+
+HOLDER = textwrap.dedent("""
+    import asyncio, sys
+    from interlock.dispatch.state.redis import RedisStateBackend
+
+    async def main():
+        backend = RedisStateBackend(sys.argv[1], prefix=sys.argv[2], op_timeout=5.0)
+        slot = await backend.hold("client-key:team", 1, float(sys.argv[3]))
+        print("held" if slot is not None and slot.store == "redis" else "refused", flush=True)
+        await asyncio.sleep(3600)  # a call that runs until the process is killed
+
+    asyncio.run(main())
+""")
+
+
+@pytest.mark.slow
+async def test_a_live_holder_keeps_its_slot_and_a_killed_ones_returns_after_the_lease(
+        redis_url, redis_backends) -> None:
+    lease = 1.0
+    prefix = f"lease-{os.getpid()}-{random.randrange(10**9)}"
+    other = redis_backends(prefix=prefix)
+    src = Path(__file__).resolve().parents[2] / "src"
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", HOLDER, redis_url, prefix, str(lease),
+        env=dict(os.environ, PYTHONPATH=str(src)), stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None
+        line = await asyncio.wait_for(holder.stdout.readline(), 30)
+        assert line.decode().strip() == "held"
+        # Three leases long, the call keeps its slot: its process renews the lease.
+        for _ in range(15):
+            assert await other.hold("client-key:team", 1, lease) is None
+            await asyncio.sleep(lease / 5)
+        holder.send_signal(signal.SIGKILL)
+        await holder.wait()
+        killed_at = time.monotonic()
+        assert await other.hold("client-key:team", 1, lease) is None  # leased still
+        while (slot := await other.hold("client-key:team", 1, lease)) is None:
+            assert time.monotonic() - killed_at < lease + 0.5
+            await asyncio.sleep(0.05)
+        await other.let_go(slot)
+    finally:
+        if holder.returncode is None:
+            holder.kill()
+            await holder.wait()
+
+
+async def test_renewing_never_brings_back_a_slot_counted_as_free(
+        redis_url, redis_backends) -> None:
+    # The holder's lease ended unrenewed (its clock here jumps past it, as when
+    # Redis was away longer than the lease), and another replica took the slot:
+    # the holder's next renewals must not make it two calls at once.
+    import redis.asyncio as aredis
+
+    now = [time.time()]
+    prefix = f"renew-{os.getpid()}-{random.randrange(10**9)}"
+    holder, other = (redis_backends(prefix=prefix, time_source=lambda: now[0])
+                     for _ in range(2))
+    assert await holder.hold("client-key:team", 1, 0.3) is not None
+    now[0] += 1
+    taken = await other.hold("client-key:team", 1, 0.3)
+    assert taken is not None
+    await asyncio.sleep(0.25)  # the holder renews every 0.1 s
+    raw = aredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        held = await raw.zrange(f"{{{prefix}:client-key:team}}:sl", 0, -1)
+    finally:
+        await raw.aclose()
+    assert held == [taken.token]

@@ -122,7 +122,8 @@ class StateBackend(Protocol):
 
     async def hold(self, name: str, cap: int, lease: float) -> Slot | None:
         """One of `name`'s `cap` calls at once, or None when all are taken. A slot
-        never given back (its process died) is free again after `lease` seconds."""
+        never given back (its process died) is free again `lease` seconds after
+        its process last renewed it, which it does while it lives (Redis)."""
         ...
 
     async def let_go(self, slot: Slot) -> None:

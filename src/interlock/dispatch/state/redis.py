@@ -12,6 +12,10 @@ warning for the outage, and tries Redis again every `retry_interval` seconds
 (redis-py reconnects on the next command). Reservations and slots remember
 which store took them, so a release, settle or let-go goes to the same place.
 
+A slot (`hold`) is a lease in Redis, renewed every third of the lease while
+this process holds it: a replica that dies stops renewing, and its slots are
+free again when their leases end, however long a live call (a stream) runs.
+
 Imports: redis (lazily, in the constructor), the standard library,
 `dispatch.state.*`.
 """
@@ -20,7 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -40,8 +46,11 @@ from interlock.dispatch.state.base import (
 from interlock.dispatch.state.memory import MemoryStateBackend
 
 log = logging.getLogger("interlock.dispatch.state")
-# Slots given back while Redis was away, kept to tell it when it is back.
-MAX_UNRELEASED = 10_000
+# Calls owed to Redis (made while it was away), kept to send when it is back.
+MAX_OWED = 10_000
+# Of those, the ones safe to send again after a failed try, which Redis may
+# have run: giving back the same slot twice is giving it back once.
+SAFE_TWICE = frozenset({"LET_GO"})
 T = TypeVar("T")
 
 
@@ -74,6 +83,9 @@ class RedisStateBackend:
             # back, and must not count as a new outage; a slow Redis (a timeout)
             # still costs one short timeout, after which memory takes over. A
             # bounded pool keeps a burst of requests from opening a connection each.
+            # redis-py sends the same command again on a new connection, also when
+            # the error came after Redis ran it (the answer was lost on the way):
+            # the scripts that count recognise a call they ran (`_call_key`).
             common: dict[str, Any] = dict(
                 socket_timeout=op_timeout, socket_connect_timeout=op_timeout,
                 retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
@@ -92,27 +104,41 @@ class RedisStateBackend:
         self._retry_interval = retry_interval
         self._cache_ttl = cache_ttl
         self._time = time_source or time.time
+        # Names one counting call, unique across processes: this backend's random
+        # part, then a count. Its answer is kept in Redis for as long as redis-py
+        # may send it again: within this call's op timeout, plus a second of slack.
+        self._caller = secrets.token_hex(6)
+        self._calls = itertools.count()
+        self._answer_ttl = math.ceil(op_timeout) + 1
         self._memory = MemoryStateBackend(self._time)
         self._down_until = 0.0
         self._outage = False
         # deployment -> (view, monotonic time it was read)
         self._cache: dict[str, tuple[BreakerView, float]] = {}
-        # Slots Redis could not be told were given back (it was away), told again
-        # when it answers: else each would hold a call at once until its lease ends.
-        self._unreleased: list[Slot] = []
-        # rpm/tpm counts a release or settle could not reach (Redis was away when
-        # it came): (bucket second, script, keys, args), sent once Redis answers
-        # while the bucket is still in the window; else a failed call would count
-        # as a request, and a settle's unused tokens as used, for up to a minute.
-        self._owed: list[tuple[int, str, list[str], list[Any]]] = []
+        # Calls that could not reach Redis (it was away when they came), sent in
+        # order once it answers, unless they have become pointless by then:
+        # (wall time they stop mattering, script, keys, args). A give-back or a
+        # settle of rpm/tpm counts matters while its bucket is in the window
+        # (else a failed call counted as a request, and a settle's unused tokens
+        # as used, for up to a minute); a slot let go, until its lease would end
+        # (else it held a call at once until then).
+        self._owed: list[tuple[float, str, list[str], list[Any]]] = []
+        # name -> (lease, tokens) of the slots this process holds in Redis, whose
+        # leases `_renew_leases` renews while any is held.
+        self._leases: dict[str, tuple[float, set[str]]] = {}
+        self._renewer: asyncio.Task[None] | None = None
         self._scripts = {name: client.register_script(getattr(redis_lua, name)) for name in
                          ("ADMIT", "RELEASE", "SETTLE", "RECORD_FAILURE", "RECORD_SUCCESS",
-                          "VIEW", "HOLD", "LET_GO")}
+                          "VIEW", "HOLD", "RENEW", "LET_GO")}
 
     # -- plumbing -----------------------------------------------------------
     def _keys(self, deployment: str) -> list[str]:
         tag = f"{{{self._prefix}:{deployment}}}"
         return [tag + ":br", tag + ":rq", tag + ":tk"]
+
+    def _call_key(self, deployment: str) -> str:
+        """The key of one counting call (`redis_lua`: sent twice, counted once)."""
+        return f"{{{self._prefix}:{deployment}}}:op:{self._caller}:{next(self._calls)}"
 
     @property
     def using_redis(self) -> bool:
@@ -154,15 +180,16 @@ class RedisStateBackend:
     # -- admission ----------------------------------------------------------
     async def admit(self, deployment: str, limits: Limits, tokens: int,
                     probe_ttl: float) -> Admission:
-        if (self._unreleased or self._owed) and self.using_redis:
+        if self._owed and self.using_redis:
             await self._catch_up()
         if not limits.any:
             local = self._admit_from_cache(deployment)
             if local is not None:
                 return local
-        keys = self._keys(deployment)
+        keys = [*self._keys(deployment), self._call_key(deployment)]
         args = [self._time(), -1 if limits.rpm is None else limits.rpm,
-                -1 if limits.tpm is None else limits.tpm, tokens, probe_ttl, RATE_WINDOW]
+                -1 if limits.tpm is None else limits.tpm, tokens, probe_ttl, RATE_WINDOW,
+                self._answer_ttl]
         ok, raw = await self._try(lambda: self._scripts["ADMIT"](keys=keys, args=args))
         if not ok or raw is None:
             return self._memory.admit_now(deployment, limits, tokens, probe_ttl)
@@ -201,13 +228,14 @@ class RedisStateBackend:
             return
         if not admission.probe and admission.bucket is None:
             return
-        keys = self._keys(admission.deployment)
+        keys = [*self._keys(admission.deployment), self._call_key(admission.deployment)]
         args = ["1" if admission.probe else "0",
-                -1 if admission.bucket is None else admission.bucket, admission.tokens]
+                -1 if admission.bucket is None else admission.bucket, admission.tokens,
+                self._answer_ttl]
         if not self.using_redis and admission.bucket is not None:
             # Never sent, so safe to send later; not the probe flag, which its
             # lease ends and which may be another call's by then.
-            self._owe(admission.bucket, "RELEASE", keys, ["0", *args[1:]])
+            self._owe(admission.bucket + RATE_WINDOW, "RELEASE", keys, ["0", *args[1:]])
             return
         await self._try(lambda: self._scripts["RELEASE"](keys=keys, args=args))
 
@@ -217,62 +245,87 @@ class RedisStateBackend:
             return
         if admission.bucket is None or tokens == admission.tokens:
             return
-        keys = self._keys(admission.deployment)[2:]
-        args = [admission.bucket, tokens - admission.tokens]
+        keys = [self._keys(admission.deployment)[2], self._call_key(admission.deployment)]
+        args = [admission.bucket, tokens - admission.tokens, self._answer_ttl]
         if not self.using_redis:
-            self._owe(admission.bucket, "SETTLE", keys, args)
+            self._owe(admission.bucket + RATE_WINDOW, "SETTLE", keys, args)
             return
         await self._try(lambda: self._scripts["SETTLE"](keys=keys, args=args))
 
-    def _owe(self, bucket: int, script: str, keys: list[str], args: list[Any]) -> None:
-        if len(self._owed) < MAX_UNRELEASED:
-            self._owed.append((bucket, script, keys, args))
+    def _owe(self, until: float, script: str, keys: list[str], args: list[Any]) -> None:
+        # Past that many, the oldest stop mattering on their own (window, lease).
+        if len(self._owed) < MAX_OWED:
+            self._owed.append((until, script, keys, args))
 
     async def _catch_up(self) -> None:
-        """Tell Redis, back after an outage, what it missed meanwhile."""
-        if self._unreleased:
-            await self._let_go_unreleased()
+        """Tell Redis, back after an outage, what it missed meanwhile. On the
+        request's path (admit, hold), before its own call: that call must find
+        the counts and slots given back, which a catch-up in the background
+        might not have sent yet."""
         owed, self._owed = self._owed, []
-        oldest = self._time() - RATE_WINDOW
-        for bucket, script, keys, args in owed:
-            if bucket <= oldest:
-                continue  # out of the window: it counts for nothing any more
+        now = self._time()
+        for entry in owed:
+            until, script, keys, args = entry
+            if until <= now:
+                continue  # it changes nothing any more
             if not self.using_redis:
-                self._owed.append((bucket, script, keys, args))
+                self._owed.append(entry)
                 continue
-            await self._try(partial(self._scripts[script], keys=keys, args=args))
+            ok, _ = await self._try(partial(self._scripts[script], keys=keys, args=args))
+            if not ok and script in SAFE_TWICE:
+                self._owed.append(entry)
 
     # -- calls at once --------------------------------------------------------
     async def hold(self, name: str, cap: int, lease: float) -> Slot | None:
-        if (self._unreleased or self._owed) and self.using_redis:
+        if self._owed and self.using_redis:
             await self._catch_up()
-        keys = [f"{{{self._prefix}:{name}}}:sl"]
+        keys = [self._slot_key(name)]
         token = secrets.token_hex(8)
         ok, raw = await self._try(
             lambda: self._scripts["HOLD"](keys=keys, args=[self._time(), cap, lease, token]))
         if not ok or raw is None:
             return self._memory.hold_now(name, cap)
-        return Slot(name, token, "redis") if int(raw) else None
+        if not int(raw):
+            return None
+        held_for, tokens = self._leases.get(name, (lease, set()))
+        tokens.add(token)
+        self._leases[name] = (min(lease, held_for), tokens)
+        if self._renewer is None:
+            self._renewer = asyncio.create_task(self._renew_leases())
+        return Slot(name, token, "redis")
+
+    def _slot_key(self, name: str) -> str:
+        return f"{{{self._prefix}:{name}}}:sl"
+
+    async def _renew_leases(self) -> None:
+        # A third of the lease: two renewals may fail (Redis slow or away a few
+        # seconds) before a live call loses its slot.
+        while self._leases:
+            await asyncio.sleep(min(lease for lease, _ in self._leases.values()) / 3)
+            for name, (lease, tokens) in list(self._leases.items()):
+                await self._try(partial(self._scripts["RENEW"], keys=[self._slot_key(name)],
+                                        args=[self._time(), lease, *tokens]))
+        self._renewer = None  # no await since the loop's test: a new hold starts another
 
     async def let_go(self, slot: Slot) -> None:
         if slot.store != "redis":
             self._memory.let_go_now(slot)
             return
-        keys = [f"{{{self._prefix}:{slot.name}}}:sl"]
-        ok, _ = await self._try(lambda: self._scripts["LET_GO"](keys=keys, args=[slot.token]))
-        if not ok and len(self._unreleased) < MAX_UNRELEASED:
-            self._unreleased.append(slot)  # past that many, their leases let them go
-
-    async def _let_go_unreleased(self) -> None:
-        waiting, self._unreleased = self._unreleased, []
-        for slot in waiting:
-            await self.let_go(slot)  # a failure puts it back
+        lease, tokens = self._leases.get(slot.name, (0.0, set()))
+        tokens.discard(slot.token)
+        if not tokens:
+            self._leases.pop(slot.name, None)
+        keys, args = [self._slot_key(slot.name)], [slot.token]
+        ok, _ = await self._try(lambda: self._scripts["LET_GO"](keys=keys, args=args))
+        if not ok:  # a let-go is safe to send twice: also when Redis may have run it
+            self._owe(self._time() + lease, "LET_GO", keys, args)
 
     # -- breaker ------------------------------------------------------------
     async def record_failure(self, deployment: str, event: FailureEvent) -> BreakerView:
-        keys = self._keys(deployment)[:1]
+        keys = [self._keys(deployment)[0], self._call_key(deployment)]
         args = [self._time(), event.reason, event.cooldown, event.allowed_fails, event.window,
-                min(event.immediate, MAX_COOLDOWN), "1" if event.probe else "0"]
+                min(event.immediate, MAX_COOLDOWN), "1" if event.probe else "0",
+                self._answer_ttl]
         ok, raw = await self._try(lambda: self._scripts["RECORD_FAILURE"](keys=keys, args=args))
         if not ok or raw is None:
             return self._memory.record_failure_now(deployment, event)
@@ -322,6 +375,10 @@ class RedisStateBackend:
         self._cache.clear()
 
     async def aclose(self) -> None:
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
         with contextlib.suppress(*self._errors):
             await self._redis.aclose()
 

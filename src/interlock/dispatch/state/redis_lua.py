@@ -9,6 +9,15 @@ and a name's calls at once (`hold`; a client key's are named "client-key:<name>"
 Times are wall-clock seconds passed in by the caller (ARGV[1]); floats travel
 as strings because Redis turns Lua numbers into integers.
 
+Sent twice, counted once. The backend lets redis-py send a call again once
+after a connection error (see `redis.py`), and the error may come after Redis
+ran the call but before its answer arrived. So every script that counts
+(ADMIT, RELEASE, SETTLE, RECORD_FAILURE) gets one more key, unique to the call,
+    {<prefix>:<deployment>}:op:<call id>   the call's answer, for a few seconds
+which it checks first: found, the call ran already, and the stored answer is
+the answer. HOLD needs no such key: its slot token is already unique to the
+call, and LET_GO, RECORD_SUCCESS and VIEW do the same thing twice as once.
+
 Imports: nothing.
 """
 
@@ -26,11 +35,24 @@ local function view(key, now)
 end
 """
 
+# The call's key is the last of KEYS; ARGV[#ARGV] is how long its answer is kept.
+_ONCE = """
+local once = KEYS[#KEYS]
+local done = redis.call('GET', once)
+if done then return cjson.decode(done) end
+local function remember(answer)
+  redis.call('SET', once, cjson.encode(answer), 'EX', ARGV[#ARGV])
+  return answer
+end
+"""
+
 VIEW = _VIEW + """
 return view(KEYS[1], tonumber(ARGV[1]))
 """
 
-ADMIT = """
+# Only an admission that counted or took the probe is remembered: a refusal,
+# or an admission with no limits, changed nothing, so running it again is as good.
+ADMIT = _ONCE + """
 local now = tonumber(ARGV[1])
 local rpm, tpm = tonumber(ARGV[2]), tonumber(ARGV[3])
 local tokens, ttl, win = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -76,29 +98,32 @@ if rpm >= 0 or tpm >= 0 then
   bucket = sec
 end
 if probe == 1 then redis.call('HSET', KEYS[1], 'probe', tostring(now + ttl)) end
-return {1, '', '0', '', bucket, probe}
+if bucket == -1 and probe == 0 then return {1, '', '0', '', -1, 0} end
+return remember({1, '', '0', '', bucket, probe})
 """
 
-RELEASE = """
+RELEASE = _ONCE + """
 if ARGV[1] == '1' then redis.call('HSET', KEYS[1], 'probe', '0') end
 local bucket = ARGV[2]
 if bucket ~= '-1' then
   if redis.call('HEXISTS', KEYS[2], bucket) == 1 then redis.call('HINCRBY', KEYS[2], bucket, -1) end
-  if redis.call('HEXISTS', KEYS[3], bucket) == 1 then
-    redis.call('HINCRBY', KEYS[3], bucket, -tonumber(ARGV[3]))
+  -- Not -tokens: Lua writes minus zero "-0", which HINCRBY refuses as no integer.
+  local tokens = tonumber(ARGV[3])
+  if tokens ~= 0 and redis.call('HEXISTS', KEYS[3], bucket) == 1 then
+    redis.call('HINCRBY', KEYS[3], bucket, 0 - tokens)
   end
 end
-return 1
+return remember(1)
 """
 
-SETTLE = """
+SETTLE = _ONCE + """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
   redis.call('HINCRBY', KEYS[1], ARGV[1], tonumber(ARGV[2]))
 end
-return 1
+return remember(1)
 """
 
-RECORD_FAILURE = _VIEW + """
+RECORD_FAILURE = _VIEW + _ONCE + """
 local now, reason = tonumber(ARGV[1]), ARGV[2]
 local cooldown, allowed = tonumber(ARGV[3]), tonumber(ARGV[4])
 local window, immediate, probe = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7] == '1'
@@ -130,7 +155,7 @@ else
   end
 end
 redis.call('EXPIRE', key, 172800)
-return view(key, now)
+return remember(view(key, now))
 """
 
 RECORD_SUCCESS = """
@@ -143,13 +168,27 @@ return 0
 """
 
 # ARGV: now, cap, lease (seconds), token. Leases that have ended are let go
-# first: their holder died without giving them back.
+# first: their holder died without giving them back. A token already there is
+# this very call, sent again after its answer was lost: it has its slot (the
+# full set would otherwise refuse it, and the slot stay taken by nobody).
 HOLD = """
 local now, cap, lease = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZSCORE', KEYS[1], ARGV[4]) then return 1 end
 if redis.call('ZCARD', KEYS[1]) >= cap then return 0 end
 redis.call('ZADD', KEYS[1], now + lease, ARGV[4])
 redis.call('EXPIRE', KEYS[1], math.ceil(lease) + 1)
+return 1
+"""
+
+# ARGV: now, lease (seconds), tokens. Renews the leases of the slots a live
+# process still holds. XX: a slot no longer there stays gone, since it was let
+# go, or its lease ended and a HOLD counted it as free (and may have given it
+# to another call); a lease that ended with nobody asking is simply extended.
+RENEW = """
+local ends = tonumber(ARGV[1]) + tonumber(ARGV[2])
+for i = 3, #ARGV do redis.call('ZADD', KEYS[1], 'XX', ends, ARGV[i]) end
+redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2])) + 1)
 return 1
 """
 
