@@ -130,7 +130,7 @@ def _add_stop(body: dict[str, Any], stop: list[str] | None, drop: bool) -> None:
 def _add_tools(body: dict[str, Any], request: ChatRequest) -> None:
     if request.tools:
         body["tools"] = [cached(_tool(t.name, t.description, t.parameters, t.strict),
-                                 t.cache_control) for t in request.tools]
+                                t.cache_control) for t in request.tools]
     choice = _tool_choice(request.tool_choice)
     if request.parallel_tool_calls is False and request.tools:
         choice = choice or {"type": "auto"}
