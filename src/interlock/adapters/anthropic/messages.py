@@ -14,6 +14,25 @@ from interlock.errors import InvalidRequest
 from interlock.types import ImagePart, Message, TextPart, ToolCall
 
 
+def system_texts(messages: list[Message]) -> tuple[list[str], bool]:
+    """The system messages' texts (images have no place in Anthropic's system
+    prompt, as in `ChatRequest.system_text`), and whether `system_blocks` would
+    carry a cache marker: whether a system message marks a part and has a marked
+    part with text (an empty one is not sent). One walk, and no blocks built for
+    the usual prompt, which goes as a string."""
+    texts: list[str] = []
+    marked = False
+    for message in messages:
+        if message.role != "system":
+            continue
+        texts.append(message.text)
+        if not marked:
+            parts = [p for p in message.parts if isinstance(p, TextPart)]
+            marked = any(p.cache_control for p in parts) and any(
+                p.text and p.cache_control is not None for p in parts)
+    return texts, marked
+
+
 def system_blocks(messages: list[Message]) -> list[dict[str, Any]]:
     """The system messages' text as Anthropic's system blocks, each part's cache
     marker with it (images have no place in Anthropic's system prompt, as in

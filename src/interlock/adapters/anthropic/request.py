@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from interlock.adapters.anthropic.messages import cached, system_blocks, translate_messages
+from interlock.adapters.anthropic.messages import (
+    cached,
+    system_blocks,
+    system_texts,
+    translate_messages,
+)
 from interlock.adapters.anthropic.messages_api import (
     DEFAULT_MAX_TOKENS,
     JSON_ANSWER,
@@ -20,7 +25,7 @@ from interlock.adapters.anthropic.messages_api import (
 from interlock.catalog import Deployment
 from interlock.errors import InvalidRequest, UnsupportedParameter
 from interlock.reasoning_effort import BUDGETS, requested_effort
-from interlock.types import ChatRequest, ResponseFormat
+from interlock.types import ChatRequest, Message, ResponseFormat
 from interlock.web_search import MAX_SEARCHES, requested_web_search
 
 # OpenAI parameters Anthropic has no counterpart for, with the values that make
@@ -36,8 +41,6 @@ UNSUPPORTED_EXTRA: dict[str, tuple[Any, ...]] = {
 # "auto" gives where it can. "flex" has no counterpart.
 SERVICE_TIERS = {"auto": "auto", "default": "standard_only", "standard_only": "standard_only",
                  "priority": "auto"}
-
-
 # Extra keys that are fine to ignore here: Anthropic always reports usage in
 # streams; the others are read where the body is built.
 IGNORED_EXTRA = frozenset({"stream_options", "max_completion_tokens", "reasoning_effort",
@@ -57,16 +60,7 @@ def build_body(request: ChatRequest, deployment: Deployment, *, stream: bool) ->
         "max_tokens": DEFAULT_MAX_TOKENS if asked is None else asked,
         "messages": translate_messages(request.messages),
     }
-    system = system_blocks(request.messages)
-    if system and not body["messages"]:
-        # Only system messages (OpenAI answers those): Anthropic refuses a request
-        # without messages, so the instruction goes as the user's turn.
-        body["messages"] = [{"role": "user", "content": system}]
-    elif system:
-        # A plain string unless a part marks a cache breakpoint, which only a
-        # block can carry.
-        cached = any("cache_control" in block for block in system)
-        body["system"] = system if cached else request.system_text
+    _add_system(body, request.messages)
     if stream:
         body["stream"] = True
     _add_sampling(body, request)
@@ -86,6 +80,21 @@ def build_body(request: ChatRequest, deployment: Deployment, *, stream: bool) ->
                 "ask for json_schema with a schema (structured outputs).")
         del body["tools"], body["tool_choice"]
     return body
+
+
+def _add_system(body: dict[str, Any], messages: list[Message]) -> None:
+    """The system messages as the top-level `system`: a plain string, joined as
+    `ChatRequest.system_text` joins them, unless a part marks a cache
+    breakpoint, which only a block can carry. A request of system messages only
+    (OpenAI answers those) sends them as the user's turn, since Anthropic
+    refuses a request without messages. Blocks are built only where sent."""
+    texts, marked = system_texts(messages)
+    if not any(texts):
+        return
+    if not body["messages"]:
+        body["messages"] = [{"role": "user", "content": system_blocks(messages)}]
+    else:
+        body["system"] = system_blocks(messages) if marked else "\n\n".join(texts)
 
 
 def _thinks(body: dict[str, Any]) -> bool:
