@@ -1,4 +1,5 @@
-"""The Anthropic request translation on its own (`build_body`, no network)."""
+"""The Anthropic request translation on its own (`build_body`, no network):
+the system prompt, and JSON mode with thinking, each decided once."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pytest
 from interlock.adapters.anthropic import build_body
 from interlock.adapters.anthropic import request as anthropic_request
 from interlock.catalog import Deployment
-from interlock.types import ChatRequest, Message, TextPart
+from interlock.errors import InvalidRequest, UnsupportedParameter
+from interlock.types import ChatRequest, Message, ResponseFormat, TextPart
 
 DEP = Deployment(name="claude", group="g", provider="anthropic", model="claude-sonnet-4-5")
 MARK = {"type": "ephemeral"}
@@ -66,3 +68,36 @@ def test_a_plain_system_prompt_builds_no_blocks(monkeypatch: pytest.MonkeyPatch)
 
     monkeypatch.setattr(anthropic_request, "system_blocks", unwanted)
     assert body_for(system("Be terse."), USER)["system"] == "Be terse."
+
+
+def test_json_mode_with_thinking_is_refused_for_that_before_the_budget_is_checked() -> None:
+    # Both are wrong here, but the way out of the budget error (a larger
+    # max_tokens) led only to the JSON-mode one, whose way out (no thinking)
+    # needs no larger max_tokens: the decision is made once, before either.
+    asked = {"response_format": ResponseFormat("json_object"), "max_tokens": 2_000,
+             "extra": {"reasoning_effort": "medium"}}
+    with pytest.raises(UnsupportedParameter) as info:
+        body_for(USER, **asked)
+    assert info.value.param == "response_format" and "thinking" in info.value.message
+    # drop_params drops JSON mode; the budget that cannot fit is still refused.
+    with pytest.raises(InvalidRequest) as budget:
+        body_for(USER, drop_params=True, **asked)
+    assert budget.value.param == "max_tokens"
+
+
+@pytest.mark.parametrize("thinking", [
+    {"reasoning_effort": "low"},
+    {"thinking": {"type": "enabled", "budget_tokens": 2_048}},
+])
+def test_json_mode_under_drop_params_with_thinking_sends_thinking_and_no_tool(
+        thinking: dict[str, Any]) -> None:
+    body = body_for(USER, response_format=ResponseFormat("json_object"), drop_params=True,
+                    extra=thinking)
+    assert "tools" not in body and "tool_choice" not in body
+    assert body["thinking"]["type"] == "enabled"
+
+
+def test_json_mode_goes_as_the_tool_when_thinking_is_off() -> None:
+    for extra in ({}, {"reasoning_effort": "none"}, {"thinking": {"type": "disabled"}}):
+        body = body_for(USER, response_format=ResponseFormat("json_object"), extra=extra)
+        assert body["tool_choice"] == {"type": "tool", "name": "json_answer"}, extra

@@ -67,18 +67,11 @@ def build_body(request: ChatRequest, deployment: Deployment, *, stream: bool) ->
     _add_stop(body, request.stop, drop)
     _add_tools(body, request)
     _add_web_search(body, request)
-    _add_response_format(body, request.response_format, drop)
+    # Decided once, before JSON mode, which cannot go with it.
+    thinking, effort = _thinking(request)
+    _add_response_format(body, request.response_format, drop, thinks=_thinks(thinking))
     _add_extra(body, request, drop)
-    _add_thinking(body, request, chosen_here=asked is None)
-    if body.get("tool_choice") is JSON_CHOICE and _thinks(body):
-        # Anthropic refuses a forced tool with thinking on.
-        if not drop:
-            raise UnsupportedParameter(
-                "response_format", PROVIDER,
-                "json_object reaches Claude as a tool it must call, which Anthropic does "
-                "not allow with thinking on: leave out reasoning_effort or thinking, or "
-                "ask for json_schema with a schema (structured outputs).")
-        del body["tools"], body["tool_choice"]
+    _add_thinking(body, thinking, effort, chosen_here=asked is None)
     return body
 
 
@@ -97,8 +90,7 @@ def _add_system(body: dict[str, Any], messages: list[Message]) -> None:
         body["system"] = system_blocks(messages) if marked else "\n\n".join(texts)
 
 
-def _thinks(body: dict[str, Any]) -> bool:
-    thinking = body.get("thinking")
+def _thinks(thinking: Any) -> bool:
     return isinstance(thinking, dict) and thinking.get("type") != "disabled"
 
 
@@ -192,7 +184,8 @@ def _tool_choice(choice: str | dict[str, Any] | None) -> dict[str, Any] | None:
     return {"type": "tool", "name": name}
 
 
-def _add_response_format(body: dict[str, Any], fmt: ResponseFormat | None, drop: bool) -> None:
+def _add_response_format(body: dict[str, Any], fmt: ResponseFormat | None, drop: bool,
+                         *, thinks: bool) -> None:
     if fmt is None or fmt.type == "text":
         return
     if fmt.type == "json_schema" and fmt.json_schema:
@@ -202,13 +195,20 @@ def _add_response_format(body: dict[str, Any], fmt: ResponseFormat | None, drop:
             schema = schema["schema"]
         body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
         return
-    if fmt.type == "json_object" and "tools" not in body:
+    if fmt.type == "json_object" and "tools" not in body and not thinks:
         # The tool's input is the answer; `JSON_CHOICE` itself (not an equal
         # dict) marks the body, so a client's own tool of that name is never taken
         # for it.
         body["tools"] = [JSON_ANSWER]
         body["tool_choice"] = JSON_CHOICE
         return
+    if fmt.type == "json_object" and "tools" not in body and not drop:
+        # Anthropic refuses a forced tool with thinking on.
+        raise UnsupportedParameter(
+            "response_format", PROVIDER,
+            "json_object reaches Claude as a tool it must call, which Anthropic does "
+            "not allow with thinking on: leave out reasoning_effort or thinking, or "
+            "ask for json_schema with a schema (structured outputs).")
     if not drop:
         why = ("json_object reaches Claude as a tool it must call, which cannot go with "
                "tools of the request's own (or web search)" if fmt.type == "json_object"
@@ -244,25 +244,38 @@ def _add_service_tier(body: dict[str, Any], value: Any, drop: bool) -> None:
             f"'auto'. {value!r} has no counterpart.")
 
 
-def _add_thinking(body: dict[str, Any], request: ChatRequest, *, chosen_here: bool) -> None:
-    """OpenAI's reasoning_effort as extended thinking with that effort's budget
-    (`interlock.reasoning_effort`); a `thinking` given in Anthropic's own terms wins.
-    Anthropic counts the thinking inside max_tokens, so a limit Interlock chose
-    itself grows to hold the budget and an answer, whichever way thinking was
-    asked for; one the caller or the deployment set that cannot hold an
-    effort's budget is refused before any call (with their own `thinking`,
-    Anthropic's 400 says why)."""
+def _thinking(request: ChatRequest) -> tuple[Any, str | None]:
+    """The `thinking` the body carries, and the reasoning_effort it comes from, if
+    it does: a `thinking` given in Anthropic's own terms wins (as given, and
+    with no effort); else OpenAI's reasoning_effort turns it on with that
+    effort's budget (`interlock.reasoning_effort`; "none" leaves it off). An
+    effort OpenAI does not define is refused either way."""
     effort = requested_effort(request)
-    if effort is not None and effort != "none" and "thinking" not in body:
-        budget = BUDGETS[effort]
+    if "thinking" in request.extra:
+        return request.extra["thinking"], None
+    if effort is None or effort == "none":
+        return None, None
+    return {"type": "enabled", "budget_tokens": BUDGETS[effort]}, effort
+
+
+def _add_thinking(body: dict[str, Any], thinking: Any, effort: str | None, *,
+                  chosen_here: bool) -> None:
+    """The thinking `_thinking` decided on (a caller's own passes through with
+    the other extras). Anthropic counts the thinking inside max_tokens, so a
+    limit Interlock chose itself grows to hold the budget and an answer,
+    whichever way thinking was asked for; one the caller or the deployment set
+    that cannot hold an effort's budget is refused before any call (with their
+    own `thinking`, Anthropic's 400 says why)."""
+    if effort is not None:
+        budget = thinking["budget_tokens"]
         if not chosen_here and body["max_tokens"] <= budget:
             raise InvalidRequest(
                 f"reasoning_effort {effort!r} gives Claude a thinking budget of {budget:,} "
                 f"tokens, which must be below its max_tokens ({body['max_tokens']:,}), the "
                 "thinking included: raise max_tokens above the budget, or ask for less effort.",
                 param="max_tokens", code="invalid_value")
-        body["thinking"] = {"type": "enabled", "budget_tokens": budget}
-    budget_tokens = _thinking_budget(body.get("thinking"))
+        body["thinking"] = thinking
+    budget_tokens = _thinking_budget(thinking)
     if chosen_here and budget_tokens is not None:
         body["max_tokens"] = budget_tokens + DEFAULT_MAX_TOKENS
 
