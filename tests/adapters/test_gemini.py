@@ -16,14 +16,14 @@ from interlock.adapters.base import StreamAccumulator
 from interlock.adapters.gemini import (
     SKIP_SIGNATURE,
     GeminiAdapter,
-    _Call,
-    _prepare,
-    _StreamState,
+    clean_schema,
     error_from_response,
     map_finish,
     parse_response,
 )
-from interlock.adapters.gemini_schema import clean_schema
+from interlock.adapters.gemini import GeminiCall as _Call
+from interlock.adapters.gemini import StreamState as _StreamState
+from interlock.adapters.gemini import prepare_call as _prepare
 from interlock.adapters.http import HttpClient, Labels, Timeouts
 from interlock.catalog import Deployment, Secret
 from interlock.errors import (

@@ -271,3 +271,23 @@ async def test_a_request_aiohttp_refuses_to_send_fails_over_as_a_connection_erro
         assert "hunter2pw" not in raised.message
         assert raised.deployment == "d"
     assert fake_upstream.received == []
+
+
+def test_every_timeout_is_told_in_one_sentence() -> None:
+    # Four places wrote near-copies of it; one helper now writes it for all.
+    from interlock.adapters.http import ANSWER_HINT, timeout_error
+
+    labels = Labels("openai", "d")
+    whole = timeout_error(labels, "did not answer", LEFT / 4, ANSWER_HINT)
+    assert whole.message == (
+        "openai did not answer for deployment 'd' within 0.5 s; raise `timeout` (on "
+        "the deployment, the router or the call) to wait longer")
+    assert (whole.provider, whole.deployment) == ("openai", "d")
+    idle = timeout_error(labels, "sent no data", 2.0,
+                         "raise the router's stream_idle_timeout to wait longer",
+                         awaiting="the next chunk")
+    assert idle.message == (
+        "openai sent no data for deployment 'd' for 2.0 s while Interlock waited for the "
+        "next chunk; raise the router's stream_idle_timeout to wait longer")
+    assert timeout_error(labels, "did not answer", None, ANSWER_HINT).message.startswith(
+        "openai did not answer for deployment 'd' within the time allowed; ")

@@ -20,12 +20,12 @@ from interlock.adapters.base import DeltaBatch, StreamAccumulator, decode_texts,
 from interlock.adapters.http import HttpClient, Timeouts
 from interlock.adapters.openai import (
     OpenAIAdapter,
-    _stream_batches,
     chunk_delta,
     parse_duration,
     parse_response,
     retry_after,
 )
+from interlock.adapters.openai.stream_reading import read_batches as _stream_batches
 from interlock.catalog import Deployment, Secret
 from interlock.errors import (
     AuthenticationFailed,

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from tests.adapters.fed_stream import Reads, opened
 
-from interlock.adapters.openai import _stream_batches
+from interlock.adapters.openai.stream_reading import read_batches as _stream_batches
 from interlock.catalog import Deployment
 from interlock.errors import ConnectionFailed
 

@@ -15,7 +15,9 @@ import pytest
 from tests.adapters.fed_stream import Reads, opened
 
 from interlock.adapters.base import DeltaBatch, SseParser, StreamAccumulator, decode_texts
-from interlock.adapters.openai import _stream_batches, _TextEvents, chunk_delta, plain_text
+from interlock.adapters.openai import chunk_delta, plain_text
+from interlock.adapters.openai.stream_reading import _TextEvents
+from interlock.adapters.openai.stream_reading import read_batches as _stream_batches
 from interlock.catalog import Deployment
 from interlock.openai_response import ChunkRenderer
 from interlock.testing.openai_wire import OpenAIWire

@@ -152,12 +152,8 @@ class StreamingResponse:
         if self._read_expired:
             what, setting = (("the first token", "first_token_timeout") if first
                              else ("the next chunk", "stream_idle_timeout"))
-            raise Timeout(
-                f"{self._labels.provider} sent no data for deployment "
-                f"{self._labels.deployment!r} for {seconds(wait)} while Interlock "
-                f"waited for {what}; raise the router's {setting} to wait longer",
-                provider=self._labels.provider, deployment=self._labels.deployment,
-            )
+            raise timeout_error(self._labels, "sent no data", wait,
+                                f"raise the router's {setting} to wait longer", awaiting=what)
 
     def _arm_read_timer(self, wait: float) -> None:
         loop = self._loop
@@ -196,12 +192,7 @@ class StreamingResponse:
         # Nothing of the body yet: the wait was for the first token, and saying the
         # stream did not finish would send the reader looking for a broken stream.
         what = "sent no first token" if self._first else "did not finish the stream"
-        return Timeout(
-            f"{self._labels.provider} {what} for deployment {self._labels.deployment!r} "
-            f"within {seconds(self._timeouts.total)}; "
-            f"{STREAM_HINT}",
-            provider=self._labels.provider, deployment=self._labels.deployment,
-        )
+        return timeout_error(self._labels, what, self._timeouts.total, STREAM_HINT)
 
     def _remaining(self) -> float | None:
         if self._timeouts.total is None:
@@ -216,6 +207,18 @@ class StreamingResponse:
 ANSWER_HINT = "raise `timeout` (on the deployment, the router or the call) to wait longer"
 STREAM_HINT = ("raise `stream_timeout` (on the deployment or the router) or the call's "
                "`timeout` to wait longer")
+
+
+def timeout_error(labels: Labels, what: str, wait: float | None, hint: str, *,
+                  awaiting: str | None = None) -> Timeout:
+    """The Timeout for a limit that ran out, told in one sentence wherever it ran
+    out: the provider, `what` it did not do ("did not answer", "sent no first
+    token", ...), for which deployment, within how long (with `awaiting`: for
+    how long while Interlock waited for that), and `hint`, the setting to raise."""
+    limit = (f"within {seconds(wait)}" if awaiting is None
+             else f"for {seconds(wait)} while Interlock waited for {awaiting}")
+    return Timeout(f"{labels.provider} {what} for deployment {labels.deployment!r} {limit}; "
+                   f"{hint}", provider=labels.provider, deployment=labels.deployment)
 
 
 def seconds(value: float | None) -> str:
@@ -419,12 +422,7 @@ class HttpClient:
                     data += await content.read()
                 return HttpResponse(resp.status, resp.headers, data)
         except TimeoutError:
-            raise Timeout(
-                f"{labels.provider} did not answer for deployment {labels.deployment!r} "
-                f"within {seconds(timeouts.total)}; "
-                f"{ANSWER_HINT}",
-                provider=labels.provider, deployment=labels.deployment,
-            ) from None
+            raise timeout_error(labels, "did not answer", timeouts.total, ANSWER_HINT) from None
         except (aiohttp.ClientError, ValueError) as exc:  # ValueError: see _connection_error
             raise _connection_error(exc, labels) from None
 
@@ -495,10 +493,8 @@ class _StreamContext:
             wait, hint = first_token, "raise the router's first_token_timeout to wait longer"
         else:
             wait, hint = total, STREAM_HINT
-        return Timeout(f"{self._labels.provider} did not start answering (no first token) "
-                       f"for deployment {self._labels.deployment!r} within {seconds(wait)}; "
-                       f"{hint}",
-                       provider=self._labels.provider, deployment=self._labels.deployment)
+        return timeout_error(self._labels, "did not start answering (no first token)", wait,
+                             hint)
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:

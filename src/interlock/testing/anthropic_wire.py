@@ -42,6 +42,7 @@ import json
 import math
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -98,10 +99,7 @@ class AnthropicWire:
         for name in ("model", "max_tokens", "messages"):
             if name not in body:
                 return _error(400, "invalid_request_error", f"{name}: Field required")
-        extra = _extra_field(body)
-        if extra is not None:
-            return _error(400, "invalid_request_error", f"{extra}: Extra inputs are not permitted")
-        return _bad_cache_control(body) or _empty_message(body.get("messages"))
+        return _refusal(body)
 
     def reply(self, route: Route, body: Any, reply: Reply) -> Any:
         if reply.finish == "error":
@@ -213,25 +211,85 @@ MAX_CACHE_BREAKPOINTS = 4
 _CACHE_TTLS = ("5m", "1h")
 
 
-def _cache_markers(body: dict[str, Any]) -> list[tuple[str, Any]]:
-    """Every cache_control in the request, with its path in the API's terms, in
-    the order Anthropic reads the prompt: tools, system, messages."""
-    found: list[tuple[str, Any]] = []
-    places: list[tuple[str, Any]] = [("tools", body.get("tools")), ("system", body.get("system"))]
-    for i, message in enumerate(body.get("messages") or ()):
-        if isinstance(message, dict):
-            places.append((f"messages.{i}.content", message.get("content")))
-    for where, blocks in places:
-        for j, block in enumerate(blocks if isinstance(blocks, list) else ()):
-            if isinstance(block, dict) and "cache_control" in block:
-                found.append((f"{where}.{j}.cache_control", block["cache_control"]))
-    return found
+def _refusal(body: dict[str, Any]) -> ErrorAnswer | None:
+    """The first refusal the real API gives a request's shape, read in one walk
+    over it: a field it does not know, then a malformed cache marker or too many
+    of them, then an empty message."""
+    markers: list[tuple[str, Any]] = []  # in the order Anthropic reads the prompt
+    tools_extra = _read_blocks("tools", body.get("tools"), _tool_fields, markers)
+    system_extra = _read_blocks("system", body.get("system"), _system_block_fields, markers)
+    messages_extra, empty = _read_messages(body.get("messages"), markers)
+    extra = (next((name for name in body if name not in _REQUEST_FIELDS), None)
+             or system_extra or tools_extra or messages_extra)
+    if extra is not None:
+        return _error(400, "invalid_request_error", f"{extra}: Extra inputs are not permitted")
+    return _bad_cache_control(markers) or empty
 
 
-def _bad_cache_control(body: dict[str, Any]) -> ErrorAnswer | None:
+def _read_messages(messages: Any, markers: list[tuple[str, Any]]
+                   ) -> tuple[str | None, ErrorAnswer | None]:
+    """(the path of the first field of the messages the API does not know, as its
+    message names it: "messages.0.content.1.foo"; its refusal of an empty
+    conversation or message), the cache markers of their blocks added to
+    `markers`. An empty message is refused anywhere but last from the assistant
+    (the prefill it may continue)."""
+    if not isinstance(messages, list):
+        return None, None
+    extra: str | None = None
+    empty = (None if messages else _error(400, "invalid_request_error",
+                                          "messages: at least one message is required"))
+    last = len(messages) - 1
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            continue
+        if extra is None:
+            extra = next((f"messages.{i}.{name}" for name in message
+                          if name not in _MESSAGE_FIELDS), None)
+        content = message.get("content")
+        found = _read_blocks(f"messages.{i}.content", content, _content_block_fields, markers)
+        extra = extra or found
+        if empty is None and content in ("", []) and not (
+                i == last and message.get("role") == "assistant"):
+            empty = _error(400, "invalid_request_error", f"messages.{i}: all messages must have "
+                           "non-empty content except for the optional final assistant message")
+    return extra, empty
+
+
+def _read_blocks(where: str, blocks: Any, known: Callable[[dict[str, Any]], frozenset[str] | None],
+                 markers: list[tuple[str, Any]]) -> str | None:
+    """The path of the first field of these blocks (or tools) the API does not
+    know (`known` gives a block's fields; None: not a block an OpenAI request
+    becomes, left to others), their cache markers added to `markers`."""
+    extra: str | None = None
+    for j, block in enumerate(blocks if isinstance(blocks, list) else ()):
+        if not isinstance(block, dict):
+            continue
+        if "cache_control" in block:
+            markers.append((f"{where}.{j}.cache_control", block["cache_control"]))
+        fields = known(block) if extra is None else None
+        if fields is not None:
+            extra = next((f"{where}.{j}.{name}" for name in block if name not in fields), None)
+    return extra
+
+
+def _system_block_fields(block: dict[str, Any]) -> frozenset[str]:
+    """A string, or text blocks (the form that can carry cache markers)."""
+    return _SYSTEM_BLOCK_FIELDS
+
+
+def _tool_fields(tool: dict[str, Any]) -> frozenset[str]:
+    server = str(tool.get("type", "")).startswith("web_search_")
+    return _SERVER_TOOL_FIELDS if server else _TOOL_FIELDS
+
+
+def _content_block_fields(block: dict[str, Any]) -> frozenset[str] | None:
+    kind = block.get("type")
+    return _BLOCK_FIELDS.get(kind) if isinstance(kind, str) else None
+
+
+def _bad_cache_control(markers: list[tuple[str, Any]]) -> ErrorAnswer | None:
     """Anthropic's refusals of a malformed cache marker, and of more breakpoints
     than it allows."""
-    markers = _cache_markers(body)
     for path, marker in markers:
         if not isinstance(marker, dict) or marker.get("type") != "ephemeral":
             return _error(400, "invalid_request_error", f"{path}.type: Input should be 'ephemeral'")
@@ -246,70 +304,6 @@ def _bad_cache_control(body: dict[str, Any]) -> ErrorAnswer | None:
         return _error(400, "invalid_request_error",
                       f"A maximum of {MAX_CACHE_BREAKPOINTS} blocks with cache_control may be "
                       f"provided. Found {len(markers)}.")
-    return None
-
-
-def _empty_message(messages: Any) -> ErrorAnswer | None:
-    """Anthropic's refusals of an empty conversation, and of an empty message
-    anywhere but last from the assistant (the prefill it may continue)."""
-    if not isinstance(messages, list):
-        return None
-    if not messages:
-        return _error(400, "invalid_request_error", "messages: at least one message is required")
-    for i, message in enumerate(messages):
-        content = message.get("content") if isinstance(message, dict) else None
-        final_assistant = i == len(messages) - 1 and message.get("role") == "assistant"
-        if content in ("", []) and not final_assistant:
-            return _error(400, "invalid_request_error", f"messages.{i}: all messages must have "
-                          "non-empty content except for the optional final assistant message")
-    return None
-
-
-def _extra_field(body: dict[str, Any]) -> str | None:
-    """The path of the first field the real API would call extra, as its message
-    names it ("messages.0.content.1.foo"); None when there is none."""
-    for name in body:
-        if name not in _REQUEST_FIELDS:
-            return name
-    extra = _extra_in_system(body.get("system")) or _extra_in_tools(body.get("tools"))
-    if extra is not None:
-        return extra
-    for i, message in enumerate(body.get("messages") or ()):
-        if not isinstance(message, dict):
-            continue
-        for name in message:
-            if name not in _MESSAGE_FIELDS:
-                return f"messages.{i}.{name}"
-        content = message.get("content")
-        for j, block in enumerate(content if isinstance(content, list) else ()):
-            kind = block.get("type") if isinstance(block, dict) else None
-            allowed = _BLOCK_FIELDS.get(kind) if isinstance(kind, str) else None
-            if allowed is None:  # not a block an OpenAI request becomes: left to others
-                continue
-            for name in block:
-                if name not in allowed:
-                    return f"messages.{i}.content.{j}.{name}"
-    return None
-
-
-def _extra_in_system(system: Any) -> str | None:
-    """A string, or text blocks (the form that can carry cache markers)."""
-    for j, block in enumerate(system if isinstance(system, list) else ()):
-        for name in block if isinstance(block, dict) else ():
-            if name not in _SYSTEM_BLOCK_FIELDS:
-                return f"system.{j}.{name}"
-    return None
-
-
-def _extra_in_tools(tools: Any) -> str | None:
-    for j, tool in enumerate(tools if isinstance(tools, list) else ()):
-        if not isinstance(tool, dict):
-            continue
-        server = str(tool.get("type", "")).startswith("web_search_")
-        allowed = _SERVER_TOOL_FIELDS if server else _TOOL_FIELDS
-        for name in tool:
-            if name not in allowed:
-                return f"tools.{j}.{name}"
     return None
 
 
