@@ -916,6 +916,9 @@ async def test_disconnect_mid_stream(fake_upstream: FakeUpstream) -> None:
     with pytest.raises(ConnectionFailed) as info:
         await stream(fake_upstream, request())
     assert info.value.deployment == "claude-primary"
+    assert "before its answer was complete, for deployment 'claude-primary'" in str(
+        info.value)
+    assert "400" not in str(info.value)
 
 
 async def test_clean_end_without_message_stop_is_not_truncated_silently(

@@ -498,6 +498,10 @@ async def test_disconnect_mid_stream(fake_upstream: Any) -> None:
     assert len(got) <= 3
     assert all(d.finish_reason is None for d in got)
     assert info.value.deployment == "oai-main"
+    # Told as a cut answer for that deployment, not in aiohttp's words (which
+    # carry a "400" that reads like the provider's status).
+    assert info.value.message == ("openai closed the connection before its answer was "
+                                  "complete, for deployment 'oai-main' (ClientPayloadError)")
 
 
 # -- streams the fake cannot produce: fed line by line ------------------------------

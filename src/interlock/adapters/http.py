@@ -297,11 +297,18 @@ def _connection_error(exc: BaseException, labels: Labels) -> ConnectionFailed:
     user:password@ in it on a call that also carries an Authorization header):
     that deployment cannot be called, so it fails over like an unreachable one
     instead of failing the request with a 500. str(exc) of these names the host
-    and port or the URL, never headers; the URL's password is redacted."""
-    return ConnectionFailed(
-        redact(f"Connection to {labels.provider} failed: {type(exc).__name__}: {exc}"),
-        provider=labels.provider, deployment=labels.deployment,
-    )
+    and port or the URL, never headers; the URL's password is redacted.
+
+    A body cut short is told as that: aiohttp's own text for it ("Response payload
+    is not completed: <TransferEncodingError: 400, ...>") reads like an HTTP 400."""
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        message = (f"{labels.provider} closed the connection before its answer was "
+                   f"complete, for deployment {labels.deployment!r} "
+                   f"({type(exc).__name__})")
+    else:
+        message = redact(f"Connection to {labels.provider} failed for deployment "
+                         f"{labels.deployment!r}: {type(exc).__name__}: {exc}")
+    return ConnectionFailed(message, provider=labels.provider, deployment=labels.deployment)
 
 
 def _live(loop: asyncio.AbstractEventLoop | None) -> TypeGuard[asyncio.AbstractEventLoop]:
