@@ -169,6 +169,20 @@ async def test_spend_command(tmp_path: Path) -> None:
     assert {line["web_searches"] for line in data["lines"]} == {0}
 
 
+async def test_spend_json_writes_dollars_plainly(tmp_path: Path) -> None:
+    # A free group's sum of nano-dollars came out as "0E-9", a priced one's with
+    # a tail of zeros: scripts reading the JSON as text got three spellings.
+    db = str(tmp_path / "ledger.sqlite")
+    await _recorded(db, (
+        LedgerRow(request_id=f"r{i}", routed_group=group, status="ok", cost_usd=Decimal(cost))
+        for i, (group, cost) in enumerate((("free", "0"), ("paid", "0.002009")))))
+    data = json.loads(runner.invoke(app, ["spend", "--database", db, "--by", "group",
+                                          "--json"]).output)
+    assert {line["key"]: line["cost_usd"] for line in data["lines"]} == {
+        "free": "0", "paid": "0.002009"}
+    assert data["total_cost_usd"] == "0.002009"
+
+
 async def test_spend_counts_the_web_searches_billed(tmp_path: Path) -> None:
     db = str(tmp_path / "ledger.sqlite")
     await _recorded(db, (

@@ -126,7 +126,7 @@ def spend_command(
     table_prefix: PrefixOption = None,
 ) -> None:
     """Summarise recorded spend from the ledger."""
-    from interlock.costs.queries import SpendBy
+    from interlock.costs.queries import SpendBy, usd_text
     from interlock.costs.simulate import money
 
     if by not in get_args(SpendBy):
@@ -138,7 +138,7 @@ def spend_command(
     total = sum((line.cost_usd for line in lines), Decimal(0))
     if as_json:
         typer.echo(json.dumps({"by": by, "lines": [line.as_dict() for line in lines],
-                               "total_cost_usd": str(total),
+                               "total_cost_usd": usd_text(total),
                                "requests": sum(line.requests for line in lines)}, indent=2))
         return
     # The searches column only where some request searched the web.

@@ -31,6 +31,12 @@ _Q = TypeVar("_Q", bound=sa.Select)
 SpendBy = Literal["day", "group", "deployment", "key", "model", "tier", "user"]
 
 
+
+def usd_text(value: Decimal) -> str:
+    """Dollars for JSON: '0.002009', '0'; never '0E-9' (a sum of nano-dollars
+    that came to nothing) or a tail of zeros, which scripts read as other figures."""
+    return f"{value.normalize():f}"
+
 @dataclass(frozen=True, slots=True)
 class SpendLine:
     key: str
@@ -49,7 +55,7 @@ class SpendLine:
         return {
             "key": self.key, "requests": self.requests, "errors": self.errors,
             "input_tokens": self.input_tokens, "cached_input_tokens": self.cached_input_tokens,
-            "output_tokens": self.output_tokens, "cost_usd": str(self.cost_usd),
+            "output_tokens": self.output_tokens, "cost_usd": usd_text(self.cost_usd),
             "unpriced": self.unpriced, "web_searches": self.web_searches,
         }
 
