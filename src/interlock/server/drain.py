@@ -5,11 +5,11 @@ cancels their tasks. A stream cancelled that way stops mid-body (no error
 event, no `[DONE]`, a chunked body never terminated) and uvicorn logs a
 traceback. So `DrainingServer` tells the app's `Drain` when shutdown begins,
 and a little before uvicorn's deadline the drain cancels the requests it
-tracks with `gateway.SHUTTING_DOWN`: their handlers take the cancellation
+tracks with `request_record.SHUTTING_DOWN`: their handlers take the cancellation
 back and answer as docs/reliability.md promises (a 503, or a stream's error
 event and `[DONE]`), and their ledger rows say `GatewayShuttingDown`.
 
-Imports: the standard library, uvicorn, `errors`, `gateway`.
+Imports: the standard library, uvicorn, `errors`, `request_record`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 import uvicorn
 
 from interlock.errors import GatewayShuttingDown
-from interlock.gateway import SHUTTING_DOWN
+from interlock.request_record import SHUTTING_DOWN
 
 log = logging.getLogger("interlock.server")
 
