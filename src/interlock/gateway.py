@@ -16,13 +16,12 @@ Imports: everything below it (config, catalog, routing, dispatch, adapters, cost
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import functools
 import logging
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from interlock.adapters.http import HttpClient, Timeouts
@@ -44,13 +43,10 @@ from interlock.routing.policy import RoutingPolicy, parse_router_alias
 from interlock.types import ChatRequest, EmbeddingRequest, EmbeddingResult, Message, TextPart
 
 if TYPE_CHECKING:
-    from interlock.costs.budgets import BudgetGate
+    from interlock.costs.budgets import BudgetGate, Periods
     from interlock.key_store import KeyStore
 
 log = logging.getLogger("interlock.gateway")
-
-# Seconds start-up waits for the budgets' counts to be read from the ledger.
-BUDGET_SEED_WAIT = 2.0
 
 
 def _no_mock_failures(request: ChatRequest) -> None:
@@ -118,7 +114,6 @@ class Gateway:
         self._recording_failure = self.recorder.recording_failure
         self.record_refused = self.recorder.record_refused
         self._started = False
-        self._seeding: asyncio.Future[None] | None = None  # the budgets' read of the ledger
         for warning in config.warnings:
             log.warning("%s", warning)
         for name in self.prices.unknown():
@@ -134,45 +129,18 @@ class Gateway:
         if self.keys is not None:
             await self.keys.start()  # first: the keys bring budgets of their own
         if self.budgets is not None:
-            if not self.budgets.shared:
-                self._seeding = asyncio.ensure_future(
-                    self._seed_budgets(self.budgets, datetime.now(UTC)))
-            else:  # Redis unreachable now: seeded as without it (`_budgets_lost_redis`)
-                await self.budgets.probe()
-            if self._seeding is not None:
-                # A small ledger is read before the first request; a large one does
-                # not hold start-up longer than this: calls counted meanwhile are kept.
-                await asyncio.wait({self._seeding}, timeout=BUDGET_SEED_WAIT)
+            # Counted in memory, the budgets begin from the ledger's record.
+            await self.budgets.start()
 
-    async def _seed_budgets(self, gate: BudgetGate, began: datetime) -> None:
-        """Add to the budgets' counts, kept in memory without Redis (or while it
-        is down), the ledger's record of their current periods up to `began`, when
-        this process began counting: else every restart would give each budget
-        its whole period again."""
-        started = time.monotonic()
-        try:
-            spent = await self._budget_record(gate, began)
-        except Exception as exc:  # the database away: count from zero, as before
-            log.warning("budgets could not read this period's spend from the ledger (%s); "
-                        "counting from zero", type(exc).__name__)
-            return
-        gate.seed(spent)
-        took = time.monotonic() - started
-        if took > BUDGET_SEED_WAIT:
-            log.warning("budgets: this period's spend took %.1f s to read from the ledger; "
-                        "requests served meanwhile were counted without it (a budget "
-                        "shared through Redis needs no such read)", took)
-
-    async def _budget_record(self, gate: BudgetGate, until: datetime) -> list[Any]:
-        """The ledger's record of the budgets' current periods up to `until`
-        (`recorded_spend`); nothing without a ledger database."""
+    async def _budget_record(self, periods: Periods, until: datetime) -> list[Any]:
+        """The ledger's record of the budgets' current `periods` up to `until`
+        (`recorded_spend`), for the budget gate to count from."""
         from interlock.costs.budgets import recorded_spend
         from interlock.costs.queries import LedgerReader
 
         settings = self.config.ledger
         if settings is None or not settings.database:
             return []
-        periods = gate.current_periods()
         group_of = {d.name: d.group for d in self.catalog.deployments()}
 
         def read() -> list[Any]:
@@ -184,10 +152,6 @@ class Gateway:
         return await asyncio.to_thread(read)
 
     async def aclose(self) -> None:
-        if self._seeding is not None and not self._seeding.done():
-            self._seeding.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._seeding
         if self.keys is not None:
             await self.keys.aclose()
         if self.ledger is not None:
@@ -229,24 +193,8 @@ class Gateway:
                           key_prefix=f"{settings.redis_prefix}:budget:",
                           redis_timeout=settings.redis_timeout,
                           retry_interval=settings.redis_retry_interval,
-                          on_local_counts=self._budgets_lost_redis,
-                          record=(self._redis_budget_record if self.config.ledger
+                          record=(self._budget_record if self.config.ledger
                                   and self.config.ledger.database else None))
-
-    async def _redis_budget_record(self, until: datetime) -> list[Any]:
-        """For a budget count Redis lacks (it lost its data): the ledger's record."""
-        return [] if self.budgets is None else await self._budget_record(self.budgets, until)
-
-    def _budgets_lost_redis(self, when: datetime) -> None:
-        """The budget gate fell back from Redis to this process' memory, whose
-        counts would begin at zero: every replica could spend each budget's
-        period again during the outage. They begin from the ledger's record up
-        to `when`, as at a start without Redis."""
-        if self.budgets is None or (self._seeding is not None and not self._seeding.done()):
-            return
-        self._seeding = asyncio.ensure_future(self._seed_budgets(self.budgets, when))
-        # Calls counted in memory wait (a bounded time) for the record, not from zero.
-        self.budgets.seeding(self._seeding, BUDGET_SEED_WAIT)
 
     def _run_time_keys_read(self, found: Mapping[bytes, Any]) -> None:
         keys = list(found.values())
