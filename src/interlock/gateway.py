@@ -8,20 +8,18 @@ top of the upstream time.
 
 Its parts: `response_meta` (what is known of a request, and the results handed
 back), `request_record` (the ledger row of each request), `gateway_stream`
-(a streamed answer).
+(a streamed answer), `gateway_budgets` (the budget gate and what feeds it).
 
 Imports: everything below it (config, catalog, routing, dispatch, adapters, costs).
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import functools
 import logging
 import time
 from collections.abc import Mapping
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from interlock.adapters.http import HttpClient, Timeouts
@@ -33,6 +31,7 @@ from interlock.costs.ledger import Ledger
 from interlock.costs.prices import PriceBook
 from interlock.dispatch.dispatcher import Dispatcher
 from interlock.errors import ConfigError, InvalidRequest, UnknownModel
+from interlock.gateway_budgets import new_budget_gate, run_time_key_budgets
 from interlock.gateway_stream import GatewayStream
 from interlock.key_limits import KeyLimits
 from interlock.openai_request import TESTING_SWITCH
@@ -43,7 +42,7 @@ from interlock.routing.policy import RoutingPolicy, parse_router_alias
 from interlock.types import ChatRequest, EmbeddingRequest, EmbeddingResult, Message, TextPart
 
 if TYPE_CHECKING:
-    from interlock.costs.budgets import BudgetGate, Periods
+    from interlock.costs.budgets import BudgetGate
     from interlock.key_store import KeyStore
 
 log = logging.getLogger("interlock.gateway")
@@ -86,7 +85,8 @@ class Gateway:
         self.adapters = AdapterRegistry(self.http)
         self.prices = PriceBook.build(self.catalog, config.prices)
         # Only with budgets to count: the gate costs every attempt an await.
-        self.budgets: BudgetGate | None = self._new_budget_gate() if config.budgets else None
+        self.budgets: BudgetGate | None = (
+            new_budget_gate(config, self.catalog, self.prices) if config.budgets else None)
         self.dispatcher = dispatcher or Dispatcher(
             self.catalog, self.adapters, config.router_settings,
             gates=[self.budgets] if self.budgets is not None else [])
@@ -132,25 +132,6 @@ class Gateway:
             # Counted in memory, the budgets begin from the ledger's record.
             await self.budgets.start()
 
-    async def _budget_record(self, periods: Periods, until: datetime) -> list[Any]:
-        """The ledger's record of the budgets' current `periods` up to `until`
-        (`recorded_spend`), for the budget gate to count from."""
-        from interlock.costs.budgets import recorded_spend
-        from interlock.costs.queries import LedgerReader
-
-        settings = self.config.ledger
-        if settings is None or not settings.database:
-            return []
-        group_of = {d.name: d.group for d in self.catalog.deployments()}
-
-        def read() -> list[Any]:
-            with LedgerReader(str(settings.database),
-                              table_prefix=settings.table_prefix) as reader:
-                return (recorded_spend(reader, periods, group_of, until)
-                        if reader.exists() else [])
-
-        return await asyncio.to_thread(read)
-
     async def aclose(self) -> None:
         if self.keys is not None:
             await self.keys.aclose()
@@ -184,18 +165,6 @@ class Gateway:
                              **settings)
         return self.keys
 
-    def _new_budget_gate(self) -> BudgetGate:
-        from interlock.costs.budgets import BudgetGate
-
-        settings = self.config.router_settings
-        return BudgetGate(self.config.budgets, self.prices,
-                          redis_url=settings.redis_connection_url(),
-                          key_prefix=f"{settings.redis_prefix}:budget:",
-                          redis_timeout=settings.redis_timeout,
-                          retry_interval=settings.redis_retry_interval,
-                          record=(self._budget_record if self.config.ledger
-                                  and self.config.ledger.database else None))
-
     def _run_time_keys_read(self, found: Mapping[bytes, Any]) -> None:
         keys = list(found.values())
         self.key_limits.set_run_time_keys(keys)
@@ -212,22 +181,11 @@ class Gateway:
     def _use_key_budgets(self, keys: list[Any]) -> None:
         """Hand the run-time keys' budgets to the budget gate, made for them if
         the config has no budgets."""
-        budgets = []
-        for key in keys:
-            try:
-                budget = key.budget()
-            except ValueError as exc:  # a row changed by hand: the other keys still count
-                if ("budget", key.name) not in self._warned_names:
-                    self._warned_names.add(("budget", key.name))
-                    log.warning("client key %r: its budget in the database is not one (%s); "
-                                "not counted", key.name, type(exc).__name__)
-                continue
-            if budget is not None:
-                budgets.append(budget)
+        budgets = run_time_key_budgets(keys, self._warned_names)
         if budgets and self.budgets is None:
             # The first run-time key with a budget: from now on every attempt
             # passes the budget gate (which a config without budgets spared it).
-            self.budgets = self._new_budget_gate()
+            self.budgets = new_budget_gate(self.config, self.catalog, self.prices)
             self.dispatcher.add_gate(self.budgets)
         if self.budgets is not None:
             self.budgets.set_key_budgets(budgets)
