@@ -236,7 +236,7 @@ async def test_each_outage_of_redis_is_told_once_and_tried_again_at_the_interval
         await gate._use_redis()
         kwargs = gate._redis.connection_pool.connection_kwargs
         assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == 0.25
-        # A reserve given up on is given up in Redis too (`_SETTLE`) when it is
+        # A reserve given up on is given up in Redis too (`budget_scripts.SETTLE`) when it is
         # tried again: either script tells whether Redis is back.
         gate._reserve = gate._settle_script = refused_connection
         for step in (0.0, 1.0, 1.5, 0.1):  # tried at 0 and 2.5 s: every 2 s

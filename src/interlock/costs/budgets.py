@@ -40,8 +40,8 @@ a process serving many end users does not keep them all.
 Amounts are whole nano-dollars (integers) in the counters; Redis' Lua numbers
 are doubles, exact up to 2**53 nano-dollars (about $9 million per period).
 
-Imports: the standard library, `catalog`, `types`, `costs.prices`,
-`costs.settings`; `redis.asyncio` lazily.
+Imports: the standard library, `catalog`, `types`, `costs.budget_scripts`,
+`costs.prices`, `costs.settings`; `redis.asyncio` lazily.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ from decimal import ROUND_CEILING, Decimal
 from typing import Any, Protocol
 
 from interlock.catalog import Deployment
+from interlock.costs.budget_scripts import RESERVE, SEED, SETTLE
 from interlock.costs.prices import PriceBook
 from interlock.costs.settings import Budget
 from interlock.types import ChatRequest, ChatResponse
@@ -81,105 +82,6 @@ MAX_UNSETTLED = 10_000
 # asked for again.
 SEED_WAIT = 2.0
 RECORD_RETRY = 60.0
-
-# KEYS: one hash per budget period, then (when the ledger's record is to be
-# checked) one seeding mark per budget period. ARGV: amount, ttl, ticket id, the
-# number of hashes, one limit per hash, then (while a record this gate is to
-# add is not in yet) its claim: a hash it creates is marked with it, so that
-# the record is added to it when it lands (`_SEED`). A missing mark (Redis lost its data,
-# or never had this period) returns -2: seed the count first (`_SEED`). Refuse
-# (return the 1-based index of the spent budget) unless every budget has room;
-# otherwise reserve the amount on all of them, under the ticket's id too
-# ("r:<id>"), and return 0. A ticket given up on before this
-# ran (its call timed out in the client) left a mark ("x:<id>"): a late run
-# then reserves nothing, since no ticket would ever give the amount back.
-_RESERVE = """
-local amount = tonumber(ARGV[1])
-local ttl = tonumber(ARGV[2])
-local id = ARGV[3]
-local n = tonumber(ARGV[4])
-if redis.call('HEXISTS', KEYS[1], 'x:' .. id) == 1 then
-  return -1
-end
-if redis.call('HEXISTS', KEYS[1], 'r:' .. id) == 1 then
-  return 0  -- a resend of a reserve that ran (its reply was lost): reserved once
-end
-for i = n + 1, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 0 then
-    return -2
-  end
-end
-for i = 1, n do
-  local spent = tonumber(redis.call('HGET', KEYS[i], 'spent') or '0')
-  local reserved = tonumber(redis.call('HGET', KEYS[i], 'reserved') or '0')
-  if spent + reserved >= tonumber(ARGV[i + 4]) then
-    return i
-  end
-end
-local claim = ARGV[n + 5]
-for i = 1, n do
-  local key = KEYS[i]
-  if claim and redis.call('EXISTS', key) == 0 then
-    redis.call('HSET', key, 'claim', claim)
-  end
-  redis.call('HINCRBY', key, 'reserved', amount)
-  redis.call('HSET', key, 'r:' .. id, amount)
-  redis.call('EXPIRE', key, ttl)
-end
-return 0
-"""
-
-# KEYS: one budget period's seeding mark, then its hashes (one per end user for
-# "*"). ARGV: ttl, the seeding gate's claim, then the ledger's record for each
-# hash. A hash takes the record once ("seeded"), whichever replica comes first,
-# if Redis does not hold it, or if this gate created it with its claim after
-# the record's end (calls went on while the read was late): a hash that exists
-# otherwise already counts the period (one written before seeding marks
-# existed, or by a settle since), and adding the record to it would count that
-# spend twice. A hash another gate claimed is left to that gate's record. So
-# two replicas seeding at once, or a mark evicted alone, count nothing twice.
-_SEED = """
-for i = 2, #KEYS do
-  local key = KEYS[i]
-  local held = redis.call('HGET', key, 'claim')
-  if not held or held == ARGV[2] then
-    local fresh = redis.call('EXISTS', key) == 0
-    if redis.call('HSETNX', key, 'seeded', 1) == 1 and (fresh or held) then
-      redis.call('HINCRBY', key, 'spent', tonumber(ARGV[i + 1]))
-    end
-    if held then
-      redis.call('HDEL', key, 'claim')
-    end
-  end
-  redis.call('EXPIRE', key, tonumber(ARGV[1]))
-end
-redis.call('SET', KEYS[1], 1, 'EX', tonumber(ARGV[1]))
-return 0
-"""
-
-# KEYS: the hashes reserved on. ARGV: ticket id, real cost, ttl. Gives back what
-# the ticket's id holds and counts the cost only then, so a settle sent twice (a
-# retry of one whose reply was lost) counts once. Settling a reservation Redis
-# never made with 0 (a reserve given up on) leaves the mark `_RESERVE` heeds if
-# it runs late.
-_SETTLE = """
-local id = ARGV[1]
-local actual = tonumber(ARGV[2])
-for _, key in ipairs(KEYS) do
-  local held = redis.call('HGET', key, 'r:' .. id)
-  if held then
-    redis.call('HDEL', key, 'r:' .. id)
-    redis.call('HINCRBY', key, 'reserved', -tonumber(held))
-    if actual > 0 then
-      redis.call('HINCRBY', key, 'spent', actual)
-    end
-  elseif actual == 0 then
-    redis.call('HSET', key, 'x:' .. id, 1)
-  end
-  redis.call('EXPIRE', key, tonumber(ARGV[3]))
-end
-return 0
-"""
 
 
 def to_nano(usd: Decimal) -> int:
@@ -395,7 +297,7 @@ class BudgetGate:
         self._local_seed: _Seeding | None = None
         self._redis_seed: _Seeding | None = None
         # Marks the hashes this gate creates in Redis while the record it is to
-        # add there is not in (`_RESERVE`, `_SEED`), and the end of that record.
+        # add there is not in (`budget_scripts`), and the end of that record.
         self._claim = secrets.token_hex(8)
         self._claiming_until: datetime | None = None
         self._record_off_until = 0.0
@@ -678,7 +580,7 @@ class BudgetGate:
                 waiting.pop(0)
         finally:
             # Stopped midway (the gate closing): what was not sent is still owed.
-            # A settle sent twice counts once (`_SETTLE`).
+            # A settle sent twice counts once (`budget_scripts.SETTLE`).
             for keys, ticket_id, actual, ttl in waiting:
                 self._owe(keys, ticket_id, actual, ttl)
 
@@ -728,7 +630,7 @@ class BudgetGate:
         return None
 
     def _seed_redis(self) -> _Seeding:
-        """Give Redis each budget's count as the ledger records it (`_SEED`): a
+        """Give Redis each budget's count as the ledger records it (`budget_scripts.SEED`): a
         Redis restarted without its data, or one that never had this period.
         One read at a time, shared by the calls that wait for it; one asked for
         again after a failure ends where the first would have, since the counts
@@ -816,9 +718,9 @@ class BudgetGate:
                 socket_timeout=self.redis_timeout, socket_connect_timeout=self.redis_timeout,
                 retry=retry)
             self._redis = aioredis.Redis(connection_pool=pool, retry=retry)
-            self._reserve = self._redis.register_script(_RESERVE)
-            self._settle_script = self._redis.register_script(_SETTLE)
-            self._seed_script = self._redis.register_script(_SEED)
+            self._reserve = self._redis.register_script(RESERVE)
+            self._settle_script = self._redis.register_script(SETTLE)
+            self._seed_script = self._redis.register_script(SEED)
         return True
 
     def _redis_failed(self, exc: Exception) -> None:
