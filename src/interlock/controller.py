@@ -23,7 +23,6 @@ Imports: the standard library, `client`, `config`, `errors`, `routing.artefacts`
 from __future__ import annotations
 
 import math
-import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,14 +32,10 @@ from interlock.client import Router, ledger_settings
 from interlock.config import load_config
 from interlock.errors import UnknownModel
 from interlock.routing.artefacts import read_manifest
-from interlock.routing.policy import parse_router_alias
+from interlock.routing.policy import ROUTER_NAME, parse_router_alias
 
 STRONG_GROUP = "strong"
 WEAK_GROUP = "weak"
-# What a router-<name>-<threshold> model name can carry as <name>.
-_ROUTER_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
-
-
 def _check_router_names(routers: Any) -> list[str]:
     if isinstance(routers, str) or not isinstance(routers, Sequence):
         raise ValueError(f"routers must be a list of router names, e.g. routers=['mf'], "
@@ -48,7 +43,7 @@ def _check_router_names(routers: Any) -> list[str]:
     if not routers:
         raise ValueError("name at least one router, e.g. routers=['mf']")
     for name in routers:
-        if not isinstance(name, str) or not _ROUTER_NAME.match(name):
+        if not isinstance(name, str) or not ROUTER_NAME.fullmatch(name):
             raise ValueError(
                 f"router name {name!r} cannot appear in a router-<name>-<threshold> model "
                 "name: use lower-case letters, digits and _ (e.g. 'mf' or 'my_mf')")

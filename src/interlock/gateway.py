@@ -6,227 +6,46 @@ whichever way it came in. Everything request-scoped is measured here: the
 routing decision, the attempts, the cost, and the overhead Interlock added on
 top of the upstream time.
 
+Its parts: `response_meta` (what is known of a request, and the results handed
+back), `request_record` (the ledger row of each request), `gateway_stream`
+(a streamed answer), `gateway_budgets` (the budget gate and what feeds it).
+
 Imports: everything below it (config, catalog, routing, dispatch, adapters, costs).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import functools
 import logging
-import random
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import Decimal
-from types import TracebackType
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from interlock.adapters.base import DeltaBatch, flatten
 from interlock.adapters.http import HttpClient, Timeouts
-from interlock.adapters.mock import is_failure_sentinel, mock_text
+from interlock.adapters.mock import is_failure_sentinel
 from interlock.adapters.registry import AdapterRegistry
-from interlock.catalog import Catalog, Deployment
+from interlock.catalog import Catalog
 from interlock.config import InterlockConfig, build_catalog
-from interlock.costs.ledger import Ledger, LedgerRow
+from interlock.costs.ledger import Ledger
 from interlock.costs.prices import PriceBook
-from interlock.dispatch.dispatcher import (
-    Attempt,
-    Dispatcher,
-    DispatchResult,
-    DispatchStream,
-)
-from interlock.errors import (
-    ClientDisconnected,
-    ConfigError,
-    GatewayShuttingDown,
-    InterlockError,
-    InternalError,
-    InvalidRequest,
-    ProviderError,
-    UnknownModel,
-)
-from interlock.key_limits import KeyLimits, KeyTicket
+from interlock.dispatch.dispatcher import Dispatcher
+from interlock.errors import ConfigError, InvalidRequest, UnknownModel
+from interlock.gateway_budgets import new_budget_gate, run_time_key_budgets
+from interlock.gateway_stream import GatewayStream
+from interlock.key_limits import KeyLimits
 from interlock.openai_request import TESTING_SWITCH
-from interlock.routing.decision import RoutingDecision, direct, header_safe
+from interlock.request_record import RequestRecorder, fill_answerer, outside_ms
+from interlock.response_meta import Completion, Embeddings, ResponseMeta, new_request_id
+from interlock.routing.decision import RoutingDecision, direct
 from interlock.routing.policy import RoutingPolicy, parse_router_alias
-from interlock.tokens import estimate_prompt_tokens, estimate_text_tokens
-from interlock.types import (
-    ChatRequest,
-    ChatResponse,
-    EmbeddingRequest,
-    EmbeddingResult,
-    Message,
-    StreamDelta,
-    TextPart,
-    Usage,
-)
+from interlock.types import ChatRequest, EmbeddingRequest, EmbeddingResult, Message, TextPart
 
 if TYPE_CHECKING:
     from interlock.costs.budgets import BudgetGate
     from interlock.key_store import KeyStore
 
 log = logging.getLogger("interlock.gateway")
-
-# Seconds start-up waits for the budgets' counts to be read from the ledger.
-BUDGET_SEED_WAIT = 2.0
-# The longest model name a ledger row keeps of what a client asked for.
-MODEL_NAME_LIMIT = 128
-# The message the server cancels requests with when its drain time runs out
-# (`server.drain`), so that their ledger rows say why they ended.
-SHUTTING_DOWN = "the gateway is shutting down"
-
-
-def interruption(exc: BaseException) -> InterlockError:
-    """The error a request's row records when it was cancelled rather than failed:
-    the drain's cut, or uvicorn's own at the end of its graceful shutdown (its
-    workers under --workers N have no drain; it says "graceful shutdown"), is the
-    shutdown; any other cancellation is the client (or library caller) leaving."""
-    if isinstance(exc, asyncio.CancelledError) and exc.args and (
-            SHUTTING_DOWN in exc.args or "shutdown" in str(exc.args[0]).lower()):
-        return GatewayShuttingDown()
-    return ClientDisconnected("the client disconnected")
-
-
-@dataclass(slots=True)
-class ResponseMeta:
-    """What Interlock knows about one answered (or failed) request."""
-
-    request_id: str
-    decision: RoutingDecision
-    group: str | None = None
-    deployment: str | None = None
-    provider: str | None = None
-    attempts: list[Attempt] = field(default_factory=list)
-    # Seconds the dispatcher waited on purpose (backoff, cooldowns, slots): like
-    # the upstream calls, not Interlock's overhead.
-    waits: list[float] = field(default_factory=list)
-    cost_usd: Decimal | None = None
-    latency_ms: float = 0.0
-    overhead_ms: float = 0.0
-    ttft_ms: float | None = None
-    # The service tier the provider reported serving the call at (for the ledger).
-    service_tier: str | None = None
-    # The provider reported no usage; the tokens recorded and the cost are estimates.
-    usage_estimated: bool = False
-    # A limited client key's hold on its limits, let go with the ledger row.
-    key_ticket: KeyTicket | None = None
-
-    @property
-    def upstream_calls(self) -> int:
-        """Calls really made; `attempts` also lists deployments skipped without a call."""
-        attempts = self.attempts
-        if len(attempts) == 1:  # the usual case, counted without a generator
-            return 1 if attempts[0].called else 0
-        return sum(1 for a in attempts if a.called)
-
-    def headers(self) -> list[tuple[bytes, bytes]]:
-        """The x-interlock-* response headers, as the server sends them. The two
-        that can echo a name the client chose go through `header_safe`, which
-        leaves only printable ASCII; the rest are Interlock's own names and
-        numbers. Deployment names come from the config, which may hold any
-        character, so they are encoded leniently."""
-        decision = self.decision
-        group = self.group
-        out = [(b"x-request-id", self.request_id.encode()),
-               (b"x-interlock-model-group",
-                header_safe(group).encode() if group and group != decision.group
-                else decision.group_header_bytes()),
-               (b"x-interlock-route", decision.header_bytes()),
-               (b"x-interlock-attempts", b"%d" % self.upstream_calls),
-               (b"x-interlock-overhead-ms", b"%.3f" % self.overhead_ms)]
-        if self.deployment:
-            out.append((b"x-interlock-deployment", _latin1(self.deployment)))
-        if self.provider:
-            out.append((b"x-interlock-provider", _latin1(self.provider)))
-        attempts = self.attempts
-        if attempts:  # the usual single attempt without a join
-            log = (_logged(attempts[0]) if len(attempts) == 1
-                   else ", ".join(map(_logged, attempts)))
-            out.append((b"x-interlock-attempt-log", _latin1(log)))
-        if self.cost_usd is not None:
-            out.append((b"x-interlock-cost-usd", f"{self.cost_usd:.8f}".encode()))
-        return out
-
-    def stream_summary(self) -> dict[str, Any]:
-        """What a stream's final usage chunk carries: the cost and who answered."""
-        summary = {"cost_usd": str(self.cost_usd) if self.cost_usd is not None else None,
-                   "model_group": self.group, "deployment": self.deployment,
-                   "provider": self.provider, "attempts": self.upstream_calls}
-        if self.usage_estimated:
-            summary["usage_estimated"] = True
-        return summary
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "request_id": self.request_id,
-            "route": {"requested": self.decision.requested, "group": self.decision.group,
-                      "router": self.decision.router, "reason": self.decision.reason,
-                      "score": self.decision.score, "threshold": self.decision.threshold,
-                      "elapsed_ms": self.decision.elapsed_ms, "error": self.decision.error},
-            "model_group": self.group, "deployment": self.deployment, "provider": self.provider,
-            "attempts": [{"deployment": a.deployment, "provider": a.provider, "group": a.group,
-                          "outcome": a.outcome, "status": a.status,
-                          "duration_ms": round(a.duration_ms, 3)} for a in self.attempts],
-            "cost_usd": str(self.cost_usd) if self.cost_usd is not None else None,
-            "latency_ms": round(self.latency_ms, 3),
-            "overhead_ms": round(self.overhead_ms, 3),
-            "ttft_ms": round(self.ttft_ms, 3) if self.ttft_ms is not None else None,
-        }
-
-
-@dataclass(slots=True)
-class Completion:
-    response: ChatResponse
-    meta: ResponseMeta
-    # The ledger row, when `Gateway.complete` was asked to leave it to `settle`.
-    _unsettled: Callable[[], None] | None = None
-
-    def settle(self) -> None:
-        """Write the ledger row that `complete(settle_later=True)` left (once)."""
-        unsettled, self._unsettled = self._unsettled, None
-        if unsettled is not None:
-            unsettled()
-
-
-@dataclass(slots=True)
-class Embeddings:
-    result: EmbeddingResult
-    # The upstream model id of the deployment that answered.
-    model: str
-    meta: ResponseMeta
-
-
-def _logged(attempt: Attempt) -> str:
-    """One attempt as x-interlock-attempt-log lists it."""
-    return f"{attempt.deployment}={attempt.outcome}/{attempt.duration_ms:.0f}ms"
-
-
-def _latin1(value: str) -> bytes:
-    # As the server wrote every header value before: a character latin-1 lacks
-    # becomes "?" rather than failing the answer.
-    return value.encode("latin-1", "replace")
-
-
-def new_request_id(prefix: str = "chatcmpl-") -> str:
-    # 32 random hex digits, as uuid4().hex, from the random module's generator:
-    # an id only has to be unique, not secret, and os.urandom's system call showed
-    # as 2 % of a streamed call's samples in a py-spy profile on a virtual machine.
-    return f"{prefix}{random.getrandbits(128):032x}"
-
-
-def _estimated_usage(request: ChatRequest, partial: ChatResponse) -> Usage:
-    """What a stream that ended without the provider's usage was likely billed:
-    the whole prompt, and the text, reasoning and tool-call arguments it had
-    streamed (by `tokens`' estimates)."""
-    streamed = ((partial.content or "") + (partial.reasoning or "")
-                + "".join(c.arguments for c in partial.tool_calls))
-    reasoning = estimate_text_tokens(partial.reasoning or "")
-    return Usage(input_tokens=estimate_prompt_tokens(request),
-                 output_tokens=estimate_text_tokens(streamed), reasoning_tokens=reasoning)
 
 
 def _no_mock_failures(request: ChatRequest) -> None:
@@ -252,13 +71,6 @@ def _no_mock_failures(request: ChatRequest) -> None:
         param=asked, code="testing_switch_not_allowed")
 
 
-def _outside_ms(attempts: list[Attempt], waits: list[float]) -> float:
-    """What a request's time owes to others: its upstream calls, and the waits
-    the dispatcher made on purpose (a backoff, a cooldown, a slot)."""
-    upstream = sum(a.duration_ms for a in attempts)
-    return upstream + sum(waits) * 1000 if waits else upstream
-
-
 class Gateway:
     """Routing, dispatch, pricing and the ledger for one process."""
 
@@ -273,7 +85,8 @@ class Gateway:
         self.adapters = AdapterRegistry(self.http)
         self.prices = PriceBook.build(self.catalog, config.prices)
         # Only with budgets to count: the gate costs every attempt an await.
-        self.budgets: BudgetGate | None = self._new_budget_gate() if config.budgets else None
+        self.budgets: BudgetGate | None = (
+            new_budget_gate(config, self.catalog, self.prices) if config.budgets else None)
         self.dispatcher = dispatcher or Dispatcher(
             self.catalog, self.adapters, config.router_settings,
             gates=[self.budgets] if self.budgets is not None else [])
@@ -293,9 +106,14 @@ class Gateway:
         if config.ledger and config.ledger.database:
             self.ledger = Ledger(config.ledger,
                                  in_process=server and config.ledger.writer == "process")
-        self._log_payloads = bool(config.ledger and config.ledger.log_payloads)
+        self.recorder = RequestRecorder(self.catalog, self.prices, self.ledger,
+                                        bool(config.ledger and config.ledger.log_payloads))
+        # Bound once: the request path calls them without a lookup through the recorder.
+        self._record = self.recorder.record
+        self._answered = self.recorder.answered
+        self._recording_failure = self.recorder.recording_failure
+        self.record_refused = self.recorder.record_refused
         self._started = False
-        self._seeding: asyncio.Future[None] | None = None  # the budgets' read of the ledger
         for warning in config.warnings:
             log.warning("%s", warning)
         for name in self.prices.unknown():
@@ -311,60 +129,10 @@ class Gateway:
         if self.keys is not None:
             await self.keys.start()  # first: the keys bring budgets of their own
         if self.budgets is not None:
-            if not self.budgets.shared:
-                self._seeding = asyncio.ensure_future(
-                    self._seed_budgets(self.budgets, datetime.now(UTC)))
-            else:  # Redis unreachable now: seeded as without it (`_budgets_lost_redis`)
-                await self.budgets.probe()
-            if self._seeding is not None:
-                # A small ledger is read before the first request; a large one does
-                # not hold start-up longer than this: calls counted meanwhile are kept.
-                await asyncio.wait({self._seeding}, timeout=BUDGET_SEED_WAIT)
-
-    async def _seed_budgets(self, gate: BudgetGate, began: datetime) -> None:
-        """Add to the budgets' counts, kept in memory without Redis (or while it
-        is down), the ledger's record of their current periods up to `began`, when
-        this process began counting: else every restart would give each budget
-        its whole period again."""
-        started = time.monotonic()
-        try:
-            spent = await self._budget_record(gate, began)
-        except Exception as exc:  # the database away: count from zero, as before
-            log.warning("budgets could not read this period's spend from the ledger (%s); "
-                        "counting from zero", type(exc).__name__)
-            return
-        gate.seed(spent)
-        took = time.monotonic() - started
-        if took > BUDGET_SEED_WAIT:
-            log.warning("budgets: this period's spend took %.1f s to read from the ledger; "
-                        "requests served meanwhile were counted without it (a budget "
-                        "shared through Redis needs no such read)", took)
-
-    async def _budget_record(self, gate: BudgetGate, until: datetime) -> list[Any]:
-        """The ledger's record of the budgets' current periods up to `until`
-        (`recorded_spend`); nothing without a ledger database."""
-        from interlock.costs.budgets import recorded_spend
-        from interlock.costs.queries import LedgerReader
-
-        settings = self.config.ledger
-        if settings is None or not settings.database:
-            return []
-        periods = gate.current_periods()
-        group_of = {d.name: d.group for d in self.catalog.deployments()}
-
-        def read() -> list[Any]:
-            with LedgerReader(str(settings.database),
-                              table_prefix=settings.table_prefix) as reader:
-                return (recorded_spend(reader, periods, group_of, until)
-                        if reader.exists() else [])
-
-        return await asyncio.to_thread(read)
+            # Counted in memory, the budgets begin from the ledger's record.
+            await self.budgets.start()
 
     async def aclose(self) -> None:
-        if self._seeding is not None and not self._seeding.done():
-            self._seeding.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._seeding
         if self.keys is not None:
             await self.keys.aclose()
         if self.ledger is not None:
@@ -397,34 +165,6 @@ class Gateway:
                              **settings)
         return self.keys
 
-    def _new_budget_gate(self) -> BudgetGate:
-        from interlock.costs.budgets import BudgetGate
-
-        settings = self.config.router_settings
-        return BudgetGate(self.config.budgets, self.prices,
-                          redis_url=settings.redis_connection_url(),
-                          key_prefix=f"{settings.redis_prefix}:budget:",
-                          redis_timeout=settings.redis_timeout,
-                          retry_interval=settings.redis_retry_interval,
-                          on_local_counts=self._budgets_lost_redis,
-                          record=(self._redis_budget_record if self.config.ledger
-                                  and self.config.ledger.database else None))
-
-    async def _redis_budget_record(self, until: datetime) -> list[Any]:
-        """For a budget count Redis lacks (it lost its data): the ledger's record."""
-        return [] if self.budgets is None else await self._budget_record(self.budgets, until)
-
-    def _budgets_lost_redis(self, when: datetime) -> None:
-        """The budget gate fell back from Redis to this process' memory, whose
-        counts would begin at zero: every replica could spend each budget's
-        period again during the outage. They begin from the ledger's record up
-        to `when`, as at a start without Redis."""
-        if self.budgets is None or (self._seeding is not None and not self._seeding.done()):
-            return
-        self._seeding = asyncio.ensure_future(self._seed_budgets(self.budgets, when))
-        # Calls counted in memory wait (a bounded time) for the record, not from zero.
-        self.budgets.seeding(self._seeding, BUDGET_SEED_WAIT)
-
     def _run_time_keys_read(self, found: Mapping[bytes, Any]) -> None:
         keys = list(found.values())
         self.key_limits.set_run_time_keys(keys)
@@ -441,22 +181,11 @@ class Gateway:
     def _use_key_budgets(self, keys: list[Any]) -> None:
         """Hand the run-time keys' budgets to the budget gate, made for them if
         the config has no budgets."""
-        budgets = []
-        for key in keys:
-            try:
-                budget = key.budget()
-            except ValueError as exc:  # a row changed by hand: the other keys still count
-                if ("budget", key.name) not in self._warned_names:
-                    self._warned_names.add(("budget", key.name))
-                    log.warning("client key %r: its budget in the database is not one (%s); "
-                                "not counted", key.name, type(exc).__name__)
-                continue
-            if budget is not None:
-                budgets.append(budget)
+        budgets = run_time_key_budgets(keys, self._warned_names)
         if budgets and self.budgets is None:
             # The first run-time key with a budget: from now on every attempt
             # passes the budget gate (which a config without budgets spared it).
-            self.budgets = self._new_budget_gate()
+            self.budgets = new_budget_gate(self.config, self.catalog, self.prices)
             self.dispatcher.add_gate(self.budgets)
         if self.budgets is not None:
             self.budgets.set_key_budgets(budgets)
@@ -583,11 +312,11 @@ class Gateway:
             meta.decision = await self.decide(request)
             upstream = await self.dispatcher.open_stream(request, meta.decision.group,
                                                          meta.attempts, meta.waits)
-        self._fill(meta, upstream.deployment, upstream.group, upstream.attempts)
+        fill_answerer(meta, upstream.deployment, upstream.group, upstream.attempts)
         meta.ttft_ms = (time.perf_counter() - started) * 1000
         # Headers go out now, so overhead is what came before the first byte.
-        meta.overhead_ms = max(0.0, meta.ttft_ms - _outside_ms(upstream.attempts, meta.waits))
-        return GatewayStream(self, request, upstream, meta, started, key_id,
+        meta.overhead_ms = max(0.0, meta.ttft_ms - outside_ms(upstream.attempts, meta.waits))
+        return GatewayStream(self.recorder, request, upstream, meta, started, key_id,
                              settle_later=settle_later)
 
     async def embed(self, request: EmbeddingRequest, *, request_id: str | None = None,
@@ -631,31 +360,6 @@ class Gateway:
         return sorted(g.name for g in self.catalog.groups.values()
                       if any(embeds(d.provider) for d in g.deployments))
 
-    # -- bookkeeping -------------------------------------------------------------
-    def record_refused(self, error: InterlockError, *, model: Any, key_id: str | None,
-                       stream: bool = False, request_id: str | None = None) -> None:
-        """The row of a request the server refused before routing it (a body that
-        is not a valid request, a model its client key may not use): no upstream
-        call, so it cost nothing, but the key's attempts still show in spend."""
-        if self.ledger is None:
-            return
-        row = LedgerRow(request_id or new_request_id())
-        row.api_key_id = key_id
-        # As the client gave it, if it gave a name; bounded, since any client can
-        # write it into the operator's ledger.
-        row.requested_model = model[:MODEL_NAME_LIMIT] if isinstance(model, str) else None
-        row.status = "error"
-        row.error_class = type(error).__name__
-        row.attempts = 0
-        row.cost_usd = Decimal(0)
-        row.stream = stream
-        self.ledger.record(row)
-
-    def _recording_failure(self, meta: ResponseMeta, started: float, request: ChatRequest,
-                           key_id: str | None) -> _RecordingFailure:
-        """A failed or abandoned request still leaves its ledger row."""
-        return _RecordingFailure(self, meta, started, request, key_id)
-
     async def _begin(self, request: ChatRequest, request_id: str | None,
                      arrived: float | None, key_id: str | None) -> tuple[float, ResponseMeta]:
         """(start time, metadata) of one request; the decision is filled in later.
@@ -665,127 +369,6 @@ class Gateway:
         meta = ResponseMeta(request_id or new_request_id(),
                             self.routing.placeholder(request.model))
         return arrived or time.perf_counter(), meta
-
-    @staticmethod
-    def _fill(meta: ResponseMeta, deployment: Deployment, group: str,
-              attempts: list[Attempt]) -> None:
-        meta.deployment = deployment.name
-        meta.provider = deployment.provider
-        meta.group = group
-        meta.attempts = attempts
-
-    def _answered(self, meta: ResponseMeta, started: float, request: ChatRequest,
-                  result: DispatchResult[Any], usage: Usage | None,
-                  service_tier: str | None = None) -> None:
-        """A whole (not streamed) answer: who gave it, its cost and timings (the
-        caller records its ledger row)."""
-        self._fill(meta, result.deployment, result.group, result.attempts)
-        meta.cost_usd = self._cost(request, result.deployment, usage, service_tier)
-        meta.service_tier = service_tier
-        meta.latency_ms = (time.perf_counter() - started) * 1000
-        meta.overhead_ms = max(0.0, meta.latency_ms - _outside_ms(result.attempts, meta.waits))
-
-    def _finish_error(self, meta: ResponseMeta, exc: InterlockError, started: float,
-                      request: ChatRequest, key_id: str | None) -> None:
-        meta.attempts = list(exc.attempts)
-        meta.latency_ms = (time.perf_counter() - started) * 1000
-        meta.overhead_ms = max(0.0, meta.latency_ms - _outside_ms(meta.attempts, meta.waits))
-        usage = None
-        if isinstance(exc, ProviderError):
-            meta.deployment = exc.deployment or None
-            meta.provider = exc.provider or None
-        elif meta.attempts and meta.attempts[-1].status is None and meta.attempts[-1].called:
-            # Cut off in the middle of a call (the client left): the provider has
-            # the prompt and bills it, so the row names the deployment and carries
-            # the prompt's estimate, marked as one, rather than nothing.
-            usage = self._interrupted_call(meta, request)
-        if usage is None and all(not a.called or (a.status or 0) >= 400 for a in meta.attempts):
-            # No provider was called, or each one called answered with an error
-            # status, which providers do not bill: the cost is known, and nothing
-            # (a timeout or a broken connection stays unknown: it may be billed).
-            meta.cost_usd = Decimal(0)
-        exc.meta = meta  # type: ignore[attr-defined]
-        self._record(meta, request, usage, None, key_id, stream=request.stream, error=exc)
-
-    def _interrupted_call(self, meta: ResponseMeta, request: ChatRequest) -> Usage | None:
-        last = meta.attempts[-1]
-        try:
-            deployment = self.catalog.deployment(last.deployment)
-        except KeyError:
-            return None
-        self._fill(meta, deployment, last.group, meta.attempts)
-        usage = Usage(input_tokens=estimate_prompt_tokens(request))
-        meta.usage_estimated = True
-        meta.cost_usd = self._cost(request, deployment, usage, None)
-        return usage
-
-    def _record(self, meta: ResponseMeta, request: ChatRequest, usage: Usage | None,
-                content: str | None, key_id: str | None, stream: bool,
-                error: BaseException | None = None) -> None:
-        # `stream` and `error` may be given by position: the server's partials do,
-        # since a partial holding keywords merges them into a dict at each call.
-        if meta.key_ticket is not None:  # each request comes here once: its limits let go
-            meta.key_ticket.done(usage)
-            meta.key_ticket = None
-        ledger = self.ledger
-        if ledger is None:
-            return
-        usage = usage or Usage()
-        decision = meta.decision
-        attempts = meta.attempts
-        # Set field by field: a class call packs its keyword arguments into a dict
-        # and unpacks it again for __init__, about 500 instructions each (11,000
-        # for this row's 23; "Gateway overhead: findings" in docs/benchmarks.md).
-        row = LedgerRow(meta.request_id)
-        row.api_key_id = key_id
-        # Bounded, and an unknown name kept out of the groups: any client can
-        # write it into the operator's ledger and reports.
-        row.requested_model = request.model[:MODEL_NAME_LIMIT]
-        row.router = decision.router
-        row.routed_group = None if isinstance(error, UnknownModel) else decision.group
-        row.route_score = decision.score
-        row.deployment = meta.deployment
-        row.provider = meta.provider
-        row.model = self._deployment_model(meta.deployment)
-        if error is not None:
-            row.status = "error"
-            row.error_class = type(error).__name__
-        row.attempts = meta.upstream_calls
-        # The usual single attempt without building two sets.
-        row.fallbacks = (int(attempts[0].group != decision.group) if len(attempts) == 1
-                         else len({a.group for a in attempts} - {decision.group}))
-        row.input_tokens = usage.input_tokens
-        row.cached_input_tokens = usage.cached_input_tokens
-        row.output_tokens = usage.output_tokens
-        row.reasoning_tokens = usage.reasoning_tokens
-        row.web_searches = usage.web_searches
-        row.service_tier = meta.service_tier
-        row.cost_usd = meta.cost_usd
-        row.latency_ms = meta.latency_ms
-        row.ttft_ms = meta.ttft_ms
-        row.stream = stream
-        row.usage_estimated = meta.usage_estimated
-        row.end_user = request.user
-        # LiteLLM's `no-log` asks that this call's text be kept nowhere.
-        if self._log_payloads and "no-log" not in request.ignored_params:
-            row.prompt = request.prompt_text
-            row.response = content
-        ledger.record(row)
-
-    def _cost(self, request: ChatRequest, deployment: Deployment, usage: Usage | None,
-              service_tier: str | None) -> Decimal | None:
-        # A mocked answer was billed by no one, whatever its estimated tokens.
-        if mock_text(request, deployment) is not None:
-            return Decimal(0)
-        return self.prices.cost(deployment, usage, service_tier)
-
-    def _deployment_model(self, name: str | None) -> str | None:
-        if name is None:
-            return None
-        try:
-            return self.catalog.deployment(name).model
-        except KeyError:
-            return None
 
     async def _embed_for_router(self, group: str, texts: list[str]) -> list[list[float]]:
         """Embeddings for a router trained on an embeddings endpoint: the first usable
@@ -809,126 +392,3 @@ class Gateway:
         request = ChatRequest(model=group, messages=[question], max_tokens=8, temperature=0.0)
         result = await self.dispatcher.complete(request, group)
         return result.response.content or ""
-
-
-class _RecordingFailure:
-    """`Gateway._recording_failure`: records the ledger row of a request that
-    fails (an InterlockError), is cancelled (the client left) or is cut short by
-    a bug, and lets the exception go on. A class rather than a generator-based context manager:
-    it is entered on every request, and a generator costs three times the work."""
-
-    __slots__ = ("_gateway", "_key_id", "_meta", "_request", "_started")
-
-    def __init__(self, gateway: Gateway, meta: ResponseMeta, started: float,
-                 request: ChatRequest, key_id: str | None) -> None:
-        self._gateway = gateway
-        self._meta = meta
-        self._started = started
-        self._request = request
-        self._key_id = key_id
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
-        if isinstance(exc, InterlockError):
-            error = exc
-        elif isinstance(exc, asyncio.CancelledError):
-            error = interruption(exc)
-            error.attempts = self._meta.attempts  # as far as the dispatcher got
-        elif isinstance(exc, Exception):
-            # A bug: the exception goes on (a gateway client gets a 500), and the
-            # request still leaves its row, naming the call it cut if it cut one.
-            error = InternalError(f"{type(exc).__name__} inside Interlock")
-            error.attempts = self._meta.attempts
-        else:
-            return
-        self._gateway._finish_error(self._meta, error, self._started, self._request,
-                                    self._key_id)
-
-
-class GatewayStream:
-    """A stream that is already flowing; iterate it for deltas. When it ends
-    (or breaks) the cost is computed and the ledger row written, exactly once."""
-
-    def __init__(self, gateway: Gateway, request: ChatRequest, upstream: DispatchStream,
-                 meta: ResponseMeta, started: float, key_id: str | None, *,
-                 settle_later: bool = False) -> None:
-        self._gateway = gateway
-        self._request = request
-        self._upstream = upstream
-        self.meta = meta
-        self._started = started
-        self._key_id = key_id
-        self._done = False
-        self._settle_later = settle_later
-        self._unsettled: Callable[[], None] | None = None
-        self.error: ProviderError | None = None
-
-    def __aiter__(self) -> AsyncIterator[StreamDelta]:
-        return flatten(self.batches())
-
-    def batches(self) -> AsyncIterator[DeltaBatch]:
-        """The stream a network read at a time (iterate this or the deltas, once)."""
-        return self._upstream.batches(on_end=self._ended)
-
-    def _ended(self, exc: BaseException | None) -> None:
-        if exc is None:
-            self._finish()
-        elif isinstance(exc, ProviderError):
-            self.error = exc
-            self._finish(error=exc)
-        elif isinstance(exc, InterlockError):
-            self._finish(error=exc)
-        elif isinstance(exc, Exception):  # a bug: still one ledger row
-            self._finish(error=InternalError(f"{type(exc).__name__} inside Interlock"))
-        else:  # cancelled (the client went away, or shutdown) or closed early
-            self._finish(error=interruption(exc))
-
-    @property
-    def request(self) -> ChatRequest:
-        """The request this stream answers."""
-        return self._request
-
-    def response(self) -> ChatResponse:
-        return self._upstream.response()
-
-    def _finish(self, error: BaseException | None = None) -> None:
-        if self._done:
-            return
-        self._done = True
-        meta = self.meta
-        upstream = self._upstream
-        Gateway._fill(meta, upstream.deployment, upstream.group, upstream.attempts)
-        response = upstream.response()
-        usage = response.usage
-        if usage is None:
-            # The usage never came: the client left, or the stream broke, before
-            # the provider's last chunk (or it sends none). The provider still
-            # bills the prompt and what it had generated, so the ledger records
-            # Interlock's estimate of those, marked as one, rather than nothing.
-            usage = _estimated_usage(self._request, response)
-            meta.usage_estimated = True
-        meta.cost_usd = self._gateway._cost(self._request, upstream.deployment, usage,
-                                            response.service_tier)
-        meta.service_tier = response.service_tier
-        meta.latency_ms = (time.perf_counter() - self._started) * 1000
-        record = functools.partial(self._gateway._record, meta, self._request, usage,
-                                   response.content, self._key_id, True, error)  # stream, error
-        if self._settle_later:
-            self._unsettled = record
-        else:
-            record()
-
-    async def aclose(self, reason: InterlockError | None = None) -> None:
-        """End the stream; one not read to its end is recorded as ended by
-        `reason` (by default, its client leaving)."""
-        if not self._done:
-            self._finish(error=reason or ClientDisconnected("the client disconnected"))
-        unsettled, self._unsettled = self._unsettled, None
-        try:
-            if unsettled is not None:
-                unsettled()
-        finally:
-            await self._upstream.aclose()

@@ -9,10 +9,11 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+import interlock.costs.budgets as budgets_module
 from interlock.catalog import Catalog, Deployment
 from interlock.costs.budgets import BudgetGate, period_id
 from interlock.costs.prices import PriceBook
@@ -216,9 +217,14 @@ async def test_each_outage_of_redis_is_told_once_and_tried_again_at_the_interval
     d = _deployment()
     now = [1_000_000.0]
     fell_back: list[datetime] = []
+
+    async def record(_: Any, until: datetime) -> list[Any]:
+        fell_back.append(until)
+        return []
+
     gate = BudgetGate([Budget(deployment="d1", max_usd=Decimal("100"))], _book(d),
                       redis_url="redis://127.0.0.1:9/0", clock=lambda: now[0],
-                      redis_timeout=0.25, retry_interval=2.0, on_local_counts=fell_back.append)
+                      redis_timeout=0.25, retry_interval=2.0, record=record)
     tried = 0
 
     async def refused_connection(**_: Any) -> int:
@@ -230,7 +236,7 @@ async def test_each_outage_of_redis_is_told_once_and_tried_again_at_the_interval
         await gate._use_redis()
         kwargs = gate._redis.connection_pool.connection_kwargs
         assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == 0.25
-        # A reserve given up on is given up in Redis too (`_SETTLE`) when it is
+        # A reserve given up on is given up in Redis too (`budget_scripts.SETTLE`) when it is
         # tried again: either script tells whether Redis is back.
         gate._reserve = gate._settle_script = refused_connection
         for step in (0.0, 1.0, 1.5, 0.1):  # tried at 0 and 2.5 s: every 2 s
@@ -567,15 +573,12 @@ async def test_calls_counted_in_memory_wait_for_the_ledger_s_record() -> None:
     d = _deployment()
     read_done = asyncio.Event()
 
-    async def read_the_ledger() -> None:
+    async def read_the_ledger(periods: Any, _: datetime) -> list[Any]:
         await read_done.wait()
-        gate.seed([(b, pid, {"d1": 200_000_000}) for b, pid, _ in gate.current_periods()])
-
-    def lost(_: datetime) -> None:
-        gate.seeding(asyncio.ensure_future(read_the_ledger()), 30.0)
+        return [(b, pid, {"d1": 200_000_000}) for b, pid, _ in periods]
 
     gate = BudgetGate([Budget(deployment="d1", max_usd=Decimal("0.2"), period="day")],
-                      _book(d), redis_url="redis://127.0.0.1:9/0", on_local_counts=lost)
+                      _book(d), redis_url="redis://127.0.0.1:9/0", record=read_the_ledger)
     try:
         waiting = asyncio.ensure_future(gate.acquire(d, _request(10)))
         for _ in range(20):
@@ -596,7 +599,7 @@ async def test_a_redis_that_lost_its_data_is_seeded_from_the_ledger_s_record(
     reads: list[datetime] = []
     recorded = {"d1": 4_950_000_000}  # $4.95 of the $5 spent this day
 
-    async def record(until: datetime) -> list[Any]:
+    async def record(_: Any, until: datetime) -> list[Any]:
         reads.append(until)
         return [(b, pid, dict(recorded)) for b, pid, _ in gate.current_periods()]
 
@@ -622,7 +625,7 @@ async def test_a_count_redis_already_holds_is_not_seeded_again(redis_url: str) -
     clock = Clock(datetime(2026, 5, 10, 12, tzinfo=UTC).timestamp())
     d = _deployment()
 
-    async def record(_: datetime) -> list[Any]:
+    async def record(*_: Any) -> list[Any]:
         return [(b, pid, {"d1": 3_000_000_000}) for b, pid, _ in gate.current_periods()]
 
     async with _redis_gate_at(redis_url, clock) as (gate, direct):
@@ -631,6 +634,93 @@ async def test_a_count_redis_already_holds_is_not_seeded_again(redis_url: str) -
         ticket = await gate.acquire(d, _request(100))
         assert not _refused(ticket)  # $3 spent, not $6
         assert await _shared(direct, gate) == (3_000_000_000, 100_000_000)
+        await ticket.release(_response(100))
+
+
+def _ledger_record(nano: int, landed: asyncio.Event | None = None) -> Any:
+    """A `record` answering `nano` spent on d1 in each period, once `landed` is set."""
+    async def record(periods: Any, _: datetime) -> list[Any]:
+        if landed is not None:
+            await landed.wait()
+        return [(b, pid, {"d1": nano}) for b, pid, _ in periods]
+
+    return record
+
+
+async def test_a_ledger_read_that_comes_late_still_adds_the_record_to_redis(
+        redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Redis lost its data and the ledger is slow to read: calls go on counting in
+    # Redis after the wait, and the record, when it lands, is added to the counts
+    # they began. It was dropped: the period's earlier spend never counted again.
+    monkeypatch.setattr(budgets_module, "SEED_WAIT", 0.05)
+    clock = Clock(datetime(2026, 5, 10, 12, tzinfo=UTC).timestamp())
+    landed = asyncio.Event()
+    async with _redis_gate_at(redis_url, clock) as (gate, direct):
+        gate.record = _ledger_record(4_990_000_000, landed)
+        ticket = await gate.acquire(_deployment(), _request(100))  # the read is late
+        assert not _refused(ticket) and ticket.on_redis
+        await ticket.release(_response(30))
+        assert await _shared(direct, gate) == (30_000_000, 0)  # from zero, meanwhile
+        landed.set()
+        assert gate._redis_seed is not None
+        await gate._redis_seed.task  # the record is given to Redis in the background
+        assert await _shared(direct, gate) == (5_020_000_000, 0)
+        assert _refused(await gate.acquire(_deployment(), _request(100)))  # $5.02 of $5
+
+
+async def test_a_count_one_replica_claimed_takes_its_record_not_another_s(
+        redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Replica A's read is late: the count it began in Redis meanwhile is its to
+    # seed. Replica B's record, in time, must not mark that count seeded (A's
+    # would then be dropped) nor add to it (both would count the period's spend).
+    monkeypatch.setattr(budgets_module, "SEED_WAIT", 0.05)
+    clock = Clock(datetime(2026, 5, 10, 12, tzinfo=UTC).timestamp())
+    d = _deployment()
+    landed = asyncio.Event()
+    async with _redis_gate_at(redis_url, clock) as (a, direct):
+        a.record = _ledger_record(1_000_000_000, landed)
+        b = BudgetGate(a.budgets, _book(d), redis_url=redis_url, key_prefix=a.key_prefix,
+                       clock=clock, record=_ledger_record(1_000_000_000))
+        try:
+            ticket = await a.acquire(d, _request(100))  # A's read is late: A claims
+            await ticket.release(_response(30))
+            ticket = await b.acquire(d, _request(100))  # B seeds in time
+            await ticket.release(_response(20))
+            assert await _shared(direct, a) == (50_000_000, 0)  # B left A's count alone
+            landed.set()
+            assert a._redis_seed is not None
+            await a._redis_seed.task
+            assert await _shared(direct, a) == (1_050_000_000, 0)  # A's record, once
+        finally:
+            await b.aclose()
+
+
+async def test_a_record_asked_again_after_a_failure_is_added_to_the_counts_since(
+        redis_url: str) -> None:
+    # The ledger could not be read: Redis counts on from what it has, and the
+    # record read a minute later is added to those counts, up to where the first
+    # read would have ended (the counts since are Redis's own).
+    clock = Clock(datetime(2026, 5, 10, 12, tzinfo=UTC).timestamp())
+    d = _deployment()
+    reads: list[datetime] = []
+    answer = _ledger_record(1_000_000_000)
+
+    async def record(periods: Any, until: datetime) -> list[Any]:
+        reads.append(until)
+        if len(reads) == 1:
+            raise OSError("the ledger's database is away")
+        return cast(list[Any], await answer(periods, until))
+
+    async with _redis_gate_at(redis_url, clock) as (gate, direct):
+        gate.record = record
+        ticket = await gate.acquire(d, _request(100))
+        assert not _refused(ticket) and ticket.on_redis
+        await ticket.release(_response(30))
+        assert await _shared(direct, gate) == (30_000_000, 0)
+        clock.t += budgets_module.RECORD_RETRY + 1
+        ticket = await gate.acquire(d, _request(100))
+        assert await _shared(direct, gate) == (1_030_000_000, 100_000_000)
+        assert reads == [reads[0], reads[0]]
         await ticket.release(_response(100))
 
 

@@ -209,8 +209,9 @@ async def test_budgets_that_lose_redis_count_on_from_the_ledger_s_record(
         await second.start()
     try:
         assert "budget counts fall back to this process" in caplog.text
-        assert second._seeding is not None and second._seeding.done()
         assert second.budgets is not None
+        seeding = second.budgets._local_seed
+        assert seeding is not None and not seeding.pending
         [status] = second.budgets.status()
         assert status["spent_usd"] == "0.0135"  # the three calls recorded
         # Spent: the request goes to the fallback (openai), not to a zero count.
@@ -227,7 +228,7 @@ async def test_a_ledger_it_cannot_read_leaves_the_budgets_counting_from_zero(
                         "close_timeout": 0.2}
     fake_upstream.reply(Reply(text="fine", input_tokens=1000, output_tokens=100))
     gateway = Gateway(load_config(config), environ={})
-    with caplog.at_level("WARNING", logger="interlock.gateway"):
+    with caplog.at_level("WARNING", logger="interlock.costs.budgets"):
         await gateway.start()
     try:
         assert "budgets could not read this period's spend from the ledger (Operational" \
@@ -243,7 +244,6 @@ async def test_a_slow_ledger_read_does_not_hold_start_up_and_loses_no_count(
     import threading
 
     import interlock.costs.budgets as budgets_module
-    import interlock.gateway as gateway_module
 
     config = await _spent_before(fake_upstream, tmp_path, "1", calls=1)
     read = budgets_module.recorded_spend
@@ -256,16 +256,17 @@ async def test_a_slow_ledger_read_does_not_hold_start_up_and_loses_no_count(
         return read(*args)
 
     monkeypatch.setattr(budgets_module, "recorded_spend", slowly)
-    monkeypatch.setattr(gateway_module, "BUDGET_SEED_WAIT", 0.05)
+    monkeypatch.setattr(budgets_module, "SEED_WAIT", 0.05)
     second = Gateway(load_config(config), environ={})
-    with caplog.at_level("WARNING", logger="interlock.gateway"):
+    with caplog.at_level("WARNING", logger="interlock.costs.budgets"):
         await second.start()
-        assert second._seeding is not None and not second._seeding.done()
+        assert second.budgets is not None
+        seeding = second.budgets._local_seed
+        assert seeding is not None and seeding.pending
         await second.complete(_ask("high-quality"))  # served, and counted, meanwhile
         finish.set()
-        await second._seeding
+        await seeding.task
     try:
-        assert second.budgets is not None
         [status] = second.budgets.status()
         assert status["spent_usd"] == "0.009"  # the call before the restart and the one since
         assert re.search(r"spend took \d+\.\d s to read from the ledger", caplog.text)

@@ -11,7 +11,8 @@ import orjson
 
 from interlock.adapters.base import DeltaBatch
 from interlock.errors import ClientDisconnected, ConnectionFailed, GatewayShuttingDown
-from interlock.gateway import SHUTTING_DOWN, ResponseMeta, interruption
+from interlock.request_record import SHUTTING_DOWN, interruption
+from interlock.response_meta import ResponseMeta
 from interlock.routing.decision import RoutingDecision
 from interlock.server.chat import ChatCompletions, _Call, _SseWriter
 from interlock.server.drain import Drain

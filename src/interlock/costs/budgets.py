@@ -17,9 +17,15 @@ at most one in-flight call each. Without Redis each process keeps its own
 count. When Redis fails (an error, or no answer within `redis_timeout`), the
 gate falls back to its own memory, logs once an outage, and tries Redis again
 every `retry_interval`. Redis's counts are out of reach meanwhile, so the
-local ones begin from the ledger's record too: the gate calls
-`on_local_counts` with the time it fell back, and the gateway reads the record
-up to then into `seed`.
+local ones begin from the ledger's record up to the failure too.
+
+The ledger's record is read on one path (`_Seeding`, through `record`, which
+the gateway gives): at start without Redis, when Redis fails, and when Redis
+lacks a period's count (it lost its data). Calls wait for it at most
+`SEED_WAIT`; a read that lands later is still added, when it lands, to the
+counts begun meanwhile (in memory, or in Redis to the hashes this gate created
+meanwhile, which it marks with its claim), so a slow ledger delays the record
+but loses none of it.
 
 A client key's budget (`api_key`, a name from general_settings.api_keys) counts
 the calls of that key's requests through the gateway, on any deployment. Keys
@@ -34,24 +40,26 @@ a process serving many end users does not keep them all.
 Amounts are whole nano-dollars (integers) in the counters; Redis' Lua numbers
 are doubles, exact up to 2**53 nano-dollars (about $9 million per period).
 
-Imports: the standard library, `catalog`, `types`, `costs.prices`,
-`costs.settings`; `redis.asyncio` lazily.
+Imports: the standard library, `catalog`, `types`, `costs.budget_scripts`,
+`costs.prices`, `costs.settings`; `redis.asyncio` lazily.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, Decimal
 from typing import Any, Protocol
 
 from interlock.catalog import Deployment
+from interlock.costs.budget_scripts import RESERVE, SEED, SETTLE
 from interlock.costs.prices import PriceBook
 from interlock.costs.settings import Budget
 from interlock.types import ChatRequest, ChatResponse
@@ -69,94 +77,11 @@ PRUNE_EVERY = 1024
 # else each reservation would hold its amount until its period ends. Past this
 # many, the rest hold until then.
 MAX_UNSETTLED = 10_000
-# Seconds a call waits for the ledger's record to seed a count Redis lacks, and
-# seconds without that check after the record could not be read.
+# Seconds calls (and the gateway's start) wait for the ledger's record before
+# counting without it, and seconds before a record that could not be read is
+# asked for again.
 SEED_WAIT = 2.0
 RECORD_RETRY = 60.0
-
-# KEYS: one hash per budget period, then (when the ledger's record is to be
-# checked) one seeding mark per budget period. ARGV: amount, ttl, ticket id, the
-# number of hashes, then one limit per hash. A missing mark (Redis lost its data,
-# or never had this period) returns -2: seed the count first (`_SEED`). Refuse
-# (return the 1-based index of the spent budget) unless every budget has room;
-# otherwise reserve the amount on all of them, under the ticket's id too
-# ("r:<id>"), and return 0. A ticket given up on before this
-# ran (its call timed out in the client) left a mark ("x:<id>"): a late run
-# then reserves nothing, since no ticket would ever give the amount back.
-_RESERVE = """
-local amount = tonumber(ARGV[1])
-local ttl = tonumber(ARGV[2])
-local id = ARGV[3]
-local n = tonumber(ARGV[4])
-if redis.call('HEXISTS', KEYS[1], 'x:' .. id) == 1 then
-  return -1
-end
-if redis.call('HEXISTS', KEYS[1], 'r:' .. id) == 1 then
-  return 0  -- a resend of a reserve that ran (its reply was lost): reserved once
-end
-for i = n + 1, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 0 then
-    return -2
-  end
-end
-for i = 1, n do
-  local spent = tonumber(redis.call('HGET', KEYS[i], 'spent') or '0')
-  local reserved = tonumber(redis.call('HGET', KEYS[i], 'reserved') or '0')
-  if spent + reserved >= tonumber(ARGV[i + 4]) then
-    return i
-  end
-end
-for i = 1, n do
-  local key = KEYS[i]
-  redis.call('HINCRBY', key, 'reserved', amount)
-  redis.call('HSET', key, 'r:' .. id, amount)
-  redis.call('EXPIRE', key, ttl)
-end
-return 0
-"""
-
-# KEYS: one budget period's seeding mark, then its hashes (one per end user for
-# "*"). ARGV: ttl, then the ledger's record for each hash. Only a hash Redis does
-# not hold takes the record, once ("seeded"), whichever replica comes first: a
-# hash that exists already counts the period (one written before seeding marks
-# existed, or by a settle since), and adding the record to it would count that
-# spend twice. So two replicas seeding at once, or a mark evicted alone, count
-# nothing twice.
-_SEED = """
-for i = 2, #KEYS do
-  local fresh = redis.call('EXISTS', KEYS[i]) == 0
-  if redis.call('HSETNX', KEYS[i], 'seeded', 1) == 1 and fresh then
-    redis.call('HINCRBY', KEYS[i], 'spent', tonumber(ARGV[i]))
-  end
-  redis.call('EXPIRE', KEYS[i], tonumber(ARGV[1]))
-end
-redis.call('SET', KEYS[1], 1, 'EX', tonumber(ARGV[1]))
-return 0
-"""
-
-# KEYS: the hashes reserved on. ARGV: ticket id, real cost, ttl. Gives back what
-# the ticket's id holds and counts the cost only then, so a settle sent twice (a
-# retry of one whose reply was lost) counts once. Settling a reservation Redis
-# never made with 0 (a reserve given up on) leaves the mark `_RESERVE` heeds if
-# it runs late.
-_SETTLE = """
-local id = ARGV[1]
-local actual = tonumber(ARGV[2])
-for _, key in ipairs(KEYS) do
-  local held = redis.call('HGET', key, 'r:' .. id)
-  if held then
-    redis.call('HDEL', key, 'r:' .. id)
-    redis.call('HINCRBY', key, 'reserved', -tonumber(held))
-    if actual > 0 then
-      redis.call('HINCRBY', key, 'spent', actual)
-    end
-  elseif actual == 0 then
-    redis.call('HSET', key, 'x:' .. id, 1)
-  end
-  redis.call('EXPIRE', key, tonumber(ARGV[3]))
-end
-return 0
-"""
 
 
 def to_nano(usd: Decimal) -> int:
@@ -222,6 +147,10 @@ def _digest(user: str) -> str:
 
 # One budget's record: (budget, period id, nano-dollars by end user or name).
 Recorded = tuple[Budget, str, Mapping[str, int]]
+# Each budget with its current period's id and start (`BudgetGate.current_periods`).
+Periods = list[tuple[Budget, str, datetime]]
+# Reads the ledger's record of those periods up to a time (`recorded_spend`).
+ReadRecord = Callable[[Periods, datetime], Awaitable[Sequence[Recorded]]]
 
 
 class SpendSource(Protocol):
@@ -258,6 +187,33 @@ def recorded_spend(ledger: SpendSource, periods: Iterable[tuple[Budget, str, dat
             amounts = {name: rows.get(name, 0)}
         out.append((budget, pid, amounts))
     return out
+
+
+class _Seeding:
+    """One read of the ledger's record, added to the counts when it lands, however
+    late, and the calls that wait for it meanwhile: for at most `SEED_WAIT` from
+    its start, since a count begun from zero admits calls a spent budget would
+    refuse, and a ledger of millions of rows must not hold every call."""
+
+    def __init__(self, adding: Coroutine[Any, Any, None]) -> None:
+        self.task = asyncio.ensure_future(adding)
+        self.deadline = time.monotonic() + SEED_WAIT
+
+    @property
+    def pending(self) -> bool:
+        return not self.task.done()
+
+    async def wait(self) -> None:
+        """Until the record is in, or what is left of `SEED_WAIT` has passed. Not
+        cancelled by a caller that stops waiting: others wait for it too."""
+        left = self.deadline - time.monotonic()
+        if left > 0 and not self.task.done():
+            await asyncio.wait({self.task}, timeout=left)
+
+    async def aclose(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
 
 
 @dataclass
@@ -307,8 +263,7 @@ class BudgetGate:
         key_prefix: str = "interlock:budget:",
         redis_timeout: float = REDIS_TIMEOUT,
         retry_interval: float = REDIS_RETRY_AFTER,
-        on_local_counts: Callable[[datetime], None] | None = None,
-        record: Callable[[datetime], Awaitable[Sequence[Recorded]]] | None = None,
+        record: ReadRecord | None = None,
     ) -> None:
         self.budgets = list(budgets)
         # Budgets of client keys made at run time, by key name (`set_key_budgets`).
@@ -326,8 +281,6 @@ class BudgetGate:
         self._seed_script: Any = None
         self.redis_timeout = redis_timeout
         self.retry_interval = retry_interval
-        # Called (with when) each time the counts move from Redis to memory.
-        self.on_local_counts = on_local_counts
         self._redis_down_until = 0.0
         self._on_redis = True  # until a Redis call fails: one warning an outage
         self._unpriced_warned: set[str] = set()
@@ -336,15 +289,17 @@ class BudgetGate:
         self._background: set[asyncio.Task[Any]] = set()
         # (keys, ticket id, real cost, ttl) of settles owed to Redis (`MAX_UNSETTLED`).
         self._unsettled: list[tuple[list[str], str, int, int]] = []
-        # The ledger read that seeds the local counts, and until when calls wait
-        # for it (`seeding`).
-        self._seed_read: asyncio.Future[Any] | None = None
-        self._seed_deadline = 0.0
-        # Reads the ledger's record of every current period up to a time (as
-        # `recorded_spend`), to seed a Redis count that is missing: without it,
-        # a Redis that lost its data gives every budget its whole period again.
+        # Reads the ledger's record of the current periods up to a time, for the
+        # counts that begin without it: in memory at start or when Redis fails
+        # (else a restart or an outage gives every budget its period again), and
+        # in Redis when it lost its data. None: no ledger database, no record.
         self.record = record
-        self._record_read: asyncio.Future[Sequence[Recorded]] | None = None
+        self._local_seed: _Seeding | None = None
+        self._redis_seed: _Seeding | None = None
+        # Marks the hashes this gate creates in Redis while the record it is to
+        # add there is not in (`budget_scripts`), and the end of that record.
+        self._claim = secrets.token_hex(8)
+        self._claiming_until: datetime | None = None
         self._record_off_until = 0.0
         self.refused = 0
 
@@ -424,41 +379,33 @@ class BudgetGate:
             self._survive(self._settle_unsettled())
         refused = None
         if on_redis:
-            marks = self._marks(applicable, periods)
-            refused = await self._reserve_redis(keys, limits, amount, ttl, ticket_id, marks)
-            if refused == -2:  # a count Redis lacks: seed it, once, then reserve
-                await self._seed_redis(applicable, periods, ttl, request.user)
-                # The seeding may have found Redis gone: then count in memory.
-                refused = (await self._reserve_redis(keys, limits, amount, ttl, ticket_id)
-                           if await self._use_redis() else None)
+            refused = await self._reserve_shared(applicable, periods, keys, limits, amount,
+                                                 ttl, ticket_id)
         if refused is None:  # on local counts, or Redis failed just now
             on_redis = False
-            await self._wait_for_seed()
+            seeding = self._local_seed
+            if seeding is not None and seeding.pending:
+                await seeding.wait()
             refused = self._reserve_local(keys, limits, amount, ttl)
         if refused:
             self.refused += 1
             return _refusal(applicable[refused - 1], request)
         return BudgetTicket(self, deployment, keys, amount, ttl, on_redis, ticket_id)
 
-    def seeding(self, read: asyncio.Future[Any], wait: float) -> None:
-        """`read` adds the ledger's record to the local counts (`seed`): until it
-        does, for at most `wait` seconds from now, calls counted locally wait for
-        it; counted from zero meanwhile, a spent budget would admit them."""
-        self._seed_read = read
-        self._seed_deadline = time.monotonic() + wait
-
-    async def _wait_for_seed(self) -> None:
-        read = self._seed_read
-        if read is None or read.done():
-            return
-        left = self._seed_deadline - time.monotonic()
-        if left > 0:
-            # Not cancelled by a caller that stops waiting: others wait for it too.
-            await asyncio.wait({read}, timeout=left)
+    async def start(self) -> None:
+        """At the gateway's start: counted in memory, the counts begin from the
+        ledger's record of their periods; with Redis, which keeps them, only if it
+        does not answer now (`probe`). Waits for the record at most `SEED_WAIT`."""
+        if self.shared:
+            await self.probe()
+        else:
+            self._seed_local(datetime.fromtimestamp(self.clock(), UTC))
+        if self._local_seed is not None:
+            await self._local_seed.wait()
 
     async def probe(self) -> bool:
         """Whether Redis answers now; if not, the counts move to memory as at any
-        Redis failure (`on_local_counts`), so a start during an outage counts
+        Redis failure (`_redis_failed`), so a start during an outage counts
         from the ledger's record, not from zero."""
         if not await self._use_redis():
             return False
@@ -515,6 +462,9 @@ class BudgetGate:
         return rows
 
     async def aclose(self) -> None:
+        for seeding in (self._local_seed, self._redis_seed):
+            if seeding is not None:
+                await seeding.aclose()
         if self._background:  # a settle a cancelled request left behind still counts
             await asyncio.wait(self._background, timeout=2.0)
         if self._redis is not None:
@@ -551,10 +501,36 @@ class BudgetGate:
             count.expires = now + ttl
         return 0
 
+    async def _reserve_shared(self, budgets: Sequence[Budget],
+                              periods: Sequence[tuple[str, float]], keys: list[str],
+                              limits: list[int], amount: int, ttl: int,
+                              ticket_id: str) -> int | None:
+        """`_reserve_redis`, for a count Redis lacks (it lost its data) after its
+        seeding from the ledger's record has begun (`_seed_redis`). None: Redis
+        failed, count in memory."""
+        seeding = self._redis_seed
+        if seeding is not None and seeding.pending:  # wait what is left of its time
+            await seeding.wait()
+        claim = self._claiming()
+        marks = () if claim or self.record is None else [
+            self._mark(b, pid) for b, (pid, _) in zip(budgets, periods, strict=True)]
+        refused = await self._reserve_redis(keys, limits, amount, ttl, ticket_id, marks, claim)
+        if refused != -2:
+            return refused
+        seeding = self._seed_redis()
+        await seeding.wait()
+        if not await self._use_redis():  # the seeding found Redis gone
+            return None
+        return await self._reserve_redis(keys, limits, amount, ttl, ticket_id,
+                                         claim=self._claiming())
+
     async def _reserve_redis(self, keys: list[str], limits: list[int], amount: int,
-                             ttl: int, ticket_id: str, marks: Sequence[str] = ()) -> int | None:
-        call = self._survive(self._reserve(keys=[*keys, *marks],
-                                           args=[amount, ttl, ticket_id, len(keys), *limits]))
+                             ttl: int, ticket_id: str, marks: Sequence[str] = (),
+                             claim: str | None = None) -> int | None:
+        args = [amount, ttl, ticket_id, len(keys), *limits]
+        if claim is not None:
+            args.append(claim)
+        call = self._survive(self._reserve(keys=[*keys, *marks], args=args))
         try:
             result = await asyncio.shield(call)
         except asyncio.CancelledError:
@@ -604,7 +580,7 @@ class BudgetGate:
                 waiting.pop(0)
         finally:
             # Stopped midway (the gate closing): what was not sent is still owed.
-            # A settle sent twice counts once (`_SETTLE`).
+            # A settle sent twice counts once (`budget_scripts.SETTLE`).
             for keys, ticket_id, actual, ttl in waiting:
                 self._owe(keys, ticket_id, actual, ttl)
 
@@ -638,49 +614,84 @@ class BudgetGate:
             count.reserved = max(0, count.reserved - ticket.reserved)
             count.spent += actual
 
-    def _marks(self, budgets: Sequence[Budget], periods: Sequence[tuple[str, float]]) -> list[str]:
-        """The seeding marks to check (`_RESERVE`): none without a ledger to read,
-        or for a while after it could not be read."""
-        if self.record is None or self.clock() < self._record_off_until:
-            return []
-        return [self._mark(b, pid) for b, (pid, _) in zip(budgets, periods, strict=True)]
-
     def _mark(self, budget: Budget, pid: str) -> str:
         kind, name = budget.target
         return f"{self.key_prefix}seeded:{kind}:{name}:{pid}"
 
-    async def _seed_redis(self, budgets: Sequence[Budget], periods: Sequence[tuple[str, float]],
-                          ttl: int, user: str | None) -> None:
-        """Give Redis each budget's count as the ledger records it (`_SEED`): a
+    def _claiming(self) -> str | None:
+        """This gate's claim while a record it is to add to Redis is not in (being
+        read, or to be read again after a failure): the hashes it creates take
+        it, and the record when it lands. None otherwise: the marks are checked."""
+        if self._claiming_until is None:
+            return None
+        seeding = self._redis_seed
+        if (seeding is not None and seeding.pending) or self.clock() < self._record_off_until:
+            return self._claim
+        return None
+
+    def _seed_redis(self) -> _Seeding:
+        """Give Redis each budget's count as the ledger records it (`budget_scripts.SEED`): a
         Redis restarted without its data, or one that never had this period.
-        One read at a time, shared by the calls that wait for it."""
-        if self.record is None:
-            return
-        if self._record_read is None or self._record_read.done():
-            self._record_read = asyncio.ensure_future(
-                self.record(datetime.fromtimestamp(self.clock(), UTC)))
-        try:
-            record = await asyncio.wait_for(asyncio.shield(self._record_read), SEED_WAIT)
-        except Exception as exc:
+        One read at a time, shared by the calls that wait for it; one asked for
+        again after a failure ends where the first would have, since the counts
+        it claimed began there."""
+        seeding = self._redis_seed
+        if seeding is None or not seeding.pending:
+            if self._claiming_until is None:
+                self._claiming_until = datetime.fromtimestamp(self.clock(), UTC)
+            seeding = self._redis_seed = _Seeding(self._add_to_redis(self._claiming_until))
+        return seeding
+
+    async def _add_to_redis(self, until: datetime) -> None:
+        record = await self._read(until, (
+            f"counting in Redis from what it has; asked again in {RECORD_RETRY:g} s, "
+            "and added to the counts begun meanwhile"))
+        if record is None:
             self._record_off_until = self.clock() + RECORD_RETRY
-            log.warning("budgets: Redis has no count for this period and the ledger's "
-                        "record could not be read in time (%s); counting in Redis from what "
-                        "it has, the ledger is asked again in %g s",
-                        type(exc).__name__, RECORD_RETRY)
             return
-        by_budget = {(b.target, pid): amounts for b, pid, amounts in record}
-        for budget, (pid, _) in zip(budgets, periods, strict=True):
-            amounts = dict(by_budget.get((budget.target, pid), {}))
-            kind, name = budget.target
-            # This call's own hash is seeded too, so that it is marked "seeded".
-            amounts.setdefault((user or "") if kind == "end_user" else name, 0)
+        now = self.clock()
+        for budget, pid, amounts in record:
+            current, left = period_id(budget, now)
+            if current != pid:  # the period turned meanwhile: the new one starts empty
+                continue
             keys = [self._key(budget, pid, who) for who in amounts]
             try:
                 await self._seed_script(keys=[self._mark(budget, pid), *keys],
-                                        args=[ttl, *amounts.values()])
+                                        args=[int(left) + 3600, self._claim, *amounts.values()])
             except Exception as exc:
                 self._redis_failed(exc)
                 return
+        self._claiming_until = None
+
+    def _seed_local(self, until: datetime) -> None:
+        """Add the ledger's record up to `until` to the counts in memory (`seed`);
+        calls counted there wait for it (`_Seeding`)."""
+        if self.record is None or (self._local_seed is not None and self._local_seed.pending):
+            return
+        self._local_seed = _Seeding(self._add_to_local(until))
+
+    async def _add_to_local(self, until: datetime) -> None:
+        record = await self._read(until, "counting from zero")
+        if record is not None:
+            self.seed(record)
+
+    async def _read(self, until: datetime, otherwise: str) -> Sequence[Recorded] | None:
+        """The ledger's record of the current periods up to `until` (`record`);
+        None, with a warning saying `otherwise`, if it could not be read."""
+        if self.record is None:
+            return []
+        started = time.monotonic()
+        try:
+            record = await self.record(self.current_periods(), until)
+        except Exception as exc:  # the database away
+            log.warning("budgets could not read this period's spend from the ledger (%s); %s",
+                        type(exc).__name__, otherwise)
+            return None
+        took = time.monotonic() - started
+        if took > SEED_WAIT:
+            log.warning("budgets: this period's spend took %.1f s to read from the ledger; "
+                        "calls meanwhile were counted without it, and it is added now", took)
+        return record
 
     def _use_local(self) -> bool:
         return not self.redis_url or self.clock() < self._redis_down_until
@@ -707,9 +718,9 @@ class BudgetGate:
                 socket_timeout=self.redis_timeout, socket_connect_timeout=self.redis_timeout,
                 retry=retry)
             self._redis = aioredis.Redis(connection_pool=pool, retry=retry)
-            self._reserve = self._redis.register_script(_RESERVE)
-            self._settle_script = self._redis.register_script(_SETTLE)
-            self._seed_script = self._redis.register_script(_SEED)
+            self._reserve = self._redis.register_script(RESERVE)
+            self._settle_script = self._redis.register_script(SETTLE)
+            self._seed_script = self._redis.register_script(SEED)
         return True
 
     def _redis_failed(self, exc: Exception) -> None:
@@ -719,8 +730,7 @@ class BudgetGate:
         self._on_redis = False
         log.warning("budget counts fall back to this process: Redis failed (%s); trying "
                     "it again every %g s", type(exc).__name__, self.retry_interval)
-        if self.on_local_counts is not None:
-            self.on_local_counts(datetime.fromtimestamp(self.clock(), UTC))
+        self._seed_local(datetime.fromtimestamp(self.clock(), UTC))
 
 
 class _FreeTicket:

@@ -43,12 +43,14 @@ GroupAvailable = Callable[[str], bool]
 
 # The threshold may carry an exponent: Python prints small floats as 6.4e-06,
 # and a name built with f"router-mf-{t}" must still route.
-_ALIAS = re.compile(r"^router-(?P<name>[a-z_][a-z0-9_]*)-"
+# What a router-<name>-<threshold> model name can carry as <name>.
+ROUTER_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+_ALIAS = re.compile(rf"^router-(?P<name>{ROUTER_NAME.pattern})-"
                     r"(?P<threshold>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)$")
 
 
 # Anything shaped like an alias, whatever follows the router's name: for the error.
-_LOOSE_ALIAS = re.compile(r"^router-(?P<name>[a-z_][a-z0-9_]*)-(?P<threshold>.+)$")
+_LOOSE_ALIAS = re.compile(rf"^router-(?P<name>{ROUTER_NAME.pattern})-(?P<threshold>.+)$")
 
 
 def parse_router_alias(model: str) -> tuple[str, float] | None:

@@ -181,22 +181,14 @@ class RoutingSettings(_Strict):
         or intents' groups and defaults, or strong and weak. Only these may be routed
         groups themselves (one level of nesting); N-model members need prices and a
         router column, which only model groups have."""
-        router = self.routers.get(group.router)
-        out = {g for g in (group.strong, group.weak, group.default) if g}
-        if isinstance(router, RulesRouterSettings):
-            out |= {r.group for r in router.rules}
-        elif isinstance(router, IntentRouterSettings):
-            out |= {i.group for i in router.intents}
-        if isinstance(router, RulesRouterSettings | IntentRouterSettings) and router.default:
-            out.add(router.default)
-        return out
+        return _named_by(group) | _picked_by(self.routers.get(group.router))
 
     def nesting_problems(self) -> list[str]:
         """Routed groups named where only a model group can serve, or nested deeper
         than one level (which also rules out cycles)."""
         routed = set(self.groups)
         problems = []
-        for field in ("default_group", "strong_group", "weak_group"):
+        for field in _SECTION_GROUPS:
             if getattr(self, field) in routed:
                 problems.append(f"routing.{field} names the routed group "
                                 f"{getattr(self, field)!r}; expected a model group")
@@ -215,7 +207,7 @@ class RoutingSettings(_Strict):
                         f"expected {inner!r}'s router to name model groups only")
         for router_name, router in self.routers.items():
             if isinstance(router, LearnedRouterSettings):
-                for field in ("judge_group", "embedding_group"):
+                for field in _LEARNED_GROUPS:
                     if getattr(router, field) in routed:
                         problems.append(f"routing.routers.{router_name}.{field} names the "
                                         f"routed group {getattr(router, field)!r}; expected "
@@ -224,21 +216,44 @@ class RoutingSettings(_Strict):
 
     def group_names_used(self) -> set[str]:
         """Model groups the routing section refers to, for cross-checks at load."""
-        used = {g for g in (self.default_group, self.strong_group, self.weak_group) if g}
+        used = _named(self, _SECTION_GROUPS)
         for router in self.routers.values():
-            if isinstance(router, RulesRouterSettings):
-                used |= {r.group for r in router.rules}
-            elif isinstance(router, IntentRouterSettings):
-                used |= {i.group for i in router.intents}
+            used |= _picked_by(router)
             if isinstance(router, LearnedRouterSettings):
-                used |= {g for g in (router.judge_group, router.embedding_group) if g}
-            elif router.default:
-                used.add(router.default)
+                used |= _named(router, _LEARNED_GROUPS)
         for group in self.groups.values():
-            used |= {g for g in (group.strong, group.weak, group.default) if g}
-            used |= set(group.members or [])
+            used |= _named_by(group) | set(group.members or [])
         return used
 
+
+# The fields naming a model group: of the routing section, and of a learned router.
+_SECTION_GROUPS = ("default_group", "strong_group", "weak_group")
+_LEARNED_GROUPS = ("judge_group", "embedding_group")
+
+
+def _named(settings: BaseModel, fields: tuple[str, ...]) -> set[str]:
+    """The groups `settings` names in `fields` (those set)."""
+    return {g for g in (getattr(settings, f) for f in fields) if g}
+
+
+def _named_by(group: RoutedGroup) -> set[str]:
+    """The groups a routed group names for a two-model choice or a fallback."""
+    return _named(group, ("strong", "weak", "default"))
+
+
+def _picked_by(router: RouterSettingsEntry | None) -> set[str]:
+    """The groups a rules or intents router hands a request to by name: its rules'
+    or intents' groups and its default. A learned router names none: it picks
+    between the groups its routed group names."""
+    if isinstance(router, RulesRouterSettings):
+        picked = {r.group for r in router.rules}
+    elif isinstance(router, IntentRouterSettings):
+        picked = {i.group for i in router.intents}
+    else:
+        return set()
+    if router.default:
+        picked.add(router.default)
+    return picked
 
 def _picked_by_router_problem(group: RoutedGroup, router: RulesRouterSettings
                               | IntentRouterSettings, learned_keys: list[str],

@@ -73,9 +73,10 @@ class ChatCompletions:
             return
         call = _Call(request, new_request_id(), caller_key_id(scope),
                      arrived, include_usage(body))
-        task = self.drain.enter()
-        if task is None:  # shutdown has already cut the requests in flight
-            await refuse(self.gateway, scope, send, GatewayShuttingDown(), body)
+        try:
+            task = self.drain.enter()
+        except GatewayShuttingDown as exc:  # shutdown has already cut the requests in flight
+            await refuse(self.gateway, scope, send, exc, body)
             return
         try:
             if request.stream:

@@ -5,11 +5,11 @@ cancels their tasks. A stream cancelled that way stops mid-body (no error
 event, no `[DONE]`, a chunked body never terminated) and uvicorn logs a
 traceback. So `DrainingServer` tells the app's `Drain` when shutdown begins,
 and a little before uvicorn's deadline the drain cancels the requests it
-tracks with `gateway.SHUTTING_DOWN`: their handlers take the cancellation
+tracks with `request_record.SHUTTING_DOWN`: their handlers take the cancellation
 back and answer as docs/reliability.md promises (a 503, or a stream's error
 event and `[DONE]`), and their ledger rows say `GatewayShuttingDown`.
 
-Imports: the standard library, uvicorn, `gateway`.
+Imports: the standard library, uvicorn, `errors`, `request_record`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from typing import Any
 
 import uvicorn
 
-from interlock.gateway import SHUTTING_DOWN
+from interlock.errors import GatewayShuttingDown
+from interlock.request_record import SHUTTING_DOWN
 
 log = logging.getLogger("interlock.server")
 
@@ -45,9 +46,12 @@ class Drain:
         self._timer: asyncio.TimerHandle | None = None
 
     def enter(self) -> asyncio.Task[Any] | None:
-        """Track the current request; None once the cut has begun (answer 503)."""
+        """Track the current request: its task, for `leave` and `claim` (None when
+        it runs in no task, so there is nothing to cut). Once the cut has begun it
+        raises GatewayShuttingDown instead (answer it, a 503): a return value for
+        that too would read the same as "no task"."""
         if self.cutting:
-            return None
+            raise GatewayShuttingDown()
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)

@@ -255,10 +255,13 @@ class QualityRouter(ABC):
         write_manifest(out / "manifest.json", self.manifest())
 
     @classmethod
-    def load(cls, path: str | Path, *, embed: Embed | None = None) -> QualityRouter:
-        """Rebuild a saved router; `embed` serves an endpoint featuriser."""
+    def load(cls, path: str | Path, *, embed: Embed | None = None,
+             manifest: dict[str, Any] | None = None) -> QualityRouter:
+        """Rebuild a saved router; `embed` serves an endpoint featuriser. `manifest`:
+        its manifest.json as the caller read it already (`load_router`, to check it)."""
         p = Path(path)
-        manifest = read_manifest(p / "manifest.json")
+        if manifest is None:
+            manifest = read_manifest(p / "manifest.json")
         router = cls(models=manifest["models"], **manifest.get("params", {}))
         router.seed = int(manifest.get("seed", 0))
         router.data_hash = manifest.get("data_hash")

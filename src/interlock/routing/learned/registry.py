@@ -82,7 +82,7 @@ def load_router(
             f"or, to use this {found} router, name the router {found!r} (or a name of your "
             "own, which takes any kind)"
         )
-    router = router_class(found).load(p, embed=embed)
+    router = router_class(found).load(p, embed=embed, manifest=manifest)
     if isinstance(router, LlmRouter):
         router.ask = ask
     if cache_size > 0 and router.featurizer is not None:

@@ -1,0 +1,110 @@
+"""`GatewayStream`: a streamed answer as the gateway hands it out, which writes
+its ledger row exactly once when it ends, breaks or is closed early.
+
+Imports: the standard library, `adapters.base`, `dispatch.dispatcher`, `errors`,
+`request_record`, `response_meta`, `types`.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import AsyncIterator, Callable
+
+from interlock.adapters.base import DeltaBatch, flatten
+from interlock.dispatch.dispatcher import DispatchStream
+from interlock.errors import ClientDisconnected, InterlockError, InternalError, ProviderError
+from interlock.request_record import (
+    RequestRecorder,
+    estimated_usage,
+    fill_answerer,
+    interruption,
+)
+from interlock.response_meta import ResponseMeta
+from interlock.types import ChatRequest, ChatResponse, StreamDelta
+
+
+class GatewayStream:
+    """A stream that is already flowing; iterate it for deltas. When it ends
+    (or breaks) the cost is computed and the ledger row written, exactly once."""
+
+    def __init__(self, recorder: RequestRecorder, request: ChatRequest, upstream: DispatchStream,
+                 meta: ResponseMeta, started: float, key_id: str | None, *,
+                 settle_later: bool = False) -> None:
+        self._recorder = recorder
+        self._request = request
+        self._upstream = upstream
+        self.meta = meta
+        self._started = started
+        self._key_id = key_id
+        self._done = False
+        self._settle_later = settle_later
+        self._unsettled: Callable[[], None] | None = None
+        self.error: ProviderError | None = None
+
+    def __aiter__(self) -> AsyncIterator[StreamDelta]:
+        return flatten(self.batches())
+
+    def batches(self) -> AsyncIterator[DeltaBatch]:
+        """The stream a network read at a time (iterate this or the deltas, once)."""
+        return self._upstream.batches(on_end=self._ended)
+
+    def _ended(self, exc: BaseException | None) -> None:
+        if exc is None:
+            self._finish()
+        elif isinstance(exc, ProviderError):
+            self.error = exc
+            self._finish(error=exc)
+        elif isinstance(exc, InterlockError):
+            self._finish(error=exc)
+        elif isinstance(exc, Exception):  # a bug: still one ledger row
+            self._finish(error=InternalError(f"{type(exc).__name__} inside Interlock"))
+        else:  # cancelled (the client went away, or shutdown) or closed early
+            self._finish(error=interruption(exc))
+
+    @property
+    def request(self) -> ChatRequest:
+        """The request this stream answers."""
+        return self._request
+
+    def response(self) -> ChatResponse:
+        return self._upstream.response()
+
+    def _finish(self, error: BaseException | None = None) -> None:
+        if self._done:
+            return
+        self._done = True
+        meta = self.meta
+        upstream = self._upstream
+        fill_answerer(meta, upstream.deployment, upstream.group, upstream.attempts)
+        response = upstream.response()
+        usage = response.usage
+        if usage is None:
+            # The usage never came: the client left, or the stream broke, before
+            # the provider's last chunk (or it sends none). The provider still
+            # bills the prompt and what it had generated, so the ledger records
+            # Interlock's estimate of those, marked as one, rather than nothing.
+            usage = estimated_usage(self._request, response)
+            meta.usage_estimated = True
+        meta.cost_usd = self._recorder.cost(self._request, upstream.deployment, usage,
+                                            response.service_tier)
+        meta.service_tier = response.service_tier
+        meta.latency_ms = (time.perf_counter() - self._started) * 1000
+        record = functools.partial(self._recorder.record, meta, self._request, usage,
+                                   response.content, self._key_id, True, error)  # stream, error
+        if self._settle_later:
+            self._unsettled = record
+        else:
+            record()
+
+    async def aclose(self, reason: InterlockError | None = None) -> None:
+        """End the stream; one not read to its end is recorded as ended by
+        `reason` (by default, its client leaving)."""
+        if not self._done:
+            self._finish(error=reason or ClientDisconnected("the client disconnected"))
+        unsettled, self._unsettled = self._unsettled, None
+        try:
+            if unsettled is not None:
+                unsettled()
+        finally:
+            await self._upstream.aclose()
