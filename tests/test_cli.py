@@ -471,3 +471,24 @@ def test_check_and_serve_report_a_bad_rule_regex_as_a_config_error(
         assert "Traceback" not in result.output
         assert not isinstance(result.exception, ValueError)
     assert served == []  # serve stopped before listening
+
+
+@pytest.mark.parametrize(("redis_url", "says"), [
+    ("http://127.0.0.1:6379/7", "router_settings.redis_url: got a http:// URL"),
+    ("redis://:hunter2@127.0.0.1:abc/7", "router_settings.redis_url: the port is not a number"),
+])
+def test_check_and_serve_refuse_a_redis_url_redis_cannot_use(
+        tmp_path: Path, served: list[dict[str, Any]], redis_url: str, says: str) -> None:
+    config = _config(tmp_path, (
+        "model_list:\n"
+        "  - model_name: chat\n    litellm_params: {model: openai/gpt-4o-mini, api_key: x}\n"
+        "general_settings: {master_key: sk-gw-0123456789}\n"
+        f"router_settings: {{redis_url: '{redis_url}'}}\n"))
+    for command in ("check", "serve"):
+        result = runner.invoke(app, [command, "--config", str(config)])
+        assert result.exit_code == 2, (command, result.output)
+        assert says in result.output and "(line 5)" in result.output
+        assert "Traceback" not in result.output and "hunter2" not in result.output
+        assert not isinstance(result.exception, ValueError)
+    assert served == []
+
