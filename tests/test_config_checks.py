@@ -7,8 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from interlock.config import load_config
+from interlock.costs.settings import LedgerSettings
 from interlock.errors import ConfigError
 
 PASSWORD = "hunter2-FAKE-pw"
@@ -82,4 +84,50 @@ def test_a_redis_url_from_the_environment_is_checked_too() -> None:
         load_config(_config(router_settings={"redis_url": "os.environ/MY_REDIS"}),
                     environ={"MY_REDIS": f"http://:{PASSWORD}@127.0.0.1:6379"})
     assert "router_settings.redis_url: got a http:// URL" in str(info.value)
+    assert PASSWORD not in str(info.value)
+
+
+# --------------------------------------------------------------------- the ledger
+
+
+@pytest.mark.parametrize(("database", "says"), [
+    (f"mysql://app:{PASSWORD}@127.0.0.1/spend",
+     "the ledger cannot write to a mysql:// URL; expected a SQLite file path, "
+     "sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"),
+    (f"postgres+psycopg://app:{PASSWORD}@127.0.0.1/spend",
+     "the ledger cannot write to a postgres+psycopg:// URL; expected a SQLite file path, "
+     "sqlite:///PATH or postgresql+psycopg://USER@HOST/DB; did you mean 'postgresql+psycopg'?"),
+    (f"postgres://app:{PASSWORD}@127.0.0.1/spend", "did you mean 'postgresql+psycopg'?"),
+    # A '/' in the password is past what redaction recognises as one.
+    (f"mysql://app:{PASSWORD}/x@127.0.0.1/spend", "got 'mysql://********@127.0.0.1/spend'"),
+    # Async drivers: the ledger writes from a thread or a process, not an event loop.
+    ("postgresql+asyncpg://127.0.0.1/spend", "cannot write to a postgresql+asyncpg:// URL"),
+    ("sqlite+aiosqlite:///spend.sqlite", "cannot write to a sqlite+aiosqlite:// URL"),
+    # SQLAlchemy takes the name after two slashes as a host; the file needs three.
+    ("sqlite://spend.sqlite", "a SQLite URL names its file after three slashes "
+                              "(sqlite:///spend.sqlite, or sqlite:////abs/path"),
+    (f"postgresql+psycopg://app:{PASSWORD}@127.0.0.1:abc/spend",
+     "not a URL the ledger can read"),
+])
+def test_a_ledger_database_the_ledger_cannot_use_is_refused_at_load(database: str,
+                                                                    says: str) -> None:
+    text = _error(_config(ledger={"database": database}))
+    assert "ledger.database: " in text and says in text, text
+
+
+@pytest.mark.parametrize("database", [
+    "spend.sqlite", "sqlite:///spend.sqlite", "sqlite:////var/lib/spend.sqlite", "sqlite://",
+    f"postgresql+psycopg://app:{PASSWORD}@db.internal:5432/spend",
+    "sqlite+pysqlite:///spend.sqlite",
+])
+def test_ledger_databases_the_ledger_can_use_load(database: str) -> None:
+    assert load_config(_config(ledger={"database": database}), environ={}).ledger.database \
+        == database
+
+
+def test_a_ledger_given_in_code_is_checked_without_showing_its_password() -> None:
+    # Router(ledger=...) and Controller(ledger=...) build the settings directly.
+    with pytest.raises(ValidationError) as info:
+        LedgerSettings(database=f"mysql://app:{PASSWORD}@127.0.0.1/spend")
+    assert "cannot write to a mysql:// URL" in str(info.value)
     assert PASSWORD not in str(info.value)
