@@ -131,3 +131,26 @@ def test_a_ledger_given_in_code_is_checked_without_showing_its_password() -> Non
         LedgerSettings(database=f"mysql://app:{PASSWORD}@127.0.0.1/spend")
     assert "cannot write to a mysql:// URL" in str(info.value)
     assert PASSWORD not in str(info.value)
+
+
+# ------------------------------------------------------------------------ budgets
+
+
+def test_two_budgets_with_the_same_target_and_period_are_refused() -> None:
+    budgets = [{"model_group": "g", "period": "day", "max_usd": 0.01},
+               {"model_group": "g", "period": "month", "max_usd": 1},
+               {"model_group": "g", "period": "day", "max_usd": 0.02},
+               {"end_user": "*", "period": 12, "max_usd": 1},
+               {"end_user": "*", "period": 12.0, "max_usd": 2}]
+    text = _error(_config(budgets=budgets))
+    assert "2 problems:" in text, text
+    assert ("budgets[2]: the same target and period as budgets[0] (model_group 'g', "
+            "$0.01 a day and $0.02 a day); expected one budget for each target and period: "
+            "keep one of them") in text
+    assert ("budgets[4]: the same target and period as budgets[3] (end_user '*', "
+            "$1 every 12 hours and $2 every 12 hours)") in text
+
+
+def test_budgets_of_one_target_over_different_periods_load() -> None:
+    budgets = [{"model_group": "g", "period": p, "max_usd": 5} for p in ("day", "month", 24)]
+    assert len(load_config(_config(budgets=budgets), environ={}).budgets) == 3

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from interlock.config.report import did_you_mean
 from interlock.config.schema import GeneralSettings, InterlockConfig, ModelEntry
+from interlock.costs.settings import Budget
 from interlock.dispatch.settings import RouterSettings
 from interlock.errors import redact
 from interlock.routing.settings import RoutingSettings
@@ -288,6 +289,23 @@ def _check_budgets(config: InterlockConfig) -> list[str]:
             if value is not None and value not in valid:
                 problems.append(f"budgets[{index}].{field}: got {value!r}; expected one of: "
                                 f"{', '.join(valid)}")
+    return problems + _check_budgets_unique(config.budgets)
+
+
+def _check_budgets_unique(budgets: Sequence[Budget]) -> list[str]:
+    # Two budgets of one target and period count each call twice, and on Redis
+    # share one counter key, where a reservation of one was never settled.
+    first: dict[tuple[str, str, str | float], int] = {}
+    problems = []
+    for index, budget in enumerate(budgets):
+        key = (*budget.target, budget.period)
+        if key in first:
+            kind, name = budget.target
+            problems.append(
+                f"budgets[{index}]: the same target and period as budgets[{first[key]}] "
+                f"({kind} {name!r}, {budgets[first[key]].limit} and {budget.limit}); "
+                "expected one budget for each target and period: keep one of them")
+        first.setdefault(key, index)
     return problems
 
 

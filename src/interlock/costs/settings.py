@@ -90,6 +90,13 @@ class Budget(BaseModel):
             return "api_key", self.api_key
         return "model_group", self.model_group or ""
 
+    @property
+    def limit(self) -> str:
+        """The limit as a person reads it: "$5 a day", "$0.5 every 12 hours"."""
+        every = (f"a {self.period}" if isinstance(self.period, str)
+                 else f"every {self.period:g} hours")
+        return f"${self.max_usd.normalize():f} {every}"
+
 
 # The SQLAlchemy URL schemes the ledger writes with: its inserts are SQLite's and
 # PostgreSQL's, from a thread or a process of its own (so no async driver).
