@@ -471,3 +471,58 @@ def test_check_and_serve_report_a_bad_rule_regex_as_a_config_error(
         assert "Traceback" not in result.output
         assert not isinstance(result.exception, ValueError)
     assert served == []  # serve stopped before listening
+
+
+@pytest.mark.parametrize(("redis_url", "says"), [
+    ("http://127.0.0.1:6379/7", "router_settings.redis_url: got a http:// URL"),
+    ("redis://:hunter2@127.0.0.1:abc/7", "router_settings.redis_url: the port is not a number"),
+])
+def test_check_and_serve_refuse_a_redis_url_redis_cannot_use(
+        tmp_path: Path, served: list[dict[str, Any]], redis_url: str, says: str) -> None:
+    config = _config(tmp_path, (
+        "model_list:\n"
+        "  - model_name: chat\n    litellm_params: {model: openai/gpt-4o-mini, api_key: x}\n"
+        "general_settings: {master_key: sk-gw-0123456789}\n"
+        f"router_settings: {{redis_url: '{redis_url}'}}\n"))
+    for command in ("check", "serve"):
+        result = runner.invoke(app, [command, "--config", str(config)])
+        assert result.exit_code == 2, (command, result.output)
+        assert says in result.output and "(line 5)" in result.output
+        assert "Traceback" not in result.output and "hunter2" not in result.output
+        assert not isinstance(result.exception, ValueError)
+    assert served == []
+
+
+def test_check_names_budgets_that_cannot_be_enforced(tmp_path: Path) -> None:
+    import json
+
+    entries = ("model_list:\n"
+               "  - model_name: chat\n"
+               "    litellm_params: {model: openai/gpt-4o-mini, api_key: x}\n"
+               "general_settings: {master_key: sk-gw-0123456789}\n"
+               "ledger: {database: null}\n")
+    fine = _config(tmp_path, entries + "budgets:\n  - {model_group: chat, max_usd: 5}\n"
+                                       "  - {end_user: '*', period: day, max_usd: 1}\n")
+    result = runner.invoke(app, ["check", "--config", str(fine)])
+    assert result.exit_code == 0 and "result: ready" in result.output, result.output
+    unpriced = ("  - model_name: local\n"
+                "    litellm_params: {model: openai/my-finetune, api_key: x,\n"
+                "                     api_base: 'http://127.0.0.1:9/v1'}\n")
+    config = _config(tmp_path, entries.replace("general_settings", unpriced + "general_settings")
+                     + "budgets:\n"
+                       "  - {model_group: local, period: day, max_usd: 1}\n"
+                       "  - {provider: anthropic, max_usd: 10}\n"
+                       "  - {model_group: chat, max_usd: 5}\n"
+                       "  - {end_user: '*', period: day, max_usd: 1}\n")
+    result = runner.invoke(app, ["check", "--config", str(config)])
+    assert result.exit_code == 1, result.output
+    assert ("budgets[0] (model_group local, $1 a day) cannot be enforced: no deployment it "
+            "covers has a known price (local/openai/my-finetune), so its calls cost 'unknown' "
+            "and the budget never moves") in result.output
+    assert ("budgets[1] (provider anthropic, $10 a month) matches no call: no deployment in "
+            "model_list is of provider anthropic") in result.output
+    assert ("budgets[3] (end_user *, $1 a day) does not count calls to "
+            "local/openai/my-finetune: its price is unknown") in result.output
+    assert "budgets[2]" not in result.output
+    report = json.loads(runner.invoke(app, ["check", "--config", str(config), "--json"]).output)
+    assert sum(item.startswith("budgets[") for item in report["to_look_at"]) == 3

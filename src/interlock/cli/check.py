@@ -11,11 +11,13 @@ in memory, limits and cooldowns fall back to the process), so a deploy step is
 where their absence is worth a failure.
 
 Exit status: 0 ready; 1 would start, but something needs a look (a warning, a
-deployment without its key, a deployment whose cost would be unknown); 2 would
-not start (the error is printed as `serve` prints it).
+deployment without its key, a deployment whose cost would be unknown, a budget
+that matches no call or cannot count one); 2 would not start (the error is
+printed as `serve` prints it).
 
 Imports: typer, the standard library, `cli.paths`, `errors`; `config`, `gateway`,
-`server.app`, `costs.schema`, sqlalchemy and redis inside the command.
+`server.app`, `costs.schema`, `costs.budgets`, `types`, sqlalchemy and redis
+inside the command.
 """
 
 from __future__ import annotations
@@ -93,6 +95,8 @@ def _report(config: InterlockConfig, gateway: Gateway, bind: str) -> dict[str, A
                    and not any(str(d["unavailable_reason"]) in w for w in config.warnings)]
     to_look_at += [f"{d['name']} has no known price: its cost would be recorded as unknown"
                    for d in deployments if d["price"] is None]
+    to_look_at += _budget_findings(config, gateway, {str(d["name"]) for d in deployments
+                                                     if d["price"] is None})
     ledger = config.ledger
     return {
         "config": str(config.source),
@@ -117,6 +121,38 @@ def _report(config: InterlockConfig, gateway: Gateway, bind: str) -> dict[str, A
                    if ledger is not None and ledger.database else None),
         "to_look_at": to_look_at,
     }
+
+
+def _budget_findings(config: InterlockConfig, gateway: Gateway,
+                     unpriced: set[str]) -> list[str]:
+    """Budgets that would not hold: one no deployment falls under, and one over
+    deployments without a price, whose calls it cannot count."""
+    from interlock.costs.budgets import covers
+    from interlock.types import ChatRequest
+
+    deployments = list(gateway.catalog.deployments())
+    findings = []
+    for index, budget in enumerate(config.budgets):
+        kind, name = budget.target
+        # A request of the budget's own end user or client key: the ones it counts.
+        asked = ChatRequest(model="", messages=[], user=name, api_key_id=name)
+        covered = [d for d in deployments if covers(budget, d, asked)]
+        blind = [d.name for d in covered if d.name in unpriced]
+        head = f"budgets[{index}] ({kind} {name}, {budget.limit})"
+        if not covered:  # a provider: load checked the other names exist
+            providers = sorted({d.provider for d in deployments})
+            findings.append(f"{head} matches no call: no deployment in model_list is of "
+                            f"{kind} {name} (their providers: {', '.join(providers)})")
+        elif len(blind) == len(covered):
+            findings.append(f"{head} cannot be enforced: no deployment it covers has a known "
+                            f"price ({', '.join(blind)}), so its calls cost 'unknown' and the "
+                            "budget never moves; give them prices (input_cost_per_token, "
+                            "output_cost_per_token or prices:)")
+        elif blind:
+            findings.append(f"{head} does not count calls to {', '.join(blind)}: "
+                            + ("its price is unknown" if len(blind) == 1
+                               else "their prices are unknown"))
+    return findings
 
 
 def _connections(config: InterlockConfig) -> list[dict[str, Any]]:

@@ -1,22 +1,29 @@
 """Checks across config sections that no single field can make: fallbacks and
 routing naming groups that exist, unique deployment ids, one price form per
-side, budgets naming real targets, unauthenticated serving only on loopback,
-and the optional packages that Redis or PostgreSQL settings need.
+side, budgets naming real targets (one budget per target and period),
+unauthenticated serving only on loopback, Redis settings redis-py can connect
+with, and the optional packages that Redis or PostgreSQL settings need.
 
-Imports: the standard library, `config.schema`, `config.report`, the leaf
-settings modules; `adapters.registry` inside a function.
+Imports: the standard library, `errors`, `config.schema`, `config.report`, the
+leaf settings modules; `adapters.registry` and `redis.connection` inside functions.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from importlib.util import find_spec
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import BaseModel
 
 from interlock.config.report import did_you_mean
 from interlock.config.schema import GeneralSettings, InterlockConfig, ModelEntry
+from interlock.costs.settings import Budget
+from interlock.dispatch.settings import RouterSettings
+from interlock.errors import redact
 from interlock.routing.settings import RoutingSettings
 
 
@@ -36,8 +43,89 @@ def cross_check(config: InterlockConfig) -> list[str]:
     problems.extend(_check_prices(config.model_list))
     problems.extend(_check_budgets(config))
     problems.extend(_check_general(config.general_settings))
+    problems.extend(_check_redis(config.router_settings))
     problems.extend(_check_extras(config))
     return problems
+
+
+# What redis-py's from_url accepts; a URL scheme, so that one can be quoted back.
+_REDIS_FORMS = "redis://, rediss:// or unix:// (redis://HOST:6379/0)"
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*$")
+
+
+def redis_url_problem(url: str) -> str | None:
+    """Why redis-py could not connect with `url`, else None. Nothing of the URL but
+    its scheme is quoted: it may carry a password, in places redaction misses."""
+    scheme, sep, _ = url.partition("://")
+    if not sep or not _SCHEME.match(scheme):
+        return f"got no scheme; expected {_REDIS_FORMS}"
+    if scheme not in ("redis", "rediss", "unix"):
+        return f"got a {scheme}:// URL; expected {_REDIS_FORMS}"
+    parts = urlsplit(url)
+    if scheme == "unix":
+        return None if parts.path else "a unix:// URL needs the socket's path (unix:///PATH)"
+    try:
+        port_ok = parts.port != 0
+    except ValueError:
+        port_ok = False
+    if not port_ok:
+        return "the port is not a number from 1 to 65535 (redis://HOST:6379/0)"
+    db = unquote(parts.path).replace("/", "")
+    if db and not db.isdigit() and "db" not in parse_qs(parts.query):
+        # redis-py would quietly use database 0 instead.
+        return "the path after the host must be a database number (redis://HOST:6379/0)"
+    return _redis_py_refusal(url, parts.password)
+
+
+def _redis_py_refusal(url: str, password: str | None) -> str | None:
+    # What is left (the query's options) is redis-py's to judge, as the pool will.
+    if find_spec("redis") is None:
+        return None  # _check_extras says the package is missing
+    from redis.connection import parse_url
+
+    try:
+        parse_url(url)
+    except ValueError as exc:
+        return redact(str(exc), password, unquote(password or ""))
+    return None
+
+
+def _check_redis(settings: RouterSettings) -> list[str]:
+    """redis_url, else LiteLLM's redis_host and redis_port, which the budgets
+    join into a URL (`redis_connection_url`)."""
+    if settings.redis_url:
+        problem = redis_url_problem(settings.redis_url)
+        return [f"router_settings.redis_url: {problem}"] if problem else []
+    problems = []
+    port = settings.redis_port
+    if port is not None and not 0 < port <= 65535:
+        problems.append(f"router_settings.redis_port: got {port}; expected a number "
+                        "from 1 to 65535")
+    if settings.redis_host:
+        problem = _redis_host_problem(settings.redis_host)
+        if problem is None and not problems:
+            problem = redis_url_problem(settings.redis_connection_url() or "")
+        if problem:
+            problems.append(f"router_settings.redis_host: {problem}")
+    return problems
+
+
+def _redis_host_problem(host: str) -> str | None:
+    if "://" in host:
+        return "got a URL; expected a host name alone, or the whole URL as redis_url"
+    if "@" in host:
+        return ("got a host with credentials; expected the host alone (the password "
+                "goes in redis_password)")
+    if "/" in host:
+        return "got a host with a path; expected the host alone, or a URL as redis_url"
+    if ":" not in host:
+        return None
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return ("got a host with a port; expected the host alone (the port goes in "
+                "redis_port)")
+    return f"got an IPv6 address; expected it as redis_url (redis://[{host}]:6379/0)"
 
 
 def _check_extras(config: InterlockConfig) -> list[str]:
@@ -201,6 +289,23 @@ def _check_budgets(config: InterlockConfig) -> list[str]:
             if value is not None and value not in valid:
                 problems.append(f"budgets[{index}].{field}: got {value!r}; expected one of: "
                                 f"{', '.join(valid)}")
+    return problems + _check_budgets_unique(config.budgets)
+
+
+def _check_budgets_unique(budgets: Sequence[Budget]) -> list[str]:
+    # Two budgets of one target and period count each call twice, and on Redis
+    # share one counter key, where a reservation of one was never settled.
+    first: dict[tuple[str, str, str | float], int] = {}
+    problems = []
+    for index, budget in enumerate(budgets):
+        key = (*budget.target, budget.period)
+        if key in first:
+            kind, name = budget.target
+            problems.append(
+                f"budgets[{index}]: the same target and period as budgets[{first[key]}] "
+                f"({kind} {name!r}, {budgets[first[key]].limit} and {budget.limit}); "
+                "expected one budget for each target and period: keep one of them")
+        first.setdefault(key, index)
     return problems
 
 

@@ -68,8 +68,18 @@ def _show(value: Any, loc: Sequence[str | int]) -> str:
     names = [p for p in loc if isinstance(p, str) and not _is_union_tag(p)]
     if names and SECRET_NAME.search(names[-1]):
         return "'********'"
+    if isinstance(value, str) and "://" in value and "@" in value:
+        value = _without_credentials(value)
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _without_credentials(url: str) -> str:
+    """`url` with all before its last '@' after the scheme masked: a database
+    driver reads a password up to the last '@', '/' and ':' included, and
+    redaction's pattern stops at those."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://********@{rest.rpartition('@')[2]}"
 
 
 def describe_validation_error(exc: ValidationError, root: type[BaseModel]) -> list[str]:

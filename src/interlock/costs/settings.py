@@ -2,11 +2,14 @@
 
 A leaf schema module (pydantic only) so that `config` can compose it.
 
-Imports: pydantic, the standard library, `masking`.
+Imports: pydantic, the standard library, `masking`; sqlalchemy inside a function
+(only a database given as a URL needs it).
 """
 
 from __future__ import annotations
 
+import difflib
+import re
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -87,9 +90,52 @@ class Budget(BaseModel):
             return "api_key", self.api_key
         return "model_group", self.model_group or ""
 
+    @property
+    def limit(self) -> str:
+        """The limit as a person reads it: "$5 a day", "$0.5 every 12 hours"."""
+        every = (f"a {self.period}" if isinstance(self.period, str)
+                 else f"every {self.period:g} hours")
+        return f"${self.max_usd.normalize():f} {every}"
+
+
+# The SQLAlchemy URL schemes the ledger writes with: its inserts are SQLite's and
+# PostgreSQL's, from a thread or a process of its own (so no async driver).
+# postgresql:// and postgresql+psycopg2:// mean psycopg2, which the config check
+# asks for when it is missing.
+LEDGER_SCHEMES = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg", "postgresql",
+                  "postgresql+psycopg2")
+_LEDGER_FORMS = ("a SQLite file path, sqlite:///PATH or "
+                 "postgresql+psycopg://USER@HOST/DB")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*$")
+
+
+def ledger_url_problem(database: str) -> str | None:
+    """Why the ledger could not write to the URL `database`, else None. Only the
+    scheme is quoted: the URL may carry a password."""
+    scheme = database.partition("://")[0]
+    if not _SCHEME.match(scheme):
+        return f"not a URL the ledger can read; expected {_LEDGER_FORMS}"
+    if scheme not in LEDGER_SCHEMES:
+        close = difflib.get_close_matches(scheme, ["postgresql+psycopg", "sqlite"], n=1)
+        return (f"the ledger cannot write to a {scheme}:// URL; expected {_LEDGER_FORMS}"
+                + (f"; did you mean {close[0]!r}?" if close else ""))
+    import sqlalchemy as sa
+
+    try:
+        url = sa.make_url(database)
+    except (sa.exc.ArgumentError, ValueError):
+        return ("not a URL the ledger can read: expected a port that is a number, and "
+                "the password's special characters percent-encoded (%40 for @)")
+    if url.get_backend_name() == "sqlite" and url.host:
+        # SQLAlchemy refuses it when connecting, where the writer buffers rows for ever.
+        return ("a SQLite URL names its file after three slashes (sqlite:///spend.sqlite, "
+                "or sqlite:////abs/path/spend.sqlite), not as a host")
+    return None
+
 
 class LedgerSettings(MaskedModel):
-    model_config = ConfigDict(extra="forbid")
+    # Router(ledger=...) builds these directly: its error must not show the URL.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
     URL_FIELDS = frozenset({"database"})
 
     # SQLite file path or SQLAlchemy URL (sqlite:///..., postgresql+psycopg://...).
@@ -109,3 +155,13 @@ class LedgerSettings(MaskedModel):
     # database work never holds the event loop's GIL), or "thread", a worker
     # thread of its own. The library always writes from a thread.
     writer: Literal["process", "thread"] = "process"
+
+    @field_validator("database")
+    @classmethod
+    def _usable_database(cls, value: str | None) -> str | None:
+        # A URL the ledger cannot use passed the load; serve then buffered rows
+        # until max_buffer or shutdown, and lost them.
+        problem = ledger_url_problem(value) if value and "://" in value else None
+        if problem:
+            raise ValueError(problem)
+        return value
