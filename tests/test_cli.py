@@ -400,6 +400,20 @@ def _keys_config(tmp_path: Path) -> Path:
         f"ledger: {{database: '{tmp_path / 'ledger.sqlite'}'}}\n"))
 
 
+def test_a_key_named_as_interlock_names_its_own_is_refused_from_the_command_line(
+        tmp_path: Path) -> None:
+    from interlock.server.auth import key_id
+
+    config = _keys_config(tmp_path)
+    for name, says in ((key_id("sk-gw-0123456789"), "'key-' are kept for the ids"),
+                       ("(none)", "in parentheses are kept"),
+                       ("a\nb", "do not print")):
+        refused = runner.invoke(app, ["keys", "generate", name, "--config", str(config)])
+        assert refused.exit_code == 2 and says in refused.output, refused.output
+    assert "no client keys made at run time" in runner.invoke(
+        app, ["keys", "list", "--config", str(config)]).output
+
+
 def test_a_key_is_changed_from_the_command_line(tmp_path: Path) -> None:
     import json
 

@@ -1,0 +1,61 @@
+"""What `/key/*` makes of odd requests: names Interlock keeps for itself,
+LiteLLM's spellings (empty `models`, `duration`, `?key=`), partial deletes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from tests.server.gateways import MASTER_KEY, RunningGateway
+from tests.server.test_key_admin import _call, _chat, _config
+
+from interlock.server.auth import key_id
+from interlock.testing import FakeUpstream
+
+
+async def test_a_key_cannot_take_the_name_the_master_key_is_recorded_by(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path) -> None:
+    gw = start_gateway(_config(fake_upstream, tmp_path / "ledger.sqlite"))
+    # What `interlock spend --by key` shows for the master key's requests.
+    master_id = key_id(MASTER_KEY)
+    answer = await _call(gw, "POST", "/key/generate", {"name": master_id, "max_budget": 0.001,
+                                                      "budget_period": "day"})
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert (error["param"], error["code"]) == ("name", "invalid_value")
+    assert "'key-' are kept for the ids" in error["message"]
+    # Had it been made, its budget would have been the master key's too.
+    for _ in range(2):
+        assert (await _chat(gw, MASTER_KEY)).choices
+
+
+@pytest.mark.parametrize(("name", "says"), [
+    ("KEY-1139bd183f6b", "'key-' are kept for the ids"),
+    ("(none)", "in parentheses are kept for the labels"),
+    ("(unknown or refused)", "in parentheses are kept for the labels"),
+    ("team\nclient keys revoked: all", "control characters"),
+    ("tab\there", "control characters"),
+    ("right\u202eleft", "control characters"),
+    (" padded", "spaces at either end"),
+    ("padded ", "spaces at either end"),
+])
+async def test_names_interlock_keeps_or_that_break_a_line_are_refused(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path, name: str, says: str) -> None:
+    gw = start_gateway(_config(fake_upstream, tmp_path / "ledger.sqlite"))
+    answer = await _call(gw, "POST", "/key/generate", {"name": name})
+    assert answer.status_code == 400, answer.text
+    message = answer.json()["error"]["message"]
+    assert says in message and "A client key's name is" in message, message
+    assert (await _call(gw, "GET", "/key/list")).json() == {"keys": []}
+
+
+async def test_names_like_the_reserved_ones_but_not_them_are_made(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path) -> None:
+    gw = start_gateway(_config(fake_upstream, tmp_path / "ledger.sqlite"))
+    for name in ("keyboard-team", "team (eu)", "ops@example.com", "Équipe données"):
+        answer = await _call(gw, "POST", "/key/generate", {"name": name})
+        assert answer.status_code == 200, answer.text
