@@ -414,6 +414,18 @@ def test_a_key_named_as_interlock_names_its_own_is_refused_from_the_command_line
         app, ["keys", "list", "--config", str(config)]).output
 
 
+def test_a_key_given_no_models_from_the_command_line_may_ask_for_all(tmp_path: Path) -> None:
+    import json
+
+    config = _keys_config(tmp_path)
+    made = runner.invoke(app, ["keys", "generate", "any", "--config", str(config),
+                               "--models", ""])
+    assert made.exit_code == 0, made.output
+    listed = json.loads(runner.invoke(app, ["keys", "list", "--config", str(config),
+                                            "--json"]).output)
+    assert listed[0]["models"] is None
+
+
 def test_a_key_is_changed_from_the_command_line(tmp_path: Path) -> None:
     import json
 

@@ -59,3 +59,18 @@ async def test_names_like_the_reserved_ones_but_not_them_are_made(
     for name in ("keyboard-team", "team (eu)", "ops@example.com", "Équipe données"):
         answer = await _call(gw, "POST", "/key/generate", {"name": name})
         assert answer.status_code == 200, answer.text
+
+
+async def test_an_empty_models_list_means_every_model_as_on_litellm(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path) -> None:
+    gw = start_gateway(_config(fake_upstream, tmp_path / "ledger.sqlite"))
+    made = await _call(gw, "POST", "/key/generate", {"name": "all", "models": []})
+    assert made.status_code == 200 and made.json()["models"] is None, made.text
+    for model in ("budget", "high-quality"):
+        assert (await _chat(gw, made.json()["key"], model)).choices
+    # And on /key/update: [] gives a limited key every model back.
+    limited = await _call(gw, "POST", "/key/generate", {"name": "some", "models": ["budget"]})
+    changed = await _call(gw, "POST", "/key/update", {"name": "some", "models": []})
+    assert changed.json()["models"] is None
+    assert (await _chat(gw, limited.json()["key"], "high-quality")).choices

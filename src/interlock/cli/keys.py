@@ -56,7 +56,7 @@ async def _run(store: Any, work: Any) -> Any:
 
 
 ModelsOption = Annotated[str | None, typer.Option(
-    help="Comma-separated names it may ask for (default: all).")]
+    help="Comma-separated names it may ask for (default, or none given: all).")]
 RpmOption = Annotated[int | None, typer.Option(help="Requests a minute.")]
 TpmOption = Annotated[int | None, typer.Option(help="Tokens a minute.")]
 ParallelOption = Annotated[int | None, typer.Option(
@@ -84,7 +84,7 @@ def _asked(loaded: Any, fields: dict[str, Any], *, new: bool) -> tuple[Any, Any]
     )
 
     if isinstance(fields.get("models"), str):
-        fields["models"] = [m.strip() for m in fields["models"].split(",")]
+        fields["models"] = [m.strip() for m in fields["models"].split(",") if m.strip()]
     try:
         asked = GenerateKey.model_validate(fields)
         lifetime = asked.lifetime()

@@ -10,7 +10,8 @@
     GET  /key/info?name=NAME                                     -> one key, no secret,
                                                                     its spend and budget
 
-LiteLLM's proxy serves the same paths; its `key_alias` is taken for `name`, and
+LiteLLM's proxy serves the same paths; its `key_alias` is taken for `name`,
+`models: []` means every model, as there (null does too), and
 `duration` is written as it writes it ("30d", "12h", "15m", "45s"), and
 `max_budget` is its name for a key's spending limit; the budget's period is a
 config budget's (`budget_period`: "day", "month" or hours, calendar periods in
@@ -92,6 +93,13 @@ class GenerateKey(BaseModel):
             data = {**data, "name": data["key_alias"]}
             del data["key_alias"]
         return data
+
+    @field_validator("models")
+    @classmethod
+    def _every_model(cls, value: list[str] | None) -> list[str] | None:
+        # An empty list is every model, as on LiteLLM's proxy (a key that could ask
+        # for nothing is no use to anyone).
+        return value or None
 
     @field_validator("budget_period", mode="before")
     @classmethod
