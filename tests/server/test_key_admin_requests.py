@@ -3,6 +3,7 @@ LiteLLM's spellings (empty `models`, `duration`, `?key=`), partial deletes."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -74,3 +75,25 @@ async def test_an_empty_models_list_means_every_model_as_on_litellm(
     changed = await _call(gw, "POST", "/key/update", {"name": "some", "models": []})
     assert changed.json()["models"] is None
     assert (await _chat(gw, limited.json()["key"], "high-quality")).choices
+
+
+async def test_key_info_says_what_to_pass_and_never_reads_a_key_from_the_url(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path) -> None:
+    gw = start_gateway(_config(fake_upstream, tmp_path / "ledger.sqlite"))
+    token = (await _call(gw, "POST", "/key/generate", {"name": "team"})).json()["key"]
+    for query in ("", "?name=", "?nmae=team"):
+        answer = await _call(gw, "GET", "/key/info" + query)
+        assert answer.status_code == 400, answer.text
+        assert "?name=NAME" in answer.json()["error"]["message"]
+    # LiteLLM's ?key=sk-...: refused (a key in a URL is written to access logs),
+    # and the key is not said back.
+    answer = await _call(gw, "GET", f"/key/info?key={token}")
+    assert answer.status_code == 400 and token not in answer.text
+    assert "access logs" in answer.json()["error"]["message"]
+    # Its SHA-256, which LiteLLM also takes there, is no secret: the key is found by it.
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    found = await _call(gw, "GET", f"/key/info?key={digest}")
+    assert found.status_code == 200 and found.json()["name"] == "team", found.text
+    unknown = await _call(gw, "GET", f"/key/info?key={'0' * 64}")
+    assert unknown.status_code == 404

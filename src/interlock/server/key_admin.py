@@ -7,7 +7,7 @@
     POST /key/delete    {"names": [...]} or {"keys": [...]}      -> the names revoked
     GET  /key/list                                               -> every key, no secrets,
                                                                     with its spend
-    GET  /key/info?name=NAME                                     -> one key, no secret,
+    GET  /key/info?name=NAME or ?key=SHA256                      -> one key, no secret,
                                                                     its spend and budget
 
 LiteLLM's proxy serves the same paths; its `key_alias` is taken for `name`,
@@ -48,7 +48,7 @@ from pydantic import (
 
 from interlock.config.report import did_you_mean
 from interlock.gateway import Gateway
-from interlock.key_store import KeyNameTaken, KeyStore
+from interlock.key_store import KeyNameTaken, KeyStore, StoredKey
 from interlock.server.asgi_io import ANSWERED, Receive, Scope, Send, read_json, send_json
 from interlock.server.asgi_io import send_plain_error as _error
 from interlock.server.auth import KEY_ID_PREFIX, any_threshold
@@ -63,6 +63,9 @@ METHODS = {"/key/generate": "POST", "/key/update": "POST", "/key/delete": "POST"
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _LONGEST = 100 * 365 * 86400  # past this, "never" (no duration) says it better
+_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+_SAY_WHICH = ("Ask by ?name=NAME (the name the key was made with), or by ?key= and the "
+              "SHA-256 of the key in hex (printf %s \"$KEY\" | sha256sum).")
 
 
 class GenerateKey(BaseModel):
@@ -158,15 +161,12 @@ class KeyAdmin:
             await send_json(send, 200, {"keys": [{**k.as_dict(), "spend_usd": spend.get(k.name)}
                                                  for k in keys]})
         elif path == "/key/info":
-            name = (parse_qs(scope.get("query_string", b"").decode("latin-1")).get("name")
-                    or [""])[0]
-            found = store.named(name)
-            if found is None:
-                await _no_such_key(send, name)
-            else:
-                spend = await self._recorded_spend([name])
-                await send_json(send, 200, {**found.as_dict(), "spend_usd": spend.get(name),
-                                            "budget_status": await self._spend(name)})
+            found = await _info_key(store, scope, send)
+            if found is not None:
+                spend = await self._recorded_spend([found.name])
+                await send_json(send, 200, {**found.as_dict(),
+                                            "spend_usd": spend.get(found.name),
+                                            "budget_status": await self._spend(found.name)})
         else:
             body = await read_json(receive, send, self._max_body_bytes, scope)
             if body is ANSWERED:
@@ -273,6 +273,32 @@ class KeyAdmin:
                 return {k: row[k] for k in ("period_id", "spent_usd", "reserved_usd",
                                              "exhausted", "resets_in_s")}
         return None
+
+
+async def _info_key(store: KeyStore, scope: Scope, send: Send) -> StoredKey | None:
+    """The key /key/info asks about: by `?name=`, or by `?key=` the SHA-256 of the
+    key in hex, as LiteLLM also takes it; None when an error was sent. The key
+    itself is not taken in the URL, which access logs and proxies write down."""
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    name, key = (query.get("name") or [""])[0], (query.get("key") or [""])[0]
+    if name:
+        found = store.named(name)
+        if found is None:
+            await _no_such_key(send, name)
+        return found
+    if _SHA256_HEX.fullmatch(key):
+        found = store.find_digest(bytes.fromhex(key))
+        if found is None:
+            await _error(send, 404, "No client key made at run time has that SHA-256.",
+                         type_="invalid_request_error", code="key_not_found")
+        return found
+    if key:
+        await _invalid(send, "key: a key is not taken in a URL, which access logs and "
+                             "proxies write down (if this one was, count the key as seen). "
+                             f"{_SAY_WHICH}", param="key")
+    else:
+        await _invalid(send, f"Say which key to describe. {_SAY_WHICH}", param="name")
+    return None
 
 
 async def _delete(store: KeyStore, body: Any, send: Send) -> None:
