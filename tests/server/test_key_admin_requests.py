@@ -97,3 +97,23 @@ async def test_key_info_says_what_to_pass_and_never_reads_a_key_from_the_url(
     assert found.status_code == 200 and found.json()["name"] == "team", found.text
     unknown = await _call(gw, "GET", f"/key/info?key={'0' * 64}")
     assert unknown.status_code == 404
+
+
+async def test_delete_says_which_names_and_keys_were_not_found(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path) -> None:
+    gw = start_gateway(_config(fake_upstream, tmp_path / "ledger.sqlite"))
+    for name in ("a", "b"):
+        await _call(gw, "POST", "/key/generate", {"name": name})
+    some = await _call(gw, "POST", "/key/delete", {"names": ["a", "nobody"]})
+    assert some.status_code == 200
+    assert some.json() == {"deleted": ["a"], "not_found": ["nobody"]}
+    wrong_key = "sk-il-not-a-key-of-ours"
+    by_key = await _call(gw, "POST", "/key/delete", {"names": ["b"], "keys": [wrong_key]})
+    assert by_key.json() == {"deleted": ["b"], "keys_not_found": 1}
+    assert wrong_key not in by_key.text
+    none = await _call(gw, "POST", "/key/delete", {"names": ["x", "y"]})
+    assert none.status_code == 404
+    assert "named 'x' or 'y'" in none.json()["error"]["message"]
+    all_found = await _call(gw, "POST", "/key/delete", {"names": []})
+    assert all_found.status_code == 400

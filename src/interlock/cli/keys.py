@@ -210,19 +210,20 @@ def delete_command(
     names: Annotated[list[str], typer.Argument(help="The keys' names.")],
     config: ConfigOption,
 ) -> None:
-    """Revoke keys by name; running gateways refuse them within 5 s."""
+    """Revoke keys by name; running gateways refuse them within 5 s. Exits 1 when
+    a name is not found (the others are revoked all the same)."""
+    from interlock.server.key_admin import not_found
+
     _, store = _store(config)
 
-    async def revoke(s: Any) -> list[str]:
-        return list(await s.delete(names))
+    async def revoke(s: Any) -> Any:
+        return await s.delete(names)
 
-    gone = asyncio.run(_run(store, revoke))
-    missing = sorted(set(names) - set(gone))
-    if gone:
-        typer.echo(f"deleted: {', '.join(gone)}")
-    if missing:
-        typer.echo(f"error: no key made at run time is named {', '.join(map(repr, missing))}",
-                   err=True)
+    revoked = asyncio.run(_run(store, revoke))
+    if revoked.names:
+        typer.echo(f"deleted: {', '.join(revoked.names)}")
+    if revoked.missing_names:
+        typer.echo(f"error: {not_found(revoked)}", err=True)
         raise typer.Exit(1)
 
 

@@ -4,7 +4,8 @@
                          "max_parallel_requests"?, "max_budget"?,
                          "budget_period"?, "duration"?}          -> the key, once
     POST /key/update    {"name", and the fields to change}       -> the key, no secret
-    POST /key/delete    {"names": [...]} or {"keys": [...]}      -> the names revoked
+    POST /key/delete    {"names": [...]} or {"keys": [...]}      -> the names revoked, and
+                                                                    those not found
     GET  /key/list                                               -> every key, no secrets,
                                                                     with its spend
     GET  /key/info?name=NAME or ?key=SHA256                      -> one key, no secret,
@@ -48,7 +49,7 @@ from pydantic import (
 
 from interlock.config.report import did_you_mean
 from interlock.gateway import Gateway
-from interlock.key_store import KeyNameTaken, KeyStore, StoredKey
+from interlock.key_store import KeyNameTaken, KeyStore, Revoked, StoredKey
 from interlock.server.asgi_io import ANSWERED, Receive, Scope, Send, read_json, send_json
 from interlock.server.asgi_io import send_plain_error as _error
 from interlock.server.auth import KEY_ID_PREFIX, any_threshold
@@ -309,12 +310,34 @@ async def _delete(store: KeyStore, body: Any, send: Send) -> None:
         await _invalid(send, "expected {\"names\": [...]} (the keys' names) or "
                              "{\"keys\": [...]} (the keys themselves)")
         return
-    gone = await store.delete(names or (), tokens or ())
-    if not gone:
-        await _no_such_key(send, ", ".join(names or ["(the keys given)"]))
+    revoked = await store.delete(names or (), tokens or ())
+    if not revoked.names:
+        said = not_found(revoked)
+        await _error(send, 404, f"{said[:1].upper()}{said[1:]} (keys from the config file "
+                                "are changed there); nothing was deleted.",
+                     type_="invalid_request_error", code="key_not_found")
         return
-    log.info("client keys revoked: %s", ", ".join(gone))
-    await send_json(send, 200, {"deleted": gone})
+    log.info("client keys revoked: %s", ", ".join(map(repr, revoked.names)))
+    answer: dict[str, Any] = {"deleted": revoked.names}
+    # What was not found is said beside what was deleted, not as an error: the
+    # deletions happened, and a client that reads a 4xx as "nothing done" would be wrong.
+    if revoked.missing_names:
+        answer["not_found"] = revoked.missing_names
+    if revoked.missing_keys:
+        answer["keys_not_found"] = revoked.missing_keys
+    await send_json(send, 200, answer)
+
+
+def not_found(revoked: Revoked) -> str:
+    """What a delete did not find, in words (for the API's 404 and the CLI)."""
+    said = []
+    if revoked.missing_names:
+        said.append(f"no client key made at run time is named "
+                    f"{' or '.join(map(repr, revoked.missing_names))}")
+    if revoked.missing_keys:
+        said.append(f"{revoked.missing_keys} of the keys given "
+                    f"{'is' if revoked.missing_keys == 1 else 'are'} no such key")
+    return "; ".join(said)
 
 
 def new_key_problem(gateway: Gateway, asked: GenerateKey,
