@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.server.gateways import MASTER_KEY, RunningGateway
@@ -75,6 +76,37 @@ async def test_an_empty_models_list_means_every_model_as_on_litellm(
     changed = await _call(gw, "POST", "/key/update", {"name": "some", "models": []})
     assert changed.json()["models"] is None
     assert (await _chat(gw, limited.json()["key"], "high-quality")).choices
+
+
+@pytest.mark.parametrize(("duration", "seconds"), [
+    ("30s", 30), ("15m", 900), ("1h", 3600), ("30h", 108000), ("1d", 86400),
+    ("2w", 1209600), (3600, 3600), ("3600", 3600),
+])
+async def test_durations_are_read_as_litellm_writes_them(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path, duration: Any, seconds: int) -> None:
+    from datetime import datetime
+
+    gw = start_gateway(_config(fake_upstream, tmp_path / "ledger.sqlite"))
+    made = (await _call(gw, "POST", "/key/generate", {"name": "x", "duration": duration})).json()
+    lifetime = (datetime.fromisoformat(made["expires_at"])
+                - datetime.fromisoformat(made["created_at"]))
+    assert lifetime.total_seconds() == seconds
+
+
+@pytest.mark.parametrize("duration", [True, False, 1.5, 60.0, "1.5h", "1H", "a week", "0s",
+                                      -5, "", [], {"days": 1}, "1mo"])
+async def test_a_duration_that_is_none_of_those_gets_one_clear_message(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path, duration: Any) -> None:
+    gw = start_gateway(_config(fake_upstream, tmp_path / "ledger.sqlite"))
+    answer = await _call(gw, "POST", "/key/generate", {"name": "x", "duration": duration})
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["param"] == "duration"
+    assert error["message"].startswith(f"duration: got {duration!r}; expected a whole number "
+                                       "and a unit"), error["message"]
+    assert (await _call(gw, "GET", "/key/list")).json() == {"keys": []}
 
 
 async def test_key_info_says_what_to_pass_and_never_reads_a_key_from_the_url(

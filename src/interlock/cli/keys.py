@@ -62,7 +62,8 @@ TpmOption = Annotated[int | None, typer.Option(help="Tokens a minute.")]
 ParallelOption = Annotated[int | None, typer.Option(
     help="Requests at once, in each gateway process.")]
 DurationOption = Annotated[str | None, typer.Option(
-    help="How long it lasts from now: 30d, 12h, 15m, 45s (default: until deleted).")]
+    help="How long it lasts from now: 2w, 30d, 12h, 15m, 45s, or seconds "
+         "(default: until deleted).")]
 BudgetOption = Annotated[str | None, typer.Option(
     help="Dollars its requests may spend a period.")]
 PeriodOption = Annotated[str | None, typer.Option(

@@ -13,7 +13,7 @@
 
 LiteLLM's proxy serves the same paths; its `key_alias` is taken for `name`,
 `models: []` means every model, as there (null does too), and
-`duration` is written as it writes it ("30d", "12h", "15m", "45s"), and
+`duration` is written as it writes it ("30d", "12h", "15m", "45s", "2w"), and
 `max_budget` is its name for a key's spending limit; the budget's period is a
 config budget's (`budget_period`: "day", "month" or hours, calendar periods in
 UTC), not LiteLLM's `budget_duration`, which counts from the key's creation and
@@ -61,8 +61,10 @@ CHANGEABLE = ("models", "rpm_limit", "tpm_limit", "max_parallel_requests", "max_
               "budget_period")
 METHODS = {"/key/generate": "POST", "/key/update": "POST", "/key/delete": "POST",
            "/key/list": "GET", "/key/info": "GET"}
-_DURATION = re.compile(r"^(\d+)([smhd])$")
-_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# LiteLLM's units (no "mo": a calendar month is no fixed number of seconds), and
+# bare digits for seconds; at most 12 digits, past which no duration is in range.
+_DURATION = re.compile(r"([0-9]{1,12})([smhdw]?)")
+_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _LONGEST = 100 * 365 * 86400  # past this, "never" (no duration) says it better
 _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 _SAY_WHICH = ("Ask by ?name=NAME (the name the key was made with), or by ?key= and the "
@@ -80,8 +82,9 @@ class GenerateKey(BaseModel):
     # Dollars its requests may spend a period, and the period (default: month).
     max_budget: Decimal | None = Field(default=None, gt=0, allow_inf_nan=False)
     budget_period: Literal["day", "month"] | float | None = None
-    # "30d", "12h", "15m", "45s", or seconds; None: the key does not expire.
-    duration: str | int | None = None
+    # How long the key lasts, read by `_seconds` ("30d", "12h", "15m", "45s", "2w",
+    # or seconds) into seconds; None: the key does not expire.
+    duration: int | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -119,21 +122,30 @@ class GenerateKey(BaseModel):
                              "number of hours")
         return hours
 
-    def lifetime(self) -> timedelta | None:
-        if self.duration is None:
+    @field_validator("duration", mode="before")
+    @classmethod
+    def _seconds(cls, value: Any) -> int | None:
+        """LiteLLM's duration ("30s", "30m", "30h", "30d", "2w") or whole seconds (a
+        number, or digits), as seconds; anything else gets one message saying all
+        that is taken (not pydantic's, one per type tried)."""
+        if value is None:
             return None
-        if isinstance(self.duration, int):
-            seconds = self.duration
-        else:
-            found = _DURATION.match(self.duration.strip())
-            if found is None:
-                raise ValueError(f"duration: got {self.duration!r}; expected a number and a "
-                                 "unit, as '30d', '12h', '15m' or '45s', or seconds")
+        seconds = 0
+        if isinstance(value, int) and not isinstance(value, bool):
+            seconds = value
+        elif isinstance(value, str) and (found := _DURATION.fullmatch(value.strip())):
             seconds = int(found[1]) * _UNIT[found[2]]
         if not 0 < seconds <= _LONGEST:
-            raise ValueError(f"duration: got {self.duration!r}; expected more than nothing "
-                             f"and at most {_LONGEST // 86400:,} days")
-        return timedelta(seconds=seconds)
+            months = isinstance(value, str) and value.strip().endswith("mo")
+            raise ValueError(
+                f"got {value!r}; expected a whole number and a unit, s, m, h, d or w (as "
+                f"'45s', '15m', '12h', '30d', '2w'{', or 30d for a month' if months else ''}), "
+                f"or a whole number of seconds; more than 0 and at most "
+                f"{_LONGEST // 86400:,} days; or null for a key that does not expire")
+        return seconds
+
+    def lifetime(self) -> timedelta | None:
+        return None if self.duration is None else timedelta(seconds=self.duration)
 
 
 class KeyAdmin:
