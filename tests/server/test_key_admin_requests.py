@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from tests.server.gateways import MASTER_KEY, RunningGateway
 from tests.server.test_key_admin import _call, _chat, _config
 
@@ -149,3 +150,24 @@ async def test_delete_says_which_names_and_keys_were_not_found(
     assert "named 'x' or 'y'" in none.json()["error"]["message"]
     all_found = await _call(gw, "POST", "/key/delete", {"names": []})
     assert all_found.status_code == 400
+
+
+async def test_a_key_without_requests_has_spent_0_and_one_unread_has_no_figure(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from interlock.costs.queries import LedgerReader
+
+    gw = start_gateway(_config(fake_upstream, tmp_path / "ledger.sqlite"))
+    await _call(gw, "POST", "/key/generate", {"name": "idle"})
+    info = (await _call(gw, "GET", "/key/info?name=idle")).json()
+    listed = (await _call(gw, "GET", "/key/list")).json()["keys"]
+    assert info["spend_usd"] == "0" and listed[0]["spend_usd"] == "0"
+
+    def away(*args: Any, **kwargs: Any) -> None:
+        raise sa.exc.OperationalError("SELECT", {}, Exception("database is locked"))
+
+    # A ledger that cannot be read: the spend is not known, which is not "0".
+    monkeypatch.setattr(LedgerReader, "spend_since", away)
+    info = (await _call(gw, "GET", "/key/info?name=idle")).json()
+    listed = (await _call(gw, "GET", "/key/list")).json()["keys"]
+    assert info["spend_usd"] is None and listed[0]["spend_usd"] is None

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
@@ -171,14 +172,14 @@ class KeyAdmin:
         elif path == "/key/list":
             keys = store.listed()
             spend = await self._recorded_spend([k.name for k in keys])
-            await send_json(send, 200, {"keys": [{**k.as_dict(), "spend_usd": spend.get(k.name)}
+            await send_json(send, 200, {"keys": [{**k.as_dict(), "spend_usd": spend(k.name)}
                                                  for k in keys]})
         elif path == "/key/info":
             found = await _info_key(store, scope, send)
             if found is not None:
                 spend = await self._recorded_spend([found.name])
                 await send_json(send, 200, {**found.as_dict(),
-                                            "spend_usd": spend.get(found.name),
+                                            "spend_usd": spend(found.name),
                                             "budget_status": await self._spend(found.name)})
         else:
             body = await read_json(receive, send, self._max_body_bytes, scope)
@@ -251,16 +252,18 @@ class KeyAdmin:
         log.info("client key %r changed: %s", changed.name, ", ".join(sorted(changes)))
         await send_json(send, 200, changed.as_dict())
 
-    async def _recorded_spend(self, names: list[str]) -> dict[str, str]:
-        """Dollars the requests of the keys `names` cost, all time, as the ledger
-        has them written (rows recorded in the last half second may not be yet);
-        by key name. Empty when the ledger cannot be read: the keys are still shown."""
+    async def _recorded_spend(self, names: list[str]) -> Callable[[str], str | None]:
+        """Dollars the requests of each of the keys `names` cost, all time, as the
+        ledger has them written (rows recorded in the last half second may not be
+        yet): "0" for a key with none, as the other money fields write nothing
+        spent; None for every key when the ledger cannot be read (the keys are
+        still shown: an unknown spend is not a spend of nothing)."""
         from interlock.costs.budgets import plain_usd
         from interlock.costs.queries import LedgerReader
 
         settings = self.gateway.config.ledger
         if settings is None or not settings.database or not names:
-            return {}
+            return lambda name: None
 
         def read() -> dict[str, int]:
             with LedgerReader(str(settings.database),
@@ -272,8 +275,8 @@ class KeyAdmin:
         except sa.exc.SQLAlchemyError as exc:
             log.warning("client keys' spend could not be read from the ledger (%s)",
                         type(exc).__name__)
-            return {}
-        return {name: plain_usd(nano) for name, nano in spent.items()}
+            return lambda name: None
+        return lambda name: plain_usd(spent.get(name, 0))
 
     async def _spend(self, name: str) -> dict[str, Any] | None:
         """The key's budget now: spent and held in this period (from Redis when the
