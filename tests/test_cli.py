@@ -426,6 +426,15 @@ def test_a_key_given_no_models_from_the_command_line_may_ask_for_all(tmp_path: P
     assert listed[0]["models"] is None
 
 
+def test_the_help_on_a_key_s_parallel_cap_says_where_it_holds() -> None:
+    # With Redis the cap holds across replicas and workers (docs/reliability.md).
+    for command in ("generate", "update"):
+        shown = runner.invoke(app, ["keys", command, "--help"], env={"COLUMNS": "200"}).output
+        words = " ".join(shown.replace("│", " ").split())  # as read, not as wrapped
+        assert ("--max-parallel-requests <int> Requests at once: over all gateways and "
+                "workers when router_settings name Redis") in words, words
+
+
 def test_a_key_is_changed_from_the_command_line(tmp_path: Path) -> None:
     import json
 

@@ -60,7 +60,8 @@ ModelsOption = Annotated[str | None, typer.Option(
 RpmOption = Annotated[int | None, typer.Option(help="Requests a minute.")]
 TpmOption = Annotated[int | None, typer.Option(help="Tokens a minute.")]
 ParallelOption = Annotated[int | None, typer.Option(
-    help="Requests at once, in each gateway process.")]
+    help="Requests at once: over all gateways and workers when router_settings name "
+         "Redis (redis_url or redis_host), else in each gateway process.")]
 DurationOption = Annotated[str | None, typer.Option(
     help="How long it lasts from now: 2w, 30d, 12h, 15m, 45s, or seconds "
          "(default: until deleted).")]
