@@ -140,7 +140,7 @@ class GenerateKey(BaseModel):
             months = isinstance(value, str) and value.strip().endswith("mo")
             raise ValueError(
                 f"got {value!r}; expected a whole number and a unit, s, m, h, d or w (as "
-                f"'45s', '15m', '12h', '30d', '2w'{', or 30d for a month' if months else ''}), "
+                f"'45s', '15m', '12h', '30d', '2w'{'; a month: 30d' if months else ''}), "
                 f"or a whole number of seconds; more than 0 and at most "
                 f"{_LONGEST // 86400:,} days; or null for a key that does not expire")
         return seconds
@@ -351,7 +351,8 @@ def not_found(revoked: Revoked) -> str:
                     f"{' or '.join(map(repr, revoked.missing_names))}")
     if revoked.missing_keys:
         said.append(f"{revoked.missing_keys} of the keys given "
-                    f"{'is' if revoked.missing_keys == 1 else 'are'} no such key")
+                    + ("is not a key" if revoked.missing_keys == 1 else "are not keys")
+                    + " made at run time")
     return "; ".join(said)
 
 
