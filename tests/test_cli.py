@@ -400,6 +400,41 @@ def _keys_config(tmp_path: Path) -> Path:
         f"ledger: {{database: '{tmp_path / 'ledger.sqlite'}'}}\n"))
 
 
+def test_a_key_named_as_interlock_names_its_own_is_refused_from_the_command_line(
+        tmp_path: Path) -> None:
+    from interlock.server.auth import key_id
+
+    config = _keys_config(tmp_path)
+    for name, says in ((key_id("sk-gw-0123456789"), "'key-' are kept for the ids"),
+                       ("(none)", "in parentheses are kept"),
+                       ("a\nb", "do not print")):
+        refused = runner.invoke(app, ["keys", "generate", name, "--config", str(config)])
+        assert refused.exit_code == 2 and says in refused.output, refused.output
+    assert "no client keys made at run time" in runner.invoke(
+        app, ["keys", "list", "--config", str(config)]).output
+
+
+def test_a_key_given_no_models_from_the_command_line_may_ask_for_all(tmp_path: Path) -> None:
+    import json
+
+    config = _keys_config(tmp_path)
+    made = runner.invoke(app, ["keys", "generate", "any", "--config", str(config),
+                               "--models", ""])
+    assert made.exit_code == 0, made.output
+    listed = json.loads(runner.invoke(app, ["keys", "list", "--config", str(config),
+                                            "--json"]).output)
+    assert listed[0]["models"] is None
+
+
+def test_the_help_on_a_key_s_parallel_cap_says_where_it_holds() -> None:
+    # With Redis the cap holds across replicas and workers (docs/reliability.md).
+    for command in ("generate", "update"):
+        shown = runner.invoke(app, ["keys", command, "--help"], env={"COLUMNS": "200"}).output
+        words = " ".join(shown.replace("│", " ").split())  # as read, not as wrapped
+        assert ("--max-parallel-requests <int> Requests at once: over all gateways and "
+                "workers when router_settings name Redis") in words, words
+
+
 def test_a_key_is_changed_from_the_command_line(tmp_path: Path) -> None:
     import json
 

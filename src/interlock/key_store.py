@@ -90,6 +90,17 @@ class StoredKey:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Revoked:
+    """What `KeyStore.delete` did: the names of the keys revoked, and what it was
+    asked to revoke and did not find (the names, and how many of the keys: a key
+    is never said back)."""
+
+    names: list[str]
+    missing_names: list[str]
+    missing_keys: int
+
+
 class KeyNameTaken(ValueError):
     """A key of that name exists already (here or in the config)."""
 
@@ -205,13 +216,15 @@ class KeyStore:
         self._changed()
         return changed
 
-    async def delete(self, names: Sequence[str] = (), tokens: Sequence[str] = ()) -> list[str]:
-        """Revoke the keys with these names or these tokens; the names revoked."""
-        digests = [digest(t.encode()).hex() for t in tokens]
-        gone = await asyncio.to_thread(self._delete, list(names), digests)
+    async def delete(self, names: Sequence[str] = (), tokens: Sequence[str] = ()) -> Revoked:
+        """Revoke the keys with these names or these tokens."""
+        digests = {digest(t.encode()).hex() for t in tokens}
+        found = await asyncio.to_thread(self._delete, list(names), sorted(digests))
+        gone = sorted({name for name, _ in found})
         self._by_digest = {d: k for d, k in self._by_digest.items() if k.name not in gone}
         self._changed()
-        return gone
+        return Revoked(gone, sorted(set(names) - set(gone)),
+                       len(digests - {d for _, d in found}))
 
     def listed(self) -> list[StoredKey]:
         return sorted(self._by_digest.values(), key=lambda k: k.name)
@@ -265,13 +278,16 @@ class KeyStore:
                                 .values(**_changeable(key)))
         return bool(done.rowcount)
 
-    def _delete(self, names: list[str], digests: list[str]) -> list[str]:
+    def _delete(self, names: list[str], digests: list[str]) -> list[tuple[str, str]]:
+        """Delete the keys named `names` or whose digests (hex) are `digests`; the
+        (name, digest) of each deleted."""
         table = self._tables.keys
         where = sa.or_(table.c.name.in_(names), table.c.key_digest.in_(digests))
         with self._get_engine().begin() as conn:
-            gone = [row[0] for row in conn.execute(sa.select(table.c.name).where(where))]
-            conn.execute(table.delete().where(table.c.name.in_(gone)))
-        return sorted(gone)
+            found = [(row[0], row[1]) for row in conn.execute(
+                sa.select(table.c.name, table.c.key_digest).where(where))]
+            conn.execute(table.delete().where(table.c.name.in_([n for n, _ in found])))
+        return found
 
     def _read_all(self) -> dict[bytes, StoredKey]:
         table = self._tables.keys

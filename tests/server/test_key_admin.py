@@ -388,7 +388,7 @@ async def test_a_key_s_spend_is_listed_from_the_ledger(
     await _call(gw, "POST", "/key/generate", {"name": "idle"})
     token = (await _call(gw, "POST", "/key/generate", {"name": "caller"})).json()["key"]
     fresh = (await _call(gw, "GET", "/key/list")).json()["keys"]
-    assert {k["name"]: k["spend_usd"] for k in fresh} == {"caller": None, "idle": None}
+    assert {k["name"]: k["spend_usd"] for k in fresh} == {"caller": "0", "idle": "0"}
     for _ in range(2):
         assert (await _chat(gw, token)).choices
     ledger = gw.gateway.ledger
@@ -397,4 +397,4 @@ async def test_a_key_s_spend_is_listed_from_the_ledger(
     assert float(info["spend_usd"]) > 0 and info["budget_status"] is None
     listed = {k["name"]: k["spend_usd"] for k in
               (await _call(gw, "GET", "/key/list")).json()["keys"]}
-    assert listed["caller"] == info["spend_usd"] and listed["idle"] is None
+    assert listed["caller"] == info["spend_usd"] and listed["idle"] == "0"

@@ -56,13 +56,15 @@ async def _run(store: Any, work: Any) -> Any:
 
 
 ModelsOption = Annotated[str | None, typer.Option(
-    help="Comma-separated names it may ask for (default: all).")]
+    help="Comma-separated names it may ask for (default, or none given: all).")]
 RpmOption = Annotated[int | None, typer.Option(help="Requests a minute.")]
 TpmOption = Annotated[int | None, typer.Option(help="Tokens a minute.")]
 ParallelOption = Annotated[int | None, typer.Option(
-    help="Requests at once, in each gateway process.")]
+    help="Requests at once: over all gateways and workers when router_settings name "
+         "Redis (redis_url or redis_host), else in each gateway process.")]
 DurationOption = Annotated[str | None, typer.Option(
-    help="How long it lasts from now: 30d, 12h, 15m, 45s (default: until deleted).")]
+    help="How long it lasts from now: 2w, 30d, 12h, 15m, 45s, or seconds "
+         "(default: until deleted).")]
 BudgetOption = Annotated[str | None, typer.Option(
     help="Dollars its requests may spend a period.")]
 PeriodOption = Annotated[str | None, typer.Option(
@@ -84,7 +86,7 @@ def _asked(loaded: Any, fields: dict[str, Any], *, new: bool) -> tuple[Any, Any]
     )
 
     if isinstance(fields.get("models"), str):
-        fields["models"] = [m.strip() for m in fields["models"].split(",")]
+        fields["models"] = [m.strip() for m in fields["models"].split(",") if m.strip()]
     try:
         asked = GenerateKey.model_validate(fields)
         lifetime = asked.lifetime()
@@ -210,19 +212,20 @@ def delete_command(
     names: Annotated[list[str], typer.Argument(help="The keys' names.")],
     config: ConfigOption,
 ) -> None:
-    """Revoke keys by name; running gateways refuse them within 5 s."""
+    """Revoke keys by name; running gateways refuse them within 5 s. Exits 1 when
+    a name is not found (the others are revoked all the same)."""
+    from interlock.server.key_admin import not_found
+
     _, store = _store(config)
 
-    async def revoke(s: Any) -> list[str]:
-        return list(await s.delete(names))
+    async def revoke(s: Any) -> Any:
+        return await s.delete(names)
 
-    gone = asyncio.run(_run(store, revoke))
-    missing = sorted(set(names) - set(gone))
-    if gone:
-        typer.echo(f"deleted: {', '.join(gone)}")
-    if missing:
-        typer.echo(f"error: no key made at run time is named {', '.join(map(repr, missing))}",
-                   err=True)
+    revoked = asyncio.run(_run(store, revoke))
+    if revoked.names:
+        typer.echo(f"deleted: {', '.join(revoked.names)}")
+    if revoked.missing_names:
+        typer.echo(f"error: {not_found(revoked)}", err=True)
         raise typer.Exit(1)
 
 

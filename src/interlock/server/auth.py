@@ -35,11 +35,13 @@ ADMIN_PATHS = frozenset({"/health/deployments", "/health/ledger", "/metrics",
 # and, for a client key that names them, the models it may ask for.
 _STATE_KEY = "interlock_key_id"
 _MODELS_KEY = "interlock_models"
+# What the ids `key_id` makes start with; no client key's name may (`key_admin`).
+KEY_ID_PREFIX = "key-"
 
 
 def key_id(token: str) -> str:
     """A stable, non-reversible name for a key, for the ledger."""
-    return "key-" + hashlib.sha256(token.encode()).hexdigest()[:12]
+    return KEY_ID_PREFIX + hashlib.sha256(token.encode()).hexdigest()[:12]
 
 
 def caller_key_id(scope: Scope) -> str | None:

@@ -4,21 +4,24 @@
                          "max_parallel_requests"?, "max_budget"?,
                          "budget_period"?, "duration"?}          -> the key, once
     POST /key/update    {"name", and the fields to change}       -> the key, no secret
-    POST /key/delete    {"names": [...]} or {"keys": [...]}      -> the names revoked
+    POST /key/delete    {"names": [...]} or {"keys": [...]}      -> the names revoked, and
+                                                                    those not found
     GET  /key/list                                               -> every key, no secrets,
                                                                     with its spend
-    GET  /key/info?name=NAME                                     -> one key, no secret,
+    GET  /key/info?name=NAME or ?key=SHA256                      -> one key, no secret,
                                                                     its spend and budget
 
-LiteLLM's proxy serves the same paths; its `key_alias` is taken for `name`, and
-`duration` is written as it writes it ("30d", "12h", "15m", "45s"), and
+LiteLLM's proxy serves the same paths; its `key_alias` is taken for `name`,
+`models: []` means every model, as there (null does too), and
+`duration` is written as it writes it ("30d", "12h", "15m", "45s", "2w"), and
 `max_budget` is its name for a key's spending limit; the budget's period is a
 config budget's (`budget_period`: "day", "month" or hours, calendar periods in
 UTC), not LiteLLM's `budget_duration`, which counts from the key's creation and
 is refused with a word on the difference. Behind the
 master key (`auth.ADMIN_PATHS`). The keys live in `key_store.KeyStore`; a
 name already used (by a run-time key or by one in general_settings.api_keys) is
-refused, since the ledger records requests by it.
+refused, since the ledger records requests by it, and so is one that could be
+taken for an id or a label Interlock writes there itself (`name_problem`).
 
 Imports: the standard library, pydantic, sqlalchemy, `gateway`, `key_store`,
 `server.asgi_io`, `server.auth`.
@@ -29,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
@@ -46,10 +50,10 @@ from pydantic import (
 
 from interlock.config.report import did_you_mean
 from interlock.gateway import Gateway
-from interlock.key_store import KeyNameTaken, KeyStore
+from interlock.key_store import KeyNameTaken, KeyStore, Revoked, StoredKey
 from interlock.server.asgi_io import ANSWERED, Receive, Scope, Send, read_json, send_json
 from interlock.server.asgi_io import send_plain_error as _error
-from interlock.server.auth import any_threshold
+from interlock.server.auth import KEY_ID_PREFIX, any_threshold
 
 log = logging.getLogger("interlock.server")
 
@@ -58,9 +62,14 @@ CHANGEABLE = ("models", "rpm_limit", "tpm_limit", "max_parallel_requests", "max_
               "budget_period")
 METHODS = {"/key/generate": "POST", "/key/update": "POST", "/key/delete": "POST",
            "/key/list": "GET", "/key/info": "GET"}
-_DURATION = re.compile(r"^(\d+)([smhd])$")
-_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# LiteLLM's units (no "mo": a calendar month is no fixed number of seconds), and
+# bare digits for seconds; at most 12 digits, past which no duration is in range.
+_DURATION = re.compile(r"([0-9]{1,12})([smhdw]?)")
+_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _LONGEST = 100 * 365 * 86400  # past this, "never" (no duration) says it better
+_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+_SAY_WHICH = ("Ask by ?name=NAME (the name the key was made with), or by ?key= and the "
+              "SHA-256 of the key in hex (printf %s \"$KEY\" | sha256sum).")
 
 
 class GenerateKey(BaseModel):
@@ -74,8 +83,9 @@ class GenerateKey(BaseModel):
     # Dollars its requests may spend a period, and the period (default: month).
     max_budget: Decimal | None = Field(default=None, gt=0, allow_inf_nan=False)
     budget_period: Literal["day", "month"] | float | None = None
-    # "30d", "12h", "15m", "45s", or seconds; None: the key does not expire.
-    duration: str | int | None = None
+    # How long the key lasts, read by `_seconds` ("30d", "12h", "15m", "45s", "2w",
+    # or seconds) into seconds; None: the key does not expire.
+    duration: int | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -92,6 +102,13 @@ class GenerateKey(BaseModel):
             del data["key_alias"]
         return data
 
+    @field_validator("models")
+    @classmethod
+    def _every_model(cls, value: list[str] | None) -> list[str] | None:
+        # An empty list is every model, as on LiteLLM's proxy (a key that could ask
+        # for nothing is no use to anyone).
+        return value or None
+
     @field_validator("budget_period", mode="before")
     @classmethod
     def _period(cls, value: Any) -> Any:
@@ -106,21 +123,30 @@ class GenerateKey(BaseModel):
                              "number of hours")
         return hours
 
-    def lifetime(self) -> timedelta | None:
-        if self.duration is None:
+    @field_validator("duration", mode="before")
+    @classmethod
+    def _seconds(cls, value: Any) -> int | None:
+        """LiteLLM's duration ("30s", "30m", "30h", "30d", "2w") or whole seconds (a
+        number, or digits), as seconds; anything else gets one message saying all
+        that is taken (not pydantic's, one per type tried)."""
+        if value is None:
             return None
-        if isinstance(self.duration, int):
-            seconds = self.duration
-        else:
-            found = _DURATION.match(self.duration.strip())
-            if found is None:
-                raise ValueError(f"duration: got {self.duration!r}; expected a number and a "
-                                 "unit, as '30d', '12h', '15m' or '45s', or seconds")
+        seconds = 0
+        if isinstance(value, int) and not isinstance(value, bool):
+            seconds = value
+        elif isinstance(value, str) and (found := _DURATION.fullmatch(value.strip())):
             seconds = int(found[1]) * _UNIT[found[2]]
         if not 0 < seconds <= _LONGEST:
-            raise ValueError(f"duration: got {self.duration!r}; expected more than nothing "
-                             f"and at most {_LONGEST // 86400:,} days")
-        return timedelta(seconds=seconds)
+            months = isinstance(value, str) and value.strip().endswith("mo")
+            raise ValueError(
+                f"got {value!r}; expected a whole number and a unit, s, m, h, d or w (as "
+                f"'45s', '15m', '12h', '30d', '2w'{'; a month: 30d' if months else ''}), "
+                f"or a whole number of seconds; more than 0 and at most "
+                f"{_LONGEST // 86400:,} days; or null for a key that does not expire")
+        return seconds
+
+    def lifetime(self) -> timedelta | None:
+        return None if self.duration is None else timedelta(seconds=self.duration)
 
 
 class KeyAdmin:
@@ -146,18 +172,15 @@ class KeyAdmin:
         elif path == "/key/list":
             keys = store.listed()
             spend = await self._recorded_spend([k.name for k in keys])
-            await send_json(send, 200, {"keys": [{**k.as_dict(), "spend_usd": spend.get(k.name)}
+            await send_json(send, 200, {"keys": [{**k.as_dict(), "spend_usd": spend(k.name)}
                                                  for k in keys]})
         elif path == "/key/info":
-            name = (parse_qs(scope.get("query_string", b"").decode("latin-1")).get("name")
-                    or [""])[0]
-            found = store.named(name)
-            if found is None:
-                await _no_such_key(send, name)
-            else:
-                spend = await self._recorded_spend([name])
-                await send_json(send, 200, {**found.as_dict(), "spend_usd": spend.get(name),
-                                            "budget_status": await self._spend(name)})
+            found = await _info_key(store, scope, send)
+            if found is not None:
+                spend = await self._recorded_spend([found.name])
+                await send_json(send, 200, {**found.as_dict(),
+                                            "spend_usd": spend(found.name),
+                                            "budget_status": await self._spend(found.name)})
         else:
             body = await read_json(receive, send, self._max_body_bytes, scope)
             if body is ANSWERED:
@@ -229,16 +252,18 @@ class KeyAdmin:
         log.info("client key %r changed: %s", changed.name, ", ".join(sorted(changes)))
         await send_json(send, 200, changed.as_dict())
 
-    async def _recorded_spend(self, names: list[str]) -> dict[str, str]:
-        """Dollars the requests of the keys `names` cost, all time, as the ledger
-        has them written (rows recorded in the last half second may not be yet);
-        by key name. Empty when the ledger cannot be read: the keys are still shown."""
+    async def _recorded_spend(self, names: list[str]) -> Callable[[str], str | None]:
+        """Dollars the requests of each of the keys `names` cost, all time, as the
+        ledger has them written (rows recorded in the last half second may not be
+        yet): "0" for a key with none, as the other money fields write nothing
+        spent; None for every key when the ledger cannot be read (the keys are
+        still shown: an unknown spend is not a spend of nothing)."""
         from interlock.costs.budgets import plain_usd
         from interlock.costs.queries import LedgerReader
 
         settings = self.gateway.config.ledger
         if settings is None or not settings.database or not names:
-            return {}
+            return lambda name: None
 
         def read() -> dict[str, int]:
             with LedgerReader(str(settings.database),
@@ -250,8 +275,8 @@ class KeyAdmin:
         except sa.exc.SQLAlchemyError as exc:
             log.warning("client keys' spend could not be read from the ledger (%s)",
                         type(exc).__name__)
-            return {}
-        return {name: plain_usd(nano) for name, nano in spent.items()}
+            return lambda name: None
+        return lambda name: plain_usd(spent.get(name, 0))
 
     async def _spend(self, name: str) -> dict[str, Any] | None:
         """The key's budget now: spent and held in this period (from Redis when the
@@ -266,6 +291,32 @@ class KeyAdmin:
         return None
 
 
+async def _info_key(store: KeyStore, scope: Scope, send: Send) -> StoredKey | None:
+    """The key /key/info asks about: by `?name=`, or by `?key=` the SHA-256 of the
+    key in hex, as LiteLLM also takes it; None when an error was sent. The key
+    itself is not taken in the URL, which access logs and proxies write down."""
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    name, key = (query.get("name") or [""])[0], (query.get("key") or [""])[0]
+    if name:
+        found = store.named(name)
+        if found is None:
+            await _no_such_key(send, name)
+        return found
+    if _SHA256_HEX.fullmatch(key):
+        found = store.find_digest(bytes.fromhex(key))
+        if found is None:
+            await _error(send, 404, "No client key made at run time has that SHA-256.",
+                         type_="invalid_request_error", code="key_not_found")
+        return found
+    if key:
+        await _invalid(send, "key: a key is not taken in a URL, which access logs and "
+                             "proxies write down (if this one was, count the key as seen). "
+                             f"{_SAY_WHICH}", param="key")
+    else:
+        await _invalid(send, f"Say which key to describe. {_SAY_WHICH}", param="name")
+    return None
+
+
 async def _delete(store: KeyStore, body: Any, send: Send) -> None:
     names = body.get("names", body.get("key_aliases")) if isinstance(body, dict) else None
     tokens = body.get("keys") if isinstance(body, dict) else None
@@ -274,12 +325,35 @@ async def _delete(store: KeyStore, body: Any, send: Send) -> None:
         await _invalid(send, "expected {\"names\": [...]} (the keys' names) or "
                              "{\"keys\": [...]} (the keys themselves)")
         return
-    gone = await store.delete(names or (), tokens or ())
-    if not gone:
-        await _no_such_key(send, ", ".join(names or ["(the keys given)"]))
+    revoked = await store.delete(names or (), tokens or ())
+    if not revoked.names:
+        said = not_found(revoked)
+        await _error(send, 404, f"{said[:1].upper()}{said[1:]} (keys from the config file "
+                                "are changed there); nothing was deleted.",
+                     type_="invalid_request_error", code="key_not_found")
         return
-    log.info("client keys revoked: %s", ", ".join(gone))
-    await send_json(send, 200, {"deleted": gone})
+    log.info("client keys revoked: %s", ", ".join(map(repr, revoked.names)))
+    answer: dict[str, Any] = {"deleted": revoked.names}
+    # What was not found is said beside what was deleted, not as an error: the
+    # deletions happened, and a client that reads a 4xx as "nothing done" would be wrong.
+    if revoked.missing_names:
+        answer["not_found"] = revoked.missing_names
+    if revoked.missing_keys:
+        answer["keys_not_found"] = revoked.missing_keys
+    await send_json(send, 200, answer)
+
+
+def not_found(revoked: Revoked) -> str:
+    """What a delete did not find, in words (for the API's 404 and the CLI)."""
+    said = []
+    if revoked.missing_names:
+        said.append(f"no client key made at run time is named "
+                    f"{' or '.join(map(repr, revoked.missing_names))}")
+    if revoked.missing_keys:
+        said.append(f"{revoked.missing_keys} of the keys given "
+                    + ("is not a key" if revoked.missing_keys == 1 else "are not keys")
+                    + " made at run time")
+    return "; ".join(said)
 
 
 def new_key_problem(gateway: Gateway, asked: GenerateKey,
@@ -287,6 +361,9 @@ def new_key_problem(gateway: Gateway, asked: GenerateKey,
     """(message, param, code) of what forbids making `asked` beside the config's
     keys (`config_keys`, by name); None when nothing does. The store finds a name
     taken by another run-time key itself."""
+    refused = name_problem(asked.name)
+    if refused is not None:
+        return refused, "name", "invalid_value"
     problem = models_problem(gateway, asked.models)
     if problem is None and asked.name in config_keys:
         return name_taken(asked.name), "name", "name_taken"
@@ -294,6 +371,29 @@ def new_key_problem(gateway: Gateway, asked: GenerateKey,
         return ("budget_period: a period is for a budget; give max_budget (dollars a "
                 "period) too", "budget_period", "invalid_value")
     return problem
+
+
+def name_problem(name: str) -> str | None:
+    """Why a new key may not be named `name`; None when it may. The ledger records a
+    key's requests, and counts its budget and limits, by its name, beside the ids
+    Interlock makes itself (the master key's, `auth.key_id`) and the labels its
+    reports give rows without one ("(none)"): a name like those would merge the
+    two. Names are written in log lines too, which a line break would split.
+    Only new names are checked: a key made before keeps its name."""
+    if name.lower().startswith(KEY_ID_PREFIX):
+        why = (f"names starting with {KEY_ID_PREFIX!r} are kept for the ids the ledger "
+               "records the master key's requests by")
+    elif name.startswith("(") and name.endswith(")"):
+        why = "names in parentheses are kept for the labels the reports use, as '(none)'"
+    elif not name.isprintable():
+        why = "it has characters that do not print (line breaks, tabs, control characters)"
+    elif name != name.strip():
+        why = "it has spaces at either end"
+    else:
+        return None
+    return (f"name: {name!r} cannot name a client key: {why}. A client key's name is "
+            "printable characters with no spaces at either end, not starting with "
+            f"{KEY_ID_PREFIX!r} and not in parentheses.")
 
 
 def models_problem(gateway: Gateway, models: list[str] | None) -> tuple[str, str, str] | None:
