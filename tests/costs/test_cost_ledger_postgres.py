@@ -122,6 +122,12 @@ async def test_postgres_outage_loses_no_row(postgres_url: str, proxy: CuttablePr
             await proxy.cut()  # the network goes: connections die, new ones refused
             failures_before = ledger.write_failures
             await asyncio.sleep(0.6)
+            # Until the writer has met the cut: on a busy machine its idle-class
+            # child may not have tried a write in those 0.6 s.
+            for _ in range(200):
+                if ledger.write_failures > failures_before:
+                    break
+                await asyncio.sleep(0.05)
             assert ledger.pending > 0  # rows waited in the buffer meanwhile
             await proxy.start()
             await asyncio.sleep(0.2)
