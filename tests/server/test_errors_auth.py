@@ -474,6 +474,27 @@ def test_a_client_key_s_models_must_exist(fake_upstream: FakeUpstream) -> None:
         create_app(load_config(config, environ={}), environ={})
 
 
+@pytest.mark.parametrize("name", ["key-1139bd183f6b", "(none)", "ops\nteam", " ops"])
+def test_a_config_key_may_not_take_a_name_interlock_uses_itself(
+        fake_upstream: FakeUpstream, name: str) -> None:
+    # As for keys made at run time: the master key's ledger id, a report's label,
+    # or a name that splits a log line would merge two keys' spend and budgets.
+    config = three_provider_config(fake_upstream)
+    config["general_settings"]["api_keys"] = [{"name": name, "key": "sk-a-0123456789"}]
+    with pytest.raises(ConfigError, match=r"api_keys\[0\]\.name: .*cannot name a client key"):
+        load_config(config, environ={})
+
+
+def test_a_config_key_with_no_models_listed_may_ask_for_all(
+        fake_upstream: FakeUpstream) -> None:
+    # LiteLLM's proxy reads an empty list as every model, and so does /key/generate.
+    config = three_provider_config(fake_upstream)
+    config["general_settings"]["api_keys"] = [
+        {"name": "a", "key": "sk-a-0123456789", "models": []}]
+    (key,) = load_config(config, environ={}).general_settings.api_keys
+    assert key.models is None
+
+
 async def test_a_client_key_s_own_limits_give_a_429_with_retry_after(
         fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
         tmp_path: Path) -> None:

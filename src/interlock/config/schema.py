@@ -40,6 +40,7 @@ from interlock.costs.settings import Budget, LedgerSettings, PriceOverride
 from interlock.dispatch.settings import RouterSettings
 from interlock.errors import InvalidRequest, redact
 from interlock.ignored_keys import AcceptsIgnoredKeys
+from interlock.key_names import name_problem
 from interlock.openai_request import parse_call_defaults
 from interlock.routing.settings import RoutingSettings
 from interlock.types import ChatRequest
@@ -330,14 +331,28 @@ class ClientKey(BaseModel):
     name: str = Field(min_length=1, max_length=128)
     # A literal or `os.environ/VAR`; after loading, the resolved key.
     key: SecretStr
-    # The names it may ask for (model groups, routers, aliases); None: all of them.
+    # The names it may ask for (model groups, routers, aliases); None or [] (as on
+    # LiteLLM's proxy, and as for a key made at run time): all of them.
     models: list[str] | None = None
     # Its own limits (LiteLLM's names), over all the deployments it reaches:
-    # requests and tokens a minute (shared through Redis where router_settings
-    # names one), and calls at once in each gateway process.
+    # requests and tokens a minute, and calls at once; shared through Redis
+    # where router_settings names one, else in each gateway process.
     rpm_limit: int | None = Field(default=None, ge=1)
     tpm_limit: int | None = Field(default=None, ge=1)
     max_parallel_requests: int | None = Field(default=None, ge=1)
+
+    @field_validator("name")
+    @classmethod
+    def _a_name_of_its_own(cls, name: str) -> str:
+        problem = name_problem(name)
+        if problem is not None:
+            raise ValueError(problem)
+        return name
+
+    @field_validator("models")
+    @classmethod
+    def _empty_is_every_model(cls, models: list[str] | None) -> list[str] | None:
+        return models or None
 
 
 class GeneralSettings(AcceptsIgnoredKeys):

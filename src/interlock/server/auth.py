@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from interlock.errors import ModelNotAllowed
+from interlock.key_names import KEY_ID_PREFIX
 from interlock.routing.policy import parse_router_alias
 from interlock.server.asgi_io import ASGIApp, Receive, Scope, Send, header, send_plain_error
 
@@ -35,8 +36,6 @@ ADMIN_PATHS = frozenset({"/health/deployments", "/health/ledger", "/metrics",
 # and, for a client key that names them, the models it may ask for.
 _STATE_KEY = "interlock_key_id"
 _MODELS_KEY = "interlock_models"
-# What the ids `key_id` makes start with; no client key's name may (`key_admin`).
-KEY_ID_PREFIX = "key-"
 
 
 def key_id(token: str) -> str:

@@ -50,10 +50,11 @@ from pydantic import (
 
 from interlock.config.report import did_you_mean
 from interlock.gateway import Gateway
+from interlock.key_names import name_problem
 from interlock.key_store import KeyNameTaken, KeyStore, Revoked, StoredKey
 from interlock.server.asgi_io import ANSWERED, Receive, Scope, Send, read_json, send_json
 from interlock.server.asgi_io import send_plain_error as _error
-from interlock.server.auth import KEY_ID_PREFIX, any_threshold
+from interlock.server.auth import any_threshold
 
 log = logging.getLogger("interlock.server")
 
@@ -363,7 +364,7 @@ def new_key_problem(gateway: Gateway, asked: GenerateKey,
     taken by another run-time key itself."""
     refused = name_problem(asked.name)
     if refused is not None:
-        return refused, "name", "invalid_value"
+        return f"name: {refused}", "name", "invalid_value"
     problem = models_problem(gateway, asked.models)
     if problem is None and asked.name in config_keys:
         return name_taken(asked.name), "name", "name_taken"
@@ -371,29 +372,6 @@ def new_key_problem(gateway: Gateway, asked: GenerateKey,
         return ("budget_period: a period is for a budget; give max_budget (dollars a "
                 "period) too", "budget_period", "invalid_value")
     return problem
-
-
-def name_problem(name: str) -> str | None:
-    """Why a new key may not be named `name`; None when it may. The ledger records a
-    key's requests, and counts its budget and limits, by its name, beside the ids
-    Interlock makes itself (the master key's, `auth.key_id`) and the labels its
-    reports give rows without one ("(none)"): a name like those would merge the
-    two. Names are written in log lines too, which a line break would split.
-    Only new names are checked: a key made before keeps its name."""
-    if name.lower().startswith(KEY_ID_PREFIX):
-        why = (f"names starting with {KEY_ID_PREFIX!r} are kept for the ids the ledger "
-               "records the master key's requests by")
-    elif name.startswith("(") and name.endswith(")"):
-        why = "names in parentheses are kept for the labels the reports use, as '(none)'"
-    elif not name.isprintable():
-        why = "it has characters that do not print (line breaks, tabs, control characters)"
-    elif name != name.strip():
-        why = "it has spaces at either end"
-    else:
-        return None
-    return (f"name: {name!r} cannot name a client key: {why}. A client key's name is "
-            "printable characters with no spaces at either end, not starting with "
-            f"{KEY_ID_PREFIX!r} and not in parentheses.")
 
 
 def models_problem(gateway: Gateway, models: list[str] | None) -> tuple[str, str, str] | None:
