@@ -154,3 +154,17 @@ def test_two_budgets_with_the_same_target_and_period_are_refused() -> None:
 def test_budgets_of_one_target_over_different_periods_load() -> None:
     budgets = [{"model_group": "g", "period": p, "max_usd": 5} for p in ("day", "month", 24)]
     assert len(load_config(_config(budgets=budgets), environ={}).budgets) == 3
+
+
+def test_a_router_s_bad_ledger_argument_is_a_config_error() -> None:
+    # As a bad config file is: the library's own error type, the path, no password.
+    from interlock import Router
+    from interlock.errors import ConfigError
+
+    model_list = [{"model_name": "a", "litellm_params": {"model": "openai/gpt-4o",
+                                                         "api_key": "sk-x"}}]
+    with pytest.raises(ConfigError) as info:
+        Router(model_list=model_list, ledger=f"mysql://app:{PASSWORD}@127.0.0.1/spend")
+    assert "ledger.database: " in str(info.value) and PASSWORD not in str(info.value)
+    with pytest.raises(ConfigError, match=r"ledger\.batch_size: got 0"):
+        Router(model_list=model_list, ledger={"database": "spend.sqlite", "batch_size": 0})

@@ -25,8 +25,11 @@ from collections.abc import AsyncGenerator, Callable, Coroutine, Mapping
 from os import PathLike
 from typing import Any, TypeVar
 
+from pydantic import ValidationError
+
 from interlock.adapters.http import running_loop
 from interlock.config import InterlockConfig, config_from_router_kwargs, load_config
+from interlock.config.report import config_error, describe_validation_error
 from interlock.config.schema import DeploymentParams
 from interlock.costs.settings import LedgerSettings
 from interlock.errors import ConfigError, InvalidRequest, RouterClosed
@@ -201,11 +204,17 @@ def _release_the_rest(sync: _LoopThread, gateway: Gateway) -> None:
 
 
 def ledger_settings(ledger: str | Mapping[str, Any] | None) -> LedgerSettings:
+    """The `ledger=` argument as settings; a bad one is a ConfigError naming the
+    problem, as a config file's would be (not pydantic's own error)."""
     if ledger is None:
         return LedgerSettings(database=None)
-    if isinstance(ledger, str):
-        return LedgerSettings(database=ledger)
-    return LedgerSettings.model_validate(dict(ledger))
+    try:
+        if isinstance(ledger, str):
+            return LedgerSettings(database=ledger)
+        return LedgerSettings.model_validate(dict(ledger))
+    except ValidationError as exc:
+        problems = [f"ledger.{line}" for line in describe_validation_error(exc, LedgerSettings)]
+        raise config_error("(the ledger argument)", problems) from None
 
 
 # Deployment settings that LiteLLM also takes as call arguments, and that a
