@@ -59,8 +59,11 @@ _SECRET_PATTERNS = [
     re.compile(r"(AIza[A-Za-z0-9_\-]{4})[A-Za-z0-9_\-]+"),
     re.compile(r"((?:key|api_key|x-api-key|x-goog-api-key)=)[^&\s\"']+", re.IGNORECASE),
     re.compile(r"(Bearer\s+)[A-Za-z0-9_\-\.]{8,}", re.IGNORECASE),
-    # The password of a database or Redis URL (scheme://user:password@host).
-    re.compile(r"(://[^:/@\s]*:)[^@/\s]+(?=@)"),
+    # The password of a database or Redis URL (scheme://user:password@host), a '/'
+    # in it too (people write them unescaped). A URL with no password but an '@'
+    # in its path after a port loses its port and path here: too much hidden,
+    # never too little.
+    re.compile(r"(://[^:/@\s]*:)[^@\s]+(?=@)"),
 ]
 
 
