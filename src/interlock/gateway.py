@@ -331,6 +331,7 @@ class Gateway:
             meta.decision = self._embedding_decision(routing.model)
             result = await self.dispatcher.embed(request, meta.decision.group)
         self._answered(meta, started, routing, result, result.response.usage)
+        meta.usage_estimated = result.response.usage_estimated
         self._record(meta, routing, result.response.usage, None, key_id, stream=False)
         return Embeddings(result.response, result.deployment.model, meta)
 

@@ -3,7 +3,8 @@ who answered, the cost, the timings, and the rows of requests that failed, were
 cut short or were refused before routing.
 
 Imports: the standard library, `adapters.mock`, `catalog`, `costs.ledger`,
-`costs.prices`, `dispatch.dispatcher`, `errors`, `response_meta`, `tokens`, `types`.
+`costs.prices`, `dispatch.dispatcher`, `errors`, `response_meta`, `tokens`, `types`,
+`usage_counters`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from interlock.errors import (
 from interlock.response_meta import ResponseMeta, new_request_id
 from interlock.tokens import estimate_prompt_tokens, estimate_text_tokens
 from interlock.types import ChatRequest, ChatResponse, Usage
+from interlock.usage_counters import UsageCounters
 
 # The longest model name a ledger row keeps of what a client asked for.
 MODEL_NAME_LIMIT = 128
@@ -78,7 +80,8 @@ def fill_answerer(meta: ResponseMeta, deployment: Deployment, group: str,
 
 class RequestRecorder:
     """Fills in a request's `ResponseMeta` as it ends and writes its ledger row
-    (none without a ledger; a limited client key's hold is let go either way)."""
+    (none without a ledger; a limited client key's hold is let go, and the
+    request counted in `usage` for /metrics, either way)."""
 
     def __init__(self, catalog: Catalog, prices: PriceBook, ledger: Ledger | None,
                  log_payloads: bool) -> None:
@@ -86,12 +89,15 @@ class RequestRecorder:
         self.prices = prices
         self.ledger = ledger
         self._log_payloads = log_payloads
+        self.usage = UsageCounters()
+        self._count = self.usage.count  # bound once: called on every request
 
     def record_refused(self, error: InterlockError, *, model: Any, key_id: str | None,
                        stream: bool = False, request_id: str | None = None) -> None:
         """The row of a request the server refused before routing it (a body that
         is not a valid request, a model its client key may not use): no upstream
         call, so it cost nothing, but the key's attempts still show in spend."""
+        self._count(None, Usage(), Decimal(0), error)
         if self.ledger is None:
             return
         row = LedgerRow(request_id or new_request_id())
@@ -164,10 +170,11 @@ class RequestRecorder:
         if meta.key_ticket is not None:  # each request comes here once: its limits let go
             meta.key_ticket.done(usage)
             meta.key_ticket = None
+        usage = usage or Usage()
+        self._count(meta.deployment, usage, meta.cost_usd, error)
         ledger = self.ledger
         if ledger is None:
             return
-        usage = usage or Usage()
         decision = meta.decision
         attempts = meta.attempts
         # Set field by field: a class call packs its keyword arguments into a dict

@@ -331,3 +331,6 @@ class EmbeddingResult:
 
     vectors: list[list[float]]
     usage: Usage
+    # The provider sent no token count and `usage` is Interlock's estimate (Gemini
+    # never sends one), so the ledger row says so, as for a stream cut short.
+    usage_estimated: bool = False

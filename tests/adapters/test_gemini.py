@@ -1134,6 +1134,17 @@ async def test_embeddings_usage_from_the_answer_when_present() -> None:
     async with raw_server(json.dumps(answer).encode(), content_type="application/json") as base:
         result = await embed(base, embedding_request("x"))
     assert result.vectors == [[0.5, -1.0, 2.0]] and result.usage.input_tokens == 9
+    assert not result.usage_estimated  # counted by Gemini, not estimated
+
+
+async def test_embeddings_usage_is_marked_estimated_when_gemini_sends_no_count(
+        fake_upstream: FakeUpstream) -> None:
+    # batchEmbedContents carries no token count: the tokens are Interlock's
+    # estimate, and the result says so for the ledger row (over several calls too).
+    one = await embed(fake_upstream, embedding_request("alpha"))
+    many = await embed(fake_upstream, embedding_request(*[f"t{i}" for i in range(150)]))
+    assert one.usage.input_tokens > 0 and one.usage_estimated
+    assert len(fake_upstream.received) == 3 and many.usage_estimated
 
 
 @pytest.mark.parametrize(("answer", "why"), [

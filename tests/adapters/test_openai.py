@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 import pytest
 from tests.adapters.fed_stream import Reads, opened
+from tests.adapters.raw_upstream import raw_server
 
 from interlock.adapters.base import DeltaBatch, StreamAccumulator, decode_texts, flatten
 from interlock.adapters.http import HttpClient, Timeouts
@@ -683,6 +684,23 @@ async def test_embeddings(fake_upstream: Any) -> None:
     assert sum(x * x for x in vectors[0]) == pytest.approx(1.0)
     # The usage the fake reported: ceil(len / 4) tokens per text.
     assert result.usage.input_tokens == 2 + 1 + 2 and result.usage.output_tokens == 0
+
+
+async def test_embeddings_without_usage_are_estimated_and_marked_so() -> None:
+    # Some OpenAI-compatible servers leave `usage` out: the count is Interlock's
+    # estimate, and the result says so for the ledger row.
+    answer = {"object": "list", "model": "m",
+              "data": [{"object": "embedding", "index": 0, "embedding": [0.5, 1]}]}
+    http = HttpClient()
+    try:
+        async with raw_server(orjson.dumps(answer),
+                              content_type="application/json") as base:
+            result = await OpenAIAdapter(http).embeddings(
+                _embedding_request(["alpha"]), deployment(base), FAST)
+    finally:
+        await http.aclose()
+    assert result.vectors == [[0.5, 1.0]]
+    assert result.usage.input_tokens == 2 and result.usage_estimated
 
 
 async def test_embeddings_send_dimensions_user_and_extra_params(fake_upstream: Any) -> None:

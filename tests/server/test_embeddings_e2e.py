@@ -109,6 +109,8 @@ async def test_each_embeddings_request_leaves_one_ledger_row(
     try:
         ok = await client.embeddings.with_raw_response.create(model="embed",
                                                               input=["alpha", "beta"])
+        gemini = await client.embeddings.with_raw_response.create(model="embed-gemini",
+                                                                  input=["alpha", "beta"])
         fake_upstream.script(Fault(status=429, retry_after=5), provider="openai")
         with pytest.raises(openai.RateLimitError) as limited:
             await client.embeddings.create(model="embed", input="alpha")
@@ -116,10 +118,16 @@ async def test_each_embeddings_request_leaves_one_ledger_row(
         await client.close()
     gw.stop()  # shutdown flushes the ledger
     rows = ledger_rows(database)
-    assert len(rows) == 2
+    assert len(rows) == 3
     row = rows[ok.headers["x-request-id"]]
     assert (row["status"], row["provider"], row["routed_group"], row["model"]) == (
         "ok", "openai", "embed", "text-embedding-3-small")
     assert (row["input_tokens"], row["output_tokens"], row["stream"]) == (3, 0, 0)
+    assert row["usage_estimated"] == 0  # OpenAI's own count
+    # Gemini sends no token count for embeddings: the row's tokens are
+    # Interlock's estimate, and it says so.
+    row = rows[gemini.headers["x-request-id"]]
+    assert (row["provider"], row["input_tokens"], row["usage_estimated"]) == ("gemini", 3, 1)
     row = rows[limited.value.response.headers["x-request-id"]]
     assert (row["status"], row["error_class"]) == ("error", "RateLimited")
+

@@ -2,8 +2,9 @@
 
 Everything here is read from state the gateway keeps anyway (each deployment's
 breaker, its running counts and latency, the ledger's counters, the budgets'
-counts, the client keys' limits), when scraped:
-a request pays nothing for it. Counts are this process's since it started; with
+counts, the client keys' limits), when scraped: a request pays nothing for it,
+but for the usage counters (`usage_counters`: requests, tokens, dollars), a
+few additions where its ledger row is made. Counts are this process's since it started; with
 `--workers N` each worker answers for itself, as `/health/ledger` does, and
 labels every sample `worker="<its pid>"`, so that a scraper that reaches
 different workers sees different series, not a counter going back and forth.
@@ -14,7 +15,7 @@ prometheus_client, whose registry and collectors would be a dependency for
 what is a rendering of a dozen values. Served behind the master key, like the
 other health pages that tell how much traffic the gateway serves.
 
-Imports: the standard library, `gateway`.
+Imports: the standard library, `gateway`, `usage_counters`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from interlock.gateway import Gateway
+from interlock.usage_counters import DeploymentUsage, UsageCounters
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 _STATES = ("healthy", "cooling", "half_open", "unavailable")
@@ -77,6 +79,11 @@ async def render(gateway: Gateway) -> bytes:
                      "it has answered).",
                      ((labels, r.latency_ms) for labels, r in where
                       if r.latency_ms is not None))
+    lines += _family("interlock_deployment_latency_average_seconds", "gauge",
+                     "Moving average of the deployment's call latency, in seconds (absent "
+                     "until it has answered).",
+                     ((labels, r.latency_ms / 1000) for labels, r in where
+                      if r.latency_ms is not None))
     lines += _family("interlock_deployment_error_rate", "gauge",
                      "Moving average of the deployment's share of failed calls.",
                      ((labels, r.error_rate) for labels, r in where))
@@ -87,6 +94,7 @@ async def render(gateway: Gateway) -> bytes:
     lines += _family("interlock_deployment_cooldown_remaining_seconds", "gauge",
                      "Seconds until a cooling deployment is tried again.",
                      ((labels, r.cooldown_remaining_s) for labels, r in where))
+    lines += _usage(where, gateway.recorder.usage)
     lines += _ledger(gateway.ledger.stats() if gateway.ledger is not None else None)
     if gateway.budgets is not None:
         # From Redis when the budgets are shared through it: the count all replicas see.
@@ -122,6 +130,42 @@ def with_worker(lines: list[str], pid: int) -> list[str]:
         else:
             out.append(f"{name}{{{label}}} {rest}")
     return out
+
+
+def _usage(where: list[tuple[dict[str, str], Any]], counters: UsageCounters) -> list[str]:
+    """What the requests that ended on each deployment used and cost, and all
+    requests by outcome. Every deployment has its samples from the start (zeros
+    until used), so that a rate over the first request is not lost."""
+    # `.get` on the defaultdict: a scrape adds no entries.
+    tallies = [(labels, counters.by_deployment.get(labels["deployment"]) or DeploymentUsage())
+               for labels, _ in where]
+    tokens = (("input", "input_tokens"), ("output", "output_tokens"),
+              ("cached_input", "cached_input_tokens"), ("reasoning", "reasoning_tokens"))
+    return (
+        _family("interlock_requests_total", "counter",
+                "Requests this process ended, by outcome: ok, or the class of the error "
+                "they ended with (refused ones included).",
+                (({"outcome": outcome}, n) for outcome, n in counters.outcomes().items()))
+        + _family("interlock_deployment_requests_total", "counter",
+                  "Requests that ended on the deployment (it answered, or was the last "
+                  "tried), by outcome: ok, or the class of the error.",
+                  (({**labels, "outcome": outcome}, n) for labels, t in tallies
+                   for outcome, n in {"ok": t.answered, **t.errors}.items()))
+        + _family("interlock_deployment_tokens_total", "counter",
+                  "Tokens of the requests that ended on the deployment, as the ledger "
+                  "records them (cached_input is part of input, reasoning part of output).",
+                  (({**labels, "direction": direction}, getattr(t, field))
+                   for labels, t in tallies for direction, field in tokens))
+        + _family("interlock_deployment_cost_usd_total", "counter",
+                  "Dollars the requests that ended on the deployment cost, as priced for "
+                  "the ledger; requests of unknown cost are left out, and counted in "
+                  "interlock_deployment_unpriced_requests_total.",
+                  ((labels, float(t.cost_usd)) for labels, t in tallies))
+        + _family("interlock_deployment_unpriced_requests_total", "counter",
+                  "Requests that ended on the deployment whose cost is unknown (no price "
+                  "for it, or a failure that may have been billed): their tokens are "
+                  "counted, their dollars are not.",
+                  ((labels, t.unpriced) for labels, t in tallies)))
 
 
 def _budgets(rows: list[dict[str, Any]], refused: int) -> list[str]:

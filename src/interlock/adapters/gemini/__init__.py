@@ -40,7 +40,7 @@ Choices worth knowing:
   `Usage.web_searches`.
 - Embeddings go through batchEmbedContents, one request per input and up to
   `EMBED_BATCH` inputs per call. Its answer carries no token count; usage is
-  estimated.
+  estimated, and the result marked `usage_estimated` for the ledger row.
 
 Where each part lives: `adapter` (the calls), `call` (URL, headers, body of
 one call), `request` and `contents` (request translation), `schema` (tool

@@ -95,6 +95,7 @@ class GeminiAdapter:
         send up to 2048, so longer lists go in consecutive calls."""
         vectors: list[list[float]] = []
         tokens = 0
+        estimated = False
         # One deadline for all the calls: the attempt's timeout bounds the whole.
         deadline = None if timeouts.total is None else time.monotonic() + timeouts.total
         for start in range(0, len(request.inputs), EMBED_BATCH):
@@ -106,7 +107,9 @@ class GeminiAdapter:
             result = await self._embed_batch(part, deployment, timeouts)
             vectors += result.vectors
             tokens += result.usage.input_tokens
-        return EmbeddingResult(vectors, Usage(input_tokens=tokens))
+            # One batch's count estimated makes the sum an estimate.
+            estimated = estimated or result.usage_estimated
+        return EmbeddingResult(vectors, Usage(input_tokens=tokens), usage_estimated=estimated)
 
     async def _embed_batch(self, request: EmbeddingRequest, deployment: Deployment,
                            timeouts: Timeouts) -> EmbeddingResult:

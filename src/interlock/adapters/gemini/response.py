@@ -226,8 +226,11 @@ def parse_embeddings(data: dict[str, Any], inputs: list[str], call: GeminiCall) 
     counted = meta.get("promptTokenCount") if isinstance(meta, dict) else None
     # The API sends no count today; take one if it ever does, else estimate so
     # that the ledger still prices the call.
-    tokens = int_or(counted, 0) or estimate_inputs_tokens(inputs)
-    return EmbeddingResult(vectors, Usage(input_tokens=tokens))
+    tokens = int_or(counted, 0)
+    if tokens:
+        return EmbeddingResult(vectors, Usage(input_tokens=tokens))
+    return EmbeddingResult(vectors, Usage(input_tokens=estimate_inputs_tokens(inputs)),
+                           usage_estimated=True)
 
 
 def _vector(row: Any, call: GeminiCall) -> list[float]:

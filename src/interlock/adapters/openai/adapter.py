@@ -111,5 +111,6 @@ class OpenAIAdapter:
             raise malformed(deployment, f"{len(vectors)} embeddings for "
                             f"{len(request.inputs)} inputs")
         if not tokens:  # some OpenAI-compatible servers leave usage out
-            tokens = estimate_inputs_tokens(request.inputs)
+            return EmbeddingResult(vectors, Usage(input_tokens=estimate_inputs_tokens(
+                request.inputs)), usage_estimated=True)
         return EmbeddingResult(vectors, Usage(input_tokens=tokens))
