@@ -57,13 +57,18 @@ from typing import Any
 _SECRET_PATTERNS = [
     re.compile(r"(sk-[A-Za-z0-9_\-]{6})[A-Za-z0-9_\-]+"),
     re.compile(r"(AIza[A-Za-z0-9_\-]{4})[A-Za-z0-9_\-]+"),
-    re.compile(r"((?:key|api_key|x-api-key|x-goog-api-key)=)[^&\s\"']+", re.IGNORECASE),
+    # A key or password in a query (?key=, as Gemini takes it; ?password=, as
+    # redis-py and libpq do), up to the next field, space or quote; a ':' right
+    # before a space is the message's, as in "could not reach URL: refused".
+    re.compile(r"((?:key|api_key|x-api-key|x-goog-api-key|password|passwd|pwd)=)"
+               r"[^&\s\"']+?(?=:?(?:[&\s\"']|$))", re.IGNORECASE),
     re.compile(r"(Bearer\s+)[A-Za-z0-9_\-\.]{8,}", re.IGNORECASE),
-    # The password of a database or Redis URL (scheme://user:password@host), a '/'
-    # in it too (people write them unescaped). A URL with no password but an '@'
-    # in its path after a port loses its port and path here: too much hidden,
-    # never too little.
-    re.compile(r"(://[^:/@\s]*:)[^@\s]+(?=@)"),
+    # The password of a database or Redis URL (scheme://user:password@host), a '/',
+    # ':' or '@' in it too (people write them unescaped, and drivers take them):
+    # up to the last '@' of the URL. A URL with no password but an '@' in its
+    # path after a port loses its port and path here: too much hidden, never too
+    # little.
+    re.compile(r"(://[^:/@\s]*:)[^\s]+(?=@)"),
 ]
 
 
