@@ -861,9 +861,14 @@ def test_any_other_bare_model_name_still_needs_its_provider(model: str) -> None:
     ({"model_list": []}, "model_list: got []; expected at least 1 entry"),
     # An endless period overflowed each reservation; a huge one broke Redis's expiry.
     ({"budgets": [{"model_group": "g", "max_usd": 5, "period": "inf"}]},
-     "budgets[0].period: got 'inf'; expected 'day', 'month' or a number of hours up to a year"),
+     "budgets[0].period: got 'inf'; expected 'day', 'month' or a number of hours from "
+     "a minute (0.01667) to a year"),
     ({"budgets": [{"model_group": "g", "max_usd": 5, "period": 1e300}]},
-     "a number of hours up to a year"),
+     "to a year (8784; 168 for a week)"),
+    # A vanishing period could hold no call, and named a new count every request.
+    ({"budgets": [{"model_group": "g", "max_usd": 5, "period": 1e-300}]},
+     "budgets[0].period: got 1e-300; expected 'day', 'month' or a number of hours from "
+     "a minute"),
 ])
 def test_a_mistake_is_one_problem_in_words_with_the_fix(extra: dict[str, Any],
                                                          says: str) -> None:

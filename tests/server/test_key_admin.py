@@ -316,7 +316,12 @@ async def test_a_made_key_spends_its_budget_and_is_refused_after(
     ({"name": "x", "budget_period": "day"}, "budget_period: a period is for a budget"),
     ({"name": "x", "max_budget": 0}, "max_budget: Input should be greater than 0"),
     ({"name": "x", "max_budget": 5, "budget_period": -1},
-     "budget_period: got -1; expected \"day\", \"month\" or a positive number"),
+     "budget_period: got -1; expected 'day', 'month' or a number of hours from a minute"),
+    # The config's bounds: a vanishing or endless period is no budget.
+    ({"name": "x", "max_budget": 5, "budget_period": 1e-300},
+     "budget_period: got 1e-300; expected"),
+    ({"name": "x", "max_budget": 5, "budget_period": 1e300},
+     "budget_period: got 1e+300; expected"),
     ({"name": "x", "max_budget": 5, "budget_period": "week"},
      "budget_period: got 'week'; expected"),
 ])

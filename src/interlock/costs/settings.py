@@ -32,6 +32,28 @@ class PriceOverride(BaseModel):
 
 
 MAX_PERIOD_HOURS = 24 * 366
+MIN_PERIOD_HOURS = 1 / 60
+
+
+def budget_period(value: Any) -> Any:
+    """A budget's period as written: "day", "month", or hours from a minute to a
+    year, for a config's budgets and a client key's alike; one message naming
+    the forms otherwise (not one per member of the union). At most a year: an
+    infinite or huge period failed every request's reservation (an overflow) or
+    Redis's expiry (every replica then on local counts). At least a minute: a
+    period of 1e-300 hours could never hold a call, and its id (a period count
+    since the epoch) ran to hundreds of digits, a new Redis key a request."""
+    if value in ("day", "month"):
+        return value
+    try:
+        hours = float(value) if not isinstance(value, bool) else 0.0
+    except (TypeError, ValueError):
+        hours = 0.0
+    if MIN_PERIOD_HOURS <= hours <= MAX_PERIOD_HOURS:
+        return hours
+    raise ValueError("expected 'day', 'month' or a number of hours from "
+                     f"a minute ({MIN_PERIOD_HOURS:.4g}) to a year ({MAX_PERIOD_HOURS:g}; "
+                     "168 for a week)")
 
 
 class Budget(BaseModel):
@@ -52,19 +74,7 @@ class Budget(BaseModel):
     @field_validator("period", mode="before")
     @classmethod
     def _period(cls, value: Any) -> Any:
-        # One message naming all three forms, instead of one per member of the union.
-        if value in ("day", "month"):
-            return value
-        try:
-            hours = float(value) if not isinstance(value, bool) else 0.0
-        except (TypeError, ValueError):
-            hours = 0.0
-        # At most a year: an infinite or huge period failed every request's reservation
-        # (an overflow) or Redis's expiry (every replica then on local counts).
-        if 0 < hours <= MAX_PERIOD_HOURS:
-            return hours
-        raise ValueError("expected 'day', 'month' or a number of hours up to a year "
-                         f"({MAX_PERIOD_HOURS:g}; 168 for a week)")
+        return budget_period(value)
 
     @model_validator(mode="after")
     def _one_target(self) -> Budget:

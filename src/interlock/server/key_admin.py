@@ -49,6 +49,7 @@ from pydantic import (
 )
 
 from interlock.config.report import did_you_mean
+from interlock.costs.settings import budget_period
 from interlock.gateway import Gateway
 from interlock.key_names import name_problem
 from interlock.key_store import KeyNameTaken, KeyStore, Revoked, StoredKey
@@ -113,16 +114,10 @@ class GenerateKey(BaseModel):
     @field_validator("budget_period", mode="before")
     @classmethod
     def _period(cls, value: Any) -> Any:
-        if value is None or value in ("day", "month"):
-            return value
         try:
-            hours = 0.0 if isinstance(value, bool) else float(value)
-        except (TypeError, ValueError):
-            hours = 0.0
-        if not 0 < hours < float("inf"):
-            raise ValueError(f"got {value!r}; expected \"day\", \"month\" or a positive "
-                             "number of hours")
-        return hours
+            return None if value is None else budget_period(value)
+        except ValueError as exc:
+            raise ValueError(f"got {value!r}; {exc}") from None
 
     @field_validator("duration", mode="before")
     @classmethod
