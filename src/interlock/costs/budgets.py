@@ -5,9 +5,11 @@ user, per period.
 reserves the call's expected cost on every budget that covers the deployment;
 it refuses (answers a text naming the budget) when any of them has nothing
 left, which takes the deployment out of this request's candidates like a
-cooldown. After the attempt the ticket settles the reservation with the real
-cost. Counted in memory (no Redis), the counts start from the ledger's record
-of the period (`recorded_spend`, `seed`), so a restart does not reset them.
+cooldown. After the attempt the ticket settles the reservation with what the
+call's ledger row charges: its cost, Interlock's estimate of it when the usage
+never came (a stream cut short), nothing when the call failed. Counted in
+memory (no Redis), the counts start from the ledger's record of the period
+(`recorded_spend`, `seed`), so a restart does not reset them.
 
 A budget admits a call while spent + reserved is below its limit, so the
 overspend is bounded by the calls in flight when the limit is crossed: with
@@ -40,7 +42,7 @@ a process serving many end users does not keep them all.
 Amounts are whole nano-dollars (integers) in the counters; Redis' Lua numbers
 are doubles, exact up to 2**53 nano-dollars (about $9 million per period).
 
-Imports: the standard library, `catalog`, `types`, `costs.budget_scripts`,
+Imports: the standard library, `catalog`, `tokens`, `types`, `costs.budget_scripts`,
 `costs.prices`, `costs.settings`; `redis.asyncio` lazily.
 """
 
@@ -62,6 +64,7 @@ from interlock.catalog import Deployment
 from interlock.costs.budget_scripts import RESERVE, SEED, SETTLE
 from interlock.costs.prices import PriceBook
 from interlock.costs.settings import Budget
+from interlock.tokens import estimated_usage
 from interlock.types import ChatRequest, ChatResponse
 
 log = logging.getLogger(__name__)
@@ -228,6 +231,7 @@ class _Count:
 class BudgetTicket:
     gate: BudgetGate
     deployment: Deployment
+    request: ChatRequest
     keys: list[str]
     reserved: int
     ttl: int
@@ -237,15 +241,20 @@ class BudgetTicket:
     settled: bool = field(default=False)
 
     async def release(self, response: ChatResponse | None) -> None:
-        """Settle with the real cost; a failed attempt costs nothing, unknown usage the estimate."""
+        """Settle with what the call's ledger row charges: the cost of its usage,
+        or, when the usage never came (a stream its client left, or that broke,
+        before the last chunk; a call cut off), of Interlock's estimate of it
+        (`tokens.estimated_usage`), since the provider bills what it generated.
+        None (the call failed, or was never made) costs nothing; a cost that
+        cannot be priced, the reservation."""
         if self.settled:
             return
         self.settled = True
         if response is None:
             actual = 0
         else:
-            cost = self.gate.prices.cost(self.deployment, response.usage,
-                                         response.service_tier)
+            usage = response.usage or estimated_usage(self.request, response)
+            cost = self.gate.prices.cost(self.deployment, usage, response.service_tier)
             actual = self.reserved if cost is None else to_nano(cost)
         await self.gate._settle(self, actual)
 
@@ -390,7 +399,8 @@ class BudgetGate:
         if refused:
             self.refused += 1
             return _refusal(applicable[refused - 1], request)
-        return BudgetTicket(self, deployment, keys, amount, ttl, on_redis, ticket_id)
+        return BudgetTicket(self, deployment, request, keys, amount, ttl, on_redis,
+                            ticket_id)
 
     async def start(self) -> None:
         """At the gateway's start: counted in memory, the counts begin from the

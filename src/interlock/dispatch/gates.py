@@ -3,8 +3,10 @@
 The dispatcher asks each gate before calling a deployment. A gate that says
 no takes that deployment out of this request's candidates, like a cooldown; it
 is not a failure. A gate that says yes hands back a ticket, released after the
-attempt with the response (None when the attempt failed), so that reservations
-can be settled with the real outcome.
+attempt with the response, so that reservations can be settled with the real
+outcome: None when the attempt failed or was not made; for one cut off midway
+(its client left, its stream broke), what it had answered, without usage when
+the provider's never came.
 
 Imports: the standard library, `types`, `catalog`.
 """
