@@ -392,3 +392,46 @@ async def test_a_call_that_failed_with_an_error_status_costs_the_budget_nothing(
         assert await _spent(gateway) == 0
     finally:
         await gateway.aclose()
+
+
+async def _keyed_gateway(fake: FakeUpstream, tmp_path: Any, budgets: list[Any]) -> Gateway:
+    config = _config(fake)
+    config["ledger"] = {"database": str(tmp_path / "ledger.sqlite")}
+    config["budgets"] = budgets
+    gateway = Gateway(load_config(config), environ={})
+    gateway.use_key_store()
+    await gateway.start()
+    return gateway
+
+
+@pytest.mark.parametrize("config_budgets", [[], [{"provider": "anthropic", "max_usd": "5"}]])
+async def test_a_budget_a_key_gains_at_run_time_starts_from_the_period_s_spend(
+        fake_upstream: FakeUpstream, tmp_path: Any, config_budgets: list[Any]) -> None:
+    # Counted in memory, a budget added to a key (or one whose period changed)
+    # began at zero, though a restart would count the period's spend: a key that
+    # had spent $0.009 today went on under a new $0.005 a day.
+    fake_upstream.reply(Reply(text="fine", input_tokens=1000, output_tokens=100))  # $0.0045
+    gateway = await _keyed_gateway(fake_upstream, tmp_path, config_budgets)
+    try:
+        assert gateway.keys is not None and gateway.ledger is not None
+        await gateway.keys.generate("intern", max_budget=Decimal(1), budget_period="month")
+        await gateway.keys.generate("other")
+        for key in ("intern", "other"):
+            for _ in range(2):
+                await gateway.complete(_ask("high-quality"), key_id=key)
+        assert await gateway.ledger.flush(5)
+        await gateway.keys.update("intern", max_budget=Decimal("0.005"), budget_period="day")
+        await gateway.keys.update("other", max_budget=Decimal("0.005"), budget_period="day")
+        for key in ("intern", "other"):
+            with pytest.raises(BudgetExceeded, match=f"api_key '{key}' has spent"):
+                await gateway.complete(_ask("high-quality"), key_id=key)
+        assert gateway.budgets is not None
+        status = {s["name"]: s["spent_usd"] for s in gateway.budgets.status()}
+        assert status["intern"] == status["other"] == "0.009"
+        # A changed limit keeps the period's count as it is: not read again.
+        await gateway.keys.update("intern", max_budget=Decimal("0.02"))
+        await gateway.complete(_ask("high-quality"), key_id="intern")
+        status = {s["name"]: s["spent_usd"] for s in gateway.budgets.status()}
+        assert status["intern"] == "0.0135"
+    finally:
+        await gateway.aclose()

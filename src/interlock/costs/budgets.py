@@ -198,9 +198,12 @@ class _Seeding:
     its start, since a count begun from zero admits calls a spent budget would
     refuse, and a ledger of millions of rows must not hold every call."""
 
-    def __init__(self, adding: Coroutine[Any, Any, None]) -> None:
+    def __init__(self, adding: Coroutine[Any, Any, None], *, everything: bool = True) -> None:
         self.task = asyncio.ensure_future(adding)
         self.deadline = time.monotonic() + SEED_WAIT
+        # Of every budget (at start, when Redis fails), or of those that appeared
+        # at run time (`BudgetGate.set_key_budgets`).
+        self.everything = everything
 
     @property
     def pending(self) -> bool:
@@ -310,6 +313,8 @@ class BudgetGate:
         self._claim = secrets.token_hex(8)
         self._claiming_until: datetime | None = None
         self._record_off_until = 0.0
+        # Counting (`begin`): budgets that appear from then on are seeded on their own.
+        self._begun = False
         self.refused = 0
 
     # ------------------------------------------------------------------ gate
@@ -317,20 +322,35 @@ class BudgetGate:
     def set_key_budgets(self, budgets: Iterable[Budget]) -> None:
         """The budgets of the client keys made at run time, all of them, each
         naming its key (`Budget.api_key`): a key left out has none from now on.
-        A budget keeps its count across changes to its limit."""
+        A budget keeps its count across changes to its limit. One that appears
+        once counting has begun (a key's first budget, or a changed period)
+        begins, counted in memory, from the ledger's record of its period, as
+        the others did at start: else it would allow the period's spend again
+        (Redis seeds a count it lacks by itself: `_reserve_shared`)."""
+        before = self.key_budgets
         self.key_budgets = {b.target[1]: b for b in budgets}
+        if not self._begun or not self._use_local():
+            return
+        now = self.clock()
+        appeared = [b for name, b in self.key_budgets.items()
+                    if (name not in before or before[name].period != b.period)
+                    and self._key(b, period_id(b, now)[0], None) not in self._local]
+        if appeared:
+            self._seed_local(datetime.fromtimestamp(now, UTC), appeared)
 
     @property
     def shared(self) -> bool:
         """Counted in Redis, which keeps the counts across restarts, not in memory."""
         return self.redis_url is not None
 
-    def current_periods(self) -> list[tuple[Budget, str, datetime]]:
-        """Each budget with its current period's id and start (UTC): what `seed`
-        needs read from the ledger."""
+    def current_periods(self, budgets: Iterable[Budget] | None = None
+                        ) -> list[tuple[Budget, str, datetime]]:
+        """Each budget (by default all) with its current period's id and start
+        (UTC): what `seed` needs read from the ledger."""
         now = self.clock()
         out = []
-        for budget in (*self.budgets, *self.key_budgets.values()):
+        chosen = (*self.budgets, *self.key_budgets.values()) if budgets is None else budgets
+        for budget in chosen:
             pid, start, _ = _bounds(budget, now)
             out.append((budget, pid, datetime.fromtimestamp(start, UTC)))
         return out
@@ -406,12 +426,21 @@ class BudgetGate:
         """At the gateway's start: counted in memory, the counts begin from the
         ledger's record of their periods; with Redis, which keeps them, only if it
         does not answer now (`probe`). Waits for the record at most `SEED_WAIT`."""
-        if self.shared:
+        if self.shared and not self._begun:
             await self.probe()
-        else:
-            self._seed_local(datetime.fromtimestamp(self.clock(), UTC))
+        self.begin()
         if self._local_seed is not None:
             await self._local_seed.wait()
+
+    def begin(self) -> None:
+        """Begin counting (`start`, or the gateway for a gate it makes once
+        started): in memory, from the ledger's record of each budget's period,
+        read in the background; budgets that appear later are read then."""
+        if self._begun:
+            return
+        self._begun = True
+        if not self.shared:
+            self._seed_local(datetime.fromtimestamp(self.clock(), UTC))
 
     async def probe(self) -> bool:
         """Whether Redis answers now; if not, the counts move to memory as at any
@@ -673,26 +702,39 @@ class BudgetGate:
                 return
         self._claiming_until = None
 
-    def _seed_local(self, until: datetime) -> None:
-        """Add the ledger's record up to `until` to the counts in memory (`seed`);
-        calls counted there wait for it (`_Seeding`)."""
-        if self.record is None or (self._local_seed is not None and self._local_seed.pending):
+    def _seed_local(self, until: datetime, budgets: Sequence[Budget] | None = None) -> None:
+        """Add the ledger's record up to `until` of `budgets` (by default all) to
+        the counts in memory (`seed`); calls counted there wait for it
+        (`_Seeding`). One read after another: the latest waits for those before."""
+        previous = self._local_seed
+        if self.record is None or (budgets is None and previous is not None
+                                   and previous.pending and previous.everything):
             return
-        self._local_seed = _Seeding(self._add_to_local(until))
+        self._local_seed = _Seeding(self._add_to_local(until, budgets, previous),
+                                    everything=budgets is None)
 
-    async def _add_to_local(self, until: datetime) -> None:
-        record = await self._read(until, "counting from zero")
+    async def _add_to_local(self, until: datetime, budgets: Sequence[Budget] | None,
+                            previous: _Seeding | None) -> None:
+        if previous is not None and previous.pending:
+            try:
+                await asyncio.wait({previous.task})
+            except asyncio.CancelledError:  # the gate closing: that read too
+                previous.task.cancel()
+                raise
+        record = await self._read(until, "counting from zero", budgets)
         if record is not None:
             self.seed(record)
 
-    async def _read(self, until: datetime, otherwise: str) -> Sequence[Recorded] | None:
-        """The ledger's record of the current periods up to `until` (`record`);
-        None, with a warning saying `otherwise`, if it could not be read."""
+    async def _read(self, until: datetime, otherwise: str,
+                    budgets: Sequence[Budget] | None = None) -> Sequence[Recorded] | None:
+        """The ledger's record of the current periods (of `budgets`, by default
+        all) up to `until` (`record`); None, with a warning saying `otherwise`,
+        if it could not be read."""
         if self.record is None:
             return []
         started = time.monotonic()
         try:
-            record = await self.record(self.current_periods(), until)
+            record = await self.record(self.current_periods(budgets), until)
         except Exception as exc:  # the database away
             log.warning("budgets could not read this period's spend from the ledger (%s); %s",
                         type(exc).__name__, otherwise)
