@@ -191,7 +191,7 @@ class RequestRecorder:
         row.ttft_ms = meta.ttft_ms
         row.stream = stream
         row.usage_estimated = meta.usage_estimated
-        row.end_user = request.user
+        row.end_user = request.user or None  # "" names no end user
         # LiteLLM's `no-log` asks that this call's text be kept nowhere.
         if self._log_payloads and "no-log" not in request.ignored_params:
             row.prompt = request.prompt_text

@@ -435,3 +435,46 @@ async def test_a_budget_a_key_gains_at_run_time_starts_from_the_period_s_spend(
         assert status["intern"] == "0.0135"
     finally:
         await gateway.aclose()
+
+
+async def test_an_empty_user_is_recorded_as_none(fake_upstream: FakeUpstream,
+                                                 tmp_path: Any) -> None:
+    import sqlite3
+
+    fake_upstream.reply(Reply(text="fine", input_tokens=1000, output_tokens=100))
+    config = _budget_config(fake_upstream, tmp_path)
+    gateway = Gateway(load_config(config), environ={})
+    await gateway.start()
+    try:
+        request = _ask("budget")
+        request.user = ""
+        await gateway.complete(request)
+    finally:
+        await gateway.aclose()
+    with sqlite3.connect(tmp_path / "ledger.sqlite") as db:
+        assert db.execute("SELECT end_user FROM interlock_requests").fetchall() == [(None,)]
+
+
+async def test_metrics_count_refusals_by_the_budget_that_refused(
+        fake_upstream: FakeUpstream) -> None:
+    # Unlabelled, the refusals could not tell an alert which budget refused.
+    from interlock.server.metrics import render
+
+    fake_upstream.reply(Reply(text="fine", input_tokens=1000, output_tokens=100))
+    config = _config(fake_upstream)
+    config["budgets"] = [{"model_group": "budget", "max_usd": "0.000000001", "period": "day"},
+                         {"provider": "anthropic", "max_usd": "5", "period": 12}]
+    gateway = Gateway(load_config(config), environ={})
+    await gateway.start()
+    try:
+        await gateway.complete(_ask("budget"))
+        for _ in range(2):
+            with pytest.raises(BudgetExceeded):
+                await gateway.complete(_ask("budget"))
+        page = (await render(gateway)).decode()
+    finally:
+        await gateway.aclose()
+    assert ('interlock_budget_refusals_total{target="model_group",name="budget",period="day"} 2'
+            in page.splitlines())
+    assert ('interlock_budget_refusals_total{target="provider",name="anthropic",period="12.0"} 0'
+            in page.splitlines())

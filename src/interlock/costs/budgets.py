@@ -42,8 +42,8 @@ a process serving many end users does not keep them all.
 Amounts are whole nano-dollars (integers) in the counters; Redis' Lua numbers
 are doubles, exact up to 2**53 nano-dollars (about $9 million per period).
 
-Imports: the standard library, `catalog`, `tokens`, `types`, `costs.budget_scripts`,
-`costs.prices`, `costs.settings`; `redis.asyncio` lazily.
+Imports: the standard library, `catalog`, `dispatch.gates`, `tokens`, `types`,
+`costs.budget_scripts`, `costs.prices`, `costs.settings`; `redis.asyncio` lazily.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ from interlock.catalog import Deployment
 from interlock.costs.budget_scripts import RESERVE, SEED, SETTLE
 from interlock.costs.prices import PriceBook
 from interlock.costs.settings import Budget
+from interlock.dispatch.gates import Refusal
 from interlock.tokens import estimated_usage
 from interlock.types import ChatRequest, ChatResponse
 
@@ -123,20 +124,39 @@ def covers(budget: Budget, deployment: Deployment, request: ChatRequest) -> bool
         return deployment.name == name
     if kind == "provider":
         return deployment.provider == name
-    if kind == "end_user":
-        return request.user is not None and name in ("*", request.user)
+    if kind == "end_user":  # a `user` of "" names no one, as none does
+        return bool(request.user) and name in ("*", request.user)
     if kind == "api_key":
         return request.api_key_id == name
     return deployment.group == name
 
 
-def _refusal(budget: Budget, request: ChatRequest) -> str:
-    """What a refusal says of the budget that had nothing left."""
+@dataclass(frozen=True, slots=True)
+class _Full:
+    """A refusal: which of a call's budgets (1-based) had no room, and its counts then."""
+
+    index: int
+    spent: int
+    reserved: int
+
+
+def _refusal(budget: Budget, request: ChatRequest, full: _Full, could_cost: int | None,
+             resets_in: float) -> Refusal:
+    """What a refusal says of the budget that had no room: spent, or held by
+    calls in flight (whose holds a lower max_tokens makes smaller)."""
     kind, name = budget.target
     if kind == "end_user" and name == "*":
         name = request.user or ""
-    return (f"{kind} {name!r} has spent its ${budget.max_usd.normalize():f} "
-            f"{per_period(budget.period)}")
+    limit = f"${budget.max_usd.normalize():f} {per_period(budget.period)}"
+    if full.reserved == 0 or full.spent >= to_nano(budget.max_usd):
+        return Refusal(f"{kind} {name!r} has spent its {limit}", resets_in)
+    cost = "" if could_cost is None else (
+        f"; this call could cost up to ${plain_usd(could_cost)}")
+    return Refusal(
+        f"{kind} {name!r} has ${plain_usd(full.spent)} spent and "
+        f"${plain_usd(full.reserved)} held by calls in flight of its {limit}{cost} (a call "
+        "holds what its max_tokens could cost until it ends: a lower max_tokens holds less)",
+        resets_in)
 
 
 def per_period(period: str | float) -> str:
@@ -315,7 +335,8 @@ class BudgetGate:
         self._record_off_until = 0.0
         # Counting (`begin`): budgets that appear from then on are seeded on their own.
         self._begun = False
-        self.refused = 0
+        # Refusals by budget: (target, name, period), as /metrics labels them.
+        self.refusals: dict[tuple[str, str, str], int] = {}
 
     # ------------------------------------------------------------------ gate
 
@@ -337,6 +358,11 @@ class BudgetGate:
                     and self._key(b, period_id(b, now)[0], None) not in self._local]
         if appeared:
             self._seed_local(datetime.fromtimestamp(now, UTC), appeared)
+
+    @property
+    def refused(self) -> int:
+        """Calls refused, by any budget."""
+        return sum(self.refusals.values())
 
     @property
     def shared(self) -> bool:
@@ -377,7 +403,7 @@ class BudgetGate:
                 count.expires = max(count.expires, end + 3600)
 
     async def acquire(self, deployment: Deployment,
-                      request: ChatRequest) -> BudgetTicket | str:
+                      request: ChatRequest) -> BudgetTicket | Refusal:
         applicable = [b for b in self.budgets if covers(b, deployment, request)]
         if self.key_budgets and request.api_key_id is not None:
             own = self.key_budgets.get(request.api_key_id)
@@ -406,7 +432,7 @@ class BudgetGate:
             # In the background: a request must not wait for thousands of owed
             # settles, nor drop the rest of them if its client leaves midway.
             self._survive(self._settle_unsettled())
-        refused = None
+        refused: int | _Full | None = None
         if on_redis:
             refused = await self._reserve_shared(applicable, periods, keys, limits, amount,
                                                  ttl, ticket_id)
@@ -416,9 +442,13 @@ class BudgetGate:
             if seeding is not None and seeding.pending:
                 await seeding.wait()
             refused = self._reserve_local(keys, limits, amount, ttl)
-        if refused:
-            self.refused += 1
-            return _refusal(applicable[refused - 1], request)
+        if isinstance(refused, _Full):
+            budget = applicable[refused.index - 1]
+            kind, name = budget.target
+            counted = (kind, name, str(budget.period))
+            self.refusals[counted] = self.refusals.get(counted, 0) + 1
+            return _refusal(budget, request, refused, None if expected is None
+                            else to_nano(expected), periods[refused.index - 1][1])
         return BudgetTicket(self, deployment, request, keys, amount, ttl, on_redis,
                             ticket_id)
 
@@ -525,7 +555,7 @@ class BudgetGate:
                         deployment.name)
 
     def _reserve_local(self, keys: list[str], limits: list[int], amount: int,
-                       ttl: int) -> int:
+                       ttl: int) -> _Full | int:
         # No await between the check and the increment: atomic within the loop.
         now = self.clock()
         self._reservations += 1
@@ -534,7 +564,7 @@ class BudgetGate:
         counts = [self._local.setdefault(k, _Count()) for k in keys]
         for index, (count, limit) in enumerate(zip(counts, limits, strict=True), start=1):
             if count.spent + count.reserved >= limit:
-                return index
+                return _Full(index, count.spent, count.reserved)
         for count in counts:
             count.reserved += amount
             count.expires = now + ttl
@@ -543,7 +573,7 @@ class BudgetGate:
     async def _reserve_shared(self, budgets: Sequence[Budget],
                               periods: Sequence[tuple[str, float]], keys: list[str],
                               limits: list[int], amount: int, ttl: int,
-                              ticket_id: str) -> int | None:
+                              ticket_id: str) -> _Full | int | None:
         """`_reserve_redis`, for a count Redis lacks (it lost its data) after its
         seeding from the ledger's record has begun (`_seed_redis`). None: Redis
         failed, count in memory."""
@@ -565,7 +595,7 @@ class BudgetGate:
 
     async def _reserve_redis(self, keys: list[str], limits: list[int], amount: int,
                              ttl: int, ticket_id: str, marks: Sequence[str] = (),
-                             claim: str | None = None) -> int | None:
+                             claim: str | None = None) -> _Full | int | None:
         args = [amount, ttl, ticket_id, len(keys), *limits]
         if claim is not None:
             args.append(claim)
@@ -588,6 +618,8 @@ class BudgetGate:
         if not self._on_redis:
             self._on_redis = True
             log.info("budget counts are shared through Redis again")
+        if isinstance(result, list):  # refused: which budget, its spent and reserved
+            return _Full(*(int(v) for v in result))
         return int(result)
 
     async def _settle_redis(self, keys: list[str], ticket_id: str, actual: int,

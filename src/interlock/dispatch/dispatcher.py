@@ -36,7 +36,7 @@ from interlock.adapters.mock import MockAdapter, mock_text
 from interlock.catalog import Catalog, Deployment
 from interlock.dispatch.clock import Clock, MonotonicClock
 from interlock.dispatch.fallbacks import FallbackConfig, forced_failure
-from interlock.dispatch.gates import AttemptGate, GateTicket
+from interlock.dispatch.gates import AttemptGate, GateTicket, Refusal
 from interlock.dispatch.health import (
     CooldownTracker,
     DeploymentHealth,
@@ -660,7 +660,11 @@ class Dispatcher:
             for s in skips) or "no deployments configured"
         groups = ", ".join(dict.fromkeys(s.group for s in skips)) or run.origin
         if whys == {"budget"}:
-            return BudgetExceeded(f"No budget left for any candidate of {groups}: {listing}")
+            # When the first budget that refused one of them begins a new period.
+            resets = [s.detail.resets_in for s in skips
+                      if isinstance(s.detail, Refusal) and s.detail.resets_in is not None]
+            return BudgetExceeded(f"No budget left for any candidate of {groups}: {listing}",
+                                  retry_after=min(resets) if resets else None)
         if whys == {"tags"}:
             return InvalidRequest(
                 f"No deployment of {groups} serves this request's tags "

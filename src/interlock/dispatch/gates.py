@@ -19,6 +19,20 @@ from interlock.catalog import Deployment
 from interlock.types import ChatRequest, ChatResponse
 
 
+class Refusal(str):
+    """A gate's no: why, as text (it is one), and where known the seconds until
+    what refused lets calls through again (a budget's period end), for the
+    client's Retry-After; not a wait for the dispatcher, which never sleeps
+    through it."""
+
+    resets_in: float | None
+
+    def __new__(cls, why: str, resets_in: float | None = None) -> Refusal:
+        refusal = super().__new__(cls, why)
+        refusal.resets_in = resets_in
+        return refusal
+
+
 class GateTicket(Protocol):
     async def release(self, response: ChatResponse | None) -> None: ...
 
@@ -30,5 +44,6 @@ class AttemptGate(Protocol):
     async def acquire(self, deployment: Deployment,
                       request: ChatRequest) -> GateTicket | str | None:
         """A ticket to go ahead; None, or a text saying why for the client's
-        error, to skip this deployment for this request."""
+        error (a `Refusal` to say when it will pass again), to skip this
+        deployment for this request."""
         ...
