@@ -198,8 +198,17 @@ class UnsupportedParameter(InvalidRequest):
 
 
 class BudgetExceeded(InterlockError):
+    """No candidate has budget left. `retry_after`: seconds until the first of
+    the budgets that refused begins a new period. Not worth a client's quick
+    retry (`should_retry`): a spent budget stays spent until then."""
+
     status_code = 429
     error_type = "budget_exceeded"
+    should_retry = False
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class KeyRateLimited(InterlockError):

@@ -189,6 +189,8 @@ class Gateway:
             self.dispatcher.add_gate(self.budgets)
         if self.budgets is not None:
             self.budgets.set_key_budgets(budgets)
+            if self._started:  # past the start that begins a gate's counting
+                self.budgets.begin()
 
     # -- what clients can ask for ----------------------------------------------
     def model_names(self) -> list[str]:

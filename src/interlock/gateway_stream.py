@@ -2,7 +2,7 @@
 its ledger row exactly once when it ends, breaks or is closed early.
 
 Imports: the standard library, `adapters.base`, `dispatch.dispatcher`, `errors`,
-`request_record`, `response_meta`, `types`.
+`request_record`, `response_meta`, `tokens`, `types`.
 """
 
 from __future__ import annotations
@@ -14,13 +14,9 @@ from collections.abc import AsyncIterator, Callable
 from interlock.adapters.base import DeltaBatch, flatten
 from interlock.dispatch.dispatcher import DispatchStream
 from interlock.errors import ClientDisconnected, InterlockError, InternalError, ProviderError
-from interlock.request_record import (
-    RequestRecorder,
-    estimated_usage,
-    fill_answerer,
-    interruption,
-)
+from interlock.request_record import RequestRecorder, fill_answerer, interruption
 from interlock.response_meta import ResponseMeta
+from interlock.tokens import estimated_usage
 from interlock.types import ChatRequest, ChatResponse, StreamDelta
 
 

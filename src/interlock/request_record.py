@@ -29,8 +29,8 @@ from interlock.errors import (
     UnknownModel,
 )
 from interlock.response_meta import ResponseMeta, new_request_id
-from interlock.tokens import estimate_prompt_tokens, estimate_text_tokens
-from interlock.types import ChatRequest, ChatResponse, Usage
+from interlock.tokens import estimate_prompt_tokens
+from interlock.types import ChatRequest, Usage
 from interlock.usage_counters import UsageCounters
 
 # The longest model name a ledger row keeps of what a client asked for.
@@ -49,17 +49,6 @@ def interruption(exc: BaseException) -> InterlockError:
             SHUTTING_DOWN in exc.args or "shutdown" in str(exc.args[0]).lower()):
         return GatewayShuttingDown()
     return ClientDisconnected("the client disconnected")
-
-
-def estimated_usage(request: ChatRequest, partial: ChatResponse) -> Usage:
-    """What a stream that ended without the provider's usage was likely billed:
-    the whole prompt, and the text, reasoning and tool-call arguments it had
-    streamed (by `tokens`' estimates)."""
-    streamed = ((partial.content or "") + (partial.reasoning or "")
-                + "".join(c.arguments for c in partial.tool_calls))
-    reasoning = estimate_text_tokens(partial.reasoning or "")
-    return Usage(input_tokens=estimate_prompt_tokens(request),
-                 output_tokens=estimate_text_tokens(streamed), reasoning_tokens=reasoning)
 
 
 def outside_ms(attempts: list[Attempt], waits: list[float]) -> float:
@@ -209,7 +198,7 @@ class RequestRecorder:
         row.ttft_ms = meta.ttft_ms
         row.stream = stream
         row.usage_estimated = meta.usage_estimated
-        row.end_user = request.user
+        row.end_user = request.user or None  # "" names no end user
         # LiteLLM's `no-log` asks that this call's text be kept nowhere.
         if self._log_payloads and "no-log" not in request.ignored_params:
             row.prompt = request.prompt_text

@@ -1,7 +1,9 @@
 """Token estimates for a request before any provider has counted it.
 
 Used where a number is needed ahead of the call: pre-call context checks and
-tpm reservations in dispatch, budget reservations in costs. About four
+tpm reservations in dispatch, budget reservations in costs; and after a call
+the provider's usage never came back from (`estimated_usage`), where the ledger
+row and the budgets must charge the same estimate. About four
 characters a token, a few tokens of framing per message, a flat charge per
 image; callers that must err high (budgets) charge images more.
 
@@ -13,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 
-from interlock.types import ChatRequest, ImagePart
+from interlock.types import ChatRequest, ChatResponse, ImagePart, Usage
 
 CHARS_PER_TOKEN = 4
 TOKENS_PER_MESSAGE = 4
@@ -46,3 +48,15 @@ def estimate_prompt_tokens(request: ChatRequest, *,
                      len(json.dumps(t.parameters or {})) for t in request.tools)
     return (math.ceil(chars / CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * len(request.messages)
             + tokens_per_image * images)
+
+
+def estimated_usage(request: ChatRequest, partial: ChatResponse) -> Usage:
+    """What a call that ended without the provider's usage was likely billed
+    (a stream its client left, or that broke, before the last chunk; a call cut
+    off before any answer): the whole prompt, and the text, reasoning and
+    tool-call arguments it had streamed."""
+    streamed = ((partial.content or "") + (partial.reasoning or "")
+                + "".join(c.arguments for c in partial.tool_calls))
+    reasoning = estimate_text_tokens(partial.reasoning or "")
+    return Usage(input_tokens=estimate_prompt_tokens(request),
+                 output_tokens=estimate_text_tokens(streamed), reasoning_tokens=reasoning)

@@ -18,6 +18,7 @@ from interlock.catalog import Catalog, Deployment
 from interlock.costs.budgets import BudgetGate, period_id
 from interlock.costs.prices import PriceBook
 from interlock.costs.settings import Budget
+from interlock.dispatch.gates import Refusal
 from interlock.types import ChatRequest, ChatResponse, Message, TextPart, Usage
 
 # $1 per 1,000 output tokens, nothing for input: easy sums.
@@ -276,7 +277,12 @@ async def test_a_huge_max_tokens_reserves_the_limit_and_keeps_redis_shared(
         assert gate._redis_down_until == 0.0  # Redis was never given up on
         status = await gate.astatus()
         assert Decimal(status[0]["reserved_usd"]) == Decimal(5)  # the limit, not more
-        assert _refused(await gate.acquire(d, _request(100)))  # held back meanwhile
+        held = await gate.acquire(d, _request(100))  # held back meanwhile, and told so
+        assert held == ("deployment 'd1' has $0 spent and $5 held by calls in flight of its "
+                        "$5 a month; this call could cost up to $0.1 (a call holds what its "
+                        "max_tokens could cost until it ends: a lower max_tokens holds less)")
+        assert isinstance(held, Refusal) and held.resets_in is not None
+        assert 0 < held.resets_in <= 31 * 86_400  # the period's end: the client's Retry-After
         await ticket.release(_response(10))
         status = await gate.astatus()
         assert Decimal(status[0]["reserved_usd"]) == 0
@@ -742,3 +748,58 @@ async def test_a_reserve_or_a_settle_sent_twice_counts_once(redis_url: str) -> N
         await gate._settle_script(**settle)
         await gate._settle_script(**settle)
         assert await _shared(direct, gate) == (30_000_000, 0)  # spent once
+
+
+def _slowstream(max_output_tokens: int | None = None) -> Deployment:
+    # Priced as the tester's: $1 a million tokens in, $2 out.
+    return Deployment(name="slow", group="slowstream", provider="openai", model="m-slow",
+                      input_cost_per_token=Decimal("0.000001"),
+                      output_cost_per_token=Decimal("0.000002"),
+                      max_output_tokens=max_output_tokens)
+
+
+async def test_one_client_s_huge_max_tokens_does_not_hold_a_shared_budget() -> None:
+    # A reservation of max_tokens 10**9 held the whole $1 while its stream ran,
+    # and every other client of the group got a 429 meanwhile: it is held to what
+    # the deployment can produce in one answer.
+    d = _slowstream()
+    gate = BudgetGate([Budget(model_group="slowstream", max_usd=Decimal(1), period="day")],
+                      _book(d))
+    hog = await gate.acquire(d, _request(1_000_000_000))
+    assert not _refused(hog)
+    held = Decimal(gate.status()[0]["reserved_usd"])
+    assert held < Decimal("0.3")  # nothing known of its limit: 131,072 tokens at most
+    assert not _refused(await gate.acquire(d, _request(10)))
+    # Where the deployment's limit is known (model_info, litellm_params), that is the most.
+    known = _slowstream(max_output_tokens=4096)
+    gate = BudgetGate([Budget(model_group="slowstream", max_usd=Decimal(1), period="day")],
+                      _book(known))
+    assert not _refused(await gate.acquire(known, _request(1_000_000_000)))
+    assert Decimal(gate.status()[0]["reserved_usd"]) == Decimal("0.000005") + Decimal("0.008192")
+
+
+async def test_a_refusal_tells_what_was_spent_from_what_calls_in_flight_hold() -> None:
+    d = _slowstream()
+    gate = BudgetGate([Budget(model_group="slowstream", max_usd=Decimal("0.1"), period="day")],
+                      _book(d))
+    first = await gate.acquire(d, _request(1000))
+    assert not _refused(first)
+    await first.release(_response(2000))  # $0.004 (and a little input)
+    assert not _refused(await gate.acquire(d, _request(1_000_000_000)))  # holds the rest
+    refused = await gate.acquire(d, _request(10))
+    assert refused == (
+        "model_group 'slowstream' has $0.004005 spent and $0.1 held by calls in flight "
+        "of its $0.1 a day; this call could cost up to $0.000025 (a call holds what its "
+        "max_tokens could cost until it ends: a lower max_tokens holds less)")
+
+
+async def test_an_empty_user_is_no_end_user() -> None:
+    # OpenAI's `user: ""` names nobody: a per-end-user budget counted it as one.
+    d = _deployment()
+    gate = BudgetGate([Budget(end_user="*", max_usd=Decimal("0.000000001"), period="day")],
+                      _book(d))
+    for _ in range(2):
+        ticket = await gate.acquire(d, _for(""))
+        assert not _refused(ticket)
+        await ticket.release(_response(100))
+    assert gate._local == {}  # nothing counted

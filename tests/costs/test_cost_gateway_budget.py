@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import secrets
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from interlock.config import load_config
-from interlock.errors import BudgetExceeded
+from interlock.errors import BudgetExceeded, ProviderError
 from interlock.gateway import Gateway
 from interlock.testing import FakeUpstream
-from interlock.testing.script import Reply
-from interlock.types import ChatRequest, Message, TextPart
+from interlock.testing.script import Fault, Reply
+from interlock.tokens import estimate_prompt_tokens
+from interlock.types import ChatRequest, Message, TextPart, Usage
 
 
 def _config(fake: FakeUpstream) -> dict[str, Any]:
@@ -272,3 +276,205 @@ async def test_a_slow_ledger_read_does_not_hold_start_up_and_loses_no_count(
         assert re.search(r"spend took \d+\.\d s to read from the ledger", caplog.text)
     finally:
         await second.aclose()
+
+
+def _stream_ask(group: str, text: str = "hello") -> ChatRequest:
+    return ChatRequest(model=group, messages=[Message("user", [TextPart(text)])],
+                       max_tokens=1000, stream=True)
+
+
+async def _read_until_finished_then_close(gateway: Gateway, request: ChatRequest) -> Any:
+    """A client that reads the answer to its finish_reason and leaves before the
+    usage chunk; the stream's metadata (its ledger row's cost) after."""
+    stream = await gateway.stream(request)
+    async for delta in stream:
+        if delta.finish_reason is not None:
+            break
+    await stream.aclose()
+    return stream.meta
+
+
+def _budget_config(fake: FakeUpstream, tmp_path: Any, **router: Any) -> dict[str, Any]:
+    config = _config(fake)
+    config["ledger"] = {"database": str(tmp_path / "ledger.sqlite")}
+    config["router_settings"].update(router)
+    config["budgets"] = [{"model_group": "budget", "max_usd": "1", "period": "day"}]
+    return config
+
+
+async def _spent(gateway: Gateway) -> Decimal:
+    assert gateway.budgets is not None
+    [status] = await gateway.budgets.astatus()
+    return Decimal(status["spent_usd"])
+
+
+@pytest.mark.parametrize("shared", [False, True])
+async def test_a_stream_left_before_its_usage_costs_the_budget_what_the_ledger_charges(
+        fake_upstream: FakeUpstream, tmp_path: Any, redis_url: str, shared: bool) -> None:
+    # Settled as a failed attempt, such a stream cost the budget nothing, though its
+    # ledger row charged Interlock's estimate: a key could stream without limit.
+    fake_upstream.reply(Reply(text="slow answer " * 20, input_tokens=1000, output_tokens=500,
+                              chunk_chars=4))
+    fake_upstream.script(Fault(chunk_interval=0.01, times=None), provider="openai")
+    router = {"redis_url": redis_url, "redis_prefix": f"t{secrets.token_hex(4)}"} if shared \
+        else {}
+    config = _budget_config(fake_upstream, tmp_path, **router)
+    gateway = Gateway(load_config(config), environ={})
+    await gateway.start()
+    try:
+        charged = Decimal(0)
+        for _ in range(2):
+            meta = await _read_until_finished_then_close(gateway, _stream_ask("budget"))
+            assert meta.usage_estimated and meta.cost_usd is not None and meta.cost_usd > 0
+            charged += meta.cost_usd
+        assert await _spent(gateway) == charged
+    finally:
+        await gateway.aclose()
+    if shared:
+        return
+    again = Gateway(load_config(config), environ={})  # from the ledger's record: the same
+    await again.start()
+    try:
+        assert await _spent(again) == charged
+    finally:
+        await again.aclose()
+
+
+async def test_a_stream_broken_midway_costs_the_budget_what_the_ledger_charges(
+        fake_upstream: FakeUpstream, tmp_path: Any) -> None:
+    fake_upstream.reply(Reply(text="slow answer " * 20, input_tokens=1000, output_tokens=500,
+                              chunk_chars=4))
+    fake_upstream.script(Fault(disconnect_after=5), provider="openai")
+    gateway = Gateway(load_config(_budget_config(fake_upstream, tmp_path)), environ={})
+    await gateway.start()
+    try:
+        stream = await gateway.stream(_stream_ask("budget"))
+        with pytest.raises(ProviderError):
+            async for _ in stream:
+                pass
+        await stream.aclose()
+        assert stream.meta.cost_usd is not None and stream.meta.cost_usd > 0
+        assert await _spent(gateway) == stream.meta.cost_usd
+    finally:
+        await gateway.aclose()
+
+
+async def test_a_call_its_client_left_midway_costs_the_budget_its_prompt_as_the_ledger(
+        fake_upstream: FakeUpstream, tmp_path: Any) -> None:
+    fake_upstream.script(Fault(hang=True), provider="openai")
+    gateway = Gateway(load_config(_budget_config(fake_upstream, tmp_path)), environ={})
+    await gateway.start()
+    try:
+        request = _ask("budget")
+        call = asyncio.ensure_future(gateway.complete(request))
+        while fake_upstream.calls("openai") == 0:
+            await asyncio.sleep(0.01)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        [deployment] = gateway.catalog.groups["budget"].deployments
+        prompt = gateway.prices.cost(deployment, Usage(input_tokens=estimate_prompt_tokens(
+            request)))
+        assert prompt is not None and prompt > 0
+        assert await _spent(gateway) == prompt
+    finally:
+        await gateway.aclose()
+
+
+async def test_a_call_that_failed_with_an_error_status_costs_the_budget_nothing(
+        fake_upstream: FakeUpstream, tmp_path: Any) -> None:
+    fake_upstream.script(Fault(status=500), provider="openai")
+    gateway = Gateway(load_config(_budget_config(fake_upstream, tmp_path)), environ={})
+    await gateway.start()
+    try:
+        with pytest.raises(ProviderError):
+            await gateway.complete(_ask("budget"))
+        assert await _spent(gateway) == 0
+    finally:
+        await gateway.aclose()
+
+
+async def _keyed_gateway(fake: FakeUpstream, tmp_path: Any, budgets: list[Any]) -> Gateway:
+    config = _config(fake)
+    config["ledger"] = {"database": str(tmp_path / "ledger.sqlite")}
+    config["budgets"] = budgets
+    gateway = Gateway(load_config(config), environ={})
+    gateway.use_key_store()
+    await gateway.start()
+    return gateway
+
+
+@pytest.mark.parametrize("config_budgets", [[], [{"provider": "anthropic", "max_usd": "5"}]])
+async def test_a_budget_a_key_gains_at_run_time_starts_from_the_period_s_spend(
+        fake_upstream: FakeUpstream, tmp_path: Any, config_budgets: list[Any]) -> None:
+    # Counted in memory, a budget added to a key (or one whose period changed)
+    # began at zero, though a restart would count the period's spend: a key that
+    # had spent $0.009 today went on under a new $0.005 a day.
+    fake_upstream.reply(Reply(text="fine", input_tokens=1000, output_tokens=100))  # $0.0045
+    gateway = await _keyed_gateway(fake_upstream, tmp_path, config_budgets)
+    try:
+        assert gateway.keys is not None and gateway.ledger is not None
+        await gateway.keys.generate("intern", max_budget=Decimal(1), budget_period="month")
+        await gateway.keys.generate("other")
+        for key in ("intern", "other"):
+            for _ in range(2):
+                await gateway.complete(_ask("high-quality"), key_id=key)
+        assert await gateway.ledger.flush(5)
+        await gateway.keys.update("intern", max_budget=Decimal("0.005"), budget_period="day")
+        await gateway.keys.update("other", max_budget=Decimal("0.005"), budget_period="day")
+        for key in ("intern", "other"):
+            with pytest.raises(BudgetExceeded, match=f"api_key '{key}' has spent"):
+                await gateway.complete(_ask("high-quality"), key_id=key)
+        assert gateway.budgets is not None
+        status = {s["name"]: s["spent_usd"] for s in gateway.budgets.status()}
+        assert status["intern"] == status["other"] == "0.009"
+        # A changed limit keeps the period's count as it is: not read again.
+        await gateway.keys.update("intern", max_budget=Decimal("0.02"))
+        await gateway.complete(_ask("high-quality"), key_id="intern")
+        status = {s["name"]: s["spent_usd"] for s in gateway.budgets.status()}
+        assert status["intern"] == "0.0135"
+    finally:
+        await gateway.aclose()
+
+
+async def test_an_empty_user_is_recorded_as_none(fake_upstream: FakeUpstream,
+                                                 tmp_path: Any) -> None:
+    import sqlite3
+
+    fake_upstream.reply(Reply(text="fine", input_tokens=1000, output_tokens=100))
+    config = _budget_config(fake_upstream, tmp_path)
+    gateway = Gateway(load_config(config), environ={})
+    await gateway.start()
+    try:
+        request = _ask("budget")
+        request.user = ""
+        await gateway.complete(request)
+    finally:
+        await gateway.aclose()
+    with sqlite3.connect(tmp_path / "ledger.sqlite") as db:
+        assert db.execute("SELECT end_user FROM interlock_requests").fetchall() == [(None,)]
+
+
+async def test_metrics_count_refusals_by_the_budget_that_refused(
+        fake_upstream: FakeUpstream) -> None:
+    # Unlabelled, the refusals could not tell an alert which budget refused.
+    from interlock.server.metrics import render
+
+    fake_upstream.reply(Reply(text="fine", input_tokens=1000, output_tokens=100))
+    config = _config(fake_upstream)
+    config["budgets"] = [{"model_group": "budget", "max_usd": "0.000000001", "period": "day"},
+                         {"provider": "anthropic", "max_usd": "5", "period": 12}]
+    gateway = Gateway(load_config(config), environ={})
+    await gateway.start()
+    try:
+        await gateway.complete(_ask("budget"))
+        for _ in range(2):
+            with pytest.raises(BudgetExceeded):
+                await gateway.complete(_ask("budget"))
+        page = (await render(gateway)).decode()
+    finally:
+        await gateway.aclose()
+    assert ('interlock_budget_refusals_total{target="model_group",name="budget",period="day"} 2'
+            in page.splitlines())
+    assert ('interlock_budget_refusals_total{target="provider",name="anthropic",period="12.0"} 0'
+            in page.splitlines())

@@ -227,12 +227,13 @@ async def test_spend_by_the_end_user_the_client_named(tmp_path: Path) -> None:
     await _recorded(db, (
         LedgerRow(request_id=f"r{i}", routed_group="chat", status="ok", end_user=user,
                   cost_usd=Decimal(cost))
+        # "": a row from before an empty `user` was recorded as none, which it names.
         for i, (user, cost) in enumerate((("acme", "0.01"), ("acme", "0.02"),
-                                          ("globex", "0.08"), (None, "0.04")))))
+                                          ("globex", "0.08"), (None, "0.04"), ("", "0.01")))))
     data = json.loads(runner.invoke(app, ["spend", "--database", db, "--by", "user",
                                           "--json"]).output)
     assert {line["key"]: (line["requests"], Decimal(line["cost_usd"]))
-            for line in data["lines"]} == {"(none)": (1, Decimal("0.04")),
+            for line in data["lines"]} == {"(none)": (2, Decimal("0.05")),
                                            "acme": (2, Decimal("0.03")),
                                            "globex": (1, Decimal("0.08"))}
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -335,12 +336,25 @@ async def test_a_group_whose_budget_is_spent_answers_429_in_openai_format(
     config["budgets"] = [{"model_group": "priced", "period": "day", "max_usd": "0.001"}]
     gw = start_gateway(config)
     fake_upstream.reply(Reply(text="ok", input_tokens=1000, output_tokens=200))  # $0.006
-    client = gw.openai()
+    sent: list[httpx.Request] = []
+
+    async def count(request: httpx.Request) -> None:
+        sent.append(request)
+
+    # The SDK's own retries left on (two by default): a spent budget must stop them.
+    client = gw.openai(max_retries=2,
+                       http_client=httpx.AsyncClient(event_hooks={"request": [count]}))
     first = await client.chat.completions.create(model="priced", messages=HELLO)
     assert first.choices[0].message.content == "ok"
     with pytest.raises(openai.APIStatusError) as caught:
         await client.chat.completions.create(model="priced", messages=HELLO)
     assert caught.value.status_code == 429
+    assert len(sent) == 2  # asked once: no retry of a refusal that holds until the period ends
+    headers = caught.value.response.headers
+    assert headers["x-should-retry"] == "false"
+    now = datetime.now(UTC)
+    midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    assert abs(int(headers["retry-after"]) - (midnight - now).total_seconds()) <= 5
     error = caught.value.body.get("error", caught.value.body)
     assert error["type"] == "budget_exceeded" and "budget" in error["message"]
     assert fake_upstream.calls("anthropic") == 1  # the refused request never went upstream
@@ -353,7 +367,7 @@ async def test_a_group_whose_budget_is_spent_answers_429_in_openai_format(
     assert got["interlock_budget_exhausted" + labels] == 1
     assert got["interlock_budget_reserved_usd" + labels] == 0
     assert 0 < got["interlock_budget_resets_in_seconds" + labels] <= 86_400
-    assert got["interlock_budget_refusals_total"] == 1
+    assert got["interlock_budget_refusals_total" + labels] == 1  # which budget refused
 
 
 async def test_health_ledger_shows_what_the_ledger_holds_back_and_has_lost(

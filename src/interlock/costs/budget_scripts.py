@@ -10,7 +10,8 @@ Imports: nothing.
 # add is not in yet) its claim: a hash it creates is marked with it, so that
 # the record is added to it when it lands (`SEED`). A missing mark (Redis lost
 # its data, or never had this period) returns -2: seed the count first (`SEED`). Refuse
-# (return the 1-based index of the spent budget) unless every budget has room;
+# (return the 1-based index of the spent budget, its spent and its reserved) unless
+# every budget has room;
 # otherwise reserve the amount on all of them, under the ticket's id too
 # ("r:<id>"), and return 0. A ticket given up on before this
 # ran (its call timed out in the client) left a mark ("x:<id>"): a late run
@@ -35,7 +36,7 @@ for i = 1, n do
   local spent = tonumber(redis.call('HGET', KEYS[i], 'spent') or '0')
   local reserved = tonumber(redis.call('HGET', KEYS[i], 'reserved') or '0')
   if spent + reserved >= tonumber(ARGV[i + 4]) then
-    return i
+    return {i, spent, reserved}
   end
 end
 local claim = ARGV[n + 5]

@@ -5,9 +5,11 @@ user, per period.
 reserves the call's expected cost on every budget that covers the deployment;
 it refuses (answers a text naming the budget) when any of them has nothing
 left, which takes the deployment out of this request's candidates like a
-cooldown. After the attempt the ticket settles the reservation with the real
-cost. Counted in memory (no Redis), the counts start from the ledger's record
-of the period (`recorded_spend`, `seed`), so a restart does not reset them.
+cooldown. After the attempt the ticket settles the reservation with what the
+call's ledger row charges: its cost, Interlock's estimate of it when the usage
+never came (a stream cut short), nothing when the call failed. Counted in
+memory (no Redis), the counts start from the ledger's record of the period
+(`recorded_spend`, `seed`), so a restart does not reset them.
 
 A budget admits a call while spent + reserved is below its limit, so the
 overspend is bounded by the calls in flight when the limit is crossed: with
@@ -40,8 +42,8 @@ a process serving many end users does not keep them all.
 Amounts are whole nano-dollars (integers) in the counters; Redis' Lua numbers
 are doubles, exact up to 2**53 nano-dollars (about $9 million per period).
 
-Imports: the standard library, `catalog`, `types`, `costs.budget_scripts`,
-`costs.prices`, `costs.settings`; `redis.asyncio` lazily.
+Imports: the standard library, `catalog`, `dispatch.gates`, `tokens`, `types`,
+`costs.budget_scripts`, `costs.prices`, `costs.settings`; `redis.asyncio` lazily.
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ from interlock.catalog import Deployment
 from interlock.costs.budget_scripts import RESERVE, SEED, SETTLE
 from interlock.costs.prices import PriceBook
 from interlock.costs.settings import Budget
+from interlock.dispatch.gates import Refusal
+from interlock.tokens import estimated_usage
 from interlock.types import ChatRequest, ChatResponse
 
 log = logging.getLogger(__name__)
@@ -120,20 +124,39 @@ def covers(budget: Budget, deployment: Deployment, request: ChatRequest) -> bool
         return deployment.name == name
     if kind == "provider":
         return deployment.provider == name
-    if kind == "end_user":
-        return request.user is not None and name in ("*", request.user)
+    if kind == "end_user":  # a `user` of "" names no one, as none does
+        return bool(request.user) and name in ("*", request.user)
     if kind == "api_key":
         return request.api_key_id == name
     return deployment.group == name
 
 
-def _refusal(budget: Budget, request: ChatRequest) -> str:
-    """What a refusal says of the budget that had nothing left."""
+@dataclass(frozen=True, slots=True)
+class _Full:
+    """A refusal: which of a call's budgets (1-based) had no room, and its counts then."""
+
+    index: int
+    spent: int
+    reserved: int
+
+
+def _refusal(budget: Budget, request: ChatRequest, full: _Full, could_cost: int | None,
+             resets_in: float) -> Refusal:
+    """What a refusal says of the budget that had no room: spent, or held by
+    calls in flight (whose holds a lower max_tokens makes smaller)."""
     kind, name = budget.target
     if kind == "end_user" and name == "*":
         name = request.user or ""
-    return (f"{kind} {name!r} has spent its ${budget.max_usd.normalize():f} "
-            f"{per_period(budget.period)}")
+    limit = f"${budget.max_usd.normalize():f} {per_period(budget.period)}"
+    if full.reserved == 0 or full.spent >= to_nano(budget.max_usd):
+        return Refusal(f"{kind} {name!r} has spent its {limit}", resets_in)
+    cost = "" if could_cost is None else (
+        f"; this call could cost up to ${plain_usd(could_cost)}")
+    return Refusal(
+        f"{kind} {name!r} has ${plain_usd(full.spent)} spent and "
+        f"${plain_usd(full.reserved)} held by calls in flight of its {limit}{cost} (a call "
+        "holds what its max_tokens could cost until it ends: a lower max_tokens holds less)",
+        resets_in)
 
 
 def per_period(period: str | float) -> str:
@@ -195,9 +218,12 @@ class _Seeding:
     its start, since a count begun from zero admits calls a spent budget would
     refuse, and a ledger of millions of rows must not hold every call."""
 
-    def __init__(self, adding: Coroutine[Any, Any, None]) -> None:
+    def __init__(self, adding: Coroutine[Any, Any, None], *, everything: bool = True) -> None:
         self.task = asyncio.ensure_future(adding)
         self.deadline = time.monotonic() + SEED_WAIT
+        # Of every budget (at start, when Redis fails), or of those that appeared
+        # at run time (`BudgetGate.set_key_budgets`).
+        self.everything = everything
 
     @property
     def pending(self) -> bool:
@@ -228,6 +254,7 @@ class _Count:
 class BudgetTicket:
     gate: BudgetGate
     deployment: Deployment
+    request: ChatRequest
     keys: list[str]
     reserved: int
     ttl: int
@@ -237,15 +264,20 @@ class BudgetTicket:
     settled: bool = field(default=False)
 
     async def release(self, response: ChatResponse | None) -> None:
-        """Settle with the real cost; a failed attempt costs nothing, unknown usage the estimate."""
+        """Settle with what the call's ledger row charges: the cost of its usage,
+        or, when the usage never came (a stream its client left, or that broke,
+        before the last chunk; a call cut off), of Interlock's estimate of it
+        (`tokens.estimated_usage`), since the provider bills what it generated.
+        None (the call failed, or was never made) costs nothing; a cost that
+        cannot be priced, the reservation."""
         if self.settled:
             return
         self.settled = True
         if response is None:
             actual = 0
         else:
-            cost = self.gate.prices.cost(self.deployment, response.usage,
-                                         response.service_tier)
+            usage = response.usage or estimated_usage(self.request, response)
+            cost = self.gate.prices.cost(self.deployment, usage, response.service_tier)
             actual = self.reserved if cost is None else to_nano(cost)
         await self.gate._settle(self, actual)
 
@@ -301,27 +333,50 @@ class BudgetGate:
         self._claim = secrets.token_hex(8)
         self._claiming_until: datetime | None = None
         self._record_off_until = 0.0
-        self.refused = 0
+        # Counting (`begin`): budgets that appear from then on are seeded on their own.
+        self._begun = False
+        # Refusals by budget: (target, name, period), as /metrics labels them.
+        self.refusals: dict[tuple[str, str, str], int] = {}
 
     # ------------------------------------------------------------------ gate
 
     def set_key_budgets(self, budgets: Iterable[Budget]) -> None:
         """The budgets of the client keys made at run time, all of them, each
         naming its key (`Budget.api_key`): a key left out has none from now on.
-        A budget keeps its count across changes to its limit."""
+        A budget keeps its count across changes to its limit. One that appears
+        once counting has begun (a key's first budget, or a changed period)
+        begins, counted in memory, from the ledger's record of its period, as
+        the others did at start: else it would allow the period's spend again
+        (Redis seeds a count it lacks by itself: `_reserve_shared`)."""
+        before = self.key_budgets
         self.key_budgets = {b.target[1]: b for b in budgets}
+        if not self._begun or not self._use_local():
+            return
+        now = self.clock()
+        appeared = [b for name, b in self.key_budgets.items()
+                    if (name not in before or before[name].period != b.period)
+                    and self._key(b, period_id(b, now)[0], None) not in self._local]
+        if appeared:
+            self._seed_local(datetime.fromtimestamp(now, UTC), appeared)
+
+    @property
+    def refused(self) -> int:
+        """Calls refused, by any budget."""
+        return sum(self.refusals.values())
 
     @property
     def shared(self) -> bool:
         """Counted in Redis, which keeps the counts across restarts, not in memory."""
         return self.redis_url is not None
 
-    def current_periods(self) -> list[tuple[Budget, str, datetime]]:
-        """Each budget with its current period's id and start (UTC): what `seed`
-        needs read from the ledger."""
+    def current_periods(self, budgets: Iterable[Budget] | None = None
+                        ) -> list[tuple[Budget, str, datetime]]:
+        """Each budget (by default all) with its current period's id and start
+        (UTC): what `seed` needs read from the ledger."""
         now = self.clock()
         out = []
-        for budget in (*self.budgets, *self.key_budgets.values()):
+        chosen = (*self.budgets, *self.key_budgets.values()) if budgets is None else budgets
+        for budget in chosen:
             pid, start, _ = _bounds(budget, now)
             out.append((budget, pid, datetime.fromtimestamp(start, UTC)))
         return out
@@ -348,7 +403,7 @@ class BudgetGate:
                 count.expires = max(count.expires, end + 3600)
 
     async def acquire(self, deployment: Deployment,
-                      request: ChatRequest) -> BudgetTicket | str:
+                      request: ChatRequest) -> BudgetTicket | Refusal:
         applicable = [b for b in self.budgets if covers(b, deployment, request)]
         if self.key_budgets and request.api_key_id is not None:
             own = self.key_budgets.get(request.api_key_id)
@@ -377,7 +432,7 @@ class BudgetGate:
             # In the background: a request must not wait for thousands of owed
             # settles, nor drop the rest of them if its client leaves midway.
             self._survive(self._settle_unsettled())
-        refused = None
+        refused: int | _Full | None = None
         if on_redis:
             refused = await self._reserve_shared(applicable, periods, keys, limits, amount,
                                                  ttl, ticket_id)
@@ -387,21 +442,35 @@ class BudgetGate:
             if seeding is not None and seeding.pending:
                 await seeding.wait()
             refused = self._reserve_local(keys, limits, amount, ttl)
-        if refused:
-            self.refused += 1
-            return _refusal(applicable[refused - 1], request)
-        return BudgetTicket(self, deployment, keys, amount, ttl, on_redis, ticket_id)
+        if isinstance(refused, _Full):
+            budget = applicable[refused.index - 1]
+            kind, name = budget.target
+            counted = (kind, name, str(budget.period))
+            self.refusals[counted] = self.refusals.get(counted, 0) + 1
+            return _refusal(budget, request, refused, None if expected is None
+                            else to_nano(expected), periods[refused.index - 1][1])
+        return BudgetTicket(self, deployment, request, keys, amount, ttl, on_redis,
+                            ticket_id)
 
     async def start(self) -> None:
         """At the gateway's start: counted in memory, the counts begin from the
         ledger's record of their periods; with Redis, which keeps them, only if it
         does not answer now (`probe`). Waits for the record at most `SEED_WAIT`."""
-        if self.shared:
+        if self.shared and not self._begun:
             await self.probe()
-        else:
-            self._seed_local(datetime.fromtimestamp(self.clock(), UTC))
+        self.begin()
         if self._local_seed is not None:
             await self._local_seed.wait()
+
+    def begin(self) -> None:
+        """Begin counting (`start`, or the gateway for a gate it makes once
+        started): in memory, from the ledger's record of each budget's period,
+        read in the background; budgets that appear later are read then."""
+        if self._begun:
+            return
+        self._begun = True
+        if not self.shared:
+            self._seed_local(datetime.fromtimestamp(self.clock(), UTC))
 
     async def probe(self) -> bool:
         """Whether Redis answers now; if not, the counts move to memory as at any
@@ -486,7 +555,7 @@ class BudgetGate:
                         deployment.name)
 
     def _reserve_local(self, keys: list[str], limits: list[int], amount: int,
-                       ttl: int) -> int:
+                       ttl: int) -> _Full | int:
         # No await between the check and the increment: atomic within the loop.
         now = self.clock()
         self._reservations += 1
@@ -495,7 +564,7 @@ class BudgetGate:
         counts = [self._local.setdefault(k, _Count()) for k in keys]
         for index, (count, limit) in enumerate(zip(counts, limits, strict=True), start=1):
             if count.spent + count.reserved >= limit:
-                return index
+                return _Full(index, count.spent, count.reserved)
         for count in counts:
             count.reserved += amount
             count.expires = now + ttl
@@ -504,7 +573,7 @@ class BudgetGate:
     async def _reserve_shared(self, budgets: Sequence[Budget],
                               periods: Sequence[tuple[str, float]], keys: list[str],
                               limits: list[int], amount: int, ttl: int,
-                              ticket_id: str) -> int | None:
+                              ticket_id: str) -> _Full | int | None:
         """`_reserve_redis`, for a count Redis lacks (it lost its data) after its
         seeding from the ledger's record has begun (`_seed_redis`). None: Redis
         failed, count in memory."""
@@ -526,7 +595,7 @@ class BudgetGate:
 
     async def _reserve_redis(self, keys: list[str], limits: list[int], amount: int,
                              ttl: int, ticket_id: str, marks: Sequence[str] = (),
-                             claim: str | None = None) -> int | None:
+                             claim: str | None = None) -> _Full | int | None:
         args = [amount, ttl, ticket_id, len(keys), *limits]
         if claim is not None:
             args.append(claim)
@@ -549,6 +618,8 @@ class BudgetGate:
         if not self._on_redis:
             self._on_redis = True
             log.info("budget counts are shared through Redis again")
+        if isinstance(result, list):  # refused: which budget, its spent and reserved
+            return _Full(*(int(v) for v in result))
         return int(result)
 
     async def _settle_redis(self, keys: list[str], ticket_id: str, actual: int,
@@ -663,26 +734,39 @@ class BudgetGate:
                 return
         self._claiming_until = None
 
-    def _seed_local(self, until: datetime) -> None:
-        """Add the ledger's record up to `until` to the counts in memory (`seed`);
-        calls counted there wait for it (`_Seeding`)."""
-        if self.record is None or (self._local_seed is not None and self._local_seed.pending):
+    def _seed_local(self, until: datetime, budgets: Sequence[Budget] | None = None) -> None:
+        """Add the ledger's record up to `until` of `budgets` (by default all) to
+        the counts in memory (`seed`); calls counted there wait for it
+        (`_Seeding`). One read after another: the latest waits for those before."""
+        previous = self._local_seed
+        if self.record is None or (budgets is None and previous is not None
+                                   and previous.pending and previous.everything):
             return
-        self._local_seed = _Seeding(self._add_to_local(until))
+        self._local_seed = _Seeding(self._add_to_local(until, budgets, previous),
+                                    everything=budgets is None)
 
-    async def _add_to_local(self, until: datetime) -> None:
-        record = await self._read(until, "counting from zero")
+    async def _add_to_local(self, until: datetime, budgets: Sequence[Budget] | None,
+                            previous: _Seeding | None) -> None:
+        if previous is not None and previous.pending:
+            try:
+                await asyncio.wait({previous.task})
+            except asyncio.CancelledError:  # the gate closing: that read too
+                previous.task.cancel()
+                raise
+        record = await self._read(until, "counting from zero", budgets)
         if record is not None:
             self.seed(record)
 
-    async def _read(self, until: datetime, otherwise: str) -> Sequence[Recorded] | None:
-        """The ledger's record of the current periods up to `until` (`record`);
-        None, with a warning saying `otherwise`, if it could not be read."""
+    async def _read(self, until: datetime, otherwise: str,
+                    budgets: Sequence[Budget] | None = None) -> Sequence[Recorded] | None:
+        """The ledger's record of the current periods (of `budgets`, by default
+        all) up to `until` (`record`); None, with a warning saying `otherwise`,
+        if it could not be read."""
         if self.record is None:
             return []
         started = time.monotonic()
         try:
-            record = await self.record(self.current_periods(), until)
+            record = await self.record(self.current_periods(budgets), until)
         except Exception as exc:  # the database away
             log.warning("budgets could not read this period's spend from the ledger (%s); %s",
                         type(exc).__name__, otherwise)

@@ -36,6 +36,11 @@ log = logging.getLogger(__name__)
 MILLION = Decimal(1_000_000)
 # When the caller sets no max_tokens, a reservation assumes this many output tokens.
 DEFAULT_EXPECTED_OUTPUT_TOKENS = 1_000
+# The most output tokens a reservation assumes of a deployment whose own limit is
+# unknown (no max_output_tokens or max_tokens in its litellm_params or
+# model_info): about the most a model writes in one answer today (128K), so that
+# one client's max_tokens of a billion cannot hold a whole shared budget.
+UNKNOWN_MAX_OUTPUT_TOKENS = 131_072
 # Budget reservations err high: an image may be a large, high-detail one.
 RESERVED_TOKENS_PER_IMAGE = 1_000
 
@@ -418,9 +423,12 @@ class PriceBook:
         price = self.price_for(deployment)
         if price is None:
             return None
-        output = request.max_tokens or deployment.max_output_tokens or (
-            DEFAULT_EXPECTED_OUTPUT_TOKENS + _thinking_tokens(request)
-        )
+        if request.max_tokens:  # no more than the deployment can write
+            output = min(request.max_tokens,
+                         deployment.max_output_tokens or UNKNOWN_MAX_OUTPUT_TOKENS)
+        else:
+            output = deployment.max_output_tokens or (
+                DEFAULT_EXPECTED_OUTPUT_TOKENS + _thinking_tokens(request))
         usage = Usage(input_tokens=estimate_input_tokens(request), output_tokens=output,
                       web_searches=_searches_allowed(request))
         # At the tier the request asks for, where it has prices of its own.

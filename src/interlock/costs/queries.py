@@ -138,8 +138,8 @@ class LedgerReader:
             return self._day()
         if by == "tier":  # the service tier the provider reported serving at
             return sa.func.coalesce(self._added_columns()[1], "(none)")
-        if by == "user":  # the end user the client named (OpenAI's `user`)
-            return sa.func.coalesce(self._added_columns()[2], "(none)")
+        if by == "user":  # the end user the client named (OpenAI's `user`); "" names none
+            return sa.func.coalesce(sa.func.nullif(self._added_columns()[2], ""), "(none)")
         column = {"group": "routed_group", "deployment": "deployment", "key": "api_key_id",
                   "model": "model"}[by]
         return sa.func.coalesce(self.t.c[column], "(none)")

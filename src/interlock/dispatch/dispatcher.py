@@ -36,7 +36,7 @@ from interlock.adapters.mock import MockAdapter, mock_text
 from interlock.catalog import Catalog, Deployment
 from interlock.dispatch.clock import Clock, MonotonicClock
 from interlock.dispatch.fallbacks import FallbackConfig, forced_failure
-from interlock.dispatch.gates import AttemptGate, GateTicket
+from interlock.dispatch.gates import AttemptGate, GateTicket, Refusal
 from interlock.dispatch.health import (
     CooldownTracker,
     DeploymentHealth,
@@ -490,10 +490,11 @@ class Dispatcher:
         run.waits.append(delay)
         return True
 
-    async def _give_back(self, picked: Picked) -> None:
+    async def _give_back(self, picked: Picked, cut: ChatResponse | None = None) -> None:
+        """An attempt not made, or `cut` off midway (what it had answered)."""
         self._free_slot(picked.deployment)
         await self.tracker.release(picked.admission)
-        await _release_tickets(picked.tickets, None)
+        await _release_tickets(picked.tickets, cut)
 
     # -- one attempt --------------------------------------------------------
     async def _attempt(self, run: Run, group: str, picked: Picked, call: AttemptCall[T]
@@ -533,7 +534,8 @@ class Dispatcher:
             # provider may bill it, so it is listed with the rest.
             run.attempts.append(Attempt(d.name, d.provider, group, _interrupted(error), None,
                                         self._ms_since(started), picked.admission.probe))
-            await self._give_back(picked)
+            # Nothing came back: the budgets count the prompt, as the ledger row does.
+            await self._give_back(picked, ChatResponse(id="", model=d.model, content=None))
             raise
         duration = self._ms_since(started)
         attempt = Attempt(d.name, d.provider, group, "ok", 200, duration,
@@ -658,7 +660,11 @@ class Dispatcher:
             for s in skips) or "no deployments configured"
         groups = ", ".join(dict.fromkeys(s.group for s in skips)) or run.origin
         if whys == {"budget"}:
-            return BudgetExceeded(f"No budget left for any candidate of {groups}: {listing}")
+            # When the first budget that refused one of them begins a new period.
+            resets = [s.detail.resets_in for s in skips
+                      if isinstance(s.detail, Refusal) and s.detail.resets_in is not None]
+            return BudgetExceeded(f"No budget left for any candidate of {groups}: {listing}",
+                                  retry_after=min(resets) if resets else None)
         if whys == {"tags"}:
             return InvalidRequest(
                 f"No deployment of {groups} serves this request's tags "
@@ -707,7 +713,7 @@ class Dispatcher:
         await self._settle(success.picked, response)
 
     async def stream_failed(self, run: Run, success: Success[Opened],
-                            error: ProviderError) -> None:
+                            error: ProviderError, partial: ChatResponse) -> None:
         picked = success.picked
         self._free_slot(picked.deployment)
         attempt = success.attempt
@@ -718,7 +724,7 @@ class Dispatcher:
         error.attempts = run.attempts
         run.failed.add(picked.deployment.name)
         await self._count_failure(picked.deployment, error, False, attempt.duration_ms)
-        await _release_tickets(picked.tickets, None)
+        await _release_tickets(picked.tickets, partial)
 
     async def stream_continue(self, run: Run, partial_text: str) -> Success[Opened] | None:
         """Open a stream elsewhere that carries on from `partial_text`; None if none can."""

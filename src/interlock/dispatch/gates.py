@@ -3,8 +3,10 @@
 The dispatcher asks each gate before calling a deployment. A gate that says
 no takes that deployment out of this request's candidates, like a cooldown; it
 is not a failure. A gate that says yes hands back a ticket, released after the
-attempt with the response (None when the attempt failed), so that reservations
-can be settled with the real outcome.
+attempt with the response, so that reservations can be settled with the real
+outcome: None when the attempt failed or was not made; for one cut off midway
+(its client left, its stream broke), what it had answered, without usage when
+the provider's never came.
 
 Imports: the standard library, `types`, `catalog`.
 """
@@ -15,6 +17,20 @@ from typing import Protocol
 
 from interlock.catalog import Deployment
 from interlock.types import ChatRequest, ChatResponse
+
+
+class Refusal(str):
+    """A gate's no: why, as text (it is one), and where known the seconds until
+    what refused lets calls through again (a budget's period end), for the
+    client's Retry-After; not a wait for the dispatcher, which never sleeps
+    through it."""
+
+    resets_in: float | None
+
+    def __new__(cls, why: str, resets_in: float | None = None) -> Refusal:
+        refusal = super().__new__(cls, why)
+        refusal.resets_in = resets_in
+        return refusal
 
 
 class GateTicket(Protocol):
@@ -28,5 +44,6 @@ class AttemptGate(Protocol):
     async def acquire(self, deployment: Deployment,
                       request: ChatRequest) -> GateTicket | str | None:
         """A ticket to go ahead; None, or a text saying why for the client's
-        error, to skip this deployment for this request."""
+        error (a `Refusal` to say when it will pass again), to skip this
+        deployment for this request."""
         ...

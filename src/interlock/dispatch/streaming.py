@@ -43,7 +43,7 @@ class StreamOwner(Protocol):
                               response: ChatResponse | None) -> None: ...
 
     async def stream_failed(self, run: Run, success: Success[Opened],
-                            error: ProviderError) -> None: ...
+                            error: ProviderError, partial: ChatResponse) -> None: ...
 
     async def stream_continue(self, run: Run, partial_text: str
                               ) -> Success[Opened] | None: ...
@@ -184,7 +184,8 @@ class DispatchStream:
 
     async def _after_failure(self, error: ProviderError) -> None:
         """Record the failure; continue on another deployment or raise it."""
-        await self._owner.stream_failed(self._run, self._success, error)
+        # What had streamed: the provider bills it, so the budgets count it.
+        await self._owner.stream_failed(self._run, self._success, error, self._acc.response())
         successor = None
         if self._can_continue():
             self._run.continuations += 1
@@ -212,4 +213,6 @@ class DispatchStream:
         iterator, _ = self._success.value
         await close_iterator(iterator)
         self._success.attempt.outcome = "cancelled"
-        await self._owner.stream_finished(self._run, self._success, None)
+        # What had streamed (and its usage, if that came before the client left):
+        # the provider bills it, so the budgets count it, as the ledger does.
+        await self._owner.stream_finished(self._run, self._success, self._acc.response())

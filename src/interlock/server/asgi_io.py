@@ -72,10 +72,15 @@ async def send_json(send: Send, status: int, body: Any, headers: Headers = ()) -
 
 def error_status_and_headers(error: InterlockError) -> tuple[int, list[tuple[bytes, bytes]]]:
     headers: list[tuple[bytes, bytes]] = []
-    # The errors that carry one: NoDeploymentAvailable, ProviderError, KeyRateLimited.
+    # The errors that carry one: NoDeploymentAvailable, ProviderError, KeyRateLimited,
+    # BudgetExceeded.
     retry_after: float | None = getattr(error, "retry_after", None)
     if retry_after is not None and error.status_code in (429, 503):
         headers.append((b"retry-after", str(max(1, round(retry_after))).encode()))
+    if getattr(error, "should_retry", None) is False:
+        # OpenAI's and Anthropic's SDKs obey it before their own rules, which retry
+        # every 429 at once (twice by default): a spent budget refuses them all.
+        headers.append((b"x-should-retry", b"false"))
     return error.status_code, headers
 
 

@@ -98,7 +98,7 @@ async def render(gateway: Gateway) -> bytes:
     lines += _ledger(gateway.ledger.stats() if gateway.ledger is not None else None)
     if gateway.budgets is not None:
         # From Redis when the budgets are shared through it: the count all replicas see.
-        lines += _budgets(await gateway.budgets.astatus(), gateway.budgets.refused)
+        lines += _budgets(await gateway.budgets.astatus(), gateway.budgets.refusals)
     limits = gateway.key_limits
     if limits.limited:
         lines += _family("interlock_client_key_in_flight", "gauge",
@@ -168,9 +168,13 @@ def _usage(where: list[tuple[dict[str, str], Any]], counters: UsageCounters) -> 
                   ((labels, t.unpriced) for labels, t in tallies)))
 
 
-def _budgets(rows: list[dict[str, Any]], refused: int) -> list[str]:
+def _budgets(rows: list[dict[str, Any]], refusals: dict[tuple[str, str, str], int]
+             ) -> list[str]:
     where = [({"target": r["target"], "name": r["name"], "period": str(r["period"])}, r)
              for r in rows]
+    # Each budget's, 0 until it refuses; a per-end-user one ("*") and a key's
+    # budget since removed appear once they have refused.
+    refused = {(r["target"], r["name"], str(r["period"])): 0 for r in rows} | refusals
     return (
         _family("interlock_budget_spent_usd", "gauge",
                 "Dollars spent against the budget in its current period.",
@@ -187,8 +191,9 @@ def _budgets(rows: list[dict[str, Any]], refused: int) -> list[str]:
                   "Seconds until the budget's period ends.",
                   ((labels, r["resets_in_s"]) for labels, r in where))
         + _family("interlock_budget_refusals_total", "counter",
-                  "Calls this process kept from a deployment because a budget was spent.",
-                  [({}, refused)]))
+                  "Calls this process kept from a deployment because the budget was spent.",
+                  (({"target": kind, "name": name, "period": period}, n)
+                   for (kind, name, period), n in sorted(refused.items()))))
 
 
 def _ledger(stats: dict[str, Any] | None) -> list[str]:
