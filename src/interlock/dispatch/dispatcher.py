@@ -580,8 +580,7 @@ class Dispatcher:
     async def _failed(self, run: Run, group: str, picked: Picked, error: ProviderError,
                       started: float) -> ProviderError:
         d, probe = picked.deployment, picked.admission.probe
-        error.deployment = error.deployment or d.name
-        error.provider = error.provider or d.provider
+        self._claim(error, d)
         duration = self._ms_since(started)
         run.attempts.append(Attempt(d.name, d.provider, group, type(error).__name__,
                                     error.status, duration, probe))
@@ -598,6 +597,16 @@ class Dispatcher:
         if callers:  # nothing is left of the deadline to retry or fall back in
             raise self._with_attempts(callers_timeout(error, run), run) from None
         return error
+
+    def _claim(self, error: ProviderError, d: Deployment) -> None:
+        """`error` as `d`'s, with its Retry-After held to `max_upstream_retry_after`
+        before the breaker or the caller sees it (a NaN or negative one dropped)."""
+        error.deployment = error.deployment or d.name
+        error.provider = error.provider or d.provider
+        seconds = error.retry_after
+        if seconds is not None:
+            cap = self._settings.max_upstream_retry_after
+            error.retry_after = min(seconds, cap) if seconds >= 0 else None  # NaN: False
 
     def _callers_deadline(self, run: Run, d: Deployment, error: ProviderError,
                           started: float) -> bool:
@@ -735,8 +744,7 @@ class Dispatcher:
         attempt = success.attempt
         attempt.outcome, attempt.status = type(error).__name__, error.status
         attempt.duration_ms = self._ms_since(success.started)
-        error.deployment = error.deployment or picked.deployment.name
-        error.provider = error.provider or picked.deployment.provider
+        self._claim(error, picked.deployment)
         error.attempts = run.attempts
         run.failed.add(picked.deployment.name)
         if not self._callers_deadline(run, picked.deployment, error, success.started):

@@ -91,6 +91,10 @@ class RouterSettings(AcceptsIgnoredKeys, MaskedModel):
     # LiteLLM's per-group retry policies, used instead of retry_policy in those groups.
     model_group_retry_policy: dict[str, RetryPolicySettings] = Field(default_factory=dict)
     retry_after_cap: float = Field(default=60.0, ge=0)
+    # The most an upstream's Retry-After counts for: the cooldown it opens and the
+    # Retry-After the caller is given. A broken or hostile header (99999999999)
+    # must not take a deployment out for a day; past the cap a probe asks again.
+    max_upstream_retry_after: float = Field(default=300.0, ge=0)
     backoff_base: float = Field(default=0.5, ge=0)
     backoff_max: float = Field(default=8.0, ge=0)
     # [{"group": ["fallback-group", ...]}] as LiteLLM writes it, or {"group": [...]}.
