@@ -105,15 +105,13 @@ def _optional_str(value: Any) -> bool:
 def _usage_ok(usage: Usage | None) -> bool:
     if usage is None:
         return True
-    # Written out flat: it runs for every answer (`token_count_ok` six times
-    # would be six calls).
+    # Written out flat, the bounds as one min and one max: it runs for every
+    # answer (`token_count_ok` six times would be six calls).
     i, o, c = usage.input_tokens, usage.output_tokens, usage.cached_input_tokens
     w, r, s = usage.cache_write_tokens, usage.reasoning_tokens, usage.web_searches
-    top = MAX_TOKEN_COUNT
     return (i.__class__ is int and o.__class__ is int and c.__class__ is int
             and w.__class__ is int and r.__class__ is int and s.__class__ is int
-            and 0 <= i <= top and 0 <= o <= top and 0 <= c <= top
-            and 0 <= w <= top and 0 <= r <= top and 0 <= s <= top)
+            and min(i, o, c, w, r, s) >= 0 and max(i, o, c, w, r, s) <= MAX_TOKEN_COUNT)
 
 
 def token_count_ok(count: int) -> bool:
