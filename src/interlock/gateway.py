@@ -81,7 +81,9 @@ class Gateway:
         writes from a child process unless `ledger.writer` is "thread"."""
         self.config = config
         self.catalog: Catalog = build_catalog(config, environ=environ)
-        self.http = http or HttpClient()
+        self.http = http or HttpClient(
+            max_connections=config.router_settings.max_upstream_connections,
+            max_per_host=config.router_settings.max_upstream_connections_per_host)
         self.adapters = AdapterRegistry(self.http)
         self.prices = PriceBook.build(self.catalog, config.prices)
         # Only with budgets to count: the gate costs every attempt an await.

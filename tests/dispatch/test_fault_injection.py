@@ -30,6 +30,7 @@ from interlock.errors import (
     NoDeploymentAvailable,
     Overloaded,
     ProviderError,
+    Timeout,
     UpstreamServerError,
 )
 from interlock.testing import FakeUpstream, Fault
@@ -47,8 +48,12 @@ def deployment(fake: FakeUpstream, name: str, provider: str, group: str = "prima
 
 
 def request(text: str = "hello", stream: bool = False) -> ChatRequest:
-    return ChatRequest(model="primary", stream=stream,
-                       messages=[Message(role="user", parts=[TextPart(text)])])
+    return chat(text, stream=stream)
+
+
+def chat(text: str = "hello", **kw: Any) -> ChatRequest:
+    return ChatRequest(model="primary", messages=[Message(role="user", parts=[TextPart(text)])],
+                       **kw)
 
 
 @dataclass
@@ -357,3 +362,48 @@ async def test_every_deployment_hanging_ends_inside_the_deadline(fake_upstream, 
     results, durations = await run_many(d, 10, 10, deadline=5)
     assert all(isinstance(r, InterlockError) for r in results)
     assert max(durations) <= 0.8 + 0.4
+
+
+async def test_clients_tiny_timeouts_leave_a_slow_group_up_for_everyone(
+        fake_upstream, http) -> None:
+    """The security review's case, with the real adapters: 8 requests with
+    timeout 0.01 s to two deployments 0.3 s slow (allowed_fails 2, cooldown 60 s)
+    cooled both, and a normal request then got a 503. Now each fails alone with
+    its own Timeout and cools nothing."""
+    await _tiny_timeouts_then_a_normal_request(fake_upstream, http, None)
+
+
+async def test_clients_tiny_timeouts_cool_no_replica_through_redis(
+        fake_upstream, http, redis_backends) -> None:
+    # Shared through Redis, the cooldown reached every replica.
+    await _tiny_timeouts_then_a_normal_request(fake_upstream, http, redis_backends())
+
+
+async def _tiny_timeouts_then_a_normal_request(fake: FakeUpstream, http: HttpClient,
+                                               state: Any) -> None:
+    fake.script(Fault(latency=0.3, times=None), provider="openai")
+    deployments = [deployment(fake, "a", "openai"),
+                   deployment(fake, "b", "openai", model="gpt-4o")]
+    d = Dispatcher(Catalog.from_deployments(deployments), AdapterRegistry(http),
+                   RouterSettings(allowed_fails=2, cooldown_time=60), state=state)
+    for i in range(8):
+        with pytest.raises(Timeout, match="The request's own timeout"):
+            if i % 2:
+                stream = await d.open_stream(chat(timeout=0.01, stream=True), "primary")
+                async for _ in stream:
+                    pass
+            else:
+                await d.complete(chat(timeout=0.01), "primary")
+    # Cut in the middle of a stream, after its first chunk, by the caller's deadline.
+    fake.reset()
+    fake.script(Fault(chunk_interval=0.2, times=None), provider="openai")
+    for _ in range(3):
+        stream = await d.open_stream(chat(timeout=0.1, stream=True), "primary")
+        with pytest.raises(Timeout, match="did not finish the stream"):
+            async for _ in stream:
+                pass
+    assert {h.state for h in d.health()} == {"healthy"}
+    assert sum(h.failures for h in d.health()) == 0
+    fake.reset()
+    result = await d.complete(chat(), "primary")
+    assert result.response.content

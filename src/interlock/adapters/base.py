@@ -40,6 +40,12 @@ from interlock.types import (
 # What reading a provider's answer raises when the answer is not the shape its
 # documentation gives (a field of another type, a list where an object was due).
 SHAPE_ERRORS = (AttributeError, TypeError, KeyError, IndexError, ValueError)
+# The most tokens (or web searches) one call may report: far above any model's
+# context and output (a few million), far below the 64-bit integers that the
+# JSON sent to clients and the ledger's databases hold, even summed over many
+# rows. A larger count, or a negative one, is a broken answer: let through, it
+# made the client's answer a 500 and lost the ledger row.
+MAX_TOKEN_COUNT = 10**9
 _FINISH_REASONS = frozenset(get_args(FinishReason))
 
 
@@ -97,12 +103,24 @@ def _optional_str(value: Any) -> bool:
 
 
 def _usage_ok(usage: Usage | None) -> bool:
-    return usage is None or (
-        usage.input_tokens.__class__ is int and usage.output_tokens.__class__ is int
-        and usage.cached_input_tokens.__class__ is int
-        and usage.cache_write_tokens.__class__ is int
-        and usage.reasoning_tokens.__class__ is int
-        and usage.web_searches.__class__ is int)
+    if usage is None:
+        return True
+    # Written out flat, the bounds as one min and one max: it runs for every
+    # answer (`token_count_ok` six times would be six calls).
+    i, o, c = usage.input_tokens, usage.output_tokens, usage.cached_input_tokens
+    w, r, s = usage.cache_write_tokens, usage.reasoning_tokens, usage.web_searches
+    return (i.__class__ is int and o.__class__ is int and c.__class__ is int
+            and w.__class__ is int and r.__class__ is int and s.__class__ is int
+            and min(i, o, c, w, r, s) >= 0 and max(i, o, c, w, r, s) <= MAX_TOKEN_COUNT)
+
+
+def token_count_ok(count: int) -> bool:
+    """Whether one count a provider sent is possible (`MAX_TOKEN_COUNT`)."""
+    return count.__class__ is int and 0 <= count <= MAX_TOKEN_COUNT
+
+
+def _bad_count() -> TypeError:
+    return TypeError(f"a token count that is not a whole number from 0 to {MAX_TOKEN_COUNT:,}")
 
 
 def checked_delta(delta: StreamDelta) -> StreamDelta:
@@ -121,7 +139,7 @@ def checked_delta(delta: StreamDelta) -> StreamDelta:
     if finish is not None and finish not in _FINISH_REASONS:
         raise TypeError("a finish reason of an unexpected value")
     if delta.usage is not None and not _usage_ok(delta.usage):
-        raise TypeError("a token count of an unexpected type")
+        raise _bad_count()
     for call in delta.tool_calls:
         _check(call.__class__ is ToolCallDelta and call.index.__class__ is int
                and _optional_str(call.id) and _optional_str(call.name)
@@ -136,7 +154,8 @@ def checked_response(response: ChatResponse) -> ChatResponse:
            "a text field")
     _check(response.finish_reason is None or response.finish_reason in _FINISH_REASONS,
            "a finish reason")
-    _check(_usage_ok(response.usage), "a token count")
+    if not _usage_ok(response.usage):
+        raise _bad_count()
     for call in response.tool_calls:
         _check(call.id.__class__ is str and call.name.__class__ is str
                and call.arguments.__class__ is str, "a tool call")

@@ -1,7 +1,9 @@
 """The one pooled HTTP client that every adapter shares, and its timeouts.
 
 `HttpClient` wraps a single aiohttp `ClientSession` (created lazily inside the
-running loop; one per gateway, passed down, never global). It does no retries:
+running loop; one per gateway, passed down, never global), whose pool bounds
+the connections in all and per upstream host (`MAX_CONNECTIONS`,
+`MAX_CONNECTIONS_PER_HOST`; router_settings sets them). It does no retries:
 retrying belongs to the dispatcher. Transport failures are converted here into
 `Timeout` and `ConnectionFailed`; status codes are left to the adapters, which
 know each provider's error bodies.
@@ -349,10 +351,26 @@ def _close_at_once(session: aiohttp.ClientSession) -> None:
         closing.close()
 
 
+# The pool's bounds (router_settings.max_upstream_connections and
+# max_upstream_connections_per_host). The total keeps file descriptors bounded;
+# the share per upstream host (host, port and scheme) keeps one host that hangs
+# (or one client's flood of calls to it) from taking every connection: each
+# waits for a connection of its own host's share, and the other hosts are
+# served from the rest. Calls past a share wait for a connection within their
+# own timeout.
+MAX_CONNECTIONS = 1000
+MAX_CONNECTIONS_PER_HOST = 250
+
+
 class HttpClient:
     """A pooled async HTTP client without hidden retries."""
 
-    def __init__(self, *, max_connections: int = 1000, max_per_host: int = 0) -> None:
+    def __init__(self, *, max_connections: int = MAX_CONNECTIONS,
+                 max_per_host: int = MAX_CONNECTIONS_PER_HOST) -> None:
+        if not 1 <= max_per_host <= max_connections:
+            # aiohttp reads 0 as "no limit": one host could take the whole pool again.
+            raise ValueError(f"max_per_host must be between 1 and max_connections "
+                             f"({max_connections}), got {max_per_host}")
         self._max_connections = max_connections
         self._max_per_host = max_per_host
         self._session: aiohttp.ClientSession | None = None

@@ -15,8 +15,9 @@ is bounded: a group gets at most `1 + max retries` upstream calls, so a request
 makes at most (num_retries + 1) x (1 + fallback groups called) of them. One deadline
 (`timeout`, or `stream_timeout` for streams) bounds everything, waits and
 backoffs included, and every attempt's own timeouts are cut to what is left
-of it. An attempt whose request or deployment sets `mock_response` is answered
-by `adapters.mock`, not the provider.
+of it; a Timeout of the request's own deadline fails it at once and counts
+against no deployment (`deadlines`). An attempt whose request or deployment
+sets `mock_response` is answered by `adapters.mock`, not the provider.
 
 Imports: the standard library, `types`, `tokens`, `errors`, `catalog`, `adapters.base`,
 `adapters.http`, `adapters.mock`, `dispatch.*`.
@@ -25,6 +26,7 @@ Imports: the standard library, `types`, `tokens`, `errors`, `catalog`, `adapters
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -35,6 +37,12 @@ from interlock.adapters.http import Timeouts
 from interlock.adapters.mock import MockAdapter, mock_text
 from interlock.catalog import Catalog, Deployment
 from interlock.dispatch.clock import Clock, MonotonicClock
+from interlock.dispatch.deadlines import (
+    callers_timeout,
+    checked_request_timeout,
+    deployment_limit,
+    ran_out_for_the_caller,
+)
 from interlock.dispatch.fallbacks import FallbackConfig, forced_failure
 from interlock.dispatch.gates import AttemptGate, GateTicket, Refusal
 from interlock.dispatch.health import (
@@ -203,14 +211,16 @@ class Dispatcher:
                  waits: list[float] | None = None) -> Run:
         self._catalog.group(group)  # UnknownModel for a name that is not configured
         limit = self._settings.request_timeout(stream=stream)
-        if request.timeout is not None:
-            limit = request.timeout
-        deadline = None if limit is None else self._clock.now() + limit
+        now = self._clock.now()
+        deadline = None if limit is None else now + limit
         # Positionally, in Run's field order (request, origin, stream, deadline, plan,
         # known_prompt_tokens): a class call's keyword arguments go through a dict,
         # about 500 instructions each, on every request. A test pins the order.
         run = Run(request, group, stream, deadline,
                   self._fallbacks.plan(group, request), prompt_tokens)
+        if request.timeout is not None:  # the caller's deadline replaces the router's
+            run.router_deadline = deadline
+            run.deadline = now + checked_request_timeout(request.timeout)
         if attempts is not None:
             run.attempts = attempts
         if waits is not None:
@@ -572,17 +582,41 @@ class Dispatcher:
     async def _failed(self, run: Run, group: str, picked: Picked, error: ProviderError,
                       started: float) -> ProviderError:
         d, probe = picked.deployment, picked.admission.probe
-        error.deployment = error.deployment or d.name
-        error.provider = error.provider or d.provider
+        self._claim(error, d)
         duration = self._ms_since(started)
         run.attempts.append(Attempt(d.name, d.provider, group, type(error).__name__,
                                     error.status, duration, probe))
         run.failed.add(d.name)
         run.last_error = error
-        await self._count_failure(d, error, probe, duration)
+        callers = self._callers_deadline(run, d, error, started)
+        if callers:
+            if probe:  # no verdict on the deployment: the next caller may probe it
+                await self.tracker.release(dataclasses.replace(picked.admission, bucket=None))
+        else:
+            await self._count_failure(d, error, probe, duration)
         await self.tracker.settle(picked.admission, 0)
         await _release_tickets(picked.tickets, None)
+        if callers:  # nothing is left of the deadline to retry or fall back in
+            raise self._with_attempts(callers_timeout(error, run), run) from None
         return error
+
+    def _claim(self, error: ProviderError, d: Deployment) -> None:
+        """`error` as `d`'s, with its Retry-After held to `max_upstream_retry_after`
+        before the breaker or the caller sees it (a NaN or negative one dropped)."""
+        error.deployment = error.deployment or d.name
+        error.provider = error.provider or d.provider
+        seconds = error.retry_after
+        if seconds is not None:
+            cap = self._settings.max_upstream_retry_after
+            error.retry_after = min(seconds, cap) if seconds >= 0 else None  # NaN: False
+
+    def _callers_deadline(self, run: Run, d: Deployment, error: ProviderError,
+                          started: float) -> bool:
+        """Whether `error` is a Timeout of the request's own deadline (`dispatch.deadlines`),
+        which says nothing about the deployment."""
+        return ran_out_for_the_caller(
+            run, error, deployment_limit(self._settings, d, stream=run.stream), started,
+            self._clock.now())
 
     async def _count_failure(self, d: Deployment, error: ProviderError, probe: bool,
                              duration_ms: float) -> None:
@@ -604,10 +638,7 @@ class Dispatcher:
 
     def _timeouts(self, run: Run, d: Deployment) -> Timeouts:
         s = self._settings
-        if run.stream:
-            total = d.stream_timeout or s.stream_timeout or d.timeout or s.timeout
-        else:
-            total = d.timeout or s.timeout
+        total = deployment_limit(s, d, stream=run.stream)
         remaining = run.remaining(self._clock.now())
         if remaining is not None:
             total = max(0.001, remaining if total is None else min(total, remaining))
@@ -719,11 +750,11 @@ class Dispatcher:
         attempt = success.attempt
         attempt.outcome, attempt.status = type(error).__name__, error.status
         attempt.duration_ms = self._ms_since(success.started)
-        error.deployment = error.deployment or picked.deployment.name
-        error.provider = error.provider or picked.deployment.provider
+        self._claim(error, picked.deployment)
         error.attempts = run.attempts
         run.failed.add(picked.deployment.name)
-        await self._count_failure(picked.deployment, error, False, attempt.duration_ms)
+        if not self._callers_deadline(run, picked.deployment, error, success.started):
+            await self._count_failure(picked.deployment, error, False, attempt.duration_ms)
         await _release_tickets(picked.tickets, partial)
 
     async def stream_continue(self, run: Run, partial_text: str) -> Success[Opened] | None:

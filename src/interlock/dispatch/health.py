@@ -17,7 +17,8 @@ A group's only deployment, when the group has no fallback group, is not
 cooled by failures (`sole_deployments`): there is nothing to route to
 instead, so a cooldown would only replace the provider's own error with a
 503 for every caller until it ends. Only a Retry-After (the provider saying
-when to come back) opens its breaker, for that long. With a fallback group,
+when to come back) opens its breaker, for that long. Every Retry-After
+arrives here held to `max_upstream_retry_after` (`Dispatcher._claim`). With a fallback group,
 cooling it lets the fallback answer at once, so the usual rules apply.
 
 Imports: the standard library, `errors`, `catalog`, `dispatch.clock`,

@@ -45,6 +45,10 @@ class Run:
     # first asked for (`prompt_tokens`): with the default settings only a tpm
     # limit or an error message needs it, and most requests never ask.
     known_prompt_tokens: int | None = None
+    # The router's own deadline, kept when the request gives its own `timeout`
+    # (`deadline` is then the caller's): `dispatch.deadlines` tells by it whose
+    # limit a Timeout was.
+    router_deadline: float | None = None
     attempts: list[Attempt] = field(default_factory=list)
     # Deployments that failed in this request (retried only when nothing else is left).
     failed: set[str] = field(default_factory=set)

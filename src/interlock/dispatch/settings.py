@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from interlock.ignored_keys import AcceptsIgnoredKeys
 from interlock.masking import MaskedModel
@@ -91,6 +91,10 @@ class RouterSettings(AcceptsIgnoredKeys, MaskedModel):
     # LiteLLM's per-group retry policies, used instead of retry_policy in those groups.
     model_group_retry_policy: dict[str, RetryPolicySettings] = Field(default_factory=dict)
     retry_after_cap: float = Field(default=60.0, ge=0)
+    # The most an upstream's Retry-After counts for: the cooldown it opens and the
+    # Retry-After the caller is given. A broken or hostile header (99999999999)
+    # must not take a deployment out for a day; past the cap a probe asks again.
+    max_upstream_retry_after: float = Field(default=300.0, ge=0)
     backoff_base: float = Field(default=0.5, ge=0)
     backoff_max: float = Field(default=8.0, ge=0)
     # [{"group": ["fallback-group", ...]}] as LiteLLM writes it, or {"group": [...]}.
@@ -140,9 +144,25 @@ class RouterSettings(AcceptsIgnoredKeys, MaskedModel):
     probe_timeout: float = Field(default=30.0, gt=0)
     # Weight of the newest observation in the latency and error EWMAs.
     latency_ewma_alpha: float = Field(default=0.3, gt=0, le=1)
+    # The upstream connection pool every deployment shares (adapters.http): at
+    # most this many connections in all, and at most the second to one upstream
+    # host, so that one hanging provider (or one client's flood to it) cannot
+    # leave the others without a connection. The defaults are adapters.http's
+    # (not imported: this schema stays a leaf, free of aiohttp; a test pins them).
+    max_upstream_connections: int = Field(default=1000, ge=1)
+    max_upstream_connections_per_host: int = Field(default=250, ge=1)
 
     # LiteLLM's aliases: a request for the key goes to the named group.
     model_group_alias: dict[str, str | GroupAlias] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _a_host_s_share_within_the_pool(self) -> RouterSettings:
+        if self.max_upstream_connections_per_host > self.max_upstream_connections:
+            raise ValueError(
+                f"max_upstream_connections_per_host ({self.max_upstream_connections_per_host})"
+                f" is more than max_upstream_connections ({self.max_upstream_connections}): "
+                "one upstream host could take the whole pool; lower it or raise the total")
+        return self
 
     @field_validator("routing_strategy", mode="before")
     @classmethod

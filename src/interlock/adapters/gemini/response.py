@@ -4,7 +4,7 @@ grounding citations), and a BatchEmbedContentsResponse as vectors. The
 stream decoder shares the per-candidate pieces.
 
 Imports: orjson, the standard library, `types`, `errors`, `tokens`, `web_search`,
-`adapters.gemini.*`.
+`adapters.base`, `adapters.gemini.*`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from interlock.adapters.base import token_count_ok
 from interlock.adapters.gemini.call import PROVIDER, GeminiCall
 from interlock.adapters.gemini.error_mapping import error_from_object, int_or, malformed
 from interlock.adapters.gemini.model_versions import from_gemini_3
@@ -227,6 +228,8 @@ def parse_embeddings(data: dict[str, Any], inputs: list[str], call: GeminiCall) 
     # The API sends no count today; take one if it ever does, else estimate so
     # that the ledger still prices the call.
     tokens = int_or(counted, 0)
+    if not token_count_ok(tokens):
+        raise malformed(call, f"an embeddings answer with an impossible token count ({tokens})")
     if tokens:
         return EmbeddingResult(vectors, Usage(input_tokens=tokens))
     return EmbeddingResult(vectors, Usage(input_tokens=estimate_inputs_tokens(inputs)),

@@ -12,7 +12,13 @@ from typing import Any, ClassVar
 
 import orjson
 
-from interlock.adapters.base import SHAPE_ERRORS, DeltaBatch, flatten, with_call_headers
+from interlock.adapters.base import (
+    SHAPE_ERRORS,
+    DeltaBatch,
+    flatten,
+    token_count_ok,
+    with_call_headers,
+)
 from interlock.adapters.http import HttpClient, Timeouts
 from interlock.adapters.openai.endpoint import (
     Endpoint,
@@ -110,6 +116,9 @@ class OpenAIAdapter:
         if len(vectors) != len(request.inputs):
             raise malformed(deployment, f"{len(vectors)} embeddings for "
                             f"{len(request.inputs)} inputs")
+        if not token_count_ok(tokens):
+            raise malformed(deployment, f"an embeddings answer with an impossible token count "
+                            f"({tokens})")
         if not tokens:  # some OpenAI-compatible servers leave usage out
             return EmbeddingResult(vectors, Usage(input_tokens=estimate_inputs_tokens(
                 request.inputs)), usage_estimated=True)
