@@ -10,9 +10,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
-import orjson
-
-from interlock.adapters.base import SHAPE_ERRORS, DeltaBatch, flatten, with_call_headers
+from interlock.adapters.base import (
+    SHAPE_ERRORS,
+    DeltaBatch,
+    flatten,
+    request_body,
+    with_call_headers,
+)
 from interlock.adapters.http import HttpClient, Timeouts
 from interlock.adapters.openai.endpoint import (
     Endpoint,
@@ -66,7 +70,7 @@ class OpenAIAdapter:
         endpoint = self._endpoint(deployment)
         resp = await self._http.post(
             endpoint.chat_url, headers=with_call_headers(endpoint.headers, request),
-            body=orjson.dumps(body),
+            body=request_body(body),
             timeouts=timeouts, labels=endpoint.labels)
         return parsed_answer(resp.status, resp.headers, resp.body, deployment)
 
@@ -83,7 +87,7 @@ class OpenAIAdapter:
         endpoint = self._endpoint(deployment)
         return read_batches(self._http.stream(
             endpoint.chat_url, headers=with_call_headers(endpoint.stream_headers, request),
-            body=orjson.dumps(body),
+            body=request_body(body),
             timeouts=timeouts, labels=endpoint.labels), deployment)
 
     async def embeddings(self, request: EmbeddingRequest, deployment: Deployment,
@@ -98,7 +102,7 @@ class OpenAIAdapter:
         resp = await self._http.post(
             endpoint_url(deployment, "/embeddings"),
             headers=with_call_headers(endpoint_headers(deployment, stream=False), request.routing),
-            body=orjson.dumps(body), timeouts=timeouts, labels=endpoint_labels(deployment))
+            body=request_body(body), timeouts=timeouts, labels=endpoint_labels(deployment))
         data = decode_answer(resp.status, resp.headers, resp.body, deployment)
         try:
             rows = sorted(data["data"], key=lambda row: row.get("index", 0))
