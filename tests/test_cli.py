@@ -176,6 +176,43 @@ def test_serve_logs_interlock_s_lines_as_json_when_asked(tmp_path: Path) -> None
     assert done.returncode != 0
 
 
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_the_access_log_keeps_no_key_sent_in_the_url(tmp_path: Path, log_format: str) -> None:
+    """A key in the query string was written to the access log verbatim, even for
+    the request it failed to authenticate (401)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+    from tests.server.gateways import free_port, wait_ready
+
+    master = "sk-test-0123456789"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "interlock.cli.main", "serve", "--config",
+         str(_one_group(tmp_path)), "--port", str(port), "--access-log", "--log-level", "info",
+         "--log-format", log_format],
+        env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_ready(url, proc)
+        refused = httpx.post(url + "/v1/chat/completions?key=MASTERSECRET&x=1", json={})
+        assert refused.status_code == 401
+        httpx.get(url + f"/health/liveness?api_key={master}&token=TOKENSECRET&plain")
+        httpx.get(url + "/v1/models/sk-abcdef0123456789xyz", headers={
+            "authorization": f"Bearer {master}"})
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    logged = out + err
+    assert "POST /v1/chat/completions?key=[redacted]&x=[redacted]" in logged
+    assert "/health/liveness?api_key=[redacted]&token=[redacted]&[redacted]" in logged
+    for secret in ("MASTERSECRET", master, "TOKENSECRET", "0123456789xyz"):
+        assert secret not in logged
+
+
 def test_serve_writes_an_access_log_only_when_asked(
         tmp_path: Path, served: list[dict[str, Any]],
         caplog: pytest.LogCaptureFixture) -> None:
