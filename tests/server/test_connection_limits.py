@@ -201,3 +201,20 @@ def test_max_connections_answers_503_past_the_cap(
     with httpx.Client(base_url=gateway.url) as http:
         assert http.get("/health/liveness").status_code == 503
     held.close()
+
+
+def test_a_websocket_upgrade_is_answered_as_plain_http_without_a_log_line(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The gateway serves no WebSocket: an upgrade used to be handed to uvicorn's
+    WebSocket protocol (outside these limits), a 500 and an error in the log."""
+    gateway = _limited(fake_upstream, start_gateway, request_body_timeout=0.3)
+    sock = _connect(gateway)
+    upgrade = (b"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+    _send(sock, START + upgrade)
+    assert sock.recv(12) == b"HTTP/1.1 200"
+    time.sleep(0.6)  # past the body's limit: the connection is not taken for a stalled body
+    _send(sock, START + b"Connection: close\r\n\r\n")
+    assert b"HTTP/1.1 200" in _answer(sock)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []

@@ -71,7 +71,9 @@ def uvicorn_options(settings: GeneralSettings) -> dict[str, Any]:
     options to its worker processes by pickling them."""
     protocol = functools.partial(LimitedHttpToolsProtocol,
                                  limits=ConnectionLimits.from_settings(settings))
-    return {"http": protocol, "limit_concurrency": settings.max_connections}
+    # The gateway serves no WebSocket: an upgrade request is answered as plain HTTP
+    # rather than handed to a protocol without these limits.
+    return {"http": protocol, "ws": "none", "limit_concurrency": settings.max_connections}
 
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
@@ -115,6 +117,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         elif self._timer is None:  # the body goes on in a later read
             self._body_read_at = self.loop.time()
             self._timer = self.loop.call_later(self._limits.body_timeout, self._body_stalled)
+
+    def _unsupported_upgrade_warning(self) -> None:
+        """uvicorn warns of every upgrade request it cannot serve: with `ws: none`
+        (the gateway serves no WebSocket) anyone could repeat that into the log
+        at will. The request is answered as plain HTTP, which says enough."""
 
     # -- parser callbacks -----------------------------------------------------
     def on_headers_complete(self) -> None:
@@ -197,6 +204,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         log.info("closing a connection from %s: %s", where, message)
         if self._in_headers:  # `cycle` is an earlier request's, which may still be answering
             answer = cycle is None or cycle.response_complete
+        elif cycle is None:  # not a request of this protocol's (never, without upgrades)
+            answer = False
         else:  # the request's own, whose handler may be waiting for the body
             answer = not cycle.response_started
             cycle.disconnected = True  # what it sends from now on goes nowhere
