@@ -126,7 +126,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     # -- parser callbacks -----------------------------------------------------
     def on_headers_complete(self) -> None:
         self._in_headers = False
-        self._stop_timer()
+        if self._timer is not None:
+            self._stop_timer()
         counted, self._header_bytes = self._header_bytes, 0
         # The count may hold body bytes from the read the headers ended in: only
         # then are the headers themselves measured.
@@ -144,7 +145,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._in_headers = True
-        self._stop_timer()
+        if self._timer is not None:
+            self._stop_timer()
         super().on_message_complete()
 
     # -- the limits -----------------------------------------------------------
