@@ -84,6 +84,25 @@ def test_serve_binds_where_the_config_says_unless_told_otherwise(
     assert "Interlock: serving http://[::1]:4321/v1 for a (1 worker)" in shown
 
 
+def test_serve_gives_uvicorn_the_connection_limits_of_the_config(
+        tmp_path: Path, served: list[dict[str, Any]]) -> None:
+    import pickle
+
+    from interlock.server.connection_limits import ConnectionLimits, LimitedHttpToolsProtocol
+
+    config = _one_group(tmp_path, ", max_request_header_bytes: 8192, request_header_timeout: 5,"
+                                  " request_body_timeout: 7, max_connections: 100")
+    assert runner.invoke(app, ["serve", "--config", str(config)]).exit_code == 0
+    assert runner.invoke(app, ["serve", "--config", str(config), "--workers", "2"]).exit_code == 0
+    for options in served:
+        protocol = options["http"]
+        assert protocol.func is LimitedHttpToolsProtocol
+        assert protocol.keywords == {"limits": ConnectionLimits(8192, 5.0, 7.0)}
+        assert options["limit_concurrency"] == 100
+        # --workers N hands its options to the worker processes pickled.
+        assert pickle.loads(pickle.dumps(protocol)).keywords == protocol.keywords
+
+
 def test_serve_with_workers_says_which_limits_each_counts_alone(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
@@ -155,6 +174,43 @@ def test_serve_logs_interlock_s_lines_as_json_when_asked(tmp_path: Path) -> None
     assert loaded[0]["logger"].startswith("interlock.") and loaded[0]["time"].endswith("+00:00")
     assert any(r["logger"].startswith("uvicorn") and r["level"] == "error" for r in lines)
     assert done.returncode != 0
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_the_access_log_keeps_no_key_sent_in_the_url(tmp_path: Path, log_format: str) -> None:
+    """A key in the query string was written to the access log verbatim, even for
+    the request it failed to authenticate (401)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+    from tests.server.gateways import free_port, wait_ready
+
+    master = "sk-test-0123456789"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "interlock.cli.main", "serve", "--config",
+         str(_one_group(tmp_path)), "--port", str(port), "--access-log", "--log-level", "info",
+         "--log-format", log_format],
+        env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_ready(url, proc)
+        refused = httpx.post(url + "/v1/chat/completions?key=MASTERSECRET&x=1", json={})
+        assert refused.status_code == 401
+        httpx.get(url + f"/health/liveness?api_key={master}&token=TOKENSECRET&plain")
+        httpx.get(url + "/v1/models/sk-abcdef0123456789xyz", headers={
+            "authorization": f"Bearer {master}"})
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    logged = out + err
+    assert "POST /v1/chat/completions?key=[redacted]&x=[redacted]" in logged
+    assert "/health/liveness?api_key=[redacted]&token=[redacted]&[redacted]" in logged
+    for secret in ("MASTERSECRET", master, "TOKENSECRET", "0123456789xyz"):
+        assert secret not in logged
 
 
 def test_serve_writes_an_access_log_only_when_asked(

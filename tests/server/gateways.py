@@ -25,6 +25,7 @@ import uvicorn
 from interlock.config import load_config
 from interlock.gateway import Gateway
 from interlock.server.app import create_app
+from interlock.server.connection_limits import uvicorn_options
 from interlock.server.drain import DrainingServer
 from interlock.testing import FakeUpstream
 
@@ -98,8 +99,10 @@ def serve(config: dict[str, Any], *, host: str = "127.0.0.1",
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
+    # With the connection limits `interlock serve` sets, from the config.
     server = DrainingServer(uvicorn.Config(app, log_level="warning", lifespan="on",
-                                           timeout_graceful_shutdown=drain))
+                                           timeout_graceful_shutdown=drain,
+                                           **uvicorn_options(loaded.general_settings)))
     thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])),
                               name="interlock-test-gateway", daemon=True)
     thread.start()

@@ -7,12 +7,21 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import random
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
-from tests.server.gateways import MASTER_KEY, RunningGateway, deployment, three_provider_config
+import pytest
+from tests.server.gateways import (
+    MASTER_KEY,
+    RunningGateway,
+    deployment,
+    ledger_rows,
+    three_provider_config,
+)
 
 from interlock.testing import FakeUpstream
 
@@ -95,3 +104,53 @@ async def test_no_malformed_body_gets_a_500_or_a_dropped_connection(
                 assert resp.text.rstrip().endswith("data: [DONE]"), where
     # The bodies reach both outcomes, so neither branch above is idle.
     assert statuses.get(200, 0) > 20 and sum(n for s, n in statuses.items() if s >= 400) > 100
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {"type": "string"}
+    for _ in range(depth):
+        value = {"type": "object", "properties": {"a": value}}
+    return value
+
+
+@pytest.mark.parametrize("group", ["budget", "high-quality", "cost-optimized"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_json_nested_deeper_than_can_be_sent_on_is_a_400_with_a_ledger_row(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, group: str, stream: bool) -> None:
+    """The body parser reads 1024 levels, but upstream bodies are written with at
+    most 254: deeper was a 500 and a traceback in the log on every request."""
+    database = tmp_path / "ledger.sqlite"
+    config = three_provider_config(fake_upstream)
+    config["ledger"] = {"database": str(database), "writer": "thread"}
+    gw = start_gateway(config)
+    deep = _nested(200)  # two levels a step: 400 deep, inside the rest of the body
+    # Gemini's tool schemas are cut at 24 levels of properties, its `default` is not.
+    parameters = {"type": "object", "properties": {"a": {"type": "string"}}, "default": deep}
+    bodies = [
+        {"tools": [{"type": "function", "function": {"name": "f",
+                                                     "parameters": parameters}}]},
+        {"response_format": {"type": "json_schema", "json_schema": {"name": "x",
+                                                                    "schema": deep}}},
+        # Gemini writes an enum of numbers into the description.
+        {"tools": [{"type": "function", "function": {"name": "f", "parameters": {
+            "type": "object", "properties": {"a": {"type": "integer", "enum": [deep]}}}}}]},
+    ]
+    answers = []
+    with httpx.Client(timeout=10) as http:
+        for extra in bodies:
+            answers.append(http.post(
+                gw.base_url + "/chat/completions",
+                headers={"authorization": f"Bearer {MASTER_KEY}"},
+                json={"model": group, "messages": [{"role": "user", "content": "hi"}],
+                      "stream": stream, **extra}))
+    gw.stop()
+    for answer in answers:
+        assert answer.status_code == 400, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == "json_too_deep"
+        assert "254 levels" in error["message"]
+        row = ledger_rows(database)[answer.headers["x-request-id"]]
+        assert (row["status"], row["error_class"]) == ("error", "InvalidRequest")
+    assert fake_upstream.calls() == 0
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

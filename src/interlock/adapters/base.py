@@ -26,7 +26,7 @@ import orjson
 
 from interlock.adapters.http import HttpClient, Timeouts
 from interlock.catalog import Deployment
-from interlock.errors import UpstreamServerError
+from interlock.errors import InvalidRequest, UpstreamServerError
 from interlock.types import (
     ChatRequest,
     ChatResponse,
@@ -70,6 +70,37 @@ class answer_shape:
                  tb: TracebackType | None) -> None:
         if isinstance(exc, SHAPE_ERRORS):
             raise shape_error(self._provider, self._deployment, exc) from None
+
+
+# How deep orjson writes nested objects and arrays. It reads up to 1024 levels, so
+# a client's body can hold more than an upstream body can: found when the body is
+# written (try/except costs nothing until it catches), not by walking every request.
+MAX_JSON_DEPTH = 254
+
+
+def request_body(payload: Any) -> bytes:
+    """`payload` as the JSON bytes of an upstream call; InvalidRequest (a 400 the
+    client can act on, not a 500 and a traceback) when it nests deeper than JSON
+    can be written here."""
+    try:
+        return orjson.dumps(payload)
+    except TypeError as exc:
+        if not is_too_deep(exc):
+            raise
+        raise json_too_deep() from None
+
+
+def is_too_deep(exc: TypeError) -> bool:
+    """Whether orjson refused to write a value for its nesting."""
+    return "Recursion limit" in str(exc)
+
+
+def json_too_deep() -> InvalidRequest:
+    return InvalidRequest(
+        f"The request nests JSON objects and arrays more than {MAX_JSON_DEPTH} levels "
+        "deep, more than the gateway can send on. Flatten the deepest part (a tool's "
+        "parameters, a response_format schema, an extra parameter).",
+        code="json_too_deep")
 
 
 def shape_error(provider: str, deployment: str, exc: Exception) -> UpstreamServerError:

@@ -1,7 +1,7 @@
 """`interlock serve`: run the OpenAI-compatible gateway.
 
 Imports: typer, uvicorn (inside the command), `config`, `server.app`,
-`cli.serve_logging`.
+`server.connection_limits`, `cli.serve_logging`.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ def serve(
     from interlock.errors import ConfigError, RouterNotTrained
     from interlock.server import drain as draining
     from interlock.server.app import create_app
+    from interlock.server.connection_limits import uvicorn_options
 
     try:
         logs = serve_logging.log_config(log_level, log_format)
@@ -80,7 +81,7 @@ def serve(
     drain = drain_timeout if drain_timeout is not None else settings.drain_timeout
     common = dict(host=host, port=port, log_level=log_level.lower(), log_config=logs,
                   timeout_graceful_shutdown=drain, lifespan="on", access_log=access_log,
-                  backlog=4096)
+                  backlog=4096, **uvicorn_options(settings))
     if log_format == "text":
         # uvicorn says nothing below its "info" level: one line, so that a terminal
         # shows where the gateway is (an address already taken is uvicorn's error).
@@ -101,7 +102,7 @@ def serve(
     os.environ["INTERLOCK_CONFIG"] = str(config.resolve())
     os.environ["INTERLOCK_HOST"] = host
     uvicorn.run("interlock.server.app:app_from_environment", factory=True, workers=workers,
-                **common)  # type: ignore[arg-type]
+                **common)
 
 
 def per_worker_limits(config: InterlockConfig, workers: int) -> list[str]:

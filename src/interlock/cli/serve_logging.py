@@ -10,9 +10,15 @@ JSON object a line (time, level, logger, message, and the traceback when there
 is one), uvicorn's own lines included, for log collectors.
 
 Messages are the ones the code writes, which never hold a key (the tests check
-the error and log texts); this module adds no fields from the request.
+the error and log texts); this module adds no fields from the request. The
+access log (`--access-log`) is the exception: uvicorn writes the request line
+as the client sent it, so a key put in the URL (`?key=...`, by mistake or by a
+client that sends it so) would be written down, even for a request refused
+401. `RedactedAccessLines` rewrites the line first: every query value is
+replaced (the gateway reads no query parameter worth a log line) and the path
+goes through `errors.redact`.
 
-Imports: the standard library, uvicorn (its default configuration).
+Imports: the standard library, uvicorn (its default configuration), `errors`.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import logging
 import logging.config
 from datetime import UTC, datetime
 from typing import Any
+
+from interlock.errors import redact
 
 LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -41,6 +49,30 @@ class JsonLines(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
+
+
+class RedactedAccessLines(logging.Filter):
+    """uvicorn's access lines, with the request's target redacted. uvicorn logs
+    (client, method, path and query, HTTP version, status) as the arguments."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            record.args = (args[0], args[1], redacted_target(args[2]), *args[3:])
+        return True
+
+
+def redacted_target(target: str) -> str:
+    """A request's path and query with the query's values, and anything in the
+    path shaped like a key, replaced by `[redacted]`."""
+    path, mark, query = target.partition("?")
+    if not mark:
+        return redact(path)
+    fields = []
+    for field in query.split("&"):
+        name, equals, _ = field.partition("=")
+        fields.append(redact(name) + "=[redacted]" if equals else field and "[redacted]")
+    return f"{redact(path)}?{'&'.join(fields)}"
 
 
 def log_config(level: str, log_format: str = "text") -> dict[str, Any]:
@@ -63,6 +95,9 @@ def log_config(level: str, log_format: str = "text") -> dict[str, Any]:
                                        "stream": "ext://sys.stderr"}
     config["loggers"]["interlock"] = {"handlers": ["interlock"], "propagate": False,
                                       "level": LOG_LEVELS[level.lower()]}
+    config.setdefault("filters", {})["redacted_access"] = {
+        "()": f"{__name__}.RedactedAccessLines"}
+    config["loggers"]["uvicorn.access"]["filters"] = ["redacted_access"]
     return config
 
 

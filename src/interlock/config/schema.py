@@ -374,6 +374,15 @@ class GeneralSettings(AcceptsIgnoredKeys):
     # Serve without a key; the server allows it only on a loopback address.
     allow_unauthenticated: bool = False
     max_request_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    # What one connection may cost before it is cut (server/connection_limits.py):
+    # the request line and headers, in bytes (431 past it); seconds for the
+    # headers to arrive, and for a body to send its next bytes (408 past them).
+    max_request_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    request_header_timeout: float = Field(default=30.0, gt=0)
+    request_body_timeout: float = Field(default=30.0, gt=0)
+    # Connections and requests at once a server process takes before it answers
+    # new requests 503 (uvicorn's limit_concurrency); None: no cap.
+    max_connections: int | None = Field(default=None, gt=0)
     drain_timeout: float = Field(default=30.0, ge=0)
     host: str | None = None
     port: int | None = Field(default=None, ge=1, le=65535)

@@ -12,7 +12,6 @@ Imports: the standard library, `config`, `gateway`, `server.*`.
 from __future__ import annotations
 
 import gc
-import ipaddress
 import logging
 import os
 import time
@@ -40,6 +39,7 @@ from interlock.server.embeddings import EmbeddingsEndpoint
 from interlock.server.guard import ErrorGuard
 from interlock.server.key_admin import METHODS as KEY_PATHS
 from interlock.server.key_admin import KeyAdmin
+from interlock.server.local_only import LocalOnly, is_loopback
 
 log = logging.getLogger("interlock.server")
 
@@ -202,15 +202,6 @@ async def _method_not_allowed(send: Send, allowed: str) -> None:
                            headers=[(b"allow", allowed.encode())])
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def master_key_from(config: InterlockConfig, environ: Mapping[str, str]) -> str | None:
     """The config's key, else INTERLOCK_MASTER_KEY in `environ` (which may differ
     from the environment the config was loaded under, in tests and embedders),
@@ -228,10 +219,11 @@ def create_app(config: InterlockConfig, *, host: str = "127.0.0.1",
                environ: Mapping[str, str] | None = None,
                gateway: Gateway | None = None, server_process: bool = False) -> ASGIApp:
     """The app with its middleware. Refuses to run without auth unless told to,
-    and then only on a loopback address. `server_process` is for a process the
-    server owns (`interlock serve`): `tune_collector` runs once the gateway has
-    started, and the gateway it builds writes its ledger from a child process
-    (unless `ledger.writer: thread`)."""
+    and then only on a loopback address, for requests addressed to it
+    (`LocalOnly`). `server_process` is for a process the server owns (`interlock
+    serve`): `tune_collector` runs once the gateway has started, and the gateway
+    it builds writes its ledger from a child process (unless `ledger.writer:
+    thread`)."""
     env = os.environ if environ is None else environ
     settings = config.general_settings
     gateway = gateway or Gateway(config, environ=env, server=server_process)
@@ -268,12 +260,12 @@ def create_app(config: InterlockConfig, *, host: str = "127.0.0.1",
             "No master key is set. Export INTERLOCK_MASTER_KEY or set "
             "general_settings.master_key; to run without auth on this machine only, set "
             "general_settings.allow_unauthenticated: true and bind to 127.0.0.1.")
-    if not _is_loopback(host):
+    if not is_loopback(host):
         raise ConfigError(
             f"allow_unauthenticated is only allowed on a loopback bind, not {host!r}. "
             "Set a master key to listen on other addresses.")
     log.warning("authentication is OFF (allow_unauthenticated on %s)", host)
-    return ErrorGuard(app)
+    return ErrorGuard(LocalOnly(app))
 
 
 def app_from_environment() -> ASGIApp:

@@ -27,6 +27,7 @@ from interlock.adapters.base import (
     checked_delta,
     checked_response,
     iter_sse,
+    request_body,
     with_call_headers,
     with_extra_headers,
 )
@@ -106,4 +107,4 @@ class AnthropicAdapter:
             headers["anthropic-beta"] = str(beta)
         return (f"{base.rstrip('/')}/v1/messages",
                 with_call_headers(with_extra_headers(headers, deployment), request),
-                orjson.dumps(payload), payload.get("tool_choice") is JSON_CHOICE)
+                request_body(payload), payload.get("tool_choice") is JSON_CHOICE)

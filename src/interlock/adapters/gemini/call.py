@@ -15,9 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-import orjson
-
-from interlock.adapters.base import with_call_headers, with_extra_headers
+from interlock.adapters.base import request_body, with_call_headers, with_extra_headers
 from interlock.adapters.http import Labels
 from interlock.adapters.registry import API_KEY_ENV, resolve_base_url
 from interlock.catalog import Deployment
@@ -56,7 +54,7 @@ def new_call(deployment: Deployment, method: str, request: ChatRequest,
     headers = with_call_headers(with_extra_headers(
         {"content-type": "application/json", "x-goog-api-key": key}, deployment), request)
     return GeminiCall(url=_url(deployment, model, method), headers=headers,
-                      body=orjson.dumps(body), labels=labels, model=model, key=key)
+                      body=request_body(body), labels=labels, model=model, key=key)
 
 
 def _key_from_env(environ: Mapping[str, str]) -> str | None:

@@ -6,7 +6,7 @@ are JSON Schema, so each is rewritten here before it is declared; the response
 format goes to `responseJsonSchema` instead, which takes JSON Schema as it is.
 Kept apart from the adapter, which calls `clean_schema`, to keep each module small.
 
-Imports: orjson, the standard library.
+Imports: orjson, the standard library, `adapters.base` (the error for JSON too deep).
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+
+from interlock.adapters.base import is_too_deep, json_too_deep
 
 # The fields of Gemini's OpenAPI-subset Schema; everything else is dropped.
 _SCHEMA_KEYS = frozenset({
@@ -99,8 +101,13 @@ def _translate_enum(node: dict[str, Any]) -> None:
             node["enum"] = [str(v) for v in values]
         return
     if values:
-        allowed = "One of: " + ", ".join(orjson.dumps(v, default=str).decode()
-                                       for v in values) + "."
+        try:
+            shown = [orjson.dumps(v, default=str).decode() for v in values]
+        except TypeError as exc:
+            if not is_too_deep(exc):
+                raise
+            raise json_too_deep() from None
+        allowed = "One of: " + ", ".join(shown) + "."
         described = str(node.get("description") or "").rstrip()
         if described and not described.endswith((".", "!", "?")):
             described += "."

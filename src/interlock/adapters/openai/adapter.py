@@ -1,7 +1,7 @@
 """The OpenAI-compatible adapter itself: chat completions (whole, or streamed a
 network read at a time) and embeddings, over the shared HttpClient.
 
-Imports: orjson, `types`, `tokens`, `catalog`, `adapters.base`, `adapters.http`,
+Imports: `types`, `tokens`, `catalog`, `adapters.base`, `adapters.http`,
 `adapters.openai.*`.
 """
 
@@ -10,12 +10,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
-import orjson
-
 from interlock.adapters.base import (
     SHAPE_ERRORS,
     DeltaBatch,
     flatten,
+    request_body,
     token_count_ok,
     with_call_headers,
 )
@@ -72,7 +71,7 @@ class OpenAIAdapter:
         endpoint = self._endpoint(deployment)
         resp = await self._http.post(
             endpoint.chat_url, headers=with_call_headers(endpoint.headers, request),
-            body=orjson.dumps(body),
+            body=request_body(body),
             timeouts=timeouts, labels=endpoint.labels)
         return parsed_answer(resp.status, resp.headers, resp.body, deployment)
 
@@ -89,7 +88,7 @@ class OpenAIAdapter:
         endpoint = self._endpoint(deployment)
         return read_batches(self._http.stream(
             endpoint.chat_url, headers=with_call_headers(endpoint.stream_headers, request),
-            body=orjson.dumps(body),
+            body=request_body(body),
             timeouts=timeouts, labels=endpoint.labels), deployment)
 
     async def embeddings(self, request: EmbeddingRequest, deployment: Deployment,
@@ -104,7 +103,7 @@ class OpenAIAdapter:
         resp = await self._http.post(
             endpoint_url(deployment, "/embeddings"),
             headers=with_call_headers(endpoint_headers(deployment, stream=False), request.routing),
-            body=orjson.dumps(body), timeouts=timeouts, labels=endpoint_labels(deployment))
+            body=request_body(body), timeouts=timeouts, labels=endpoint_labels(deployment))
         data = decode_answer(resp.status, resp.headers, resp.body, deployment)
         try:
             rows = sorted(data["data"], key=lambda row: row.get("index", 0))

@@ -1,0 +1,223 @@
+"""What one HTTP connection may cost the gateway before it is cut.
+
+uvicorn's httptools protocol (what `interlock serve` runs) sets no limit on the
+size of a request's headers and no time limit on reading them or the body: a
+client with no key held 100 MB per connection by never ending a header, and a
+connection that sent half its headers, or one byte of a declared body, stayed
+open for ever. `LimitedHttpToolsProtocol` is uvicorn's protocol with three
+limits (`ConnectionLimits`, from general_settings):
+
+- the request line and headers may take `max_header_bytes`; past that the
+  client gets a 431 and the connection is closed. The bytes are counted as
+  they arrive, so the parser never buffers more than the cap and one read from
+  the socket, however long a header runs;
+- the headers must be complete `header_timeout` seconds after they began (or
+  after the connection opened): a 408, and the connection is closed;
+- a body that is being sent may pause at most `body_timeout` seconds between
+  two reads: a 408 when nothing has been answered yet, and the connection is
+  closed. The request was never parsed, so it has no model and no route, and,
+  as for a body over max_request_body_bytes, no ledger row.
+
+The common request costs a few attribute operations per `data_received` and
+no timer: one is started only when the headers, or the body, did not arrive
+whole in the read that began them. The body's timer is not restarted per read:
+each read notes the time, and the timer, when it fires, waits out what is left.
+
+uvicorn's `limit_concurrency` (general_settings.max_connections) is passed to
+uvicorn as it is; see `uvicorn_options`.
+
+Imports: orjson, the standard library, uvicorn, `openai_response`,
+`server.asgi_io` (and `config` for types).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from interlock.openai_response import plain_error_dict
+from interlock.server.asgi_io import Receive, Scope, Send, send_plain_error
+
+if TYPE_CHECKING:
+    from interlock.config.schema import GeneralSettings
+
+log = logging.getLogger("interlock.server")
+_TOO_LARGE = "headers_too_large"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    max_header_bytes: int = 64 * 1024
+    header_timeout: float = 30.0
+    body_timeout: float = 30.0
+
+    @classmethod
+    def from_settings(cls, settings: GeneralSettings) -> ConnectionLimits:
+        return cls(settings.max_request_header_bytes, settings.request_header_timeout,
+                   settings.request_body_timeout)
+
+
+def uvicorn_options(settings: GeneralSettings) -> dict[str, Any]:
+    """The options of `uvicorn.Config` that bound what a connection may cost.
+    A partial rather than a subclass made at run time: `--workers N` sends the
+    options to its worker processes by pickling them."""
+    protocol = functools.partial(LimitedHttpToolsProtocol,
+                                 limits=ConnectionLimits.from_settings(settings))
+    # The gateway serves no WebSocket: an upgrade request is answered as plain HTTP
+    # rather than handed to a protocol without these limits.
+    return {"http": protocol, "ws": "none", "limit_concurrency": settings.max_connections}
+
+
+class LimitedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with `ConnectionLimits` (module docstring)."""
+
+    def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any],
+                 _loop: asyncio.AbstractEventLoop | None = None, *,
+                 limits: ConnectionLimits) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self._limits = limits
+        # True from the end of one message (or the connection's start) to the end
+        # of the next message's headers; False while its body is read.
+        self._in_headers = True
+        # Bytes read since the headers began, counted from the read they began in.
+        self._header_bytes = 0
+        self._body_read_at = 0.0  # loop time of the body's last read
+        self._timer: asyncio.TimerHandle | None = None
+
+    # -- asyncio.Protocol ---------------------------------------------------
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        # A connection that never sends a byte is cut like one whose headers stall.
+        self._timer = self.loop.call_later(self._limits.header_timeout, self._headers_late)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_headers:
+            self._header_bytes += len(data)
+        else:
+            self._body_read_at = self.loop.time()
+        super().data_received(data)
+        if self._in_headers:
+            if self._header_bytes > self._limits.max_header_bytes:
+                self._headers_too_large()
+            elif self._timer is None and self._header_bytes:
+                self._timer = self.loop.call_later(self._limits.header_timeout,
+                                                   self._headers_late)
+        elif self._timer is None:  # the body goes on in a later read
+            self._body_read_at = self.loop.time()
+            self._timer = self.loop.call_later(self._limits.body_timeout, self._body_stalled)
+
+    def _unsupported_upgrade_warning(self) -> None:
+        """uvicorn warns of every upgrade request it cannot serve: with `ws: none`
+        (the gateway serves no WebSocket) anyone could repeat that into the log
+        at will. The request is answered as plain HTTP, which says enough."""
+
+    # -- parser callbacks -----------------------------------------------------
+    def on_headers_complete(self) -> None:
+        self._in_headers = False
+        if self._timer is not None:
+            self._stop_timer()
+        counted, self._header_bytes = self._header_bytes, 0
+        # The count may hold body bytes from the read the headers ended in: only
+        # then are the headers themselves measured.
+        if counted > self._limits.max_header_bytes and self._header_size() > \
+                self._limits.max_header_bytes:
+            # Answered as a request, by an app that says so: the parser goes on
+            # with this read (a body, a next request) and expects a request here.
+            app, self.app = self.app, self._headers_too_large_app
+            try:
+                super().on_headers_complete()
+            finally:
+                self.app = app
+            return
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._in_headers = True
+        if self._timer is not None:
+            self._stop_timer()
+        super().on_message_complete()
+
+    # -- the limits -----------------------------------------------------------
+    def _header_size(self) -> int:
+        return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _too_large_message(self) -> str:
+        return (f"The request's headers are larger than the gateway's limit of "
+                f"{self._limits.max_header_bytes} bytes. Send fewer or smaller headers, or "
+                "raise general_settings.max_request_header_bytes.")
+
+    def _headers_too_large(self) -> None:
+        self._refuse(431, self._too_large_message(), _TOO_LARGE)
+
+    async def _headers_too_large_app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_plain_error(send, 431, self._too_large_message(),
+                               type_="invalid_request_error", code=_TOO_LARGE,
+                               headers=[(b"connection", b"close")])
+
+    def _headers_late(self) -> None:
+        self._timer = None
+        if not self._in_headers or self.transport.is_closing():
+            return
+        if not self._header_bytes:  # nothing of a request has come: no one to answer
+            self.transport.close()
+            return
+        self._refuse(408, f"The request's headers did not arrive within "
+                     f"{self._limits.header_timeout:g} s (general_settings."
+                     "request_header_timeout).", "request_timeout")
+
+    def _body_stalled(self) -> None:
+        self._timer = None
+        if self._in_headers or self.transport.is_closing():
+            return
+        left = self._body_read_at + self._limits.body_timeout - self.loop.time()
+        if self.flow.read_paused:  # the app is not reading: the wait is not the client's
+            self._body_read_at = self.loop.time()
+            left = self._limits.body_timeout
+        if left > 0:
+            self._timer = self.loop.call_later(left, self._body_stalled)
+            return
+        self._refuse(408, f"The request body stopped arriving: nothing came for "
+                     f"{self._limits.body_timeout:g} s (general_settings.request_body_timeout)."
+                     " Send the whole body the Content-Length declares.", "request_timeout")
+
+    def _refuse(self, status: int, message: str, code: str) -> None:
+        """Answer `status` if no answer has begun on the connection, then close it."""
+        if self.transport.is_closing():  # uvicorn has answered (a request it could not parse)
+            return
+        cycle = self.cycle
+        where = f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
+        log.info("closing a connection from %s: %s", where, message)
+        if self._in_headers:  # `cycle` is an earlier request's, which may still be answering
+            answer = cycle is None or cycle.response_complete
+        elif cycle is None:  # not a request of this protocol's (never, without upgrades)
+            answer = False
+        else:  # the request's own, whose handler may be waiting for the body
+            answer = not cycle.response_started
+            cycle.disconnected = True  # what it sends from now on goes nowhere
+        if answer:
+            body = orjson.dumps(plain_error_dict(message, type_="invalid_request_error",
+                                                 code=code))
+            head = [STATUS_LINE[status]]
+            head += [name + b": " + value + b"\r\n"
+                     for name, value in self.server_state.default_headers]
+            head.append(b"content-type: application/json\r\ncontent-length: %d\r\n"
+                        b"connection: close\r\n\r\n" % len(body))
+            self.transport.write(b"".join(head) + body)
+        self.transport.close()

@@ -1,0 +1,220 @@
+"""What one connection may cost: headers capped in size (431), headers and a
+stalled body cut after a time (408), connections capped in number (503).
+
+Spoken over raw sockets, as the clients these limits are for do not follow HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from tests.server.gateways import MASTER_KEY, RunningGateway, three_provider_config
+
+from interlock.testing import FakeUpstream
+
+START = b"GET /health/liveness HTTP/1.1\r\nHost: x\r\n"
+
+
+def _connect(gateway: RunningGateway, timeout: float = 10) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", gateway.port))
+    sock.settimeout(timeout)
+    return sock
+
+
+def _send(sock: socket.socket, data: bytes) -> bool:
+    """Whether all of `data` went out: the gateway may close while it is sent."""
+    try:
+        sock.sendall(data)
+    except OSError:
+        return False
+    return True
+
+
+def _answer(sock: socket.socket) -> bytes:
+    """All the gateway sends until it closes the connection (or a reset)."""
+    chunks = []
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _status(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1]) if answer else 0
+
+
+def _error(answer: bytes) -> dict[str, Any]:
+    error: dict[str, Any] = orjson.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]
+    return error
+
+
+def _limited(fake: FakeUpstream, start: Callable[..., RunningGateway],
+             **limits: Any) -> RunningGateway:
+    config = three_provider_config(fake)
+    config["general_settings"].update(limits)
+    return start(config)
+
+
+def test_headers_over_the_cap_are_answered_431_and_the_connection_closed(
+        gateway: RunningGateway) -> None:
+    # 100 KB in one header (the default cap is 64 KiB), then nothing: the
+    # gateway must not wait for the header's end.
+    sock = _connect(gateway)
+    _send(sock, START + b"X-Big: " + b"a" * 100_000)
+    answer = _answer(sock)
+    assert _status(answer) == 431
+    error = _error(answer)
+    assert error["code"] == "headers_too_large"
+    assert "65536 bytes" in error["message"]
+    assert "max_request_header_bytes" in error["message"]
+
+
+def test_an_endless_header_is_cut_off_rather_than_held(gateway: RunningGateway) -> None:
+    # The gateway used to keep every byte of an unfinished header: 8 MB was read
+    # whole and answered 200, and 4 connections of 100 MB took 400 MB.
+    sock = _connect(gateway)
+    sent = _send(sock, START + b"X-Big: " + b"a" * 8_000_000 + b"\r\n\r\n")
+    answer = _answer(sock)
+    assert not sent or _status(answer) == 431
+
+
+def test_many_small_headers_count_together(gateway: RunningGateway) -> None:
+    headers = b"".join(b"X-%d: a\r\n" % i for i in range(20_000))  # about 200 KB
+    sock = _connect(gateway)
+    _send(sock, START + headers + b"\r\n")
+    assert _status(_answer(sock)) == 431
+
+
+def test_headers_complete_in_one_read_are_measured_not_their_body(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway]) -> None:
+    """A read that ends the headers may carry the body: the headers alone count."""
+    gateway = _limited(fake_upstream, start_gateway, max_request_header_bytes=4096)
+    body = orjson.dumps({"model": "budget", "messages": [
+        {"role": "user", "content": "x" * 20_000}]})
+    head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"Authorization: Bearer " + MASTER_KEY.encode() + b"\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body))
+    sock = _connect(gateway)
+    _send(sock, head + b"X-Pad: " + b"p" * 3000 + b"\r\n\r\n" + body)
+    assert _status(_answer(sock)) == 200
+    sock = _connect(gateway)
+    _send(sock, head + b"X-Pad: " + b"p" * 5000 + b"\r\n\r\n" + body)
+    assert _status(_answer(sock)) == 431
+
+
+def test_headers_under_the_cap_and_keep_alive_still_work(gateway: RunningGateway) -> None:
+    with httpx.Client(base_url=gateway.url) as http:
+        for _ in range(3):  # one connection, kept alive
+            answer = http.get("/health/liveness", headers={"x-big": "a" * 60_000})
+            assert answer.status_code == 200
+
+
+def test_headers_that_stop_arriving_get_408(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway]) -> None:
+    gateway = _limited(fake_upstream, start_gateway, request_header_timeout=0.5)
+    sock = _connect(gateway)
+    started = time.monotonic()
+    _send(sock, START)  # and never the blank line that ends the headers
+    answer = _answer(sock)
+    assert _status(answer) == 408
+    assert "request_header_timeout" in _error(answer)["message"]
+    assert 0.4 < time.monotonic() - started < 5
+
+
+def test_headers_sent_a_byte_at_a_time_still_have_one_deadline(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway]) -> None:
+    gateway = _limited(fake_upstream, start_gateway, request_header_timeout=0.6)
+    sock = _connect(gateway)
+    started = time.monotonic()
+    for byte in START * 10:
+        if not _send(sock, bytes([byte])):
+            break
+        if time.monotonic() - started > 3:
+            break
+        time.sleep(0.05)
+    assert _status(_answer(sock)) == 408
+    assert time.monotonic() - started < 3
+
+
+def test_a_connection_that_sends_nothing_is_closed(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway]) -> None:
+    gateway = _limited(fake_upstream, start_gateway, request_header_timeout=0.5)
+    sock = _connect(gateway)
+    assert _answer(sock) == b""  # closed without a word: there was no request
+
+
+def _post_head(length: int) -> bytes:
+    return (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+            b"Authorization: Bearer " + MASTER_KEY.encode() + b"\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % length)
+
+
+def test_a_body_that_stops_arriving_gets_408(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        caplog: pytest.LogCaptureFixture) -> None:
+    gateway = _limited(fake_upstream, start_gateway, request_body_timeout=0.5)
+    sock = _connect(gateway)
+    started = time.monotonic()
+    _send(sock, _post_head(100) + b"{")  # 1 byte of the 100 declared
+    answer = _answer(sock)
+    assert _status(answer) == 408
+    assert "request_body_timeout" in _error(answer)["message"]
+    assert 0.4 < time.monotonic() - started < 5
+    assert fake_upstream.calls() == 0
+    # The handler waiting for the body sees the client gone: no error, no traceback.
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_a_slow_body_that_keeps_coming_is_read(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway]) -> None:
+    """The body's limit is a pause between reads, not a time for the whole body."""
+    gateway = _limited(fake_upstream, start_gateway, request_body_timeout=0.6)
+    body = orjson.dumps({"model": "budget", "messages": [{"role": "user", "content": "hi"}]})
+    sock = _connect(gateway)
+    _send(sock, _post_head(len(body)))
+    pieces = [body[i:i + 16] for i in range(0, len(body), 16)]
+    started = time.monotonic()
+    for piece in pieces:
+        time.sleep(0.3)
+        _send(sock, piece)
+    assert time.monotonic() - started > 0.6 * 1.5
+    assert sock.recv(12) == b"HTTP/1.1 200"
+
+
+def test_max_connections_answers_503_past_the_cap(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway]) -> None:
+    gateway = _limited(fake_upstream, start_gateway, max_connections=1)
+    held = _connect(gateway)
+    _send(held, START)  # one connection, its request unfinished
+    with httpx.Client(base_url=gateway.url) as http:
+        assert http.get("/health/liveness").status_code == 503
+    held.close()
+
+
+def test_a_websocket_upgrade_is_answered_as_plain_http_without_a_log_line(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The gateway serves no WebSocket: an upgrade used to be handed to uvicorn's
+    WebSocket protocol (outside these limits), a 500 and an error in the log."""
+    gateway = _limited(fake_upstream, start_gateway, request_body_timeout=0.3)
+    sock = _connect(gateway)
+    upgrade = (b"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+               b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+    _send(sock, START + upgrade)
+    assert sock.recv(12) == b"HTTP/1.1 200"
+    time.sleep(0.6)  # past the body's limit: the connection is not taken for a stalled body
+    _send(sock, START + b"Connection: close\r\n\r\n")
+    assert b"HTTP/1.1 200" in _answer(sock)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
