@@ -1114,7 +1114,9 @@ async def test_consecutive_embedding_calls_share_one_deadline(
     with pytest.raises(Timeout):
         await embed(fake_upstream, embedding_request(*[f"t{i}" for i in range(250)]),
                     timeouts=Timeouts(connect=1.0, total=0.7))
-    assert len(fake_upstream.received) == 3
+    # The third call starts (0.6 s in) unless a busy machine made the first two
+    # slower; either way the list ran out of its one deadline.
+    assert len(fake_upstream.received) in (2, 3)
 
 
 async def test_the_fake_refuses_a_batch_over_the_cap_as_gemini_does(
