@@ -75,14 +75,15 @@ def _config(**router_settings: Any) -> dict[str, Any]:
         "router_settings": router_settings, "ledger": {"database": None}}
 
 
-async def test_the_gateway_s_pool_gives_each_host_a_share_of_the_total() -> None:
-    # Before, the gateway's pool had 1000 connections and no limit per host.
+async def test_the_gateway_s_pool_takes_the_configured_share_of_the_total() -> None:
+    # By default one host may use the whole pool (a default share would cap the
+    # gateway's main provider); a configured share is the connector's.
     default = Gateway(load_config(_config(), environ={}), environ={})
     configured = Gateway(load_config(_config(max_upstream_connections=64,
                                              max_upstream_connections_per_host=16),
                                      environ={}), environ={})
     try:
-        for gateway, (total, per_host) in ((default, (1000, 250)), (configured, (64, 16))):
+        for gateway, (total, per_host) in ((default, (1000, 1000)), (configured, (64, 16))):
             connector = gateway.http._get_session().connector
             assert connector is not None
             assert (connector.limit, connector.limit_per_host) == (total, per_host)
@@ -95,7 +96,7 @@ def test_the_settings_defaults_are_the_pool_s_and_a_share_fits_in_the_total() ->
     settings = RouterSettings()
     assert (settings.max_upstream_connections, settings.max_upstream_connections_per_host) \
         == (MAX_CONNECTIONS, MAX_CONNECTIONS_PER_HOST)
-    assert 1 <= MAX_CONNECTIONS_PER_HOST < MAX_CONNECTIONS
+    assert 1 <= MAX_CONNECTIONS_PER_HOST <= MAX_CONNECTIONS
     with pytest.raises(ConfigError, match="max_upstream_connections_per_host"):
         load_config(_config(max_upstream_connections=10,
                             max_upstream_connections_per_host=20), environ={})

@@ -352,14 +352,17 @@ def _close_at_once(session: aiohttp.ClientSession) -> None:
 
 
 # The pool's bounds (router_settings.max_upstream_connections and
-# max_upstream_connections_per_host). The total keeps file descriptors bounded;
-# the share per upstream host (host, port and scheme) keeps one host that hangs
-# (or one client's flood of calls to it) from taking every connection: each
-# waits for a connection of its own host's share, and the other hosts are
-# served from the rest. Calls past a share wait for a connection within their
-# own timeout.
+# max_upstream_connections_per_host). The total keeps file descriptors bounded.
+# A share per upstream host (host, port and scheme) below it keeps one host that
+# hangs (or one client's flood of calls to it) from taking every connection,
+# but calls past a share wait for a connection within their own timeout, and a
+# timeout while waiting counts against the deployment as any other: a share set
+# by default would quietly cap what a gateway sends to its one big provider
+# (every deployment at api.openai.com is one host) and cool its deployments
+# under a legitimate load. So by default a host may take the whole pool, as
+# before shares existed; operators with several providers set one.
 MAX_CONNECTIONS = 1000
-MAX_CONNECTIONS_PER_HOST = 250
+MAX_CONNECTIONS_PER_HOST = MAX_CONNECTIONS
 
 
 class HttpClient:

@@ -150,7 +150,7 @@ class RouterSettings(AcceptsIgnoredKeys, MaskedModel):
     # leave the others without a connection. The defaults are adapters.http's
     # (not imported: this schema stays a leaf, free of aiohttp; a test pins them).
     max_upstream_connections: int = Field(default=1000, ge=1)
-    max_upstream_connections_per_host: int = Field(default=250, ge=1)
+    max_upstream_connections_per_host: int = Field(default=1000, ge=1)
 
     # LiteLLM's aliases: a request for the key goes to the named group.
     model_group_alias: dict[str, str | GroupAlias] = Field(default_factory=dict)
