@@ -168,3 +168,13 @@ def test_a_router_s_bad_ledger_argument_is_a_config_error() -> None:
     assert "ledger.database: " in str(info.value) and PASSWORD not in str(info.value)
     with pytest.raises(ConfigError, match=r"ledger\.batch_size: got 0"):
         Router(model_list=model_list, ledger={"database": "spend.sqlite", "batch_size": 0})
+
+
+def test_a_ledger_database_from_the_environment_is_read_from_it() -> None:
+    # LiteLLM's `os.environ/NAME` form: read literally it was a SQLite file named
+    # "os.environ/DB" in the working directory, and the rows went there.
+    url = f"postgresql+psycopg://app:{PASSWORD}@db.internal:5432/spend"
+    loaded = load_config(_config(ledger={"database": "os.environ/DB"}), environ={"DB": url})
+    assert loaded.ledger.database == url
+    text = _error(_config(ledger={"database": "os.environ/DB"}))
+    assert "ledger.database: the environment variable DB is not set" in text

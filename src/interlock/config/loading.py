@@ -175,6 +175,8 @@ def _prepare(data: Any, env: Mapping[str, str], problems: list[str],
     if isinstance(prepared.get("router_settings"), Mapping):
         prepared["router_settings"] = _resolve_section_env(
             prepared["router_settings"], "router_settings", env, warnings)
+    if isinstance(prepared.get("ledger"), Mapping):
+        prepared["ledger"] = _resolve_ledger_env(prepared["ledger"], env, problems)
     if prepared.get("environment_variables"):
         warnings.append("environment_variables: ignored; Interlock reads keys from the process "
                         "environment, so export them before starting")
@@ -199,6 +201,25 @@ def _resolve_section_env(section: Mapping[str, Any], name: str, env: Mapping[str
         else:
             warnings.append(f"{name}.{key}: the environment variable {var} is not set; "
                             "the setting is left out")
+    return resolved
+
+
+def _resolve_ledger_env(section: Mapping[str, Any], env: Mapping[str, str],
+                        problems: list[str]) -> dict[str, Any]:
+    # LiteLLM files write `database_url: os.environ/DATABASE_URL`; read literally,
+    # `os.environ/DB` was a relative SQLite path, and the rows went to a file
+    # of that name. An unset variable stops the load: falling back to a local
+    # file would keep the spend where no one looks for it.
+    resolved: dict[str, Any] = {}
+    for key, value in section.items():
+        var = env_ref(value)
+        if var is None:
+            resolved[key] = value
+        elif env.get(var):
+            resolved[key] = env[var]
+        else:
+            problems.append(f"ledger.{key}: the environment variable {var} is not set; "
+                            "export it, or write the value in the file")
     return resolved
 
 
