@@ -465,6 +465,18 @@ async def test_a_live_holder_keeps_its_slot_and_a_killed_ones_returns_after_the_
             await holder.wait()
 
 
+async def _two_replicas_one_holding(redis_backends: Any, name: str
+                                    ) -> tuple[list[float], str, Any, Any]:
+    """(their clock, to move by hand; the prefix; a replica holding client key
+    'team''s one slot on a 0.3 s lease; another replica)."""
+    now = [time.time()]
+    prefix = f"{name}-{os.getpid()}-{random.randrange(10**9)}"
+    holder, other = (redis_backends(prefix=prefix, time_source=lambda: now[0])
+                     for _ in range(2))
+    assert await holder.hold("client-key:team", 1, 0.3) is not None
+    return now, prefix, holder, other
+
+
 async def test_renewing_never_brings_back_a_slot_counted_as_free(
         redis_url, redis_backends) -> None:
     # The holder's lease ended unrenewed (its clock here jumps past it, as when
@@ -472,11 +484,7 @@ async def test_renewing_never_brings_back_a_slot_counted_as_free(
     # the holder's next renewals must not make it two calls at once.
     import redis.asyncio as aredis
 
-    now = [time.time()]
-    prefix = f"renew-{os.getpid()}-{random.randrange(10**9)}"
-    holder, other = (redis_backends(prefix=prefix, time_source=lambda: now[0])
-                     for _ in range(2))
-    assert await holder.hold("client-key:team", 1, 0.3) is not None
+    now, prefix, _holder, other = await _two_replicas_one_holding(redis_backends, "renew")
     now[0] += 1
     taken = await other.hold("client-key:team", 1, 0.3)
     assert taken is not None
@@ -487,3 +495,29 @@ async def test_renewing_never_brings_back_a_slot_counted_as_free(
     finally:
         await raw.aclose()
     assert held == [taken.token]
+
+
+async def test_a_slot_never_given_back_stops_being_renewed_after_max_hold(
+        redis_url, redis_backends) -> None:
+    # A call whose ticket was dropped never lets its slot go; renewal kept it for
+    # the process's life. Past MAX_HOLD its lease is left to end.
+    from interlock.dispatch.state.redis import MAX_HOLD
+
+    now, _, _, other = await _two_replicas_one_holding(redis_backends, "maxhold")
+    await asyncio.sleep(0.25)  # renewed every 0.1 s meanwhile
+    assert await other.hold("client-key:team", 1, 0.3) is None
+    now[0] += MAX_HOLD + 1
+    await asyncio.sleep(0.25)  # the holder's renewer lets it go unrenewed
+    now[0] += 1  # past its last lease
+    assert await other.hold("client-key:team", 1, 0.3) is not None
+
+
+async def test_a_renewer_that_ended_is_started_again_by_the_next_hold(
+        redis_url, redis_backends) -> None:
+    prefix = f"restart-{os.getpid()}-{random.randrange(10**9)}"
+    holder = redis_backends(prefix=prefix)
+    assert await holder.hold("client-key:a", 2, 0.3) is not None
+    holder._renewer.cancel()  # ended as by an error it did not expect
+    await asyncio.sleep(0)
+    assert await holder.hold("client-key:a", 2, 0.3) is not None
+    assert holder._renewer is not None and not holder._renewer.done()

@@ -48,6 +48,10 @@ from interlock.dispatch.state.memory import MemoryStateBackend
 log = logging.getLogger("interlock.dispatch.state")
 # Calls owed to Redis (made while it was away), kept to send when it is back.
 MAX_OWED = 10_000
+# Seconds a slot's lease is renewed at most: longer than any call should run
+# (a router's timeout bounds one); past it the slot is taken for one whose
+# ticket was dropped without giving it back.
+MAX_HOLD = 4 * 3600.0
 # Of those, the ones safe to send again after a failed try, which Redis may
 # have run: giving back the same slot twice is giving it back once.
 SAFE_TWICE = frozenset({"LET_GO"})
@@ -123,9 +127,9 @@ class RedisStateBackend:
         # as used, for up to a minute); a slot let go, until its lease would end
         # (else it held a call at once until then).
         self._owed: list[tuple[float, str, list[str], list[Any]]] = []
-        # name -> (lease, tokens) of the slots this process holds in Redis, whose
+        # name -> (lease, {token: when taken}) of the slots this process holds in Redis, whose
         # leases `_renew_leases` renews while any is held.
-        self._leases: dict[str, tuple[float, set[str]]] = {}
+        self._leases: dict[str, tuple[float, dict[str, float]]] = {}
         self._renewer: asyncio.Task[None] | None = None
         self._scripts = {name: client.register_script(getattr(redis_lua, name)) for name in
                          ("ADMIT", "RELEASE", "SETTLE", "RECORD_FAILURE", "RECORD_SUCCESS",
@@ -287,10 +291,12 @@ class RedisStateBackend:
             return self._memory.hold_now(name, cap)
         if not int(raw):
             return None
-        held_for, tokens = self._leases.get(name, (lease, set()))
-        tokens.add(token)
+        held_for, tokens = self._leases.get(name, (lease, {}))
+        tokens[token] = self._time()
         self._leases[name] = (min(lease, held_for), tokens)
-        if self._renewer is None:
+        # A renewer that ended on an error it did not expect is started again,
+        # or every long call would lose its slot one lease later.
+        if self._renewer is None or self._renewer.done():
             self._renewer = asyncio.create_task(self._renew_leases())
         return Slot(name, token, "redis")
 
@@ -302,17 +308,26 @@ class RedisStateBackend:
         # seconds) before a live call loses its slot.
         while self._leases:
             await asyncio.sleep(min(lease for lease, _ in self._leases.values()) / 3)
+            now = self._time()
             for name, (lease, tokens) in list(self._leases.items()):
+                # A slot held past MAX_HOLD was never given back (a call whose
+                # ticket was dropped): its lease ends, as leases did before
+                # renewal, instead of keeping a replica-wide slot for ever.
+                for token in [t for t, since in tokens.items() if now - since > MAX_HOLD]:
+                    del tokens[token]
+                if not tokens:
+                    self._leases.pop(name, None)
+                    continue
                 await self._try(partial(self._scripts["RENEW"], keys=[self._slot_key(name)],
-                                        args=[self._time(), lease, *tokens]))
+                                        args=[now, lease, *tokens]))
         self._renewer = None  # no await since the loop's test: a new hold starts another
 
     async def let_go(self, slot: Slot) -> None:
         if slot.store != "redis":
             self._memory.let_go_now(slot)
             return
-        lease, tokens = self._leases.get(slot.name, (0.0, set()))
-        tokens.discard(slot.token)
+        lease, tokens = self._leases.get(slot.name, (0.0, {}))
+        tokens.pop(slot.token, None)
         if not tokens:
             self._leases.pop(slot.name, None)
         keys, args = [self._slot_key(slot.name)], [slot.token]
