@@ -491,8 +491,12 @@ def test_a_config_key_with_no_models_listed_may_ask_for_all(
     config = three_provider_config(fake_upstream)
     config["general_settings"]["api_keys"] = [
         {"name": "a", "key": "sk-a-0123456789", "models": []}]
-    (key,) = load_config(config, environ={}).general_settings.api_keys
+    loaded = load_config(config, environ={})
+    (key,) = loaded.general_settings.api_keys
     assert key.models is None
+    # It meant "nothing" before: the widening is said at load.
+    assert any("api_keys[0].models: [] lets the key ask for every model" in w
+               for w in loaded.warnings)
 
 
 async def test_a_client_key_s_own_limits_give_a_429_with_retry_after(

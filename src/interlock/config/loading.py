@@ -175,6 +175,15 @@ def _prepare(data: Any, env: Mapping[str, str], problems: list[str],
     if isinstance(prepared.get("router_settings"), Mapping):
         prepared["router_settings"] = _resolve_section_env(
             prepared["router_settings"], "router_settings", env, warnings)
+    general = prepared.get("general_settings")
+    keys = general.get("api_keys") if isinstance(general, Mapping) else None
+    for index, key in enumerate(keys if isinstance(keys, list) else []):
+        if isinstance(key, Mapping) and key.get("models") == []:
+            # It meant "nothing" before it meant LiteLLM's "everything": a key
+            # parked that way would now widen without a word.
+            warnings.append(f"general_settings.api_keys[{index}].models: [] lets the key ask "
+                            "for every model, as on LiteLLM's proxy; list the models it may "
+                            "use, or remove the key to refuse it everything")
     if isinstance(prepared.get("ledger"), Mapping):
         prepared["ledger"] = _resolve_ledger_env(prepared["ledger"], env, problems)
     if prepared.get("environment_variables"):
