@@ -11,7 +11,6 @@ leaf settings modules; `adapters.registry` and `redis.connection` inside functio
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from importlib.util import find_spec
 from typing import Any
@@ -21,7 +20,7 @@ from pydantic import BaseModel
 
 from interlock.config.report import did_you_mean
 from interlock.config.schema import GeneralSettings, InterlockConfig, ModelEntry
-from interlock.costs.settings import Budget
+from interlock.costs.settings import URL_SCHEME, Budget
 from interlock.dispatch.settings import RouterSettings
 from interlock.errors import redact
 from interlock.routing.settings import RoutingSettings
@@ -48,16 +47,15 @@ def cross_check(config: InterlockConfig) -> list[str]:
     return problems
 
 
-# What redis-py's from_url accepts; a URL scheme, so that one can be quoted back.
+# What redis-py's from_url accepts.
 _REDIS_FORMS = "redis://, rediss:// or unix:// (redis://HOST:6379/0)"
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*$")
 
 
 def redis_url_problem(url: str) -> str | None:
     """Why redis-py could not connect with `url`, else None. Nothing of the URL but
     its scheme is quoted: it may carry a password, in places redaction misses."""
     scheme, sep, _ = url.partition("://")
-    if not sep or not _SCHEME.match(scheme):
+    if not sep or not URL_SCHEME.match(scheme):
         return f"got no scheme; expected {_REDIS_FORMS}"
     if scheme not in ("redis", "rediss", "unix"):
         return f"got a {scheme}:// URL; expected {_REDIS_FORMS}"

@@ -116,14 +116,15 @@ LEDGER_SCHEMES = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg", "postgresql
                   "postgresql+psycopg2")
 _LEDGER_FORMS = ("a SQLite file path, sqlite:///PATH or "
                  "postgresql+psycopg://USER@HOST/DB")
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*$")
+# What may stand before "://" in a URL (RFC 3986), so that it can be quoted back.
+URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*$")
 
 
 def ledger_url_problem(database: str) -> str | None:
     """Why the ledger could not write to the URL `database`, else None. Only the
     scheme is quoted: the URL may carry a password."""
     scheme = database.partition("://")[0]
-    if not _SCHEME.match(scheme):
+    if not URL_SCHEME.match(scheme):
         return f"not a URL the ledger can read; expected {_LEDGER_FORMS}"
     if scheme not in LEDGER_SCHEMES:
         close = difflib.get_close_matches(scheme, ["postgresql+psycopg", "sqlite"], n=1)

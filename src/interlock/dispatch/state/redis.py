@@ -263,9 +263,10 @@ class RedisStateBackend:
 
     async def _catch_up(self) -> None:
         """Tell Redis, back after an outage, what it missed meanwhile. On the
-        request's path (admit, hold), before its own call: that call must find
-        the counts and slots given back, which a catch-up in the background
-        might not have sent yet."""
+        request's path (admit, hold), before its own call, so that the call
+        finds the counts and slots given back. Only the request that finds them
+        owed waits: one arriving meanwhile goes ahead and may find a cap a
+        little stricter than it is until the catch-up lands."""
         owed, self._owed = self._owed, []
         now = self._time()
         for entry in owed:
