@@ -55,18 +55,21 @@ return 0
 # KEYS: one budget period's seeding mark, then its hashes (one per end user for
 # "*"). ARGV: ttl, the seeding gate's claim, then the ledger's record for each
 # hash. A hash takes the record once ("seeded"), whichever replica comes first,
-# if Redis does not hold it, or if this gate created it with its claim after
-# the record's end (calls went on while the read was late): a hash that exists
-# otherwise already counts the period (one written before seeding marks
-# existed, or by a settle since), and adding the record to it would count that
-# spend twice. A hash another gate claimed is left to that gate's record. So
-# two replicas seeding at once, or a mark evicted alone, count nothing twice.
+# if it counts nothing (Redis does not hold it, or holds only the give-up marks
+# of settles that came after Redis lost its data: a failed call's settle
+# re-creates the hash), or if this gate created it with its claim after the
+# record's end (calls went on while the read was late): a hash that counts
+# something otherwise already counts the period (one written before seeding
+# marks existed, or by a settle since), and adding the record to it would count
+# that spend twice. A hash another gate claimed is left to that gate's record.
+# So two replicas seeding at once, or a mark evicted alone, count nothing twice.
 SEED = """
 for i = 2, #KEYS do
   local key = KEYS[i]
   local held = redis.call('HGET', key, 'claim')
   if not held or held == ARGV[2] then
-    local fresh = redis.call('EXISTS', key) == 0
+    local fresh = redis.call('HEXISTS', key, 'spent') == 0
+      and redis.call('HEXISTS', key, 'reserved') == 0
     if redis.call('HSETNX', key, 'seeded', 1) == 1 and (fresh or held) then
       redis.call('HINCRBY', key, 'spent', tonumber(ARGV[i + 1]))
     end

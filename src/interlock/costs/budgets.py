@@ -577,6 +577,10 @@ class BudgetGate:
         """`_reserve_redis`, for a count Redis lacks (it lost its data) after its
         seeding from the ledger's record has begun (`_seed_redis`). None: Redis
         failed, count in memory."""
+        if self._record_owed():
+            # Whatever the marks say: another replica's seeding leaves the
+            # hashes this gate claimed to this gate's record.
+            self._seed_redis()
         seeding = self._redis_seed
         if seeding is not None and seeding.pending:  # wait what is left of its time
             await seeding.wait()
@@ -699,6 +703,14 @@ class BudgetGate:
         if (seeding is not None and seeding.pending) or self.clock() < self._record_off_until:
             return self._claim
         return None
+
+    def _record_owed(self) -> bool:
+        """A record this gate claimed hashes for is not in, no read of it is
+        under way, and `RECORD_RETRY` has passed since the last one failed."""
+        seeding = self._redis_seed
+        return (self._claiming_until is not None and self.record is not None
+                and not (seeding is not None and seeding.pending)
+                and self.clock() >= self._record_off_until)
 
     def _seed_redis(self) -> _Seeding:
         """Give Redis each budget's count as the ledger records it (`budget_scripts.SEED`): a
