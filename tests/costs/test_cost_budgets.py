@@ -758,7 +758,7 @@ async def test_a_reserve_or_a_settle_sent_twice_counts_once(redis_url: str) -> N
     clock = Clock(datetime(2026, 5, 10, 12, tzinfo=UTC).timestamp())
     async with _redis_gate_at(redis_url, clock) as (gate, direct):
         key = gate._listed()[0][1]
-        reserve = {"keys": [key], "args": [100_000_000, 3600, "t1", 1, 5_000_000_000]}
+        reserve = {"keys": [key], "args": [100_000_000, "t1", 1, 5_000_000_000, 3600]}
         assert int(await gate._reserve(**reserve)) == 0
         assert int(await gate._reserve(**reserve)) == 0
         assert await _shared(direct, gate) == (0, 100_000_000)  # reserved once
@@ -846,3 +846,26 @@ async def test_a_give_up_settled_after_redis_lost_its_data_keeps_the_period_s_re
         await in_flight.release(None)
         assert _refused(await gate.acquire(d, _request(100)))
         assert await _shared(direct, gate) == (5_000_000_000, 0)
+
+
+async def test_each_period_s_count_lives_as_long_as_its_own_period(redis_url: str) -> None:
+    # A minute's budget beside a month's: each minute's count lived as long as
+    # the month's (in Redis and in memory), a month of dead keys per minute.
+    clock = Clock(datetime(2026, 5, 10, 12, 0, 30, tzinfo=UTC).timestamp())
+    d = _deployment()
+    budgets = [Budget(deployment="d1", max_usd=Decimal(5), period="month"),
+               Budget(deployment="d1", max_usd=Decimal(5), period=1 / 60)]
+    month_left = datetime(2026, 6, 1, tzinfo=UTC).timestamp() - clock.t
+    async with _redis_gate_at(redis_url, clock) as (gate, direct):
+        gate.budgets = budgets
+        [month, minute] = [key for _, key, _, _ in gate._listed()]
+        ticket = await gate.acquire(d, _request(100))
+        assert not _refused(ticket) and ticket.on_redis
+        await ticket.release(_response(30))
+        assert 0 <= month_left + 3600 - await direct.ttl(month) < 5
+        assert 0 <= 30 + 3600 - await direct.ttl(minute) < 5
+        gate._redis_failed(ConnectionError("Redis away"))  # counted in memory now
+        ticket = await gate.acquire(d, _request(100))
+        assert not _refused(ticket) and not ticket.on_redis
+        assert gate._local[month].expires == clock.t + int(month_left) + 3600
+        assert gate._local[minute].expires == clock.t + 30 + 3600

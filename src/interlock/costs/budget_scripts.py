@@ -5,8 +5,9 @@ Imports: nothing.
 """
 
 # KEYS: one hash per budget period, then (when the ledger's record is to be
-# checked) one seeding mark per budget period. ARGV: amount, ttl, ticket id, the
-# number of hashes, one limit per hash, then (while a record this gate is to
+# checked) one seeding mark per budget period. ARGV: amount, ticket id, the
+# number of hashes, one limit per hash, one ttl per hash (each lives as long as
+# its own period), then (while a record this gate is to
 # add is not in yet) its claim: a hash it creates is marked with it, so that
 # the record is added to it when it lands (`SEED`). A missing mark (Redis lost
 # its data, or never had this period) returns -2: seed the count first (`SEED`). Refuse
@@ -18,9 +19,8 @@ Imports: nothing.
 # then reserves nothing, since no ticket would ever give the amount back.
 RESERVE = """
 local amount = tonumber(ARGV[1])
-local ttl = tonumber(ARGV[2])
-local id = ARGV[3]
-local n = tonumber(ARGV[4])
+local id = ARGV[2]
+local n = tonumber(ARGV[3])
 if redis.call('HEXISTS', KEYS[1], 'x:' .. id) == 1 then
   return -1
 end
@@ -35,11 +35,11 @@ end
 for i = 1, n do
   local spent = tonumber(redis.call('HGET', KEYS[i], 'spent') or '0')
   local reserved = tonumber(redis.call('HGET', KEYS[i], 'reserved') or '0')
-  if spent + reserved >= tonumber(ARGV[i + 4]) then
+  if spent + reserved >= tonumber(ARGV[i + 3]) then
     return {i, spent, reserved}
   end
 end
-local claim = ARGV[n + 5]
+local claim = ARGV[2 * n + 4]
 for i = 1, n do
   local key = KEYS[i]
   if claim and redis.call('EXISTS', key) == 0 then
@@ -47,7 +47,7 @@ for i = 1, n do
   end
   redis.call('HINCRBY', key, 'reserved', amount)
   redis.call('HSET', key, 'r:' .. id, amount)
-  redis.call('EXPIRE', key, ttl)
+  redis.call('EXPIRE', key, tonumber(ARGV[n + i + 3]))
 end
 return 0
 """
@@ -83,7 +83,7 @@ redis.call('SET', KEYS[1], 1, 'EX', tonumber(ARGV[1]))
 return 0
 """
 
-# KEYS: the hashes reserved on. ARGV: ticket id, real cost, ttl. Gives back what
+# KEYS: the hashes reserved on. ARGV: ticket id, real cost, one ttl per hash. Gives back what
 # the ticket's id holds and counts the cost only then, so a settle sent twice (a
 # retry of one whose reply was lost) counts once. Settling a reservation Redis
 # never made with 0 (a reserve given up on) leaves the mark `RESERVE` heeds if
@@ -91,7 +91,7 @@ return 0
 SETTLE = """
 local id = ARGV[1]
 local actual = tonumber(ARGV[2])
-for _, key in ipairs(KEYS) do
+for i, key in ipairs(KEYS) do
   local held = redis.call('HGET', key, 'r:' .. id)
   if held then
     redis.call('HDEL', key, 'r:' .. id)
@@ -102,7 +102,7 @@ for _, key in ipairs(KEYS) do
   elseif actual == 0 then
     redis.call('HSET', key, 'x:' .. id, 1)
   end
-  redis.call('EXPIRE', key, tonumber(ARGV[3]))
+  redis.call('EXPIRE', key, tonumber(ARGV[i + 2]))
 end
 return 0
 """
