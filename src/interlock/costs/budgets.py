@@ -147,7 +147,7 @@ def _refusal(budget: Budget, request: ChatRequest, full: _Full, could_cost: int 
     kind, name = budget.target
     if kind == "end_user" and name == "*":
         name = request.user or ""
-    limit = f"${budget.max_usd.normalize():f} {per_period(budget.period)}"
+    limit = budget.limit
     if full.reserved == 0 or full.spent >= to_nano(budget.max_usd):
         return Refusal(f"{kind} {name!r} has spent its {limit}", resets_in)
     cost = "" if could_cost is None else (
@@ -160,7 +160,9 @@ def _refusal(budget: Budget, request: ChatRequest, full: _Full, could_cost: int 
 
 
 def per_period(period: str | float) -> str:
-    """A budget's period as its limit is read: "a day", "a month", "every 12 hours"."""
+    """A budget's period as its limit is read: "a day", "a month", "every 12 hours"
+    (for a key's budget as `interlock keys list` prints it; a `Budget` says its own:
+    `limit`)."""
     return f"a {period}" if isinstance(period, str) else f"every {period:g} hours"
 
 
