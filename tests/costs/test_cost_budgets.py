@@ -705,15 +705,10 @@ async def test_a_count_one_replica_claimed_takes_its_record_not_another_s(
             await b.aclose()
 
 
-async def test_a_record_asked_again_after_a_failure_is_added_to_the_counts_since(
-        redis_url: str) -> None:
-    # The ledger could not be read: Redis counts on from what it has, and the
-    # record read a minute later is added to those counts, up to where the first
-    # read would have ended (the counts since are Redis's own).
-    clock = Clock(datetime(2026, 5, 10, 12, tzinfo=UTC).timestamp())
-    d = _deployment()
-    reads: list[datetime] = []
-    answer = _ledger_record(1_000_000_000)
+def _failing_first_read(nano: int, reads: list[datetime]) -> Any:
+    """A `record` that fails its first read and then answers `nano` spent on d1,
+    noting in `reads` where each read was to end."""
+    answer = _ledger_record(nano)
 
     async def record(periods: Any, until: datetime) -> list[Any]:
         reads.append(until)
@@ -721,17 +716,40 @@ async def test_a_record_asked_again_after_a_failure_is_added_to_the_counts_since
             raise OSError("the ledger's database is away")
         return cast(list[Any], await answer(periods, until))
 
+    return record
+
+
+@pytest.mark.parametrize("another_replica_seeded", [False, True])
+async def test_a_record_asked_again_after_a_failure_is_added_to_the_counts_since(
+        redis_url: str, another_replica_seeded: bool) -> None:
+    # The ledger could not be read: Redis counts on from what it has, and the
+    # record read a minute later is added to those counts, up to where the first
+    # read would have ended (the counts since are Redis's own). Another replica
+    # that read in time marks the period seeded but leaves the count this one
+    # claimed to this one's record: the mark found, it was never read again.
+    clock = Clock(datetime(2026, 5, 10, 12, tzinfo=UTC).timestamp())
+    d = _deployment()
+    reads: list[datetime] = []
     async with _redis_gate_at(redis_url, clock) as (gate, direct):
-        gate.record = record
-        ticket = await gate.acquire(d, _request(100))
-        assert not _refused(ticket) and ticket.on_redis
-        await ticket.release(_response(30))
-        assert await _shared(direct, gate) == (30_000_000, 0)
-        clock.t += budgets_module.RECORD_RETRY + 1
-        ticket = await gate.acquire(d, _request(100))
-        assert await _shared(direct, gate) == (1_030_000_000, 100_000_000)
-        assert reads == [reads[0], reads[0]]
-        await ticket.release(_response(100))
+        gate.record = _failing_first_read(1_000_000_000, reads)
+        other = BudgetGate(gate.budgets, _book(d), redis_url=redis_url,
+                           key_prefix=gate.key_prefix, clock=clock,
+                           record=_ledger_record(1_000_000_000))
+        try:
+            ticket = await gate.acquire(d, _request(100))
+            assert not _refused(ticket) and ticket.on_redis
+            await ticket.release(_response(30))
+            if another_replica_seeded:
+                ticket = await other.acquire(d, _request(100))
+                await ticket.release(_response(0))
+            assert await _shared(direct, gate) == (30_000_000, 0)
+            clock.t += budgets_module.RECORD_RETRY + 1
+            ticket = await gate.acquire(d, _request(100))
+            assert await _shared(direct, gate) == (1_030_000_000, 100_000_000)
+            assert reads == [reads[0], reads[0]]
+            await ticket.release(_response(100))
+        finally:
+            await other.aclose()
 
 
 async def test_a_reserve_or_a_settle_sent_twice_counts_once(redis_url: str) -> None:
@@ -740,7 +758,7 @@ async def test_a_reserve_or_a_settle_sent_twice_counts_once(redis_url: str) -> N
     clock = Clock(datetime(2026, 5, 10, 12, tzinfo=UTC).timestamp())
     async with _redis_gate_at(redis_url, clock) as (gate, direct):
         key = gate._listed()[0][1]
-        reserve = {"keys": [key], "args": [100_000_000, 3600, "t1", 1, 5_000_000_000]}
+        reserve = {"keys": [key], "args": [100_000_000, "t1", 1, 5_000_000_000, 3600]}
         assert int(await gate._reserve(**reserve)) == 0
         assert int(await gate._reserve(**reserve)) == 0
         assert await _shared(direct, gate) == (0, 100_000_000)  # reserved once
@@ -803,3 +821,51 @@ async def test_an_empty_user_is_no_end_user() -> None:
         assert not _refused(ticket)
         await ticket.release(_response(100))
     assert gate._local == {}  # nothing counted
+
+
+async def test_a_give_up_settled_after_redis_lost_its_data_keeps_the_period_s_record(
+        redis_url: str) -> None:
+    # Redis restarted empty while a call was in flight, and the call failed: its
+    # settle (0, with no reservation left to give back) wrote its give-up mark
+    # into a hash that no longer existed, and the seeding took that hash for one
+    # that already counted the period: the ledger's $5 of $5 was lost, and every
+    # replica admitted the period's $5 again.
+    clock = Clock(datetime(2026, 5, 10, 12, tzinfo=UTC).timestamp())
+    d = _deployment()
+    recorded = {"d1": 0}
+
+    async def record(periods: Any, _: datetime) -> list[Any]:
+        return [(b, pid, dict(recorded)) for b, pid, _ in periods]
+
+    async with _redis_gate_at(redis_url, clock) as (gate, direct):
+        gate.record = record
+        in_flight = await gate.acquire(d, _request(10))
+        assert not _refused(in_flight) and in_flight.on_redis
+        await direct.delete(*[k async for k in direct.scan_iter(match=gate.key_prefix + "*")])
+        recorded["d1"] = 5_000_000_000
+        await in_flight.release(None)
+        assert _refused(await gate.acquire(d, _request(100)))
+        assert await _shared(direct, gate) == (5_000_000_000, 0)
+
+
+async def test_each_period_s_count_lives_as_long_as_its_own_period(redis_url: str) -> None:
+    # A minute's budget beside a month's: each minute's count lived as long as
+    # the month's (in Redis and in memory), a month of dead keys per minute.
+    clock = Clock(datetime(2026, 5, 10, 12, 0, 30, tzinfo=UTC).timestamp())
+    d = _deployment()
+    budgets = [Budget(deployment="d1", max_usd=Decimal(5), period="month"),
+               Budget(deployment="d1", max_usd=Decimal(5), period=1 / 60)]
+    month_left = datetime(2026, 6, 1, tzinfo=UTC).timestamp() - clock.t
+    async with _redis_gate_at(redis_url, clock) as (gate, direct):
+        gate.budgets = budgets
+        [month, minute] = [key for _, key, _, _ in gate._listed()]
+        ticket = await gate.acquire(d, _request(100))
+        assert not _refused(ticket) and ticket.on_redis
+        await ticket.release(_response(30))
+        assert 0 <= month_left + 3600 - await direct.ttl(month) < 5
+        assert 0 <= 30 + 3600 - await direct.ttl(minute) < 5
+        gate._redis_failed(ConnectionError("Redis away"))  # counted in memory now
+        ticket = await gate.acquire(d, _request(100))
+        assert not _refused(ticket) and not ticket.on_redis
+        assert gate._local[month].expires == clock.t + int(month_left) + 3600
+        assert gate._local[minute].expires == clock.t + 30 + 3600

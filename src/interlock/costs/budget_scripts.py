@@ -5,8 +5,9 @@ Imports: nothing.
 """
 
 # KEYS: one hash per budget period, then (when the ledger's record is to be
-# checked) one seeding mark per budget period. ARGV: amount, ttl, ticket id, the
-# number of hashes, one limit per hash, then (while a record this gate is to
+# checked) one seeding mark per budget period. ARGV: amount, ticket id, the
+# number of hashes, one limit per hash, one ttl per hash (each lives as long as
+# its own period), then (while a record this gate is to
 # add is not in yet) its claim: a hash it creates is marked with it, so that
 # the record is added to it when it lands (`SEED`). A missing mark (Redis lost
 # its data, or never had this period) returns -2: seed the count first (`SEED`). Refuse
@@ -18,9 +19,8 @@ Imports: nothing.
 # then reserves nothing, since no ticket would ever give the amount back.
 RESERVE = """
 local amount = tonumber(ARGV[1])
-local ttl = tonumber(ARGV[2])
-local id = ARGV[3]
-local n = tonumber(ARGV[4])
+local id = ARGV[2]
+local n = tonumber(ARGV[3])
 if redis.call('HEXISTS', KEYS[1], 'x:' .. id) == 1 then
   return -1
 end
@@ -35,11 +35,11 @@ end
 for i = 1, n do
   local spent = tonumber(redis.call('HGET', KEYS[i], 'spent') or '0')
   local reserved = tonumber(redis.call('HGET', KEYS[i], 'reserved') or '0')
-  if spent + reserved >= tonumber(ARGV[i + 4]) then
+  if spent + reserved >= tonumber(ARGV[i + 3]) then
     return {i, spent, reserved}
   end
 end
-local claim = ARGV[n + 5]
+local claim = ARGV[2 * n + 4]
 for i = 1, n do
   local key = KEYS[i]
   if claim and redis.call('EXISTS', key) == 0 then
@@ -47,7 +47,7 @@ for i = 1, n do
   end
   redis.call('HINCRBY', key, 'reserved', amount)
   redis.call('HSET', key, 'r:' .. id, amount)
-  redis.call('EXPIRE', key, ttl)
+  redis.call('EXPIRE', key, tonumber(ARGV[n + i + 3]))
 end
 return 0
 """
@@ -55,18 +55,21 @@ return 0
 # KEYS: one budget period's seeding mark, then its hashes (one per end user for
 # "*"). ARGV: ttl, the seeding gate's claim, then the ledger's record for each
 # hash. A hash takes the record once ("seeded"), whichever replica comes first,
-# if Redis does not hold it, or if this gate created it with its claim after
-# the record's end (calls went on while the read was late): a hash that exists
-# otherwise already counts the period (one written before seeding marks
-# existed, or by a settle since), and adding the record to it would count that
-# spend twice. A hash another gate claimed is left to that gate's record. So
-# two replicas seeding at once, or a mark evicted alone, count nothing twice.
+# if it counts nothing (Redis does not hold it, or holds only the give-up marks
+# of settles that came after Redis lost its data: a failed call's settle
+# re-creates the hash), or if this gate created it with its claim after the
+# record's end (calls went on while the read was late): a hash that counts
+# something otherwise already counts the period (one written before seeding
+# marks existed, or by a settle since), and adding the record to it would count
+# that spend twice. A hash another gate claimed is left to that gate's record.
+# So two replicas seeding at once, or a mark evicted alone, count nothing twice.
 SEED = """
 for i = 2, #KEYS do
   local key = KEYS[i]
   local held = redis.call('HGET', key, 'claim')
   if not held or held == ARGV[2] then
-    local fresh = redis.call('EXISTS', key) == 0
+    local fresh = redis.call('HEXISTS', key, 'spent') == 0
+      and redis.call('HEXISTS', key, 'reserved') == 0
     if redis.call('HSETNX', key, 'seeded', 1) == 1 and (fresh or held) then
       redis.call('HINCRBY', key, 'spent', tonumber(ARGV[i + 1]))
     end
@@ -80,7 +83,7 @@ redis.call('SET', KEYS[1], 1, 'EX', tonumber(ARGV[1]))
 return 0
 """
 
-# KEYS: the hashes reserved on. ARGV: ticket id, real cost, ttl. Gives back what
+# KEYS: the hashes reserved on. ARGV: ticket id, real cost, one ttl per hash. Gives back what
 # the ticket's id holds and counts the cost only then, so a settle sent twice (a
 # retry of one whose reply was lost) counts once. Settling a reservation Redis
 # never made with 0 (a reserve given up on) leaves the mark `RESERVE` heeds if
@@ -88,7 +91,7 @@ return 0
 SETTLE = """
 local id = ARGV[1]
 local actual = tonumber(ARGV[2])
-for _, key in ipairs(KEYS) do
+for i, key in ipairs(KEYS) do
   local held = redis.call('HGET', key, 'r:' .. id)
   if held then
     redis.call('HDEL', key, 'r:' .. id)
@@ -99,7 +102,7 @@ for _, key in ipairs(KEYS) do
   elseif actual == 0 then
     redis.call('HSET', key, 'x:' .. id, 1)
   end
-  redis.call('EXPIRE', key, tonumber(ARGV[3]))
+  redis.call('EXPIRE', key, tonumber(ARGV[i + 2]))
 end
 return 0
 """

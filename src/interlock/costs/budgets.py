@@ -147,7 +147,7 @@ def _refusal(budget: Budget, request: ChatRequest, full: _Full, could_cost: int 
     kind, name = budget.target
     if kind == "end_user" and name == "*":
         name = request.user or ""
-    limit = f"${budget.max_usd.normalize():f} {per_period(budget.period)}"
+    limit = budget.limit
     if full.reserved == 0 or full.spent >= to_nano(budget.max_usd):
         return Refusal(f"{kind} {name!r} has spent its {limit}", resets_in)
     cost = "" if could_cost is None else (
@@ -160,7 +160,9 @@ def _refusal(budget: Budget, request: ChatRequest, full: _Full, could_cost: int 
 
 
 def per_period(period: str | float) -> str:
-    """A budget's period as its limit is read: "a day", "a month", "every 12 hours"."""
+    """A budget's period as its limit is read: "a day", "a month", "every 12 hours"
+    (for a key's budget as `interlock keys list` prints it; a `Budget` says its own:
+    `limit`)."""
     return f"a {period}" if isinstance(period, str) else f"every {period:g} hours"
 
 
@@ -257,7 +259,8 @@ class BudgetTicket:
     request: ChatRequest
     keys: list[str]
     reserved: int
-    ttl: int
+    # Seconds each key lives: its period's end, and an hour's grace.
+    ttls: list[int]
     on_redis: bool
     # Names the reservation in Redis, so that it is settled exactly once.
     id: str = ""
@@ -319,8 +322,8 @@ class BudgetGate:
         self._reservations = 0  # local ones, for letting ended periods go
         # Redis calls left running by a cancelled caller (see `_survive`).
         self._background: set[asyncio.Task[Any]] = set()
-        # (keys, ticket id, real cost, ttl) of settles owed to Redis (`MAX_UNSETTLED`).
-        self._unsettled: list[tuple[list[str], str, int, int]] = []
+        # (keys, ticket id, real cost, ttls) of settles owed to Redis (`MAX_UNSETTLED`).
+        self._unsettled: list[tuple[list[str], str, int, list[int]]] = []
         # Reads the ledger's record of the current periods up to a time, for the
         # counts that begin without it: in memory at start or when Redis fails
         # (else a restart or an outage gives every budget its period again), and
@@ -425,7 +428,9 @@ class BudgetGate:
         # 64-bit counters it failed the script, which put every replica on local
         # counts for a while (a way around a shared budget).
         amount = min(amount, max(limits))
-        ttl = int(max(left for _, left in periods)) + 3600
+        # Each count lives as long as its own period: a minute's budget beside
+        # a month's would otherwise keep a month of dead minutes.
+        ttls = [int(left) + 3600 for _, left in periods]
         ticket_id = secrets.token_hex(8)
         on_redis = await self._use_redis()
         if on_redis and self._unsettled:
@@ -435,13 +440,13 @@ class BudgetGate:
         refused: int | _Full | None = None
         if on_redis:
             refused = await self._reserve_shared(applicable, periods, keys, limits, amount,
-                                                 ttl, ticket_id)
+                                                 ttls, ticket_id)
         if refused is None:  # on local counts, or Redis failed just now
             on_redis = False
             seeding = self._local_seed
             if seeding is not None and seeding.pending:
                 await seeding.wait()
-            refused = self._reserve_local(keys, limits, amount, ttl)
+            refused = self._reserve_local(keys, limits, amount, ttls)
         if isinstance(refused, _Full):
             budget = applicable[refused.index - 1]
             kind, name = budget.target
@@ -449,7 +454,7 @@ class BudgetGate:
             self.refusals[counted] = self.refusals.get(counted, 0) + 1
             return _refusal(budget, request, refused, None if expected is None
                             else to_nano(expected), periods[refused.index - 1][1])
-        return BudgetTicket(self, deployment, request, keys, amount, ttl, on_redis,
+        return BudgetTicket(self, deployment, request, keys, amount, ttls, on_redis,
                             ticket_id)
 
     async def start(self) -> None:
@@ -555,7 +560,7 @@ class BudgetGate:
                         deployment.name)
 
     def _reserve_local(self, keys: list[str], limits: list[int], amount: int,
-                       ttl: int) -> _Full | int:
+                       ttls: list[int]) -> _Full | int:
         # No await between the check and the increment: atomic within the loop.
         now = self.clock()
         self._reservations += 1
@@ -565,38 +570,43 @@ class BudgetGate:
         for index, (count, limit) in enumerate(zip(counts, limits, strict=True), start=1):
             if count.spent + count.reserved >= limit:
                 return _Full(index, count.spent, count.reserved)
-        for count in counts:
+        for count, ttl in zip(counts, ttls, strict=True):
             count.reserved += amount
             count.expires = now + ttl
         return 0
 
     async def _reserve_shared(self, budgets: Sequence[Budget],
                               periods: Sequence[tuple[str, float]], keys: list[str],
-                              limits: list[int], amount: int, ttl: int,
+                              limits: list[int], amount: int, ttls: list[int],
                               ticket_id: str) -> _Full | int | None:
         """`_reserve_redis`, for a count Redis lacks (it lost its data) after its
         seeding from the ledger's record has begun (`_seed_redis`). None: Redis
         failed, count in memory."""
+        if self._record_owed():
+            # Whatever the marks say: another replica's seeding leaves the
+            # hashes this gate claimed to this gate's record.
+            self._seed_redis()
         seeding = self._redis_seed
         if seeding is not None and seeding.pending:  # wait what is left of its time
             await seeding.wait()
         claim = self._claiming()
         marks = () if claim or self.record is None else [
             self._mark(b, pid) for b, (pid, _) in zip(budgets, periods, strict=True)]
-        refused = await self._reserve_redis(keys, limits, amount, ttl, ticket_id, marks, claim)
+        refused = await self._reserve_redis(keys, limits, amount, ttls, ticket_id, marks,
+                                            claim)
         if refused != -2:
             return refused
         seeding = self._seed_redis()
         await seeding.wait()
         if not await self._use_redis():  # the seeding found Redis gone
             return None
-        return await self._reserve_redis(keys, limits, amount, ttl, ticket_id,
+        return await self._reserve_redis(keys, limits, amount, ttls, ticket_id,
                                          claim=self._claiming())
 
     async def _reserve_redis(self, keys: list[str], limits: list[int], amount: int,
-                             ttl: int, ticket_id: str, marks: Sequence[str] = (),
+                             ttls: list[int], ticket_id: str, marks: Sequence[str] = (),
                              claim: str | None = None) -> _Full | int | None:
-        args = [amount, ttl, ticket_id, len(keys), *limits]
+        args = [amount, ticket_id, len(keys), *limits, *ttls]
         if claim is not None:
             args.append(claim)
         call = self._survive(self._reserve(keys=[*keys, *marks], args=args))
@@ -607,13 +617,13 @@ class BudgetGate:
             # its way: Redis may reserve all the same, with no ticket to give it
             # back, holding the amount until the period ends. Undo it once known.
             call.add_done_callback(lambda _: self._survive(
-                self._settle_redis(keys, ticket_id, 0, ttl)))
+                self._settle_redis(keys, ticket_id, 0, ttls)))
             raise
         except Exception as exc:
             # The script may still run (a stall past the timeout): give it up by
             # its id once Redis answers, which undoes it or keeps it from holding.
             self._redis_failed(exc)
-            self._owe(keys, ticket_id, 0, ttl)
+            self._owe(keys, ticket_id, 0, ttls)
             return None
         if not self._on_redis:
             self._on_redis = True
@@ -623,37 +633,37 @@ class BudgetGate:
         return int(result)
 
     async def _settle_redis(self, keys: list[str], ticket_id: str, actual: int,
-                            ttl: int) -> None:
+                            ttls: list[int]) -> None:
         """Settle a reservation made in Redis there, now or, if Redis is away,
         once it answers again (`_settle_unsettled`)."""
         if not await self._use_redis():
-            self._owe(keys, ticket_id, actual, ttl)
+            self._owe(keys, ticket_id, actual, ttls)
             return
         try:
             # Shielded: a request cancelled while settling still gives back
             # what it reserved.
             await asyncio.shield(self._survive(self._settle_script(
-                keys=keys, args=[ticket_id, actual, ttl])))
+                keys=keys, args=[ticket_id, actual, *ttls])))
         except Exception as exc:
             self._redis_failed(exc)
-            self._owe(keys, ticket_id, actual, ttl)
+            self._owe(keys, ticket_id, actual, ttls)
 
-    def _owe(self, keys: list[str], ticket_id: str, actual: int, ttl: int) -> None:
+    def _owe(self, keys: list[str], ticket_id: str, actual: int, ttls: list[int]) -> None:
         if len(self._unsettled) < MAX_UNSETTLED:
-            self._unsettled.append((keys, ticket_id, actual, ttl))
+            self._unsettled.append((keys, ticket_id, actual, ttls))
 
     async def _settle_unsettled(self) -> None:
         waiting, self._unsettled = self._unsettled, []
         try:
             while waiting:
-                keys, ticket_id, actual, ttl = waiting[0]
-                await self._settle_redis(keys, ticket_id, actual, ttl)  # a failure owes it again
+                keys, ticket_id, actual, ttls = waiting[0]
+                await self._settle_redis(keys, ticket_id, actual, ttls)  # a failure owes it again
                 waiting.pop(0)
         finally:
             # Stopped midway (the gate closing): what was not sent is still owed.
             # A settle sent twice counts once (`budget_scripts.SETTLE`).
-            for keys, ticket_id, actual, ttl in waiting:
-                self._owe(keys, ticket_id, actual, ttl)
+            for keys, ticket_id, actual, ttls in waiting:
+                self._owe(keys, ticket_id, actual, ttls)
 
     def _survive(self, call: Any) -> asyncio.Task[Any]:
         """`call` as a task that a cancelled caller does not stop (awaited through
@@ -674,7 +684,7 @@ class BudgetGate:
     async def _settle(self, ticket: BudgetTicket, actual: int) -> None:
         if ticket.on_redis:
             # Where it was reserved, even if Redis is away now (then once it is back).
-            await self._settle_redis(ticket.keys, ticket.id, actual, ticket.ttl)
+            await self._settle_redis(ticket.keys, ticket.id, actual, ticket.ttls)
             if self._use_local():
                 # While Redis is away this process counts on its own: with the spend.
                 for key in ticket.keys:
@@ -699,6 +709,14 @@ class BudgetGate:
         if (seeding is not None and seeding.pending) or self.clock() < self._record_off_until:
             return self._claim
         return None
+
+    def _record_owed(self) -> bool:
+        """A record this gate claimed hashes for is not in, no read of it is
+        under way, and `RECORD_RETRY` has passed since the last one failed."""
+        seeding = self._redis_seed
+        return (self._claiming_until is not None and self.record is not None
+                and not (seeding is not None and seeding.pending)
+                and self.clock() >= self._record_off_until)
 
     def _seed_redis(self) -> _Seeding:
         """Give Redis each budget's count as the ledger records it (`budget_scripts.SEED`): a
