@@ -43,7 +43,7 @@ class StreamOwner(Protocol):
                               response: ChatResponse | None) -> None: ...
 
     async def stream_failed(self, run: Run, success: Success[Opened],
-                            error: ProviderError, partial: ChatResponse) -> None: ...
+                            error: ProviderError, partial: ChatResponse) -> ProviderError: ...
 
     async def stream_continue(self, run: Run, partial_text: str
                               ) -> Success[Opened] | None: ...
@@ -185,14 +185,17 @@ class DispatchStream:
     async def _after_failure(self, error: ProviderError) -> None:
         """Record the failure; continue on another deployment or raise it."""
         # What had streamed: the provider bills it, so the budgets count it.
-        await self._owner.stream_failed(self._run, self._success, error, self._acc.response())
+        reported = await self._owner.stream_failed(self._run, self._success, error,
+                                                   self._acc.response())
         successor = None
-        if self._can_continue():
+        # Another error back: the request's own deadline ran out, and with it the
+        # time to continue in.
+        if reported is error and self._can_continue():
             self._run.continuations += 1
             successor = await self._owner.stream_continue(self._run, self._acc.text)
         if successor is None:
             self._done = True
-            raise error
+            raise reported
         self._success = successor
 
     def _can_continue(self) -> bool:
