@@ -137,6 +137,42 @@ async def test_a_stream_cut_mid_way_by_its_caller_s_timeout_says_so_and_cools_no
         assert (row.state, row.failures, row.in_flight) == ("healthy", 0, 0)
 
 
+@pytest.mark.parametrize("first_token_timeout", [None, 0.5])
+async def test_a_hanging_deployment_is_caught_only_by_its_own_limits(
+        first_token_timeout: float | None) -> None:
+    # The blind spot docs/reliability.md names: when every client sends a `timeout`
+    # below the deployment's own limits, a deployment that never answers fails each
+    # request on the caller's deadline and is never counted. A limit of its own
+    # shorter than the clients' (here first_token_timeout) still catches it, and the
+    # request fails over inside its deadline.
+    h = make([dep("a", order=1), dep("b", order=2)], allowed_fails=0, cooldown_time=60,
+             first_token_timeout=first_token_timeout)
+    answers = h.adapter._stream
+
+    def stream(request, deployment, timeouts):
+        return hangs(deployment, timeouts) if deployment.name == "a" else answers(
+            request, deployment, timeouts)
+
+    async def hangs(deployment, timeouts):
+        await h.clock.sleep(timeouts.first_token)
+        raise Timeout("sent no first token", provider="fake", deployment=deployment.name)
+        yield  # an async generator, as an adapter's stream is
+
+    h.adapter._stream = stream  # type: ignore[method-assign]
+    if first_token_timeout is None:
+        for _ in range(3):
+            with pytest.raises(Timeout, match="The request's own timeout"):
+                await h.dispatcher.open_stream(request(timeout=1.0, stream=True), "g")
+        a = next(r for r in h.dispatcher.health() if r.deployment == "a")
+        assert (a.state, a.failures) == ("healthy", 0)
+        assert h.adapter.count("b") == 0
+    else:
+        stream_ = await h.dispatcher.open_stream(request(timeout=1.0, stream=True), "g")
+        assert stream_.deployment.name == "b"
+        a = next(r for r in h.dispatcher.health() if r.deployment == "a")
+        assert (a.state, a.reason) == ("cooling", "Timeout")
+
+
 @pytest.mark.parametrize("timeout", [0.0, -1.0, 1e-300, MIN_REQUEST_TIMEOUT / 2, math.nan])
 async def test_a_timeout_too_short_to_call_anything_is_a_clear_invalid_request(
         timeout: float) -> None:
