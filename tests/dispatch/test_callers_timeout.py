@@ -13,6 +13,7 @@ from tests.dispatch.fakes import dep, fail, hang, make, ok, request
 
 from interlock.dispatch.deadlines import MIN_REQUEST_TIMEOUT
 from interlock.errors import InvalidRequest, Timeout, UpstreamServerError
+from interlock.types import StreamDelta
 
 
 async def test_a_caller_s_tiny_timeout_cools_nothing_and_is_not_retried() -> None:
@@ -103,6 +104,73 @@ async def test_a_stream_cut_by_its_caller_s_timeout_cools_nothing() -> None:
         with pytest.raises(Timeout, match="The request's own timeout"):
             await h.dispatcher.open_stream(request(timeout=0.01, stream=True), "g")
     assert {r.state for r in h.dispatcher.health()} == {"healthy"}
+
+
+@pytest.mark.parametrize("continuation", [False, True])
+async def test_a_stream_cut_mid_way_by_its_caller_s_timeout_says_so_and_cools_nothing(
+        continuation: bool) -> None:
+    # The stream had begun when the request's own 1 s ran out. The client was told
+    # the deployment "did not finish the stream" and to raise stream_timeout: advice
+    # about a limit that was not the one that ran out.
+    h = make([dep("a", order=1), dep("b", order=2)], allowed_fails=0, cooldown_time=60,
+             stream_continuation=continuation)
+
+    async def stalls(request, deployment, timeouts):
+        yield StreamDelta(text="one ")
+        await h.clock.sleep(timeouts.total)  # as an adapter gives up at its total
+        raise Timeout(f"{deployment.name} did not finish the stream in "
+                      f"{timeouts.total}s; raise `stream_timeout`",
+                      provider=deployment.provider, deployment=deployment.name)
+
+    h.adapter._stream = stalls  # type: ignore[method-assign]
+    stream = await h.dispatcher.open_stream(request(timeout=1.0, stream=True), "g")
+    seen: list[str | None] = []
+    with pytest.raises(Timeout, match="The request's own timeout of 1") as caught:
+        async for delta in stream:
+            seen.append(delta.text)
+    assert seen == ["one "]
+    assert "stream_timeout" not in caught.value.message
+    assert caught.value.deployment == "a"
+    assert [(a.deployment, a.outcome) for a in caught.value.attempts] == [("a", "Timeout")]
+    assert h.adapter.count() == 1  # nothing is left of the deadline to continue in
+    for row in h.dispatcher.health():
+        assert (row.state, row.failures, row.in_flight) == ("healthy", 0, 0)
+
+
+@pytest.mark.parametrize("first_token_timeout", [None, 0.5])
+async def test_a_hanging_deployment_is_caught_only_by_its_own_limits(
+        first_token_timeout: float | None) -> None:
+    # The blind spot docs/reliability.md names: when every client sends a `timeout`
+    # below the deployment's own limits, a deployment that never answers fails each
+    # request on the caller's deadline and is never counted. A limit of its own
+    # shorter than the clients' (here first_token_timeout) still catches it, and the
+    # request fails over inside its deadline.
+    h = make([dep("a", order=1), dep("b", order=2)], allowed_fails=0, cooldown_time=60,
+             first_token_timeout=first_token_timeout)
+    answers = h.adapter._stream
+
+    def stream(request, deployment, timeouts):
+        return hangs(deployment, timeouts) if deployment.name == "a" else answers(
+            request, deployment, timeouts)
+
+    async def hangs(deployment, timeouts):
+        await h.clock.sleep(timeouts.first_token)
+        raise Timeout("sent no first token", provider="fake", deployment=deployment.name)
+        yield  # an async generator, as an adapter's stream is
+
+    h.adapter._stream = stream  # type: ignore[method-assign]
+    if first_token_timeout is None:
+        for _ in range(3):
+            with pytest.raises(Timeout, match="The request's own timeout"):
+                await h.dispatcher.open_stream(request(timeout=1.0, stream=True), "g")
+        a = next(r for r in h.dispatcher.health() if r.deployment == "a")
+        assert (a.state, a.failures) == ("healthy", 0)
+        assert h.adapter.count("b") == 0
+    else:
+        stream_ = await h.dispatcher.open_stream(request(timeout=1.0, stream=True), "g")
+        assert stream_.deployment.name == "b"
+        a = next(r for r in h.dispatcher.health() if r.deployment == "a")
+        assert (a.state, a.reason) == ("cooling", "Timeout")
 
 
 @pytest.mark.parametrize("timeout", [0.0, -1.0, 1e-300, MIN_REQUEST_TIMEOUT / 2, math.nan])

@@ -4,12 +4,18 @@ a visible failure after it, opt-in continuation, cancellation."""
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 
 import pytest
 from tests.dispatch.fakes import dep, fail, make, request
 
+from interlock.catalog import Catalog
+from interlock.costs.budgets import BudgetGate
+from interlock.costs.prices import PriceBook
+from interlock.costs.settings import Budget
 from interlock.dispatch.streaming import gathered
 from interlock.errors import ConnectionFailed, Overloaded, UpstreamServerError
+from interlock.tokens import estimated_usage
 from interlock.types import StreamDelta, ToolCallDelta, Usage
 
 
@@ -57,6 +63,44 @@ async def test_stream_continuation_is_opt_in_and_continues_elsewhere() -> None:
     assert continued.messages[-2].role == "assistant"
     assert continued.messages[-2].text == "one two "
     assert stream.deployment.name == "b"
+
+
+@pytest.mark.parametrize("end", ["client_leaves", "successor_breaks"])
+async def test_a_continued_stream_s_budgets_count_the_first_attempt_s_text_once(
+        end: str) -> None:
+    # The first attempt's ticket is settled with what it streamed ("aaaabbbb"). The
+    # successor's was settled with everything accumulated ("aaaabbbbcccc", against a
+    # prompt that already carries "aaaabbbb"), so the budgets charged the first
+    # attempt's output twice while the ledger row charges it once.
+    priced = {"input_cost_per_token": Decimal(0), "output_cost_per_token": Decimal("0.001")}
+    deployments = [dep("a", order=1, **priced), dep("b", order=2, **priced)]
+    prices = PriceBook.build(Catalog.from_deployments(deployments), {})
+    gate = BudgetGate([Budget(model_group="g", max_usd=Decimal(100), period="day")], prices)
+    h = make(deployments, gates=[gate], stream_continuation=True)
+    h.adapter.streams["a"] = (["aaaa", "bbbb", "zzzz"], 2, UpstreamServerError("x"))
+    h.adapter.streams["b"] = (["cccc", "dddd"], 1 if end == "successor_breaks" else None,
+                              ConnectionFailed("reset"))
+    stream = await h.dispatcher.open_stream(request(stream=True), "g")
+    seen: list[str] = []
+    if end == "client_leaves":
+        async for delta in stream:  # gone before the successor's usage came
+            seen.append(delta.text or "")
+            if delta.text == "cccc":
+                break
+        await stream.aclose()
+    else:
+        with pytest.raises(ConnectionFailed):
+            async for delta in stream:
+                seen.append(delta.text or "")
+    assert seen == ["aaaa", "bbbb", "cccc"]
+    response = stream.response()
+    assert response.usage is None  # neither attempt's usage came
+    # What the ledger row charges: the text once, priced as output.
+    ledger = prices.cost(deployments[1], estimated_usage(request(stream=True), response))
+    assert ledger == Decimal("0.003")  # three tokens of four characters
+    [status] = gate.status()
+    assert Decimal(status["spent_usd"]) == ledger
+    assert Decimal(status["reserved_usd"]) == 0
 
 
 async def test_no_continuation_after_streamed_tool_calls() -> None:

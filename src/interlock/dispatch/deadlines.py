@@ -9,6 +9,10 @@ nothing about the deployment: the caller chose not to wait. Such a Timeout
 fails the request at once and leaves the deployment's breaker, cooldown and
 statistics alone; counted, any client could cool a whole model group down for
 everyone (shared through Redis, on every replica) by sending a tiny `timeout`.
+The price, accepted (docs/reliability.md): behind clients' short timeouts a
+hanging deployment is caught only by a limit of its own shorter than theirs
+(`first_token_timeout`, its `timeout`), since how long is "long enough" to blame
+it is a line any client could learn to stand just past.
 
 Imports: the standard library, `errors`, `catalog`, `adapters.http`,
 `dispatch.settings`, `dispatch.run`.

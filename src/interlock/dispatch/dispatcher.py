@@ -744,7 +744,11 @@ class Dispatcher:
         await self._settle(success.picked, response)
 
     async def stream_failed(self, run: Run, success: Success[Opened],
-                            error: ProviderError, partial: ChatResponse) -> None:
+                            error: ProviderError, partial: ChatResponse) -> ProviderError:
+        """Record a break after the first delta; the error its caller gets: `error`,
+        or, when the request's own deadline is what ran out, a Timeout saying so
+        (as a whole answer's does), since the deployment's text would advise
+        raising a limit that was not the one that ran out."""
         picked = success.picked
         self._free_slot(picked.deployment)
         attempt = success.attempt
@@ -753,9 +757,15 @@ class Dispatcher:
         self._claim(error, picked.deployment)
         error.attempts = run.attempts
         run.failed.add(picked.deployment.name)
-        if not self._callers_deadline(run, picked.deployment, error, success.started):
+        callers = self._callers_deadline(run, picked.deployment, error, success.started)
+        if not callers:
             await self._count_failure(picked.deployment, error, False, attempt.duration_ms)
         await _release_tickets(picked.tickets, partial)
+        if not callers:
+            return error
+        reported = callers_timeout(error, run)
+        reported.attempts = run.attempts
+        return reported
 
     async def stream_continue(self, run: Run, partial_text: str) -> Success[Opened] | None:
         """Open a stream elsewhere that carries on from `partial_text`; None if none can."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
@@ -43,7 +44,7 @@ class StreamOwner(Protocol):
                               response: ChatResponse | None) -> None: ...
 
     async def stream_failed(self, run: Run, success: Success[Opened],
-                            error: ProviderError, partial: ChatResponse) -> None: ...
+                            error: ProviderError, partial: ChatResponse) -> ProviderError: ...
 
     async def stream_continue(self, run: Run, partial_text: str
                               ) -> Success[Opened] | None: ...
@@ -116,6 +117,8 @@ class DispatchStream:
         self._done = False
         self._iterating = False
         self._response: ChatResponse | None = None
+        # After a continuation, what the attempts before it had streamed (`_share`).
+        self._before: ChatResponse | None = None
 
     @property
     def deployment(self) -> Deployment:
@@ -163,7 +166,8 @@ class DispatchStream:
                     await self._after_failure(error)
                 self._done = True
                 self._response = self._acc.response()
-                await self._owner.stream_finished(self._run, self._success, self._response)
+                await self._owner.stream_finished(self._run, self._success,
+                                                  self._share(self._response))
             finally:
                 if not self._done:
                     await self.aclose()
@@ -185,15 +189,38 @@ class DispatchStream:
     async def _after_failure(self, error: ProviderError) -> None:
         """Record the failure; continue on another deployment or raise it."""
         # What had streamed: the provider bills it, so the budgets count it.
-        await self._owner.stream_failed(self._run, self._success, error, self._acc.response())
+        partial = self._acc.response()
+        reported = await self._owner.stream_failed(self._run, self._success, error,
+                                                   self._share(partial))
         successor = None
-        if self._can_continue():
+        # Another error back: the request's own deadline ran out, and with it the
+        # time to continue in.
+        if reported is error and self._can_continue():
             self._run.continuations += 1
             successor = await self._owner.stream_continue(self._run, self._acc.text)
         if successor is None:
             self._done = True
-            raise error
+            raise reported
         self._success = successor
+        self._before = partial
+
+    def _share(self, response: ChatResponse) -> ChatResponse:
+        """The current attempt's part of the accumulated `response`, which its gate
+        tickets are settled with. After a continuation the first attempt's ticket
+        has been settled with what it streamed, and the successor's prompt carries
+        that text: counted again as the successor's output, the budgets would
+        charge it more often than the ledger row does. No tool call streamed
+        before a continuation, so all of them are the successor's; a usage the
+        first attempt had sent is not the successor's either."""
+        before = self._before
+        if before is None:
+            return response
+        content, reasoning = response.content, response.reasoning
+        return dataclasses.replace(
+            response,
+            content=None if content is None else content[len(before.content or ""):],
+            reasoning=None if reasoning is None else reasoning[len(before.reasoning or ""):],
+            usage=None if response.usage is before.usage else response.usage)
 
     def _can_continue(self) -> bool:
         # One continuation per stream: a second break is reported, not chased.
@@ -215,4 +242,5 @@ class DispatchStream:
         self._success.attempt.outcome = "cancelled"
         # What had streamed (and its usage, if that came before the client left):
         # the provider bills it, so the budgets count it, as the ledger does.
-        await self._owner.stream_finished(self._run, self._success, self._acc.response())
+        await self._owner.stream_finished(self._run, self._success,
+                                          self._share(self._acc.response()))
