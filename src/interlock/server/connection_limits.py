@@ -18,6 +18,11 @@ limits (`ConnectionLimits`, from general_settings):
   closed. The request was never parsed, so it has no model and no route, and,
   as for a body over max_request_body_bytes, no ledger row.
 
+A request answered before its body ended (401, 413) ends the connection once
+the body does, or `_LINGER_SECONDS` after the answer (`on_response_complete`),
+and a request that begins in the read that ended the one before it (pipelined)
+is held to the same cap and header time as one that begins a read.
+
 The common request costs a few attribute operations per `data_received` and
 no timer: one is started only when the headers, or the body, did not arrive
 whole in the read that began them. The body's timer is not restarted per read:
