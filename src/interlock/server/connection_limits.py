@@ -18,6 +18,11 @@ limits (`ConnectionLimits`, from general_settings):
   closed. The request was never parsed, so it has no model and no route, and,
   as for a body over max_request_body_bytes, no ledger row.
 
+A request answered before its body ended (401, 413) ends the connection once
+the body does, or `_LINGER_SECONDS` after the answer (`on_response_complete`),
+and a request that begins in the read that ended the one before it (pipelined)
+is held to the same cap and header time as one that begins a read.
+
 The common request costs a few attribute operations per `data_received` and
 no timer: one is started only when the headers, or the body, did not arrive
 whole in the read that began them. The body's timer is not restarted per read:
@@ -51,6 +56,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("interlock.server")
 _TOO_LARGE = "headers_too_large"
+# Added to the header count of a request that began in the middle of a read (a
+# pipelined one): past any cap, so its headers are always measured when they end,
+# and it marks the count, which then holds the bytes of the reads after that one.
+_BEGAN_MID_READ = 1 << 62
+# How long a connection answered before its body ended goes on reading (and
+# discarding) the body, at most: see `on_response_complete`.
+_LINGER_SECONDS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +122,18 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().data_received(data)
         if self._in_headers:
             if self._header_bytes > self._limits.max_header_bytes:
-                self._headers_too_large()
-            elif self._timer is None and self._header_bytes:
-                self._timer = self.loop.call_later(self._limits.header_timeout,
-                                                   self._headers_late)
+                self._headers_over_the_cap()
+            elif self._timer is None:
+                if self._header_bytes:
+                    self._timer = self.loop.call_later(self._limits.header_timeout,
+                                                       self._headers_late)
+                elif self.scope is not self.cycle.scope:
+                    # A request began after the one that ended in this read (no
+                    # cycle holds its scope yet) and its headers go on: nothing
+                    # counted it, and it has no timer.
+                    self._header_bytes = _BEGAN_MID_READ
+                    self._timer = self.loop.call_later(self._limits.header_timeout,
+                                                       self._headers_late)
         elif self._timer is None:  # the body goes on in a later read
             self._body_read_at = self.loop.time()
             self._timer = self.loop.call_later(self._limits.body_timeout, self._body_stalled)
@@ -130,9 +150,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._stop_timer()
         counted, self._header_bytes = self._header_bytes, 0
         # The count may hold body bytes from the read the headers ended in: only
-        # then are the headers themselves measured.
-        if counted > self._limits.max_header_bytes and self._header_size() > \
-                self._limits.max_header_bytes:
+        # then are the headers themselves measured. A count of 0 is a request that
+        # began in this read after another ended (pipelined): not counted at all.
+        if (counted > self._limits.max_header_bytes or not counted) and \
+                self._header_size() > self._limits.max_header_bytes:
             # Answered as a request, by an app that says so: the parser goes on
             # with this read (a body, a next request) and expects a request here.
             app, self.app = self.app, self._headers_too_large_app
@@ -147,7 +168,26 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._in_headers = True
         if self._timer is not None:
             self._stop_timer()
+            if self.cycle.response_complete:  # the body of an answered request ended
+                self.transport.close()
         super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        """uvicorn keeps a connection answered before its body ended (a 401, a 413)
+        and discards the body as it comes, with no time limit, however large the
+        body declared: a client without a key could hold the connection for ever.
+        The gateway reads on only until the body ends, for `_LINGER_SECONDS` at
+        most, then closes. Not at once: the client's unread bytes would make the
+        close a reset, and a client that sends its whole body before it reads
+        (most do) would see a failed write instead of the answer."""
+        if not self._in_headers and self.cycle.response_complete and \
+                not self.transport.is_closing():
+            self._stop_timer()
+            self._timer = self.loop.call_later(
+                min(_LINGER_SECONDS, self._limits.body_timeout), self.transport.close)
+            if self.transport.can_write_eof():  # no more answers on this connection
+                self.transport.write_eof()
+        super().on_response_complete()
 
     # -- the limits -----------------------------------------------------------
     def _header_size(self) -> int:
@@ -162,6 +202,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         return (f"The request's headers are larger than the gateway's limit of "
                 f"{self._limits.max_header_bytes} bytes. Send fewer or smaller headers, or "
                 "raise general_settings.max_request_header_bytes.")
+
+    def _headers_over_the_cap(self) -> None:
+        counted = self._header_bytes
+        if counted >= _BEGAN_MID_READ:  # only the reads after the one it began in
+            counted -= _BEGAN_MID_READ
+        if counted > self._limits.max_header_bytes:
+            self._headers_too_large()
 
     def _headers_too_large(self) -> None:
         self._refuse(431, self._too_large_message(), _TOO_LARGE)
