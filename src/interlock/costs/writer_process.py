@@ -97,7 +97,7 @@ _NORMAL_CLASS: int | None = getattr(os, "SCHED_OTHER", None)
 # waits for it, so the slice is what the ledger adds to a request's tail: 16
 # rows (about 0.15 ms a turn on a slow host) showed in Interlock's P99 at
 # concurrency 1 (1.05-1.09 ms of overhead against 0.60-0.86 with 4; the P50 and
-# the CPU a request the same; docs/benchmarks.md, "Runs 70-73"). 2 did no better.
+# the CPU a request the same; docs/benchmarks.md, "Runs 70-74"). 2 did no better.
 ROWS_PER_TURN = 4
 
 
