@@ -200,16 +200,9 @@ def _resolve_section_env(section: Mapping[str, Any], name: str, env: Mapping[str
                          warnings: list[str]) -> dict[str, Any]:
     # LiteLLM files write `redis_host: os.environ/REDIS_HOST`; an unset variable
     # leaves the setting out (with a warning) rather than stopping the server.
-    resolved: dict[str, Any] = {}
-    for key, value in section.items():
-        var = env_ref(value)
-        if var is None:
-            resolved[key] = value
-        elif env.get(var):
-            resolved[key] = env[var]
-        else:
-            warnings.append(f"{name}.{key}: the environment variable {var} is not set; "
-                            "the setting is left out")
+    resolved, unset = _env_refs_read(section, env)
+    warnings.extend(f"{name}.{key}: the environment variable {var} is not set; "
+                    "the setting is left out" for key, var in unset)
     return resolved
 
 
@@ -219,7 +212,19 @@ def _resolve_ledger_env(section: Mapping[str, Any], env: Mapping[str, str],
     # `os.environ/DB` was a relative SQLite path, and the rows went to a file
     # of that name. An unset variable stops the load: falling back to a local
     # file would keep the spend where no one looks for it.
+    resolved, unset = _env_refs_read(section, env)
+    problems.extend(f"ledger.{key}: the environment variable {var} is not set; "
+                    "export it, or write the value in the file" for key, var in unset)
+    return resolved
+
+
+def _env_refs_read(section: Mapping[str, Any], env: Mapping[str, str]
+                   ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """`section` with each `os.environ/VAR` value read from `env`, and the (key,
+    VAR) of those whose variable is unset, left out: what that means is the
+    caller's to say."""
     resolved: dict[str, Any] = {}
+    unset: list[tuple[str, str]] = []
     for key, value in section.items():
         var = env_ref(value)
         if var is None:
@@ -227,9 +232,8 @@ def _resolve_ledger_env(section: Mapping[str, Any], env: Mapping[str, str],
         elif env.get(var):
             resolved[key] = env[var]
         else:
-            problems.append(f"ledger.{key}: the environment variable {var} is not set; "
-                            "export it, or write the value in the file")
-    return resolved
+            unset.append((key, var))
+    return resolved, unset
 
 
 def _check_params_keys(index: int, entry: Any, warnings: list[str]) -> list[str]:
