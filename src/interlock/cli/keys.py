@@ -182,7 +182,7 @@ def list_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """The keys made at run time, without the keys themselves."""
-    from interlock.costs.budgets import per_period
+    from interlock.costs.settings import per_period
 
     _, store = _store(config)
 

@@ -159,13 +159,6 @@ def _refusal(budget: Budget, request: ChatRequest, full: _Full, could_cost: int 
         resets_in)
 
 
-def per_period(period: str | float) -> str:
-    """A budget's period as its limit is read: "a day", "a month", "every 12 hours"
-    (for a key's budget as `interlock keys list` prints it; a `Budget` says its own:
-    `limit`)."""
-    return f"a {period}" if isinstance(period, str) else f"every {period:g} hours"
-
-
 def _digest(user: str) -> str:
     return hashlib.sha256(user.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 

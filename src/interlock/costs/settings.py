@@ -35,6 +35,13 @@ MAX_PERIOD_HOURS = 24 * 366
 MIN_PERIOD_HOURS = 1 / 60
 
 
+def per_period(period: str | float) -> str:
+    """A budget's period as its limit is read: "a day", "a month", "every 12 hours"
+    (a `Budget`'s `limit`, and a run-time key's budget as `interlock keys list`
+    prints it)."""
+    return f"a {period}" if isinstance(period, str) else f"every {period:g} hours"
+
+
 def budget_period(value: Any) -> Any:
     """A budget's period as written: "day", "month", or hours from a minute to a
     year, for a config's budgets and a client key's alike; one message naming
@@ -103,9 +110,7 @@ class Budget(BaseModel):
     @property
     def limit(self) -> str:
         """The limit as a person reads it: "$5 a day", "$0.5 every 12 hours"."""
-        every = (f"a {self.period}" if isinstance(self.period, str)
-                 else f"every {self.period:g} hours")
-        return f"${self.max_usd.normalize():f} {every}"
+        return f"${self.max_usd.normalize():f} {per_period(self.period)}"
 
 
 # The SQLAlchemy URL schemes the ledger writes with: its inserts are SQLite's and
