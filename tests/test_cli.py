@@ -49,15 +49,11 @@ def test_serve_with_a_bad_config_lists_the_problems(tmp_path: Path) -> None:
 
 @pytest.fixture
 def served(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """What `serve` hands uvicorn (one worker: through `drain.serve_one`), a call
-    each; nothing is served."""
+    """What `serve` hands uvicorn, a call each; nothing is served."""
     import uvicorn
-
-    from interlock.server import drain
 
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append(kwargs))
-    monkeypatch.setattr(drain, "serve_one", lambda app, **kwargs: calls.append(kwargs) or True)
     return calls
 
 
@@ -108,10 +104,7 @@ def test_serve_with_workers_says_which_limits_each_counts_alone(
         caplog: pytest.LogCaptureFixture) -> None:
     import uvicorn
 
-    from interlock.server import drain
-
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: None)
-    monkeypatch.setattr(drain, "serve_one", lambda app, **kwargs: True)
     config = tmp_path / "c.yaml"
     body = ("model_list:\n"
             "  - model_name: a\n"

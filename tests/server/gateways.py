@@ -26,7 +26,6 @@ from interlock.config import load_config
 from interlock.gateway import Gateway
 from interlock.server.app import create_app
 from interlock.server.connection_limits import uvicorn_options
-from interlock.server.drain import DrainingServer
 from interlock.testing import FakeUpstream
 
 MASTER_KEY = "sk-interlock-test-master-key"
@@ -100,7 +99,7 @@ def serve(config: dict[str, Any], *, host: str = "127.0.0.1",
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     # With the connection limits `interlock serve` sets, from the config.
-    server = DrainingServer(uvicorn.Config(app, log_level="warning", lifespan="on",
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on",
                                            timeout_graceful_shutdown=drain,
                                            **uvicorn_options(loaded.general_settings)))
     thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])),

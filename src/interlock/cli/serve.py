@@ -56,7 +56,6 @@ def serve(
     from interlock.cli import serve_logging
     from interlock.config import load_config
     from interlock.errors import ConfigError, RouterNotTrained
-    from interlock.server import drain as draining
     from interlock.server.app import create_app
     from interlock.server.connection_limits import uvicorn_options
 
@@ -90,11 +89,8 @@ def serve(
                    f"{_some(loaded.group_names)} ({workers} worker"
                    f"{'s' if workers > 1 else ''}); Ctrl-C stops it", err=True)
     if workers == 1:
-        # uvicorn.run's server, but one that tells the app when shutdown begins,
-        # so that requests still running at the drain's end finish with an error
-        # (a stream's event and [DONE]) rather than being cut (server/drain.py).
-        if not draining.serve_one(app, **common):
-            raise typer.Exit(3)  # uvicorn's code for a failed start; it said why
+        # uvicorn exits with its code 3 when the server cannot start (it says why).
+        uvicorn.run(app, **common)
         return
     for warning in per_worker_limits(loaded, workers):
         log.warning("%s", warning)

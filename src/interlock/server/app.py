@@ -58,7 +58,8 @@ class InterlockApp:
     def __init__(self, gateway: Gateway, *, max_body_bytes: int = DEFAULT_MAX_BODY,
                  tune_gc: bool = False) -> None:
         self.gateway = gateway
-        # Found by `server.drain.DrainingServer`, which says when shutdown begins.
+        # Found by the connections' protocol (server.connection_limits), which
+        # tells it when shutdown begins.
         self.drain = Drain()
         self._chat = ChatCompletions(gateway, max_body_bytes=max_body_bytes, drain=self.drain)
         self._embeddings = EmbeddingsEndpoint(gateway, max_body_bytes=max_body_bytes)

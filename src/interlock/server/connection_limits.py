@@ -29,10 +29,11 @@ whole in the read that began them. The body's timer is not restarted per read:
 each read notes the time, and the timer, when it fires, waits out what is left.
 
 uvicorn's `limit_concurrency` (general_settings.max_connections) is passed to
-uvicorn as it is; see `uvicorn_options`.
+uvicorn as it is; see `uvicorn_options`. The protocol also tells the app's
+drain when shutdown begins (`shutdown`).
 
 Imports: orjson, the standard library, uvicorn, `openai_response`,
-`server.asgi_io` (and `config` for types).
+`server.asgi_io`, `server.drain` (and `config` for types).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from uvicorn.server import ServerState
 
 from interlock.openai_response import plain_error_dict
 from interlock.server.asgi_io import Receive, Scope, Send, send_plain_error
+from interlock.server.drain import find_drain
 
 if TYPE_CHECKING:
     from interlock.config.schema import GeneralSettings
@@ -137,6 +139,18 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         elif self._timer is None:  # the body goes on in a later read
             self._body_read_at = self.loop.time()
             self._timer = self.loop.call_later(self._limits.body_timeout, self._body_stalled)
+
+    def shutdown(self) -> None:
+        """Shutdown has begun: uvicorn asks each open connection to end. The app's
+        drain is told here rather than by a Server subclass, so that every worker
+        of `--workers N` (whose servers uvicorn builds itself) tells its own: the
+        requests still running at the drain's end then finish with an error, not
+        cut mid-body (server/drain.py). Looked up now, not per connection: the
+        request path pays nothing for it."""
+        drain = find_drain(self.app)
+        if drain is not None:
+            drain.begin(self.config.timeout_graceful_shutdown)
+        super().shutdown()
 
     def _unsupported_upgrade_warning(self) -> None:
         """uvicorn warns of every upgrade request it cannot serve: with `ws: none`

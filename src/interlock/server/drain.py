@@ -3,23 +3,21 @@
 uvicorn gives in-flight requests `timeout_graceful_shutdown` seconds and then
 cancels their tasks. A stream cancelled that way stops mid-body (no error
 event, no `[DONE]`, a chunked body never terminated) and uvicorn logs a
-traceback. So `DrainingServer` tells the app's `Drain` when shutdown begins,
-and a little before uvicorn's deadline the drain cancels the requests it
+traceback. So the app's `Drain` is told when shutdown begins (by the
+connections' protocol, `server.connection_limits`, in every worker), and a
+little before uvicorn's deadline the drain cancels the requests it
 tracks with `request_record.SHUTTING_DOWN`: their handlers take the cancellation
 back and answer as docs/reliability.md promises (a 503, or a stream's error
 event and `[DONE]`), and their ledger rows say `GatewayShuttingDown`.
 
-Imports: the standard library, uvicorn, `errors`, `request_record`.
+Imports: the standard library, `errors`, `request_record`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from typing import Any
-
-import uvicorn
 
 from interlock.errors import GatewayShuttingDown
 from interlock.request_record import SHUTTING_DOWN
@@ -96,21 +94,3 @@ def find_drain(app: Any) -> Drain | None:
         if app is None:
             return None
     return None
-
-
-class DrainingServer(uvicorn.Server):
-    """uvicorn's server, telling the app's drain when shutdown begins."""
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        drain = find_drain(getattr(self.config, "loaded_app", None))
-        if drain is not None:
-            drain.begin(self.config.timeout_graceful_shutdown)
-        await super().shutdown(sockets)
-
-
-def serve_one(app: Any, **settings: Any) -> bool:
-    """`uvicorn.run(app, **settings)` for one process, with a DrainingServer;
-    whether the server started (uvicorn has said why when it did not)."""
-    server = DrainingServer(uvicorn.Config(app, **settings))
-    server.run()
-    return server.started
