@@ -87,13 +87,14 @@ def test_serve_gives_uvicorn_the_connection_limits_of_the_config(
     from interlock.server.connection_limits import ConnectionLimits, LimitedHttpToolsProtocol
 
     config = _one_group(tmp_path, ", max_request_header_bytes: 8192, request_header_timeout: 5,"
-                                  " request_body_timeout: 7, max_connections: 100")
+                                  " request_body_timeout: 7, request_body_total_timeout: 60,"
+                                  " max_connections: 100")
     assert runner.invoke(app, ["serve", "--config", str(config)]).exit_code == 0
     assert runner.invoke(app, ["serve", "--config", str(config), "--workers", "2"]).exit_code == 0
     for options in served:
         protocol = options["http"]
         assert protocol.func is LimitedHttpToolsProtocol
-        assert protocol.keywords == {"limits": ConnectionLimits(8192, 5.0, 7.0)}
+        assert protocol.keywords == {"limits": ConnectionLimits(8192, 5.0, 7.0, 60.0)}
         assert options["limit_concurrency"] == 100
         # --workers N hands its options to the worker processes pickled.
         assert pickle.loads(pickle.dumps(protocol)).keywords == protocol.keywords

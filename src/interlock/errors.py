@@ -44,7 +44,10 @@ authentication failure or a bad request treat them as before.
 `interlock.exceptions` gives these classes LiteLLM's names.
 
 Messages never carry API keys: `redact()` is applied to every text that came
-from outside before it is stored on an error.
+from outside before it is stored on an error. A message that names the
+operator's network (a ConnectionFailed's upstream host, address or URL) has a
+`client_message` without it, which is what the gateway tells its clients; the
+library's caller, the operator, gets the whole message.
 
 Imports: the standard library only.
 """
@@ -101,6 +104,10 @@ class InterlockError(Exception):
 
     status_code: int = 500
     error_type: str = "internal_error"
+    # What a gateway's client is told in place of `message`, when the message
+    # holds what only the operator should read (an upstream's host or address):
+    # None when the message itself may be shown.
+    client_message: str | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -267,8 +274,11 @@ class ProviderError(InterlockError):
         status: int | None = None,
         retry_after: float | None = None,
         body: Any = None,
+        client_message: str | None = None,
     ) -> None:
         super().__init__(redact(message))
+        if client_message is not None:
+            self.client_message = redact(client_message)
         self.provider = provider
         self.deployment = deployment
         self.status = status

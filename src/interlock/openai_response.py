@@ -343,7 +343,8 @@ _OPENAI_CODES: tuple[tuple[type[InterlockError], str, str | None], ...] = (
 
 
 def error_dict(error: InterlockError) -> dict[str, Any]:
-    """The OpenAI error body for any Interlock error."""
+    """The OpenAI error body for any Interlock error, as a client of the gateway
+    may read it: with `client_message` in place of the message when it has one."""
     param = getattr(error, "param", None)
     code = getattr(error, "code", None)
     if code is None and not isinstance(error, InvalidRequest):
@@ -352,8 +353,8 @@ def error_dict(error: InterlockError) -> dict[str, Any]:
             if isinstance(error, kind):
                 code, param = openai_code, param or openai_param
                 break
-    return {"error": {"message": error.message, "type": error.error_type, "param": param,
-                      "code": code}}
+    return {"error": {"message": error.client_message or error.message,
+                      "type": error.error_type, "param": param, "code": code}}
 
 
 def plain_error_dict(message: str, *, type_: str, code: str | None = None,

@@ -22,7 +22,7 @@ import uvicorn
 from tests.server.gateways import MASTER_KEY, RunningGateway, three_provider_config
 
 from interlock.server import connection_limits
-from interlock.testing import FakeUpstream
+from interlock.testing import FakeUpstream, Fault
 
 START = b"GET /health/liveness HTTP/1.1\r\nHost: x\r\n"
 
@@ -257,12 +257,107 @@ def test_a_slow_body_that_keeps_coming_is_read(
 
 def test_max_connections_answers_503_past_the_cap(
         fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway]) -> None:
+    """uvicorn's own 503 was plain text ("Service Unavailable"), unlike every
+    other error of the gateway."""
     gateway = _limited(fake_upstream, start_gateway, max_connections=1)
     held = _connect(gateway)
     _send(held, START)  # one connection, its request unfinished
     with httpx.Client(base_url=gateway.url) as http:
-        assert http.get("/health/liveness").status_code == 503
+        answer = http.get("/health/liveness")
+    assert answer.status_code == 503
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.headers["retry-after"] == "1"
+    assert answer.headers["connection"] == "close"
+    error = answer.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert (error["type"], error["code"]) == ("service_unavailable", "too_many_connections")
+    assert "general_settings.max_connections" in error["message"]
+    assert "Retry" in error["message"]
     held.close()
+
+
+def test_a_503_before_the_body_ends_is_read_and_the_connection_closed(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway]) -> None:
+    """Refused past max_connections while its body is still coming: the client
+    reads the JSON 503, and the connection ends once the body has."""
+    gateway = _limited(fake_upstream, start_gateway, max_connections=1)
+    held = _connect(gateway)
+    _send(held, START)
+    body = b" " * 4_000_000
+    sock = _connect(gateway, timeout=5)
+    _send(sock, _post_head(len(body)) + b"{")
+    time.sleep(0.2)  # answered by now
+    # As the OpenAI SDKs do: the whole body first, then the answer. Closed at the
+    # answer, the connection would be reset under the body, the answer lost.
+    started = time.monotonic()
+    assert _send(sock, body[1:])
+    answer = _answer(sock)
+    assert time.monotonic() - started < 3
+    assert _status(answer) == 503
+    assert b"content-type: application/json" in answer.lower()
+    assert _error(answer)["code"] == "too_many_connections"
+    held.close()
+
+
+def test_bytes_that_are_not_http_get_an_openai_shaped_400(gateway: RunningGateway) -> None:
+    """uvicorn answered "Invalid HTTP request received." as plain text."""
+    sock = _connect(gateway)
+    _send(sock, b"GET /health/liveness HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n")
+    answer = _answer(sock)
+    assert _status(answer) == 400
+    head = answer.split(b"\r\n\r\n", 1)[0].lower()
+    assert b"content-type: application/json" in head
+    assert b"connection: close" in head
+    error = _error(answer)
+    assert set(error) == {"message", "type", "param", "code"}
+    assert (error["type"], error["code"]) == ("invalid_request_error", "invalid_http_request")
+    assert "HTTP/1.1" in error["message"]
+    assert "Invalid header" in error["message"]  # the parser's reason
+
+
+def test_a_body_that_trickles_on_past_its_total_time_gets_408(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway]) -> None:
+    """A byte every so often, each within request_body_timeout, kept the
+    connection for ever: the body now has a deadline of its own."""
+    gateway = _limited(fake_upstream, start_gateway, request_body_timeout=0.5,
+                       request_body_total_timeout=1)
+    sock = _connect(gateway)
+    _send(sock, _post_head(100) + b"{")
+    started = time.monotonic()
+    answer = b""
+    sock.settimeout(0.2)
+    while time.monotonic() - started < 5:
+        try:
+            answer = _answer(sock)
+            break
+        except TimeoutError:  # a byte every 0.2 s, well within request_body_timeout
+            _send(sock, b" ")
+    assert _status(answer) == 408
+    error = _error(answer)
+    assert error["code"] == "request_timeout"
+    assert "request_body_total_timeout" in error["message"]
+    assert 0.9 < time.monotonic() - started < 2.5
+    assert fake_upstream.calls() == 0
+
+
+def test_a_body_the_gateway_is_not_reading_is_not_timed(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway]) -> None:
+    """The whole-body deadline counts the client's time, not the time the gateway
+    spends not reading: here a pipelined request's large body, sent at once but
+    read only once the request before it is answered (a slow upstream, 1.2 s)."""
+    fake_upstream.script(Fault(latency=1.2))
+    gateway = _limited(fake_upstream, start_gateway, request_body_timeout=0.3,
+                       request_body_total_timeout=0.6)
+    first = orjson.dumps({"model": "budget", "messages": [{"role": "user", "content": "hi"}]})
+    # Past uvicorn's 64 KiB buffer: the gateway stops reading until it is wanted.
+    big = orjson.dumps({"model": "budget",
+                        "messages": [{"role": "user", "content": "x" * 2_000_000}]})
+    second = _post_head(len(big)).replace(b"Host: x\r\n", b"Host: x\r\nConnection: close\r\n")
+    sock = _connect(gateway)
+    started = time.monotonic()
+    _send(sock, _post_head(len(first)) + first + second + big)
+    assert _statuses(_answer(sock)) == [200, 200]
+    assert time.monotonic() - started > 1.2
 
 
 def test_a_websocket_upgrade_is_answered_as_plain_http_without_a_log_line(

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
+import pytest
 
 from interlock.adapters.base import DeltaBatch
 from interlock.errors import ClientDisconnected, ConnectionFailed, GatewayShuttingDown
@@ -160,3 +161,17 @@ def test_a_cancellation_is_recorded_as_the_shutdown_or_the_client_leaving() -> N
     assert isinstance(interruption(uvicorn_cut), GatewayShuttingDown)
     assert isinstance(interruption(asyncio.CancelledError(SHUTTING_DOWN)), GatewayShuttingDown)
     assert isinstance(interruption(asyncio.CancelledError()), ClientDisconnected)
+
+
+async def test_a_break_is_told_to_the_client_without_the_upstream_address(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The error event carries the error's client_message; the log, the whole text."""
+    error = ConnectionFailed(
+        "Connection to openai failed for deployment 'd': ClientOSError: [Errno 104] "
+        "reset by 10.0.3.7:8443", provider="openai", deployment="d",
+        client_message="Connection to openai failed for deployment 'd': connection reset")
+    sends = await run(ScriptedStream(DeltaBatch(text("a")), error=error))
+    body = b"".join(m["body"] for m in sends)
+    assert b"10.0.3.7" not in body
+    assert events(sends[-1]["body"])[0]["error"]["message"] == error.client_message
+    assert any("10.0.3.7:8443" in r.getMessage() for r in caplog.records)

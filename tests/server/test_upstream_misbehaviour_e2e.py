@@ -14,9 +14,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 from tests.adapters.raw_upstream import raw_server
-from tests.server.gateways import MASTER_KEY, RunningGateway, deployment, ledger_rows
+from tests.server.gateways import (
+    MASTER_KEY,
+    RunningGateway,
+    deployment,
+    free_port,
+    ledger_rows,
+)
 
+from interlock import Router
+from interlock.errors import ConnectionFailed
 from interlock.testing import FakeUpstream, Fault
 
 ANSWER = json.dumps({
@@ -68,3 +77,48 @@ async def test_a_huge_retry_after_is_capped_for_the_cooldown_and_the_client(
     assert 295 <= int(cooling.headers["retry-after"]) <= 300
     (row,) = gw.gateway.dispatcher.health()
     assert row.state == "cooling" and row.cooldown_remaining_s <= 300
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_unreachable_upstream_is_named_to_the_client_without_its_address(
+        start_gateway: Callable[..., RunningGateway], caplog: pytest.LogCaptureFixture,
+        stream: bool) -> None:
+    """The client learns which deployment failed and how, not the operator's
+    network: the message used to carry aiohttp's "Cannot connect to host
+    localhost:PORT" and the address it tried. The log keeps them."""
+    port = free_port()  # nothing listens there: the connection is refused
+    gw = start_gateway({
+        "model_list": [{"model_name": "g", "litellm_params": {
+            "model": "openai/gpt-4o-mini", "api_key": "sk-test-not-real",
+            "api_base": f"http://localhost:{port}/v1"},
+            "model_info": {"id": "primary-openai"}}],
+        "router_settings": {"num_retries": 0},
+        "general_settings": {"master_key": MASTER_KEY},
+        "ledger": {"database": None}})
+    async with httpx.AsyncClient(base_url=gw.url, timeout=10) as client:
+        answer = await client.post(
+            "/v1/chat/completions", headers={"Authorization": f"Bearer {MASTER_KEY}"},
+            json={"model": "g", "stream": stream,
+                  "messages": [{"role": "user", "content": "hi"}]})
+    assert answer.status_code == 502, answer.text
+    error = answer.json()["error"]
+    assert (error["type"], error["code"]) == ("connection_error", "ConnectionFailed")
+    assert "'primary-openai'" in error["message"]
+    assert "connection refused" in error["message"]
+    assert str(port) not in answer.text
+    assert "localhost" not in answer.text and "127.0.0.1" not in answer.text
+    logged = [r.getMessage() for r in caplog.records if r.name == "interlock.server"]
+    assert any(str(port) in line and "primary-openai" in line for line in logged), logged
+
+
+async def test_the_library_keeps_the_upstream_address_in_its_error() -> None:
+    """The operator's own in-process Router is told everything."""
+    port = free_port()
+    async with Router(model_list=[{"model_name": "g", "litellm_params": {
+            "model": "openai/gpt-4o-mini", "api_key": "sk-test-not-real",
+            "api_base": f"http://127.0.0.1:{port}/v1"}}], num_retries=0) as router:
+        with pytest.raises(ConnectionFailed) as info:
+            await router.acompletion(model="g", messages=[{"role": "user", "content": "hi"}])
+    assert f"127.0.0.1:{port}" in info.value.message
+    assert info.value.client_message is not None
+    assert str(port) not in info.value.client_message

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import time
 from collections.abc import AsyncGenerator, Awaitable, Mapping
 from dataclasses import dataclass
@@ -299,7 +300,9 @@ def _connection_error(exc: BaseException, labels: Labels) -> ConnectionFailed:
     user:password@ in it on a call that also carries an Authorization header):
     that deployment cannot be called, so it fails over like an unreachable one
     instead of failing the request with a 500. str(exc) of these names the host
-    and port or the URL, never headers; the URL's password is redacted.
+    and port or the URL, never headers; the URL's password is redacted. The
+    error's `client_message`, which a gateway's client reads, says what failed
+    without them.
 
     A body cut short is told as that: aiohttp's own text for it ("Response payload
     is not completed: <TransferEncodingError: 400, ...>") reads like an HTTP 400."""
@@ -307,10 +310,38 @@ def _connection_error(exc: BaseException, labels: Labels) -> ConnectionFailed:
         message = (f"{labels.provider} closed the connection before its answer was "
                    f"complete, for deployment {labels.deployment!r} "
                    f"({type(exc).__name__})")
-    else:
-        message = redact(f"Connection to {labels.provider} failed for deployment "
-                         f"{labels.deployment!r}: {type(exc).__name__}: {exc}")
-    return ConnectionFailed(message, provider=labels.provider, deployment=labels.deployment)
+        return ConnectionFailed(message, provider=labels.provider,
+                                deployment=labels.deployment)
+    failed = f"Connection to {labels.provider} failed for deployment {labels.deployment!r}"
+    return ConnectionFailed(
+        redact(f"{failed}: {type(exc).__name__}: {exc}"),
+        provider=labels.provider, deployment=labels.deployment,
+        client_message=f"{failed}: {_what_failed(exc)} ({type(exc).__name__}). The "
+                       "gateway's log has the details.")
+
+
+# How a failure to reach an upstream is told without its host, address or URL,
+# which aiohttp's texts give; the first class that matches, in this order.
+_WHAT_FAILED: tuple[tuple[type[BaseException], str], ...] = (
+    (aiohttp.ClientConnectorDNSError, "its host name could not be resolved"),
+    (aiohttp.ClientConnectorCertificateError, "its TLS certificate was not accepted"),
+    (aiohttp.ClientSSLError, "the TLS handshake failed"),
+    (aiohttp.ServerDisconnectedError, "the server closed the connection"),
+    (aiohttp.InvalidURL, "its api_base is not a URL that can be called"),
+    (ValueError, "the request could not be sent to its api_base"),
+)
+
+
+def _what_failed(exc: BaseException) -> str:
+    for kind, what in _WHAT_FAILED:
+        if isinstance(exc, kind):
+            return what
+    # An OSError's own text may hold the address ("Connect call failed
+    # ('10.0.3.7', 8443)"); the text of its number does not.
+    number = exc.errno if isinstance(exc, OSError) else None
+    if number is not None and number > 0:
+        return os.strerror(number).lower()
+    return "the connection failed"
 
 
 def _live(loop: asyncio.AbstractEventLoop | None) -> TypeGuard[asyncio.AbstractEventLoop]:

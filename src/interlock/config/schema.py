@@ -376,10 +376,12 @@ class GeneralSettings(AcceptsIgnoredKeys):
     max_request_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     # What one connection may cost before it is cut (server/connection_limits.py):
     # the request line and headers, in bytes (431 past it); seconds for the
-    # headers to arrive, and for a body to send its next bytes (408 past them).
+    # headers to arrive, for a body to send its next bytes, and for the whole body
+    # to arrive after the headers (408 past them).
     max_request_header_bytes: int = Field(default=64 * 1024, ge=1024)
     request_header_timeout: float = Field(default=30.0, gt=0)
     request_body_timeout: float = Field(default=30.0, gt=0)
+    request_body_total_timeout: float = Field(default=120.0, gt=0)
     # Connections and requests at once a server process takes before it answers
     # new requests 503 (uvicorn's limit_concurrency); None: no cap.
     max_connections: int | None = Field(default=None, gt=0)

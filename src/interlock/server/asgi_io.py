@@ -8,6 +8,7 @@ Imports: orjson, the standard library, `errors`, `openai_response`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 # Response headers as the server sends them: bytes, lower-case names.
 Headers = Sequence[tuple[bytes, bytes]]
+log = logging.getLogger("interlock.server")
 
 
 class BodyTooLarge(Exception):
@@ -86,6 +88,12 @@ def error_status_and_headers(error: InterlockError) -> tuple[int, list[tuple[byt
 
 async def send_error(send: Send, error: InterlockError, headers: Headers = ()) -> None:
     status, extra = error_status_and_headers(error)
+    if error.client_message is not None:
+        # The client is told less than happened (no upstream address): the
+        # operator finds the rest here.
+        meta = getattr(error, "meta", None)
+        log.warning("request %s answered %d: %s", getattr(meta, "request_id", "-"), status,
+                    error.message)
     await send_json(send, status, error_dict(error), [*extra, *headers])
 
 

@@ -4,7 +4,7 @@ uvicorn's httptools protocol (what `interlock serve` runs) sets no limit on the
 size of a request's headers and no time limit on reading them or the body: a
 client with no key held 100 MB per connection by never ending a header, and a
 connection that sent half its headers, or one byte of a declared body, stayed
-open for ever. `LimitedHttpToolsProtocol` is uvicorn's protocol with three
+open for ever. `LimitedHttpToolsProtocol` is uvicorn's protocol with four
 limits (`ConnectionLimits`, from general_settings):
 
 - the request line and headers may take `max_header_bytes`; past that the
@@ -16,7 +16,11 @@ limits (`ConnectionLimits`, from general_settings):
 - a body that is being sent may pause at most `body_timeout` seconds between
   two reads: a 408 when nothing has been answered yet, and the connection is
   closed. The request was never parsed, so it has no model and no route, and,
-  as for a body over max_request_body_bytes, no ledger row.
+  as for a body over max_request_body_bytes, no ledger row;
+- the whole body must be in `body_total_timeout` seconds after the headers
+  ended, however steadily it trickles: the same 408 and close. Time the app
+  spends not reading (a pipelined request waiting its turn, a full buffer) is
+  not counted against the client.
 
 A request answered before its body ended (401, 413) ends the connection once
 the body does, or `_LINGER_SECONDS` after the answer (`on_response_complete`),
@@ -28,11 +32,14 @@ no timer: one is started only when the headers, or the body, did not arrive
 whole in the read that began them. The body's timer is not restarted per read:
 each read notes the time, and the timer, when it fires, waits out what is left.
 
-uvicorn's `limit_concurrency` (general_settings.max_connections) is passed to
-uvicorn as it is; see `uvicorn_options`. The protocol also tells the app's
-drain when shutdown begins (`shutdown`).
+uvicorn's `limit_concurrency` (general_settings.max_connections) keeps
+uvicorn's meaning, but the protocol checks it itself (`on_headers_complete`):
+uvicorn's own 503 past it, and its 400 for bytes that are not HTTP
+(`send_400_response`), are plain text, and every other answer of the gateway
+is the OpenAI error shape. The protocol also tells the app's drain when
+shutdown begins (`shutdown`).
 
-Imports: orjson, the standard library, uvicorn, `openai_response`,
+Imports: httptools, orjson, the standard library, uvicorn, `openai_response`,
 `server.asgi_io`, `server.drain` (and `config` for types).
 """
 
@@ -41,16 +48,18 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import httptools
 import orjson
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from interlock.openai_response import plain_error_dict
-from interlock.server.asgi_io import Receive, Scope, Send, send_plain_error
+from interlock.server.asgi_io import ASGIApp, Receive, Scope, Send, send_plain_error
 from interlock.server.drain import find_drain
 
 if TYPE_CHECKING:
@@ -65,6 +74,10 @@ _BEGAN_MID_READ = 1 << 62
 # How long a connection answered before its body ended goes on reading (and
 # discarding) the body, at most: see `on_response_complete`.
 _LINGER_SECONDS = 2.0
+# What a request refused past max_connections is told to wait: the gateway cannot
+# know when a connection frees up, and a second is what clients that obey the
+# header (the OpenAI SDKs do, for a 503) can retry after without piling on.
+_RETRY_AFTER_SECONDS = b"1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +85,12 @@ class ConnectionLimits:
     max_header_bytes: int = 64 * 1024
     header_timeout: float = 30.0
     body_timeout: float = 30.0
+    body_total_timeout: float = 120.0
 
     @classmethod
     def from_settings(cls, settings: GeneralSettings) -> ConnectionLimits:
         return cls(settings.max_request_header_bytes, settings.request_header_timeout,
-                   settings.request_body_timeout)
+                   settings.request_body_timeout, settings.request_body_total_timeout)
 
 
 def uvicorn_options(settings: GeneralSettings) -> dict[str, Any]:
@@ -98,12 +112,18 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                  limits: ConnectionLimits) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self._limits = limits
+        # Checked here, not by uvicorn, whose answer past it is plain text.
+        self._max_connections, self.limit_concurrency = self.limit_concurrency, None
         # True from the end of one message (or the connection's start) to the end
         # of the next message's headers; False while its body is read.
         self._in_headers = True
         # Bytes read since the headers began, counted from the read they began in.
         self._header_bytes = 0
         self._body_read_at = 0.0  # loop time of the body's last read
+        # The loop time the body began, moved on by the time the app was not
+        # reading; and when the body's timer last looked.
+        self._body_began_at = 0.0
+        self._body_checked_at = 0.0
         self._timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol ---------------------------------------------------
@@ -137,8 +157,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                     self._timer = self.loop.call_later(self._limits.header_timeout,
                                                        self._headers_late)
         elif self._timer is None:  # the body goes on in a later read
-            self._body_read_at = self.loop.time()
-            self._timer = self.loop.call_later(self._limits.body_timeout, self._body_stalled)
+            self._body_read_at = self._body_began_at = self._body_checked_at = self.loop.time()
+            self._timer = self.loop.call_later(
+                min(self._limits.body_timeout, self._limits.body_total_timeout),
+                self._body_stalled)
 
     def shutdown(self) -> None:
         """Shutdown has begun: uvicorn asks each open connection to end. The app's
@@ -168,15 +190,24 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         # began in this read after another ended (pipelined): not counted at all.
         if (counted > self._limits.max_header_bytes or not counted) and \
                 self._header_size() > self._limits.max_header_bytes:
-            # Answered as a request, by an app that says so: the parser goes on
-            # with this read (a body, a next request) and expects a request here.
-            app, self.app = self.app, self._headers_too_large_app
-            try:
-                super().on_headers_complete()
-            finally:
-                self.app = app
+            self._start_request(self._headers_too_large_app)
+            return
+        limit = self._max_connections
+        if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
+            log.warning("refused a request with 503: the process is at its limit of %d "
+                        "connections or requests (general_settings.max_connections)", limit)
+            self._start_request(self._over_capacity_app)
             return
         super().on_headers_complete()
+
+    def _start_request(self, app: ASGIApp) -> None:
+        """The request is answered by `app`, as a request: the parser goes on with
+        this read (a body, a next request) and expects a request here."""
+        app, self.app = self.app, app
+        try:
+            super().on_headers_complete()
+        finally:
+            self.app = app
 
     def on_message_complete(self) -> None:
         self._in_headers = True
@@ -202,6 +233,34 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             if self.transport.can_write_eof():  # no more answers on this connection
                 self.transport.write_eof()
         super().on_response_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to bytes its parser cannot read as HTTP/1.1, in the
+        OpenAI error shape; called by uvicorn's `data_received` while it handles
+        the parser's error, whose text says what was wrong."""
+        failure = sys.exc_info()[1]
+        why = f" ({failure})" if isinstance(failure, httptools.HttpParserError) and \
+            str(failure) else ""
+        self._write_error(400, f"The gateway could not read the request as HTTP/1.1{why}. "
+                          "Send a well-formed request: a request line, headers ending in an "
+                          "empty line, and a body of the Content-Length it declares (or "
+                          "chunked).", "invalid_http_request")
+        self.transport.close()
+
+    async def _over_capacity_app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"retry-after", _RETRY_AFTER_SECONDS)]
+        # With its body in, the connection closes with the answer, freeing its
+        # slot. With a body still coming, `on_response_complete` closes it once the
+        # body has ended: a close with the client's bytes unread would reset it
+        # before it read the answer.
+        if self._in_headers:
+            headers.append((b"connection", b"close"))
+        await send_plain_error(
+            send, 503, f"The gateway is at its limit of {self._max_connections} connections "
+            "or requests at once in this process and cannot take this request now. Retry "
+            "it after a short wait; the gateway's operator can raise "
+            "general_settings.max_connections (or run more workers).",
+            type_="service_unavailable", code="too_many_connections", headers=headers)
 
     # -- the limits -----------------------------------------------------------
     def _header_size(self) -> int:
@@ -247,15 +306,27 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._timer = None
         if self._in_headers or self.transport.is_closing():
             return
-        left = self._body_read_at + self._limits.body_timeout - self.loop.time()
+        limits = self._limits
+        now = self.loop.time()
         if self.flow.read_paused:  # the app is not reading: the wait is not the client's
-            self._body_read_at = self.loop.time()
-            left = self._limits.body_timeout
+            self._body_read_at = now
+            # Since the last look: at most one timer's wait more than the pause.
+            self._body_began_at += now - self._body_checked_at
+        self._body_checked_at = now
+        total_left = self._body_began_at + limits.body_total_timeout - now
+        left = min(self._body_read_at + limits.body_timeout - now, total_left)
         if left > 0:
             self._timer = self.loop.call_later(left, self._body_stalled)
             return
+        if total_left <= 0:
+            self._refuse(408, f"The request body did not arrive whole within "
+                         f"{limits.body_total_timeout:g} s of its headers (general_settings."
+                         "request_body_total_timeout). Send the body at once, or ask the "
+                         "gateway's operator to raise the limit for large, slow uploads.",
+                         "request_timeout")
+            return
         self._refuse(408, f"The request body stopped arriving: nothing came for "
-                     f"{self._limits.body_timeout:g} s (general_settings.request_body_timeout)."
+                     f"{limits.body_timeout:g} s (general_settings.request_body_timeout)."
                      " Send the whole body the Content-Length declares.", "request_timeout")
 
     def _refuse(self, status: int, message: str, code: str) -> None:
@@ -273,12 +344,16 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             answer = not cycle.response_started
             cycle.disconnected = True  # what it sends from now on goes nowhere
         if answer:
-            body = orjson.dumps(plain_error_dict(message, type_="invalid_request_error",
-                                                 code=code))
-            head = [STATUS_LINE[status]]
-            head += [name + b": " + value + b"\r\n"
-                     for name, value in self.server_state.default_headers]
-            head.append(b"content-type: application/json\r\ncontent-length: %d\r\n"
-                        b"connection: close\r\n\r\n" % len(body))
-            self.transport.write(b"".join(head) + body)
+            self._write_error(status, message, code)
         self.transport.close()
+
+    def _write_error(self, status: int, message: str, code: str) -> None:
+        """An OpenAI-shaped error written straight to the socket, outside any app;
+        the caller closes the connection, as the answer says."""
+        body = orjson.dumps(plain_error_dict(message, type_="invalid_request_error", code=code))
+        head = [STATUS_LINE[status]]
+        head += [name + b": " + value + b"\r\n"
+                 for name, value in self.server_state.default_headers]
+        head.append(b"content-type: application/json\r\ncontent-length: %d\r\n"
+                    b"connection: close\r\n\r\n" % len(body))
+        self.transport.write(b"".join(head) + body)
