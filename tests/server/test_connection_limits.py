@@ -276,6 +276,21 @@ def test_max_connections_answers_503_past_the_cap(
     held.close()
 
 
+def test_max_connections_allows_that_many_connections(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway]) -> None:
+    # uvicorn counted the request's own connection against the cap: with 1, every
+    # request was refused, and N allowed N - 1 connections.
+    gateway = _limited(fake_upstream, start_gateway, max_connections=2)
+    held = _connect(gateway)
+    _send(held, START)  # one connection, its request unfinished
+    with httpx.Client(base_url=gateway.url) as http:
+        assert http.get("/health/liveness").status_code == 200  # the second connection
+    held.close()
+    alone = _limited(fake_upstream, start_gateway, max_connections=1)
+    with httpx.Client(base_url=alone.url) as http:
+        assert http.get("/health/liveness").status_code == 200
+
+
 def test_a_503_before_the_body_ends_is_read_and_the_connection_closed(
         fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway]) -> None:
     """Refused past max_connections while its body is still coming: the client

@@ -193,7 +193,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._start_request(self._headers_too_large_app)
             return
         limit = self._max_connections
-        if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
+        # `connections` holds this request's own, `tasks` not yet: `max_connections:
+        # N` allows N connections (uvicorn's `>=` allowed N - 1, and 1 refused all).
+        if limit is not None and (len(self.connections) > limit or len(self.tasks) >= limit):
             log.warning("refused a request with 503: the process is at its limit of %d "
                         "connections or requests (general_settings.max_connections)", limit)
             self._start_request(self._over_capacity_app)
