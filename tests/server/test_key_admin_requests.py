@@ -140,10 +140,10 @@ async def test_delete_says_which_names_and_keys_were_not_found(
         await _call(gw, "POST", "/key/generate", {"name": name})
     some = await _call(gw, "POST", "/key/delete", {"names": ["a", "nobody"]})
     assert some.status_code == 200
-    assert some.json() == {"deleted": ["a"], "not_found": ["nobody"]}
+    assert some.json() == {"deleted": ["a"], "deleted_keys": ["a"], "not_found": ["nobody"]}
     wrong_key = "sk-il-not-a-key-of-ours"
     by_key = await _call(gw, "POST", "/key/delete", {"names": ["b"], "keys": [wrong_key]})
-    assert by_key.json() == {"deleted": ["b"], "keys_not_found": 1}
+    assert by_key.json() == {"deleted": ["b"], "deleted_keys": ["b"], "keys_not_found": 1}
     assert wrong_key not in by_key.text
     none = await _call(gw, "POST", "/key/delete", {"names": ["x", "y"]})
     assert none.status_code == 404

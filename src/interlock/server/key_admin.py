@@ -4,7 +4,9 @@
                          "max_parallel_requests"?, "max_budget"?,
                          "budget_period"?, "duration"?}          -> the key, once
     POST /key/update    {"name", and the fields to change}       -> the key, no secret
-    POST /key/delete    {"names": [...]} or {"keys": [...]}      -> the names revoked, and
+    POST /key/delete    {"names": [...]} or {"keys": [...]}      -> the names revoked (as
+                                                                    "deleted" and as
+                                                                    "deleted_keys"), and
                                                                     those not found
     GET  /key/list                                               -> every key, no secrets,
                                                                     with its spend
@@ -329,7 +331,10 @@ async def _delete(store: KeyStore, body: Any, send: Send) -> None:
                      type_="invalid_request_error", code="key_not_found")
         return
     log.info("client keys revoked: %s", ", ".join(map(repr, revoked.names)))
-    answer: dict[str, Any] = {"deleted": revoked.names}
+    # `deleted_keys` is LiteLLM's field, read by clients ported from its proxy;
+    # `deleted` was Interlock's first. Both hold names: LiteLLM echoes what it
+    # was given, which for {"keys": [...]} would be the secrets themselves.
+    answer: dict[str, Any] = {"deleted": revoked.names, "deleted_keys": revoked.names}
     # What was not found is said beside what was deleted, not as an error: the
     # deletions happened, and a client that reads a 4xx as "nothing done" would be wrong.
     if revoked.missing_names:
