@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import struct
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -120,6 +121,23 @@ async def test_router_aembedding_answers_in_input_order_with_metadata(
         "embed", "openai", "embed/openai/text-embedding-3-small")
     assert meta.cost_usd is not None and float(meta.cost_usd) == pytest.approx(3e-7)
     assert resp.model_dump()["data"][0]["object"] == "embedding"
+
+
+@pytest.mark.parametrize(("model", "per_million"), [
+    ("text-embedding-3-small", "0.02"), ("text-embedding-3-large", "0.13"),
+    ("text-embedding-ada-002", "0.10")])
+async def test_openai_s_embedding_models_are_priced_without_a_price_in_the_config(
+        fake_upstream: FakeUpstream, model: str, per_million: str) -> None:
+    # No input_cost_per_token, no model_info.mode: OpenAI's list price applies.
+    router = Router(model_list=[_entry(fake_upstream, "embed", model=model)])
+    try:
+        resp = await router.aembedding(model="embed", input=["alpha", "beta"])
+    finally:
+        await router.aclose()
+    tokens = resp.usage.prompt_tokens
+    assert tokens > 0
+    assert resp.interlock.cost_usd is not None
+    assert Decimal(resp.interlock.cost_usd) == tokens * Decimal(per_million) / 1_000_000
 
 
 def test_call_arguments_are_not_sent_as_body_fields(fake_upstream: FakeUpstream) -> None:

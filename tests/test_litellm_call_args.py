@@ -129,7 +129,7 @@ async def test_mock_timeout_times_every_attempt_out(provider_env: FakeUpstream) 
 
 # -- LiteLLM-only call arguments -------------------------------------------------
 
-LITELLM_ONLY = {"caching": False, "specific_deployment": True, "model_list": [],
+LITELLM_ONLY = {"caching": False, "priority": 1, "model_list": [],
                 "custom_llm_provider": "openai", "input_cost_per_token": 0.1,
                 "litellm_logging_obj": None, "metadata": {"trace": "x"}}
 
@@ -148,6 +148,91 @@ async def test_litellm_only_arguments_are_never_sent_upstream(
     # Once per argument, naming it; metadata is Interlock's too and needs none.
     assert len(warned) == len(LITELLM_ONLY) - 1
     assert any("caching=" in w for w in warned)
+
+
+# -- specific_deployment ------------------------------------------------------------
+
+def _two_deployments() -> list[dict[str, Any]]:
+    """`chat` with two OpenAI deployments, `east` and `west` (each answers with
+    its own model name), and `backup` (Claude)."""
+    east, backup = _groups()
+    west = {**east, "litellm_params": {**east["litellm_params"], "model": "openai/gpt-4o"}}
+    return [{**east, "model_info": {"id": "east"}}, {**west, "model_info": {"id": "west"}},
+            backup]
+
+
+@pytest.mark.parametrize("name", ["west", "openai/gpt-4o"])
+async def test_specific_deployment_sends_every_call_to_that_deployment(
+        provider_env: FakeUpstream, name: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="interlock.client")
+    async with Router(model_list=_two_deployments()) as router:
+        for _ in range(8):  # the group alone would share them out
+            answer = await router.acompletion(model=name, messages=MESSAGES,
+                                              specific_deployment=True)
+            assert (answer.interlock["deployment"], answer.model) == ("west", "gpt-4o")
+            assert answer.interlock["model_group"] == "chat"
+        # specific_deployment=False is LiteLLM's default: the group, no warning.
+        grouped = await router.acompletion(model="chat", messages=MESSAGES,
+                                           specific_deployment=False)
+        assert grouped.interlock["model_group"] == "chat"
+    assert provider_env.calls("openai", model="gpt-4o-mini") <= 1
+    assert all("specific_deployment" not in r.body for r in provider_env.received)
+    assert not any("no effect" in r.getMessage() for r in caplog.records)
+
+
+async def test_specific_deployment_falls_back_to_no_other_deployment_or_group(
+        provider_env: FakeUpstream) -> None:
+    provider_env.script(Fault(status=500, times=None), provider="openai", model="gpt-4o")
+    async with Router(model_list=_two_deployments(), num_retries=1, backoff_base=0,
+                      fallbacks=[{"chat": ["backup"]}]) as router:
+        with pytest.raises(UpstreamServerError) as failed:
+            await router.acompletion(model="west", messages=MESSAGES, specific_deployment=True)
+        assert [a.deployment for a in failed.value.attempts] == ["west", "west"]  # a retry
+        assert provider_env.calls("openai", model="gpt-4o-mini") == 0
+        assert provider_env.calls("anthropic") == 0
+        # The same call without it goes on to the other deployment.
+        answer = await router.acompletion(model="chat", messages=MESSAGES)
+    assert answer.interlock["deployment"] == "east"
+
+
+async def test_specific_deployment_streams_and_embeds_from_that_deployment(
+        provider_env: FakeUpstream) -> None:
+    embedders = [{"model_name": "embed", "model_info": {"id": f"embed-{n}"}, "litellm_params": {
+        "model": f"openai/text-embedding-3-{size}", "api_key": "os.environ/OPENAI_API_KEY"}}
+        for n, size in enumerate(["small", "large"])]
+    async with Router(model_list=_two_deployments() + embedders) as router:
+        for _ in range(4):
+            stream = await router.acompletion(model="west", messages=MESSAGES, stream=True,
+                                              specific_deployment=True)
+            chunks = [chunk async for chunk in stream]
+            assert stream.interlock["deployment"] == "west"
+            assert {c.model for c in chunks} == {"gpt-4o"}
+            embedded = await router.aembedding(model="embed-1", input="x",
+                                               specific_deployment=True)
+            assert embedded.interlock.deployment == "embed-1"
+    assert provider_env.calls("openai", model="gpt-4o-mini") == 0
+    assert provider_env.calls("openai", model="text-embedding-3-small") == 0
+
+
+async def test_specific_deployment_naming_no_one_deployment_says_how_to_name_one(
+        provider_env: FakeUpstream) -> None:
+    doubled = [*_two_deployments()[:1], {**_groups()[0], "model_info": {"id": "east-2"}}]
+    async with Router(model_list=doubled) as router:
+        with pytest.raises(InvalidRequest) as unknown:
+            await router.acompletion(model="chat", messages=MESSAGES, specific_deployment=True)
+        with pytest.raises(InvalidRequest) as shared:
+            await router.acompletion(model="openai/gpt-4o-mini", messages=MESSAGES,
+                                     specific_deployment=True)
+        with pytest.raises(InvalidRequest, match="drop fallbacks"):
+            await router.acompletion(model="east", messages=MESSAGES, specific_deployment=True,
+                                     fallbacks=["chat"])
+        with pytest.raises(InvalidRequest, match="'specific_deployment' must be true or false"):
+            await router.acompletion(model="east", messages=MESSAGES, specific_deployment="yes")
+    said = str(unknown.value)
+    assert "'chat' names no deployment" in said and "model_info.id (east, east-2)" in said
+    assert "litellm_params.model (openai/gpt-4o-mini)" in said
+    assert "of 2 deployments (east, east-2)" in str(shared.value)
+    assert provider_env.received == []
 
 
 async def test_request_timeout_is_litellm_s_name_for_timeout(provider_env: FakeUpstream) -> None:

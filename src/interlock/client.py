@@ -10,7 +10,7 @@ same code as the gateway's, so library and gateway behave alike. The sync
 methods run on one private event loop thread owned by the Router.
 
 Imports: the standard library, `adapters.http`, `config`, `errors`, `gateway`, `masking`,
-`openai_*`, `responses`, `routing.decision`, `types`.
+`openai_*`, `responses`, `routing.decision`, `specific_deployment`, `types`.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from interlock import specific_deployment
 from interlock.adapters.http import running_loop
 from interlock.config import InterlockConfig, config_from_router_kwargs, load_config
 from interlock.config.report import config_error, describe_validation_error
@@ -473,13 +474,22 @@ class Router:
         """(request, body) of a call: its arguments over the Router's defaults, parsed
         as the gateway parses a body. `extra_headers` is taken out first: HTTP
         headers for the provider, which a library call may send (a gateway's
-        client may not) and which are no field of the body."""
+        client may not) and which are no field of the body; so is
+        `specific_deployment`, which a library call may use (`_pinned`)."""
         headers = call_headers(kwargs.pop("extra_headers", None))
+        pin = specific_deployment.wanted(kwargs.pop("specific_deployment", None))
         body = _with_defaults(self._defaults, {"model": model, "messages": messages, **kwargs})
         request = self._gateway.owned_fallbacks(parse_chat_request(body))
         request.extra_headers = headers
         self._warn_ignored(request.ignored_params)
-        return request, body
+        return (self._pinned(request) if pin else request), body
+
+    def _pinned(self, request: ChatRequest) -> ChatRequest:
+        """The request to the one deployment its `model` names (LiteLLM's
+        specific_deployment=True)."""
+        found = specific_deployment.find_deployment(self.config, self._gateway.catalog,
+                                                    request.model)
+        return specific_deployment.pinned(request, found)
 
     def _warn_ignored(self, names: tuple[str, ...]) -> None:
         """Once per argument and Router: a LiteLLM call argument with no effect here."""
@@ -526,12 +536,15 @@ class Router:
         `extra_headers` as `acompletion` takes them."""
         self._refuse_if_closed()
         headers = call_headers(kwargs.pop("extra_headers", None))
+        pin = specific_deployment.wanted(kwargs.pop("specific_deployment", None))
         body = _with_defaults(self._embedding_defaults,
                               {"model": model, "input": input, **kwargs})
         request = parse_embedding_request(body)
         request.routing = self._gateway.owned_fallbacks(request.routing)
         request.routing.extra_headers = headers
         self._warn_ignored(request.routing.ignored_params)
+        if pin:
+            request.routing = self._pinned(request.routing)
         done = await self._gateway.embed(request)
         return EmbeddingResponse(
             embedding_dict(done.result, model=done.model, base64_out=wants_base64(body)),

@@ -184,6 +184,10 @@ class ChatRequest:
     # The gateway caller's key id (a client key's name), set by the gateway for
     # the budgets that name one; never sent upstream.
     api_key_id: str | None = None
+    # The one deployment (by name) this request may go to, with no other of its
+    # group and no fallback: LiteLLM's `specific_deployment=True`, which only a
+    # library call sets (`specific_deployment`); never sent upstream.
+    deployment: str | None = None
 
     def with_defaults(self, defaults: ChatRequest) -> ChatRequest:
         """This request with what it leaves unset taken from `defaults` (call

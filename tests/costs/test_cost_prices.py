@@ -135,6 +135,20 @@ def test_an_embedding_model_is_priced_by_its_input_price_alone() -> None:
     assert book.unknown() == []
 
 
+def test_openai_s_embedding_models_have_a_price_of_their_own() -> None:
+    # genai-prices gives them an input price alone, which is not a token price.
+    small = _deployment("small", "text-embedding-3-small", provider="openai")
+    on_azure = _deployment("azure", "text-embedding-3-small", provider="azure")
+    book = PriceBook.build(Catalog.from_deployments([small, on_azure]), {})
+    assert book.cost(small, Usage(input_tokens=1_000_000)) == Decimal("0.02")
+    price = book.price_for(small)
+    assert price is not None and price.source == "interlock"
+    # OpenAI's list price is not Azure's: that stays unknown until configured.
+    assert book.unknown() == ["azure"]
+    assert lookup_model_price("openai/text-embedding-3-large") is not None
+    assert lookup_model_price("text-embedding-ada-002", "openai") is not None
+
+
 def test_config_price_for_an_unknown_model() -> None:
     local = _deployment("local", "my-llama", provider="openai")
     book = PriceBook.build(

@@ -562,3 +562,23 @@ async def test_the_backend_fields_reach_the_sdk(
                                                  messages=_user("hi"))
     assert other.system_fingerprint is None
     await client.close()
+
+
+async def test_a_client_s_specific_deployment_steps_around_no_routing(
+        fake_upstream: FakeUpstream, start_gateway: Any) -> None:
+    # Two deployments of `budget`; a client asking for one of them by its id, as
+    # LiteLLM's specific_deployment would, gets the 404 of any unknown model: only
+    # the library, whose caller owns the config, may pin a deployment.
+    config = three_provider_config(fake_upstream)
+    config["model_list"] += [{**config["model_list"][-1], "model_info": {"id": "pinned"}}]
+    gateway = start_gateway(config)
+    client = gateway.openai()
+    with pytest.raises(openai.NotFoundError):
+        await client.chat.completions.create(model="pinned", messages=_user("hi"),
+                                             extra_body={"specific_deployment": True})
+    # Beside a group it is dropped, as LiteLLM's other call arguments are.
+    answer = await client.chat.completions.create(
+        model=GROUPS["openai"], messages=_user("hi"), extra_body={"specific_deployment": True})
+    assert answer.choices
+    assert all("specific_deployment" not in r.body for r in fake_upstream.received)
+    await client.close()

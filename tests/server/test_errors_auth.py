@@ -499,6 +499,24 @@ def test_a_config_key_with_no_models_listed_may_ask_for_all(
                for w in loaded.warnings)
 
 
+@pytest.mark.parametrize("every", ["*", "all-proxy-models"])
+async def test_a_config_key_given_litellm_s_every_model_may_ask_for_all(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        every: str) -> None:
+    config = three_provider_config(fake_upstream)
+    config["general_settings"]["api_keys"] = [
+        {"name": "a", "key": "sk-a-0123456789", "models": [every]}]
+    loaded = load_config(config, environ={})
+    assert loaded.general_settings.api_keys[0].models is None
+    # Asked for explicitly, so no warning (unlike [], which once meant nothing).
+    assert not any("api_keys[0].models" in w for w in loaded.warnings)
+    gw = start_gateway(config)
+    client = gw.openai(api_key="sk-a-0123456789")
+    for model in ("budget", "high-quality"):
+        assert (await client.chat.completions.create(model=model, messages=HELLO)).choices
+    await client.close()
+
+
 async def test_a_client_key_s_own_limits_give_a_429_with_retry_after(
         fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
         tmp_path: Path) -> None:

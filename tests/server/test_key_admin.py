@@ -70,7 +70,8 @@ async def test_a_key_is_made_used_listed_and_revoked(
         refused = await _call(gw, "GET", "/key/list", headers={"authorization": f"Bearer {who}"})
         assert refused.status_code == 403
     gone = await _call(gw, "POST", "/key/delete", {"names": ["contractor-7"]})
-    assert gone.json() == {"deleted": ["contractor-7"]}
+    # LiteLLM's proxy answers `deleted_keys`; Interlock's first field stays.
+    assert gone.json() == {"deleted": ["contractor-7"], "deleted_keys": ["contractor-7"]}
     with pytest.raises(openai.AuthenticationError):
         await _chat(gw, key)
     gw.stop()
@@ -149,7 +150,9 @@ async def test_names_are_given_once_and_deleting_nothing_is_a_404(
     assert (await _call(gw, "GET", "/key/info?name=nobody")).status_code == 404
     # Revoked by the key itself, as LiteLLM's {"keys": [...]} does.
     by_key = await _call(gw, "POST", "/key/delete", {"keys": [first.json()["key"]]})
-    assert by_key.json() == {"deleted": ["team"]}
+    # By name, not the key given: a response body is no place to echo a secret.
+    assert by_key.json() == {"deleted": ["team"], "deleted_keys": ["team"]}
+    assert first.json()["key"] not in by_key.text
 
 
 async def test_without_a_ledger_database_the_key_api_says_what_it_needs(

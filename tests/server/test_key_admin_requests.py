@@ -79,6 +79,35 @@ async def test_an_empty_models_list_means_every_model_as_on_litellm(
     assert (await _chat(gw, limited.json()["key"], "high-quality")).choices
 
 
+@pytest.mark.parametrize("every", ["*", "all-proxy-models"])
+async def test_litellm_s_spellings_of_every_model_give_a_key_every_model(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path, every: str) -> None:
+    gw = start_gateway(_config(fake_upstream, tmp_path / "ledger.sqlite"))
+    made = await _call(gw, "POST", "/key/generate", {"name": "all", "models": [every]})
+    assert made.status_code == 200 and made.json()["models"] is None, made.text
+    for model in ("budget", "high-quality"):
+        assert (await _chat(gw, made.json()["key"], model)).choices
+    # Beside names too (LiteLLM reads the list so), and on /key/update.
+    beside = await _call(gw, "POST", "/key/generate", {"name": "b", "models": ["budget", every]})
+    assert beside.json()["models"] is None, beside.text
+    limited = await _call(gw, "POST", "/key/generate", {"name": "some", "models": ["budget"]})
+    changed = await _call(gw, "POST", "/key/update", {"name": "some", "models": [every]})
+    assert changed.status_code == 200 and changed.json()["models"] is None, changed.text
+    assert (await _chat(gw, limited.json()["key"], "high-quality")).choices
+
+
+async def test_litellm_s_team_models_is_refused_with_the_reason(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path) -> None:
+    gw = start_gateway(_config(fake_upstream, tmp_path / "ledger.sqlite"))
+    answer = await _call(gw, "POST", "/key/generate",
+                         {"name": "t", "models": ["all-team-models"]})
+    assert answer.status_code == 400
+    said = answer.json()["error"]["message"]
+    assert "or '*' for every name" in said and "Interlock has no teams" in said
+
+
 @pytest.mark.parametrize(("duration", "seconds"), [
     ("30s", 30), ("15m", 900), ("1h", 3600), ("30h", 108000), ("1d", 86400),
     ("2w", 1209600), (3600, 3600), ("3600", 3600),
@@ -140,10 +169,10 @@ async def test_delete_says_which_names_and_keys_were_not_found(
         await _call(gw, "POST", "/key/generate", {"name": name})
     some = await _call(gw, "POST", "/key/delete", {"names": ["a", "nobody"]})
     assert some.status_code == 200
-    assert some.json() == {"deleted": ["a"], "not_found": ["nobody"]}
+    assert some.json() == {"deleted": ["a"], "deleted_keys": ["a"], "not_found": ["nobody"]}
     wrong_key = "sk-il-not-a-key-of-ours"
     by_key = await _call(gw, "POST", "/key/delete", {"names": ["b"], "keys": [wrong_key]})
-    assert by_key.json() == {"deleted": ["b"], "keys_not_found": 1}
+    assert by_key.json() == {"deleted": ["b"], "deleted_keys": ["b"], "keys_not_found": 1}
     assert wrong_key not in by_key.text
     none = await _call(gw, "POST", "/key/delete", {"names": ["x", "y"]})
     assert none.status_code == 404

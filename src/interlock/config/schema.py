@@ -5,9 +5,10 @@
 LiteLLM keys users commonly write. The other sections are the leaf schemas of
 the layers that own them, composed here.
 
-Imports: pydantic, the standard library, `config.report`, `ignored_keys`, the leaf
-settings modules; `adapters.registry` only inside functions (it brings in the HTTP
-stack, and `import interlock.config` must stay light).
+Imports: pydantic, the standard library, `config.report`, `ignored_keys`,
+`key_names`, `key_models`, the leaf settings modules; `adapters.registry` only
+inside functions (it brings in the HTTP stack, and `import interlock.config` must
+stay light).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from interlock.costs.settings import Budget, LedgerSettings, PriceOverride
 from interlock.dispatch.settings import RouterSettings
 from interlock.errors import InvalidRequest, redact
 from interlock.ignored_keys import AcceptsIgnoredKeys
+from interlock.key_models import allowed_models
 from interlock.key_names import name_problem
 from interlock.openai_request import parse_call_defaults
 from interlock.routing.settings import RoutingSettings
@@ -331,8 +333,9 @@ class ClientKey(BaseModel):
     name: str = Field(min_length=1, max_length=128)
     # A literal or `os.environ/VAR`; after loading, the resolved key.
     key: SecretStr
-    # The names it may ask for (model groups, routers, aliases); None or [] (as on
-    # LiteLLM's proxy, and as for a key made at run time): all of them.
+    # The names it may ask for (model groups, routers, aliases); None, [], or a
+    # list holding "*" or "all-proxy-models" (as on LiteLLM's proxy, and as for a
+    # key made at run time; `key_models`): all of them.
     models: list[str] | None = None
     # Its own limits (LiteLLM's names), over all the deployments it reaches:
     # requests and tokens a minute, and calls at once; shared through Redis
@@ -351,8 +354,8 @@ class ClientKey(BaseModel):
 
     @field_validator("models")
     @classmethod
-    def _empty_is_every_model(cls, models: list[str] | None) -> list[str] | None:
-        return models or None
+    def _every_model(cls, models: list[str] | None) -> list[str] | None:
+        return allowed_models(models)
 
 
 class GeneralSettings(AcceptsIgnoredKeys):

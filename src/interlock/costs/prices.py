@@ -3,7 +3,9 @@
 `ModelPrice` holds per-token prices in USD (input, output, cached input, cache
 writes, the long-context tiers some providers charge, and the service tiers, such
 as OpenAI's flex and priority, whose prices differ); `lookup_model_price` reads
-them from the `genai-prices` package's bundled data (never the network).
+them from the `genai-prices` package's bundled data (never the network), and
+the prices of OpenAI's embedding models, which that data lacks as token prices,
+from a table here.
 `PriceBook` resolves a price for every deployment of a catalog with the
 precedence deployment fields > config `prices:` > genai-prices, and turns a
 `Usage` into dollars, at the service tier the provider's answer says it served
@@ -47,6 +49,22 @@ RESERVED_TOKENS_PER_IMAGE = 1_000
 # Our provider names -> genai-prices provider ids, where they differ.
 _GENAI_PROVIDER = {"gemini": "google", "vertex": "google", "vertex_ai": "google"}
 
+# OpenAI's embedding models, in USD per million input tokens. They write no
+# tokens, and genai-prices gives them an input price only, which `_from_genai`
+# cannot take for a token price (a chat model missing its output price would be
+# priced as writing for free); so they are priced here, below genai-prices, for
+# the "openai" provider only (Azure's prices are its own). The figures are
+# OpenAI's list prices as read on 2026-11-29: text-embedding-3-small $0.02 and
+# text-embedding-3-large $0.13 from OpenAI's model pages
+# (developers.openai.com/api/docs/models/<model>); text-embedding-ada-002 $0.10
+# from the listings of OpenAI's price by OpenRouter and Vercel's AI Gateway, the
+# same as genai-prices' input price for each of the three.
+_OPENAI_EMBEDDINGS_PER_MILLION = {
+    "text-embedding-3-small": Decimal("0.02"),
+    "text-embedding-3-large": Decimal("0.13"),
+    "text-embedding-ada-002": Decimal("0.10"),
+}
+
 
 @dataclass(frozen=True, slots=True)
 class PriceTier:
@@ -64,7 +82,8 @@ class ModelPrice:
     input_per_token: Decimal
     output_per_token: Decimal
     cached_input_per_token: Decimal | None = None
-    # "genai-prices", "deployment", "config" or "seed".
+    # "genai-prices", "deployment", "config", or "interlock" (a table here that
+    # fills a gap in genai-prices: `_OPENAI_EMBEDDINGS_PER_MILLION`).
     source: str = "genai-prices"
     cache_write_per_token: Decimal | None = None
     # Ascending by threshold; a call whose input passes a threshold pays that
@@ -203,7 +222,23 @@ def lookup_model_price(model: str, provider: str | None = None) -> ModelPrice | 
         if converted is not None:
             return replace(converted,
                            service_tiers=_service_tiers(info, now, converted, matched))
-    return None
+    return _openai_embedding_price(model, provider)
+
+
+def _openai_embedding_price(model: str, provider: str | None) -> ModelPrice | None:
+    """The price of one of OpenAI's embedding models (`_OPENAI_EMBEDDINGS_PER_MILLION`),
+    named with or without the "openai/" prefix, on the "openai" provider or none
+    given (a name looked up alone); None for any other model or provider."""
+    if provider not in (None, "openai"):
+        return None
+    prefix, slash, rest = model.partition("/")
+    if slash and prefix == "openai":
+        model = rest
+    per_million = _OPENAI_EMBEDDINGS_PER_MILLION.get(model)
+    if per_million is None:
+        return None
+    return ModelPrice(per_million / MILLION, Decimal(0), source="interlock",
+                      matched=f"openai/{model}")
 
 
 def _service_tiers(info: Any, now: datetime, standard: ModelPrice, matched: str

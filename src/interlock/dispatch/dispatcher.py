@@ -346,6 +346,8 @@ class Dispatcher:
         if model_group is None:
             return []
         deployments = model_group.deployments
+        if run.request.deployment is not None:  # specific_deployment: that one alone
+            deployments = [d for d in deployments if d.name == run.request.deployment]
         if self._settings.enable_tag_filtering:
             deployments = self._tagged(run, group, deployments)
         if not self._settings.enable_pre_call_checks:

@@ -6,7 +6,7 @@ A plain ASGI app (no framework) so that the path from socket to provider is a
 few function calls; middleware are plain ASGI classes wrapped around it.
 Served by uvicorn (`interlock serve`).
 
-Imports: the standard library, `config`, `gateway`, `server.*`.
+Imports: the standard library, `config`, `gateway`, `key_models`, `server.*`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 from interlock.config import InterlockConfig, load_config
 from interlock.errors import ConfigError, UnknownModel
 from interlock.gateway import Gateway
+from interlock.key_models import unknown_models
 from interlock.server import metrics
 from interlock.server.asgi_io import (
     ASGIApp,
@@ -234,11 +235,9 @@ def create_app(config: InterlockConfig, *, host: str = "127.0.0.1",
     clients = settings.api_keys
     known = gateway.model_names() + [any_threshold(r) for r in gateway.routing.alias_routers()]
     for index, client in enumerate(clients):
-        unknown = [m for m in client.models or () if m not in known]
-        if unknown:
-            raise ConfigError(
-                f"general_settings.api_keys[{index}].models: {', '.join(map(repr, unknown))} "
-                f"is not a name clients can ask for; expected some of: {', '.join(known)}.")
+        problem = unknown_models(client.models or (), known)
+        if problem is not None:
+            raise ConfigError(f"general_settings.api_keys[{index}].models: {problem}.")
     if key:
         if config.ledger is not None and config.ledger.database:
             gateway.use_key_store()  # /key/*: client keys made at run time

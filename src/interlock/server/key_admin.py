@@ -4,7 +4,9 @@
                          "max_parallel_requests"?, "max_budget"?,
                          "budget_period"?, "duration"?}          -> the key, once
     POST /key/update    {"name", and the fields to change}       -> the key, no secret
-    POST /key/delete    {"names": [...]} or {"keys": [...]}      -> the names revoked, and
+    POST /key/delete    {"names": [...]} or {"keys": [...]}      -> the names revoked (as
+                                                                    "deleted" and as
+                                                                    "deleted_keys"), and
                                                                     those not found
     GET  /key/list                                               -> every key, no secrets,
                                                                     with its spend
@@ -12,7 +14,8 @@
                                                                     its spend and budget
 
 LiteLLM's proxy serves the same paths; its `key_alias` is taken for `name`,
-`models: []` means every model, as there (null does too), and
+`models: []`, `["*"]` and `["all-proxy-models"]` mean every model, as there
+(null does too; `key_models`), and
 `duration` is written as it writes it ("30d", "12h", "15m", "45s", "2w"), and
 `max_budget` is its name for a key's spending limit; the budget's period is a
 config budget's (`budget_period`: "day", "month" or hours, calendar periods in
@@ -23,7 +26,7 @@ name already used (by a run-time key or by one in general_settings.api_keys) is
 refused, since the ledger records requests by it, and so is one that could be
 taken for an id or a label Interlock writes there itself (`name_problem`).
 
-Imports: the standard library, pydantic, sqlalchemy, `gateway`, `key_store`,
+Imports: the standard library, pydantic, sqlalchemy, `gateway`, `key_models`, `key_store`,
 `server.asgi_io`, `server.auth`.
 """
 
@@ -51,6 +54,7 @@ from pydantic import (
 from interlock.config.report import did_you_mean
 from interlock.costs.settings import budget_period
 from interlock.gateway import Gateway
+from interlock.key_models import allowed_models, unknown_models
 from interlock.key_names import name_problem
 from interlock.key_store import KeyNameTaken, KeyStore, Revoked, StoredKey
 from interlock.server.asgi_io import ANSWERED, Receive, Scope, Send, read_json, send_json
@@ -107,9 +111,9 @@ class GenerateKey(BaseModel):
     @field_validator("models")
     @classmethod
     def _every_model(cls, value: list[str] | None) -> list[str] | None:
-        # An empty list is every model, as on LiteLLM's proxy (a key that could ask
-        # for nothing is no use to anyone).
-        return value or None
+        # [], "*" and "all-proxy-models" are every model, as on LiteLLM's proxy (a
+        # key that could ask for nothing is no use to anyone).
+        return allowed_models(value)
 
     @field_validator("budget_period", mode="before")
     @classmethod
@@ -329,7 +333,10 @@ async def _delete(store: KeyStore, body: Any, send: Send) -> None:
                      type_="invalid_request_error", code="key_not_found")
         return
     log.info("client keys revoked: %s", ", ".join(map(repr, revoked.names)))
-    answer: dict[str, Any] = {"deleted": revoked.names}
+    # `deleted_keys` is LiteLLM's field, read by clients ported from its proxy;
+    # `deleted` was Interlock's first. Both hold names: LiteLLM echoes what it
+    # was given, which for {"keys": [...]} would be the secrets themselves.
+    answer: dict[str, Any] = {"deleted": revoked.names, "deleted_keys": revoked.names}
     # What was not found is said beside what was deleted, not as an error: the
     # deletions happened, and a client that reads a 4xx as "nothing done" would be wrong.
     if revoked.missing_names:
@@ -372,11 +379,8 @@ def new_key_problem(gateway: Gateway, asked: GenerateKey,
 def models_problem(gateway: Gateway, models: list[str] | None) -> tuple[str, str, str] | None:
     """(message, param, code) when `models` names what clients cannot ask for."""
     known = gateway.model_names() + [any_threshold(r) for r in gateway.routing.alias_routers()]
-    unknown = [m for m in models or () if m not in known]
-    if unknown:
-        return (f"models: {', '.join(map(repr, unknown))} is not a name clients can ask "
-                f"for; expected some of: {', '.join(known)}", "models", "invalid_value")
-    return None
+    problem = unknown_models(models or (), known)
+    return None if problem is None else (f"models: {problem}", "models", "invalid_value")
 
 
 def name_taken(name: str) -> str:
