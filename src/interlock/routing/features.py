@@ -14,7 +14,7 @@
 - `CachedFeaturizer`: an LRU cache by text hash in front of any featuriser.
 
 Imports: numpy, scipy (sparse matrices, SVD), the standard library, `routing.artefacts`,
-`routing.option_shape`, `routing.params`, `routing.row_gather`.
+`routing.featurizer_protocol`, `routing.option_shape`, `routing.params`, `routing.row_gather`.
 """
 
 from __future__ import annotations
@@ -26,50 +26,21 @@ import math
 import re
 import zlib
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
 from interlock.routing.artefacts import read_arrays, write_arrays
+from interlock.routing.featurizer_protocol import Embed, Featurizer, atransform, l2_normalise
 from interlock.routing.option_shape import OPTION_SET_FEATURES, option_set_shape
 from interlock.routing.params import NON_NEGATIVE, POSITIVE_INT, ParamSpec, check_params
 from interlock.routing.row_gather import take_rows
 
-Embed = Callable[[list[str]], Awaitable[list[list[float]]]]
-
 _WORD = re.compile(r"\w+", re.UNICODE)
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 _MASK32 = np.uint64(0xFFFFFFFF)
-
-
-@runtime_checkable
-class Featurizer(Protocol):
-    name: str
-    dim: int
-
-    def fit(self, texts: Sequence[str]) -> None: ...
-
-    def transform(self, texts: Sequence[str]) -> np.ndarray: ...
-
-    def manifest(self) -> dict[str, Any]: ...
-
-    def save(self, directory: str | Path) -> None: ...
-
-
-def l2_normalise(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
-
-
-async def atransform(featurizer: Featurizer, texts: Sequence[str]) -> np.ndarray:
-    """Async features: featurisers that call out (endpoints) implement `atransform`."""
-    method = getattr(featurizer, "atransform", None)
-    if method is not None:
-        result: np.ndarray = await method(texts)
-        return result
-    return featurizer.transform(texts)
 
 
 # ---------------------------------------------------------------- hashed n-grams
