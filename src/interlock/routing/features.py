@@ -14,7 +14,8 @@
 - `CachedFeaturizer`: an LRU cache by text hash in front of any featuriser.
 
 Imports: numpy, scipy (sparse matrices, SVD), the standard library, `routing.artefacts`,
-`routing.featurizer_protocol`, `routing.option_shape`, `routing.params`, `routing.row_gather`.
+`routing.ascii_text`, `routing.featurizer_protocol`, `routing.option_shape`, `routing.params`,
+`routing.row_gather`.
 """
 
 from __future__ import annotations
@@ -33,12 +34,12 @@ from typing import Any
 import numpy as np
 
 from interlock.routing.artefacts import read_arrays, write_arrays
+from interlock.routing.ascii_text import WORD, ascii_stand_in
 from interlock.routing.featurizer_protocol import Embed, Featurizer, atransform, l2_normalise
 from interlock.routing.option_shape import OPTION_SET_FEATURES, option_set_shape
 from interlock.routing.params import NON_NEGATIVE, POSITIVE_INT, ParamSpec, check_params
 from interlock.routing.row_gather import take_rows
 
-_WORD = re.compile(r"\w+", re.UNICODE)
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 _MASK32 = np.uint64(0xFFFFFFFF)
 
@@ -70,36 +71,19 @@ def _char_hashes(text: str, n_min: int, n_max: int) -> np.ndarray:
 
 
 # ASCII bytes that are not \w (letters, digits, underscore) become spaces: for ASCII
-# text, splitting the translated bytes gives exactly the words `_WORD` finds.
+# text, splitting the translated bytes gives exactly the words `WORD` finds.
 _ASCII_WORD_BYTES = frozenset(
     b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 _ASCII_NON_WORD_TO_SPACE = bytes(c if c in _ASCII_WORD_BYTES else 32 for c in range(256))
-_ASCII_CHARS = frozenset(map(chr, range(128)))
-
-
-def _ascii_stand_in(text: str) -> str | None:
-    r"""`text` with each non-ASCII character replaced by "?", when none of them is a
-    word character (\w: no letter, digit or underscore beyond ASCII), else None.
-
-    Curly quotes, dashes and ellipses are common in long prompts; standing in for
-    them with "?", itself no word character, digit, capital or maths symbol,
-    leaves every word, number and capital where it was, so the fast ASCII
-    counting applies. Half of the longest MMLU prompts are like this."""
-    if text.isascii():
-        return text
-    beyond = set(text).difference(_ASCII_CHARS)
-    if any(_WORD.match(c) for c in beyond):
-        return None
-    return text.encode("ascii", "replace").decode("ascii")
 
 
 def _word_crcs(text: str) -> list[int]:
     r"""crc32 of each \w+ word's UTF-8 bytes. ASCII text, or text whose only
     non-ASCII characters are punctuation, skips the regex and the per-word encode
     (a third of a long prompt's hashing)."""
-    ascii_text = _ascii_stand_in(text)
+    ascii_text = ascii_stand_in(text)
     if ascii_text is None:
-        return [zlib.crc32(w.encode()) for w in _WORD.findall(text)]
+        return [zlib.crc32(w.encode()) for w in WORD.findall(text)]
     words = ascii_text.encode("ascii").translate(_ASCII_NON_WORD_TO_SPACE).split()
     return list(map(zlib.crc32, words))
 
@@ -261,7 +245,7 @@ def prompt_shape(text: str, *, option_set: bool = True) -> list[float]:
     lines = [line for line in stem.strip().split("\n") if line.strip()]
     # Everything before the stem's last line is a passage the question refers to.
     passage = sum(len(line) for line in lines[:-1]) if len(lines) > 1 else 0
-    ascii_text = _ascii_stand_in(text)
+    ascii_text = ascii_stand_in(text)
     if ascii_text is None:
         # Letters or digits beyond ASCII: \d and str.isupper know them, translate does not.
         maths = _removed(text, _DROP_MATH)
