@@ -14,8 +14,8 @@
 - `CachedFeaturizer`: an LRU cache by text hash in front of any featuriser.
 
 Imports: numpy, scipy (sparse matrices, SVD), the standard library, `routing.artefacts`,
-`routing.ascii_text`, `routing.featurizer_protocol`, `routing.option_shape`, `routing.params`,
-`routing.row_gather`.
+`routing.ascii_text`, `routing.featurizer_protocol`, `routing.ngram_hashing`,
+`routing.option_shape`, `routing.params`, `routing.row_gather`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import hashlib
 import json
 import math
 import re
-import zlib
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,129 +33,19 @@ from typing import Any
 import numpy as np
 
 from interlock.routing.artefacts import read_arrays, write_arrays
-from interlock.routing.ascii_text import WORD, ascii_stand_in
+from interlock.routing.ascii_text import ascii_stand_in
 from interlock.routing.featurizer_protocol import Embed, Featurizer, atransform, l2_normalise
+from interlock.routing.ngram_hashing import (
+    char_hashes,
+    counted,
+    csr_rows,
+    mix_bucket,
+    randomized_svd,
+    word_hashes,
+)
 from interlock.routing.option_shape import OPTION_SET_FEATURES, option_set_shape
 from interlock.routing.params import NON_NEGATIVE, POSITIVE_INT, ParamSpec, check_params
 from interlock.routing.row_gather import take_rows
-
-_MIX = np.uint64(0x9E3779B97F4A7C15)
-_MASK32 = np.uint64(0xFFFFFFFF)
-
-
-# ---------------------------------------------------------------- hashed n-grams
-
-
-def _char_hashes(text: str, n_min: int, n_max: int) -> np.ndarray:
-    """Polynomial hashes of every character n-gram, vectorised over positions.
-
-    The hash of an n-gram is (n * P^n + sum of code_j * P^(n-1-j)) mod 2^32; the
-    sums for length n extend those for n - 1 by one character, so each length
-    costs one multiply-add over the text instead of n (same values as
-    hashing each length from scratch, and a large part of a decision's time).
-    """
-    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-    prime = np.uint64(1_000_003)
-    out = []
-    poly = codes
-    for n in range(1, n_max + 1):
-        if len(codes) < n:
-            break
-        if n > 1:
-            poly = (poly[: len(codes) - n + 1] * prime + codes[n - 1 :]) & _MASK32
-        if n >= n_min:
-            seed = np.uint64((n * pow(1_000_003, n, 2**32)) % 2**32)
-            out.append(((poly + seed) & _MASK32) ^ np.uint64(0xC0FFEE))
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.uint64)
-
-
-# ASCII bytes that are not \w (letters, digits, underscore) become spaces: for ASCII
-# text, splitting the translated bytes gives exactly the words `WORD` finds.
-_ASCII_WORD_BYTES = frozenset(
-    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
-_ASCII_NON_WORD_TO_SPACE = bytes(c if c in _ASCII_WORD_BYTES else 32 for c in range(256))
-
-
-def _word_crcs(text: str) -> list[int]:
-    r"""crc32 of each \w+ word's UTF-8 bytes. ASCII text, or text whose only
-    non-ASCII characters are punctuation, skips the regex and the per-word encode
-    (a third of a long prompt's hashing)."""
-    ascii_text = ascii_stand_in(text)
-    if ascii_text is None:
-        return [zlib.crc32(w.encode()) for w in WORD.findall(text)]
-    words = ascii_text.encode("ascii").translate(_ASCII_NON_WORD_TO_SPACE).split()
-    return list(map(zlib.crc32, words))
-
-
-def _word_hashes(text: str, n_max: int) -> np.ndarray:
-    words = np.array(_word_crcs(text), dtype=np.uint64)
-    out = [words]
-    for n in range(2, n_max + 1):
-        if len(words) < n:
-            break
-        h = words[: len(words) - n + 1].copy()
-        for j in range(1, n):
-            h = ((h * _MIX) >> np.uint64(17) ^ words[j : len(words) - n + 1 + j]) & _MASK32
-        out.append(h ^ np.uint64(n * 7919))
-    return np.concatenate(out)
-
-
-def _mix_bucket(h: np.ndarray, n_features: int) -> np.ndarray:
-    """Bucket of each hash: int32 when they fit, which halves the sort in `_counted`."""
-    out = np.int32 if n_features <= 2**31 else np.int64
-    if n_features & (n_features - 1) == 0 and n_features <= 2**32:
-        # A power of two (the default 2^18): the same buckets as `% n` of the 32-bit
-        # mix, without numpy's slow 64-bit integer division.
-        return ((h * _MIX) & np.uint64(n_features - 1)).astype(out)
-    return (((h * _MIX) & _MASK32) % np.uint64(n_features)).astype(out)
-
-
-def _counted(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """np.unique(values, return_counts=True) for a 1-d integer array, at half its
-    cost on the one-prompt decision path (no generic checks, one sort)."""
-    if len(values) == 0:
-        return values, np.zeros(0, dtype=np.int64)
-    ordered = np.sort(values)
-    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
-    return ordered[starts], np.diff(np.append(starts, len(ordered)))
-
-
-def randomized_svd(x: Any, k: int, *, seed: int, oversample: int = 10,
-                   power: int = 1) -> np.ndarray:
-    """Top-k right singular vectors (k, d) of a sparse matrix (Halko et al.).
-
-    Seeded and sign-fixed (largest entry of each vector positive), so a refit
-    on the same prompts gives byte-identical components.
-    """
-    n, d = x.shape
-    if n == 0 or d == 0:  # nothing to project (no bucket seen in two training prompts)
-        return np.zeros((0, d))
-    k = max(1, min(k, n, d))
-    g = np.random.default_rng(seed).standard_normal((d, min(k + oversample, n, d)))
-    q, _ = np.linalg.qr(x @ g)
-    for _ in range(power):
-        q, _ = np.linalg.qr(x.T @ q)
-        q, _ = np.linalg.qr(x @ q)
-    _, _, vt = np.linalg.svd(np.asarray((x.T @ q).T), full_matrices=False)
-    vt = vt[:k]
-    signs = np.sign(vt[np.arange(len(vt)), np.abs(vt).argmax(axis=1)])
-    return np.asarray(vt * signs[:, None])
-
-
-def _csr(rows: Sequence[tuple[np.ndarray, np.ndarray]], width: int) -> Any:
-    """(column indices, values) per row as a float32 CSR matrix of `width` columns."""
-    from scipy import sparse
-
-    nnz = sum(len(b) for b, _ in rows)
-    # int32 indices when they fit: scipy then skips scanning int64 ones for their
-    # range, which was a tenth of a one-prompt decision.
-    index = np.int32 if max(nnz, width) < 2**31 - 1 else np.int64
-    indptr = np.zeros(len(rows) + 1, dtype=index)
-    indptr[1:] = np.cumsum([len(b) for b, _ in rows])
-    indices = np.concatenate([b for b, _ in rows]).astype(index) if rows else np.zeros(0, index)
-    data = np.concatenate([w for _, w in rows]) if rows else np.zeros(0)
-    return sparse.csr_matrix((data.astype(np.float32), indices, indptr), shape=(len(rows), width))
-
 
 _OPTION = re.compile(r"^\s*([A-D])[\.\)]\s*(.*)$", re.M)
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
@@ -357,9 +246,9 @@ class HashedNgramFeaturizer:
     def _buckets(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         low = _head_and_tail(text, self.max_sparse_chars).lower()
         hashes = np.concatenate(
-            [_word_hashes(low, self.word_n), _char_hashes(low, self.char_min, self.char_max)]
+            [word_hashes(low, self.word_n), char_hashes(low, self.char_min, self.char_max)]
         )
-        buckets, counts = _counted(_mix_bucket(hashes, self.n_features))
+        buckets, counts = counted(mix_bucket(hashes, self.n_features))
         return buckets, 1.0 + np.log(counts.astype(np.float64))
 
     def _row(self, text: str) -> tuple[np.ndarray, np.ndarray]:
@@ -377,7 +266,7 @@ class HashedNgramFeaturizer:
         stats = self._shape_stats()
         if stats is not None:
             width += len(stats[0])
-        return _csr([self.sparse_row(t) for t in texts], width)
+        return csr_rows([self.sparse_row(t) for t in texts], width)
 
     def _shape_stats(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(mean, std) of the shape features when fitted; None: TF-IDF columns only."""
@@ -401,7 +290,7 @@ class HashedNgramFeaturizer:
         return np.concatenate([buckets, extra]), np.concatenate([w, shape])
 
     def _tfidf(self, texts: Sequence[str]) -> Any:
-        return _csr([self._row(t) for t in texts], self.n_features)
+        return csr_rows([self._row(t) for t in texts], self.n_features)
 
     # -- fitting
 
