@@ -358,7 +358,7 @@ def test_bucket_mixing_is_the_modulo_whatever_the_width(n_features: int) -> None
     "",
 ])
 def test_shape_counts_match_their_plain_definitions(text: str) -> None:
-    from interlock.routing.features import _MATH_CHARS
+    from interlock.routing.prompt_shape import _MATH_CHARS
 
     got = dict(zip(SHAPE_FEATURES, prompt_shape(text), strict=True))
     n = max(len(text), 1)
@@ -390,7 +390,7 @@ def test_word_hashing_finds_the_words_the_regex_finds(text: str) -> None:
     "١٢٣ and ٤.٥ are digits too", "x1y22z 3.14159", "",
 ])
 def test_number_counting_matches_the_regex(text: str) -> None:
-    from interlock.routing.features import _count_numbers
+    from interlock.routing.prompt_shape import _count_numbers
 
     assert _count_numbers(text) == len(re.findall(r"\d+(?:\.\d+)?", text))
 
@@ -453,13 +453,13 @@ def test_length_limits_below_two_are_refused(param: str) -> None:
 
 
 def test_shape_features_read_a_huge_prompts_head_and_tail_but_count_all_of_it() -> None:
-    from interlock.routing.features import SHAPE_MAX_CHARS, _head_and_tail
+    from interlock.routing.prompt_shape import SHAPE_MAX_CHARS, head_and_tail
 
     question = "\nWhich is NOT right?\nA. 12 kg\nB. 14 kg\nC. 15 kg\nD. none of the above"
     huge = "Passage with 3 numbers, 7 and 9. " * (SHAPE_MAX_CHARS // 20) + question
     assert len(huge) > SHAPE_MAX_CHARS
     got = dict(zip(SHAPE_FEATURES, prompt_shape(huge), strict=True))
-    read = dict(zip(SHAPE_FEATURES, prompt_shape(_head_and_tail(huge, SHAPE_MAX_CHARS)),
+    read = dict(zip(SHAPE_FEATURES, prompt_shape(head_and_tail(huge, SHAPE_MAX_CHARS)),
                     strict=True))
     assert got["log_chars"] == pytest.approx(np.log1p(len(huge)))
     assert {k: v for k, v in got.items() if k != "log_chars"} == \
