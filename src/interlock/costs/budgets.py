@@ -43,7 +43,7 @@ Amounts are whole nano-dollars (integers) in the counters; Redis' Lua numbers
 are doubles, exact up to 2**53 nano-dollars (about $9 million per period).
 
 Imports: the standard library, `catalog`, `dispatch.gates`, `tokens`, `types`,
-`costs.budget_scripts`, `costs.prices`, `costs.settings`; `redis.asyncio` lazily.
+`costs.budget_scripts`, `costs.prices`, `costs.settings`, `costs.usd`; `redis.asyncio` lazily.
 """
 
 from __future__ import annotations
@@ -57,20 +57,19 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import ROUND_CEILING, Decimal
 from typing import Any, Protocol
 
 from interlock.catalog import Deployment
 from interlock.costs.budget_scripts import RESERVE, SEED, SETTLE
 from interlock.costs.prices import PriceBook
 from interlock.costs.settings import Budget
+from interlock.costs.usd import plain_usd, to_nano
 from interlock.dispatch.gates import Refusal
 from interlock.tokens import estimated_usage
 from interlock.types import ChatRequest, ChatResponse
 
 log = logging.getLogger(__name__)
 
-NANO = Decimal("1e-9")
 # Seconds on local counts after a Redis failure, and Redis's time limits: the
 # gateway passes router_settings' redis_retry_interval and redis_timeout.
 REDIS_RETRY_AFTER = 1.0
@@ -86,15 +85,6 @@ MAX_UNSETTLED = 10_000
 # asked for again.
 SEED_WAIT = 2.0
 RECORD_RETRY = 60.0
-
-
-def to_nano(usd: Decimal) -> int:
-    return int((usd / NANO).to_integral_value(ROUND_CEILING))
-
-
-def plain_usd(nano: int) -> str:
-    """Nano-dollars as plain dollars: '0.0135', '0' (not '0.013500000', '0E-9')."""
-    return f"{(nano * NANO).normalize():f}"
 
 
 def period_id(budget: Budget, now: float) -> tuple[str, float]:
