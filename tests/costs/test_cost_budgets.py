@@ -15,7 +15,8 @@ import pytest
 
 import interlock.costs.budgets as budgets_module
 from interlock.catalog import Catalog, Deployment
-from interlock.costs.budgets import BudgetGate, period_id
+from interlock.costs.budget_periods import period_id
+from interlock.costs.budgets import BudgetGate
 from interlock.costs.prices import PriceBook
 from interlock.costs.settings import Budget
 from interlock.dispatch.gates import Refusal

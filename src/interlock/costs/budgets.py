@@ -43,7 +43,8 @@ Amounts are whole nano-dollars (integers) in the counters; Redis' Lua numbers
 are doubles, exact up to 2**53 nano-dollars (about $9 million per period).
 
 Imports: the standard library, `catalog`, `dispatch.gates`, `tokens`, `types`,
-`costs.budget_scripts`, `costs.prices`, `costs.settings`, `costs.usd`; `redis.asyncio` lazily.
+`costs.budget_periods`, `costs.budget_scripts`, `costs.prices`, `costs.settings`,
+`costs.usd`; `redis.asyncio` lazily.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from interlock.catalog import Deployment
+from interlock.costs.budget_periods import covers, period_bounds, period_id
 from interlock.costs.budget_scripts import RESERVE, SEED, SETTLE
 from interlock.costs.prices import PriceBook
 from interlock.costs.settings import Budget
@@ -85,40 +87,6 @@ MAX_UNSETTLED = 10_000
 # asked for again.
 SEED_WAIT = 2.0
 RECORD_RETRY = 60.0
-
-
-def period_id(budget: Budget, now: float) -> tuple[str, float]:
-    """(id of the period `now` falls in, seconds until it ends); calendar periods in UTC."""
-    pid, _, end = _bounds(budget, now)
-    return pid, end - now
-
-
-def _bounds(budget: Budget, now: float) -> tuple[str, float, float]:
-    """(id, start, end) of the period `now` falls in, the times as Unix seconds."""
-    moment = datetime.fromtimestamp(now, UTC)
-    if budget.period == "day":
-        start = moment.replace(hour=0, minute=0, second=0, microsecond=0)
-        return start.strftime("%Y-%m-%d"), start.timestamp(), start.timestamp() + 86_400
-    if budget.period == "month":
-        start = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        nxt = start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
-        return start.strftime("%Y-%m"), start.timestamp(), nxt.timestamp()
-    length = float(budget.period) * 3600
-    index = int(now // length)
-    return f"{budget.period:g}h-{index}", index * length, (index + 1) * length
-
-
-def covers(budget: Budget, deployment: Deployment, request: ChatRequest) -> bool:
-    kind, name = budget.target
-    if kind == "deployment":
-        return deployment.name == name
-    if kind == "provider":
-        return deployment.provider == name
-    if kind == "end_user":  # a `user` of "" names no one, as none does
-        return bool(request.user) and name in ("*", request.user)
-    if kind == "api_key":
-        return request.api_key_id == name
-    return deployment.group == name
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,7 +331,7 @@ class BudgetGate:
         out = []
         chosen = (*self.budgets, *self.key_budgets.values()) if budgets is None else budgets
         for budget in chosen:
-            pid, start, _ = _bounds(budget, now)
+            pid, start, _ = period_bounds(budget, now)
             out.append((budget, pid, datetime.fromtimestamp(start, UTC)))
         return out
 
@@ -376,7 +344,7 @@ class BudgetGate:
         since is kept (the rows read end where it began); a count is seeded once."""
         now = self.clock()
         for budget, pid, amounts in spent:
-            current, _, end = _bounds(budget, now)
+            current, _, end = period_bounds(budget, now)
             if current != pid:  # the period turned meanwhile: the new one starts empty
                 continue
             for user, nano in amounts.items():
