@@ -43,8 +43,8 @@ Amounts are whole nano-dollars (integers) in the counters; Redis' Lua numbers
 are doubles, exact up to 2**53 nano-dollars (about $9 million per period).
 
 Imports: the standard library, `catalog`, `dispatch.gates`, `tokens`, `types`,
-`costs.budget_periods`, `costs.budget_scripts`, `costs.prices`, `costs.settings`,
-`costs.usd`; `redis.asyncio` lazily.
+`costs.budget_periods`, `costs.budget_refusal`, `costs.budget_scripts`, `costs.prices`,
+`costs.settings`, `costs.usd`; `redis.asyncio` lazily.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ from typing import Any, Protocol
 
 from interlock.catalog import Deployment
 from interlock.costs.budget_periods import covers, period_bounds, period_id
+from interlock.costs.budget_refusal import Full, refusal
 from interlock.costs.budget_scripts import RESERVE, SEED, SETTLE
 from interlock.costs.prices import PriceBook
 from interlock.costs.settings import Budget
@@ -87,34 +88,6 @@ MAX_UNSETTLED = 10_000
 # asked for again.
 SEED_WAIT = 2.0
 RECORD_RETRY = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class _Full:
-    """A refusal: which of a call's budgets (1-based) had no room, and its counts then."""
-
-    index: int
-    spent: int
-    reserved: int
-
-
-def _refusal(budget: Budget, request: ChatRequest, full: _Full, could_cost: int | None,
-             resets_in: float) -> Refusal:
-    """What a refusal says of the budget that had no room: spent, or held by
-    calls in flight (whose holds a lower max_tokens makes smaller)."""
-    kind, name = budget.target
-    if kind == "end_user" and name == "*":
-        name = request.user or ""
-    limit = budget.limit
-    if full.reserved == 0 or full.spent >= to_nano(budget.max_usd):
-        return Refusal(f"{kind} {name!r} has spent its {limit}", resets_in)
-    cost = "" if could_cost is None else (
-        f"; this call could cost up to ${plain_usd(could_cost)}")
-    return Refusal(
-        f"{kind} {name!r} has ${plain_usd(full.spent)} spent and "
-        f"${plain_usd(full.reserved)} held by calls in flight of its {limit}{cost} (a call "
-        "holds what its max_tokens could cost until it ends: a lower max_tokens holds less)",
-        resets_in)
 
 
 def _digest(user: str) -> str:
@@ -388,7 +361,7 @@ class BudgetGate:
             # In the background: a request must not wait for thousands of owed
             # settles, nor drop the rest of them if its client leaves midway.
             self._survive(self._settle_unsettled())
-        refused: int | _Full | None = None
+        refused: int | Full | None = None
         if on_redis:
             refused = await self._reserve_shared(applicable, periods, keys, limits, amount,
                                                  ttls, ticket_id)
@@ -398,12 +371,12 @@ class BudgetGate:
             if seeding is not None and seeding.pending:
                 await seeding.wait()
             refused = self._reserve_local(keys, limits, amount, ttls)
-        if isinstance(refused, _Full):
+        if isinstance(refused, Full):
             budget = applicable[refused.index - 1]
             kind, name = budget.target
             counted = (kind, name, str(budget.period))
             self.refusals[counted] = self.refusals.get(counted, 0) + 1
-            return _refusal(budget, request, refused, None if expected is None
+            return refusal(budget, request, refused, None if expected is None
                             else to_nano(expected), periods[refused.index - 1][1])
         return BudgetTicket(self, deployment, request, keys, amount, ttls, on_redis,
                             ticket_id)
@@ -511,7 +484,7 @@ class BudgetGate:
                         deployment.name)
 
     def _reserve_local(self, keys: list[str], limits: list[int], amount: int,
-                       ttls: list[int]) -> _Full | int:
+                       ttls: list[int]) -> Full | int:
         # No await between the check and the increment: atomic within the loop.
         now = self.clock()
         self._reservations += 1
@@ -520,7 +493,7 @@ class BudgetGate:
         counts = [self._local.setdefault(k, _Count()) for k in keys]
         for index, (count, limit) in enumerate(zip(counts, limits, strict=True), start=1):
             if count.spent + count.reserved >= limit:
-                return _Full(index, count.spent, count.reserved)
+                return Full(index, count.spent, count.reserved)
         for count, ttl in zip(counts, ttls, strict=True):
             count.reserved += amount
             count.expires = now + ttl
@@ -529,7 +502,7 @@ class BudgetGate:
     async def _reserve_shared(self, budgets: Sequence[Budget],
                               periods: Sequence[tuple[str, float]], keys: list[str],
                               limits: list[int], amount: int, ttls: list[int],
-                              ticket_id: str) -> _Full | int | None:
+                              ticket_id: str) -> Full | int | None:
         """`_reserve_redis`, for a count Redis lacks (it lost its data) after its
         seeding from the ledger's record has begun (`_seed_redis`). None: Redis
         failed, count in memory."""
@@ -556,7 +529,7 @@ class BudgetGate:
 
     async def _reserve_redis(self, keys: list[str], limits: list[int], amount: int,
                              ttls: list[int], ticket_id: str, marks: Sequence[str] = (),
-                             claim: str | None = None) -> _Full | int | None:
+                             claim: str | None = None) -> Full | int | None:
         args = [amount, ticket_id, len(keys), *limits, *ttls]
         if claim is not None:
             args.append(claim)
@@ -580,7 +553,7 @@ class BudgetGate:
             self._on_redis = True
             log.info("budget counts are shared through Redis again")
         if isinstance(result, list):  # refused: which budget, its spent and reserved
-            return _Full(*(int(v) for v in result))
+            return Full(*(int(v) for v in result))
         return int(result)
 
     async def _settle_redis(self, keys: list[str], ticket_id: str, actual: int,
