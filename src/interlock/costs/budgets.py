@@ -21,7 +21,7 @@ gate falls back to its own memory, logs once an outage, and tries Redis again
 every `retry_interval`. Redis's counts are out of reach meanwhile, so the
 local ones begin from the ledger's record up to the failure too.
 
-The ledger's record is read on one path (`_Seeding`, through `record`, which
+The ledger's record is read on one path (`Seeding`, through `record`, which
 the gateway gives): at start without Redis, when Redis fails, and when Redis
 lacks a period's count (it lost its data). Calls wait for it at most
 `SEED_WAIT`; a read that lands later is still added, when it lands, to the
@@ -43,25 +43,34 @@ Amounts are whole nano-dollars (integers) in the counters; Redis' Lua numbers
 are doubles, exact up to 2**53 nano-dollars (about $9 million per period).
 
 Imports: the standard library, `catalog`, `dispatch.gates`, `tokens`, `types`,
-`costs.budget_periods`, `costs.budget_refusal`, `costs.budget_scripts`, `costs.prices`,
-`costs.settings`, `costs.usd`; `redis.asyncio` lazily.
+`costs.budget_periods`, `costs.budget_record`, `costs.budget_refusal`, `costs.budget_scripts`,
+`costs.prices`, `costs.settings`, `costs.usd`; `redis.asyncio` lazily.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from interlock.catalog import Deployment
 from interlock.costs.budget_periods import covers, period_bounds, period_id
+from interlock.costs.budget_record import (
+    RECORD_RETRY,
+    Periods,
+    ReadRecord,
+    Recorded,
+    Seeding,
+    SpendSource,
+    read_record,
+    recorded_spend,
+)
 from interlock.costs.budget_refusal import Full, refusal
 from interlock.costs.budget_scripts import RESERVE, SEED, SETTLE
 from interlock.costs.prices import PriceBook
@@ -73,6 +82,12 @@ from interlock.types import ChatRequest, ChatResponse
 
 log = logging.getLogger(__name__)
 
+# Importable from here, where they were before the gate's parts moved to modules of their own.
+__all__ = [
+    "BudgetGate", "BudgetTicket", "Periods", "ReadRecord", "Recorded", "SpendSource", "covers",
+    "period_id", "plain_usd", "recorded_spend", "to_nano",
+]
+
 # Seconds on local counts after a Redis failure, and Redis's time limits: the
 # gateway passes router_settings' redis_retry_interval and redis_timeout.
 REDIS_RETRY_AFTER = 1.0
@@ -83,89 +98,10 @@ PRUNE_EVERY = 1024
 # else each reservation would hold its amount until its period ends. Past this
 # many, the rest hold until then.
 MAX_UNSETTLED = 10_000
-# Seconds calls (and the gateway's start) wait for the ledger's record before
-# counting without it, and seconds before a record that could not be read is
-# asked for again.
-SEED_WAIT = 2.0
-RECORD_RETRY = 60.0
 
 
 def _digest(user: str) -> str:
     return hashlib.sha256(user.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-
-
-# One budget's record: (budget, period id, nano-dollars by end user or name).
-Recorded = tuple[Budget, str, Mapping[str, int]]
-# Each budget with its current period's id and start (`BudgetGate.current_periods`).
-Periods = list[tuple[Budget, str, datetime]]
-# Reads the ledger's record of those periods up to a time (`recorded_spend`).
-ReadRecord = Callable[[Periods, datetime], Awaitable[Sequence[Recorded]]]
-
-
-class SpendSource(Protocol):
-    def spend_since(self, since: datetime, column: str, among: Sequence[str] | None = None,
-                    until: datetime | None = None) -> dict[str, int]: ...
-
-
-# The ledger column a budget's target is recorded in (model groups by deployment).
-_COLUMN = {"deployment": "deployment", "provider": "provider", "api_key": "api_key_id",
-           "end_user": "end_user", "model_group": "deployment"}
-
-
-def recorded_spend(ledger: SpendSource, periods: Iterable[tuple[Budget, str, datetime]],
-                   group_of: Mapping[str, str],
-                   until: datetime) -> list[tuple[Budget, str, dict[str, int]]]:
-    """What the ledger (`queries.LedgerReader`) recorded in each budget's current
-    period (`BudgetGate.current_periods`) before `until`, the moment this process
-    began counting, for `BudgetGate.seed`: nano-dollars by end user for an
-    end-user budget, else under the budget's name. `group_of` maps a deployment's
-    name to its model group. Each column and period start is read once."""
-    read: dict[tuple[str, datetime], dict[str, int]] = {}
-    out = []
-    for budget, pid, since in periods:
-        kind, name = budget.target
-        column = _COLUMN[kind]
-        if (column, since) not in read:
-            read[column, since] = ledger.spend_since(since, column, until=until)
-        rows = read[column, since]
-        if kind == "model_group":
-            amounts = {name: sum(v for d, v in rows.items() if group_of.get(d) == name)}
-        elif kind == "end_user" and name == "*":
-            amounts = dict(rows)
-        else:
-            amounts = {name: rows.get(name, 0)}
-        out.append((budget, pid, amounts))
-    return out
-
-
-class _Seeding:
-    """One read of the ledger's record, added to the counts when it lands, however
-    late, and the calls that wait for it meanwhile: for at most `SEED_WAIT` from
-    its start, since a count begun from zero admits calls a spent budget would
-    refuse, and a ledger of millions of rows must not hold every call."""
-
-    def __init__(self, adding: Coroutine[Any, Any, None], *, everything: bool = True) -> None:
-        self.task = asyncio.ensure_future(adding)
-        self.deadline = time.monotonic() + SEED_WAIT
-        # Of every budget (at start, when Redis fails), or of those that appeared
-        # at run time (`BudgetGate.set_key_budgets`).
-        self.everything = everything
-
-    @property
-    def pending(self) -> bool:
-        return not self.task.done()
-
-    async def wait(self) -> None:
-        """Until the record is in, or what is left of `SEED_WAIT` has passed. Not
-        cancelled by a caller that stops waiting: others wait for it too."""
-        left = self.deadline - time.monotonic()
-        if left > 0 and not self.task.done():
-            await asyncio.wait({self.task}, timeout=left)
-
-    async def aclose(self) -> None:
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
 
 
 @dataclass
@@ -253,8 +189,8 @@ class BudgetGate:
         # (else a restart or an outage gives every budget its period again), and
         # in Redis when it lost its data. None: no ledger database, no record.
         self.record = record
-        self._local_seed: _Seeding | None = None
-        self._redis_seed: _Seeding | None = None
+        self._local_seed: Seeding | None = None
+        self._redis_seed: Seeding | None = None
         # Marks the hashes this gate creates in Redis while the record it is to
         # add there is not in (`budget_scripts`), and the end of that record.
         self._claim = secrets.token_hex(8)
@@ -642,7 +578,7 @@ class BudgetGate:
                 and not (seeding is not None and seeding.pending)
                 and self.clock() >= self._record_off_until)
 
-    def _seed_redis(self) -> _Seeding:
+    def _seed_redis(self) -> Seeding:
         """Give Redis each budget's count as the ledger records it (`budget_scripts.SEED`): a
         Redis restarted without its data, or one that never had this period.
         One read at a time, shared by the calls that wait for it; one asked for
@@ -652,7 +588,7 @@ class BudgetGate:
         if seeding is None or not seeding.pending:
             if self._claiming_until is None:
                 self._claiming_until = datetime.fromtimestamp(self.clock(), UTC)
-            seeding = self._redis_seed = _Seeding(self._add_to_redis(self._claiming_until))
+            seeding = self._redis_seed = Seeding(self._add_to_redis(self._claiming_until))
         return seeding
 
     async def _add_to_redis(self, until: datetime) -> None:
@@ -679,16 +615,16 @@ class BudgetGate:
     def _seed_local(self, until: datetime, budgets: Sequence[Budget] | None = None) -> None:
         """Add the ledger's record up to `until` of `budgets` (by default all) to
         the counts in memory (`seed`); calls counted there wait for it
-        (`_Seeding`). One read after another: the latest waits for those before."""
+        (`Seeding`). One read after another: the latest waits for those before."""
         previous = self._local_seed
         if self.record is None or (budgets is None and previous is not None
                                    and previous.pending and previous.everything):
             return
-        self._local_seed = _Seeding(self._add_to_local(until, budgets, previous),
+        self._local_seed = Seeding(self._add_to_local(until, budgets, previous),
                                     everything=budgets is None)
 
     async def _add_to_local(self, until: datetime, budgets: Sequence[Budget] | None,
-                            previous: _Seeding | None) -> None:
+                            previous: Seeding | None) -> None:
         if previous is not None and previous.pending:
             try:
                 await asyncio.wait({previous.task})
@@ -702,22 +638,10 @@ class BudgetGate:
     async def _read(self, until: datetime, otherwise: str,
                     budgets: Sequence[Budget] | None = None) -> Sequence[Recorded] | None:
         """The ledger's record of the current periods (of `budgets`, by default
-        all) up to `until` (`record`); None, with a warning saying `otherwise`,
-        if it could not be read."""
+        all) up to `until` (`read_record`)."""
         if self.record is None:
             return []
-        started = time.monotonic()
-        try:
-            record = await self.record(self.current_periods(budgets), until)
-        except Exception as exc:  # the database away
-            log.warning("budgets could not read this period's spend from the ledger (%s); %s",
-                        type(exc).__name__, otherwise)
-            return None
-        took = time.monotonic() - started
-        if took > SEED_WAIT:
-            log.warning("budgets: this period's spend took %.1f s to read from the ledger; "
-                        "calls meanwhile were counted without it, and it is added now", took)
-        return record
+        return await read_record(self.record, self.current_periods(budgets), until, otherwise)
 
     def _use_local(self) -> bool:
         return not self.redis_url or self.clock() < self._redis_down_until
