@@ -322,9 +322,9 @@ async def test_each_end_user_has_a_budget_of_their_own() -> None:
 
 async def test_one_end_user_s_budget_and_the_counts_of_ended_periods_let_go(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import interlock.costs.budgets as budgets_module
+    import interlock.costs.budget_memory_counts as memory_counts
 
-    monkeypatch.setattr(budgets_module, "PRUNE_EVERY", 4)
+    monkeypatch.setattr(memory_counts, "PRUNE_EVERY", 4)
     d = _deployment()
     clock = Clock(datetime(2026, 5, 10, 12, tzinfo=UTC).timestamp())
     gate = BudgetGate([Budget(end_user="acme", max_usd=Decimal("0.15"), period="day"),

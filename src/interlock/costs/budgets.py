@@ -43,24 +43,24 @@ Amounts are whole nano-dollars (integers) in the counters; Redis' Lua numbers
 are doubles, exact up to 2**53 nano-dollars (about $9 million per period).
 
 Imports: the standard library, `catalog`, `dispatch.gates`, `tokens`, `types`,
-`costs.budget_periods`, `costs.budget_record`, `costs.budget_refusal`, `costs.budget_scripts`,
-`costs.prices`, `costs.settings`, `costs.usd`; `redis.asyncio` lazily.
+`costs.budget_memory_counts`, `costs.budget_periods`, `costs.budget_record`,
+`costs.budget_refusal`, `costs.budget_scripts`, `costs.prices`, `costs.settings`, `costs.usd`;
+`redis.asyncio` lazily.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import secrets
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from interlock.catalog import Deployment
-from interlock.costs.budget_periods import covers, period_bounds, period_id
+from interlock.costs.budget_memory_counts import Count, MemoryBudgetCounts
+from interlock.costs.budget_periods import covers, period_id
 from interlock.costs.budget_record import (
     RECORD_RETRY,
     Periods,
@@ -68,7 +68,6 @@ from interlock.costs.budget_record import (
     Recorded,
     Seeding,
     SpendSource,
-    read_record,
     recorded_spend,
 )
 from interlock.costs.budget_refusal import Full, refusal
@@ -92,24 +91,10 @@ __all__ = [
 # gateway passes router_settings' redis_retry_interval and redis_timeout.
 REDIS_RETRY_AFTER = 1.0
 REDIS_TIMEOUT = 0.5
-# Local reservations between two passes that let the counts of ended periods go.
-PRUNE_EVERY = 1024
 # Settles Redis could not be given (it was away), given once it answers again:
 # else each reservation would hold its amount until its period ends. Past this
 # many, the rest hold until then.
 MAX_UNSETTLED = 10_000
-
-
-def _digest(user: str) -> str:
-    return hashlib.sha256(user.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-
-
-@dataclass
-class _Count:
-    spent: int = 0
-    reserved: int = 0
-    # When the period it counts has ended (with an hour's grace, as Redis' TTL).
-    expires: float = 0.0
 
 
 @dataclass
@@ -145,7 +130,7 @@ class BudgetTicket:
         await self.gate._settle(self, actual)
 
 
-class BudgetGate:
+class BudgetGate(MemoryBudgetCounts):
     name = "budget"
 
     def __init__(
@@ -160,16 +145,9 @@ class BudgetGate:
         retry_interval: float = REDIS_RETRY_AFTER,
         record: ReadRecord | None = None,
     ) -> None:
-        self.budgets = list(budgets)
-        # Budgets of client keys made at run time, by key name (`set_key_budgets`).
-        self.key_budgets: dict[str, Budget] = {}
+        super().__init__(budgets, clock=clock, key_prefix=key_prefix, record=record)
         self.prices = prices
         self.redis_url = redis_url
-        self.clock = clock or time.time
-        self.key_prefix = key_prefix
-        self._local: dict[str, _Count] = {}
-        # Local counts given the ledger's record of their period (`seed`).
-        self._seeded: set[str] = set()
         self._redis: Any = None
         self._reserve: Any = None
         self._settle_script: Any = None
@@ -179,17 +157,10 @@ class BudgetGate:
         self._redis_down_until = 0.0
         self._on_redis = True  # until a Redis call fails: one warning an outage
         self._unpriced_warned: set[str] = set()
-        self._reservations = 0  # local ones, for letting ended periods go
         # Redis calls left running by a cancelled caller (see `_survive`).
         self._background: set[asyncio.Task[Any]] = set()
         # (keys, ticket id, real cost, ttls) of settles owed to Redis (`MAX_UNSETTLED`).
         self._unsettled: list[tuple[list[str], str, int, list[int]]] = []
-        # Reads the ledger's record of the current periods up to a time, for the
-        # counts that begin without it: in memory at start or when Redis fails
-        # (else a restart or an outage gives every budget its period again), and
-        # in Redis when it lost its data. None: no ledger database, no record.
-        self.record = record
-        self._local_seed: Seeding | None = None
         self._redis_seed: Seeding | None = None
         # Marks the hashes this gate creates in Redis while the record it is to
         # add there is not in (`budget_scripts`), and the end of that record.
@@ -232,38 +203,6 @@ class BudgetGate:
         """Counted in Redis, which keeps the counts across restarts, not in memory."""
         return self.redis_url is not None
 
-    def current_periods(self, budgets: Iterable[Budget] | None = None
-                        ) -> list[tuple[Budget, str, datetime]]:
-        """Each budget (by default all) with its current period's id and start
-        (UTC): what `seed` needs read from the ledger."""
-        now = self.clock()
-        out = []
-        chosen = (*self.budgets, *self.key_budgets.values()) if budgets is None else budgets
-        for budget in chosen:
-            pid, start, _ = period_bounds(budget, now)
-            out.append((budget, pid, datetime.fromtimestamp(start, UTC)))
-        return out
-
-    def seed(self, spent: Iterable[tuple[Budget, str, Mapping[str, int]]]) -> None:
-        """Add to this process' counts what the ledger recorded in each budget's
-        current period before the process began counting (`recorded_spend`:
-        budget, period id, nano-dollars by end user or under the budget's name).
-        Counted in memory (without Redis, or while Redis is down), a budget would
-        otherwise begin its period again at every restart. What was counted
-        since is kept (the rows read end where it began); a count is seeded once."""
-        now = self.clock()
-        for budget, pid, amounts in spent:
-            current, _, end = period_bounds(budget, now)
-            if current != pid:  # the period turned meanwhile: the new one starts empty
-                continue
-            for user, nano in amounts.items():
-                key = self._key(budget, pid, user)
-                if key in self._seeded:
-                    continue
-                self._seeded.add(key)
-                count = self._local.setdefault(key, _Count())
-                count.spent += nano
-                count.expires = max(count.expires, end + 3600)
 
     async def acquire(self, deployment: Deployment,
                       request: ChatRequest) -> BudgetTicket | Refusal:
@@ -368,7 +307,7 @@ class BudgetGate:
         view); a per-end-user budget ("*") is not listed: it has a count per end user."""
         out = []
         for b, key, pid, left in self._listed():
-            count = self._local.get(key, _Count())
+            count = self._local.get(key, Count())
             kind, name = b.target
             out.append({
                 "target": kind, "name": name, "period": b.period, "period_id": pid,
@@ -407,11 +346,6 @@ class BudgetGate:
 
     # ------------------------------------------------------------------ internals
 
-    def _key(self, budget: Budget, pid: str, user: str | None) -> str:
-        kind, name = budget.target
-        if kind == "end_user":  # the caller checked `covers`: `user` is set
-            return f"{self.key_prefix}{kind}:{name}:{_digest(user or '')}:{pid}"
-        return f"{self.key_prefix}{kind}:{name}:{pid}"
 
     def _warn_unpriced(self, deployment: Deployment) -> None:
         if deployment.name not in self._unpriced_warned:
@@ -419,21 +353,6 @@ class BudgetGate:
             log.warning("budget covers %s but its price is unknown: its calls cannot be counted",
                         deployment.name)
 
-    def _reserve_local(self, keys: list[str], limits: list[int], amount: int,
-                       ttls: list[int]) -> Full | int:
-        # No await between the check and the increment: atomic within the loop.
-        now = self.clock()
-        self._reservations += 1
-        if self._reservations % PRUNE_EVERY == 0:
-            self._local = {k: c for k, c in self._local.items() if c.expires > now}
-        counts = [self._local.setdefault(k, _Count()) for k in keys]
-        for index, (count, limit) in enumerate(zip(counts, limits, strict=True), start=1):
-            if count.spent + count.reserved >= limit:
-                return Full(index, count.spent, count.reserved)
-        for count, ttl in zip(counts, ttls, strict=True):
-            count.reserved += amount
-            count.expires = now + ttl
-        return 0
 
     async def _reserve_shared(self, budgets: Sequence[Budget],
                               periods: Sequence[tuple[str, float]], keys: list[str],
@@ -548,10 +467,10 @@ class BudgetGate:
             if self._use_local():
                 # While Redis is away this process counts on its own: with the spend.
                 for key in ticket.keys:
-                    self._local.setdefault(key, _Count()).spent += actual
+                    self._local.setdefault(key, Count()).spent += actual
             return
         for key in ticket.keys:
-            count = self._local.setdefault(key, _Count())
+            count = self._local.setdefault(key, Count())
             count.reserved = max(0, count.reserved - ticket.reserved)
             count.spent += actual
 
@@ -612,36 +531,6 @@ class BudgetGate:
                 return
         self._claiming_until = None
 
-    def _seed_local(self, until: datetime, budgets: Sequence[Budget] | None = None) -> None:
-        """Add the ledger's record up to `until` of `budgets` (by default all) to
-        the counts in memory (`seed`); calls counted there wait for it
-        (`Seeding`). One read after another: the latest waits for those before."""
-        previous = self._local_seed
-        if self.record is None or (budgets is None and previous is not None
-                                   and previous.pending and previous.everything):
-            return
-        self._local_seed = Seeding(self._add_to_local(until, budgets, previous),
-                                    everything=budgets is None)
-
-    async def _add_to_local(self, until: datetime, budgets: Sequence[Budget] | None,
-                            previous: Seeding | None) -> None:
-        if previous is not None and previous.pending:
-            try:
-                await asyncio.wait({previous.task})
-            except asyncio.CancelledError:  # the gate closing: that read too
-                previous.task.cancel()
-                raise
-        record = await self._read(until, "counting from zero", budgets)
-        if record is not None:
-            self.seed(record)
-
-    async def _read(self, until: datetime, otherwise: str,
-                    budgets: Sequence[Budget] | None = None) -> Sequence[Recorded] | None:
-        """The ledger's record of the current periods (of `budgets`, by default
-        all) up to `until` (`read_record`)."""
-        if self.record is None:
-            return []
-        return await read_record(self.record, self.current_periods(budgets), until, otherwise)
 
     def _use_local(self) -> bool:
         return not self.redis_url or self.clock() < self._redis_down_until
