@@ -174,7 +174,7 @@ class LedgerReader:
         the value of `column` (deployment, provider, api_key_id or end_user; rows
         without one left out), only for the values `among` when given: what
         budgets counted in memory start from after a restart
-        (`budgets.recorded_spend`), and each client key's spend (`server.key_admin`)."""
+        (`budget_record.recorded_spend`), and each client key's spend (`server.key_admin`)."""
         c = self.t.c
         key = self._added_columns()[2] if column == "end_user" else c[column]
         nano = sa.type_coerce(c.cost_nanousd, sa.BigInteger)  # as stored, not as dollars
