@@ -13,9 +13,10 @@ from typing import Any, cast
 
 import pytest
 
-import interlock.costs.budgets as budgets_module
+import interlock.costs.budget_record as budget_record
 from interlock.catalog import Catalog, Deployment
-from interlock.costs.budgets import BudgetGate, period_id
+from interlock.costs.budget_periods import period_id
+from interlock.costs.budgets import BudgetGate
 from interlock.costs.prices import PriceBook
 from interlock.costs.settings import Budget
 from interlock.dispatch.gates import Refusal
@@ -321,9 +322,9 @@ async def test_each_end_user_has_a_budget_of_their_own() -> None:
 
 async def test_one_end_user_s_budget_and_the_counts_of_ended_periods_let_go(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import interlock.costs.budgets as budgets_module
+    import interlock.costs.budget_memory_counts as memory_counts
 
-    monkeypatch.setattr(budgets_module, "PRUNE_EVERY", 4)
+    monkeypatch.setattr(memory_counts, "PRUNE_EVERY", 4)
     d = _deployment()
     clock = Clock(datetime(2026, 5, 10, 12, tzinfo=UTC).timestamp())
     gate = BudgetGate([Budget(end_user="acme", max_usd=Decimal("0.15"), period="day"),
@@ -662,7 +663,7 @@ async def test_a_ledger_read_that_comes_late_still_adds_the_record_to_redis(
     # Redis lost its data and the ledger is slow to read: calls go on counting in
     # Redis after the wait, and the record, when it lands, is added to the counts
     # they began. It was dropped: the period's earlier spend never counted again.
-    monkeypatch.setattr(budgets_module, "SEED_WAIT", 0.05)
+    monkeypatch.setattr(budget_record, "SEED_WAIT", 0.05)
     clock = Clock(datetime(2026, 5, 10, 12, tzinfo=UTC).timestamp())
     landed = asyncio.Event()
     async with _redis_gate_at(redis_url, clock) as (gate, direct):
@@ -683,7 +684,7 @@ async def test_a_count_one_replica_claimed_takes_its_record_not_another_s(
     # Replica A's read is late: the count it began in Redis meanwhile is its to
     # seed. Replica B's record, in time, must not mark that count seeded (A's
     # would then be dropped) nor add to it (both would count the period's spend).
-    monkeypatch.setattr(budgets_module, "SEED_WAIT", 0.05)
+    monkeypatch.setattr(budget_record, "SEED_WAIT", 0.05)
     clock = Clock(datetime(2026, 5, 10, 12, tzinfo=UTC).timestamp())
     d = _deployment()
     landed = asyncio.Event()
@@ -743,7 +744,7 @@ async def test_a_record_asked_again_after_a_failure_is_added_to_the_counts_since
                 ticket = await other.acquire(d, _request(100))
                 await ticket.release(_response(0))
             assert await _shared(direct, gate) == (30_000_000, 0)
-            clock.t += budgets_module.RECORD_RETRY + 1
+            clock.t += budget_record.RECORD_RETRY + 1
             ticket = await gate.acquire(d, _request(100))
             assert await _shared(direct, gate) == (1_030_000_000, 100_000_000)
             assert reads == [reads[0], reads[0]]

@@ -247,6 +247,7 @@ async def test_a_slow_ledger_read_does_not_hold_start_up_and_loses_no_count(
         caplog: pytest.LogCaptureFixture) -> None:
     import threading
 
+    import interlock.costs.budget_record as budget_record
     import interlock.costs.budgets as budgets_module
 
     config = await _spent_before(fake_upstream, tmp_path, "1", calls=1)
@@ -260,7 +261,7 @@ async def test_a_slow_ledger_read_does_not_hold_start_up_and_loses_no_count(
         return read(*args)
 
     monkeypatch.setattr(budgets_module, "recorded_spend", slowly)
-    monkeypatch.setattr(budgets_module, "SEED_WAIT", 0.05)
+    monkeypatch.setattr(budget_record, "SEED_WAIT", 0.05)
     second = Gateway(load_config(config), environ={})
     with caplog.at_level("WARNING", logger="interlock.costs.budgets"):
         await second.start()

@@ -314,7 +314,7 @@ def test_hybrid_spec_builds_from_the_real_local_model(minilm: SentenceTransforme
 
 
 def test_char_hashes_equal_hashing_each_ngram_from_scratch() -> None:
-    from interlock.routing.features import _char_hashes
+    from interlock.routing.ngram_hashing import char_hashes
 
     def reference(text: str, lo: int, hi: int) -> list[int]:
         out = []
@@ -328,26 +328,26 @@ def test_char_hashes_equal_hashing_each_ngram_from_scratch() -> None:
 
     for text in ["", "ab", "abc", "héllo wörld 日本語 🙂", "x = 3.5 * y\nA. 12"]:
         for lo, hi in [(3, 5), (1, 2), (4, 4)]:
-            assert _char_hashes(text, lo, hi).tolist() == reference(text, lo, hi)
+            assert char_hashes(text, lo, hi).tolist() == reference(text, lo, hi)
 
 
 @pytest.mark.parametrize("size", [0, 1, 7, 2000])
 def test_bucket_counting_matches_numpy_unique(size: int) -> None:
-    from interlock.routing.features import _counted
+    from interlock.routing.ngram_hashing import counted
 
     values = np.random.default_rng(size).integers(0, 40, size)
-    got, counts = _counted(values)
+    got, counts = counted(values)
     want, want_counts = np.unique(values, return_counts=True)
     assert np.array_equal(got, want) and np.array_equal(counts, want_counts)
 
 
 @pytest.mark.parametrize("n_features", [2**18, 1000])
 def test_bucket_mixing_is_the_modulo_whatever_the_width(n_features: int) -> None:
-    from interlock.routing.features import _MASK32, _MIX, _mix_bucket
+    from interlock.routing.ngram_hashing import _MASK32, _MIX, mix_bucket
 
     hashes = np.random.default_rng(3).integers(0, 2**63, 5000, dtype=np.uint64)
     expected = (((hashes * _MIX) & _MASK32) % np.uint64(n_features)).astype(np.int64)
-    assert np.array_equal(_mix_bucket(hashes, n_features), expected)
+    assert np.array_equal(mix_bucket(hashes, n_features), expected)
 
 
 @pytest.mark.parametrize("text", [
@@ -358,7 +358,7 @@ def test_bucket_mixing_is_the_modulo_whatever_the_width(n_features: int) -> None
     "",
 ])
 def test_shape_counts_match_their_plain_definitions(text: str) -> None:
-    from interlock.routing.features import _MATH_CHARS
+    from interlock.routing.prompt_shape import _MATH_CHARS
 
     got = dict(zip(SHAPE_FEATURES, prompt_shape(text), strict=True))
     n = max(len(text), 1)
@@ -380,7 +380,7 @@ def test_shape_counts_match_their_plain_definitions(text: str) -> None:
 def test_word_hashing_finds_the_words_the_regex_finds(text: str) -> None:
     import zlib
 
-    from interlock.routing.features import _word_crcs
+    from interlock.routing.ngram_hashing import _word_crcs
 
     assert _word_crcs(text) == [zlib.crc32(w.encode()) for w in re.findall(r"\w+", text)]
 
@@ -390,7 +390,7 @@ def test_word_hashing_finds_the_words_the_regex_finds(text: str) -> None:
     "١٢٣ and ٤.٥ are digits too", "x1y22z 3.14159", "",
 ])
 def test_number_counting_matches_the_regex(text: str) -> None:
-    from interlock.routing.features import _count_numbers
+    from interlock.routing.prompt_shape import _count_numbers
 
     assert _count_numbers(text) == len(re.findall(r"\d+(?:\.\d+)?", text))
 
@@ -453,13 +453,13 @@ def test_length_limits_below_two_are_refused(param: str) -> None:
 
 
 def test_shape_features_read_a_huge_prompts_head_and_tail_but_count_all_of_it() -> None:
-    from interlock.routing.features import SHAPE_MAX_CHARS, _head_and_tail
+    from interlock.routing.prompt_shape import SHAPE_MAX_CHARS, head_and_tail
 
     question = "\nWhich is NOT right?\nA. 12 kg\nB. 14 kg\nC. 15 kg\nD. none of the above"
     huge = "Passage with 3 numbers, 7 and 9. " * (SHAPE_MAX_CHARS // 20) + question
     assert len(huge) > SHAPE_MAX_CHARS
     got = dict(zip(SHAPE_FEATURES, prompt_shape(huge), strict=True))
-    read = dict(zip(SHAPE_FEATURES, prompt_shape(_head_and_tail(huge, SHAPE_MAX_CHARS)),
+    read = dict(zip(SHAPE_FEATURES, prompt_shape(head_and_tail(huge, SHAPE_MAX_CHARS)),
                     strict=True))
     assert got["log_chars"] == pytest.approx(np.log1p(len(huge)))
     assert {k: v for k, v in got.items() if k != "log_chars"} == \

@@ -16,7 +16,7 @@ that matches no call or cannot count one); 2 would not start (the error is
 printed as `serve` prints it).
 
 Imports: typer, the standard library, `cli.paths`, `errors`; `config`, `gateway`,
-`server.app`, `costs.schema`, `costs.budgets`, `types`, sqlalchemy and redis
+`server.app`, `costs.schema`, `costs.budget_periods`, `types`, sqlalchemy and redis
 inside the command.
 """
 
@@ -127,7 +127,7 @@ def _budget_findings(config: InterlockConfig, gateway: Gateway,
                      unpriced: set[str]) -> list[str]:
     """Budgets that would not hold: one no deployment falls under, and one over
     deployments without a price, whose calls it cannot count."""
-    from interlock.costs.budgets import covers
+    from interlock.costs.budget_periods import covers
     from interlock.types import ChatRequest
 
     deployments = list(gateway.catalog.deployments())

@@ -126,8 +126,9 @@ def spend_command(
     table_prefix: PrefixOption = None,
 ) -> None:
     """Summarise recorded spend from the ledger."""
-    from interlock.costs.queries import SpendBy, usd_text
+    from interlock.costs.queries import SpendBy
     from interlock.costs.simulate import money
+    from interlock.costs.usd import usd_text
 
     if by not in get_args(SpendBy):
         raise typer.BadParameter("expected day, group, deployment, key, model, tier or user",

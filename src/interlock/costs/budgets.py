@@ -21,7 +21,7 @@ gate falls back to its own memory, logs once an outage, and tries Redis again
 every `retry_interval`. Redis's counts are out of reach meanwhile, so the
 local ones begin from the ledger's record up to the failure too.
 
-The ledger's record is read on one path (`_Seeding`, through `record`, which
+The ledger's record is read on one path (`Seeding`, through `record`, which
 the gateway gives): at start without Redis, when Redis fails, and when Redis
 lacks a period's count (it lost its data). Calls wait for it at most
 `SEED_WAIT`; a read that lands later is still added, when it lands, to the
@@ -42,207 +42,53 @@ a process serving many end users does not keep them all.
 Amounts are whole nano-dollars (integers) in the counters; Redis' Lua numbers
 are doubles, exact up to 2**53 nano-dollars (about $9 million per period).
 
+Where each part lives: the counts in memory (`budget_memory_counts`) and in
+Redis (`budget_redis_counts`, which builds on them and the gate on it), the
+ledger's record (`budget_record`), periods and coverage (`budget_periods`), and
+what a refusal says (`budget_refusal`).
+
 Imports: the standard library, `catalog`, `dispatch.gates`, `tokens`, `types`,
-`costs.budget_scripts`, `costs.prices`, `costs.settings`; `redis.asyncio` lazily.
+`costs.budget_memory_counts`, `costs.budget_periods`, `costs.budget_record`,
+`costs.budget_redis_counts`, `costs.budget_refusal`, `costs.prices`, `costs.settings`,
+`costs.usd`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
 import logging
 import secrets
-import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import ROUND_CEILING, Decimal
-from typing import Any, Protocol
+from typing import Any
 
 from interlock.catalog import Deployment
-from interlock.costs.budget_scripts import RESERVE, SEED, SETTLE
+from interlock.costs.budget_memory_counts import Count
+from interlock.costs.budget_periods import covers, period_id
+from interlock.costs.budget_record import (
+    Periods,
+    ReadRecord,
+    Recorded,
+    SpendSource,
+    recorded_spend,
+)
+from interlock.costs.budget_redis_counts import REDIS_RETRY_AFTER, REDIS_TIMEOUT, RedisBudgetCounts
+from interlock.costs.budget_refusal import Full, refusal
 from interlock.costs.prices import PriceBook
 from interlock.costs.settings import Budget
+from interlock.costs.usd import plain_usd, to_nano
 from interlock.dispatch.gates import Refusal
 from interlock.tokens import estimated_usage
 from interlock.types import ChatRequest, ChatResponse
 
 log = logging.getLogger(__name__)
 
-NANO = Decimal("1e-9")
-# Seconds on local counts after a Redis failure, and Redis's time limits: the
-# gateway passes router_settings' redis_retry_interval and redis_timeout.
-REDIS_RETRY_AFTER = 1.0
-REDIS_TIMEOUT = 0.5
-# Local reservations between two passes that let the counts of ended periods go.
-PRUNE_EVERY = 1024
-# Settles Redis could not be given (it was away), given once it answers again:
-# else each reservation would hold its amount until its period ends. Past this
-# many, the rest hold until then.
-MAX_UNSETTLED = 10_000
-# Seconds calls (and the gateway's start) wait for the ledger's record before
-# counting without it, and seconds before a record that could not be read is
-# asked for again.
-SEED_WAIT = 2.0
-RECORD_RETRY = 60.0
-
-
-def to_nano(usd: Decimal) -> int:
-    return int((usd / NANO).to_integral_value(ROUND_CEILING))
-
-
-def plain_usd(nano: int) -> str:
-    """Nano-dollars as plain dollars: '0.0135', '0' (not '0.013500000', '0E-9')."""
-    return f"{(nano * NANO).normalize():f}"
-
-
-def period_id(budget: Budget, now: float) -> tuple[str, float]:
-    """(id of the period `now` falls in, seconds until it ends); calendar periods in UTC."""
-    pid, _, end = _bounds(budget, now)
-    return pid, end - now
-
-
-def _bounds(budget: Budget, now: float) -> tuple[str, float, float]:
-    """(id, start, end) of the period `now` falls in, the times as Unix seconds."""
-    moment = datetime.fromtimestamp(now, UTC)
-    if budget.period == "day":
-        start = moment.replace(hour=0, minute=0, second=0, microsecond=0)
-        return start.strftime("%Y-%m-%d"), start.timestamp(), start.timestamp() + 86_400
-    if budget.period == "month":
-        start = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        nxt = start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
-        return start.strftime("%Y-%m"), start.timestamp(), nxt.timestamp()
-    length = float(budget.period) * 3600
-    index = int(now // length)
-    return f"{budget.period:g}h-{index}", index * length, (index + 1) * length
-
-
-def covers(budget: Budget, deployment: Deployment, request: ChatRequest) -> bool:
-    kind, name = budget.target
-    if kind == "deployment":
-        return deployment.name == name
-    if kind == "provider":
-        return deployment.provider == name
-    if kind == "end_user":  # a `user` of "" names no one, as none does
-        return bool(request.user) and name in ("*", request.user)
-    if kind == "api_key":
-        return request.api_key_id == name
-    return deployment.group == name
-
-
-@dataclass(frozen=True, slots=True)
-class _Full:
-    """A refusal: which of a call's budgets (1-based) had no room, and its counts then."""
-
-    index: int
-    spent: int
-    reserved: int
-
-
-def _refusal(budget: Budget, request: ChatRequest, full: _Full, could_cost: int | None,
-             resets_in: float) -> Refusal:
-    """What a refusal says of the budget that had no room: spent, or held by
-    calls in flight (whose holds a lower max_tokens makes smaller)."""
-    kind, name = budget.target
-    if kind == "end_user" and name == "*":
-        name = request.user or ""
-    limit = budget.limit
-    if full.reserved == 0 or full.spent >= to_nano(budget.max_usd):
-        return Refusal(f"{kind} {name!r} has spent its {limit}", resets_in)
-    cost = "" if could_cost is None else (
-        f"; this call could cost up to ${plain_usd(could_cost)}")
-    return Refusal(
-        f"{kind} {name!r} has ${plain_usd(full.spent)} spent and "
-        f"${plain_usd(full.reserved)} held by calls in flight of its {limit}{cost} (a call "
-        "holds what its max_tokens could cost until it ends: a lower max_tokens holds less)",
-        resets_in)
-
-
-def _digest(user: str) -> str:
-    return hashlib.sha256(user.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-
-
-# One budget's record: (budget, period id, nano-dollars by end user or name).
-Recorded = tuple[Budget, str, Mapping[str, int]]
-# Each budget with its current period's id and start (`BudgetGate.current_periods`).
-Periods = list[tuple[Budget, str, datetime]]
-# Reads the ledger's record of those periods up to a time (`recorded_spend`).
-ReadRecord = Callable[[Periods, datetime], Awaitable[Sequence[Recorded]]]
-
-
-class SpendSource(Protocol):
-    def spend_since(self, since: datetime, column: str, among: Sequence[str] | None = None,
-                    until: datetime | None = None) -> dict[str, int]: ...
-
-
-# The ledger column a budget's target is recorded in (model groups by deployment).
-_COLUMN = {"deployment": "deployment", "provider": "provider", "api_key": "api_key_id",
-           "end_user": "end_user", "model_group": "deployment"}
-
-
-def recorded_spend(ledger: SpendSource, periods: Iterable[tuple[Budget, str, datetime]],
-                   group_of: Mapping[str, str],
-                   until: datetime) -> list[tuple[Budget, str, dict[str, int]]]:
-    """What the ledger (`queries.LedgerReader`) recorded in each budget's current
-    period (`BudgetGate.current_periods`) before `until`, the moment this process
-    began counting, for `BudgetGate.seed`: nano-dollars by end user for an
-    end-user budget, else under the budget's name. `group_of` maps a deployment's
-    name to its model group. Each column and period start is read once."""
-    read: dict[tuple[str, datetime], dict[str, int]] = {}
-    out = []
-    for budget, pid, since in periods:
-        kind, name = budget.target
-        column = _COLUMN[kind]
-        if (column, since) not in read:
-            read[column, since] = ledger.spend_since(since, column, until=until)
-        rows = read[column, since]
-        if kind == "model_group":
-            amounts = {name: sum(v for d, v in rows.items() if group_of.get(d) == name)}
-        elif kind == "end_user" and name == "*":
-            amounts = dict(rows)
-        else:
-            amounts = {name: rows.get(name, 0)}
-        out.append((budget, pid, amounts))
-    return out
-
-
-class _Seeding:
-    """One read of the ledger's record, added to the counts when it lands, however
-    late, and the calls that wait for it meanwhile: for at most `SEED_WAIT` from
-    its start, since a count begun from zero admits calls a spent budget would
-    refuse, and a ledger of millions of rows must not hold every call."""
-
-    def __init__(self, adding: Coroutine[Any, Any, None], *, everything: bool = True) -> None:
-        self.task = asyncio.ensure_future(adding)
-        self.deadline = time.monotonic() + SEED_WAIT
-        # Of every budget (at start, when Redis fails), or of those that appeared
-        # at run time (`BudgetGate.set_key_budgets`).
-        self.everything = everything
-
-    @property
-    def pending(self) -> bool:
-        return not self.task.done()
-
-    async def wait(self) -> None:
-        """Until the record is in, or what is left of `SEED_WAIT` has passed. Not
-        cancelled by a caller that stops waiting: others wait for it too."""
-        left = self.deadline - time.monotonic()
-        if left > 0 and not self.task.done():
-            await asyncio.wait({self.task}, timeout=left)
-
-    async def aclose(self) -> None:
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
-
-
-@dataclass
-class _Count:
-    spent: int = 0
-    reserved: int = 0
-    # When the period it counts has ended (with an hour's grace, as Redis' TTL).
-    expires: float = 0.0
+# Importable from here, where they were before the gate's parts moved to modules of their own.
+__all__ = [
+    "BudgetGate", "BudgetTicket", "Periods", "ReadRecord", "Recorded", "SpendSource", "covers",
+    "period_id", "plain_usd", "recorded_spend", "to_nano",
+]
 
 
 @dataclass
@@ -278,7 +124,7 @@ class BudgetTicket:
         await self.gate._settle(self, actual)
 
 
-class BudgetGate:
+class BudgetGate(RedisBudgetCounts):
     name = "budget"
 
     def __init__(
@@ -293,42 +139,11 @@ class BudgetGate:
         retry_interval: float = REDIS_RETRY_AFTER,
         record: ReadRecord | None = None,
     ) -> None:
-        self.budgets = list(budgets)
-        # Budgets of client keys made at run time, by key name (`set_key_budgets`).
-        self.key_budgets: dict[str, Budget] = {}
+        super().__init__(budgets, clock=clock, key_prefix=key_prefix, record=record,
+                         redis_url=redis_url, redis_timeout=redis_timeout,
+                         retry_interval=retry_interval)
         self.prices = prices
-        self.redis_url = redis_url
-        self.clock = clock or time.time
-        self.key_prefix = key_prefix
-        self._local: dict[str, _Count] = {}
-        # Local counts given the ledger's record of their period (`seed`).
-        self._seeded: set[str] = set()
-        self._redis: Any = None
-        self._reserve: Any = None
-        self._settle_script: Any = None
-        self._seed_script: Any = None
-        self.redis_timeout = redis_timeout
-        self.retry_interval = retry_interval
-        self._redis_down_until = 0.0
-        self._on_redis = True  # until a Redis call fails: one warning an outage
         self._unpriced_warned: set[str] = set()
-        self._reservations = 0  # local ones, for letting ended periods go
-        # Redis calls left running by a cancelled caller (see `_survive`).
-        self._background: set[asyncio.Task[Any]] = set()
-        # (keys, ticket id, real cost, ttls) of settles owed to Redis (`MAX_UNSETTLED`).
-        self._unsettled: list[tuple[list[str], str, int, list[int]]] = []
-        # Reads the ledger's record of the current periods up to a time, for the
-        # counts that begin without it: in memory at start or when Redis fails
-        # (else a restart or an outage gives every budget its period again), and
-        # in Redis when it lost its data. None: no ledger database, no record.
-        self.record = record
-        self._local_seed: _Seeding | None = None
-        self._redis_seed: _Seeding | None = None
-        # Marks the hashes this gate creates in Redis while the record it is to
-        # add there is not in (`budget_scripts`), and the end of that record.
-        self._claim = secrets.token_hex(8)
-        self._claiming_until: datetime | None = None
-        self._record_off_until = 0.0
         # Counting (`begin`): budgets that appear from then on are seeded on their own.
         self._begun = False
         # Refusals by budget: (target, name, period), as /metrics labels them.
@@ -360,43 +175,6 @@ class BudgetGate:
         """Calls refused, by any budget."""
         return sum(self.refusals.values())
 
-    @property
-    def shared(self) -> bool:
-        """Counted in Redis, which keeps the counts across restarts, not in memory."""
-        return self.redis_url is not None
-
-    def current_periods(self, budgets: Iterable[Budget] | None = None
-                        ) -> list[tuple[Budget, str, datetime]]:
-        """Each budget (by default all) with its current period's id and start
-        (UTC): what `seed` needs read from the ledger."""
-        now = self.clock()
-        out = []
-        chosen = (*self.budgets, *self.key_budgets.values()) if budgets is None else budgets
-        for budget in chosen:
-            pid, start, _ = _bounds(budget, now)
-            out.append((budget, pid, datetime.fromtimestamp(start, UTC)))
-        return out
-
-    def seed(self, spent: Iterable[tuple[Budget, str, Mapping[str, int]]]) -> None:
-        """Add to this process' counts what the ledger recorded in each budget's
-        current period before the process began counting (`recorded_spend`:
-        budget, period id, nano-dollars by end user or under the budget's name).
-        Counted in memory (without Redis, or while Redis is down), a budget would
-        otherwise begin its period again at every restart. What was counted
-        since is kept (the rows read end where it began); a count is seeded once."""
-        now = self.clock()
-        for budget, pid, amounts in spent:
-            current, _, end = _bounds(budget, now)
-            if current != pid:  # the period turned meanwhile: the new one starts empty
-                continue
-            for user, nano in amounts.items():
-                key = self._key(budget, pid, user)
-                if key in self._seeded:
-                    continue
-                self._seeded.add(key)
-                count = self._local.setdefault(key, _Count())
-                count.spent += nano
-                count.expires = max(count.expires, end + 3600)
 
     async def acquire(self, deployment: Deployment,
                       request: ChatRequest) -> BudgetTicket | Refusal:
@@ -430,7 +208,7 @@ class BudgetGate:
             # In the background: a request must not wait for thousands of owed
             # settles, nor drop the rest of them if its client leaves midway.
             self._survive(self._settle_unsettled())
-        refused: int | _Full | None = None
+        refused: int | Full | None = None
         if on_redis:
             refused = await self._reserve_shared(applicable, periods, keys, limits, amount,
                                                  ttls, ticket_id)
@@ -440,12 +218,12 @@ class BudgetGate:
             if seeding is not None and seeding.pending:
                 await seeding.wait()
             refused = self._reserve_local(keys, limits, amount, ttls)
-        if isinstance(refused, _Full):
+        if isinstance(refused, Full):
             budget = applicable[refused.index - 1]
             kind, name = budget.target
             counted = (kind, name, str(budget.period))
             self.refusals[counted] = self.refusals.get(counted, 0) + 1
-            return _refusal(budget, request, refused, None if expected is None
+            return refusal(budget, request, refused, None if expected is None
                             else to_nano(expected), periods[refused.index - 1][1])
         return BudgetTicket(self, deployment, request, keys, amount, ttls, on_redis,
                             ticket_id)
@@ -470,18 +248,6 @@ class BudgetGate:
         if not self.shared:
             self._seed_local(datetime.fromtimestamp(self.clock(), UTC))
 
-    async def probe(self) -> bool:
-        """Whether Redis answers now; if not, the counts move to memory as at any
-        Redis failure (`_redis_failed`), so a start during an outage counts
-        from the ledger's record, not from zero."""
-        if not await self._use_redis():
-            return False
-        try:
-            await asyncio.wait_for(self._redis.ping(), self.redis_timeout)
-        except Exception as exc:
-            self._redis_failed(exc)
-            return False
-        return True
 
     def _listed(self) -> list[tuple[Budget, str, str, float]]:
         """(budget, key, period id, seconds left) of each budget with one count:
@@ -501,7 +267,7 @@ class BudgetGate:
         view); a per-end-user budget ("*") is not listed: it has a count per end user."""
         out = []
         for b, key, pid, left in self._listed():
-            count = self._local.get(key, _Count())
+            count = self._local.get(key, Count())
             kind, name = b.target
             out.append({
                 "target": kind, "name": name, "period": b.period, "period_id": pid,
@@ -540,11 +306,6 @@ class BudgetGate:
 
     # ------------------------------------------------------------------ internals
 
-    def _key(self, budget: Budget, pid: str, user: str | None) -> str:
-        kind, name = budget.target
-        if kind == "end_user":  # the caller checked `covers`: `user` is set
-            return f"{self.key_prefix}{kind}:{name}:{_digest(user or '')}:{pid}"
-        return f"{self.key_prefix}{kind}:{name}:{pid}"
 
     def _warn_unpriced(self, deployment: Deployment) -> None:
         if deployment.name not in self._unpriced_warned:
@@ -552,127 +313,7 @@ class BudgetGate:
             log.warning("budget covers %s but its price is unknown: its calls cannot be counted",
                         deployment.name)
 
-    def _reserve_local(self, keys: list[str], limits: list[int], amount: int,
-                       ttls: list[int]) -> _Full | int:
-        # No await between the check and the increment: atomic within the loop.
-        now = self.clock()
-        self._reservations += 1
-        if self._reservations % PRUNE_EVERY == 0:
-            self._local = {k: c for k, c in self._local.items() if c.expires > now}
-        counts = [self._local.setdefault(k, _Count()) for k in keys]
-        for index, (count, limit) in enumerate(zip(counts, limits, strict=True), start=1):
-            if count.spent + count.reserved >= limit:
-                return _Full(index, count.spent, count.reserved)
-        for count, ttl in zip(counts, ttls, strict=True):
-            count.reserved += amount
-            count.expires = now + ttl
-        return 0
 
-    async def _reserve_shared(self, budgets: Sequence[Budget],
-                              periods: Sequence[tuple[str, float]], keys: list[str],
-                              limits: list[int], amount: int, ttls: list[int],
-                              ticket_id: str) -> _Full | int | None:
-        """`_reserve_redis`, for a count Redis lacks (it lost its data) after its
-        seeding from the ledger's record has begun (`_seed_redis`). None: Redis
-        failed, count in memory."""
-        if self._record_owed():
-            # Whatever the marks say: another replica's seeding leaves the
-            # hashes this gate claimed to this gate's record.
-            self._seed_redis()
-        seeding = self._redis_seed
-        if seeding is not None and seeding.pending:  # wait what is left of its time
-            await seeding.wait()
-        claim = self._claiming()
-        marks = () if claim or self.record is None else [
-            self._mark(b, pid) for b, (pid, _) in zip(budgets, periods, strict=True)]
-        refused = await self._reserve_redis(keys, limits, amount, ttls, ticket_id, marks,
-                                            claim)
-        if refused != -2:
-            return refused
-        seeding = self._seed_redis()
-        await seeding.wait()
-        if not await self._use_redis():  # the seeding found Redis gone
-            return None
-        return await self._reserve_redis(keys, limits, amount, ttls, ticket_id,
-                                         claim=self._claiming())
-
-    async def _reserve_redis(self, keys: list[str], limits: list[int], amount: int,
-                             ttls: list[int], ticket_id: str, marks: Sequence[str] = (),
-                             claim: str | None = None) -> _Full | int | None:
-        args = [amount, ticket_id, len(keys), *limits, *ttls]
-        if claim is not None:
-            args.append(claim)
-        call = self._survive(self._reserve(keys=[*keys, *marks], args=args))
-        try:
-            result = await asyncio.shield(call)
-        except asyncio.CancelledError:
-            # The request was cancelled (its client left) while the script was on
-            # its way: Redis may reserve all the same, with no ticket to give it
-            # back, holding the amount until the period ends. Undo it once known.
-            call.add_done_callback(lambda _: self._survive(
-                self._settle_redis(keys, ticket_id, 0, ttls)))
-            raise
-        except Exception as exc:
-            # The script may still run (a stall past the timeout): give it up by
-            # its id once Redis answers, which undoes it or keeps it from holding.
-            self._redis_failed(exc)
-            self._owe(keys, ticket_id, 0, ttls)
-            return None
-        if not self._on_redis:
-            self._on_redis = True
-            log.info("budget counts are shared through Redis again")
-        if isinstance(result, list):  # refused: which budget, its spent and reserved
-            return _Full(*(int(v) for v in result))
-        return int(result)
-
-    async def _settle_redis(self, keys: list[str], ticket_id: str, actual: int,
-                            ttls: list[int]) -> None:
-        """Settle a reservation made in Redis there, now or, if Redis is away,
-        once it answers again (`_settle_unsettled`)."""
-        if not await self._use_redis():
-            self._owe(keys, ticket_id, actual, ttls)
-            return
-        try:
-            # Shielded: a request cancelled while settling still gives back
-            # what it reserved.
-            await asyncio.shield(self._survive(self._settle_script(
-                keys=keys, args=[ticket_id, actual, *ttls])))
-        except Exception as exc:
-            self._redis_failed(exc)
-            self._owe(keys, ticket_id, actual, ttls)
-
-    def _owe(self, keys: list[str], ticket_id: str, actual: int, ttls: list[int]) -> None:
-        if len(self._unsettled) < MAX_UNSETTLED:
-            self._unsettled.append((keys, ticket_id, actual, ttls))
-
-    async def _settle_unsettled(self) -> None:
-        waiting, self._unsettled = self._unsettled, []
-        try:
-            while waiting:
-                keys, ticket_id, actual, ttls = waiting[0]
-                await self._settle_redis(keys, ticket_id, actual, ttls)  # a failure owes it again
-                waiting.pop(0)
-        finally:
-            # Stopped midway (the gate closing): what was not sent is still owed.
-            # A settle sent twice counts once (`budget_scripts.SETTLE`).
-            for keys, ticket_id, actual, ttls in waiting:
-                self._owe(keys, ticket_id, actual, ttls)
-
-    def _survive(self, call: Any) -> asyncio.Task[Any]:
-        """`call` as a task that a cancelled caller does not stop (awaited through
-        `asyncio.shield`): a script sent to Redis may run whether or not its
-        caller waits, so the count must follow it. Kept until done; a failure
-        is noted as any Redis failure."""
-        task = asyncio.ensure_future(call)
-        self._background.add(task)
-        task.add_done_callback(self._forget)
-        return task
-
-    def _forget(self, task: asyncio.Task[Any]) -> None:
-        self._background.discard(task)
-        error = None if task.cancelled() else task.exception()
-        if isinstance(error, Exception):
-            self._redis_failed(error)
 
     async def _settle(self, ticket: BudgetTicket, actual: int) -> None:
         if ticket.on_redis:
@@ -681,151 +322,12 @@ class BudgetGate:
             if self._use_local():
                 # While Redis is away this process counts on its own: with the spend.
                 for key in ticket.keys:
-                    self._local.setdefault(key, _Count()).spent += actual
+                    self._local.setdefault(key, Count()).spent += actual
             return
         for key in ticket.keys:
-            count = self._local.setdefault(key, _Count())
+            count = self._local.setdefault(key, Count())
             count.reserved = max(0, count.reserved - ticket.reserved)
             count.spent += actual
-
-    def _mark(self, budget: Budget, pid: str) -> str:
-        kind, name = budget.target
-        return f"{self.key_prefix}seeded:{kind}:{name}:{pid}"
-
-    def _claiming(self) -> str | None:
-        """This gate's claim while a record it is to add to Redis is not in (being
-        read, or to be read again after a failure): the hashes it creates take
-        it, and the record when it lands. None otherwise: the marks are checked."""
-        if self._claiming_until is None:
-            return None
-        seeding = self._redis_seed
-        if (seeding is not None and seeding.pending) or self.clock() < self._record_off_until:
-            return self._claim
-        return None
-
-    def _record_owed(self) -> bool:
-        """A record this gate claimed hashes for is not in, no read of it is
-        under way, and `RECORD_RETRY` has passed since the last one failed."""
-        seeding = self._redis_seed
-        return (self._claiming_until is not None and self.record is not None
-                and not (seeding is not None and seeding.pending)
-                and self.clock() >= self._record_off_until)
-
-    def _seed_redis(self) -> _Seeding:
-        """Give Redis each budget's count as the ledger records it (`budget_scripts.SEED`): a
-        Redis restarted without its data, or one that never had this period.
-        One read at a time, shared by the calls that wait for it; one asked for
-        again after a failure ends where the first would have, since the counts
-        it claimed began there."""
-        seeding = self._redis_seed
-        if seeding is None or not seeding.pending:
-            if self._claiming_until is None:
-                self._claiming_until = datetime.fromtimestamp(self.clock(), UTC)
-            seeding = self._redis_seed = _Seeding(self._add_to_redis(self._claiming_until))
-        return seeding
-
-    async def _add_to_redis(self, until: datetime) -> None:
-        record = await self._read(until, (
-            f"counting in Redis from what it has; asked again in {RECORD_RETRY:g} s, "
-            "and added to the counts begun meanwhile"))
-        if record is None:
-            self._record_off_until = self.clock() + RECORD_RETRY
-            return
-        now = self.clock()
-        for budget, pid, amounts in record:
-            current, left = period_id(budget, now)
-            if current != pid:  # the period turned meanwhile: the new one starts empty
-                continue
-            keys = [self._key(budget, pid, who) for who in amounts]
-            try:
-                await self._seed_script(keys=[self._mark(budget, pid), *keys],
-                                        args=[int(left) + 3600, self._claim, *amounts.values()])
-            except Exception as exc:
-                self._redis_failed(exc)
-                return
-        self._claiming_until = None
-
-    def _seed_local(self, until: datetime, budgets: Sequence[Budget] | None = None) -> None:
-        """Add the ledger's record up to `until` of `budgets` (by default all) to
-        the counts in memory (`seed`); calls counted there wait for it
-        (`_Seeding`). One read after another: the latest waits for those before."""
-        previous = self._local_seed
-        if self.record is None or (budgets is None and previous is not None
-                                   and previous.pending and previous.everything):
-            return
-        self._local_seed = _Seeding(self._add_to_local(until, budgets, previous),
-                                    everything=budgets is None)
-
-    async def _add_to_local(self, until: datetime, budgets: Sequence[Budget] | None,
-                            previous: _Seeding | None) -> None:
-        if previous is not None and previous.pending:
-            try:
-                await asyncio.wait({previous.task})
-            except asyncio.CancelledError:  # the gate closing: that read too
-                previous.task.cancel()
-                raise
-        record = await self._read(until, "counting from zero", budgets)
-        if record is not None:
-            self.seed(record)
-
-    async def _read(self, until: datetime, otherwise: str,
-                    budgets: Sequence[Budget] | None = None) -> Sequence[Recorded] | None:
-        """The ledger's record of the current periods (of `budgets`, by default
-        all) up to `until` (`record`); None, with a warning saying `otherwise`,
-        if it could not be read."""
-        if self.record is None:
-            return []
-        started = time.monotonic()
-        try:
-            record = await self.record(self.current_periods(budgets), until)
-        except Exception as exc:  # the database away
-            log.warning("budgets could not read this period's spend from the ledger (%s); %s",
-                        type(exc).__name__, otherwise)
-            return None
-        took = time.monotonic() - started
-        if took > SEED_WAIT:
-            log.warning("budgets: this period's spend took %.1f s to read from the ledger; "
-                        "calls meanwhile were counted without it, and it is added now", took)
-        return record
-
-    def _use_local(self) -> bool:
-        return not self.redis_url or self.clock() < self._redis_down_until
-
-    async def _use_redis(self) -> bool:
-        url = self.redis_url
-        if url is None or self._use_local():
-            return False
-        if self._redis is None:
-            import redis.asyncio as aioredis
-            from redis.asyncio.retry import Retry
-            from redis.backoff import NoBackoff
-            from redis.exceptions import ConnectionError as RedisConnectionError
-
-            # One retry, at once, on a connection error only: a pooled connection
-            # that died while Redis restarted fails once though Redis is back,
-            # which must not count as an outage; a stalled Redis (a timeout)
-            # still costs one timeout. Blocking pool: a burst of calls waits
-            # briefly for a connection (at least a second) instead of failing
-            # over to local counts.
-            retry = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
-            pool = aioredis.BlockingConnectionPool.from_url(
-                url, max_connections=32, timeout=max(1.0, self.redis_timeout),
-                socket_timeout=self.redis_timeout, socket_connect_timeout=self.redis_timeout,
-                retry=retry)
-            self._redis = aioredis.Redis(connection_pool=pool, retry=retry)
-            self._reserve = self._redis.register_script(RESERVE)
-            self._settle_script = self._redis.register_script(SETTLE)
-            self._seed_script = self._redis.register_script(SEED)
-        return True
-
-    def _redis_failed(self, exc: Exception) -> None:
-        self._redis_down_until = self.clock() + self.retry_interval
-        if not self._on_redis:  # the same outage
-            return
-        self._on_redis = False
-        log.warning("budget counts fall back to this process: Redis failed (%s); trying "
-                    "it again every %g s", type(exc).__name__, self.retry_interval)
-        self._seed_local(datetime.fromtimestamp(self.clock(), UTC))
 
 
 class _FreeTicket:

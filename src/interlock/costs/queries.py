@@ -4,7 +4,7 @@ Used by `interlock spend`, `interlock cost simulate --from-ledger` and
 `interlock report`; synchronous, because those are CLI commands. Sums are done
 in SQL on whole nano-dollars, so they are exact.
 
-Imports: sqlalchemy, the standard library, `costs.schema`.
+Imports: sqlalchemy, the standard library, `costs.schema`, `costs.usd`.
 """
 
 from __future__ import annotations
@@ -26,16 +26,11 @@ from interlock.costs.schema import (
     ledger_tables,
     make_engine,
 )
+from interlock.costs.usd import usd_text
 
 _Q = TypeVar("_Q", bound=sa.Select)
 SpendBy = Literal["day", "group", "deployment", "key", "model", "tier", "user"]
 
-
-
-def usd_text(value: Decimal) -> str:
-    """Dollars for JSON: '0.002009', '0'; never '0E-9' (a sum of nano-dollars
-    that came to nothing) or a tail of zeros, which scripts read as other figures."""
-    return f"{value.normalize():f}"
 
 @dataclass(frozen=True, slots=True)
 class SpendLine:
@@ -179,7 +174,7 @@ class LedgerReader:
         the value of `column` (deployment, provider, api_key_id or end_user; rows
         without one left out), only for the values `among` when given: what
         budgets counted in memory start from after a restart
-        (`budgets.recorded_spend`), and each client key's spend (`server.key_admin`)."""
+        (`budget_record.recorded_spend`), and each client key's spend (`server.key_admin`)."""
         c = self.t.c
         key = self._added_columns()[2] if column == "end_user" else c[column]
         nano = sa.type_coerce(c.cost_nanousd, sa.BigInteger)  # as stored, not as dollars

@@ -27,7 +27,7 @@ refused, since the ledger records requests by it, and so is one that could be
 taken for an id or a label Interlock writes there itself (`name_problem`).
 
 Imports: the standard library, pydantic, sqlalchemy, `gateway`, `key_models`, `key_store`,
-`server.asgi_io`, `server.auth`.
+`server.asgi_io`, `server.auth`; `costs.queries`, `costs.usd` lazily.
 """
 
 from __future__ import annotations
@@ -258,8 +258,8 @@ class KeyAdmin:
         yet): "0" for a key with none, as the other money fields write nothing
         spent; None for every key when the ledger cannot be read (the keys are
         still shown: an unknown spend is not a spend of nothing)."""
-        from interlock.costs.budgets import plain_usd
         from interlock.costs.queries import LedgerReader
+        from interlock.costs.usd import plain_usd
 
         settings = self.gateway.config.ledger
         if settings is None or not settings.database or not names:

@@ -9,8 +9,8 @@ one beats the weak one (`win_prob`). It trains on an `OutcomeTable` or on
 Artefacts are a directory: manifest.json (router, params, models, featuriser,
 data hash, seed, version), weights.npz, and featurizer/ with the featuriser's state.
 
-Imports: numpy, `routing.data`, `routing.features`, `routing.artefacts`,
-`routing.params`, `errors`.
+Imports: numpy, `routing.data`, `routing.features`, `routing.featurizer_protocol`,
+`routing.artefacts`, `routing.params`, `errors`.
 """
 
 from __future__ import annotations
@@ -34,12 +34,8 @@ from interlock.routing.artefacts import (
     write_manifest,
 )
 from interlock.routing.data import Battles, OutcomeTable
-from interlock.routing.features import (
-    Embed,
-    Featurizer,
-    atransform,
-    featurizer_from_manifest,
-)
+from interlock.routing.features import featurizer_from_manifest
+from interlock.routing.featurizer_protocol import Embed, Featurizer, atransform
 from interlock.routing.params import ParamSpec
 
 TrainingData = OutcomeTable | Battles

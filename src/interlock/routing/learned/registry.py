@@ -1,6 +1,7 @@
 """Router names -> classes, and loading a trained router from its directory.
 
-Imports: `errors`, `routing.artefacts`, `routing.params`, `routing.learned.*`.
+Imports: `errors`, `routing.artefacts`, `routing.features`, `routing.featurizer_protocol`,
+`routing.params`, `routing.learned.*`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from typing import Any
 
 from interlock.errors import RouterNotTrained
 from interlock.routing.artefacts import ARTEFACT_FORMAT, read_manifest
-from interlock.routing.features import CachedFeaturizer, Embed
+from interlock.routing.features import CachedFeaturizer
+from interlock.routing.featurizer_protocol import Embed
 from interlock.routing.learned.base import QualityRouter
 from interlock.routing.learned.classifier import ClassifierRouter
 from interlock.routing.learned.knn import KnnRouter

@@ -1,0 +1,149 @@
+"""A budget gate's counts kept in this process' memory: spent and reserved
+nano-dollars per budget and period, begun from the ledger's record of the
+period (`budget_record`) so that a restart does not give a budget its period
+again. `budget_redis_counts` shares them through Redis and falls back to these.
+
+The check and the reservation have no await between them, so within one event
+loop they are atomic. Counts of periods that have ended are let go now and
+then, so that a process serving many end users does not keep them all.
+
+Imports: the standard library, `costs.budget_periods`, `costs.budget_record`,
+`costs.budget_refusal`, `costs.settings`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from interlock.costs.budget_periods import period_bounds
+from interlock.costs.budget_record import ReadRecord, Recorded, Seeding, read_record
+from interlock.costs.budget_refusal import Full
+from interlock.costs.settings import Budget
+
+# Local reservations between two passes that let the counts of ended periods go.
+PRUNE_EVERY = 1024
+
+
+def _digest(user: str) -> str:
+    return hashlib.sha256(user.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+@dataclass
+class Count:
+    spent: int = 0
+    reserved: int = 0
+    # When the period it counts has ended (with an hour's grace, as Redis' TTL).
+    expires: float = 0.0
+
+
+class MemoryBudgetCounts:
+    """The counts in memory, keyed as in Redis (`_key`), and their seeding."""
+
+    def __init__(self, budgets: Sequence[Budget], *, clock: Callable[[], float] | None,
+                 key_prefix: str, record: ReadRecord | None) -> None:
+        self.budgets = list(budgets)
+        # Budgets of client keys made at run time, by key name (`set_key_budgets`).
+        self.key_budgets: dict[str, Budget] = {}
+        self.clock = clock or time.time
+        self.key_prefix = key_prefix
+        self._local: dict[str, Count] = {}
+        # Local counts given the ledger's record of their period (`seed`).
+        self._seeded: set[str] = set()
+        self._reservations = 0  # local ones, for letting ended periods go
+        # Reads the ledger's record of the current periods up to a time, for the
+        # counts that begin without it: in memory at start or when Redis fails
+        # (else a restart or an outage gives every budget its period again), and
+        # in Redis when it lost its data. None: no ledger database, no record.
+        self.record = record
+        self._local_seed: Seeding | None = None
+
+    def current_periods(self, budgets: Iterable[Budget] | None = None
+                        ) -> list[tuple[Budget, str, datetime]]:
+        """Each budget (by default all) with its current period's id and start
+        (UTC): what `seed` needs read from the ledger."""
+        now = self.clock()
+        out = []
+        chosen = (*self.budgets, *self.key_budgets.values()) if budgets is None else budgets
+        for budget in chosen:
+            pid, start, _ = period_bounds(budget, now)
+            out.append((budget, pid, datetime.fromtimestamp(start, UTC)))
+        return out
+
+    def seed(self, spent: Iterable[tuple[Budget, str, Mapping[str, int]]]) -> None:
+        """Add to this process' counts what the ledger recorded in each budget's
+        current period before the process began counting (`recorded_spend`:
+        budget, period id, nano-dollars by end user or under the budget's name).
+        Counted in memory (without Redis, or while Redis is down), a budget would
+        otherwise begin its period again at every restart. What was counted
+        since is kept (the rows read end where it began); a count is seeded once."""
+        now = self.clock()
+        for budget, pid, amounts in spent:
+            current, _, end = period_bounds(budget, now)
+            if current != pid:  # the period turned meanwhile: the new one starts empty
+                continue
+            for user, nano in amounts.items():
+                key = self._key(budget, pid, user)
+                if key in self._seeded:
+                    continue
+                self._seeded.add(key)
+                count = self._local.setdefault(key, Count())
+                count.spent += nano
+                count.expires = max(count.expires, end + 3600)
+
+    def _key(self, budget: Budget, pid: str, user: str | None) -> str:
+        kind, name = budget.target
+        if kind == "end_user":  # the caller checked `covers`: `user` is set
+            return f"{self.key_prefix}{kind}:{name}:{_digest(user or '')}:{pid}"
+        return f"{self.key_prefix}{kind}:{name}:{pid}"
+
+    def _reserve_local(self, keys: list[str], limits: list[int], amount: int,
+                       ttls: list[int]) -> Full | int:
+        # No await between the check and the increment: atomic within the loop.
+        now = self.clock()
+        self._reservations += 1
+        if self._reservations % PRUNE_EVERY == 0:
+            self._local = {k: c for k, c in self._local.items() if c.expires > now}
+        counts = [self._local.setdefault(k, Count()) for k in keys]
+        for index, (count, limit) in enumerate(zip(counts, limits, strict=True), start=1):
+            if count.spent + count.reserved >= limit:
+                return Full(index, count.spent, count.reserved)
+        for count, ttl in zip(counts, ttls, strict=True):
+            count.reserved += amount
+            count.expires = now + ttl
+        return 0
+
+    def _seed_local(self, until: datetime, budgets: Sequence[Budget] | None = None) -> None:
+        """Add the ledger's record up to `until` of `budgets` (by default all) to
+        the counts in memory (`seed`); calls counted there wait for it
+        (`Seeding`). One read after another: the latest waits for those before."""
+        previous = self._local_seed
+        if self.record is None or (budgets is None and previous is not None
+                                   and previous.pending and previous.everything):
+            return
+        self._local_seed = Seeding(self._add_to_local(until, budgets, previous),
+                                    everything=budgets is None)
+
+    async def _add_to_local(self, until: datetime, budgets: Sequence[Budget] | None,
+                            previous: Seeding | None) -> None:
+        if previous is not None and previous.pending:
+            try:
+                await asyncio.wait({previous.task})
+            except asyncio.CancelledError:  # the gate closing: that read too
+                previous.task.cancel()
+                raise
+        record = await self._read(until, "counting from zero", budgets)
+        if record is not None:
+            self.seed(record)
+
+    async def _read(self, until: datetime, otherwise: str,
+                    budgets: Sequence[Budget] | None = None) -> Sequence[Recorded] | None:
+        """The ledger's record of the current periods (of `budgets`, by default
+        all) up to `until` (`read_record`)."""
+        if self.record is None:
+            return []
+        return await read_record(self.record, self.current_periods(budgets), until, otherwise)

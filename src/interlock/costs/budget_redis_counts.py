@@ -1,0 +1,294 @@
+"""A budget gate's counts shared through Redis, so that replicas count one
+spend: the check and the reservation are one Lua script over all the budgets a
+call involves (`budget_scripts`), and together the replicas overshoot a limit
+by at most one in-flight call each.
+
+When Redis fails (an error, or no answer within `redis_timeout`), the counts
+fall back to this process' memory (`budget_memory_counts`), begun from the
+ledger's record up to the failure; an outage is logged once and Redis is tried
+again every `retry_interval`. Settles Redis could not be given are kept and
+given once it answers. A Redis that lacks a period's count (it lost its data)
+is given the ledger's record of it; the hashes created while that record is
+being read are claimed, so the record lands in them however late.
+
+Imports: the standard library, `costs.budget_memory_counts`, `costs.budget_periods`,
+`costs.budget_record`, `costs.budget_refusal`, `costs.budget_scripts`, `costs.settings`;
+`redis.asyncio` lazily.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from interlock.costs.budget_memory_counts import MemoryBudgetCounts
+from interlock.costs.budget_periods import period_id
+from interlock.costs.budget_record import RECORD_RETRY, ReadRecord, Seeding
+from interlock.costs.budget_refusal import Full
+from interlock.costs.budget_scripts import RESERVE, SEED, SETTLE
+from interlock.costs.settings import Budget
+
+# The gate's logger: operators filter and configure budgets' messages by it.
+log = logging.getLogger("interlock.costs.budgets")
+
+# Seconds on local counts after a Redis failure, and Redis's time limits: the
+# gateway passes router_settings' redis_retry_interval and redis_timeout.
+REDIS_RETRY_AFTER = 1.0
+REDIS_TIMEOUT = 0.5
+# Settles Redis could not be given (it was away), given once it answers again:
+# else each reservation would hold its amount until its period ends. Past this
+# many, the rest hold until then.
+MAX_UNSETTLED = 10_000
+
+
+class RedisBudgetCounts(MemoryBudgetCounts):
+    """The counts in Redis when `redis_url` is set, in memory when it is not or
+    while Redis is away (`_use_local`)."""
+
+    def __init__(self, budgets: Sequence[Budget], *, clock: Callable[[], float] | None,
+                 key_prefix: str, record: ReadRecord | None, redis_url: str | None,
+                 redis_timeout: float, retry_interval: float) -> None:
+        super().__init__(budgets, clock=clock, key_prefix=key_prefix, record=record)
+        self.redis_url = redis_url
+        self._redis: Any = None
+        self._reserve: Any = None
+        self._settle_script: Any = None
+        self._seed_script: Any = None
+        self.redis_timeout = redis_timeout
+        self.retry_interval = retry_interval
+        self._redis_down_until = 0.0
+        self._on_redis = True  # until a Redis call fails: one warning an outage
+        # Redis calls left running by a cancelled caller (see `_survive`).
+        self._background: set[asyncio.Task[Any]] = set()
+        # (keys, ticket id, real cost, ttls) of settles owed to Redis (`MAX_UNSETTLED`).
+        self._unsettled: list[tuple[list[str], str, int, list[int]]] = []
+        self._redis_seed: Seeding | None = None
+        # Marks the hashes this gate creates in Redis while the record it is to
+        # add there is not in (`budget_scripts`), and the end of that record.
+        self._claim = secrets.token_hex(8)
+        self._claiming_until: datetime | None = None
+        self._record_off_until = 0.0
+
+    @property
+    def shared(self) -> bool:
+        """Counted in Redis, which keeps the counts across restarts, not in memory."""
+        return self.redis_url is not None
+
+    async def probe(self) -> bool:
+        """Whether Redis answers now; if not, the counts move to memory as at any
+        Redis failure (`_redis_failed`), so a start during an outage counts
+        from the ledger's record, not from zero."""
+        if not await self._use_redis():
+            return False
+        try:
+            await asyncio.wait_for(self._redis.ping(), self.redis_timeout)
+        except Exception as exc:
+            self._redis_failed(exc)
+            return False
+        return True
+
+    async def _reserve_shared(self, budgets: Sequence[Budget],
+                              periods: Sequence[tuple[str, float]], keys: list[str],
+                              limits: list[int], amount: int, ttls: list[int],
+                              ticket_id: str) -> Full | int | None:
+        """`_reserve_redis`, for a count Redis lacks (it lost its data) after its
+        seeding from the ledger's record has begun (`_seed_redis`). None: Redis
+        failed, count in memory."""
+        if self._record_owed():
+            # Whatever the marks say: another replica's seeding leaves the
+            # hashes this gate claimed to this gate's record.
+            self._seed_redis()
+        seeding = self._redis_seed
+        if seeding is not None and seeding.pending:  # wait what is left of its time
+            await seeding.wait()
+        claim = self._claiming()
+        marks = () if claim or self.record is None else [
+            self._mark(b, pid) for b, (pid, _) in zip(budgets, periods, strict=True)]
+        refused = await self._reserve_redis(keys, limits, amount, ttls, ticket_id, marks,
+                                            claim)
+        if refused != -2:
+            return refused
+        seeding = self._seed_redis()
+        await seeding.wait()
+        if not await self._use_redis():  # the seeding found Redis gone
+            return None
+        return await self._reserve_redis(keys, limits, amount, ttls, ticket_id,
+                                         claim=self._claiming())
+
+    async def _reserve_redis(self, keys: list[str], limits: list[int], amount: int,
+                             ttls: list[int], ticket_id: str, marks: Sequence[str] = (),
+                             claim: str | None = None) -> Full | int | None:
+        args = [amount, ticket_id, len(keys), *limits, *ttls]
+        if claim is not None:
+            args.append(claim)
+        call = self._survive(self._reserve(keys=[*keys, *marks], args=args))
+        try:
+            result = await asyncio.shield(call)
+        except asyncio.CancelledError:
+            # The request was cancelled (its client left) while the script was on
+            # its way: Redis may reserve all the same, with no ticket to give it
+            # back, holding the amount until the period ends. Undo it once known.
+            call.add_done_callback(lambda _: self._survive(
+                self._settle_redis(keys, ticket_id, 0, ttls)))
+            raise
+        except Exception as exc:
+            # The script may still run (a stall past the timeout): give it up by
+            # its id once Redis answers, which undoes it or keeps it from holding.
+            self._redis_failed(exc)
+            self._owe(keys, ticket_id, 0, ttls)
+            return None
+        if not self._on_redis:
+            self._on_redis = True
+            log.info("budget counts are shared through Redis again")
+        if isinstance(result, list):  # refused: which budget, its spent and reserved
+            return Full(*(int(v) for v in result))
+        return int(result)
+
+    async def _settle_redis(self, keys: list[str], ticket_id: str, actual: int,
+                            ttls: list[int]) -> None:
+        """Settle a reservation made in Redis there, now or, if Redis is away,
+        once it answers again (`_settle_unsettled`)."""
+        if not await self._use_redis():
+            self._owe(keys, ticket_id, actual, ttls)
+            return
+        try:
+            # Shielded: a request cancelled while settling still gives back
+            # what it reserved.
+            await asyncio.shield(self._survive(self._settle_script(
+                keys=keys, args=[ticket_id, actual, *ttls])))
+        except Exception as exc:
+            self._redis_failed(exc)
+            self._owe(keys, ticket_id, actual, ttls)
+
+    def _owe(self, keys: list[str], ticket_id: str, actual: int, ttls: list[int]) -> None:
+        if len(self._unsettled) < MAX_UNSETTLED:
+            self._unsettled.append((keys, ticket_id, actual, ttls))
+
+    async def _settle_unsettled(self) -> None:
+        waiting, self._unsettled = self._unsettled, []
+        try:
+            while waiting:
+                keys, ticket_id, actual, ttls = waiting[0]
+                await self._settle_redis(keys, ticket_id, actual, ttls)  # a failure owes it again
+                waiting.pop(0)
+        finally:
+            # Stopped midway (the gate closing): what was not sent is still owed.
+            # A settle sent twice counts once (`budget_scripts.SETTLE`).
+            for keys, ticket_id, actual, ttls in waiting:
+                self._owe(keys, ticket_id, actual, ttls)
+
+    def _survive(self, call: Any) -> asyncio.Task[Any]:
+        """`call` as a task that a cancelled caller does not stop (awaited through
+        `asyncio.shield`): a script sent to Redis may run whether or not its
+        caller waits, so the count must follow it. Kept until done; a failure
+        is noted as any Redis failure."""
+        task = asyncio.ensure_future(call)
+        self._background.add(task)
+        task.add_done_callback(self._forget)
+        return task
+
+    def _forget(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        error = None if task.cancelled() else task.exception()
+        if isinstance(error, Exception):
+            self._redis_failed(error)
+
+    def _mark(self, budget: Budget, pid: str) -> str:
+        kind, name = budget.target
+        return f"{self.key_prefix}seeded:{kind}:{name}:{pid}"
+
+    def _claiming(self) -> str | None:
+        """This gate's claim while a record it is to add to Redis is not in (being
+        read, or to be read again after a failure): the hashes it creates take
+        it, and the record when it lands. None otherwise: the marks are checked."""
+        if self._claiming_until is None:
+            return None
+        seeding = self._redis_seed
+        if (seeding is not None and seeding.pending) or self.clock() < self._record_off_until:
+            return self._claim
+        return None
+
+    def _record_owed(self) -> bool:
+        """A record this gate claimed hashes for is not in, no read of it is
+        under way, and `RECORD_RETRY` has passed since the last one failed."""
+        seeding = self._redis_seed
+        return (self._claiming_until is not None and self.record is not None
+                and not (seeding is not None and seeding.pending)
+                and self.clock() >= self._record_off_until)
+
+    def _seed_redis(self) -> Seeding:
+        """Give Redis each budget's count as the ledger records it (`budget_scripts.SEED`): a
+        Redis restarted without its data, or one that never had this period.
+        One read at a time, shared by the calls that wait for it; one asked for
+        again after a failure ends where the first would have, since the counts
+        it claimed began there."""
+        seeding = self._redis_seed
+        if seeding is None or not seeding.pending:
+            if self._claiming_until is None:
+                self._claiming_until = datetime.fromtimestamp(self.clock(), UTC)
+            seeding = self._redis_seed = Seeding(self._add_to_redis(self._claiming_until))
+        return seeding
+
+    async def _add_to_redis(self, until: datetime) -> None:
+        record = await self._read(until, (
+            f"counting in Redis from what it has; asked again in {RECORD_RETRY:g} s, "
+            "and added to the counts begun meanwhile"))
+        if record is None:
+            self._record_off_until = self.clock() + RECORD_RETRY
+            return
+        now = self.clock()
+        for budget, pid, amounts in record:
+            current, left = period_id(budget, now)
+            if current != pid:  # the period turned meanwhile: the new one starts empty
+                continue
+            keys = [self._key(budget, pid, who) for who in amounts]
+            try:
+                await self._seed_script(keys=[self._mark(budget, pid), *keys],
+                                        args=[int(left) + 3600, self._claim, *amounts.values()])
+            except Exception as exc:
+                self._redis_failed(exc)
+                return
+        self._claiming_until = None
+
+    def _use_local(self) -> bool:
+        return not self.redis_url or self.clock() < self._redis_down_until
+
+    async def _use_redis(self) -> bool:
+        url = self.redis_url
+        if url is None or self._use_local():
+            return False
+        if self._redis is None:
+            import redis.asyncio as aioredis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+            from redis.exceptions import ConnectionError as RedisConnectionError
+
+            # One retry, at once, on a connection error only: a pooled connection
+            # that died while Redis restarted fails once though Redis is back,
+            # which must not count as an outage; a stalled Redis (a timeout)
+            # still costs one timeout. Blocking pool: a burst of calls waits
+            # briefly for a connection (at least a second) instead of failing
+            # over to local counts.
+            retry = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+            pool = aioredis.BlockingConnectionPool.from_url(
+                url, max_connections=32, timeout=max(1.0, self.redis_timeout),
+                socket_timeout=self.redis_timeout, socket_connect_timeout=self.redis_timeout,
+                retry=retry)
+            self._redis = aioredis.Redis(connection_pool=pool, retry=retry)
+            self._reserve = self._redis.register_script(RESERVE)
+            self._settle_script = self._redis.register_script(SETTLE)
+            self._seed_script = self._redis.register_script(SEED)
+        return True
+
+    def _redis_failed(self, exc: Exception) -> None:
+        self._redis_down_until = self.clock() + self.retry_interval
+        if not self._on_redis:  # the same outage
+            return
+        self._on_redis = False
+        log.warning("budget counts fall back to this process: Redis failed (%s); trying "
+                    "it again every %g s", type(exc).__name__, self.retry_interval)
+        self._seed_local(datetime.fromtimestamp(self.clock(), UTC))
