@@ -2,8 +2,9 @@
 reader of the ledger's record it counts from, and the budgets of client keys
 made at run time.
 
-Imports: the standard library, `catalog`, `config`, `costs` (`costs.budgets`
-and `costs.queries` lazily: a config without budgets never loads them).
+Imports: the standard library, `catalog`, `config`, `costs` (`costs.budgets`,
+`costs.budget_record` and `costs.queries` lazily: a config without budgets
+never loads them).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from interlock.costs.prices import PriceBook
 from interlock.costs.settings import Budget, LedgerSettings
 
 if TYPE_CHECKING:
-    from interlock.costs.budgets import BudgetGate, Periods, ReadRecord
+    from interlock.costs.budget_record import Periods, ReadRecord
+    from interlock.costs.budgets import BudgetGate
 
 # The gateway's: its warnings were said under that name before they moved here.
 log = logging.getLogger("interlock.gateway")
@@ -48,7 +50,7 @@ def _ledger_record(settings: LedgerSettings | None, catalog: Catalog) -> ReadRec
     database, table_prefix = str(settings.database), settings.table_prefix
 
     async def record(periods: Periods, until: datetime) -> list[Any]:
-        from interlock.costs.budgets import recorded_spend
+        from interlock.costs.budget_record import recorded_spend
         from interlock.costs.queries import LedgerReader
 
         group_of = {d.name: d.group for d in catalog.deployments()}

@@ -5,7 +5,7 @@ use a fresh set of tables in a shared database and drop them after. Costs are
 stored as whole nano-dollars (BigInteger) so that sums in SQL stay exact on
 SQLite, which has no decimal type; `Money` converts to and from `Decimal`.
 
-Imports: sqlalchemy, the standard library.
+Imports: sqlalchemy, the standard library, `costs.usd`.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect, Engine
 
+from interlock.costs.usd import NANO
+
 log = logging.getLogger(__name__)
 
-NANO = Decimal("1e-9")
 DEFAULT_PREFIX = "interlock_"
 
 
