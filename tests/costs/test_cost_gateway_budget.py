@@ -248,10 +248,9 @@ async def test_a_slow_ledger_read_does_not_hold_start_up_and_loses_no_count(
     import threading
 
     import interlock.costs.budget_record as budget_record
-    import interlock.costs.budgets as budgets_module
 
     config = await _spent_before(fake_upstream, tmp_path, "1", calls=1)
-    read = budgets_module.recorded_spend
+    read = budget_record.recorded_spend
     # The read (of a ledger of millions of rows, say) ends only when the test lets
     # it, after start-up has returned: no bound on how fast this host starts.
     finish = threading.Event()
@@ -260,7 +259,7 @@ async def test_a_slow_ledger_read_does_not_hold_start_up_and_loses_no_count(
         finish.wait(10)
         return read(*args)
 
-    monkeypatch.setattr(budgets_module, "recorded_spend", slowly)
+    monkeypatch.setattr(budget_record, "recorded_spend", slowly)
     monkeypatch.setattr(budget_record, "SEED_WAIT", 0.05)
     second = Gateway(load_config(config), environ={})
     with caplog.at_level("WARNING", logger="interlock.costs.budgets"):
