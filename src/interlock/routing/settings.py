@@ -175,10 +175,10 @@ class RoutingSettings(_Strict):
         Absolute paths stay as they are; `~` is expanded."""
         for spec in self.routers.values():
             if isinstance(spec, LearnedRouterSettings):
-                resolved = _in_folder(spec.checkpoint_path, folder)
-                if resolved != spec.checkpoint_path:
-                    spec._written = spec.checkpoint_path
-                    spec.checkpoint_path = resolved
+                written = spec.checkpoint_path
+                spec.checkpoint_path = _in_folder(written, folder)
+                if not Path(written).expanduser().is_absolute():
+                    spec._written = written
             elif isinstance(spec, IntentRouterSettings) and spec.featurizer.startswith("st:"):
                 spec.featurizer = "st:" + _in_folder(spec.featurizer[3:], folder)
 
