@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.trained_routers import knn_checkpoint
 from typer.testing import CliRunner
 
 from interlock.cli.main import app
@@ -78,6 +79,30 @@ def test_serve_binds_where_the_config_says_unless_told_otherwise(
         ("127.0.0.2", 4321, 7.0), ("127.0.0.3", 4555, 7.0)]
     shown = runner.invoke(app, ["serve", "--config", str(config), "--host", "::1"]).output
     assert "Interlock: serving http://[::1]:4321/v1 for a (1 worker)" in shown
+
+
+def test_serve_s_start_line_names_routed_groups_and_router_aliases(
+        tmp_path: Path, served: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Clients may ask for `smart` and router-knn-0.3 as well as the model groups;
+    # the start line named the model groups only. Run from another folder, as a
+    # service is: the relative checkpoint_path is the config file's.
+    folder = tmp_path / "etc"
+    knn_checkpoint(folder / "models" / "knn")
+    config = _config(folder, (
+        "model_list:\n"
+        "  - model_name: s\n    litellm_params: {model: openai/gpt-4o, api_key: x}\n"
+        "  - model_name: w\n    litellm_params: {model: openai/gpt-4o-mini, api_key: x}\n"
+        "general_settings: {allow_unauthenticated: true}\n"
+        "ledger: {database: null}\n"
+        "routing:\n  strong_group: s\n  weak_group: w\n"
+        "  routers:\n    knn: {type: learned, checkpoint_path: models/knn}\n"
+        "  groups:\n    smart: {router: knn, strong: s, weak: w, threshold: 0.5}\n"))
+    (tmp_path / "run").mkdir()
+    monkeypatch.chdir(tmp_path / "run")
+    result = runner.invoke(app, ["serve", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert ("serving http://127.0.0.1:4000/v1 for s, w, smart; routers "
+            "router-knn-<threshold>, router-random-<threshold> (1 worker)") in result.output
 
 
 def test_serve_gives_uvicorn_the_connection_limits_of_the_config(
@@ -331,14 +356,7 @@ def test_check_exits_2_where_serve_would_refuse_to_start(
 
 def _knn_router_config(tmp_path: Path, name: str) -> Path:
     """A config whose learned router `name` loads a small knn checkpoint."""
-    from interlock.routing.data import OutcomeTable
-    from interlock.routing.features import HashedNgramFeaturizer
-    from interlock.routing.learned import make_router
-
-    knn = make_router("knn", k=2)
-    knn.fit(OutcomeTable(["a b", "c d", "e f"], ["s", "w"], [[1, 0], [1, 1], [0, 1]]),
-            HashedNgramFeaturizer(n_features=2**8, dim=4))
-    knn.save(tmp_path / "knn")
+    knn_checkpoint(tmp_path / "knn")
     return _config(tmp_path, (
         "model_list:\n"
         "  - model_name: s\n    litellm_params: {model: openai/gpt-4o, api_key: x}\n"

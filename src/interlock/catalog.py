@@ -10,13 +10,19 @@ Imports: the standard library, `errors`, `types`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from interlock.errors import UnknownModel, redact
 from interlock.types import ChatRequest
+
+# Query parameters of an api_base whose values are credentials (Gemini's ?key=,
+# Azure's ?code= or ?sig=, a proxy's ?token=).
+_CREDENTIAL_QUERY = re.compile(r"key|token|secret|pass|pwd|sig|auth|^code$", re.IGNORECASE)
 
 
 class Secret:
@@ -102,6 +108,36 @@ class Deployment:
 
     def key(self) -> str | None:
         return self.api_key.get() if self.api_key else None
+
+    def secrets(self) -> tuple[str, ...]:
+        """What an error text about this deployment must not show (`errors.redact`
+        takes them): its key, the credentials in its api_base, and the secret
+        provider parameters (an AWS secret key, an Azure AD token)."""
+        found = [self.key() or ""]
+        found += url_credentials(self.api_base or "")
+        found += [v.get() for v in self.extra.values() if isinstance(v, Secret)]
+        return tuple(s for s in found if s)
+
+
+def url_credentials(url: str) -> list[str]:
+    """The credentials a URL carries: the password of user:password@ (the user
+    alone when no password follows it: a token written as the user), and the
+    values of query parameters named like credentials. Both as written and
+    decoded: a provider may echo either."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    found: list[str] = []
+    if at:
+        user, colon, password = userinfo.partition(":")
+        found.append(password if colon else user)
+    for field_ in parts.query.split("&"):
+        name, _, value = field_.partition("=")
+        if _CREDENTIAL_QUERY.search(unquote(name)):
+            found.append(value)
+    return [s for raw in found for s in dict.fromkeys((raw, unquote(raw))) if s]
 
 
 @dataclass(slots=True)

@@ -44,10 +44,13 @@ authentication failure or a bad request treat them as before.
 `interlock.exceptions` gives these classes LiteLLM's names.
 
 Messages never carry API keys: `redact()` is applied to every text that came
-from outside before it is stored on an error. A message that names the
-operator's network (a ConnectionFailed's upstream host, address or URL) has a
-`client_message` without it, which is what the gateway tells its clients; the
-library's caller, the operator, gets the whole message.
+from outside before it is stored on an error, with the deployment's secrets
+(`catalog.Deployment.secrets`): each is hidden whole and in any run of
+`SECRET_RUN` or more of its characters, as providers echo parts of a key. A
+message that names the operator's network (a ConnectionFailed's upstream
+host, address or URL) has a `client_message` without it, which is what the
+gateway tells its clients; the library's caller, the operator, gets the whole
+message.
 
 Imports: the standard library only.
 """
@@ -75,14 +78,55 @@ _SECRET_PATTERNS = [
 ]
 
 
+# The shortest run of a secret's characters that `redact` hides wherever it
+# stands. Providers echo parts of a key they were given ("sk-proj-abc1****wxyz",
+# or a proxy quoting a long stretch of it), so the whole key is not enough to
+# look for. Shorter runs would hide ordinary text that a key happens to share
+# with the message: its provider's fixed prefix ("sk-proj-", 8 characters), a
+# word, a number. 12 characters of a random key are some 70 bits of it, and
+# the parts a provider's own masking leaves are shorter (OpenAI shows 8 and 4).
+SECRET_RUN = 12
+
+
 def redact(text: str, *secrets: str | None) -> str:
-    """Remove the given secrets and anything shaped like an API key from text."""
+    """Remove the given secrets, any run of `SECRET_RUN` or more characters of
+    one of them, and anything shaped like an API key from text."""
     for secret in secrets:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "[redacted]")
+    text = _without_secret_runs(text, [s for s in secrets if s and len(s) >= SECRET_RUN])
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub(r"\1[redacted]", text)
     return text
+
+
+def _without_secret_runs(text: str, secrets: list[str]) -> str:
+    """`text` with every stretch made of `SECRET_RUN`-character pieces of the
+    secrets written `[redacted]`. Each run of SECRET_RUN or more characters of a
+    secret is covered by such pieces, so it is hidden whole; two pieces that
+    overlap in the text but not in the secret are hidden too (too much hidden,
+    never too little). One set lookup per position of the text: linear in the
+    text, and in the secrets' lengths for the set."""
+    if not secrets or len(text) < SECRET_RUN:
+        return text
+    pieces = {s[i:i + SECRET_RUN] for s in secrets for i in range(len(s) - SECRET_RUN + 1)}
+    spans: list[list[int]] = []
+    for start in range(len(text) - SECRET_RUN + 1):
+        if text[start:start + SECRET_RUN] not in pieces:
+            continue
+        if spans and start <= spans[-1][1]:
+            spans[-1][1] = start + SECRET_RUN
+        else:
+            spans.append([start, start + SECRET_RUN])
+    if not spans:
+        return text
+    kept, at = [], 0
+    for start, end in spans:
+        kept.append(text[at:start])
+        kept.append("[redacted]")
+        at = end
+    kept.append(text[at:])
+    return "".join(kept)
 
 
 def redact_json(value: Any, *secrets: str | None) -> Any:

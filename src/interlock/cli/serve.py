@@ -1,6 +1,6 @@
 """`interlock serve`: run the OpenAI-compatible gateway.
 
-Imports: typer, uvicorn (inside the command), `config`, `server.app`,
+Imports: typer, uvicorn (inside the command), `config`, `gateway`, `server.app`,
 `server.connection_limits`, `cli.serve_logging`.
 """
 
@@ -16,6 +16,7 @@ import typer
 
 if TYPE_CHECKING:
     from interlock.config import InterlockConfig
+    from interlock.gateway import Gateway
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ def serve(
     from interlock.cli import serve_logging
     from interlock.config import load_config
     from interlock.errors import ConfigError, RouterNotTrained
+    from interlock.gateway import Gateway
     from interlock.server.app import create_app
     from interlock.server.connection_limits import uvicorn_options
 
@@ -73,7 +75,8 @@ def serve(
         host = host or settings.host or "127.0.0.1"
         port = port or settings.port or 4000
         # Fails fast on a bad config or auth setting.
-        app = create_app(loaded, host=host, server_process=True)
+        gateway = Gateway(loaded, environ=os.environ, server=True)
+        app = create_app(loaded, host=host, gateway=gateway, server_process=True)
     except (ConfigError, RouterNotTrained) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -86,7 +89,7 @@ def serve(
         # shows where the gateway is (an address already taken is uvicorn's error).
         where = f"[{host}]" if ":" in host else host
         typer.echo(f"Interlock: serving http://{where}:{port}/v1 for "
-                   f"{_some(loaded.group_names)} ({workers} worker"
+                   f"{_names_to_ask_for(loaded, gateway)} ({workers} worker"
                    f"{'s' if workers > 1 else ''}); Ctrl-C stops it", err=True)
     if workers == 1:
         # uvicorn exits with its code 3 when the server cannot start (it says why).
@@ -131,6 +134,19 @@ def per_worker_limits(config: InterlockConfig, workers: int) -> list[str]:
                    f"its own {' and '.join(counted)}: together they may allow up to "
                    f"{workers} times a limit; set redis_url to share the counts")
     return out
+
+
+def _names_to_ask_for(config: InterlockConfig, gateway: Gateway) -> str:
+    """The model groups (in the config's order), then the other names clients may
+    ask for (routed groups, aliases), then the learned routers' RouteLLM-style
+    names: those are not in the config as written, so the start line says them."""
+    groups = config.group_names
+    names = groups + [n for n in gateway.model_names() if n not in groups]
+    routers = gateway.routing.alias_routers()
+    shown = _some(names)
+    if routers:
+        shown += "; routers " + ", ".join(f"router-{r}-<threshold>" for r in routers)
+    return shown
 
 
 def _some(names: list[str]) -> str:

@@ -60,6 +60,12 @@ def load_config(
         problems.extend(cross_check(config))
     if problems or config is None:
         raise config_error(where, problems, lines)
+    if path is not None:
+        # Not the working directory: `interlock serve --config /etc/interlock/...`
+        # runs from anywhere, and the file's own paths must not depend on where.
+        # (The ledger's SQLite path stays relative to the working directory, as it
+        # always was: moving it would leave an existing ledger behind unseen.)
+        config.routing.read_paths_from(path.absolute().parent)
     warnings.extend(_fold_litellm_settings(config))
     warnings.extend(_resolve_master_key(config.general_settings, env))
     warnings.extend(_resolve_api_keys(config.general_settings, env))

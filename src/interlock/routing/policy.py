@@ -20,7 +20,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from interlock.catalog import Catalog
-from interlock.errors import ConfigError, InvalidRequest, UnknownModel
+from interlock.errors import ConfigError, InvalidRequest, RouterNotTrained, UnknownModel
 from interlock.routing.decision import Candidate, RoutingDecision, direct
 from interlock.routing.rules import RulesRouter
 from interlock.routing.settings import (
@@ -121,7 +121,13 @@ class RoutingPolicy:
                 return await gateway_embed(group, texts)
 
         kind = name if name in ROUTER_NAMES else None
-        return load_router(spec.checkpoint_path, name=kind, ask=ask, embed=embed)
+        try:
+            return load_router(spec.checkpoint_path, name=kind, ask=ask, embed=embed)
+        except RouterNotTrained as exc:
+            # The field and the path it was read as: a relative one from a config
+            # file is read from the file's folder, which may surprise.
+            raise RouterNotTrained(f"routing.routers.{name}.checkpoint_path: {exc}"
+                                   f"{spec.read_as()}") from None
 
     def _check_groups(self) -> None:
         routed = self.settings.groups

@@ -19,9 +19,10 @@ Imports: pydantic, the standard library.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 
 class _Strict(BaseModel):
@@ -95,6 +96,18 @@ class LearnedRouterSettings(_Strict):
     # For routers trained on an embeddings endpoint: the model group (an
     # OpenAI-compatible embeddings deployment) that embeds prompts at run time.
     embedding_group: str | None = None
+    # checkpoint_path as the config file wrote it, when it was relative and so
+    # was read from the file's folder (`RoutingSettings.read_paths_from`): errors
+    # show both.
+    _written: str | None = PrivateAttr(default=None)
+
+    def read_as(self) -> str:
+        """How a relative checkpoint_path was read, for an error that names the
+        resolved one; empty for a path used as written."""
+        if self._written is None:
+            return ""
+        return (f" (the config file gives {self._written!r}: a relative path is read from "
+                "the config file's folder, not the working directory)")
 
 
 RouterSettingsEntry = Annotated[
@@ -154,6 +167,20 @@ class RoutingSettings(_Strict):
                 f"routing.{given} is set without routing.{missing}; a router-<name>-<threshold> "
                 f"model routes between the two, so expected both (or neither)")
         return self
+
+    def read_paths_from(self, folder: Path) -> None:
+        """Make the relative file paths of a config file's routing section
+        (checkpoint_path, an intent router's `st:<model path>`) relative to
+        `folder`, the file's own, not to whatever directory the process runs in.
+        Absolute paths stay as they are; `~` is expanded."""
+        for spec in self.routers.values():
+            if isinstance(spec, LearnedRouterSettings):
+                written = spec.checkpoint_path
+                spec.checkpoint_path = _in_folder(written, folder)
+                if not Path(written).expanduser().is_absolute():
+                    spec._written = written
+            elif isinstance(spec, IntentRouterSettings) and spec.featurizer.startswith("st:"):
+                spec.featurizer = "st:" + _in_folder(spec.featurizer[3:], folder)
 
     def _routed_group_problem(self, group: RoutedGroup) -> str | None:
         """What makes a routed group fail or misroute its requests, if anything."""
@@ -287,3 +314,8 @@ def _n_model_problem(group: RoutedGroup, router: RouterSettingsEntry | None) -> 
 
 # `random` needs no artefact, so a routed group may name it without defining it.
 _BUILTIN_ROUTERS = frozenset({"random"})
+
+
+def _in_folder(path: str, folder: Path) -> str:
+    expanded = Path(path).expanduser()
+    return str(expanded if expanded.is_absolute() else folder / expanded)

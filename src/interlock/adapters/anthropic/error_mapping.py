@@ -84,8 +84,8 @@ def error_from_body(status: int | None, headers: Mapping[str, str], data: dict[s
     found = data.get("error")
     error: dict[str, Any] = found if isinstance(found, dict) else {}
     etype = str(error.get("type") or "")
-    key = deployment.key()
-    message = redact(str(error.get("message") or ""), key)
+    secrets = deployment.secrets()
+    message = redact(str(error.get("message") or ""), *secrets)
     cls = classify(status, etype, message)
     retry_after = parse_retry_after(headers)
     if retry_after is None and cls is RateLimited:
@@ -94,7 +94,7 @@ def error_from_body(status: int | None, headers: Mapping[str, str], data: dict[s
         upstream_error_text(PROVIDER, deployment.name, status, etype, message),
         provider=PROVIDER, deployment=deployment.name,
         status=status if status is not None else DOCUMENTED_STATUS.get(etype),
-        retry_after=retry_after, body=redact_json(data, key),
+        retry_after=retry_after, body=redact_json(data, *secrets),
     )
 
 
@@ -145,7 +145,7 @@ def _parse_rfc3339(value: str) -> float | None:
 
 
 def malformed(deployment: Deployment, raw: bytes) -> UpstreamServerError:
-    snippet = redact(raw[:200].decode("utf-8", errors="replace"), deployment.key())
+    snippet = redact(raw[:200].decode("utf-8", errors="replace"), *deployment.secrets())
     return UpstreamServerError(
         f"Anthropic sent a malformed answer: {snippet!r}",
         provider=PROVIDER, deployment=deployment.name,

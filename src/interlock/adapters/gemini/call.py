@@ -35,6 +35,13 @@ class GeminiCall:
     labels: Labels
     model: str
     key: str | None = field(repr=False)
+    deployment: Deployment | None = field(default=None, repr=False)
+
+    def secrets(self) -> tuple[str, ...]:
+        """What its error texts must not show: the key (the deployment's or the
+        environment's) and the deployment's other secrets. Gathered when an error
+        needs them, not on every call."""
+        return (self.key or "", *(self.deployment.secrets() if self.deployment else ()))
 
 
 def new_call(deployment: Deployment, method: str, request: ChatRequest,
@@ -54,7 +61,8 @@ def new_call(deployment: Deployment, method: str, request: ChatRequest,
     headers = with_call_headers(with_extra_headers(
         {"content-type": "application/json", "x-goog-api-key": key}, deployment), request)
     return GeminiCall(url=_url(deployment, model, method), headers=headers,
-                      body=request_body(body), labels=labels, model=model, key=key)
+                      body=request_body(body), labels=labels, model=model, key=key,
+                      deployment=deployment)
 
 
 def _key_from_env(environ: Mapping[str, str]) -> str | None:

@@ -80,9 +80,9 @@ def error_from_object(err: Any, headers: Mapping[str, str], call: GeminiCall,
     # Inside a 200 answer the error object's own code stands where the HTTP status would.
     label = grpc if status is not None else f"{code} {grpc}".strip()
     text = redact(upstream_error_text(PROVIDER, call.labels.deployment, status, label, message),
-                  call.key)
+                  *call.secrets())
     return cls(text, provider=PROVIDER, deployment=call.labels.deployment, status=code,
-               retry_after=retry_after, body=redact_json(err, call.key))
+               retry_after=retry_after, body=redact_json(err, *call.secrets()))
 
 
 def classify(status: int, grpc: str, message: str,

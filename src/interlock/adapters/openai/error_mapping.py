@@ -78,7 +78,7 @@ def decode_answer(status: int, headers: Mapping[str, str], raw: bytes,
 
 def error_from_body(status: int, headers: Mapping[str, str], body: Any,
                     deployment: Deployment) -> ProviderError:
-    key = deployment.key()
+    secrets = deployment.secrets()
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, dict):
         text, code, kind = (str(error.get("message") or ""), str(error.get("code") or ""),
@@ -90,9 +90,9 @@ def error_from_body(status: int, headers: Mapping[str, str], body: Any,
     if cls is RateLimited and "insufficient_quota" in (code, kind):
         text += " (This is the account's quota or billing limit, not a short rate limit.)"
     message = upstream_error_text(deployment.provider, deployment.name, status, code, text)
-    return cls(redact(message, key), provider=deployment.provider, deployment=deployment.name,
-               status=status, retry_after=retry_after(status, headers),
-               body=_redacted_body(body, key))
+    return cls(redact(message, *secrets), provider=deployment.provider,
+               deployment=deployment.name, status=status,
+               retry_after=retry_after(status, headers), body=_redacted_body(body, secrets))
 
 
 def classify_error(status: int, code: str, kind: str, text: str) -> type[ProviderError]:
@@ -142,10 +142,10 @@ def parse_duration(text: str) -> float | None:
     return total if pos == len(text) else None
 
 
-def _redacted_body(body: Any, key: str | None) -> Any:
+def _redacted_body(body: Any, secrets: tuple[str, ...]) -> Any:
     if isinstance(body, bytes):
-        return redact(body[:2000].decode("utf-8", errors="replace"), key)
-    return redact_json(body, key)
+        return redact(body[:2000].decode("utf-8", errors="replace"), *secrets)
+    return redact_json(body, *secrets)
 
 
 def _short(body: Any) -> str:
@@ -157,5 +157,5 @@ def _short(body: Any) -> str:
 def malformed(deployment: Deployment, what: str) -> UpstreamServerError:
     return UpstreamServerError(
         redact(f"{deployment.provider} sent {what} (deployment {deployment.name!r})",
-               deployment.key()),
+               *deployment.secrets()),
         provider=deployment.provider, deployment=deployment.name)

@@ -1,0 +1,125 @@
+"""A provider's error text that echoes part of a deployment's secret: the part is
+hidden wherever the error goes (the exception, the client's error body, the log,
+the ledger: tests/server/test_secret_runs_e2e.py), as the whole secret always was.
+
+Before, `redact` replaced only the whole secret: an error quoting a 20-character
+stretch of the key, or the key with its middle starred out, passed through.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from interlock.catalog import Deployment, Secret, url_credentials
+from interlock.errors import SECRET_RUN, ProviderError, redact, redact_json
+from interlock.testing import FakeUpstream, Fault
+
+KEY = "sk-proj-Qm7xT2vLw9RbN4cKp8ZyH3dFj6GsA1eUo5iVn0tXrWq"
+INFIX = KEY[14:34]  # 20 characters from the middle: neither its head nor its tail
+MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-sonnet-4-20250514",
+          "gemini": "gemini-2.5-pro"}
+
+
+# --------------------------------------------------------------------------- redact
+
+
+@pytest.mark.parametrize("echoed", [
+    INFIX,
+    KEY[:12] + "*" * 28 + KEY[-4:],         # OpenAI's masking: a long head and a tail
+    KEY[:20] + "..." + KEY[-16:],           # a proxy's, with a long tail too
+    KEY[5:] + "!",                          # all but the head
+], ids=["infix", "openai-mask", "head-and-tail", "all-but-the-head"])
+def test_a_long_run_of_the_key_is_hidden(echoed: str) -> None:
+    shown = redact(f"Incorrect API key provided: {echoed}. Check it.", KEY)
+    assert shown.startswith("Incorrect API key provided: ") and shown.endswith(". Check it.")
+    for start in range(len(KEY) - SECRET_RUN + 1):
+        assert KEY[start:start + SECRET_RUN] not in shown, shown
+
+
+def test_runs_shorter_than_the_threshold_and_other_text_are_kept() -> None:
+    # A key's short pieces are ordinary text (its provider's prefix, a word).
+    short = KEY[14:14 + SECRET_RUN - 1]
+    text = f"keys look like sk-proj-...; saw {short} in 5000 requests"
+    assert redact(text, KEY) == text
+
+
+def test_runs_of_every_secret_are_hidden_and_json_stays_json() -> None:
+    other = "hunter2-correct-horse-battery"
+    body = {"error": {"message": f"bad {KEY[3:25]} and {other[4:20]}", "code": 401}}
+    shown = redact_json(body, KEY, other)
+    assert shown == {"error": {"message": "bad [redacted] and [redacted]", "code": 401}}
+
+
+def test_a_long_message_is_scanned_once() -> None:
+    # A few KB of text around the run: found once, the rest kept as it was.
+    filler = "upstream said no. " * 300
+    shown = redact(filler + INFIX + filler, KEY)
+    assert shown == filler + "[redacted]" + filler
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def test_a_deployment_s_secrets_include_its_api_base_credentials() -> None:
+    deployment = Deployment(
+        name="d", group="g", provider="openai", model="m", api_key=Secret(KEY),
+        api_base="https://proxy-user:s3cr%40t-pass-phrase@proxy.example/v1?api-key=Az9-key"
+                 "&api-version=2024-06-01",
+        extra={"aws_secret_access_key": Secret("aws-secret-value")})
+    assert deployment.secrets() == (KEY, "s3cr%40t-pass-phrase", "s3cr@t-pass-phrase",
+                                    "Az9-key", "aws-secret-value")
+    # A token written as the URL's user is its credential; a plain URL has none.
+    assert url_credentials("https://tok3n-as-user@host.example/v1") == ["tok3n-as-user"]
+    assert url_credentials("http://127.0.0.1:8900/v1?api-version=1") == []
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def entry(fake: FakeUpstream, provider: str, **params: Any) -> dict[str, Any]:
+    return {"model_name": "g", "litellm_params": {
+        "model": f"{provider}/{MODELS[provider]}", "api_key": KEY,
+        "api_base": fake.base_url(provider), **params}}
+
+
+@pytest.mark.parametrize("provider", list(MODELS))
+async def test_the_library_s_error_hides_an_echoed_infix(
+        fake_upstream: FakeUpstream, provider: str) -> None:
+    from interlock import Router
+
+    fake_upstream.script(Fault(status=401, message=f"Incorrect API key provided: {INFIX}"),
+                         provider=provider)
+    router = Router(model_list=[entry(fake_upstream, provider)], num_retries=0)
+    try:
+        with pytest.raises(ProviderError) as info:
+            await router.acompletion(model="g", messages=[{"role": "user", "content": "hi"}])
+    finally:
+        await router.aclose()
+    error = info.value
+    assert fake_upstream.calls(provider) == 1
+    shown = [str(error), repr(error), error.message, repr(error.body)]
+    assert "Incorrect API key provided: [redacted]" in str(error)
+    for text in shown:
+        assert INFIX not in text, text
+
+
+async def test_a_password_in_api_base_echoed_in_part_is_hidden(
+        fake_upstream: FakeUpstream) -> None:
+    password = "pr0xy-Pa55word-long-enough"
+    # Anthropic's key goes in x-api-key, so the URL's credentials can go too.
+    base = fake_upstream.base_url("anthropic").replace("://", f"://gw:{password}@")
+    fake_upstream.script(Fault(status=403, message=f"proxy refused password {password[2:20]}"),
+                         provider="anthropic")
+    from interlock import Router
+
+    router = Router(model_list=[entry(fake_upstream, "anthropic", api_base=base)],
+                    num_retries=0)
+    try:
+        with pytest.raises(ProviderError) as info:
+            await router.acompletion(model="g", messages=[{"role": "user", "content": "hi"}])
+    finally:
+        await router.aclose()
+    assert "proxy refused password [redacted]" in str(info.value)
+    assert password[2:20] not in repr(info.value.body)
