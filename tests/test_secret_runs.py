@@ -123,3 +123,59 @@ async def test_a_password_in_api_base_echoed_in_part_is_hidden(
         await router.aclose()
     assert "proxy refused password [redacted]" in str(info.value)
     assert password[2:20] not in repr(info.value.body)
+
+
+# --------------------------------------------------------------------------- review fixes
+
+
+async def test_a_secret_parameter_that_is_not_text_leaves_errors_as_they_were(
+        fake_upstream: FakeUpstream) -> None:
+    # A secret-named parameter holding a number made `redact` raise TypeError on
+    # every provider error of its deployment: a 429 became a malformed-answer 502,
+    # its Retry-After and class lost.
+    from interlock import Router
+    from interlock.errors import RateLimited
+
+    fake_upstream.script(Fault(status=429, retry_after=7), provider="openai")
+    router = Router(model_list=[entry(fake_upstream, "openai",
+                                      aws_secret_access_key=123456789012345)], num_retries=0)
+    try:
+        with pytest.raises(RateLimited) as info:
+            await router.acompletion(model="g", messages=[{"role": "user", "content": "hi"}])
+    finally:
+        await router.aclose()
+    assert info.value.retry_after == 7
+
+
+def test_the_text_inside_a_mapping_secret_is_a_secret() -> None:
+    # A service account's credentials: the private key inside is what to hide.
+    private = "-----BEGIN PRIVATE KEY-----MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"
+    deployment = Deployment(
+        name="d", group="g", provider="gemini", model="m",
+        extra={"vertex_credentials": Secret({"type": "service_account",  # type: ignore[arg-type]
+                                             "private_key": private, "n": [17]})})
+    assert deployment.secrets() == ("service_account", private, "17")
+    assert private[20:40] not in redact(f"bad key {private[20:40]}", *deployment.secrets())
+    assert redact("text", None, 5, {"a": 1}) == "text"  # type: ignore[arg-type]
+
+
+def test_only_query_parameters_named_as_credentials_are_taken() -> None:
+    # Matched anywhere in the name, `bypass_cache=true` or `author=` had their
+    # values hidden in every error of the deployment.
+    url = ("https://h.example/v1?bypass_cache=true&author=maria&signature_version=4"
+           "&api-key=Az9-key&sig=s1g&token=t0k&code=c0de")
+    assert url_credentials(url) == ["Az9-key", "s1g", "t0k", "c0de"]
+
+
+def test_a_connection_error_quoting_its_url_hides_the_url_s_credentials() -> None:
+    # aiohttp quotes the URL in some errors (TooManyRedirects, InvalidURL): a
+    # ?token= the default patterns do not know reached the log and the library.
+    from interlock.adapters.http import Labels, _connection_error
+
+    url = "https://proxy.example/v1/chat/completions?token=tok_9f8e7d6c5b4a&sig=zz9yy8"
+    error = _connection_error(ValueError(f"Invalid URL {url}"), Labels("openai", "d"), url)
+    assert "tok_9f8e7d6c5b4a" not in error.message and "zz9yy8" not in error.message
+    assert "proxy.example" in error.message  # the operator's text keeps the host
+    deployment = Deployment(name="d", group="g", provider="openai", model="m",
+                            api_base="https://proxy.example/v1?token=tok_9f8e7d6c5b4a")
+    assert "tok_9f8e7d6c5b4a" not in repr(deployment)

@@ -10,19 +10,13 @@ Imports: the standard library, `errors`, `types`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
-from interlock.errors import UnknownModel, redact
+from interlock.errors import UnknownModel, redact, url_credentials
 from interlock.types import ChatRequest
-
-# Query parameters of an api_base whose values are credentials (Gemini's ?key=,
-# Azure's ?code= or ?sig=, a proxy's ?token=).
-_CREDENTIAL_QUERY = re.compile(r"key|token|secret|pass|pwd|sig|auth|^code$", re.IGNORECASE)
 
 
 class Secret:
@@ -97,7 +91,7 @@ class Deployment:
     def __repr__(self) -> str:
         # Not the generated repr: api_base may hold user:password@ and `extra`
         # header values (an authorization header); neither belongs in a log.
-        base = redact(self.api_base) if self.api_base else None
+        base = redact(self.api_base, *url_credentials(self.api_base)) if self.api_base else None
         return (f"Deployment(name={self.name!r}, group={self.group!r}, "
                 f"provider={self.provider!r}, model={self.model!r}, api_base={base!r}, "
                 f"available={self.available!r})")
@@ -115,29 +109,25 @@ class Deployment:
         provider parameters (an AWS secret key, an Azure AD token)."""
         found = [self.key() or ""]
         found += url_credentials(self.api_base or "")
-        found += [v.get() for v in self.extra.values() if isinstance(v, Secret)]
+        for value in self.extra.values():
+            if isinstance(value, Secret):
+                found += _strings_in(value.get())
         return tuple(s for s in found if s)
 
 
-def url_credentials(url: str) -> list[str]:
-    """The credentials a URL carries: the password of user:password@ (the user
-    alone when no password follows it: a token written as the user), and the
-    values of query parameters named like credentials. Both as written and
-    decoded: a provider may echo either."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return []
-    userinfo, at, _ = parts.netloc.rpartition("@")
-    found: list[str] = []
-    if at:
-        user, colon, password = userinfo.partition(":")
-        found.append(password if colon else user)
-    for field_ in parts.query.split("&"):
-        name, _, value = field_.partition("=")
-        if _CREDENTIAL_QUERY.search(unquote(name)):
-            found.append(value)
-    return [s for raw in found for s in dict.fromkeys((raw, unquote(raw))) if s]
+def _strings_in(value: Any) -> list[str]:
+    """The text in a secret parameter's value: a key is a string, but a service
+    account's credentials are a mapping whose private key is the secret (a
+    number is taken as its digits)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in _strings_in(item)]
+    if isinstance(value, list | tuple):
+        return [s for item in value for s in _strings_in(item)]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return [str(value)]
+    return []
 
 
 @dataclass(slots=True)

@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 _SECRET_PATTERNS = [
     re.compile(r"(sk-[A-Za-z0-9_\-]{6})[A-Za-z0-9_\-]+"),
@@ -91,56 +92,103 @@ SECRET_RUN = 12
 def redact(text: str, *secrets: str | None) -> str:
     """Remove the given secrets, any run of `SECRET_RUN` or more characters of
     one of them, and anything shaped like an API key from text."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "[redacted]")
-    text = _without_secret_runs(text, [s for s in secrets if s and len(s) >= SECRET_RUN])
-    for pattern in _SECRET_PATTERNS:
-        text = pattern.sub(r"\1[redacted]", text)
-    return text
-
-
-def _without_secret_runs(text: str, secrets: list[str]) -> str:
-    """`text` with every stretch made of `SECRET_RUN`-character pieces of the
-    secrets written `[redacted]`. Each run of SECRET_RUN or more characters of a
-    secret is covered by such pieces, so it is hidden whole; two pieces that
-    overlap in the text but not in the secret are hidden too (too much hidden,
-    never too little). One set lookup per position of the text: linear in the
-    text, and in the secrets' lengths for the set."""
-    if not secrets or len(text) < SECRET_RUN:
-        return text
-    pieces = {s[i:i + SECRET_RUN] for s in secrets for i in range(len(s) - SECRET_RUN + 1)}
-    spans: list[list[int]] = []
-    for start in range(len(text) - SECRET_RUN + 1):
-        if text[start:start + SECRET_RUN] not in pieces:
-            continue
-        if spans and start <= spans[-1][1]:
-            spans[-1][1] = start + SECRET_RUN
-        else:
-            spans.append([start, start + SECRET_RUN])
-    if not spans:
-        return text
-    kept, at = [], 0
-    for start, end in spans:
-        kept.append(text[at:start])
-        kept.append("[redacted]")
-        at = end
-    kept.append(text[at:])
-    return "".join(kept)
+    return _Secrets(secrets).hide(text)
 
 
 def redact_json(value: Any, *secrets: str | None) -> Any:
     """A decoded JSON value (a provider's error body) with `redact` applied to
     every string in it, keys included. String by string: run over the
     serialised text, the `key=...` pattern could take an escaped quote's
-    backslash with it and leave JSON that no longer parses."""
-    if isinstance(value, str):
-        return redact(value, *secrets)
-    if isinstance(value, dict):
-        return {redact(str(k), *secrets): redact_json(v, *secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact_json(v, *secrets) for v in value]
-    return value
+    backslash with it and leave JSON that no longer parses. The secrets'
+    pieces are made once for the whole value: a body of thousands of strings
+    and a long secret (a service account's key) would otherwise make them
+    thousands of times."""
+    return _Secrets(secrets).hide_json(value)
+
+
+class _Secrets:
+    """Secrets made ready to hide: each whole, and its `SECRET_RUN`-character
+    pieces in a set, so that a text is scanned with one set lookup a position
+    (linear in the text, and in the secrets' lengths for the set)."""
+
+    __slots__ = ("pieces", "whole")
+
+    def __init__(self, secrets: tuple[str | None, ...]) -> None:
+        # Anything but text is no secret `redact` can look for.
+        self.whole = [s for s in secrets if isinstance(s, str) and len(s) >= 4]
+        self.pieces = {s[i:i + SECRET_RUN] for s in self.whole
+                       for i in range(len(s) - SECRET_RUN + 1)}
+
+    def hide(self, text: str) -> str:
+        for secret in self.whole:
+            text = text.replace(secret, "[redacted]")
+        if self.pieces:
+            text = self._without_runs(text)
+        for pattern in _SECRET_PATTERNS:
+            text = pattern.sub(r"\1[redacted]", text)
+        return text
+
+    def hide_json(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.hide(value)
+        if isinstance(value, dict):
+            return {self.hide(str(k)): self.hide_json(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.hide_json(v) for v in value]
+        return value
+
+    def _without_runs(self, text: str) -> str:
+        """`text` with every stretch made of the pieces written `[redacted]`. Each
+        run of SECRET_RUN or more characters of a secret is covered by pieces, so
+        it is hidden whole; two pieces that overlap in the text but not in the
+        secret are hidden too (too much hidden, never too little)."""
+        pieces = self.pieces
+        spans: list[list[int]] = []
+        for start in range(len(text) - SECRET_RUN + 1):
+            if text[start:start + SECRET_RUN] not in pieces:
+                continue
+            if spans and start <= spans[-1][1]:
+                spans[-1][1] = start + SECRET_RUN
+            else:
+                spans.append([start, start + SECRET_RUN])
+        if not spans:
+            return text
+        kept, at = [], 0
+        for start, end in spans:
+            kept.append(text[at:start])
+            kept.append("[redacted]")
+            at = end
+        kept.append(text[at:])
+        return "".join(kept)
+
+
+# Query parameters whose values are credentials (Gemini's ?key=, Azure's ?code=
+# or ?sig=, a proxy's ?token=): whole names, so that `bypass_cache=true` or
+# `author=` keep their values.
+_CREDENTIAL_QUERY = re.compile(
+    r"(?:x-)?(?:api[-_]?)?(?:key|token|access[-_]?token|secret|password|passwd|pwd|sig|"
+    r"signature|code|auth|authorization|credential|credentials)", re.IGNORECASE)
+
+
+def url_credentials(url: str) -> list[str]:
+    """The credentials a URL carries: the password of user:password@ (the user
+    alone when no password follows it: a token written as the user), and the
+    values of query parameters named like credentials. Both as written and
+    decoded: a provider may echo either."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    found: list[str] = []
+    if at:
+        user, colon, password = userinfo.partition(":")
+        found.append(password if colon else user)
+    for field_ in parts.query.split("&"):
+        name, _, value = field_.partition("=")
+        if _CREDENTIAL_QUERY.fullmatch(unquote(name)):
+            found.append(value)
+    return [s for raw in found for s in dict.fromkeys((raw, unquote(raw))) if s]
 
 
 class InterlockError(Exception):

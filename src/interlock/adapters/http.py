@@ -25,7 +25,7 @@ from typing import Any, TypeGuard
 
 import aiohttp
 
-from interlock.errors import ConnectionFailed, Timeout, redact
+from interlock.errors import ConnectionFailed, Timeout, redact, url_credentials
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +87,7 @@ class StreamingResponse:
         try:
             return await self._resp.read()
         except aiohttp.ClientError as exc:
-            raise _connection_error(exc, self._labels) from None
+            raise _connection_error(exc, self._labels, str(self._resp.url)) from None
 
     def start_reading(self) -> None:
         """Arm the total deadline: one timer for the whole stream, which closes
@@ -117,7 +117,7 @@ class StreamingResponse:
             data = await self._resp.content.readany()
         except (aiohttp.ClientError, ConnectionError) as exc:
             self._check_expiry(first, wait)
-            raise _connection_error(exc, self._labels) from None
+            raise _connection_error(exc, self._labels, str(self._resp.url)) from None
         finally:
             self._read_deadline = None
         if not data:  # the end, or a timer closed the response under the read
@@ -294,13 +294,14 @@ class _LateHeaders:
             self._task.uncancel()
 
 
-def _connection_error(exc: BaseException, labels: Labels) -> ConnectionFailed:
+def _connection_error(exc: BaseException, labels: Labels, url: str) -> ConnectionFailed:
     """A request that could not be sent. Besides aiohttp's own errors, aiohttp
     refuses some requests with a ValueError before sending them (an api_base with
     user:password@ in it on a call that also carries an Authorization header):
     that deployment cannot be called, so it fails over like an unreachable one
     instead of failing the request with a 500. str(exc) of these names the host
-    and port or the URL, never headers; the URL's password is redacted. The
+    and port or the URL (with its query), never headers; the credentials of the
+    URL called (`url`: its password, a ?token= or ?sig=) are redacted. The
     error's `client_message`, which a gateway's client reads, says what failed
     without them.
 
@@ -314,7 +315,7 @@ def _connection_error(exc: BaseException, labels: Labels) -> ConnectionFailed:
                                 deployment=labels.deployment)
     failed = f"Connection to {labels.provider} failed for deployment {labels.deployment!r}"
     return ConnectionFailed(
-        redact(f"{failed}: {type(exc).__name__}: {exc}"),
+        redact(f"{failed}: {type(exc).__name__}: {exc}", *url_credentials(url)),
         provider=labels.provider, deployment=labels.deployment,
         client_message=f"{failed}: {_what_failed(exc)} ({type(exc).__name__}). The "
                        "gateway's log has the details.")
@@ -483,7 +484,7 @@ class HttpClient:
         except TimeoutError:
             raise timeout_error(labels, "did not answer", timeouts.total, ANSWER_HINT) from None
         except (aiohttp.ClientError, ValueError) as exc:  # ValueError: see _connection_error
-            raise _connection_error(exc, labels) from None
+            raise _connection_error(exc, labels, url) from None
 
     async def aclose(self) -> None:
         session, loop, self._session = self._session, self._loop, None
@@ -537,7 +538,7 @@ class _StreamContext:
                 raise self._late() from None
             raise
         except (aiohttp.ClientError, ValueError) as exc:  # ValueError: see _connection_error
-            raise _connection_error(exc, self._labels) from None
+            raise _connection_error(exc, self._labels, url) from None
         finally:
             if late is not None:
                 late.disarm()
