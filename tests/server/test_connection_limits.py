@@ -481,3 +481,19 @@ def test_the_uvicorn_members_the_protocol_relies_on_are_there(
         f"uvicorn {uvicorn.__version__}: {where} no longer has `{code}`, which "
         f"interlock.server.connection_limits relies on ({why}). Adapt "
         f"{connection_limits.__name__} to this uvicorn before upgrading.")
+
+
+def test_bad_bytes_pipelined_behind_an_answer_do_not_land_inside_it(
+        gateway: RunningGateway) -> None:
+    # uvicorn wrote its 400 at once, into the middle of the answer being written
+    # to the request before: the client read a status line inside a body.
+    sock = _connect(gateway)
+    head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+            b"\r\nAuthorization: Bearer " + MASTER_KEY.encode())
+    body = orjson.dumps({"model": "budget", "stream": True,
+                         "messages": [{"role": "user", "content": "hello"}]})
+    _send(sock, head + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+          + b"GET / HTTP/1.1\r\nBad Header: y\r\n\r\n")
+    answer = _answer(sock)
+    assert _statuses(answer) == [200]
+    assert b"invalid_http_request" not in answer

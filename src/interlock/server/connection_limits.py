@@ -240,6 +240,20 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         """uvicorn's answer to bytes its parser cannot read as HTTP/1.1, in the
         OpenAI error shape; called by uvicorn's `data_received` while it handles
         the parser's error, whose text says what was wrong."""
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            # A request is still being answered: a status line now would land
+            # inside its answer. Bad bytes after its whole message (pipelined
+            # behind it) wait for that answer to end, then the connection closes
+            # with no answer of their own; bad bytes inside its body make the
+            # request itself unreadable, so it is cut and its handler writes
+            # nowhere.
+            if self._in_headers:
+                cycle.keep_alive = False
+                return
+            cycle.disconnected = True
+            self.transport.close()
+            return
         failure = sys.exc_info()[1]
         why = f" ({failure})" if isinstance(failure, httptools.HttpParserError) and \
             str(failure) else ""
