@@ -32,9 +32,6 @@ from interlock.types import ChatRequest
 
 # The call's own chains that would send it elsewhere, refused beside it.
 _FALLBACK_ARGS = ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")
-# Every chain a plan reads, empty, so that a failure falls back to no group.
-_NO_KIND_FALLBACKS: dict[str, list[str] | dict[str, list[str]]] = {
-    "context_window_fallbacks": [], "content_policy_fallbacks": []}
 
 
 def wanted(value: object) -> bool:
@@ -81,4 +78,8 @@ def pinned(request: ChatRequest, deployment: Deployment) -> ChatRequest:
             param="specific_deployment", code="invalid_value")
     return dataclasses.replace(request, model=deployment.group, deployment=deployment.name,
                                fallbacks=[], fallbacks_as_given=True,
-                               kind_fallbacks=dict(_NO_KIND_FALLBACKS))
+                               # Every chain a plan reads, empty (made per call:
+                               # nothing shared between requests), so that a
+                               # failure falls back to no group.
+                               kind_fallbacks={"context_window_fallbacks": [],
+                                               "content_policy_fallbacks": []})

@@ -10,7 +10,7 @@ Artefacts are a directory: manifest.json (router, params, models, featuriser,
 data hash, seed, version), weights.npz, and featurizer/ with the featuriser's state.
 
 Imports: numpy, `routing.data`, `routing.features`, `routing.featurizer_protocol`,
-`routing.artefacts`, `routing.params`, `errors`.
+`routing.artefacts`, `routing.params` (and `routing.learned.registry` when loading).
 """
 
 from __future__ import annotations
