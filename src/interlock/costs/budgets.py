@@ -287,11 +287,18 @@ class BudgetGate(RedisBudgetCounts):
         return out
 
     async def astatus(self) -> list[dict[str, Any]]:
-        """Like `status`, read from Redis when it is in use (the count all replicas share)."""
+        """Like `status`, read from Redis when it is in use (the count all replicas
+        share). Counts Redis lost (its data gone) are seeded from the ledger's
+        record first, as the next call would (`_seeded_for_reading`)."""
         rows = self.status()
         if not await self._use_redis():
             return rows
-        for row, (b, key, _, _) in zip(rows, self._listed(), strict=True):
+        listed = self._listed()
+        try:
+            await self._seeded_for_reading([self._mark(b, pid) for b, _, pid, _ in listed])
+        except Exception:
+            return rows
+        for row, (b, key, _, _) in zip(rows, listed, strict=True):
             try:
                 values = await self._redis.hgetall(key)
             except Exception:
