@@ -545,3 +545,52 @@ async def test_a_mocked_answer_still_counts_against_rpm_and_a_spent_budget(
             await gateway.complete(mocked())
     finally:
         await gateway.aclose()
+
+
+@pytest.mark.parametrize("usage_came", [True, False])
+async def test_a_continued_stream_costs_the_budget_what_its_ledger_row_charges(
+        fake_upstream: FakeUpstream, tmp_path: Any, usage_came: bool) -> None:
+    # Broken on anthropic and continued on openai: each provider billed its own
+    # call, the second's prompt carrying the first's text. The budget charged
+    # both; the row charged only the original prompt, once, at openai's price.
+    fake_upstream.reply(Reply(text="slow answer " * 20, chunk_chars=4))  # usage counted
+    fake_upstream.script(Fault(disconnect_after=5), provider="anthropic")
+    config = _config(fake_upstream)
+    config["ledger"] = {"database": str(tmp_path / "ledger.sqlite")}
+    config["router_settings"]["stream_continuation"] = True
+    config["budgets"] = [{"end_user": "acme", "max_usd": "5", "period": "day"}]
+    gateway = Gateway(load_config(config), environ={})
+    await gateway.start()
+    try:
+        request = _stream_ask("high-quality", "a long question " * 100)
+        request.user = "acme"
+        if usage_came:
+            stream = await gateway.stream(request)
+            async for _ in stream:
+                pass
+            meta = stream.meta
+        else:
+            meta = await _read_until_finished_then_close(gateway, request)
+        assert [a.deployment.split("/")[1] for a in meta.attempts] == ["anthropic", "openai"]
+        assert meta.usage_estimated  # the first call's usage never came
+        [first, successor] = [r for r in fake_upstream.received]
+        assert len(str(successor.body)) > len(str(first.body))  # carries the first's text
+        assert gateway.budgets is not None
+        [status] = await gateway.budgets.astatus()
+        assert meta.cost_usd is not None and meta.cost_usd > 0
+        assert Decimal(status["spent_usd"]) == meta.cost_usd
+    finally:
+        await gateway.aclose()
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "ledger.sqlite") as db:
+        [(deployment, cost, input_tokens, estimated)] = db.execute(
+            "SELECT deployment, cost_nanousd, input_tokens, usage_estimated "
+            "FROM interlock_requests").fetchall()
+    assert deployment.split("/")[1] == "openai" and estimated  # who answered, in the end
+    assert Decimal(cost) / 10**9 == meta.cost_usd
+    # Both prompts were sent: the original, and the successor's, which is longer.
+    assert input_tokens > 2 * estimate_prompt_tokens(request)
+    # Each call at its own deployment's price: the first's prompt alone, at
+    # Sonnet's $3 per 1M tokens, costs more than the row charged before.
+    assert meta.cost_usd > Decimal(3 * estimate_prompt_tokens(request)) / 10**6
