@@ -1,7 +1,8 @@
 """`GatewayStream`: a streamed answer as the gateway hands it out, which writes
 its ledger row exactly once when it ends, breaks or is closed early.
 
-Imports: the standard library, `adapters.base`, `dispatch.dispatcher`, `errors`,
+Imports: the standard library, `adapters.base`, `dispatch.dispatcher`,
+`dispatch.streaming`, `errors`,
 `request_record`, `response_meta`, `tokens`, `types`.
 """
 
@@ -13,11 +14,12 @@ from collections.abc import AsyncIterator, Callable
 
 from interlock.adapters.base import DeltaBatch, flatten
 from interlock.dispatch.dispatcher import DispatchStream
+from interlock.dispatch.streaming import Continued
 from interlock.errors import ClientDisconnected, InterlockError, InternalError, ProviderError
 from interlock.request_record import RequestRecorder, fill_answerer, interruption
 from interlock.response_meta import ResponseMeta
 from interlock.tokens import estimated_usage
-from interlock.types import ChatRequest, ChatResponse, StreamDelta
+from interlock.types import ChatRequest, ChatResponse, StreamDelta, Usage
 
 
 class GatewayStream:
@@ -74,16 +76,21 @@ class GatewayStream:
         upstream = self._upstream
         fill_answerer(meta, upstream.deployment, upstream.group, upstream.attempts)
         response = upstream.response()
-        usage = response.usage
-        if usage is None:
-            # The usage never came: the client left, or the stream broke, before
-            # the provider's last chunk (or it sends none). The provider still
-            # bills the prompt and what it had generated, so the ledger records
-            # Interlock's estimate of those, marked as one, rather than nothing.
-            usage = estimated_usage(self._request, response)
-            meta.usage_estimated = True
-        meta.cost_usd = self._recorder.cost(self._request, upstream.deployment, usage,
-                                            response.service_tier)
+        continued = upstream.continued
+        usage: Usage | None
+        if continued is not None:
+            usage = self._both_calls(continued, response)
+        else:
+            usage = response.usage
+            if usage is None:
+                # The usage never came: the client left, or the stream broke, before
+                # the provider's last chunk (or it sends none). The provider still
+                # bills the prompt and what it had generated, so the ledger records
+                # Interlock's estimate of those, marked as one, rather than nothing.
+                usage = estimated_usage(self._request, response)
+                meta.usage_estimated = True
+            meta.cost_usd = self._recorder.cost(self._request, upstream.deployment, usage,
+                                                response.service_tier)
         meta.service_tier = response.service_tier
         meta.latency_ms = (time.perf_counter() - self._started) * 1000
         record = functools.partial(self._recorder.record, meta, self._request, usage,
@@ -92,6 +99,25 @@ class GatewayStream:
             self._unsettled = record
         else:
             record()
+
+    def _both_calls(self, continued: Continued, response: ChatResponse) -> Usage:
+        """The usage and cost (in `meta`) of a stream continued on another
+        deployment: each provider billed its own call, the first for the prompt
+        and what it streamed, the successor for a prompt carrying that text and
+        what it added; each is the call's usage, or Interlock's estimate of it
+        when the usage never came, as each attempt's budget ticket was settled."""
+        upstream, meta = self._upstream, self.meta
+        first, second = continued.streamed, upstream.share(response)
+        first_usage = first.usage or estimated_usage(self._request, first)
+        second_usage = second.usage or estimated_usage(continued.request, second)
+        meta.usage_estimated = first.usage is None or second.usage is None
+        first_cost = self._recorder.cost(self._request, continued.deployment, first_usage,
+                                         first.service_tier)
+        second_cost = self._recorder.cost(continued.request, upstream.deployment,
+                                          second_usage, response.service_tier)
+        meta.cost_usd = (None if first_cost is None or second_cost is None
+                         else first_cost + second_cost)
+        return first_usage + second_usage
 
     async def aclose(self, reason: InterlockError | None = None) -> None:
         """End the stream; one not read to its end is recorded as ended by

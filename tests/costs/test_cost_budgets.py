@@ -630,6 +630,34 @@ async def test_a_redis_that_lost_its_data_is_seeded_from_the_ledger_s_record(
         assert await _shared(direct, gate) == (5_050_000_000, 0)
 
 
+async def test_a_status_read_after_redis_lost_its_data_reports_the_ledger_s_record(
+        redis_url: str) -> None:
+    # Redis restarted empty: the counts were re-seeded only by the next call,
+    # and until then /metrics and /key/info said the budget was unspent.
+    clock = Clock(datetime(2026, 5, 10, 12, tzinfo=UTC).timestamp())
+    d = _deployment()
+    reads: list[datetime] = []
+    recorded = {"d1": 4_950_000_000}
+
+    async def record(periods: Any, until: datetime) -> list[Any]:
+        reads.append(until)
+        return [(b, pid, dict(recorded)) for b, pid, _ in periods]
+
+    async with _redis_gate_at(redis_url, clock) as (gate, direct):
+        gate.record = record
+        ticket = await gate.acquire(d, _request(100))
+        await ticket.release(_response(100))
+        recorded["d1"] = 5_050_000_000  # the ledger has the call since
+        keys = [k async for k in direct.scan_iter(match=gate.key_prefix + "*")]
+        await direct.delete(*keys)  # Redis loses everything
+        [row] = await gate.astatus()
+        assert (row["spent_usd"], row["exhausted"]) == ("5.05", True)
+        assert len(reads) == 2  # read once more, for the lost count
+        [row] = await gate.astatus()
+        assert row["spent_usd"] == "5.05" and len(reads) == 2  # not at every status read
+        assert _refused(await gate.acquire(d, _request(100)))  # the same count
+
+
 async def test_a_count_redis_already_holds_is_not_seeded_again(redis_url: str) -> None:
     # A hash written before seeding marks existed (an upgrade) already counts the
     # period; adding the ledger's record to it would count that spend twice.
@@ -658,16 +686,40 @@ def _ledger_record(nano: int, landed: asyncio.Event | None = None) -> Any:
     return record
 
 
+@contextlib.asynccontextmanager
+async def _late_record_gate(redis_url: str, monkeypatch: pytest.MonkeyPatch, nano: int
+                            ) -> AsyncIterator[tuple[BudgetGate, Any, asyncio.Event]]:
+    """`_redis_gate_at` whose ledger's record of `nano` lands once the event is set,
+    long after calls stop waiting for it (`SEED_WAIT`)."""
+    monkeypatch.setattr(budget_record, "SEED_WAIT", 0.05)
+    clock = Clock(datetime(2026, 5, 10, 12, tzinfo=UTC).timestamp())
+    landed = asyncio.Event()
+    async with _redis_gate_at(redis_url, clock) as (gate, direct):
+        gate.record = _ledger_record(nano, landed)
+        yield gate, direct, landed
+
+
+async def test_a_status_read_waits_for_a_slow_ledger_no_longer_than_calls_do(
+        redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # /metrics must not hang on a ledger of millions of rows: it reports what
+    # Redis has after the calls' wait, and the record once it has landed.
+    async with _late_record_gate(redis_url, monkeypatch, 4_990_000_000) as (gate, _, landed):
+        [row] = await asyncio.wait_for(gate.astatus(), 1.0)
+        assert row["spent_usd"] == "0"
+        assert gate._redis_seed is not None and gate._redis_seed.pending
+        landed.set()
+        await gate._redis_seed.task
+        [row] = await gate.astatus()
+        assert row["spent_usd"] == "4.99"
+
+
 async def test_a_ledger_read_that_comes_late_still_adds_the_record_to_redis(
         redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # Redis lost its data and the ledger is slow to read: calls go on counting in
     # Redis after the wait, and the record, when it lands, is added to the counts
     # they began. It was dropped: the period's earlier spend never counted again.
-    monkeypatch.setattr(budget_record, "SEED_WAIT", 0.05)
-    clock = Clock(datetime(2026, 5, 10, 12, tzinfo=UTC).timestamp())
-    landed = asyncio.Event()
-    async with _redis_gate_at(redis_url, clock) as (gate, direct):
-        gate.record = _ledger_record(4_990_000_000, landed)
+    async with _late_record_gate(redis_url, monkeypatch, 4_990_000_000) as (
+            gate, direct, landed):
         ticket = await gate.acquire(_deployment(), _request(100))  # the read is late
         assert not _refused(ticket) and ticket.on_redis
         await ticket.release(_response(30))

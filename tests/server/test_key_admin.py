@@ -406,3 +406,40 @@ async def test_a_key_s_spend_is_listed_from_the_ledger(
     listed = {k["name"]: k["spend_usd"] for k in
               (await _call(gw, "GET", "/key/list")).json()["keys"]}
     assert listed["caller"] == info["spend_usd"] and listed["idle"] == "0"
+
+
+async def test_a_key_s_budget_after_redis_lost_its_data_shows_its_spend_before_any_call(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path, redis_url: str) -> None:
+    # Redis restarted empty: until the key's next request re-seeded its count,
+    # /key/info and /metrics said the key's budget was unspent.
+    import uuid
+
+    import redis.asyncio as aioredis
+
+    config = _config(fake_upstream, tmp_path / "ledger.sqlite")
+    prefix = f"interlock-test-{uuid.uuid4().hex}"
+    config["router_settings"].update(redis_url=redis_url, redis_prefix=prefix)
+    gw = start_gateway(config)
+    direct = aioredis.Redis.from_url(redis_url)
+    try:
+        key = (await _call(gw, "POST", "/key/generate",
+                           {"name": "intern", "max_budget": 5, "budget_period": "day"})).json()
+        assert (await _chat(gw, key["key"])).choices
+        before = (await _call(gw, "GET", "/key/info?name=intern")).json()["budget_status"]
+        assert float(before["spent_usd"]) > 0
+        ledger = gw.gateway.ledger
+        assert ledger is not None and await ledger.flush(timeout=5)
+        lost = [k async for k in direct.scan_iter(match=f"{prefix}:budget:*")]
+        assert lost and await direct.delete(*lost)
+        info = (await _call(gw, "GET", "/key/info?name=intern")).json()
+        assert info["budget_status"]["spent_usd"] == before["spent_usd"] == info["spend_usd"]
+        metrics = (await _call(gw, "GET", "/metrics")).text.splitlines()
+        [gauge] = [line for line in metrics if line.startswith(
+            'interlock_budget_spent_usd{target="api_key",name="intern",period="day"} ')]
+        assert float(gauge.split()[-1]) == float(before["spent_usd"])
+    finally:
+        keys = [k async for k in direct.scan_iter(match=f"{prefix}:*")]
+        if keys:
+            await direct.delete(*keys)
+        await direct.aclose()

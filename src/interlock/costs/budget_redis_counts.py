@@ -119,6 +119,25 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         return await self._reserve_redis(keys, limits, amount, ttls, ticket_id,
                                          claim=self._claiming())
 
+    async def _seeded_for_reading(self, marks: Sequence[str]) -> None:
+        """Before a status read of the budgets with these seeding marks: the
+        seeding a call would start when Redis lacks their counts (it lost its
+        data), started by the read, so that it does not report the period unspent
+        until the next call; waited for at most what is left of `SEED_WAIT`, as
+        calls wait, never for a slow ledger. A read that fails is retried as the
+        calls' is: after `RECORD_RETRY`, not at every status read."""
+        if self.record is None:
+            return
+        # As `_reserve_shared`: a record owed is read again; while one is being
+        # read (or waits out its retry), the marks are not asked for.
+        lost = self._record_owed() or (marks and self._claiming() is None and (
+            await self._redis.exists(*marks) < len(set(marks))))
+        if lost:
+            self._seed_redis()
+        seeding = self._redis_seed
+        if seeding is not None and seeding.pending:
+            await seeding.wait()
+
     async def _reserve_redis(self, keys: list[str], limits: list[int], amount: int,
                              ttls: list[int], ticket_id: str, marks: Sequence[str] = (),
                              claim: str | None = None) -> Full | int | None:

@@ -7,7 +7,8 @@ it refuses (answers a text naming the budget) when any of them has nothing
 left, which takes the deployment out of this request's candidates like a
 cooldown. After the attempt the ticket settles the reservation with what the
 call's ledger row charges: its cost, Interlock's estimate of it when the usage
-never came (a stream cut short), nothing when the call failed. Counted in
+never came (a stream cut short), nothing when the call failed or its answer was
+mocked (`mock_response`: a mocked call reserves nothing either). Counted in
 memory (no Redis), the counts start from the ledger's record of the period
 (`recorded_spend`, `seed`), so a restart does not reset them.
 
@@ -47,7 +48,7 @@ Redis (`budget_redis_counts`, which builds on them and the gate on it), the
 ledger's record (`budget_record`), periods and coverage (`budget_periods`), and
 what a refusal says (`budget_refusal`).
 
-Imports: the standard library, `catalog`, `dispatch.gates`, `tokens`, `types`,
+Imports: the standard library, `adapters.mock`, `catalog`, `dispatch.gates`, `tokens`, `types`,
 `costs.budget_memory_counts`, `costs.budget_periods`, `costs.budget_record`,
 `costs.budget_redis_counts`, `costs.budget_refusal`, `costs.prices`, `costs.settings`,
 `costs.usd`.
@@ -63,6 +64,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from interlock.adapters.mock import mock_text
 from interlock.catalog import Deployment
 from interlock.costs.budget_memory_counts import Count
 from interlock.costs.budget_periods import covers, period_id
@@ -104,6 +106,8 @@ class BudgetTicket:
     # Names the reservation in Redis, so that it is settled exactly once.
     id: str = ""
     settled: bool = field(default=False)
+    # A mocked answer (`mock_response`): billed by no one, its row charges nothing.
+    mocked: bool = False
 
     async def release(self, response: ChatResponse | None) -> None:
         """Settle with what the call's ledger row charges: the cost of its usage,
@@ -111,11 +115,12 @@ class BudgetTicket:
         before the last chunk; a call cut off), of Interlock's estimate of it
         (`tokens.estimated_usage`), since the provider bills what it generated.
         None (the call failed, or was never made) costs nothing; a cost that
-        cannot be priced, the reservation."""
+        cannot be priced, the reservation. A mocked answer costs nothing, as
+        its row says, whatever its estimated usage."""
         if self.settled:
             return
         self.settled = True
-        if response is None:
+        if response is None or self.mocked:
             actual = 0
         else:
             usage = response.usage or estimated_usage(self.request, response)
@@ -185,8 +190,11 @@ class BudgetGate(RedisBudgetCounts):
                 applicable.append(own)
         if not applicable:
             return _FREE
-        expected = self.prices.expected_cost(deployment, request)
-        if expected is None:
+        # A mocked answer holds nothing and costs nothing (its ledger row charges
+        # $0), but is still refused by a spent budget, as a real call would be.
+        mocked = mock_text(request, deployment) is not None
+        expected = None if mocked else self.prices.expected_cost(deployment, request)
+        if expected is None and not mocked:
             self._warn_unpriced(deployment)
         amount = 0 if expected is None else to_nano(expected)
         now = self.clock()
@@ -226,7 +234,7 @@ class BudgetGate(RedisBudgetCounts):
             return refusal(budget, request, refused, None if expected is None
                             else to_nano(expected), periods[refused.index - 1][1])
         return BudgetTicket(self, deployment, request, keys, amount, ttls, on_redis,
-                            ticket_id)
+                            ticket_id, mocked=mocked)
 
     async def start(self) -> None:
         """At the gateway's start: counted in memory, the counts begin from the
@@ -279,11 +287,18 @@ class BudgetGate(RedisBudgetCounts):
         return out
 
     async def astatus(self) -> list[dict[str, Any]]:
-        """Like `status`, read from Redis when it is in use (the count all replicas share)."""
+        """Like `status`, read from Redis when it is in use (the count all replicas
+        share). Counts Redis lost (its data gone) are seeded from the ledger's
+        record first, as the next call would (`_seeded_for_reading`)."""
         rows = self.status()
         if not await self._use_redis():
             return rows
-        for row, (b, key, _, _) in zip(rows, self._listed(), strict=True):
+        listed = self._listed()
+        try:
+            await self._seeded_for_reading([self._mark(b, pid) for b, _, pid, _ in listed])
+        except Exception:
+            return rows
+        for row, (b, key, _, _) in zip(rows, listed, strict=True):
             try:
                 values = await self._redis.hgetall(key)
             except Exception:

@@ -769,8 +769,10 @@ class Dispatcher:
         reported.attempts = run.attempts
         return reported
 
-    async def stream_continue(self, run: Run, partial_text: str) -> Success[Opened] | None:
-        """Open a stream elsewhere that carries on from `partial_text`; None if none can."""
+    async def stream_continue(self, run: Run, partial_text: str
+                              ) -> tuple[Success[Opened], ChatRequest] | None:
+        """Open a stream elsewhere that carries on from `partial_text`, and the
+        request it was sent; None if none can."""
         original = run.request
         request = _continuation_request(original, partial_text)
         run.request = request
@@ -778,11 +780,12 @@ class Dispatcher:
         run.last_error = None
         run.plan = self._fallbacks.plan(run.origin, original)
         try:
-            return await self._walk(run, self._stream_call())
+            success = await self._walk(run, self._stream_call())
         except InterlockError:
             return None
         finally:
             run.request = original
+        return None if success is None else (success, request)
 
 
 def _continuation_request(request: ChatRequest, partial_text: str) -> ChatRequest:

@@ -28,7 +28,7 @@ from interlock.catalog import Deployment
 from interlock.dispatch.outcome import Attempt
 from interlock.dispatch.run import Run, Success
 from interlock.errors import ProviderError
-from interlock.types import ChatResponse, StreamDelta
+from interlock.types import ChatRequest, ChatResponse, StreamDelta
 
 # The adapter's batches, and the first of them (never empty).
 Opened = tuple[AsyncIterator[DeltaBatch], DeltaBatch]
@@ -47,7 +47,17 @@ class StreamOwner(Protocol):
                             error: ProviderError, partial: ChatResponse) -> ProviderError: ...
 
     async def stream_continue(self, run: Run, partial_text: str
-                              ) -> Success[Opened] | None: ...
+                              ) -> tuple[Success[Opened], ChatRequest] | None: ...
+
+
+@dataclasses.dataclass(slots=True)
+class Continued:
+    """A stream continued on another deployment: the first attempt's deployment
+    and what it had streamed, and the request the successor was sent, whose
+    prompt carries that text. Each provider bills its own call."""
+    deployment: Deployment
+    streamed: ChatResponse
+    request: ChatRequest
 
 
 async def close_iterator(iterator: AsyncIterator[Any]) -> None:
@@ -117,8 +127,9 @@ class DispatchStream:
         self._done = False
         self._iterating = False
         self._response: ChatResponse | None = None
-        # After a continuation, what the attempts before it had streamed (`_share`).
-        self._before: ChatResponse | None = None
+        # The attempt this stream continued after it broke (`share`); None if it
+        # did not. An attribute, not a property: the gateway reads it at every end.
+        self.continued: Continued | None = None
 
     @property
     def deployment(self) -> Deployment:
@@ -167,7 +178,7 @@ class DispatchStream:
                 self._done = True
                 self._response = self._acc.response()
                 await self._owner.stream_finished(self._run, self._success,
-                                                  self._share(self._response))
+                                                  self.share(self._response))
             finally:
                 if not self._done:
                     await self.aclose()
@@ -191,7 +202,7 @@ class DispatchStream:
         # What had streamed: the provider bills it, so the budgets count it.
         partial = self._acc.response()
         reported = await self._owner.stream_failed(self._run, self._success, error,
-                                                   self._share(partial))
+                                                   self.share(partial))
         successor = None
         # Another error back: the request's own deadline ran out, and with it the
         # time to continue in.
@@ -201,20 +212,21 @@ class DispatchStream:
         if successor is None:
             self._done = True
             raise reported
-        self._success = successor
-        self._before = partial
+        first = self._success.picked.deployment
+        self._success, request = successor
+        self.continued = Continued(first, partial, request)
 
-    def _share(self, response: ChatResponse) -> ChatResponse:
+    def share(self, response: ChatResponse) -> ChatResponse:
         """The current attempt's part of the accumulated `response`, which its gate
-        tickets are settled with. After a continuation the first attempt's ticket
-        has been settled with what it streamed, and the successor's prompt carries
-        that text: counted again as the successor's output, the budgets would
-        charge it more often than the ledger row does. No tool call streamed
-        before a continuation, so all of them are the successor's; a usage the
-        first attempt had sent is not the successor's either."""
-        before = self._before
-        if before is None:
+        tickets are settled with (and its part of the ledger row, `continued`).
+        After a continuation the first attempt's ticket has been settled with
+        what it streamed, and the successor's prompt carries that text: counted
+        again as the successor's output, it would be charged twice. No tool call
+        streamed before a continuation, so all of them are the successor's; a
+        usage the first attempt had sent is not the successor's either."""
+        if self.continued is None:
             return response
+        before = self.continued.streamed
         content, reasoning = response.content, response.reasoning
         return dataclasses.replace(
             response,
@@ -243,4 +255,4 @@ class DispatchStream:
         # What had streamed (and its usage, if that came before the client left):
         # the provider bills it, so the budgets count it, as the ledger does.
         await self._owner.stream_finished(self._run, self._success,
-                                          self._share(self._acc.response()))
+                                          self.share(self._acc.response()))
