@@ -271,7 +271,7 @@ async def _rendered(stream: GatewayStream, include_usage: bool
     finally:
         await stream.aclose()
     if include_usage:
-        yield ModelResponseChunk(render.usage_chunk(stream.response().usage,
+        yield ModelResponseChunk(render.usage_chunk(stream.shown_usage(),
                                                     stream.meta.stream_summary()))
 
 

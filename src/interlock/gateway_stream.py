@@ -39,6 +39,7 @@ class GatewayStream:
         self._settle_later = settle_later
         self._unsettled: Callable[[], None] | None = None
         self.error: ProviderError | None = None
+        self._shown_usage: Usage | None = None  # set when the stream ends (`_finish`)
 
     def __aiter__(self) -> AsyncIterator[StreamDelta]:
         return flatten(self.batches())
@@ -68,6 +69,12 @@ class GatewayStream:
     def response(self) -> ChatResponse:
         return self._upstream.response()
 
+    def shown_usage(self) -> Usage | None:
+        """The usage a client's final chunk reports: the provider's, as it sent it;
+        after a continuation, both calls', as the ledger row and `cost_usd` count
+        them (the successor's alone would not add up to the cost shown beside it)."""
+        return self._shown_usage if self._done else self._upstream.response().usage
+
     def _finish(self, error: BaseException | None = None) -> None:
         if self._done:
             return
@@ -79,9 +86,9 @@ class GatewayStream:
         continued = upstream.continued
         usage: Usage | None
         if continued is not None:
-            usage = self._both_calls(continued, response)
+            usage = self._shown_usage = self._both_calls(continued, response)
         else:
-            usage = response.usage
+            usage = self._shown_usage = response.usage
             if usage is None:
                 # The usage never came: the client left, or the stream broke, before
                 # the provider's last chunk (or it sends none). The provider still

@@ -594,3 +594,36 @@ async def test_a_continued_stream_costs_the_budget_what_its_ledger_row_charges(
     # Each call at its own deployment's price: the first's prompt alone, at
     # Sonnet's $3 per 1M tokens, costs more than the row charged before.
     assert meta.cost_usd > Decimal(3 * estimate_prompt_tokens(request)) / 10**6
+
+
+async def test_a_continued_stream_s_final_chunk_reports_both_calls_usage(
+        fake_upstream: FakeUpstream, tmp_path: Any) -> None:
+    # The final chunk showed the successor's usage alone beside a cost of both
+    # calls: a client adding up tokens could not reach the cost it was shown.
+    import sqlite3
+
+    from interlock import Router
+
+    fake_upstream.reply(Reply(text="slow answer " * 20, chunk_chars=4))
+    fake_upstream.script(Fault(disconnect_after=5), provider="anthropic")
+    config = _config(fake_upstream)
+    del config["budgets"]
+    config["router_settings"]["stream_continuation"] = True
+    config["ledger"] = {"database": str(tmp_path / "ledger.sqlite")}
+    router = Router(config=config)
+    try:
+        chunks = [chunk async for chunk in await router.acompletion(
+            model="high-quality", stream=True, stream_options={"include_usage": True},
+            messages=[{"role": "user", "content": "a long question " * 100}])]
+    finally:
+        await router.aclose()
+    final = chunks[-1]
+    with sqlite3.connect(tmp_path / "ledger.sqlite") as db:
+        [(input_tokens, output_tokens)] = db.execute(
+            "SELECT input_tokens, output_tokens FROM interlock_requests").fetchall()
+    assert final["interlock"]["usage_estimated"]  # the first call's usage never came
+    assert (final["usage"]["prompt_tokens"], final["usage"]["completion_tokens"]) == (
+        input_tokens, output_tokens)
+    # Both prompts: the original and the successor's, which carries the first's text.
+    assert input_tokens > 2 * estimate_prompt_tokens(
+        _stream_ask("high-quality", "a long question " * 100))

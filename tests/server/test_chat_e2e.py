@@ -582,3 +582,29 @@ async def test_a_client_s_specific_deployment_steps_around_no_routing(
     assert answer.choices
     assert all("specific_deployment" not in r.body for r in fake_upstream.received)
     await client.close()
+
+
+async def test_a_continued_stream_s_usage_chunk_counts_both_calls(
+        fake_upstream: FakeUpstream, start_gateway: Any) -> None:
+    # After a continuation the usage chunk showed the successor's call alone,
+    # beside a cost (and a ledger row) of both calls.
+    from interlock.testing.script import Fault
+    from interlock.tokens import estimate_prompt_tokens
+    from interlock.types import ChatRequest, Message, TextPart
+
+    gateway = start_gateway(three_provider_config(
+        fake_upstream, stream_continuation=True,
+        fallbacks=[{GROUPS["anthropic"]: [GROUPS["openai"]]}]))
+    fake_upstream.reply(Reply(text="slow answer " * 20, chunk_chars=4))
+    fake_upstream.script(Fault(disconnect_after=5), provider="anthropic")
+    question = "a long question " * 100
+    client = gateway.openai()
+    chunks = [chunk async for chunk in await client.chat.completions.create(
+        model=GROUPS["anthropic"], messages=_user(question), stream=True,
+        stream_options={"include_usage": True})]
+    await client.close()
+    final = chunks[-1]
+    assert final.model_extra["interlock"]["attempts"] == 2
+    prompt = estimate_prompt_tokens(ChatRequest(
+        model="m", messages=[Message("user", [TextPart(question)])]))
+    assert final.usage is not None and final.usage.prompt_tokens > 2 * prompt

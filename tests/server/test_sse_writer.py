@@ -41,6 +41,9 @@ class ScriptedStream:
     def response(self) -> ChatResponse:
         return ChatResponse(id="x", model="m", content="", usage=Usage(3, 4))
 
+    def shown_usage(self) -> Usage | None:
+        return self.response().usage
+
 
 def text(*texts: str, **kw: Any) -> list[StreamDelta]:
     return [StreamDelta(text=t, **kw) for t in texts]

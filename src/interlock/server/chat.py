@@ -210,7 +210,7 @@ class _SseWriter:
                 "Interlock hit an unexpected internal error mid-stream; it has been logged.")))
         else:
             end = _event(self._render.usage_chunk(
-                self.stream.response().usage, self.stream.meta.stream_summary())
+                self.stream.shown_usage(), self.stream.meta.stream_summary())
             ) if self.include_usage else b""
         await send({"type": "http.response.body", "body": held + end + _DONE,
                     "more_body": False})
