@@ -8,6 +8,7 @@ Imports: the standard library, `adapters.base`, `dispatch.dispatcher`,
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections.abc import AsyncIterator, Callable
@@ -83,10 +84,11 @@ class GatewayStream:
         upstream = self._upstream
         fill_answerer(meta, upstream.deployment, upstream.group, upstream.attempts)
         response = upstream.response()
+        meta.service_tier = response.service_tier
+        meta.latency_ms = (time.perf_counter() - self._started) * 1000
         continued = upstream.continued
-        usage: Usage | None
         if continued is not None:
-            usage = self._shown_usage = self._both_calls(continued, response)
+            record = self._continued_rows(continued, response, error)
         else:
             usage = self._shown_usage = response.usage
             if usage is None:
@@ -98,33 +100,54 @@ class GatewayStream:
                 meta.usage_estimated = True
             meta.cost_usd = self._recorder.cost(self._request, upstream.deployment, usage,
                                                 response.service_tier)
-        meta.service_tier = response.service_tier
-        meta.latency_ms = (time.perf_counter() - self._started) * 1000
-        record = functools.partial(self._recorder.record, meta, self._request, usage,
-                                   response.content, self._key_id, True, error)  # stream, error
+            record = functools.partial(self._recorder.record, meta, self._request, usage,
+                                       response.content, self._key_id, True, error)
         if self._settle_later:
             self._unsettled = record
         else:
             record()
 
-    def _both_calls(self, continued: Continued, response: ChatResponse) -> Usage:
-        """The usage and cost (in `meta`) of a stream continued on another
-        deployment: each provider billed its own call, the first for the prompt
-        and what it streamed, the successor for a prompt carrying that text and
-        what it added; each is the call's usage, or Interlock's estimate of it
-        when the usage never came, as each attempt's budget ticket was settled."""
-        upstream, meta = self._upstream, self.meta
+    def _continued_rows(self, continued: Continued, response: ChatResponse,
+                        error: BaseException | None) -> Callable[[], None]:
+        """The ledger rows of a stream continued on another deployment, to write:
+        each provider billed its own call, so each call has its own row under the
+        request's id, at its deployment's price and under its deployment's name
+        (budgets seed a deployment's, a provider's and a group's spend from those
+        names): the first for the prompt and what it streamed, ended by its
+        break; the successor's for a prompt carrying that text and what it added.
+        Each is the call's usage, or Interlock's estimate of it when the usage
+        never came, as each attempt's budget ticket was settled. What the client
+        is told (`meta`'s cost, `shown_usage`) is both calls together."""
+        upstream, meta, recorder = self._upstream, self.meta, self._recorder
         first, second = continued.streamed, upstream.share(response)
         first_usage = first.usage or estimated_usage(self._request, first)
         second_usage = second.usage or estimated_usage(continued.request, second)
-        meta.usage_estimated = first.usage is None or second.usage is None
-        first_cost = self._recorder.cost(self._request, continued.deployment, first_usage,
-                                         first.service_tier)
-        second_cost = self._recorder.cost(continued.request, upstream.deployment,
-                                          second_usage, response.service_tier)
-        meta.cost_usd = (None if first_cost is None or second_cost is None
-                         else first_cost + second_cost)
-        return first_usage + second_usage
+        first_cost = recorder.cost(self._request, continued.deployment, first_usage,
+                                   first.service_tier)
+        second_cost = recorder.cost(continued.request, upstream.deployment, second_usage,
+                                    response.service_tier)
+        # The answer's row takes the client key's hold on its limits, let go once.
+        answer = dataclasses.replace(meta, cost_usd=second_cost,
+                                     usage_estimated=second.usage is None)
+        broken = dataclasses.replace(
+            meta, group=continued.deployment.group, deployment=continued.deployment.name,
+            provider=continued.deployment.provider, attempts=meta.attempts[:continued.attempts],
+            cost_usd=first_cost, usage_estimated=first.usage is None, key_ticket=None,
+            service_tier=first.service_tier,
+            latency_ms=(continued.broke_at - self._started) * 1000)
+        meta.key_ticket = None
+        meta.cost_usd = None if first_cost is None or second_cost is None \
+            else first_cost + second_cost
+        meta.usage_estimated = broken.usage_estimated or answer.usage_estimated
+        self._shown_usage = first_usage + second_usage
+        request, key_id = self._request, self._key_id
+
+        def record() -> None:
+            recorder.record(broken, request, first_usage, first.content, key_id, True,
+                            continued.error)
+            recorder.record(answer, request, second_usage, response.content, key_id, True,
+                            error)
+        return record
 
     async def aclose(self, reason: InterlockError | None = None) -> None:
         """End the stream; one not read to its end is recorded as ended by

@@ -548,17 +548,21 @@ async def test_a_mocked_answer_still_counts_against_rpm_and_a_spent_budget(
 
 
 @pytest.mark.parametrize("usage_came", [True, False])
-async def test_a_continued_stream_costs_the_budget_what_its_ledger_row_charges(
+async def test_a_continued_stream_costs_the_budgets_what_its_ledger_rows_charge(
         fake_upstream: FakeUpstream, tmp_path: Any, usage_came: bool) -> None:
     # Broken on anthropic and continued on openai: each provider billed its own
-    # call, the second's prompt carrying the first's text. The budget charged
-    # both; the row charged only the original prompt, once, at openai's price.
+    # call, the second's prompt carrying the first's text, and each provider's
+    # budget charged its own. The row charged only the original prompt, once, at
+    # openai's price; then both calls under openai's name, so a restart, which
+    # seeds budgets from the rows, moved anthropic's spend to openai.
     fake_upstream.reply(Reply(text="slow answer " * 20, chunk_chars=4))  # usage counted
     fake_upstream.script(Fault(disconnect_after=5), provider="anthropic")
     config = _config(fake_upstream)
     config["ledger"] = {"database": str(tmp_path / "ledger.sqlite")}
     config["router_settings"]["stream_continuation"] = True
-    config["budgets"] = [{"end_user": "acme", "max_usd": "5", "period": "day"}]
+    config["budgets"] = [{"provider": "anthropic", "max_usd": "5", "period": "day"},
+                         {"provider": "openai", "max_usd": "5", "period": "day"},
+                         {"end_user": "acme", "max_usd": "5", "period": "day"}]
     gateway = Gateway(load_config(config), environ={})
     await gateway.start()
     try:
@@ -576,24 +580,42 @@ async def test_a_continued_stream_costs_the_budget_what_its_ledger_row_charges(
         [first, successor] = [r for r in fake_upstream.received]
         assert len(str(successor.body)) > len(str(first.body))  # carries the first's text
         assert gateway.budgets is not None
-        [status] = await gateway.budgets.astatus()
-        assert meta.cost_usd is not None and meta.cost_usd > 0
-        assert Decimal(status["spent_usd"]) == meta.cost_usd
+        live = {f"{s['target']}:{s['name']}": Decimal(s["spent_usd"])
+                for s in await gateway.budgets.astatus()}
     finally:
         await gateway.aclose()
     import sqlite3
 
     with sqlite3.connect(tmp_path / "ledger.sqlite") as db:
-        [(deployment, cost, input_tokens, estimated)] = db.execute(
-            "SELECT deployment, cost_nanousd, input_tokens, usage_estimated "
-            "FROM interlock_requests").fetchall()
-    assert deployment.split("/")[1] == "openai" and estimated  # who answered, in the end
-    assert Decimal(cost) / 10**9 == meta.cost_usd
-    # Both prompts were sent: the original, and the successor's, which is longer.
-    assert input_tokens > 2 * estimate_prompt_tokens(request)
-    # Each call at its own deployment's price: the first's prompt alone, at
-    # Sonnet's $3 per 1M tokens, costs more than the row charged before.
-    assert meta.cost_usd > Decimal(3 * estimate_prompt_tokens(request)) / 10**6
+        rows = db.execute(
+            "SELECT request_id, provider, status, error_class, cost_nanousd, input_tokens, "
+            "usage_estimated FROM interlock_requests ORDER BY id").fetchall()
+    [broken, answer] = rows
+    assert broken[0] == answer[0] == meta.request_id  # one request, a row a billed call
+    assert (broken[1], broken[2], broken[6]) == ("anthropic", "error", 1)
+    assert broken[3] == "ConnectionFailed"
+    # Read to its end, or left by its client after the finish reason.
+    assert (answer[1], answer[2]) == ("openai", "ok" if usage_came else "error")
+    cost = {row[1]: Decimal(row[4]) / 10**9 for row in rows}
+    assert meta.cost_usd == cost["anthropic"] + cost["openai"]  # what the client is told
+    # Each call at its own deployment's price, the first's prompt alone at
+    # Sonnet's $3 per 1M tokens.
+    assert cost["anthropic"] > Decimal(3 * estimate_prompt_tokens(request)) / 10**6
+    # Both prompts were sent: the successor's carries the first's text.
+    assert answer[5] > broken[5] >= estimate_prompt_tokens(request)
+    # Each provider's budget charged its own call; the end user's, both.
+    assert live == {"provider:anthropic": cost["anthropic"], "provider:openai": cost["openai"],
+                    "end_user:acme": meta.cost_usd}
+    # And a restart, seeding from the rows, agrees.
+    again = Gateway(load_config(config), environ={})
+    await again.start()
+    try:
+        assert again.budgets is not None
+        seeded = {f"{s['target']}:{s['name']}": Decimal(s["spent_usd"])
+                  for s in await again.budgets.astatus()}
+    finally:
+        await again.aclose()
+    assert seeded == live
 
 
 async def test_a_continued_stream_s_final_chunk_reports_both_calls_usage(
@@ -619,8 +641,8 @@ async def test_a_continued_stream_s_final_chunk_reports_both_calls_usage(
         await router.aclose()
     final = chunks[-1]
     with sqlite3.connect(tmp_path / "ledger.sqlite") as db:
-        [(input_tokens, output_tokens)] = db.execute(
-            "SELECT input_tokens, output_tokens FROM interlock_requests").fetchall()
+        [(input_tokens, output_tokens)] = db.execute(  # the two calls' rows together
+            "SELECT SUM(input_tokens), SUM(output_tokens) FROM interlock_requests").fetchall()
     assert final["interlock"]["usage_estimated"]  # the first call's usage never came
     assert (final["usage"]["prompt_tokens"], final["usage"]["completion_tokens"]) == (
         input_tokens, output_tokens)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
@@ -52,11 +53,15 @@ class StreamOwner(Protocol):
 
 @dataclasses.dataclass(slots=True)
 class Continued:
-    """A stream continued on another deployment: the first attempt's deployment
-    and what it had streamed, and the request the successor was sent, whose
+    """A stream continued on another deployment: the first attempt's deployment,
+    what it had streamed and the error that broke it, the attempts made up to
+    then and when (perf_counter), and the request the successor was sent, whose
     prompt carries that text. Each provider bills its own call."""
     deployment: Deployment
     streamed: ChatResponse
+    error: ProviderError
+    attempts: int
+    broke_at: float
     request: ChatRequest
 
 
@@ -203,6 +208,7 @@ class DispatchStream:
         partial = self._acc.response()
         reported = await self._owner.stream_failed(self._run, self._success, error,
                                                    self.share(partial))
+        attempts, broke_at = len(self._run.attempts), time.perf_counter()
         successor = None
         # Another error back: the request's own deadline ran out, and with it the
         # time to continue in.
@@ -214,7 +220,7 @@ class DispatchStream:
             raise reported
         first = self._success.picked.deployment
         self._success, request = successor
-        self.continued = Continued(first, partial, request)
+        self.continued = Continued(first, partial, reported, attempts, broke_at, request)
 
     def share(self, response: ChatResponse) -> ChatResponse:
         """The current attempt's part of the accumulated `response`, which its gate
