@@ -147,24 +147,32 @@ async def test_a_secret_parameter_that_is_not_text_leaves_errors_as_they_were(
     assert info.value.retry_after == 7
 
 
-def test_the_text_inside_a_mapping_secret_is_a_secret() -> None:
-    # A service account's credentials: the private key inside is what to hide.
+def test_the_credentials_inside_a_mapping_secret_are_secrets() -> None:
+    # A service account's credentials: the private key inside is what to hide,
+    # not its project, e-mail or endpoints, which an operator reads an error for.
     private = "-----BEGIN PRIVATE KEY-----MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"
-    deployment = Deployment(
-        name="d", group="g", provider="gemini", model="m",
-        extra={"vertex_credentials": Secret({"type": "service_account",  # type: ignore[arg-type]
-                                             "private_key": private, "n": [17]})})
-    assert deployment.secrets() == ("service_account", private, "17")
-    assert private[20:40] not in redact(f"bad key {private[20:40]}", *deployment.secrets())
+    account = {"type": "service_account", "project_id": "router-prod",
+               "private_key_id": "9f8e7d6c5b4a39281706", "private_key": private,
+               "client_email": "router@router-prod.iam.gserviceaccount.com",
+               "token_uri": "https://oauth2.googleapis.com/token", "n": [17]}
+    deployment = Deployment(name="d", group="g", provider="gemini", model="m",
+                            extra={"vertex_credentials": Secret(account)})  # type: ignore[arg-type]
+    assert deployment.secrets() == ("9f8e7d6c5b4a39281706", private)
+    shown = redact(f"bad key {private[20:40]} for router@router-prod.iam.gserviceaccount.com",
+                   *deployment.secrets())
+    assert shown == "bad key [redacted] for router@router-prod.iam.gserviceaccount.com"
     assert redact("text", None, 5, {"a": 1}) == "text"  # type: ignore[arg-type]
 
 
 def test_only_query_parameters_named_as_credentials_are_taken() -> None:
     # Matched anywhere in the name, `bypass_cache=true` or `author=` had their
     # values hidden in every error of the deployment.
-    url = ("https://h.example/v1?bypass_cache=true&author=maria&signature_version=4"
-           "&api-key=Az9-key&sig=s1g&token=t0k&code=c0de")
-    assert url_credentials(url) == ["Az9-key", "s1g", "t0k", "c0de"]
+    url = ("https://h.example/v1?bypass_cache=true&author=maria&country_code=fr"
+           "&api-key=Az9-key&sig=s1g&token=t0k&code=c0de&X-Amz-Signature=a1b2"
+           "&X-Amz-Security-Token=s3ss&subscription-key=5ub&auth_token=au7h"
+           "&client_secret=cl1&apiKey=ak3y&token_uri=https%3A%2F%2Fh%2Ftoken")
+    assert url_credentials(url) == ["Az9-key", "s1g", "t0k", "c0de", "a1b2", "s3ss", "5ub",
+                                    "au7h", "cl1", "ak3y"]
 
 
 def test_a_connection_error_quoting_its_url_hides_the_url_s_credentials() -> None:
@@ -179,3 +187,12 @@ def test_a_connection_error_quoting_its_url_hides_the_url_s_credentials() -> Non
     deployment = Deployment(name="d", group="g", provider="openai", model="m",
                             api_base="https://proxy.example/v1?token=tok_9f8e7d6c5b4a")
     assert "tok_9f8e7d6c5b4a" not in repr(deployment)
+
+
+def test_url_passwords_are_hidden_in_one_pass_even_over_a_long_run() -> None:
+    # `://x:` repeated with no '@': the old pattern scanned to the end of the run
+    # from each one and back (40 KB held the loop 3 s; this took about 8 s).
+    text = "://a:" * 20_000
+    assert redact(text) == text
+    assert redact("dsn postgresql://u:p@ss/w:rd@db:5432/x, then redis://:s3cret@r:6379/0") == (
+        "dsn postgresql://u:[redacted]@db:5432/x, then redis://:[redacted]@r:6379/0")

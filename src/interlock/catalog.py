@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from interlock.errors import UnknownModel, redact, url_credentials
+from interlock.errors import UnknownModel, names_a_credential, redact, url_credentials
 from interlock.types import ChatRequest
 
 
@@ -115,17 +115,20 @@ class Deployment:
         return tuple(s for s in found if s)
 
 
-def _strings_in(value: Any) -> list[str]:
-    """The text in a secret parameter's value: a key is a string, but a service
-    account's credentials are a mapping whose private key is the secret (a
-    number is taken as its digits)."""
+def _strings_in(value: Any, named: bool = True) -> list[str]:
+    """The text in a secret parameter's value: a key is a string (a number is
+    taken as its digits); in a mapping, such as a service account's credentials,
+    the values of the fields named as credentials (`private_key`,
+    `client_secret`), not its project, e-mail or endpoints, which an operator
+    reads an error for."""
     if isinstance(value, str):
-        return [value]
+        return [value] if named else []
     if isinstance(value, dict):
-        return [s for item in value.values() for s in _strings_in(item)]
+        return [s for name, item in value.items()
+                for s in _strings_in(item, names_a_credential(str(name)))]
     if isinstance(value, list | tuple):
-        return [s for item in value for s in _strings_in(item)]
-    if isinstance(value, int | float) and not isinstance(value, bool):
+        return [s for item in value for s in _strings_in(item, named)]
+    if named and isinstance(value, int | float) and not isinstance(value, bool):
         return [str(value)]
     return []
 

@@ -70,13 +70,11 @@ _SECRET_PATTERNS = [
     re.compile(r"((?:key|api_key|x-api-key|x-goog-api-key|password|passwd|pwd)=)"
                r"[^&\s\"']+?(?=:?(?:[&\s\"']|$))", re.IGNORECASE),
     re.compile(r"(Bearer\s+)[A-Za-z0-9_\-\.]{8,}", re.IGNORECASE),
-    # The password of a database or Redis URL (scheme://user:password@host), a '/',
-    # ':' or '@' in it too (people write them unescaped, and drivers take them):
-    # up to the last '@' of the URL. A URL with no password but an '@' in its
-    # path after a port loses its port and path here: too much hidden, never too
-    # little.
-    re.compile(r"(://[^:/@\s]*:)[^\s]+(?=@)"),
 ]
+# Where a URL's password may begin (`_hide_url_passwords`), and the end of the
+# run of text it is in.
+_URL_USER = re.compile(r"://[^:/@\s]*:")
+_SPACE = re.compile(r"\s")
 
 
 # The shortest run of a secret's characters that `redact` hides wherever it
@@ -126,7 +124,7 @@ class _Secrets:
             text = self._without_runs(text)
         for pattern in _SECRET_PATTERNS:
             text = pattern.sub(r"\1[redacted]", text)
-        return text
+        return _hide_url_passwords(text)
 
     def hide_json(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -162,12 +160,57 @@ class _Secrets:
         return "".join(kept)
 
 
-# Query parameters whose values are credentials (Gemini's ?key=, Azure's ?code=
-# or ?sig=, a proxy's ?token=): whole names, so that `bypass_cache=true` or
-# `author=` keep their values.
-_CREDENTIAL_QUERY = re.compile(
-    r"(?:x-)?(?:api[-_]?)?(?:key|token|access[-_]?token|secret|password|passwd|pwd|sig|"
-    r"signature|code|auth|authorization|credential|credentials)", re.IGNORECASE)
+def _hide_url_passwords(text: str) -> str:
+    """The password of a database or Redis URL (scheme://user:password@host)
+    hidden, a '/', ':' or '@' in it too (people write them unescaped, and
+    drivers take them): up to the last '@' of the run of text without
+    whitespace that holds it. A URL with no password but an '@' in its path
+    after a port loses its port and path here: too much hidden, never too
+    little. One pass over the text: a regex looking ahead for that '@' scanned
+    to the run's end from every '://user:' and back, quadratic in a run of
+    them, and a provider's error text can hold one (40 KB held the loop 3 s)."""
+    if "://" not in text:
+        return text
+    kept: list[str] = []
+    done = 0  # text[:done] is in `kept`
+    run_end = last_at = -1  # the current run's end, and its last '@'
+    for match in _URL_USER.finditer(text):
+        start = match.end()
+        if start < done:  # inside a password already hidden
+            continue
+        if start > run_end:
+            space = _SPACE.search(text, start)
+            run_end = space.start() if space else len(text)
+            last_at = text.rfind("@", start, run_end)
+        if last_at <= start:  # no '@' after it in its run: no password
+            continue
+        kept += (text[done:start], "[redacted]")
+        done = last_at
+    if not kept:
+        return text
+    kept.append(text[done:])
+    return "".join(kept)
+
+
+# The words that make a name a credential's (a query parameter's, a field of a
+# secret mapping such as a service account's), as a part of it: parts are split
+# at '-', '_', '.' and before a capital, so that `X-Amz-Signature`, `sas_token`,
+# `client_secret` and `apiKey` are, and `bypass_cache` or `author` are not. A
+# part naming a place (`token_uri`) makes it not one: a service account's
+# endpoints are what an operator reads an error for.
+_CREDENTIAL_WORDS = frozenset({"key", "apikey", "token", "secret", "password", "passwd",
+                               "pass", "pwd", "sig", "signature", "auth", "authorization",
+                               "credential", "credentials"})
+_PLACE_WORDS = frozenset({"uri", "url", "endpoint", "host"})
+_NAME_PARTS = re.compile(r"[-_.\s]+|(?<=[a-z0-9])(?=[A-Z])")
+
+
+def names_a_credential(name: str) -> bool:
+    """Whether a parameter or field called `name` holds a credential (also the
+    whole name `code`, Azure Functions' key)."""
+    parts = {part.lower() for part in _NAME_PARTS.split(name) if part}
+    return (parts.isdisjoint(_PLACE_WORDS)
+            and (not parts.isdisjoint(_CREDENTIAL_WORDS) or name.lower() == "code"))
 
 
 def url_credentials(url: str) -> list[str]:
@@ -186,7 +229,7 @@ def url_credentials(url: str) -> list[str]:
         found.append(password if colon else user)
     for field_ in parts.query.split("&"):
         name, _, value = field_.partition("=")
-        if _CREDENTIAL_QUERY.fullmatch(unquote(name)):
+        if names_a_credential(unquote(name)):
             found.append(value)
     return [s for raw in found for s in dict.fromkeys((raw, unquote(raw))) if s]
 
