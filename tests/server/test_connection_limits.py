@@ -497,3 +497,17 @@ def test_bad_bytes_pipelined_behind_an_answer_do_not_land_inside_it(
     answer = _answer(sock)
     assert _statuses(answer) == [200]
     assert b"invalid_http_request" not in answer
+
+
+def test_a_bad_chunk_in_a_body_being_read_gets_the_400(gateway: RunningGateway) -> None:
+    # The handler is reading the body, its answer not begun: the client is told
+    # why, as for bad bytes anywhere else, and the connection closed.
+    sock = _connect(gateway)
+    _send(sock, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
+          b"application/json\r\nAuthorization: Bearer " + MASTER_KEY.encode()
+          + b"\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"mod\r\n")
+    time.sleep(0.3)  # the handler waits for the rest of the body
+    _send(sock, b"zz-not-hex\r\n")
+    answer = _answer(sock)
+    assert _statuses(answer) == [400]
+    assert _error(answer)["code"] == "invalid_http_request"

@@ -242,18 +242,22 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         the parser's error, whose text says what was wrong."""
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
-            # A request is still being answered: a status line now would land
-            # inside its answer. Bad bytes after its whole message (pipelined
-            # behind it) wait for that answer to end, then the connection closes
-            # with no answer of their own; bad bytes inside its body make the
-            # request itself unreadable, so it is cut and its handler writes
-            # nowhere.
             if self._in_headers:
+                # Bad bytes after a whole request still being answered (pipelined
+                # behind it): a status line now would land inside its answer. It
+                # ends, then the connection closes, with no answer of their own;
+                # nothing more is read, so the bytes behind are not parsed (and
+                # logged) again read after read.
                 cycle.keep_alive = False
+                self.flow.pause_reading()
                 return
+            # Bad bytes inside this request's own body: it cannot be read, so its
+            # handler writes nowhere from now on; it gets the 400 below unless
+            # its answer has begun, when the connection is just closed.
             cycle.disconnected = True
-            self.transport.close()
-            return
+            if cycle.response_started:
+                self.transport.close()
+                return
         failure = sys.exc_info()[1]
         why = f" ({failure})" if isinstance(failure, httptools.HttpParserError) and \
             str(failure) else ""
