@@ -2,7 +2,7 @@
 who answered, the cost, the timings, and the rows of requests that failed, were
 cut short or were refused before routing.
 
-Imports: the standard library, `adapters.mock`, `catalog`, `costs.ledger`,
+Imports: the standard library, `mocked`, `catalog`, `costs.ledger`,
 `costs.prices`, `dispatch.dispatcher`, `errors`, `response_meta`, `tokens`, `types`,
 `usage_counters`.
 """
@@ -15,7 +15,6 @@ from decimal import Decimal
 from types import TracebackType
 from typing import Any
 
-from interlock.adapters.mock import mock_text
 from interlock.catalog import Catalog, Deployment
 from interlock.costs.ledger import Ledger, LedgerRow
 from interlock.costs.prices import PriceBook
@@ -28,6 +27,7 @@ from interlock.errors import (
     ProviderError,
     UnknownModel,
 )
+from interlock.mocked import mock_text
 from interlock.response_meta import ResponseMeta, new_request_id
 from interlock.tokens import estimate_prompt_tokens
 from interlock.types import ChatRequest, Usage

@@ -43,3 +43,12 @@ def test_the_budgets_format_dollars_without_loading_sqlalchemy() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_budgets_tell_a_mocked_answer_without_loading_the_http_stack() -> None:
+    # They imported `mock_text` from the mock adapter, which loads aiohttp: a
+    # sideways import that made `import interlock.costs.budgets` load it.
+    code = "import sys, interlock.costs.budgets; print('aiohttp' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"

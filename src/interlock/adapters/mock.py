@@ -19,7 +19,7 @@ the matching error instead, so the dispatcher retries, cools down and falls back
 as for a real one, as LiteLLM's Router does. So do the testing switches a request
 may carry (`mock_failures`, `mock_timeout`).
 
-Imports: the standard library, `errors`, `types`, `catalog`, `tokens`,
+Imports: the standard library, `errors`, `types`, `catalog`, `mocked`, `tokens`,
 `adapters.base`, `adapters.http`.
 """
 
@@ -46,6 +46,7 @@ from interlock.errors import (
     Timeout,
     UpstreamServerError,
 )
+from interlock.mocked import mock_text
 from interlock.tokens import CHARS_PER_TOKEN, estimate_inputs_tokens, estimate_prompt_tokens
 from interlock.types import (
     ChatRequest,
@@ -75,20 +76,6 @@ MOCK_ERROR_PREFIXES: dict[str, tuple[type[ProviderError], int]] = {
     "Exception: mock_streaming_error": (Overloaded, 529),
 }
 _MID_STREAM = "Exception: mock_streaming_error"
-
-
-def mock_text(request: ChatRequest, deployment: Deployment) -> str | None:
-    """The text this attempt answers with instead of calling the provider, or None.
-
-    The request's own `mock_response` wins over the deployment's (a string: the
-    config schema checks `litellm_params.mock_response`). A request with a mock
-    failure still owed (`mock_failures`, `mock_timeout`) is this adapter's too."""
-    if request.mock_failures or request.mock_timeout:
-        return request.mock_response or deployment.extra.get("mock_response") or ""
-    if request.mock_response is not None:
-        return request.mock_response
-    configured: str | None = deployment.extra.get("mock_response")
-    return configured
 
 
 def _sentinel(text: str) -> tuple[type[ProviderError], int] | None:

@@ -130,8 +130,10 @@ class RedisBudgetCounts(MemoryBudgetCounts):
             return
         # As `_reserve_shared`: a record owed is read again; while one is being
         # read (or waits out its retry), the marks are not asked for.
-        lost = self._record_owed() or (marks and self._claiming() is None and (
-            await self._redis.exists(*marks) < len(set(marks))))
+        # EXISTS counts a key once for each time it is named: each mark once.
+        distinct = set(marks)
+        lost = self._record_owed() or (distinct and self._claiming() is None and (
+            await self._redis.exists(*distinct) < len(distinct)))
         if lost:
             self._seed_redis()
         seeding = self._redis_seed

@@ -48,7 +48,7 @@ Redis (`budget_redis_counts`, which builds on them and the gate on it), the
 ledger's record (`budget_record`), periods and coverage (`budget_periods`), and
 what a refusal says (`budget_refusal`).
 
-Imports: the standard library, `adapters.mock`, `catalog`, `dispatch.gates`, `tokens`, `types`,
+Imports: the standard library, `mocked`, `catalog`, `dispatch.gates`, `tokens`, `types`,
 `costs.budget_memory_counts`, `costs.budget_periods`, `costs.budget_record`,
 `costs.budget_redis_counts`, `costs.budget_refusal`, `costs.prices`, `costs.settings`,
 `costs.usd`.
@@ -64,7 +64,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from interlock.adapters.mock import mock_text
 from interlock.catalog import Deployment
 from interlock.costs.budget_memory_counts import Count
 from interlock.costs.budget_periods import covers, period_id
@@ -81,6 +80,7 @@ from interlock.costs.prices import PriceBook
 from interlock.costs.settings import Budget
 from interlock.costs.usd import plain_usd, to_nano
 from interlock.dispatch.gates import Refusal
+from interlock.mocked import mock_text
 from interlock.tokens import estimated_usage
 from interlock.types import ChatRequest, ChatResponse
 

@@ -20,7 +20,7 @@ against no deployment (`deadlines`). An attempt whose request or deployment
 sets `mock_response` is answered by `adapters.mock`, not the provider.
 
 Imports: the standard library, `types`, `tokens`, `errors`, `catalog`, `adapters.base`,
-`adapters.http`, `adapters.mock`, `dispatch.*`.
+`adapters.http`, `adapters.mock`, `mocked`, `dispatch.*`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Protocol, TypeVar
 
 from interlock.adapters.base import Adapter, DeltaBatch
 from interlock.adapters.http import Timeouts
-from interlock.adapters.mock import MockAdapter, mock_text
+from interlock.adapters.mock import MockAdapter
 from interlock.catalog import Catalog, Deployment
 from interlock.dispatch.clock import Clock, MonotonicClock
 from interlock.dispatch.deadlines import (
@@ -69,6 +69,7 @@ from interlock.errors import (
     Timeout,
     UnsupportedParameter,
 )
+from interlock.mocked import mock_text
 from interlock.tokens import estimate_text_tokens
 from interlock.types import (
     ChatRequest,
