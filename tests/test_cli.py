@@ -503,6 +503,13 @@ def test_the_help_on_a_key_s_parallel_cap_says_where_it_holds() -> None:
                 "workers when router_settings name Redis") in words, words
 
 
+def test_the_help_of_keys_update_offers_each_switch_once() -> None:
+    # typer made a negative twin of each: --no-no-expiry, --no-no-budget.
+    shown = runner.invoke(app, ["keys", "update", "--help"], env={"COLUMNS": "200"}).output
+    assert "--no-expiry" in shown and "--no-budget" in shown and "--all-models" in shown
+    assert "--no-no-" not in shown and "--no-all-models" not in shown
+
+
 def test_a_key_is_changed_from_the_command_line(tmp_path: Path) -> None:
     import json
 

@@ -56,7 +56,8 @@ async def _run(store: Any, work: Any) -> Any:
 
 
 ModelsOption = Annotated[str | None, typer.Option(
-    help="Comma-separated names it may ask for (default, or none given: all).")]
+    help="Comma-separated names it may ask for ('*' for all; a new key given none may ask"
+    " for all).")]
 RpmOption = Annotated[int | None, typer.Option(help="Requests a minute.")]
 TpmOption = Annotated[int | None, typer.Option(help="Tokens a minute.")]
 ParallelOption = Annotated[int | None, typer.Option(
@@ -145,9 +146,13 @@ def update_command(
     tpm_limit: TpmOption = None, max_parallel_requests: ParallelOption = None,
     duration: DurationOption = None, max_budget: BudgetOption = None,
     budget_period: PeriodOption = None,
-    all_models: Annotated[bool, typer.Option(help="Let it ask for every name.")] = False,
-    no_expiry: Annotated[bool, typer.Option(help="Let it last until deleted.")] = False,
-    no_budget: Annotated[bool, typer.Option(help="Take its budget away.")] = False,
+    # One flag each: typer would add a --no-<name> twin (--no-no-expiry).
+    all_models: Annotated[bool, typer.Option(
+        "--all-models", help="Let it ask for every name.")] = False,
+    no_expiry: Annotated[bool, typer.Option(
+        "--no-expiry", help="Let it last until deleted.")] = False,
+    no_budget: Annotated[bool, typer.Option(
+        "--no-budget", help="Take its budget away.")] = False,
 ) -> None:
     """Change a key's models, limits, budget or expiry; what is not given stays."""
     options = {"models": models, "rpm_limit": rpm_limit, "tpm_limit": tpm_limit,
