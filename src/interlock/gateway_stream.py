@@ -68,7 +68,12 @@ class GatewayStream:
         return self._request
 
     def response(self) -> ChatResponse:
-        return self._upstream.response()
+        """The answer as assembled; after a continuation, with both calls' usage
+        (`shown_usage`), once the stream has ended."""
+        response = self._upstream.response()
+        if self._done and self._upstream.continued is not None:
+            return dataclasses.replace(response, usage=self._shown_usage)
+        return response
 
     def shown_usage(self) -> Usage | None:
         """The usage a client's final chunk reports: the provider's, as it sent it;
@@ -126,27 +131,32 @@ class GatewayStream:
                                    first.service_tier)
         second_cost = recorder.cost(continued.request, upstream.deployment, second_usage,
                                     response.service_tier)
-        # The answer's row takes the client key's hold on its limits, let go once.
-        answer = dataclasses.replace(meta, cost_usd=second_cost,
+        # The client key's hold on its limits is let go once, with both calls.
+        ticket, meta.key_ticket = meta.key_ticket, None
+        split = continued.attempts
+        answer = dataclasses.replace(meta, cost_usd=second_cost, attempts=meta.attempts[split:],
                                      usage_estimated=second.usage is None)
         broken = dataclasses.replace(
             meta, group=continued.deployment.group, deployment=continued.deployment.name,
-            provider=continued.deployment.provider, attempts=meta.attempts[:continued.attempts],
-            cost_usd=first_cost, usage_estimated=first.usage is None, key_ticket=None,
+            provider=continued.deployment.provider, attempts=meta.attempts[:split],
+            cost_usd=first_cost, usage_estimated=first.usage is None,
             service_tier=first.service_tier,
             latency_ms=(continued.broke_at - self._started) * 1000)
-        meta.key_ticket = None
         meta.cost_usd = None if first_cost is None or second_cost is None \
             else first_cost + second_cost
         meta.usage_estimated = broken.usage_estimated or answer.usage_estimated
-        self._shown_usage = first_usage + second_usage
+        both = self._shown_usage = first_usage + second_usage
         request, key_id = self._request, self._key_id
 
         def record() -> None:
-            recorder.record(broken, request, first_usage, first.content, key_id, True,
-                            continued.error)
-            recorder.record(answer, request, second_usage, response.content, key_id, True,
-                            error)
+            try:
+                recorder.record(broken, request, first_usage, first.content, key_id, True,
+                                continued.error, True)  # a call of the request, not one
+                recorder.record(answer, request, second_usage, response.content, key_id,
+                                True, error)
+            finally:
+                if ticket is not None:
+                    ticket.done(both)
         return record
 
     async def aclose(self, reason: InterlockError | None = None) -> None:

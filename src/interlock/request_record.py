@@ -153,14 +153,17 @@ class RequestRecorder:
 
     def record(self, meta: ResponseMeta, request: ChatRequest, usage: Usage | None,
                content: str | None, key_id: str | None, stream: bool,
-               error: BaseException | None = None) -> None:
+               error: BaseException | None = None, continued_call: bool = False) -> None:
+        """`continued_call`: the row of a stream's first call, broken by `error` and
+        continued on another deployment (`gateway_stream`): status `continued`, a
+        billed call of the request whose own row follows, not a request of its own."""
         # `stream` and `error` may be given by position: the server's partials do,
         # since a partial holding keywords merges them into a dict at each call.
         if meta.key_ticket is not None:  # each request comes here once: its limits let go
             meta.key_ticket.done(usage)
             meta.key_ticket = None
         usage = usage or Usage()
-        self._count(meta.deployment, usage, meta.cost_usd, error)
+        self._count(meta.deployment, usage, meta.cost_usd, error, not continued_call)
         ledger = self.ledger
         if ledger is None:
             return
@@ -181,7 +184,7 @@ class RequestRecorder:
         row.provider = meta.provider
         row.model = self._deployment_model(meta.deployment)
         if error is not None:
-            row.status = "error"
+            row.status = "continued" if continued_call else "error"
             row.error_class = type(error).__name__
         row.attempts = meta.upstream_calls
         # The usual single attempt without building two sets.

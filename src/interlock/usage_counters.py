@@ -48,9 +48,13 @@ class UsageCounters:
             DeploymentUsage)
 
     def count(self, deployment: str | None, usage: Usage, cost_usd: Decimal | None,
-              error: BaseException | None) -> None:
+              error: BaseException | None, outcome: bool = True) -> None:
+        """`outcome` False: a call that is not a request's end (the first call of a
+        stream continued elsewhere): its tokens and cost count, not as a request."""
         tally = self.by_deployment[deployment]
-        if error is None:
+        if not outcome:
+            pass
+        elif error is None:
             tally.answered += 1
         else:
             name = type(error).__name__

@@ -592,7 +592,7 @@ async def test_a_continued_stream_costs_the_budgets_what_its_ledger_rows_charge(
             "usage_estimated FROM interlock_requests ORDER BY id").fetchall()
     [broken, answer] = rows
     assert broken[0] == answer[0] == meta.request_id  # one request, a row a billed call
-    assert (broken[1], broken[2], broken[6]) == ("anthropic", "error", 1)
+    assert (broken[1], broken[2], broken[6]) == ("anthropic", "continued", 1)
     assert broken[3] == "ConnectionFailed"
     # Read to its end, or left by its client after the finish reason.
     assert (answer[1], answer[2]) == ("openai", "ok" if usage_came else "error")
@@ -649,3 +649,46 @@ async def test_a_continued_stream_s_final_chunk_reports_both_calls_usage(
     # Both prompts: the original and the successor's, which carries the first's text.
     assert input_tokens > 2 * estimate_prompt_tokens(
         _stream_ask("high-quality", "a long question " * 100))
+
+
+async def test_a_continued_stream_is_one_request_with_two_billed_calls(
+        fake_upstream: FakeUpstream, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # With a row for each call, the first's counted as a failed request of its
+    # own (spend, report, /metrics), and the key's limits were let go with the
+    # second call's tokens alone (third review).
+    from interlock.costs.queries import LedgerReader
+    from interlock.key_limits import KeyTicket
+
+    settled: list[Usage | None] = []
+    done = KeyTicket.done
+    monkeypatch.setattr(KeyTicket, "done",
+                        lambda self, usage: settled.append(usage) or done(self, usage))
+    fake_upstream.reply(Reply(text="slow answer " * 20, chunk_chars=4))
+    fake_upstream.script(Fault(disconnect_after=5), provider="anthropic")
+    config = _config(fake_upstream)
+    del config["budgets"]
+    config["ledger"] = {"database": str(tmp_path / "ledger.sqlite")}
+    config["router_settings"]["stream_continuation"] = True
+    config["general_settings"] = {"api_keys": [
+        {"name": "team", "key": "sk-team-0123456789", "tpm_limit": 1_000_000}]}
+    gateway = Gateway(load_config(config), environ={})
+    await gateway.start()
+    try:
+        stream = await gateway.stream(_stream_ask("high-quality", "a long question " * 100),
+                                      key_id="team")
+        async for _ in stream:
+            pass
+        both = stream.shown_usage()
+        assert stream.response().usage == both  # the library's answer says the same
+        assert gateway.recorder.usage.outcomes() == {"ok": 1}
+    finally:
+        await gateway.aclose()
+    assert settled == [both]  # once, with both calls' tokens
+    with LedgerReader(f"sqlite:///{tmp_path / 'ledger.sqlite'}") as reader:
+        [line] = reader.spend("key")
+        health = {h.deployment.split("/")[1]: (h.requests, h.errors, h.attempts)
+                  for h in reader.deployment_health()}
+    assert (line.key, line.requests, line.errors) == ("team", 1, 0)
+    assert both is not None and line.input_tokens == both.input_tokens
+    # Each deployment's calls: the first broke a stream, the other answered it.
+    assert health == {"anthropic": (1, 1, 1), "openai": (1, 0, 1)}

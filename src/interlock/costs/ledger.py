@@ -80,7 +80,9 @@ class LedgerRow:
     provider: str | None = None
     # The upstream model id the deployment called (e.g. "claude-sonnet-4-20250514").
     model: str | None = None
-    status: Literal["ok", "error"] = "ok"
+    # "continued": the first call of a stream continued on another deployment, a
+    # billed call of the request whose own row follows (`gateway_stream`).
+    status: Literal["ok", "error", "continued"] = "ok"
     error_class: str | None = None
     attempts: int = 1
     fallbacks: int = 0

@@ -150,8 +150,10 @@ class LedgerReader:
         web_searches = self._added_columns()[0]
         query = sa.select(
             key,
-            sa.func.count(),
-            sa.func.sum(sa.case((c.status != "ok", 1), else_=0)),
+            # A continued stream's first call has a row of its own (`continued`):
+            # its cost and tokens count, but not as a request, nor as a failed one.
+            sa.func.sum(sa.case((c.status != "continued", 1), else_=0)),
+            sa.func.sum(sa.case((c.status == "error", 1), else_=0)),
             sa.func.sum(c.input_tokens),
             sa.func.sum(c.cached_input_tokens),
             sa.func.sum(c.output_tokens),
@@ -217,6 +219,8 @@ class LedgerReader:
     def deployment_health(self, *, since: datetime | None = None) -> list[DeploymentHealth]:
         c = self.t.c
         key = sa.func.coalesce(c.deployment, "(none)").label("key")
+        # Calls that ended on each deployment: a stream that broke there and was
+        # continued elsewhere (`continued`) is one of its failures.
         query = sa.select(
             key, sa.func.count(), sa.func.sum(sa.case((c.status != "ok", 1), else_=0)),
             sa.func.sum(c.fallbacks), sa.func.sum(c.attempts),

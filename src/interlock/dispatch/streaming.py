@@ -206,9 +206,10 @@ class DispatchStream:
         """Record the failure; continue on another deployment or raise it."""
         # What had streamed: the provider bills it, so the budgets count it.
         partial = self._acc.response()
+        broke_at = time.perf_counter()
         reported = await self._owner.stream_failed(self._run, self._success, error,
                                                    self.share(partial))
-        attempts, broke_at = len(self._run.attempts), time.perf_counter()
+        attempts = len(self._run.attempts)  # the failed attempt, now recorded, among them
         successor = None
         # Another error back: the request's own deadline ran out, and with it the
         # time to continue in.
