@@ -115,19 +115,22 @@ class Deployment:
         return tuple(s for s in found if s)
 
 
-def _strings_in(value: Any, named: bool = True) -> list[str]:
+def _strings_in(value: Any, named: bool = True, inside: bool = False) -> list[str]:
     """The text in a secret parameter's value: a key is a string (a number is
     taken as its digits); in a mapping, such as a service account's credentials,
     the values of the fields named as credentials (`private_key`,
-    `client_secret`), not its project, e-mail or endpoints, which an operator
-    reads an error for."""
+    `client_secret`), and everything within them, not its project, e-mail or
+    endpoints, which an operator reads an error for."""
     if isinstance(value, str):
         return [value] if named else []
     if isinstance(value, dict):
-        return [s for name, item in value.items()
-                for s in _strings_in(item, names_a_credential(str(name)))]
+        out = []
+        for name, item in value.items():
+            secret = inside or names_a_credential(str(name))
+            out += _strings_in(item, secret, secret)
+        return out
     if isinstance(value, list | tuple):
-        return [s for item in value for s in _strings_in(item, named)]
+        return [s for item in value for s in _strings_in(item, named, inside)]
     if named and isinstance(value, int | float) and not isinstance(value, bool):
         return [str(value)]
     return []

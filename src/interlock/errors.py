@@ -192,25 +192,25 @@ def _hide_url_passwords(text: str) -> str:
     return "".join(kept)
 
 
-# The words that make a name a credential's (a query parameter's, a field of a
-# secret mapping such as a service account's), as a part of it: parts are split
-# at '-', '_', '.' and before a capital, so that `X-Amz-Signature`, `sas_token`,
-# `client_secret` and `apiKey` are, and `bypass_cache` or `author` are not. A
-# part naming a place (`token_uri`) makes it not one: a service account's
-# endpoints are what an operator reads an error for.
-_CREDENTIAL_WORDS = frozenset({"key", "apikey", "token", "secret", "password", "passwd",
-                               "pass", "pwd", "sig", "signature", "auth", "authorization",
-                               "credential", "credentials"})
-_PLACE_WORDS = frozenset({"uri", "url", "endpoint", "host"})
+# A name is a credential's (a query parameter's, a field of a secret mapping such
+# as a service account's) when its last part is one of these words, alone or run
+# together with a prefix: parts are split at '-', '_', '.' and before a capital,
+# so that `X-Amz-Signature`, `sas_token`, `client_secret`, `apiKey` and
+# `apitoken` are, and `bypass_cache`, `author`, `auth_mode`, `token_type` or
+# `token_uri` (what an operator reads an error for) are not.
+_CREDENTIAL_PART = re.compile(
+    r"(?:api|access|auth|session|client|refresh|private|secret|security|subscription|"
+    r"sas|bearer|id|x)?(?:key|token|secret|pass|password|passwd|pwd|sig|signature|auth|"
+    r"authorization|credential|credentials)")
 _NAME_PARTS = re.compile(r"[-_.\s]+|(?<=[a-z0-9])(?=[A-Z])")
 
 
 def names_a_credential(name: str) -> bool:
     """Whether a parameter or field called `name` holds a credential (also the
     whole name `code`, Azure Functions' key)."""
-    parts = {part.lower() for part in _NAME_PARTS.split(name) if part}
-    return (parts.isdisjoint(_PLACE_WORDS)
-            and (not parts.isdisjoint(_CREDENTIAL_WORDS) or name.lower() == "code"))
+    parts = [part for part in _NAME_PARTS.split(name) if part]
+    return bool(parts) and (_CREDENTIAL_PART.fullmatch(parts[-1].lower()) is not None
+                            or name.lower() == "code")
 
 
 def url_credentials(url: str) -> list[str]:

@@ -17,7 +17,7 @@ def mock_text(request: ChatRequest, deployment: Deployment) -> str | None:
 
     The request's own `mock_response` wins over the deployment's (a string: the
     config schema checks `litellm_params.mock_response`). A request with a mock
-    failure still owed (`mock_failures`, `mock_timeout`) is this adapter's too."""
+    failure still owed (`mock_failures`, `mock_timeout`) is the mock adapter's too."""
     if request.mock_failures or request.mock_timeout:
         return request.mock_response or deployment.extra.get("mock_response") or ""
     if request.mock_response is not None:

@@ -125,6 +125,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._body_began_at = 0.0
         self._body_checked_at = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        # Bytes that failed to parse came behind a request still being answered:
+        # what follows is dropped unread (`send_400_response`).
+        self._discarding = False
 
     # -- asyncio.Protocol ---------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -137,6 +140,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._discarding:
+            return
         if self._in_headers:
             self._header_bytes += len(data)
         else:
@@ -245,11 +250,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             if self._in_headers:
                 # Bad bytes after a whole request still being answered (pipelined
                 # behind it): a status line now would land inside its answer. It
-                # ends, then the connection closes, with no answer of their own;
-                # nothing more is read, so the bytes behind are not parsed (and
-                # logged) again read after read.
+                # ends, then the connection closes, with no answer of their own.
+                # What comes after is dropped, not parsed (and logged by uvicorn)
+                # again read after read; still read, so that a client leaving is
+                # noticed and its request cancelled.
                 cycle.keep_alive = False
-                self.flow.pause_reading()
+                self._discarding = True
                 return
             # Bad bytes inside this request's own body: it cannot be read, so its
             # handler writes nowhere from now on; it gets the 400 below unless
