@@ -152,11 +152,13 @@ class GatewayStream:
             try:
                 recorder.record(broken, request, first_usage, first.content, key_id, True,
                                 continued.error, True)  # a call of the request, not one
-                recorder.record(answer, request, second_usage, response.content, key_id,
-                                True, error)
             finally:
-                if ticket is not None:
-                    ticket.done(both)
+                try:  # the request's own row, whatever became of the first call's
+                    recorder.record(answer, request, second_usage, response.content,
+                                    key_id, True, error)
+                finally:
+                    if ticket is not None:
+                        ticket.done(both)
         return record
 
     async def aclose(self, reason: InterlockError | None = None) -> None:

@@ -2,7 +2,9 @@
 outcome, tokens each way, dollars, and the requests whose cost is unknown.
 
 Counted once per request where its ledger row is made (`request_record`),
-with or without a ledger, from the usage and cost the row gets anyway; read by
+with or without a ledger, from the usage and cost the row gets anyway (the first
+call of a stream continued on another deployment, which has a row of its own,
+adds its tokens and dollars to its deployment but no request); read by
 `server.metrics` when scraped. The request path pays a dictionary lookup and a
 few additions: no lock (one event loop), no labels built, no text rendered.
 
@@ -64,7 +66,7 @@ class UsageCounters:
         tally.cached_input_tokens += usage.cached_input_tokens
         tally.reasoning_tokens += usage.reasoning_tokens
         if cost_usd is None:
-            tally.unpriced += 1
+            tally.unpriced += outcome  # requests of unknown cost, as `answered` counts
         else:
             tally.cost_usd += cost_usd
 

@@ -618,6 +618,18 @@ async def test_a_continued_stream_costs_the_budgets_what_its_ledger_rows_charge(
     assert seeded == live
 
 
+def _breaks_then_continues(fake: FakeUpstream, tmp_path: Any) -> dict[str, Any]:
+    """A config whose streams break on anthropic after five chunks and continue on
+    openai, with a SQLite ledger and no budgets."""
+    fake.reply(Reply(text="slow answer " * 20, chunk_chars=4))
+    fake.script(Fault(disconnect_after=5), provider="anthropic")
+    config = _config(fake)
+    del config["budgets"]
+    config["router_settings"]["stream_continuation"] = True
+    config["ledger"] = {"database": str(tmp_path / "ledger.sqlite")}
+    return config
+
+
 async def test_a_continued_stream_s_final_chunk_reports_both_calls_usage(
         fake_upstream: FakeUpstream, tmp_path: Any) -> None:
     # The final chunk showed the successor's usage alone beside a cost of both
@@ -626,13 +638,7 @@ async def test_a_continued_stream_s_final_chunk_reports_both_calls_usage(
 
     from interlock import Router
 
-    fake_upstream.reply(Reply(text="slow answer " * 20, chunk_chars=4))
-    fake_upstream.script(Fault(disconnect_after=5), provider="anthropic")
-    config = _config(fake_upstream)
-    del config["budgets"]
-    config["router_settings"]["stream_continuation"] = True
-    config["ledger"] = {"database": str(tmp_path / "ledger.sqlite")}
-    router = Router(config=config)
+    router = Router(config=_breaks_then_continues(fake_upstream, tmp_path))
     try:
         chunks = [chunk async for chunk in await router.acompletion(
             model="high-quality", stream=True, stream_options={"include_usage": True},
@@ -663,12 +669,7 @@ async def test_a_continued_stream_is_one_request_with_two_billed_calls(
     done = KeyTicket.done
     monkeypatch.setattr(KeyTicket, "done",
                         lambda self, usage: settled.append(usage) or done(self, usage))
-    fake_upstream.reply(Reply(text="slow answer " * 20, chunk_chars=4))
-    fake_upstream.script(Fault(disconnect_after=5), provider="anthropic")
-    config = _config(fake_upstream)
-    del config["budgets"]
-    config["ledger"] = {"database": str(tmp_path / "ledger.sqlite")}
-    config["router_settings"]["stream_continuation"] = True
+    config = _breaks_then_continues(fake_upstream, tmp_path)
     config["general_settings"] = {"api_keys": [
         {"name": "team", "key": "sk-team-0123456789", "tpm_limit": 1_000_000}]}
     gateway = Gateway(load_config(config), environ={})
@@ -688,7 +689,42 @@ async def test_a_continued_stream_is_one_request_with_two_billed_calls(
         [line] = reader.spend("key")
         health = {h.deployment.split("/")[1]: (h.requests, h.errors, h.attempts)
                   for h in reader.deployment_health()}
-    assert (line.key, line.requests, line.errors) == ("team", 1, 0)
+    assert (line.key, line.requests, line.errors, line.calls) == ("team", 1, 0, 2)
     assert both is not None and line.input_tokens == both.input_tokens
     # Each deployment's calls: the first broke a stream, the other answered it.
     assert health == {"anthropic": (1, 1, 1), "openai": (1, 0, 1)}
+    # The report's and the simulator's replay: one request, both calls' cost.
+    from interlock.costs.simulate import replay
+
+    with LedgerReader(f"sqlite:///{tmp_path / 'ledger.sqlite'}") as reader:
+        records = list(reader.usage())
+    assert sorted(r.call_only for r in records) == [False, True]
+    replayed = replay(records, {})
+    assert (replayed.requests, replayed.recorded_usd) == (1, line.cost_usd)
+
+
+async def test_a_continued_stream_of_unknown_cost_is_shown_unpriced_not_free(
+        fake_upstream: FakeUpstream, tmp_path: Any) -> None:
+    # `interlock spend` printed "$0.00 (2 unpriced)" for its one request: it
+    # compared unpriced rows with requests, which leave the first call out.
+    from typer.testing import CliRunner
+
+    from interlock.cli.main import app
+
+    config = _breaks_then_continues(fake_upstream, tmp_path)
+    for entry, model in zip(config["model_list"], ("anthropic/no-such-claude",
+                                                   "openai/no-such-gpt"), strict=True):
+        entry["litellm_params"]["model"] = model
+    gateway = Gateway(load_config(config), environ={})
+    await gateway.start()
+    try:
+        stream = await gateway.stream(_stream_ask("high-quality", "a long question " * 100))
+        async for _ in stream:
+            pass
+    finally:
+        await gateway.aclose()
+    shown = CliRunner().invoke(app, ["spend", "--database",
+                                     f"sqlite:///{tmp_path / 'ledger.sqlite'}", "--by", "group"])
+    [line] = [x for x in shown.output.splitlines() if x.startswith("high-quality")]
+    assert line.split()[1] == "1", line  # one request
+    assert "$0.00" not in line and " unpriced " in line, line

@@ -111,3 +111,18 @@ def test_usage_counters_keep_a_known_zero_cost_apart_from_an_unknown_one() -> No
     assert (tally.answered, tally.errors, tally.input_tokens) == (2, {"TimeoutError": 1}, 12)
     assert (tally.cost_usd, tally.unpriced) == (Decimal("0.5"), 1)
     assert counters.outcomes() == {"ok": 2, "TimeoutError": 1, "KeyError": 1}
+
+
+def test_a_continued_stream_s_first_call_adds_tokens_and_dollars_but_no_request() -> None:
+    # It has a ledger row of its own; counted as a request, it showed one failed
+    # request (and, unpriced, one unpriced request) for a request that succeeded.
+    from interlock.errors import ConnectionFailed
+    from interlock.usage_counters import UsageCounters
+
+    counters = UsageCounters()
+    counters.count("a", Usage(100, 10), None, ConnectionFailed("broke"), False)
+    counters.count("b", Usage(150, 20), Decimal("0.5"), None)
+    first, answer = counters.by_deployment["a"], counters.by_deployment["b"]
+    assert counters.outcomes() == {"ok": 1}
+    assert (first.input_tokens, first.output_tokens, first.unpriced) == (100, 10, 0)
+    assert (answer.answered, answer.cost_usd) == (1, Decimal("0.5"))

@@ -159,7 +159,7 @@ def spend_command(
         note = f"  ({line.unpriced} unpriced)" if line.unpriced else ""
         # A line whose every row is unpriced has no cost to show: "$0.00" would read
         # as free (docs/costs.md: unknown cost is never shown as zero).
-        cost = "unpriced" if line.unpriced and line.unpriced == line.requests \
+        cost = "unpriced" if line.unpriced and line.unpriced == line.calls \
             else money(line.cost_usd)
         typer.echo(f"{line.key:<{width}} {line.requests:>9,} {line.errors:>7,} "
                    f"{line.input_tokens:>12,} {line.output_tokens:>12,}"

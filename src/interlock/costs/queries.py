@@ -45,13 +45,16 @@ class SpendLine:
     unpriced: int
     # Web searches the providers billed (their cost is in `cost_usd`).
     web_searches: int = 0
+    # Rows: the requests and the first calls of continued streams (`continued`),
+    # which `unpriced` counts among too.
+    calls: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "key": self.key, "requests": self.requests, "errors": self.errors,
             "input_tokens": self.input_tokens, "cached_input_tokens": self.cached_input_tokens,
             "output_tokens": self.output_tokens, "cost_usd": usd_text(self.cost_usd),
-            "unpriced": self.unpriced, "web_searches": self.web_searches,
+            "unpriced": self.unpriced, "web_searches": self.web_searches, "calls": self.calls,
         }
 
 
@@ -70,6 +73,9 @@ class UsageRecord:
     web_searches: int = 0
     # As the answer reported it (OpenAI's `service_tier`); None where it said none.
     service_tier: str | None = None
+    # The first call of a stream continued elsewhere (`continued`): billed, so its
+    # cost counts, but a call of the request whose own record follows.
+    call_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,13 +166,14 @@ class LedgerReader:
             sa.type_coerce(sa.func.sum(c.cost_nanousd), Money()),
             sa.func.sum(sa.case((c.cost_nanousd.is_(None), 1), else_=0)),
             sa.func.sum(web_searches),
+            sa.func.count(),
         ).group_by(key).order_by(key)
         with self.engine.connect() as conn:
             rows = conn.execute(self._since(query, since)).all()
         return [
-            SpendLine(str(r[0]), int(r[1]), int(r[2] or 0), int(r[3] or 0), int(r[4] or 0),
+            SpendLine(str(r[0]), int(r[1] or 0), int(r[2] or 0), int(r[3] or 0), int(r[4] or 0),
                       int(r[5] or 0), r[6] if r[6] is not None else Decimal(0), int(r[7] or 0),
-                      int(r[8] or 0))
+                      int(r[8] or 0), int(r[9]))
             for r in rows
         ]
 
@@ -191,16 +198,22 @@ class LedgerReader:
             return {str(k): int(v or 0) for k, v in conn.execute(query)}
 
     def usage(self, *, since: datetime | None = None) -> Iterator[UsageRecord]:
+        """The successful requests' rows, with the first calls of those among them
+        that were streams continued elsewhere (`call_only`): billed for the request."""
         c = self.t.c
+        answered = sa.select(c.request_id).where(c.status == "ok")
         query = sa.select(
             c.routed_group, c.deployment, c.provider, c.model, c.input_tokens,
             c.cached_input_tokens, c.output_tokens, c.cost_nanousd, *self._added_columns()[:2],
-        ).where(c.status == "ok")
+            c.status,
+        ).where(sa.or_(c.status == "ok",
+                       sa.and_(c.status == "continued", c.request_id.in_(answered))))
         with self.engine.connect() as conn:
             result = conn.execution_options(yield_per=5_000).execute(self._since(query, since))
             for r in result:
                 yield UsageRecord(r[0], r[1], r[2], r[3], int(r[4] or 0), int(r[5] or 0),
-                                  int(r[6] or 0), r[7], int(r[8] or 0), r[9] or None)
+                                  int(r[6] or 0), r[7], int(r[8] or 0), r[9] or None,
+                                  r[10] == "continued")
 
     def daily_spend_by(self, by: SpendBy = "deployment", *,
                        since: datetime | None = None) -> dict[str, dict[date, Decimal]]:
@@ -235,10 +248,12 @@ class LedgerReader:
             return int(conn.execute(sa.select(sa.func.count()).select_from(self.t)).scalar_one())
 
     def group_models(self) -> list[tuple[str, str | None, str | None, str | None, int]]:
-        """(group, deployment, provider, model, requests) for every pairing seen."""
+        """(group, deployment, provider, model, requests) for every pairing seen
+        (requests: a continued stream's first call is not one)."""
         c = self.t.c
         group = sa.func.coalesce(c.routed_group, "(none)").label("g")
-        query = sa.select(group, c.deployment, c.provider, c.model, sa.func.count()).group_by(
+        query = sa.select(group, c.deployment, c.provider, c.model, sa.func.count()).where(
+            c.status != "continued").group_by(
             group, c.deployment, c.provider, c.model).order_by(sa.func.count().desc())
         with self.engine.connect() as conn:
             return [(str(r[0]), r[1], r[2], r[3], int(r[4])) for r in conn.execute(query)]

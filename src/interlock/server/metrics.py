@@ -152,13 +152,15 @@ def _usage(where: list[tuple[dict[str, str], Any]], counters: UsageCounters) -> 
                   (({**labels, "outcome": outcome}, n) for labels, t in tallies
                    for outcome, n in {"ok": t.answered, **t.errors}.items()))
         + _family("interlock_deployment_tokens_total", "counter",
-                  "Tokens of the requests that ended on the deployment, as the ledger "
-                  "records them (cached_input is part of input, reasoning part of output).",
+                  "Tokens of the requests that ended on the deployment, and of the streams "
+                  "that broke there and were continued elsewhere, as the ledger records "
+                  "them (cached_input is part of input, reasoning part of output).",
                   (({**labels, "direction": direction}, getattr(t, field))
                    for labels, t in tallies for direction, field in tokens))
         + _family("interlock_deployment_cost_usd_total", "counter",
-                  "Dollars the requests that ended on the deployment cost, as priced for "
-                  "the ledger; requests of unknown cost are left out, and counted in "
+                  "Dollars the requests that ended on the deployment cost, and the streams "
+                  "that broke there and were continued elsewhere, as priced for the "
+                  "ledger; requests of unknown cost are left out, and counted in "
                   "interlock_deployment_unpriced_requests_total.",
                   ((labels, float(t.cost_usd)) for labels, t in tallies))
         + _family("interlock_deployment_unpriced_requests_total", "counter",
