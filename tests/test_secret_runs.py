@@ -148,7 +148,10 @@ async def test_a_secret_parameter_that_is_not_text_leaves_errors_as_they_were(
 
 
 def test_everything_within_a_credential_field_of_a_mapping_secret_is_secret() -> None:
-    nested = Secret({"credentials": {"value": "n3sted-s3cret-value"}})  # type: ignore[arg-type]
+    # But for the fields that describe: a project, an e-mail, an endpoint.
+    nested = Secret({"credentials": {"value": "n3sted-s3cret-value",  # type: ignore[arg-type]
+                                     "project_id": "router-prod",
+                                     "token_uri": "https://oauth2.googleapis.com/token"}})
     deployment = Deployment(name="d", group="g", provider="openai", model="m",
                             extra={"client_config": nested})
     assert deployment.secrets() == ("n3sted-s3cret-value",)
@@ -178,9 +181,10 @@ def test_only_query_parameters_named_as_credentials_are_taken() -> None:
            "&api-key=Az9-key&sig=s1g&token=t0k&code=c0de&X-Amz-Signature=a1b2"
            "&X-Amz-Security-Token=s3ss&subscription-key=5ub&auth_token=au7h"
            "&client_secret=cl1&apiKey=ak3y&token_uri=https%3A%2F%2Fh%2Ftoken"
-           "&apitoken=ap1t&auth_mode=basic&token_type=bearer&key_id=k1d")
+           "&apitoken=ap1t&auth_mode=basic&token_type=bearer&key_id=k1d"
+           "&private_key_pem=pem1&api_key_2=k2k2&auth_header=h3dr&max_tokens=10")
     assert url_credentials(url) == ["Az9-key", "s1g", "t0k", "c0de", "a1b2", "s3ss", "5ub",
-                                    "au7h", "cl1", "ak3y", "ap1t"]
+                                    "au7h", "cl1", "ak3y", "ap1t", "pem1", "k2k2", "h3dr"]
 
 
 def test_a_connection_error_quoting_its_url_hides_the_url_s_credentials() -> None:

@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from interlock.errors import UnknownModel, names_a_credential, redact, url_credentials
+from interlock.errors import (
+    UnknownModel,
+    names_a_credential,
+    names_a_description,
+    redact,
+    url_credentials,
+)
 from interlock.types import ChatRequest
 
 
@@ -119,14 +125,16 @@ def _strings_in(value: Any, named: bool = True, inside: bool = False) -> list[st
     """The text in a secret parameter's value: a key is a string (a number is
     taken as its digits); in a mapping, such as a service account's credentials,
     the values of the fields named as credentials (`private_key`,
-    `client_secret`), and everything within them, not its project, e-mail or
-    endpoints, which an operator reads an error for."""
+    `client_secret`), and everything within them but fields that describe (a
+    type, a project id, an e-mail, an endpoint), which an operator reads an
+    error for."""
     if isinstance(value, str):
         return [value] if named else []
     if isinstance(value, dict):
         out = []
         for name, item in value.items():
-            secret = inside or names_a_credential(str(name))
+            secret = (inside and not names_a_description(str(name))) \
+                or names_a_credential(str(name))
             out += _strings_in(item, secret, secret)
         return out
     if isinstance(value, list | tuple):

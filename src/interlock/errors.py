@@ -193,24 +193,42 @@ def _hide_url_passwords(text: str) -> str:
 
 
 # A name is a credential's (a query parameter's, a field of a secret mapping such
-# as a service account's) when its last part is one of these words, alone or run
-# together with a prefix: parts are split at '-', '_', '.' and before a capital,
-# so that `X-Amz-Signature`, `sas_token`, `client_secret`, `apiKey` and
-# `apitoken` are, and `bypass_cache`, `author`, `auth_mode`, `token_type` or
-# `token_uri` (what an operator reads an error for) are not.
+# as a service account's) when a part of it is one of these words, alone or run
+# together with a prefix (a number may follow), and its last part does not say
+# it describes something else: parts are split at '-', '_', '.' and before a
+# capital, so that `X-Amz-Signature`, `sas_token`, `client_secret`, `apiKey`,
+# `apitoken`, `private_key_pem` and `api_key_2` are, and `bypass_cache`,
+# `author`, `auth_mode`, `token_type`, `key_id` or `token_uri` (what an operator
+# reads an error for) are not.
 _CREDENTIAL_PART = re.compile(
     r"(?:api|access|auth|session|client|refresh|private|secret|security|subscription|"
-    r"sas|bearer|id|x)?(?:key|token|secret|pass|password|passwd|pwd|sig|signature|auth|"
-    r"authorization|credential|credentials)")
+    r"sas|bearer|id|x)?(?:key|token|secret|pass|password|passwd|passphrase|pwd|sig|"
+    r"signature|auth|authorization|credential|credentials)\d*")
+_DESCRIPTOR_PARTS = frozenset({
+    "type", "mode", "uri", "url", "endpoint", "host", "domain", "port", "id", "name",
+    "version", "method", "algorithm", "count", "email", "date", "expiry", "expires", "ttl",
+    "scope", "scopes", "format", "kind", "provider"})
 _NAME_PARTS = re.compile(r"[-_.\s]+|(?<=[a-z0-9])(?=[A-Z])")
+
+
+def _name_parts(name: str) -> list[str]:
+    return [part.lower() for part in _NAME_PARTS.split(name) if part]
 
 
 def names_a_credential(name: str) -> bool:
     """Whether a parameter or field called `name` holds a credential (also the
     whole name `code`, Azure Functions' key)."""
-    parts = [part for part in _NAME_PARTS.split(name) if part]
-    return bool(parts) and (_CREDENTIAL_PART.fullmatch(parts[-1].lower()) is not None
-                            or name.lower() == "code")
+    parts = _name_parts(name)
+    if not parts or parts[-1] in _DESCRIPTOR_PARTS:
+        return False
+    return name.lower() == "code" or any(_CREDENTIAL_PART.fullmatch(p) for p in parts)
+
+
+def names_a_description(name: str) -> bool:
+    """Whether a field called `name` describes something (a type, a place, an
+    id, an e-mail) rather than holding a secret, even inside a credential."""
+    parts = _name_parts(name)
+    return bool(parts) and parts[-1] in _DESCRIPTOR_PARTS
 
 
 def url_credentials(url: str) -> list[str]:

@@ -147,6 +147,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         else:
             self._body_read_at = self.loop.time()
         super().data_received(data)
+        if self._discarding:  # this read's bytes failed to parse: nothing is timed now
+            self._stop_timer()
+            return
         if self._in_headers:
             if self._header_bytes > self._limits.max_header_bytes:
                 self._headers_over_the_cap()
