@@ -65,11 +65,11 @@ def test_a_long_message_is_scanned_once() -> None:
 def test_a_deployment_s_secrets_include_its_api_base_credentials() -> None:
     deployment = Deployment(
         name="d", group="g", provider="openai", model="m", api_key=Secret(KEY),
-        api_base="https://proxy-user:s3cr%40t-pass-phrase@proxy.example/v1?api-key=Az9-key"
+        api_base="https://proxy-user:s3cr%40t-pass-phrase@proxy.example/v1?api-key=Az9-key-long"
                  "&api-version=2024-06-01",
         extra={"aws_secret_access_key": Secret("aws-secret-value")})
     assert deployment.secrets() == (KEY, "s3cr%40t-pass-phrase", "s3cr@t-pass-phrase",
-                                    "Az9-key", "aws-secret-value")
+                                    "Az9-key-long", "aws-secret-value")
     # A token written as the URL's user is its credential; a plain URL has none.
     assert url_credentials("https://tok3n-as-user@host.example/v1") == ["tok3n-as-user"]
     assert url_credentials("http://127.0.0.1:8900/v1?api-version=1") == []
@@ -148,13 +148,16 @@ async def test_a_secret_parameter_that_is_not_text_leaves_errors_as_they_were(
 
 
 def test_everything_within_a_credential_field_of_a_mapping_secret_is_secret() -> None:
-    # But for the fields that describe: a project, an e-mail, an endpoint.
-    nested = Secret({"credentials": {"value": "n3sted-s3cret-value",  # type: ignore[arg-type]
-                                     "project_id": "router-prod",
-                                     "token_uri": "https://oauth2.googleapis.com/token"}})
+    # But for the fields that describe: a project, an endpoint (whose own URL
+    # credentials stay secret), a number or a short setting.
+    nested = Secret({"credentials": {  # type: ignore[arg-type]
+        "value": "n3sted-s3cret-value", "project_id": "router-prod",
+        "token_uri": "https://oauth2.googleapis.com/token", "flavor": "Google",
+        "endpoint": "https://acct.blob.example/c?sv=2024-06-01&sig=SASsig0123456789",
+        "retries": 4096, "note": "basic"}})
     deployment = Deployment(name="d", group="g", provider="openai", model="m",
                             extra={"client_config": nested})
-    assert deployment.secrets() == ("n3sted-s3cret-value",)
+    assert deployment.secrets() == ("n3sted-s3cret-value", "SASsig0123456789")
 
 
 def test_the_credentials_inside_a_mapping_secret_are_secrets() -> None:
@@ -176,15 +179,19 @@ def test_the_credentials_inside_a_mapping_secret_are_secrets() -> None:
 
 def test_only_query_parameters_named_as_credentials_are_taken() -> None:
     # Matched anywhere in the name, `bypass_cache=true` or `author=` had their
-    # values hidden in every error of the deployment.
-    url = ("https://h.example/v1?bypass_cache=true&author=maria&country_code=fr"
-           "&api-key=Az9-key&sig=s1g&token=t0k&code=c0de&X-Amz-Signature=a1b2"
-           "&X-Amz-Security-Token=s3ss&subscription-key=5ub&auth_token=au7h"
-           "&client_secret=cl1&apiKey=ak3y&token_uri=https%3A%2F%2Fh%2Ftoken"
-           "&apitoken=ap1t&auth_mode=basic&token_type=bearer&key_id=k1d"
-           "&private_key_pem=pem1&api_key_2=k2k2&auth_header=h3dr&max_tokens=10")
-    assert url_credentials(url) == ["Az9-key", "s1g", "t0k", "c0de", "a1b2", "s3ss", "5ub",
-                                    "au7h", "cl1", "ak3y", "ap1t", "pem1", "k2k2", "h3dr"]
+    # values hidden in every error of the deployment; matched by the last part
+    # alone, `private_key_pem` or `api_key_2` were not. Values shorter than
+    # NAMED_SECRET_MIN are settings, not secrets ("4096" would vanish from every
+    # context-length error).
+    named = ["api-key", "sig", "token", "code", "X-Amz-Signature", "X-Amz-Security-Token",
+             "subscription-key", "auth_token", "client_secret", "apiKey", "apitoken",
+             "private_key_pem", "api_key_2", "auth_header", "api_keys"]
+    other = ["bypass_cache", "author", "country_code", "token_uri", "auth_mode", "token_type",
+             "key_id", "token_limit", "key_path", "max_tokens", "api-version"]
+    values = {name: f"v{i:02d}-{name[:3]}-0123456789" for i, name in enumerate(named + other)}
+    url = "https://h.example/v1?" + "&".join(f"{k}={v}" for k, v in values.items())
+    assert url_credentials(url) == [values[name] for name in named]
+    assert url_credentials("https://h.example/v1?token_limit=4096&sig=short") == []
 
 
 def test_a_connection_error_quoting_its_url_hides_the_url_s_credentials() -> None:
@@ -192,9 +199,9 @@ def test_a_connection_error_quoting_its_url_hides_the_url_s_credentials() -> Non
     # ?token= the default patterns do not know reached the log and the library.
     from interlock.adapters.http import Labels, _connection_error
 
-    url = "https://proxy.example/v1/chat/completions?token=tok_9f8e7d6c5b4a&sig=zz9yy8"
+    url = "https://proxy.example/v1/chat/completions?token=tok_9f8e7d6c5b4a&sig=zz9yy8xx7"
     error = _connection_error(ValueError(f"Invalid URL {url}"), Labels("openai", "d"), url)
-    assert "tok_9f8e7d6c5b4a" not in error.message and "zz9yy8" not in error.message
+    assert "tok_9f8e7d6c5b4a" not in error.message and "zz9yy8xx7" not in error.message
     assert "proxy.example" in error.message  # the operator's text keeps the host
     deployment = Deployment(name="d", group="g", provider="openai", model="m",
                             api_base="https://proxy.example/v1?token=tok_9f8e7d6c5b4a")

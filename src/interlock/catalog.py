@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from interlock.errors import (
+    NAMED_SECRET_MIN,
     UnknownModel,
     names_a_credential,
     names_a_description,
@@ -124,22 +125,25 @@ class Deployment:
 def _strings_in(value: Any, named: bool = True, inside: bool = False) -> list[str]:
     """The text in a secret parameter's value: a key is a string (a number is
     taken as its digits); in a mapping, such as a service account's credentials,
-    the values of the fields named as credentials (`private_key`,
-    `client_secret`), and everything within them but fields that describe (a
-    type, a project id, an e-mail, an endpoint), which an operator reads an
-    error for."""
+    the values of at least `NAMED_SECRET_MIN` characters of the fields named as
+    credentials (`private_key`, `client_secret`), and everything within them but
+    fields that describe (a type, a project id, an e-mail, an endpoint), which an
+    operator reads an error for; a URL among those keeps its own credentials
+    secret (a SAS `sig=`)."""
     if isinstance(value, str):
-        return [value] if named else []
+        if named:
+            return [value] if not inside or len(value) >= NAMED_SECRET_MIN else []
+        return url_credentials(value) if inside and "://" in value else []
     if isinstance(value, dict):
         out = []
         for name, item in value.items():
             secret = (inside and not names_a_description(str(name))) \
                 or names_a_credential(str(name))
-            out += _strings_in(item, secret, secret)
+            out += _strings_in(item, secret, secret or inside)
         return out
     if isinstance(value, list | tuple):
         return [s for item in value for s in _strings_in(item, named, inside)]
-    if named and isinstance(value, int | float) and not isinstance(value, bool):
+    if named and not inside and isinstance(value, int | float) and not isinstance(value, bool):
         return [str(value)]
     return []
 

@@ -193,42 +193,50 @@ def _hide_url_passwords(text: str) -> str:
 
 
 # A name is a credential's (a query parameter's, a field of a secret mapping such
-# as a service account's) when a part of it is one of these words, alone or run
-# together with a prefix (a number may follow), and its last part does not say
-# it describes something else: parts are split at '-', '_', '.' and before a
+# as a service account's) when a part of it is one of these words, alone, plural
+# or run together with a prefix (a number may follow), and its last part does not
+# say it describes something else: parts are split at '-', '_', '.' and before a
 # capital, so that `X-Amz-Signature`, `sas_token`, `client_secret`, `apiKey`,
-# `apitoken`, `private_key_pem` and `api_key_2` are, and `bypass_cache`,
-# `author`, `auth_mode`, `token_type`, `key_id` or `token_uri` (what an operator
-# reads an error for) are not.
+# `apitoken`, `private_key_pem`, `api_keys` and `api_key_2` are, and
+# `bypass_cache`, `author`, `auth_mode`, `token_type`, `key_id`, `token_limit`,
+# `key_path` or `token_uri` (what an operator reads an error for) are not.
 _CREDENTIAL_PART = re.compile(
     r"(?:api|access|auth|session|client|refresh|private|secret|security|subscription|"
     r"sas|bearer|id|x)?(?:key|token|secret|pass|password|passwd|passphrase|pwd|sig|"
-    r"signature|auth|authorization|credential|credentials)\d*")
+    r"signature|auth|authorization|credential|assertion|certificate|cookie)s?\d*")
 _DESCRIPTOR_PARTS = frozenset({
     "type", "mode", "uri", "url", "endpoint", "host", "domain", "port", "id", "name",
     "version", "method", "algorithm", "count", "email", "date", "expiry", "expires", "ttl",
-    "scope", "scopes", "format", "kind", "provider"})
+    "scope", "scopes", "format", "kind", "provider", "size", "length", "limit", "budget",
+    "timeout", "retries", "file", "path", "at", "expiration", "audience", "scheme",
+    "region", "enabled", "prefix", "flavor"})
+_COUNT_PARTS = frozenset({"max", "min", "num", "total"})
 _NAME_PARTS = re.compile(r"[-_.\s]+|(?<=[a-z0-9])(?=[A-Z])")
+# A value taken as a secret for its name alone is at least this long: a short one
+# ("true", "basic", "4096") is a setting, and hiding it wherever it appears would
+# blank ordinary words and numbers out of every error of the deployment.
+NAMED_SECRET_MIN = 8
 
 
 def _name_parts(name: str) -> list[str]:
     return [part.lower() for part in _NAME_PARTS.split(name) if part]
 
 
+def names_a_description(name: str) -> bool:
+    """Whether a field called `name` describes something (a type, a place, an
+    id, a limit, a count: `max_tokens`) rather than holding a secret, even
+    inside a credential."""
+    parts = _name_parts(name)
+    return bool(parts) and (parts[-1] in _DESCRIPTOR_PARTS or parts[0] in _COUNT_PARTS)
+
+
 def names_a_credential(name: str) -> bool:
     """Whether a parameter or field called `name` holds a credential (also the
     whole name `code`, Azure Functions' key)."""
-    parts = _name_parts(name)
-    if not parts or parts[-1] in _DESCRIPTOR_PARTS:
+    if not name or names_a_description(name):
         return False
-    return name.lower() == "code" or any(_CREDENTIAL_PART.fullmatch(p) for p in parts)
-
-
-def names_a_description(name: str) -> bool:
-    """Whether a field called `name` describes something (a type, a place, an
-    id, an e-mail) rather than holding a secret, even inside a credential."""
-    parts = _name_parts(name)
-    return bool(parts) and parts[-1] in _DESCRIPTOR_PARTS
+    return name.lower() == "code" or any(
+        _CREDENTIAL_PART.fullmatch(part) for part in _name_parts(name))
 
 
 def url_credentials(url: str) -> list[str]:
@@ -247,7 +255,7 @@ def url_credentials(url: str) -> list[str]:
         found.append(password if colon else user)
     for field_ in parts.query.split("&"):
         name, _, value = field_.partition("=")
-        if names_a_credential(unquote(name)):
+        if len(value) >= NAMED_SECRET_MIN and names_a_credential(unquote(name)):
             found.append(value)
     return [s for raw in found for s in dict.fromkeys((raw, unquote(raw))) if s]
 

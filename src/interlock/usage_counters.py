@@ -66,7 +66,7 @@ class UsageCounters:
         tally.cached_input_tokens += usage.cached_input_tokens
         tally.reasoning_tokens += usage.reasoning_tokens
         if cost_usd is None:
-            tally.unpriced += outcome  # requests of unknown cost, as `answered` counts
+            tally.unpriced += 1  # a continued stream's first call among them
         else:
             tally.cost_usd += cost_usd
 

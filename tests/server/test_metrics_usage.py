@@ -115,7 +115,7 @@ def test_usage_counters_keep_a_known_zero_cost_apart_from_an_unknown_one() -> No
 
 def test_a_continued_stream_s_first_call_adds_tokens_and_dollars_but_no_request() -> None:
     # It has a ledger row of its own; counted as a request, it showed one failed
-    # request (and, unpriced, one unpriced request) for a request that succeeded.
+    # request for a request that succeeded.
     from interlock.errors import ConnectionFailed
     from interlock.usage_counters import UsageCounters
 
@@ -124,5 +124,6 @@ def test_a_continued_stream_s_first_call_adds_tokens_and_dollars_but_no_request(
     counters.count("b", Usage(150, 20), Decimal("0.5"), None)
     first, answer = counters.by_deployment["a"], counters.by_deployment["b"]
     assert counters.outcomes() == {"ok": 1}
-    assert (first.input_tokens, first.output_tokens, first.unpriced) == (100, 10, 0)
+    # Its cost unknown, it is counted so: never shown as free.
+    assert (first.input_tokens, first.output_tokens, first.unpriced) == (100, 10, 1)
     assert (answer.answered, answer.cost_usd) == (1, Decimal("0.5"))

@@ -73,9 +73,6 @@ class UsageRecord:
     web_searches: int = 0
     # As the answer reported it (OpenAI's `service_tier`); None where it said none.
     service_tier: str | None = None
-    # The first call of a stream continued elsewhere (`continued`): billed, so its
-    # cost counts, but a call of the request whose own record follows.
-    call_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,22 +195,20 @@ class LedgerReader:
             return {str(k): int(v or 0) for k, v in conn.execute(query)}
 
     def usage(self, *, since: datetime | None = None) -> Iterator[UsageRecord]:
-        """The successful requests' rows, with the first calls of those among them
-        that were streams continued elsewhere (`call_only`): billed for the request."""
+        """The successful requests' rows, for a replay of what they cost. The first
+        call of a stream continued elsewhere (`continued`) is not among them: its
+        cost is in spend, but pairing it with its request's row would take a join
+        over the whole ledger on every replay."""
         c = self.t.c
-        answered = sa.select(c.request_id).where(c.status == "ok")
         query = sa.select(
             c.routed_group, c.deployment, c.provider, c.model, c.input_tokens,
             c.cached_input_tokens, c.output_tokens, c.cost_nanousd, *self._added_columns()[:2],
-            c.status,
-        ).where(sa.or_(c.status == "ok",
-                       sa.and_(c.status == "continued", c.request_id.in_(answered))))
+        ).where(c.status == "ok")
         with self.engine.connect() as conn:
             result = conn.execution_options(yield_per=5_000).execute(self._since(query, since))
             for r in result:
                 yield UsageRecord(r[0], r[1], r[2], r[3], int(r[4] or 0), int(r[5] or 0),
-                                  int(r[6] or 0), r[7], int(r[8] or 0), r[9] or None,
-                                  r[10] == "continued")
+                                  int(r[6] or 0), r[7], int(r[8] or 0), r[9] or None)
 
     def daily_spend_by(self, by: SpendBy = "deployment", *,
                        since: datetime | None = None) -> dict[str, dict[date, Decimal]]:

@@ -255,10 +255,9 @@ def replay(records: Iterable[UsageRecord], prices: Mapping[str, ModelPrice | Non
     out = Replay(single_model={m: Decimal(0) for m, p in prices.items() if p is not None})
     known = [(m, p) for m, p in prices.items() if p is not None]
     for rec in records:
-        if not rec.call_only:  # a continued stream's first call: its request counts once
-            out.requests += 1
-            group = rec.routed_group or "(none)"
-            out.by_group[group] = out.by_group.get(group, 0) + 1
+        out.requests += 1
+        group = rec.routed_group or "(none)"
+        out.by_group[group] = out.by_group.get(group, 0) + 1
         if rec.cost_usd is None:
             out.unpriced += 1
             continue

@@ -164,9 +164,10 @@ def _usage(where: list[tuple[dict[str, str], Any]], counters: UsageCounters) -> 
                   "interlock_deployment_unpriced_requests_total.",
                   ((labels, float(t.cost_usd)) for labels, t in tallies))
         + _family("interlock_deployment_unpriced_requests_total", "counter",
-                  "Requests that ended on the deployment whose cost is unknown (no price "
-                  "for it, or a failure that may have been billed): their tokens are "
-                  "counted, their dollars are not.",
+                  "Requests that ended on the deployment, and streams that broke there "
+                  "and were continued elsewhere, whose cost is unknown (no price for it, "
+                  "or a failure that may have been billed): their tokens are counted, "
+                  "their dollars are not.",
                   ((labels, t.unpriced) for labels, t in tallies)))
 
 
