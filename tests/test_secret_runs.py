@@ -147,7 +147,7 @@ async def test_a_secret_parameter_that_is_not_text_leaves_errors_as_they_were(
     assert info.value.retry_after == 7
 
 
-def test_everything_within_a_credential_field_of_a_mapping_secret_is_secret() -> None:
+def test_the_strings_within_a_credential_field_of_a_mapping_secret_are_secret() -> None:
     # But for the fields that describe: a project, an endpoint (whose own URL
     # credentials stay secret), a number or a short setting.
     nested = Secret({"credentials": {  # type: ignore[arg-type]
@@ -191,7 +191,9 @@ def test_only_query_parameters_named_as_credentials_are_taken() -> None:
     values = {name: f"v{i:02d}-{name[:3]}-0123456789" for i, name in enumerate(named + other)}
     url = "https://h.example/v1?" + "&".join(f"{k}={v}" for k, v in values.items())
     assert url_credentials(url) == [values[name] for name in named]
-    assert url_credentials("https://h.example/v1?token_limit=4096&sig=short") == []
+    assert url_credentials("https://h.example/v1?token_limit=4096&max_tokens=10") == []
+    # A short credential is still one (a self-hosted server's token).
+    assert url_credentials("http://llm.internal:8000/v1?token=s3cr3t7") == ["s3cr3t7"]
 
 
 def test_a_connection_error_quoting_its_url_hides_the_url_s_credentials() -> None:
@@ -215,3 +217,24 @@ def test_url_passwords_are_hidden_as_the_pattern_before_the_one_pass_scan_hid_th
     assert redact("a://u:p@h b://v:q@k") == "a://u:[redacted]@h b://v:[redacted]@k"
     assert redact("dsn postgresql://u:p@ss/w:rd@db:5432/x, then redis://:s3cret@r:6379/0") == (
         "dsn postgresql://u:[redacted]@db:5432/x, then redis://:[redacted]@r:6379/0")
+
+
+def test_a_credential_is_whole_at_any_length_and_a_url_anywhere_keeps_its_own() -> None:
+    # A value named as a credential by its own field was dropped under 8
+    # characters, or as a number (`password: 12345678` unquoted in YAML); a SAS
+    # URL at the top of a mapping kept its signature visible (sixth review).
+    sas = "https://acct.blob.example/c?sv=2024-06-01&sig=AbCd0123456789%3D"
+    mapping = Secret({  # type: ignore[arg-type]
+        "password": "hunter2", "pin": 4096,
+        "db": {"password": 12345678, "port": 5432},
+        "sas_url": sas,
+        "credentials": {"web": {"client_secret": "cl1ent-s3cret-value",
+                                "redirect_uris": ["http://localhost:8080/callback"],
+                                "note": 4096}}})
+    deployment = Deployment(name="d", group="g", provider="openai", model="m",
+                            extra={"azure_credentials": mapping})
+    assert deployment.secrets() == ("hunter2", "12345678", "AbCd0123456789%3D",
+                                    "AbCd0123456789=", "cl1ent-s3cret-value")
+    shown = redact("Connection refused: http://localhost:8080/v1 (4096 tokens, port 5432)",
+                   *deployment.secrets())
+    assert shown == "Connection refused: http://localhost:8080/v1 (4096 tokens, port 5432)"

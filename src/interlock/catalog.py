@@ -122,28 +122,30 @@ class Deployment:
         return tuple(s for s in found if s)
 
 
-def _strings_in(value: Any, named: bool = True, inside: bool = False) -> list[str]:
-    """The text in a secret parameter's value: a key is a string (a number is
-    taken as its digits); in a mapping, such as a service account's credentials,
-    the values of at least `NAMED_SECRET_MIN` characters of the fields named as
-    credentials (`private_key`, `client_secret`), and everything within them but
-    fields that describe (a type, a project id, an e-mail, an endpoint), which an
-    operator reads an error for; a URL among those keeps its own credentials
-    secret (a SAS `sig=`)."""
+def _strings_in(value: Any, own: bool = True, inherited: bool = False,
+                top: bool = True) -> list[str]:
+    """The text in a secret parameter's value. A value named as a credential, by
+    the parameter or its own field (`private_key`, `password`), is one whole, at
+    any length, a number as its digits. In a mapping, such as a service
+    account's, other fields are not (its project, e-mail and endpoints are what
+    an operator reads an error for), but for those within a field named as a
+    credential, whose strings of `NAMED_SECRET_MIN` characters or more are
+    secrets too unless their own names describe (a type, an id, an endpoint).
+    A URL anywhere keeps its own credentials secret (a SAS `sig=`)."""
     if isinstance(value, str):
-        if named:
-            return [value] if not inside or len(value) >= NAMED_SECRET_MIN else []
-        return url_credentials(value) if inside and "://" in value else []
+        if own or (inherited and len(value) >= NAMED_SECRET_MIN):
+            return [value]
+        return url_credentials(value) if "://" in value else []
     if isinstance(value, dict):
         out = []
-        for name, item in value.items():
-            secret = (inside and not names_a_description(str(name))) \
-                or names_a_credential(str(name))
-            out += _strings_in(item, secret, secret or inside)
+        for key, item in value.items():
+            name = str(key)
+            within = not top and (own or inherited) and not names_a_description(name)
+            out += _strings_in(item, names_a_credential(name), within, False)
         return out
     if isinstance(value, list | tuple):
-        return [s for item in value for s in _strings_in(item, named, inside)]
-    if named and not inside and isinstance(value, int | float) and not isinstance(value, bool):
+        return [s for item in value for s in _strings_in(item, own, inherited, top)]
+    if own and isinstance(value, int | float) and not isinstance(value, bool):
         return [str(value)]
     return []
 

@@ -209,12 +209,13 @@ _DESCRIPTOR_PARTS = frozenset({
     "version", "method", "algorithm", "count", "email", "date", "expiry", "expires", "ttl",
     "scope", "scopes", "format", "kind", "provider", "size", "length", "limit", "budget",
     "timeout", "retries", "file", "path", "at", "expiration", "audience", "scheme",
-    "region", "enabled", "prefix", "flavor"})
+    "region", "enabled", "prefix", "flavor", "uris", "urls", "origins", "endpoints"})
 _COUNT_PARTS = frozenset({"max", "min", "num", "total"})
 _NAME_PARTS = re.compile(r"[-_.\s]+|(?<=[a-z0-9])(?=[A-Z])")
-# A value taken as a secret for its name alone is at least this long: a short one
-# ("true", "basic", "4096") is a setting, and hiding it wherever it appears would
-# blank ordinary words and numbers out of every error of the deployment.
+# A value taken as a secret only because it sits within a field named as a
+# credential, not for its own name, is at least this long: a short one ("true",
+# "basic") is a setting, and hiding it wherever it appears would blank ordinary
+# words out of every error of the deployment.
 NAMED_SECRET_MIN = 8
 
 
@@ -255,7 +256,7 @@ def url_credentials(url: str) -> list[str]:
         found.append(password if colon else user)
     for field_ in parts.query.split("&"):
         name, _, value = field_.partition("=")
-        if len(value) >= NAMED_SECRET_MIN and names_a_credential(unquote(name)):
+        if names_a_credential(unquote(name)):
             found.append(value)
     return [s for raw in found for s in dict.fromkeys((raw, unquote(raw))) if s]
 

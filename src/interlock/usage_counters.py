@@ -34,8 +34,9 @@ class DeploymentUsage:
         self.cached_input_tokens = 0
         self.reasoning_tokens = 0
         self.cost_usd = Decimal(0)
-        # Requests of unknown cost (no price, or a failure that may have been
-        # billed): kept out of `cost_usd` rather than counted as $0 there.
+        # Requests (and continued streams' first calls) of unknown cost (no price,
+        # or a failure that may have been billed): kept out of `cost_usd` rather
+        # than counted as $0 there.
         self.unpriced = 0
 
 

@@ -118,7 +118,8 @@ def build_report(reader: LedgerReader, prices: Mapping[str, ModelPrice | None],
 
 def summary_lines(data: ReportData) -> list[str]:
     # The same total as `interlock spend` (every row's known cost, failed ones'
-    # too); the saving compares successful requests only, so that part is named.
+    # and continued streams' first calls too); the saving compares successful
+    # requests' own rows only, so that part is named.
     total = data.total_usd
     lines = [f"{data.requests:,} requests, {money(total)} recorded"
              + (f" ({data.first:%Y-%m-%d} to {data.last:%Y-%m-%d})"

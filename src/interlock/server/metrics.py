@@ -160,7 +160,7 @@ def _usage(where: list[tuple[dict[str, str], Any]], counters: UsageCounters) -> 
         + _family("interlock_deployment_cost_usd_total", "counter",
                   "Dollars the requests that ended on the deployment cost, and the streams "
                   "that broke there and were continued elsewhere, as priced for the "
-                  "ledger; requests of unknown cost are left out, and counted in "
+                  "ledger; those of unknown cost are left out, and counted in "
                   "interlock_deployment_unpriced_requests_total.",
                   ((labels, float(t.cost_usd)) for labels, t in tallies))
         + _family("interlock_deployment_unpriced_requests_total", "counter",
