@@ -238,3 +238,22 @@ def test_a_credential_is_whole_at_any_length_and_a_url_anywhere_keeps_its_own() 
     shown = redact("Connection refused: http://localhost:8080/v1 (4096 tokens, port 5432)",
                    *deployment.secrets())
     assert shown == "Connection refused: http://localhost:8080/v1 (4096 tokens, port 5432)"
+
+
+def test_a_setting_that_only_mentions_a_credential_keeps_short_values_and_numbers() -> None:
+    # Any part of the name was enough to take a value at any length, a number
+    # too: "3600 requests per hour" and "one of auto, none, required" lost their
+    # words (seventh review). Only a name ending in the word is a credential
+    # outright; the bare `auth` may name a scheme.
+    oauth = Secret({  # type: ignore[arg-type]
+        "token_url": "https://idp.example/oauth2/token", "client_id": "gw",
+        "client_secret": "cl1ent-s3cret-value", "token_lifetime_seconds": 3600,
+        "auth_timeout_ms": 5000, "auth": "none", "use_auth_token": "true",
+        "password": "pw12", "private_key_pem": "-----BEGIN-----abc"})
+    deployment = Deployment(name="d", group="g", provider="openai", model="m",
+                            api_base="http://llm.internal:8000/v1?auth=none&token=s3cr3t7",
+                            extra={"oauth_credentials": oauth})
+    assert deployment.secrets() == ("s3cr3t7", "cl1ent-s3cret-value", "pw12",
+                                    "-----BEGIN-----abc")
+    text = "Rate limit: 3600 requests per hour, retry after 5000 ms; one of auto, none, required"
+    assert redact(text, *deployment.secrets()) == text

@@ -18,7 +18,9 @@ from typing import Any
 from interlock.errors import (
     NAMED_SECRET_MIN,
     UnknownModel,
+    a_setting_word,
     names_a_credential,
+    names_a_credential_outright,
     names_a_description,
     redact,
     url_credentials,
@@ -122,30 +124,36 @@ class Deployment:
         return tuple(s for s in found if s)
 
 
-def _strings_in(value: Any, own: bool = True, inherited: bool = False,
-                top: bool = True) -> list[str]:
-    """The text in a secret parameter's value. A value named as a credential, by
-    the parameter or its own field (`private_key`, `password`), is one whole, at
-    any length, a number as its digits. In a mapping, such as a service
-    account's, other fields are not (its project, e-mail and endpoints are what
-    an operator reads an error for), but for those within a field named as a
-    credential, whose strings of `NAMED_SECRET_MIN` characters or more are
-    secrets too unless their own names describe (a type, an id, an endpoint).
-    A URL anywhere keeps its own credentials secret (a SAS `sig=`)."""
+def _strings_in(value: Any, outright: bool = True, named: bool = True,
+                inherited: bool = False, top: bool = True) -> list[str]:
+    """The text in a secret parameter's value. A value named as a credential
+    `outright`, by the parameter or its own field's last word (`private_key`,
+    `password`), is one whole, at any length, a number as its digits; one
+    `named` with the word elsewhere (`token_lifetime_seconds`) is a secret only
+    as a string of `NAMED_SECRET_MIN` characters or more. In a mapping, such as
+    a service account's, other fields are not (its project, e-mail and endpoints
+    are what an operator reads an error for), but for those `inherited` within a
+    field named as a credential, whose long strings are secrets too unless their
+    own names describe (a type, an id, an endpoint). A URL anywhere keeps its
+    own credentials secret (a SAS `sig=`)."""
     if isinstance(value, str):
-        if own or (inherited and len(value) >= NAMED_SECRET_MIN):
+        if a_setting_word(value):
+            return []
+        if outright or ((named or inherited) and len(value) >= NAMED_SECRET_MIN):
             return [value]
         return url_credentials(value) if "://" in value else []
     if isinstance(value, dict):
         out = []
         for key, item in value.items():
             name = str(key)
-            within = not top and (own or inherited) and not names_a_description(name)
-            out += _strings_in(item, names_a_credential(name), within, False)
+            within = not top and (named or inherited) and not names_a_description(name)
+            out += _strings_in(item, names_a_credential_outright(name),
+                               names_a_credential(name), within, False)
         return out
     if isinstance(value, list | tuple):
-        return [s for item in value for s in _strings_in(item, own, inherited, top)]
-    if own and isinstance(value, int | float) and not isinstance(value, bool):
+        return [s for item in value
+                for s in _strings_in(item, outright, named, inherited, top)]
+    if outright and isinstance(value, int | float) and not isinstance(value, bool):
         return [str(value)]
     return []
 

@@ -240,6 +240,36 @@ def names_a_credential(name: str) -> bool:
         _CREDENTIAL_PART.fullmatch(part) for part in _name_parts(name))
 
 
+# Values no credential holds, whatever its name says (`use_auth_token: "true"`):
+# hidden, they would blank these words out of every error of the deployment.
+_SETTING_WORDS = frozenset({"true", "false", "none", "null", "yes", "no", "on", "off"})
+
+
+def a_setting_word(value: str) -> bool:
+    """Whether `value` is a word such as "true" or "none", never a credential."""
+    return value.lower() in _SETTING_WORDS
+
+
+# Parts that say how a credential is written, after its word (`private_key_pem`).
+_ENCODING_PARTS = frozenset({"pem", "der", "b64", "base64", "hex", "json", "value", "string",
+                             "data"})
+
+
+def names_a_credential_outright(name: str) -> bool:
+    """Whether `name` is a credential's by its last word (`password`, `client_secret`,
+    `api_key_2`, `private_key_pem`), so that its value is one at any length, a
+    number too; a name holding the word elsewhere (`token_lifetime_seconds`,
+    `use_auth_token`) or only the bare `auth` (`auth=none`) may name a setting,
+    whose value is a secret only from `NAMED_SECRET_MIN` characters up."""
+    if not names_a_credential(name):
+        return False
+    parts = _name_parts(name)
+    while len(parts) > 1 and (parts[-1] in _ENCODING_PARTS or parts[-1].isdigit()):
+        parts.pop()
+    last = parts[-1]
+    return last != "auth" and (_CREDENTIAL_PART.fullmatch(last) is not None or last == "code")
+
+
 def url_credentials(url: str) -> list[str]:
     """The credentials a URL carries: the password of user:password@ (the user
     alone when no password follows it: a token written as the user), and the
@@ -256,7 +286,11 @@ def url_credentials(url: str) -> list[str]:
         found.append(password if colon else user)
     for field_ in parts.query.split("&"):
         name, _, value = field_.partition("=")
-        if names_a_credential(unquote(name)):
+        named = unquote(name)
+        if a_setting_word(unquote(value)):
+            continue
+        if names_a_credential_outright(named) or (
+                len(value) >= NAMED_SECRET_MIN and names_a_credential(named)):
             found.append(value)
     return [s for raw in found for s in dict.fromkeys((raw, unquote(raw))) if s]
 
