@@ -543,3 +543,30 @@ def test_bytes_after_bad_ones_behind_an_answer_are_dropped_unparsed(
     assert time.monotonic() - started > 0.5  # the stream outlasted the header timeout
     assert _statuses(answer) == [200] and answer.endswith(b"0\r\n\r\n")  # ended whole
     assert [r.getMessage() for r in warned] == ["Invalid HTTP request received."]
+
+
+def test_the_time_reading_was_paused_is_added_up_to_the_moment() -> None:
+    # The body's deadlines credited a pause only if it was still on when their
+    # timer fired: one that ended just before went uncounted, up to a timer's
+    # wait, and a pipelined body was refused a 408 under load.
+    class Clock:
+        now = 100.0
+
+        def time(self) -> float:
+            return self.now
+
+    class Transport:
+        def pause_reading(self) -> None: ...
+
+        def resume_reading(self) -> None: ...
+
+    clock = Clock()
+    flow = connection_limits._TimedFlowControl(Transport(), clock)  # type: ignore[arg-type]
+    flow.pause_reading()
+    clock.now = 100.9
+    flow.resume_reading()
+    clock.now = 101.5
+    assert flow.paused_for(clock.now) == pytest.approx(0.9)  # ended, still counted
+    flow.pause_reading()
+    clock.now = 102.0
+    assert flow.paused_for(clock.now) == pytest.approx(1.4)  # and the one going on

@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 import httptools
 import orjson
 from uvicorn.config import Config
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
@@ -120,10 +121,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         # Bytes read since the headers began, counted from the read they began in.
         self._header_bytes = 0
         self._body_read_at = 0.0  # loop time of the body's last read
-        # The loop time the body began, moved on by the time the app was not
-        # reading; and when the body's timer last looked.
+        # The loop time the body began, moved on by the time the gateway was not
+        # reading; and that time, as the body's timer last counted it.
         self._body_began_at = 0.0
-        self._body_checked_at = 0.0
+        self._body_paused_seen = 0.0
         self._timer: asyncio.TimerHandle | None = None
         # Bytes that failed to parse came behind a request still being answered:
         # what follows is dropped unread (`send_400_response`).
@@ -132,6 +133,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     # -- asyncio.Protocol ---------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.flow = _TimedFlowControl(transport, self.loop)
         # A connection that never sends a byte is cut like one whose headers stall.
         self._timer = self.loop.call_later(self._limits.header_timeout, self._headers_late)
 
@@ -165,7 +167,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                     self._timer = self.loop.call_later(self._limits.header_timeout,
                                                        self._headers_late)
         elif self._timer is None:  # the body goes on in a later read
-            self._body_read_at = self._body_began_at = self._body_checked_at = self.loop.time()
+            self._body_read_at = self._body_began_at = now = self.loop.time()
+            self._body_paused_seen = self._flow_paused(now)
             self._timer = self.loop.call_later(
                 min(self._limits.body_timeout, self._limits.body_total_timeout),
                 self._body_stalled)
@@ -331,17 +334,23 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                      f"{self._limits.header_timeout:g} s (general_settings."
                      "request_header_timeout).", "request_timeout")
 
+    def _flow_paused(self, now: float) -> float:
+        flow = self.flow
+        return flow.paused_for(now) if isinstance(flow, _TimedFlowControl) else 0.0
+
     def _body_stalled(self) -> None:
         self._timer = None
         if self._in_headers or self.transport.is_closing():
             return
         limits = self._limits
         now = self.loop.time()
-        if self.flow.read_paused:  # the app is not reading: the wait is not the client's
-            self._body_read_at = now
-            # Since the last look: at most one timer's wait more than the pause.
-            self._body_began_at += now - self._body_checked_at
-        self._body_checked_at = now
+        # The time the gateway did not read since the last look (a pipelined
+        # request waiting its turn, a full buffer) is not the client's.
+        paused = self._flow_paused(now)
+        credit, self._body_paused_seen = paused - self._body_paused_seen, paused
+        self._body_began_at += credit
+        self._body_read_at = now if self.flow.read_paused \
+            else min(now, self._body_read_at + credit)
         total_left = self._body_began_at + limits.body_total_timeout - now
         left = min(self._body_read_at + limits.body_timeout - now, total_left)
         if left > 0:
@@ -386,3 +395,31 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         head.append(b"content-type: application/json\r\ncontent-length: %d\r\n"
                     b"connection: close\r\n\r\n" % len(body))
         self.transport.write(b"".join(head) + body)
+
+
+class _TimedFlowControl(FlowControl):
+    """uvicorn's flow control, adding up how long reading has been paused, so
+    that the body's deadlines count the client's time only. Checking whether
+    reading was paused when a timer fired missed a pause that had ended just
+    before, up to a timer's wait (a pipelined body was refused its 408 under
+    load)."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(transport)
+        self._loop = loop
+        self._paused_before = 0.0  # seconds paused in the pauses that have ended
+        self._paused_at = 0.0
+
+    def pause_reading(self) -> None:
+        if not self.read_paused:
+            self._paused_at = self._loop.time()
+        super().pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.read_paused:
+            self._paused_before += self._loop.time() - self._paused_at
+        super().resume_reading()
+
+    def paused_for(self, now: float) -> float:
+        """Seconds reading has been paused in all, up to `now`."""
+        return self._paused_before + (now - self._paused_at if self.read_paused else 0.0)
