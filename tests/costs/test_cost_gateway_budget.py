@@ -725,3 +725,39 @@ async def test_a_continued_stream_of_unknown_cost_is_shown_unpriced_not_free(
     [line] = [x for x in shown.output.splitlines() if x.startswith("high-quality")]
     assert line.split()[1] == "1", line  # one request
     assert "$0.00" not in line and " unpriced " in line, line
+
+
+async def test_a_continued_stream_s_own_row_is_written_when_its_first_call_s_is_not(
+        fake_upstream: FakeUpstream, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The two rows are written one after the other: a failure writing the first
+    # call's must not lose the request's own, nor the key's hold on its limits.
+    from interlock.key_limits import KeyTicket
+    from interlock.request_record import RequestRecorder
+
+    settled: list[Usage | None] = []
+    done = KeyTicket.done
+    monkeypatch.setattr(KeyTicket, "done",
+                        lambda self, usage: settled.append(usage) or done(self, usage))
+    record = RequestRecorder.record
+
+    def first_fails(self: RequestRecorder, *args: Any) -> None:
+        if len(args) > 7 and args[7]:  # continued_call
+            raise RuntimeError("the first call's row could not be made")
+        record(self, *args)
+
+    monkeypatch.setattr(RequestRecorder, "record", first_fails)
+    config = _breaks_then_continues(fake_upstream, tmp_path)
+    config["general_settings"] = {"api_keys": [
+        {"name": "team", "key": "sk-team-0123456789", "tpm_limit": 1_000_000}]}
+    gateway = Gateway(load_config(config), environ={})
+    await gateway.start()
+    try:
+        stream = await gateway.stream(_stream_ask("high-quality", "a long question " * 100),
+                                      key_id="team")
+        with pytest.raises(RuntimeError, match="first call's row"):
+            async for _ in stream:
+                pass
+        assert gateway.recorder.usage.outcomes() == {"ok": 1}  # the request's own row
+    finally:
+        await gateway.aclose()
+    assert settled == [stream.shown_usage()]
