@@ -657,21 +657,30 @@ async def test_a_continued_stream_s_final_chunk_reports_both_calls_usage(
         _stream_ask("high-quality", "a long question " * 100))
 
 
-async def test_a_continued_stream_is_one_request_with_two_billed_calls(
-        fake_upstream: FakeUpstream, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    # With a row for each call, the first's counted as a failed request of its
-    # own (spend, report, /metrics), and the key's limits were let go with the
-    # second call's tokens alone (third review).
-    from interlock.costs.queries import LedgerReader
+def _keyed_and_settled(fake: FakeUpstream, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+                       ) -> tuple[dict[str, Any], list[Usage | None]]:
+    """`_breaks_then_continues` with a client key `team` under a tpm limit, and
+    the usage each of its limits tickets is let go with, as it is."""
     from interlock.key_limits import KeyTicket
 
     settled: list[Usage | None] = []
     done = KeyTicket.done
     monkeypatch.setattr(KeyTicket, "done",
                         lambda self, usage: settled.append(usage) or done(self, usage))
-    config = _breaks_then_continues(fake_upstream, tmp_path)
+    config = _breaks_then_continues(fake, tmp_path)
     config["general_settings"] = {"api_keys": [
         {"name": "team", "key": "sk-team-0123456789", "tpm_limit": 1_000_000}]}
+    return config, settled
+
+
+async def test_a_continued_stream_is_one_request_with_two_billed_calls(
+        fake_upstream: FakeUpstream, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # With a row for each call, the first's counted as a failed request of its
+    # own (spend, report, /metrics), and the key's limits were let go with the
+    # second call's tokens alone (third review).
+    from interlock.costs.queries import LedgerReader
+
+    config, settled = _keyed_and_settled(fake_upstream, tmp_path, monkeypatch)
     gateway = Gateway(load_config(config), environ={})
     await gateway.start()
     try:
@@ -731,13 +740,9 @@ async def test_a_continued_stream_s_own_row_is_written_when_its_first_call_s_is_
         fake_upstream: FakeUpstream, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # The two rows are written one after the other: a failure writing the first
     # call's must not lose the request's own, nor the key's hold on its limits.
-    from interlock.key_limits import KeyTicket
     from interlock.request_record import RequestRecorder
 
-    settled: list[Usage | None] = []
-    done = KeyTicket.done
-    monkeypatch.setattr(KeyTicket, "done",
-                        lambda self, usage: settled.append(usage) or done(self, usage))
+    config, settled = _keyed_and_settled(fake_upstream, tmp_path, monkeypatch)
     record = RequestRecorder.record
 
     def first_fails(self: RequestRecorder, *args: Any) -> None:
@@ -746,9 +751,6 @@ async def test_a_continued_stream_s_own_row_is_written_when_its_first_call_s_is_
         record(self, *args)
 
     monkeypatch.setattr(RequestRecorder, "record", first_fails)
-    config = _breaks_then_continues(fake_upstream, tmp_path)
-    config["general_settings"] = {"api_keys": [
-        {"name": "team", "key": "sk-team-0123456789", "tpm_limit": 1_000_000}]}
     gateway = Gateway(load_config(config), environ={})
     await gateway.start()
     try:
