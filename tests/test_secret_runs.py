@@ -257,3 +257,22 @@ def test_a_setting_that_only_mentions_a_credential_keeps_short_values_and_number
                                     "-----BEGIN-----abc")
     text = "Rate limit: 3600 requests per hour, retry after 5000 ms; one of auto, none, required"
     assert redact(text, *deployment.secrets()) == text
+
+
+def test_a_connection_string_in_a_secret_mapping_keeps_its_credentials_secret() -> None:
+    # Only URLs were looked into: an Azure connection string's AccountKey, a
+    # Service Bus SharedAccessKey, an ODBC Password and a bare SAS query's sig
+    # stayed visible in errors (seventh review).
+    mapping = Secret({  # type: ignore[arg-type]
+        "storage": "DefaultEndpointsProtocol=https;AccountName=acct;"
+                   "AccountKey=Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MA==;EndpointSuffix=core.windows.net",
+        "bus": "Endpoint=sb://ns.servicebus.example/;SharedAccessKeyName=root;"
+               "SharedAccessKey=c2VjcmV0LWtleS12YWx1ZS0xMjM0NTY=",
+        "odbc": "Server=db;User ID=u;Password=Pa55w0rd-xyz;",
+        "sas": "sv=2024-06-01&ss=b&sig=AbCd0123456789",
+        "note": "mode=fast;retries=3;auth=none"})
+    deployment = Deployment(name="d", group="g", provider="openai", model="m",
+                            extra={"azure_credentials": mapping})
+    assert deployment.secrets() == ("Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MA==",
+                                    "c2VjcmV0LWtleS12YWx1ZS0xMjM0NTY=", "Pa55w0rd-xyz",
+                                    "AbCd0123456789")

@@ -19,6 +19,7 @@ from interlock.errors import (
     NAMED_SECRET_MIN,
     UnknownModel,
     a_setting_word,
+    named_credentials,
     names_a_credential,
     names_a_credential_outright,
     names_a_description,
@@ -141,7 +142,10 @@ def _strings_in(value: Any, outright: bool = True, named: bool = True,
             return []
         if outright or ((named or inherited) and len(value) >= NAMED_SECRET_MIN):
             return [value]
-        return url_credentials(value) if "://" in value else []
+        found = url_credentials(value) if "://" in value else []
+        if "=" in value:  # a connection string, a SAS query: its named credentials
+            found += [s for s in named_credentials(value) if s not in found]
+        return found
     if isinstance(value, dict):
         out = []
         for key, item in value.items():

@@ -270,6 +270,22 @@ def names_a_credential_outright(name: str) -> bool:
     return last != "auth" and (_CREDENTIAL_PART.fullmatch(last) is not None or last == "code")
 
 
+def named_credentials(text: str) -> list[str]:
+    """The credentials in a string of `name=value` pairs (a connection string,
+    `AccountName=..;AccountKey=..`; a SAS query, `sv=..&sig=..`): the values of
+    the pairs named as credentials, as `url_credentials` takes a query's."""
+    found: list[str] = []
+    for pair in re.split(r"[;&?]", text):
+        name, equals, value = pair.strip().partition("=")
+        value = value.strip()
+        if not equals or not value or a_setting_word(unquote(value)):
+            continue
+        if names_a_credential_outright(name) or (
+                len(value) >= NAMED_SECRET_MIN and names_a_credential(name)):
+            found.append(value)
+    return [s for raw in found for s in dict.fromkeys((raw, unquote(raw))) if s]
+
+
 def url_credentials(url: str) -> list[str]:
     """The credentials a URL carries: the password of user:password@ (the user
     alone when no password follows it: a token written as the user), and the
