@@ -18,9 +18,10 @@ limits (`ConnectionLimits`, from general_settings):
   closed. The request was never parsed, so it has no model and no route, and,
   as for a body over max_request_body_bytes, no ledger row;
 - the whole body must be in `body_total_timeout` seconds after the headers
-  ended, however steadily it trickles: the same 408 and close. Time the app
+  ended, however steadily it trickles: the same 408 and close. Time the gateway
   spends not reading (a pipelined request waiting its turn, a full buffer) is
-  not counted against the client.
+  not counted against the client: uvicorn's flow control adds it up
+  (`_TimedFlowControl`).
 
 A request answered before its body ended (401, 413) ends the connection once
 the body does, or `_LINGER_SECONDS` after the answer (`on_response_complete`),
@@ -32,12 +33,12 @@ no timer: one is started only when the headers, or the body, did not arrive
 whole in the read that began them. The body's timer is not restarted per read:
 each read notes the time, and the timer, when it fires, waits out what is left.
 
-uvicorn's `limit_concurrency` (general_settings.max_connections) keeps
-uvicorn's meaning, but the protocol checks it itself (`on_headers_complete`):
-uvicorn's own 503 past it, and its 400 for bytes that are not HTTP
-(`send_400_response`), are plain text, and every other answer of the gateway
-is the OpenAI error shape. The protocol also tells the app's drain when
-shutdown begins (`shutdown`).
+uvicorn's `limit_concurrency` (general_settings.max_connections) is checked by
+the protocol itself (`on_headers_complete`), allowing that many connections
+(uvicorn counted the request's own against it, so 1 refused everything): its
+503 past it, and its 400 for bytes that are not HTTP (`send_400_response`), are
+plain text, and every other answer of the gateway is the OpenAI error shape.
+The protocol also tells the app's drain when shutdown begins (`shutdown`).
 
 Imports: httptools, orjson, the standard library, uvicorn, `openai_response`,
 `server.asgi_io`, `server.drain` (and `config` for types).
