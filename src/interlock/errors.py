@@ -270,20 +270,34 @@ def names_a_credential_outright(name: str) -> bool:
     return last != "auth" and (_CREDENTIAL_PART.fullmatch(last) is not None or last == "code")
 
 
-def named_credentials(text: str) -> list[str]:
-    """The credentials in a string of `name=value` pairs (a connection string,
-    `AccountName=..;AccountKey=..`; a SAS query, `sv=..&sig=..`): the values of
-    the pairs named as credentials, as `url_credentials` takes a query's."""
+# What separates a connection string's pairs (`AccountName=..;AccountKey=..`),
+# and a SAS query's, given with or without its '?'.
+_PAIRS = re.compile(r"[;&?]")
+
+
+def named_credentials(text: str, pairs: re.Pattern[str] = _PAIRS) -> list[str]:
+    """The credentials in a string of `name=value` pairs split at `pairs` (a
+    connection string, a SAS query; a URL's query, split at '&' alone): the
+    values of the pairs named as credentials. Both as written and decoded: a
+    provider may echo either."""
     found: list[str] = []
-    for pair in re.split(r"[;&?]", text):
+    for pair in pairs.split(text):
         name, equals, value = pair.strip().partition("=")
         value = value.strip()
         if not equals or not value or a_setting_word(unquote(value)):
             continue
+        name = unquote(name)
         if names_a_credential_outright(name) or (
                 len(value) >= NAMED_SECRET_MIN and names_a_credential(name)):
             found.append(value)
+    return _as_written_and_decoded(found)
+
+
+def _as_written_and_decoded(found: list[str]) -> list[str]:
     return [s for raw in found for s in dict.fromkeys((raw, unquote(raw))) if s]
+
+
+_QUERY_PAIRS = re.compile("&")
 
 
 def url_credentials(url: str) -> list[str]:
@@ -300,15 +314,7 @@ def url_credentials(url: str) -> list[str]:
     if at:
         user, colon, password = userinfo.partition(":")
         found.append(password if colon else user)
-    for field_ in parts.query.split("&"):
-        name, _, value = field_.partition("=")
-        named = unquote(name)
-        if a_setting_word(unquote(value)):
-            continue
-        if names_a_credential_outright(named) or (
-                len(value) >= NAMED_SECRET_MIN and names_a_credential(named)):
-            found.append(value)
-    return [s for raw in found for s in dict.fromkeys((raw, unquote(raw))) if s]
+    return _as_written_and_decoded(found) + named_credentials(parts.query, _QUERY_PAIRS)
 
 
 class InterlockError(Exception):
