@@ -102,8 +102,7 @@ class RedisBudgetCounts(MemoryBudgetCounts):
             # Whatever the marks say: another replica's seeding leaves the
             # hashes this gate claimed to this gate's record.
             self._seed_redis()
-        seeding = self._redis_seed
-        if seeding is not None and seeding.pending:  # wait what is left of its time
+        if (seeding := self._seeding_under_way()) is not None:  # wait what is left of it
             await seeding.wait()
         claim = self._claiming()
         marks = () if claim or self.record is None else [
@@ -136,8 +135,7 @@ class RedisBudgetCounts(MemoryBudgetCounts):
             await self._redis.exists(*distinct) < len(distinct)))
         if lost:
             self._seed_redis()
-        seeding = self._redis_seed
-        if seeding is not None and seeding.pending:
+        if (seeding := self._seeding_under_way()) is not None:
             await seeding.wait()
 
     async def _reserve_redis(self, keys: list[str], limits: list[int], amount: int,
@@ -228,17 +226,15 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         it, and the record when it lands. None otherwise: the marks are checked."""
         if self._claiming_until is None:
             return None
-        seeding = self._redis_seed
-        if (seeding is not None and seeding.pending) or self.clock() < self._record_off_until:
+        if self._seeding_under_way() is not None or self.clock() < self._record_off_until:
             return self._claim
         return None
 
     def _record_owed(self) -> bool:
         """A record this gate claimed hashes for is not in, no read of it is
         under way, and `RECORD_RETRY` has passed since the last one failed."""
-        seeding = self._redis_seed
         return (self._claiming_until is not None and self.record is not None
-                and not (seeding is not None and seeding.pending)
+                and self._seeding_under_way() is None
                 and self.clock() >= self._record_off_until)
 
     def _seed_redis(self) -> Seeding:
@@ -247,12 +243,17 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         One read at a time, shared by the calls that wait for it; one asked for
         again after a failure ends where the first would have, since the counts
         it claimed began there."""
-        seeding = self._redis_seed
-        if seeding is None or not seeding.pending:
+        seeding = self._seeding_under_way()
+        if seeding is None:
             if self._claiming_until is None:
                 self._claiming_until = datetime.fromtimestamp(self.clock(), UTC)
             seeding = self._redis_seed = Seeding(self._add_to_redis(self._claiming_until))
         return seeding
+
+    def _seeding_under_way(self) -> Seeding | None:
+        """The seeding of Redis from the ledger's record still pending, if any."""
+        seeding = self._redis_seed
+        return seeding if seeding is not None and seeding.pending else None
 
     async def _add_to_redis(self, until: datetime) -> None:
         record = await self._read(until, (
