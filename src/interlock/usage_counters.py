@@ -55,13 +55,12 @@ class UsageCounters:
         """`outcome` False: a call that is not a request's end (the first call of a
         stream continued elsewhere): its tokens and cost count, not as a request."""
         tally = self.by_deployment[deployment]
-        if not outcome:
-            pass
-        elif error is None:
-            tally.answered += 1
-        else:
-            name = type(error).__name__
-            tally.errors[name] = tally.errors.get(name, 0) + 1
+        if outcome:
+            if error is None:
+                tally.answered += 1
+            else:
+                name = type(error).__name__
+                tally.errors[name] = tally.errors.get(name, 0) + 1
         tally.input_tokens += usage.input_tokens
         tally.output_tokens += usage.output_tokens
         tally.cached_input_tokens += usage.cached_input_tokens
