@@ -833,7 +833,7 @@ def test_litellm_cache_arguments_all_load_with_the_same_warning() -> None:
 
 @pytest.mark.parametrize(("model", "provider"), [
     ("gpt-4o-mini", "openai"), ("chatgpt-4o-latest", "openai"), ("o1", "openai"),
-    ("o3-mini", "openai"), ("o4-mini", "openai"),
+    ("o3-mini", "openai"), ("o4-mini", "openai"), ("text-embedding-3-small", "openai"),
     ("claude-3-5-sonnet-20240620", "anthropic"), ("gemini-2.0-flash", "gemini"),
 ])
 def test_a_bare_model_name_with_a_known_prefix_gets_its_provider(model: str,
