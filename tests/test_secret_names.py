@@ -1,0 +1,65 @@
+"""Which names hold secrets, and what a deployment keeps secret for them.
+
+One rule judges a name (`errors.names_a_credential`): the catalog's secrets,
+the config's masked values (in an error report, a repr, a model listing) and
+the parameters made `Secret` at build all ask it. Before, the config asked a
+second pattern (`SECRET_NAME`) that missed `private_key`, `azure_ad_token`, a
+client key's `key` and an `X-Api-Key` header, and took a credential's *name*
+(`litellm_credential_name`) for a credential; a deployment's `extra_headers`
+were no secret at all, so a provider echoing part of a proxy's header showed it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from interlock.errors import (
+    names_a_credential,
+    names_a_credential_outright,
+    url_credentials,
+)
+
+
+
+# --------------------------------------------------------------------------- the rule
+
+
+@pytest.mark.parametrize("name", [
+    # A JSON web token is a bearer credential; a DSN (Sentry's, a database's)
+    # carries the key or password it connects with.
+    "jwt", "client_jwt", "assertion_jwts", "sentry_dsn", "dsn", "SENTRY_DSN", "databaseDsn",
+    # As before.
+    "api_key", "private_key", "client_secret", "X-Api-Key", "id_token", "password",
+])
+def test_names_of_credentials(name: str) -> None:
+    assert names_a_credential(name) and names_a_credential_outright(name)
+
+
+@pytest.mark.parametrize("name", [
+    # A token that pages through a listing, a public key and a key that finds a
+    # cache entry are not secrets, whatever their word says.
+    "page_token", "next_page_token", "nextPageToken", "public_key", "client_public_key",
+    "public_key_pem", "cache_key", "idempotency_key",
+    # A unit or a verb, not a credential: config fields a listing and an error
+    # report must show (they were masked once the config asked this rule).
+    "input_cost_per_token", "cached_input_cost_per_token", "cache_read_input_token_cost",
+    "auth_cooldown_time", "use_in_pass_through",
+    # Names of credentials and ids of them, not the credentials.
+    "litellm_credential_name", "secret_name", "aws_access_key_id", "credentials_path",
+])
+def test_names_that_are_not_credentials(name: str) -> None:
+    assert not names_a_credential(name)
+
+
+def test_a_credential_word_beside_a_qualifier_elsewhere_in_the_name_still_counts() -> None:
+    # The qualifier speaks for the word right after it only.
+    assert names_a_credential("public_key_secret") and names_a_credential("page_jwt")
+    assert names_a_credential_outright("cache_password")
+
+
+def test_a_url_s_query_keeps_its_jwt_and_dsn_and_shows_its_page_token() -> None:
+    url = ("https://h.example/v1?page_token=CAESBggBEgIQAQ0123&jwt=eyJhbGciOi.eyJzdWIi.sig0"
+           "&dsn=https%3A%2F%2Fk3y%40o1.ingest.example%2F7&public_key=pk-lf-0123456789")
+    assert url_credentials(url) == ["eyJhbGciOi.eyJzdWIi.sig0",
+                                    "https%3A%2F%2Fk3y%40o1.ingest.example%2F7",
+                                    "https://k3y@o1.ingest.example/7"]
