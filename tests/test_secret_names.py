@@ -13,11 +13,17 @@ from __future__ import annotations
 
 import pytest
 
+from interlock.catalog import Deployment
 from interlock.errors import (
+    ProviderError,
     names_a_credential,
     names_a_credential_outright,
+    redact,
     url_credentials,
 )
+from interlock.testing import FakeUpstream, Fault
+
+PROXY_KEY = "pxk-7Hq2Lm9Vw4Rt8Ny3Bc6Zd1Fs5"
 
 
 
@@ -63,3 +69,42 @@ def test_a_url_s_query_keeps_its_jwt_and_dsn_and_shows_its_page_token() -> None:
     assert url_credentials(url) == ["eyJhbGciOi.eyJzdWIi.sig0",
                                     "https%3A%2F%2Fk3y%40o1.ingest.example%2F7",
                                     "https://k3y@o1.ingest.example/7"]
+
+
+# --------------------------------------------------------------------------- extra_headers
+
+
+def test_the_credential_headers_of_a_deployment_are_its_secrets() -> None:
+    headers = {"X-Api-Key": PROXY_KEY, "Authorization": "Bearer tok-short1",
+               "Cookie": "session=c00kie-value-0123", "X-Proxy-Token": "ptok-0123456789",
+               "X-Request-Source": "my-app-frontend-service", "anthropic-beta": "tools-2024"}
+    deployment = Deployment(name="d", group="g", provider="openai", model="m",
+                            extra={"extra_headers": headers})
+    # Authorization's credential is taken on its own too: an echo of the token
+    # alone, shorter than a run, would not match the whole "Bearer ..." value.
+    assert deployment.secrets() == (PROXY_KEY, "Bearer tok-short1", "tok-short1",
+                                    "session=c00kie-value-0123", "ptok-0123456789")
+    text = "from my-app-frontend-service with tools-2024: denied"
+    assert redact(text, *deployment.secrets()) == text
+
+
+async def test_a_provider_echoing_part_of_a_proxy_header_shows_none_of_it(
+        fake_upstream: FakeUpstream) -> None:
+    from interlock import Router
+
+    fake_upstream.script(Fault(status=401, message=f"proxy: bad x-api-key {PROXY_KEY[4:24]}"),
+                         provider="openai")
+    router = Router(model_list=[{"model_name": "g", "litellm_params": {
+        "model": "openai/gpt-4o-mini", "api_key": "sk-proj-FAKEopenaiKEY0123456789",
+        "api_base": fake_upstream.base_url("openai"),
+        "extra_headers": {"X-Api-Key": PROXY_KEY, "X-Request-Source": "my-app"}}}],
+        num_retries=0)
+    try:
+        with pytest.raises(ProviderError) as info:
+            await router.acompletion(model="g", messages=[{"role": "user", "content": "hi"}])
+    finally:
+        await router.aclose()
+    assert fake_upstream.received[0].headers["x-api-key"] == PROXY_KEY  # still sent
+    assert "bad x-api-key [redacted]" in str(info.value)
+    for text in (str(info.value), repr(info.value), repr(info.value.body)):
+        assert PROXY_KEY[4:24] not in text
