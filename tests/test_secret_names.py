@@ -11,10 +11,15 @@ were no secret at all, so a provider echoing part of a proxy's header showed it.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 
-from interlock.catalog import Deployment
+from interlock.catalog import Deployment, Secret
+from interlock.config import build_catalog, load_config
 from interlock.errors import (
+    ConfigError,
     ProviderError,
     names_a_credential,
     names_a_credential_outright,
@@ -24,6 +29,8 @@ from interlock.errors import (
 from interlock.testing import FakeUpstream, Fault
 
 PROXY_KEY = "pxk-7Hq2Lm9Vw4Rt8Ny3Bc6Zd1Fs5"
+TOKEN = "aad-Tk9mQ2wLx7Rv4Nc8Bz3Hd6Fj1G"
+ENV = {"OPENAI_API_KEY": "sk-proj-FAKEopenaiKEY0123456789"}
 
 
 
@@ -99,12 +106,69 @@ async def test_a_provider_echoing_part_of_a_proxy_header_shows_none_of_it(
         "api_base": fake_upstream.base_url("openai"),
         "extra_headers": {"X-Api-Key": PROXY_KEY, "X-Request-Source": "my-app"}}}],
         num_retries=0)
-    try:
+    async with router:
         with pytest.raises(ProviderError) as info:
             await router.acompletion(model="g", messages=[{"role": "user", "content": "hi"}])
-    finally:
-        await router.aclose()
     assert fake_upstream.received[0].headers["x-api-key"] == PROXY_KEY  # still sent
     assert "bad x-api-key [redacted]" in str(info.value)
     for text in (str(info.value), repr(info.value), repr(info.value.body)):
         assert PROXY_KEY[4:24] not in text
+
+
+# --------------------------------------------------------------------------- one rule
+
+
+def _entry(**params: Any) -> dict[str, Any]:
+    return {"model_name": "g", "litellm_params": {"model": "openai/gpt-4o-mini", **params}}
+
+
+def _error(data: dict[str, Any]) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(data, environ=ENV)
+    return str(info.value)
+
+
+def test_a_bad_value_under_a_credential_name_the_old_pattern_missed_is_masked() -> None:
+    # A YAML number where a string belongs: the error quoted it.
+    message = _error({"model_list": [_entry(extra_headers={"X-Api-Key": 918273645546372819})],
+                      "general_settings": {"api_keys": [{"name": "team",
+                                                         "key": 192837465564738291}]}})
+    assert "918273645546372819" not in message and "192837465564738291" not in message
+    assert "extra_headers.X-Api-Key: got '********'" in message
+    assert "api_keys[0].key: got '********'" in message
+
+
+def test_a_bad_value_under_a_name_that_only_looks_like_a_credential_is_shown() -> None:
+    message = _error({"model_list": [_entry(input_cost_per_token="cheap")]})
+    assert "input_cost_per_token: got 'cheap'" in message
+
+
+def test_listings_reprs_and_errors_judge_a_name_by_the_same_rule() -> None:
+    # An Azure AD token was listed and shown in errors; a credential's name,
+    # an access key's id and a price were masked in the listing, and the first
+    # two hidden from every error of the deployment.
+    config = load_config({"model_list": [_entry(
+        azure_ad_token=TOKEN, private_key="-----BEGIN KEY-----abc",
+        litellm_credential_name="azure-prod-creds", aws_access_key_id="AKIAEXAMPLE0123",
+        input_cost_per_token=0.000002, use_in_pass_through=False)]}, environ=ENV)
+    params = config.model_list[0].litellm_params
+    listed = json.dumps(params.model_dump(mode="json"))
+    for shown in (listed, repr(params)):
+        assert TOKEN not in shown and "BEGIN KEY" not in shown
+        assert "azure-prod-creds" in shown and "AKIAEXAMPLE0123" in shown
+    assert '"input_cost_per_token": "0.000002"' in listed
+    assert '"use_in_pass_through": false' in listed
+    deployment = next(build_catalog(config).deployments())
+    assert deployment.extra["azure_ad_token"] == Secret(TOKEN)
+    assert deployment.extra["litellm_credential_name"] == "azure-prod-creds"
+    assert set(deployment.secrets()) == {ENV["OPENAI_API_KEY"], TOKEN,
+                                         "-----BEGIN KEY-----abc"}
+
+
+def test_a_setting_that_mentions_a_credential_keeps_its_short_values_visible() -> None:
+    # `use_auth_token` takes a token or `true`; made Secret by the one rule, its
+    # short values and numbers stay ordinary text in errors, as in a mapping.
+    config = load_config({"model_list": [_entry(use_auth_token="hf_0123456789abcdef",
+                                                token_lifetime_seconds=3600)]}, environ=ENV)
+    deployment = next(build_catalog(config).deployments())
+    assert deployment.secrets() == (ENV["OPENAI_API_KEY"], "hf_0123456789abcdef")

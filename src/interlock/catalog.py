@@ -122,9 +122,14 @@ class Deployment:
         `X-Api-Key` or `Authorization`)."""
         found = [self.key() or ""]
         found += url_credentials(self.api_base or "")
-        for value in self.extra.values():
+        for name, value in self.extra.items():
             if isinstance(value, Secret):
-                found += _strings_in(value.get())
+                # A parameter whose name only mentions a credential is a setting
+                # (`use_auth_token: true`, `token_lifetime_seconds: 3600`): its
+                # value is one from NAMED_SECRET_MIN characters up, as in a
+                # mapping. One the rule does not name was made Secret on purpose.
+                outright = names_a_credential_outright(name) or not names_a_credential(name)
+                found += _strings_in(value.get(), outright)
         found += _header_credentials(self.extra.get("extra_headers"))
         return tuple(s for s in found if s)
 

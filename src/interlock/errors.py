@@ -254,7 +254,10 @@ def names_a_description(name: str) -> bool:
 
 def names_a_credential(name: str) -> bool:
     """Whether a parameter or field called `name` holds a credential (also the
-    whole name `code`, Azure Functions' key)."""
+    whole name `code`, Azure Functions' key). The one judge of a name: the
+    catalog keeps a deployment's secrets by it, and the config masks values
+    and makes parameters `Secret` by it (`config.report`, `config.schema`,
+    `config.build`), so that no value an error hides is quoted elsewhere."""
     if not name or names_a_description(name):
         return False
     parts = _name_parts(name)
@@ -280,7 +283,7 @@ def names_a_credential_outright(name: str) -> bool:
     """Whether `name` is a credential's by its last word (`password`, `client_secret`,
     `api_key_2`, `private_key_pem`), so that its value is one at any length, a
     number too; a name holding the word elsewhere (`token_lifetime_seconds`,
-    `use_auth_token`) or only the bare `auth` (`auth=none`) may name a setting,
+    `auth_timeout_ms`) or only the bare `auth` (`auth=none`) may name a setting,
     whose value is a secret only from `NAMED_SECRET_MIN` characters up."""
     if not names_a_credential(name):
         return False
