@@ -10,7 +10,8 @@ Imports: the standard library, `errors`, `types`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -115,14 +116,44 @@ class Deployment:
 
     def secrets(self) -> tuple[str, ...]:
         """What an error text about this deployment must not show (`errors.redact`
-        takes them): its key, the credentials in its api_base, and the secret
-        provider parameters (an AWS secret key, an Azure AD token)."""
+        takes them): its key, the credentials in its api_base, the secret
+        provider parameters (an AWS secret key, an Azure AD token), and the
+        values of its extra headers named as credentials (a proxy's own
+        `X-Api-Key` or `Authorization`)."""
         found = [self.key() or ""]
         found += url_credentials(self.api_base or "")
-        for value in self.extra.values():
+        for name, value in self.extra.items():
             if isinstance(value, Secret):
-                found += _strings_in(value.get())
+                # A parameter whose name only mentions a credential is a setting
+                # (`use_auth_token: true`, `token_lifetime_seconds: 3600`): its
+                # value is one from NAMED_SECRET_MIN characters up, as in a
+                # mapping. One the rule does not name was made Secret on purpose.
+                outright = names_a_credential_outright(name) or not names_a_credential(name)
+                found += _strings_in(value.get(), outright)
+        found += _header_credentials(self.extra.get("extra_headers"))
         return tuple(s for s in found if s)
+
+
+# A header value written `<scheme> <credential>` (`Bearer ...`, `Basic ...`).
+_SCHEME_AND_CREDENTIAL = re.compile(r"[A-Za-z][\w.+-]*\s+(\S+)")
+
+
+def _header_credentials(headers: Any) -> list[str]:
+    """The credentials in a deployment's extra headers: the values of those
+    named as credentials (`Authorization`, `X-Api-Key`, `Cookie`, a proxy's
+    `X-Proxy-Token`; not `X-Request-Source`), read as a secret mapping's fields
+    are, and of a value written `<scheme> <credential>` the credential alone
+    too: a provider may echo it without its scheme, and one shorter than
+    `SECRET_RUN` would then match neither the whole value nor a run of it."""
+    if not isinstance(headers, Mapping):
+        return []
+    found = []
+    for value in _strings_in(dict(headers)):
+        found.append(value)
+        scheme = _SCHEME_AND_CREDENTIAL.fullmatch(value)
+        if scheme:
+            found.append(scheme.group(1))
+    return found
 
 
 def _strings_in(value: Any, outright: bool = True, named: bool = True,

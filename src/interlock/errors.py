@@ -199,17 +199,30 @@ def _hide_url_passwords(text: str) -> str:
 # capital, so that `X-Amz-Signature`, `sas_token`, `client_secret`, `apiKey`,
 # `apitoken`, `private_key_pem`, `api_keys` and `api_key_2` are, and
 # `bypass_cache`, `author`, `auth_mode`, `token_type`, `key_id`, `token_limit`,
-# `key_path` or `token_uri` (what an operator reads an error for) are not.
+# `key_path` or `token_uri` (what an operator reads an error for) are not. A JSON
+# web token (`jwt`) is a bearer credential, and a DSN (`sentry_dsn`) holds the
+# key or password it connects with.
 _CREDENTIAL_PART = re.compile(
     r"(?:api|access|auth|session|client|refresh|private|secret|security|subscription|"
     r"sas|bearer|id|x)?(?:key|token|secret|pass|password|passwd|passphrase|pwd|sig|"
-    r"signature|auth|authorization|credential|assertion|certificate|cookie)s?\d*")
+    r"signature|auth|authorization|credential|assertion|certificate|cookie|jwt|dsn)s?\d*")
+# A key and a token may also be a place or a unit, which a word right before
+# the bare word says: a public key; a token that pages through a listing; a key
+# that finds an entry (a cache's, an idempotency key); a cost per token. The word
+# speaks for that key or token alone: `public_key_secret` and `cache_password`
+# are still secrets.
+_KEY_OR_TOKEN = re.compile(r"(?:key|token)s?\d*")
+_NOT_SECRET_BEFORE = frozenset({"public", "page", "cursor", "continuation", "cache",
+                                "idempotency", "per"})
+# And a word right after one that makes it a verb's (`use_in_pass_through`).
+_NOT_SECRET_AFTER = frozenset({"through"})
 _DESCRIPTOR_PARTS = frozenset({
     "type", "mode", "uri", "url", "endpoint", "host", "domain", "port", "id", "name",
     "version", "method", "algorithm", "count", "email", "date", "expiry", "expires", "ttl",
     "scope", "scopes", "format", "kind", "provider", "size", "length", "limit", "budget",
     "timeout", "retries", "file", "path", "at", "expiration", "audience", "scheme",
-    "region", "enabled", "prefix", "flavor", "uris", "urls", "origins", "endpoints"})
+    "region", "enabled", "prefix", "flavor", "uris", "urls", "origins", "endpoints",
+    "cost", "time"})
 _COUNT_PARTS = frozenset({"max", "min", "num", "total"})
 _NAME_PARTS = re.compile(r"[-_.\s]+|(?<=[a-z0-9])(?=[A-Z])")
 # A value taken as a secret only because it sits within a field named as a
@@ -223,6 +236,14 @@ def _name_parts(name: str) -> list[str]:
     return [part.lower() for part in _NAME_PARTS.split(name) if part]
 
 
+def _credential_at(parts: list[str], i: int) -> bool:
+    """Whether `parts[i]` is a credential's word where it stands in the name."""
+    part = parts[i]
+    return (_CREDENTIAL_PART.fullmatch(part) is not None
+            and not (i > 0 and parts[i - 1] in _NOT_SECRET_BEFORE and _KEY_OR_TOKEN.fullmatch(part))
+            and (i + 1 == len(parts) or parts[i + 1] not in _NOT_SECRET_AFTER))
+
+
 def names_a_description(name: str) -> bool:
     """Whether a field called `name` describes something (a type, a place, an
     id, a limit, a count: `max_tokens`) rather than holding a secret, even
@@ -233,11 +254,14 @@ def names_a_description(name: str) -> bool:
 
 def names_a_credential(name: str) -> bool:
     """Whether a parameter or field called `name` holds a credential (also the
-    whole name `code`, Azure Functions' key)."""
+    whole name `code`, Azure Functions' key). The one judge of a name: the
+    catalog keeps a deployment's secrets by it, and the config masks values
+    and makes parameters `Secret` by it (`config.report`, `config.schema`,
+    `config.build`), so that no value an error hides is quoted elsewhere."""
     if not name or names_a_description(name):
         return False
-    return name.lower() == "code" or any(
-        _CREDENTIAL_PART.fullmatch(part) for part in _name_parts(name))
+    parts = _name_parts(name)
+    return name.lower() == "code" or any(_credential_at(parts, i) for i in range(len(parts)))
 
 
 # Values no credential holds, whatever its name says (`use_auth_token: "true"`):
@@ -259,7 +283,7 @@ def names_a_credential_outright(name: str) -> bool:
     """Whether `name` is a credential's by its last word (`password`, `client_secret`,
     `api_key_2`, `private_key_pem`), so that its value is one at any length, a
     number too; a name holding the word elsewhere (`token_lifetime_seconds`,
-    `use_auth_token`) or only the bare `auth` (`auth=none`) may name a setting,
+    `auth_timeout_ms`) or only the bare `auth` (`auth=none`) may name a setting,
     whose value is a secret only from `NAMED_SECRET_MIN` characters up."""
     if not names_a_credential(name):
         return False
@@ -267,7 +291,7 @@ def names_a_credential_outright(name: str) -> bool:
     while len(parts) > 1 and (parts[-1] in _ENCODING_PARTS or parts[-1].isdigit()):
         parts.pop()
     last = parts[-1]
-    return last != "auth" and (_CREDENTIAL_PART.fullmatch(last) is not None or last == "code")
+    return last != "auth" and (_credential_at(parts, len(parts) - 1) or last == "code")
 
 
 # What separates a connection string's pairs (`AccountName=..;AccountKey=..`),

@@ -1,7 +1,7 @@
 """From a loaded config to a `Catalog`: keys and `os.environ/VAR` references
 resolved under an environment, base URLs defaulted, prices made per token.
 
-Imports: the standard library, `catalog`, `config.schema`, `config.report`;
+Imports: the standard library, `catalog`, `config.schema`, `errors`;
 `adapters.registry` inside functions.
 """
 
@@ -13,7 +13,6 @@ from decimal import Decimal
 from typing import Any
 
 from interlock.catalog import Catalog, Deployment, Secret
-from interlock.config.report import SECRET_NAME
 from interlock.config.schema import (
     CALL_DEFAULT_PARAMS,
     DeploymentParams,
@@ -21,6 +20,7 @@ from interlock.config.schema import (
     ModelEntry,
     env_ref,
 )
+from interlock.errors import names_a_credential
 
 _MILLION = Decimal(1_000_000)
 
@@ -43,7 +43,9 @@ def resolve_entry(entry: ModelEntry, env: Mapping[str, str]
         reasons.extend(f"the environment variable {var} (litellm_params.{name}) is not set"
                        for var in missing)
         if not missing:
-            resolved[name] = Secret(value) if SECRET_NAME.search(name) else value
+            # Judged as the catalog judges a secret mapping's fields and the
+            # config masks a value (`errors.names_a_credential`).
+            resolved[name] = Secret(value) if names_a_credential(name) else value
     return key, resolved, "; ".join(reasons) or None
 
 

@@ -18,11 +18,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import AliasChoices, BaseModel, ValidationError
 
-from interlock.errors import ConfigError, redact
-
-# Names whose values are secrets: masked in reprs, errors and the catalog.
-SECRET_NAME = re.compile(r"(api_key|master_key|password|secret|credential|access_key|"
-                         r"session_token|auth_token|authorization)", re.IGNORECASE)
+from interlock.errors import ConfigError, names_a_credential, redact
 
 
 def config_error(where: str, problems: list[str],
@@ -66,7 +62,9 @@ def _is_union_tag(part: str) -> bool:
 
 def _show(value: Any, loc: Sequence[str | int]) -> str:
     names = [p for p in loc if isinstance(p, str) and not _is_union_tag(p)]
-    if names and SECRET_NAME.search(names[-1]):
+    # The rule the catalog keeps a deployment's secrets by, so that a value an
+    # error would hide is never quoted in the config's own report either.
+    if names and names_a_credential(names[-1]):
         return "'********'"
     if isinstance(value, str) and "://" in value and "@" in value:
         value = _without_credentials(value)

@@ -5,7 +5,7 @@
 LiteLLM keys users commonly write. The other sections are the leaf schemas of
 the layers that own them, composed here.
 
-Imports: pydantic, the standard library, `config.report`, `ignored_keys`,
+Imports: pydantic, the standard library, `config.report`, `errors`, `ignored_keys`,
 `key_names`, `key_models`, the leaf settings modules; `adapters.registry` only
 inside functions (it brings in the HTTP stack, and `import interlock.config` must
 stay light).
@@ -36,10 +36,10 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from interlock.config.report import SECRET_NAME, did_you_mean
+from interlock.config.report import did_you_mean
 from interlock.costs.settings import Budget, LedgerSettings, PriceOverride
 from interlock.dispatch.settings import RouterSettings
-from interlock.errors import InvalidRequest, redact
+from interlock.errors import InvalidRequest, names_a_credential, redact
 from interlock.ignored_keys import AcceptsIgnoredKeys
 from interlock.key_models import allowed_models
 from interlock.key_names import name_problem
@@ -214,7 +214,7 @@ def _mask_extra(name: str | None, value: Any) -> Any:
         return {k: "********" for k in value}
     if name == "api_base" and isinstance(value, str):
         return redact(value)  # a proxy URL may carry user:password@
-    secret = name is not None and SECRET_NAME.search(name) and value is not None
+    secret = name is not None and names_a_credential(name) and value is not None
     return "********" if secret and not isinstance(value, SecretStr) else value
 
 
