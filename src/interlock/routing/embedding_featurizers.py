@@ -36,7 +36,6 @@ class EmbeddingModelUnavailable(ConfigError):
     it, is not on this machine: said at load, before any prompt is routed."""
 
 
-
 class SentenceTransformerFeaturizer:
     """A sentence-transformers model loaded from a local path (no downloads).
 
