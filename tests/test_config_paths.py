@@ -6,14 +6,16 @@ given as dicts keep the working directory; so does the ledger's SQLite path
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from tests.trained_routers import knn_checkpoint
 
 from interlock.config import load_config
-from interlock.errors import RouterNotTrained
+from interlock.errors import ConfigError, RouterNotTrained
 from interlock.gateway import Gateway
+from interlock.routing.embedding_featurizers import EmbeddingModelUnavailable
 from interlock.routing.settings import IntentRouterSettings, LearnedRouterSettings
 
 ENTRIES = ("model_list:\n"
@@ -122,6 +124,37 @@ def test_an_intent_router_s_model_path_is_read_from_the_file_s_folder(
     spec = load_config(path).routing.routers["topics"]
     assert isinstance(spec, IntentRouterSettings)
     assert spec.featurizer == f"st:{tmp_path / 'etc' / 'models' / 'minilm'}"
+
+
+def test_an_intent_router_s_missing_model_names_the_field_and_where_it_looked(
+        tmp_path: Path, elsewhere: Path) -> None:
+    # Before: a FileNotFoundError traceback from the featuriser, no field named.
+    knn_checkpoint(tmp_path / "etc" / "knn")
+    intents = ("    topics: {type: intents, featurizer: 'st:models/minilm', default: w,\n"
+               "             intents: [{name: code, group: s, utterances: [write code]}]}\n")
+    config = load_config(_file(tmp_path / "etc", "knn", intents))
+    with pytest.raises(EmbeddingModelUnavailable) as info:
+        Gateway(config, environ={})
+    message = str(info.value)
+    assert message.startswith("routing.routers.topics.featurizer: sentence-transformers model "
+                              f"'{tmp_path / 'etc' / 'models' / 'minilm'}' is not available "
+                              "locally")
+    assert "the config file gives 'models/minilm'" in message
+    assert isinstance(info.value, ConfigError)  # what serve and `interlock check` report
+
+
+def test_a_learned_router_trained_on_a_missing_local_model_names_it(tmp_path: Path) -> None:
+    folder = tmp_path / "knn"
+    knn_checkpoint(folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["featurizer"] = {"name": "sentence-transformers", "dim": 4,
+                              "params": {"model_path": str(tmp_path / "gone")}}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(EmbeddingModelUnavailable) as info:
+        Gateway(load_config(_file(tmp_path / "etc", str(folder))), environ={})
+    assert str(info.value).startswith(
+        f"routing.routers.knn.checkpoint_path: the router at {folder} was trained on embeddings "
+        f"of a local model: sentence-transformers model '{tmp_path / 'gone'}' is not available")
 
 
 def test_the_ledger_s_sqlite_path_stays_relative_to_the_working_directory(

@@ -15,6 +15,7 @@ from interlock.errors import (
     ContentFiltered,
     ContextWindowExceeded,
     InvalidRequest,
+    NoDeploymentAvailable,
     RateLimited,
     Timeout,
     UpstreamServerError,
@@ -351,3 +352,40 @@ async def test_hidden_params_have_litellm_s_provider_and_api_base(
     hidden = answer._hidden_params
     assert hidden["custom_llm_provider"] == "openai"
     assert hidden["api_base"] == provider_env.base_url("openai")
+
+
+
+def _state(router: Router, name: str) -> tuple[str, int, int]:
+    row = next(h for h in router.health() if h.deployment == name)
+    return row.state, row.requests, row.failures
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("status", [429, 500])
+async def test_a_pinned_call_s_failure_cools_its_deployment_for_routed_traffic(
+        provider_env: FakeUpstream, status: int, stream: bool) -> None:
+    provider_env.script(Fault(status=status, times=1), provider="openai", model="gpt-4o")
+    async with Router(model_list=_two_deployments(), num_retries=0, allowed_fails=0,
+                      cooldown_time=60) as router:
+        with pytest.raises((RateLimited, UpstreamServerError)):
+            await router.acompletion(model="west", messages=MESSAGES, stream=stream,
+                                     specific_deployment=True)
+        assert _state(router, "west")[0] == "cooling"
+        for _ in range(8):  # the group alone would share them out
+            answer = await router.acompletion(model="chat", messages=MESSAGES)
+            assert answer.interlock["deployment"] == "east"
+        # Pinned, it is not called while it cools either: the caller is told when
+        # to come back (LiteLLM differs by path; specific_deployment.py says why).
+        with pytest.raises(NoDeploymentAvailable) as cooling:
+            await router.acompletion(model="west", messages=MESSAGES, specific_deployment=True)
+    assert "chat/west: cooldown (" in str(cooling.value)
+    assert cooling.value.retry_after is not None
+    assert provider_env.calls("openai", model="gpt-4o") == 1
+
+
+async def test_a_pinned_call_s_success_is_recorded_for_its_deployment(
+        provider_env: FakeUpstream) -> None:
+    async with Router(model_list=_two_deployments()) as router:
+        await router.acompletion(model="west", messages=MESSAGES, specific_deployment=True)
+        assert _state(router, "west") == ("healthy", 1, 0)
+        assert _state(router, "east")[1:] == (0, 0)

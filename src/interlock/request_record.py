@@ -136,6 +136,7 @@ class RequestRecorder:
             # status, which providers do not bill: the cost is known, and nothing
             # (a timeout or a broken connection stays unknown: it may be billed).
             meta.cost_usd = Decimal(0)
+            meta.nothing_billed = True
         exc.meta = meta  # type: ignore[attr-defined]
         self.record(meta, request, usage, None, key_id, stream=request.stream, error=exc)
 

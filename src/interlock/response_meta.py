@@ -35,6 +35,10 @@ class ResponseMeta:
     # the upstream calls, not Interlock's overhead.
     waits: list[float] = field(default_factory=list)
     cost_usd: Decimal | None = None
+    # A failed request none of whose calls a provider bills (none made, or each
+    # answered with an error status): its cost is $0 for the ledger and budgets,
+    # but no price was at work, so the x-interlock-cost-usd header is left out.
+    nothing_billed: bool = False
     latency_ms: float = 0.0
     overhead_ms: float = 0.0
     ttft_ms: float | None = None
@@ -77,7 +81,9 @@ class ResponseMeta:
             log = (_logged(attempts[0]) if len(attempts) == 1
                    else ", ".join(map(_logged, attempts)))
             out.append((b"x-interlock-attempt-log", _latin1(log)))
-        if self.cost_usd is not None:
+        # What the request's billed calls cost as priced; absent when unknown (no
+        # price, or a call that may be billed) and when nothing was billed.
+        if self.cost_usd is not None and not self.nothing_billed:
             out.append((b"x-interlock-cost-usd", f"{self.cost_usd:.8f}".encode()))
         return out
 

@@ -12,7 +12,13 @@ The request keeps its own group's decision (no router picks for it), and the
 dispatcher calls no other deployment of the group (`ChatRequest.deployment`)
 and falls back to no other group: its chains are emptied here, so that the
 dispatcher has nothing to check for them. The retries, cooldowns, limits and
-budgets of that deployment apply as to any call.
+budgets of that deployment apply as to any call: its failures count toward its
+cooldown and its successes are recorded (the dispatcher's one path does both),
+so routed traffic avoids it while it cools. A cooling deployment is not called
+when pinned either (the call waits for it within max_cooldown_wait, else fails
+with NoDeploymentAvailable and its Retry-After). LiteLLM skips the cooldown for
+a lookup by id but not by litellm model; one rule for both here, and the one
+that keeps callers off a provider that asked for a pause.
 
 Only the library takes it: a gateway client may not step around the operator's
 routing (it names groups, routers and aliases, never deployments), so the

@@ -679,6 +679,7 @@ async def test_a_continued_stream_is_one_request_with_two_billed_calls(
     # own (spend, report, /metrics), and the key's limits were let go with the
     # second call's tokens alone (third review).
     from interlock.costs.queries import LedgerReader
+    from interlock.costs.simulate import replay
 
     config, settled = _keyed_and_settled(fake_upstream, tmp_path, monkeypatch)
     gateway = Gateway(load_config(config), environ={})
@@ -702,11 +703,14 @@ async def test_a_continued_stream_is_one_request_with_two_billed_calls(
     assert both is not None and line.input_tokens == both.input_tokens
     # Each deployment's calls: the first broke a stream, the other answered it.
     assert health == {"anthropic": (1, 1, 1), "openai": (1, 0, 1)}
-    # The report's and the simulator's replay: one request, its answering call
-    # (the first call's cost is in spend, not paired with it: docs/costs.md).
+    # The report's and the simulator's replay: one request, priced on its
+    # answering call, whose recorded cost holds both billed calls, as spend's does.
     with LedgerReader(f"sqlite:///{tmp_path / 'ledger.sqlite'}") as reader:
-        [record] = list(reader.usage())
-    assert record.provider == "openai"
+        first, answered = reader.usage()
+        replayed = replay(reader.usage(), {})
+    assert (first.continued, answered.continued, answered.provider) == (True, False, "openai")
+    assert (replayed.requests, replayed.continued_calls) == (1, 1)
+    assert replayed.recorded_usd == line.cost_usd
 
 
 async def test_a_continued_stream_of_unknown_cost_is_shown_unpriced_not_free(

@@ -6,7 +6,7 @@ import base64
 import dataclasses
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -616,3 +616,89 @@ async def test_report_shows_rows_without_a_group_as_one_line(tmp_path: Path) -> 
     assert result.exit_code == 0, result.output
     assert re.search(r"\(unknown or refused\) +2 requests", result.output)
     assert "gpt-5" not in result.output and "xxxx" not in result.output
+
+
+def _call(request_id: str, status: str, cost: str | None, **kw: object) -> LedgerRow:
+    """One row of a stream broken on `claude` (status `continued`) and answered on
+    `gpt` (`ok`), or of a request of its own."""
+    return LedgerRow(request_id=request_id, routed_group="g", deployment=kw.pop("d", "gpt"),
+                     provider="openai", model="m", status=status, input_tokens=1_000_000,
+                     cost_usd=None if cost is None else Decimal(cost), **kw)  # type: ignore[arg-type]
+
+
+CONTINUED_LEDGER = [
+    _call("paid-twice", "continued", "0.5", d="claude"), _call("paid-twice", "ok", "1"),
+    _call("plain", "ok", "1"),
+    # Left out of both sides: the request's own cost is unknown...
+    _call("unknown", "continued", "0.25", d="claude"), _call("unknown", "ok", None),
+    # ...or it failed after all (a failure is not replayed).
+    _call("failed", "continued", "0.125", d="claude"), _call("failed", "error", "0"),
+    # Its first call's cost unknown: said, not taken as $0.
+    _call("half-known", "continued", None, d="claude"), _call("half-known", "ok", "1"),
+]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def continued_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LedgerReader]:
+    """CONTINUED_LEDGER in SQLite and in PostgreSQL (fresh tables, dropped after)."""
+    import asyncio
+    import uuid
+
+    from interlock.costs.schema import ledger_tables, make_engine
+
+    url, prefix = str(tmp_path / "ledger.sqlite"), "interlock_"
+    if request.param == "postgresql":
+        url, prefix = request.getfixturevalue("postgres_url"), f"t_{uuid.uuid4().hex[:10]}_"
+    ledger = Ledger(LedgerSettings(database=url, table_prefix=prefix, flush_interval=0.01))
+
+    async def write() -> None:
+        await ledger.start()
+        for row in CONTINUED_LEDGER:
+            ledger.record(row)
+        assert await ledger.flush(5)
+        await ledger.aclose()
+
+    asyncio.run(write())
+    try:
+        with LedgerReader(url, table_prefix=prefix) as reader:
+            yield reader
+    finally:
+        if request.param == "postgresql":
+            engine = make_engine(url)
+            ledger_tables(prefix).metadata.drop_all(engine)
+            engine.dispose()
+
+
+def test_a_replay_counts_a_continued_stream_once_and_its_first_call_as_paid(
+        continued_ledger: LedgerReader) -> None:
+    # Before, the replay read `ok` rows only: the first call, billed, was missing
+    # from the recorded side, and routing looked $0.50 cheaper than it was.
+    out = replay(continued_ledger.usage(), {"m": ModelPrice.per_million(1, 0)})
+    assert (out.requests, out.unpriced) == (4, 1)
+    assert out.recorded_usd == Decimal("3.5")  # 1 + 0.5, 1, 1 (+ an unknown first call)
+    assert (out.continued_calls, out.continued_usd, out.continued_unpriced) == (
+        1, Decimal("0.5"), 1)
+    assert out.single_model == {"m": Decimal(3)}  # each priced request once, at $1
+    assert out.by_group == {"g": 4}
+
+
+def test_a_replay_without_continued_streams_pairs_nothing() -> None:
+    records = [UsageRecord("g", "d", "openai", "m", 1_000_000, 0, 0, Decimal(1))]
+    out = replay(records, {"m": ModelPrice.per_million(1, 0)})
+    assert (out.requests, out.recorded_usd, out.continued_calls) == (1, Decimal(1), 0)
+
+
+async def test_the_ledger_replay_says_what_continued_streams_cost(tmp_path: Path) -> None:
+    db = str(tmp_path / "ledger.sqlite")
+    await _recorded(db, CONTINUED_LEDGER)
+    args = ["cost", "simulate", "--from-ledger", "--database", db, "--strategy", "s=m",
+            "--price", "m=1,0"]
+    data = json.loads(runner.invoke(app, [*args, "--json"]).output)
+    assert (Decimal(data["recorded_usd"]), data["continued_calls"],
+            Decimal(data["continued_usd"]), data["continued_unpriced"]) == (
+        Decimal("3.5"), 1, Decimal("0.5"), 1)
+    said = _said(runner.invoke(app, args))
+    assert "3 recorded requests cost $3.50 (1 more with unknown cost" in said
+    assert ("of which $0.50 on the first calls of 1 streams continued on another deployment"
+            in said)
+    assert "1 first calls of continued streams have unknown cost" in said

@@ -5,15 +5,19 @@ from __future__ import annotations
 import importlib.util
 import math
 import re
+import sys
+import types
 
 import numpy as np
 import pytest
 
+from interlock.errors import ConfigError
 from interlock.routing.artefacts import read_arrays, write_arrays
 from interlock.routing.features import (
     SHAPE_FEATURES,
     CachedFeaturizer,
     EmbeddingEndpointFeaturizer,
+    EmbeddingModelUnavailable,
     HashedNgramFeaturizer,
     HybridFeaturizer,
     SentenceTransformerFeaturizer,
@@ -167,24 +171,57 @@ def test_endpoint_featuriser_checks_the_shape() -> None:
         EmbeddingEndpointFeaturizer(embed, dim=3).transform(["a"])
 
 
+def test_a_missing_local_model_says_where_it_looked_and_how_to_fix_it(tmp_path) -> None:
+    # Before: a plain FileNotFoundError (or, without the package, an ImportError
+    # about the package when the model was what was missing), and neither an
+    # InterlockError that `interlock check` and serve report without a traceback.
+    missing = tmp_path / "minilm"
+    with pytest.raises(EmbeddingModelUnavailable) as info:
+        SentenceTransformerFeaturizer(missing)
+    message = str(info.value)
+    assert f"sentence-transformers model '{missing}' is not available locally" in message
+    assert f"{missing} is not a folder" in message
+    assert "never downloads" in message and ".save('/models/all-MiniLM-L6-v2')" in message
+    assert "'hashed'" in message
+    assert isinstance(info.value, ConfigError)
+    missing.mkdir()
+    with pytest.raises(EmbeddingModelUnavailable, match=r"holds neither modules\.json nor"):
+        make_featurizer(f"hashed+st:{missing}")
+
+
+def test_a_model_name_is_not_looked_up_anywhere(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(EmbeddingModelUnavailable, match="not a model name"):
+        make_featurizer("st:sentence-transformers/all-MiniLM-L6-v2")
+
+
 @pytest.mark.skipif(
     importlib.util.find_spec("sentence_transformers") is not None,
     reason="sentence-transformers is installed",
 )
-def test_sentence_transformers_missing_gives_a_clear_error() -> None:
-    with pytest.raises(ImportError, match=r"interlock\[embeddings\]"):
-        SentenceTransformerFeaturizer("/nonexistent/model")
-    with pytest.raises(ImportError, match="sentence-transformers"):
-        make_featurizer("st:/nonexistent/model")
+def test_sentence_transformers_missing_gives_a_clear_error(tmp_path) -> None:
+    (tmp_path / "modules.json").write_text("[]")
+    with pytest.raises(EmbeddingModelUnavailable, match=r"interlock\[embeddings\]") as info:
+        SentenceTransformerFeaturizer(tmp_path)
+    assert "'hashed'" in str(info.value)
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("sentence_transformers") is None,
-    reason="sentence-transformers is not installed",
-)
-def test_sentence_transformers_needs_a_local_path() -> None:
-    with pytest.raises(FileNotFoundError, match="never downloads"):
-        SentenceTransformerFeaturizer("/nonexistent/model")
+def test_an_incomplete_model_folder_is_our_error_not_the_library_s(tmp_path, monkeypatch) -> None:
+    # The library, asked for files the folder lacks with local_files_only,
+    # raises an OSError about the Hub: played here by a stand-in module.
+    fake = types.ModuleType("sentence_transformers")
+
+    def refuse(path: str, **kw: object) -> None:
+        assert kw["local_files_only"] is True
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files")
+
+    fake.SentenceTransformer = refuse  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "sentence_transformers", fake)
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(EmbeddingModelUnavailable) as info:
+        SentenceTransformerFeaturizer(tmp_path)
+    assert f"is not complete at {tmp_path}" in str(info.value)
+    assert "couldn't connect" in str(info.value) and "'hashed'" in str(info.value)
 
 
 def test_unknown_featuriser_spec() -> None:
@@ -291,15 +328,6 @@ def test_hybrid_featuriser_lets_the_classifier_use_the_embedding(tmp_path) -> No
     assert manifest["name"] == "hybrid" and manifest["params"]["weight"] == 2.0
     again = load_router(tmp_path / "r", embed=embed)
     assert np.allclose(again.win_prob(test_prompts, "strong", "weak"), p)
-
-
-def test_hybrid_spec_needs_the_sentence_transformers_path() -> None:
-    if importlib.util.find_spec("sentence_transformers") is None:
-        with pytest.raises(ImportError, match="sentence-transformers"):
-            make_featurizer("hashed+st:/nonexistent/model")
-    else:
-        with pytest.raises(FileNotFoundError, match="never downloads"):
-            make_featurizer("hashed+st:/nonexistent/model")
 
 
 def test_hybrid_spec_builds_from_the_real_local_model(minilm: SentenceTransformerFeaturizer,

@@ -195,6 +195,37 @@ async def test_no_cost_header_when_the_price_is_unknown(
     await client.close()
 
 
+async def test_an_error_with_no_billed_call_claims_no_cost(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway]) -> None:
+    # Before: `x-interlock-cost-usd: 0.00000000` on the 502 below (an upstream 500:
+    # called, not billed) and on the 503 after it (nothing called), as if a price
+    # were known.
+    entry = deployment(fake_upstream, "high-quality", "anthropic",
+                       input_cost_per_token=0.000003, output_cost_per_token=0.000015)
+    gw = start_gateway(_config(fake_upstream, [entry], num_retries=0, allowed_fails=0,
+                               cooldown_time=20, fallbacks=[{"high-quality": ["high-quality"]}]))
+    fake_upstream.script(Fault(status=500, times=1))
+    client = gw.openai()
+    for status in (502, 503):
+        with pytest.raises(openai.APIStatusError) as failed:
+            await client.chat.completions.create(model="high-quality", messages=HELLO)
+        assert failed.value.status_code == status
+        assert "x-interlock-attempts" in failed.value.response.headers
+        assert "x-interlock-cost-usd" not in failed.value.response.headers
+    await client.close()
+
+
+def test_a_failed_request_s_billed_call_keeps_its_cost_header() -> None:
+    # A call the provider bills before the request failed (a stream cut after
+    # its prompt was sent): what it cost is said, as on an answer.
+    meta = ResponseMeta(request_id="chatcmpl-1", decision=direct("g"), cost_usd=Decimal("0.25"),
+                        attempts=[Attempt(deployment="d", provider="openai", group="g",
+                                          outcome="Timeout", status=None, duration_ms=5.0)])
+    assert dict(meta.headers())[b"x-interlock-cost-usd"] == b"0.25000000"
+    meta.cost_usd, meta.nothing_billed = Decimal(0), True
+    assert b"x-interlock-cost-usd" not in dict(meta.headers())
+
+
 async def test_headers_list_every_attempt_of_a_failover(
         fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway]) -> None:
     gw = start_gateway(_config(fake_upstream, _claude_then_gemini(fake_upstream),

@@ -20,7 +20,7 @@ import typer
 
 if TYPE_CHECKING:
     from interlock.costs.prices import ModelPrice
-    from interlock.costs.simulate import Profile, Strategy, StrategyCost
+    from interlock.costs.simulate import Profile, Replay, Strategy, StrategyCost
 
 cost_app = typer.Typer(help="Cost tools: simulate routing strategies.", no_args_is_help=True)
 
@@ -244,12 +244,17 @@ def _replay(config: Path | None, database: str | None, models: list[str], mode: 
             "unpriced": result.unpriced, "priced": result.requests - result.unpriced,
             "by_group": result.by_group,
             "single_model_usd": {m: str(v) for m, v in result.single_model.items()},
+            "continued_calls": result.continued_calls,
+            "continued_usd": str(result.continued_usd),
+            "continued_unpriced": result.continued_unpriced,
         }, indent=2))
         return
     unpriced = (f" ({result.unpriced:,} more with unknown cost, left out of every figure here)"
                 if result.unpriced else "")
     typer.echo(f"{result.requests - result.unpriced:,} recorded requests cost "
                f"{money(result.recorded_usd)}{unpriced}")
+    for line in _continued_lines(result):
+        typer.echo(line)
     typer.echo("On one model alone they would have cost:")
     for model, usd in sorted(result.single_model.items(), key=lambda kv: kv[1]):
         diff = usd - result.recorded_usd
@@ -260,6 +265,23 @@ def _replay(config: Path | None, database: str | None, models: list[str], mode: 
     # Without --config these are genai-prices' (or the seed's), not necessarily
     # what the gateway recorded with: shown, so the comparison can be judged.
     _echo_prices(models, resolved)
+
+
+def _continued_lines(result: Replay) -> list[str]:
+    """What the recorded cost holds of streams continued on another deployment:
+    their first calls were billed, though each stream is one request here."""
+    from interlock.costs.simulate import money
+
+    lines = []
+    if result.continued_calls:
+        lines.append(f"  of which {money(result.continued_usd)} on the first calls of "
+                     f"{result.continued_calls:,} streams continued on another deployment "
+                     "(billed; each stream is one request here, priced below on its "
+                     "answering call)")
+    if result.continued_unpriced:
+        lines.append(f"  ({result.continued_unpriced:,} first calls of continued streams have "
+                     "unknown cost: the recorded figure lacks them)")
+    return lines
 
 
 def register(app: typer.Typer) -> None:

@@ -105,6 +105,7 @@ def eval_command(
         "max_chars=null, dim=64.")] = None,
 ) -> None:
     """Cross-validate routers on outcome data: table, JSON and plot."""
+    from interlock.errors import ConfigError
     from interlock.evaluation.cost_axis import parse_price
     from interlock.evaluation.datasets import load_eval_data
     from interlock.evaluation.report import render_table, report_json
@@ -126,7 +127,7 @@ def eval_command(
                 featurizer, parse_params(featurizer_param or [])),
         )
         report = _run(table, options)
-    except (ValueError, LookupError, FileNotFoundError, ImportError) as exc:
+    except (ValueError, LookupError, FileNotFoundError, ImportError, ConfigError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     typer.echo(render_table(report))

@@ -39,6 +39,7 @@ def train_command(
         "max_chars=null max_sparse_chars=null to read whole prompts, dim=64.")] = None,
 ) -> None:
     """Train a learned router and save it as plain files."""
+    from interlock.errors import ConfigError
     from interlock.routing.training import parse_params, train_router
 
     names = [m.strip() for m in (models or "").split(",") if m.strip()] or None
@@ -48,7 +49,7 @@ def train_command(
         run = train_router(router, data, out, models=names, featurizer=featurizer,
                            featurizer_params=parse_params(featurizer_param or []),
                            seed=seed, params=parse_params(param or []))
-    except (ValueError, FileNotFoundError, ImportError) as exc:
+    except (ValueError, FileNotFoundError, ImportError, ConfigError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     for note in run.notes:

@@ -73,6 +73,12 @@ class UsageRecord:
     web_searches: int = 0
     # As the answer reported it (OpenAI's `service_tier`); None where it said none.
     service_tier: str | None = None
+    # Where a replay pairs rows (`LedgerReader.usage`): a continued call's, and a
+    # request's when the ledger holds continued calls; None elsewhere.
+    request_id: str | None = None
+    # The first call of a stream continued on another deployment: billed, and
+    # its request's row is another record.
+    continued: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,20 +201,31 @@ class LedgerReader:
             return {str(k): int(v or 0) for k, v in conn.execute(query)}
 
     def usage(self, *, since: datetime | None = None) -> Iterator[UsageRecord]:
-        """The successful requests' rows, for a replay of what they cost. The first
-        call of a stream continued elsewhere (`continued`) is not among them: its
-        cost is in spend, but pairing it with its request's row would take a join
-        over the whole ledger on every replay."""
+        """The rows a replay of what requests cost reads: first the first calls of
+        streams continued elsewhere (`continued`: billed, but not requests), then
+        the successful requests' rows.
+
+        No join pairs the two (one over a large ledger took most of a minute): the
+        continued calls, rare, are read on their own first, and the requests' rows
+        in one plain scan, carrying their request id only when there is a
+        continued call to pair them with (`replay` does, as they stream by)."""
         c = self.t.c
-        query = sa.select(
-            c.routed_group, c.deployment, c.provider, c.model, c.input_tokens,
-            c.cached_input_tokens, c.output_tokens, c.cost_nanousd, *self._added_columns()[:2],
-        ).where(c.status == "ok")
+        web_searches, service_tier = self._added_columns()[:2]
+        first_calls = sa.select(c.request_id, c.cost_nanousd).where(c.status == "continued")
         with self.engine.connect() as conn:
+            continued = conn.execute(self._since(first_calls, since)).all()
+            for request_id, cost in continued:
+                yield UsageRecord(None, None, None, None, 0, 0, 0, cost,
+                                  request_id=request_id, continued=True)
+            query = sa.select(
+                c.routed_group, c.deployment, c.provider, c.model, c.input_tokens,
+                c.cached_input_tokens, c.output_tokens, c.cost_nanousd, web_searches,
+                service_tier, c.request_id if continued else sa.null(),
+            ).where(c.status == "ok")
             result = conn.execution_options(yield_per=5_000).execute(self._since(query, since))
             for r in result:
                 yield UsageRecord(r[0], r[1], r[2], r[3], int(r[4] or 0), int(r[5] or 0),
-                                  int(r[6] or 0), r[7], int(r[8] or 0), r[9] or None)
+                                  int(r[6] or 0), r[7], int(r[8] or 0), r[9] or None, r[10])
 
     def daily_spend_by(self, by: SpendBy = "deployment", *,
                        since: datetime | None = None) -> dict[str, dict[date, Decimal]]:

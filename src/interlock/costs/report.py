@@ -106,7 +106,8 @@ def build_report(reader: LedgerReader, prices: Mapping[str, ModelPrice | None],
         daily=reader.daily_spend_by("deployment", since=since),
         groups=groups,
         health=reader.deployment_health(since=since),
-        # Successful requests only, the same ones the alternatives are priced on.
+        # Successful requests only, the same ones the alternatives are priced on
+        # (with the first calls of their streams continued elsewhere: billed).
         recorded_usd=result.recorded_usd,
         requests=sum(g.requests for g in groups),
         unpriced_rows=result.unpriced,
@@ -118,8 +119,8 @@ def build_report(reader: LedgerReader, prices: Mapping[str, ModelPrice | None],
 
 def summary_lines(data: ReportData) -> list[str]:
     # The same total as `interlock spend` (every row's known cost, failed ones'
-    # and continued streams' first calls too); the saving compares successful
-    # requests' own rows only, so that part is named.
+    # too); the saving compares successful requests (their continued streams'
+    # first calls included), so that part is named.
     total = data.total_usd
     lines = [f"{data.requests:,} requests, {money(total)} recorded"
              + (f" ({data.first:%Y-%m-%d} to {data.last:%Y-%m-%d})"

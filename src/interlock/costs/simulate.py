@@ -233,6 +233,9 @@ def price_differences(current: Mapping[str, ModelPrice | None],
 @dataclass
 class Replay:
     requests: int = 0
+    # What the requests replayed cost as recorded: their own rows, and the first
+    # calls of those that were streams continued on another deployment (billed,
+    # so paid for by routing, though the replay counts one request each).
     recorded_usd: Decimal = Decimal(0)
     # Requests whose recorded cost is unknown: left out of `recorded_usd` and of
     # `single_model` alike, so the two compare the same requests.
@@ -240,6 +243,11 @@ class Replay:
     # Per model: what the same (priced) requests would have cost there.
     single_model: dict[str, Decimal] = field(default_factory=dict)
     by_group: dict[str, int] = field(default_factory=dict)
+    # Continued streams' first calls in `recorded_usd`, and their cost.
+    continued_calls: int = 0
+    continued_usd: Decimal = Decimal(0)
+    # Those of unknown cost, whose request is priced: the recorded side lacks them.
+    continued_unpriced: int = 0
 
 
 def replay(records: Iterable[UsageRecord], prices: Mapping[str, ModelPrice | None]) -> Replay:
@@ -251,16 +259,35 @@ def replay(records: Iterable[UsageRecord], prices: Mapping[str, ModelPrice | Non
     such tier, its standard prices). A request whose recorded cost is unknown is
     counted in `unpriced` and priced nowhere: at $0 on one side and its full
     price on the other, it would make routing look cheaper than it was.
+
+    A stream continued on another deployment is one request, priced elsewhere on
+    its answering call's tokens, and its recorded cost includes its first call's:
+    `continued` records come first (`LedgerReader.usage`), each with its request
+    id, and are added with the successful request of that id (none added with
+    an unpriced request, left out of both sides; none for a request that failed
+    after all, not replayed).
     """
     out = Replay(single_model={m: Decimal(0) for m, p in prices.items() if p is not None})
     known = [(m, p) for m, p in prices.items() if p is not None]
+    first_calls: dict[str | None, Decimal | None] = {}
     for rec in records:
+        if rec.continued:
+            first_calls[rec.request_id] = rec.cost_usd
+            continue
         out.requests += 1
         group = rec.routed_group or "(none)"
         out.by_group[group] = out.by_group.get(group, 0) + 1
         if rec.cost_usd is None:
             out.unpriced += 1
             continue
+        if first_calls and rec.request_id in first_calls:
+            first_cost = first_calls.pop(rec.request_id)
+            if first_cost is None:
+                out.continued_unpriced += 1
+            else:
+                out.continued_calls += 1
+                out.continued_usd += first_cost
+                out.recorded_usd += first_cost
         out.recorded_usd += rec.cost_usd
         # The searches would have run on any model; each priced at its own search price.
         usage = Usage(input_tokens=rec.input_tokens, output_tokens=rec.output_tokens,

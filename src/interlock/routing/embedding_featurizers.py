@@ -7,7 +7,7 @@ must already be on disk, and the endpoint is reached through an injected
 async `embed` function.
 
 Imports: numpy, scipy (sparse matrices) lazily, sentence-transformers lazily (an optional
-extra), the standard library, `routing.featurizer_protocol`, `routing.hashed_featurizer`.
+extra), the standard library, `errors`, `routing.featurizer_protocol`, `routing.hashed_featurizer`.
 """
 
 from __future__ import annotations
@@ -19,10 +19,21 @@ from typing import Any
 
 import numpy as np
 
+from interlock.errors import ConfigError
 from interlock.routing.featurizer_protocol import Embed, Featurizer, l2_normalise
 from interlock.routing.hashed_featurizer import HashedNgramFeaturizer
 
 # ---------------------------------------------------------------- sentence-transformers
+
+_FIX = ("Save the model to a folder once, where a download is allowed (in Python: "
+        "SentenceTransformer('all-MiniLM-L6-v2').save('/models/all-MiniLM-L6-v2')), copy it "
+        "here and give that folder as 'st:/models/all-MiniLM-L6-v2'; or use the built-in "
+        "featuriser 'hashed', which needs no model")
+
+
+class EmbeddingModelUnavailable(ConfigError):
+    """A sentence-transformers featuriser whose model, or the package that reads
+    it, is not on this machine: said at load, before any prompt is routed."""
 
 
 class SentenceTransformerFeaturizer:
@@ -41,21 +52,32 @@ class SentenceTransformerFeaturizer:
     ) -> None:
         self.model_path = str(model_path)
         self.batch_size = batch_size
+        folder = Path(self.model_path).expanduser()
+        # The folder before the package: it is what the user named, and a check
+        # that needs no optional extra.
+        if not ((folder / "modules.json").is_file() or (folder / "config.json").is_file()):
+            where = "is not a folder" if not folder.is_dir() else (
+                "holds neither modules.json nor config.json")
+            raise EmbeddingModelUnavailable(
+                f"sentence-transformers model {self.model_path!r} is not available locally: "
+                f"{folder.absolute()} {where}. Interlock never downloads models, and 'st:' "
+                f"takes the path of a model folder on this machine, not a model name. {_FIX}")
         try:
             from sentence_transformers import SentenceTransformer
-        except ImportError as exc:
-            raise ImportError(
-                "the sentence-transformers featuriser needs the optional extra: "
-                "pip install 'interlock[embeddings]'"
-            ) from exc
-        if not (Path(self.model_path) / "modules.json").is_file() and not (
-            Path(self.model_path) / "config.json"
-        ).is_file():
-            raise FileNotFoundError(
-                f"no sentence-transformers model at {self.model_path} (a local model folder "
-                "is required; Interlock never downloads models)"
-            )
-        self._model = SentenceTransformer(self.model_path, device=device, local_files_only=True)
+        except ImportError:
+            raise EmbeddingModelUnavailable(
+                f"sentence-transformers model {self.model_path!r} needs the optional "
+                "package sentence-transformers, which is not installed: pip install "
+                "'interlock[embeddings]', or use the built-in featuriser 'hashed'") from None
+        try:
+            self._model = SentenceTransformer(str(folder), device=device,
+                                              local_files_only=True)
+        except OSError as exc:
+            # A folder missing its weights or tokenizer: the library would look
+            # them up on the Hub, which local_files_only forbids.
+            raise EmbeddingModelUnavailable(
+                f"sentence-transformers model {self.model_path!r} is not complete at "
+                f"{folder.absolute()} ({exc}). {_FIX}") from None
         # `get_embedding_dimension` is the newer name; older releases only have the long one.
         model: Any = self._model
         dim_of = getattr(model, "get_embedding_dimension", None)

@@ -34,6 +34,7 @@ import numpy as np
 
 from interlock.routing.embedding_featurizers import (
     EmbeddingEndpointFeaturizer,
+    EmbeddingModelUnavailable,
     HybridFeaturizer,
     SentenceTransformerFeaturizer,
 )
@@ -51,7 +52,8 @@ from interlock.routing.prompt_shape import (
 # Importable from here as before the featurisers' parts moved to modules of their own.
 __all__ = [
     "FIRST_SHAPE_COUNT", "HASHED_PARAMS", "SHAPE_FEATURES", "SHAPE_MAX_CHARS",
-    "CachedFeaturizer", "Embed", "EmbeddingEndpointFeaturizer", "Featurizer",
+    "CachedFeaturizer", "Embed", "EmbeddingEndpointFeaturizer", "EmbeddingModelUnavailable",
+    "Featurizer",
     "HashedNgramFeaturizer", "HybridFeaturizer", "SentenceTransformerFeaturizer", "atransform",
     "featurizer_from_manifest", "l2_normalise", "make_featurizer", "prompt_shape",
     "randomized_svd",

@@ -61,6 +61,18 @@ def parse_router_alias(model: str) -> tuple[str, float] | None:
     return m["name"], float(m["threshold"])
 
 
+def _intent_router(name: str, spec: IntentRouterSettings) -> Any:
+    # Not at the top: both import numpy, which a rules-only gateway never needs.
+    from interlock.routing.embedding_featurizers import EmbeddingModelUnavailable
+    from interlock.routing.intents import IntentRouter
+
+    try:
+        return IntentRouter.from_settings(name, spec)
+    except EmbeddingModelUnavailable as exc:
+        raise EmbeddingModelUnavailable(
+            f"routing.routers.{name}.featurizer: {exc}{spec.read_as()}") from None
+
+
 class RoutingPolicy:
     """Decides, per request, the model group. Given the request, the catalog and
     the health snapshot (`available`), the decision is a pure function."""
@@ -87,9 +99,7 @@ class RoutingPolicy:
             if isinstance(spec, RulesRouterSettings):
                 self._rules[name] = RulesRouter(name, spec)
             elif isinstance(spec, IntentRouterSettings):
-                from interlock.routing.intents import IntentRouter
-
-                self._intents[name] = IntentRouter.from_settings(name, spec)
+                self._intents[name] = _intent_router(name, spec)
             elif isinstance(spec, LearnedRouterSettings):
                 self._learned[name] = self._load_learned(name, spec)
         self._check_member_columns()
@@ -102,6 +112,7 @@ class RoutingPolicy:
         return cls(settings or RoutingSettings(), catalog, ask=ask, embed=embed, prices=prices)
 
     def _load_learned(self, name: str, spec: LearnedRouterSettings) -> Any:
+        from interlock.routing.embedding_featurizers import EmbeddingModelUnavailable
         from interlock.routing.learned.registry import ROUTER_NAMES, load_router
 
         ask = None
@@ -128,6 +139,12 @@ class RoutingPolicy:
             # file is read from the file's folder, which may surprise.
             raise RouterNotTrained(f"routing.routers.{name}.checkpoint_path: {exc}"
                                    f"{spec.read_as()}") from None
+        except EmbeddingModelUnavailable as exc:
+            # The model path is the one the router was trained with, in its manifest.
+            raise EmbeddingModelUnavailable(
+                f"routing.routers.{name}.checkpoint_path: the router at "
+                f"{spec.checkpoint_path} was trained on embeddings of a local model: "
+                f"{exc}") from None
 
     def _check_groups(self) -> None:
         routed = self.settings.groups

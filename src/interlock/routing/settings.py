@@ -80,6 +80,13 @@ class IntentRouterSettings(_Strict):
     top_k: int = Field(default=1, ge=1)
     # "hashed" (built in) or "st:<local model path>" (sentence-transformers).
     featurizer: str = "hashed"
+    # The st: model path as the config file wrote it, when it was relative (as
+    # LearnedRouterSettings._written).
+    _written: str | None = PrivateAttr(default=None)
+
+    def read_as(self) -> str:
+        """How a relative `st:` model path was read, for an error; empty if as written."""
+        return _relative_path_note(self._written)
 
 
 class LearnedRouterSettings(_Strict):
@@ -104,10 +111,7 @@ class LearnedRouterSettings(_Strict):
     def read_as(self) -> str:
         """How a relative checkpoint_path was read, for an error that names the
         resolved one; empty for a path used as written."""
-        if self._written is None:
-            return ""
-        return (f" (the config file gives {self._written!r}: a relative path is read from "
-                "the config file's folder, not the working directory)")
+        return _relative_path_note(self._written)
 
 
 RouterSettingsEntry = Annotated[
@@ -180,7 +184,10 @@ class RoutingSettings(_Strict):
                 if not Path(written).expanduser().is_absolute():
                     spec._written = written
             elif isinstance(spec, IntentRouterSettings) and spec.featurizer.startswith("st:"):
-                spec.featurizer = "st:" + _in_folder(spec.featurizer[3:], folder)
+                written = spec.featurizer[3:]
+                spec.featurizer = "st:" + _in_folder(written, folder)
+                if not Path(written).expanduser().is_absolute():
+                    spec._written = written
 
     def _routed_group_problem(self, group: RoutedGroup) -> str | None:
         """What makes a routed group fail or misroute its requests, if anything."""
@@ -314,6 +321,14 @@ def _n_model_problem(group: RoutedGroup, router: RouterSettingsEntry | None) -> 
 
 # `random` needs no artefact, so a routed group may name it without defining it.
 _BUILTIN_ROUTERS = frozenset({"random"})
+
+
+def _relative_path_note(written: str | None) -> str:
+    """" (the config file gives ...)" for a path read from the config file's folder."""
+    if written is None:
+        return ""
+    return (f" (the config file gives {written!r}: a relative path is read from "
+            "the config file's folder, not the working directory)")
 
 
 def _in_folder(path: str, folder: Path) -> str:
