@@ -110,6 +110,7 @@ def test_serve_gives_uvicorn_the_connection_limits_of_the_config(
     import pickle
 
     from interlock.server.connection_limits import ConnectionLimits, LimitedHttpToolsProtocol
+    from interlock.server.refusal_log import RefusalLog
 
     config = _one_group(tmp_path, ", max_request_header_bytes: 8192, request_header_timeout: 5,"
                                   " request_body_timeout: 7, request_body_total_timeout: 60,"
@@ -119,10 +120,12 @@ def test_serve_gives_uvicorn_the_connection_limits_of_the_config(
     for options in served:
         protocol = options["http"]
         assert protocol.func is LimitedHttpToolsProtocol
-        assert protocol.keywords == {"limits": ConnectionLimits(8192, 5.0, 7.0, 60.0)}
+        assert protocol.keywords["limits"] == ConnectionLimits(8192, 5.0, 7.0, 60.0)
         assert options["limit_concurrency"] == 100
         # --workers N hands its options to the worker processes pickled.
-        assert pickle.loads(pickle.dumps(protocol)).keywords == protocol.keywords
+        pickled = pickle.loads(pickle.dumps(protocol)).keywords
+        assert pickled["limits"] == protocol.keywords["limits"]
+        assert isinstance(pickled["refusals"], RefusalLog)
 
 
 def test_serve_with_workers_says_which_limits_each_counts_alone(

@@ -6,13 +6,15 @@ Spoken over raw sockets, as the clients these limits are for do not follow HTTP.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import inspect
 import logging
 import re
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -22,6 +24,7 @@ import uvicorn
 from tests.server.gateways import MASTER_KEY, RunningGateway, three_provider_config
 
 from interlock.server import connection_limits
+from interlock.server.refusal_log import RefusalLog
 from interlock.testing import FakeUpstream, Fault
 
 START = b"GET /health/liveness HTTP/1.1\r\nHost: x\r\n"
@@ -444,8 +447,10 @@ def test_a_client_that_sends_its_whole_body_first_still_reads_the_answer(
 # uvicorn defines it: a uvicorn that drops or renames one fails here, by name,
 # rather than in a limit that silently stops applying.
 _UVICORN_MEMBERS = [
-    ("HttpToolsProtocol.data_received", "self._unsupported_upgrade_warning()",
-     "overridden so an upgrade request logs nothing"),
+    ("HttpToolsProtocol.data_received", "self._unset_keepalive_if_required()",
+     "done by `_parse`, which stands for data_received so that its warnings are bounded"),
+    ("HttpToolsProtocol.data_received", "self.parser.feed_data(data)",
+     "done by `_parse`, which stands for data_received so that its warnings are bounded"),
     ("HttpToolsProtocol.on_headers_complete", "app = self.app",
      "swapped for the 431 app while the headers' request is made"),
     ("HttpToolsProtocol.on_headers_complete", "on_response=self.on_response_complete",
@@ -525,12 +530,7 @@ def test_bytes_after_bad_ones_behind_an_answer_are_dropped_unparsed(
             b"\r\nAuthorization: Bearer " + MASTER_KEY.encode())
     body = orjson.dumps({"model": "budget", "stream": True,
                          "messages": [{"role": "user", "content": "hello"}]})
-    # uvicorn's own logger, which does not reach the root's handlers.
-    warned: list[logging.LogRecord] = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = warned.append  # type: ignore[method-assign]
-    logging.getLogger("uvicorn.error").addHandler(handler)
-    try:
+    with _warnings() as warned:
         _send(sock, head + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body
               + b"GET / HTTP/1.1\r\nBad Header: y\r\n\r\n")
         started = time.monotonic()
@@ -538,11 +538,101 @@ def test_bytes_after_bad_ones_behind_an_answer_are_dropped_unparsed(
             time.sleep(0.15)
             _send(sock, b"more bad bytes\r\n\r\n")
         answer = _answer(sock)
-    finally:
-        logging.getLogger("uvicorn.error").removeHandler(handler)
     assert time.monotonic() - started > 0.5  # the stream outlasted the header timeout
     assert _statuses(answer) == [200] and answer.endswith(b"0\r\n\r\n")  # ended whole
-    assert [r.getMessage() for r in warned] == ["Invalid HTTP request received."]
+    assert len(warned) == 1 and "not HTTP/1.1" in warned[0].getMessage()
+
+
+@contextlib.contextmanager
+def _warnings(level: int = logging.WARNING) -> Iterator[list[logging.LogRecord]]:
+    """The records of `level` and above from the gateway's edge: Interlock's
+    protocol, and uvicorn's own logger (which does not reach the root's handlers)."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(level)
+    handler.emit = records.append  # type: ignore[method-assign]
+    loggers = [logging.getLogger(name) for name in ("uvicorn.error", "interlock.server")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(min(level, logger.getEffectiveLevel()))
+    try:
+        yield records
+    finally:
+        for logger, was in zip(loggers, levels, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(was)
+
+
+def _refusals_summarized_every(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """Gateways started from now on count repeated refusals over `seconds`."""
+    monkeypatch.setattr(connection_limits, "RefusalLog",
+                        functools.partial(RefusalLog, every=seconds))
+
+
+def test_bytes_that_are_not_http_are_logged_once_then_counted(
+        fake_upstream: FakeUpstream,
+        start_gateway: Callable[..., RunningGateway],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # uvicorn warned "Invalid HTTP request received." for each: any client, with
+    # no key, could write as many lines as it sent requests.
+    every = 1.0
+    _refusals_summarized_every(monkeypatch, every)
+    gateway = _limited(fake_upstream, start_gateway)
+    sent = 20
+    with _warnings() as warned:
+        started = time.monotonic()
+        for _ in range(sent):
+            sock = _connect(gateway)
+            _send(sock, b"GET / HTTP/1.1\r\nBad Header: y\r\n\r\n")
+            answer = _answer(sock)
+            assert _status(answer) == 400  # each is still told why
+            assert _error(answer)["code"] == "invalid_http_request"
+        elapsed = time.monotonic() - started
+        # The last interval's count comes when it ends.
+        for _ in range(100):
+            counted = [int(m[1]) for r in warned[1:]
+                       if (m := re.match(r"(\d+) more ", r.getMessage()))]
+            if sum(counted) >= sent - 1:
+                break
+            time.sleep(0.1)
+    said = [r.getMessage() for r in warned]
+    assert "refused a request from 127.0.0.1:" in said[0]
+    assert "its bytes are not HTTP/1.1 (Invalid header" in said[0]
+    assert all(" more requests refused 400 as not HTTP/1.1 in the last " in line
+               for line in said[1:]), said
+    assert sum(counted) == sent - 1  # every one counted, none twice
+    # A line an interval at most (the sending's, and the one after it).
+    assert len(said) <= 2 + elapsed / every, said
+
+
+def test_refusals_a_client_can_repeat_are_logged_once(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # 431s and 408s were an info line each, 503s past max_connections a warning
+    # each: a client could fill the log at will (at the level that shows them).
+    _refusals_summarized_every(monkeypatch, 3600)
+    gateway = _limited(fake_upstream, start_gateway, max_connections=1,
+                       max_request_header_bytes=4096, request_header_timeout=0.3)
+    with _warnings(logging.INFO) as logged:
+        for _ in range(3):
+            sock = _connect(gateway)
+            _send(sock, START + b"X-Big: " + b"a" * 10_000)
+            assert _status(_answer(sock)) == 431
+        for _ in range(3):
+            sock = _connect(gateway)
+            _send(sock, START)  # headers that never end
+            assert _status(_answer(sock)) == 408
+        held = _connect(gateway)
+        _send(held, b"GET")  # holds the one connection allowed, until the 408
+        for _ in range(3):
+            with httpx.Client(base_url=gateway.url) as http:
+                assert http.get("/health/liveness").status_code == 503
+        held.close()
+    said = [r.getMessage() for r in logged]
+    assert len(said) == 3, said
+    assert "max_request_header_bytes" in said[0]
+    assert "request_header_timeout" in said[1]
+    assert "general_settings.max_connections" in said[2]
 
 
 def test_the_time_reading_was_paused_is_added_up_to_the_moment() -> None:

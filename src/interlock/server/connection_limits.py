@@ -40,8 +40,13 @@ the protocol itself (`on_headers_complete`), allowing that many connections
 plain text, and every other answer of the gateway is the OpenAI error shape.
 The protocol also tells the app's drain when shutdown begins (`shutdown`).
 
+Every refusal here (400, 431, 408, 503) comes at the client's will, so its log
+line goes through the server's `RefusalLog`: the first of a kind in full, then
+one line an interval counting the rest (uvicorn's own warning for bytes that are
+not HTTP, a line a request, is not written: `_parse`).
+
 Imports: httptools, orjson, the standard library, uvicorn, `openai_response`,
-`server.asgi_io`, `server.drain` (and `config` for types).
+`server.asgi_io`, `server.drain`, `server.refusal_log` (and `config` for types).
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ from uvicorn.server import ServerState
 from interlock.openai_response import plain_error_dict
 from interlock.server.asgi_io import ASGIApp, Receive, Scope, Send, send_plain_error
 from interlock.server.drain import find_drain
+from interlock.server.refusal_log import RefusalLog
 
 if TYPE_CHECKING:
     from interlock.config.schema import GeneralSettings
@@ -100,7 +106,8 @@ def uvicorn_options(settings: GeneralSettings) -> dict[str, Any]:
     A partial rather than a subclass made at run time: `--workers N` sends the
     options to its worker processes by pickling them."""
     protocol = functools.partial(LimitedHttpToolsProtocol,
-                                 limits=ConnectionLimits.from_settings(settings))
+                                 limits=ConnectionLimits.from_settings(settings),
+                                 refusals=RefusalLog(log))
     # The gateway serves no WebSocket: an upgrade request is answered as plain HTTP
     # rather than handed to a protocol without these limits.
     return {"http": protocol, "ws": "none", "limit_concurrency": settings.max_connections}
@@ -111,9 +118,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any],
                  _loop: asyncio.AbstractEventLoop | None = None, *,
-                 limits: ConnectionLimits) -> None:
+                 limits: ConnectionLimits, refusals: RefusalLog) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self._limits = limits
+        self._refusals = refusals  # the server's, shared by its connections
         # Checked here, not by uvicorn, whose answer past it is plain text.
         self._max_connections, self.limit_concurrency = self.limit_concurrency, None
         # True from the end of one message (or the connection's start) to the end
@@ -149,7 +157,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._header_bytes += len(data)
         else:
             self._body_read_at = self.loop.time()
-        super().data_received(data)
+        self._parse(data)
         if self._discarding:  # this read's bytes failed to parse: nothing is timed now
             self._stop_timer()
             return
@@ -186,10 +194,23 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             drain.begin(self.config.timeout_graceful_shutdown)
         super().shutdown()
 
-    def _unsupported_upgrade_warning(self) -> None:
-        """uvicorn warns of every upgrade request it cannot serve: with `ws: none`
-        (the gateway serves no WebSocket) anyone could repeat that into the log
-        at will. The request is answered as plain HTTP, which says enough."""
+    def _parse(self, data: bytes) -> None:
+        """uvicorn's `data_received`, but for its log lines: it warned of each
+        request whose bytes are not HTTP, and of each upgrade request it cannot
+        serve, so anyone could repeat a line into the log at will. Bytes that
+        are not HTTP go to the server's `RefusalLog`; an upgrade request (with
+        `ws: none` the gateway serves no WebSocket) is answered as plain HTTP,
+        which says enough, and logs nothing."""
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as failure:
+            self._refusals.note(self.loop, "requests refused 400 as not HTTP/1.1",
+                                logging.WARNING, "refused a request from %s with 400: its "
+                                "bytes are not HTTP/1.1 (%s)", self._where(), failure)
+            self.send_400_response("Invalid HTTP request received.")
+        except httptools.HttpParserUpgrade:
+            pass
 
     # -- parser callbacks -----------------------------------------------------
     def on_headers_complete(self) -> None:
@@ -208,8 +229,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         # `connections` holds this request's own, `tasks` not yet: `max_connections:
         # N` allows N connections (uvicorn's `>=` allowed N - 1, and 1 refused all).
         if limit is not None and (len(self.connections) > limit or len(self.tasks) >= limit):
-            log.warning("refused a request with 503: the process is at its limit of %d "
-                        "connections or requests (general_settings.max_connections)", limit)
+            self._refusals.note(
+                self.loop, "requests refused 503 past general_settings.max_connections",
+                logging.WARNING, "refused a request with 503: the process is at its limit of "
+                "%d connections or requests (general_settings.max_connections)", limit)
             self._start_request(self._over_capacity_app)
             return
         super().on_headers_complete()
@@ -317,7 +340,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._headers_too_large()
 
     def _headers_too_large(self) -> None:
-        self._refuse(431, self._too_large_message(), _TOO_LARGE)
+        self._refuse(431, self._too_large_message(), _TOO_LARGE, "max_request_header_bytes")
 
     async def _headers_too_large_app(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_plain_error(send, 431, self._too_large_message(),
@@ -333,7 +356,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         self._refuse(408, f"The request's headers did not arrive within "
                      f"{self._limits.header_timeout:g} s (general_settings."
-                     "request_header_timeout).", "request_timeout")
+                     "request_header_timeout).", "request_timeout", "request_header_timeout")
 
     def _flow_paused(self, now: float) -> float:
         flow = self.flow
@@ -362,19 +385,22 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                          f"{limits.body_total_timeout:g} s of its headers (general_settings."
                          "request_body_total_timeout). Send the body at once, or ask the "
                          "gateway's operator to raise the limit for large, slow uploads.",
-                         "request_timeout")
+                         "request_timeout", "request_body_total_timeout")
             return
         self._refuse(408, f"The request body stopped arriving: nothing came for "
                      f"{limits.body_timeout:g} s (general_settings.request_body_timeout)."
-                     " Send the whole body the Content-Length declares.", "request_timeout")
+                     " Send the whole body the Content-Length declares.", "request_timeout",
+                     "request_body_timeout")
 
-    def _refuse(self, status: int, message: str, code: str) -> None:
-        """Answer `status` if no answer has begun on the connection, then close it."""
+    def _refuse(self, status: int, message: str, code: str, setting: str) -> None:
+        """Answer `status` if no answer has begun on the connection, then close it;
+        `setting` is the limit of general_settings that the connection broke."""
         if self.transport.is_closing():  # uvicorn has answered (a request it could not parse)
             return
         cycle = self.cycle
-        where = f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
-        log.info("closing a connection from %s: %s", where, message)
+        self._refusals.note(self.loop, f"connections closed with {status} ({setting})",
+                            logging.INFO, "closing a connection from %s: %s", self._where(),
+                            message)
         if self._in_headers:  # `cycle` is an earlier request's, which may still be answering
             answer = cycle is None or cycle.response_complete
         elif cycle is None:  # not a request of this protocol's (never, without upgrades)
@@ -385,6 +411,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if answer:
             self._write_error(status, message, code)
         self.transport.close()
+
+    def _where(self) -> str:
+        return f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
 
     def _write_error(self, status: int, message: str, code: str) -> None:
         """An OpenAI-shaped error written straight to the socket, outside any app;
