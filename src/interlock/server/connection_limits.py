@@ -21,7 +21,7 @@ limits (`ConnectionLimits`, from general_settings):
   ended, however steadily it trickles: the same 408 and close. Time the gateway
   spends not reading (a pipelined request waiting its turn, a full buffer) is
   not counted against the client: uvicorn's flow control adds it up
-  (`_TimedFlowControl`).
+  (`_TimedFlowControl`), and `_BodyClock` moves the deadlines on by it.
 
 A request answered before its body ended (401, 413) ends the connection once
 the body does, or `_LINGER_SECONDS` after the answer (`on_response_complete`),
@@ -129,11 +129,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._in_headers = True
         # Bytes read since the headers began, counted from the read they began in.
         self._header_bytes = 0
-        self._body_read_at = 0.0  # loop time of the body's last read
-        # The loop time the body began, moved on by the time the gateway was not
-        # reading; and that time, as the body's timer last counted it.
-        self._body_began_at = 0.0
-        self._body_paused_seen = 0.0
+        self._body = _BodyClock()
         self._timer: asyncio.TimerHandle | None = None
         # Bytes that failed to parse came behind a request still being answered:
         # what follows is dropped unread (`send_400_response`).
@@ -156,7 +152,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._in_headers:
             self._header_bytes += len(data)
         else:
-            self._body_read_at = self.loop.time()
+            self._body.read_at = self.loop.time()
         self._parse(data)
         if self._discarding:  # this read's bytes failed to parse: nothing is timed now
             self._stop_timer()
@@ -176,8 +172,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                     self._timer = self.loop.call_later(self._limits.header_timeout,
                                                        self._headers_late)
         elif self._timer is None:  # the body goes on in a later read
-            self._body_read_at = self._body_began_at = now = self.loop.time()
-            self._body_paused_seen = self._flow_paused(now)
+            now = self.loop.time()
+            self._body.start(now, self._flow_paused(now))
             self._timer = self.loop.call_later(
                 min(self._limits.body_timeout, self._limits.body_total_timeout),
                 self._body_stalled)
@@ -368,15 +364,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         limits = self._limits
         now = self.loop.time()
-        # The time the gateway did not read since the last look (a pipelined
-        # request waiting its turn, a full buffer) is not the client's.
-        paused = self._flow_paused(now)
-        credit, self._body_paused_seen = paused - self._body_paused_seen, paused
-        self._body_began_at += credit
-        self._body_read_at = now if self.flow.read_paused \
-            else min(now, self._body_read_at + credit)
-        total_left = self._body_began_at + limits.body_total_timeout - now
-        left = min(self._body_read_at + limits.body_timeout - now, total_left)
+        left, total_left = self._body.time_left(limits, now, self._flow_paused(now),
+                                                self.flow.read_paused)
         if left > 0:
             self._timer = self.loop.call_later(left, self._body_stalled)
             return
@@ -425,6 +414,35 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         head.append(b"content-type: application/json\r\ncontent-length: %d\r\n"
                     b"connection: close\r\n\r\n" % len(body))
         self.transport.write(b"".join(head) + body)
+
+
+@dataclass(slots=True)
+class _BodyClock:
+    """A body's two deadlines, counting the client's time only: the loop times
+    the body began and was last read, moved on by the time the gateway was not
+    reading (a pipelined request waiting its turn, a full buffer), which
+    `_TimedFlowControl` adds up; `paused_seen` is its total at the last look."""
+
+    began_at: float = 0.0
+    read_at: float = 0.0
+    paused_seen: float = 0.0
+
+    def start(self, now: float, paused: float) -> None:
+        self.began_at = self.read_at = now
+        self.paused_seen = paused
+
+    def time_left(self, limits: ConnectionLimits, now: float, paused: float,
+                  read_paused: bool) -> tuple[float, float]:
+        """Seconds left at loop time `now` before the body stalls or runs out of
+        its total time, whichever comes first, and before the latter; `paused`
+        is the flow control's total up to `now`, `read_paused` whether reading
+        is paused at `now`."""
+        credit, self.paused_seen = paused - self.paused_seen, paused
+        self.began_at += credit
+        # While the gateway is not reading, no read is late, however long ago.
+        self.read_at = now if read_paused else min(now, self.read_at + credit)
+        total_left = self.began_at + limits.body_total_timeout - now
+        return min(self.read_at + limits.body_timeout - now, total_left), total_left
 
 
 class _TimedFlowControl(FlowControl):
