@@ -110,6 +110,7 @@ def test_serve_gives_uvicorn_the_connection_limits_of_the_config(
     import pickle
 
     from interlock.server.connection_limits import ConnectionLimits, LimitedHttpToolsProtocol
+    from interlock.server.refusal_log import RefusalLog
 
     config = _one_group(tmp_path, ", max_request_header_bytes: 8192, request_header_timeout: 5,"
                                   " request_body_timeout: 7, request_body_total_timeout: 60,"
@@ -119,10 +120,12 @@ def test_serve_gives_uvicorn_the_connection_limits_of_the_config(
     for options in served:
         protocol = options["http"]
         assert protocol.func is LimitedHttpToolsProtocol
-        assert protocol.keywords == {"limits": ConnectionLimits(8192, 5.0, 7.0, 60.0)}
+        assert protocol.keywords["limits"] == ConnectionLimits(8192, 5.0, 7.0, 60.0)
         assert options["limit_concurrency"] == 100
         # --workers N hands its options to the worker processes pickled.
-        assert pickle.loads(pickle.dumps(protocol)).keywords == protocol.keywords
+        pickled = pickle.loads(pickle.dumps(protocol)).keywords
+        assert pickled["limits"] == protocol.keywords["limits"]
+        assert isinstance(pickled["refusals"], RefusalLog)
 
 
 def test_serve_with_workers_says_which_limits_each_counts_alone(
@@ -183,9 +186,10 @@ def test_serve_logs_interlock_s_lines_as_json_when_asked(tmp_path: Path) -> None
     with socket.socket() as taken:  # serving fails at the bind, after loading has logged
         taken.bind(("127.0.0.1", 0))
         taken.listen()
+        port = taken.getsockname()[1]
         done = subprocess.run(
             [sys.executable, "-m", "interlock.cli.main", "serve", "--config", str(config),
-             "--port", str(taken.getsockname()[1]), "--log-format", "json"],
+             "--port", str(port), "--log-format", "json"],
             env=env, capture_output=True, text=True, timeout=60)
     lines = [json.loads(line) for line in done.stderr.splitlines()]  # every line is JSON
     loaded = [r for r in lines if "NO_SUCH_KEY" in r["message"]]
@@ -193,6 +197,13 @@ def test_serve_logs_interlock_s_lines_as_json_when_asked(tmp_path: Path) -> None
     assert loaded[0]["logger"].startswith("interlock.") and loaded[0]["time"].endswith("+00:00")
     assert any(r["logger"].startswith("uvicorn") and r["level"] == "error" for r in lines)
     assert done.returncode != 0
+    # The start line, printed for text only, is a record of its own at the
+    # default level (warning), its facts as fields.
+    [start] = [r for r in lines if r["message"].startswith("Interlock: serving")]
+    assert start["message"] == f"Interlock: serving http://127.0.0.1:{port}/v1 for a (1 worker)"
+    assert start["level"] == "info" and start["logger"] == "interlock.serving"
+    assert (start["url"], start["workers"], start["groups"], start["names"],
+            start["routers"]) == (f"http://127.0.0.1:{port}/v1", 1, ["a"], [], [])
 
 
 @pytest.mark.parametrize("log_format", ["text", "json"])
@@ -244,6 +255,19 @@ def test_serve_writes_an_access_log_only_when_asked(
     assert calls[2]["log_level"] == "info"
     # At the default level the lines would not show: said once, for the second run.
     assert caplog.text.count("add --log-level info to see them") == 1
+
+
+def test_json_lines_add_a_record_s_fields_but_never_in_place_of_its_own() -> None:
+    import json
+    import logging
+
+    from interlock.cli.serve_logging import FIELDS, JsonLines
+
+    record = logging.LogRecord("interlock.serving", logging.INFO, __file__, 1, "serving %s",
+                               ("here",), None)
+    setattr(record, FIELDS, {"url": "http://h/v1", "message": "not this", "workers": 2})
+    entry = json.loads(JsonLines().format(record))
+    assert (entry["message"], entry["url"], entry["workers"]) == ("serving here", "http://h/v1", 2)
 
 
 def test_serve_refuses_a_log_level_it_does_not_know(tmp_path: Path) -> None:

@@ -84,13 +84,18 @@ def serve(
     common = dict(host=host, port=port, log_level=log_level.lower(), log_config=logs,
                   timeout_graceful_shutdown=drain, lifespan="on", access_log=access_log,
                   backlog=4096, **uvicorn_options(settings))
+    # uvicorn says nothing below its "info" level: one line, so that an operator
+    # sees where the gateway is (an address already taken is uvicorn's error).
+    url = f"http://[{host}]:{port}/v1" if ":" in host else f"http://{host}:{port}/v1"
+    groups, names, routers = _served_names(loaded, gateway)
+    started = (f"Interlock: serving {url} for {_names_to_ask_for(groups, names, routers)} "
+               f"({workers} worker{'s' if workers > 1 else ''})")
     if log_format == "text":
-        # uvicorn says nothing below its "info" level: one line, so that a terminal
-        # shows where the gateway is (an address already taken is uvicorn's error).
-        where = f"[{host}]" if ":" in host else host
-        typer.echo(f"Interlock: serving http://{where}:{port}/v1 for "
-                   f"{_names_to_ask_for(loaded, gateway)} ({workers} worker"
-                   f"{'s' if workers > 1 else ''}); Ctrl-C stops it", err=True)
+        typer.echo(f"{started}; Ctrl-C stops it", err=True)
+    else:  # a record among the others, its facts as fields for the log collector
+        logging.getLogger(serve_logging.START_LOGGER).info(started, extra={
+            serve_logging.FIELDS: {"url": url, "workers": workers, "groups": groups,
+                                   "names": names, "routers": routers}})
     if workers == 1:
         # uvicorn exits with its code 3 when the server cannot start (it says why).
         uvicorn.run(app, **common)
@@ -136,17 +141,19 @@ def per_worker_limits(config: InterlockConfig, workers: int) -> list[str]:
     return out
 
 
-def _names_to_ask_for(config: InterlockConfig, gateway: Gateway) -> str:
-    """The model groups (in the config's order), then the other names clients may
-    ask for (routed groups, aliases), then the learned routers' RouteLLM-style
-    names: those are not in the config as written, so the start line says them."""
-    groups = config.group_names
-    names = groups + [n for n in gateway.model_names() if n not in groups]
-    routers = gateway.routing.alias_routers()
-    shown = _some(names)
-    if routers:
-        shown += "; routers " + ", ".join(f"router-{r}-<threshold>" for r in routers)
-    return shown
+def _served_names(config: InterlockConfig,
+                  gateway: Gateway) -> tuple[list[str], list[str], list[str]]:
+    """What clients may ask for: the model groups (in the config's order), the
+    other names (routed groups, aliases), and the learned routers' RouteLLM-style
+    names, which are not in the config as written, so the start line says them."""
+    groups = list(config.group_names)
+    names = [n for n in gateway.model_names() if n not in groups]
+    return groups, names, [f"router-{r}-<threshold>" for r in gateway.routing.alias_routers()]
+
+
+def _names_to_ask_for(groups: list[str], names: list[str], routers: list[str]) -> str:
+    shown = _some(groups + names)
+    return shown + "; routers " + ", ".join(routers) if routers else shown
 
 
 def _some(names: list[str]) -> str:

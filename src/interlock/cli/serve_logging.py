@@ -7,7 +7,8 @@ source, and their info lines never, whatever `--log-level` said. `log_config`
 is uvicorn's configuration with an `interlock` logger added at the same level;
 uvicorn applies it in every worker process too. `--log-format json` writes one
 JSON object a line (time, level, logger, message, and the traceback when there
-is one), uvicorn's own lines included, for log collectors.
+is one), uvicorn's own lines included, for log collectors; `interlock serve`'s
+start line is one of them (`START_LOGGER`), with its facts as fields.
 
 Messages are the ones the code writes, which never hold a key (the tests check
 the error and log texts); this module adds no fields from the request. The
@@ -34,10 +35,16 @@ from interlock.errors import redact
 
 LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# The logger of the line that says where the gateway serves, at level info
+# whatever --log-level says: an operator needs it as much as an error.
+START_LOGGER = "interlock.serving"
+# A record's attribute (`extra={FIELDS: {...}}`) holding fields JSON lines add.
+FIELDS = "fields"
 
 
 class JsonLines(logging.Formatter):
-    """One JSON object a record, on one line."""
+    """One JSON object a record, on one line, with the record's `FIELDS` (a
+    collector can read the start line's url and workers without parsing text)."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -48,6 +55,8 @@ class JsonLines(logging.Formatter):
         }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
+        for name, value in getattr(record, FIELDS, {}).items():
+            entry.setdefault(name, value)  # never in place of the time, level or message
         return json.dumps(entry, ensure_ascii=False)
 
 
@@ -95,6 +104,8 @@ def log_config(level: str, log_format: str = "text") -> dict[str, Any]:
                                        "stream": "ext://sys.stderr"}
     config["loggers"]["interlock"] = {"handlers": ["interlock"], "propagate": False,
                                       "level": LOG_LEVELS[level.lower()]}
+    config["loggers"][START_LOGGER] = {"handlers": ["interlock"], "propagate": False,
+                                       "level": logging.INFO}
     config.setdefault("filters", {})["redacted_access"] = {
         "()": f"{__name__}.RedactedAccessLines"}
     config["loggers"]["uvicorn.access"]["filters"] = ["redacted_access"]

@@ -21,7 +21,7 @@ limits (`ConnectionLimits`, from general_settings):
   ended, however steadily it trickles: the same 408 and close. Time the gateway
   spends not reading (a pipelined request waiting its turn, a full buffer) is
   not counted against the client: uvicorn's flow control adds it up
-  (`_TimedFlowControl`).
+  (`_TimedFlowControl`), and `_BodyClock` moves the deadlines on by it.
 
 A request answered before its body ended (401, 413) ends the connection once
 the body does, or `_LINGER_SECONDS` after the answer (`on_response_complete`),
@@ -40,8 +40,13 @@ the protocol itself (`on_headers_complete`), allowing that many connections
 plain text, and every other answer of the gateway is the OpenAI error shape.
 The protocol also tells the app's drain when shutdown begins (`shutdown`).
 
+Every refusal here (400, 431, 408, 503) comes at the client's will, so its log
+line goes through the server's `RefusalLog`: the first of a kind in full, then
+one line an interval counting the rest (uvicorn's own warning for bytes that are
+not HTTP, a line a request, is not written: `_parse`).
+
 Imports: httptools, orjson, the standard library, uvicorn, `openai_response`,
-`server.asgi_io`, `server.drain` (and `config` for types).
+`server.asgi_io`, `server.drain`, `server.refusal_log` (and `config` for types).
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ from uvicorn.server import ServerState
 from interlock.openai_response import plain_error_dict
 from interlock.server.asgi_io import ASGIApp, Receive, Scope, Send, send_plain_error
 from interlock.server.drain import find_drain
+from interlock.server.refusal_log import RefusalLog
 
 if TYPE_CHECKING:
     from interlock.config.schema import GeneralSettings
@@ -100,7 +106,8 @@ def uvicorn_options(settings: GeneralSettings) -> dict[str, Any]:
     A partial rather than a subclass made at run time: `--workers N` sends the
     options to its worker processes by pickling them."""
     protocol = functools.partial(LimitedHttpToolsProtocol,
-                                 limits=ConnectionLimits.from_settings(settings))
+                                 limits=ConnectionLimits.from_settings(settings),
+                                 refusals=RefusalLog(log))
     # The gateway serves no WebSocket: an upgrade request is answered as plain HTTP
     # rather than handed to a protocol without these limits.
     return {"http": protocol, "ws": "none", "limit_concurrency": settings.max_connections}
@@ -111,9 +118,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any],
                  _loop: asyncio.AbstractEventLoop | None = None, *,
-                 limits: ConnectionLimits) -> None:
+                 limits: ConnectionLimits, refusals: RefusalLog) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self._limits = limits
+        self._refusals = refusals  # the server's, shared by its connections
         # Checked here, not by uvicorn, whose answer past it is plain text.
         self._max_connections, self.limit_concurrency = self.limit_concurrency, None
         # True from the end of one message (or the connection's start) to the end
@@ -121,11 +129,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._in_headers = True
         # Bytes read since the headers began, counted from the read they began in.
         self._header_bytes = 0
-        self._body_read_at = 0.0  # loop time of the body's last read
-        # The loop time the body began, moved on by the time the gateway was not
-        # reading; and that time, as the body's timer last counted it.
-        self._body_began_at = 0.0
-        self._body_paused_seen = 0.0
+        self._body = _BodyClock()
         self._timer: asyncio.TimerHandle | None = None
         # Bytes that failed to parse came behind a request still being answered:
         # what follows is dropped unread (`send_400_response`).
@@ -148,8 +152,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._in_headers:
             self._header_bytes += len(data)
         else:
-            self._body_read_at = self.loop.time()
-        super().data_received(data)
+            self._body.read_at = self.loop.time()
+        self._parse(data)
         if self._discarding:  # this read's bytes failed to parse: nothing is timed now
             self._stop_timer()
             return
@@ -168,8 +172,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                     self._timer = self.loop.call_later(self._limits.header_timeout,
                                                        self._headers_late)
         elif self._timer is None:  # the body goes on in a later read
-            self._body_read_at = self._body_began_at = now = self.loop.time()
-            self._body_paused_seen = self._flow_paused(now)
+            now = self.loop.time()
+            self._body.start(now, self._flow_paused(now))
             self._timer = self.loop.call_later(
                 min(self._limits.body_timeout, self._limits.body_total_timeout),
                 self._body_stalled)
@@ -186,10 +190,23 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             drain.begin(self.config.timeout_graceful_shutdown)
         super().shutdown()
 
-    def _unsupported_upgrade_warning(self) -> None:
-        """uvicorn warns of every upgrade request it cannot serve: with `ws: none`
-        (the gateway serves no WebSocket) anyone could repeat that into the log
-        at will. The request is answered as plain HTTP, which says enough."""
+    def _parse(self, data: bytes) -> None:
+        """uvicorn's `data_received`, but for its log lines: it warned of each
+        request whose bytes are not HTTP, and of each upgrade request it cannot
+        serve, so anyone could repeat a line into the log at will. Bytes that
+        are not HTTP go to the server's `RefusalLog`; an upgrade request (with
+        `ws: none` the gateway serves no WebSocket) is answered as plain HTTP,
+        which says enough, and logs nothing."""
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as failure:
+            self._refusals.note(self.loop, "requests refused 400 as not HTTP/1.1",
+                                logging.WARNING, "refused a request from %s with 400: its "
+                                "bytes are not HTTP/1.1 (%s)", self._where(), failure)
+            self.send_400_response("Invalid HTTP request received.")
+        except httptools.HttpParserUpgrade:
+            pass
 
     # -- parser callbacks -----------------------------------------------------
     def on_headers_complete(self) -> None:
@@ -208,8 +225,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         # `connections` holds this request's own, `tasks` not yet: `max_connections:
         # N` allows N connections (uvicorn's `>=` allowed N - 1, and 1 refused all).
         if limit is not None and (len(self.connections) > limit or len(self.tasks) >= limit):
-            log.warning("refused a request with 503: the process is at its limit of %d "
-                        "connections or requests (general_settings.max_connections)", limit)
+            self._refusals.note(
+                self.loop, "requests refused 503 past general_settings.max_connections",
+                logging.WARNING, "refused a request with 503: the process is at its limit of "
+                "%d connections or requests (general_settings.max_connections)", limit)
             self._start_request(self._over_capacity_app)
             return
         super().on_headers_complete()
@@ -317,7 +336,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._headers_too_large()
 
     def _headers_too_large(self) -> None:
-        self._refuse(431, self._too_large_message(), _TOO_LARGE)
+        self._refuse(431, self._too_large_message(), _TOO_LARGE, "max_request_header_bytes")
 
     async def _headers_too_large_app(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_plain_error(send, 431, self._too_large_message(),
@@ -333,7 +352,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         self._refuse(408, f"The request's headers did not arrive within "
                      f"{self._limits.header_timeout:g} s (general_settings."
-                     "request_header_timeout).", "request_timeout")
+                     "request_header_timeout).", "request_timeout", "request_header_timeout")
 
     def _flow_paused(self, now: float) -> float:
         flow = self.flow
@@ -345,15 +364,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         limits = self._limits
         now = self.loop.time()
-        # The time the gateway did not read since the last look (a pipelined
-        # request waiting its turn, a full buffer) is not the client's.
-        paused = self._flow_paused(now)
-        credit, self._body_paused_seen = paused - self._body_paused_seen, paused
-        self._body_began_at += credit
-        self._body_read_at = now if self.flow.read_paused \
-            else min(now, self._body_read_at + credit)
-        total_left = self._body_began_at + limits.body_total_timeout - now
-        left = min(self._body_read_at + limits.body_timeout - now, total_left)
+        left, total_left = self._body.time_left(limits, now, self._flow_paused(now),
+                                                self.flow.read_paused)
         if left > 0:
             self._timer = self.loop.call_later(left, self._body_stalled)
             return
@@ -362,19 +374,22 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                          f"{limits.body_total_timeout:g} s of its headers (general_settings."
                          "request_body_total_timeout). Send the body at once, or ask the "
                          "gateway's operator to raise the limit for large, slow uploads.",
-                         "request_timeout")
+                         "request_timeout", "request_body_total_timeout")
             return
         self._refuse(408, f"The request body stopped arriving: nothing came for "
                      f"{limits.body_timeout:g} s (general_settings.request_body_timeout)."
-                     " Send the whole body the Content-Length declares.", "request_timeout")
+                     " Send the whole body the Content-Length declares.", "request_timeout",
+                     "request_body_timeout")
 
-    def _refuse(self, status: int, message: str, code: str) -> None:
-        """Answer `status` if no answer has begun on the connection, then close it."""
+    def _refuse(self, status: int, message: str, code: str, setting: str) -> None:
+        """Answer `status` if no answer has begun on the connection, then close it;
+        `setting` is the limit of general_settings that the connection broke."""
         if self.transport.is_closing():  # uvicorn has answered (a request it could not parse)
             return
         cycle = self.cycle
-        where = f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
-        log.info("closing a connection from %s: %s", where, message)
+        self._refusals.note(self.loop, f"connections closed with {status} ({setting})",
+                            logging.INFO, "closing a connection from %s: %s", self._where(),
+                            message)
         if self._in_headers:  # `cycle` is an earlier request's, which may still be answering
             answer = cycle is None or cycle.response_complete
         elif cycle is None:  # not a request of this protocol's (never, without upgrades)
@@ -386,6 +401,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._write_error(status, message, code)
         self.transport.close()
 
+    def _where(self) -> str:
+        return f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
+
     def _write_error(self, status: int, message: str, code: str) -> None:
         """An OpenAI-shaped error written straight to the socket, outside any app;
         the caller closes the connection, as the answer says."""
@@ -396,6 +414,35 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         head.append(b"content-type: application/json\r\ncontent-length: %d\r\n"
                     b"connection: close\r\n\r\n" % len(body))
         self.transport.write(b"".join(head) + body)
+
+
+@dataclass(slots=True)
+class _BodyClock:
+    """A body's two deadlines, counting the client's time only: the loop times
+    the body began and was last read, moved on by the time the gateway was not
+    reading (a pipelined request waiting its turn, a full buffer), which
+    `_TimedFlowControl` adds up; `paused_seen` is its total at the last look."""
+
+    began_at: float = 0.0
+    read_at: float = 0.0
+    paused_seen: float = 0.0
+
+    def start(self, now: float, paused: float) -> None:
+        self.began_at = self.read_at = now
+        self.paused_seen = paused
+
+    def time_left(self, limits: ConnectionLimits, now: float, paused: float,
+                  read_paused: bool) -> tuple[float, float]:
+        """Seconds left at loop time `now` before the body stalls or runs out of
+        its total time, whichever comes first, and before the latter; `paused`
+        is the flow control's total up to `now`, `read_paused` whether reading
+        is paused at `now`."""
+        credit, self.paused_seen = paused - self.paused_seen, paused
+        self.began_at += credit
+        # While the gateway is not reading, no read is late, however long ago.
+        self.read_at = now if read_paused else min(now, self.read_at + credit)
+        total_left = self.began_at + limits.body_total_timeout - now
+        return min(self.read_at + limits.body_timeout - now, total_left), total_left
 
 
 class _TimedFlowControl(FlowControl):
