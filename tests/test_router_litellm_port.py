@@ -7,6 +7,8 @@ tests/conftest.py).
 
 from __future__ import annotations
 
+import json
+import os
 from decimal import Decimal
 from typing import Any
 
@@ -18,14 +20,15 @@ def _model_list() -> list[dict[str, Any]]:
     return [
         {"model_name": "fast",
          "litellm_params": {"model": "openai/gpt-4o-mini",
-                            "api_key": "os.environ/OPENAI_API_KEY", "rpm": 60}},
+                            "api_key": "os.environ/OPENAI_API_KEY", "rpm": 60,
+                            "max_input_tokens": 128_000}},
         {"model_name": "fast",
          "litellm_params": {"model": "gemini/gemini-2.0-flash-lite",
                             "api_key": "os.environ/GEMINI_API_KEY"},
-         "model_info": {"id": "flash"}},
+         "model_info": {"id": "flash", "max_input_tokens": 1_000_000}},
         {"model_name": "smart",
          "litellm_params": {"model": "anthropic/claude-sonnet-4-20250514",
-                            "api_key": "os.environ/ANTHROPIC_API_KEY"}},
+                            "api_key": os.environ["ANTHROPIC_API_KEY"]}},
     ]
 
 
@@ -78,3 +81,56 @@ def test_a_sync_stream_has_hidden_params_and_a_closed_one_its_cost(
     assert read._hidden_params["model_id"] == read.interlock["deployment"]
     # A stream closed early still learns the cost of what it was sent.
     assert left._hidden_params["response_cost"] is not None
+
+
+def test_get_model_list_resolves_a_model_group_alias(provider_env: FakeUpstream) -> None:
+    # An alias that get_model_names() lists gave [] here; LiteLLM resolves it.
+    from interlock import Router
+
+    router = Router(model_list=_model_list(), model_group_alias={
+        "gpt-4": "smart", "cheap": {"model": "fast", "hidden": True}})
+    try:
+        assert "gpt-4" in router.get_model_names()
+        [smart] = router.get_model_list("smart")
+        [aliased] = router.get_model_list(model_name="gpt-4")
+        # The group's entry, under the name asked for, as LiteLLM lists it.
+        assert aliased == {**smart, "model_name": "gpt-4"}
+        assert router.get_model_ids("cheap") == router.get_model_ids("fast")
+        assert router.get_model_list("nothing") == []
+    finally:
+        router.close()
+
+
+def test_litellm_s_inspection_helpers(provider_env: FakeUpstream) -> None:
+    # get_model_ids, get_deployment and get_model_group_info were AttributeErrors.
+    from interlock import Router
+
+    router = Router(model_list=_model_list(), model_group_alias={"gpt-4": "smart"})
+    try:
+        ids = router.get_model_ids()
+        assert ids == [e["model_info"]["id"] for e in router.get_model_list()]
+        assert router.get_model_ids("fast") == ["fast/openai/gpt-4o-mini", "flash"]
+        found = router.get_deployment("flash")
+        assert found is not None and found.litellm_params.model == "gemini/gemini-2.0-flash-lite"
+        assert found == router.get_model_info("flash")
+        assert router.get_deployment("no-such-id") is None
+        fast = router.get_model_group_info("fast")
+        smart = router.get_model_group_info("gpt-4")
+        assert router.get_model_group_info("nothing") is None
+        shown = json.dumps([router.get_deployment(i) for i in ids] + [fast, smart])
+    finally:
+        router.close()
+    assert fast is not None and smart is not None
+    assert fast.model_group == "fast" and fast.providers == ["gemini", "openai"]
+    assert fast.rpm == 60 and fast.tpm is None  # only the gpt-4o-mini deployment sets one
+    assert fast.max_input_tokens == 1_000_000  # the larger window of the two
+    assert smart.max_input_tokens is None  # no deployment of it says
+    assert smart["model_group"] == "gpt-4" and smart.providers == ["anthropic"]
+    # Prices come from the price table: the dearer of the group's two models.
+    assert fast.input_cost_per_token is not None and fast.input_cost_per_token > 0
+    assert smart.input_cost_per_token > fast.input_cost_per_token
+    assert smart.output_cost_per_token > smart.input_cost_per_token
+    # No key in anything they return, literal or from the environment.
+    for key in ("sk-test-openai-library-key", "test-gemini-library-key",
+                "sk-ant-test-library-key"):
+        assert key not in shown

@@ -10,7 +10,7 @@ same code as the gateway's, so library and gateway behave alike. The sync
 methods run on one private event loop thread owned by the Router.
 
 Imports: the standard library, `adapters.http`, `catalog`, `config`, `errors`,
-`gateway`, `masking`, `openai_*`, `responses`, `routing.decision`,
+`gateway`, `masking`, `model_group_info`, `openai_*`, `responses`, `routing.decision`,
 `specific_deployment`, `types`.
 """
 
@@ -38,6 +38,7 @@ from interlock.costs.settings import LedgerSettings
 from interlock.errors import ConfigError, InvalidRequest, RouterClosed
 from interlock.gateway import Gateway, GatewayStream
 from interlock.masking import url_without_credentials
+from interlock.model_group_info import model_group_info
 from interlock.openai_embeddings import CALL_DEFAULTS as EMBEDDING_CALL_DEFAULTS
 from interlock.openai_embeddings import embedding_dict, parse_embedding_request, wants_base64
 from interlock.openai_request import (
@@ -51,6 +52,7 @@ from interlock.responses import (
     EmbeddingResponse,
     ModelResponse,
     ModelResponseChunk,
+    OpenAIObject,
     hidden_params,
 )
 from interlock.routing.decision import RoutingDecision
@@ -457,11 +459,21 @@ class Router:
 
     def get_model_list(self, model_name: str | None = None) -> list[dict[str, Any]]:
         """The configured deployments as `model_list` entries, of one group when
-        `model_name` is given (LiteLLM's spelling). API keys come back masked.
-        Each entry's `model_info.id` is its deployment's name, as LiteLLM's Router
-        gives every entry an id: the one `get_model_info` takes."""
-        return [listed for listed in self._listed_entries()
-                if model_name is None or listed["model_name"] == model_name]
+        `model_name` is given (LiteLLM's spelling). A `model_group_alias` name
+        gives its group's entries under the alias's name, as LiteLLM's does. API
+        keys come back masked. Each entry's `model_info.id` is its deployment's
+        name, as LiteLLM's Router gives every entry an id: the one
+        `get_model_info` takes."""
+        listed = self._listed_entries()
+        if model_name is None:
+            return listed
+        group = self._group_of(model_name)
+        return [{**entry, "model_name": model_name} for entry in listed
+                if entry["model_name"] == group]
+
+    def get_model_ids(self, model_name: str | None = None) -> list[str]:
+        """The `model_info.id` of every deployment, or of one group's (or alias's)."""
+        return [entry["model_info"]["id"] for entry in self.get_model_list(model_name)]
 
     def get_model_info(self, id: str) -> dict[str, Any] | None:
         """The `model_list` entry (as `get_model_list` gives it) of the deployment
@@ -469,6 +481,27 @@ class Router:
         deployment has it."""
         return next((listed for listed in self._listed_entries()
                      if listed["model_info"]["id"] == id), None)
+
+    def get_deployment(self, model_id: str) -> OpenAIObject | None:
+        """LiteLLM's `get_deployment`: the deployment whose `model_info.id` is
+        `model_id`, as `get_model_info` gives it but with attribute access too
+        (`.model_name`, `.litellm_params.model`); None when no deployment has it."""
+        found = self.get_model_info(model_id)
+        return OpenAIObject(found) if found is not None else None
+
+    def get_model_group_info(self, model_group: str) -> OpenAIObject | None:
+        """LiteLLM's `get_model_group_info`: a group's (or an alias's) providers,
+        context and output limits, prices per token and rpm/tpm
+        (`model_group_info`); None for a name that is neither."""
+        group = self._gateway.catalog.groups.get(self._group_of(model_group))
+        if group is None:
+            return None
+        return model_group_info(model_group, group, self._gateway.prices)
+
+    def _group_of(self, name: str) -> str:
+        """The model group a name stands for: an alias's target, else itself."""
+        alias = self.config.router_settings.group_aliases().get(name)
+        return alias.model if alias is not None else name
 
     def _listed_entries(self) -> list[dict[str, Any]]:
         config = self.config
