@@ -107,7 +107,7 @@ asyncio.run(main())
 """
 
 
-@pytest.mark.parametrize("before", ["alone"])
+@pytest.mark.parametrize("before", ["alone", "after-an-async-call"])
 def test_a_sync_stream_left_inside_a_running_loop_ends_quietly_with_its_row(
         fake_upstream: FakeUpstream, tmp_path: Path, before: str) -> None:
     # In a child process: the fake upstream (in this one) logs its own writes to
