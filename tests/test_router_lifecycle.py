@@ -90,6 +90,40 @@ def test_a_router_dropped_at_the_end_of_main_ends_quietly_with_its_rows(
     assert len(_rows(ledger)) == calls
 
 
+_SYNC_STREAM_LEFT_IN_MAIN = """
+import asyncio, sys
+from interlock import Router
+router = Router(model_list=[{"model_name": "g", "litellm_params": {
+    "model": "openai/gpt-4o-mini", "api_key": "sk-test"}}], ledger=sys.argv[1])
+messages = [{"role": "user", "content": "hi"}]
+async def main():
+    if sys.argv[2] == "after-an-async-call":
+        await router.acompletion(model="g", messages=messages)
+    # Ported code that calls the sync API inside a coroutine, and leaves its
+    # stream after the first chunk.
+    for chunk in router.completion(model="g", messages=messages, stream=True):
+        break
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("before", ["alone", "after-an-async-call"])
+def test_a_sync_stream_left_inside_a_running_loop_ends_quietly_with_its_row(
+        fake_upstream: FakeUpstream, tmp_path: Path, before: str) -> None:
+    # In a child process: the fake upstream (in this one) logs its own writes to
+    # the connection the stream's close cut, which are no noise of the client's.
+    ledger = tmp_path / "spend.sqlite"
+    env = {**os.environ, **fake_upstream.environ()}
+    done = subprocess.run(
+        [sys.executable, "-W", "default::ResourceWarning", "-c", _SYNC_STREAM_LEFT_IN_MAIN,
+         str(ledger), before], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # no "Unclosed client session", no ResourceWarning
+    # The stream's row, as one its client left (after the async call's, if any).
+    assert _rows(ledger)[-1] == ("error", 1)
+    assert len(_rows(ledger)) == (2 if before == "after-an-async-call" else 1)
+
+
 @pytest.mark.parametrize("chunks_read", [0, 1])
 async def test_an_async_stream_dropped_unfinished_gives_its_slot_back(
         provider_env: FakeUpstream, tmp_path: Path, chunks_read: int) -> None:

@@ -9,8 +9,9 @@ Keyword arguments of `acompletion` are the OpenAI request body, parsed by the
 same code as the gateway's, so library and gateway behave alike. The sync
 methods run on one private event loop thread owned by the Router.
 
-Imports: the standard library, `adapters.http`, `config`, `errors`, `gateway`, `masking`,
-`openai_*`, `responses`, `routing.decision`, `specific_deployment`, `types`.
+Imports: the standard library, `adapters.http`, `catalog`, `config`, `errors`,
+`gateway`, `masking`, `model_group_info`, `openai_*`, `responses`, `routing.decision`,
+`specific_deployment`, `types`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pydantic import ValidationError
 
 from interlock import specific_deployment
 from interlock.adapters.http import running_loop
+from interlock.catalog import Catalog
 from interlock.config import InterlockConfig, config_from_router_kwargs, load_config
 from interlock.config.report import config_error, describe_validation_error
 from interlock.config.schema import DeploymentParams
@@ -36,6 +38,7 @@ from interlock.costs.settings import LedgerSettings
 from interlock.errors import ConfigError, InvalidRequest, RouterClosed
 from interlock.gateway import Gateway, GatewayStream
 from interlock.masking import url_without_credentials
+from interlock.model_group_info import model_group_info
 from interlock.openai_embeddings import CALL_DEFAULTS as EMBEDDING_CALL_DEFAULTS
 from interlock.openai_embeddings import embedding_dict, parse_embedding_request, wants_base64
 from interlock.openai_request import (
@@ -45,7 +48,13 @@ from interlock.openai_request import (
     parse_chat_request,
 )
 from interlock.openai_response import ChunkRenderer, completion_dict
-from interlock.responses import EmbeddingResponse, ModelResponse, ModelResponseChunk
+from interlock.responses import (
+    EmbeddingResponse,
+    ModelResponse,
+    ModelResponseChunk,
+    OpenAIObject,
+    hidden_params,
+)
 from interlock.routing.decision import RoutingDecision
 from interlock.types import ChatRequest, ChatResponse
 
@@ -255,8 +264,25 @@ def _with_defaults(defaults: Mapping[str, Any], body: dict[str, Any]) -> dict[st
     return merged
 
 
-async def _rendered(stream: GatewayStream, include_usage: bool
-                    ) -> AsyncGenerator[ModelResponseChunk, None]:
+def _api_base(catalog: Catalog, deployment: str | None) -> str | None:
+    """The answering deployment's base URL, for LiteLLM's `_hidden_params`."""
+    if deployment is None:
+        return None
+    base = catalog.deployment(deployment).api_base
+    return url_without_credentials(base) if base else None
+
+
+def _fill_hidden(hidden: dict[str, Any], stream: GatewayStream, catalog: Catalog) -> None:
+    """Bring a stream's `_hidden_params` up to what it knows now: the deployment
+    once it opened (another one if `stream_continuation` carried it on), the cost
+    once it ended. Updated in place: every chunk refers to this one dict."""
+    meta = stream.meta
+    hidden.update(hidden_params(meta.deployment, meta.provider, meta.cost_usd,
+                                _api_base(catalog, meta.deployment)))
+
+
+async def _rendered(stream: GatewayStream, include_usage: bool, hidden: dict[str, Any],
+                    catalog: Catalog) -> AsyncGenerator[ModelResponseChunk, None]:
     # A function, not a method: a generator holding its CompletionStream would
     # make a cycle, and a stream dropped unfinished would wait for the cyclic
     # collector to be closed and recorded.
@@ -267,43 +293,55 @@ async def _rendered(stream: GatewayStream, include_usage: bool
         async for delta in stream:
             chunk = render.chunk(delta)
             if chunk is not None:
-                yield ModelResponseChunk(chunk)
+                yield ModelResponseChunk(chunk, hidden)
     finally:
         await stream.aclose()
+        _fill_hidden(hidden, stream, catalog)
     if include_usage:
         yield ModelResponseChunk(render.usage_chunk(stream.shown_usage(),
-                                                    stream.meta.stream_summary()))
+                                                    stream.meta.stream_summary()), hidden)
 
 
 async def _aclose_stream(chunks: AsyncGenerator[ModelResponseChunk, None],
-                         stream: GatewayStream) -> None:
+                         stream: GatewayStream, hidden: dict[str, Any],
+                         catalog: Catalog) -> None:
     try:
         await chunks.aclose()
     finally:
         # A generator closed before its first chunk never ran its `finally`.
         await stream.aclose()
+        _fill_hidden(hidden, stream, catalog)
 
 
 class CompletionStream:
     """What `acompletion(..., stream=True)` returns: iterate it for chunks.
 
     After iteration, `response()` is the assembled final answer and
-    `interlock` the metadata (deployment, attempts, cost). `aclose()` ends it
-    early; one dropped unfinished is closed on its loop, and either way it
-    gives its deployment's slot back and leaves its ledger row."""
+    `interlock` the metadata (deployment, attempts, cost). `_hidden_params`
+    holds LiteLLM's keys, as a response's: the deployment from the start, the
+    `response_cost` once the stream has ended (read to its end or closed); its
+    chunks share that dict. `aclose()` ends it early; one dropped unfinished is
+    closed on its loop, and either way it gives its deployment's slot back and
+    leaves its ledger row."""
 
-    def __init__(self, stream: GatewayStream, include_usage: bool) -> None:
+    def __init__(self, stream: GatewayStream, include_usage: bool, catalog: Catalog) -> None:
         self._stream = stream
+        self._catalog = catalog
+        # LiteLLM's stream wrapper keeps this as an attribute, which ported code
+        # reads (`stream._hidden_params["model_id"]`).
+        self._hidden_params: dict[str, Any] = {}
+        _fill_hidden(self._hidden_params, stream, catalog)
         # One generator for the stream's life, so that `anext()` and `async for`
         # share a position and its `finally` closes and records the stream once.
-        self._chunks = _rendered(stream, include_usage)
+        self._chunks = _rendered(stream, include_usage, self._hidden_params, catalog)
         # A stream dropped before its end (never iterated, or left without
         # aclose) would keep its slot for good: nothing else closes a generator
         # that never started. Must not hold `self`; scheduled, never awaited, as
         # collection often happens on the loop's own thread.
         self._finalizer = weakref.finalize(
             self, _close_later, asyncio.get_running_loop(),
-            functools.partial(_aclose_stream, self._chunks, stream))
+            functools.partial(_aclose_stream, self._chunks, stream, self._hidden_params,
+                              catalog))
 
     @property
     def interlock(self) -> dict[str, Any]:
@@ -324,7 +362,7 @@ class CompletionStream:
 
     async def aclose(self) -> None:
         self._finalizer.detach()
-        await _aclose_stream(self._chunks, self._stream)
+        await _aclose_stream(self._chunks, self._stream, self._hidden_params, self._catalog)
 
 
 class SyncCompletionStream:
@@ -345,6 +383,11 @@ class SyncCompletionStream:
     @property
     def interlock(self) -> dict[str, Any]:
         return self._stream.interlock
+
+    @property
+    def _hidden_params(self) -> dict[str, Any]:
+        """The async stream's, as `CompletionStream` describes it."""
+        return self._stream._hidden_params
 
     def response(self) -> ChatResponse:
         return self._stream.response()
@@ -416,11 +459,21 @@ class Router:
 
     def get_model_list(self, model_name: str | None = None) -> list[dict[str, Any]]:
         """The configured deployments as `model_list` entries, of one group when
-        `model_name` is given (LiteLLM's spelling). API keys come back masked.
-        Each entry's `model_info.id` is its deployment's name, as LiteLLM's Router
-        gives every entry an id: the one `get_model_info` takes."""
-        return [listed for listed in self._listed_entries()
-                if model_name is None or listed["model_name"] == model_name]
+        `model_name` is given (LiteLLM's spelling). A `model_group_alias` name
+        gives its group's entries under the alias's name, as LiteLLM's does. API
+        keys come back masked. Each entry's `model_info.id` is its deployment's
+        name, as LiteLLM's Router gives every entry an id: the one
+        `get_model_info` takes."""
+        listed = self._listed_entries()
+        if model_name is None:
+            return listed
+        group = self._group_of(model_name)
+        return [{**entry, "model_name": model_name} for entry in listed
+                if entry["model_name"] == group]
+
+    def get_model_ids(self, model_name: str | None = None) -> list[str]:
+        """The `model_info.id` of every deployment, or of one group's (or alias's)."""
+        return [entry["model_info"]["id"] for entry in self.get_model_list(model_name)]
 
     def get_model_info(self, id: str) -> dict[str, Any] | None:
         """The `model_list` entry (as `get_model_list` gives it) of the deployment
@@ -428,6 +481,27 @@ class Router:
         deployment has it."""
         return next((listed for listed in self._listed_entries()
                      if listed["model_info"]["id"] == id), None)
+
+    def get_deployment(self, model_id: str) -> OpenAIObject | None:
+        """LiteLLM's `get_deployment`: the deployment whose `model_info.id` is
+        `model_id`, as `get_model_info` gives it but with attribute access too
+        (`.model_name`, `.litellm_params.model`); None when no deployment has it."""
+        found = self.get_model_info(model_id)
+        return OpenAIObject(found) if found is not None else None
+
+    def get_model_group_info(self, model_group: str) -> OpenAIObject | None:
+        """LiteLLM's `get_model_group_info`: a group's (or an alias's) providers,
+        context and output limits, prices per token and rpm/tpm
+        (`model_group_info`); None for a name that is neither."""
+        group = self._gateway.catalog.groups.get(self._group_of(model_group))
+        if group is None:
+            return None
+        return model_group_info(model_group, group, self._gateway.prices)
+
+    def _group_of(self, name: str) -> str:
+        """The model group a name stands for: an alias's target, else itself."""
+        alias = self.config.router_settings.group_aliases().get(name)
+        return alias.model if alias is not None else name
 
     def _listed_entries(self) -> list[dict[str, Any]]:
         config = self.config
@@ -508,19 +582,13 @@ class Router:
         self._refuse_if_closed()
         request, body = self._parsed(model, messages, kwargs)
         if request.stream:
-            return CompletionStream(await self._gateway.stream(request), include_usage(body))
+            return CompletionStream(await self._gateway.stream(request), include_usage(body),
+                                    self._gateway.catalog)
         done = await self._gateway.complete(request)
         return ModelResponse(completion_dict(done.response, request_id=done.meta.request_id,
                                              legacy_functions=request.legacy_functions),
                              interlock=done.meta.as_dict(),
-                             api_base=self._api_base(done.meta.deployment))
-
-    def _api_base(self, deployment: str | None) -> str | None:
-        """The answering deployment's base URL, for LiteLLM's `_hidden_params`."""
-        if deployment is None:
-            return None
-        base = self._gateway.catalog.deployment(deployment).api_base
-        return url_without_credentials(base) if base else None
+                             api_base=_api_base(self._gateway.catalog, done.meta.deployment))
 
     def completion(self, model: str, messages: list[dict[str, Any]], **kwargs: Any) -> Any:
         """The sync twin of `acompletion`; with stream=True a `SyncCompletionStream`."""

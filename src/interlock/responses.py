@@ -43,6 +43,17 @@ _OPTIONAL_FIELDS = frozenset({
 })
 
 
+def hidden_params(deployment: str | None, provider: str | None, cost_usd: Any,
+                  api_base: str | None) -> dict[str, Any]:
+    """LiteLLM's `_hidden_params`, the names its users read metadata from
+    (`model_id`, `custom_llm_provider`, `api_base` and `response_cost` are
+    LiteLLM's keys; `deployment` and `provider` are Interlock's names too).
+    `cost_usd` is a Decimal or its string, None while unknown."""
+    return {"model_id": deployment, "deployment": deployment,
+            "provider": provider, "custom_llm_provider": provider, "api_base": api_base,
+            "response_cost": float(cost_usd) if cost_usd is not None else None}
+
+
 class OpenAIObject(dict[str, Any]):
     """A dict whose keys are also attributes, recursively."""
 
@@ -102,14 +113,9 @@ class ModelResponse(OpenAIObject):
 
     @property
     def _hidden_params(self) -> dict[str, Any]:
-        """The names LiteLLM users read metadata from (`custom_llm_provider` and
-        `api_base` are LiteLLM's keys; `provider` is Interlock's name too)."""
         meta = self.interlock
-        cost = meta.get("cost_usd")
-        return {"model_id": meta.get("deployment"), "deployment": meta.get("deployment"),
-                "provider": meta.get("provider"), "custom_llm_provider": meta.get("provider"),
-                "api_base": getattr(self, "_api_base", None),
-                "response_cost": float(cost) if cost is not None else None}
+        return hidden_params(meta.get("deployment"), meta.get("provider"), meta.get("cost_usd"),
+                             getattr(self, "_api_base", None))
 
 
 class EmbeddingResponse(ModelResponse):
@@ -117,4 +123,11 @@ class EmbeddingResponse(ModelResponse):
 
 
 class ModelResponseChunk(OpenAIObject):
-    """One streamed chat.completion.chunk."""
+    """One streamed chat.completion.chunk. `_hidden_params` is its stream's, one
+    dict shared by every chunk of the stream and filled in as the stream learns
+    more (the cost once it has ended)."""
+
+    def __init__(self, data: dict[str, Any],
+                 hidden: dict[str, Any] | None = None) -> None:
+        super().__init__(data)
+        object.__setattr__(self, "_hidden_params", {} if hidden is None else hidden)

@@ -446,6 +446,13 @@ class HttpClient:
         idle = loop is not None and not loop.is_running() and not loop.is_closed()
         if session.closed or idle:
             return
+        if _live(loop):
+            # A callback, not a task: that loop's thread may be the one blocked
+            # in this sync call (ported code calls `completion` inside a
+            # coroutine), and an `asyncio.run` ending right after it cancelled
+            # the task before it began, leaving "Unclosed client session".
+            loop.call_soon_threadsafe(_close_at_once, session)
+            return
         task = asyncio.ensure_future(_close_on_its_loop(session, loop))
         self._retiring.add(task)  # a strong reference until it is done
         task.add_done_callback(self._retiring.discard)
