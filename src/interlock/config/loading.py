@@ -6,7 +6,7 @@ must see the raw data (typos among litellm_params), validation, cross-checks,
 then what follows a valid load: folding litellm_settings in, resolving the
 master key, and warning about deployments that will be unavailable.
 
-Imports: yaml, pydantic, the standard library, `errors`, `config.*`.
+Imports: yaml, pydantic, the standard library, `errors`, `key_names`, `config.*`.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from interlock.config.schema import (
 )
 from interlock.dispatch.settings import RouterSettings
 from interlock.errors import ConfigError
+from interlock.key_names import SECRET_PREFIX, key_like
 
 
 def load_config(
@@ -69,6 +70,7 @@ def load_config(
     warnings.extend(_fold_litellm_settings(config))
     warnings.extend(_resolve_master_key(config.general_settings, env))
     warnings.extend(_resolve_api_keys(config.general_settings, env))
+    warnings.extend(_key_like_names(config.general_settings))
     warnings.extend(_availability_warnings(config, env))
     config._warnings = warnings
     config._environ = env
@@ -364,6 +366,24 @@ def _resolve_api_keys(general: GeneralSettings, env: Mapping[str, str]) -> list[
         kept.append(client)
     general.api_keys = kept
     return warnings
+
+
+def _key_like_names(general: GeneralSettings) -> list[str]:
+    """Warnings (naming no name) for the client keys whose names look like a key
+    or are one of the config's keys: a name is logged, kept in the ledger and shown
+    by `spend --by key`. Not refused, as for a key made at run time: a config that
+    loaded before still loads, and its clients still get in."""
+    values = {k.key.get_secret_value() for k in general.api_keys}
+    if general.master_key is not None:
+        values.add(general.master_key.get_secret_value())
+    return [f"general_settings.api_keys[{index}].name: "
+            + ("is one of the config's keys" if client.name in values else
+               f"looks like a key (it starts with {SECRET_PREFIX!r})")
+            + ", and a key's name is written in logs, in the ledger and in spend reports; "
+            "give it a name to know it by, as \"team-a\" (its past requests stay under "
+            "the old name)"
+            for index, client in enumerate(general.api_keys)
+            if client.name in values or key_like(client.name)]
 
 
 def _availability_warnings(config: InterlockConfig, env: Mapping[str, str]) -> list[str]:

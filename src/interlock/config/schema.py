@@ -42,7 +42,7 @@ from interlock.dispatch.settings import RouterSettings
 from interlock.errors import InvalidRequest, redact
 from interlock.ignored_keys import AcceptsIgnoredKeys
 from interlock.key_models import allowed_models
-from interlock.key_names import name_problem
+from interlock.key_names import config_name_problem
 from interlock.openai_request import parse_call_defaults
 from interlock.routing.settings import RoutingSettings
 from interlock.types import ChatRequest
@@ -347,7 +347,7 @@ class ClientKey(BaseModel):
     @field_validator("name")
     @classmethod
     def _a_name_of_its_own(cls, name: str) -> str:
-        problem = name_problem(name)
+        problem = config_name_problem(name)
         if problem is not None:
             raise ValueError(problem)
         return name
