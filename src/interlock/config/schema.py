@@ -242,6 +242,8 @@ class ModelInfo(BaseModel):
 
     id: str | None = Field(default=None, min_length=1)
     mode: str | None = None
+    # The model a fine-tune or an Azure deployment runs, as LiteLLM reads it: the
+    # price of a deployment whose own model has none (`costs.prices.base_model`).
     base_model: str | None = None
     max_input_tokens: int | None = Field(default=None, ge=1)
     max_output_tokens: int | None = Field(default=None, ge=1)
