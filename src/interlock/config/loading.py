@@ -6,7 +6,8 @@ must see the raw data (typos among litellm_params), validation, cross-checks,
 then what follows a valid load: folding litellm_settings in, resolving the
 master key, and warning about deployments that will be unavailable.
 
-Imports: yaml, pydantic, the standard library, `errors`, `key_names`, `config.*`.
+Imports: yaml, pydantic, the standard library, `errors`, `key_names`,
+`costs.settings`, `dispatch.settings`, `config.*`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from interlock.config.schema import (
     LiteLLMSettings,
     env_ref,
 )
+from interlock.costs.settings import LedgerSettings
 from interlock.dispatch.settings import RouterSettings
 from interlock.errors import ConfigError
 from interlock.key_names import SECRET_PREFIX, key_like
@@ -192,6 +194,8 @@ def _prepare(data: Any, env: Mapping[str, str], problems: list[str],
             warnings.append(f"general_settings.api_keys[{index}].models: [] lets the key ask "
                             "for every model, as on LiteLLM's proxy; list the models it may "
                             "use, or remove the key to refuse it everything")
+    if isinstance(general, Mapping) and "database_url" in general:
+        warnings.append(_database_url_warning(general["database_url"], prepared.get("ledger")))
     if isinstance(prepared.get("ledger"), Mapping):
         prepared["ledger"] = _resolve_ledger_env(prepared["ledger"], env, problems)
     if prepared.get("environment_variables"):
@@ -202,6 +206,23 @@ def _prepare(data: Any, env: Mapping[str, str], problems: list[str],
         for index, entry in enumerate(model_list):
             problems.extend(_check_params_keys(index, entry, warnings))
     return prepared
+
+
+def _database_url_warning(value: Any, ledger: Any) -> str:
+    """What LiteLLM's `general_settings.database_url` does here (nothing), and how
+    to put the ledger in that database, which Interlock does not do unasked: its
+    tables would sit beside LiteLLM's. The URL is not quoted (it may hold a
+    password); an `os.environ/VAR` reference is, as the value to write."""
+    said = "general_settings.database_url: LiteLLM's database; it has no effect in Interlock"
+    if isinstance(ledger, Mapping) and "database" in ledger:
+        return f"{said}: the spend ledger and the keys made at run time go to ledger.database"
+    var = env_ref(value)
+    same = f"os.environ/{var}" if var else "the same URL"
+    return (f"{said}, whose spend ledger and keys made at run time (/key/generate) go to "
+            f"ledger.database, by default the file {LedgerSettings().database} in the "
+            f"working directory. To keep them in that database instead (in tables of "
+            f"Interlock's own), set `ledger: {{database: {same}}}`; a postgresql:// URL "
+            "needs the postgresql+psycopg:// scheme there (docs/costs.md, Databases)")
 
 
 def _resolve_section_env(section: Mapping[str, Any], name: str, env: Mapping[str, str],
@@ -315,7 +336,8 @@ def _fold_litellm_settings(config: InterlockConfig) -> list[str]:
                            ("general_settings", config.general_settings)):
         warnings.extend(f"{section}.{key}: accepted for LiteLLM compatibility; "
                         f"{_CACHE_SETTINGS.get(key, 'it has no effect in Interlock')}"
-                        for key in sorted(model.ignored_keys))
+                        for key in sorted(model.ignored_keys)
+                        if (section, key) != ("general_settings", "database_url"))
     warnings.extend(f"router_settings.retry_policy.{key}: accepted for LiteLLM "
                     "compatibility; Interlock never retries that error on the same "
                     "deployment, it tries the next one"
