@@ -37,10 +37,14 @@ def key_like(name: str) -> bool:
     return name.strip().lower().startswith(SECRET_PREFIX)
 
 
+# What is written in place of a name that is a key, or looks like one.
+NOT_SHOWN = "(a name that looks like a key, not shown)"
+
+
 def shown_name(name: str) -> str:
     """`name` as a log line writes it: repr'd, or, for a name that looks like a
     key (one made before names like that were refused), only that it is one."""
-    return "(a name that looks like a key, not shown)" if key_like(name) else repr(name)
+    return NOT_SHOWN if key_like(name) or name == NOT_SHOWN else repr(name)
 
 
 def name_problem(name: str) -> str | None:

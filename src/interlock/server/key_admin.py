@@ -35,6 +35,7 @@ Imports: the standard library, pydantic, sqlalchemy, `gateway`, `key_models`, `k
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import logging
 import re
@@ -58,7 +59,7 @@ from interlock.config.report import did_you_mean
 from interlock.costs.settings import budget_period
 from interlock.gateway import Gateway
 from interlock.key_models import allowed_models, unknown_models
-from interlock.key_names import key_like, name_problem, shown_name
+from interlock.key_names import NOT_SHOWN, key_like, name_problem, shown_name
 from interlock.key_store import KeyNameTaken, KeyStore, Revoked, StoredKey, digest
 from interlock.server.asgi_io import ANSWERED, Receive, Scope, Send, read_json, send_json
 from interlock.server.asgi_io import send_plain_error as _error
@@ -212,7 +213,8 @@ class KeyAdmin:
                 elif path == "/key/update":
                     await self._update(store, body, send)
                 else:
-                    await _delete(store, body, send)
+                    await _delete(store, body, send,
+                                  lambda name: names_a_secret(self.gateway, name))
             except sa.exc.SQLAlchemyError as exc:
                 await _error(send, 503, "The ledger's database, where client keys are kept, "
                                         f"could not be written ({type(exc).__name__}); "
@@ -350,7 +352,8 @@ async def _info_key(store: KeyStore, scope: Scope, send: Send,
     return None
 
 
-async def _delete(store: KeyStore, body: Any, send: Send) -> None:
+async def _delete(store: KeyStore, body: Any, send: Send,
+                  is_secret: Callable[[str], bool]) -> None:
     names = body.get("names", body.get("key_aliases")) if isinstance(body, dict) else None
     tokens = body.get("keys") if isinstance(body, dict) else None
     if not all(v is None or (isinstance(v, list) and all(isinstance(x, str) for x in v))
@@ -359,6 +362,9 @@ async def _delete(store: KeyStore, body: Any, send: Send) -> None:
                              "{\"keys\": [...]} (the keys themselves)")
         return
     revoked = await store.delete(names or (), tokens or ())
+    # A key sent among the names is not said back, whatever it looks like.
+    revoked = dataclasses.replace(revoked, missing_names=[
+        NOT_SHOWN if is_secret(n) else n for n in revoked.missing_names])
     if not revoked.names:
         said = not_found(revoked)
         await _error(send, 404, f"{said[:1].upper()}{said[1:]} (keys from the config file "
@@ -373,8 +379,7 @@ async def _delete(store: KeyStore, body: Any, send: Send) -> None:
     # What was not found is said beside what was deleted, not as an error: the
     # deletions happened, and a client that reads a 4xx as "nothing done" would be wrong.
     if revoked.missing_names:
-        answer["not_found"] = [n if not key_like(n) else shown_name(n)
-                               for n in revoked.missing_names]
+        answer["not_found"] = [NOT_SHOWN if key_like(n) else n for n in revoked.missing_names]
     if revoked.missing_keys:
         answer["keys_not_found"] = revoked.missing_keys
     await send_json(send, 200, answer)
