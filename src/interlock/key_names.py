@@ -1,6 +1,6 @@
-"""What a client key may be named: the same rule for the keys a config file
-lists (`general_settings.api_keys`) and those made at run time (`/key/generate`,
-`interlock keys generate`).
+"""What a client key may be named: one rule for the keys a config file lists
+(`general_settings.api_keys`) and those made at run time (`/key/generate`,
+`interlock keys generate`), but for names that look like a key (below).
 
 The ledger records a key's requests, and counts its budget and limits, by its
 name, beside the ids Interlock makes itself (the master key's, `KEY_ID_PREFIX`
@@ -27,7 +27,7 @@ KEY_ID_PREFIX = "key-"
 # What keys start with: Interlock's own (`key_store.KEY_PREFIX`, "sk-il-"),
 # LiteLLM's and OpenAI's and most providers'.
 SECRET_PREFIX = "sk-"
-# What is the rule for a name, said in every refusal.
+# The rule for a name, said in every refusal.
 _RULE = ("A client key's name is printable characters with no spaces at either end, "
          f"not starting with {KEY_ID_PREFIX!r} or {SECRET_PREFIX!r} and not in parentheses.")
 
