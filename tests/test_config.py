@@ -920,3 +920,42 @@ def test_a_routers_mistake_points_at_its_own_line(tmp_path: Path) -> None:
         "            text: conversation\n")
     assert "when.text: got 'conversation'; expected 'last_user', 'all' or 'system' (line 13)" \
         in _error(path)
+
+
+def test_a_config_key_named_like_a_key_loads_with_a_warning_that_names_no_key() -> None:
+    # A config that loaded before the rule still loads; only the warning is new.
+    general = {"master_key": "plain-master-secret-123",
+               "api_keys": [{"name": "sk-team-SECRET", "key": "sk-a-0123456789"},
+                            {"name": "plain-master-secret-123", "key": "sk-b-0123456789"},
+                            {"name": "team-b", "key": "sk-c-0123456789"}]}
+    config = load_config({"model_list": [_entry(api_key=ANTHROPIC_KEY)],
+                          "general_settings": general})
+    assert [k.name for k in config.general_settings.api_keys][2] == "team-b"
+    said = [w for w in config.warnings if ".name: " in w]
+    assert [w.split(":")[0] for w in said] == ["general_settings.api_keys[0].name",
+                                               "general_settings.api_keys[1].name"]
+    assert "looks like a key" in said[0] and "is one of the config's keys" in said[1]
+    assert not any("SECRET" in w or "plain-master" in w for w in config.warnings)
+
+
+@pytest.mark.parametrize(("general", "ledger", "says"), [
+    ({"database_url": "os.environ/DATABASE_URL"}, None,
+     "set `ledger: {database: os.environ/DATABASE_URL}`"),
+    ({"database_url": "postgresql://litellm:pw-SECRET@db/litellm"}, None,
+     "set `ledger: {database: the same URL}`"),
+    ({"database_url": "os.environ/DATABASE_URL"}, {"database": "spend.sqlite"},
+     "no effect in Interlock: the spend ledger and the keys made at run time go to "
+     "ledger.database"),
+])
+def test_litellm_s_database_url_warning_says_how_to_keep_the_ledger_there(
+        general: dict[str, str], ledger: dict[str, str] | None, says: str) -> None:
+    source: dict[str, Any] = {"model_list": [_entry(api_key=ANTHROPIC_KEY)],
+                              "general_settings": general}
+    if ledger is not None:
+        source["ledger"] = ledger
+    config = load_config(source, environ={})
+    said = [w for w in config.warnings if w.startswith("general_settings.database_url")]
+    assert len(said) == 1 and says in said[0], said
+    assert "pw-SECRET" not in said[0]
+    # Not used on its own: the ledger stays where the config (or its default) puts it.
+    assert config.ledger.database == (ledger or {}).get("database", "interlock-ledger.sqlite")

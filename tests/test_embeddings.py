@@ -59,6 +59,8 @@ def test_parse_takes_a_string_or_a_list_and_keeps_the_routing_fields() -> None:
     ({"model": "embed", "input": [1, 2, 3]}, "input", "token ids is not supported"),
     ({"model": "embed", "input": [[1, 2]]}, "input", "token ids is not supported"),
     ({"model": "embed", "input": ["ok", ""]}, "input", "'input[1]' must be a non-empty"),
+    # A string has no input[0]: the message names `input` as it was given.
+    ({"model": "embed", "input": ""}, "input", "got an empty string"),
     ({"model": "embed", "input": "x", "dimensions": 0}, "dimensions", "positive integer"),
     ({"model": "embed", "input": "x", "dimensions": True}, "dimensions", "positive integer"),
     ({"model": "embed", "input": "x", "encoding_format": "int8"}, "encoding_format",

@@ -28,7 +28,7 @@ from interlock.adapters.registry import AdapterRegistry
 from interlock.catalog import Catalog
 from interlock.config import InterlockConfig, build_catalog
 from interlock.costs.ledger import Ledger
-from interlock.costs.prices import PriceBook
+from interlock.costs.prices import PriceBook, unknown_price
 from interlock.dispatch.dispatcher import Dispatcher
 from interlock.errors import ConfigError, InvalidRequest, UnknownModel
 from interlock.gateway_budgets import new_budget_gate, run_time_key_budgets
@@ -118,8 +118,10 @@ class Gateway:
         self._started = False
         for warning in config.warnings:
             log.warning("%s", warning)
-        for name in self.prices.unknown():
-            log.warning("no known price for deployment %s: its cost is recorded as unknown", name)
+        for deployment in self.catalog.deployments():
+            if self.prices.price_for(deployment) is None:
+                log.warning("no known price for deployment %s: %s", deployment.name,
+                            unknown_price(deployment))
 
     # -- lifecycle -------------------------------------------------------------
     async def start(self) -> None:

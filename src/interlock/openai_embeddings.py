@@ -42,6 +42,10 @@ MAX_INPUTS = 2048
 
 
 def _inputs(value: Any) -> list[str]:
+    if value == "":  # said of `input` as given: there is no input[0] in a string
+        raise InvalidRequest("'input' must be a non-empty string, or a non-empty list of "
+                             "non-empty strings; got an empty string.",
+                             param="input", code="invalid_value")
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not value:

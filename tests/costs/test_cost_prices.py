@@ -7,8 +7,10 @@ from decimal import Decimal
 import pytest
 
 from interlock.catalog import Catalog, Deployment
+from interlock.config.loading import load_config
 from interlock.costs.prices import ModelPrice, PriceBook, lookup_model_price
 from interlock.costs.settings import PriceOverride
+from interlock.gateway import Gateway
 from interlock.types import ChatRequest, Message, TextPart, Usage
 
 M = Decimal(1_000_000)
@@ -280,3 +282,41 @@ def test_a_reservation_counts_the_searches_web_search_options_allow() -> None:
     high = {"web_search_options": {"search_context_size": "high"}}
     assert reserved(high) - plain == 5 * price.per_web_search
     assert reserved({"web_search_options": "yes"}) == plain  # refused before any call
+
+
+def _from_config(params: dict[str, object], info: dict[str, object] | None = None) -> Gateway:
+    entry: dict[str, object] = {"model_name": "tuned", "litellm_params": {
+        "model": "openai/my-finetune", "api_key": "sk-test-0123456789", **params}}
+    if info is not None:
+        entry["model_info"] = info
+    return Gateway(load_config({"model_list": [entry]}, environ={}), environ={})
+
+
+@pytest.mark.parametrize(("params", "info"), [
+    ({}, {"base_model": "gpt-4o-mini"}),  # LiteLLM's usual place
+    ({"base_model": "gpt-4o-mini"}, None),  # and the one its Azure examples use
+])
+def test_a_deployment_is_priced_by_its_base_model(params: dict[str, object],
+                                                  info: dict[str, object] | None) -> None:
+    gateway = _from_config(params, info)
+    tuned = next(gateway.catalog.deployments())
+    price = gateway.prices.price_for(tuned)
+    assert price is not None and price == lookup_model_price("gpt-4o-mini", "openai")
+    assert gateway.prices.cost(tuned, Usage(1000, 1000)) is not None
+
+
+def test_a_deployment_s_own_prices_win_over_its_base_model_s() -> None:
+    gateway = _from_config({"input_cost_per_token": 0.000001, "output_cost_per_token": 0.000002},
+                           {"base_model": "gpt-4o-mini"})
+    tuned = next(gateway.catalog.deployments())
+    assert gateway.prices.cost(tuned, Usage(1000, 1000)) == Decimal("0.003")
+
+
+def test_an_unknown_price_is_logged_with_base_model_as_a_way_to_give_one(
+        caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="interlock.gateway"):
+        _from_config({})
+        _from_config({}, {"base_model": "no-such-model-anywhere"})
+    unknown, still = [r.getMessage() for r in caplog.records if "no known price" in r.message]
+    assert "set model_info.base_model to the model it runs" in unknown
+    assert "base_model 'no-such-model-anywhere' has no known price either" in still

@@ -183,6 +183,20 @@ async def test_spend_json_writes_dollars_plainly(tmp_path: Path) -> None:
     assert data["total_cost_usd"] == "0.002009"
 
 
+async def test_spend_and_report_show_a_tiny_cost_as_a_cost(tmp_path: Path) -> None:
+    # An embedding's cost below half a millionth of a dollar printed as "$0."
+    # in `spend`, and as "$0.<" in the report's page.
+    db = str(tmp_path / "ledger.sqlite")
+    await _recorded(db, [LedgerRow(request_id="r0", routed_group="embed", status="ok",
+                                   cost_usd=Decimal("0.00000016"))])
+    text = runner.invoke(app, ["spend", "--database", db, "--by", "group"]).output
+    assert "$0.00000016" in text and "$0. " not in text and not text.rstrip().endswith("$0.")
+    out = tmp_path / "report.html"
+    assert runner.invoke(app, ["report", "--database", db, "--out", str(out)]).exit_code == 0
+    page = out.read_text()
+    assert "$0.00000016" in page and "$0.<" not in page
+
+
 async def test_spend_counts_the_web_searches_billed(tmp_path: Path) -> None:
     db = str(tmp_path / "ledger.sqlite")
     await _recorded(db, (

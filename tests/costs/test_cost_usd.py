@@ -10,7 +10,7 @@ import pytest
 
 from interlock.costs.budgets import plain_usd as plain_usd_from_budgets
 from interlock.costs.queries import usd_text as usd_text_from_queries
-from interlock.costs.usd import NANO, plain_usd, usd_text
+from interlock.costs.usd import NANO, money, plain_usd, usd_text
 
 
 @pytest.mark.parametrize(("nano", "text"), [
@@ -52,3 +52,18 @@ def test_the_budgets_tell_a_mocked_answer_without_loading_the_http_stack() -> No
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    (None, "unknown"), (Decimal(0), "$0.00"), (Decimal("1234.5"), "$1,234.50"),
+    (Decimal("0.05"), "$0.05"), (Decimal("0.000417"), "$0.000417"),
+    (Decimal("0.0004174"), "$0.000417"), (Decimal("0.0000006"), "$0.000001"),
+    # Under half a millionth: two significant figures, not "$0." (it was).
+    (Decimal("0.00000016"), "$0.00000016"), (Decimal("0.000000163"), "$0.00000016"),
+    (Decimal("0.000000001"), "$0.000000001"), (Decimal("-0.00000016"), "-$0.00000016"),
+    # Rounded up to a dollar: said to the cent, not "$1.".
+    (Decimal("0.9999996"), "$1.00"), (Decimal("-2.5"), "-$2.50"),
+])
+def test_money_for_people_never_shows_a_cost_as_nothing(value: Decimal | None,
+                                                        text: str) -> None:
+    assert money(value) == text

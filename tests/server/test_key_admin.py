@@ -112,7 +112,7 @@ async def test_a_made_key_has_its_limits_and_expires(
     ({"name": "x", "models": ["bugdet"]}, 400, "'bugdet' is not a name clients can ask for"),
     ({"name": "x", "rpm_limit": 0}, 400, "rpm_limit: Input should be greater than or equal"),
     ({"name": "from-config"}, 400, "named 'from-config' exists already"),
-    ({"models": ["budget"]}, 400, "name: Field required"),
+    ({"models": ["budget"]}, 400, "name: required: the name to know the new key by"),
     (["not", "an", "object"], 400, "Input should be a valid dictionary"),
 ])
 async def test_what_generate_refuses_and_why(

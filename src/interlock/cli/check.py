@@ -78,6 +78,7 @@ def check_command(
 
 
 def _report(config: InterlockConfig, gateway: Gateway, bind: str) -> dict[str, Any]:
+    from interlock.costs.prices import unknown_price
     from interlock.server.app import master_key_from
 
     deployments = []
@@ -93,8 +94,8 @@ def _report(config: InterlockConfig, gateway: Gateway, bind: str) -> dict[str, A
     to_look_at += [f"{d['name']} is unavailable: {d['unavailable_reason']}"
                    for d in deployments if not d["available"]
                    and not any(str(d["unavailable_reason"]) in w for w in config.warnings)]
-    to_look_at += [f"{d['name']} has no known price: its cost would be recorded as unknown"
-                   for d in deployments if d["price"] is None]
+    to_look_at += [f"{d.name} has no known price: {unknown_price(d)}"
+                   for d in gateway.catalog.deployments() if gateway.prices.price_for(d) is None]
     to_look_at += _budget_findings(config, gateway, {str(d["name"]) for d in deployments
                                                      if d["price"] is None})
     ledger = config.ledger

@@ -112,7 +112,7 @@ def resolve_prices(models: list[str], mode: str, options: list[str] | None,
 
 
 def _table(results: list[StrategyCost], baseline: str) -> list[str]:
-    from interlock.costs.simulate import money
+    from interlock.costs.usd import money
 
     width = max(12, *(len(r.strategy.name) for r in results))
     lines = [f"{'strategy':<{width}}  {'monthly cost':>14}  {'saving vs ' + baseline:>24}  mix",
@@ -154,12 +154,8 @@ def simulate_command(
 ) -> None:
     """Monthly cost of each strategy for a traffic profile, and the saving against a baseline."""
     from interlock.cli.prices import config_prices
-    from interlock.costs.simulate import (
-        money,
-        price_differences,
-        seed_prices,
-        simulate,
-    )
+    from interlock.costs.simulate import price_differences, seed_prices, simulate
+    from interlock.costs.usd import money
 
     if prices not in ("seed", "default"):
         raise typer.BadParameter("expected seed or default", param_hint="--prices")
@@ -232,7 +228,8 @@ def _replay(config: Path | None, database: str | None, models: list[str], mode: 
             options: list[str] | None, book: dict[str, ModelPrice | None] | None,
             as_json: bool) -> None:
     from interlock.cli.spend import ledger_source, open_reader_or_exit
-    from interlock.costs.simulate import money, replay
+    from interlock.costs.simulate import replay
+    from interlock.costs.usd import money
 
     source = ledger_source(config, database)
     resolved = resolve_prices(models, mode, options, book)

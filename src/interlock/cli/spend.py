@@ -127,8 +127,7 @@ def spend_command(
 ) -> None:
     """Summarise recorded spend from the ledger."""
     from interlock.costs.queries import SpendBy
-    from interlock.costs.simulate import money
-    from interlock.costs.usd import usd_text
+    from interlock.costs.usd import money, usd_text
 
     if by not in get_args(SpendBy):
         raise typer.BadParameter("expected day, group, deployment, key, model, tier or user",

@@ -6,7 +6,8 @@ must see the raw data (typos among litellm_params), validation, cross-checks,
 then what follows a valid load: folding litellm_settings in, resolving the
 master key, and warning about deployments that will be unavailable.
 
-Imports: yaml, pydantic, the standard library, `errors`, `config.*`.
+Imports: yaml, pydantic, the standard library, `errors`, `key_names`,
+`costs.settings`, `dispatch.settings`, `config.*`.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ from interlock.config.schema import (
     LiteLLMSettings,
     env_ref,
 )
+from interlock.costs.settings import LedgerSettings
 from interlock.dispatch.settings import RouterSettings
 from interlock.errors import ConfigError
+from interlock.key_names import SECRET_PREFIX, key_like
 
 
 def load_config(
@@ -69,6 +72,7 @@ def load_config(
     warnings.extend(_fold_litellm_settings(config))
     warnings.extend(_resolve_master_key(config.general_settings, env))
     warnings.extend(_resolve_api_keys(config.general_settings, env))
+    warnings.extend(_key_like_names(config.general_settings))
     warnings.extend(_availability_warnings(config, env))
     config._warnings = warnings
     config._environ = env
@@ -190,6 +194,8 @@ def _prepare(data: Any, env: Mapping[str, str], problems: list[str],
             warnings.append(f"general_settings.api_keys[{index}].models: [] lets the key ask "
                             "for every model, as on LiteLLM's proxy; list the models it may "
                             "use, or remove the key to refuse it everything")
+    if isinstance(general, Mapping) and "database_url" in general:
+        warnings.append(_database_url_warning(general["database_url"], prepared.get("ledger")))
     if isinstance(prepared.get("ledger"), Mapping):
         prepared["ledger"] = _resolve_ledger_env(prepared["ledger"], env, problems)
     if prepared.get("environment_variables"):
@@ -200,6 +206,23 @@ def _prepare(data: Any, env: Mapping[str, str], problems: list[str],
         for index, entry in enumerate(model_list):
             problems.extend(_check_params_keys(index, entry, warnings))
     return prepared
+
+
+def _database_url_warning(value: Any, ledger: Any) -> str:
+    """What LiteLLM's `general_settings.database_url` does here (nothing), and how
+    to put the ledger in that database, which Interlock does not do unasked: its
+    tables would sit beside LiteLLM's. The URL is not quoted (it may hold a
+    password); an `os.environ/VAR` reference is, as the value to write."""
+    said = "general_settings.database_url: LiteLLM's database; it has no effect in Interlock"
+    if isinstance(ledger, Mapping) and "database" in ledger:
+        return f"{said}: the spend ledger and the keys made at run time go to ledger.database"
+    var = env_ref(value)
+    same = f"os.environ/{var}" if var else "the same URL"
+    return (f"{said}, whose spend ledger and keys made at run time (/key/generate) go to "
+            f"ledger.database, by default the file {LedgerSettings().database} in the "
+            f"working directory. To keep them in that database instead (in tables of "
+            f"Interlock's own), set `ledger: {{database: {same}}}`; a postgresql:// URL "
+            "needs the postgresql+psycopg:// scheme there (docs/costs.md, Databases)")
 
 
 def _resolve_section_env(section: Mapping[str, Any], name: str, env: Mapping[str, str],
@@ -313,7 +336,8 @@ def _fold_litellm_settings(config: InterlockConfig) -> list[str]:
                            ("general_settings", config.general_settings)):
         warnings.extend(f"{section}.{key}: accepted for LiteLLM compatibility; "
                         f"{_CACHE_SETTINGS.get(key, 'it has no effect in Interlock')}"
-                        for key in sorted(model.ignored_keys))
+                        for key in sorted(model.ignored_keys)
+                        if (section, key) != ("general_settings", "database_url"))
     warnings.extend(f"router_settings.retry_policy.{key}: accepted for LiteLLM "
                     "compatibility; Interlock never retries that error on the same "
                     "deployment, it tries the next one"
@@ -364,6 +388,24 @@ def _resolve_api_keys(general: GeneralSettings, env: Mapping[str, str]) -> list[
         kept.append(client)
     general.api_keys = kept
     return warnings
+
+
+def _key_like_names(general: GeneralSettings) -> list[str]:
+    """Warnings (naming no name) for the client keys whose names look like a key
+    or are one of the config's keys: a name is logged, kept in the ledger and shown
+    by `spend --by key`. Not refused, as for a key made at run time: a config that
+    loaded before still loads, and its clients still get in."""
+    values = {k.key.get_secret_value() for k in general.api_keys}
+    if general.master_key is not None:
+        values.add(general.master_key.get_secret_value())
+    return [f"general_settings.api_keys[{index}].name: "
+            + ("is one of the config's keys" if client.name in values else
+               f"looks like a key (it starts with {SECRET_PREFIX!r})")
+            + ", and a key's name is written in logs, in the ledger and in spend reports; "
+            "give it a name to know it by, as \"team-a\" (its past requests stay under "
+            "the old name)"
+            for index, client in enumerate(general.api_keys)
+            if client.name in values or key_like(client.name)]
 
 
 def _availability_warnings(config: InterlockConfig, env: Mapping[str, str]) -> list[str]:

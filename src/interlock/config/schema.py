@@ -42,7 +42,7 @@ from interlock.dispatch.settings import RouterSettings
 from interlock.errors import InvalidRequest, names_a_credential, redact
 from interlock.ignored_keys import AcceptsIgnoredKeys
 from interlock.key_models import allowed_models
-from interlock.key_names import name_problem
+from interlock.key_names import config_name_problem
 from interlock.openai_request import parse_call_defaults
 from interlock.routing.settings import RoutingSettings
 from interlock.types import ChatRequest
@@ -242,6 +242,8 @@ class ModelInfo(BaseModel):
 
     id: str | None = Field(default=None, min_length=1)
     mode: str | None = None
+    # The model a fine-tune or an Azure deployment runs, as LiteLLM reads it: the
+    # price of a deployment whose own model has none (`costs.prices.base_model`).
     base_model: str | None = None
     max_input_tokens: int | None = Field(default=None, ge=1)
     max_output_tokens: int | None = Field(default=None, ge=1)
@@ -347,7 +349,7 @@ class ClientKey(BaseModel):
     @field_validator("name")
     @classmethod
     def _a_name_of_its_own(cls, name: str) -> str:
-        problem = name_problem(name)
+        problem = config_name_problem(name)
         if problem is not None:
             raise ValueError(problem)
         return name

@@ -7,7 +7,8 @@ them from the `genai-prices` package's bundled data (never the network), and
 the prices of OpenAI's embedding models, which that data lacks as token prices,
 from a table here.
 `PriceBook` resolves a price for every deployment of a catalog with the
-precedence deployment fields > config `prices:` > genai-prices, and turns a
+precedence deployment fields > config `prices:` > genai-prices (for the
+deployment's model, else for its `base_model`), and turns a
 `Usage` into dollars, at the service tier the provider's answer says it served
 the call at. An unknown price is `None`, never zero.
 
@@ -393,6 +394,39 @@ def _deployment_layer(deployment: Deployment) -> _Partial:
     )
 
 
+def base_model(deployment: Deployment) -> str | None:
+    """The model a deployment says it runs, for its price, as LiteLLM reads it:
+    `model_info.base_model`, else `litellm_params.base_model`. LiteLLM's users
+    name a fine-tune or an Azure deployment ("openai/my-finetune",
+    "azure/prod-east") by what it is built on this way."""
+    for found in (deployment.model_info.get("base_model"), deployment.extra.get("base_model")):
+        if isinstance(found, str) and found.strip():
+            return found.strip()
+    return None
+
+
+def listed_price(deployment: Deployment, find: Any = None) -> ModelPrice | None:
+    """The price data gives the deployment's model (`find`: `lookup_model_price`),
+    or, when it has none, its `base_model`'s; None when neither has one."""
+    find = find or lookup_model_price
+    price = find(deployment.model, deployment.provider)
+    base = base_model(deployment)
+    if price is None and base is not None:
+        price = find(base, deployment.provider)
+    return price
+
+
+def unknown_price(deployment: Deployment) -> str:
+    """What a warning says of a deployment with no known price: that its cost is
+    recorded as unknown, and how to give it one."""
+    base = base_model(deployment)
+    said = (f"base_model {base!r} has no known price either; name one that has, or set "
+            if base is not None else
+            "set model_info.base_model to the model it runs (as 'gpt-4o-mini'), or ")
+    return (f"its cost is recorded as unknown; {said}input_cost_per_token and "
+            "output_cost_per_token, or a `prices:` entry for it")
+
+
 def override_keys(deployment: Deployment) -> list[str]:
     """Config `prices:` keys that name this deployment, most specific first."""
     return [deployment.name, deployment.qualified_model, deployment.model, deployment.group]
@@ -425,7 +459,7 @@ class PriceBook:
             key = next((k for k in override_keys(d) if k in overrides), None)
             if key is not None:
                 used.add(key)
-            base = find(d.model, d.provider)
+            base = listed_price(d, find)
             config = price_from_override(overrides[key]) if key else _Partial()
             book.prices[d.name] = _deployment_layer(d).over(config.over(base))
         for key, override in overrides.items():
@@ -439,9 +473,7 @@ class PriceBook:
         if deployment.name in self.prices:
             return self.prices[deployment.name]
         # A deployment added after start-up: resolve it on its own.
-        return _deployment_layer(deployment).over(
-            lookup_model_price(deployment.model, deployment.provider)
-        )
+        return _deployment_layer(deployment).over(listed_price(deployment))
 
     def cost(self, deployment: Deployment, usage: Usage | None,
              service_tier: str | None = None) -> Decimal | None:

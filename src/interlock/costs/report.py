@@ -8,7 +8,7 @@ matplotlib (imported here lazily, Agg backend) as base64 PNGs inside the page,
 so it opens offline: no script, font or stylesheet from anywhere else.
 
 Imports: the standard library, `costs.prices`, `costs.queries`,
-`costs.simulate`; matplotlib lazily.
+`costs.simulate`, `costs.usd`; matplotlib lazily.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from typing import Any
 
 from interlock.costs.prices import ModelPrice, lookup_model_price
 from interlock.costs.queries import DeploymentHealth, LedgerReader, SpendLine
-from interlock.costs.simulate import money, replay
+from interlock.costs.simulate import replay
+from interlock.costs.usd import money
 
 
 @dataclass

@@ -37,7 +37,6 @@ _DEFAULT_STRATEGIES = (
 )
 # Our short names -> what genai-prices calls them, where the name alone is ambiguous.
 _GENAI_NAMES = {"claude-sonnet-4": "claude-sonnet-4-0", "claude-opus-4.5": "claude-opus-4-5"}
-CENT = Decimal("0.01")
 
 
 def seed_prices() -> dict[str, ModelPrice]:
@@ -196,19 +195,6 @@ def _savings(results: list[StrategyCost], baseline: str | None) -> None:
             continue
         r.saving_usd = base - r.monthly_usd
         r.saving_pct = (r.saving_usd / base * 100) if base else None
-
-
-def money(value: Decimal | None) -> str:
-    """Dollars to the cent; amounts under a dollar keep up to six decimals, since a
-    single LLM call often costs a fraction of a cent and "$0.00" would hide it."""
-    if value is None:
-        return "unknown"
-    if value and abs(value) < 1 and value.quantize(CENT) != value:
-        fine = f"{abs(value):.6f}".rstrip("0")
-        return f"{'-' if value < 0 else ''}${fine}"
-    rounded = value.quantize(CENT)
-    sign = "-" if rounded < 0 else ""
-    return f"{sign}${abs(rounded):,.2f}"
 
 
 def price_differences(current: Mapping[str, ModelPrice | None],

@@ -1,5 +1,6 @@
 """Dollar amounts as the budgets count them (whole nano-dollars, so that sums
-stay exact integers in memory and in Redis) and as text for people and JSON.
+stay exact integers in memory and in Redis) and as text for people (`money`,
+for `interlock spend`, `cost` and `report`) and JSON (`usd_text`, `plain_usd`).
 
 Below both the budgets and the ledger's readers (`queries`), and free of
 sqlalchemy, so the request path's budgets need not load it to format a dollar.
@@ -12,6 +13,8 @@ from __future__ import annotations
 from decimal import ROUND_CEILING, Decimal
 
 NANO = Decimal("1e-9")
+CENT = Decimal("0.01")
+MICRO = Decimal("0.000001")
 
 
 def to_nano(usd: Decimal) -> int:
@@ -27,3 +30,23 @@ def usd_text(value: Decimal) -> str:
 def plain_usd(nano: int) -> str:
     """Nano-dollars as plain dollars: '0.0135', '0' (not '0.013500000', '0E-9')."""
     return usd_text(nano * NANO)
+
+
+def money(value: Decimal | None) -> str:
+    """Dollars for people: to the cent, as "$1,234.50"; an amount under a dollar
+    that is not whole cents to six decimals, as "$0.000417", since one LLM call
+    often costs a fraction of a cent and "$0.00" would hide it; and one under half
+    a millionth (a cached token, an embedding) to two significant figures, as
+    "$0.00000016": a cost that is not nothing is never shown as nothing."""
+    if value is None:
+        return "unknown"
+    sign = "-" if value < 0 else ""
+    size = abs(value)
+    if value and size < 1 and value.quantize(CENT) != value:
+        fine = size.quantize(MICRO)
+        if not fine:
+            fine = size.quantize(Decimal(1).scaleb(size.adjusted() - 1))
+        if fine < 1:  # else it rounded up to a dollar, said to the cent below
+            return f"{sign}${f'{fine:f}'.rstrip('0')}"
+    rounded = size.quantize(CENT)
+    return f"{sign if rounded else ''}${rounded:,.2f}"

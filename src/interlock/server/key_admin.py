@@ -24,7 +24,9 @@ is refused with a word on the difference. Behind the
 master key (`auth.ADMIN_PATHS`). The keys live in `key_store.KeyStore`; a
 name already used (by a run-time key or by one in general_settings.api_keys) is
 refused, since the ledger records requests by it, and so is one that could be
-taken for an id or a label Interlock writes there itself (`name_problem`).
+taken for an id or a label Interlock writes there itself, or that looks like
+a key or is one (`name_problem`, `names_a_secret`): a name is logged and listed.
+A key is never taken in a URL (`?name=` that is a key included).
 
 Imports: the standard library, pydantic, sqlalchemy, `gateway`, `key_models`, `key_store`,
 `server.asgi_io`, `server.auth`; `costs.queries`, `costs.usd` lazily.
@@ -33,6 +35,8 @@ Imports: the standard library, pydantic, sqlalchemy, `gateway`, `key_models`, `k
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hmac
 import logging
 import re
 from collections.abc import Callable
@@ -55,8 +59,8 @@ from interlock.config.report import did_you_mean
 from interlock.costs.settings import budget_period
 from interlock.gateway import Gateway
 from interlock.key_models import allowed_models, unknown_models
-from interlock.key_names import name_problem
-from interlock.key_store import KeyNameTaken, KeyStore, Revoked, StoredKey
+from interlock.key_names import NOT_SHOWN, key_like, name_problem, shown_name
+from interlock.key_store import KeyNameTaken, KeyStore, Revoked, StoredKey, digest
 from interlock.server.asgi_io import ANSWERED, Receive, Scope, Send, read_json, send_json
 from interlock.server.asgi_io import send_plain_error as _error
 from interlock.server.auth import any_threshold
@@ -76,6 +80,23 @@ _LONGEST = 100 * 365 * 86400  # past this, "never" (no duration) says it better
 _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 _SAY_WHICH = ("Ask by ?name=NAME (the name the key was made with), or by ?key= and the "
               "SHA-256 of the key in hex (printf %s \"$KEY\" | sha256sum).")
+_BY_NAME = ("Send {\"name\": NAME, ...} with the name the key was made with (GET "
+            "/key/list shows them; LiteLLM's key_alias is taken for name).")
+# LiteLLM's key fields Interlock does not take, and what to do instead: said in
+# place of "not a field", for a request written for LiteLLM's proxy.
+_LITELLM_FIELDS = {
+    "team_id": "Interlock has no teams: make a key per team, named for it",
+    "user_id": "Interlock has no users: make a key per user, named for them",
+    "metadata": "not kept: what tells keys apart goes in their name",
+    "tags": "not kept: what tells keys apart goes in their name",
+    "soft_budget": "no soft budgets: max_budget is the limit past which a key is refused",
+    "spend": "a key's spend is the ledger's, read by GET /key/info, not set",
+    "model_max_budget": "no budget per model: max_budget is the key's, over all models",
+    "model_rpm_limit": "no limits per model: rpm_limit is the key's, over all models",
+    "model_tpm_limit": "no limits per model: tpm_limit is the key's, over all models",
+}
+_NOT_IN_URL = ("a key is not taken in a URL, which access logs and proxies write down "
+               "(if this one was, count the key as seen).")
 
 
 class GenerateKey(BaseModel):
@@ -175,7 +196,8 @@ class KeyAdmin:
             await send_json(send, 200, {"keys": [{**k.as_dict(), "spend_usd": spend(k.name)}
                                                  for k in keys]})
         elif path == "/key/info":
-            found = await _info_key(store, scope, send)
+            found = await _info_key(store, scope, send,
+                                    lambda name: names_a_secret(self.gateway, name))
             if found is not None:
                 spend = await self._recorded_spend([found.name])
                 await send_json(send, 200, {**found.as_dict(),
@@ -191,7 +213,8 @@ class KeyAdmin:
                 elif path == "/key/update":
                     await self._update(store, body, send)
                 else:
-                    await _delete(store, body, send)
+                    await _delete(store, body, send,
+                                  lambda name: names_a_secret(self.gateway, name))
             except sa.exc.SQLAlchemyError as exc:
                 await _error(send, 503, "The ledger's database, where client keys are kept, "
                                         f"could not be written ({type(exc).__name__}); "
@@ -202,6 +225,10 @@ class KeyAdmin:
                      new: bool) -> tuple[GenerateKey, timedelta | None] | None:
         """The request's fields and lifetime; None when they were refused (with a 400
         sent). A `new` key's name must not be a config key's too."""
+        unnamed = which_key_problem(body, new=new)
+        if unnamed is not None:
+            await _invalid(send, unnamed[0], param=unnamed[1])
+            return None
         try:
             asked = GenerateKey.model_validate(body)
             lifetime = asked.lifetime()
@@ -230,7 +257,7 @@ class KeyAdmin:
         except KeyNameTaken:
             await _invalid(send, name_taken(asked.name), param="name", code="name_taken")
             return
-        log.info("client key %r made", key.name)
+        log.info("client key %s made", shown_name(key.name))
         await send_json(send, 200, {"key": token, **key.as_dict()})
 
     async def _update(self, store: KeyStore, body: Any, send: Send) -> None:
@@ -246,10 +273,15 @@ class KeyAdmin:
         if "duration" in given:
             changes["lifetime"] = lifetime
         changed = await store.update(asked.name, **changes)
+        if changed is None and names_a_secret(self.gateway, asked.name):
+            await _invalid(send, "name: that is a key, not a key's name; /key/update finds "
+                                 f"the key by its name. {_BY_NAME}", param="name")
+            return
         if changed is None:
             await _no_such_key(send, asked.name)
             return
-        log.info("client key %r changed: %s", changed.name, ", ".join(sorted(changes)))
+        log.info("client key %s changed: %s", shown_name(changed.name),
+                 ", ".join(sorted(changes)))
         await send_json(send, 200, changed.as_dict())
 
     async def _recorded_spend(self, names: list[str]) -> Callable[[str], str | None]:
@@ -291,15 +323,20 @@ class KeyAdmin:
         return None
 
 
-async def _info_key(store: KeyStore, scope: Scope, send: Send) -> StoredKey | None:
+async def _info_key(store: KeyStore, scope: Scope, send: Send,
+                    is_secret: Callable[[str], bool]) -> StoredKey | None:
     """The key /key/info asks about: by `?name=`, or by `?key=` the SHA-256 of the
     key in hex, as LiteLLM also takes it; None when an error was sent. The key
     itself is not taken in the URL, which access logs and proxies write down."""
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     name, key = (query.get("name") or [""])[0], (query.get("key") or [""])[0]
     if name:
-        found = store.named(name)
-        if found is None:
+        found = None if is_secret(name) else store.named(name)
+        if found is None and (is_secret(name) or key_like(name)):
+            # A key made before such names were refused is still found by its name;
+            # anything else that looks like a key is taken for one, and not echoed.
+            await _invalid(send, f"name: {_NOT_IN_URL} {_SAY_WHICH}", param="name")
+        elif found is None:
             await _no_such_key(send, name)
         return found
     if _SHA256_HEX.fullmatch(key):
@@ -309,15 +346,14 @@ async def _info_key(store: KeyStore, scope: Scope, send: Send) -> StoredKey | No
                          type_="invalid_request_error", code="key_not_found")
         return found
     if key:
-        await _invalid(send, "key: a key is not taken in a URL, which access logs and "
-                             "proxies write down (if this one was, count the key as seen). "
-                             f"{_SAY_WHICH}", param="key")
+        await _invalid(send, f"key: {_NOT_IN_URL} {_SAY_WHICH}", param="key")
     else:
         await _invalid(send, f"Say which key to describe. {_SAY_WHICH}", param="name")
     return None
 
 
-async def _delete(store: KeyStore, body: Any, send: Send) -> None:
+async def _delete(store: KeyStore, body: Any, send: Send,
+                  is_secret: Callable[[str], bool]) -> None:
     names = body.get("names", body.get("key_aliases")) if isinstance(body, dict) else None
     tokens = body.get("keys") if isinstance(body, dict) else None
     if not all(v is None or (isinstance(v, list) and all(isinstance(x, str) for x in v))
@@ -326,13 +362,16 @@ async def _delete(store: KeyStore, body: Any, send: Send) -> None:
                              "{\"keys\": [...]} (the keys themselves)")
         return
     revoked = await store.delete(names or (), tokens or ())
+    # A key sent among the names is not said back, whatever it looks like.
+    revoked = dataclasses.replace(revoked, missing_names=[
+        NOT_SHOWN if is_secret(n) else n for n in revoked.missing_names])
     if not revoked.names:
         said = not_found(revoked)
         await _error(send, 404, f"{said[:1].upper()}{said[1:]} (keys from the config file "
                                 "are changed there); nothing was deleted.",
                      type_="invalid_request_error", code="key_not_found")
         return
-    log.info("client keys revoked: %s", ", ".join(map(repr, revoked.names)))
+    log.info("client keys revoked: %s", ", ".join(map(shown_name, revoked.names)))
     # `deleted_keys` is LiteLLM's field, read by clients ported from its proxy;
     # `deleted` was Interlock's first. Both hold names: LiteLLM echoes what it
     # was given, which for {"keys": [...]} would be the secrets themselves.
@@ -340,10 +379,33 @@ async def _delete(store: KeyStore, body: Any, send: Send) -> None:
     # What was not found is said beside what was deleted, not as an error: the
     # deletions happened, and a client that reads a 4xx as "nothing done" would be wrong.
     if revoked.missing_names:
-        answer["not_found"] = revoked.missing_names
+        answer["not_found"] = [NOT_SHOWN if key_like(n) else n for n in revoked.missing_names]
     if revoked.missing_keys:
         answer["keys_not_found"] = revoked.missing_keys
     await send_json(send, 200, answer)
+
+
+def which_key_problem(body: Any, *, new: bool) -> tuple[str, str] | None:
+    """(message, param) when a key request names no key the way Interlock takes
+    it, as one written for LiteLLM's proxy may: it sends `key` to say which key
+    /key/update changes, or to choose a new key's value. None when it is named."""
+    if not isinstance(body, dict):
+        return None
+    if "key" in body:
+        said = ("key: Interlock makes each key itself and gives it in the answer, once; "
+                "a key of your own choosing goes in the config file's "
+                "general_settings.api_keys. Send {\"name\": NAME, ...}: the name to know "
+                "the new key by (LiteLLM's key_alias is taken for name)." if new else
+                "key: /key/update finds the key by the name it was made with, not by the "
+                f"key itself (LiteLLM's way; a key is sent only to use it). {_BY_NAME}")
+        return said, "key"
+    if "name" not in body and "key_alias" not in body:
+        said = ("name: required: the name to know the new key by, which the ledger "
+                "records its requests under, as {\"name\": \"team-a\"} (LiteLLM's "
+                "key_alias is taken for name)" if new else
+                f"name: required: which key to change. {_BY_NAME}")
+        return said, "name"
+    return None
 
 
 def not_found(revoked: Revoked) -> str:
@@ -351,7 +413,7 @@ def not_found(revoked: Revoked) -> str:
     said = []
     if revoked.missing_names:
         said.append(f"no client key made at run time is named "
-                    f"{' or '.join(map(repr, revoked.missing_names))}")
+                    f"{' or '.join(map(shown_name, revoked.missing_names))}")
     if revoked.missing_keys:
         said.append(f"{revoked.missing_keys} of the keys given "
                     + ("is not a key" if revoked.missing_keys == 1 else "are not keys")
@@ -365,6 +427,10 @@ def new_key_problem(gateway: Gateway, asked: GenerateKey,
     keys (`config_keys`, by name); None when nothing does. The store finds a name
     taken by another run-time key itself."""
     refused = name_problem(asked.name)
+    if refused is None and names_a_secret(gateway, asked.name):
+        refused = ("the name is the value of a key this gateway takes (the master key or "
+                   "a client key), and a name is shown in logs, in /key/list and in spend "
+                   "reports; send a name to know the new key by, as \"team-a\"")
     if refused is not None:
         return f"name: {refused}", "name", "invalid_value"
     problem = models_problem(gateway, asked.models)
@@ -374,6 +440,21 @@ def new_key_problem(gateway: Gateway, asked: GenerateKey,
         return ("budget_period: a period is for a budget; give max_budget (dollars a "
                 "period) too", "budget_period", "invalid_value")
     return problem
+
+
+def names_a_secret(gateway: Gateway, name: str) -> bool:
+    """Whether `name` is the master key or a live client key (the config's or one
+    made at run time), compared by digest, whatever it looks like."""
+    general = gateway.config.general_settings
+    secrets = [k.key.get_secret_value() for k in general.api_keys]
+    if general.master_key is not None:
+        secrets.append(general.master_key.get_secret_value())
+    asked = digest(name.encode())
+    # Every digest compared, in constant time: no early answer says which it was.
+    found = [hmac.compare_digest(asked, digest(s.encode())) for s in secrets]
+    if gateway.keys is not None:
+        found.append(gateway.keys.find(name.encode()) is not None)
+    return any(found)
 
 
 def models_problem(gateway: Gateway, models: list[str] | None) -> tuple[str, str, str] | None:
@@ -408,6 +489,8 @@ def first_problem(exc: Exception) -> str:
         if error["type"] == "extra_forbidden" and error["loc"]:
             # A misspelt field: say which was meant, as the config loader does.
             field = str(error["loc"][-1])
+            if field in _LITELLM_FIELDS:
+                return f"{field}: LiteLLM's field is not taken here; {_LITELLM_FIELDS[field]}"
             return (f"{field}: not a field of a client key"
                     f"{did_you_mean(field, sorted(GenerateKey.model_fields))}")
         if error["type"] == "value_error":  # our own checks' text, without pydantic's prefix
@@ -425,6 +508,6 @@ async def _invalid(send: Send, message: str, param: str | None = None,
 
 
 async def _no_such_key(send: Send, name: str) -> None:
-    await _error(send, 404, f"No client key made at run time is named {name!r} (keys from "
-                            "the config file are changed there).",
+    await _error(send, 404, f"No client key made at run time is named {shown_name(name)} "
+                            "(keys from the config file are changed there).",
                  type_="invalid_request_error", code="key_not_found")

@@ -1,0 +1,97 @@
+"""Key names that are keys: refused on `/key/*` (a name is logged, listed and
+kept in the ledger), never echoed; keys named so before the rule still work.
+And what a request written for LiteLLM's proxy is told when it names no key."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.server.gateways import MASTER_KEY, RunningGateway
+from tests.server.test_key_admin import _call, _chat, _config
+
+from interlock.testing import FakeUpstream
+
+# A config key whose value does not look like a key: only its digest tells.
+PLAIN_KEY = "plain-config-secret-4815162342"
+
+
+def _gateway(fake: FakeUpstream, start: Callable[..., RunningGateway],
+             tmp_path: Path) -> RunningGateway:
+    config = _config(fake, tmp_path / "ledger.sqlite")
+    config["general_settings"]["api_keys"].append({"name": "plain", "key": PLAIN_KEY})
+    return start(config)
+
+
+async def test_a_name_that_is_or_looks_like_a_key_is_refused_and_never_repeated(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    gw = _gateway(fake_upstream, start_gateway, tmp_path)
+    live = (await _call(gw, "POST", "/key/generate", {"name": "team"})).json()["key"]
+    secrets = [live, "sk-master-SECRET", MASTER_KEY, PLAIN_KEY, "SK-other-provider-key"]
+    with caplog.at_level("INFO", logger="interlock"):
+        for secret in secrets:
+            for field in ("name", "key_alias"):
+                answer = await _call(gw, "POST", "/key/generate", {field: secret})
+                assert answer.status_code == 400, (secret, answer.text)
+                error = answer.json()["error"]
+                assert (error["param"], error["code"]) == ("name", "invalid_value")
+                assert "send a name to" in error["message"]
+                assert secret not in answer.text
+            # Nor is a key taken as a name in a URL, or echoed by update and delete.
+            info = await _call(gw, "GET", f"/key/info?name={secret}")
+            assert info.status_code == 400 and "not taken in a URL" in info.text
+            update = await _call(gw, "POST", "/key/update", {"name": secret, "rpm_limit": 3})
+            assert update.status_code in (400, 404) and secret not in update.text
+            delete = await _call(gw, "POST", "/key/delete", {"names": [secret, "team"]})
+            assert delete.json()["not_found"] == ["(a name that looks like a key, not shown)"]
+            assert secret not in delete.text
+            await _call(gw, "POST", "/key/generate", {"name": "team"})  # for the next turn
+        listed = (await _call(gw, "GET", "/key/list")).json()["keys"]
+    assert [k["name"] for k in listed] == ["team"]
+    for secret in secrets[:3]:  # the config's own keys may be in start-up lines
+        assert secret not in caplog.text
+    # A name like a key's, in part, is a name like any other.
+    assert (await _call(gw, "POST", "/key/generate", {"name": "team-sk-7"})).status_code == 200
+
+
+async def test_a_key_named_like_a_key_before_the_rule_still_works_and_is_not_logged(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    gw = _gateway(fake_upstream, start_gateway, tmp_path)
+    store = gw.gateway.keys
+    assert store is not None
+    old_name = "sk-old-SECRET"
+    key, _ = await store.generate(old_name)  # as /key/generate made it before
+    assert (await _chat(gw, key)).choices
+    with caplog.at_level("INFO", logger="interlock"):
+        info = await _call(gw, "GET", f"/key/info?name={old_name}")
+        assert info.status_code == 200 and info.json()["name"] == old_name
+        changed = await _call(gw, "POST", "/key/update", {"name": old_name, "rpm_limit": 7})
+        assert changed.json()["rpm_limit"] == 7
+        gone = await _call(gw, "POST", "/key/delete", {"names": [old_name]})
+        assert gone.json()["deleted"] == [old_name]
+    assert old_name not in caplog.text
+    assert "client key (a name that looks like a key, not shown) changed" in caplog.text
+
+
+@pytest.mark.parametrize(("path", "body", "param", "says"), [
+    ("/key/update", {"key": "sk-il-abc", "rpm_limit": 3}, "key",
+     "/key/update finds the key by the name it was made with"),
+    ("/key/update", {"rpm_limit": 3}, "name", "name: required: which key to change"),
+    ("/key/generate", {}, "name", "name: required: the name to know the new key by"),
+    ("/key/generate", {"key": "sk-my-own", "name": "x"}, "key",
+     "a key of your own choosing goes in the config file's general_settings.api_keys"),
+    ("/key/generate", {"name": "x", "team_id": "t1"}, "team_id", "Interlock has no teams"),
+])
+async def test_a_litellm_request_is_told_how_to_name_its_key(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path, path: str, body: dict[str, Any], param: str, says: str) -> None:
+    gw = _gateway(fake_upstream, start_gateway, tmp_path)
+    answer = await _call(gw, "POST", path, body)
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["param"] == param and says in error["message"], error
+    assert "sk-il-abc" not in answer.text and "sk-my-own" not in answer.text
