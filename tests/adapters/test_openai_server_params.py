@@ -95,6 +95,18 @@ def test_params_like_must_name_an_openai_compatible_server() -> None:
         build_body(request(top_k=3), deployment(params_like="anthropic"), stream=False)
 
 
+async def test_a_bad_setting_fails_the_first_call_whatever_it_carries(
+        fake_upstream: FakeUpstream) -> None:
+    dep = deployment(api_base=fake_upstream.base_url("openai"), params_like="vllm")
+    http = HttpClient()
+    try:
+        with pytest.raises(ConfigError, match=r"params_like 'vllm'.*hosted_vllm"):
+            await OpenAIAdapter(http).complete(request(), dep, FAST)
+    finally:
+        await http.aclose()
+    assert fake_upstream.calls() == 0
+
+
 # -- the other servers ------------------------------------------------------------
 @pytest.mark.parametrize(("provider", "api_base", "extra"), [
     # `openai/` at a base URL of one's own: vLLM, or a gateway that takes `thinking`.

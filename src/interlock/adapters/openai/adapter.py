@@ -28,7 +28,7 @@ from interlock.adapters.openai.endpoint import (
 from interlock.adapters.openai.error_mapping import decode_answer, malformed
 from interlock.adapters.openai.request import build_body
 from interlock.adapters.openai.response import parsed_answer
-from interlock.adapters.openai.server_params import sendable_extra
+from interlock.adapters.openai.server_params import check_settings, sendable_extra
 from interlock.adapters.openai.stream_reading import read_batches
 from interlock.catalog import Deployment
 from interlock.tokens import estimate_inputs_tokens
@@ -58,6 +58,7 @@ class OpenAIAdapter:
     def _endpoint(self, deployment: Deployment) -> Endpoint:
         endpoint = self._endpoints.get(deployment)
         if endpoint is None:
+            check_settings(deployment)
             endpoint = self._endpoints[deployment] = Endpoint(
                 chat_url=endpoint_url(deployment, "/chat/completions"),
                 headers=endpoint_headers(deployment, stream=False),

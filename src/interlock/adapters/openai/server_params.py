@@ -132,6 +132,14 @@ def server_params(deployment: Deployment, *, embeddings: bool = False) -> Server
     return rules.get(deployment.provider, ANY_FIELD)
 
 
+def check_settings(deployment: Deployment) -> None:
+    """Raise ConfigError for a `params_like` or `allowed_openai_params` that
+    cannot be read: on a deployment's first call, whatever that call carries,
+    rather than on the first that happens to carry an extra field."""
+    server_params(deployment)
+    _allowed(deployment)
+
+
 def _allowed(deployment: Deployment) -> frozenset[str]:
     """The deployment's `allowed_openai_params`: a list of names, or nothing."""
     given = deployment.extra.get("allowed_openai_params")
