@@ -46,7 +46,7 @@ def sent(req: ChatRequest, dep: Deployment) -> dict[str, Any]:
 @pytest.mark.parametrize("api_base", [None, "https://api.openai.com/v1"])
 @pytest.mark.parametrize(("name", "value", "hint"), [
     ("top_k", 3, "temperature and top_p"),
-    ("thinking", THINKING, "Anthropic's"),
+    ("thinking", THINKING, "reasoning_effort asks every provider"),
     ("organization", "org-x", "OpenAI-Organization header"),
     ("foo", 1, ""),
 ])
@@ -90,9 +90,10 @@ def test_allowed_openai_params_lets_a_field_through_whatever_the_rules() -> None
                    stream=False)
 
 
-def test_params_like_must_name_an_openai_compatible_server() -> None:
-    with pytest.raises(ConfigError, match="params_like 'anthropic' names no"):
-        build_body(request(top_k=3), deployment(params_like="anthropic"), stream=False)
+@pytest.mark.parametrize("named", ["anthropic", ["openai"]])
+def test_params_like_must_name_an_openai_compatible_server(named: Any) -> None:
+    with pytest.raises(ConfigError, match="names no OpenAI-compatible server"):
+        build_body(request(top_k=3), deployment(params_like=named), stream=False)
 
 
 async def test_a_bad_setting_fails_the_first_call_whatever_it_carries(

@@ -77,8 +77,9 @@ OPENAI_HOST = urlsplit(OPENAI_COMPATIBLE_BASES["openai"]).hostname
 # Why OpenAI's API refuses some fields a client of another provider may send,
 # and what to do instead: the 400's own words.
 _OPENAI_HINTS = {
-    "thinking": "It is Anthropic's; reasoning_effort asks every provider for reasoning "
-                "(OpenAI's reasoning models take it as sent).",
+    "thinking": "OpenAI has no such field (Anthropic and DeepSeek do); reasoning_effort "
+                "asks every provider for reasoning (OpenAI's reasoning models take it as "
+                "sent).",
     "top_k": "OpenAI samples with temperature and top_p only.",
     "organization": "It is sent as the OpenAI-Organization header: set organization in "
                     "the deployment's litellm_params.",
@@ -121,7 +122,7 @@ def server_params(deployment: Deployment, *, embeddings: bool = False) -> Server
     rules = _EMBEDDING_RULES if embeddings else _CHAT_RULES
     named = deployment.extra.get("params_like")
     if named is not None:
-        if named not in OPENAI_COMPATIBLE_BASES:
+        if not isinstance(named, str) or named not in OPENAI_COMPATIBLE_BASES:
             raise ConfigError(
                 f"Deployment {deployment.name!r}: params_like {named!r} names no "
                 "OpenAI-compatible server; use one of "
