@@ -145,8 +145,12 @@ async def test_openai_s_embedding_models_are_priced_without_a_price_in_the_confi
 def test_call_arguments_are_not_sent_as_body_fields(fake_upstream: FakeUpstream) -> None:
     # `extra_body`, `max_retries` and `extra_headers` are arguments of the call
     # (the OpenAI SDK's and LiteLLM's); they used to reach the provider as fields.
-    fake_upstream.script(Fault(status=429, retry_after=0, times=1), provider="openai")
-    router = Router(model_list=[_entry(fake_upstream, "embed"),
+    # `input_type` is a vendor parameter, which an OpenAI-compatible server that is
+    # not OpenAI's own takes.
+    fake_upstream.script(Fault(status=429, retry_after=0, times=1),
+                         provider="openai-compatible")
+    router = Router(model_list=[_entry(fake_upstream, "embed",
+                                       api_base=fake_upstream.base_url("openai-compatible")),
                                 _entry(fake_upstream, "gem", provider="gemini",
                                        model="text-embedding-004")])
     try:

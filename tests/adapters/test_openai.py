@@ -704,7 +704,9 @@ async def test_embeddings_without_usage_are_estimated_and_marked_so() -> None:
 
 
 async def test_embeddings_send_dimensions_user_and_extra_params(fake_upstream: Any) -> None:
-    dep = deployment(fake_upstream.base_url("openai"), "text-embedding-3-large")
+    # `input_type` is a vendor parameter (OpenAI's own API refuses it): a server
+    # that is not OpenAI's gets it.
+    dep = deployment(fake_upstream.base_url("openai-compatible"), "text-embedding-3-large")
     request = _embedding_request(["alpha"], dimensions=8, user="u-1",
                                  extra={"input_type": "query"})
     http = HttpClient()

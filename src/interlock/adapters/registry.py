@@ -1,7 +1,9 @@
 """Which adapter serves which provider name.
 
 The only place that maps the `<provider>/` prefix of a model string to an
-adapter class; nothing else in Interlock branches on provider names.
+adapter class; nothing else in Interlock branches on provider names but the
+OpenAI adapter's rules for which fields each of its servers takes
+(`adapters.openai.server_params`, keyed by the prefixes below).
 
 Imports: `adapters.*`.
 """
@@ -31,7 +33,8 @@ def _adapter_classes() -> dict[str, type[Adapter]]:
 
 
 # Prefixes that are OpenAI-compatible services: the openai adapter serves them,
-# each with its usual base URL when api_base is not set.
+# each with its usual base URL when api_base is not set. They take different
+# body fields (vLLM's top_k is a 400 at OpenAI): `adapters.openai.server_params`.
 OPENAI_COMPATIBLE_BASES: dict[str, str] = {
     "openai": "https://api.openai.com/v1",
     "openrouter": "https://openrouter.ai/api/v1",

@@ -6,7 +6,8 @@
         assert fake.received[0].body["model"] == "claude-sonnet-4"
 
 Each provider lives under its own prefix (`/openai/v1`, `/anthropic`,
-`/gemini`), so one fake serves a whole config. The server is a plain ASGI app
+`/gemini`, and `/openai-compatible/v1` for a server of OpenAI's wire that is
+not OpenAI: vLLM, Ollama, ...), so one fake serves a whole config. The server is a plain ASGI app
 run by uvicorn in a background thread, cheap enough to sit beside a gateway
 under load in the overhead benchmark.
 
@@ -39,7 +40,7 @@ def _wire_formats() -> list[WireFormat]:
     from interlock.testing.gemini_wire import GeminiWire
     from interlock.testing.openai_wire import OpenAIWire
 
-    return [OpenAIWire(), AnthropicWire(), GeminiWire()]
+    return [OpenAIWire(), OpenAIWire(openai_itself=False), AnthropicWire(), GeminiWire()]
 
 
 class FakeUpstreamApp:
@@ -277,9 +278,11 @@ class FakeUpstream:
         return f"http://{self.host}:{self.port}"
 
     def base_url(self, provider: str) -> str:
-        """The api_base to configure for a provider ("openai", "anthropic", "gemini")."""
-        prefix = self.app.wire(provider).prefix
-        return self.url + prefix + ("/v1" if provider == "openai" else "")
+        """The api_base to configure for a provider ("openai", "anthropic", "gemini"),
+        or "openai-compatible": a server of OpenAI's wire that is not OpenAI's own
+        API (vLLM, Ollama, ...), which takes fields OpenAI would refuse."""
+        wire = self.app.wire(provider)
+        return self.url + wire.prefix + ("/v1" if wire.prefix.startswith("/openai") else "")
 
     def environ(self) -> dict[str, str]:
         """Environment variables that point each adapter at this fake."""

@@ -9,6 +9,15 @@ chunk padded with an `obfuscation` string, as OpenAI does by default), and the
 real error bodies `{"error": {"message", "type", "param", "code"}}` with
 rate-limit headers. Cheap on purpose: it carries the overhead benchmark's load.
 
+Two servers speak this wire. `OpenAIWire()` plays OpenAI's own API (under
+`/openai/v1`), which refuses a body field it does not define with a 400,
+"Unrecognized request argument supplied: <name>", as the real one does: a
+vendor parameter (vLLM's `top_k`, Anthropic's `thinking`) or a typo sent on by
+mistake fails a test as it would fail in production. `OpenAIWire(openai_itself=False)`
+plays any other OpenAI-compatible server (vLLM, Ollama, llama.cpp, a gateway
+in front of several providers; under `/openai-compatible/v1`), which takes and
+ignores the fields it does not know.
+
 Imports: orjson, the standard library, `testing.wire`, `testing.script`.
 """
 
@@ -44,9 +53,30 @@ _DONE = b"data: [DONE]\n\n"
 _PADS = [b',"obfuscation":"' + b"Zx9Qp2Lm4Rt7Kw1"[:n] + b'"' for n in (2, 5, 9, 3, 12, 7)]
 
 
+# The fields of OpenAI's chat-completions and embeddings request bodies, as its
+# API reference lists them; any other is refused (`OpenAIWire.check_request`).
+# Kept apart from the adapter's own list on purpose: the fake checks what the
+# adapter sends against an independent reading of the documentation.
+_CHAT_FIELDS = frozenset({
+    "model", "messages", "audio", "frequency_penalty", "function_call", "functions",
+    "logit_bias", "logprobs", "max_completion_tokens", "max_tokens", "metadata",
+    "modalities", "n", "parallel_tool_calls", "prediction", "presence_penalty",
+    "prompt_cache_key", "prompt_cache_retention", "reasoning_effort", "response_format",
+    "safety_identifier", "seed", "service_tier", "stop", "store", "stream",
+    "stream_options", "temperature", "tool_choice", "tools", "top_logprobs", "top_p",
+    "user", "verbosity", "web_search_options",
+})
+_EMBEDDING_FIELDS = frozenset({"model", "input", "encoding_format", "dimensions", "user"})
+
+
 class OpenAIWire:
-    provider = "openai"
-    prefix = "/openai"
+    """`openai_itself`: OpenAI's own API, which refuses fields it does not
+    define; else an OpenAI-compatible server, which ignores them."""
+
+    def __init__(self, *, openai_itself: bool = True) -> None:
+        self.openai_itself = openai_itself
+        self.provider = "openai" if openai_itself else "openai-compatible"
+        self.prefix = "/" + self.provider
 
     def route(self, method: str, path: str, query: dict[str, str], body: Any) -> Route | None:
         model = str(body.get("model") or "") if isinstance(body, dict) else ""
@@ -76,6 +106,12 @@ class OpenAIWire:
         if "stream_options" in body and not body.get("stream"):
             return _refusal("The 'stream_options' parameter is only allowed when 'stream' is "
                             "enabled.", "stream_options", "invalid_value")
+        if self.openai_itself:
+            known = _CHAT_FIELDS if route.endpoint == "chat" else _EMBEDDING_FIELDS
+            unknown = next((name for name in body if name not in known), None)
+            if unknown is not None:
+                # OpenAI's own words, and no param or code: it names the field in the text.
+                return _refusal(f"Unrecognized request argument supplied: {unknown}")
         return _check_tool_messages(body.get("messages"))
 
     def stream_content_type(self, route: Route) -> str:

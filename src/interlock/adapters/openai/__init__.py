@@ -1,8 +1,11 @@
 """The adapter for OpenAI's chat-completions API and every service that copies it.
 
 One module serves OpenAI, OpenRouter, Groq, Together, DeepSeek, vLLM, Ollama and
-the llama.cpp server: they differ only in base URL and key, which the deployment
-carries. Here live the request translation (neutral `ChatRequest` -> OpenAI JSON),
+the llama.cpp server: they differ in base URL and key, which the deployment
+carries, and in the body fields they take beyond the common ones
+(`server_params`: OpenAI's own API refuses vLLM's `top_k`, which vLLM wants;
+a field the server refuses is an UnsupportedParameter, or dropped under
+drop_params). Here live the request translation (neutral `ChatRequest` -> OpenAI JSON),
 the response and stream translation back, the embeddings call, and OpenAI's
 error recognisers (context window, content policy, quota, rate-limit reset headers).
 
@@ -16,7 +19,8 @@ it. So `max_tokens` is sent everywhere except to the reasoning families on the
 in `request.extra` gets exactly that.
 
 Where each part lives: `adapter` (the calls), `endpoint` (URL, headers and
-labels per deployment), `request`, `response`, `stream_reading` (a streamed
+labels per deployment), `request`, `server_params` (which extra fields
+each server takes), `response`, `stream_reading` (a streamed
 body, a network read at a time), `stream_chunks` (one chunk -> one delta) and
 `error_mapping`. The names below are the package's surface; `registry` takes
 `OpenAIAdapter` from here.

@@ -28,6 +28,7 @@ from interlock.adapters.openai.endpoint import (
 from interlock.adapters.openai.error_mapping import decode_answer, malformed
 from interlock.adapters.openai.request import build_body
 from interlock.adapters.openai.response import parsed_answer
+from interlock.adapters.openai.server_params import check_settings, sendable_extra
 from interlock.adapters.openai.stream_reading import read_batches
 from interlock.catalog import Deployment
 from interlock.tokens import estimate_inputs_tokens
@@ -57,6 +58,7 @@ class OpenAIAdapter:
     def _endpoint(self, deployment: Deployment) -> Endpoint:
         endpoint = self._endpoints.get(deployment)
         if endpoint is None:
+            check_settings(deployment)
             endpoint = self._endpoints[deployment] = Endpoint(
                 chat_url=endpoint_url(deployment, "/chat/completions"),
                 headers=endpoint_headers(deployment, stream=False),
@@ -94,8 +96,10 @@ class OpenAIAdapter:
     async def embeddings(self, request: EmbeddingRequest, deployment: Deployment,
                          timeouts: Timeouts) -> EmbeddingResult:
         """One vector per input, in input order, and the tokens billed."""
-        body: dict[str, Any] = {**request.extra, "model": deployment.model,
-                                "input": request.inputs, "encoding_format": "float"}
+        drop = bool(request.routing.drop_params or deployment.drop_params)
+        body: dict[str, Any] = {
+            **sendable_extra(request.extra, deployment, drop, embeddings=True),
+            "model": deployment.model, "input": request.inputs, "encoding_format": "float"}
         if request.dimensions is not None:
             body["dimensions"] = request.dimensions
         if request.routing.user is not None:

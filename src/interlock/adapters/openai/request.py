@@ -1,8 +1,11 @@
 """Request translation: a neutral `ChatRequest` as an OpenAI chat-completions
 body, and which name the output limit goes by (`max_tokens` or
-`max_completion_tokens`, see the package docstring).
+`max_completion_tokens`, see the package docstring). The request's extra
+fields go as the server behind the deployment takes them
+(`adapters.openai.server_params`): a field it refuses is an
+UnsupportedParameter, or left out under drop_params.
 
-Imports: the standard library, `types`, `catalog`.
+Imports: the standard library, `types`, `catalog`, `adapters.openai.server_params`.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from interlock.adapters.openai.server_params import sendable_extra
 from interlock.catalog import Deployment
 from interlock.types import (
     ChatRequest,
@@ -28,8 +32,11 @@ _REASONING_MODEL = re.compile(r"^(?:openai/)?(?:o\d|gpt-5)")
 
 
 def build_body(request: ChatRequest, deployment: Deployment, *, stream: bool) -> dict[str, Any]:
-    """The OpenAI JSON body for a neutral request sent to this deployment."""
-    body: dict[str, Any] = {k: v for k, v in request.extra.items() if k not in _RESERVED}
+    """The OpenAI JSON body for a neutral request sent to this deployment (raises
+    UnsupportedParameter for an extra field its server refuses, unless drop_params)."""
+    body: dict[str, Any] = sendable_extra(
+        request.extra, deployment, bool(request.drop_params or deployment.drop_params),
+        _RESERVED) if request.extra else {}
     body["model"] = deployment.model
     body["messages"] = [message_json(m) for m in request.messages]
     if stream:

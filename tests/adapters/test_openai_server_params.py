@@ -1,0 +1,226 @@
+"""Which extra fields the OpenAI adapter sends to which server, and what becomes
+of the others with and without drop_params (`adapters.openai.server_params`).
+
+The body is checked as `build_body` writes it (no network), and through the
+fake upstream, whose `/openai/v1` refuses what OpenAI's own API refuses and
+whose `/openai-compatible/v1` takes anything, as vLLM or Ollama do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from interlock.adapters.http import HttpClient, Timeouts
+from interlock.adapters.openai import OpenAIAdapter, build_body
+from interlock.catalog import Deployment, Secret
+from interlock.errors import BadRequest, ConfigError, UnsupportedParameter
+from interlock.testing import FakeUpstream
+from interlock.types import ChatRequest, EmbeddingRequest, Message, TextPart
+
+FAST = Timeouts(connect=2.0, total=10.0)
+THINKING = {"type": "enabled", "budget_tokens": 2048}
+
+
+def deployment(provider: str = "openai", api_base: str | None = None, *,
+               drop_params: bool = False, **extra: Any) -> Deployment:
+    return Deployment(name="d1", group="g", provider=provider, model="gpt-4o-mini",
+                      api_base=api_base, api_key=Secret("sk-test-dummy"),
+                      drop_params=drop_params, extra=extra)
+
+
+def request(drop_params: bool | None = None, **extra: Any) -> ChatRequest:
+    return ChatRequest(model="g", messages=[Message("user", [TextPart("hi")])],
+                       extra=extra, drop_params=drop_params)
+
+
+def sent(req: ChatRequest, dep: Deployment) -> dict[str, Any]:
+    body = build_body(req, dep, stream=False)
+    del body["messages"]
+    return body
+
+
+# -- OpenAI's own API -------------------------------------------------------------
+@pytest.mark.parametrize("api_base", [None, "https://api.openai.com/v1"])
+@pytest.mark.parametrize(("name", "value", "hint"), [
+    ("top_k", 3, "temperature and top_p"),
+    ("thinking", THINKING, "reasoning_effort asks every provider"),
+    ("organization", "org-x", "OpenAI-Organization header"),
+    ("foo", 1, ""),
+])
+def test_openai_itself_refuses_what_it_does_not_define(api_base: str | None, name: str,
+                                                        value: Any, hint: str) -> None:
+    with pytest.raises(UnsupportedParameter) as info:
+        build_body(request(**{name: value}), deployment(api_base=api_base), stream=False)
+    error = info.value
+    assert error.param == name and error.provider == "openai" and error.status_code == 400
+    assert f"'{name}'" in error.message and hint in error.message
+    assert "drop_params" in error.message
+
+
+@pytest.mark.parametrize("where", ["request", "deployment"])
+def test_drop_params_drops_them_and_keeps_what_openai_takes(where: str) -> None:
+    asked = dict(top_k=3, thinking=THINKING, organization="org-x", foo=1, seed=7,
+                 logprobs=True, reasoning_effort="low", service_tier="flex")
+    req = request(drop_params=True, **asked) if where == "request" else request(**asked)
+    dep = deployment(drop_params=where == "deployment")
+    assert sent(req, dep) == {"seed": 7, "logprobs": True, "reasoning_effort": "low",
+                              "service_tier": "flex", "model": "gpt-4o-mini"}
+
+
+def test_a_null_asks_for_nothing_and_is_left_out() -> None:
+    # Some clients send every parameter they know, unset ones as null.
+    assert sent(request(top_k=None, seed=None), deployment()) == {
+        "seed": None, "model": "gpt-4o-mini"}
+
+
+def test_a_proxy_in_front_of_openai_gets_its_rules_with_params_like() -> None:
+    proxy = deployment(api_base="https://oai.example.com/v1", params_like="openai")
+    with pytest.raises(UnsupportedParameter, match="'top_k'"):
+        build_body(request(top_k=3), proxy, stream=False)
+
+
+def test_allowed_openai_params_lets_a_field_through_whatever_the_rules() -> None:
+    dep = deployment(allowed_openai_params=["new_knob"])
+    assert sent(request(new_knob="x"), dep) == {"new_knob": "x", "model": "gpt-4o-mini"}
+    with pytest.raises(ConfigError, match="allowed_openai_params must be a list"):
+        build_body(request(new_knob="x"), deployment(allowed_openai_params="new_knob"),
+                   stream=False)
+
+
+@pytest.mark.parametrize("named", ["anthropic", ["openai"]])
+def test_params_like_must_name_an_openai_compatible_server(named: Any) -> None:
+    with pytest.raises(ConfigError, match="names no OpenAI-compatible server"):
+        build_body(request(top_k=3), deployment(params_like=named), stream=False)
+
+
+async def test_a_bad_setting_fails_the_first_call_whatever_it_carries(
+        fake_upstream: FakeUpstream) -> None:
+    dep = deployment(api_base=fake_upstream.base_url("openai"), params_like="vllm")
+    http = HttpClient()
+    try:
+        with pytest.raises(ConfigError, match=r"params_like 'vllm'.*hosted_vllm"):
+            await OpenAIAdapter(http).complete(request(), dep, FAST)
+    finally:
+        await http.aclose()
+    assert fake_upstream.calls() == 0
+
+
+# -- the other servers ------------------------------------------------------------
+@pytest.mark.parametrize(("provider", "api_base", "extra"), [
+    # `openai/` at a base URL of one's own: vLLM, or a gateway that takes `thinking`.
+    ("openai", "http://10.0.0.7:8000/v1", {"top_k": 3, "thinking": THINKING, "foo": 1}),
+    ("hosted_vllm", "http://localhost:8000/v1",
+     {"top_k": 20, "min_p": 0.05, "repetition_penalty": 1.1}),
+    ("openrouter", "https://openrouter.ai/api/v1",
+     {"provider": {"order": ["anthropic"]}, "transforms": ["middle-out"], "top_k": 5}),
+    ("together_ai", "https://api.together.xyz/v1", {"top_k": 50, "repetition_penalty": 1.0}),
+    ("ollama", "http://localhost:11434/v1", {"top_k": 40}),
+])
+def test_vendor_parameters_reach_servers_that_take_them(provider: str, api_base: str,
+                                                        extra: dict[str, Any]) -> None:
+    # Under drop_params too: they are not unsupported there.
+    for drop in (False, True):
+        body = sent(request(**extra), deployment(provider, api_base, drop_params=drop))
+        assert {k: body[k] for k in extra} == extra
+
+
+def test_groq_refuses_what_its_documentation_says_it_refuses() -> None:
+    groq = deployment("groq", "https://api.groq.com/openai/v1")
+    with pytest.raises(UnsupportedParameter, match="Groq answers 400") as info:
+        build_body(request(logprobs=True), groq, stream=False)
+    assert info.value.provider == "groq"
+    # Values that ask for nothing are left out, not refused; unknown ones go on.
+    assert sent(request(logprobs=False, top_logprobs=0, top_k=5), groq) == {
+        "top_k": 5, "model": "gpt-4o-mini"}
+    assert sent(request(drop_params=True, logprobs=True), groq) == {"model": "gpt-4o-mini"}
+
+
+# -- through the fake upstream ------------------------------------------------------
+def test_the_fake_refuses_an_unrecognized_argument_as_openai_does(
+        fake_upstream: FakeUpstream) -> None:
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}],
+            "top_k": 3}
+    refused = httpx.post(fake_upstream.base_url("openai") + "/chat/completions", json=body)
+    assert refused.status_code == 400
+    assert refused.json() == {"error": {
+        "message": "Unrecognized request argument supplied: top_k",
+        "type": "invalid_request_error", "param": None, "code": None}}
+    taken = httpx.post(fake_upstream.base_url("openai-compatible") + "/chat/completions",
+                       json=body)
+    assert taken.status_code == 200
+    assert fake_upstream.received[-1].provider == "openai-compatible"
+
+
+def _at_fake_openai(fake: FakeUpstream, *, drop_params: bool = False) -> Deployment:
+    return deployment(api_base=fake.base_url("openai"), drop_params=drop_params,
+                      params_like="openai")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_without_drop_params_the_refusal_comes_before_any_call(
+        fake_upstream: FakeUpstream, stream: bool) -> None:
+    http = HttpClient()
+    try:
+        adapter = OpenAIAdapter(http)
+        with pytest.raises(UnsupportedParameter, match="'top_k'"):
+            if stream:
+                [d async for d in adapter.stream(request(top_k=3), _at_fake_openai(
+                    fake_upstream), FAST)]
+            else:
+                await adapter.complete(request(top_k=3), _at_fake_openai(fake_upstream), FAST)
+    finally:
+        await http.aclose()
+    assert fake_upstream.calls("openai") == 0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_with_drop_params_openai_answers(fake_upstream: FakeUpstream,
+                                               stream: bool) -> None:
+    dep = _at_fake_openai(fake_upstream, drop_params=True)
+    req = request(top_k=3, thinking=THINKING, foo=1, seed=1)
+    http = HttpClient()
+    try:
+        adapter = OpenAIAdapter(http)
+        if stream:
+            text = "".join([d.text or "" async for d in adapter.stream(req, dep, FAST)])
+        else:
+            text = (await adapter.complete(req, dep, FAST)).content or ""
+    finally:
+        await http.aclose()
+    assert text
+    body = fake_upstream.received[-1].body
+    assert body["seed"] == 1 and not {"top_k", "thinking", "foo"} & set(body)
+
+
+async def test_the_old_way_reaches_openai_and_fails_there(fake_upstream: FakeUpstream) -> None:
+    # A custom base URL with no params_like is an unknown server: the field goes
+    # on, and OpenAI's own 400 (played by the fake) comes back as it is.
+    dep = deployment(api_base=fake_upstream.base_url("openai"), drop_params=True)
+    http = HttpClient()
+    try:
+        with pytest.raises(BadRequest, match="Unrecognized request argument supplied: top_k"):
+            await OpenAIAdapter(http).complete(request(top_k=3), dep, FAST)
+    finally:
+        await http.aclose()
+
+
+async def test_embeddings_follow_the_same_rules(fake_upstream: FakeUpstream) -> None:
+    def embedding(drop: bool) -> EmbeddingRequest:
+        return EmbeddingRequest(routing=request(drop_params=drop), inputs=["alpha"],
+                                extra={"input_type": "query"})
+    http = HttpClient()
+    try:
+        adapter = OpenAIAdapter(http)
+        with pytest.raises(UnsupportedParameter, match="'input_type'"):
+            await adapter.embeddings(embedding(False), _at_fake_openai(fake_upstream), FAST)
+        assert fake_upstream.calls("openai") == 0
+        await adapter.embeddings(embedding(True), _at_fake_openai(fake_upstream), FAST)
+        assert "input_type" not in fake_upstream.received[-1].body
+        compatible = deployment(api_base=fake_upstream.base_url("openai-compatible"))
+        await adapter.embeddings(embedding(False), compatible, FAST)
+        assert fake_upstream.received[-1].body["input_type"] == "query"
+    finally:
+        await http.aclose()

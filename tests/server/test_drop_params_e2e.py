@@ -1,0 +1,51 @@
+"""drop_params on an OpenAI deployment through the gateway: the
+`litellm_settings` default and a client's own, streamed and not; without it,
+the gateway's 400 names the parameter before any call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from tests.server.gateways import MASTER_KEY, deployment, three_provider_config
+from tests.test_drop_params_openai import MESSAGES, REFUSED_BY_OPENAI
+
+from interlock.testing import FakeUpstream
+
+
+def _gateway_config(fake: FakeUpstream, **settings: Any) -> dict[str, Any]:
+    config = three_provider_config(fake)
+    config["model_list"] = [deployment(fake, "budget", "openai", params_like="openai")]
+    if settings:
+        config["litellm_settings"] = settings
+    return config
+
+
+def _post(gateway: Any, **fields: Any) -> httpx.Response:
+    return httpx.post(gateway.base_url + "/chat/completions",
+                      headers={"Authorization": f"Bearer {MASTER_KEY}"},
+                      json={"model": "budget", "messages": MESSAGES, **fields})
+
+
+def test_gateway_drop_params_setting_drops_them(fake_upstream: FakeUpstream,
+                                                start_gateway: Any) -> None:
+    gateway = start_gateway(_gateway_config(fake_upstream, drop_params=True))
+    for stream in (False, True):
+        answer = _post(gateway, stream=stream, logprobs=True, **REFUSED_BY_OPENAI)
+        assert answer.status_code == 200, answer.text
+        body = fake_upstream.received[-1].body
+        assert body["logprobs"] is True and not set(REFUSED_BY_OPENAI) & set(body)
+
+
+def test_gateway_without_drop_params_answers_our_400(fake_upstream: FakeUpstream,
+                                                     start_gateway: Any) -> None:
+    gateway = start_gateway(_gateway_config(fake_upstream))
+    answer = _post(gateway, top_k=3)
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["param"] == "top_k" and error["code"] == "unsupported_parameter"
+    assert "'openai'" in error["message"] and "drop_params" in error["message"]
+    assert fake_upstream.calls() == 0
+    # The client's own drop_params, with the setting off.
+    assert _post(gateway, top_k=3, drop_params=True).status_code == 200
+    assert "top_k" not in fake_upstream.received[-1].body

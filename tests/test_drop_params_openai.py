@@ -1,0 +1,77 @@
+"""drop_params on OpenAI deployments, through the library (the gateway's are in
+tests/server/test_drop_params_e2e.py).
+
+The fake's `/openai/v1` refuses what OpenAI's own API refuses ("Unrecognized
+request argument supplied"), and the deployments say they are OpenAI's with
+`params_like: openai` (their base URL is the fake's, not api.openai.com).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from interlock import Router
+from interlock.errors import UnsupportedParameter
+from interlock.testing import FakeUpstream, Fault
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+THINKING = {"type": "enabled", "budget_tokens": 2048}
+# What QA sent: a vendor parameter, Anthropic's thinking, a per-call
+# organization (a header, not a field) and a typo.
+REFUSED_BY_OPENAI: dict[str, Any] = {"top_k": 3, "thinking": THINKING,
+                                     "organization": "org-x", "foo": 1}
+
+
+def _openai(fake: FakeUpstream, group: str = "o", **params: Any) -> dict[str, Any]:
+    return {"model_name": group, "litellm_params": {
+        "model": "openai/gpt-4o-mini", "api_key": "sk-test-dummy",
+        "api_base": fake.base_url("openai"), "params_like": "openai", **params}}
+
+
+# -- the library --------------------------------------------------------------------
+@pytest.mark.parametrize(("name", "value"), REFUSED_BY_OPENAI.items())
+def test_router_drops_what_openai_refuses(fake_upstream: FakeUpstream, name: str,
+                                          value: Any) -> None:
+    router = Router(model_list=[_openai(fake_upstream)])
+    try:
+        resp = router.completion(model="o", messages=MESSAGES, drop_params=True,
+                                 seed=5, **{name: value})
+    finally:
+        router.close()
+    assert resp.choices[0].message.content
+    body = fake_upstream.received[-1].body
+    assert name not in body and body["seed"] == 5
+
+
+@pytest.mark.parametrize(("name", "value"), REFUSED_BY_OPENAI.items())
+def test_router_without_drop_params_refuses_before_calling(fake_upstream: FakeUpstream,
+                                                           name: str, value: Any) -> None:
+    router = Router(model_list=[_openai(fake_upstream)])
+    try:
+        with pytest.raises(UnsupportedParameter) as info:
+            router.completion(model="o", messages=MESSAGES, **{name: value})
+    finally:
+        router.close()
+    assert info.value.param == name and "'openai'" in info.value.message
+    assert fake_upstream.calls() == 0
+
+
+def test_a_claude_group_falls_back_to_gpt_with_thinking(fake_upstream: FakeUpstream) -> None:
+    # Claude takes `thinking`, GPT does not: under drop_params the fallback
+    # answers without it instead of failing as OpenAI's 400.
+    fake_upstream.script(Fault(status=529, times=None), provider="anthropic")
+    claude = {"model_name": "claude", "litellm_params": {
+        "model": "anthropic/claude-sonnet-4-20250514", "api_key": "sk-ant-test-dummy",
+        "api_base": fake_upstream.base_url("anthropic")}}
+    router = Router(model_list=[claude, _openai(fake_upstream, "gpt")],
+                    fallbacks=[{"claude": ["gpt"]}], num_retries=0)
+    try:
+        resp = router.completion(model="claude", messages=MESSAGES, thinking=THINKING,
+                                 drop_params=True)
+    finally:
+        router.close()
+    assert resp.interlock["provider"] == "openai"
+    assert fake_upstream.received[0].body["thinking"] == THINKING  # Claude was asked
+    assert "thinking" not in fake_upstream.received[-1].body
