@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
+import select
+import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +17,7 @@ import pytest
 from tests.trained_routers import knn_checkpoint
 from typer.testing import CliRunner
 
+from interlock.cli import serve as serve_command
 from interlock.cli.main import app
 
 runner = CliRunner()
@@ -55,7 +63,28 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append(kwargs))
+    # The addresses these tests name need not be this machine's (::1, 127.0.0.2).
+    monkeypatch.setattr(serve_command, "cannot_listen", lambda host, port: None)
     return calls
+
+
+def test_serve_on_an_address_already_taken_says_so_before_any_start_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The start line said "serving" above uvicorn's bind error.
+    import uvicorn
+
+    calls: list[Any] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append(kwargs))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(app, ["serve", "--config", str(_one_group(tmp_path)),
+                                     "--port", str(port)])
+    assert result.exit_code == 3
+    assert f"error: cannot listen on 127.0.0.1:{port}: Address already in use" in result.output
+    assert "serving" not in result.output
+    assert calls == []
 
 
 def _one_group(tmp_path: Path, general: str = "") -> Path:
@@ -167,14 +196,7 @@ def test_serve_with_workers_says_which_limits_each_counts_alone(
     assert "redis_url" not in shared
 
 
-def test_serve_logs_interlock_s_lines_as_json_when_asked(tmp_path: Path) -> None:
-    # Interlock's own warnings used to reach stderr bare (no time, level or logger),
-    # through Python's last-resort handler, and its info lines not at all.
-    import json
-    import os
-    import subprocess
-    import sys
-
+def _json_serve(tmp_path: Path, port: int) -> subprocess.Popen[str]:
     config = tmp_path / "c.yaml"
     config.write_text("model_list:\n"
                       "  - model_name: a\n"
@@ -183,23 +205,53 @@ def test_serve_logs_interlock_s_lines_as_json_when_asked(tmp_path: Path) -> None
                       "general_settings: {master_key: sk-test-0123456789}\n"
                       "ledger: {database: null}\n")
     env = {k: v for k, v in os.environ.items() if k != "NO_SUCH_KEY"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "interlock.cli.main", "serve", "--config", str(config),
+         "--port", str(port), "--log-format", "json"],
+        env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+
+
+def test_serve_logs_interlock_s_lines_as_json_when_asked(tmp_path: Path) -> None:
+    # Interlock's own warnings used to reach stderr bare (no time, level or logger),
+    # through Python's last-resort handler, and its info lines not at all.
     with socket.socket() as taken:  # serving fails at the bind, after loading has logged
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = subprocess.run(
-            [sys.executable, "-m", "interlock.cli.main", "serve", "--config", str(config),
-             "--port", str(port), "--log-format", "json"],
-            env=env, capture_output=True, text=True, timeout=60)
-    lines = [json.loads(line) for line in done.stderr.splitlines()]  # every line is JSON
+        with _json_serve(tmp_path, port) as process:
+            _, err = process.communicate(timeout=60)
+    lines = [json.loads(line) for line in err.splitlines()]  # every line is JSON
     loaded = [r for r in lines if "NO_SUCH_KEY" in r["message"]]
     assert loaded and loaded[0]["level"] == "warning"
     assert loaded[0]["logger"].startswith("interlock.") and loaded[0]["time"].endswith("+00:00")
-    assert any(r["logger"].startswith("uvicorn") and r["level"] == "error" for r in lines)
-    assert done.returncode != 0
+    [refused] = [r for r in lines if r["level"] == "error"]
+    assert refused["logger"] == "interlock.cli.serve"
+    assert refused["message"].startswith(f"cannot listen on 127.0.0.1:{port}: ")
+    assert process.returncode == 3
+    assert not [r for r in lines if r["message"].startswith("Interlock: serving")]
+
+
+def test_serve_s_start_line_is_a_json_record_with_its_facts_as_fields(tmp_path: Path) -> None:
     # The start line, printed for text only, is a record of its own at the
     # default level (warning), its facts as fields.
-    [start] = [r for r in lines if r["message"].startswith("Interlock: serving")]
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    with _json_serve(tmp_path, port) as process:
+        assert process.stderr is not None
+        try:
+            start = None
+            deadline = time.monotonic() + 60
+            while start is None and time.monotonic() < deadline:
+                ready, _, _ = select.select([process.stderr], [], [], 1)
+                line = process.stderr.readline() if ready else ""
+                if line.startswith("{") and "Interlock: serving" in line:
+                    start = json.loads(line)
+                assert process.poll() is None or line, "serve ended before its start line"
+        finally:
+            process.send_signal(signal.SIGINT)
+            process.communicate(timeout=60)
+    assert start is not None
     assert start["message"] == f"Interlock: serving http://127.0.0.1:{port}/v1 for a (1 worker)"
     assert start["level"] == "info" and start["logger"] == "interlock.serving"
     assert (start["url"], start["workers"], start["groups"], start["names"],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -84,8 +85,19 @@ def serve(
     common = dict(host=host, port=port, log_level=log_level.lower(), log_config=logs,
                   timeout_graceful_shutdown=drain, lifespan="on", access_log=access_log,
                   backlog=4096, **uvicorn_options(settings))
+    # uvicorn binds only after the start line, and an address already taken was
+    # its error under a line saying the gateway serves there.
+    problem = cannot_listen(host, port)
+    if problem is not None:
+        said = (f"cannot listen on {host}:{port}: {problem}. Stop what holds it, or "
+                "choose another --port (or general_settings.port).")
+        if log_format == "text":
+            typer.echo(f"error: {said}", err=True)
+        else:  # a record, as every other line is
+            log.error("%s", said)
+        raise typer.Exit(3)  # uvicorn's own code when a server cannot start
     # uvicorn says nothing below its "info" level: one line, so that an operator
-    # sees where the gateway is (an address already taken is uvicorn's error).
+    # sees where the gateway is.
     url = f"http://[{host}]:{port}/v1" if ":" in host else f"http://{host}:{port}/v1"
     groups, names, routers = _served_names(loaded, gateway)
     started = (f"Interlock: serving {url} for {_names_to_ask_for(groups, names, routers)} "
@@ -107,6 +119,19 @@ def serve(
     os.environ["INTERLOCK_HOST"] = host
     uvicorn.run("interlock.server.app:app_from_environment", factory=True, workers=workers,
                 **common)
+
+
+def cannot_listen(host: str, port: int) -> str | None:
+    """Why a socket cannot be bound to host:port (as uvicorn will bind it, with
+    SO_REUSEADDR), or None. The socket is closed at once: uvicorn binds its own."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:  # taken, not this machine's address, a name unknown
+            return exc.strerror or str(exc)
+    return None
 
 
 def per_worker_limits(config: InterlockConfig, workers: int) -> list[str]:
