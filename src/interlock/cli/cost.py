@@ -267,7 +267,7 @@ def _replay(config: Path | None, database: str | None, models: list[str], mode: 
 def _continued_lines(result: Replay) -> list[str]:
     """What the recorded cost holds of streams continued on another deployment:
     their first calls were billed, though each stream is one request here."""
-    from interlock.costs.simulate import money
+    from interlock.costs.usd import money
 
     lines = []
     if result.continued_calls:
