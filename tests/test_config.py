@@ -834,6 +834,7 @@ def test_litellm_cache_arguments_all_load_with_the_same_warning() -> None:
 @pytest.mark.parametrize(("model", "provider"), [
     ("gpt-4o-mini", "openai"), ("chatgpt-4o-latest", "openai"), ("o1", "openai"),
     ("o3-mini", "openai"), ("o4-mini", "openai"), ("text-embedding-3-small", "openai"),
+    ("text-embedding-ada-002", "openai"),
     ("claude-3-5-sonnet-20240620", "anthropic"), ("gemini-2.0-flash", "gemini"),
 ])
 def test_a_bare_model_name_with_a_known_prefix_gets_its_provider(model: str,
@@ -845,7 +846,9 @@ def test_a_bare_model_name_with_a_known_prefix_gets_its_provider(model: str,
     assert (deployment.provider, deployment.model) == (provider, model)
 
 
-@pytest.mark.parametrize("model", ["llama-3-70b", "o5", "omni-moderation", "mistral-large"])
+# Google's text-embedding-004 is a Vertex AI model, as LiteLLM reads the bare name.
+@pytest.mark.parametrize("model", ["llama-3-70b", "o5", "omni-moderation", "mistral-large",
+                                   "text-embedding-004"])
 def test_any_other_bare_model_name_still_needs_its_provider(model: str) -> None:
     with pytest.raises(ConfigError, match=r"expected '<provider>/<model-id>'"):
         load_config({"model_list": [

@@ -641,6 +641,7 @@ def test_refusals_a_client_can_repeat_are_logged_once(
     assert "max_request_header_bytes" in said[0]
     assert "request_header_timeout" in said[1]
     assert "general_settings.max_connections" in said[2]
+    assert "from 127.0.0.1:" in said[2]  # whose requests, as for the others
 
 
 class _Clock:

@@ -101,3 +101,21 @@ def test_each_worker_gets_a_refusal_log_of_its_own() -> None:
     copy = pickle.loads(pickle.dumps(refusals))
     refusals.note(loop, BAD, logging.WARNING, "in the first")
     assert copy._kinds == {} and copy._every == 60
+
+
+def test_a_refusal_that_comes_as_the_summary_falls_due_is_in_that_summary(
+        lines: pytest.LogCaptureFixture) -> None:
+    # asyncio runs a turn's I/O callbacks before its due timers: a refusal at the
+    # very time the summary fell due opened a new interval, so the old count was
+    # lost, a second full line written, and the old timer summarised the new one.
+    loop, refusals = _fake_loop(), _refusals()
+    refusals.note(loop, BAD, logging.WARNING, "bad bytes")
+    loop.now += 1
+    refusals.note(loop, BAD, logging.WARNING, "bad bytes")  # counted; summary due at +60
+    loop.now += 59
+    refusals.note(loop, BAD, logging.WARNING, "bad bytes")  # before the due timer fires
+    loop.advance(0)
+    loop.advance(600)
+    said = [r.getMessage() for r in lines.records]
+    assert said[0] == "bad bytes"
+    assert said[1:] == [f"2 more {BAD} in the last 60 s (this is logged once every 60 s at most)"]

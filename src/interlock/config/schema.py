@@ -81,7 +81,7 @@ def env_ref(value: object) -> str | None:
 # Bare model names whose provider is beyond doubt, as LiteLLM reads them
 # ("gpt-4o-mini" is OpenAI's); any other bare name still needs its prefix.
 _BARE_MODEL_PROVIDER = re.compile(
-    r"^(?:(?P<openai>gpt-|chatgpt-|o[134](?:-|$)|text-embedding-)|(?P<anthropic>claude-)|(?P<gemini>gemini-))")
+    r"^(?:(?P<openai>gpt-|chatgpt-|o[134](?:-|$)|text-embedding-(?:3-|ada-))|(?P<anthropic>claude-)|(?P<gemini>gemini-))")
 
 
 def _split_model(model: str, custom_provider: str | None) -> tuple[str, str]:

@@ -227,8 +227,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if limit is not None and (len(self.connections) > limit or len(self.tasks) >= limit):
             self._refusals.note(
                 self.loop, "requests refused 503 past general_settings.max_connections",
-                logging.WARNING, "refused a request with 503: the process is at its limit of "
-                "%d connections or requests (general_settings.max_connections)", limit)
+                logging.WARNING, "refused a request from %s with 503: the process is at its "
+                "limit of %d connections or requests (general_settings.max_connections)",
+                self._where(), limit)
             self._start_request(self._over_capacity_app)
             return
         super().on_headers_complete()
