@@ -444,6 +444,34 @@ def test_unknown_litellm_param_far_from_any_field_passes_through_with_warning() 
     assert next(build_catalog(config).deployments()).extra == {"vendor_region": "eu"}
 
 
+def test_the_openai_adapter_s_settings_load_quietly_into_the_deployment() -> None:
+    settings = {"params_like": "openai", "allowed_openai_params": ["verbosity"],
+                "max_tokens_param": "max_completion_tokens"}
+    config = load_config({"model_list": [_entry(
+        "openai/gpt-4o-mini", api_base="https://oai.example.com/v1", **settings)]},
+        environ=ENV)
+    assert config.warnings == []
+    assert next(build_catalog(config).deployments()).extra == settings
+
+
+@pytest.mark.parametrize(("setting", "value", "says"), [
+    ("params_like", "vllm", "expected one of deepseek, groq, hosted_vllm"),
+    ("params_like", ["openai"], "expected a valid string"),
+    ("allowed_openai_params", "verbosity", "expected a list of parameter names"),
+    ("allowed_openai_params", ["verbosity", 3], "expected a list of parameter names"),
+    ("max_tokens_param", "max_output", "expected 'max_tokens' or 'max_completion_tokens'"),
+])
+def test_a_bad_openai_adapter_setting_fails_the_load(setting: str, value: Any,
+                                                     says: str) -> None:
+    message = _error({"model_list": [_entry("openai/gpt-4o-mini", **{setting: value})]})
+    assert f"model_list[0].litellm_params.{setting}: got " in message and says in message
+
+
+def test_params_like_vllm_is_pointed_at_hosted_vllm() -> None:
+    message = _error({"model_list": [_entry("openai/qwen", params_like="vllm")]})
+    assert "did you mean 'hosted_vllm'?" in message
+
+
 def test_unknown_provider_names_known_ones_and_the_form() -> None:
     # A bare name whose provider is not beyond doubt (claude-, gpt-, ... are read
     # as LiteLLM reads them: test_a_bare_model_name_with_a_known_prefix_...).

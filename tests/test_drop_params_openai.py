@@ -3,7 +3,10 @@ tests/server/test_drop_params_e2e.py).
 
 The fake's `/openai/v1` refuses what OpenAI's own API refuses ("Unrecognized
 request argument supplied"), and the deployments say they are OpenAI's with
-`params_like: openai` (their base URL is the fake's, not api.openai.com).
+`params_like: openai` (their base URL is the fake's, not api.openai.com). Each
+kind of field is tried with and without drop_params: OpenAI's own (sent),
+another provider's (refused before any call, or dropped) and one Interlock does
+not know (sent for OpenAI to answer, or dropped).
 """
 
 from __future__ import annotations
@@ -13,15 +16,20 @@ from typing import Any
 import pytest
 
 from interlock import Router
-from interlock.errors import UnsupportedParameter
+from interlock.errors import BadRequest, InvalidRequest, UnsupportedParameter
 from interlock.testing import FakeUpstream, Fault
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 THINKING = {"type": "enabled", "budget_tokens": 2048}
 # What QA sent: a vendor parameter, Anthropic's thinking, a per-call
-# organization (a header, not a field) and a typo.
-REFUSED_BY_OPENAI: dict[str, Any] = {"top_k": 3, "thinking": THINKING,
-                                     "organization": "org-x", "foo": 1}
+# organization (a header, not a field): other providers' fields, refused before
+# any call without drop_params.
+ANOTHER_PROVIDERS: dict[str, Any] = {"top_k": 3, "thinking": THINKING,
+                                     "organization": "org-x", "stop_sequences": ["END"]}
+# A field Interlock does not know (a typo, or one OpenAI added after its list):
+# without drop_params OpenAI answers it; with drop_params it is dropped.
+UNKNOWN: dict[str, Any] = {"foo": 1}
+DROPPED = {**ANOTHER_PROVIDERS, **UNKNOWN}
 
 
 def _openai(fake: FakeUpstream, group: str = "o", **params: Any) -> dict[str, Any]:
@@ -31,7 +39,7 @@ def _openai(fake: FakeUpstream, group: str = "o", **params: Any) -> dict[str, An
 
 
 # -- the library --------------------------------------------------------------------
-@pytest.mark.parametrize(("name", "value"), REFUSED_BY_OPENAI.items())
+@pytest.mark.parametrize(("name", "value"), DROPPED.items())
 def test_router_drops_what_openai_refuses(fake_upstream: FakeUpstream, name: str,
                                           value: Any) -> None:
     router = Router(model_list=[_openai(fake_upstream)])
@@ -45,7 +53,7 @@ def test_router_drops_what_openai_refuses(fake_upstream: FakeUpstream, name: str
     assert name not in body and body["seed"] == 5
 
 
-@pytest.mark.parametrize(("name", "value"), REFUSED_BY_OPENAI.items())
+@pytest.mark.parametrize(("name", "value"), ANOTHER_PROVIDERS.items())
 def test_router_without_drop_params_refuses_before_calling(fake_upstream: FakeUpstream,
                                                            name: str, value: Any) -> None:
     router = Router(model_list=[_openai(fake_upstream)])
@@ -55,6 +63,31 @@ def test_router_without_drop_params_refuses_before_calling(fake_upstream: FakeUp
     finally:
         router.close()
     assert info.value.param == name and "'openai'" in info.value.message
+    assert fake_upstream.calls() == 0
+
+
+def test_router_without_drop_params_sends_an_unknown_field_and_relays_openai_s_400(
+        fake_upstream: FakeUpstream) -> None:
+    router = Router(model_list=[_openai(fake_upstream)], num_retries=0)
+    try:
+        with pytest.raises(BadRequest, match="Unrecognized request argument supplied: foo"):
+            router.completion(model="o", messages=MESSAGES, **UNKNOWN)
+        # A field OpenAI lists goes on, drop_params or not.
+        resp = router.completion(model="o", messages=MESSAGES, seed=5, drop_params=True)
+    finally:
+        router.close()
+    assert fake_upstream.received[0].body["foo"] == 1
+    assert resp.choices[0].message.content and fake_upstream.received[-1].body["seed"] == 5
+
+
+def test_a_call_s_own_allowed_openai_params_is_refused_with_where_it_goes(
+        fake_upstream: FakeUpstream) -> None:
+    router = Router(model_list=[_openai(fake_upstream)])
+    try:
+        with pytest.raises(InvalidRequest, match=r"litellm_params\.allowed_openai_params"):
+            router.completion(model="o", messages=MESSAGES, allowed_openai_params=["foo"])
+    finally:
+        router.close()
     assert fake_upstream.calls() == 0
 
 

@@ -48,7 +48,12 @@ DEPLOYMENT_ONLY = ("api_key", "api_base", "base_url", "api_version")
 # sends: `extra_body` is merged into the body, `max_retries` is the retries
 # (Interlock's are num_retries), `extra_headers` would be HTTP headers.
 CALL_ONLY = ("extra_body", "max_retries", "extra_headers")
-_CALL_KEYS = frozenset(DEPLOYMENT_ONLY + CALL_ONLY)
+# LiteLLM takes `allowed_openai_params` per call too; here it is the deployment's
+# alone (adapters.openai.server_params): sent on, OpenAI would refuse it as an
+# unknown field, and a client that could widen what reaches a provider would
+# undo the operator's drop_params.
+PER_DEPLOYMENT_SETTINGS = ("allowed_openai_params",)
+_CALL_KEYS = frozenset(DEPLOYMENT_ONLY + CALL_ONLY + PER_DEPLOYMENT_SETTINGS)
 # LiteLLM's testing switches and its name for `timeout`, which Interlock carries
 # out (`_litellm_controls`).
 _TESTING_SWITCHES = {"mock_testing_fallbacks": "fallbacks",
@@ -620,11 +625,19 @@ def _call_arguments(body: Mapping[str, Any]) -> dict[str, Any]:
     `max_retries` read as `num_retries` unless that is given too. `extra_headers`
     is refused: the providers' headers belong to the deployment, and sent as a
     body field it would reach the provider as a parameter it does not know; so
-    are the deployment's own settings (`DEPLOYMENT_ONLY`)."""
+    are the deployment's own settings (`DEPLOYMENT_ONLY`,
+    `PER_DEPLOYMENT_SETTINGS`)."""
     key = next((k for k in DEPLOYMENT_ONLY if k in body), None)
     if key is not None:
         raise _fail(f"'{key}' cannot be given per request: keys and endpoints belong "
                     "to the deployment (model_list[].litellm_params).", key)
+    if "allowed_openai_params" in body:
+        raise InvalidRequest(
+            "'allowed_openai_params' cannot be given per request here: it is a "
+            "deployment setting (model_list[].litellm_params.allowed_openai_params). "
+            "Without drop_params a field Interlock does not know is sent to the provider "
+            "as it is; send the field itself.", param="allowed_openai_params",
+            code="unsupported_parameter")
     if body.get("extra_headers") is not None:
         raise InvalidRequest(
             "'extra_headers' cannot be given in a request body: the headers a gateway "

@@ -43,15 +43,23 @@ def sent(req: ChatRequest, dep: Deployment) -> dict[str, Any]:
 
 
 # -- OpenAI's own API -------------------------------------------------------------
+# One field of each kind: on OpenAI's list, another provider's, unknown to Interlock
+# (a typo, or a field OpenAI added after the list was written).
+LISTED, FOREIGN, UNKNOWN = ("seed", 7), ("top_k", 3), ("verbosity_v2", "low")
+
+
 @pytest.mark.parametrize("api_base", [None, "https://api.openai.com/v1"])
 @pytest.mark.parametrize(("name", "value", "hint"), [
     ("top_k", 3, "temperature and top_p"),
     ("thinking", THINKING, "reasoning_effort asks every provider"),
     ("organization", "org-x", "OpenAI-Organization header"),
-    ("foo", 1, ""),
+    ("stop_sequences", ["END"], "send stop"),
+    ("system", "Be brief.", "role 'system'"),
+    ("generation_config", {"temperature": 0}, "temperature, top_p"),
+    ("safety_settings", [], "Gemini's"),
 ])
-def test_openai_itself_refuses_what_it_does_not_define(api_base: str | None, name: str,
-                                                        value: Any, hint: str) -> None:
+def test_openai_itself_refuses_another_provider_s_fields(api_base: str | None, name: str,
+                                                         value: Any, hint: str) -> None:
     with pytest.raises(UnsupportedParameter) as info:
         build_body(request(**{name: value}), deployment(api_base=api_base), stream=False)
     error = info.value
@@ -60,8 +68,17 @@ def test_openai_itself_refuses_what_it_does_not_define(api_base: str | None, nam
     assert "drop_params" in error.message
 
 
+def test_without_drop_params_each_kind_of_field_goes_as_its_kind_says() -> None:
+    # Listed and unknown fields are sent (OpenAI answers the unknown one: it may
+    # be a field it added after our list); another provider's is refused here.
+    assert sent(request(**dict([LISTED, UNKNOWN])), deployment()) == {
+        **dict([LISTED, UNKNOWN]), "model": "gpt-4o-mini"}
+    with pytest.raises(UnsupportedParameter, match=f"'{FOREIGN[0]}'"):
+        build_body(request(**dict([LISTED, FOREIGN, UNKNOWN])), deployment(), stream=False)
+
+
 @pytest.mark.parametrize("where", ["request", "deployment"])
-def test_drop_params_drops_them_and_keeps_what_openai_takes(where: str) -> None:
+def test_drop_params_keeps_only_what_openai_lists(where: str) -> None:
     asked = dict(top_k=3, thinking=THINKING, organization="org-x", foo=1, seed=7,
                  logprobs=True, reasoning_effort="low", service_tier="flex")
     req = request(drop_params=True, **asked) if where == "request" else request(**asked)
@@ -71,8 +88,9 @@ def test_drop_params_drops_them_and_keeps_what_openai_takes(where: str) -> None:
 
 
 def test_a_null_asks_for_nothing_and_is_left_out() -> None:
-    # Some clients send every parameter they know, unset ones as null.
-    assert sent(request(top_k=None, seed=None), deployment()) == {
+    # Some clients send every parameter they know, unset ones as null: OpenAI's
+    # are sent as given, the others left out rather than refused.
+    assert sent(request(top_k=None, foo=None, seed=None), deployment()) == {
         "seed": None, "model": "gpt-4o-mini"}
 
 
@@ -82,9 +100,14 @@ def test_a_proxy_in_front_of_openai_gets_its_rules_with_params_like() -> None:
         build_body(request(top_k=3), proxy, stream=False)
 
 
-def test_allowed_openai_params_lets_a_field_through_whatever_the_rules() -> None:
-    dep = deployment(allowed_openai_params=["new_knob"])
-    assert sent(request(new_knob="x"), dep) == {"new_knob": "x", "model": "gpt-4o-mini"}
+@pytest.mark.parametrize("drop_params", [False, True])
+def test_allowed_openai_params_lets_a_field_through_whatever_the_rules(
+        drop_params: bool) -> None:
+    # With drop_params, how a field OpenAI added after our list reaches it.
+    dep = deployment(allowed_openai_params=["new_knob", "top_k"], drop_params=drop_params)
+    assert sent(request(new_knob="x", top_k=2, foo=1), dep) == {
+        "new_knob": "x", "top_k": 2, "model": "gpt-4o-mini",
+        **({} if drop_params else {"foo": 1})}
     with pytest.raises(ConfigError, match="allowed_openai_params must be a list"):
         build_body(request(new_knob="x"), deployment(allowed_openai_params="new_knob"),
                    stream=False)
@@ -98,6 +121,7 @@ def test_params_like_must_name_an_openai_compatible_server(named: Any) -> None:
 
 async def test_a_bad_setting_fails_the_first_call_whatever_it_carries(
         fake_upstream: FakeUpstream) -> None:
+    # A Deployment built by hand (Catalog.from_deployments) bypasses config load.
     dep = deployment(api_base=fake_upstream.base_url("openai"), params_like="vllm")
     http = HttpClient()
     try:
@@ -160,20 +184,26 @@ def _at_fake_openai(fake: FakeUpstream, *, drop_params: bool = False) -> Deploym
 
 
 @pytest.mark.parametrize("stream", [False, True])
-async def test_without_drop_params_the_refusal_comes_before_any_call(
-        fake_upstream: FakeUpstream, stream: bool) -> None:
+@pytest.mark.parametrize(("name", "error", "says", "calls"), [
+    # Another provider's field: Interlock's 400, before any call.
+    ("top_k", UnsupportedParameter, "'top_k'", 0),
+    # One Interlock does not know: sent, and OpenAI's own 400 comes back.
+    ("foo", BadRequest, "Unrecognized request argument supplied: foo", 1),
+])
+async def test_without_drop_params(fake_upstream: FakeUpstream, stream: bool, name: str,
+                                   error: type[Exception], says: str, calls: int) -> None:
+    req, dep = request(**{name: 3}), _at_fake_openai(fake_upstream)
     http = HttpClient()
     try:
         adapter = OpenAIAdapter(http)
-        with pytest.raises(UnsupportedParameter, match="'top_k'"):
+        with pytest.raises(error, match=says):
             if stream:
-                [d async for d in adapter.stream(request(top_k=3), _at_fake_openai(
-                    fake_upstream), FAST)]
+                [d async for d in adapter.stream(req, dep, FAST)]
             else:
-                await adapter.complete(request(top_k=3), _at_fake_openai(fake_upstream), FAST)
+                await adapter.complete(req, dep, FAST)
     finally:
         await http.aclose()
-    assert fake_upstream.calls("openai") == 0
+    assert fake_upstream.calls("openai") == calls
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -208,17 +238,21 @@ async def test_the_old_way_reaches_openai_and_fails_there(fake_upstream: FakeUps
 
 
 async def test_embeddings_follow_the_same_rules(fake_upstream: FakeUpstream) -> None:
-    def embedding(drop: bool) -> EmbeddingRequest:
+    def embedding(drop: bool, **extra: Any) -> EmbeddingRequest:
         return EmbeddingRequest(routing=request(drop_params=drop), inputs=["alpha"],
-                                extra={"input_type": "query"})
+                                extra=extra or {"input_type": "query"})
     http = HttpClient()
     try:
         adapter = OpenAIAdapter(http)
-        with pytest.raises(UnsupportedParameter, match="'input_type'"):
-            await adapter.embeddings(embedding(False), _at_fake_openai(fake_upstream), FAST)
+        at_openai = _at_fake_openai(fake_upstream)
+        with pytest.raises(UnsupportedParameter, match=r"'input_type'.*Cohere"):
+            await adapter.embeddings(embedding(False), at_openai, FAST)
         assert fake_upstream.calls("openai") == 0
-        await adapter.embeddings(embedding(True), _at_fake_openai(fake_upstream), FAST)
-        assert "input_type" not in fake_upstream.received[-1].body
+        with pytest.raises(BadRequest, match="Unrecognized request argument supplied: foo"):
+            await adapter.embeddings(embedding(False, foo=1), at_openai, FAST)
+        await adapter.embeddings(embedding(True, input_type="query", foo=1, user="u"),
+                                 at_openai, FAST)
+        assert not {"input_type", "foo"} & set(fake_upstream.received[-1].body)
         compatible = deployment(api_base=fake_upstream.base_url("openai-compatible"))
         await adapter.embeddings(embedding(False), compatible, FAST)
         assert fake_upstream.received[-1].body["input_type"] == "query"

@@ -1,6 +1,7 @@
 """drop_params on an OpenAI deployment through the gateway: the
 `litellm_settings` default and a client's own, streamed and not; without it,
-the gateway's 400 names the parameter before any call."""
+another provider's parameter is the gateway's 400 before any call, and one
+Interlock does not know is sent, OpenAI's own 400 reaching the client."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import httpx
 from tests.server.gateways import MASTER_KEY, deployment, three_provider_config
-from tests.test_drop_params_openai import MESSAGES, REFUSED_BY_OPENAI
+from tests.test_drop_params_openai import DROPPED, MESSAGES
 
 from interlock.testing import FakeUpstream
 
@@ -31,10 +32,10 @@ def test_gateway_drop_params_setting_drops_them(fake_upstream: FakeUpstream,
                                                 start_gateway: Any) -> None:
     gateway = start_gateway(_gateway_config(fake_upstream, drop_params=True))
     for stream in (False, True):
-        answer = _post(gateway, stream=stream, logprobs=True, **REFUSED_BY_OPENAI)
+        answer = _post(gateway, stream=stream, logprobs=True, **DROPPED)
         assert answer.status_code == 200, answer.text
         body = fake_upstream.received[-1].body
-        assert body["logprobs"] is True and not set(REFUSED_BY_OPENAI) & set(body)
+        assert body["logprobs"] is True and not set(DROPPED) & set(body)
 
 
 def test_gateway_without_drop_params_answers_our_400(fake_upstream: FakeUpstream,
@@ -49,3 +50,28 @@ def test_gateway_without_drop_params_answers_our_400(fake_upstream: FakeUpstream
     # The client's own drop_params, with the setting off.
     assert _post(gateway, top_k=3, drop_params=True).status_code == 200
     assert "top_k" not in fake_upstream.received[-1].body
+
+
+def test_gateway_without_drop_params_relays_openai_s_400_for_an_unknown_field(
+        fake_upstream: FakeUpstream, start_gateway: Any) -> None:
+    gateway = start_gateway(_gateway_config(fake_upstream))
+    for stream in (False, True):
+        answer = _post(gateway, stream=stream, foo=1, seed=2)
+        assert answer.status_code == 400, answer.text
+        assert "Unrecognized request argument supplied: foo" in answer.json()["error"]["message"]
+        assert fake_upstream.received[-1].body["foo"] == 1
+    # The client's own drop_params drops it; OpenAI's own field goes on.
+    assert _post(gateway, foo=1, seed=2, drop_params=True).status_code == 200
+    body = fake_upstream.received[-1].body
+    assert "foo" not in body and body["seed"] == 2
+
+
+def test_a_per_request_allowed_openai_params_is_refused_with_where_it_goes(
+        fake_upstream: FakeUpstream, start_gateway: Any) -> None:
+    gateway = start_gateway(_gateway_config(fake_upstream))
+    answer = _post(gateway, allowed_openai_params=["foo"], foo=1)
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["param"] == "allowed_openai_params"
+    assert "litellm_params.allowed_openai_params" in error["message"]
+    assert fake_upstream.calls() == 0

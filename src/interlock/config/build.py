@@ -34,6 +34,7 @@ def resolve_entry(entry: ModelEntry, env: Mapping[str, str]
     resolved: dict[str, Any] = {}
     raw = {"api_base": params.api_base, "api_version": params.api_version,
            "extra_headers": _headers(params), "mock_response": params.mock_response,
+           **params.adapter_settings,
            **{k: v for k, v in (params.model_extra or {}).items()
               if k not in CALL_DEFAULT_PARAMS}}
     for name, value in raw.items():

@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -133,6 +133,12 @@ class DeploymentParams(BaseModel):
     mock_response: str | None = None
     # LiteLLM's: the request tags this deployment serves (enable_tag_filtering).
     tags: list[str] | None = None
+    # Settings of an OpenAI-compatible deployment that its adapter reads from
+    # `Deployment.extra` (adapters.openai.server_params and .request): declared
+    # so that a bad one fails the load, not the deployment's first call.
+    params_like: str | None = None
+    allowed_openai_params: list[str] | None = None
+    max_tokens_param: Literal["max_tokens", "max_completion_tokens"] | None = None
     _call_defaults: ChatRequest | None = PrivateAttr(default=None)
 
     @field_validator("custom_llm_provider")
@@ -140,6 +146,35 @@ class DeploymentParams(BaseModel):
     def _known_custom_provider(cls, value: str | None) -> str | None:
         if value is not None:
             _require_known_provider(value)
+        return value
+
+    @field_validator("params_like")
+    @classmethod
+    def _names_a_compatible_server(cls, value: str | None) -> str | None:
+        from interlock.adapters.registry import OPENAI_COMPATIBLE_BASES
+
+        if value is not None and value not in OPENAI_COMPATIBLE_BASES:
+            known = sorted(OPENAI_COMPATIBLE_BASES)
+            # 'vllm' means hosted_vllm, which difflib ranks below 'ollama'.
+            within = [k for k in known if value and value.lower() in k]
+            raise PydanticCustomError(
+                "unknown_server",
+                "expected one of {known}: the OpenAI-compatible server whose parameter "
+                "rules this api_base follows{hint}",
+                {"known": ", ".join(known),
+                 "hint": f"; did you mean {within[0]!r}?" if len(within) == 1
+                 else did_you_mean(value, known, list_valid=False)})
+        return value
+
+    @field_validator("allowed_openai_params", mode="before")
+    @classmethod
+    def _names_of_parameters(cls, value: Any) -> Any:
+        # One sentence for a bare name or a number, rather than pydantic's per item.
+        if value is not None and not (
+                isinstance(value, list) and all(isinstance(n, str) for n in value)):
+            raise PydanticCustomError(
+                "not_parameter_names",
+                "expected a list of parameter names, e.g. [verbosity]")
         return value
 
     @field_validator("model")
@@ -182,6 +217,15 @@ class DeploymentParams(BaseModel):
         """The call arguments among these parameters (CALL_DEFAULT_PARAMS), parsed
         as a request's would be; None when there are none."""
         return self._call_defaults
+
+    @property
+    def adapter_settings(self) -> dict[str, Any]:
+        """The OpenAI adapter's settings that are given, as `Deployment.extra`
+        carries them."""
+        given = {"params_like": self.params_like,
+                 "allowed_openai_params": self.allowed_openai_params,
+                 "max_tokens_param": self.max_tokens_param}
+        return {k: v for k, v in given.items() if v is not None}
 
     @property
     def provider(self) -> str:

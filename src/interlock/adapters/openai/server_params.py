@@ -8,27 +8,39 @@ them and a 400 at OpenAI ("Unrecognized request argument supplied: top_k"). So
 each server has its rules (`ServerParams`), and a field a request carries beyond
 the neutral ones (`ChatRequest.extra`) is, for that server:
 
-- accepted: sent as given;
-- refused, known not to be taken there: without drop_params, an
+- taken (on the server's list, when it has one): sent as given;
+- refused, known not to be taken there (another provider's field, or one the
+  server's documentation says it answers 400 to): without drop_params, an
   `UnsupportedParameter` (a 400 naming the parameter and the provider, before
   any call; the dispatcher passes the deployment over for its group's others and
   the fallback groups, as it does for Claude or Gemini); with drop_params, left
-  out. A value that asks for nothing (null; false, 0 or {} where the rules say
-  so) is left out either way, so a client that sends every default is not refused;
-- unknown: sent as given, the server's own answer to take or refuse it.
+  out;
+- unknown: without drop_params, sent as given, the server's own answer to take
+  or refuse it (a typo, or a field the server added after its list here was
+  written: refusing those ourselves would block what the server takes until an
+  Interlock release). With drop_params, left out where the server has a list
+  (the user asked that what the provider may not take be dropped), sent where it
+  has none.
+
+A value that asks for nothing (null; false, 0 or {} where the rules say so) of
+a refused field, or a null of an unknown one where the server has a list, is
+left out either way, so a client that sends every default is not refused.
 
 The rules of each server:
 
 - OpenAI's own API (`openai/` at api.openai.com): the fields of its
-  chat-completions reference, and no other. OpenAI refuses every other, so here
-  none is unknown: Anthropic's `thinking`, `top_k`, a per-call `organization`
-  (a header, set on the deployment) or a typo are all refused. Its embeddings
-  take `input_type` and the like no more.
+  chat-completions reference are taken; the fields a client of Anthropic or
+  Gemini sends (`thinking`, `top_k`, `stop_sequences`, `system`,
+  `generation_config`, ...) and a per-call `organization` (a header, set on the
+  deployment) are refused, each with what to send instead; any other is
+  unknown. Its embeddings likewise, with Cohere's, Voyage's and Gemini's fields
+  (`input_type`, `task_type`, ...) refused.
 - Groq (`groq/`): what its compatibility page says it answers 400 to
-  (`logprobs`, `top_logprobs`, `logit_bias`); everything else unknown.
+  (`logprobs`, `top_logprobs`, `logit_bias`) is refused; everything else is
+  unknown, and sent under drop_params too (there is no list of what it takes).
 - OpenRouter, Together, DeepSeek, vLLM (`hosted_vllm/`), Ollama and llama.cpp:
-  everything unknown. Their own parameters are theirs to take, and the local
-  servers ignore what they do not know.
+  everything unknown and sent. Their own parameters are theirs to take, and the
+  local servers ignore what they do not know.
 - `openai/` at any other base URL: a server that cannot be named from here (a
   vLLM, a proxy, another gateway that takes Anthropic's `thinking` for its
   Claude deployments), so everything is unknown and sent on: what those
@@ -38,11 +50,13 @@ The rules of each server:
   there, to give a base URL that server's rules.
 
 A deployment's `allowed_openai_params` (LiteLLM's name) lists fields to send
-whatever the rules say: a parameter OpenAI added after this list was written
-need not wait for a release.
+whatever the rules say, drop_params or not: how a field OpenAI added after this
+list was written reaches it from a gateway that drops what it does not know.
 
 Decided per call from the deployment only when the request has extra fields,
-which most have not.
+which most have not. Config load checks `params_like` and
+`allowed_openai_params` (`config.schema`); `check_settings` checks them again
+on a deployment's first call, for a `Deployment` built by hand.
 
 Imports: the standard library, `types`, `errors`, `catalog`, `adapters.registry`.
 """
@@ -74,39 +88,61 @@ OPENAI_EMBEDDING_FIELDS = frozenset({"model", "input", "encoding_format", "dimen
                                      "user"})
 # The host of OpenAI's own API: a deployment there gets OpenAI's rules.
 OPENAI_HOST = urlsplit(OPENAI_COMPATIBLE_BASES["openai"]).hostname
-# Why OpenAI's API refuses some fields a client of another provider may send,
-# and what to do instead: the 400's own words.
-_OPENAI_HINTS = {
+_GEMINI_REASONING = "It is Gemini's; reasoning_effort asks every provider for reasoning."
+# Fields a client of another provider sends (Anthropic's Messages API, Gemini's
+# generateContent as its SDK and LiteLLM name them) that OpenAI's API refuses,
+# each with what to send instead: the 400's own words. Sent to OpenAI they are a
+# mistake, not a field OpenAI may have added, so they are refused before the call.
+_OPENAI_CHAT_FOREIGN = {
     "thinking": "OpenAI has no such field (Anthropic and DeepSeek do); reasoning_effort "
                 "asks every provider for reasoning (OpenAI's reasoning models take it as "
                 "sent).",
     "top_k": "OpenAI samples with temperature and top_p only.",
     "organization": "It is sent as the OpenAI-Organization header: set organization in "
                     "the deployment's litellm_params.",
-    "thinking_config": "It is Gemini's; reasoning_effort asks every provider for "
-                       "reasoning.",
+    "stop_sequences": "It is Anthropic's; send stop, which every provider takes.",
+    "system": "It is Anthropic's; send the system prompt as a message with role "
+              "'system'.",
+    "thinking_config": _GEMINI_REASONING,
     "safety_settings": "It is Gemini's.",
+    "generation_config": "It is Gemini's; send its fields as OpenAI names them "
+                         "(temperature, top_p, max_tokens, stop, response_format).",
+    "system_instruction": "It is Gemini's; send the system prompt as a message with "
+                          "role 'system'.",
+    "tool_config": "It is Gemini's; send tool_choice.",
+    "cached_content": "It is Gemini's; OpenAI caches long prompts by itself "
+                      "(prompt_cache_key steers it).",
+}
+# The same for embeddings: Cohere's and Voyage's `input_type`, Gemini's task.
+_OPENAI_EMBEDDING_FOREIGN = {
+    "input_type": "It is Cohere's and Voyage's; OpenAI embeds queries and documents "
+                  "alike.",
+    "task_type": "It is Gemini's; OpenAI embeds every task alike.",
+    "output_dimensionality": "It is Gemini's; send dimensions.",
+    "truncate": "It is Cohere's; OpenAI refuses input longer than the model takes.",
 }
 
 
 @dataclass(frozen=True, slots=True)
 class ServerParams:
-    """One server's rules. `accepted`: every field it takes, when that is known
-    (None: any field not refused is sent). `refused`: fields known not to be
-    taken, each with the values that ask for nothing."""
+    """One server's rules. `accepted`: every field it is known to take (None: no
+    list, every field not refused is sent, drop_params or not). `refused`:
+    fields known not to be taken, each with the values that ask for nothing;
+    `hints`: what to send instead of a refused one."""
 
     accepted: frozenset[str] | None = None
     refused: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
     hints: Mapping[str, str] = field(default_factory=dict)
 
-    def refuses(self, name: str) -> bool:
-        if self.accepted is not None:
-            return name not in self.accepted
-        return name in self.refused
+
+def _openai(accepted: frozenset[str], foreign: Mapping[str, str]) -> ServerParams:
+    # A null asks for nothing whatever the field; no other value of these does.
+    return ServerParams(accepted=accepted, refused=dict.fromkeys(foreign, ()),
+                        hints=foreign)
 
 
-OPENAI_CHAT = ServerParams(accepted=OPENAI_CHAT_FIELDS, hints=_OPENAI_HINTS)
-OPENAI_EMBEDDINGS = ServerParams(accepted=OPENAI_EMBEDDING_FIELDS, hints=_OPENAI_HINTS)
+OPENAI_CHAT = _openai(OPENAI_CHAT_FIELDS, _OPENAI_CHAT_FOREIGN)
+OPENAI_EMBEDDINGS = _openai(OPENAI_EMBEDDING_FIELDS, _OPENAI_EMBEDDING_FOREIGN)
 ANY_FIELD = ServerParams()
 # Groq's OpenAI-compatibility page: "will result in a 400 error if they are supplied".
 GROQ = ServerParams(refused={"logprobs": (False,), "top_logprobs": (0,), "logit_bias": ({},)},
@@ -164,12 +200,16 @@ def sendable_extra(extra: Mapping[str, Any], deployment: Deployment, drop: bool,
     raises UnsupportedParameter for one it refuses, unless `drop`."""
     rules = server_params(deployment, embeddings=embeddings)
     allowed = _allowed(deployment)
+    listed = rules.accepted
     out: dict[str, Any] = {}
     for name, value in extra.items():
         if name in reserved:
             continue
-        if name in allowed or not rules.refuses(name):
+        if name in allowed or (listed is not None and name in listed):
             out[name] = value
-        elif not (drop or value is None or value in rules.refused.get(name, ())):
-            raise UnsupportedParameter(name, deployment.provider, rules.hints.get(name, ""))
+        elif name in rules.refused:
+            if not (drop or value is None or value in rules.refused[name]):
+                raise UnsupportedParameter(name, deployment.provider, rules.hints.get(name, ""))
+        elif listed is None or not (drop or value is None):
+            out[name] = value  # unknown: the server's to take or refuse
     return out
