@@ -164,3 +164,25 @@ def test_the_ledger_s_sqlite_path_stays_relative_to_the_working_directory(
     path.parent.mkdir()
     path.write_text(ENTRIES.replace("ledger: {database: null}", "ledger: {database: spend.db}"))
     assert load_config(path).ledger.database == "spend.db"
+
+
+def test_calibrate_says_a_router_s_local_model_is_missing_without_a_traceback(
+        tmp_path: Path) -> None:
+    # calibrate caught FileNotFoundError, which the featuriser no longer raises.
+    from typer.testing import CliRunner
+
+    from interlock.cli.main import app
+
+    folder = tmp_path / "knn"
+    knn_checkpoint(folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["featurizer"] = {"name": "sentence-transformers", "dim": 4,
+                              "params": {"model_path": str(tmp_path / "gone")}}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("hello\nwrite a compiler\n")
+    result = CliRunner().invoke(app, ["calibrate", str(folder), "--prompts", str(prompts),
+                                      "--strong-share", "0.5"])
+    assert result.exit_code == 2, result.output
+    assert f"error: sentence-transformers model '{tmp_path / 'gone'}' is not available" in (
+        result.output)

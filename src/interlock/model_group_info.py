@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from interlock.catalog import Deployment, ModelGroup
+from interlock.catalog import ModelGroup
 from interlock.costs.prices import PriceBook
-from interlock.dispatch.selection import context_limit
+from interlock.dispatch.selection import context_limit, token_limit
 from interlock.responses import OpenAIObject
 
 
@@ -28,19 +28,12 @@ def model_group_info(name: str, group: ModelGroup, prices: PriceBook) -> OpenAIO
         "model_group": name,
         "providers": sorted({d.provider for d in deployments}),
         "max_input_tokens": _largest(map(context_limit, deployments)),
-        "max_output_tokens": _largest(map(_output_limit, deployments)),
+        "max_output_tokens": _largest(token_limit(d, "max_output_tokens") for d in deployments),
         "input_cost_per_token": _largest(float(p.input_per_token) for p in priced),
         "output_cost_per_token": _largest(float(p.output_per_token) for p in priced),
         "rpm": _total(d.rpm for d in deployments),
         "tpm": _total(d.tpm for d in deployments),
     })
-
-
-def _output_limit(deployment: Deployment) -> int | None:
-    if deployment.max_output_tokens:
-        return deployment.max_output_tokens
-    value = deployment.model_info.get("max_output_tokens")
-    return int(value) if isinstance(value, int | float) and value > 0 else None
 
 
 def _largest(values: Iterable[float | None]) -> float | None:

@@ -42,7 +42,7 @@ MAX_INPUTS = 2048
 
 
 def _inputs(value: Any) -> list[str]:
-    if value == "":  # said of `input` as given: there is no input[0] in a string
+    if isinstance(value, str) and not value:  # said of `input` as given: no input[0]
         raise InvalidRequest("'input' must be a non-empty string, or a non-empty list of "
                              "non-empty strings; got an empty string.",
                              param="input", code="invalid_value")

@@ -291,3 +291,28 @@ def test_every_timeout_is_told_in_one_sentence() -> None:
         "next chunk; raise the router's stream_idle_timeout to wait longer")
     assert timeout_error(labels, "did not answer", None, ANSWER_HINT).message.startswith(
         "openai did not answer for deployment 'd' within the time allowed; ")
+
+
+async def test_a_session_whose_loop_closes_as_it_is_let_go_is_closed_here() -> None:
+    # Between "is that loop running?" and handing it the close, another thread's
+    # loop may close: call_soon_threadsafe then raised out of the caller's request.
+    import aiohttp
+
+    class ClosingLoop:
+        def is_running(self) -> bool:
+            return True
+
+        def is_closed(self) -> bool:
+            return self.closed
+
+        def call_soon_threadsafe(self, *args: Any) -> None:
+            self.closed = True
+            raise RuntimeError("Event loop is closed")
+
+        closed = False
+
+    session = aiohttp.ClientSession()
+    client = HttpClient()
+    client._retire(session, ClosingLoop())  # type: ignore[arg-type]
+    await asyncio.gather(*client._retiring)
+    assert session.closed

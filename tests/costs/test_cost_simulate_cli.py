@@ -261,6 +261,10 @@ async def test_simulate_from_ledger(tmp_path: Path) -> None:
     data = json.loads(result.output)
     assert data["requests"] == 100
     assert Decimal(data["recorded_usd"]) == Decimal("0.632")
+    # Dollars as spend --json writes them: no exponent, no tail of zeros.
+    assert data["recorded_usd"] == "0.632"
+    assert all("E" not in v and v == f"{Decimal(v).normalize():f}"
+               for v in data["single_model_usd"].values())
     single = {m: Decimal(v) for m, v in data["single_model_usd"].items()}
     assert single["claude-opus-4.5"] == Decimal("5.25")  # 100 x the seed's Opus request
     assert single["gemini-2.5-pro"] == Decimal("0.625")

@@ -451,8 +451,11 @@ class HttpClient:
             # in this sync call (ported code calls `completion` inside a
             # coroutine), and an `asyncio.run` ending right after it cancelled
             # the task before it began, leaving "Unclosed client session".
-            loop.call_soon_threadsafe(_close_at_once, session)
-            return
+            try:
+                loop.call_soon_threadsafe(_close_at_once, session)
+                return
+            except RuntimeError:  # it closed since: its session is an ended loop's
+                pass
         task = asyncio.ensure_future(_close_on_its_loop(session, loop))
         self._retiring.add(task)  # a strong reference until it is done
         task.add_done_callback(self._retiring.discard)

@@ -101,7 +101,7 @@ def calibrate_command(
     = "lambda",
 ) -> None:
     """Print the threshold (or lambda / target) for a strong-model share or a budget."""
-    from interlock.errors import RouterNotTrained
+    from interlock.errors import ConfigError, RouterNotTrained
     from interlock.routing.calibrate import load_prompts
     from interlock.routing.learned import load_router
 
@@ -124,7 +124,10 @@ def calibrate_command(
             cost_list = _costs(costs, list(router.models))
             _check_n_model(strong_share, budget, mode, cost_list)
             _n_model(router, texts, cost_list, strong_share, budget, mode)
-    except (RouterNotTrained, ValueError, FileNotFoundError) as exc:
+    # ConfigError: a router whose featuriser's model is not on this machine
+    # (EmbeddingModelUnavailable), or without the package to load it, as train
+    # and eval say it.
+    except (RouterNotTrained, ConfigError, ValueError, FileNotFoundError, ImportError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
 

@@ -236,13 +236,15 @@ def _replay(config: Path | None, database: str | None, models: list[str], mode: 
     with open_reader_or_exit(source) as reader:
         result = replay(reader.usage(), resolved)
     if as_json:
+        from interlock.costs.usd import usd_text
+
         typer.echo(json.dumps({
-            "requests": result.requests, "recorded_usd": str(result.recorded_usd),
+            "requests": result.requests, "recorded_usd": usd_text(result.recorded_usd),
             "unpriced": result.unpriced, "priced": result.requests - result.unpriced,
             "by_group": result.by_group,
-            "single_model_usd": {m: str(v) for m, v in result.single_model.items()},
+            "single_model_usd": {m: usd_text(v) for m, v in result.single_model.items()},
             "continued_calls": result.continued_calls,
-            "continued_usd": str(result.continued_usd),
+            "continued_usd": usd_text(result.continued_usd),
             "continued_unpriced": result.continued_unpriced,
         }, indent=2))
         return

@@ -208,7 +208,9 @@ class LedgerReader:
         No join pairs the two (one over a large ledger took most of a minute): the
         continued calls, rare, are read on their own first, and the requests' rows
         in one plain scan, carrying their request id only when there is a
-        continued call to pair them with (`replay` does, as they stream by)."""
+        continued call to pair them with (`replay` does, as they stream by). The
+        first read is a scan of the ledger (no index holds `status`; with `since`,
+        the `created_at` one serves): offline work, for report and cost."""
         c = self.t.c
         web_searches, service_tier = self._added_columns()[:2]
         first_calls = sa.select(c.request_id, c.cost_nanousd).where(c.status == "continued")

@@ -44,11 +44,18 @@ def estimate_request_tokens(request: ChatRequest, prompt_tokens: int) -> int:
     return prompt_tokens + (request.max_tokens or DEFAULT_OUTPUT_ESTIMATE)
 
 
-def context_limit(deployment: Deployment) -> int | None:
-    if deployment.max_input_tokens:
-        return deployment.max_input_tokens
-    value = deployment.model_info.get("max_input_tokens")
+def token_limit(deployment: Deployment, name: str) -> int | None:
+    """The deployment's `max_input_tokens` or `max_output_tokens` (`name`): its
+    own setting, else its model_info's, when that is a positive number."""
+    own = getattr(deployment, name)
+    if own:
+        return int(own)
+    value = deployment.model_info.get(name)
     return int(value) if isinstance(value, int | float) and value > 0 else None
+
+
+def context_limit(deployment: Deployment) -> int | None:
+    return token_limit(deployment, "max_input_tokens")
 
 
 def fits(deployment: Deployment, prompt_tokens: int, margin: float) -> bool:
