@@ -143,13 +143,19 @@ def test_an_intent_router_s_missing_model_names_the_field_and_where_it_looked(
     assert isinstance(info.value, ConfigError)  # what serve and `interlock check` report
 
 
-def test_a_learned_router_trained_on_a_missing_local_model_names_it(tmp_path: Path) -> None:
+def _knn_on_a_missing_model(tmp_path: Path) -> Path:
+    """A trained router whose manifest names a local model that is not there."""
     folder = tmp_path / "knn"
     knn_checkpoint(folder)
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["featurizer"] = {"name": "sentence-transformers", "dim": 4,
                               "params": {"model_path": str(tmp_path / "gone")}}
     (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def test_a_learned_router_trained_on_a_missing_local_model_names_it(tmp_path: Path) -> None:
+    folder = _knn_on_a_missing_model(tmp_path)
     with pytest.raises(EmbeddingModelUnavailable) as info:
         Gateway(load_config(_file(tmp_path / "etc", str(folder))), environ={})
     assert str(info.value).startswith(
@@ -173,12 +179,7 @@ def test_calibrate_says_a_router_s_local_model_is_missing_without_a_traceback(
 
     from interlock.cli.main import app
 
-    folder = tmp_path / "knn"
-    knn_checkpoint(folder)
-    manifest = json.loads((folder / "manifest.json").read_text())
-    manifest["featurizer"] = {"name": "sentence-transformers", "dim": 4,
-                              "params": {"model_path": str(tmp_path / "gone")}}
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+    folder = _knn_on_a_missing_model(tmp_path)
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("hello\nwrite a compiler\n")
     result = CliRunner().invoke(app, ["calibrate", str(folder), "--prompts", str(prompts),
