@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from tests.server.gateways import MASTER_KEY, RunningGateway
@@ -31,23 +32,32 @@ async def test_a_name_that_is_or_looks_like_a_key_is_refused_and_never_repeated(
     gw = _gateway(fake_upstream, start_gateway, tmp_path)
     live = (await _call(gw, "POST", "/key/generate", {"name": "team"})).json()["key"]
     secrets = [live, "sk-master-SECRET", MASTER_KEY, PLAIN_KEY, "SK-other-provider-key"]
+    # A key pasted with a line break or a space at either end, or among words: the
+    # rules that refuse such a name otherwise repeat it, and must not for these.
+    pasted = [f(s) for s in (PLAIN_KEY, MASTER_KEY) for f in (
+        lambda s: s + "\n", lambda s: " " + s, lambda s: s + " ", lambda s: "team " + s)]
     with caplog.at_level("INFO", logger="interlock"):
-        for secret in secrets:
+        for secret in secrets + pasted:
+            key = secret.split()[-1]
             for field in ("name", "key_alias"):
                 answer = await _call(gw, "POST", "/key/generate", {field: secret})
                 assert answer.status_code == 400, (secret, answer.text)
                 error = answer.json()["error"]
                 assert (error["param"], error["code"]) == ("name", "invalid_value")
                 assert "send a name to" in error["message"]
-                assert secret not in answer.text
+                assert key not in answer.text
             # Nor is a key taken as a name in a URL, or echoed by update and delete.
-            info = await _call(gw, "GET", f"/key/info?name={secret}")
+            info = await _call(gw, "GET", f"/key/info?name={quote(secret)}")
             assert info.status_code == 400 and "not taken in a URL" in info.text
+            assert key not in info.text
             update = await _call(gw, "POST", "/key/update", {"name": secret, "rpm_limit": 3})
-            assert update.status_code in (400, 404) and secret not in update.text
+            assert update.status_code in (400, 404) and key not in update.text
+            alone = await _call(gw, "POST", "/key/delete", {"names": [secret]})
+            assert alone.status_code == 404 and key not in alone.text
+            assert "(a name that looks like a key, not shown)" in alone.text
             delete = await _call(gw, "POST", "/key/delete", {"names": [secret, "team"]})
             assert delete.json()["not_found"] == ["(a name that looks like a key, not shown)"]
-            assert secret not in delete.text
+            assert key not in delete.text
             await _call(gw, "POST", "/key/generate", {"name": "team"})  # for the next turn
         listed = (await _call(gw, "GET", "/key/list")).json()["keys"]
     assert [k["name"] for k in listed] == ["team"]
