@@ -4,11 +4,15 @@ And what a request written for LiteLLM's proxy is told when it names no key."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
+from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import openai
 import pytest
 from tests.server.gateways import MASTER_KEY, RunningGateway
 from tests.server.test_key_admin import _call, _chat, _config
@@ -105,3 +109,38 @@ async def test_a_litellm_request_is_told_how_to_name_its_key(
     error = answer.json()["error"]
     assert error["param"] == param and says in error["message"], error
     assert "sk-il-abc" not in answer.text and "sk-my-own" not in answer.text
+
+
+async def test_a_key_named_like_a_key_before_the_rule_is_left_out_of_warnings_and_errors(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    database = tmp_path / "ledger.sqlite"
+    first = start_gateway(_config(fake_upstream, database))
+    store = first.gateway.keys
+    assert store is not None
+    old_name = "sk-old-SECRET"
+    # As /key/generate made them before the rule: one that expires, one with a budget.
+    expiring, _ = await store.generate(old_name, lifetime=timedelta(hours=1))
+    await store.generate("sk-budget-SECRET", max_budget=Decimal(5))
+    with sqlite3.connect(database) as db:
+        db.execute("UPDATE interlock_keys SET max_budget_usd = '-5' "
+                   "WHERE name = 'sk-budget-SECRET'")
+    later = store.now() + timedelta(hours=2)
+    store.now = lambda: later  # type: ignore[method-assign]
+    with caplog.at_level("WARNING", logger="interlock"):
+        await store.refresh()
+        with pytest.raises(openai.AuthenticationError) as expired:
+            await _chat(first, expiring)
+    first.stop()
+    said = expired.value.body["message"]
+    assert "expired at" in said and old_name not in said, said
+    assert "sk-budget-SECRET" not in caplog.text
+    assert "(a name that looks like a key, not shown): its budget" in caplog.text
+    # Later the config gains a key of the same name: the warning leaves it out.
+    config = _config(fake_upstream, database)
+    config["general_settings"]["api_keys"].append({"name": old_name, "key": "sk-x-0123456789"})
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="interlock.gateway"):
+        start_gateway(config)
+    assert "both in the config and made at run time" in caplog.text
+    assert old_name not in caplog.text
