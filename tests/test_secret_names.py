@@ -43,6 +43,10 @@ ENV = {"OPENAI_API_KEY": "sk-proj-FAKEopenaiKEY0123456789"}
     "jwt", "client_jwt", "assertion_jwts", "sentry_dsn", "dsn", "SENTRY_DSN", "databaseDsn",
     # As before.
     "api_key", "private_key", "client_secret", "X-Api-Key", "id_token", "password",
+    # A password or a secret run together with any word before it (the config's
+    # old pattern masked these; the prefixes of keys and tokens did not take them).
+    "dbpassword", "adminpassword", "mysecret", "DB_ADMINPASSWORD", "rootPasswd2",
+    "vaultpassphrase", "topsecrets",
 ])
 def test_names_of_credentials(name: str) -> None:
     assert names_a_credential(name) and names_a_credential_outright(name)
@@ -59,6 +63,10 @@ def test_names_of_credentials(name: str) -> None:
     "auth_cooldown_time", "use_in_pass_through",
     # Names of credentials and ids of them, not the credentials.
     "litellm_credential_name", "secret_name", "aws_access_key_id", "credentials_path",
+    # A word that only holds one, not at its end; a key or a token after any word
+    # other than the few prefixes of a credential's.
+    "secretary", "mysecretary", "passwordless", "dbpassword_file", "monkey", "turnkey",
+    "hotkey", "mytoken",
 ])
 def test_names_that_are_not_credentials(name: str) -> None:
     assert not names_a_credential(name)

@@ -201,11 +201,15 @@ def _hide_url_passwords(text: str) -> str:
 # `bypass_cache`, `author`, `auth_mode`, `token_type`, `key_id`, `token_limit`,
 # `key_path` or `token_uri` (what an operator reads an error for) are not. A JSON
 # web token (`jwt`) is a bearer credential, and a DSN (`sentry_dsn`) holds the
-# key or password it connects with.
+# key or password it connects with. A password or a secret is one whatever word
+# runs into it (`dbpassword`, `adminpassword`, `mysecret`), as long as the part
+# ends with it (`secretary` is not); a key and a token take only the prefixes
+# listed, since many more words end in them (`monkey`, `turnkey`).
 _CREDENTIAL_PART = re.compile(
     r"(?:api|access|auth|session|client|refresh|private|secret|security|subscription|"
     r"sas|bearer|id|x)?(?:key|token|secret|pass|password|passwd|passphrase|pwd|sig|"
-    r"signature|auth|authorization|credential|assertion|certificate|cookie|jwt|dsn)s?\d*")
+    r"signature|auth|authorization|credential|assertion|certificate|cookie|jwt|dsn)s?\d*"
+    r"|[a-z0-9]*(?:password|passwd|passphrase|secret)s?\d*")
 # A key and a token may also be a place or a unit, which a word right before
 # the bare word says: a public key; a token that pages through a listing; a key
 # that finds an entry (a cache's, an idempotency key); a cost per token. The word

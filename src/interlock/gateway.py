@@ -34,6 +34,7 @@ from interlock.errors import ConfigError, InvalidRequest, UnknownModel
 from interlock.gateway_budgets import new_budget_gate, run_time_key_budgets
 from interlock.gateway_stream import GatewayStream
 from interlock.key_limits import KeyLimits
+from interlock.key_names import NOT_SHOWN, shown_name
 from interlock.openai_request import TESTING_SWITCH
 from interlock.request_record import RequestRecorder, fill_answerer, outside_ms
 from interlock.response_meta import Completion, Embeddings, ResponseMeta, new_request_id
@@ -178,9 +179,13 @@ class Gateway:
         config_names = {k.name for k in self.config.general_settings.api_keys}
         for name in sorted({k.name for k in keys} & config_names - self._warned_names):
             self._warned_names.add(name)
-            log.warning("the client key %r is both in the config and made at run time: the "
+            shown = shown_name(name)
+            # A name that looks like a key is left out of the command too.
+            command = "interlock keys delete NAME" if shown == NOT_SHOWN else (
+                f"interlock keys delete {shown}")
+            log.warning("the client key %s is both in the config and made at run time: the "
                         "ledger records both as one; rename the config's or delete the "
-                        "other (interlock keys delete %s)", name, name)
+                        "other (%s)", shown, command)
 
     def _use_key_budgets(self, keys: list[Any]) -> None:
         """Hand the run-time keys' budgets to the budget gate, made for them if

@@ -2,7 +2,7 @@
 reader of the ledger's record it counts from, and the budgets of client keys
 made at run time.
 
-Imports: the standard library, `catalog`, `config`, `costs` (`costs.budgets`,
+Imports: the standard library, `catalog`, `config`, `key_names`, `costs` (`costs.budgets`,
 `costs.budget_record` and `costs.queries` lazily: a config without budgets
 never loads them).
 """
@@ -19,6 +19,7 @@ from interlock.catalog import Catalog
 from interlock.config import InterlockConfig
 from interlock.costs.prices import PriceBook
 from interlock.costs.settings import Budget, LedgerSettings
+from interlock.key_names import shown_name
 
 if TYPE_CHECKING:
     from interlock.costs.budget_record import Periods, ReadRecord
@@ -75,8 +76,8 @@ def run_time_key_budgets(keys: Iterable[Any], warned: set[str | tuple[str, str]]
         except ValueError as exc:
             if ("budget", key.name) not in warned:
                 warned.add(("budget", key.name))
-                log.warning("client key %r: its budget in the database is not one (%s); "
-                            "not counted", key.name, type(exc).__name__)
+                log.warning("client key %s: its budget in the database is not one (%s); "
+                            "not counted", shown_name(key.name), type(exc).__name__)
             continue
         if budget is not None:
             budgets.append(budget)

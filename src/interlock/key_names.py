@@ -12,7 +12,7 @@ A name is also shown by `/key/list`, `/key/info` and `interlock spend --by key`,
 and written at INFO when a key is made: a name that is a key (pasted in the
 wrong field, or chosen as "the key's own value") would be shown wherever the
 name is. Names of keys made from now on may not look like a key (`key_like`);
-`names_a_secret` in `server.key_admin` also refuses one that is a live key's
+`secret_judge` in `server.key_admin` also refuses one that is or holds a live key's
 value whatever it looks like. A key made before this rule keeps its name (its
 clients keep working, and it is updated and deleted by it); `shown_name` keeps
 such a name out of the log lines written about it.

@@ -4,10 +4,15 @@ And what a request written for LiteLLM's proxy is told when it names no key."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
+from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+import openai
 import pytest
 from tests.server.gateways import MASTER_KEY, RunningGateway
 from tests.server.test_key_admin import _call, _chat, _config
@@ -31,23 +36,32 @@ async def test_a_name_that_is_or_looks_like_a_key_is_refused_and_never_repeated(
     gw = _gateway(fake_upstream, start_gateway, tmp_path)
     live = (await _call(gw, "POST", "/key/generate", {"name": "team"})).json()["key"]
     secrets = [live, "sk-master-SECRET", MASTER_KEY, PLAIN_KEY, "SK-other-provider-key"]
+    # A key pasted with a line break or a space at either end, or among words: the
+    # rules that refuse such a name otherwise repeat it, and must not for these.
+    pasted = [f(s) for s in (PLAIN_KEY, MASTER_KEY) for f in (
+        lambda s: s + "\n", lambda s: " " + s, lambda s: s + " ", lambda s: "team " + s)]
     with caplog.at_level("INFO", logger="interlock"):
-        for secret in secrets:
+        for secret in secrets + pasted:
+            key = secret.split()[-1]
             for field in ("name", "key_alias"):
                 answer = await _call(gw, "POST", "/key/generate", {field: secret})
                 assert answer.status_code == 400, (secret, answer.text)
                 error = answer.json()["error"]
                 assert (error["param"], error["code"]) == ("name", "invalid_value")
                 assert "send a name to" in error["message"]
-                assert secret not in answer.text
+                assert key not in answer.text
             # Nor is a key taken as a name in a URL, or echoed by update and delete.
-            info = await _call(gw, "GET", f"/key/info?name={secret}")
+            info = await _call(gw, "GET", f"/key/info?name={quote(secret)}")
             assert info.status_code == 400 and "not taken in a URL" in info.text
+            assert key not in info.text
             update = await _call(gw, "POST", "/key/update", {"name": secret, "rpm_limit": 3})
-            assert update.status_code in (400, 404) and secret not in update.text
+            assert update.status_code in (400, 404) and key not in update.text
+            alone = await _call(gw, "POST", "/key/delete", {"names": [secret]})
+            assert alone.status_code == 404 and key not in alone.text
+            assert "(a name that looks like a key, not shown)" in alone.text
             delete = await _call(gw, "POST", "/key/delete", {"names": [secret, "team"]})
             assert delete.json()["not_found"] == ["(a name that looks like a key, not shown)"]
-            assert secret not in delete.text
+            assert key not in delete.text
             await _call(gw, "POST", "/key/generate", {"name": "team"})  # for the next turn
         listed = (await _call(gw, "GET", "/key/list")).json()["keys"]
     assert [k["name"] for k in listed] == ["team"]
@@ -95,3 +109,38 @@ async def test_a_litellm_request_is_told_how_to_name_its_key(
     error = answer.json()["error"]
     assert error["param"] == param and says in error["message"], error
     assert "sk-il-abc" not in answer.text and "sk-my-own" not in answer.text
+
+
+async def test_a_key_named_like_a_key_before_the_rule_is_left_out_of_warnings_and_errors(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    database = tmp_path / "ledger.sqlite"
+    first = start_gateway(_config(fake_upstream, database))
+    store = first.gateway.keys
+    assert store is not None
+    old_name = "sk-old-SECRET"
+    # As /key/generate made them before the rule: one that expires, one with a budget.
+    expiring, _ = await store.generate(old_name, lifetime=timedelta(hours=1))
+    await store.generate("sk-budget-SECRET", max_budget=Decimal(5))
+    with sqlite3.connect(database) as db:
+        db.execute("UPDATE interlock_keys SET max_budget_usd = '-5' "
+                   "WHERE name = 'sk-budget-SECRET'")
+    later = store.now() + timedelta(hours=2)
+    store.now = lambda: later  # type: ignore[method-assign]
+    with caplog.at_level("WARNING", logger="interlock"):
+        await store.refresh()
+        with pytest.raises(openai.AuthenticationError) as expired:
+            await _chat(first, expiring)
+    first.stop()
+    said = expired.value.body["message"]
+    assert "expired at" in said and old_name not in said, said
+    assert "sk-budget-SECRET" not in caplog.text
+    assert "(a name that looks like a key, not shown): its budget" in caplog.text
+    # Later the config gains a key of the same name: the warning leaves it out.
+    config = _config(fake_upstream, database)
+    config["general_settings"]["api_keys"].append({"name": old_name, "key": "sk-x-0123456789"})
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="interlock.gateway"):
+        start_gateway(config)
+    assert "both in the config and made at run time" in caplog.text
+    assert old_name not in caplog.text

@@ -8,7 +8,7 @@ doing or manage keys (`ADMIN_PATHS`), which take the master key. Keys made at
 run time (`key_store`) are looked up the same way, by digest, after the config's.
 Health probes stay open so that load balancers need no key.
 
-Imports: the standard library, `errors`, `routing.policy`, `server.asgi_io`
+Imports: the standard library, `errors`, `key_names`, `routing.policy`, `server.asgi_io`
 (`config` and `key_store` for types).
 """
 
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from interlock.errors import ModelNotAllowed
-from interlock.key_names import KEY_ID_PREFIX
+from interlock.key_names import KEY_ID_PREFIX, shown_name
 from interlock.routing.policy import parse_router_alias
 from interlock.server.asgi_io import ASGIApp, Receive, Scope, Send, header, send_plain_error
 
@@ -140,7 +140,7 @@ class BearerAuth:
         if store is None or stored is None:
             return None
         if stored.expires_at is not None and stored.expired(store.now()):
-            return (f"The API key {stored.name!r} expired at "
+            return (f"The API key {shown_name(stored.name)} expired at "
                     f"{stored.expires_at.isoformat()}; ask for a new one.")
         return stored.name, stored.models
 

@@ -25,7 +25,8 @@ master key (`auth.ADMIN_PATHS`). The keys live in `key_store.KeyStore`; a
 name already used (by a run-time key or by one in general_settings.api_keys) is
 refused, since the ledger records requests by it, and so is one that could be
 taken for an id or a label Interlock writes there itself, or that looks like
-a key or is one (`name_problem`, `names_a_secret`): a name is logged and listed.
+a key or is or holds one (`name_problem`, `secret_judge`): a name is logged and
+listed.
 A key is never taken in a URL (`?name=` that is a key included).
 
 Imports: the standard library, pydantic, sqlalchemy, `gateway`, `key_models`, `key_store`,
@@ -35,7 +36,6 @@ Imports: the standard library, pydantic, sqlalchemy, `gateway`, `key_models`, `k
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hmac
 import logging
 import re
@@ -177,6 +177,8 @@ class KeyAdmin:
         self.gateway = gateway
         self._config_keys = config_keys
         self._max_body_bytes = max_body_bytes
+        # The config's keys are hashed once here, not on each request.
+        self._is_secret = secret_judge(gateway)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path, method = scope["path"], scope["method"]
@@ -196,8 +198,7 @@ class KeyAdmin:
             await send_json(send, 200, {"keys": [{**k.as_dict(), "spend_usd": spend(k.name)}
                                                  for k in keys]})
         elif path == "/key/info":
-            found = await _info_key(store, scope, send,
-                                    lambda name: names_a_secret(self.gateway, name))
+            found = await _info_key(store, scope, send, self._is_secret)
             if found is not None:
                 spend = await self._recorded_spend([found.name])
                 await send_json(send, 200, {**found.as_dict(),
@@ -213,8 +214,7 @@ class KeyAdmin:
                 elif path == "/key/update":
                     await self._update(store, body, send)
                 else:
-                    await _delete(store, body, send,
-                                  lambda name: names_a_secret(self.gateway, name))
+                    await _delete(store, body, send, self._is_secret)
             except sa.exc.SQLAlchemyError as exc:
                 await _error(send, 503, "The ledger's database, where client keys are kept, "
                                         f"could not be written ({type(exc).__name__}); "
@@ -236,7 +236,8 @@ class KeyAdmin:
             await _invalid(send, first_problem(exc), param=problem_field(exc),
                            code=_problem_code(exc))
             return None
-        problem = (new_key_problem(self.gateway, asked, self._config_keys) if new
+        problem = (new_key_problem(self.gateway, asked, self._config_keys,
+                                   is_secret=self._is_secret) if new
                    else models_problem(self.gateway, asked.models))
         if problem is not None:
             await _invalid(send, *problem)
@@ -273,12 +274,12 @@ class KeyAdmin:
         if "duration" in given:
             changes["lifetime"] = lifetime
         changed = await store.update(asked.name, **changes)
-        if changed is None and names_a_secret(self.gateway, asked.name):
+        if changed is None and self._is_secret(asked.name):
             await _invalid(send, "name: that is a key, not a key's name; /key/update finds "
                                  f"the key by its name. {_BY_NAME}", param="name")
             return
         if changed is None:
-            await _no_such_key(send, asked.name)
+            await _no_such_key(send, asked.name, self._is_secret)
             return
         log.info("client key %s changed: %s", shown_name(changed.name),
                  ", ".join(sorted(changes)))
@@ -337,7 +338,7 @@ async def _info_key(store: KeyStore, scope: Scope, send: Send,
             # anything else that looks like a key is taken for one, and not echoed.
             await _invalid(send, f"name: {_NOT_IN_URL} {_SAY_WHICH}", param="name")
         elif found is None:
-            await _no_such_key(send, name)
+            await _no_such_key(send, name, is_secret)
         return found
     if _SHA256_HEX.fullmatch(key):
         found = store.find_digest(bytes.fromhex(key))
@@ -363,10 +364,9 @@ async def _delete(store: KeyStore, body: Any, send: Send,
         return
     revoked = await store.delete(names or (), tokens or ())
     # A key sent among the names is not said back, whatever it looks like.
-    revoked = dataclasses.replace(revoked, missing_names=[
-        NOT_SHOWN if is_secret(n) else n for n in revoked.missing_names])
+    hidden = {n for n in revoked.missing_names if is_secret(n)}
     if not revoked.names:
-        said = not_found(revoked)
+        said = not_found(revoked, hidden.__contains__)
         await _error(send, 404, f"{said[:1].upper()}{said[1:]} (keys from the config file "
                                 "are changed there); nothing was deleted.",
                      type_="invalid_request_error", code="key_not_found")
@@ -379,7 +379,8 @@ async def _delete(store: KeyStore, body: Any, send: Send,
     # What was not found is said beside what was deleted, not as an error: the
     # deletions happened, and a client that reads a 4xx as "nothing done" would be wrong.
     if revoked.missing_names:
-        answer["not_found"] = [NOT_SHOWN if key_like(n) else n for n in revoked.missing_names]
+        answer["not_found"] = [NOT_SHOWN if n in hidden or key_like(n) else n
+                               for n in revoked.missing_names]
     if revoked.missing_keys:
         answer["keys_not_found"] = revoked.missing_keys
     await send_json(send, 200, answer)
@@ -408,12 +409,13 @@ def which_key_problem(body: Any, *, new: bool) -> tuple[str, str] | None:
     return None
 
 
-def not_found(revoked: Revoked) -> str:
-    """What a delete did not find, in words (for the API's 404 and the CLI)."""
+def not_found(revoked: Revoked, is_secret: Callable[[str], bool] = lambda name: False) -> str:
+    """What a delete did not find, in words (for the API's 404 and the CLI); a
+    name `is_secret` says is a key is not repeated, nor one that looks like a key."""
     said = []
     if revoked.missing_names:
-        said.append(f"no client key made at run time is named "
-                    f"{' or '.join(map(shown_name, revoked.missing_names))}")
+        names = [NOT_SHOWN if is_secret(n) else shown_name(n) for n in revoked.missing_names]
+        said.append(f"no client key made at run time is named {' or '.join(names)}")
     if revoked.missing_keys:
         said.append(f"{revoked.missing_keys} of the keys given "
                     + ("is not a key" if revoked.missing_keys == 1 else "are not keys")
@@ -421,16 +423,21 @@ def not_found(revoked: Revoked) -> str:
     return "; ".join(said)
 
 
-def new_key_problem(gateway: Gateway, asked: GenerateKey,
-                    config_keys: set[str]) -> tuple[str, str, str] | None:
+def new_key_problem(gateway: Gateway, asked: GenerateKey, config_keys: set[str], *,
+                    is_secret: Callable[[str], bool] | None = None,
+                    ) -> tuple[str, str, str] | None:
     """(message, param, code) of what forbids making `asked` beside the config's
     keys (`config_keys`, by name); None when nothing does. The store finds a name
-    taken by another run-time key itself."""
-    refused = name_problem(asked.name)
-    if refused is None and names_a_secret(gateway, asked.name):
-        refused = ("the name is the value of a key this gateway takes (the master key or "
-                   "a client key), and a name is shown in logs, in /key/list and in spend "
-                   "reports; send a name to know the new key by, as \"team-a\"")
+    taken by another run-time key itself. `is_secret`: `secret_judge(gateway)`,
+    for a caller that has made it already."""
+    # Judged first: the other refusals repeat the name, which must not be a key.
+    if (is_secret or secret_judge(gateway))(asked.name):
+        refused: str | None = (
+            "the name is, or holds, the value of a key this gateway takes (the master "
+            "key or a client key), and a name is shown in logs, in /key/list and in "
+            "spend reports; send a name to know the new key by, as \"team-a\"")
+    else:
+        refused = name_problem(asked.name)
     if refused is not None:
         return f"name: {refused}", "name", "invalid_value"
     problem = models_problem(gateway, asked.models)
@@ -442,19 +449,28 @@ def new_key_problem(gateway: Gateway, asked: GenerateKey,
     return problem
 
 
-def names_a_secret(gateway: Gateway, name: str) -> bool:
-    """Whether `name` is the master key or a live client key (the config's or one
-    made at run time), compared by digest, whatever it looks like."""
+def secret_judge(gateway: Gateway) -> Callable[[str], bool]:
+    """Whether a name is, or holds, the master key or a live client key (the
+    config's or one made at run time), whatever it looks like: the name as sent,
+    without the spaces or line breaks a paste brings at either end, or any of its
+    words, compared by digest. The config's keys are hashed once, here."""
     general = gateway.config.general_settings
     secrets = [k.key.get_secret_value() for k in general.api_keys]
     if general.master_key is not None:
         secrets.append(general.master_key.get_secret_value())
-    asked = digest(name.encode())
-    # Every digest compared, in constant time: no early answer says which it was.
-    found = [hmac.compare_digest(asked, digest(s.encode())) for s in secrets]
-    if gateway.keys is not None:
-        found.append(gateway.keys.find(name.encode()) is not None)
-    return any(found)
+    known = [digest(s.encode()) for s in secrets]
+    store = gateway.keys
+
+    def is_secret(name: str) -> bool:
+        found = []
+        for part in {name, name.strip(), *name.split()} - {""}:
+            asked = digest(part.encode())
+            # Every digest compared, in constant time: no early answer says which.
+            found += [hmac.compare_digest(asked, k) for k in known]
+            found.append(store is not None and store.find_digest(asked) is not None)
+        return any(found)
+
+    return is_secret
 
 
 def models_problem(gateway: Gateway, models: list[str] | None) -> tuple[str, str, str] | None:
@@ -507,7 +523,8 @@ async def _invalid(send: Send, message: str, param: str | None = None,
     await _error(send, 400, message, type_="invalid_request_error", code=code, param=param)
 
 
-async def _no_such_key(send: Send, name: str) -> None:
-    await _error(send, 404, f"No client key made at run time is named {shown_name(name)} "
+async def _no_such_key(send: Send, name: str, is_secret: Callable[[str], bool]) -> None:
+    shown = NOT_SHOWN if is_secret(name) else shown_name(name)
+    await _error(send, 404, f"No client key made at run time is named {shown} "
                             "(keys from the config file are changed there).",
                  type_="invalid_request_error", code="key_not_found")
