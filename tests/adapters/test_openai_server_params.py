@@ -48,7 +48,12 @@ def sent(req: ChatRequest, dep: Deployment) -> dict[str, Any]:
 LISTED, FOREIGN, UNKNOWN = ("seed", 7), ("top_k", 3), ("verbosity_v2", "low")
 
 
-@pytest.mark.parametrize("api_base", [None, "https://api.openai.com/v1"])
+# OpenAI's own API: its usual host, its data-residency hosts, in any case.
+AT_OPENAI = [None, "https://api.openai.com/v1", "https://eu.api.openai.com/v1",
+             "https://us.api.openai.com/v1", "https://EU.API.OpenAI.com/v1"]
+
+
+@pytest.mark.parametrize("api_base", AT_OPENAI)
 @pytest.mark.parametrize(("name", "value", "hint"), [
     ("top_k", 3, "temperature and top_p"),
     ("thinking", THINKING, "reasoning_effort asks every provider"),
@@ -85,6 +90,28 @@ def test_drop_params_keeps_only_what_openai_lists(where: str) -> None:
     dep = deployment(drop_params=where == "deployment")
     assert sent(req, dep) == {"seed": 7, "logprobs": True, "reasoning_effort": "low",
                               "service_tier": "flex", "model": "gpt-4o-mini"}
+
+
+@pytest.mark.parametrize("api_base", [
+    "https://api.openai.com.proxy.example/v1",  # a host that only starts like OpenAI's
+    "https://notapi.openai.com/v1",              # ends like it, but not a subdomain
+    "https://eu-api.openai.example/v1",
+])
+def test_a_host_that_only_looks_like_openai_s_is_a_server_that_cannot_be_named(
+        api_base: str) -> None:
+    assert sent(request(top_k=3), deployment(api_base=api_base)) == {
+        "top_k": 3, "model": "gpt-4o-mini"}
+
+
+def test_thinking_disabled_asks_for_nothing_and_is_left_out() -> None:
+    # Anthropic's "no reasoning", which a client of several providers may send to
+    # all: at OpenAI it asks for nothing, as the Anthropic adapter reads it.
+    for drop in (False, True):
+        assert sent(request(drop_params=drop, thinking={"type": "disabled"}),
+                    deployment()) == {"model": "gpt-4o-mini"}
+    with pytest.raises(UnsupportedParameter, match="'thinking'"):
+        build_body(request(thinking={"type": "enabled", "budget_tokens": 1024}),
+                   deployment(), stream=False)
 
 
 def test_a_null_asks_for_nothing_and_is_left_out() -> None:

@@ -22,7 +22,8 @@ the neutral ones (`ChatRequest.extra`) is, for that server:
   (the user asked that what the provider may not take be dropped), sent where it
   has none.
 
-A value that asks for nothing (null; false, 0 or {} where the rules say so) of
+A value that asks for nothing (null; false, 0, {} or Anthropic's
+`{"type": "disabled"}` thinking where the rules say so) of
 a refused field, or a null of an unknown one where the server has a list, is
 left out either way, so a client that sends every default is not refused.
 
@@ -86,8 +87,9 @@ OPENAI_CHAT_FIELDS = frozenset({
 })
 OPENAI_EMBEDDING_FIELDS = frozenset({"model", "input", "encoding_format", "dimensions",
                                      "user"})
-# The host of OpenAI's own API: a deployment there gets OpenAI's rules.
-OPENAI_HOST = urlsplit(OPENAI_COMPATIBLE_BASES["openai"]).hostname
+# The host of OpenAI's own API: a deployment there, or at one of its regional
+# hosts (`eu.api.openai.com`), gets OpenAI's rules.
+OPENAI_HOST = str(urlsplit(OPENAI_COMPATIBLE_BASES["openai"]).hostname)
 _GEMINI_REASONING = "It is Gemini's; reasoning_effort asks every provider for reasoning."
 # Fields a client of another provider sends (Anthropic's Messages API, Gemini's
 # generateContent as its SDK and LiteLLM name them) that OpenAI's API refuses,
@@ -135,14 +137,21 @@ class ServerParams:
     hints: Mapping[str, str] = field(default_factory=dict)
 
 
-def _openai(accepted: frozenset[str], foreign: Mapping[str, str]) -> ServerParams:
-    # A null asks for nothing whatever the field; no other value of these does.
-    return ServerParams(accepted=accepted, refused=dict.fromkeys(foreign, ()),
+# Values of another provider's fields that ask for nothing beyond the null any
+# field may be: Anthropic's way to say "no reasoning", which its adapter reads as
+# off, and which a client sending every setting of a Claude call sends to all.
+_OPENAI_CHAT_NOTHING: Mapping[str, tuple[Any, ...]] = {"thinking": ({"type": "disabled"},)}
+
+
+def _openai(accepted: frozenset[str], foreign: Mapping[str, str],
+            nothing: Mapping[str, tuple[Any, ...]]) -> ServerParams:
+    return ServerParams(accepted=accepted,
+                        refused={name: nothing.get(name, ()) for name in foreign},
                         hints=foreign)
 
 
-OPENAI_CHAT = _openai(OPENAI_CHAT_FIELDS, _OPENAI_CHAT_FOREIGN)
-OPENAI_EMBEDDINGS = _openai(OPENAI_EMBEDDING_FIELDS, _OPENAI_EMBEDDING_FOREIGN)
+OPENAI_CHAT = _openai(OPENAI_CHAT_FIELDS, _OPENAI_CHAT_FOREIGN, _OPENAI_CHAT_NOTHING)
+OPENAI_EMBEDDINGS = _openai(OPENAI_EMBEDDING_FIELDS, _OPENAI_EMBEDDING_FOREIGN, {})
 ANY_FIELD = ServerParams()
 # Groq's OpenAI-compatibility page: "will result in a 400 error if they are supplied".
 GROQ = ServerParams(refused={"logprobs": (False,), "top_logprobs": (0,), "logit_bias": ({},)},
@@ -190,7 +199,10 @@ def _allowed(deployment: Deployment) -> frozenset[str]:
 
 
 def _at_openai(api_base: str | None) -> bool:
-    return api_base is None or urlsplit(api_base).hostname == OPENAI_HOST
+    # OpenAI's data-residency hosts (eu.api.openai.com, us.api.openai.com) are
+    # its own API too; urlsplit lowers the hostname, so any case matches.
+    host = urlsplit(api_base).hostname if api_base is not None else OPENAI_HOST
+    return host is not None and (host == OPENAI_HOST or host.endswith(f".{OPENAI_HOST}"))
 
 
 def sendable_extra(extra: Mapping[str, Any], deployment: Deployment, drop: bool,
