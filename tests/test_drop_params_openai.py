@@ -108,3 +108,19 @@ def test_a_claude_group_falls_back_to_gpt_with_thinking(fake_upstream: FakeUpstr
     assert resp.interlock["provider"] == "openai"
     assert fake_upstream.received[0].body["thinking"] == THINKING  # Claude was asked
     assert "thinking" not in fake_upstream.received[-1].body
+
+
+@pytest.mark.parametrize("drop_params", [False, True])
+def test_an_embeddings_call_s_own_allowed_openai_params_is_refused(
+        fake_upstream: FakeUpstream, drop_params: bool) -> None:
+    embed = {"model_name": "e", "litellm_params": {
+        "model": "openai/text-embedding-3-small", "api_key": "sk-test-dummy",
+        "api_base": fake_upstream.base_url("openai"), "params_like": "openai"}}
+    router = Router(model_list=[embed], num_retries=0)
+    try:
+        with pytest.raises(InvalidRequest, match=r"litellm_params\.allowed_openai_params"):
+            router.embedding(model="e", input=["hi"], allowed_openai_params=["foo"],
+                             drop_params=drop_params)
+    finally:
+        router.close()
+    assert fake_upstream.calls() == 0
