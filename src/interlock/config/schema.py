@@ -222,7 +222,13 @@ class DeploymentParams(BaseModel):
     def adapter_settings(self) -> dict[str, Any]:
         """The OpenAI adapter's settings that are given, as `Deployment.extra`
         carries them."""
-        given = {"params_like": self.params_like,
+        params_like = self.params_like
+        if params_like is None and self.provider == "openai" and not self.api_base:
+            # No api_base: OpenAI's own API wherever OPENAI_BASE_URL sends the call
+            # (a proxy, an egress gateway, a test double), so OpenAI's rules, not
+            # those of the unnamed server the resolved URL would otherwise be.
+            params_like = "openai"
+        given = {"params_like": params_like,
                  "allowed_openai_params": self.allowed_openai_params,
                  "max_tokens_param": self.max_tokens_param}
         return {k: v for k, v in given.items() if v is not None}

@@ -16,7 +16,10 @@ vendor parameter (vLLM's `top_k`, Anthropic's `thinking`) or a typo sent on by
 mistake fails a test as it would fail in production. `OpenAIWire(openai_itself=False)`
 plays any other OpenAI-compatible server (vLLM, Ollama, llama.cpp, a gateway
 in front of several providers; under `/openai-compatible/v1`), which takes and
-ignores the fields it does not know.
+ignores the fields it does not know. `FakeUpstream.environ()` points
+OPENAI_BASE_URL at the strict one: an `openai/` deployment with no api_base is
+OpenAI's own API wherever that variable sends it, and meets OpenAI's rules there
+as in production.
 
 Imports: orjson, the standard library, `testing.wire`, `testing.script`.
 """
@@ -91,7 +94,9 @@ class OpenAIWire:
     def check_request(self, route: Route, headers: dict[str, str],
                       body: Any) -> ErrorAnswer | None:
         """The refusals the real API gives before looking at the prompt. No key
-        check: the fake also stands in for keyless local servers (vLLM, Ollama)."""
+        check: the prefix that plays OpenAI-compatible servers stands in for
+        keyless local ones (vLLM, Ollama), and a test of OpenAI itself has no key
+        worth checking."""
         if route.endpoint == "models":
             return None
         if not isinstance(body, dict):

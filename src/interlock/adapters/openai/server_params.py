@@ -29,7 +29,9 @@ left out either way, so a client that sends every default is not refused.
 
 The rules of each server:
 
-- OpenAI's own API (`openai/` at api.openai.com): the fields of its
+- OpenAI's own API (`openai/` with no api_base, wherever OPENAI_BASE_URL sends
+  it: a proxy, an egress gateway, a test double; or at api.openai.com or one of
+  its regional hosts, eu.api.openai.com): the fields of its
   chat-completions reference are taken; the fields a client of Anthropic or
   Gemini sends (`thinking`, `top_k`, `stop_sequences`, `system`,
   `generation_config`, ...) and a per-call `organization` (a header, set on the
@@ -42,7 +44,7 @@ The rules of each server:
 - OpenRouter, Together, DeepSeek, vLLM (`hosted_vllm/`), Ollama and llama.cpp:
   everything unknown and sent. Their own parameters are theirs to take, and the
   local servers ignore what they do not know.
-- `openai/` at any other base URL: a server that cannot be named from here (a
+- `openai/` at any other api_base: a server that cannot be named from here (a
   vLLM, a proxy, another gateway that takes Anthropic's `thinking` for its
   Claude deployments), so everything is unknown and sent on: what those
   servers' users want. OpenAI itself behind a proxy (Helicone, Cloudflare's AI
