@@ -474,6 +474,23 @@ def test_an_openai_deployment_without_api_base_follows_openai_s_rules(
     assert dep.api_base == params.get("api_base", env["OPENAI_BASE_URL"])
 
 
+@pytest.mark.parametrize("settings", [
+    {"allowed_openai_params": ["logprobs"]},
+    {"params_like": "openai", "allowed_openai_params": ["logprobs"]},
+])
+@pytest.mark.parametrize("model", ["anthropic/claude-sonnet-4-20250514", "gemini/gemini-2.5-pro"])
+def test_openai_adapter_settings_elsewhere_load_with_a_warning(
+        settings: dict[str, Any], model: str) -> None:
+    # LiteLLM users write allowed_openai_params on Claude deployments; no adapter
+    # but the OpenAI one reads it, and a setting that does nothing says so.
+    config = load_config({"model_list": [_entry(model, **settings)]}, environ=ENV)
+    assert len(config.warnings) == len(settings)
+    for key, warning in zip(settings, config.warnings, strict=True):
+        assert warning.startswith(f"model_list[0].litellm_params.{key} (g/{model}): ignored")
+        assert "only to OpenAI-compatible deployments" in warning
+        assert f"{model.split('/')[0]}/ is not one" in warning
+
+
 @pytest.mark.parametrize(("setting", "value", "says"), [
     ("params_like", "vllm", "expected one of deepseek, groq, hosted_vllm"),
     ("params_like", ["openai"], "expected a valid string"),
