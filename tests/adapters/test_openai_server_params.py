@@ -15,6 +15,9 @@ import pytest
 
 from interlock.adapters.http import HttpClient, Timeouts
 from interlock.adapters.openai import OpenAIAdapter, build_body
+from interlock.adapters.openai import adapter as openai_adapter_module
+from interlock.adapters.openai import server_params as server_params_module
+from interlock.adapters.openai.server_params import ServerParams
 from interlock.catalog import Deployment, Secret
 from interlock.errors import BadRequest, ConfigError, UnsupportedParameter
 from interlock.testing import FakeUpstream
@@ -285,3 +288,49 @@ async def test_embeddings_follow_the_same_rules(fake_upstream: FakeUpstream) -> 
         assert fake_upstream.received[-1].body["input_type"] == "query"
     finally:
         await http.aclose()
+
+
+# -- read once per deployment ---------------------------------------------------------
+async def test_a_deployment_s_rules_are_read_on_its_first_call_only(
+        fake_upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Its URL and settings do not change for the adapter's life: parsing them on
+    # every call that carries an extra field was work for nothing.
+    reads: list[bool] = []
+    real = server_params_module.server_params
+
+    def counted(dep: Deployment, *, embeddings: bool = False) -> ServerParams:
+        reads.append(embeddings)
+        return real(dep, embeddings=embeddings)
+
+    monkeypatch.setattr(server_params_module, "server_params", counted)
+    dep = _at_fake_openai(fake_upstream, drop_params=True)
+    embedding = EmbeddingRequest(routing=request(), inputs=["alpha"],
+                                 extra={"input_type": "query"})
+    http = HttpClient()
+    try:
+        adapter = OpenAIAdapter(http)
+        for _ in range(3):
+            await adapter.complete(request(top_k=3, seed=1), dep, FAST)
+            await adapter.embeddings(embedding, dep, FAST)
+    finally:
+        await http.aclose()
+    assert sorted(reads) == [False, True]  # chat's rules and embeddings', once
+    assert "top_k" not in fake_upstream.received[-2].body
+    assert "input_type" not in fake_upstream.received[-1].body
+
+
+async def test_embeddings_without_extra_fields_skip_the_rules(
+        fake_upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch) -> None:
+    def not_wanted(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise AssertionError("sendable_extra ran for a request without extra fields")
+
+    monkeypatch.setattr(openai_adapter_module, "sendable_extra", not_wanted)
+    http = HttpClient()
+    try:
+        result = await OpenAIAdapter(http).embeddings(
+            EmbeddingRequest(routing=request(), inputs=["alpha"]),
+            _at_fake_openai(fake_upstream), FAST)
+    finally:
+        await http.aclose()
+    assert len(result.vectors) == 1
+

@@ -56,10 +56,12 @@ A deployment's `allowed_openai_params` (LiteLLM's name) lists fields to send
 whatever the rules say, drop_params or not: how a field OpenAI added after this
 list was written reaches it from a gateway that drops what it does not know.
 
-Decided per call from the deployment only when the request has extra fields,
-which most have not. Config load checks `params_like` and
-`allowed_openai_params` (`config.schema`); `check_settings` checks them again
-on a deployment's first call, for a `Deployment` built by hand.
+A deployment's api_base is resolved when the config loads, OPENAI_BASE_URL
+included, so "no api_base" is recorded then as `params_like: openai`
+(`config.schema.DeploymentParams.adapter_settings`). Config load checks
+`params_like` and `allowed_openai_params` (`config.schema`); the adapter reads
+them once per deployment (`deployment_rules`, kept with its URL and headers) on
+its first call, which checks them again for a `Deployment` built by hand.
 
 Imports: the standard library, `types`, `errors`, `catalog`, `adapters.registry`.
 """
@@ -180,12 +182,25 @@ def server_params(deployment: Deployment, *, embeddings: bool = False) -> Server
     return rules.get(deployment.provider, ANY_FIELD)
 
 
-def check_settings(deployment: Deployment) -> None:
-    """Raise ConfigError for a `params_like` or `allowed_openai_params` that
-    cannot be read: on a deployment's first call, whatever that call carries,
-    rather than on the first that happens to carry an extra field."""
-    server_params(deployment)
-    _allowed(deployment)
+@dataclass(frozen=True, slots=True)
+class DeploymentRules:
+    """What one deployment's extra fields go by, read once from its settings:
+    its server's rules for chat and for embeddings, and its
+    `allowed_openai_params`."""
+
+    chat: ServerParams
+    embeddings: ServerParams
+    allowed: frozenset[str]
+
+
+def deployment_rules(deployment: Deployment) -> DeploymentRules:
+    """The deployment's rules; raises ConfigError for a `params_like` or
+    `allowed_openai_params` that cannot be read. The adapter reads them on a
+    deployment's first call, whatever that call carries, rather than on the
+    first that happens to carry an extra field."""
+    return DeploymentRules(chat=server_params(deployment),
+                           embeddings=server_params(deployment, embeddings=True),
+                           allowed=_allowed(deployment))
 
 
 def _allowed(deployment: Deployment) -> frozenset[str]:
@@ -208,12 +223,15 @@ def _at_openai(api_base: str | None) -> bool:
 
 
 def sendable_extra(extra: Mapping[str, Any], deployment: Deployment, drop: bool,
-                   reserved: frozenset[str] = frozenset(), *,
-                   embeddings: bool = False) -> dict[str, Any]:
+                   reserved: frozenset[str] = frozenset(), *, embeddings: bool = False,
+                   known: DeploymentRules | None = None) -> dict[str, Any]:
     """The fields of `extra` (but the `reserved` ones) to send to this deployment;
-    raises UnsupportedParameter for one it refuses, unless `drop`."""
-    rules = server_params(deployment, embeddings=embeddings)
-    allowed = _allowed(deployment)
+    raises UnsupportedParameter for one it refuses, unless `drop`. `known`: the
+    deployment's rules as the adapter keeps them, else read from it now."""
+    if known is None:
+        known = deployment_rules(deployment)
+    rules = known.embeddings if embeddings else known.chat
+    allowed = known.allowed
     listed = rules.accepted
     out: dict[str, Any] = {}
     for name, value in extra.items():
