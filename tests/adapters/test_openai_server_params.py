@@ -20,7 +20,7 @@ from interlock.adapters.openai import server_params as server_params_module
 from interlock.adapters.openai.server_params import ServerParams
 from interlock.catalog import Deployment, Secret
 from interlock.errors import BadRequest, ConfigError, UnsupportedParameter
-from interlock.testing import FakeUpstream
+from interlock.testing import FakeUpstream, openai_wire
 from interlock.types import ChatRequest, EmbeddingRequest, Message, TextPart
 
 FAST = Timeouts(connect=2.0, total=10.0)
@@ -334,3 +334,9 @@ async def test_embeddings_without_extra_fields_skip_the_rules(
         await http.aclose()
     assert len(result.vectors) == 1
 
+
+def test_the_fake_checks_against_the_same_reading_of_openai_s_reference() -> None:
+    # Two copies on purpose (interlock.testing imports nothing of the adapters,
+    # so that it checks them): kept equal here, so that one cannot drift alone.
+    assert openai_wire.CHAT_FIELDS == server_params_module.OPENAI_CHAT_FIELDS
+    assert openai_wire.EMBEDDING_FIELDS == server_params_module.OPENAI_EMBEDDING_FIELDS
