@@ -391,6 +391,20 @@ def test_check_says_ready_for_a_config_serve_would_start(
     assert "client key web" not in output and "sk-batch" not in output
 
 
+def test_check_says_an_openai_adapter_setting_on_claude_does_nothing(
+        tmp_path: Path) -> None:
+    config = _config(tmp_path, (
+        "model_list:\n"
+        "  - model_name: c\n"
+        "    litellm_params: {model: anthropic/claude-sonnet-4-20250514, api_key: sk-ant-x,\n"
+        "                     allowed_openai_params: [logprobs]}\n"
+        "general_settings: {master_key: sk-gw-0123456789}\n"))
+    result = runner.invoke(app, ["check", "--config", str(config)])
+    assert ("warning: model_list[0].litellm_params.allowed_openai_params "
+            "(c/anthropic/claude-sonnet-4-20250514): ignored; it applies only to "
+            "OpenAI-compatible deployments") in result.output, result.output
+
+
 def test_check_lists_what_to_look_at_and_exits_1(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MISSING_KEY_VAR", raising=False)

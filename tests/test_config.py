@@ -153,7 +153,8 @@ def test_litellm_shaped_yaml_loads_unchanged(tmp_path: Path) -> None:
     gpt = catalog.deployment("gpt-4o-main")
     assert (gpt.provider, gpt.model, gpt.rpm, gpt.tpm) == ("openai", "gpt-4o", 500, 90000)
     assert gpt.api_key == Secret(OPENAI_KEY) and gpt.available
-    assert gpt.extra == {"max_retries": 2}
+    # No api_base: OpenAI's own API, whose parameter rules it follows.
+    assert gpt.extra == {"max_retries": 2, "params_like": "openai"}
     assert gpt.model_info == {"id": "gpt-4o-main", "mode": "chat"}
     assert gpt.drop_params is True  # from litellm_settings
 
@@ -452,6 +453,42 @@ def test_the_openai_adapter_s_settings_load_quietly_into_the_deployment() -> Non
         environ=ENV)
     assert config.warnings == []
     assert next(build_catalog(config).deployments()).extra == settings
+
+
+@pytest.mark.parametrize(("params", "rules"), [
+    # No api_base: OpenAI itself, wherever OPENAI_BASE_URL sends it (a proxy, a
+    # test double), so its rules must not hang on the URL the variable gives.
+    ({}, "openai"),
+    ({"model": "gpt-4o-mini"}, "openai"),
+    ({"params_like": "hosted_vllm"}, "hosted_vllm"),
+    # An api_base of one's own is a server that cannot be named.
+    ({"api_base": "https://oai.example.com/v1"}, None),
+])
+def test_an_openai_deployment_without_api_base_follows_openai_s_rules(
+        params: dict[str, Any], rules: str | None) -> None:
+    env = {**ENV, "OPENAI_BASE_URL": "http://127.0.0.1:8900/openai/v1"}
+    config = load_config({"model_list": [_entry(**{"model": "openai/gpt-4o-mini", **params})]},
+                         environ=env)
+    dep = next(build_catalog(config).deployments())
+    assert dep.extra.get("params_like") == rules
+    assert dep.api_base == params.get("api_base", env["OPENAI_BASE_URL"])
+
+
+@pytest.mark.parametrize("settings", [
+    {"allowed_openai_params": ["logprobs"]},
+    {"params_like": "openai", "allowed_openai_params": ["logprobs"]},
+])
+@pytest.mark.parametrize("model", ["anthropic/claude-sonnet-4-20250514", "gemini/gemini-2.5-pro"])
+def test_openai_adapter_settings_elsewhere_load_with_a_warning(
+        settings: dict[str, Any], model: str) -> None:
+    # LiteLLM users write allowed_openai_params on Claude deployments; no adapter
+    # but the OpenAI one reads it, and a setting that does nothing says so.
+    config = load_config({"model_list": [_entry(model, **settings)]}, environ=ENV)
+    assert len(config.warnings) == len(settings)
+    for key, warning in zip(settings, config.warnings, strict=True):
+        assert warning.startswith(f"model_list[0].litellm_params.{key} (g/{model}): ignored")
+        assert "only to OpenAI-compatible deployments" in warning
+        assert f"{model.split('/')[0]}/ is not one" in warning
 
 
 @pytest.mark.parametrize(("setting", "value", "says"), [

@@ -108,3 +108,69 @@ def test_a_claude_group_falls_back_to_gpt_with_thinking(fake_upstream: FakeUpstr
     assert resp.interlock["provider"] == "openai"
     assert fake_upstream.received[0].body["thinking"] == THINKING  # Claude was asked
     assert "thinking" not in fake_upstream.received[-1].body
+
+
+# -- an `openai/` deployment with no api_base, tested through OPENAI_BASE_URL ------------
+# As examples/demo.py tests a config: the fake's environ() points OPENAI_BASE_URL at
+# its `/openai/v1`, which refuses what OpenAI refuses. The deployment is OpenAI's own
+# API wherever that variable sends it, so the test meets production's rules.
+def _no_api_base(group: str = "gpt", **params: Any) -> dict[str, Any]:
+    return {"model_name": group, "litellm_params": {
+        "model": "openai/gpt-4o-mini", "api_key": "sk-test-dummy", **params}}
+
+
+@pytest.fixture
+def openai_base_url(fake_upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in fake_upstream.environ().items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.mark.usefixtures("openai_base_url")
+def test_without_api_base_openai_s_rules_hold_wherever_openai_base_url_points(
+        fake_upstream: FakeUpstream) -> None:
+    router = Router(model_list=[_no_api_base()], num_retries=0)
+    try:
+        resp = router.completion(model="gpt", messages=MESSAGES, drop_params=True,
+                                 seed=5, **DROPPED)
+        with pytest.raises(UnsupportedParameter, match="'thinking'"):
+            router.completion(model="gpt", messages=MESSAGES, thinking=THINKING)
+    finally:
+        router.close()
+    assert resp.choices[0].message.content
+    assert fake_upstream.calls("openai") == 1
+    body = fake_upstream.received[-1].body
+    assert body["seed"] == 5 and not set(DROPPED) & set(body)
+
+
+@pytest.mark.usefixtures("openai_base_url")
+def test_a_gpt_and_claude_group_asked_for_thinking_is_answered_by_claude(
+        fake_upstream: FakeUpstream) -> None:
+    # GPT refuses `thinking` before any call, and the group's next deployment
+    # (Claude, which takes it) answers: as in production.
+    claude = {"model_name": "mix", "litellm_params": {
+        "model": "anthropic/claude-sonnet-4-20250514", "api_key": "sk-ant-test-dummy",
+        "order": 2}}
+    router = Router(model_list=[_no_api_base("mix", order=1), claude], num_retries=0)
+    try:
+        resp = router.completion(model="mix", messages=MESSAGES, thinking=THINKING)
+    finally:
+        router.close()
+    assert resp.interlock["provider"] == "anthropic"
+    assert fake_upstream.calls("openai") == 0
+    assert fake_upstream.received[-1].body["thinking"] == THINKING
+
+
+@pytest.mark.parametrize("drop_params", [False, True])
+def test_an_embeddings_call_s_own_allowed_openai_params_is_refused(
+        fake_upstream: FakeUpstream, drop_params: bool) -> None:
+    embed = {"model_name": "e", "litellm_params": {
+        "model": "openai/text-embedding-3-small", "api_key": "sk-test-dummy",
+        "api_base": fake_upstream.base_url("openai"), "params_like": "openai"}}
+    router = Router(model_list=[embed], num_retries=0)
+    try:
+        with pytest.raises(InvalidRequest, match=r"litellm_params\.allowed_openai_params"):
+            router.embedding(model="e", input=["hi"], allowed_openai_params=["foo"],
+                             drop_params=drop_params)
+    finally:
+        router.close()
+    assert fake_upstream.calls() == 0

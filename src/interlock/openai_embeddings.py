@@ -19,6 +19,7 @@ from interlock.errors import InvalidRequest
 from interlock.openai_request import (
     DEPLOYMENT_ONLY,
     LITELLM_ONLY,
+    PER_DEPLOYMENT_SETTINGS,
     merged_extra_body,
     parse_chat_request,
 )
@@ -27,16 +28,18 @@ from interlock.types import EmbeddingRequest, EmbeddingResult
 # Parsed here; everything else an OpenAI client sends goes to `extra`.
 _OWN = {"model", "input", "dimensions", "encoding_format", "user", "stream"}
 # Read by the chat parser into the routing request (which refuses the
-# deployment-only keys); never sent upstream.
+# deployment-only keys and settings, as `allowed_openai_params`: sent on, it
+# would reach the provider as a field); never sent upstream.
 _ROUTING = {"timeout", "num_retries", "fallbacks", "tags", "metadata", "mock_response",
-            "drop_params", "max_retries", "extra_headers", *DEPLOYMENT_ONLY, *LITELLM_ONLY}
+            "drop_params", "max_retries", "extra_headers", *DEPLOYMENT_ONLY, *LITELLM_ONLY,
+            *PER_DEPLOYMENT_SETTINGS}
 _FORMATS = ("float", "base64")
 # The call arguments of a Router's `default_litellm_params` that an embeddings
 # call takes too: the routing ones and `user`. Chat's sampling arguments
 # (temperature, max_tokens, ...) would be sent to the embeddings endpoint,
 # which has no use for them, so they stay with chat calls.
-CALL_DEFAULTS = frozenset(_ROUTING - {"mock_response", *DEPLOYMENT_ONLY, *LITELLM_ONLY}) | {
-    "user"}
+CALL_DEFAULTS = frozenset(_ROUTING - {"mock_response", *DEPLOYMENT_ONLY, *LITELLM_ONLY,
+                                       *PER_DEPLOYMENT_SETTINGS}) | {"user"}
 # OpenAI's own bound on texts per request; a provider may allow fewer.
 MAX_INPUTS = 2048
 

@@ -15,9 +15,12 @@ import pytest
 
 from interlock.adapters.http import HttpClient, Timeouts
 from interlock.adapters.openai import OpenAIAdapter, build_body
+from interlock.adapters.openai import adapter as openai_adapter_module
+from interlock.adapters.openai import server_params as server_params_module
+from interlock.adapters.openai.server_params import ServerParams
 from interlock.catalog import Deployment, Secret
 from interlock.errors import BadRequest, ConfigError, UnsupportedParameter
-from interlock.testing import FakeUpstream
+from interlock.testing import FakeUpstream, openai_wire
 from interlock.types import ChatRequest, EmbeddingRequest, Message, TextPart
 
 FAST = Timeouts(connect=2.0, total=10.0)
@@ -48,7 +51,12 @@ def sent(req: ChatRequest, dep: Deployment) -> dict[str, Any]:
 LISTED, FOREIGN, UNKNOWN = ("seed", 7), ("top_k", 3), ("verbosity_v2", "low")
 
 
-@pytest.mark.parametrize("api_base", [None, "https://api.openai.com/v1"])
+# OpenAI's own API: its usual host, its data-residency hosts, in any case.
+AT_OPENAI = [None, "https://api.openai.com/v1", "https://eu.api.openai.com/v1",
+             "https://us.api.openai.com/v1", "https://EU.API.OpenAI.com/v1"]
+
+
+@pytest.mark.parametrize("api_base", AT_OPENAI)
 @pytest.mark.parametrize(("name", "value", "hint"), [
     ("top_k", 3, "temperature and top_p"),
     ("thinking", THINKING, "reasoning_effort asks every provider"),
@@ -85,6 +93,28 @@ def test_drop_params_keeps_only_what_openai_lists(where: str) -> None:
     dep = deployment(drop_params=where == "deployment")
     assert sent(req, dep) == {"seed": 7, "logprobs": True, "reasoning_effort": "low",
                               "service_tier": "flex", "model": "gpt-4o-mini"}
+
+
+@pytest.mark.parametrize("api_base", [
+    "https://api.openai.com.proxy.example/v1",  # a host that only starts like OpenAI's
+    "https://notapi.openai.com/v1",              # ends like it, but not a subdomain
+    "https://eu-api.openai.example/v1",
+])
+def test_a_host_that_only_looks_like_openai_s_is_a_server_that_cannot_be_named(
+        api_base: str) -> None:
+    assert sent(request(top_k=3), deployment(api_base=api_base)) == {
+        "top_k": 3, "model": "gpt-4o-mini"}
+
+
+def test_thinking_disabled_asks_for_nothing_and_is_left_out() -> None:
+    # Anthropic's "no reasoning", which a client of several providers may send to
+    # all: at OpenAI it asks for nothing, as the Anthropic adapter reads it.
+    for drop in (False, True):
+        assert sent(request(drop_params=drop, thinking={"type": "disabled"}),
+                    deployment()) == {"model": "gpt-4o-mini"}
+    with pytest.raises(UnsupportedParameter, match="'thinking'"):
+        build_body(request(thinking={"type": "enabled", "budget_tokens": 1024}),
+                   deployment(), stream=False)
 
 
 def test_a_null_asks_for_nothing_and_is_left_out() -> None:
@@ -258,3 +288,55 @@ async def test_embeddings_follow_the_same_rules(fake_upstream: FakeUpstream) -> 
         assert fake_upstream.received[-1].body["input_type"] == "query"
     finally:
         await http.aclose()
+
+
+# -- read once per deployment ---------------------------------------------------------
+async def test_a_deployment_s_rules_are_read_on_its_first_call_only(
+        fake_upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Its URL and settings do not change for the adapter's life: parsing them on
+    # every call that carries an extra field was work for nothing.
+    reads: list[bool] = []
+    real = server_params_module.server_params
+
+    def counted(dep: Deployment, *, embeddings: bool = False) -> ServerParams:
+        reads.append(embeddings)
+        return real(dep, embeddings=embeddings)
+
+    monkeypatch.setattr(server_params_module, "server_params", counted)
+    dep = _at_fake_openai(fake_upstream, drop_params=True)
+    embedding = EmbeddingRequest(routing=request(), inputs=["alpha"],
+                                 extra={"input_type": "query"})
+    http = HttpClient()
+    try:
+        adapter = OpenAIAdapter(http)
+        for _ in range(3):
+            await adapter.complete(request(top_k=3, seed=1), dep, FAST)
+            await adapter.embeddings(embedding, dep, FAST)
+    finally:
+        await http.aclose()
+    assert sorted(reads) == [False, True]  # chat's rules and embeddings', once
+    assert "top_k" not in fake_upstream.received[-2].body
+    assert "input_type" not in fake_upstream.received[-1].body
+
+
+async def test_embeddings_without_extra_fields_skip_the_rules(
+        fake_upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch) -> None:
+    def not_wanted(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise AssertionError("sendable_extra ran for a request without extra fields")
+
+    monkeypatch.setattr(openai_adapter_module, "sendable_extra", not_wanted)
+    http = HttpClient()
+    try:
+        result = await OpenAIAdapter(http).embeddings(
+            EmbeddingRequest(routing=request(), inputs=["alpha"]),
+            _at_fake_openai(fake_upstream), FAST)
+    finally:
+        await http.aclose()
+    assert len(result.vectors) == 1
+
+
+def test_the_fake_checks_against_the_same_reading_of_openai_s_reference() -> None:
+    # Two copies on purpose (interlock.testing imports nothing of the adapters,
+    # so that it checks them): kept equal here, so that one cannot drift alone.
+    assert openai_wire.CHAT_FIELDS == server_params_module.OPENAI_CHAT_FIELDS
+    assert openai_wire.EMBEDDING_FIELDS == server_params_module.OPENAI_EMBEDDING_FIELDS

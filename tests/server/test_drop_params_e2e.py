@@ -75,3 +75,20 @@ def test_a_per_request_allowed_openai_params_is_refused_with_where_it_goes(
     assert error["param"] == "allowed_openai_params"
     assert "litellm_params.allowed_openai_params" in error["message"]
     assert fake_upstream.calls() == 0
+
+
+def test_a_per_request_allowed_openai_params_is_refused_for_embeddings_too(
+        fake_upstream: FakeUpstream, start_gateway: Any) -> None:
+    config = three_provider_config(fake_upstream)
+    config["model_list"] = [deployment(fake_upstream, "embed", "openai",
+                                       "text-embedding-3-small", params_like="openai")]
+    gateway = start_gateway(config)
+    answer = httpx.post(gateway.base_url + "/embeddings",
+                        headers={"Authorization": f"Bearer {MASTER_KEY}"},
+                        json={"model": "embed", "input": ["hi"],
+                              "allowed_openai_params": ["foo"], "foo": 1})
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["param"] == "allowed_openai_params"
+    assert "litellm_params.allowed_openai_params" in error["message"]
+    assert fake_upstream.calls() == 0

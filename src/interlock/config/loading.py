@@ -74,6 +74,7 @@ def load_config(
     warnings.extend(_resolve_api_keys(config.general_settings, env))
     warnings.extend(_key_like_names(config.general_settings))
     warnings.extend(_availability_warnings(config, env))
+    warnings.extend(_unread_settings_warnings(config))
     config._warnings = warnings
     config._environ = env
     config._source = path
@@ -406,6 +407,16 @@ def _key_like_names(general: GeneralSettings) -> list[str]:
             "the old name)"
             for index, client in enumerate(general.api_keys)
             if client.name in values or key_like(client.name)]
+
+
+def _unread_settings_warnings(config: InterlockConfig) -> list[str]:
+    return [f"model_list[{index}].litellm_params.{key} ({name}): ignored; it applies only "
+            "to OpenAI-compatible deployments (openai/, groq/, hosted_vllm/, ...), and "
+            f"{entry.litellm_params.provider}/ is not one: its adapter knows which "
+            "parameters the provider takes (docs/providers.md). Remove it"
+            for index, (entry, name) in enumerate(zip(config.model_list,
+                                                      config.deployment_names(), strict=True))
+            for key in entry.litellm_params.unread_adapter_settings]
 
 
 def _availability_warnings(config: InterlockConfig, env: Mapping[str, str]) -> list[str]:

@@ -68,6 +68,10 @@ CALL_DEFAULT_PARAMS = frozenset({
     "frequency_penalty", "presence_penalty", "logit_bias", "response_format",
     "reasoning_effort", "top_k", "thinking", "user", "parallel_tool_calls",
 })
+# Settings only the OpenAI adapter reads (`adapters.openai.server_params`):
+# LiteLLM users also put them on Claude or Gemini deployments, where no adapter
+# reads them, so load says so (`DeploymentParams.unread_adapter_settings`).
+OPENAI_ONLY_SETTINGS = ("params_like", "allowed_openai_params")
 _Fallbacks = list[dict[str, list[str]]] | dict[str, list[str]]
 
 
@@ -222,10 +226,26 @@ class DeploymentParams(BaseModel):
     def adapter_settings(self) -> dict[str, Any]:
         """The OpenAI adapter's settings that are given, as `Deployment.extra`
         carries them."""
-        given = {"params_like": self.params_like,
+        params_like = self.params_like
+        if params_like is None and self.provider == "openai" and not self.api_base:
+            # No api_base: OpenAI's own API wherever OPENAI_BASE_URL sends the call
+            # (a proxy, an egress gateway, a test double), so OpenAI's rules, not
+            # those of the unnamed server the resolved URL would otherwise be.
+            params_like = "openai"
+        given = {"params_like": params_like,
                  "allowed_openai_params": self.allowed_openai_params,
                  "max_tokens_param": self.max_tokens_param}
         return {k: v for k, v in given.items() if v is not None}
+
+    @property
+    def unread_adapter_settings(self) -> list[str]:
+        """The OPENAI_ONLY_SETTINGS given on a deployment another adapter serves
+        (anthropic/, gemini/): accepted, and read by nothing."""
+        from interlock.adapters.registry import PROVIDER_ALIASES
+
+        if PROVIDER_ALIASES.get(self.provider) == "openai":
+            return []
+        return [name for name in OPENAI_ONLY_SETTINGS if getattr(self, name) is not None]
 
     @property
     def provider(self) -> str:

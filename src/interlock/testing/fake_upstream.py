@@ -285,7 +285,10 @@ class FakeUpstream:
         return self.url + wire.prefix + ("/v1" if wire.prefix.startswith("/openai") else "")
 
     def environ(self) -> dict[str, str]:
-        """Environment variables that point each adapter at this fake."""
+        """Environment variables that point each adapter at this fake. An
+        `openai/` deployment with no api_base meets the strict `/openai/v1` (it is
+        OpenAI's own API wherever OPENAI_BASE_URL sends it); point a vLLM, an
+        Ollama or another gateway at `base_url("openai-compatible")` instead."""
         return {
             "OPENAI_BASE_URL": self.base_url("openai"),
             "ANTHROPIC_BASE_URL": self.base_url("anthropic"),

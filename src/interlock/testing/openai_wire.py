@@ -16,7 +16,10 @@ vendor parameter (vLLM's `top_k`, Anthropic's `thinking`) or a typo sent on by
 mistake fails a test as it would fail in production. `OpenAIWire(openai_itself=False)`
 plays any other OpenAI-compatible server (vLLM, Ollama, llama.cpp, a gateway
 in front of several providers; under `/openai-compatible/v1`), which takes and
-ignores the fields it does not know.
+ignores the fields it does not know. `FakeUpstream.environ()` points
+OPENAI_BASE_URL at the strict one: an `openai/` deployment with no api_base is
+OpenAI's own API wherever that variable sends it, and meets OpenAI's rules there
+as in production.
 
 Imports: orjson, the standard library, `testing.wire`, `testing.script`.
 """
@@ -55,9 +58,11 @@ _PADS = [b',"obfuscation":"' + b"Zx9Qp2Lm4Rt7Kw1"[:n] + b'"' for n in (2, 5, 9, 
 
 # The fields of OpenAI's chat-completions and embeddings request bodies, as its
 # API reference lists them; any other is refused (`OpenAIWire.check_request`).
-# Kept apart from the adapter's own list on purpose: the fake checks what the
-# adapter sends against an independent reading of the documentation.
-_CHAT_FIELDS = frozenset({
+# Not imported from the adapter (`adapters.openai.server_params`), whose lists
+# these copy: `interlock.testing` imports nothing of the code it checks, and a
+# field wrongly listed there would pass here unseen. A test keeps both equal
+# (tests/adapters/test_openai_server_params.py), so change them together.
+CHAT_FIELDS = frozenset({
     "model", "messages", "audio", "frequency_penalty", "function_call", "functions",
     "logit_bias", "logprobs", "max_completion_tokens", "max_tokens", "metadata",
     "modalities", "n", "parallel_tool_calls", "prediction", "presence_penalty",
@@ -66,7 +71,7 @@ _CHAT_FIELDS = frozenset({
     "stream_options", "temperature", "tool_choice", "tools", "top_logprobs", "top_p",
     "user", "verbosity", "web_search_options",
 })
-_EMBEDDING_FIELDS = frozenset({"model", "input", "encoding_format", "dimensions", "user"})
+EMBEDDING_FIELDS = frozenset({"model", "input", "encoding_format", "dimensions", "user"})
 
 
 class OpenAIWire:
@@ -91,7 +96,9 @@ class OpenAIWire:
     def check_request(self, route: Route, headers: dict[str, str],
                       body: Any) -> ErrorAnswer | None:
         """The refusals the real API gives before looking at the prompt. No key
-        check: the fake also stands in for keyless local servers (vLLM, Ollama)."""
+        check: the prefix that plays OpenAI-compatible servers stands in for
+        keyless local ones (vLLM, Ollama), and a test of OpenAI itself has no key
+        worth checking."""
         if route.endpoint == "models":
             return None
         if not isinstance(body, dict):
@@ -107,7 +114,7 @@ class OpenAIWire:
             return _refusal("The 'stream_options' parameter is only allowed when 'stream' is "
                             "enabled.", "stream_options", "invalid_value")
         if self.openai_itself:
-            known = _CHAT_FIELDS if route.endpoint == "chat" else _EMBEDDING_FIELDS
+            known = CHAT_FIELDS if route.endpoint == "chat" else EMBEDDING_FIELDS
             unknown = next((name for name in body if name not in known), None)
             if unknown is not None:
                 # OpenAI's own words, and no param or code: it names the field in the text.

@@ -28,7 +28,7 @@ from interlock.adapters.openai.endpoint import (
 from interlock.adapters.openai.error_mapping import decode_answer, malformed
 from interlock.adapters.openai.request import build_body
 from interlock.adapters.openai.response import parsed_answer
-from interlock.adapters.openai.server_params import check_settings, sendable_extra
+from interlock.adapters.openai.server_params import deployment_rules, sendable_extra
 from interlock.adapters.openai.stream_reading import read_batches
 from interlock.catalog import Deployment
 from interlock.tokens import estimate_inputs_tokens
@@ -58,19 +58,20 @@ class OpenAIAdapter:
     def _endpoint(self, deployment: Deployment) -> Endpoint:
         endpoint = self._endpoints.get(deployment)
         if endpoint is None:
-            check_settings(deployment)
             endpoint = self._endpoints[deployment] = Endpoint(
                 chat_url=endpoint_url(deployment, "/chat/completions"),
+                embeddings_url=endpoint_url(deployment, "/embeddings"),
                 headers=endpoint_headers(deployment, stream=False),
                 stream_headers=endpoint_headers(deployment, stream=True),
-                labels=endpoint_labels(deployment))
+                labels=endpoint_labels(deployment),
+                rules=deployment_rules(deployment))
         return endpoint
 
     # -- calls ---------------------------------------------------------------
     async def complete(self, request: ChatRequest, deployment: Deployment,
                        timeouts: Timeouts) -> ChatResponse:
-        body = build_body(request, deployment, stream=False)
         endpoint = self._endpoint(deployment)
+        body = build_body(request, deployment, endpoint.rules, stream=False)
         resp = await self._http.post(
             endpoint.chat_url, headers=with_call_headers(endpoint.headers, request),
             body=request_body(body),
@@ -86,8 +87,8 @@ class OpenAIAdapter:
         # The body is built now (a request it cannot take fails here) and the call
         # is made and read by one generator: a generator relaying another cost a
         # resumption per network read.
-        body = build_body(request, deployment, stream=True)
         endpoint = self._endpoint(deployment)
+        body = build_body(request, deployment, endpoint.rules, stream=True)
         return read_batches(self._http.stream(
             endpoint.chat_url, headers=with_call_headers(endpoint.stream_headers, request),
             body=request_body(body),
@@ -96,18 +97,20 @@ class OpenAIAdapter:
     async def embeddings(self, request: EmbeddingRequest, deployment: Deployment,
                          timeouts: Timeouts) -> EmbeddingResult:
         """One vector per input, in input order, and the tokens billed."""
-        drop = bool(request.routing.drop_params or deployment.drop_params)
-        body: dict[str, Any] = {
-            **sendable_extra(request.extra, deployment, drop, embeddings=True),
-            "model": deployment.model, "input": request.inputs, "encoding_format": "float"}
+        endpoint = self._endpoint(deployment)
+        body: dict[str, Any] = {"model": deployment.model, "input": request.inputs,
+                                "encoding_format": "float"}
+        if request.extra:
+            drop = bool(request.routing.drop_params or deployment.drop_params)
+            body = {**sendable_extra(request.extra, deployment, drop, embeddings=True,
+                                     known=endpoint.rules), **body}
         if request.dimensions is not None:
             body["dimensions"] = request.dimensions
         if request.routing.user is not None:
             body["user"] = request.routing.user
         resp = await self._http.post(
-            endpoint_url(deployment, "/embeddings"),
-            headers=with_call_headers(endpoint_headers(deployment, stream=False), request.routing),
-            body=request_body(body), timeouts=timeouts, labels=endpoint_labels(deployment))
+            endpoint.embeddings_url, headers=with_call_headers(endpoint.headers, request.routing),
+            body=request_body(body), timeouts=timeouts, labels=endpoint.labels)
         data = decode_answer(resp.status, resp.headers, resp.body, deployment)
         try:
             rows = sorted(data["data"], key=lambda row: row.get("index", 0))

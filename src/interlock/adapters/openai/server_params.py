@@ -22,13 +22,16 @@ the neutral ones (`ChatRequest.extra`) is, for that server:
   (the user asked that what the provider may not take be dropped), sent where it
   has none.
 
-A value that asks for nothing (null; false, 0 or {} where the rules say so) of
+A value that asks for nothing (null; false, 0, {} or Anthropic's
+`{"type": "disabled"}` thinking where the rules say so) of
 a refused field, or a null of an unknown one where the server has a list, is
 left out either way, so a client that sends every default is not refused.
 
 The rules of each server:
 
-- OpenAI's own API (`openai/` at api.openai.com): the fields of its
+- OpenAI's own API (`openai/` with no api_base, wherever OPENAI_BASE_URL sends
+  it: a proxy, an egress gateway, a test double; or at api.openai.com or one of
+  its regional hosts, eu.api.openai.com): the fields of its
   chat-completions reference are taken; the fields a client of Anthropic or
   Gemini sends (`thinking`, `top_k`, `stop_sequences`, `system`,
   `generation_config`, ...) and a per-call `organization` (a header, set on the
@@ -41,7 +44,7 @@ The rules of each server:
 - OpenRouter, Together, DeepSeek, vLLM (`hosted_vllm/`), Ollama and llama.cpp:
   everything unknown and sent. Their own parameters are theirs to take, and the
   local servers ignore what they do not know.
-- `openai/` at any other base URL: a server that cannot be named from here (a
+- `openai/` at any other api_base: a server that cannot be named from here (a
   vLLM, a proxy, another gateway that takes Anthropic's `thinking` for its
   Claude deployments), so everything is unknown and sent on: what those
   servers' users want. OpenAI itself behind a proxy (Helicone, Cloudflare's AI
@@ -53,10 +56,12 @@ A deployment's `allowed_openai_params` (LiteLLM's name) lists fields to send
 whatever the rules say, drop_params or not: how a field OpenAI added after this
 list was written reaches it from a gateway that drops what it does not know.
 
-Decided per call from the deployment only when the request has extra fields,
-which most have not. Config load checks `params_like` and
-`allowed_openai_params` (`config.schema`); `check_settings` checks them again
-on a deployment's first call, for a `Deployment` built by hand.
+A deployment's api_base is resolved when the config loads, OPENAI_BASE_URL
+included, so "no api_base" is recorded then as `params_like: openai`
+(`config.schema.DeploymentParams.adapter_settings`). Config load checks
+`params_like` and `allowed_openai_params` (`config.schema`); the adapter reads
+them once per deployment (`deployment_rules`, kept with its URL and headers) on
+its first call, which checks them again for a `Deployment` built by hand.
 
 Imports: the standard library, `types`, `errors`, `catalog`, `adapters.registry`.
 """
@@ -86,8 +91,9 @@ OPENAI_CHAT_FIELDS = frozenset({
 })
 OPENAI_EMBEDDING_FIELDS = frozenset({"model", "input", "encoding_format", "dimensions",
                                      "user"})
-# The host of OpenAI's own API: a deployment there gets OpenAI's rules.
-OPENAI_HOST = urlsplit(OPENAI_COMPATIBLE_BASES["openai"]).hostname
+# The host of OpenAI's own API: a deployment there, or at one of its regional
+# hosts (`eu.api.openai.com`), gets OpenAI's rules.
+OPENAI_HOST = str(urlsplit(OPENAI_COMPATIBLE_BASES["openai"]).hostname)
 _GEMINI_REASONING = "It is Gemini's; reasoning_effort asks every provider for reasoning."
 # Fields a client of another provider sends (Anthropic's Messages API, Gemini's
 # generateContent as its SDK and LiteLLM name them) that OpenAI's API refuses,
@@ -135,14 +141,21 @@ class ServerParams:
     hints: Mapping[str, str] = field(default_factory=dict)
 
 
-def _openai(accepted: frozenset[str], foreign: Mapping[str, str]) -> ServerParams:
-    # A null asks for nothing whatever the field; no other value of these does.
-    return ServerParams(accepted=accepted, refused=dict.fromkeys(foreign, ()),
+# Values of another provider's fields that ask for nothing beyond the null any
+# field may be: Anthropic's way to say "no reasoning", which its adapter reads as
+# off, and which a client sending every setting of a Claude call sends to all.
+_OPENAI_CHAT_NOTHING: Mapping[str, tuple[Any, ...]] = {"thinking": ({"type": "disabled"},)}
+
+
+def _openai(accepted: frozenset[str], foreign: Mapping[str, str],
+            nothing: Mapping[str, tuple[Any, ...]]) -> ServerParams:
+    return ServerParams(accepted=accepted,
+                        refused={name: nothing.get(name, ()) for name in foreign},
                         hints=foreign)
 
 
-OPENAI_CHAT = _openai(OPENAI_CHAT_FIELDS, _OPENAI_CHAT_FOREIGN)
-OPENAI_EMBEDDINGS = _openai(OPENAI_EMBEDDING_FIELDS, _OPENAI_EMBEDDING_FOREIGN)
+OPENAI_CHAT = _openai(OPENAI_CHAT_FIELDS, _OPENAI_CHAT_FOREIGN, _OPENAI_CHAT_NOTHING)
+OPENAI_EMBEDDINGS = _openai(OPENAI_EMBEDDING_FIELDS, _OPENAI_EMBEDDING_FOREIGN, {})
 ANY_FIELD = ServerParams()
 # Groq's OpenAI-compatibility page: "will result in a 400 error if they are supplied".
 GROQ = ServerParams(refused={"logprobs": (False,), "top_logprobs": (0,), "logit_bias": ({},)},
@@ -169,12 +182,25 @@ def server_params(deployment: Deployment, *, embeddings: bool = False) -> Server
     return rules.get(deployment.provider, ANY_FIELD)
 
 
-def check_settings(deployment: Deployment) -> None:
-    """Raise ConfigError for a `params_like` or `allowed_openai_params` that
-    cannot be read: on a deployment's first call, whatever that call carries,
-    rather than on the first that happens to carry an extra field."""
-    server_params(deployment)
-    _allowed(deployment)
+@dataclass(frozen=True, slots=True)
+class DeploymentRules:
+    """What one deployment's extra fields go by, read once from its settings:
+    its server's rules for chat and for embeddings, and its
+    `allowed_openai_params`."""
+
+    chat: ServerParams
+    embeddings: ServerParams
+    allowed: frozenset[str]
+
+
+def deployment_rules(deployment: Deployment) -> DeploymentRules:
+    """The deployment's rules; raises ConfigError for a `params_like` or
+    `allowed_openai_params` that cannot be read. The adapter reads them on a
+    deployment's first call, whatever that call carries, rather than on the
+    first that happens to carry an extra field."""
+    return DeploymentRules(chat=server_params(deployment),
+                           embeddings=server_params(deployment, embeddings=True),
+                           allowed=_allowed(deployment))
 
 
 def _allowed(deployment: Deployment) -> frozenset[str]:
@@ -190,16 +216,22 @@ def _allowed(deployment: Deployment) -> frozenset[str]:
 
 
 def _at_openai(api_base: str | None) -> bool:
-    return api_base is None or urlsplit(api_base).hostname == OPENAI_HOST
+    # OpenAI's data-residency hosts (eu.api.openai.com, us.api.openai.com) are
+    # its own API too; urlsplit lowers the hostname, so any case matches.
+    host = urlsplit(api_base).hostname if api_base is not None else OPENAI_HOST
+    return host is not None and (host == OPENAI_HOST or host.endswith(f".{OPENAI_HOST}"))
 
 
 def sendable_extra(extra: Mapping[str, Any], deployment: Deployment, drop: bool,
-                   reserved: frozenset[str] = frozenset(), *,
-                   embeddings: bool = False) -> dict[str, Any]:
+                   reserved: frozenset[str] = frozenset(), *, embeddings: bool = False,
+                   known: DeploymentRules | None = None) -> dict[str, Any]:
     """The fields of `extra` (but the `reserved` ones) to send to this deployment;
-    raises UnsupportedParameter for one it refuses, unless `drop`."""
-    rules = server_params(deployment, embeddings=embeddings)
-    allowed = _allowed(deployment)
+    raises UnsupportedParameter for one it refuses, unless `drop`. `known`: the
+    deployment's rules as the adapter keeps them, else read from it now."""
+    if known is None:
+        known = deployment_rules(deployment)
+    rules = known.embeddings if embeddings else known.chat
+    allowed = known.allowed
     listed = rules.accepted
     out: dict[str, Any] = {}
     for name, value in extra.items():
