@@ -16,7 +16,14 @@ made or revoked it). A lookup is one dictionary read by digest, as for the
 config's keys; the database is never asked on the request path, so a flood of
 wrong keys costs it nothing.
 
-Imports: the standard library, sqlalchemy, `costs.schema`, `costs.settings`.
+Until the keys have been read once (`loaded`), a key that is none of them may be
+one not read yet: a process started while the database is away must not refuse
+valid keys as wrong ones, so the server answers such a key 503 and its
+readiness probe says not ready (`server.auth`, `server.app`). Once read, an
+outage keeps the keys read before. Failed reads are told in the log when they
+begin, then once a minute, and their end too (`outage_log`).
+
+Imports: the standard library, sqlalchemy, `outage_log`, `costs.schema`, `costs.settings`.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ import sqlalchemy as sa
 
 from interlock.costs.schema import ledger_tables, make_engine, migrate
 from interlock.costs.settings import Budget, LedgerSettings
+from interlock.outage_log import OutageLog
 
 log = logging.getLogger(__name__)
 
@@ -125,13 +133,18 @@ class KeyStore:
         self._by_digest: dict[bytes, StoredKey] = {}
         self._refresher: asyncio.Task[None] | None = None
         self._migrated = False
+        # False until every key has been read once: till then a token found in
+        # none of them may still be a key (`loaded`).
+        self.loaded = False
+        self._outage = OutageLog()
 
     # -- lifecycle ------------------------------------------------------------
     async def start(self) -> None:
         """Read every key (migrating the database first); then again every
         `refresh_interval` seconds, until `aclose`. A database that cannot be
         reached now does not stop the gateway (the master key and the config's
-        keys still work): it is tried again at each refresh."""
+        keys still work): it is tried again at each refresh, and till it is read
+        the keys are not `loaded`."""
         if self._refresher is not None:
             return
         await self._load()
@@ -169,6 +182,12 @@ class KeyStore:
 
     def now(self) -> datetime:
         return self._clock()
+
+    @property
+    def retry_after(self) -> float:
+        """Seconds until the keys are tried again: for a client refused because
+        they have not been read yet."""
+        return self._refresh_interval
 
     # -- the admin API ----------------------------------------------------------
     async def generate(self, name: str, *, models: Sequence[str] | None = None,
@@ -234,6 +253,7 @@ class KeyStore:
 
     async def refresh(self) -> None:
         self._by_digest = await asyncio.to_thread(self._read_all)
+        self.loaded = True
         self._changed()
 
     # -- internals --------------------------------------------------------------
@@ -246,8 +266,31 @@ class KeyStore:
         try:
             await self.read()
         except Exception as exc:  # the database away: keep the keys known
-            log.warning("run-time keys could not be read from the ledger's database "
-                        "(%s); serving the ones read before", type(exc).__name__)
+            self._tell_failure(exc)
+            return
+        ended = self._outage.succeeded()
+        if ended is not None:
+            log.info("run-time keys read from the ledger's database again, after %d failed "
+                     "tries in %.0f s; %d keys", ended.failures, ended.seconds,
+                     len(self._by_digest))
+
+    def _tell_failure(self, exc: Exception) -> None:
+        """Say that the keys could not be read: when failures begin, then at most
+        once every `outage_log.INTERVAL` seconds (a line every refresh, in each
+        worker, was a flood)."""
+        unsaid = self._outage.failed()
+        if unsaid is None:
+            return
+        serving = (f"serving the {len(self._by_digest)} read before" if self.loaded else
+                   "none read yet: a key made at run time is answered 503, and readiness is "
+                   "503, until they are")
+        if unsaid == 0:
+            log.warning("run-time keys could not be read from the ledger's database (%s); "
+                        "%s; trying again every %g s, said again once a minute",
+                        type(exc).__name__, serving, self._refresh_interval)
+        else:
+            log.warning("run-time keys still could not be read from the ledger's database "
+                        "(%s): %d more tries failed; %s", type(exc).__name__, unsaid, serving)
 
     def _changed(self) -> None:
         if self._on_change is not None:

@@ -227,22 +227,49 @@ async def test_rows_buffered_while_database_down_then_flushed(tmp_path: Path) ->
     assert ids == {f"req-{i}" for i in range(60)}
 
 
+def _ledger_of_a_database_down(tmp_path: Path, **settings: float) -> tuple[_Switch, Ledger]:
+    """A ledger (not started) on a SQLite database switched off for now."""
+    switch = _Switch(tmp_path / "ledger.sqlite")
+    switch.down = True
+    engine = sa.create_engine("sqlite://", creator=switch.connect, poolclass=NullPool)
+    return switch, Ledger(LedgerSettings(database="sqlite://", flush_interval=0.01, **settings),
+                          engine=engine)
+
+
 async def test_closing_during_a_database_outage_keeps_the_backoff(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     # Closing flushes, which pokes the writer every 10 ms: each poke ended the
     # backoff, and each retry logged a warning, ~100 lines a second for close_timeout.
-    switch = _Switch(tmp_path / "ledger.sqlite")
-    switch.down = True
-    engine = sa.create_engine("sqlite://", creator=switch.connect, poolclass=NullPool)
-    settings = LedgerSettings(database="sqlite://", flush_interval=0.01, retry_initial=30,
-                              retry_max=30, close_timeout=0.3)
-    ledger = Ledger(settings, engine=engine)
+    _, ledger = _ledger_of_a_database_down(tmp_path, retry_initial=30, retry_max=30,
+                                           close_timeout=0.3)
     await ledger.start()
     ledger.record(_row(1))
     with caplog.at_level(logging.WARNING, logger="interlock.costs.ledger"):
         await ledger.aclose()
     assert caplog.text.count("ledger write failed") == 1  # then the backoff of 15-30 s
-    assert "ledger closed with 1 rows not written" in caplog.text
+    assert "ledger closed with 1 rows not written: those rows are lost" in caplog.text
+
+
+async def test_an_outage_is_told_when_it_begins_and_when_writes_succeed_again(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # Every retry said "ledger write failed", a dozen lines a minute a worker, and
+    # nothing said when the writes went through again.
+    switch, ledger = _ledger_of_a_database_down(tmp_path, retry_initial=0.01, retry_max=0.02)
+    with caplog.at_level(logging.INFO, logger="interlock.costs.ledger"):
+        await ledger.start()
+        ledger.record(_row(1))
+        for _ in range(1000):  # until five retries have failed
+            if ledger.write_failures >= 5:
+                break
+            await asyncio.sleep(0.01)
+        assert ledger.write_failures >= 5
+        switch.down = False
+        assert await ledger.flush(5)
+        await ledger.aclose()
+    assert caplog.text.count("ledger write failed") == 1
+    assert "still failing" not in caplog.text  # once a minute, and this took less
+    assert caplog.text.count("ledger writes succeed again, after") == 1
+    assert ledger.written == 1
 
 
 def _all(reader: LedgerReader) -> list[sa.Row[tuple[str]]]:

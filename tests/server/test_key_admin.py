@@ -205,6 +205,82 @@ async def test_the_store_keeps_digests_and_survives_a_database_it_cannot_reach(
     await away.aclose()
 
 
+async def _made_elsewhere(database: Path) -> str:
+    """A key made in a ledger database at `database` by another process."""
+    store = KeyStore(LedgerSettings(database=str(database)))
+    await store.start()
+    token, _ = await store.generate("made-before")
+    await store.aclose()
+    return token
+
+
+async def test_a_process_started_while_the_database_is_away_is_not_ready_and_says_retry(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # It had read no key, yet answered each run-time key 401 (which clients give
+    # up on) and readiness 200 (so a load balancer sent it their traffic).
+    ready_file = tmp_path / "made" / "ledger.sqlite"
+    token = await _made_elsewhere(ready_file)
+    database = tmp_path / "ledger.sqlite"
+    database.mkdir()  # a folder where the file should be: the database cannot open
+    with caplog.at_level("INFO", logger="interlock.key_store"):
+        gw = start_gateway(_config(fake_upstream, database))
+        readiness = await _call(gw, "GET", "/health/readiness", headers={})
+        assert readiness.status_code == 503
+        assert readiness.json()["run_time_keys_read"] is False
+        assert "have not been read from the ledger's database" in readiness.json()["reason"]
+        for unknown in (token, "sk-il-not-a-key-at-all"):
+            answer = await _call(gw, "GET", "/v1/models",
+                                 headers={"authorization": f"Bearer {unknown}"})
+            assert answer.status_code == 503, answer.text
+            assert answer.json()["error"]["code"] == "keys_not_loaded"
+            assert answer.headers["retry-after"] == "5"
+        # The keys it does know work as ever; no key at all is still a 401.
+        for known in (MASTER_KEY, "sk-from-config-0123456789"):
+            answer = await _call(gw, "GET", "/v1/models",
+                                 headers={"authorization": f"Bearer {known}"})
+            assert answer.status_code == 200
+        assert (await _call(gw, "GET", "/v1/models", headers={})).status_code == 401
+        assert "none read yet" in caplog.text and "read before" not in caplog.text
+
+        # The database comes back; the next read (every 5 s) finds the key.
+        database.rmdir()
+        for made in ready_file.parent.iterdir():
+            made.rename(tmp_path / made.name)
+        store = gw.gateway.keys
+        assert store is not None
+        await store._load()
+    assert (await _call(gw, "GET", "/health/readiness", headers={})).status_code == 200
+    assert (await _chat(gw, token)).choices
+    with pytest.raises(openai.AuthenticationError):
+        await _chat(gw, "sk-il-not-a-key-at-all")
+    assert "run-time keys read from the ledger's database again, after 1 failed" in caplog.text
+
+
+async def test_an_outage_of_the_key_store_is_told_when_it_begins_and_ends(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # Each worker said so at every refresh (every 5 s), and never that it was over.
+    store = KeyStore(LedgerSettings(database=str(tmp_path / "keys.sqlite")))
+    await store.start()
+    await store.generate("a")
+
+    def refuse() -> None:
+        raise sa.exc.OperationalError("SELECT", {}, Exception("connection refused"))
+
+    store._read_all = refuse  # type: ignore[assignment,method-assign]
+    with caplog.at_level("INFO", logger="interlock.key_store"):
+        for _ in range(4):
+            await store._load()
+        assert caplog.text.count("could not be read") == 1
+        assert "serving the 1 read before" in caplog.text
+        del store._read_all  # the database is back
+        await store._load()
+        await store._load()
+    assert caplog.text.count("read from the ledger's database again, after 4 failed") == 1
+    assert [k.name for k in store.listed()] == ["a"]
+    await store.aclose()
+
+
 async def test_a_database_that_fails_a_write_is_a_503_that_changes_nothing(
         fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
         tmp_path: Path) -> None:

@@ -16,8 +16,8 @@ buffer and the writer retries with exponential backoff; rows are only dropped
 `row_id` made here, and inserts ignore a `row_id` already present, so a batch
 retried after a lost commit acknowledgement is not written twice.
 
-Imports: sqlalchemy, the standard library, `errors`, `costs.batch_insert`, `costs.schema`,
-`costs.settings`, `costs.writer_process`.
+Imports: sqlalchemy, the standard library, `errors`, `outage_log`, `costs.batch_insert`,
+`costs.schema`, `costs.settings`, `costs.writer_process`.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ from interlock.costs.writer_process import (
     reason,
 )
 from interlock.errors import redact
+from interlock.outage_log import OutageLog
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +194,7 @@ class Ledger:
         self._overflow_unlogged = 0
         self.written = 0
         self.write_failures = 0
+        self._outage = OutageLog()
         # row_id = a random per-ledger prefix + a counter: unique across
         # processes and restarts like a uuid4, at a fraction of its cost per row
         # (uuid4 was a tenth of the writer's time).
@@ -334,7 +336,9 @@ class Ledger:
             task.cancel()
             await asyncio.wait({task}, timeout=1.0)
         if not flushed and self.pending:
-            log.warning("ledger closed with %d rows not written", self.pending)
+            log.warning("ledger closed with %d rows not written: those rows are lost (the "
+                        "database was not reached within ledger.close_timeout, %g s)",
+                        self.pending, self.settings.close_timeout)
         if self._process is not None:
             await self._process.aclose()
         if self._engine is not None:
@@ -357,8 +361,8 @@ class Ledger:
                 self._write(batch)
             except Exception as exc:
                 self._put_back(batch)
-                log.warning("ledger: %d rows could not be written at exit (%s)",
-                            len(self._buffer), type(exc).__name__)
+                log.warning("ledger: %d rows could not be written at exit (%s); those rows "
+                            "are lost", len(self._buffer), type(exc).__name__)
                 return False
             self.written += len(batch)
         return True
@@ -513,18 +517,38 @@ class Ledger:
             except Exception as exc:
                 self._put_back(batch)
                 self.write_failures += 1
-                # Driver messages can quote the database URL, password included.
-                first_line = redact(str(exc).splitlines()[0][:200]) if str(exc) else ""
-                log.warning("ledger write failed (%s: %s); %d rows buffered, retrying in %.1fs",
-                            type(exc).__name__, first_line, len(self._buffer), backoff)
+                self._tell_failure(exc)
                 await self._back_off(backoff * (0.5 + random.random() / 2))
                 backoff = min(backoff * 2, self.settings.retry_max)
                 continue
             self.written += written
             self._inflight = 0
+            ended = self._outage.succeeded()
+            if ended is not None:
+                log.info("ledger writes succeed again, after %d failed tries in %.0f s; "
+                         "%d rows waiting", ended.failures, ended.seconds, self.pending)
             backoff = self.settings.retry_initial
             if len(self._buffer) < self.settings.batch_size and not self._closing:
                 await self._sleep(self.settings.flush_interval)
+
+    def _tell_failure(self, exc: Exception) -> None:
+        """Say that a write failed: when failures begin, then at most once every
+        `outage_log.INTERVAL` seconds (a retry every few seconds, in each worker,
+        had a line each)."""
+        unsaid = self._outage.failed()
+        if unsaid is None:
+            return
+        if unsaid == 0:
+            # Driver messages can quote the database URL, password included.
+            first_line = redact(str(exc).splitlines()[0][:200]) if str(exc) else ""
+            log.warning("ledger write failed (%s: %s); %d rows buffered, retrying at most "
+                        "%g s apart; said again once a minute until writes succeed",
+                        type(exc).__name__, first_line, self.pending,
+                        self.settings.retry_max)
+        else:
+            log.warning("ledger writes still failing (%s): %d more tries failed; %d rows "
+                        "waiting, %d dropped in all", type(exc).__name__, unsaid,
+                        self.pending, self.dropped)
 
     async def _write_batch(self, batch: list[LedgerRow | tuple[Any, ...]]) -> int:
         """Write `batch`; how many of its rows were written (the others could not

@@ -116,7 +116,8 @@ class InterlockApp:
             await send_json(send, 200, {"deployments": self._deployments()})
         elif path == "/health/ledger":
             # What the ledger holds back and has lost. A database outage does not
-            # make the gateway unready, so it is shown here, behind the master key
+            # make the gateway unready (only one since start-up, before the
+            # run-time keys were read), so it is shown here, behind the master key
             # (the counts tell how much traffic the gateway serves).
             ledger = self.gateway.ledger
             await send_json(send, 200, {"ledger": ledger.stats() if ledger else None})
@@ -146,11 +147,24 @@ class InterlockApp:
 
     async def _readiness(self, send: Send) -> None:
         usable = [d.name for d in self.gateway.catalog.deployments() if d.available]
-        status = 200 if self._ready and usable else 503
-        await send_json(send, status, {
-            "status": "ready" if status == 200 else "not ready",
+        # A process started while the ledger's database is away has not read the
+        # run-time keys, and answers each of them 503: a load balancer must send
+        # their traffic to another replica until it has.
+        keys = self.gateway.keys
+        keys_read = keys is None or keys.loaded
+        reason = ("not started, or stopping" if not self._ready else
+                  "no deployment is usable" if not usable else
+                  "the client keys made at run time have not been read from the ledger's "
+                  "database yet" if not keys_read else None)
+        body: dict[str, Any] = {
+            "status": "ready" if reason is None else "not ready",
             "started": self._ready, "usable_deployments": len(usable),
-        })
+        }
+        if keys is not None:
+            body["run_time_keys_read"] = keys_read
+        if reason is not None:
+            body["reason"] = reason
+        await send_json(send, 200 if reason is None else 503, body)
 
     def _deployments(self) -> list[dict[str, Any]]:
         return [h.to_dict() for h in self.gateway.dispatcher.health()]

@@ -6,6 +6,9 @@ however many there are, and the key found is then compared in constant time;
 a client key reaches the API but not the pages that tell how the gateway is
 doing or manage keys (`ADMIN_PATHS`), which take the master key. Keys made at
 run time (`key_store`) are looked up the same way, by digest, after the config's.
+Until those have been read once (the ledger's database away since the process
+started), a token that is no other key may be one of them: it is answered 503
+with Retry-After, which clients retry, not 401, which they give up on.
 Health probes stay open so that load balancers need no key.
 
 Imports: the standard library, `errors`, `key_names`, `routing.policy`, `server.asgi_io`
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -108,6 +112,11 @@ class BearerAuth:
         else:
             found = self._caller(raw) if raw is not None else None
             if found is None or isinstance(found, str):
+                # Checked only here, once the token is no key known: a known
+                # key's request does no more work for it.
+                if found is None and raw is not None and self._keys_unread():
+                    await self._keys_not_read_yet(send)
+                    return
                 await send_plain_error(
                     send, 401, found or
                     "Missing or invalid API key. Send the gateway's master key, or a client "
@@ -143,6 +152,20 @@ class BearerAuth:
             return (f"The API key {shown_name(stored.name)} expired at "
                     f"{stored.expires_at.isoformat()}; ask for a new one.")
         return stored.name, stored.models
+
+    def _keys_unread(self) -> bool:
+        store = self._store
+        return store is not None and not store.loaded
+
+    async def _keys_not_read_yet(self, send: Send) -> None:
+        assert self._store is not None
+        retry_after = str(max(1, math.ceil(self._store.retry_after))).encode()
+        await send_plain_error(
+            send, 503, "The client keys made at run time could not be read from the "
+            "ledger's database yet, so this key cannot be checked; retry in a few seconds. "
+            "The master key and the config's keys still work.",
+            type_="service_unavailable", code="keys_not_loaded",
+            headers=[(b"retry-after", retry_after)])
 
     def _client(self, raw: bytes,
                 token_digest: bytes) -> tuple[bytes, str, frozenset[str] | None] | None:
