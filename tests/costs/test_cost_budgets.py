@@ -1005,3 +1005,28 @@ async def test_an_outage_s_spend_is_not_added_to_a_redis_that_lost_its_data(
         await _owed_settles_sent(gate)
         assert await _outages(gate, clock, [("back", 1)]) == [1]
         assert await _shared(direct, gate) == (4 * 101_000_000, 0)
+
+
+async def test_an_outage_s_spend_reaches_redis_once_when_a_settle_s_answer_is_lost(
+        redis_url: str) -> None:
+    # The QA's outage for real (Redis out of reach, then back), and the answer to
+    # an outage call's settle lost on its way back: redis-py sends it again.
+    from tests.dispatch.test_redis_state import _Proxy
+
+    proxy = _Proxy(6379)
+    await proxy.start()
+    clock = Clock(datetime(2026, 5, 10, 12, tzinfo=UTC).timestamp())
+    async with _redis_gate_at(f"redis://127.0.0.1:{proxy.port}/0", clock) as (gate, direct):
+        gate.budgets = [Budget(deployment="d1", max_usd=Decimal(1), period="day")]
+        d = _deployment()
+        assert await _one_call(gate, d)
+        await proxy.stop()
+        assert [await _one_call(gate, d) for _ in range(8)] == [True] * 8
+        assert not gate._on_redis  # the calls failed over to memory
+        proxy.lose_answer_to = b"memory"
+        await proxy.start()
+        clock.t += 3.0  # past retry_interval: Redis is tried again
+        assert sum([await _one_call(gate, d) for _ in range(20)]) == 1
+        assert proxy.answers_lost == 1
+        assert await _shared(direct, gate) == (10 * 101_000_000, 0)
+    await proxy.stop()
