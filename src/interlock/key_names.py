@@ -24,8 +24,10 @@ from __future__ import annotations
 
 # What the ids `server.auth.key_id` makes start with; no client key's name may.
 KEY_ID_PREFIX = "key-"
-# What keys start with: Interlock's own (`key_store.KEY_PREFIX`, "sk-il-"),
-# LiteLLM's and OpenAI's and most providers'.
+# What the client keys made at run time start with (`key_store.generate`).
+KEY_PREFIX = "sk-il-"
+# What keys start with: Interlock's own (KEY_PREFIX), LiteLLM's and OpenAI's and
+# most providers'.
 SECRET_PREFIX = "sk-"
 # The rule for a name, said in every refusal.
 _RULE = ("A client key's name is printable characters with no spaces at either end, "

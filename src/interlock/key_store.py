@@ -23,7 +23,8 @@ readiness probe says not ready (`server.auth`, `server.app`). Once read, an
 outage keeps the keys read before. Failed reads are told in the log when they
 begin, then once a minute, and their end too (`outage_log`).
 
-Imports: the standard library, sqlalchemy, `outage_log`, `costs.schema`, `costs.settings`.
+Imports: the standard library, sqlalchemy, `outage_log`, `costs.schema`, `costs.settings`,
+`key_names`.
 """
 
 from __future__ import annotations
@@ -45,11 +46,11 @@ import sqlalchemy as sa
 
 from interlock.costs.schema import ledger_tables, make_engine, migrate
 from interlock.costs.settings import Budget, LedgerSettings
+from interlock.key_names import KEY_PREFIX
 from interlock.outage_log import OutageLog
 
 log = logging.getLogger(__name__)
 
-KEY_PREFIX = "sk-il-"
 Period = Literal["day", "month"] | float  # as `costs.settings.Budget.period`
 REFRESH_INTERVAL = 5.0
 

@@ -147,21 +147,20 @@ class InterlockApp:
 
     async def _readiness(self, send: Send) -> None:
         usable = [d.name for d in self.gateway.catalog.deployments() if d.available]
-        # A process started while the ledger's database is away has not read the
-        # run-time keys, and answers each of them 503: a load balancer must send
-        # their traffic to another replica until it has.
-        keys = self.gateway.keys
-        keys_read = keys is None or keys.loaded
         reason = ("not started, or stopping" if not self._ready else
-                  "no deployment is usable" if not usable else
-                  "the client keys made at run time have not been read from the ledger's "
-                  "database yet" if not keys_read else None)
+                  "no deployment is usable" if not usable else None)
         body: dict[str, Any] = {
             "status": "ready" if reason is None else "not ready",
             "started": self._ready, "usable_deployments": len(usable),
         }
+        keys = self.gateway.keys
         if keys is not None:
-            body["run_time_keys_read"] = keys_read
+            # Said, not judged: a process started while the ledger's database is
+            # away answers run-time keys 503 until it has read them, but serves
+            # the master key and config keys, which may be all its traffic (a
+            # replica unready for it took the whole service down in a database
+            # outage at a deploy).
+            body["run_time_keys_read"] = keys.loaded
         if reason is not None:
             body["reason"] = reason
         await send_json(send, 200 if reason is None else 503, body)

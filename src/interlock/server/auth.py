@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from interlock.errors import ModelNotAllowed
-from interlock.key_names import KEY_ID_PREFIX, shown_name
+from interlock.key_names import KEY_ID_PREFIX, KEY_PREFIX, shown_name
 from interlock.routing.policy import parse_router_alias
 from interlock.server.asgi_io import ASGIApp, Receive, Scope, Send, header, send_plain_error
 
@@ -75,6 +75,10 @@ def any_threshold(router: str) -> str:
     return f"router-{router}-*"
 
 
+# The bytes every key made at run time starts with.
+_RUN_TIME_KEY = KEY_PREFIX.encode()
+
+
 class BearerAuth:
     def __init__(self, app: ASGIApp, master_key: str,
                  client_keys: Sequence[ClientKey] = (), store: KeyStore | None = None) -> None:
@@ -113,8 +117,10 @@ class BearerAuth:
             found = self._caller(raw) if raw is not None else None
             if found is None or isinstance(found, str):
                 # Checked only here, once the token is no key known: a known
-                # key's request does no more work for it.
-                if found is None and raw is not None and self._keys_unread():
+                # key's request does no more work for it. Only a token shaped as a
+                # run-time key may be one not read yet; any other is wrong for good.
+                if (found is None and raw is not None and raw.startswith(_RUN_TIME_KEY)
+                        and self._keys_unread()):
                     await self._keys_not_read_yet(send)
                     return
                 await send_plain_error(
