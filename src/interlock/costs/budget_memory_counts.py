@@ -7,10 +7,6 @@ The check and the reservation have no await between them, so within one event
 loop they are atomic. Counts of periods that have ended are let go now and
 then, so that a process serving many end users does not keep them all.
 
-While the counts are shared through Redis, each count here keeps the spent
-Redis last reported for it (`Count.shared`): an outage of Redis begins the
-count in memory from there (`budget_redis_counts`).
-
 Imports: the standard library, `costs.budget_periods`, `costs.budget_record`,
 `costs.budget_refusal`, `costs.settings`.
 """
@@ -43,11 +39,6 @@ class Count:
     reserved: int = 0
     # When the period it counts has ended (with an hour's grace, as Redis' TTL).
     expires: float = 0.0
-    # The spent Redis last reported for this count (its largest: Redis's only
-    # grows within a period); None: never heard from Redis.
-    shared: int | None = None
-    # What this process owes Redis's count: the cost of its settles not yet in.
-    owed: int = 0
 
 
 class MemoryBudgetCounts:
@@ -63,7 +54,7 @@ class MemoryBudgetCounts:
         self._local: dict[str, Count] = {}
         # Local counts given the ledger's record of their period (`seed`).
         self._seeded: set[str] = set()
-        self._touched = 0  # counts looked up, for letting ended periods go
+        self._reservations = 0  # local ones, for letting ended periods go
         # Reads the ledger's record of the current periods up to a time, for the
         # counts that begin without it: in memory at start or when Redis fails
         # (else a restart or an outage gives every budget its period again), and
@@ -113,25 +104,18 @@ class MemoryBudgetCounts:
     def _reserve_local(self, keys: list[str], limits: list[int], amount: int,
                        ttls: list[int]) -> Full | int:
         # No await between the check and the increment: atomic within the loop.
-        counts = self._counts(keys, ttls)
+        now = self.clock()
+        self._reservations += 1
+        if self._reservations % PRUNE_EVERY == 0:
+            self._local = {k: c for k, c in self._local.items() if c.expires > now}
+        counts = [self._local.setdefault(k, Count()) for k in keys]
         for index, (count, limit) in enumerate(zip(counts, limits, strict=True), start=1):
             if count.spent + count.reserved >= limit:
                 return Full(index, count.spent, count.reserved)
-        for count in counts:
-            count.reserved += amount
-        return 0
-
-    def _counts(self, keys: Sequence[str], ttls: Sequence[int]) -> list[Count]:
-        """The counts of `keys`, made when missing, each kept at least until its
-        ttl from now; now and then the counts of ended periods are let go first."""
-        now = self.clock()
-        self._touched += 1
-        if self._touched % PRUNE_EVERY == 0:
-            self._local = {k: c for k, c in self._local.items() if c.expires > now}
-        counts = [self._local.setdefault(k, Count()) for k in keys]
         for count, ttl in zip(counts, ttls, strict=True):
-            count.expires = max(count.expires, now + ttl)
-        return counts
+            count.reserved += amount
+            count.expires = now + ttl
+        return 0
 
     def _seed_local(self, until: datetime, budgets: Sequence[Budget] | None = None) -> None:
         """Add the ledger's record up to `until` of `budgets` (by default all) to

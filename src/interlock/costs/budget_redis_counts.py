@@ -4,13 +4,10 @@ call involves (`budget_scripts`), and together the replicas overshoot a limit
 by at most one in-flight call each.
 
 When Redis fails (an error, or no answer within `redis_timeout`), the counts
-fall back to this process' memory (`budget_memory_counts`): each from the spent
-Redis last reported for it, plus the settles owed to it, or, when Redis never
-reported it, from the ledger's record up to the failure; an outage is logged
-once and Redis is tried again every `retry_interval`. Settles Redis could not
-be given are kept and given once it answers, and so are those of the calls
-counted in memory meanwhile: an outage's spend joins the shared count, once
-(`budget_scripts.SETTLE`). A Redis that lacks a period's count (it lost its data)
+fall back to this process' memory (`budget_memory_counts`), begun from the
+ledger's record up to the failure; an outage is logged once and Redis is tried
+again every `retry_interval`. Settles Redis could not be given are kept and
+given once it answers. A Redis that lacks a period's count (it lost its data)
 is given the ledger's record of it; the hashes created while that record is
 being read are claimed, so the record lands in them however late.
 
@@ -26,7 +23,7 @@ import logging
 import secrets
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from interlock.costs.budget_memory_counts import MemoryBudgetCounts
 from interlock.costs.budget_periods import period_id
@@ -48,18 +45,6 @@ REDIS_TIMEOUT = 0.5
 MAX_UNSETTLED = 10_000
 
 
-class OwedSettle(NamedTuple):
-    """A settle owed to Redis (`budget_scripts.SETTLE`): of a reservation made
-    there, or, `marks` not None, of a call counted in memory while Redis was
-    away (with a ledger: the seeding marks of its budgets' periods)."""
-
-    keys: list[str]
-    ticket_id: str
-    actual: int
-    ttls: list[int]
-    marks: list[str] | None = None
-
-
 class RedisBudgetCounts(MemoryBudgetCounts):
     """The counts in Redis when `redis_url` is set, in memory when it is not or
     while Redis is away (`_use_local`)."""
@@ -79,11 +64,8 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         self._on_redis = True  # until a Redis call fails: one warning an outage
         # Redis calls left running by a cancelled caller (see `_survive`).
         self._background: set[asyncio.Task[Any]] = set()
-        # Settles owed to Redis (`MAX_UNSETTLED`), and those being sent to it
-        # (`_settle_unsettled`, one at a time): owed until it has them.
-        self._unsettled: list[OwedSettle] = []
-        self._sending: list[OwedSettle] = []
-        self._sender: asyncio.Task[Any] | None = None
+        # (keys, ticket id, real cost, ttls) of settles owed to Redis (`MAX_UNSETTLED`).
+        self._unsettled: list[tuple[list[str], str, int, list[int]]] = []
         self._redis_seed: Seeding | None = None
         # Marks the hashes this gate creates in Redis while the record it is to
         # add there is not in (`budget_scripts`), and the end of that record.
@@ -116,8 +98,6 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         """`_reserve_redis`, for a count Redis lacks (it lost its data) after its
         seeding from the ledger's record has begun (`_seed_redis`). None: Redis
         failed, count in memory."""
-        if (self._unsettled or self._sending) and (full := self._owed_full(keys, limits)):
-            return full
         if self._record_owed():
             # Whatever the marks say: another replica's seeding leaves the
             # hashes this gate claimed to this gate's record.
@@ -178,97 +158,47 @@ class RedisBudgetCounts(MemoryBudgetCounts):
             # The script may still run (a stall past the timeout): give it up by
             # its id once Redis answers, which undoes it or keeps it from holding.
             self._redis_failed(exc)
-            self._owe(OwedSettle(keys, ticket_id, 0, ttls))
+            self._owe(keys, ticket_id, 0, ttls)
             return None
         if not self._on_redis:
             self._on_redis = True
             log.info("budget counts are shared through Redis again")
-        if not isinstance(result, list):  # a resend's 0, or -1: no counts
-            return int(result)
-        if result[0] == 0:  # reserved: 0, then each budget's spent
-            self._heard(keys, result[1:], ttls)
-            return 0
-        return Full(*(int(v) for v in result))  # refused: which budget, its spent and reserved
+        if isinstance(result, list):  # refused: which budget, its spent and reserved
+            return Full(*(int(v) for v in result))
+        return int(result)
 
     async def _settle_redis(self, keys: list[str], ticket_id: str, actual: int,
-                            ttls: list[int], marks: list[str] | None = None) -> None:
-        """Settle a reservation made in Redis, or (`marks` not None) add the cost
-        of a call counted in memory, there: now or, if Redis is away, once it
-        answers again (`_settle_unsettled`)."""
-        owed = OwedSettle(keys, ticket_id, actual, ttls, marks)
-        if not await self._use_redis() or not await self._sent(owed):
-            self._owe(owed)
-
-    async def _sent(self, owed: OwedSettle) -> bool:
-        """Whether Redis took this settle; a failure is noted as any Redis failure."""
-        args: list[Any] = [owed.ticket_id, owed.actual, *owed.ttls]
-        if owed.marks is not None:
-            args.append("memory")
+                            ttls: list[int]) -> None:
+        """Settle a reservation made in Redis there, now or, if Redis is away,
+        once it answers again (`_settle_unsettled`)."""
+        if not await self._use_redis():
+            self._owe(keys, ticket_id, actual, ttls)
+            return
         try:
             # Shielded: a request cancelled while settling still gives back
             # what it reserved.
-            counted = await asyncio.shield(self._survive(self._settle_script(
-                keys=[*owed.keys, *(owed.marks or ())], args=args)))
+            await asyncio.shield(self._survive(self._settle_script(
+                keys=keys, args=[ticket_id, actual, *ttls])))
         except Exception as exc:
             self._redis_failed(exc)
-            return False
-        # A list: each count's spent. Or -2: Redis lost a period's count while
-        # away; the ledger's record it is seeded from holds this call: done.
-        if isinstance(counted, list):
-            self._heard(owed.keys, counted, owed.ttls)
-        return True
+            self._owe(keys, ticket_id, actual, ttls)
 
-    def _heard(self, keys: Sequence[str], spent: Sequence[Any], ttls: Sequence[int]) -> None:
-        """Note the spent Redis reported for each of `keys`, for an outage to
-        begin its counts in memory from (`_count_on_from_shared`). Replies may
-        come out of order; within a period Redis's count only grows."""
-        for count, value in zip(self._counts(keys, ttls), spent, strict=True):
-            count.shared = max(count.shared or 0, int(value))
-
-    def _owe(self, owed: OwedSettle) -> None:
+    def _owe(self, keys: list[str], ticket_id: str, actual: int, ttls: list[int]) -> None:
         if len(self._unsettled) < MAX_UNSETTLED:
-            self._unsettled.append(owed)
-            for count in self._counts(owed.keys, owed.ttls):
-                count.owed += owed.actual
-
-    def _owed_full(self, keys: Sequence[str], limits: Sequence[int]) -> Full | None:
-        """While settles are owed to Redis (it is just back, and they are on
-        their way in the background), a call is refused here if the spent Redis
-        last reported plus what this process owes already reach a limit: else
-        every call until they are in is admitted against a count without them."""
-        for index, (key, limit) in enumerate(zip(keys, limits, strict=True), start=1):
-            count = self._local.get(key)
-            if count is not None and count.owed and (count.shared or 0) + count.owed >= limit:
-                return Full(index, (count.shared or 0) + count.owed, 0)
-        return None
-
-    def _send_owed(self) -> None:
-        """Send the settles owed to Redis, in the background (a request must not
-        wait for thousands of them, nor drop the rest if its client leaves
-        midway), one batch at a time: what is being sent still counts as owed
-        (`_count_on_from_shared`) until Redis has it."""
-        if self._unsettled and (self._sender is None or self._sender.done()):
-            self._sender = self._survive(self._settle_unsettled())
+            self._unsettled.append((keys, ticket_id, actual, ttls))
 
     async def _settle_unsettled(self) -> None:
-        self._sending, self._unsettled = self._unsettled, []
-        waiting = self._sending
+        waiting, self._unsettled = self._unsettled, []
         try:
-            while waiting and await self._use_redis():
-                owed = waiting[0]
-                if not await self._sent(owed):
-                    break
+            while waiting:
+                keys, ticket_id, actual, ttls = waiting[0]
+                await self._settle_redis(keys, ticket_id, actual, ttls)  # a failure owes it again
                 waiting.pop(0)
-                for count in self._counts(owed.keys, owed.ttls):
-                    count.owed = max(0, count.owed - owed.actual)
         finally:
-            # Redis failed again, or the gate is closing: what was not sent is
-            # still owed (and still in the counts' `owed`). A settle sent twice
-            # counts once (`budget_scripts.SETTLE`).
-            self._sending = []
-            if len(waiting) > MAX_UNSETTLED - len(self._unsettled):
-                del waiting[MAX_UNSETTLED - len(self._unsettled):]
-            self._unsettled[:0] = waiting
+            # Stopped midway (the gate closing): what was not sent is still owed.
+            # A settle sent twice counts once (`budget_scripts.SETTLE`).
+            for keys, ticket_id, actual, ttls in waiting:
+                self._owe(keys, ticket_id, actual, ttls)
 
     def _survive(self, call: Any) -> asyncio.Task[Any]:
         """`call` as a task that a cancelled caller does not stop (awaited through
@@ -383,17 +313,4 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         self._on_redis = False
         log.warning("budget counts fall back to this process: Redis failed (%s); trying "
                     "it again every %g s", type(exc).__name__, self.retry_interval)
-        self._count_on_from_shared()
         self._seed_local(datetime.fromtimestamp(self.clock(), UTC))
-
-    def _count_on_from_shared(self) -> None:
-        """At an outage's start: each count Redis reported begins in memory from
-        its spent there, plus what this process owes Redis for it (its settles
-        not yet in), not from an earlier outage's count, which lacks what was
-        spent through Redis since. The calls this process has in flight keep
-        their holds. Those counts take no ledger record (`seed`): Redis's
-        count already holds the period's."""
-        for key, count in self._local.items():
-            if count.shared is not None:
-                count.spent = count.shared + count.owed
-                self._seeded.add(key)

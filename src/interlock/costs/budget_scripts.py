@@ -14,8 +14,7 @@ Imports: nothing.
 # (return the 1-based index of the spent budget, its spent and its reserved) unless
 # every budget has room;
 # otherwise reserve the amount on all of them, under the ticket's id too
-# ("r:<id>"), and return 0 followed by each hash's spent (what an outage's
-# count in memory begins from: `budget_redis_counts`). A ticket given up on before this
+# ("r:<id>"), and return 0. A ticket given up on before this
 # ran (its call timed out in the client) left a mark ("x:<id>"): a late run
 # then reserves nothing, since no ticket would ever give the amount back.
 RESERVE = """
@@ -33,14 +32,12 @@ for i = n + 1, #KEYS do
     return -2
   end
 end
-local counted = {0}
 for i = 1, n do
   local spent = tonumber(redis.call('HGET', KEYS[i], 'spent') or '0')
   local reserved = tonumber(redis.call('HGET', KEYS[i], 'reserved') or '0')
   if spent + reserved >= tonumber(ARGV[i + 3]) then
     return {i, spent, reserved}
   end
-  counted[i + 1] = spent
 end
 local claim = ARGV[2 * n + 4]
 for i = 1, n do
@@ -52,7 +49,7 @@ for i = 1, n do
   redis.call('HSET', key, 'r:' .. id, amount)
   redis.call('EXPIRE', key, tonumber(ARGV[n + i + 3]))
 end
-return counted
+return 0
 """
 
 # KEYS: one budget period's seeding mark, then its hashes (one per end user for
@@ -86,54 +83,26 @@ redis.call('SET', KEYS[1], 1, 'EX', tonumber(ARGV[1]))
 return 0
 """
 
-# KEYS: the hashes reserved on, then (for a ticket counted in memory, with a
-# ledger) one seeding mark per hash. ARGV: ticket id, real cost, one ttl per
-# hash, then "memory" for a ticket counted in memory (Redis was away when it was
-# reserved). Gives back what the ticket's id holds and counts the cost only
-# then, so a settle sent twice (a retry of one whose reply was lost) counts
-# once. Settling a reservation Redis never made with 0 (a reserve given up on)
-# leaves the mark `RESERVE` heeds if it runs late. A ticket counted in memory
-# holds nothing here: its cost is added once, under a mark of its id
-# ("m:<id>"), so the spend of an outage joins the shared count when Redis is
-# back, however often its settle is sent; unless a seeding mark is missing
-# (Redis lost its data meanwhile): then it counts nothing and returns -2, for
-# the ledger's record Redis is seeded from holds the call already, and a hash
-# it made would pass for one that counts the period (`SEED`). Returns each
-# hash's spent.
+# KEYS: the hashes reserved on. ARGV: ticket id, real cost, one ttl per hash. Gives back what
+# the ticket's id holds and counts the cost only then, so a settle sent twice (a
+# retry of one whose reply was lost) counts once. Settling a reservation Redis
+# never made with 0 (a reserve given up on) leaves the mark `RESERVE` heeds if
+# it runs late.
 SETTLE = """
 local id = ARGV[1]
 local actual = tonumber(ARGV[2])
-local in_memory = ARGV[#ARGV] == 'memory'
-local n = #KEYS
-if in_memory then
-  n = #ARGV - 3
-  for i = n + 1, #KEYS do
-    if redis.call('EXISTS', KEYS[i]) == 0 then
-      return -2
-    end
-  end
-end
-local counted = {}
-for i = 1, n do
-  local key = KEYS[i]
-  if in_memory then
-    if redis.call('HSETNX', key, 'm:' .. id, 1) == 1 then
+for i, key in ipairs(KEYS) do
+  local held = redis.call('HGET', key, 'r:' .. id)
+  if held then
+    redis.call('HDEL', key, 'r:' .. id)
+    redis.call('HINCRBY', key, 'reserved', -tonumber(held))
+    if actual > 0 then
       redis.call('HINCRBY', key, 'spent', actual)
     end
-  else
-    local held = redis.call('HGET', key, 'r:' .. id)
-    if held then
-      redis.call('HDEL', key, 'r:' .. id)
-      redis.call('HINCRBY', key, 'reserved', -tonumber(held))
-      if actual > 0 then
-        redis.call('HINCRBY', key, 'spent', actual)
-      end
-    elseif actual == 0 then
-      redis.call('HSET', key, 'x:' .. id, 1)
-    end
+  elseif actual == 0 then
+    redis.call('HSET', key, 'x:' .. id, 1)
   end
   redis.call('EXPIRE', key, tonumber(ARGV[i + 2]))
-  counted[i] = tonumber(redis.call('HGET', key, 'spent') or '0')
 end
-return counted
+return 0
 """

@@ -20,10 +20,7 @@ at most one in-flight call each. Without Redis each process keeps its own
 count. When Redis fails (an error, or no answer within `redis_timeout`), the
 gate falls back to its own memory, logs once an outage, and tries Redis again
 every `retry_interval`. Redis's counts are out of reach meanwhile, so the
-local ones begin from the spent Redis last reported to this process (plus the
-settles it still owes Redis), or from the ledger's record up to the failure
-for a count Redis never reported. The calls counted in memory are settled in
-Redis too once it answers, so the outage's spend joins the shared count.
+local ones begin from the ledger's record up to the failure too.
 
 The ledger's record is read on one path (`Seeding`, through `record`, which
 the gateway gives): at start without Redis, when Redis fails, and when Redis
@@ -111,9 +108,6 @@ class BudgetTicket:
     settled: bool = field(default=False)
     # A mocked answer (`mock_response`): billed by no one, its row charges nothing.
     mocked: bool = False
-    # Counted in memory while Redis was away, with a ledger: the seeding marks
-    # of its budgets' periods, which its settle in Redis heeds (`budget_scripts.SETTLE`).
-    marks: list[str] = field(default_factory=list)
 
     async def release(self, response: ChatResponse | None) -> None:
         """Settle with what the call's ledger row charges: the cost of its usage,
@@ -218,8 +212,10 @@ class BudgetGate(RedisBudgetCounts):
         ttls = [int(left) + 3600 for _, left in periods]
         ticket_id = secrets.token_hex(8)
         on_redis = await self._use_redis()
-        if on_redis:
-            self._send_owed()
+        if on_redis and self._unsettled:
+            # In the background: a request must not wait for thousands of owed
+            # settles, nor drop the rest of them if its client leaves midway.
+            self._survive(self._settle_unsettled())
         refused: int | Full | None = None
         if on_redis:
             refused = await self._reserve_shared(applicable, periods, keys, limits, amount,
@@ -237,10 +233,8 @@ class BudgetGate(RedisBudgetCounts):
             self.refusals[counted] = self.refusals.get(counted, 0) + 1
             return refusal(budget, request, refused, None if expected is None
                             else to_nano(expected), periods[refused.index - 1][1])
-        marks = [] if on_redis or not self.shared or self.record is None else [
-            self._mark(b, pid) for b, (pid, _) in zip(applicable, periods, strict=True)]
         return BudgetTicket(self, deployment, request, keys, amount, ttls, on_redis,
-                            ticket_id, mocked=mocked, marks=marks)
+                            ticket_id, mocked=mocked)
 
     async def start(self) -> None:
         """At the gateway's start: counted in memory, the counts begin from the
@@ -349,11 +343,6 @@ class BudgetGate(RedisBudgetCounts):
             count = self._local.setdefault(key, Count())
             count.reserved = max(0, count.reserved - ticket.reserved)
             count.spent += actual
-        if self.shared and actual:
-            # Counted in memory while Redis was away: the shared count must have
-            # it too, or once Redis is back every replica admits it again.
-            await self._settle_redis(ticket.keys, ticket.id, actual, ticket.ttls,
-                                     marks=ticket.marks)
 
 
 class _FreeTicket:
