@@ -132,10 +132,13 @@ def test_without_api_base_openai_s_rules_hold_wherever_openai_base_url_points(
     try:
         resp = router.completion(model="gpt", messages=MESSAGES, drop_params=True,
                                  seed=5, **DROPPED)
-        with pytest.raises(UnsupportedParameter, match="'thinking'"):
+        with pytest.raises(UnsupportedParameter, match="'thinking'") as refused:
             router.completion(model="gpt", messages=MESSAGES, thinking=THINKING)
     finally:
         router.close()
+    # Configs that sent a vLLM everything this way before are told why, and the fix.
+    assert "as it names no api_base" in str(refused.value)
+    assert "give it an api_base, or its server's prefix" in str(refused.value)
     assert resp.choices[0].message.content
     assert fake_upstream.calls("openai") == 1
     body = fake_upstream.received[-1].body

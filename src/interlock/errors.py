@@ -93,6 +93,14 @@ def redact(text: str, *secrets: str | None) -> str:
     return _Secrets(secrets).hide(text)
 
 
+def failure_said(exc: BaseException) -> str:
+    """An exception for a log line: its type and its message's first line,
+    redacted (a database driver's message can quote its URL, password too)."""
+    text = str(exc)
+    first = redact(text.splitlines()[0][:200]) if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
 def redact_json(value: Any, *secrets: str | None) -> Any:
     """A decoded JSON value (a provider's error body) with `redact` applied to
     every string in it, keys included. String by string: run over the

@@ -24,7 +24,7 @@ outage keeps the keys read before. Failed reads are told in the log when they
 begin, then once a minute, and their end too (`outage_log`).
 
 Imports: the standard library, sqlalchemy, `outage_log`, `costs.schema`, `costs.settings`,
-`key_names`.
+`errors`, `key_names`.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ import sqlalchemy as sa
 
 from interlock.costs.schema import ledger_tables, make_engine, migrate
 from interlock.costs.settings import Budget, LedgerSettings
+from interlock.errors import failure_said
 from interlock.key_names import KEY_PREFIX
 from interlock.outage_log import OutageLog
 
@@ -283,15 +284,14 @@ class KeyStore:
         if unsaid is None:
             return
         serving = (f"serving the {len(self._by_digest)} read before" if self.loaded else
-                   "none read yet: a key made at run time is answered 503, and readiness is "
-                   "503, until they are")
+                   "none read yet: a key made at run time is answered 503 until they are")
         if unsaid == 0:
             log.warning("run-time keys could not be read from the ledger's database (%s); "
                         "%s; trying again every %g s, said again once a minute",
-                        type(exc).__name__, serving, self._refresh_interval)
+                        failure_said(exc), serving, self._refresh_interval)
         else:
             log.warning("run-time keys still could not be read from the ledger's database "
-                        "(%s): %d more tries failed; %s", type(exc).__name__, unsaid, serving)
+                        "(%s): %d more tries failed; %s", failure_said(exc), unsaid, serving)
 
     def _changed(self) -> None:
         if self._on_change is not None:

@@ -272,6 +272,24 @@ async def test_an_outage_is_told_when_it_begins_and_when_writes_succeed_again(
     assert ledger.written == 1
 
 
+def test_each_line_of_an_outage_says_why_in_its_own_words(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # Only the first line said why; a password rotated during the outage never
+    # showed, and the driver's message may quote the URL's password.
+    from interlock.outage_log import OutageLog
+
+    ledger = Ledger(LedgerSettings(database=None))
+    ledger._outage = OutageLog(interval=0)
+    with caplog.at_level(logging.WARNING, logger="interlock.costs.ledger"):
+        ledger._tell_failure(OSError("connection refused"))
+        ledger._tell_failure(OSError(
+            "password authentication failed for postgresql://u:hunter2hunter2@db/x"))
+    said = [r.getMessage() for r in caplog.records]
+    assert "connection refused" in said[0]
+    assert "still failing (OSError: password authentication failed" in said[1]
+    assert "hunter2hunter2" not in caplog.text
+
+
 def _all(reader: LedgerReader) -> list[sa.Row[tuple[str]]]:
     with reader.engine.connect() as conn:
         return list(conn.execute(sa.select(reader.t.c.request_id)))

@@ -278,6 +278,9 @@ async def test_an_outage_of_the_key_store_is_told_when_it_begins_and_ends(
             await store._load()
         assert caplog.text.count("could not be read") == 1
         assert "serving the 1 read before" in caplog.text
+        # Why, not only the exception's type: a refused connection, a wrong
+        # password and a missing database were all "(OperationalError)".
+        assert "connection refused" in caplog.text
         del store._read_all  # the database is back
         await store._load()
         await store._load()

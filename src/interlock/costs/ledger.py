@@ -52,7 +52,7 @@ from interlock.costs.writer_process import (
     WriterProcessUnavailable,
     reason,
 )
-from interlock.errors import redact
+from interlock.errors import failure_said
 from interlock.outage_log import OutageLog
 
 log = logging.getLogger(__name__)
@@ -336,9 +336,10 @@ class Ledger:
             task.cancel()
             await asyncio.wait({task}, timeout=1.0)
         if not flushed and self.pending:
-            log.warning("ledger closed with %d rows not written: those rows are lost (the "
-                        "database was not reached within ledger.close_timeout, %g s)",
-                        self.pending, self.settings.close_timeout)
+            log.warning("ledger closed with %d rows not written: those rows are lost (not "
+                        "written within ledger.close_timeout, %g s: the database did not "
+                        "answer, or the writer had stopped)", self.pending,
+                        self.settings.close_timeout)
         if self._process is not None:
             await self._process.aclose()
         if self._engine is not None:
@@ -538,16 +539,14 @@ class Ledger:
         unsaid = self._outage.failed()
         if unsaid is None:
             return
+        # The reason each time: it may change in an outage (a password rotated).
         if unsaid == 0:
-            # Driver messages can quote the database URL, password included.
-            first_line = redact(str(exc).splitlines()[0][:200]) if str(exc) else ""
-            log.warning("ledger write failed (%s: %s); %d rows buffered, retrying at most "
+            log.warning("ledger write failed (%s); %d rows buffered, retrying at most "
                         "%g s apart; said again once a minute until writes succeed",
-                        type(exc).__name__, first_line, self.pending,
-                        self.settings.retry_max)
+                        failure_said(exc), self.pending, self.settings.retry_max)
         else:
             log.warning("ledger writes still failing (%s): %d more tries failed; %d rows "
-                        "waiting, %d dropped in all", type(exc).__name__, unsaid,
+                        "waiting, %d dropped in all", failure_said(exc), unsaid,
                         self.pending, self.dropped)
 
     async def _write_batch(self, batch: list[LedgerRow | tuple[Any, ...]]) -> int:

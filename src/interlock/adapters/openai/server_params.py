@@ -215,6 +215,19 @@ def _allowed(deployment: Deployment) -> frozenset[str]:
     return frozenset(given)
 
 
+def _hint(rules: ServerParams, name: str, deployment: Deployment) -> str:
+    """The refusal's hint; where OpenAI's rules hold for a host that is not
+    OpenAI's (no api_base, and OPENAI_BASE_URL elsewhere), also why and the way out:
+    configs that sent a vLLM or a proxy everything before are refused here now."""
+    hint = rules.hints.get(name, "")
+    if rules.accepted is not None and not _at_openai(deployment.api_base):
+        hint += (f" OpenAI's rules hold for deployment {deployment.name!r}, as it names no "
+                 "api_base (or says params_like: openai); if the server at its base URL "
+                 "is not OpenAI, give it an api_base, or its server's prefix "
+                 "(hosted_vllm/, openrouter/, ...) or params_like.")
+    return hint.strip()
+
+
 def _at_openai(api_base: str | None) -> bool:
     # OpenAI's data-residency hosts (eu.api.openai.com, us.api.openai.com) are
     # its own API too; urlsplit lowers the hostname, so any case matches.
@@ -241,7 +254,8 @@ def sendable_extra(extra: Mapping[str, Any], deployment: Deployment, drop: bool,
             out[name] = value
         elif name in rules.refused:
             if not (drop or value is None or value in rules.refused[name]):
-                raise UnsupportedParameter(name, deployment.provider, rules.hints.get(name, ""))
+                raise UnsupportedParameter(name, deployment.provider,
+                                           _hint(rules, name, deployment))
         elif listed is None or not (drop or value is None):
             out[name] = value  # unknown: the server's to take or refuse
     return out
