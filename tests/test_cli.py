@@ -82,8 +82,21 @@ def test_serve_on_an_address_already_taken_says_so_before_any_start_line(
                                      "--port", str(port)])
     assert result.exit_code == 3
     assert f"error: cannot listen on 127.0.0.1:{port}: Address already in use" in result.output
+    assert "choose another --port" in result.output
     assert "serving" not in result.output
     assert calls == []
+
+
+def test_serve_s_advice_on_an_address_fits_why_it_cannot_listen(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every failure was told to stop what holds the port, a name unknown too.
+    assert "Check --host" in (serve_command.cannot_listen("192.0.2.1", 4000) or "")
+
+    def unknown(self: socket.socket, address: object) -> None:  # no resolver asked
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket.socket, "bind", unknown)
+    assert "check --host" in (serve_command.cannot_listen("db-host", 4000) or "")
 
 
 def _one_group(tmp_path: Path, general: str = "") -> Path:

@@ -63,7 +63,8 @@ def test_parse_takes_a_string_or_a_list_and_keeps_the_routing_fields() -> None:
     # A string has no input[0]: the message names `input` as it was given.
     ({"model": "embed", "input": ""}, "input", "got an empty string"),
     # A library caller's array is no string: judged as input, not asked to be a bool.
-    ({"model": "embed", "input": np.array(["a", "b"])}, "input", "'input' is required"),
+    ({"model": "embed", "input": np.array(["a", "b"])}, "input", "got ndarray"),
+    ({"model": "embed", "input": ("a", "b")}, "input", "got tuple"),
     ({"model": "embed", "input": "x", "dimensions": 0}, "dimensions", "positive integer"),
     ({"model": "embed", "input": "x", "dimensions": True}, "dimensions", "positive integer"),
     ({"model": "embed", "input": "x", "encoding_format": "int8"}, "encoding_format",

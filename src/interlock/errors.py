@@ -97,7 +97,9 @@ def failure_said(exc: BaseException) -> str:
     """An exception for a log line: its type and its message's first line,
     redacted (a database driver's message can quote its URL, password too)."""
     text = str(exc)
-    first = redact(text.splitlines()[0][:200]) if text else ""
+    # Redacted whole, then cut: a URL cut first loses the "@host" its password
+    # pattern needs, and the password's start would show.
+    first = redact(text.splitlines()[0])[:200] if text else ""
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 

@@ -18,8 +18,9 @@ wrong keys costs it nothing.
 
 Until the keys have been read once (`loaded`), a key that is none of them may be
 one not read yet: a process started while the database is away must not refuse
-valid keys as wrong ones, so the server answers such a key 503 and its
-readiness probe says not ready (`server.auth`, `server.app`). Once read, an
+valid keys as wrong ones, so the server answers a token shaped as one (`sk-il-`)
+503, and its readiness probe says `run_time_keys_read: false` while staying
+ready for the master key and config keys (`server.auth`, `server.app`). Once read, an
 outage keeps the keys read before. Failed reads are told in the log when they
 begin, then once a minute, and their end too (`outage_log`).
 

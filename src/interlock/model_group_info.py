@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from interlock.catalog import ModelGroup
 from interlock.costs.prices import PriceBook
-from interlock.dispatch.selection import context_limit, token_limit
+from interlock.dispatch.selection import context_limit, info_limit
 from interlock.responses import OpenAIObject
 
 
@@ -28,7 +28,8 @@ def model_group_info(name: str, group: ModelGroup, prices: PriceBook) -> OpenAIO
         "model_group": name,
         "providers": sorted({d.provider for d in deployments}),
         "max_input_tokens": _largest(map(context_limit, deployments)),
-        "max_output_tokens": _largest(token_limit(d, "max_output_tokens") for d in deployments),
+        "max_output_tokens": _largest(d.max_output_tokens or info_limit(d, "max_output_tokens")
+                                      for d in deployments),
         "input_cost_per_token": _largest(float(p.input_per_token) for p in priced),
         "output_cost_per_token": _largest(float(p.output_per_token) for p in priced),
         "rpm": _total(d.rpm for d in deployments),

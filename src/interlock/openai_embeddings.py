@@ -51,9 +51,13 @@ def _inputs(value: Any) -> list[str]:
                              param="input", code="invalid_value")
     if isinstance(value, str):
         value = [value]
-    if not isinstance(value, list) or not value:
+    if value is None or (isinstance(value, list) and not value):
         raise InvalidRequest("'input' is required: a string or a non-empty list of strings.",
                              param="input", code="missing_required_parameter")
+    if not isinstance(value, list):  # a tuple, a number, a library caller's array
+        raise InvalidRequest(f"'input' must be a string or a list of strings; got "
+                             f"{type(value).__name__} (a NumPy array: call .tolist()).",
+                             param="input", code="invalid_value")
     if len(value) > MAX_INPUTS:
         raise InvalidRequest(f"'input' holds {len(value)} texts; send at most {MAX_INPUTS} "
                              "per request.", param="input", code="invalid_value")

@@ -288,6 +288,11 @@ def test_each_line_of_an_outage_says_why_in_its_own_words(
     assert "connection refused" in said[0]
     assert "still failing (OSError: password authentication failed" in said[1]
     assert "hunter2hunter2" not in caplog.text
+    # Cut after redacting: a URL across the 200th character kept its password's start.
+    from interlock.errors import failure_said
+
+    assert "S3cre" not in failure_said(
+        OSError("x" * 170 + " dsn postgresql://ledger:S3cretPassw0rd@db:5432/x"))
 
 
 def _all(reader: LedgerReader) -> list[sa.Row[tuple[str]]]:

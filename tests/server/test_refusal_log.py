@@ -119,3 +119,16 @@ def test_a_refusal_that_comes_as_the_summary_falls_due_is_in_that_summary(
     said = [r.getMessage() for r in lines.records]
     assert said[0] == "bad bytes"
     assert said[1:] == [f"2 more {BAD} in the last 60 s (this is logged once every 60 s at most)"]
+
+
+def test_a_summary_whose_loop_stopped_does_not_silence_the_kind(
+        lines: pytest.LogCaptureFixture) -> None:
+    # A timer that never fires (its loop stopped, the log used on another) kept
+    # the interval open for ever: every later refusal counted, none logged.
+    first, refusals = _fake_loop(), _refusals()
+    refusals.note(first, BAD, logging.WARNING, "bad bytes")
+    refusals.note(first, BAD, logging.WARNING, "bad bytes")  # a summary due at +60
+    later = _fake_loop()
+    later.now = first.now + 200  # the first loop's timer never fired
+    refusals.note(later, BAD, logging.WARNING, "bad bytes")
+    assert [r.getMessage() for r in lines.records] == ["bad bytes", "bad bytes"]

@@ -6,6 +6,7 @@ Imports: typer, uvicorn (inside the command), `config`, `gateway`, `server.app`,
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
@@ -89,8 +90,7 @@ def serve(
     # its error under a line saying the gateway serves there.
     problem = cannot_listen(host, port)
     if problem is not None:
-        said = (f"cannot listen on {host}:{port}: {problem}. Stop what holds it, or "
-                "choose another --port (or general_settings.port).")
+        said = f"cannot listen on {host}:{port}: {problem}"
         if log_format == "text":
             typer.echo(f"error: {said}", err=True)
         else:  # a record, as every other line is
@@ -123,14 +123,22 @@ def serve(
 
 def cannot_listen(host: str, port: int) -> str | None:
     """Why a socket cannot be bound to host:port (as uvicorn will bind it, with
-    SO_REUSEADDR), or None. The socket is closed at once: uvicorn binds its own."""
+    SO_REUSEADDR), and what to do, or None. The socket is closed at once:
+    uvicorn binds its own."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
-        except OSError as exc:  # taken, not this machine's address, a name unknown
-            return exc.strerror or str(exc)
+        except socket.gaierror:
+            return ("no address is known by that name; check --host (or "
+                    "general_settings.host)")
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+            if exc.errno == errno.EADDRINUSE:
+                return (f"{why}. Stop what holds it, or choose another --port (or "
+                        "general_settings.port)")
+            return f"{why}. Check --host (or general_settings.host): is it this machine's?"
     return None
 
 

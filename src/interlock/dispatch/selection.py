@@ -44,18 +44,16 @@ def estimate_request_tokens(request: ChatRequest, prompt_tokens: int) -> int:
     return prompt_tokens + (request.max_tokens or DEFAULT_OUTPUT_ESTIMATE)
 
 
-def token_limit(deployment: Deployment, name: str) -> int | None:
-    """The deployment's `max_input_tokens` or `max_output_tokens` (`name`): its
-    own setting, else its model_info's, when that is a positive number."""
-    own = getattr(deployment, name)
-    if own:
-        return int(own)
+def info_limit(deployment: Deployment, name: str) -> int | None:
+    """A token limit from the deployment's model_info, when a positive number."""
     value = deployment.model_info.get(name)
     return int(value) if isinstance(value, int | float) and value > 0 else None
 
 
 def context_limit(deployment: Deployment) -> int | None:
-    return token_limit(deployment, "max_input_tokens")
+    # Its own field read directly: this runs per candidate per request with
+    # enable_pre_call_checks.
+    return deployment.max_input_tokens or info_limit(deployment, "max_input_tokens")
 
 
 def fits(deployment: Deployment, prompt_tokens: int, margin: float) -> bool:

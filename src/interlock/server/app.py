@@ -116,8 +116,7 @@ class InterlockApp:
             await send_json(send, 200, {"deployments": self._deployments()})
         elif path == "/health/ledger":
             # What the ledger holds back and has lost. A database outage does not
-            # make the gateway unready (only one since start-up, before the
-            # run-time keys were read), so it is shown here, behind the master key
+            # make the gateway unready, so it is shown here, behind the master key
             # (the counts tell how much traffic the gateway serves).
             ledger = self.gateway.ledger
             await send_json(send, 200, {"ledger": ledger.stats() if ledger else None})

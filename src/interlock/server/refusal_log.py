@@ -56,8 +56,10 @@ class RefusalLog:
         # An interval whose summary is due stays open until the summary is
         # written: a loop runs a turn's I/O callbacks before the timers due in it,
         # and a fresh interval here lost the old one's count and left its timer
-        # to summarise the new one (two timers a kind from then on).
-        if seen is None or (seen.timer is None and now >= seen.window_began + self._every):
+        # to summarise the new one (two timers a kind from then on). A summary
+        # overdue by a whole interval will not come (its loop stopped): open anew.
+        if seen is None or now >= seen.window_began + self._every * (
+                1 if seen.timer is None else 2):
             self._kinds[kind] = _Kind(level, now)
             self._logger.log(level, message, *args)
             return
