@@ -186,6 +186,17 @@ def test_router_embedding_is_the_sync_twin(fake_upstream: FakeUpstream) -> None:
     assert fake_upstream.received[-1].body["encoding_format"] == "float"
 
 
+def test_a_tiny_cost_is_a_plain_decimal_string(fake_upstream: FakeUpstream) -> None:
+    # str() of a Decimal under a millionth gave '2E-8' where docs say a decimal string.
+    router = Router(model_list=[_entry(fake_upstream, "embed")])
+    try:
+        resp = router.embedding(model="embed", input="hi")
+    finally:
+        router.close()
+    cost = resp.interlock["cost_usd"]
+    assert Decimal(cost) < Decimal("0.000001") and "E" not in cost.upper()
+
+
 async def test_a_rate_limited_embedding_is_retried(fake_upstream: FakeUpstream) -> None:
     fake_upstream.script(Fault(status=429, retry_after=0, times=1), provider="openai")
     router = Router(model_list=[_entry(fake_upstream, "embed")], num_retries=1)

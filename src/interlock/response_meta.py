@@ -89,7 +89,8 @@ class ResponseMeta:
 
     def stream_summary(self) -> dict[str, Any]:
         """What a stream's final usage chunk carries: the cost and who answered."""
-        summary = {"cost_usd": str(self.cost_usd) if self.cost_usd is not None else None,
+        # `:f`, not str(): a Decimal under a millionth printed as '2E-8'.
+        summary = {"cost_usd": f"{self.cost_usd:f}" if self.cost_usd is not None else None,
                    "model_group": self.group, "deployment": self.deployment,
                    "provider": self.provider, "attempts": self.upstream_calls}
         if self.usage_estimated:
@@ -107,7 +108,7 @@ class ResponseMeta:
             "attempts": [{"deployment": a.deployment, "provider": a.provider, "group": a.group,
                           "outcome": a.outcome, "status": a.status,
                           "duration_ms": round(a.duration_ms, 3)} for a in self.attempts],
-            "cost_usd": str(self.cost_usd) if self.cost_usd is not None else None,
+            "cost_usd": f"{self.cost_usd:f}" if self.cost_usd is not None else None,
             "latency_ms": round(self.latency_ms, 3),
             "overhead_ms": round(self.overhead_ms, 3),
             "ttft_ms": round(self.ttft_ms, 3) if self.ttft_ms is not None else None,

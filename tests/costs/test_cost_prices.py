@@ -318,5 +318,5 @@ def test_an_unknown_price_is_logged_with_base_model_as_a_way_to_give_one(
         _from_config({})
         _from_config({}, {"base_model": "no-such-model-anywhere"})
     unknown, still = [r.getMessage() for r in caplog.records if "no known price" in r.message]
-    assert "set model_info.base_model to the model it runs" in unknown
+    assert "set model_info.base_model to the priced model it runs" in unknown
     assert "base_model 'no-such-model-anywhere' has no known price either" in still

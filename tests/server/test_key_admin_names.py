@@ -30,6 +30,22 @@ def _gateway(fake: FakeUpstream, start: Callable[..., RunningGateway],
     return start(config)
 
 
+async def test_a_name_holding_a_live_run_time_key_is_refused_and_never_repeated(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path) -> None:
+    # The judge took the gateway's key store when the app was built, before the
+    # store was attached: run-time keys among words went through, and came back.
+    gw = _gateway(fake_upstream, start_gateway, tmp_path)
+    live = (await _call(gw, "POST", "/key/generate", {"name": "team"})).json()["key"]
+    for name in (f"our {live} key", f"x\n{live}", f"{live}\n"):
+        made = await _call(gw, "POST", "/key/generate", {"name": name})
+        assert made.status_code == 400 and live not in made.text, made.text
+        update = await _call(gw, "POST", "/key/update", {"name": name, "rpm_limit": 3})
+        assert update.status_code in (400, 404) and live not in update.text
+    listed = (await _call(gw, "GET", "/key/list")).json()["keys"]
+    assert [k["name"] for k in listed] == ["team"]
+
+
 async def test_a_name_that_is_or_looks_like_a_key_is_refused_and_never_repeated(
         fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -422,7 +422,7 @@ def unknown_price(deployment: Deployment) -> str:
     base = base_model(deployment)
     said = (f"base_model {base!r} has no known price either; name one that has, or set "
             if base is not None else
-            "set model_info.base_model to the model it runs (as 'gpt-4o-mini'), or ")
+            "set model_info.base_model to the priced model it runs, or ")
     return (f"its cost is recorded as unknown; {said}input_cost_per_token and "
             "output_cost_per_token, or a `prices:` entry for it")
 

@@ -459,9 +459,10 @@ def secret_judge(gateway: Gateway) -> Callable[[str], bool]:
     if general.master_key is not None:
         secrets.append(general.master_key.get_secret_value())
     known = [digest(s.encode()) for s in secrets]
-    store = gateway.keys
 
     def is_secret(name: str) -> bool:
+        # Asked each time: the app is built before the gateway gets its key store.
+        store = gateway.keys
         found = []
         for part in {name, name.strip(), *name.split()} - {""}:
             asked = digest(part.encode())
