@@ -402,6 +402,12 @@ def test_check_says_ready_for_a_config_serve_would_start(
     assert "client keys: batch, web" in output
     assert "client key batch: rpm_limit 1,200, max_parallel_requests 8" in output
     assert "client key web" not in output and "sk-batch" not in output
+    # A name holding a key (the master key, pasted among words) was printed whole.
+    holding = tmp_path / "holding.yaml"
+    holding.write_text(keyed.read_text().replace("{name: web,", "{name: ops sk-gw-0123456789,"))
+    output = runner.invoke(app, ["check", "--config", str(holding)]).output
+    assert "client keys: batch, (a name that looks like a key, not shown)" in output
+    assert "sk-gw-0123456789" not in output
 
 
 def test_check_says_an_openai_adapter_setting_on_claude_does_nothing(

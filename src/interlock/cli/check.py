@@ -78,8 +78,17 @@ def check_command(
 
 
 def _report(config: InterlockConfig, gateway: Gateway, bind: str) -> dict[str, Any]:
+    from interlock.config.loading import names_holding_keys
     from interlock.costs.prices import unknown_price
+    from interlock.key_names import NOT_SHOWN, key_like
     from interlock.server.app import master_key_from
+
+    # A client key named like a key, or holding one, is warned of at load; its
+    # name is not printed here (`check`'s output goes to terminals and CI logs).
+    holding = names_holding_keys(config.general_settings)
+
+    def shown(name: str) -> str:
+        return NOT_SHOWN if name in holding or key_like(name) else name
 
     deployments = []
     for d in gateway.catalog.deployments():
@@ -110,10 +119,10 @@ def _report(config: InterlockConfig, gateway: Gateway, bind: str) -> dict[str, A
         # As create_app reads it (the config's key, else the environment's).
         "auth": ("master key set" if master_key_from(config, os.environ)
                  else f"OFF (allow_unauthenticated, on {bind} only)"),
-        "client_keys": [k.name for k in config.general_settings.api_keys],
+        "client_keys": [shown(k.name) for k in config.general_settings.api_keys],
         # The keys with limits of their own, and those limits.
         "client_key_limits": {
-            k.name: limits for k in config.general_settings.api_keys
+            shown(k.name): limits for k in config.general_settings.api_keys
             if (limits := k.model_dump(include={"rpm_limit", "tpm_limit",
                                                 "max_parallel_requests"}, exclude_none=True))},
         "budgets": [{"target": b.target[0], "name": b.target[1], "period": b.period,

@@ -391,22 +391,31 @@ def _resolve_api_keys(general: GeneralSettings, env: Mapping[str, str]) -> list[
     return warnings
 
 
-def _key_like_names(general: GeneralSettings) -> list[str]:
-    """Warnings (naming no name) for the client keys whose names look like a key
-    or are one of the config's keys: a name is logged, kept in the ledger and shown
-    by `spend --by key`. Not refused, as for a key made at run time: a config that
-    loaded before still loads, and its clients still get in."""
+def names_holding_keys(general: GeneralSettings) -> set[str]:
+    """The client keys' names that are, or hold, one of the config's keys or the
+    master key: as a whole, with the spaces a paste brings at either end, or as
+    one of their words (as a run-time key's name is judged)."""
     values = {k.key.get_secret_value() for k in general.api_keys}
     if general.master_key is not None:
         values.add(general.master_key.get_secret_value())
+    return {k.name for k in general.api_keys
+            if {k.name, k.name.strip(), *k.name.split()} & values}
+
+
+def _key_like_names(general: GeneralSettings) -> list[str]:
+    """Warnings (naming no name) for the client keys whose names look like a key
+    or are or hold one of the config's keys: a name is logged, kept in the ledger
+    and shown by `spend --by key`. Not refused, as for a key made at run time: a
+    config that loaded before still loads, and its clients still get in."""
+    holding = names_holding_keys(general)
     return [f"general_settings.api_keys[{index}].name: "
-            + ("is one of the config's keys" if client.name in values else
+            + ("is or holds one of the config's keys" if client.name in holding else
                f"looks like a key (it starts with {SECRET_PREFIX!r})")
             + ", and a key's name is written in logs, in the ledger and in spend reports; "
             "give it a name to know it by, as \"team-a\" (its past requests stay under "
             "the old name)"
             for index, client in enumerate(general.api_keys)
-            if client.name in values or key_like(client.name)]
+            if client.name in holding or key_like(client.name)]
 
 
 def _unread_settings_warnings(config: InterlockConfig) -> list[str]:
