@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from interlock.cli.paths import nearest_existing
-from interlock.errors import redact
+from interlock.errors import failure_said, redact
 
 if TYPE_CHECKING:
     from interlock.config.schema import InterlockConfig
@@ -185,8 +185,7 @@ def _failure(reach: Callable[[], None]) -> str | None:
     try:
         reach()
     except Exception as exc:  # the reason is what the operator needs; redacted
-        first = str(exc).splitlines()[0][:200] if str(exc) else ""
-        return redact(f"{type(exc).__name__}: {first}")
+        return failure_said(exc)
     return None
 
 

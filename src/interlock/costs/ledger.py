@@ -50,7 +50,6 @@ from interlock.costs.writer_process import (
     ProcessWriter,
     Wire,
     WriterProcessUnavailable,
-    reason,
 )
 from interlock.errors import failure_said
 from interlock.outage_log import OutageLog
@@ -498,7 +497,7 @@ class Ledger:
             # Only the rows written stay in the batch (the caller counts them).
             for index, _ in reversed(refused):
                 del batch[index]
-            self._count_dropped(Dropped(len(refused), reason(refused[0][1])))
+            self._count_dropped(Dropped(len(refused), failure_said(refused[0][1])))
 
     async def _run(self) -> None:
         backoff = self.settings.retry_initial

@@ -83,7 +83,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, BinaryIO, NamedTuple
 
-from interlock.errors import redact
+from interlock.errors import failure_said
 
 _LENGTH = struct.Struct("!I")
 # Added to the child's nice value (0-19; higher yields more): see the module's text.
@@ -314,14 +314,9 @@ def _read(stream: BinaryIO) -> bytes | None:
     return payload if len(payload) == size else None
 
 
-def reason(exc: BaseException) -> str:
-    """One redacted line naming the exception: its first line could quote the URL."""
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return redact(f"{type(exc).__name__}: {text}"[:300])
-
-
 def _reason(exc: BaseException) -> bytes:
-    return reason(exc).encode(errors="replace")
+    # One redacted line naming the exception: its first line could quote the URL.
+    return failure_said(exc).encode(errors="replace")
 
 
 def serve(stdin: BinaryIO, stdout: BinaryIO) -> None:
