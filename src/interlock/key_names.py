@@ -34,6 +34,12 @@ _RULE = ("A client key's name is printable characters with no spaces at either e
          f"not starting with {KEY_ID_PREFIX!r} or {SECRET_PREFIX!r} and not in parentheses.")
 
 
+def name_parts(name: str) -> set[str]:
+    """What of a name may be a key pasted into it: the name as sent, without the
+    spaces or line breaks a paste brings at either end, and each of its words."""
+    return {name, name.strip(), *name.split()} - {""}
+
+
 def key_like(name: str) -> bool:
     """Whether `name` looks like a key rather than a name for one."""
     return name.strip().lower().startswith(SECRET_PREFIX)

@@ -37,7 +37,7 @@ from interlock.config.schema import (
 from interlock.costs.settings import LedgerSettings
 from interlock.dispatch.settings import RouterSettings
 from interlock.errors import ConfigError
-from interlock.key_names import SECRET_PREFIX, key_like
+from interlock.key_names import SECRET_PREFIX, key_like, name_parts
 
 
 def load_config(
@@ -393,13 +393,12 @@ def _resolve_api_keys(general: GeneralSettings, env: Mapping[str, str]) -> list[
 
 def names_holding_keys(general: GeneralSettings) -> set[str]:
     """The client keys' names that are, or hold, one of the config's keys or the
-    master key: as a whole, with the spaces a paste brings at either end, or as
-    one of their words (as a run-time key's name is judged)."""
+    master key (`key_names.name_parts`, as a run-time key's name is judged)."""
     values = {k.key.get_secret_value() for k in general.api_keys}
     if general.master_key is not None:
         values.add(general.master_key.get_secret_value())
     return {k.name for k in general.api_keys
-            if {k.name, k.name.strip(), *k.name.split()} & values}
+            if name_parts(k.name) & values}
 
 
 def _key_like_names(general: GeneralSettings) -> list[str]:

@@ -59,7 +59,7 @@ from interlock.config.report import did_you_mean
 from interlock.costs.settings import budget_period
 from interlock.gateway import Gateway
 from interlock.key_models import allowed_models, unknown_models
-from interlock.key_names import NOT_SHOWN, key_like, name_problem, shown_name
+from interlock.key_names import NOT_SHOWN, key_like, name_parts, name_problem, shown_name
 from interlock.key_store import KeyNameTaken, KeyStore, Revoked, StoredKey, digest
 from interlock.server.asgi_io import ANSWERED, Receive, Scope, Send, read_json, send_json
 from interlock.server.asgi_io import send_plain_error as _error
@@ -332,8 +332,9 @@ async def _info_key(store: KeyStore, scope: Scope, send: Send,
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     name, key = (query.get("name") or [""])[0], (query.get("key") or [""])[0]
     if name:
-        found = None if is_secret(name) else store.named(name)
-        if found is None and (is_secret(name) or key_like(name)):
+        secret = is_secret(name)
+        found = None if secret else store.named(name)
+        if found is None and (secret or key_like(name)):
             # A key made before such names were refused is still found by its name;
             # anything else that looks like a key is taken for one, and not echoed.
             await _invalid(send, f"name: {_NOT_IN_URL} {_SAY_WHICH}", param="name")
@@ -451,9 +452,8 @@ def new_key_problem(gateway: Gateway, asked: GenerateKey, config_keys: set[str],
 
 def secret_judge(gateway: Gateway) -> Callable[[str], bool]:
     """Whether a name is, or holds, the master key or a live client key (the
-    config's or one made at run time), whatever it looks like: the name as sent,
-    without the spaces or line breaks a paste brings at either end, or any of its
-    words, compared by digest. The config's keys are hashed once, here."""
+    config's or one made at run time), whatever it looks like: any of its
+    `name_parts`, compared by digest. The config's keys are hashed once, here."""
     general = gateway.config.general_settings
     secrets = [k.key.get_secret_value() for k in general.api_keys]
     if general.master_key is not None:
@@ -464,7 +464,7 @@ def secret_judge(gateway: Gateway) -> Callable[[str], bool]:
         # Asked each time: the app is built before the gateway gets its key store.
         store = gateway.keys
         found = []
-        for part in {name, name.strip(), *name.split()} - {""}:
+        for part in name_parts(name):
             asked = digest(part.encode())
             # Every digest compared, in constant time: no early answer says which.
             found += [hmac.compare_digest(asked, k) for k in known]

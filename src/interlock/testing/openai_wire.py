@@ -58,10 +58,9 @@ _PADS = [b',"obfuscation":"' + b"Zx9Qp2Lm4Rt7Kw1"[:n] + b'"' for n in (2, 5, 9, 
 
 # The fields of OpenAI's chat-completions and embeddings request bodies, as its
 # API reference lists them; any other is refused (`OpenAIWire.check_request`).
-# Not imported from the adapter (`adapters.openai.server_params`), whose lists
-# these copy: `interlock.testing` imports nothing of the code it checks, and a
-# field wrongly listed there would pass here unseen. A test keeps both equal
-# (tests/adapters/test_openai_server_params.py), so change them together.
+# A copy of the adapter's lists (`adapters.openai.server_params`), not an import:
+# `interlock.testing` imports nothing of the code it checks. A test keeps the two
+# equal (tests/adapters/test_openai_server_params.py): change them together.
 CHAT_FIELDS = frozenset({
     "model", "messages", "audio", "frequency_penalty", "function_call", "functions",
     "logit_bias", "logprobs", "max_completion_tokens", "max_tokens", "metadata",
