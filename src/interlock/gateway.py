@@ -119,10 +119,9 @@ class Gateway:
         self._started = False
         for warning in config.warnings:
             log.warning("%s", warning)
-        for deployment in self.catalog.deployments():
-            if self.prices.price_for(deployment) is None:
-                log.warning("no known price for deployment %s: %s", deployment.name,
-                            unknown_price(deployment))
+        for name in self.prices.unknown():  # the book's own list, priced once
+            log.warning("no known price for deployment %s: %s", name,
+                        unknown_price(self.catalog.deployment(name)))
 
     # -- lifecycle -------------------------------------------------------------
     async def start(self) -> None:
