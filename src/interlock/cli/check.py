@@ -103,8 +103,9 @@ def _report(config: InterlockConfig, gateway: Gateway, bind: str) -> dict[str, A
     to_look_at += [f"{d['name']} is unavailable: {d['unavailable_reason']}"
                    for d in deployments if not d["available"]
                    and not any(str(d["unavailable_reason"]) in w for w in config.warnings)]
+    unpriced = set(gateway.prices.unknown())  # priced once, by the book
     to_look_at += [f"{d.name} has no known price: {unknown_price(d)}"
-                   for d in gateway.catalog.deployments() if gateway.prices.price_for(d) is None]
+                   for d in gateway.catalog.deployments() if d.name in unpriced]
     to_look_at += _budget_findings(config, gateway, {str(d["name"]) for d in deployments
                                                      if d["price"] is None})
     ledger = config.ledger
