@@ -39,6 +39,15 @@ class Count:
     reserved: int = 0
     # When the period it counts has ended (with an hour's grace, as Redis' TTL).
     expires: float = 0.0
+    # The spent a Redis outage began this count from (`budget_redis_counts`):
+    # the ledger's record, when it lands, raises the count to itself instead
+    # of adding to it, since both hold the period's spend up to the outage.
+    began: int = 0
+    # Kept only for counts made during an outage, never on a healthy Redis:
+    # the largest spent Redis reported for the count since, and the cost of
+    # this process' calls counted here that Redis has not taken yet.
+    shared: int | None = None
+    owed: int = 0
 
 
 class MemoryBudgetCounts:
@@ -80,7 +89,8 @@ class MemoryBudgetCounts:
         budget, period id, nano-dollars by end user or under the budget's name).
         Counted in memory (without Redis, or while Redis is down), a budget would
         otherwise begin its period again at every restart. What was counted
-        since is kept (the rows read end where it began); a count is seeded once."""
+        since is kept (the rows read end where it began); a count is seeded
+        once an outage (`Count.began`: no lower than the outage began it)."""
         now = self.clock()
         for budget, pid, amounts in spent:
             current, _, end = period_bounds(budget, now)
@@ -92,7 +102,7 @@ class MemoryBudgetCounts:
                     continue
                 self._seeded.add(key)
                 count = self._local.setdefault(key, Count())
-                count.spent += nano
+                count.spent += max(0, nano - count.began)
                 count.expires = max(count.expires, end + 3600)
 
     def _key(self, budget: Budget, pid: str, user: str | None) -> str:

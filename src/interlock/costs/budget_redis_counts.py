@@ -4,12 +4,18 @@ call involves (`budget_scripts`), and together the replicas overshoot a limit
 by at most one in-flight call each.
 
 When Redis fails (an error, or no answer within `redis_timeout`), the counts
-fall back to this process' memory (`budget_memory_counts`), begun from the
-ledger's record up to the failure; an outage is logged once and Redis is tried
-again every `retry_interval`. Settles Redis could not be given are kept and
-given once it answers. A Redis that lacks a period's count (it lost its data)
-is given the ledger's record of it; the hashes created while that record is
-being read are claimed, so the record lands in them however late.
+fall back to this process' memory (`budget_memory_counts`); an outage is logged
+once and Redis is tried again every `retry_interval`. Each outage begins its
+counts from the most this process knows the period has spent: the ledger's
+record up to the failure, or, if higher, the count it had (an earlier outage's,
+or Redis's last reply for it plus what it still owes Redis). Settles Redis
+could not be given are kept and given once it answers, and so is the cost of
+each call counted in memory, with when it ended (`budget_scripts.SPEND`): the
+outage's spend joins the shared count, except where the ledger's record Redis
+was seeded with already holds the call. Until they are in, a reservation in
+Redis counts them against the limits. A Redis that lacks a period's count (it
+lost its data) is given the ledger's record of it; the hashes created while
+that record is being read are claimed, so the record lands in them however late.
 
 Imports: the standard library, `costs.budget_memory_counts`, `costs.budget_periods`,
 `costs.budget_record`, `costs.budget_refusal`, `costs.budget_scripts`, `costs.settings`;
@@ -23,13 +29,13 @@ import logging
 import secrets
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from interlock.costs.budget_memory_counts import MemoryBudgetCounts
 from interlock.costs.budget_periods import period_id
 from interlock.costs.budget_record import RECORD_RETRY, ReadRecord, Seeding
 from interlock.costs.budget_refusal import Full
-from interlock.costs.budget_scripts import RESERVE, SEED, SETTLE
+from interlock.costs.budget_scripts import RESERVE, SEED, SETTLE, SPEND
 from interlock.costs.settings import Budget
 
 # The gate's logger: operators filter and configure budgets' messages by it.
@@ -40,9 +46,26 @@ log = logging.getLogger("interlock.costs.budgets")
 REDIS_RETRY_AFTER = 1.0
 REDIS_TIMEOUT = 0.5
 # Settles Redis could not be given (it was away), given once it answers again:
-# else each reservation would hold its amount until its period ends. Past this
-# many, the rest hold until then.
+# else each reservation would hold its amount until its period ends, and the
+# spend counted in memory would be spent again. Past this many, a reservation
+# holds until then, and a call counted in memory stays out of the shared count.
 MAX_UNSETTLED = 10_000
+
+
+class OwedSettle(NamedTuple):
+    """A settle owed to Redis: of a reservation made there (`SETTLE`), or, with
+    `ended` (Unix seconds), the cost of a call counted in memory (`SPEND`,
+    with its budgets' seeding marks when there is a ledger)."""
+
+    keys: list[str]
+    ticket_id: str
+    actual: int
+    ttls: list[int]
+    ended: float | None = None
+    marks: tuple[str, ...] = ()
+    # Redis lacked a seeding mark: sent again only after a later seeding
+    # (`_seedings`), not at every call.
+    waits_for_seeding: int = -1
 
 
 class RedisBudgetCounts(MemoryBudgetCounts):
@@ -64,8 +87,13 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         self._on_redis = True  # until a Redis call fails: one warning an outage
         # Redis calls left running by a cancelled caller (see `_survive`).
         self._background: set[asyncio.Task[Any]] = set()
-        # (keys, ticket id, real cost, ttls) of settles owed to Redis (`MAX_UNSETTLED`).
-        self._unsettled: list[tuple[list[str], str, int, list[int]]] = []
+        # Settles owed to Redis (`MAX_UNSETTLED`), sent by one task at a time.
+        self._unsettled: list[OwedSettle] = []
+        self._sender: asyncio.Task[Any] | None = None
+        self._overflow_told = False
+        # Seedings of Redis from the ledger's record done (`OwedSettle`).
+        self._seedings = 0
+        self._spend_script: Any = None
         self._redis_seed: Seeding | None = None
         # Marks the hashes this gate creates in Redis while the record it is to
         # add there is not in (`budget_scripts`), and the end of that record.
@@ -97,7 +125,24 @@ class RedisBudgetCounts(MemoryBudgetCounts):
                               ticket_id: str) -> Full | int | None:
         """`_reserve_redis`, for a count Redis lacks (it lost its data) after its
         seeding from the ledger's record has begun (`_seed_redis`). None: Redis
-        failed, count in memory."""
+        failed, count in memory. While this process owes Redis the cost of
+        calls it counted in memory, that cost is counted against the limits
+        too (`_owed_on`), else the first calls back would pass on a count
+        without it."""
+        owed = self._owed_on(keys) if self._unsettled or self._sending() else None
+        if owed is not None:
+            limits = [limit - cost for limit, cost in zip(limits, owed, strict=True)]
+        refused = await self._reserve_seeded(budgets, periods, keys, limits, amount, ttls,
+                                             ticket_id)
+        if owed is not None and isinstance(refused, Full):  # told with what is owed
+            return Full(refused.index, refused.spent + owed[refused.index - 1],
+                        refused.reserved)
+        return refused
+
+    async def _reserve_seeded(self, budgets: Sequence[Budget],
+                              periods: Sequence[tuple[str, float]], keys: list[str],
+                              limits: list[int], amount: int, ttls: list[int],
+                              ticket_id: str) -> Full | int | None:
         if self._record_owed():
             # Whatever the marks say: another replica's seeding leaves the
             # hashes this gate claimed to this gate's record.
@@ -158,47 +203,143 @@ class RedisBudgetCounts(MemoryBudgetCounts):
             # The script may still run (a stall past the timeout): give it up by
             # its id once Redis answers, which undoes it or keeps it from holding.
             self._redis_failed(exc)
-            self._owe(keys, ticket_id, 0, ttls)
+            self._owe(OwedSettle(keys, ticket_id, 0, ttls))
             return None
         if not self._on_redis:
             self._on_redis = True
             log.info("budget counts are shared through Redis again")
-        if isinstance(result, list):  # refused: which budget, its spent and reserved
-            return Full(*(int(v) for v in result))
-        return int(result)
+        if not isinstance(result, list):  # -1, -2, or a resend's 0: no counts
+            return int(result)
+        if int(result[0]) == 0:  # reserved: 0, then each hash's spent
+            self._heard(keys, result[1:])
+            return 0
+        return Full(*(int(v) for v in result))  # refused: which budget, its spent and reserved
+
+    def _heard(self, keys: Sequence[str], spent: Sequence[Any]) -> None:
+        """Note the spent Redis reported for `keys` in the counts this process
+        keeps in memory (from an outage), for the next outage to begin from
+        (`_count_on`); no count is made for it: a healthy Redis keeps none.
+        Within a period Redis's count only grows (replies may cross)."""
+        for key, value in zip(keys, spent, strict=True):
+            count = self._local.get(key)
+            if count is not None:
+                count.shared = max(count.shared or 0, int(value))
+
+    def _owed_on(self, keys: Sequence[str]) -> list[int] | None:
+        """The cost of the calls counted in memory that this process still owes
+        Redis, for each of `keys`; None if none."""
+        owed = [count.owed if (count := self._local.get(key)) is not None else 0
+                for key in keys]
+        return owed if any(owed) else None
 
     async def _settle_redis(self, keys: list[str], ticket_id: str, actual: int,
                             ttls: list[int]) -> None:
         """Settle a reservation made in Redis there, now or, if Redis is away,
         once it answers again (`_settle_unsettled`)."""
-        if not await self._use_redis():
-            self._owe(keys, ticket_id, actual, ttls)
-            return
+        await self._settle_now_or_owe(OwedSettle(keys, ticket_id, actual, ttls))
+
+    async def _spend_redis(self, keys: list[str], ticket_id: str, actual: int,
+                           ttls: list[int], marks: Sequence[str]) -> None:
+        """Add the cost of a call counted in memory (it ended now) to Redis's
+        counts, now or once it answers again (`budget_scripts.SPEND`)."""
+        if actual > 0:
+            await self._settle_now_or_owe(OwedSettle(
+                keys, ticket_id, actual, ttls, self.clock(), tuple(marks)))
+
+    async def _settle_now_or_owe(self, settle: OwedSettle) -> None:
+        sent = await self._sent(settle) if await self._use_redis() else None
+        if sent is False:  # Redis lost its data: after its seeding, begun as a call would
+            self._owe(settle._replace(waits_for_seeding=self._seedings))
+            if self._claiming() is None:
+                self._seed_redis()
+        elif sent is None:
+            self._owe(settle)
+
+    async def _sent(self, settle: OwedSettle) -> bool | None:
+        """Whether Redis took `settle` (False: Redis lacked a seeding mark, it
+        waits for the seeding); None: Redis failed."""
+        if settle.ended is None:
+            script, keys = self._settle_script, settle.keys
+            args: list[Any] = [settle.ticket_id, settle.actual, *settle.ttls]
+        else:
+            script, keys = self._spend_script, [*settle.keys, *settle.marks]
+            args = [settle.ticket_id, settle.actual, repr(settle.ended), *settle.ttls]
         try:
             # Shielded: a request cancelled while settling still gives back
             # what it reserved.
-            await asyncio.shield(self._survive(self._settle_script(
-                keys=keys, args=[ticket_id, actual, *ttls])))
+            result = await asyncio.shield(self._survive(script(keys=keys, args=args)))
         except Exception as exc:
             self._redis_failed(exc)
-            self._owe(keys, ticket_id, actual, ttls)
+            return None
+        if isinstance(result, list):  # each hash's spent (0: not told)
+            self._heard(settle.keys, result)
+            return True
+        return settle.ended is None  # SPEND's -2: no seeding mark
 
-    def _owe(self, keys: list[str], ticket_id: str, actual: int, ttls: list[int]) -> None:
-        if len(self._unsettled) < MAX_UNSETTLED:
-            self._unsettled.append((keys, ticket_id, actual, ttls))
+    def _owe(self, settle: OwedSettle) -> None:
+        if len(self._unsettled) >= MAX_UNSETTLED:
+            if not self._overflow_told:
+                self._overflow_told = True
+                log.warning("budgets: %d settles are owed to Redis already; those past them "
+                            "are not kept, and their calls' cost stays out of the shared count",
+                            MAX_UNSETTLED)
+            return
+        if settle.ended is not None:
+            for key in settle.keys:
+                if (count := self._local.get(key)) is not None:
+                    count.owed += settle.actual
+        self._unsettled.append(settle)
+
+    def _owed_paid(self, settle: OwedSettle) -> None:
+        for key in settle.keys:
+            if (count := self._local.get(key)) is not None:
+                count.owed = max(0, count.owed - settle.actual)
+
+    def _send_owed(self) -> None:
+        """Send the settles owed to Redis in the background: a request must not
+        wait for thousands of them, nor drop the rest if its client leaves
+        midway. One sender at a time."""
+        if self._unsettled and (self._sender is None or self._sender.done()):
+            self._sender = self._survive(self._settle_unsettled())
+
+    def _sending(self) -> bool:
+        return self._sender is not None and not self._sender.done()
 
     async def _settle_unsettled(self) -> None:
         waiting, self._unsettled = self._unsettled, []
+        seeded_here = False
         try:
-            while waiting:
-                keys, ticket_id, actual, ttls = waiting[0]
-                await self._settle_redis(keys, ticket_id, actual, ttls)  # a failure owes it again
+            while waiting and await self._use_redis():
+                settle = waiting[0]
+                if settle.waits_for_seeding == self._seedings or (
+                        settle.marks and self._claiming() is not None):
+                    # No seeding since Redis lacked its mark, or one is being
+                    # read: sending it again would only be told so again.
+                    self._unsettled.append(waiting.pop(0))
+                    continue
+                sent = await self._sent(settle)
+                if sent is False and not seeded_here and self._claiming() is None:
+                    seeded_here = True  # Redis lost its data: seed it, as a call would
+                    await self._seed_redis().wait()
+                    sent = await self._sent(settle)
+                if sent is None:  # Redis failed again
+                    break
                 waiting.pop(0)
+                if sent and settle.ended is not None:
+                    self._owed_paid(settle)
+                elif sent is False:
+                    self._unsettled.append(settle._replace(waits_for_seeding=self._seedings))
         finally:
-            # Stopped midway (the gate closing): what was not sent is still owed.
-            # A settle sent twice counts once (`budget_scripts.SETTLE`).
-            for keys, ticket_id, actual, ttls in waiting:
-                self._owe(keys, ticket_id, actual, ttls)
+            # Redis failed again, or the gate is closing: what was not sent is
+            # still owed (and still held against the limits). A settle sent
+            # twice counts once (`budget_scripts.SETTLE`, `SPEND`).
+            room = max(0, MAX_UNSETTLED - len(self._unsettled))
+            for settle in waiting[room:]:
+                if settle.ended is not None:
+                    self._owed_paid(settle)
+            self._unsettled[:0] = waiting[:room]
+            if not self._unsettled:
+                self._overflow_told = False
 
     def _survive(self, call: Any) -> asyncio.Task[Any]:
         """`call` as a task that a cancelled caller does not stop (awaited through
@@ -270,11 +411,13 @@ class RedisBudgetCounts(MemoryBudgetCounts):
             keys = [self._key(budget, pid, who) for who in amounts]
             try:
                 await self._seed_script(keys=[self._mark(budget, pid), *keys],
-                                        args=[int(left) + 3600, self._claim, *amounts.values()])
+                                        args=[int(left) + 3600, self._claim,
+                                              repr(until.timestamp()), *amounts.values()])
             except Exception as exc:
                 self._redis_failed(exc)
                 return
         self._claiming_until = None
+        self._seedings += 1
 
     def _use_local(self) -> bool:
         return not self.redis_url or self.clock() < self._redis_down_until
@@ -304,6 +447,7 @@ class RedisBudgetCounts(MemoryBudgetCounts):
             self._reserve = self._redis.register_script(RESERVE)
             self._settle_script = self._redis.register_script(SETTLE)
             self._seed_script = self._redis.register_script(SEED)
+            self._spend_script = self._redis.register_script(SPEND)
         return True
 
     def _redis_failed(self, exc: Exception) -> None:
@@ -313,4 +457,16 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         self._on_redis = False
         log.warning("budget counts fall back to this process: Redis failed (%s); trying "
                     "it again every %g s", type(exc).__name__, self.retry_interval)
+        self._count_on()
         self._seed_local(datetime.fromtimestamp(self.clock(), UTC))
+
+    def _count_on(self) -> None:
+        """At an outage's start, each count this process keeps (from an earlier
+        outage) begins from the most it knows: its own spent, or Redis's last
+        reply plus what is still owed to Redis, whichever is more; the ledger's
+        record up to now, read next, raises it further if higher (`Count.began`),
+        and is read for every count again: what Redis counted since the last
+        outage is in it."""
+        for count in self._local.values():
+            count.spent = count.began = max(count.spent, (count.shared or 0) + count.owed)
+        self._seeded.clear()

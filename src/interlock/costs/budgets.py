@@ -20,7 +20,10 @@ at most one in-flight call each. Without Redis each process keeps its own
 count. When Redis fails (an error, or no answer within `redis_timeout`), the
 gate falls back to its own memory, logs once an outage, and tries Redis again
 every `retry_interval`. Redis's counts are out of reach meanwhile, so the
-local ones begin from the ledger's record up to the failure too.
+local ones begin from the ledger's record up to the failure too (or from what
+this process counted or last heard from Redis, if more), and the cost of each
+call counted there joins Redis's count once it answers, unless the ledger's
+record Redis was seeded with holds it already (`budget_redis_counts`).
 
 The ledger's record is read on one path (`Seeding`, through `record`, which
 the gateway gives): at start without Redis, when Redis fails, and when Redis
@@ -108,6 +111,9 @@ class BudgetTicket:
     settled: bool = field(default=False)
     # A mocked answer (`mock_response`): billed by no one, its row charges nothing.
     mocked: bool = False
+    # Counted in memory while Redis was away, with a ledger: its budgets'
+    # seeding marks, which its cost's way to Redis heeds (`budget_scripts.SPEND`).
+    marks: list[str] = field(default_factory=list)
 
     async def release(self, response: ChatResponse | None) -> None:
         """Settle with what the call's ledger row charges: the cost of its usage,
@@ -212,10 +218,8 @@ class BudgetGate(RedisBudgetCounts):
         ttls = [int(left) + 3600 for _, left in periods]
         ticket_id = secrets.token_hex(8)
         on_redis = await self._use_redis()
-        if on_redis and self._unsettled:
-            # In the background: a request must not wait for thousands of owed
-            # settles, nor drop the rest of them if its client leaves midway.
-            self._survive(self._settle_unsettled())
+        if on_redis:
+            self._send_owed()
         refused: int | Full | None = None
         if on_redis:
             refused = await self._reserve_shared(applicable, periods, keys, limits, amount,
@@ -233,8 +237,10 @@ class BudgetGate(RedisBudgetCounts):
             self.refusals[counted] = self.refusals.get(counted, 0) + 1
             return refusal(budget, request, refused, None if expected is None
                             else to_nano(expected), periods[refused.index - 1][1])
+        marks = [] if on_redis or not self.shared or self.record is None else [
+            self._mark(b, pid) for b, (pid, _) in zip(applicable, periods, strict=True)]
         return BudgetTicket(self, deployment, request, keys, amount, ttls, on_redis,
-                            ticket_id, mocked=mocked)
+                            ticket_id, mocked=mocked, marks=marks)
 
     async def start(self) -> None:
         """At the gateway's start: counted in memory, the counts begin from the
@@ -343,6 +349,10 @@ class BudgetGate(RedisBudgetCounts):
             count = self._local.setdefault(key, Count())
             count.reserved = max(0, count.reserved - ticket.reserved)
             count.spent += actual
+        if self.shared:
+            # Counted in memory while Redis was away: the shared count must have
+            # it too, or once Redis is back every replica admits it again.
+            await self._spend_redis(ticket.keys, ticket.id, actual, ticket.ttls, ticket.marks)
 
 
 class _FreeTicket:
