@@ -552,8 +552,9 @@ async def test_a_reserve_that_timed_out_holds_nothing_once_redis_answers(
         await _owed_settles_sent(gate)
         if sent:
             assert await script(**sent[0]) == -1  # the stalled script runs at last
-        # Only the new reservation ($0.001) is held.
-        assert await _shared(direct, gate) == (0, 1_000_000)
+        # Only the new reservation ($0.001) is held; the first call's cost,
+        # counted in memory, joined the shared count.
+        assert await _shared(direct, gate) == (30_000_000, 1_000_000)
 
 
 async def test_a_stale_pooled_connection_after_redis_returned_is_no_new_outage(
@@ -812,13 +813,18 @@ async def test_a_reserve_or_a_settle_sent_twice_counts_once(redis_url: str) -> N
     async with _redis_gate_at(redis_url, clock) as (gate, direct):
         key = gate._listed()[0][1]
         reserve = {"keys": [key], "args": [100_000_000, "t1", 1, 5_000_000_000, 3600]}
-        assert int(await gate._reserve(**reserve)) == 0
-        assert int(await gate._reserve(**reserve)) == 0
+        assert await gate._reserve(**reserve) == [0, 0]  # reserved; the spent before it
+        assert await gate._reserve(**reserve) == 0
         assert await _shared(direct, gate) == (0, 100_000_000)  # reserved once
         settle = {"keys": [key], "args": ["t1", 30_000_000, 3600]}
         await gate._settle_script(**settle)
         await gate._settle_script(**settle)
         assert await _shared(direct, gate) == (30_000_000, 0)  # spent once
+        # The cost of a call counted in memory during an outage, sent again.
+        spend = {"keys": [key], "args": ["t2", 5_000_000, repr(clock.t), 3600]}
+        assert await gate._spend_script(**spend) == [35_000_000]
+        assert await gate._spend_script(**spend) == [35_000_000]
+        assert await _shared(direct, gate) == (35_000_000, 0)  # spent once
 
 
 def _slowstream(max_output_tokens: int | None = None) -> Deployment:
@@ -922,3 +928,238 @@ async def test_each_period_s_count_lives_as_long_as_its_own_period(redis_url: st
         assert not _refused(ticket) and not ticket.on_redis
         assert gate._local[month].expires == clock.t + int(month_left) + 3600
         assert gate._local[minute].expires == clock.t + 30 + 3600
+
+
+# The operator QA's budget: $1 a day on d1, each call reserving and costing
+# $0.101, so it admits 10 calls (the 10th crosses it, as one call in flight may).
+QA_CALL = 101_000_000
+
+
+class _Ledger:
+    """A ledger database's record of d1's calls: each call's cost at the moment
+    its row was written (when it ended), read up to a time as `recorded_spend`
+    reads it (rows before `until`)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.rows: list[tuple[float, int]] = []
+
+    def write(self, nano: int) -> None:
+        self.rows.append((self.clock.t, nano))
+
+    async def record(self, periods: Any, until: datetime) -> list[Any]:
+        spent = sum(nano for at, nano in self.rows if at < until.timestamp())
+        return [(b, pid, {"d1": spent}) for b, pid, _ in periods]
+
+    @property
+    def spent(self) -> int:
+        return sum(nano for _, nano in self.rows)
+
+
+def _qa_gate(redis_url: str, clock: Clock, ledger: _Ledger | None,
+             prefix: str) -> BudgetGate:
+    return BudgetGate([Budget(deployment="d1", max_usd=Decimal(1), period="day")],
+                      _book(_deployment()), redis_url=redis_url, key_prefix=prefix,
+                      clock=clock, retry_interval=2.0,
+                      record=None if ledger is None else ledger.record)
+
+
+@contextlib.asynccontextmanager
+async def _qa_replicas(redis_url: str, ledger: bool = True, replicas: int = 1,
+                       via: str | None = None
+                       ) -> AsyncIterator[tuple[list[BudgetGate], Any, Clock, _Ledger]]:
+    """Replicas of the QA's gate on one Redis (reached through `via` if given),
+    one clock and one ledger (none if not `ledger`: its record is only written),
+    with a direct client on Redis to read or wipe the shared counts."""
+    import redis.asyncio as aioredis
+
+    clock = Clock(datetime(2026, 5, 10, 12, tzinfo=UTC).timestamp())
+    written = _Ledger(clock)
+    prefix = f"interlock-test:{uuid.uuid4().hex}:"
+    gates = [_qa_gate(via or redis_url, clock, written if ledger else None, prefix)
+             for _ in range(replicas)]
+    direct = aioredis.Redis.from_url(redis_url)
+    try:
+        yield gates, direct, clock, written
+    finally:
+        for gate in gates:
+            await _owed_settles_sent(gate)
+        keys = [k async for k in direct.scan_iter(match=prefix + "*")]
+        if keys:
+            await direct.delete(*keys)
+        await direct.aclose()
+        for gate in gates:
+            await gate.aclose()
+
+
+async def _qa_call(gate: BudgetGate, ledger: _Ledger) -> bool:
+    """One call of $0.101 through `gate`, its row written as it ends: whether it
+    was admitted. Sequential, as the QA's were; the settles owed to Redis are
+    not waited for (they go in the background, as in the gateway)."""
+    ticket = await gate.acquire(_deployment(), _request(101))
+    if _refused(ticket):
+        return False
+    await ticket.release(_response(101))
+    ledger.write(QA_CALL)
+    return True
+
+
+async def _qa_calls(gate: BudgetGate, ledger: _Ledger, n: int) -> int:
+    return sum([await _qa_call(gate, ledger) for _ in range(n)])
+
+
+def _away(gate: BudgetGate, clock: Clock) -> None:
+    """A moment later Redis fails for `gate` (as a failed script makes it): it
+    counts in memory."""
+    clock.t += 1.0
+    gate._redis_failed(ConnectionError("Redis away"))
+
+
+def _back(clock: Clock) -> None:
+    clock.t += 3.0  # past retry_interval: Redis is tried again, and answers
+
+
+async def _wipe(direct: Any, gate: BudgetGate) -> None:
+    """Redis restarts without its data (no persistence, a failover)."""
+    await direct.delete(*[k async for k in direct.scan_iter(match=gate.key_prefix + "*")])
+
+
+async def _settled_spent(direct: Any, gate: BudgetGate) -> int:
+    """d1's spent in Redis once the gate's owed settles are in."""
+    await _owed_settles_sent(gate)
+    return (await _shared(direct, gate))[0]
+
+
+async def test_the_qa_s_outage_lets_no_more_than_the_budget_through(redis_url: str) -> None:
+    # The QA: 1 call, Redis out of reach (for real: its proxy stopped), 8 calls
+    # counted in memory, Redis back, 20 calls: 9 more passed (18 in all), for
+    # Redis's count never heard of the 8.
+    from tests.dispatch.test_redis_state import _Proxy
+
+    proxy = _Proxy(6379)
+    await proxy.start()
+    try:
+        async with _qa_replicas(redis_url, via=f"redis://127.0.0.1:{proxy.port}/0") as (
+                [gate], direct, clock, ledger):
+            assert await _qa_call(gate, ledger)
+            clock.t += 1.0
+            await proxy.stop()
+            assert await _qa_calls(gate, ledger, 8) == 8
+            assert not gate._on_redis  # the calls failed over to memory
+            await proxy.start()
+            _back(clock)
+            assert await _qa_calls(gate, ledger, 20) == 1  # 10 in all
+            assert await _settled_spent(direct, gate) == ledger.spent == 10 * QA_CALL
+    finally:
+        await proxy.stop()
+
+
+@pytest.mark.parametrize("ledger", [True, False], ids=["ledger", "no-ledger"])
+async def test_two_outages_in_a_row_let_no_more_than_the_budget_through(
+        redis_url: str, ledger: bool) -> None:
+    # In the second outage the memory count went on from the first outage's,
+    # without what was spent through Redis in between (19 calls passed). With
+    # a ledger its record has that spend; without one, Redis's last reply does.
+    async with _qa_replicas(redis_url, ledger=ledger) as ([gate], direct, clock, written):
+        admitted = [await _qa_calls(gate, written, 1)]
+        _away(gate, clock)
+        admitted.append(await _qa_calls(gate, written, 2))
+        _back(clock)
+        admitted.append(await _qa_calls(gate, written, 3))
+        await _owed_settles_sent(gate)  # the second outage begins with all settles in
+        _away(gate, clock)
+        admitted.append(await _qa_calls(gate, written, 20))
+        _back(clock)
+        admitted.append(await _qa_calls(gate, written, 20))
+        assert admitted == [1, 2, 3, 4, 0]
+        assert await _settled_spent(direct, gate) == 10 * QA_CALL
+
+
+async def test_an_outage_s_spend_counts_once_in_a_redis_back_empty(redis_url: str) -> None:
+    # Review finding 1: Redis came back without its data; it is seeded from the
+    # ledger's record, which holds the outage's calls, and their costs, owed to
+    # Redis, were added on top. No settle is sent before the calls here: they
+    # go in the background, as in the gateway.
+    async with _qa_replicas(redis_url) as ([gate], direct, clock, ledger):
+        assert await _qa_calls(gate, ledger, 1) == 1
+        _away(gate, clock)
+        assert await _qa_calls(gate, ledger, 2) == 2
+        await _wipe(direct, gate)
+        _back(clock)
+        assert await _qa_calls(gate, ledger, 20) == 7
+        assert await _settled_spent(direct, gate) == ledger.spent == 10 * QA_CALL
+
+
+@pytest.mark.parametrize("lost_data", [False, True], ids=["kept", "lost"])
+async def test_an_outage_call_still_running_when_redis_returns_is_counted_there(
+        redis_url: str, lost_data: bool) -> None:
+    # Review finding 2: a call counted in memory that ends after Redis is back
+    # (after its seeding from the ledger, if Redis lost its data) was in
+    # neither Redis's count nor the record it was seeded with.
+    async with _qa_replicas(redis_url) as ([gate], direct, clock, ledger):
+        assert await _qa_calls(gate, ledger, 1) == 1
+        _away(gate, clock)
+        running = await gate.acquire(_deployment(), _request(101))
+        assert not _refused(running) and not running.on_redis
+        if lost_data:
+            await _wipe(direct, gate)
+        _back(clock)
+        assert await _qa_calls(gate, ledger, 1) == 1  # through Redis (seeding it if lost)
+        clock.t += 1.0
+        await running.release(_response(101))
+        ledger.write(QA_CALL)
+        assert await _settled_spent(direct, gate) == ledger.spent == 3 * QA_CALL
+        assert await _qa_calls(gate, ledger, 20) == 7
+
+
+async def test_a_later_outage_begins_from_the_ledger_not_a_stale_redis_reply(
+        redis_url: str) -> None:
+    # Review finding 3: replica A's second outage began from what A last heard
+    # from Redis (or, before, from A's first outage's count), not from the
+    # ledger's record, which holds what replica B spent through Redis since.
+    async with _qa_replicas(redis_url, replicas=2) as ([a, b], direct, clock, ledger):
+        assert await _qa_calls(a, ledger, 1) == 1
+        _away(a, clock)
+        assert await _qa_calls(a, ledger, 1) == 1
+        _back(clock)
+        assert await _qa_calls(a, ledger, 1) == 1
+        await _owed_settles_sent(a)
+        assert await _qa_calls(b, ledger, 6) == 6  # out of A's sight: 9 calls spent
+        _away(a, clock)
+        assert await _qa_calls(a, ledger, 20) == 1
+        _back(clock)
+        assert await _qa_calls(a, ledger, 20) + await _qa_calls(b, ledger, 20) == 0
+        assert await _settled_spent(direct, a) == ledger.spent == 10 * QA_CALL
+
+
+async def test_a_healthy_redis_keeps_no_count_in_memory_per_key(redis_url: str) -> None:
+    # Review finding 4: with Redis healthy, each reply kept a count in memory
+    # (3,000 per-user budgets: 3,000 counts for the period). Only an outage's
+    # counts are kept, not one more once Redis is back.
+    clock = Clock(datetime(2026, 5, 10, 12, tzinfo=UTC).timestamp())
+    ledger = _Ledger(clock)
+    async with _redis_gate_at(redis_url, clock) as (gate, _):
+        gate.budgets = [Budget(end_user="*", max_usd=Decimal(1), period="day")]
+        gate.record = ledger.record
+
+        async def call(user: str) -> None:
+            ticket = await gate.acquire(_deployment(), _for(user))
+            assert not _refused(ticket)
+            await ticket.release(_response(10))
+
+        for n in range(200):
+            await call(f"user-{n}")
+        assert gate._local == {}
+        _away(gate, clock)
+        await call("in-the-outage")
+        assert gate._local_seed is not None
+        await gate._local_seed.task  # the ledger's record counts every user of the period
+        outage = len(gate._local)
+        assert outage > 0
+        _back(clock)
+        for n in range(200, 400):
+            await call(f"user-{n}")
+        await call("in-the-outage")
+        await _owed_settles_sent(gate)
+        assert len(gate._local) == outage
+        assert gate._unsettled == []
