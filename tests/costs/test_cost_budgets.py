@@ -943,11 +943,15 @@ class _Ledger:
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self.rows: list[tuple[float, int]] = []
+        # When set, a read answers once it is: a read under way.
+        self.landed: asyncio.Event | None = None
 
     def write(self, nano: int) -> None:
         self.rows.append((self.clock.t, nano))
 
     async def record(self, periods: Any, until: datetime) -> list[Any]:
+        if self.landed is not None:
+            await self.landed.wait()
         spent = sum(nano for at, nano in self.rows if at < until.timestamp())
         return [(b, pid, {"d1": spent}) for b, pid, _ in periods]
 
@@ -1108,6 +1112,32 @@ async def test_an_outage_call_still_running_when_redis_returns_is_counted_there(
         clock.t += 1.0
         await running.release(_response(101))
         ledger.write(QA_CALL)
+        assert await _settled_spent(direct, gate) == ledger.spent == 3 * QA_CALL
+        assert await _qa_calls(gate, ledger, 20) == 7
+
+
+async def test_an_outage_call_ending_while_a_redis_back_empty_is_seeded_is_counted_there(
+        redis_url: str) -> None:
+    # Review finding 2, the other way: the call ends while the ledger's record
+    # Redis is seeded with is being read. That record ends before the call did,
+    # so it lacks it; and its cost, sent while Redis had no seeding mark, was
+    # taken for one the record holds and dropped.
+    async with _qa_replicas(redis_url) as ([gate], direct, clock, ledger):
+        assert await _qa_calls(gate, ledger, 1) == 1
+        _away(gate, clock)
+        running = await gate.acquire(_deployment(), _request(101))
+        assert not _refused(running) and not running.on_redis
+        await _wipe(direct, gate)
+        _back(clock)
+        ledger.landed = asyncio.Event()
+        first = asyncio.ensure_future(_qa_call(gate, ledger))  # seeds Redis: a read begins
+        while gate._seeding_under_way() is None:
+            await asyncio.sleep(0)
+        clock.t += 1.0
+        await running.release(_response(101))
+        ledger.write(QA_CALL)
+        ledger.landed.set()
+        assert await first
         assert await _settled_spent(direct, gate) == ledger.spent == 3 * QA_CALL
         assert await _qa_calls(gate, ledger, 20) == 7
 

@@ -418,6 +418,7 @@ class RedisBudgetCounts(MemoryBudgetCounts):
                 return
         self._claiming_until = None
         self._seedings += 1
+        self._send_owed()  # the settles that waited for this seeding, without waiting a call
 
     def _use_local(self) -> bool:
         return not self.redis_url or self.clock() < self._redis_down_until
