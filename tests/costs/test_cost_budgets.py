@@ -1193,3 +1193,24 @@ async def test_a_healthy_redis_keeps_no_count_in_memory_per_key(redis_url: str) 
         await _owed_settles_sent(gate)
         assert len(gate._local) == outage
         assert gate._unsettled == []
+
+
+async def test_past_the_owed_settles_kept_an_outage_s_calls_stay_out_of_the_shared_count(
+        redis_url: str, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # What is kept for Redis is bounded (`MAX_UNSETTLED`): past it a call's cost
+    # is in this replica's memory only, and the operator is told once. (No
+    # ledger: Redis would be seeded with its record, which holds them all.)
+    import interlock.costs.budget_redis_counts as budget_redis_counts
+
+    monkeypatch.setattr(budget_redis_counts, "MAX_UNSETTLED", 3)
+    async with _qa_replicas(redis_url, ledger=False) as ([gate], direct, clock, ledger):
+        _away(gate, clock)
+        with caplog.at_level("WARNING", logger="interlock.costs.budgets"):
+            assert await _qa_calls(gate, ledger, 5) == 5
+        assert caplog.text.count("settles are owed to Redis already") == 1
+        _back(clock)
+        assert await _qa_calls(gate, ledger, 1) == 1
+        assert await _settled_spent(direct, gate) == 4 * QA_CALL
+        assert gate._local[gate._listed()[0][1]].owed == 0
+        assert await _qa_calls(gate, ledger, 20) == 6  # 12 in all: 2 over

@@ -63,9 +63,6 @@ class OwedSettle(NamedTuple):
     ttls: list[int]
     ended: float | None = None
     marks: tuple[str, ...] = ()
-    # Redis lacked a seeding mark: sent again only after a later seeding
-    # (`_seedings`), not at every call.
-    waits_for_seeding: int = -1
 
 
 class RedisBudgetCounts(MemoryBudgetCounts):
@@ -87,11 +84,15 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         self._on_redis = True  # until a Redis call fails: one warning an outage
         # Redis calls left running by a cancelled caller (see `_survive`).
         self._background: set[asyncio.Task[Any]] = set()
-        # Settles owed to Redis (`MAX_UNSETTLED`), sent by one task at a time.
+        # Settles owed to Redis (`MAX_UNSETTLED` in all), sent by one task at a
+        # time, and those that wait for a seeding of Redis from the ledger's
+        # record (Redis lacked their seeding marks: sent again once one lands,
+        # not at every call), with the seedings done, to tell one that landed
+        # while a settle was on its way.
         self._unsettled: list[OwedSettle] = []
+        self._unseeded: list[OwedSettle] = []
         self._sender: asyncio.Task[Any] | None = None
         self._overflow_told = False
-        # Seedings of Redis from the ledger's record done (`OwedSettle`).
         self._seedings = 0
         self._spend_script: Any = None
         self._redis_seed: Seeding | None = None
@@ -129,7 +130,8 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         calls it counted in memory, that cost is counted against the limits
         too (`_owed_on`), else the first calls back would pass on a count
         without it."""
-        owed = self._owed_on(keys) if self._unsettled or self._sending() else None
+        owed = (self._owed_on(keys) if self._unsettled or self._unseeded or self._sending()
+                else None)
         if owed is not None:
             limits = [limit - cost for limit, cost in zip(limits, owed, strict=True)]
         refused = await self._reserve_seeded(budgets, periods, keys, limits, amount, ttls,
@@ -247,13 +249,14 @@ class RedisBudgetCounts(MemoryBudgetCounts):
                 keys, ticket_id, actual, ttls, self.clock(), tuple(marks)))
 
     async def _settle_now_or_owe(self, settle: OwedSettle) -> None:
+        seedings = self._seedings
         sent = await self._sent(settle) if await self._use_redis() else None
-        if sent is False:  # Redis lost its data: after its seeding, begun as a call would
-            self._owe(settle._replace(waits_for_seeding=self._seedings))
+        if sent is None:
+            self._owe(settle)
+        elif not sent:  # Redis lost its data: after its seeding, begun as a call would
+            self._owe(settle, seedings=seedings)
             if self._claiming() is None:
                 self._seed_redis()
-        elif sent is None:
-            self._owe(settle)
 
     async def _sent(self, settle: OwedSettle) -> bool | None:
         """Whether Redis took `settle` (False: Redis lacked a seeding mark, it
@@ -276,8 +279,10 @@ class RedisBudgetCounts(MemoryBudgetCounts):
             return True
         return settle.ended is None  # SPEND's -2: no seeding mark
 
-    def _owe(self, settle: OwedSettle) -> None:
-        if len(self._unsettled) >= MAX_UNSETTLED:
+    def _owe(self, settle: OwedSettle, *, seedings: int | None = None) -> None:
+        """Keep `settle` to send once Redis answers; with `seedings` (those done
+        when Redis lacked its seeding mark), once a seeding has landed since."""
+        if len(self._unsettled) + len(self._unseeded) >= MAX_UNSETTLED:
             if not self._overflow_told:
                 self._overflow_told = True
                 log.warning("budgets: %d settles are owed to Redis already; those past them "
@@ -288,7 +293,13 @@ class RedisBudgetCounts(MemoryBudgetCounts):
             for key in settle.keys:
                 if (count := self._local.get(key)) is not None:
                     count.owed += settle.actual
-        self._unsettled.append(settle)
+        self._queue(settle, seedings)
+
+    def _queue(self, settle: OwedSettle, seedings: int | None = None) -> None:
+        if seedings is None or seedings != self._seedings:
+            self._unsettled.append(settle)
+        else:
+            self._unseeded.append(settle)
 
     def _owed_paid(self, settle: OwedSettle) -> None:
         for key in settle.keys:
@@ -311,34 +322,35 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         try:
             while waiting and await self._use_redis():
                 settle = waiting[0]
-                if settle.waits_for_seeding == self._seedings or (
-                        settle.marks and self._claiming() is not None):
-                    # No seeding since Redis lacked its mark, or one is being
-                    # read: sending it again would only be told so again.
-                    self._unsettled.append(waiting.pop(0))
+                if settle.marks and self._claiming() is not None:
+                    # The record Redis is to be seeded with is being read (or is
+                    # to be read again): its marks are not there yet.
+                    self._unseeded.append(waiting.pop(0))
                     continue
+                seedings = self._seedings
                 sent = await self._sent(settle)
                 if sent is False and not seeded_here and self._claiming() is None:
                     seeded_here = True  # Redis lost its data: seed it, as a call would
                     await self._seed_redis().wait()
+                    seedings = self._seedings
                     sent = await self._sent(settle)
                 if sent is None:  # Redis failed again
                     break
                 waiting.pop(0)
-                if sent and settle.ended is not None:
+                if not sent:
+                    self._queue(settle, seedings)
+                elif settle.ended is not None:
                     self._owed_paid(settle)
-                elif sent is False:
-                    self._unsettled.append(settle._replace(waits_for_seeding=self._seedings))
         finally:
             # Redis failed again, or the gate is closing: what was not sent is
             # still owed (and still held against the limits). A settle sent
             # twice counts once (`budget_scripts.SETTLE`, `SPEND`).
-            room = max(0, MAX_UNSETTLED - len(self._unsettled))
+            room = max(0, MAX_UNSETTLED - len(self._unsettled) - len(self._unseeded))
             for settle in waiting[room:]:
                 if settle.ended is not None:
                     self._owed_paid(settle)
             self._unsettled[:0] = waiting[:room]
-            if not self._unsettled:
+            if not self._unsettled and not self._unseeded:
                 self._overflow_told = False
 
     def _survive(self, call: Any) -> asyncio.Task[Any]:
@@ -418,7 +430,10 @@ class RedisBudgetCounts(MemoryBudgetCounts):
                 return
         self._claiming_until = None
         self._seedings += 1
-        self._send_owed()  # the settles that waited for this seeding, without waiting a call
+        # The settles that waited for a seeding, sent now rather than at a call.
+        self._unsettled += self._unseeded
+        self._unseeded = []
+        self._send_owed()
 
     def _use_local(self) -> bool:
         return not self.redis_url or self.clock() < self._redis_down_until
