@@ -1162,10 +1162,15 @@ async def test_a_later_outage_begins_from_the_ledger_not_a_stale_redis_reply(
         assert await _settled_spent(direct, a) == ledger.spent == 10 * QA_CALL
 
 
-async def test_a_healthy_redis_keeps_no_count_in_memory_per_key(redis_url: str) -> None:
+async def test_a_healthy_redis_keeps_no_count_in_memory_per_key(
+        redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # Review finding 4: with Redis healthy, each reply kept a count in memory
     # (3,000 per-user budgets: 3,000 counts for the period). Only an outage's
-    # counts are kept, not one more once Redis is back.
+    # counts are kept, not one more once Redis is back, and only until their
+    # period ends.
+    import interlock.costs.budget_memory_counts as memory_counts
+
+    monkeypatch.setattr(memory_counts, "PRUNE_EVERY", 4)
     clock = Clock(datetime(2026, 5, 10, 12, tzinfo=UTC).timestamp())
     ledger = _Ledger(clock)
     async with _redis_gate_at(redis_url, clock) as (gate, _):
@@ -1193,6 +1198,10 @@ async def test_a_healthy_redis_keeps_no_count_in_memory_per_key(redis_url: str) 
         await _owed_settles_sent(gate)
         assert len(gate._local) == outage
         assert gate._unsettled == []
+        clock.t += 2 * 86_400  # the outage's day is over: its counts go
+        for n in range(4):
+            await call(f"user-{n}")
+        assert gate._local == {}
 
 
 async def test_past_the_owed_settles_kept_an_outage_s_calls_stay_out_of_the_shared_count(

@@ -25,7 +25,7 @@ from interlock.costs.budget_record import ReadRecord, Recorded, Seeding, read_re
 from interlock.costs.budget_refusal import Full
 from interlock.costs.settings import Budget
 
-# Local reservations between two passes that let the counts of ended periods go.
+# Reservations between two passes that let the counts of ended periods go.
 PRUNE_EVERY = 1024
 
 
@@ -63,7 +63,7 @@ class MemoryBudgetCounts:
         self._local: dict[str, Count] = {}
         # Local counts given the ledger's record of their period (`seed`).
         self._seeded: set[str] = set()
-        self._reservations = 0  # local ones, for letting ended periods go
+        self._reservations = 0  # for letting ended periods go (`_let_ended_go`)
         # Reads the ledger's record of the current periods up to a time, for the
         # counts that begin without it: in memory at start or when Redis fails
         # (else a restart or an outage gives every budget its period again), and
@@ -115,9 +115,7 @@ class MemoryBudgetCounts:
                        ttls: list[int]) -> Full | int:
         # No await between the check and the increment: atomic within the loop.
         now = self.clock()
-        self._reservations += 1
-        if self._reservations % PRUNE_EVERY == 0:
-            self._local = {k: c for k, c in self._local.items() if c.expires > now}
+        self._let_ended_go(now)
         counts = [self._local.setdefault(k, Count()) for k in keys]
         for index, (count, limit) in enumerate(zip(counts, limits, strict=True), start=1):
             if count.spent + count.reserved >= limit:
@@ -126,6 +124,13 @@ class MemoryBudgetCounts:
             count.reserved += amount
             count.expires = now + ttl
         return 0
+
+    def _let_ended_go(self, now: float) -> None:
+        """Now and then (a reservation in `PRUNE_EVERY`), the counts of ended
+        periods are let go."""
+        self._reservations += 1
+        if self._reservations % PRUNE_EVERY == 0:
+            self._local = {k: c for k, c in self._local.items() if c.expires > now}
 
     def _seed_local(self, until: datetime, budgets: Sequence[Budget] | None = None) -> None:
         """Add the ledger's record up to `until` of `budgets` (by default all) to

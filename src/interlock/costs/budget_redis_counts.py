@@ -130,6 +130,8 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         calls it counted in memory, that cost is counted against the limits
         too (`_owed_on`), else the first calls back would pass on a count
         without it."""
+        if self._local:  # an outage's counts, kept for the next one until their period ends
+            self._let_ended_go(self.clock())
         owed = (self._owed_on(keys) if self._unsettled or self._unseeded or self._sending()
                 else None)
         if owed is not None:
