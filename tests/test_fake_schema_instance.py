@@ -111,3 +111,25 @@ def test_a_required_self_reference_ends_in_the_fewest_items() -> None:
 ])
 def test_schema_keywords_shape_the_value(schema: dict[str, Any], expected: Any) -> None:
     assert schema_instance(schema, "free") == expected
+
+
+@pytest.mark.parametrize("schema", [
+    # A `$ref` naming itself inside allOf: followed without end, it held the
+    # fake's event loop, so every later request hung too (review).
+    {"allOf": [{"$ref": "#/$defs/a"}], "$defs": {"a": {"$ref": "#/$defs/a"}}},
+    {"allOf": [{"$ref": "#/$defs/a"}],
+     "$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}},
+])
+def test_a_ref_cycle_in_all_of_ends(schema: dict[str, Any]) -> None:
+    assert schema_instance(schema, "free") == "free"
+
+
+def test_absurd_sizes_are_capped_so_one_schema_cannot_stall_the_fake() -> None:
+    assert len(schema_instance({"type": "array", "minItems": 10**8}, "free")) == 100
+    assert len(schema_instance({"type": "string", "minLength": 10**8}, "free")) == 10_000
+    # A definition used by each of ten required branches at every level grows
+    # as 10**depth: the count of values written stops it.
+    branches = {f"b{i}": {"$ref": "#/$defs/n"} for i in range(10)}
+    schema = {"$defs": {"n": {"type": "object", "required": list(branches),
+                              "properties": branches}}, "$ref": "#/$defs/n"}
+    assert isinstance(schema_instance(schema, "free"), dict)

@@ -13,12 +13,16 @@ What it honours: `type` (one or a list), `const`, `enum`, `anyOf` / `oneOf`
 `#/definitions/...`), objects (every property, required or not, plus any
 required name the properties do not list), arrays (`items`, `prefixItems`,
 `minItems` / `maxItems`), strings (`minLength` / `maxLength`, the common
-`format`s), numbers (bounds, `multipleOf`). Not `pattern`, `not` or
-`if`/`then`: a schema that needs them gets a value that may not match.
+`format`s), numbers (bounds, `multipleOf`). Not `pattern`, `not`,
+`if`/`then`, `uniqueItems` or `propertyNames`, nor formats beyond the common
+ones: a schema that needs them gets a value that may not match (an open
+object's one property is named `text`, which a map keyed by numbers refuses).
 
 A schema that refers to itself (a tree of nodes) is cut short on its second
 visit: there only required properties are written, arrays get their fewest
-items and a nullable choice is null, so the value stays finite.
+items and a nullable choice is null, so the value stays finite. A `$ref`
+that names itself is read as nothing, and item counts, string lengths and the
+number of values written are capped, so no schema holds the fake for long.
 
 Imports: the standard library only.
 """
@@ -40,6 +44,13 @@ _FORMATTED = {
 # Past half this depth a value is cut short even without a self-reference in
 # sight; past all of it, whatever is left is null.
 _MAX_DEPTH = 32
+# Bounds that keep one walk small whatever the schema says (a `minItems` of 10**8,
+# a `$def` used by each of many branches at every level): the walk runs in the
+# fake's event loop, so one absurd schema would stall every request meanwhile.
+# Past them the value may not satisfy the schema; no real one comes near.
+_MAX_ITEMS = 100
+_MAX_LENGTH = 10_000
+_MAX_NODES = 10_000
 # The property an open object (no properties listed) gets, holding the free text.
 FREE_PROPERTY = "text"
 
@@ -58,13 +69,15 @@ class _Instance:
     def __init__(self, root: dict[str, Any], free_text: str) -> None:
         self.root = root
         self.free_text = free_text
+        self.nodes = 0
 
     def value(self, schema: Any, name: str, depth: int, seen: frozenset[str],
               short: bool = False) -> Any:
         """`name`: the property this value is for, which its string says;
         `seen`: the `$ref`s being expanded above this point; `short`: write the
         least the schema takes (below a second visit of a `$ref`, or deep)."""
-        if not isinstance(schema, dict) or depth > _MAX_DEPTH:
+        self.nodes += 1
+        if not isinstance(schema, dict) or depth > _MAX_DEPTH or self.nodes > _MAX_NODES:
             return None
         short = short or depth >= _MAX_DEPTH // 2
         ref = schema.get("$ref")
@@ -112,7 +125,12 @@ class _Instance:
         properties and required names joined, any other key the first given."""
         merged: dict[str, Any] = {k: v for k, v in schema.items() if k != "allOf"}
         for branch in schema["allOf"]:
+            followed: set[str] = set()
             while isinstance(branch, dict) and isinstance(branch.get("$ref"), str):
+                if branch["$ref"] in followed:  # a `$ref` naming itself names nothing
+                    branch = None
+                    break
+                followed.add(branch["$ref"])
                 branch = self._resolve(branch["$ref"])
             if not isinstance(branch, dict):
                 continue
@@ -162,6 +180,7 @@ class _Instance:
             count = len(prefix)
         if most is not None:
             count = min(count, most)
+        count = min(count, _MAX_ITEMS)
         items = items if isinstance(items, dict) else {}
         return [self.value(prefix[i] if i < len(prefix) else items, name, depth + 1, seen,
                            short) for i in range(count)]
@@ -199,7 +218,7 @@ def _string(schema: dict[str, Any], name: str) -> str:
     fmt = schema.get("format")
     text = _FORMATTED.get(fmt, f"simulated {name}") if isinstance(fmt, str) \
         else f"simulated {name}"
-    shortest = _count(schema.get("minLength")) or 0
+    shortest = min(_count(schema.get("minLength")) or 0, _MAX_LENGTH)
     longest = _count(schema.get("maxLength"))
     if len(text) < shortest:
         text += "x" * (shortest - len(text))
