@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -233,8 +234,9 @@ def delete_command(
                                            for n in revoked.names))
     if revoked.missing_names:
         typer.echo(f"error: {_not_found(revoked, loaded, store, len(set(names)))} "
-                   f"`interlock keys list --config {config}` lists the keys made at run "
-                   "time; those in the config file are changed there.", err=True)
+                   f"`interlock keys list --config {shlex.quote(str(config))}` lists the "
+                   "keys made at run time; those in the config file are changed there.",
+                   err=True)
         raise typer.Exit(1)
 
 

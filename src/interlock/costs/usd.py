@@ -46,7 +46,7 @@ def money(value: Decimal | None) -> str:
     if value and size < 1 and value.quantize(CENT) != value:
         fine = size.quantize(MICRO)
         if not fine:
-            fine = size.quantize(Decimal(1).scaleb(size.adjusted() - 1))
+            fine = two_figures(size)
         if fine < 1:  # else it rounded up to a dollar, said to the cent below
             return f"{sign}${f'{fine:f}'.rstrip('0')}"
     rounded = size.quantize(CENT)
@@ -62,4 +62,9 @@ def header_usd(value: Decimal) -> str:
     text = f"{value:.8f}"
     if not value or text.strip("-0."):  # the common case: one format, one test
         return text
-    return f"{value.quantize(Decimal(1).scaleb(value.adjusted() - 1)):f}"
+    return f"{two_figures(value):f}"
+
+
+def two_figures(value: Decimal) -> Decimal:
+    """`value` to two significant figures: what a tiny cost is shown as."""
+    return value.quantize(Decimal(1).scaleb(value.adjusted() - 1))
