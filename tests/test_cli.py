@@ -568,14 +568,54 @@ def test_keys_are_made_listed_and_revoked_from_the_command_line(tmp_path: Path) 
         app, ["keys", "list", "--config", str(config)]).output
 
 
-def _keys_config(tmp_path: Path) -> Path:
-    """A config with a master key and a ledger, for `interlock keys`."""
+def _keys_config(tmp_path: Path,
+                 general: str = "{master_key: sk-gw-0123456789}") -> Path:
+    """A config with a master key (`general`: its general_settings) and a
+    ledger, for `interlock keys`."""
     return _config(tmp_path, (
         "model_list:\n"
         "  - model_name: chat\n"
         "    litellm_params: {model: openai/gpt-4o-mini, api_key: sk-x}\n"
-        "general_settings: {master_key: sk-gw-0123456789}\n"
+        f"general_settings: {general}\n"
         f"ledger: {{database: '{tmp_path / 'ledger.sqlite'}'}}\n"))
+
+
+def test_keys_delete_counts_names_not_found_and_never_repeats_one_that_may_be_a_key(
+        tmp_path: Path) -> None:
+    import asyncio
+
+    from interlock.costs.settings import LedgerSettings
+    from interlock.key_store import KeyStore
+
+    # Keys whose values do not look like keys: only the config tells them.
+    config = _keys_config(tmp_path, "{master_key: gw-master-0123456789, api_keys: "
+                                    "[{name: web, key: web-client-0123456789}]}")
+    token = runner.invoke(app, ["keys", "generate", "batch", "--config", str(config)]
+                          ).stdout.strip()
+    store = KeyStore(LedgerSettings(database=str(tmp_path / "ledger.sqlite")))
+
+    async def old_style() -> None:  # a key named as keys were before the rule
+        await store.read()
+        try:
+            await store.generate("sk-old-SECRET")
+        finally:
+            await store.aclose()
+
+    asyncio.run(old_style())
+    secrets = ["gw-master-0123456789", "web-client-0123456789", "sk-never-made-SECRET"]
+    pasted = [f"our {secrets[0]}", f" {secrets[1]}\n", f"team {secrets[2]}", token]
+    gone = runner.invoke(app, ["keys", "delete", "sk-old-SECRET", "nobody", *pasted,
+                               "--config", str(config)])
+    assert gone.exit_code == 1
+    assert "deleted: (a name that looks like a key, not shown)" in gone.output
+    assert ("5 of the 6 names given were not found among the keys made at run time: "
+            "'nobody' and 4 more not shown, as each may be a key.") in gone.output
+    assert f"`interlock keys list --config {config}` lists" in gone.output
+    for secret in [*secrets, token, "SECRET"]:
+        assert secret not in gone.output
+    alone = runner.invoke(app, ["keys", "delete", secrets[0], "--config", str(config)])
+    assert alone.exit_code == 1 and secrets[0] not in alone.output
+    assert "has that name (not shown: it may be a key)" in alone.output
 
 
 def test_a_key_named_as_interlock_names_its_own_is_refused_from_the_command_line(

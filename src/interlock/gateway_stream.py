@@ -19,7 +19,7 @@ from interlock.dispatch.streaming import Continued
 from interlock.errors import ClientDisconnected, InterlockError, InternalError, ProviderError
 from interlock.request_record import RequestRecorder, fill_answerer, interruption
 from interlock.response_meta import ResponseMeta
-from interlock.tokens import estimated_usage
+from interlock.tokens import billed_usage
 from interlock.types import ChatRequest, ChatResponse, StreamDelta, Usage
 
 
@@ -95,13 +95,13 @@ class GatewayStream:
         if continued is not None:
             record = self._continued_rows(continued, response, error)
         else:
-            usage = self._shown_usage = response.usage
-            if usage is None:
-                # The usage never came: the client left, or the stream broke, before
-                # the provider's last chunk (or it sends none). The provider still
-                # bills the prompt and what it had generated, so the ledger records
-                # Interlock's estimate of those, marked as one, rather than nothing.
-                usage = estimated_usage(self._request, response)
+            self._shown_usage = response.usage
+            # The usage may never have come: the client left, or the stream broke,
+            # before the provider's last chunk (or it sends none). The provider still
+            # bills the prompt and what it had generated, so the ledger records
+            # Interlock's estimate of those, marked as one, rather than nothing.
+            usage = billed_usage(self._request, response)
+            if response.usage is None:
                 meta.usage_estimated = True
             meta.cost_usd = self._recorder.cost(self._request, upstream.deployment, usage,
                                                 response.service_tier)
@@ -125,8 +125,8 @@ class GatewayStream:
         is told (`meta`'s cost, `shown_usage`) is both calls together."""
         upstream, meta, recorder = self._upstream, self.meta, self._recorder
         first, second = continued.streamed, upstream.share(response)
-        first_usage = first.usage or estimated_usage(self._request, first)
-        second_usage = second.usage or estimated_usage(continued.request, second)
+        first_usage = billed_usage(self._request, first)
+        second_usage = billed_usage(continued.request, second)
         first_cost = recorder.cost(self._request, continued.deployment, first_usage,
                                    first.service_tier)
         second_cost = recorder.cost(continued.request, upstream.deployment, second_usage,

@@ -45,6 +45,13 @@ def key_like(name: str) -> bool:
     return name.strip().lower().startswith(SECRET_PREFIX)
 
 
+def holds_key_like(name: str) -> bool:
+    """Whether any of `name`'s `name_parts` looks like a key: for text that is
+    only said back (what a delete did not find), where a key pasted among words
+    is as bad to repeat as one pasted alone."""
+    return any(key_like(part) for part in name_parts(name))
+
+
 # What is written in place of a name that is a key, or looks like one.
 NOT_SHOWN = "(a name that looks like a key, not shown)"
 

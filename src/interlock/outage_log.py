@@ -7,7 +7,14 @@ nothing said when the database came back. `OutageLog` keeps the count for one
 such kind of work, so that its owner says one warning when failures begin, then
 at most one line every `interval` seconds with the tries failed meanwhile, and
 one line when the work succeeds again (as the budget gate does for Redis).
-It decides only when to speak; the owner writes its own words.
+It decides only when to speak; the owner writes its own words. The ledger also
+counts the rows a full buffer drops with one, told of each drop and never of
+success (`costs.ledger`).
+
+`server.refusal_log.RefusalLog` is the other "said once, then counted" log, kept
+apart: it writes its count when the interval ends (a timer), since no later
+refusal may come to carry it, and says a kind in full again after a quiet
+interval, where an outage is said in full only when it begins.
 
 Imports: the standard library.
 """

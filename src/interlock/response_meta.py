@@ -3,7 +3,7 @@ answered, the attempts, the cost and timings, as response headers and as a
 stream's summary), and what the gateway hands back with the answer
 (`Completion`, `Embeddings`).
 
-Imports: the standard library, `dispatch.dispatcher`, `key_limits`,
+Imports: the standard library, `costs.usd`, `dispatch.dispatcher`, `key_limits`,
 `routing.decision`, `types`.
 """
 
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from interlock.costs.usd import header_usd
 from interlock.dispatch.dispatcher import Attempt
 from interlock.key_limits import KeyTicket
 from interlock.routing.decision import RoutingDecision, header_safe
@@ -84,7 +85,7 @@ class ResponseMeta:
         # What the request's billed calls cost as priced; absent when unknown (no
         # price, or a call that may be billed) and when nothing was billed.
         if self.cost_usd is not None and not self.nothing_billed:
-            out.append((b"x-interlock-cost-usd", f"{self.cost_usd:.8f}".encode()))
+            out.append((b"x-interlock-cost-usd", header_usd(self.cost_usd).encode()))
         return out
 
     def stream_summary(self) -> dict[str, Any]:

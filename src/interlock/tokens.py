@@ -2,8 +2,8 @@
 
 Used where a number is needed ahead of the call: pre-call context checks and
 tpm reservations in dispatch, budget reservations in costs; and after a call
-the provider's usage never came back from (`estimated_usage`), where the ledger
-row and the budgets must charge the same estimate. About four
+the provider's usage never came back from (`estimated_usage`, `billed_usage`),
+where the ledger row and the budgets must charge the same estimate. About four
 characters a token, a few tokens of framing per message, a flat charge per
 image; callers that must err high (budgets) charge images more.
 
@@ -60,3 +60,10 @@ def estimated_usage(request: ChatRequest, partial: ChatResponse) -> Usage:
     reasoning = estimate_text_tokens(partial.reasoning or "")
     return Usage(input_tokens=estimate_prompt_tokens(request),
                  output_tokens=estimate_text_tokens(streamed), reasoning_tokens=reasoning)
+
+
+def billed_usage(request: ChatRequest, response: ChatResponse) -> Usage:
+    """What a call is charged for: the provider's usage, or, when it never came,
+    `estimated_usage`; one reading, so that every row and ticket of a call
+    charge the same."""
+    return response.usage or estimated_usage(request, response)

@@ -13,11 +13,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
-from interlock.costs import ledger as ledger_module
 from interlock.costs.ledger import Ledger, LedgerRow
 from interlock.costs.queries import LedgerReader
 from interlock.costs.schema import ledger_tables, make_engine, migrate, migrations
 from interlock.costs.settings import LedgerSettings
+from interlock.outage_log import OutageLog
 
 
 def _row(i: int, **kw: object) -> LedgerRow:
@@ -150,9 +150,10 @@ async def test_concurrent_first_starts_make_one_writer(
 
 
 async def test_record_never_raises_and_counts_drops_when_full(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     ledger = Ledger(LedgerSettings(database=str(tmp_path / "x.sqlite"), max_buffer=100))
+    now = [0.0]
+    ledger._overflow = OutageLog(interval=60, clock=lambda: now[0])
     # Not started: rows wait in the buffer; past max_buffer they are dropped, counted,
     # and said in the log at the first drop, then at most once an interval.
     with caplog.at_level(logging.WARNING, logger="interlock.costs.ledger"):
@@ -162,7 +163,7 @@ async def test_record_never_raises_and_counts_drops_when_full(
         assert [r.getMessage() for r in caplog.records] == [
             "ledger buffer full (100 rows waiting for the database): 1 rows dropped since "
             "the last warning, 1 in all; raise ledger.max_buffer or bring the database back"]
-        monkeypatch.setattr(ledger_module, "OVERFLOW_LOG_INTERVAL", 0.0)
+        now[0] = 60.0
         ledger.record(_row(150))
     assert "50 rows dropped since the last warning, 51 in all" in caplog.records[-1].getMessage()
     assert len(caplog.records) == 2 and ledger.stats()["dropped"] == 51
@@ -276,8 +277,6 @@ def test_each_line_of_an_outage_says_why_in_its_own_words(
         caplog: pytest.LogCaptureFixture) -> None:
     # Only the first line said why; a password rotated during the outage never
     # showed, and the driver's message may quote the URL's password.
-    from interlock.outage_log import OutageLog
-
     ledger = Ledger(LedgerSettings(database=None))
     ledger._outage = OutageLog(interval=0)
     with caplog.at_level(logging.WARNING, logger="interlock.costs.ledger"):

@@ -226,6 +226,18 @@ def test_a_failed_request_s_billed_call_keeps_its_cost_header() -> None:
     assert b"x-interlock-cost-usd" not in dict(meta.headers())
 
 
+@pytest.mark.parametrize(("cost", "header"), [
+    ("0.5", b"0.50000000"), ("0.0041250", b"0.00412500"), ("0", b"0.00000000"),
+    ("0.000000006", b"0.00000001"),
+    # Under half a hundred-millionth: 8 decimals said 0.00000000, as for a free call.
+    ("0.0000000045", b"0.0000000045"), ("0.000000005", b"0.0000000050"),
+    ("3.125E-12", b"0.0000000000031"),
+])
+def test_the_cost_header_never_shows_a_billed_call_as_free(cost: str, header: bytes) -> None:
+    meta = ResponseMeta(request_id="chatcmpl-1", decision=direct("g"), cost_usd=Decimal(cost))
+    assert dict(meta.headers())[b"x-interlock-cost-usd"] == header
+
+
 async def test_headers_list_every_attempt_of_a_failover(
         fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway]) -> None:
     gw = start_gateway(_config(fake_upstream, _claude_then_gemini(fake_upstream),

@@ -172,6 +172,13 @@ async def test_a_key_made_by_one_gateway_reaches_another_on_the_same_database(
     key = (await _call(one, "POST", "/key/generate", {"name": "shared"})).json()["key"]
     store = two.gateway.keys
     assert store is not None
+    # Until its next read the other replica does not know the key: the 401 says
+    # the key may be too new there rather than just wrong (a client gives up on it).
+    with pytest.raises(openai.AuthenticationError, match="another replica is known here"):
+        await _chat(two, key)
+    with pytest.raises(openai.AuthenticationError) as wrong:
+        await _chat(two, "sk-not-made-here-0123456789")
+    assert "another replica" not in str(wrong.value)
     await store.refresh()  # what its own refresh does every few seconds
     assert (await _chat(two, key)).choices
     await _call(one, "POST", "/key/delete", {"names": ["shared"]})

@@ -87,6 +87,20 @@ async def test_a_name_that_is_or_looks_like_a_key_is_refused_and_never_repeated(
     assert (await _call(gw, "POST", "/key/generate", {"name": "team-sk-7"})).status_code == 200
 
 
+async def test_a_name_holding_a_word_like_a_key_is_not_said_back_by_delete(
+        fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
+        tmp_path: Path) -> None:
+    # No key this gateway takes, but a key all the same (another gateway's, a
+    # provider's) pasted among words: the name is not a key, a part of it is.
+    gw = _gateway(fake_upstream, start_gateway, tmp_path)
+    await _call(gw, "POST", "/key/generate", {"name": "team"})
+    name = "our sk-elsewhere-SECRET key"
+    alone = await _call(gw, "POST", "/key/delete", {"names": [name]})
+    assert alone.status_code == 404 and "SECRET" not in alone.text
+    some = await _call(gw, "POST", "/key/delete", {"names": [name, "team", "nobody"]})
+    assert some.json()["not_found"] == ["nobody", "(a name that looks like a key, not shown)"]
+
+
 async def test_a_key_named_like_a_key_before_the_rule_still_works_and_is_not_logged(
         fake_upstream: FakeUpstream, start_gateway: Callable[..., RunningGateway],
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

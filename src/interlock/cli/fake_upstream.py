@@ -1,7 +1,8 @@
 """`interlock fake-upstream`: a local stand-in for OpenAI, Anthropic and Gemini.
 
 Lets users try their configs with no keys and no network: every answer is
-simulated and says so.
+simulated and says so. A request for JSON (structured outputs, JSON mode)
+gets simulated JSON of its schema, so a client that parses it can be tried too.
 
 Imports: typer, `testing`.
 """
@@ -17,7 +18,9 @@ def fake_upstream(
     port: int = typer.Option(8900, help="Port to listen on (127.0.0.1)."),
     latency: float = typer.Option(0.0, help="Seconds of simulated latency per request."),
 ) -> None:
-    """Serve simulated provider APIs on 127.0.0.1 until interrupted."""
+    """Serve simulated provider APIs on 127.0.0.1 until interrupted.
+
+    Requests for JSON (structured outputs) get simulated JSON of their schema."""
     from interlock.testing import FakeUpstream, Fault
 
     try:

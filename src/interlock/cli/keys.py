@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -219,19 +220,43 @@ def delete_command(
 ) -> None:
     """Revoke keys by name; running gateways refuse them within 5 s. Exits 1 when
     a name is not found (the others are revoked all the same)."""
-    from interlock.server.key_admin import not_found
+    from interlock.key_names import NOT_SHOWN, key_like
 
-    _, store = _store(config)
+    loaded, store = _store(config)
 
     async def revoke(s: Any) -> Any:
         return await s.delete(names)
 
     revoked = asyncio.run(_run(store, revoke))
     if revoked.names:
-        typer.echo(f"deleted: {', '.join(revoked.names)}")
+        # A key made before such names were refused is deleted by its name.
+        typer.echo("deleted: " + ", ".join(NOT_SHOWN if key_like(n) else n
+                                           for n in revoked.names))
     if revoked.missing_names:
-        typer.echo(f"error: {not_found(revoked)}", err=True)
+        typer.echo(f"error: {_not_found(revoked, loaded, store, len(set(names)))} "
+                   f"`interlock keys list --config {shlex.quote(str(config))}` lists the "
+                   "keys made at run time; those in the config file are changed there.",
+                   err=True)
         raise typer.Exit(1)
+
+
+def _not_found(revoked: Any, loaded: Any, store: Any, given: int) -> str:
+    """How many of the `given` names a delete did not find, and which. A name
+    may be a key pasted in its place, and a terminal's lines are scrolled back
+    and shared: one that is, holds or looks like a key is only counted."""
+    from interlock.server.key_admin import keys_judge, unsaid_names
+
+    hidden = unsaid_names(revoked, keys_judge(loaded.general_settings, lambda: store))
+    missing = revoked.missing_names
+    if given == 1:
+        return ("no key made at run time has that name (not shown: it may be a key)."
+                if hidden else f"no key made at run time is named {missing[0]!r}.")
+    said = ", ".join(repr(n) for n in missing if n not in hidden)
+    if hidden:
+        said += (f"{' and ' if said else ''}{len(hidden)}{' more' if said else ''} not "
+                 f"shown, as {'it' if len(hidden) == 1 else 'each'} may be a key")
+    return (f"{len(missing)} of the {given} names given {'was' if len(missing) == 1 else 'were'}"
+            f" not found among the keys made at run time: {said}.")
 
 
 def register(app: typer.Typer) -> None:

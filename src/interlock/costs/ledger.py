@@ -30,7 +30,6 @@ import operator
 import os
 import random
 import threading
-import time
 import typing
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -59,10 +58,6 @@ log = logging.getLogger(__name__)
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-# Seconds between two warnings that the buffer is full and rows are dropped.
-OVERFLOW_LOG_INTERVAL = 60.0
 
 
 @dataclass(slots=True)
@@ -186,11 +181,11 @@ class Ledger:
                          if in_process and settings.database is not None else None)
         self._inflight = 0
         self.dropped = 0
-        # When a full buffer last said so in the log (monotonic seconds), and how
-        # many rows it has dropped since: a long outage logs once a minute, not
-        # once a row.
-        self._overflow_logged: float | None = None
-        self._overflow_unlogged = 0
+        # Rows dropped because the buffer is full: said at the first, then at most
+        # once a minute with the drops since (a long outage, a line a row before).
+        # Never told of success: room one batch frees is no end to an overflow,
+        # and a buffer kept at its brim would begin one, and say it, every batch.
+        self._overflow = OutageLog()
         self.written = 0
         self.write_failures = 0
         self._outage = OutageLog()
@@ -268,7 +263,10 @@ class Ledger:
         warning = None
         with self._lock:
             if len(self._buffer) >= self.settings.max_buffer:
-                warning = self._overflowed()
+                self.dropped += 1
+                unsaid = self._overflow.failed()
+                if unsaid is not None:  # 0: the first drop, this row
+                    warning = (len(self._buffer), unsaid or 1, self.dropped)
                 full = False
             else:
                 self._buffer.append(item)
@@ -279,23 +277,6 @@ class Ledger:
                         "or bring the database back", *warning)
         if full:
             self._poke()
-
-    def _overflowed(self) -> tuple[int, int, int] | None:
-        """Count a row dropped because the buffer is full (the database has been
-        away for long). It is said in the log at once and then at most once every
-        `OVERFLOW_LOG_INTERVAL` seconds, with the rows dropped meanwhile: what to
-        say, when it is time (the buffer's length, the drops since the last
-        warning, in all), else None."""
-        self.dropped += 1
-        self._overflow_unlogged += 1
-        now = time.monotonic()
-        last = self._overflow_logged
-        if last is not None and now - last < OVERFLOW_LOG_INTERVAL:
-            return None
-        said = (len(self._buffer), self._overflow_unlogged, self.dropped)
-        self._overflow_logged = now
-        self._overflow_unlogged = 0
-        return said
 
     async def flush(self, timeout: float | None = None) -> bool:
         """Wait until the buffer is empty (True) or the timeout passes (False)."""

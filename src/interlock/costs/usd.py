@@ -1,6 +1,7 @@
 """Dollar amounts as the budgets count them (whole nano-dollars, so that sums
 stay exact integers in memory and in Redis) and as text for people (`money`,
-for `interlock spend`, `cost` and `report`) and JSON (`usd_text`, `plain_usd`).
+for `interlock spend`, `cost` and `report`), JSON (`usd_text`, `plain_usd`) and
+the x-interlock-cost-usd header (`header_usd`).
 
 Below both the budgets and the ledger's readers (`queries`), and free of
 sqlalchemy, so the request path's budgets need not load it to format a dollar.
@@ -45,8 +46,25 @@ def money(value: Decimal | None) -> str:
     if value and size < 1 and value.quantize(CENT) != value:
         fine = size.quantize(MICRO)
         if not fine:
-            fine = size.quantize(Decimal(1).scaleb(size.adjusted() - 1))
+            fine = two_figures(size)
         if fine < 1:  # else it rounded up to a dollar, said to the cent below
             return f"{sign}${f'{fine:f}'.rstrip('0')}"
     rounded = size.quantize(CENT)
     return f"{sign if rounded else ''}${rounded:,.2f}"
+
+
+def header_usd(value: Decimal) -> str:
+    """Dollars for the x-interlock-cost-usd header: to 8 decimals, as
+    '0.00412500', short for what a call costs; a cost that is not nothing but
+    rounds to nothing there (about half a hundred-millionth or less) to two
+    significant figures, as '0.0000000031', since '0.00000000' reads as free.
+    Plain decimals always, never '3.1E-9': clients parse the header as a number."""
+    text = f"{value:.8f}"
+    if not value or text.strip("-0."):  # the common case: one format, one test
+        return text
+    return f"{two_figures(value):f}"
+
+
+def two_figures(value: Decimal) -> Decimal:
+    """`value` to two significant figures: what a tiny cost is shown as."""
+    return value.quantize(Decimal(1).scaleb(value.adjusted() - 1))

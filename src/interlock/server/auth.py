@@ -124,9 +124,7 @@ class BearerAuth:
                     await self._keys_not_read_yet(send)
                     return
                 await send_plain_error(
-                    send, 401, found or
-                    "Missing or invalid API key. Send the gateway's master key, or a client "
-                    "key, as 'Authorization: Bearer <key>'.",
+                    send, 401, found or self._unknown_key(raw),
                     type_="authentication_error", code="invalid_api_key")
                 return
             if scope["path"] in ADMIN_PATHS:
@@ -158,6 +156,19 @@ class BearerAuth:
             return (f"The API key {shown_name(stored.name)} expired at "
                     f"{stored.expires_at.isoformat()}; ask for a new one.")
         return stored.name, stored.models
+
+    def _unknown_key(self, raw: bytes | None) -> str:
+        said = ("Missing or invalid API key. Send the gateway's master key, or a client "
+                "key, as 'Authorization: Bearer <key>'.")
+        store = self._store
+        if store is None or raw is None or not raw.startswith(_RUN_TIME_KEY):
+            return said
+        # Replicas read the keys made elsewhere every few seconds: without this, a
+        # client handed a key made a moment ago on another replica takes the 401
+        # for a wrong key and never tries it again.
+        return (f"{said} A key made with /key/generate on another replica is known here "
+                f"within {math.ceil(store.retry_after)} s of its making; if it was just "
+                "made, try it again then.")
 
     def _keys_unread(self) -> bool:
         store = self._store

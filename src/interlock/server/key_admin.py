@@ -29,7 +29,8 @@ a key or is or holds one (`name_problem`, `secret_judge`): a name is logged and
 listed.
 A key is never taken in a URL (`?name=` that is a key included).
 
-Imports: the standard library, pydantic, sqlalchemy, `gateway`, `key_models`, `key_store`,
+Imports: the standard library, pydantic, sqlalchemy, `config`, `gateway`, `key_models`,
+`key_names`, `key_store`,
 `server.asgi_io`, `server.auth`; `costs.queries`, `costs.usd` lazily.
 """
 
@@ -56,10 +57,18 @@ from pydantic import (
 )
 
 from interlock.config.report import did_you_mean
+from interlock.config.schema import GeneralSettings
 from interlock.costs.settings import budget_period
 from interlock.gateway import Gateway
 from interlock.key_models import allowed_models, unknown_models
-from interlock.key_names import NOT_SHOWN, key_like, name_parts, name_problem, shown_name
+from interlock.key_names import (
+    NOT_SHOWN,
+    holds_key_like,
+    key_like,
+    name_parts,
+    name_problem,
+    shown_name,
+)
 from interlock.key_store import KeyNameTaken, KeyStore, Revoked, StoredKey, digest
 from interlock.server.asgi_io import ANSWERED, Receive, Scope, Send, read_json, send_json
 from interlock.server.asgi_io import send_plain_error as _error
@@ -364,8 +373,7 @@ async def _delete(store: KeyStore, body: Any, send: Send,
                              "{\"keys\": [...]} (the keys themselves)")
         return
     revoked = await store.delete(names or (), tokens or ())
-    # A key sent among the names is not said back, whatever it looks like.
-    hidden = {n for n in revoked.missing_names if is_secret(n)}
+    hidden = unsaid_names(revoked, is_secret)
     if not revoked.names:
         said = not_found(revoked, hidden.__contains__)
         await _error(send, 404, f"{said[:1].upper()}{said[1:]} (keys from the config file "
@@ -380,7 +388,7 @@ async def _delete(store: KeyStore, body: Any, send: Send,
     # What was not found is said beside what was deleted, not as an error: the
     # deletions happened, and a client that reads a 4xx as "nothing done" would be wrong.
     if revoked.missing_names:
-        answer["not_found"] = [NOT_SHOWN if n in hidden or key_like(n) else n
+        answer["not_found"] = [NOT_SHOWN if n in hidden else n
                                for n in revoked.missing_names]
     if revoked.missing_keys:
         answer["keys_not_found"] = revoked.missing_keys
@@ -410,8 +418,15 @@ def which_key_problem(body: Any, *, new: bool) -> tuple[str, str] | None:
     return None
 
 
+def unsaid_names(revoked: Revoked, is_secret: Callable[[str], bool]) -> set[str]:
+    """The names a delete did not find that are not to be said back: a key sent
+    among the names, whatever it looks like (`is_secret`), or anything in one
+    that looks like a key."""
+    return {n for n in revoked.missing_names if is_secret(n) or holds_key_like(n)}
+
+
 def not_found(revoked: Revoked, is_secret: Callable[[str], bool] = lambda name: False) -> str:
-    """What a delete did not find, in words (for the API's 404 and the CLI); a
+    """What a delete did not find, in words (for the API's 404); a
     name `is_secret` says is a key is not repeated, nor one that looks like a key."""
     said = []
     if revoked.missing_names:
@@ -451,18 +466,24 @@ def new_key_problem(gateway: Gateway, asked: GenerateKey, config_keys: set[str],
 
 
 def secret_judge(gateway: Gateway) -> Callable[[str], bool]:
+    """Whether a name is, or holds, the master key or a live client key of the
+    gateway's (`keys_judge`)."""
+    # Asked each time: the app is built before the gateway gets its key store.
+    return keys_judge(gateway.config.general_settings, lambda: gateway.keys)
+
+
+def keys_judge(general: GeneralSettings,
+               store_now: Callable[[], KeyStore | None]) -> Callable[[str], bool]:
     """Whether a name is, or holds, the master key or a live client key (the
-    config's or one made at run time), whatever it looks like: any of its
+    config's or one in `store_now()`'s store), whatever it looks like: any of its
     `name_parts`, compared by digest. The config's keys are hashed once, here."""
-    general = gateway.config.general_settings
     secrets = [k.key.get_secret_value() for k in general.api_keys]
     if general.master_key is not None:
         secrets.append(general.master_key.get_secret_value())
     known = [digest(s.encode()) for s in secrets]
 
     def is_secret(name: str) -> bool:
-        # Asked each time: the app is built before the gateway gets its key store.
-        store = gateway.keys
+        store = store_now()
         found = []
         for part in name_parts(name):
             asked = digest(part.encode())

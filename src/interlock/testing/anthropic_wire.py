@@ -22,7 +22,12 @@ Scripting vocabulary beyond the neutral `Reply` / `Fault` fields:
   `event: error` frame mid-stream; a non-streamed answer is the error body).
 - `Reply(reasoning_tokens=N)`: the answer starts with a thinking block.
 - A request whose `tool_choice` names a tool gets a call to it, as Claude must
-  answer one: the scripted calls, else one whose input is `{"text": <text>}`.
+  answer one: the scripted calls, else one whose input is `{"text": <text>}`
+  when text is scripted, else a value of the tool's `input_schema`
+  (`testing.schema_instance`; `{"text": <default text>}` for an open object,
+  which is how OpenAI's JSON mode reaches Claude).
+- A request with `output_config.format` (structured outputs) and no scripted
+  text gets a text block holding JSON of that schema, as Claude answers one.
 - `Reply(annotations=[...])` (OpenAI url_citation annotations) to a request with
   the web search tool: the answer runs one search (a `server_tool_use` and a
   `web_search_tool_result` block, `usage.server_tool_use.web_search_requests`)
@@ -31,7 +36,8 @@ Scripting vocabulary beyond the neutral `Reply` / `Fault` fields:
 
 Cheap on purpose: it serves load in the overhead benchmark.
 
-Imports: the standard library, `testing.script`, `testing.wire`.
+Imports: the standard library, `testing.script`, `testing.wire`,
+`testing.schema_instance`.
 """
 
 from __future__ import annotations
@@ -46,8 +52,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from interlock.testing.schema_instance import schema_instance
 from interlock.testing.script import Fault, Reply, ScriptedToolCall
-from interlock.testing.wire import ErrorAnswer, Route, chunks, estimate_tokens, sse
+from interlock.testing.wire import (
+    ErrorAnswer,
+    Route,
+    chunks,
+    default_reply_text,
+    estimate_tokens,
+    json_reply,
+    sse,
+)
 
 FINISH_TO_STOP_REASON = {
     "stop": "end_turn",
@@ -142,6 +157,26 @@ class AnthropicWire:
         }, "message_delta"))
         frames.append(sse({"type": "message_stop"}, "message_stop"))
         return frames
+
+    def shaped_reply(self, route: Route, body: Any) -> Reply | None:
+        """What Claude answers a request for a shape with, when the script gives
+        no text: a text block holding JSON of the schema in `output_config.format`
+        (structured outputs; `output_format`, its beta name, too), or a call to
+        the tool `tool_choice` names whose input is a value of its input_schema."""
+        if not isinstance(body, dict):
+            return None
+        choice = body.get("tool_choice")
+        if isinstance(choice, dict) and choice.get("type") == "tool":
+            name = str(choice.get("name", ""))
+            schema = next((t.get("input_schema") for t in body.get("tools") or ()
+                           if isinstance(t, dict) and t.get("name") == name), None)
+            text = default_reply_text(route.model, body)
+            return Reply(tool_calls=[ScriptedToolCall(name, _object_of(schema, text))])
+        config = body.get("output_config")
+        fmt = config.get("format") if isinstance(config, dict) else body.get("output_format")
+        if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+            return json_reply(fmt.get("schema"), route.model, body)
+        return None
 
     def fault_reply(self, fault: Fault) -> Reply | None:
         """A 200 safety fault is a refusal by Anthropic's streaming classifiers:
@@ -360,6 +395,14 @@ def _forced_tool(body: Any, reply: Reply) -> Reply:
                else estimate_tokens(json.dumps(call.arguments)))
     return dataclasses.replace(reply, text="", tool_calls=[call], finish="tool_calls",
                                output_tokens=written)
+
+
+def _object_of(schema: Any, free_text: str) -> dict[str, Any]:
+    """A tool's input: a value of its input_schema, which Anthropic requires to
+    be an object (a schema that is not one gets the open object)."""
+    value = schema_instance(schema if isinstance(schema, dict) else {"type": "object"},
+                            free_text)
+    return value if isinstance(value, dict) else {"text": free_text}
 
 
 def _content(reply: Reply, searches: int) -> list[dict[str, Any]]:

@@ -137,8 +137,11 @@ class FakeUpstreamApp:
                            if getattr(wire, "retry_after_header", True) else answer.headers)
                 await _send_json(send, answer.status, answer.body, headers)
                 return
+        # Optional WireFormat hook: the JSON a request for structured output gets
+        # when the script gives no text of its own.
+        shape = getattr(wire, "shaped_reply", None)
         reply = resolved(scripted or self.script.reply_for(wire.provider, route.model) or Reply(),
-                         route.model, body)
+                         route.model, body, shape(route, body) if shape is not None else None)
         if route.stream:
             await self._stream(wire, route, body, reply, fault, send)
         else:

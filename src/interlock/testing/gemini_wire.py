@@ -8,6 +8,9 @@ Answers take the real shapes: candidates with `content.role == "model"`,
 `finishReason` and `index`; `usageMetadata`; `modelVersion`; `responseId`.
 `Reply(annotations=[...])` (OpenAI url_citations) to a request with Google
 Search grounding adds `groundingMetadata` (on the last chunk of a stream).
+A request for JSON (`generationConfig.responseMimeType` "application/json")
+with no scripted text gets JSON text: a value of its `responseJsonSchema` or
+`responseSchema` (`testing.schema_instance`), or an object.
 Embeddings are `{"embeddings": [{"values": [...]}]}` and nothing else (the real
 answer has no usage), with the OpenAI fake's vectors, so one text embeds alike
 on both.
@@ -38,6 +41,7 @@ from interlock.testing.wire import (
     ErrorAnswer,
     Route,
     chunks,
+    json_reply,
     logprobs_asked,
     token_alternatives,
 )
@@ -185,6 +189,21 @@ class GeminiWire:
                         [parts[0]["text"]], i, asked)
         return _framed(route, payloads)
 
+    def shaped_reply(self, route: Route, body: Any) -> Reply | None:
+        """JSON text for `responseMimeType` "application/json": a value of
+        `responseJsonSchema` (JSON Schema) or `responseSchema` (Google's OpenAPI
+        subset, upper-case types and all), or an object when neither is given."""
+        config = body.get("generationConfig", body.get("generation_config")) \
+            if isinstance(body, dict) else None
+        if route.endpoint == "embeddings" or not isinstance(config, dict):
+            return None
+        if _either(config, "responseMimeType") != "application/json":
+            return None
+        schema = _either(config, "responseJsonSchema")
+        if schema is None:
+            schema = _either(config, "responseSchema")
+        return json_reply(schema if isinstance(schema, dict) else None, route.model, body)
+
     def fault_stream(self, fault: Fault, route: Route) -> list[bytes] | None:
         """A blocked prompt is a 200 answer: to a streamed request Gemini sends it
         as the stream's one chunk, not as plain JSON. Any scripted status: Gemini
@@ -235,6 +254,13 @@ class GeminiWire:
             "modelVersion": model,
             "responseId": response_id or _response_id(),
         }
+
+
+def _either(fields: dict[str, Any], name: str) -> Any:
+    """A field by its camelCase name or its snake_case one: the API takes both."""
+    if name in fields:
+        return fields[name]
+    return fields.get(re.sub(r"([A-Z])", r"_\1", name).lower())
 
 
 def _grounding(body: Any, reply: Reply) -> dict[str, Any] | None:

@@ -7,7 +7,10 @@ split into a head with id and name and argument fragments, a finish chunk, a
 usage chunk when `stream_options.include_usage` is set, then `[DONE]`; every
 chunk padded with an `obfuscation` string, as OpenAI does by default), and the
 real error bodies `{"error": {"message", "type", "param", "code"}}` with
-rate-limit headers. Cheap on purpose: it carries the overhead benchmark's load.
+rate-limit headers. A request for JSON (`response_format` json_object or
+json_schema) with no scripted text gets JSON as its content: an object, or a
+value of the schema (`testing.schema_instance`). Cheap on purpose: it carries
+the overhead benchmark's load.
 
 Two servers speak this wire. `OpenAIWire()` plays OpenAI's own API (under
 `/openai/v1`), which refuses a body field it does not define with a 400,
@@ -40,6 +43,7 @@ from interlock.testing.wire import (
     Route,
     chunks,
     estimate_tokens,
+    json_reply,
     logprobs_asked,
     token_alternatives,
 )
@@ -122,6 +126,20 @@ class OpenAIWire:
 
     def stream_content_type(self, route: Route) -> str:
         return "text/event-stream; charset=utf-8"
+
+    def shaped_reply(self, route: Route, body: Any) -> Reply | None:
+        """JSON for `response_format` json_object (an object) or json_schema (a
+        value of its schema), as the content, as OpenAI answers either."""
+        fmt = body.get("response_format") if isinstance(body, dict) else None
+        if route.endpoint != "chat" or not isinstance(fmt, dict):
+            return None
+        if fmt.get("type") == "json_object":
+            return json_reply(None, route.model, body)
+        if fmt.get("type") == "json_schema":
+            wrapper = fmt.get("json_schema")
+            schema = wrapper.get("schema") if isinstance(wrapper, dict) else None
+            return json_reply(schema if isinstance(schema, dict) else None, route.model, body)
+        return None
 
     # -- successful answers ----------------------------------------------------
     def reply(self, route: Route, body: Any, reply: Reply) -> Any:

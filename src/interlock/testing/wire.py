@@ -4,7 +4,7 @@ A `WireFormat` knows one provider's paths, request fields, reply and stream
 shapes and error bodies. The server in `fake_upstream` does everything else
 (faults, latency, recording) the same way for all of them.
 
-Imports: the standard library, `testing.script`.
+Imports: the standard library, `testing.script`, `testing.schema_instance`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from interlock.testing.schema_instance import schema_instance
 from interlock.testing.script import Fault, Reply
 
 
@@ -64,7 +65,10 @@ class WireFormat(Protocol):
     # `fault_stream(fault, route) -> list[bytes] | None`, the frames of a fault
     # answered with a 200 that is no Reply (Gemini's blocked prompt), for a
     # streamed request; `retry_after_header = False`, a provider whose errors
-    # carry no Retry-After header (Gemini says when to retry in the body).
+    # carry no Retry-After header (Gemini says when to retry in the body);
+    # `shaped_reply(route, body) -> Reply | None`, the JSON answer (as text, or
+    # as a call to a tool the request forces) that a request for structured
+    # output gets where a real model would give one, in place of the default text.
 
 
 def estimate_tokens(text: str) -> int:
@@ -97,19 +101,34 @@ def default_reply_text(model: str, body: Any) -> str:
     return f"[simulated {model}] Hello! This is a simulated answer from the fake upstream."
 
 
-def resolved(reply: Reply, model: str, body: Any) -> Reply:
-    """Fill in a reply's defaults (text, finish, token counts) for this request."""
-    text = reply.text
-    if text is None and not reply.tool_calls and reply.refusal is None:
-        text = default_reply_text(model, body)
-    finish = reply.finish or ("tool_calls" if reply.tool_calls else "stop")
+def json_reply(schema: Any, model: str, body: Any) -> Reply:
+    """The answer to a request for JSON: text holding a value `schema` (None:
+    any JSON object) accepts, its open strings the default text."""
+    value = schema_instance(schema if schema is not None else {"type": "object"},
+                            default_reply_text(model, body))
+    return Reply(text=json.dumps(value, separators=(",", ":")))
+
+
+def resolved(reply: Reply, model: str, body: Any, shaped: Reply | None = None) -> Reply:
+    """Fill in a reply's defaults (text, finish, token counts) for this request.
+    `shaped`: the answer the request asks for by its form (JSON, a forced tool
+    call), which stands in for the default text; a scripted text, call or
+    refusal wins over it."""
+    text, calls = reply.text, reply.tool_calls
+    if text is None and not calls and reply.refusal is None:
+        if shaped is not None:
+            text, calls = shaped.text, shaped.tool_calls
+        else:
+            text = default_reply_text(model, body)
+    finish = reply.finish or ("tool_calls" if calls else "stop")
     out_text = (text or reply.refusal or "") + "".join(
-        tc.name + json.dumps(tc.arguments) for tc in reply.tool_calls
+        tc.name + json.dumps(tc.arguments) for tc in calls
     )
     # replace(), not a new Reply: a field added to Reply is kept without a word here.
     return dataclasses.replace(
         reply,
         text=text,
+        tool_calls=calls,
         finish=finish,
         input_tokens=reply.input_tokens if reply.input_tokens is not None
         else estimate_tokens(request_text(body)),
