@@ -84,7 +84,7 @@ from interlock.costs.settings import Budget
 from interlock.costs.usd import plain_usd, to_nano
 from interlock.dispatch.gates import Refusal
 from interlock.mocked import mock_text
-from interlock.tokens import estimated_usage
+from interlock.tokens import billed_usage
 from interlock.types import ChatRequest, ChatResponse
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ class BudgetTicket:
         if response is None or self.mocked:
             actual = 0
         else:
-            usage = response.usage or estimated_usage(self.request, response)
+            usage = billed_usage(self.request, response)
             cost = self.gate.prices.cost(self.deployment, usage, response.service_tier)
             actual = self.reserved if cost is None else to_nano(cost)
         await self.gate._settle(self, actual)
@@ -306,11 +306,13 @@ class BudgetGate(RedisBudgetCounts):
             return rows
         for row, (b, key, _, _) in zip(rows, listed, strict=True):
             try:
-                values = await self._redis.hgetall(key)
+                # Two fields, not the whole hash: it also holds a field per
+                # reservation and per outage call, and /metrics reads it often.
+                spent_field, reserved_field = await self._redis.hmget(key, "spent", "reserved")
             except Exception:
                 return rows
-            spent = int(values.get(b"spent", 0))
-            reserved = int(values.get(b"reserved", 0))
+            spent = int(spent_field or 0)
+            reserved = int(reserved_field or 0)
             row.update(spent_usd=plain_usd(spent), reserved_usd=plain_usd(reserved),
                        exhausted=spent + reserved >= to_nano(b.max_usd))
         return rows
