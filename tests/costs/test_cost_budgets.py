@@ -1028,6 +1028,13 @@ async def _wipe(direct: Any, gate: BudgetGate) -> None:
     await direct.delete(*[k async for k in direct.scan_iter(match=gate.key_prefix + "*")])
 
 
+async def _outage_calls_begun(gate: BudgetGate, n: int) -> list[Any]:
+    """`n` of the QA's calls admitted in memory (Redis is away) and still running."""
+    running = [await gate.acquire(_deployment(), _request(101)) for _ in range(n)]
+    assert not any(_refused(t) or t.on_redis for t in running)
+    return running
+
+
 async def _settled_spent(direct: Any, gate: BudgetGate) -> int:
     """d1's spent in Redis once the gate's owed settles are in."""
     await _owed_settles_sent(gate)
@@ -1103,8 +1110,7 @@ async def test_an_outage_call_still_running_when_redis_returns_is_counted_there(
     async with _qa_replicas(redis_url) as ([gate], direct, clock, ledger):
         assert await _qa_calls(gate, ledger, 1) == 1
         _away(gate, clock)
-        running = await gate.acquire(_deployment(), _request(101))
-        assert not _refused(running) and not running.on_redis
+        [running] = await _outage_calls_begun(gate, 1)
         if lost_data:
             await _wipe(direct, gate)
         _back(clock)
@@ -1125,8 +1131,7 @@ async def test_an_outage_call_ending_while_a_redis_back_empty_is_seeded_is_count
     async with _qa_replicas(redis_url) as ([gate], direct, clock, ledger):
         assert await _qa_calls(gate, ledger, 1) == 1
         _away(gate, clock)
-        running = await gate.acquire(_deployment(), _request(101))
-        assert not _refused(running) and not running.on_redis
+        [running] = await _outage_calls_begun(gate, 1)
         await _wipe(direct, gate)
         _back(clock)
         ledger.landed = asyncio.Event()
@@ -1223,3 +1228,146 @@ async def test_past_the_owed_settles_kept_an_outage_s_calls_stay_out_of_the_shar
         assert await _settled_spent(direct, gate) == 4 * QA_CALL
         assert gate._local[gate._listed()[0][1]].owed == 0
         assert await _qa_calls(gate, ledger, 20) == 6  # 12 in all: 2 over
+
+
+def _by_period(ledger: _Ledger) -> Any:
+    """The ledger's record as `recorded_spend` reads it: each period's rows only."""
+    async def record(periods: Any, until: datetime) -> list[Any]:
+        return [(b, pid, {"d1": sum(nano for at, nano in ledger.rows
+                                    if start.timestamp() <= at < until.timestamp())})
+                for b, pid, start in periods]
+    return record
+
+
+def _day_and_month(gate: BudgetGate, ledger: _Ledger, month_usd: str) -> None:
+    gate.budgets = [Budget(deployment="d1", max_usd=Decimal(100), period="day"),
+                    Budget(deployment="d1", max_usd=Decimal(month_usd), period="month")]
+    gate.record = _by_period(ledger)
+
+
+@pytest.mark.parametrize("lost", ["expired", "wiped"])
+async def test_an_outage_past_its_day_s_end_still_counts_its_calls_for_the_month(
+        redis_url: str, lost: str) -> None:
+    # Review: each call counted in memory owes its cost to every budget's
+    # count; one whose mark was gone for good (its day ended over an hour
+    # before Redis came back: its keys expired, or Redis lost its data) was
+    # refused whole, so the month never had it (16 calls on a month of 10),
+    # and the settle, never to be seeded again, stayed owed for good.
+    async with _qa_replicas(redis_url, replicas=2) as ([a, b], direct, clock, ledger):
+        for gate in (a, b):
+            _day_and_month(gate, ledger, "1")  # the month holds 10 calls
+        clock.t = datetime(2026, 5, 10, 23, 30, tzinfo=UTC).timestamp()
+        assert await _qa_calls(a, ledger, 1) == 1
+        _away(a, clock)
+        assert await _qa_calls(a, ledger, 6) == 6
+        clock.t = datetime(2026, 5, 11, 1, 10, tzinfo=UTC).timestamp()
+        if lost == "expired":  # as their TTL does: the day's end and an hour
+            await direct.delete(*[k async for k in direct.scan_iter(
+                match=a.key_prefix + "*2026-05-10")])
+        else:
+            await _wipe(direct, a)
+        _back(clock)
+        assert await _qa_calls(a, ledger, 20) + await _qa_calls(b, ledger, 20) == 3
+        await _owed_settles_sent(a)
+        month = a._key(a.budgets[1], "2026-05", None)
+        assert int(await direct.hget(month, "spent")) == 10 * QA_CALL
+        assert a._unsettled == a._unseeded == []
+        assert a._local[month].owed == 0
+
+
+async def test_settles_of_an_ended_period_are_let_go_and_hold_no_limit(
+        redis_url: str) -> None:
+    # Review: settles stuck for an ended day lowered this replica's month
+    # limit by their cost for the rest of the month, while the other replica
+    # admitted the month's calls in full.
+    async with _qa_replicas(redis_url, replicas=2) as ([a, b], direct, clock, ledger):
+        for gate in (a, b):
+            _day_and_month(gate, ledger, "2.02")  # the month holds 20 calls
+        clock.t = datetime(2026, 5, 10, 23, 30, tzinfo=UTC).timestamp()
+        assert await _qa_calls(a, ledger, 1) == 1
+        _away(a, clock)
+        assert await _qa_calls(a, ledger, 6) == 6
+        clock.t = datetime(2026, 5, 11, 0, 30, tzinfo=UTC).timestamp()
+        await _wipe(direct, a)  # Redis restarts empty: the day's mark is gone for good
+        _back(clock)
+        assert await _qa_calls(a, ledger, 5) == 5
+        await _owed_settles_sent(a)
+        assert a._unsettled == a._unseeded == []
+        clock.t += 5 * 86_400  # days later, the same month: A admits what is left
+        assert await _qa_calls(a, ledger, 30) == 8
+
+
+async def test_outage_calls_running_when_redis_returns_are_held_against_its_limits(
+        redis_url: str) -> None:
+    # Review: only the cost of outage calls that ended was held against
+    # Redis's counts; five still running let 15 calls through a budget of 10.
+    async with _qa_replicas(redis_url) as ([gate], direct, clock, ledger):
+        assert await _qa_calls(gate, ledger, 1) == 1
+        _away(gate, clock)
+        running = await _outage_calls_begun(gate, 5)
+        _back(clock)
+        assert await _qa_calls(gate, ledger, 20) == 4
+        for ticket in running:
+            await ticket.release(_response(101))
+            ledger.write(QA_CALL)
+        assert await _settled_spent(direct, gate) == ledger.spent == 10 * QA_CALL
+
+
+async def test_an_outage_s_spend_waits_for_the_record_of_a_count_another_replica_claimed(
+        redis_url: str) -> None:
+    # Review: replica A's outage calls were added to a count replica B had
+    # claimed (B's record on its way) against the end of an older record
+    # (the mark's), then B's record counted them again: 12 calls on 10.
+    async with _qa_replicas(redis_url, replicas=2) as ([a, b], direct, clock, ledger):
+        assert await _qa_calls(a, ledger, 1) == 1
+        _away(a, clock)
+        await _wipe(direct, a)  # Redis restarts empty
+        clock.t += 1.0
+        landed = asyncio.Event()
+
+        async def slow_record(periods: Any, until: datetime) -> list[Any]:
+            await landed.wait()
+            return await ledger.record(periods, until)
+
+        b.record = slow_record
+        assert await _qa_call(b, ledger)  # B seeds: its read is slow, it claims the count
+        clock.t += 1.0
+        a._redis_down_until = clock.t + 100  # A's outage goes on
+        assert await _qa_calls(a, ledger, 2) == 2  # they end after B's read began
+        clock.t += 1.0
+        a._redis_down_until = clock.t
+        assert await _qa_call(a, ledger)  # A is back and seeds: its record ends later
+        await _owed_settles_sent(a)
+        landed.set()
+        assert b._redis_seed is not None
+        await b._redis_seed.task
+        clock.t += a.retry_interval  # A tries its waiting settles again
+        admitted = await _qa_calls(a, ledger, 20)
+        await _owed_settles_sent(a)
+        admitted += await _qa_calls(b, ledger, 20)
+        assert len(ledger.rows) == 10 and admitted == 5
+        assert await _settled_spent(direct, a) == ledger.spent
+
+
+async def test_an_outage_s_spend_whose_caller_left_midway_is_still_owed(
+        redis_url: str) -> None:
+    # Review: a request cancelled (its client left) while its outage call's
+    # cost was on its way to Redis lost that cost if Redis failed meanwhile:
+    # what Redis did not take was queued only by the caller, who was gone.
+    async with _qa_replicas(redis_url, ledger=False) as ([gate], direct, clock, ledger):
+        assert await _qa_calls(gate, ledger, 1) == 1
+        _away(gate, clock)
+        [running] = await _outage_calls_begun(gate, 1)
+        _back(clock)
+        spend = gate._spend_script
+
+        async def lost_connection(**_: Any) -> Any:
+            raise ConnectionError("Redis away")
+
+        gate._spend_script = delayed = _Delayed(lost_connection, after=False)
+        await delayed.cancel_in_window(gate, running.release(_response(101)))
+        ledger.write(QA_CALL)
+        gate._spend_script = spend
+        _back(clock)
+        assert await _qa_calls(gate, ledger, 1) == 1
+        assert await _settled_spent(direct, gate) == ledger.spent == 3 * QA_CALL

@@ -50,19 +50,32 @@ REDIS_TIMEOUT = 0.5
 # spend counted in memory would be spent again. Past this many, a reservation
 # holds until then, and a call counted in memory stays out of the shared count.
 MAX_UNSETTLED = 10_000
+# SPEND's answer for a key whose seeding mark Redis lacks (`budget_scripts`).
+MARK_MISSING = -2
 
 
 class OwedSettle(NamedTuple):
     """A settle owed to Redis: of a reservation made there (`SETTLE`), or, with
     `ended` (Unix seconds), the cost of a call counted in memory (`SPEND`,
-    with its budgets' seeding marks when there is a ledger)."""
+    with its budgets' seeding marks when there is a ledger). `ends`: when each
+    key's period ends (Unix seconds); a key whose period has ended is sent
+    nothing (no call counts on it any more, and its seeding mark may be gone
+    for good: only current periods are seeded)."""
 
     keys: list[str]
     ticket_id: str
     actual: int
     ttls: list[int]
+    ends: list[float]
     ended: float | None = None
     marks: tuple[str, ...] = ()
+
+    def only(self, indices: Sequence[int]) -> OwedSettle:
+        """This settle for the keys at `indices` alone."""
+        return self._replace(keys=[self.keys[i] for i in indices],
+                             ttls=[self.ttls[i] for i in indices],
+                             ends=[self.ends[i] for i in indices],
+                             marks=tuple(self.marks[i] for i in indices) if self.marks else ())
 
 
 class RedisBudgetCounts(MemoryBudgetCounts):
@@ -94,6 +107,11 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         self._sender: asyncio.Task[Any] | None = None
         self._overflow_told = False
         self._seedings = 0
+        # The soonest a period of a settle owed ends (`_let_ended_settles_go`),
+        # and when the settles that wait for a seeding are tried again anyway.
+        self._next_end = float("inf")
+        self._unseeded_retry_at = 0.0
+        self._unseeded_backoff = retry_interval
         self._spend_script: Any = None
         self._redis_seed: Seeding | None = None
         # Marks the hashes this gate creates in Redis while the record it is to
@@ -123,30 +141,32 @@ class RedisBudgetCounts(MemoryBudgetCounts):
     async def _reserve_shared(self, budgets: Sequence[Budget],
                               periods: Sequence[tuple[str, float]], keys: list[str],
                               limits: list[int], amount: int, ttls: list[int],
-                              ticket_id: str) -> Full | int | None:
+                              ends: list[float], ticket_id: str) -> Full | int | None:
         """`_reserve_redis`, for a count Redis lacks (it lost its data) after its
         seeding from the ledger's record has begun (`_seed_redis`). None: Redis
-        failed, count in memory. While this process owes Redis the cost of
-        calls it counted in memory, that cost is counted against the limits
-        too (`_owed_on`), else the first calls back would pass on a count
-        without it."""
+        failed, count in memory. What this process counted in memory and Redis
+        has not taken yet is counted against the limits too (`_held_on`): the
+        cost it owes Redis of calls that ended, and what the calls still
+        running hold; else the first calls back would pass on a count without
+        them."""
+        held = None
         if self._local:  # an outage's counts, kept for the next one until their period ends
             self._let_ended_go(self.clock())
-        owed = (self._owed_on(keys) if self._unsettled or self._unseeded or self._sending()
-                else None)
-        if owed is not None:
-            limits = [limit - cost for limit, cost in zip(limits, owed, strict=True)]
+            held = self._held_on(keys)
+        if held is not None:
+            limits = [limit - owed - reserved
+                      for limit, (owed, reserved) in zip(limits, held, strict=True)]
         refused = await self._reserve_seeded(budgets, periods, keys, limits, amount, ttls,
-                                             ticket_id)
-        if owed is not None and isinstance(refused, Full):  # told with what is owed
-            return Full(refused.index, refused.spent + owed[refused.index - 1],
-                        refused.reserved)
+                                             ends, ticket_id)
+        if held is not None and isinstance(refused, Full):  # told with what is held here
+            owed, reserved = held[refused.index - 1]
+            return Full(refused.index, refused.spent + owed, refused.reserved + reserved)
         return refused
 
     async def _reserve_seeded(self, budgets: Sequence[Budget],
                               periods: Sequence[tuple[str, float]], keys: list[str],
                               limits: list[int], amount: int, ttls: list[int],
-                              ticket_id: str) -> Full | int | None:
+                              ends: list[float], ticket_id: str) -> Full | int | None:
         if self._record_owed():
             # Whatever the marks say: another replica's seeding leaves the
             # hashes this gate claimed to this gate's record.
@@ -156,15 +176,15 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         claim = self._claiming()
         marks = () if claim or self.record is None else [
             self._mark(b, pid) for b, (pid, _) in zip(budgets, periods, strict=True)]
-        refused = await self._reserve_redis(keys, limits, amount, ttls, ticket_id, marks,
-                                            claim)
+        refused = await self._reserve_redis(keys, limits, amount, ttls, ends, ticket_id,
+                                            marks, claim)
         if refused != -2:
             return refused
         seeding = self._seed_redis()
         await seeding.wait()
         if not await self._use_redis():  # the seeding found Redis gone
             return None
-        return await self._reserve_redis(keys, limits, amount, ttls, ticket_id,
+        return await self._reserve_redis(keys, limits, amount, ttls, ends, ticket_id,
                                          claim=self._claiming())
 
     async def _seeded_for_reading(self, marks: Sequence[str]) -> None:
@@ -188,7 +208,8 @@ class RedisBudgetCounts(MemoryBudgetCounts):
             await seeding.wait()
 
     async def _reserve_redis(self, keys: list[str], limits: list[int], amount: int,
-                             ttls: list[int], ticket_id: str, marks: Sequence[str] = (),
+                             ttls: list[int], ends: list[float], ticket_id: str,
+                             marks: Sequence[str] = (),
                              claim: str | None = None) -> Full | int | None:
         args = [amount, ticket_id, len(keys), *limits, *ttls]
         if claim is not None:
@@ -201,13 +222,13 @@ class RedisBudgetCounts(MemoryBudgetCounts):
             # its way: Redis may reserve all the same, with no ticket to give it
             # back, holding the amount until the period ends. Undo it once known.
             call.add_done_callback(lambda _: self._survive(
-                self._settle_redis(keys, ticket_id, 0, ttls)))
+                self._settle_redis(keys, ticket_id, 0, ttls, ends)))
             raise
         except Exception as exc:
             # The script may still run (a stall past the timeout): give it up by
             # its id once Redis answers, which undoes it or keeps it from holding.
             self._redis_failed(exc)
-            self._owe(OwedSettle(keys, ticket_id, 0, ttls))
+            self._owe(OwedSettle(keys, ticket_id, 0, ttls, ends))
             return None
         if not self._on_redis:
             self._on_redis = True
@@ -229,40 +250,59 @@ class RedisBudgetCounts(MemoryBudgetCounts):
             if count is not None:
                 count.shared = max(count.shared or 0, int(value))
 
-    def _owed_on(self, keys: Sequence[str]) -> list[int] | None:
-        """The cost of the calls counted in memory that this process still owes
-        Redis, for each of `keys`; None if none."""
-        owed = [count.owed if (count := self._local.get(key)) is not None else 0
-                for key in keys]
-        return owed if any(owed) else None
+    def _held_on(self, keys: Sequence[str]) -> list[tuple[int, int]] | None:
+        """For each of `keys`, what this process counted in memory that Redis
+        has not taken yet: the cost it still owes Redis of the calls that
+        ended, and what the calls still running hold (their cost goes to Redis
+        when they end); None if nothing."""
+        held = [(count.owed, count.reserved) if (count := self._local.get(key)) is not None
+                else (0, 0) for key in keys]
+        return held if any(owed or reserved for owed, reserved in held) else None
 
     async def _settle_redis(self, keys: list[str], ticket_id: str, actual: int,
-                            ttls: list[int]) -> None:
+                            ttls: list[int], ends: list[float]) -> None:
         """Settle a reservation made in Redis there, now or, if Redis is away,
         once it answers again (`_settle_unsettled`)."""
-        await self._settle_now_or_owe(OwedSettle(keys, ticket_id, actual, ttls))
+        await self._settle_now_or_owe(OwedSettle(keys, ticket_id, actual, ttls, ends))
 
     async def _spend_redis(self, keys: list[str], ticket_id: str, actual: int,
-                           ttls: list[int], marks: Sequence[str]) -> None:
+                           ttls: list[int], ends: list[float], marks: Sequence[str]) -> None:
         """Add the cost of a call counted in memory (it ended now) to Redis's
         counts, now or once it answers again (`budget_scripts.SPEND`)."""
         if actual > 0:
             await self._settle_now_or_owe(OwedSettle(
-                keys, ticket_id, actual, ttls, self.clock(), tuple(marks)))
+                keys, ticket_id, actual, ttls, ends, self.clock(), tuple(marks)))
 
     async def _settle_now_or_owe(self, settle: OwedSettle) -> None:
-        seedings = self._seedings
-        sent = await self._sent(settle) if await self._use_redis() else None
-        if sent is None:
-            self._owe(settle)
-        elif not sent:  # Redis lost its data: after its seeding, begun as a call would
-            self._owe(settle, seedings=seedings)
-            if self._claiming() is None:
-                self._seed_redis()
+        # One task from the send to the queueing of what Redis did not take: a
+        # caller cancelled meanwhile (its client left) loses none of it.
+        await asyncio.shield(self._survive(self._send_or_owe(settle)))
 
-    async def _sent(self, settle: OwedSettle) -> bool | None:
-        """Whether Redis took `settle` (False: Redis lacked a seeding mark, it
-        waits for the seeding); None: Redis failed."""
+    async def _send_or_owe(self, settle: OwedSettle) -> None:
+        live = self._unended(settle, owed=False)
+        if live is None:
+            return
+        seedings = self._seedings
+        if live.marks and self._claiming() is not None:
+            # This gate's record is on its way to Redis: the marks and the
+            # record ends SPEND reads are not there yet. Sent once it lands.
+            self._owe(live, seedings=seedings)
+            return
+        codes = await self._sent(live) if await self._use_redis() else None
+        if codes is None:
+            self._owe(live)
+            return
+        waiting = self._took(live, codes, owed=False)
+        if waiting is not None:
+            self._owe(waiting, seedings=seedings)
+            if MARK_MISSING in codes and self._claiming() is None:
+                self._seed_redis()  # Redis lost its data: seeded as a call would
+
+    async def _sent(self, settle: OwedSettle) -> list[int] | None:
+        """What Redis answered for each key of `settle` (`SPEND`: a key's
+        spent, or why it waits; `SETTLE`: a key's spent, or 0); None: Redis
+        failed. Run in a task of its own (`_survive`): a cancelled caller
+        leaves it to end and to queue what is left."""
         if settle.ended is None:
             script, keys = self._settle_script, settle.keys
             args: list[Any] = [settle.ticket_id, settle.actual, *settle.ttls]
@@ -270,20 +310,43 @@ class RedisBudgetCounts(MemoryBudgetCounts):
             script, keys = self._spend_script, [*settle.keys, *settle.marks]
             args = [settle.ticket_id, settle.actual, repr(settle.ended), *settle.ttls]
         try:
-            # Shielded: a request cancelled while settling still gives back
-            # what it reserved.
-            result = await asyncio.shield(self._survive(script(keys=keys, args=args)))
+            result = await script(keys=keys, args=args)
         except Exception as exc:
             self._redis_failed(exc)
             return None
-        if isinstance(result, list):  # each hash's spent (0: not told)
-            self._heard(settle.keys, result)
-            return True
-        return settle.ended is None  # SPEND's -2: no seeding mark
+        if not isinstance(result, list):  # not a script's counts: nothing to hear
+            return [0] * len(settle.keys)
+        return [int(v) for v in result]
+
+    def _took(self, settle: OwedSettle, codes: Sequence[int], *,
+              owed: bool) -> OwedSettle | None:
+        """Note what Redis took of `settle` (its counts heard, and, if it was
+        `owed`, paid off); the part that waits (`SPEND`'s codes below 0), or
+        None."""
+        took = [i for i, code in enumerate(codes) if code >= 0]
+        done = settle.only(took) if len(took) < len(codes) else settle
+        self._heard(done.keys, [codes[i] for i in took])
+        if owed and settle.ended is not None:
+            self._owed_paid(done)
+        if len(took) == len(codes):
+            return None
+        return settle.only([i for i, code in enumerate(codes) if code < 0])
+
+    def _unended(self, settle: OwedSettle, *, owed: bool) -> OwedSettle | None:
+        """`settle` for the keys whose period has not ended (None if none); what
+        was `owed` on the others is paid off: no call counts on them any more."""
+        now = self.clock()
+        live = [i for i, end in enumerate(settle.ends) if end > now]
+        if len(live) == len(settle.keys):
+            return settle
+        if owed and settle.ended is not None:
+            self._owed_paid(settle.only([i for i, end in enumerate(settle.ends) if end <= now]))
+        return settle.only(live) if live else None
 
     def _owe(self, settle: OwedSettle, *, seedings: int | None = None) -> None:
         """Keep `settle` to send once Redis answers; with `seedings` (those done
-        when Redis lacked its seeding mark), once a seeding has landed since."""
+        when Redis lacked its seeding mark), once a seeding has landed since,
+        or, if none does, after `_unseeded_retry_at`."""
         if len(self._unsettled) + len(self._unseeded) >= MAX_UNSETTLED:
             if not self._overflow_told:
                 self._overflow_told = True
@@ -298,10 +361,15 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         self._queue(settle, seedings)
 
     def _queue(self, settle: OwedSettle, seedings: int | None = None) -> None:
+        self._next_end = min([self._next_end, *settle.ends])
         if seedings is None or seedings != self._seedings:
             self._unsettled.append(settle)
-        else:
-            self._unseeded.append(settle)
+            return
+        if not self._unseeded:
+            # A hash another gate claimed takes its record when that gate's
+            # read lands, which this gate is not told of: tried again then.
+            self._unseeded_retry_at = self.clock() + self._unseeded_backoff
+        self._unseeded.append(settle)
 
     def _owed_paid(self, settle: OwedSettle) -> None:
         for key in settle.keys:
@@ -311,38 +379,62 @@ class RedisBudgetCounts(MemoryBudgetCounts):
     def _send_owed(self) -> None:
         """Send the settles owed to Redis in the background: a request must not
         wait for thousands of them, nor drop the rest if its client leaves
-        midway. One sender at a time."""
+        midway. One sender at a time. Those of periods that have ended are let
+        go first; those waiting for a seeding, if it is time to try them again."""
+        now = self.clock()
+        if now >= self._next_end:
+            self._let_ended_settles_go()
+        if self._unseeded and now >= self._unseeded_retry_at:
+            # Again later if they still wait: less often each time, up to RECORD_RETRY.
+            self._unseeded_backoff = min(RECORD_RETRY, 2 * self._unseeded_backoff)
+            self._unsettled += self._unseeded
+            self._unseeded = []
         if self._unsettled and (self._sender is None or self._sender.done()):
             self._sender = self._survive(self._settle_unsettled())
 
-    def _sending(self) -> bool:
-        return self._sender is not None and not self._sender.done()
+    def _let_ended_settles_go(self) -> None:
+        """Drop the keys of ended periods from the settles owed (`_unended`),
+        and the settles left with none; the next end is looked for again."""
+        self._next_end = float("inf")
+        for name in ("_unsettled", "_unseeded"):
+            kept = []
+            for settle in getattr(self, name):
+                live = self._unended(settle, owed=True)
+                if live is not None:
+                    kept.append(live)
+                    self._next_end = min([self._next_end, *live.ends])
+            setattr(self, name, kept)
+        if not self._unsettled and not self._unseeded:
+            self._overflow_told = False
 
     async def _settle_unsettled(self) -> None:
         waiting, self._unsettled = self._unsettled, []
         seeded_here = False
         try:
             while waiting and await self._use_redis():
-                settle = waiting[0]
+                settle = self._unended(waiting[0], owed=True)
+                if settle is None:
+                    waiting.pop(0)
+                    continue
+                waiting[0] = settle
                 if settle.marks and self._claiming() is not None:
                     # The record Redis is to be seeded with is being read (or is
                     # to be read again): its marks are not there yet.
-                    self._unseeded.append(waiting.pop(0))
+                    self._queue(waiting.pop(0), self._seedings)
                     continue
                 seedings = self._seedings
-                sent = await self._sent(settle)
-                if sent is False and not seeded_here and self._claiming() is None:
+                codes = await self._sent(settle)
+                if (codes is not None and MARK_MISSING in codes and not seeded_here
+                        and self._claiming() is None):
                     seeded_here = True  # Redis lost its data: seed it, as a call would
                     await self._seed_redis().wait()
                     seedings = self._seedings
-                    sent = await self._sent(settle)
-                if sent is None:  # Redis failed again
+                    codes = await self._sent(settle)  # a key that took it counts it once
+                if codes is None:  # Redis failed again
                     break
                 waiting.pop(0)
-                if not sent:
-                    self._queue(settle, seedings)
-                elif settle.ended is not None:
-                    self._owed_paid(settle)
+                if (rest := self._took(settle, codes, owed=True)) is not None:
+                    self._queue(rest, seedings)
         finally:
             # Redis failed again, or the gate is closing: what was not sent is
             # still owed (and still held against the limits). A settle sent
@@ -351,6 +443,8 @@ class RedisBudgetCounts(MemoryBudgetCounts):
             for settle in waiting[room:]:
                 if settle.ended is not None:
                     self._owed_paid(settle)
+            for settle in waiting[:room]:
+                self._next_end = min([self._next_end, *settle.ends])
             self._unsettled[:0] = waiting[:room]
             if not self._unsettled and not self._unseeded:
                 self._overflow_told = False
@@ -432,6 +526,7 @@ class RedisBudgetCounts(MemoryBudgetCounts):
                 return
         self._claiming_until = None
         self._seedings += 1
+        self._unseeded_backoff = self.retry_interval
         # The settles that waited for a seeding, sent now rather than at a call.
         self._unsettled += self._unseeded
         self._unseeded = []

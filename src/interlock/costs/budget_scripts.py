@@ -106,34 +106,37 @@ return 0
 # mark of the id ("m:<id>"), so that a settle sent again counts once; but not
 # where the ledger's record the hash was seeded with (`SEED`: the hash's
 # "seeded", else the mark's) ended after the call did: that record holds it.
-# A missing mark (Redis lost its data) returns -2 and adds nothing: the
-# settle waits for the seeding, else the record it brings would count the call
-# again. Returns each hash's spent.
+# Each hash on its own: one whose mark is missing (Redis lost its data) is -2
+# and takes nothing, for the seeding's record could count the call again; one
+# that a gate claimed and whose record is not in yet is -1 (that record's end,
+# which says whether it holds the call, is not known yet). Either waits for
+# the caller to send it again; the other hashes take the cost now. Returns each
+# hash's spent, or its -2 or -1.
 SPEND = """
 local id = ARGV[1]
 local actual = tonumber(ARGV[2])
 local ended = tonumber(ARGV[3])
 local n = #ARGV - 3
 local marked = #KEYS > n
-if marked then
-  for i = n + 1, #KEYS do
-    if redis.call('EXISTS', KEYS[i]) == 0 then
-      return -2
-    end
-  end
-end
 local counted = {}
 for i = 1, n do
   local key = KEYS[i]
-  if redis.call('HSETNX', key, 'm:' .. id, 1) == 1 then
-    local since = marked and (tonumber(redis.call('HGET', key, 'seeded'))
-      or tonumber(redis.call('GET', KEYS[n + i])))
-    if not since or ended >= since then
-      redis.call('HINCRBY', key, 'spent', actual)
+  local mark = marked and redis.call('GET', KEYS[n + i])
+  local seeded = redis.call('HGET', key, 'seeded')
+  if marked and not mark then
+    counted[i] = -2
+  elseif marked and not seeded and redis.call('HEXISTS', key, 'claim') == 1 then
+    counted[i] = -1
+  else
+    if redis.call('HSETNX', key, 'm:' .. id, 1) == 1 then
+      local since = marked and (tonumber(seeded) or tonumber(mark))
+      if not since or ended >= since then
+        redis.call('HINCRBY', key, 'spent', actual)
+      end
     end
+    redis.call('EXPIRE', key, tonumber(ARGV[i + 3]))
+    counted[i] = tonumber(redis.call('HGET', key, 'spent') or '0')
   end
-  redis.call('EXPIRE', key, tonumber(ARGV[i + 3]))
-  counted[i] = tonumber(redis.call('HGET', key, 'spent') or '0')
 end
 return counted
 """

@@ -114,6 +114,9 @@ class BudgetTicket:
     # Counted in memory while Redis was away, with a ledger: its budgets'
     # seeding marks, which its cost's way to Redis heeds (`budget_scripts.SPEND`).
     marks: list[str] = field(default_factory=list)
+    # When each key's period ends (Unix seconds): a settle owed to Redis past
+    # it is let go (`budget_redis_counts.OwedSettle`).
+    ends: list[float] = field(default_factory=list)
 
     async def release(self, response: ChatResponse | None) -> None:
         """Settle with what the call's ledger row charges: the cost of its usage,
@@ -216,6 +219,7 @@ class BudgetGate(RedisBudgetCounts):
         # Each count lives as long as its own period: a minute's budget beside
         # a month's would otherwise keep a month of dead minutes.
         ttls = [int(left) + 3600 for _, left in periods]
+        ends = [now + left for _, left in periods]
         ticket_id = secrets.token_hex(8)
         on_redis = await self._use_redis()
         if on_redis:
@@ -223,7 +227,7 @@ class BudgetGate(RedisBudgetCounts):
         refused: int | Full | None = None
         if on_redis:
             refused = await self._reserve_shared(applicable, periods, keys, limits, amount,
-                                                 ttls, ticket_id)
+                                                 ttls, ends, ticket_id)
         if refused is None:  # on local counts, or Redis failed just now
             on_redis = False
             seeding = self._local_seed
@@ -240,7 +244,7 @@ class BudgetGate(RedisBudgetCounts):
         marks = [] if on_redis or not self.shared or self.record is None else [
             self._mark(b, pid) for b, (pid, _) in zip(applicable, periods, strict=True)]
         return BudgetTicket(self, deployment, request, keys, amount, ttls, on_redis,
-                            ticket_id, mocked=mocked, marks=marks)
+                            ticket_id, mocked=mocked, marks=marks, ends=ends)
 
     async def start(self) -> None:
         """At the gateway's start: counted in memory, the counts begin from the
@@ -341,7 +345,7 @@ class BudgetGate(RedisBudgetCounts):
     async def _settle(self, ticket: BudgetTicket, actual: int) -> None:
         if ticket.on_redis:
             # Where it was reserved, even if Redis is away now (then once it is back).
-            await self._settle_redis(ticket.keys, ticket.id, actual, ticket.ttls)
+            await self._settle_redis(ticket.keys, ticket.id, actual, ticket.ttls, ticket.ends)
             if self._use_local():
                 # While Redis is away this process counts on its own: with the spend.
                 for key in ticket.keys:
@@ -354,7 +358,8 @@ class BudgetGate(RedisBudgetCounts):
         if self.shared:
             # Counted in memory while Redis was away: the shared count must have
             # it too, or once Redis is back every replica admits it again.
-            await self._spend_redis(ticket.keys, ticket.id, actual, ticket.ttls, ticket.marks)
+            await self._spend_redis(ticket.keys, ticket.id, actual, ticket.ttls, ticket.ends,
+                                    ticket.marks)
 
 
 class _FreeTicket:
