@@ -276,27 +276,34 @@ class RedisBudgetCounts(MemoryBudgetCounts):
     async def _settle_now_or_owe(self, settle: OwedSettle) -> None:
         # One task from the send to the queueing of what Redis did not take: a
         # caller cancelled meanwhile (its client left) loses none of it.
-        await asyncio.shield(self._survive(self._send_or_owe(settle)))
+        lost_data = await asyncio.shield(self._survive(self._send_or_owe(settle)))
+        if lost_data and self._claiming() is None:
+            # Redis lost its data: seeded as a call would. Begun here, once the
+            # caller is back, not in the task: the record read then holds what
+            # the caller does before its next await (the call's ledger row). A
+            # cancelled caller leaves it to the settle, tried again later.
+            self._seed_redis()
 
-    async def _send_or_owe(self, settle: OwedSettle) -> None:
+    async def _send_or_owe(self, settle: OwedSettle) -> bool:
+        """Send `settle` and queue what Redis did not take; whether Redis
+        lacked a seeding mark."""
         live = self._unended(settle, owed=False)
         if live is None:
-            return
+            return False
         seedings = self._seedings
         if live.marks and self._claiming() is not None:
             # This gate's record is on its way to Redis: the marks and the
             # record ends SPEND reads are not there yet. Sent once it lands.
             self._owe(live, seedings=seedings)
-            return
+            return False
         codes = await self._sent(live) if await self._use_redis() else None
         if codes is None:
             self._owe(live)
-            return
+            return False
         waiting = self._took(live, codes, owed=False)
         if waiting is not None:
             self._owe(waiting, seedings=seedings)
-            if MARK_MISSING in codes and self._claiming() is None:
-                self._seed_redis()  # Redis lost its data: seeded as a call would
+        return MARK_MISSING in codes
 
     async def _sent(self, settle: OwedSettle) -> list[int] | None:
         """What Redis answered for each key of `settle` (`SPEND`: a key's
