@@ -13,7 +13,10 @@ could not be given are kept and given once it answers, and so is the cost of
 each call counted in memory, with when it ended (`budget_scripts.SPEND`): the
 outage's spend joins the shared count, except where the ledger's record Redis
 was seeded with already holds the call. Until they are in, a reservation in
-Redis counts them against the limits. A Redis that lacks a period's count (it
+Redis counts them against the limits, and so does what the outage's calls
+still running hold. Each budget's count takes a call's cost on its own, and a
+period that has ended takes nothing more (its seeding mark may never come
+back): what was owed to it is let go. A Redis that lacks a period's count (it
 lost its data) is given the ledger's record of it; the hashes created while
 that record is being read are claimed, so the record lands in them however late.
 
