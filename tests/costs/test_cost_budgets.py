@@ -1313,6 +1313,37 @@ async def test_outage_calls_running_when_redis_returns_are_held_against_its_limi
         assert await _settled_spent(direct, gate) == ledger.spent == 10 * QA_CALL
 
 
+async def test_an_ending_outage_call_is_held_till_redis_has_its_cost(redis_url: str) -> None:
+    # Review: an ending outage call gave its hold back before its cost reached
+    # Redis, so a call arriving during that round trip passed: 11 on 10. The
+    # round trip is held open here, so the order is not left to the pool.
+    async with _qa_replicas(redis_url) as ([gate], direct, clock, ledger):
+        assert await _qa_calls(gate, ledger, 1) == 1
+        _away(gate, clock)
+        running = await _outage_calls_begun(gate, 5)
+        _back(clock)
+        assert await _qa_calls(gate, ledger, 4) == 4  # 1 + 5 running + 4: the budget
+        sending, go_on = asyncio.Event(), asyncio.Event()
+        spend = gate._spend_redis
+
+        async def slow_spend(*args: Any) -> None:
+            sending.set()
+            await go_on.wait()
+            await spend(*args)
+
+        gate._spend_redis = slow_spend  # type: ignore[method-assign]
+        ending = asyncio.ensure_future(running[0].release(_response(101)))
+        await sending.wait()
+        assert _refused(await gate.acquire(_deployment(), _request(101)))
+        go_on.set()
+        await ending
+        ledger.write(QA_CALL)
+        for ticket in running[1:]:
+            await ticket.release(_response(101))
+            ledger.write(QA_CALL)
+        assert await _settled_spent(direct, gate) == ledger.spent == 10 * QA_CALL
+
+
 async def test_an_outage_s_spend_waits_for_the_record_of_a_count_another_replica_claimed(
         redis_url: str) -> None:
     # Review: replica A's outage calls were added to a count replica B had

@@ -351,15 +351,21 @@ class BudgetGate(RedisBudgetCounts):
                 for key in ticket.keys:
                     self._local.setdefault(key, Count()).spent += actual
             return
-        for key in ticket.keys:
-            count = self._local.setdefault(key, Count())
-            count.reserved = max(0, count.reserved - ticket.reserved)
+        counts = [self._local.setdefault(key, Count()) for key in ticket.keys]
+        for count in counts:
             count.spent += actual
-        if self.shared:
-            # Counted in memory while Redis was away: the shared count must have
-            # it too, or once Redis is back every replica admits it again.
-            await self._spend_redis(ticket.keys, ticket.id, actual, ticket.ttls, ticket.ends,
-                                    ticket.marks)
+        try:
+            if self.shared:
+                # Counted in memory while Redis was away: the shared count must
+                # have it too, or once Redis is back every replica admits it again.
+                await self._spend_redis(ticket.keys, ticket.id, actual, ticket.ttls,
+                                        ticket.ends, ticket.marks)
+        finally:
+            # The hold goes only now: given back before the send, the cost was
+            # held against Redis's limits by neither for its round trip, and
+            # calls arriving meanwhile passed on a count without it (review).
+            for count in counts:
+                count.reserved = max(0, count.reserved - ticket.reserved)
 
 
 class _FreeTicket:
