@@ -552,8 +552,9 @@ async def test_a_reserve_that_timed_out_holds_nothing_once_redis_answers(
         await _owed_settles_sent(gate)
         if sent:
             assert await script(**sent[0]) == -1  # the stalled script runs at last
-        # Only the new reservation ($0.001) is held.
-        assert await _shared(direct, gate) == (0, 1_000_000)
+        # Only the new reservation ($0.001) is held; the first call's cost,
+        # counted in memory, joined the shared count.
+        assert await _shared(direct, gate) == (30_000_000, 1_000_000)
 
 
 async def test_a_stale_pooled_connection_after_redis_returned_is_no_new_outage(
@@ -812,13 +813,18 @@ async def test_a_reserve_or_a_settle_sent_twice_counts_once(redis_url: str) -> N
     async with _redis_gate_at(redis_url, clock) as (gate, direct):
         key = gate._listed()[0][1]
         reserve = {"keys": [key], "args": [100_000_000, "t1", 1, 5_000_000_000, 3600]}
-        assert int(await gate._reserve(**reserve)) == 0
-        assert int(await gate._reserve(**reserve)) == 0
+        assert await gate._reserve(**reserve) == [0, 0]  # reserved; the spent before it
+        assert await gate._reserve(**reserve) == 0
         assert await _shared(direct, gate) == (0, 100_000_000)  # reserved once
         settle = {"keys": [key], "args": ["t1", 30_000_000, 3600]}
         await gate._settle_script(**settle)
         await gate._settle_script(**settle)
         assert await _shared(direct, gate) == (30_000_000, 0)  # spent once
+        # The cost of a call counted in memory during an outage, sent again.
+        spend = {"keys": [key], "args": ["t2", 5_000_000, repr(clock.t), 3600]}
+        assert await gate._spend_script(**spend) == [35_000_000]
+        assert await gate._spend_script(**spend) == [35_000_000]
+        assert await _shared(direct, gate) == (35_000_000, 0)  # spent once
 
 
 def _slowstream(max_output_tokens: int | None = None) -> Deployment:
@@ -922,3 +928,477 @@ async def test_each_period_s_count_lives_as_long_as_its_own_period(redis_url: st
         assert not _refused(ticket) and not ticket.on_redis
         assert gate._local[month].expires == clock.t + int(month_left) + 3600
         assert gate._local[minute].expires == clock.t + 30 + 3600
+
+
+# The operator QA's budget: $1 a day on d1, each call reserving and costing
+# $0.101, so it admits 10 calls (the 10th crosses it, as one call in flight may).
+QA_CALL = 101_000_000
+
+
+class _Ledger:
+    """A ledger database's record of d1's calls: each call's cost at the moment
+    its row was written (when it ended), read up to a time as `recorded_spend`
+    reads it (rows before `until`)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.rows: list[tuple[float, int]] = []
+        # When set, a read answers once it is: a read under way.
+        self.landed: asyncio.Event | None = None
+
+    def write(self, nano: int) -> None:
+        self.rows.append((self.clock.t, nano))
+
+    async def record(self, periods: Any, until: datetime) -> list[Any]:
+        if self.landed is not None:
+            await self.landed.wait()
+        spent = sum(nano for at, nano in self.rows if at < until.timestamp())
+        return [(b, pid, {"d1": spent}) for b, pid, _ in periods]
+
+    @property
+    def spent(self) -> int:
+        return sum(nano for _, nano in self.rows)
+
+
+def _qa_gate(redis_url: str, clock: Clock, ledger: _Ledger | None,
+             prefix: str) -> BudgetGate:
+    return BudgetGate([Budget(deployment="d1", max_usd=Decimal(1), period="day")],
+                      _book(_deployment()), redis_url=redis_url, key_prefix=prefix,
+                      clock=clock, retry_interval=2.0,
+                      record=None if ledger is None else ledger.record)
+
+
+@contextlib.asynccontextmanager
+async def _qa_replicas(redis_url: str, ledger: bool = True, replicas: int = 1,
+                       via: str | None = None
+                       ) -> AsyncIterator[tuple[list[BudgetGate], Any, Clock, _Ledger]]:
+    """Replicas of the QA's gate on one Redis (reached through `via` if given),
+    one clock and one ledger (none if not `ledger`: its record is only written),
+    with a direct client on Redis to read or wipe the shared counts."""
+    import redis.asyncio as aioredis
+
+    clock = Clock(datetime(2026, 5, 10, 12, tzinfo=UTC).timestamp())
+    written = _Ledger(clock)
+    prefix = f"interlock-test:{uuid.uuid4().hex}:"
+    gates = [_qa_gate(via or redis_url, clock, written if ledger else None, prefix)
+             for _ in range(replicas)]
+    direct = aioredis.Redis.from_url(redis_url)
+    try:
+        yield gates, direct, clock, written
+    finally:
+        for gate in gates:
+            await _owed_settles_sent(gate)
+        keys = [k async for k in direct.scan_iter(match=prefix + "*")]
+        if keys:
+            await direct.delete(*keys)
+        await direct.aclose()
+        for gate in gates:
+            await gate.aclose()
+
+
+async def _qa_call(gate: BudgetGate, ledger: _Ledger) -> bool:
+    """One call of $0.101 through `gate`, its row written as it ends: whether it
+    was admitted. Sequential, as the QA's were; the settles owed to Redis are
+    not waited for (they go in the background, as in the gateway)."""
+    ticket = await gate.acquire(_deployment(), _request(101))
+    if _refused(ticket):
+        return False
+    await ticket.release(_response(101))
+    ledger.write(QA_CALL)
+    return True
+
+
+async def _qa_calls(gate: BudgetGate, ledger: _Ledger, n: int) -> int:
+    return sum([await _qa_call(gate, ledger) for _ in range(n)])
+
+
+def _away(gate: BudgetGate, clock: Clock) -> None:
+    """A moment later Redis fails for `gate` (as a failed script makes it): it
+    counts in memory."""
+    clock.t += 1.0
+    gate._redis_failed(ConnectionError("Redis away"))
+
+
+def _back(clock: Clock) -> None:
+    clock.t += 3.0  # past retry_interval: Redis is tried again, and answers
+
+
+async def _wipe(direct: Any, gate: BudgetGate) -> None:
+    """Redis restarts without its data (no persistence, a failover)."""
+    await direct.delete(*[k async for k in direct.scan_iter(match=gate.key_prefix + "*")])
+
+
+async def _outage_calls_begun(gate: BudgetGate, n: int) -> list[Any]:
+    """`n` of the QA's calls admitted in memory (Redis is away) and still running."""
+    running = [await gate.acquire(_deployment(), _request(101)) for _ in range(n)]
+    assert not any(_refused(t) or t.on_redis for t in running)
+    return running
+
+
+async def _settled_spent(direct: Any, gate: BudgetGate) -> int:
+    """d1's spent in Redis once the gate's owed settles are in."""
+    await _owed_settles_sent(gate)
+    return (await _shared(direct, gate))[0]
+
+
+async def test_the_qa_s_outage_lets_no_more_than_the_budget_through(redis_url: str) -> None:
+    # The QA: 1 call, Redis out of reach (for real: its proxy stopped), 8 calls
+    # counted in memory, Redis back, 20 calls: 9 more passed (18 in all), for
+    # Redis's count never heard of the 8.
+    from tests.dispatch.test_redis_state import _Proxy
+
+    proxy = _Proxy(6379)
+    await proxy.start()
+    try:
+        async with _qa_replicas(redis_url, via=f"redis://127.0.0.1:{proxy.port}/0") as (
+                [gate], direct, clock, ledger):
+            assert await _qa_call(gate, ledger)
+            clock.t += 1.0
+            await proxy.stop()
+            assert await _qa_calls(gate, ledger, 8) == 8
+            assert not gate._on_redis  # the calls failed over to memory
+            await proxy.start()
+            _back(clock)
+            assert await _qa_calls(gate, ledger, 20) == 1  # 10 in all
+            assert await _settled_spent(direct, gate) == ledger.spent == 10 * QA_CALL
+    finally:
+        await proxy.stop()
+
+
+@pytest.mark.parametrize("ledger", [True, False], ids=["ledger", "no-ledger"])
+async def test_two_outages_in_a_row_let_no_more_than_the_budget_through(
+        redis_url: str, ledger: bool) -> None:
+    # In the second outage the memory count went on from the first outage's,
+    # without what was spent through Redis in between (19 calls passed). With
+    # a ledger its record has that spend; without one, Redis's last reply does.
+    async with _qa_replicas(redis_url, ledger=ledger) as ([gate], direct, clock, written):
+        admitted = [await _qa_calls(gate, written, 1)]
+        _away(gate, clock)
+        admitted.append(await _qa_calls(gate, written, 2))
+        _back(clock)
+        admitted.append(await _qa_calls(gate, written, 3))
+        await _owed_settles_sent(gate)  # the second outage begins with all settles in
+        _away(gate, clock)
+        admitted.append(await _qa_calls(gate, written, 20))
+        _back(clock)
+        admitted.append(await _qa_calls(gate, written, 20))
+        assert admitted == [1, 2, 3, 4, 0]
+        assert await _settled_spent(direct, gate) == 10 * QA_CALL
+
+
+async def test_an_outage_s_spend_counts_once_in_a_redis_back_empty(redis_url: str) -> None:
+    # Review finding 1: Redis came back without its data; it is seeded from the
+    # ledger's record, which holds the outage's calls, and their costs, owed to
+    # Redis, were added on top. No settle is sent before the calls here: they
+    # go in the background, as in the gateway.
+    async with _qa_replicas(redis_url) as ([gate], direct, clock, ledger):
+        assert await _qa_calls(gate, ledger, 1) == 1
+        _away(gate, clock)
+        assert await _qa_calls(gate, ledger, 2) == 2
+        await _wipe(direct, gate)
+        _back(clock)
+        assert await _qa_calls(gate, ledger, 20) == 7
+        assert await _settled_spent(direct, gate) == ledger.spent == 10 * QA_CALL
+
+
+@pytest.mark.parametrize("lost_data", [False, True], ids=["kept", "lost"])
+async def test_an_outage_call_still_running_when_redis_returns_is_counted_there(
+        redis_url: str, lost_data: bool) -> None:
+    # Review finding 2: a call counted in memory that ends after Redis is back
+    # (after its seeding from the ledger, if Redis lost its data) was in
+    # neither Redis's count nor the record it was seeded with.
+    async with _qa_replicas(redis_url) as ([gate], direct, clock, ledger):
+        assert await _qa_calls(gate, ledger, 1) == 1
+        _away(gate, clock)
+        [running] = await _outage_calls_begun(gate, 1)
+        if lost_data:
+            await _wipe(direct, gate)
+        _back(clock)
+        assert await _qa_calls(gate, ledger, 1) == 1  # through Redis (seeding it if lost)
+        clock.t += 1.0
+        await running.release(_response(101))
+        ledger.write(QA_CALL)
+        assert await _settled_spent(direct, gate) == ledger.spent == 3 * QA_CALL
+        assert await _qa_calls(gate, ledger, 20) == 7
+
+
+async def test_an_outage_call_ending_while_a_redis_back_empty_is_seeded_is_counted_there(
+        redis_url: str) -> None:
+    # Review finding 2, the other way: the call ends while the ledger's record
+    # Redis is seeded with is being read. That record ends before the call did,
+    # so it lacks it; and its cost, sent while Redis had no seeding mark, was
+    # taken for one the record holds and dropped.
+    async with _qa_replicas(redis_url) as ([gate], direct, clock, ledger):
+        assert await _qa_calls(gate, ledger, 1) == 1
+        _away(gate, clock)
+        [running] = await _outage_calls_begun(gate, 1)
+        await _wipe(direct, gate)
+        _back(clock)
+        ledger.landed = asyncio.Event()
+        first = asyncio.ensure_future(_qa_call(gate, ledger))  # seeds Redis: a read begins
+        while gate._seeding_under_way() is None:
+            await asyncio.sleep(0)
+        clock.t += 1.0
+        await running.release(_response(101))
+        ledger.write(QA_CALL)
+        ledger.landed.set()
+        assert await first
+        assert await _settled_spent(direct, gate) == ledger.spent == 3 * QA_CALL
+        assert await _qa_calls(gate, ledger, 20) == 7
+
+
+async def test_a_later_outage_begins_from_the_ledger_not_a_stale_redis_reply(
+        redis_url: str) -> None:
+    # Review finding 3: replica A's second outage began from what A last heard
+    # from Redis (or, before, from A's first outage's count), not from the
+    # ledger's record, which holds what replica B spent through Redis since.
+    async with _qa_replicas(redis_url, replicas=2) as ([a, b], direct, clock, ledger):
+        assert await _qa_calls(a, ledger, 1) == 1
+        _away(a, clock)
+        assert await _qa_calls(a, ledger, 1) == 1
+        _back(clock)
+        assert await _qa_calls(a, ledger, 1) == 1
+        await _owed_settles_sent(a)
+        assert await _qa_calls(b, ledger, 6) == 6  # out of A's sight: 9 calls spent
+        _away(a, clock)
+        assert await _qa_calls(a, ledger, 20) == 1
+        _back(clock)
+        assert await _qa_calls(a, ledger, 20) + await _qa_calls(b, ledger, 20) == 0
+        assert await _settled_spent(direct, a) == ledger.spent == 10 * QA_CALL
+
+
+async def test_a_healthy_redis_keeps_no_count_in_memory_per_key(
+        redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Review finding 4: with Redis healthy, each reply kept a count in memory
+    # (3,000 per-user budgets: 3,000 counts for the period). Only an outage's
+    # counts are kept, not one more once Redis is back, and only until their
+    # period ends.
+    import interlock.costs.budget_memory_counts as memory_counts
+
+    monkeypatch.setattr(memory_counts, "PRUNE_EVERY", 4)
+    clock = Clock(datetime(2026, 5, 10, 12, tzinfo=UTC).timestamp())
+    ledger = _Ledger(clock)
+    async with _redis_gate_at(redis_url, clock) as (gate, _):
+        gate.budgets = [Budget(end_user="*", max_usd=Decimal(1), period="day")]
+        gate.record = ledger.record
+
+        async def call(user: str) -> None:
+            ticket = await gate.acquire(_deployment(), _for(user))
+            assert not _refused(ticket)
+            await ticket.release(_response(10))
+
+        for n in range(200):
+            await call(f"user-{n}")
+        assert gate._local == {}
+        _away(gate, clock)
+        await call("in-the-outage")
+        assert gate._local_seed is not None
+        await gate._local_seed.task  # the ledger's record counts every user of the period
+        outage = len(gate._local)
+        assert outage > 0
+        _back(clock)
+        for n in range(200, 400):
+            await call(f"user-{n}")
+        await call("in-the-outage")
+        await _owed_settles_sent(gate)
+        assert len(gate._local) == outage
+        assert gate._unsettled == []
+        clock.t += 2 * 86_400  # the outage's day is over: its counts go
+        for n in range(4):
+            await call(f"user-{n}")
+        assert gate._local == {}
+
+
+async def test_past_the_owed_settles_kept_an_outage_s_calls_stay_out_of_the_shared_count(
+        redis_url: str, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # What is kept for Redis is bounded (`MAX_UNSETTLED`): past it a call's cost
+    # is in this replica's memory only, and the operator is told once. (No
+    # ledger: Redis would be seeded with its record, which holds them all.)
+    import interlock.costs.budget_redis_counts as budget_redis_counts
+
+    monkeypatch.setattr(budget_redis_counts, "MAX_UNSETTLED", 3)
+    async with _qa_replicas(redis_url, ledger=False) as ([gate], direct, clock, ledger):
+        _away(gate, clock)
+        with caplog.at_level("WARNING", logger="interlock.costs.budgets"):
+            assert await _qa_calls(gate, ledger, 5) == 5
+        assert caplog.text.count("settles are owed to Redis already") == 1
+        _back(clock)
+        assert await _qa_calls(gate, ledger, 1) == 1
+        assert await _settled_spent(direct, gate) == 4 * QA_CALL
+        assert gate._local[gate._listed()[0][1]].owed == 0
+        assert await _qa_calls(gate, ledger, 20) == 6  # 12 in all: 2 over
+
+
+def _by_period(ledger: _Ledger) -> Any:
+    """The ledger's record as `recorded_spend` reads it: each period's rows only."""
+    async def record(periods: Any, until: datetime) -> list[Any]:
+        return [(b, pid, {"d1": sum(nano for at, nano in ledger.rows
+                                    if start.timestamp() <= at < until.timestamp())})
+                for b, pid, start in periods]
+    return record
+
+
+def _day_and_month(gate: BudgetGate, ledger: _Ledger, month_usd: str) -> None:
+    gate.budgets = [Budget(deployment="d1", max_usd=Decimal(100), period="day"),
+                    Budget(deployment="d1", max_usd=Decimal(month_usd), period="month")]
+    gate.record = _by_period(ledger)
+
+
+@pytest.mark.parametrize("lost", ["expired", "wiped"])
+async def test_an_outage_past_its_day_s_end_still_counts_its_calls_for_the_month(
+        redis_url: str, lost: str) -> None:
+    # Review: each call counted in memory owes its cost to every budget's
+    # count; one whose mark was gone for good (its day ended over an hour
+    # before Redis came back: its keys expired, or Redis lost its data) was
+    # refused whole, so the month never had it (16 calls on a month of 10),
+    # and the settle, never to be seeded again, stayed owed for good.
+    async with _qa_replicas(redis_url, replicas=2) as ([a, b], direct, clock, ledger):
+        for gate in (a, b):
+            _day_and_month(gate, ledger, "1")  # the month holds 10 calls
+        clock.t = datetime(2026, 5, 10, 23, 30, tzinfo=UTC).timestamp()
+        assert await _qa_calls(a, ledger, 1) == 1
+        _away(a, clock)
+        assert await _qa_calls(a, ledger, 6) == 6
+        clock.t = datetime(2026, 5, 11, 1, 10, tzinfo=UTC).timestamp()
+        if lost == "expired":  # as their TTL does: the day's end and an hour
+            await direct.delete(*[k async for k in direct.scan_iter(
+                match=a.key_prefix + "*2026-05-10")])
+        else:
+            await _wipe(direct, a)
+        _back(clock)
+        assert await _qa_calls(a, ledger, 20) + await _qa_calls(b, ledger, 20) == 3
+        await _owed_settles_sent(a)
+        month = a._key(a.budgets[1], "2026-05", None)
+        assert int(await direct.hget(month, "spent")) == 10 * QA_CALL
+        assert a._unsettled == a._unseeded == []
+        assert a._local[month].owed == 0
+
+
+async def test_settles_of_an_ended_period_are_let_go_and_hold_no_limit(
+        redis_url: str) -> None:
+    # Review: settles stuck for an ended day lowered this replica's month
+    # limit by their cost for the rest of the month, while the other replica
+    # admitted the month's calls in full.
+    async with _qa_replicas(redis_url, replicas=2) as ([a, b], direct, clock, ledger):
+        for gate in (a, b):
+            _day_and_month(gate, ledger, "2.02")  # the month holds 20 calls
+        clock.t = datetime(2026, 5, 10, 23, 30, tzinfo=UTC).timestamp()
+        assert await _qa_calls(a, ledger, 1) == 1
+        _away(a, clock)
+        assert await _qa_calls(a, ledger, 6) == 6
+        clock.t = datetime(2026, 5, 11, 0, 30, tzinfo=UTC).timestamp()
+        await _wipe(direct, a)  # Redis restarts empty: the day's mark is gone for good
+        _back(clock)
+        assert await _qa_calls(a, ledger, 5) == 5
+        await _owed_settles_sent(a)
+        assert a._unsettled == a._unseeded == []
+        clock.t += 5 * 86_400  # days later, the same month: A admits what is left
+        assert await _qa_calls(a, ledger, 30) == 8
+
+
+async def test_outage_calls_running_when_redis_returns_are_held_against_its_limits(
+        redis_url: str) -> None:
+    # Review: only the cost of outage calls that ended was held against
+    # Redis's counts; five still running let 15 calls through a budget of 10.
+    async with _qa_replicas(redis_url) as ([gate], direct, clock, ledger):
+        assert await _qa_calls(gate, ledger, 1) == 1
+        _away(gate, clock)
+        running = await _outage_calls_begun(gate, 5)
+        _back(clock)
+        assert await _qa_calls(gate, ledger, 20) == 4
+        for ticket in running:
+            await ticket.release(_response(101))
+            ledger.write(QA_CALL)
+        assert await _settled_spent(direct, gate) == ledger.spent == 10 * QA_CALL
+
+
+async def test_an_ending_outage_call_is_held_till_redis_has_its_cost(redis_url: str) -> None:
+    # Review: an ending outage call gave its hold back before its cost reached
+    # Redis, so a call arriving during that round trip passed: 11 on 10. The
+    # round trip is held open here, so the order is not left to the pool.
+    async with _qa_replicas(redis_url) as ([gate], direct, clock, ledger):
+        assert await _qa_calls(gate, ledger, 1) == 1
+        _away(gate, clock)
+        running = await _outage_calls_begun(gate, 5)
+        _back(clock)
+        assert await _qa_calls(gate, ledger, 4) == 4  # 1 + 5 running + 4: the budget
+        sending, go_on = asyncio.Event(), asyncio.Event()
+        spend = gate._spend_redis
+
+        async def slow_spend(*args: Any) -> None:
+            sending.set()
+            await go_on.wait()
+            await spend(*args)
+
+        gate._spend_redis = slow_spend  # type: ignore[method-assign]
+        ending = asyncio.ensure_future(running[0].release(_response(101)))
+        await sending.wait()
+        assert _refused(await gate.acquire(_deployment(), _request(101)))
+        go_on.set()
+        await ending
+        ledger.write(QA_CALL)
+        for ticket in running[1:]:
+            await ticket.release(_response(101))
+            ledger.write(QA_CALL)
+        assert await _settled_spent(direct, gate) == ledger.spent == 10 * QA_CALL
+
+
+async def test_an_outage_s_spend_waits_for_the_record_of_a_count_another_replica_claimed(
+        redis_url: str) -> None:
+    # Review: replica A's outage calls were added to a count replica B had
+    # claimed (B's record on its way) against the end of an older record
+    # (the mark's), then B's record counted them again: 12 calls on 10.
+    async with _qa_replicas(redis_url, replicas=2) as ([a, b], direct, clock, ledger):
+        assert await _qa_calls(a, ledger, 1) == 1
+        _away(a, clock)
+        await _wipe(direct, a)  # Redis restarts empty
+        clock.t += 1.0
+        landed = asyncio.Event()
+
+        async def slow_record(periods: Any, until: datetime) -> list[Any]:
+            await landed.wait()
+            return await ledger.record(periods, until)
+
+        b.record = slow_record
+        assert await _qa_call(b, ledger)  # B seeds: its read is slow, it claims the count
+        clock.t += 1.0
+        a._redis_down_until = clock.t + 100  # A's outage goes on
+        assert await _qa_calls(a, ledger, 2) == 2  # they end after B's read began
+        clock.t += 1.0
+        a._redis_down_until = clock.t
+        assert await _qa_call(a, ledger)  # A is back and seeds: its record ends later
+        await _owed_settles_sent(a)
+        landed.set()
+        assert b._redis_seed is not None
+        await b._redis_seed.task
+        clock.t += a.retry_interval  # A tries its waiting settles again
+        admitted = await _qa_calls(a, ledger, 20)
+        await _owed_settles_sent(a)
+        admitted += await _qa_calls(b, ledger, 20)
+        assert len(ledger.rows) == 10 and admitted == 5
+        assert await _settled_spent(direct, a) == ledger.spent
+
+
+async def test_an_outage_s_spend_whose_caller_left_midway_is_still_owed(
+        redis_url: str) -> None:
+    # Review: a request cancelled (its client left) while its outage call's
+    # cost was on its way to Redis lost that cost if Redis failed meanwhile:
+    # what Redis did not take was queued only by the caller, who was gone.
+    async with _qa_replicas(redis_url, ledger=False) as ([gate], direct, clock, ledger):
+        assert await _qa_calls(gate, ledger, 1) == 1
+        _away(gate, clock)
+        [running] = await _outage_calls_begun(gate, 1)
+        _back(clock)
+        spend = gate._spend_script
+
+        async def lost_connection(**_: Any) -> Any:
+            raise ConnectionError("Redis away")
+
+        gate._spend_script = delayed = _Delayed(lost_connection, after=False)
+        await delayed.cancel_in_window(gate, running.release(_response(101)))
+        ledger.write(QA_CALL)
+        gate._spend_script = spend
+        _back(clock)
+        assert await _qa_calls(gate, ledger, 1) == 1
+        assert await _settled_spent(direct, gate) == ledger.spent == 3 * QA_CALL

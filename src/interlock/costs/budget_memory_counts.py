@@ -25,7 +25,7 @@ from interlock.costs.budget_record import ReadRecord, Recorded, Seeding, read_re
 from interlock.costs.budget_refusal import Full
 from interlock.costs.settings import Budget
 
-# Local reservations between two passes that let the counts of ended periods go.
+# Reservations between two passes that let the counts of ended periods go.
 PRUNE_EVERY = 1024
 
 
@@ -39,6 +39,15 @@ class Count:
     reserved: int = 0
     # When the period it counts has ended (with an hour's grace, as Redis' TTL).
     expires: float = 0.0
+    # The spent a Redis outage began this count from (`budget_redis_counts`):
+    # the ledger's record, when it lands, raises the count to itself instead
+    # of adding to it, since both hold the period's spend up to the outage.
+    began: int = 0
+    # Kept only for counts made during an outage, never on a healthy Redis:
+    # the largest spent Redis reported for the count since, and the cost of
+    # this process' calls counted here that Redis has not taken yet.
+    shared: int | None = None
+    owed: int = 0
 
 
 class MemoryBudgetCounts:
@@ -54,7 +63,7 @@ class MemoryBudgetCounts:
         self._local: dict[str, Count] = {}
         # Local counts given the ledger's record of their period (`seed`).
         self._seeded: set[str] = set()
-        self._reservations = 0  # local ones, for letting ended periods go
+        self._reservations = 0  # for letting ended periods go (`_let_ended_go`)
         # Reads the ledger's record of the current periods up to a time, for the
         # counts that begin without it: in memory at start or when Redis fails
         # (else a restart or an outage gives every budget its period again), and
@@ -80,7 +89,8 @@ class MemoryBudgetCounts:
         budget, period id, nano-dollars by end user or under the budget's name).
         Counted in memory (without Redis, or while Redis is down), a budget would
         otherwise begin its period again at every restart. What was counted
-        since is kept (the rows read end where it began); a count is seeded once."""
+        since is kept (the rows read end where it began); a count is seeded
+        once an outage (`Count.began`: no lower than the outage began it)."""
         now = self.clock()
         for budget, pid, amounts in spent:
             current, _, end = period_bounds(budget, now)
@@ -92,7 +102,7 @@ class MemoryBudgetCounts:
                     continue
                 self._seeded.add(key)
                 count = self._local.setdefault(key, Count())
-                count.spent += nano
+                count.spent += max(0, nano - count.began)
                 count.expires = max(count.expires, end + 3600)
 
     def _key(self, budget: Budget, pid: str, user: str | None) -> str:
@@ -105,9 +115,7 @@ class MemoryBudgetCounts:
                        ttls: list[int]) -> Full | int:
         # No await between the check and the increment: atomic within the loop.
         now = self.clock()
-        self._reservations += 1
-        if self._reservations % PRUNE_EVERY == 0:
-            self._local = {k: c for k, c in self._local.items() if c.expires > now}
+        self._let_ended_go(now)
         counts = [self._local.setdefault(k, Count()) for k in keys]
         for index, (count, limit) in enumerate(zip(counts, limits, strict=True), start=1):
             if count.spent + count.reserved >= limit:
@@ -116,6 +124,13 @@ class MemoryBudgetCounts:
             count.reserved += amount
             count.expires = now + ttl
         return 0
+
+    def _let_ended_go(self, now: float) -> None:
+        """Now and then (a reservation in `PRUNE_EVERY`), the counts of ended
+        periods are let go."""
+        self._reservations += 1
+        if self._reservations % PRUNE_EVERY == 0:
+            self._local = {k: c for k, c in self._local.items() if c.expires > now}
 
     def _seed_local(self, until: datetime, budgets: Sequence[Budget] | None = None) -> None:
         """Add the ledger's record up to `until` of `budgets` (by default all) to

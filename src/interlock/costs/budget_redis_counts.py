@@ -4,12 +4,21 @@ call involves (`budget_scripts`), and together the replicas overshoot a limit
 by at most one in-flight call each.
 
 When Redis fails (an error, or no answer within `redis_timeout`), the counts
-fall back to this process' memory (`budget_memory_counts`), begun from the
-ledger's record up to the failure; an outage is logged once and Redis is tried
-again every `retry_interval`. Settles Redis could not be given are kept and
-given once it answers. A Redis that lacks a period's count (it lost its data)
-is given the ledger's record of it; the hashes created while that record is
-being read are claimed, so the record lands in them however late.
+fall back to this process' memory (`budget_memory_counts`); an outage is logged
+once and Redis is tried again every `retry_interval`. Each outage begins its
+counts from the most this process knows the period has spent: the ledger's
+record up to the failure, or, if higher, the count it had (an earlier outage's,
+or Redis's last reply for it plus what it still owes Redis). Settles Redis
+could not be given are kept and given once it answers, and so is the cost of
+each call counted in memory, with when it ended (`budget_scripts.SPEND`): the
+outage's spend joins the shared count, except where the ledger's record Redis
+was seeded with already holds the call. Until they are in, a reservation in
+Redis counts them against the limits, and so does what the outage's calls
+still running hold. Each budget's count takes a call's cost on its own, and a
+period that has ended takes nothing more (its seeding mark may never come
+back): what was owed to it is let go. A Redis that lacks a period's count (it
+lost its data) is given the ledger's record of it; the hashes created while
+that record is being read are claimed, so the record lands in them however late.
 
 Imports: the standard library, `costs.budget_memory_counts`, `costs.budget_periods`,
 `costs.budget_record`, `costs.budget_refusal`, `costs.budget_scripts`, `costs.settings`;
@@ -23,13 +32,13 @@ import logging
 import secrets
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from interlock.costs.budget_memory_counts import MemoryBudgetCounts
 from interlock.costs.budget_periods import period_id
 from interlock.costs.budget_record import RECORD_RETRY, ReadRecord, Seeding
 from interlock.costs.budget_refusal import Full
-from interlock.costs.budget_scripts import RESERVE, SEED, SETTLE
+from interlock.costs.budget_scripts import RESERVE, SEED, SETTLE, SPEND
 from interlock.costs.settings import Budget
 
 # The gate's logger: operators filter and configure budgets' messages by it.
@@ -40,9 +49,36 @@ log = logging.getLogger("interlock.costs.budgets")
 REDIS_RETRY_AFTER = 1.0
 REDIS_TIMEOUT = 0.5
 # Settles Redis could not be given (it was away), given once it answers again:
-# else each reservation would hold its amount until its period ends. Past this
-# many, the rest hold until then.
+# else each reservation would hold its amount until its period ends, and the
+# spend counted in memory would be spent again. Past this many, a reservation
+# holds until then, and a call counted in memory stays out of the shared count.
 MAX_UNSETTLED = 10_000
+# SPEND's answer for a key whose seeding mark Redis lacks (`budget_scripts`).
+MARK_MISSING = -2
+
+
+class OwedSettle(NamedTuple):
+    """A settle owed to Redis: of a reservation made there (`SETTLE`), or, with
+    `ended` (Unix seconds), the cost of a call counted in memory (`SPEND`,
+    with its budgets' seeding marks when there is a ledger). `ends`: when each
+    key's period ends (Unix seconds); a key whose period has ended is sent
+    nothing (no call counts on it any more, and its seeding mark may be gone
+    for good: only current periods are seeded)."""
+
+    keys: list[str]
+    ticket_id: str
+    actual: int
+    ttls: list[int]
+    ends: list[float]
+    ended: float | None = None
+    marks: tuple[str, ...] = ()
+
+    def only(self, indices: Sequence[int]) -> OwedSettle:
+        """This settle for the keys at `indices` alone."""
+        return self._replace(keys=[self.keys[i] for i in indices],
+                             ttls=[self.ttls[i] for i in indices],
+                             ends=[self.ends[i] for i in indices],
+                             marks=tuple(self.marks[i] for i in indices) if self.marks else ())
 
 
 class RedisBudgetCounts(MemoryBudgetCounts):
@@ -64,8 +100,22 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         self._on_redis = True  # until a Redis call fails: one warning an outage
         # Redis calls left running by a cancelled caller (see `_survive`).
         self._background: set[asyncio.Task[Any]] = set()
-        # (keys, ticket id, real cost, ttls) of settles owed to Redis (`MAX_UNSETTLED`).
-        self._unsettled: list[tuple[list[str], str, int, list[int]]] = []
+        # Settles owed to Redis (`MAX_UNSETTLED` in all), sent by one task at a
+        # time, and those that wait for a seeding of Redis from the ledger's
+        # record (Redis lacked their seeding marks: sent again once one lands,
+        # not at every call), with the seedings done, to tell one that landed
+        # while a settle was on its way.
+        self._unsettled: list[OwedSettle] = []
+        self._unseeded: list[OwedSettle] = []
+        self._sender: asyncio.Task[Any] | None = None
+        self._overflow_told = False
+        self._seedings = 0
+        # The soonest a period of a settle owed ends (`_let_ended_settles_go`),
+        # and when the settles that wait for a seeding are tried again anyway.
+        self._next_end = float("inf")
+        self._unseeded_retry_at = 0.0
+        self._unseeded_backoff = retry_interval
+        self._spend_script: Any = None
         self._redis_seed: Seeding | None = None
         # Marks the hashes this gate creates in Redis while the record it is to
         # add there is not in (`budget_scripts`), and the end of that record.
@@ -94,10 +144,32 @@ class RedisBudgetCounts(MemoryBudgetCounts):
     async def _reserve_shared(self, budgets: Sequence[Budget],
                               periods: Sequence[tuple[str, float]], keys: list[str],
                               limits: list[int], amount: int, ttls: list[int],
-                              ticket_id: str) -> Full | int | None:
+                              ends: list[float], ticket_id: str) -> Full | int | None:
         """`_reserve_redis`, for a count Redis lacks (it lost its data) after its
         seeding from the ledger's record has begun (`_seed_redis`). None: Redis
-        failed, count in memory."""
+        failed, count in memory. What this process counted in memory and Redis
+        has not taken yet is counted against the limits too (`_held_on`): the
+        cost it owes Redis of calls that ended, and what the calls still
+        running hold; else the first calls back would pass on a count without
+        them."""
+        held = None
+        if self._local:  # an outage's counts, kept for the next one until their period ends
+            self._let_ended_go(self.clock())
+            held = self._held_on(keys)
+        if held is not None:
+            limits = [limit - owed - reserved
+                      for limit, (owed, reserved) in zip(limits, held, strict=True)]
+        refused = await self._reserve_seeded(budgets, periods, keys, limits, amount, ttls,
+                                             ends, ticket_id)
+        if held is not None and isinstance(refused, Full):  # told with what is held here
+            owed, reserved = held[refused.index - 1]
+            return Full(refused.index, refused.spent + owed, refused.reserved + reserved)
+        return refused
+
+    async def _reserve_seeded(self, budgets: Sequence[Budget],
+                              periods: Sequence[tuple[str, float]], keys: list[str],
+                              limits: list[int], amount: int, ttls: list[int],
+                              ends: list[float], ticket_id: str) -> Full | int | None:
         if self._record_owed():
             # Whatever the marks say: another replica's seeding leaves the
             # hashes this gate claimed to this gate's record.
@@ -107,15 +179,15 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         claim = self._claiming()
         marks = () if claim or self.record is None else [
             self._mark(b, pid) for b, (pid, _) in zip(budgets, periods, strict=True)]
-        refused = await self._reserve_redis(keys, limits, amount, ttls, ticket_id, marks,
-                                            claim)
+        refused = await self._reserve_redis(keys, limits, amount, ttls, ends, ticket_id,
+                                            marks, claim)
         if refused != -2:
             return refused
         seeding = self._seed_redis()
         await seeding.wait()
         if not await self._use_redis():  # the seeding found Redis gone
             return None
-        return await self._reserve_redis(keys, limits, amount, ttls, ticket_id,
+        return await self._reserve_redis(keys, limits, amount, ttls, ends, ticket_id,
                                          claim=self._claiming())
 
     async def _seeded_for_reading(self, marks: Sequence[str]) -> None:
@@ -139,7 +211,8 @@ class RedisBudgetCounts(MemoryBudgetCounts):
             await seeding.wait()
 
     async def _reserve_redis(self, keys: list[str], limits: list[int], amount: int,
-                             ttls: list[int], ticket_id: str, marks: Sequence[str] = (),
+                             ttls: list[int], ends: list[float], ticket_id: str,
+                             marks: Sequence[str] = (),
                              claim: str | None = None) -> Full | int | None:
         args = [amount, ticket_id, len(keys), *limits, *ttls]
         if claim is not None:
@@ -152,53 +225,239 @@ class RedisBudgetCounts(MemoryBudgetCounts):
             # its way: Redis may reserve all the same, with no ticket to give it
             # back, holding the amount until the period ends. Undo it once known.
             call.add_done_callback(lambda _: self._survive(
-                self._settle_redis(keys, ticket_id, 0, ttls)))
+                self._settle_redis(keys, ticket_id, 0, ttls, ends)))
             raise
         except Exception as exc:
             # The script may still run (a stall past the timeout): give it up by
             # its id once Redis answers, which undoes it or keeps it from holding.
             self._redis_failed(exc)
-            self._owe(keys, ticket_id, 0, ttls)
+            self._owe(OwedSettle(keys, ticket_id, 0, ttls, ends))
             return None
         if not self._on_redis:
             self._on_redis = True
             log.info("budget counts are shared through Redis again")
-        if isinstance(result, list):  # refused: which budget, its spent and reserved
-            return Full(*(int(v) for v in result))
-        return int(result)
+        if not isinstance(result, list):  # -1, -2, or a resend's 0: no counts
+            return int(result)
+        if int(result[0]) == 0:  # reserved: 0, then each hash's spent
+            self._heard(keys, result[1:])
+            return 0
+        return Full(*(int(v) for v in result))  # refused: which budget, its spent and reserved
+
+    def _heard(self, keys: Sequence[str], spent: Sequence[Any]) -> None:
+        """Note the spent Redis reported for `keys` in the counts this process
+        keeps in memory (from an outage), for the next outage to begin from
+        (`_count_on`); no count is made for it: a healthy Redis keeps none.
+        Within a period Redis's count only grows (replies may cross)."""
+        for key, value in zip(keys, spent, strict=True):
+            count = self._local.get(key)
+            if count is not None:
+                count.shared = max(count.shared or 0, int(value))
+
+    def _held_on(self, keys: Sequence[str]) -> list[tuple[int, int]] | None:
+        """For each of `keys`, what this process counted in memory that Redis
+        has not taken yet: the cost it still owes Redis of the calls that
+        ended, and what the calls still running hold (their cost goes to Redis
+        when they end); None if nothing."""
+        held = [(count.owed, count.reserved) if (count := self._local.get(key)) is not None
+                else (0, 0) for key in keys]
+        return held if any(owed or reserved for owed, reserved in held) else None
 
     async def _settle_redis(self, keys: list[str], ticket_id: str, actual: int,
-                            ttls: list[int]) -> None:
+                            ttls: list[int], ends: list[float]) -> None:
         """Settle a reservation made in Redis there, now or, if Redis is away,
         once it answers again (`_settle_unsettled`)."""
-        if not await self._use_redis():
-            self._owe(keys, ticket_id, actual, ttls)
-            return
+        await self._settle_now_or_owe(OwedSettle(keys, ticket_id, actual, ttls, ends))
+
+    async def _spend_redis(self, keys: list[str], ticket_id: str, actual: int,
+                           ttls: list[int], ends: list[float], marks: Sequence[str]) -> None:
+        """Add the cost of a call counted in memory (it ended now) to Redis's
+        counts, now or once it answers again (`budget_scripts.SPEND`)."""
+        if actual > 0:
+            await self._settle_now_or_owe(OwedSettle(
+                keys, ticket_id, actual, ttls, ends, self.clock(), tuple(marks)))
+
+    async def _settle_now_or_owe(self, settle: OwedSettle) -> None:
+        # One task from the send to the queueing of what Redis did not take: a
+        # caller cancelled meanwhile (its client left) loses none of it.
+        lost_data = await asyncio.shield(self._survive(self._send_or_owe(settle)))
+        if lost_data and self._claiming() is None:
+            # Redis lost its data: seeded as a call would. Begun here, once the
+            # caller is back, not in the task: the record read then holds what
+            # the caller does before its next await (the call's ledger row). A
+            # cancelled caller leaves it to the settle, tried again later.
+            self._seed_redis()
+
+    async def _send_or_owe(self, settle: OwedSettle) -> bool:
+        """Send `settle` and queue what Redis did not take; whether Redis
+        lacked a seeding mark."""
+        live = self._unended(settle, owed=False)
+        if live is None:
+            return False
+        seedings = self._seedings
+        if live.marks and self._claiming() is not None:
+            # This gate's record is on its way to Redis: the marks and the
+            # record ends SPEND reads are not there yet. Sent once it lands.
+            self._owe(live, seedings=seedings)
+            return False
+        codes = await self._sent(live) if await self._use_redis() else None
+        if codes is None:
+            self._owe(live)
+            return False
+        waiting = self._took(live, codes, owed=False)
+        if waiting is not None:
+            self._owe(waiting, seedings=seedings)
+        return MARK_MISSING in codes
+
+    async def _sent(self, settle: OwedSettle) -> list[int] | None:
+        """What Redis answered for each key of `settle` (`SPEND`: a key's
+        spent, or why it waits; `SETTLE`: a key's spent, or 0); None: Redis
+        failed. Run in a task of its own (`_survive`): a cancelled caller
+        leaves it to end and to queue what is left."""
+        if settle.ended is None:
+            script, keys = self._settle_script, settle.keys
+            args: list[Any] = [settle.ticket_id, settle.actual, *settle.ttls]
+        else:
+            script, keys = self._spend_script, [*settle.keys, *settle.marks]
+            args = [settle.ticket_id, settle.actual, repr(settle.ended), *settle.ttls]
         try:
-            # Shielded: a request cancelled while settling still gives back
-            # what it reserved.
-            await asyncio.shield(self._survive(self._settle_script(
-                keys=keys, args=[ticket_id, actual, *ttls])))
+            result = await script(keys=keys, args=args)
         except Exception as exc:
             self._redis_failed(exc)
-            self._owe(keys, ticket_id, actual, ttls)
+            return None
+        if not isinstance(result, list):  # not a script's counts: nothing to hear
+            return [0] * len(settle.keys)
+        return [int(v) for v in result]
 
-    def _owe(self, keys: list[str], ticket_id: str, actual: int, ttls: list[int]) -> None:
-        if len(self._unsettled) < MAX_UNSETTLED:
-            self._unsettled.append((keys, ticket_id, actual, ttls))
+    def _took(self, settle: OwedSettle, codes: Sequence[int], *,
+              owed: bool) -> OwedSettle | None:
+        """Note what Redis took of `settle` (its counts heard, and, if it was
+        `owed`, paid off); the part that waits (`SPEND`'s codes below 0), or
+        None."""
+        took = [i for i, code in enumerate(codes) if code >= 0]
+        done = settle.only(took) if len(took) < len(codes) else settle
+        self._heard(done.keys, [codes[i] for i in took])
+        if owed and settle.ended is not None:
+            self._owed_paid(done)
+        if len(took) == len(codes):
+            return None
+        return settle.only([i for i, code in enumerate(codes) if code < 0])
+
+    def _unended(self, settle: OwedSettle, *, owed: bool) -> OwedSettle | None:
+        """`settle` for the keys whose period has not ended (None if none); what
+        was `owed` on the others is paid off: no call counts on them any more."""
+        now = self.clock()
+        live = [i for i, end in enumerate(settle.ends) if end > now]
+        if len(live) == len(settle.keys):
+            return settle
+        if owed and settle.ended is not None:
+            self._owed_paid(settle.only([i for i, end in enumerate(settle.ends) if end <= now]))
+        return settle.only(live) if live else None
+
+    def _owe(self, settle: OwedSettle, *, seedings: int | None = None) -> None:
+        """Keep `settle` to send once Redis answers; with `seedings` (those done
+        when Redis lacked its seeding mark), once a seeding has landed since,
+        or, if none does, after `_unseeded_retry_at`."""
+        if len(self._unsettled) + len(self._unseeded) >= MAX_UNSETTLED:
+            if not self._overflow_told:
+                self._overflow_told = True
+                log.warning("budgets: %d settles are owed to Redis already; those past them "
+                            "are not kept, and their calls' cost stays out of the shared count",
+                            MAX_UNSETTLED)
+            return
+        if settle.ended is not None:
+            for key in settle.keys:
+                if (count := self._local.get(key)) is not None:
+                    count.owed += settle.actual
+        self._queue(settle, seedings)
+
+    def _queue(self, settle: OwedSettle, seedings: int | None = None) -> None:
+        self._next_end = min([self._next_end, *settle.ends])
+        if seedings is None or seedings != self._seedings:
+            self._unsettled.append(settle)
+            return
+        if not self._unseeded:
+            # A hash another gate claimed takes its record when that gate's
+            # read lands, which this gate is not told of: tried again then.
+            self._unseeded_retry_at = self.clock() + self._unseeded_backoff
+        self._unseeded.append(settle)
+
+    def _owed_paid(self, settle: OwedSettle) -> None:
+        for key in settle.keys:
+            if (count := self._local.get(key)) is not None:
+                count.owed = max(0, count.owed - settle.actual)
+
+    def _send_owed(self) -> None:
+        """Send the settles owed to Redis in the background: a request must not
+        wait for thousands of them, nor drop the rest if its client leaves
+        midway. One sender at a time. Those of periods that have ended are let
+        go first; those waiting for a seeding, if it is time to try them again."""
+        now = self.clock()
+        if now >= self._next_end:
+            self._let_ended_settles_go()
+        if self._unseeded and now >= self._unseeded_retry_at:
+            # Again later if they still wait: less often each time, up to RECORD_RETRY.
+            self._unseeded_backoff = min(RECORD_RETRY, 2 * self._unseeded_backoff)
+            self._unsettled += self._unseeded
+            self._unseeded = []
+        if self._unsettled and (self._sender is None or self._sender.done()):
+            self._sender = self._survive(self._settle_unsettled())
+
+    def _let_ended_settles_go(self) -> None:
+        """Drop the keys of ended periods from the settles owed (`_unended`),
+        and the settles left with none; the next end is looked for again."""
+        self._next_end = float("inf")
+        for name in ("_unsettled", "_unseeded"):
+            kept = []
+            for settle in getattr(self, name):
+                live = self._unended(settle, owed=True)
+                if live is not None:
+                    kept.append(live)
+                    self._next_end = min([self._next_end, *live.ends])
+            setattr(self, name, kept)
+        if not self._unsettled and not self._unseeded:
+            self._overflow_told = False
 
     async def _settle_unsettled(self) -> None:
         waiting, self._unsettled = self._unsettled, []
+        seeded_here = False
         try:
-            while waiting:
-                keys, ticket_id, actual, ttls = waiting[0]
-                await self._settle_redis(keys, ticket_id, actual, ttls)  # a failure owes it again
+            while waiting and await self._use_redis():
+                settle = self._unended(waiting[0], owed=True)
+                if settle is None:
+                    waiting.pop(0)
+                    continue
+                waiting[0] = settle
+                if settle.marks and self._claiming() is not None:
+                    # The record Redis is to be seeded with is being read (or is
+                    # to be read again): its marks are not there yet.
+                    self._queue(waiting.pop(0), self._seedings)
+                    continue
+                seedings = self._seedings
+                codes = await self._sent(settle)
+                if (codes is not None and MARK_MISSING in codes and not seeded_here
+                        and self._claiming() is None):
+                    seeded_here = True  # Redis lost its data: seed it, as a call would
+                    await self._seed_redis().wait()
+                    seedings = self._seedings
+                    codes = await self._sent(settle)  # a key that took it counts it once
+                if codes is None:  # Redis failed again
+                    break
                 waiting.pop(0)
+                if (rest := self._took(settle, codes, owed=True)) is not None:
+                    self._queue(rest, seedings)
         finally:
-            # Stopped midway (the gate closing): what was not sent is still owed.
-            # A settle sent twice counts once (`budget_scripts.SETTLE`).
-            for keys, ticket_id, actual, ttls in waiting:
-                self._owe(keys, ticket_id, actual, ttls)
+            # Redis failed again, or the gate is closing: what was not sent is
+            # still owed (and still held against the limits). A settle sent
+            # twice counts once (`budget_scripts.SETTLE`, `SPEND`).
+            room = max(0, MAX_UNSETTLED - len(self._unsettled) - len(self._unseeded))
+            for settle in waiting[room:]:
+                if settle.ended is not None:
+                    self._owed_paid(settle)
+            for settle in waiting[:room]:
+                self._next_end = min([self._next_end, *settle.ends])
+            self._unsettled[:0] = waiting[:room]
+            if not self._unsettled and not self._unseeded:
+                self._overflow_told = False
 
     def _survive(self, call: Any) -> asyncio.Task[Any]:
         """`call` as a task that a cancelled caller does not stop (awaited through
@@ -270,11 +529,18 @@ class RedisBudgetCounts(MemoryBudgetCounts):
             keys = [self._key(budget, pid, who) for who in amounts]
             try:
                 await self._seed_script(keys=[self._mark(budget, pid), *keys],
-                                        args=[int(left) + 3600, self._claim, *amounts.values()])
+                                        args=[int(left) + 3600, self._claim,
+                                              repr(until.timestamp()), *amounts.values()])
             except Exception as exc:
                 self._redis_failed(exc)
                 return
         self._claiming_until = None
+        self._seedings += 1
+        self._unseeded_backoff = self.retry_interval
+        # The settles that waited for a seeding, sent now rather than at a call.
+        self._unsettled += self._unseeded
+        self._unseeded = []
+        self._send_owed()
 
     def _use_local(self) -> bool:
         return not self.redis_url or self.clock() < self._redis_down_until
@@ -304,6 +570,7 @@ class RedisBudgetCounts(MemoryBudgetCounts):
             self._reserve = self._redis.register_script(RESERVE)
             self._settle_script = self._redis.register_script(SETTLE)
             self._seed_script = self._redis.register_script(SEED)
+            self._spend_script = self._redis.register_script(SPEND)
         return True
 
     def _redis_failed(self, exc: Exception) -> None:
@@ -313,4 +580,16 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         self._on_redis = False
         log.warning("budget counts fall back to this process: Redis failed (%s); trying "
                     "it again every %g s", type(exc).__name__, self.retry_interval)
+        self._count_on()
         self._seed_local(datetime.fromtimestamp(self.clock(), UTC))
+
+    def _count_on(self) -> None:
+        """At an outage's start, each count this process keeps (from an earlier
+        outage) begins from the most it knows: its own spent, or Redis's last
+        reply plus what is still owed to Redis, whichever is more; the ledger's
+        record up to now, read next, raises it further if higher (`Count.began`),
+        and is read for every count again: what Redis counted since the last
+        outage is in it."""
+        for count in self._local.values():
+            count.spent = count.began = max(count.spent, (count.shared or 0) + count.owed)
+        self._seeded.clear()

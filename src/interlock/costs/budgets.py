@@ -20,7 +20,10 @@ at most one in-flight call each. Without Redis each process keeps its own
 count. When Redis fails (an error, or no answer within `redis_timeout`), the
 gate falls back to its own memory, logs once an outage, and tries Redis again
 every `retry_interval`. Redis's counts are out of reach meanwhile, so the
-local ones begin from the ledger's record up to the failure too.
+local ones begin from the ledger's record up to the failure too (or from what
+this process counted or last heard from Redis, if more), and the cost of each
+call counted there joins Redis's count once it answers, unless the ledger's
+record Redis was seeded with holds it already (`budget_redis_counts`).
 
 The ledger's record is read on one path (`Seeding`, through `record`, which
 the gateway gives): at start without Redis, when Redis fails, and when Redis
@@ -81,7 +84,7 @@ from interlock.costs.settings import Budget
 from interlock.costs.usd import plain_usd, to_nano
 from interlock.dispatch.gates import Refusal
 from interlock.mocked import mock_text
-from interlock.tokens import estimated_usage
+from interlock.tokens import billed_usage
 from interlock.types import ChatRequest, ChatResponse
 
 log = logging.getLogger(__name__)
@@ -108,6 +111,12 @@ class BudgetTicket:
     settled: bool = field(default=False)
     # A mocked answer (`mock_response`): billed by no one, its row charges nothing.
     mocked: bool = False
+    # Counted in memory while Redis was away, with a ledger: its budgets'
+    # seeding marks, which its cost's way to Redis heeds (`budget_scripts.SPEND`).
+    marks: list[str] = field(default_factory=list)
+    # When each key's period ends (Unix seconds): a settle owed to Redis past
+    # it is let go (`budget_redis_counts.OwedSettle`).
+    ends: list[float] = field(default_factory=list)
 
     async def release(self, response: ChatResponse | None) -> None:
         """Settle with what the call's ledger row charges: the cost of its usage,
@@ -123,7 +132,7 @@ class BudgetTicket:
         if response is None or self.mocked:
             actual = 0
         else:
-            usage = response.usage or estimated_usage(self.request, response)
+            usage = billed_usage(self.request, response)
             cost = self.gate.prices.cost(self.deployment, usage, response.service_tier)
             actual = self.reserved if cost is None else to_nano(cost)
         await self.gate._settle(self, actual)
@@ -210,16 +219,15 @@ class BudgetGate(RedisBudgetCounts):
         # Each count lives as long as its own period: a minute's budget beside
         # a month's would otherwise keep a month of dead minutes.
         ttls = [int(left) + 3600 for _, left in periods]
+        ends = [now + left for _, left in periods]
         ticket_id = secrets.token_hex(8)
         on_redis = await self._use_redis()
-        if on_redis and self._unsettled:
-            # In the background: a request must not wait for thousands of owed
-            # settles, nor drop the rest of them if its client leaves midway.
-            self._survive(self._settle_unsettled())
+        if on_redis:
+            self._send_owed()
         refused: int | Full | None = None
         if on_redis:
             refused = await self._reserve_shared(applicable, periods, keys, limits, amount,
-                                                 ttls, ticket_id)
+                                                 ttls, ends, ticket_id)
         if refused is None:  # on local counts, or Redis failed just now
             on_redis = False
             seeding = self._local_seed
@@ -233,8 +241,10 @@ class BudgetGate(RedisBudgetCounts):
             self.refusals[counted] = self.refusals.get(counted, 0) + 1
             return refusal(budget, request, refused, None if expected is None
                             else to_nano(expected), periods[refused.index - 1][1])
+        marks = [] if on_redis or not self.shared or self.record is None else [
+            self._mark(b, pid) for b, (pid, _) in zip(applicable, periods, strict=True)]
         return BudgetTicket(self, deployment, request, keys, amount, ttls, on_redis,
-                            ticket_id, mocked=mocked)
+                            ticket_id, mocked=mocked, marks=marks, ends=ends)
 
     async def start(self) -> None:
         """At the gateway's start: counted in memory, the counts begin from the
@@ -300,11 +310,13 @@ class BudgetGate(RedisBudgetCounts):
             return rows
         for row, (b, key, _, _) in zip(rows, listed, strict=True):
             try:
-                values = await self._redis.hgetall(key)
+                # Two fields, not the whole hash: it also holds a field per
+                # reservation and per outage call, and /metrics reads it often.
+                spent_field, reserved_field = await self._redis.hmget(key, "spent", "reserved")
             except Exception:
                 return rows
-            spent = int(values.get(b"spent", 0))
-            reserved = int(values.get(b"reserved", 0))
+            spent = int(spent_field or 0)
+            reserved = int(reserved_field or 0)
             row.update(spent_usd=plain_usd(spent), reserved_usd=plain_usd(reserved),
                        exhausted=spent + reserved >= to_nano(b.max_usd))
         return rows
@@ -333,16 +345,27 @@ class BudgetGate(RedisBudgetCounts):
     async def _settle(self, ticket: BudgetTicket, actual: int) -> None:
         if ticket.on_redis:
             # Where it was reserved, even if Redis is away now (then once it is back).
-            await self._settle_redis(ticket.keys, ticket.id, actual, ticket.ttls)
+            await self._settle_redis(ticket.keys, ticket.id, actual, ticket.ttls, ticket.ends)
             if self._use_local():
                 # While Redis is away this process counts on its own: with the spend.
                 for key in ticket.keys:
                     self._local.setdefault(key, Count()).spent += actual
             return
-        for key in ticket.keys:
-            count = self._local.setdefault(key, Count())
-            count.reserved = max(0, count.reserved - ticket.reserved)
+        counts = [self._local.setdefault(key, Count()) for key in ticket.keys]
+        for count in counts:
             count.spent += actual
+        try:
+            if self.shared:
+                # Counted in memory while Redis was away: the shared count must
+                # have it too, or once Redis is back every replica admits it again.
+                await self._spend_redis(ticket.keys, ticket.id, actual, ticket.ttls,
+                                        ticket.ends, ticket.marks)
+        finally:
+            # The hold goes only now: given back before the send, the cost was
+            # held against Redis's limits by neither for its round trip, and
+            # calls arriving meanwhile passed on a count without it (review).
+            for count in counts:
+                count.reserved = max(0, count.reserved - ticket.reserved)
 
 
 class _FreeTicket:
