@@ -79,6 +79,10 @@ class Deployment:
     # max_parallel_requests, else the router's default_max_parallel_requests).
     max_parallel_requests: int | None = None
     max_input_tokens: int | None = None
+    # Where max_input_tokens came from, for `interlock check`: "litellm_params",
+    # "model_info", or the model data that knew the model's context window
+    # ("genai-prices openai/gpt-4o", when the config gives none); None: not known.
+    max_input_tokens_from: str | None = None
     max_output_tokens: int | None = None
     input_cost_per_token: Decimal | None = None
     output_cost_per_token: Decimal | None = None
