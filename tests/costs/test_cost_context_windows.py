@@ -19,6 +19,17 @@ def test_a_known_model_s_window_by_provider_prefix_or_name() -> None:
     assert known_context_window("my-own-model", "hosted_vllm") is None
 
 
+def test_only_the_three_providers_own_models_take_a_window() -> None:
+    # genai-prices gives DeepSeek's models 64,000, where DeepSeek's API takes
+    # 131,072: with pre-call checks on, prompts the model takes were refused.
+    assert known_context_window("deepseek-chat", "deepseek") is None
+    # A name looked up alone found another host's model (DeepSeek's reasoner).
+    assert known_context_window("deepseek-ai/DeepSeek-R1-Distill-Llama-70B",
+                                "together_ai") is None
+    # An OpenAI-compatible server behind openai/ names a model OpenAI does not have.
+    assert known_context_window("deepseek-reasoner", "openai") is None
+
+
 def test_a_fine_tune_takes_the_window_of_its_base_model() -> None:
     tuned = Deployment("ft", "g", "openai", "ft:gpt-4o-mini:acme::abc123",
                        model_info={"base_model": "gpt-4o"})
