@@ -15,9 +15,13 @@ import pytest
 
 from interlock.testing import FakeUpstream
 
-# ~140,000 prompt tokens by Interlock's estimate (characters / 4): over gpt-4o's
-# 128,000-token window, well inside gpt-4.1's million.
-OVER_128K = [{"role": "user", "content": "word " * 112_000}]
+# ~187,500 prompt tokens by Interlock's estimate (characters / 4), ~150,000 by a
+# real tokenizer: surely over gpt-4o's 128,000-token window, well inside
+# gpt-4.1's million.
+OVER_128K = [{"role": "user", "content": "word " * 150_000}]
+# ~140,000 by the estimate, ~112,000 really: it fits gpt-4o, and goes there
+# (the review found it refused when the estimate alone was held to the window).
+UNDER_128K = [{"role": "user", "content": "word " * 112_000}]
 
 
 def _entry(group: str, model: str, **params: Any) -> dict[str, Any]:
@@ -47,8 +51,23 @@ async def test_a_prompt_no_deployment_fits_is_refused_without_a_call(
                       enable_pre_call_checks=True) as router:
         with pytest.raises(ContextWindowExceeded):
             await router.acompletion(model="chat", messages=OVER_128K)
-        # A prompt that fits still goes out.
+        # A prompt that fits still goes out, a long one too.
         await router.acompletion(model="chat", messages=[{"role": "user", "content": "hi"}])
+        await router.acompletion(model="chat", messages=UNDER_128K)
+    assert len(provider_env.received) == 2
+
+
+async def test_an_api_base_of_its_own_takes_no_known_window(
+        provider_env: FakeUpstream) -> None:
+    # A server behind openai/ with its own api_base may answer to "gpt-4" with a
+    # model of its own (LocalAI does): the table's 8,192 is not its window.
+    from interlock import Router
+
+    entry = _entry("local", "openai/gpt-4", api_base=provider_env.url + "/openai-compatible/v1")
+    async with Router(model_list=[entry], enable_pre_call_checks=True) as router:
+        assert router.get_model_group_info("local")["max_input_tokens"] is None
+        await router.acompletion(model="local", messages=[{"role": "user",
+                                                            "content": "word " * 20_000}])
     assert len(provider_env.received) == 1
 
 

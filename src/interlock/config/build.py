@@ -112,8 +112,11 @@ def build_catalog(config: InterlockConfig, *, environ: Mapping[str, str] | None 
     deployments = [_deployment(entry, name, env, default_drop, default_cap)
                    for entry, name in zip(config.model_list, names, strict=True)]
     if context_windows is not None:
-        for d in deployments:
-            if d.max_input_tokens is None:  # the config's own value always wins
+        for entry, d in zip(config.model_list, deployments, strict=True):
+            # The config's own value always wins; and a deployment given its own
+            # api_base may be any server answering to the model's name (LocalAI
+            # serves local models as "gpt-4"), whose window the table cannot know.
+            if d.max_input_tokens is None and entry.litellm_params.api_base is None:
                 _use_known_window(d, context_windows(d))
     return Catalog.from_deployments(deployments)
 
@@ -121,6 +124,7 @@ def build_catalog(config: InterlockConfig, *, environ: Mapping[str, str] | None 
 def _use_known_window(deployment: Deployment, known: tuple[int, str] | None) -> None:
     if known is not None:
         deployment.max_input_tokens, deployment.max_input_tokens_from = known
+        deployment.max_input_tokens_listed = True
 
 
 def _first(*values: Any) -> Any:
