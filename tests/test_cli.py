@@ -380,7 +380,8 @@ def test_check_says_ready_for_a_config_serve_would_start(
     result = runner.invoke(app, ["check", "--config", str(config)])
     assert result.exit_code == 0, result.output
     assert "chat/openai/gpt-4o-mini  openai/gpt-4o-mini  ready  [rpm 60, " \
-           "max_parallel_requests 4]  $0.15 in / $0.60 out per 1M" in result.output
+           "max_parallel_requests 4, max_input_tokens 128000 (genai-prices " \
+           "openai/gpt-4o-mini)]  $0.15 in / $0.60 out per 1M" in result.output
     assert "auth: master key set" in result.output and "result: ready" in result.output
     # Neither the key nor the database password is shown.
     assert "checkkey" not in result.output and "hunter2pw" not in result.output
@@ -392,6 +393,9 @@ def test_check_says_ready_for_a_config_serve_would_start(
         app, ["check", "--config", str(budgeted)]).output
     report = json.loads(runner.invoke(app, ["check", "--config", str(config), "--json"]).output)
     assert report["deployments"][0]["max_parallel_requests"] == 4 and not report["to_look_at"]
+    # The input limit the pre-call checks use, and that model data gave it.
+    assert report["deployments"][0]["max_input_tokens"] == 128_000
+    assert report["deployments"][0]["max_input_tokens_from"] == "genai-prices openai/gpt-4o-mini"
     keyed = tmp_path / "keyed.yaml"
     keyed.write_text(config.read_text().replace(
         "general_settings: {master_key: sk-gw-0123456789}",

@@ -124,7 +124,8 @@ def test_litellm_s_inspection_helpers(provider_env: FakeUpstream) -> None:
     assert fast.model_group == "fast" and fast.providers == ["gemini", "openai"]
     assert fast.rpm == 60 and fast.tpm is None  # only the gpt-4o-mini deployment sets one
     assert fast.max_input_tokens == 1_000_000  # the larger window of the two
-    assert smart.max_input_tokens is None  # no deployment of it says
+    # No deployment of it says: Claude Sonnet 4's window as genai-prices knows it.
+    assert smart.max_input_tokens == 200_000 and smart.max_output_tokens is None
     assert smart["model_group"] == "gpt-4" and smart.providers == ["anthropic"]
     # Prices come from the price table: the dearer of the group's two models.
     assert fast.input_cost_per_token is not None and fast.input_cost_per_token > 0

@@ -79,6 +79,14 @@ class Deployment:
     # max_parallel_requests, else the router's default_max_parallel_requests).
     max_parallel_requests: int | None = None
     max_input_tokens: int | None = None
+    # Where max_input_tokens came from, for `interlock check`: "litellm_params",
+    # "model_info", or the model data that knew the model's context window
+    # ("genai-prices openai/gpt-4o", when the config gives none); None: not known.
+    max_input_tokens_from: str | None = None
+    # The limit is a model table's (`max_input_tokens_from` names it), not the
+    # config's: the pre-call checks skip the deployment only for a prompt surely
+    # over it (`dispatch.selection.fits`). Set with it, read per candidate.
+    max_input_tokens_listed: bool = False
     max_output_tokens: int | None = None
     input_cost_per_token: Decimal | None = None
     output_cost_per_token: Decimal | None = None

@@ -27,6 +27,7 @@ from interlock.adapters.mock import is_failure_sentinel
 from interlock.adapters.registry import AdapterRegistry
 from interlock.catalog import Catalog
 from interlock.config import InterlockConfig, build_catalog
+from interlock.costs.context_windows import listed_context_window
 from interlock.costs.ledger import Ledger
 from interlock.costs.prices import PriceBook, unknown_price
 from interlock.dispatch.dispatcher import Dispatcher
@@ -81,7 +82,11 @@ class Gateway:
         """`server`: the gateway of a process `interlock serve` owns, whose ledger
         writes from a child process unless `ledger.writer` is "thread"."""
         self.config = config
-        self.catalog: Catalog = build_catalog(config, environ=environ)
+        # Known context windows fill the input limits the config leaves unset, as
+        # LiteLLM's model table does: resolved here, once, from the data the price
+        # book reads anyway, so dispatch and catalog need not know of `costs`.
+        self.catalog: Catalog = build_catalog(config, environ=environ,
+                                              context_windows=listed_context_window)
         self.http = http or HttpClient(
             max_connections=config.router_settings.max_upstream_connections,
             max_per_host=config.router_settings.max_upstream_connections_per_host)

@@ -4,8 +4,9 @@ For a config about to be deployed (a CI step, a review): it is loaded and the
 gateway is built exactly as `serve` builds them (routers read, the master key
 checked against the address to bind), without listening, calling a provider or
 opening the ledger. It prints the model groups with their deployments, each
-deployment's availability, limits and price, the auth and the ledger, and the
-warnings loading gave. With `--connect` it also reaches the ledger's database
+deployment's availability, limits (the input limit with where it came from, when
+model data rather than the config gave it) and price, the auth and the ledger,
+and the warnings loading gave. With `--connect` it also reaches the ledger's database
 and Redis, where the config names them: serve starts without them (rows wait
 in memory, limits and cooldowns fall back to the process), so a deploy step is
 where their absence is worth a failure.
@@ -97,6 +98,10 @@ def _report(config: InterlockConfig, gateway: Gateway, bind: str) -> dict[str, A
             "name": d.name, "group": d.group, "model": d.qualified_model,
             "available": d.available, "unavailable_reason": d.unavailable_reason,
             "rpm": d.rpm, "tpm": d.tpm, "max_parallel_requests": d.max_parallel_requests,
+            # The limit the pre-call checks use, and whether the config or model
+            # data gave it (a figure from the data may be worth overriding).
+            "max_input_tokens": d.max_input_tokens,
+            "max_input_tokens_from": d.max_input_tokens_from,
             "price": price.describe() if price is not None else None})
     to_look_at = [f"warning: {w}" for w in config.warnings]
     # A missing key is among the warnings already; another reason is listed here.
@@ -266,6 +271,8 @@ def _print(report: dict[str, Any]) -> None:
                 continue
             limits = ", ".join(f"{k} {d[k]}" for k in ("rpm", "tpm", "max_parallel_requests")
                                if d[k] is not None)
+            if d["max_input_tokens"] is not None:
+                limits += (", " if limits else "") + _input_limit(d)
             state = "ready" if d["available"] else "UNAVAILABLE"
             echo(f"  {d['name']}  {d['model']}  {state}"
                  + (f"  [{limits}]" if limits else "")
@@ -277,6 +284,16 @@ def _print(report: dict[str, Any]) -> None:
         echo("result: serve would start")
     else:
         echo("result: ready")
+
+
+def _input_limit(deployment: dict[str, Any]) -> str:
+    """'max_input_tokens 128000 (genai-prices openai/gpt-4o)': where the config
+    gave it, the field alone, as the other limits are shown."""
+    text = f"max_input_tokens {deployment['max_input_tokens']}"
+    source = deployment["max_input_tokens_from"]
+    if source is not None and source not in ("litellm_params", "model_info"):
+        text += f" ({source})"
+    return text
 
 
 def register(app: typer.Typer) -> None:

@@ -1,5 +1,7 @@
 """From a loaded config to a `Catalog`: keys and `os.environ/VAR` references
-resolved under an environment, base URLs defaulted, prices made per token.
+resolved under an environment, base URLs defaulted, prices made per token, and
+a deployment's input limit taken from known model data when its config gives
+none (a lookup the caller passes in: the data lives in `costs`).
 
 Imports: the standard library, `catalog`, `config.schema`, `errors`;
 `adapters.registry` inside functions.
@@ -8,7 +10,7 @@ Imports: the standard library, `catalog`, `config.schema`, `errors`;
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -23,6 +25,9 @@ from interlock.config.schema import (
 from interlock.errors import names_a_credential
 
 _MILLION = Decimal(1_000_000)
+
+# A deployment's known context window: (tokens, where they came from).
+ContextWindowLookup = Callable[[Deployment], tuple[int, str] | None]
 
 
 def resolve_entry(entry: ModelEntry, env: Mapping[str, str]
@@ -88,20 +93,38 @@ def _resolve_key(params: DeploymentParams, env: Mapping[str, str]
     return (Secret(raw) if raw else None), []
 
 
-def build_catalog(config: InterlockConfig, *, environ: Mapping[str, str] | None = None
-                  ) -> Catalog:
+def build_catalog(config: InterlockConfig, *, environ: Mapping[str, str] | None = None,
+                  context_windows: ContextWindowLookup | None = None) -> Catalog:
     """One `Deployment` per model_list entry, keys and base URLs resolved under
-    `environ` (default: the environment the config was loaded with)."""
+    `environ` (default: the environment the config was loaded with).
+
+    `context_windows` gives the known window of a deployment's model (the
+    gateway passes `costs.context_windows.listed_context_window`); it becomes
+    the input limit of each deployment whose config sets no max_input_tokens,
+    here, once, so the pre-call checks read a plain field on every request.
+    Without it only the config's limits are known."""
     env = environ if environ is not None else config._environ
     if env is None:
         env = os.environ
     names = config.deployment_names()
     default_drop = bool(config.litellm_settings.drop_params)
     default_cap = config.router_settings.default_max_parallel_requests
-    return Catalog.from_deployments(
-        _deployment(entry, name, env, default_drop, default_cap)
-        for entry, name in zip(config.model_list, names, strict=True)
-    )
+    deployments = [_deployment(entry, name, env, default_drop, default_cap)
+                   for entry, name in zip(config.model_list, names, strict=True)]
+    if context_windows is not None:
+        for entry, d in zip(config.model_list, deployments, strict=True):
+            # The config's own value always wins; and a deployment given its own
+            # api_base may be any server answering to the model's name (LocalAI
+            # serves local models as "gpt-4"), whose window the table cannot know.
+            if d.max_input_tokens is None and entry.litellm_params.api_base is None:
+                _use_known_window(d, context_windows(d))
+    return Catalog.from_deployments(deployments)
+
+
+def _use_known_window(deployment: Deployment, known: tuple[int, str] | None) -> None:
+    if known is not None:
+        deployment.max_input_tokens, deployment.max_input_tokens_from = known
+        deployment.max_input_tokens_listed = True
 
 
 def _first(*values: Any) -> Any:
@@ -138,6 +161,9 @@ def _deployment(entry: ModelEntry, name: str, env: Mapping[str, str],
         tpm=params.tpm,
         max_parallel_requests=_first(params.max_parallel_requests, default_cap),
         max_input_tokens=_first(params.max_input_tokens, info.max_input_tokens),
+        max_input_tokens_from=("litellm_params" if params.max_input_tokens is not None
+                               else "model_info" if info.max_input_tokens is not None
+                               else None),
         max_output_tokens=_first(params.max_output_tokens, params.max_tokens,
                                  info.max_output_tokens, info.max_tokens),
         input_cost_per_token=_first(

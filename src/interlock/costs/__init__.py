@@ -2,6 +2,7 @@
 
 - `settings`  the `prices`, `budgets` and `ledger` config sections (pydantic)
 - `prices`    `ModelPrice`, `lookup_model_price` (genai-prices' bundled data), `PriceBook`
+- `context_windows` the context window genai-prices' data gives a deployment's model
 - `ledger`    `Ledger`, `LedgerRow`: one row per request, written off the request path
 - `writer_process` the ledger's batches written from a child process (the server's)
 - `schema`    the ledger's tables and named, ordered migrations

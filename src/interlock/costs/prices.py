@@ -20,7 +20,7 @@ Imports: the standard library, `types`, `errors`, `tokens`, `reasoning_effort`,
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -209,14 +209,7 @@ def lookup_model_price(model: str, provider: str | None = None) -> ModelPrice | 
     provider that genai-prices does not know (an OpenAI-compatible local
     server, say), the model is looked up by name alone.
     """
-    from genai_prices import data_snapshot
-
-    snapshot = data_snapshot.get_snapshot()
-    for model_ref, provider_id in _lookup_candidates(model, provider):
-        try:
-            found_provider, info = snapshot.find_provider_model(model_ref, None, provider_id, None)
-        except LookupError:
-            continue
+    for found_provider, info in genai_models(model, provider):
         now = datetime.now(UTC)
         matched = f"{found_provider.id}/{info.id}"
         converted = _from_genai(info.get_prices(now), matched=matched)
@@ -259,6 +252,22 @@ def _service_tiers(info: Any, now: datetime, standard: ModelPrice, matched: str
 def _rates(price: ModelPrice) -> tuple[Any, ...]:
     return (price.input_per_token, price.output_per_token, price.cached_input_per_token,
             price.cache_write_per_token, price.tiers)
+
+
+def genai_models(model: str, provider: str | None) -> Iterator[tuple[Any, Any]]:
+    """The (provider, model info) genai-prices' data finds for `model` on our
+    `provider`, most specific lookup first: by provider, by the model's own
+    prefix, by name alone. The prices here and the context windows
+    (`costs.context_windows`) find a model the same way."""
+    from genai_prices import data_snapshot
+
+    snapshot = data_snapshot.get_snapshot()
+    for model_ref, provider_id in _lookup_candidates(model, provider):
+        try:
+            found = snapshot.find_provider_model(model_ref, None, provider_id, None)
+        except LookupError:
+            continue
+        yield found
 
 
 def _lookup_candidates(model: str, provider: str | None) -> list[tuple[str, str | None]]:

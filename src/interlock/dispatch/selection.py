@@ -56,9 +56,21 @@ def context_limit(deployment: Deployment) -> int | None:
     return deployment.max_input_tokens or info_limit(deployment, "max_input_tokens")
 
 
+# The estimate counts four characters a token; English runs nearer five, so it
+# may be a quarter over the real count. Against a limit the operator set, the
+# estimate and the margin decide (their choice); against a model table's window
+# only a prompt surely over it is skipped, since refusing one that fits is worse
+# than the one failed call and context-window fallback the rest costs.
+LISTED_WINDOW_ESTIMATE_SHARE = 0.75
+
+
 def fits(deployment: Deployment, prompt_tokens: int, margin: float) -> bool:
     limit = context_limit(deployment)
-    return limit is None or prompt_tokens <= limit * (1.0 - margin)
+    if limit is None:
+        return True
+    if deployment.max_input_tokens_listed:
+        return prompt_tokens * LISTED_WINDOW_ESTIMATE_SHARE <= limit
+    return prompt_tokens <= limit * (1.0 - margin)
 
 
 def _weighted_shuffle(items: Sequence[Deployment], weights: Sequence[float],

@@ -1,0 +1,68 @@
+"""Known context windows: found in genai-prices' data as prices are, and used by
+`build_catalog` only where the config gives no max_input_tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from interlock.catalog import Deployment
+from interlock.config import build_catalog, load_config
+from interlock.costs.context_windows import known_context_window, listed_context_window
+
+
+def test_a_known_model_s_window_by_provider_prefix_or_name() -> None:
+    assert known_context_window("gpt-4o", "openai") == (128_000, "genai-prices openai/gpt-4o")
+    assert known_context_window("openai/gpt-4o") == (128_000, "genai-prices openai/gpt-4o")
+    # Our provider name mapped to genai-prices' ("gemini" -> "google").
+    found = known_context_window("gemini-2.5-flash", "gemini")
+    assert found is not None and found[1] == "genai-prices google/gemini-2.5-flash"
+    assert known_context_window("my-own-model", "hosted_vllm") is None
+
+
+def test_only_the_three_providers_own_models_take_a_window() -> None:
+    # genai-prices gives DeepSeek's models 64,000, where DeepSeek's API takes
+    # 131,072: with pre-call checks on, prompts the model takes were refused.
+    assert known_context_window("deepseek-chat", "deepseek") is None
+    # A name looked up alone found another host's model (DeepSeek's reasoner).
+    assert known_context_window("deepseek-ai/DeepSeek-R1-Distill-Llama-70B",
+                                "together_ai") is None
+    # An OpenAI-compatible server behind openai/ names a model OpenAI does not have.
+    assert known_context_window("deepseek-reasoner", "openai") is None
+
+
+def test_a_fine_tune_takes_the_window_of_its_base_model() -> None:
+    tuned = Deployment("ft", "g", "openai", "ft:gpt-4o-mini:acme::abc123",
+                       model_info={"base_model": "gpt-4o"})
+    assert listed_context_window(tuned) == (128_000, "genai-prices openai/gpt-4o")
+    unknown = Deployment("x", "g", "hosted_vllm", "my-own-model")
+    assert listed_context_window(unknown) is None
+
+
+def _catalog(*entries: dict[str, Any]) -> dict[str, Deployment]:
+    config = load_config({"model_list": list(entries)}, environ={"OPENAI_API_KEY": "sk-t"})
+    catalog = build_catalog(config, context_windows=listed_context_window)
+    return {d.group: d for d in catalog.deployments()}
+
+
+def test_the_config_s_limit_wins_and_an_unknown_model_keeps_none() -> None:
+    built = _catalog(
+        {"model_name": "known", "litellm_params": {"model": "openai/gpt-4o"}},
+        {"model_name": "params", "litellm_params": {"model": "openai/gpt-4o",
+                                                    "max_input_tokens": 200_000}},
+        {"model_name": "info", "litellm_params": {"model": "openai/gpt-4o"},
+         "model_info": {"max_input_tokens": 64_000}},
+        {"model_name": "local", "litellm_params": {"model": "hosted_vllm/my-own-model"}})
+    limits = {group: (d.max_input_tokens, d.max_input_tokens_from)
+              for group, d in built.items()}
+    assert limits == {"known": (128_000, "genai-prices openai/gpt-4o"),
+                      "params": (200_000, "litellm_params"),
+                      "info": (64_000, "model_info"),
+                      "local": (None, None)}
+
+
+def test_without_a_lookup_only_the_config_s_limits_are_known() -> None:
+    config = load_config({"model_list": [
+        {"model_name": "g", "litellm_params": {"model": "openai/gpt-4o"}}]},
+        environ={"OPENAI_API_KEY": "sk-t"})
+    [d] = build_catalog(config).deployments()
+    assert (d.max_input_tokens, d.max_input_tokens_from) == (None, None)
