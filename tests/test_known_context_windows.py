@@ -49,7 +49,9 @@ async def test_a_prompt_no_deployment_fits_is_refused_without_a_call(
 
     async with Router(model_list=[_entry("chat", "openai/gpt-4o")],
                       enable_pre_call_checks=True) as router:
-        with pytest.raises(ContextWindowExceeded):
+        with pytest.raises(ContextWindowExceeded,
+                           match=r"window of 128000 tokens \(from genai-prices openai/gpt-4o; "
+                                 "set max_input_tokens"):
             await router.acompletion(model="chat", messages=OVER_128K)
         # A prompt that fits still goes out, a long one too.
         await router.acompletion(model="chat", messages=[{"role": "user", "content": "hi"}])

@@ -55,7 +55,7 @@ from interlock.dispatch.health import (
 from interlock.dispatch.outcome import Attempt, DispatchResult
 from interlock.dispatch.retry import Action, FallbackKind, RetryDecision, RetryPolicy, retry_class
 from interlock.dispatch.run import Picked, Run, Success
-from interlock.dispatch.selection import estimate_request_tokens, fits, rank
+from interlock.dispatch.selection import estimate_request_tokens, fits, limit_said, rank
 from interlock.dispatch.settings import RouterSettings
 from interlock.dispatch.state import StateBackend, build_state
 from interlock.dispatch.streaming import DispatchStream, Opened, close_iterator, gathered
@@ -360,7 +360,7 @@ class Dispatcher:
                 fit.append(d)
             else:
                 run.skip(group, d, "context_window",
-                         f"~{run.prompt_tokens} prompt tokens do not fit")
+                         f"~{run.prompt_tokens} prompt tokens do not fit {limit_said(d)}")
         return fit or None
 
     @staticmethod

@@ -64,6 +64,17 @@ def context_limit(deployment: Deployment) -> int | None:
 LISTED_WINDOW_ESTIMATE_SHARE = 0.75
 
 
+def limit_said(deployment: Deployment) -> str:
+    """The input limit a prompt did not fit, and where it came from: one taken
+    from a model table is not in the operator's config, so say how to change it."""
+    source = deployment.max_input_tokens_from
+    if deployment.max_input_tokens_listed:
+        return (f"its window of {deployment.max_input_tokens} tokens (from {source}; "
+                "set max_input_tokens to change it)")
+    said = f"its max_input_tokens of {context_limit(deployment)}"
+    return f"{said} (from {source})" if source else said
+
+
 def fits(deployment: Deployment, prompt_tokens: int, margin: float) -> bool:
     limit = context_limit(deployment)
     if limit is None:
