@@ -117,3 +117,18 @@ def test_get_model_group_info_gives_the_known_window(provider_env: FakeUpstream)
     # genai-prices has no output limits: that stays the config's to say.
     assert chat.max_output_tokens is None
     assert capped is not None and capped.max_input_tokens == 50_000
+
+
+async def test_an_embedding_input_is_held_to_its_model_s_known_window(
+        provider_env: FakeUpstream) -> None:
+    # text-embedding-3-small takes 8,191 tokens; a chunk cut at ~6,500 real tokens
+    # (~8,100 by the estimate, the review's case) goes out, one surely over does not.
+    from interlock import ContextWindowExceeded, Router
+
+    async with Router(model_list=[_entry("embed", "openai/text-embedding-3-small")],
+                      enable_pre_call_checks=True) as router:
+        assert router.get_model_group_info("embed")["max_input_tokens"] == 8192
+        await router.aembedding(model="embed", input=["word " * 6_500])
+        with pytest.raises(ContextWindowExceeded, match="window of 8192 tokens"):
+            await router.aembedding(model="embed", input=["word " * 12_000])
+    assert len(provider_env.received) == 1
