@@ -20,18 +20,18 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from interlock.catalog import Deployment
-from interlock.costs.prices import base_model, genai_models
+from interlock.costs.prices import base_model, genai_models, genai_provider
 
 # (tokens, where they came from: "genai-prices openai/gpt-4o")
 KnownWindow = tuple[int, str]
 
-# The providers whose windows are taken (ours -> genai-prices' id), and only for
-# a model found under that provider. A window too small refuses prompts the
+# The providers whose windows are taken, and only for a model found under that
+# provider (genai-prices' id for it, `genai_provider`). A window too small refuses prompts the
 # model takes, which is worse than the one failed call it saves: the data's
 # figures for OpenAI-compatible hosts were seen stale (DeepSeek's 64,000 where
 # its API takes 131,072), and a name looked up alone can find another host's
 # model (a Together "DeepSeek-R1-Distill-Llama-70B" found DeepSeek's reasoner).
-_TAKEN_FROM = {"openai": "openai", "anthropic": "anthropic", "gemini": "google"}
+_TAKEN_FROM = frozenset({"openai", "anthropic", "gemini"})
 
 
 def known_context_window(model: str, provider: str | None = None) -> KnownWindow | None:
@@ -42,9 +42,9 @@ def known_context_window(model: str, provider: str | None = None) -> KnownWindow
     if provider is None:  # a name given with its prefix: "openai/gpt-4o"
         prefix, slash, _ = model.partition("/")
         provider = prefix if slash else None
-    expected = _TAKEN_FROM.get(provider or "")
-    if expected is None:
+    if provider not in _TAKEN_FROM:
         return None
+    expected = genai_provider(provider)
     for found_provider, info in genai_models(model, provider):
         # The first model found decides: a less specific lookup further down
         # may find another provider's model of the same name.

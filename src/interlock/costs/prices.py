@@ -50,6 +50,11 @@ RESERVED_TOKENS_PER_IMAGE = 1_000
 # Our provider names -> genai-prices provider ids, where they differ.
 _GENAI_PROVIDER = {"gemini": "google", "vertex": "google", "vertex_ai": "google"}
 
+
+def genai_provider(provider: str) -> str:
+    """genai-prices' id for one of our provider names."""
+    return _GENAI_PROVIDER.get(provider, provider)
+
 # OpenAI's embedding models, in USD per million input tokens. They write no
 # tokens, and genai-prices gives them an input price only, which `_from_genai`
 # cannot take for a token price (a chat model missing its output price would be
@@ -273,10 +278,10 @@ def genai_models(model: str, provider: str | None) -> Iterator[tuple[Any, Any]]:
 def _lookup_candidates(model: str, provider: str | None) -> list[tuple[str, str | None]]:
     candidates: list[tuple[str, str | None]] = []
     if provider:
-        candidates.append((model, _GENAI_PROVIDER.get(provider, provider)))
+        candidates.append((model, genai_provider(provider)))
     prefix, slash, rest = model.partition("/")
     if slash:
-        candidates.append((rest, _GENAI_PROVIDER.get(prefix, prefix)))
+        candidates.append((rest, genai_provider(prefix)))
         candidates.append((rest, None))
     candidates.append((model, None))
     return candidates
