@@ -1003,8 +1003,7 @@ async def _qa_call(gate: BudgetGate, ledger: _Ledger) -> bool:
     ticket = await gate.acquire(_deployment(), _request(101))
     if _refused(ticket):
         return False
-    await ticket.release(_response(101))
-    ledger.write(QA_CALL)
+    await _ended(ticket, ledger)
     return True
 
 
@@ -1028,11 +1027,21 @@ async def _wipe(direct: Any, gate: BudgetGate) -> None:
     await direct.delete(*[k async for k in direct.scan_iter(match=gate.key_prefix + "*")])
 
 
-async def _outage_calls_begun(gate: BudgetGate, n: int) -> list[Any]:
-    """`n` of the QA's calls admitted in memory (Redis is away) and still running."""
+async def _outage_calls_begun(gate: BudgetGate, clock: Clock, ledger: _Ledger,
+                              n: int) -> list[Any]:
+    """One of the QA's calls through Redis, then Redis away and `n` more
+    admitted in memory, still running."""
+    assert await _qa_calls(gate, ledger, 1) == 1
+    _away(gate, clock)
     running = [await gate.acquire(_deployment(), _request(101)) for _ in range(n)]
     assert not any(_refused(t) or t.on_redis for t in running)
     return running
+
+
+async def _ended(ticket: Any, ledger: _Ledger) -> None:
+    """A QA call's end: its settle, then its ledger row."""
+    await ticket.release(_response(101))
+    ledger.write(QA_CALL)
 
 
 async def _settled_spent(direct: Any, gate: BudgetGate) -> int:
@@ -1108,16 +1117,13 @@ async def test_an_outage_call_still_running_when_redis_returns_is_counted_there(
     # (after its seeding from the ledger, if Redis lost its data) was in
     # neither Redis's count nor the record it was seeded with.
     async with _qa_replicas(redis_url) as ([gate], direct, clock, ledger):
-        assert await _qa_calls(gate, ledger, 1) == 1
-        _away(gate, clock)
-        [running] = await _outage_calls_begun(gate, 1)
+        [running] = await _outage_calls_begun(gate, clock, ledger, 1)
         if lost_data:
             await _wipe(direct, gate)
         _back(clock)
         assert await _qa_calls(gate, ledger, 1) == 1  # through Redis (seeding it if lost)
         clock.t += 1.0
-        await running.release(_response(101))
-        ledger.write(QA_CALL)
+        await _ended(running, ledger)
         assert await _settled_spent(direct, gate) == ledger.spent == 3 * QA_CALL
         assert await _qa_calls(gate, ledger, 20) == 7
 
@@ -1129,9 +1135,7 @@ async def test_an_outage_call_ending_while_a_redis_back_empty_is_seeded_is_count
     # so it lacks it; and its cost, sent while Redis had no seeding mark, was
     # taken for one the record holds and dropped.
     async with _qa_replicas(redis_url) as ([gate], direct, clock, ledger):
-        assert await _qa_calls(gate, ledger, 1) == 1
-        _away(gate, clock)
-        [running] = await _outage_calls_begun(gate, 1)
+        [running] = await _outage_calls_begun(gate, clock, ledger, 1)
         await _wipe(direct, gate)
         _back(clock)
         ledger.landed = asyncio.Event()
@@ -1139,8 +1143,7 @@ async def test_an_outage_call_ending_while_a_redis_back_empty_is_seeded_is_count
         while gate._seeding_under_way() is None:
             await asyncio.sleep(0)
         clock.t += 1.0
-        await running.release(_response(101))
-        ledger.write(QA_CALL)
+        await _ended(running, ledger)
         ledger.landed.set()
         assert await first
         assert await _settled_spent(direct, gate) == ledger.spent == 3 * QA_CALL
@@ -1302,14 +1305,11 @@ async def test_outage_calls_running_when_redis_returns_are_held_against_its_limi
     # Review: only the cost of outage calls that ended was held against
     # Redis's counts; five still running let 15 calls through a budget of 10.
     async with _qa_replicas(redis_url) as ([gate], direct, clock, ledger):
-        assert await _qa_calls(gate, ledger, 1) == 1
-        _away(gate, clock)
-        running = await _outage_calls_begun(gate, 5)
+        running = await _outage_calls_begun(gate, clock, ledger, 5)
         _back(clock)
         assert await _qa_calls(gate, ledger, 20) == 4
         for ticket in running:
-            await ticket.release(_response(101))
-            ledger.write(QA_CALL)
+            await _ended(ticket, ledger)
         assert await _settled_spent(direct, gate) == ledger.spent == 10 * QA_CALL
 
 
@@ -1318,9 +1318,7 @@ async def test_an_ending_outage_call_is_held_till_redis_has_its_cost(redis_url: 
     # Redis, so a call arriving during that round trip passed: 11 on 10. The
     # round trip is held open here, so the order is not left to the pool.
     async with _qa_replicas(redis_url) as ([gate], direct, clock, ledger):
-        assert await _qa_calls(gate, ledger, 1) == 1
-        _away(gate, clock)
-        running = await _outage_calls_begun(gate, 5)
+        running = await _outage_calls_begun(gate, clock, ledger, 5)
         _back(clock)
         assert await _qa_calls(gate, ledger, 4) == 4  # 1 + 5 running + 4: the budget
         sending, go_on = asyncio.Event(), asyncio.Event()
@@ -1339,8 +1337,7 @@ async def test_an_ending_outage_call_is_held_till_redis_has_its_cost(redis_url: 
         await ending
         ledger.write(QA_CALL)
         for ticket in running[1:]:
-            await ticket.release(_response(101))
-            ledger.write(QA_CALL)
+            await _ended(ticket, ledger)
         assert await _settled_spent(direct, gate) == ledger.spent == 10 * QA_CALL
 
 
@@ -1386,9 +1383,7 @@ async def test_an_outage_s_spend_whose_caller_left_midway_is_still_owed(
     # cost was on its way to Redis lost that cost if Redis failed meanwhile:
     # what Redis did not take was queued only by the caller, who was gone.
     async with _qa_replicas(redis_url, ledger=False) as ([gate], direct, clock, ledger):
-        assert await _qa_calls(gate, ledger, 1) == 1
-        _away(gate, clock)
-        [running] = await _outage_calls_begun(gate, 1)
+        [running] = await _outage_calls_begun(gate, clock, ledger, 1)
         _back(clock)
         spend = gate._spend_script
 
