@@ -165,9 +165,8 @@ class AnthropicWire:
         the tool `tool_choice` names whose input is a value of its input_schema."""
         if not isinstance(body, dict):
             return None
-        choice = body.get("tool_choice")
-        if isinstance(choice, dict) and choice.get("type") == "tool":
-            name = str(choice.get("name", ""))
+        name = _forced_tool_name(body)
+        if name is not None:
             schema = next((t.get("input_schema") for t in body.get("tools") or ()
                            if isinstance(t, dict) and t.get("name") == name), None)
             text = default_reply_text(route.model, body)
@@ -387,14 +386,23 @@ def _forced_tool(body: Any, reply: Reply) -> Reply:
     """A request whose tool_choice names a tool gets a call to it, as Claude must
     answer: with the scripted calls if any, else one whose input holds the
     scripted text (`{"text": ...}`)."""
-    choice = body.get("tool_choice") if isinstance(body, dict) else None
-    if not isinstance(choice, dict) or choice.get("type") != "tool" or reply.tool_calls:
+    name = _forced_tool_name(body)
+    if name is None or reply.tool_calls:
         return reply
-    call = ScriptedToolCall(str(choice.get("name", "")), {"text": reply.text or ""})
+    call = ScriptedToolCall(name, {"text": reply.text or ""})
     written = (reply.output_tokens if reply.output_tokens is not None
                else estimate_tokens(json.dumps(call.arguments)))
     return dataclasses.replace(reply, text="", tool_calls=[call], finish="tool_calls",
                                output_tokens=written)
+
+
+def _forced_tool_name(body: Any) -> str | None:
+    """The tool a request's `tool_choice` names ({"type": "tool", "name": ...}),
+    which Claude must call; None when it names none."""
+    choice = body.get("tool_choice") if isinstance(body, dict) else None
+    if not isinstance(choice, dict) or choice.get("type") != "tool":
+        return None
+    return str(choice.get("name", ""))
 
 
 def _object_of(schema: Any, free_text: str) -> dict[str, Any]:
