@@ -260,7 +260,12 @@ def _either(fields: dict[str, Any], name: str) -> Any:
     """A field by its camelCase name or its snake_case one: the API takes both."""
     if name in fields:
         return fields[name]
-    return fields.get(re.sub(r"([A-Z])", r"_\1", name).lower())
+    return fields.get(_snake_case(name))
+
+
+def _snake_case(name: str) -> str:
+    """'responseMimeType' -> 'response_mime_type', the proto's other JSON name."""
+    return re.sub(r"([A-Z])", r"_\1", name).lower()
 
 
 def _grounding(body: Any, reply: Reply) -> dict[str, Any] | None:
@@ -377,7 +382,7 @@ def _model_entry(model: str) -> dict[str, Any]:
 # 2026), in the JSON names the proto accepts, camelCase and snake_case: a field
 # Google does not know is a 400, so a translation inventing one fails in tests.
 def _both(*names: str) -> frozenset[str]:
-    return frozenset(names) | {re.sub(r"([A-Z])", r"_\1", n).lower() for n in names}
+    return frozenset(names) | {_snake_case(n) for n in names}
 
 
 _REQUEST_FIELDS = _both("contents", "tools", "toolConfig", "safetySettings",
