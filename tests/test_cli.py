@@ -412,6 +412,11 @@ def test_check_says_ready_for_a_config_serve_would_start(
     output = runner.invoke(app, ["check", "--config", str(holding)]).output
     assert "client keys: batch, (a name that looks like a key, not shown)" in output
     assert "sk-gw-0123456789" not in output
+    worded = tmp_path / "worded.yaml"
+    worded.write_text(keyed.read_text().replace("{name: web,", "{name: ops sk-proj-SECRET,"))
+    output = runner.invoke(app, ["check", "--config", str(worded)]).output
+    assert "client keys: batch, (a name that looks like a key, not shown)" in output
+    assert "SECRET" not in output
 
 
 def test_check_says_an_openai_adapter_setting_on_claude_does_nothing(
@@ -602,17 +607,19 @@ def test_keys_delete_counts_names_not_found_and_never_repeats_one_that_may_be_a_
         await store.read()
         try:
             await store.generate("sk-old-SECRET")
+            await store.generate("ops sk-worded-SECRET")  # a key among words
         finally:
             await store.aclose()
 
     asyncio.run(old_style())
     secrets = ["gw-master-0123456789", "web-client-0123456789", "sk-never-made-SECRET"]
     pasted = [f"our {secrets[0]}", f" {secrets[1]}\n", f"team {secrets[2]}", token]
-    gone = runner.invoke(app, ["keys", "delete", "sk-old-SECRET", "nobody", *pasted,
-                               "--config", str(config)])
+    gone = runner.invoke(app, ["keys", "delete", "sk-old-SECRET", "ops sk-worded-SECRET",
+                               "nobody", *pasted, "--config", str(config)])
     assert gone.exit_code == 1
-    assert "deleted: (a name that looks like a key, not shown)" in gone.output
-    assert ("5 of the 6 names given were not found among the keys made at run time: "
+    assert ("deleted: (a name that looks like a key, not shown), "
+            "(a name that looks like a key, not shown)") in gone.output
+    assert ("5 of the 7 names given were not found among the keys made at run time: "
             "'nobody' and 4 more not shown, as each may be a key.") in gone.output
     assert f"`interlock keys list --config {config}` lists" in gone.output
     for secret in [*secrets, token, "SECRET"]:

@@ -997,16 +997,20 @@ def test_a_config_key_named_like_a_key_loads_with_a_warning_that_names_no_key() 
                             {"name": "plain-master-secret-123", "key": "sk-b-0123456789"},
                             {"name": "team-b", "key": "sk-c-0123456789"},
                             # Holding one among words was taken: only the whole name was.
-                            {"name": "ops sk-a-0123456789", "key": "sk-d-0123456789"}]}
+                            {"name": "ops sk-a-0123456789", "key": "sk-d-0123456789"},
+                            # And a provider's key among words, which no digest knows.
+                            {"name": "ops sk-proj-SECRET", "key": "sk-e-0123456789"}]}
     config = load_config({"model_list": [_entry(api_key=ANTHROPIC_KEY)],
                           "general_settings": general})
     assert [k.name for k in config.general_settings.api_keys][2] == "team-b"
     said = [w for w in config.warnings if ".name: " in w]
     assert [w.split(":")[0] for w in said] == ["general_settings.api_keys[0].name",
                                                "general_settings.api_keys[1].name",
-                                               "general_settings.api_keys[3].name"]
+                                               "general_settings.api_keys[3].name",
+                                               "general_settings.api_keys[4].name"]
     assert "looks like a key" in said[0] and "is or holds one of the config's keys" in said[1]
     assert "is or holds one of the config's keys" in said[2]
+    assert "looks like a key or holds one" in said[3]
     assert not any("SECRET" in w or "plain-master" in w or "0123456789" in w
                    for w in config.warnings)
 

@@ -11,7 +11,8 @@ a line break would split.
 A name is also shown by `/key/list`, `/key/info` and `interlock spend --by key`,
 and written at INFO when a key is made: a name that is a key (pasted in the
 wrong field, or chosen as "the key's own value") would be shown wherever the
-name is. Names of keys made from now on may not look like a key (`key_like`);
+name is. Names of keys made from now on may not look like a key, alone or as
+one of their words (`holds_key_like`);
 `secret_judge` in `server.key_admin` also refuses one that is or holds a live key's
 value whatever it looks like. A key made before this rule keeps its name (its
 clients keep working, and it is updated and deleted by it); `shown_name` keeps
@@ -46,9 +47,8 @@ def key_like(name: str) -> bool:
 
 
 def holds_key_like(name: str) -> bool:
-    """Whether any of `name`'s `name_parts` looks like a key: for text that is
-    only said back (what a delete did not find), where a key pasted among words
-    is as bad to repeat as one pasted alone."""
+    """Whether any of `name`'s `name_parts` looks like a key: a key pasted among
+    words ("prod sk-...") is as bad to show, log or repeat as one pasted alone."""
     return any(key_like(part) for part in name_parts(name))
 
 
@@ -58,15 +58,17 @@ NOT_SHOWN = "(a name that looks like a key, not shown)"
 
 def shown_name(name: str) -> str:
     """`name` as a log line writes it: repr'd, or, for a name that looks like a
-    key (one made before names like that were refused), only that it is one."""
-    return NOT_SHOWN if key_like(name) or name == NOT_SHOWN else repr(name)
+    key or holds one among words (one made before names like that were
+    refused), only that it is one."""
+    return NOT_SHOWN if holds_key_like(name) or name == NOT_SHOWN else repr(name)
 
 
 def name_problem(name: str) -> str | None:
     """Why a client key made at run time may not be named `name`, as a sentence;
     None when it may. The message does not repeat a name that looks like a key."""
-    if key_like(name):
-        return (f"the name looks like a key (it starts with {SECRET_PREFIX!r}), and a "
+    if holds_key_like(name):
+        return (f"the name looks like a key or holds one (a word of it starts with "
+                f"{SECRET_PREFIX!r}), and a "
                 "name is shown in logs, in /key/list and in spend reports. The key "
                 "itself is made by Interlock and given in the answer; send a name to "
                 "know it by, as \"team-a\" or \"ci-nightly\". " + _RULE)

@@ -85,6 +85,10 @@ async def test_a_name_that_is_or_looks_like_a_key_is_refused_and_never_repeated(
         assert secret not in caplog.text
     # A name like a key's, in part, is a name like any other.
     assert (await _call(gw, "POST", "/key/generate", {"name": "team-sk-7"})).status_code == 200
+    # A provider's key among words, which no digest here knows, is refused on its looks.
+    words = await _call(gw, "POST", "/key/generate", {"name": "team sk-proj-SECRET"})
+    assert words.status_code == 400 and "holds one" in words.text
+    assert "SECRET" not in words.text
 
 
 async def test_a_name_holding_a_word_like_a_key_is_not_said_back_by_delete(
@@ -109,6 +113,12 @@ async def test_a_key_named_like_a_key_before_the_rule_still_works_and_is_not_log
     assert store is not None
     old_name = "sk-old-SECRET"
     key, _ = await store.generate(old_name)  # as /key/generate made it before
+    worded, _ = await store.generate("ops sk-worded-SECRET")  # and among words
+    with caplog.at_level("INFO", logger="interlock"):
+        changed = await _call(gw, "POST", "/key/update",
+                              {"name": "ops sk-worded-SECRET", "rpm_limit": 5})
+        assert changed.status_code == 200 and worded
+    assert "SECRET" not in caplog.text
     assert (await _chat(gw, key)).choices
     with caplog.at_level("INFO", logger="interlock"):
         info = await _call(gw, "GET", f"/key/info?name={old_name}")

@@ -81,7 +81,7 @@ def check_command(
 def _report(config: InterlockConfig, gateway: Gateway, bind: str) -> dict[str, Any]:
     from interlock.config.loading import names_holding_keys
     from interlock.costs.prices import unknown_price
-    from interlock.key_names import NOT_SHOWN, key_like
+    from interlock.key_names import NOT_SHOWN, holds_key_like
     from interlock.server.app import master_key_from
 
     # A client key named like a key, or holding one, is warned of at load; its
@@ -89,7 +89,7 @@ def _report(config: InterlockConfig, gateway: Gateway, bind: str) -> dict[str, A
     holding = names_holding_keys(config.general_settings)
 
     def shown(name: str) -> str:
-        return NOT_SHOWN if name in holding or key_like(name) else name
+        return NOT_SHOWN if name in holding or holds_key_like(name) else name
 
     deployments = []
     for d in gateway.catalog.deployments():

@@ -220,7 +220,7 @@ def delete_command(
 ) -> None:
     """Revoke keys by name; running gateways refuse them within 5 s. Exits 1 when
     a name is not found (the others are revoked all the same)."""
-    from interlock.key_names import NOT_SHOWN, key_like
+    from interlock.key_names import NOT_SHOWN, holds_key_like
 
     loaded, store = _store(config)
 
@@ -230,7 +230,7 @@ def delete_command(
     revoked = asyncio.run(_run(store, revoke))
     if revoked.names:
         # A key made before such names were refused is deleted by its name.
-        typer.echo("deleted: " + ", ".join(NOT_SHOWN if key_like(n) else n
+        typer.echo("deleted: " + ", ".join(NOT_SHOWN if holds_key_like(n) else n
                                            for n in revoked.names))
     if revoked.missing_names:
         typer.echo(f"error: {_not_found(revoked, loaded, store, len(set(names)))} "

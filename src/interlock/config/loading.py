@@ -37,7 +37,7 @@ from interlock.config.schema import (
 from interlock.costs.settings import LedgerSettings
 from interlock.dispatch.settings import RouterSettings
 from interlock.errors import ConfigError
-from interlock.key_names import SECRET_PREFIX, key_like, name_parts
+from interlock.key_names import SECRET_PREFIX, holds_key_like, name_parts
 
 
 def load_config(
@@ -409,12 +409,12 @@ def _key_like_names(general: GeneralSettings) -> list[str]:
     holding = names_holding_keys(general)
     return [f"general_settings.api_keys[{index}].name: "
             + ("is or holds one of the config's keys" if client.name in holding else
-               f"looks like a key (it starts with {SECRET_PREFIX!r})")
+               f"looks like a key or holds one (a word of it starts with {SECRET_PREFIX!r})")
             + ", and a key's name is written in logs, in the ledger and in spend reports; "
             "give it a name to know it by, as \"team-a\" (its past requests stay under "
             "the old name)"
             for index, client in enumerate(general.api_keys)
-            if client.name in holding or key_like(client.name)]
+            if client.name in holding or holds_key_like(client.name)]
 
 
 def _unread_settings_warnings(config: InterlockConfig) -> list[str]:

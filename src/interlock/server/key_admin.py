@@ -64,7 +64,6 @@ from interlock.key_models import allowed_models, unknown_models
 from interlock.key_names import (
     NOT_SHOWN,
     holds_key_like,
-    key_like,
     name_parts,
     name_problem,
     shown_name,
@@ -343,7 +342,7 @@ async def _info_key(store: KeyStore, scope: Scope, send: Send,
     if name:
         secret = is_secret(name)
         found = None if secret else store.named(name)
-        if found is None and (secret or key_like(name)):
+        if found is None and (secret or holds_key_like(name)):
             # A key made before such names were refused is still found by its name;
             # anything else that looks like a key is taken for one, and not echoed.
             await _invalid(send, f"name: {_NOT_IN_URL} {_SAY_WHICH}", param="name")
