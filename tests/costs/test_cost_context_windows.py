@@ -39,7 +39,9 @@ def test_a_fine_tune_takes_the_window_of_its_base_model() -> None:
 
 
 def _catalog(*entries: dict[str, Any]) -> dict[str, Deployment]:
-    config = load_config({"model_list": list(entries)}, environ={"OPENAI_API_KEY": "sk-t"})
+    config = load_config({"model_list": list(entries)},
+                         environ={"OPENAI_API_KEY": "sk-t", "ANTHROPIC_API_KEY": "sk-ant-t",
+                                  "GEMINI_API_KEY": "g-t"})
     catalog = build_catalog(config, context_windows=listed_context_window)
     return {d.group: d for d in catalog.deployments()}
 
@@ -58,6 +60,30 @@ def test_the_config_s_limit_wins_and_an_unknown_model_keeps_none() -> None:
                       "params": (200_000, "litellm_params"),
                       "info": (64_000, "model_info"),
                       "local": (None, None)}
+
+
+def test_an_api_base_at_the_provider_s_own_host_takes_its_window() -> None:
+    # Before: any api_base took no window, though the OpenAI adapter's field
+    # rules read api.openai.com (and its data-residency hosts) as OpenAI's own.
+    def entry(group: str, model: str, api_base: str) -> dict[str, Any]:
+        return {"model_name": group, "litellm_params": {"model": model, "api_base": api_base}}
+
+    built = _catalog(
+        entry("openai", "openai/gpt-4o", "https://api.openai.com/v1"),
+        entry("eu", "openai/gpt-4o", "https://EU.api.openai.com/v1/"),
+        entry("claude", "anthropic/claude-sonnet-4-5", "https://api.anthropic.com"),
+        entry("gemini", "gemini/gemini-2.5-flash", "https://generativelanguage.googleapis.com"),
+        # Not OpenAI's: a host merely ending in its name, or another server.
+        entry("lookalike", "openai/gpt-4o", "https://api.openai.com.example.net/v1"),
+        entry("proxy", "openai/gpt-4o", "https://llm-proxy.internal/v1"),
+        entry("claude-proxy", "anthropic/claude-sonnet-4-5", "https://llm-proxy.internal"))
+    windows = {group: d.max_input_tokens for group, d in built.items()}
+    gemini = known_context_window("gemini-2.5-flash", "gemini")
+    assert gemini is not None
+    assert windows == {"openai": 128_000, "eu": 128_000, "claude": 200_000,
+                       "gemini": gemini[0], "lookalike": None, "proxy": None,
+                       "claude-proxy": None}
+    assert all(built[g].max_input_tokens_listed for g in ("openai", "eu", "claude", "gemini"))
 
 
 def test_without_a_lookup_only_the_config_s_limits_are_known() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from interlock.errors import ConfigError
 
@@ -88,6 +89,22 @@ def resolve_base_url(provider: str, api_base: str | None, environ: Mapping[str, 
     if provider in OPENAI_COMPATIBLE_BASES:
         return OPENAI_COMPATIBLE_BASES[provider]
     return DEFAULT_BASE_URL[family]
+
+
+def at_default_host(provider: str, api_base: str) -> bool:
+    """Whether `api_base` is on the host a `provider/` deployment calls when
+    none is given, or a host under it: for `openai/`, `anthropic/` and
+    `gemini/`, the provider's own API (api.openai.com and its data-residency
+    hosts such as eu.api.openai.com, api.anthropic.com,
+    generativelanguage.googleapis.com). The OpenAI adapter's field rules and
+    the known context windows both read "the provider's own API" this way."""
+    family = PROVIDER_ALIASES.get(provider, provider)
+    default = OPENAI_COMPATIBLE_BASES.get(provider) or DEFAULT_BASE_URL.get(family)
+    own = urlsplit(default).hostname if default is not None else None
+    # urlsplit lowers the hostname, so any case matches.
+    host = urlsplit(api_base).hostname
+    return own is not None and host is not None and (
+        host == own or host.endswith(f".{own}"))
 
 
 def known_providers() -> list[str]:
