@@ -92,3 +92,18 @@ def test_without_a_lookup_only_the_config_s_limits_are_known() -> None:
         environ={"OPENAI_API_KEY": "sk-t"})
     [d] = build_catalog(config).deployments()
     assert (d.max_input_tokens, d.max_input_tokens_from) == (None, None)
+
+
+def test_anthropic_s_1m_beta_header_raises_no_window() -> None:
+    # Anthropic ended the context-1m-2025-08-07 beta on 2026-04-30: Sonnet 4.5
+    # refuses prompts over 200,000 tokens with the header too, and the models
+    # with a 1M window have it without one (and in the data).
+    beta = {"anthropic-beta": "context-1m-2025-08-07"}
+    built = _catalog(
+        {"model_name": "beta", "litellm_params": {"model": "anthropic/claude-sonnet-4-5",
+                                                  "extra_headers": beta}},
+        {"model_name": "param", "litellm_params": {"model": "anthropic/claude-sonnet-4-5",
+                                                   "anthropic_beta": "context-1m-2025-08-07"}},
+        {"model_name": "native", "litellm_params": {"model": "anthropic/claude-sonnet-4-6"}})
+    windows = {group: d.max_input_tokens for group, d in built.items()}
+    assert windows == {"beta": 200_000, "param": 200_000, "native": 1_000_000}
