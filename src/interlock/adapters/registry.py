@@ -92,10 +92,11 @@ def resolve_base_url(provider: str, api_base: str | None, environ: Mapping[str, 
 
 
 def at_default_host(provider: str, api_base: str) -> bool:
-    """Whether `api_base` is on the host a `provider/` deployment calls when
-    none is given, or a host under it: for `openai/`, `anthropic/` and
-    `gemini/`, the provider's own API (api.openai.com and its data-residency
-    hosts such as eu.api.openai.com, api.anthropic.com,
+    """Whether `api_base` is on the host of the provider's usual endpoint (the
+    one a `provider/` deployment calls when neither the config nor the
+    environment names a base URL), or a host under it: for `openai/`,
+    `anthropic/` and `gemini/`, the provider's own API (api.openai.com and its
+    data-residency hosts such as eu.api.openai.com, api.anthropic.com,
     generativelanguage.googleapis.com). The OpenAI adapter's field rules and
     the known context windows both read "the provider's own API" this way."""
     family = PROVIDER_ALIASES.get(provider, provider)
