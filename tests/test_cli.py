@@ -427,14 +427,21 @@ def test_check_shows_where_the_pre_call_checks_skip_each_deployment(tmp_path: Pa
         "router_settings: {enable_pre_call_checks: true, pre_call_safety_margin: 0.1}\n"
         "general_settings: {allow_unauthenticated: true}\n"))
     output = runner.invoke(app, ["check", "--config", str(config)]).output
-    # 128,000 / 0.75 = 170,666.7; 50,000 x (1 - 0.1) = 45,000.
+    # 128,000 / 0.75 = 170,666.7 (so 170,667 is skipped); 50,000 x (1 - 0.1) = 45,000.
     assert ("window 128000 tokens (genai-prices openai/gpt-4o; skipped only above "
-            "~170,667 estimated)") in output
+            "~170,666 estimated)") in output
     assert "max_input_tokens 50000 (skipped above ~45,000 estimated)" in output
     report = json.loads(runner.invoke(app, ["check", "--config", str(config), "--json"]).output)
     shown = {d["group"]: (d["max_input_tokens_listed"], d["skipped_above_estimated_tokens"])
              for d in report["deployments"]}
-    assert shown == {"chat": (True, 170_667), "capped": (False, 45_000)}
+    assert shown == {"chat": (True, 170_666), "capped": (False, 45_000)}
+    # What check says is what the pre-call check does, at the boundary.
+    from interlock.cli.spend import load_config_or_exit
+    from interlock.dispatch.selection import fits
+    from interlock.gateway import Gateway
+    for d in Gateway(load_config_or_exit(config)).catalog.deployments():
+        above = shown[d.group][1]
+        assert fits(d, above, 0.1) and not fits(d, above + 1, 0.1), d.group
 
 
 def test_check_says_an_openai_adapter_setting_on_claude_does_nothing(

@@ -107,3 +107,13 @@ def test_anthropic_s_1m_beta_header_raises_no_window() -> None:
         {"model_name": "native", "litellm_params": {"model": "anthropic/claude-sonnet-4-6"}})
     windows = {group: d.max_input_tokens for group, d in built.items()}
     assert windows == {"beta": 200_000, "param": 200_000, "native": 1_000_000}
+
+
+def test_an_api_base_that_does_not_parse_takes_no_window_and_raises_nothing() -> None:
+    # Review: the host check ran urlsplit unguarded at start-up, so such a base
+    # URL crashed the gateway, `check` and the Router with a traceback, one of
+    # them quoting the URL's password (Python's NFKC message repeats the netloc).
+    bad = ["http://[::1", "https://u:hunter2pw@api.openai.com\uff03x/v1"]
+    built = _catalog(*({"model_name": f"g{i}", "litellm_params": {
+        "model": "openai/gpt-4o", "api_base": base}} for i, base in enumerate(bad)))
+    assert [d.max_input_tokens for d in built.values()] == [None, None]

@@ -25,6 +25,7 @@ sqlalchemy and redis inside the command.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -302,7 +303,8 @@ def _skipped_above(config: InterlockConfig, deployment: Deployment) -> int | Non
     if not settings.enable_pre_call_checks:
         return None
     largest = largest_fitting_estimate(deployment, settings.pre_call_safety_margin)
-    return None if largest is None else round(largest)
+    # Floored: an estimate of exactly the next whole number is already skipped.
+    return None if largest is None else math.floor(largest)
 
 
 def _input_limit(deployment: dict[str, Any]) -> str:
