@@ -380,8 +380,9 @@ def test_check_says_ready_for_a_config_serve_would_start(
     result = runner.invoke(app, ["check", "--config", str(config)])
     assert result.exit_code == 0, result.output
     assert "chat/openai/gpt-4o-mini  openai/gpt-4o-mini  ready  [rpm 60, " \
-           "max_parallel_requests 4, max_input_tokens 128000 (genai-prices " \
-           "openai/gpt-4o-mini)]  $0.15 in / $0.60 out per 1M" in result.output
+           "max_parallel_requests 4, window 128000 tokens (genai-prices " \
+           "openai/gpt-4o-mini; pre-call checks off)]  $0.15 in / $0.60 out per 1M" \
+           in result.output
     assert "auth: master key set" in result.output and "result: ready" in result.output
     # Neither the key nor the database password is shown.
     assert "checkkey" not in result.output and "hunter2pw" not in result.output
@@ -417,6 +418,35 @@ def test_check_says_ready_for_a_config_serve_would_start(
     output = runner.invoke(app, ["check", "--config", str(worded)]).output
     assert "client keys: batch, (a name that looks like a key, not shown)" in output
     assert "SECRET" not in output
+
+
+def test_check_shows_where_the_pre_call_checks_skip_each_deployment(tmp_path: Path) -> None:
+    # Before: a model table's window read "max_input_tokens 128000 (genai-prices
+    # ...)", told apart from the config's by the source's text, though the
+    # checks skip it only for an estimate a third over it (x 0.75 above it),
+    # and a configured limit already below it (the margin).
+    model = "{model: openai/gpt-4o, api_key: sk-t"
+    config = _config(tmp_path, (
+        f"model_list:\n  - {{model_name: chat, litellm_params: {model}}}}}\n"
+        f"  - {{model_name: capped, litellm_params: {model}, max_input_tokens: 50000}}}}\n"
+        "router_settings: {enable_pre_call_checks: true, pre_call_safety_margin: 0.1}\n"
+        "general_settings: {allow_unauthenticated: true}\n"))
+    output = runner.invoke(app, ["check", "--config", str(config)]).output
+    # 128,000 / 0.75 = 170,666.7 (so 170,667 is skipped); 50,000 x (1 - 0.1) = 45,000.
+    assert ("window 128000 tokens (genai-prices openai/gpt-4o; skipped only above "
+            "~170,666 estimated)") in output
+    assert "max_input_tokens 50000 (skipped above ~45,000 estimated)" in output
+    report = json.loads(runner.invoke(app, ["check", "--config", str(config), "--json"]).output)
+    shown = {d["group"]: (d["max_input_tokens_listed"], d["skipped_above_estimated_tokens"])
+             for d in report["deployments"]}
+    assert shown == {"chat": (True, 170_666), "capped": (False, 45_000)}
+    # What check says is what the pre-call check does, at the boundary.
+    from interlock.cli.spend import load_config_or_exit
+    from interlock.dispatch.selection import fits
+    from interlock.gateway import Gateway
+    for d in Gateway(load_config_or_exit(config)).catalog.deployments():
+        above = shown[d.group][1]
+        assert fits(d, above, 0.1) and not fits(d, above + 1, 0.1), d.group
 
 
 def test_check_says_an_openai_adapter_setting_on_claude_does_nothing(

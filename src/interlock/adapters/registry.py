@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from interlock.errors import ConfigError
 
@@ -88,6 +89,30 @@ def resolve_base_url(provider: str, api_base: str | None, environ: Mapping[str, 
     if provider in OPENAI_COMPATIBLE_BASES:
         return OPENAI_COMPATIBLE_BASES[provider]
     return DEFAULT_BASE_URL[family]
+
+
+def at_default_host(provider: str, api_base: str) -> bool:
+    """Whether `api_base` is on the host of the provider's usual endpoint (the
+    one a `provider/` deployment calls when neither the config nor the
+    environment names a base URL), or a host under it: for `openai/`,
+    `anthropic/` and `gemini/`, the provider's own API (api.openai.com and its
+    data-residency hosts such as eu.api.openai.com, api.anthropic.com,
+    generativelanguage.googleapis.com). The OpenAI adapter's field rules and
+    the known context windows both read "the provider's own API" this way.
+    For a local server's provider (`hosted_vllm/`, `ollama/`) the usual endpoint
+    is localhost, so any localhost base URL counts: no reader asks about those.
+    A base URL that does not parse is on no provider's host (and its error,
+    which may quote the URL's password, is not raised)."""
+    family = PROVIDER_ALIASES.get(provider, provider)
+    default = OPENAI_COMPATIBLE_BASES.get(provider) or DEFAULT_BASE_URL.get(family)
+    own = urlsplit(default).hostname if default is not None else None
+    try:
+        # urlsplit lowers the hostname, so any case matches.
+        host = urlsplit(api_base).hostname
+    except ValueError:  # "http://[::1", a netloc NFKC normalisation changes
+        return False
+    return own is not None and host is not None and (
+        host == own or host.endswith(f".{own}"))
 
 
 def known_providers() -> list[str]:

@@ -5,7 +5,8 @@ gateway is built exactly as `serve` builds them (routers read, the master key
 checked against the address to bind), without listening, calling a provider or
 opening the ledger. It prints the model groups with their deployments, each
 deployment's availability, limits (the input limit with where it came from, when
-model data rather than the config gave it) and price, the auth and the ledger,
+model data rather than the config gave it, and with pre-call checks on the prompt
+estimate above which they skip it) and price, the auth and the ledger,
 and the warnings loading gave. With `--connect` it also reaches the ledger's database
 and Redis, where the config names them: serve starts without them (rows wait
 in memory, limits and cooldowns fall back to the process), so a deploy step is
@@ -17,13 +18,14 @@ that matches no call or cannot count one); 2 would not start (the error is
 printed as `serve` prints it).
 
 Imports: typer, the standard library, `cli.paths`, `errors`; `config`, `gateway`,
-`server.app`, `costs.schema`, `costs.budget_periods`, `types`, sqlalchemy and redis
-inside the command.
+`server.app`, `dispatch.selection`, `costs.schema`, `costs.budget_periods`, `types`,
+sqlalchemy and redis inside the command.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +37,7 @@ from interlock.cli.paths import nearest_existing
 from interlock.errors import failure_said, redact
 
 if TYPE_CHECKING:
+    from interlock.catalog import Deployment
     from interlock.config.schema import InterlockConfig
     from interlock.gateway import Gateway
 
@@ -102,6 +105,11 @@ def _report(config: InterlockConfig, gateway: Gateway, bind: str) -> dict[str, A
             # data gave it (a figure from the data may be worth overriding).
             "max_input_tokens": d.max_input_tokens,
             "max_input_tokens_from": d.max_input_tokens_from,
+            "max_input_tokens_listed": d.max_input_tokens_listed,
+            # The prompt estimate above which those checks skip it: a model
+            # table's window is held to the estimate more loosely than a
+            # configured limit, so the limit alone would mislead.
+            "skipped_above_estimated_tokens": _skipped_above(config, d),
             "price": price.describe() if price is not None else None})
     to_look_at = [f"warning: {w}" for w in config.warnings]
     # A missing key is among the warnings already; another reason is listed here.
@@ -286,13 +294,33 @@ def _print(report: dict[str, Any]) -> None:
         echo("result: ready")
 
 
+def _skipped_above(config: InterlockConfig, deployment: Deployment) -> int | None:
+    """The prompt estimate above which the pre-call checks skip the deployment,
+    as they compute it; None without a limit, or with the checks off."""
+    from interlock.dispatch.selection import largest_fitting_estimate
+
+    settings = config.router_settings
+    if not settings.enable_pre_call_checks:
+        return None
+    largest = largest_fitting_estimate(deployment, settings.pre_call_safety_margin)
+    # Floored: an estimate of exactly the next whole number is already skipped.
+    return None if largest is None else math.floor(largest)
+
+
 def _input_limit(deployment: dict[str, Any]) -> str:
-    """'max_input_tokens 128000 (genai-prices openai/gpt-4o)': where the config
-    gave it, the field alone, as the other limits are shown."""
+    """The input limit as the pre-call checks hold it: a model table's window
+    'window 128000 tokens (genai-prices openai/gpt-4o; skipped only above
+    ~170,667 estimated)'; the config's own 'max_input_tokens 50000 (skipped
+    above ~47,500 estimated)', as the other limits are shown."""
+    skipped_above = deployment["skipped_above_estimated_tokens"]
+    if deployment["max_input_tokens_listed"]:
+        cutoff = (f"skipped only above ~{skipped_above:,} estimated"
+                  if skipped_above is not None else "pre-call checks off")
+        return (f"window {deployment['max_input_tokens']} tokens "
+                f"({deployment['max_input_tokens_from']}; {cutoff})")
     text = f"max_input_tokens {deployment['max_input_tokens']}"
-    source = deployment["max_input_tokens_from"]
-    if source is not None and source not in ("litellm_params", "model_info"):
-        text += f" ({source})"
+    if skipped_above is not None:
+        text += f" (skipped above ~{skipped_above:,} estimated)"
     return text
 
 

@@ -113,12 +113,25 @@ def build_catalog(config: InterlockConfig, *, environ: Mapping[str, str] | None 
                    for entry, name in zip(config.model_list, names, strict=True)]
     if context_windows is not None:
         for entry, d in zip(config.model_list, deployments, strict=True):
-            # The config's own value always wins; and a deployment given its own
-            # api_base may be any server answering to the model's name (LocalAI
-            # serves local models as "gpt-4"), whose window the table cannot know.
-            if d.max_input_tokens is None and entry.litellm_params.api_base is None:
+            # The config's own value always wins.
+            if d.max_input_tokens is None and _runs_the_named_model(entry, d):
                 _use_known_window(d, context_windows(d))
     return Catalog.from_deployments(deployments)
+
+
+def _runs_the_named_model(entry: ModelEntry, deployment: Deployment) -> bool:
+    """Whether the deployment's server is its provider's own API, whose model
+    of that name the table describes. One given an api_base elsewhere may be
+    any server answering to the name (LocalAI serves local models as "gpt-4"),
+    whose window the table cannot know; an api_base that is the provider's own
+    host (api.openai.com, eu.api.openai.com, ...) is read as the OpenAI
+    adapter's field rules read it."""
+    from interlock.adapters.registry import at_default_host
+
+    if entry.litellm_params.api_base is None:
+        return True
+    return deployment.api_base is not None and at_default_host(deployment.provider,
+                                                               deployment.api_base)
 
 
 def _use_known_window(deployment: Deployment, known: tuple[int, str] | None) -> None:

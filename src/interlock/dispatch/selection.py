@@ -75,13 +75,20 @@ def limit_said(deployment: Deployment) -> str:
     return f"{said} (from {source})" if source else said
 
 
-def fits(deployment: Deployment, prompt_tokens: int, margin: float) -> bool:
+def largest_fitting_estimate(deployment: Deployment, margin: float) -> float | None:
+    """The largest prompt estimate the pre-call checks let through to this
+    deployment (`interlock check` shows it); None: it has no input limit."""
     limit = context_limit(deployment)
     if limit is None:
-        return True
+        return None
     if deployment.max_input_tokens_listed:
-        return prompt_tokens * LISTED_WINDOW_ESTIMATE_SHARE <= limit
-    return prompt_tokens <= limit * (1.0 - margin)
+        return limit / LISTED_WINDOW_ESTIMATE_SHARE
+    return limit * (1.0 - margin)
+
+
+def fits(deployment: Deployment, prompt_tokens: int, margin: float) -> bool:
+    largest = largest_fitting_estimate(deployment, margin)
+    return largest is None or prompt_tokens <= largest
 
 
 def _weighted_shuffle(items: Sequence[Deployment], weights: Sequence[float],

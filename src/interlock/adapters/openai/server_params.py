@@ -71,9 +71,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
-from interlock.adapters.registry import OPENAI_COMPATIBLE_BASES
+from interlock.adapters.registry import OPENAI_COMPATIBLE_BASES, at_default_host
 from interlock.catalog import Deployment
 from interlock.errors import ConfigError, UnsupportedParameter
 
@@ -91,9 +90,6 @@ OPENAI_CHAT_FIELDS = frozenset({
 })
 OPENAI_EMBEDDING_FIELDS = frozenset({"model", "input", "encoding_format", "dimensions",
                                      "user"})
-# The host of OpenAI's own API: a deployment there, or at one of its regional
-# hosts (`eu.api.openai.com`), gets OpenAI's rules.
-OPENAI_HOST = str(urlsplit(OPENAI_COMPATIBLE_BASES["openai"]).hostname)
 _GEMINI_REASONING = "It is Gemini's; reasoning_effort asks every provider for reasoning."
 # Fields a client of another provider sends (Anthropic's Messages API, Gemini's
 # generateContent as its SDK and LiteLLM name them) that OpenAI's API refuses,
@@ -230,9 +226,8 @@ def _hint(rules: ServerParams, name: str, deployment: Deployment) -> str:
 
 def _at_openai(api_base: str | None) -> bool:
     # OpenAI's data-residency hosts (eu.api.openai.com, us.api.openai.com) are
-    # its own API too; urlsplit lowers the hostname, so any case matches.
-    host = urlsplit(api_base).hostname if api_base is not None else OPENAI_HOST
-    return host is not None and (host == OPENAI_HOST or host.endswith(f".{OPENAI_HOST}"))
+    # its own API too; the registry's reading, which the known windows share.
+    return api_base is None or at_default_host("openai", api_base)
 
 
 def sendable_extra(extra: Mapping[str, Any], deployment: Deployment, drop: bool,
