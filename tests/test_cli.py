@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from tests.trained_routers import knn_checkpoint
 from typer.testing import CliRunner
 
 from interlock.cli import serve as serve_command
+from interlock.cli import uvicorn_run
 from interlock.cli.main import app
 
 runner = CliRunner()
@@ -55,13 +57,21 @@ def test_serve_with_a_bad_config_lists_the_problems(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
 
 
+def _serving_nothing(calls: list[dict[str, Any]]) -> Callable[..., None]:
+    """In place of `uvicorn_run.serve_until_stopped`: says the start line, as
+    the real one does once a Ctrl-C would stop the server, and keeps uvicorn's
+    options instead of serving."""
+    def run(app: Any, *, workers: int, say_started: Callable[[], None], **options: Any) -> None:
+        say_started()
+        calls.append({"workers": workers, **options})
+    return run
+
+
 @pytest.fixture
 def served(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """What `serve` hands uvicorn, a call each; nothing is served."""
-    import uvicorn
-
     calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(uvicorn_run, "serve_until_stopped", _serving_nothing(calls))
     # The addresses these tests name need not be this machine's (::1, 127.0.0.2).
     monkeypatch.setattr(serve_command, "cannot_listen", lambda host, port: None)
     return calls
@@ -70,10 +80,8 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 def test_serve_on_an_address_already_taken_says_so_before_any_start_line(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The start line said "serving" above uvicorn's bind error.
-    import uvicorn
-
-    calls: list[Any] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append(kwargs))
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn_run, "serve_until_stopped", _serving_nothing(calls))
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -172,9 +180,7 @@ def test_serve_gives_uvicorn_the_connection_limits_of_the_config(
 def test_serve_with_workers_says_which_limits_each_counts_alone(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
-    import uvicorn
-
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: None)
+    monkeypatch.setattr(uvicorn_run, "serve_until_stopped", _serving_nothing([]))
     config = tmp_path / "c.yaml"
     body = ("model_list:\n"
             "  - model_name: a\n"

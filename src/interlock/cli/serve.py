@@ -1,7 +1,7 @@
 """`interlock serve`: run the OpenAI-compatible gateway.
 
-Imports: typer, uvicorn (inside the command), `config`, `gateway`, `server.app`,
-`server.connection_limits`, `cli.serve_logging`.
+Imports: typer, `config`, `gateway`, `server.app`, `server.connection_limits`,
+`cli.serve_logging`, `cli.uvicorn_run` (uvicorn; inside the command).
 """
 
 from __future__ import annotations
@@ -54,9 +54,7 @@ def serve(
     # which showed as the gateway's P99. The server owns its process, so it can
     # ask for shorter turns.
     sys.setswitchinterval(0.0005)
-    import uvicorn
-
-    from interlock.cli import serve_logging
+    from interlock.cli import serve_logging, uvicorn_run
     from interlock.config import load_config
     from interlock.errors import ConfigError, RouterNotTrained
     from interlock.gateway import Gateway
@@ -102,23 +100,27 @@ def serve(
     groups, names, routers = _served_names(loaded, gateway)
     started = (f"Interlock: serving {url} for {_names_to_ask_for(groups, names, routers)} "
                f"({workers} worker{'s' if workers > 1 else ''})")
-    if log_format == "text":
-        typer.echo(f"{started}; Ctrl-C stops it", err=True)
-    else:  # a record among the others, its facts as fields for the log collector
-        logging.getLogger(serve_logging.START_LOGGER).info(started, extra={
-            serve_logging.FIELDS: {"url": url, "workers": workers, "groups": groups,
-                                   "names": names, "routers": routers}})
+
+    def say_started() -> None:
+        if log_format == "text":
+            typer.echo(f"{started}; Ctrl-C stops it", err=True)
+        else:  # a record among the others, its facts as fields for the log collector
+            logging.getLogger(serve_logging.START_LOGGER).info(started, extra={
+                serve_logging.FIELDS: {"url": url, "workers": workers, "groups": groups,
+                                       "names": names, "routers": routers}})
+
     if workers == 1:
         # uvicorn exits with its code 3 when the server cannot start (it says why).
-        uvicorn.run(app, **common)
+        uvicorn_run.serve_until_stopped(app, workers=1, say_started=say_started, **common)
         return
     for warning in per_worker_limits(loaded, workers):
         log.warning("%s", warning)
     # Several workers each build their own gateway from the same file.
     os.environ["INTERLOCK_CONFIG"] = str(config.resolve())
     os.environ["INTERLOCK_HOST"] = host
-    uvicorn.run("interlock.server.app:app_from_environment", factory=True, workers=workers,
-                **common)
+    uvicorn_run.serve_until_stopped("interlock.server.app:app_from_environment",
+                                    workers=workers, say_started=say_started, factory=True,
+                                    **common)
 
 
 def cannot_listen(host: str, port: int) -> str | None:
