@@ -9,8 +9,8 @@ Ctrl-C sent just after `interlock serve` said it was serving was lost that way
 about one time in ten, and the gateway served on until a second one.
 
 Here the server's own handler (`Server.handle_exit`, which only sets its stop
-flag) or the supervisor's (which queues the signal) is in place before the
-start line is said, so a Ctrl-C from then on stops the server as one sent later
+flag; for SIGTERM too) or the supervisor's (which queues the signal) is in
+place before the start line is said, so a Ctrl-C from then on stops the server as one sent later
 does: in-flight requests drain, the lifespan shuts down. This builds what
 `uvicorn.run` builds for these two cases (no reload, no Unix socket), and
 exits with uvicorn's code 3 when one process could not start, as it does.
@@ -45,13 +45,16 @@ def serve_until_stopped(app: Any, *, workers: int, say_started: Callable[[], Non
         return
     config.load_app()
     server = uvicorn.Server(config)
-    # Not the default handler, so asyncio's runner sets none of its own either
-    # (it would cancel the serving task instead of letting the server drain).
-    previous = signal.signal(signal.SIGINT, server.handle_exit)
+    # SIGINT's handler is then not the default one, so asyncio's runner sets none
+    # of its own either (it would cancel the serving task, not let it drain).
+    # SIGTERM too: its default ends the process without the lifespan's shutdown.
+    previous = {sig: signal.signal(sig, server.handle_exit)
+                for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         say_started()
         server.run()  # a second Ctrl-C makes it stop without draining, as uvicorn's does
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if not server.started:
         sys.exit(STARTUP_FAILURE)
