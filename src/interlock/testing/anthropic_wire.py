@@ -26,6 +26,10 @@ Scripting vocabulary beyond the neutral `Reply` / `Fault` fields:
   when text is scripted, else a value of the tool's `input_schema`
   (`testing.schema_instance`; `{"text": <default text>}` for an open object,
   which is how OpenAI's JSON mode reaches Claude).
+- `tool_choice` `{"type": "any"}` with no scripted text or calls gets one call
+  to the first custom tool offered (not a server tool such as web search), its
+  input a value of that tool's `input_schema`, stop_reason "tool_use"; scripted
+  text is sent as text.
 - A request with `output_config.format` (structured outputs) and no scripted
   text gets a text block holding JSON of that schema, as Claude answers one.
 - `Reply(annotations=[...])` (OpenAI url_citation annotations) to a request with
@@ -36,8 +40,7 @@ Scripting vocabulary beyond the neutral `Reply` / `Fault` fields:
 
 Cheap on purpose: it serves load in the overhead benchmark.
 
-Imports: the standard library, `testing.script`, `testing.wire`,
-`testing.schema_instance`.
+Imports: the standard library, `testing.script`, `testing.wire`.
 """
 
 from __future__ import annotations
@@ -52,14 +55,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from interlock.testing.schema_instance import schema_instance
 from interlock.testing.script import Fault, Reply, ScriptedToolCall
 from interlock.testing.wire import (
     ErrorAnswer,
     Route,
     chunks,
-    default_reply_text,
     estimate_tokens,
+    forced_call,
     json_reply,
     sse,
 )
@@ -160,17 +162,17 @@ class AnthropicWire:
 
     def shaped_reply(self, route: Route, body: Any) -> Reply | None:
         """What Claude answers a request for a shape with, when the script gives
-        no text: a text block holding JSON of the schema in `output_config.format`
-        (structured outputs; `output_format`, its beta name, too), or a call to
-        the tool `tool_choice` names whose input is a value of its input_schema."""
+        no text: a call to the tool `tool_choice` forces (the one it names, else
+        the first custom tool) whose input is a value of its input_schema, or a
+        text block holding JSON of the schema in `output_config.format`
+        (structured outputs; `output_format`, its beta name, too)."""
         if not isinstance(body, dict):
             return None
-        name = _forced_tool_name(body)
-        if name is not None:
-            schema = next((t.get("input_schema") for t in body.get("tools") or ()
-                           if isinstance(t, dict) and t.get("name") == name), None)
-            text = default_reply_text(route.model, body)
-            return Reply(tool_calls=[ScriptedToolCall(name, _object_of(schema, text))])
+        forced = _forced_tools(body)
+        if forced is not None:
+            call = forced_call(_custom_tools(body), forced, route.model, body)
+            if call is not None:
+                return call
         config = body.get("output_config")
         fmt = config.get("format") if isinstance(config, dict) else body.get("output_format")
         if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
@@ -385,32 +387,34 @@ def _searches(body: Any, reply: Reply) -> int:
 def _forced_tool(body: Any, reply: Reply) -> Reply:
     """A request whose tool_choice names a tool gets a call to it, as Claude must
     answer: with the scripted calls if any, else one whose input holds the
-    scripted text (`{"text": ...}`)."""
-    name = _forced_tool_name(body)
-    if name is None or reply.tool_calls:
+    scripted text (`{"text": ...}`, how OpenAI's JSON mode reaches Claude)."""
+    forced = _forced_tools(body)
+    if not forced or reply.tool_calls:
         return reply
-    call = ScriptedToolCall(name, {"text": reply.text or ""})
+    call = ScriptedToolCall(forced[0], {"text": reply.text or ""})
     written = (reply.output_tokens if reply.output_tokens is not None
                else estimate_tokens(json.dumps(call.arguments)))
     return dataclasses.replace(reply, text="", tool_calls=[call], finish="tool_calls",
                                output_tokens=written)
 
 
-def _forced_tool_name(body: Any) -> str | None:
-    """The tool a request's `tool_choice` names ({"type": "tool", "name": ...}),
-    which Claude must call; None when it names none."""
+def _forced_tools(body: Any) -> tuple[str, ...] | None:
+    """The tools a request's `tool_choice` lets Claude call when it must call
+    one: the one it names ({"type": "tool", "name": ...}), or () for any tool
+    ({"type": "any"}); None when Claude may answer in text."""
     choice = body.get("tool_choice") if isinstance(body, dict) else None
-    if not isinstance(choice, dict) or choice.get("type") != "tool":
+    if not isinstance(choice, dict):
         return None
-    return str(choice.get("name", ""))
+    if choice.get("type") == "tool":
+        return (str(choice.get("name", "")),)
+    return () if choice.get("type") == "any" else None
 
 
-def _object_of(schema: Any, free_text: str) -> dict[str, Any]:
-    """A tool's input: a value of its input_schema, which Anthropic requires to
-    be an object (a schema that is not one gets the open object)."""
-    value = schema_instance(schema if isinstance(schema, dict) else {"type": "object"},
-                            free_text)
-    return value if isinstance(value, dict) else {"text": free_text}
+def _custom_tools(body: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(name, input_schema) of the request's own tools, in order; server tools
+    (web search), which Claude runs itself, are not among those it must call."""
+    return [(str(t.get("name", "")), t.get("input_schema")) for t in body.get("tools") or ()
+            if isinstance(t, dict) and t.get("type", "custom") == "custom"]
 
 
 def _content(reply: Reply, searches: int) -> list[dict[str, Any]]:

@@ -9,8 +9,12 @@ chunk padded with an `obfuscation` string, as OpenAI does by default), and the
 real error bodies `{"error": {"message", "type", "param", "code"}}` with
 rate-limit headers. A request for JSON (`response_format` json_object or
 json_schema) with no scripted text gets JSON as its content: an object, or a
-value of the schema (`testing.schema_instance`). Cheap on purpose: it carries
-the overhead benchmark's load.
+value of the schema (`testing.schema_instance`). A request that forces a tool
+call (`tool_choice` "required", a named function, or `allowed_tools` in mode
+"required") with nothing scripted gets one call, to the named function or the
+first allowed one offered, its arguments a value of its `parameters`, with
+finish_reason "tool_calls". Cheap on purpose: it carries the overhead
+benchmark's load.
 
 Two servers speak this wire. `OpenAIWire()` plays OpenAI's own API (under
 `/openai/v1`), which refuses a body field it does not define with a 400,
@@ -43,6 +47,7 @@ from interlock.testing.wire import (
     Route,
     chunks,
     estimate_tokens,
+    forced_call,
     json_reply,
     logprobs_asked,
     token_alternatives,
@@ -128,10 +133,20 @@ class OpenAIWire:
         return "text/event-stream; charset=utf-8"
 
     def shaped_reply(self, route: Route, body: Any) -> Reply | None:
-        """JSON for `response_format` json_object (an object) or json_schema (a
-        value of its schema), as the content, as OpenAI answers either."""
-        fmt = body.get("response_format") if isinstance(body, dict) else None
-        if route.endpoint != "chat" or not isinstance(fmt, dict):
+        """One call to the function `tool_choice` forces ("required": the first
+        offered; a named function; `allowed_tools` in mode "required": the first
+        of those), its arguments a value of the function's parameters, as OpenAI
+        answers; else JSON for `response_format` json_object (an object) or
+        json_schema (a value of its schema), as the content."""
+        if route.endpoint != "chat" or not isinstance(body, dict):
+            return None
+        forced = _forced_functions(body.get("tool_choice"))
+        if forced is not None:
+            call = forced_call(_functions(body.get("tools")), forced, route.model, body)
+            if call is not None:
+                return call
+        fmt = body.get("response_format")
+        if not isinstance(fmt, dict):
             return None
         if fmt.get("type") == "json_object":
             return json_reply(None, route.model, body)
@@ -319,6 +334,41 @@ def format_duration(seconds: float) -> str:
 
 
 # -- pieces ---------------------------------------------------------------------
+def _forced_functions(choice: Any) -> tuple[str, ...] | None:
+    """The functions a `tool_choice` lets the model call when it must call one:
+    () for any ("required"), the one it names, or the `allowed_tools` list in
+    mode "required"; None when the model may answer in text."""
+    if choice == "required":
+        return ()
+    if not isinstance(choice, dict):
+        return None
+    if choice.get("type") == "function":
+        return (_function_name(choice),)
+    allowed = choice.get("allowed_tools")
+    if choice.get("type") == "allowed_tools" and isinstance(allowed, dict) \
+            and allowed.get("mode") == "required":
+        return tuple(_function_name(t) for t in allowed.get("tools") or ()
+                     if isinstance(t, dict) and t.get("type") == "function")
+    return None
+
+
+def _function_name(entry: dict[str, Any]) -> str:
+    """The name in a `{"type": "function", "function": {"name": ...}}` entry."""
+    function = entry.get("function")
+    return str(function.get("name", "")) if isinstance(function, dict) else ""
+
+
+def _functions(tools: Any) -> list[tuple[str, Any]]:
+    """(name, parameters) of the request's function tools, in order."""
+    found: list[tuple[str, Any]] = []
+    for tool in tools if isinstance(tools, list) else ():
+        if isinstance(tool, dict) and tool.get("type") == "function":
+            function = tool.get("function")
+            if isinstance(function, dict):
+                found.append((_function_name(tool), function.get("parameters")))
+    return found
+
+
 def _logprobs_asked(body: Any) -> int | None:
     """How many alternatives a token gets (`top_logprobs`) when the request asked
     for logprobs, else None."""
