@@ -77,7 +77,8 @@ def test_openai_forced_choice_answers_one_call(fake_upstream: FakeUpstream, choi
     assert [name for name, _ in calls] == [called]
     assert (content, finish) == (None, "tool_calls")
     model = City if called == "record_city" else Weather
-    model.model_validate_json(calls[0][1])
+    # strict: a number or flag sent as a string fails, as the schema says.
+    model.model_validate_json(calls[0][1], strict=True)
 
 
 def test_openai_compatible_servers_answer_the_call_too(fake_upstream: FakeUpstream) -> None:
@@ -100,6 +101,43 @@ def test_openai_only_a_forced_choice_with_tools_gets_a_call(
     answer = httpx.post(fake_upstream.base_url("openai") + "/chat/completions", json=body)
     message = answer.json()["choices"][0]["message"]
     assert "tool_calls" not in message and json.loads(message["content"])["text"]
+
+
+def test_openai_allowed_tools_without_a_function_forces_no_call(
+        fake_upstream: FakeUpstream) -> None:
+    """An allowed list of custom tools only, or of none, allows no function:
+    not the same as no restriction, which lets the model call any."""
+    custom = {"type": "custom", "custom": {"name": "shell"}}
+    for allowed in ([custom], []):
+        choice = {"type": "allowed_tools", "allowed_tools": {"mode": "required",
+                                                             "tools": allowed}}
+        calls, content, finish = _openai(fake_upstream, choice, stream=False)
+        assert (calls, finish) == ([], "stop"), allowed
+        assert content is not None and content.startswith("[simulated gpt-4o-mini]")
+
+
+@pytest.mark.parametrize("prefix", ["openai", "openai-compatible"])
+@pytest.mark.parametrize(("fields", "param"), [
+    ({"tools": "abc"}, "tools"),
+    ({"tools": [5]}, "tools[0]"),
+    ({"tool_choice": 5}, "tool_choice"),
+    ({"tool_choice": {"type": "allowed_tools", "allowed_tools": {"mode": "required",
+                                                                 "tools": 5}}},
+     "tool_choice.allowed_tools.tools"),
+    ({"tool_choice": {"type": "allowed_tools", "allowed_tools": {"mode": "required",
+                                                                 "tools": "abc"}}},
+     "tool_choice.allowed_tools.tools"),
+], ids=["tools_string", "tool_number", "choice_number", "allowed_number", "allowed_string"])
+def test_openai_tool_fields_of_the_wrong_type_get_a_400_naming_them(
+        fake_upstream: FakeUpstream, fields: dict[str, Any], param: str, prefix: str) -> None:
+    body = {"model": "gpt-4o-mini", "messages": ASK, "tools": OPENAI_TOOLS,
+            "tool_choice": "required", **fields}
+    answer = httpx.post(fake_upstream.base_url(prefix) + "/chat/completions", json=body)
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert (error["type"], error["param"], error["code"]) == (
+        "invalid_request_error", param, "invalid_type")
+    assert f"'{param}'" in error["message"]
 
 
 def test_openai_scripted_answers_and_faults_win(fake_upstream: FakeUpstream) -> None:
@@ -138,7 +176,7 @@ def test_anthropic_any_calls_the_first_custom_tool(fake_upstream: FakeUpstream) 
     assert [b["type"] for b in message["content"]] == ["tool_use"]
     assert (message["content"][0]["name"], message["stop_reason"]) == ("record_city",
                                                                        "tool_use")
-    City.model_validate(message["content"][0]["input"])
+    City.model_validate(message["content"][0]["input"], strict=True)
 
 
 def test_anthropic_any_streams_the_input_as_json_deltas(fake_upstream: FakeUpstream) -> None:
@@ -150,7 +188,7 @@ def test_anthropic_any_streams_the_input_as_json_deltas(fake_upstream: FakeUpstr
     fragments = [e["delta"]["partial_json"] for e in events
                  if e["type"] == "content_block_delta"]
     assert len(fragments) > 2
-    City.model_validate_json("".join(fragments))
+    City.model_validate_json("".join(fragments), strict=True)
     stop = [e["delta"]["stop_reason"] for e in events if e["type"] == "message_delta"]
     assert stop == ["tool_use"]
 
@@ -176,6 +214,25 @@ def test_anthropic_any_scripted_answers_win(fake_upstream: FakeUpstream) -> None
     fake_upstream.reply(Reply(text="just text"), provider="anthropic")
     message = _anthropic(fake_upstream, {"type": "any"}, stream=False).json()
     assert message["content"] == [{"type": "text", "text": "just text"}]
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"tool_choice": {"type": "tool", "name": "absent"}},
+     "Tool 'absent' not found in provided tools"),
+    ({"tools": "abc", "tool_choice": {"type": "any"}}, "tools: Input should be a valid list"),
+], ids=["named_absent", "tools_string"])
+def test_anthropic_refuses_a_choice_of_a_tool_not_given(
+        fake_upstream: FakeUpstream, fields: dict[str, Any], message: str) -> None:
+    """Claude cannot be forced to call a tool the request does not define: the
+    API answers 400, in its own error shape, rather than a call to it."""
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 100, "messages": ASK,
+            "tools": ANTHROPIC_TOOLS, **fields}
+    answer = httpx.post(fake_upstream.base_url("anthropic") + "/v1/messages", json=body,
+                        headers=ANTHROPIC_HEADERS)
+    assert answer.status_code == 400, answer.text
+    error = answer.json()
+    assert error["type"] == "error" and error["request_id"]
+    assert error["error"] == {"type": "invalid_request_error", "message": message}
 
 
 # -- Gemini ------------------------------------------------------------------------
@@ -236,14 +293,14 @@ def test_gemini_mode_any_answers_one_function_call(
     assert [list(p) for p in parts] == [["functionCall"]]
     assert (parts[0]["functionCall"]["name"], finish) == (called, "STOP")
     model = City if called == "record_city" else Weather
-    model.model_validate(parts[0]["functionCall"]["args"])
+    model.model_validate(parts[0]["functionCall"]["args"], strict=True)
 
 
 def test_gemini_reads_the_snake_case_names(fake_upstream: FakeUpstream) -> None:
     body = _gemini_body({"mode": "ANY", "allowedFunctionNames": ["record_city"]}, snake=True)
     parts, _ = _parts(_gemini(fake_upstream, body, "generateContent"))
     assert parts[0]["functionCall"]["name"] == "record_city"
-    City.model_validate(parts[0]["functionCall"]["args"])
+    City.model_validate(parts[0]["functionCall"]["args"], strict=True)
 
 
 def test_gemini_only_mode_any_gets_a_call(fake_upstream: FakeUpstream) -> None:

@@ -30,6 +30,8 @@ Scripting vocabulary beyond the neutral `Reply` / `Fault` fields:
   to the first custom tool offered (not a server tool such as web search), its
   input a value of that tool's `input_schema`, stop_reason "tool_use"; scripted
   text is sent as text.
+- `tool_choice` naming a tool not in `tools` is refused with Claude's 400
+  ("Tool '<name>' not found in provided tools"), as is `tools` that is no list.
 - A request with `output_config.format` (structured outputs) and no scripted
   text gets a text block holding JSON of that schema, as Claude answers one.
 - `Reply(annotations=[...])` (OpenAI url_citation annotations) to a request with
@@ -58,6 +60,7 @@ from typing import Any
 from interlock.testing.script import Fault, Reply, ScriptedToolCall
 from interlock.testing.wire import (
     ErrorAnswer,
+    Forced,
     Route,
     chunks,
     estimate_tokens,
@@ -116,6 +119,10 @@ class AnthropicWire:
         for name in ("model", "max_tokens", "messages"):
             if name not in body:
                 return _error(400, "invalid_request_error", f"{name}: Field required")
+        if "tools" in body or "tool_choice" in body:
+            bad = _bad_tool_choice(body)
+            if bad is not None:
+                return bad
         return _refusal(body)
 
     def reply(self, route: Route, body: Any, reply: Reply) -> Any:
@@ -389,31 +396,49 @@ def _forced_tool(body: Any, reply: Reply) -> Reply:
     answer: with the scripted calls if any, else one whose input holds the
     scripted text (`{"text": ...}`, how OpenAI's JSON mode reaches Claude)."""
     forced = _forced_tools(body)
-    if not forced or reply.tool_calls:
+    if forced is None or not forced.names or reply.tool_calls:
         return reply
-    call = ScriptedToolCall(forced[0], {"text": reply.text or ""})
+    call = ScriptedToolCall(forced.names[0], {"text": reply.text or ""})
     written = (reply.output_tokens if reply.output_tokens is not None
                else estimate_tokens(json.dumps(call.arguments)))
     return dataclasses.replace(reply, text="", tool_calls=[call], finish="tool_calls",
                                output_tokens=written)
 
 
-def _forced_tools(body: Any) -> tuple[str, ...] | None:
+def _forced_tools(body: Any) -> Forced | None:
     """The tools a request's `tool_choice` lets Claude call when it must call
-    one: the one it names ({"type": "tool", "name": ...}), or () for any tool
+    one: the one it names ({"type": "tool", "name": ...}), or any tool
     ({"type": "any"}); None when Claude may answer in text."""
     choice = body.get("tool_choice") if isinstance(body, dict) else None
     if not isinstance(choice, dict):
         return None
     if choice.get("type") == "tool":
-        return (str(choice.get("name", "")),)
-    return () if choice.get("type") == "any" else None
+        return Forced((str(choice.get("name", "")),))
+    return Forced() if choice.get("type") == "any" else None
+
+
+def _bad_tool_choice(body: dict[str, Any]) -> ErrorAnswer | None:
+    """Anthropic's 400 for `tools` that is not a list, and for a `tool_choice`
+    naming a tool the request does not define: Claude cannot be made to call
+    a tool it was not given."""
+    tools = body.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        return _error(400, "invalid_request_error", "tools: Input should be a valid list")
+    choice = body.get("tool_choice")
+    if not isinstance(choice, dict) or choice.get("type") != "tool":
+        return None
+    name = choice.get("name")
+    if any(isinstance(t, dict) and t.get("name") == name for t in tools or ()):
+        return None
+    return _error(400, "invalid_request_error", f"Tool '{name}' not found in provided tools")
 
 
 def _custom_tools(body: dict[str, Any]) -> list[tuple[str, Any]]:
     """(name, input_schema) of the request's own tools, in order; server tools
     (web search), which Claude runs itself, are not among those it must call."""
-    return [(str(t.get("name", "")), t.get("input_schema")) for t in body.get("tools") or ()
+    tools = body.get("tools")  # a list: check_request refuses any other
+    return [(str(t.get("name", "")), t.get("input_schema"))
+            for t in (tools if isinstance(tools, list) else ())
             if isinstance(t, dict) and t.get("type", "custom") == "custom"]
 
 

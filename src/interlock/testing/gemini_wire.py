@@ -12,9 +12,10 @@ A request for JSON (`generationConfig.responseMimeType` "application/json")
 with no scripted text gets JSON text: a value of its `responseJsonSchema` or
 `responseSchema` (`testing.schema_instance`), or an object. A request that
 forces a call (`toolConfig.functionCallingConfig.mode` "ANY") with nothing
-scripted gets one `functionCall` part (one chunk of a stream), to the first of
-its `allowedFunctionNames` declared or else the first function declared, its
-args a value of the function's parameters, finishReason "STOP".
+scripted gets one `functionCall` part (one chunk of a stream), to the first
+name in `allowedFunctionNames` the request declares (none given: the first
+function declared; none of them declared: text), its args a value of the
+function's parameters, finishReason "STOP".
 Embeddings are `{"embeddings": [{"values": [...]}]}` and nothing else (the real
 answer has no usage), with the OpenAI fake's vectors, so one text embeds alike
 on both.
@@ -43,6 +44,7 @@ from interlock.testing.openai_wire import embedding_for
 from interlock.testing.script import Fault, Reply
 from interlock.testing.wire import (
     ErrorAnswer,
+    Forced,
     Route,
     chunks,
     forced_call,
@@ -196,8 +198,9 @@ class GeminiWire:
 
     def shaped_reply(self, route: Route, body: Any) -> Reply | None:
         """One functionCall part when `toolConfig.functionCallingConfig.mode` is
-        "ANY" (to the first of `allowedFunctionNames` declared, else the first
-        function declared), its args a value of the function's parameters; else
+        "ANY" (to the first name in `allowedFunctionNames` the request declares;
+        none given: the first function declared), its args a value of the
+        function's parameters; else
         JSON text for `responseMimeType` "application/json": a value of
         `responseJsonSchema` (JSON Schema) or `responseSchema` (Google's OpenAPI
         subset, upper-case types and all), or an object when neither is given."""
@@ -278,16 +281,18 @@ def _either(fields: dict[str, Any], name: str) -> Any:
     return fields.get(_snake_case(name))
 
 
-def _forced_functions(body: dict[str, Any]) -> tuple[str, ...] | None:
+def _forced_functions(body: dict[str, Any]) -> Forced | None:
     """The functions the request's function calling config lets the model call
-    when it must call one (mode "ANY"): `allowedFunctionNames`, () for any;
+    when it must call one (mode "ANY"): `allowedFunctionNames`, or any when it
+    lists none (an empty repeated field is an absent one in Google's protos);
     None when it may answer in text ("AUTO", "NONE", "VALIDATED", none set)."""
     config = _either(body, "toolConfig")
     calling = _either(config, "functionCallingConfig") if isinstance(config, dict) else None
     if not isinstance(calling, dict) or _either(calling, "mode") != "ANY":
         return None
     allowed = _either(calling, "allowedFunctionNames")
-    return tuple(str(n) for n in allowed) if isinstance(allowed, list) else ()
+    names = tuple(str(n) for n in allowed) if isinstance(allowed, list) else ()
+    return Forced(names or None)
 
 
 def _declarations(tools: Any) -> list[tuple[str, Any]]:

@@ -12,9 +12,10 @@ json_schema) with no scripted text gets JSON as its content: an object, or a
 value of the schema (`testing.schema_instance`). A request that forces a tool
 call (`tool_choice` "required", a named function, or `allowed_tools` in mode
 "required") with nothing scripted gets one call, to the named function or the
-first allowed one offered, its arguments a value of its `parameters`, with
-finish_reason "tool_calls". Cheap on purpose: it carries the overhead
-benchmark's load.
+first allowed one offered (an allowed list with no function offered: text),
+its arguments a value of its `parameters`, with finish_reason "tool_calls".
+`tools` / `tool_choice` of the wrong JSON type get OpenAI's 400
+naming the field. Cheap on purpose: it carries the overhead benchmark's load.
 
 Two servers speak this wire. `OpenAIWire()` plays OpenAI's own API (under
 `/openai/v1`), which refuses a body field it does not define with a 400,
@@ -44,6 +45,7 @@ import orjson
 from interlock.testing.script import Fault, Reply, ScriptedToolCall
 from interlock.testing.wire import (
     ErrorAnswer,
+    Forced,
     Route,
     chunks,
     estimate_tokens,
@@ -127,6 +129,10 @@ class OpenAIWire:
             if unknown is not None:
                 # OpenAI's own words, and no param or code: it names the field in the text.
                 return _refusal(f"Unrecognized request argument supplied: {unknown}")
+        if route.endpoint == "chat" and ("tools" in body or "tool_choice" in body):
+            bad = _bad_tools(body)
+            if bad is not None:
+                return bad
         return _check_tool_messages(body.get("messages"))
 
     def stream_content_type(self, route: Route) -> str:
@@ -334,22 +340,77 @@ def format_duration(seconds: float) -> str:
 
 
 # -- pieces ---------------------------------------------------------------------
-def _forced_functions(choice: Any) -> tuple[str, ...] | None:
+def _forced_functions(choice: Any) -> Forced | None:
     """The functions a `tool_choice` lets the model call when it must call one:
-    () for any ("required"), the one it names, or the `allowed_tools` list in
-    mode "required"; None when the model may answer in text."""
+    any ("required"), the one it names, or the function entries of the
+    `allowed_tools` list in mode "required" (a list of custom tools only, or
+    none, allows no function); None when the model may answer in text.
+    `check_request` refuses the wrong shapes first (`_bad_tools`); read here
+    without trusting them all the same."""
     if choice == "required":
-        return ()
+        return Forced()
     if not isinstance(choice, dict):
         return None
     if choice.get("type") == "function":
-        return (_function_name(choice),)
+        return Forced((_function_name(choice),))
     allowed = choice.get("allowed_tools")
     if choice.get("type") == "allowed_tools" and isinstance(allowed, dict) \
             and allowed.get("mode") == "required":
-        return tuple(_function_name(t) for t in allowed.get("tools") or ()
-                     if isinstance(t, dict) and t.get("type") == "function")
+        listed = allowed.get("tools")
+        return Forced(tuple(_function_name(t) for t in
+                            (listed if isinstance(listed, list) else ())
+                            if isinstance(t, dict) and t.get("type") == "function"))
     return None
+
+
+def _bad_tools(body: dict[str, Any]) -> ErrorAnswer | None:
+    """OpenAI's 400 for a `tools` or `tool_choice` of the wrong JSON type, which
+    it checks before the model runs: the fake must not walk a string as a list
+    or fail on a number where a list belongs."""
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            return _invalid_type("tools", "an array", tools)
+        for i, tool in enumerate(tools):
+            if not isinstance(tool, dict):
+                return _invalid_type(f"tools[{i}]", "an object", tool)
+    choice = body.get("tool_choice")
+    if choice is None or isinstance(choice, str):
+        return None
+    if not isinstance(choice, dict):
+        return _invalid_type("tool_choice", "one of a string or object", choice)
+    allowed = choice.get("allowed_tools")
+    if choice.get("type") != "allowed_tools" or allowed is None:
+        return None
+    if not isinstance(allowed, dict):
+        return _invalid_type("tool_choice.allowed_tools", "an object", allowed)
+    listed = allowed.get("tools")
+    if not isinstance(listed, list):
+        return _invalid_type("tool_choice.allowed_tools.tools", "an array", listed)
+    bad = next((i for i, t in enumerate(listed) if not isinstance(t, dict)), None)
+    return (None if bad is None else
+            _invalid_type(f"tool_choice.allowed_tools.tools[{bad}]", "an object", listed[bad]))
+
+
+def _invalid_type(param: str, expected: str, got: Any) -> ErrorAnswer:
+    """OpenAI's words for a field of the wrong JSON type, naming the field."""
+    return _refusal(f"Invalid type for '{param}': expected {expected}, but got "
+                    f"{_json_type(got)} instead.", param, "invalid_type")
+
+
+def _json_type(value: Any) -> str:
+    """A value's JSON type, with its article, as OpenAI's messages name it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a decimal"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
 
 
 def _function_name(entry: dict[str, Any]) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -110,18 +110,27 @@ def json_reply(schema: Any, model: str, body: Any) -> Reply:
     return Reply(text=json.dumps(value, separators=(",", ":")))
 
 
-def forced_call(offered: Iterable[tuple[str, Any]], allowed: Sequence[str], model: str,
+@dataclass(frozen=True, slots=True)
+class Forced:
+    """A request's demand that the model call a tool: `names`, the tools it may
+    call (a request that allows none of those it offers gets no call), or None
+    for any tool it offers. Two meanings an empty list would blur."""
+
+    names: tuple[str, ...] | None = None
+
+
+def forced_call(offered: Iterable[tuple[str, Any]], forced: Forced, model: str,
                 body: Any) -> Reply | None:
     """The answer to a request that forces a tool call: one call, as a real
-    model gives, to the first of the `allowed` names a tool offered has (none
-    given: the first tool offered). `offered`: (name, parameter schema) pairs
-    in the request's order. None when no offered tool may be called (a real
-    API refuses that request; the fake answers it as if nothing were forced)."""
+    model gives, to the first of the forced names a tool offered has (any tool:
+    the first offered). `offered`: (name, parameter schema) pairs in the
+    request's order. None when no offered tool may be called (a real API
+    refuses that request; the fake answers it as if nothing were forced)."""
     schemas: dict[str, Any] = {}
     for name, schema in offered:
         schemas.setdefault(name, schema)
-    pick = (next((n for n in allowed if n in schemas), None) if allowed
-            else next(iter(schemas), None))
+    pick = (next(iter(schemas), None) if forced.names is None
+            else next((n for n in forced.names if n in schemas), None))
     if pick is None:
         return None
     arguments = tool_arguments(schemas[pick], default_reply_text(model, body))
