@@ -75,8 +75,9 @@ async def test_required_tool_choice_gets_a_call_whose_arguments_fit_the_schema(
     calls, finish = await _call(gateway, provider, "required", stream)
     assert finish == "tool_calls"
     assert [name for name, _ in calls] == ["book_hotel"]
-    booking = Booking.model_validate_json(calls[0][1])
-    assert booking.city and isinstance(booking.nights, int)
+    # strict: a number or flag sent as a string would fail, as in the schema.
+    booking = Booking.model_validate_json(calls[0][1], strict=True)
+    assert booking.city and booking.guests
     assert fake_upstream.received[0].provider == provider
 
 
@@ -87,4 +88,5 @@ async def test_a_named_function_gets_a_call_to_it(
     named = {"type": "function", "function": {"name": "get_forecast"}}
     calls, finish = await _call(gateway, provider, named, stream)
     assert (finish, [name for name, _ in calls]) == ("tool_calls", ["get_forecast"])
-    Forecast.model_validate_json(calls[0][1])
+    Forecast.model_validate_json(calls[0][1], strict=True)
+
