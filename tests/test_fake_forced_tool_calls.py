@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 import httpx
+import openai
 import pytest
 from pydantic import BaseModel
 from tests.test_fake_json_answers import ANTHROPIC_HEADERS, GEMINI_HEADERS, City, sse_data
@@ -138,6 +139,30 @@ def test_openai_tool_fields_of_the_wrong_type_get_a_400_naming_them(
     assert (error["type"], error["param"], error["code"]) == (
         "invalid_request_error", param, "invalid_type")
     assert f"'{param}'" in error["message"]
+
+
+def test_openai_streamed_call_has_content_null_as_the_whole_one(
+        fake_upstream: FakeUpstream) -> None:
+    """OpenAI opens a tool-call stream with the role, content null and the call's
+    head in one chunk: the SDK's stream helper then sees no text, and its final
+    message's content is None, as in the whole answer."""
+    client = openai.OpenAI(base_url=fake_upstream.base_url("openai"), api_key="sk-test")
+    asked: dict[str, Any] = {"model": "gpt-4o-mini", "messages": ASK, "tools": OPENAI_TOOLS,
+                             "tool_choice": "required"}
+    whole = client.chat.completions.create(**asked)
+    with client.chat.completions.stream(**asked) as events:
+        kinds = {event.type for event in events}
+        final = events.get_final_completion()
+    assert whole.choices[0].message.content is None
+    assert "content.delta" not in kinds
+    assert final.choices[0].message.content is None
+    assert [c.function.name for c in final.choices[0].message.tool_calls or []] == [
+        "record_city"]
+    # A text answer still opens with content "" as OpenAI's do.
+    body = {"model": "gpt-4o-mini", "messages": ASK, "stream": True}
+    text = httpx.post(fake_upstream.base_url("openai") + "/chat/completions", json=body)
+    assert sse_data(text.text)[0]["choices"][0]["delta"] == {
+        "role": "assistant", "content": "", "refusal": None}
 
 
 def test_openai_scripted_answers_and_faults_win(fake_upstream: FakeUpstream) -> None:

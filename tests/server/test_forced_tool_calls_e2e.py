@@ -90,3 +90,23 @@ async def test_a_named_function_gets_a_call_to_it(
     assert (finish, [name for name, _ in calls]) == ("tool_calls", ["get_forecast"])
     Forecast.model_validate_json(calls[0][1], strict=True)
 
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_a_streamed_call_has_no_text_as_the_whole_answer_has_none(
+        provider: str, gateway: RunningGateway) -> None:
+    """The SDK's stream helper builds the message from the deltas: a tool-call
+    answer must not open with content "" (a content.delta event, and content
+    "" where the whole answer has None)."""
+    client = gateway.openai()
+    try:
+        async with client.chat.completions.stream(
+                model=GROUPS[provider], messages=ASK, tools=TOOLS,
+                tool_choice="required") as events:
+            kinds = {event.type async for event in events}
+            final = await events.get_final_completion()
+    finally:
+        await client.close()
+    message = final.choices[0].message
+    assert "content.delta" not in kinds
+    assert message.content is None
+    assert [c.function.name for c in message.tool_calls or []] == ["book_hotel"]

@@ -13,8 +13,9 @@ value of the schema (`testing.schema_instance`). A request that forces a tool
 call (`tool_choice` "required", a named function, or `allowed_tools` in mode
 "required") with nothing scripted gets one call, to the named function or the
 first allowed one offered (an allowed list with no function offered: text),
-its arguments a value of its `parameters`, with finish_reason "tool_calls".
-`tools` / `tool_choice` of the wrong JSON type get OpenAI's 400
+its arguments a value of its `parameters`, with finish_reason "tool_calls";
+streamed, its first chunk holds the role, content null and the call's head, as
+OpenAI's does. `tools` / `tool_choice` of the wrong JSON type get OpenAI's 400
 naming the field. Cheap on purpose: it carries the overhead benchmark's load.
 
 Two servers speak this wire. `OpenAIWire()` plays OpenAI's own API (under
@@ -216,7 +217,15 @@ class OpenAIWire:
                                    "finish_reason": finish})
             return end(b"data: " + head + b',"choices":[' + choice + b"]" + usage_null)
 
-        frames = [frame({"role": "assistant", "content": "", "refusal": None})]
+        opening: dict[str, Any] = {"role": "assistant", "content": "", "refusal": None}
+        deltas = [{"tool_calls": [d]} for i, tc in enumerate(reply.tool_calls)
+                  for d in _call_deltas(tc, i, reply.chunk_chars)]
+        if deltas and not (reply.text or reply.refusal or reply.annotations):
+            # A call with no text: OpenAI's first chunk carries the role with
+            # content null and the call's head, and content stays null, so a
+            # client (the SDK's stream helper) sees no text, as in the whole answer.
+            opening = {**opening, "content": None, **deltas.pop(0)}
+        frames = [frame(opening)]
         if reply.text:
             # With logprobs asked for, each chunk carries its own tokens', as OpenAI's do.
             top = _logprobs_asked(body)
@@ -228,8 +237,7 @@ class OpenAIWire:
         if reply.refusal:
             frames += [frame({"refusal": piece}) for piece in chunks(reply.refusal,
                                                                      reply.chunk_chars)]
-        for i, tc in enumerate(reply.tool_calls):
-            frames += [frame({"tool_calls": [d]}) for d in _call_deltas(tc, i, reply.chunk_chars)]
+        frames += [frame(delta) for delta in deltas]
         frames.append(frame({}, reply.finish))
         if include_usage:
             frames.append(end(b"data: " + head + b',"choices":[],"usage":'
