@@ -29,7 +29,7 @@ ANTHROPIC_HEADERS = {"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-0
 GEMINI_HEADERS = {"x-goog-api-key": "test-gemini-key"}
 
 
-def _sse_data(text: str) -> list[dict[str, Any]]:
+def sse_data(text: str) -> list[dict[str, Any]]:
     return [json.loads(line[len("data: "):]) for line in text.splitlines()
             if line.startswith("data: ") and line != "data: [DONE]"]
 
@@ -45,7 +45,7 @@ def _openai(fake: FakeUpstream, fmt: dict[str, Any], *, stream: bool = False) ->
         message = answer.json()["choices"][0]["message"]
         assert message["refusal"] is None
         return str(message["content"])
-    pieces = [c["choices"][0]["delta"].get("content") for c in _sse_data(answer.text)]
+    pieces = [c["choices"][0]["delta"].get("content") for c in sse_data(answer.text)]
     pieces = [p for p in pieces if p]
     assert len(pieces) > 1, "the JSON should come over several content deltas"
     return "".join(pieces)
@@ -111,7 +111,7 @@ def test_anthropic_output_config_answers_a_text_block_of_json(
     assert [b["type"] for b in message["content"]] == ["text"]
     assert message["stop_reason"] == "end_turn"
     City.model_validate_json(message["content"][0]["text"])
-    streamed = _sse_data(_anthropic(fake_upstream, output_config=fmt, stream=True).text)
+    streamed = sse_data(_anthropic(fake_upstream, output_config=fmt, stream=True).text)
     pieces = [e["delta"]["text"] for e in streamed if e["type"] == "content_block_delta"]
     assert len(pieces) > 1
     assert json.loads("".join(pieces)) == json.loads(message["content"][0]["text"])
@@ -126,7 +126,7 @@ def test_anthropic_forced_tool_is_called_with_a_value_of_its_input_schema(
     assert (message["content"][0]["name"], message["stop_reason"]) == ("record_city",
                                                                        "tool_use")
     City.model_validate(message["content"][0]["input"])
-    streamed = _sse_data(_anthropic(fake_upstream, **forced, stream=True).text)
+    streamed = sse_data(_anthropic(fake_upstream, **forced, stream=True).text)
     fragments = [e["delta"]["partial_json"] for e in streamed
                  if e["type"] == "content_block_delta"]
     assert json.loads("".join(fragments)) == message["content"][0]["input"]
@@ -173,7 +173,7 @@ def _gemini_text(fake: FakeUpstream, config: dict[str, Any], *, stream: bool) ->
     answer = httpx.post(f"{fake.base_url('gemini')}/v1beta/models/gemini-2.5-pro:{method}",
                         json=body, headers=GEMINI_HEADERS)
     assert answer.status_code == 200, answer.text
-    payloads = _sse_data(answer.text) if stream else [answer.json()]
+    payloads = sse_data(answer.text) if stream else [answer.json()]
     if stream:
         assert len(payloads) > 1
     return "".join(p["candidates"][0]["content"]["parts"][0]["text"] for p in payloads)

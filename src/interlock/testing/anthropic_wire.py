@@ -26,6 +26,12 @@ Scripting vocabulary beyond the neutral `Reply` / `Fault` fields:
   when text is scripted, else a value of the tool's `input_schema`
   (`testing.schema_instance`; `{"text": <default text>}` for an open object,
   which is how OpenAI's JSON mode reaches Claude).
+- `tool_choice` `{"type": "any"}` with no scripted text or calls gets one call
+  to the first custom tool offered (not a server tool such as web search), its
+  input a value of that tool's `input_schema`, stop_reason "tool_use"; scripted
+  text is sent as text.
+- `tool_choice` naming a tool not in `tools` is refused with Claude's 400
+  ("Tool '<name>' not found in provided tools"), as is `tools` that is no list.
 - A request with `output_config.format` (structured outputs) and no scripted
   text gets a text block holding JSON of that schema, as Claude answers one.
 - `Reply(annotations=[...])` (OpenAI url_citation annotations) to a request with
@@ -36,8 +42,7 @@ Scripting vocabulary beyond the neutral `Reply` / `Fault` fields:
 
 Cheap on purpose: it serves load in the overhead benchmark.
 
-Imports: the standard library, `testing.script`, `testing.wire`,
-`testing.schema_instance`.
+Imports: the standard library, `testing.script`, `testing.wire`.
 """
 
 from __future__ import annotations
@@ -52,14 +57,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from interlock.testing.schema_instance import schema_instance
 from interlock.testing.script import Fault, Reply, ScriptedToolCall
 from interlock.testing.wire import (
     ErrorAnswer,
+    Forced,
     Route,
     chunks,
-    default_reply_text,
     estimate_tokens,
+    forced_call,
     json_reply,
     sse,
 )
@@ -114,6 +119,10 @@ class AnthropicWire:
         for name in ("model", "max_tokens", "messages"):
             if name not in body:
                 return _error(400, "invalid_request_error", f"{name}: Field required")
+        if "tools" in body or "tool_choice" in body:
+            bad = _bad_tool_choice(body)
+            if bad is not None:
+                return bad
         return _refusal(body)
 
     def reply(self, route: Route, body: Any, reply: Reply) -> Any:
@@ -160,17 +169,17 @@ class AnthropicWire:
 
     def shaped_reply(self, route: Route, body: Any) -> Reply | None:
         """What Claude answers a request for a shape with, when the script gives
-        no text: a text block holding JSON of the schema in `output_config.format`
-        (structured outputs; `output_format`, its beta name, too), or a call to
-        the tool `tool_choice` names whose input is a value of its input_schema."""
+        no text: a call to the tool `tool_choice` forces (the one it names, else
+        the first custom tool) whose input is a value of its input_schema, or a
+        text block holding JSON of the schema in `output_config.format`
+        (structured outputs; `output_format`, its beta name, too)."""
         if not isinstance(body, dict):
             return None
-        name = _forced_tool_name(body)
-        if name is not None:
-            schema = next((t.get("input_schema") for t in body.get("tools") or ()
-                           if isinstance(t, dict) and t.get("name") == name), None)
-            text = default_reply_text(route.model, body)
-            return Reply(tool_calls=[ScriptedToolCall(name, _object_of(schema, text))])
+        forced = _forced_tools(body)
+        if forced is not None:
+            call = forced_call(_custom_tools(body), forced, route.model, body)
+            if call is not None:
+                return call
         config = body.get("output_config")
         fmt = config.get("format") if isinstance(config, dict) else body.get("output_format")
         if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
@@ -385,32 +394,52 @@ def _searches(body: Any, reply: Reply) -> int:
 def _forced_tool(body: Any, reply: Reply) -> Reply:
     """A request whose tool_choice names a tool gets a call to it, as Claude must
     answer: with the scripted calls if any, else one whose input holds the
-    scripted text (`{"text": ...}`)."""
-    name = _forced_tool_name(body)
-    if name is None or reply.tool_calls:
+    scripted text (`{"text": ...}`, how OpenAI's JSON mode reaches Claude)."""
+    forced = _forced_tools(body)
+    if forced is None or not forced.names or reply.tool_calls:
         return reply
-    call = ScriptedToolCall(name, {"text": reply.text or ""})
+    call = ScriptedToolCall(forced.names[0], {"text": reply.text or ""})
     written = (reply.output_tokens if reply.output_tokens is not None
                else estimate_tokens(json.dumps(call.arguments)))
     return dataclasses.replace(reply, text="", tool_calls=[call], finish="tool_calls",
                                output_tokens=written)
 
 
-def _forced_tool_name(body: Any) -> str | None:
-    """The tool a request's `tool_choice` names ({"type": "tool", "name": ...}),
-    which Claude must call; None when it names none."""
+def _forced_tools(body: Any) -> Forced | None:
+    """The tools a request's `tool_choice` lets Claude call when it must call
+    one: the one it names ({"type": "tool", "name": ...}), or any tool
+    ({"type": "any"}); None when Claude may answer in text."""
     choice = body.get("tool_choice") if isinstance(body, dict) else None
+    if not isinstance(choice, dict):
+        return None
+    if choice.get("type") == "tool":
+        return Forced((str(choice.get("name", "")),))
+    return Forced() if choice.get("type") == "any" else None
+
+
+def _bad_tool_choice(body: dict[str, Any]) -> ErrorAnswer | None:
+    """Anthropic's 400 for `tools` that is not a list, and for a `tool_choice`
+    naming a tool the request does not define: Claude cannot be made to call
+    a tool it was not given."""
+    tools = body.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        return _error(400, "invalid_request_error", "tools: Input should be a valid list")
+    choice = body.get("tool_choice")
     if not isinstance(choice, dict) or choice.get("type") != "tool":
         return None
-    return str(choice.get("name", ""))
+    name = choice.get("name")
+    if any(isinstance(t, dict) and t.get("name") == name for t in tools or ()):
+        return None
+    return _error(400, "invalid_request_error", f"Tool '{name}' not found in provided tools")
 
 
-def _object_of(schema: Any, free_text: str) -> dict[str, Any]:
-    """A tool's input: a value of its input_schema, which Anthropic requires to
-    be an object (a schema that is not one gets the open object)."""
-    value = schema_instance(schema if isinstance(schema, dict) else {"type": "object"},
-                            free_text)
-    return value if isinstance(value, dict) else {"text": free_text}
+def _custom_tools(body: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(name, input_schema) of the request's own tools, in order; server tools
+    (web search), which Claude runs itself, are not among those it must call."""
+    tools = body.get("tools")  # a list: check_request refuses any other
+    return [(str(t.get("name", "")), t.get("input_schema"))
+            for t in (tools if isinstance(tools, list) else ())
+            if isinstance(t, dict) and t.get("type", "custom") == "custom"]
 
 
 def _content(reply: Reply, searches: int) -> list[dict[str, Any]]:

@@ -137,8 +137,9 @@ class FakeUpstreamApp:
                            if getattr(wire, "retry_after_header", True) else answer.headers)
                 await _send_json(send, answer.status, answer.body, headers)
                 return
-        # Optional WireFormat hook: the JSON a request for structured output gets
-        # when the script gives no text of its own.
+        # Optional WireFormat hook: the JSON a request for structured output
+        # gets, or the call a request that forces one gets, when the script
+        # gives no text or calls of its own.
         shape = getattr(wire, "shaped_reply", None)
         reply = resolved(scripted or self.script.reply_for(wire.provider, route.model) or Reply(),
                          route.model, body, shape(route, body) if shape is not None else None)

@@ -10,7 +10,12 @@ Answers take the real shapes: candidates with `content.role == "model"`,
 Search grounding adds `groundingMetadata` (on the last chunk of a stream).
 A request for JSON (`generationConfig.responseMimeType` "application/json")
 with no scripted text gets JSON text: a value of its `responseJsonSchema` or
-`responseSchema` (`testing.schema_instance`), or an object.
+`responseSchema` (`testing.schema_instance`), or an object. A request that
+forces a call (`toolConfig.functionCallingConfig.mode` "ANY") with nothing
+scripted gets one `functionCall` part (one chunk of a stream), to the first
+name in `allowedFunctionNames` the request declares (none given: the first
+function declared; none of them declared: text), its args a value of the
+function's parameters, finishReason "STOP".
 Embeddings are `{"embeddings": [{"values": [...]}]}` and nothing else (the real
 answer has no usage), with the OpenAI fake's vectors, so one text embeds alike
 on both.
@@ -39,8 +44,10 @@ from interlock.testing.openai_wire import embedding_for
 from interlock.testing.script import Fault, Reply
 from interlock.testing.wire import (
     ErrorAnswer,
+    Forced,
     Route,
     chunks,
+    forced_call,
     json_reply,
     logprobs_asked,
     token_alternatives,
@@ -190,14 +197,25 @@ class GeminiWire:
         return _framed(route, payloads)
 
     def shaped_reply(self, route: Route, body: Any) -> Reply | None:
-        """JSON text for `responseMimeType` "application/json": a value of
+        """One functionCall part when `toolConfig.functionCallingConfig.mode` is
+        "ANY" (to the first name in `allowedFunctionNames` the request declares;
+        none given: the first function declared), its args a value of the
+        function's parameters; else
+        JSON text for `responseMimeType` "application/json": a value of
         `responseJsonSchema` (JSON Schema) or `responseSchema` (Google's OpenAPI
         subset, upper-case types and all), or an object when neither is given."""
-        config = body.get("generationConfig", body.get("generation_config")) \
-            if isinstance(body, dict) else None
-        if route.endpoint == "embeddings" or not isinstance(config, dict):
+        if route.endpoint == "embeddings" or not isinstance(body, dict):
             return None
-        if _either(config, "responseMimeType") != "application/json":
+        # A forced call needs a function to call: a request without tools (the
+        # benchmark's) skips reading the tool config.
+        forced = _forced_functions(body) if body.get("tools") else None
+        if forced is not None:
+            call = forced_call(_declarations(body["tools"]), forced, route.model, body)
+            if call is not None:
+                return call
+        config = body.get("generationConfig", body.get("generation_config"))
+        if not isinstance(config, dict) or _either(config, "responseMimeType") != \
+                "application/json":
             return None
         schema = _either(config, "responseJsonSchema")
         if schema is None:
@@ -261,6 +279,34 @@ def _either(fields: dict[str, Any], name: str) -> Any:
     if name in fields:
         return fields[name]
     return fields.get(_snake_case(name))
+
+
+def _forced_functions(body: dict[str, Any]) -> Forced | None:
+    """The functions the request's function calling config lets the model call
+    when it must call one (mode "ANY"): `allowedFunctionNames`, or any when it
+    lists none (an empty repeated field is an absent one in Google's protos);
+    None when it may answer in text ("AUTO", "NONE", "VALIDATED", none set)."""
+    config = _either(body, "toolConfig")
+    calling = _either(config, "functionCallingConfig") if isinstance(config, dict) else None
+    if not isinstance(calling, dict) or _either(calling, "mode") != "ANY":
+        return None
+    allowed = _either(calling, "allowedFunctionNames")
+    names = tuple(str(n) for n in allowed) if isinstance(allowed, list) else ()
+    return Forced(names or None)
+
+
+def _declarations(tools: Any) -> list[tuple[str, Any]]:
+    """(name, parameter schema) of the functions the request declares, in order:
+    `parametersJsonSchema` (JSON Schema) or `parameters` (Google's subset)."""
+    found: list[tuple[str, Any]] = []
+    for tool in tools if isinstance(tools, list) else ():
+        declared = _either(tool, "functionDeclarations") if isinstance(tool, dict) else None
+        for decl in declared if isinstance(declared, list) else ():
+            if isinstance(decl, dict):
+                schema = _either(decl, "parametersJsonSchema")
+                found.append((str(decl.get("name", "")),
+                              schema if schema is not None else _either(decl, "parameters")))
+    return found
 
 
 def _snake_case(name: str) -> str:

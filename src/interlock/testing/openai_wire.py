@@ -9,8 +9,14 @@ chunk padded with an `obfuscation` string, as OpenAI does by default), and the
 real error bodies `{"error": {"message", "type", "param", "code"}}` with
 rate-limit headers. A request for JSON (`response_format` json_object or
 json_schema) with no scripted text gets JSON as its content: an object, or a
-value of the schema (`testing.schema_instance`). Cheap on purpose: it carries
-the overhead benchmark's load.
+value of the schema (`testing.schema_instance`). A request that forces a tool
+call (`tool_choice` "required", a named function, or `allowed_tools` in mode
+"required") with nothing scripted gets one call, to the named function or the
+first allowed one offered (an allowed list with no function offered: text),
+its arguments a value of its `parameters`, with finish_reason "tool_calls";
+streamed, its first chunk holds the role, content null and the call's head, as
+OpenAI's does. `tools` / `tool_choice` of the wrong JSON type get OpenAI's 400
+naming the field. Cheap on purpose: it carries the overhead benchmark's load.
 
 Two servers speak this wire. `OpenAIWire()` plays OpenAI's own API (under
 `/openai/v1`), which refuses a body field it does not define with a 400,
@@ -40,9 +46,11 @@ import orjson
 from interlock.testing.script import Fault, Reply, ScriptedToolCall
 from interlock.testing.wire import (
     ErrorAnswer,
+    Forced,
     Route,
     chunks,
     estimate_tokens,
+    forced_call,
     json_reply,
     logprobs_asked,
     token_alternatives,
@@ -122,16 +130,30 @@ class OpenAIWire:
             if unknown is not None:
                 # OpenAI's own words, and no param or code: it names the field in the text.
                 return _refusal(f"Unrecognized request argument supplied: {unknown}")
+        if route.endpoint == "chat" and ("tools" in body or "tool_choice" in body):
+            bad = _bad_tools(body)
+            if bad is not None:
+                return bad
         return _check_tool_messages(body.get("messages"))
 
     def stream_content_type(self, route: Route) -> str:
         return "text/event-stream; charset=utf-8"
 
     def shaped_reply(self, route: Route, body: Any) -> Reply | None:
-        """JSON for `response_format` json_object (an object) or json_schema (a
-        value of its schema), as the content, as OpenAI answers either."""
-        fmt = body.get("response_format") if isinstance(body, dict) else None
-        if route.endpoint != "chat" or not isinstance(fmt, dict):
+        """One call to the function `tool_choice` forces ("required": the first
+        offered; a named function; `allowed_tools` in mode "required": the first
+        of those), its arguments a value of the function's parameters, as OpenAI
+        answers; else JSON for `response_format` json_object (an object) or
+        json_schema (a value of its schema), as the content."""
+        if route.endpoint != "chat" or not isinstance(body, dict):
+            return None
+        forced = _forced_functions(body.get("tool_choice"))
+        if forced is not None:
+            call = forced_call(_functions(body.get("tools")), forced, route.model, body)
+            if call is not None:
+                return call
+        fmt = body.get("response_format")
+        if not isinstance(fmt, dict):
             return None
         if fmt.get("type") == "json_object":
             return json_reply(None, route.model, body)
@@ -195,7 +217,15 @@ class OpenAIWire:
                                    "finish_reason": finish})
             return end(b"data: " + head + b',"choices":[' + choice + b"]" + usage_null)
 
-        frames = [frame({"role": "assistant", "content": "", "refusal": None})]
+        opening: dict[str, Any] = {"role": "assistant", "content": "", "refusal": None}
+        deltas = [{"tool_calls": [d]} for i, tc in enumerate(reply.tool_calls)
+                  for d in _call_deltas(tc, i, reply.chunk_chars)]
+        if deltas and not (reply.text or reply.refusal or reply.annotations):
+            # A call with no text: OpenAI's first chunk carries the role with
+            # content null and the call's head, and content stays null, so a
+            # client (the SDK's stream helper) sees no text, as in the whole answer.
+            opening = {**opening, "content": None, **deltas.pop(0)}
+        frames = [frame(opening)]
         if reply.text:
             # With logprobs asked for, each chunk carries its own tokens', as OpenAI's do.
             top = _logprobs_asked(body)
@@ -207,8 +237,7 @@ class OpenAIWire:
         if reply.refusal:
             frames += [frame({"refusal": piece}) for piece in chunks(reply.refusal,
                                                                      reply.chunk_chars)]
-        for i, tc in enumerate(reply.tool_calls):
-            frames += [frame({"tool_calls": [d]}) for d in _call_deltas(tc, i, reply.chunk_chars)]
+        frames += [frame(delta) for delta in deltas]
         frames.append(frame({}, reply.finish))
         if include_usage:
             frames.append(end(b"data: " + head + b',"choices":[],"usage":'
@@ -319,6 +348,96 @@ def format_duration(seconds: float) -> str:
 
 
 # -- pieces ---------------------------------------------------------------------
+def _forced_functions(choice: Any) -> Forced | None:
+    """The functions a `tool_choice` lets the model call when it must call one:
+    any ("required"), the one it names, or the function entries of the
+    `allowed_tools` list in mode "required" (a list of custom tools only, or
+    none, allows no function); None when the model may answer in text.
+    `check_request` refuses the wrong shapes first (`_bad_tools`); read here
+    without trusting them all the same."""
+    if choice == "required":
+        return Forced()
+    if not isinstance(choice, dict):
+        return None
+    if choice.get("type") == "function":
+        return Forced((_function_name(choice),))
+    allowed = choice.get("allowed_tools")
+    if choice.get("type") == "allowed_tools" and isinstance(allowed, dict) \
+            and allowed.get("mode") == "required":
+        listed = allowed.get("tools")
+        return Forced(tuple(_function_name(t) for t in
+                            (listed if isinstance(listed, list) else ())
+                            if isinstance(t, dict) and t.get("type") == "function"))
+    return None
+
+
+def _bad_tools(body: dict[str, Any]) -> ErrorAnswer | None:
+    """OpenAI's 400 for a `tools` or `tool_choice` of the wrong JSON type, which
+    it checks before the model runs: the fake must not walk a string as a list
+    or fail on a number where a list belongs."""
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            return _invalid_type("tools", "an array", tools)
+        for i, tool in enumerate(tools):
+            if not isinstance(tool, dict):
+                return _invalid_type(f"tools[{i}]", "an object", tool)
+    choice = body.get("tool_choice")
+    if choice is None or isinstance(choice, str):
+        return None
+    if not isinstance(choice, dict):
+        return _invalid_type("tool_choice", "one of a string or object", choice)
+    allowed = choice.get("allowed_tools")
+    if choice.get("type") != "allowed_tools" or allowed is None:
+        return None
+    if not isinstance(allowed, dict):
+        return _invalid_type("tool_choice.allowed_tools", "an object", allowed)
+    listed = allowed.get("tools")
+    if not isinstance(listed, list):
+        return _invalid_type("tool_choice.allowed_tools.tools", "an array", listed)
+    bad = next((i for i, t in enumerate(listed) if not isinstance(t, dict)), None)
+    return (None if bad is None else
+            _invalid_type(f"tool_choice.allowed_tools.tools[{bad}]", "an object", listed[bad]))
+
+
+def _invalid_type(param: str, expected: str, got: Any) -> ErrorAnswer:
+    """OpenAI's words for a field of the wrong JSON type, naming the field."""
+    return _refusal(f"Invalid type for '{param}': expected {expected}, but got "
+                    f"{_json_type(got)} instead.", param, "invalid_type")
+
+
+def _json_type(value: Any) -> str:
+    """A value's JSON type, with its article, as OpenAI's messages name it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a decimal"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+def _function_name(entry: dict[str, Any]) -> str:
+    """The name in a `{"type": "function", "function": {"name": ...}}` entry."""
+    function = entry.get("function")
+    return str(function.get("name", "")) if isinstance(function, dict) else ""
+
+
+def _functions(tools: Any) -> list[tuple[str, Any]]:
+    """(name, parameters) of the request's function tools, in order."""
+    found: list[tuple[str, Any]] = []
+    for tool in tools if isinstance(tools, list) else ():
+        if isinstance(tool, dict) and tool.get("type") == "function":
+            function = tool.get("function")
+            if isinstance(function, dict):
+                found.append((_function_name(tool), function.get("parameters")))
+    return found
+
+
 def _logprobs_asked(body: Any) -> int | None:
     """How many alternatives a token gets (`top_logprobs`) when the request asked
     for logprobs, else None."""

@@ -1,12 +1,13 @@
 """A small, deterministic JSON value that satisfies a JSON Schema.
 
-The fake providers answer a request for structured output with one, so a
-client that parses the answer (the openai SDK's `parse`, a pydantic model)
-gets a value it accepts. It reads the JSON Schema that OpenAI's
-`response_format`, Anthropic's `output_config.format` and tools' `input_schema`,
-and Gemini's `responseJsonSchema` carry, and Gemini's OpenAPI subset
-(`responseSchema`: upper-case types such as "OBJECT", `nullable`,
-`propertyOrdering`).
+The fake providers answer a request for structured output, and the arguments
+of a tool call a request forces, with one, so a client that parses the answer
+(the openai SDK's `parse`, a pydantic model) gets a value it accepts. It reads
+the JSON Schema that OpenAI's `response_format` and functions' `parameters`,
+Anthropic's `output_config.format` and tools' `input_schema`, and Gemini's
+`responseJsonSchema` and `parametersJsonSchema` carry, and Gemini's OpenAPI
+subset (`responseSchema`, a function's `parameters`: upper-case types such as
+"OBJECT", `nullable`, `propertyOrdering`).
 
 What it honours: `type` (one or a list), `const`, `enum`, `anyOf` / `oneOf`
 (the first branch), `allOf` (merged), local `$ref`s (`#/$defs/...`,

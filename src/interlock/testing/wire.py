@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from interlock.testing.schema_instance import schema_instance
-from interlock.testing.script import Fault, Reply
+from interlock.testing.script import Fault, Reply, ScriptedToolCall
 
 
 @dataclass(slots=True)
@@ -107,6 +108,44 @@ def json_reply(schema: Any, model: str, body: Any) -> Reply:
     value = schema_instance(schema if schema is not None else {"type": "object"},
                             default_reply_text(model, body))
     return Reply(text=json.dumps(value, separators=(",", ":")))
+
+
+@dataclass(frozen=True, slots=True)
+class Forced:
+    """A request's demand that the model call a tool: `names`, the tools it may
+    call (a request that allows none of those it offers gets no call), or None
+    for any tool it offers. Two meanings an empty list would blur."""
+
+    names: tuple[str, ...] | None = None
+
+
+def forced_call(offered: Iterable[tuple[str, Any]], forced: Forced, model: str,
+                body: Any) -> Reply | None:
+    """The answer to a request that forces a tool call: one call, as a real
+    model gives, to the first of the forced names a tool offered has (any tool:
+    the first offered). `offered`: (name, parameter schema) pairs in the
+    request's order. None when no offered tool may be called (a real API
+    refuses that request; the fake answers it as if nothing were forced)."""
+    schemas: dict[str, Any] = {}
+    for name, schema in offered:
+        schemas.setdefault(name, schema)
+    pick = (next(iter(schemas), None) if forced.names is None
+            else next((n for n in forced.names if n in schemas), None))
+    if pick is None:
+        return None
+    arguments = tool_arguments(schemas[pick], default_reply_text(model, body))
+    return Reply(tool_calls=[ScriptedToolCall(pick, arguments)])
+
+
+def tool_arguments(schema: Any, free_text: str) -> dict[str, Any]:
+    """A call's arguments: a value of the tool's parameter schema, which every
+    provider requires to be an object (`{"text": free_text}` for one that is
+    not, or that leaves the object open); none for a tool without one."""
+    if schema is None:
+        return {}
+    value = schema_instance(schema if isinstance(schema, dict) else {"type": "object"},
+                            free_text)
+    return value if isinstance(value, dict) else {"text": free_text}
 
 
 def resolved(reply: Reply, model: str, body: Any, shaped: Reply | None = None) -> Reply:
