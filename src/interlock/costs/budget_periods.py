@@ -12,6 +12,17 @@ from interlock.catalog import Deployment
 from interlock.costs.settings import Budget
 from interlock.types import ChatRequest
 
+# How long a count outlives its period (in Redis and in memory): a call admitted
+# just before the end still finds its count when it settles.
+GRACE = 3600
+
+
+def ttl_until(end: float, now: float) -> int:
+    """Seconds from `now` that the count of a period ending at `end` (Unix
+    seconds) lives: to the end, then the grace. At least 1, for Redis's EXPIRE
+    deletes a key given 0 or less."""
+    return max(1, int(end - now) + GRACE)
+
 
 def period_id(budget: Budget, now: float) -> tuple[str, float]:
     """(id of the period `now` falls in, seconds until it ends); calendar periods in UTC."""

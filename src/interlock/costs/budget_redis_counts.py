@@ -21,8 +21,8 @@ lost its data) is given the ledger's record of it; the hashes created while
 that record is being read are claimed, so the record lands in them however late.
 
 Imports: the standard library, `costs.budget_memory_counts`, `costs.budget_periods`,
-`costs.budget_record`, `costs.budget_refusal`, `costs.budget_scripts`, `costs.settings`;
-`redis.asyncio` lazily.
+`costs.budget_record`, `costs.budget_redis_client`, `costs.budget_refusal`,
+`costs.settings`.
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from interlock.costs.budget_memory_counts import MemoryBudgetCounts
-from interlock.costs.budget_periods import period_id
+from interlock.costs.budget_periods import period_id, ttl_until
 from interlock.costs.budget_record import RECORD_RETRY, ReadRecord, Seeding
+from interlock.costs.budget_redis_client import connect
 from interlock.costs.budget_refusal import Full
-from interlock.costs.budget_scripts import RESERVE, SEED, SETTLE, SPEND
 from interlock.costs.settings import Budget
 
 # The gate's logger: operators filter and configure budgets' messages by it.
@@ -68,7 +68,6 @@ class OwedSettle(NamedTuple):
     keys: list[str]
     ticket_id: str
     actual: int
-    ttls: list[int]
     ends: list[float]
     ended: float | None = None
     marks: tuple[str, ...] = ()
@@ -76,7 +75,6 @@ class OwedSettle(NamedTuple):
     def only(self, indices: Sequence[int]) -> OwedSettle:
         """This settle for the keys at `indices` alone."""
         return self._replace(keys=[self.keys[i] for i in indices],
-                             ttls=[self.ttls[i] for i in indices],
                              ends=[self.ends[i] for i in indices],
                              marks=tuple(self.marks[i] for i in indices) if self.marks else ())
 
@@ -143,7 +141,7 @@ class RedisBudgetCounts(MemoryBudgetCounts):
 
     async def _reserve_shared(self, budgets: Sequence[Budget],
                               periods: Sequence[tuple[str, float]], keys: list[str],
-                              limits: list[int], amount: int, ttls: list[int],
+                              limits: list[int], amount: int,
                               ends: list[float], ticket_id: str) -> Full | int | None:
         """`_reserve_redis`, for a count Redis lacks (it lost its data) after its
         seeding from the ledger's record has begun (`_seed_redis`). None: Redis
@@ -159,8 +157,8 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         if held is not None:
             limits = [limit - owed - reserved
                       for limit, (owed, reserved) in zip(limits, held, strict=True)]
-        refused = await self._reserve_seeded(budgets, periods, keys, limits, amount, ttls,
-                                             ends, ticket_id)
+        refused = await self._reserve_seeded(budgets, periods, keys, limits, amount, ends,
+                                             ticket_id)
         if held is not None and isinstance(refused, Full):  # told with what is held here
             owed, reserved = held[refused.index - 1]
             return Full(refused.index, refused.spent + owed, refused.reserved + reserved)
@@ -168,7 +166,7 @@ class RedisBudgetCounts(MemoryBudgetCounts):
 
     async def _reserve_seeded(self, budgets: Sequence[Budget],
                               periods: Sequence[tuple[str, float]], keys: list[str],
-                              limits: list[int], amount: int, ttls: list[int],
+                              limits: list[int], amount: int,
                               ends: list[float], ticket_id: str) -> Full | int | None:
         if self._record_owed():
             # Whatever the marks say: another replica's seeding leaves the
@@ -179,7 +177,7 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         claim = self._claiming()
         marks = () if claim or self.record is None else [
             self._mark(b, pid) for b, (pid, _) in zip(budgets, periods, strict=True)]
-        refused = await self._reserve_redis(keys, limits, amount, ttls, ends, ticket_id,
+        refused = await self._reserve_redis(keys, limits, amount, ends, ticket_id,
                                             marks, claim)
         if refused != -2:
             return refused
@@ -187,7 +185,7 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         await seeding.wait()
         if not await self._use_redis():  # the seeding found Redis gone
             return None
-        return await self._reserve_redis(keys, limits, amount, ttls, ends, ticket_id,
+        return await self._reserve_redis(keys, limits, amount, ends, ticket_id,
                                          claim=self._claiming())
 
     async def _seeded_for_reading(self, marks: Sequence[str]) -> None:
@@ -211,10 +209,10 @@ class RedisBudgetCounts(MemoryBudgetCounts):
             await seeding.wait()
 
     async def _reserve_redis(self, keys: list[str], limits: list[int], amount: int,
-                             ttls: list[int], ends: list[float], ticket_id: str,
+                             ends: list[float], ticket_id: str,
                              marks: Sequence[str] = (),
                              claim: str | None = None) -> Full | int | None:
-        args = [amount, ticket_id, len(keys), *limits, *ttls]
+        args = [amount, ticket_id, len(keys), *limits, *self._ttls(ends)]
         if claim is not None:
             args.append(claim)
         call = self._survive(self._reserve(keys=[*keys, *marks], args=args))
@@ -225,13 +223,13 @@ class RedisBudgetCounts(MemoryBudgetCounts):
             # its way: Redis may reserve all the same, with no ticket to give it
             # back, holding the amount until the period ends. Undo it once known.
             call.add_done_callback(lambda _: self._survive(
-                self._settle_redis(keys, ticket_id, 0, ttls, ends)))
+                self._settle_redis(keys, ticket_id, 0, ends)))
             raise
         except Exception as exc:
             # The script may still run (a stall past the timeout): give it up by
             # its id once Redis answers, which undoes it or keeps it from holding.
             self._redis_failed(exc)
-            self._owe(OwedSettle(keys, ticket_id, 0, ttls, ends))
+            self._owe(OwedSettle(keys, ticket_id, 0, ends))
             return None
         if not self._on_redis:
             self._on_redis = True
@@ -253,6 +251,18 @@ class RedisBudgetCounts(MemoryBudgetCounts):
             if count is not None:
                 count.shared = max(count.shared or 0, int(value))
 
+    def _ttls(self, ends: Sequence[float]) -> list[int]:
+        """Each key's TTL for a script sent now (`ttl_until`), worked out at the
+        send, not when the call was admitted: a settle owed through an outage
+        and sent hours later would keep its count that many hours past its
+        period. Relative seconds, not an EXPIREAT: Redis counts them from its
+        own clock as the script runs, so a replica whose clock differs from
+        Redis's moves no expiry (an absolute time on a Redis clock ahead by
+        more than the grace would drop a live period's count); only the
+        script's time on its way (a stall at most) adds to it, within the grace."""
+        now = self.clock()
+        return [ttl_until(end, now) for end in ends]
+
     def _held_on(self, keys: Sequence[str]) -> list[tuple[int, int]] | None:
         """For each of `keys`, what this process counted in memory that Redis
         has not taken yet: the cost it still owes Redis of the calls that
@@ -263,18 +273,18 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         return held if any(owed or reserved for owed, reserved in held) else None
 
     async def _settle_redis(self, keys: list[str], ticket_id: str, actual: int,
-                            ttls: list[int], ends: list[float]) -> None:
+                            ends: list[float]) -> None:
         """Settle a reservation made in Redis there, now or, if Redis is away,
         once it answers again (`_settle_unsettled`)."""
-        await self._settle_now_or_owe(OwedSettle(keys, ticket_id, actual, ttls, ends))
+        await self._settle_now_or_owe(OwedSettle(keys, ticket_id, actual, ends))
 
     async def _spend_redis(self, keys: list[str], ticket_id: str, actual: int,
-                           ttls: list[int], ends: list[float], marks: Sequence[str]) -> None:
+                           ends: list[float], marks: Sequence[str]) -> None:
         """Add the cost of a call counted in memory (it ended now) to Redis's
         counts, now or once it answers again (`budget_scripts.SPEND`)."""
         if actual > 0:
             await self._settle_now_or_owe(OwedSettle(
-                keys, ticket_id, actual, ttls, ends, self.clock(), tuple(marks)))
+                keys, ticket_id, actual, ends, self.clock(), tuple(marks)))
 
     async def _settle_now_or_owe(self, settle: OwedSettle) -> None:
         # One task from the send to the queueing of what Redis did not take: a
@@ -313,12 +323,13 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         spent, or why it waits; `SETTLE`: a key's spent, or 0); None: Redis
         failed. Run in a task of its own (`_survive`): a cancelled caller
         leaves it to end and to queue what is left."""
+        ttls = self._ttls(settle.ends)
         if settle.ended is None:
             script, keys = self._settle_script, settle.keys
-            args: list[Any] = [settle.ticket_id, settle.actual, *settle.ttls]
+            args: list[Any] = [settle.ticket_id, settle.actual, *ttls]
         else:
             script, keys = self._spend_script, [*settle.keys, *settle.marks]
-            args = [settle.ticket_id, settle.actual, repr(settle.ended), *settle.ttls]
+            args = [settle.ticket_id, settle.actual, repr(settle.ended), *ttls]
         try:
             result = await script(keys=keys, args=args)
         except Exception as exc:
@@ -529,7 +540,7 @@ class RedisBudgetCounts(MemoryBudgetCounts):
             keys = [self._key(budget, pid, who) for who in amounts]
             try:
                 await self._seed_script(keys=[self._mark(budget, pid), *keys],
-                                        args=[int(left) + 3600, self._claim,
+                                        args=[ttl_until(now + left, now), self._claim,
                                               repr(until.timestamp()), *amounts.values()])
             except Exception as exc:
                 self._redis_failed(exc)
@@ -550,27 +561,8 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         if url is None or self._use_local():
             return False
         if self._redis is None:
-            import redis.asyncio as aioredis
-            from redis.asyncio.retry import Retry
-            from redis.backoff import NoBackoff
-            from redis.exceptions import ConnectionError as RedisConnectionError
-
-            # One retry, at once, on a connection error only: a pooled connection
-            # that died while Redis restarted fails once though Redis is back,
-            # which must not count as an outage; a stalled Redis (a timeout)
-            # still costs one timeout. Blocking pool: a burst of calls waits
-            # briefly for a connection (at least a second) instead of failing
-            # over to local counts.
-            retry = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
-            pool = aioredis.BlockingConnectionPool.from_url(
-                url, max_connections=32, timeout=max(1.0, self.redis_timeout),
-                socket_timeout=self.redis_timeout, socket_connect_timeout=self.redis_timeout,
-                retry=retry)
-            self._redis = aioredis.Redis(connection_pool=pool, retry=retry)
-            self._reserve = self._redis.register_script(RESERVE)
-            self._settle_script = self._redis.register_script(SETTLE)
-            self._seed_script = self._redis.register_script(SEED)
-            self._spend_script = self._redis.register_script(SPEND)
+            (self._redis, self._reserve, self._settle_script, self._seed_script,
+             self._spend_script) = connect(url, self.redis_timeout)
         return True
 
     def _redis_failed(self, exc: Exception) -> None:

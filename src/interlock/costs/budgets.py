@@ -103,8 +103,6 @@ class BudgetTicket:
     request: ChatRequest
     keys: list[str]
     reserved: int
-    # Seconds each key lives: its period's end, and an hour's grace.
-    ttls: list[int]
     on_redis: bool
     # Names the reservation in Redis, so that it is settled exactly once.
     id: str = ""
@@ -114,8 +112,9 @@ class BudgetTicket:
     # Counted in memory while Redis was away, with a ledger: its budgets'
     # seeding marks, which its cost's way to Redis heeds (`budget_scripts.SPEND`).
     marks: list[str] = field(default_factory=list)
-    # When each key's period ends (Unix seconds): a settle owed to Redis past
-    # it is let go (`budget_redis_counts.OwedSettle`).
+    # When each key's period ends (Unix seconds): each count's expiry is worked
+    # out from it whenever it is sent, and a settle owed to Redis past it is let
+    # go (`budget_redis_counts.OwedSettle`).
     ends: list[float] = field(default_factory=list)
 
     async def release(self, response: ChatResponse | None) -> None:
@@ -218,7 +217,6 @@ class BudgetGate(RedisBudgetCounts):
         amount = min(amount, max(limits))
         # Each count lives as long as its own period: a minute's budget beside
         # a month's would otherwise keep a month of dead minutes.
-        ttls = [int(left) + 3600 for _, left in periods]
         ends = [now + left for _, left in periods]
         ticket_id = secrets.token_hex(8)
         on_redis = await self._use_redis()
@@ -227,13 +225,13 @@ class BudgetGate(RedisBudgetCounts):
         refused: int | Full | None = None
         if on_redis:
             refused = await self._reserve_shared(applicable, periods, keys, limits, amount,
-                                                 ttls, ends, ticket_id)
+                                                 ends, ticket_id)
         if refused is None:  # on local counts, or Redis failed just now
             on_redis = False
             seeding = self._local_seed
             if seeding is not None and seeding.pending:
                 await seeding.wait()
-            refused = self._reserve_local(keys, limits, amount, ttls)
+            refused = self._reserve_local(keys, limits, amount, ends)
         if isinstance(refused, Full):
             budget = applicable[refused.index - 1]
             kind, name = budget.target
@@ -243,7 +241,7 @@ class BudgetGate(RedisBudgetCounts):
                             else to_nano(expected), periods[refused.index - 1][1])
         marks = [] if on_redis or not self.shared or self.record is None else [
             self._mark(b, pid) for b, (pid, _) in zip(applicable, periods, strict=True)]
-        return BudgetTicket(self, deployment, request, keys, amount, ttls, on_redis,
+        return BudgetTicket(self, deployment, request, keys, amount, on_redis,
                             ticket_id, mocked=mocked, marks=marks, ends=ends)
 
     async def start(self) -> None:
@@ -345,7 +343,7 @@ class BudgetGate(RedisBudgetCounts):
     async def _settle(self, ticket: BudgetTicket, actual: int) -> None:
         if ticket.on_redis:
             # Where it was reserved, even if Redis is away now (then once it is back).
-            await self._settle_redis(ticket.keys, ticket.id, actual, ticket.ttls, ticket.ends)
+            await self._settle_redis(ticket.keys, ticket.id, actual, ticket.ends)
             if self._use_local():
                 # While Redis is away this process counts on its own: with the spend.
                 for key in ticket.keys:
@@ -358,8 +356,8 @@ class BudgetGate(RedisBudgetCounts):
             if self.shared:
                 # Counted in memory while Redis was away: the shared count must
                 # have it too, or once Redis is back every replica admits it again.
-                await self._spend_redis(ticket.keys, ticket.id, actual, ticket.ttls,
-                                        ticket.ends, ticket.marks)
+                await self._spend_redis(ticket.keys, ticket.id, actual, ticket.ends,
+                                        ticket.marks)
         finally:
             # The hold goes only now: given back before the send, the cost was
             # held against Redis's limits by neither for its round trip, and
