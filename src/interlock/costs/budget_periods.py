@@ -20,7 +20,15 @@ GRACE = 3600
 def ttl_until(end: float, now: float) -> int:
     """Seconds from `now` that the count of a period ending at `end` (Unix
     seconds) lives: to the end, then the grace. At least 1, for Redis's EXPIRE
-    deletes a key given 0 or less."""
+    deletes a key given 0 or less.
+
+    Worked out at each send to Redis, never carried from when a call was
+    admitted: a settle sent hours later (after an outage) would keep its count
+    that many hours past its period. Relative seconds, not an EXPIREAT: Redis
+    counts them from its own clock as the script runs, so a replica whose
+    clock differs from Redis's moves no expiry (an absolute time on a Redis
+    clock ahead by more than the grace would drop a live period's count);
+    only the script's time on its way (a stall at most) adds to it."""
     return max(1, int(end - now) + GRACE)
 
 

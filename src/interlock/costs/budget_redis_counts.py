@@ -20,9 +20,9 @@ back): what was owed to it is let go. A Redis that lacks a period's count (it
 lost its data) is given the ledger's record of it; the hashes created while
 that record is being read are claimed, so the record lands in them however late.
 
-Imports: the standard library, `costs.budget_memory_counts`, `costs.budget_periods`,
-`costs.budget_record`, `costs.budget_redis_client`, `costs.budget_refusal`,
-`costs.settings`.
+Imports: the standard library, `costs.budget_memory_counts`, `costs.budget_owed_settle`,
+`costs.budget_periods`, `costs.budget_record`, `costs.budget_redis_client`,
+`costs.budget_refusal`, `costs.settings`.
 """
 
 from __future__ import annotations
@@ -32,9 +32,10 @@ import logging
 import secrets
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from interlock.costs.budget_memory_counts import MemoryBudgetCounts
+from interlock.costs.budget_owed_settle import OwedSettle
 from interlock.costs.budget_periods import period_id, ttl_until
 from interlock.costs.budget_record import RECORD_RETRY, ReadRecord, Seeding
 from interlock.costs.budget_redis_client import connect
@@ -57,28 +58,6 @@ MAX_UNSETTLED = 10_000
 MARK_MISSING = -2
 
 
-class OwedSettle(NamedTuple):
-    """A settle owed to Redis: of a reservation made there (`SETTLE`), or, with
-    `ended` (Unix seconds), the cost of a call counted in memory (`SPEND`,
-    with its budgets' seeding marks when there is a ledger). `ends`: when each
-    key's period ends (Unix seconds); a key whose period has ended is sent
-    nothing (no call counts on it any more, and its seeding mark may be gone
-    for good: only current periods are seeded)."""
-
-    keys: list[str]
-    ticket_id: str
-    actual: int
-    ends: list[float]
-    ended: float | None = None
-    marks: tuple[str, ...] = ()
-
-    def only(self, indices: Sequence[int]) -> OwedSettle:
-        """This settle for the keys at `indices` alone."""
-        return self._replace(keys=[self.keys[i] for i in indices],
-                             ends=[self.ends[i] for i in indices],
-                             marks=tuple(self.marks[i] for i in indices) if self.marks else ())
-
-
 class RedisBudgetCounts(MemoryBudgetCounts):
     """The counts in Redis when `redis_url` is set, in memory when it is not or
     while Redis is away (`_use_local`)."""
@@ -96,6 +75,10 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         self.retry_interval = retry_interval
         self._redis_down_until = 0.0
         self._on_redis = True  # until a Redis call fails: one warning an outage
+        # Closing or closed (`BudgetGate.aclose`): counted in memory, no new
+        # Redis client (nothing would close it) nor command; told once.
+        self._closed = False
+        self._closed_told = False
         # Redis calls left running by a cancelled caller (see `_survive`).
         self._background: set[asyncio.Task[Any]] = set()
         # Settles owed to Redis (`MAX_UNSETTLED` in all), sent by one task at a
@@ -212,13 +195,16 @@ class RedisBudgetCounts(MemoryBudgetCounts):
                              ends: list[float], ticket_id: str,
                              marks: Sequence[str] = (),
                              claim: str | None = None) -> Full | int | None:
-        args = [amount, ticket_id, len(keys), *limits, *self._ttls(ends)]
+        now = self.clock()  # each expiry from its period's end, at the send (`ttl_until`)
+        args = [amount, ticket_id, len(keys), *limits, *(ttl_until(end, now) for end in ends)]
         if claim is not None:
             args.append(claim)
         call = self._survive(self._reserve(keys=[*keys, *marks], args=args))
         try:
             result = await asyncio.shield(call)
         except asyncio.CancelledError:
+            if self._cut_by_close(call):  # counted in memory: the gate is closing
+                return None
             # The request was cancelled (its client left) while the script was on
             # its way: Redis may reserve all the same, with no ticket to give it
             # back, holding the amount until the period ends. Undo it once known.
@@ -251,18 +237,6 @@ class RedisBudgetCounts(MemoryBudgetCounts):
             if count is not None:
                 count.shared = max(count.shared or 0, int(value))
 
-    def _ttls(self, ends: Sequence[float]) -> list[int]:
-        """Each key's TTL for a script sent now (`ttl_until`), worked out at the
-        send, not when the call was admitted: a settle owed through an outage
-        and sent hours later would keep its count that many hours past its
-        period. Relative seconds, not an EXPIREAT: Redis counts them from its
-        own clock as the script runs, so a replica whose clock differs from
-        Redis's moves no expiry (an absolute time on a Redis clock ahead by
-        more than the grace would drop a live period's count); only the
-        script's time on its way (a stall at most) adds to it, within the grace."""
-        now = self.clock()
-        return [ttl_until(end, now) for end in ends]
-
     def _held_on(self, keys: Sequence[str]) -> list[tuple[int, int]] | None:
         """For each of `keys`, what this process counted in memory that Redis
         has not taken yet: the cost it still owes Redis of the calls that
@@ -289,7 +263,16 @@ class RedisBudgetCounts(MemoryBudgetCounts):
     async def _settle_now_or_owe(self, settle: OwedSettle) -> None:
         # One task from the send to the queueing of what Redis did not take: a
         # caller cancelled meanwhile (its client left) loses none of it.
-        lost_data = await asyncio.shield(self._survive(self._send_or_owe(settle)))
+        if self._closed:
+            self._tell_closed()
+            return
+        task = self._survive(self._send_or_owe(settle))
+        try:
+            lost_data = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if self._cut_by_close(task):  # given up by `aclose`, which tells it
+                return
+            raise
         if lost_data and self._claiming() is None:
             # Redis lost its data: seeded as a call would. Begun here, once the
             # caller is back, not in the task: the record read then holds what
@@ -309,7 +292,11 @@ class RedisBudgetCounts(MemoryBudgetCounts):
             # record ends SPEND reads are not there yet. Sent once it lands.
             self._owe(live, seedings=seedings)
             return False
-        codes = await self._sent(live) if await self._use_redis() else None
+        try:
+            codes = await self._sent(live) if await self._use_redis() else None
+        except asyncio.CancelledError:  # by the gate's close: owed, which it counts
+            self._owe(live)
+            raise
         if codes is None:
             self._owe(live)
             return False
@@ -323,7 +310,10 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         spent, or why it waits; `SETTLE`: a key's spent, or 0); None: Redis
         failed. Run in a task of its own (`_survive`): a cancelled caller
         leaves it to end and to queue what is left."""
-        ttls = self._ttls(settle.ends)
+        # Worked out now, not when the call was admitted (`ttl_until`): a settle
+        # owed through an outage would keep its count that long past its period.
+        now = self.clock()
+        ttls = [ttl_until(end, now) for end in settle.ends]
         if settle.ended is None:
             script, keys = self._settle_script, settle.keys
             args: list[Any] = [settle.ticket_id, settle.actual, *ttls]
@@ -486,6 +476,19 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         if isinstance(error, Exception):
             self._redis_failed(error)
 
+    def _cut_by_close(self, task: asyncio.Task[Any]) -> bool:
+        """`task`, awaited through `asyncio.shield`, was cancelled by the gate's
+        close (`BudgetGate.aclose`), not its caller by its own cancellation."""
+        me = asyncio.current_task()
+        return self._closed and task.cancelled() and me is not None and not me.cancelling()
+
+    def _tell_closed(self) -> None:
+        if not self._closed_told:
+            self._closed_told = True
+            log.warning("budgets: a call ended after the budget gate closed: its cost is "
+                        "counted in this process only, not in Redis (the ledger has it), and "
+                        "a reservation it made there holds until its period ends")
+
     def _mark(self, budget: Budget, pid: str) -> str:
         kind, name = budget.target
         return f"{self.key_prefix}seeded:{kind}:{name}:{pid}"
@@ -526,6 +529,8 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         return seeding if seeding is not None and seeding.pending else None
 
     async def _add_to_redis(self, until: datetime) -> None:
+        if self._closed:  # asked for by a send that ended while the gate closed
+            return
         record = await self._read(until, (
             f"counting in Redis from what it has; asked again in {RECORD_RETRY:g} s, "
             "and added to the counts begun meanwhile"))
@@ -554,7 +559,7 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         self._send_owed()
 
     def _use_local(self) -> bool:
-        return not self.redis_url or self.clock() < self._redis_down_until
+        return not self.redis_url or self._closed or self.clock() < self._redis_down_until
 
     async def _use_redis(self) -> bool:
         url = self.redis_url
@@ -567,7 +572,7 @@ class RedisBudgetCounts(MemoryBudgetCounts):
 
     def _redis_failed(self, exc: Exception) -> None:
         self._redis_down_until = self.clock() + self.retry_interval
-        if not self._on_redis:  # the same outage
+        if not self._on_redis or self._closed:  # the same outage, or commands cut by the close
             return
         self._on_redis = False
         log.warning("budget counts fall back to this process: Redis failed (%s); trying "

@@ -89,6 +89,10 @@ from interlock.types import ChatRequest, ChatResponse
 
 log = logging.getLogger(__name__)
 
+# Seconds `aclose` gives the settles under way to reach Redis; those left then
+# are given up: a stalled Redis must not hold a shutdown for its own timeout.
+CLOSE_WAIT = 2.0
+
 # Importable from here, where they were before the gate's parts moved to modules of their own.
 __all__ = [
     "BudgetGate", "BudgetTicket", "Periods", "ReadRecord", "Recorded", "SpendSource", "covers",
@@ -114,7 +118,7 @@ class BudgetTicket:
     marks: list[str] = field(default_factory=list)
     # When each key's period ends (Unix seconds): each count's expiry is worked
     # out from it whenever it is sent, and a settle owed to Redis past it is let
-    # go (`budget_redis_counts.OwedSettle`).
+    # go (`budget_owed_settle.OwedSettle`).
     ends: list[float] = field(default_factory=list)
 
     async def release(self, response: ChatResponse | None) -> None:
@@ -248,6 +252,7 @@ class BudgetGate(RedisBudgetCounts):
         """At the gateway's start: counted in memory, the counts begin from the
         ledger's record of their periods; with Redis, which keeps them, only if it
         does not answer now (`probe`). Waits for the record at most `SEED_WAIT`."""
+        self._closed = self._closed_told = False
         if self.shared and not self._begun:
             await self.probe()
         self.begin()
@@ -320,16 +325,43 @@ class BudgetGate(RedisBudgetCounts):
         return rows
 
     async def aclose(self) -> None:
+        """Stop counting through Redis: the settles under way (a cancelled
+        request's among them) get `CLOSE_WAIT` to reach it, and are given up
+        after, with those still owed from an outage (`_end_background`). A
+        call that ends after this is counted in memory only, and opens no
+        Redis connection. `start` opens the gate again."""
+        self._closed = True
         for seeding in (self._local_seed, self._redis_seed):
             if seeding is not None:
                 await seeding.aclose()
-        if self._background:  # a settle a cancelled request left behind still counts
-            await asyncio.wait(self._background, timeout=2.0)
+        await self._end_background()
         if self._redis is not None:
             await self._redis.aclose(close_connection_pool=True)
             self._redis = None
 
     # ------------------------------------------------------------------ internals
+
+    async def _end_background(self) -> None:
+        """Wait `CLOSE_WAIT` for the Redis calls under way, then cancel those
+        left (a cancelled settle is kept as owed), and give up, in one warning,
+        the settles still owed. What a cancel sets off (a reservation's undo)
+        sends nothing now that the gate is closed: ended in a turn or two."""
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=CLOSE_WAIT)
+        for _ in range(3):
+            left = set(self._background)
+            if not left:
+                break
+            for task in left:
+                task.cancel()
+            await asyncio.wait(left, timeout=CLOSE_WAIT)
+        given_up = len(self._unsettled) + len(self._unseeded)
+        if given_up:
+            log.warning("budgets: closing, %d settle(s) owed to Redis were given up (not "
+                        "taken within %g s): their calls' cost is missing from the shared "
+                        "count (the ledger has it), and a reservation among them holds until "
+                        "its period ends", given_up, CLOSE_WAIT)
+        self._unsettled, self._unseeded = [], []
 
 
     def _warn_unpriced(self, deployment: Deployment) -> None:
