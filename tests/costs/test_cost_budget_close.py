@@ -30,12 +30,10 @@ from interlock.costs.settings import Budget
 
 class _Silent:
     """A TCP server that takes connections and reads what it is sent, but never
-    answers: a Redis stalled for good. Tells when a command came, and whether the
-    client hung up."""
+    answers: a Redis stalled for good. Tells when a command came."""
 
     def __init__(self) -> None:
         self.heard = asyncio.Event()
-        self.open = 0
         self.server: asyncio.base_events.Server | None = None
 
     async def __aenter__(self) -> _Silent:
@@ -52,11 +50,9 @@ class _Silent:
         return int(self.server.sockets[0].getsockname()[1])
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.open += 1
         with contextlib.suppress(OSError):
             while await reader.read(65536):
                 self.heard.set()
-        self.open -= 1
         writer.close()
 
 
