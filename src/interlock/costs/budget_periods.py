@@ -24,11 +24,14 @@ def ttl_until(end: float, now: float) -> int:
 
     Worked out at each send to Redis, never carried from when a call was
     admitted: a settle sent hours later (after an outage) would keep its count
-    that many hours past its period. Relative seconds, not an EXPIREAT: Redis
-    counts them from its own clock as the script runs, so a replica whose
-    clock differs from Redis's moves no expiry (an absolute time on a Redis
-    clock ahead by more than the grace would drop a live period's count);
-    only the script's time on its way (a stall at most) adds to it."""
+    that many hours past its period. Relative seconds, not an EXPIREAT: `end`
+    and `now` come from the replica's own clock, which also chose the
+    period's key, so the count lives the grace past the period's end as that
+    replica sees it. A replica off by X moves the expiry by X (one behind
+    keeps the key until end + grace + X, true time), exactly as long as it
+    still writes to that key; Redis's clock moves nothing (an absolute time,
+    on a Redis clock ahead by more than the grace, would drop a count a
+    replica still uses). The script's time on its way (a stall) adds to it."""
     return max(1, int(end - now) + GRACE)
 
 
