@@ -20,9 +20,9 @@ back): what was owed to it is let go. A Redis that lacks a period's count (it
 lost its data) is given the ledger's record of it; the hashes created while
 that record is being read are claimed, so the record lands in them however late.
 
-Imports: the standard library, `costs.budget_memory_counts`, `costs.budget_owed_settle`,
-`costs.budget_periods`, `costs.budget_record`, `costs.budget_redis_client`,
-`costs.budget_refusal`, `costs.settings`.
+Imports: the standard library, `costs.budget_closing`, `costs.budget_memory_counts`,
+`costs.budget_owed_settle`, `costs.budget_periods`, `costs.budget_record`,
+`costs.budget_redis_client`, `costs.budget_refusal`, `costs.settings`.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from interlock.costs.budget_closing import Closing
 from interlock.costs.budget_memory_counts import MemoryBudgetCounts
 from interlock.costs.budget_owed_settle import OwedSettle
 from interlock.costs.budget_periods import period_id, ttl_until
@@ -58,9 +59,9 @@ MAX_UNSETTLED = 10_000
 MARK_MISSING = -2
 
 
-class RedisBudgetCounts(MemoryBudgetCounts):
-    """The counts in Redis when `redis_url` is set, in memory when it is not or
-    while Redis is away (`_use_local`)."""
+class RedisBudgetCounts(MemoryBudgetCounts, Closing):
+    """The counts in Redis when `redis_url` is set, in memory when it is not,
+    while Redis is away, or once the gate has closed (`_use_local`)."""
 
     def __init__(self, budgets: Sequence[Budget], *, clock: Callable[[], float] | None,
                  key_prefix: str, record: ReadRecord | None, redis_url: str | None,
@@ -75,10 +76,6 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         self.retry_interval = retry_interval
         self._redis_down_until = 0.0
         self._on_redis = True  # until a Redis call fails: one warning an outage
-        # Closing or closed (`BudgetGate.aclose`): counted in memory, no new
-        # Redis client (nothing would close it) nor command; told once.
-        self._closed = False
-        self._closed_told = False
         # Redis calls left running by a cancelled caller (see `_survive`).
         self._background: set[asyncio.Task[Any]] = set()
         # Settles owed to Redis (`MAX_UNSETTLED` in all), sent by one task at a
@@ -151,19 +148,23 @@ class RedisBudgetCounts(MemoryBudgetCounts):
                               periods: Sequence[tuple[str, float]], keys: list[str],
                               limits: list[int], amount: int,
                               ends: list[float], ticket_id: str) -> Full | int | None:
-        if self._record_owed():
+        if self._record_owed() and not self._shutting:
             # Whatever the marks say: another replica's seeding leaves the
             # hashes this gate claimed to this gate's record.
             self._seed_redis()
         if (seeding := self._seeding_under_way()) is not None:  # wait what is left of it
             await seeding.wait()
+            if not await self._use_redis():  # the gate closed meanwhile, or Redis failed
+                return None
         claim = self._claiming()
         marks = () if claim or self.record is None else [
             self._mark(b, pid) for b, (pid, _) in zip(budgets, periods, strict=True)]
         refused = await self._reserve_redis(keys, limits, amount, ends, ticket_id,
                                             marks, claim)
-        if refused != -2:
+        if refused != MARK_MISSING:
             return refused
+        if self._shutting:  # no seeding now: counted in memory
+            return None
         seeding = self._seed_redis()
         await seeding.wait()
         if not await self._use_redis():  # the seeding found Redis gone
@@ -186,7 +187,7 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         distinct = set(marks)
         lost = self._record_owed() or (distinct and self._claiming() is None and (
             await self._redis.exists(*distinct) < len(distinct)))
-        if lost:
+        if lost and not self._shutting:
             self._seed_redis()
         if (seeding := self._seeding_under_way()) is not None:
             await seeding.wait()
@@ -199,7 +200,11 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         args = [amount, ticket_id, len(keys), *limits, *(ttl_until(end, now) for end in ends)]
         if claim is not None:
             args.append(claim)
+        undo = OwedSettle(keys, ticket_id, 0, ends)
         call = self._survive(self._reserve(keys=[*keys, *marks], args=args))
+        # Cut by the gate's close (nothing else cancels it), the script may have
+        # reserved all the same: its undo is owed, and counted as given up.
+        call.add_done_callback(lambda task: self._owe(undo) if task.cancelled() else None)
         try:
             result = await asyncio.shield(call)
         except asyncio.CancelledError:
@@ -208,8 +213,7 @@ class RedisBudgetCounts(MemoryBudgetCounts):
             # The request was cancelled (its client left) while the script was on
             # its way: Redis may reserve all the same, with no ticket to give it
             # back, holding the amount until the period ends. Undo it once known.
-            call.add_done_callback(lambda _: self._survive(
-                self._settle_redis(keys, ticket_id, 0, ends)))
+            call.add_done_callback(lambda task: None if task.cancelled() else self._undo(undo))
             raise
         except Exception as exc:
             # The script may still run (a stall past the timeout): give it up by
@@ -252,6 +256,14 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         once it answers again (`_settle_unsettled`)."""
         await self._settle_now_or_owe(OwedSettle(keys, ticket_id, actual, ends))
 
+    def _undo(self, settle: OwedSettle) -> None:
+        """Give back a reservation whose caller left: as any settle, or, the
+        gate closed, owed (for `start` to send), not told as a call's end."""
+        if self._closed:
+            self._owe(settle)
+        else:
+            self._survive(self._settle_now_or_owe(settle))
+
     async def _spend_redis(self, keys: list[str], ticket_id: str, actual: int,
                            ends: list[float], marks: Sequence[str]) -> None:
         """Add the cost of a call counted in memory (it ended now) to Redis's
@@ -273,7 +285,7 @@ class RedisBudgetCounts(MemoryBudgetCounts):
             if self._cut_by_close(task):  # given up by `aclose`, which tells it
                 return
             raise
-        if lost_data and self._claiming() is None:
+        if lost_data and self._claiming() is None and not self._shutting:
             # Redis lost its data: seeded as a call would. Begun here, once the
             # caller is back, not in the task: the record read then holds what
             # the caller does before its next await (the call's ledger row). A
@@ -436,7 +448,7 @@ class RedisBudgetCounts(MemoryBudgetCounts):
                 seedings = self._seedings
                 codes = await self._sent(settle)
                 if (codes is not None and MARK_MISSING in codes and not seeded_here
-                        and self._claiming() is None):
+                        and self._claiming() is None and not self._shutting):
                     seeded_here = True  # Redis lost its data: seed it, as a call would
                     await self._seed_redis().wait()
                     seedings = self._seedings
@@ -475,19 +487,6 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         error = None if task.cancelled() else task.exception()
         if isinstance(error, Exception):
             self._redis_failed(error)
-
-    def _cut_by_close(self, task: asyncio.Task[Any]) -> bool:
-        """`task`, awaited through `asyncio.shield`, was cancelled by the gate's
-        close (`BudgetGate.aclose`), not its caller by its own cancellation."""
-        me = asyncio.current_task()
-        return self._closed and task.cancelled() and me is not None and not me.cancelling()
-
-    def _tell_closed(self) -> None:
-        if not self._closed_told:
-            self._closed_told = True
-            log.warning("budgets: a call ended after the budget gate closed: its cost is "
-                        "counted in this process only, not in Redis (the ledger has it), and "
-                        "a reservation it made there holds until its period ends")
 
     def _mark(self, budget: Budget, pid: str) -> str:
         kind, name = budget.target
@@ -529,7 +528,7 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         return seeding if seeding is not None and seeding.pending else None
 
     async def _add_to_redis(self, until: datetime) -> None:
-        if self._closed:  # asked for by a send that ended while the gate closed
+        if self._shutting:  # asked for just before the close, which cancels the seeding
             return
         record = await self._read(until, (
             f"counting in Redis from what it has; asked again in {RECORD_RETRY:g} s, "
@@ -566,13 +565,15 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         if url is None or self._use_local():
             return False
         if self._redis is None:
+            if self._closing:  # no new client: the close would not close it
+                return False
             (self._redis, self._reserve, self._settle_script, self._seed_script,
              self._spend_script) = connect(url, self.redis_timeout)
         return True
 
     def _redis_failed(self, exc: Exception) -> None:
         self._redis_down_until = self.clock() + self.retry_interval
-        if not self._on_redis or self._closed:  # the same outage, or commands cut by the close
+        if not self._on_redis or self._shutting:  # the same outage, or commands cut by the close
             return
         self._on_redis = False
         log.warning("budget counts fall back to this process: Redis failed (%s); trying "

@@ -48,8 +48,9 @@ are doubles, exact up to 2**53 nano-dollars (about $9 million per period).
 
 Where each part lives: the counts in memory (`budget_memory_counts`) and in
 Redis (`budget_redis_counts`, which builds on them and the gate on it), the
-ledger's record (`budget_record`), periods and coverage (`budget_periods`), and
-what a refusal says (`budget_refusal`).
+gate's close (`budget_closing`), the ledger's record (`budget_record`),
+periods and coverage (`budget_periods`), and what a refusal says
+(`budget_refusal`).
 
 Imports: the standard library, `mocked`, `catalog`, `dispatch.gates`, `tokens`, `types`,
 `costs.budget_memory_counts`, `costs.budget_periods`, `costs.budget_record`,
@@ -178,7 +179,7 @@ class BudgetGate(RedisBudgetCounts):
         (Redis seeds a count it lacks by itself: `_reserve_shared`)."""
         before = self.key_budgets
         self.key_budgets = {b.target[1]: b for b in budgets}
-        if not self._begun or not self._use_local():
+        if not self._begun or not self._use_local() or self._closed:  # closed: no new reads
             return
         now = self.clock()
         appeared = [b for name, b in self.key_budgets.items()
@@ -202,6 +203,10 @@ class BudgetGate(RedisBudgetCounts):
                 applicable.append(own)
         if not applicable:
             return _FREE
+        if self._closed and self.shared:
+            # Its counts are Redis's, out of reach now: one in memory would
+            # begin from nothing and admit a call on a spent budget.
+            return _CLOSED
         # A mocked answer holds nothing and costs nothing (its ledger row charges
         # $0), but is still refused by a spent budget, as a real call would be.
         mocked = mock_text(request, deployment) is not None
@@ -230,6 +235,8 @@ class BudgetGate(RedisBudgetCounts):
         if on_redis:
             refused = await self._reserve_shared(applicable, periods, keys, limits, amount,
                                                  ends, ticket_id)
+            if refused is None and self._shutting:  # cut by the close, or no seeding now
+                return _CLOSED
         if refused is None:  # on local counts, or Redis failed just now
             on_redis = False
             seeding = self._local_seed
@@ -252,7 +259,7 @@ class BudgetGate(RedisBudgetCounts):
         """At the gateway's start: counted in memory, the counts begin from the
         ledger's record of their periods; with Redis, which keeps them, only if it
         does not answer now (`probe`). Waits for the record at most `SEED_WAIT`."""
-        self._closed = self._closed_told = False
+        self._opened()
         if self.shared and not self._begun:
             await self.probe()
         self.begin()
@@ -326,18 +333,28 @@ class BudgetGate(RedisBudgetCounts):
 
     async def aclose(self) -> None:
         """Stop counting through Redis: the settles under way (a cancelled
-        request's among them) get `CLOSE_WAIT` to reach it, and are given up
-        after, with those still owed from an outage (`_end_background`). A
-        call that ends after this is counted in memory only, and opens no
-        Redis connection. `start` opens the gate again."""
-        self._closed = True
-        for seeding in (self._local_seed, self._redis_seed):
-            if seeding is not None:
-                await seeding.aclose()
-        await self._end_background()
-        if self._redis is not None:
-            await self._redis.aclose(close_connection_pool=True)
-            self._redis = None
+        request's among them) and those owed from an outage, if Redis answers,
+        get `CLOSE_WAIT` to reach it on the client there is; those left are
+        given up (`_end_background`). Closed, the gate refuses the calls a
+        shared budget covers, and counts those that end in memory only,
+        opening no Redis connection. Cancelled midway, it still closes what it
+        opened. `start` opens the gate again."""
+        self._closing = True
+        try:
+            for seeding in (self._local_seed, self._redis_seed):
+                if seeding is not None:
+                    await seeding.aclose()
+            if not self._use_local():  # Redis answers: what is owed goes now
+                self._send_owed()
+            await self._end_background()
+        finally:
+            # Closed before the client is: no command can open it again.
+            self._closed, self._closing = True, False
+            for task in self._background:  # only if cancelled midway
+                task.cancel()
+            redis, self._redis = self._redis, None
+            if redis is not None:
+                await redis.aclose(close_connection_pool=True)
 
     # ------------------------------------------------------------------ internals
 
@@ -396,6 +413,11 @@ class BudgetGate(RedisBudgetCounts):
             # calls arriving meanwhile passed on a count without it (review).
             for count in counts:
                 count.reserved = max(0, count.reserved - ticket.reserved)
+
+
+# What a call a shared budget covers is told once the gate closes (`aclose`).
+_CLOSED = Refusal("budgets are closed (the gateway is shutting down): a call a budget "
+                  "covers is not admitted here; send it again (another replica takes it)")
 
 
 class _FreeTicket:
