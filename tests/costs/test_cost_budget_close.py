@@ -316,3 +316,21 @@ async def test_a_reservation_cut_by_aclose_is_counted_as_given_up(
         assert "after the budget gate closed" not in caplog.text
         assert not gate._background
         assert answer is None or _closed_refusal(answer)  # not counted from nothing
+
+
+async def test_a_gate_closing_before_its_first_call_refuses_it(redis_url: str) -> None:
+    # A gate that never reached Redis makes no client while it closes: the
+    # call was counted in memory from nothing, whatever Redis had spent.
+    clock = Clock(datetime(2026, 5, 10, 12, tzinfo=UTC).timestamp())
+    gate = _gate(redis_url, clock)
+    settling = asyncio.Event()
+    gate._survive(settling.wait())  # a settle under way: the close waits for it
+    closing = asyncio.ensure_future(gate.aclose())
+    try:
+        await asyncio.sleep(0)
+        assert gate._redis is None and not closing.done()
+        assert _closed_refusal(await gate.acquire(_deployment(), _request(100)))
+    finally:
+        settling.set()
+        await closing
+        await _wiped(redis_url, gate)

@@ -203,9 +203,10 @@ class BudgetGate(RedisBudgetCounts):
                 applicable.append(own)
         if not applicable:
             return _FREE
-        if self._closed and self.shared:
-            # Its counts are Redis's, out of reach now: one in memory would
-            # begin from nothing and admit a call on a spent budget.
+        if self.shared and (self._closed or (self._closing and self._redis is None)):
+            # Its counts are Redis's, out of reach now (closing, no client is
+            # made): one in memory would begin from nothing and admit a call
+            # on a spent budget.
             return _CLOSED
         # A mocked answer holds nothing and costs nothing (its ledger row charges
         # $0), but is still refused by a spent budget, as a real call would be.
