@@ -52,7 +52,8 @@ gate's close (`budget_closing`), the ledger's record (`budget_record`),
 periods and coverage (`budget_periods`), and what a refusal says
 (`budget_refusal`).
 
-Imports: the standard library, `mocked`, `catalog`, `dispatch.gates`, `tokens`, `types`,
+Imports: the standard library, `errors`, `mocked`, `catalog`, `dispatch.gates`, `tokens`,
+`types`,
 `costs.budget_memory_counts`, `costs.budget_periods`, `costs.budget_record`,
 `costs.budget_redis_counts`, `costs.budget_refusal`, `costs.prices`, `costs.settings`,
 `costs.usd`.
@@ -84,6 +85,7 @@ from interlock.costs.prices import PriceBook
 from interlock.costs.settings import Budget
 from interlock.costs.usd import plain_usd, to_nano
 from interlock.dispatch.gates import Refusal
+from interlock.errors import GatewayShuttingDown
 from interlock.mocked import mock_text
 from interlock.tokens import billed_usage
 from interlock.types import ChatRequest, ChatResponse
@@ -164,6 +166,9 @@ class BudgetGate(RedisBudgetCounts):
         self._unpriced_warned: set[str] = set()
         # Counting (`begin`): budgets that appear from then on are seeded on their own.
         self._begun = False
+        # The key budgets as they were when the first change came while the gate
+        # was closing or closed: `start` seeds those that appeared since.
+        self._keys_at_close: dict[str, Budget] | None = None
         # Refusals by budget: (target, name, period), as /metrics labels them.
         self.refusals: dict[tuple[str, str, str], int] = {}
 
@@ -179,7 +184,18 @@ class BudgetGate(RedisBudgetCounts):
         (Redis seeds a count it lacks by itself: `_reserve_shared`)."""
         before = self.key_budgets
         self.key_budgets = {b.target[1]: b for b in budgets}
-        if not self._begun or not self._use_local() or self._closed:  # closed: no new reads
+        if self._shutting:
+            # No new reads (nothing would end them): `start` reads those that
+            # appeared since the first change made while closed.
+            if self._keys_at_close is None:
+                self._keys_at_close = before
+            return
+        self._seed_appeared(before)
+
+    def _seed_appeared(self, before: dict[str, Budget]) -> None:
+        """Read the ledger's record of the key budgets not in `before` (or of
+        another period), when counting in memory (`set_key_budgets`)."""
+        if not self._begun or not self._use_local():
             return
         now = self.clock()
         appeared = [b for name, b in self.key_budgets.items()
@@ -196,6 +212,8 @@ class BudgetGate(RedisBudgetCounts):
 
     async def acquire(self, deployment: Deployment,
                       request: ChatRequest) -> BudgetTicket | Refusal:
+        """A ticket, or a refusal by the first budget with no room; once the
+        gate closes, a call a shared budget covers raises `GatewayShuttingDown`."""
         applicable = [b for b in self.budgets if covers(b, deployment, request)]
         if self.key_budgets and request.api_key_id is not None:
             own = self.key_budgets.get(request.api_key_id)
@@ -207,7 +225,7 @@ class BudgetGate(RedisBudgetCounts):
             # Its counts are Redis's, out of reach now (closing, no client is
             # made): one in memory would begin from nothing and admit a call
             # on a spent budget.
-            return _CLOSED
+            raise _closed()
         # A mocked answer holds nothing and costs nothing (its ledger row charges
         # $0), but is still refused by a spent budget, as a real call would be.
         mocked = mock_text(request, deployment) is not None
@@ -237,7 +255,7 @@ class BudgetGate(RedisBudgetCounts):
             refused = await self._reserve_shared(applicable, periods, keys, limits, amount,
                                                  ends, ticket_id)
             if refused is None and self._shutting:  # cut by the close, or no seeding now
-                return _CLOSED
+                raise _closed()
         if refused is None:  # on local counts, or Redis failed just now
             on_redis = False
             seeding = self._local_seed
@@ -264,6 +282,11 @@ class BudgetGate(RedisBudgetCounts):
         if self.shared and not self._begun:
             await self.probe()
         self.begin()
+        # The gateway hands over its keys' budgets before this start (review):
+        # those that appeared while closed begin from the ledger too.
+        before, self._keys_at_close = self._keys_at_close, None
+        if before is not None:
+            self._seed_appeared(before)
         if self._local_seed is not None:
             await self._local_seed.wait()
 
@@ -374,6 +397,11 @@ class BudgetGate(RedisBudgetCounts):
                 task.cancel()
             await asyncio.wait(left, timeout=CLOSE_WAIT)
         given_up = len(self._unsettled) + len(self._unseeded)
+        for settle in (*self._unsettled, *self._unseeded):
+            if settle.ended is not None:
+                # Its amount is no longer owed (as when too many are: `_owe`):
+                # held on in the counts, it would hold a reopened gate back.
+                self._owed_paid(settle)
         if given_up:
             log.warning("budgets: closing, %d settle(s) owed to Redis were given up (not "
                         "taken within %g s): their calls' cost is missing from the shared "
@@ -416,9 +444,15 @@ class BudgetGate(RedisBudgetCounts):
                 count.reserved = max(0, count.reserved - ticket.reserved)
 
 
-# What a call a shared budget covers is told once the gate closes (`aclose`).
-_CLOSED = Refusal("budgets are closed (the gateway is shutting down): a call a budget "
-                  "covers is not admitted here; send it again (another replica takes it)")
+def _closed() -> GatewayShuttingDown:
+    """What a call a shared budget covers gets once the gate closes (`aclose`):
+    not a refusal (a 429 its SDK would not retry, and the dispatcher would try
+    the next candidate, as closed), but the gateway's 503 at shutdown, which a
+    client's retry sends to another replica. A new one each time: the
+    dispatcher puts the request's attempts on it."""
+    return GatewayShuttingDown(
+        "The gateway is shutting down: its budgets are closed, so a call a shared (Redis) "
+        "budget covers is not admitted here; send it again (another replica takes it).")
 
 
 class _FreeTicket:
