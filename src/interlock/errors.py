@@ -6,7 +6,7 @@
     ├── RouterClosed                 a library Router used after close() / aclose()
     ├── InternalError                a bug cut a request short (its ledger row's class)
     ├── ClientDisconnected           the client left mid-request (its ledger row's class)
-    ├── GatewayShuttingDown          cut by the drain's deadline at shutdown (HTTP 503)
+    ├── GatewayShuttingDown          cut at shutdown: drain deadline, budgets closed (HTTP 503)
     ├── InvalidRequest               the caller's request is wrong (HTTP 400)
     │   ├── UnknownModel             no such model group (HTTP 404)
     │   └── UnsupportedParameter     a provider cannot take a parameter (HTTP 400)
@@ -385,7 +385,9 @@ class ClientDisconnected(InterlockError):
 
 
 class GatewayShuttingDown(InterlockError):
-    """A request the gateway cut because its drain time at shutdown ran out."""
+    """A request the gateway cut because its drain time at shutdown ran out,
+    or one a shared budget covers that its closed budget gate stops
+    (`costs.budgets`): either way another replica can take it."""
 
     status_code = 503
     error_type = "service_unavailable"

@@ -930,6 +930,33 @@ async def test_each_period_s_count_lives_as_long_as_its_own_period(redis_url: st
         assert gate._local[minute].expires == clock.t + 30 + 3600
 
 
+@pytest.mark.parametrize("reserved_in_redis", [True, False], ids=["settle", "spend"])
+async def test_a_settle_sent_hours_late_leaves_its_count_to_expire_with_its_period(
+        redis_url: str, reserved_in_redis: bool) -> None:
+    # Review: a settle owed through a Redis outage carried the TTL worked out
+    # when its call was admitted, and re-set it from the moment it was sent:
+    # after a six-hour outage the count lived six hours past its period's end
+    # and grace.
+    clock = Clock(datetime(2026, 5, 10, 12, tzinfo=UTC).timestamp())
+    d = _deployment()
+    async with _redis_gate_at(redis_url, clock) as (gate, direct):
+        key = gate._listed()[0][1]
+        if reserved_in_redis:  # reserved in Redis, settled while it is away (SETTLE)
+            ticket = await gate.acquire(d, _request(100))
+            gate._redis_failed(ConnectionError("Redis away"))
+        else:  # counted in memory while Redis is away (SPEND)
+            gate._redis_failed(ConnectionError("Redis away"))
+            ticket = await gate.acquire(d, _request(100))
+        assert not _refused(ticket) and ticket.on_redis == reserved_in_redis
+        await ticket.release(_response(30))
+        clock.t += 6 * 3600  # Redis answers again six hours later
+        gate._send_owed()
+        await _owed_settles_sent(gate)
+        assert (await _shared(direct, gate))[0] == 30_000_000
+        period_end = datetime(2026, 6, 1, tzinfo=UTC).timestamp()
+        assert 0 <= period_end - clock.t + 3600 - await direct.ttl(key) < 5
+
+
 # The operator QA's budget: $1 a day on d1, each call reserving and costing
 # $0.101, so it admits 10 calls (the 10th crosses it, as one call in flight may).
 QA_CALL = 101_000_000

@@ -11,7 +11,12 @@ from typing import Any
 import pytest
 
 from interlock.config import load_config
-from interlock.errors import BudgetExceeded, NoDeploymentAvailable, ProviderError
+from interlock.errors import (
+    BudgetExceeded,
+    GatewayShuttingDown,
+    NoDeploymentAvailable,
+    ProviderError,
+)
 from interlock.gateway import Gateway
 from interlock.testing import FakeUpstream
 from interlock.testing.script import Fault, Reply
@@ -767,3 +772,23 @@ async def test_a_continued_stream_s_own_row_is_written_when_its_first_call_s_is_
     finally:
         await gateway.aclose()
     assert settled == [stream.shown_usage()]
+
+
+async def test_a_call_in_flight_at_aclose_gets_the_shutdown_error_from_its_fallback(
+        fake_upstream: FakeUpstream, tmp_path: Any, redis_url: str) -> None:
+    # Review: in the library, a call in flight when its Gateway closed met the
+    # closed budget gate in its fallback, and was told its budget was spent.
+    fake_upstream.reply(Reply(text="hi", input_tokens=1000, output_tokens=100))
+    fake_upstream.script(Fault(status=500, latency=30.0, times=None), provider="anthropic")
+    config = _budget_config(fake_upstream, tmp_path, redis_url=redis_url,
+                            redis_prefix=f"t{secrets.token_hex(4)}")
+    gateway = Gateway(load_config(config), environ={})
+    await gateway.start()
+    await gateway.complete(_ask("budget"))  # the gate has its Redis connection
+    in_flight = asyncio.ensure_future(gateway.complete(_ask("high-quality")))
+    while fake_upstream.calls(provider="anthropic") == 0:  # its first attempt, stalled
+        await asyncio.sleep(0.01)
+    await gateway.aclose()
+    with pytest.raises(GatewayShuttingDown) as raised:
+        await in_flight  # its fallback, "budget", is covered by a Redis budget
+    assert [a.deployment.split("/")[0] for a in raised.value.attempts] == ["high-quality"]

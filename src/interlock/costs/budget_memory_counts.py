@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from interlock.costs.budget_periods import period_bounds
+from interlock.costs.budget_periods import GRACE, period_bounds
 from interlock.costs.budget_record import ReadRecord, Recorded, Seeding, read_record
 from interlock.costs.budget_refusal import Full
 from interlock.costs.settings import Budget
@@ -103,7 +103,7 @@ class MemoryBudgetCounts:
                 self._seeded.add(key)
                 count = self._local.setdefault(key, Count())
                 count.spent += max(0, nano - count.began)
-                count.expires = max(count.expires, end + 3600)
+                count.expires = max(count.expires, end + GRACE)
 
     def _key(self, budget: Budget, pid: str, user: str | None) -> str:
         kind, name = budget.target
@@ -112,7 +112,10 @@ class MemoryBudgetCounts:
         return f"{self.key_prefix}{kind}:{name}:{pid}"
 
     def _reserve_local(self, keys: list[str], limits: list[int], amount: int,
-                       ttls: list[int]) -> Full | int:
+                       ends: list[float]) -> Full | int:
+        """Reserve `amount` on every count of `keys`, each kept until its
+        period's end (`ends`, Unix seconds) and the grace; or, if one has no
+        room, which (`Full`)."""
         # No await between the check and the increment: atomic within the loop.
         now = self.clock()
         self._let_ended_go(now)
@@ -120,9 +123,9 @@ class MemoryBudgetCounts:
         for index, (count, limit) in enumerate(zip(counts, limits, strict=True), start=1):
             if count.spent + count.reserved >= limit:
                 return Full(index, count.spent, count.reserved)
-        for count, ttl in zip(counts, ttls, strict=True):
+        for count, end in zip(counts, ends, strict=True):
             count.reserved += amount
-            count.expires = now + ttl
+            count.expires = end + GRACE
         return 0
 
     def _let_ended_go(self, now: float) -> None:

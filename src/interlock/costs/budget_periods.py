@@ -12,6 +12,28 @@ from interlock.catalog import Deployment
 from interlock.costs.settings import Budget
 from interlock.types import ChatRequest
 
+# How long a count outlives its period (in Redis and in memory): a call admitted
+# just before the end still finds its count when it settles.
+GRACE = 3600
+
+
+def ttl_until(end: float, now: float) -> int:
+    """Seconds from `now` that the count of a period ending at `end` (Unix
+    seconds) lives: to the end, then the grace. At least 1, for Redis's EXPIRE
+    deletes a key given 0 or less.
+
+    Worked out at each send to Redis, never carried from when a call was
+    admitted: a settle sent hours later (after an outage) would keep its count
+    that many hours past its period. Relative seconds, not an EXPIREAT: `end`
+    and `now` come from the replica's own clock, which also chose the
+    period's key, so the count lives the grace past the period's end as that
+    replica sees it. A replica off by X moves the expiry by X (one behind
+    keeps the key until end + grace + X, true time), exactly as long as it
+    still writes to that key; Redis's clock moves nothing (an absolute time,
+    on a Redis clock ahead by more than the grace, would drop a count a
+    replica still uses). The script's time on its way (a stall) adds to it."""
+    return max(1, int(end - now) + GRACE)
+
 
 def period_id(budget: Budget, now: float) -> tuple[str, float]:
     """(id of the period `now` falls in, seconds until it ends); calendar periods in UTC."""

@@ -20,9 +20,9 @@ back): what was owed to it is let go. A Redis that lacks a period's count (it
 lost its data) is given the ledger's record of it; the hashes created while
 that record is being read are claimed, so the record lands in them however late.
 
-Imports: the standard library, `costs.budget_memory_counts`, `costs.budget_periods`,
-`costs.budget_record`, `costs.budget_refusal`, `costs.budget_scripts`, `costs.settings`;
-`redis.asyncio` lazily.
+Imports: the standard library, `costs.budget_closing`, `costs.budget_memory_counts`,
+`costs.budget_owed_settle`, `costs.budget_periods`, `costs.budget_record`,
+`costs.budget_redis_client`, `costs.budget_refusal`, `costs.settings`.
 """
 
 from __future__ import annotations
@@ -32,13 +32,15 @@ import logging
 import secrets
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
+from interlock.costs.budget_closing import Closing
 from interlock.costs.budget_memory_counts import MemoryBudgetCounts
-from interlock.costs.budget_periods import period_id
+from interlock.costs.budget_owed_settle import OwedSettle
+from interlock.costs.budget_periods import period_id, ttl_until
 from interlock.costs.budget_record import RECORD_RETRY, ReadRecord, Seeding
+from interlock.costs.budget_redis_client import connect
 from interlock.costs.budget_refusal import Full
-from interlock.costs.budget_scripts import RESERVE, SEED, SETTLE, SPEND
 from interlock.costs.settings import Budget
 
 # The gate's logger: operators filter and configure budgets' messages by it.
@@ -57,33 +59,9 @@ MAX_UNSETTLED = 10_000
 MARK_MISSING = -2
 
 
-class OwedSettle(NamedTuple):
-    """A settle owed to Redis: of a reservation made there (`SETTLE`), or, with
-    `ended` (Unix seconds), the cost of a call counted in memory (`SPEND`,
-    with its budgets' seeding marks when there is a ledger). `ends`: when each
-    key's period ends (Unix seconds); a key whose period has ended is sent
-    nothing (no call counts on it any more, and its seeding mark may be gone
-    for good: only current periods are seeded)."""
-
-    keys: list[str]
-    ticket_id: str
-    actual: int
-    ttls: list[int]
-    ends: list[float]
-    ended: float | None = None
-    marks: tuple[str, ...] = ()
-
-    def only(self, indices: Sequence[int]) -> OwedSettle:
-        """This settle for the keys at `indices` alone."""
-        return self._replace(keys=[self.keys[i] for i in indices],
-                             ttls=[self.ttls[i] for i in indices],
-                             ends=[self.ends[i] for i in indices],
-                             marks=tuple(self.marks[i] for i in indices) if self.marks else ())
-
-
-class RedisBudgetCounts(MemoryBudgetCounts):
-    """The counts in Redis when `redis_url` is set, in memory when it is not or
-    while Redis is away (`_use_local`)."""
+class RedisBudgetCounts(MemoryBudgetCounts, Closing):
+    """The counts in Redis when `redis_url` is set, in memory when it is not,
+    while Redis is away, or once the gate has closed (`_use_local`)."""
 
     def __init__(self, budgets: Sequence[Budget], *, clock: Callable[[], float] | None,
                  key_prefix: str, record: ReadRecord | None, redis_url: str | None,
@@ -143,7 +121,7 @@ class RedisBudgetCounts(MemoryBudgetCounts):
 
     async def _reserve_shared(self, budgets: Sequence[Budget],
                               periods: Sequence[tuple[str, float]], keys: list[str],
-                              limits: list[int], amount: int, ttls: list[int],
+                              limits: list[int], amount: int,
                               ends: list[float], ticket_id: str) -> Full | int | None:
         """`_reserve_redis`, for a count Redis lacks (it lost its data) after its
         seeding from the ledger's record has begun (`_seed_redis`). None: Redis
@@ -159,8 +137,8 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         if held is not None:
             limits = [limit - owed - reserved
                       for limit, (owed, reserved) in zip(limits, held, strict=True)]
-        refused = await self._reserve_seeded(budgets, periods, keys, limits, amount, ttls,
-                                             ends, ticket_id)
+        refused = await self._reserve_seeded(budgets, periods, keys, limits, amount, ends,
+                                             ticket_id)
         if held is not None and isinstance(refused, Full):  # told with what is held here
             owed, reserved = held[refused.index - 1]
             return Full(refused.index, refused.spent + owed, refused.reserved + reserved)
@@ -168,26 +146,30 @@ class RedisBudgetCounts(MemoryBudgetCounts):
 
     async def _reserve_seeded(self, budgets: Sequence[Budget],
                               periods: Sequence[tuple[str, float]], keys: list[str],
-                              limits: list[int], amount: int, ttls: list[int],
+                              limits: list[int], amount: int,
                               ends: list[float], ticket_id: str) -> Full | int | None:
-        if self._record_owed():
+        if self._record_owed() and not self._shutting:
             # Whatever the marks say: another replica's seeding leaves the
             # hashes this gate claimed to this gate's record.
             self._seed_redis()
         if (seeding := self._seeding_under_way()) is not None:  # wait what is left of it
             await seeding.wait()
+            if not await self._use_redis():  # the gate closed meanwhile, or Redis failed
+                return None
         claim = self._claiming()
         marks = () if claim or self.record is None else [
             self._mark(b, pid) for b, (pid, _) in zip(budgets, periods, strict=True)]
-        refused = await self._reserve_redis(keys, limits, amount, ttls, ends, ticket_id,
+        refused = await self._reserve_redis(keys, limits, amount, ends, ticket_id,
                                             marks, claim)
-        if refused != -2:
+        if refused != MARK_MISSING:
             return refused
+        if self._shutting:  # no seeding now: counted in memory
+            return None
         seeding = self._seed_redis()
         await seeding.wait()
         if not await self._use_redis():  # the seeding found Redis gone
             return None
-        return await self._reserve_redis(keys, limits, amount, ttls, ends, ticket_id,
+        return await self._reserve_redis(keys, limits, amount, ends, ticket_id,
                                          claim=self._claiming())
 
     async def _seeded_for_reading(self, marks: Sequence[str]) -> None:
@@ -205,33 +187,39 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         distinct = set(marks)
         lost = self._record_owed() or (distinct and self._claiming() is None and (
             await self._redis.exists(*distinct) < len(distinct)))
-        if lost:
+        if lost and not self._shutting:
             self._seed_redis()
         if (seeding := self._seeding_under_way()) is not None:
             await seeding.wait()
 
     async def _reserve_redis(self, keys: list[str], limits: list[int], amount: int,
-                             ttls: list[int], ends: list[float], ticket_id: str,
+                             ends: list[float], ticket_id: str,
                              marks: Sequence[str] = (),
                              claim: str | None = None) -> Full | int | None:
-        args = [amount, ticket_id, len(keys), *limits, *ttls]
+        now = self.clock()  # each expiry from its period's end, at the send (`ttl_until`)
+        args = [amount, ticket_id, len(keys), *limits, *(ttl_until(end, now) for end in ends)]
         if claim is not None:
             args.append(claim)
+        undo = OwedSettle(keys, ticket_id, 0, ends)
         call = self._survive(self._reserve(keys=[*keys, *marks], args=args))
+        # Cut by the gate's close (nothing else cancels it), the script may have
+        # reserved all the same: its undo is owed, and counted as given up.
+        call.add_done_callback(lambda task: self._owe(undo) if task.cancelled() else None)
         try:
             result = await asyncio.shield(call)
         except asyncio.CancelledError:
+            if self._cut_by_close(call):  # counted in memory: the gate is closing
+                return None
             # The request was cancelled (its client left) while the script was on
             # its way: Redis may reserve all the same, with no ticket to give it
             # back, holding the amount until the period ends. Undo it once known.
-            call.add_done_callback(lambda _: self._survive(
-                self._settle_redis(keys, ticket_id, 0, ttls, ends)))
+            call.add_done_callback(lambda task: None if task.cancelled() else self._undo(undo))
             raise
         except Exception as exc:
             # The script may still run (a stall past the timeout): give it up by
             # its id once Redis answers, which undoes it or keeps it from holding.
             self._redis_failed(exc)
-            self._owe(OwedSettle(keys, ticket_id, 0, ttls, ends))
+            self._owe(OwedSettle(keys, ticket_id, 0, ends))
             return None
         if not self._on_redis:
             self._on_redis = True
@@ -263,24 +251,41 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         return held if any(owed or reserved for owed, reserved in held) else None
 
     async def _settle_redis(self, keys: list[str], ticket_id: str, actual: int,
-                            ttls: list[int], ends: list[float]) -> None:
+                            ends: list[float]) -> None:
         """Settle a reservation made in Redis there, now or, if Redis is away,
         once it answers again (`_settle_unsettled`)."""
-        await self._settle_now_or_owe(OwedSettle(keys, ticket_id, actual, ttls, ends))
+        await self._settle_now_or_owe(OwedSettle(keys, ticket_id, actual, ends))
+
+    def _undo(self, settle: OwedSettle) -> None:
+        """Give back a reservation whose caller left: as any settle, or, the
+        gate closed, owed (for `start` to send), not told as a call's end."""
+        if self._closed:
+            self._owe(settle)
+        else:
+            self._survive(self._settle_now_or_owe(settle))
 
     async def _spend_redis(self, keys: list[str], ticket_id: str, actual: int,
-                           ttls: list[int], ends: list[float], marks: Sequence[str]) -> None:
+                           ends: list[float], marks: Sequence[str]) -> None:
         """Add the cost of a call counted in memory (it ended now) to Redis's
         counts, now or once it answers again (`budget_scripts.SPEND`)."""
         if actual > 0:
             await self._settle_now_or_owe(OwedSettle(
-                keys, ticket_id, actual, ttls, ends, self.clock(), tuple(marks)))
+                keys, ticket_id, actual, ends, self.clock(), tuple(marks)))
 
     async def _settle_now_or_owe(self, settle: OwedSettle) -> None:
         # One task from the send to the queueing of what Redis did not take: a
         # caller cancelled meanwhile (its client left) loses none of it.
-        lost_data = await asyncio.shield(self._survive(self._send_or_owe(settle)))
-        if lost_data and self._claiming() is None:
+        if self._closed:
+            self._tell_closed()
+            return
+        task = self._survive(self._send_or_owe(settle))
+        try:
+            lost_data = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if self._cut_by_close(task):  # given up by `aclose`, which tells it
+                return
+            raise
+        if lost_data and self._claiming() is None and not self._shutting:
             # Redis lost its data: seeded as a call would. Begun here, once the
             # caller is back, not in the task: the record read then holds what
             # the caller does before its next await (the call's ledger row). A
@@ -299,7 +304,11 @@ class RedisBudgetCounts(MemoryBudgetCounts):
             # record ends SPEND reads are not there yet. Sent once it lands.
             self._owe(live, seedings=seedings)
             return False
-        codes = await self._sent(live) if await self._use_redis() else None
+        try:
+            codes = await self._sent(live) if await self._use_redis() else None
+        except asyncio.CancelledError:  # by the gate's close: owed, which it counts
+            self._owe(live)
+            raise
         if codes is None:
             self._owe(live)
             return False
@@ -313,12 +322,16 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         spent, or why it waits; `SETTLE`: a key's spent, or 0); None: Redis
         failed. Run in a task of its own (`_survive`): a cancelled caller
         leaves it to end and to queue what is left."""
+        # Worked out now, not when the call was admitted (`ttl_until`): a settle
+        # owed through an outage would keep its count that long past its period.
+        now = self.clock()
+        ttls = [ttl_until(end, now) for end in settle.ends]
         if settle.ended is None:
             script, keys = self._settle_script, settle.keys
-            args: list[Any] = [settle.ticket_id, settle.actual, *settle.ttls]
+            args: list[Any] = [settle.ticket_id, settle.actual, *ttls]
         else:
             script, keys = self._spend_script, [*settle.keys, *settle.marks]
-            args = [settle.ticket_id, settle.actual, repr(settle.ended), *settle.ttls]
+            args = [settle.ticket_id, settle.actual, repr(settle.ended), *ttls]
         try:
             result = await script(keys=keys, args=args)
         except Exception as exc:
@@ -435,7 +448,7 @@ class RedisBudgetCounts(MemoryBudgetCounts):
                 seedings = self._seedings
                 codes = await self._sent(settle)
                 if (codes is not None and MARK_MISSING in codes and not seeded_here
-                        and self._claiming() is None):
+                        and self._claiming() is None and not self._shutting):
                     seeded_here = True  # Redis lost its data: seed it, as a call would
                     await self._seed_redis().wait()
                     seedings = self._seedings
@@ -515,6 +528,8 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         return seeding if seeding is not None and seeding.pending else None
 
     async def _add_to_redis(self, until: datetime) -> None:
+        if self._shutting:  # asked for just before the close, which cancels the seeding
+            return
         record = await self._read(until, (
             f"counting in Redis from what it has; asked again in {RECORD_RETRY:g} s, "
             "and added to the counts begun meanwhile"))
@@ -529,7 +544,7 @@ class RedisBudgetCounts(MemoryBudgetCounts):
             keys = [self._key(budget, pid, who) for who in amounts]
             try:
                 await self._seed_script(keys=[self._mark(budget, pid), *keys],
-                                        args=[int(left) + 3600, self._claim,
+                                        args=[ttl_until(now + left, now), self._claim,
                                               repr(until.timestamp()), *amounts.values()])
             except Exception as exc:
                 self._redis_failed(exc)
@@ -543,39 +558,22 @@ class RedisBudgetCounts(MemoryBudgetCounts):
         self._send_owed()
 
     def _use_local(self) -> bool:
-        return not self.redis_url or self.clock() < self._redis_down_until
+        return not self.redis_url or self._closed or self.clock() < self._redis_down_until
 
     async def _use_redis(self) -> bool:
         url = self.redis_url
         if url is None or self._use_local():
             return False
         if self._redis is None:
-            import redis.asyncio as aioredis
-            from redis.asyncio.retry import Retry
-            from redis.backoff import NoBackoff
-            from redis.exceptions import ConnectionError as RedisConnectionError
-
-            # One retry, at once, on a connection error only: a pooled connection
-            # that died while Redis restarted fails once though Redis is back,
-            # which must not count as an outage; a stalled Redis (a timeout)
-            # still costs one timeout. Blocking pool: a burst of calls waits
-            # briefly for a connection (at least a second) instead of failing
-            # over to local counts.
-            retry = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
-            pool = aioredis.BlockingConnectionPool.from_url(
-                url, max_connections=32, timeout=max(1.0, self.redis_timeout),
-                socket_timeout=self.redis_timeout, socket_connect_timeout=self.redis_timeout,
-                retry=retry)
-            self._redis = aioredis.Redis(connection_pool=pool, retry=retry)
-            self._reserve = self._redis.register_script(RESERVE)
-            self._settle_script = self._redis.register_script(SETTLE)
-            self._seed_script = self._redis.register_script(SEED)
-            self._spend_script = self._redis.register_script(SPEND)
+            if self._closing:  # no new client: the close would not close it
+                return False
+            (self._redis, self._reserve, self._settle_script, self._seed_script,
+             self._spend_script) = connect(url, self.redis_timeout)
         return True
 
     def _redis_failed(self, exc: Exception) -> None:
         self._redis_down_until = self.clock() + self.retry_interval
-        if not self._on_redis:  # the same outage
+        if not self._on_redis or self._shutting:  # the same outage, or commands cut by the close
             return
         self._on_redis = False
         log.warning("budget counts fall back to this process: Redis failed (%s); trying "

@@ -48,10 +48,12 @@ are doubles, exact up to 2**53 nano-dollars (about $9 million per period).
 
 Where each part lives: the counts in memory (`budget_memory_counts`) and in
 Redis (`budget_redis_counts`, which builds on them and the gate on it), the
-ledger's record (`budget_record`), periods and coverage (`budget_periods`), and
-what a refusal says (`budget_refusal`).
+gate's close (`budget_closing`), the ledger's record (`budget_record`),
+periods and coverage (`budget_periods`), and what a refusal says
+(`budget_refusal`).
 
-Imports: the standard library, `mocked`, `catalog`, `dispatch.gates`, `tokens`, `types`,
+Imports: the standard library, `errors`, `mocked`, `catalog`, `dispatch.gates`, `tokens`,
+`types`,
 `costs.budget_memory_counts`, `costs.budget_periods`, `costs.budget_record`,
 `costs.budget_redis_counts`, `costs.budget_refusal`, `costs.prices`, `costs.settings`,
 `costs.usd`.
@@ -83,11 +85,16 @@ from interlock.costs.prices import PriceBook
 from interlock.costs.settings import Budget
 from interlock.costs.usd import plain_usd, to_nano
 from interlock.dispatch.gates import Refusal
+from interlock.errors import GatewayShuttingDown
 from interlock.mocked import mock_text
 from interlock.tokens import billed_usage
 from interlock.types import ChatRequest, ChatResponse
 
 log = logging.getLogger(__name__)
+
+# Seconds `aclose` gives the settles under way to reach Redis; those left then
+# are given up: a stalled Redis must not hold a shutdown for its own timeout.
+CLOSE_WAIT = 2.0
 
 # Importable from here, where they were before the gate's parts moved to modules of their own.
 __all__ = [
@@ -103,8 +110,6 @@ class BudgetTicket:
     request: ChatRequest
     keys: list[str]
     reserved: int
-    # Seconds each key lives: its period's end, and an hour's grace.
-    ttls: list[int]
     on_redis: bool
     # Names the reservation in Redis, so that it is settled exactly once.
     id: str = ""
@@ -114,8 +119,9 @@ class BudgetTicket:
     # Counted in memory while Redis was away, with a ledger: its budgets'
     # seeding marks, which its cost's way to Redis heeds (`budget_scripts.SPEND`).
     marks: list[str] = field(default_factory=list)
-    # When each key's period ends (Unix seconds): a settle owed to Redis past
-    # it is let go (`budget_redis_counts.OwedSettle`).
+    # When each key's period ends (Unix seconds): each count's expiry is worked
+    # out from it whenever it is sent, and a settle owed to Redis past it is let
+    # go (`budget_owed_settle.OwedSettle`).
     ends: list[float] = field(default_factory=list)
 
     async def release(self, response: ChatResponse | None) -> None:
@@ -160,6 +166,9 @@ class BudgetGate(RedisBudgetCounts):
         self._unpriced_warned: set[str] = set()
         # Counting (`begin`): budgets that appear from then on are seeded on their own.
         self._begun = False
+        # The key budgets as they were when the first change came while the gate
+        # was closing or closed: `start` seeds those that appeared since.
+        self._keys_at_close: dict[str, Budget] | None = None
         # Refusals by budget: (target, name, period), as /metrics labels them.
         self.refusals: dict[tuple[str, str, str], int] = {}
 
@@ -175,6 +184,17 @@ class BudgetGate(RedisBudgetCounts):
         (Redis seeds a count it lacks by itself: `_reserve_shared`)."""
         before = self.key_budgets
         self.key_budgets = {b.target[1]: b for b in budgets}
+        if self._shutting:
+            # No new reads (nothing would end them): `start` reads those that
+            # appeared since the first change made while closed.
+            if self._keys_at_close is None:
+                self._keys_at_close = before
+            return
+        self._seed_appeared(before)
+
+    def _seed_appeared(self, before: dict[str, Budget]) -> None:
+        """Read the ledger's record of the key budgets not in `before` (or of
+        another period), when counting in memory (`set_key_budgets`)."""
         if not self._begun or not self._use_local():
             return
         now = self.clock()
@@ -192,6 +212,8 @@ class BudgetGate(RedisBudgetCounts):
 
     async def acquire(self, deployment: Deployment,
                       request: ChatRequest) -> BudgetTicket | Refusal:
+        """A ticket, or a refusal by the first budget with no room; once the
+        gate closes, a call a shared budget covers raises `GatewayShuttingDown`."""
         applicable = [b for b in self.budgets if covers(b, deployment, request)]
         if self.key_budgets and request.api_key_id is not None:
             own = self.key_budgets.get(request.api_key_id)
@@ -199,6 +221,11 @@ class BudgetGate(RedisBudgetCounts):
                 applicable.append(own)
         if not applicable:
             return _FREE
+        if self.shared and (self._closed or (self._closing and self._redis is None)):
+            # Its counts are Redis's, out of reach now (closing, no client is
+            # made): one in memory would begin from nothing and admit a call
+            # on a spent budget.
+            raise _closed()
         # A mocked answer holds nothing and costs nothing (its ledger row charges
         # $0), but is still refused by a spent budget, as a real call would be.
         mocked = mock_text(request, deployment) is not None
@@ -218,7 +245,6 @@ class BudgetGate(RedisBudgetCounts):
         amount = min(amount, max(limits))
         # Each count lives as long as its own period: a minute's budget beside
         # a month's would otherwise keep a month of dead minutes.
-        ttls = [int(left) + 3600 for _, left in periods]
         ends = [now + left for _, left in periods]
         ticket_id = secrets.token_hex(8)
         on_redis = await self._use_redis()
@@ -227,13 +253,15 @@ class BudgetGate(RedisBudgetCounts):
         refused: int | Full | None = None
         if on_redis:
             refused = await self._reserve_shared(applicable, periods, keys, limits, amount,
-                                                 ttls, ends, ticket_id)
+                                                 ends, ticket_id)
+            if refused is None and self._shutting:  # cut by the close, or no seeding now
+                raise _closed()
         if refused is None:  # on local counts, or Redis failed just now
             on_redis = False
             seeding = self._local_seed
             if seeding is not None and seeding.pending:
                 await seeding.wait()
-            refused = self._reserve_local(keys, limits, amount, ttls)
+            refused = self._reserve_local(keys, limits, amount, ends)
         if isinstance(refused, Full):
             budget = applicable[refused.index - 1]
             kind, name = budget.target
@@ -243,16 +271,22 @@ class BudgetGate(RedisBudgetCounts):
                             else to_nano(expected), periods[refused.index - 1][1])
         marks = [] if on_redis or not self.shared or self.record is None else [
             self._mark(b, pid) for b, (pid, _) in zip(applicable, periods, strict=True)]
-        return BudgetTicket(self, deployment, request, keys, amount, ttls, on_redis,
+        return BudgetTicket(self, deployment, request, keys, amount, on_redis,
                             ticket_id, mocked=mocked, marks=marks, ends=ends)
 
     async def start(self) -> None:
         """At the gateway's start: counted in memory, the counts begin from the
         ledger's record of their periods; with Redis, which keeps them, only if it
         does not answer now (`probe`). Waits for the record at most `SEED_WAIT`."""
+        self._opened()
         if self.shared and not self._begun:
             await self.probe()
         self.begin()
+        # The gateway hands over its keys' budgets before this start (review):
+        # those that appeared while closed begin from the ledger too.
+        before, self._keys_at_close = self._keys_at_close, None
+        if before is not None:
+            self._seed_appeared(before)
         if self._local_seed is not None:
             await self._local_seed.wait()
 
@@ -322,16 +356,58 @@ class BudgetGate(RedisBudgetCounts):
         return rows
 
     async def aclose(self) -> None:
-        for seeding in (self._local_seed, self._redis_seed):
-            if seeding is not None:
-                await seeding.aclose()
-        if self._background:  # a settle a cancelled request left behind still counts
-            await asyncio.wait(self._background, timeout=2.0)
-        if self._redis is not None:
-            await self._redis.aclose(close_connection_pool=True)
-            self._redis = None
+        """Stop counting through Redis: the settles under way (a cancelled
+        request's among them) and those owed from an outage, if Redis answers,
+        get `CLOSE_WAIT` to reach it on the client there is; those left are
+        given up (`_end_background`). Closed, the gate refuses the calls a
+        shared budget covers, and counts those that end in memory only,
+        opening no Redis connection. Cancelled midway, it still closes what it
+        opened. `start` opens the gate again."""
+        self._closing = True
+        try:
+            for seeding in (self._local_seed, self._redis_seed):
+                if seeding is not None:
+                    await seeding.aclose()
+            if not self._use_local():  # Redis answers: what is owed goes now
+                self._send_owed()
+            await self._end_background()
+        finally:
+            # Closed before the client is: no command can open it again.
+            self._closed, self._closing = True, False
+            for task in self._background:  # only if cancelled midway
+                task.cancel()
+            redis, self._redis = self._redis, None
+            if redis is not None:
+                await redis.aclose(close_connection_pool=True)
 
     # ------------------------------------------------------------------ internals
+
+    async def _end_background(self) -> None:
+        """Wait `CLOSE_WAIT` for the Redis calls under way, then cancel those
+        left (a cancelled settle is kept as owed), and give up, in one warning,
+        the settles still owed. What a cancel sets off (a reservation's undo)
+        sends nothing now that the gate is closed: ended in a turn or two."""
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=CLOSE_WAIT)
+        for _ in range(3):
+            left = set(self._background)
+            if not left:
+                break
+            for task in left:
+                task.cancel()
+            await asyncio.wait(left, timeout=CLOSE_WAIT)
+        given_up = len(self._unsettled) + len(self._unseeded)
+        for settle in (*self._unsettled, *self._unseeded):
+            if settle.ended is not None:
+                # Its amount is no longer owed (as when too many are: `_owe`):
+                # held on in the counts, it would hold a reopened gate back.
+                self._owed_paid(settle)
+        if given_up:
+            log.warning("budgets: closing, %d settle(s) owed to Redis were given up (not "
+                        "taken within %g s): their calls' cost is missing from the shared "
+                        "count (the ledger has it), and a reservation among them holds until "
+                        "its period ends", given_up, CLOSE_WAIT)
+        self._unsettled, self._unseeded = [], []
 
 
     def _warn_unpriced(self, deployment: Deployment) -> None:
@@ -345,7 +421,7 @@ class BudgetGate(RedisBudgetCounts):
     async def _settle(self, ticket: BudgetTicket, actual: int) -> None:
         if ticket.on_redis:
             # Where it was reserved, even if Redis is away now (then once it is back).
-            await self._settle_redis(ticket.keys, ticket.id, actual, ticket.ttls, ticket.ends)
+            await self._settle_redis(ticket.keys, ticket.id, actual, ticket.ends)
             if self._use_local():
                 # While Redis is away this process counts on its own: with the spend.
                 for key in ticket.keys:
@@ -358,14 +434,25 @@ class BudgetGate(RedisBudgetCounts):
             if self.shared:
                 # Counted in memory while Redis was away: the shared count must
                 # have it too, or once Redis is back every replica admits it again.
-                await self._spend_redis(ticket.keys, ticket.id, actual, ticket.ttls,
-                                        ticket.ends, ticket.marks)
+                await self._spend_redis(ticket.keys, ticket.id, actual, ticket.ends,
+                                        ticket.marks)
         finally:
             # The hold goes only now: given back before the send, the cost was
             # held against Redis's limits by neither for its round trip, and
             # calls arriving meanwhile passed on a count without it (review).
             for count in counts:
                 count.reserved = max(0, count.reserved - ticket.reserved)
+
+
+def _closed() -> GatewayShuttingDown:
+    """What a call a shared budget covers gets once the gate closes (`aclose`):
+    not a refusal (a 429 its SDK would not retry, and the dispatcher would try
+    the next candidate, as closed), but the gateway's 503 at shutdown, which a
+    client's retry sends to another replica. A new one each time: the
+    dispatcher puts the request's attempts on it."""
+    return GatewayShuttingDown(
+        "The gateway is shutting down: its budgets are closed, so a call a shared (Redis) "
+        "budget covers is not admitted here; send it again (another replica takes it).")
 
 
 class _FreeTicket:

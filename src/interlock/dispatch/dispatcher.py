@@ -62,6 +62,7 @@ from interlock.dispatch.streaming import DispatchStream, Opened, close_iterator,
 from interlock.errors import (
     BudgetExceeded,
     ContextWindowExceeded,
+    GatewayShuttingDown,
     InterlockError,
     InvalidRequest,
     NoDeploymentAvailable,
@@ -474,6 +475,9 @@ class Dispatcher:
         for gate in self._gates:
             try:
                 ticket = await gate.acquire(d, run.request)
+            except GatewayShuttingDown as error:  # closed: no candidate is tried after it
+                await _release_tickets(tickets, None)
+                raise self._with_attempts(error, run) from None
             except BaseException:  # cancelled at a later gate: the earlier ones' go back
                 await _release_tickets(tickets, None)
                 raise

@@ -45,5 +45,7 @@ class AttemptGate(Protocol):
                       request: ChatRequest) -> GateTicket | str | None:
         """A ticket to go ahead; None, or a text saying why for the client's
         error (a `Refusal` to say when it will pass again), to skip this
-        deployment for this request."""
+        deployment for this request. One that can take no call at all any
+        more (a budget gate closed at shutdown) raises `GatewayShuttingDown`:
+        the request stops there, with no other candidate tried."""
         ...
