@@ -316,3 +316,26 @@ def test_an_llm_router_without_a_judge_group_is_refused_at_construction(tmp_path
     with pytest.raises(ValueError, match="judge_group"):
         _controller(None, routers=["llm"],
                     config={"llm": {"checkpoint_path": str(tmp_path / "llm")}})
+
+
+@pytest.mark.parametrize(("name", "command"), [
+    ("mf", "`interlock train mf --data FILE --out DIR`"),
+    # RouteLLM's names for our classifier and llm: `interlock train bert` does not exist.
+    ("bert", "RouteLLM's bert router is Interlock's classifier: make DIR with "
+             "`interlock train classifier --data FILE --out DIR`"),
+    ("causal_llm", "`interlock train llm --data FILE --out DIR`"),
+    ("my_router", "`interlock train KIND --data FILE --out DIR`, KIND one of random, "
+                  "sw_ranking, mf, knn, classifier, llm"),
+])
+def test_a_router_without_a_checkpoint_is_told_a_train_command_that_exists(name, command):
+    with pytest.raises(ValueError) as info:
+        _controller(None, routers=[name], config={})
+    assert f"config={{'{name}': {{'checkpoint_path': DIR}}}}" in str(info.value)
+    assert command in str(info.value)
+
+
+def test_a_garbled_checkpoint_manifest_is_refused_saying_how_to_remake_it(tmp_path):
+    (tmp_path / "mf").mkdir()
+    (tmp_path / "mf" / "manifest.json").write_text("{garbled")
+    with pytest.raises(RouterNotTrained, match="is damaged or incomplete"):
+        _controller(None, config={"mf": {"checkpoint_path": str(tmp_path / "mf")}})

@@ -17,7 +17,7 @@ with what to write instead, not as an "unknown model" from the gateway. Like
 of the config's `ledger:` settings).
 
 Imports: the standard library, `client`, `config`, `errors`, `routing.artefacts`,
-`routing.policy`.
+`routing.learned.registry`, `routing.policy`.
 """
 
 from __future__ import annotations
@@ -51,10 +51,33 @@ def _check_router_names(routers: Any) -> list[str]:
 
 
 def _router_kind(name: str, options: Mapping[str, Any]) -> str | None:
-    """The kind of router a checkpoint holds (None when it has no manifest yet:
-    loading it then fails, saying how to train one)."""
+    """The kind of router a checkpoint holds (None when it has no manifest, or an
+    unreadable one: loading it then fails, saying what is wrong and what to do)."""
     manifest = Path(str(options["checkpoint_path"])) / "manifest.json"
-    return str(read_manifest(manifest).get("router")) if manifest.is_file() else None
+    try:
+        return str(read_manifest(manifest).get("router")) if manifest.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+# RouteLLM's names for the routers Interlock has under another name.
+_ROUTELLM_KINDS = {"bert": "classifier", "causal_llm": "llm"}
+
+
+def _train_hint(name: str) -> str:
+    """How to make a checkpoint for a router named `name`: the name is free, the
+    kind given to `interlock train` is not (RouteLLM's `bert` is our classifier)."""
+    # Here, not at the top: the registry imports every learned router.
+    from interlock.routing.learned.registry import ROUTER_NAMES
+
+    if name in ROUTER_NAMES:
+        return f"make DIR with `interlock train {name} --data FILE --out DIR`"
+    if name in _ROUTELLM_KINDS:
+        kind = _ROUTELLM_KINDS[name]
+        return (f"RouteLLM's {name} router is Interlock's {kind}: make DIR with "
+                f"`interlock train {kind} --data FILE --out DIR`")
+    return (f"make DIR with `interlock train KIND --data FILE --out DIR`, KIND one of "
+            f"{', '.join(ROUTER_NAMES)}")
 
 
 def _check_threshold(threshold: Any, model: str) -> None:
@@ -107,7 +130,7 @@ class Controller:
             if "checkpoint_path" not in options:
                 raise ValueError(
                     f"router {name!r} needs config={{'{name}': {{'checkpoint_path': DIR}}}}; "
-                    f"make DIR with `interlock train {name} --data FILE --out DIR`")
+                    f"{_train_hint(name)}")
             if _router_kind(name, options) == "llm" and not options.get("judge_group"):
                 raise ValueError(
                     f"router {name!r} is an llm router, which asks a judge model about every "
