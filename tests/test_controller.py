@@ -339,3 +339,20 @@ def test_a_garbled_checkpoint_manifest_is_refused_saying_how_to_remake_it(tmp_pa
     (tmp_path / "mf" / "manifest.json").write_text("{garbled")
     with pytest.raises(RouterNotTrained, match="is damaged or incomplete"):
         _controller(None, config={"mf": {"checkpoint_path": str(tmp_path / "mf")}})
+
+
+def test_routellm_s_arguments_may_be_given_by_position_in_its_order(
+        mf_checkpoint, provider_env, fake_upstream):
+    # RouteLLM: Controller(routers, strong_model, weak_model, config, api_base, api_key,
+    # progress_bar).
+    client = Controller(["mf"], "openai/gpt-4o", "openai/gpt-4o-mini",
+                        {"mf": {"checkpoint_path": str(mf_checkpoint)}},
+                        fake_upstream.base_url("openai"), "sk-positional-key", False)
+    try:
+        response = client.completion(model="router-mf-1", messages=[
+            {"role": "user", "content": EASY[0]}])
+    finally:
+        client.close()
+    assert response.interlock["model_group"] == "weak"
+    assert [(r.provider, r.headers["authorization"]) for r in fake_upstream.received] == [
+        ("openai", "Bearer sk-positional-key")]

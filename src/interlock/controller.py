@@ -114,12 +114,15 @@ class _Chat:
 
 
 class Controller:
-    def __init__(self, routers: Sequence[str], strong_model: str, weak_model: str, *,
+    # RouteLLM's arguments, in its order, may be given by position; ours after them
+    # by name only.
+    def __init__(self, routers: Sequence[str], strong_model: str, weak_model: str,
                  config: Mapping[str, Mapping[str, Any]] | None = None,
                  api_base: str | None = None, api_key: str | None = None,
+                 progress_bar: bool = False, *,
                  environ: Mapping[str, str] | None = None,
                  ledger: str | Mapping[str, Any] | None = None,
-                 progress_bar: bool = False, **router_settings: Any) -> None:
+                 **router_settings: Any) -> None:
         del progress_bar  # accepted for RouteLLM compatibility; nothing to show
         names = _check_router_names(routers)
         router_defs: dict[str, Any] = {}
