@@ -69,6 +69,23 @@ def test_eval_reports_bad_input_without_a_traceback(tmp_path: Path) -> None:
     assert half.exit_code == 2 and "both" in half.output
 
 
+def test_eval_of_one_model_says_two_are_needed_not_that_prices_are(tmp_path: Path) -> None:
+    data = tmp_path / "one.csv"
+    data.write_text("prompt,only-model\n" + "".join(f"q{i},{i % 2}\n" for i in range(20)))
+    result = CliRunner().invoke(app, ["eval", "--data", str(data), "--routers", "knn"])
+    assert result.exit_code == 2, result.output
+    assert "outcomes for 1: only-model" in result.output
+    assert "at least two models" in result.output and "price" not in result.output
+
+
+def test_eval_with_too_few_prompts_for_the_folds_says_what_to_change(tmp_path: Path) -> None:
+    data = _write_outcomes(tmp_path / "outcomes.csv", n=3)
+    result = CliRunner().invoke(app, ["eval", "--data", str(data), "--routers", "knn"])
+    assert result.exit_code == 2, result.output
+    assert "3 distinct prompt(s) cannot fill 5 folds" in result.output
+    assert "give at least 5 distinct prompts, or fewer folds (--folds)" in result.output
+
+
 def test_eval_checks_the_featuriser_before_the_run(tmp_path: Path) -> None:
     data = _write_outcomes(tmp_path / "outcomes.csv", n=20)
     runner = CliRunner()
