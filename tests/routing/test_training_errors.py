@@ -129,6 +129,9 @@ def test_a_byte_order_mark_in_a_csv_header_is_read(tmp_path: Path) -> None:
      ["bad.jsonl, line 2", "not valid JSON"]),
     ("prompts.txt", "q1\nq2\n", ["prompts.txt", ".txt", ".csv, .jsonl, .json, .parquet"]),
     ("latin1.csv", "prompt,a,b\ncaf\xe9,1,0\n", ["latin1.csv", "not UTF-8"]),
+    # A cell over csv's 131,072-character limit, after a quoted two-line cell.
+    ("long.csv", 'prompt,a,b\nq1,1,0\n"two\nlines",0,1\n"' + "x" * 140_000 + '",1,0\n',
+     ["long.csv, line 5: not readable as CSV", "field limit", ".jsonl or .parquet"]),
 ])
 def test_data_file_errors_say_where(tmp_path: Path, name, content, words) -> None:
     data = tmp_path / name
