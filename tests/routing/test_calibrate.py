@@ -258,6 +258,13 @@ def _two_routers(tmp_path):
     (["--budget", "5", "--strong-share", "0.3", "--costs", "1,2,3"], ["not both"]),
     (["--strong-share", "0.3", "--costs", "a,b,c"], ["--costs must be numbers", "'a,b,c'"]),
     (["--strong-share", "0.3", "--costs", "1,2"], ["--costs needs 3 costs"]),
+    # Two models have no use for --mode, but a misspelt one was passed over in silence.
+    (["--strong-share", "0.3", "--strong", "strong", "--weak", "weak", "--mode", "foo"],
+     ["--mode must be lambda or target", "'foo'"]),
+    # A percentage where a share belongs is told so, not "less than or equal to 1".
+    (["--strong-share", "30", "--strong", "strong", "--weak", "weak"],
+     ["--strong-share is a share of prompts in [0, 1] (0.3 for 30 %); got 30"]),
+    (["--strong-share", "nan", "--strong", "strong", "--weak", "weak"], ["got nan"]),
 ])
 def test_calibrate_refuses_flags_that_do_not_fit(tmp_path, args, words) -> None:
     data, three, _ = _two_routers(tmp_path)
@@ -283,3 +290,13 @@ def test_calibrate_refuses_the_llm_router_without_a_traceback(tmp_path) -> None:
                                       "--strong-share", "0.3"])
     assert result.exit_code == 2 and "cannot be calibrated offline" in result.output
     assert "Traceback" not in result.output
+
+
+def test_routellm_s_strong_model_pct_is_the_strong_share(tmp_path) -> None:
+    data, three, _ = _two_routers(tmp_path)
+    runs = [CliRunner().invoke(app, ["calibrate", str(three), "--prompts", str(data), flag,
+                                     "0.3", "--strong", "strong", "--weak", "weak"])
+            for flag in ("--strong-share", "--strong-model-pct")]
+    assert [r.exit_code for r in runs] == [0, 0], runs[1].output
+    assert runs[1].output == runs[0].output
+    assert "30.0% of 60 prompts" in runs[1].output

@@ -51,10 +51,19 @@ def _costs(text: str, models: list[str]) -> list[float]:
     return costs
 
 
-def _check_n_model(share: float | None, budget: float | None, mode: str,
-                   costs: list[float]) -> None:
+def _check_share_and_mode(share: float | None, mode: str) -> None:
+    """Checked whichever way the run goes: a two-model run has no use for --mode,
+    but a misspelt one should not pass unnoticed."""
     if mode not in MODES:
         raise ValueError(f"--mode must be {' or '.join(MODES)}, got {mode!r}")
+    # Not typer's min/max: its "should be less than or equal to 1" does not say that
+    # a percentage was given where a share belongs (RouteLLM's pct is a share too).
+    if share is not None and not 0.0 <= share <= 1.0:
+        raise ValueError(f"--strong-share is a share of prompts in [0, 1] (0.3 for 30 %); "
+                         f"got {share:g}")
+
+
+def _check_n_model(share: float | None, budget: float | None, costs: list[float]) -> None:
     if share is not None and budget is not None:
         raise ValueError("give --strong-share or --budget, not both: each sets the calibration "
                          "on its own")
@@ -87,7 +96,9 @@ def calibrate_command(
         "--prompts", help="Your prompts: JSONL with 'prompt', a text file (one per line) "
         "or an outcome CSV.")],
     strong_share: Annotated[float | None, typer.Option(
-        min=0.0, max=1.0, help="Share of prompts to send to the strong model.")] = None,
+        "--strong-share", "--strong-model-pct",
+        help="Share of prompts to send to the strong model, in [0, 1] (0.3 for 30 %; "
+             "--strong-model-pct is RouteLLM's name for it).")] = None,
     strong: Annotated[str | None, typer.Option(help="Strong model (two models).")] = None,
     weak: Annotated[str | None, typer.Option(help="Weak model (two models).")] = None,
     costs: Annotated[str | None, typer.Option(
@@ -111,6 +122,7 @@ def calibrate_command(
             raise ValueError("the llm router asks a live judge model about every prompt; it "
                              "cannot be calibrated offline. Pick its threshold on traffic "
                              "through the gateway, or calibrate another router")
+        _check_share_and_mode(strong_share, mode)
         texts = load_prompts(prompts)
         if costs is None:
             if strong_share is None:
@@ -122,7 +134,7 @@ def calibrate_command(
             _two_model(router, texts, s, w, strong_share)
         else:
             cost_list = _costs(costs, list(router.models))
-            _check_n_model(strong_share, budget, mode, cost_list)
+            _check_n_model(strong_share, budget, cost_list)
             _n_model(router, texts, cost_list, strong_share, budget, mode)
     # ConfigError: a router whose featuriser's model is not on this machine
     # (EmbeddingModelUnavailable), or without the package to load it, as train
