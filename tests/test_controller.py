@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from interlock import Controller, RouterNotTrained
-from interlock.errors import UnknownModel
+from interlock.errors import ConfigError, UnknownModel
 from interlock.routing.learned.base import load_router
 from interlock.routing.training import train_router
 
@@ -356,3 +356,14 @@ def test_routellm_s_arguments_may_be_given_by_position_in_its_order(
     assert response.interlock["model_group"] == "weak"
     assert [(r.provider, r.headers["authorization"]) for r in fake_upstream.received] == [
         ("openai", "Bearer sk-positional-key")]
+
+
+def test_config_errors_say_which_controller_argument_a_config_key_stands_for(mf_checkpoint):
+    # RouteLLM's own example pair: anyscale/ is no provider Interlock speaks.
+    with pytest.raises(ConfigError) as info:
+        Controller(routers=["mf"], strong_model="gpt-4-1106-preview",
+                   weak_model="anyscale/mistralai/Mixtral-8x7B-Instruct-v0.1",
+                   config={"mf": {"checkpoint_path": str(mf_checkpoint)}})
+    message = str(info.value)
+    assert "model_list[1].litellm_params.model: got 'anyscale/mistralai/" in message
+    assert "model_list[1] weak_model" in message and "model_list[0] is strong_model" in message

@@ -30,7 +30,7 @@ from typing import Any
 
 from interlock.client import Router, ledger_settings
 from interlock.config import load_config
-from interlock.errors import UnknownModel
+from interlock.errors import ConfigError, UnknownModel
 from interlock.routing.artefacts import read_manifest
 from interlock.routing.policy import ROUTER_NAME, parse_router_alias
 
@@ -97,6 +97,18 @@ def _deployment(group: str, model: str, api_base: str | None,
     return {"model_name": group, "litellm_params": params}
 
 
+def _load(config: dict[str, Any], environ: Mapping[str, str] | None) -> Any:
+    """The config a Controller stands for, loaded. Its errors name keys the caller
+    never wrote (`model_list[0]...`), so they are told what each stands for."""
+    try:
+        return load_config(config, environ=environ)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{exc}\n(In a Controller, model_list[0] is strong_model and model_list[1] "
+            "weak_model, routing.routers.NAME is config[NAME], and router_settings are its "
+            "other keyword arguments.)") from None
+
+
 class _Completions:
     def __init__(self, controller: Controller) -> None:
         self._controller = controller
@@ -145,14 +157,14 @@ class Controller:
         # router name -> model -> answers, as RouteLLM's Controller keeps them.
         self.model_counts: defaultdict[str, defaultdict[str, int]] = defaultdict(
             lambda: defaultdict(int))
-        loaded = load_config({
+        loaded = _load({
             "model_list": [_deployment(STRONG_GROUP, strong_model, api_base, api_key),
                            _deployment(WEAK_GROUP, weak_model, api_base, api_key)],
             "router_settings": router_settings,
             "routing": {"strong_group": STRONG_GROUP, "weak_group": WEAK_GROUP,
                         "default_group": WEAK_GROUP, "routers": router_defs},
             "general_settings": {},
-        }, environ=environ)
+        }, environ)
         # The config's default ledger is a file in the working directory: right for
         # a gateway, a surprise for a library (docs/costs.md), so none unless asked.
         loaded.ledger = ledger_settings(ledger)
