@@ -2,7 +2,8 @@
 
 An outcome table has one row per prompt and one quality score in [0, 1] per
 model (RouteLLM's CSV layout: `prompt`, then one boolean column per model).
-Battles are Chatbot Arena rows: prompt, model_a, model_b, winner.
+Battles are Chatbot Arena rows: prompt, model_a, model_b, winner (or the 55k
+set's three 0/1 winner columns).
 
 Readers accept CSV, JSONL and Parquet files, and directories of them (RouteLLM's
 MMLU data is one CSV per subject). Parquet needs pyarrow, imported where used.
@@ -302,11 +303,31 @@ def _outcomes_from(path: str | Path, files: list[tuple[Path, list[dict[str, Any]
 _BATTLE_FIELDS = ("model_a", "model_b", "winner")
 
 
+# lmsys-arena-human-preference-55k (RouteLLM's training battles) marks the
+# winner with three 0/1 columns instead of `winner`.
+_ONE_HOT_WINNERS = (("winner_model_a", "model_a"), ("winner_model_b", "model_b"),
+                    ("winner_tie", "tie"))
+
+
+def _turns_prompt(value: Any) -> str:
+    """A prompt; one written as a JSON list of the user's turns (the 55k set's
+    layout) is its first turn, as RouteLLM reads it."""
+    text = str(value)
+    if text.startswith("[") and text.endswith("]"):
+        try:
+            turns = json.loads(text)
+        except json.JSONDecodeError:
+            return text
+        if isinstance(turns, list) and turns and isinstance(turns[0], str):
+            return turns[0]
+    return text
+
+
 def _battle_prompt(record: dict[str, Any]) -> str | None:
     """The prompt of a battle row; Arena rows carry it as the first user turn."""
     for name in _PROMPT_COLUMNS:
         if name in record:
-            return str(record[name])
+            return _turns_prompt(record[name])
     conversation = record.get("conversation_a")
     if isinstance(conversation, str):
         conversation = json.loads(conversation)
@@ -324,23 +345,48 @@ def _winner(value: Any) -> str | None:
     return "tie" if text in _TIES else None
 
 
+def _one_hot_winner(record: dict[str, Any], where: str) -> str | None:
+    """The winner in the 55k layout; None when the row has none of its columns."""
+    if not any(column in record for column, _ in _ONE_HOT_WINNERS):
+        return None
+    marked = [winner for column, winner in _ONE_HOT_WINNERS
+              if str(record.get(column, "")).strip().lower() in ("1", "1.0", "true")]
+    if len(marked) != 1:
+        shown = {column: record.get(column) for column, _ in _ONE_HOT_WINNERS}
+        raise ValueError(f"{where}: exactly one of winner_model_a, winner_model_b and "
+                         f"winner_tie must be 1; got {shown}")
+    return marked[0]
+
+
+def _row_winner(record: dict[str, Any], where: str) -> str:
+    if _is_blank(record.get("winner")):
+        winner = _one_hot_winner(record, where)
+        if winner is None:
+            raise ValueError(f"{where} has no winner; each battle row needs a prompt (or "
+                             "conversation_a), model_a, model_b and winner (or "
+                             "winner_model_a, winner_model_b and winner_tie, as 0 or 1)")
+        return winner
+    winner = _winner(record["winner"])
+    if winner is None:
+        raise ValueError(f"{where}: winner must be model_a, model_b or tie; "
+                         f"got {record['winner']!r}")
+    return winner
+
+
 def _battle_row(record: dict[str, Any], where: str) -> tuple[str, str, str, str]:
     """(prompt, model_a, model_b, winner) of one row; `where` names it in errors."""
     if not isinstance(record, dict):
         raise ValueError(f"{where}: a battle row must be a JSON object, got "
                          f"{type(record).__name__}")
-    for name in _BATTLE_FIELDS:
+    for name in ("model_a", "model_b"):
         if _is_blank(record.get(name)):
             raise ValueError(f"{where} has no {name}; each battle row needs a prompt "
                              "(or conversation_a), model_a, model_b and winner")
+    winner = _row_winner(record, where)
     prompt = _battle_prompt(record)
     if prompt is None:
         raise ValueError(f"{where} has no prompt (looked for {', '.join(_PROMPT_COLUMNS)} "
                          f"and conversation_a); its keys: {sorted(record)}")
-    winner = _winner(record["winner"])
-    if winner is None:
-        raise ValueError(f"{where}: winner must be model_a, model_b or tie; "
-                         f"got {record['winner']!r}")
     return prompt, str(record["model_a"]), str(record["model_b"]), winner
 
 
