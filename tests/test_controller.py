@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from interlock import Controller, RouterNotTrained
-from interlock.errors import ConfigError, UnknownModel
+from interlock.errors import ConfigError, InvalidRequest, UnknownModel
 from interlock.routing.learned.base import load_router
 from interlock.routing.training import train_router
 
@@ -367,3 +367,20 @@ def test_config_errors_say_which_controller_argument_a_config_key_stands_for(mf_
     message = str(info.value)
     assert "model_list[1].litellm_params.model: got 'anyscale/mistralai/" in message
     assert "model_list[1] weak_model" in message and "model_list[0] is strong_model" in message
+
+
+@pytest.mark.parametrize(("prompts", "words"), [
+    ("hello", "(got a value of type str): wrap one prompt as [prompt]"),  # letter by letter
+    (["hello", None], "prompt 1 has type NoneType, not str"),  # was an AttributeError
+    (42, "(got a value of type int)"),
+])
+def test_router_win_rates_checks_its_prompts(mf_checkpoint, prompts, words):
+    client = _controller(mf_checkpoint)
+    try:
+        with pytest.raises(InvalidRequest) as info:
+            client.router.win_rates("mf", prompts)
+        assert client.router.win_rates("mf", ("hello", "prove it")) == pytest.approx(
+            client.batch_calculate_win_rate(["hello", "prove it"], "mf"))
+    finally:
+        client.close()
+    assert words in str(info.value)
