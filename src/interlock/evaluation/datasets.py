@@ -51,8 +51,8 @@ def _find_questions(judgements: Path) -> Path:
         if candidate.is_file():
             return candidate
     raise FileNotFoundError(
-        f"{judgements} holds MT-Bench judgements; pass the question file "
-        f"(looked for {' or '.join(_QUESTION_FILE_NAMES)} beside it)"
+        f"{judgements} holds MT-Bench judgements; pass the question file with "
+        f"--questions FILE (looked for {' or '.join(_QUESTION_FILE_NAMES)} beside it)"
     )
 
 
@@ -66,11 +66,20 @@ def _first_turns(questions: Path) -> dict[Any, str]:
     return prompts
 
 
+def _judge_score(value: Any, judgements: Path, number: int) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{judgements}, record {number}: score {value!r} is not a number; "
+                         "a judgement's score is the judge's 1-10 (below 1 when it "
+                         "failed)") from None
+
+
 def _turn_scores(judgements: Path) -> dict[tuple[Any, str], list[float]]:
     """Valid judge scores per (question, model), one per turn (later duplicates replace)."""
     by_turn: dict[tuple[Any, str, Any], float] = {}
-    for record in read_records(judgements):
-        score = float(record["score"])
+    for number, record in enumerate(read_records(judgements), start=1):
+        score = _judge_score(record.get("score"), judgements, number)
         if score < _JUDGE_MIN:
             continue
         if score > _JUDGE_MAX:
@@ -95,7 +104,8 @@ def load_mt_bench(
     scores = _turn_scores(jpath)
     names = list(models) if models is not None else sorted({m for _, m in scores})
     if not names:
-        raise ValueError(f"{jpath}: no valid judgements")
+        raise ValueError(f"{jpath}: no valid judgements: every score is below 1, which "
+                         "marks a judgement that failed")
     rows: list[str] = []
     values: list[list[float]] = []
     for qid, prompt in prompts.items():
