@@ -190,10 +190,11 @@ def _score_matrix(records: list[dict[str, Any]], names: Sequence[str], path: Pat
     scores = np.empty((len(records), len(names)), dtype=np.float64)
     for i, r in enumerate(records):
         for j, m in enumerate(names):
+            # A key a JSONL row leaves out is an empty cell: the row is dropped.
             try:
-                scores[i, j] = _score(r[m])
+                scores[i, j] = _score(r.get(m))
             except (TypeError, ValueError):
-                raise _bad_cell(path, i, m, r[m]) from None
+                raise _bad_cell(path, i, m, r.get(m)) from None
     outside = (scores < 0.0) | (scores > 1.0)  # NaN compares false: empty cells pass
     if outside.any():
         i, j = (int(x[0]) for x in np.nonzero(outside))
@@ -209,7 +210,8 @@ def _token_matrix(
 ) -> np.ndarray | None:
     if not all(m + suffix in records[0] for m in models):
         return None
-    return np.array([[_score(r[m + suffix]) for m in models] for r in records], dtype=np.float64)
+    return np.array([[_score(r.get(m + suffix)) for m in models] for r in records],
+                    dtype=np.float64)
 
 
 def _table_from_records(
@@ -225,7 +227,7 @@ def _table_from_records(
     if not names:
         raise ValueError(f"{path}: no score columns besides {prompt_col!r}")
     return OutcomeTable(
-        prompts=[str(r[prompt_col]) for r in records],
+        prompts=["" if _is_blank(r.get(prompt_col)) else str(r[prompt_col]) for r in records],
         models=names,
         scores=_score_matrix(records, names, path),
         input_tokens=_token_matrix(records, names, _TOKEN_SUFFIXES["input_tokens"]),
@@ -273,7 +275,23 @@ def load_outcomes(path: str | Path, *, models: Sequence[str] | None = None) -> O
 
 def _read_all(path: str | Path) -> list[tuple[Path, list[dict[str, Any]]]]:
     """Each data file of `path` with its rows, read once for whatever reads them."""
-    return [(f, read_records(f)) for f in data_files(path)]
+    return [(f, _objects(f, read_records(f))) for f in data_files(path)]
+
+
+_JSON_KINDS = {str: "string", int: "number", float: "number", bool: "true/false",
+               list: "array", type(None): "null"}
+
+
+def _objects(path: Path, records: list[Any]) -> list[dict[str, Any]]:
+    """The rows, each a JSON object; a list or a bare value (a JSON array of
+    numbers, a line holding a list) has no columns to read."""
+    for number, record in enumerate(records, start=1):
+        if not isinstance(record, dict):
+            kind = _JSON_KINDS.get(type(record), type(record).__name__)
+            raise ValueError(f"{path}, record {number}: a JSON {kind}, where "
+                             "each record must be an object with a prompt and a score per "
+                             'model (or a battle), such as {"prompt": "...", "gpt-4o": 1}')
+    return records
 
 
 def _outcomes_from(path: str | Path, files: list[tuple[Path, list[dict[str, Any]]]],
@@ -285,17 +303,29 @@ def _outcomes_from(path: str | Path, files: list[tuple[Path, list[dict[str, Any]
         tables.append((f, _table_from_records(records, f, models)))
     if not tables:
         raise ValueError(f"{path}: no file with a prompt column")
-    table = tables[0][1] if len(tables) == 1 else _concat(tables)
+    return _usable_rows(path, tables[0][1] if len(tables) == 1 else _concat(tables))
+
+
+def _usable_rows(path: str | Path, table: OutcomeTable) -> OutcomeTable:
+    """The rows with a prompt and every score; the others dropped and counted by why.
+    An empty prompt (a null in JSONL) was learnt from as the text "None" before."""
     incomplete = np.isnan(table.scores).any(axis=1)
+    no_prompt = np.array([not p.strip() for p in table.prompts], dtype=bool) & ~incomplete
     if incomplete.all():
         empty = [m for j, m in enumerate(table.models) if np.isnan(table.scores[:, j]).any()]
         raise ValueError(
             f"{path}: no usable rows: each of its {len(table)} rows lacks a score for "
             f"{' or '.join(empty)}; fill those cells in, or leave such models out with --models")
-    if incomplete.any():
-        table = table.take(np.flatnonzero(~incomplete))
-        table.dropped["a missing score"] = int(incomplete.sum())
-    return table
+    if (incomplete | no_prompt).all():
+        raise ValueError(f"{path}: no usable rows: each of its {len(table)} rows has an empty "
+                         "prompt or lacks a score")
+    if not (incomplete | no_prompt).any():
+        return table
+    kept = table.take(np.flatnonzero(~(incomplete | no_prompt)))
+    for why, rows in (("a missing score", incomplete), ("an empty prompt", no_prompt)):
+        if rows.any():
+            kept.dropped[why] = int(rows.sum())
+    return kept
 
 
 # ---------------------------------------------------------------- battles
