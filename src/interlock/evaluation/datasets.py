@@ -56,9 +56,23 @@ def _find_questions(judgements: Path) -> Path:
     )
 
 
+def _records(path: Path, keys: Sequence[str], what: str) -> list[dict[str, Any]]:
+    """The file's records, each an object holding `keys`, else an error saying
+    which record lacks what (not a bare KeyError naming the key alone)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no such {what} file: {path}")
+    records = read_records(path)
+    for number, record in enumerate(records, start=1):
+        missing = [k for k in keys if not isinstance(record, dict) or k not in record]
+        if missing:
+            raise ValueError(f"{path}, record {number}: an MT-Bench {what} needs "
+                             f"{', '.join(keys)}; it lacks {', '.join(missing)}")
+    return records
+
+
 def _first_turns(questions: Path) -> dict[Any, str]:
     prompts: dict[Any, str] = {}
-    for record in read_records(questions):
+    for record in _records(questions, ("question_id", "turns"), "question"):
         turns = record.get("turns")
         if not isinstance(turns, list) or not turns:
             raise ValueError(f"{questions}: question {record.get('question_id')!r} has no turns")
@@ -78,7 +92,8 @@ def _judge_score(value: Any, judgements: Path, number: int) -> float:
 def _turn_scores(judgements: Path) -> dict[tuple[Any, str], list[float]]:
     """Valid judge scores per (question, model), one per turn (later duplicates replace)."""
     by_turn: dict[tuple[Any, str, Any], float] = {}
-    for number, record in enumerate(read_records(judgements), start=1):
+    records = _records(judgements, ("question_id", "model", "score", "turn"), "judgement")
+    for number, record in enumerate(records, start=1):
         score = _judge_score(record.get("score"), judgements, number)
         if score < _JUDGE_MIN:
             continue
