@@ -384,3 +384,14 @@ def test_router_win_rates_checks_its_prompts(mf_checkpoint, prompts, words):
     finally:
         client.close()
     assert words in str(info.value)
+
+
+def test_routellm_s_published_checkpoint_is_said_to_be_unloadable(tmp_path, monkeypatch):
+    # RouteLLM's README: config={"mf": {"checkpoint_path": "routellm/mf_gpt4_augmented"}}.
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RouterNotTrained) as info:
+        _controller(None, config={"mf": {"checkpoint_path": "routellm/mf_gpt4_augmented"}})
+    message = str(info.value)
+    assert "routellm/mf_gpt4_augmented looks like one of RouteLLM's published checkpoints" in (
+        message)
+    assert "interlock train mf --data YOUR_OUTCOMES.csv" in message

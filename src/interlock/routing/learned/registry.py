@@ -65,13 +65,23 @@ def _damaged(p: Path, kind: str | None, exc: BaseException) -> RouterNotTrained:
         f"train it again: {train_command(kind or 'ROUTER', p)}")
 
 
+def _routellm_note(p: Path) -> str:
+    """RouteLLM's examples name its published checkpoints by Hugging Face id
+    (routellm/mf_gpt4_augmented); code ported with them meets a missing folder."""
+    if p.parent.name != "routellm" or p.exists():
+        return ""
+    return (f"; {p.parent.name}/{p.name} looks like one of RouteLLM's published checkpoints "
+            "(a Hugging Face id), which Interlock cannot load: it downloads nothing and reads "
+            "no PyTorch weights")
+
+
 def _manifest(p: Path, name: str | None) -> dict[str, Any]:
     """The checked manifest of the artefact at `p`, else RouterNotTrained saying what to do."""
     manifest_path = p / "manifest.json"
     if not manifest_path.is_file():
         kind = f"{name} router" if name else "router"
         raise RouterNotTrained(
-            f"no trained {kind} at {p} (missing {manifest_path.name}); "
+            f"no trained {kind} at {p} (missing {manifest_path.name}){_routellm_note(p)}; "
             f"make one with: {train_command(name or 'ROUTER', p)}"
         )
     try:
