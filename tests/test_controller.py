@@ -289,6 +289,9 @@ def test_router_names_an_alias_cannot_carry_are_refused_at_construction(
      ["router-<name>-<threshold>", "router-mf-0.5"]),
     (lambda c: c.batch_calculate_win_rate(["a"], "knn"), ["'knn' is not one of"]),
     (lambda c: c.batch_calculate_win_rate("hello", "mf"), ["not one string"]),
+    # Spoke of messages[0].content, which route() is not given.
+    (lambda c: c.route(None, "mf", 0.5), ["route takes the prompt as a string", "NoneType"]),
+    (lambda c: c.route(["hi"], "mf", 0.5), ["route takes the prompt as a string", "list"]),
 ])
 def test_controller_errors_name_the_problem_and_the_accepted_form(mf_checkpoint, call, words):
     client = _controller(mf_checkpoint)

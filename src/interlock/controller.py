@@ -193,6 +193,10 @@ class Controller:
     def route(self, prompt: str, router: str, threshold: float) -> str:
         """The model (strong or weak, as given to the constructor) that `router` at
         `threshold` picks for `prompt`, without calling it (RouteLLM's `route`)."""
+        if not isinstance(prompt, str):
+            # Else the error would speak of messages[0].content, which route has none of.
+            raise ValueError(f"route takes the prompt as a string, got a value of type "
+                             f"{type(prompt).__name__}")
         decision = self._router.decide(self._model_name(None, router, threshold),
                                        [{"role": "user", "content": prompt}])
         return self._models[decision.group]
