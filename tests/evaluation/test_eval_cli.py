@@ -148,3 +148,14 @@ def test_the_n_model_footer_explains_only_columns_it_has(tmp_path: Path) -> None
                    "--price", "big=3,15", "--price", "small=0.1,0.4")
     assert result.exit_code == 0, result.output
     assert "share@95%" not in result.output and "$/1k@95% = cheapest" in result.output
+
+
+def test_eval_says_how_many_rows_it_dropped_and_why(tmp_path: Path) -> None:
+    data = _write_outcomes(tmp_path / "outcomes.csv", n=40)
+    with data.open("a", encoding="utf-8") as fh:
+        fh.write("Question without a score?,,True\n,True,False\n")
+    result = CliRunner().invoke(app, ["eval", "--data", str(data), "--routers", "random",
+                                      "--folds", "2"])
+    assert result.exit_code == 0, result.output
+    assert ("40 rows used, 1 dropped for a missing score, 1 dropped for an empty prompt"
+            in result.output)

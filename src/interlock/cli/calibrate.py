@@ -94,7 +94,7 @@ def calibrate_command(
     router_dir: Annotated[Path, typer.Argument(help="A trained router's artefact directory.")],
     prompts: Annotated[Path, typer.Option(
         "--prompts", help="Your prompts: JSONL with 'prompt', a text file (one per line) "
-        "or an outcome CSV.")],
+        "or training data (outcome table or battles), read as train reads it.")],
     strong_share: Annotated[float | None, typer.Option(
         "--strong-share", "--strong-model-pct",
         help="Share of prompts to send to the strong model, in [0, 1] (0.3 for 30 %; "
@@ -113,7 +113,8 @@ def calibrate_command(
 ) -> None:
     """Print the threshold (or lambda / target) for a strong-model share or a budget."""
     from interlock.errors import ConfigError, RouterNotTrained
-    from interlock.routing.calibrate import load_prompts
+    from interlock.routing.calibrate import load_prompts_counted
+    from interlock.routing.data import rows_summary
     from interlock.routing.learned import load_router
 
     try:
@@ -123,7 +124,9 @@ def calibrate_command(
                              "cannot be calibrated offline. Pick its threshold on traffic "
                              "through the gateway, or calibrate another router")
         _check_share_and_mode(strong_share, mode)
-        texts = load_prompts(prompts)
+        texts, dropped = load_prompts_counted(prompts)
+        if dropped:  # said, as train says it: the share is of the prompts kept
+            typer.echo(f"note: {prompts}: {rows_summary(len(texts), dropped)}", err=True)
         if costs is None:
             if strong_share is None:
                 raise ValueError("give --strong-share (two models) or --costs (N models)")

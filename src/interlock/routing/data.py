@@ -29,6 +29,8 @@ _PROMPT_COLUMNS = ("prompt", "question", "text")
 _TOKEN_SUFFIXES = {"input_tokens": "__input_tokens", "output_tokens": "__output_tokens"}
 _TRUE = {"true", "t", "yes", "y"}
 _FALSE = {"false", "f", "no", "n"}
+# Why a row without a prompt is dropped, as `dropped` counts it for every reader.
+EMPTY_PROMPT = "an empty prompt"
 _TIES = {"tie", "tie (bothbad)", "tie(bothbad)", "both_bad", "bothbad"}
 
 
@@ -120,6 +122,12 @@ class Battles:
 # ---------------------------------------------------------------- outcome tables
 
 
+def _columns(records: list[dict[str, Any]]) -> list[str]:
+    """Every key of every row, in first-seen order: a JSONL row may leave out a key
+    (read as an empty cell), and the first row doing so must not lose the column."""
+    return list(dict.fromkeys(c for r in records for c in r))
+
+
 def _prompt_column(columns: Iterable[str], path: Path) -> str:
     cols = list(columns)
     for name in _PROMPT_COLUMNS:
@@ -166,7 +174,7 @@ def _score_columns(records: list[dict[str, Any]], prompt_col: str, path: Path) -
     a typo, which is reported rather than dropped, or the model would vanish
     from training without a word.
     """
-    columns = [c for c in records[0] if c != prompt_col]
+    columns = [c for c in _columns(records) if c != prompt_col]
     token_cols = {c for c in columns if c.endswith(tuple(_TOKEN_SUFFIXES.values()))}
     kept = []
     for c in columns:
@@ -208,7 +216,8 @@ def _score_matrix(records: list[dict[str, Any]], names: Sequence[str], path: Pat
 def _token_matrix(
     records: list[dict[str, Any]], models: Sequence[str], suffix: str
 ) -> np.ndarray | None:
-    if not all(m + suffix in records[0] for m in models):
+    columns = set(_columns(records))
+    if not all(m + suffix in columns for m in models):
         return None
     return np.array([[_score(r.get(m + suffix)) for m in models] for r in records],
                     dtype=np.float64)
@@ -219,15 +228,16 @@ def _table_from_records(
 ) -> OutcomeTable:
     if not records:
         raise ValueError(f"{path}: no rows")
-    prompt_col = _prompt_column(records[0].keys(), path)
+    columns = _columns(records)
+    prompt_col = _prompt_column(columns, path)
     names = list(models) if models is not None else _score_columns(records, prompt_col, path)
-    missing = [m for m in names if m not in records[0]]
+    missing = [m for m in names if m not in columns]
     if missing:
         raise ValueError(f"{path}: no column for models {missing}")
     if not names:
         raise ValueError(f"{path}: no score columns besides {prompt_col!r}")
     return OutcomeTable(
-        prompts=["" if _is_blank(r.get(prompt_col)) else str(r[prompt_col]) for r in records],
+        prompts=[prompt_text(r.get(prompt_col)) for r in records],
         models=names,
         scores=_score_matrix(records, names, path),
         input_tokens=_token_matrix(records, names, _TOKEN_SUFFIXES["input_tokens"]),
@@ -260,7 +270,7 @@ def _concat(tables: list[tuple[Path, OutcomeTable]]) -> OutcomeTable:
 
 
 def _has_prompt_column(records: list[dict[str, Any]]) -> bool:
-    return bool(records) and any(c in records[0] for c in _PROMPT_COLUMNS)
+    return bool(records) and any(c in _columns(records) for c in _PROMPT_COLUMNS)
 
 
 def load_outcomes(path: str | Path, *, models: Sequence[str] | None = None) -> OutcomeTable:
@@ -322,7 +332,7 @@ def _usable_rows(path: str | Path, table: OutcomeTable) -> OutcomeTable:
     if not (incomplete | no_prompt).any():
         return table
     kept = table.take(np.flatnonzero(~(incomplete | no_prompt)))
-    for why, rows in (("a missing score", incomplete), ("an empty prompt", no_prompt)):
+    for why, rows in (("a missing score", incomplete), (EMPTY_PROMPT, no_prompt)):
         if rows.any():
             kept.dropped[why] = int(rows.sum())
     return kept
@@ -339,22 +349,32 @@ _ONE_HOT_WINNERS = (("winner_model_a", "model_a"), ("winner_model_b", "model_b")
                     ("winner_tie", "tie"))
 
 
+def prompt_text(value: Any) -> str:
+    """A prompt cell as text, "" when there is none (null, blank): the one reading
+    of a prompt for training, evaluation and calibration, so that a row left out
+    of one is left out of all, rather than learnt from as the text "None"."""
+    return "" if _is_blank(value) else str(value)
+
+
 def _turns_prompt(value: Any) -> str:
-    """A prompt; one written as a JSON list of the user's turns (the 55k set's
-    layout) is its first turn, as RouteLLM reads it."""
-    text = str(value)
-    if text.startswith("[") and text.endswith("]"):
+    """A battle's prompt; one given as a list of the user's turns (the 55k set's
+    layout: a JSON string in CSV, a real list in JSONL or Parquet) is its first
+    turn, stripped, as RouteLLM reads it; "" when that turn is empty or missing.
+    A list holding anything but text and nulls is not turns but the prompt's text."""
+    turns = value
+    if isinstance(value, str) and value.strip().startswith("["):
         try:
-            turns = json.loads(text)
+            turns = json.loads(value)
         except json.JSONDecodeError:
-            return text
-        if isinstance(turns, list) and turns and isinstance(turns[0], str):
-            return turns[0]
-    return text
+            return prompt_text(value)
+    if not isinstance(turns, list) or not all(t is None or isinstance(t, str) for t in turns):
+        return prompt_text(value)
+    return prompt_text(turns[0]).strip() if turns else ""
 
 
 def _battle_prompt(record: dict[str, Any]) -> str | None:
-    """The prompt of a battle row; Arena rows carry it as the first user turn."""
+    """The prompt of a battle row ("" for an empty one); None when the row has
+    no prompt column. Arena rows carry it as the first user turn."""
     for name in _PROMPT_COLUMNS:
         if name in record:
             return _turns_prompt(record[name])
@@ -364,7 +384,7 @@ def _battle_prompt(record: dict[str, Any]) -> str | None:
     if isinstance(conversation, list):
         for turn in conversation:
             if isinstance(turn, dict) and turn.get("role") == "user":
-                return str(turn.get("content", ""))
+                return prompt_text(turn.get("content"))
     return None
 
 
@@ -428,21 +448,28 @@ def load_battles(path: str | Path) -> Battles:
 def _battles_from(path: str | Path,
                   files: list[tuple[Path, list[dict[str, Any]]]]) -> Battles:
     battles = Battles([], [], [], [])
+    empty = 0
     for f, records in files:
         for number, r in enumerate(records, start=1):
             prompt, a, b, winner = _battle_row(r, f"{f}, row {number}")
+            if not prompt.strip():
+                empty += 1
+                continue
             battles.prompts.append(prompt)
             battles.model_a.append(a)
             battles.model_b.append(b)
             battles.winner.append(winner)
     if not battles.prompts:
-        raise ValueError(f"{path}: no battles")
+        raise ValueError(f"{path}: no battles" + (
+            f": each of its {empty} rows has an empty prompt" if empty else ""))
+    if empty:
+        battles.dropped[EMPTY_PROMPT] = empty
     return battles
 
 
 def _layout(records: list[dict[str, Any]]) -> str | None:
     """"battles", "outcomes", or None for a side file (no prompt column)."""
-    if records and isinstance(records[0], dict) and any(f in records[0] for f in _BATTLE_FIELDS):
+    if records and any(f in _columns(records) for f in _BATTLE_FIELDS):
         return "battles"
     return "outcomes" if _has_prompt_column(records) else None
 
@@ -472,6 +499,7 @@ def _battles_between(battles: Battles, models: Sequence[str]) -> Battles:
         raise ValueError(
             f"no battle between the --models involves {', '.join(absent)}; the data's models: "
             f"{', '.join(battles.models)}")
+    kept.dropped.update(battles.dropped)
     if len(keep) < len(battles):
         kept.dropped["a model outside --models"] = len(battles) - len(keep)
     return kept
@@ -486,6 +514,39 @@ def load_training_data(path: str | Path, *, models: Sequence[str] | None = None)
         battles = _battles_from(path, files)
         return battles if models is None else _battles_between(battles, models)
     return _outcomes_from(path, files, models)
+
+
+def rows_summary(used: int, dropped: dict[str, int]) -> str:
+    """"120 rows used, 3 dropped for a missing score": what a reader kept and why not."""
+    parts = [f"{used:,} row{'s' * (used != 1)} used"]
+    parts += [f"{n:,} dropped for {why}" for why, n in dropped.items()]
+    return ", ".join(parts)
+
+
+def load_prompt_column(path: str | Path) -> tuple[list[str], dict[str, int]]:
+    """The prompts of training data (outcome table or battles), read as training
+    reads them (a battle's first turn), scores unread; with the rows left out for
+    an empty prompt counted, as `dropped` counts them."""
+    files = _read_all(path)
+    battles = _data_layout(path, files) == "battles"
+    read: list[str] = []
+    for f, records in files:
+        if battles:
+            for number, r in enumerate(records, start=1):
+                prompt = _battle_prompt(r)
+                if prompt is None:
+                    raise ValueError(f"{f}, row {number} has no prompt (looked for "
+                                     f"{', '.join(_PROMPT_COLUMNS)} and conversation_a)")
+                read.append(prompt)
+        elif _has_prompt_column(records) or not Path(path).is_dir():  # skip side files
+            column = _prompt_column(_columns(records), f)
+            read += [prompt_text(r.get(column)) for r in records]
+    prompts = [p for p in read if p.strip()]
+    if not prompts:
+        raise ValueError(f"{path}: no prompts in it" + (
+            f": each of its {len(read)} rows has an empty prompt" if read else ""))
+    return prompts, ({EMPTY_PROMPT: len(read) - len(prompts)} if len(prompts) < len(read)
+                     else {})
 
 
 def data_hash(path: str | Path) -> str:
