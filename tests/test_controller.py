@@ -289,6 +289,9 @@ def test_router_names_an_alias_cannot_carry_are_refused_at_construction(
      ["router-<name>-<threshold>", "router-mf-0.5"]),
     (lambda c: c.batch_calculate_win_rate(["a"], "knn"), ["'knn' is not one of"]),
     (lambda c: c.batch_calculate_win_rate("hello", "mf"), ["not one string"]),
+    # Was scored as the text "None".
+    (lambda c: c.batch_calculate_win_rate(["a", None], "mf"),
+     ["batch_calculate_win_rate: prompt 1 has type NoneType, not str"]),
     # Spoke of messages[0].content, which route() is not given.
     (lambda c: c.route(None, "mf", 0.5), ["route takes the prompt as a string", "NoneType"]),
     (lambda c: c.route(["hi"], "mf", 0.5), ["route takes the prompt as a string", "list"]),
@@ -370,6 +373,22 @@ def test_config_errors_say_which_controller_argument_a_config_key_stands_for(mf_
     message = str(info.value)
     assert "model_list[1].litellm_params.model: got 'anyscale/mistralai/" in message
     assert "model_list[1] weak_model" in message and "model_list[0] is strong_model" in message
+
+
+@pytest.mark.parametrize(("config", "words"), [
+    # A path where RouteLLM's dict belongs: was an AttributeError on str.get.
+    ("models/mf", ["config (the 4th argument) must be a dict of router name to its settings",
+                   "config={'mf': {'checkpoint_path': DIR}}", "type str"]),
+    # The checkpoint path without its dict: was "dictionary update sequence ...".
+    ({"mf": "models/mf"}, ["config['mf'] must be a dict of that router's settings",
+                           "config={'mf': {'checkpoint_path': DIR}}", "type str"]),
+    ([("mf", {})], ["config (the 4th argument) must be a dict", "type list"]),
+])
+def test_a_config_not_in_routellm_s_shape_is_refused_with_the_shape(config, words):
+    with pytest.raises(ValueError) as info:
+        Controller(["mf"], "openai/gpt-4o", "openai/gpt-4o-mini", config)
+    for word in words:
+        assert word in str(info.value)
 
 
 @pytest.mark.parametrize(("prompts", "words"), [

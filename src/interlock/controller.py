@@ -50,6 +50,25 @@ def _check_router_names(routers: Any) -> list[str]:
     return list(routers)
 
 
+def _router_options(config: Any, name: str) -> dict[str, Any]:
+    """config[name], checked: RouteLLM's shape is a dict of router name to that
+    router's settings, and anything else failed deep inside as an AttributeError."""
+    if config is None:
+        return {}
+    if not isinstance(config, Mapping):
+        raise ValueError(
+            f"config (the 4th argument) must be a dict of router name to its settings, as in "
+            f"RouteLLM: config={{'{name}': {{'checkpoint_path': DIR}}}}; got a value of type "
+            f"{type(config).__name__}")
+    options = config.get(name, {})
+    if not isinstance(options, Mapping):
+        raise ValueError(
+            f"config[{name!r}] must be a dict of that router's settings, such as "
+            f"config={{'{name}': {{'checkpoint_path': DIR}}}}; got a value of type "
+            f"{type(options).__name__}")
+    return dict(options)
+
+
 def _router_kind(name: str, options: Mapping[str, Any]) -> str | None:
     """The kind of router a checkpoint holds (None when it has no manifest, or an
     unreadable one: loading it then fails, saying what is wrong and what to do)."""
@@ -139,7 +158,7 @@ class Controller:
         names = _check_router_names(routers)
         router_defs: dict[str, Any] = {}
         for name in names:
-            options = dict((config or {}).get(name, {}))
+            options = _router_options(config, name)
             if name == "random" and "checkpoint_path" not in options:
                 continue  # needs no artefact
             if "checkpoint_path" not in options:
@@ -209,7 +228,12 @@ class Controller:
             raise ValueError("batch_calculate_win_rate takes a list (or Series) of prompts, "
                              "not one string: wrap it, [prompt]")
         self._check_router(router)
-        rates = self._router.win_rates(router, [str(p) for p in prompts])
+        listed = list(prompts)
+        for number, prompt in enumerate(listed):
+            if not isinstance(prompt, str):  # else None would be scored as "None"
+                raise ValueError(f"batch_calculate_win_rate: prompt {number} has type "
+                                 f"{type(prompt).__name__}, not str; give every prompt as text")
+        rates = self._router.win_rates(router, listed)
         index = getattr(prompts, "index", None)
         if index is not None and hasattr(prompts, "to_frame"):
             return type(prompts)(rates, index=index)
