@@ -300,3 +300,16 @@ def test_routellm_s_strong_model_pct_is_the_strong_share(tmp_path) -> None:
     assert [r.exit_code for r in runs] == [0, 0], runs[1].output
     assert runs[1].output == runs[0].output
     assert "30.0% of 60 prompts" in runs[1].output
+
+
+def test_strong_model_pct_errors_name_it_and_both_names_are_refused(tmp_path) -> None:
+    data, three, _ = _two_routers(tmp_path)
+    base = ["calibrate", str(three), "--prompts", str(data), "--strong", "strong",
+            "--weak", "weak"]
+    pct = CliRunner().invoke(app, [*base, "--strong-model-pct", "50"])
+    assert pct.exit_code == 2, pct.output
+    assert "--strong-model-pct is a share of prompts in [0, 1] (0.3 for 30 %); got 50" \
+        in pct.output
+    both = CliRunner().invoke(app, [*base, "--strong-share", "0.3", "--strong-model-pct", "0.5"])
+    assert both.exit_code == 2, both.output  # the last one was taken without a word
+    assert "give --strong-share or --strong-model-pct, not both" in both.output

@@ -51,16 +51,21 @@ def _costs(text: str, models: list[str]) -> list[float]:
     return costs
 
 
-def _check_share_and_mode(share: float | None, mode: str) -> None:
-    """Checked whichever way the run goes: a two-model run has no use for --mode,
-    but a misspelt one should not pass unnoticed."""
+def _check_share_and_mode(share: float | None, pct: float | None, mode: str) -> float | None:
+    """The share asked for, by either name. Checked whichever way the run goes: a
+    two-model run has no use for --mode, but a misspelt one should not pass unnoticed."""
     if mode not in MODES:
         raise ValueError(f"--mode must be {' or '.join(MODES)}, got {mode!r}")
+    if share is not None and pct is not None:
+        raise ValueError("give --strong-share or --strong-model-pct, not both: they are two "
+                         "names for the same share")
+    flag, value = ("--strong-model-pct", pct) if pct is not None else ("--strong-share", share)
     # Not typer's min/max: its "should be less than or equal to 1" does not say that
     # a percentage was given where a share belongs (RouteLLM's pct is a share too).
-    if share is not None and not 0.0 <= share <= 1.0:
-        raise ValueError(f"--strong-share is a share of prompts in [0, 1] (0.3 for 30 %); "
-                         f"got {share:g}")
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise ValueError(f"{flag} is a share of prompts in [0, 1] (0.3 for 30 %); "
+                         f"got {value:g}")
+    return value
 
 
 def _check_n_model(share: float | None, budget: float | None, costs: list[float]) -> None:
@@ -96,9 +101,14 @@ def calibrate_command(
         "--prompts", help="Your prompts: JSONL with 'prompt', a text file (one per line) "
         "or training data (outcome table or battles), read as train reads it.")],
     strong_share: Annotated[float | None, typer.Option(
-        "--strong-share", "--strong-model-pct",
-        help="Share of prompts to send to the strong model, in [0, 1] (0.3 for 30 %; "
-             "--strong-model-pct is RouteLLM's name for it).")] = None,
+        "--strong-share",
+        help="Share of prompts to send to the strong model, in [0, 1] (0.3 for 30 %).")]
+    = None,
+    # Its own option, not an alias: an error then names the flag that was given,
+    # and giving both is refused rather than the last one silently winning.
+    strong_model_pct: Annotated[float | None, typer.Option(
+        "--strong-model-pct", help="RouteLLM's name for --strong-share (a share there too).")]
+    = None,
     strong: Annotated[str | None, typer.Option(help="Strong model (two models).")] = None,
     weak: Annotated[str | None, typer.Option(help="Weak model (two models).")] = None,
     costs: Annotated[str | None, typer.Option(
@@ -123,7 +133,7 @@ def calibrate_command(
             raise ValueError("the llm router asks a live judge model about every prompt; it "
                              "cannot be calibrated offline. Pick its threshold on traffic "
                              "through the gateway, or calibrate another router")
-        _check_share_and_mode(strong_share, mode)
+        strong_share = _check_share_and_mode(strong_share, strong_model_pct, mode)
         texts, dropped = load_prompts_counted(prompts)
         if dropped:  # said, as train says it: the share is of the prompts kept
             typer.echo(f"note: {prompts}: {rows_summary(len(texts), dropped)}", err=True)
