@@ -202,3 +202,11 @@ def test_an_out_that_cannot_be_a_directory_is_refused_before_training(
                                       "--out", str(tmp_path / out)])
     _refused(result, "--out", "name a directory")
     assert data.read_bytes() == before
+
+
+def test_an_out_that_cannot_take_the_weights_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    data = _outcomes(tmp_path / "d.csv")
+    (tmp_path / "out" / "weights.npz").mkdir(parents=True)  # was an IsADirectoryError
+    _refused(_train(tmp_path, data, "--param", "epochs=1"),
+             f"error: {tmp_path / 'out' / 'weights.npz'}: Is a directory",
+             "pick another --out")
