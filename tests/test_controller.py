@@ -417,3 +417,24 @@ def test_routellm_s_published_checkpoint_is_said_to_be_unloadable(tmp_path, monk
     assert "routellm/mf_gpt4_augmented looks like one of RouteLLM's published checkpoints" in (
         message)
     assert "interlock train mf --data YOUR_OUTCOMES.csv" in message
+
+
+def test_a_config_note_names_only_the_keys_the_error_is_about():
+    with pytest.raises(ConfigError) as info:
+        Controller(["random"], "openai/gpt-4o", "openai/gpt-4o-mini", num_retries="x",
+                   environ={"OPENAI_API_KEY": "sk-test"})
+    message = str(info.value)
+    assert "router_settings.num_retries" in message
+    assert "router_settings are its other keyword arguments" in message
+    assert "model_list" not in message  # was said with every error
+
+
+def test_a_missing_checkpoint_under_a_routellm_name_says_the_kind_to_train(tmp_path):
+    with pytest.raises(RouterNotTrained) as info:
+        Controller(["bert"], "openai/gpt-4o", "openai/gpt-4o-mini",
+                   {"bert": {"checkpoint_path": str(tmp_path / "bert")}},
+                   environ={"OPENAI_API_KEY": "sk-test"})
+    message = str(info.value)
+    assert "routing.routers.NAME is config[NAME]" in message
+    assert ("RouteLLM's bert router is Interlock's classifier: make DIR with "
+            "`interlock train classifier --data FILE --out DIR`") in message

@@ -30,7 +30,7 @@ from typing import Any
 
 from interlock.client import Router, ledger_settings
 from interlock.config import load_config
-from interlock.errors import ConfigError, UnknownModel
+from interlock.errors import ConfigError, RouterNotTrained, UnknownModel
 from interlock.routing.artefacts import read_manifest
 from interlock.routing.policy import ROUTER_NAME, parse_router_alias
 
@@ -116,16 +116,39 @@ def _deployment(group: str, model: str, api_base: str | None,
     return {"model_name": group, "litellm_params": params}
 
 
-def _load(config: dict[str, Any], environ: Mapping[str, str] | None) -> Any:
+# What each config key a Controller builds stands for, said only with an error
+# naming that key: a note about model_list is noise under a router_settings error.
+_KEY_NOTES = (
+    ("model_list", "model_list[0] is strong_model and model_list[1] weak_model"),
+    ("routing.routers.", "routing.routers.NAME is config[NAME]"),
+    ("router_settings", "router_settings are its other keyword arguments"),
+)
+
+
+def _explained(message: str, names: Sequence[str]) -> str:
+    """`message` with what its config keys stand for in a Controller, and, for a
+    router under one of RouteLLM's names (bert), the kind to train for it."""
+    notes = [note for key, note in _KEY_NOTES if key in message]
+    extra = f"\n(In a Controller, {', '.join(notes)}.)" if notes else ""
+    for name in names:
+        if name in _ROUTELLM_KINDS and f"routing.routers.{name}." in message:
+            extra += f"\n({_train_hint(name)}.)"
+    return message + extra
+
+
+def _load(config: dict[str, Any], names: Sequence[str],
+          environ: Mapping[str, str] | None) -> Any:
     """The config a Controller stands for, loaded. Its errors name keys the caller
     never wrote (`model_list[0]...`), so they are told what each stands for."""
     try:
         return load_config(config, environ=environ)
-    except ConfigError as exc:
-        raise ConfigError(
-            f"{exc}\n(In a Controller, model_list[0] is strong_model and model_list[1] "
-            "weak_model, routing.routers.NAME is config[NAME], and router_settings are its "
-            "other keyword arguments.)") from None
+    except (ConfigError, RouterNotTrained) as exc:
+        raise _with_notes(exc, names) from None
+
+
+def _with_notes(exc: ConfigError | RouterNotTrained, names: Sequence[str]) -> Exception:
+    kind = RouterNotTrained if isinstance(exc, RouterNotTrained) else ConfigError
+    return kind(_explained(str(exc), names))
 
 
 class _Completions:
@@ -183,11 +206,14 @@ class Controller:
             "routing": {"strong_group": STRONG_GROUP, "weak_group": WEAK_GROUP,
                         "default_group": WEAK_GROUP, "routers": router_defs},
             "general_settings": {},
-        }, environ)
+        }, names, environ)
         # The config's default ledger is a file in the working directory: right for
         # a gateway, a surprise for a library (docs/costs.md), so none unless asked.
         loaded.ledger = ledger_settings(ledger)
-        self._router = Router(config=loaded, environ=environ)
+        try:  # a checkpoint is read here: its errors name routing.routers.NAME too
+            self._router = Router(config=loaded, environ=environ)
+        except (ConfigError, RouterNotTrained) as exc:
+            raise _with_notes(exc, names) from None
         self.chat = _Chat(self)
 
     @property
