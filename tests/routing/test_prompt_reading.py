@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from interlock.cli.main import app
@@ -63,6 +64,12 @@ def test_the_first_turn_is_stripped_and_a_real_list_is_turns(tmp_path: Path) -> 
     # JSONL (and Parquet) hold the turns as a real list, not a JSON string.
     (tmp_path / "list.jsonl").write_text(_battle(["  first turn  ", "second"]) + "\n")
     assert load_training_data(tmp_path / "list.jsonl").prompts == ["first turn"]
+    pq = pytest.importorskip("pyarrow.parquet")
+    pa = pytest.importorskip("pyarrow")
+    rows = [{"prompt": ["  a parquet turn ", "next"], "model_a": "x", "model_b": "y",
+             "winner_model_a": 0, "winner_model_b": 1, "winner_tie": 0}]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "55k.parquet")
+    assert load_training_data(tmp_path / "55k.parquet").prompts == ["a parquet turn"]
     # A list that is not turns (numbers) is the prompt's own text.
     (tmp_path / "nums.jsonl").write_text(_battle("[1, 2, 3]") + "\n")
     assert load_training_data(tmp_path / "nums.jsonl").prompts == ["[1, 2, 3]"]
