@@ -107,3 +107,34 @@ def test_a_model_the_first_jsonl_row_leaves_out_is_still_a_model(tmp_path: Path)
     assert table.models == ["a", "b"]
     assert table.prompts == ["second", "third"]
     assert table.dropped == {"a missing score": 1}
+
+
+def test_calibrate_reads_an_outcome_jsonl_as_train_does(tmp_path: Path) -> None:
+    # Review: only battle JSONL went through train's reader; an outcome table in
+    # JSONL was refused for a "question" column, for a row without a prompt,
+    # though train reads both.
+    question = tmp_path / "question.jsonl"
+    question.write_text("\n".join(json.dumps({"question": f"q{i}", "a": i % 2, "b": 1})
+                                  for i in range(6)) + "\n")
+    assert calibrate.load_prompts_counted(question) == (
+        load_training_data(question).prompts, {})
+    missing = tmp_path / "missing.jsonl"
+    missing.write_text("\n".join([json.dumps({"a": 1, "b": 0})] + [
+        json.dumps({"prompt": f"p{i}", "a": i % 2, "b": 1}) for i in range(5)]) + "\n")
+    assert calibrate.load_prompts_counted(missing) == (
+        [f"p{i}" for i in range(5)], {"an empty prompt": 1})
+    # A file of prompts alone keeps its strict reading.
+    alone = tmp_path / "alone.jsonl"
+    alone.write_text(json.dumps({"prompt": 42}) + "\n")
+    with pytest.raises(ValueError, match="needs a 'prompt' string"):
+        calibrate.load_prompts_counted(alone)
+
+
+def test_a_parquet_binary_prompt_is_its_text(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"prompt": pa.array([b"bytes prompt", "caf\u00e9".encode()], pa.binary()),
+                      "a": [1, 0], "b": [0, 1]})
+    pq.write_table(table, tmp_path / "bytes.parquet")
+    assert load_training_data(tmp_path / "bytes.parquet").prompts == ["bytes prompt", "caf\u00e9"]

@@ -46,7 +46,10 @@ def load_prompts_counted(path: str | Path) -> tuple[list[str], dict[str, int]]:
         lines = [line for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
         return _some(p, lines), {}
     files = [(f, read_records(f)) for f in data_files(p)]
-    if any(isinstance(r, dict) and _BATTLE_KEYS & r.keys() for _, rs in files for r in rs):
+    # Records with fields beside "prompt" are training data (an outcome table,
+    # battles, a "question" column): read as `train` reads them. Only a file of
+    # prompts alone gets the strict reading below.
+    if any(isinstance(r, dict) and r.keys() - {"prompt"} for _, rs in files for r in rs):
         return load_prompt_column(p)
     prompts, empty = [], 0
     for f, records in files:
@@ -64,8 +67,6 @@ def load_prompts_counted(path: str | Path) -> tuple[list[str], dict[str, int]]:
             prompts.append(prompt)
     return _some(p, prompts), ({EMPTY_PROMPT: empty} if empty else {})
 
-
-_BATTLE_KEYS = {"model_a", "model_b"}
 
 
 def _some(path: Path, prompts: list[str]) -> list[str]:

@@ -352,7 +352,10 @@ _ONE_HOT_WINNERS = (("winner_model_a", "model_a"), ("winner_model_b", "model_b")
 def prompt_text(value: Any) -> str:
     """A prompt cell as text, "" when there is none (null, blank): the one reading
     of a prompt for training, evaluation and calibration, so that a row left out
-    of one is left out of all, rather than learnt from as the text "None"."""
+    of one is left out of all, rather than learnt from as the text "None". A
+    Parquet binary cell is its UTF-8 text, not the repr of its bytes."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
     return "" if _is_blank(value) else str(value)
 
 
