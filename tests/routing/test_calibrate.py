@@ -186,7 +186,9 @@ def test_prompt_files_in_every_layout(tmp_path) -> None:
 @pytest.mark.parametrize(("name", "text", "words"), [
     ("n.jsonl", '{"prompt": "a"}\n{"prompt": 5}\n',
      "record 2 needs a 'prompt' string (found a int)"),
-    ("m.jsonl", '{"text": "a"}\n', "found no 'prompt' field"),
+    # Another field: training data, whose prompt column is looked for as train looks.
+    ("m.jsonl", '{"body": "a"}\n', "no prompt column (looked for ('prompt', 'question', "
+     "'text')); columns: ['body']"),
     ("l.json", "[7]", "found a int"),
     ("e.txt", "\n  \n", "no prompts in it"),
 ])
