@@ -1036,3 +1036,13 @@ def test_litellm_s_database_url_warning_says_how_to_keep_the_ledger_there(
     assert "pw-SECRET" not in said[0]
     # Not used on its own: the ledger stays where the config (or its default) puts it.
     assert config.ledger.database == (ledger or {}).get("database", "interlock-ledger.sqlite")
+
+
+def test_a_routed_group_threshold_out_of_range_is_reported_once() -> None:
+    message = _error({
+        "model_list": [_entry(group="s"), _entry("gemini/gemini-2.0-flash-lite", group="w")],
+        "routing": {"groups": {"auto": {"router": "random", "strong": "s", "weak": "w",
+                                        "threshold": 1.5}}}})
+    # The report puts the value first; the check said it again ("got 1.5; got 1.5; ...").
+    assert "routing.groups.auto.threshold: got 1.5; expected a probability in [0, 1]" in message
+    assert message.count("1.5") == 1

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from interlock import Controller, RouterNotTrained
-from interlock.errors import UnknownModel
+from interlock.errors import ConfigError, InvalidRequest, UnknownModel
 from interlock.routing.learned.base import load_router
 from interlock.routing.training import train_router
 
@@ -289,6 +289,12 @@ def test_router_names_an_alias_cannot_carry_are_refused_at_construction(
      ["router-<name>-<threshold>", "router-mf-0.5"]),
     (lambda c: c.batch_calculate_win_rate(["a"], "knn"), ["'knn' is not one of"]),
     (lambda c: c.batch_calculate_win_rate("hello", "mf"), ["not one string"]),
+    # Was scored as the text "None".
+    (lambda c: c.batch_calculate_win_rate(["a", None], "mf"),
+     ["batch_calculate_win_rate: prompt 1 has type NoneType, not str"]),
+    # Spoke of messages[0].content, which route() is not given.
+    (lambda c: c.route(None, "mf", 0.5), ["route takes the prompt as a string", "NoneType"]),
+    (lambda c: c.route(["hi"], "mf", 0.5), ["route takes the prompt as a string", "list"]),
 ])
 def test_controller_errors_name_the_problem_and_the_accepted_form(mf_checkpoint, call, words):
     client = _controller(mf_checkpoint)
@@ -316,3 +322,119 @@ def test_an_llm_router_without_a_judge_group_is_refused_at_construction(tmp_path
     with pytest.raises(ValueError, match="judge_group"):
         _controller(None, routers=["llm"],
                     config={"llm": {"checkpoint_path": str(tmp_path / "llm")}})
+
+
+@pytest.mark.parametrize(("name", "command"), [
+    ("mf", "`interlock train mf --data FILE --out DIR`"),
+    # RouteLLM's names for our classifier and llm: `interlock train bert` does not exist.
+    ("bert", "RouteLLM's bert router is Interlock's classifier: make DIR with "
+             "`interlock train classifier --data FILE --out DIR`"),
+    ("causal_llm", "`interlock train llm --data FILE --out DIR`"),
+    ("my_router", "`interlock train KIND --data FILE --out DIR`, KIND one of random, "
+                  "sw_ranking, mf, knn, classifier, llm"),
+])
+def test_a_router_without_a_checkpoint_is_told_a_train_command_that_exists(name, command):
+    with pytest.raises(ValueError) as info:
+        _controller(None, routers=[name], config={})
+    assert f"config={{'{name}': {{'checkpoint_path': DIR}}}}" in str(info.value)
+    assert command in str(info.value)
+
+
+def test_a_garbled_checkpoint_manifest_is_refused_saying_how_to_remake_it(tmp_path):
+    (tmp_path / "mf").mkdir()
+    (tmp_path / "mf" / "manifest.json").write_text("{garbled")
+    with pytest.raises(RouterNotTrained, match="is damaged or incomplete"):
+        _controller(None, config={"mf": {"checkpoint_path": str(tmp_path / "mf")}})
+
+
+def test_routellm_s_arguments_may_be_given_by_position_in_its_order(
+        mf_checkpoint, provider_env, fake_upstream):
+    # RouteLLM: Controller(routers, strong_model, weak_model, config, api_base, api_key,
+    # progress_bar).
+    client = Controller(["mf"], "openai/gpt-4o", "openai/gpt-4o-mini",
+                        {"mf": {"checkpoint_path": str(mf_checkpoint)}},
+                        fake_upstream.base_url("openai"), "sk-positional-key", False)
+    try:
+        response = client.completion(model="router-mf-1", messages=[
+            {"role": "user", "content": EASY[0]}])
+    finally:
+        client.close()
+    assert response.interlock["model_group"] == "weak"
+    assert [(r.provider, r.headers["authorization"]) for r in fake_upstream.received] == [
+        ("openai", "Bearer sk-positional-key")]
+
+
+def test_config_errors_say_which_controller_argument_a_config_key_stands_for(mf_checkpoint):
+    # RouteLLM's own example pair: anyscale/ is no provider Interlock speaks.
+    with pytest.raises(ConfigError) as info:
+        Controller(routers=["mf"], strong_model="gpt-4-1106-preview",
+                   weak_model="anyscale/mistralai/Mixtral-8x7B-Instruct-v0.1",
+                   config={"mf": {"checkpoint_path": str(mf_checkpoint)}})
+    message = str(info.value)
+    assert "model_list[1].litellm_params.model: got 'anyscale/mistralai/" in message
+    assert "model_list[1] weak_model" in message and "model_list[0] is strong_model" in message
+
+
+@pytest.mark.parametrize(("config", "words"), [
+    # A path where RouteLLM's dict belongs: was an AttributeError on str.get.
+    ("models/mf", ["config (the 4th argument) must be a dict of router name to its settings",
+                   "config={'mf': {'checkpoint_path': DIR}}", "type str"]),
+    # The checkpoint path without its dict: was "dictionary update sequence ...".
+    ({"mf": "models/mf"}, ["config['mf'] must be a dict of that router's settings",
+                           "config={'mf': {'checkpoint_path': DIR}}", "type str"]),
+    ([("mf", {})], ["config (the 4th argument) must be a dict", "type list"]),
+])
+def test_a_config_not_in_routellm_s_shape_is_refused_with_the_shape(config, words):
+    with pytest.raises(ValueError) as info:
+        Controller(["mf"], "openai/gpt-4o", "openai/gpt-4o-mini", config)
+    for word in words:
+        assert word in str(info.value)
+
+
+@pytest.mark.parametrize(("prompts", "words"), [
+    ("hello", "(got a value of type str): wrap one prompt as [prompt]"),  # letter by letter
+    (["hello", None], "prompt 1 has type NoneType, not str"),  # was an AttributeError
+    (42, "(got a value of type int)"),
+])
+def test_router_win_rates_checks_its_prompts(mf_checkpoint, prompts, words):
+    client = _controller(mf_checkpoint)
+    try:
+        with pytest.raises(InvalidRequest) as info:
+            client.router.win_rates("mf", prompts)
+        assert client.router.win_rates("mf", ("hello", "prove it")) == pytest.approx(
+            client.batch_calculate_win_rate(["hello", "prove it"], "mf"))
+    finally:
+        client.close()
+    assert words in str(info.value)
+
+
+def test_routellm_s_published_checkpoint_is_said_to_be_unloadable(tmp_path, monkeypatch):
+    # RouteLLM's README: config={"mf": {"checkpoint_path": "routellm/mf_gpt4_augmented"}}.
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RouterNotTrained) as info:
+        _controller(None, config={"mf": {"checkpoint_path": "routellm/mf_gpt4_augmented"}})
+    message = str(info.value)
+    assert "routellm/mf_gpt4_augmented looks like one of RouteLLM's published checkpoints" in (
+        message)
+    assert "interlock train mf --data YOUR_OUTCOMES.csv" in message
+
+
+def test_a_config_note_names_only_the_keys_the_error_is_about():
+    with pytest.raises(ConfigError) as info:
+        Controller(["random"], "openai/gpt-4o", "openai/gpt-4o-mini", num_retries="x",
+                   environ={"OPENAI_API_KEY": "sk-test"})
+    message = str(info.value)
+    assert "router_settings.num_retries" in message
+    assert "router_settings are its other keyword arguments" in message
+    assert "model_list" not in message  # was said with every error
+
+
+def test_a_missing_checkpoint_under_a_routellm_name_says_the_kind_to_train(tmp_path):
+    with pytest.raises(RouterNotTrained) as info:
+        Controller(["bert"], "openai/gpt-4o", "openai/gpt-4o-mini",
+                   {"bert": {"checkpoint_path": str(tmp_path / "bert")}},
+                   environ={"OPENAI_API_KEY": "sk-test"})
+    message = str(info.value)
+    assert "routing.routers.NAME is config[NAME]" in message
+    assert ("RouteLLM's bert router is Interlock's classifier: make DIR with "
+            "`interlock train classifier --data FILE --out DIR`") in message

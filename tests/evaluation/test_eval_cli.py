@@ -69,6 +69,23 @@ def test_eval_reports_bad_input_without_a_traceback(tmp_path: Path) -> None:
     assert half.exit_code == 2 and "both" in half.output
 
 
+def test_eval_of_one_model_says_two_are_needed_not_that_prices_are(tmp_path: Path) -> None:
+    data = tmp_path / "one.csv"
+    data.write_text("prompt,only-model\n" + "".join(f"q{i},{i % 2}\n" for i in range(20)))
+    result = CliRunner().invoke(app, ["eval", "--data", str(data), "--routers", "knn"])
+    assert result.exit_code == 2, result.output
+    assert "outcomes for 1: only-model" in result.output
+    assert "at least two models" in result.output and "price" not in result.output
+
+
+def test_eval_with_too_few_prompts_for_the_folds_says_what_to_change(tmp_path: Path) -> None:
+    data = _write_outcomes(tmp_path / "outcomes.csv", n=3)
+    result = CliRunner().invoke(app, ["eval", "--data", str(data), "--routers", "knn"])
+    assert result.exit_code == 2, result.output
+    assert "3 distinct prompt(s) cannot fill 5 folds" in result.output
+    assert "give at least 5 distinct prompts, or fewer folds (--folds)" in result.output
+
+
 def test_eval_checks_the_featuriser_before_the_run(tmp_path: Path) -> None:
     data = _write_outcomes(tmp_path / "outcomes.csv", n=20)
     runner = CliRunner()
@@ -131,3 +148,14 @@ def test_the_n_model_footer_explains_only_columns_it_has(tmp_path: Path) -> None
                    "--price", "big=3,15", "--price", "small=0.1,0.4")
     assert result.exit_code == 0, result.output
     assert "share@95%" not in result.output and "$/1k@95% = cheapest" in result.output
+
+
+def test_eval_says_how_many_rows_it_dropped_and_why(tmp_path: Path) -> None:
+    data = _write_outcomes(tmp_path / "outcomes.csv", n=40)
+    with data.open("a", encoding="utf-8") as fh:
+        fh.write("Question without a score?,,True\n,True,False\n")
+    result = CliRunner().invoke(app, ["eval", "--data", str(data), "--routers", "random",
+                                      "--folds", "2"])
+    assert result.exit_code == 0, result.output
+    assert ("40 rows used, 1 dropped for a missing score, 1 dropped for an empty prompt"
+            in result.output)

@@ -73,3 +73,50 @@ def test_outcome_csv_directory_reads_through_routing_data(tmp_path: Path) -> Non
 def test_missing_data_path_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no such"):
         load_eval_data(tmp_path / "nope.csv")
+
+
+@pytest.mark.parametrize(("score", "words"), [
+    ("ten", "judgements.jsonl, record 1: score 'ten' is not a number"),  # was float()'s error
+    (None, "record 1: score None is not a number"),  # was a TypeError
+    (-1, "no valid judgements: every score is below 1"),
+])
+def test_bad_judgement_scores_name_the_file_and_line(tmp_path: Path, score, words) -> None:
+    _mt_bench(tmp_path)
+    _write_jsonl(tmp_path / "judgements.jsonl",
+                 [{"question_id": 81, "model": "gpt-4", "score": score, "turn": 1}])
+    with pytest.raises(ValueError) as info:
+        load_mt_bench(tmp_path / "judgements.jsonl")
+    assert words in str(info.value)
+
+
+def test_a_missing_question_file_names_the_flag_that_gives_it(tmp_path: Path) -> None:
+    judgements = _mt_bench(tmp_path)
+    (tmp_path / "question.jsonl").unlink()
+    with pytest.raises(FileNotFoundError, match="pass the question file with --questions FILE"):
+        load_mt_bench(judgements)
+
+
+@pytest.mark.parametrize(("judgement", "words"), [
+    # Were "error: 'model'" (a bare KeyError) and an AttributeError traceback.
+    ({"question_id": 81, "score": 5, "turn": 1}, "record 2: an MT-Bench judgement needs "
+                                                 "question_id, model, score, turn; it lacks model"),
+    ([81, "gpt-4", 5, 1], "record 2: an MT-Bench judgement needs"),
+])
+def test_a_judgement_without_its_fields_names_the_record(tmp_path: Path, judgement,
+                                                         words) -> None:
+    _mt_bench(tmp_path)
+    _write_jsonl(tmp_path / "judgements.jsonl",
+                 [{"question_id": 81, "model": "gpt-4", "score": 5, "turn": 1}, judgement])
+    with pytest.raises(ValueError) as info:
+        load_mt_bench(tmp_path / "judgements.jsonl")
+    assert words in str(info.value)
+
+
+def test_a_question_without_an_id_and_a_missing_question_file_are_named(tmp_path: Path) -> None:
+    judgements = _mt_bench(tmp_path)
+    _write_jsonl(tmp_path / "q.jsonl", [{"question_id": 81, "turns": ["hi"]}, {"turns": ["x"]}])
+    with pytest.raises(ValueError, match=r"q\.jsonl, record 2: an MT-Bench question needs "
+                                         r"question_id, turns; it lacks question_id"):
+        load_mt_bench(judgements, tmp_path / "q.jsonl")
+    with pytest.raises(FileNotFoundError, match=r"no such question file: .*nope\.jsonl"):
+        load_mt_bench(judgements, tmp_path / "nope.jsonl")

@@ -186,7 +186,9 @@ def test_prompt_files_in_every_layout(tmp_path) -> None:
 @pytest.mark.parametrize(("name", "text", "words"), [
     ("n.jsonl", '{"prompt": "a"}\n{"prompt": 5}\n',
      "record 2 needs a 'prompt' string (found a int)"),
-    ("m.jsonl", '{"text": "a"}\n', "found no 'prompt' field"),
+    # Another field: training data, whose prompt column is looked for as train looks.
+    ("m.jsonl", '{"body": "a"}\n', "no prompt column (looked for ('prompt', 'question', "
+     "'text')); columns: ['body']"),
     ("l.json", "[7]", "found a int"),
     ("e.txt", "\n  \n", "no prompts in it"),
 ])
@@ -258,6 +260,13 @@ def _two_routers(tmp_path):
     (["--budget", "5", "--strong-share", "0.3", "--costs", "1,2,3"], ["not both"]),
     (["--strong-share", "0.3", "--costs", "a,b,c"], ["--costs must be numbers", "'a,b,c'"]),
     (["--strong-share", "0.3", "--costs", "1,2"], ["--costs needs 3 costs"]),
+    # Two models have no use for --mode, but a misspelt one was passed over in silence.
+    (["--strong-share", "0.3", "--strong", "strong", "--weak", "weak", "--mode", "foo"],
+     ["--mode must be lambda or target", "'foo'"]),
+    # A percentage where a share belongs is told so, not "less than or equal to 1".
+    (["--strong-share", "30", "--strong", "strong", "--weak", "weak"],
+     ["--strong-share is a share of prompts in [0, 1] (0.3 for 30 %); got 30"]),
+    (["--strong-share", "nan", "--strong", "strong", "--weak", "weak"], ["got nan"]),
 ])
 def test_calibrate_refuses_flags_that_do_not_fit(tmp_path, args, words) -> None:
     data, three, _ = _two_routers(tmp_path)
@@ -283,3 +292,26 @@ def test_calibrate_refuses_the_llm_router_without_a_traceback(tmp_path) -> None:
                                       "--strong-share", "0.3"])
     assert result.exit_code == 2 and "cannot be calibrated offline" in result.output
     assert "Traceback" not in result.output
+
+
+def test_routellm_s_strong_model_pct_is_the_strong_share(tmp_path) -> None:
+    data, three, _ = _two_routers(tmp_path)
+    runs = [CliRunner().invoke(app, ["calibrate", str(three), "--prompts", str(data), flag,
+                                     "0.3", "--strong", "strong", "--weak", "weak"])
+            for flag in ("--strong-share", "--strong-model-pct")]
+    assert [r.exit_code for r in runs] == [0, 0], runs[1].output
+    assert runs[1].output == runs[0].output
+    assert "30.0% of 60 prompts" in runs[1].output
+
+
+def test_strong_model_pct_errors_name_it_and_both_names_are_refused(tmp_path) -> None:
+    data, three, _ = _two_routers(tmp_path)
+    base = ["calibrate", str(three), "--prompts", str(data), "--strong", "strong",
+            "--weak", "weak"]
+    pct = CliRunner().invoke(app, [*base, "--strong-model-pct", "50"])
+    assert pct.exit_code == 2, pct.output
+    assert "--strong-model-pct is a share of prompts in [0, 1] (0.3 for 30 %); got 50" \
+        in pct.output
+    both = CliRunner().invoke(app, [*base, "--strong-share", "0.3", "--strong-model-pct", "0.5"])
+    assert both.exit_code == 2, both.output  # the last one was taken without a word
+    assert "give --strong-share or --strong-model-pct, not both" in both.output

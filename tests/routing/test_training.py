@@ -10,7 +10,13 @@ import pytest
 from typer.testing import CliRunner
 
 from interlock.cli.main import app
-from interlock.routing.data import data_hash, load_battles, load_outcomes, load_training_data
+from interlock.routing.data import (
+    Battles,
+    data_hash,
+    load_battles,
+    load_outcomes,
+    load_training_data,
+)
 from interlock.routing.learned import load_router
 from interlock.routing.training import parse_params
 
@@ -113,6 +119,24 @@ def test_battles_in_arena_layout(tmp_path) -> None:
     (tmp_path / "bad.jsonl").write_text(json.dumps({**rows[1], "winner": "nobody"}))
     with pytest.raises(ValueError, match="winner"):
         load_battles(tmp_path / "bad.jsonl")
+
+
+def test_battles_in_the_55k_layout_with_one_hot_winners(tmp_path) -> None:
+    # lmsys-arena-human-preference-55k, which RouteLLM trains on: prompts as JSON
+    # lists of turns, the winner as three 0/1 columns; read as RouteLLM reads it.
+    header = "id,model_a,model_b,prompt,response_a,response_b,winner_model_a," \
+             "winner_model_b,winner_tie\n"
+    rows = ['1,x,y,"[""first turn"", ""second turn""]","[""a""]","[""b""]",1,0,0\n',
+            '2,y,x,"[""another question""]","[""a""]","[""b""]",0,1,0\n',
+            '3,x,y,[not json],"[""a""]","[""b""]",0,0,1\n']
+    (tmp_path / "55k.csv").write_text(header + "".join(rows))
+    b = load_training_data(tmp_path / "55k.csv")
+    assert isinstance(b, Battles)
+    assert b.prompts == ["first turn", "another question", "[not json]"]
+    assert b.winner == ["model_a", "model_b", "tie"]
+    (tmp_path / "two.csv").write_text(header + rows[0].replace(",1,0,0", ",1,0,1"))
+    with pytest.raises(ValueError, match=r"two.csv, row 1: exactly one of winner_model_a"):
+        load_battles(tmp_path / "two.csv")
 
 
 def test_data_hash_follows_the_content(tmp_path) -> None:

@@ -129,11 +129,46 @@ def test_a_byte_order_mark_in_a_csv_header_is_read(tmp_path: Path) -> None:
      ["bad.jsonl, line 2", "not valid JSON"]),
     ("prompts.txt", "q1\nq2\n", ["prompts.txt", ".txt", ".csv, .jsonl, .json, .parquet"]),
     ("latin1.csv", "prompt,a,b\ncaf\xe9,1,0\n", ["latin1.csv", "not UTF-8"]),
+    # A cell over csv's 131,072-character limit, after a quoted two-line cell.
+    ("long.csv", 'prompt,a,b\nq1,1,0\n"two\nlines",0,1\n"' + "x" * 140_000 + '",1,0\n',
+     ["long.csv, line 5: not readable as CSV", "field limit", ".jsonl or .parquet"]),
 ])
 def test_data_file_errors_say_where(tmp_path: Path, name, content, words) -> None:
     data = tmp_path / name
     data.write_bytes(content.encode("latin-1"))
     _refused(_train(tmp_path, data), *words)
+
+
+@pytest.mark.parametrize(("name", "content", "words"), [
+    # Were AttributeError or TypeError tracebacks.
+    ("numbers.json", "[1, 2, 3]", ["numbers.json, record 1: a JSON number"]),
+    ("lists.jsonl", '["q1", 1, 0]\n', ["lists.jsonl, record 1: a JSON array"]),
+    ("strings.jsonl", '{"prompt": "q1", "a": 1, "b": 0}\n"q2"\n',
+     ["strings.jsonl, record 2: a JSON string", "must be an object"]),
+])
+def test_records_that_are_not_objects_are_refused(tmp_path: Path, name, content,
+                                                  words) -> None:
+    data = tmp_path / name
+    data.write_text(content)
+    _refused(_train(tmp_path, data), *words)
+
+
+def test_rows_without_a_prompt_or_a_score_key_are_dropped_and_counted(tmp_path: Path) -> None:
+    # A key a JSONL row leaves out was a KeyError traceback; a null prompt was
+    # learnt from as the text "None".
+    rows = [{"prompt": f"question {i} about topic {i % 7}", "a": 1, "b": i % 2}
+            for i in range(20)]
+    rows += [{"prompt": None, "a": 1, "b": 0}, {"prompt": " ", "a": 1, "b": 0},
+             {"a": 0, "b": 1}, {"prompt": "no b", "a": 1}]
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = load_outcomes(data)
+    assert len(table) == 20 and "None" not in table.prompts
+    assert table.dropped == {"a missing score": 1, "an empty prompt": 3}
+    result = _train(tmp_path, data, "--param", "epochs=1")
+    assert result.exit_code == 0, result.output
+    assert "20 rows used, 1 dropped for a missing score, 3 dropped for an empty prompt" in (
+        result.output)
 
 
 def test_directory_files_disagreeing_on_models_are_named(tmp_path: Path) -> None:
@@ -167,3 +202,11 @@ def test_an_out_that_cannot_be_a_directory_is_refused_before_training(
                                       "--out", str(tmp_path / out)])
     _refused(result, "--out", "name a directory")
     assert data.read_bytes() == before
+
+
+def test_an_out_that_cannot_take_the_weights_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    data = _outcomes(tmp_path / "d.csv")
+    (tmp_path / "out" / "weights.npz").mkdir(parents=True)  # was an IsADirectoryError
+    _refused(_train(tmp_path, data, "--param", "epochs=1"),
+             f"error: {tmp_path / 'out' / 'weights.npz'}: Is a directory",
+             "pick another --out")

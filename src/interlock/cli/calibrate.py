@@ -51,10 +51,24 @@ def _costs(text: str, models: list[str]) -> list[float]:
     return costs
 
 
-def _check_n_model(share: float | None, budget: float | None, mode: str,
-                   costs: list[float]) -> None:
+def _check_share_and_mode(share: float | None, pct: float | None, mode: str) -> float | None:
+    """The share asked for, by either name. Checked whichever way the run goes: a
+    two-model run has no use for --mode, but a misspelt one should not pass unnoticed."""
     if mode not in MODES:
         raise ValueError(f"--mode must be {' or '.join(MODES)}, got {mode!r}")
+    if share is not None and pct is not None:
+        raise ValueError("give --strong-share or --strong-model-pct, not both: they are two "
+                         "names for the same share")
+    flag, value = ("--strong-model-pct", pct) if pct is not None else ("--strong-share", share)
+    # Not typer's min/max: its "should be less than or equal to 1" does not say that
+    # a percentage was given where a share belongs (RouteLLM's pct is a share too).
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise ValueError(f"{flag} is a share of prompts in [0, 1] (0.3 for 30 %); "
+                         f"got {value:g}")
+    return value
+
+
+def _check_n_model(share: float | None, budget: float | None, costs: list[float]) -> None:
     if share is not None and budget is not None:
         raise ValueError("give --strong-share or --budget, not both: each sets the calibration "
                          "on its own")
@@ -85,9 +99,16 @@ def calibrate_command(
     router_dir: Annotated[Path, typer.Argument(help="A trained router's artefact directory.")],
     prompts: Annotated[Path, typer.Option(
         "--prompts", help="Your prompts: JSONL with 'prompt', a text file (one per line) "
-        "or an outcome CSV.")],
+        "or training data (outcome table or battles), read as train reads it.")],
     strong_share: Annotated[float | None, typer.Option(
-        min=0.0, max=1.0, help="Share of prompts to send to the strong model.")] = None,
+        "--strong-share",
+        help="Share of prompts to send to the strong model, in [0, 1] (0.3 for 30 %).")]
+    = None,
+    # Its own option, not an alias: an error then names the flag that was given,
+    # and giving both is refused rather than the last one silently winning.
+    strong_model_pct: Annotated[float | None, typer.Option(
+        "--strong-model-pct", help="RouteLLM's name for --strong-share (a share there too).")]
+    = None,
     strong: Annotated[str | None, typer.Option(help="Strong model (two models).")] = None,
     weak: Annotated[str | None, typer.Option(help="Weak model (two models).")] = None,
     costs: Annotated[str | None, typer.Option(
@@ -102,7 +123,8 @@ def calibrate_command(
 ) -> None:
     """Print the threshold (or lambda / target) for a strong-model share or a budget."""
     from interlock.errors import ConfigError, RouterNotTrained
-    from interlock.routing.calibrate import load_prompts
+    from interlock.routing.calibrate import load_prompts_counted
+    from interlock.routing.data import rows_summary
     from interlock.routing.learned import load_router
 
     try:
@@ -111,7 +133,10 @@ def calibrate_command(
             raise ValueError("the llm router asks a live judge model about every prompt; it "
                              "cannot be calibrated offline. Pick its threshold on traffic "
                              "through the gateway, or calibrate another router")
-        texts = load_prompts(prompts)
+        strong_share = _check_share_and_mode(strong_share, strong_model_pct, mode)
+        texts, dropped = load_prompts_counted(prompts)
+        if dropped:  # said, as train says it: the share is of the prompts kept
+            typer.echo(f"note: {prompts}: {rows_summary(len(texts), dropped)}", err=True)
         if costs is None:
             if strong_share is None:
                 raise ValueError("give --strong-share (two models) or --costs (N models)")
@@ -122,7 +147,7 @@ def calibrate_command(
             _two_model(router, texts, s, w, strong_share)
         else:
             cost_list = _costs(costs, list(router.models))
-            _check_n_model(strong_share, budget, mode, cost_list)
+            _check_n_model(strong_share, budget, cost_list)
             _n_model(router, texts, cost_list, strong_share, budget, mode)
     # ConfigError: a router whose featuriser's model is not on this machine
     # (EmbeddingModelUnavailable), or without the package to load it, as train

@@ -110,6 +110,7 @@ def eval_command(
     from interlock.evaluation.datasets import load_eval_data
     from interlock.evaluation.report import render_table, report_json
     from interlock.evaluation.runner import EvalOptions
+    from interlock.routing.data import rows_summary
     from interlock.routing.training import parse_params
 
     if plot is not None and find_spec("matplotlib") is None:
@@ -119,6 +120,8 @@ def eval_command(
     try:
         overrides = dict(parse_price(p) for p in price or [])
         table = load_eval_data(data, models=_split(models) or None, questions=questions)
+        if table.dropped:  # said, as train says it: the folds hold only the rows kept
+            typer.echo(f"note: {data}: {rows_summary(len(table), table.dropped)}", err=True)
         _warn_if_swapped(table, strong, weak)
         options = EvalOptions(
             routers=_unique_routers(routers), folds=folds, seed=seed, strong=strong, weak=weak,

@@ -52,6 +52,11 @@ def train_command(
     except (ValueError, FileNotFoundError, ImportError, ConfigError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
+    except OSError as exc:  # such as a directory where --out's weights.npz goes
+        typer.echo(f"error: {exc.filename}: {exc.strerror}; training reads --data and writes "
+                   "the router's files into --out: fix or remove that path, or pick another "
+                   "--out", err=True)
+        raise typer.Exit(2) from exc
     for note in run.notes:
         typer.echo(f"warning: {note}", err=True)
     verb = "saved an untrained" if router == "llm" else "trained"  # no judge offline

@@ -41,7 +41,8 @@ def assign_folds(prompts: list[str], folds: int = DEFAULT_FOLDS, seed: int = 0) 
     groups: dict[str, int] = {}
     group_of = np.array([groups.setdefault(p, len(groups)) for p in prompts], dtype=np.int64)
     if len(groups) < folds:
-        raise ValueError(f"{len(groups)} distinct prompts cannot fill {folds} folds")
+        raise ValueError(f"{len(groups)} distinct prompt(s) cannot fill {folds} folds: "
+                         f"give at least {folds} distinct prompts, or fewer folds (--folds)")
     sizes = np.bincount(group_of, minlength=len(groups))
     shuffled = np.random.default_rng(seed).permutation(len(groups))
     # Stable sort keeps the shuffled order among groups of equal size.

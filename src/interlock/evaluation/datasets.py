@@ -51,14 +51,28 @@ def _find_questions(judgements: Path) -> Path:
         if candidate.is_file():
             return candidate
     raise FileNotFoundError(
-        f"{judgements} holds MT-Bench judgements; pass the question file "
-        f"(looked for {' or '.join(_QUESTION_FILE_NAMES)} beside it)"
+        f"{judgements} holds MT-Bench judgements; pass the question file with "
+        f"--questions FILE (looked for {' or '.join(_QUESTION_FILE_NAMES)} beside it)"
     )
+
+
+def _records(path: Path, keys: Sequence[str], what: str) -> list[dict[str, Any]]:
+    """The file's records, each an object holding `keys`, else an error saying
+    which record lacks what (not a bare KeyError naming the key alone)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no such {what} file: {path}")
+    records = read_records(path)
+    for number, record in enumerate(records, start=1):
+        missing = [k for k in keys if not isinstance(record, dict) or k not in record]
+        if missing:
+            raise ValueError(f"{path}, record {number}: an MT-Bench {what} needs "
+                             f"{', '.join(keys)}; it lacks {', '.join(missing)}")
+    return records
 
 
 def _first_turns(questions: Path) -> dict[Any, str]:
     prompts: dict[Any, str] = {}
-    for record in read_records(questions):
+    for record in _records(questions, ("question_id", "turns"), "question"):
         turns = record.get("turns")
         if not isinstance(turns, list) or not turns:
             raise ValueError(f"{questions}: question {record.get('question_id')!r} has no turns")
@@ -66,11 +80,21 @@ def _first_turns(questions: Path) -> dict[Any, str]:
     return prompts
 
 
+def _judge_score(value: Any, judgements: Path, number: int) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{judgements}, record {number}: score {value!r} is not a number; "
+                         "a judgement's score is the judge's 1-10 (below 1 when it "
+                         "failed)") from None
+
+
 def _turn_scores(judgements: Path) -> dict[tuple[Any, str], list[float]]:
     """Valid judge scores per (question, model), one per turn (later duplicates replace)."""
     by_turn: dict[tuple[Any, str, Any], float] = {}
-    for record in read_records(judgements):
-        score = float(record["score"])
+    records = _records(judgements, ("question_id", "model", "score", "turn"), "judgement")
+    for number, record in enumerate(records, start=1):
+        score = _judge_score(record.get("score"), judgements, number)
         if score < _JUDGE_MIN:
             continue
         if score > _JUDGE_MAX:
@@ -95,7 +119,8 @@ def load_mt_bench(
     scores = _turn_scores(jpath)
     names = list(models) if models is not None else sorted({m for _, m in scores})
     if not names:
-        raise ValueError(f"{jpath}: no valid judgements")
+        raise ValueError(f"{jpath}: no valid judgements: every score is below 1, which "
+                         "marks a judgement that failed")
     rows: list[str] = []
     values: list[list[float]] = []
     for qid, prompt in prompts.items():

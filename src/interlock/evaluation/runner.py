@@ -101,6 +101,11 @@ def two_model_pair(table: OutcomeTable, strong: str | None, weak: str | None) ->
     tuple[str, str] | None
 ):
     """(strong, weak) when the run is a two-model one, else None (N models)."""
+    if len(table.models) < 2:
+        # Said here: the N-model path would ask for prices, as if those were missing.
+        raise ValueError(f"routing chooses between models, but the data has outcomes for "
+                         f"{len(table.models)}: {', '.join(table.models) or '(none)'}; give "
+                         "it a score column for at least two models")
     if strong is None and weak is None:
         if len(table.models) != 2:
             return None

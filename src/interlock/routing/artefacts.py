@@ -38,8 +38,16 @@ def write_arrays(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
-    with np.load(Path(path), allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+    """The named arrays; a ValueError naming the file when it is no .npz of plain
+    arrays (numpy's own message suggests unpickling it, wrong advice for weights)."""
+    p = Path(path)
+    try:
+        with np.load(p, allow_pickle=False) as data:
+            if not hasattr(data, "files"):
+                raise ValueError("one bare array")
+            return {k: data[k] for k in data.files}
+    except (ValueError, EOFError, zipfile.BadZipFile):
+        raise ValueError(f"{p} is not an .npz archive of arrays") from None
 
 
 def write_manifest(path: str | Path, manifest: dict[str, Any]) -> None:
@@ -49,5 +57,14 @@ def write_manifest(path: str | Path, manifest: dict[str, Any]) -> None:
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(Path(path).read_text(encoding="utf-8"))
+    """The manifest as a dict; a ValueError naming the file when it is not one (a
+    copy cut short or edited by hand), rather than a bare JSONDecodeError."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{p} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{p} holds a JSON {type(data).__name__}, not the object a "
+                         "manifest is")
     return data

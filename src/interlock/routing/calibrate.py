@@ -15,7 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from interlock.routing.data import data_files, load_outcomes, read_records
+from interlock.routing.data import (
+    EMPTY_PROMPT,
+    data_files,
+    load_prompt_column,
+    prompt_text,
+    read_records,
+)
 from interlock.routing.quality_policy import (
     Cost,
     choose_cheapest_reaching,
@@ -25,26 +31,47 @@ from interlock.routing.quality_policy import (
 
 
 def load_prompts(path: str | Path) -> list[str]:
-    """Prompts from JSONL ("prompt" field), an outcome table, or a text file (one per line)."""
+    """Prompts from JSONL ("prompt" field), training data, or a text file (one per line)."""
+    return load_prompts_counted(path)[0]
+
+
+def load_prompts_counted(path: str | Path) -> tuple[list[str], dict[str, int]]:
+    """The prompts and the rows left out, by reason. Training data (an outcome
+    table, battles) is read as `interlock train` reads its prompts, so calibration
+    sees the texts the router learnt from: a battle's first turn, no empty prompt."""
     p = Path(path)
     if p.is_dir() or p.suffix.lower() in (".csv", ".parquet"):
-        prompts = load_outcomes(p).prompts
-    elif p.suffix.lower() in (".jsonl", ".json"):
-        prompts = []
-        for f in data_files(p):
-            for number, r in enumerate(read_records(f), start=1):
-                prompt = r if isinstance(r, str) else (
-                    r.get("prompt") if isinstance(r, dict) else None)
-                if not isinstance(prompt, str):
-                    found = ("no 'prompt' field" if isinstance(r, dict) and "prompt" not in r
-                             else f"a {type(prompt if isinstance(r, dict) else r).__name__}")
-                    raise ValueError(f"{f}: record {number} needs a 'prompt' string "
-                                     f"(found {found})")
-                prompts.append(prompt)
-    else:
-        prompts = [line for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return load_prompt_column(p)
+    if p.suffix.lower() not in (".jsonl", ".json"):
+        lines = [line for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return _some(p, lines), {}
+    files = [(f, read_records(f)) for f in data_files(p)]
+    # Records with fields beside "prompt" are training data (an outcome table,
+    # battles, a "question" column): read as `train` reads them. Only a file of
+    # prompts alone gets the strict reading below.
+    if any(isinstance(r, dict) and r.keys() - {"prompt"} for _, rs in files for r in rs):
+        return load_prompt_column(p)
+    prompts, empty = [], 0
+    for f, records in files:
+        for number, r in enumerate(records, start=1):
+            prompt = r if isinstance(r, str) else (
+                r.get("prompt") if isinstance(r, dict) else None)
+            if isinstance(r, dict) and "prompt" in r and prompt_text(prompt) == "":
+                empty += 1  # null or blank: left out, as training leaves it out
+                continue
+            if not isinstance(prompt, str):
+                found = ("no 'prompt' field" if isinstance(r, dict) and "prompt" not in r
+                         else f"a {type(prompt if isinstance(r, dict) else r).__name__}")
+                raise ValueError(f"{f}: record {number} needs a 'prompt' string "
+                                 f"(found {found})")
+            prompts.append(prompt)
+    return _some(p, prompts), ({EMPTY_PROMPT: empty} if empty else {})
+
+
+
+def _some(path: Path, prompts: list[str]) -> list[str]:
     if not prompts:
-        raise ValueError(f"{p}: no prompts in it; give one prompt per line, or JSONL "
+        raise ValueError(f"{path}: no prompts in it; give one prompt per line, or JSONL "
                          "records with a 'prompt' field")
     return prompts
 

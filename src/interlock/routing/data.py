@@ -2,7 +2,8 @@
 
 An outcome table has one row per prompt and one quality score in [0, 1] per
 model (RouteLLM's CSV layout: `prompt`, then one boolean column per model).
-Battles are Chatbot Arena rows: prompt, model_a, model_b, winner.
+Battles are Chatbot Arena rows: prompt, model_a, model_b, winner (or the 55k
+set's three 0/1 winner columns).
 
 Readers accept CSV, JSONL and Parquet files, and directories of them (RouteLLM's
 MMLU data is one CSV per subject). Parquet needs pyarrow, imported where used.
@@ -28,6 +29,8 @@ _PROMPT_COLUMNS = ("prompt", "question", "text")
 _TOKEN_SUFFIXES = {"input_tokens": "__input_tokens", "output_tokens": "__output_tokens"}
 _TRUE = {"true", "t", "yes", "y"}
 _FALSE = {"false", "f", "no", "n"}
+# Why a row without a prompt is dropped, as `dropped` counts it for every reader.
+EMPTY_PROMPT = "an empty prompt"
 _TIES = {"tie", "tie (bothbad)", "tie(bothbad)", "both_bad", "bothbad"}
 
 
@@ -119,6 +122,12 @@ class Battles:
 # ---------------------------------------------------------------- outcome tables
 
 
+def _columns(records: list[dict[str, Any]]) -> list[str]:
+    """Every key of every row, in first-seen order: a JSONL row may leave out a key
+    (read as an empty cell), and the first row doing so must not lose the column."""
+    return list(dict.fromkeys(c for r in records for c in r))
+
+
 def _prompt_column(columns: Iterable[str], path: Path) -> str:
     cols = list(columns)
     for name in _PROMPT_COLUMNS:
@@ -165,7 +174,7 @@ def _score_columns(records: list[dict[str, Any]], prompt_col: str, path: Path) -
     a typo, which is reported rather than dropped, or the model would vanish
     from training without a word.
     """
-    columns = [c for c in records[0] if c != prompt_col]
+    columns = [c for c in _columns(records) if c != prompt_col]
     token_cols = {c for c in columns if c.endswith(tuple(_TOKEN_SUFFIXES.values()))}
     kept = []
     for c in columns:
@@ -189,10 +198,11 @@ def _score_matrix(records: list[dict[str, Any]], names: Sequence[str], path: Pat
     scores = np.empty((len(records), len(names)), dtype=np.float64)
     for i, r in enumerate(records):
         for j, m in enumerate(names):
+            # A key a JSONL row leaves out is an empty cell: the row is dropped.
             try:
-                scores[i, j] = _score(r[m])
+                scores[i, j] = _score(r.get(m))
             except (TypeError, ValueError):
-                raise _bad_cell(path, i, m, r[m]) from None
+                raise _bad_cell(path, i, m, r.get(m)) from None
     outside = (scores < 0.0) | (scores > 1.0)  # NaN compares false: empty cells pass
     if outside.any():
         i, j = (int(x[0]) for x in np.nonzero(outside))
@@ -206,9 +216,11 @@ def _score_matrix(records: list[dict[str, Any]], names: Sequence[str], path: Pat
 def _token_matrix(
     records: list[dict[str, Any]], models: Sequence[str], suffix: str
 ) -> np.ndarray | None:
-    if not all(m + suffix in records[0] for m in models):
+    columns = set(_columns(records))
+    if not all(m + suffix in columns for m in models):
         return None
-    return np.array([[_score(r[m + suffix]) for m in models] for r in records], dtype=np.float64)
+    return np.array([[_score(r.get(m + suffix)) for m in models] for r in records],
+                    dtype=np.float64)
 
 
 def _table_from_records(
@@ -216,15 +228,16 @@ def _table_from_records(
 ) -> OutcomeTable:
     if not records:
         raise ValueError(f"{path}: no rows")
-    prompt_col = _prompt_column(records[0].keys(), path)
+    columns = _columns(records)
+    prompt_col = _prompt_column(columns, path)
     names = list(models) if models is not None else _score_columns(records, prompt_col, path)
-    missing = [m for m in names if m not in records[0]]
+    missing = [m for m in names if m not in columns]
     if missing:
         raise ValueError(f"{path}: no column for models {missing}")
     if not names:
         raise ValueError(f"{path}: no score columns besides {prompt_col!r}")
     return OutcomeTable(
-        prompts=[str(r[prompt_col]) for r in records],
+        prompts=[prompt_text(r.get(prompt_col)) for r in records],
         models=names,
         scores=_score_matrix(records, names, path),
         input_tokens=_token_matrix(records, names, _TOKEN_SUFFIXES["input_tokens"]),
@@ -257,7 +270,7 @@ def _concat(tables: list[tuple[Path, OutcomeTable]]) -> OutcomeTable:
 
 
 def _has_prompt_column(records: list[dict[str, Any]]) -> bool:
-    return bool(records) and any(c in records[0] for c in _PROMPT_COLUMNS)
+    return bool(records) and any(c in _columns(records) for c in _PROMPT_COLUMNS)
 
 
 def load_outcomes(path: str | Path, *, models: Sequence[str] | None = None) -> OutcomeTable:
@@ -272,7 +285,23 @@ def load_outcomes(path: str | Path, *, models: Sequence[str] | None = None) -> O
 
 def _read_all(path: str | Path) -> list[tuple[Path, list[dict[str, Any]]]]:
     """Each data file of `path` with its rows, read once for whatever reads them."""
-    return [(f, read_records(f)) for f in data_files(path)]
+    return [(f, _objects(f, read_records(f))) for f in data_files(path)]
+
+
+_JSON_KINDS = {str: "string", int: "number", float: "number", bool: "true/false",
+               list: "array", type(None): "null"}
+
+
+def _objects(path: Path, records: list[Any]) -> list[dict[str, Any]]:
+    """The rows, each a JSON object; a list or a bare value (a JSON array of
+    numbers, a line holding a list) has no columns to read."""
+    for number, record in enumerate(records, start=1):
+        if not isinstance(record, dict):
+            kind = _JSON_KINDS.get(type(record), type(record).__name__)
+            raise ValueError(f"{path}, record {number}: a JSON {kind}, where "
+                             "each record must be an object with a prompt and a score per "
+                             'model (or a battle), such as {"prompt": "...", "gpt-4o": 1}')
+    return records
 
 
 def _outcomes_from(path: str | Path, files: list[tuple[Path, list[dict[str, Any]]]],
@@ -284,17 +313,29 @@ def _outcomes_from(path: str | Path, files: list[tuple[Path, list[dict[str, Any]
         tables.append((f, _table_from_records(records, f, models)))
     if not tables:
         raise ValueError(f"{path}: no file with a prompt column")
-    table = tables[0][1] if len(tables) == 1 else _concat(tables)
+    return _usable_rows(path, tables[0][1] if len(tables) == 1 else _concat(tables))
+
+
+def _usable_rows(path: str | Path, table: OutcomeTable) -> OutcomeTable:
+    """The rows with a prompt and every score; the others dropped and counted by why.
+    An empty prompt (a null in JSONL) was learnt from as the text "None" before."""
     incomplete = np.isnan(table.scores).any(axis=1)
+    no_prompt = np.array([not p.strip() for p in table.prompts], dtype=bool) & ~incomplete
     if incomplete.all():
         empty = [m for j, m in enumerate(table.models) if np.isnan(table.scores[:, j]).any()]
         raise ValueError(
             f"{path}: no usable rows: each of its {len(table)} rows lacks a score for "
             f"{' or '.join(empty)}; fill those cells in, or leave such models out with --models")
-    if incomplete.any():
-        table = table.take(np.flatnonzero(~incomplete))
-        table.dropped["a missing score"] = int(incomplete.sum())
-    return table
+    if (incomplete | no_prompt).all():
+        raise ValueError(f"{path}: no usable rows: each of its {len(table)} rows has an empty "
+                         "prompt or lacks a score")
+    if not (incomplete | no_prompt).any():
+        return table
+    kept = table.take(np.flatnonzero(~(incomplete | no_prompt)))
+    for why, rows in (("a missing score", incomplete), (EMPTY_PROMPT, no_prompt)):
+        if rows.any():
+            kept.dropped[why] = int(rows.sum())
+    return kept
 
 
 # ---------------------------------------------------------------- battles
@@ -302,18 +343,51 @@ def _outcomes_from(path: str | Path, files: list[tuple[Path, list[dict[str, Any]
 _BATTLE_FIELDS = ("model_a", "model_b", "winner")
 
 
+# lmsys-arena-human-preference-55k (RouteLLM's training battles) marks the
+# winner with three 0/1 columns instead of `winner`.
+_ONE_HOT_WINNERS = (("winner_model_a", "model_a"), ("winner_model_b", "model_b"),
+                    ("winner_tie", "tie"))
+
+
+def prompt_text(value: Any) -> str:
+    """A prompt cell as text, "" when there is none (null, blank): the one reading
+    of a prompt for training, evaluation and calibration, so that a row left out
+    of one is left out of all, rather than learnt from as the text "None". A
+    Parquet binary cell is its UTF-8 text, not the repr of its bytes."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    return "" if _is_blank(value) else str(value)
+
+
+def _turns_prompt(value: Any) -> str:
+    """A battle's prompt; one given as a list of the user's turns (the 55k set's
+    layout: a JSON string in CSV, a real list in JSONL or Parquet) is its first
+    turn, stripped, as RouteLLM reads it; "" when that turn is empty or missing.
+    A list holding anything but text and nulls is not turns but the prompt's text."""
+    turns = value
+    if isinstance(value, str) and value.strip().startswith("["):
+        try:
+            turns = json.loads(value)
+        except json.JSONDecodeError:
+            return prompt_text(value)
+    if not isinstance(turns, list) or not all(t is None or isinstance(t, str) for t in turns):
+        return prompt_text(value)
+    return prompt_text(turns[0]).strip() if turns else ""
+
+
 def _battle_prompt(record: dict[str, Any]) -> str | None:
-    """The prompt of a battle row; Arena rows carry it as the first user turn."""
+    """The prompt of a battle row ("" for an empty one); None when the row has
+    no prompt column. Arena rows carry it as the first user turn."""
     for name in _PROMPT_COLUMNS:
         if name in record:
-            return str(record[name])
+            return _turns_prompt(record[name])
     conversation = record.get("conversation_a")
     if isinstance(conversation, str):
         conversation = json.loads(conversation)
     if isinstance(conversation, list):
         for turn in conversation:
             if isinstance(turn, dict) and turn.get("role") == "user":
-                return str(turn.get("content", ""))
+                return prompt_text(turn.get("content"))
     return None
 
 
@@ -324,23 +398,48 @@ def _winner(value: Any) -> str | None:
     return "tie" if text in _TIES else None
 
 
+def _one_hot_winner(record: dict[str, Any], where: str) -> str | None:
+    """The winner in the 55k layout; None when the row has none of its columns."""
+    if not any(column in record for column, _ in _ONE_HOT_WINNERS):
+        return None
+    marked = [winner for column, winner in _ONE_HOT_WINNERS
+              if str(record.get(column, "")).strip().lower() in ("1", "1.0", "true")]
+    if len(marked) != 1:
+        shown = {column: record.get(column) for column, _ in _ONE_HOT_WINNERS}
+        raise ValueError(f"{where}: exactly one of winner_model_a, winner_model_b and "
+                         f"winner_tie must be 1; got {shown}")
+    return marked[0]
+
+
+def _row_winner(record: dict[str, Any], where: str) -> str:
+    if _is_blank(record.get("winner")):
+        winner = _one_hot_winner(record, where)
+        if winner is None:
+            raise ValueError(f"{where} has no winner; each battle row needs a prompt (or "
+                             "conversation_a), model_a, model_b and winner (or "
+                             "winner_model_a, winner_model_b and winner_tie, as 0 or 1)")
+        return winner
+    winner = _winner(record["winner"])
+    if winner is None:
+        raise ValueError(f"{where}: winner must be model_a, model_b or tie; "
+                         f"got {record['winner']!r}")
+    return winner
+
+
 def _battle_row(record: dict[str, Any], where: str) -> tuple[str, str, str, str]:
     """(prompt, model_a, model_b, winner) of one row; `where` names it in errors."""
     if not isinstance(record, dict):
         raise ValueError(f"{where}: a battle row must be a JSON object, got "
                          f"{type(record).__name__}")
-    for name in _BATTLE_FIELDS:
+    for name in ("model_a", "model_b"):
         if _is_blank(record.get(name)):
             raise ValueError(f"{where} has no {name}; each battle row needs a prompt "
                              "(or conversation_a), model_a, model_b and winner")
+    winner = _row_winner(record, where)
     prompt = _battle_prompt(record)
     if prompt is None:
         raise ValueError(f"{where} has no prompt (looked for {', '.join(_PROMPT_COLUMNS)} "
                          f"and conversation_a); its keys: {sorted(record)}")
-    winner = _winner(record["winner"])
-    if winner is None:
-        raise ValueError(f"{where}: winner must be model_a, model_b or tie; "
-                         f"got {record['winner']!r}")
     return prompt, str(record["model_a"]), str(record["model_b"]), winner
 
 
@@ -352,21 +451,28 @@ def load_battles(path: str | Path) -> Battles:
 def _battles_from(path: str | Path,
                   files: list[tuple[Path, list[dict[str, Any]]]]) -> Battles:
     battles = Battles([], [], [], [])
+    empty = 0
     for f, records in files:
         for number, r in enumerate(records, start=1):
             prompt, a, b, winner = _battle_row(r, f"{f}, row {number}")
+            if not prompt.strip():
+                empty += 1
+                continue
             battles.prompts.append(prompt)
             battles.model_a.append(a)
             battles.model_b.append(b)
             battles.winner.append(winner)
     if not battles.prompts:
-        raise ValueError(f"{path}: no battles")
+        raise ValueError(f"{path}: no battles" + (
+            f": each of its {empty} rows has an empty prompt" if empty else ""))
+    if empty:
+        battles.dropped[EMPTY_PROMPT] = empty
     return battles
 
 
 def _layout(records: list[dict[str, Any]]) -> str | None:
     """"battles", "outcomes", or None for a side file (no prompt column)."""
-    if records and isinstance(records[0], dict) and any(f in records[0] for f in _BATTLE_FIELDS):
+    if records and any(f in _columns(records) for f in _BATTLE_FIELDS):
         return "battles"
     return "outcomes" if _has_prompt_column(records) else None
 
@@ -396,6 +502,7 @@ def _battles_between(battles: Battles, models: Sequence[str]) -> Battles:
         raise ValueError(
             f"no battle between the --models involves {', '.join(absent)}; the data's models: "
             f"{', '.join(battles.models)}")
+    kept.dropped.update(battles.dropped)
     if len(keep) < len(battles):
         kept.dropped["a model outside --models"] = len(battles) - len(keep)
     return kept
@@ -410,6 +517,39 @@ def load_training_data(path: str | Path, *, models: Sequence[str] | None = None)
         battles = _battles_from(path, files)
         return battles if models is None else _battles_between(battles, models)
     return _outcomes_from(path, files, models)
+
+
+def rows_summary(used: int, dropped: dict[str, int]) -> str:
+    """"120 rows used, 3 dropped for a missing score": what a reader kept and why not."""
+    parts = [f"{used:,} row{'s' * (used != 1)} used"]
+    parts += [f"{n:,} dropped for {why}" for why, n in dropped.items()]
+    return ", ".join(parts)
+
+
+def load_prompt_column(path: str | Path) -> tuple[list[str], dict[str, int]]:
+    """The prompts of training data (outcome table or battles), read as training
+    reads them (a battle's first turn), scores unread; with the rows left out for
+    an empty prompt counted, as `dropped` counts them."""
+    files = _read_all(path)
+    battles = _data_layout(path, files) == "battles"
+    read: list[str] = []
+    for f, records in files:
+        if battles:
+            for number, r in enumerate(records, start=1):
+                prompt = _battle_prompt(r)
+                if prompt is None:
+                    raise ValueError(f"{f}, row {number} has no prompt (looked for "
+                                     f"{', '.join(_PROMPT_COLUMNS)} and conversation_a)")
+                read.append(prompt)
+        elif _has_prompt_column(records) or not Path(path).is_dir():  # skip side files
+            column = _prompt_column(_columns(records), f)
+            read += [prompt_text(r.get(column)) for r in records]
+    prompts = [p for p in read if p.strip()]
+    if not prompts:
+        raise ValueError(f"{path}: no prompts in it" + (
+            f": each of its {len(read)} rows has an empty prompt" if read else ""))
+    return prompts, ({EMPTY_PROMPT: len(read) - len(prompts)} if len(prompts) < len(read)
+                     else {})
 
 
 def data_hash(path: str | Path) -> str:

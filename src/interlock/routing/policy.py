@@ -15,7 +15,7 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -352,7 +352,7 @@ class RoutingPolicy:
         """P(the strong group's answer wins) per prompt, as `router-<name>-<t>` scores
         it, in one batch (RouteLLM's `batch_calculate_win_rate`)."""
         routed = self._alias_group(f"router-{router_name}", router_name, 0.5)
-        return await self._win_probs(router_name, routed, prompts)
+        return await self._win_probs(router_name, routed, _prompt_list(prompts))
 
     async def _win_prob(self, router_name: str, routed: RoutedGroup, prompt: str) -> float:
         return (await self._win_probs(router_name, routed, [prompt]))[0]
@@ -393,6 +393,20 @@ class RoutingPolicy:
         return RoutingDecision(name, choice.group, router_name, choice.reason,
                                score=choice.score, candidates=tuple(
                                    Candidate(g, s) for g, s in choice.scores.items()))
+
+
+def _prompt_list(prompts: Any) -> list[str]:
+    """The prompts to score, checked: one string alone would be scored letter by
+    letter, and a None deep in a router is an AttributeError."""
+    if isinstance(prompts, str) or not isinstance(prompts, Iterable):
+        raise InvalidRequest(f"win_rates takes a list of prompts (got a value of type "
+                             f"{type(prompts).__name__}): wrap one prompt as [prompt]")
+    listed = list(prompts)
+    for index, prompt in enumerate(listed):
+        if not isinstance(prompt, str):
+            raise InvalidRequest(f"win_rates: prompt {index} has type "
+                                 f"{type(prompt).__name__}, not str")
+    return listed
 
 
 def _prompt_coin(prompt: str) -> float:

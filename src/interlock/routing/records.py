@@ -59,6 +59,21 @@ def _json_array(path: Path, text: str) -> list[Any]:
                          f"{exc.colno})") from None
 
 
+def _csv_rows(path: Path) -> list[dict[str, Any]]:
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        try:
+            return list(reader)
+        except csv.Error as exc:
+            # csv's limit on a cell is process-wide; raising it here would change it
+            # for every other reader in the process, so long prompts go elsewhere.
+            hint = ("; keep prompts this long in a .jsonl or .parquet file"
+                    if "field limit" in str(exc) else "")
+            # line_num counts the lines read before the row that failed.
+            raise ValueError(f"{path}, line {reader.line_num + 1}: not readable as CSV "
+                             f"({exc}){hint}") from None
+
+
 def read_records(path: Path) -> list[dict[str, Any]]:
     """Rows of one CSV, JSONL/JSON or Parquet file as dictionaries."""
     suffix = path.suffix.lower()
@@ -68,8 +83,7 @@ def read_records(path: Path) -> list[dict[str, Any]]:
         return list(pq.read_table(path).to_pylist())
     try:
         if suffix == ".csv":
-            with path.open(newline="", encoding="utf-8-sig") as fh:
-                return list(csv.DictReader(fh))
+            return _csv_rows(path)
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#x} at offset "

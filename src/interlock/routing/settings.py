@@ -140,8 +140,9 @@ class RoutedGroup(_Strict):
     def _threshold_is_a_probability(cls, value: float | None) -> float | None:
         # Above 1 every request went to the weak group, below 0 to the strong one.
         if value is not None and not 0.0 <= value <= 1.0:
-            raise ValueError(f"got {value:g}; expected a probability in [0, 1] (a score at "
-                             "or above it picks the strong group), as router-<name>-<t> takes")
+            # No "got": the config's report puts the value first itself.
+            raise ValueError("expected a probability in [0, 1] (a score at or above it "
+                             "picks the strong group), as router-<name>-<t> takes")
         return value
 
 

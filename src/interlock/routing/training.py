@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from interlock.routing.data import data_hash, load_training_data
+from interlock.routing.data import data_hash, load_training_data, rows_summary
 from interlock.routing.features import make_featurizer
 from interlock.routing.learned import QualityRouter, make_router
 
@@ -58,9 +58,7 @@ class TrainingRun:
 
     def summary(self) -> str:
         """"120 rows used, 3 dropped for a missing score"."""
-        parts = [f"{self.rows:,} row{'s' * (self.rows != 1)} used"]
-        parts += [f"{n:,} dropped for {why}" for why, n in self.dropped.items()]
-        return ", ".join(parts)
+        return rows_summary(self.rows, self.dropped)
 
 
 def _notes(router: QualityRouter, prompts: Sequence[str]) -> list[str]:

@@ -6,6 +6,7 @@ Imports: `errors`, `routing.artefacts`, `routing.features`, `routing.featurizer_
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -52,25 +53,41 @@ def train_command(name: str, path: str | Path) -> str:
     return f"interlock train {name} --data YOUR_OUTCOMES.csv --out {path}"
 
 
-def load_router(
-    path: str | Path, *, name: str | None = None, embed: Embed | None = None,
-    ask: Ask | None = None, cache_size: int = 1024,
-) -> QualityRouter:
-    """Load a trained router from its directory; RouterNotTrained if there is none.
+# What a damaged artefact raises on load: a file missing (OSError), not JSON, an
+# .npz that is not one (numpy's ValueError, which suggests unpickling it: wrong
+# advice here), a truncated zip, an array or manifest field left out.
+_DAMAGED = (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile)
 
-    `name` (the router the config expects) only shapes the error message and
-    is checked against the manifest. The featuriser is wrapped in an LRU cache of
-    `cache_size` prompts (0: none), so a retried or repeated prompt is featurised once.
-    """
-    p = Path(path)
+
+def _damaged(p: Path, kind: str | None, exc: BaseException) -> RouterNotTrained:
+    return RouterNotTrained(
+        f"the {kind or 'trained'} router at {p} is damaged or incomplete ({exc}); "
+        f"train it again: {train_command(kind or 'ROUTER', p)}")
+
+
+def _routellm_note(p: Path) -> str:
+    """RouteLLM's examples name its published checkpoints by Hugging Face id
+    (routellm/mf_gpt4_augmented); code ported with them meets a missing folder."""
+    if p.parent.name != "routellm" or p.exists():
+        return ""
+    return (f"; {p.parent.name}/{p.name} looks like one of RouteLLM's published checkpoints "
+            "(a Hugging Face id), which Interlock cannot load: it downloads nothing and reads "
+            "no PyTorch weights")
+
+
+def _manifest(p: Path, name: str | None) -> dict[str, Any]:
+    """The checked manifest of the artefact at `p`, else RouterNotTrained saying what to do."""
     manifest_path = p / "manifest.json"
     if not manifest_path.is_file():
         kind = f"{name} router" if name else "router"
         raise RouterNotTrained(
-            f"no trained {kind} at {p} (missing {manifest_path.name}); "
+            f"no trained {kind} at {p} (missing {manifest_path.name}){_routellm_note(p)}; "
             f"make one with: {train_command(name or 'ROUTER', p)}"
         )
-    manifest = read_manifest(manifest_path)
+    try:
+        manifest = read_manifest(manifest_path)
+    except (OSError, ValueError) as exc:
+        raise _damaged(p, name, exc) from None
     if manifest.get("format") != ARTEFACT_FORMAT:
         raise RouterNotTrained(f"{manifest_path} is not an Interlock router artefact; "
                                f"make one with: {train_command(name or 'ROUTER', p)}")
@@ -84,7 +101,30 @@ def load_router(
             f"or, to use this {found} router, name the router {found!r} (or a name of your "
             "own, which takes any kind)"
         )
-    router = router_class(found).load(p, embed=embed, manifest=manifest)
+    return manifest
+
+
+def load_router(
+    path: str | Path, *, name: str | None = None, embed: Embed | None = None,
+    ask: Ask | None = None, cache_size: int = 1024,
+) -> QualityRouter:
+    """Load a trained router from its directory; RouterNotTrained if there is none,
+    or if what is there is damaged (a copy cut short, a file lost or edited).
+
+    `name` (the router the config expects) only shapes the error message and
+    is checked against the manifest. The featuriser is wrapped in an LRU cache of
+    `cache_size` prompts (0: none), so a retried or repeated prompt is featurised once.
+    """
+    p = Path(path)
+    manifest = _manifest(p, name)
+    found = str(manifest.get("router"))
+    cls = router_class(found) if found in ROUTER_NAMES else None
+    if cls is None:
+        raise _damaged(p, None, ValueError(f"its manifest names no known router: {found!r}"))
+    try:
+        router = cls.load(p, embed=embed, manifest=manifest)
+    except _DAMAGED as exc:
+        raise _damaged(p, found, exc) from None
     if isinstance(router, LlmRouter):
         router.ask = ask
     if cache_size > 0 and router.featurizer is not None:
