@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from interlock import Router
-from interlock.errors import InvalidRequest
+from interlock.errors import InvalidRequest, NoDeploymentAvailable
 from interlock.testing import FakeUpstream
 
 MESSAGES = [{"role": "user", "content": "Is this call billed?"}]
@@ -76,6 +76,27 @@ def test_a_deployment_mocked_in_its_params_needs_no_key(
         assert own.choices[0].message.content == "mine"
     finally:
         router.close()
+    assert provider_env.received == []
+
+
+async def test_a_call_with_its_own_mock_response_needs_no_key(
+        provider_env: FakeUpstream, monkeypatch: pytest.MonkeyPatch) -> None:
+    # LiteLLM answers `mock_response` without a key, and unit tests are written
+    # on machines that set none: the keyless deployment was skipped as
+    # unavailable and the call failed with NoDeploymentAvailable.
+    monkeypatch.delenv("OPENAI_API_KEY")
+    async with Router(model_list=_model_list()) as router:
+        answer = await router.acompletion(model="chat", messages=MESSAGES,
+                                          mock_response=MOCKED)
+        stream = await router.acompletion(model="chat", messages=MESSAGES, stream=True,
+                                          mock_response=MOCKED)
+        pieces = [c.choices[0].delta.content or "" async for c in stream if c.choices]
+        # Without a mock the deployment is still unavailable, and says why.
+        with pytest.raises(NoDeploymentAvailable, match="OPENAI_API_KEY"):
+            await router.acompletion(model="chat", messages=MESSAGES)
+    assert answer.choices[0].message.content == MOCKED
+    assert answer.interlock["deployment"] == "chat/openai/gpt-4o-mini"
+    assert "".join(pieces) == MOCKED
     assert provider_env.received == []
 
 
