@@ -75,3 +75,22 @@ def test_check_and_calibrate_say_so_without_a_traceback(damaged: Path, tmp_path:
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 2, result.output
         assert "is damaged or incomplete" in result.output
+
+
+@pytest.mark.parametrize("version", [2, 0, "1", None])
+def test_an_artefact_of_another_format_version_is_refused_saying_so(
+        tmp_path: Path, version: object) -> None:
+    # A newer Interlock's layout, read as this one's, loaded on (the version was
+    # written and never read) until some file did not match.
+    import json
+
+    folder = tmp_path / "models" / "knn"
+    knn_checkpoint(folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["version"] = version
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(RouterNotTrained) as info:
+        load_router(folder, name="knn")
+    assert f"artefact format version {version!r}, and this Interlock reads versions 1 to 1" in (
+        str(info.value))
+    assert "interlock train knn" in str(info.value)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from interlock.errors import RouterNotTrained
-from interlock.routing.artefacts import ARTEFACT_FORMAT, read_manifest
+from interlock.routing.artefacts import ARTEFACT_FORMAT, ARTEFACT_VERSION, read_manifest
 from interlock.routing.features import CachedFeaturizer
 from interlock.routing.featurizer_protocol import Embed
 from interlock.routing.learned.base import QualityRouter
@@ -91,6 +91,15 @@ def _manifest(p: Path, name: str | None) -> dict[str, Any]:
     if manifest.get("format") != ARTEFACT_FORMAT:
         raise RouterNotTrained(f"{manifest_path} is not an Interlock router artefact; "
                                f"make one with: {train_command(name or 'ROUTER', p)}")
+    version = manifest.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or not (
+            1 <= version <= ARTEFACT_VERSION):
+        # A newer Interlock's layout read as this one's would load wrong weights, or
+        # fail later with an error about a file rather than the version.
+        raise RouterNotTrained(
+            f"{manifest_path} is in artefact format version {version!r}, and this "
+            f"Interlock reads versions 1 to {ARTEFACT_VERSION}: use the Interlock that "
+            f"trained it, or train it again: {train_command(name or 'ROUTER', p)}")
     found = str(manifest.get("router"))
     if name is not None and name != found:
         # Retraining into `p` would overwrite the other router: a new directory, or
