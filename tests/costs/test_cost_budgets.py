@@ -1269,10 +1269,19 @@ def _by_period(ledger: _Ledger) -> Any:
     return record
 
 
-def _day_and_month(gate: BudgetGate, ledger: _Ledger, month_usd: str) -> None:
-    gate.budgets = [Budget(deployment="d1", max_usd=Decimal(100), period="day"),
-                    Budget(deployment="d1", max_usd=Decimal(month_usd), period="month")]
-    gate.record = _by_period(ledger)
+async def _outage_before_midnight(gates: list[BudgetGate], clock: Clock, ledger: _Ledger,
+                                  month_usd: str) -> None:
+    """Every replica with a day and a month budget on d1; at 23:30 on 10 May the
+    first makes one call through Redis, then Redis goes away and it makes six
+    more in memory."""
+    for gate in gates:
+        gate.budgets = [Budget(deployment="d1", max_usd=Decimal(100), period="day"),
+                        Budget(deployment="d1", max_usd=Decimal(month_usd), period="month")]
+        gate.record = _by_period(ledger)
+    clock.t = datetime(2026, 5, 10, 23, 30, tzinfo=UTC).timestamp()
+    assert await _qa_calls(gates[0], ledger, 1) == 1
+    _away(gates[0], clock)
+    assert await _qa_calls(gates[0], ledger, 6) == 6
 
 
 @pytest.mark.parametrize("lost", ["expired", "wiped"])
@@ -1284,12 +1293,7 @@ async def test_an_outage_past_its_day_s_end_still_counts_its_calls_for_the_month
     # refused whole, so the month never had it (16 calls on a month of 10),
     # and the settle, never to be seeded again, stayed owed for good.
     async with _qa_replicas(redis_url, replicas=2) as ([a, b], direct, clock, ledger):
-        for gate in (a, b):
-            _day_and_month(gate, ledger, "1")  # the month holds 10 calls
-        clock.t = datetime(2026, 5, 10, 23, 30, tzinfo=UTC).timestamp()
-        assert await _qa_calls(a, ledger, 1) == 1
-        _away(a, clock)
-        assert await _qa_calls(a, ledger, 6) == 6
+        await _outage_before_midnight([a, b], clock, ledger, "1")  # a month of 10 calls
         clock.t = datetime(2026, 5, 11, 1, 10, tzinfo=UTC).timestamp()
         if lost == "expired":  # as their TTL does: the day's end and an hour
             await direct.delete(*[k async for k in direct.scan_iter(
@@ -1311,12 +1315,7 @@ async def test_settles_of_an_ended_period_are_let_go_and_hold_no_limit(
     # limit by their cost for the rest of the month, while the other replica
     # admitted the month's calls in full.
     async with _qa_replicas(redis_url, replicas=2) as ([a, b], direct, clock, ledger):
-        for gate in (a, b):
-            _day_and_month(gate, ledger, "2.02")  # the month holds 20 calls
-        clock.t = datetime(2026, 5, 10, 23, 30, tzinfo=UTC).timestamp()
-        assert await _qa_calls(a, ledger, 1) == 1
-        _away(a, clock)
-        assert await _qa_calls(a, ledger, 6) == 6
+        await _outage_before_midnight([a, b], clock, ledger, "2.02")  # a month of 20 calls
         clock.t = datetime(2026, 5, 11, 0, 30, tzinfo=UTC).timestamp()
         await _wipe(direct, a)  # Redis restarts empty: the day's mark is gone for good
         _back(clock)
