@@ -10,6 +10,7 @@ Imports: `adapters.*`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -103,9 +104,7 @@ def at_default_host(provider: str, api_base: str) -> bool:
     is localhost, so any localhost base URL counts: no reader asks about those.
     A base URL that does not parse is on no provider's host (and its error,
     which may quote the URL's password, is not raised)."""
-    family = PROVIDER_ALIASES.get(provider, provider)
-    default = OPENAI_COMPATIBLE_BASES.get(provider) or DEFAULT_BASE_URL.get(family)
-    own = urlsplit(default).hostname if default is not None else None
+    own = _default_host(provider)
     try:
         # urlsplit lowers the hostname, so any case matches.
         host = urlsplit(api_base).hostname
@@ -113,6 +112,15 @@ def at_default_host(provider: str, api_base: str) -> bool:
         return False
     return own is not None and host is not None and (
         host == own or host.endswith(f".{own}"))
+
+
+@functools.cache
+def _default_host(provider: str) -> str | None:
+    """The host of the provider's usual endpoint; parsed once per provider, as
+    the field rules ask for each request with fields beyond the usual."""
+    family = PROVIDER_ALIASES.get(provider, provider)
+    default = OPENAI_COMPATIBLE_BASES.get(provider) or DEFAULT_BASE_URL.get(family)
+    return urlsplit(default).hostname if default is not None else None
 
 
 def known_providers() -> list[str]:

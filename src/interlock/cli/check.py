@@ -310,7 +310,7 @@ def _skipped_above(config: InterlockConfig, deployment: Deployment) -> int | Non
 def _input_limit(deployment: dict[str, Any]) -> str:
     """The input limit as the pre-call checks hold it: a model table's window
     'window 128000 tokens (genai-prices openai/gpt-4o; skipped only above
-    ~170,667 estimated)'; the config's own 'max_input_tokens 50000 (skipped
+    ~170,666 estimated)'; the config's own 'max_input_tokens 50000 (skipped
     above ~47,500 estimated)', as the other limits are shown."""
     skipped_above = deployment["skipped_above_estimated_tokens"]
     if deployment["max_input_tokens_listed"]:
